@@ -1,0 +1,3 @@
+module github.com/omniq/omniq
+
+go 1.26.8

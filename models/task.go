@@ -1,0 +1,189 @@
+package models
+
+import (
+	"fmt"
+	"time"
+)
+
+// SchemaVersion is the version of the Task record format written by this
+// package. Records without a schema_version were written by version 0, before
+// Error and Errors existed; they decode unchanged.
+const SchemaVersion = 1
+
+// MaxErrorHistory bounds Task.Errors. When a task fails more often, the oldest
+// entries are dropped and counted in Task.ErrorsDropped.
+const MaxErrorHistory = 32
+
+// Task is the state record of one task, kept in the OMNIQ_STATE bucket under
+// its ID. The task's payload is not part of it: the payload travels in the
+// task's JetStream message.
+//
+// Counters: Attempt counts the attempts started (1 while the first runs).
+// RetryCount counts the retries made after retryable failures; it is what
+// MaxRetries bounds and what TaskError.RetryCount records. Interruptions
+// counts attempts cut short because the runner executing them died; those do
+// not use up the retry budget.
+type Task struct {
+	// SchemaVersion is the record format version (SchemaVersion when written
+	// by this package, 0 for records from before it existed).
+	SchemaVersion int `json:"schema_version"`
+	// ID is the task id: the message's Nats-Msg-Id and the KV key. See
+	// ValidateTaskID.
+	ID string `json:"id"`
+	// Function is the name of the function the task runs. See
+	// ValidateFunctionName.
+	Function string `json:"function"`
+	// Status is where the task is in its life.
+	Status TaskStatus `json:"status"`
+	// Attempt is the number of attempts started so far.
+	Attempt int `json:"attempt"`
+	// RetryCount is the number of retries made so far.
+	RetryCount int `json:"retry_count"`
+	// MaxRetries is how many retries the task may have after its first
+	// attempt; 0 means one attempt only.
+	MaxRetries int `json:"max_retries"`
+	// Interruptions counts attempts lost to a runner dying mid-task.
+	Interruptions int `json:"interruptions,omitempty"`
+	// Replays counts how often an operator replayed the task from the
+	// dead-letter stream.
+	Replays int `json:"replays,omitempty"`
+	// Timeout is the per-attempt deadline; zero means the function's default.
+	Timeout Duration `json:"timeout,omitzero"`
+	// Runner identifies the runner holding the claim while Status is running.
+	Runner string `json:"runner,omitempty"`
+	// CreatedAt is when the task was submitted.
+	CreatedAt time.Time `json:"created_at"`
+	// RunAt is the earliest time the next attempt may start: set for delayed
+	// submissions and scheduled retries.
+	RunAt time.Time `json:"run_at,omitzero"`
+	// StartedAt is when the latest attempt started.
+	StartedAt time.Time `json:"started_at,omitzero"`
+	// FinishedAt is when the task reached a terminal status.
+	FinishedAt time.Time `json:"finished_at,omitzero"`
+	// UpdatedAt is when the record last changed.
+	UpdatedAt time.Time `json:"updated_at"`
+	// Result is what the handler returned, for a succeeded task.
+	Result []byte `json:"result,omitempty"`
+	// Error is the latest attempt's failure, nil when it has not failed.
+	Error *TaskError `json:"error,omitempty"`
+	// Errors is every failed attempt's TaskError, oldest first, at most
+	// MaxErrorHistory of them.
+	Errors []TaskError `json:"errors,omitempty"`
+	// ErrorsDropped counts the oldest entries dropped from Errors to keep it
+	// within MaxErrorHistory.
+	ErrorsDropped int `json:"errors_dropped,omitempty"`
+}
+
+// NewTask returns a pending task record created at now, with the current
+// SchemaVersion. It does not validate; call Validate.
+func NewTask(id, function string, maxRetries int, timeout time.Duration, now time.Time) *Task {
+	now = now.UTC()
+	return &Task{
+		SchemaVersion: SchemaVersion,
+		ID:            id,
+		Function:      function,
+		Status:        StatusPending,
+		MaxRetries:    maxRetries,
+		Timeout:       Duration(timeout),
+		CreatedAt:     now,
+		UpdatedAt:     now,
+	}
+}
+
+// Validate reports the first invalid field of t as a *FieldError wrapping
+// ErrInvalidTask (ErrInvalidTaskID or ErrInvalidFunctionName for those
+// fields, ErrInvalidTaskError for a bad Error), or nil when t is valid.
+func (t *Task) Validate() error {
+	if err := ValidateTaskID(t.ID); err != nil {
+		return err
+	}
+	if err := ValidateFunctionName(t.Function); err != nil {
+		return err
+	}
+	switch {
+	case !t.Status.Valid():
+		return fieldError(ErrInvalidTask, "status", "%q is not one of %v", t.Status, AllStatuses)
+	case t.Attempt < 0:
+		return fieldError(ErrInvalidTask, "attempt", "must be >= 0, got %d", t.Attempt)
+	case t.RetryCount < 0:
+		return fieldError(ErrInvalidTask, "retry_count", "must be >= 0, got %d", t.RetryCount)
+	case t.MaxRetries < 0:
+		return fieldError(ErrInvalidTask, "max_retries", "must be >= 0, got %d", t.MaxRetries)
+	case t.Interruptions < 0:
+		return fieldError(ErrInvalidTask, "interruptions", "must be >= 0, got %d", t.Interruptions)
+	case t.Timeout < 0:
+		return fieldError(ErrInvalidTask, "timeout", "must be >= 0, got %s", t.Timeout)
+	case t.CreatedAt.IsZero():
+		return fieldError(ErrInvalidTask, "created_at", "is required")
+	}
+	if t.Error != nil {
+		if err := t.Error.Validate(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Transition moves t to status to at time now, or returns an error wrapping
+// ErrIllegalTransition and leaves t unchanged. It stamps UpdatedAt, StartedAt
+// on entering running and FinishedAt on entering a terminal status.
+func (t *Task) Transition(to TaskStatus, now time.Time) error {
+	if err := CheckTransition(t.Status, to); err != nil {
+		return err
+	}
+	now = now.UTC()
+	t.Status = to
+	t.UpdatedAt = now
+	if to == StatusRunning {
+		t.StartedAt = now
+	}
+	if to.IsTerminal() {
+		t.FinishedAt = now
+		t.Runner = ""
+	}
+	return nil
+}
+
+// RecordError makes e the task's current Error and appends it to Errors,
+// dropping (and counting) the oldest entry when the history is full.
+func (t *Task) RecordError(e TaskError) {
+	t.Error = &e
+	if len(t.Errors) >= MaxErrorHistory {
+		drop := len(t.Errors) - MaxErrorHistory + 1
+		t.Errors = append(t.Errors[:0:0], t.Errors[drop:]...)
+		t.ErrorsDropped += drop
+	}
+	t.Errors = append(t.Errors, e)
+}
+
+// RetriesLeft reports how many retries the task may still have.
+func (t *Task) RetriesLeft() int {
+	if n := t.MaxRetries - t.RetryCount; n > 0 {
+		return n
+	}
+	return 0
+}
+
+// Replay reopens a dead-lettered task for a new run with a fresh retry
+// budget: an operator's explicit act, outside the runner's state machine. It
+// requires Status failed (otherwise it returns an error wrapping
+// ErrIllegalTransition), resets Status to pending and the retry and
+// interruption counters to zero, clears Error, Result and FinishedAt, counts
+// the replay and keeps the error history.
+func (t *Task) Replay(now time.Time) error {
+	if t.Status != StatusFailed {
+		return fmt.Errorf("%w: replay needs status %s, task %s is %s", ErrIllegalTransition, StatusFailed, t.ID, t.Status)
+	}
+	now = now.UTC()
+	t.Status = StatusPending
+	t.RetryCount = 0
+	t.Interruptions = 0
+	t.Replays++
+	t.Error = nil
+	t.Result = nil
+	t.Runner = ""
+	t.RunAt = time.Time{}
+	t.FinishedAt = time.Time{}
+	t.UpdatedAt = now
+	return nil
+}

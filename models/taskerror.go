@@ -1,0 +1,155 @@
+package models
+
+import (
+	"fmt"
+	"strings"
+	"time"
+	"unicode/utf8"
+)
+
+// Error types that OmniQ itself assigns. A handler may also name its own type
+// (for example "ValidationError"); any non-empty string is a valid ErrorType.
+// docs/errors.md explains when each one happens and whether it is retried.
+const (
+	// ErrorTypeHandler: the handler returned an error. Retryable unless the
+	// handler marked it permanent.
+	ErrorTypeHandler = "handler_error"
+	// ErrorTypePanic: the handler panicked; the plugin recovered it and sent
+	// the goroutine's stack as the traceback. Retryable.
+	ErrorTypePanic = "panic"
+	// ErrorTypePluginCrash: the plugin process died while running the task
+	// (exit, signal, out-of-memory kill). Retryable.
+	ErrorTypePluginCrash = "plugin_crash"
+	// ErrorTypeTimeout: the task ran past its deadline and was stopped.
+	// Retryable.
+	ErrorTypeTimeout = "timeout"
+	// ErrorTypePluginUnavailable: the plugin binary is missing, failed to
+	// start, or is quarantined after repeated crashes. Retryable.
+	ErrorTypePluginUnavailable = "plugin_unavailable"
+	// ErrorTypeUnknownFunction: no plugin serves the task's function. Not
+	// retryable.
+	ErrorTypeUnknownFunction = "unknown_function"
+	// ErrorTypeInvalidTask: the task itself is malformed (bad headers, payload
+	// over the limit). Not retryable.
+	ErrorTypeInvalidTask = "invalid_task"
+	// ErrorTypeCancelled: the task was cancelled while it ran. Not retryable.
+	ErrorTypeCancelled = "cancelled"
+	// ErrorTypeInterrupted: the runner executing the task died too many times
+	// while running it. Not retryable.
+	ErrorTypeInterrupted = "interrupted"
+)
+
+// MaxTracebackBytes bounds TaskError.Traceback. Longer tracebacks keep their
+// head (where a panic message and the innermost frames are) and their tail
+// (where a crashing process wrote last) around an elision marker.
+const MaxTracebackBytes = 16 << 10
+
+// TaskError describes one failed attempt of a task: what kind of failure it
+// was, a human-readable message, when it happened, the stack or output that
+// explains it, how many retries had already been made, and whether OmniQ may
+// try again.
+//
+// It has exactly six fields and they are the wire format; see docs/errors.md.
+// A *TaskError is also a Go error, so it can be returned, wrapped and found
+// again with errors.As.
+type TaskError struct {
+	// ErrorType is the failure category (one of the ErrorType constants) or a
+	// type the handler named. Required.
+	ErrorType string `json:"error_type"`
+	// Message says what went wrong. For a crash it says how the process
+	// ended: exit status, signal, out of memory. Required.
+	Message string `json:"message"`
+	// Timestamp is when the failure happened, in UTC. NewTaskError sets it to
+	// now when it is zero.
+	Timestamp time.Time `json:"timestamp"`
+	// Traceback is the stack or output explaining the failure: a Go panic
+	// stack, a Python traceback, the tail of a crashed plugin's stderr. At
+	// most MaxTracebackBytes long.
+	Traceback string `json:"traceback"`
+	// RetryCount is the number of retries already made when this failure
+	// happened: 0 on the first attempt. Never negative.
+	RetryCount int `json:"retry_count"`
+	// IsRetryable says whether OmniQ may try the task again (budget
+	// permitting).
+	IsRetryable bool `json:"is_retryable"`
+}
+
+// NewTaskError validates and normalises fields and returns the resulting
+// TaskError. A zero Timestamp becomes time.Now(); every timestamp is converted
+// to UTC; a Traceback longer than MaxTracebackBytes is shortened with
+// TruncateTraceback.
+//
+// It returns a *FieldError wrapping ErrInvalidTaskError when ErrorType or
+// Message is empty or RetryCount is negative.
+func NewTaskError(fields TaskError) (*TaskError, error) {
+	te := fields
+	if te.Timestamp.IsZero() {
+		te.Timestamp = time.Now()
+	}
+	te.Timestamp = te.Timestamp.UTC()
+	te.Traceback = TruncateTraceback(te.Traceback, MaxTracebackBytes)
+	if err := te.Validate(); err != nil {
+		return nil, err
+	}
+	return &te, nil
+}
+
+// Validate reports the first invalid field of e as a *FieldError wrapping
+// ErrInvalidTaskError, or nil when e is valid. It does not change e.
+func (e *TaskError) Validate() error {
+	switch {
+	case e.ErrorType == "":
+		return fieldError(ErrInvalidTaskError, "error_type", "is required")
+	case e.Message == "":
+		return fieldError(ErrInvalidTaskError, "message", "is required")
+	case e.RetryCount < 0:
+		return fieldError(ErrInvalidTaskError, "retry_count", "must be >= 0, got %d", e.RetryCount)
+	case e.Timestamp.IsZero():
+		return fieldError(ErrInvalidTaskError, "timestamp", "is required")
+	case len(e.Traceback) > MaxTracebackBytes:
+		return fieldError(ErrInvalidTaskError, "traceback", "is %d bytes, over the %d-byte limit", len(e.Traceback), MaxTracebackBytes)
+	}
+	return nil
+}
+
+// Error implements error as "<error_type>: <message>".
+func (e *TaskError) Error() string {
+	return fmt.Sprintf("%s: %s", e.ErrorType, e.Message)
+}
+
+// TruncateTraceback returns tb unchanged when it fits in max bytes. Otherwise
+// it keeps the first and last parts of tb, cut at line boundaries where
+// possible, joined by a line saying how many bytes were left out, and the
+// result is at most max bytes long.
+func TruncateTraceback(tb string, max int) string {
+	if len(tb) <= max {
+		return tb
+	}
+	const markerRoom = 64
+	if max <= markerRoom {
+		start := len(tb) - max
+		for start < len(tb) && !utf8.RuneStart(tb[start]) {
+			start++
+		}
+		return tb[start:]
+	}
+	keep := max - markerRoom
+	head, tail := keep/2, keep-keep/2
+	for head > 0 && !utf8.RuneStart(tb[head]) {
+		head--
+	}
+	headPart := tb[:head]
+	if i := strings.LastIndexByte(headPart, '\n'); i > head/2 {
+		headPart = headPart[:i+1]
+	}
+	start := len(tb) - tail
+	for start < len(tb) && !utf8.RuneStart(tb[start]) {
+		start++
+	}
+	tailPart := tb[start:]
+	if i := strings.IndexByte(tailPart, '\n'); i >= 0 && i < tail/2 {
+		tailPart = tailPart[i+1:]
+	}
+	elided := len(tb) - len(headPart) - len(tailPart)
+	return fmt.Sprintf("%s... [%d bytes elided] ...\n%s", headPart, elided, tailPart)
+}
