@@ -1,6 +1,9 @@
 package models
 
-import "unicode/utf8"
+import (
+	"strings"
+	"unicode/utf8"
+)
 
 // MaxFunctionNameBytes is the longest function name accepted.
 const MaxFunctionNameBytes = 128
@@ -31,7 +34,7 @@ func ValidateFunctionName(name string) error {
 
 // ValidateTaskID returns nil when id can be used as a task id: 1 to
 // MaxTaskIDBytes bytes of A-Z, a-z, 0-9, '_', '-', '=' and '.', not starting
-// or ending with '.'. Task ids are keys of the state bucket, so they follow
+// or ending with '.' and without "..". Task ids are keys of the state bucket, so they follow
 // the JetStream KV key rules. The error is a *FieldError wrapping
 // ErrInvalidTaskID.
 func ValidateTaskID(id string) error {
@@ -43,6 +46,9 @@ func ValidateTaskID(id string) error {
 	}
 	if id[0] == '.' || id[len(id)-1] == '.' {
 		return fieldError(ErrInvalidTaskID, "id", "%q must not start or end with '.'", id)
+	}
+	if strings.Contains(id, "..") {
+		return fieldError(ErrInvalidTaskID, "id", "%q must not contain '..'", id)
 	}
 	for i := 0; i < len(id); i++ {
 		c := id[i]

@@ -62,6 +62,7 @@ func TestValidateTaskID(t *testing.T) {
 		{strings.Repeat("i", 257), "over the 256-byte limit"},
 		{".hidden", "must not start or end with '.'"},
 		{"trailing.", "must not start or end with '.'"},
+		{"a..b", "must not contain '..'"},
 		{"a b", `' ' at byte 1`},
 		{"a/b", `'/' at byte 1`},
 		{"a*", `'*' at byte 1`},

@@ -187,3 +187,20 @@ func (t *Task) Replay(now time.Time) error {
 	t.UpdatedAt = now
 	return nil
 }
+
+// Clone returns a deep copy of t: changing the copy's Result, Error or
+// Errors does not change t.
+func (t *Task) Clone() *Task {
+	c := *t
+	if t.Result != nil {
+		c.Result = append([]byte(nil), t.Result...)
+	}
+	if t.Error != nil {
+		e := *t.Error
+		c.Error = &e
+	}
+	if t.Errors != nil {
+		c.Errors = append([]TaskError(nil), t.Errors...)
+	}
+	return &c
+}

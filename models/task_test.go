@@ -282,3 +282,16 @@ func TestDecodeOlderAndNewerRecords(t *testing.T) {
 		})
 	}
 }
+
+func TestCloneIsDeep(t *testing.T) {
+	t.Parallel()
+	orig := goldenTask()
+	c := orig.Clone()
+	c.Result[0] = 'X'
+	c.Error.Message = "changed"
+	c.Errors[0].Message = "changed"
+	c.Errors = append(c.Errors, models.TaskError{})
+	if orig.Result[0] == 'X' || orig.Error.Message == "changed" || orig.Errors[0].Message == "changed" || len(orig.Errors) != 2 {
+		t.Fatalf("changing the clone changed the original: %+v", orig)
+	}
+}

@@ -1,0 +1,215 @@
+package jetstream
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	natsjs "github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nuid"
+	"github.com/sirupsen/logrus"
+
+	"github.com/omniq/omniq/models"
+)
+
+// Errors returned by Submit.
+var (
+	// ErrDuplicateTask: a task with the same id was already submitted. The
+	// earlier task is unaffected.
+	ErrDuplicateTask = errors.New("duplicate task id")
+	// ErrPayloadTooLarge: the payload is over Config.MaxPayload.
+	ErrPayloadTooLarge = errors.New("payload too large")
+	// ErrServerPayloadLimit: the server's max_payload leaves no room for a
+	// task of Config.MaxPayload plus OmniQ's headers.
+	ErrServerPayloadLimit = errors.New("server max_payload too small")
+)
+
+// Client is OmniQ's handle on JetStream: it submits tasks, keeps their
+// state, schedules retries and works the dead-letter stream. It is safe for
+// concurrent use. It does not own the NATS connection.
+type Client struct {
+	cfg   Config
+	nc    *nats.Conn
+	js    natsjs.JetStream
+	state *StateStore
+	log   logrus.FieldLogger
+}
+
+// New provisions OmniQ's streams and buckets on the connection (see
+// Provision) and returns a Client using them.
+func New(ctx context.Context, nc *nats.Conn, cfg Config) (*Client, error) {
+	cfg = cfg.WithDefaults()
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	if max := nc.MaxPayload(); max < int64(cfg.MaxPayload+HeaderRoom) {
+		return nil, fmt.Errorf("%w: the server accepts messages of %d bytes, OmniQ needs %d (MaxPayload %d + %d for headers): raise the server's max_payload or lower MaxPayload",
+			ErrServerPayloadLimit, max, cfg.MaxPayload+HeaderRoom, cfg.MaxPayload, HeaderRoom)
+	}
+	js, err := natsjs.New(nc)
+	if err != nil {
+		return nil, fmt.Errorf("jetstream: %w", err)
+	}
+	if err := Provision(ctx, js, cfg); err != nil {
+		return nil, err
+	}
+	state, err := newStateStore(ctx, js, cfg)
+	if err != nil {
+		return nil, err
+	}
+	return &Client{cfg: cfg, nc: nc, js: js, state: state, log: cfg.Logger}, nil
+}
+
+// Config returns the client's configuration, defaults applied.
+func (c *Client) Config() Config { return c.cfg }
+
+// JetStream returns the JetStream context the client uses.
+func (c *Client) JetStream() natsjs.JetStream { return c.js }
+
+// Conn returns the NATS connection the client uses.
+func (c *Client) Conn() *nats.Conn { return c.nc }
+
+// State returns the task state store.
+func (c *Client) State() *StateStore { return c.state }
+
+// SubmitRequest is one task to submit.
+type SubmitRequest struct {
+	// ID is the task id and idempotency key. Defaults to a new unique id.
+	ID string
+	// Function is the function to run. Required.
+	Function string
+	// Payload is passed to the handler as is.
+	Payload []byte
+	// MaxRetries overrides the function's retry budget when not nil.
+	MaxRetries *int
+	// Timeout overrides the function's per-attempt timeout when > 0.
+	Timeout time.Duration
+	// RunAt delays the first attempt until then (one-second resolution).
+	RunAt time.Time
+	// Headers are passed to the handler. Names starting with Omniq- or Nats-
+	// are reserved.
+	Headers map[string]string
+}
+
+// SubmitResult describes a submitted task.
+type SubmitResult struct {
+	// ID is the task id.
+	ID string
+	// Record is the pending state record written for the task.
+	Record Record
+}
+
+// Validate checks r without submitting it. Errors name the field at fault
+// and wrap ErrPayloadTooLarge, ErrInvalidMessage or a models sentinel.
+func (c *Client) Validate(r SubmitRequest) error {
+	if err := models.ValidateFunctionName(r.Function); err != nil {
+		return err
+	}
+	if r.ID != "" {
+		if err := models.ValidateTaskID(r.ID); err != nil {
+			return err
+		}
+	}
+	if len(r.Payload) > c.cfg.MaxPayload {
+		return fmt.Errorf("%w: payload is %d bytes, the limit is %d", ErrPayloadTooLarge, len(r.Payload), c.cfg.MaxPayload)
+	}
+	if r.MaxRetries != nil && *r.MaxRetries < 0 {
+		return fmt.Errorf("%w: max retries must be >= 0, got %d", ErrInvalidMessage, *r.MaxRetries)
+	}
+	if r.Timeout < 0 {
+		return fmt.Errorf("%w: timeout must be >= 0, got %s", ErrInvalidMessage, r.Timeout)
+	}
+	return validateUserHeaders(r.Headers)
+}
+
+// Submit validates r, writes the task's pending state record, then publishes
+// the task (or, with RunAt in the future, its schedule). Nothing is written
+// when r is invalid.
+//
+// A second submit of the same id returns ErrDuplicateTask along with the
+// stored record, and does not run the task twice. If an earlier submit of
+// the id wrote its state but failed to publish, the duplicate submit
+// publishes the task, so retrying a failed submit is always safe.
+func (c *Client) Submit(ctx context.Context, r SubmitRequest) (SubmitResult, error) {
+	if err := c.Validate(r); err != nil {
+		return SubmitResult{}, err
+	}
+	if r.ID == "" {
+		r.ID = nuid.Next()
+	}
+	now := time.Now()
+	tm := TaskMessage{ID: r.ID, Function: r.Function, Attempt: 1, Timeout: r.Timeout, Headers: r.Headers, Payload: r.Payload}
+	task := models.NewTask(r.ID, r.Function, 0, r.Timeout, now)
+	if r.MaxRetries != nil {
+		tm.MaxRetries, tm.HasMaxRetries = *r.MaxRetries, true
+		task.MaxRetries = *r.MaxRetries
+	}
+	delayed := r.RunAt.After(now)
+	if delayed {
+		task.RunAt = r.RunAt.UTC()
+	}
+	rec, err := c.state.Create(ctx, task)
+	if errors.Is(err, ErrTaskExists) {
+		return c.resubmit(ctx, &tm, r.RunAt)
+	}
+	if err != nil {
+		return SubmitResult{}, err
+	}
+	if err := c.publishNew(ctx, &tm, r.RunAt); err != nil {
+		// Leave no pending record without a message behind.
+		if derr := c.state.Delete(context.WithoutCancel(ctx), rec); derr != nil {
+			c.log.WithError(derr).WithField("task_id", r.ID).Warn("submit failed and its state record could not be removed; a resubmit with the same id will publish it")
+		}
+		return SubmitResult{}, err
+	}
+	return SubmitResult{ID: r.ID, Record: rec}, nil
+}
+
+// resubmit handles a submit whose id already has state.
+func (c *Client) resubmit(ctx context.Context, tm *TaskMessage, runAt time.Time) (SubmitResult, error) {
+	rec, err := c.state.Get(ctx, tm.ID)
+	if err != nil {
+		return SubmitResult{}, fmt.Errorf("%w: %s (its state could not be read: %w)", ErrDuplicateTask, tm.ID, err)
+	}
+	if rec.Task.Status == models.StatusPending && rec.Task.Attempt == 0 {
+		// Never claimed: the first submit may have died between writing
+		// state and publishing. Publishing again is safe: the dedupe
+		// window drops a copy, and a claim drops any later one.
+		if err := c.publishNew(ctx, tm, runAt); err != nil {
+			return SubmitResult{}, err
+		}
+	}
+	return SubmitResult{ID: tm.ID, Record: rec}, fmt.Errorf("%w: %s is already %s", ErrDuplicateTask, tm.ID, rec.Task.Status)
+}
+
+// publishNew publishes the first attempt of tm now, or its schedule when
+// runAt is in the future; the task id is the message id.
+func (c *Client) publishNew(ctx context.Context, tm *TaskMessage, runAt time.Time) error {
+	if runAt.After(time.Now()) {
+		_, err := c.publishSchedule(ctx, tm, runAt, natsjs.WithMsgID(tm.ID))
+		return err
+	}
+	msg := &nats.Msg{Subject: c.cfg.TaskSubject(tm.Function), Header: tm.Header(), Data: tm.Payload}
+	_, err := c.js.PublishMsg(ctx, msg, natsjs.WithMsgID(tm.ID))
+	if err != nil {
+		return fmt.Errorf("publish task %s: %w", tm.ID, err)
+	}
+	return nil
+}
+
+// Publish publishes tm on its function's subject now, with msgID as the
+// message id for deduplication ("" for none). The runner uses it to put a
+// task back; Submit is the way to submit one.
+func (c *Client) Publish(ctx context.Context, tm *TaskMessage, msgID string) error {
+	msg := &nats.Msg{Subject: c.cfg.TaskSubject(tm.Function), Header: tm.Header(), Data: tm.Payload}
+	var opts []natsjs.PublishOpt
+	if msgID != "" {
+		opts = append(opts, natsjs.WithMsgID(msgID))
+	}
+	if _, err := c.js.PublishMsg(ctx, msg, opts...); err != nil {
+		return fmt.Errorf("publish task %s: %w", tm.ID, err)
+	}
+	return nil
+}

@@ -1,0 +1,154 @@
+package jetstream
+
+import (
+	"errors"
+	"fmt"
+	"time"
+
+	natsjs "github.com/nats-io/nats.go/jetstream"
+	"github.com/sirupsen/logrus"
+
+	"github.com/omniq/omniq/models"
+)
+
+// ErrInvalidConfig is wrapped by every error Config validation returns.
+var ErrInvalidConfig = errors.New("invalid jetstream config")
+
+// Config names and sizes everything OmniQ keeps in JetStream. The zero value
+// is usable: every field has a default suited to one machine.
+type Config struct {
+	// SubjectPrefix is the first token of every OmniQ subject: tasks are
+	// published on <prefix>.tasks.<function>. Defaults to "omniq".
+	SubjectPrefix string
+	// TasksStream is the work-queue stream holding tasks and scheduled
+	// retries. Defaults to "OMNIQ_TASKS".
+	TasksStream string
+	// DLQStream is the stream holding dead-lettered tasks. Defaults to
+	// "OMNIQ_DLQ".
+	DLQStream string
+	// StateBucket is the KV bucket holding one Task record per task.
+	// Defaults to "OMNIQ_STATE".
+	StateBucket string
+	// FunctionsBucket is the KV bucket where runners register the functions
+	// they serve. Defaults to "OMNIQ_FUNCTIONS".
+	FunctionsBucket string
+	// Replicas is the replication factor of every stream and bucket: 1 on
+	// one machine, 3 on a NATS cluster. Defaults to 1.
+	Replicas int
+	// Storage is file or memory storage. Defaults to natsjs.FileStorage.
+	Storage natsjs.StorageType
+	// MaxPayload is the largest task payload accepted, in bytes. The
+	// server's max_payload must leave room for headers above it (see
+	// HeaderRoom). Defaults to 1 MiB.
+	MaxPayload int
+	// TaskMaxAge bounds how long an unconsumed task stays in the tasks
+	// stream. Zero keeps tasks until they are consumed. Defaults to 0.
+	TaskMaxAge time.Duration
+	// DedupeWindow is how long a task id is remembered to refuse a duplicate
+	// submission. Defaults to 2 minutes.
+	DedupeWindow time.Duration
+	// DLQMaxAge is how long a dead task is kept. Defaults to 30 days.
+	DLQMaxAge time.Duration
+	// FinishedTTL is how long the state record of a succeeded or cancelled
+	// task is kept after it finishes. Failed tasks keep theirs for DLQMaxAge,
+	// as long as their dead-letter entry. Defaults to 7 days.
+	FinishedTTL time.Duration
+	// Logger receives the package's logs. Defaults to a logger that discards
+	// everything.
+	Logger logrus.FieldLogger
+}
+
+// HeaderRoom is the room, in bytes, that a server's max_payload must leave
+// above Config.MaxPayload for OmniQ's headers (a dead-lettered task carries
+// its final TaskError, traceback included, in a header).
+const HeaderRoom = 64 << 10
+
+// WithDefaults returns a copy of c with every zero field set to its default.
+func (c Config) WithDefaults() Config {
+	if c.SubjectPrefix == "" {
+		c.SubjectPrefix = "omniq"
+	}
+	if c.TasksStream == "" {
+		c.TasksStream = "OMNIQ_TASKS"
+	}
+	if c.DLQStream == "" {
+		c.DLQStream = "OMNIQ_DLQ"
+	}
+	if c.StateBucket == "" {
+		c.StateBucket = "OMNIQ_STATE"
+	}
+	if c.FunctionsBucket == "" {
+		c.FunctionsBucket = "OMNIQ_FUNCTIONS"
+	}
+	if c.Replicas == 0 {
+		c.Replicas = 1
+	}
+	if c.MaxPayload == 0 {
+		c.MaxPayload = 1 << 20
+	}
+	if c.DedupeWindow == 0 {
+		c.DedupeWindow = 2 * time.Minute
+	}
+	if c.DLQMaxAge == 0 {
+		c.DLQMaxAge = 30 * 24 * time.Hour
+	}
+	if c.FinishedTTL == 0 {
+		c.FinishedTTL = 7 * 24 * time.Hour
+	}
+	if c.Logger == nil {
+		l := logrus.New()
+		l.Out = discard{}
+		c.Logger = l
+	}
+	return c
+}
+
+type discard struct{}
+
+func (discard) Write(p []byte) (int, error) { return len(p), nil }
+
+func (c Config) validate() error {
+	if err := models.ValidateFunctionName(c.SubjectPrefix); err != nil {
+		return fmt.Errorf("%w: SubjectPrefix: %w", ErrInvalidConfig, err)
+	}
+	for name, v := range map[string]string{"TasksStream": c.TasksStream, "DLQStream": c.DLQStream, "StateBucket": c.StateBucket, "FunctionsBucket": c.FunctionsBucket} {
+		if err := models.ValidateFunctionName(v); err != nil {
+			return fmt.Errorf("%w: %s %q: only A-Z a-z 0-9 _ - are allowed", ErrInvalidConfig, name, v)
+		}
+	}
+	switch {
+	case c.Replicas < 1 || c.Replicas > 5:
+		return fmt.Errorf("%w: Replicas must be 1 to 5, got %d", ErrInvalidConfig, c.Replicas)
+	case c.MaxPayload < 0:
+		return fmt.Errorf("%w: MaxPayload must be positive, got %d", ErrInvalidConfig, c.MaxPayload)
+	case c.TaskMaxAge < 0:
+		return fmt.Errorf("%w: TaskMaxAge must be >= 0, got %s", ErrInvalidConfig, c.TaskMaxAge)
+	case c.DedupeWindow < 0:
+		return fmt.Errorf("%w: DedupeWindow must be > 0, got %s", ErrInvalidConfig, c.DedupeWindow)
+	case c.DLQMaxAge < time.Second:
+		return fmt.Errorf("%w: DLQMaxAge must be at least 1s, got %s", ErrInvalidConfig, c.DLQMaxAge)
+	case c.FinishedTTL < time.Second:
+		return fmt.Errorf("%w: FinishedTTL must be at least 1s, got %s", ErrInvalidConfig, c.FinishedTTL)
+	case c.TaskMaxAge > 0 && c.DedupeWindow > c.TaskMaxAge:
+		return fmt.Errorf("%w: DedupeWindow (%s) must not exceed TaskMaxAge (%s)", ErrInvalidConfig, c.DedupeWindow, c.TaskMaxAge)
+	}
+	return nil
+}
+
+// TaskSubject is the subject tasks for function are published on.
+func (c Config) TaskSubject(function string) string {
+	return c.SubjectPrefix + ".tasks." + function
+}
+
+// taskSubjectPrefix is TaskSubject without the function.
+func (c Config) taskSubjectPrefix() string { return c.SubjectPrefix + ".tasks." }
+
+// scheduleSubject is the subject holding the one pending schedule of task id.
+func (c Config) scheduleSubject(id string) string {
+	return c.SubjectPrefix + ".schedule." + id
+}
+
+// dlqSubject is the subject of task id's entry in the dead-letter stream.
+func (c Config) dlqSubject(function, id string) string {
+	return c.SubjectPrefix + ".dlq." + function + "." + id
+}

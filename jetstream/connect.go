@@ -1,0 +1,155 @@
+package jetstream
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	natsjs "github.com/nats-io/nats.go/jetstream"
+	"github.com/sirupsen/logrus"
+)
+
+// ConnConfig says how to reach an external NATS server or cluster and how to
+// authenticate. Set at most one of the credential methods: User/Password,
+// Token, NKeySeedFile or CredsFile.
+type ConnConfig struct {
+	// URL is one or more server URLs, comma separated. Defaults to
+	// nats://127.0.0.1:4222.
+	URL string
+	// Name identifies the connection in server monitoring. Defaults to
+	// "omniq".
+	Name string
+	// User and Password authenticate with a username and password.
+	User, Password string
+	// Token authenticates with a token.
+	Token string
+	// NKeySeedFile is the path of an nkey seed file (nk authentication).
+	NKeySeedFile string
+	// CredsFile is the path of a .creds file holding a user JWT and its seed
+	// (decentralised JWT authentication).
+	CredsFile string
+	// TLSCAFile is a PEM file of CAs to verify the server with.
+	TLSCAFile string
+	// TLSCertFile and TLSKeyFile are a client certificate and its key, for
+	// servers that verify clients.
+	TLSCertFile, TLSKeyFile string
+	// ConnectTimeout bounds each connection attempt. Defaults to 5 seconds.
+	ConnectTimeout time.Duration
+	// Logger receives disconnect, reconnect and error events. Defaults to
+	// discarding them.
+	Logger logrus.FieldLogger
+}
+
+// Connect dials the server(s) in cfg with the configured authentication. The
+// connection reconnects forever after it was once established; every
+// disconnect, reconnect and asynchronous error is logged.
+func Connect(cfg ConnConfig) (*nats.Conn, error) {
+	if cfg.URL == "" {
+		cfg.URL = nats.DefaultURL
+	}
+	if cfg.Name == "" {
+		cfg.Name = "omniq"
+	}
+	if cfg.ConnectTimeout == 0 {
+		cfg.ConnectTimeout = 5 * time.Second
+	}
+	log := cfg.Logger
+	if log == nil {
+		log = Config{}.WithDefaults().Logger
+	}
+	methods := 0
+	for _, set := range []bool{cfg.User != "" || cfg.Password != "", cfg.Token != "", cfg.NKeySeedFile != "", cfg.CredsFile != ""} {
+		if set {
+			methods++
+		}
+	}
+	if methods > 1 {
+		return nil, fmt.Errorf("%w: connect: use one of user/password, token, nkey seed or creds file, not %d of them", ErrInvalidConfig, methods)
+	}
+	if (cfg.TLSCertFile == "") != (cfg.TLSKeyFile == "") {
+		return nil, fmt.Errorf("%w: connect: a TLS client certificate needs both the cert and the key file", ErrInvalidConfig)
+	}
+	opts := []nats.Option{
+		nats.Name(cfg.Name),
+		nats.Timeout(cfg.ConnectTimeout),
+		nats.MaxReconnects(-1),
+		nats.ReconnectWait(time.Second),
+		nats.DisconnectErrHandler(func(nc *nats.Conn, err error) {
+			log.WithError(err).WithField("url", nc.ConnectedUrlRedacted()).Warn("disconnected from NATS")
+		}),
+		nats.ReconnectHandler(func(nc *nats.Conn) {
+			log.WithField("url", nc.ConnectedUrlRedacted()).Info("reconnected to NATS")
+		}),
+		nats.ErrorHandler(func(_ *nats.Conn, sub *nats.Subscription, err error) {
+			e := log.WithError(err)
+			if sub != nil {
+				e = e.WithField("subject", sub.Subject)
+			}
+			e.Error("NATS asynchronous error")
+		}),
+	}
+	switch {
+	case cfg.User != "" || cfg.Password != "":
+		opts = append(opts, nats.UserInfo(cfg.User, cfg.Password))
+	case cfg.Token != "":
+		opts = append(opts, nats.Token(cfg.Token))
+	case cfg.NKeySeedFile != "":
+		o, err := nats.NkeyOptionFromSeed(cfg.NKeySeedFile)
+		if err != nil {
+			return nil, fmt.Errorf("connect: nkey seed %s: %w", cfg.NKeySeedFile, err)
+		}
+		opts = append(opts, o)
+	case cfg.CredsFile != "":
+		opts = append(opts, nats.UserCredentials(cfg.CredsFile))
+	}
+	if cfg.TLSCAFile != "" {
+		opts = append(opts, nats.RootCAs(cfg.TLSCAFile))
+	}
+	if cfg.TLSCertFile != "" {
+		opts = append(opts, nats.ClientCert(cfg.TLSCertFile, cfg.TLSKeyFile))
+	}
+	nc, err := nats.Connect(cfg.URL, opts...)
+	if err != nil {
+		return nil, fmt.Errorf("connect to NATS at %s: %w", redactURL(cfg.URL), err)
+	}
+	return nc, nil
+}
+
+// redactURL hides passwords in URLs that are logged or returned in errors.
+func redactURL(u string) string {
+	out := []byte(u)
+	// nats://user:pass@host -> nats://user:xxxxx@host, for each URL in a list.
+	for i := 0; i < len(out); i++ {
+		if out[i] == '@' {
+			j := i - 1
+			for j >= 0 && out[j] != ':' && out[j] != '/' && out[j] != ',' {
+				j--
+			}
+			if j >= 0 && out[j] == ':' {
+				return string(out[:j+1]) + "xxxxx" + redactURL(string(out[i:]))
+			}
+		}
+	}
+	return string(out)
+}
+
+func accountInfo(ctx context.Context, nc *nats.Conn) (*natsjs.AccountInfo, error) {
+	js, err := natsjs.New(nc)
+	if err != nil {
+		return nil, err
+	}
+	return js.AccountInfo(ctx)
+}
+
+// isTransient reports whether err is worth retrying: JetStream said it is
+// temporarily unavailable (leader election, catch-up), or a request timed
+// out without an answer.
+func isTransient(err error) bool {
+	var apiErr *natsjs.APIError
+	if errors.As(err, &apiErr) {
+		return apiErr.Code == 503
+	}
+	return errors.Is(err, nats.ErrTimeout) || errors.Is(err, natsjs.ErrNoHeartbeat) || errors.Is(err, nats.ErrNoResponders)
+}

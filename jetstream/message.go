@@ -1,0 +1,188 @@
+package jetstream
+
+import (
+	"errors"
+	"fmt"
+	"net/textproto"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/omniq/omniq/models"
+)
+
+// Headers OmniQ reads and writes on task messages. Any NATS client can submit
+// a task by publishing a payload on omniq.tasks.<function>; every header is
+// optional.
+const (
+	// HeaderTaskID carries the task id. A message republished by a
+	// JetStream schedule loses its Nats-Msg-Id, so the id travels here too.
+	HeaderTaskID = "Omniq-Task-Id"
+	// HeaderAttempt is the attempt number the message is for: 1 for a new
+	// task, n+1 for the retry after attempt n.
+	HeaderAttempt = "Omniq-Attempt"
+	// HeaderMaxRetries overrides the function's retry budget for this task.
+	HeaderMaxRetries = "Omniq-Max-Retries"
+	// HeaderTimeout overrides the function's per-attempt timeout, as a Go
+	// duration ("30s").
+	HeaderTimeout = "Omniq-Timeout"
+	// HeaderError carries the final TaskError, as JSON, on a dead-lettered
+	// task.
+	HeaderError = "Omniq-Error"
+	// HeaderErrorType carries the final TaskError's error_type on a
+	// dead-lettered task, so listings can filter without decoding JSON.
+	HeaderErrorType = "Omniq-Error-Type"
+	// HeaderReplays is how many times the task had been replayed when it
+	// was dead-lettered.
+	HeaderReplays = "Omniq-Replays"
+
+	headerMsgID = "Nats-Msg-Id"
+)
+
+// reservedPrefixes are header prefixes a submitter may not set directly.
+var reservedPrefixes = []string{"Omniq-", "Nats-"}
+
+// ErrInvalidMessage is wrapped when a task message cannot be turned into a
+// task: a header has a bad value, the subject is not a task subject, or the
+// payload is over the limit. Such tasks fail as invalid_task.
+var ErrInvalidMessage = errors.New("invalid task message")
+
+// TaskMessage is a task as it travels in a JetStream message.
+type TaskMessage struct {
+	// ID is the task id.
+	ID string
+	// Function is the function name, the last token of the subject.
+	Function string
+	// Attempt is the attempt number the message is for (>= 1).
+	Attempt int
+	// MaxRetries is the task's own retry budget, when HasMaxRetries.
+	MaxRetries int
+	// HasMaxRetries says the message set MaxRetries.
+	HasMaxRetries bool
+	// Timeout is the task's own per-attempt timeout, 0 for the function's.
+	Timeout time.Duration
+	// Headers are the message's other headers (user headers, trace
+	// context), passed to the handler.
+	Headers map[string]string
+	// Payload is the message body.
+	Payload []byte
+}
+
+// ParseTaskMessage reads a task from a message on subject with headers hdr
+// and body data. When the message has no task id, the id is derived from the
+// stream and sequence as "<stream>-<seq>", so redeliveries agree on it.
+//
+// On a malformed message it returns the TaskMessage as far as it could be
+// read (ID and Function set whenever possible, so the task can be
+// dead-lettered) and an error wrapping ErrInvalidMessage that names the
+// header and value at fault.
+func (c Config) ParseTaskMessage(subject string, hdr nats.Header, data []byte, stream string, seq uint64) (TaskMessage, error) {
+	tm := TaskMessage{Attempt: 1, Payload: data}
+	fn, isTask := strings.CutPrefix(subject, c.taskSubjectPrefix())
+	if isTask && models.ValidateFunctionName(fn) == nil {
+		tm.Function = fn
+	}
+	tm.ID = hdr.Get(HeaderTaskID)
+	if tm.ID == "" {
+		tm.ID = hdr.Get(headerMsgID)
+	}
+	if tm.ID == "" {
+		tm.ID = fmt.Sprintf("%s-%d", stream, seq)
+	} else if err := models.ValidateTaskID(tm.ID); err != nil {
+		tm.ID = fmt.Sprintf("%s-%d", stream, seq)
+		return tm, fmt.Errorf("%w: task id: %w", ErrInvalidMessage, err)
+	}
+	if !isTask {
+		return tm, fmt.Errorf("%w: subject %q is not under %s", ErrInvalidMessage, subject, c.taskSubjectPrefix())
+	}
+	if err := models.ValidateFunctionName(fn); err != nil {
+		return tm, fmt.Errorf("%w: subject %q: %w", ErrInvalidMessage, subject, err)
+	}
+	if len(data) > c.MaxPayload {
+		return tm, fmt.Errorf("%w: payload is %d bytes, over the %d-byte limit", ErrInvalidMessage, len(data), c.MaxPayload)
+	}
+	if v := hdr.Get(HeaderAttempt); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 {
+			return tm, fmt.Errorf("%w: header %s=%q: want an integer >= 1", ErrInvalidMessage, HeaderAttempt, v)
+		}
+		tm.Attempt = n
+	}
+	if v := hdr.Get(HeaderMaxRetries); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 0 {
+			return tm, fmt.Errorf("%w: header %s=%q: want an integer >= 0", ErrInvalidMessage, HeaderMaxRetries, v)
+		}
+		tm.MaxRetries, tm.HasMaxRetries = n, true
+	}
+	if v := hdr.Get(HeaderTimeout); v != "" {
+		d, err := time.ParseDuration(v)
+		if err != nil || d <= 0 {
+			return tm, fmt.Errorf("%w: header %s=%q: want a positive Go duration like 30s", ErrInvalidMessage, HeaderTimeout, v)
+		}
+		tm.Timeout = d
+	}
+	for k, vs := range hdr {
+		if hasReservedPrefix(k) || len(vs) == 0 {
+			continue
+		}
+		if tm.Headers == nil {
+			tm.Headers = make(map[string]string)
+		}
+		tm.Headers[k] = vs[0]
+	}
+	return tm, nil
+}
+
+// Header builds the NATS headers of tm: the OmniQ headers plus tm.Headers.
+// The Nats-Msg-Id is not included; publishers set it per publish.
+func (tm *TaskMessage) Header() nats.Header {
+	h := make(nats.Header, len(tm.Headers)+4)
+	for k, v := range tm.Headers {
+		h.Set(k, v)
+	}
+	h.Set(HeaderTaskID, tm.ID)
+	h.Set(HeaderAttempt, strconv.Itoa(tm.Attempt))
+	if tm.HasMaxRetries {
+		h.Set(HeaderMaxRetries, strconv.Itoa(tm.MaxRetries))
+	}
+	if tm.Timeout > 0 {
+		h.Set(HeaderTimeout, tm.Timeout.String())
+	}
+	return h
+}
+
+// validateUserHeaders refuses header names that are not valid MIME header
+// names, that use a reserved prefix, and values with line breaks.
+func validateUserHeaders(h map[string]string) error {
+	for k, v := range h {
+		if k == "" {
+			return fmt.Errorf("%w: empty header name", ErrInvalidMessage)
+		}
+		for i := 0; i < len(k); i++ {
+			c := k[i]
+			if c <= ' ' || c >= 0x7f || c == ':' {
+				return fmt.Errorf("%w: header name %q has %q at byte %d", ErrInvalidMessage, k, rune(c), i)
+			}
+		}
+		if hasReservedPrefix(k) {
+			return fmt.Errorf("%w: header %q: names starting with %s are reserved", ErrInvalidMessage, k, strings.Join(reservedPrefixes, " or "))
+		}
+		if strings.ContainsAny(v, "\r\n") {
+			return fmt.Errorf("%w: header %q: value has a line break", ErrInvalidMessage, k)
+		}
+	}
+	return nil
+}
+
+func hasReservedPrefix(k string) bool {
+	k = textproto.CanonicalMIMEHeaderKey(k)
+	for _, p := range reservedPrefixes {
+		if strings.HasPrefix(k, p) {
+			return true
+		}
+	}
+	return false
+}

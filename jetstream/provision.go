@@ -1,0 +1,154 @@
+package jetstream
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	natsjs "github.com/nats-io/nats.go/jetstream"
+)
+
+// ErrIncompatibleStream is returned by Provision when a stream of the
+// configured name exists with settings OmniQ cannot change in place (its
+// retention, storage or subjects). The error text lists what differs.
+var ErrIncompatibleStream = errors.New("existing stream is incompatible")
+
+// limitMarkerTTL is how long a state-bucket key's delete marker stays after
+// its per-key TTL expires, so watchers see the removal.
+const limitMarkerTTL = time.Minute
+
+func (c Config) tasksStreamConfig() natsjs.StreamConfig {
+	return natsjs.StreamConfig{
+		Name:        c.TasksStream,
+		Description: "OmniQ tasks waiting for a runner, and scheduled retries",
+		Subjects:    []string{c.SubjectPrefix + ".tasks.>", c.SubjectPrefix + ".schedule.>"},
+		Retention:   natsjs.WorkQueuePolicy,
+		Storage:     c.Storage,
+		Replicas:    c.Replicas,
+		MaxAge:      c.TaskMaxAge,
+		Duplicates:  c.DedupeWindow,
+		MaxMsgSize:  int32(c.MaxPayload + HeaderRoom),
+		MaxMsgs:     -1,
+		MaxBytes:    -1,
+		// Message schedules need DiscardOld and roll-ups: each task has at
+		// most one schedule message, rolled up on its subject.
+		Discard:           natsjs.DiscardOld,
+		AllowRollup:       true,
+		AllowMsgSchedules: true,
+	}
+}
+
+func (c Config) dlqStreamConfig() natsjs.StreamConfig {
+	return natsjs.StreamConfig{
+		Name:        c.DLQStream,
+		Description: "OmniQ dead-lettered tasks with their final TaskError",
+		Subjects:    []string{c.SubjectPrefix + ".dlq.>"},
+		Retention:   natsjs.LimitsPolicy,
+		Storage:     c.Storage,
+		Replicas:    c.Replicas,
+		MaxAge:      c.DLQMaxAge,
+		Duplicates:  c.DedupeWindow,
+		MaxMsgSize:  int32(c.MaxPayload + HeaderRoom),
+		MaxMsgs:     -1,
+		MaxBytes:    -1,
+		Discard:     natsjs.DiscardOld,
+	}
+}
+
+func (c Config) stateBucketConfig() natsjs.KeyValueConfig {
+	return natsjs.KeyValueConfig{
+		Bucket:         c.StateBucket,
+		Description:    "OmniQ task state, one record per task id",
+		History:        1,
+		Storage:        c.Storage,
+		Replicas:       c.Replicas,
+		LimitMarkerTTL: limitMarkerTTL,
+	}
+}
+
+func (c Config) functionsBucketConfig() natsjs.KeyValueConfig {
+	return natsjs.KeyValueConfig{
+		Bucket:         c.FunctionsBucket,
+		Description:    "OmniQ function registrations, one key per runner and function, kept alive by heartbeats",
+		History:        1,
+		Storage:        c.Storage,
+		Replicas:       c.Replicas,
+		LimitMarkerTTL: limitMarkerTTL,
+	}
+}
+
+// Provision creates or updates, idempotently, every stream and bucket OmniQ
+// uses. Settings that can change in place (limits, replicas, dedupe window)
+// are updated; a stream whose retention, storage or subjects differ returns
+// ErrIncompatibleStream naming the differences, and nothing is changed.
+func Provision(ctx context.Context, js natsjs.JetStream, cfg Config) error {
+	cfg = cfg.WithDefaults()
+	if err := cfg.validate(); err != nil {
+		return err
+	}
+	for _, want := range []natsjs.StreamConfig{cfg.tasksStreamConfig(), cfg.dlqStreamConfig()} {
+		if err := ensureStream(ctx, js, want); err != nil {
+			return err
+		}
+	}
+	for _, kv := range []natsjs.KeyValueConfig{cfg.stateBucketConfig(), cfg.functionsBucketConfig()} {
+		if _, err := js.CreateOrUpdateKeyValue(ctx, kv); err != nil {
+			return fmt.Errorf("provision bucket %s: %w", kv.Bucket, err)
+		}
+	}
+	return nil
+}
+
+func ensureStream(ctx context.Context, js natsjs.JetStream, want natsjs.StreamConfig) error {
+	s, err := js.Stream(ctx, want.Name)
+	if errors.Is(err, natsjs.ErrStreamNotFound) {
+		if _, err := js.CreateStream(ctx, want); err != nil {
+			return fmt.Errorf("create stream %s: %w", want.Name, err)
+		}
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("look up stream %s: %w", want.Name, err)
+	}
+	have := s.CachedInfo().Config
+	if diffs := incompatibilities(have, want); len(diffs) > 0 {
+		return fmt.Errorf("%w: stream %s: %s (delete it or choose another name)", ErrIncompatibleStream, want.Name, strings.Join(diffs, "; "))
+	}
+	if !needsUpdate(have, want) {
+		return nil
+	}
+	if _, err := js.UpdateStream(ctx, want); err != nil {
+		return fmt.Errorf("update stream %s: %w", want.Name, err)
+	}
+	return nil
+}
+
+func incompatibilities(have, want natsjs.StreamConfig) []string {
+	var d []string
+	if have.Retention != want.Retention {
+		d = append(d, fmt.Sprintf("retention is %s, OmniQ needs %s", have.Retention, want.Retention))
+	}
+	if have.Storage != want.Storage {
+		d = append(d, fmt.Sprintf("storage is %s, configured %s", have.Storage, want.Storage))
+	}
+	if !sameSet(have.Subjects, want.Subjects) {
+		d = append(d, fmt.Sprintf("subjects are %v, OmniQ needs %v", have.Subjects, want.Subjects))
+	}
+	return d
+}
+
+func needsUpdate(have, want natsjs.StreamConfig) bool {
+	return have.Replicas != want.Replicas || have.MaxAge != want.MaxAge || have.Duplicates != want.Duplicates ||
+		have.MaxMsgSize != want.MaxMsgSize || have.Discard != want.Discard || have.AllowRollup != want.AllowRollup ||
+		have.AllowMsgSchedules != want.AllowMsgSchedules || have.Description != want.Description
+}
+
+func sameSet(a, b []string) bool {
+	a, b = slices.Clone(a), slices.Clone(b)
+	slices.Sort(a)
+	slices.Sort(b)
+	return slices.Equal(a, b)
+}

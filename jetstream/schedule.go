@@ -1,0 +1,52 @@
+package jetstream
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	natsjs "github.com/nats-io/nats.go/jetstream"
+)
+
+// ScheduleRetry arranges for tm to be published on its function's subject
+// at time at, using a JetStream message schedule in the tasks stream: the
+// waiting task holds no consumer ack-pending slot, and the schedule survives
+// a restart of every process. Each task has at most one schedule: a new one
+// replaces the previous, so scheduling the same retry twice runs it once.
+//
+// Schedules fire at one-second resolution; at is rounded up to the next
+// whole second. For shorter delays, hold the message with a short
+// NakWithDelay instead.
+func (c *Client) ScheduleRetry(ctx context.Context, tm *TaskMessage, at time.Time) error {
+	_, err := c.publishSchedule(ctx, tm, at)
+	return err
+}
+
+// CancelSchedule removes task id's pending schedule, if it has one.
+func (c *Client) CancelSchedule(ctx context.Context, id string) error {
+	s, err := c.js.Stream(ctx, c.cfg.TasksStream)
+	if err != nil {
+		return fmt.Errorf("cancel schedule of %s: %w", id, err)
+	}
+	if err := s.Purge(ctx, natsjs.WithPurgeSubject(c.cfg.scheduleSubject(id))); err != nil {
+		return fmt.Errorf("cancel schedule of %s: %w", id, err)
+	}
+	return nil
+}
+
+func (c *Client) publishSchedule(ctx context.Context, tm *TaskMessage, at time.Time, extra ...natsjs.PublishOpt) (*natsjs.PubAck, error) {
+	if at.Nanosecond() != 0 {
+		at = at.Truncate(time.Second).Add(time.Second)
+	}
+	msg := &nats.Msg{Subject: c.cfg.scheduleSubject(tm.ID), Header: tm.Header(), Data: tm.Payload}
+	opts := append([]natsjs.PublishOpt{
+		natsjs.WithScheduleAt(at),
+		natsjs.WithScheduleTarget(c.cfg.TaskSubject(tm.Function)),
+	}, extra...)
+	ack, err := c.js.PublishMsg(ctx, msg, opts...)
+	if err != nil {
+		return nil, fmt.Errorf("schedule task %s for %s: %w", tm.ID, at.UTC().Format(time.RFC3339), err)
+	}
+	return ack, nil
+}

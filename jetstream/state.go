@@ -1,0 +1,384 @@
+package jetstream
+
+import (
+	"bytes"
+	"cmp"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	natsjs "github.com/nats-io/nats.go/jetstream"
+
+	"github.com/omniq/omniq/models"
+)
+
+// Errors returned by the StateStore.
+var (
+	// ErrTaskNotFound: no state record exists for the task id.
+	ErrTaskNotFound = errors.New("task not found")
+	// ErrTaskExists: Create found a record already stored under the id.
+	ErrTaskExists = errors.New("task already exists")
+	// ErrStaleRevision: the record changed since the caller read it; the
+	// write was refused and nothing was written. Another writer won.
+	ErrStaleRevision = errors.New("task state changed since it was read")
+)
+
+// Record is a Task together with the KV revision it was read at. Writes
+// take a Record and succeed only if the stored revision is still the same.
+type Record struct {
+	// Task is the decoded state record.
+	Task *models.Task
+	// Revision is the KV revision (stream sequence) of the record.
+	Revision uint64
+}
+
+// StateStore keeps one Task record per task id in the state bucket. Every
+// write is a compare-and-swap on the revision the writer read, so two
+// runners can never both move one task forward.
+type StateStore struct {
+	cfg Config
+	js  natsjs.JetStream
+	kv  natsjs.KeyValue
+	// putPrefix is "$KV.<bucket>.", the subject prefix of the bucket's keys.
+	putPrefix string
+}
+
+func newStateStore(ctx context.Context, js natsjs.JetStream, cfg Config) (*StateStore, error) {
+	kv, err := js.KeyValue(ctx, cfg.StateBucket)
+	if err != nil {
+		return nil, fmt.Errorf("open state bucket %s: %w", cfg.StateBucket, err)
+	}
+	return &StateStore{cfg: cfg, js: js, kv: kv, putPrefix: "$KV." + cfg.StateBucket + "."}, nil
+}
+
+// Get returns the record of task id, or ErrTaskNotFound.
+func (s *StateStore) Get(ctx context.Context, id string) (Record, error) {
+	if err := models.ValidateTaskID(id); err != nil {
+		return Record{}, err
+	}
+	var e natsjs.KeyValueEntry
+	err := retryTransient(ctx, func() error {
+		var err error
+		e, err = s.kv.Get(ctx, id)
+		return err
+	})
+	if errors.Is(err, natsjs.ErrKeyNotFound) {
+		return Record{}, fmt.Errorf("%w: %s", ErrTaskNotFound, id)
+	}
+	if err != nil {
+		return Record{}, fmt.Errorf("get task %s: %w", id, err)
+	}
+	return decodeEntry(e)
+}
+
+func decodeEntry(e natsjs.KeyValueEntry) (Record, error) {
+	var t models.Task
+	if err := json.Unmarshal(e.Value(), &t); err != nil {
+		return Record{}, fmt.Errorf("decode state of task %s (revision %d): %w", e.Key(), e.Revision(), err)
+	}
+	return Record{Task: &t, Revision: e.Revision()}, nil
+}
+
+// Create stores task as a new record. It returns ErrTaskExists, and writes
+// nothing, when a record already exists under task.ID.
+func (s *StateStore) Create(ctx context.Context, task *models.Task) (Record, error) {
+	if err := task.Validate(); err != nil {
+		return Record{}, err
+	}
+	rec, err := s.write(ctx, task, 0)
+	if errors.Is(err, ErrStaleRevision) {
+		return Record{}, fmt.Errorf("%w: %s", ErrTaskExists, task.ID)
+	}
+	return rec, err
+}
+
+// Transition moves the task in cur to status to: it copies cur.Task, applies
+// the transition (models.Task.Transition) at now, lets mutate change the
+// copy (mutate may be nil), validates it and writes it if the stored
+// revision is still cur.Revision. cur is never modified.
+//
+// It returns an error wrapping models.ErrIllegalTransition for a transition
+// the state machine forbids, and ErrStaleRevision when another writer
+// changed the record first; in both cases nothing is written.
+func (s *StateStore) Transition(ctx context.Context, cur Record, to models.TaskStatus, now time.Time, mutate func(*models.Task)) (Record, error) {
+	next := cur.Task.Clone()
+	if err := next.Transition(to, now); err != nil {
+		return Record{}, fmt.Errorf("task %s: %w", cur.Task.ID, err)
+	}
+	if mutate != nil {
+		mutate(next)
+	}
+	if next.Status != to {
+		return Record{}, fmt.Errorf("task %s: mutate changed the status to %s during a transition to %s: %w", cur.Task.ID, next.Status, to, models.ErrIllegalTransition)
+	}
+	if err := next.Validate(); err != nil {
+		return Record{}, err
+	}
+	return s.write(ctx, next, cur.Revision)
+}
+
+// Replace writes next in place of cur without a status change — for edits
+// such as a replay, which is not a transition of the state machine. It
+// fails with ErrStaleRevision like Transition.
+func (s *StateStore) Replace(ctx context.Context, cur Record, next *models.Task) (Record, error) {
+	if next.ID != cur.Task.ID {
+		return Record{}, fmt.Errorf("replace task %s with a record for %s", cur.Task.ID, next.ID)
+	}
+	if err := next.Validate(); err != nil {
+		return Record{}, err
+	}
+	return s.write(ctx, next, cur.Revision)
+}
+
+// Delete removes the record in cur if it is still at cur.Revision.
+func (s *StateStore) Delete(ctx context.Context, cur Record) error {
+	err := retryTransient(ctx, func() error {
+		return s.kv.Purge(ctx, cur.Task.ID, natsjs.LastRevision(cur.Revision))
+	})
+	if isWrongLastSeq(err) {
+		return fmt.Errorf("%w: %s", ErrStaleRevision, cur.Task.ID)
+	}
+	return err
+}
+
+// ttlFor is the time a record in status st is kept after it is written: the
+// finished-record retention for terminal statuses, forever otherwise.
+func (s *StateStore) ttlFor(st models.TaskStatus) time.Duration {
+	switch st {
+	case models.StatusSucceeded, models.StatusCancelled:
+		return s.cfg.FinishedTTL
+	case models.StatusFailed:
+		return s.cfg.DLQMaxAge
+	}
+	return 0
+}
+
+// write publishes task to its key expecting the key's last revision to be
+// rev (0: the key must not exist). Terminal records get a per-message TTL.
+// A request that timed out is retried; if the retry finds the key already
+// holding exactly what was written, the first try succeeded.
+func (s *StateStore) write(ctx context.Context, task *models.Task, rev uint64) (Record, error) {
+	value, err := json.Marshal(task)
+	if err != nil {
+		return Record{}, fmt.Errorf("encode task %s: %w", task.ID, err)
+	}
+	opts := []natsjs.PublishOpt{natsjs.WithExpectLastSequencePerSubject(rev)}
+	if ttl := s.ttlFor(task.Status); ttl > 0 {
+		opts = append(opts, natsjs.WithMsgTTL(ttl))
+	}
+	msg := &nats.Msg{Subject: s.putPrefix + task.ID, Data: value}
+	var ack *natsjs.PubAck
+	tries := 0
+	err = retryTransient(ctx, func() error {
+		tries++
+		var err error
+		ack, err = s.js.PublishMsg(ctx, msg, opts...)
+		return err
+	})
+	if err == nil {
+		return Record{Task: task, Revision: ack.Sequence}, nil
+	}
+	if isWrongLastSeq(err) {
+		if tries > 1 {
+			// An earlier try may have been applied without its answer
+			// arriving: then the key holds our value.
+			if e, gerr := s.kv.Get(ctx, task.ID); gerr == nil && bytes.Equal(e.Value(), value) {
+				return Record{Task: task, Revision: e.Revision()}, nil
+			}
+		}
+		return Record{}, fmt.Errorf("%w: %s (expected revision %d)", ErrStaleRevision, task.ID, rev)
+	}
+	return Record{}, fmt.Errorf("write state of task %s: %w", task.ID, err)
+}
+
+func isWrongLastSeq(err error) bool {
+	var apiErr *natsjs.APIError
+	return errors.As(err, &apiErr) &&
+		(apiErr.ErrorCode == natsjs.JSErrCodeStreamWrongLastSequence || apiErr.ErrorCode == natsjs.JSErrCodeStreamWrongLastSequenceConstant)
+}
+
+// retryTransient runs op until it succeeds, fails with an error that is not
+// transient (see isTransient), five tries were made, or ctx ends.
+func retryTransient(ctx context.Context, op func() error) error {
+	wait := 50 * time.Millisecond
+	var err error
+	for try := 0; try < 5; try++ {
+		if err = op(); err == nil || !isTransient(err) {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return errors.Join(err, ctx.Err())
+		case <-time.After(wait):
+		}
+		wait *= 2
+	}
+	return err
+}
+
+// ListFilter selects records for List. Zero fields select everything.
+type ListFilter struct {
+	// Statuses keeps records in any of these statuses.
+	Statuses []models.TaskStatus
+	// Function keeps records of this function.
+	Function string
+	// After is the Next cursor of the previous page; "" starts at the
+	// beginning.
+	After string
+	// Limit is the page size. Defaults to 100.
+	Limit int
+}
+
+// ListPage is one page of List.
+type ListPage struct {
+	// Records are the matching records, oldest created first.
+	Records []Record
+	// Next is the cursor of the following page, "" on the last page.
+	Next string
+}
+
+// List returns the records matching f, oldest created first, one page at a
+// time. It reads the whole bucket once per call (one ordered consumer), so
+// it suits operator tools rather than hot paths.
+func (s *StateStore) List(ctx context.Context, f ListFilter) (ListPage, error) {
+	if f.Limit <= 0 {
+		f.Limit = 100
+	}
+	if f.Function != "" {
+		if err := models.ValidateFunctionName(f.Function); err != nil {
+			return ListPage{}, err
+		}
+	}
+	for _, st := range f.Statuses {
+		if !st.Valid() {
+			return ListPage{}, fmt.Errorf("list: %w", &models.FieldError{Field: "status", Problem: fmt.Sprintf("%q is not one of %v", st, models.AllStatuses), Kind: models.ErrInvalidTask})
+		}
+	}
+	var afterTime int64
+	var afterID string
+	if f.After != "" {
+		ts, id, ok := strings.Cut(f.After, "/")
+		n, err := strconv.ParseInt(ts, 10, 64)
+		if !ok || err != nil {
+			return ListPage{}, fmt.Errorf("list: bad cursor %q", f.After)
+		}
+		afterTime, afterID = n, id
+	}
+	w, err := s.kv.WatchAll(ctx, natsjs.IgnoreDeletes())
+	if err != nil {
+		return ListPage{}, fmt.Errorf("list tasks: %w", err)
+	}
+	defer func() { _ = w.Stop() }()
+	var matches []Record
+	for {
+		var e natsjs.KeyValueEntry
+		select {
+		case e = <-w.Updates():
+		case <-ctx.Done():
+			return ListPage{}, ctx.Err()
+		}
+		if e == nil {
+			break // all current values delivered
+		}
+		rec, err := decodeEntry(e)
+		if err != nil {
+			continue
+		}
+		t := rec.Task
+		if f.Function != "" && t.Function != f.Function {
+			continue
+		}
+		if len(f.Statuses) > 0 && !slices.Contains(f.Statuses, t.Status) {
+			continue
+		}
+		if f.After != "" && cmpCursor(t, afterTime, afterID) <= 0 {
+			continue
+		}
+		matches = append(matches, rec)
+	}
+	slices.SortFunc(matches, func(a, b Record) int {
+		return cmpCursor(a.Task, b.Task.CreatedAt.UnixNano(), b.Task.ID)
+	})
+	page := ListPage{Records: matches}
+	if len(matches) > f.Limit {
+		page.Records = matches[:f.Limit]
+		last := page.Records[f.Limit-1].Task
+		page.Next = fmt.Sprintf("%d/%s", last.CreatedAt.UnixNano(), last.ID)
+	}
+	return page, nil
+}
+
+func cmpCursor(t *models.Task, nanos int64, id string) int {
+	if c := cmp.Compare(t.CreatedAt.UnixNano(), nanos); c != 0 {
+		return c
+	}
+	return strings.Compare(t.ID, id)
+}
+
+// StateEvent is one change seen by Watch.
+type StateEvent struct {
+	// Record is the new record; Record.Task is nil when Deleted.
+	Record Record
+	// ID is the task id the event is about.
+	ID string
+	// Deleted says the record was removed (expired or purged).
+	Deleted bool
+}
+
+// Watch sends the current record of task id (or of every task when id is
+// "") and then every change, until ctx ends; then it closes the channel.
+func (s *StateStore) Watch(ctx context.Context, id string) (<-chan StateEvent, error) {
+	var w natsjs.KeyWatcher
+	var err error
+	if id == "" {
+		w, err = s.kv.WatchAll(ctx)
+	} else {
+		if err := models.ValidateTaskID(id); err != nil {
+			return nil, err
+		}
+		w, err = s.kv.Watch(ctx, id)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("watch tasks: %w", err)
+	}
+	out := make(chan StateEvent, 16)
+	go func() {
+		defer close(out)
+		defer func() { _ = w.Stop() }()
+		for {
+			var e natsjs.KeyValueEntry
+			var ok bool
+			select {
+			case e, ok = <-w.Updates():
+				if !ok {
+					return
+				}
+			case <-ctx.Done():
+				return
+			}
+			if e == nil {
+				continue // end of the initial values
+			}
+			ev := StateEvent{ID: e.Key()}
+			if e.Operation() != natsjs.KeyValuePut {
+				ev.Deleted = true
+			} else if rec, err := decodeEntry(e); err == nil {
+				ev.Record = rec
+			} else {
+				continue
+			}
+			select {
+			case out <- ev:
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
+	return out, nil
+}
