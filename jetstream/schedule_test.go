@@ -1,6 +1,7 @@
 package jetstream_test
 
 import (
+	"fmt"
 	"testing"
 	"time"
 
@@ -63,5 +64,81 @@ func TestScheduleRetryFiresAfterDelayNotBefore(t *testing.T) {
 	}
 	if got.ID != "retry-1" || got.Attempt != 2 || string(got.Payload) != "img" {
 		t.Fatalf("fired message = %+v", got)
+	}
+}
+
+func TestTenThousandWaitingRetriesDoNotStallTheConsumer(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, jetstream.Config{})
+	cons, err := e.client.JetStream().CreateOrUpdateConsumer(ctx(t), "OMNIQ_TASKS", natsjs.ConsumerConfig{
+		Durable: "busy", FilterSubject: "omniq.tasks.busy", AckPolicy: natsjs.AckExplicitPolicy, MaxAckPending: 100,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	later := time.Now().Add(time.Hour)
+	for i := 0; i < 10000; i++ {
+		tm := &jetstream.TaskMessage{ID: fmt.Sprintf("waiting-%05d", i), Function: "busy", Attempt: 2}
+		if err := e.client.ScheduleRetry(ctx(t), tm, later); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := streamMsgs(t, e, "omniq.schedule.>"); n != 10000 {
+		t.Fatalf("%d schedules stored, want 10000", n)
+	}
+	if _, err := e.client.Submit(ctx(t), jetstream.SubmitRequest{ID: "fresh", Function: "busy"}); err != nil {
+		t.Fatal(err)
+	}
+	batch, err := cons.Fetch(1, natsjs.FetchMaxWait(5*time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for m := range batch.Messages() {
+		got = append(got, m.Headers().Get(jetstream.HeaderTaskID))
+	}
+	if len(got) != 1 || got[0] != "fresh" {
+		t.Fatalf("consumer got %v, want the fresh task", got)
+	}
+	info, err := cons.Info(ctx(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info.NumAckPending != 1 {
+		t.Fatalf("ack pending = %d, want only the fresh task", info.NumAckPending)
+	}
+}
+
+func TestScheduledRetrySurvivesRestart(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, jetstream.Config{})
+	tm := &jetstream.TaskMessage{ID: "persist", Function: "f", Attempt: 3}
+	if err := e.client.ScheduleRetry(ctx(t), tm, time.Now().Add(2*time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	e.restart()
+	m := fetchOne(t, e, "f", 10*time.Second)
+	if m == nil || m.Headers().Get(jetstream.HeaderTaskID) != "persist" {
+		t.Fatal("retry scheduled before a restart never fired")
+	}
+}
+
+func TestRescheduleReplacesAndCancelRemoves(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, jetstream.Config{})
+	tm := &jetstream.TaskMessage{ID: "once", Function: "f", Attempt: 2}
+	for i := 0; i < 3; i++ {
+		if err := e.client.ScheduleRetry(ctx(t), tm, time.Now().Add(time.Hour)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := streamMsgs(t, e, "omniq.schedule.>"); n != 1 {
+		t.Fatalf("%d schedules for one task, want 1", n)
+	}
+	if err := e.client.CancelSchedule(ctx(t), "once"); err != nil {
+		t.Fatal(err)
+	}
+	if n := streamMsgs(t, e, "omniq.schedule.>"); n != 0 {
+		t.Fatalf("%d schedules left after cancel", n)
 	}
 }

@@ -93,9 +93,33 @@ func (s *StateStore) Create(ctx context.Context, task *models.Task) (Record, err
 	}
 	rec, err := s.write(ctx, task, 0)
 	if errors.Is(err, ErrStaleRevision) {
+		// The key has a message: a live record, or the marker a delete or
+		// an expiry left behind, which a new record may replace.
+		if marker, ok := s.deletedAt(ctx, task.ID); ok {
+			rec, err = s.write(ctx, task, marker)
+		}
+	}
+	if errors.Is(err, ErrStaleRevision) {
 		return Record{}, fmt.Errorf("%w: %s", ErrTaskExists, task.ID)
 	}
 	return rec, err
+}
+
+// deletedAt returns the revision of id's last message when that message is
+// a delete, purge or expiry marker.
+func (s *StateStore) deletedAt(ctx context.Context, id string) (uint64, bool) {
+	stream, err := s.js.Stream(ctx, "KV_"+s.cfg.StateBucket)
+	if err != nil {
+		return 0, false
+	}
+	m, err := stream.GetLastMsgForSubject(ctx, s.putPrefix+id)
+	if err != nil {
+		return 0, false
+	}
+	if op := m.Header.Get("KV-Operation"); op == "DEL" || op == "PURGE" || m.Header.Get("Nats-Marker-Reason") != "" {
+		return m.Sequence, true
+	}
+	return 0, false
 }
 
 // Transition moves the task in cur to status to: it copies cur.Task, applies

@@ -1,0 +1,367 @@
+package jetstream
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	natsjs "github.com/nats-io/nats.go/jetstream"
+
+	"github.com/omniq/omniq/models"
+)
+
+// Errors returned by the dead-letter operations.
+var (
+	// ErrNotDead: the dead-letter stream holds no entry for the task id.
+	ErrNotDead = errors.New("task is not in the dead-letter stream")
+	// ErrAlreadyReplayed: the task's state shows it was replayed after it
+	// was dead-lettered; the stale dead-letter entry was removed.
+	ErrAlreadyReplayed = errors.New("task was already replayed")
+)
+
+// UnroutableFunction is the function token under which a task whose subject
+// has no valid function name is dead-lettered.
+const UnroutableFunction = "_unroutable"
+
+// DeadTask is one entry of the dead-letter stream: everything needed to
+// inspect the task and run it again.
+type DeadTask struct {
+	// ID is the task id.
+	ID string
+	// Function is the task's function.
+	Function string
+	// Sequence is the entry's sequence in the dead-letter stream.
+	Sequence uint64
+	// DeadAt is when the task was dead-lettered.
+	DeadAt time.Time
+	// Error is the final TaskError.
+	Error *models.TaskError
+	// Attempt is the attempt that failed last.
+	Attempt int
+	// Replays is how many times the task had been replayed before.
+	Replays int
+	// Header holds the task message's headers, OmniQ's included.
+	Header nats.Header
+	// Payload is the task's payload; nil in listings.
+	Payload []byte
+}
+
+// DeadLetter moves a task that will not run again to the dead-letter stream
+// with its payload, its headers and final, the TaskError that ended it.
+// Publishing is idempotent per task and attempt, so a runner that dies
+// between dead-lettering and acknowledging does not leave two entries.
+func (c *Client) DeadLetter(ctx context.Context, tm *TaskMessage, final models.TaskError, replays int) error {
+	errJSON, err := json.Marshal(final)
+	if err != nil {
+		return fmt.Errorf("dead-letter %s: encode error: %w", tm.ID, err)
+	}
+	fn := tm.Function
+	if models.ValidateFunctionName(fn) != nil {
+		fn = UnroutableFunction
+	}
+	h := tm.Header()
+	h.Set(HeaderError, string(errJSON))
+	h.Set(HeaderErrorType, final.ErrorType)
+	h.Set(HeaderReplays, strconv.Itoa(replays))
+	msg := &nats.Msg{Subject: c.cfg.dlqSubject(fn, tm.ID), Header: h, Data: tm.Payload}
+	msgID := fmt.Sprintf("%s.dead.%d.%d", tm.ID, replays, tm.Attempt)
+	if _, err := c.js.PublishMsg(ctx, msg, natsjs.WithMsgID(msgID)); err != nil {
+		return fmt.Errorf("dead-letter %s: %w", tm.ID, err)
+	}
+	return nil
+}
+
+func (c *Client) dlqStream(ctx context.Context) (natsjs.Stream, error) {
+	s, err := c.js.Stream(ctx, c.cfg.DLQStream)
+	if err != nil {
+		return nil, fmt.Errorf("open dead-letter stream %s: %w", c.cfg.DLQStream, err)
+	}
+	return s, nil
+}
+
+// GetDead returns the dead-letter entry of task id with its payload, or
+// ErrNotDead.
+func (c *Client) GetDead(ctx context.Context, id string) (DeadTask, error) {
+	if err := models.ValidateTaskID(id); err != nil {
+		return DeadTask{}, err
+	}
+	s, err := c.dlqStream(ctx)
+	if err != nil {
+		return DeadTask{}, err
+	}
+	raw, err := s.GetLastMsgForSubject(ctx, c.cfg.dlqSubject("*", id))
+	if errors.Is(err, natsjs.ErrMsgNotFound) {
+		return DeadTask{}, fmt.Errorf("%w: %s", ErrNotDead, id)
+	}
+	if err != nil {
+		return DeadTask{}, fmt.Errorf("get dead task %s: %w", id, err)
+	}
+	d := c.deadTask(raw.Subject, raw.Header, raw.Sequence, raw.Time)
+	d.Payload = raw.Data
+	return d, nil
+}
+
+func (c *Client) deadTask(subject string, h nats.Header, seq uint64, at time.Time) DeadTask {
+	d := DeadTask{Sequence: seq, DeadAt: at.UTC(), Header: h, ID: h.Get(HeaderTaskID)}
+	rest := strings.TrimPrefix(subject, c.cfg.SubjectPrefix+".dlq.")
+	d.Function, _, _ = strings.Cut(rest, ".")
+	d.Attempt, _ = strconv.Atoi(h.Get(HeaderAttempt))
+	d.Replays, _ = strconv.Atoi(h.Get(HeaderReplays))
+	var te models.TaskError
+	if err := json.Unmarshal([]byte(h.Get(HeaderError)), &te); err == nil {
+		d.Error = &te
+	}
+	return d
+}
+
+// DeadFilter selects dead-letter entries. Zero fields select everything.
+type DeadFilter struct {
+	// Function keeps entries of this function.
+	Function string
+	// ErrorType keeps entries whose final error has this error_type.
+	ErrorType string
+	// Since and Until keep entries dead-lettered in [Since, Until).
+	Since, Until time.Time
+	// After is the Next cursor of the previous page (a stream sequence).
+	After uint64
+	// Limit is the page size; 0 means no limit.
+	Limit int
+}
+
+func (f DeadFilter) match(d DeadTask) bool {
+	if f.ErrorType != "" && (d.Error == nil || d.Error.ErrorType != f.ErrorType) {
+		return false
+	}
+	if !f.Until.IsZero() && !d.DeadAt.Before(f.Until) {
+		return false
+	}
+	return f.Since.IsZero() || !d.DeadAt.Before(f.Since)
+}
+
+// DeadPage is one page of ListDead.
+type DeadPage struct {
+	// Tasks are the matching entries, oldest first, without payloads.
+	Tasks []DeadTask
+	// Next is the cursor of the following page, 0 on the last page.
+	Next uint64
+}
+
+// ListDead returns dead-letter entries matching f, oldest first, without
+// their payloads (it reads headers only).
+func (c *Client) ListDead(ctx context.Context, f DeadFilter) (DeadPage, error) {
+	var page DeadPage
+	err := c.scanDead(ctx, f, true, func(d DeadTask) bool {
+		if f.Limit > 0 && len(page.Tasks) == f.Limit {
+			page.Next = page.Tasks[len(page.Tasks)-1].Sequence
+			return false
+		}
+		page.Tasks = append(page.Tasks, d)
+		return true
+	})
+	return page, err
+}
+
+// scanDead calls fn for each entry matching f, oldest first, until fn
+// returns false or the stream's end is reached.
+func (c *Client) scanDead(ctx context.Context, f DeadFilter, headersOnly bool, fn func(DeadTask) bool) error {
+	subject := c.cfg.SubjectPrefix + ".dlq.>"
+	if f.Function != "" {
+		if err := models.ValidateFunctionName(f.Function); err != nil {
+			return err
+		}
+		subject = c.cfg.dlqSubject(f.Function, ">")
+	}
+	occ := natsjs.OrderedConsumerConfig{FilterSubjects: []string{subject}, HeadersOnly: headersOnly, DeliverPolicy: natsjs.DeliverAllPolicy}
+	switch {
+	case f.After > 0:
+		occ.DeliverPolicy, occ.OptStartSeq = natsjs.DeliverByStartSequencePolicy, f.After+1
+	case !f.Since.IsZero():
+		since := f.Since
+		occ.DeliverPolicy, occ.OptStartTime = natsjs.DeliverByStartTimePolicy, &since
+	}
+	cons, err := c.js.OrderedConsumer(ctx, c.cfg.DLQStream, occ)
+	if err != nil {
+		return fmt.Errorf("read dead-letter stream: %w", err)
+	}
+	info, err := cons.Info(ctx)
+	if err != nil {
+		return fmt.Errorf("read dead-letter stream: %w", err)
+	}
+	pending := info.NumPending
+	for pending > 0 {
+		batch, err := cons.Fetch(int(min(pending, 256)), natsjs.FetchMaxWait(5*time.Second))
+		if err != nil {
+			return fmt.Errorf("read dead-letter stream: %w", err)
+		}
+		got := 0
+		for m := range batch.Messages() {
+			got++
+			meta, err := m.Metadata()
+			if err != nil {
+				return fmt.Errorf("read dead-letter stream: %w", err)
+			}
+			pending = meta.NumPending
+			d := c.deadTask(m.Subject(), m.Headers(), meta.Sequence.Stream, meta.Timestamp)
+			if !headersOnly {
+				d.Payload = m.Data()
+			}
+			if f.match(d) && !fn(d) {
+				return nil
+			}
+		}
+		if err := batch.Error(); err != nil {
+			return fmt.Errorf("read dead-letter stream: %w", err)
+		}
+		if got == 0 {
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			return fmt.Errorf("read dead-letter stream: no messages although %d are pending", pending)
+		}
+	}
+	return nil
+}
+
+// ReplayResult describes one replayed task.
+type ReplayResult struct {
+	// ID is the task id.
+	ID string
+	// Record is the task's pending state record after the replay.
+	Record Record
+}
+
+// Replay runs a dead task again: its state goes from failed back to pending
+// with a fresh retry budget (the replay counted, its error history kept),
+// the task is published with its original payload and headers, and only
+// then is its dead-letter entry removed. Replaying the same task twice runs
+// it once: the second call finds the entry gone (ErrNotDead) or the state
+// already replayed (ErrAlreadyReplayed).
+func (c *Client) Replay(ctx context.Context, id string) (ReplayResult, error) {
+	d, err := c.GetDead(ctx, id)
+	if err != nil {
+		return ReplayResult{}, err
+	}
+	return c.replay(ctx, d)
+}
+
+func (c *Client) replay(ctx context.Context, d DeadTask) (ReplayResult, error) {
+	now := time.Now()
+	tm := TaskMessage{ID: d.ID, Function: d.Function, Payload: d.Payload, Headers: map[string]string{}}
+	for k, vs := range d.Header {
+		if !hasReservedPrefix(k) && len(vs) > 0 {
+			tm.Headers[k] = vs[0]
+		}
+	}
+	if v := d.Header.Get(HeaderMaxRetries); v != "" {
+		tm.MaxRetries, _ = strconv.Atoi(v)
+		tm.HasMaxRetries = true
+	}
+	tm.Timeout, _ = time.ParseDuration(d.Header.Get(HeaderTimeout))
+
+	rec, err := c.state.Get(ctx, d.ID)
+	switch {
+	case errors.Is(err, ErrTaskNotFound):
+		// The state record expired: rebuild it from the entry.
+		task := models.NewTask(d.ID, d.Function, tm.MaxRetries, tm.Timeout, now)
+		task.Attempt, task.Replays = d.Attempt, d.Replays+1
+		if d.Error != nil {
+			task.RecordError(*d.Error)
+			task.Error = nil
+		}
+		if rec, err = c.state.Create(ctx, task); err != nil {
+			return ReplayResult{}, fmt.Errorf("replay %s: %w", d.ID, err)
+		}
+	case err != nil:
+		return ReplayResult{}, fmt.Errorf("replay %s: %w", d.ID, err)
+	case rec.Task.Status == models.StatusFailed && rec.Task.Replays == d.Replays:
+		next := rec.Task.Clone()
+		if err := next.Replay(now); err != nil {
+			return ReplayResult{}, err
+		}
+		if rec, err = c.state.Replace(ctx, rec, next); err != nil {
+			return ReplayResult{}, fmt.Errorf("replay %s: %w", d.ID, err)
+		}
+	case rec.Task.Status == models.StatusPending && rec.Task.Replays == d.Replays+1:
+		// An earlier replay reset the state but may not have published:
+		// publish now (deduplicated if it did).
+	case rec.Task.Replays > d.Replays:
+		if err := c.deleteDead(ctx, d.Sequence); err != nil {
+			return ReplayResult{}, err
+		}
+		return ReplayResult{ID: d.ID, Record: rec}, fmt.Errorf("%w: %s is %s after %d replays", ErrAlreadyReplayed, d.ID, rec.Task.Status, rec.Task.Replays)
+	default:
+		return ReplayResult{}, fmt.Errorf("replay %s: its state is %s with %d replays, the dead-letter entry was written after %d: %w",
+			d.ID, rec.Task.Status, rec.Task.Replays, d.Replays, models.ErrIllegalTransition)
+	}
+	tm.Attempt = rec.Task.Attempt + 1
+	if err := c.Publish(ctx, &tm, fmt.Sprintf("%s.replay.%d", d.ID, rec.Task.Replays)); err != nil {
+		return ReplayResult{}, fmt.Errorf("replay %s: %w (its dead-letter entry is kept; replay again)", d.ID, err)
+	}
+	if err := c.deleteDead(ctx, d.Sequence); err != nil {
+		return ReplayResult{}, err
+	}
+	return ReplayResult{ID: d.ID, Record: rec}, nil
+}
+
+// ReplayDead replays every entry matching f (Limit and After ignored) and
+// returns the replayed tasks and, joined, the errors of those that failed.
+func (c *Client) ReplayDead(ctx context.Context, f DeadFilter) ([]ReplayResult, error) {
+	f.Limit, f.After = 0, 0
+	var dead []DeadTask
+	if err := c.scanDead(ctx, f, false, func(d DeadTask) bool { dead = append(dead, d); return true }); err != nil {
+		return nil, err
+	}
+	var out []ReplayResult
+	var errs []error
+	for _, d := range dead {
+		r, err := c.replay(ctx, d)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		out = append(out, r)
+	}
+	return out, errors.Join(errs...)
+}
+
+// PurgeDead deletes the dead-letter entries matching f (Limit and After
+// ignored) and returns how many it deleted. It does not touch task state.
+func (c *Client) PurgeDead(ctx context.Context, f DeadFilter) (int, error) {
+	f.Limit, f.After = 0, 0
+	var seqs []uint64
+	if err := c.scanDead(ctx, f, true, func(d DeadTask) bool { seqs = append(seqs, d.Sequence); return true }); err != nil {
+		return 0, err
+	}
+	for i, seq := range seqs {
+		if err := c.deleteDead(ctx, seq); err != nil {
+			return i, err
+		}
+	}
+	return len(seqs), nil
+}
+
+// PurgeDeadTask deletes the dead-letter entry of task id, or returns
+// ErrNotDead.
+func (c *Client) PurgeDeadTask(ctx context.Context, id string) error {
+	d, err := c.GetDead(ctx, id)
+	if err != nil {
+		return err
+	}
+	return c.deleteDead(ctx, d.Sequence)
+}
+
+func (c *Client) deleteDead(ctx context.Context, seq uint64) error {
+	s, err := c.dlqStream(ctx)
+	if err != nil {
+		return err
+	}
+	if err := s.DeleteMsg(ctx, seq); err != nil && !errors.Is(err, natsjs.ErrMsgNotFound) {
+		return fmt.Errorf("delete dead-letter entry %d: %w", seq, err)
+	}
+	return nil
+}

@@ -1,0 +1,225 @@
+package jetstream_test
+
+import (
+	"errors"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/omniq/omniq/jetstream"
+	"github.com/omniq/omniq/models"
+)
+
+// failTask submits a task, runs it to failed in the state store and
+// dead-letters it, as a runner would.
+func failTask(t *testing.T, e *env, id, function, errType string) {
+	t.Helper()
+	_, err := e.client.Submit(ctx(t), jetstream.SubmitRequest{ID: id, Function: function, Payload: []byte("payload-" + id),
+		MaxRetries: intp(0), Headers: map[string]string{"X-Customer": "acme"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec, _ := e.client.State().Get(ctx(t), id)
+	rec, err = e.client.State().Transition(ctx(t), rec, models.StatusRunning, time.Now(), func(t *models.Task) { t.Attempt = 1 })
+	if err != nil {
+		t.Fatal(err)
+	}
+	te, _ := models.NewTaskError(models.TaskError{ErrorType: errType, Message: "it broke", Traceback: "goroutine 1 [running]:\nmain.main()"})
+	rec, err = e.client.State().Transition(ctx(t), rec, models.StatusFailed, time.Now(), func(t *models.Task) { t.RecordError(*te) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	tm := &jetstream.TaskMessage{ID: id, Function: function, Attempt: 1, MaxRetries: 0, HasMaxRetries: true,
+		Headers: map[string]string{"X-Customer": "acme"}, Payload: []byte("payload-" + id)}
+	if err := e.client.DeadLetter(ctx(t), tm, *te, rec.Task.Replays); err != nil {
+		t.Fatal(err)
+	}
+	// The runner acks the task message once it is dead-lettered.
+	if m := fetchOne(t, e, function, 5*time.Second); m != nil {
+		_ = m.Ack()
+	}
+}
+
+func TestDeadLetterGetAndList(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, jetstream.Config{})
+	failTask(t, e, "a1", "alpha", "handler_error")
+	failTask(t, e, "a2", "alpha", "timeout")
+	failTask(t, e, "b1", "beta", "timeout")
+
+	d, err := e.client.GetDead(ctx(t), "a2")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d.ID != "a2" || d.Function != "alpha" || string(d.Payload) != "payload-a2" || d.Error == nil ||
+		d.Error.ErrorType != "timeout" || d.Error.Traceback == "" || d.Header.Get("X-Customer") != "acme" || d.Attempt != 1 {
+		t.Fatalf("GetDead = %+v", d)
+	}
+	if _, err := e.client.GetDead(ctx(t), "zz"); !errors.Is(err, jetstream.ErrNotDead) {
+		t.Fatalf("GetDead(missing) err = %v", err)
+	}
+
+	tests := []struct {
+		f    jetstream.DeadFilter
+		want string
+	}{
+		{jetstream.DeadFilter{}, "[a1 a2 b1]"},
+		{jetstream.DeadFilter{Function: "alpha"}, "[a1 a2]"},
+		{jetstream.DeadFilter{ErrorType: "timeout"}, "[a2 b1]"},
+		{jetstream.DeadFilter{Function: "alpha", ErrorType: "timeout"}, "[a2]"},
+		{jetstream.DeadFilter{Since: time.Now().Add(time.Hour)}, "[]"},
+		{jetstream.DeadFilter{Until: time.Now().Add(-time.Hour)}, "[]"},
+		{jetstream.DeadFilter{Since: time.Now().Add(-time.Hour), Until: time.Now().Add(time.Hour)}, "[a1 a2 b1]"},
+		{jetstream.DeadFilter{Function: "gamma"}, "[]"},
+	}
+	for _, tt := range tests {
+		page, err := e.client.ListDead(ctx(t), tt.f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := deadIDs(page.Tasks); got != tt.want {
+			t.Errorf("ListDead(%+v) = %s, want %s", tt.f, got, tt.want)
+		}
+		for _, d := range page.Tasks {
+			if d.Payload != nil {
+				t.Errorf("listing carries payloads")
+			}
+		}
+	}
+	page, err := e.client.ListDead(ctx(t), jetstream.DeadFilter{Limit: 2})
+	if err != nil || deadIDs(page.Tasks) != "[a1 a2]" || page.Next == 0 {
+		t.Fatalf("first page = %v next=%d err=%v", deadIDs(page.Tasks), page.Next, err)
+	}
+	page, err = e.client.ListDead(ctx(t), jetstream.DeadFilter{Limit: 2, After: page.Next})
+	if err != nil || deadIDs(page.Tasks) != "[b1]" || page.Next != 0 {
+		t.Fatalf("second page = %v next=%d err=%v", deadIDs(page.Tasks), page.Next, err)
+	}
+}
+
+func deadIDs(ds []jetstream.DeadTask) string {
+	var out []string
+	for _, d := range ds {
+		out = append(out, d.ID)
+	}
+	return fmt.Sprint(out)
+}
+
+func TestReplayRunsOnceWithFreshBudget(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, jetstream.Config{})
+	failTask(t, e, "r1", "f", "handler_error")
+
+	res, err := e.client.Replay(ctx(t), "r1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	task := res.Record.Task
+	if task.Status != models.StatusPending || task.Replays != 1 || task.RetryCount != 0 || task.Error != nil || len(task.Errors) != 1 {
+		t.Fatalf("state after replay = %+v", task)
+	}
+	if _, err := e.client.GetDead(ctx(t), "r1"); !errors.Is(err, jetstream.ErrNotDead) {
+		t.Fatalf("dead-letter entry still there after replay: %v", err)
+	}
+	if _, err := e.client.Replay(ctx(t), "r1"); !errors.Is(err, jetstream.ErrNotDead) {
+		t.Fatalf("second replay err = %v, want ErrNotDead", err)
+	}
+	if n := streamMsgs(t, e, "omniq.tasks.f"); n != 1 {
+		t.Fatalf("%d task messages after replaying twice, want 1", n)
+	}
+	m := fetchOne(t, e, "f", 5*time.Second)
+	tm, err := e.client.Config().ParseTaskMessage(m.Subject(), m.Headers(), m.Data(), "S", 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if tm.ID != "r1" || tm.Attempt != 2 || string(tm.Payload) != "payload-r1" || tm.Headers["X-Customer"] != "acme" || !tm.HasMaxRetries {
+		t.Fatalf("replayed message = %+v", tm)
+	}
+}
+
+func TestReplayAfterStateExpiredRebuildsIt(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, jetstream.Config{})
+	failTask(t, e, "gone", "f", "panic")
+	rec, _ := e.client.State().Get(ctx(t), "gone")
+	if err := e.client.State().Delete(ctx(t), rec); err != nil {
+		t.Fatal(err)
+	}
+	res, err := e.client.Replay(ctx(t), "gone")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Record.Task.Status != models.StatusPending || res.Record.Task.Replays != 1 || len(res.Record.Task.Errors) != 1 || res.Record.Task.Errors[0].ErrorType != "panic" {
+		t.Fatalf("rebuilt state = %+v", res.Record.Task)
+	}
+}
+
+func TestReplayInterruptedAfterStateResetPublishesOnce(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, jetstream.Config{})
+	failTask(t, e, "half", "f", "timeout")
+	// Simulate a replay that reset the state and died before publishing.
+	rec, _ := e.client.State().Get(ctx(t), "half")
+	next := rec.Task.Clone()
+	if err := next.Replay(time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.client.State().Replace(ctx(t), rec, next); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.client.Replay(ctx(t), "half"); err != nil {
+		t.Fatalf("finishing the interrupted replay: %v", err)
+	}
+	if n := streamMsgs(t, e, "omniq.tasks.f"); n != 1 {
+		t.Fatalf("%d task messages, want 1", n)
+	}
+	if _, err := e.client.GetDead(ctx(t), "half"); !errors.Is(err, jetstream.ErrNotDead) {
+		t.Fatal("entry kept after the replay was published")
+	}
+}
+
+func TestReplayAndPurgeByFilter(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, jetstream.Config{})
+	for i := 0; i < 3; i++ {
+		failTask(t, e, fmt.Sprintf("x%d", i), "xf", "timeout")
+		failTask(t, e, fmt.Sprintf("y%d", i), "yf", "handler_error")
+	}
+	out, err := e.client.ReplayDead(ctx(t), jetstream.DeadFilter{ErrorType: "timeout"})
+	if err != nil || len(out) != 3 {
+		t.Fatalf("ReplayDead = %d, %v", len(out), err)
+	}
+	if n := streamMsgs(t, e, "omniq.tasks.xf"); n != 3 {
+		t.Fatalf("%d replayed messages, want 3", n)
+	}
+	n, err := e.client.PurgeDead(ctx(t), jetstream.DeadFilter{Function: "yf"})
+	if err != nil || n != 3 {
+		t.Fatalf("PurgeDead = %d, %v", n, err)
+	}
+	page, _ := e.client.ListDead(ctx(t), jetstream.DeadFilter{})
+	if len(page.Tasks) != 0 {
+		t.Fatalf("left after replay and purge: %v", deadIDs(page.Tasks))
+	}
+	failTask(t, e, "solo", "zf", "panic")
+	if err := e.client.PurgeDeadTask(ctx(t), "solo"); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.client.PurgeDeadTask(ctx(t), "solo"); !errors.Is(err, jetstream.ErrNotDead) {
+		t.Fatalf("second purge err = %v", err)
+	}
+}
+
+func TestDeadLetterIsIdempotentPerAttempt(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, jetstream.Config{})
+	tm := &jetstream.TaskMessage{ID: "twice", Function: "f", Attempt: 3}
+	te := models.TaskError{ErrorType: "timeout", Message: "m", Timestamp: time.Now()}
+	for i := 0; i < 2; i++ {
+		if err := e.client.DeadLetter(ctx(t), tm, te, 0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	page, _ := e.client.ListDead(ctx(t), jetstream.DeadFilter{})
+	if len(page.Tasks) != 1 {
+		t.Fatalf("%d entries after dead-lettering one attempt twice", len(page.Tasks))
+	}
+}

@@ -1,0 +1,27 @@
+// Package jetstream owns everything OmniQ keeps in NATS JetStream: the
+// embedded server, connections to external servers, the streams and buckets
+// (Provision), task submission, the task state store with compare-and-swap
+// transitions, delayed retries through JetStream message schedules, the
+// dead-letter stream, and the registry of functions served by live runners.
+//
+// The runner and the CLI only call this package; neither talks to JetStream
+// on its own.
+//
+// # Layout in JetStream
+//
+//	OMNIQ_TASKS      work-queue stream: omniq.tasks.<function> (tasks),
+//	                 omniq.schedule.<task id> (one pending schedule per task)
+//	OMNIQ_DLQ        limits stream: omniq.dlq.<function>.<task id>
+//	OMNIQ_STATE      KV bucket: <task id> -> models.Task JSON
+//	OMNIQ_FUNCTIONS  KV bucket: <function>.<runner id> -> Registration JSON
+//
+// Names, replicas, storage, payload limit and retention are set in Config.
+//
+// # Errors
+//
+// Operations return wrapped sentinel errors: ErrDuplicateTask,
+// ErrPayloadTooLarge, ErrInvalidMessage, ErrTaskNotFound, ErrTaskExists,
+// ErrStaleRevision, ErrNotDead, ErrAlreadyReplayed, ErrIncompatibleStream,
+// ErrInvalidConfig, ErrStoreLocked, ErrServerPayloadLimit, and the models
+// sentinels for bad names and illegal transitions. Check them with errors.Is.
+package jetstream

@@ -1,0 +1,141 @@
+package jetstream_test
+
+import (
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/omniq/omniq/jetstream"
+	"github.com/omniq/omniq/models"
+)
+
+func TestEmbeddedSecondProcessOnSameStoreIsRefused(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, jetstream.Config{})
+	_, err := jetstream.StartEmbedded(jetstream.EmbeddedConfig{StoreDir: e.dir, Port: -1})
+	if !errors.Is(err, jetstream.ErrStoreLocked) {
+		t.Fatalf("second server on %s: err = %v, want ErrStoreLocked", e.dir, err)
+	}
+	if !strings.Contains(err.Error(), e.dir) {
+		t.Fatalf("error %q does not name the directory", err)
+	}
+	// The first server is unharmed.
+	if _, err := e.client.Submit(ctx(t), jetstream.SubmitRequest{Function: "f"}); err != nil {
+		t.Fatalf("submit after refused second start: %v", err)
+	}
+}
+
+func TestEmbeddedRequiresStoreDir(t *testing.T) {
+	t.Parallel()
+	_, err := jetstream.StartEmbedded(jetstream.EmbeddedConfig{})
+	if !errors.Is(err, jetstream.ErrInvalidConfig) || !strings.Contains(err.Error(), "StoreDir") {
+		t.Fatalf("err = %v, want ErrInvalidConfig naming StoreDir", err)
+	}
+}
+
+func TestEmbeddedListensOnClientURL(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, jetstream.Config{})
+	url := e.srv.ClientURL()
+	if !strings.HasPrefix(url, "nats://127.0.0.1:") {
+		t.Fatalf("ClientURL = %q", url)
+	}
+	nc, err := jetstream.Connect(jetstream.ConnConfig{URL: url})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	if _, err := jetstream.New(ctx(t), nc, jetstream.Config{}); err != nil {
+		t.Fatalf("client over TCP: %v", err)
+	}
+}
+
+func TestEmbeddedNoListenServesInProcess(t *testing.T) {
+	t.Parallel()
+	srv, err := jetstream.StartEmbedded(jetstream.EmbeddedConfig{StoreDir: t.TempDir(), NoListen: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = srv.Shutdown(ctx(t)) }()
+	if srv.ClientURL() != "" {
+		t.Fatalf("ClientURL = %q, want none", srv.ClientURL())
+	}
+	nc, err := srv.Connect()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	c, err := jetstream.New(ctx(t), nc, jetstream.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Submit(ctx(t), jetstream.SubmitRequest{Function: "f"}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestStateSurvivesRestart(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, jetstream.Config{})
+	res, err := e.client.Submit(ctx(t), jetstream.SubmitRequest{ID: "durable-1", Function: "resize", Payload: []byte("p")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.restart()
+	rec, err := e.client.State().Get(ctx(t), res.ID)
+	if err != nil {
+		t.Fatalf("state after restart: %v", err)
+	}
+	if rec.Task.Status != models.StatusPending {
+		t.Fatalf("status after restart = %s", rec.Task.Status)
+	}
+	m := fetchOne(t, e, "resize", 5*time.Second)
+	if m == nil || string(m.Data()) != "p" {
+		t.Fatalf("task message lost across restart")
+	}
+}
+
+func TestClientRefusesServerWithSmallMaxPayload(t *testing.T) {
+	t.Parallel()
+	srv, err := jetstream.StartEmbedded(jetstream.EmbeddedConfig{StoreDir: t.TempDir(), Port: -1, MaxPayload: 512 << 10})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = srv.Shutdown(ctx(t)) }()
+	nc, err := srv.Connect()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	_, err = jetstream.New(ctx(t), nc, jetstream.Config{})
+	if !errors.Is(err, jetstream.ErrServerPayloadLimit) || !strings.Contains(err.Error(), "max_payload") {
+		t.Fatalf("err = %v, want ErrServerPayloadLimit telling to raise max_payload", err)
+	}
+	_, err = jetstream.New(ctx(t), nc, jetstream.Config{MaxPayload: 256 << 10})
+	if err != nil {
+		t.Fatalf("smaller MaxPayload should fit: %v", err)
+	}
+}
+
+func TestConfigValidation(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, jetstream.Config{})
+	tests := []struct {
+		name string
+		cfg  jetstream.Config
+		want string
+	}{
+		{"bad stream name", jetstream.Config{TasksStream: "A.B"}, "TasksStream"},
+		{"bad prefix", jetstream.Config{SubjectPrefix: "a.*"}, "SubjectPrefix"},
+		{"replicas", jetstream.Config{Replicas: 7}, "Replicas"},
+		{"dedupe over max age", jetstream.Config{TaskMaxAge: time.Minute, DedupeWindow: time.Hour}, "DedupeWindow"},
+		{"finished ttl", jetstream.Config{FinishedTTL: time.Millisecond}, "FinishedTTL"},
+	}
+	for _, tt := range tests {
+		_, err := jetstream.New(ctx(t), e.nc, tt.cfg)
+		if !errors.Is(err, jetstream.ErrInvalidConfig) || !strings.Contains(err.Error(), tt.want) {
+			t.Errorf("%s: err = %v, want ErrInvalidConfig naming %s", tt.name, err, tt.want)
+		}
+	}
+}

@@ -1,0 +1,115 @@
+package jetstream_test
+
+import (
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	natsjs "github.com/nats-io/nats.go/jetstream"
+
+	"github.com/omniq/omniq/jetstream"
+)
+
+func TestProvisionIsIdempotentAndUpdatesLimits(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, jetstream.Config{})
+	js := e.client.JetStream()
+	for i := 0; i < 2; i++ {
+		if err := jetstream.Provision(ctx(t), js, jetstream.Config{}); err != nil {
+			t.Fatalf("provision #%d: %v", i+2, err)
+		}
+	}
+	if err := jetstream.Provision(ctx(t), js, jetstream.Config{DLQMaxAge: 48 * time.Hour, DedupeWindow: 5 * time.Minute}); err != nil {
+		t.Fatal(err)
+	}
+	s, _ := js.Stream(ctx(t), "OMNIQ_DLQ")
+	if got := s.CachedInfo().Config.MaxAge; got != 48*time.Hour {
+		t.Fatalf("DLQ max age = %s, want 48h", got)
+	}
+	s, _ = js.Stream(ctx(t), "OMNIQ_TASKS")
+	cfg := s.CachedInfo().Config
+	if cfg.Duplicates != 5*time.Minute || cfg.Retention != natsjs.WorkQueuePolicy || !cfg.AllowMsgSchedules {
+		t.Fatalf("tasks stream config = %+v", cfg)
+	}
+	for _, b := range []string{"OMNIQ_STATE", "OMNIQ_FUNCTIONS"} {
+		if _, err := js.KeyValue(ctx(t), b); err != nil {
+			t.Fatalf("bucket %s: %v", b, err)
+		}
+	}
+}
+
+func TestProvisionRefusesIncompatibleStream(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, jetstream.Config{})
+	js := e.client.JetStream()
+	if _, err := js.CreateStream(ctx(t), natsjs.StreamConfig{Name: "OTHER_TASKS", Subjects: []string{"other.tasks.>"}, Retention: natsjs.LimitsPolicy}); err != nil {
+		t.Fatal(err)
+	}
+	err := jetstream.Provision(ctx(t), js, jetstream.Config{TasksStream: "OTHER_TASKS", SubjectPrefix: "other", DLQStream: "OTHER_DLQ", StateBucket: "OTHER_STATE", FunctionsBucket: "OTHER_FN"})
+	if !errors.Is(err, jetstream.ErrIncompatibleStream) {
+		t.Fatalf("err = %v, want ErrIncompatibleStream", err)
+	}
+	for _, want := range []string{"OTHER_TASKS", "retention is Limits", "WorkQueue", "subjects are [other.tasks.>]"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error %q does not say %q", err, want)
+		}
+	}
+	s, _ := js.Stream(ctx(t), "OTHER_TASKS")
+	if s.CachedInfo().Config.Retention != natsjs.LimitsPolicy {
+		t.Fatal("the incompatible stream was changed")
+	}
+}
+
+func TestRegistryHeartbeatsExpire(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, jetstream.Config{})
+	regs := []jetstream.Registration{{Function: "resize", Plugin: "img", Concurrency: 4}, {Function: "thumb", Plugin: "img"}}
+	if err := e.client.Register(ctx(t), "runner-a", regs, time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.client.Register(ctx(t), "runner-b", regs[:1], time.Second); err != nil {
+		t.Fatal(err)
+	}
+	got, err := e.client.Functions(ctx(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got["resize"]) != 2 || len(got["thumb"]) != 1 || got["resize"][0].Plugin != "img" {
+		t.Fatalf("Functions = %+v", got)
+	}
+	eventually(t, 10*time.Second, "runner-b's registration to expire", func() bool {
+		got, err := e.client.Functions(ctx(t))
+		return err == nil && len(got["resize"]) == 1 && got["resize"][0].Runner == "runner-a"
+	})
+	if err := e.client.Deregister(ctx(t), "runner-a", []string{"thumb"}); err != nil {
+		t.Fatal(err)
+	}
+	names, err := e.client.FunctionNames(ctx(t))
+	if err != nil || strings.Join(names, ",") != "resize" {
+		t.Fatalf("FunctionNames = %v, %v", names, err)
+	}
+	if err := e.client.Register(ctx(t), "bad.id", regs, time.Hour); err == nil {
+		t.Fatal("runner id with a dot accepted")
+	}
+}
+
+func TestQueuedFunctions(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, jetstream.Config{})
+	for _, fn := range []string{"a", "a", "b"} {
+		if _, err := e.client.Submit(ctx(t), jetstream.SubmitRequest{Function: fn}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := e.client.ScheduleRetry(ctx(t), &jetstream.TaskMessage{ID: "later", Function: "c", Attempt: 2}, time.Now().Add(time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	q, err := e.client.QueuedFunctions(ctx(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(q) != 2 || q["a"] != 2 || q["b"] != 1 {
+		t.Fatalf("QueuedFunctions = %v", q)
+	}
+}

@@ -1,0 +1,139 @@
+package jetstream
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	natsjs "github.com/nats-io/nats.go/jetstream"
+
+	"github.com/omniq/omniq/models"
+)
+
+// Registration says that a runner serves a function. Runners write theirs
+// with a TTL and rewrite them on a heartbeat, so the entries of a runner that
+// died expire on their own.
+type Registration struct {
+	// Function is the function served.
+	Function string `json:"function"`
+	// Runner identifies the runner.
+	Runner string `json:"runner"`
+	// Plugin names the plugin that serves the function.
+	Plugin string `json:"plugin,omitempty"`
+	// Concurrency is how many tasks of the function the runner runs at once.
+	Concurrency int `json:"concurrency,omitempty"`
+	// UpdatedAt is when the registration was last written.
+	UpdatedAt time.Time `json:"updated_at"`
+}
+
+// Register writes regs (all for runner runnerID) to the functions bucket,
+// each expiring after ttl unless written again.
+func (c *Client) Register(ctx context.Context, runnerID string, regs []Registration, ttl time.Duration) error {
+	if err := models.ValidateFunctionName(runnerID); err != nil {
+		return fmt.Errorf("register: runner id %q: only A-Z a-z 0-9 _ - are allowed", runnerID)
+	}
+	if ttl < time.Second {
+		return fmt.Errorf("%w: registration TTL must be at least 1s, got %s", ErrInvalidConfig, ttl)
+	}
+	now := time.Now().UTC()
+	for _, r := range regs {
+		if err := models.ValidateFunctionName(r.Function); err != nil {
+			return fmt.Errorf("register: %w", err)
+		}
+		r.Runner, r.UpdatedAt = runnerID, now
+		b, err := json.Marshal(r)
+		if err != nil {
+			return err
+		}
+		msg := &nats.Msg{Subject: c.registrationSubject(r.Function, runnerID), Data: b}
+		if _, err := c.js.PublishMsg(ctx, msg, natsjs.WithMsgTTL(ttl)); err != nil {
+			return fmt.Errorf("register %s: %w", r.Function, err)
+		}
+	}
+	return nil
+}
+
+// Deregister removes runnerID's registrations of functions.
+func (c *Client) Deregister(ctx context.Context, runnerID string, functions []string) error {
+	kv, err := c.js.KeyValue(ctx, c.cfg.FunctionsBucket)
+	if err != nil {
+		return fmt.Errorf("deregister: %w", err)
+	}
+	for _, fn := range functions {
+		if err := kv.Purge(ctx, fn+"."+runnerID); err != nil {
+			return fmt.Errorf("deregister %s: %w", fn, err)
+		}
+	}
+	return nil
+}
+
+func (c *Client) registrationSubject(function, runnerID string) string {
+	return "$KV." + c.cfg.FunctionsBucket + "." + function + "." + runnerID
+}
+
+// Functions returns the live registrations, by function name.
+func (c *Client) Functions(ctx context.Context) (map[string][]Registration, error) {
+	kv, err := c.js.KeyValue(ctx, c.cfg.FunctionsBucket)
+	if err != nil {
+		return nil, fmt.Errorf("list functions: %w", err)
+	}
+	w, err := kv.WatchAll(ctx, natsjs.IgnoreDeletes())
+	if err != nil {
+		return nil, fmt.Errorf("list functions: %w", err)
+	}
+	defer func() { _ = w.Stop() }()
+	out := make(map[string][]Registration)
+	for {
+		var e natsjs.KeyValueEntry
+		select {
+		case e = <-w.Updates():
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+		if e == nil {
+			return out, nil
+		}
+		var r Registration
+		if err := json.Unmarshal(e.Value(), &r); err != nil {
+			continue
+		}
+		out[r.Function] = append(out[r.Function], r)
+	}
+}
+
+// FunctionNames returns the names of the functions some live runner serves,
+// sorted.
+func (c *Client) FunctionNames(ctx context.Context) ([]string, error) {
+	regs, err := c.Functions(ctx)
+	if err != nil {
+		return nil, err
+	}
+	names := make([]string, 0, len(regs))
+	for fn := range regs {
+		names = append(names, fn)
+	}
+	slices.Sort(names)
+	return names, nil
+}
+
+// QueuedFunctions returns, for each function with tasks waiting in the tasks
+// stream, how many are waiting. Scheduled retries are not counted.
+func (c *Client) QueuedFunctions(ctx context.Context) (map[string]uint64, error) {
+	s, err := c.js.Stream(ctx, c.cfg.TasksStream)
+	if err != nil {
+		return nil, fmt.Errorf("queued functions: %w", err)
+	}
+	info, err := s.Info(ctx, natsjs.WithSubjectFilter(c.cfg.taskSubjectPrefix()+">"))
+	if err != nil {
+		return nil, fmt.Errorf("queued functions: %w", err)
+	}
+	out := make(map[string]uint64, len(info.State.Subjects))
+	for subj, n := range info.State.Subjects {
+		out[strings.TrimPrefix(subj, c.cfg.taskSubjectPrefix())] += n
+	}
+	return out, nil
+}

@@ -1,0 +1,225 @@
+package jetstream_test
+
+import (
+	"errors"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/omniq/omniq/jetstream"
+	"github.com/omniq/omniq/models"
+)
+
+func createTask(t *testing.T, e *env, id, function string) jetstream.Record {
+	t.Helper()
+	rec, err := e.client.State().Create(ctx(t), models.NewTask(id, function, 3, 0, time.Now()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return rec
+}
+
+func TestStateCreateGetAndExists(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, jetstream.Config{})
+	rec := createTask(t, e, "t1", "f")
+	got, err := e.client.State().Get(ctx(t), "t1")
+	if err != nil || got.Revision != rec.Revision || got.Task.Function != "f" {
+		t.Fatalf("Get = %+v, %v", got, err)
+	}
+	if _, err := e.client.State().Create(ctx(t), models.NewTask("t1", "g", 0, 0, time.Now())); !errors.Is(err, jetstream.ErrTaskExists) {
+		t.Fatalf("second Create err = %v, want ErrTaskExists", err)
+	}
+	if got, _ := e.client.State().Get(ctx(t), "t1"); got.Task.Function != "f" {
+		t.Fatal("a refused Create overwrote the record")
+	}
+	if _, err := e.client.State().Get(ctx(t), "nope"); !errors.Is(err, jetstream.ErrTaskNotFound) {
+		t.Fatalf("Get(missing) err = %v, want ErrTaskNotFound", err)
+	}
+	if _, err := e.client.State().Create(ctx(t), &models.Task{ID: "x", Function: "f"}); err == nil {
+		t.Fatal("Create accepted an invalid task")
+	}
+}
+
+func TestStateCASExactlyOneWriterWins(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, jetstream.Config{})
+	const writers = 8
+	for round := 0; round < 5; round++ {
+		rec := createTask(t, e, fmt.Sprintf("race-%d", round), "f")
+		var wg sync.WaitGroup
+		var mu sync.Mutex
+		wins, stale := 0, 0
+		for w := 0; w < writers; w++ {
+			wg.Add(1)
+			go func(w int) {
+				defer wg.Done()
+				_, err := e.client.State().Transition(ctx(t), rec, models.StatusRunning, time.Now(), func(t *models.Task) {
+					t.Runner = fmt.Sprintf("runner-%d", w)
+				})
+				mu.Lock()
+				defer mu.Unlock()
+				switch {
+				case err == nil:
+					wins++
+				case errors.Is(err, jetstream.ErrStaleRevision):
+					stale++
+				default:
+					t.Errorf("writer %d: %v", w, err)
+				}
+			}(w)
+		}
+		wg.Wait()
+		if wins != 1 || stale != writers-1 {
+			t.Fatalf("round %d: %d winners, %d stale; want exactly 1 winner", round, wins, stale)
+		}
+	}
+}
+
+func TestStateStaleWriterWritesNothing(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, jetstream.Config{})
+	rec := createTask(t, e, "t", "f")
+	won, err := e.client.State().Transition(ctx(t), rec, models.StatusRunning, time.Now(), func(t *models.Task) { t.Runner = "a" })
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = e.client.State().Transition(ctx(t), rec, models.StatusCancelled, time.Now(), nil)
+	if !errors.Is(err, jetstream.ErrStaleRevision) {
+		t.Fatalf("stale write err = %v", err)
+	}
+	got, _ := e.client.State().Get(ctx(t), "t")
+	if got.Revision != won.Revision || got.Task.Status != models.StatusRunning || got.Task.Runner != "a" {
+		t.Fatalf("stale writer changed the record: %+v", got.Task)
+	}
+}
+
+func TestStateIllegalTransitionWritesNothing(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, jetstream.Config{})
+	rec := createTask(t, e, "t", "f")
+	for _, to := range []models.TaskStatus{models.StatusSucceeded, models.StatusRetrying, models.StatusPending} {
+		if _, err := e.client.State().Transition(ctx(t), rec, to, time.Now(), nil); !errors.Is(err, models.ErrIllegalTransition) {
+			t.Errorf("pending -> %s: err = %v, want ErrIllegalTransition", to, err)
+		}
+	}
+	if _, err := e.client.State().Transition(ctx(t), rec, models.StatusRunning, time.Now(), func(t *models.Task) { t.Status = models.StatusSucceeded }); !errors.Is(err, models.ErrIllegalTransition) {
+		t.Errorf("mutate that changes the status: err = %v", err)
+	}
+	if _, err := e.client.State().Transition(ctx(t), rec, models.StatusRunning, time.Now(), func(t *models.Task) { t.Attempt = -1 }); !errors.Is(err, models.ErrInvalidTask) {
+		t.Errorf("mutate that makes the task invalid: err = %v", err)
+	}
+	got, _ := e.client.State().Get(ctx(t), "t")
+	if got.Revision != rec.Revision {
+		t.Fatalf("refused transitions wrote revision %d", got.Revision)
+	}
+}
+
+func TestStateListFiltersAndPages(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, jetstream.Config{})
+	for i := 0; i < 25; i++ {
+		fn := "even"
+		if i%2 == 1 {
+			fn = "odd"
+		}
+		rec := createTask(t, e, fmt.Sprintf("task-%02d", i), fn)
+		if i%5 == 0 {
+			if _, err := e.client.State().Transition(ctx(t), rec, models.StatusRunning, time.Now(), nil); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	var all []string
+	f := jetstream.ListFilter{Limit: 10}
+	for pages := 0; ; pages++ {
+		page, err := e.client.State().List(ctx(t), f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, r := range page.Records {
+			all = append(all, r.Task.ID)
+		}
+		if page.Next == "" {
+			if pages != 2 {
+				t.Fatalf("got %d pages of 10 for 25 tasks", pages+1)
+			}
+			break
+		}
+		f.After = page.Next
+	}
+	if len(all) != 25 || all[0] != "task-00" || all[24] != "task-24" {
+		t.Fatalf("paged listing = %v", all)
+	}
+	page, err := e.client.State().List(ctx(t), jetstream.ListFilter{Function: "odd", Statuses: []models.TaskStatus{models.StatusRunning}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(page.Records) != 2 || page.Records[0].Task.ID != "task-05" || page.Records[1].Task.ID != "task-15" {
+		t.Fatalf("odd+running = %v", ids(page.Records))
+	}
+	if _, err := e.client.State().List(ctx(t), jetstream.ListFilter{Statuses: []models.TaskStatus{"done"}}); !errors.Is(err, models.ErrInvalidTask) {
+		t.Fatalf("bad status filter err = %v", err)
+	}
+	if _, err := e.client.State().List(ctx(t), jetstream.ListFilter{After: "garbage"}); err == nil {
+		t.Fatal("bad cursor accepted")
+	}
+}
+
+func ids(recs []jetstream.Record) []string {
+	var out []string
+	for _, r := range recs {
+		out = append(out, r.Task.ID)
+	}
+	return out
+}
+
+func TestStateWatchSeesCurrentThenChanges(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, jetstream.Config{})
+	rec := createTask(t, e, "w1", "f")
+	events, err := e.client.State().Watch(ctx(t), "w1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	next := func() jetstream.StateEvent {
+		select {
+		case ev := <-events:
+			return ev
+		case <-time.After(5 * time.Second):
+			t.Fatal("no watch event")
+		}
+		return jetstream.StateEvent{}
+	}
+	if ev := next(); ev.Record.Task.Status != models.StatusPending {
+		t.Fatalf("first event = %+v", ev)
+	}
+	if _, err := e.client.State().Transition(ctx(t), rec, models.StatusRunning, time.Now(), nil); err != nil {
+		t.Fatal(err)
+	}
+	if ev := next(); ev.Record.Task.Status != models.StatusRunning {
+		t.Fatalf("second event = %+v", ev)
+	}
+}
+
+func TestStateFinishedRecordsExpire(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, jetstream.Config{FinishedTTL: time.Second})
+	done := createTask(t, e, "done", "f")
+	open := createTask(t, e, "open", "f")
+	done, err := e.client.State().Transition(ctx(t), done, models.StatusRunning, time.Now(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.client.State().Transition(ctx(t), done, models.StatusSucceeded, time.Now(), nil); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 10*time.Second, "the succeeded record to expire", func() bool {
+		_, err := e.client.State().Get(ctx(t), "done")
+		return errors.Is(err, jetstream.ErrTaskNotFound)
+	})
+	if _, err := e.client.State().Get(ctx(t), open.Task.ID); err != nil {
+		t.Fatalf("a pending record expired too: %v", err)
+	}
+}
