@@ -1,0 +1,127 @@
+// Package hclogrus adapts a logrus logger to hclog.Logger, the logger
+// go-plugin expects. It is the one place OmniQ bridges the two.
+package hclogrus
+
+import (
+	"fmt"
+	"io"
+	"log"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/sirupsen/logrus"
+)
+
+// New returns an hclog.Logger writing to l. hclog's debug and trace both map
+// to logrus debug; the level is taken from l when l is a *logrus.Logger or
+// *logrus.Entry.
+func New(l logrus.FieldLogger) hclog.Logger {
+	return &adapter{l: l}
+}
+
+type adapter struct {
+	l    logrus.FieldLogger
+	name string
+	args []any
+}
+
+func (a *adapter) level() logrus.Level {
+	switch l := a.l.(type) {
+	case *logrus.Logger:
+		return l.GetLevel()
+	case *logrus.Entry:
+		return l.Logger.GetLevel()
+	}
+	return logrus.InfoLevel
+}
+
+func (a *adapter) entry(args []any) logrus.FieldLogger {
+	l := a.l
+	if a.name != "" {
+		l = l.WithField("plugin_logger", a.name)
+	}
+	all := append(append([]any(nil), a.args...), args...)
+	for i := 0; i+1 < len(all); i += 2 {
+		l = l.WithField(fmt.Sprint(all[i]), all[i+1])
+	}
+	if len(all)%2 == 1 {
+		l = l.WithField("extra", all[len(all)-1])
+	}
+	return l
+}
+
+func (a *adapter) Log(level hclog.Level, msg string, args ...any) {
+	switch level {
+	case hclog.Trace, hclog.Debug:
+		a.entry(args).Debug(msg)
+	case hclog.Info, hclog.NoLevel, hclog.DefaultLevel:
+		a.entry(args).Info(msg)
+	case hclog.Warn:
+		a.entry(args).Warn(msg)
+	case hclog.Error:
+		a.entry(args).Error(msg)
+	}
+}
+
+func (a *adapter) Trace(msg string, args ...any) { a.Log(hclog.Trace, msg, args...) }
+func (a *adapter) Debug(msg string, args ...any) { a.Log(hclog.Debug, msg, args...) }
+func (a *adapter) Info(msg string, args ...any)  { a.Log(hclog.Info, msg, args...) }
+func (a *adapter) Warn(msg string, args ...any)  { a.Log(hclog.Warn, msg, args...) }
+func (a *adapter) Error(msg string, args ...any) { a.Log(hclog.Error, msg, args...) }
+
+func (a *adapter) IsTrace() bool { return a.level() >= logrus.TraceLevel }
+func (a *adapter) IsDebug() bool { return a.level() >= logrus.DebugLevel }
+func (a *adapter) IsInfo() bool  { return a.level() >= logrus.InfoLevel }
+func (a *adapter) IsWarn() bool  { return a.level() >= logrus.WarnLevel }
+func (a *adapter) IsError() bool { return a.level() >= logrus.ErrorLevel }
+
+func (a *adapter) ImpliedArgs() []any { return a.args }
+
+func (a *adapter) With(args ...any) hclog.Logger {
+	return &adapter{l: a.l, name: a.name, args: append(append([]any(nil), a.args...), args...)}
+}
+
+func (a *adapter) Name() string { return a.name }
+
+func (a *adapter) Named(name string) hclog.Logger {
+	n := name
+	if a.name != "" {
+		n = a.name + "." + name
+	}
+	return &adapter{l: a.l, name: n, args: a.args}
+}
+
+func (a *adapter) ResetNamed(name string) hclog.Logger {
+	return &adapter{l: a.l, name: name, args: a.args}
+}
+
+// SetLevel does nothing: the level belongs to the logrus logger.
+func (a *adapter) SetLevel(hclog.Level) {}
+
+func (a *adapter) GetLevel() hclog.Level {
+	switch a.level() {
+	case logrus.TraceLevel:
+		return hclog.Trace
+	case logrus.DebugLevel:
+		return hclog.Debug
+	case logrus.InfoLevel:
+		return hclog.Info
+	case logrus.WarnLevel:
+		return hclog.Warn
+	}
+	return hclog.Error
+}
+
+func (a *adapter) StandardLogger(opts *hclog.StandardLoggerOptions) *log.Logger {
+	return log.New(a.StandardWriter(opts), "", 0)
+}
+
+func (a *adapter) StandardWriter(*hclog.StandardLoggerOptions) io.Writer {
+	return writer{a}
+}
+
+type writer struct{ a *adapter }
+
+func (w writer) Write(p []byte) (int, error) {
+	w.a.Info(string(p))
+	return len(p), nil
+}

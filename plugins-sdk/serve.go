@@ -1,0 +1,174 @@
+package sdk
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/hashicorp/go-plugin"
+	"google.golang.org/grpc"
+
+	"github.com/omniq/omniq/plugins-sdk/pluginpb"
+)
+
+// Stderr is the plugin process's own standard error. Serve redirects
+// os.Stderr through go-plugin's gRPC stdio stream, which is asynchronous:
+// what a plugin writes there right before it exits can be lost. What it
+// writes to Stderr reaches the runner's crash report for certain, as the Go
+// runtime's panic output does.
+var Stderr = os.NewFile(2, "/dev/stderr")
+
+// ServeOption configures Serve.
+type ServeOption func(*serveConfig)
+
+type serveConfig struct {
+	name, version string
+}
+
+// Name sets the plugin's name and version, reported to the runner for logs.
+func Name(name, version string) ServeOption {
+	return func(c *serveConfig) { c.name, c.version = name, version }
+}
+
+// Serve serves h's functions to the OmniQ runner that started this process
+// and returns when the runner disconnects. Run from a shell instead of by
+// the runner, it prints an explanation and exits with status 1.
+func Serve(h *Mux, opts ...ServeOption) {
+	var cfg serveConfig
+	for _, o := range opts {
+		o(&cfg)
+	}
+	if len(h.Functions()) == 0 {
+		fmt.Fprintln(os.Stderr, "omniq plugin: no functions registered")
+		os.Exit(1)
+	}
+	max := MaxMessageBytes()
+	go exitWithParent()
+	plugin.Serve(&plugin.ServeConfig{
+		HandshakeConfig: Handshake,
+		Plugins:         plugin.PluginSet{PluginName: &GRPCPlugin{Impl: NewServer(h, cfg.name, cfg.version)}},
+		GRPCServer: func(opts []grpc.ServerOption) *grpc.Server {
+			return grpc.NewServer(append(opts, grpc.MaxRecvMsgSize(max), grpc.MaxSendMsgSize(max))...)
+		},
+		Logger: hclog.New(&hclog.LoggerOptions{Output: os.Stderr, Level: hclog.Warn, JSONFormat: true}),
+	})
+}
+
+// GRPCPlugin is the go-plugin glue for the OmniQ protocol. Plugins get it
+// from Serve; the runner uses it (with Impl nil) to dispense clients.
+type GRPCPlugin struct {
+	plugin.NetRPCUnsupportedPlugin
+	// Impl serves the protocol on the plugin side.
+	Impl pluginpb.PluginServer
+}
+
+// GRPCServer registers the plugin's implementation.
+func (p *GRPCPlugin) GRPCServer(_ *plugin.GRPCBroker, s *grpc.Server) error {
+	pluginpb.RegisterPluginServer(s, p.Impl)
+	return nil
+}
+
+// GRPCClient returns a pluginpb.PluginClient for the connection.
+func (p *GRPCPlugin) GRPCClient(_ context.Context, _ *plugin.GRPCBroker, c *grpc.ClientConn) (any, error) {
+	return pluginpb.NewPluginClient(c), nil
+}
+
+// Server implements the protocol's plugin side on top of a Mux.
+type Server struct {
+	pluginpb.UnimplementedPluginServer
+	mux           *Mux
+	name, version string
+
+	mu      sync.Mutex
+	running map[string]int // task id -> attempts in flight
+}
+
+// NewServer returns a protocol server for mux.
+func NewServer(mux *Mux, name, version string) *Server {
+	return &Server{mux: mux, name: name, version: version, running: make(map[string]int)}
+}
+
+// Describe lists the mux's functions.
+func (s *Server) Describe(context.Context, *pluginpb.DescribeRequest) (*pluginpb.DescribeResponse, error) {
+	resp := &pluginpb.DescribeResponse{PluginName: s.name, PluginVersion: s.version}
+	for _, f := range s.mux.Functions() {
+		resp.Functions = append(resp.Functions, &pluginpb.FunctionSpec{
+			Name: f.Name, DefaultTimeoutMs: f.Timeout.Milliseconds(), MaxRetries: int32(f.MaxRetries),
+			HasMaxRetries: f.HasMaxRetries, Concurrency: int32(f.Concurrency), Description: f.Description,
+		})
+	}
+	return resp, nil
+}
+
+// Status lists the task ids whose handlers are still running.
+func (s *Server) Status(context.Context, *pluginpb.StatusRequest) (*pluginpb.StatusResponse, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	resp := &pluginpb.StatusResponse{}
+	for id := range s.running {
+		resp.RunningTaskIds = append(resp.RunningTaskIds, id)
+	}
+	slices.Sort(resp.RunningTaskIds)
+	return resp, nil
+}
+
+// Execute runs one task attempt and streams its progress and outcome.
+func (s *Server) Execute(req *pluginpb.ExecuteRequest, stream grpc.ServerStreamingServer[pluginpb.ExecuteEvent]) error {
+	ctx := stream.Context()
+	task := &Task{ID: req.TaskId, Function: req.Function, Payload: req.Payload, Headers: req.Headers,
+		Attempt: int(req.Attempt), RetryCount: int(req.RetryCount)}
+	if req.DeadlineUnixNano > 0 {
+		task.Deadline = time.Unix(0, req.DeadlineUnixNano)
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithDeadline(ctx, task.Deadline)
+		defer cancel()
+	}
+	var sendMu sync.Mutex
+	send := func(ev *pluginpb.ExecuteEvent) error {
+		sendMu.Lock()
+		defer sendMu.Unlock()
+		return stream.Send(ev)
+	}
+	ctx = WithProgress(ctx, func(p ProgressEvent) {
+		_ = send(&pluginpb.ExecuteEvent{Event: &pluginpb.ExecuteEvent_Progress{Progress: &pluginpb.Progress{Fraction: p.Fraction, Message: p.Message}}})
+	})
+
+	s.track(task.ID, 1)
+	out, failure := Invoke(ctx, s.mux, task)
+	s.track(task.ID, -1)
+
+	if failure != nil {
+		return send(&pluginpb.ExecuteEvent{Event: &pluginpb.ExecuteEvent_Failure{Failure: &pluginpb.Failure{
+			ErrorType: failure.ErrorType, Message: failure.Message, Traceback: failure.Traceback,
+			Permanent: failure.Permanent, RetryAfterMs: failure.RetryAfter.Milliseconds(),
+		}}})
+	}
+	return send(&pluginpb.ExecuteEvent{Event: &pluginpb.ExecuteEvent_Result{Result: &pluginpb.Result{Output: out}}})
+}
+
+func (s *Server) track(id string, delta int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if n := s.running[id] + delta; n > 0 {
+		s.running[id] = n
+	} else {
+		delete(s.running, id)
+	}
+}
+
+// exitWithParent ends the plugin when the runner that started it is gone
+// (the plugin was re-parented), in case the kernel's parent-death signal
+// did not reach it.
+func exitWithParent() {
+	parent := os.Getppid()
+	for range time.Tick(time.Second) {
+		if os.Getppid() != parent {
+			fmt.Fprintln(os.Stderr, "omniq plugin: the runner is gone, exiting")
+			os.Exit(1)
+		}
+	}
+}

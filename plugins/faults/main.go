@@ -1,0 +1,183 @@
+// Command faults is an OmniQ plugin whose functions fail on purpose, in
+// every way a handler can: for demos, for testing a deployment's alerting
+// and dead-letter handling, and for OmniQ's own tests. See README.md.
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	sdk "github.com/omniq/omniq/plugins-sdk"
+)
+
+func main() {
+	sdk.Serve(newMux(), sdk.Name("faults", "1"))
+}
+
+func newMux() *sdk.Mux {
+	mux := sdk.NewMux()
+	mux.HandleFunc("fail", fail, sdk.Description(`returns an error: payload {"type","message","permanent","retry_after_ms"}`))
+	mux.HandleFunc("panic", panicky, sdk.Description("panics in the handler with the payload as message"))
+	mux.HandleFunc("crash", crash, sdk.Description(`ends the plugin process: payload "exit" (default, status 3), "goroutine-panic", "segv" or an exit status`))
+	mux.HandleFunc("kill", kill, sdk.Description("sends SIGKILL to the plugin process"))
+	mux.HandleFunc("hang", hang, sdk.Description("never returns and ignores cancellation"))
+	mux.HandleFunc("sleep", sleep, sdk.Description(`sleeps for the payload's duration ("2s"), honouring cancellation`))
+	mux.HandleFunc("oom", oom, sdk.Description("allocates until the process runs out of memory; needs a memory limit on the plugin"))
+	mux.HandleFunc("inspect", inspect, sdk.Description(`reports the plugin's pid, process group, stdin and environment; payload "spawn" also starts a child process`))
+	mux.HandleFunc("flaky", flaky, sdk.Description(`fails the first N attempts (payload N, default 2), then returns "ok after N failures"`))
+	return mux
+}
+
+// failSpec is the payload of fail.
+type failSpec struct {
+	Type         string `json:"type"`
+	Message      string `json:"message"`
+	Permanent    bool   `json:"permanent"`
+	RetryAfterMS int64  `json:"retry_after_ms"`
+}
+
+func fail(_ context.Context, task *sdk.Task) ([]byte, error) {
+	spec := failSpec{Message: "failure requested"}
+	if len(task.Payload) > 0 {
+		if err := json.Unmarshal(task.Payload, &spec); err != nil {
+			return nil, sdk.Permanent(sdk.WithType("ValidationError", fmt.Errorf("fail: payload is not a JSON object: %w", err)))
+		}
+	}
+	err := errors.New(spec.Message)
+	if spec.Type != "" {
+		err = sdk.WithType(spec.Type, err)
+	}
+	if spec.Permanent {
+		err = sdk.Permanent(err)
+	}
+	if spec.RetryAfterMS > 0 {
+		err = sdk.RetryAfter(time.Duration(spec.RetryAfterMS)*time.Millisecond, err)
+	}
+	return nil, err
+}
+
+func panicky(_ context.Context, task *sdk.Task) ([]byte, error) {
+	msg := string(task.Payload)
+	if msg == "" {
+		msg = "panic requested"
+	}
+	panic(msg)
+}
+
+func crash(_ context.Context, task *sdk.Task) ([]byte, error) {
+	mode := strings.TrimSpace(string(task.Payload))
+	switch mode {
+	case "", "exit":
+		fmt.Fprintln(sdk.Stderr, "faults: crash requested, exiting with status 3")
+		os.Exit(3)
+	case "goroutine-panic":
+		go func() { panic("faults: panic in a goroutine the handler started") }()
+		select {}
+	case "segv":
+		var p *int
+		go func() { *p = 1 }()
+		select {}
+	}
+	code, err := strconv.Atoi(mode)
+	if err != nil {
+		return nil, sdk.Permanent(fmt.Errorf("crash: unknown mode %q", mode))
+	}
+	fmt.Fprintf(sdk.Stderr, "faults: crash requested, exiting with status %d\n", code)
+	os.Exit(code)
+	return nil, nil
+}
+
+func kill(context.Context, *sdk.Task) ([]byte, error) {
+	_ = syscall.Kill(os.Getpid(), syscall.SIGKILL)
+	select {}
+}
+
+func hang(context.Context, *sdk.Task) ([]byte, error) {
+	for {
+		time.Sleep(time.Hour)
+	}
+}
+
+func sleep(ctx context.Context, task *sdk.Task) ([]byte, error) {
+	d, err := time.ParseDuration(strings.TrimSpace(string(task.Payload)))
+	if err != nil {
+		return nil, sdk.Permanent(sdk.WithType("ValidationError", fmt.Errorf("sleep: payload %q is not a duration", task.Payload)))
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	for i := 0; ; i++ {
+		select {
+		case <-t.C:
+			return []byte("slept " + d.String()), nil
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(200 * time.Millisecond):
+			sdk.ReportProgress(ctx, -1, fmt.Sprintf("sleeping (%d)", i))
+		}
+	}
+}
+
+var sink [][]byte
+
+func oom(context.Context, *sdk.Task) ([]byte, error) {
+	var lim syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_AS, &lim); err != nil || lim.Cur == ^uint64(0) {
+		return nil, sdk.Permanent(errors.New("oom: refusing to exhaust the machine's memory: give the plugin a memory limit first"))
+	}
+	for {
+		// Address space, not touched pages: an RLIMIT_AS limit trips
+		// without the machine's memory being used.
+		sink = append(sink, make([]byte, 64<<20))
+	}
+}
+
+func flaky(_ context.Context, task *sdk.Task) ([]byte, error) {
+	n := 2
+	if s := strings.TrimSpace(string(task.Payload)); s != "" {
+		v, err := strconv.Atoi(s)
+		if err != nil || v < 0 {
+			return nil, sdk.Permanent(sdk.WithType("ValidationError", fmt.Errorf("flaky: payload %q is not a count", s)))
+		}
+		n = v
+	}
+	if task.Attempt <= n {
+		return nil, fmt.Errorf("flaky: attempt %d of the %d that fail", task.Attempt, n)
+	}
+	return []byte(fmt.Sprintf("ok after %d failures", n)), nil
+}
+
+// inspection is the result of inspect.
+type inspection struct {
+	Pid          int      `json:"pid"`
+	Pgid         int      `json:"pgid"`
+	StdinDevNull bool     `json:"stdin_dev_null"`
+	Env          []string `json:"env"`
+	ChildPid     int      `json:"child_pid,omitempty"`
+}
+
+func inspect(_ context.Context, task *sdk.Task) ([]byte, error) {
+	pgid, _ := syscall.Getpgid(0)
+	in := inspection{Pid: os.Getpid(), Pgid: pgid, Env: os.Environ()}
+	if st, err := os.Stdin.Stat(); err == nil {
+		if null, err := os.Stat(os.DevNull); err == nil {
+			in.StdinDevNull = os.SameFile(st, null)
+		}
+	}
+	if strings.TrimSpace(string(task.Payload)) == "spawn" {
+		cmd := exec.Command("sleep", "600")
+		if err := cmd.Start(); err != nil {
+			return nil, err
+		}
+		go func() { _ = cmd.Wait() }()
+		in.ChildPid = cmd.Process.Pid
+	}
+	return json.Marshal(in)
+}

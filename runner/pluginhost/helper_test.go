@@ -1,0 +1,87 @@
+package pluginhost_test
+
+import (
+	"bufio"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/omniq/omniq/internal/testbin"
+	"github.com/omniq/omniq/runner/pluginhost"
+)
+
+const helperEnv = "OMNIQ_PLUGINHOST_HELPER"
+
+// runHelper is a stand-in runner process: it starts the plugin named by
+// the environment, prints its pid, and waits to be killed.
+func runHelper() {
+	s := pluginhost.NewSupervisor(pluginhost.Config{Process: pluginhost.ProcessConfig{Path: os.Getenv(helperEnv)}})
+	if err := s.Start(context.Background()); err != nil {
+		fmt.Println("error", err)
+		os.Exit(1)
+	}
+	fmt.Println("pid", s.Process().Pid())
+	select {}
+}
+
+func TestPluginDiesWithASIGKILLedRunner(t *testing.T) {
+	t.Parallel()
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), helperEnv+"="+buildPath(t, faultsPkg))
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }()
+	line, err := bufio.NewReader(stdout).ReadString('\n')
+	if err != nil {
+		t.Fatalf("helper: %v", err)
+	}
+	pid, err := strconv.Atoi(strings.TrimPrefix(strings.TrimSpace(line), "pid "))
+	if err != nil {
+		t.Fatalf("helper said %q", line)
+	}
+	if !alive(pid) {
+		t.Fatal("plugin not running")
+	}
+	if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	_ = cmd.Wait()
+	go func() { _, _ = io.Copy(io.Discard, stdout) }()
+	eventually(t, 5*time.Second, fmt.Sprintf("plugin %d to die with its runner", pid), func() bool { return !alive(pid) })
+}
+
+func buildPath(t *testing.T, pkg string) string { return testbin.Build(t, pkg) }
+
+func sha256File(t *testing.T, path string) string {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum := sha256.Sum256(b)
+	return hex.EncodeToString(sum[:])
+}
+
+func writeScript(t *testing.T, body string) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "script")
+	if err := os.WriteFile(path, []byte(body), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}

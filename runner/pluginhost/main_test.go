@@ -1,0 +1,70 @@
+package pluginhost_test
+
+import (
+	"context"
+	"os"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+
+	"github.com/omniq/omniq/internal/testbin"
+	"github.com/omniq/omniq/runner/pluginhost"
+)
+
+const (
+	echoPkg   = "github.com/omniq/omniq/plugins/echo"
+	faultsPkg = "github.com/omniq/omniq/plugins/faults"
+)
+
+func TestMain(m *testing.M) {
+	if os.Getenv(helperEnv) != "" {
+		runHelper()
+		return
+	}
+	code := m.Run()
+	testbin.Cleanup()
+	if code == 0 {
+		if err := goleak.Find(); err != nil {
+			os.Stderr.WriteString("goleak: " + err.Error() + "\n")
+			code = 1
+		}
+	}
+	os.Exit(code)
+}
+
+func ctx(t *testing.T) context.Context {
+	c, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	t.Cleanup(cancel)
+	return c
+}
+
+// startSupervisor starts a supervisor for the plugin pkg and stops it when
+// the test ends.
+func startSupervisor(t *testing.T, pkg string, cfg pluginhost.Config) *pluginhost.Supervisor {
+	t.Helper()
+	cfg.Process.Path = testbin.Build(t, pkg)
+	s := pluginhost.NewSupervisor(cfg)
+	if err := s.Start(ctx(t)); err != nil {
+		t.Fatalf("start %s: %v", pkg, err)
+	}
+	t.Cleanup(func() {
+		c, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if err := s.Stop(c); err != nil {
+			t.Errorf("stop: %v", err)
+		}
+	})
+	return s
+}
+
+func eventually(t *testing.T, d time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %s waiting for %s", d, what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}

@@ -1,0 +1,554 @@
+package pluginhost
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"path/filepath"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/sirupsen/logrus"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/omniq/omniq/models"
+	"github.com/omniq/omniq/plugins-sdk/pluginpb"
+)
+
+// Config configures the supervision of one plugin binary.
+type Config struct {
+	// Process says how to start the binary.
+	Process ProcessConfig
+	// Concurrency bounds the tasks in flight on the plugin. Defaults to 64.
+	Concurrency int
+	// RestartBackoff is the first delay before restarting a crashed plugin;
+	// it doubles with each crash in a row. Defaults to 200ms.
+	RestartBackoff time.Duration
+	// MaxRestartBackoff caps the restart delay. Defaults to 30 seconds.
+	MaxRestartBackoff time.Duration
+	// QuarantineAfter crashes within CrashWindow quarantine the plugin.
+	// Defaults to 5.
+	QuarantineAfter int
+	// CrashWindow is the window QuarantineAfter counts in. Defaults to 1
+	// minute.
+	CrashWindow time.Duration
+	// Cooldown is how long a quarantine lasts before the plugin is started
+	// again. Defaults to 1 minute.
+	Cooldown time.Duration
+	// KillGrace is how long a handler may keep running after its task's
+	// deadline or cancellation before the plugin is deemed hung and killed.
+	// Defaults to 2 seconds.
+	KillGrace time.Duration
+	// CrashWait bounds the wait for a dead plugin's exit status after its
+	// connection dropped. Defaults to 2 seconds.
+	CrashWait time.Duration
+	// StartWait bounds how long a task waits for a restarting plugin before
+	// failing plugin_unavailable. Defaults to 5 seconds.
+	StartWait time.Duration
+	// OnEvent, when set, is called for each lifecycle event (for metrics).
+	OnEvent func(Event)
+}
+
+// EventKind names a plugin lifecycle event.
+type EventKind string
+
+// Lifecycle events.
+const (
+	EventStarted     EventKind = "started"
+	EventCrashed     EventKind = "crashed"
+	EventStartFailed EventKind = "start_failed"
+	EventQuarantined EventKind = "quarantined"
+	EventHungKilled  EventKind = "hung_killed"
+)
+
+// Event is one plugin lifecycle event.
+type Event struct {
+	Plugin string
+	Kind   EventKind
+	Detail string
+}
+
+func (c Config) withDefaults() Config {
+	if c.Concurrency == 0 {
+		c.Concurrency = 64
+	}
+	if c.RestartBackoff == 0 {
+		c.RestartBackoff = 200 * time.Millisecond
+	}
+	if c.MaxRestartBackoff == 0 {
+		c.MaxRestartBackoff = 30 * time.Second
+	}
+	if c.QuarantineAfter == 0 {
+		c.QuarantineAfter = 5
+	}
+	if c.CrashWindow == 0 {
+		c.CrashWindow = time.Minute
+	}
+	if c.Cooldown == 0 {
+		c.Cooldown = time.Minute
+	}
+	if c.KillGrace == 0 {
+		c.KillGrace = 2 * time.Second
+	}
+	if c.CrashWait == 0 {
+		c.CrashWait = 2 * time.Second
+	}
+	if c.StartWait == 0 {
+		c.StartWait = 5 * time.Second
+	}
+	if c.Process.Logger == nil {
+		l := logrus.New()
+		l.Out = io.Discard
+		c.Process.Logger = l
+	}
+	return c
+}
+
+// State is where a supervised plugin is.
+type State string
+
+// Supervisor states.
+const (
+	StateStarting    State = "starting"
+	StateUp          State = "up"
+	StateRestarting  State = "restarting"
+	StateQuarantined State = "quarantined"
+	StateStopped     State = "stopped"
+)
+
+// Supervisor owns one plugin binary: it starts it, runs tasks on it up to a
+// concurrency limit, restarts it with backoff after a crash, quarantines it
+// after repeated crashes, and kills it when stopped. Start it with
+// NewSupervisor and Run; stop it with Stop.
+type Supervisor struct {
+	cfg  Config
+	name string
+	log  logrus.FieldLogger
+	sem  chan struct{}
+
+	mu        sync.Mutex
+	state     State
+	proc      *Process
+	up        chan struct{} // closed when proc is set; replaced when it goes
+	functions []*pluginpb.FunctionSpec
+	crashes   []time.Time
+	until     time.Time // end of quarantine
+	lastErr   error
+
+	started bool
+	stop    chan struct{}
+	stopped chan struct{}
+}
+
+// NewSupervisor returns a supervisor for cfg.Process.Path. Nothing runs
+// until Run.
+func NewSupervisor(cfg Config) *Supervisor {
+	cfg = cfg.withDefaults()
+	name := filepath.Base(cfg.Process.Path)
+	return &Supervisor{
+		cfg: cfg, name: name, log: cfg.Process.Logger.WithField("plugin", name),
+		sem: make(chan struct{}, cfg.Concurrency), state: StateStarting, up: make(chan struct{}),
+		stop: make(chan struct{}), stopped: make(chan struct{}),
+	}
+}
+
+// Name is the plugin's file name.
+func (s *Supervisor) Name() string { return s.name }
+
+// Start starts the plugin once and returns its start error, if any; then
+// the supervisor keeps it running in the background (restarting it on
+// crashes, and retrying a failed first start) until Stop.
+func (s *Supervisor) Start(ctx context.Context) error {
+	s.mu.Lock()
+	if s.started {
+		s.mu.Unlock()
+		return errors.New("pluginhost: Supervisor.Start called twice")
+	}
+	s.started = true
+	s.mu.Unlock()
+	p, err := StartProcess(ctx, s.cfg.Process)
+	if err != nil {
+		s.emit(EventStartFailed, err.Error())
+		s.mu.Lock()
+		s.lastErr = err
+		s.crashes = append(s.crashes, time.Now())
+		s.state = StateRestarting
+		s.mu.Unlock()
+	} else {
+		s.setUp(p)
+	}
+	go s.supervise(p)
+	return err
+}
+
+func (s *Supervisor) emit(kind EventKind, detail string) {
+	if s.cfg.OnEvent != nil {
+		s.cfg.OnEvent(Event{Plugin: s.name, Kind: kind, Detail: detail})
+	}
+}
+
+func (s *Supervisor) setUp(p *Process) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.proc, s.state, s.lastErr = p, StateUp, nil
+	s.functions = p.Describe().Functions
+	close(s.up)
+	s.log.WithField("pid", p.Pid()).Info("plugin started")
+	s.emit(EventStarted, fmt.Sprintf("pid %d", p.Pid()))
+}
+
+// Functions returns the functions the plugin declared at its latest start
+// (nil if it never started).
+func (s *Supervisor) Functions() []*pluginpb.FunctionSpec {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.functions
+}
+
+// State returns the supervisor's state and, when the plugin is down, the
+// error that brought it down.
+func (s *Supervisor) State() (State, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.state, s.lastErr
+}
+
+// Process returns the running process, or nil.
+func (s *Supervisor) Process() *Process {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.proc
+}
+
+// supervise waits for p to exit and restarts it, until Stop.
+func (s *Supervisor) supervise(p *Process) {
+	defer close(s.stopped)
+	for {
+		if p != nil {
+			select {
+			case <-p.Exited():
+				s.crashed(p)
+				s.release(p)
+			case <-s.stop:
+				s.shutdown(p)
+				return
+			}
+		}
+		wait := s.nextDelay()
+		select {
+		case <-time.After(wait):
+		case <-s.stop:
+			s.markStopped()
+			return
+		}
+		var err error
+		p, err = StartProcess(context.Background(), s.cfg.Process)
+		if err != nil {
+			s.log.WithError(err).Error("plugin failed to start")
+			s.emit(EventStartFailed, err.Error())
+			s.mu.Lock()
+			s.lastErr = err
+			s.crashes = append(s.crashes, time.Now())
+			s.mu.Unlock()
+			p = nil
+			continue
+		}
+		select {
+		case <-s.stop:
+			s.shutdown(p)
+			return
+		default:
+		}
+		s.setUp(p)
+	}
+}
+
+func (s *Supervisor) crashed(p *Process) {
+	exit := p.Exit()
+	err := fmt.Errorf("plugin %s: %s", s.name, exit)
+	s.markDown(p)
+	s.mu.Lock()
+	s.lastErr = err
+	s.crashes = append(s.crashes, time.Now())
+	s.state = StateRestarting
+	s.mu.Unlock()
+	s.log.WithField("exit", exit.String()).Error("plugin process died")
+	s.emit(EventCrashed, exit.String())
+}
+
+// markDown forgets p as the running process, if it still is.
+func (s *Supervisor) markDown(p *Process) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.proc == p {
+		s.proc = nil
+		s.up = make(chan struct{})
+		s.state = StateRestarting
+	}
+}
+
+// nextDelay decides how long to wait before the next start: exponential
+// backoff over the recent crashes, or a quarantine's cool-down.
+func (s *Supervisor) nextDelay() time.Duration {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	now := time.Now()
+	recent := s.crashes[:0]
+	for _, t := range s.crashes {
+		if now.Sub(t) < s.cfg.CrashWindow {
+			recent = append(recent, t)
+		}
+	}
+	s.crashes = recent
+	if len(recent) >= s.cfg.QuarantineAfter {
+		s.state = StateQuarantined
+		s.until = now.Add(s.cfg.Cooldown)
+		s.crashes = nil
+		s.log.WithField("crashes", len(recent)).WithField("cooldown", s.cfg.Cooldown).
+			Error("plugin quarantined after repeated crashes; its tasks fail plugin_unavailable until the cool-down ends")
+		s.emit(EventQuarantined, fmt.Sprintf("%d crashes in %s", len(recent), s.cfg.CrashWindow))
+		return s.cfg.Cooldown
+	}
+	s.state = StateRestarting
+	d := s.cfg.RestartBackoff
+	for i := 1; i < len(recent) && d < s.cfg.MaxRestartBackoff; i++ {
+		d *= 2
+	}
+	return min(d, s.cfg.MaxRestartBackoff)
+}
+
+// release frees what the client side of a dead process still holds (its
+// gRPC connection, log readers).
+func (s *Supervisor) release(p *Process) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	p.Kill(ctx)
+}
+
+func (s *Supervisor) shutdown(p *Process) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	p.Kill(ctx)
+	s.markStopped()
+}
+
+func (s *Supervisor) markStopped() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.state, s.proc = StateStopped, nil
+}
+
+// Stop kills the plugin (gracefully, then its process group by force once
+// ctx ends) and stops supervising it. Tasks in flight fail. It returns once
+// the process is gone.
+func (s *Supervisor) Stop(ctx context.Context) error {
+	s.mu.Lock()
+	select {
+	case <-s.stop:
+	default:
+		close(s.stop)
+		if !s.started {
+			s.state = StateStopped
+			close(s.stopped)
+		}
+	}
+	s.mu.Unlock()
+	select {
+	case <-s.stopped:
+		return nil
+	case <-ctx.Done():
+		if p := s.Process(); p != nil {
+			p.forceKill()
+		}
+		<-s.stopped
+		return ctx.Err()
+	}
+}
+
+// acquire returns the running process, waiting up to StartWait while the
+// plugin restarts, or a plugin_unavailable Failure.
+func (s *Supervisor) acquire(ctx context.Context) (*Process, *Failure) {
+	timer := time.NewTimer(s.cfg.StartWait)
+	defer timer.Stop()
+	for {
+		s.mu.Lock()
+		p, up, state, until, lastErr := s.proc, s.up, s.state, s.until, s.lastErr
+		s.mu.Unlock()
+		if p != nil {
+			select {
+			case <-p.Exited():
+				// Dead, and supervise has not caught up yet.
+				s.markDown(p)
+				continue
+			default:
+				return p, nil
+			}
+		}
+		switch {
+		case state == StateQuarantined:
+			return nil, &Failure{ErrorType: models.ErrorTypePluginUnavailable, Retryable: true,
+				Message: fmt.Sprintf("plugin %s is quarantined after repeated crashes until %s (last: %v)", s.name, until.UTC().Format(time.RFC3339), lastErr)}
+		case state == StateStopped:
+			return nil, &Failure{ErrorType: models.ErrorTypePluginUnavailable, Retryable: true, Message: fmt.Sprintf("plugin %s is stopped", s.name)}
+		}
+		select {
+		case <-up:
+		case <-timer.C:
+			return nil, &Failure{ErrorType: models.ErrorTypePluginUnavailable, Retryable: true,
+				Message: fmt.Sprintf("plugin %s is not running (%s, last error: %v)", s.name, state, lastErr)}
+		case <-ctx.Done():
+			return nil, ctxFailure(ctx, time.Time{})
+		}
+	}
+}
+
+// Outcome is the result of one Execute: Output on success, or Failure.
+type Outcome struct {
+	// Output is what the handler returned.
+	Output []byte
+	// Failure says why the attempt failed; nil on success.
+	Failure *Failure
+}
+
+// Failure is a failed attempt, classified. The runner adds the timestamp
+// and retry count to make it a models.TaskError.
+type Failure struct {
+	ErrorType  string
+	Message    string
+	Traceback  string
+	Retryable  bool
+	RetryAfter time.Duration
+}
+
+// Execute runs one attempt on the plugin. It waits for a concurrency slot,
+// stops the attempt at deadline (zero for none) or when ctx is cancelled,
+// and turns every way it can end into an Outcome: a handler's failure, a
+// timeout, a cancellation, a crash of the plugin (with how the process
+// ended and the tail of its stderr), or the plugin being unavailable.
+// onProgress, if not nil, receives the handler's progress reports.
+func (s *Supervisor) Execute(ctx context.Context, req *pluginpb.ExecuteRequest, deadline time.Time, onProgress func(*pluginpb.Progress)) Outcome {
+	callCtx, cancel := ctx, context.CancelFunc(func() {})
+	if !deadline.IsZero() {
+		callCtx, cancel = context.WithDeadline(ctx, deadline)
+		req.DeadlineUnixNano = deadline.UnixNano()
+	}
+	defer cancel()
+
+	select {
+	case s.sem <- struct{}{}:
+		defer func() { <-s.sem }()
+	case <-callCtx.Done():
+		return Outcome{Failure: ctxFailure(callCtx, deadline)}
+	}
+	p, f := s.acquire(callCtx)
+	if f != nil {
+		return Outcome{Failure: f}
+	}
+	stream, err := p.rpc.Execute(callCtx, req)
+	for err == nil {
+		var ev *pluginpb.ExecuteEvent
+		ev, err = stream.Recv()
+		if err != nil {
+			break
+		}
+		switch e := ev.Event.(type) {
+		case *pluginpb.ExecuteEvent_Progress:
+			if onProgress != nil {
+				onProgress(e.Progress)
+			}
+		case *pluginpb.ExecuteEvent_Result:
+			return Outcome{Output: e.Result.Output}
+		case *pluginpb.ExecuteEvent_Failure:
+			return Outcome{Failure: fromPlugin(e.Failure)}
+		}
+	}
+	if callCtx.Err() != nil || status.Code(err) == codes.DeadlineExceeded {
+		// The attempt was stopped (the plugin may see its deadline a
+		// moment before we do). Make sure the handler really stops.
+		go s.reapIfHung(p, req.TaskId)
+		return Outcome{Failure: ctxFailure(ctx, deadline)}
+	}
+	return Outcome{Failure: s.crashFailure(p, err)}
+}
+
+// ctxFailure describes an attempt stopped by its deadline or by the
+// cancellation of ctx, the caller's context.
+func ctxFailure(ctx context.Context, deadline time.Time) *Failure {
+	if errors.Is(ctx.Err(), context.Canceled) || deadline.IsZero() {
+		return &Failure{ErrorType: models.ErrorTypeCancelled, Message: "task was cancelled while it ran"}
+	}
+	return &Failure{ErrorType: models.ErrorTypeTimeout, Retryable: true,
+		Message: fmt.Sprintf("task did not finish by its deadline %s", deadline.UTC().Format(time.RFC3339Nano))}
+}
+
+// fromPlugin classifies a Failure sent by the plugin.
+func fromPlugin(f *pluginpb.Failure) *Failure {
+	out := &Failure{ErrorType: f.ErrorType, Message: f.Message, Traceback: f.Traceback,
+		Retryable: !f.Permanent, RetryAfter: time.Duration(f.RetryAfterMs) * time.Millisecond}
+	switch out.ErrorType {
+	case "":
+		out.ErrorType = models.ErrorTypeHandler
+	case models.ErrorTypeUnknownFunction, models.ErrorTypeInvalidTask, models.ErrorTypeCancelled:
+		out.Retryable = false
+	}
+	if out.Message == "" {
+		out.Message = out.ErrorType
+	}
+	return out
+}
+
+// crashFailure describes an attempt whose plugin connection failed: it
+// waits (up to CrashWait) for the process to exit to say how it ended; a
+// process that is still alive with a broken connection is killed.
+func (s *Supervisor) crashFailure(p *Process, callErr error) *Failure {
+	select {
+	case <-p.Exited():
+	case <-time.After(s.cfg.CrashWait):
+		if st, ok := status.FromError(callErr); ok && st.Code() != codes.Unavailable && st.Code() != codes.Canceled {
+			// The plugin is alive and answered with an error status: a
+			// protocol-level failure, not a crash.
+			return &Failure{ErrorType: models.ErrorTypeHandler, Retryable: true,
+				Message: fmt.Sprintf("plugin %s: %s: %s", s.name, st.Code(), st.Message())}
+		}
+		s.log.WithError(callErr).Error("lost the connection to a live plugin; killing it")
+		p.setKillReason("its connection broke")
+		p.forceKill()
+		<-p.Exited()
+	}
+	exit := p.Exit()
+	msg := fmt.Sprintf("plugin %s %s while running the task", s.name, exit)
+	if r := p.killReason(); r != "" {
+		msg = fmt.Sprintf("plugin %s was killed by OmniQ (%s) while running the task", s.name, r)
+	}
+	return &Failure{ErrorType: models.ErrorTypePluginCrash, Retryable: true, Message: msg, Traceback: CrashTraceback(exit.Stderr)}
+}
+
+// reapIfHung gives a handler whose task was stopped KillGrace to return;
+// if the plugin still reports it running (or does not answer), the plugin
+// is hung and is killed; the supervisor restarts it.
+func (s *Supervisor) reapIfHung(p *Process, taskID string) {
+	select {
+	case <-time.After(s.cfg.KillGrace):
+	case <-p.Exited():
+		return
+	case <-s.stop:
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	st, err := p.rpc.Status(ctx, &pluginpb.StatusRequest{})
+	if err == nil && !slices.Contains(st.RunningTaskIds, taskID) {
+		return
+	}
+	reason := fmt.Sprintf("task %s kept running %s after its deadline or cancellation", taskID, s.cfg.KillGrace)
+	if err != nil {
+		reason = fmt.Sprintf("it did not answer a health check after task %s was stopped: %v", taskID, err)
+	}
+	s.log.WithField("task_id", taskID).Warn("killing hung plugin: " + reason)
+	s.emit(EventHungKilled, reason)
+	p.setKillReason(reason)
+	p.forceKill()
+}

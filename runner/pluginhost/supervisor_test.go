@@ -1,0 +1,341 @@
+package pluginhost_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/omniq/omniq/models"
+	"github.com/omniq/omniq/plugins-sdk/pluginpb"
+	"github.com/omniq/omniq/runner/pluginhost"
+)
+
+func req(id, fn, payload string) *pluginpb.ExecuteRequest {
+	return &pluginpb.ExecuteRequest{TaskId: id, Function: fn, Payload: []byte(payload), Attempt: 1}
+}
+
+func TestEchoRoundTripWithProgress(t *testing.T) {
+	t.Parallel()
+	s := startSupervisor(t, echoPkg, pluginhost.Config{})
+	fns := s.Functions()
+	if len(fns) != 1 || fns[0].Name != "echo" {
+		t.Fatalf("functions = %v", fns)
+	}
+	var progress []string
+	out := s.Execute(ctx(t), req("t1", "echo", "hello"), time.Now().Add(10*time.Second), func(p *pluginpb.Progress) {
+		progress = append(progress, p.Message)
+	})
+	if out.Failure != nil || string(out.Output) != "hello" {
+		t.Fatalf("outcome = %+v", out)
+	}
+	if fmt.Sprint(progress) != "[echoed]" {
+		t.Fatalf("progress = %v", progress)
+	}
+}
+
+func TestHandlerFailuresAreClassified(t *testing.T) {
+	t.Parallel()
+	s := startSupervisor(t, faultsPkg, pluginhost.Config{})
+	tests := []struct {
+		name, fn, payload string
+		wantType          string
+		wantRetryable     bool
+		wantMsg           string
+		wantTrace         string
+		wantRetryAfter    time.Duration
+	}{
+		{"plain error", "fail", `{"message":"db down"}`, "handler_error", true, "db down", "", 0},
+		{"typed permanent", "fail", `{"type":"ValidationError","message":"bad email","permanent":true}`, "ValidationError", false, "bad email", "", 0},
+		{"retry after", "fail", `{"message":"rate limited","retry_after_ms":1500}`, "handler_error", true, "rate limited", "", 1500 * time.Millisecond},
+		{"panic", "panic", "index out of range", "panic", true, "panic: index out of range", "main.panicky", 0},
+		{"unknown function in plugin", "nope", "", "unknown_function", false, `does not serve function "nope"`, "", 0},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			out := s.Execute(ctx(t), req(tt.name, tt.fn, tt.payload), time.Now().Add(10*time.Second), nil)
+			f := out.Failure
+			if f == nil {
+				t.Fatalf("no failure, output %q", out.Output)
+			}
+			if f.ErrorType != tt.wantType || f.Retryable != tt.wantRetryable || !strings.Contains(f.Message, tt.wantMsg) ||
+				!strings.Contains(f.Traceback, tt.wantTrace) || f.RetryAfter != tt.wantRetryAfter {
+				t.Fatalf("failure = %+v", f)
+			}
+		})
+	}
+}
+
+func TestPluginCrashesFailInFlightTasksWithHowItDied(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name, fn, payload string
+		limits            pluginhost.Limits
+		wantMsg           string
+		wantTrace         string
+	}{
+		{"exit", "crash", "exit", pluginhost.Limits{}, "exited with status 3", "crash requested"},
+		{"goroutine panic", "crash", "goroutine-panic", pluginhost.Limits{}, "exited with status 2", "panic: faults: panic in a goroutine"},
+		{"segfault", "crash", "segv", pluginhost.Limits{}, "exited with status 2", "invalid memory address or nil pointer dereference"},
+		{"SIGKILL", "kill", "", pluginhost.Limits{}, "killed by signal SIGKILL", ""},
+		{"out of memory", "oom", "", pluginhost.Limits{MemoryBytes: 1 << 30}, "(out of memory)", "out of memory"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			s := startSupervisor(t, faultsPkg, pluginhost.Config{Process: pluginhost.ProcessConfig{Limits: tt.limits}})
+			// A second task in flight on the same process fails the same way.
+			var wg sync.WaitGroup
+			var bystander pluginhost.Outcome
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				bystander = s.Execute(ctx(t), req("bystander", "sleep", "30s"), time.Now().Add(time.Minute), nil)
+			}()
+			eventually(t, 10*time.Second, "the bystander to start", func() bool { return running(t, s, "bystander") })
+			out := s.Execute(ctx(t), req("victim", tt.fn, tt.payload), time.Now().Add(time.Minute), nil)
+			wg.Wait()
+			for who, o := range map[string]pluginhost.Outcome{"victim": out, "bystander": bystander} {
+				f := o.Failure
+				if f == nil || f.ErrorType != models.ErrorTypePluginCrash || !f.Retryable || !strings.Contains(f.Message, tt.wantMsg) || !strings.Contains(f.Traceback, tt.wantTrace) {
+					t.Errorf("%s: failure = %+v, want plugin_crash saying %q with %q in the traceback", who, f, tt.wantMsg, tt.wantTrace)
+				}
+			}
+			// The supervisor restarts the plugin; the next task runs.
+			out = s.Execute(ctx(t), req("after", "fail", `{"message":"alive"}`), time.Now().Add(30*time.Second), nil)
+			if out.Failure == nil || out.Failure.Message != "alive" {
+				t.Fatalf("after restart: %+v", out.Failure)
+			}
+		})
+	}
+}
+
+// running reports whether the plugin says task id is running.
+func running(t *testing.T, s *pluginhost.Supervisor, id string) bool {
+	p := s.Process()
+	if p == nil {
+		return false
+	}
+	st, err := p.RPC().Status(ctx(t), &pluginpb.StatusRequest{})
+	if err != nil {
+		return false
+	}
+	for _, r := range st.RunningTaskIds {
+		if r == id {
+			return true
+		}
+	}
+	return false
+}
+
+func TestHungPluginTimesOutAndIsKilled(t *testing.T) {
+	t.Parallel()
+	var mu sync.Mutex
+	var events []pluginhost.EventKind
+	s := startSupervisor(t, faultsPkg, pluginhost.Config{KillGrace: 200 * time.Millisecond, OnEvent: func(e pluginhost.Event) {
+		mu.Lock()
+		events = append(events, e.Kind)
+		mu.Unlock()
+	}})
+	first := s.Process().Pid()
+	out := s.Execute(ctx(t), req("stuck", "hang", ""), time.Now().Add(300*time.Millisecond), nil)
+	if f := out.Failure; f == nil || f.ErrorType != models.ErrorTypeTimeout || !f.Retryable {
+		t.Fatalf("failure = %+v, want retryable timeout", f)
+	}
+	eventually(t, 10*time.Second, "the hung plugin to be killed and restarted", func() bool {
+		p := s.Process()
+		return p != nil && p.Pid() != first
+	})
+	if alive(first) {
+		t.Fatalf("hung plugin %d still alive", first)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if !strings.Contains(fmt.Sprint(events), "hung_killed") {
+		t.Fatalf("events = %v", events)
+	}
+}
+
+func TestCooperativeTimeoutDoesNotKillThePlugin(t *testing.T) {
+	t.Parallel()
+	s := startSupervisor(t, faultsPkg, pluginhost.Config{KillGrace: 200 * time.Millisecond})
+	pid := s.Process().Pid()
+	out := s.Execute(ctx(t), req("slow", "sleep", "10s"), time.Now().Add(300*time.Millisecond), nil)
+	if f := out.Failure; f == nil || f.ErrorType != models.ErrorTypeTimeout {
+		t.Fatalf("failure = %+v, want timeout", f)
+	}
+	// Past the grace period the plugin must still be the same process.
+	eventually(t, 5*time.Second, "the handler to stop", func() bool { return !running(t, s, "slow") })
+	time.Sleep(400 * time.Millisecond) // longer than KillGrace: a wrong kill would have happened
+	if p := s.Process(); p == nil || p.Pid() != pid {
+		t.Fatal("a plugin whose handler honoured its deadline was killed")
+	}
+}
+
+func TestCancelStopsTheHandler(t *testing.T) {
+	t.Parallel()
+	s := startSupervisor(t, faultsPkg, pluginhost.Config{})
+	c, cancel := context.WithCancel(ctx(t))
+	done := make(chan pluginhost.Outcome)
+	go func() { done <- s.Execute(c, req("c1", "sleep", "30s"), time.Now().Add(time.Minute), nil) }()
+	eventually(t, 10*time.Second, "the task to start", func() bool { return running(t, s, "c1") })
+	cancel()
+	out := <-done
+	if f := out.Failure; f == nil || f.ErrorType != models.ErrorTypeCancelled || f.Retryable {
+		t.Fatalf("failure = %+v, want non-retryable cancelled", f)
+	}
+	eventually(t, 5*time.Second, "the handler to return", func() bool { return !running(t, s, "c1") })
+}
+
+func TestTasksRunConcurrentlyUpToTheLimit(t *testing.T) {
+	t.Parallel()
+	s := startSupervisor(t, faultsPkg, pluginhost.Config{Concurrency: 3})
+	c, cancel := context.WithCancel(ctx(t))
+	var wg sync.WaitGroup
+	for i := 0; i < 6; i++ {
+		wg.Add(1)
+		go func(i int) {
+			defer wg.Done()
+			s.Execute(c, req(fmt.Sprintf("c%d", i), "sleep", "30s"), time.Now().Add(time.Minute), nil)
+		}(i)
+	}
+	max := 0
+	eventually(t, 10*time.Second, "3 tasks running at once", func() bool {
+		st, err := s.Process().RPC().Status(ctx(t), &pluginpb.StatusRequest{})
+		if err != nil {
+			return false
+		}
+		max = len(st.RunningTaskIds)
+		if max > 3 {
+			t.Fatalf("%d tasks running, the limit is 3", max)
+		}
+		return max == 3
+	})
+	cancel()
+	wg.Wait()
+}
+
+func TestRepeatedCrashesQuarantineThenRecover(t *testing.T) {
+	t.Parallel()
+	s := startSupervisor(t, faultsPkg, pluginhost.Config{QuarantineAfter: 2, RestartBackoff: 10 * time.Millisecond, Cooldown: 1500 * time.Millisecond})
+	for i := 0; i < 2; i++ {
+		if out := s.Execute(ctx(t), req("boom", "crash", "exit"), time.Now().Add(30*time.Second), nil); out.Failure == nil || out.Failure.ErrorType != "plugin_crash" {
+			t.Fatalf("crash %d: %+v", i, out.Failure)
+		}
+	}
+	eventually(t, 5*time.Second, "quarantine", func() bool { st, _ := s.State(); return st == pluginhost.StateQuarantined })
+	out := s.Execute(ctx(t), req("q", "fail", "{}"), time.Now().Add(30*time.Second), nil)
+	if f := out.Failure; f == nil || f.ErrorType != models.ErrorTypePluginUnavailable || !f.Retryable || !strings.Contains(f.Message, "quarantined") {
+		t.Fatalf("during quarantine: %+v", f)
+	}
+	eventually(t, 10*time.Second, "the plugin to come back after the cool-down", func() bool { st, _ := s.State(); return st == pluginhost.StateUp })
+	if out := s.Execute(ctx(t), req("back", "fail", `{"message":"back"}`), time.Now().Add(30*time.Second), nil); out.Failure == nil || out.Failure.Message != "back" {
+		t.Fatalf("after cool-down: %+v", out.Failure)
+	}
+}
+
+func TestChecksumIsEnforced(t *testing.T) {
+	t.Parallel()
+	path := buildPath(t, echoPkg)
+	sum := sha256File(t, path)
+	p, err := pluginhost.StartProcess(ctx(t), pluginhost.ProcessConfig{Path: path, SHA256: sum})
+	if err != nil {
+		t.Fatalf("matching checksum refused: %v", err)
+	}
+	p.Kill(ctx(t))
+	bad := strings.Repeat("0", 64)
+	_, err = pluginhost.StartProcess(ctx(t), pluginhost.ProcessConfig{Path: path, SHA256: bad})
+	if !errors.Is(err, pluginhost.ErrChecksumMismatch) || !strings.Contains(err.Error(), sum) {
+		t.Fatalf("err = %v, want ErrChecksumMismatch naming the real sum", err)
+	}
+}
+
+func TestMissingOrBrokenBinaryFailsToStart(t *testing.T) {
+	t.Parallel()
+	_, err := pluginhost.StartProcess(ctx(t), pluginhost.ProcessConfig{Path: "/nonexistent/plugin"})
+	if !errors.Is(err, pluginhost.ErrStart) || !strings.Contains(err.Error(), "/nonexistent/plugin") {
+		t.Fatalf("err = %v", err)
+	}
+	script := writeScript(t, "#!/bin/sh\necho 'not a plugin' >&2\nexit 7\n")
+	_, err = pluginhost.StartProcess(ctx(t), pluginhost.ProcessConfig{Path: script, StartTimeout: 5 * time.Second})
+	if !errors.Is(err, pluginhost.ErrStart) || !strings.Contains(err.Error(), "not a plugin") {
+		t.Fatalf("err = %v, want ErrStart with the plugin's stderr", err)
+	}
+}
+
+func TestPluginGetsScrubbedEnvAndDevNullStdin(t *testing.T) {
+	// Not parallel: it sets an environment variable.
+	t.Setenv("OMNIQ_TEST_SECRET", "hunter2")
+	s := startSupervisor(t, faultsPkg, pluginhost.Config{Process: pluginhost.ProcessConfig{Env: []string{"GREETING=hi"}}})
+	in := inspect(t, s, "")
+	env := strings.Join(in.Env, "\n")
+	if strings.Contains(env, "hunter2") {
+		t.Fatal("the host's environment leaked into the plugin")
+	}
+	if !strings.Contains(env, "GREETING=hi") || !strings.Contains(env, "PATH=") {
+		t.Fatalf("configured or allowed variables missing: %s", env)
+	}
+	if !in.StdinDevNull {
+		t.Fatal("plugin stdin is not /dev/null")
+	}
+	if in.Pgid != in.Pid {
+		t.Fatalf("plugin is not its own process group leader: pid %d pgid %d", in.Pid, in.Pgid)
+	}
+}
+
+func TestStopKillsThePluginsWholeProcessGroup(t *testing.T) {
+	t.Parallel()
+	path := buildPath(t, faultsPkg)
+	s := pluginhost.NewSupervisor(pluginhost.Config{Process: pluginhost.ProcessConfig{Path: path}})
+	if err := s.Start(ctx(t)); err != nil {
+		t.Fatal(err)
+	}
+	in := inspect(t, s, "spawn")
+	if in.ChildPid == 0 || !alive(in.ChildPid) {
+		t.Fatalf("no child spawned: %+v", in)
+	}
+	if err := s.Stop(ctx(t)); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 5*time.Second, "plugin and its child to die", func() bool { return !alive(in.Pid) && !alive(in.ChildPid) })
+}
+
+type inspection struct {
+	Pid          int      `json:"pid"`
+	Pgid         int      `json:"pgid"`
+	StdinDevNull bool     `json:"stdin_dev_null"`
+	Env          []string `json:"env"`
+	ChildPid     int      `json:"child_pid"`
+}
+
+func inspect(t *testing.T, s *pluginhost.Supervisor, payload string) inspection {
+	t.Helper()
+	out := s.Execute(ctx(t), req("inspect", "inspect", payload), time.Now().Add(10*time.Second), nil)
+	if out.Failure != nil {
+		t.Fatal(out.Failure)
+	}
+	var in inspection
+	if err := json.Unmarshal(out.Output, &in); err != nil {
+		t.Fatal(err)
+	}
+	return in
+}
+
+// alive reports whether pid is a live (not zombie) process.
+func alive(pid int) bool {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return false
+	}
+	// The state follows the ")" closing the command name.
+	s := string(b)
+	i := strings.LastIndexByte(s, ')')
+	return i >= 0 && i+2 < len(s) && s[i+2] != 'Z' && s[i+2] != 'X' && syscall.Kill(pid, 0) == nil
+}

@@ -1,0 +1,54 @@
+package pluginhost
+
+import (
+	"strings"
+	"sync"
+
+	"github.com/omniq/omniq/models"
+)
+
+// tailBuffer keeps the last max bytes written to it.
+type tailBuffer struct {
+	mu  sync.Mutex
+	max int
+	buf []byte
+}
+
+func newTailBuffer(max int) *tailBuffer { return &tailBuffer{max: max} }
+
+func (t *tailBuffer) Write(p []byte) (int, error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.buf = append(t.buf, p...)
+	if over := len(t.buf) - t.max; over > 0 {
+		t.buf = append(t.buf[:0], t.buf[over:]...)
+	}
+	return len(p), nil
+}
+
+// Tail returns what the buffer holds.
+func (t *tailBuffer) Tail() string {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return string(t.buf)
+}
+
+// crashMarkers start the part of a dying process's output worth reading.
+var crashMarkers = []string{"panic: ", "fatal error: ", "Traceback (most recent call last)"}
+
+// CrashTraceback picks the traceback out of a crashed plugin's stderr tail:
+// from the first crash marker (a Go panic or fatal error, a Python
+// traceback) when there is one, else the whole tail; bounded to
+// models.MaxTracebackBytes.
+func CrashTraceback(stderr string) string {
+	start := -1
+	for _, m := range crashMarkers {
+		if i := strings.Index(stderr, m); i >= 0 && (start < 0 || i < start) {
+			start = i
+		}
+	}
+	if start > 0 {
+		stderr = stderr[start:]
+	}
+	return models.TruncateTraceback(stderr, models.MaxTracebackBytes)
+}
