@@ -223,3 +223,64 @@ func TestStateFinishedRecordsExpire(t *testing.T) {
 		t.Fatalf("a pending record expired too: %v", err)
 	}
 }
+
+func TestCancelPendingRetryingAndFinished(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, jetstream.Config{})
+	createTask(t, e, "p", "f")
+	rec, err := e.client.Cancel(ctx(t), "p")
+	if err != nil || rec.Task.Status != models.StatusCancelled || rec.Task.Error == nil || rec.Task.Error.ErrorType != "cancelled" {
+		t.Fatalf("cancel pending = %+v, %v", rec.Task, err)
+	}
+	if _, err := e.client.Cancel(ctx(t), "p"); !errors.Is(err, jetstream.ErrAlreadyFinished) {
+		t.Fatalf("second cancel err = %v", err)
+	}
+	r := createTask(t, e, "r", "f")
+	r, _ = e.client.State().Transition(ctx(t), r, models.StatusRunning, time.Now(), nil)
+	if _, err := e.client.State().Transition(ctx(t), r, models.StatusRetrying, time.Now(), nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.client.ScheduleRetry(ctx(t), &jetstream.TaskMessage{ID: "r", Function: "f", Attempt: 2}, time.Now().Add(time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.client.Cancel(ctx(t), "r"); err != nil {
+		t.Fatal(err)
+	}
+	if n := streamMsgs(t, e, "omniq.schedule.r"); n != 0 {
+		t.Fatal("cancelling a retrying task left its schedule")
+	}
+	delayed, err := e.client.Submit(ctx(t), jetstream.SubmitRequest{Function: "f", RunAt: time.Now().Add(time.Hour)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.client.Cancel(ctx(t), delayed.ID); err != nil {
+		t.Fatal(err)
+	}
+	if n := streamMsgs(t, e, "omniq.schedule.>"); n != 0 {
+		t.Fatal("cancelling a delayed task left its schedule")
+	}
+	if _, err := e.client.Cancel(ctx(t), "missing"); !errors.Is(err, jetstream.ErrTaskNotFound) {
+		t.Fatalf("cancel missing err = %v", err)
+	}
+}
+
+func TestCancelRunningNotifiesRunners(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, jetstream.Config{})
+	sub, err := e.nc.SubscribeSync(e.client.Config().CancelSubjects())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = sub.Unsubscribe() }()
+	r := createTask(t, e, "run", "f")
+	if _, err := e.client.State().Transition(ctx(t), r, models.StatusRunning, time.Now(), nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.client.Cancel(ctx(t), "run"); err != nil {
+		t.Fatal(err)
+	}
+	m, err := sub.NextMsg(5 * time.Second)
+	if err != nil || m.Subject != "omniq.cancel.run" {
+		t.Fatalf("notice = %v, %v", m, err)
+	}
+}

@@ -85,3 +85,21 @@ func writeScript(t *testing.T, body string) string {
 	}
 	return path
 }
+
+func writeScriptIn(t *testing.T, dir, name, body string, mode os.FileMode) string {
+	t.Helper()
+	path := filepath.Join(dir, name)
+	if err := os.WriteFile(path, []byte(body), mode); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+func copyFile(t *testing.T, src, dir, name string) string {
+	t.Helper()
+	b, err := os.ReadFile(src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return writeScriptIn(t, dir, name, string(b), 0o755)
+}

@@ -1,0 +1,236 @@
+package runner
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"time"
+
+	"github.com/nats-io/nuid"
+	"github.com/sirupsen/logrus"
+
+	"github.com/omniq/omniq/jetstream"
+	"github.com/omniq/omniq/models"
+	"github.com/omniq/omniq/runner/pluginhost"
+)
+
+// ErrInvalidConfig is wrapped by every Config validation error.
+var ErrInvalidConfig = errors.New("invalid runner config")
+
+// FunctionConfig holds per-function settings. Zero fields fall back to the
+// plugin's declaration, then to Config.Defaults, then to the built-in
+// defaults listed on each field.
+type FunctionConfig struct {
+	// MaxRetries is the retry budget after the first attempt, when not nil.
+	// Built-in default 3. A task's own Omniq-Max-Retries header wins.
+	MaxRetries *int `json:"max_retries,omitempty"`
+	// Timeout is the per-attempt deadline. Built-in default 5 minutes. A
+	// task's own Omniq-Timeout header wins.
+	Timeout time.Duration `json:"timeout,omitempty"`
+	// BackoffBase is the delay before the first retry; it doubles per retry.
+	// Built-in default 1 second.
+	BackoffBase time.Duration `json:"backoff_base,omitempty"`
+	// BackoffMax caps the retry delay. Built-in default 10 minutes.
+	BackoffMax time.Duration `json:"backoff_max,omitempty"`
+	// Concurrency bounds this runner's tasks of the function in flight.
+	// Built-in default 16.
+	Concurrency int `json:"concurrency,omitempty"`
+	// NonRetryable lists error types that are never retried for this
+	// function, whatever the handler says.
+	NonRetryable []string `json:"non_retryable,omitempty"`
+}
+
+// Config configures a Runner.
+type Config struct {
+	// Client is the JetStream client. Required.
+	Client *jetstream.Client
+	// Plugins runs the handlers. Required.
+	Plugins *pluginhost.Host
+	// ID identifies this runner in task records and registrations. Defaults
+	// to "<hostname>-<random>".
+	ID string
+	// Defaults apply to every function; Functions override them per
+	// function.
+	Defaults FunctionConfig
+	// Functions holds per-function overrides, by function name.
+	Functions map[string]FunctionConfig
+	// AckWait is how long a delivered task may go without a heartbeat
+	// before JetStream redelivers it. Heartbeats are sent every AckWait/3.
+	// Defaults to 30 seconds.
+	AckWait time.Duration
+	// MaxInterruptions bounds how often a task may be interrupted by a
+	// runner dying mid-task before it is dead-lettered. Defaults to 3.
+	MaxInterruptions int
+	// UnknownFunctionGrace is how old a task for a function no runner serves
+	// must be before it is dead-lettered as unknown_function. Defaults to 1
+	// minute.
+	UnknownFunctionGrace time.Duration
+	// SweepInterval is how often tasks of unserved functions are looked for.
+	// Defaults to 15 seconds.
+	SweepInterval time.Duration
+	// RegistrationTTL is how long this runner's function registrations live
+	// without a heartbeat. Defaults to 30 seconds.
+	RegistrationTTL time.Duration
+	// ShutdownGrace is how long Stop lets in-flight tasks finish before
+	// cancelling them for redelivery. Defaults to 30 seconds.
+	ShutdownGrace time.Duration
+	// Metrics receives the runner's measurements. Defaults to none.
+	Metrics *Metrics
+	// Logger receives the runner's logs. Defaults to discarding them.
+	Logger logrus.FieldLogger
+}
+
+// Built-in defaults.
+const (
+	DefaultMaxRetries  = 3
+	DefaultTimeout     = 5 * time.Minute
+	DefaultBackoffBase = time.Second
+	DefaultBackoffMax  = 10 * time.Minute
+	DefaultConcurrency = 16
+)
+
+// WithDefaults returns a copy of c with zero fields set to their defaults.
+func (c Config) WithDefaults() Config {
+	if c.ID == "" {
+		host, _ := os.Hostname()
+		c.ID = sanitizeID(host) + "-" + nuid.Next()[:8]
+	}
+	if c.AckWait == 0 {
+		c.AckWait = 30 * time.Second
+	}
+	if c.MaxInterruptions == 0 {
+		c.MaxInterruptions = 3
+	}
+	if c.UnknownFunctionGrace == 0 {
+		c.UnknownFunctionGrace = time.Minute
+	}
+	if c.SweepInterval == 0 {
+		c.SweepInterval = 15 * time.Second
+	}
+	if c.RegistrationTTL == 0 {
+		c.RegistrationTTL = 30 * time.Second
+	}
+	if c.ShutdownGrace == 0 {
+		c.ShutdownGrace = 30 * time.Second
+	}
+	if c.Logger == nil {
+		l := logrus.New()
+		l.Out = io.Discard
+		c.Logger = l
+	}
+	return c
+}
+
+func sanitizeID(s string) string {
+	b := []byte(s)
+	for i, c := range b {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_') {
+			b[i] = '_'
+		}
+	}
+	if len(b) == 0 {
+		return "runner"
+	}
+	return string(b)
+}
+
+func (c Config) validate() error {
+	if c.Client == nil {
+		return fmt.Errorf("%w: Client is required", ErrInvalidConfig)
+	}
+	if c.Plugins == nil {
+		return fmt.Errorf("%w: Plugins is required", ErrInvalidConfig)
+	}
+	if err := models.ValidateFunctionName(c.ID); err != nil {
+		return fmt.Errorf("%w: ID %q: only A-Z a-z 0-9 _ - are allowed", ErrInvalidConfig, c.ID)
+	}
+	if c.AckWait < time.Second {
+		return fmt.Errorf("%w: AckWait must be at least 1s, got %s", ErrInvalidConfig, c.AckWait)
+	}
+	if c.MaxInterruptions < 1 {
+		return fmt.Errorf("%w: MaxInterruptions must be at least 1, got %d", ErrInvalidConfig, c.MaxInterruptions)
+	}
+	if c.RegistrationTTL < time.Second {
+		return fmt.Errorf("%w: RegistrationTTL must be at least 1s, got %s", ErrInvalidConfig, c.RegistrationTTL)
+	}
+	if err := c.Defaults.validate("defaults"); err != nil {
+		return err
+	}
+	for name, f := range c.Functions {
+		if err := models.ValidateFunctionName(name); err != nil {
+			return fmt.Errorf("%w: functions: %w", ErrInvalidConfig, err)
+		}
+		if err := f.validate("function " + name); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (f FunctionConfig) validate(where string) error {
+	switch {
+	case f.MaxRetries != nil && *f.MaxRetries < 0:
+		return fmt.Errorf("%w: %s: max_retries must be >= 0, got %d", ErrInvalidConfig, where, *f.MaxRetries)
+	case f.Timeout < 0:
+		return fmt.Errorf("%w: %s: timeout must be >= 0, got %s", ErrInvalidConfig, where, f.Timeout)
+	case f.BackoffBase < 0 || f.BackoffMax < 0:
+		return fmt.Errorf("%w: %s: backoff must be >= 0", ErrInvalidConfig, where)
+	case f.BackoffMax > 0 && f.BackoffBase > f.BackoffMax:
+		return fmt.Errorf("%w: %s: backoff_base %s exceeds backoff_max %s", ErrInvalidConfig, where, f.BackoffBase, f.BackoffMax)
+	case f.Concurrency < 0:
+		return fmt.Errorf("%w: %s: concurrency must be >= 0, got %d", ErrInvalidConfig, where, f.Concurrency)
+	}
+	return nil
+}
+
+// resolved is the effective settings of one function.
+type resolved struct {
+	maxRetries   int
+	timeout      time.Duration
+	backoffBase  time.Duration
+	backoffMax   time.Duration
+	concurrency  int
+	nonRetryable map[string]bool
+}
+
+// resolve merges, in order of precedence: the per-function config, the
+// plugin's declaration, the runner defaults and the built-in defaults.
+func (c Config) resolve(fn string, decl pluginhost.Function) resolved {
+	r := resolved{maxRetries: DefaultMaxRetries, timeout: DefaultTimeout, backoffBase: DefaultBackoffBase,
+		backoffMax: DefaultBackoffMax, concurrency: DefaultConcurrency, nonRetryable: map[string]bool{}}
+	apply := func(f FunctionConfig) {
+		if f.MaxRetries != nil {
+			r.maxRetries = *f.MaxRetries
+		}
+		if f.Timeout > 0 {
+			r.timeout = f.Timeout
+		}
+		if f.BackoffBase > 0 {
+			r.backoffBase = f.BackoffBase
+		}
+		if f.BackoffMax > 0 {
+			r.backoffMax = f.BackoffMax
+		}
+		if f.Concurrency > 0 {
+			r.concurrency = f.Concurrency
+		}
+		for _, t := range f.NonRetryable {
+			r.nonRetryable[t] = true
+		}
+	}
+	apply(c.Defaults)
+	if s := decl.Spec; s != nil {
+		d := FunctionConfig{Timeout: time.Duration(s.DefaultTimeoutMs) * time.Millisecond, Concurrency: int(s.Concurrency)}
+		if s.HasMaxRetries {
+			n := int(s.MaxRetries)
+			d.MaxRetries = &n
+		}
+		apply(d)
+	}
+	apply(c.Functions[fn])
+	if r.backoffBase > r.backoffMax {
+		r.backoffBase = r.backoffMax
+	}
+	return r
+}

@@ -1,0 +1,216 @@
+package runner_test
+
+import (
+	"bufio"
+	"fmt"
+	"os"
+	"os/exec"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/omniq/omniq/jetstream"
+	"github.com/omniq/omniq/models"
+	"github.com/omniq/omniq/plugins-sdk/pluginpb"
+	"github.com/omniq/omniq/runner/pluginhost"
+)
+
+func TestCancelPendingTaskNeverRuns(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	res, err := e.client.Submit(ctx(t), jetstream.SubmitRequest{Function: "echo", Payload: []byte("x")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.client.Cancel(ctx(t), res.ID); err != nil {
+		t.Fatal(err)
+	}
+	tr := startRunner(t, e, fastConfig(), pluginhost.HostConfig{})
+	eventually(t, 30*time.Second, "the runner to take and drop the message", func() bool {
+		c, err := e.client.JetStream().Consumer(ctx(t), "OMNIQ_TASKS", "omniq-echo")
+		if err != nil {
+			return false
+		}
+		info := c.CachedInfo()
+		return info.NumPending == 0 && info.NumAckPending == 0 && info.AckFloor.Stream >= 1
+	})
+	rec, _ := e.client.State().Get(ctx(t), res.ID)
+	if rec.Task.Status != models.StatusCancelled || rec.Task.Attempt != 0 {
+		t.Fatalf("cancelled task = %+v", rec.Task)
+	}
+	if got := tr.counter(t, "omniq_tasks_total", map[string]string{"function": "echo"}); got != 0 {
+		t.Fatalf("%v echo attempts ran", got)
+	}
+}
+
+func TestCancelRunningTaskStopsItsHandler(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	tr := startRunner(t, e, fastConfig(), pluginhost.HostConfig{})
+	res, err := e.client.Submit(ctx(t), jetstream.SubmitRequest{Function: "sleep", Payload: []byte("60s")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, e, res.ID, models.StatusRunning, 30*time.Second)
+	if _, err := e.client.Cancel(ctx(t), res.ID); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 10*time.Second, "the handler to stop", func() bool {
+		return tr.counter(t, "omniq_tasks_total", map[string]string{"function": "sleep", "outcome": "cancelled"}) == 1
+	})
+	rec, _ := e.client.State().Get(ctx(t), res.ID)
+	if rec.Task.Status != models.StatusCancelled || rec.Task.Error == nil || rec.Task.Error.ErrorType != "cancelled" {
+		t.Fatalf("task = %+v", rec.Task)
+	}
+	for _, s := range tr.host.Supervisors() {
+		if p := s.Process(); p != nil {
+			st, err := p.RPC().Status(ctx(t), &pluginpb.StatusRequest{})
+			if err != nil || len(st.RunningTaskIds) != 0 {
+				t.Fatalf("plugin %s still runs %v (%v)", s.Name(), st.GetRunningTaskIds(), err)
+			}
+		}
+	}
+}
+
+func TestTwoRunnersNeverCompleteATaskTwice(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	a := startRunner(t, e, fastConfig(), pluginhost.HostConfig{})
+	b := startRunner(t, e, fastConfig(), pluginhost.HostConfig{})
+	const n = 300
+	ids := make([]string, n)
+	for i := range ids {
+		res, err := e.client.Submit(ctx(t), jetstream.SubmitRequest{Function: "echo", Payload: []byte(fmt.Sprint(i))})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids[i] = res.ID
+	}
+	for i, id := range ids {
+		task := waitFor(t, e, id, models.StatusSucceeded, 60*time.Second)
+		if string(task.Result) != fmt.Sprint(i) || task.Attempt != 1 {
+			t.Fatalf("task %d = %+v", i, task)
+		}
+	}
+	runs := func(tr *testRunner) float64 {
+		return tr.counter(t, "omniq_tasks_total", map[string]string{"function": "echo"})
+	}
+	if ra, rb := runs(a), runs(b); ra+rb != n {
+		t.Fatalf("runner a ran %v, b ran %v: %v attempts for %d tasks", ra, rb, ra+rb, n)
+	}
+}
+
+func TestSIGKILLedRunnerLosesNothing(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	dir := pluginsDir(t)
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), helperEnv+"="+e.srv.ClientURL(), helperPluginsEnv+"="+dir)
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }()
+	if line, err := bufio.NewReader(stdout).ReadString('\n'); err != nil || strings.TrimSpace(line) != "ready" {
+		t.Fatalf("helper runner: %q %v", line, err)
+	}
+	res, err := e.client.Submit(ctx(t), jetstream.SubmitRequest{Function: "sleep", Payload: []byte("1s"), MaxRetries: intp(0)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	running := waitFor(t, e, res.ID, models.StatusRunning, 30*time.Second)
+	if running.Runner != "helper" {
+		t.Fatalf("claimed by %q", running.Runner)
+	}
+	_ = cmd.Process.Signal(syscall.SIGKILL)
+	_ = cmd.Wait()
+
+	startRunner(t, e, fastConfig(), pluginhost.HostConfig{})
+	task := waitFor(t, e, res.ID, models.StatusSucceeded, 60*time.Second)
+	// The interruption was counted, and cost no retry (MaxRetries is 0).
+	if task.Interruptions != 1 || task.RetryCount != 0 || task.Attempt != 1 || string(task.Result) != "slept 1s" {
+		t.Fatalf("task = %+v", task)
+	}
+}
+
+func TestGracefulShutdownUnderLoadLosesNothing(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	cfg := fastConfig()
+	cfg.ShutdownGrace = 100 * time.Millisecond
+	first := startRunner(t, e, cfg, pluginhost.HostConfig{})
+	const n = 60
+	var ids []string
+	for i := 0; i < n; i++ {
+		res, err := e.client.Submit(ctx(t), jetstream.SubmitRequest{Function: "sleep", Payload: []byte("300ms"), MaxRetries: intp(0)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, res.ID)
+	}
+	eventually(t, 30*time.Second, "some tasks to finish", func() bool {
+		return first.counter(t, "omniq_tasks_total", map[string]string{"outcome": "succeeded"}) >= 5
+	})
+	first.stop(t) // mid-load: some in flight are cut off and released
+	released := first.counter(t, "omniq_tasks_total", map[string]string{"outcome": "released"})
+
+	startRunner(t, e, cfg, pluginhost.HostConfig{})
+	for _, id := range ids {
+		task := waitFor(t, e, id, models.StatusSucceeded, 60*time.Second)
+		if task.RetryCount != 0 || task.Interruptions != 0 {
+			t.Fatalf("task %s paid for the shutdown: %+v", id, task)
+		}
+	}
+	t.Logf("%v tasks were released by the shutdown and finished by the next runner", released)
+}
+
+func TestQuarantinedPluginFailsTasksAsUnavailable(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	startRunner(t, e, fastConfig(), pluginhost.HostConfig{Defaults: pluginhost.Config{QuarantineAfter: 1, Cooldown: time.Minute}})
+	crash, err := e.client.Submit(ctx(t), jetstream.SubmitRequest{Function: "crash", MaxRetries: intp(0)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, e, crash.ID, models.StatusFailed, 30*time.Second)
+	res, err := e.client.Submit(ctx(t), jetstream.SubmitRequest{Function: "fail", Payload: []byte(`{}`), MaxRetries: intp(0)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	task := waitFor(t, e, res.ID, models.StatusFailed, 30*time.Second)
+	if te := task.Error; te == nil || te.ErrorType != "plugin_unavailable" || !te.IsRetryable || !strings.Contains(te.Message, "quarantined") {
+		t.Fatalf("error = %+v", task.Error)
+	}
+}
+
+func TestConcurrentTasksOfOneFunctionRunTogether(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	tr := startRunner(t, e, fastConfig(), pluginhost.HostConfig{})
+	var wg sync.WaitGroup
+	for i := 0; i < 8; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if _, err := e.client.Submit(ctx(t), jetstream.SubmitRequest{Function: "sleep", Payload: []byte("5s")}); err != nil {
+				t.Error(err)
+			}
+		}()
+	}
+	wg.Wait()
+	eventually(t, 20*time.Second, "8 sleeps running at once", func() bool {
+		for _, s := range tr.host.Supervisors() {
+			if s.Name() != "faults" || s.Process() == nil {
+				continue
+			}
+			st, err := s.Process().RPC().Status(ctx(t), &pluginpb.StatusRequest{})
+			return err == nil && len(st.RunningTaskIds) == 8
+		}
+		return false
+	})
+}

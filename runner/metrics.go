@@ -1,0 +1,92 @@
+package runner
+
+import (
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/omniq/omniq/runner/pluginhost"
+)
+
+// Metrics are the runner's Prometheus measurements. A nil *Metrics records
+// nothing.
+type Metrics struct {
+	tasks       *prometheus.CounterVec
+	duration    *prometheus.HistogramVec
+	inFlight    *prometheus.GaugeVec
+	retries     *prometheus.CounterVec
+	deadLetters *prometheus.CounterVec
+	plugin      *prometheus.CounterVec
+	pending     *prometheus.GaugeVec
+}
+
+// NewMetrics creates the runner's metrics and registers them with reg.
+func NewMetrics(reg prometheus.Registerer) *Metrics {
+	m := &Metrics{
+		tasks: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "omniq_tasks_total", Help: "Task attempts finished, by function and outcome (succeeded, retried, failed, cancelled).",
+		}, []string{"function", "outcome"}),
+		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "omniq_task_duration_seconds", Help: "Time from the start of an attempt to its outcome, by function.",
+			Buckets: prometheus.ExponentialBuckets(0.0005, 4, 12),
+		}, []string{"function"}),
+		inFlight: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "omniq_tasks_in_flight", Help: "Attempts running now, by function.",
+		}, []string{"function"}),
+		retries: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "omniq_task_retries_total", Help: "Retries scheduled, by function and error type.",
+		}, []string{"function", "error_type"}),
+		deadLetters: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "omniq_dead_lettered_total", Help: "Tasks dead-lettered, by function and error type.",
+		}, []string{"function", "error_type"}),
+		plugin: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "omniq_plugin_events_total", Help: "Plugin lifecycle events (started, crashed, start_failed, quarantined, hung_killed), by plugin.",
+		}, []string{"plugin", "event"}),
+		pending: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "omniq_consumer_pending", Help: "Tasks waiting in a function's consumer (consumer lag), sampled.",
+		}, []string{"function"}),
+	}
+	reg.MustRegister(m.tasks, m.duration, m.inFlight, m.retries, m.deadLetters, m.plugin, m.pending)
+	return m
+}
+
+func (m *Metrics) started(fn string) {
+	if m != nil {
+		m.inFlight.WithLabelValues(fn).Inc()
+	}
+}
+
+func (m *Metrics) finished(fn, outcome string, d time.Duration) {
+	if m == nil {
+		return
+	}
+	m.inFlight.WithLabelValues(fn).Dec()
+	m.tasks.WithLabelValues(fn, outcome).Inc()
+	m.duration.WithLabelValues(fn).Observe(d.Seconds())
+}
+
+func (m *Metrics) retried(fn, errType string) {
+	if m != nil {
+		m.retries.WithLabelValues(fn, errType).Inc()
+	}
+}
+
+func (m *Metrics) deadLettered(fn, errType string) {
+	if m != nil {
+		m.deadLetters.WithLabelValues(fn, errType).Inc()
+	}
+}
+
+// PluginEvent records a plugin lifecycle event; pass it as
+// pluginhost.Config.OnEvent.
+func (m *Metrics) PluginEvent(e pluginhost.Event) {
+	if m != nil {
+		m.plugin.WithLabelValues(e.Plugin, string(e.Kind)).Inc()
+	}
+}
+
+func (m *Metrics) setPending(fn string, n uint64) {
+	if m != nil {
+		m.pending.WithLabelValues(fn).Set(float64(n))
+	}
+}

@@ -1,0 +1,17 @@
+// Package pluginhost runs OmniQ plugins as child processes and turns every
+// way a task can end in them into an Outcome.
+//
+// A Process is one plugin process started through hashicorp/go-plugin
+// (gRPC, AutoMTLS) with stdin from /dev/null, a scrubbed environment, its
+// own process group, SIGKILL on the runner's death, optional resource limits
+// and an optional SHA-256 check of the binary.
+//
+// A Supervisor owns one plugin binary: it runs tasks on it concurrently up to
+// a limit, restarts it with exponential backoff after a crash, quarantines it
+// after repeated crashes (its tasks fail plugin_unavailable until a
+// cool-down ends), kills it when a handler ignores its deadline, and reports
+// a crash to every task in flight as plugin_crash with how the process ended
+// and the tail of its stderr.
+//
+// A Host runs every plugin of a directory and routes tasks by function name.
+package pluginhost

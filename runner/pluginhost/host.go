@@ -1,0 +1,189 @@
+package pluginhost
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/sirupsen/logrus"
+
+	"github.com/omniq/omniq/models"
+	"github.com/omniq/omniq/plugins-sdk/pluginpb"
+)
+
+// ErrDuplicateFunction is returned by StartHost when two plugins declare the
+// same function.
+var ErrDuplicateFunction = errors.New("function served by two plugins")
+
+// HostConfig says which plugins to run.
+type HostConfig struct {
+	// Dir holds the plugin executables: every regular executable file in it
+	// is started. Required unless Paths is set.
+	Dir string
+	// Paths lists plugin executables explicitly, instead of Dir.
+	Paths []string
+	// Defaults is the supervision config every plugin starts from;
+	// Defaults.Process.Path is ignored.
+	Defaults Config
+	// PerPlugin overrides Defaults for a plugin, by file name.
+	PerPlugin map[string]Config
+	// Logger receives lifecycle logs. Defaults to discarding them.
+	Logger logrus.FieldLogger
+}
+
+// Function is a function served by a running plugin.
+type Function struct {
+	// Spec is what the plugin declared.
+	Spec *pluginpb.FunctionSpec
+	// Plugin is the plugin's file name.
+	Plugin string
+}
+
+// Host runs every plugin of a directory and routes tasks to them by
+// function name.
+type Host struct {
+	log  logrus.FieldLogger
+	sups []*Supervisor
+
+	mu     sync.RWMutex
+	routes map[string]*Supervisor
+}
+
+// StartHost starts every plugin and learns their functions. A plugin that
+// fails to start is logged and retried in the background (its functions
+// become known when it starts); two plugins declaring one function is an
+// error, and every started plugin is stopped again.
+func StartHost(ctx context.Context, cfg HostConfig) (*Host, error) {
+	log := cfg.Logger
+	if log == nil {
+		log = Config{}.withDefaults().Process.Logger
+	}
+	paths := cfg.Paths
+	if paths == nil {
+		var err error
+		if paths, err = executables(cfg.Dir); err != nil {
+			return nil, err
+		}
+	}
+	h := &Host{log: log, routes: make(map[string]*Supervisor)}
+	for _, path := range paths {
+		c := cfg.Defaults
+		if pc, ok := cfg.PerPlugin[filepath.Base(path)]; ok {
+			c = pc
+		}
+		c.Process.Path = path
+		if c.Process.Logger == nil {
+			c.Process.Logger = log
+		}
+		s := NewSupervisor(c)
+		h.sups = append(h.sups, s)
+		if err := s.Start(ctx); err != nil {
+			log.WithError(err).WithField("plugin", s.Name()).Error("plugin failed to start; retrying in the background")
+		}
+	}
+	if err := h.refresh(); err != nil {
+		stopCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		_ = h.Stop(stopCtx)
+		return nil, err
+	}
+	return h, nil
+}
+
+// executables lists the regular, executable files of dir, sorted.
+func executables(dir string) ([]string, error) {
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return nil, fmt.Errorf("plugins directory: %w", err)
+	}
+	var out []string
+	for _, e := range entries {
+		info, err := e.Info()
+		if err != nil || !info.Mode().IsRegular() || info.Mode().Perm()&0o111 == 0 {
+			continue
+		}
+		out = append(out, filepath.Join(dir, e.Name()))
+	}
+	sort.Strings(out)
+	return out, nil
+}
+
+// refresh rebuilds the function routes from the supervisors' declarations.
+func (h *Host) refresh() error {
+	routes := make(map[string]*Supervisor)
+	var errs []error
+	for _, s := range h.sups {
+		for _, f := range s.Functions() {
+			if other, dup := routes[f.Name]; dup && other != s {
+				errs = append(errs, fmt.Errorf("%w: %q is declared by %s and %s", ErrDuplicateFunction, f.Name, other.Name(), s.Name()))
+				continue
+			}
+			if err := models.ValidateFunctionName(f.Name); err != nil {
+				errs = append(errs, fmt.Errorf("plugin %s: %w", s.Name(), err))
+				continue
+			}
+			routes[f.Name] = s
+		}
+	}
+	h.mu.Lock()
+	h.routes = routes
+	h.mu.Unlock()
+	return errors.Join(errs...)
+}
+
+// Functions returns the functions served now, by name. Plugins that start
+// late add theirs; call it again to see them.
+func (h *Host) Functions() map[string]Function {
+	if err := h.refresh(); err != nil {
+		h.log.WithError(err).Warn("plugin function declarations conflict; the first plugin keeps each function")
+	}
+	h.mu.RLock()
+	defer h.mu.RUnlock()
+	out := make(map[string]Function, len(h.routes))
+	for name, s := range h.routes {
+		for _, f := range s.Functions() {
+			if f.Name == name {
+				out[name] = Function{Spec: f, Plugin: s.Name()}
+			}
+		}
+	}
+	return out
+}
+
+// Supervisors returns the host's plugin supervisors.
+func (h *Host) Supervisors() []*Supervisor { return slices.Clone(h.sups) }
+
+// Execute runs one attempt of a task of function fn; see
+// Supervisor.Execute. A function no plugin serves fails unknown_function,
+// not retryable.
+func (h *Host) Execute(ctx context.Context, fn string, req *pluginpb.ExecuteRequest, deadline time.Time, onProgress func(*pluginpb.Progress)) Outcome {
+	h.mu.RLock()
+	s, ok := h.routes[fn]
+	h.mu.RUnlock()
+	if !ok {
+		return Outcome{Failure: &Failure{ErrorType: models.ErrorTypeUnknownFunction, Message: fmt.Sprintf("no plugin serves function %q", fn)}}
+	}
+	req.Function = fn
+	return s.Execute(ctx, req, deadline, onProgress)
+}
+
+// Stop stops every plugin; see Supervisor.Stop.
+func (h *Host) Stop(ctx context.Context) error {
+	var wg sync.WaitGroup
+	errs := make([]error, len(h.sups))
+	for i, s := range h.sups {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs[i] = s.Stop(ctx)
+		}()
+	}
+	wg.Wait()
+	return errors.Join(errs...)
+}

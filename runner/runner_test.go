@@ -1,0 +1,222 @@
+package runner_test
+
+import (
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/omniq/omniq/jetstream"
+	"github.com/omniq/omniq/models"
+	"github.com/omniq/omniq/runner"
+	"github.com/omniq/omniq/runner/pluginhost"
+)
+
+func TestEchoSucceeds(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	tr := startRunner(t, e, fastConfig(), pluginhost.HostConfig{})
+	res, err := e.client.Submit(ctx(t), jetstream.SubmitRequest{Function: "echo", Payload: []byte("hello")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	task := waitFor(t, e, res.ID, models.StatusSucceeded, 30*time.Second)
+	if string(task.Result) != "hello" || task.Attempt != 1 || task.RetryCount != 0 || task.Error != nil || task.FinishedAt.IsZero() {
+		t.Fatalf("task = %+v", task)
+	}
+	if got := tr.counter(t, "omniq_tasks_total", map[string]string{"function": "echo", "outcome": "succeeded"}); got != 1 {
+		t.Fatalf("succeeded counter = %v", got)
+	}
+}
+
+func TestRawNATSPublishIsATask(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	startRunner(t, e, fastConfig(), pluginhost.HostConfig{})
+	// What `nats pub omniq.tasks.echo hi` does: no headers at all.
+	ack, err := e.client.JetStream().Publish(ctx(t), "omniq.tasks.echo", []byte("hi"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := fmt.Sprintf("OMNIQ_TASKS-%d", ack.Sequence)
+	task := waitFor(t, e, id, models.StatusSucceeded, 30*time.Second)
+	if string(task.Result) != "hi" || task.MaxRetries != runner.DefaultMaxRetries {
+		t.Fatalf("task = %+v", task)
+	}
+}
+
+// TestFailureClassification runs every row of the classification table
+// through real plugin processes and checks the dead-lettered TaskError.
+func TestFailureClassification(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	cfg := fastConfig()
+	startRunner(t, e, cfg, pluginhost.HostConfig{Defaults: pluginhost.Config{KillGrace: 200 * time.Millisecond}})
+	tests := []struct {
+		name, fn, payload string
+		timeout           time.Duration
+		wantType          string
+		wantRetryable     bool
+		wantMsg, wantTB   string
+	}{
+		{"handler error", "fail", `{"message":"db is down"}`, 0, "handler_error", true, "db is down", ""},
+		{"handler type, permanent", "fail", `{"type":"ValidationError","message":"bad email","permanent":true}`, 0, "ValidationError", false, "bad email", ""},
+		{"panic", "panic", "boom", 0, "panic", true, "panic: boom", "main.panicky"},
+		{"plugin crash", "crash", "exit", 0, "plugin_crash", true, "exited with status 3", "crash requested"},
+		{"plugin killed", "kill", "", 0, "plugin_crash", true, "killed by signal SIGKILL", ""},
+		{"timeout", "hang", "", 500 * time.Millisecond, "timeout", true, "deadline", ""},
+	}
+	// One after another: a crashing plugin takes the tasks in flight on it
+	// down with it (as plugin_crash), which would blur the other rows.
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			res, err := e.client.Submit(ctx(t), jetstream.SubmitRequest{Function: tt.fn, Payload: []byte(tt.payload), MaxRetries: intp(0), Timeout: tt.timeout})
+			if err != nil {
+				t.Fatal(err)
+			}
+			task := waitFor(t, e, res.ID, models.StatusFailed, 60*time.Second)
+			te := task.Error
+			if te == nil || te.ErrorType != tt.wantType || te.IsRetryable != tt.wantRetryable || te.RetryCount != 0 ||
+				!strings.Contains(te.Message, tt.wantMsg) || !strings.Contains(te.Traceback, tt.wantTB) {
+				t.Fatalf("error = %+v", te)
+			}
+			dead, err := e.client.GetDead(ctx(t), res.ID)
+			if err != nil {
+				t.Fatalf("not dead-lettered: %v", err)
+			}
+			if dead.Error == nil || dead.Error.ErrorType != tt.wantType || string(dead.Payload) != tt.payload {
+				t.Fatalf("dead-letter entry = %+v", dead)
+			}
+		})
+	}
+}
+
+func TestUnknownFunctionIsDeadLetteredNotRetried(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	startRunner(t, e, fastConfig(), pluginhost.HostConfig{})
+	res, err := e.client.Submit(ctx(t), jetstream.SubmitRequest{Function: "no_such_function", Payload: []byte("x")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	task := waitFor(t, e, res.ID, models.StatusFailed, 30*time.Second)
+	if te := task.Error; te == nil || te.ErrorType != "unknown_function" || te.IsRetryable || !strings.Contains(te.Message, `"no_such_function"`) || !strings.Contains(te.Message, "echo") {
+		t.Fatalf("error = %+v", task.Error)
+	}
+	if _, err := e.client.GetDead(ctx(t), res.ID); err != nil {
+		t.Fatal(err)
+	}
+	// The sweep left no consumer behind to block a runner that serves it later.
+	stream, err := e.client.JetStream().Stream(ctx(t), "OMNIQ_TASKS")
+	if err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 10*time.Second, "the sweep consumer to be removed", func() bool {
+		for name := range stream.ConsumerNames(ctx(t)).Name() {
+			if strings.HasPrefix(name, "omniq-sweep-") {
+				return false
+			}
+		}
+		return true
+	})
+}
+
+func TestMalformedTaskIsInvalidAndDoesNotBlockTheQueue(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	startRunner(t, e, fastConfig(), pluginhost.HostConfig{})
+	bad := &nats.Msg{Subject: "omniq.tasks.echo", Header: nats.Header{}, Data: []byte("x")}
+	bad.Header.Set(jetstream.HeaderTaskID, "bad-attempt")
+	bad.Header.Set(jetstream.HeaderAttempt, "zero")
+	if _, err := e.client.JetStream().PublishMsg(ctx(t), bad); err != nil {
+		t.Fatal(err)
+	}
+	good, err := e.client.Submit(ctx(t), jetstream.SubmitRequest{Function: "echo", Payload: []byte("fine")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	task := waitFor(t, e, "bad-attempt", models.StatusFailed, 30*time.Second)
+	if te := task.Error; te == nil || te.ErrorType != "invalid_task" || te.IsRetryable || !strings.Contains(te.Message, "Omniq-Attempt") {
+		t.Fatalf("error = %+v", task.Error)
+	}
+	waitFor(t, e, good.ID, models.StatusSucceeded, 30*time.Second)
+}
+
+func TestRetriesHonourBudgetThenDeadLetter(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	tr := startRunner(t, e, fastConfig(), pluginhost.HostConfig{})
+	res, err := e.client.Submit(ctx(t), jetstream.SubmitRequest{Function: "fail", Payload: []byte(`{"message":"still down"}`), MaxRetries: intp(2)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	task := waitFor(t, e, res.ID, models.StatusFailed, 30*time.Second)
+	if task.Attempt != 3 || task.RetryCount != 2 || len(task.Errors) != 3 {
+		t.Fatalf("attempt=%d retries=%d errors=%d", task.Attempt, task.RetryCount, len(task.Errors))
+	}
+	for i, te := range task.Errors {
+		if te.RetryCount != i || te.ErrorType != "handler_error" || !te.IsRetryable {
+			t.Fatalf("errors[%d] = %+v", i, te)
+		}
+		if i > 0 && !te.Timestamp.After(task.Errors[i-1].Timestamp) {
+			t.Fatalf("errors out of order: %+v", task.Errors)
+		}
+	}
+	if got := tr.counter(t, "omniq_task_retries_total", map[string]string{"function": "fail"}); got != 2 {
+		t.Fatalf("retries counter = %v", got)
+	}
+}
+
+func TestFlakySucceedsAfterNFailures(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	startRunner(t, e, fastConfig(), pluginhost.HostConfig{})
+	res, err := e.client.Submit(ctx(t), jetstream.SubmitRequest{Function: "flaky", Payload: []byte("3"), MaxRetries: intp(5)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	task := waitFor(t, e, res.ID, models.StatusSucceeded, 30*time.Second)
+	if string(task.Result) != "ok after 3 failures" || len(task.Errors) != 3 || task.Attempt != 4 || task.RetryCount != 3 {
+		t.Fatalf("task = %+v", task)
+	}
+}
+
+func TestLongRetryDelayGoesThroughASchedule(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	startRunner(t, e, fastConfig(), pluginhost.HostConfig{})
+	// The handler asks for 1.5s, longer than a NakWithDelay is used for.
+	res, err := e.client.Submit(ctx(t), jetstream.SubmitRequest{Function: "fail", Payload: []byte(`{"message":"later","retry_after_ms":1500}`), MaxRetries: intp(1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	retrying := waitFor(t, e, res.ID, models.StatusRetrying, 30*time.Second)
+	if retrying.RunAt.Sub(retrying.Errors[0].Timestamp) < 1400*time.Millisecond {
+		t.Fatalf("run_at %v is not 1.5s after the failure at %v", retrying.RunAt, retrying.Errors[0].Timestamp)
+	}
+	task := waitFor(t, e, res.ID, models.StatusFailed, 30*time.Second)
+	if len(task.Errors) != 2 || task.Attempt != 2 {
+		t.Fatalf("task = %+v", task)
+	}
+	if !task.StartedAt.After(retrying.RunAt.Add(-time.Millisecond)) {
+		t.Fatalf("second attempt started at %v, before its run_at %v", task.StartedAt, retrying.RunAt)
+	}
+}
+
+func TestNonRetryableConfigOverridesTheHandler(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	cfg := fastConfig()
+	cfg.Functions = map[string]runner.FunctionConfig{"fail": {NonRetryable: []string{"Throttled"}}}
+	startRunner(t, e, cfg, pluginhost.HostConfig{})
+	res, err := e.client.Submit(ctx(t), jetstream.SubmitRequest{Function: "fail", Payload: []byte(`{"type":"Throttled","message":"slow down"}`), MaxRetries: intp(3)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	task := waitFor(t, e, res.ID, models.StatusFailed, 30*time.Second)
+	if len(task.Errors) != 1 || task.Error.IsRetryable {
+		t.Fatalf("task = %+v", task)
+	}
+}
