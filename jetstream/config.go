@@ -107,6 +107,13 @@ type discard struct{}
 
 func (discard) Write(p []byte) (int, error) { return len(p), nil }
 
+// Validate checks c, with defaults applied, and returns an error wrapping
+// ErrInvalidConfig that names the first bad field.
+func (c Config) Validate() error {
+	c = c.WithDefaults()
+	return c.validate()
+}
+
 func (c Config) validate() error {
 	if err := models.ValidateFunctionName(c.SubjectPrefix); err != nil {
 		return fmt.Errorf("%w: SubjectPrefix: %w", ErrInvalidConfig, err)

@@ -1,13 +1,14 @@
 package runner
 
 import (
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
 	"os"
 	"time"
 
-	"github.com/nats-io/nuid"
 	"github.com/sirupsen/logrus"
 
 	"github.com/omniq/omniq/jetstream"
@@ -94,7 +95,9 @@ const (
 func (c Config) WithDefaults() Config {
 	if c.ID == "" {
 		host, _ := os.Hostname()
-		c.ID = sanitizeID(host) + "-" + nuid.Next()[:8]
+		var b [4]byte
+		_, _ = rand.Read(b[:])
+		c.ID = sanitizeID(host) + "-" + hex.EncodeToString(b[:])
 	}
 	if c.AckWait == 0 {
 		c.AckWait = 30 * time.Second
@@ -142,6 +145,14 @@ func (c Config) validate() error {
 	if c.Plugins == nil {
 		return fmt.Errorf("%w: Plugins is required", ErrInvalidConfig)
 	}
+	return c.WithDefaults().ValidateSettings()
+}
+
+// ValidateSettings checks every setting but Client and Plugins, with
+// defaults applied, so a command can refuse a bad configuration before it
+// connects to anything.
+func (c Config) ValidateSettings() error {
+	c = c.WithDefaults()
 	if err := models.ValidateFunctionName(c.ID); err != nil {
 		return fmt.Errorf("%w: ID %q: only A-Z a-z 0-9 _ - are allowed", ErrInvalidConfig, c.ID)
 	}

@@ -256,6 +256,7 @@ func (r *Runner) settle(ctx context.Context, log logrus.FieldLogger, rec jetstre
 			log.WithError(err).Warn("could not release the task's claim on shutdown")
 		}
 		_ = msg.Nak()
+		_ = r.client.Conn().Flush() // the connection closes soon after
 		log.Info("task released for redelivery: runner shutting down")
 		return "released"
 	}

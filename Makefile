@@ -1,0 +1,45 @@
+# OmniQ build. `make` builds the commands into bin/ and the bundled plugins
+# into bin/plugins/, where omniq-runner looks by default.
+
+GO      ?= go
+BIN     := bin
+PLUGINS := $(notdir $(wildcard plugins/*))
+# Static binaries: no cgo threads (whose glibc stacks would count against a
+# plugin's memory limit), and they run on any Linux.
+export CGO_ENABLED := 0
+
+.PHONY: all build plugins run test check bench proto clean
+
+all: build plugins
+
+build:
+	@mkdir -p $(BIN)
+	$(GO) build -o $(BIN)/ ./cmd/...
+
+plugins:
+	@mkdir -p $(BIN)/plugins
+	@for p in $(PLUGINS); do echo "$(GO) build -o $(BIN)/plugins/$$p ./plugins/$$p"; $(GO) build -o $(BIN)/plugins/$$p ./plugins/$$p || exit 1; done
+
+# Runs OmniQ on this machine: embedded NATS on 127.0.0.1:4222, data in
+# ./omniq-data, the bundled plugins.
+run: all
+	./$(BIN)/omniq-runner
+
+# gofmt, go vet, then every test with the race detector.
+check:
+	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	$(GO) vet ./...
+
+test: check
+	CGO_ENABLED=1 $(GO) test -race -count=1 ./...
+
+bench:
+	$(GO) test -run '^$$' -bench . -benchmem -count 1 ./bench/...
+
+# Regenerates the plugin protocol's Go code (needs protoc, protoc-gen-go and
+# protoc-gen-go-grpc on PATH).
+proto:
+	$(GO) generate ./plugins-sdk
+
+clean:
+	rm -rf $(BIN)

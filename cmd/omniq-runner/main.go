@@ -1,0 +1,30 @@
+// Command omniq-runner runs OmniQ tasks in plugin processes.
+//
+// With no flags it embeds a NATS server with JetStream (client port
+// 127.0.0.1:4222, data in ./omniq-data) and runs the plugins in
+// ./bin/plugins. Run it with -h for every flag; docs/operations.md explains
+// deployment.
+package main
+
+import (
+	"context"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/omniq/omniq/internal/runnercmd"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	force := make(chan struct{})
+	go func() {
+		<-ctx.Done()
+		again := make(chan os.Signal, 1)
+		signal.Notify(again, syscall.SIGINT, syscall.SIGTERM)
+		stop()
+		<-again
+		close(force)
+	}()
+	os.Exit(runnercmd.Main(ctx, force, os.Args[1:], os.Getenv, os.Stderr, nil))
+}

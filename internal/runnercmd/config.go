@@ -1,0 +1,286 @@
+// Package runnercmd is the omniq-runner command: flags, environment and
+// config file into a configuration, then the daemon's life from start to
+// graceful shutdown. cmd/omniq-runner only wires it to the process.
+package runnercmd
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/omniq/omniq/jetstream"
+	"github.com/omniq/omniq/runner"
+	"github.com/omniq/omniq/runner/pluginhost"
+)
+
+// errUsage marks configuration errors: exit status 2.
+var errUsage = errors.New("usage")
+
+// Options is everything omniq-runner is configured with.
+type Options struct {
+	NATSURL      string
+	Conn         jetstream.ConnConfig
+	Listen       string
+	DataDir      string
+	Sync         string
+	PluginsDir   string
+	Concurrency  int
+	LogFormat    string
+	LogLevel     string
+	MetricsAddr  string
+	ConfigFile   string
+	ID           string
+	ShutdownWait time.Duration
+	AckWait      time.Duration
+
+	File File // the parsed config file
+}
+
+// File is the config file: per-function settings, plugin settings and
+// stream settings. It is JSON; durations are strings like "30s".
+type File struct {
+	Defaults  FunctionSettings            `json:"defaults"`
+	Functions map[string]FunctionSettings `json:"functions"`
+	Plugins   map[string]PluginSettings   `json:"plugins"`
+	Streams   StreamSettings              `json:"streams"`
+}
+
+// FunctionSettings are the per-function settings of the config file.
+type FunctionSettings struct {
+	MaxRetries   *int     `json:"max_retries"`
+	Timeout      Duration `json:"timeout"`
+	BackoffBase  Duration `json:"backoff_base"`
+	BackoffMax   Duration `json:"backoff_max"`
+	Concurrency  int      `json:"concurrency"`
+	NonRetryable []string `json:"non_retryable"`
+}
+
+// PluginSettings are the per-plugin settings of the config file, by the
+// plugin's file name.
+type PluginSettings struct {
+	SHA256      string   `json:"sha256"`
+	Concurrency int      `json:"concurrency"`
+	Env         []string `json:"env"`
+	Limits      struct {
+		MemoryBytes uint64 `json:"memory_bytes"`
+		CPUSeconds  uint64 `json:"cpu_seconds"`
+		OpenFiles   uint64 `json:"open_files"`
+		Processes   uint64 `json:"processes"`
+	} `json:"limits"`
+}
+
+// StreamSettings size the streams and buckets; zero keeps the default.
+type StreamSettings struct {
+	Replicas     int      `json:"replicas"`
+	MaxPayload   int      `json:"max_payload"`
+	DedupeWindow Duration `json:"dedupe_window"`
+	DLQMaxAge    Duration `json:"dlq_max_age"`
+	FinishedTTL  Duration `json:"finished_ttl"`
+	TaskMaxAge   Duration `json:"task_max_age"`
+}
+
+// Duration is a time.Duration read from a JSON string such as "1m30s".
+type Duration time.Duration
+
+// UnmarshalJSON reads a duration string.
+func (d *Duration) UnmarshalJSON(b []byte) error {
+	var s string
+	if err := json.Unmarshal(b, &s); err != nil {
+		return fmt.Errorf("want a duration string like \"30s\", got %s", b)
+	}
+	v, err := time.ParseDuration(s)
+	if err != nil || v < 0 {
+		return fmt.Errorf("want a non-negative duration like \"30s\", got %q", s)
+	}
+	*d = Duration(v)
+	return nil
+}
+
+// envPrefix prefixes the environment equivalent of every flag:
+// --plugins-dir is OMNIQ_PLUGINS_DIR.
+const envPrefix = "OMNIQ_"
+
+// Parse reads flags from args, with OMNIQ_* variables from getenv as
+// fallbacks, and the config file they name. Errors wrap errUsage.
+func Parse(args []string, getenv func(string) string, stderr io.Writer) (Options, error) {
+	var o Options
+	fs := flag.NewFlagSet("omniq-runner", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.StringVar(&o.NATSURL, "nats-url", "", "NATS server or cluster to use instead of the embedded server (comma-separated URLs)")
+	fs.StringVar(&o.Conn.User, "nats-user", "", "NATS user name")
+	fs.StringVar(&o.Conn.Password, "nats-password", "", "NATS password")
+	fs.StringVar(&o.Conn.Token, "nats-token", "", "NATS token")
+	fs.StringVar(&o.Conn.NKeySeedFile, "nats-nkey", "", "NATS nkey seed file")
+	fs.StringVar(&o.Conn.CredsFile, "nats-creds", "", "NATS credentials (.creds) file")
+	fs.StringVar(&o.Conn.TLSCAFile, "nats-ca", "", "PEM file of CAs to verify the NATS server")
+	fs.StringVar(&o.Conn.TLSCertFile, "nats-cert", "", "client certificate for NATS TLS")
+	fs.StringVar(&o.Conn.TLSKeyFile, "nats-key", "", "client key for NATS TLS")
+	fs.StringVar(&o.Listen, "listen", "127.0.0.1:4222", `embedded server's client address ("none": in-process only; port 0: any free port)`)
+	fs.StringVar(&o.DataDir, "data-dir", "./omniq-data", "embedded server's JetStream store directory")
+	fs.StringVar(&o.Sync, "sync", "2m", `embedded server's fsync policy: "always", or an interval such as "2m" (see docs/operations.md)`)
+	fs.StringVar(&o.PluginsDir, "plugins-dir", "./bin/plugins", "directory of plugin executables")
+	fs.IntVar(&o.Concurrency, "concurrency", 0, "tasks of each function run at once (0: the plugin's or 16)")
+	fs.StringVar(&o.LogFormat, "log-format", "text", "log format: text or json")
+	fs.StringVar(&o.LogLevel, "log-level", "info", "log level: debug, info, warn, error")
+	fs.StringVar(&o.MetricsAddr, "metrics-addr", "", "address for /metrics, /healthz and /readyz (empty: off)")
+	fs.StringVar(&o.ConfigFile, "config", "", "JSON config file with per-function, plugin and stream settings")
+	fs.StringVar(&o.ID, "id", "", "runner id (default: hostname and a random suffix)")
+	fs.DurationVar(&o.ShutdownWait, "shutdown-grace", 30*time.Second, "how long a graceful shutdown lets running tasks finish")
+	fs.DurationVar(&o.AckWait, "ack-wait", 30*time.Second, "how long a task of a runner that stopped answering waits before another runner takes it")
+	fs.Usage = func() {
+		fmt.Fprintln(stderr, "Usage: omniq-runner [flags]\n\nRuns OmniQ tasks in plugin processes. With no flags it embeds a NATS server\n(client port 127.0.0.1:4222, data in ./omniq-data) and runs the plugins in\n./bin/plugins. Every flag can also be set as OMNIQ_<FLAG> in the environment\n(--plugins-dir is OMNIQ_PLUGINS_DIR); a flag wins over its variable.\n\nFlags:")
+		fs.PrintDefaults()
+	}
+	// Environment first, so that flags given on the command line win.
+	var envErr error
+	fs.VisitAll(func(f *flag.Flag) {
+		name := envPrefix + strings.ToUpper(strings.ReplaceAll(f.Name, "-", "_"))
+		if v := getenv(name); v != "" && envErr == nil {
+			if err := f.Value.Set(v); err != nil {
+				envErr = fmt.Errorf("%w: %s=%q: %v", errUsage, name, v, err)
+			}
+		}
+	})
+	if envErr != nil {
+		return o, envErr
+	}
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return o, err
+		}
+		return o, fmt.Errorf("%w: %v", errUsage, err)
+	}
+	if fs.NArg() > 0 {
+		return o, fmt.Errorf("%w: unexpected argument %q (omniq-runner takes flags only)", errUsage, fs.Arg(0))
+	}
+	if err := o.check(); err != nil {
+		return o, err
+	}
+	return o, nil
+}
+
+// check validates what can be checked before anything starts.
+func (o *Options) check() error {
+	switch o.LogFormat {
+	case "text", "json":
+	default:
+		return fmt.Errorf("%w: --log-format %q: want text or json", errUsage, o.LogFormat)
+	}
+	if _, err := parseLevel(o.LogLevel); err != nil {
+		return fmt.Errorf("%w: --log-level %q: want debug, info, warn or error", errUsage, o.LogLevel)
+	}
+	if o.Concurrency < 0 {
+		return fmt.Errorf("%w: --concurrency must be >= 0, got %d", errUsage, o.Concurrency)
+	}
+	if o.Sync != "always" {
+		if d, err := time.ParseDuration(o.Sync); err != nil || d <= 0 {
+			return fmt.Errorf("%w: --sync %q: want \"always\" or a positive interval such as 2m", errUsage, o.Sync)
+		}
+	}
+	if _, _, err := o.listenAddr(); err != nil {
+		return err
+	}
+	if st, err := os.Stat(o.PluginsDir); err != nil || !st.IsDir() {
+		return fmt.Errorf("%w: --plugins-dir %s: not a directory (build the plugins with `make`, or point --plugins-dir at yours)", errUsage, o.PluginsDir)
+	}
+	if o.ConfigFile != "" {
+		b, err := os.ReadFile(o.ConfigFile)
+		if err != nil {
+			return fmt.Errorf("%w: --config: %v", errUsage, err)
+		}
+		dec := json.NewDecoder(strings.NewReader(string(b)))
+		dec.DisallowUnknownFields()
+		if err := dec.Decode(&o.File); err != nil {
+			return fmt.Errorf("%w: --config %s: %v", errUsage, o.ConfigFile, err)
+		}
+	}
+	// Let the packages' own validation speak for the rest.
+	if err := o.runnerConfig().ValidateSettings(); err != nil {
+		return fmt.Errorf("%w: %v", errUsage, err)
+	}
+	if err := o.streamsConfig().Validate(); err != nil {
+		return fmt.Errorf("%w: --config streams: %v", errUsage, err)
+	}
+	for name, p := range o.File.Plugins {
+		if p.SHA256 != "" {
+			if b, err := hex.DecodeString(p.SHA256); err != nil || len(b) != sha256.Size {
+				return fmt.Errorf("%w: --config plugins.%s.sha256: want 64 hex digits, got %q", errUsage, name, p.SHA256)
+			}
+		}
+		for _, kv := range p.Env {
+			if !strings.Contains(kv, "=") {
+				return fmt.Errorf("%w: --config plugins.%s.env: %q is not KEY=value", errUsage, name, kv)
+			}
+		}
+		if p.Concurrency < 0 {
+			return fmt.Errorf("%w: --config plugins.%s.concurrency must be >= 0", errUsage, name)
+		}
+	}
+	return nil
+}
+
+// listenAddr splits --listen; "none" means no listener.
+func (o *Options) listenAddr() (host string, port int, err error) {
+	if o.Listen == "none" {
+		return "", 0, nil
+	}
+	i := strings.LastIndexByte(o.Listen, ':')
+	if i < 0 {
+		return "", 0, fmt.Errorf("%w: --listen %q: want host:port or none", errUsage, o.Listen)
+	}
+	port, err = strconv.Atoi(o.Listen[i+1:])
+	if err != nil || port < 0 || port > 65535 {
+		return "", 0, fmt.Errorf("%w: --listen %q: bad port", errUsage, o.Listen)
+	}
+	if port == 0 {
+		port = -1 // nats-server: any free port
+	}
+	return o.Listen[:i], port, nil
+}
+
+func (f FunctionSettings) config() runner.FunctionConfig {
+	return runner.FunctionConfig{MaxRetries: f.MaxRetries, Timeout: time.Duration(f.Timeout), BackoffBase: time.Duration(f.BackoffBase),
+		BackoffMax: time.Duration(f.BackoffMax), Concurrency: f.Concurrency, NonRetryable: f.NonRetryable}
+}
+
+// runnerConfig is the runner configuration, without its client and plugins.
+func (o *Options) runnerConfig() runner.Config {
+	c := runner.Config{ID: o.ID, Defaults: o.File.Defaults.config(), ShutdownGrace: o.ShutdownWait, AckWait: o.AckWait}
+	if o.Concurrency > 0 && c.Defaults.Concurrency == 0 {
+		c.Defaults.Concurrency = o.Concurrency
+	}
+	if len(o.File.Functions) > 0 {
+		c.Functions = make(map[string]runner.FunctionConfig, len(o.File.Functions))
+		for name, f := range o.File.Functions {
+			c.Functions[name] = f.config()
+		}
+	}
+	return c
+}
+
+func (o *Options) streamsConfig() jetstream.Config {
+	s := o.File.Streams
+	return jetstream.Config{Replicas: s.Replicas, MaxPayload: s.MaxPayload, DedupeWindow: time.Duration(s.DedupeWindow),
+		DLQMaxAge: time.Duration(s.DLQMaxAge), FinishedTTL: time.Duration(s.FinishedTTL), TaskMaxAge: time.Duration(s.TaskMaxAge)}
+}
+
+func (o *Options) hostConfig() pluginhost.HostConfig {
+	h := pluginhost.HostConfig{Dir: o.PluginsDir}
+	if len(o.File.Plugins) > 0 {
+		h.PerPlugin = make(map[string]pluginhost.Config, len(o.File.Plugins))
+		for name, p := range o.File.Plugins {
+			c := pluginhost.Config{Concurrency: p.Concurrency, Process: pluginhost.ProcessConfig{SHA256: p.SHA256, Env: p.Env,
+				Limits: pluginhost.Limits{MemoryBytes: p.Limits.MemoryBytes, CPUSeconds: p.Limits.CPUSeconds, OpenFiles: p.Limits.OpenFiles, Processes: p.Limits.Processes}}}
+			h.PerPlugin[name] = c
+		}
+	}
+	return h
+}

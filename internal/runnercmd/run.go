@@ -1,0 +1,223 @@
+package runnercmd
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/sirupsen/logrus"
+
+	"github.com/omniq/omniq/jetstream"
+	"github.com/omniq/omniq/runner"
+	"github.com/omniq/omniq/runner/pluginhost"
+)
+
+// Ready describes a started runner, for tests and the start-up log.
+type Ready struct {
+	// NATSURL is where clients reach NATS: the embedded server's listener,
+	// or the external URL.
+	NATSURL string
+	// MetricsAddr is the metrics server's address, if any.
+	MetricsAddr string
+	// Functions are the functions served.
+	Functions []string
+}
+
+// Main runs omniq-runner with args (without the program name) and returns
+// the process exit status: 0 after a graceful shutdown, 1 on a runtime
+// failure, 2 on bad flags or configuration. Cancelling ctx starts a graceful
+// shutdown; closing force then cuts it short. ready, if not nil, is called
+// once everything runs.
+func Main(ctx context.Context, force <-chan struct{}, args []string, getenv func(string) string, stderr io.Writer, ready func(Ready)) int {
+	o, err := Parse(args, getenv, stderr)
+	if errors.Is(err, flag.ErrHelp) {
+		return 0
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "omniq-runner: %v\n", strings.TrimPrefix(err.Error(), "usage: "))
+		return 2
+	}
+	log := newLogger(o, stderr)
+	if err := run(ctx, force, o, log, ready); err != nil {
+		log.WithError(err).Error("omniq-runner failed")
+		return 1
+	}
+	return 0
+}
+
+func parseLevel(s string) (logrus.Level, error) {
+	switch s {
+	case "debug", "info", "warn", "error":
+		return logrus.ParseLevel(s)
+	}
+	return 0, fmt.Errorf("unknown level %q", s)
+}
+
+func newLogger(o Options, out io.Writer) *logrus.Logger {
+	l := logrus.New()
+	l.Out = out
+	l.Level, _ = parseLevel(o.LogLevel)
+	if o.LogFormat == "json" {
+		l.Formatter = &logrus.JSONFormatter{TimestampFormat: time.RFC3339Nano}
+	} else {
+		l.Formatter = &logrus.TextFormatter{FullTimestamp: true, TimestampFormat: time.RFC3339Nano}
+	}
+	return l
+}
+
+// run starts everything, waits for ctx, and shuts down in reverse order.
+func run(ctx context.Context, force <-chan struct{}, o Options, log *logrus.Logger, ready func(Ready)) error {
+	var (
+		nc       *nats.Conn
+		natsURL  = o.NATSURL
+		embedded *jetstream.Embedded
+		err      error
+	)
+	if o.NATSURL == "" {
+		host, port, _ := o.listenAddr()
+		sync := o.Sync == "always"
+		interval, _ := time.ParseDuration(o.Sync)
+		embedded, err = jetstream.StartEmbedded(jetstream.EmbeddedConfig{
+			StoreDir: filepath.Join(o.DataDir, "jetstream"), Host: host, Port: port, NoListen: o.Listen == "none",
+			SyncAlways: sync, SyncInterval: interval, Logger: log.WithField("component", "nats-server"),
+		})
+		if err != nil {
+			return err
+		}
+		defer func() {
+			c, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			if err := embedded.Shutdown(c); err != nil {
+				log.WithError(err).Error("embedded NATS shutdown")
+			}
+		}()
+		natsURL = embedded.ClientURL()
+		nc, err = embedded.Connect(nats.Name("omniq-runner"))
+	} else {
+		conn := o.Conn
+		conn.URL, conn.Name, conn.Logger = o.NATSURL, "omniq-runner", log
+		nc, err = jetstream.Connect(conn)
+	}
+	if err != nil {
+		return err
+	}
+	defer nc.Close()
+
+	jsCfg := o.streamsConfig()
+	jsCfg.Logger = log
+	client, err := jetstream.New(ctx, nc, jsCfg)
+	if err != nil {
+		return err
+	}
+
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	metrics := runner.NewMetrics(reg)
+
+	hostCfg := o.hostConfig()
+	hostCfg.Logger = log
+	hostCfg.Defaults.OnEvent = metrics.PluginEvent
+	for name, c := range hostCfg.PerPlugin {
+		c.OnEvent = metrics.PluginEvent
+		hostCfg.PerPlugin[name] = c
+	}
+	host, err := pluginhost.StartHost(ctx, hostCfg)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		c, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if err := host.Stop(c); err != nil {
+			log.WithError(err).Warn("stopping plugins")
+		}
+	}()
+
+	rc := o.runnerConfig()
+	rc.Client, rc.Plugins, rc.Metrics, rc.Logger = client, host, metrics, log
+	r, err := runner.New(rc)
+	if err != nil {
+		return err
+	}
+	if err := r.Start(ctx); err != nil {
+		return err
+	}
+	var started atomic.Bool
+	started.Store(true)
+
+	var metricsAddr string
+	if o.MetricsAddr != "" {
+		ln, err := net.Listen("tcp", o.MetricsAddr)
+		if err != nil {
+			_ = r.Stop(context.Background())
+			return fmt.Errorf("--metrics-addr: %w", err)
+		}
+		metricsAddr = ln.Addr().String()
+		srv := &http.Server{Handler: metricsMux(reg, nc, &started), ReadHeaderTimeout: 5 * time.Second}
+		go func() { _ = srv.Serve(ln) }()
+		defer func() {
+			c, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			_ = srv.Shutdown(c)
+		}()
+	}
+
+	var fns []string
+	for name := range host.Functions() {
+		fns = append(fns, name)
+	}
+	log.WithFields(logrus.Fields{"nats": natsURL, "plugins_dir": o.PluginsDir, "metrics": metricsAddr, "functions": strings.Join(fns, ",")}).Info("omniq-runner ready")
+	if ready != nil {
+		ready(Ready{NATSURL: natsURL, MetricsAddr: metricsAddr, Functions: fns})
+	}
+
+	<-ctx.Done()
+	log.Info("shutting down: finishing running tasks (signal again to force)")
+	started.Store(false)
+	stopCtx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() {
+		select {
+		case <-force:
+			log.Warn("forced shutdown: cancelling running tasks for redelivery")
+			cancel()
+		case <-stopCtx.Done():
+		}
+	}()
+	if err := r.Stop(stopCtx); err != nil && !errors.Is(err, context.Canceled) {
+		return err
+	}
+	return nil
+}
+
+// metricsMux serves /metrics, /healthz (the process is up) and /readyz
+// (connected to NATS and running).
+func metricsMux(reg *prometheus.Registry, nc *nats.Conn, started *atomic.Bool) http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
+	mux.HandleFunc("/readyz", func(w http.ResponseWriter, _ *http.Request) {
+		switch {
+		case !nc.IsConnected():
+			http.Error(w, "not connected to NATS: "+nc.Status().String(), http.StatusServiceUnavailable)
+		case !started.Load():
+			http.Error(w, "not running", http.StatusServiceUnavailable)
+		default:
+			fmt.Fprintln(w, "ready")
+		}
+	})
+	return mux
+}
+

@@ -1,0 +1,285 @@
+package runnercmd_test
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+
+	"github.com/omniq/omniq/internal/runnercmd"
+	"github.com/omniq/omniq/internal/testbin"
+	"github.com/omniq/omniq/jetstream"
+	"github.com/omniq/omniq/models"
+)
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	testbin.Cleanup()
+	if code == 0 {
+		if err := goleak.Find(); err != nil {
+			os.Stderr.WriteString("goleak: " + err.Error() + "\n")
+			code = 1
+		}
+	}
+	os.Exit(code)
+}
+
+// syncBuffer is a bytes.Buffer safe for the logger and the test to share.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+func env(vars map[string]string) func(string) string {
+	return func(k string) string { return vars[k] }
+}
+
+func pluginsDir(t *testing.T) string {
+	dir := t.TempDir()
+	testbin.Copy(t, "github.com/omniq/omniq/plugins/echo", dir)
+	testbin.Copy(t, "github.com/omniq/omniq/plugins/faults", dir)
+	return dir
+}
+
+func TestBadFlagsAndConfigExit2BeforeStarting(t *testing.T) {
+	t.Parallel()
+	plugins := t.TempDir()
+	cfgFile := func(body string) string {
+		p := filepath.Join(t.TempDir(), "omniq.json")
+		if err := os.WriteFile(p, []byte(body), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	tests := []struct {
+		name string
+		args []string
+		env  map[string]string
+		want string
+	}{
+		{"unknown flag", []string{"--bogus"}, nil, "flag provided but not defined: -bogus"},
+		{"argument", []string{"--plugins-dir", plugins, "extra"}, nil, `unexpected argument "extra"`},
+		{"log format", []string{"--plugins-dir", plugins, "--log-format", "xml"}, nil, `--log-format "xml": want text or json`},
+		{"log level", []string{"--plugins-dir", plugins, "--log-level", "loud"}, nil, "--log-level"},
+		{"plugins dir", []string{"--plugins-dir", "/nonexistent"}, nil, "--plugins-dir /nonexistent: not a directory"},
+		{"listen", []string{"--plugins-dir", plugins, "--listen", "nowhere"}, nil, `--listen "nowhere"`},
+		{"sync", []string{"--plugins-dir", plugins, "--sync", "sometimes"}, nil, `--sync "sometimes"`},
+		{"concurrency", []string{"--plugins-dir", plugins, "--concurrency", "-1"}, nil, "--concurrency must be >= 0"},
+		{"env value", nil, map[string]string{"OMNIQ_PLUGINS_DIR": plugins, "OMNIQ_CONCURRENCY": "many"}, `OMNIQ_CONCURRENCY="many"`},
+		{"config missing", []string{"--plugins-dir", plugins, "--config", "/nonexistent.json"}, nil, "--config"},
+		{"config unknown field", []string{"--plugins-dir", plugins, "--config", cfgFile(`{"functoins": {}}`)}, nil, `unknown field "functoins"`},
+		{"config duration", []string{"--plugins-dir", plugins, "--config", cfgFile(`{"defaults": {"timeout": "soon"}}`)}, nil, `"soon"`},
+		{"config retries", []string{"--plugins-dir", plugins, "--config", cfgFile(`{"functions": {"f": {"max_retries": -1}}}`)}, nil, "function f: max_retries must be >= 0"},
+		{"config function name", []string{"--plugins-dir", plugins, "--config", cfgFile(`{"functions": {"a.b": {}}}`)}, nil, `"a.b" has '.'`},
+		{"config sha", []string{"--plugins-dir", plugins, "--config", cfgFile(`{"plugins": {"echo": {"sha256": "abc"}}}`)}, nil, "plugins.echo.sha256: want 64 hex digits"},
+		{"config replicas", []string{"--plugins-dir", plugins, "--config", cfgFile(`{"streams": {"replicas": 9}}`)}, nil, "Replicas must be 1 to 5"},
+	}
+	for _, tt := range tests {
+		var stderr bytes.Buffer
+		code := runnercmd.Main(context.Background(), nil, tt.args, env(tt.env), &stderr, func(runnercmd.Ready) {
+			t.Errorf("%s: the runner started", tt.name)
+		})
+		if code != 2 || !strings.Contains(stderr.String(), tt.want) {
+			t.Errorf("%s: exit %d, stderr %q; want 2 and %q", tt.name, code, stderr.String(), tt.want)
+		}
+	}
+}
+
+func TestHelpExits0(t *testing.T) {
+	t.Parallel()
+	var stderr bytes.Buffer
+	if code := runnercmd.Main(context.Background(), nil, []string{"-h"}, env(nil), &stderr, nil); code != 0 {
+		t.Fatalf("exit %d", code)
+	}
+	for _, want := range []string{"--plugins-dir", "OMNIQ_PLUGINS_DIR", "-metrics-addr"} {
+		if !strings.Contains(stderr.String(), strings.TrimPrefix(want, "-")) {
+			t.Errorf("help does not mention %s", want)
+		}
+	}
+}
+
+// startMain runs Main in the background and returns what it reported ready
+// and a function that stops it (gracefully, or forced) and returns its
+// exit status.
+func startMain(t *testing.T, args []string, vars map[string]string) (runnercmd.Ready, *syncBuffer, func(force bool) int) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	force := make(chan struct{})
+	readyCh := make(chan runnercmd.Ready, 1)
+	done := make(chan int, 1)
+	logs := &syncBuffer{}
+	go func() { done <- runnercmd.Main(ctx, force, args, env(vars), logs, func(r runnercmd.Ready) { readyCh <- r }) }()
+	var ready runnercmd.Ready
+	select {
+	case ready = <-readyCh:
+	case code := <-done:
+		cancel()
+		t.Fatalf("omniq-runner exited %d before ready:\n%s", code, logs)
+	case <-time.After(60 * time.Second):
+		cancel()
+		t.Fatalf("omniq-runner not ready:\n%s", logs)
+	}
+	stopped := false
+	stop := func(forced bool) int {
+		stopped = true
+		cancel()
+		if forced {
+			close(force)
+		}
+		select {
+		case code := <-done:
+			return code
+		case <-time.After(60 * time.Second):
+			t.Fatalf("omniq-runner did not stop:\n%s", logs)
+		}
+		return -1
+	}
+	t.Cleanup(func() {
+		if !stopped {
+			stop(true)
+		}
+	})
+	return ready, logs, stop
+}
+
+func TestRunsTasksServesMetricsAndStopsGracefully(t *testing.T) {
+	t.Parallel()
+	data := t.TempDir()
+	ready, logs, stop := startMain(t, []string{"--listen", "127.0.0.1:0", "--data-dir", data, "--metrics-addr", "127.0.0.1:0", "--log-format", "json"},
+		map[string]string{"OMNIQ_PLUGINS_DIR": pluginsDir(t)})
+	if !strings.HasPrefix(ready.NATSURL, "nats://127.0.0.1:") || len(ready.Functions) != 10 {
+		t.Fatalf("ready = %+v", ready)
+	}
+	nc, err := jetstream.Connect(jetstream.ConnConfig{URL: ready.NATSURL})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	c, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	client, err := jetstream.New(c, nc, jetstream.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := client.Submit(c, jetstream.SubmitRequest{Function: "echo", Payload: []byte("over tcp")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		rec, err := client.State().Get(c, res.ID)
+		if err == nil && rec.Task.Status == models.StatusSucceeded {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("task not done: %+v %v\n%s", rec.Task, err, logs)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	for path, want := range map[string]string{
+		"/metrics": `omniq_tasks_total{function="echo",outcome="succeeded"} 1`,
+		"/healthz": "ok",
+		"/readyz":  "ready",
+	} {
+		resp, err := http.Get("http://" + ready.MetricsAddr + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 200 || !strings.Contains(string(body), want) {
+			t.Errorf("GET %s = %d, want %q in:\n%.2000s", path, resp.StatusCode, want, body)
+		}
+	}
+	if code := stop(false); code != 0 {
+		t.Fatalf("graceful stop exited %d:\n%s", code, logs)
+	}
+	for _, want := range []string{`"msg":"omniq-runner ready"`, `"msg":"task succeeded"`, `"task_id":"` + res.ID + `"`, `"function":"echo"`, `"attempt":1`} {
+		if !strings.Contains(logs.String(), want) {
+			t.Errorf("logs lack %s", want)
+		}
+	}
+}
+
+func TestSecondSignalForcesShutdownAndReleasesTasks(t *testing.T) {
+	t.Parallel()
+	data, plugins := t.TempDir(), pluginsDir(t)
+	args := []string{"--listen", "127.0.0.1:0", "--data-dir", data, "--shutdown-grace", "1m", "--ack-wait", "2s"}
+	vars := map[string]string{"OMNIQ_PLUGINS_DIR": plugins}
+	ready, logs, stop := startMain(t, args, vars)
+	client, closeClient := connect(t, ready.NATSURL)
+	res, err := client.Submit(context.Background(), jetstream.SubmitRequest{Function: "sleep", Payload: []byte("1h")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	first := waitStatus(t, client, res.ID, func(task *models.Task) bool { return task.Status == models.StatusRunning })
+	closeClient()
+	if code := stop(true); code != 0 {
+		t.Fatalf("forced stop exited %d:\n%s", code, logs)
+	}
+	if !strings.Contains(logs.String(), "forced shutdown") || !strings.Contains(logs.String(), "released for redelivery") {
+		t.Fatalf("logs:\n%s", logs)
+	}
+
+	// A new runner on the same data takes the released task over without
+	// counting an interruption: the shutdown was not the task's fault.
+	ready, _, _ = startMain(t, args, vars)
+	client, closeClient = connect(t, ready.NATSURL)
+	defer closeClient()
+	again := waitStatus(t, client, res.ID, func(task *models.Task) bool {
+		return task.Status == models.StatusRunning && task.Runner != "" && task.Runner != first.Runner
+	})
+	if again.Interruptions != 0 || again.RetryCount != 0 || again.Attempt != 1 {
+		t.Fatalf("task after restart = %+v", again)
+	}
+}
+
+func connect(t *testing.T, url string) (*jetstream.Client, func()) {
+	t.Helper()
+	nc, err := jetstream.Connect(jetstream.ConnConfig{URL: url})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	client, err := jetstream.New(c, nc, jetstream.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return client, nc.Close
+}
+
+func waitStatus(t *testing.T, client *jetstream.Client, id string, ok func(*models.Task) bool) *models.Task {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		rec, err := client.State().Get(context.Background(), id)
+		if err == nil && ok(rec.Task) {
+			return rec.Task
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("task %s: last state %+v, %v", id, rec.Task, err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
