@@ -213,3 +213,40 @@ func (c *Client) Publish(ctx context.Context, tm *TaskMessage, msgID string) err
 	}
 	return nil
 }
+
+// ErrNotProvisioned is returned by Open when OmniQ's streams or buckets do
+// not exist on the server.
+var ErrNotProvisioned = errors.New("OmniQ streams not found")
+
+// Open returns a Client using streams and buckets that already exist,
+// without creating or changing any (tools such as the CLI use it, so they
+// never override the runner's settings). Config.MaxPayload is taken from the
+// tasks stream. A missing stream or bucket returns ErrNotProvisioned.
+func Open(ctx context.Context, nc *nats.Conn, cfg Config) (*Client, error) {
+	cfg = cfg.WithDefaults()
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	js, err := natsjs.New(nc)
+	if err != nil {
+		return nil, fmt.Errorf("jetstream: %w", err)
+	}
+	s, err := js.Stream(ctx, cfg.TasksStream)
+	if errors.Is(err, natsjs.ErrStreamNotFound) {
+		return nil, fmt.Errorf("%w: no stream %s on this server (has omniq-runner run against it?)", ErrNotProvisioned, cfg.TasksStream)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("open stream %s: %w", cfg.TasksStream, err)
+	}
+	if size := int(s.CachedInfo().Config.MaxMsgSize); size > HeaderRoom {
+		cfg.MaxPayload = size - HeaderRoom
+	}
+	if _, err := js.Stream(ctx, cfg.DLQStream); err != nil {
+		return nil, fmt.Errorf("%w: stream %s: %w", ErrNotProvisioned, cfg.DLQStream, err)
+	}
+	state, err := newStateStore(ctx, js, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrNotProvisioned, err)
+	}
+	return &Client{cfg: cfg, nc: nc, js: js, state: state, log: cfg.Logger}, nil
+}

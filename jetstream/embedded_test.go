@@ -139,3 +139,36 @@ func TestConfigValidation(t *testing.T) {
 		}
 	}
 }
+
+func TestOpenUsesExistingStreamsWithoutChangingThem(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, jetstream.Config{MaxPayload: 4096, DLQMaxAge: 48 * time.Hour})
+	c, err := jetstream.Open(ctx(t), e.nc, jetstream.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Config().MaxPayload != 4096 {
+		t.Fatalf("MaxPayload = %d, want the stream's 4096", c.Config().MaxPayload)
+	}
+	s, _ := e.client.JetStream().Stream(ctx(t), "OMNIQ_DLQ")
+	if s.CachedInfo().Config.MaxAge != 48*time.Hour {
+		t.Fatal("Open changed the DLQ stream")
+	}
+	if _, err := c.Submit(ctx(t), jetstream.SubmitRequest{Function: "f", Payload: make([]byte, 4097)}); !errors.Is(err, jetstream.ErrPayloadTooLarge) {
+		t.Fatalf("err = %v, want ErrPayloadTooLarge from the stream's limit", err)
+	}
+
+	bare, err := jetstream.StartEmbedded(jetstream.EmbeddedConfig{StoreDir: t.TempDir(), NoListen: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = bare.Shutdown(ctx(t)) }()
+	nc, err := bare.Connect()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	if _, err := jetstream.Open(ctx(t), nc, jetstream.Config{}); !errors.Is(err, jetstream.ErrNotProvisioned) || !strings.Contains(err.Error(), "omniq-runner") {
+		t.Fatalf("Open on a bare server: err = %v, want ErrNotProvisioned", err)
+	}
+}

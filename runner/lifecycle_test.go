@@ -40,7 +40,7 @@ func TestCancelPendingTaskNeverRuns(t *testing.T) {
 	if rec.Task.Status != models.StatusCancelled || rec.Task.Attempt != 0 {
 		t.Fatalf("cancelled task = %+v", rec.Task)
 	}
-	if got := tr.counter(t, "omniq_tasks_total", map[string]string{"function": "echo"}); got != 0 {
+	if got := tr.Counter(t, "omniq_tasks_total", map[string]string{"function": "echo"}); got != 0 {
 		t.Fatalf("%v echo attempts ran", got)
 	}
 }
@@ -58,13 +58,13 @@ func TestCancelRunningTaskStopsItsHandler(t *testing.T) {
 		t.Fatal(err)
 	}
 	eventually(t, 10*time.Second, "the handler to stop", func() bool {
-		return tr.counter(t, "omniq_tasks_total", map[string]string{"function": "sleep", "outcome": "cancelled"}) == 1
+		return tr.Counter(t, "omniq_tasks_total", map[string]string{"function": "sleep", "outcome": "cancelled"}) == 1
 	})
 	rec, _ := e.client.State().Get(ctx(t), res.ID)
 	if rec.Task.Status != models.StatusCancelled || rec.Task.Error == nil || rec.Task.Error.ErrorType != "cancelled" {
 		t.Fatalf("task = %+v", rec.Task)
 	}
-	for _, s := range tr.host.Supervisors() {
+	for _, s := range tr.Host.Supervisors() {
 		if p := s.Process(); p != nil {
 			st, err := p.RPC().Status(ctx(t), &pluginpb.StatusRequest{})
 			if err != nil || len(st.RunningTaskIds) != 0 {
@@ -95,7 +95,7 @@ func TestTwoRunnersNeverCompleteATaskTwice(t *testing.T) {
 		}
 	}
 	runs := func(tr *testRunner) float64 {
-		return tr.counter(t, "omniq_tasks_total", map[string]string{"function": "echo"})
+		return tr.Counter(t, "omniq_tasks_total", map[string]string{"function": "echo"})
 	}
 	if ra, rb := runs(a), runs(b); ra+rb != n {
 		t.Fatalf("runner a ran %v, b ran %v: %v attempts for %d tasks", ra, rb, ra+rb, n)
@@ -154,10 +154,10 @@ func TestGracefulShutdownUnderLoadLosesNothing(t *testing.T) {
 		ids = append(ids, res.ID)
 	}
 	eventually(t, 30*time.Second, "some tasks to finish", func() bool {
-		return first.counter(t, "omniq_tasks_total", map[string]string{"outcome": "succeeded"}) >= 5
+		return first.Counter(t, "omniq_tasks_total", map[string]string{"outcome": "succeeded"}) >= 5
 	})
-	first.stop(t) // mid-load: some in flight are cut off and released
-	released := first.counter(t, "omniq_tasks_total", map[string]string{"outcome": "released"})
+	first.Stop(t) // mid-load: some in flight are cut off and released
+	released := first.Counter(t, "omniq_tasks_total", map[string]string{"outcome": "released"})
 
 	startRunner(t, e, cfg, pluginhost.HostConfig{})
 	for _, id := range ids {
@@ -204,7 +204,7 @@ func TestConcurrentTasksOfOneFunctionRunTogether(t *testing.T) {
 	}
 	wg.Wait()
 	eventually(t, 20*time.Second, "8 sleeps running at once", func() bool {
-		for _, s := range tr.host.Supervisors() {
+		for _, s := range tr.Host.Supervisors() {
 			if s.Name() != "faults" || s.Process() == nil {
 				continue
 			}

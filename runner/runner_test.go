@@ -26,7 +26,7 @@ func TestEchoSucceeds(t *testing.T) {
 	if string(task.Result) != "hello" || task.Attempt != 1 || task.RetryCount != 0 || task.Error != nil || task.FinishedAt.IsZero() {
 		t.Fatalf("task = %+v", task)
 	}
-	if got := tr.counter(t, "omniq_tasks_total", map[string]string{"function": "echo", "outcome": "succeeded"}); got != 1 {
+	if got := tr.Counter(t, "omniq_tasks_total", map[string]string{"function": "echo", "outcome": "succeeded"}); got != 1 {
 		t.Fatalf("succeeded counter = %v", got)
 	}
 }
@@ -164,7 +164,7 @@ func TestRetriesHonourBudgetThenDeadLetter(t *testing.T) {
 			t.Fatalf("errors out of order: %+v", task.Errors)
 		}
 	}
-	if got := tr.counter(t, "omniq_task_retries_total", map[string]string{"function": "fail"}); got != 2 {
+	if got := tr.Counter(t, "omniq_task_retries_total", map[string]string{"function": "fail"}); got != 2 {
 		t.Fatalf("retries counter = %v", got)
 	}
 }

@@ -1,0 +1,62 @@
+package submitcmd
+
+import (
+	"fmt"
+	"strings"
+	"time"
+	"unicode/utf8"
+)
+
+var nowUTC = func() time.Time { return time.Now().UTC() }
+
+// when formats t for people: "2026-11-25 10:00:00Z (3m ago)".
+func when(t time.Time) string {
+	if t.IsZero() {
+		return ""
+	}
+	return t.UTC().Format("2006-01-02 15:04:05Z") + " (" + ago(t) + ")"
+}
+
+// ago says how long ago (or in how long) t is, roughly.
+func ago(t time.Time) string {
+	if t.IsZero() {
+		return ""
+	}
+	d := nowUTC().Sub(t)
+	suffix := " ago"
+	if d < 0 {
+		d, suffix = -d, " from now"
+	}
+	switch {
+	case d < time.Second:
+		return "just now"
+	case d < time.Minute:
+		return fmt.Sprintf("%ds%s", int(d.Seconds()), suffix)
+	case d < time.Hour:
+		return fmt.Sprintf("%dm%s", int(d.Minutes()), suffix)
+	case d < 48*time.Hour:
+		return fmt.Sprintf("%dh%s", int(d.Hours()), suffix)
+	}
+	return fmt.Sprintf("%dd%s", int(d.Hours()/24), suffix)
+}
+
+// oneLine shortens s to its first line of at most n runes.
+func oneLine(s string, n int) string {
+	s, _, cut := strings.Cut(s, "\n")
+	if utf8.RuneCountInString(s) > n {
+		r := []rune(s)
+		return string(r[:n]) + "…"
+	}
+	if cut {
+		s += " …"
+	}
+	return s
+}
+
+// printable renders bytes as text when they are text, else as a summary.
+func printable(b []byte, n int) string {
+	if utf8.Valid(b) {
+		return oneLine(string(b), n)
+	}
+	return fmt.Sprintf("(%d bytes of binary data)", len(b))
+}

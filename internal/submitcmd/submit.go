@@ -1,0 +1,420 @@
+package submitcmd
+
+import (
+	"bufio"
+	"flag"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/schollz/progressbar/v3"
+
+	"github.com/omniq/omniq/jetstream"
+	"github.com/omniq/omniq/models"
+)
+
+// headerFlags collects repeated --header k=v flags.
+type headerFlags map[string]string
+
+func (h headerFlags) String() string { return fmt.Sprint(map[string]string(h)) }
+
+func (h headerFlags) Set(v string) error {
+	k, val, ok := strings.Cut(v, "=")
+	if !ok || k == "" {
+		return fmt.Errorf("want KEY=value, got %q", v)
+	}
+	h[k] = val
+	return nil
+}
+
+// submitOpts are the per-task flags of submit and batch.
+type submitOpts struct {
+	id         string
+	maxRetries int
+	timeout    time.Duration
+	delay      time.Duration
+	at         string
+	headers    headerFlags
+	force      bool
+}
+
+func (o *submitOpts) request(fn string, payload []byte) (jetstream.SubmitRequest, error) {
+	r := jetstream.SubmitRequest{ID: o.id, Function: fn, Payload: payload, Timeout: o.timeout, Headers: o.headers}
+	if o.maxRetries >= 0 {
+		n := o.maxRetries
+		r.MaxRetries = &n
+	}
+	if o.delay < 0 {
+		return r, usagef("--delay must not be negative")
+	}
+	if o.delay > 0 && o.at != "" {
+		return r, usagef("use --delay or --at, not both")
+	}
+	if o.delay > 0 {
+		r.RunAt = time.Now().Add(o.delay)
+	}
+	if o.at != "" {
+		t, err := time.Parse(time.RFC3339, o.at)
+		if err != nil {
+			return r, usagef("--at %q: want an RFC 3339 time such as 2026-11-25T18:00:00Z", o.at)
+		}
+		r.RunAt = t
+	}
+	return r, nil
+}
+
+func (c *cli) submitFlags(name, args string) (*flag.FlagSet, *submitOpts) {
+	fs := c.newFlags(name, args)
+	o := &submitOpts{headers: headerFlags{}}
+	fs.StringVar(&o.id, "id", "", "task id, also the idempotency key (default: a new unique id)")
+	fs.IntVar(&o.maxRetries, "max-retries", -1, "retries after the first attempt (default: the function's)")
+	fs.DurationVar(&o.timeout, "timeout", 0, "per-attempt timeout (default: the function's)")
+	fs.DurationVar(&o.delay, "delay", 0, "run no sooner than this from now")
+	fs.StringVar(&o.at, "at", "", "run no sooner than this RFC 3339 time")
+	fs.Var(o.headers, "header", "header passed to the handler, KEY=value (repeatable)")
+	fs.BoolVar(&o.force, "force", false, "queue the task even if no runner serves its function yet")
+	return fs, o
+}
+
+// checkFunction refuses a function no live runner serves, naming those
+// that exist, unless forced.
+func (c *cli) checkFunction(client *jetstream.Client, fn string, force bool) error {
+	if force {
+		return nil
+	}
+	if err := models.ValidateFunctionName(fn); err != nil {
+		return err
+	}
+	served, err := client.FunctionNames(c.ctx)
+	if err != nil {
+		return err
+	}
+	if slices.Contains(served, fn) {
+		return nil
+	}
+	if len(served) == 0 {
+		return usagef("unknown function %q: no runner is serving any function right now (use --force to queue it anyway)", fn)
+	}
+	return usagef("unknown function %q: runners serve %s (use --force to queue it anyway)", fn, strings.Join(served, ", "))
+}
+
+// submit is `omniq-submit [flags] FUNCTION [PAYLOAD]`.
+func (c *cli) submit(args []string, literal bool) error {
+	f, o := c.submitFlags("", "[flags] FUNCTION [PAYLOAD]")
+	var wait bool
+	f.BoolVar(&wait, "wait", false, "wait for the task to end; print its result (exit 0) or error (exit 1)")
+	var pos []string
+	var err error
+	if literal && len(args) > 0 {
+		// `-- FUNCTION`: the word after -- is the function even when it is
+		// a command's name; flags may still follow it.
+		if pos, err = parse(f, args[1:]); err != nil {
+			return err
+		}
+		pos = append([]string{args[0]}, pos...)
+	} else if pos, err = parse(f, args); err != nil {
+		return err
+	}
+	if len(pos) < 1 || len(pos) > 2 {
+		return usagef("want FUNCTION [PAYLOAD], got %d arguments (see omniq-submit -h)", len(pos))
+	}
+	fn := pos[0]
+	var payload []byte
+	if len(pos) == 2 {
+		if payload, err = c.readPayload(pos[1]); err != nil {
+			return err
+		}
+	}
+	req, err := o.request(fn, payload)
+	if err != nil {
+		return err
+	}
+	client, err := c.connect()
+	if err != nil {
+		return err
+	}
+	if err := client.Validate(req); err != nil {
+		return err
+	}
+	if err := c.checkFunction(client, fn, o.force); err != nil {
+		return err
+	}
+	res, err := client.Submit(c.ctx, req)
+	if errors.Is(err, jetstream.ErrDuplicateTask) {
+		return &statusError{code: exitFailed, msg: fmt.Sprintf("duplicate id: %v (pick another --id, or `omniq-submit status %s`)", err, res.ID)}
+	}
+	if err != nil {
+		return err
+	}
+	if !wait {
+		if c.json {
+			return writeJSON(c.io.Stdout, res.Record.Task)
+		}
+		fmt.Fprintln(c.io.Stdout, res.ID)
+		return nil
+	}
+	return c.waitAndReport(client, res.ID)
+}
+
+// waitAndReport follows task id to its end and prints the outcome.
+func (c *cli) waitAndReport(client *jetstream.Client, id string) error {
+	task, err := waitTerminal(c.ctx, client, id)
+	if err != nil {
+		return err
+	}
+	if c.json {
+		if err := writeJSON(c.io.Stdout, task); err != nil {
+			return err
+		}
+	} else if task.Status == models.StatusSucceeded {
+		_, _ = c.io.Stdout.Write(task.Result)
+	}
+	switch task.Status {
+	case models.StatusSucceeded:
+		return nil
+	case models.StatusCancelled:
+		return &statusError{code: exitFailed, msg: fmt.Sprintf("task %s was cancelled", id)}
+	}
+	msg := fmt.Sprintf("task %s failed", id)
+	if te := task.Error; te != nil {
+		msg = fmt.Sprintf("task %s failed after %d attempts: %s: %s", id, task.Attempt, te.ErrorType, te.Message)
+	}
+	return &statusError{code: exitFailed, msg: msg + fmt.Sprintf("\n  see `omniq-submit dlq show %s`", id)}
+}
+
+// waitTerminal watches task id until it reaches a terminal status.
+func waitTerminal(ctx context.Context, client *jetstream.Client, id string) (*models.Task, error) {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	events, err := client.State().Watch(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	for ev := range events {
+		if ev.Deleted {
+			return nil, fmt.Errorf("the state of task %s was removed while waiting", id)
+		}
+		if ev.Record.Task.Status.IsTerminal() {
+			return ev.Record.Task, nil
+		}
+	}
+	return nil, fmt.Errorf("stopped waiting for task %s: %w", id, context.Cause(ctx))
+}
+
+// batchLine is one line of --jsonl batch input.
+type batchLine struct {
+	ID         string            `json:"id"`
+	Function   string            `json:"function"`
+	Payload    json.RawMessage   `json:"payload"`
+	MaxRetries *int              `json:"max_retries"`
+	Timeout    string            `json:"timeout"`
+	Delay      string            `json:"delay"`
+	Headers    map[string]string `json:"headers"`
+}
+
+// batch is `omniq-submit batch [flags] [FUNCTION] [FILE|-]`.
+func (c *cli) batch(args []string) error {
+	f, o := c.submitFlags("batch", "[flags] [FUNCTION] [FILE|-]")
+	var jsonl bool
+	var workers int
+	f.BoolVar(&jsonl, "jsonl", false, `input lines are JSON objects: {"function", "payload", "id", "max_retries", "timeout", "delay", "headers"}`)
+	f.IntVar(&workers, "parallel", 32, "submissions in flight at once")
+	pos, err := parse(f, args)
+	if err != nil {
+		return err
+	}
+	if o.id != "" {
+		return usagef("--id does not apply to a batch (give ids per line with --jsonl)")
+	}
+	if workers < 1 {
+		return usagef("--parallel must be at least 1")
+	}
+	var fn, file string
+	switch {
+	case jsonl && len(pos) <= 1:
+		if len(pos) == 1 {
+			file = pos[0]
+		}
+	case !jsonl && (len(pos) == 1 || len(pos) == 2):
+		fn = pos[0]
+		if len(pos) == 2 {
+			file = pos[1]
+		}
+	default:
+		return usagef("want FUNCTION [FILE|-], or --jsonl [FILE|-]")
+	}
+	in := c.io.Stdin
+	if file != "" && file != "-" {
+		fh, err := os.Open(file)
+		if err != nil {
+			return usagef("batch input: %v", err)
+		}
+		defer fh.Close()
+		in = fh
+	}
+	client, err := c.connect()
+	if err != nil {
+		return err
+	}
+	if fn != "" {
+		if err := c.checkFunction(client, fn, o.force); err != nil {
+			return err
+		}
+	}
+
+	type job struct {
+		line int
+		req  jetstream.SubmitRequest
+	}
+	var (
+		submitted, duplicates, rejected atomic.Int64
+		mu                              sync.Mutex
+		problems                        []string
+		checked                         = map[string]error{}
+	)
+	reject := func(line int, err error) {
+		rejected.Add(1)
+		mu.Lock()
+		problems = append(problems, fmt.Sprintf("line %d: %v", line, err))
+		mu.Unlock()
+	}
+	var bar *progressbar.ProgressBar
+	if c.io.Terminal && !c.json {
+		bar = progressbar.NewOptions(-1, progressbar.OptionSetWriter(c.io.Stderr), progressbar.OptionSetDescription("submitting"),
+			progressbar.OptionShowCount(), progressbar.OptionShowIts(), progressbar.OptionSetItsString("tasks"), progressbar.OptionThrottle(100*time.Millisecond))
+	}
+	jobs := make(chan job, workers)
+	var wg sync.WaitGroup
+	for i := 0; i < workers; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for j := range jobs {
+				_, err := client.Submit(c.ctx, j.req)
+				switch {
+				case err == nil:
+					submitted.Add(1)
+				case errors.Is(err, jetstream.ErrDuplicateTask):
+					duplicates.Add(1)
+				default:
+					reject(j.line, err)
+				}
+				if bar != nil {
+					_ = bar.Add(1)
+				}
+			}
+		}()
+	}
+	sc := bufio.NewScanner(in)
+	sc.Buffer(make([]byte, 64<<10), client.Config().MaxPayload*2+(64<<10))
+	line := 0
+	for sc.Scan() && c.ctx.Err() == nil {
+		line++
+		text := sc.Bytes()
+		if len(strings.TrimSpace(string(text))) == 0 {
+			continue
+		}
+		req, err := c.batchRequest(o, fn, jsonl, text)
+		if err == nil {
+			err = client.Validate(req)
+		}
+		if err == nil && fn == "" {
+			// Functions named per line are checked once each.
+			e, seen := checked[req.Function]
+			if !seen {
+				e = c.checkFunction(client, req.Function, o.force)
+				checked[req.Function] = e
+			}
+			err = e
+		}
+		if err != nil {
+			reject(line, err)
+			continue
+		}
+		jobs <- job{line: line, req: req}
+	}
+	close(jobs)
+	wg.Wait()
+	if bar != nil {
+		_ = bar.Finish()
+		fmt.Fprintln(c.io.Stderr)
+	}
+	if err := sc.Err(); err != nil {
+		return fmt.Errorf("reading batch input after line %d: %w", line, err)
+	}
+	for _, p := range problems {
+		fmt.Fprintln(c.io.Stderr, p)
+	}
+	if c.json {
+		_ = writeJSON(c.io.Stdout, map[string]int64{"submitted": submitted.Load(), "duplicates": duplicates.Load(), "rejected": rejected.Load()})
+	} else {
+		fmt.Fprintf(c.io.Stdout, "submitted %d, duplicates %d, rejected %d\n", submitted.Load(), duplicates.Load(), rejected.Load())
+	}
+	if rejected.Load() > 0 {
+		return &statusError{code: exitFailed}
+	}
+	return nil
+}
+
+func (c *cli) batchRequest(o *submitOpts, fn string, jsonl bool, text []byte) (jetstream.SubmitRequest, error) {
+	if !jsonl {
+		return o.request(fn, append([]byte(nil), text...))
+	}
+	var bl batchLine
+	dec := json.NewDecoder(strings.NewReader(string(text)))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&bl); err != nil {
+		return jetstream.SubmitRequest{}, fmt.Errorf("not a batch JSON object: %w", err)
+	}
+	lo := *o
+	lo.id = bl.ID
+	if bl.MaxRetries != nil {
+		lo.maxRetries = *bl.MaxRetries
+	}
+	if bl.Timeout != "" {
+		d, err := time.ParseDuration(bl.Timeout)
+		if err != nil {
+			return jetstream.SubmitRequest{}, fmt.Errorf("timeout %q: %w", bl.Timeout, err)
+		}
+		lo.timeout = d
+	}
+	if bl.Delay != "" {
+		d, err := time.ParseDuration(bl.Delay)
+		if err != nil {
+			return jetstream.SubmitRequest{}, fmt.Errorf("delay %q: %w", bl.Delay, err)
+		}
+		lo.delay = d
+	}
+	if len(bl.Headers) > 0 {
+		lo.headers = headerFlags{}
+		for k, v := range o.headers {
+			lo.headers[k] = v
+		}
+		for k, v := range bl.Headers {
+			lo.headers[k] = v
+		}
+	}
+	payload := []byte(bl.Payload)
+	var s string
+	if json.Unmarshal(bl.Payload, &s) == nil {
+		payload = []byte(s) // a JSON string is the payload's text
+	}
+	if bl.Function == "" {
+		return jetstream.SubmitRequest{}, errors.New(`"function" is required`)
+	}
+	return lo.request(bl.Function, payload)
+}
+
+func writeJSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}

@@ -1,0 +1,337 @@
+package submitcmd_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+
+	"github.com/omniq/omniq/internal/omniqtest"
+	"github.com/omniq/omniq/internal/submitcmd"
+	"github.com/omniq/omniq/internal/testbin"
+	"github.com/omniq/omniq/jetstream"
+	"github.com/omniq/omniq/models"
+	"github.com/omniq/omniq/runner/pluginhost"
+)
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	testbin.Cleanup()
+	if code == 0 {
+		if err := goleak.Find(); err != nil {
+			os.Stderr.WriteString("goleak: " + err.Error() + "\n")
+			code = 1
+		}
+	}
+	os.Exit(code)
+}
+
+// omniq is a server with a runner, and the CLI pointed at it.
+type omniq struct {
+	t   *testing.T
+	srv *omniqtest.Server
+}
+
+func start(t *testing.T) *omniq {
+	t.Helper()
+	s := omniqtest.StartServer(t, jetstream.Config{MaxPayload: 64 << 10})
+	omniqtest.StartRunner(t, s.Client, omniqtest.FastConfig(), pluginhost.HostConfig{})
+	return &omniq{t: t, srv: s}
+}
+
+// result is one CLI run.
+type result struct {
+	code           int
+	stdout, stderr string
+}
+
+// run runs omniq-submit with args (and --nats-url) and stdin.
+func (o *omniq) run(stdin string, args ...string) result {
+	return o.runIO(submitcmd.IO{Stdin: strings.NewReader(stdin)}, args...)
+}
+
+func (o *omniq) runIO(io submitcmd.IO, args ...string) result {
+	o.t.Helper()
+	var out, errb bytes.Buffer
+	io.Stdout, io.Stderr = &out, &errb
+	if io.Stdin == nil {
+		io.Stdin = strings.NewReader("")
+	}
+	url := o.srv.URL
+	io.Getenv = func(k string) string {
+		if k == "OMNIQ_NATS_URL" {
+			return url
+		}
+		return ""
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	code := submitcmd.Main(ctx, args, io)
+	return result{code: code, stdout: out.String(), stderr: errb.String()}
+}
+
+func (r result) want(t *testing.T, code int, stdout, stderr string) {
+	t.Helper()
+	if r.code != code || !strings.Contains(r.stdout, stdout) || !strings.Contains(r.stderr, stderr) {
+		t.Fatalf("exit %d, stdout %q, stderr %q; want exit %d with %q / %q", r.code, r.stdout, r.stderr, code, stdout, stderr)
+	}
+}
+
+func TestSubmitPrintsTheID(t *testing.T) {
+	t.Parallel()
+	o := start(t)
+	r := o.run("", "echo", "hi", "--id", "my-task")
+	r.want(t, 0, "my-task\n", "")
+	omniqtest.WaitFor(t, o.srv.Client, "my-task", models.StatusSucceeded, 30*time.Second)
+}
+
+func TestSubmitWaitExitCodes(t *testing.T) {
+	t.Parallel()
+	o := start(t)
+	o.run("", "--wait", "echo", "hello world").want(t, 0, "hello world", "")
+	r := o.run("", "fail", `{"message":"nope","permanent":true}`, "--wait", "--max-retries", "0")
+	r.want(t, 1, "", "failed after 1 attempts: handler_error: nope")
+	if !strings.Contains(r.stderr, "omniq-submit dlq show") {
+		t.Fatalf("no hint at dlq show: %q", r.stderr)
+	}
+	// --json prints the task record.
+	r = o.run("", "echo", "j", "--wait", "--json")
+	r.want(t, 0, `"status": "succeeded"`, "")
+	var task models.Task
+	if err := json.Unmarshal([]byte(r.stdout), &task); err != nil || string(task.Result) != "j" {
+		t.Fatalf("--json output %q: %v", r.stdout, err)
+	}
+}
+
+func TestSubmitPayloadSources(t *testing.T) {
+	t.Parallel()
+	o := start(t)
+	file := filepath.Join(t.TempDir(), "payload.txt")
+	if err := os.WriteFile(file, []byte("from a file"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	o.run("", "echo", "@"+file, "--wait").want(t, 0, "from a file", "")
+	o.run("from stdin", "echo", "-", "--wait").want(t, 0, "from stdin", "")
+	r := o.run("", "echo", "--wait")
+	r.want(t, 0, "", "")
+	if r.stdout != "" {
+		t.Fatalf("empty payload echoed %q", r.stdout)
+	}
+	o.run("", "echo", "@/nonexistent/file").want(t, 2, "", "payload file")
+}
+
+func TestSubmitErrorsNameTheProblem(t *testing.T) {
+	t.Parallel()
+	o := start(t)
+	omniqtest.Eventually(t, 10*time.Second, "functions registered", func() bool {
+		names, _ := o.srv.Client.FunctionNames(context.Background())
+		return len(names) > 0
+	})
+	o.run("", "no_such_fn", "x").want(t, 2, "", `unknown function "no_such_fn": runners serve crash, echo, fail`)
+	o.run("", "a.b", "x").want(t, 2, "", `invalid function name: function "a.b" has '.'`)
+	o.run("", "echo", strings.Repeat("x", 64<<10+1)).want(t, 2, "", "payload is 65537 bytes, the limit is 65536")
+	o.run("", "echo", "x", "--header", "Omniq-Attempt=3").want(t, 2, "", "reserved")
+	o.run("", "echo", "x", "--id", "bad id").want(t, 2, "", `invalid task id`)
+	o.run("", "echo", "x", "--delay", "1s", "--at", "2030-01-01T00:00:00Z").want(t, 2, "", "--delay or --at, not both")
+	o.run("", "--bogus").want(t, 2, "", "flag provided but not defined: -bogus")
+	o.run("").want(t, 2, "", "Usage:")
+	o.run("", "echo", "x", "--id", "dup").want(t, 0, "dup", "")
+	o.run("", "echo", "y", "--id", "dup").want(t, 1, "", "duplicate id")
+	// --force queues a task for a function nobody serves yet.
+	o.run("", "later_fn", "x", "--force", "--id", "forced").want(t, 0, "forced", "")
+}
+
+func TestUnreachableServerNamesTheURL(t *testing.T) {
+	t.Parallel()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	l.Close()
+	var out, errb bytes.Buffer
+	code := submitcmd.Main(context.Background(), []string{"echo", "x", "--nats-url", "nats://" + addr, "--connect-timeout", "1s"},
+		submitcmd.IO{Stdin: strings.NewReader(""), Stdout: &out, Stderr: &errb})
+	if code != 1 || !strings.Contains(errb.String(), addr) || !strings.Contains(errb.String(), "--nats-url") {
+		t.Fatalf("exit %d, stderr %q", code, errb.String())
+	}
+}
+
+func TestFunctionNamedLikeACommandAfterDoubleDash(t *testing.T) {
+	t.Parallel()
+	o := start(t)
+	o.run("", "--", "status", "x", "--force", "--id", "literal").want(t, 0, "literal", "")
+	rec, err := o.srv.Client.State().Get(context.Background(), "literal")
+	if err != nil || rec.Task.Function != "status" {
+		t.Fatalf("task = %+v, %v", rec.Task, err)
+	}
+}
+
+func TestStatusListWatchCancel(t *testing.T) {
+	t.Parallel()
+	o := start(t)
+	o.run("", "echo", "a", "--id", "t-echo", "--wait").want(t, 0, "a", "")
+	o.run("", "sleep", "1h", "--id", "t-sleep").want(t, 0, "t-sleep", "")
+	omniqtest.WaitFor(t, o.srv.Client, "t-sleep", models.StatusRunning, 30*time.Second)
+
+	o.run("", "status", "t-echo").want(t, 0, "status:    succeeded", "")
+	r := o.run("", "status", "t-echo", "--json")
+	var task models.Task
+	if err := json.Unmarshal([]byte(r.stdout), &task); err != nil || task.ID != "t-echo" {
+		t.Fatalf("status --json = %q", r.stdout)
+	}
+	o.run("", "status", "nope").want(t, 1, "", "task not found: nope")
+
+	r = o.run("", "list")
+	r.want(t, 0, "ID", "")
+	if !strings.Contains(r.stdout, "t-echo") || !strings.Contains(r.stdout, "t-sleep") {
+		t.Fatalf("list = %q", r.stdout)
+	}
+	r = o.run("", "list", "--status", "running")
+	if !strings.Contains(r.stdout, "t-sleep") || strings.Contains(r.stdout, "t-echo") {
+		t.Fatalf("list --status running = %q", r.stdout)
+	}
+	r = o.run("", "list", "--function", "echo")
+	if !strings.Contains(r.stdout, "t-echo") || strings.Contains(r.stdout, "t-sleep") {
+		t.Fatalf("list --function echo = %q", r.stdout)
+	}
+	o.run("", "list", "--status", "done").want(t, 2, "", `"done" is not one of`)
+
+	done := make(chan result)
+	go func() { done <- o.run("", "watch", "t-sleep") }()
+	o.run("", "cancel", "t-sleep").want(t, 0, "cancelled t-sleep", "")
+	w := <-done
+	w.want(t, 0, "t-sleep  sleep  cancelled", "")
+	o.run("", "cancel", "t-sleep").want(t, 1, "", "cannot cancel t-sleep: it already cancelled")
+	o.run("", "cancel", "t-echo").want(t, 1, "", "already succeeded")
+}
+
+func TestBatch(t *testing.T) {
+	t.Parallel()
+	o := start(t)
+	lines := "one\ntwo\n\nthree\n" + strings.Repeat("x", 64<<10+1) + "\n"
+	r := o.run(lines, "batch", "echo")
+	r.want(t, 1, "submitted 3, duplicates 0, rejected 1", "line 5: payload too large")
+
+	jsonl := `{"function":"echo","payload":"p1","id":"b1"}
+{"function":"echo","payload":{"k":1},"id":"b2","max_retries":0,"headers":{"X-A":"1"}}
+{"function":"echo","payload":"dup","id":"b1"}
+{"function":"nope","payload":"x"}
+{"functoin":"echo"}
+`
+	r = o.run(jsonl, "batch", "--jsonl", "--json")
+	var summary map[string]int
+	if err := json.Unmarshal([]byte(r.stdout), &summary); err != nil {
+		t.Fatalf("summary %q: %v", r.stdout, err)
+	}
+	if summary["submitted"] != 2 || summary["duplicates"] != 1 || summary["rejected"] != 2 || r.code != 1 {
+		t.Fatalf("summary = %v, exit %d, stderr %q", summary, r.code, r.stderr)
+	}
+	if !strings.Contains(r.stderr, `line 4: unknown function "nope"`) || !strings.Contains(r.stderr, `line 5: not a batch JSON object`) {
+		t.Fatalf("stderr = %q", r.stderr)
+	}
+	b2 := omniqtest.WaitFor(t, o.srv.Client, "b2", models.StatusSucceeded, 30*time.Second)
+	if string(b2.Result) != `{"k":1}` || b2.MaxRetries != 0 {
+		t.Fatalf("b2 = %+v", b2)
+	}
+}
+
+func TestBatchShowsProgressOnATerminal(t *testing.T) {
+	t.Parallel()
+	o := start(t)
+	var in strings.Builder
+	for i := 0; i < 200; i++ {
+		fmt.Fprintf(&in, "%d\n", i)
+	}
+	r := o.runIO(submitcmd.IO{Stdin: strings.NewReader(in.String()), Terminal: true}, "batch", "echo")
+	r.want(t, 0, "submitted 200, duplicates 0, rejected 0", "submitting")
+}
+
+func TestDeadLetterCommands(t *testing.T) {
+	t.Parallel()
+	o := start(t)
+	for i := 0; i < 3; i++ {
+		o.run("", "fail", `{"message":"broken"}`, "--id", fmt.Sprintf("f%d", i), "--max-retries", "0", "--wait").want(t, 1, "", "broken")
+	}
+	o.run("", "panic", "kaboom", "--id", "p0", "--max-retries", "0", "--wait").want(t, 1, "", "panic")
+
+	r := o.run("", "dlq", "list")
+	for _, id := range []string{"f0", "f1", "f2", "p0"} {
+		if !strings.Contains(r.stdout, id) {
+			t.Fatalf("dlq list lacks %s: %q", id, r.stdout)
+		}
+	}
+	r = o.run("", "dlq", "list", "--error-type", "panic")
+	if !strings.Contains(r.stdout, "p0") || strings.Contains(r.stdout, "f0") {
+		t.Fatalf("dlq list --error-type panic = %q", r.stdout)
+	}
+	r = o.run("", "dlq", "list", "--function", "fail", "--since", "1h", "--json")
+	var listed []map[string]any
+	if err := json.Unmarshal([]byte(r.stdout), &listed); err != nil || len(listed) != 3 {
+		t.Fatalf("dlq list --json = %q (%v)", r.stdout, err)
+	}
+	o.run("", "dlq", "list", "--since", "yesterday").want(t, 2, "", `--since "yesterday"`)
+
+	r = o.run("", "dlq", "show", "p0")
+	for _, want := range []string{"payload (6 bytes):\nkaboom", "panic: kaboom", "main.panicky", "Omniq-Task-Id: p0", "omniq-submit dlq replay p0"} {
+		if !strings.Contains(r.stdout, want) {
+			t.Fatalf("dlq show lacks %q:\n%s", want, r.stdout)
+		}
+	}
+	o.run("", "dlq", "show", "zzz").want(t, 1, "", "not in the dead-letter stream")
+
+	o.run("", "dlq", "replay").want(t, 2, "", "name task ids, or select")
+	o.run("", "dlq", "replay", "f0", "--all").want(t, 2, "", "not both")
+	o.run("", "dlq", "replay", "f0").want(t, 0, "replayed f0", "")
+	omniqtest.WaitFor(t, o.srv.Client, "f0", models.StatusFailed, 30*time.Second)
+
+	o.run("", "dlq", "purge", "--function", "fail").want(t, 2, "", "confirm with --yes")
+	r = o.runIO(submitcmd.IO{Stdin: strings.NewReader("n\n"), Terminal: true}, "dlq", "purge", "--function", "fail")
+	r.want(t, 1, "", "purge aborted")
+	o.run("", "dlq", "purge", "--function", "fail", "--yes").want(t, 0, "purged 3 dead tasks", "")
+	r = o.runIO(submitcmd.IO{Stdin: strings.NewReader("y\n"), Terminal: true}, "dlq", "purge", "p0")
+	r.want(t, 0, "purged 1 dead tasks", "Delete 1 dead tasks for good?")
+	o.run("", "dlq", "list").want(t, 0, "ID", "")
+	o.run("", "dlq", "bogus").want(t, 2, "", `unknown dlq subcommand "bogus"`)
+}
+
+func TestReplayThatSucceeds(t *testing.T) {
+	t.Parallel()
+	o := start(t)
+	// flaky fails its first 2 attempts; with no retries it dies on the
+	// first, and a replay (attempt 2 fails again, attempt 3 succeeds
+	// within the replay's fresh budget of 1 retry).
+	o.run("", "flaky", "2", "--id", "fl", "--max-retries", "0", "--wait").want(t, 1, "", "flaky: attempt 1")
+	o.run("", "dlq", "replay", "--function", "flaky").want(t, 0, "replayed fl", "")
+	task := omniqtest.WaitFor(t, o.srv.Client, "fl", models.StatusFailed, 30*time.Second)
+	if task.Replays != 1 || len(task.Errors) != 2 {
+		t.Fatalf("after first replay: %+v", task)
+	}
+	o.run("", "dlq", "replay", "fl").want(t, 0, "replayed fl", "")
+	task = omniqtest.WaitFor(t, o.srv.Client, "fl", models.StatusSucceeded, 30*time.Second)
+	if task.Replays != 2 || string(task.Result) != "ok after 2 failures" {
+		t.Fatalf("after second replay: %+v", task)
+	}
+	o.run("", "status", "fl").want(t, 0, "replays:", "")
+}
+
+func TestFunctionsCommand(t *testing.T) {
+	t.Parallel()
+	o := start(t)
+	omniqtest.Eventually(t, 10*time.Second, "functions registered", func() bool {
+		return strings.Contains(o.run("", "functions").stdout, "echo")
+	})
+	r := o.run("", "functions")
+	r.want(t, 0, "FUNCTION", "")
+	if !strings.Contains(r.stdout, "faults") {
+		t.Fatalf("functions = %q", r.stdout)
+	}
+}
