@@ -220,4 +220,3 @@ func metricsMux(reg *prometheus.Registry, nc *nats.Conn, started *atomic.Bool) h
 	})
 	return mux
 }
-

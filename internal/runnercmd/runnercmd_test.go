@@ -128,7 +128,9 @@ func startMain(t *testing.T, args []string, vars map[string]string) (runnercmd.R
 	readyCh := make(chan runnercmd.Ready, 1)
 	done := make(chan int, 1)
 	logs := &syncBuffer{}
-	go func() { done <- runnercmd.Main(ctx, force, args, env(vars), logs, func(r runnercmd.Ready) { readyCh <- r }) }()
+	go func() {
+		done <- runnercmd.Main(ctx, force, args, env(vars), logs, func(r runnercmd.Ready) { readyCh <- r })
+	}()
 	var ready runnercmd.Ready
 	select {
 	case ready = <-readyCh:

@@ -2,9 +2,9 @@ package submitcmd
 
 import (
 	"bufio"
-	"flag"
 	"encoding/base64"
 	"errors"
+	"flag"
 	"fmt"
 	"slices"
 	"strings"

@@ -2,10 +2,10 @@ package submitcmd
 
 import (
 	"bufio"
-	"flag"
 	"context"
 	"encoding/json"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"os"
