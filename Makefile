@@ -3,7 +3,11 @@
 
 GO      ?= go
 BIN     := bin
-PLUGINS := $(notdir $(wildcard plugins/*))
+# Plugins that work without configuration go where omniq-runner looks;
+# those that need a config file (exec, http) go to bin/plugins-available/,
+# to be copied into a plugins directory with their config (see their READMEs).
+PLUGINS      := echo faults
+CONFIGURABLE := exec http
 # Static binaries: no cgo threads (whose glibc stacks would count against a
 # plugin's memory limit), and they run on any Linux.
 export CGO_ENABLED := 0
@@ -17,8 +21,9 @@ build:
 	$(GO) build -o $(BIN)/ ./cmd/...
 
 plugins:
-	@mkdir -p $(BIN)/plugins
+	@mkdir -p $(BIN)/plugins $(BIN)/plugins-available
 	@for p in $(PLUGINS); do echo "$(GO) build -o $(BIN)/plugins/$$p ./plugins/$$p"; $(GO) build -o $(BIN)/plugins/$$p ./plugins/$$p || exit 1; done
+	@for p in $(CONFIGURABLE); do echo "$(GO) build -o $(BIN)/plugins-available/$$p ./plugins/$$p"; $(GO) build -o $(BIN)/plugins-available/$$p ./plugins/$$p || exit 1; done
 
 # Runs OmniQ on this machine: embedded NATS on 127.0.0.1:4222, data in
 # ./omniq-data, the bundled plugins.

@@ -20,6 +20,8 @@ type Error struct {
 	Permanent bool
 	// RetryAfter asks for at least this delay before the next attempt.
 	RetryAfter time.Duration
+	// Traceback explains the failure: a stack, a script's stderr.
+	Traceback string
 	// Err is the underlying error.
 	Err error
 }
@@ -83,6 +85,18 @@ func RetryAfter(d time.Duration, err error) error {
 	return e
 }
 
+// WithTraceback attaches a traceback (a stack, the stderr of a command) to
+// err; it is reported as the TaskError's traceback. It returns nil for a nil
+// err.
+func WithTraceback(traceback string, err error) error {
+	if err == nil {
+		return nil
+	}
+	e := classify(err)
+	e.Traceback = traceback
+	return e
+}
+
 // Failure is how a failed attempt leaves the plugin: a TaskError without
 // what only the runner knows (timestamp, retry count, final retry decision).
 type Failure struct {
@@ -124,7 +138,8 @@ func Invoke(ctx context.Context, h Handler, task *Task) (out []byte, f *Failure)
 // FailureOf classifies err, returned by a handler running under ctx.
 func FailureOf(ctx context.Context, err error) *Failure {
 	e := classify(err)
-	f := &Failure{ErrorType: e.Type, Message: err.Error(), Permanent: e.Permanent, RetryAfter: e.RetryAfter}
+	f := &Failure{ErrorType: e.Type, Message: err.Error(), Permanent: e.Permanent, RetryAfter: e.RetryAfter,
+		Traceback: models.TruncateTraceback(e.Traceback, models.MaxTracebackBytes)}
 	if f.ErrorType == "" {
 		switch {
 		case errors.Is(ctx.Err(), context.DeadlineExceeded):

@@ -1,0 +1,254 @@
+// Command exec is an OmniQ plugin that turns commands into functions: each
+// configured function runs its command once per task with the payload on
+// stdin; stdout is the result, and the exit status and stderr become the
+// TaskError. See README.md for the configuration and the exit-status table.
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"regexp"
+	"strings"
+	"syscall"
+	"time"
+
+	sdk "github.com/omniq/omniq/plugins-sdk"
+)
+
+// EnvConfig names the environment variable holding the config file's path.
+const EnvConfig = "OMNIQ_EXEC_CONFIG"
+
+// config is the plugin's config file.
+type config struct {
+	Functions map[string]function `json:"functions"`
+}
+
+// function configures one command.
+type function struct {
+	Command        []string `json:"command"`
+	Dir            string   `json:"dir"`
+	Env            []string `json:"env"`
+	Timeout        string   `json:"timeout"`
+	MaxRetries     *int     `json:"max_retries"`
+	Concurrency    int      `json:"concurrency"`
+	MaxOutputBytes int      `json:"max_output_bytes"`
+	Description    string   `json:"description"`
+}
+
+func main() {
+	mux, err := load(os.Getenv(EnvConfig))
+	if err != nil {
+		fmt.Fprintln(sdk.Stderr, "exec plugin:", err)
+		os.Exit(1)
+	}
+	sdk.Serve(mux, sdk.Name("exec", "1"))
+}
+
+// load reads the config file at path and builds the mux.
+func load(path string) (*sdk.Mux, error) {
+	if path == "" {
+		return nil, fmt.Errorf("set %s to the path of its JSON config file (see plugins/exec/README.md)", EnvConfig)
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	var cfg config
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&cfg); err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	if len(cfg.Functions) == 0 {
+		return nil, fmt.Errorf("%s declares no functions", path)
+	}
+	mux := sdk.NewMux()
+	for name, f := range cfg.Functions {
+		if len(f.Command) == 0 {
+			return nil, fmt.Errorf("%s: function %s: command is required", path, name)
+		}
+		var opts []sdk.FunctionOption
+		if f.Timeout != "" {
+			d, err := time.ParseDuration(f.Timeout)
+			if err != nil || d <= 0 {
+				return nil, fmt.Errorf("%s: function %s: timeout %q is not a positive duration", path, name, f.Timeout)
+			}
+			opts = append(opts, sdk.Timeout(d))
+		}
+		if f.MaxRetries != nil {
+			opts = append(opts, sdk.MaxRetries(*f.MaxRetries))
+		}
+		if f.Concurrency > 0 {
+			opts = append(opts, sdk.Concurrency(f.Concurrency))
+		}
+		if f.MaxOutputBytes == 0 {
+			f.MaxOutputBytes = 8 << 20
+		}
+		opts = append(opts, sdk.Description(firstNonEmpty(f.Description, "runs "+strings.Join(f.Command, " "))))
+		if err := handle(mux, name, f, opts); err != nil {
+			return nil, fmt.Errorf("%s: %w", path, err)
+		}
+	}
+	return mux, nil
+}
+
+func handle(mux *sdk.Mux, name string, f function, opts []sdk.FunctionOption) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("%v", r)
+		}
+	}()
+	mux.Handle(name, sdk.HandlerFunc(func(ctx context.Context, task *sdk.Task) ([]byte, error) { return run(ctx, f, task) }), opts...)
+	return nil
+}
+
+func firstNonEmpty(a, b string) string {
+	if a != "" {
+		return a
+	}
+	return b
+}
+
+// limitedBuffer keeps at most max bytes and says whether more came.
+type limitedBuffer struct {
+	buf      bytes.Buffer
+	max      int
+	overflow bool
+}
+
+func (l *limitedBuffer) Write(p []byte) (int, error) {
+	if room := l.max - l.buf.Len(); room < len(p) {
+		l.overflow = true
+		l.buf.Write(p[:max(room, 0)])
+		return len(p), nil
+	}
+	return l.buf.Write(p)
+}
+
+// tailBuffer keeps the last max bytes.
+type tailBuffer struct {
+	buf []byte
+	max int
+}
+
+func (t *tailBuffer) Write(p []byte) (int, error) {
+	t.buf = append(t.buf, p...)
+	if over := len(t.buf) - t.max; over > 0 {
+		t.buf = t.buf[over:]
+	}
+	return len(p), nil
+}
+
+// run runs the command for one task.
+func run(ctx context.Context, f function, task *sdk.Task) ([]byte, error) {
+	cmd := exec.Command(f.Command[0], f.Command[1:]...)
+	cmd.Dir = f.Dir
+	cmd.Env = append(ownEnv(), f.Env...)
+	cmd.Env = append(cmd.Env, "OMNIQ_TASK_ID="+task.ID, "OMNIQ_FUNCTION="+task.Function, fmt.Sprintf("OMNIQ_ATTEMPT=%d", task.Attempt))
+	for k, v := range task.Headers {
+		cmd.Env = append(cmd.Env, "OMNIQ_HEADER_"+envName(k)+"="+v)
+	}
+	cmd.Stdin = bytes.NewReader(task.Payload)
+	stdout := &limitedBuffer{max: f.MaxOutputBytes}
+	stderr := &tailBuffer{max: 16 << 10}
+	cmd.Stdout, cmd.Stderr = stdout, stderr
+	// Its own process group, killed whole on cancellation, and killed if
+	// this plugin dies.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	if err := cmd.Start(); err != nil {
+		return nil, sdk.Permanent(fmt.Errorf("start %s: %w", f.Command[0], err))
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	var err error
+	select {
+	case err = <-done:
+	case <-ctx.Done():
+		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+		<-done
+		return nil, sdk.WithTraceback(string(stderr.buf), ctx.Err())
+	}
+	// Whatever the command started in the background goes with it.
+	_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+	if err == nil {
+		if stdout.overflow {
+			return nil, sdk.Permanent(sdk.WithType("OutputTooLarge", fmt.Errorf("%s wrote more than %d bytes to stdout", f.Command[0], f.MaxOutputBytes)))
+		}
+		return stdout.buf.Bytes(), nil
+	}
+	return nil, classify(f.Command[0], err, string(stderr.buf))
+}
+
+// pyException matches the last line of a Python traceback: "ValueError: ...".
+var pyException = regexp.MustCompile(`(?m)^([A-Za-z_][A-Za-z0-9_.]*(?:Error|Exception|Exit|Interrupt)): ?(.*)$`)
+
+// classify maps how the command ended to a handler error; see README.md.
+func classify(name string, err error, stderr string) error {
+	var exitErr *exec.ExitError
+	if !errors.As(err, &exitErr) {
+		return fmt.Errorf("%s: %w", name, err)
+	}
+	ws, _ := exitErr.Sys().(syscall.WaitStatus)
+	var e error
+	switch {
+	case ws.Signaled():
+		e = fmt.Errorf("%s was killed by signal %s", name, ws.Signal())
+	default:
+		code := exitErr.ExitCode()
+		e = fmt.Errorf("%s exited with status %d", name, code)
+		if last := lastLine(stderr); last != "" {
+			e = fmt.Errorf("%s exited with status %d: %s", name, code, last)
+		}
+		switch {
+		case code == 75: // EX_TEMPFAIL: try again later
+		case code >= 64 && code <= 78: // the other sysexits codes: bad input or setup
+			e = sdk.Permanent(e)
+		}
+	}
+	if strings.Contains(stderr, "Traceback (most recent call last)") {
+		if m := pyException.FindAllStringSubmatch(stderr, -1); len(m) > 0 {
+			e = sdk.WithType(m[len(m)-1][1], e)
+		}
+	}
+	return sdk.WithTraceback(stderr, e)
+}
+
+func lastLine(s string) string {
+	s = strings.TrimRight(s, "\n")
+	if i := strings.LastIndexByte(s, '\n'); i >= 0 {
+		s = s[i+1:]
+	}
+	if len(s) > 300 {
+		s = s[:300] + "…"
+	}
+	return s
+}
+
+// ownEnv is this plugin's environment without go-plugin's handshake
+// variables, which mean nothing to the command.
+func ownEnv() []string {
+	var env []string
+	for _, kv := range os.Environ() {
+		if strings.HasPrefix(kv, "PLUGIN_") || strings.HasPrefix(kv, sdk.Handshake.MagicCookieKey+"=") || strings.HasPrefix(kv, EnvConfig+"=") {
+			continue
+		}
+		env = append(env, kv)
+	}
+	return env
+}
+
+// envName turns a header name into an environment variable suffix.
+func envName(h string) string {
+	b := []byte(strings.ToUpper(h))
+	for i, c := range b {
+		if !(c >= 'A' && c <= 'Z' || c >= '0' && c <= '9') {
+			b[i] = '_'
+		}
+	}
+	return string(b)
+}

@@ -1,0 +1,155 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	sdk "github.com/omniq/omniq/plugins-sdk"
+	"github.com/omniq/omniq/plugins-sdk/sdktest"
+)
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	sdktest.Cleanup()
+	os.Exit(code)
+}
+
+func writeConfig(t *testing.T, fns map[string]function) string {
+	t.Helper()
+	b, err := json.Marshal(config{Functions: fns})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := filepath.Join(t.TempDir(), "exec.json")
+	if err := os.WriteFile(p, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func sh(script string) []string { return []string{"/bin/sh", "-c", script} }
+
+func TestExecThroughAPluginProcess(t *testing.T) {
+	t.Parallel()
+	pidFile := filepath.Join(t.TempDir(), "bg.pid")
+	pyTraceback := `printf 'Traceback (most recent call last):\n  File "job.py", line 3, in <module>\n    int("x")\nValueError: invalid literal for int() with base 10: %s\n' "'x'" >&2; exit 1`
+	cfg := writeConfig(t, map[string]function{
+		"upper":    {Command: sh(`tr a-z A-Z`)},
+		"env":      {Command: sh(`echo "$OMNIQ_TASK_ID $OMNIQ_FUNCTION $OMNIQ_ATTEMPT $OMNIQ_HEADER_X_CUSTOMER $GREETING"`), Env: []string{"GREETING=hi"}},
+		"fails":    {Command: sh(`echo "disk full" >&2; exit 3`)},
+		"baddata":  {Command: sh(`echo "bad row" >&2; exit 65`)},
+		"tempfail": {Command: sh(`exit 75`)},
+		"python":   {Command: sh(pyTraceback)},
+		"signal":   {Command: sh(`kill -9 $$`)},
+		"chatty":   {Command: sh(`head -c 2000 /dev/zero`), MaxOutputBytes: 1000},
+		"spawner":  {Command: sh(`sleep 300 & echo $! > "$PIDFILE"; sleep 300`), Env: []string{"PIDFILE=" + pidFile}, Timeout: "300ms"},
+		"missing":  {Command: []string{"/nonexistent/tool"}},
+	})
+	p := sdktest.StartPlugin(t, sdktest.Build(t, "github.com/omniq/omniq/plugins/exec"), EnvConfig+"="+cfg)
+	if len(p.Functions()) != 10 {
+		t.Fatalf("functions = %v", p.Functions())
+	}
+	out := p.Run(t, "upper", []byte("hello"), nil, 0)
+	if out.Failure != nil || string(out.Output) != "HELLO" {
+		t.Fatalf("upper = %+v", out)
+	}
+	out = p.Run(t, "env", nil, map[string]string{"X-Customer": "acme"}, 0)
+	if out.Failure != nil || strings.TrimSpace(string(out.Output)) != "sdktest-env env 1 acme hi" {
+		t.Fatalf("env = %q %+v", out.Output, out.Failure)
+	}
+	tests := []struct {
+		fn, wantType, wantMsg, wantTB string
+		permanent                     bool
+	}{
+		{"fails", "handler_error", "exited with status 3: disk full", "disk full", false},
+		{"baddata", "handler_error", "exited with status 65: bad row", "bad row", true},
+		{"tempfail", "handler_error", "exited with status 75", "", false},
+		{"python", "ValueError", "exited with status 1: ValueError: invalid literal", `File "job.py", line 3`, false},
+		{"signal", "handler_error", "killed by signal killed", "", false},
+		{"chatty", "OutputTooLarge", "more than 1000 bytes", "", true},
+		{"missing", "handler_error", "/nonexistent/tool", "", true},
+	}
+	for _, tt := range tests {
+		f := p.Run(t, tt.fn, nil, nil, 0).Failure
+		if f == nil || f.ErrorType != tt.wantType || f.Permanent != tt.permanent || !strings.Contains(f.Message, tt.wantMsg) || !strings.Contains(f.Traceback, tt.wantTB) {
+			t.Errorf("%s: failure = %+v", tt.fn, f)
+		}
+	}
+	// A command past its timeout is killed with everything it started.
+	f := p.Run(t, "spawner", nil, nil, 0).Failure
+	if f == nil || f.ErrorType != "timeout" {
+		t.Fatalf("spawner: %+v", f)
+	}
+	b, _ := os.ReadFile(pidFile)
+	pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
+	if err != nil {
+		t.Fatalf("background pid not written: %q", b)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for syscall.Kill(pid, 0) == nil && !zombie(pid) {
+		if time.Now().After(deadline) {
+			t.Fatalf("background process %d survived the timeout", pid)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func zombie(pid int) bool {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return true
+	}
+	s := string(b)
+	i := strings.LastIndexByte(s, ')')
+	return i >= 0 && i+2 < len(s) && s[i+2] == 'Z'
+}
+
+func TestRealPythonTraceback(t *testing.T) {
+	t.Parallel()
+	py, err := exec.LookPath("python3")
+	if err != nil {
+		t.Skip("python3 not installed; the sh-emulated traceback test covers the parsing")
+	}
+	mux, err := load(writeConfig(t, map[string]function{"py": {Command: []string{py, "-c", "import sys; d = {}; d['missing']"}}}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := sdktest.Run(t, mux, sdkTask("py")).Failure
+	if f == nil || f.ErrorType != "KeyError" || !strings.Contains(f.Traceback, "Traceback (most recent call last)") {
+		t.Fatalf("failure = %+v", f)
+	}
+}
+
+func TestConfigErrors(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	write := func(body string) string {
+		p := filepath.Join(dir, fmt.Sprintf("c%d.json", time.Now().UnixNano()))
+		_ = os.WriteFile(p, []byte(body), 0o600)
+		return p
+	}
+	tests := []struct{ path, want string }{
+		{"", EnvConfig},
+		{"/nonexistent.json", "no such file"},
+		{write(`{"functions": {}}`), "declares no functions"},
+		{write(`{"functions": {"f": {}}}`), "command is required"},
+		{write(`{"functions": {"f": {"command": ["x"], "timeout": "soon"}}}`), `timeout "soon"`},
+		{write(`{"functions": {"a.b": {"command": ["x"]}}}`), `"a.b" has '.'`},
+		{write(`{"functoins": {}}`), `unknown field "functoins"`},
+	}
+	for _, tt := range tests {
+		if _, err := load(tt.path); err == nil || !strings.Contains(err.Error(), tt.want) {
+			t.Errorf("load(%q) = %v, want %q", tt.path, err, tt.want)
+		}
+	}
+}
+
+func sdkTask(fn string) sdk.Task { return sdk.Task{ID: "t", Function: fn} }

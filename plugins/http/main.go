@@ -1,0 +1,195 @@
+// Command http is an OmniQ plugin for webhook delivery: each configured
+// function sends the task's payload to a URL. 2xx is success; 429, 5xx,
+// timeouts and connection failures are retried (honouring Retry-After);
+// other 4xx are permanent. See README.md.
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	sdk "github.com/omniq/omniq/plugins-sdk"
+)
+
+// EnvConfig names the environment variable holding the config file's path.
+const EnvConfig = "OMNIQ_HTTP_CONFIG"
+
+// ErrorType is the error_type of a failed delivery.
+const ErrorType = "http_error"
+
+type config struct {
+	Functions map[string]endpoint `json:"functions"`
+}
+
+// endpoint configures one function.
+type endpoint struct {
+	URL              string            `json:"url"`
+	Method           string            `json:"method"`
+	Headers          map[string]string `json:"headers"`
+	Timeout          string            `json:"timeout"`
+	MaxRetries       *int              `json:"max_retries"`
+	Concurrency      int               `json:"concurrency"`
+	MaxResponseBytes int64             `json:"max_response_bytes"`
+	Description      string            `json:"description"`
+}
+
+func main() {
+	mux, err := load(os.Getenv(EnvConfig))
+	if err != nil {
+		fmt.Fprintln(sdk.Stderr, "http plugin:", err)
+		os.Exit(1)
+	}
+	sdk.Serve(mux, sdk.Name("http", "1"))
+}
+
+func load(path string) (*sdk.Mux, error) {
+	if path == "" {
+		return nil, fmt.Errorf("set %s to the path of its JSON config file (see plugins/http/README.md)", EnvConfig)
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	var cfg config
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&cfg); err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	if len(cfg.Functions) == 0 {
+		return nil, fmt.Errorf("%s declares no functions", path)
+	}
+	client := &http.Client{} // deadlines come from each task's context
+	mux := sdk.NewMux()
+	for name, e := range cfg.Functions {
+		if !strings.HasPrefix(e.URL, "http://") && !strings.HasPrefix(e.URL, "https://") {
+			return nil, fmt.Errorf("%s: function %s: url %q must start with http:// or https://", path, name, e.URL)
+		}
+		if e.Method == "" {
+			e.Method = http.MethodPost
+		}
+		if e.MaxResponseBytes == 0 {
+			e.MaxResponseBytes = 8 << 20
+		}
+		opts := []sdk.FunctionOption{sdk.Description(firstNonEmpty(e.Description, e.Method+" "+e.URL))}
+		if e.Timeout != "" {
+			d, err := time.ParseDuration(e.Timeout)
+			if err != nil || d <= 0 {
+				return nil, fmt.Errorf("%s: function %s: timeout %q is not a positive duration", path, name, e.Timeout)
+			}
+			opts = append(opts, sdk.Timeout(d))
+		}
+		if e.MaxRetries != nil {
+			opts = append(opts, sdk.MaxRetries(*e.MaxRetries))
+		}
+		if e.Concurrency > 0 {
+			opts = append(opts, sdk.Concurrency(e.Concurrency))
+		}
+		if err := register(mux, name, opts, func(ctx context.Context, t *sdk.Task) ([]byte, error) { return deliver(ctx, client, e, t) }); err != nil {
+			return nil, fmt.Errorf("%s: %w", path, err)
+		}
+	}
+	return mux, nil
+}
+
+func register(mux *sdk.Mux, name string, opts []sdk.FunctionOption, h sdk.HandlerFunc) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("%v", r)
+		}
+	}()
+	mux.Handle(name, h, opts...)
+	return nil
+}
+
+func firstNonEmpty(a, b string) string {
+	if a != "" {
+		return a
+	}
+	return b
+}
+
+// deliver sends one task and classifies the answer.
+func deliver(ctx context.Context, client *http.Client, e endpoint, t *sdk.Task) ([]byte, error) {
+	req, err := http.NewRequestWithContext(ctx, e.Method, e.URL, bytes.NewReader(t.Payload))
+	if err != nil {
+		return nil, sdk.Permanent(sdk.WithType(ErrorType, err))
+	}
+	req.Header.Set("Content-Type", "application/octet-stream")
+	for k, v := range t.Headers {
+		req.Header.Set(k, v)
+	}
+	for k, v := range e.Headers {
+		req.Header.Set(k, v)
+	}
+	req.Header.Set("X-Omniq-Task-Id", t.ID)
+	req.Header.Set("X-Omniq-Attempt", strconv.Itoa(t.Attempt))
+	// The task id makes a delivery idempotent for receivers that honour it.
+	req.Header.Set("Idempotency-Key", t.ID)
+	resp, err := client.Do(req)
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil, ctx.Err() // timeout or cancelled, classified by the SDK
+		}
+		return nil, sdk.WithType(ErrorType, fmt.Errorf("%s %s: %w", e.Method, e.URL, err))
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, e.MaxResponseBytes+1))
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		return nil, sdk.WithType(ErrorType, fmt.Errorf("%s %s: reading the response: %w", e.Method, e.URL, err))
+	}
+	if int64(len(body)) > e.MaxResponseBytes {
+		return nil, sdk.Permanent(sdk.WithType(ErrorType, fmt.Errorf("%s %s: response over %d bytes", e.Method, e.URL, e.MaxResponseBytes)))
+	}
+	if resp.StatusCode >= 200 && resp.StatusCode < 300 {
+		return body, nil
+	}
+	herr := sdk.WithType(ErrorType, fmt.Errorf("%s %s: %s: %s", e.Method, e.URL, resp.Status, snippet(body)))
+	switch {
+	case resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode >= 500:
+		if d, ok := retryAfter(resp.Header.Get("Retry-After"), time.Now()); ok {
+			herr = sdk.RetryAfter(d, herr)
+		}
+		return nil, herr
+	}
+	return nil, sdk.Permanent(herr)
+}
+
+// retryAfter reads a Retry-After header: delay seconds or an HTTP date.
+func retryAfter(v string, now time.Time) (time.Duration, bool) {
+	if v == "" {
+		return 0, false
+	}
+	if s, err := strconv.Atoi(strings.TrimSpace(v)); err == nil && s >= 0 {
+		return time.Duration(s) * time.Second, true
+	}
+	if t, err := http.ParseTime(v); err == nil {
+		if d := t.Sub(now); d > 0 {
+			return d, true
+		}
+		return 0, false
+	}
+	return 0, false
+}
+
+func snippet(b []byte) string {
+	s := strings.TrimSpace(string(b))
+	if len(s) > 200 {
+		s = s[:200] + "…"
+	}
+	if s == "" {
+		return "(empty body)"
+	}
+	return s
+}
