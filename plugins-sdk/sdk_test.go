@@ -171,4 +171,3 @@ func TestMaxMessageBytesFromEnvironment(t *testing.T) {
 		t.Fatal("junk not ignored")
 	}
 }
-
