@@ -144,4 +144,3 @@ func BenchmarkStateTransition(b *testing.B) {
 		}
 	}
 }
-

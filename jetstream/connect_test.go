@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/jwt/v2"
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nkeys"
 
@@ -181,5 +182,92 @@ func writePEM(t *testing.T, path, typ string, der []byte) {
 	t.Helper()
 	if err := os.WriteFile(path, pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: der}), 0o600); err != nil {
 		t.Fatal(err)
+	}
+}
+
+func TestConnectWithCredsFile(t *testing.T) {
+	t.Parallel()
+	okp, _ := nkeys.CreateOperator()
+	opub, _ := okp.PublicKey()
+	oc := jwt.NewOperatorClaims(opub)
+	ojwt, err := oc.Encode(okp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	operator, err := jwt.DecodeOperatorClaims(ojwt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	akp, _ := nkeys.CreateAccount()
+	apub, _ := akp.PublicKey()
+	ajwt, err := jwt.NewAccountClaims(apub).Encode(okp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ukp, _ := nkeys.CreateUser()
+	upub, _ := ukp.PublicKey()
+	useed, _ := ukp.Seed()
+	ujwt, err := jwt.NewUserClaims(upub).Encode(akp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	creds, err := jwt.FormatUserConfig(ujwt, useed)
+	if err != nil {
+		t.Fatal(err)
+	}
+	credsFile := filepath.Join(t.TempDir(), "user.creds")
+	if err := os.WriteFile(credsFile, creds, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	resolver := &server.MemAccResolver{}
+	if err := resolver.Store(apub, ajwt); err != nil {
+		t.Fatal(err)
+	}
+	s := runAuthServer(t, &server.Options{TrustedOperators: []*jwt.OperatorClaims{operator}, AccountResolver: resolver})
+
+	nc, err := jetstream.Connect(jetstream.ConnConfig{URL: s.ClientURL(), CredsFile: credsFile})
+	if err != nil {
+		t.Fatalf("connect with creds: %v", err)
+	}
+	nc.Close()
+	if _, err := jetstream.Connect(jetstream.ConnConfig{URL: s.ClientURL()}); err == nil {
+		t.Fatal("connected without credentials to an operator-mode server")
+	}
+}
+
+func TestConnectionSurvivesAServerRestart(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := l.Addr().(*net.TCPAddr).Port
+	l.Close()
+	start := func() *jetstream.Embedded {
+		srv, err := jetstream.StartEmbedded(jetstream.EmbeddedConfig{StoreDir: dir, Port: port})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return srv
+	}
+	srv := start()
+	nc, err := jetstream.Connect(jetstream.ConnConfig{URL: srv.ClientURL()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	client, err := jetstream.New(ctx(t), nc, jetstream.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := srv.Shutdown(ctx(t)); err != nil {
+		t.Fatal(err)
+	}
+	srv = start()
+	defer func() { _ = srv.Shutdown(ctx(t)) }()
+	eventually(t, 15*time.Second, "the client to reconnect", nc.IsConnected)
+	if _, err := client.Submit(ctx(t), jetstream.SubmitRequest{Function: "f"}); err != nil {
+		t.Fatalf("submit after reconnect: %v", err)
 	}
 }

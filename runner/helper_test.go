@@ -1,9 +1,14 @@
 package runner_test
 
 import (
+	"bufio"
 	"context"
 	"fmt"
 	"os"
+	"os/exec"
+	"strings"
+	"syscall"
+	"testing"
 	"time"
 
 	"github.com/omniq/omniq/jetstream"
@@ -14,6 +19,7 @@ import (
 const (
 	helperEnv        = "OMNIQ_RUNNER_HELPER_URL"
 	helperPluginsEnv = "OMNIQ_RUNNER_HELPER_PLUGINS"
+	helperIDEnv      = "OMNIQ_RUNNER_HELPER_ID"
 )
 
 // runHelper is a runner in a separate process, for tests that SIGKILL it.
@@ -35,7 +41,7 @@ func runHelper() {
 	if err != nil {
 		fail(err)
 	}
-	r, err := runner.New(runner.Config{Client: client, Plugins: host, ID: "helper", AckWait: 2 * time.Second})
+	r, err := runner.New(runner.Config{Client: client, Plugins: host, ID: os.Getenv(helperIDEnv), AckWait: 2 * time.Second})
 	if err != nil {
 		fail(err)
 	}
@@ -44,4 +50,28 @@ func runHelper() {
 	}
 	fmt.Println("ready")
 	select {}
+}
+
+// startHelper starts a runner process with id on e's server and waits until
+// it is ready. The test SIGKILLs it with kill.
+func startHelper(t *testing.T, e *env, plugins, id string) (kill func()) {
+	t.Helper()
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), helperEnv+"="+e.srv.ClientURL(), helperPluginsEnv+"="+plugins, helperIDEnv+"="+id)
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	kill = func() {
+		_ = cmd.Process.Signal(syscall.SIGKILL)
+		_ = cmd.Wait()
+	}
+	t.Cleanup(kill)
+	if line, err := bufio.NewReader(stdout).ReadString('\n'); err != nil || strings.TrimSpace(line) != "ready" {
+		t.Fatalf("helper runner %s: %q %v", id, line, err)
+	}
+	return kill
 }

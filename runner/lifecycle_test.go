@@ -1,13 +1,9 @@
 package runner_test
 
 import (
-	"bufio"
 	"fmt"
-	"os"
-	"os/exec"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -105,36 +101,53 @@ func TestTwoRunnersNeverCompleteATaskTwice(t *testing.T) {
 func TestSIGKILLedRunnerLosesNothing(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
-	dir := pluginsDir(t)
-	cmd := exec.Command(os.Args[0], "-test.run=^$")
-	cmd.Env = append(os.Environ(), helperEnv+"="+e.srv.ClientURL(), helperPluginsEnv+"="+dir)
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }()
-	if line, err := bufio.NewReader(stdout).ReadString('\n'); err != nil || strings.TrimSpace(line) != "ready" {
-		t.Fatalf("helper runner: %q %v", line, err)
-	}
+	kill := startHelper(t, e, pluginsDir(t), "doomed")
 	res, err := e.client.Submit(ctx(t), jetstream.SubmitRequest{Function: "sleep", Payload: []byte("1s"), MaxRetries: intp(0)})
 	if err != nil {
 		t.Fatal(err)
 	}
 	running := waitFor(t, e, res.ID, models.StatusRunning, 30*time.Second)
-	if running.Runner != "helper" {
+	if running.Runner != "doomed" {
 		t.Fatalf("claimed by %q", running.Runner)
 	}
-	_ = cmd.Process.Signal(syscall.SIGKILL)
-	_ = cmd.Wait()
+	kill()
 
 	startRunner(t, e, fastConfig(), pluginhost.HostConfig{})
 	task := waitFor(t, e, res.ID, models.StatusSucceeded, 60*time.Second)
 	// The interruption was counted, and cost no retry (MaxRetries is 0).
 	if task.Interruptions != 1 || task.RetryCount != 0 || task.Attempt != 1 || string(task.Result) != "slept 1s" {
 		t.Fatalf("task = %+v", task)
+	}
+}
+
+func TestTaskThatKeepsKillingRunnersIsDeadLettered(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	plugins := pluginsDir(t)
+	res, err := e.client.Submit(ctx(t), jetstream.SubmitRequest{Function: "sleep", Payload: []byte("1h")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, id := range []string{"victim-1", "victim-2"} {
+		kill := startHelper(t, e, plugins, id)
+		eventually(t, 30*time.Second, id+" to claim the task", func() bool {
+			rec, err := e.client.State().Get(ctx(t), res.ID)
+			return err == nil && rec.Task.Runner == id && rec.Task.Interruptions == i
+		})
+		kill()
+	}
+	cfg := fastConfig()
+	cfg.MaxInterruptions = 1
+	startRunner(t, e, cfg, pluginhost.HostConfig{})
+	task := waitFor(t, e, res.ID, models.StatusFailed, 30*time.Second)
+	if te := task.Error; te == nil || te.ErrorType != "interrupted" || te.IsRetryable || !strings.Contains(te.Message, "died 2 times (last: victim-2)") {
+		t.Fatalf("error = %+v", task.Error)
+	}
+	if task.RetryCount != 0 {
+		t.Fatalf("interruptions used up retries: %+v", task)
+	}
+	if _, err := e.client.GetDead(ctx(t), res.ID); err != nil {
+		t.Fatal(err)
 	}
 }
 

@@ -53,7 +53,7 @@ func TestFailureClassification(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
 	cfg := fastConfig()
-	startRunner(t, e, cfg, pluginhost.HostConfig{Defaults: pluginhost.Config{KillGrace: 200 * time.Millisecond}})
+	tr := startRunner(t, e, cfg, pluginhost.HostConfig{Defaults: pluginhost.Config{KillGrace: 200 * time.Millisecond}})
 	tests := []struct {
 		name, fn, payload string
 		timeout           time.Duration
@@ -89,6 +89,10 @@ func TestFailureClassification(t *testing.T) {
 			if dead.Error == nil || dead.Error.ErrorType != tt.wantType || string(dead.Payload) != tt.payload {
 				t.Fatalf("dead-letter entry = %+v", dead)
 			}
+			// A row that killed the plugin: let it come back before the
+			// next row, whose task would otherwise race its death and fail
+			// plugin_crash instead of what the row is about.
+			waitPluginsUp(t, tr)
 		})
 	}
 }
@@ -219,4 +223,23 @@ func TestNonRetryableConfigOverridesTheHandler(t *testing.T) {
 	if len(task.Errors) != 1 || task.Error.IsRetryable {
 		t.Fatalf("task = %+v", task)
 	}
+}
+
+// waitPluginsUp waits until every plugin of tr runs a live process.
+func waitPluginsUp(t *testing.T, tr *testRunner) {
+	t.Helper()
+	eventually(t, 30*time.Second, "plugins to be up", func() bool {
+		for _, s := range tr.Host.Supervisors() {
+			p := s.Process()
+			if p == nil {
+				return false
+			}
+			select {
+			case <-p.Exited():
+				return false
+			default:
+			}
+		}
+		return true
+	})
 }

@@ -20,6 +20,7 @@ import (
 	"github.com/sirupsen/logrus"
 
 	"github.com/omniq/omniq/jetstream"
+	sdk "github.com/omniq/omniq/plugins-sdk"
 	"github.com/omniq/omniq/runner"
 	"github.com/omniq/omniq/runner/pluginhost"
 )
@@ -128,9 +129,13 @@ func run(ctx context.Context, force <-chan struct{}, o Options, log *logrus.Logg
 
 	hostCfg := o.hostConfig()
 	hostCfg.Logger = log
+	// gRPC messages to and from plugins must hold the largest payload.
+	maxMsg := max(sdk.DefaultMaxMessageBytes, client.Config().MaxPayload+(1<<20))
 	hostCfg.Defaults.OnEvent = metrics.PluginEvent
+	hostCfg.Defaults.Process.MaxMessageBytes = maxMsg
 	for name, c := range hostCfg.PerPlugin {
 		c.OnEvent = metrics.PluginEvent
+		c.Process.MaxMessageBytes = maxMsg
 		hostCfg.PerPlugin[name] = c
 	}
 	host, err := pluginhost.StartHost(ctx, hostCfg)

@@ -156,16 +156,23 @@ func flaky(_ context.Context, task *sdk.Task) ([]byte, error) {
 
 // inspection is the result of inspect.
 type inspection struct {
-	Pid          int      `json:"pid"`
-	Pgid         int      `json:"pgid"`
-	StdinDevNull bool     `json:"stdin_dev_null"`
-	Env          []string `json:"env"`
-	ChildPid     int      `json:"child_pid,omitempty"`
+	Pid          int               `json:"pid"`
+	Pgid         int               `json:"pgid"`
+	StdinDevNull bool              `json:"stdin_dev_null"`
+	Env          []string          `json:"env"`
+	ChildPid     int               `json:"child_pid,omitempty"`
+	Limits       map[string]uint64 `json:"limits"`
 }
 
 func inspect(_ context.Context, task *sdk.Task) ([]byte, error) {
 	pgid, _ := syscall.Getpgid(0)
-	in := inspection{Pid: os.Getpid(), Pgid: pgid, Env: os.Environ()}
+	in := inspection{Pid: os.Getpid(), Pgid: pgid, Env: os.Environ(), Limits: map[string]uint64{}}
+	for name, res := range map[string]int{"as": syscall.RLIMIT_AS, "cpu": syscall.RLIMIT_CPU, "nofile": syscall.RLIMIT_NOFILE, "nproc": 6 /* RLIMIT_NPROC */} {
+		var l syscall.Rlimit
+		if syscall.Getrlimit(res, &l) == nil {
+			in.Limits[name] = l.Cur
+		}
+	}
 	if st, err := os.Stdin.Stat(); err == nil {
 		if null, err := os.Stat(os.DevNull); err == nil {
 			in.StdinDevNull = os.SameFile(st, null)

@@ -290,6 +290,23 @@ func TestPluginGetsScrubbedEnvAndDevNullStdin(t *testing.T) {
 	}
 }
 
+func TestResourceLimitsAreApplied(t *testing.T) {
+	t.Parallel()
+	limits := pluginhost.Limits{MemoryBytes: 2 << 30, CPUSeconds: 120, OpenFiles: 200, Processes: 500}
+	s := startSupervisor(t, faultsPkg, pluginhost.Config{Process: pluginhost.ProcessConfig{Limits: limits}})
+	in := inspect(t, s, "")
+	want := map[string]uint64{"as": limits.MemoryBytes, "cpu": limits.CPUSeconds, "nofile": limits.OpenFiles, "nproc": limits.Processes}
+	for k, v := range want {
+		if in.Limits[k] != v {
+			t.Errorf("limit %s = %d, want %d", k, in.Limits[k], v)
+		}
+	}
+	// AutoMTLS: the plugin was handed the runner's client certificate.
+	if !strings.Contains(strings.Join(in.Env, "\n"), "PLUGIN_CLIENT_CERT=-----BEGIN CERTIFICATE-----") {
+		t.Error("plugin got no client certificate: AutoMTLS is off")
+	}
+}
+
 func TestStopKillsThePluginsWholeProcessGroup(t *testing.T) {
 	t.Parallel()
 	path := buildPath(t, faultsPkg)
@@ -308,11 +325,12 @@ func TestStopKillsThePluginsWholeProcessGroup(t *testing.T) {
 }
 
 type inspection struct {
-	Pid          int      `json:"pid"`
-	Pgid         int      `json:"pgid"`
-	StdinDevNull bool     `json:"stdin_dev_null"`
-	Env          []string `json:"env"`
-	ChildPid     int      `json:"child_pid"`
+	Pid          int               `json:"pid"`
+	Pgid         int               `json:"pgid"`
+	StdinDevNull bool              `json:"stdin_dev_null"`
+	Env          []string          `json:"env"`
+	ChildPid     int               `json:"child_pid"`
+	Limits       map[string]uint64 `json:"limits"`
 }
 
 func inspect(t *testing.T, s *pluginhost.Supervisor, payload string) inspection {
