@@ -17,11 +17,7 @@ import (
 	"github.com/omniq/omniq/runner/pluginhost"
 )
 
-func TestMain(m *testing.M) {
-	code := m.Run()
-	testbin.Cleanup()
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { os.Exit(testbin.Main(m)) }
 
 // submitAll submits n echo tasks from `workers` goroutines.
 func submitAll(b *testing.B, client *jetstream.Client, n, workers int) {

@@ -6,8 +6,6 @@ import (
 	"testing"
 	"time"
 
-	"go.uber.org/goleak"
-
 	"github.com/omniq/omniq/internal/omniqtest"
 	"github.com/omniq/omniq/internal/testbin"
 	"github.com/omniq/omniq/jetstream"
@@ -21,15 +19,7 @@ func TestMain(m *testing.M) {
 		runHelper()
 		return
 	}
-	code := m.Run()
-	testbin.Cleanup()
-	if code == 0 {
-		if err := goleak.Find(); err != nil {
-			os.Stderr.WriteString("goleak: " + err.Error() + "\n")
-			code = 1
-		}
-	}
-	os.Exit(code)
+	os.Exit(testbin.Main(m))
 }
 
 // The tests use omniqtest's real server, runners and plugins; these short
@@ -62,9 +52,7 @@ func waitFor(t *testing.T, e *env, id string, want models.TaskStatus, within tim
 	return omniqtest.WaitFor(t, e.client, id, want, within)
 }
 
-func eventually(t *testing.T, d time.Duration, what string, cond func() bool) {
-	t.Helper()
-	omniqtest.Eventually(t, d, what, cond)
-}
+// eventually polls cond until it holds or d passes.
+var eventually = omniqtest.Eventually
 
 func intp(n int) *int { return &n }

@@ -50,17 +50,7 @@ func (r *Runner) claim(ctx context.Context, log logrus.FieldLogger, tm *jetstrea
 	state := r.client.State()
 	redelivered := meta.NumDelivered > 1
 	for try := 0; try < 5; try++ {
-		rec, err := state.Get(ctx, tm.ID)
-		if errors.Is(err, jetstream.ErrTaskNotFound) {
-			// Published without Submit (any NATS client may), or its
-			// state expired: start a record from the message.
-			t := models.NewTask(tm.ID, tm.Function, res.maxRetries, tm.Timeout, meta.Timestamp)
-			t.Attempt = tm.Attempt - 1
-			rec, err = state.Create(ctx, t)
-			if errors.Is(err, jetstream.ErrTaskExists) {
-				continue
-			}
-		}
+		rec, err := r.stateOf(ctx, tm, res.maxRetries, meta.Timestamp)
 		if err != nil {
 			log.WithError(err).Error("cannot read task state; the task will be redelivered")
 			_ = msg.NakWithDelay(time.Second)
@@ -156,6 +146,26 @@ func (r *Runner) claim(ctx context.Context, log logrus.FieldLogger, tm *jetstrea
 	log.Warn("task state kept changing while claiming it; it will be redelivered")
 	_ = msg.NakWithDelay(time.Second)
 	return jetstream.Record{}, false
+}
+
+// stateOf returns the state record of tm's task, creating a pending one
+// when there is none: the task was published without Submit (any NATS
+// client may), or its record expired.
+func (r *Runner) stateOf(ctx context.Context, tm *jetstream.TaskMessage, maxRetries int, created time.Time) (jetstream.Record, error) {
+	state := r.client.State()
+	for try := 0; ; try++ {
+		rec, err := state.Get(ctx, tm.ID)
+		if !errors.Is(err, jetstream.ErrTaskNotFound) {
+			return rec, err
+		}
+		t := models.NewTask(tm.ID, tm.Function, maxRetries, tm.Timeout, created)
+		t.Attempt = max(tm.Attempt-1, 0)
+		rec, err = state.Create(ctx, t)
+		if !errors.Is(err, jetstream.ErrTaskExists) || try == 4 {
+			return rec, err
+		}
+		// Created meanwhile by another runner: read it.
+	}
 }
 
 // reschedule puts back a retry that arrived before its time.
@@ -360,15 +370,7 @@ func (r *Runner) failWithoutRunning(ctx context.Context, log logrus.FieldLogger,
 	}
 	state := r.client.State()
 	for try := 0; try < 5; try++ {
-		rec, err := state.Get(ctx, tm.ID)
-		if errors.Is(err, jetstream.ErrTaskNotFound) {
-			t := models.NewTask(tm.ID, tm.Function, 0, 0, time.Now())
-			t.Attempt = max(tm.Attempt-1, 0)
-			rec, err = state.Create(ctx, t)
-			if errors.Is(err, jetstream.ErrTaskExists) {
-				continue
-			}
-		}
+		rec, err := r.stateOf(ctx, tm, 0, time.Now())
 		if err != nil {
 			log.WithError(err).Error("cannot read task state; the task will be redelivered")
 			_ = msg.NakWithDelay(time.Second)

@@ -12,8 +12,6 @@ import (
 	"testing"
 	"time"
 
-	"go.uber.org/goleak"
-
 	"github.com/omniq/omniq/internal/runnercmd"
 	"github.com/omniq/omniq/internal/testbin"
 	"github.com/omniq/omniq/jetstream"
@@ -21,15 +19,7 @@ import (
 )
 
 func TestMain(m *testing.M) {
-	code := m.Run()
-	testbin.Cleanup()
-	if code == 0 {
-		if err := goleak.Find(); err != nil {
-			os.Stderr.WriteString("goleak: " + err.Error() + "\n")
-			code = 1
-		}
-	}
-	os.Exit(code)
+	os.Exit(testbin.Main(m))
 }
 
 // syncBuffer is a bytes.Buffer safe for the logger and the test to share.

@@ -12,8 +12,6 @@ import (
 	"testing"
 	"time"
 
-	"go.uber.org/goleak"
-
 	"github.com/omniq/omniq/internal/omniqtest"
 	"github.com/omniq/omniq/internal/submitcmd"
 	"github.com/omniq/omniq/internal/testbin"
@@ -23,15 +21,7 @@ import (
 )
 
 func TestMain(m *testing.M) {
-	code := m.Run()
-	testbin.Cleanup()
-	if code == 0 {
-		if err := goleak.Find(); err != nil {
-			os.Stderr.WriteString("goleak: " + err.Error() + "\n")
-			code = 1
-		}
-	}
-	os.Exit(code)
+	os.Exit(testbin.Main(m))
 }
 
 // omniq is a server with a runner, and the CLI pointed at it.

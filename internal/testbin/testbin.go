@@ -9,6 +9,8 @@ import (
 	"path/filepath"
 	"sync"
 	"testing"
+
+	"go.uber.org/goleak"
 )
 
 var (
@@ -97,4 +99,19 @@ func Cleanup() {
 	if dir != "" {
 		_ = os.RemoveAll(dir)
 	}
+}
+
+// Main runs a package's tests, removes the binaries built for them, and,
+// when they passed, fails the run if a goroutine outlived them. Use it as
+// `func TestMain(m *testing.M) { os.Exit(testbin.Main(m)) }`.
+func Main(m *testing.M) int {
+	code := m.Run()
+	Cleanup()
+	if code == 0 {
+		if err := goleak.Find(); err != nil {
+			fmt.Fprintln(os.Stderr, "goleak:", err)
+			return 1
+		}
+	}
+	return code
 }

@@ -116,3 +116,8 @@ func (p *Plugin) Run(t testing.TB, fn string, payload []byte, headers map[string
 	}
 	return out
 }
+
+// Main runs a plugin package's tests, removes the binaries Build made, and
+// fails the run if a goroutine outlived the tests. Use it as
+// `func TestMain(m *testing.M) { os.Exit(sdktest.Main(m)) }`.
+func Main(m *testing.M) int { return testbin.Main(m) }

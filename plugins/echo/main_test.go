@@ -8,11 +8,7 @@ import (
 	"github.com/omniq/omniq/plugins-sdk/sdktest"
 )
 
-func TestMain(m *testing.M) {
-	code := m.Run()
-	sdktest.Cleanup()
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { os.Exit(sdktest.Main(m)) }
 
 func TestEchoInProcess(t *testing.T) {
 	out := sdktest.Run(t, sdk.HandlerFunc(echo), sdk.Task{Payload: []byte("ping")})

@@ -7,7 +7,6 @@ package main
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -15,29 +14,26 @@ import (
 	"regexp"
 	"strings"
 	"syscall"
-	"time"
 
 	sdk "github.com/omniq/omniq/plugins-sdk"
+	"github.com/omniq/omniq/plugins/internal/config"
 )
 
 // EnvConfig names the environment variable holding the config file's path.
 const EnvConfig = "OMNIQ_EXEC_CONFIG"
 
-// config is the plugin's config file.
-type config struct {
+// execConfig is the plugin's config file.
+type execConfig struct {
 	Functions map[string]function `json:"functions"`
 }
 
 // function configures one command.
 type function struct {
+	config.Function
 	Command        []string `json:"command"`
 	Dir            string   `json:"dir"`
 	Env            []string `json:"env"`
-	Timeout        string   `json:"timeout"`
-	MaxRetries     *int     `json:"max_retries"`
-	Concurrency    int      `json:"concurrency"`
 	MaxOutputBytes int      `json:"max_output_bytes"`
-	Description    string   `json:"description"`
 }
 
 func main() {
@@ -51,18 +47,9 @@ func main() {
 
 // load reads the config file at path and builds the mux.
 func load(path string) (*sdk.Mux, error) {
-	if path == "" {
-		return nil, fmt.Errorf("set %s to the path of its JSON config file (see plugins/exec/README.md)", EnvConfig)
-	}
-	b, err := os.ReadFile(path)
-	if err != nil {
+	var cfg execConfig
+	if err := config.Load(EnvConfig, path, "plugins/exec/README.md", &cfg); err != nil {
 		return nil, err
-	}
-	var cfg config
-	dec := json.NewDecoder(bytes.NewReader(b))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&cfg); err != nil {
-		return nil, fmt.Errorf("%s: %w", path, err)
 	}
 	if len(cfg.Functions) == 0 {
 		return nil, fmt.Errorf("%s declares no functions", path)
@@ -72,46 +59,19 @@ func load(path string) (*sdk.Mux, error) {
 		if len(f.Command) == 0 {
 			return nil, fmt.Errorf("%s: function %s: command is required", path, name)
 		}
-		var opts []sdk.FunctionOption
-		if f.Timeout != "" {
-			d, err := time.ParseDuration(f.Timeout)
-			if err != nil || d <= 0 {
-				return nil, fmt.Errorf("%s: function %s: timeout %q is not a positive duration", path, name, f.Timeout)
-			}
-			opts = append(opts, sdk.Timeout(d))
-		}
-		if f.MaxRetries != nil {
-			opts = append(opts, sdk.MaxRetries(*f.MaxRetries))
-		}
-		if f.Concurrency > 0 {
-			opts = append(opts, sdk.Concurrency(f.Concurrency))
+		opts, err := f.Options("runs " + strings.Join(f.Command, " "))
+		if err != nil {
+			return nil, fmt.Errorf("%s: function %s: %w", path, name, err)
 		}
 		if f.MaxOutputBytes == 0 {
 			f.MaxOutputBytes = 8 << 20
 		}
-		opts = append(opts, sdk.Description(firstNonEmpty(f.Description, "runs "+strings.Join(f.Command, " "))))
-		if err := handle(mux, name, f, opts); err != nil {
+		h := sdk.HandlerFunc(func(ctx context.Context, task *sdk.Task) ([]byte, error) { return run(ctx, f, task) })
+		if err := config.Handle(mux, name, h, opts); err != nil {
 			return nil, fmt.Errorf("%s: %w", path, err)
 		}
 	}
 	return mux, nil
-}
-
-func handle(mux *sdk.Mux, name string, f function, opts []sdk.FunctionOption) (err error) {
-	defer func() {
-		if r := recover(); r != nil {
-			err = fmt.Errorf("%v", r)
-		}
-	}()
-	mux.Handle(name, sdk.HandlerFunc(func(ctx context.Context, task *sdk.Task) ([]byte, error) { return run(ctx, f, task) }), opts...)
-	return nil
-}
-
-func firstNonEmpty(a, b string) string {
-	if a != "" {
-		return a
-	}
-	return b
 }
 
 // limitedBuffer keeps at most max bytes and says whether more came.

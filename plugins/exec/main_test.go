@@ -14,17 +14,14 @@ import (
 
 	sdk "github.com/omniq/omniq/plugins-sdk"
 	"github.com/omniq/omniq/plugins-sdk/sdktest"
+	"github.com/omniq/omniq/plugins/internal/config"
 )
 
-func TestMain(m *testing.M) {
-	code := m.Run()
-	sdktest.Cleanup()
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { os.Exit(sdktest.Main(m)) }
 
 func writeConfig(t *testing.T, fns map[string]function) string {
 	t.Helper()
-	b, err := json.Marshal(config{Functions: fns})
+	b, err := json.Marshal(execConfig{Functions: fns})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -50,7 +47,7 @@ func TestExecThroughAPluginProcess(t *testing.T) {
 		"python":   {Command: sh(pyTraceback)},
 		"signal":   {Command: sh(`kill -9 $$`)},
 		"chatty":   {Command: sh(`head -c 2000 /dev/zero`), MaxOutputBytes: 1000},
-		"spawner":  {Command: sh(`sleep 300 & echo $! > "$PIDFILE"; sleep 300`), Env: []string{"PIDFILE=" + pidFile}, Timeout: "300ms"},
+		"spawner":  {Command: sh(`sleep 300 & echo $! > "$PIDFILE"; sleep 300`), Env: []string{"PIDFILE=" + pidFile}, Function: config.Function{Timeout: "300ms"}},
 		"missing":  {Command: []string{"/nonexistent/tool"}},
 	})
 	p := sdktest.StartPlugin(t, sdktest.Build(t, "github.com/omniq/omniq/plugins/exec"), EnvConfig+"="+cfg)

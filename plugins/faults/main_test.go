@@ -10,11 +10,7 @@ import (
 	"github.com/omniq/omniq/plugins-sdk/sdktest"
 )
 
-func TestMain(m *testing.M) {
-	code := m.Run()
-	sdktest.Cleanup()
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { os.Exit(sdktest.Main(m)) }
 
 func TestFaultsInProcess(t *testing.T) {
 	mux := newMux()

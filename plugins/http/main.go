@@ -7,7 +7,6 @@ package main
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
@@ -17,6 +16,7 @@ import (
 	"time"
 
 	sdk "github.com/omniq/omniq/plugins-sdk"
+	"github.com/omniq/omniq/plugins/internal/config"
 )
 
 // EnvConfig names the environment variable holding the config file's path.
@@ -25,20 +25,17 @@ const EnvConfig = "OMNIQ_HTTP_CONFIG"
 // ErrorType is the error_type of a failed delivery.
 const ErrorType = "http_error"
 
-type config struct {
+type httpConfig struct {
 	Functions map[string]endpoint `json:"functions"`
 }
 
 // endpoint configures one function.
 type endpoint struct {
+	config.Function
 	URL              string            `json:"url"`
 	Method           string            `json:"method"`
 	Headers          map[string]string `json:"headers"`
-	Timeout          string            `json:"timeout"`
-	MaxRetries       *int              `json:"max_retries"`
-	Concurrency      int               `json:"concurrency"`
 	MaxResponseBytes int64             `json:"max_response_bytes"`
-	Description      string            `json:"description"`
 }
 
 func main() {
@@ -51,18 +48,9 @@ func main() {
 }
 
 func load(path string) (*sdk.Mux, error) {
-	if path == "" {
-		return nil, fmt.Errorf("set %s to the path of its JSON config file (see plugins/http/README.md)", EnvConfig)
-	}
-	b, err := os.ReadFile(path)
-	if err != nil {
+	var cfg httpConfig
+	if err := config.Load(EnvConfig, path, "plugins/http/README.md", &cfg); err != nil {
 		return nil, err
-	}
-	var cfg config
-	dec := json.NewDecoder(bytes.NewReader(b))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&cfg); err != nil {
-		return nil, fmt.Errorf("%s: %w", path, err)
 	}
 	if len(cfg.Functions) == 0 {
 		return nil, fmt.Errorf("%s declares no functions", path)
@@ -79,42 +67,16 @@ func load(path string) (*sdk.Mux, error) {
 		if e.MaxResponseBytes == 0 {
 			e.MaxResponseBytes = 8 << 20
 		}
-		opts := []sdk.FunctionOption{sdk.Description(firstNonEmpty(e.Description, e.Method+" "+e.URL))}
-		if e.Timeout != "" {
-			d, err := time.ParseDuration(e.Timeout)
-			if err != nil || d <= 0 {
-				return nil, fmt.Errorf("%s: function %s: timeout %q is not a positive duration", path, name, e.Timeout)
-			}
-			opts = append(opts, sdk.Timeout(d))
+		opts, err := e.Options(e.Method + " " + e.URL)
+		if err != nil {
+			return nil, fmt.Errorf("%s: function %s: %w", path, name, err)
 		}
-		if e.MaxRetries != nil {
-			opts = append(opts, sdk.MaxRetries(*e.MaxRetries))
-		}
-		if e.Concurrency > 0 {
-			opts = append(opts, sdk.Concurrency(e.Concurrency))
-		}
-		if err := register(mux, name, opts, func(ctx context.Context, t *sdk.Task) ([]byte, error) { return deliver(ctx, client, e, t) }); err != nil {
+		h := sdk.HandlerFunc(func(ctx context.Context, t *sdk.Task) ([]byte, error) { return deliver(ctx, client, e, t) })
+		if err := config.Handle(mux, name, h, opts); err != nil {
 			return nil, fmt.Errorf("%s: %w", path, err)
 		}
 	}
 	return mux, nil
-}
-
-func register(mux *sdk.Mux, name string, opts []sdk.FunctionOption, h sdk.HandlerFunc) (err error) {
-	defer func() {
-		if r := recover(); r != nil {
-			err = fmt.Errorf("%v", r)
-		}
-	}()
-	mux.Handle(name, h, opts...)
-	return nil
-}
-
-func firstNonEmpty(a, b string) string {
-	if a != "" {
-		return a
-	}
-	return b
 }
 
 // deliver sends one task and classifies the answer.

@@ -14,13 +14,10 @@ import (
 	"time"
 
 	"github.com/omniq/omniq/plugins-sdk/sdktest"
+	"github.com/omniq/omniq/plugins/internal/config"
 )
 
-func TestMain(m *testing.M) {
-	code := m.Run()
-	sdktest.Cleanup()
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { os.Exit(sdktest.Main(m)) }
 
 func TestWebhookDeliveryThroughAPluginProcess(t *testing.T) {
 	t.Parallel()
@@ -59,10 +56,10 @@ func TestWebhookDeliveryThroughAPluginProcess(t *testing.T) {
 		"busy":   {URL: srv.URL + "/busy"},
 		"down":   {URL: srv.URL + "/down"},
 		"nope":   {URL: srv.URL + "/nope"},
-		"slow":   {URL: srv.URL + "/slow", Timeout: "300ms"},
+		"slow":   {URL: srv.URL + "/slow", Function: config.Function{Timeout: "300ms"}},
 		"closed": {URL: closedURL + "/x"},
 	}
-	b, _ := json.Marshal(config{Functions: fns})
+	b, _ := json.Marshal(httpConfig{Functions: fns})
 	cfg := filepath.Join(t.TempDir(), "http.json")
 	if err := os.WriteFile(cfg, b, 0o600); err != nil {
 		t.Fatal(err)

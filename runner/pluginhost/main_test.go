@@ -6,8 +6,7 @@ import (
 	"testing"
 	"time"
 
-	"go.uber.org/goleak"
-
+	"github.com/omniq/omniq/internal/omniqtest"
 	"github.com/omniq/omniq/internal/testbin"
 	"github.com/omniq/omniq/runner/pluginhost"
 )
@@ -22,15 +21,7 @@ func TestMain(m *testing.M) {
 		runHelper()
 		return
 	}
-	code := m.Run()
-	testbin.Cleanup()
-	if code == 0 {
-		if err := goleak.Find(); err != nil {
-			os.Stderr.WriteString("goleak: " + err.Error() + "\n")
-			code = 1
-		}
-	}
-	os.Exit(code)
+	os.Exit(testbin.Main(m))
 }
 
 func ctx(t *testing.T) context.Context {
@@ -58,13 +49,5 @@ func startSupervisor(t *testing.T, pkg string, cfg pluginhost.Config) *pluginhos
 	return s
 }
 
-func eventually(t *testing.T, d time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s", d, what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
+// eventually polls cond until it holds or d passes.
+var eventually = omniqtest.Eventually
