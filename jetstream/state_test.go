@@ -284,3 +284,29 @@ func TestCancelRunningNotifiesRunners(t *testing.T) {
 		t.Fatalf("notice = %v, %v", m, err)
 	}
 }
+
+func TestStateWatchAllSeesEveryTask(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, jetstream.Config{})
+	createTask(t, e, "before", "f")
+	events, err := e.client.State().Watch(ctx(t), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	createTask(t, e, "after", "g")
+	seen := map[string]bool{}
+	for len(seen) < 2 {
+		select {
+		case ev := <-events:
+			seen[ev.ID] = true
+		case <-time.After(5 * time.Second):
+			t.Fatalf("saw only %v", seen)
+		}
+	}
+	if !seen["before"] || !seen["after"] {
+		t.Fatalf("seen = %v", seen)
+	}
+	if _, err := e.client.State().Watch(ctx(t), "bad id"); !errors.Is(err, models.ErrInvalidTaskID) {
+		t.Fatalf("bad id err = %v", err)
+	}
+}

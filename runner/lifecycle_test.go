@@ -2,11 +2,14 @@ package runner_test
 
 import (
 	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/omniq/omniq/internal/testbin"
 	"github.com/omniq/omniq/jetstream"
 	"github.com/omniq/omniq/models"
 	"github.com/omniq/omniq/plugins-sdk/pluginpb"
@@ -226,4 +229,29 @@ func TestConcurrentTasksOfOneFunctionRunTogether(t *testing.T) {
 		}
 		return false
 	})
+}
+
+func TestPluginThatStartsLateIsPickedUp(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	dir := t.TempDir()
+	testbin.Copy(t, "github.com/omniq/omniq/plugins/exec", dir)
+	cfgFile := filepath.Join(t.TempDir(), "exec.json")
+	hostCfg := pluginhost.HostConfig{Dir: dir, Defaults: pluginhost.Config{Process: pluginhost.ProcessConfig{Env: []string{"OMNIQ_EXEC_CONFIG=" + cfgFile}}, RestartBackoff: 50 * time.Millisecond}}
+	// The exec plugin cannot start yet: its config file does not exist.
+	startRunner(t, e, fastConfig(), hostCfg)
+	if err := os.WriteFile(cfgFile, []byte(`{"functions": {"shout": {"command": ["tr", "a-z", "A-Z"]}}}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 30*time.Second, "the late plugin's function to be registered", func() bool {
+		names, err := e.client.FunctionNames(ctx(t))
+		return err == nil && len(names) == 1 && names[0] == "shout"
+	})
+	res, err := e.client.Submit(ctx(t), jetstream.SubmitRequest{Function: "shout", Payload: []byte("late")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if task := waitFor(t, e, res.ID, models.StatusSucceeded, 30*time.Second); string(task.Result) != "LATE" {
+		t.Fatalf("task = %+v", task)
+	}
 }

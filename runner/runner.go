@@ -82,6 +82,9 @@ func (r *Runner) Start(ctx context.Context) error {
 	}
 	r.cancelSub = sub
 	if err := r.syncFunctions(ctx); err != nil {
+		// Stop the pull loops already started; nothing else runs yet.
+		r.stopPull()
+		r.loopsWG.Wait()
 		_ = sub.Unsubscribe()
 		return err
 	}

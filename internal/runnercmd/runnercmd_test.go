@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/omniq/omniq/internal/omniqtest"
 	"github.com/omniq/omniq/internal/runnercmd"
 	"github.com/omniq/omniq/internal/testbin"
 	"github.com/omniq/omniq/jetstream"
@@ -273,5 +274,30 @@ func waitStatus(t *testing.T, client *jetstream.Client, id string, ok func(*mode
 			t.Fatalf("task %s: last state %+v, %v", id, rec.Task, err)
 		}
 		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func TestRunsAgainstAnExternalServer(t *testing.T) {
+	t.Parallel()
+	srv := omniqtest.StartServer(t, jetstream.Config{})
+	ready, logs, stop := startMain(t, []string{"--nats-url", srv.URL, "--log-level", "debug"}, map[string]string{"OMNIQ_PLUGINS_DIR": pluginsDir(t)})
+	if ready.NATSURL != srv.URL {
+		t.Fatalf("ready = %+v", ready)
+	}
+	res, err := srv.Client.Submit(context.Background(), jetstream.SubmitRequest{Function: "echo", Payload: []byte("external")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	task := omniqtest.WaitFor(t, srv.Client, res.ID, models.StatusSucceeded, 30*time.Second)
+	if string(task.Result) != "external" {
+		t.Fatalf("task = %+v", task)
+	}
+	if code := stop(false); code != 0 {
+		t.Fatalf("exit %d:\n%s", code, logs)
+	}
+	// The runner deregistered its functions on the way out.
+	names, err := srv.Client.FunctionNames(context.Background())
+	if err != nil || len(names) != 0 {
+		t.Fatalf("functions left registered: %v %v", names, err)
 	}
 }
