@@ -40,7 +40,8 @@ type Task struct {
 	// RetryCount is the number of retries made so far.
 	RetryCount int `json:"retry_count"`
 	// MaxRetries is how many retries the task may have after its first
-	// attempt; 0 means one attempt only.
+	// attempt; 0 means one attempt only. A submitter may set it; otherwise
+	// the runner sets the function's default when it claims the task.
 	MaxRetries int `json:"max_retries"`
 	// Interruptions counts attempts lost to a runner dying mid-task.
 	Interruptions int `json:"interruptions,omitempty"`

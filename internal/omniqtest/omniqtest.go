@@ -25,8 +25,10 @@ const (
 
 // Server is an embedded NATS server with a provisioned client.
 type Server struct {
+	// Embedded is the server.
 	Embedded *jetstream.Embedded
-	Client   *jetstream.Client
+	// Client is connected in-process, with the streams provisioned.
+	Client *jetstream.Client
 	// URL is the server's client URL.
 	URL string
 }
@@ -94,7 +96,9 @@ func FastConfig() runner.Config {
 // Runner is a started runner with its plugins and metrics.
 type Runner struct {
 	*runner.Runner
-	Host     *pluginhost.Host
+	// Host runs the runner's plugins.
+	Host *pluginhost.Host
+	// Metrics and Registry hold the runner's measurements.
 	Metrics  *runner.Metrics
 	Registry *prometheus.Registry
 	stopped  bool

@@ -24,7 +24,9 @@ import (
 // errUsage marks configuration errors: exit status 2.
 var errUsage = errors.New("usage")
 
-// Options is everything omniq-runner is configured with.
+// Options is everything omniq-runner is configured with. Each field but
+// File holds the flag of the same name (see Parse for their meaning and
+// defaults).
 type Options struct {
 	NATSURL      string
 	Conn         jetstream.ConnConfig
@@ -45,7 +47,8 @@ type Options struct {
 }
 
 // File is the config file: per-function settings, plugin settings and
-// stream settings. It is JSON; durations are strings like "30s".
+// stream settings. It is JSON; durations are strings like "30s"; every
+// section is optional. docs/operations.md documents it.
 type File struct {
 	Defaults  FunctionSettings            `json:"defaults"`
 	Functions map[string]FunctionSettings `json:"functions"`
@@ -53,7 +56,8 @@ type File struct {
 	Streams   StreamSettings              `json:"streams"`
 }
 
-// FunctionSettings are the per-function settings of the config file.
+// FunctionSettings are the per-function settings of the config file; each
+// field is the runner.FunctionConfig field of the same name.
 type FunctionSettings struct {
 	MaxRetries   *int     `json:"max_retries"`
 	Timeout      Duration `json:"timeout"`
@@ -64,7 +68,8 @@ type FunctionSettings struct {
 }
 
 // PluginSettings are the per-plugin settings of the config file, by the
-// plugin's file name.
+// plugin's file name: the binary's expected SHA-256, its concurrency limit,
+// extra environment, and resource limits (see pluginhost.Limits).
 type PluginSettings struct {
 	SHA256      string   `json:"sha256"`
 	Concurrency int      `json:"concurrency"`
@@ -77,7 +82,8 @@ type PluginSettings struct {
 	} `json:"limits"`
 }
 
-// StreamSettings size the streams and buckets; zero keeps the default.
+// StreamSettings size the streams and buckets; each field is the
+// jetstream.Config field of the same name, and zero keeps its default.
 type StreamSettings struct {
 	Replicas     int      `json:"replicas"`
 	MaxPayload   int      `json:"max_payload"`

@@ -21,8 +21,11 @@ import (
 
 // IO is the command's connection to the world.
 type IO struct {
-	Stdin  io.Reader
+	// Stdin is read for a "-" payload, batch input and confirmations.
+	Stdin io.Reader
+	// Stdout receives results and listings.
 	Stdout io.Writer
+	// Stderr receives errors, progress and prompts.
 	Stderr io.Writer
 	// Getenv reads the environment (OMNIQ_* fallbacks for flags).
 	Getenv func(string) string

@@ -66,8 +66,11 @@ const (
 
 // Event is one plugin lifecycle event.
 type Event struct {
+	// Plugin is the plugin's file name.
 	Plugin string
-	Kind   EventKind
+	// Kind is what happened.
+	Kind EventKind
+	// Detail says more: a pid, how a process ended, why it was killed.
 	Detail string
 }
 
@@ -416,10 +419,16 @@ type Outcome struct {
 // Failure is a failed attempt, classified. The runner adds the timestamp
 // and retry count to make it a models.TaskError.
 type Failure struct {
-	ErrorType  string
-	Message    string
-	Traceback  string
-	Retryable  bool
+	// ErrorType is the TaskError's error_type.
+	ErrorType string
+	// Message says what went wrong.
+	Message string
+	// Traceback is the stack or output explaining it.
+	Traceback string
+	// Retryable says whether another attempt may help.
+	Retryable bool
+	// RetryAfter is the delay the handler asked for before the next
+	// attempt; 0 leaves it to the runner's backoff.
 	RetryAfter time.Duration
 }
 

@@ -34,11 +34,12 @@ func Load(env, path, readme string, v any) error {
 // Function holds the settings every configured function has; plugins embed
 // it in their own per-function struct.
 type Function struct {
-	// Timeout, MaxRetries and Concurrency are the function's defaults,
-	// declared to the runner.
-	Timeout     string `json:"timeout"`
-	MaxRetries  *int   `json:"max_retries"`
-	Concurrency int    `json:"concurrency"`
+	// Timeout is the function's default per-attempt timeout ("30s").
+	Timeout string `json:"timeout"`
+	// MaxRetries is the function's default retry budget.
+	MaxRetries *int `json:"max_retries"`
+	// Concurrency is how many tasks of the function may run at once.
+	Concurrency int `json:"concurrency"`
 	// Description says what the function does, for operators.
 	Description string `json:"description"`
 }
