@@ -8,7 +8,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -21,24 +20,6 @@ import (
 
 func TestMain(m *testing.M) {
 	os.Exit(testbin.Main(m))
-}
-
-// syncBuffer is a bytes.Buffer safe for the logger and the test to share.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 func env(vars map[string]string) func(string) string {
@@ -112,13 +93,13 @@ func TestHelpExits0(t *testing.T) {
 // startMain runs Main in the background and returns what it reported ready
 // and a function that stops it (gracefully, or forced) and returns its
 // exit status.
-func startMain(t *testing.T, args []string, vars map[string]string) (runnercmd.Ready, *syncBuffer, func(force bool) int) {
+func startMain(t *testing.T, args []string, vars map[string]string) (runnercmd.Ready, *omniqtest.Buffer, func(force bool) int) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	force := make(chan struct{})
 	readyCh := make(chan runnercmd.Ready, 1)
 	done := make(chan int, 1)
-	logs := &syncBuffer{}
+	logs := &omniqtest.Buffer{}
 	go func() {
 		done <- runnercmd.Main(ctx, force, args, env(vars), logs, func(r runnercmd.Ready) { readyCh <- r })
 	}()

@@ -50,8 +50,19 @@ func (o *omniq) run(stdin string, args ...string) result {
 
 func (o *omniq) runIO(io submitcmd.IO, args ...string) result {
 	o.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	return o.runCtx(ctx, io, args...)
+}
+
+// runCtx runs omniq-submit under ctx (cancelling it is Ctrl-C).
+func (o *omniq) runCtx(ctx context.Context, io submitcmd.IO, args ...string) result {
+	o.t.Helper()
 	var out, errb bytes.Buffer
-	io.Stdout, io.Stderr = &out, &errb
+	if io.Stdout == nil {
+		io.Stdout = &out
+	}
+	io.Stderr = &errb
 	if io.Stdin == nil {
 		io.Stdin = strings.NewReader("")
 	}
@@ -62,8 +73,6 @@ func (o *omniq) runIO(io submitcmd.IO, args ...string) result {
 		}
 		return ""
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
 	code := submitcmd.Main(ctx, args, io)
 	return result{code: code, stdout: out.String(), stderr: errb.String()}
 }
@@ -194,6 +203,30 @@ func TestStatusListWatchCancel(t *testing.T) {
 		t.Fatalf("list --function echo = %q", r.stdout)
 	}
 	o.run("", "list", "--status", "done").want(t, 2, "", `"done" is not one of`)
+	r = o.run("", "list", "--limit", "1")
+	first, cursor, ok := strings.Cut(r.stdout, "more: omniq-submit list --after ")
+	if !ok || !strings.Contains(first, "t-echo") || strings.Contains(first, "t-sleep") {
+		t.Fatalf("list --limit 1 = %q", r.stdout)
+	}
+	r = o.run("", "list", "--limit", "1", "--after", strings.TrimSpace(cursor))
+	if !strings.Contains(r.stdout, "t-sleep") || strings.Contains(r.stdout, "t-echo") || strings.Contains(r.stdout, "more:") {
+		t.Fatalf("second page = %q", r.stdout)
+	}
+
+	// watch with no id follows every task until interrupted.
+	watchCtx, stopWatch := context.WithCancel(context.Background())
+	watched := &omniqtest.Buffer{}
+	all := make(chan result)
+	go func() { all <- o.runCtx(watchCtx, submitcmd.IO{Stdout: watched}, "watch", "--json") }()
+	o.run("", "echo", "w", "--id", "t-watched", "--wait").want(t, 0, "w", "")
+	omniqtest.Eventually(t, 10*time.Second, "watch to show the task succeeding", func() bool {
+		out := watched.String()
+		return strings.Contains(out, `"id":"t-watched"`) && strings.Contains(out, `"status":"succeeded"`)
+	})
+	stopWatch()
+	if w := <-all; w.code != 0 {
+		t.Fatalf("watch all exited %d: %s", w.code, w.stderr)
+	}
 
 	done := make(chan result)
 	go func() { done <- o.run("", "watch", "t-sleep") }()
