@@ -9,6 +9,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sirupsen/logrus"
+
+	"github.com/omniq/omniq/internal/omniqtest"
 	"github.com/omniq/omniq/internal/testbin"
 	"github.com/omniq/omniq/jetstream"
 	"github.com/omniq/omniq/models"
@@ -253,5 +256,39 @@ func TestPluginThatStartsLateIsPickedUp(t *testing.T) {
 	}
 	if task := waitFor(t, e, res.ID, models.StatusSucceeded, 30*time.Second); string(task.Result) != "LATE" {
 		t.Fatalf("task = %+v", task)
+	}
+}
+
+func TestServedFunctionKeepsItsTasksUntilItsConsumerIsDeleted(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	echoOnly := startRunner(t, e, fastConfig(), pluginhost.HostConfig{Dir: omniqtest.PluginsDir(t, omniqtest.EchoPlugin)})
+	echoOnly.Stop(t)
+
+	logs := &omniqtest.Buffer{}
+	log := logrus.New()
+	log.Out = logs
+	cfg := fastConfig()
+	cfg.Logger = log
+	startRunner(t, e, cfg, pluginhost.HostConfig{Dir: omniqtest.PluginsDir(t, omniqtest.FaultsPlugin)})
+	res, err := e.client.Submit(ctx(t), jetstream.SubmitRequest{Function: "echo", Payload: []byte("waiting")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The sweeper sees the task but leaves it: echo's consumer still exists.
+	eventually(t, 30*time.Second, "a sweep of echo to be refused", func() bool {
+		return strings.Contains(logs.String(), "could not sweep tasks of an unserved function") && strings.Contains(logs.String(), "function=echo")
+	})
+	if rec, _ := e.client.State().Get(ctx(t), res.ID); rec.Task.Status != models.StatusPending {
+		t.Fatalf("task = %+v", rec.Task)
+	}
+	// Retired for good: the operator deletes the consumer, and the task is
+	// dead-lettered.
+	if err := e.client.JetStream().DeleteConsumer(ctx(t), "OMNIQ_TASKS", "omniq-echo"); err != nil {
+		t.Fatal(err)
+	}
+	task := waitFor(t, e, res.ID, models.StatusFailed, 30*time.Second)
+	if task.Error == nil || task.Error.ErrorType != "unknown_function" {
+		t.Fatalf("error = %+v", task.Error)
 	}
 }

@@ -133,7 +133,7 @@ func Parse(args []string, getenv func(string) string, stderr io.Writer) (Options
 	fs.StringVar(&o.DataDir, "data-dir", "./omniq-data", "embedded server's JetStream store directory")
 	fs.StringVar(&o.Sync, "sync", "2m", `embedded server's fsync policy: "always", or an interval such as "2m" (see docs/operations.md)`)
 	fs.StringVar(&o.PluginsDir, "plugins-dir", "./bin/plugins", "directory of plugin executables")
-	fs.IntVar(&o.Concurrency, "concurrency", 0, "tasks of each function run at once (0: the plugin's or 16)")
+	fs.IntVar(&o.Concurrency, "concurrency", 0, "tasks of a function run at once, where neither the plugin nor the config file sets it (0: 16)")
 	fs.StringVar(&o.LogFormat, "log-format", "text", "log format: text or json")
 	fs.StringVar(&o.LogLevel, "log-level", "info", "log level: debug, info, warn, error")
 	fs.StringVar(&o.MetricsAddr, "metrics-addr", "", "address for /metrics, /healthz and /readyz (empty: off)")

@@ -165,7 +165,13 @@ func TestHungPluginTimesOutAndIsKilled(t *testing.T) {
 
 func TestCooperativeTimeoutDoesNotKillThePlugin(t *testing.T) {
 	t.Parallel()
-	s := startSupervisor(t, faultsPkg, pluginhost.Config{KillGrace: 200 * time.Millisecond})
+	var mu sync.Mutex
+	var events []pluginhost.EventKind
+	s := startSupervisor(t, faultsPkg, pluginhost.Config{KillGrace: time.Second, OnEvent: func(e pluginhost.Event) {
+		mu.Lock()
+		events = append(events, e.Kind)
+		mu.Unlock()
+	}})
 	pid := s.Process().Pid()
 	out := s.Execute(ctx(t), req("slow", "sleep", "10s"), time.Now().Add(300*time.Millisecond), nil)
 	if f := out.Failure; f == nil || f.ErrorType != models.ErrorTypeTimeout {
@@ -173,7 +179,12 @@ func TestCooperativeTimeoutDoesNotKillThePlugin(t *testing.T) {
 	}
 	// Past the grace period the plugin must still be the same process.
 	eventually(t, 5*time.Second, "the handler to stop", func() bool { return !running(t, s, "slow") })
-	time.Sleep(400 * time.Millisecond) // longer than KillGrace: a wrong kill would have happened
+	time.Sleep(1500 * time.Millisecond) // longer than KillGrace: a wrong kill would have happened by now
+	mu.Lock()
+	defer mu.Unlock()
+	if strings.Contains(fmt.Sprint(events), "hung_killed") {
+		t.Fatalf("events = %v", events)
+	}
 	if p := s.Process(); p == nil || p.Pid() != pid {
 		t.Fatal("a plugin whose handler honoured its deadline was killed")
 	}
