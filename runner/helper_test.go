@@ -55,6 +55,12 @@ func runHelper() {
 // startHelper starts a runner process with id on e's server and waits until
 // it is ready. The test SIGKILLs it with kill.
 func startHelper(t *testing.T, e *env, plugins, id string) (kill func()) {
+	kill, _ = startHelperProcess(t, e, plugins, id)
+	return kill
+}
+
+// startHelperProcess is startHelper, returning the process as well.
+func startHelperProcess(t *testing.T, e *env, plugins, id string) (kill func(), proc *os.Process) {
 	t.Helper()
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
 	cmd.Env = append(os.Environ(), helperEnv+"="+e.srv.ClientURL(), helperPluginsEnv+"="+plugins, helperIDEnv+"="+id)
@@ -73,5 +79,5 @@ func startHelper(t *testing.T, e *env, plugins, id string) (kill func()) {
 	if line, err := bufio.NewReader(stdout).ReadString('\n'); err != nil || strings.TrimSpace(line) != "ready" {
 		t.Fatalf("helper runner %s: %q %v", id, line, err)
 	}
-	return kill
+	return kill, cmd.Process
 }

@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -291,4 +292,39 @@ func TestServedFunctionKeepsItsTasksUntilItsConsumerIsDeleted(t *testing.T) {
 	if task.Error == nil || task.Error.ErrorType != "unknown_function" {
 		t.Fatalf("error = %+v", task.Error)
 	}
+}
+
+func TestStalledRunnerIsTakenOverAndOnlyOneOutcomeCounts(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	_, proc := startHelperProcess(t, e, pluginsDir(t), "stalled")
+	res, err := e.client.Submit(ctx(t), jetstream.SubmitRequest{Function: "sleep", Payload: []byte("3s"), MaxRetries: intp(0)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, e, res.ID, models.StatusRunning, 30*time.Second)
+	// Freeze the runner (a long GC pause, a suspended VM): its heartbeats
+	// stop, and after the ack wait another runner takes the task over.
+	if err := proc.Signal(syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = proc.Signal(syscall.SIGCONT) }()
+	startRunner(t, e, fastConfig(), pluginhost.HostConfig{})
+	eventually(t, 30*time.Second, "the takeover", func() bool {
+		rec, err := e.client.State().Get(ctx(t), res.ID)
+		return err == nil && rec.Task.Runner != "stalled" && rec.Task.Runner != ""
+	})
+	// The frozen runner wakes up and finishes its (now superseded) attempt.
+	if err := proc.Signal(syscall.SIGCONT); err != nil {
+		t.Fatal(err)
+	}
+	task := waitFor(t, e, res.ID, models.StatusSucceeded, 30*time.Second)
+	if task.Interruptions != 1 || task.RetryCount != 0 || len(task.Errors) != 0 || task.Runner != "" {
+		t.Fatalf("task = %+v", task)
+	}
+	// The message was settled once: nothing is left to deliver.
+	eventually(t, 10*time.Second, "the consumer to be empty", func() bool {
+		c, err := e.client.JetStream().Consumer(ctx(t), "OMNIQ_TASKS", "omniq-sleep")
+		return err == nil && c.CachedInfo().NumPending == 0 && c.CachedInfo().NumAckPending == 0
+	})
 }

@@ -329,8 +329,9 @@ func (r *Runner) lostRecord(ctx context.Context, log logrus.FieldLogger, id stri
 		log.Warn("task stopped by a cancellation request its state does not show")
 		return "cancelled"
 	case errors.Is(err, jetstream.ErrStaleRevision):
-		_ = msg.Ack()
-		log.WithError(err).Warn("task state changed while it ran; its outcome was not recorded")
+		// Another runner took the task over (this one stalled past the ack
+		// wait): the message is its to settle now.
+		log.WithError(err).Warn("another runner took the task over while it ran here; this attempt's outcome was not recorded")
 		return "lost"
 	}
 	log.WithError(err).Error("cannot record the task's outcome; it will be redelivered")
