@@ -1,0 +1,44 @@
+package jetstream_test
+
+import (
+	"context"
+	"fmt"
+	"os"
+
+	"github.com/omniq/omniq/jetstream"
+)
+
+// Start an embedded server, submit a task, and read its state: what a
+// runner will claim.
+func Example() {
+	dir, _ := os.MkdirTemp("", "omniq-example-")
+	defer os.RemoveAll(dir)
+	srv, err := jetstream.StartEmbedded(jetstream.EmbeddedConfig{StoreDir: dir, NoListen: true})
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer func() { _ = srv.Shutdown(context.Background()) }()
+	nc, _ := srv.Connect()
+	defer nc.Close()
+
+	ctx := context.Background()
+	client, err := jetstream.New(ctx, nc, jetstream.Config{})
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	res, err := client.Submit(ctx, jetstream.SubmitRequest{ID: "order-42", Function: "charge_card", Payload: []byte(`{"cents":1999}`)})
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	rec, _ := client.State().Get(ctx, res.ID)
+	fmt.Println(rec.Task.ID, rec.Task.Function, rec.Task.Status)
+
+	_, err = client.Submit(ctx, jetstream.SubmitRequest{ID: "order-42", Function: "charge_card"})
+	fmt.Println(err)
+	// Output:
+	// order-42 charge_card pending
+	// duplicate task id: order-42 is already pending
+}
