@@ -192,7 +192,7 @@ func TestGracefulShutdownUnderLoadLosesNothing(t *testing.T) {
 func TestQuarantinedPluginFailsTasksAsUnavailable(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
-	startRunner(t, e, fastConfig(), pluginhost.HostConfig{Defaults: pluginhost.Config{QuarantineAfter: 1, Cooldown: time.Minute}})
+	tr := startRunner(t, e, fastConfig(), pluginhost.HostConfig{Defaults: pluginhost.Config{QuarantineAfter: 1, Cooldown: time.Minute}})
 	crash, err := e.client.Submit(ctx(t), jetstream.SubmitRequest{Function: "crash", MaxRetries: intp(0)})
 	if err != nil {
 		t.Fatal(err)
@@ -205,6 +205,15 @@ func TestQuarantinedPluginFailsTasksAsUnavailable(t *testing.T) {
 	task := waitFor(t, e, res.ID, models.StatusFailed, 30*time.Second)
 	if te := task.Error; te == nil || te.ErrorType != "plugin_unavailable" || !te.IsRetryable || !strings.Contains(te.Message, "quarantined") {
 		t.Fatalf("error = %+v", task.Error)
+	}
+	// The operator sees it in the metrics.
+	for event, want := range map[string]float64{"crashed": 1, "quarantined": 1} {
+		if got := tr.Counter(t, "omniq_plugin_events_total", map[string]string{"plugin": "faults", "event": event}); got != want {
+			t.Errorf("plugin event %s counted %v times, want %v", event, got, want)
+		}
+	}
+	if got := tr.Counter(t, "omniq_dead_lettered_total", map[string]string{"error_type": "plugin_unavailable"}); got != 1 {
+		t.Errorf("dead-lettered plugin_unavailable counted %v times", got)
 	}
 }
 
