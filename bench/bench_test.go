@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -59,6 +60,12 @@ func BenchmarkEndToEnd(b *testing.B) {
 			waitDone(b, r, 200+b.N)
 			b.StopTimer()
 			b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "tasks/s")
+			// Live heap of the whole process (server, client and runner)
+			// after the run: what a steady stream of tasks leaves behind.
+			runtime.GC()
+			var ms runtime.MemStats
+			runtime.ReadMemStats(&ms)
+			b.ReportMetric(float64(ms.HeapAlloc)/(1<<20), "heap-MiB")
 		})
 	}
 }
