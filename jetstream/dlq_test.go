@@ -34,9 +34,12 @@ func failTask(t *testing.T, e *env, id, function, errType string) {
 	if err := e.client.DeadLetter(ctx(t), tm, *te, rec.Task.Replays); err != nil {
 		t.Fatal(err)
 	}
-	// The runner acks the task message once it is dead-lettered.
+	// The runner acks the task message once it is dead-lettered. The ack
+	// is confirmed, so later counts of the stream do not race it.
 	if m := fetchOne(t, e, function, 5*time.Second); m != nil {
-		_ = m.Ack()
+		if err := m.DoubleAck(ctx(t)); err != nil {
+			t.Fatal(err)
+		}
 	}
 }
 

@@ -80,7 +80,9 @@ func TestSubmitDuplicateOfRunningTaskDoesNotPublish(t *testing.T) {
 		t.Fatal(err)
 	}
 	m := fetchOne(t, e, "f", 5*time.Second)
-	_ = m.Ack()
+	if err := m.DoubleAck(ctx(t)); err != nil {
+		t.Fatal(err)
+	}
 	rec, _ := e.client.State().Get(ctx(t), "job-1")
 	if _, err := e.client.State().Transition(ctx(t), rec, models.StatusRunning, time.Now(), func(t *models.Task) { t.Attempt = 1 }); err != nil {
 		t.Fatal(err)

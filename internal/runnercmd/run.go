@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	natsjs "github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -118,7 +119,7 @@ func run(ctx context.Context, force <-chan struct{}, o Options, log *logrus.Logg
 
 	jsCfg := o.streamsConfig()
 	jsCfg.Logger = log
-	client, err := jetstream.New(ctx, nc, jsCfg)
+	client, err := openStreams(ctx, nc, jsCfg, log)
 	if err != nil {
 		return err
 	}
@@ -205,6 +206,46 @@ func run(ctx context.Context, force <-chan struct{}, o Options, log *logrus.Logg
 		return err
 	}
 	return nil
+}
+
+// openStreams provisions OmniQ's streams, waiting while JetStream is not
+// ready yet (a cluster electing its leader, servers still starting) and
+// giving up at once on errors that waiting cannot fix.
+func openStreams(ctx context.Context, nc *nats.Conn, cfg jetstream.Config, log logrus.FieldLogger) (*jetstream.Client, error) {
+	wait := time.Second
+	for {
+		try, cancel := context.WithTimeout(ctx, 10*time.Second)
+		client, err := jetstream.New(try, nc, cfg)
+		cancel()
+		if err == nil {
+			return client, nil
+		}
+		for _, fatal := range []error{jetstream.ErrInvalidConfig, jetstream.ErrIncompatibleStream, jetstream.ErrServerPayloadLimit,
+			natsjs.ErrJetStreamNotEnabled, natsjs.ErrJetStreamNotEnabledForAccount} {
+			if errors.Is(err, fatal) {
+				return nil, err
+			}
+		}
+		if ctx.Err() != nil {
+			return nil, err
+		}
+		// No responders may mean a server without JetStream at all: ask.
+		if js, jerr := natsjs.New(nc); jerr == nil {
+			info, cancel := context.WithTimeout(ctx, 5*time.Second)
+			_, ierr := js.AccountInfo(info)
+			cancel()
+			if errors.Is(ierr, natsjs.ErrJetStreamNotEnabled) || errors.Is(ierr, natsjs.ErrJetStreamNotEnabledForAccount) {
+				return nil, fmt.Errorf("%w: the NATS server at %s does not offer JetStream to this account (start nats-server with -js, or enable it for the account)", ierr, nc.ConnectedUrlRedacted())
+			}
+		}
+		log.WithError(err).WithField("retry_in", wait).Warn("JetStream is not ready; waiting")
+		select {
+		case <-time.After(wait):
+		case <-ctx.Done():
+			return nil, err
+		}
+		wait = min(2*wait, 10*time.Second)
+	}
 }
 
 // metricsMux serves /metrics, /healthz (the process is up) and /readyz

@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats-server/v2/server"
+
 	"github.com/omniq/omniq/internal/omniqtest"
 	"github.com/omniq/omniq/internal/runnercmd"
 	"github.com/omniq/omniq/internal/testbin"
@@ -280,5 +282,47 @@ func TestRunsAgainstAnExternalServer(t *testing.T) {
 	names, err := srv.Client.FunctionNames(context.Background())
 	if err != nil || len(names) != 0 {
 		t.Fatalf("functions left registered: %v %v", names, err)
+	}
+}
+
+func TestRunsOnAClusterThatIsStillForming(t *testing.T) {
+	t.Parallel()
+	servers := omniqtest.StartCluster(t)
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "omniq.json")
+	if err := os.WriteFile(cfg, []byte(`{"streams": {"replicas": 3}}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	url := omniqtest.ClusterURL(servers)
+	ready, logs, stop := startMain(t, []string{"--nats-url", url, "--config", cfg}, map[string]string{"OMNIQ_PLUGINS_DIR": pluginsDir(t)})
+	client, closeClient := connect(t, ready.NATSURL)
+	defer closeClient()
+	res, err := client.Submit(context.Background(), jetstream.SubmitRequest{Function: "echo", Payload: []byte("replicated")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if task := omniqtest.WaitFor(t, client, res.ID, models.StatusSucceeded, 30*time.Second); string(task.Result) != "replicated" {
+		t.Fatalf("task = %+v", task)
+	}
+	if code := stop(false); code != 0 {
+		t.Fatalf("exit %d:\n%s", code, logs)
+	}
+}
+
+func TestServerWithoutJetStreamFailsFast(t *testing.T) {
+	t.Parallel()
+	s, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: -1, NoLog: true, NoSigs: true, MaxPayload: 8 << 20})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Start()
+	defer func() { s.Shutdown(); s.WaitForShutdown() }()
+	if !s.ReadyForConnections(10 * time.Second) {
+		t.Fatal("server not ready")
+	}
+	logs := &omniqtest.Buffer{}
+	code := runnercmd.Main(context.Background(), nil, []string{"--nats-url", s.ClientURL()}, env(map[string]string{"OMNIQ_PLUGINS_DIR": t.TempDir()}), logs, nil)
+	if code != 1 || !strings.Contains(logs.String(), "does not offer JetStream") {
+		t.Fatalf("exit %d:\n%s", code, logs)
 	}
 }

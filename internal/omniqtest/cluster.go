@@ -1,0 +1,76 @@
+package omniqtest
+
+import (
+	"fmt"
+	"net"
+	"net/url"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+)
+
+// freePorts reserves n loopback ports.
+func freePorts(t testing.TB, n int) []int {
+	t.Helper()
+	var ports []int
+	var ls []net.Listener
+	for i := 0; i < n; i++ {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		ls = append(ls, l)
+		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
+	}
+	for _, l := range ls {
+		l.Close()
+	}
+	return ports
+}
+
+// StartCluster starts a three-server NATS cluster with JetStream on
+// loopback, as OmniQ runs past one machine, and stops it when the test
+// ends. The servers accept connections when it returns; the cluster may
+// still be electing its JetStream leader.
+func StartCluster(t testing.TB) []*server.Server {
+	t.Helper()
+	routePorts := freePorts(t, 3)
+	var routes []*url.URL
+	for _, p := range routePorts {
+		u, _ := url.Parse(fmt.Sprintf("nats://127.0.0.1:%d", p))
+		routes = append(routes, u)
+	}
+	var servers []*server.Server
+	for i := 0; i < 3; i++ {
+		opts := &server.Options{
+			ServerName: fmt.Sprintf("n%d", i+1), Host: "127.0.0.1", Port: -1, NoLog: true, NoSigs: true,
+			JetStream: true, StoreDir: t.TempDir(), MaxPayload: 8 << 20,
+			Cluster: server.ClusterOpts{Name: "omniq-test", Host: "127.0.0.1", Port: routePorts[i]},
+			Routes:  routes,
+		}
+		s, err := server.NewServer(opts)
+		if err != nil {
+			t.Fatal(err)
+		}
+		s.Start()
+		servers = append(servers, s)
+		t.Cleanup(func() { s.Shutdown(); s.WaitForShutdown() })
+	}
+	for _, s := range servers {
+		if !s.ReadyForConnections(10 * time.Second) {
+			t.Fatal("cluster server not ready")
+		}
+	}
+	return servers
+}
+
+// ClusterURL lists the servers' client URLs, comma separated.
+func ClusterURL(servers []*server.Server) string {
+	var urls []string
+	for _, s := range servers {
+		urls = append(urls, s.ClientURL())
+	}
+	return strings.Join(urls, ",")
+}

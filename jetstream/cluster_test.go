@@ -1,0 +1,131 @@
+package jetstream_test
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	natsjs "github.com/nats-io/nats.go/jetstream"
+
+	"github.com/omniq/omniq/internal/omniqtest"
+	"github.com/omniq/omniq/jetstream"
+	"github.com/omniq/omniq/models"
+)
+
+func TestReplicatedStreamsOnAThreeServerCluster(t *testing.T) {
+	t.Parallel()
+	servers := omniqtest.StartCluster(t)
+	nc, err := jetstream.Connect(jetstream.ConnConfig{URL: omniqtest.ClusterURL(servers)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	var client *jetstream.Client
+	// The cluster elects its JetStream meta leader first; until then
+	// provisioning is refused.
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		try, cancel := context.WithTimeout(ctx(t), 5*time.Second)
+		client, err = jetstream.New(try, nc, jetstream.Config{Replicas: 3})
+		cancel()
+		if err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("provisioning on the cluster: %v", err)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	for _, name := range []string{"OMNIQ_TASKS", "OMNIQ_DLQ", "KV_OMNIQ_STATE", "KV_OMNIQ_FUNCTIONS"} {
+		s, err := client.JetStream().Stream(ctx(t), name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r := s.CachedInfo().Config.Replicas; r != 3 {
+			t.Fatalf("%s has %d replicas, want 3", name, r)
+		}
+	}
+
+	res, err := client.Submit(ctx(t), jetstream.SubmitRequest{ID: "replicated", Function: "f", Payload: []byte("p")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := client.Submit(ctx(t), jetstream.SubmitRequest{ID: "replicated", Function: "f"}); !errors.Is(err, jetstream.ErrDuplicateTask) {
+		t.Fatalf("duplicate on the cluster: %v", err)
+	}
+	// Compare-and-swap on a replicated bucket reports conflicts with a
+	// different error code (10164): exactly one writer still wins.
+	rec, err := client.State().Get(ctx(t), res.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	wins, stale := 0, 0
+	for w := 0; w < 6; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_, err := client.State().Transition(ctx(t), rec, models.StatusRunning, time.Now(), nil)
+			mu.Lock()
+			defer mu.Unlock()
+			switch {
+			case err == nil:
+				wins++
+			case errors.Is(err, jetstream.ErrStaleRevision):
+				stale++
+			default:
+				t.Errorf("writer: %v", err)
+			}
+		}()
+	}
+	wg.Wait()
+	if wins != 1 || stale != 5 {
+		t.Fatalf("%d winners, %d stale", wins, stale)
+	}
+
+	// Losing a server loses nothing.
+	var leader *server.Server
+	for _, s := range servers {
+		if s.JetStreamIsLeader() {
+			leader = s
+		}
+	}
+	if leader == nil {
+		leader = servers[0]
+	}
+	leader.Shutdown()
+	// Requests in flight while the client reconnects and the cluster
+	// elects new leaders get no answer: each try gets a short deadline.
+	short := func() context.Context {
+		c, cancel := context.WithTimeout(ctx(t), 3*time.Second)
+		t.Cleanup(cancel)
+		return c
+	}
+	eventually(t, 60*time.Second, "the state to be readable without the old leader", func() bool {
+		got, err := client.State().Get(short(), res.ID)
+		return err == nil && got.Task.Status == models.StatusRunning
+	})
+	var cons natsjs.Consumer
+	eventually(t, 60*time.Second, "a consumer on the surviving servers", func() bool {
+		cons, err = client.JetStream().CreateOrUpdateConsumer(short(), "OMNIQ_TASKS", natsjs.ConsumerConfig{Durable: "c", FilterSubject: "omniq.tasks.f", AckPolicy: natsjs.AckExplicitPolicy})
+		return err == nil
+	})
+	got := 0
+	eventually(t, 60*time.Second, "the task message", func() bool {
+		batch, err := cons.Fetch(1, natsjs.FetchMaxWait(2*time.Second))
+		if err != nil {
+			return false
+		}
+		for m := range batch.Messages() {
+			got++
+			if string(m.Data()) != "p" {
+				t.Fatalf("payload %q", m.Data())
+			}
+		}
+		return got == 1
+	})
+}
