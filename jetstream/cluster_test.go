@@ -3,7 +3,6 @@ package jetstream_test
 import (
 	"context"
 	"errors"
-	"sync"
 	"testing"
 	"time"
 
@@ -62,30 +61,7 @@ func TestReplicatedStreamsOnAThreeServerCluster(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var wg sync.WaitGroup
-	var mu sync.Mutex
-	wins, stale := 0, 0
-	for w := 0; w < 6; w++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			_, err := client.State().Transition(ctx(t), rec, models.StatusRunning, time.Now(), nil)
-			mu.Lock()
-			defer mu.Unlock()
-			switch {
-			case err == nil:
-				wins++
-			case errors.Is(err, jetstream.ErrStaleRevision):
-				stale++
-			default:
-				t.Errorf("writer: %v", err)
-			}
-		}()
-	}
-	wg.Wait()
-	if wins != 1 || stale != 5 {
-		t.Fatalf("%d winners, %d stale", wins, stale)
-	}
+	wantOneWinner(t, client, rec, 6)
 
 	// Losing a server loses nothing.
 	var leader *server.Server

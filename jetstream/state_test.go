@@ -45,35 +45,41 @@ func TestStateCreateGetAndExists(t *testing.T) {
 func TestStateCASExactlyOneWriterWins(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, jetstream.Config{})
-	const writers = 8
 	for round := 0; round < 5; round++ {
 		rec := createTask(t, e, fmt.Sprintf("race-%d", round), "f")
-		var wg sync.WaitGroup
-		var mu sync.Mutex
-		wins, stale := 0, 0
-		for w := 0; w < writers; w++ {
-			wg.Add(1)
-			go func(w int) {
-				defer wg.Done()
-				_, err := e.client.State().Transition(ctx(t), rec, models.StatusRunning, time.Now(), func(t *models.Task) {
-					t.Runner = fmt.Sprintf("runner-%d", w)
-				})
-				mu.Lock()
-				defer mu.Unlock()
-				switch {
-				case err == nil:
-					wins++
-				case errors.Is(err, jetstream.ErrStaleRevision):
-					stale++
-				default:
-					t.Errorf("writer %d: %v", w, err)
-				}
-			}(w)
-		}
-		wg.Wait()
-		if wins != 1 || stale != writers-1 {
-			t.Fatalf("round %d: %d winners, %d stale; want exactly 1 winner", round, wins, stale)
-		}
+		wantOneWinner(t, e.client, rec, 8)
+	}
+}
+
+// wantOneWinner has n writers claim rec at once and checks that exactly
+// one wins and the others are told they are stale.
+func wantOneWinner(t *testing.T, client *jetstream.Client, rec jetstream.Record, n int) {
+	t.Helper()
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	wins, stale := 0, 0
+	for w := 0; w < n; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_, err := client.State().Transition(ctx(t), rec, models.StatusRunning, time.Now(), func(t *models.Task) {
+				t.Runner = fmt.Sprintf("runner-%d", w)
+			})
+			mu.Lock()
+			defer mu.Unlock()
+			switch {
+			case err == nil:
+				wins++
+			case errors.Is(err, jetstream.ErrStaleRevision):
+				stale++
+			default:
+				t.Errorf("writer %d: %v", w, err)
+			}
+		}()
+	}
+	wg.Wait()
+	if wins != 1 || stale != n-1 {
+		t.Fatalf("%d winners, %d stale of %d writers; want exactly 1 winner", wins, stale, n)
 	}
 }
 
