@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -183,6 +184,10 @@ func run(ctx context.Context, force <-chan struct{}, o Options, log *logrus.Logg
 	var fns []string
 	for name := range host.Functions() {
 		fns = append(fns, name)
+	}
+	slices.Sort(fns)
+	if len(host.Supervisors()) == 0 {
+		log.WithField("plugins_dir", o.PluginsDir).Warn("no plugin executables found: this runner serves no function (build them with `make`, or set --plugins-dir)")
 	}
 	log.WithFields(logrus.Fields{"nats": natsURL, "plugins_dir": o.PluginsDir, "metrics": metricsAddr, "functions": strings.Join(fns, ",")}).Info("omniq-runner ready")
 	if ready != nil {

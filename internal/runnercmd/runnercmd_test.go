@@ -326,3 +326,14 @@ func TestServerWithoutJetStreamFailsFast(t *testing.T) {
 		t.Fatalf("exit %d:\n%s", code, logs)
 	}
 }
+
+func TestEmptyPluginsDirIsWarnedAbout(t *testing.T) {
+	t.Parallel()
+	_, logs, stop := startMain(t, []string{"--listen", "none", "--data-dir", t.TempDir()}, map[string]string{"OMNIQ_PLUGINS_DIR": t.TempDir()})
+	if code := stop(false); code != 0 {
+		t.Fatalf("exit %d", code)
+	}
+	if !strings.Contains(logs.String(), "no plugin executables found") {
+		t.Fatalf("logs:\n%s", logs)
+	}
+}
