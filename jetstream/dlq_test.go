@@ -3,6 +3,7 @@ package jetstream_test
 import (
 	"errors"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -224,5 +225,35 @@ func TestDeadLetterIsIdempotentPerAttempt(t *testing.T) {
 	page, _ := e.client.ListDead(ctx(t), jetstream.DeadFilter{})
 	if len(page.Tasks) != 1 {
 		t.Fatalf("%d entries after dead-lettering one attempt twice", len(page.Tasks))
+	}
+}
+
+func TestReplayThatCannotPublishKeepsTheEntry(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, jetstream.Config{})
+	failTask(t, e, "kept", "f", "timeout")
+	// Without the tasks stream the replay's publish has nowhere to go.
+	if err := e.client.JetStream().DeleteStream(ctx(t), "OMNIQ_TASKS"); err != nil {
+		t.Fatal(err)
+	}
+	_, err := e.client.Replay(ctx(t), "kept")
+	if err == nil || !strings.Contains(err.Error(), "dead-letter entry is kept") {
+		t.Fatalf("err = %v", err)
+	}
+	if _, err := e.client.GetDead(ctx(t), "kept"); err != nil {
+		t.Fatalf("entry removed although the replay was not published: %v", err)
+	}
+	// Once the stream is back, replaying again finishes the job.
+	if err := jetstream.Provision(ctx(t), e.client.JetStream(), jetstream.Config{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.client.Replay(ctx(t), "kept"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.client.GetDead(ctx(t), "kept"); !errors.Is(err, jetstream.ErrNotDead) {
+		t.Fatalf("entry still there after the replay: %v", err)
+	}
+	if n := streamMsgs(t, e, "omniq.tasks.f"); n != 1 {
+		t.Fatalf("%d task messages, want 1", n)
 	}
 }
