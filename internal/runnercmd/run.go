@@ -219,7 +219,9 @@ func run(ctx context.Context, force <-chan struct{}, o Options, log *logrus.Logg
 func openStreams(ctx context.Context, nc *nats.Conn, cfg jetstream.Config, log logrus.FieldLogger) (*jetstream.Client, error) {
 	wait := time.Second
 	for {
-		try, cancel := context.WithTimeout(ctx, 10*time.Second)
+		// Provisioning takes milliseconds once JetStream answers; a request
+		// lost while a cluster elects its leader is not worth waiting on.
+		try, cancel := context.WithTimeout(ctx, 5*time.Second)
 		client, err := jetstream.New(try, nc, cfg)
 		cancel()
 		if err == nil {
