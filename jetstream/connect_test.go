@@ -12,6 +12,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -20,6 +21,7 @@ import (
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nkeys"
 
+	"github.com/omniq/omniq/internal/omniqtest"
 	"github.com/omniq/omniq/jetstream"
 )
 
@@ -101,13 +103,8 @@ func TestConnectRefusesTwoAuthMethods(t *testing.T) {
 
 func TestConnectErrorNamesURLWithoutPassword(t *testing.T) {
 	t.Parallel()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := l.Addr().String()
-	l.Close() // nothing listens there now
-	_, err = jetstream.Connect(jetstream.ConnConfig{URL: "nats://bob:hunter2@" + addr, ConnectTimeout: time.Second})
+	addr := omniqtest.FreeAddr(t) // nothing listens there
+	_, err := jetstream.Connect(jetstream.ConnConfig{URL: "nats://bob:hunter2@" + addr, ConnectTimeout: time.Second})
 	if err == nil || !strings.Contains(err.Error(), addr) || strings.Contains(err.Error(), "hunter2") {
 		t.Fatalf("err = %v, want it to name %s and hide the password", err, addr)
 	}
@@ -238,12 +235,8 @@ func TestConnectWithCredsFile(t *testing.T) {
 func TestConnectionSurvivesAServerRestart(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	port := l.Addr().(*net.TCPAddr).Port
-	l.Close()
+	_, portText, _ := strings.Cut(omniqtest.FreeAddr(t), ":")
+	port, _ := strconv.Atoi(portText)
 	start := func() *jetstream.Embedded {
 		srv, err := jetstream.StartEmbedded(jetstream.EmbeddedConfig{StoreDir: dir, Port: port})
 		if err != nil {

@@ -30,6 +30,13 @@ func freePorts(t testing.TB, n int) []int {
 	return ports
 }
 
+// FreeAddr returns a loopback address ("127.0.0.1:port") where nothing
+// listens.
+func FreeAddr(t testing.TB) string {
+	t.Helper()
+	return fmt.Sprintf("127.0.0.1:%d", freePorts(t, 1)[0])
+}
+
 // StartCluster starts a three-server NATS cluster with JetStream on
 // loopback, as OmniQ runs past one machine, and stops it when the test
 // ends. The servers accept connections when it returns; the cluster may

@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -150,12 +149,7 @@ func TestSubmitErrorsNameTheProblem(t *testing.T) {
 
 func TestUnreachableServerNamesTheURL(t *testing.T) {
 	t.Parallel()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := l.Addr().String()
-	l.Close()
+	addr := omniqtest.FreeAddr(t)
 	var out, errb bytes.Buffer
 	code := submitcmd.Main(context.Background(), []string{"echo", "x", "--nats-url", "nats://" + addr, "--connect-timeout", "1s"},
 		submitcmd.IO{Stdin: strings.NewReader(""), Stdout: &out, Stderr: &errb})

@@ -223,9 +223,6 @@ func (p *Process) Exit() ExitInfo {
 	return info
 }
 
-// StderrTail returns the latest stderr output of the plugin.
-func (p *Process) StderrTail() string { return p.stderr.Tail() }
-
 // Kill stops the plugin: it asks the plugin to exit, waits until ctx ends,
 // then kills its whole process group with SIGKILL. Kill returns once the
 // process is gone and is safe to call more than once.
@@ -262,13 +259,6 @@ type ExitInfo struct {
 	Killed bool
 	// Stderr is the tail of its stderr.
 	Stderr string
-}
-
-// OutOfMemory reports whether the process ran out of memory, as far as can
-// be told: the Go runtime's "out of memory" fatal error, or a SIGKILL that
-// OmniQ did not send (the kernel's OOM killer is the usual sender).
-func (e ExitInfo) OutOfMemory() bool {
-	return strings.Contains(e.Stderr, "out of memory") || e.Signal == syscall.SIGKILL && !e.Killed
 }
 
 // String says how the process ended, e.g. "exited with status 2 (out of
