@@ -106,6 +106,53 @@ func (c *Client) GetDead(ctx context.Context, id string) (DeadTask, error) {
 	return d, nil
 }
 
+// WaitDead returns the dead-letter entry of task id, waiting for it to be
+// written if it is not there yet, until ctx ends. A runner records a task's
+// failed state first and its dead-letter entry a moment later (the state
+// write is what makes its outcome the one that counts), so a caller that saw
+// the state turn failed uses WaitDead, not GetDead.
+func (c *Client) WaitDead(ctx context.Context, id string) (DeadTask, error) {
+	if err := models.ValidateTaskID(id); err != nil {
+		return DeadTask{}, err
+	}
+	cons, err := c.js.OrderedConsumer(ctx, c.cfg.DLQStream, natsjs.OrderedConsumerConfig{
+		FilterSubjects: []string{c.cfg.dlqSubject("*", id)},
+		DeliverPolicy:  natsjs.DeliverLastPerSubjectPolicy,
+	})
+	if err != nil {
+		return DeadTask{}, fmt.Errorf("wait for dead task %s: %w", id, err)
+	}
+	// ctx is over when it is cancelled or its deadline has passed (Next
+	// refuses a context whose deadline has passed before ctx.Err says so).
+	over := func() bool {
+		deadline, ok := ctx.Deadline()
+		return ctx.Err() != nil || ok && !time.Now().Before(deadline)
+	}
+	for {
+		m, err := cons.Next(natsjs.FetchContext(ctx))
+		switch {
+		case err == nil:
+			meta, err := m.Metadata()
+			if err != nil {
+				return DeadTask{}, fmt.Errorf("wait for dead task %s: %w", id, err)
+			}
+			d := c.deadTask(m.Subject(), m.Headers(), meta.Sequence.Stream, meta.Timestamp)
+			d.Payload = m.Data()
+			return d, nil
+		case over():
+			cause := context.Cause(ctx)
+			if cause == nil {
+				cause = context.DeadlineExceeded
+			}
+			return DeadTask{}, fmt.Errorf("%w: %s (stopped waiting: %w)", ErrNotDead, id, cause)
+		case errors.Is(err, natsjs.ErrNoHeartbeat), errors.Is(err, nats.ErrTimeout):
+			continue
+		default:
+			return DeadTask{}, fmt.Errorf("wait for dead task %s: %w", id, err)
+		}
+	}
+}
+
 func (c *Client) deadTask(subject string, h nats.Header, seq uint64, at time.Time) DeadTask {
 	d := DeadTask{Sequence: seq, DeadAt: at.UTC(), Header: h, ID: h.Get(HeaderTaskID)}
 	rest := strings.TrimPrefix(subject, c.cfg.SubjectPrefix+".dlq.")

@@ -1,6 +1,7 @@
 package jetstream_test
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"strings"
@@ -255,5 +256,45 @@ func TestReplayThatCannotPublishKeepsTheEntry(t *testing.T) {
 	}
 	if n := streamMsgs(t, e, "omniq.tasks.f"); n != 1 {
 		t.Fatalf("%d task messages, want 1", n)
+	}
+}
+
+func TestWaitDeadWaitsForTheEntry(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, jetstream.Config{})
+	failTask(t, e, "other", "alpha", "timeout")
+
+	type result struct {
+		d   jetstream.DeadTask
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		d, err := e.client.WaitDead(ctx(t), "w1")
+		done <- result{d, err}
+	}()
+	// Not there yet: a waiter with a short deadline gives up with ErrNotDead
+	// (and is not fooled by another task's entry).
+	short, cancel := context.WithTimeout(ctx(t), 300*time.Millisecond)
+	defer cancel()
+	if _, err := e.client.WaitDead(short, "w1"); !errors.Is(err, jetstream.ErrNotDead) {
+		t.Fatalf("WaitDead before the entry exists: %v", err)
+	}
+	failTask(t, e, "w1", "alpha", "handler_error")
+	var r result
+	select {
+	case r = <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("WaitDead did not return after the entry was written")
+	}
+	if r.err != nil || r.d.ID != "w1" || string(r.d.Payload) != "payload-w1" || r.d.Error == nil || r.d.Error.ErrorType != "handler_error" {
+		t.Fatalf("WaitDead = %+v, %v", r.d, r.err)
+	}
+	// Already there: returned at once.
+	if d, err := e.client.WaitDead(ctx(t), "other"); err != nil || d.Error == nil || d.Error.ErrorType != "timeout" {
+		t.Fatalf("WaitDead(existing) = %+v, %v", d, err)
+	}
+	if _, err := e.client.WaitDead(ctx(t), "../x"); err == nil {
+		t.Fatal("WaitDead accepted a bad task id")
 	}
 }

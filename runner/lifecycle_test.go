@@ -153,9 +153,7 @@ func TestTaskThatKeepsKillingRunnersIsDeadLettered(t *testing.T) {
 	if task.RetryCount != 0 {
 		t.Fatalf("interruptions used up retries: %+v", task)
 	}
-	if _, err := e.client.GetDead(ctx(t), res.ID); err != nil {
-		t.Fatal(err)
-	}
+	waitDead(t, e, res.ID)
 }
 
 func TestGracefulShutdownUnderLoadLosesNothing(t *testing.T) {

@@ -52,6 +52,13 @@ func waitFor(t *testing.T, e *env, id string, want models.TaskStatus, within tim
 	return omniqtest.WaitFor(t, e.client, id, want, within)
 }
 
+// waitDead waits for task id's dead-letter entry, written just after the
+// task's state turns failed.
+func waitDead(t *testing.T, e *env, id string) jetstream.DeadTask {
+	t.Helper()
+	return omniqtest.WaitDead(t, e.client, id, 30*time.Second)
+}
+
 // eventually polls cond until it holds or d passes.
 var eventually = omniqtest.Eventually
 

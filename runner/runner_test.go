@@ -82,10 +82,7 @@ func TestFailureClassification(t *testing.T) {
 				!strings.Contains(te.Message, tt.wantMsg) || !strings.Contains(te.Traceback, tt.wantTB) {
 				t.Fatalf("error = %+v", te)
 			}
-			dead, err := e.client.GetDead(ctx(t), res.ID)
-			if err != nil {
-				t.Fatalf("not dead-lettered: %v", err)
-			}
+			dead := waitDead(t, e, res.ID)
 			if dead.Error == nil || dead.Error.ErrorType != tt.wantType || string(dead.Payload) != tt.payload {
 				t.Fatalf("dead-letter entry = %+v", dead)
 			}
@@ -109,9 +106,7 @@ func TestUnknownFunctionIsDeadLetteredNotRetried(t *testing.T) {
 	if te := task.Error; te == nil || te.ErrorType != "unknown_function" || te.IsRetryable || !strings.Contains(te.Message, `"no_such_function"`) || !strings.Contains(te.Message, "echo") {
 		t.Fatalf("error = %+v", task.Error)
 	}
-	if _, err := e.client.GetDead(ctx(t), res.ID); err != nil {
-		t.Fatal(err)
-	}
+	waitDead(t, e, res.ID)
 	// The sweep left no consumer behind to block a runner that serves it later.
 	stream, err := e.client.JetStream().Stream(ctx(t), "OMNIQ_TASKS")
 	if err != nil {

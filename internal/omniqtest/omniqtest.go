@@ -197,6 +197,19 @@ func WaitFor(t testing.TB, client *jetstream.Client, id string, want models.Task
 	return nil
 }
 
+// WaitDead waits up to within for task id's dead-letter entry, which a
+// runner writes just after it records the task failed, and returns it.
+func WaitDead(t testing.TB, client *jetstream.Client, id string, within time.Duration) jetstream.DeadTask {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(Context(t), within)
+	defer cancel()
+	d, err := client.WaitDead(ctx, id)
+	if err != nil {
+		t.Fatalf("task %s not dead-lettered: %v", id, err)
+	}
+	return d
+}
+
 // Eventually polls cond every 20ms until it holds or d passes.
 func Eventually(t testing.TB, d time.Duration, what string, cond func() bool) {
 	t.Helper()

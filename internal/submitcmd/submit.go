@@ -187,8 +187,19 @@ func (c *cli) waitAndReport(client *jetstream.Client, id string) error {
 	if te := task.Error; te != nil {
 		msg = fmt.Sprintf("task %s failed after %d attempts: %s: %s", id, task.Attempt, te.ErrorType, te.Message)
 	}
+	// The runner writes the dead-letter entry just after the failed state:
+	// wait for it, so the command we point at finds it.
+	ctx, cancel := context.WithTimeout(c.ctx, deadLetterWait)
+	defer cancel()
+	if _, err := client.WaitDead(ctx, id); err != nil {
+		return &statusError{code: exitFailed, msg: msg + fmt.Sprintf("\n  its dead-letter entry was not there after %s (%v); the runner writes it after the state", deadLetterWait, err)}
+	}
 	return &statusError{code: exitFailed, msg: msg + fmt.Sprintf("\n  see `omniq-submit dlq show %s`", id)}
 }
+
+// deadLetterWait bounds how long `submit --wait` waits for a failed task's
+// dead-letter entry to appear.
+const deadLetterWait = 10 * time.Second
 
 // waitTerminal watches task id until it reaches a terminal status.
 func waitTerminal(ctx context.Context, client *jetstream.Client, id string) (*models.Task, error) {
