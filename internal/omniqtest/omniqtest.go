@@ -174,6 +174,24 @@ func (r *Runner) Counter(t testing.TB, name string, labels map[string]string) fl
 	return total
 }
 
+// WaitCounter waits up to within for the counter Counter reports to equal
+// want. The runner counts an outcome just after it records it, so a test
+// that saw the state change waits for the count rather than reading it.
+func (r *Runner) WaitCounter(t testing.TB, name string, labels map[string]string, want float64, within time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for {
+		got := r.Counter(t, name, labels)
+		if got == want {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s%v = %v after %s, want %v", name, labels, got, within, want)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
 // WaitFor waits until task id reaches status want and returns its record;
 // it fails the test if the task ends otherwise or within passes.
 func WaitFor(t testing.TB, client *jetstream.Client, id string, want models.TaskStatus, within time.Duration) *models.Task {

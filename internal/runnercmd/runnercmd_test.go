@@ -172,19 +172,27 @@ func TestRunsTasksServesMetricsAndStopsGracefully(t *testing.T) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+	// The outcome is counted just after it is recorded: poll briefly.
 	for path, want := range map[string]string{
 		"/metrics": `omniq_tasks_total{function="echo",outcome="succeeded"} 1`,
 		"/healthz": "ok",
 		"/readyz":  "ready",
 	} {
-		resp, err := http.Get("http://" + ready.MetricsAddr + path)
-		if err != nil {
-			t.Fatal(err)
-		}
-		body, _ := io.ReadAll(resp.Body)
-		resp.Body.Close()
-		if resp.StatusCode != 200 || !strings.Contains(string(body), want) {
-			t.Errorf("GET %s = %d, want %q in:\n%.2000s", path, resp.StatusCode, want, body)
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			resp, err := http.Get("http://" + ready.MetricsAddr + path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			body, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode == 200 && strings.Contains(string(body), want) {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("GET %s = %d, want %q in:\n%.2000s", path, resp.StatusCode, want, body)
+			}
+			time.Sleep(20 * time.Millisecond)
 		}
 	}
 	if code := stop(false); code != 0 {
