@@ -192,7 +192,7 @@ func (c *Client) publishNew(ctx context.Context, tm *TaskMessage, runAt time.Tim
 		return err
 	}
 	msg := &nats.Msg{Subject: c.cfg.TaskSubject(tm.Function), Header: tm.Header(), Data: tm.Payload}
-	_, err := c.js.PublishMsg(ctx, msg, natsjs.WithMsgID(tm.ID))
+	_, err := c.publish(ctx, msg, natsjs.WithMsgID(tm.ID))
 	if err != nil {
 		return fmt.Errorf("publish task %s: %w", tm.ID, err)
 	}
@@ -208,10 +208,24 @@ func (c *Client) Publish(ctx context.Context, tm *TaskMessage, msgID string) err
 	if msgID != "" {
 		opts = append(opts, natsjs.WithMsgID(msgID))
 	}
-	if _, err := c.js.PublishMsg(ctx, msg, opts...); err != nil {
+	if _, err := c.publish(ctx, msg, opts...); err != nil {
 		return fmt.Errorf("publish task %s: %w", tm.ID, err)
 	}
 	return nil
+}
+
+// publish publishes msg to JetStream, retrying transient failures and
+// requests that went unanswered (see retryTransient). Every OmniQ message
+// is safe to publish twice: a message id, a compare-and-swap or a claim
+// drops the extra copy.
+func (c *Client) publish(ctx context.Context, msg *nats.Msg, opts ...natsjs.PublishOpt) (*natsjs.PubAck, error) {
+	var ack *natsjs.PubAck
+	err := retryTransient(ctx, func(ctx context.Context) error {
+		var err error
+		ack, err = c.js.PublishMsg(ctx, msg, opts...)
+		return err
+	})
+	return ack, err
 }
 
 // ErrNotProvisioned is returned by Open when OmniQ's streams or buckets do

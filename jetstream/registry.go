@@ -50,7 +50,7 @@ func (c *Client) Register(ctx context.Context, runnerID string, regs []Registrat
 			return err
 		}
 		msg := &nats.Msg{Subject: c.registrationSubject(r.Function, runnerID), Data: b}
-		if _, err := c.js.PublishMsg(ctx, msg, natsjs.WithMsgTTL(ttl)); err != nil {
+		if _, err := c.publish(ctx, msg, natsjs.WithMsgTTL(ttl)); err != nil {
 			return fmt.Errorf("register %s: %w", r.Function, err)
 		}
 	}

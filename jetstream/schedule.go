@@ -44,7 +44,7 @@ func (c *Client) publishSchedule(ctx context.Context, tm *TaskMessage, at time.T
 		natsjs.WithScheduleAt(at),
 		natsjs.WithScheduleTarget(c.cfg.TaskSubject(tm.Function)),
 	}, extra...)
-	ack, err := c.js.PublishMsg(ctx, msg, opts...)
+	ack, err := c.publish(ctx, msg, opts...)
 	if err != nil {
 		return nil, fmt.Errorf("schedule task %s for %s: %w", tm.ID, at.UTC().Format(time.RFC3339), err)
 	}

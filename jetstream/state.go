@@ -63,7 +63,7 @@ func (s *StateStore) Get(ctx context.Context, id string) (Record, error) {
 		return Record{}, err
 	}
 	var e natsjs.KeyValueEntry
-	err := retryTransient(ctx, func() error {
+	err := retryTransient(ctx, func(ctx context.Context) error {
 		var err error
 		e, err = s.kv.Get(ctx, id)
 		return err
@@ -162,7 +162,7 @@ func (s *StateStore) Replace(ctx context.Context, cur Record, next *models.Task)
 
 // Delete removes the record in cur if it is still at cur.Revision.
 func (s *StateStore) Delete(ctx context.Context, cur Record) error {
-	err := retryTransient(ctx, func() error {
+	err := retryTransient(ctx, func(ctx context.Context) error {
 		return s.kv.Purge(ctx, cur.Task.ID, natsjs.LastRevision(cur.Revision))
 	})
 	if isWrongLastSeq(err) {
@@ -199,7 +199,7 @@ func (s *StateStore) write(ctx context.Context, task *models.Task, rev uint64) (
 	msg := &nats.Msg{Subject: s.putPrefix + task.ID, Data: value}
 	var ack *natsjs.PubAck
 	tries := 0
-	err = retryTransient(ctx, func() error {
+	err = retryTransient(ctx, func(ctx context.Context) error {
 		tries++
 		var err error
 		ack, err = s.js.PublishMsg(ctx, msg, opts...)
@@ -227,13 +227,30 @@ func isWrongLastSeq(err error) bool {
 		(apiErr.ErrorCode == natsjs.JSErrCodeStreamWrongLastSequence || apiErr.ErrorCode == natsjs.JSErrCodeStreamWrongLastSequenceConstant)
 }
 
+// tryTimeout bounds one try of a request that retryTransient retries. A
+// request sent just as the connection drops can vanish without an answer;
+// without a bound per try it would wait out the caller's whole deadline.
+const tryTimeout = 5 * time.Second
+
 // retryTransient runs op until it succeeds, fails with an error that is not
-// transient (see isTransient), five tries were made, or ctx ends.
-func retryTransient(ctx context.Context, op func() error) error {
+// transient (see isTransient), five tries were made, or ctx ends. Each try
+// gets a context that ends after tryTimeout; a try that runs out of it while
+// ctx is still live is a transient failure. op must therefore be safe to
+// repeat: OmniQ's writes are (message ids, compare-and-swap).
+func retryTransient(ctx context.Context, op func(ctx context.Context) error) error {
+	return retryTransientEach(ctx, tryTimeout, op)
+}
+
+// retryTransientEach is retryTransient with each try bounded by perTry.
+func retryTransientEach(ctx context.Context, perTry time.Duration, op func(ctx context.Context) error) error {
 	wait := 50 * time.Millisecond
 	var err error
 	for try := 0; try < 5; try++ {
-		if err = op(); err == nil || !isTransient(err) {
+		tctx, cancel := context.WithTimeout(ctx, perTry)
+		err = op(tctx)
+		tryExpired := tctx.Err() != nil && ctx.Err() == nil
+		cancel()
+		if err == nil || !isTransient(err) && !tryExpired {
 			return err
 		}
 		select {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"testing"
+	"time"
 
 	"github.com/nats-io/nats.go"
 	natsjs "github.com/nats-io/nats.go/jetstream"
@@ -27,7 +28,7 @@ func TestRetryTransientRetriesOnlyTransientErrors(t *testing.T) {
 	}
 	for _, tt := range tests {
 		tries := 0
-		err := retryTransient(context.Background(), func() error {
+		err := retryTransient(context.Background(), func(context.Context) error {
 			e := tt.errs[tries]
 			tries++
 			return e
@@ -44,8 +45,37 @@ func TestRetryTransientRetriesOnlyTransientErrors(t *testing.T) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
-	err := retryTransient(ctx, func() error { return unavailable })
+	err := retryTransient(ctx, func(context.Context) error { return unavailable })
 	if !errors.Is(err, context.Canceled) || !errors.Is(err, unavailable) {
 		t.Fatalf("cancelled: err = %v", err)
+	}
+}
+
+func TestRetryTransientRetriesATryThatGetsNoAnswer(t *testing.T) {
+	// The first request vanished (sent as the connection dropped): it waits
+	// until its try's deadline, and the second try is made and succeeds.
+	tries := 0
+	err := retryTransientEach(context.Background(), 50*time.Millisecond, func(ctx context.Context) error {
+		tries++
+		if tries == 1 {
+			<-ctx.Done()
+			return ctx.Err()
+		}
+		return nil
+	})
+	if err != nil || tries != 2 {
+		t.Fatalf("err = %v after %d tries, want success after 2", err, tries)
+	}
+	// The caller's own deadline is not a try's: it ends the retries.
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
+	defer cancel()
+	tries = 0
+	err = retryTransientEach(ctx, time.Second, func(ctx context.Context) error {
+		tries++
+		<-ctx.Done()
+		return ctx.Err()
+	})
+	if !errors.Is(err, context.DeadlineExceeded) || tries != 1 {
+		t.Fatalf("err = %v after %d tries, want the caller's deadline after 1", err, tries)
 	}
 }
