@@ -52,6 +52,13 @@ type Task struct {
 	Timeout Duration `json:"timeout,omitzero"`
 	// Runner identifies the runner holding the claim while Status is running.
 	Runner string `json:"runner,omitempty"`
+	// ClaimSequence and ClaimDelivery identify the delivery the running
+	// attempt was claimed from: the task message's stream sequence and its
+	// delivery count. A later delivery of that message means the claimant
+	// stopped keeping it alive (it died or stalled); an earlier one is a
+	// stale copy that must not disturb the claim. Zero when unknown.
+	ClaimSequence uint64 `json:"claim_sequence,omitempty"`
+	ClaimDelivery uint64 `json:"claim_delivery,omitempty"`
 	// CreatedAt is when the task was submitted.
 	CreatedAt time.Time `json:"created_at"`
 	// RunAt is the earliest time the next attempt may start: set for delayed
@@ -141,6 +148,7 @@ func (t *Task) Transition(to TaskStatus, now time.Time) error {
 	if to.IsTerminal() {
 		t.FinishedAt = now
 		t.Runner = ""
+		t.ClaimSequence, t.ClaimDelivery = 0, 0
 	}
 	return nil
 }
@@ -183,6 +191,7 @@ func (t *Task) Replay(now time.Time) error {
 	t.Error = nil
 	t.Result = nil
 	t.Runner = ""
+	t.ClaimSequence, t.ClaimDelivery = 0, 0
 	t.RunAt = time.Time{}
 	t.FinishedAt = time.Time{}
 	t.UpdatedAt = now

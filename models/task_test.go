@@ -66,7 +66,7 @@ func TestTaskTransitionStamps(t *testing.T) {
 	t.Parallel()
 	task := validTask()
 	t1, t2 := t0.Add(time.Second), t0.Add(2*time.Second)
-	task.Runner = "runner-a"
+	task.Runner, task.ClaimSequence, task.ClaimDelivery = "runner-a", 7, 1
 	if err := task.Transition(models.StatusRunning, t1); err != nil {
 		t.Fatal(err)
 	}
@@ -76,7 +76,7 @@ func TestTaskTransitionStamps(t *testing.T) {
 	if err := task.Transition(models.StatusSucceeded, t2); err != nil {
 		t.Fatal(err)
 	}
-	if !task.FinishedAt.Equal(t2) || !task.StartedAt.Equal(t1) || task.Runner != "" {
+	if !task.FinishedAt.Equal(t2) || !task.StartedAt.Equal(t1) || task.Runner != "" || task.ClaimSequence != 0 || task.ClaimDelivery != 0 {
 		t.Fatalf("after succeeded: %+v", task)
 	}
 	before := *task
@@ -117,12 +117,14 @@ func TestReplay(t *testing.T) {
 	task.RetryCount, task.Interruptions = 3, 1
 	task.RecordError(models.TaskError{ErrorType: "timeout", Message: "deadline", Timestamp: t0})
 	mustTransition(t, task, models.StatusFailed)
+	task.Runner, task.ClaimSequence, task.ClaimDelivery = "left-behind", 9, 3 // as an old record might hold
 
 	if err := task.Replay(t0.Add(time.Hour)); err != nil {
 		t.Fatal(err)
 	}
 	if task.Status != models.StatusPending || task.RetryCount != 0 || task.Interruptions != 0 || task.Replays != 1 ||
-		task.Error != nil || len(task.Errors) != 1 || !task.FinishedAt.IsZero() || task.RetriesLeft() != 3 {
+		task.Error != nil || len(task.Errors) != 1 || !task.FinishedAt.IsZero() || task.RetriesLeft() != 3 ||
+		task.Runner != "" || task.ClaimSequence != 0 || task.ClaimDelivery != 0 {
 		t.Fatalf("after replay: %+v", task)
 	}
 	if err := task.Replay(t0); !errors.Is(err, models.ErrIllegalTransition) {
@@ -198,10 +200,14 @@ func TestGoldenWireFormat(t *testing.T) {
 		t.Fatal(err)
 	}
 	pending := models.NewTask("task-1", "send_email", 0, 0, t0)
+	running := models.NewTask("task-2", "send_email", 2, 0, t0)
+	mustTransition(t, running, models.StatusRunning)
+	running.Attempt, running.Runner, running.ClaimSequence, running.ClaimDelivery = 1, "runner-a", 42, 2
 	for name, v := range map[string]any{
 		"taskerror.golden.json":    te,
 		"task.golden.json":         goldenTask(),
 		"task_pending.golden.json": pending,
+		"task_running.golden.json": running,
 	} {
 		got, err := json.MarshalIndent(v, "", "  ")
 		if err != nil {

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	natsjs "github.com/nats-io/nats.go/jetstream"
 	"github.com/sirupsen/logrus"
 
 	"github.com/omniq/omniq/internal/omniqtest"
@@ -17,6 +18,7 @@ import (
 	"github.com/omniq/omniq/jetstream"
 	"github.com/omniq/omniq/models"
 	"github.com/omniq/omniq/plugins-sdk/pluginpb"
+	"github.com/omniq/omniq/runner"
 	"github.com/omniq/omniq/runner/pluginhost"
 )
 
@@ -330,4 +332,82 @@ func TestStalledRunnerIsTakenOverAndOnlyOneOutcomeCounts(t *testing.T) {
 		c, err := e.client.JetStream().Consumer(ctx(t), "OMNIQ_TASKS", "omniq-sleep")
 		return err == nil && c.CachedInfo().NumPending == 0 && c.CachedInfo().NumAckPending == 0
 	})
+}
+
+// TestStaleDeliveryDoesNotDisturbTheClaim hands a runner deliveries of a
+// running task's message made before the claim (as a stalled runner would
+// find in its buffer when it wakes up). They must neither take the task over
+// (running it twice) nor settle the message under the runner that has it.
+func TestStaleDeliveryDoesNotDisturbTheClaim(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	cfg := fastConfig()
+	cfg.Functions = map[string]runner.FunctionConfig{"sleep": {Concurrency: 1}}
+	holder := startRunner(t, e, cfg, pluginhost.HostConfig{})
+	// A second runner, not pulling sleep tasks, to hand the stale copies to.
+	bystander := startRunner(t, e, fastConfig(), pluginhost.HostConfig{Dir: omniqtest.PluginsDir(t, omniqtest.EchoPlugin)})
+
+	// Occupy the holder's only sleep slot, so the test can take deliveries
+	// of the next task from the shared consumer itself.
+	blocker, err := e.client.Submit(ctx(t), jetstream.SubmitRequest{Function: "sleep", Payload: []byte("60s")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, e, blocker.ID, models.StatusRunning, 30*time.Second)
+	res, err := e.client.Submit(ctx(t), jetstream.SubmitRequest{Function: "sleep", Payload: []byte("2s"), MaxRetries: intp(0)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cons, err := e.client.JetStream().Consumer(ctx(t), "OMNIQ_TASKS", "omniq-sleep")
+	if err != nil {
+		t.Fatal(err)
+	}
+	fetch := func(delivery uint64) natsjs.Msg {
+		t.Helper()
+		batch, err := cons.Fetch(1, natsjs.FetchMaxWait(10*time.Second))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for m := range batch.Messages() {
+			meta, err := m.Metadata()
+			if err != nil || meta.NumDelivered != delivery || m.Headers().Get(jetstream.HeaderTaskID) != res.ID {
+				t.Fatalf("fetched %v (delivery %d, %v), want delivery %d of %s", m.Headers(), meta.NumDelivered, err, delivery, res.ID)
+			}
+			return m
+		}
+		t.Fatalf("no delivery %d of %s: %v", delivery, res.ID, batch.Error())
+		return nil
+	}
+	first := fetch(1)
+	second := fetch(2) // after the first one's ack wait ran out
+	// Free the holder's slot: it gets the third delivery and claims it.
+	if _, err := e.client.Cancel(ctx(t), blocker.ID); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, e, res.ID, models.StatusRunning, 30*time.Second)
+	claim, err := e.client.State().Get(ctx(t), res.ID)
+	if err != nil || claim.Task.Runner != holder.ID() || claim.Task.ClaimDelivery != 3 {
+		t.Fatalf("claim = %+v (%v)", claim.Task, err)
+	}
+
+	bystander.HandleDelivery("sleep", second)
+	bystander.HandleDelivery("sleep", first)
+	rec, err := e.client.State().Get(ctx(t), res.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rec.Revision != claim.Revision {
+		t.Fatalf("a stale delivery changed the claim: %+v", rec.Task)
+	}
+	if info, err := cons.Info(ctx(t)); err != nil || info.NumAckPending != 1 {
+		t.Fatalf("the claimed message was settled under its runner: %+v %v", info, err)
+	}
+	task := waitFor(t, e, res.ID, models.StatusSucceeded, 30*time.Second)
+	if task.Interruptions != 0 || task.Attempt != 1 || string(task.Result) != "slept 2s" {
+		t.Fatalf("task = %+v", task)
+	}
+	holder.WaitCounter(t, "omniq_tasks_total", map[string]string{"function": "sleep", "outcome": "succeeded"}, 1, 10*time.Second)
+	if got := bystander.Counter(t, "omniq_tasks_total", map[string]string{"function": "sleep"}); got != 0 {
+		t.Fatalf("the bystander ran the task %v times", got)
+	}
 }

@@ -95,8 +95,17 @@ func (r *Runner) claim(ctx context.Context, log logrus.FieldLogger, tm *jetstrea
 				return rec, false
 			}
 		case models.StatusRunning:
+			claimed := t.ClaimSequence != 0 && meta.Sequence.Stream == t.ClaimSequence
 			switch {
-			case tm.Attempt != t.Attempt || !redelivered:
+			case claimed && meta.NumDelivered <= t.ClaimDelivery:
+				// The claimed message itself, from a delivery made before
+				// the claim and held up (in a stalled runner's buffer)
+				// until now. Settling it would settle the claimant's
+				// message: leave it alone.
+				log.WithField("delivery", meta.NumDelivered).Debug("stale delivery of a running task's message; ignoring it")
+				return rec, false
+			case t.ClaimSequence != 0 && !claimed,
+				t.ClaimSequence == 0 && (tm.Attempt != t.Attempt || !redelivered):
 				log.Debug("another copy of a running task; dropping it")
 				_ = msg.Ack()
 				return rec, false
@@ -115,6 +124,7 @@ func (r *Runner) claim(ctx context.Context, log logrus.FieldLogger, tm *jetstrea
 		rec, err = state.Transition(ctx, rec, models.StatusRunning, time.Now(), func(t *models.Task) {
 			t.Attempt = next
 			t.Runner = r.cfg.ID
+			t.ClaimSequence, t.ClaimDelivery = meta.Sequence.Stream, meta.NumDelivered
 			t.RunAt = time.Time{}
 			if interrupted {
 				t.Interruptions++
