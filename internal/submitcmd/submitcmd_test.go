@@ -309,6 +309,7 @@ func TestDeadLetterCommands(t *testing.T) {
 	o.run("", "dlq", "replay", "f0", "--all").want(t, 2, "", "not both")
 	o.run("", "dlq", "replay", "f0").want(t, 0, "replayed f0", "")
 	omniqtest.WaitFor(t, o.srv.Client, "f0", models.StatusFailed, 30*time.Second)
+	omniqtest.WaitDead(t, o.srv.Client, "f0", 30*time.Second)
 
 	o.run("", "dlq", "purge", "--function", "fail").want(t, 2, "", "confirm with --yes")
 	r = o.runIO(submitcmd.IO{Stdin: strings.NewReader("n\n"), Terminal: true}, "dlq", "purge", "--function", "fail")
@@ -332,6 +333,7 @@ func TestReplayThatSucceeds(t *testing.T) {
 	if task.Replays != 1 || len(task.Errors) != 2 {
 		t.Fatalf("after first replay: %+v", task)
 	}
+	omniqtest.WaitDead(t, o.srv.Client, "fl", 30*time.Second)
 	o.run("", "dlq", "replay", "fl").want(t, 0, "replayed fl", "")
 	task = omniqtest.WaitFor(t, o.srv.Client, "fl", models.StatusSucceeded, 30*time.Second)
 	if task.Replays != 2 || string(task.Result) != "ok after 2 failures" {
