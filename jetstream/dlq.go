@@ -84,8 +84,17 @@ func (c *Client) dlqStream(ctx context.Context) (natsjs.Stream, error) {
 	return s, nil
 }
 
+// deadLetterGrace is how long GetDead waits for the dead-letter entry of a
+// task that failed within deadLetterWindow.
+const (
+	deadLetterGrace  = 5 * time.Second
+	deadLetterWindow = 2 * time.Minute
+)
+
 // GetDead returns the dead-letter entry of task id with its payload, or
-// ErrNotDead.
+// ErrNotDead. A runner records a task failed a moment before it writes the
+// entry; for a task that failed in the last two minutes and has no entry,
+// GetDead waits up to five seconds for it.
 func (c *Client) GetDead(ctx context.Context, id string) (DeadTask, error) {
 	if err := models.ValidateTaskID(id); err != nil {
 		return DeadTask{}, err
@@ -96,6 +105,17 @@ func (c *Client) GetDead(ctx context.Context, id string) (DeadTask, error) {
 	}
 	raw, err := s.GetLastMsgForSubject(ctx, c.cfg.dlqSubject("*", id))
 	if errors.Is(err, natsjs.ErrMsgNotFound) {
+		rec, serr := c.state.Get(ctx, id)
+		if serr == nil && rec.Task.Status == models.StatusFailed && time.Since(rec.Task.FinishedAt) < deadLetterWindow {
+			wctx, cancel := context.WithTimeout(ctx, deadLetterGrace)
+			defer cancel()
+			if d, werr := c.WaitDead(wctx, id); werr == nil {
+				return d, nil
+			}
+			return DeadTask{}, fmt.Errorf("%w: %s failed at %s but has no entry: it was purged, or its runner has not written it yet "+
+				"(a runner writes it just after the state; if that runner died, the next one writes it within the ack wait)",
+				ErrNotDead, id, rec.Task.FinishedAt.Format(time.RFC3339))
+		}
 		return DeadTask{}, fmt.Errorf("%w: %s", ErrNotDead, id)
 	}
 	if err != nil {
@@ -110,7 +130,7 @@ func (c *Client) GetDead(ctx context.Context, id string) (DeadTask, error) {
 // written if it is not there yet, until ctx ends. A runner records a task's
 // failed state first and its dead-letter entry a moment later (the state
 // write is what makes its outcome the one that counts), so a caller that saw
-// the state turn failed uses WaitDead, not GetDead.
+// the state turn failed waits with WaitDead (GetDead waits only briefly).
 func (c *Client) WaitDead(ctx context.Context, id string) (DeadTask, error) {
 	if err := models.ValidateTaskID(id); err != nil {
 		return DeadTask{}, err

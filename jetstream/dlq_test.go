@@ -16,6 +16,24 @@ import (
 // dead-letters it, as a runner would.
 func failTask(t *testing.T, e *env, id, function, errType string) {
 	t.Helper()
+	tm, te, replays := failState(t, e, id, function, errType)
+	if err := e.client.DeadLetter(ctx(t), tm, te, replays); err != nil {
+		t.Fatal(err)
+	}
+	// The runner acks the task message once it is dead-lettered. The ack
+	// is confirmed, so later counts of the stream do not race it.
+	if m := fetchOne(t, e, function, 5*time.Second); m != nil {
+		if err := m.DoubleAck(ctx(t)); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// failState submits a task and runs it to failed in the state store, as a
+// runner does just before it dead-letters the task, and returns what the
+// dead-letter call needs.
+func failState(t *testing.T, e *env, id, function, errType string) (*jetstream.TaskMessage, models.TaskError, int) {
+	t.Helper()
 	_, err := e.client.Submit(ctx(t), jetstream.SubmitRequest{ID: id, Function: function, Payload: []byte("payload-" + id),
 		MaxRetries: intp(0), Headers: map[string]string{"X-Customer": "acme"}})
 	if err != nil {
@@ -33,16 +51,7 @@ func failTask(t *testing.T, e *env, id, function, errType string) {
 	}
 	tm := &jetstream.TaskMessage{ID: id, Function: function, Attempt: 1, MaxRetries: 0, HasMaxRetries: true,
 		Headers: map[string]string{"X-Customer": "acme"}, Payload: []byte("payload-" + id)}
-	if err := e.client.DeadLetter(ctx(t), tm, *te, rec.Task.Replays); err != nil {
-		t.Fatal(err)
-	}
-	// The runner acks the task message once it is dead-lettered. The ack
-	// is confirmed, so later counts of the stream do not race it.
-	if m := fetchOne(t, e, function, 5*time.Second); m != nil {
-		if err := m.DoubleAck(ctx(t)); err != nil {
-			t.Fatal(err)
-		}
-	}
+	return tm, *te, rec.Task.Replays
 }
 
 func TestDeadLetterGetAndList(t *testing.T) {
@@ -296,5 +305,32 @@ func TestWaitDeadWaitsForTheEntry(t *testing.T) {
 	}
 	if _, err := e.client.WaitDead(ctx(t), "../x"); err == nil {
 		t.Fatal("WaitDead accepted a bad task id")
+	}
+}
+
+func TestGetDeadWaitsForTheEntryOfAJustFailedTask(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, jetstream.Config{})
+	tm, te, replays := failState(t, e, "j1", "alpha", "timeout")
+	got := make(chan error, 1)
+	go func() {
+		d, err := e.client.GetDead(ctx(t), "j1")
+		if err == nil && (d.ID != "j1" || d.Error == nil || d.Error.ErrorType != "timeout") {
+			err = fmt.Errorf("GetDead = %+v", d)
+		}
+		got <- err
+	}()
+	if err := e.client.DeadLetter(ctx(t), tm, te, replays); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-got; err != nil {
+		t.Fatalf("GetDead of a task failed a moment before its entry: %v", err)
+	}
+
+	// Failed, and no entry comes: the error says what may be going on.
+	failState(t, e, "j2", "alpha", "timeout")
+	_, err := e.client.GetDead(ctx(t), "j2")
+	if !errors.Is(err, jetstream.ErrNotDead) || !strings.Contains(err.Error(), "has no entry: it was purged, or its runner has not written it yet") {
+		t.Fatalf("GetDead of a failed task without entry = %v", err)
 	}
 }
