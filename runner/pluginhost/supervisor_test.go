@@ -235,7 +235,7 @@ func TestTasksRunConcurrentlyUpToTheLimit(t *testing.T) {
 
 func TestRepeatedCrashesQuarantineThenRecover(t *testing.T) {
 	t.Parallel()
-	s := startSupervisor(t, faultsPkg, pluginhost.Config{QuarantineAfter: 2, RestartBackoff: 10 * time.Millisecond, Cooldown: 1500 * time.Millisecond})
+	s := startSupervisor(t, faultsPkg, pluginhost.Config{QuarantineAfter: 2, RestartBackoff: 10 * time.Millisecond, Cooldown: 4 * time.Second})
 	for i := 0; i < 2; i++ {
 		if out := s.Execute(ctx(t), req("boom", "crash", "exit"), time.Now().Add(30*time.Second), nil); out.Failure == nil || out.Failure.ErrorType != "plugin_crash" {
 			t.Fatalf("crash %d: %+v", i, out.Failure)
@@ -246,7 +246,7 @@ func TestRepeatedCrashesQuarantineThenRecover(t *testing.T) {
 	if f := out.Failure; f == nil || f.ErrorType != models.ErrorTypePluginUnavailable || !f.Retryable || !strings.Contains(f.Message, "quarantined") {
 		t.Fatalf("during quarantine: %+v", f)
 	}
-	eventually(t, 10*time.Second, "the plugin to come back after the cool-down", func() bool { st, _ := s.State(); return st == pluginhost.StateUp })
+	eventually(t, 20*time.Second, "the plugin to come back after the cool-down", func() bool { st, _ := s.State(); return st == pluginhost.StateUp })
 	if out := s.Execute(ctx(t), req("back", "fail", `{"message":"back"}`), time.Now().Add(30*time.Second), nil); out.Failure == nil || out.Failure.Message != "back" {
 		t.Fatalf("after cool-down: %+v", out.Failure)
 	}
