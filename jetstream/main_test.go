@@ -80,6 +80,5 @@ func ctx(t *testing.T) context.Context {
 	return c
 }
 
-// eventually polls cond every 10ms until it is true or d passes.
 // eventually polls cond until it holds or d passes.
 var eventually = omniqtest.Eventually

@@ -68,7 +68,8 @@ func TestRegistryHeartbeatsExpire(t *testing.T) {
 	if err := e.client.Register(ctx(t), "runner-a", regs, time.Hour); err != nil {
 		t.Fatal(err)
 	}
-	if err := e.client.Register(ctx(t), "runner-b", regs[:1], time.Second); err != nil {
+	// Long enough that the first read below sees it even on a slow machine.
+	if err := e.client.Register(ctx(t), "runner-b", regs[:1], 3*time.Second); err != nil {
 		t.Fatal(err)
 	}
 	got, err := e.client.Functions(ctx(t))
@@ -78,7 +79,7 @@ func TestRegistryHeartbeatsExpire(t *testing.T) {
 	if len(got["resize"]) != 2 || len(got["thumb"]) != 1 || got["resize"][0].Plugin != "img" {
 		t.Fatalf("Functions = %+v", got)
 	}
-	eventually(t, 10*time.Second, "runner-b's registration to expire", func() bool {
+	eventually(t, 20*time.Second, "runner-b's registration to expire", func() bool {
 		got, err := e.client.Functions(ctx(t))
 		return err == nil && len(got["resize"]) == 1 && got["resize"][0].Runner == "runner-a"
 	})
