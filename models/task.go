@@ -52,11 +52,12 @@ type Task struct {
 	Timeout Duration `json:"timeout,omitzero"`
 	// Runner identifies the runner holding the claim while Status is running.
 	Runner string `json:"runner,omitempty"`
-	// ClaimSequence and ClaimDelivery identify the delivery the running
+	// ClaimSequence and ClaimDelivery identify the delivery the latest
 	// attempt was claimed from: the task message's stream sequence and its
 	// delivery count. A later delivery of that message means the claimant
-	// stopped keeping it alive (it died or stalled); an earlier one is a
-	// stale copy that must not disturb the claim. Zero when unknown.
+	// stopped keeping it alive (it died or stalled) or put it back for a
+	// retry; an earlier one is a stale copy that must not disturb the task.
+	// Cleared when the task finishes; zero when unknown.
 	ClaimSequence uint64 `json:"claim_sequence,omitempty"`
 	ClaimDelivery uint64 `json:"claim_delivery,omitempty"`
 	// CreatedAt is when the task was submitted.

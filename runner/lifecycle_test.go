@@ -413,3 +413,65 @@ func TestStaleDeliveryDoesNotDisturbTheClaim(t *testing.T) {
 		t.Fatalf("the bystander ran the task %v times", got)
 	}
 }
+
+// TestStaleDeliveryDoesNotStartAnExtraAttempt: a delivery made before the
+// claim of a failed attempt, handled once the retry is due, must not start
+// the retry from a message that was already acknowledged (the scheduled
+// retry message is the one to run it).
+func TestStaleDeliveryDoesNotStartAnExtraAttempt(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	// Create the shared consumer, then leave the queue without a runner
+	// so the test can take a delivery itself.
+	startRunner(t, e, fastConfig(), pluginhost.HostConfig{}).Stop(t)
+	bystander := startRunner(t, e, fastConfig(), pluginhost.HostConfig{Dir: omniqtest.PluginsDir(t, omniqtest.EchoPlugin)})
+	res, err := e.client.Submit(ctx(t), jetstream.SubmitRequest{Function: "fail", Payload: []byte(`{"message":"later","retry_after_ms":1000}`), MaxRetries: intp(1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cons, err := e.client.JetStream().Consumer(ctx(t), "OMNIQ_TASKS", "omniq-fail")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Take two deliveries (the second after the first one's ack wait): a
+	// redelivery is what a runner may claim from, so the stale copy is one.
+	var stale natsjs.Msg
+	for delivery := uint64(1); delivery <= 2; delivery++ {
+		batch, err := cons.Fetch(1, natsjs.FetchMaxWait(10*time.Second))
+		if err != nil {
+			t.Fatal(err)
+		}
+		stale = nil
+		for m := range batch.Messages() {
+			if meta, err := m.Metadata(); err != nil || meta.NumDelivered != delivery {
+				t.Fatalf("delivery %d: %+v %v", delivery, meta, err)
+			}
+			stale = m
+		}
+		if stale == nil {
+			t.Fatalf("no delivery %d: %v", delivery, batch.Error())
+		}
+	}
+	// A runner takes the third delivery, fails the attempt and schedules
+	// the retry 1 s on; it stops before the retry fires, so the retry waits
+	// in the stream.
+	first := startRunner(t, e, fastConfig(), pluginhost.HostConfig{})
+	retrying := waitFor(t, e, res.ID, models.StatusRetrying, 30*time.Second)
+	first.Stop(t)
+	if retrying.Attempt != 1 || retrying.ClaimDelivery != 3 {
+		t.Fatalf("retrying = %+v", retrying)
+	}
+	eventually(t, 10*time.Second, "the retry to be due", func() bool { return time.Now().After(retrying.RunAt) })
+
+	bystander.HandleDelivery("fail", stale)
+	rec, err := e.client.State().Get(ctx(t), res.ID)
+	if err != nil || rec.Task.Status != models.StatusRetrying || rec.Task.Attempt != 1 {
+		t.Fatalf("the stale delivery started an attempt: %+v (%v)", rec.Task, err)
+	}
+	// The scheduled retry runs the second and last attempt.
+	startRunner(t, e, fastConfig(), pluginhost.HostConfig{})
+	task := waitFor(t, e, res.ID, models.StatusFailed, 30*time.Second)
+	if task.Attempt != 2 || len(task.Errors) != 2 || task.Interruptions != 0 || task.Error.Message != "later" {
+		t.Fatalf("task = %+v", task)
+	}
+}

@@ -57,6 +57,16 @@ func (r *Runner) claim(ctx context.Context, log logrus.FieldLogger, tm *jetstrea
 			return jetstream.Record{}, false
 		}
 		t := rec.Task
+		claimed := t.ClaimSequence != 0 && meta.Sequence.Stream == t.ClaimSequence
+		if claimed && meta.NumDelivered <= t.ClaimDelivery {
+			// The message the latest attempt was claimed from, in a
+			// delivery made before that claim and held up (in a stalled
+			// runner's buffer) until now. It carries nothing new: settling
+			// it would settle the claimant's message, claiming from it
+			// would run the task twice. Leave it alone.
+			log.WithField("delivery", meta.NumDelivered).WithField("status", t.Status).Debug("stale delivery of the task's message; ignoring it")
+			return rec, false
+		}
 		next := 0
 		switch t.Status {
 		case models.StatusSucceeded, models.StatusCancelled:
@@ -95,15 +105,7 @@ func (r *Runner) claim(ctx context.Context, log logrus.FieldLogger, tm *jetstrea
 				return rec, false
 			}
 		case models.StatusRunning:
-			claimed := t.ClaimSequence != 0 && meta.Sequence.Stream == t.ClaimSequence
 			switch {
-			case claimed && meta.NumDelivered <= t.ClaimDelivery:
-				// The claimed message itself, from a delivery made before
-				// the claim and held up (in a stalled runner's buffer)
-				// until now. Settling it would settle the claimant's
-				// message: leave it alone.
-				log.WithField("delivery", meta.NumDelivered).Debug("stale delivery of a running task's message; ignoring it")
-				return rec, false
 			case t.ClaimSequence != 0 && !claimed,
 				t.ClaimSequence == 0 && (tm.Attempt != t.Attempt || !redelivered):
 				log.Debug("another copy of a running task; dropping it")
