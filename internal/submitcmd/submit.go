@@ -185,7 +185,11 @@ func (c *cli) waitAndReport(client *jetstream.Client, id string) error {
 	}
 	msg := fmt.Sprintf("task %s failed", id)
 	if te := task.Error; te != nil {
-		msg = fmt.Sprintf("task %s failed after %d attempts: %s: %s", id, task.Attempt, te.ErrorType, te.Message)
+		attempts := "attempts"
+		if task.Attempt == 1 {
+			attempts = "attempt"
+		}
+		msg = fmt.Sprintf("task %s failed after %d %s: %s: %s", id, task.Attempt, attempts, te.ErrorType, te.Message)
 	}
 	// The runner writes the dead-letter entry just after the failed state:
 	// wait for it, so the command we point at finds it.

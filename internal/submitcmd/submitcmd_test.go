@@ -96,7 +96,8 @@ func TestSubmitWaitExitCodes(t *testing.T) {
 	o := start(t)
 	o.run("", "--wait", "echo", "hello world").want(t, 0, "hello world", "")
 	r := o.run("", "fail", `{"message":"nope","permanent":true}`, "--wait", "--max-retries", "0")
-	r.want(t, 1, "", "failed after 1 attempts: handler_error: nope")
+	r.want(t, 1, "", "failed after 1 attempt: handler_error: nope")
+	o.run("", "fail", `{"message":"twice"}`, "--wait", "--max-retries", "1").want(t, 1, "", "failed after 2 attempts: handler_error: twice")
 	if !strings.Contains(r.stderr, "omniq-submit dlq show") {
 		t.Fatalf("no hint at dlq show: %q", r.stderr)
 	}
