@@ -356,7 +356,8 @@ func TestStaleDeliveryDoesNotDisturbTheClaim(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitFor(t, e, blocker.ID, models.StatusRunning, 30*time.Second)
-	res, err := e.client.Submit(ctx(t), jetstream.SubmitRequest{Function: "sleep", Payload: []byte("2s"), MaxRetries: intp(0)})
+	// Long enough for the checks below to run while it does, on any machine.
+	res, err := e.client.Submit(ctx(t), jetstream.SubmitRequest{Function: "sleep", Payload: []byte("5s"), MaxRetries: intp(0)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -405,7 +406,7 @@ func TestStaleDeliveryDoesNotDisturbTheClaim(t *testing.T) {
 		t.Fatalf("the claimed message was settled under its runner: %+v %v", info, err)
 	}
 	task := waitFor(t, e, res.ID, models.StatusSucceeded, 30*time.Second)
-	if task.Interruptions != 0 || task.Attempt != 1 || string(task.Result) != "slept 2s" {
+	if task.Interruptions != 0 || task.Attempt != 1 || string(task.Result) != "slept 5s" {
 		t.Fatalf("task = %+v", task)
 	}
 	holder.WaitCounter(t, "omniq_tasks_total", map[string]string{"function": "sleep", "outcome": "succeeded"}, 1, 10*time.Second)
@@ -425,7 +426,7 @@ func TestStaleDeliveryDoesNotStartAnExtraAttempt(t *testing.T) {
 	// so the test can take a delivery itself.
 	startRunner(t, e, fastConfig(), pluginhost.HostConfig{}).Stop(t)
 	bystander := startRunner(t, e, fastConfig(), pluginhost.HostConfig{Dir: omniqtest.PluginsDir(t, omniqtest.EchoPlugin)})
-	res, err := e.client.Submit(ctx(t), jetstream.SubmitRequest{Function: "fail", Payload: []byte(`{"message":"later","retry_after_ms":1000}`), MaxRetries: intp(1)})
+	res, err := e.client.Submit(ctx(t), jetstream.SubmitRequest{Function: "fail", Payload: []byte(`{"message":"later","retry_after_ms":3000}`), MaxRetries: intp(1)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -453,7 +454,7 @@ func TestStaleDeliveryDoesNotStartAnExtraAttempt(t *testing.T) {
 		}
 	}
 	// A runner takes the third delivery, fails the attempt and schedules
-	// the retry 1 s on; it stops before the retry fires, so the retry waits
+	// the retry 3 s on; it stops before the retry fires, so the retry waits
 	// in the stream.
 	first := startRunner(t, e, fastConfig(), pluginhost.HostConfig{})
 	retrying := waitFor(t, e, res.ID, models.StatusRetrying, 30*time.Second)
