@@ -113,7 +113,8 @@ func TestSIGKILLedRunnerLosesNothing(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
 	kill := startHelper(t, e, pluginsDir(t), "doomed")
-	res, err := e.client.Submit(ctx(t), jetstream.SubmitRequest{Function: "sleep", Payload: []byte("1s"), MaxRetries: intp(0)})
+	// Long enough to be killed mid-task even on a slow machine.
+	res, err := e.client.Submit(ctx(t), jetstream.SubmitRequest{Function: "sleep", Payload: []byte("3s"), MaxRetries: intp(0)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -126,7 +127,7 @@ func TestSIGKILLedRunnerLosesNothing(t *testing.T) {
 	startRunner(t, e, fastConfig(), pluginhost.HostConfig{})
 	task := waitFor(t, e, res.ID, models.StatusSucceeded, 60*time.Second)
 	// The interruption was counted, and cost no retry (MaxRetries is 0).
-	if task.Interruptions != 1 || task.RetryCount != 0 || task.Attempt != 1 || string(task.Result) != "slept 1s" {
+	if task.Interruptions != 1 || task.RetryCount != 0 || task.Attempt != 1 || string(task.Result) != "slept 3s" {
 		t.Fatalf("task = %+v", task)
 	}
 }
