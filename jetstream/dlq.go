@@ -152,12 +152,10 @@ func (c *Client) WaitDead(ctx context.Context, id string) (DeadTask, error) {
 		m, err := cons.Next(natsjs.FetchContext(ctx))
 		switch {
 		case err == nil:
-			meta, err := m.Metadata()
+			d, _, err := c.deadTaskOf(m, true)
 			if err != nil {
 				return DeadTask{}, fmt.Errorf("wait for dead task %s: %w", id, err)
 			}
-			d := c.deadTask(m.Subject(), m.Headers(), meta.Sequence.Stream, meta.Timestamp)
-			d.Payload = m.Data()
 			return d, nil
 		case over():
 			cause := context.Cause(ctx)
@@ -171,6 +169,20 @@ func (c *Client) WaitDead(ctx context.Context, id string) (DeadTask, error) {
 			return DeadTask{}, fmt.Errorf("wait for dead task %s: %w", id, err)
 		}
 	}
+}
+
+// deadTaskOf is the entry a consumer delivered as m, with its payload when
+// withPayload, and m's metadata.
+func (c *Client) deadTaskOf(m natsjs.Msg, withPayload bool) (DeadTask, *natsjs.MsgMetadata, error) {
+	meta, err := m.Metadata()
+	if err != nil {
+		return DeadTask{}, nil, err
+	}
+	d := c.deadTask(m.Subject(), m.Headers(), meta.Sequence.Stream, meta.Timestamp)
+	if withPayload {
+		d.Payload = m.Data()
+	}
+	return d, meta, nil
 }
 
 func (c *Client) deadTask(subject string, h nats.Header, seq uint64, at time.Time) DeadTask {
@@ -268,15 +280,11 @@ func (c *Client) scanDead(ctx context.Context, f DeadFilter, headersOnly bool, f
 		got := 0
 		for m := range batch.Messages() {
 			got++
-			meta, err := m.Metadata()
+			d, meta, err := c.deadTaskOf(m, !headersOnly)
 			if err != nil {
 				return fmt.Errorf("read dead-letter stream: %w", err)
 			}
 			pending = meta.NumPending
-			d := c.deadTask(m.Subject(), m.Headers(), meta.Sequence.Stream, meta.Timestamp)
-			if !headersOnly {
-				d.Payload = m.Data()
-			}
 			if f.match(d) && !fn(d) {
 				return nil
 			}

@@ -366,24 +366,8 @@ func TestStaleDeliveryDoesNotDisturbTheClaim(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	fetch := func(delivery uint64) natsjs.Msg {
-		t.Helper()
-		batch, err := cons.Fetch(1, natsjs.FetchMaxWait(10*time.Second))
-		if err != nil {
-			t.Fatal(err)
-		}
-		for m := range batch.Messages() {
-			meta, err := m.Metadata()
-			if err != nil || meta.NumDelivered != delivery || m.Headers().Get(jetstream.HeaderTaskID) != res.ID {
-				t.Fatalf("fetched %v (delivery %d, %v), want delivery %d of %s", m.Headers(), meta.NumDelivered, err, delivery, res.ID)
-			}
-			return m
-		}
-		t.Fatalf("no delivery %d of %s: %v", delivery, res.ID, batch.Error())
-		return nil
-	}
-	first := fetch(1)
-	second := fetch(2) // after the first one's ack wait ran out
+	deliveries := fetchDeliveries(t, cons, res.ID, 2) // the second after the first one's ack wait ran out
+	first, second := deliveries[0], deliveries[1]
 	// Free the holder's slot: it gets the third delivery and claims it.
 	if _, err := e.client.Cancel(ctx(t), blocker.ID); err != nil {
 		t.Fatal(err)
@@ -437,23 +421,7 @@ func TestStaleDeliveryDoesNotStartAnExtraAttempt(t *testing.T) {
 	}
 	// Take two deliveries (the second after the first one's ack wait): a
 	// redelivery is what a runner may claim from, so the stale copy is one.
-	var stale natsjs.Msg
-	for delivery := uint64(1); delivery <= 2; delivery++ {
-		batch, err := cons.Fetch(1, natsjs.FetchMaxWait(10*time.Second))
-		if err != nil {
-			t.Fatal(err)
-		}
-		stale = nil
-		for m := range batch.Messages() {
-			if meta, err := m.Metadata(); err != nil || meta.NumDelivered != delivery {
-				t.Fatalf("delivery %d: %+v %v", delivery, meta, err)
-			}
-			stale = m
-		}
-		if stale == nil {
-			t.Fatalf("no delivery %d: %v", delivery, batch.Error())
-		}
-	}
+	stale := fetchDeliveries(t, cons, res.ID, 2)[1]
 	// A runner takes the third delivery, fails the attempt and schedules
 	// the retry 3 s on; it stops before the retry fires, so the retry waits
 	// in the stream.
@@ -476,4 +444,30 @@ func TestStaleDeliveryDoesNotStartAnExtraAttempt(t *testing.T) {
 	if task.Attempt != 2 || len(task.Errors) != 2 || task.Interruptions != 0 || task.Error.Message != "later" {
 		t.Fatalf("task = %+v", task)
 	}
+}
+
+// fetchDeliveries takes n deliveries of task id's message from cons, each
+// after the previous one's ack wait ran out, and leaves them unsettled.
+func fetchDeliveries(t *testing.T, cons natsjs.Consumer, id string, n int) []natsjs.Msg {
+	t.Helper()
+	var out []natsjs.Msg
+	for delivery := uint64(1); delivery <= uint64(n); delivery++ {
+		batch, err := cons.Fetch(1, natsjs.FetchMaxWait(10*time.Second))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got natsjs.Msg
+		for m := range batch.Messages() {
+			meta, err := m.Metadata()
+			if err != nil || meta.NumDelivered != delivery || m.Headers().Get(jetstream.HeaderTaskID) != id {
+				t.Fatalf("fetched %v (%+v, %v), want delivery %d of %s", m.Headers(), meta, err, delivery, id)
+			}
+			got = m
+		}
+		if got == nil {
+			t.Fatalf("no delivery %d of %s: %v", delivery, id, batch.Error())
+		}
+		out = append(out, got)
+	}
+	return out
 }

@@ -6,6 +6,7 @@ package omniqtest
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"sync"
 	"testing"
 	"time"
@@ -179,17 +180,9 @@ func (r *Runner) Counter(t testing.TB, name string, labels map[string]string) fl
 // that saw the state change waits for the count rather than reading it.
 func (r *Runner) WaitCounter(t testing.TB, name string, labels map[string]string, want float64, within time.Duration) {
 	t.Helper()
-	deadline := time.Now().Add(within)
-	for {
-		got := r.Counter(t, name, labels)
-		if got == want {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s%v = %v after %s, want %v", name, labels, got, within, want)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	Eventually(t, within, fmt.Sprintf("%s%v to be %v", name, labels, want), func() bool {
+		return r.Counter(t, name, labels) == want
+	})
 }
 
 // WaitFor waits until task id reaches status want and returns its record;

@@ -3,6 +3,7 @@ package runnercmd_test
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"io"
 	"net/http"
 	"os"
@@ -178,22 +179,15 @@ func TestRunsTasksServesMetricsAndStopsGracefully(t *testing.T) {
 		"/healthz": "ok",
 		"/readyz":  "ready",
 	} {
-		deadline := time.Now().Add(10 * time.Second)
-		for {
+		omniqtest.Eventually(t, 10*time.Second, fmt.Sprintf("GET %s to answer 200 with %q", path, want), func() bool {
 			resp, err := http.Get("http://" + ready.MetricsAddr + path)
 			if err != nil {
 				t.Fatal(err)
 			}
 			body, _ := io.ReadAll(resp.Body)
 			resp.Body.Close()
-			if resp.StatusCode == 200 && strings.Contains(string(body), want) {
-				break
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("GET %s = %d, want %q in:\n%.2000s", path, resp.StatusCode, want, body)
-			}
-			time.Sleep(20 * time.Millisecond)
-		}
+			return resp.StatusCode == 200 && strings.Contains(string(body), want)
+		})
 	}
 	if code := stop(false); code != 0 {
 		t.Fatalf("graceful stop exited %d:\n%s", code, logs)
