@@ -185,11 +185,14 @@ func (c *cli) waitAndReport(client *jetstream.Client, id string) error {
 	}
 	msg := fmt.Sprintf("task %s failed", id)
 	if te := task.Error; te != nil {
-		attempts := "attempts"
-		if task.Attempt == 1 {
-			attempts = "attempt"
+		switch task.Attempt {
+		case 0: // unknown function, malformed task
+			msg = fmt.Sprintf("task %s failed without running: %s: %s", id, te.ErrorType, te.Message)
+		case 1:
+			msg = fmt.Sprintf("task %s failed after 1 attempt: %s: %s", id, te.ErrorType, te.Message)
+		default:
+			msg = fmt.Sprintf("task %s failed after %d attempts: %s: %s", id, task.Attempt, te.ErrorType, te.Message)
 		}
-		msg = fmt.Sprintf("task %s failed after %d %s: %s: %s", id, task.Attempt, attempts, te.ErrorType, te.Message)
 	}
 	// The runner writes the dead-letter entry just after the failed state:
 	// wait for it, so the command we point at finds it.

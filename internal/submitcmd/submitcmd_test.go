@@ -273,6 +273,52 @@ func TestBatchShowsProgressOnATerminal(t *testing.T) {
 	r.want(t, 0, "submitted 200, duplicates 0, rejected 0", "submitting")
 }
 
+// TestSubmitWaitWaitsForTheDeadLetterEntry fails a waited-on task by hand,
+// as a runner does, but writes the dead-letter entry only for one of two
+// tasks: --wait points at `dlq show` only once the entry is there.
+func TestSubmitWaitWaitsForTheDeadLetterEntry(t *testing.T) {
+	t.Parallel()
+	o := start(t)
+	client := o.srv.Client
+	fail := func(id string, deadLetter bool) result {
+		t.Helper()
+		done := make(chan result, 1)
+		// Delayed by an hour, so no runner touches it meanwhile.
+		go func() { done <- o.run("", "echo", "x", "--id", id, "--delay", "1h", "--wait") }()
+		var rec jetstream.Record
+		omniqtest.Eventually(t, 10*time.Second, id+" to be submitted", func() bool {
+			var err error
+			rec, err = client.State().Get(omniqtest.Context(t), id)
+			return err == nil
+		})
+		te, err := models.NewTaskError(models.TaskError{ErrorType: "handler_error", Message: "broken"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		rec, err = client.State().Transition(omniqtest.Context(t), rec, models.StatusFailed, time.Now(), func(t *models.Task) { t.RecordError(*te) })
+		if err != nil {
+			t.Fatal(err)
+		}
+		if deadLetter {
+			tm := &jetstream.TaskMessage{ID: id, Function: "echo", Attempt: rec.Task.Attempt, Payload: []byte("x")}
+			if err := client.DeadLetter(omniqtest.Context(t), tm, *te, rec.Task.Replays); err != nil {
+				t.Fatal(err)
+			}
+		}
+		return <-done
+	}
+	r := fail("with-entry", true)
+	r.want(t, 1, "", "see `omniq-submit dlq show with-entry`")
+	r = fail("no-entry", false)
+	r.want(t, 1, "", "its dead-letter entry was not there after 10s")
+	if !strings.Contains(r.stderr, "task no-entry failed without running: handler_error: broken") {
+		t.Fatalf("a task that never ran: %q", r.stderr)
+	}
+	if strings.Contains(r.stderr, "dlq show") {
+		t.Fatalf("pointed at dlq show with no entry: %q", r.stderr)
+	}
+}
+
 func TestDeadLetterCommands(t *testing.T) {
 	t.Parallel()
 	o := start(t)
