@@ -13,26 +13,69 @@ import (
 // cancelled.
 var ErrAlreadyFinished = errors.New("task already finished")
 
-// CancelSubject is the core NATS subject on which cancellation notices for
-// task id are published; runners subscribe to CancelSubjects.
+// CancelSubject is the core NATS subject on which a cancellation of task id
+// is requested. Submitters and operators publish there; one runner (they
+// share a queue group on CancelSubjects) records the cancellation, and only
+// then are the others told to stop the task, on CancelledSubject.
 func (c Config) CancelSubject(id string) string { return c.SubjectPrefix + ".cancel." + id }
 
-// CancelSubjects is the wildcard subject of all cancellation notices.
+// CancelSubjects is the wildcard subject of all cancellation requests.
 func (c Config) CancelSubjects() string { return c.SubjectPrefix + ".cancel.>" }
 
-// Cancel cancels task id: its state moves to cancelled (so no runner starts
-// it, and a runner finishing it cannot record another outcome), its pending
-// retry schedule is removed, and runners are told to stop it if it is
-// running. It returns the cancelled record, or ErrAlreadyFinished with the
-// final record when the task had already ended.
+// CancelledSubject is the core NATS subject on which a runner that recorded
+// task id as cancelled tells every runner to stop it. Only runners publish
+// there.
+func (c Config) CancelledSubject(id string) string { return c.SubjectPrefix + ".cancelled." + id }
+
+// CancelledSubjects is the wildcard subject of all cancellation notices.
+func (c Config) CancelledSubjects() string { return c.SubjectPrefix + ".cancelled.>" }
+
+// Cancel asks the runners to cancel task id and returns the cancelled
+// record. It needs a submitter's rights. It returns ErrAlreadyFinished with
+// the final record when the task had already ended, ErrTaskNotFound when no
+// runner has seen the task, and ErrNoRunner when no runner answered.
 func (c *Client) Cancel(ctx context.Context, id string) (Record, error) {
+	if err := models.ValidateTaskID(id); err != nil {
+		return Record{}, err
+	}
+	return c.request(ctx, c.cfg.CancelSubject(id), "cancel "+id)
+}
+
+// UnseenFunction is the function of the record that cancelling a task no
+// runner has seen yet leaves: the task is still queued, its function
+// unknown until its message is read, and the record makes the runner that
+// reads it drop it.
+const UnseenFunction = "_unseen"
+
+// RecordCancel records task id as cancelled: its state moves to cancelled
+// (so no runner starts it, and a runner finishing it cannot record another
+// outcome) and its pending retry schedule is removed. A task without a
+// record (queued, not seen by a runner yet) gets a cancelled record of
+// function UnseenFunction, so that it never runs. It returns the cancelled
+// record and the status the task had ("" for none), or ErrAlreadyFinished
+// with the final record when the task had already ended. It needs a
+// runner's rights; the runner calls it when a cancellation is requested,
+// and then stops the task where it runs.
+func (c *Client) RecordCancel(ctx context.Context, id string) (Record, models.TaskStatus, error) {
 	for try := 0; ; try++ {
 		rec, err := c.state.Get(ctx, id)
+		if errors.Is(err, ErrTaskNotFound) {
+			now := time.Now()
+			t := models.NewTask(id, UnseenFunction, 0, 0, now)
+			_ = t.Transition(models.StatusCancelled, now)
+			te, _ := models.NewTaskError(models.TaskError{ErrorType: models.ErrorTypeCancelled, Message: "cancelled by request before any runner saw the task"})
+			t.RecordError(*te)
+			rec, err = c.state.Create(ctx, t)
+			if errors.Is(err, ErrTaskExists) && try < 5 {
+				continue // a runner saw it meanwhile
+			}
+			return rec, "", err
+		}
 		if err != nil {
-			return Record{}, err
+			return Record{}, "", err
 		}
 		if rec.Task.Status.IsTerminal() {
-			return rec, fmt.Errorf("%w: %s is %s", ErrAlreadyFinished, id, rec.Task.Status)
+			return rec, rec.Task.Status, fmt.Errorf("%w: %s is %s", ErrAlreadyFinished, id, rec.Task.Status)
 		}
 		was := rec.Task.Status
 		next, err := c.state.Transition(ctx, rec, models.StatusCancelled, time.Now(), func(t *models.Task) {
@@ -43,18 +86,13 @@ func (c *Client) Cancel(ctx context.Context, id string) (Record, error) {
 			continue // it moved on meanwhile; look again
 		}
 		if err != nil {
-			return Record{}, err
+			return Record{}, was, err
 		}
 		if was == models.StatusRetrying || !rec.Task.RunAt.IsZero() {
 			if err := c.CancelSchedule(ctx, id); err != nil {
 				c.log.WithError(err).WithField("task_id", id).Warn("cancel: could not remove the retry schedule; the runner will drop it")
 			}
 		}
-		if was == models.StatusRunning {
-			if err := c.nc.Publish(c.cfg.CancelSubject(id), nil); err != nil {
-				c.log.WithError(err).WithField("task_id", id).Warn("cancel: could not notify runners; the task is stopped when it next reports")
-			}
-		}
-		return next, nil
+		return next, was, nil
 	}
 }

@@ -97,7 +97,9 @@ type SubmitRequest struct {
 type SubmitResult struct {
 	// ID is the task id.
 	ID string
-	// Record is the pending state record written for the task.
+	// Record is the task as submitted, pending, at Revision 0: the state
+	// record a runner writes when it first sees the task starts from it.
+	// For a duplicate, it is the stored record when there is one.
 	Record Record
 }
 
@@ -124,20 +126,28 @@ func (c *Client) Validate(r SubmitRequest) error {
 	return validateUserHeaders(r.Headers)
 }
 
-// Submit validates r, writes the task's pending state record, then publishes
-// the task (or, with RunAt in the future, its schedule). Nothing is written
-// when r is invalid.
+// Submit validates r and publishes the task on its function's subject,
+// with the task id as the message id. Nothing is published when r is
+// invalid. Submit needs only a submitter's rights: the runner that first
+// sees the task writes its state record, so right after Submit the state
+// bucket may not hold the task yet (Record in the result is the task as
+// submitted, at revision 0). With RunAt in the future, the runner holds
+// the task until then.
 //
-// A second submit of the same id returns ErrDuplicateTask along with the
-// stored record, and does not run the task twice. If an earlier submit of
-// the id wrote its state but failed to publish, the duplicate submit
-// publishes the task, so retrying a failed submit is always safe.
+// A second submit of an id returns ErrDuplicateTask and does not run the
+// task twice: JetStream drops a copy published within the dedupe window,
+// and Submit refuses an id that already has a state record. Retrying a
+// submit that failed is therefore always safe.
 func (c *Client) Submit(ctx context.Context, r SubmitRequest) (SubmitResult, error) {
 	if err := c.Validate(r); err != nil {
 		return SubmitResult{}, err
 	}
 	if r.ID == "" {
 		r.ID = nuid.Next()
+	} else if rec, err := c.state.Get(ctx, r.ID); err == nil {
+		return SubmitResult{ID: r.ID, Record: rec}, fmt.Errorf("%w: %s is already %s", ErrDuplicateTask, r.ID, rec.Task.Status)
+	} else if !errors.Is(err, ErrTaskNotFound) {
+		return SubmitResult{}, fmt.Errorf("submit %s: %w", r.ID, err)
 	}
 	now := time.Now()
 	tm := TaskMessage{ID: r.ID, Function: r.Function, Attempt: 1, Timeout: r.Timeout, Headers: r.Headers, Payload: r.Payload}
@@ -146,64 +156,28 @@ func (c *Client) Submit(ctx context.Context, r SubmitRequest) (SubmitResult, err
 		tm.MaxRetries, tm.HasMaxRetries = *r.MaxRetries, true
 		task.MaxRetries = *r.MaxRetries
 	}
-	delayed := r.RunAt.After(now)
-	if delayed {
-		task.RunAt = r.RunAt.UTC()
-	}
-	rec, err := c.state.Create(ctx, task)
-	if errors.Is(err, ErrTaskExists) {
-		return c.resubmit(ctx, &tm, r.RunAt)
-	}
-	if err != nil {
-		return SubmitResult{}, err
-	}
-	if err := c.publishNew(ctx, &tm, r.RunAt); err != nil {
-		// Leave no pending record without a message behind.
-		if derr := c.state.Delete(context.WithoutCancel(ctx), rec); derr != nil {
-			c.log.WithError(derr).WithField("task_id", r.ID).Warn("submit failed and its state record could not be removed; a resubmit with the same id will publish it")
-		}
-		return SubmitResult{}, err
-	}
-	return SubmitResult{ID: r.ID, Record: rec}, nil
-}
-
-// resubmit handles a submit whose id already has state.
-func (c *Client) resubmit(ctx context.Context, tm *TaskMessage, runAt time.Time) (SubmitResult, error) {
-	rec, err := c.state.Get(ctx, tm.ID)
-	if err != nil {
-		return SubmitResult{}, fmt.Errorf("%w: %s (its state could not be read: %w)", ErrDuplicateTask, tm.ID, err)
-	}
-	if rec.Task.Status == models.StatusPending && rec.Task.Attempt == 0 {
-		// Never claimed: the first submit may have died between writing
-		// state and publishing. Publishing again is safe: the dedupe
-		// window drops a copy, and a claim drops any later one.
-		if err := c.publishNew(ctx, tm, runAt); err != nil {
-			return SubmitResult{}, err
-		}
-	}
-	return SubmitResult{ID: tm.ID, Record: rec}, fmt.Errorf("%w: %s is already %s", ErrDuplicateTask, tm.ID, rec.Task.Status)
-}
-
-// publishNew publishes the first attempt of tm now, or its schedule when
-// runAt is in the future; the task id is the message id.
-func (c *Client) publishNew(ctx context.Context, tm *TaskMessage, runAt time.Time) error {
-	if runAt.After(time.Now()) {
-		_, err := c.publishSchedule(ctx, tm, runAt, natsjs.WithMsgID(tm.ID))
-		return err
+	if r.RunAt.After(now) {
+		tm.RunAt = r.RunAt.UTC()
+		task.RunAt = tm.RunAt
 	}
 	msg := &nats.Msg{Subject: c.cfg.TaskSubject(tm.Function), Header: tm.Header(), Data: tm.Payload}
-	_, err := c.publish(ctx, msg, natsjs.WithMsgID(tm.ID))
+	ack, err := c.publish(ctx, msg, natsjs.WithMsgID(tm.ID))
 	if err != nil {
-		return fmt.Errorf("publish task %s: %w", tm.ID, err)
+		return SubmitResult{}, fmt.Errorf("publish task %s: %w", tm.ID, err)
 	}
-	return nil
+	res := SubmitResult{ID: r.ID, Record: Record{Task: task}}
+	if ack.Duplicate {
+		return res, fmt.Errorf("%w: %s was submitted moments ago", ErrDuplicateTask, r.ID)
+	}
+	return res, nil
 }
 
-// Publish publishes tm on its function's subject now, with msgID as the
-// message id for deduplication ("" for none). The runner uses it to put a
-// task back; Submit is the way to submit one.
-func (c *Client) Publish(ctx context.Context, tm *TaskMessage, msgID string) error {
-	msg := &nats.Msg{Subject: c.cfg.TaskSubject(tm.Function), Header: tm.Header(), Data: tm.Payload}
+// PublishRetry publishes tm on its function's retry subject now, with msgID
+// as the message id for deduplication ("" for none). Runners use it to put
+// a task back (a replay, a retry); it needs a runner's rights. Submit is the
+// way to submit a task.
+func (c *Client) PublishRetry(ctx context.Context, tm *TaskMessage, msgID string) error {
+	msg := &nats.Msg{Subject: c.cfg.RetrySubject(tm.Function), Header: tm.Header(), Data: tm.Payload}
 	var opts []natsjs.PublishOpt
 	if msgID != "" {
 		opts = append(opts, natsjs.WithMsgID(msgID))

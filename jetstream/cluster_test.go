@@ -57,7 +57,7 @@ func TestReplicatedStreamsOnAThreeServerCluster(t *testing.T) {
 	}
 	// Compare-and-swap on a replicated bucket reports conflicts with a
 	// different error code (10164): exactly one writer still wins.
-	rec, err := client.State().Get(ctx(t), res.ID)
+	rec, err := client.State().Create(ctx(t), models.NewTask(res.ID, "f", 3, 0, time.Now()))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -20,9 +20,16 @@ type Config struct {
 	// SubjectPrefix is the first token of every OmniQ subject: tasks are
 	// published on <prefix>.tasks.<function>. Defaults to "omniq".
 	SubjectPrefix string
-	// TasksStream is the work-queue stream holding tasks and scheduled
-	// retries. Defaults to "OMNIQ_TASKS".
+	// TasksStream is the work-queue stream submitters publish tasks to, on
+	// <prefix>.tasks.<function>. It allows no roll-ups and no schedules, so
+	// a submitter can add tasks to it and nothing else. Defaults to
+	// "OMNIQ_TASKS".
 	TasksStream string
+	// RetriesStream is the work-queue stream only runners write: retries,
+	// delayed first attempts and replays on <prefix>.retry.<function>, and
+	// the one pending schedule of each waiting task on
+	// <prefix>.schedule.<id>. Defaults to "OMNIQ_RETRIES".
+	RetriesStream string
 	// DLQStream is the stream holding dead-lettered tasks. Defaults to
 	// "OMNIQ_DLQ".
 	DLQStream string
@@ -71,6 +78,9 @@ func (c Config) WithDefaults() Config {
 	if c.TasksStream == "" {
 		c.TasksStream = "OMNIQ_TASKS"
 	}
+	if c.RetriesStream == "" {
+		c.RetriesStream = "OMNIQ_RETRIES"
+	}
 	if c.DLQStream == "" {
 		c.DLQStream = "OMNIQ_DLQ"
 	}
@@ -118,7 +128,7 @@ func (c Config) validate() error {
 	if err := models.ValidateFunctionName(c.SubjectPrefix); err != nil {
 		return fmt.Errorf("%w: SubjectPrefix: %w", ErrInvalidConfig, err)
 	}
-	for name, v := range map[string]string{"TasksStream": c.TasksStream, "DLQStream": c.DLQStream, "StateBucket": c.StateBucket, "FunctionsBucket": c.FunctionsBucket} {
+	for name, v := range map[string]string{"TasksStream": c.TasksStream, "RetriesStream": c.RetriesStream, "DLQStream": c.DLQStream, "StateBucket": c.StateBucket, "FunctionsBucket": c.FunctionsBucket} {
 		if err := models.ValidateFunctionName(v); err != nil {
 			return fmt.Errorf("%w: %s %q: only A-Z a-z 0-9 _ - are allowed", ErrInvalidConfig, name, v)
 		}
@@ -149,6 +159,17 @@ func (c Config) TaskSubject(function string) string {
 
 // taskSubjectPrefix is TaskSubject without the function.
 func (c Config) taskSubjectPrefix() string { return c.SubjectPrefix + ".tasks." }
+
+// RetrySubject is the subject, in the runners' own stream, on which a
+// runner puts back attempts of function after the first: retries, delayed
+// first attempts and replays. Only runners may publish on it, so the
+// attempt number such a message carries is believed.
+func (c Config) RetrySubject(function string) string {
+	return c.SubjectPrefix + ".retry." + function
+}
+
+// retrySubjectPrefix is RetrySubject without the function.
+func (c Config) retrySubjectPrefix() string { return c.SubjectPrefix + ".retry." }
 
 // scheduleSubject is the subject holding the one pending schedule of task id.
 func (c Config) scheduleSubject(id string) string {

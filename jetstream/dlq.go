@@ -310,13 +310,32 @@ type ReplayResult struct {
 	Record Record
 }
 
-// Replay runs a dead task again: its state goes from failed back to pending
-// with a fresh retry budget (the replay counted, its error history kept),
-// the task is published with its original payload and headers, and only
-// then is its dead-letter entry removed. Replaying the same task twice runs
-// it once: the second call finds the entry gone (ErrNotDead) or the state
-// already replayed (ErrAlreadyReplayed).
+// Replay asks the runners to run dead task id again (see ReplayVerified
+// for what a runner checks and does) and returns the task's pending record.
+// It needs an operator's rights. Replaying the same task twice runs it
+// once: the second call finds the entry gone (ErrNotDead) or the state
+// already replayed (ErrAlreadyReplayed). An entry that does not agree with
+// the task's state record is refused (ErrReplayRefused) and kept. Without a
+// runner it returns ErrNoRunner.
 func (c *Client) Replay(ctx context.Context, id string) (ReplayResult, error) {
+	if err := models.ValidateTaskID(id); err != nil {
+		return ReplayResult{}, err
+	}
+	rec, err := c.request(ctx, c.cfg.ReplaySubject(id), "replay "+id)
+	return ReplayResult{ID: id, Record: rec}, err
+}
+
+// ReplayVerified runs dead task id again, after checking that its
+// dead-letter entry is one a runner wrote for the task's latest failure:
+// the task's state record must exist, be of the entry's function, be
+// failed with the entry's replay count, and hold the entry's final error.
+// An entry that does not agree is refused with ErrReplayRefused and left
+// alone. Then the state goes from failed back to pending with a fresh
+// retry budget (the replay counted, its error history kept), the task is
+// published on its retry subject with its original payload and headers,
+// and only then is the entry removed. It needs a runner's rights: runners
+// call it when an operator asks for a replay (Replay).
+func (c *Client) ReplayVerified(ctx context.Context, id string) (ReplayResult, error) {
 	d, err := c.GetDead(ctx, id)
 	if err != nil {
 		return ReplayResult{}, err
@@ -325,7 +344,6 @@ func (c *Client) Replay(ctx context.Context, id string) (ReplayResult, error) {
 }
 
 func (c *Client) replay(ctx context.Context, d DeadTask) (ReplayResult, error) {
-	now := time.Now()
 	tm := TaskMessage{ID: d.ID, Function: d.Function, Payload: d.Payload, Headers: map[string]string{}}
 	for k, vs := range d.Header {
 		if !hasReservedPrefix(k) && len(vs) > 0 {
@@ -341,21 +359,20 @@ func (c *Client) replay(ctx context.Context, d DeadTask) (ReplayResult, error) {
 	rec, err := c.state.Get(ctx, d.ID)
 	switch {
 	case errors.Is(err, ErrTaskNotFound):
-		// The state record expired: rebuild it from the entry.
-		task := models.NewTask(d.ID, d.Function, tm.MaxRetries, tm.Timeout, now)
-		task.Attempt, task.Replays = d.Attempt, d.Replays+1
-		if d.Error != nil {
-			task.RecordError(*d.Error)
-			task.Error = nil
-		}
-		if rec, err = c.state.Create(ctx, task); err != nil {
-			return ReplayResult{}, fmt.Errorf("replay %s: %w", d.ID, err)
-		}
+		return ReplayResult{}, fmt.Errorf("%w: %s: the task has no state record to check its dead-letter entry against (it expired or was removed); "+
+			"the entry is kept: inspect it with dlq show, purge it, or submit its payload as a new task", ErrReplayRefused, d.ID)
 	case err != nil:
 		return ReplayResult{}, fmt.Errorf("replay %s: %w", d.ID, err)
+	case rec.Task.Function != d.Function:
+		return ReplayResult{}, fmt.Errorf("%w: %s: the entry is for function %q but the task is a task of %q; the entry is kept",
+			ErrReplayRefused, d.ID, d.Function, rec.Task.Function)
 	case rec.Task.Status == models.StatusFailed && rec.Task.Replays == d.Replays:
+		if !sameFailure(rec.Task.Error, d.Error) {
+			return ReplayResult{}, fmt.Errorf("%w: %s: the entry's error does not match the failure recorded in the task's state; the entry is kept",
+				ErrReplayRefused, d.ID)
+		}
 		next := rec.Task.Clone()
-		if err := next.Replay(now); err != nil {
+		if err := next.Replay(time.Now()); err != nil {
 			return ReplayResult{}, err
 		}
 		if rec, err = c.state.Replace(ctx, rec, next); err != nil {
@@ -374,7 +391,7 @@ func (c *Client) replay(ctx context.Context, d DeadTask) (ReplayResult, error) {
 			d.ID, rec.Task.Status, rec.Task.Replays, d.Replays, models.ErrIllegalTransition)
 	}
 	tm.Attempt = rec.Task.Attempt + 1
-	if err := c.Publish(ctx, &tm, fmt.Sprintf("%s.replay.%d", d.ID, rec.Task.Replays)); err != nil {
+	if err := c.PublishRetry(ctx, &tm, fmt.Sprintf("%s.replay.%d", d.ID, rec.Task.Replays)); err != nil {
 		return ReplayResult{}, fmt.Errorf("replay %s: %w (its dead-letter entry is kept; replay again)", d.ID, err)
 	}
 	if err := c.deleteDead(ctx, d.Sequence); err != nil {
@@ -383,18 +400,27 @@ func (c *Client) replay(ctx context.Context, d DeadTask) (ReplayResult, error) {
 	return ReplayResult{ID: d.ID, Record: rec}, nil
 }
 
-// ReplayDead replays every entry matching f (Limit and After ignored) and
-// returns the replayed tasks and, joined, the errors of those that failed.
+// sameFailure reports whether the final error of a dead-letter entry is the
+// one the task's state recorded.
+func sameFailure(recorded, entry *models.TaskError) bool {
+	return recorded != nil && entry != nil && recorded.ErrorType == entry.ErrorType &&
+		recorded.Timestamp.Equal(entry.Timestamp) && recorded.RetryCount == entry.RetryCount
+}
+
+// ReplayDead asks the runners to replay every entry matching f (Limit and
+// After ignored), one by one as Replay does, and returns the replayed tasks
+// and, joined, the errors of those that failed. It needs an operator's
+// rights.
 func (c *Client) ReplayDead(ctx context.Context, f DeadFilter) ([]ReplayResult, error) {
 	f.Limit, f.After = 0, 0
 	var dead []DeadTask
-	if err := c.scanDead(ctx, f, false, func(d DeadTask) bool { dead = append(dead, d); return true }); err != nil {
+	if err := c.scanDead(ctx, f, true, func(d DeadTask) bool { dead = append(dead, d); return true }); err != nil {
 		return nil, err
 	}
 	var out []ReplayResult
 	var errs []error
 	for _, d := range dead {
-		r, err := c.replay(ctx, d)
+		r, err := c.Replay(ctx, d.ID)
 		if err != nil {
 			errs = append(errs, err)
 			continue

@@ -39,8 +39,10 @@ func failState(t *testing.T, e *env, id, function, errType string) (*jetstream.T
 	if err != nil {
 		t.Fatal(err)
 	}
-	rec, _ := e.client.State().Get(ctx(t), id)
-	rec, err = e.client.State().Transition(ctx(t), rec, models.StatusRunning, time.Now(), func(t *models.Task) { t.Attempt = 1 })
+	// The runner that first sees the task creates its record, claimed.
+	task := models.NewTask(id, function, 0, 0, time.Now())
+	task.Status, task.Attempt = models.StatusRunning, 1
+	rec, err := e.client.State().Create(ctx(t), task)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -123,7 +125,7 @@ func TestReplayRunsOnceWithFreshBudget(t *testing.T) {
 	e := newEnv(t, jetstream.Config{})
 	failTask(t, e, "r1", "f", "handler_error")
 
-	res, err := e.client.Replay(ctx(t), "r1")
+	res, err := e.client.ReplayVerified(ctx(t), "r1")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -134,13 +136,13 @@ func TestReplayRunsOnceWithFreshBudget(t *testing.T) {
 	if _, err := e.client.GetDead(ctx(t), "r1"); !errors.Is(err, jetstream.ErrNotDead) {
 		t.Fatalf("dead-letter entry still there after replay: %v", err)
 	}
-	if _, err := e.client.Replay(ctx(t), "r1"); !errors.Is(err, jetstream.ErrNotDead) {
+	if _, err := e.client.ReplayVerified(ctx(t), "r1"); !errors.Is(err, jetstream.ErrNotDead) {
 		t.Fatalf("second replay err = %v, want ErrNotDead", err)
 	}
-	if n := streamMsgs(t, e, "omniq.tasks.f"); n != 1 {
-		t.Fatalf("%d task messages after replaying twice, want 1", n)
+	if n := streamMsgs(t, e, "omniq.retry.f"); n != 1 {
+		t.Fatalf("%d replayed messages after replaying twice, want 1", n)
 	}
-	m := fetchOne(t, e, "f", 5*time.Second)
+	m := fetchRetry(t, e, "f", 5*time.Second)
 	tm, err := e.client.Config().ParseTaskMessage(m.Subject(), m.Headers(), m.Data(), "S", 1)
 	if err != nil {
 		t.Fatal(err)
@@ -150,20 +152,43 @@ func TestReplayRunsOnceWithFreshBudget(t *testing.T) {
 	}
 }
 
-func TestReplayAfterStateExpiredRebuildsIt(t *testing.T) {
+func TestReplayRefusesAnEntryItCannotVerify(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, jetstream.Config{})
+	// No state record to check the entry against.
 	failTask(t, e, "gone", "f", "panic")
 	rec, _ := e.client.State().Get(ctx(t), "gone")
 	if err := e.client.State().Delete(ctx(t), rec); err != nil {
 		t.Fatal(err)
 	}
-	res, err := e.client.Replay(ctx(t), "gone")
-	if err != nil {
+	// A forged entry: on another function's subject than the task's own.
+	failTask(t, e, "victim", "echo", "handler_error")
+	tm := &jetstream.TaskMessage{ID: "victim", Function: "sh", Attempt: 2, Payload: []byte("rm -rf /")}
+	te := models.TaskError{ErrorType: "handler_error", Message: "m", Timestamp: time.Now()}
+	if err := e.client.DeadLetter(ctx(t), tm, te, 0); err != nil {
 		t.Fatal(err)
 	}
-	if res.Record.Task.Status != models.StatusPending || res.Record.Task.Replays != 1 || len(res.Record.Task.Errors) != 1 || res.Record.Task.Errors[0].ErrorType != "panic" {
-		t.Fatalf("rebuilt state = %+v", res.Record.Task)
+	// An entry whose error is not the recorded failure.
+	_, _, replays := failState(t, e, "mismatch", "f", "timeout")
+	other := models.TaskError{ErrorType: "timeout", Message: "m", Timestamp: time.Now().Add(-time.Hour)}
+	if err := e.client.DeadLetter(ctx(t), &jetstream.TaskMessage{ID: "mismatch", Function: "f", Attempt: 1}, other, replays); err != nil {
+		t.Fatal(err)
+	}
+	for id, want := range map[string]string{"gone": "no state record", "victim": `task of "echo"`, "mismatch": "does not match"} {
+		_, err := e.client.ReplayVerified(ctx(t), id)
+		if !errors.Is(err, jetstream.ErrReplayRefused) || !strings.Contains(err.Error(), want) {
+			t.Errorf("replay %s: err = %v, want ErrReplayRefused saying %q", id, err, want)
+		}
+		if _, err := e.client.GetDead(ctx(t), id); err != nil {
+			t.Errorf("refused entry of %s was not left alone: %v", id, err)
+		}
+	}
+	if n := streamMsgs(t, e, "omniq.retry.>"); n != 0 {
+		t.Fatalf("refused replays published %d messages", n)
+	}
+	rec, _ = e.client.State().Get(ctx(t), "victim")
+	if rec.Task.Status != models.StatusFailed || rec.Task.Replays != 0 {
+		t.Fatalf("victim's state changed: %+v", rec.Task)
 	}
 }
 
@@ -180,10 +205,10 @@ func TestReplayInterruptedAfterStateResetPublishesOnce(t *testing.T) {
 	if _, err := e.client.State().Replace(ctx(t), rec, next); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := e.client.Replay(ctx(t), "half"); err != nil {
+	if _, err := e.client.ReplayVerified(ctx(t), "half"); err != nil {
 		t.Fatalf("finishing the interrupted replay: %v", err)
 	}
-	if n := streamMsgs(t, e, "omniq.tasks.f"); n != 1 {
+	if n := streamMsgs(t, e, "omniq.retry.f"); n != 1 {
 		t.Fatalf("%d task messages, want 1", n)
 	}
 	if _, err := e.client.GetDead(ctx(t), "half"); !errors.Is(err, jetstream.ErrNotDead) {
@@ -198,11 +223,16 @@ func TestReplayAndPurgeByFilter(t *testing.T) {
 		failTask(t, e, fmt.Sprintf("x%d", i), "xf", "timeout")
 		failTask(t, e, fmt.Sprintf("y%d", i), "yf", "handler_error")
 	}
-	out, err := e.client.ReplayDead(ctx(t), jetstream.DeadFilter{ErrorType: "timeout"})
-	if err != nil || len(out) != 3 {
-		t.Fatalf("ReplayDead = %d, %v", len(out), err)
+	timeouts, err := e.client.ListDead(ctx(t), jetstream.DeadFilter{ErrorType: "timeout"})
+	if err != nil || len(timeouts.Tasks) != 3 {
+		t.Fatalf("ListDead(timeout) = %v, %v", deadIDs(timeouts.Tasks), err)
 	}
-	if n := streamMsgs(t, e, "omniq.tasks.xf"); n != 3 {
+	for _, d := range timeouts.Tasks {
+		if _, err := e.client.ReplayVerified(ctx(t), d.ID); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := streamMsgs(t, e, "omniq.retry.xf"); n != 3 {
 		t.Fatalf("%d replayed messages, want 3", n)
 	}
 	n, err := e.client.PurgeDead(ctx(t), jetstream.DeadFilter{Function: "yf"})
@@ -242,11 +272,11 @@ func TestReplayThatCannotPublishKeepsTheEntry(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, jetstream.Config{})
 	failTask(t, e, "kept", "f", "timeout")
-	// Without the tasks stream the replay's publish has nowhere to go.
-	if err := e.client.JetStream().DeleteStream(ctx(t), "OMNIQ_TASKS"); err != nil {
+	// Without the retries stream the replay's publish has nowhere to go.
+	if err := e.client.JetStream().DeleteStream(ctx(t), "OMNIQ_RETRIES"); err != nil {
 		t.Fatal(err)
 	}
-	_, err := e.client.Replay(ctx(t), "kept")
+	_, err := e.client.ReplayVerified(ctx(t), "kept")
 	if err == nil || !strings.Contains(err.Error(), "dead-letter entry is kept") {
 		t.Fatalf("err = %v", err)
 	}
@@ -257,13 +287,13 @@ func TestReplayThatCannotPublishKeepsTheEntry(t *testing.T) {
 	if err := jetstream.Provision(ctx(t), e.client.JetStream(), jetstream.Config{}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := e.client.Replay(ctx(t), "kept"); err != nil {
+	if _, err := e.client.ReplayVerified(ctx(t), "kept"); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := e.client.GetDead(ctx(t), "kept"); !errors.Is(err, jetstream.ErrNotDead) {
 		t.Fatalf("entry still there after the replay: %v", err)
 	}
-	if n := streamMsgs(t, e, "omniq.tasks.f"); n != 1 {
+	if n := streamMsgs(t, e, "omniq.retry.f"); n != 1 {
 		t.Fatalf("%d task messages, want 1", n)
 	}
 }

@@ -9,8 +9,12 @@
 //
 // # Layout in JetStream
 //
-//	OMNIQ_TASKS      work-queue stream: omniq.tasks.<function> (tasks),
-//	                 omniq.schedule.<task id> (one pending schedule per task)
+//	OMNIQ_TASKS      work-queue stream: omniq.tasks.<function>, what
+//	                 submitters publish (no roll-ups, no schedules)
+//	OMNIQ_RETRIES    work-queue stream written by runners only:
+//	                 omniq.retry.<function> (retries, delayed starts,
+//	                 replays), omniq.schedule.<task id> (one pending
+//	                 schedule per task)
 //	OMNIQ_DLQ        limits stream: omniq.dlq.<function>.<task id>
 //	OMNIQ_STATE      KV bucket: <task id> -> models.Task JSON
 //	OMNIQ_FUNCTIONS  KV bucket: <function>.<runner id> -> Registration JSON

@@ -78,12 +78,16 @@ func TestEmbeddedNoListenServesInProcess(t *testing.T) {
 func TestStateSurvivesRestart(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, jetstream.Config{})
-	res, err := e.client.Submit(ctx(t), jetstream.SubmitRequest{ID: "durable-1", Function: "resize", Payload: []byte("p")})
+	_, err := e.client.Submit(ctx(t), jetstream.SubmitRequest{ID: "durable-1", Function: "resize", Payload: []byte("p")})
 	if err != nil {
 		t.Fatal(err)
 	}
+	task := models.NewTask("durable-2", "resize", 3, 0, time.Now())
+	if _, err := e.client.State().Create(ctx(t), task); err != nil {
+		t.Fatal(err)
+	}
 	e.restart()
-	rec, err := e.client.State().Get(ctx(t), res.ID)
+	rec, err := e.client.State().Get(ctx(t), task.ID)
 	if err != nil {
 		t.Fatalf("state after restart: %v", err)
 	}

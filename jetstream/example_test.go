@@ -33,12 +33,12 @@ func Example() {
 		fmt.Println(err)
 		return
 	}
-	rec, _ := client.State().Get(ctx, res.ID)
-	fmt.Println(rec.Task.ID, rec.Task.Function, rec.Task.Status)
+	fmt.Println(res.Record.Task.ID, res.Record.Task.Function, res.Record.Task.Status)
 
+	// The same id again, within the dedupe window: refused.
 	_, err = client.Submit(ctx, jetstream.SubmitRequest{ID: "order-42", Function: "charge_card"})
 	fmt.Println(err)
 	// Output:
 	// order-42 charge_card pending
-	// duplicate task id: order-42 is already pending
+	// duplicate task id: order-42 was submitted moments ago
 }

@@ -3,6 +3,7 @@ package jetstream
 import (
 	"errors"
 	"fmt"
+	"math"
 	"net/textproto"
 	"strconv"
 	"strings"
@@ -20,9 +21,14 @@ const (
 	// HeaderTaskID carries the task id. A message republished by a
 	// JetStream schedule loses its Nats-Msg-Id, so the id travels here too.
 	HeaderTaskID = "Omniq-Task-Id"
-	// HeaderAttempt is the attempt number the message is for: 1 for a new
-	// task, n+1 for the retry after attempt n.
+	// HeaderAttempt is the attempt number the message is for: n+1 for the
+	// retry after attempt n. Runners set it on the messages they put back
+	// on the retry subjects; on a task subject it is ignored, since any
+	// submitter could set it: a task published there starts at attempt 1.
 	HeaderAttempt = "Omniq-Attempt"
+	// HeaderRunAt delays a task's first attempt until the time it holds, in
+	// RFC 3339 ("2026-11-26T09:00:00Z"). Schedules fire on whole seconds.
+	HeaderRunAt = "Omniq-Run-At"
 	// HeaderMaxRetries overrides the function's retry budget for this task.
 	HeaderMaxRetries = "Omniq-Max-Retries"
 	// HeaderTimeout overrides the function's per-attempt timeout, as a Go
@@ -55,8 +61,14 @@ type TaskMessage struct {
 	ID string
 	// Function is the function name, the last token of the subject.
 	Function string
-	// Attempt is the attempt number the message is for (>= 1).
+	// Attempt is the attempt number the message is for (>= 1): always 1
+	// for a message on a task subject, the runner's word on a retry subject.
 	Attempt int
+	// Retry says the message came on a retry subject, which only runners
+	// may publish on.
+	Retry bool
+	// RunAt delays the first attempt (from HeaderRunAt); zero for none.
+	RunAt time.Time
 	// MaxRetries is the task's own retry budget, when HasMaxRetries.
 	MaxRetries int
 	// HasMaxRetries says the message set MaxRetries.
@@ -74,6 +86,11 @@ type TaskMessage struct {
 // and body data. When the message has no task id, the id is derived from the
 // stream and sequence as "<stream>-<seq>", so redeliveries agree on it.
 //
+// subject is a task subject (<prefix>.tasks.<function>), where anyone with
+// a submitter's rights may publish, or a retry subject
+// (<prefix>.retry.<function>), where only runners may. The attempt number
+// is read from HeaderAttempt on a retry subject only.
+//
 // On a malformed message it returns the TaskMessage as far as it could be
 // read (ID and Function set whenever possible, so the task can be
 // dead-lettered) and an error wrapping ErrInvalidMessage that names the
@@ -81,6 +98,10 @@ type TaskMessage struct {
 func (c Config) ParseTaskMessage(subject string, hdr nats.Header, data []byte, stream string, seq uint64) (TaskMessage, error) {
 	tm := TaskMessage{Attempt: 1, Payload: data}
 	fn, isTask := strings.CutPrefix(subject, c.taskSubjectPrefix())
+	if !isTask {
+		fn, tm.Retry = strings.CutPrefix(subject, c.retrySubjectPrefix())
+		isTask = tm.Retry
+	}
 	if isTask && models.ValidateFunctionName(fn) == nil {
 		tm.Function = fn
 	}
@@ -103,19 +124,26 @@ func (c Config) ParseTaskMessage(subject string, hdr nats.Header, data []byte, s
 	if len(data) > c.MaxPayload {
 		return tm, fmt.Errorf("%w: payload is %d bytes, over the %d-byte limit", ErrInvalidMessage, len(data), c.MaxPayload)
 	}
-	if v := hdr.Get(HeaderAttempt); v != "" {
-		n, err := strconv.Atoi(v)
+	if v := hdr.Get(HeaderAttempt); v != "" && tm.Retry {
+		n, err := strconv.ParseInt(v, 10, 32)
 		if err != nil || n < 1 {
-			return tm, fmt.Errorf("%w: header %s=%q: want an integer >= 1", ErrInvalidMessage, HeaderAttempt, v)
+			return tm, fmt.Errorf("%w: header %s=%q: want an integer from 1 to %d", ErrInvalidMessage, HeaderAttempt, v, math.MaxInt32)
 		}
-		tm.Attempt = n
+		tm.Attempt = int(n)
 	}
 	if v := hdr.Get(HeaderMaxRetries); v != "" {
-		n, err := strconv.Atoi(v)
+		n, err := strconv.ParseInt(v, 10, 32)
 		if err != nil || n < 0 {
-			return tm, fmt.Errorf("%w: header %s=%q: want an integer >= 0", ErrInvalidMessage, HeaderMaxRetries, v)
+			return tm, fmt.Errorf("%w: header %s=%q: want an integer from 0 to %d", ErrInvalidMessage, HeaderMaxRetries, v, math.MaxInt32)
 		}
-		tm.MaxRetries, tm.HasMaxRetries = n, true
+		tm.MaxRetries, tm.HasMaxRetries = int(n), true
+	}
+	if v := hdr.Get(HeaderRunAt); v != "" && !tm.Retry {
+		at, err := time.Parse(time.RFC3339Nano, v)
+		if err != nil {
+			return tm, fmt.Errorf("%w: header %s=%q: want an RFC 3339 time like 2026-11-26T09:00:00Z", ErrInvalidMessage, HeaderRunAt, v)
+		}
+		tm.RunAt = at.UTC()
 	}
 	if v := hdr.Get(HeaderTimeout); v != "" {
 		d, err := time.ParseDuration(v)
@@ -150,6 +178,9 @@ func (tm *TaskMessage) Header() nats.Header {
 	}
 	if tm.Timeout > 0 {
 		h.Set(HeaderTimeout, tm.Timeout.String())
+	}
+	if !tm.RunAt.IsZero() {
+		h.Set(HeaderRunAt, tm.RunAt.UTC().Format(time.RFC3339Nano))
 	}
 	return h
 }

@@ -20,15 +20,39 @@ var ErrIncompatibleStream = errors.New("existing stream is incompatible")
 // its per-key TTL expires, so watchers see the removal.
 const limitMarkerTTL = time.Minute
 
+// tasksStreamConfig is the stream submitters publish to. It is closed to
+// everything but adding tasks: no roll-ups (a Nats-Rollup header would purge
+// it), no message schedules or per-message TTLs (a Nats-Schedule header
+// would make a task generator), and its subjects take exactly one token
+// after "tasks.", so a message on a malformed subject is refused at the
+// door instead of sitting where no consumer reads it.
 func (c Config) tasksStreamConfig() natsjs.StreamConfig {
 	return natsjs.StreamConfig{
 		Name:        c.TasksStream,
-		Description: "OmniQ tasks waiting for a runner, and scheduled retries",
-		Subjects:    []string{c.SubjectPrefix + ".tasks.>", c.SubjectPrefix + ".schedule.>"},
+		Description: "OmniQ tasks submitted, waiting for a runner",
+		Subjects:    []string{c.taskSubjectPrefix() + "*"},
 		Retention:   natsjs.WorkQueuePolicy,
 		Storage:     c.Storage,
 		Replicas:    c.Replicas,
 		MaxAge:      c.TaskMaxAge,
+		Duplicates:  c.DedupeWindow,
+		MaxMsgSize:  int32(c.MaxPayload + HeaderRoom),
+		MaxMsgs:     -1,
+		MaxBytes:    -1,
+		Discard:     natsjs.DiscardOld,
+	}
+}
+
+// retriesStreamConfig is the stream only runners write: attempts after the
+// first and the schedules that hold them until they are due.
+func (c Config) retriesStreamConfig() natsjs.StreamConfig {
+	return natsjs.StreamConfig{
+		Name:        c.RetriesStream,
+		Description: "OmniQ retries, delayed starts and replays, written by runners only",
+		Subjects:    []string{c.retrySubjectPrefix() + "*", c.SubjectPrefix + ".schedule.>"},
+		Retention:   natsjs.WorkQueuePolicy,
+		Storage:     c.Storage,
+		Replicas:    c.Replicas,
 		Duplicates:  c.DedupeWindow,
 		MaxMsgSize:  int32(c.MaxPayload + HeaderRoom),
 		MaxMsgs:     -1,
@@ -89,7 +113,7 @@ func Provision(ctx context.Context, js natsjs.JetStream, cfg Config) error {
 	if err := cfg.validate(); err != nil {
 		return err
 	}
-	for _, want := range []natsjs.StreamConfig{cfg.tasksStreamConfig(), cfg.dlqStreamConfig()} {
+	for _, want := range []natsjs.StreamConfig{cfg.tasksStreamConfig(), cfg.retriesStreamConfig(), cfg.dlqStreamConfig()} {
 		if err := ensureStream(ctx, js, want); err != nil {
 			return err
 		}
@@ -136,6 +160,12 @@ func incompatibilities(have, want natsjs.StreamConfig) []string {
 	}
 	if !sameSet(have.Subjects, want.Subjects) {
 		d = append(d, fmt.Sprintf("subjects are %v, OmniQ needs %v", have.Subjects, want.Subjects))
+	}
+	if have.AllowMsgSchedules && !want.AllowMsgSchedules {
+		// nats-server cannot turn schedules off on a stream. A tasks
+		// stream made by OmniQ before 0.3 allowed them, and roll-ups with
+		// them, which let any submitter purge it.
+		d = append(d, "it allows message schedules and roll-ups (made by an OmniQ before 0.3), which OmniQ no longer allows on a stream submitters publish to; drain it and delete it")
 	}
 	return d
 }

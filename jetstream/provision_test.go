@@ -29,8 +29,15 @@ func TestProvisionIsIdempotentAndUpdatesLimits(t *testing.T) {
 	}
 	s, _ = js.Stream(ctx(t), "OMNIQ_TASKS")
 	cfg := s.CachedInfo().Config
-	if cfg.Duplicates != 5*time.Minute || cfg.Retention != natsjs.WorkQueuePolicy || !cfg.AllowMsgSchedules {
+	// Submitters publish here: nothing but adding tasks may be allowed.
+	if cfg.Duplicates != 5*time.Minute || cfg.Retention != natsjs.WorkQueuePolicy || cfg.AllowMsgSchedules || cfg.AllowRollup ||
+		cfg.AllowMsgTTL || cfg.AllowMsgCounter || cfg.AllowAtomicPublish || cfg.AllowBatchPublish || len(cfg.Subjects) != 1 || cfg.Subjects[0] != "omniq.tasks.*" {
 		t.Fatalf("tasks stream config = %+v", cfg)
+	}
+	s, _ = js.Stream(ctx(t), "OMNIQ_RETRIES")
+	cfg = s.CachedInfo().Config
+	if cfg.Retention != natsjs.WorkQueuePolicy || !cfg.AllowMsgSchedules {
+		t.Fatalf("retries stream config = %+v", cfg)
 	}
 	for _, b := range []string{"OMNIQ_STATE", "OMNIQ_FUNCTIONS"} {
 		if _, err := js.KeyValue(ctx(t), b); err != nil {

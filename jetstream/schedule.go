@@ -9,8 +9,9 @@ import (
 	natsjs "github.com/nats-io/nats.go/jetstream"
 )
 
-// ScheduleRetry arranges for tm to be published on its function's subject
-// at time at, using a JetStream message schedule in the tasks stream: the
+// ScheduleRetry arranges for tm to be published on its function's retry
+// subject at time at, using a JetStream message schedule in the retries
+// stream (which only runners write): the
 // waiting task holds no consumer ack-pending slot, and the schedule survives
 // a restart of every process. Each task has at most one schedule: a new one
 // replaces the previous, so scheduling the same retry twice runs it once.
@@ -25,7 +26,7 @@ func (c *Client) ScheduleRetry(ctx context.Context, tm *TaskMessage, at time.Tim
 
 // CancelSchedule removes task id's pending schedule, if it has one.
 func (c *Client) CancelSchedule(ctx context.Context, id string) error {
-	s, err := c.js.Stream(ctx, c.cfg.TasksStream)
+	s, err := c.js.Stream(ctx, c.cfg.RetriesStream)
 	if err != nil {
 		return fmt.Errorf("cancel schedule of %s: %w", id, err)
 	}
@@ -42,7 +43,7 @@ func (c *Client) publishSchedule(ctx context.Context, tm *TaskMessage, at time.T
 	msg := &nats.Msg{Subject: c.cfg.scheduleSubject(tm.ID), Header: tm.Header(), Data: tm.Payload}
 	opts := append([]natsjs.PublishOpt{
 		natsjs.WithScheduleAt(at),
-		natsjs.WithScheduleTarget(c.cfg.TaskSubject(tm.Function)),
+		natsjs.WithScheduleTarget(c.cfg.RetrySubject(tm.Function)),
 	}, extra...)
 	ack, err := c.publish(ctx, msg, opts...)
 	if err != nil {

@@ -24,11 +24,31 @@ func fetchOne(t *testing.T, e *env, function string, wait time.Duration) natsjs.
 	return nil
 }
 
+// fetchRetry pulls one message for function from the retries stream,
+// waiting up to wait.
+func fetchRetry(t *testing.T, e *env, function string, wait time.Duration) natsjs.Msg {
+	t.Helper()
+	cons := consumerIn(t, e, e.client.Config().RetriesStream, e.client.Config().RetrySubject(function), function)
+	batch, err := cons.Fetch(1, natsjs.FetchMaxWait(wait))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for m := range batch.Messages() {
+		return m
+	}
+	return nil
+}
+
 func consumer(t *testing.T, e *env, function string) natsjs.Consumer {
 	t.Helper()
-	cons, err := e.client.JetStream().CreateOrUpdateConsumer(ctx(t), e.client.Config().TasksStream, natsjs.ConsumerConfig{
+	return consumerIn(t, e, e.client.Config().TasksStream, e.client.Config().TaskSubject(function), function)
+}
+
+func consumerIn(t *testing.T, e *env, stream, subject, function string) natsjs.Consumer {
+	t.Helper()
+	cons, err := e.client.JetStream().CreateOrUpdateConsumer(ctx(t), stream, natsjs.ConsumerConfig{
 		Durable:       "test-" + function,
-		FilterSubject: e.client.Config().TaskSubject(function),
+		FilterSubject: subject,
 		AckPolicy:     natsjs.AckExplicitPolicy,
 		AckWait:       30 * time.Second,
 	})
@@ -47,10 +67,10 @@ func TestScheduleRetryFiresAfterDelayNotBefore(t *testing.T) {
 	if err := e.client.ScheduleRetry(ctx(t), tm, at); err != nil {
 		t.Fatal(err)
 	}
-	if m := fetchOne(t, e, "resize", 500*time.Millisecond); m != nil {
+	if m := fetchRetry(t, e, "resize", 500*time.Millisecond); m != nil {
 		t.Fatalf("retry delivered after %s, before its time", time.Since(start))
 	}
-	m := fetchOne(t, e, "resize", 5*time.Second)
+	m := fetchRetry(t, e, "resize", 5*time.Second)
 	if m == nil {
 		t.Fatal("retry never fired")
 	}
@@ -117,7 +137,7 @@ func TestScheduledRetrySurvivesRestart(t *testing.T) {
 		t.Fatal(err)
 	}
 	e.restart()
-	m := fetchOne(t, e, "f", 10*time.Second)
+	m := fetchRetry(t, e, "f", 10*time.Second)
 	if m == nil || m.Headers().Get(jetstream.HeaderTaskID) != "persist" {
 		t.Fatal("retry scheduled before a restart never fired")
 	}

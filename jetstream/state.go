@@ -27,7 +27,30 @@ var (
 	// ErrStaleRevision: the record changed since the caller read it; the
 	// write was refused and nothing was written. Another writer won.
 	ErrStaleRevision = errors.New("task state changed since it was read")
+	// ErrCorruptRecord: the record stored under a task id cannot be used:
+	// it does not decode, is not a valid task, or is another task's. The
+	// error is a *CorruptRecordError.
+	ErrCorruptRecord = errors.New("unusable task state record")
 )
+
+// CorruptRecordError describes a state record that cannot be used. A runner
+// that meets one fails the task as invalid_task, writing over the record at
+// Revision.
+type CorruptRecordError struct {
+	// ID is the task id (the record's key).
+	ID string
+	// Revision is the record's revision.
+	Revision uint64
+	// Reason says what is wrong with it.
+	Reason string
+}
+
+func (e *CorruptRecordError) Error() string {
+	return fmt.Sprintf("state record of task %s (revision %d) is unusable: %s", e.ID, e.Revision, e.Reason)
+}
+
+// Is makes errors.Is(err, ErrCorruptRecord) true.
+func (e *CorruptRecordError) Is(target error) bool { return target == ErrCorruptRecord }
 
 // Record is a Task together with the KV revision it was read at. Writes
 // take a Record and succeed only if the stored revision is still the same.
@@ -77,12 +100,32 @@ func (s *StateStore) Get(ctx context.Context, id string) (Record, error) {
 	return decodeEntry(e)
 }
 
+// decodeEntry decodes a state record, or returns a *CorruptRecordError.
 func decodeEntry(e natsjs.KeyValueEntry) (Record, error) {
 	var t models.Task
+	corrupt := func(reason string) (Record, error) {
+		return Record{}, &CorruptRecordError{ID: e.Key(), Revision: e.Revision(), Reason: reason}
+	}
 	if err := json.Unmarshal(e.Value(), &t); err != nil {
-		return Record{}, fmt.Errorf("decode state of task %s (revision %d): %w", e.Key(), e.Revision(), err)
+		return corrupt("it does not decode: " + err.Error())
+	}
+	if err := t.Validate(); err != nil {
+		return corrupt(err.Error())
+	}
+	if t.ID != e.Key() {
+		return corrupt(fmt.Sprintf("it is the record of task %q", t.ID))
 	}
 	return Record{Task: &t, Revision: e.Revision()}, nil
+}
+
+// ReplaceCorrupt writes next over the unusable record at revision rev (see
+// CorruptRecordError), failing with ErrStaleRevision if the record changed
+// meanwhile.
+func (s *StateStore) ReplaceCorrupt(ctx context.Context, rev uint64, next *models.Task) (Record, error) {
+	if err := next.Validate(); err != nil {
+		return Record{}, err
+	}
+	return s.write(ctx, next, rev)
 }
 
 // Create stores task as a new record. It returns ErrTaskExists, and writes

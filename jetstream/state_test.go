@@ -3,6 +3,7 @@ package jetstream_test
 import (
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -230,15 +231,15 @@ func TestStateFinishedRecordsExpire(t *testing.T) {
 	}
 }
 
-func TestCancelPendingRetryingAndFinished(t *testing.T) {
+func TestRecordCancelPendingRetryingAndFinished(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, jetstream.Config{})
 	createTask(t, e, "p", "f")
-	rec, err := e.client.Cancel(ctx(t), "p")
-	if err != nil || rec.Task.Status != models.StatusCancelled || rec.Task.Error == nil || rec.Task.Error.ErrorType != "cancelled" {
-		t.Fatalf("cancel pending = %+v, %v", rec.Task, err)
+	rec, was, err := e.client.RecordCancel(ctx(t), "p")
+	if err != nil || was != models.StatusPending || rec.Task.Status != models.StatusCancelled || rec.Task.Error == nil || rec.Task.Error.ErrorType != "cancelled" {
+		t.Fatalf("cancel pending = %+v (was %s), %v", rec.Task, was, err)
 	}
-	if _, err := e.client.Cancel(ctx(t), "p"); !errors.Is(err, jetstream.ErrAlreadyFinished) {
+	if _, _, err := e.client.RecordCancel(ctx(t), "p"); !errors.Is(err, jetstream.ErrAlreadyFinished) {
 		t.Fatalf("second cancel err = %v", err)
 	}
 	r := createTask(t, e, "r", "f")
@@ -249,45 +250,70 @@ func TestCancelPendingRetryingAndFinished(t *testing.T) {
 	if err := e.client.ScheduleRetry(ctx(t), &jetstream.TaskMessage{ID: "r", Function: "f", Attempt: 2}, time.Now().Add(time.Hour)); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := e.client.Cancel(ctx(t), "r"); err != nil {
+	if _, _, err := e.client.RecordCancel(ctx(t), "r"); err != nil {
 		t.Fatal(err)
 	}
 	if n := streamMsgs(t, e, "omniq.schedule.r"); n != 0 {
 		t.Fatal("cancelling a retrying task left its schedule")
 	}
-	delayed, err := e.client.Submit(ctx(t), jetstream.SubmitRequest{Function: "f", RunAt: time.Now().Add(time.Hour)})
-	if err != nil {
+	// A delayed task, as the runner holds it: a pending record with RunAt
+	// and a schedule for its first attempt.
+	later := time.Now().Add(time.Hour)
+	delayed := models.NewTask("delayed", "f", 3, 0, time.Now())
+	delayed.RunAt = later
+	if _, err := e.client.State().Create(ctx(t), delayed); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := e.client.Cancel(ctx(t), delayed.ID); err != nil {
+	if err := e.client.ScheduleRetry(ctx(t), &jetstream.TaskMessage{ID: "delayed", Function: "f", Attempt: 1}, later); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := e.client.RecordCancel(ctx(t), "delayed"); err != nil {
 		t.Fatal(err)
 	}
 	if n := streamMsgs(t, e, "omniq.schedule.>"); n != 0 {
 		t.Fatal("cancelling a delayed task left its schedule")
 	}
-	if _, err := e.client.Cancel(ctx(t), "missing"); !errors.Is(err, jetstream.ErrTaskNotFound) {
-		t.Fatalf("cancel missing err = %v", err)
+	// Queued, not seen by a runner yet: a cancelled record makes the
+	// runner that reads it drop it.
+	rec, was, err = e.client.RecordCancel(ctx(t), "queued")
+	if err != nil || was != "" || rec.Task.Status != models.StatusCancelled || rec.Task.Function != jetstream.UnseenFunction {
+		t.Fatalf("cancel unseen = %+v (was %q), %v", rec.Task, was, err)
 	}
 }
 
-func TestCancelRunningNotifiesRunners(t *testing.T) {
+func TestCancelWithoutARunnerSaysSo(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, jetstream.Config{})
-	sub, err := e.nc.SubscribeSync(e.client.Config().CancelSubjects())
-	if err != nil {
-		t.Fatal(err)
+	createTask(t, e, "p", "f")
+	_, err := e.client.Cancel(ctx(t), "p")
+	if !errors.Is(err, jetstream.ErrNoRunner) || !strings.Contains(err.Error(), "omniq-runner") {
+		t.Fatalf("cancel with no runner: err = %v, want ErrNoRunner naming omniq-runner", err)
 	}
-	defer func() { _ = sub.Unsubscribe() }()
-	r := createTask(t, e, "run", "f")
-	if _, err := e.client.State().Transition(ctx(t), r, models.StatusRunning, time.Now(), nil); err != nil {
-		t.Fatal(err)
+	rec, _ := e.client.State().Get(ctx(t), "p")
+	if rec.Task.Status != models.StatusPending {
+		t.Fatalf("status = %s, want pending: only a runner records a cancellation", rec.Task.Status)
 	}
-	if _, err := e.client.Cancel(ctx(t), "run"); err != nil {
-		t.Fatal(err)
+	if _, err := e.client.Cancel(ctx(t), "bad id"); !errors.Is(err, models.ErrInvalidTaskID) {
+		t.Fatalf("bad id err = %v", err)
 	}
-	m, err := sub.NextMsg(5 * time.Second)
-	if err != nil || m.Subject != "omniq.cancel.run" {
-		t.Fatalf("notice = %v, %v", m, err)
+}
+
+func TestReplyCarriesSentinels(t *testing.T) {
+	t.Parallel()
+	task := models.NewTask("x", "f", 0, 0, time.Now())
+	for _, sentinel := range []error{jetstream.ErrTaskNotFound, jetstream.ErrAlreadyFinished, jetstream.ErrNotDead,
+		jetstream.ErrAlreadyReplayed, jetstream.ErrReplayRefused, models.ErrInvalidTaskID, models.ErrIllegalTransition} {
+		r := jetstream.NewReply(jetstream.Record{Task: task, Revision: 4}, fmt.Errorf("it failed: %w", sentinel))
+		err := r.Err()
+		if !errors.Is(err, sentinel) || !strings.Contains(err.Error(), "it failed") || r.Task != task || r.Revision != 4 {
+			t.Errorf("%v: round trip gave %v (%+v)", sentinel, err, r)
+		}
+	}
+	if err := jetstream.NewReply(jetstream.Record{}, errors.New("other")).Err(); err == nil || err.Error() != "other" {
+		t.Errorf("plain error: %v", err)
+	}
+	if err := jetstream.NewReply(jetstream.Record{Task: task}, nil).Err(); err != nil {
+		t.Errorf("success carries an error: %v", err)
 	}
 }
 

@@ -14,7 +14,7 @@ import (
 
 func intp(n int) *int { return &n }
 
-func TestSubmitWritesStateThenMessage(t *testing.T) {
+func TestSubmitPublishesTheTaskAndWritesNoState(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, jetstream.Config{})
 	res, err := e.client.Submit(ctx(t), jetstream.SubmitRequest{
@@ -27,14 +27,15 @@ func TestSubmitWritesStateThenMessage(t *testing.T) {
 	if models.ValidateTaskID(res.ID) != nil {
 		t.Fatalf("generated id %q is not a valid task id", res.ID)
 	}
-	rec, err := e.client.State().Get(ctx(t), res.ID)
-	if err != nil {
-		t.Fatal(err)
+	// A submitter cannot write state: the runner that first sees the task
+	// writes its record.
+	if _, err := e.client.State().Get(ctx(t), res.ID); !errors.Is(err, jetstream.ErrTaskNotFound) {
+		t.Fatalf("state after submit: err = %v, want ErrTaskNotFound", err)
 	}
-	task := rec.Task
-	if task.Status != models.StatusPending || task.Function != "resize" || task.MaxRetries != 5 ||
-		time.Duration(task.Timeout) != 45*time.Second || task.SchemaVersion != models.SchemaVersion {
-		t.Fatalf("state = %+v", task)
+	task := res.Record.Task
+	if task == nil || task.Status != models.StatusPending || task.Function != "resize" || task.MaxRetries != 5 ||
+		time.Duration(task.Timeout) != 45*time.Second || res.Record.Revision != 0 {
+		t.Fatalf("submitted record = %+v", res.Record)
 	}
 	m := fetchOne(t, e, "resize", 5*time.Second)
 	if m == nil {
@@ -60,12 +61,9 @@ func TestSubmitDuplicateIDIsReportedNotRunTwice(t *testing.T) {
 	if _, err := e.client.Submit(ctx(t), req); err != nil {
 		t.Fatal(err)
 	}
-	res, err := e.client.Submit(ctx(t), req)
+	_, err := e.client.Submit(ctx(t), req)
 	if !errors.Is(err, jetstream.ErrDuplicateTask) || !strings.Contains(err.Error(), "order-42") {
 		t.Fatalf("second submit: err = %v, want ErrDuplicateTask naming the id", err)
-	}
-	if res.Record.Task == nil || res.Record.Task.ID != "order-42" {
-		t.Fatalf("duplicate submit did not return the existing record: %+v", res)
 	}
 	if n := streamMsgs(t, e, "omniq.tasks.charge"); n != 1 {
 		t.Fatalf("tasks stream holds %d messages for the id, want 1", n)
@@ -74,21 +72,19 @@ func TestSubmitDuplicateIDIsReportedNotRunTwice(t *testing.T) {
 
 func TestSubmitDuplicateOfRunningTaskDoesNotPublish(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t, jetstream.Config{DedupeWindow: time.Second})
+	e := newEnv(t, jetstream.Config{})
 	req := jetstream.SubmitRequest{ID: "job-1", Function: "f"}
-	if _, err := e.client.Submit(ctx(t), req); err != nil {
+	// The task is known to a runner (and was consumed long ago, outside the
+	// dedupe window): its record says running.
+	task := models.NewTask("job-1", "f", 3, 0, time.Now())
+	task.Status, task.Attempt = models.StatusRunning, 1
+	if _, err := e.client.State().Create(ctx(t), task); err != nil {
 		t.Fatal(err)
 	}
-	m := fetchOne(t, e, "f", 5*time.Second)
-	if err := m.DoubleAck(ctx(t)); err != nil {
-		t.Fatal(err)
+	res, err := e.client.Submit(ctx(t), req)
+	if res.Record.Task == nil || res.Record.Task.Status != models.StatusRunning {
+		t.Fatalf("duplicate submit did not return the existing record: %+v", res)
 	}
-	rec, _ := e.client.State().Get(ctx(t), "job-1")
-	if _, err := e.client.State().Transition(ctx(t), rec, models.StatusRunning, time.Now(), func(t *models.Task) { t.Attempt = 1 }); err != nil {
-		t.Fatal(err)
-	}
-	time.Sleep(1100 * time.Millisecond) // let the dedupe window pass, so only the state can refuse it
-	_, err := e.client.Submit(ctx(t), req)
 	if !errors.Is(err, jetstream.ErrDuplicateTask) || !strings.Contains(err.Error(), "running") {
 		t.Fatalf("err = %v, want ErrDuplicateTask saying it is running", err)
 	}
@@ -136,41 +132,38 @@ func TestSubmitRejectsBadInputWritingNothing(t *testing.T) {
 	}
 }
 
-func TestSubmitDelayedRunsAtItsTime(t *testing.T) {
+func TestSubmitDelayedCarriesItsStartTime(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, jetstream.Config{})
-	at := time.Now().Add(2 * time.Second)
+	at := time.Now().Add(time.Hour).Truncate(time.Millisecond)
 	res, err := e.client.Submit(ctx(t), jetstream.SubmitRequest{Function: "later", RunAt: at})
 	if err != nil {
 		t.Fatal(err)
 	}
-	rec, _ := e.client.State().Get(ctx(t), res.ID)
-	if !rec.Task.RunAt.Equal(at.UTC()) {
-		t.Fatalf("RunAt = %v, want %v", rec.Task.RunAt, at)
+	if !res.Record.Task.RunAt.Equal(at) {
+		t.Fatalf("RunAt = %v, want %v", res.Record.Task.RunAt, at)
 	}
-	if m := fetchOne(t, e, "later", 500*time.Millisecond); m != nil {
-		t.Fatal("delayed task delivered early")
-	}
+	// The runner holds it until then (see the runner's tests); the message
+	// says when.
 	m := fetchOne(t, e, "later", 5*time.Second)
 	if m == nil {
-		t.Fatal("delayed task never delivered")
+		t.Fatal("delayed task not published")
 	}
-	if time.Now().Before(at.Truncate(time.Second)) {
-		t.Fatalf("delivered at %v, before %v", time.Now(), at)
-	}
-	if got := m.Headers().Get(jetstream.HeaderTaskID); got != res.ID {
-		t.Fatalf("scheduled message lost its task id header: %q", got)
-	}
-	// Resubmitting the delayed task is a duplicate.
-	if _, err := e.client.Submit(ctx(t), jetstream.SubmitRequest{ID: res.ID, Function: "later", RunAt: at}); !errors.Is(err, jetstream.ErrDuplicateTask) {
-		t.Fatalf("resubmit err = %v", err)
+	tm, err := e.client.Config().ParseTaskMessage(m.Subject(), m.Headers(), m.Data(), "OMNIQ_TASKS", 1)
+	if err != nil || !tm.RunAt.Equal(at) || tm.ID != res.ID {
+		t.Fatalf("parsed = %+v, %v; want RunAt %v", tm, err, at)
 	}
 }
 
-// streamMsgs counts the messages in the tasks stream on subjects matching filter.
+// streamMsgs counts the messages on subjects matching filter in the tasks
+// stream, or in the retries stream for retry and schedule subjects.
 func streamMsgs(t *testing.T, e *env, filter string) uint64 {
 	t.Helper()
-	s, err := e.client.JetStream().Stream(ctx(t), e.client.Config().TasksStream)
+	stream := e.client.Config().TasksStream
+	if strings.HasPrefix(filter, "omniq.schedule.") || strings.HasPrefix(filter, "omniq.retry.") {
+		stream = e.client.Config().RetriesStream
+	}
+	s, err := e.client.JetStream().Stream(ctx(t), stream)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -205,8 +198,14 @@ func TestParseTaskMessage(t *testing.T) {
 		{"bare publish derives the id", "omniq.tasks.f", nil, "OMNIQ_TASKS-7", ""},
 		{"msg id", "omniq.tasks.f", hdr("Nats-Msg-Id", "m1"), "m1", ""},
 		{"task id header wins", "omniq.tasks.f", hdr("Nats-Msg-Id", "m1", "Omniq-Task-Id", "t1"), "t1", ""},
-		{"bad attempt", "omniq.tasks.f", hdr("Omniq-Attempt", "zero"), "OMNIQ_TASKS-7", "Omniq-Attempt"},
-		{"attempt 0", "omniq.tasks.f", hdr("Omniq-Attempt", "0"), "OMNIQ_TASKS-7", "Omniq-Attempt"},
+		{"a submitter's attempt is ignored", "omniq.tasks.f", hdr("Omniq-Attempt", "99999"), "OMNIQ_TASKS-7", ""},
+		{"bad attempt on a retry", "omniq.retry.f", hdr("Omniq-Attempt", "zero"), "OMNIQ_TASKS-7", "Omniq-Attempt"},
+		{"attempt 0 on a retry", "omniq.retry.f", hdr("Omniq-Attempt", "0"), "OMNIQ_TASKS-7", "Omniq-Attempt"},
+		{"attempt over int32 on a retry", "omniq.retry.f", hdr("Omniq-Attempt", "2147483648"), "OMNIQ_TASKS-7", "Omniq-Attempt"},
+		{"attempt max int64 on a retry", "omniq.retry.f", hdr("Omniq-Attempt", "9223372036854775807"), "OMNIQ_TASKS-7", "Omniq-Attempt"},
+		{"retries over int32", "omniq.tasks.f", hdr("Omniq-Max-Retries", "2147483648"), "OMNIQ_TASKS-7", "Omniq-Max-Retries"},
+		{"bad run-at", "omniq.tasks.f", hdr("Omniq-Run-At", "tomorrow"), "OMNIQ_TASKS-7", "Omniq-Run-At"},
+		{"huge timeout", "omniq.tasks.f", hdr("Omniq-Timeout", "9999999999h"), "OMNIQ_TASKS-7", "Omniq-Timeout"},
 		{"bad retries", "omniq.tasks.f", hdr("Omniq-Max-Retries", "-2"), "OMNIQ_TASKS-7", "Omniq-Max-Retries"},
 		{"bad timeout", "omniq.tasks.f", hdr("Omniq-Timeout", "soon"), "OMNIQ_TASKS-7", "Omniq-Timeout"},
 		{"bad id", "omniq.tasks.f", hdr("Nats-Msg-Id", "a b"), "OMNIQ_TASKS-7", "task id"},
@@ -228,5 +227,19 @@ func TestParseTaskMessage(t *testing.T) {
 	_, err := cfg.ParseTaskMessage("omniq.tasks.f", nil, make([]byte, cfg.MaxPayload+1), "S", 1)
 	if !errors.Is(err, jetstream.ErrInvalidMessage) || !strings.Contains(err.Error(), "over the") {
 		t.Errorf("oversized payload: err = %v", err)
+	}
+}
+
+func TestParseTaskMessageAttempt(t *testing.T) {
+	t.Parallel()
+	cfg := jetstream.Config{}.WithDefaults()
+	h := map[string][]string{"Omniq-Attempt": {"7"}}
+	tm, err := cfg.ParseTaskMessage("omniq.tasks.f", h, nil, "S", 1)
+	if err != nil || tm.Attempt != 1 || tm.Retry {
+		t.Fatalf("task subject: attempt %d retry %v err %v; want attempt 1 whatever the header says", tm.Attempt, tm.Retry, err)
+	}
+	tm, err = cfg.ParseTaskMessage("omniq.retry.f", h, nil, "S", 1)
+	if err != nil || tm.Attempt != 7 || !tm.Retry || tm.Function != "f" {
+		t.Fatalf("retry subject: %+v, %v; want attempt 7 from the runner's header", tm, err)
 	}
 }

@@ -60,6 +60,10 @@ type Task struct {
 	// Cleared when the task finishes; zero when unknown.
 	ClaimSequence uint64 `json:"claim_sequence,omitempty"`
 	ClaimDelivery uint64 `json:"claim_delivery,omitempty"`
+	// ClaimStream names the stream ClaimSequence belongs to: a task's
+	// first message and its retries live in different streams, each with
+	// its own sequence numbers. Empty in records written before it existed.
+	ClaimStream string `json:"claim_stream,omitempty"`
 	// CreatedAt is when the task was submitted.
 	CreatedAt time.Time `json:"created_at"`
 	// RunAt is the earliest time the next attempt may start: set for delayed
@@ -149,7 +153,12 @@ func (t *Task) Transition(to TaskStatus, now time.Time) error {
 	if to.IsTerminal() {
 		t.FinishedAt = now
 		t.Runner = ""
-		t.ClaimSequence, t.ClaimDelivery = 0, 0
+		if to != StatusFailed {
+			// A failed task keeps its claim: a later delivery of the
+			// claimed message is how a runner knows that the task's
+			// dead-letter entry may still have to be written.
+			t.ClaimSequence, t.ClaimDelivery, t.ClaimStream = 0, 0, ""
+		}
 	}
 	return nil
 }
@@ -192,7 +201,7 @@ func (t *Task) Replay(now time.Time) error {
 	t.Error = nil
 	t.Result = nil
 	t.Runner = ""
-	t.ClaimSequence, t.ClaimDelivery = 0, 0
+	t.ClaimSequence, t.ClaimDelivery, t.ClaimStream = 0, 0, ""
 	t.RunAt = time.Time{}
 	t.FinishedAt = time.Time{}
 	t.UpdatedAt = now

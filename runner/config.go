@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"time"
 
@@ -57,9 +58,13 @@ type Config struct {
 	// Functions holds per-function overrides, by function name.
 	Functions map[string]FunctionConfig
 	// AckWait is how long a delivered task may go without a heartbeat
-	// before JetStream redelivers it. Heartbeats are sent every AckWait/3.
-	// Defaults to 30 seconds.
+	// before JetStream redelivers it: how soon the tasks of a runner that
+	// died resume elsewhere. Heartbeats are sent every AckWait/5, so a
+	// runner must stall for most of it before another takes its tasks.
+	// Defaults to 5 seconds.
 	AckWait time.Duration
+	// Limits caps what a task may ask for in its headers.
+	Limits Limits
 	// MaxInterruptions bounds how often a task may be interrupted by a
 	// runner dying mid-task before it is dead-lettered. Defaults to 3.
 	MaxInterruptions int
@@ -82,6 +87,23 @@ type Config struct {
 	Logger logrus.FieldLogger
 }
 
+// Limits are the operator's caps on what a task may ask for. A task whose
+// headers ask for more fails as invalid_task, naming the cap.
+type Limits struct {
+	// MaxRetries caps a task's Omniq-Max-Retries. Defaults to
+	// DefaultLimitMaxRetries.
+	MaxRetries int `json:"max_retries,omitempty"`
+	// MaxTimeout caps a task's Omniq-Timeout. Defaults to
+	// DefaultLimitMaxTimeout.
+	MaxTimeout time.Duration `json:"max_timeout,omitempty"`
+}
+
+// Built-in caps on what a task may ask for (see Limits).
+const (
+	DefaultLimitMaxRetries = 100
+	DefaultLimitMaxTimeout = 24 * time.Hour
+)
+
 // Built-in defaults.
 const (
 	DefaultMaxRetries  = 3
@@ -100,7 +122,13 @@ func (c Config) WithDefaults() Config {
 		c.ID = sanitizeID(host) + "-" + hex.EncodeToString(b[:])
 	}
 	if c.AckWait == 0 {
-		c.AckWait = 30 * time.Second
+		c.AckWait = 5 * time.Second
+	}
+	if c.Limits.MaxRetries == 0 {
+		c.Limits.MaxRetries = DefaultLimitMaxRetries
+	}
+	if c.Limits.MaxTimeout == 0 {
+		c.Limits.MaxTimeout = DefaultLimitMaxTimeout
 	}
 	if c.MaxInterruptions == 0 {
 		c.MaxInterruptions = 3
@@ -158,6 +186,12 @@ func (c Config) ValidateSettings() error {
 	}
 	if c.AckWait < time.Second {
 		return fmt.Errorf("%w: AckWait must be at least 1s, got %s", ErrInvalidConfig, c.AckWait)
+	}
+	if c.Limits.MaxRetries < 0 || c.Limits.MaxRetries > math.MaxInt32 {
+		return fmt.Errorf("%w: Limits.MaxRetries must be 1 to %d, got %d", ErrInvalidConfig, math.MaxInt32, c.Limits.MaxRetries)
+	}
+	if c.Limits.MaxTimeout < 0 {
+		return fmt.Errorf("%w: Limits.MaxTimeout must be positive, got %s", ErrInvalidConfig, c.Limits.MaxTimeout)
 	}
 	if c.MaxInterruptions < 1 {
 		return fmt.Errorf("%w: MaxInterruptions must be at least 1, got %d", ErrInvalidConfig, c.MaxInterruptions)

@@ -18,6 +18,7 @@ type Metrics struct {
 	deadLetters *prometheus.CounterVec
 	plugin      *prometheus.CounterVec
 	pending     *prometheus.GaugeVec
+	refusedMsgs *prometheus.CounterVec
 }
 
 // NewMetrics creates the runner's metrics and registers them with reg.
@@ -46,7 +47,10 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "omniq_consumer_pending", Help: "Tasks waiting in a function's consumer (consumer lag), sampled.",
 		}, []string{"function"}),
 	}
-	reg.MustRegister(m.tasks, m.duration, m.inFlight, m.retries, m.deadLetters, m.plugin, m.pending)
+	m.refusedMsgs = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "omniq_refused_messages_total", Help: "Task messages dropped without running because they were not the task they named (foreign_task_id: the id is another function's task; bad_copy: a malformed copy of an existing task), by function and reason.",
+	}, []string{"function", "reason"})
+	reg.MustRegister(m.tasks, m.duration, m.inFlight, m.retries, m.deadLetters, m.plugin, m.pending, m.refusedMsgs)
 	return m
 }
 
@@ -88,5 +92,11 @@ func (m *Metrics) PluginEvent(e pluginhost.Event) {
 func (m *Metrics) setPending(fn string, n uint64) {
 	if m != nil {
 		m.pending.WithLabelValues(fn).Set(float64(n))
+	}
+}
+
+func (m *Metrics) refused(fn, reason string) {
+	if m != nil {
+		m.refusedMsgs.WithLabelValues(fn, reason).Inc()
 	}
 }

@@ -31,8 +31,11 @@ type Runner struct {
 
 	mu       sync.Mutex
 	started  bool
-	inflight map[string]context.CancelCauseFunc // task id -> cancel
-	loops    map[string]bool                    // functions being pulled
+	inflight map[string]*inflight // by task id
+	loops    map[string]bool      // functions being pulled
+	// failing holds, per pull loop ("<stream>/<function>"), why it cannot
+	// pull now; empty while every loop pulls. Ready reports it.
+	failing map[string]error
 
 	pullCtx    context.Context // cancelled to stop pulling
 	stopPull   context.CancelFunc
@@ -40,7 +43,10 @@ type Runner struct {
 	cancelRuns context.CancelCauseFunc
 	tasks      sync.WaitGroup // task goroutines
 	loopsWG    sync.WaitGroup // pull loops and background work
-	cancelSub  *nats.Subscription
+	subs       []*nats.Subscription
+	stopHB     chan struct{}  // closed once no attempt runs any more
+	hbWG       sync.WaitGroup // keepAlive
+	stateErr   error          // the last failure to record a task's state, nil since a success
 	stopOnce   sync.Once
 	stopped    chan struct{}
 }
@@ -53,12 +59,18 @@ func New(cfg Config) (*Runner, error) {
 	}
 	r := &Runner{
 		cfg: cfg, client: cfg.Client, log: cfg.Logger.WithField("runner", cfg.ID),
-		inflight: make(map[string]context.CancelCauseFunc), loops: make(map[string]bool),
-		stopped: make(chan struct{}),
+		inflight: make(map[string]*inflight), loops: make(map[string]bool), failing: make(map[string]error),
+		stopped: make(chan struct{}), stopHB: make(chan struct{}),
 	}
 	r.pullCtx, r.stopPull = context.WithCancel(context.Background())
 	r.taskCtx, r.cancelRuns = context.WithCancelCause(context.Background())
 	return r, nil
+}
+
+// inflight is an attempt running in this runner.
+type inflight struct {
+	cancel context.CancelCauseFunc
+	msg    natsjs.Msg // kept alive by heartbeats while the attempt runs
 }
 
 // ID is the runner's id.
@@ -76,21 +88,22 @@ func (r *Runner) Start(ctx context.Context) error {
 	r.started = true
 	r.mu.Unlock()
 
-	sub, err := r.client.Conn().Subscribe(r.client.Config().CancelSubjects(), r.onCancelNotice)
-	if err != nil {
-		return fmt.Errorf("subscribe to cancellations: %w", err)
+	if err := r.subscribe(); err != nil {
+		r.unsubscribe()
+		return err
 	}
-	r.cancelSub = sub
 	if err := r.syncFunctions(ctx); err != nil {
 		// Stop the pull loops already started; nothing else runs yet.
 		r.stopPull()
 		r.loopsWG.Wait()
-		_ = sub.Unsubscribe()
+		r.unsubscribe()
 		return err
 	}
 	r.loopsWG.Add(2)
 	go r.heartbeat()
 	go r.sweepLoop()
+	r.hbWG.Add(1)
+	go r.keepAlive()
 	r.log.WithField("functions", strings.Join(r.functionNames(), ",")).Info("runner started")
 	return nil
 }
@@ -109,15 +122,22 @@ func (r *Runner) syncFunctions(ctx context.Context) error {
 		if running {
 			continue
 		}
-		cons, err := r.ensureConsumer(ctx, name, res)
-		if err != nil {
-			return err
+		var cons [2]natsjs.Consumer
+		for i, stream := range r.streams() {
+			c, err := r.ensureConsumer(ctx, stream, name, res)
+			if err != nil {
+				return err
+			}
+			cons[i] = c
 		}
 		r.mu.Lock()
 		r.loops[name] = true
 		r.mu.Unlock()
-		r.loopsWG.Add(1)
-		go r.pull(name, cons, res)
+		slots := make(chan struct{}, res.concurrency)
+		r.loopsWG.Add(2)
+		for i, stream := range r.streams() {
+			go r.pull(stream, name, cons[i], res, slots)
+		}
 	}
 	if err := r.client.Register(ctx, r.cfg.ID, regs, r.cfg.RegistrationTTL); err != nil {
 		return fmt.Errorf("register functions: %w", err)
@@ -135,42 +155,65 @@ func (r *Runner) functionNames() []string {
 	return out
 }
 
-// consumerName is the durable consumer every runner shares for fn.
+// consumerName is the durable consumer every runner shares for fn, in the
+// tasks stream and in the retries stream alike.
 func consumerName(fn string) string { return "omniq-" + fn }
 
-func (r *Runner) ensureConsumer(ctx context.Context, fn string, res resolved) (natsjs.Consumer, error) {
+// streams are the streams tasks are pulled from: the tasks stream, where
+// submitters publish first attempts, and the retries stream, where runners
+// put back later ones.
+func (r *Runner) streams() [2]string {
 	cfg := r.client.Config()
+	return [2]string{cfg.TasksStream, cfg.RetriesStream}
+}
+
+// subjectIn is the subject of fn's tasks in stream.
+func (r *Runner) subjectIn(stream, fn string) string {
+	cfg := r.client.Config()
+	if stream == cfg.RetriesStream {
+		return cfg.RetrySubject(fn)
+	}
+	return cfg.TaskSubject(fn)
+}
+
+func (r *Runner) ensureConsumer(ctx context.Context, stream, fn string, res resolved) (natsjs.Consumer, error) {
 	js := r.client.JetStream()
 	cc := natsjs.ConsumerConfig{
 		Durable:       consumerName(fn),
 		Description:   "OmniQ runners pulling tasks of " + fn,
-		FilterSubject: cfg.TaskSubject(fn),
+		FilterSubject: r.subjectIn(stream, fn),
 		AckPolicy:     natsjs.AckExplicitPolicy,
 		AckWait:       r.cfg.AckWait,
 		MaxDeliver:    -1,
 		MaxAckPending: 10000,
 	}
-	cons, err := js.CreateOrUpdateConsumer(ctx, cfg.TasksStream, cc)
-	if err != nil {
+	cons, err := js.CreateOrUpdateConsumer(ctx, stream, cc)
+	if err != nil && stream == r.client.Config().TasksStream {
 		// A sweep of the function, from before any runner served it, may
 		// hold the work-queue subject: remove it and try again.
-		if derr := js.DeleteConsumer(ctx, cfg.TasksStream, sweepConsumerName(fn)); derr == nil {
-			cons, err = js.CreateOrUpdateConsumer(ctx, cfg.TasksStream, cc)
+		if derr := js.DeleteConsumer(ctx, stream, sweepConsumerName(fn)); derr == nil {
+			cons, err = js.CreateOrUpdateConsumer(ctx, stream, cc)
 		}
 	}
 	if err != nil {
-		return nil, fmt.Errorf("consumer for %s: %w", fn, err)
+		return nil, fmt.Errorf("consumer for %s in %s: %w", fn, stream, err)
 	}
 	return cons, nil
 }
 
-// pull fetches tasks of fn, never more than there are free slots to run
-// them, so fetched tasks do not wait in a local buffer while their ack wait
-// runs.
-func (r *Runner) pull(fn string, cons natsjs.Consumer, res resolved) {
+// fetchWait bounds one fetch. A fetch holds the free slots it asked for
+// until it returns, so it is kept short: the other stream's loop gets them
+// back within a second.
+const fetchWait = time.Second
+
+// pull fetches tasks of fn from stream, never more than there are free
+// slots (shared with the loop of fn's other stream) to run them, so fetched
+// tasks do not wait in a local buffer while their ack wait runs. If the
+// consumer or the stream vanishes, it provisions them again.
+func (r *Runner) pull(stream, fn string, cons natsjs.Consumer, res resolved, slots chan struct{}) {
 	defer r.loopsWG.Done()
-	slots := make(chan struct{}, res.concurrency)
-	log := r.log.WithField("function", fn)
+	log := r.log.WithField("function", fn).WithField("stream", stream)
+	loop := stream + "/" + fn
 	for {
 		select {
 		case slots <- struct{}{}:
@@ -187,7 +230,7 @@ func (r *Runner) pull(fn string, cons natsjs.Consumer, res resolved) {
 			}
 			break
 		}
-		fetchCtx, cancel := context.WithTimeout(r.pullCtx, 5*time.Second)
+		fetchCtx, cancel := context.WithTimeout(r.pullCtx, fetchWait)
 		batch, err := cons.Fetch(n, natsjs.FetchContext(fetchCtx))
 		got := 0
 		if err == nil {
@@ -207,12 +250,87 @@ func (r *Runner) pull(fn string, cons natsjs.Consumer, res resolved) {
 			<-slots
 		}
 		if err != nil && !errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, context.Canceled) && !errors.Is(err, natsjs.ErrNoMessages) {
-			log.WithError(err).Warn("fetch failed; retrying")
+			if r.pullCtx.Err() != nil {
+				return
+			}
+			r.setFailing(loop, err)
+			log.WithError(err).Warn("fetch failed; repairing and retrying")
+			if c, rerr := r.repair(stream, fn, res); rerr == nil {
+				cons = c
+			} else {
+				r.setFailing(loop, rerr)
+				log.WithError(rerr).Error("cannot pull tasks: the consumer or stream cannot be provisioned")
+			}
 			select {
 			case <-time.After(time.Second):
 			case <-r.pullCtx.Done():
 				return
 			}
+			continue
+		}
+		r.setFailing(loop, nil)
+	}
+}
+
+// repair provisions OmniQ's streams and buckets again (idempotent) and the
+// consumer of fn in stream, after a fetch failed: whoever deleted them, the
+// runner puts them back rather than pulling from nothing.
+func (r *Runner) repair(stream, fn string, res resolved) (natsjs.Consumer, error) {
+	ctx, cancel := context.WithTimeout(r.pullCtx, 10*time.Second)
+	defer cancel()
+	if err := jetstream.Provision(ctx, r.client.JetStream(), r.client.Config()); err != nil {
+		return nil, err
+	}
+	return r.ensureConsumer(ctx, stream, fn, res)
+}
+
+func (r *Runner) setFailing(loop string, err error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if err == nil {
+		delete(r.failing, loop)
+		return
+	}
+	r.failing[loop] = err
+}
+
+// Ready returns nil while the runner can pull and record tasks, and an
+// error saying what is wrong otherwise (a stream, consumer or bucket that
+// is missing and cannot be provisioned, a server that does not answer).
+func (r *Runner) Ready() error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var errs []error
+	for loop, err := range r.failing {
+		errs = append(errs, fmt.Errorf("pulling %s: %w", loop, err))
+	}
+	if r.stateErr != nil {
+		errs = append(errs, fmt.Errorf("recording task state: %w", r.stateErr))
+	}
+	return errors.Join(errs...)
+}
+
+// keepAlive tells JetStream, every AckWait/5, that each attempt running here
+// is still being worked on: one loop for all of them, not a timer per task.
+func (r *Runner) keepAlive() {
+	defer r.hbWG.Done()
+	t := time.NewTicker(r.cfg.AckWait / 5)
+	defer t.Stop()
+	var msgs []natsjs.Msg
+	for {
+		select {
+		case <-t.C:
+		case <-r.stopHB:
+			return
+		}
+		msgs = msgs[:0]
+		r.mu.Lock()
+		for _, f := range r.inflight {
+			msgs = append(msgs, f.msg)
+		}
+		r.mu.Unlock()
+		for _, m := range msgs {
+			_ = m.InProgress()
 		}
 	}
 }
@@ -244,18 +362,6 @@ func (r *Runner) heartbeat() {
 	}
 }
 
-// onCancelNotice cancels a task running here when a cancellation notice
-// for it arrives.
-func (r *Runner) onCancelNotice(m *nats.Msg) {
-	id := strings.TrimPrefix(m.Subject, r.client.Config().CancelSubject(""))
-	r.mu.Lock()
-	cancel := r.inflight[id]
-	r.mu.Unlock()
-	if cancel != nil {
-		cancel(errCancelRequested)
-	}
-}
-
 // Stop shuts the runner down gracefully: it stops pulling, lets in-flight
 // tasks finish until ShutdownGrace passes or ctx ends, then cancels the rest
 // (they are released for redelivery, not failed), deregisters the functions
@@ -266,9 +372,7 @@ func (r *Runner) Stop(ctx context.Context) error {
 	r.stopOnce.Do(func() {
 		defer close(r.stopped)
 		r.stopPull()
-		if r.cancelSub != nil {
-			defer func() { _ = r.cancelSub.Unsubscribe() }()
-		}
+		defer r.unsubscribe()
 		r.loopsWG.Wait()
 		done := make(chan struct{})
 		go func() { r.tasks.Wait(); close(done) }()
@@ -285,6 +389,8 @@ func (r *Runner) Stop(ctx context.Context) error {
 			<-done
 			err = ctx.Err()
 		}
+		close(r.stopHB)
+		r.hbWG.Wait()
 		dctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
 		if derr := r.client.Deregister(dctx, r.cfg.ID, r.functionNames()); derr != nil {

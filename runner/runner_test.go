@@ -125,8 +125,8 @@ func TestMalformedTaskIsInvalidAndDoesNotBlockTheQueue(t *testing.T) {
 	e := newEnv(t)
 	startRunner(t, e, fastConfig(), pluginhost.HostConfig{})
 	bad := &nats.Msg{Subject: "omniq.tasks.echo", Header: nats.Header{}, Data: []byte("x")}
-	bad.Header.Set(jetstream.HeaderTaskID, "bad-attempt")
-	bad.Header.Set(jetstream.HeaderAttempt, "zero")
+	bad.Header.Set(jetstream.HeaderTaskID, "bad-retries")
+	bad.Header.Set(jetstream.HeaderMaxRetries, "many")
 	if _, err := e.client.JetStream().PublishMsg(ctx(t), bad); err != nil {
 		t.Fatal(err)
 	}
@@ -134,8 +134,8 @@ func TestMalformedTaskIsInvalidAndDoesNotBlockTheQueue(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	task := waitFor(t, e, "bad-attempt", models.StatusFailed, 30*time.Second)
-	if te := task.Error; te == nil || te.ErrorType != "invalid_task" || te.IsRetryable || !strings.Contains(te.Message, "Omniq-Attempt") {
+	task := waitFor(t, e, "bad-retries", models.StatusFailed, 30*time.Second)
+	if te := task.Error; te == nil || te.ErrorType != "invalid_task" || te.IsRetryable || !strings.Contains(te.Message, "Omniq-Max-Retries") {
 		t.Fatalf("error = %+v", task.Error)
 	}
 	waitFor(t, e, good.ID, models.StatusSucceeded, 30*time.Second)

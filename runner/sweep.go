@@ -99,7 +99,7 @@ func (r *Runner) sweepFunction(ctx context.Context, fn string, served []string) 
 			tm, _ := cfg.ParseTaskMessage(m.Subject(), m.Headers(), m.Data(), meta.Stream, meta.Sequence.Stream)
 			log := r.log.WithFields(logrus.Fields{"task_id": tm.ID, "function": fn, "attempt": tm.Attempt})
 			te := newTaskError(models.ErrorTypeUnknownFunction, msg, "", 0, false)
-			r.failWithoutRunning(ctx, log, &tm, te, m)
+			r.failWithoutRunning(ctx, log, &tm, te, m, meta)
 		}
 		if got == 0 {
 			return batch.Error()

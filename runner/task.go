@@ -30,171 +30,205 @@ func (r *Runner) handle(fn string, res resolved, msg natsjs.Msg) {
 	ctx, cancel := context.WithTimeout(context.Background(), opTimeout)
 	defer cancel()
 	tm, perr := r.client.Config().ParseTaskMessage(msg.Subject(), msg.Headers(), msg.Data(), meta.Stream, meta.Sequence.Stream)
+	if perr == nil {
+		perr = r.checkLimits(&tm)
+	}
 	log := r.log.WithFields(logrus.Fields{"task_id": tm.ID, "function": fn, "attempt": tm.Attempt})
 	if perr != nil {
 		te := newTaskError(models.ErrorTypeInvalidTask, perr.Error(), "", 0, false)
-		r.failWithoutRunning(ctx, log, &tm, te, msg)
+		r.failWithoutRunning(ctx, log, &tm, te, msg, meta)
 		return
 	}
-	rec, ok := r.claim(ctx, log, &tm, res, msg, meta)
+	d := delivery{Stream: meta.Stream, Seq: meta.Sequence.Stream, Delivered: meta.NumDelivered,
+		Function: tm.Function, Retry: tm.Retry, Attempt: tm.Attempt, RunAt: tm.RunAt}
+	rec, ok := r.claim(ctx, log, &tm, d, res, msg)
 	if !ok {
 		return
 	}
 	r.run(rec, &tm, res, msg, log.WithField("attempt", rec.Task.Attempt))
 }
 
-// claim decides what a delivered message means given the task's state, and
-// moves the state to running when the message is the task's next attempt.
-// It returns false when the message was settled without running it.
-func (r *Runner) claim(ctx context.Context, log logrus.FieldLogger, tm *jetstream.TaskMessage, res resolved, msg natsjs.Msg, meta *natsjs.MsgMetadata) (jetstream.Record, bool) {
-	state := r.client.State()
-	redelivered := meta.NumDelivered > 1
+// checkLimits refuses a task asking for more than the operator allows.
+func (r *Runner) checkLimits(tm *jetstream.TaskMessage) error {
+	lim := r.cfg.Limits
+	if tm.HasMaxRetries && tm.MaxRetries > lim.MaxRetries {
+		return fmt.Errorf("%w: header %s=%d is over this runner's cap of %d (limits.max_retries)",
+			jetstream.ErrInvalidMessage, jetstream.HeaderMaxRetries, tm.MaxRetries, lim.MaxRetries)
+	}
+	if tm.Timeout > lim.MaxTimeout {
+		return fmt.Errorf("%w: header %s=%s is over this runner's cap of %s (limits.max_timeout)",
+			jetstream.ErrInvalidMessage, jetstream.HeaderTimeout, tm.Timeout, lim.MaxTimeout)
+	}
+	return nil
+}
+
+// view reads the task's state record for decide. A transient failure to
+// read it is returned as an error.
+func (r *Runner) view(ctx context.Context, id string) (view, jetstream.Record, uint64, error) {
+	rec, err := r.client.State().Get(ctx, id)
+	var corrupt *jetstream.CorruptRecordError
+	switch {
+	case err == nil:
+		return view{Found: true, Task: rec.Task}, rec, rec.Revision, nil
+	case errors.Is(err, jetstream.ErrTaskNotFound):
+		return view{}, jetstream.Record{}, 0, nil
+	case errors.As(err, &corrupt):
+		return view{Found: true, Corrupt: corrupt.Reason}, jetstream.Record{}, corrupt.Revision, nil
+	}
+	return view{}, jetstream.Record{}, 0, err
+}
+
+// claim decides what a delivered message means given the task's state
+// (decide) and carries the decision out. It returns the running record and
+// true when this runner now runs the task; false when the message was
+// settled, held or left alone.
+func (r *Runner) claim(ctx context.Context, log logrus.FieldLogger, tm *jetstream.TaskMessage, d delivery, res resolved, msg natsjs.Msg) (jetstream.Record, bool) {
 	for try := 0; try < 5; try++ {
-		rec, err := r.stateOf(ctx, tm, res.maxRetries, meta.Timestamp)
+		v, rec, rev, err := r.view(ctx, tm.ID)
 		if err != nil {
-			log.WithError(err).Error("cannot read task state; the task will be redelivered")
-			_ = msg.NakWithDelay(time.Second)
+			r.unreadable(log, msg, d, err)
 			return jetstream.Record{}, false
 		}
-		t := rec.Task
-		claimed := t.ClaimSequence != 0 && meta.Sequence.Stream == t.ClaimSequence
-		if claimed && meta.NumDelivered <= t.ClaimDelivery {
-			// The message the latest attempt was claimed from, in a
-			// delivery made before that claim and held up (in a stalled
-			// runner's buffer) until now. It carries nothing new: settling
-			// it would settle the claimant's message, claiming from it
-			// would run the task twice. Leave it alone.
-			log.WithField("delivery", meta.NumDelivered).WithField("status", t.Status).Debug("stale delivery of the task's message; ignoring it")
-			return rec, false
-		}
-		next := 0
-		switch t.Status {
-		case models.StatusSucceeded, models.StatusCancelled:
-			log.WithField("status", t.Status).Debug("task already finished; dropping this copy")
-			_ = msg.Ack()
-			return rec, false
-		case models.StatusFailed:
-			if redelivered && tm.Attempt == t.Attempt && t.Error != nil {
-				// A runner failed the task and died before its dead-letter
-				// entry was confirmed: make sure it exists.
-				r.deadLetter(ctx, log, tm, *t.Error, t.Replays, msg)
-				return rec, false
-			}
-			_ = msg.Ack()
-			return rec, false
-		case models.StatusPending, models.StatusRetrying:
-			switch {
-			case tm.Attempt == t.Attempt+1:
-				next = tm.Attempt
-			case t.Status == models.StatusRetrying && tm.Attempt <= t.Attempt && redelivered:
-				// A failed attempt's own message, back after a short
-				// NakWithDelay (it keeps the attempt it was first sent
-				// for), or because its runner died before the retry was
-				// scheduled. Claiming moves the state on, so any other copy
-				// is then stale.
-				if wait := time.Until(t.RunAt); wait > 0 {
-					r.reschedule(ctx, log, tm, t, msg)
-					return rec, false
-				}
-				next = t.Attempt + 1
-			case t.Status == models.StatusPending && tm.Attempt > t.Attempt:
-				next = tm.Attempt
-			default:
-				log.WithField("status", t.Status).WithField("state_attempt", t.Attempt).Debug("stale copy of the task; dropping it")
-				_ = msg.Ack()
-				return rec, false
-			}
-		case models.StatusRunning:
-			switch {
-			case t.ClaimSequence != 0 && !claimed,
-				t.ClaimSequence == 0 && (tm.Attempt != t.Attempt || !redelivered):
-				log.Debug("another copy of a running task; dropping it")
-				_ = msg.Ack()
-				return rec, false
-			case r.isRunning(tm.ID):
-				return rec, false // ours; the running attempt settles the message
-			}
-			next = t.Attempt
-			if t.Runner != "" && t.Interruptions+1 > r.cfg.MaxInterruptions {
-				te := newTaskError(models.ErrorTypeInterrupted,
-					fmt.Sprintf("the runner running this task died %d times (last: %s); not trying again", t.Interruptions+1, t.Runner), "", t.RetryCount, false)
-				r.finishFailed(ctx, log, rec, tm, te, msg)
-				return rec, false
-			}
-		}
-		interrupted := t.Status == models.StatusRunning && t.Runner != ""
-		rec, err = state.Transition(ctx, rec, models.StatusRunning, time.Now(), func(t *models.Task) {
-			t.Attempt = next
-			t.Runner = r.cfg.ID
-			t.ClaimSequence, t.ClaimDelivery = meta.Sequence.Stream, meta.NumDelivered
-			t.RunAt = time.Time{}
-			if interrupted {
-				t.Interruptions++
-			}
-			if tm.HasMaxRetries {
-				t.MaxRetries = tm.MaxRetries
+		dec := decide(v, d, r.isRunning(tm.ID), limits{MaxInterruptions: r.cfg.MaxInterruptions}, time.Now())
+		dlog := log.WithField("decision", dec.Action.String())
+		switch dec.Action {
+		case actLeave:
+			dlog.WithField("delivery", d.Delivered).Debug(dec.Reason)
+			return jetstream.Record{}, false
+		case actDrop:
+			if v.Found && v.Task != nil && v.Task.Function != d.Function {
+				dlog.Warn("refused a message: " + dec.Reason)
+				r.cfg.Metrics.refused(d.Function, "foreign_task_id")
 			} else {
-				t.MaxRetries = res.maxRetries
+				dlog.Debug("dropping this copy: " + dec.Reason)
 			}
-			if tm.Timeout > 0 {
-				t.Timeout = models.Duration(tm.Timeout)
-			} else if t.Timeout == 0 {
-				t.Timeout = models.Duration(res.timeout)
+			_ = msg.Ack()
+			return jetstream.Record{}, false
+		case actEnsureDead:
+			// A runner failed the task and may have died before its
+			// dead-letter entry was confirmed: make sure it exists.
+			tm.Attempt = v.Task.Attempt
+			r.deadLetter(ctx, log, tm, *v.Task.Error, v.Task.Replays, msg)
+			return jetstream.Record{}, false
+		case actFail:
+			te := newTaskError(dec.ErrorType, dec.Reason, "", 0, false)
+			if v.Corrupt != "" {
+				err = r.failCorrupt(ctx, log, tm, d, rev, te, msg)
+			} else {
+				te.RetryCount = rec.Task.RetryCount
+				err = r.finishFailed(ctx, log, rec, tm, te, msg)
 			}
-		})
-		if errors.Is(err, jetstream.ErrStaleRevision) {
+		case actHold:
+			err = r.hold(ctx, log, tm, d, rec, dec, res, msg)
+		case actRun:
+			var claimed jetstream.Record
+			claimed, err = r.claimRun(ctx, tm, d, rec, dec, res)
+			if err == nil {
+				r.noteStateErr(nil)
+				if dec.Interrupted {
+					log.WithField("interruptions", claimed.Task.Interruptions).Warn("resuming a task whose runner died mid-task")
+				}
+				return claimed, true
+			}
+		}
+		if errors.Is(err, jetstream.ErrStaleRevision) || errors.Is(err, jetstream.ErrTaskExists) {
 			continue // the state moved on; decide again
 		}
 		if err != nil {
-			log.WithError(err).Error("cannot claim the task; it will be redelivered")
+			r.noteStateErr(err)
+			log.WithError(err).Error("cannot record the task's state; it will be redelivered")
 			_ = msg.NakWithDelay(time.Second)
-			return jetstream.Record{}, false
 		}
-		if interrupted {
-			log.WithField("interruptions", rec.Task.Interruptions).Warn("resuming a task whose runner died mid-task")
-		}
-		return rec, true
+		return jetstream.Record{}, false
 	}
 	log.Warn("task state kept changing while claiming it; it will be redelivered")
 	_ = msg.NakWithDelay(time.Second)
 	return jetstream.Record{}, false
 }
 
-// stateOf returns the state record of tm's task, creating a pending one
-// when there is none: the task was published without Submit (any NATS
-// client may), or its record expired.
-func (r *Runner) stateOf(ctx context.Context, tm *jetstream.TaskMessage, maxRetries int, created time.Time) (jetstream.Record, error) {
-	state := r.client.State()
-	for try := 0; ; try++ {
-		rec, err := state.Get(ctx, tm.ID)
-		if !errors.Is(err, jetstream.ErrTaskNotFound) {
-			return rec, err
-		}
-		t := models.NewTask(tm.ID, tm.Function, maxRetries, tm.Timeout, created)
-		t.Attempt = max(tm.Attempt-1, 0)
-		rec, err = state.Create(ctx, t)
-		if !errors.Is(err, jetstream.ErrTaskExists) || try == 4 {
-			return rec, err
-		}
-		// Created meanwhile by another runner: read it.
-	}
+// unreadable puts back a message whose task state could not be read (the
+// server is unreachable or overloaded), waiting longer each time.
+func (r *Runner) unreadable(log logrus.FieldLogger, msg natsjs.Msg, d delivery, err error) {
+	wait := time.Duration(min(d.Delivered, 30)) * time.Second
+	log.WithError(err).WithField("retry_in", wait).Error("cannot read task state; the task will be redelivered")
+	_ = msg.NakWithDelay(wait)
 }
 
-// reschedule puts back a retry that arrived before its time.
-func (r *Runner) reschedule(ctx context.Context, log logrus.FieldLogger, tm *jetstream.TaskMessage, t *models.Task, msg natsjs.Msg) {
-	wait := time.Until(t.RunAt)
+// claimRun moves the task to running for dec.Attempt, creating its record
+// when it has none, so that this runner, and only this one, runs it.
+func (r *Runner) claimRun(ctx context.Context, tm *jetstream.TaskMessage, d delivery, rec jetstream.Record, dec decision, res resolved) (jetstream.Record, error) {
+	now := time.Now()
+	settle := func(t *models.Task) {
+		t.Attempt = dec.Attempt
+		t.Runner = r.cfg.ID
+		t.ClaimSequence, t.ClaimDelivery, t.ClaimStream = d.Seq, d.Delivered, d.Stream
+		t.RunAt = time.Time{}
+		if dec.Interrupted {
+			t.Interruptions++
+		}
+		if tm.HasMaxRetries {
+			t.MaxRetries = tm.MaxRetries
+		} else {
+			t.MaxRetries = res.maxRetries
+		}
+		if tm.Timeout > 0 {
+			t.Timeout = models.Duration(tm.Timeout)
+		} else if t.Timeout == 0 {
+			t.Timeout = models.Duration(res.timeout)
+		}
+	}
+	if dec.Create {
+		// A task nobody has seen: create its record already claimed, in
+		// one write.
+		t := models.NewTask(tm.ID, tm.Function, 0, 0, now)
+		t.Status, t.StartedAt = models.StatusRunning, now.UTC()
+		settle(t)
+		return r.client.State().Create(ctx, t)
+	}
+	return r.client.State().Transition(ctx, rec, models.StatusRunning, now, settle)
+}
+
+// hold keeps a task that is not due until dec.Until: a first attempt asked
+// for later, or a retry that came early. Its next attempt waits in a
+// schedule (or, under a second, in a delayed redelivery of this message).
+func (r *Runner) hold(ctx context.Context, log logrus.FieldLogger, tm *jetstream.TaskMessage, d delivery, rec jetstream.Record, dec decision, res resolved, msg natsjs.Msg) error {
+	attempt := 1
+	if dec.Create {
+		t := models.NewTask(tm.ID, tm.Function, res.maxRetries, tm.Timeout, time.Now())
+		if tm.HasMaxRetries {
+			t.MaxRetries = tm.MaxRetries
+		}
+		t.RunAt = dec.Until.UTC()
+		t.ClaimSequence, t.ClaimDelivery, t.ClaimStream = d.Seq, d.Delivered, d.Stream
+		if _, err := r.client.State().Create(ctx, t); err != nil {
+			return err
+		}
+	} else {
+		attempt = rec.Task.Attempt + 1
+	}
+	wait := time.Until(dec.Until)
 	if wait < time.Second {
-		_ = msg.NakWithDelay(wait)
-		return
+		_ = msg.NakWithDelay(max(wait, 0))
+		return nil
 	}
 	next := *tm
-	next.Attempt = t.Attempt + 1
-	if err := r.client.ScheduleRetry(ctx, &next, t.RunAt); err != nil {
-		log.WithError(err).Error("cannot schedule the retry; trying again shortly")
+	next.Attempt = attempt
+	if err := r.client.ScheduleRetry(ctx, &next, dec.Until); err != nil {
+		log.WithError(err).Error("cannot schedule the task's next attempt; trying again shortly")
 		_ = msg.NakWithDelay(time.Second)
-		return
+		return nil
 	}
+	log.WithField("run_at", dec.Until.UTC().Format(time.RFC3339)).Debug("task held until it is due")
 	_ = msg.Ack()
+	return nil
+}
+
+// noteStateErr remembers the last failure to write a task's state, for
+// Ready; nil clears it.
+func (r *Runner) noteStateErr(err error) {
+	r.mu.Lock()
+	r.stateErr = err
+	r.mu.Unlock()
 }
 
 func (r *Runner) isRunning(id string) bool {
@@ -210,7 +244,7 @@ func (r *Runner) run(rec jetstream.Record, tm *jetstream.TaskMessage, res resolv
 	t := rec.Task
 	runCtx, cancel := context.WithCancelCause(r.taskCtx)
 	r.mu.Lock()
-	r.inflight[t.ID] = cancel
+	r.inflight[t.ID] = &inflight{cancel: cancel, msg: msg}
 	r.mu.Unlock()
 	defer func() {
 		r.mu.Lock()
@@ -221,8 +255,6 @@ func (r *Runner) run(rec jetstream.Record, tm *jetstream.TaskMessage, res resolv
 
 	start := time.Now()
 	deadline := start.Add(time.Duration(t.Timeout))
-	hbDone := make(chan struct{})
-	go r.keepAlive(msg, hbDone)
 	r.cfg.Metrics.started(tm.Function)
 	log.Debug("task started")
 	req := &pluginpb.ExecuteRequest{TaskId: t.ID, Payload: tm.Payload, Headers: tm.Headers,
@@ -230,27 +262,11 @@ func (r *Runner) run(rec jetstream.Record, tm *jetstream.TaskMessage, res resolv
 	out := r.cfg.Plugins.Execute(runCtx, tm.Function, req, deadline, func(p *pluginpb.Progress) {
 		log.WithField("fraction", p.Fraction).Debug("progress: " + p.Message)
 	})
-	close(hbDone)
 
 	ctx, cancelOps := context.WithTimeout(context.Background(), opTimeout)
 	defer cancelOps()
 	outcome := r.settle(ctx, log, rec, tm, res, msg, out, context.Cause(runCtx))
 	r.cfg.Metrics.finished(tm.Function, outcome, time.Since(start))
-}
-
-// keepAlive tells JetStream the task is still being worked on every third
-// of the ack wait, until done is closed.
-func (r *Runner) keepAlive(msg natsjs.Msg, done <-chan struct{}) {
-	t := time.NewTicker(r.cfg.AckWait / 3)
-	defer t.Stop()
-	for {
-		select {
-		case <-t.C:
-			_ = msg.InProgress()
-		case <-done:
-			return
-		}
-	}
 }
 
 // settle records the outcome of a finished attempt and settles its
@@ -292,7 +308,9 @@ func (r *Runner) settle(ctx context.Context, log logrus.FieldLogger, rec jetstre
 		flog.WithField("traceback", te.Traceback).Debug("task failure traceback")
 	}
 	if !te.IsRetryable || t.RetryCount >= t.MaxRetries {
-		r.finishFailed(ctx, flog, rec, tm, te, msg)
+		if err := r.finishFailed(ctx, flog, rec, tm, te, msg); err != nil {
+			return r.lostRecord(ctx, flog, t.ID, msg, err)
+		}
 		return "failed"
 	}
 	delay := f.RetryAfter
@@ -351,16 +369,36 @@ func (r *Runner) lostRecord(ctx context.Context, log logrus.FieldLogger, id stri
 	return "error"
 }
 
-// finishFailed records a final failure and dead-letters the task.
-func (r *Runner) finishFailed(ctx context.Context, log logrus.FieldLogger, rec jetstream.Record, tm *jetstream.TaskMessage, te models.TaskError, msg natsjs.Msg) {
+// finishFailed records a final failure and dead-letters the task. It
+// returns ErrStaleRevision, and does nothing, when the state moved on.
+func (r *Runner) finishFailed(ctx context.Context, log logrus.FieldLogger, rec jetstream.Record, tm *jetstream.TaskMessage, te models.TaskError, msg natsjs.Msg) error {
 	next, err := r.client.State().Transition(ctx, rec, models.StatusFailed, time.Now(), func(t *models.Task) { t.RecordError(te) })
 	if err != nil {
-		r.lostRecord(ctx, log, rec.Task.ID, msg, err)
-		return
+		return err
 	}
 	log.WithField("error_type", te.ErrorType).Warn("task failed, dead-lettered: " + te.Message)
 	tm.Attempt = next.Task.Attempt
 	r.deadLetter(ctx, log, tm, te, next.Task.Replays, msg)
+	return nil
+}
+
+// failCorrupt fails a task whose state record is unusable, writing a
+// failed record over it (at revision rev) and dead-lettering the task.
+func (r *Runner) failCorrupt(ctx context.Context, log logrus.FieldLogger, tm *jetstream.TaskMessage, d delivery, rev uint64, te models.TaskError, msg natsjs.Msg) error {
+	now := time.Now()
+	t := models.NewTask(tm.ID, tm.Function, 0, tm.Timeout, now)
+	t.Attempt = max(tm.Attempt-1, 0)
+	t.ClaimSequence, t.ClaimDelivery, t.ClaimStream = d.Seq, d.Delivered, d.Stream
+	if err := t.Transition(models.StatusFailed, now); err != nil {
+		return err
+	}
+	t.RecordError(te)
+	if _, err := r.client.State().ReplaceCorrupt(ctx, rev, t); err != nil {
+		return err
+	}
+	log.WithField("error_type", te.ErrorType).Warn("task failed, dead-lettered: " + te.Message)
+	r.deadLetter(ctx, log, tm, te, 0, msg)
+	return nil
 }
 
 // deadLetter publishes the dead-letter entry, then acks; if the publish
@@ -376,25 +414,52 @@ func (r *Runner) deadLetter(ctx context.Context, log logrus.FieldLogger, tm *jet
 }
 
 // failWithoutRunning dead-letters a task that cannot run at all (malformed,
-// or for a function nobody serves) with te.
-func (r *Runner) failWithoutRunning(ctx context.Context, log logrus.FieldLogger, tm *jetstream.TaskMessage, te models.TaskError, msg natsjs.Msg) {
+// over the operator's caps, or for a function nobody serves) with te. It
+// fails only a task of its own: a message carrying the id of a task that
+// has a record is failed only if it is that task's claimed message, and
+// dropped otherwise, so a bad copy cannot fail someone else's task.
+func (r *Runner) failWithoutRunning(ctx context.Context, log logrus.FieldLogger, tm *jetstream.TaskMessage, te models.TaskError, msg natsjs.Msg, meta *natsjs.MsgMetadata) {
 	if tm.Function == "" {
 		tm.Function = jetstream.UnroutableFunction
 	}
 	state := r.client.State()
 	for try := 0; try < 5; try++ {
-		rec, err := r.stateOf(ctx, tm, 0, time.Now())
+		v, rec, rev, err := r.view(ctx, tm.ID)
 		if err != nil {
-			log.WithError(err).Error("cannot read task state; the task will be redelivered")
-			_ = msg.NakWithDelay(time.Second)
+			r.unreadable(log, msg, delivery{Delivered: meta.NumDelivered}, err)
 			return
 		}
-		if rec.Task.Status.IsTerminal() || rec.Task.Status == models.StatusRunning {
+		var next jetstream.Record
+		switch {
+		case v.Corrupt != "":
+			d := delivery{Stream: meta.Stream, Seq: meta.Sequence.Stream, Delivered: meta.NumDelivered}
+			err = r.failCorrupt(ctx, log, tm, d, rev, te, msg)
+			if err == nil {
+				return
+			}
+		case !v.Found:
+			now := time.Now()
+			t := models.NewTask(tm.ID, tm.Function, 0, 0, now)
+			t.ClaimSequence, t.ClaimDelivery, t.ClaimStream = meta.Sequence.Stream, meta.NumDelivered, meta.Stream
+			if err = t.Transition(models.StatusFailed, now); err != nil {
+				break
+			}
+			t.RecordError(te)
+			next, err = state.Create(ctx, t)
+		case v.Task.Function != tm.Function || v.Task.ClaimSequence != meta.Sequence.Stream || v.Task.ClaimStream != meta.Stream ||
+			v.Task.Status.IsTerminal() || v.Task.Status == models.StatusRunning:
+			if v.Task.Status == models.StatusFailed && v.Task.ClaimSequence == meta.Sequence.Stream && v.Task.ClaimStream == meta.Stream && v.Task.Error != nil {
+				r.deadLetter(ctx, log, tm, *v.Task.Error, v.Task.Replays, msg) // our entry may be missing
+				return
+			}
+			log.WithField("status", v.Task.Status).Warn("dropped a bad copy of another task: " + te.Message)
+			r.cfg.Metrics.refused(tm.Function, "bad_copy")
 			_ = msg.Ack()
 			return
+		default:
+			next, err = state.Transition(ctx, rec, models.StatusFailed, time.Now(), func(t *models.Task) { t.RecordError(te) })
 		}
-		next, err := state.Transition(ctx, rec, models.StatusFailed, time.Now(), func(t *models.Task) { t.RecordError(te) })
-		if errors.Is(err, jetstream.ErrStaleRevision) {
+		if errors.Is(err, jetstream.ErrStaleRevision) || errors.Is(err, jetstream.ErrTaskExists) {
 			continue
 		}
 		if err != nil {

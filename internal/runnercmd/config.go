@@ -54,6 +54,14 @@ type File struct {
 	Functions map[string]FunctionSettings `json:"functions"`
 	Plugins   map[string]PluginSettings   `json:"plugins"`
 	Streams   StreamSettings              `json:"streams"`
+	Limits    LimitSettings               `json:"limits"`
+}
+
+// LimitSettings are the operator's caps on what a task may ask for in its
+// headers; each field is the runner.Limits field of the same name.
+type LimitSettings struct {
+	MaxRetries int      `json:"max_retries"`
+	MaxTimeout Duration `json:"max_timeout"`
 }
 
 // FunctionSettings are the per-function settings of the config file; each
@@ -140,7 +148,7 @@ func Parse(args []string, getenv func(string) string, stderr io.Writer) (Options
 	fs.StringVar(&o.ConfigFile, "config", "", "JSON config file with per-function, plugin and stream settings")
 	fs.StringVar(&o.ID, "id", "", "runner id (default: hostname and a random suffix)")
 	fs.DurationVar(&o.ShutdownWait, "shutdown-grace", 30*time.Second, "how long a graceful shutdown lets running tasks finish")
-	fs.DurationVar(&o.AckWait, "ack-wait", 30*time.Second, "how long a task of a runner that stopped answering waits before another runner takes it")
+	fs.DurationVar(&o.AckWait, "ack-wait", 5*time.Second, "how long a task of a runner that stopped answering waits before another runner takes it")
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, "Usage: omniq-runner [flags]\n\nRuns OmniQ tasks in plugin processes. With no flags it embeds a NATS server\n(client port 127.0.0.1:4222, data in ./omniq-data) and runs the plugins in\n./bin/plugins. Every flag can also be set as OMNIQ_<FLAG> in the environment\n(--plugins-dir is OMNIQ_PLUGINS_DIR); a flag wins over its variable.\n\nFlags:")
 		fs.PrintDefaults()
@@ -259,7 +267,8 @@ func (f FunctionSettings) config() runner.FunctionConfig {
 
 // runnerConfig is the runner configuration, without its client and plugins.
 func (o *Options) runnerConfig() runner.Config {
-	c := runner.Config{ID: o.ID, Defaults: o.File.Defaults.config(), ShutdownGrace: o.ShutdownWait, AckWait: o.AckWait}
+	c := runner.Config{ID: o.ID, Defaults: o.File.Defaults.config(), ShutdownGrace: o.ShutdownWait, AckWait: o.AckWait,
+		Limits: runner.Limits{MaxRetries: o.File.Limits.MaxRetries, MaxTimeout: time.Duration(o.File.Limits.MaxTimeout)}}
 	if o.Concurrency > 0 && c.Defaults.Concurrency == 0 {
 		c.Defaults.Concurrency = o.Concurrency
 	}

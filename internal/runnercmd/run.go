@@ -172,7 +172,7 @@ func run(ctx context.Context, force <-chan struct{}, o Options, log *logrus.Logg
 			return fmt.Errorf("--metrics-addr: %w", err)
 		}
 		metricsAddr = ln.Addr().String()
-		srv := &http.Server{Handler: metricsMux(reg, nc, &started), ReadHeaderTimeout: 5 * time.Second}
+		srv := &http.Server{Handler: metricsMux(reg, nc, &started, r.Ready), ReadHeaderTimeout: 5 * time.Second}
 		go func() { _ = srv.Serve(ln) }()
 		defer func() {
 			c, cancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -256,8 +256,9 @@ func openStreams(ctx context.Context, nc *nats.Conn, cfg jetstream.Config, log l
 }
 
 // metricsMux serves /metrics, /healthz (the process is up) and /readyz
-// (connected to NATS and running).
-func metricsMux(reg *prometheus.Registry, nc *nats.Conn, started *atomic.Bool) http.Handler {
+// (connected to NATS, running, and able to pull and record tasks: see
+// runner.Runner.Ready).
+func metricsMux(reg *prometheus.Registry, nc *nats.Conn, started *atomic.Bool, ready func() error) http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
@@ -267,6 +268,8 @@ func metricsMux(reg *prometheus.Registry, nc *nats.Conn, started *atomic.Bool) h
 			http.Error(w, "not connected to NATS: "+nc.Status().String(), http.StatusServiceUnavailable)
 		case !started.Load():
 			http.Error(w, "not running", http.StatusServiceUnavailable)
+		case ready() != nil:
+			http.Error(w, "not ready: "+ready().Error(), http.StatusServiceUnavailable)
 		default:
 			fmt.Fprintln(w, "ready")
 		}

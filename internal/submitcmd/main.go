@@ -156,7 +156,9 @@ func isUsage(err error) bool {
 func explain(err error) error {
 	switch {
 	case errors.Is(err, jetstream.ErrTaskNotFound):
-		return fmt.Errorf("%w (check the id; finished tasks are kept 7 days by default)", err)
+		return fmt.Errorf("%w (check the id; a task has a state record once a runner picks it up, so a task still queued behind others has none yet; finished tasks are kept 7 days by default)", err)
+	case errors.Is(err, jetstream.ErrNoRunner):
+		return fmt.Errorf("%w (start omniq-runner, or point --nats-url at the server it uses)", err)
 	case errors.Is(err, jetstream.ErrPayloadTooLarge):
 		return fmt.Errorf("%w (the limit is the runner's streams.max_payload setting)", err)
 	}

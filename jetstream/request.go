@@ -1,0 +1,112 @@
+package jetstream
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/omniq/omniq/models"
+)
+
+// Errors of requests answered by runners.
+var (
+	// ErrNoRunner: no runner answered a request that only a runner can
+	// carry out (a cancellation, a replay).
+	ErrNoRunner = errors.New("no runner answered")
+	// ErrReplayRefused: the dead-letter entry does not agree with the
+	// task's state record (another function, another failure, or no record
+	// to check it against), so it was not replayed. The entry is left
+	// alone for an operator to look at.
+	ErrReplayRefused = errors.New("dead-letter entry refused for replay")
+)
+
+// ReplaySubject is the core NATS subject on which an operator asks the
+// runners to replay dead task id. Only operators may publish there.
+func (c Config) ReplaySubject(id string) string { return c.SubjectPrefix + ".admin.replay." + id }
+
+// AdminSubjects is the wildcard subject of every operator request runners
+// answer.
+func (c Config) AdminSubjects() string { return c.SubjectPrefix + ".admin.>" }
+
+// Reply is a runner's answer to a request: the task's record after the
+// request, or what went wrong. Runners send it; clients decode it.
+type Reply struct {
+	// Task is the task's record after the request, when there is one.
+	Task *models.Task `json:"task,omitempty"`
+	// Revision is Task's revision in the state bucket.
+	Revision uint64 `json:"revision,omitempty"`
+	// Code classifies Error: "not_found", "already_finished",
+	// "not_dead", "already_replayed", "refused", "invalid_id",
+	// "illegal", or "error" for anything else.
+	Code string `json:"code,omitempty"`
+	// Error says what went wrong; empty on success.
+	Error string `json:"error,omitempty"`
+}
+
+// Reply codes, each standing for a sentinel error of this package.
+var replyCodes = map[string]error{
+	"not_found":        ErrTaskNotFound,
+	"already_finished": ErrAlreadyFinished,
+	"not_dead":         ErrNotDead,
+	"already_replayed": ErrAlreadyReplayed,
+	"refused":          ErrReplayRefused,
+	"invalid_id":       models.ErrInvalidTaskID,
+	"illegal":          models.ErrIllegalTransition,
+}
+
+// NewReply builds the reply to a request that ended with rec and err.
+func NewReply(rec Record, err error) Reply {
+	r := Reply{Task: rec.Task, Revision: rec.Revision}
+	if err == nil {
+		return r
+	}
+	r.Error, r.Code = err.Error(), "error"
+	for code, sentinel := range replyCodes {
+		if errors.Is(err, sentinel) {
+			r.Code = code
+			break
+		}
+	}
+	return r
+}
+
+// Err returns the error the reply carries, wrapping the sentinel its code
+// stands for, or nil.
+func (r Reply) Err() error {
+	if r.Error == "" {
+		return nil
+	}
+	if sentinel, ok := replyCodes[r.Code]; ok {
+		return &replyError{msg: r.Error, sentinel: sentinel}
+	}
+	return errors.New(r.Error)
+}
+
+type replyError struct {
+	msg      string
+	sentinel error
+}
+
+func (e *replyError) Error() string { return e.msg }
+func (e *replyError) Unwrap() error { return e.sentinel }
+
+// request sends a request that runners answer with a Reply, and returns
+// the record it carries. what names the request in errors.
+func (c *Client) request(ctx context.Context, subject, what string) (Record, error) {
+	m, err := c.nc.RequestWithContext(ctx, subject, nil)
+	if errors.Is(err, nats.ErrNoResponders) {
+		return Record{}, fmt.Errorf("%s: %w: only a running omniq-runner can do this; is one running against this server?", what, ErrNoRunner)
+	}
+	if err != nil {
+		return Record{}, fmt.Errorf("%s: %w", what, err)
+	}
+	var r Reply
+	if err := json.Unmarshal(m.Data, &r); err != nil {
+		return Record{}, fmt.Errorf("%s: undecodable answer from a runner: %w", what, err)
+	}
+	rec := Record{Task: r.Task, Revision: r.Revision}
+	return rec, r.Err()
+}

@@ -1,0 +1,264 @@
+package runner_test
+
+import (
+	"encoding/json"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/omniq/omniq/jetstream"
+	"github.com/omniq/omniq/models"
+	"github.com/omniq/omniq/runner/pluginhost"
+)
+
+// publishRaw publishes a task as any NATS client with a submitter's rights
+// could: a payload and headers on a task subject. The id goes in the
+// Omniq-Task-Id header, not as the message id, so JetStream's duplicate
+// window does not hide a copy from the runner.
+func publishRaw(t *testing.T, e *env, subject, id string, payload string, headers map[string]string) {
+	t.Helper()
+	m := &nats.Msg{Subject: subject, Header: nats.Header{}, Data: []byte(payload)}
+	if id != "" {
+		m.Header.Set(jetstream.HeaderTaskID, id)
+	}
+	for k, v := range headers {
+		m.Header.Set(k, v)
+	}
+	if _, err := e.client.JetStream().PublishMsg(ctx(t), m); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestSubmittersAttemptHeaderIsIgnored(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	startRunner(t, e, fastConfig(), pluginhost.HostConfig{})
+	// flaky fails its first attempt; attempt 99999 would have skipped that.
+	publishRaw(t, e, "omniq.tasks.flaky", "skip", "1", map[string]string{jetstream.HeaderAttempt: "99999", jetstream.HeaderMaxRetries: "0"})
+	task := waitFor(t, e, "skip", models.StatusFailed, 30*time.Second)
+	if task.Attempt != 1 || task.Error == nil || !strings.Contains(task.Error.Message, "attempt 1 of") {
+		t.Fatalf("task = %+v, want attempt 1 failing as a first attempt does", task)
+	}
+}
+
+func TestAnotherFunctionsTaskIDIsNotRun(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	tr := startRunner(t, e, fastConfig(), pluginhost.HostConfig{})
+	victim, err := e.client.Submit(ctx(t), jetstream.SubmitRequest{Function: "sleep", Payload: []byte("2s")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, e, victim.ID, models.StatusRunning, 30*time.Second)
+	publishRaw(t, e, "omniq.tasks.echo", victim.ID, "pwned", nil)
+	tr.WaitCounter(t, "omniq_refused_messages_total", map[string]string{"function": "echo", "reason": "foreign_task_id"}, 1, 30*time.Second)
+	task := waitFor(t, e, victim.ID, models.StatusSucceeded, 30*time.Second)
+	if task.Function != "sleep" || string(task.Result) != "slept 2s" {
+		t.Fatalf("victim = %+v", task)
+	}
+	if got := tr.Counter(t, "omniq_tasks_total", map[string]string{"function": "echo"}); got != 0 {
+		t.Fatalf("echo ran the other function's task %v times", got)
+	}
+	// A finished task's id published again is not run either.
+	publishRaw(t, e, "omniq.tasks.echo", victim.ID, "again", nil)
+	publishRaw(t, e, "omniq.tasks.sleep", victim.ID, "1s", nil)
+	marker, err := e.client.Submit(ctx(t), jetstream.SubmitRequest{Function: "echo", Payload: []byte("after")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, e, marker.ID, models.StatusSucceeded, 30*time.Second)
+	if got := tr.Counter(t, "omniq_tasks_total", map[string]string{"function": "sleep"}); got != 1 {
+		t.Fatalf("sleep ran %v times, want once", got)
+	}
+}
+
+func TestOperatorCapsRefuseWhatATaskAsksFor(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	cfg := fastConfig()
+	cfg.Limits.MaxRetries, cfg.Limits.MaxTimeout = 10, time.Hour
+	startRunner(t, e, cfg, pluginhost.HostConfig{})
+	publishRaw(t, e, "omniq.tasks.echo", "greedy", "x", map[string]string{jetstream.HeaderMaxRetries: "1000000000"})
+	publishRaw(t, e, "omniq.tasks.echo", "patient", "x", map[string]string{jetstream.HeaderTimeout: "1000000h"})
+	publishRaw(t, e, "omniq.tasks.echo", "fine", "x", map[string]string{jetstream.HeaderMaxRetries: "10", jetstream.HeaderTimeout: "1h"})
+	for id, want := range map[string]string{"greedy": "limits.max_retries", "patient": "limits.max_timeout"} {
+		task := waitFor(t, e, id, models.StatusFailed, 30*time.Second)
+		if te := task.Error; te == nil || te.ErrorType != models.ErrorTypeInvalidTask || te.IsRetryable || !strings.Contains(te.Message, want) {
+			t.Errorf("%s: error = %+v, want invalid_task naming %s", id, task.Error, want)
+		}
+		waitDead(t, e, id)
+	}
+	if task := waitFor(t, e, "fine", models.StatusSucceeded, 30*time.Second); task.MaxRetries != 10 || time.Duration(task.Timeout) != time.Hour {
+		t.Fatalf("fine = %+v", task)
+	}
+}
+
+func TestBareCancelMessageEndsTheTaskCancelled(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	tr := startRunner(t, e, fastConfig(), pluginhost.HostConfig{})
+	res, err := e.client.Submit(ctx(t), jetstream.SubmitRequest{Function: "sleep", Payload: []byte("60s")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, e, res.ID, models.StatusRunning, 30*time.Second)
+	// No reply subject, no client library: a bare publish.
+	if err := e.client.Conn().Publish("omniq.cancel."+res.ID, nil); err != nil {
+		t.Fatal(err)
+	}
+	task := waitFor(t, e, res.ID, models.StatusCancelled, 30*time.Second)
+	if task.Error == nil || task.Error.ErrorType != models.ErrorTypeCancelled {
+		t.Fatalf("task = %+v", task)
+	}
+	tr.WaitCounter(t, "omniq_tasks_total", map[string]string{"function": "sleep", "outcome": "cancelled"}, 1, 10*time.Second)
+	// A forged notice for a task whose state does not say cancelled is
+	// ignored.
+	other, err := e.client.Submit(ctx(t), jetstream.SubmitRequest{Function: "sleep", Payload: []byte("2s")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, e, other.ID, models.StatusRunning, 30*time.Second)
+	if err := e.client.Conn().Publish("omniq.cancelled."+other.ID, nil); err != nil {
+		t.Fatal(err)
+	}
+	if task := waitFor(t, e, other.ID, models.StatusSucceeded, 30*time.Second); string(task.Result) != "slept 2s" {
+		t.Fatalf("other = %+v", task)
+	}
+}
+
+func TestCancelRequestAnsweredByARunner(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	startRunner(t, e, fastConfig(), pluginhost.HostConfig{})
+	res, err := e.client.Submit(ctx(t), jetstream.SubmitRequest{Function: "sleep", Payload: []byte("60s")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, e, res.ID, models.StatusRunning, 30*time.Second)
+	rec, err := e.client.Cancel(ctx(t), res.ID)
+	if err != nil || rec.Task.Status != models.StatusCancelled {
+		t.Fatalf("cancel = %+v, %v", rec.Task, err)
+	}
+	if _, err := e.client.Cancel(ctx(t), res.ID); !errors.Is(err, jetstream.ErrAlreadyFinished) {
+		t.Fatalf("second cancel err = %v, want ErrAlreadyFinished", err)
+	}
+}
+
+func TestUnusableStateRecordFailsTheTaskWithTheReason(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	startRunner(t, e, fastConfig(), pluginhost.HostConfig{})
+	kv, err := e.client.JetStream().KeyValue(ctx(t), "OMNIQ_STATE")
+	if err != nil {
+		t.Fatal(err)
+	}
+	bogus := models.NewTask("bogus", "echo", 3, 0, time.Now())
+	bogus.Status = "bogus"
+	other := models.NewTask("someone-else", "echo", 3, 0, time.Now())
+	records := map[string]struct {
+		value []byte
+		want  string
+	}{
+		"garbage": {[]byte("{not json"), "does not decode"},
+		"bogus":   {mustJSON(t, bogus), `"bogus" is not one of`},
+		"stolen":  {mustJSON(t, other), `record of task "someone-else"`},
+	}
+	for id, r := range records {
+		if _, err := kv.Put(ctx(t), id, r.value); err != nil {
+			t.Fatal(err)
+		}
+		publishRaw(t, e, "omniq.tasks.echo", id, "x", nil)
+	}
+	for id, r := range records {
+		task := waitFor(t, e, id, models.StatusFailed, 30*time.Second)
+		if te := task.Error; te == nil || te.ErrorType != models.ErrorTypeInvalidTask || !strings.Contains(te.Message, r.want) {
+			t.Errorf("%s: error = %+v, want invalid_task saying %q", id, task.Error, r.want)
+		}
+		waitDead(t, e, id)
+	}
+}
+
+func TestDelayedTaskIsHeldUntilItsTime(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	startRunner(t, e, fastConfig(), pluginhost.HostConfig{})
+	at := time.Now().Add(2 * time.Second)
+	res, err := e.client.Submit(ctx(t), jetstream.SubmitRequest{Function: "echo", Payload: []byte("later"), RunAt: at})
+	if err != nil {
+		t.Fatal(err)
+	}
+	held := waitFor(t, e, res.ID, models.StatusPending, 30*time.Second)
+	if !held.RunAt.Equal(at.UTC()) || held.Attempt != 0 {
+		t.Fatalf("held = %+v", held)
+	}
+	task := waitFor(t, e, res.ID, models.StatusSucceeded, 30*time.Second)
+	if task.StartedAt.Before(at.Truncate(time.Second)) || string(task.Result) != "later" {
+		t.Fatalf("ran at %v, before %v: %+v", task.StartedAt, at, task)
+	}
+}
+
+func TestRunnerRepairsWhatWasDeleted(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	tr := startRunner(t, e, fastConfig(), pluginhost.HostConfig{})
+	js := e.client.JetStream()
+	if err := js.DeleteConsumer(ctx(t), "OMNIQ_TASKS", "omniq-echo"); err != nil {
+		t.Fatal(err)
+	}
+	res, err := e.client.Submit(ctx(t), jetstream.SubmitRequest{Function: "echo", Payload: []byte("one")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, e, res.ID, models.StatusSucceeded, 30*time.Second)
+	for _, s := range []string{"OMNIQ_TASKS", "OMNIQ_RETRIES"} {
+		if err := js.DeleteStream(ctx(t), s); err != nil {
+			t.Fatal(err)
+		}
+	}
+	eventually(t, 30*time.Second, "the streams to be provisioned again", func() bool {
+		_, err1 := js.Stream(ctx(t), "OMNIQ_TASKS")
+		_, err2 := js.Stream(ctx(t), "OMNIQ_RETRIES")
+		return err1 == nil && err2 == nil
+	})
+	var again jetstream.SubmitResult
+	eventually(t, 30*time.Second, "a submit to go through again", func() bool {
+		again, err = e.client.Submit(ctx(t), jetstream.SubmitRequest{Function: "echo", Payload: []byte("two")})
+		return err == nil
+	})
+	waitFor(t, e, again.ID, models.StatusSucceeded, 30*time.Second)
+	eventually(t, 30*time.Second, "the runner to say it is ready", func() bool { return tr.Ready() == nil })
+}
+
+func TestReplayRequestRunsTheDeadTaskAgain(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	startRunner(t, e, fastConfig(), pluginhost.HostConfig{})
+	res, err := e.client.Submit(ctx(t), jetstream.SubmitRequest{Function: "flaky", Payload: []byte("1"), MaxRetries: intp(0)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, e, res.ID, models.StatusFailed, 30*time.Second)
+	waitDead(t, e, res.ID)
+	if _, err := e.client.Replay(ctx(t), res.ID); err != nil {
+		t.Fatal(err)
+	}
+	task := waitFor(t, e, res.ID, models.StatusSucceeded, 30*time.Second)
+	if task.Attempt != 2 || task.Replays != 1 || string(task.Result) != "ok after 1 failures" {
+		t.Fatalf("task = %+v", task)
+	}
+	if _, err := e.client.Replay(ctx(t), res.ID); !errors.Is(err, jetstream.ErrNotDead) {
+		t.Fatalf("second replay err = %v, want ErrNotDead", err)
+	}
+}
+
+func mustJSON(t *testing.T, v any) []byte {
+	t.Helper()
+	b, err := json.Marshal(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}

@@ -1,0 +1,135 @@
+package runner
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/omniq/omniq/jetstream"
+	"github.com/omniq/omniq/models"
+)
+
+// queueGroup is the queue group runners share for requests that one of
+// them carries out (a cancellation, a replay).
+const queueGroup = "omniq-runners"
+
+// requestTimeout bounds the work of one request.
+const requestTimeout = 30 * time.Second
+
+// subscribe starts answering requests: cancellations (one runner records
+// each, then tells all), cancellation notices (each runner stops the task
+// if it runs it) and operators' requests (replays).
+func (r *Runner) subscribe() error {
+	cfg := r.client.Config()
+	nc := r.client.Conn()
+	for _, s := range []struct {
+		subject, queue string
+		handler        nats.MsgHandler
+	}{
+		{cfg.CancelSubjects(), queueGroup, r.onCancelRequest},
+		{cfg.CancelledSubjects(), "", r.onCancelled},
+		{cfg.AdminSubjects(), queueGroup, r.onAdminRequest},
+	} {
+		var sub *nats.Subscription
+		var err error
+		if s.queue != "" {
+			sub, err = nc.QueueSubscribe(s.subject, s.queue, s.handler)
+		} else {
+			sub, err = nc.Subscribe(s.subject, s.handler)
+		}
+		if err != nil {
+			return fmt.Errorf("subscribe to %s: %w", s.subject, err)
+		}
+		r.subs = append(r.subs, sub)
+	}
+	return nil
+}
+
+func (r *Runner) unsubscribe() {
+	for _, sub := range r.subs {
+		_ = sub.Unsubscribe()
+	}
+	r.subs = nil
+}
+
+// respond answers a request (if it expects an answer) with rec and err.
+func (r *Runner) respond(m *nats.Msg, rec jetstream.Record, err error) {
+	if m.Reply == "" {
+		return
+	}
+	b, merr := json.Marshal(jetstream.NewReply(rec, err))
+	if merr != nil {
+		b, _ = json.Marshal(jetstream.NewReply(jetstream.Record{}, merr))
+	}
+	_ = m.Respond(b)
+}
+
+// onCancelRequest records a requested cancellation and, if the task was
+// running, tells every runner to stop it. A request without a reply
+// subject is carried out all the same: the state always says cancelled
+// before any runner stops the task.
+func (r *Runner) onCancelRequest(m *nats.Msg) {
+	id := strings.TrimPrefix(m.Subject, r.client.Config().CancelSubject(""))
+	log := r.log.WithField("task_id", id)
+	if err := models.ValidateTaskID(id); err != nil {
+		r.respond(m, jetstream.Record{}, err)
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), requestTimeout)
+	defer cancel()
+	rec, was, err := r.client.RecordCancel(ctx, id)
+	if err == nil && was == models.StatusRunning {
+		if perr := r.client.Conn().Publish(r.client.Config().CancelledSubject(id), nil); perr != nil {
+			log.WithError(perr).Warn("cancel: could not notify runners; the task is stopped when its outcome cannot be recorded")
+		}
+	}
+	if err == nil {
+		log.WithField("was", was).Info("task cancelled by request")
+	}
+	r.respond(m, rec, err)
+}
+
+// onCancelled stops the task named by a cancellation notice if it runs
+// here, once its state says it is cancelled.
+func (r *Runner) onCancelled(m *nats.Msg) {
+	id := strings.TrimPrefix(m.Subject, r.client.Config().CancelledSubject(""))
+	r.mu.Lock()
+	f := r.inflight[id]
+	r.mu.Unlock()
+	if f == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), requestTimeout)
+	defer cancel()
+	rec, err := r.client.State().Get(ctx, id)
+	if err != nil || rec.Task.Status != models.StatusCancelled {
+		r.log.WithField("task_id", id).Warn("ignored a cancellation notice for a task whose state does not say cancelled")
+		return
+	}
+	f.cancel(errCancelRequested)
+}
+
+// onAdminRequest carries out an operator's request.
+func (r *Runner) onAdminRequest(m *nats.Msg) {
+	cfg := r.client.Config()
+	ctx, cancel := context.WithTimeout(context.Background(), requestTimeout)
+	defer cancel()
+	if id, ok := strings.CutPrefix(m.Subject, cfg.ReplaySubject("")); ok {
+		res, err := r.client.ReplayVerified(ctx, id)
+		log := r.log.WithField("task_id", id)
+		switch {
+		case err == nil:
+			log.Info("dead task replayed by request")
+		case errors.Is(err, jetstream.ErrReplayRefused):
+			log.WithError(err).Warn("refused to replay a dead-letter entry")
+		}
+		r.respond(m, res.Record, err)
+		return
+	}
+	r.respond(m, jetstream.Record{}, fmt.Errorf("unknown request %q", m.Subject))
+}
