@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	natsjs "github.com/nats-io/nats.go/jetstream"
 
 	"github.com/omniq/omniq/jetstream"
@@ -119,5 +120,31 @@ func TestQueuedFunctions(t *testing.T) {
 	}
 	if len(q) != 2 || q["a"] != 2 || q["b"] != 1 {
 		t.Fatalf("QueuedFunctions = %v", q)
+	}
+}
+
+func TestMalformedTaskSubjectsAreRefusedAtTheDoor(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, jetstream.Config{})
+	js := e.client.JetStream()
+	for _, subject := range []string{"omniq.tasks.echo.extra", "omniq.tasks.a.b.c"} {
+		if _, err := js.Publish(ctx(t), subject, []byte("x")); !errors.Is(err, natsjs.ErrNoStreamResponse) {
+			t.Errorf("publish on %s: err = %v, want no responders (no stream takes it)", subject, err)
+		}
+	}
+	// Header tricks that would turn the stream against its users are
+	// refused by the stream itself.
+	for name, hdr := range map[string]nats.Header{
+		"roll-up":  {"Nats-Rollup": []string{"all"}},
+		"schedule": {"Nats-Schedule": []string{"@every 2s"}, "Nats-Schedule-Target": []string{"omniq.tasks.echo"}},
+		"ttl":      {"Nats-TTL": []string{"1s"}},
+	} {
+		m := &nats.Msg{Subject: "omniq.tasks.echo", Header: hdr, Data: []byte("x")}
+		if _, err := js.PublishMsg(ctx(t), m); err == nil {
+			t.Errorf("%s header: accepted, want refused", name)
+		}
+	}
+	if n := streamMsgs(t, e, "omniq.tasks.>"); n != 0 {
+		t.Fatalf("%d messages stored from refused publishes", n)
 	}
 }

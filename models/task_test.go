@@ -301,3 +301,23 @@ func TestCloneIsDeep(t *testing.T) {
 		t.Fatalf("changing the clone changed the original: %+v", orig)
 	}
 }
+
+func TestFailedTaskKeepsItsClaim(t *testing.T) {
+	t.Parallel()
+	task := validTask()
+	task.Status, task.Runner, task.ClaimStream, task.ClaimSequence, task.ClaimDelivery = models.StatusRunning, "r", "S", 7, 2
+	if err := task.Transition(models.StatusFailed, t0.Add(time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	// A later delivery of the claimed message must still be recognised, to
+	// write a dead-letter entry its runner may not have written.
+	if task.ClaimStream != "S" || task.ClaimSequence != 7 || task.ClaimDelivery != 2 || task.Runner != "" {
+		t.Fatalf("after failed: %+v", task)
+	}
+	if err := task.Replay(t0.Add(2 * time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	if task.ClaimStream != "" || task.ClaimSequence != 0 || task.ClaimDelivery != 0 {
+		t.Fatalf("after replay: %+v", task)
+	}
+}

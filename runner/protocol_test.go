@@ -262,3 +262,36 @@ func mustJSON(t *testing.T, v any) []byte {
 	}
 	return b
 }
+
+func TestMessagesOnWildcardTaskSubjectsAreDeadLettered(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	startRunner(t, e, fastConfig(), pluginhost.HostConfig{})
+	for _, subject := range []string{"omniq.tasks.*", "omniq.tasks.>"} {
+		if err := e.client.Conn().Publish(subject, []byte("stray")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	good, err := e.client.Submit(ctx(t), jetstream.SubmitRequest{Function: "echo", Payload: []byte("fine")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, e, good.ID, models.StatusSucceeded, 30*time.Second)
+	eventually(t, 30*time.Second, "both strays to be dead-lettered", func() bool {
+		page, err := e.client.ListDead(ctx(t), jetstream.DeadFilter{Function: jetstream.UnroutableFunction})
+		return err == nil && len(page.Tasks) == 2
+	})
+	page, _ := e.client.ListDead(ctx(t), jetstream.DeadFilter{Function: jetstream.UnroutableFunction})
+	for _, d := range page.Tasks {
+		if d.Error == nil || d.Error.ErrorType != models.ErrorTypeInvalidTask || !strings.Contains(d.Error.Message, `subject "omniq.tasks.`) {
+			t.Fatalf("entry = %+v", d.Error)
+		}
+		if task := waitFor(t, e, d.ID, models.StatusFailed, 10*time.Second); task.Error == nil {
+			t.Fatalf("no failed record for %s", d.ID)
+		}
+	}
+	eventually(t, 30*time.Second, "the strays to leave the tasks stream", func() bool {
+		q, err := e.client.QueuedFunctions(ctx(t))
+		return err == nil && q["*"] == 0 && q[">"] == 0
+	})
+}

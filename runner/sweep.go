@@ -2,6 +2,7 @@ package runner
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -10,6 +11,7 @@ import (
 	natsjs "github.com/nats-io/nats.go/jetstream"
 	"github.com/sirupsen/logrus"
 
+	"github.com/omniq/omniq/jetstream"
 	"github.com/omniq/omniq/models"
 )
 
@@ -46,6 +48,14 @@ func (r *Runner) sweep(ctx context.Context) error {
 	}
 	for fn, n := range queued {
 		if n == 0 || slices.Contains(served, fn) {
+			continue
+		}
+		if models.ValidateFunctionName(fn) != nil {
+			// A literal wildcard token ("omniq.tasks.*"): no consumer can
+			// filter on it without taking every function's tasks.
+			if err := r.sweepMalformed(ctx, r.client.Config().TaskSubject(fn)); err != nil {
+				r.log.WithError(err).WithField("subject", r.client.Config().TaskSubject(fn)).Warn("could not sweep tasks on a malformed subject")
+			}
 			continue
 		}
 		if err := r.sweepFunction(ctx, fn, served); err != nil {
@@ -106,3 +116,57 @@ func (r *Runner) sweepFunction(ctx context.Context, fn string, served []string) 
 		}
 	}
 }
+
+// sweepMalformed dead-letters, as invalid_task, the messages stored on
+// subject, a task subject whose function token is a literal wildcard ('*'
+// or '>'), which any client may publish on and no consumer can select.
+// They are read one by one (the subject, used as a filter, matches every
+// task subject, so each match is checked) and deleted once dead-lettered.
+func (r *Runner) sweepMalformed(ctx context.Context, subject string) error {
+	cfg := r.client.Config()
+	stream, err := r.client.JetStream().Stream(ctx, cfg.TasksStream)
+	if err != nil {
+		return err
+	}
+	seq := uint64(0)
+	for scanned := 0; scanned < maxMalformedScan; scanned++ {
+		m, err := stream.GetMsg(ctx, seq, natsjs.WithGetMsgSubject(subject))
+		if errors.Is(err, natsjs.ErrMsgNotFound) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		seq = m.Sequence + 1
+		if m.Subject != subject {
+			continue
+		}
+		tm, perr := cfg.ParseTaskMessage(m.Subject, m.Header, m.Data, cfg.TasksStream, m.Sequence)
+		if perr == nil {
+			perr = fmt.Errorf("subject %q is not a task subject: its function token is a wildcard", m.Subject)
+		}
+		tm.ID = fmt.Sprintf("%s-%d", cfg.TasksStream, m.Sequence) // never the id of a real task
+		tm.Function = jetstream.UnroutableFunction
+		te := newTaskError(models.ErrorTypeInvalidTask, perr.Error(), "", 0, false)
+		now := time.Now()
+		t := models.NewTask(tm.ID, tm.Function, 0, 0, now)
+		_ = t.Transition(models.StatusFailed, now)
+		t.RecordError(te)
+		if _, err := r.client.State().Create(ctx, t); err != nil && !errors.Is(err, jetstream.ErrTaskExists) {
+			return err
+		}
+		if err := r.client.DeadLetter(ctx, &tm, te, 0); err != nil {
+			return err
+		}
+		if err := stream.DeleteMsg(ctx, m.Sequence); err != nil && !errors.Is(err, natsjs.ErrMsgNotFound) {
+			return err
+		}
+		r.cfg.Metrics.deadLettered(tm.Function, te.ErrorType)
+		r.log.WithFields(logrus.Fields{"task_id": tm.ID, "subject": m.Subject}).Warn("task dead-lettered without running: " + te.Message)
+	}
+	return nil
+}
+
+// maxMalformedScan bounds the messages one sweep reads looking for those on
+// a malformed subject; the next sweep goes on.
+const maxMalformedScan = 10000
