@@ -3,6 +3,7 @@ package models
 import (
 	"fmt"
 	"time"
+	"unicode/utf8"
 )
 
 // SchemaVersion is the version of the Task record format written by this
@@ -75,6 +76,10 @@ type Task struct {
 	FinishedAt time.Time `json:"finished_at,omitzero"`
 	// UpdatedAt is when the record last changed.
 	UpdatedAt time.Time `json:"updated_at"`
+	// Progress is the latest progress the handler reported while the task
+	// ran, nil when it reported none. Runners write it at most about once a
+	// second per task.
+	Progress *Progress `json:"progress,omitempty"`
 	// Result is what the handler returned, for a succeeded task.
 	Result []byte `json:"result,omitempty"`
 	// Error is the latest attempt's failure, nil when it has not failed.
@@ -85,6 +90,39 @@ type Task struct {
 	// ErrorsDropped counts the oldest entries dropped from Errors to keep it
 	// within MaxErrorHistory.
 	ErrorsDropped int `json:"errors_dropped,omitempty"`
+}
+
+// MaxProgressMessageBytes bounds Progress.Message; a longer message is cut.
+const MaxProgressMessageBytes = 1024
+
+// Progress is how far a running task has come, as its handler last said.
+type Progress struct {
+	// Fraction is from 0 to 1, or negative when the handler does not know.
+	Fraction float64 `json:"fraction"`
+	// Message is the handler's words, at most MaxProgressMessageBytes.
+	Message string `json:"message,omitempty"`
+	// UpdatedAt is when the handler reported it.
+	UpdatedAt time.Time `json:"updated_at"`
+}
+
+// NewProgress returns the progress a handler reported at now, with Fraction
+// kept within [0, 1] (negative, or not a number, for unknown: -1) and
+// Message cut to MaxProgressMessageBytes on a UTF-8 boundary.
+func NewProgress(fraction float64, message string, now time.Time) *Progress {
+	switch {
+	case fraction != fraction || fraction < 0: // NaN or unknown
+		fraction = -1
+	case fraction > 1:
+		fraction = 1
+	}
+	if len(message) > MaxProgressMessageBytes {
+		cut := MaxProgressMessageBytes
+		for cut > 0 && !utf8.RuneStart(message[cut]) {
+			cut--
+		}
+		message = message[:cut]
+	}
+	return &Progress{Fraction: fraction, Message: message, UpdatedAt: now.UTC()}
 }
 
 // NewTask returns a pending task record created at now, with the current
@@ -218,6 +256,10 @@ func (t *Task) Clone() *Task {
 	if t.Error != nil {
 		e := *t.Error
 		c.Error = &e
+	}
+	if t.Progress != nil {
+		p := *t.Progress
+		c.Progress = &p
 	}
 	if t.Errors != nil {
 		c.Errors = append([]TaskError(nil), t.Errors...)

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/omniq/omniq/models"
 )
@@ -319,5 +320,30 @@ func TestFailedTaskKeepsItsClaim(t *testing.T) {
 	}
 	if task.ClaimStream != "" || task.ClaimSequence != 0 || task.ClaimDelivery != 0 {
 		t.Fatalf("after replay: %+v", task)
+	}
+}
+
+func TestNewProgressBounds(t *testing.T) {
+	t.Parallel()
+	long := strings.Repeat("é", models.MaxProgressMessageBytes) // 2 bytes a rune
+	nan := 0.0
+	nan /= nan
+	tests := []struct {
+		fraction float64
+		message  string
+		want     float64
+		wantLen  int
+	}{
+		{0.5, "half", 0.5, 4},
+		{-3, "", -1, 0},
+		{nan, "", -1, 0},
+		{7, "", 1, 0},
+		{1, long, 1, models.MaxProgressMessageBytes},
+	}
+	for _, tt := range tests {
+		p := models.NewProgress(tt.fraction, tt.message, t0)
+		if p.Fraction != tt.want || len(p.Message) != tt.wantLen || !utf8.ValidString(p.Message) || !p.UpdatedAt.Equal(t0) {
+			t.Errorf("NewProgress(%v, %d bytes) = %v, %d bytes (valid %v)", tt.fraction, len(tt.message), p.Fraction, len(p.Message), utf8.ValidString(p.Message))
+		}
 	}
 }

@@ -163,6 +163,7 @@ func (r *Runner) claimRun(ctx context.Context, tm *jetstream.TaskMessage, d deli
 		t.Runner = r.cfg.ID
 		t.ClaimSequence, t.ClaimDelivery, t.ClaimStream = d.Seq, d.Delivered, d.Stream
 		t.RunAt = time.Time{}
+		t.Progress = nil // a new attempt starts from nothing
 		if dec.Interrupted {
 			t.Interruptions++
 		}
@@ -259,14 +260,48 @@ func (r *Runner) run(rec jetstream.Record, tm *jetstream.TaskMessage, res resolv
 	log.Debug("task started")
 	req := &pluginpb.ExecuteRequest{TaskId: t.ID, Payload: tm.Payload, Headers: tm.Headers,
 		Attempt: int32(t.Attempt), RetryCount: int32(t.RetryCount)}
-	out := r.cfg.Plugins.Execute(runCtx, tm.Function, req, deadline, func(p *pluginpb.Progress) {
-		log.WithField("fraction", p.Fraction).Debug("progress: " + p.Message)
-	})
+	progress := &progressWriter{state: r.client.State(), cur: rec, log: log}
+	out := r.cfg.Plugins.Execute(runCtx, tm.Function, req, deadline, progress.report)
+	rec = progress.cur // the progress writes moved the record on
 
 	ctx, cancelOps := context.WithTimeout(context.Background(), opTimeout)
 	defer cancelOps()
 	outcome := r.settle(ctx, log, rec, tm, res, msg, out, context.Cause(runCtx))
 	r.cfg.Metrics.finished(tm.Function, outcome, time.Since(start))
+}
+
+// progressInterval is the least time between two progress writes of a task.
+const progressInterval = time.Second
+
+// progressWriter keeps a running task's latest progress in its state
+// record, at most once per progressInterval. Execute calls report from one
+// goroutine and has returned before cur is read again, so it needs no lock.
+type progressWriter struct {
+	state *jetstream.StateStore
+	cur   jetstream.Record
+	log   logrus.FieldLogger
+	last  time.Time
+	off   bool // a write failed: the record moved on (cancelled, taken over)
+}
+
+func (p *progressWriter) report(ev *pluginpb.Progress) {
+	p.log.WithField("fraction", ev.Fraction).Debug("progress: " + ev.Message)
+	now := time.Now()
+	if p.off || now.Sub(p.last) < progressInterval {
+		return
+	}
+	p.last = now
+	next := p.cur.Task.Clone()
+	next.Progress = models.NewProgress(ev.Fraction, ev.Message, now)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	rec, err := p.state.Replace(ctx, p.cur, next)
+	if err != nil {
+		p.off = true
+		p.log.WithError(err).Debug("progress not recorded; no more progress writes for this attempt")
+		return
+	}
+	p.cur = rec
 }
 
 // settle records the outcome of a finished attempt and settles its

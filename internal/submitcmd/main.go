@@ -9,6 +9,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	stdio "io"
 	"os"
 	"strings"
 	"time"
@@ -87,6 +88,11 @@ var commands = map[string]func(*cli, []string) error{
 func Main(ctx context.Context, args []string, io IO) int {
 	if io.Getenv == nil {
 		io.Getenv = func(string) string { return "" }
+	}
+	for _, w := range []*stdio.Writer{&io.Stdout, &io.Stderr} {
+		if *w == nil {
+			*w = stdio.Discard
+		}
 	}
 	c := &cli{ctx: ctx, io: io}
 	defer c.close()

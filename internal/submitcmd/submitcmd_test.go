@@ -407,3 +407,24 @@ func TestFunctionsCommand(t *testing.T) {
 		t.Fatalf("functions = %q", r.stdout)
 	}
 }
+
+func TestStatusShowsProgressAndWatchJSONEndsWithTheTask(t *testing.T) {
+	t.Parallel()
+	o := start(t)
+	done := make(chan result)
+	o.run("", "sleep", "3s", "--id", "t-progress").want(t, 0, "t-progress", "")
+	go func() { done <- o.run("", "watch", "t-progress", "--json") }()
+	omniqtest.Eventually(t, 30*time.Second, "status to show the handler's progress", func() bool {
+		r := o.run("", "status", "t-progress")
+		return r.code == 0 && strings.Contains(r.stdout, "progress:") && strings.Contains(r.stdout, "sleeping (")
+	})
+	select {
+	case w := <-done:
+		w.want(t, 0, `"status":"succeeded"`, "")
+		if !strings.Contains(w.stdout, `"progress":{`) {
+			t.Fatalf("watch --json showed no progress: %s", w.stdout)
+		}
+	case <-time.After(60 * time.Second):
+		t.Fatal("watch --json did not end with the task")
+	}
+}

@@ -66,6 +66,9 @@ func printTask(w interface{ Write([]byte) (int, error) }, t *models.Task, traceb
 	row("started", when(t.StartedAt))
 	row("finished", when(t.FinishedAt))
 	row("updated", when(t.UpdatedAt))
+	if t.Progress != nil {
+		row("progress", progressText(t.Progress))
+	}
 	if len(t.Result) > 0 {
 		row("result", printable(t.Result, 200))
 	}
@@ -199,7 +202,13 @@ func (c *cli) watch(args []string) error {
 		return err
 	}
 	if id != "" {
-		if _, err := client.State().Get(c.ctx, id); err != nil {
+		_, err := client.State().Get(c.ctx, id)
+		switch {
+		case errors.Is(err, jetstream.ErrTaskNotFound):
+			// Queued and not picked up yet, or a wrong id: the runner
+			// writes the record when it takes the task.
+			fmt.Fprintf(c.io.Stderr, "omniq-submit: %s has no state record yet; waiting for a runner to pick it up (Ctrl-C to stop)\n", id)
+		case err != nil:
 			return err
 		}
 	}
@@ -220,13 +229,16 @@ func (c *cli) watch(args []string) error {
 			if err := enc.Encode(t); err != nil {
 				return err
 			}
-			continue
+		} else {
+			line := fmt.Sprintf("%s  %s  %s  %s  attempt %d", when(t.UpdatedAt), t.ID, t.Function, t.Status, t.Attempt)
+			if t.Error != nil && t.Status != models.StatusSucceeded {
+				line += "  " + t.Error.ErrorType + ": " + oneLine(t.Error.Message, 80)
+			}
+			if t.Progress != nil && t.Status == models.StatusRunning {
+				line += "  progress " + progressText(t.Progress)
+			}
+			fmt.Fprintln(c.io.Stdout, line)
 		}
-		line := fmt.Sprintf("%s  %s  %s  %s  attempt %d", when(t.UpdatedAt), t.ID, t.Function, t.Status, t.Attempt)
-		if t.Error != nil && t.Status != models.StatusSucceeded {
-			line += "  " + t.Error.ErrorType + ": " + oneLine(t.Error.Message, 80)
-		}
-		fmt.Fprintln(c.io.Stdout, line)
 		if id != "" && t.Status.IsTerminal() {
 			return nil
 		}
@@ -301,4 +313,14 @@ func (c *cli) functions(args []string) error {
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\n", n, plugin, strings.Join(runners, ","), total)
 	}
 	return tw.Flush()
+}
+
+// progressText is a task's progress for people: "40% copying" or, when the
+// handler does not know the fraction, its message alone, with its age.
+func progressText(p *models.Progress) string {
+	s := oneLine(p.Message, 80)
+	if p.Fraction >= 0 {
+		s = strings.TrimSpace(fmt.Sprintf("%.0f%% %s", p.Fraction*100, s))
+	}
+	return s + " (" + ago(p.UpdatedAt) + ")"
 }
