@@ -229,13 +229,15 @@ func TestConcurrentTasksOfOneFunctionRunTogether(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			if _, err := e.client.Submit(ctx(t), jetstream.SubmitRequest{Function: "sleep", Payload: []byte("5s")}); err != nil {
+			// Long enough that all eight overlap even on a loaded machine;
+			// the runner's shutdown releases them when the test ends.
+			if _, err := e.client.Submit(ctx(t), jetstream.SubmitRequest{Function: "sleep", Payload: []byte("30s")}); err != nil {
 				t.Error(err)
 			}
 		}()
 	}
 	wg.Wait()
-	eventually(t, 20*time.Second, "8 sleeps running at once", func() bool {
+	eventually(t, 25*time.Second, "8 sleeps running at once", func() bool {
 		for _, s := range tr.Host.Supervisors() {
 			if s.Name() != "faults" || s.Process() == nil {
 				continue

@@ -84,11 +84,22 @@ func (r *Runner) view(ctx context.Context, id string) (view, jetstream.Record, u
 // settled, held or left alone.
 func (r *Runner) claim(ctx context.Context, log logrus.FieldLogger, tm *jetstream.TaskMessage, d delivery, res resolved, msg natsjs.Msg) (jetstream.Record, bool) {
 	for try := 0; try < 5; try++ {
-		v, rec, rev, err := r.view(ctx, tm.ID)
-		if err != nil {
-			r.unreadable(log, msg, d, err)
-			return jetstream.Record{}, false
+		var v view
+		var rec jetstream.Record
+		var rev uint64
+		var err error
+		if try > 0 || tm.Retry || d.Delivered > 1 {
+			v, rec, rev, err = r.view(ctx, tm.ID)
+			if err != nil {
+				r.unreadable(log, msg, d, err)
+				return jetstream.Record{}, false
+			}
 		}
+		// Otherwise a first delivery on a task subject: almost always a
+		// task nobody has seen, so decide as if it had no record and skip
+		// the read. The decision then creates the record, which fails with
+		// ErrTaskExists, writing nothing, if there is one: the next try
+		// reads it and decides again.
 		dec := decide(v, d, r.isRunning(tm.ID), limits{MaxInterruptions: r.cfg.MaxInterruptions}, time.Now())
 		dlog := log.WithField("decision", dec.Action.String())
 		switch dec.Action {
