@@ -1,15 +1,7 @@
 package jetstream_test
 
 import (
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
 	"errors"
-	"math/big"
-	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -20,6 +12,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nkeys"
 
+	"github.com/omniq/omniq/internal/omniqtest"
 	"github.com/omniq/omniq/jetstream"
 )
 
@@ -84,7 +77,7 @@ func TestEmbeddedRefusesAnExposedListenerWithoutTLSAndAuth(t *testing.T) {
 	t.Parallel()
 	pub, _ := newUserKey(t)
 	dir := t.TempDir()
-	cert, key, _ := writeCerts(t, dir)
+	cert, key, _ := omniqtest.WriteCerts(t, dir)
 	users := []*server.NkeyUser{{Nkey: pub}}
 	for name, cfg := range map[string]jetstream.EmbeddedConfig{
 		"auth, no TLS":     {Host: "0.0.0.0", NKeys: users},
@@ -107,7 +100,7 @@ func TestEmbeddedRefusesAnExposedListenerWithoutTLSAndAuth(t *testing.T) {
 func TestEmbeddedServesTLS(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
-	cert, key, ca := writeCerts(t, dir)
+	cert, key, ca := omniqtest.WriteCerts(t, dir)
 	pub, login := newUserKey(t)
 	srv := startEmbedded(t, jetstream.EmbeddedConfig{Port: -1, NKeys: []*server.NkeyUser{{Nkey: pub}}, TLSCertFile: cert, TLSKeyFile: key})
 	url := srv.ClientURL()
@@ -184,44 +177,4 @@ accounts {
 			t.Errorf("%s: err = %v, want ErrInvalidConfig", name, err)
 		}
 	}
-}
-
-// writeCerts writes a CA and a certificate for 127.0.0.1 it signed (also
-// usable as a client certificate); it returns the cert, key and CA paths.
-func writeCerts(t *testing.T, dir string) (cert, key, ca string) {
-	t.Helper()
-	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	caTmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "omniq test CA"}, NotBefore: time.Now().Add(-time.Hour),
-		NotAfter: time.Now().Add(24 * time.Hour), IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign}
-	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	caCert, _ := x509.ParseCertificate(caDER)
-	leafKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	leafTmpl := &x509.Certificate{SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: "127.0.0.1"}, NotBefore: time.Now().Add(-time.Hour),
-		NotAfter: time.Now().Add(24 * time.Hour), IPAddresses: []net.IP{net.ParseIP("127.0.0.1")}, KeyUsage: x509.KeyUsageDigitalSignature,
-		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth}}
-	leafDER, err := x509.CreateCertificate(rand.Reader, leafTmpl, caCert, &leafKey.PublicKey, caKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	keyDER, err := x509.MarshalECPrivateKey(leafKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	write := func(name, typ string, der []byte) string {
-		p := filepath.Join(dir, name)
-		if err := os.WriteFile(p, pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: der}), 0o600); err != nil {
-			t.Fatal(err)
-		}
-		return p
-	}
-	return write("cert.pem", "CERTIFICATE", leafDER), write("key.pem", "EC PRIVATE KEY", keyDER), write("ca.pem", "CERTIFICATE", caDER)
 }

@@ -127,8 +127,8 @@ func Permissions(r Role, cfg jetstream.Config) (*server.Permissions, error) {
 			Publish: &server.SubjectPermission{Allow: n.runnerPublish()},
 			Subscribe: &server.SubjectPermission{Allow: []string{
 				RunnerInboxPrefix + ".>",
-				n.prefix + ".cancel.*",
-				n.prefix + ".cancelled.*",
+				n.prefix + ".cancel.>",
+				n.prefix + ".cancelled.>",
 				n.prefix + ".admin.>",
 			}},
 			// Replies to cancel and admin requests go to the requester's
