@@ -39,6 +39,10 @@ type ConnConfig struct {
 	// whose permissions give them their own inboxes (OmniQ's operators and
 	// runners). Defaults to _INBOX.
 	InboxPrefix string
+	// OnError, when set, is also called with every asynchronous error, such
+	// as a permissions violation the server reported for a publish or a
+	// subscription (a denied request otherwise just times out).
+	OnError func(error)
 	// ConnectTimeout bounds each connection attempt. Defaults to 5 seconds.
 	ConnectTimeout time.Duration
 	// Logger receives disconnect, reconnect and error events. Defaults to
@@ -92,6 +96,9 @@ func Connect(cfg ConnConfig) (*nats.Conn, error) {
 				e = e.WithField("subject", sub.Subject)
 			}
 			e.Error("NATS asynchronous error")
+			if cfg.OnError != nil {
+				cfg.OnError(err)
+			}
 		}),
 	}
 	switch {

@@ -1,6 +1,7 @@
 package submitcmd
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -44,6 +45,40 @@ func (c *cli) findLogin(cfg *jetstream.ConnConfig) (string, error) {
 		cfg.InboxPrefix = operatorInboxPrefix
 	}
 	return path, nil
+}
+
+// deniedError is a permissions violation the server reported: the
+// credentials' role may not do what the command tried.
+type deniedError struct{ err error }
+
+func (e *deniedError) Error() string {
+	return fmt.Sprintf("%v\n  these credentials' role may not do this (see docs/security.md for what submitters and operators may do)", e.err)
+}
+
+func (e *deniedError) Unwrap() error { return e.err }
+
+// failOnDenial makes a permissions violation end the command at once:
+// NATS reports it asynchronously, and the request that caused it would
+// otherwise wait for its timeout. It replaces c.ctx; the commands use it
+// after connecting.
+func (c *cli) failOnDenial(cfg *jetstream.ConnConfig) {
+	ctx, cancel := context.WithCancelCause(c.ctx)
+	c.ctx, c.stop = ctx, cancel
+	cfg.OnError = func(err error) {
+		if errors.Is(err, nats.ErrPermissionViolation) {
+			cancel(&deniedError{err: err})
+		}
+	}
+}
+
+// denial returns the permissions violation that ended the command, if one
+// did.
+func (c *cli) denial() error {
+	var d *deniedError
+	if errors.As(context.Cause(c.ctx), &d) {
+		return d
+	}
+	return nil
 }
 
 // explainLogin adds how to log in to an authorization failure.

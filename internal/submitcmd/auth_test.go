@@ -96,6 +96,12 @@ func TestFindsTheOperatorCredentialsInOMNIQ_DATA_DIR(t *testing.T) {
 	if code != 1 || !strings.Contains(errs, credentials.SeedFile(empty, "operator")) {
 		t.Fatalf("status with an empty OMNIQ_DATA_DIR: exit %d\n%s", code, errs)
 	}
+	// What the role may not do fails at once, saying so (NATS reports the
+	// refusal asynchronously; the request alone would wait its timeout).
+	code, _, errs = runCLI(t, map[string]string{"OMNIQ_NATS_URL": url}, "dlq", "list", "--nats-nkey", credentials.SeedFile(data, "submitter"))
+	if code != 1 || !strings.Contains(errs, `Permissions Violation for Publish to "$JS.API.STREAM.INFO.OMNIQ_DLQ"`) || !strings.Contains(errs, "may not do this") {
+		t.Fatalf("dlq list as submitter: exit %d\n%s", code, errs)
+	}
 	// Explicit credentials need no data directory.
 	code, out, errs = runCLI(t, map[string]string{"OMNIQ_NATS_URL": url}, "dlq", "list",
 		"--nats-nkey", credentials.SeedFile(data, "operator"), "--nats-inbox-prefix", roles.OperatorInboxPrefix)

@@ -120,6 +120,9 @@ func (c *cli) exit(err error) int {
 		return exitOK
 	case errors.Is(err, flag.ErrHelp):
 		return exitOK
+	case c.denial() != nil:
+		fmt.Fprintf(c.io.Stderr, "omniq-submit: %v\n", c.denial())
+		return exitFailed
 	case errors.As(err, &ue):
 		fmt.Fprintf(c.io.Stderr, "omniq-submit: %v\n", err)
 		return exitUsage
@@ -173,9 +176,13 @@ type cli struct {
 	json   bool
 	nc     *nats.Conn
 	client *jetstream.Client
+	stop   context.CancelCauseFunc // ends c.ctx; set by failOnDenial
 }
 
 func (c *cli) close() {
+	if c.stop != nil {
+		c.stop(nil)
+	}
 	if c.nc != nil {
 		c.nc.Close()
 	}
@@ -251,6 +258,7 @@ func (c *cli) connect() (*jetstream.Client, error) {
 	if err != nil {
 		return nil, err
 	}
+	c.failOnDenial(&cfg)
 	nc, err := jetstream.Connect(cfg)
 	if errors.Is(err, jetstream.ErrInvalidConfig) {
 		return nil, usagef("%v", err)
