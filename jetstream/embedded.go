@@ -56,10 +56,11 @@ type EmbeddedConfig struct {
 	Debug bool
 
 	// Users are clients that log in with a user name and password (the
-	// password may be a bcrypt hash), each with its permissions.
+	// password may be a bcrypt hash), each with its permissions (nil: all;
+	// internal/roles builds OmniQ's).
 	Users []*server.User
 	// NKeys are clients that log in with an nkey, each with its
-	// permissions.
+	// permissions (nil: all).
 	NKeys []*server.NkeyUser
 	// AuthConfigFile is a nats-server configuration file whose
 	// authorization, accounts and system_account settings are used, in
