@@ -617,7 +617,8 @@ func TestOperatorWorksTheDeadLetterStreamButWritesNoState(t *testing.T) {
 		o.deniedPub(t, subj)
 	}
 	for _, api := range []string{"STREAM.PURGE." + e.cfg.TasksStream, "STREAM.PURGE." + roles.DefaultRetriesStream, "STREAM.PURGE.KV_" + e.cfg.StateBucket,
-		"STREAM.DELETE." + e.cfg.DLQStream, "CONSUMER.CREATE." + e.cfg.TasksStream + ".spy", "CONSUMER.MSG.NEXT." + e.cfg.TasksStream + ".omniq-echo"} {
+		"STREAM.DELETE." + e.cfg.DLQStream, "STREAM.DELETE.KV_" + e.cfg.StateBucket, "STREAM.DELETE." + e.cfg.TasksStream,
+		"CONSUMER.DELETE." + e.cfg.TasksStream + ".omniq-echo", "CONSUMER.CREATE." + e.cfg.TasksStream + ".spy", "CONSUMER.MSG.NEXT." + e.cfg.TasksStream + ".omniq-echo"} {
 		o.deniedRequest(t, "$JS.API."+api)
 	}
 	o.deniedSub(t, roles.RunnerInboxPrefix+".>")
