@@ -270,3 +270,47 @@ func TestAuthConfigFileReplacesTheGeneratedCredentials(t *testing.T) {
 		t.Fatalf("exit %d:\n%s", code, logs)
 	}
 }
+
+// Retries and dead-lettering work within the runner role's permissions,
+// and the operator reads the dead-letter entry.
+func TestRetriesAndDeadLettersWorkUnderTheRunnerRole(t *testing.T) {
+	t.Parallel()
+	ready, logs, stop := startMain(t, []string{"--listen", "127.0.0.1:0", "--data-dir", t.TempDir(), "--config", backoffConfig(t)},
+		map[string]string{"OMNIQ_PLUGINS_DIR": pluginsDir(t)})
+	client, closeClient := connect(t, ready)
+	defer closeClient()
+	retries := 1
+	res, err := client.Submit(omniqtest.Context(t), jetstream.SubmitRequest{Function: "fail", Payload: []byte(`{"message":"db down"}`), MaxRetries: &retries})
+	if err != nil {
+		t.Fatal(err)
+	}
+	task := omniqtest.WaitFor(t, client, res.ID, models.StatusFailed, 30*time.Second)
+	if task.RetryCount != 1 {
+		t.Fatalf("task = %+v", task)
+	}
+	op := connectAs(t, ready.NATSURL, ready.Credentials, roles.Operator)
+	opClient, err := jetstream.Open(omniqtest.Context(t), op, jetstream.Config{})
+	if err != nil {
+		t.Fatalf("operator: %v", err)
+	}
+	dead, err := opClient.WaitDead(omniqtest.Context(t), res.ID)
+	if err != nil || dead.Function != "fail" {
+		t.Fatalf("operator reads the dead-letter entry: %+v, %v\n%s", dead, err, logs)
+	}
+	if code := stop(false); code != 0 {
+		t.Fatalf("exit %d:\n%s", code, logs)
+	}
+	if strings.Contains(logs.String(), "Permissions Violation") {
+		t.Fatalf("the runner was refused something:\n%s", logs)
+	}
+}
+
+// backoffConfig is a config file with short retry delays.
+func backoffConfig(t *testing.T) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "omniq.json")
+	if err := os.WriteFile(p, []byte(`{"defaults": {"backoff_base": "1s", "backoff_max": "1s"}}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
