@@ -105,7 +105,7 @@ func (cfg *EmbeddedConfig) checkSecurity() error {
 		return fmt.Errorf("%w: embedded server: refusing to listen on %s without TLS and authentication: anyone who can reach that address could read, forge or delete tasks (set a TLS certificate and key and credentials, or listen on 127.0.0.1)", ErrInvalidConfig, cfg.Host)
 	}
 	if !cfg.hasAuth() && !cfg.InsecureNoAuth {
-		return fmt.Errorf("%w: embedded server: listening on %s:%d without authentication: any local user could read, forge or delete tasks (set users, nkeys or an auth config file; InsecureNoAuth is for tests)", ErrInvalidConfig, cfg.Host, cfg.Port)
+		return fmt.Errorf("%w: embedded server: listening on %s without authentication: any local user could read, forge or delete tasks (set users, nkeys or an auth config file; InsecureNoAuth is for tests)", ErrInvalidConfig, cfg.Host)
 	}
 	return nil
 }
