@@ -209,7 +209,9 @@ var ErrNotProvisioned = errors.New("OmniQ streams not found")
 // Open returns a Client using streams and buckets that already exist,
 // without creating or changing any (tools such as the CLI use it, so they
 // never override the runner's settings). Config.MaxPayload is taken from the
-// tasks stream. A missing stream or bucket returns ErrNotProvisioned.
+// tasks stream. A missing tasks stream or state bucket returns
+// ErrNotProvisioned. It needs only a submitter's rights: the dead-letter
+// stream, which submitters may not read, is looked up when first used.
 func Open(ctx context.Context, nc *nats.Conn, cfg Config) (*Client, error) {
 	cfg = cfg.WithDefaults()
 	if err := cfg.validate(); err != nil {
@@ -228,9 +230,6 @@ func Open(ctx context.Context, nc *nats.Conn, cfg Config) (*Client, error) {
 	}
 	if size := int(s.CachedInfo().Config.MaxMsgSize); size > HeaderRoom {
 		cfg.MaxPayload = size - HeaderRoom
-	}
-	if _, err := js.Stream(ctx, cfg.DLQStream); err != nil {
-		return nil, fmt.Errorf("%w: stream %s: %w", ErrNotProvisioned, cfg.DLQStream, err)
 	}
 	state, err := newStateStore(ctx, js, cfg)
 	if err != nil {

@@ -35,6 +35,14 @@ type ConnConfig struct {
 	// TLSCertFile and TLSKeyFile are a client certificate and its key, for
 	// servers that verify clients.
 	TLSCertFile, TLSKeyFile string
+	// InboxPrefix replaces the _INBOX prefix of reply subjects, for users
+	// whose permissions give them their own inboxes (OmniQ's operators and
+	// runners). Defaults to _INBOX.
+	InboxPrefix string
+	// OnError, when set, is also called with every asynchronous error, such
+	// as a permissions violation the server reported for a publish or a
+	// subscription (a denied request otherwise just times out).
+	OnError func(error)
 	// ConnectTimeout bounds each connection attempt. Defaults to 5 seconds.
 	ConnectTimeout time.Duration
 	// Logger receives disconnect, reconnect and error events. Defaults to
@@ -88,6 +96,9 @@ func Connect(cfg ConnConfig) (*nats.Conn, error) {
 				e = e.WithField("subject", sub.Subject)
 			}
 			e.Error("NATS asynchronous error")
+			if cfg.OnError != nil {
+				cfg.OnError(err)
+			}
 		}),
 	}
 	switch {
@@ -103,6 +114,9 @@ func Connect(cfg ConnConfig) (*nats.Conn, error) {
 		opts = append(opts, o)
 	case cfg.CredsFile != "":
 		opts = append(opts, nats.UserCredentials(cfg.CredsFile))
+	}
+	if cfg.InboxPrefix != "" {
+		opts = append(opts, nats.CustomInboxPrefix(cfg.InboxPrefix))
 	}
 	if cfg.TLSCAFile != "" {
 		opts = append(opts, nats.RootCAs(cfg.TLSCAFile))

@@ -238,7 +238,7 @@ func TestConnectionSurvivesAServerRestart(t *testing.T) {
 	_, portText, _ := strings.Cut(omniqtest.FreeAddr(t), ":")
 	port, _ := strconv.Atoi(portText)
 	start := func() *jetstream.Embedded {
-		srv, err := jetstream.StartEmbedded(jetstream.EmbeddedConfig{StoreDir: dir, Port: port})
+		srv, err := jetstream.StartEmbedded(jetstream.EmbeddedConfig{StoreDir: dir, Port: port, InsecureNoAuth: true})
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 	"syscall"
@@ -53,6 +54,101 @@ type EmbeddedConfig struct {
 	Logger logrus.FieldLogger
 	// Debug forwards the server's debug logs as well.
 	Debug bool
+
+	// Users are clients that log in with a user name and password (the
+	// password may be a bcrypt hash), each with its permissions (nil: all;
+	// internal/roles builds OmniQ's).
+	Users []*server.User
+	// NKeys are clients that log in with an nkey, each with its
+	// permissions (nil: all).
+	NKeys []*server.NkeyUser
+	// AuthConfigFile is a nats-server configuration file whose
+	// authorization, accounts and system_account settings are used, in
+	// addition to Users and NKeys. Accounts must enable JetStream
+	// (jetstream: enabled) to use OmniQ. Other settings in the file are
+	// ignored; no_auth_user and operator (JWT) mode are refused.
+	AuthConfigFile string
+	// TLSCertFile and TLSKeyFile make the listener speak TLS only.
+	TLSCertFile, TLSKeyFile string
+	// TLSCAFile, when set with a certificate, makes the listener require
+	// client certificates signed by these CAs.
+	TLSCAFile string
+	// InsecureNoAuth lets any client connect without credentials, with
+	// every permission. For tests only: it is refused on a non-loopback
+	// Host. Without it, a server that listens requires authentication (set
+	// Users, NKeys or AuthConfigFile); a NoListen server, reachable only
+	// from this process, may run without.
+	InsecureNoAuth bool
+}
+
+// hasAuth says whether cfg configures any client authentication.
+func (cfg *EmbeddedConfig) hasAuth() bool {
+	return len(cfg.Users) > 0 || len(cfg.NKeys) > 0 || cfg.AuthConfigFile != ""
+}
+
+// checkSecurity refuses a listener that anyone could use.
+func (cfg *EmbeddedConfig) checkSecurity() error {
+	if cfg.NoListen {
+		return nil
+	}
+	if cfg.hasAuth() && cfg.InsecureNoAuth {
+		return fmt.Errorf("%w: embedded server: InsecureNoAuth cannot be combined with users, nkeys or an auth config file", ErrInvalidConfig)
+	}
+	tls := cfg.TLSCertFile != ""
+	if (cfg.TLSCertFile == "") != (cfg.TLSKeyFile == "") {
+		return fmt.Errorf("%w: embedded server: TLS needs both a certificate and a key file", ErrInvalidConfig)
+	}
+	if cfg.TLSCAFile != "" && !tls {
+		return fmt.Errorf("%w: embedded server: a TLS CA file (client verification) needs a TLS certificate and key", ErrInvalidConfig)
+	}
+	if !isLoopback(cfg.Host) && (!tls || !cfg.hasAuth()) {
+		return fmt.Errorf("%w: embedded server: refusing to listen on %s without TLS and authentication: anyone who can reach that address could read, forge or delete tasks (set a TLS certificate and key and credentials, or listen on 127.0.0.1)", ErrInvalidConfig, cfg.Host)
+	}
+	if !cfg.hasAuth() && !cfg.InsecureNoAuth {
+		return fmt.Errorf("%w: embedded server: listening on %s without authentication: any local user could read, forge or delete tasks (set users, nkeys or an auth config file; InsecureNoAuth is for tests)", ErrInvalidConfig, cfg.Host)
+	}
+	return nil
+}
+
+// isLoopback says whether host names a loopback address only.
+func isLoopback(host string) bool {
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+// applyAuth sets the authentication and TLS options of cfg on opts.
+func (cfg *EmbeddedConfig) applyAuth(opts *server.Options) error {
+	opts.Users = append(opts.Users, cfg.Users...)
+	opts.Nkeys = append(opts.Nkeys, cfg.NKeys...)
+	if cfg.AuthConfigFile != "" {
+		f, err := server.ProcessConfigFile(cfg.AuthConfigFile)
+		if err != nil {
+			return fmt.Errorf("%w: embedded server: auth config file: %w", ErrInvalidConfig, err)
+		}
+		switch {
+		case f.NoAuthUser != "":
+			return fmt.Errorf("%w: embedded server: auth config file %s sets no_auth_user %q, which lets clients in without credentials: remove it", ErrInvalidConfig, cfg.AuthConfigFile, f.NoAuthUser)
+		case len(f.TrustedOperators) > 0 || len(f.TrustedKeys) > 0:
+			return fmt.Errorf("%w: embedded server: auth config file %s uses operator (JWT) mode, which the embedded server does not support: run nats-server and use --nats-url", ErrInvalidConfig, cfg.AuthConfigFile)
+		case len(f.Users) == 0 && len(f.Nkeys) == 0 && f.Username == "" && f.Authorization == "":
+			return fmt.Errorf("%w: embedded server: auth config file %s defines no users, nkeys or token", ErrInvalidConfig, cfg.AuthConfigFile)
+		}
+		opts.Users = append(opts.Users, f.Users...)
+		opts.Nkeys = append(opts.Nkeys, f.Nkeys...)
+		opts.Accounts, opts.SystemAccount = f.Accounts, f.SystemAccount
+		opts.Username, opts.Password, opts.Authorization = f.Username, f.Password, f.Authorization
+	}
+	if cfg.TLSCertFile != "" {
+		tc, err := server.GenTLSConfig(&server.TLSConfigOpts{CertFile: cfg.TLSCertFile, KeyFile: cfg.TLSKeyFile, CaFile: cfg.TLSCAFile, Verify: cfg.TLSCAFile != ""})
+		if err != nil {
+			return fmt.Errorf("%w: embedded server: TLS: %w", ErrInvalidConfig, err)
+		}
+		opts.TLS, opts.TLSConfig, opts.TLSVerify, opts.TLSTimeout = true, tc, cfg.TLSCAFile != "", 2
+	}
+	return nil
 }
 
 // Embedded is a running in-process nats-server with JetStream. Stop it with
@@ -88,6 +184,9 @@ func StartEmbedded(cfg EmbeddedConfig) (*Embedded, error) {
 	if cfg.SyncInterval < 0 {
 		return nil, fmt.Errorf("%w: embedded server: SyncInterval must be >= 0, got %s", ErrInvalidConfig, cfg.SyncInterval)
 	}
+	if err := cfg.checkSecurity(); err != nil {
+		return nil, err
+	}
 	if err := os.MkdirAll(cfg.StoreDir, 0o750); err != nil {
 		return nil, fmt.Errorf("embedded server: create store dir: %w", err)
 	}
@@ -108,6 +207,10 @@ func StartEmbedded(cfg EmbeddedConfig) (*Embedded, error) {
 		NoSigs:       true,
 		NoLog:        cfg.Logger == nil,
 	}
+	if err := cfg.applyAuth(opts); err != nil {
+		_ = lock.Close()
+		return nil, err
+	}
 	srv, err := server.NewServer(opts)
 	if err != nil {
 		_ = lock.Close()
@@ -122,7 +225,12 @@ func StartEmbedded(cfg EmbeddedConfig) (*Embedded, error) {
 		e.stop()
 		return nil, fmt.Errorf("embedded server: not ready for connections after %s", cfg.ReadyTimeout)
 	}
-	if err := e.waitJetStream(cfg.ReadyTimeout); err != nil {
+	wait := e.waitJetStream
+	if cfg.hasAuth() {
+		// An in-process connection needs credentials now: ask the server.
+		wait = e.waitJetStreamEnabled
+	}
+	if err := wait(cfg.ReadyTimeout); err != nil {
 		e.stop()
 		return nil, err
 	}
@@ -152,8 +260,21 @@ func (e *Embedded) waitJetStream(timeout time.Duration) error {
 	}
 }
 
+// waitJetStreamEnabled polls until the server reports JetStream enabled.
+func (e *Embedded) waitJetStreamEnabled(timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	for !e.srv.JetStreamEnabled() {
+		if time.Now().After(deadline) {
+			return fmt.Errorf("embedded server: JetStream not enabled after %s", timeout)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	return nil
+}
+
 // Connect opens an in-process client connection to the server (no network
-// involved). It works with and without NoListen.
+// involved). It works with and without NoListen. When the server requires
+// authentication, opts must carry credentials (nats.Nkey, nats.UserInfo...).
 func (e *Embedded) Connect(opts ...nats.Option) (*nats.Conn, error) {
 	opts = append([]nats.Option{nats.InProcessServer(e.srv), nats.Name("omniq-inprocess")}, opts...)
 	return nats.Connect("", opts...)

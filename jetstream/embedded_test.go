@@ -13,7 +13,7 @@ import (
 func TestEmbeddedSecondProcessOnSameStoreIsRefused(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, jetstream.Config{})
-	_, err := jetstream.StartEmbedded(jetstream.EmbeddedConfig{StoreDir: e.dir, Port: -1})
+	_, err := jetstream.StartEmbedded(jetstream.EmbeddedConfig{StoreDir: e.dir, Port: -1, InsecureNoAuth: true})
 	if !errors.Is(err, jetstream.ErrStoreLocked) {
 		t.Fatalf("second server on %s: err = %v, want ErrStoreLocked", e.dir, err)
 	}
@@ -102,7 +102,7 @@ func TestStateSurvivesRestart(t *testing.T) {
 
 func TestClientRefusesServerWithSmallMaxPayload(t *testing.T) {
 	t.Parallel()
-	srv, err := jetstream.StartEmbedded(jetstream.EmbeddedConfig{StoreDir: t.TempDir(), Port: -1, MaxPayload: 512 << 10})
+	srv, err := jetstream.StartEmbedded(jetstream.EmbeddedConfig{StoreDir: t.TempDir(), Port: -1, MaxPayload: 512 << 10, InsecureNoAuth: true})
 	if err != nil {
 		t.Fatal(err)
 	}

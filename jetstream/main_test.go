@@ -36,7 +36,7 @@ func newEnv(t *testing.T, cfg jetstream.Config) *env {
 // start (re)starts the server on e.dir and connects a new client.
 func (e *env) start() {
 	e.t.Helper()
-	srv, err := jetstream.StartEmbedded(jetstream.EmbeddedConfig{StoreDir: e.dir, Port: -1})
+	srv, err := jetstream.StartEmbedded(jetstream.EmbeddedConfig{StoreDir: e.dir, Port: -1, InsecureNoAuth: true})
 	if err != nil {
 		e.t.Fatalf("start embedded server: %v", err)
 	}

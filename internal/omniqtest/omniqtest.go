@@ -47,7 +47,7 @@ func Context(t testing.TB) context.Context {
 // with OmniQ's streams provisioned by cfg.
 func StartServer(t testing.TB, cfg jetstream.Config) *Server {
 	t.Helper()
-	srv, err := jetstream.StartEmbedded(jetstream.EmbeddedConfig{StoreDir: t.TempDir(), Port: -1})
+	srv, err := jetstream.StartEmbedded(jetstream.EmbeddedConfig{StoreDir: t.TempDir(), Port: -1, InsecureNoAuth: true})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -16,6 +16,10 @@ import (
 	"strings"
 	"time"
 
+	"github.com/nats-io/nkeys"
+
+	"github.com/omniq/omniq/internal/credentials"
+	"github.com/omniq/omniq/internal/roles"
 	"github.com/omniq/omniq/jetstream"
 	"github.com/omniq/omniq/runner"
 	"github.com/omniq/omniq/runner/pluginhost"
@@ -42,6 +46,9 @@ type Options struct {
 	ID           string
 	ShutdownWait time.Duration
 	AckWait      time.Duration
+	// Embedded server security: TLS and an auth config file.
+	TLSCert, TLSKey, TLSCA string
+	AuthConfig             string
 
 	File File // the parsed config file
 }
@@ -55,6 +62,7 @@ type File struct {
 	Plugins   map[string]PluginSettings   `json:"plugins"`
 	Streams   StreamSettings              `json:"streams"`
 	Limits    LimitSettings               `json:"limits"`
+	Auth      AuthSettings                `json:"auth"`
 }
 
 // LimitSettings are the operator's caps on what a task may ask for in its
@@ -62,6 +70,28 @@ type File struct {
 type LimitSettings struct {
 	MaxRetries int      `json:"max_retries"`
 	MaxTimeout Duration `json:"max_timeout"`
+}
+
+// AuthSettings add logins to the embedded server, each with one of OmniQ's
+// roles (see docs/security.md), besides the ones the runner creates in its
+// data directory.
+type AuthSettings struct {
+	Users []UserSettings `json:"users"`
+	NKeys []NKeySettings `json:"nkeys"`
+}
+
+// UserSettings is a user name and password login. The password may be a
+// bcrypt hash ("$2a$..."), as nats-server accepts.
+type UserSettings struct {
+	User     string `json:"user"`
+	Password string `json:"password"`
+	Role     string `json:"role"`
+}
+
+// NKeySettings is an nkey login: the user's public key (starts with U).
+type NKeySettings struct {
+	NKey string `json:"nkey"`
+	Role string `json:"role"`
 }
 
 // FunctionSettings are the per-function settings of the config file; each
@@ -148,6 +178,10 @@ func Parse(args []string, getenv func(string) string, stderr io.Writer) (Options
 	fs.StringVar(&o.ConfigFile, "config", "", "JSON config file with per-function, plugin and stream settings")
 	fs.StringVar(&o.ID, "id", "", "runner id (default: hostname and a random suffix)")
 	fs.DurationVar(&o.ShutdownWait, "shutdown-grace", 30*time.Second, "how long a graceful shutdown lets running tasks finish")
+	fs.StringVar(&o.TLSCert, "tls-cert", "", "embedded server: TLS certificate (PEM); clients must then use TLS")
+	fs.StringVar(&o.TLSKey, "tls-key", "", "embedded server: TLS key (PEM) of --tls-cert")
+	fs.StringVar(&o.TLSCA, "tls-ca", "", "embedded server: require client certificates signed by these CAs (PEM)")
+	fs.StringVar(&o.AuthConfig, "auth-config", "", "embedded server: nats-server config file whose authorization/accounts define the logins, instead of the generated credentials; the runner logs in with --nats-user/--nats-password, --nats-nkey or --nats-creds")
 	fs.DurationVar(&o.AckWait, "ack-wait", 5*time.Second, "how long a task of a runner that stopped answering waits before another runner takes it")
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, "Usage: omniq-runner [flags]\n\nRuns OmniQ tasks in plugin processes. With no flags it embeds a NATS server\n(client port 127.0.0.1:4222, data in ./omniq-data) and runs the plugins in\n./bin/plugins. Every flag can also be set as OMNIQ_<FLAG> in the environment\n(--plugins-dir is OMNIQ_PLUGINS_DIR); a flag wins over its variable.\n\nFlags:")
@@ -202,6 +236,9 @@ func (o *Options) check() error {
 	if _, _, err := o.listenAddr(); err != nil {
 		return err
 	}
+	if err := o.checkAuth(); err != nil {
+		return err
+	}
 	if st, err := os.Stat(o.PluginsDir); err != nil || !st.IsDir() {
 		return fmt.Errorf("%w: --plugins-dir %s: not a directory (build the plugins with `make`, or point --plugins-dir at yours)", errUsage, o.PluginsDir)
 	}
@@ -223,6 +260,25 @@ func (o *Options) check() error {
 	if err := o.streamsConfig().Validate(); err != nil {
 		return fmt.Errorf("%w: --config streams: %v", errUsage, err)
 	}
+	for i, u := range o.File.Auth.Users {
+		if u.User == "" || u.Password == "" {
+			return fmt.Errorf("%w: --config auth.users[%d]: user and password are required", errUsage, i)
+		}
+		if _, err := roles.Parse(u.Role); err != nil {
+			return fmt.Errorf("%w: --config auth.users[%d] (%s): %v", errUsage, i, u.User, err)
+		}
+	}
+	for i, k := range o.File.Auth.NKeys {
+		if !nkeys.IsValidPublicUserKey(k.NKey) {
+			return fmt.Errorf("%w: --config auth.nkeys[%d]: %q is not a user's public nkey (it starts with U)", errUsage, i, k.NKey)
+		}
+		if _, err := roles.Parse(k.Role); err != nil {
+			return fmt.Errorf("%w: --config auth.nkeys[%d]: %v", errUsage, i, err)
+		}
+	}
+	if o.NATSURL != "" && (len(o.File.Auth.Users) > 0 || len(o.File.Auth.NKeys) > 0) {
+		return fmt.Errorf("%w: --config auth: logins are for the embedded server; with --nats-url, configure them on that server (docs/security.md)", errUsage)
+	}
 	for name, p := range o.File.Plugins {
 		if p.SHA256 != "" {
 			if b, err := hex.DecodeString(p.SHA256); err != nil || len(b) != sha256.Size {
@@ -237,6 +293,36 @@ func (o *Options) check() error {
 		if p.Concurrency < 0 {
 			return fmt.Errorf("%w: --config plugins.%s.concurrency must be >= 0", errUsage, name)
 		}
+	}
+	return nil
+}
+
+// hasLogin says whether a --nats-* credential flag is set.
+func (o *Options) hasLogin() bool {
+	c := o.Conn
+	return c.User != "" || c.Password != "" || c.Token != "" || c.NKeySeedFile != "" || c.CredsFile != ""
+}
+
+// checkAuth validates the security flags against the mode (embedded or
+// external server).
+func (o *Options) checkAuth() error {
+	if o.NATSURL != "" {
+		for _, f := range []struct{ flag, v string }{{"--tls-cert", o.TLSCert}, {"--tls-key", o.TLSKey}, {"--tls-ca", o.TLSCA}, {"--auth-config", o.AuthConfig}} {
+			if f.v != "" {
+				return fmt.Errorf("%w: %s configures the embedded server, which --nats-url replaces (for TLS to that server, see --nats-ca, --nats-cert, --nats-key)", errUsage, f.flag)
+			}
+		}
+		return nil
+	}
+	switch {
+	case o.AuthConfig != "" && !o.hasLogin():
+		return fmt.Errorf("%w: --auth-config: give the runner's own login on that server with --nats-user/--nats-password, --nats-nkey or --nats-creds", errUsage)
+	case o.AuthConfig == "" && o.hasLogin():
+		return fmt.Errorf("%w: the --nats-user/--nats-password/--nats-token/--nats-nkey/--nats-creds flags are for --nats-url or --auth-config; the embedded server's runner uses the credentials it creates in %s", errUsage, credentials.Dir(o.DataDir))
+	case (o.TLSCert == "") != (o.TLSKey == ""):
+		return fmt.Errorf("%w: --tls-cert and --tls-key go together", errUsage)
+	case o.TLSCA != "" && o.TLSCert == "":
+		return fmt.Errorf("%w: --tls-ca (client certificates) needs --tls-cert and --tls-key", errUsage)
 	}
 	return nil
 }

@@ -14,6 +14,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	natsjs "github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
@@ -21,6 +22,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/sirupsen/logrus"
 
+	"github.com/omniq/omniq/internal/credentials"
+	"github.com/omniq/omniq/internal/roles"
 	"github.com/omniq/omniq/jetstream"
 	sdk "github.com/omniq/omniq/plugins-sdk"
 	"github.com/omniq/omniq/runner"
@@ -36,6 +39,10 @@ type Ready struct {
 	MetricsAddr string
 	// Functions are the functions served.
 	Functions []string
+	// Credentials is the directory of the roles' nkey seeds the runner
+	// created for its embedded server ("" with --nats-url or
+	// --auth-config).
+	Credentials string
 }
 
 // Main runs omniq-runner with args (without the program name) and returns
@@ -86,16 +93,27 @@ func run(ctx context.Context, force <-chan struct{}, o Options, log *logrus.Logg
 		nc       *nats.Conn
 		natsURL  = o.NATSURL
 		embedded *jetstream.Embedded
+		credsDir string
 		err      error
 	)
 	if o.NATSURL == "" {
 		host, port, _ := o.listenAddr()
 		sync := o.Sync == "always"
 		interval, _ := time.ParseDuration(o.Sync)
-		embedded, err = jetstream.StartEmbedded(jetstream.EmbeddedConfig{
+		ec := jetstream.EmbeddedConfig{
 			StoreDir: filepath.Join(o.DataDir, "jetstream"), Host: host, Port: port, NoListen: o.Listen == "none",
 			SyncAlways: sync, SyncInterval: interval, Logger: log.WithField("component", "nats-server"),
-		})
+			TLSCertFile: o.TLSCert, TLSKeyFile: o.TLSKey, TLSCAFile: o.TLSCA, AuthConfigFile: o.AuthConfig,
+		}
+		var login []nats.Option
+		login, err = o.embeddedAuth(&ec)
+		if err != nil {
+			return err
+		}
+		if o.AuthConfig == "" {
+			credsDir = credentials.Dir(o.DataDir)
+		}
+		embedded, err = jetstream.StartEmbedded(ec)
 		if err != nil {
 			return err
 		}
@@ -107,10 +125,10 @@ func run(ctx context.Context, force <-chan struct{}, o Options, log *logrus.Logg
 			}
 		}()
 		natsURL = embedded.ClientURL()
-		nc, err = embedded.Connect(nats.Name("omniq-runner"))
+		nc, err = embedded.Connect(append(login, nats.Name("omniq-runner"), nats.CustomInboxPrefix(roles.RunnerInboxPrefix))...)
 	} else {
 		conn := o.Conn
-		conn.URL, conn.Name, conn.Logger = o.NATSURL, "omniq-runner", log
+		conn.URL, conn.Name, conn.Logger, conn.InboxPrefix = o.NATSURL, "omniq-runner", log, roles.RunnerInboxPrefix
 		nc, err = jetstream.Connect(conn)
 	}
 	if err != nil {
@@ -189,9 +207,13 @@ func run(ctx context.Context, force <-chan struct{}, o Options, log *logrus.Logg
 	if len(host.Supervisors()) == 0 {
 		log.WithField("plugins_dir", o.PluginsDir).Warn("no plugin executables found: this runner serves no function (build them with `make`, or set --plugins-dir)")
 	}
-	log.WithFields(logrus.Fields{"nats": natsURL, "plugins_dir": o.PluginsDir, "metrics": metricsAddr, "functions": strings.Join(fns, ",")}).Info("omniq-runner ready")
+	fields := logrus.Fields{"nats": natsURL, "plugins_dir": o.PluginsDir, "metrics": metricsAddr, "functions": strings.Join(fns, ",")}
+	if credsDir != "" {
+		fields["credentials"] = credsDir
+	}
+	log.WithFields(fields).Info("omniq-runner ready")
 	if ready != nil {
-		ready(Ready{NATSURL: natsURL, MetricsAddr: metricsAddr, Functions: fns})
+		ready(Ready{NATSURL: natsURL, MetricsAddr: metricsAddr, Functions: fns, Credentials: credsDir})
 	}
 
 	<-ctx.Done()
@@ -211,6 +233,79 @@ func run(ctx context.Context, force <-chan struct{}, o Options, log *logrus.Logg
 		return err
 	}
 	return nil
+}
+
+// embeddedAuth adds the logins of the embedded server to ec and returns the
+// runner's own login for its in-process connection. Without --auth-config
+// these are the roles' nkeys kept in the data directory (created on first
+// start) and the config file's users and nkeys, each with its role's
+// permissions; with it, the file's logins and the --nats-* credentials.
+func (o *Options) embeddedAuth(ec *jetstream.EmbeddedConfig) ([]nats.Option, error) {
+	if o.AuthConfig != "" {
+		var login []nats.Option
+		c := o.Conn
+		switch {
+		case c.User != "" || c.Password != "":
+			login = append(login, nats.UserInfo(c.User, c.Password))
+		case c.Token != "":
+			login = append(login, nats.Token(c.Token))
+		case c.NKeySeedFile != "":
+			opt, err := nats.NkeyOptionFromSeed(c.NKeySeedFile)
+			if err != nil {
+				return nil, fmt.Errorf("--nats-nkey %s: %w", c.NKeySeedFile, err)
+			}
+			login = append(login, opt)
+		case c.CredsFile != "":
+			login = append(login, nats.UserCredentials(c.CredsFile))
+		}
+		return login, nil
+	}
+	cfg := o.streamsConfig()
+	perms := func(role string) (*server.Permissions, error) {
+		r, err := roles.Parse(role)
+		if err != nil {
+			return nil, err
+		}
+		return roles.Permissions(r, cfg)
+	}
+	names := make([]string, len(roles.All))
+	for i, r := range roles.All {
+		names[i] = string(r)
+	}
+	keys, err := credentials.Ensure(o.DataDir, names...)
+	if err != nil {
+		return nil, err
+	}
+	var login []nats.Option
+	for _, k := range keys {
+		p, err := perms(k.Role)
+		if err != nil {
+			return nil, err
+		}
+		ec.NKeys = append(ec.NKeys, &server.NkeyUser{Nkey: k.Public, Permissions: p})
+		if k.Role == string(roles.Runner) {
+			opt, err := nats.NkeyOptionFromSeed(k.File)
+			if err != nil {
+				return nil, fmt.Errorf("runner credentials %s: %w", k.File, err)
+			}
+			login = append(login, opt)
+		}
+	}
+	for _, k := range o.File.Auth.NKeys {
+		p, err := perms(k.Role)
+		if err != nil {
+			return nil, err
+		}
+		ec.NKeys = append(ec.NKeys, &server.NkeyUser{Nkey: k.NKey, Permissions: p})
+	}
+	for _, u := range o.File.Auth.Users {
+		p, err := perms(u.Role)
+		if err != nil {
+			return nil, err
+		}
+		ec.Users = append(ec.Users, &server.User{Username: u.User, Password: u.Password, Permissions: p})
+	}
+	return login, nil
 }
 
 // openStreams provisions OmniQ's streams, waiting while JetStream is not

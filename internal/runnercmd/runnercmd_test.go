@@ -15,6 +15,7 @@ import (
 	"github.com/nats-io/nats-server/v2/server"
 
 	"github.com/omniq/omniq/internal/omniqtest"
+	"github.com/omniq/omniq/internal/roles"
 	"github.com/omniq/omniq/internal/runnercmd"
 	"github.com/omniq/omniq/internal/testbin"
 	"github.com/omniq/omniq/jetstream"
@@ -147,14 +148,14 @@ func TestRunsTasksServesMetricsAndStopsGracefully(t *testing.T) {
 	if !strings.HasPrefix(ready.NATSURL, "nats://127.0.0.1:") || len(ready.Functions) != 10 {
 		t.Fatalf("ready = %+v", ready)
 	}
-	nc, err := jetstream.Connect(jetstream.ConnConfig{URL: ready.NATSURL})
+	nc, err := jetstream.Connect(login(ready))
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer nc.Close()
 	c, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	client, err := jetstream.New(c, nc, jetstream.Config{})
+	client, err := jetstream.Open(c, nc, jetstream.Config{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -205,7 +206,7 @@ func TestSecondSignalForcesShutdownAndReleasesTasks(t *testing.T) {
 	args := []string{"--listen", "127.0.0.1:0", "--data-dir", data, "--shutdown-grace", "1m", "--ack-wait", "2s"}
 	vars := map[string]string{"OMNIQ_PLUGINS_DIR": plugins}
 	ready, logs, stop := startMain(t, args, vars)
-	client, closeClient := connect(t, ready.NATSURL)
+	client, closeClient := connect(t, ready)
 	res, err := client.Submit(context.Background(), jetstream.SubmitRequest{Function: "sleep", Payload: []byte("1h")})
 	if err != nil {
 		t.Fatal(err)
@@ -222,7 +223,7 @@ func TestSecondSignalForcesShutdownAndReleasesTasks(t *testing.T) {
 	// A new runner on the same data takes the released task over without
 	// counting an interruption: the shutdown was not the task's fault.
 	ready, _, _ = startMain(t, args, vars)
-	client, closeClient = connect(t, ready.NATSURL)
+	client, closeClient = connect(t, ready)
 	defer closeClient()
 	again := waitStatus(t, client, res.ID, func(task *models.Task) bool {
 		return task.Status == models.StatusRunning && task.Runner != "" && task.Runner != first.Runner
@@ -232,15 +233,25 @@ func TestSecondSignalForcesShutdownAndReleasesTasks(t *testing.T) {
 	}
 }
 
-func connect(t *testing.T, url string) (*jetstream.Client, func()) {
+// login is how a test logs in to the runner's server: as a submitter, with
+// the runner's generated credentials when it made them.
+func login(ready runnercmd.Ready) jetstream.ConnConfig {
+	c := jetstream.ConnConfig{URL: ready.NATSURL}
+	if ready.Credentials != "" {
+		c.NKeySeedFile, c.InboxPrefix = filepath.Join(ready.Credentials, "submitter.nk"), roles.SubmitterInboxPrefix
+	}
+	return c
+}
+
+func connect(t *testing.T, ready runnercmd.Ready) (*jetstream.Client, func()) {
 	t.Helper()
-	nc, err := jetstream.Connect(jetstream.ConnConfig{URL: url})
+	nc, err := jetstream.Connect(login(ready))
 	if err != nil {
 		t.Fatal(err)
 	}
 	c, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	client, err := jetstream.New(c, nc, jetstream.Config{})
+	client, err := jetstream.Open(c, nc, jetstream.Config{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -297,7 +308,7 @@ func TestRunsOnAClusterThatIsStillForming(t *testing.T) {
 	}
 	url := omniqtest.ClusterURL(servers)
 	ready, logs, stop := startMain(t, []string{"--nats-url", url, "--config", cfg}, map[string]string{"OMNIQ_PLUGINS_DIR": pluginsDir(t)})
-	client, closeClient := connect(t, ready.NATSURL)
+	client, closeClient := connect(t, ready)
 	defer closeClient()
 	res, err := client.Submit(context.Background(), jetstream.SubmitRequest{Function: "echo", Payload: []byte("replicated")})
 	if err != nil {

@@ -68,6 +68,8 @@ const usage = `Usage:
 Flags come before or after the arguments. Every command takes --nats-url
 (default nats://127.0.0.1:4222, or OMNIQ_NATS_URL) and the NATS auth flags,
 and --json for machine-readable output. Run a command with -h for its flags.
+Without auth flags, omniq-submit logs in with the operator credentials of
+omniq-runner's data directory: $OMNIQ_DATA_DIR, else ./omniq-data.
 
 Exit status: 0 success; 1 the task failed or was cancelled, or the operation
 failed; 2 a usage error.
@@ -124,6 +126,9 @@ func (c *cli) exit(err error) int {
 		return exitOK
 	case errors.Is(err, flag.ErrHelp):
 		return exitOK
+	case c.denial() != nil:
+		fmt.Fprintf(c.io.Stderr, "omniq-submit: %v\n", c.denial())
+		return exitFailed
 	case errors.As(err, &ue):
 		fmt.Fprintf(c.io.Stderr, "omniq-submit: %v\n", err)
 		return exitUsage
@@ -179,9 +184,13 @@ type cli struct {
 	json   bool
 	nc     *nats.Conn
 	client *jetstream.Client
+	stop   context.CancelCauseFunc // ends c.ctx; set by failOnDenial
 }
 
 func (c *cli) close() {
+	if c.stop != nil {
+		c.stop(nil)
+	}
 	if c.nc != nil {
 		c.nc.Close()
 	}
@@ -210,6 +219,7 @@ func (c *cli) newFlags(name, args string) *flag.FlagSet {
 	fs.StringVar(&c.conn.conn.Token, "nats-token", env("OMNIQ_NATS_TOKEN", ""), "NATS token")
 	fs.StringVar(&c.conn.conn.NKeySeedFile, "nats-nkey", env("OMNIQ_NATS_NKEY", ""), "NATS nkey seed file")
 	fs.StringVar(&c.conn.conn.CredsFile, "nats-creds", env("OMNIQ_NATS_CREDS", ""), "NATS credentials file")
+	fs.StringVar(&c.conn.conn.InboxPrefix, "nats-inbox-prefix", env("OMNIQ_NATS_INBOX_PREFIX", ""), "reply subject prefix (operators: "+operatorInboxPrefix+"; default _INBOX, or the operator's with the runner's credentials)")
 	fs.StringVar(&c.conn.conn.TLSCAFile, "nats-ca", env("OMNIQ_NATS_CA", ""), "PEM file of CAs for NATS TLS")
 	fs.StringVar(&c.conn.conn.TLSCertFile, "nats-cert", env("OMNIQ_NATS_CERT", ""), "client certificate for NATS TLS")
 	fs.StringVar(&c.conn.conn.TLSKeyFile, "nats-key", env("OMNIQ_NATS_KEY", ""), "client key for NATS TLS")
@@ -252,9 +262,17 @@ func (c *cli) connect() (*jetstream.Client, error) {
 	}
 	cfg := c.conn.conn
 	cfg.URL, cfg.Name, cfg.ConnectTimeout = c.conn.url, "omniq-submit", c.conn.timeout
+	seed, err := c.findLogin(&cfg)
+	if err != nil {
+		return nil, err
+	}
+	c.failOnDenial(&cfg)
 	nc, err := jetstream.Connect(cfg)
 	if errors.Is(err, jetstream.ErrInvalidConfig) {
 		return nil, usagef("%v", err)
+	}
+	if errors.Is(err, nats.ErrAuthorization) {
+		return nil, explainLogin(err, seed)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("%w\n  is omniq-runner (or your NATS server) running there? Set --nats-url or OMNIQ_NATS_URL to its address", err)

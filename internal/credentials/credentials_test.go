@@ -1,0 +1,100 @@
+package credentials_test
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/nats-io/nkeys"
+	"go.uber.org/goleak"
+
+	"github.com/omniq/omniq/internal/credentials"
+)
+
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m)
+}
+
+func TestEnsureCreatesPrivateSeedsAndReusesThem(t *testing.T) {
+	t.Parallel()
+	data := filepath.Join(t.TempDir(), "omniq-data")
+	first, err := credentials.Ensure(data, "runner", "operator", "submitter")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st, err := os.Stat(credentials.Dir(data)); err != nil || st.Mode().Perm() != 0o700 {
+		t.Fatalf("credentials dir: %v, %v", st.Mode(), err)
+	}
+	seen := map[string]bool{}
+	for _, k := range first {
+		if k.File != credentials.SeedFile(data, k.Role) || !nkeys.IsValidPublicUserKey(k.Public) || seen[k.Public] {
+			t.Fatalf("key %+v", k)
+		}
+		seen[k.Public] = true
+		st, err := os.Stat(k.File)
+		if err != nil || st.Mode().Perm() != 0o600 {
+			t.Fatalf("%s: mode %v, %v", k.File, st.Mode(), err)
+		}
+		kp, err := credentials.Load(k.File)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if pub, _ := kp.PublicKey(); pub != k.Public {
+			t.Fatalf("%s holds %s, want %s", k.File, pub, k.Public)
+		}
+	}
+	// A restart reuses them.
+	again, err := credentials.Ensure(data, "runner", "operator", "submitter")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range first {
+		if again[i] != first[i] {
+			t.Fatalf("restart: %+v, was %+v", again[i], first[i])
+		}
+	}
+}
+
+func TestEnsureRefusesCredentialsOthersCanRead(t *testing.T) {
+	t.Parallel()
+	data := t.TempDir()
+	keys, err := credentials.Ensure(data, "operator")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(keys[0].File, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := credentials.Ensure(data, "operator"); !errors.Is(err, credentials.ErrInsecure) {
+		t.Fatalf("world-readable seed: %v, want ErrInsecure", err)
+	}
+	if err := os.Chmod(keys[0].File, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(credentials.Dir(data), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := credentials.Ensure(data, "operator"); !errors.Is(err, credentials.ErrInsecure) {
+		t.Fatalf("world-readable directory: %v, want ErrInsecure", err)
+	}
+}
+
+func TestLoadRefusesWhatIsNotAUserSeed(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	account, _ := nkeys.CreateAccount()
+	accountSeed, _ := account.Seed()
+	for name, body := range map[string][]byte{"garbage": []byte("hello"), "account": accountSeed} {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, body, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := credentials.Load(p); !errors.Is(err, credentials.ErrBadSeed) {
+			t.Errorf("%s: %v, want ErrBadSeed", name, err)
+		}
+	}
+	if _, err := credentials.Load(filepath.Join(dir, "missing")); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("missing: %v", err)
+	}
+}

@@ -1,0 +1,55 @@
+package roles
+
+import (
+	"fmt"
+	"strings"
+
+	"github.com/omniq/omniq/jetstream"
+)
+
+// ServerConfig renders the three roles' permissions, for the names in cfg,
+// as a nats-server configuration snippet: one variable per role
+// (OMNIQ_SUBMITTER, OMNIQ_OPERATOR, OMNIQ_RUNNER) and an authorization
+// block with one nkey user per role. nkeys maps a role to its user's public
+// nkey; a role missing from it gets a placeholder to replace. The snippet
+// grants exactly what Permissions returns.
+func ServerConfig(cfg jetstream.Config, nkeys map[Role]string) (string, error) {
+	var b strings.Builder
+	prefix := cfg.WithDefaults().SubjectPrefix
+	fmt.Fprintf(&b, "# OmniQ roles for subject prefix %q (docs/security.md).\n", prefix)
+	fmt.Fprintf(&b, "# Operators and runners must use their own inbox prefix:\n")
+	fmt.Fprintf(&b, "# %s and %s.\n", OperatorInboxPrefix, RunnerInboxPrefix)
+	for _, r := range All {
+		p, err := Permissions(r, cfg)
+		if err != nil {
+			return "", err
+		}
+		fmt.Fprintf(&b, "%s = {\n", variable(r))
+		writeList(&b, "publish", p.Publish.Allow)
+		writeList(&b, "subscribe", p.Subscribe.Allow)
+		if p.Response != nil {
+			fmt.Fprintf(&b, "  allow_responses = { max: %d, expires: %q }\n", p.Response.MaxMsgs, p.Response.Expires.String())
+		}
+		b.WriteString("}\n")
+	}
+	b.WriteString("authorization {\n  users = [\n")
+	for _, r := range All {
+		key := nkeys[r]
+		if key == "" {
+			key = "U_REPLACE_WITH_THE_" + strings.ToUpper(string(r)) + "_PUBLIC_NKEY"
+		}
+		fmt.Fprintf(&b, "    { nkey: %q, permissions: $%s }\n", key, variable(r))
+	}
+	b.WriteString("  ]\n}\n")
+	return b.String(), nil
+}
+
+func variable(r Role) string { return "OMNIQ_" + strings.ToUpper(string(r)) }
+
+func writeList(b *strings.Builder, name string, subjects []string) {
+	fmt.Fprintf(b, "  %s = {\n    allow = [\n", name)
+	for _, s := range subjects {
+		fmt.Fprintf(b, "      %q\n", s)
+	}
+	b.WriteString("    ]\n  }\n")
+}

@@ -1,0 +1,60 @@
+package roles_test
+
+import (
+	"os"
+	"path/filepath"
+	"reflect"
+	"testing"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nkeys"
+
+	"github.com/omniq/omniq/internal/roles"
+	"github.com/omniq/omniq/jetstream"
+)
+
+// The rendered snippet, read by nats-server itself, grants each user
+// exactly its role's permissions.
+func TestServerConfigGrantsThePermissions(t *testing.T) {
+	t.Parallel()
+	for _, cfg := range []jetstream.Config{{}, {SubjectPrefix: "jobs", TasksStream: "T", DLQStream: "D", StateBucket: "S", FunctionsBucket: "F"}} {
+		keys := map[roles.Role]string{}
+		for _, r := range roles.All {
+			kp, err := nkeys.CreateUser()
+			if err != nil {
+				t.Fatal(err)
+			}
+			keys[r], _ = kp.PublicKey()
+		}
+		snippet, err := roles.ServerConfig(cfg, keys)
+		if err != nil {
+			t.Fatal(err)
+		}
+		path := filepath.Join(t.TempDir(), "nats.conf")
+		if err := os.WriteFile(path, []byte(snippet), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		opts, err := server.ProcessConfigFile(path)
+		if err != nil {
+			t.Fatalf("nats-server rejects the snippet: %v\n%s", err, snippet)
+		}
+		if len(opts.Nkeys) != len(roles.All) {
+			t.Fatalf("%d users in the snippet", len(opts.Nkeys))
+		}
+		for _, u := range opts.Nkeys {
+			var role roles.Role
+			for r, k := range keys {
+				if k == u.Nkey {
+					role = r
+				}
+			}
+			want, err := roles.Permissions(role, cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !reflect.DeepEqual(u.Permissions, want) {
+				t.Errorf("%s: the snippet grants\n%+v\nwant\n%+v", role, u.Permissions, want)
+			}
+		}
+	}
+}

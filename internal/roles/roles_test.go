@@ -1,0 +1,647 @@
+package roles_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	natsjs "github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nkeys"
+	"go.uber.org/goleak"
+
+	"github.com/omniq/omniq/internal/omniqtest"
+	"github.com/omniq/omniq/internal/roles"
+	"github.com/omniq/omniq/jetstream"
+)
+
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m)
+}
+
+// client is one authenticated connection, with the permission violations
+// the server reported to it.
+type client struct {
+	name string
+	nc   *nats.Conn
+	js   natsjs.JetStream
+	mu   sync.Mutex
+	errs []error
+}
+
+// errors returns the asynchronous errors reported so far.
+func (c *client) errors() []error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return append([]error(nil), c.errs...)
+}
+
+func (c *client) violation(subject string) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, err := range c.errs {
+		if errors.Is(err, nats.ErrPermissionViolation) && strings.Contains(err.Error(), `"`+subject+`"`) {
+			return true
+		}
+	}
+	return false
+}
+
+// denied runs do (which publishes on or subscribes to subject) and waits
+// for the server to report it as a permission violation; do's context is
+// then cancelled, so a request that will never be answered returns.
+func (c *client) denied(t *testing.T, subject string, do func(ctx context.Context) error) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	done := make(chan error, 1)
+	go func() { done <- do(ctx) }()
+	omniqtest.Eventually(t, 15*time.Second, fmt.Sprintf("%s to be refused %q", c.name, subject), func() bool { return c.violation(subject) })
+	cancel()
+	if err := <-done; err == nil {
+		t.Errorf("%s: %q was refused by the server, yet the call reported success", c.name, subject)
+	}
+}
+
+// deniedPub publishes a core message on subject and expects it refused.
+func (c *client) deniedPub(t *testing.T, subject string) {
+	t.Helper()
+	c.denied(t, subject, func(ctx context.Context) error {
+		if err := c.nc.Publish(subject, []byte("x")); err != nil {
+			return err
+		}
+		<-ctx.Done()
+		return ctx.Err()
+	})
+}
+
+// deniedRequest makes a request on subject (a JetStream API call, say) and
+// expects it refused.
+func (c *client) deniedRequest(t *testing.T, subject string) {
+	t.Helper()
+	c.denied(t, subject, func(ctx context.Context) error {
+		_, err := c.nc.RequestWithContext(ctx, subject, []byte("{}"))
+		return err
+	})
+}
+
+// deniedSub subscribes to subject and expects it refused.
+func (c *client) deniedSub(t *testing.T, subject string) {
+	t.Helper()
+	c.denied(t, subject, func(ctx context.Context) error {
+		sub, err := c.nc.SubscribeSync(subject)
+		if err != nil {
+			return err
+		}
+		defer func() { _ = sub.Unsubscribe() }()
+		_, err = sub.NextMsgWithContext(ctx)
+		return err
+	})
+}
+
+type env struct {
+	url                         string
+	admin                       *client // all permissions: stands for another tenant
+	submitter, operator, runner *client
+	cfg                         jetstream.Config
+}
+
+func ctx(t *testing.T) context.Context { return omniqtest.Context(t) }
+
+// start runs an embedded server whose users are one nkey per role, with
+// the roles' permissions, and a full-rights "admin" for another tenant's
+// streams; it connects each over TCP and provisions the target layout as
+// the runner.
+func start(t *testing.T, cfg jetstream.Config) *env {
+	t.Helper()
+	var users []*server.NkeyUser
+	seeds := map[string]nkeys.KeyPair{}
+	add := func(name string, perms *server.Permissions) {
+		kp, err := nkeys.CreateUser()
+		if err != nil {
+			t.Fatal(err)
+		}
+		pub, _ := kp.PublicKey()
+		users = append(users, &server.NkeyUser{Nkey: pub, Permissions: perms})
+		seeds[name] = kp
+	}
+	for _, r := range roles.All {
+		p, err := roles.Permissions(r, cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		add(string(r), p)
+	}
+	add("admin", nil)
+	srv, err := jetstream.StartEmbedded(jetstream.EmbeddedConfig{StoreDir: t.TempDir(), Port: -1, NKeys: users})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		c, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		if err := srv.Shutdown(c); err != nil {
+			t.Errorf("shutdown: %v", err)
+		}
+	})
+	e := &env{url: srv.ClientURL(), cfg: cfg.WithDefaults()}
+	connect := func(name, inbox string) *client {
+		kp := seeds[name]
+		pub, _ := kp.PublicKey()
+		c := &client{name: name}
+		opts := []nats.Option{nats.Nkey(pub, kp.Sign), nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) {
+			c.mu.Lock()
+			c.errs = append(c.errs, err)
+			c.mu.Unlock()
+		})}
+		if inbox != "" {
+			opts = append(opts, nats.CustomInboxPrefix(inbox))
+		}
+		nc, err := nats.Connect(e.url, opts...)
+		if err != nil {
+			t.Fatalf("connect as %s: %v", name, err)
+		}
+		t.Cleanup(nc.Close)
+		c.nc = nc
+		c.js, err = natsjs.New(nc)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}
+	e.submitter = connect("submitter", "")
+	e.operator = connect("operator", roles.OperatorInboxPrefix)
+	e.runner = connect("runner", roles.RunnerInboxPrefix)
+	e.admin = connect("admin", "")
+	e.provision(t)
+	return e
+}
+
+// provision creates OmniQ's streams and buckets as the runner does: the
+// runner role must be able to, and to update them in place.
+func (e *env) provision(t *testing.T) {
+	t.Helper()
+	if err := jetstream.Provision(ctx(t), e.runner.js, e.cfg); err != nil {
+		t.Fatalf("runner: provision: %v", err)
+	}
+	updated := e.cfg
+	updated.DLQMaxAge = 48 * time.Hour
+	if err := jetstream.Provision(ctx(t), e.runner.js, updated); err != nil {
+		t.Fatalf("runner: provision again with another DLQ max age: %v", err)
+	}
+}
+
+func (e *env) kv(t *testing.T, c *client, bucket string) natsjs.KeyValue {
+	t.Helper()
+	kv, err := c.js.KeyValue(ctx(t), bucket)
+	if err != nil {
+		t.Fatalf("%s: open bucket %s: %v", c.name, bucket, err)
+	}
+	return kv
+}
+
+func (e *env) count(t *testing.T, stream string) uint64 {
+	t.Helper()
+	s, err := e.runner.js.Stream(ctx(t), stream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := s.Info(ctx(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return info.State.Msgs
+}
+
+// serveRunner answers cancel requests (queue group) and admin requests as a
+// runner does, replying with the subject it got.
+func (e *env) serveRunner(t *testing.T) {
+	t.Helper()
+	reply := func(m *nats.Msg) { _ = m.Respond([]byte("ok " + m.Subject)) }
+	for _, s := range []string{e.cfg.SubjectPrefix + ".cancel.*", e.cfg.SubjectPrefix + ".admin.>"} {
+		sub, err := e.runner.nc.QueueSubscribe(s, "omniq-runners", reply)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = sub.Unsubscribe() })
+	}
+	if err := e.runner.nc.Flush(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestAnonymousConnectionIsRefused(t *testing.T) {
+	t.Parallel()
+	e := start(t, jetstream.Config{})
+	nc, err := nats.Connect(e.url, nats.MaxReconnects(0))
+	if err == nil {
+		nc.Close()
+		t.Fatal("a client without credentials connected")
+	}
+	if !errors.Is(err, nats.ErrAuthorization) {
+		t.Fatalf("err = %v, want an authorization violation", err)
+	}
+}
+
+func TestRunnerDoesWhatARunnerNeeds(t *testing.T) {
+	t.Parallel()
+	e := start(t, jetstream.Config{}) // provisioning is the runner's
+	p, js := e.cfg.SubjectPrefix, e.runner.js
+	for _, subj := range []string{p + ".tasks.echo", p + ".retry.echo", p + ".dlq.echo.id1"} {
+		if _, err := js.Publish(ctx(t), subj, []byte("x")); err != nil {
+			t.Fatalf("runner: publish %s: %v", subj, err)
+		}
+	}
+	// A retry scheduled as a message schedule, rolled up on its subject.
+	sched := &nats.Msg{Subject: p + ".schedule.id1", Data: []byte("x"), Header: nats.Header{}}
+	if _, err := js.PublishMsg(ctx(t), sched, natsjs.WithScheduleAt(time.Now().Add(time.Hour)), natsjs.WithScheduleTarget(p+".retry.echo")); err != nil {
+		t.Fatalf("runner: publish a schedule: %v", err)
+	}
+	retries, err := js.Stream(ctx(t), e.cfg.RetriesStream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := retries.Purge(ctx(t), natsjs.WithPurgeSubject(p+".schedule.id1")); err != nil {
+		t.Fatalf("runner: remove a schedule: %v", err)
+	}
+	if err := e.runner.nc.Publish(p+".cancelled.id1", nil); err != nil {
+		t.Fatal(err)
+	}
+
+	// Consume a task through a durable consumer, and ack it.
+	cons, err := js.CreateOrUpdateConsumer(ctx(t), e.cfg.TasksStream, natsjs.ConsumerConfig{Durable: "omniq-echo", FilterSubject: p + ".tasks.echo", AckPolicy: natsjs.AckExplicitPolicy})
+	if err != nil {
+		t.Fatalf("runner: create consumer: %v", err)
+	}
+	msgs, err := cons.Fetch(1, natsjs.FetchMaxWait(10*time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := 0
+	for m := range msgs.Messages() {
+		got++
+		if err := m.DoubleAck(ctx(t)); err != nil {
+			t.Fatalf("runner: ack: %v", err)
+		}
+	}
+	if got != 1 || msgs.Error() != nil {
+		t.Fatalf("runner: fetched %d tasks, err %v", got, msgs.Error())
+	}
+	if _, err := cons.Info(ctx(t)); err != nil {
+		t.Fatalf("runner: consumer info: %v", err)
+	}
+
+	// Task state and registrations: put, update, watch, delete, purge.
+	for _, b := range []string{e.cfg.StateBucket, e.cfg.FunctionsBucket} {
+		kv := e.kv(t, e.runner, b)
+		rev, err := kv.Create(ctx(t), "id1", []byte("pending"))
+		if err != nil {
+			t.Fatalf("runner: create key in %s: %v", b, err)
+		}
+		if _, err := kv.Update(ctx(t), "id1", []byte("running"), rev); err != nil {
+			t.Fatalf("runner: update key in %s: %v", b, err)
+		}
+		w, err := kv.WatchAll(ctx(t))
+		if err != nil {
+			t.Fatalf("runner: watch %s: %v", b, err)
+		}
+		if entry := <-w.Updates(); entry == nil || entry.Key() != "id1" {
+			t.Fatalf("runner: watch %s: first entry %v", b, entry)
+		}
+		_ = w.Stop()
+		if err := kv.Delete(ctx(t), "id1"); err != nil {
+			t.Fatalf("runner: delete key in %s: %v", b, err)
+		}
+		if err := kv.Purge(ctx(t), "id1"); err != nil {
+			t.Fatalf("runner: purge key in %s: %v", b, err)
+		}
+	}
+	// Dead-letter entries: read and delete.
+	dlq, err := js.Stream(ctx(t), e.cfg.DLQStream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := dlq.GetLastMsgForSubject(ctx(t), p+".dlq.*.id1")
+	if err != nil {
+		t.Fatalf("runner: get dead-letter entry: %v", err)
+	}
+	if err := dlq.DeleteMsg(ctx(t), m.Sequence); err != nil {
+		t.Fatalf("runner: delete dead-letter entry: %v", err)
+	}
+	if _, err := js.AccountInfo(ctx(t)); err != nil {
+		t.Fatalf("runner: account info: %v", err)
+	}
+	if violations := e.runner.errors(); len(violations) > 0 {
+		t.Fatalf("runner got permission errors: %v", violations)
+	}
+}
+
+func TestRunnerCannotTouchAnythingOutsideOmniQ(t *testing.T) {
+	t.Parallel()
+	e := start(t, jetstream.Config{})
+	if _, err := e.admin.js.CreateStream(ctx(t), natsjs.StreamConfig{Name: "BILLING", Subjects: []string{"billing.>"}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.admin.js.Publish(ctx(t), "billing.invoice", []byte("42")); err != nil {
+		t.Fatal(err)
+	}
+	r := e.runner
+	r.denied(t, "$JS.API.STREAM.CREATE.OTHER", func(c context.Context) error {
+		_, err := r.js.CreateStream(c, natsjs.StreamConfig{Name: "OTHER", Subjects: []string{"other.>"}})
+		return err
+	})
+	for _, api := range []string{"STREAM.INFO.BILLING", "STREAM.PURGE.BILLING", "STREAM.DELETE.BILLING", "STREAM.MSG.GET.BILLING",
+		"DIRECT.GET.BILLING", "CONSUMER.CREATE.BILLING.spy", "CONSUMER.CREATE.BILLING", "STREAM.LIST", "STREAM.NAMES",
+		// Nor may it delete OmniQ's own streams.
+		"STREAM.DELETE." + e.cfg.TasksStream, "STREAM.DELETE.KV_" + e.cfg.StateBucket} {
+		r.deniedRequest(t, "$JS.API."+api)
+	}
+	r.deniedPub(t, "billing.invoice")
+	r.deniedSub(t, "billing.>")
+	r.deniedSub(t, "$SYS.>")
+	r.deniedRequest(t, "$SYS.REQ.SERVER.PING")
+	r.deniedSub(t, "_INBOX.>")
+	if n := e.count(t, e.cfg.TasksStream); n != 0 {
+		t.Fatalf("tasks: %d", n)
+	}
+	s, err := e.admin.js.Stream(ctx(t), "BILLING")
+	if err != nil {
+		t.Fatalf("the other stream is gone: %v", err)
+	}
+	if info, err := s.Info(ctx(t)); err != nil || info.State.Msgs != 1 {
+		t.Fatalf("the other stream: %+v, %v", info, err)
+	}
+}
+
+func TestSubmitterPublishesTasksReadsStateAndCancels(t *testing.T) {
+	t.Parallel()
+	e := start(t, jetstream.Config{})
+	e.serveRunner(t)
+	p, s := e.cfg.SubjectPrefix, e.submitter
+	// A plain core publish, as `nats pub omniq.tasks.echo hi` does.
+	if err := s.nc.Publish(p+".tasks.echo", []byte("hi")); err != nil {
+		t.Fatal(err)
+	}
+	omniqtest.Eventually(t, 10*time.Second, "the core-published task to be stored", func() bool { return e.count(t, e.cfg.TasksStream) == 1 })
+	// A JetStream publish gets its PubAck.
+	ack, err := s.js.Publish(ctx(t), p+".tasks.echo", []byte("hi"))
+	if err != nil {
+		t.Fatalf("submitter: JetStream publish: %v", err)
+	}
+	if ack.Stream != e.cfg.TasksStream {
+		t.Fatalf("PubAck from %q", ack.Stream)
+	}
+	if _, err := s.js.Stream(ctx(t), e.cfg.TasksStream); err != nil {
+		t.Fatalf("submitter: tasks stream info: %v", err)
+	}
+	// State and registrations: get, watch, list keys.
+	for _, b := range []string{e.cfg.StateBucket, e.cfg.FunctionsBucket} {
+		if _, err := e.kv(t, e.runner, b).Put(ctx(t), "id1", []byte("pending")); err != nil {
+			t.Fatal(err)
+		}
+		kv := e.kv(t, s, b)
+		entry, err := kv.Get(ctx(t), "id1")
+		if err != nil || string(entry.Value()) != "pending" {
+			t.Fatalf("submitter: get from %s: %v, %v", b, entry, err)
+		}
+		w, err := kv.WatchAll(ctx(t))
+		if err != nil {
+			t.Fatalf("submitter: watch %s: %v", b, err)
+		}
+		if entry := <-w.Updates(); entry == nil || entry.Key() != "id1" {
+			t.Fatalf("submitter: watch %s: first entry %v", b, entry)
+		}
+		_ = w.Stop()
+		keys, err := kv.ListKeys(ctx(t))
+		if err != nil {
+			t.Fatalf("submitter: list keys of %s: %v", b, err)
+		}
+		var n int
+		for range keys.Keys() {
+			n++
+		}
+		if n != 1 {
+			t.Fatalf("submitter: %d keys in %s", n, b)
+		}
+	}
+	// Cancellation is a request the runners answer.
+	resp, err := s.nc.RequestWithContext(ctx(t), p+".cancel.id1", nil)
+	if err != nil || string(resp.Data) != "ok "+p+".cancel.id1" {
+		t.Fatalf("submitter: cancel request: %v, %v", resp, err)
+	}
+	if errs := s.errors(); len(errs) > 0 {
+		t.Fatalf("submitter got permission errors: %v", errs)
+	}
+}
+
+func TestSubmitterCannotAbuseTheQueue(t *testing.T) {
+	t.Parallel()
+	e := start(t, jetstream.Config{})
+	p, s, js := e.cfg.SubjectPrefix, e.submitter, e.runner.js
+	// Something to protect: a pending task, a retry, a dead-letter entry,
+	// a state record and the runner's consumer.
+	for _, subj := range []string{p + ".tasks.echo", p + ".retry.echo", p + ".dlq.echo.id1"} {
+		if _, err := js.Publish(ctx(t), subj, []byte("secret")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := e.kv(t, e.runner, e.cfg.StateBucket).Put(ctx(t), "id1", []byte("pending")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := js.CreateOrUpdateConsumer(ctx(t), e.cfg.TasksStream, natsjs.ConsumerConfig{Durable: "omniq-echo", FilterSubject: p + ".tasks.echo", AckPolicy: natsjs.AckExplicitPolicy}); err != nil {
+		t.Fatal(err)
+	}
+	tasks, retries, dlq := e.cfg.TasksStream, e.cfg.RetriesStream, e.cfg.DLQStream
+	state := "KV_" + e.cfg.StateBucket
+
+	t.Run("purge or delete streams", func(t *testing.T) {
+		s.denied(t, "$JS.API.STREAM.PURGE."+tasks, func(c context.Context) error {
+			st, err := s.js.Stream(c, tasks)
+			if err != nil {
+				return err
+			}
+			return st.Purge(c)
+		})
+		for _, api := range []string{"STREAM.PURGE." + retries, "STREAM.PURGE." + state, "STREAM.DELETE." + tasks, "STREAM.DELETE." + retries,
+			"STREAM.DELETE." + state, "STREAM.DELETE." + dlq, "STREAM.UPDATE." + tasks, "STREAM.CREATE.MINE", "STREAM.MSG.DELETE." + tasks} {
+			s.deniedRequest(t, "$JS.API."+api)
+		}
+	})
+	t.Run("consumers", func(t *testing.T) {
+		s.denied(t, "$JS.API.CONSUMER.CREATE."+tasks+".spy."+p+".tasks.echo", func(c context.Context) error {
+			_, err := s.js.CreateConsumer(c, tasks, natsjs.ConsumerConfig{Name: "spy", FilterSubject: p + ".tasks.echo"})
+			return err
+		})
+		for _, api := range []string{"CONSUMER.CREATE." + tasks, "CONSUMER.CREATE." + retries + ".spy", "CONSUMER.DURABLE.CREATE." + tasks + ".spy",
+			"CONSUMER.DELETE." + tasks + ".omniq-echo", "CONSUMER.MSG.NEXT." + tasks + ".omniq-echo", "CONSUMER.INFO." + tasks + ".omniq-echo",
+			"CONSUMER.LIST." + tasks, "CONSUMER.LIST." + state, "CONSUMER.NAMES." + state, "STREAM.LIST"} {
+			s.deniedRequest(t, "$JS.API."+api)
+		}
+		s.deniedPub(t, "$JS.ACK."+tasks+".omniq-echo.1.1.1.0.0")
+		s.deniedSub(t, p+".tasks.>")
+		s.deniedSub(t, p+".>")
+	})
+	t.Run("write state", func(t *testing.T) {
+		kv := e.kv(t, s, e.cfg.StateBucket)
+		s.denied(t, "$KV."+e.cfg.StateBucket+".id1", func(c context.Context) error {
+			_, err := kv.Put(c, "id1", []byte(`{"status":"succeeded"}`))
+			return err
+		})
+		s.denied(t, "$KV."+e.cfg.StateBucket+".id2", func(c context.Context) error { return kv.Delete(c, "id2") })
+		s.denied(t, "$KV."+e.cfg.StateBucket+".id3", func(c context.Context) error { return kv.Purge(c, "id3") })
+		s.deniedPub(t, "$KV."+e.cfg.FunctionsBucket+".echo.fake-runner")
+	})
+	t.Run("dead-letter stream", func(t *testing.T) {
+		for _, api := range []string{"STREAM.INFO." + dlq, "STREAM.MSG.GET." + dlq, "DIRECT.GET." + dlq, "DIRECT.GET." + dlq + "." + p + ".dlq.echo.id1",
+			"CONSUMER.CREATE." + dlq, "CONSUMER.CREATE." + dlq + ".spy." + p + ".dlq.>", "STREAM.PURGE." + dlq, "STREAM.MSG.DELETE." + dlq} {
+			s.deniedRequest(t, "$JS.API."+api)
+		}
+		s.deniedPub(t, p+".dlq.sh.id1")
+		s.deniedSub(t, p+".dlq.>")
+	})
+	t.Run("runner-only subjects", func(t *testing.T) {
+		for _, subj := range []string{p + ".retry.echo", p + ".schedule.x", p + ".cancelled.id1", p + ".admin.replay.id1", p + ".tasks.echo.extra", "$JS.API.INFO"} {
+			s.deniedPub(t, subj)
+		}
+		for _, subj := range []string{roles.OperatorInboxPrefix + ".>", roles.RunnerInboxPrefix + ".>", p + ".cancel.*", p + ".admin.>", p + ".cancelled.*", "$SYS.>", ">"} {
+			s.deniedSub(t, subj)
+		}
+	})
+	// Nothing changed.
+	for stream, want := range map[string]uint64{tasks: 1, retries: 1, dlq: 1} {
+		if n := e.count(t, stream); n != want {
+			t.Errorf("stream %s has %d messages, want %d", stream, n, want)
+		}
+	}
+	if entry, err := e.kv(t, e.runner, e.cfg.StateBucket).Get(ctx(t), "id1"); err != nil || string(entry.Value()) != "pending" {
+		t.Errorf("state of id1: %v, %v", entry, err)
+	}
+}
+
+func TestOperatorWorksTheDeadLetterStreamButWritesNoState(t *testing.T) {
+	t.Parallel()
+	e := start(t, jetstream.Config{})
+	e.serveRunner(t)
+	p, o, js := e.cfg.SubjectPrefix, e.operator, e.runner.js
+	for _, id := range []string{"id1", "id2", "id3"} {
+		if _, err := js.Publish(ctx(t), p+".dlq.echo."+id, []byte("dead "+id)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := e.kv(t, e.runner, e.cfg.StateBucket).Put(ctx(t), "id1", []byte("failed")); err != nil {
+		t.Fatal(err)
+	}
+	// Submitter's rights.
+	if _, err := o.js.Publish(ctx(t), p+".tasks.echo", []byte("hi")); err != nil {
+		t.Fatalf("operator: publish a task: %v", err)
+	}
+	if entry, err := e.kv(t, o, e.cfg.StateBucket).Get(ctx(t), "id1"); err != nil || string(entry.Value()) != "failed" {
+		t.Fatalf("operator: read state: %v, %v", entry, err)
+	}
+	// List (an ordered consumer, as omniq-submit dlq list does) and show.
+	cons, err := o.js.OrderedConsumer(ctx(t), e.cfg.DLQStream, natsjs.OrderedConsumerConfig{FilterSubjects: []string{p + ".dlq.>"}})
+	if err != nil {
+		t.Fatalf("operator: list the dead-letter stream: %v", err)
+	}
+	batch, err := cons.Fetch(3, natsjs.FetchMaxWait(10*time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for range batch.Messages() {
+		n++
+	}
+	if n != 3 || batch.Error() != nil {
+		t.Fatalf("operator: listed %d entries, err %v", n, batch.Error())
+	}
+	dlq, err := o.js.Stream(ctx(t), e.cfg.DLQStream)
+	if err != nil {
+		t.Fatalf("operator: dead-letter stream info: %v", err)
+	}
+	m, err := dlq.GetLastMsgForSubject(ctx(t), p+".dlq.*.id2")
+	if err != nil || string(m.Data) != "dead id2" {
+		t.Fatalf("operator: show an entry: %v, %v", m, err)
+	}
+	if err := dlq.DeleteMsg(ctx(t), m.Sequence); err != nil {
+		t.Fatalf("operator: delete an entry: %v", err)
+	}
+	if err := dlq.Purge(ctx(t), natsjs.WithPurgeSubject(p+".dlq.echo.id3")); err != nil {
+		t.Fatalf("operator: purge by subject: %v", err)
+	}
+	if err := dlq.Purge(ctx(t)); err != nil {
+		t.Fatalf("operator: purge: %v", err)
+	}
+	// Replay and cancel are requests the runners answer, on the operator's
+	// own inbox.
+	for _, subj := range []string{p + ".admin.replay.id1", p + ".cancel.id1"} {
+		resp, err := o.nc.RequestWithContext(ctx(t), subj, nil)
+		if err != nil || string(resp.Data) != "ok "+subj {
+			t.Fatalf("operator: request %s: %v, %v", subj, resp, err)
+		}
+		if !strings.HasPrefix(resp.Subject, roles.OperatorInboxPrefix+".") {
+			t.Fatalf("reply came on %s", resp.Subject)
+		}
+	}
+	if _, err := o.js.AccountInfo(ctx(t)); err != nil {
+		t.Fatalf("operator: account info: %v", err)
+	}
+	if errs := o.errors(); len(errs) > 0 {
+		t.Fatalf("operator got permission errors: %v", errs)
+	}
+
+	kv := e.kv(t, o, e.cfg.StateBucket)
+	o.denied(t, "$KV."+e.cfg.StateBucket+".id1", func(c context.Context) error {
+		_, err := kv.Put(c, "id1", []byte("succeeded"))
+		return err
+	})
+	o.denied(t, "$KV."+e.cfg.StateBucket+".id4", func(c context.Context) error { return kv.Delete(c, "id4") })
+	o.denied(t, "$KV."+e.cfg.StateBucket+".id5", func(c context.Context) error { return kv.Purge(c, "id5") })
+	for _, subj := range []string{p + ".retry.echo", p + ".schedule.x", p + ".dlq.sh.id9", p + ".cancelled.id1"} {
+		o.deniedPub(t, subj)
+	}
+	for _, api := range []string{"STREAM.PURGE." + e.cfg.TasksStream, "STREAM.PURGE." + e.cfg.RetriesStream, "STREAM.PURGE.KV_" + e.cfg.StateBucket,
+		"STREAM.DELETE." + e.cfg.DLQStream, "STREAM.DELETE.KV_" + e.cfg.StateBucket, "STREAM.DELETE." + e.cfg.TasksStream,
+		"CONSUMER.DELETE." + e.cfg.TasksStream + ".omniq-echo", "CONSUMER.CREATE." + e.cfg.TasksStream + ".spy", "CONSUMER.MSG.NEXT." + e.cfg.TasksStream + ".omniq-echo"} {
+		o.deniedRequest(t, "$JS.API."+api)
+	}
+	o.deniedSub(t, roles.RunnerInboxPrefix+".>")
+	o.deniedSub(t, p+".tasks.>")
+	if entry, err := e.kv(t, e.runner, e.cfg.StateBucket).Get(ctx(t), "id1"); err != nil || string(entry.Value()) != "failed" {
+		t.Errorf("state of id1: %v, %v", entry, err)
+	}
+}
+
+// The roles follow the configured names.
+func TestPermissionsFollowTheConfiguredNames(t *testing.T) {
+	t.Parallel()
+	cfg := jetstream.Config{SubjectPrefix: "jobs", TasksStream: "T", DLQStream: "D", StateBucket: "S", FunctionsBucket: "F"}
+	e := start(t, cfg)
+	if _, err := e.submitter.js.Publish(ctx(t), "jobs.tasks.echo", []byte("hi")); err != nil {
+		t.Fatalf("submitter: %v", err)
+	}
+	e.submitter.deniedPub(t, "omniq.tasks.echo")
+	if _, err := e.kv(t, e.submitter, "S").Get(ctx(t), "nothing"); !errors.Is(err, natsjs.ErrKeyNotFound) {
+		t.Fatalf("submitter: get from S: %v", err)
+	}
+}
+
+func TestParse(t *testing.T) {
+	for _, r := range roles.All {
+		if got, err := roles.Parse(string(r)); err != nil || got != r {
+			t.Errorf("Parse(%q) = %q, %v", r, got, err)
+		}
+	}
+	if _, err := roles.Parse("admin"); !errors.Is(err, roles.ErrUnknownRole) || !strings.Contains(err.Error(), `"admin"`) {
+		t.Errorf("Parse(admin): %v", err)
+	}
+	if _, err := roles.Permissions("root", jetstream.Config{}); !errors.Is(err, roles.ErrUnknownRole) {
+		t.Errorf("Permissions(root): %v", err)
+	}
+	if _, err := roles.Permissions(roles.Runner, jetstream.Config{SubjectPrefix: "a.b"}); !errors.Is(err, jetstream.ErrInvalidConfig) {
+		t.Errorf("Permissions with a bad prefix: %v", err)
+	}
+}

@@ -1,0 +1,96 @@
+package submitcmd
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/omniq/omniq/internal/credentials"
+	"github.com/omniq/omniq/jetstream"
+)
+
+// defaultDataDir is omniq-runner's default --data-dir, where `make run`
+// keeps its data.
+const defaultDataDir = "./omniq-data"
+
+// operatorInboxPrefix is roles.OperatorInboxPrefix, repeated here so that
+// omniq-submit does not link nats-server.
+const operatorInboxPrefix = "_INBOX_OMNIQ_OPERATOR"
+
+// findLogin fills in cfg's credentials when no flag or variable gave any:
+// the operator's seed that omniq-runner created in its data directory
+// ($OMNIQ_DATA_DIR, else ./omniq-data), so that on the runner's machine
+// omniq-submit needs no flags. It returns the seed file used, or "".
+func (c *cli) findLogin(cfg *jetstream.ConnConfig) (string, error) {
+	if cfg.User != "" || cfg.Password != "" || cfg.Token != "" || cfg.NKeySeedFile != "" || cfg.CredsFile != "" {
+		return "", nil
+	}
+	dir := c.io.Getenv("OMNIQ_DATA_DIR")
+	if dir == "" {
+		dir = defaultDataDir
+	}
+	path := credentials.SeedFile(dir, "operator")
+	if _, err := credentials.Load(path); err != nil {
+		if errors.Is(err, fs.ErrNotExist) && c.io.Getenv("OMNIQ_DATA_DIR") == "" {
+			return "", nil // not on the runner's machine, or not in its directory
+		}
+		return "", fmt.Errorf("operator credentials: %w", err)
+	}
+	cfg.NKeySeedFile = path
+	if cfg.InboxPrefix == "" {
+		cfg.InboxPrefix = operatorInboxPrefix
+	}
+	return path, nil
+}
+
+// deniedError is a permissions violation the server reported: the
+// credentials' role may not do what the command tried.
+type deniedError struct{ err error }
+
+func (e *deniedError) Error() string {
+	return fmt.Sprintf("%v\n  these credentials' role may not do this (see docs/security.md for what submitters and operators may do)", e.err)
+}
+
+func (e *deniedError) Unwrap() error { return e.err }
+
+// failOnDenial makes a permissions violation end the command at once:
+// NATS reports it asynchronously, and the request that caused it would
+// otherwise wait for its timeout. It replaces c.ctx; the commands use it
+// after connecting.
+func (c *cli) failOnDenial(cfg *jetstream.ConnConfig) {
+	ctx, cancel := context.WithCancelCause(c.ctx)
+	c.ctx, c.stop = ctx, cancel
+	cfg.OnError = func(err error) {
+		if errors.Is(err, nats.ErrPermissionViolation) {
+			cancel(&deniedError{err: err})
+		}
+	}
+}
+
+// denial returns the permissions violation that ended the command, if one
+// did.
+func (c *cli) denial() error {
+	var d *deniedError
+	if errors.As(context.Cause(c.ctx), &d) {
+		return d
+	}
+	return nil
+}
+
+// explainLogin adds how to log in to an authorization failure.
+func explainLogin(err error, seed string) error {
+	if !errors.Is(err, nats.ErrAuthorization) {
+		return err
+	}
+	if seed != "" {
+		return fmt.Errorf("%w\n  the server refused the operator credentials in %s: are they from the runner serving this address?", err, seed)
+	}
+	if _, statErr := os.Stat(defaultDataDir); statErr != nil {
+		return fmt.Errorf("%w\n  the server needs credentials: run omniq-submit in the directory holding omniq-runner's %s, set OMNIQ_DATA_DIR to the runner's --data-dir, or give --nats-nkey (see docs/security.md)", err, defaultDataDir)
+	}
+	return fmt.Errorf("%w\n  the server needs credentials: set OMNIQ_DATA_DIR to the runner's --data-dir or give --nats-nkey (see docs/security.md)", err)
+}

@@ -1,0 +1,129 @@
+package submitcmd_test
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+
+	"github.com/omniq/omniq/internal/credentials"
+	"github.com/omniq/omniq/internal/omniqtest"
+	"github.com/omniq/omniq/internal/roles"
+	"github.com/omniq/omniq/internal/submitcmd"
+	"github.com/omniq/omniq/jetstream"
+	"github.com/omniq/omniq/models"
+)
+
+// startAuthServer starts an embedded server admitting the role credentials
+// kept in data, as omniq-runner does, and writes one task record as the
+// runner. It returns the server's URL.
+func startAuthServer(t *testing.T, data string) string {
+	t.Helper()
+	keys, err := credentials.Ensure(data, "runner", "operator", "submitter")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var users []*server.NkeyUser
+	for _, k := range keys {
+		r, _ := roles.Parse(k.Role)
+		p, err := roles.Permissions(r, jetstream.Config{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		users = append(users, &server.NkeyUser{Nkey: k.Public, Permissions: p})
+	}
+	srv, err := jetstream.StartEmbedded(jetstream.EmbeddedConfig{StoreDir: t.TempDir(), Port: -1, NKeys: users})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = srv.Shutdown(context.Background()) })
+	login, err := nats.NkeyOptionFromSeed(credentials.SeedFile(data, "runner"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	nc, err := srv.Connect(login, nats.CustomInboxPrefix(roles.RunnerInboxPrefix))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	client, err := jetstream.New(omniqtest.Context(t), nc, jetstream.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := client.State().Create(omniqtest.Context(t), models.NewTask("t-1", "echo", 0, 0, time.Now())); err != nil {
+		t.Fatal(err)
+	}
+	return srv.ClientURL()
+}
+
+func runCLI(t *testing.T, vars map[string]string, args ...string) (int, string, string) {
+	t.Helper()
+	var out, errb bytes.Buffer
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	code := submitcmd.Main(ctx, args, submitcmd.IO{Stdin: strings.NewReader(""), Stdout: &out, Stderr: &errb, Getenv: func(k string) string { return vars[k] }})
+	return code, out.String(), errb.String()
+}
+
+func TestFindsTheOperatorCredentialsInOMNIQ_DATA_DIR(t *testing.T) {
+	t.Parallel()
+	data := filepath.Join(t.TempDir(), "data")
+	url := startAuthServer(t, data)
+	vars := map[string]string{"OMNIQ_NATS_URL": url, "OMNIQ_DATA_DIR": data}
+	code, out, errs := runCLI(t, vars, "status", "t-1")
+	if code != 0 || !strings.Contains(out, "t-1") {
+		t.Fatalf("status with OMNIQ_DATA_DIR: exit %d\n%s%s", code, out, errs)
+	}
+	// The dead-letter stream is the operator's to read.
+	if code, out, errs := runCLI(t, vars, "dlq", "list"); code != 0 {
+		t.Fatalf("dlq list: exit %d\n%s%s", code, out, errs)
+	}
+
+	// Without them, the error says how to log in.
+	code, _, errs = runCLI(t, map[string]string{"OMNIQ_NATS_URL": url}, "status", "t-1")
+	if code != 1 || !strings.Contains(errs, "Authorization Violation") || !strings.Contains(errs, "OMNIQ_DATA_DIR") {
+		t.Fatalf("status without credentials: exit %d\n%s", code, errs)
+	}
+	// A data directory without credentials is named.
+	empty := t.TempDir()
+	code, _, errs = runCLI(t, map[string]string{"OMNIQ_NATS_URL": url, "OMNIQ_DATA_DIR": empty}, "status", "t-1")
+	if code != 1 || !strings.Contains(errs, credentials.SeedFile(empty, "operator")) {
+		t.Fatalf("status with an empty OMNIQ_DATA_DIR: exit %d\n%s", code, errs)
+	}
+	// What the role may not do fails at once, saying so (NATS reports the
+	// refusal asynchronously; the request alone would wait its timeout).
+	code, _, errs = runCLI(t, map[string]string{"OMNIQ_NATS_URL": url}, "dlq", "list", "--nats-nkey", credentials.SeedFile(data, "submitter"))
+	if code != 1 || !strings.Contains(errs, `Permissions Violation for Publish to "$JS.API.CONSUMER.CREATE.OMNIQ_DLQ.`) || !strings.Contains(errs, "may not do this") {
+		t.Fatalf("dlq list as submitter: exit %d\n%s", code, errs)
+	}
+	// Explicit credentials need no data directory.
+	code, out, errs = runCLI(t, map[string]string{"OMNIQ_NATS_URL": url}, "dlq", "list",
+		"--nats-nkey", credentials.SeedFile(data, "operator"), "--nats-inbox-prefix", roles.OperatorInboxPrefix)
+	if code != 0 {
+		t.Fatalf("dlq list with --nats-nkey: exit %d\n%s%s", code, out, errs)
+	}
+}
+
+// Not parallel: it changes the working directory.
+func TestFindsTheOperatorCredentialsInOmniqDataByDefault(t *testing.T) {
+	dir := t.TempDir()
+	url := startAuthServer(t, filepath.Join(dir, "omniq-data"))
+	t.Chdir(dir)
+	code, out, errs := runCLI(t, map[string]string{"OMNIQ_NATS_URL": url}, "status", "t-1")
+	if code != 0 || !strings.Contains(out, "t-1") {
+		t.Fatalf("status from the runner's directory: exit %d\n%s%s", code, out, errs)
+	}
+	if err := os.Chmod(credentials.SeedFile(filepath.Join(dir, "omniq-data"), "operator"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	code, _, errs = runCLI(t, map[string]string{"OMNIQ_NATS_URL": url}, "status", "t-1")
+	if code != 1 || !strings.Contains(errs, "other users could read it") {
+		t.Fatalf("status with a world-readable seed: exit %d\n%s", code, errs)
+	}
+}
