@@ -107,7 +107,7 @@ type FaultResult struct {
 	// FirstCompletion is the time from the fault to the next outcome.
 	FirstCompletion *float64 `json:"first_completion_s,omitempty"`
 	// FirstAfterBack is the time from the target's return to the next
-	// outcome, for a fault with a down time.
+	// outcome, for a fault that stopped every runner (a NATS server's).
 	FirstAfterBack *float64 `json:"first_after_back_s,omitempty"`
 	// Caught counts the tasks running under the fault's target when it hit.
 	Caught int `json:"caught"`
@@ -268,7 +268,7 @@ func analyze(o observations) Result {
 		if !first.IsZero() {
 			fr.FirstCompletion = ptr(secs(first.Sub(f.At)))
 			r.FirstCompletion = maxPtr(r.FirstCompletion, fr.FirstCompletion)
-			if !f.Back.IsZero() {
+			if !f.Back.IsZero() && f.PID == 0 {
 				fr.FirstAfterBack = ptr(secs(max(0, first.Sub(f.Back))))
 			}
 		}

@@ -170,7 +170,9 @@ func (c Config) validate() error {
 			return fmt.Errorf("%w: Sync %q: want \"always\" or a positive duration such as 2m", ErrInvalidConfig, c.Sync)
 		}
 	}
-	for name, path := range map[string]string{"NATSServer": c.NATSServer, "Runner": c.Runner, "ChaosPlugin": c.ChaosPlugin, "PluginsDir/faults": filepath.Join(c.PluginsDir, "faults")} {
+	for _, bin := range []struct{ name, path string }{{"NATSServer", c.NATSServer}, {"Runner", c.Runner}, {"ChaosPlugin", c.ChaosPlugin},
+		{"PluginsDir/faults", filepath.Join(c.PluginsDir, "faults")}} {
+		name, path := bin.name, bin.path
 		if st, err := os.Stat(path); err != nil || st.IsDir() || st.Mode()&0o111 == 0 {
 			return fmt.Errorf("%w: %s: %s is not an executable file (build it with `make chaos-bin`)", ErrInvalidConfig, name, path)
 		}

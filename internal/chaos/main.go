@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"os"
 	"strings"
 	"time"
 
@@ -20,6 +21,7 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		cfg       Config
 		scenarios string
 		asJSON    bool
+		jsonOut   string
 		quiet     bool
 	)
 	fs := flag.NewFlagSet("omniq-chaos", flag.ContinueOnError)
@@ -44,6 +46,7 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs.StringVar(&cfg.WorkDir, "work-dir", "", "directory for data, logs and plugin copies (default: a new temporary one, removed after a passing run)")
 	fs.BoolVar(&cfg.Keep, "keep", false, "keep the work directory after a passing run")
 	fs.BoolVar(&asJSON, "json", false, "write the report as JSON")
+	fs.StringVar(&jsonOut, "json-out", "", "also write the JSON report to this file")
 	fs.BoolVar(&quiet, "q", false, "no progress on stderr")
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, "Usage: omniq-chaos [flags]\n\nRuns OmniQ's fault scenarios with real nats-server and omniq-runner processes\nand reports, per scenario, tasks submitted, succeeded, failed, cancelled, lost,\nstuck, duplicated outcomes and executions, and recovery times. `make chaos`\nbuilds the binaries it needs. Exit status 1 when a task was lost, stuck or\nended twice, or a process outlived its scenario.\n\nFlags:")
@@ -85,6 +88,12 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "omniq-chaos: %v\n", err)
 		return 1
 	}
+	if jsonOut != "" {
+		if err := writeJSONFile(jsonOut, rep); err != nil {
+			fmt.Fprintf(stderr, "omniq-chaos: %v\n", err)
+			return 1
+		}
+	}
 	if asJSON {
 		err = rep.WriteJSON(stdout)
 	} else {
@@ -98,4 +107,16 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	return 0
+}
+
+func writeJSONFile(path string, rep Report) error {
+	f, err := os.Create(path)
+	if err != nil {
+		return fmt.Errorf("--json-out: %w", err)
+	}
+	if err := rep.WriteJSON(f); err != nil {
+		f.Close()
+		return fmt.Errorf("--json-out: %w", err)
+	}
+	return f.Close()
 }

@@ -394,3 +394,11 @@ func copyFile(src, dst string) error {
 	}
 	return os.WriteFile(dst, b, 0o755)
 }
+
+// copyFileTo copies the executable src to dst, making dst's directory.
+func copyFileTo(src, dst string) error {
+	if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
+		return err
+	}
+	return copyFile(src, dst)
+}
