@@ -88,6 +88,12 @@ type Result struct {
 	Drain *float64 `json:"drain_s,omitempty"`
 	// Elapsed is the time from the start to the last outcome.
 	Elapsed float64 `json:"elapsed_s"`
+	// Slow counts tasks that took longer than SlowAfter from their
+	// acknowledged submit to their outcome; Slowest is the one that took
+	// longest, and MaxLatency how long, in seconds.
+	Slow       int     `json:"slow"`
+	Slowest    string  `json:"slowest,omitempty"`
+	MaxLatency float64 `json:"max_latency_s"`
 
 	// Problems describe each lost, stuck or duplicated task, with the
 	// runner log lines naming it.
@@ -130,6 +136,11 @@ type Problem struct {
 func (r Result) OK() bool {
 	return r.Error == "" && r.SubmitFailed == 0 && r.Lost == 0 && r.Stuck == 0 && r.DuplicatedOutcomes == 0 && len(r.Leftovers) == 0
 }
+
+// SlowAfter is the latency from submit to outcome past which a task counts
+// as slow: the 5 seconds within which issue 10 wants an interrupted task
+// resumed.
+const SlowAfter = 5 * time.Second
 
 // secs rounds d to milliseconds, in seconds.
 func secs(d time.Duration) float64 { return math.Round(d.Seconds()*1000) / 1000 }
@@ -244,11 +255,20 @@ func analyze(o observations) Result {
 	}
 
 	var last time.Time
-	for _, at := range done {
+	var slowest time.Duration
+	for id, at := range done {
 		if at.After(last) {
 			last = at
 		}
+		lat := at.Sub(o.Accepted[id])
+		if lat > SlowAfter {
+			r.Slow++
+		}
+		if lat > slowest || lat == slowest && id < r.Slowest {
+			slowest, r.Slowest = lat, id
+		}
 	}
+	r.MaxLatency = secs(slowest)
 	if !last.IsZero() {
 		r.Elapsed = secs(last.Sub(o.Start))
 	}

@@ -165,6 +165,14 @@ func TestAnalyzeTimesRecoveryFromEachFault(t *testing.T) {
 	if r.Elapsed != 17 {
 		t.Errorf("elapsed = %v, want 17", r.Elapsed)
 	}
+	if r.Slow != 4 || r.Slowest != "a" || r.MaxLatency != 17 {
+		t.Errorf("slow, slowest, max latency = %d, %q, %v; want 4 over 5s, a, 17", r.Slow, r.Slowest, r.MaxLatency)
+	}
+	accepted["d"] = at0(10 * time.Second) // d took 2s
+	r = analyze(observations{Start: t0, Tasks: tasks, Accepted: accepted, Final: final, Execs: execs, Faults: []fault{kill}})
+	if r.Slow != 3 {
+		t.Errorf("slow = %d, want 3 (d took 2s)", r.Slow)
+	}
 
 	// A fault on every runner (a NATS server) catches every running task.
 	server := fault{Kind: "nats-server kill -9", Target: "n1", At: at0(10 * time.Second), Back: at0(10500 * time.Millisecond)}

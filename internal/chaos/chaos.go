@@ -52,7 +52,7 @@ type Config struct {
 	// Defaults to 2.
 	ServerKills int
 	// LeaderKills is how many times leader-kill kills the tasks stream's
-	// leader. Defaults to 1.
+	// leader (whichever server leads it by then). Defaults to 2.
 	LeaderKills int
 	// Down is how long a killed nats-server stays down. Defaults to 3s.
 	Down time.Duration
@@ -107,7 +107,7 @@ func (c Config) WithDefaults() Config {
 		c.ServerKills = 2
 	}
 	if c.LeaderKills == 0 {
-		c.LeaderKills = 1
+		c.LeaderKills = 2
 	}
 	if c.Down == 0 {
 		c.Down = 3 * time.Second

@@ -32,7 +32,7 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs.DurationVar(&cfg.Work, "work", 200*time.Millisecond, "mean duration of a task's handler")
 	fs.IntVar(&cfg.RunnerKills, "runner-kills", 3, "runner SIGKILLs in runner-kill")
 	fs.IntVar(&cfg.ServerKills, "server-kills", 2, "nats-server kills in nats-kill")
-	fs.IntVar(&cfg.LeaderKills, "leader-kills", 1, "stream leader kills in leader-kill")
+	fs.IntVar(&cfg.LeaderKills, "leader-kills", 2, "stream leader kills in leader-kill")
 	fs.DurationVar(&cfg.Down, "down", 3*time.Second, "how long a killed nats-server stays down")
 	fs.DurationVar(&cfg.AckWait, "ack-wait", 0, "runners' --ack-wait (0: the runner's default, 30s)")
 	fs.StringVar(&cfg.Sync, "sync", "2m", `nats-servers' JetStream sync_interval: "always" or a duration`)

@@ -40,6 +40,9 @@ func (r Report) WriteTable(w io.Writer) error {
 			fmt.Fprintf(w, ", --ack-wait %s", res.AckWait)
 		}
 		fmt.Fprintf(w, "; last outcome %.1fs after the start\n", res.Elapsed)
+		if res.Submitted > 0 {
+			fmt.Fprintf(w, "  slowest task %s: %.2fs from submit to outcome; %d tasks took over %s\n", res.Slowest, res.MaxLatency, res.Slow, SlowAfter)
+		}
 		if res.Error != "" {
 			fmt.Fprintf(w, "  could not run: %s\n", res.Error)
 		}
