@@ -15,10 +15,10 @@ type fault struct {
 	Target string    // to what, e.g. "r2-1"
 	At     time.Time // when
 	Back   time.Time // when the target was back (restarted, continued); zero: at once
-	// PID is the runner process the fault hit; tasks running under it are
-	// the ones caught by the fault. Zero when the fault hit every runner
-	// (a NATS server).
-	PID int
+	// Runner is the id of the runner the fault hit; tasks running under it
+	// are the ones caught by the fault. Empty when the fault hit every
+	// runner (a NATS server).
+	Runner string
 }
 
 // observations is everything a scenario saw, for analyze.
@@ -73,6 +73,11 @@ type Result struct {
 	// Unexpected counts tasks that ended otherwise than their kind should
 	// (work and sleep succeed, crash fails).
 	Unexpected int `json:"unexpected"`
+	// Unlogged counts work tasks that succeeded although the execution log
+	// holds no finished run of their handler: the log is broken (not
+	// writable or not visible to the plugin), so the execution counts are
+	// not to be trusted.
+	Unlogged int `json:"unlogged"`
 	// FailedByType counts failed tasks by kind and error type.
 	FailedByType map[string]int `json:"failed_by_type,omitempty"`
 
@@ -132,9 +137,9 @@ type Problem struct {
 }
 
 // OK reports whether the scenario ran and lost, stuck or duplicated no
-// outcome, and left no process behind.
+// outcome, its execution log is whole, and it left no process behind.
 func (r Result) OK() bool {
-	return r.Error == "" && r.SubmitFailed == 0 && r.Lost == 0 && r.Stuck == 0 && r.DuplicatedOutcomes == 0 && len(r.Leftovers) == 0
+	return r.Error == "" && r.SubmitFailed == 0 && r.Lost == 0 && r.Stuck == 0 && r.DuplicatedOutcomes == 0 && r.Unlogged == 0 && len(r.Leftovers) == 0
 }
 
 // SlowAfter is the latency from submit to outcome past which a task counts
@@ -249,6 +254,10 @@ func analyze(o observations) Result {
 		if dones > 1 {
 			r.DuplicatedExecutions++
 		}
+		if dones == 0 && t.Kind == kindWork && fs.Task != nil && fs.Task.Status == models.StatusSucceeded {
+			r.Unlogged++
+			problem("succeeded, but the execution log holds no finished run of its handler (is the log writable and visible to the plugin?)")
+		}
 		if starts > 1 {
 			r.Reexecuted++
 		}
@@ -288,7 +297,7 @@ func analyze(o observations) Result {
 		if !first.IsZero() {
 			fr.FirstCompletion = ptr(secs(first.Sub(f.At)))
 			r.FirstCompletion = maxPtr(r.FirstCompletion, fr.FirstCompletion)
-			if !f.Back.IsZero() && f.PID == 0 {
+			if !f.Back.IsZero() && f.Runner == "" {
 				fr.FirstAfterBack = ptr(secs(max(0, first.Sub(f.Back))))
 			}
 		}
@@ -326,11 +335,11 @@ func analyze(o observations) Result {
 // under f's target when f hit: an attempt started before, not finished.
 func caught(evs []execEvent, f fault) bool {
 	for _, s := range evs {
-		if s.Done || !s.At.Before(f.At) || (f.PID != 0 && s.PID != f.PID) {
+		if s.Done || !s.At.Before(f.At) || (f.Runner != "" && s.Runner != f.Runner) {
 			continue
 		}
 		finished := slices.ContainsFunc(evs, func(d execEvent) bool {
-			return d.Done && d.PID == s.PID && d.Attempt == s.Attempt && d.At.Before(f.At)
+			return d.Done && d.Runner == s.Runner && d.Attempt == s.Attempt && d.At.Before(f.At)
 		})
 		if !finished {
 			return true

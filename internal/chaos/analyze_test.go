@@ -31,20 +31,23 @@ func terminal(status models.TaskStatus, d time.Duration, rev uint64) outcome {
 
 // counts are the figures of a Result a row checks.
 type counts struct {
-	Submitted, SubmitFailed, Succeeded, Failed, Lost, Stuck, Dup, DupExec, Reexec, Unexpected int
+	Submitted, SubmitFailed, Succeeded, Failed, Lost, Stuck, Dup, DupExec, Reexec, Unexpected, Unlogged int
 }
 
 func countsOf(r Result) counts {
-	return counts{r.Submitted, r.SubmitFailed, r.Succeeded, r.Failed, r.Lost, r.Stuck, r.DuplicatedOutcomes, r.DuplicatedExecutions, r.Reexecuted, r.Unexpected}
+	return counts{r.Submitted, r.SubmitFailed, r.Succeeded, r.Failed, r.Lost, r.Stuck, r.DuplicatedOutcomes, r.DuplicatedExecutions, r.Reexecuted, r.Unexpected, r.Unlogged}
 }
 
 func TestAnalyzeCountsEachTaskOnce(t *testing.T) {
 	work := []taskSpec{{ID: "t", Kind: kindWork}}
 	accepted := map[string]time.Time{"t": t0}
-	start := func(pid int, d time.Duration) execEvent { return execEvent{Attempt: 1, PID: pid, At: at0(d)} }
-	done := func(pid int, d time.Duration) execEvent {
-		return execEvent{Done: true, Attempt: 1, PID: pid, At: at0(d)}
+	start := func(runner string, d time.Duration) execEvent {
+		return execEvent{Attempt: 1, Runner: runner, At: at0(d)}
 	}
+	done := func(runner string, d time.Duration) execEvent {
+		return execEvent{Done: true, Attempt: 1, Runner: runner, At: at0(d)}
+	}
+	ran := map[string][]execEvent{"t": {start("r1", 0), done("r1", time.Second)}}
 	for _, tc := range []struct {
 		name    string
 		obs     observations
@@ -53,10 +56,10 @@ func TestAnalyzeCountsEachTaskOnce(t *testing.T) {
 		ok      bool
 	}{
 		{name: "succeeded once",
-			obs:  observations{Final: map[string]finalState{"t": record(models.StatusSucceeded, time.Second)}, Terminal: map[string][]outcome{"t": {terminal(models.StatusSucceeded, time.Second, 3)}}},
+			obs:  observations{Final: map[string]finalState{"t": record(models.StatusSucceeded, time.Second)}, Terminal: map[string][]outcome{"t": {terminal(models.StatusSucceeded, time.Second, 3)}}, Execs: ran},
 			want: counts{Submitted: 1, Succeeded: 1}, ok: true},
 		{name: "the same terminal revision seen twice is one outcome",
-			obs: observations{Final: map[string]finalState{"t": record(models.StatusSucceeded, time.Second)},
+			obs: observations{Final: map[string]finalState{"t": record(models.StatusSucceeded, time.Second)}, Execs: ran,
 				Terminal: map[string][]outcome{"t": {terminal(models.StatusSucceeded, time.Second, 3), terminal(models.StatusSucceeded, time.Second, 4)}}},
 			want: counts{Submitted: 1, Succeeded: 1}, ok: true},
 		{name: "no record at the end is lost",
@@ -75,7 +78,7 @@ func TestAnalyzeCountsEachTaskOnce(t *testing.T) {
 			obs:  observations{Final: map[string]finalState{"t": record(models.StatusFailed, time.Second)}},
 			want: counts{Submitted: 1, Failed: 1, Lost: 1, Unexpected: 1}, problem: "no dead-letter entry"},
 		{name: "two different terminal revisions are a duplicated outcome",
-			obs: observations{Final: map[string]finalState{"t": record(models.StatusSucceeded, 2*time.Second)},
+			obs: observations{Final: map[string]finalState{"t": record(models.StatusSucceeded, 2*time.Second)}, Execs: ran,
 				Terminal: map[string][]outcome{"t": {terminal(models.StatusSucceeded, time.Second, 3), terminal(models.StatusSucceeded, 2*time.Second, 5)}}},
 			want: counts{Submitted: 1, Succeeded: 1, Dup: 1}, problem: "2 different terminal records"},
 		{name: "a terminal revision the final record contradicts is a duplicated outcome",
@@ -86,15 +89,18 @@ func TestAnalyzeCountsEachTaskOnce(t *testing.T) {
 			obs:  observations{Final: map[string]finalState{"t": record(models.StatusFailed, time.Second)}, Dead: map[string]int{"t": 2}},
 			want: counts{Submitted: 1, Failed: 1, Dup: 1, Unexpected: 1}, problem: "2 dead-letter entries"},
 		{name: "succeeded yet dead-lettered is a duplicated outcome",
-			obs:  observations{Final: map[string]finalState{"t": record(models.StatusSucceeded, time.Second)}, Dead: map[string]int{"t": 1}},
+			obs:  observations{Final: map[string]finalState{"t": record(models.StatusSucceeded, time.Second)}, Dead: map[string]int{"t": 1}, Execs: ran},
 			want: counts{Submitted: 1, Succeeded: 1, Dup: 1}, problem: "succeeded, yet dead-lettered"},
+		{name: "a work task that succeeded without a logged run means the log is broken",
+			obs:  observations{Final: map[string]finalState{"t": record(models.StatusSucceeded, time.Second)}, Execs: map[string][]execEvent{"t": {start("r1", 0)}}},
+			want: counts{Submitted: 1, Succeeded: 1, Unlogged: 1}, problem: "no finished run of its handler"},
 		{name: "a handler that completed twice is a duplicated execution, not outcome",
 			obs: observations{Final: map[string]finalState{"t": record(models.StatusSucceeded, time.Second)},
-				Execs: map[string][]execEvent{"t": {start(10, 0), start(11, 0), done(10, time.Second), done(11, time.Second)}}},
+				Execs: map[string][]execEvent{"t": {start("r10", 0), start("r11", 0), done("r10", time.Second), done("r11", time.Second)}}},
 			want: counts{Submitted: 1, Succeeded: 1, DupExec: 1, Reexec: 1}, ok: true},
 		{name: "an interrupted run started again is a re-execution only",
 			obs: observations{Final: map[string]finalState{"t": record(models.StatusSucceeded, time.Second)},
-				Execs: map[string][]execEvent{"t": {start(10, 0), start(11, 0), done(11, time.Second)}}},
+				Execs: map[string][]execEvent{"t": {start("r10", 0), start("r11", 0), done("r11", time.Second)}}},
 			want: counts{Submitted: 1, Succeeded: 1, Reexec: 1}, ok: true},
 		{name: "a task whose submit was never acknowledged counts apart",
 			obs:  observations{Accepted: map[string]time.Time{}, Final: map[string]finalState{}},
@@ -126,17 +132,18 @@ func TestAnalyzeTimesRecoveryFromEachFault(t *testing.T) {
 	tasks := []taskSpec{{ID: "a", Kind: kindWork}, {ID: "b", Kind: kindWork}, {ID: "c", Kind: kindWork}, {ID: "d", Kind: kindWork}}
 	accepted := map[string]time.Time{"a": t0, "b": t0, "c": t0, "d": t0}
 	final := map[string]finalState{
-		"a": record(models.StatusSucceeded, 17*time.Second), // caught by the kill of pid 10, resumed late
-		"b": record(models.StatusSucceeded, 11*time.Second), // running under pid 11: not caught
-		"c": record(models.StatusSucceeded, 9*time.Second),  // done under pid 10 before the kill
+		"a": record(models.StatusSucceeded, 17*time.Second), // caught by the kill of r10, resumed late
+		"b": record(models.StatusSucceeded, 11*time.Second), // running under r11: not caught
+		"c": record(models.StatusSucceeded, 9*time.Second),  // done under r10 before the kill
 		"d": record(models.StatusSucceeded, 12*time.Second),
 	}
 	execs := map[string][]execEvent{
-		"a": {{Attempt: 1, PID: 10, At: at0(9 * time.Second)}, {Attempt: 1, PID: 12, At: at0(16 * time.Second)}, {Done: true, Attempt: 1, PID: 12, At: at0(17 * time.Second)}},
-		"b": {{Attempt: 1, PID: 11, At: at0(9 * time.Second)}, {Done: true, Attempt: 1, PID: 11, At: at0(11 * time.Second)}},
-		"c": {{Attempt: 1, PID: 10, At: at0(8 * time.Second)}, {Done: true, Attempt: 1, PID: 10, At: at0(9 * time.Second)}},
+		"a": {{Attempt: 1, Runner: "r10", At: at0(9 * time.Second)}, {Attempt: 1, Runner: "r12", At: at0(16 * time.Second)}, {Done: true, Attempt: 1, Runner: "r12", At: at0(17 * time.Second)}},
+		"b": {{Attempt: 1, Runner: "r11", At: at0(9 * time.Second)}, {Done: true, Attempt: 1, Runner: "r11", At: at0(11 * time.Second)}},
+		"c": {{Attempt: 1, Runner: "r10", At: at0(8 * time.Second)}, {Done: true, Attempt: 1, Runner: "r10", At: at0(9 * time.Second)}},
+		"d": {{Attempt: 1, Runner: "r11", At: at0(11 * time.Second)}, {Done: true, Attempt: 1, Runner: "r11", At: at0(12 * time.Second)}},
 	}
-	kill := fault{Kind: "runner SIGKILL", Target: "r1-1", At: at0(10 * time.Second), Back: at0(10500 * time.Millisecond), PID: 10}
+	kill := fault{Kind: "runner SIGKILL", Target: "r1-1", At: at0(10 * time.Second), Back: at0(10500 * time.Millisecond), Runner: "r10"}
 	r := analyze(observations{Start: t0, Tasks: tasks, Accepted: accepted, Final: final, Execs: execs, Faults: []fault{kill}})
 	if len(r.Faults) != 1 {
 		t.Fatalf("faults = %+v, want 1", r.Faults)
@@ -191,11 +198,11 @@ func deref(f *float64) any {
 }
 
 func TestParseExecLog(t *testing.T) {
-	got, err := parseExecLog(strings.NewReader("start x-1 1 42 1000000000\ndone x-1 1 42 2000000000\nstart x-2 2 43 3000000000\n"))
+	got, err := parseExecLog(strings.NewReader("start x-1 1 r1-1 1000000000\ndone x-1 1 r1-1 2000000000\nstart x-2 2 r2-1 3000000000\n"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := execEvent{Done: true, Attempt: 1, PID: 42, At: time.Unix(2, 0)}
+	want := execEvent{Done: true, Attempt: 1, Runner: "r1-1", At: time.Unix(2, 0)}
 	if len(got["x-1"]) != 2 || got["x-1"][1] != want || len(got["x-2"]) != 1 || got["x-2"][0].Attempt != 2 {
 		t.Errorf("parsed %+v", got)
 	}

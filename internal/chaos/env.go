@@ -31,6 +31,8 @@ type env struct {
 	nc      *nats.Conn
 	client  *jetstream.Client
 	execLog string
+	// replicas is the streams' replication factor in the runners' config.
+	replicas int
 }
 
 // natsNode is one nats-server process and what it needs to restart.
@@ -146,20 +148,34 @@ func (e *env) serverURLs(first int) string {
 	return strings.Join(urls, ",")
 }
 
-// runnerConfigFile writes the runners' config file: quick retries, the
-// execution log for the chaoswork plugin, and the streams' replicas.
-func (e *env) runnerConfigFile(replicas int) (string, error) {
+// runnerConfigFile writes the config file of the runner with id: quick
+// retries, the execution log and the runner's id for the chaoswork plugin,
+// and the streams' replicas.
+func (e *env) runnerConfigFile(id string) (string, error) {
 	cfg := map[string]any{
 		"defaults": map[string]any{"backoff_base": "100ms", "backoff_max": "1s"},
-		"plugins":  map[string]any{"chaoswork": map[string]any{"env": []string{"CHAOS_EXEC_LOG=" + e.execLog}}},
-		"streams":  map[string]any{"replicas": replicas},
+		"plugins":  map[string]any{"chaoswork": map[string]any{"env": []string{"CHAOS_EXEC_LOG=" + e.execLog, "CHAOS_RUNNER=" + id}}},
+		"streams":  map[string]any{"replicas": e.replicas},
 	}
 	b, err := json.MarshalIndent(cfg, "", "  ")
 	if err != nil {
 		return "", err
 	}
-	path := filepath.Join(e.dir, "runner.json")
+	path := filepath.Join(e.dir, "runner-"+id+".json")
 	return path, os.WriteFile(path, b, 0o644)
+}
+
+// makeExecLog creates the execution log, writable by a plugin whatever
+// user it runs as.
+func (e *env) makeExecLog() error {
+	f, err := os.OpenFile(e.execLog, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o666)
+	if err != nil {
+		return fmt.Errorf("create the execution log: %w", err)
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	return os.Chmod(e.execLog, 0o666) // past the umask
 }
 
 // startRunners starts n runners against the servers.
@@ -184,9 +200,13 @@ func (e *env) startRunner(ctx context.Context, r *runnerNode) error {
 		return err
 	}
 	r.metricsAddr = fmt.Sprintf("127.0.0.1:%d", ports[0])
+	conf, err := e.runnerConfigFile(r.id)
+	if err != nil {
+		return fmt.Errorf("write the config of runner %s: %w", r.id, err)
+	}
 	args := []string{
 		"--nats-url", e.serverURLs(r.slot - 1), "--plugins-dir", filepath.Join(e.dir, "plugins"), "--id", r.id,
-		"--metrics-addr", r.metricsAddr, "--config", filepath.Join(e.dir, "runner.json"), "--log-format", "json",
+		"--metrics-addr", r.metricsAddr, "--config", conf, "--log-format", "json",
 		"--shutdown-grace", "5s",
 	}
 	if e.cfg.AckWait > 0 {

@@ -300,7 +300,7 @@ func (e *env) deadEntries(ctx context.Context) (map[string]int, error) {
 type execEvent struct {
 	Done    bool // "done"; otherwise "start"
 	Attempt int
-	PID     int // the runner process the plugin ran under
+	Runner  string // the id of the runner the plugin ran under
 	At      time.Time
 }
 
@@ -323,15 +323,14 @@ func parseExecLog(f interface{ Read([]byte) (int, error) }) (map[string][]execEv
 	for n := 1; sc.Scan(); n++ {
 		fields := strings.Fields(sc.Text())
 		if len(fields) != 5 || (fields[0] != "start" && fields[0] != "done") {
-			return nil, fmt.Errorf("execution log line %d: want \"start|done <id> <attempt> <pid> <unix ns>\", got %q", n, sc.Text())
+			return nil, fmt.Errorf("execution log line %d: want \"start|done <id> <attempt> <runner id> <unix ns>\", got %q", n, sc.Text())
 		}
 		attempt, err1 := strconv.Atoi(fields[2])
-		pid, err2 := strconv.Atoi(fields[3])
-		ns, err3 := strconv.ParseInt(fields[4], 10, 64)
-		if err := errors.Join(err1, err2, err3); err != nil {
+		ns, err2 := strconv.ParseInt(fields[4], 10, 64)
+		if err := errors.Join(err1, err2); err != nil {
 			return nil, fmt.Errorf("execution log line %d: %w", n, err)
 		}
-		out[fields[1]] = append(out[fields[1]], execEvent{Done: fields[0] == "done", Attempt: attempt, PID: pid, At: time.Unix(0, ns)})
+		out[fields[1]] = append(out[fields[1]], execEvent{Done: fields[0] == "done", Attempt: attempt, Runner: fields[3], At: time.Unix(0, ns)})
 	}
 	return out, sc.Err()
 }

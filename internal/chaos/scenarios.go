@@ -60,11 +60,11 @@ func runnerKills(ctx context.Context, e *env, start time.Time) ([]fault, error) 
 			return faults, err
 		}
 		r := e.runners[i%len(e.runners)]
-		f := fault{Kind: "runner SIGKILL", Target: r.id, At: time.Now(), PID: r.proc.pid()}
+		f := fault{Kind: "runner SIGKILL", Target: r.id, At: time.Now(), Runner: r.id}
 		if err := e.killRunner(r); err != nil {
 			return faults, err
 		}
-		e.log.WithFields(logrus.Fields{"runner": r.id, "pid": f.PID}).Info("runner SIGKILLed; restarting it")
+		e.log.WithFields(logrus.Fields{"runner": r.id, "pid": r.proc.pid()}).Info("runner SIGKILLed; restarting it")
 		if err := e.startRunner(ctx, r); err != nil {
 			return faults, err
 		}
@@ -193,7 +193,7 @@ func stopRunner(ctx context.Context, e *env, start time.Time) ([]fault, error) {
 		ackWait = 30 * time.Second // the runner's default
 	}
 	r := e.runners[0]
-	f := fault{Kind: "runner SIGSTOP", Target: r.id, At: time.Now(), PID: r.proc.pid()}
+	f := fault{Kind: "runner SIGSTOP", Target: r.id, At: time.Now(), Runner: r.id}
 	if err := r.proc.signal(syscall.SIGSTOP); err != nil {
 		return nil, err
 	}
@@ -243,7 +243,17 @@ func runScenario(parent context.Context, cfg Config, sc scenario) Result {
 			log.WithError(err).Warn("stopping the scenario's processes")
 		}
 	}()
-	if err := os.MkdirAll(filepath.Join(dir, "plugins"), 0o755); err != nil {
+	// Plugins may run as another user: they must reach their binaries and
+	// the execution log.
+	for _, d := range []string{cfg.WorkDir, dir, filepath.Join(dir, "plugins")} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			return fail(err)
+		}
+		if err := os.Chmod(d, 0o755); err != nil {
+			return fail(err)
+		}
+	}
+	if err := e.makeExecLog(); err != nil {
 		return fail(err)
 	}
 	for _, p := range []string{filepath.Join(cfg.PluginsDir, "faults"), cfg.ChaosPlugin} {
@@ -255,12 +265,9 @@ func runScenario(parent context.Context, cfg Config, sc scenario) Result {
 	if err := e.startServers(sc.servers); err != nil {
 		return fail(err)
 	}
-	replicas := 1
+	e.replicas = 1
 	if sc.servers >= 3 {
-		replicas = 3
-	}
-	if _, err := e.runnerConfigFile(replicas); err != nil {
-		return fail(err)
+		e.replicas = 3
 	}
 	if err := e.startRunners(ctx, sc.runners); err != nil {
 		return fail(err)
