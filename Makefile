@@ -12,7 +12,7 @@ CONFIGURABLE := exec http
 # plugin's memory limit), and they run on any Linux.
 export CGO_ENABLED := 0
 
-.PHONY: all build plugins run test check bench proto clean
+.PHONY: all build plugins run test check bench proto clean chaos chaos-bin chaos-ci
 
 all: build plugins
 
@@ -37,6 +37,26 @@ check:
 
 test: check
 	CGO_ENABLED=1 $(GO) test -race -count=1 ./...
+
+# The fault suite (docs/reliability.md): real nats-server and omniq-runner
+# processes, killed, stopped and crashed under load. `make chaos` runs every
+# scenario at full size (a few minutes); `make chaos-ci` a small version
+# (under two minutes). CHAOSFLAGS adds omniq-chaos flags (see its -h).
+chaos: chaos-bin
+	./$(BIN)/omniq-chaos $(CHAOSFLAGS)
+
+chaos-ci: chaos-bin
+	./$(BIN)/omniq-chaos --scenarios runner-kill,nats-kill,plugin-crash --tasks 300 --window 10s --runner-kills 2 --server-kills 1 --down 2s --work 100ms --settle 90s $(CHAOSFLAGS)
+
+chaos-bin: all $(BIN)/nats-server
+	@mkdir -p $(BIN)/chaos
+	$(GO) build -o $(BIN)/chaos/chaoswork ./internal/chaos/chaoswork
+
+# nats-server for the fault suite, built from the module cache at the
+# version go.mod requires: nothing is downloaded.
+$(BIN)/nats-server: go.mod
+	@mkdir -p $(BIN)
+	$(GO) build -o $@ github.com/nats-io/nats-server/v2
 
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem -benchtime 20000x -count 1 ./bench/...

@@ -1,0 +1,119 @@
+package chaos
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/omniq/omniq/internal/omniqtest"
+	"github.com/omniq/omniq/internal/testbin"
+)
+
+func TestMainRefusesBadInput(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--scenarios", "runner-kill,nope"}, `unknown scenario "nope"`},
+		{[]string{"--scenarios", ","}, "--scenarios names none"},
+		{[]string{"--sync", "sometimes"}, `Sync "sometimes"`},
+		{[]string{"--tasks", "-1"}, "Tasks must be 1 to 100000, got -1"},
+		{[]string{"--window", "10ms"}, "Window must be 1s to 1h"},
+		{[]string{"--nats-server", "/nonexistent/nats-server"}, "NATSServer: /nonexistent/nats-server is not an executable file"},
+		{[]string{"extra"}, `unexpected argument "extra"`},
+		{[]string{"--no-such-flag"}, "flag provided but not defined"},
+	} {
+		var stdout, stderr bytes.Buffer
+		if code := Main(context.Background(), tc.args, &stdout, &stderr); code != 2 {
+			t.Errorf("%q: exit %d, want 2", tc.args, code)
+		}
+		if !strings.Contains(stderr.String(), tc.want) {
+			t.Errorf("%q: stderr %q, want it to say %q", tc.args, stderr.String(), tc.want)
+		}
+	}
+}
+
+func TestAScenarioThatCannotStartSaysWhyAndLeavesNothing(t *testing.T) {
+	t.Parallel()
+	// Every binary is /bin/false: the nats-server exits at once.
+	dir := t.TempDir()
+	plugins := filepath.Join(dir, "plugins")
+	testbinFalse(t, plugins)
+	rep, err := Run(omniqtest.Context(t), Config{Scenarios: []string{"nats-kill"}, NATSServer: "/bin/false", Runner: "/bin/false",
+		PluginsDir: plugins, ChaosPlugin: "/bin/false", WorkDir: filepath.Join(dir, "work")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.OK() || len(rep.Results) != 1 || !strings.Contains(rep.Results[0].Error, "nats-server n1 exited at start") {
+		t.Fatalf("report = %+v, want nats-kill failed because its server exited at start", rep)
+	}
+	if left := leftovers(dir, 5*time.Second); len(left) > 0 {
+		t.Fatalf("left running: %v", left)
+	}
+}
+
+// testbinFalse makes dir a plugins directory whose faults is /bin/false.
+func testbinFalse(t *testing.T, dir string) {
+	t.Helper()
+	if err := copyFileTo("/bin/false", filepath.Join(dir, "faults")); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestRunnerKillScenario runs a small runner-kill scenario with the real
+// binaries: every task ends exactly once, the kill is timed, and no
+// process of the scenario is left.
+func TestRunnerKillScenario(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds nats-server and runs real processes for a few seconds")
+	}
+	plugins := t.TempDir()
+	testbin.Copy(t, omniqtest.FaultsPlugin, plugins)
+	work := filepath.Join(t.TempDir(), "work")
+	cfg := Config{
+		Scenarios: []string{"runner-kill"}, Tasks: 80, Window: 4 * time.Second, Work: 300 * time.Millisecond, RunnerKills: 1,
+		AckWait: 2 * time.Second, Settle: time.Minute, Quiet: 500 * time.Millisecond, WorkDir: work,
+		NATSServer:  testbin.Build(t, "github.com/nats-io/nats-server/v2"),
+		Runner:      testbin.Build(t, "github.com/omniq/omniq/cmd/omniq-runner"),
+		ChaosPlugin: testbin.Build(t, "github.com/omniq/omniq/internal/chaos/chaoswork"),
+		PluginsDir:  plugins,
+	}
+	rep, err := Run(omniqtest.Context(t), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out bytes.Buffer
+	if err := rep.WriteTable(&out); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("report:\n%s", out.String())
+	if len(rep.Results) != 1 {
+		t.Fatalf("%d results, want 1", len(rep.Results))
+	}
+	r := rep.Results[0]
+	if !rep.OK() || r.Submitted != 80 || r.Succeeded != 80 {
+		t.Fatalf("want 80 tasks submitted and succeeded, nothing lost, stuck or duplicated; got %+v", r)
+	}
+	if len(r.Faults) != 1 || r.Faults[0].Kind != "runner SIGKILL" || r.Faults[0].Target != "r1-1" || r.Resume == nil && r.Faults[0].Caught > 0 {
+		t.Errorf("faults = %+v, want one SIGKILL of r1-1, timed", r.Faults)
+	}
+	if r.Drain == nil || r.Elapsed <= 0 {
+		t.Errorf("drain %v, elapsed %v: want both measured", r.Drain, r.Elapsed)
+	}
+	var js bytes.Buffer
+	if err := rep.WriteJSON(&js); err != nil {
+		t.Fatal(err)
+	}
+	var back Report
+	if err := json.Unmarshal(js.Bytes(), &back); err != nil || back.Results[0].Succeeded != 80 {
+		t.Errorf("JSON report does not read back (%v): %s", err, js.String())
+	}
+	if left := leftovers(work, 5*time.Second); len(left) > 0 {
+		t.Fatalf("left running after the run: %v", left)
+	}
+}

@@ -1,0 +1,69 @@
+package chaos
+
+import (
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// nested starts, under ps, a shell whose child shell names dir on its
+// command line and outlives its parent's death unless the whole group dies.
+func nested(t *testing.T, ps *procs, dir string) *proc {
+	t.Helper()
+	p, err := ps.start("nested", filepath.Join(dir, "nested.log"), "/bin/sh", "-c", "/bin/sh -c 'sleep 300; : "+dir+"' & wait")
+	if err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for len(processesMentioning(dir)) < 2 {
+		if time.Now().After(deadline) {
+			t.Fatalf("the nested shells did not start: %v", processesMentioning(dir))
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	return p
+}
+
+func TestKillEndsTheProcessGroup(t *testing.T) {
+	dir := t.TempDir()
+	ps := &procs{}
+	p := nested(t, ps, dir)
+	if err := p.signal(syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	// A stopped group dies too.
+	if err := ps.killAll(); err != nil {
+		t.Fatal(err)
+	}
+	if !p.exited() {
+		t.Fatal("the process has not been reaped after killAll")
+	}
+	if left := leftovers(dir, 5*time.Second); len(left) > 0 {
+		t.Fatalf("left running after killAll: %v", left)
+	}
+	if err := p.signal(syscall.SIGKILL); err == nil || !strings.Contains(err.Error(), "already exited") {
+		t.Errorf("signal to an exited process: err = %v, want one saying it already exited", err)
+	}
+}
+
+func TestLeftoversNameWhatOutlivedItsOwner(t *testing.T) {
+	dir := t.TempDir()
+	cmd := exec.Command("/bin/sh", "-c", "sleep 300; : "+dir)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	killGroup := func() { _ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL); _ = cmd.Wait() }
+	defer killGroup()
+	left := leftovers(dir, 200*time.Millisecond)
+	if len(left) != 1 || !strings.Contains(left[0], dir) {
+		t.Fatalf("leftovers = %v, want the shell naming %s", left, dir)
+	}
+	killGroup()
+	if left := leftovers(dir, 5*time.Second); len(left) > 0 {
+		t.Fatalf("leftovers after the kill = %v, want none", left)
+	}
+}
