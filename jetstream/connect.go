@@ -158,12 +158,14 @@ func accountInfo(ctx context.Context, nc *nats.Conn) (*natsjs.AccountInfo, error
 }
 
 // isTransient reports whether err is worth retrying: JetStream said it is
-// temporarily unavailable (leader election, catch-up), or a request timed
-// out without an answer.
+// temporarily unavailable (leader election, catch-up), a request timed out
+// without an answer, or no stream answered a publish (a stream's leader is
+// changing: the fault suite saw outcomes lost to it).
 func isTransient(err error) bool {
 	var apiErr *natsjs.APIError
 	if errors.As(err, &apiErr) {
 		return apiErr.Code == 503
 	}
-	return errors.Is(err, nats.ErrTimeout) || errors.Is(err, natsjs.ErrNoHeartbeat) || errors.Is(err, nats.ErrNoResponders)
+	return errors.Is(err, nats.ErrTimeout) || errors.Is(err, natsjs.ErrNoHeartbeat) || errors.Is(err, nats.ErrNoResponders) ||
+		errors.Is(err, natsjs.ErrNoStreamResponse)
 }

@@ -22,6 +22,7 @@ func TestRetryTransientRetriesOnlyTransientErrors(t *testing.T) {
 		{"success", []error{nil}, 1, nil},
 		{"unavailable then success", []error{fmt.Errorf("get: %w", unavailable), nil}, 2, nil},
 		{"timeout then success", []error{nats.ErrTimeout, nil}, 2, nil},
+		{"no stream answered (leader change) then success", []error{fmt.Errorf("write state: %w", natsjs.ErrNoStreamResponse), nil}, 2, nil},
 		{"permanent", []error{natsjs.ErrKeyNotFound}, 1, natsjs.ErrKeyNotFound},
 		{"wrong sequence is not transient", []error{&natsjs.APIError{Code: 400, ErrorCode: natsjs.JSErrCodeStreamWrongLastSequence}}, 1, nil},
 		{"gives up after five", []error{unavailable, unavailable, unavailable, unavailable, unavailable, nil}, 5, unavailable},

@@ -61,7 +61,7 @@ type Config struct {
 	// before JetStream redelivers it: how soon the tasks of a runner that
 	// died resume elsewhere. Heartbeats are sent every AckWait/5, so a
 	// runner must stall for most of it before another takes its tasks.
-	// Defaults to 5 seconds.
+	// Defaults to 4 seconds, so that they resume within 5.
 	AckWait time.Duration
 	// Limits caps what a task may ask for in its headers.
 	Limits Limits
@@ -122,7 +122,7 @@ func (c Config) WithDefaults() Config {
 		c.ID = sanitizeID(host) + "-" + hex.EncodeToString(b[:])
 	}
 	if c.AckWait == 0 {
-		c.AckWait = 5 * time.Second
+		c.AckWait = 4 * time.Second
 	}
 	if c.Limits.MaxRetries == 0 {
 		c.Limits.MaxRetries = DefaultLimitMaxRetries

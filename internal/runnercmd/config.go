@@ -182,7 +182,7 @@ func Parse(args []string, getenv func(string) string, stderr io.Writer) (Options
 	fs.StringVar(&o.TLSKey, "tls-key", "", "embedded server: TLS key (PEM) of --tls-cert")
 	fs.StringVar(&o.TLSCA, "tls-ca", "", "embedded server: require client certificates signed by these CAs (PEM)")
 	fs.StringVar(&o.AuthConfig, "auth-config", "", "embedded server: nats-server config file whose authorization/accounts define the logins, instead of the generated credentials; the runner logs in with --nats-user/--nats-password, --nats-nkey or --nats-creds")
-	fs.DurationVar(&o.AckWait, "ack-wait", 5*time.Second, "how long a task of a runner that stopped answering waits before another runner takes it")
+	fs.DurationVar(&o.AckWait, "ack-wait", 4*time.Second, "how long a task of a runner that stopped answering waits before another runner takes it")
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, "Usage: omniq-runner [flags]\n\nRuns OmniQ tasks in plugin processes. With no flags it embeds a NATS server\n(client port 127.0.0.1:4222, data in ./omniq-data) and runs the plugins in\n./bin/plugins. Every flag can also be set as OMNIQ_<FLAG> in the environment\n(--plugins-dir is OMNIQ_PLUGINS_DIR); a flag wins over its variable.\n\nFlags:")
 		fs.PrintDefaults()
