@@ -82,6 +82,9 @@ func (p *Process) Start() error {
 		p.iso.NotEnforced = append(p.iso.NotEnforced, fmt.Sprintf("cgroup (%v): per-process rlimits instead", err))
 		if l.MemoryBytes > 0 {
 			spec.Rlimits = append(spec.Rlimits, rlimit{unix.RLIMIT_AS, l.MemoryBytes})
+			if l.MemoryBytes < 1<<30 {
+				p.iso.NotEnforced = append(p.iso.NotEnforced, fmt.Sprintf("a memory limit of %d bytes as address space: a Go plugin needs about 800 MiB of it just to start", l.MemoryBytes))
+			}
 		}
 		if l.Processes > 0 {
 			spec.Rlimits = append(spec.Rlimits, rlimit{unix.RLIMIT_NPROC, l.Processes})
