@@ -388,3 +388,43 @@ func TestABinarySwappedAfterTheCheckIsNotRun(t *testing.T) {
 		t.Fatalf("the swapped-in binary ran: functions %v", fns)
 	}
 }
+
+func TestANonRootRunnerSaysWhatIsNotEnforced(t *testing.T) {
+	t.Parallel()
+	if os.Geteuid() != 0 {
+		t.Skip("needs root to start the stand-in runner as nobody")
+	}
+	// The stand-in runner (this test binary) and its plugin where nobody
+	// can run them.
+	dir := publicDir(t)
+	runner := filepath.Join(dir, "runner")
+	copyFile(t, os.Args[0], dir, "runner")
+	plugin := copyFile(t, buildPath(t, echoPkg), dir, "echo")
+	cmd := exec.Command(runner, "-test.run=^$")
+	cmd.Env = append(os.Environ(), helperEnv+"="+plugin, helperHostEnv+"=1")
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }()
+	line, err := bufio.NewReader(out).ReadString('\n')
+	if err != nil || !strings.HasPrefix(line, "pid ") {
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+		t.Fatalf("stand-in runner: %q %v\n%s", line, err, stderr.String())
+	}
+	go func() { _, _ = io.Copy(io.Discard, out) }()
+	_ = cmd.Process.Kill()
+	_ = cmd.Wait()
+	for _, want := range []string{"plugin isolation not enforced: the runner is not root", "per-process rlimits instead"} {
+		if !strings.Contains(stderr.String(), want) {
+			t.Errorf("log lacks %q:\n%s", want, stderr.String())
+		}
+	}
+}
