@@ -89,7 +89,7 @@ func sweep() {
 				continue
 			}
 			pid, err := strconv.Atoi(f[len(f)-2])
-			if err != nil || pid == os.Getpid() || syscall.Kill(pid, 0) == nil {
+			if err != nil || pid == os.Getpid() || runnerAlive(pid) {
 				continue
 			}
 			_ = os.Remove(filepath.Join(parent, e.Name())) // fails if in use
@@ -272,4 +272,11 @@ func (c *cgroup) destroy(wait time.Duration) error {
 		return fmt.Errorf("remove cgroup %s: %w", c.path, err)
 	}
 	return nil
+}
+
+// runnerAlive reports whether process pid may still be a runner using what
+// it named after itself (a process of another user counts as alive).
+func runnerAlive(pid int) bool {
+	err := syscall.Kill(pid, 0)
+	return err == nil || errors.Is(err, syscall.EPERM)
 }

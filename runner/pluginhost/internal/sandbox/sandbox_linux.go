@@ -293,7 +293,7 @@ func sweepTempDirs() {
 			continue
 		}
 		pid, err := strconv.Atoi(f[len(f)-2])
-		if err != nil || pid == os.Getpid() || syscall.Kill(pid, 0) == nil {
+		if err != nil || pid == os.Getpid() || runnerAlive(pid) {
 			continue
 		}
 		_ = os.RemoveAll(filepath.Join(os.TempDir(), e.Name()))
