@@ -77,8 +77,8 @@ func sweep() {
 			}
 		}
 	case "v2":
-		if g, err := cgroup2.NestedGroupPath(cgroupParent); err == nil {
-			parents = append(parents, filepath.Join("/sys/fs/cgroup", g))
+		if g, err := v2Base(); err == nil {
+			parents = append(parents, filepath.Join("/sys/fs/cgroup", g, cgroupParent))
 		}
 	}
 	for _, parent := range parents {
@@ -155,11 +155,53 @@ func newCgroupV1(leaf string, l Limits) (*cgroup, error) {
 	return &cgroup{v1: cg, path: leaf}, nil
 }
 
+var v2base struct {
+	once  sync.Once
+	group string
+	err   error
+}
+
+// v2Base returns the cgroup v2 group that plugin cgroups go under: the
+// runner's own group as it was at first use. A group with processes in it
+// cannot give controllers to child groups (v2's "no internal processes"
+// rule), so unless it is the root, the processes of the runner's group
+// first move into a leaf beside the plugins' groups, omniq-runner — what
+// systemd asks of a service with Delegate=yes.
+func v2Base() (string, error) {
+	v2base.once.Do(func() {
+		own, err := cgroup2.NestedGroupPath("")
+		if err != nil {
+			v2base.err = fmt.Errorf("find the runner's cgroup: %w", err)
+			return
+		}
+		v2base.group = own
+		dir := filepath.Join("/sys/fs/cgroup", own)
+		procs, err := os.ReadFile(filepath.Join(dir, "cgroup.procs"))
+		if own == "/" || err != nil || len(strings.TrimSpace(string(procs))) == 0 {
+			return
+		}
+		leaf := filepath.Join(dir, "omniq-runner")
+		if err := os.Mkdir(leaf, 0o755); err != nil && !errors.Is(err, os.ErrExist) {
+			v2base.err = fmt.Errorf("create cgroup %s for the runner: %w", leaf, err)
+			return
+		}
+		for _, pid := range strings.Fields(string(procs)) {
+			err := os.WriteFile(filepath.Join(leaf, "cgroup.procs"), []byte(pid), 0)
+			if err != nil && pid == strconv.Itoa(os.Getpid()) {
+				v2base.err = fmt.Errorf("move the runner into cgroup %s: %w", leaf, err)
+				return
+			}
+		}
+	})
+	return v2base.group, v2base.err
+}
+
 func newCgroupV2(leaf string, l Limits) (*cgroup, error) {
-	group, err := cgroup2.NestedGroupPath(leaf)
+	base, err := v2Base()
 	if err != nil {
-		return nil, fmt.Errorf("find the runner's cgroup: %w", err)
+		return nil, err
 	}
+	group := filepath.Join(base, leaf)
 	res := &cgroup2.Resources{}
 	if l.MemoryBytes > 0 {
 		m := int64(l.MemoryBytes)
@@ -182,7 +224,7 @@ func newCgroupV2(leaf string, l Limits) (*cgroup, error) {
 	}
 	m, err := cgroup2.NewManager("/sys/fs/cgroup", group, res)
 	if err != nil {
-		return nil, fmt.Errorf("create cgroup v2 %s (the runner's cgroup must be delegated to it and hold no process but in a leaf, e.g. systemd Delegate=yes): %w", group, err)
+		return nil, fmt.Errorf("create cgroup v2 %s (the runner's cgroup must be delegated to it, e.g. systemd Delegate=yes): %w", group, err)
 	}
 	return &cgroup{v2: m, path: group}, nil
 }
