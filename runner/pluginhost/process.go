@@ -42,7 +42,9 @@ var (
 )
 
 // DefaultEnvAllow is the host environment passed to plugins when
-// ProcessConfig.EnvAllow is nil. Everything else is scrubbed.
+// ProcessConfig.EnvAllow is nil. Everything else is scrubbed. TMPDIR is
+// then replaced by the plugin's private temporary directory, and USER and
+// HOME by its user's when it runs as another user.
 var DefaultEnvAllow = []string{"PATH", "HOME", "USER", "LANG", "LC_ALL", "TZ", "TMPDIR"}
 
 // Limits are optional resource limits for a plugin process, all in place
