@@ -254,11 +254,16 @@ func TestPluginThatStartsLateIsPickedUp(t *testing.T) {
 	e := newEnv(t)
 	dir := t.TempDir()
 	testbin.Copy(t, "github.com/omniq/omniq/plugins/exec", dir)
-	cfgFile := filepath.Join(t.TempDir(), "exec.json")
+	cfgDir := t.TempDir()
+	// Readable by the plugin's user (nobody, when the tests run as root).
+	if err := os.Chmod(filepath.Dir(cfgDir), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	cfgFile := filepath.Join(cfgDir, "exec.json")
 	hostCfg := pluginhost.HostConfig{Dir: dir, Defaults: pluginhost.Config{Process: pluginhost.ProcessConfig{Env: []string{"OMNIQ_EXEC_CONFIG=" + cfgFile}}, RestartBackoff: 50 * time.Millisecond}}
 	// The exec plugin cannot start yet: its config file does not exist.
 	startRunner(t, e, fastConfig(), hostCfg)
-	if err := os.WriteFile(cfgFile, []byte(`{"functions": {"shout": {"command": ["tr", "a-z", "A-Z"]}}}`), 0o600); err != nil {
+	if err := os.WriteFile(cfgFile, []byte(`{"functions": {"shout": {"command": ["tr", "a-z", "A-Z"]}}}`), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	eventually(t, 30*time.Second, "the late plugin's function to be registered", func() bool {

@@ -57,12 +57,13 @@ type Options struct {
 // stream settings. It is JSON; durations are strings like "30s"; every
 // section is optional. docs/operations.md documents it.
 type File struct {
-	Defaults  FunctionSettings            `json:"defaults"`
-	Functions map[string]FunctionSettings `json:"functions"`
-	Plugins   map[string]PluginSettings   `json:"plugins"`
-	Streams   StreamSettings              `json:"streams"`
-	Limits    LimitSettings               `json:"limits"`
-	Auth      AuthSettings                `json:"auth"`
+	Defaults     FunctionSettings            `json:"defaults"`
+	Functions    map[string]FunctionSettings `json:"functions"`
+	Plugins      map[string]PluginSettings   `json:"plugins"`
+	PluginPolicy PluginPolicy                `json:"plugin_policy"`
+	Streams      StreamSettings              `json:"streams"`
+	Limits       LimitSettings               `json:"limits"`
+	Auth         AuthSettings                `json:"auth"`
 }
 
 // LimitSettings are the operator's caps on what a task may ask for in its
@@ -94,6 +95,17 @@ type NKeySettings struct {
 	Role string `json:"role"`
 }
 
+// PluginPolicy holds the settings every plugin gets (see
+// docs/plugin-isolation.md).
+type PluginPolicy struct {
+	// RequireSHA256 refuses to start any plugin without a configured
+	// sha256 (pluginhost.ProcessConfig.RequireSHA256). Defaults to false.
+	RequireSHA256 bool `json:"require_sha256"`
+	// User is the user plugins run as when the runner is root, unless a
+	// plugin names its own. Defaults to "nobody".
+	User string `json:"user"`
+}
+
 // FunctionSettings are the per-function settings of the config file; each
 // field is the runner.FunctionConfig field of the same name.
 type FunctionSettings struct {
@@ -107,18 +119,26 @@ type FunctionSettings struct {
 
 // PluginSettings are the per-plugin settings of the config file, by the
 // plugin's file name: the binary's expected SHA-256, its concurrency limit,
-// extra environment, and resource limits (see pluginhost.Limits).
+// extra environment, the user it runs as (overriding plugin_policy.user),
+// and resource limits (see pluginhost.Limits).
 type PluginSettings struct {
 	SHA256      string   `json:"sha256"`
 	Concurrency int      `json:"concurrency"`
 	Env         []string `json:"env"`
+	User        string   `json:"user"`
 	Limits      struct {
-		MemoryBytes uint64 `json:"memory_bytes"`
-		CPUSeconds  uint64 `json:"cpu_seconds"`
-		OpenFiles   uint64 `json:"open_files"`
-		Processes   uint64 `json:"processes"`
+		MemoryBytes uint64  `json:"memory_bytes"`
+		CPUs        float64 `json:"cpus"`
+		CPUSeconds  uint64  `json:"cpu_seconds"`
+		OpenFiles   uint64  `json:"open_files"`
+		Processes   uint64  `json:"processes"`
 	} `json:"limits"`
 }
+
+// minPluginMemory is the smallest memory limit accepted: below it the
+// number is more likely a unit mistake (memory_bytes is in bytes) than a
+// plugin that can run.
+const minPluginMemory = 32 << 20
 
 // StreamSettings size the streams and buckets; each field is the
 // jetstream.Config field of the same name, and zero keeps its default.
@@ -293,6 +313,12 @@ func (o *Options) check() error {
 		if p.Concurrency < 0 {
 			return fmt.Errorf("%w: --config plugins.%s.concurrency must be >= 0", errUsage, name)
 		}
+		if m := p.Limits.MemoryBytes; m > 0 && m < minPluginMemory {
+			return fmt.Errorf("%w: --config plugins.%s.limits.memory_bytes %d: want at least %d (32 MiB); the value is in bytes", errUsage, name, m, minPluginMemory)
+		}
+		if p.Limits.CPUs < 0 {
+			return fmt.Errorf("%w: --config plugins.%s.limits.cpus must be >= 0, got %g", errUsage, name, p.Limits.CPUs)
+		}
 	}
 	return nil
 }
@@ -374,12 +400,19 @@ func (o *Options) streamsConfig() jetstream.Config {
 }
 
 func (o *Options) hostConfig() pluginhost.HostConfig {
+	policy := o.File.PluginPolicy
 	h := pluginhost.HostConfig{Dir: o.PluginsDir}
+	h.Defaults.Process.RequireSHA256, h.Defaults.Process.User = policy.RequireSHA256, policy.User
 	if len(o.File.Plugins) > 0 {
 		h.PerPlugin = make(map[string]pluginhost.Config, len(o.File.Plugins))
 		for name, p := range o.File.Plugins {
+			user := p.User
+			if user == "" {
+				user = policy.User
+			}
 			c := pluginhost.Config{Concurrency: p.Concurrency, Process: pluginhost.ProcessConfig{SHA256: p.SHA256, Env: p.Env,
-				Limits: pluginhost.Limits{MemoryBytes: p.Limits.MemoryBytes, CPUSeconds: p.Limits.CPUSeconds, OpenFiles: p.Limits.OpenFiles, Processes: p.Limits.Processes}}}
+				RequireSHA256: policy.RequireSHA256, User: user,
+				Limits: pluginhost.Limits{MemoryBytes: p.Limits.MemoryBytes, CPUs: p.Limits.CPUs, CPUSeconds: p.Limits.CPUSeconds, OpenFiles: p.Limits.OpenFiles, Processes: p.Limits.Processes}}}
 			h.PerPlugin[name] = c
 		}
 	}

@@ -68,6 +68,8 @@ func TestBadFlagsAndConfigExit2BeforeStarting(t *testing.T) {
 		{"config retries", []string{"--plugins-dir", plugins, "--config", cfgFile(`{"functions": {"f": {"max_retries": -1}}}`)}, nil, "function f: max_retries must be >= 0"},
 		{"config function name", []string{"--plugins-dir", plugins, "--config", cfgFile(`{"functions": {"a.b": {}}}`)}, nil, `"a.b" has '.'`},
 		{"config sha", []string{"--plugins-dir", plugins, "--config", cfgFile(`{"plugins": {"echo": {"sha256": "abc"}}}`)}, nil, "plugins.echo.sha256: want 64 hex digits"},
+		{"config memory unit", []string{"--plugins-dir", plugins, "--config", cfgFile(`{"plugins": {"echo": {"limits": {"memory_bytes": 256}}}}`)}, nil, "plugins.echo.limits.memory_bytes 256: want at least"},
+		{"config cpus", []string{"--plugins-dir", plugins, "--config", cfgFile(`{"plugins": {"echo": {"limits": {"cpus": -1}}}}`)}, nil, "plugins.echo.limits.cpus must be >= 0"},
 		{"config replicas", []string{"--plugins-dir", plugins, "--config", cfgFile(`{"streams": {"replicas": 9}}`)}, nil, "Replicas must be 1 to 5"},
 	}
 	for _, tt := range tests {

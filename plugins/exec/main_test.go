@@ -6,9 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -25,8 +23,17 @@ func writeConfig(t *testing.T, fns map[string]function) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := filepath.Join(t.TempDir(), "exec.json")
-	if err := os.WriteFile(p, b, 0o600); err != nil {
+	// Readable by the plugin's user (nobody, when the tests run as root).
+	dir, err := os.MkdirTemp("", "omniq-exec-test-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = os.RemoveAll(dir) })
+	if err := os.Chmod(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	p := filepath.Join(dir, "exec.json")
+	if err := os.WriteFile(p, b, 0o644); err != nil {
 		t.Fatal(err)
 	}
 	return p
@@ -36,7 +43,6 @@ func sh(script string) []string { return []string{"/bin/sh", "-c", script} }
 
 func TestExecThroughAPluginProcess(t *testing.T) {
 	t.Parallel()
-	pidFile := filepath.Join(t.TempDir(), "bg.pid")
 	pyTraceback := `printf 'Traceback (most recent call last):\n  File "job.py", line 3, in <module>\n    int("x")\nValueError: invalid literal for int() with base 10: %s\n' "'x'" >&2; exit 1`
 	cfg := writeConfig(t, map[string]function{
 		"upper":    {Command: sh(`tr a-z A-Z`)},
@@ -47,11 +53,12 @@ func TestExecThroughAPluginProcess(t *testing.T) {
 		"python":   {Command: sh(pyTraceback)},
 		"signal":   {Command: sh(`kill -9 $$`)},
 		"chatty":   {Command: sh(`head -c 2000 /dev/zero`), MaxOutputBytes: 1000},
-		"spawner":  {Command: sh(`sleep 300 & echo $! > "$PIDFILE"; sleep 300`), Env: []string{"PIDFILE=" + pidFile}, Function: config.Function{Timeout: "300ms"}},
+		"spawner":  {Command: sh(`sleep 300 & echo $! > "$TMPDIR/bg.pid"; sleep 300`), Function: config.Function{Timeout: "300ms"}},
+		"bg":       {Command: sh(`pid=$(cat "$TMPDIR/bg.pid") && if [ -e /proc/$pid ]; then cut -d' ' -f3 /proc/$pid/stat; else echo gone; fi`)},
 		"missing":  {Command: []string{"/nonexistent/tool"}},
 	})
 	p := sdktest.StartPlugin(t, sdktest.Build(t, "github.com/omniq/omniq/plugins/exec"), EnvConfig+"="+cfg)
-	if len(p.Functions()) != 10 {
+	if len(p.Functions()) != 11 {
 		t.Fatalf("functions = %v", p.Functions())
 	}
 	out := p.Run(t, "upper", []byte("hello"), nil, 0)
@@ -81,32 +88,28 @@ func TestExecThroughAPluginProcess(t *testing.T) {
 		}
 	}
 	// A command past its timeout is killed with everything it started.
+	// The plugin may have its own PID namespace: it is asked, by a
+	// command of its own, whether the background process is gone (or a
+	// zombie).
 	f := p.Run(t, "spawner", nil, nil, 0).Failure
 	if f == nil || f.ErrorType != "timeout" {
 		t.Fatalf("spawner: %+v", f)
 	}
-	b, _ := os.ReadFile(pidFile)
-	pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
-	if err != nil {
-		t.Fatalf("background pid not written: %q", b)
-	}
 	deadline := time.Now().Add(5 * time.Second)
-	for syscall.Kill(pid, 0) == nil && !zombie(pid) {
+	for {
+		out := p.Run(t, "bg", nil, nil, 0)
+		state := strings.TrimSpace(string(out.Output))
+		if out.Failure != nil {
+			t.Fatalf("bg: %+v", out.Failure)
+		}
+		if state == "gone" || state == "Z" {
+			break
+		}
 		if time.Now().After(deadline) {
-			t.Fatalf("background process %d survived the timeout", pid)
+			t.Fatalf("background process survived the timeout (state %q)", state)
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-}
-
-func zombie(pid int) bool {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return true
-	}
-	s := string(b)
-	i := strings.LastIndexByte(s, ')')
-	return i >= 0 && i+2 < len(s) && s[i+2] == 'Z'
 }
 
 func TestRealPythonTraceback(t *testing.T) {

@@ -129,14 +129,52 @@ var sink [][]byte
 
 func oom(context.Context, *sdk.Task) ([]byte, error) {
 	var lim syscall.Rlimit
-	if err := syscall.Getrlimit(syscall.RLIMIT_AS, &lim); err != nil || lim.Cur == ^uint64(0) {
+	asLimited := syscall.Getrlimit(syscall.RLIMIT_AS, &lim) == nil && lim.Cur != ^uint64(0)
+	inCgroup := memoryCgroupLimited()
+	if !asLimited && !inCgroup {
 		return nil, sdk.Permanent(errors.New("oom: refusing to exhaust the machine's memory: give the plugin a memory limit first"))
 	}
 	for {
-		// Address space, not touched pages: an RLIMIT_AS limit trips
-		// without the machine's memory being used.
-		sink = append(sink, make([]byte, 64<<20))
+		// An RLIMIT_AS limit trips on address space alone; a cgroup's
+		// memory limit on pages in use, so those are touched.
+		b := make([]byte, 64<<20)
+		for i := 0; inCgroup && i < len(b); i += 4096 {
+			b[i] = 1
+		}
+		sink = append(sink, b)
 	}
+}
+
+// memoryCgroupLimited reports whether this process's memory cgroup (v1 or
+// v2) has a memory limit.
+func memoryCgroupLimited() bool {
+	b, err := os.ReadFile("/proc/self/cgroup")
+	if err != nil {
+		return false
+	}
+	for _, line := range strings.Split(strings.TrimSpace(string(b)), "\n") {
+		parts := strings.SplitN(line, ":", 3)
+		if len(parts) != 3 {
+			continue
+		}
+		var file string
+		switch {
+		case parts[1] == "memory":
+			file = "/sys/fs/cgroup/memory" + parts[2] + "/memory.limit_in_bytes"
+		case parts[0] == "0" && parts[1] == "":
+			file = "/sys/fs/cgroup" + parts[2] + "/memory.max"
+		default:
+			continue
+		}
+		v, err := os.ReadFile(file)
+		if err != nil {
+			continue
+		}
+		if n, err := strconv.ParseUint(strings.TrimSpace(string(v)), 10, 64); err == nil && n < 1<<60 {
+			return true
+		}
+	}
+	return false
 }
 
 func flaky(_ context.Context, task *sdk.Task) ([]byte, error) {

@@ -60,8 +60,13 @@ func TestWebhookDeliveryThroughAPluginProcess(t *testing.T) {
 		"closed": {URL: closedURL + "/x"},
 	}
 	b, _ := json.Marshal(httpConfig{Functions: fns})
-	cfg := filepath.Join(t.TempDir(), "http.json")
-	if err := os.WriteFile(cfg, b, 0o600); err != nil {
+	// Readable by the plugin's user (nobody, when the tests run as root).
+	dir := t.TempDir()
+	if err := os.Chmod(filepath.Dir(dir), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	cfg := filepath.Join(dir, "http.json")
+	if err := os.WriteFile(cfg, b, 0o644); err != nil {
 		t.Fatal(err)
 	}
 	p := sdktest.StartPlugin(t, sdktest.Build(t, "github.com/omniq/omniq/plugins/http"), EnvConfig+"="+cfg)

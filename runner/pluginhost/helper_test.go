@@ -16,19 +16,46 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sirupsen/logrus"
+
 	"github.com/omniq/omniq/internal/testbin"
+	"github.com/omniq/omniq/plugins-sdk/pluginpb"
 	"github.com/omniq/omniq/runner/pluginhost"
 )
 
-const helperEnv = "OMNIQ_PLUGINHOST_HELPER"
+const (
+	helperEnv       = "OMNIQ_PLUGINHOST_HELPER"
+	helperPluginEnv = "OMNIQ_PLUGINHOST_HELPER_PLUGIN_ENV" // KEY=value for the plugin
+	helperTaskEnv   = "OMNIQ_PLUGINHOST_HELPER_TASK"       // a function to start a task of
+	helperHostEnv   = "OMNIQ_PLUGINHOST_HELPER_HOST"       // start a Host logging to stderr instead
+)
 
 // runHelper is a stand-in runner process: it starts the plugin named by
-// the environment, prints its pid, and waits to be killed.
+// the environment (and a task, if one is named), prints its pid, and waits
+// to be killed.
 func runHelper() {
-	s := pluginhost.NewSupervisor(pluginhost.Config{Process: pluginhost.ProcessConfig{Path: os.Getenv(helperEnv)}})
+	if os.Getenv(helperHostEnv) != "" {
+		log := logrus.New()
+		log.Out = os.Stderr
+		h, err := pluginhost.StartHost(context.Background(), pluginhost.HostConfig{Paths: []string{os.Getenv(helperEnv)}, Logger: log})
+		if err != nil {
+			fmt.Println("error", err)
+			os.Exit(1)
+		}
+		fmt.Println("pid", h.Supervisors()[0].Process().Pid())
+		select {}
+	}
+	cfg := pluginhost.ProcessConfig{Path: os.Getenv(helperEnv)}
+	if kv := os.Getenv(helperPluginEnv); kv != "" {
+		cfg.Env = []string{kv}
+	}
+	s := pluginhost.NewSupervisor(pluginhost.Config{Process: cfg})
 	if err := s.Start(context.Background()); err != nil {
 		fmt.Println("error", err)
 		os.Exit(1)
+	}
+	if fn := os.Getenv(helperTaskEnv); fn != "" {
+		go s.Execute(context.Background(), &pluginpb.ExecuteRequest{TaskId: "helper", Function: fn, Attempt: 1}, time.Time{}, nil)
 	}
 	fmt.Println("pid", s.Process().Pid())
 	select {}

@@ -15,6 +15,7 @@ import (
 
 	"github.com/omniq/omniq/models"
 	"github.com/omniq/omniq/plugins-sdk/pluginpb"
+	"github.com/omniq/omniq/runner/pluginhost/internal/sandbox"
 )
 
 // ErrDuplicateFunction is returned by StartHost when two plugins declare the
@@ -63,6 +64,11 @@ func StartHost(ctx context.Context, cfg HostConfig) (*Host, error) {
 	log := cfg.Logger
 	if log == nil {
 		log = Config{}.withDefaults().Process.Logger
+	}
+	// What this host cannot confine plugins with, said once (see
+	// docs/plugin-isolation.md).
+	for _, what := range sandbox.Limitations() {
+		log.Warn("plugin isolation not enforced: " + what)
 	}
 	paths := cfg.Paths
 	if paths == nil {

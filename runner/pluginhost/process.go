@@ -26,6 +26,7 @@ import (
 	"github.com/omniq/omniq/internal/hclogrus"
 	sdk "github.com/omniq/omniq/plugins-sdk"
 	"github.com/omniq/omniq/plugins-sdk/pluginpb"
+	"github.com/omniq/omniq/runner/pluginhost/internal/sandbox"
 )
 
 // Errors returned when a plugin cannot be started.
@@ -35,26 +36,41 @@ var (
 	// ErrStart: the binary could not be started or did not complete the
 	// handshake.
 	ErrStart = errors.New("plugin failed to start")
+	// ErrChecksumRequired: the policy requires a configured SHA-256 for
+	// every plugin (ProcessConfig.RequireSHA256) and this one has none.
+	ErrChecksumRequired = errors.New("plugin has no configured sha256 and the checksum policy requires one")
 )
 
 // DefaultEnvAllow is the host environment passed to plugins when
-// ProcessConfig.EnvAllow is nil. Everything else is scrubbed.
+// ProcessConfig.EnvAllow is nil. Everything else is scrubbed. TMPDIR is
+// then replaced by the plugin's private temporary directory, and USER and
+// HOME by its user's when it runs as another user.
 var DefaultEnvAllow = []string{"PATH", "HOME", "USER", "LANG", "LC_ALL", "TZ", "TMPDIR"}
 
-// Limits are optional resource limits for a plugin process. The memory
-// limit is set by /bin/sh's ulimit before the plugin's code runs; the others
-// with prlimit(2) right after it starts. Zero means no limit.
+// Limits are optional resource limits for a plugin process, all in place
+// before the plugin's first instruction. Where cgroups are available the
+// plugin gets its own cgroup, which bounds the plugin and everything it
+// starts together; without cgroups the per-process rlimits of older
+// versions apply instead (see docs/plugin-isolation.md). Zero means no
+// limit.
 type Limits struct {
-	// MemoryBytes limits the address space (RLIMIT_AS). A Go plugin over it
-	// dies with "fatal error: runtime: out of memory".
+	// MemoryBytes limits the memory of the plugin and all it starts,
+	// shared memory and private temporary files included (the cgroup's
+	// memory limit); past it the kernel's out-of-memory killer kills one
+	// of its processes, and a plugin killed so is reported "out of
+	// memory". Without cgroups it limits each process's address space
+	// (RLIMIT_AS), which a Go plugin needs about 800 MiB of just to start.
 	MemoryBytes uint64
-	// CPUSeconds limits CPU time (RLIMIT_CPU); past it the kernel kills the
-	// process with SIGXCPU/SIGKILL.
+	// CPUs limits CPU use, in CPUs (1.5: one and a half); cgroups only.
+	CPUs float64
+	// CPUSeconds limits each process's CPU time (RLIMIT_CPU); past it the
+	// kernel kills the process with SIGXCPU/SIGKILL.
 	CPUSeconds uint64
-	// OpenFiles limits file descriptors (RLIMIT_NOFILE).
+	// OpenFiles limits each process's file descriptors (RLIMIT_NOFILE).
 	OpenFiles uint64
-	// Processes limits the processes of the plugin's user (RLIMIT_NPROC);
-	// the kernel ignores it for root.
+	// Processes limits the processes and threads of the plugin and all it
+	// starts (the cgroup's pids limit); without cgroups it limits the
+	// processes of the plugin's user (RLIMIT_NPROC).
 	Processes uint64
 }
 
@@ -62,9 +78,18 @@ type Limits struct {
 type ProcessConfig struct {
 	// Path is the plugin executable. Required.
 	Path string
-	// SHA256 is the expected hex SHA-256 of the binary; "" skips the check.
-	// The binary is hashed afresh at every start.
+	// SHA256 is the expected hex SHA-256 of the binary; "" skips the check
+	// unless RequireSHA256 is set. The binary is opened once at every
+	// start, hashed, and executed from that same open file, so a file
+	// swapped in at Path after the check is not run.
 	SHA256 string
+	// RequireSHA256 refuses to start the plugin when SHA256 is "" (with
+	// ErrChecksumRequired, naming the binary's actual hash).
+	RequireSHA256 bool
+	// User is the user the plugin runs as when the runner is root: a name
+	// or a numeric uid. Defaults to "nobody". Ignored, with a warning, when
+	// the runner is not root.
+	User string
 	// EnvAllow names the host environment variables passed through.
 	// Defaults to DefaultEnvAllow.
 	EnvAllow []string
@@ -94,6 +119,7 @@ type Process struct {
 	desc   *pluginpb.DescribeResponse
 	stderr *tailBuffer
 	log    logrus.FieldLogger
+	exe    *os.File // the opened binary, executed by descriptor
 }
 
 // StartProcess starts the plugin at cfg.Path, completes the go-plugin
@@ -122,13 +148,24 @@ func StartProcess(ctx context.Context, cfg ProcessConfig) (*Process, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: %s: %w", ErrStart, cfg.Path, err)
 	}
-	if cfg.SHA256 != "" {
-		if err := verifyChecksum(path, cfg.SHA256); err != nil {
-			return nil, err
-		}
+	exe, err := openChecked(path, cfg.SHA256, cfg.RequireSHA256)
+	if err != nil {
+		return nil, err
 	}
-	p := &Process{cfg: cfg, stderr: newTailBuffer(cfg.StderrTailBytes), log: log}
+	if afterChecksum != nil {
+		afterChecksum(path)
+	}
+	var sockets *plugin.UnixSocketConfig
+	if u, ok, err := sandbox.PluginUser(cfg.User); err != nil {
+		exe.Close()
+		return nil, fmt.Errorf("%w: %s: %w", ErrStart, cfg.Path, err)
+	} else if ok {
+		// go-plugin's socket directory must let the plugin's user in.
+		sockets = &plugin.UnixSocketConfig{Group: strconv.Itoa(u.GID)}
+	}
+	p := &Process{cfg: cfg, stderr: newTailBuffer(cfg.StderrTailBytes), log: log, exe: exe}
 	p.client = plugin.NewClient(&plugin.ClientConfig{
+		UnixSocketConfig: sockets,
 		HandshakeConfig:  sdk.Handshake,
 		Plugins:          plugin.PluginSet{sdk.PluginName: &sdk.GRPCPlugin{}},
 		AllowedProtocols: []plugin.Protocol{plugin.ProtocolGRPC},
@@ -155,13 +192,46 @@ func StartProcess(ctx context.Context, cfg ProcessConfig) (*Process, error) {
 	if err != nil {
 		p.forceKill()
 		p.client.Kill()
+		exe.Close() // if the runner did not already
 		tail := p.stderr.Tail()
 		if tail != "" {
 			return nil, fmt.Errorf("%w: %s: %w\nplugin stderr:\n%s", ErrStart, cfg.Path, err, tail)
 		}
 		return nil, fmt.Errorf("%w: %s: %w", ErrStart, cfg.Path, err)
 	}
+	iso := p.Isolation()
+	for _, what := range iso.NotEnforced {
+		log.WithField("pid", p.Pid()).Warn("plugin isolation not enforced: " + what)
+	}
+	log.WithFields(logrus.Fields{"pid": p.Pid(), "user": iso.User, "cgroup": iso.Cgroup, "namespaces": iso.Namespaces}).Debug("plugin process isolated")
 	return p, nil
+}
+
+// Isolation says what confines a plugin process; see
+// docs/plugin-isolation.md.
+type Isolation struct {
+	// User is the user the plugin runs as; "" when it runs as the
+	// runner's own user (the runner is not root).
+	User string
+	// Namespaces says the plugin has its own PID and mount namespaces:
+	// its own /proc, /dev/shm and temporary directory, and everything it
+	// starts dies with it.
+	Namespaces bool
+	// Cgroup is the path of the plugin's cgroup below the hierarchy's
+	// root; "" when it has none (then per-process rlimits apply).
+	Cgroup string
+	// TempDir is the plugin's private temporary directory, its TMPDIR,
+	// removed when it exits.
+	TempDir string
+	// NotEnforced says what could not be applied to this process, and
+	// why.
+	NotEnforced []string
+}
+
+// Isolation says what confines the plugin process.
+func (p *Process) Isolation() Isolation {
+	i := p.proc.sb.Isolation()
+	return Isolation{User: i.User, Namespaces: i.Namespaces, Cgroup: i.Cgroup, TempDir: i.TempDir, NotEnforced: i.NotEnforced}
 }
 
 func (p *Process) connect() error {
@@ -187,20 +257,39 @@ func (p *Process) connect() error {
 	return nil
 }
 
-func verifyChecksum(path, want string) error {
+// afterChecksum, when set (by tests), runs between the check of the
+// binary and its start.
+var afterChecksum func(path string)
+
+// openChecked opens the plugin binary once, checks its SHA-256 against
+// want (when want is set or required), and returns the open file, which is
+// what will be executed.
+func openChecked(path, want string, require bool) (*os.File, error) {
 	f, err := os.Open(path)
 	if err != nil {
-		return fmt.Errorf("%w: %w", ErrStart, err)
+		return nil, fmt.Errorf("%w: %w", ErrStart, err)
 	}
-	defer f.Close()
-	h := sha256.New()
-	if _, err := io.Copy(h, f); err != nil {
-		return fmt.Errorf("%w: hash %s: %w", ErrStart, path, err)
+	if st, err := f.Stat(); err != nil || !st.Mode().IsRegular() {
+		f.Close()
+		return nil, fmt.Errorf("%w: %s is not a regular file", ErrStart, path)
 	}
-	if got := hex.EncodeToString(h.Sum(nil)); !strings.EqualFold(got, want) {
-		return fmt.Errorf("%w: %s has sha256 %s, configured %s", ErrChecksumMismatch, path, got, want)
+	if want != "" || require {
+		h := sha256.New()
+		if _, err := io.Copy(h, f); err != nil {
+			f.Close()
+			return nil, fmt.Errorf("%w: hash %s: %w", ErrStart, path, err)
+		}
+		got := hex.EncodeToString(h.Sum(nil))
+		if want == "" {
+			f.Close()
+			return nil, fmt.Errorf("%w: %s (its sha256 is %s)", ErrChecksumRequired, path, got)
+		}
+		if !strings.EqualFold(got, want) {
+			f.Close()
+			return nil, fmt.Errorf("%w: %s has sha256 %s, configured %s", ErrChecksumMismatch, path, got, want)
+		}
 	}
-	return nil
+	return f, nil
 }
 
 // Describe returns what the plugin declared at start.
@@ -209,7 +298,10 @@ func (p *Process) Describe() *pluginpb.DescribeResponse { return p.desc }
 // RPC returns the plugin's gRPC client.
 func (p *Process) RPC() pluginpb.PluginClient { return p.rpc }
 
-// Pid is the plugin's process id (and process group id).
+// Pid is the process id of the plugin's sandbox: the plugin's parent,
+// which exits with it, and with PID namespaces the init process of the
+// plugin's namespace, whose death kills everything in it. Without
+// namespaces it leads the process group of the plugin.
 func (p *Process) Pid() int { return p.proc.pid() }
 
 // Exited is closed when the plugin process has exited and its exit status
@@ -257,6 +349,9 @@ type ExitInfo struct {
 	Signal syscall.Signal
 	// Killed says OmniQ itself killed the process (shutdown, hang).
 	Killed bool
+	// OutOfMemory says the kernel killed a process of the plugin's cgroup
+	// for want of memory.
+	OutOfMemory bool
 	// Stderr is the tail of its stderr.
 	Stderr string
 }
@@ -272,7 +367,7 @@ func (e ExitInfo) String() string {
 		s = "exited with status " + strconv.Itoa(e.Code)
 	}
 	switch {
-	case strings.Contains(e.Stderr, "out of memory"):
+	case e.OutOfMemory || strings.Contains(e.Stderr, "out of memory"):
 		s += " (out of memory)"
 	case e.Signal == syscall.SIGKILL && !e.Killed:
 		s += " (likely the kernel's out-of-memory killer, or an operator)"
@@ -282,43 +377,43 @@ func (e ExitInfo) String() string {
 	return s
 }
 
-// procRunner implements go-plugin's runner.Runner for one plugin process:
-// stdin from /dev/null, its own process group, SIGKILL on the runner's
-// death, resource limits, and the exit status kept for crash reports.
+// procRunner implements go-plugin's runner.Runner for one plugin process,
+// started confined by the sandbox (its own user, cgroup, namespaces and
+// temporary directory where the host allows), with stdin from /dev/null,
+// its own process group, SIGKILL on the runner's death, resource limits
+// in place before it runs, and the exit status kept for crash reports.
 type procRunner struct {
-	cmd    *exec.Cmd
+	sb     *sandbox.Process
 	name   string
-	limits Limits
 	stdout io.ReadCloser
 	stderr io.ReadCloser
 	exited chan struct{}
+	exe    *os.File
 
-	mu     sync.Mutex
-	state  *os.ProcessState
-	killed bool
-	reason string // why OmniQ killed it, if it did
+	mu       sync.Mutex
+	status   syscall.WaitStatus
+	exitedOK bool // status is known
+	oom      bool
+	killed   bool
+	reason   string // why OmniQ killed it, if it did
 }
 
 func (p *Process) newRunner(path string, spec *exec.Cmd) (runner.Runner, error) {
-	cmd := exec.Command(path)
-	if m := p.cfg.Limits.MemoryBytes; m > 0 {
-		// The address-space limit must be in place before the plugin's
-		// runtime initialises (a Go runtime reserving memory while the
-		// limit lands can die), so a shell sets it and execs the plugin,
-		// keeping the pid.
-		cmd = exec.Command("/bin/sh", "-c", fmt.Sprintf(`ulimit -v %d && exec "$0"`, max(m/1024, 1)), path)
-	}
-	cmd.Env = append(scrubbedEnv(p.cfg.EnvAllow), p.cfg.Env...)
-	cmd.Env = append(cmd.Env, spec.Env...) // go-plugin's handshake variables
-	cmd.Env = append(cmd.Env, fmt.Sprintf("%s=%d", sdk.EnvMaxMessageBytes, p.cfg.MaxMessageBytes))
-	cmd.Stdin = nil // os/exec connects a nil Stdin to /dev/null
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-	r := &procRunner{cmd: cmd, name: path, limits: p.cfg.Limits, exited: make(chan struct{})}
+	env := append(scrubbedEnv(p.cfg.EnvAllow), p.cfg.Env...)
+	env = append(env, spec.Env...) // go-plugin's handshake variables
+	env = append(env, fmt.Sprintf("%s=%d", sdk.EnvMaxMessageBytes, p.cfg.MaxMessageBytes))
+	l := p.cfg.Limits
+	sb := sandbox.New(sandbox.Config{
+		Name: filepath.Base(path), Exe: p.exe, Args: []string{path}, Env: env, User: p.cfg.User,
+		Limits: sandbox.Limits{MemoryBytes: l.MemoryBytes, CPUs: l.CPUs, CPUSeconds: l.CPUSeconds, OpenFiles: l.OpenFiles, Processes: l.Processes},
+	})
+	sb.Cmd.Stdin = nil // os/exec connects a nil Stdin to /dev/null
+	r := &procRunner{sb: sb, name: path, exited: make(chan struct{}), exe: p.exe}
 	var err error
-	if r.stdout, err = cmd.StdoutPipe(); err != nil {
+	if r.stdout, err = sb.Cmd.StdoutPipe(); err != nil {
 		return nil, err
 	}
-	if r.stderr, err = cmd.StderrPipe(); err != nil {
+	if r.stderr, err = sb.Cmd.StderrPipe(); err != nil {
 		return nil, err
 	}
 	p.proc = r
@@ -336,37 +431,20 @@ func scrubbedEnv(allow []string) []string {
 }
 
 func (r *procRunner) Start(context.Context) error {
-	if err := r.cmd.Start(); err != nil {
+	err := r.sb.Start()
+	r.exe.Close() // the child has its own copy of the descriptor
+	if err != nil {
 		close(r.exited)
 		return err
-	}
-	if err := r.applyLimits(); err != nil {
-		r.killGroup()
-		return err
-	}
-	return nil
-}
-
-func (r *procRunner) applyLimits() error {
-	pid := r.cmd.Process.Pid
-	for _, l := range []struct {
-		res int
-		val uint64
-	}{{unix.RLIMIT_CPU, r.limits.CPUSeconds}, {unix.RLIMIT_NOFILE, r.limits.OpenFiles}, {unix.RLIMIT_NPROC, r.limits.Processes}} {
-		if l.val == 0 {
-			continue
-		}
-		if err := unix.Prlimit(pid, l.res, &unix.Rlimit{Cur: l.val, Max: l.val}, nil); err != nil {
-			return fmt.Errorf("set resource limit %d on plugin: %w", l.res, err)
-		}
 	}
 	return nil
 }
 
 func (r *procRunner) Wait(context.Context) error {
-	err := r.cmd.Wait()
+	err := r.sb.Wait()
 	r.mu.Lock()
-	r.state = r.cmd.ProcessState
+	r.status, r.exitedOK = r.sb.ExitStatus(), true
+	r.oom = r.sb.OOMKilled()
 	r.mu.Unlock()
 	close(r.exited)
 	return err
@@ -384,31 +462,33 @@ func (r *procRunner) markKilled() {
 	r.mu.Unlock()
 }
 
+// killGroup kills the plugin and everything it started: its process
+// group, its cgroup, and with it its PID namespace.
 func (r *procRunner) killGroup() {
-	if pid := r.pid(); pid > 0 {
-		_ = syscall.Kill(-pid, syscall.SIGKILL)
+	if r != nil {
+		r.sb.Kill()
 	}
 }
 
 func (r *procRunner) pid() int {
-	if r == nil || r.cmd.Process == nil {
+	if r == nil {
 		return 0
 	}
-	return r.cmd.Process.Pid
+	return r.sb.Pid()
 }
 
 func (r *procRunner) exitInfo() ExitInfo {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	info := ExitInfo{Code: -1, Killed: r.killed}
-	if r.state == nil {
+	info := ExitInfo{Code: -1, Killed: r.killed, OutOfMemory: r.oom}
+	if !r.exitedOK {
 		return info
 	}
-	if ws, ok := r.state.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
-		info.Signal = ws.Signal()
+	if r.status.Signaled() {
+		info.Signal = r.status.Signal()
 		return info
 	}
-	info.Code = r.state.ExitCode()
+	info.Code = r.status.ExitStatus()
 	return info
 }
 

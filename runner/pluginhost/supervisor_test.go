@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -85,7 +86,9 @@ func TestPluginCrashesFailInFlightTasksWithHowItDied(t *testing.T) {
 		{"goroutine panic", "crash", "goroutine-panic", pluginhost.Limits{}, "exited with status 2", "panic: faults: panic in a goroutine"},
 		{"segfault", "crash", "segv", pluginhost.Limits{}, "exited with status 2", "invalid memory address or nil pointer dereference"},
 		{"SIGKILL", "kill", "", pluginhost.Limits{}, "killed by signal SIGKILL", ""},
-		{"out of memory", "oom", "", pluginhost.Limits{MemoryBytes: 1 << 30}, "(out of memory)", "out of memory"},
+		// A cgroup's out-of-memory kill leaves no message on stderr; the
+		// address-space limit of a runner without cgroups leaves Go's.
+		{"out of memory", "oom", "", pluginhost.Limits{MemoryBytes: 256 << 20}, "(out of memory)", ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -296,17 +299,40 @@ func TestPluginGetsScrubbedEnvAndDevNullStdin(t *testing.T) {
 	if !in.StdinDevNull {
 		t.Fatal("plugin stdin is not /dev/null")
 	}
-	if in.Pgid != in.Pid {
-		t.Fatalf("plugin is not its own process group leader: pid %d pgid %d", in.Pid, in.Pgid)
+	if in.Pgid == syscall.Getpgrp() {
+		t.Fatalf("plugin is in the runner's process group %d", in.Pgid)
+	}
+	if tmp := s.Process().Isolation().TempDir; tmp == "" || !slices.Contains(in.Env, "TMPDIR="+tmp) {
+		t.Fatalf("TMPDIR is not the plugin's private directory %q: %s", tmp, env)
 	}
 }
 
 func TestResourceLimitsAreApplied(t *testing.T) {
 	t.Parallel()
-	limits := pluginhost.Limits{MemoryBytes: 2 << 30, CPUSeconds: 120, OpenFiles: 200, Processes: 500}
+	limits := pluginhost.Limits{MemoryBytes: 2 << 30, CPUSeconds: 120, OpenFiles: 200, Processes: 500, CPUs: 0.5}
 	s := startSupervisor(t, faultsPkg, pluginhost.Config{Process: pluginhost.ProcessConfig{Limits: limits}})
 	in := inspect(t, s, "")
-	want := map[string]uint64{"as": limits.MemoryBytes, "cpu": limits.CPUSeconds, "nofile": limits.OpenFiles, "nproc": limits.Processes}
+	want := map[string]uint64{"cpu": limits.CPUSeconds, "nofile": limits.OpenFiles}
+	if s.Process().Isolation().Cgroup == "" {
+		// No cgroups: per-process limits instead.
+		want["as"], want["nproc"] = limits.MemoryBytes, limits.Processes
+	} else {
+		// The cgroup bounds the plugin and its children together; the
+		// address space stays free (a Go runtime reserves plenty).
+		pid := s.Process().Pid()
+		for _, c := range []struct{ controller, v1, v2, want string }{
+			{"memory", "memory.limit_in_bytes", "memory.max", "2147483648"},
+			{"pids", "pids.max", "pids.max", "500"},
+			{"cpu", "cpu.cfs_quota_us", "cpu.max", "50000"},
+		} {
+			if got := cgroupFile(t, pid, c.controller, c.v1, c.v2); !strings.HasPrefix(got, c.want) {
+				t.Errorf("cgroup %s = %q, want %s", c.controller, got, c.want)
+			}
+		}
+		if in.Limits["as"] != ^uint64(0) || in.Limits["nproc"] == limits.Processes {
+			t.Errorf("per-process limits set as well as the cgroup: %v", in.Limits)
+		}
+	}
 	for k, v := range want {
 		if in.Limits[k] != v {
 			t.Errorf("limit %s = %d, want %d", k, in.Limits[k], v)
@@ -326,13 +352,15 @@ func TestStopKillsThePluginsWholeProcessGroup(t *testing.T) {
 		t.Fatal(err)
 	}
 	in := inspect(t, s, "spawn")
-	if in.ChildPid == 0 || !alive(in.ChildPid) {
+	shim := s.Process().Pid()
+	pid, child := hostPid(t, shim, in.Pid), hostPid(t, shim, in.ChildPid)
+	if child == 0 || !alive(child) {
 		t.Fatalf("no child spawned: %+v", in)
 	}
 	if err := s.Stop(ctx(t)); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 5*time.Second, "plugin and its child to die", func() bool { return !alive(in.Pid) && !alive(in.ChildPid) })
+	eventually(t, 5*time.Second, "plugin and its child to die", func() bool { return !alive(pid) && !alive(child) && !alive(shim) })
 }
 
 type inspection struct {

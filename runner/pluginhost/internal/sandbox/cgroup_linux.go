@@ -1,0 +1,324 @@
+package sandbox
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/containerd/cgroups/v3"
+	"github.com/containerd/cgroups/v3/cgroup1"
+	"github.com/containerd/cgroups/v3/cgroup2"
+	"github.com/opencontainers/runtime-spec/specs-go"
+)
+
+// cgroupParent is the directory, under the runner's own cgroup, that holds
+// one cgroup per plugin process.
+const cgroupParent = "omniq-plugins"
+
+// cpuPeriod is the CFS period CPU quotas are expressed in (100 ms).
+const cpuPeriod = 100_000
+
+var cgroupSeq atomic.Uint64
+
+// cgroup is one plugin process's cgroup, v1 or v2.
+type cgroup struct {
+	v1   cgroup1.Cgroup
+	v2   *cgroup2.Manager
+	path string // for messages: the group's path below the hierarchy root
+}
+
+// cgroupMode reports which hierarchy plugin cgroups are made in: "v1",
+// "v2", or "" when the host has none usable.
+func cgroupMode() string {
+	switch cgroups.Mode() {
+	case cgroups.Unified:
+		return "v2"
+	case cgroups.Legacy, cgroups.Hybrid:
+		if _, err := os.Stat("/sys/fs/cgroup/memory"); err == nil {
+			return "v1"
+		}
+	}
+	return ""
+}
+
+// newCgroup creates the cgroup of one plugin process, named after the
+// plugin, below the runner's own cgroup, with the limits set.
+func newCgroup(name string, l Limits) (*cgroup, error) {
+	sweepOnce.Do(sweep)
+	leaf := fmt.Sprintf("%s/%s-%d-%d", cgroupParent, sanitize(name), os.Getpid(), cgroupSeq.Add(1))
+	switch cgroupMode() {
+	case "v1":
+		return newCgroupV1(leaf, l)
+	case "v2":
+		return newCgroupV2(leaf, l)
+	}
+	return nil, errors.New("no cgroup hierarchy is mounted at /sys/fs/cgroup")
+}
+
+var sweepOnce sync.Once
+
+// sweep removes the empty plugin cgroups that runners killed before they
+// could remove them left behind (their names end in the runner's pid and
+// a sequence number).
+func sweep() {
+	var parents []string
+	switch cgroupMode() {
+	case "v1":
+		for _, c := range []cgroup1.Name{cgroup1.Memory, cgroup1.Pids, cgroup1.Cpu, cgroup1.Freezer} {
+			if p, err := cgroup1.NestedPath(cgroupParent)(c); err == nil {
+				parents = append(parents, filepath.Join("/sys/fs/cgroup", string(c), p))
+			}
+		}
+	case "v2":
+		if g, err := v2Base(); err == nil {
+			parents = append(parents, filepath.Join("/sys/fs/cgroup", g, cgroupParent))
+		}
+	}
+	for _, parent := range parents {
+		entries, _ := os.ReadDir(parent)
+		for _, e := range entries {
+			f := strings.Split(e.Name(), "-")
+			if !e.IsDir() || len(f) < 3 {
+				continue
+			}
+			pid, err := strconv.Atoi(f[len(f)-2])
+			if err != nil || pid == os.Getpid() || runnerAlive(pid) {
+				continue
+			}
+			_ = os.Remove(filepath.Join(parent, e.Name())) // fails if in use
+		}
+	}
+}
+
+func sanitize(name string) string {
+	return strings.Map(func(r rune) rune {
+		if r == '/' || r == '\n' || r == ' ' {
+			return '_'
+		}
+		return r
+	}, name)
+}
+
+// v1Controllers are the cgroup v1 controllers a plugin gets: the limits,
+// and the freezer to kill its processes without a fork race.
+var v1Controllers = map[cgroup1.Name]bool{cgroup1.Memory: true, cgroup1.Pids: true, cgroup1.Cpu: true, cgroup1.Freezer: true}
+
+func newCgroupV1(leaf string, l Limits) (*cgroup, error) {
+	hierarchy := func() ([]cgroup1.Subsystem, error) {
+		all, err := cgroup1.Default()
+		if err != nil {
+			return nil, err
+		}
+		var out []cgroup1.Subsystem
+		for _, s := range all {
+			if v1Controllers[s.Name()] {
+				out = append(out, s)
+			}
+		}
+		return out, nil
+	}
+	res := &specs.LinuxResources{}
+	if l.MemoryBytes > 0 {
+		m := int64(l.MemoryBytes)
+		res.Memory = &specs.LinuxMemory{Limit: &m}
+	}
+	if l.Processes > 0 {
+		n := int64(l.Processes)
+		res.Pids = &specs.LinuxPids{Limit: &n}
+	}
+	if l.CPUs > 0 {
+		q, p := int64(l.CPUs*cpuPeriod), uint64(cpuPeriod)
+		res.CPU = &specs.LinuxCPU{Quota: &q, Period: &p}
+	}
+	// Nested below the runner's own cgroup of each controller, so a
+	// limit on the runner bounds its plugins too.
+	cg, err := cgroup1.New(cgroup1.NestedPath(leaf), res, cgroup1.WithHierarchy(hierarchy),
+		func(c *cgroup1.InitConfig) error {
+			c.InitCheck = func(s cgroup1.Subsystem, _ cgroup1.Path, _ error) error {
+				if s.Name() == cgroup1.Memory {
+					return errors.New("the memory controller is not available")
+				}
+				return cgroup1.ErrIgnoreSubsystem
+			}
+			return nil
+		})
+	if err != nil {
+		return nil, fmt.Errorf("create cgroup v1 %s: %w", leaf, err)
+	}
+	return &cgroup{v1: cg, path: leaf}, nil
+}
+
+var v2base struct {
+	once  sync.Once
+	group string
+	err   error
+}
+
+// v2Base returns the cgroup v2 group that plugin cgroups go under: the
+// runner's own group as it was at first use. A group with processes in it
+// cannot give controllers to child groups (v2's "no internal processes"
+// rule), so unless it is the root, the processes of the runner's group
+// first move into a leaf beside the plugins' groups, omniq-runner — what
+// systemd asks of a service with Delegate=yes.
+func v2Base() (string, error) {
+	v2base.once.Do(func() {
+		own, err := cgroup2.NestedGroupPath("")
+		if err != nil {
+			v2base.err = fmt.Errorf("find the runner's cgroup: %w", err)
+			return
+		}
+		v2base.group = own
+		dir := filepath.Join("/sys/fs/cgroup", own)
+		procs, err := os.ReadFile(filepath.Join(dir, "cgroup.procs"))
+		if own == "/" || err != nil || len(strings.TrimSpace(string(procs))) == 0 {
+			return
+		}
+		leaf := filepath.Join(dir, "omniq-runner")
+		if err := os.Mkdir(leaf, 0o755); err != nil && !errors.Is(err, os.ErrExist) {
+			v2base.err = fmt.Errorf("create cgroup %s for the runner: %w", leaf, err)
+			return
+		}
+		for _, pid := range strings.Fields(string(procs)) {
+			err := os.WriteFile(filepath.Join(leaf, "cgroup.procs"), []byte(pid), 0)
+			if err != nil && pid == strconv.Itoa(os.Getpid()) {
+				v2base.err = fmt.Errorf("move the runner into cgroup %s: %w", leaf, err)
+				return
+			}
+		}
+	})
+	return v2base.group, v2base.err
+}
+
+func newCgroupV2(leaf string, l Limits) (*cgroup, error) {
+	base, err := v2Base()
+	if err != nil {
+		return nil, err
+	}
+	group := filepath.Join(base, leaf)
+	res := &cgroup2.Resources{}
+	if l.MemoryBytes > 0 {
+		m := int64(l.MemoryBytes)
+		res.Memory = &cgroup2.Memory{Max: &m}
+	}
+	if l.Processes > 0 {
+		res.Pids = &cgroup2.Pids{Max: int64(l.Processes)}
+	}
+	if l.CPUs > 0 {
+		q, p := int64(l.CPUs*cpuPeriod), uint64(cpuPeriod)
+		res.CPU = &cgroup2.CPU{Max: cgroup2.NewCPUMax(&q, &p)}
+	}
+	// The memory and pids controllers are always enabled, so that usage
+	// and out-of-memory kills are accounted even without a limit.
+	if res.Memory == nil {
+		res.Memory = &cgroup2.Memory{}
+	}
+	if res.Pids == nil {
+		res.Pids = &cgroup2.Pids{}
+	}
+	m, err := cgroup2.NewManager("/sys/fs/cgroup", group, res)
+	if err != nil {
+		return nil, fmt.Errorf("create cgroup v2 %s (the runner's cgroup must be delegated to it, e.g. systemd Delegate=yes): %w", group, err)
+	}
+	return &cgroup{v2: m, path: group}, nil
+}
+
+// add moves process pid into the cgroup.
+func (c *cgroup) add(pid int) error {
+	var err error
+	if c.v1 != nil {
+		err = c.v1.AddProc(uint64(pid))
+	} else {
+		err = c.v2.AddProc(uint64(pid))
+	}
+	if err != nil {
+		return fmt.Errorf("move process %d into cgroup %s: %w", pid, c.path, err)
+	}
+	return nil
+}
+
+// oomKills returns how many processes the kernel killed in the cgroup for
+// want of memory.
+func (c *cgroup) oomKills() uint64 {
+	if c.v1 != nil {
+		st, err := c.v1.Stat(cgroup1.IgnoreNotExist)
+		if err != nil || st.MemoryOomControl == nil {
+			return 0
+		}
+		return st.MemoryOomControl.OomKill
+	}
+	st, err := c.v2.Stat()
+	if err != nil || st.MemoryEvents == nil {
+		return 0
+	}
+	return st.MemoryEvents.OomKill
+}
+
+// procs lists the processes in the cgroup.
+func (c *cgroup) procs() []int {
+	var out []int
+	if c.v1 != nil {
+		ps, _ := c.v1.Processes(cgroup1.Memory, true)
+		for _, p := range ps {
+			out = append(out, p.Pid)
+		}
+		return out
+	}
+	ps, _ := c.v2.Procs(true)
+	for _, p := range ps {
+		out = append(out, int(p))
+	}
+	return out
+}
+
+// kill sends SIGKILL to every process in the cgroup (frozen first, so none
+// can fork meanwhile).
+func (c *cgroup) kill() {
+	if c.v2 != nil {
+		_ = c.v2.Kill()
+		return
+	}
+	frozen := c.v1.Freeze() == nil
+	for _, pid := range c.procs() {
+		_ = syscall.Kill(pid, syscall.SIGKILL)
+	}
+	if frozen {
+		_ = c.v1.Thaw()
+	}
+}
+
+// destroy kills what is left in the cgroup, waits (up to wait) for it to
+// empty, and removes it.
+func (c *cgroup) destroy(wait time.Duration) error {
+	deadline := time.Now().Add(wait)
+	for {
+		c.kill()
+		if len(c.procs()) == 0 || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	var err error
+	if c.v1 != nil {
+		err = c.v1.Delete()
+	} else {
+		err = c.v2.Delete()
+	}
+	if err != nil {
+		return fmt.Errorf("remove cgroup %s: %w", c.path, err)
+	}
+	return nil
+}
+
+// runnerAlive reports whether process pid may still be a runner using what
+// it named after itself (a process of another user counts as alive).
+func runnerAlive(pid int) bool {
+	err := syscall.Kill(pid, 0)
+	return err == nil || errors.Is(err, syscall.EPERM)
+}

@@ -1,0 +1,321 @@
+package sandbox
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"os/user"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// Process is one sandboxed plugin process. Set Cmd's Stdout and Stderr (or
+// take its pipes) before Start; call Wait once it started.
+type Process struct {
+	// Cmd runs the shim that becomes the plugin; its pid is the plugin's.
+	Cmd *exec.Cmd
+
+	cfg     Config
+	iso     Isolation
+	syncW   *os.File
+	statusR *os.File
+	status  syscall.WaitStatus
+	oom     bool
+	pid     atomic.Int64 // 0 once the process is reaped
+	pid0    atomic.Int64 // the pid, kept
+
+	mu sync.Mutex // guards cg: Kill may run while Wait cleans up
+	cg *cgroup
+}
+
+// New prepares a plugin process; nothing runs until Start.
+func New(cfg Config) *Process {
+	cmd := exec.Command("/proc/self/exe")
+	cmd.Env = cfg.Env
+	return &Process{Cmd: cmd, cfg: cfg}
+}
+
+// Limitations lists, once per host, what isolation this runner cannot
+// give plugins (not root, no cgroups), for the log.
+func Limitations() []string {
+	var out []string
+	if os.Geteuid() != 0 {
+		out = append(out, "the runner is not root: plugins run as the runner's user and can read what it can (its /proc entries, environment, files); no PID or mount namespaces, so a process a plugin starts in a new session can outlive it; no private /dev/shm")
+	} else if !namespacesWork() {
+		out = append(out, "PID and mount namespaces are not available: a process a plugin starts in a new session can outlive it; the plugin sees the host's /proc and /dev/shm")
+	}
+	if cgroupMode() == "" {
+		out = append(out, "no cgroups: memory is limited per process (address space), processes per user, CPU quota not at all, and a plugin's children are killed only through its process group")
+	}
+	return out
+}
+
+// Start creates the plugin's cgroup and temporary directory and starts it.
+func (p *Process) Start() error {
+	spec := shimSpec{Argv: p.cfg.Args, UID: -1, GID: -1}
+	root := os.Geteuid() == 0
+	uid, gid := os.Geteuid(), os.Getegid()
+	if u, ok, err := PluginUser(p.cfg.User); err != nil {
+		return err
+	} else if ok {
+		uid, gid = u.UID, u.GID
+		spec.UID, spec.GID = uid, gid
+		p.iso.User = u.Name
+		p.cfg.Env = append(p.cfg.Env, "USER="+u.Name, "HOME="+u.Home)
+	} else if p.cfg.User != "" {
+		p.iso.NotEnforced = append(p.iso.NotEnforced, fmt.Sprintf("user %q: the runner is not root, the plugin runs as the runner's user", p.cfg.User))
+	}
+	p.iso.UID, p.iso.GID = uid, gid
+
+	l := p.cfg.Limits
+	if cg, err := newCgroup(p.cfg.Name, l); err != nil {
+		p.iso.NotEnforced = append(p.iso.NotEnforced, fmt.Sprintf("cgroup (%v): per-process rlimits instead", err))
+		if l.MemoryBytes > 0 {
+			spec.Rlimits = append(spec.Rlimits, rlimit{unix.RLIMIT_AS, l.MemoryBytes})
+			if l.MemoryBytes < 1<<30 {
+				p.iso.NotEnforced = append(p.iso.NotEnforced, fmt.Sprintf("a memory limit of %d bytes as address space: a Go plugin needs about 800 MiB of it just to start", l.MemoryBytes))
+			}
+		}
+		if l.Processes > 0 {
+			spec.Rlimits = append(spec.Rlimits, rlimit{unix.RLIMIT_NPROC, l.Processes})
+		}
+		if l.CPUs > 0 {
+			p.iso.NotEnforced = append(p.iso.NotEnforced, "the CPU quota (no cgroup)")
+		}
+	} else {
+		p.cg = cg
+		p.iso.Cgroup = cg.path
+	}
+	if l.CPUSeconds > 0 {
+		spec.Rlimits = append(spec.Rlimits, rlimit{unix.RLIMIT_CPU, l.CPUSeconds})
+	}
+	if l.OpenFiles > 0 {
+		spec.Rlimits = append(spec.Rlimits, rlimit{unix.RLIMIT_NOFILE, l.OpenFiles})
+	}
+
+	tmpSweepOnce.Do(sweepTempDirs)
+	tmp, err := os.MkdirTemp("", fmt.Sprintf("%s%s-%d-", tempPrefix, sanitize(p.cfg.Name), os.Getpid()))
+	if err != nil {
+		p.cleanup()
+		return fmt.Errorf("plugin temporary directory: %w", err)
+	}
+	p.iso.TempDir = tmp
+	if err := os.Chown(tmp, uid, gid); err != nil {
+		p.cleanup()
+		return fmt.Errorf("plugin temporary directory: %w", err)
+	}
+	p.Cmd.Env = append(p.cfg.Env, "TMPDIR="+tmp)
+	spec.TmpDir = tmp
+	spec.TmpfsSize = l.MemoryBytes
+
+	attr := &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	if root && namespacesWork() {
+		attr.Cloneflags = syscall.CLONE_NEWPID | syscall.CLONE_NEWNS
+		spec.Mount = true
+		p.iso.Namespaces = true
+	} else if root {
+		p.iso.NotEnforced = append(p.iso.NotEnforced, "PID and mount namespaces (not available on this host)")
+	}
+	p.Cmd.SysProcAttr = attr
+
+	syncR, syncW, err := os.Pipe()
+	if err != nil {
+		p.cleanup()
+		return err
+	}
+	p.syncW = syncW
+	statusR, statusW, err := os.Pipe()
+	if err != nil {
+		syncR.Close()
+		p.cleanup()
+		return err
+	}
+	p.statusR = statusR
+	p.Cmd.ExtraFiles = []*os.File{p.cfg.Exe, syncR, statusW}
+	p.Cmd.Args = []string{shimArg0, spec.encode()}
+	err = p.Cmd.Start()
+	syncR.Close()
+	statusW.Close()
+	if err == nil {
+		p.pid.Store(int64(p.Cmd.Process.Pid))
+		p.pid0.Store(int64(p.Cmd.Process.Pid))
+	}
+	if err != nil {
+		p.cleanup()
+		return err
+	}
+	if p.cg != nil {
+		if err := p.cg.add(p.Cmd.Process.Pid); err != nil {
+			p.Kill()
+			_ = p.Cmd.Wait()
+			p.cleanup()
+			return err
+		}
+	}
+	// The shim runs nothing of the plugin's before this byte.
+	if _, err := syncW.Write([]byte{1}); err != nil {
+		p.Kill()
+		_ = p.Cmd.Wait()
+		p.cleanup()
+		return fmt.Errorf("release the plugin process: %w", err)
+	}
+	return nil
+}
+
+// Pid is the plugin's process id (0 before Start).
+func (p *Process) Pid() int { return int(p.pid0.Load()) }
+
+// Isolation says what confines the process. Valid after Start.
+func (p *Process) Isolation() Isolation { return p.iso }
+
+// Kill kills the plugin and everything it started.
+func (p *Process) Kill() {
+	if pid := int(p.pid.Load()); pid > 0 {
+		_ = syscall.Kill(-pid, syscall.SIGKILL)
+		_ = syscall.Kill(pid, syscall.SIGKILL)
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.cg != nil {
+		p.cg.kill()
+	}
+}
+
+// Wait waits for the plugin to exit, then kills whatever it left running,
+// and removes its cgroup and temporary directory.
+func (p *Process) Wait() error {
+	err := p.Cmd.Wait()
+	p.pid.Store(0)
+	if ws, ok := p.Cmd.ProcessState.Sys().(syscall.WaitStatus); ok {
+		p.status = ws
+	}
+	// The shim reports how the plugin ended; nothing when the shim itself
+	// was killed, whose status then says it.
+	var st [4]byte
+	if p.statusR != nil {
+		if n, _ := io.ReadFull(p.statusR, st[:]); n == 4 {
+			p.status = syscall.WaitStatus(binary.LittleEndian.Uint32(st[:]))
+			err = nil
+		}
+	}
+	p.mu.Lock()
+	if p.cg != nil {
+		p.oom = p.cg.oomKills() > 0
+	}
+	p.mu.Unlock()
+	p.cleanup()
+	return err
+}
+
+// ExitStatus is how the plugin ended. Valid after Wait.
+func (p *Process) ExitStatus() syscall.WaitStatus { return p.status }
+
+// OOMKilled says the kernel killed a process of the plugin's cgroup for
+// want of memory. Valid after Wait.
+func (p *Process) OOMKilled() bool { return p.oom }
+
+func (p *Process) cleanup() {
+	p.mu.Lock()
+	if p.cg != nil {
+		_ = p.cg.destroy(5 * time.Second)
+		p.cg = nil
+	}
+	p.mu.Unlock()
+	if p.iso.TempDir != "" {
+		_ = os.RemoveAll(p.iso.TempDir)
+	}
+	if p.syncW != nil {
+		p.syncW.Close()
+		p.syncW = nil
+	}
+	if p.statusR != nil {
+		p.statusR.Close()
+		p.statusR = nil
+	}
+}
+
+// PluginUser returns the user a plugin configured with user (a name, a
+// uid, or "" for DefaultUser) runs as; ok is false when the runner is not
+// root and so the plugin keeps the runner's user.
+func PluginUser(user string) (u User, ok bool, err error) {
+	if os.Geteuid() != 0 {
+		return User{}, false, nil
+	}
+	if user == "" {
+		user = DefaultUser
+	}
+	u, err = lookupUser(user)
+	return u, err == nil, err
+}
+
+func lookupUser(name string) (User, error) {
+	var u *user.User
+	var err error
+	if _, nerr := strconv.Atoi(name); nerr == nil {
+		u, err = user.LookupId(name)
+	} else {
+		u, err = user.Lookup(name)
+	}
+	if err != nil {
+		return User{}, fmt.Errorf("plugin user %q: %w", name, err)
+	}
+	uid, err1 := strconv.Atoi(u.Uid)
+	gid, err2 := strconv.Atoi(u.Gid)
+	if err := errors.Join(err1, err2); err != nil {
+		return User{}, fmt.Errorf("plugin user %q: %w", name, err)
+	}
+	return User{Name: u.Username, Home: u.HomeDir, UID: uid, GID: gid}, nil
+}
+
+// tempPrefix starts the names of plugin temporary directories:
+// omniq-plugin-<plugin>-<runner pid>-<random>.
+const tempPrefix = "omniq-plugin-"
+
+var tmpSweepOnce sync.Once
+
+// sweepTempDirs removes the temporary directories of plugins whose runner
+// was killed before it could.
+func sweepTempDirs() {
+	entries, _ := os.ReadDir(os.TempDir())
+	for _, e := range entries {
+		f := strings.Split(e.Name(), "-")
+		if !e.IsDir() || !strings.HasPrefix(e.Name(), tempPrefix) || len(f) < 4 {
+			continue
+		}
+		pid, err := strconv.Atoi(f[len(f)-2])
+		if err != nil || pid == os.Getpid() || runnerAlive(pid) {
+			continue
+		}
+		_ = os.RemoveAll(filepath.Join(os.TempDir(), e.Name()))
+	}
+}
+
+var (
+	nsOnce sync.Once
+	nsOK   bool
+)
+
+// namespacesWork reports, once, whether this host lets the runner start a
+// process in new PID and mount namespaces and make its mounts private.
+func namespacesWork() bool {
+	nsOnce.Do(func() {
+		if os.Geteuid() != 0 {
+			return
+		}
+		cmd := exec.Command("/proc/self/exe")
+		cmd.Args = []string{shimArg0, probeArg}
+		cmd.SysProcAttr = &syscall.SysProcAttr{Cloneflags: syscall.CLONE_NEWPID | syscall.CLONE_NEWNS, Pdeathsig: syscall.SIGKILL}
+		nsOK = cmd.Run() == nil
+	})
+	return nsOK
+}

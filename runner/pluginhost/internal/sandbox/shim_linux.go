@@ -1,0 +1,175 @@
+package sandbox
+
+import (
+	"encoding/binary"
+	"encoding/json"
+	"fmt"
+	"os"
+	"runtime"
+	"syscall"
+
+	"golang.org/x/sys/unix"
+)
+
+// shimArg0 is the argv[0] by which a re-executed binary knows it is the
+// shim of a plugin process.
+const shimArg0 = "omniq-plugin-sandbox"
+
+// probeArg makes the shim only check that it may make its mounts private.
+const probeArg = "probe"
+
+// The descriptors the shim inherits: the plugin executable, the pipe on
+// which the runner releases it, and the pipe on which it reports how the
+// plugin ended.
+const (
+	exeFD    = 3
+	syncFD   = 4
+	statusFD = 5
+)
+
+type rlimit struct {
+	Resource int    `json:"resource"`
+	Value    uint64 `json:"value"`
+}
+
+// shimSpec is what the shim does before it becomes the plugin.
+type shimSpec struct {
+	Argv      []string `json:"argv"`
+	UID       int      `json:"uid"` // -1: keep the runner's user
+	GID       int      `json:"gid"`
+	Mount     bool     `json:"mount,omitempty"`
+	TmpDir    string   `json:"tmp_dir"`
+	TmpfsSize uint64   `json:"tmpfs_size,omitempty"`
+	Rlimits   []rlimit `json:"rlimits,omitempty"`
+}
+
+func (s shimSpec) encode() string {
+	b, err := json.Marshal(s)
+	if err != nil {
+		panic(err) // a plain struct: cannot fail
+	}
+	return string(b)
+}
+
+func init() {
+	if len(os.Args) == 2 && os.Args[0] == shimArg0 {
+		runShim(os.Args[1])
+	}
+}
+
+// runShim starts the plugin and waits for it; it never returns. It stays
+// as the init process of the plugin's PID namespace: it reaps orphans, and
+// when it exits (the plugin exited, or the runner killed it or died) the
+// kernel kills every process left in the namespace.
+func runShim(arg string) {
+	runtime.LockOSThread()
+	if arg == probeArg {
+		if err := unix.Mount("", "/", "", unix.MS_REC|unix.MS_PRIVATE, ""); err != nil {
+			os.Exit(1)
+		}
+		os.Exit(0)
+	}
+	var s shimSpec
+	if err := json.Unmarshal([]byte(arg), &s); err != nil {
+		shimFail("read the sandbox spec", err)
+	}
+	// Wait until the runner has put this process in its cgroup; EOF
+	// means it gave up.
+	b := make([]byte, 1)
+	if n, _ := unix.Read(syncFD, b); n != 1 {
+		os.Exit(125)
+	}
+	if s.Mount {
+		if err := mounts(s); err != nil {
+			shimFail("set up the plugin's mounts", err)
+		}
+	}
+	// Inherited by the plugin. The shim itself needs no more privilege
+	// than it has, nor much memory.
+	if err := unix.Prctl(unix.PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0); err != nil {
+		shimFail("set no_new_privs", err)
+	}
+	for _, l := range s.Rlimits {
+		if err := unix.Prlimit(0, l.Resource, &unix.Rlimit{Cur: l.Value, Max: l.Value}, nil); err != nil {
+			shimFail(fmt.Sprintf("set resource limit %d to %d", l.Resource, l.Value), err)
+		}
+	}
+	// The runner's end of the pipe closes when it dies: if it did before
+	// the parent-death signal was armed, stop here.
+	fds := []unix.PollFd{{Fd: syncFD, Events: unix.POLLIN}}
+	if n, _ := unix.Poll(fds, 0); n > 0 && fds[0].Revents&unix.POLLHUP != 0 {
+		os.Exit(125)
+	}
+	unix.Close(syncFD)
+	attr := &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL, Setpgid: s.Mount}
+	if s.UID >= 0 {
+		attr.Credential = &syscall.Credential{Uid: uint32(s.UID), Gid: uint32(s.GID), Groups: []uint32{uint32(s.GID)}}
+	}
+	// The open binary is executed through its descriptor: what was
+	// checked is what runs.
+	pid, err := syscall.ForkExec(fmt.Sprintf("/proc/self/fd/%d", exeFD), s.Argv, &syscall.ProcAttr{
+		Env: os.Environ(), Files: []uintptr{0, 1, 2, exeFD}, Sys: attr})
+	if err != nil {
+		shimFail("execute the plugin", err)
+	}
+	unix.Close(exeFD)
+	// Out of memory, the kernel kills a process of the plugin's rather
+	// than the shim, whose death would hide how the plugin ended.
+	_ = os.WriteFile("/proc/self/oom_score_adj", []byte("-1000"), 0)
+	for {
+		var ws syscall.WaitStatus
+		wpid, err := syscall.Wait4(-1, &ws, 0, nil)
+		if err == syscall.EINTR {
+			continue
+		}
+		if err != nil {
+			shimFail("wait for the plugin", err)
+		}
+		if wpid != pid {
+			continue // an orphan the plugin left behind
+		}
+		var st [4]byte
+		binary.LittleEndian.PutUint32(st[:], uint32(ws))
+		_, _ = unix.Write(statusFD, st[:])
+		switch {
+		case ws.Signaled():
+			os.Exit(128 + int(ws.Signal()))
+		default:
+			os.Exit(ws.ExitStatus())
+		}
+	}
+}
+
+// mounts gives the plugin, in its own mount namespace, a private
+// temporary directory, /dev/shm and /proc; they vanish with it.
+func mounts(s shimSpec) error {
+	if err := unix.Mount("", "/", "", unix.MS_REC|unix.MS_PRIVATE, ""); err != nil {
+		return fmt.Errorf("make mounts private: %w", err)
+	}
+	size := ""
+	if s.TmpfsSize > 0 {
+		size = fmt.Sprintf(",size=%d", s.TmpfsSize)
+	}
+	uid, gid := s.UID, s.GID
+	if uid < 0 {
+		uid, gid = os.Getuid(), os.Getgid()
+	}
+	flags := uintptr(unix.MS_NOSUID | unix.MS_NODEV)
+	if err := unix.Mount("tmpfs", s.TmpDir, "tmpfs", flags, fmt.Sprintf("mode=0700,uid=%d,gid=%d%s", uid, gid, size)); err != nil {
+		return fmt.Errorf("mount a tmpfs on %s: %w", s.TmpDir, err)
+	}
+	if st, err := os.Stat("/dev/shm"); err == nil && st.IsDir() {
+		if err := unix.Mount("tmpfs", "/dev/shm", "tmpfs", flags, "mode=1777"+size); err != nil {
+			return fmt.Errorf("mount a tmpfs on /dev/shm: %w", err)
+		}
+	}
+	if err := unix.Mount("proc", "/proc", "proc", flags|unix.MS_NOEXEC, ""); err != nil {
+		return fmt.Errorf("mount /proc: %w", err)
+	}
+	return nil
+}
+
+func shimFail(what string, err error) {
+	fmt.Fprintf(os.Stderr, "omniq plugin sandbox: %s: %v\n", what, err)
+	os.Exit(125)
+}

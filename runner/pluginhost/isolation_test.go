@@ -1,0 +1,432 @@
+package pluginhost_test
+
+import (
+	"bufio"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/omniq/omniq/internal/testbin"
+	"github.com/omniq/omniq/runner/pluginhost"
+)
+
+const execPkg = "github.com/omniq/omniq/plugins/exec"
+
+// requireIsolation skips the test unless the plugin process s runs got the
+// full isolation, which needs a root runner on a host with cgroups and
+// namespaces; in CI (which runs as root) it fails instead.
+func requireIsolation(t *testing.T, s *pluginhost.Supervisor) {
+	t.Helper()
+	iso := s.Process().Isolation()
+	if iso.Namespaces && iso.Cgroup != "" && iso.User != "" {
+		return
+	}
+	msg := fmt.Sprintf("needs a root runner with cgroups and namespaces; not enforced here: %v", iso.NotEnforced)
+	if os.Getenv("CI") != "" && os.Geteuid() == 0 {
+		t.Fatal(msg)
+	}
+	t.Skip(msg)
+}
+
+// publicDir is a directory the plugins' user can read, removed when the
+// test ends (t.TempDir is private to root).
+func publicDir(t *testing.T) string {
+	t.Helper()
+	d, err := os.MkdirTemp("", "omniq-iso-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = os.RemoveAll(d) })
+	if err := os.Chmod(d, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return d
+}
+
+// execPlugin writes an exec plugin config with the given functions, each
+// a /bin/sh script, and returns the plugin environment that names it.
+func execPlugin(t *testing.T, scripts map[string]string, env ...string) []string {
+	t.Helper()
+	fns := map[string]any{}
+	for name, script := range scripts {
+		fns[name] = map[string]any{"command": []string{"/bin/sh", "-c", script}, "env": env}
+	}
+	b, err := json.Marshal(map[string]any{"functions": fns})
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(publicDir(t), "exec.json")
+	if err := os.WriteFile(path, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return []string{"OMNIQ_EXEC_CONFIG=" + path}
+}
+
+// nsMembers returns the processes in the PID namespace whose init is
+// host pid init, by host pid, with their command lines.
+func nsMembers(init int) map[int]string {
+	ns, err := os.Readlink(fmt.Sprintf("/proc/%d/ns/pid", init))
+	if err != nil {
+		return nil
+	}
+	out := map[int]string{}
+	entries, _ := os.ReadDir("/proc")
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		if l, err := os.Readlink(fmt.Sprintf("/proc/%d/ns/pid", pid)); err != nil || l != ns {
+			continue
+		}
+		cmd, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
+		out[pid] = strings.TrimSpace(strings.ReplaceAll(string(cmd), "\x00", " "))
+	}
+	return out
+}
+
+// hostPid translates pid, as seen inside the namespace of the plugin whose
+// sandbox is host pid init, to a host pid; without namespaces it is the
+// same.
+func hostPid(t *testing.T, init, pid int) int {
+	t.Helper()
+	members := nsMembers(init)
+	if _, ok := members[init]; !ok || pid == 0 {
+		return pid
+	}
+	for hp := range members {
+		b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/status", hp))
+		for _, line := range strings.Split(string(b), "\n") {
+			if f := strings.Fields(line); len(f) > 1 && f[0] == "NSpid:" && f[len(f)-1] == strconv.Itoa(pid) {
+				return hp
+			}
+		}
+	}
+	return pid // not namespaced
+}
+
+// cgroupFile reads a file of process pid's cgroup of controller: v1Name on
+// cgroup v1, v2Name on v2.
+func cgroupFile(t *testing.T, pid int, controller, v1Name, v2Name string) string {
+	t.Helper()
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/cgroup", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(strings.TrimSpace(string(b)), "\n") {
+		f := strings.SplitN(line, ":", 3)
+		var path string
+		switch {
+		case slices.Contains(strings.Split(f[1], ","), controller):
+			path = filepath.Join("/sys/fs/cgroup", f[1], f[2], v1Name)
+		case f[0] == "0" && f[1] == "":
+			path = filepath.Join("/sys/fs/cgroup", f[2], v2Name)
+		default:
+			continue
+		}
+		if v, err := os.ReadFile(path); err == nil {
+			return strings.TrimSpace(string(v))
+		}
+	}
+	t.Fatalf("process %d has no %s cgroup", pid, controller)
+	return ""
+}
+
+// waitForProcesses waits until the plugin namespace of init holds a
+// process for each command line fragment, and returns their host pids.
+func waitForProcesses(t *testing.T, init int, fragments ...string) []int {
+	t.Helper()
+	var pids []int
+	eventually(t, 20*time.Second, fmt.Sprintf("processes %q in the plugin's namespace", fragments), func() bool {
+		pids = pids[:0]
+		members := nsMembers(init)
+		for _, frag := range fragments {
+			found := 0
+			for pid, cmd := range members {
+				if strings.Contains(cmd, frag) {
+					found = pid
+				}
+			}
+			if found == 0 {
+				return false
+			}
+			pids = append(pids, found)
+		}
+		return true
+	})
+	return pids
+}
+
+// spawnScript leaves behind what issue 11 found surviving a plugin: a
+// setsid grandchild, and a command's own children.
+const spawnScript = `setsid sleep 777 </dev/null >/dev/null 2>&1 & sh -c 'sleep 29.5; echo late' </dev/null >/dev/null 2>&1 & sleep 300`
+
+var spawned = []string{"sleep 777", "sleep 29.5", "sleep 300"}
+
+func TestPluginCannotReadTheRunnersEnvironmentOrDataDir(t *testing.T) {
+	t.Parallel()
+	// What the runner's /proc entry would give away: its environment as
+	// it started, and its command line.
+	environ, err := os.ReadFile("/proc/self/environ")
+	if err != nil {
+		t.Fatal(err)
+	}
+	longest := ""
+	for _, kv := range strings.Split(string(environ), "\x00") {
+		if len(kv) > len(longest) {
+			longest = kv
+		}
+	}
+	data := t.TempDir() // private to the runner, as its data directory is
+	if err := os.WriteFile(filepath.Join(data, "secret"), []byte("hunter2-data"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	me := os.Getpid()
+	script := fmt.Sprintf(`id -u; cat /proc/%d/environ /proc/%d/cmdline %s/secret; ls %s; true`, me, me, data, data)
+	s := startSupervisor(t, execPkg, pluginhost.Config{Process: pluginhost.ProcessConfig{Env: execPlugin(t, map[string]string{"peek": script})}})
+	requireIsolation(t, s)
+	out := s.Execute(ctx(t), req("peek", "peek", ""), time.Now().Add(30*time.Second), nil)
+	if out.Failure != nil {
+		t.Fatalf("peek: %+v", out.Failure)
+	}
+	got := string(out.Output)
+	if !strings.HasPrefix(got, "65534\n") {
+		t.Errorf("plugin does not run as nobody (65534): %q", got)
+	}
+	for _, secret := range []string{longest, "-test.", "hunter2", "secret"} {
+		if strings.Contains(got, secret) {
+			t.Errorf("plugin read %q of the runner's: %q", secret, got)
+		}
+	}
+}
+
+func TestNothingAPluginStartsOutlivesIt(t *testing.T) {
+	t.Parallel()
+	s := startSupervisor(t, execPkg, pluginhost.Config{Process: pluginhost.ProcessConfig{Env: execPlugin(t, map[string]string{"spawn": spawnScript})}})
+	requireIsolation(t, s)
+	shim := s.Process().Pid()
+	done := make(chan pluginhost.Outcome, 1)
+	go func() { done <- s.Execute(ctx(t), req("spawn", "spawn", ""), time.Now().Add(time.Minute), nil) }()
+	pids := waitForProcesses(t, shim, spawned...)
+	plugin := 0
+	for pid, cmd := range nsMembers(shim) {
+		if cmd == buildPath(t, execPkg) {
+			plugin = pid
+		}
+	}
+	if plugin == 0 || !alive(plugin) {
+		t.Fatalf("no plugin process found in the namespace of %d: %v", shim, nsMembers(shim))
+	}
+	// The plugin dies (not stopped by OmniQ): all it started goes too.
+	if err := syscall.Kill(plugin, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	if f := (<-done).Failure; f == nil || f.ErrorType != "plugin_crash" {
+		t.Errorf("task outcome = %+v, want plugin_crash", f)
+	}
+	eventually(t, 10*time.Second, fmt.Sprintf("%v to die with the plugin", spawned), func() bool {
+		return !slices.ContainsFunc(pids, alive)
+	})
+}
+
+func TestNothingAPluginStartsOutlivesASIGKILLedRunner(t *testing.T) {
+	t.Parallel()
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), helperEnv+"="+buildPath(t, execPkg), helperTaskEnv+"=spawn",
+		helperPluginEnv+"="+execPlugin(t, map[string]string{"spawn": spawnScript})[0])
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }()
+	line, err := bufio.NewReader(stdout).ReadString('\n')
+	if err != nil {
+		t.Fatalf("helper: %v", err)
+	}
+	go func() { _, _ = io.Copy(io.Discard, stdout) }()
+	shim, err := strconv.Atoi(strings.TrimPrefix(strings.TrimSpace(line), "pid "))
+	if err != nil {
+		t.Fatalf("helper said %q", line)
+	}
+	if _, namespaced := nsMembers(shim)[shim]; !namespaced || hostPid(t, shim, 1) != shim {
+		requireIsolationOf(t, "the helper's plugin is not in its own PID namespace")
+	}
+	pids := waitForProcesses(t, shim, spawned...)
+	if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	_ = cmd.Wait()
+	eventually(t, 10*time.Second, fmt.Sprintf("%v to die with the runner", spawned), func() bool {
+		return !slices.ContainsFunc(append(pids, shim), alive)
+	})
+}
+
+// requireIsolationOf skips (fails in CI as root) for want of isolation in
+// a process the test cannot ask.
+func requireIsolationOf(t *testing.T, why string) {
+	t.Helper()
+	if os.Getenv("CI") != "" && os.Geteuid() == 0 {
+		t.Fatal(why)
+	}
+	t.Skip("needs a root runner with cgroups and namespaces: " + why)
+}
+
+func TestChildrenShareThePluginsMemoryCap(t *testing.T) {
+	t.Parallel()
+	const python = "/usr/bin/python3"
+	if _, err := os.Stat(python); err != nil {
+		t.Skip("needs " + python + " (.ci/run installs it)")
+	}
+	// Each child takes 160 MiB and holds it until the other has too (or
+	// died): together 320 MiB, over the plugin's 256 MiB.
+	hog := `import os, sys, time
+me, other = sys.argv[1], sys.argv[2]
+b = b"x" * (160 << 20)
+open(me, "w").close()
+end = time.time() + 60
+while not (os.path.exists(other) or os.path.exists(other + ".dead")) and time.time() < end:
+    time.sleep(0.05)
+`
+	script := `cd "$TMPDIR" || exit 1; (` + python + ` -c "$HOG" a b; echo "a=$?"; touch a.dead) & (` + python + ` -c "$HOG" b a; echo "b=$?"; touch b.dead) & wait`
+	env := execPlugin(t, map[string]string{"hogs": script}, "HOG="+hog)
+	s := startSupervisor(t, execPkg, pluginhost.Config{Process: pluginhost.ProcessConfig{Env: env, Limits: pluginhost.Limits{MemoryBytes: 256 << 20}}})
+	requireIsolation(t, s)
+	out := s.Execute(ctx(t), req("hogs", "hogs", ""), time.Now().Add(2*time.Minute), nil)
+	if out.Failure != nil {
+		t.Fatalf("hogs: %+v", out.Failure)
+	}
+	got := string(out.Output)
+	if !strings.Contains(got, "=137") {
+		t.Fatalf("both children held 160 MiB under a 256 MiB cap: %q", got)
+	}
+}
+
+func TestGoPluginRunsUnderA256MiBCap(t *testing.T) {
+	t.Parallel()
+	// Without a cgroup the cap is address space, under which Go cannot
+	// start: that case is skipped, not failed.
+	requireIsolation(t, startSupervisor(t, echoPkg, pluginhost.Config{}))
+	s := startSupervisor(t, echoPkg, pluginhost.Config{Process: pluginhost.ProcessConfig{Limits: pluginhost.Limits{MemoryBytes: 256 << 20}}})
+	out := s.Execute(ctx(t), req("e", "echo", "small"), time.Now().Add(30*time.Second), nil)
+	if out.Failure != nil || string(out.Output) != "small" {
+		t.Fatalf("echo under 256 MiB = %+v", out)
+	}
+}
+
+func TestSharedMemoryAndTempFilesAreGoneAfterThePlugin(t *testing.T) {
+	t.Parallel()
+	script := `head -c 1048576 /dev/zero > /dev/shm/omniq-litter-$OMNIQ_TASK_ID && head -c 1048576 /dev/zero > "$TMPDIR/litter" && ls /dev/shm "$TMPDIR"`
+	s := startSupervisor(t, execPkg, pluginhost.Config{Process: pluginhost.ProcessConfig{Env: execPlugin(t, map[string]string{"litter": script})}})
+	requireIsolation(t, s)
+	tmp := s.Process().Isolation().TempDir
+	id := fmt.Sprintf("t%d", time.Now().UnixNano())
+	out := s.Execute(ctx(t), req(id, "litter", ""), time.Now().Add(30*time.Second), nil)
+	if out.Failure != nil || !strings.Contains(string(out.Output), "omniq-litter-"+id) || !strings.Contains(string(out.Output), "litter") {
+		t.Fatalf("litter = %+v (%q)", out.Failure, out.Output)
+	}
+	if _, err := os.Stat("/dev/shm/omniq-litter-" + id); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("the plugin's /dev/shm file is in the host's /dev/shm: %v", err)
+		_ = os.Remove("/dev/shm/omniq-litter-" + id)
+	}
+	if err := s.Stop(ctx(t)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(tmp); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("the plugin's temporary directory %s outlived it: %v", tmp, err)
+	}
+}
+
+func TestChecksumPolicyRefusesAPluginWithoutOne(t *testing.T) {
+	t.Parallel()
+	path := buildPath(t, echoPkg)
+	sum := sha256File(t, path)
+	_, err := pluginhost.StartProcess(ctx(t), pluginhost.ProcessConfig{Path: path, RequireSHA256: true})
+	if !errors.Is(err, pluginhost.ErrChecksumRequired) || !strings.Contains(err.Error(), sum) || !strings.Contains(err.Error(), path) {
+		t.Fatalf("err = %v, want ErrChecksumRequired naming the binary and its sum", err)
+	}
+	p, err := pluginhost.StartProcess(ctx(t), pluginhost.ProcessConfig{Path: path, RequireSHA256: true, SHA256: sum})
+	if err != nil {
+		t.Fatalf("a plugin with its checksum refused under the policy: %v", err)
+	}
+	p.Kill(ctx(t))
+}
+
+func TestABinarySwappedAfterTheCheckIsNotRun(t *testing.T) {
+	// Not parallel: it sets a package-level hook.
+	dir := t.TempDir()
+	path := testbin.Copy(t, echoPkg, dir)
+	sum := sha256File(t, path)
+	other := filepath.Join(t.TempDir(), "faults")
+	copyFile(t, buildPath(t, faultsPkg), filepath.Dir(other), "faults")
+	defer pluginhost.SetAfterChecksum(func(p string) {
+		if p == path {
+			if err := os.Rename(other, path); err != nil {
+				t.Errorf("swap: %v", err)
+			}
+		}
+	})()
+	p, err := pluginhost.StartProcess(ctx(t), pluginhost.ProcessConfig{Path: path, SHA256: sum})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Kill(ctx(t))
+	if got := sha256File(t, path); got == sum {
+		t.Fatal("the binary was not swapped")
+	}
+	if fns := p.Describe().Functions; len(fns) != 1 || fns[0].Name != "echo" {
+		t.Fatalf("the swapped-in binary ran: functions %v", fns)
+	}
+}
+
+func TestANonRootRunnerSaysWhatIsNotEnforced(t *testing.T) {
+	t.Parallel()
+	if os.Geteuid() != 0 {
+		t.Skip("needs root to start the stand-in runner as nobody")
+	}
+	// The stand-in runner (this test binary) and its plugin where nobody
+	// can run them.
+	dir := publicDir(t)
+	runner := filepath.Join(dir, "runner")
+	copyFile(t, os.Args[0], dir, "runner")
+	plugin := copyFile(t, buildPath(t, echoPkg), dir, "echo")
+	cmd := exec.Command(runner, "-test.run=^$")
+	cmd.Env = append(os.Environ(), helperEnv+"="+plugin, helperHostEnv+"=1")
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }()
+	line, err := bufio.NewReader(out).ReadString('\n')
+	if err != nil || !strings.HasPrefix(line, "pid ") {
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+		t.Fatalf("stand-in runner: %q %v\n%s", line, err, stderr.String())
+	}
+	go func() { _, _ = io.Copy(io.Discard, out) }()
+	_ = cmd.Process.Kill()
+	_ = cmd.Wait()
+	for _, want := range []string{"plugin isolation not enforced: the runner is not root", "per-process rlimits instead"} {
+		if !strings.Contains(stderr.String(), want) {
+			t.Errorf("log lacks %q:\n%s", want, stderr.String())
+		}
+	}
+}
