@@ -307,7 +307,10 @@ func (c *cli) batch(args []string) error {
 	var bar *progressbar.ProgressBar
 	if c.io.Terminal && !c.json {
 		bar = progressbar.NewOptions(-1, progressbar.OptionSetWriter(c.io.Stderr), progressbar.OptionSetDescription("submitting"),
-			progressbar.OptionShowCount(), progressbar.OptionShowIts(), progressbar.OptionSetItsString("tasks"), progressbar.OptionThrottle(100*time.Millisecond))
+			progressbar.OptionShowCount(), progressbar.OptionShowIts(), progressbar.OptionSetItsString("tasks"), progressbar.OptionThrottle(100*time.Millisecond),
+			// No spinner goroutine: it renders concurrently with Add and races it
+			// (seen by the race detector); the bar redraws on each Add instead.
+			progressbar.OptionSetSpinnerChangeInterval(0))
 	}
 	jobs := make(chan job, workers)
 	var wg sync.WaitGroup
