@@ -1,6 +1,7 @@
 package runner_test
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"strings"
@@ -223,9 +224,13 @@ func TestRunnerRepairsWhatWasDeleted(t *testing.T) {
 		_, err2 := js.Stream(ctx(t), "OMNIQ_RETRIES")
 		return err1 == nil && err2 == nil
 	})
+	// Each try gets its own short deadline: a publish sent while the
+	// stream is being created again may get no answer.
 	var again jetstream.SubmitResult
-	eventually(t, 30*time.Second, "a submit to go through again", func() bool {
-		again, err = e.client.Submit(ctx(t), jetstream.SubmitRequest{Function: "echo", Payload: []byte("two")})
+	eventually(t, 60*time.Second, "a submit to go through again", func() bool {
+		c, cancel := context.WithTimeout(ctx(t), 3*time.Second)
+		defer cancel()
+		again, err = e.client.Submit(c, jetstream.SubmitRequest{Function: "echo", Payload: []byte("two")})
 		return err == nil
 	})
 	waitFor(t, e, again.ID, models.StatusSucceeded, 30*time.Second)
