@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -75,6 +76,14 @@ func TestRunnerKillScenario(t *testing.T) {
 	plugins := t.TempDir()
 	testbin.Copy(t, omniqtest.FaultsPlugin, plugins)
 	work := filepath.Join(t.TempDir(), "work")
+	// Plugins run as nobody when the tests run as root: they must be able
+	// to reach the work directory (its execution log) through the test's
+	// temporary directories, which are made 0700.
+	for dir := filepath.Dir(work); dir != os.TempDir() && dir != "/"; dir = filepath.Dir(dir) {
+		if err := os.Chmod(dir, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
 	cfg := Config{
 		Scenarios: []string{"runner-kill"}, Tasks: 80, Window: 4 * time.Second, Work: 300 * time.Millisecond, RunnerKills: 1,
 		AckWait: 2 * time.Second, Settle: time.Minute, Quiet: 500 * time.Millisecond, WorkDir: work,
