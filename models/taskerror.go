@@ -39,10 +39,26 @@ const (
 	ErrorTypeInterrupted = "interrupted"
 )
 
-// MaxTracebackBytes bounds TaskError.Traceback. Longer tracebacks keep their
-// head (where a panic message and the innermost frames are) and their tail
-// (where a crashing process wrote last) around an elision marker.
-const MaxTracebackBytes = 16 << 10
+// Size bounds of a TaskError, so that any failure can be recorded in a task's
+// state and travel in a dead-letter entry's header. NewTaskError and Bound
+// shorten longer fields; Validate refuses them.
+const (
+	// MaxTracebackBytes bounds TaskError.Traceback. Longer tracebacks keep
+	// their head (where a panic message and the innermost frames are) and
+	// their tail (where a crashing process wrote last) around an elision
+	// marker.
+	MaxTracebackBytes = 16 << 10
+	// MaxMessageBytes bounds TaskError.Message. A longer message (a handler
+	// that puts its whole input in its error) keeps its head and tail
+	// around an elision marker, as a traceback does.
+	MaxMessageBytes = 4 << 10
+	// MaxErrorTypeBytes bounds TaskError.ErrorType; a longer type is cut.
+	MaxErrorTypeBytes = 128
+	// MaxTaskErrorJSONBytes is the largest JSON encoding of a valid
+	// TaskError: each byte of its strings takes at most six bytes once
+	// escaped ("\u003c"), plus the field names, timestamp and numbers.
+	MaxTaskErrorJSONBytes = 6*(MaxErrorTypeBytes+MaxMessageBytes+MaxTracebackBytes) + 256
+)
 
 // TaskError describes one failed attempt of a task: what kind of failure it
 // was, a human-readable message, when it happened, the stack or output that
@@ -76,8 +92,7 @@ type TaskError struct {
 
 // NewTaskError validates and normalises fields and returns the resulting
 // TaskError. A zero Timestamp becomes time.Now(); every timestamp is converted
-// to UTC; a Traceback longer than MaxTracebackBytes is shortened with
-// TruncateTraceback.
+// to UTC; fields over their size bounds are shortened (see Bound).
 //
 // It returns a *FieldError wrapping ErrInvalidTaskError when ErrorType or
 // Message is empty or RetryCount is negative.
@@ -87,7 +102,7 @@ func NewTaskError(fields TaskError) (*TaskError, error) {
 		te.Timestamp = time.Now()
 	}
 	te.Timestamp = te.Timestamp.UTC()
-	te.Traceback = TruncateTraceback(te.Traceback, MaxTracebackBytes)
+	te.Bound()
 	if err := te.Validate(); err != nil {
 		return nil, err
 	}
@@ -106,10 +121,34 @@ func (e *TaskError) Validate() error {
 		return fieldError(ErrInvalidTaskError, "retry_count", "must be >= 0, got %d", e.RetryCount)
 	case e.Timestamp.IsZero():
 		return fieldError(ErrInvalidTaskError, "timestamp", "is required")
+	case len(e.ErrorType) > MaxErrorTypeBytes:
+		return fieldError(ErrInvalidTaskError, "error_type", "is %d bytes, over the %d-byte limit", len(e.ErrorType), MaxErrorTypeBytes)
+	case len(e.Message) > MaxMessageBytes:
+		return fieldError(ErrInvalidTaskError, "message", "is %d bytes, over the %d-byte limit", len(e.Message), MaxMessageBytes)
 	case len(e.Traceback) > MaxTracebackBytes:
 		return fieldError(ErrInvalidTaskError, "traceback", "is %d bytes, over the %d-byte limit", len(e.Traceback), MaxTracebackBytes)
 	}
 	return nil
+}
+
+func (e *TaskError) overBounds() bool {
+	return len(e.ErrorType) > MaxErrorTypeBytes || len(e.Message) > MaxMessageBytes || len(e.Traceback) > MaxTracebackBytes
+}
+
+// Bound shortens, in place, the fields of e that are over their size
+// bounds: ErrorType is cut to MaxErrorTypeBytes (at a character boundary),
+// Message and Traceback keep their head and tail (TruncateTraceback). A
+// record written before the bounds existed is brought within them this way.
+func (e *TaskError) Bound() {
+	if len(e.ErrorType) > MaxErrorTypeBytes {
+		n := MaxErrorTypeBytes
+		for n > 0 && !utf8.RuneStart(e.ErrorType[n]) {
+			n--
+		}
+		e.ErrorType = e.ErrorType[:n]
+	}
+	e.Message = TruncateTraceback(e.Message, MaxMessageBytes)
+	e.Traceback = TruncateTraceback(e.Traceback, MaxTracebackBytes)
 }
 
 // Error implements error as "<error_type>: <message>".
