@@ -44,9 +44,9 @@ func New(ctx context.Context, nc *nats.Conn, cfg Config) (*Client, error) {
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
-	if max := nc.MaxPayload(); max < int64(cfg.MaxPayload+HeaderRoom) {
-		return nil, fmt.Errorf("%w: the server accepts messages of %d bytes, OmniQ needs %d (MaxPayload %d + %d for headers): raise the server's max_payload or lower MaxPayload",
-			ErrServerPayloadLimit, max, cfg.MaxPayload+HeaderRoom, cfg.MaxPayload, HeaderRoom)
+	if max := nc.MaxPayload(); max < int64(cfg.ServerPayloadNeeded()) {
+		return nil, fmt.Errorf("%w: the server accepts messages of %d bytes, OmniQ needs %d (MaxPayload %d + %d for headers + %d for a dead-letter entry's error): raise the server's max_payload or lower MaxPayload",
+			ErrServerPayloadLimit, max, cfg.ServerPayloadNeeded(), cfg.MaxPayload, HeaderRoom, DeadLetterRoom)
 	}
 	js, err := natsjs.New(nc)
 	if err != nil {

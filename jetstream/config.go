@@ -58,10 +58,36 @@ type Config struct {
 	Logger logrus.FieldLogger
 }
 
-// HeaderRoom is the room, in bytes, that a server's max_payload must leave
-// above Config.MaxPayload for OmniQ's headers (a dead-lettered task carries
-// its final TaskError, traceback included, in a header).
+// HeaderRoom is the room, in bytes, that a task message may take above
+// Config.MaxPayload for its headers: the tasks stream refuses larger
+// messages. User headers may take at most MaxUserHeaderBytes of it, so a
+// retry's schedule, which adds its own headers, still fits.
 const HeaderRoom = 64 << 10
+
+// MaxUserHeaderBytes bounds a task's own headers (names, values and their
+// separators), so that OmniQ's headers always fit in HeaderRoom beside them.
+const MaxUserHeaderBytes = 32 << 10
+
+// DeadLetterRoom is the room, in bytes, a dead-letter entry takes above the
+// task message it keeps: the final TaskError as JSON (at most
+// models.MaxTaskErrorJSONBytes), its error type, and OmniQ's task headers
+// rewritten.
+const DeadLetterRoom = models.MaxTaskErrorJSONBytes + 2<<10
+
+// MaxDeadLetterBytes is the largest dead-letter entry a task accepted by the
+// tasks stream can produce: a whole task message (MaxPayload + HeaderRoom)
+// plus DeadLetterRoom. The dead-letter stream accepts entries of this size.
+func (c Config) MaxDeadLetterBytes() int { return c.MaxPayload + HeaderRoom + DeadLetterRoom }
+
+// MaxRecordBytes is the largest state record OmniQ writes: room for every
+// error a task can record (models.MaxTaskRecordBytes), and at least a
+// dead-letter entry's size, which leaves room for a result. A record over it
+// is refused with ErrRecordTooLarge.
+func (c Config) MaxRecordBytes() int { return max(c.MaxDeadLetterBytes(), models.MaxTaskRecordBytes) }
+
+// ServerPayloadNeeded is the smallest server max_payload OmniQ can work
+// with: its largest dead-letter entry or state record.
+func (c Config) ServerPayloadNeeded() int { return max(c.MaxDeadLetterBytes(), c.MaxRecordBytes()) }
 
 // WithDefaults returns a copy of c with every zero field set to its default.
 func (c Config) WithDefaults() Config {

@@ -27,6 +27,9 @@ var (
 	// ErrStaleRevision: the record changed since the caller read it; the
 	// write was refused and nothing was written. Another writer won.
 	ErrStaleRevision = errors.New("task state changed since it was read")
+	// ErrRecordTooLarge: the record is over Config.MaxRecordBytes (a
+	// handler's result too large to keep); nothing was written.
+	ErrRecordTooLarge = errors.New("state record too large")
 )
 
 // Record is a Task together with the KV revision it was read at. Writes
@@ -191,6 +194,10 @@ func (s *StateStore) write(ctx context.Context, task *models.Task, rev uint64) (
 	value, err := json.Marshal(task)
 	if err != nil {
 		return Record{}, fmt.Errorf("encode task %s: %w", task.ID, err)
+	}
+	if limit := s.cfg.MaxRecordBytes(); len(value) > limit {
+		return Record{}, fmt.Errorf("%w: the state record of task %s would be %d bytes (result %d bytes), over the %d-byte limit",
+			ErrRecordTooLarge, task.ID, len(value), len(task.Result), limit)
 	}
 	opts := []natsjs.PublishOpt{natsjs.WithExpectLastSequencePerSubject(rev)}
 	if ttl := s.ttlFor(task.Status); ttl > 0 {

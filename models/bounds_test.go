@@ -18,7 +18,7 @@ func TestNewTaskErrorBoundsEveryField(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(te.ErrorType) != models.MaxErrorTypeBytes || len(te.Message) > models.MaxMessageBytes || len(te.Traceback) > models.MaxTracebackBytes {
+	if len(te.ErrorType) != models.MaxErrorTypeBytes || models.JSONSize(te.Message) > models.MaxMessageBytes || models.JSONSize(te.Traceback) > models.MaxTracebackBytes {
 		t.Fatalf("sizes: type %d, message %d, traceback %d", len(te.ErrorType), len(te.Message), len(te.Traceback))
 	}
 	if !strings.HasPrefix(te.Message, "head ") || !strings.HasSuffix(te.Message, " tail") || !strings.Contains(te.Message, "bytes elided") {
@@ -100,5 +100,15 @@ func TestTransitionBoundsErrorsOfOlderRecords(t *testing.T) {
 	}
 	if rec, _ := json.Marshal(task); len(rec) > models.MaxTaskRecordBytes {
 		t.Fatalf("record still %d bytes", len(rec))
+	}
+}
+
+func TestJSONSizeMatchesEncodingJSON(t *testing.T) {
+	t.Parallel()
+	for _, s := range []string{"", "plain", "quote\" back\\ nl\n cr\r tab\t", "\x00\x1f<>&", "\u2028\u2029", "\xff\xfe", "é日本", "a\xc3"} {
+		b, _ := json.Marshal(s)
+		if got := models.JSONSize(s); got != len(b)-2 {
+			t.Errorf("JSONSize(%q) = %d, encoding/json writes %d", s, got, len(b)-2)
+		}
 	}
 }

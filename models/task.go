@@ -17,7 +17,7 @@ const SchemaVersion = 1
 // in Task.ErrorsDropped; the newest is always kept.
 const (
 	MaxErrorHistory      = 32
-	MaxErrorHistoryBytes = 256 << 10
+	MaxErrorHistoryBytes = 128 << 10
 )
 
 // MaxTaskRecordBytes bounds the JSON encoding of a Task without its Result:

@@ -40,8 +40,10 @@ const (
 )
 
 // Size bounds of a TaskError, so that any failure can be recorded in a task's
-// state and travel in a dead-letter entry's header. NewTaskError and Bound
-// shorten longer fields; Validate refuses them.
+// state and travel in a dead-letter entry's header (NATS allows 64 KiB of
+// headers in all). Each bounds a field's size as JSON, escapes counted
+// (JSONSize), which is never less than its length in bytes. NewTaskError and
+// Bound shorten longer fields; Validate refuses them.
 const (
 	// MaxTracebackBytes bounds TaskError.Traceback. Longer tracebacks keep
 	// their head (where a panic message and the innermost frames are) and
@@ -55,9 +57,9 @@ const (
 	// MaxErrorTypeBytes bounds TaskError.ErrorType; a longer type is cut.
 	MaxErrorTypeBytes = 128
 	// MaxTaskErrorJSONBytes is the largest JSON encoding of a valid
-	// TaskError: each byte of its strings takes at most six bytes once
-	// escaped ("\u003c"), plus the field names, timestamp and numbers.
-	MaxTaskErrorJSONBytes = 6*(MaxErrorTypeBytes+MaxMessageBytes+MaxTracebackBytes) + 256
+	// TaskError: its bounded strings plus field names, timestamp and
+	// numbers.
+	MaxTaskErrorJSONBytes = MaxErrorTypeBytes + MaxMessageBytes + MaxTracebackBytes + 256
 )
 
 // TaskError describes one failed attempt of a task: what kind of failure it
@@ -79,8 +81,8 @@ type TaskError struct {
 	// now when it is zero.
 	Timestamp time.Time `json:"timestamp"`
 	// Traceback is the stack or output explaining the failure: a Go panic
-	// stack, a Python traceback, the tail of a crashed plugin's stderr. At
-	// most MaxTracebackBytes long.
+	// stack, a Python traceback, the tail of a crashed plugin's stderr.
+	// Within MaxTracebackBytes.
 	Traceback string `json:"traceback"`
 	// RetryCount is the number of retries already made when this failure
 	// happened: 0 on the first attempt. Never negative.
@@ -121,34 +123,87 @@ func (e *TaskError) Validate() error {
 		return fieldError(ErrInvalidTaskError, "retry_count", "must be >= 0, got %d", e.RetryCount)
 	case e.Timestamp.IsZero():
 		return fieldError(ErrInvalidTaskError, "timestamp", "is required")
-	case len(e.ErrorType) > MaxErrorTypeBytes:
-		return fieldError(ErrInvalidTaskError, "error_type", "is %d bytes, over the %d-byte limit", len(e.ErrorType), MaxErrorTypeBytes)
-	case len(e.Message) > MaxMessageBytes:
-		return fieldError(ErrInvalidTaskError, "message", "is %d bytes, over the %d-byte limit", len(e.Message), MaxMessageBytes)
-	case len(e.Traceback) > MaxTracebackBytes:
-		return fieldError(ErrInvalidTaskError, "traceback", "is %d bytes, over the %d-byte limit", len(e.Traceback), MaxTracebackBytes)
+	case JSONSize(e.ErrorType) > MaxErrorTypeBytes:
+		return fieldError(ErrInvalidTaskError, "error_type", "is %d bytes as JSON, over the %d-byte limit", JSONSize(e.ErrorType), MaxErrorTypeBytes)
+	case JSONSize(e.Message) > MaxMessageBytes:
+		return fieldError(ErrInvalidTaskError, "message", "is %d bytes as JSON, over the %d-byte limit", JSONSize(e.Message), MaxMessageBytes)
+	case JSONSize(e.Traceback) > MaxTracebackBytes:
+		return fieldError(ErrInvalidTaskError, "traceback", "is %d bytes as JSON, over the %d-byte limit", JSONSize(e.Traceback), MaxTracebackBytes)
 	}
 	return nil
 }
 
 func (e *TaskError) overBounds() bool {
-	return len(e.ErrorType) > MaxErrorTypeBytes || len(e.Message) > MaxMessageBytes || len(e.Traceback) > MaxTracebackBytes
+	return JSONSize(e.ErrorType) > MaxErrorTypeBytes || JSONSize(e.Message) > MaxMessageBytes || JSONSize(e.Traceback) > MaxTracebackBytes
 }
 
 // Bound shortens, in place, the fields of e that are over their size
-// bounds: ErrorType is cut to MaxErrorTypeBytes (at a character boundary),
-// Message and Traceback keep their head and tail (TruncateTraceback). A
-// record written before the bounds existed is brought within them this way.
+// bounds: ErrorType is cut (at a character boundary), Message and Traceback
+// keep their head and tail (TruncateTraceback). A record written before the
+// bounds existed is brought within them this way.
 func (e *TaskError) Bound() {
-	if len(e.ErrorType) > MaxErrorTypeBytes {
-		n := MaxErrorTypeBytes
-		for n > 0 && !utf8.RuneStart(e.ErrorType[n]) {
+	if JSONSize(e.ErrorType) > MaxErrorTypeBytes {
+		t := e.ErrorType
+		n := min(len(t), MaxErrorTypeBytes)
+		for n > 0 && (n < len(t) && !utf8.RuneStart(t[n]) || JSONSize(t[:n]) > MaxErrorTypeBytes) {
 			n--
 		}
-		e.ErrorType = e.ErrorType[:n]
+		e.ErrorType = t[:n]
 	}
-	e.Message = TruncateTraceback(e.Message, MaxMessageBytes)
-	e.Traceback = TruncateTraceback(e.Traceback, MaxTracebackBytes)
+	e.Message = truncateJSON(e.Message, MaxMessageBytes)
+	e.Traceback = truncateJSON(e.Traceback, MaxTracebackBytes)
+}
+
+// truncateJSON is TruncateTraceback(s, n) for the largest n that keeps the
+// result's JSONSize within max.
+func truncateJSON(s string, max int) string {
+	size := JSONSize(s)
+	if size <= max {
+		return s
+	}
+	n := max
+	for try := 0; try < 16; try++ {
+		t := TruncateTraceback(s, n)
+		size := JSONSize(t)
+		if size <= max {
+			return t
+		}
+		n = min(n-1, n*max/size) // shrink by the overshoot's ratio
+	}
+	return TruncateTraceback(s, max/6) // six bytes per byte at worst
+}
+
+// JSONSize is the length of s encoded as a JSON string by encoding/json,
+// without the quotes: control characters, <, >, &, U+2028, U+2029 and
+// invalid UTF-8 bytes take six bytes, quote, backslash and \n \r \t two.
+func JSONSize(s string) int {
+	n := 0
+	for i := 0; i < len(s); {
+		c := s[i]
+		if c < utf8.RuneSelf {
+			switch {
+			case c == '"' || c == '\\' || c == '\n' || c == '\r' || c == '\t':
+				n += 2
+			case c < 0x20 || c == '<' || c == '>' || c == '&':
+				n += 6
+			default:
+				n++
+			}
+			i++
+			continue
+		}
+		r, size := utf8.DecodeRuneInString(s[i:])
+		switch {
+		case r == utf8.RuneError && size == 1:
+			n += 6
+		case r == '\u2028' || r == '\u2029':
+			n += 6
+		default:
+			n += size
+		}
+		i += size
+	}
+	return n
 }
 
 // Error implements error as "<error_type>: <message>".
@@ -163,6 +218,9 @@ func (e *TaskError) Error() string {
 func TruncateTraceback(tb string, max int) string {
 	if len(tb) <= max {
 		return tb
+	}
+	if max <= 0 {
+		return ""
 	}
 	const markerRoom = 64
 	if max <= markerRoom {

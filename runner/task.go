@@ -263,6 +263,9 @@ func (r *Runner) settle(ctx context.Context, log logrus.FieldLogger, rec jetstre
 			t.Result = out.Output
 			t.Error = nil
 		})
+		if errors.Is(err, jetstream.ErrRecordTooLarge) {
+			return r.unrecordable(ctx, log, rec, tm, msg, err)
+		}
 		if err != nil {
 			return r.lostRecord(ctx, log, t.ID, msg, err)
 		}
@@ -289,7 +292,7 @@ func (r *Runner) settle(ctx context.Context, log logrus.FieldLogger, rec jetstre
 	te := newTaskError(f.ErrorType, f.Message, f.Traceback, t.RetryCount, retryable)
 	flog := log.WithFields(logrus.Fields{"error_type": te.ErrorType, "retry_count": te.RetryCount})
 	if te.Traceback != "" {
-		flog.WithField("traceback", te.Traceback).Debug("task failure traceback")
+		flog.WithField("traceback", logText(te.Traceback)).Debug("task failure traceback")
 	}
 	if !te.IsRetryable || t.RetryCount >= t.MaxRetries {
 		r.finishFailed(ctx, flog, rec, tm, te, msg)
@@ -304,11 +307,13 @@ func (r *Runner) settle(ctx context.Context, log logrus.FieldLogger, rec jetstre
 		t.RecordError(te)
 		t.RetryCount++
 		t.RunAt = runAt
-	}); err != nil {
+	}); errors.Is(err, jetstream.ErrRecordTooLarge) {
+		return r.unrecordable(ctx, flog, rec, tm, msg, err)
+	} else if err != nil {
 		return r.lostRecord(ctx, flog, t.ID, msg, err)
 	}
 	r.cfg.Metrics.retried(tm.Function, te.ErrorType)
-	flog.WithField("retry_in", delay.Round(time.Millisecond)).Warn("task failed, will retry: " + te.Message)
+	flog.WithField("retry_in", delay.Round(time.Millisecond)).Warn("task failed, will retry: " + logText(te.Message))
 	if delay < time.Second {
 		// Schedules fire on whole seconds: hold a short retry here.
 		_ = msg.NakWithDelay(delay)
@@ -358,7 +363,7 @@ func (r *Runner) finishFailed(ctx context.Context, log logrus.FieldLogger, rec j
 		r.lostRecord(ctx, log, rec.Task.ID, msg, err)
 		return
 	}
-	log.WithField("error_type", te.ErrorType).Warn("task failed, dead-lettered: " + te.Message)
+	log.WithField("error_type", te.ErrorType).Warn("task failed, dead-lettered: " + logText(te.Message))
 	tm.Attempt = next.Task.Attempt
 	r.deadLetter(ctx, log, tm, te, next.Task.Replays, msg)
 }
@@ -389,6 +394,14 @@ func (r *Runner) failWithoutRunning(ctx context.Context, log logrus.FieldLogger,
 			_ = msg.NakWithDelay(time.Second)
 			return
 		}
+		if t := rec.Task; t.Status == models.StatusFailed && t.Error != nil && redelivered(msg) {
+			// Failed here before, and the message is back: its dead-letter
+			// entry may not have been written. Write it (idempotently)
+			// before the message goes.
+			tm.Attempt = t.Attempt
+			r.deadLetter(ctx, log, tm, *t.Error, t.Replays, msg)
+			return
+		}
 		if rec.Task.Status.IsTerminal() || rec.Task.Status == models.StatusRunning {
 			_ = msg.Ack()
 			return
@@ -402,12 +415,35 @@ func (r *Runner) failWithoutRunning(ctx context.Context, log logrus.FieldLogger,
 			_ = msg.NakWithDelay(time.Second)
 			return
 		}
-		log.WithField("error_type", te.ErrorType).Warn("task dead-lettered without running: " + te.Message)
+		log.WithField("error_type", te.ErrorType).Warn("task dead-lettered without running: " + logText(te.Message))
 		r.deadLetter(ctx, log, tm, te, next.Task.Replays, msg)
 		return
 	}
 	_ = msg.NakWithDelay(time.Second)
 }
+
+// unrecordable fails, as invalid_task, an attempt whose outcome makes the
+// task's state record too large to write (a result over the record's
+// budget), with err, the real reason, as the message. Not an interruption:
+// the task cannot succeed as it is.
+func (r *Runner) unrecordable(ctx context.Context, log logrus.FieldLogger, rec jetstream.Record, tm *jetstream.TaskMessage, msg natsjs.Msg, err error) string {
+	te := newTaskError(models.ErrorTypeInvalidTask, "cannot record the attempt's outcome: "+err.Error(), "", rec.Task.RetryCount, false)
+	r.finishFailed(ctx, log, rec, tm, te, msg)
+	return "failed"
+}
+
+// redelivered reports whether msg was delivered before.
+func redelivered(msg natsjs.Msg) bool {
+	meta, err := msg.Metadata()
+	return err == nil && meta.NumDelivered > 1
+}
+
+// maxLogText bounds text taken from a task (messages, tracebacks) in one
+// log line: the record and the dead-letter entry keep the whole of it.
+const maxLogText = 1 << 10
+
+// logText is s cut to maxLogText bytes for a log line.
+func logText(s string) string { return models.TruncateTraceback(s, maxLogText) }
 
 // newTaskError builds a TaskError stamped now. Its inputs come from OmniQ
 // itself, so they are valid; an empty message is replaced to keep it so.
