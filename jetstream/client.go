@@ -118,8 +118,8 @@ func (c *Client) Validate(r SubmitRequest) error {
 	if r.MaxRetries != nil && *r.MaxRetries < 0 {
 		return fmt.Errorf("%w: max retries must be >= 0, got %d", ErrInvalidMessage, *r.MaxRetries)
 	}
-	if r.Timeout < 0 {
-		return fmt.Errorf("%w: timeout must be >= 0, got %s", ErrInvalidMessage, r.Timeout)
+	if r.Timeout < 0 || r.Timeout > models.MaxTimeout {
+		return fmt.Errorf("%w: timeout must be between 0 and %s, got %s", ErrInvalidMessage, models.MaxTimeout, r.Timeout)
 	}
 	return validateUserHeaders(r.Headers)
 }

@@ -58,6 +58,14 @@ type Config struct {
 	Logger logrus.FieldLogger
 }
 
+// MaxMaxPayload is the largest Config.MaxPayload: NATS messages are at
+// most 64 MiB, and a dead-letter entry adds HeaderRoom and DeadLetterRoom.
+const MaxMaxPayload = 64<<20 - HeaderRoom - DeadLetterRoom
+
+// maxAge bounds the retention settings: ten years, far from overflowing
+// the server's arithmetic.
+const maxAge = 10 * 365 * 24 * time.Hour
+
 // HeaderRoom is the room, in bytes, that a task message may take above
 // Config.MaxPayload for its headers: the tasks stream refuses larger
 // messages. User headers may take at most MaxUserHeaderBytes of it, so a
@@ -152,8 +160,8 @@ func (c Config) validate() error {
 	switch {
 	case c.Replicas < 1 || c.Replicas > 5:
 		return fmt.Errorf("%w: Replicas must be 1 to 5, got %d", ErrInvalidConfig, c.Replicas)
-	case c.MaxPayload < 0:
-		return fmt.Errorf("%w: MaxPayload must be positive, got %d", ErrInvalidConfig, c.MaxPayload)
+	case c.MaxPayload < 0 || c.MaxPayload > MaxMaxPayload:
+		return fmt.Errorf("%w: MaxPayload must be between 1 and %d (the largest NATS message, 64 MiB, less OmniQ's headers), got %d", ErrInvalidConfig, MaxMaxPayload, c.MaxPayload)
 	case c.TaskMaxAge < 0:
 		return fmt.Errorf("%w: TaskMaxAge must be >= 0, got %s", ErrInvalidConfig, c.TaskMaxAge)
 	case c.DedupeWindow < 0:
@@ -162,6 +170,9 @@ func (c Config) validate() error {
 		return fmt.Errorf("%w: DLQMaxAge must be at least 1s, got %s", ErrInvalidConfig, c.DLQMaxAge)
 	case c.FinishedTTL < time.Second:
 		return fmt.Errorf("%w: FinishedTTL must be at least 1s, got %s", ErrInvalidConfig, c.FinishedTTL)
+	case c.TaskMaxAge > maxAge || c.DedupeWindow > maxAge || c.DLQMaxAge > maxAge || c.FinishedTTL > maxAge:
+		return fmt.Errorf("%w: TaskMaxAge, DedupeWindow, DLQMaxAge and FinishedTTL must be at most %s, got %s, %s, %s and %s",
+			ErrInvalidConfig, maxAge, c.TaskMaxAge, c.DedupeWindow, c.DLQMaxAge, c.FinishedTTL)
 	case c.TaskMaxAge > 0 && c.DedupeWindow > c.TaskMaxAge:
 		return fmt.Errorf("%w: DedupeWindow (%s) must not exceed TaskMaxAge (%s)", ErrInvalidConfig, c.DedupeWindow, c.TaskMaxAge)
 	}

@@ -119,8 +119,8 @@ func (c Config) ParseTaskMessage(subject string, hdr nats.Header, data []byte, s
 	}
 	if v := hdr.Get(HeaderTimeout); v != "" {
 		d, err := time.ParseDuration(v)
-		if err != nil || d <= 0 {
-			return tm, fmt.Errorf("%w: header %s=%q: want a positive Go duration like 30s", ErrInvalidMessage, HeaderTimeout, v)
+		if err != nil || d <= 0 || d > models.MaxTimeout {
+			return tm, fmt.Errorf("%w: header %s=%q: want a positive Go duration like 30s, at most %s", ErrInvalidMessage, HeaderTimeout, v, models.MaxTimeout)
 		}
 		tm.Timeout = d
 	}

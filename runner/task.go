@@ -298,10 +298,7 @@ func (r *Runner) settle(ctx context.Context, log logrus.FieldLogger, rec jetstre
 		r.finishFailed(ctx, flog, rec, tm, te, msg)
 		return "failed"
 	}
-	delay := f.RetryAfter
-	if delay <= 0 {
-		delay = backoff(res.backoffBase, res.backoffMax, t.RetryCount)
-	}
+	delay := retryDelay(f.RetryAfter, res.backoffBase, res.backoffMax, t.RetryCount)
 	runAt := time.Now().Add(delay)
 	if _, err := state.Transition(ctx, rec, models.StatusRetrying, time.Now(), func(t *models.Task) {
 		t.RecordError(te)

@@ -316,11 +316,20 @@ func (s *Supervisor) nextDelay() time.Duration {
 		return s.cfg.Cooldown
 	}
 	s.state = StateRestarting
-	d := s.cfg.RestartBackoff
-	for i := 1; i < len(recent) && d < s.cfg.MaxRestartBackoff; i++ {
+	return restartDelay(s.cfg.RestartBackoff, s.cfg.MaxRestartBackoff, len(recent))
+}
+
+// restartDelay is base doubled per crash after the first, capped at max,
+// without overflowing.
+func restartDelay(base, max time.Duration, crashes int) time.Duration {
+	d := min(base, max)
+	for i := 1; i < crashes && d < max; i++ {
+		if d > max/2 {
+			return max
+		}
 		d *= 2
 	}
-	return min(d, s.cfg.MaxRestartBackoff)
+	return d
 }
 
 // release frees what the client side of a dead process still holds (its
@@ -496,7 +505,7 @@ func ctxFailure(ctx context.Context, deadline time.Time) *Failure {
 // fromPlugin classifies a Failure sent by the plugin.
 func fromPlugin(f *pluginpb.Failure) *Failure {
 	out := &Failure{ErrorType: f.ErrorType, Message: f.Message, Traceback: f.Traceback,
-		Retryable: !f.Permanent, RetryAfter: time.Duration(f.RetryAfterMs) * time.Millisecond}
+		Retryable: !f.Permanent, RetryAfter: max(models.Milliseconds(f.RetryAfterMs), 0)}
 	switch out.ErrorType {
 	case "":
 		out.ErrorType = models.ErrorTypeHandler
