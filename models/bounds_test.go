@@ -112,3 +112,22 @@ func TestJSONSizeMatchesEncodingJSON(t *testing.T) {
 		}
 	}
 }
+
+func TestPluginCrashesAreCountedAndReplayResetsTheCounters(t *testing.T) {
+	t.Parallel()
+	task := models.NewTask("t1", "crash", 3, 0, time.Now())
+	task.RecordError(models.TaskError{ErrorType: models.ErrorTypePluginCrash, Message: "exited", Timestamp: time.Now()})
+	task.RecordError(models.TaskError{ErrorType: models.ErrorTypeHandler, Message: "m", Timestamp: time.Now()})
+	task.RecordError(models.TaskError{ErrorType: models.ErrorTypePluginCrash, Message: "exited", Timestamp: time.Now()})
+	if task.PluginCrashes != 2 {
+		t.Fatalf("PluginCrashes = %d, want 2", task.PluginCrashes)
+	}
+	task.QuarantineWaits = 4
+	task.Status = models.StatusFailed
+	if err := task.Replay(time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	if task.PluginCrashes != 0 || task.QuarantineWaits != 0 {
+		t.Fatalf("after replay: crashes %d, quarantine waits %d", task.PluginCrashes, task.QuarantineWaits)
+	}
+}

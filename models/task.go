@@ -185,9 +185,12 @@ func (t *Task) Transition(to TaskStatus, now time.Time) error {
 // RecordError makes e, within its size bounds (TaskError.Bound), the task's
 // current Error and appends it to Errors, dropping (and counting) the oldest
 // entries while the history is over MaxErrorHistory entries or
-// MaxErrorHistoryBytes.
+// MaxErrorHistoryBytes. A plugin_crash error counts in PluginCrashes.
 func (t *Task) RecordError(e TaskError) {
 	e.Bound()
+	if e.ErrorType == ErrorTypePluginCrash {
+		t.PluginCrashes++
+	}
 	t.Error = &e
 	t.Errors = append(t.Errors[:len(t.Errors):len(t.Errors)], e)
 	t.trimErrors()

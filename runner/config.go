@@ -65,6 +65,15 @@ type Config struct {
 	// MaxInterruptions bounds how often a task may be interrupted by a
 	// runner dying mid-task before it is dead-lettered. Defaults to 3.
 	MaxInterruptions int
+	// MaxQuarantineWaits bounds how often a task waits for its plugin's
+	// quarantine to end (which does not use up its retry budget) before it
+	// is dead-lettered as plugin_unavailable. Defaults to 10.
+	MaxQuarantineWaits int
+	// MaxPluginCrashes is how many times a task may crash its plugin: the
+	// attempt that crashes it for the MaxPluginCrashes-th time dead-letters
+	// the task as plugin_crash, not retryable, so that one poisonous task
+	// cannot keep its plugin quarantined. Defaults to 3.
+	MaxPluginCrashes int
 	// UnknownFunctionGrace is how old a task for a function no runner serves
 	// must be before it is dead-lettered as unknown_function. Defaults to 1
 	// minute.
@@ -115,6 +124,12 @@ func (c Config) WithDefaults() Config {
 	}
 	if c.MaxInterruptions == 0 {
 		c.MaxInterruptions = 3
+	}
+	if c.MaxQuarantineWaits == 0 {
+		c.MaxQuarantineWaits = 10
+	}
+	if c.MaxPluginCrashes == 0 {
+		c.MaxPluginCrashes = 3
 	}
 	if c.UnknownFunctionGrace == 0 {
 		c.UnknownFunctionGrace = time.Minute
@@ -172,6 +187,12 @@ func (c Config) ValidateSettings() error {
 	}
 	if c.MaxInterruptions < 1 {
 		return fmt.Errorf("%w: MaxInterruptions must be at least 1, got %d", ErrInvalidConfig, c.MaxInterruptions)
+	}
+	if c.MaxQuarantineWaits < 1 {
+		return fmt.Errorf("%w: MaxQuarantineWaits must be at least 1, got %d", ErrInvalidConfig, c.MaxQuarantineWaits)
+	}
+	if c.MaxPluginCrashes < 1 {
+		return fmt.Errorf("%w: MaxPluginCrashes must be at least 1, got %d", ErrInvalidConfig, c.MaxPluginCrashes)
 	}
 	if c.RegistrationTTL < time.Second {
 		return fmt.Errorf("%w: RegistrationTTL must be at least 1s, got %s", ErrInvalidConfig, c.RegistrationTTL)

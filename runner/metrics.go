@@ -1,6 +1,7 @@
 package runner
 
 import (
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -18,13 +19,43 @@ type Metrics struct {
 	deadLetters *prometheus.CounterVec
 	plugin      *prometheus.CounterVec
 	pending     *prometheus.GaugeVec
+	states      *pluginStates
+}
+
+// pluginStates is the omniq_plugin_state gauge, read from the plugin host
+// at each scrape.
+type pluginStates struct {
+	desc *prometheus.Desc
+	host atomic.Pointer[pluginhost.Host]
+}
+
+// pluginStateNames are the states omniq_plugin_state reports.
+var pluginStateNames = []pluginhost.State{pluginhost.StateStarting, pluginhost.StateUp, pluginhost.StateRestarting,
+	pluginhost.StateQuarantined, pluginhost.StateStopped}
+
+func (p *pluginStates) Describe(ch chan<- *prometheus.Desc) { ch <- p.desc }
+
+func (p *pluginStates) Collect(ch chan<- prometheus.Metric) {
+	h := p.host.Load()
+	if h == nil {
+		return
+	}
+	for _, st := range h.Statuses() {
+		for _, name := range pluginStateNames {
+			v := 0.0
+			if st.State == name {
+				v = 1
+			}
+			ch <- prometheus.MustNewConstMetric(p.desc, prometheus.GaugeValue, v, st.Plugin, string(name))
+		}
+	}
 }
 
 // NewMetrics creates the runner's metrics and registers them with reg.
 func NewMetrics(reg prometheus.Registerer) *Metrics {
 	m := &Metrics{
 		tasks: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "omniq_tasks_total", Help: "Task attempts finished, by function and outcome (succeeded, retried, failed, cancelled).",
+			Name: "omniq_tasks_total", Help: "Task attempts finished, by function and outcome (succeeded, retried, failed, cancelled, quarantined: put back to wait for its plugin's quarantine).",
 		}, []string{"function", "outcome"}),
 		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name: "omniq_task_duration_seconds", Help: "Time from the start of an attempt to its outcome, by function.",
@@ -46,8 +77,17 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "omniq_consumer_pending", Help: "Tasks waiting in a function's consumer (consumer lag), sampled.",
 		}, []string{"function"}),
 	}
-	reg.MustRegister(m.tasks, m.duration, m.inFlight, m.retries, m.deadLetters, m.plugin, m.pending)
+	m.states = &pluginStates{desc: prometheus.NewDesc("omniq_plugin_state",
+		"1 for the state each plugin is in (starting, up, restarting, quarantined, stopped), 0 for the others.", []string{"plugin", "state"}, nil)}
+	reg.MustRegister(m.tasks, m.duration, m.inFlight, m.retries, m.deadLetters, m.plugin, m.pending, m.states)
 	return m
+}
+
+// watchPlugins makes omniq_plugin_state report h's plugins.
+func (m *Metrics) watchPlugins(h *pluginhost.Host) {
+	if m != nil && h != nil {
+		m.states.host.Store(h)
+	}
 }
 
 func (m *Metrics) started(fn string) {

@@ -56,6 +56,7 @@ func New(cfg Config) (*Runner, error) {
 		inflight: make(map[string]context.CancelCauseFunc), loops: make(map[string]bool),
 		stopped: make(chan struct{}),
 	}
+	cfg.Metrics.watchPlugins(cfg.Plugins)
 	r.pullCtx, r.stopPull = context.WithCancel(context.Background())
 	r.taskCtx, r.cancelRuns = context.WithCancelCause(context.Background())
 	return r, nil
@@ -102,7 +103,8 @@ func (r *Runner) syncFunctions(ctx context.Context) error {
 	var regs []jetstream.Registration
 	for name, f := range fns {
 		res := r.cfg.resolve(name, f)
-		regs = append(regs, jetstream.Registration{Function: name, Plugin: f.Plugin, Concurrency: res.concurrency})
+		regs = append(regs, jetstream.Registration{Function: name, Plugin: f.Plugin, Concurrency: res.concurrency,
+			PluginState: string(f.State), QuarantinedUntil: f.QuarantinedUntil})
 		r.mu.Lock()
 		running := r.loops[name]
 		r.mu.Unlock()

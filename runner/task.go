@@ -288,8 +288,11 @@ func (r *Runner) settle(ctx context.Context, log logrus.FieldLogger, rec jetstre
 	if errors.Is(cause, errCancelRequested) {
 		return r.lostRecord(ctx, log, t.ID, msg, nil)
 	}
+	if !f.QuarantinedUntil.IsZero() {
+		return r.waitOutQuarantine(ctx, log, rec, tm, msg, f)
+	}
 	retryable := f.Retryable && !res.nonRetryable[f.ErrorType]
-	te := newTaskError(f.ErrorType, f.Message, f.Traceback, t.RetryCount, retryable)
+	te := r.poison(newTaskError(f.ErrorType, f.Message, f.Traceback, t.RetryCount, retryable), t)
 	flog := log.WithFields(logrus.Fields{"error_type": te.ErrorType, "retry_count": te.RetryCount})
 	if te.Traceback != "" {
 		flog.WithField("traceback", logText(te.Traceback)).Debug("task failure traceback")
@@ -417,6 +420,57 @@ func (r *Runner) failWithoutRunning(ctx context.Context, log logrus.FieldLogger,
 		return
 	}
 	_ = msg.NakWithDelay(time.Second)
+}
+
+// waitOutQuarantine puts back a task that did not run because its plugin
+// is quarantined: not the task's fault, so it waits for the cool-down
+// without spending its retry budget. The waits are counted and bounded
+// (MaxQuarantineWaits), as runner interruptions are; past the bound the
+// task is dead-lettered plugin_unavailable. Like a retry, the wait goes
+// through a schedule (a short one through NakWithDelay).
+func (r *Runner) waitOutQuarantine(ctx context.Context, log logrus.FieldLogger, rec jetstream.Record, tm *jetstream.TaskMessage, msg natsjs.Msg, f *pluginhost.Failure) string {
+	t := rec.Task
+	if t.QuarantineWaits >= r.cfg.MaxQuarantineWaits {
+		te := newTaskError(f.ErrorType, fmt.Sprintf("%s; the task waited out %d quarantines of its plugin and does not wait again", f.Message, t.QuarantineWaits),
+			"", t.RetryCount, false)
+		r.finishFailed(ctx, log, rec, tm, te, msg)
+		return "failed"
+	}
+	now := time.Now()
+	runAt := f.QuarantinedUntil
+	if runAt.Before(now.Add(time.Second)) {
+		runAt = now.Add(time.Second) // its cool-down is over: give it time to start
+	}
+	if _, err := r.client.State().Transition(ctx, rec, models.StatusRetrying, now, func(t *models.Task) {
+		t.QuarantineWaits++
+		t.RunAt = runAt
+	}); err != nil {
+		return r.lostRecord(ctx, log, t.ID, msg, err)
+	}
+	log.WithField("until", f.QuarantinedUntil.Format(time.RFC3339)).Debug("plugin quarantined; the task waits for the cool-down")
+	next := *tm
+	next.Attempt = t.Attempt + 1
+	if err := r.client.ScheduleRetry(ctx, &next, runAt); err != nil {
+		log.WithError(err).Error("cannot schedule the task after its plugin's quarantine; it comes back to be rescheduled")
+		_ = msg.NakWithDelay(time.Second)
+		return "quarantined"
+	}
+	_ = msg.Ack()
+	return "quarantined"
+}
+
+// poison makes te, a plugin_crash, final when the task has now crashed its
+// plugin MaxPluginCrashes times: it is then the likely cause of the
+// crashes, and retrying it would keep the plugin quarantined.
+func (r *Runner) poison(te models.TaskError, t *models.Task) models.TaskError {
+	if te.ErrorType != models.ErrorTypePluginCrash || t.PluginCrashes+1 < r.cfg.MaxPluginCrashes {
+		return te
+	}
+	te.IsRetryable = false
+	te.Message = fmt.Sprintf("the task crashed its plugin %d times; not retrying it, so it cannot keep the plugin quarantined (last: %s)",
+		t.PluginCrashes+1, te.Message)
+	te.Bound()
+	return te
 }
 
 // unrecordable fails, as invalid_task, an attempt whose outcome makes the

@@ -172,7 +172,7 @@ func run(ctx context.Context, force <-chan struct{}, o Options, log *logrus.Logg
 			return fmt.Errorf("--metrics-addr: %w", err)
 		}
 		metricsAddr = ln.Addr().String()
-		srv := &http.Server{Handler: metricsMux(reg, nc, &started), ReadHeaderTimeout: 5 * time.Second}
+		srv := &http.Server{Handler: metricsMux(reg, nc, &started, host), ReadHeaderTimeout: 5 * time.Second}
 		go func() { _ = srv.Serve(ln) }()
 		defer func() {
 			c, cancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -256,8 +256,8 @@ func openStreams(ctx context.Context, nc *nats.Conn, cfg jetstream.Config, log l
 }
 
 // metricsMux serves /metrics, /healthz (the process is up) and /readyz
-// (connected to NATS and running).
-func metricsMux(reg *prometheus.Registry, nc *nats.Conn, started *atomic.Bool) http.Handler {
+// (connected to NATS, running, and no plugin quarantined).
+func metricsMux(reg *prometheus.Registry, nc *nats.Conn, started *atomic.Bool, host *pluginhost.Host) http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
@@ -268,8 +268,24 @@ func metricsMux(reg *prometheus.Registry, nc *nats.Conn, started *atomic.Bool) h
 		case !started.Load():
 			http.Error(w, "not running", http.StatusServiceUnavailable)
 		default:
+			if q := quarantined(host); q != "" {
+				http.Error(w, q, http.StatusServiceUnavailable)
+				return
+			}
 			fmt.Fprintln(w, "ready")
 		}
 	})
 	return mux
+}
+
+// quarantined describes the host's quarantined plugins, "" when there are
+// none.
+func quarantined(host *pluginhost.Host) string {
+	var out []string
+	for _, st := range host.Statuses() {
+		if st.State == pluginhost.StateQuarantined {
+			out = append(out, fmt.Sprintf("plugin %s quarantined until %s (%v)", st.Plugin, st.QuarantinedUntil.UTC().Format(time.RFC3339), st.Err))
+		}
+	}
+	return strings.Join(out, "\n")
 }
