@@ -143,10 +143,13 @@ func (e *TaskError) overBounds() bool {
 // bounds existed is brought within them this way.
 func (e *TaskError) Bound() {
 	if JSONSize(e.ErrorType) > MaxErrorTypeBytes {
-		t := e.ErrorType
-		n := min(len(t), MaxErrorTypeBytes)
-		for n > 0 && (n < len(t) && !utf8.RuneStart(t[n]) || JSONSize(t[:n]) > MaxErrorTypeBytes) {
-			n--
+		t, n, size := e.ErrorType, 0, 0
+		for n < len(t) {
+			_, w := utf8.DecodeRuneInString(t[n:])
+			if size += JSONSize(t[n : n+w]); size > MaxErrorTypeBytes {
+				break
+			}
+			n += w
 		}
 		e.ErrorType = t[:n]
 	}
@@ -175,14 +178,14 @@ func truncateJSON(s string, max int) string {
 
 // JSONSize is the length of s encoded as a JSON string by encoding/json,
 // without the quotes: control characters, <, >, &, U+2028, U+2029 and
-// invalid UTF-8 bytes take six bytes, quote, backslash and \n \r \t two.
+// invalid UTF-8 bytes take six bytes; quote, backslash, \n \r \t \b and \f two.
 func JSONSize(s string) int {
 	n := 0
 	for i := 0; i < len(s); {
 		c := s[i]
 		if c < utf8.RuneSelf {
 			switch {
-			case c == '"' || c == '\\' || c == '\n' || c == '\r' || c == '\t':
+			case c == '"' || c == '\\' || c == '\n' || c == '\r' || c == '\t' || c == '\b' || c == '\f':
 				n += 2
 			case c < 0x20 || c == '<' || c == '>' || c == '&':
 				n += 6
@@ -224,29 +227,30 @@ func TruncateTraceback(tb string, max int) string {
 	}
 	const markerRoom = 64
 	if max <= markerRoom {
-		start := len(tb) - max
-		for start < len(tb) && !utf8.RuneStart(tb[start]) {
-			start++
-		}
-		return tb[start:]
+		return tb[runeStartAfter(tb, len(tb)-max):]
 	}
 	keep := max - markerRoom
 	head, tail := keep/2, keep-keep/2
-	for head > 0 && !utf8.RuneStart(tb[head]) {
+	for i := 0; i < utf8.UTFMax-1 && head > 0 && !utf8.RuneStart(tb[head]); i++ {
 		head--
 	}
 	headPart := tb[:head]
 	if i := strings.LastIndexByte(headPart, '\n'); i > head/2 {
 		headPart = headPart[:i+1]
 	}
-	start := len(tb) - tail
-	for start < len(tb) && !utf8.RuneStart(tb[start]) {
-		start++
-	}
-	tailPart := tb[start:]
+	tailPart := tb[runeStartAfter(tb, len(tb)-tail):]
 	if i := strings.IndexByte(tailPart, '\n'); i >= 0 && i < tail/2 {
 		tailPart = tailPart[i+1:]
 	}
 	elided := len(tb) - len(headPart) - len(tailPart)
 	return fmt.Sprintf("%s... [%d bytes elided] ...\n%s", headPart, elided, tailPart)
+}
+
+// runeStartAfter is the first index from i on that does not cut a UTF-8
+// sequence in s (at most three bytes on: invalid bytes are cut anywhere).
+func runeStartAfter(s string, i int) int {
+	for n := 0; n < utf8.UTFMax-1 && i < len(s) && !utf8.RuneStart(s[i]); n++ {
+		i++
+	}
+	return i
 }
