@@ -8,7 +8,9 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/sirupsen/logrus"
 
+	"github.com/omniq/omniq/internal/omniqtest"
 	"github.com/omniq/omniq/jetstream"
 	"github.com/omniq/omniq/models"
 	"github.com/omniq/omniq/runner/pluginhost"
@@ -123,5 +125,45 @@ func TestOversizeHeadersAreDeadLettered(t *testing.T) {
 	}
 	if d := waitDead(t, e, "fat-headers"); string(d.Payload) != "x" || d.Header.Get("X-Fat") != "" {
 		t.Fatalf("dead-letter entry: payload %q, X-Fat %d bytes", d.Payload, len(d.Header.Get("X-Fat")))
+	}
+}
+
+// A task failed while its dead-letter entry could not be written is not
+// acknowledged: when its message comes back, the entry is written.
+func TestFailedTaskIsNotAckedBeforeItsDeadLetterEntryIsWritten(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	logs := &omniqtest.Buffer{}
+	log := logrus.New()
+	log.Out = logs
+	cfg := fastConfig()
+	cfg.Logger = log
+	startRunner(t, e, cfg, pluginhost.HostConfig{})
+	js := e.client.JetStream()
+	s, err := js.Stream(ctx(t), "OMNIQ_DLQ")
+	if err != nil {
+		t.Fatal(err)
+	}
+	healthy := s.CachedInfo().Config
+	broken := healthy
+	broken.MaxMsgSize = 64 // no entry fits
+	if _, err := js.UpdateStream(ctx(t), broken); err != nil {
+		t.Fatal(err)
+	}
+	m := &nats.Msg{Subject: "omniq.tasks.echo", Header: nats.Header{}, Data: []byte("x")}
+	m.Header.Set(jetstream.HeaderTaskID, "dlq-down")
+	m.Header.Set(jetstream.HeaderAttempt, "zero")
+	if _, err := js.PublishMsg(ctx(t), m); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, e, "dlq-down", models.StatusFailed, 30*time.Second)
+	eventually(t, 30*time.Second, "the dead-letter write to fail", func() bool {
+		return strings.Contains(logs.String(), "cannot dead-letter the task")
+	})
+	if _, err := js.UpdateStream(ctx(t), healthy); err != nil {
+		t.Fatal(err)
+	}
+	if d := waitDead(t, e, "dlq-down"); d.Error == nil || d.Error.ErrorType != models.ErrorTypeInvalidTask {
+		t.Fatalf("dead-letter entry: %+v", d.Error)
 	}
 }

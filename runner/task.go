@@ -396,9 +396,9 @@ func (r *Runner) failWithoutRunning(ctx context.Context, log logrus.FieldLogger,
 		}
 		if t := rec.Task; t.Status == models.StatusFailed && t.Error != nil && redelivered(msg) {
 			// Failed here before, and the message is back: its dead-letter
-			// entry may not have been written. Write it (idempotently)
-			// before the message goes.
-			tm.Attempt = t.Attempt
+			// entry may not have been written. Write it before the message
+			// goes (the same message parses to the same attempt, so the
+			// entry's message id deduplicates it).
 			r.deadLetter(ctx, log, tm, *t.Error, t.Replays, msg)
 			return
 		}
