@@ -235,8 +235,8 @@ func TestTasksRunConcurrentlyUpToTheLimit(t *testing.T) {
 
 func TestRepeatedCrashesQuarantineThenRecover(t *testing.T) {
 	t.Parallel()
-	s := startSupervisor(t, faultsPkg, pluginhost.Config{QuarantineAfter: 2, RestartBackoff: 10 * time.Millisecond, Cooldown: 4 * time.Second,
-		StartWait: 500 * time.Millisecond})
+	s := startSupervisor(t, faultsPkg, pluginhost.Config{QuarantineAfter: 2, RestartBackoff: 10 * time.Millisecond, Cooldown: 8 * time.Second,
+		StartWait: 3 * time.Second})
 	for i := 0; i < 2; i++ {
 		if out := s.Execute(ctx(t), req("boom", "crash", "exit"), time.Now().Add(30*time.Second), nil); out.Failure == nil || out.Failure.ErrorType != "plugin_crash" {
 			t.Fatalf("crash %d: %+v", i, out.Failure)
