@@ -12,7 +12,7 @@ CONFIGURABLE := exec http
 # plugin's memory limit), and they run on any Linux.
 export CGO_ENABLED := 0
 
-.PHONY: all build plugins run test check bench proto clean chaos chaos-bin chaos-ci
+.PHONY: all build plugins run test check bench fuzz proto clean chaos chaos-bin chaos-ci
 
 all: build plugins
 
@@ -57,6 +57,16 @@ chaos-bin: all $(BIN)/nats-server
 $(BIN)/nats-server: go.mod
 	@mkdir -p $(BIN)
 	$(GO) build -o $@ github.com/nats-io/nats-server/v2
+
+# Runs each fuzz target for FUZZTIME (go test -fuzz takes one target of one
+# package at a time). Their seed corpora in testdata/fuzz/ also run as
+# plain tests with `make test`.
+FUZZTIME ?= 10s
+FUZZ := ./models:FuzzTaskJSON ./models:FuzzTaskErrorJSON ./models:FuzzJSONSizeAndTruncate ./models:FuzzDuration \
+	./jetstream:FuzzParseTaskMessage ./runner:FuzzBackoff ./internal/runnercmd:FuzzConfigFile
+fuzz:
+	@for t in $(FUZZ); do pkg=$${t%%:*}; name=$${t##*:}; echo "fuzz $$name ($$pkg) for $(FUZZTIME)"; \
+		$(GO) test -run '^$$' -fuzz "^$$name\$$" -fuzztime $(FUZZTIME) $$pkg || exit 1; done
 
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem -benchtime 20000x -count 1 ./bench/...

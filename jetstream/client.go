@@ -44,9 +44,9 @@ func New(ctx context.Context, nc *nats.Conn, cfg Config) (*Client, error) {
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
-	if max := nc.MaxPayload(); max < int64(cfg.MaxPayload+HeaderRoom) {
-		return nil, fmt.Errorf("%w: the server accepts messages of %d bytes, OmniQ needs %d (MaxPayload %d + %d for headers): raise the server's max_payload or lower MaxPayload",
-			ErrServerPayloadLimit, max, cfg.MaxPayload+HeaderRoom, cfg.MaxPayload, HeaderRoom)
+	if max := nc.MaxPayload(); max < int64(cfg.ServerPayloadNeeded()) {
+		return nil, fmt.Errorf("%w: the server accepts messages of %d bytes, OmniQ needs %d (MaxPayload %d + %d for headers + %d for a dead-letter entry's error): raise the server's max_payload or lower MaxPayload",
+			ErrServerPayloadLimit, max, cfg.ServerPayloadNeeded(), cfg.MaxPayload, HeaderRoom, DeadLetterRoom)
 	}
 	js, err := natsjs.New(nc)
 	if err != nil {
@@ -120,8 +120,8 @@ func (c *Client) Validate(r SubmitRequest) error {
 	if r.MaxRetries != nil && *r.MaxRetries < 0 {
 		return fmt.Errorf("%w: max retries must be >= 0, got %d", ErrInvalidMessage, *r.MaxRetries)
 	}
-	if r.Timeout < 0 {
-		return fmt.Errorf("%w: timeout must be >= 0, got %s", ErrInvalidMessage, r.Timeout)
+	if r.Timeout < 0 || r.Timeout > models.MaxTimeout {
+		return fmt.Errorf("%w: timeout must be between 0 and %s, got %s", ErrInvalidMessage, models.MaxTimeout, r.Timeout)
 	}
 	return validateUserHeaders(r.Headers)
 }

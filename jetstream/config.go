@@ -65,10 +65,44 @@ type Config struct {
 	Logger logrus.FieldLogger
 }
 
-// HeaderRoom is the room, in bytes, that a server's max_payload must leave
-// above Config.MaxPayload for OmniQ's headers (a dead-lettered task carries
-// its final TaskError, traceback included, in a header).
+// MaxMaxPayload is the largest Config.MaxPayload: NATS messages are at
+// most 64 MiB, and a dead-letter entry adds HeaderRoom and DeadLetterRoom.
+const MaxMaxPayload = 64<<20 - HeaderRoom - DeadLetterRoom
+
+// maxAge bounds the retention settings: ten years, far from overflowing
+// the server's arithmetic.
+const maxAge = 10 * 365 * 24 * time.Hour
+
+// HeaderRoom is the room, in bytes, that a task message may take above
+// Config.MaxPayload for its headers: the tasks stream refuses larger
+// messages. User headers may take at most MaxUserHeaderBytes of it, so a
+// retry's schedule, which adds its own headers, still fits.
 const HeaderRoom = 64 << 10
+
+// MaxUserHeaderBytes bounds a task's own headers (names, values and their
+// separators), so that OmniQ's headers always fit in HeaderRoom beside them.
+const MaxUserHeaderBytes = 32 << 10
+
+// DeadLetterRoom is the room, in bytes, a dead-letter entry takes above the
+// task message it keeps: the final TaskError as JSON (at most
+// models.MaxTaskErrorJSONBytes), its error type, and OmniQ's task headers
+// rewritten.
+const DeadLetterRoom = models.MaxTaskErrorJSONBytes + 2<<10
+
+// MaxDeadLetterBytes is the largest dead-letter entry a task accepted by the
+// tasks stream can produce: a whole task message (MaxPayload + HeaderRoom)
+// plus DeadLetterRoom. The dead-letter stream accepts entries of this size.
+func (c Config) MaxDeadLetterBytes() int { return c.MaxPayload + HeaderRoom + DeadLetterRoom }
+
+// MaxRecordBytes is the largest state record OmniQ writes: room for every
+// error a task can record (models.MaxTaskRecordBytes), and at least a
+// dead-letter entry's size, which leaves room for a result. A record over it
+// is refused with ErrRecordTooLarge.
+func (c Config) MaxRecordBytes() int { return max(c.MaxDeadLetterBytes(), models.MaxTaskRecordBytes) }
+
+// ServerPayloadNeeded is the smallest server max_payload OmniQ can work
+// with: its largest dead-letter entry or state record.
+func (c Config) ServerPayloadNeeded() int { return max(c.MaxDeadLetterBytes(), c.MaxRecordBytes()) }
 
 // WithDefaults returns a copy of c with every zero field set to its default.
 func (c Config) WithDefaults() Config {
@@ -136,8 +170,8 @@ func (c Config) validate() error {
 	switch {
 	case c.Replicas < 1 || c.Replicas > 5:
 		return fmt.Errorf("%w: Replicas must be 1 to 5, got %d", ErrInvalidConfig, c.Replicas)
-	case c.MaxPayload < 0:
-		return fmt.Errorf("%w: MaxPayload must be positive, got %d", ErrInvalidConfig, c.MaxPayload)
+	case c.MaxPayload < 0 || c.MaxPayload > MaxMaxPayload:
+		return fmt.Errorf("%w: MaxPayload must be between 1 and %d (the largest NATS message, 64 MiB, less OmniQ's headers), got %d", ErrInvalidConfig, MaxMaxPayload, c.MaxPayload)
 	case c.TaskMaxAge < 0:
 		return fmt.Errorf("%w: TaskMaxAge must be >= 0, got %s", ErrInvalidConfig, c.TaskMaxAge)
 	case c.DedupeWindow < 0:
@@ -146,6 +180,9 @@ func (c Config) validate() error {
 		return fmt.Errorf("%w: DLQMaxAge must be at least 1s, got %s", ErrInvalidConfig, c.DLQMaxAge)
 	case c.FinishedTTL < time.Second:
 		return fmt.Errorf("%w: FinishedTTL must be at least 1s, got %s", ErrInvalidConfig, c.FinishedTTL)
+	case c.TaskMaxAge > maxAge || c.DedupeWindow > maxAge || c.DLQMaxAge > maxAge || c.FinishedTTL > maxAge:
+		return fmt.Errorf("%w: TaskMaxAge, DedupeWindow, DLQMaxAge and FinishedTTL must be at most %s, got %s, %s, %s and %s",
+			ErrInvalidConfig, maxAge, c.TaskMaxAge, c.DedupeWindow, c.DLQMaxAge, c.FinishedTTL)
 	case c.TaskMaxAge > 0 && c.DedupeWindow > c.TaskMaxAge:
 		return fmt.Errorf("%w: DedupeWindow (%s) must not exceed TaskMaxAge (%s)", ErrInvalidConfig, c.DedupeWindow, c.TaskMaxAge)
 	}

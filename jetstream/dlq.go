@@ -56,6 +56,7 @@ type DeadTask struct {
 // Publishing is idempotent per task and attempt, so a runner that dies
 // between dead-lettering and acknowledging does not leave two entries.
 func (c *Client) DeadLetter(ctx context.Context, tm *TaskMessage, final models.TaskError, replays int) error {
+	final.Bound() // so the entry fits in MaxDeadLetterBytes
 	errJSON, err := json.Marshal(final)
 	if err != nil {
 		return fmt.Errorf("dead-letter %s: encode error: %w", tm.ID, err)
@@ -65,6 +66,13 @@ func (c *Client) DeadLetter(ctx context.Context, tm *TaskMessage, final models.T
 		fn = UnroutableFunction
 	}
 	h := tm.Header()
+	if n := userHeaderBytes(h); n > MaxUserHeaderBytes {
+		// A task refused for its headers: keep the entry within NATS's
+		// header limit by leaving them out; the error says what they were.
+		short := *tm
+		short.Headers = nil
+		h = short.Header()
+	}
 	h.Set(HeaderError, string(errJSON))
 	h.Set(HeaderErrorType, final.ErrorType)
 	h.Set(HeaderReplays, strconv.Itoa(replays))

@@ -147,10 +147,13 @@ func (c Config) ParseTaskMessage(subject string, hdr nats.Header, data []byte, s
 	}
 	if v := hdr.Get(HeaderTimeout); v != "" {
 		d, err := time.ParseDuration(v)
-		if err != nil || d <= 0 {
-			return tm, fmt.Errorf("%w: header %s=%q: want a positive Go duration like 30s", ErrInvalidMessage, HeaderTimeout, v)
+		if err != nil || d <= 0 || d > models.MaxTimeout {
+			return tm, fmt.Errorf("%w: header %s=%q: want a positive Go duration like 30s, at most %s", ErrInvalidMessage, HeaderTimeout, v, models.MaxTimeout)
 		}
 		tm.Timeout = d
+	}
+	if n := userHeaderBytes(hdr); n > MaxUserHeaderBytes {
+		return tm, fmt.Errorf("%w: headers are %d bytes, over the %d-byte limit", ErrInvalidMessage, n, MaxUserHeaderBytes)
 	}
 	for k, vs := range hdr {
 		if hasReservedPrefix(k) || len(vs) == 0 {
@@ -185,9 +188,31 @@ func (tm *TaskMessage) Header() nats.Header {
 	return h
 }
 
+// userHeaderBytes is the size of hdr's user headers as they travel: name,
+// ": ", value and line end for each value.
+func userHeaderBytes(hdr nats.Header) int {
+	n := 0
+	for k, vs := range hdr {
+		if !hasReservedPrefix(k) {
+			for _, v := range vs {
+				n += len(k) + len(v) + 4
+			}
+		}
+	}
+	return n
+}
+
 // validateUserHeaders refuses header names that are not valid MIME header
-// names, that use a reserved prefix, and values with line breaks.
+// names, that use a reserved prefix, values with line breaks, and headers
+// over MaxUserHeaderBytes in all.
 func validateUserHeaders(h map[string]string) error {
+	n := 0
+	for k, v := range h {
+		n += len(k) + len(v) + 4
+	}
+	if n > MaxUserHeaderBytes {
+		return fmt.Errorf("%w: headers are %d bytes, over the %d-byte limit", ErrInvalidMessage, n, MaxUserHeaderBytes)
+	}
 	for k, v := range h {
 		if k == "" {
 			return fmt.Errorf("%w: empty header name", ErrInvalidMessage)

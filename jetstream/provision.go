@@ -75,7 +75,7 @@ func (c Config) dlqStreamConfig() natsjs.StreamConfig {
 		Replicas:    c.Replicas,
 		MaxAge:      c.DLQMaxAge,
 		Duplicates:  c.DedupeWindow,
-		MaxMsgSize:  int32(c.MaxPayload + HeaderRoom),
+		MaxMsgSize:  int32(c.MaxDeadLetterBytes()),
 		MaxMsgs:     -1,
 		MaxBytes:    -1,
 		Discard:     natsjs.DiscardOld,

@@ -26,6 +26,12 @@ type Registration struct {
 	Plugin string `json:"plugin,omitempty"`
 	// Concurrency is how many tasks of the function the runner runs at once.
 	Concurrency int `json:"concurrency,omitempty"`
+	// PluginState is the plugin's state on the runner (up, restarting,
+	// quarantined...) when the registration was written.
+	PluginState string `json:"plugin_state,omitempty"`
+	// QuarantinedUntil is when the plugin's quarantine ends, when
+	// PluginState is quarantined.
+	QuarantinedUntil time.Time `json:"quarantined_until,omitzero"`
 	// UpdatedAt is when the registration was last written.
 	UpdatedAt time.Time `json:"updated_at"`
 }

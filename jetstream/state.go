@@ -31,6 +31,9 @@ var (
 	// it does not decode, is not a valid task, or is another task's. The
 	// error is a *CorruptRecordError.
 	ErrCorruptRecord = errors.New("unusable task state record")
+	// ErrRecordTooLarge: the record is over Config.MaxRecordBytes (a
+	// handler's result too large to keep); nothing was written.
+	ErrRecordTooLarge = errors.New("state record too large")
 )
 
 // CorruptRecordError describes a state record that cannot be used. A runner
@@ -234,6 +237,10 @@ func (s *StateStore) write(ctx context.Context, task *models.Task, rev uint64) (
 	value, err := json.Marshal(task)
 	if err != nil {
 		return Record{}, fmt.Errorf("encode task %s: %w", task.ID, err)
+	}
+	if limit := s.cfg.MaxRecordBytes(); len(value) > limit {
+		return Record{}, fmt.Errorf("%w: the state record of task %s would be %d bytes (result %d bytes), over the %d-byte limit",
+			ErrRecordTooLarge, task.ID, len(value), len(task.Result), limit)
 	}
 	opts := []natsjs.PublishOpt{natsjs.WithExpectLastSequencePerSubject(rev)}
 	if ttl := s.ttlFor(task.Status); ttl > 0 {

@@ -3,6 +3,7 @@ package models
 import (
 	"encoding/json"
 	"fmt"
+	"math"
 	"time"
 )
 
@@ -37,3 +38,26 @@ func (d *Duration) UnmarshalJSON(b []byte) error {
 
 // String returns the duration as time.Duration formats it.
 func (d Duration) String() string { return time.Duration(d).String() }
+
+// Upper bounds of the durations a task carries, far beyond any sensible
+// setting and far below where time arithmetic overflows (a deadline is
+// sent to plugins in Unix nanoseconds, which end in 2262).
+const (
+	// MaxTimeout bounds a task's per-attempt timeout.
+	MaxTimeout = 365 * 24 * time.Hour
+	// MaxRetryDelay bounds the delay before a retry, whoever asks for it.
+	MaxRetryDelay = 365 * 24 * time.Hour
+)
+
+// Milliseconds is n milliseconds as a Duration, saturating at the largest
+// (or smallest) Duration instead of overflowing.
+func Milliseconds(n int64) time.Duration {
+	const lim = int64(math.MaxInt64 / int64(time.Millisecond))
+	switch {
+	case n > lim:
+		return math.MaxInt64
+	case n < -lim:
+		return math.MinInt64
+	}
+	return time.Duration(n) * time.Millisecond
+}

@@ -1,6 +1,7 @@
 package models
 
 import (
+	"encoding/json"
 	"fmt"
 	"time"
 	"unicode/utf8"
@@ -11,9 +12,20 @@ import (
 // Error and Errors existed; they decode unchanged.
 const SchemaVersion = 1
 
-// MaxErrorHistory bounds Task.Errors. When a task fails more often, the oldest
-// entries are dropped and counted in Task.ErrorsDropped.
-const MaxErrorHistory = 32
+// Bounds of Task.Errors: at most MaxErrorHistory entries whose JSON
+// encodings add up to at most MaxErrorHistoryBytes. When a task fails more
+// often (or with larger errors), the oldest entries are dropped and counted
+// in Task.ErrorsDropped; the newest is always kept.
+const (
+	MaxErrorHistory      = 32
+	MaxErrorHistoryBytes = 128 << 10
+)
+
+// MaxTaskRecordBytes bounds the JSON encoding of a Task without its Result:
+// the fixed fields (ids, names, times, counters), Error and the error
+// history. A state store must accept records of this size plus the largest
+// Result it keeps.
+const MaxTaskRecordBytes = 4<<10 + MaxTaskErrorJSONBytes + MaxErrorHistoryBytes
 
 // Task is the state record of one task, kept in the OMNIQ_STATE bucket under
 // its ID. The task's payload is not part of it: the payload travels in the
@@ -49,6 +61,12 @@ type Task struct {
 	// Replays counts how often an operator replayed the task from the
 	// dead-letter stream.
 	Replays int `json:"replays,omitempty"`
+	// QuarantineWaits counts attempts put back because the task's plugin was
+	// quarantined (after crashes of other tasks); those do not use up the
+	// retry budget.
+	QuarantineWaits int `json:"quarantine_waits,omitempty"`
+	// PluginCrashes counts attempts during which the plugin process died.
+	PluginCrashes int `json:"plugin_crashes,omitempty"`
 	// Timeout is the per-attempt deadline; zero means the function's default.
 	Timeout Duration `json:"timeout,omitzero"`
 	// Runner identifies the runner holding the claim while Status is running.
@@ -84,11 +102,11 @@ type Task struct {
 	Result []byte `json:"result,omitempty"`
 	// Error is the latest attempt's failure, nil when it has not failed.
 	Error *TaskError `json:"error,omitempty"`
-	// Errors is every failed attempt's TaskError, oldest first, at most
-	// MaxErrorHistory of them.
+	// Errors is every failed attempt's TaskError, oldest first, within
+	// MaxErrorHistory entries and MaxErrorHistoryBytes.
 	Errors []TaskError `json:"errors,omitempty"`
 	// ErrorsDropped counts the oldest entries dropped from Errors to keep it
-	// within MaxErrorHistory.
+	// within MaxErrorHistory and MaxErrorHistoryBytes.
 	ErrorsDropped int `json:"errors_dropped,omitempty"`
 }
 
@@ -162,6 +180,14 @@ func (t *Task) Validate() error {
 		return fieldError(ErrInvalidTask, "max_retries", "must be >= 0, got %d", t.MaxRetries)
 	case t.Interruptions < 0:
 		return fieldError(ErrInvalidTask, "interruptions", "must be >= 0, got %d", t.Interruptions)
+	case t.QuarantineWaits < 0:
+		return fieldError(ErrInvalidTask, "quarantine_waits", "must be >= 0, got %d", t.QuarantineWaits)
+	case t.PluginCrashes < 0:
+		return fieldError(ErrInvalidTask, "plugin_crashes", "must be >= 0, got %d", t.PluginCrashes)
+	case t.Replays < 0:
+		return fieldError(ErrInvalidTask, "replays", "must be >= 0, got %d", t.Replays)
+	case t.ErrorsDropped < 0:
+		return fieldError(ErrInvalidTask, "errors_dropped", "must be >= 0, got %d", t.ErrorsDropped)
 	case t.Timeout < 0:
 		return fieldError(ErrInvalidTask, "timeout", "must be >= 0, got %s", t.Timeout)
 	case t.CreatedAt.IsZero():
@@ -177,11 +203,13 @@ func (t *Task) Validate() error {
 
 // Transition moves t to status to at time now, or returns an error wrapping
 // ErrIllegalTransition and leaves t unchanged. It stamps UpdatedAt, StartedAt
-// on entering running and FinishedAt on entering a terminal status.
+// on entering running and FinishedAt on entering a terminal status, and
+// brings errors recorded before the size bounds existed within them.
 func (t *Task) Transition(to TaskStatus, now time.Time) error {
 	if err := CheckTransition(t.Status, to); err != nil {
 		return err
 	}
+	t.boundErrors()
 	now = now.UTC()
 	t.Status = to
 	t.UpdatedAt = now
@@ -201,16 +229,66 @@ func (t *Task) Transition(to TaskStatus, now time.Time) error {
 	return nil
 }
 
-// RecordError makes e the task's current Error and appends it to Errors,
-// dropping (and counting) the oldest entry when the history is full.
+// RecordError makes e, within its size bounds (TaskError.Bound), the task's
+// current Error and appends it to Errors, dropping (and counting) the oldest
+// entries while the history is over MaxErrorHistory entries or
+// MaxErrorHistoryBytes. A plugin_crash error counts in PluginCrashes.
 func (t *Task) RecordError(e TaskError) {
+	e.Bound()
+	if e.ErrorType == ErrorTypePluginCrash {
+		t.PluginCrashes++
+	}
 	t.Error = &e
-	if len(t.Errors) >= MaxErrorHistory {
-		drop := len(t.Errors) - MaxErrorHistory + 1
+	t.Errors = append(t.Errors[:len(t.Errors):len(t.Errors)], e)
+	t.trimErrors()
+}
+
+// trimErrors drops the oldest entries of Errors beyond its bounds.
+func (t *Task) trimErrors() {
+	drop := max(len(t.Errors)-MaxErrorHistory, 0)
+	total := 0
+	for i := len(t.Errors) - 1; i >= drop; i-- {
+		total += encodedSize(&t.Errors[i])
+		if total > MaxErrorHistoryBytes && i < len(t.Errors)-1 {
+			drop = i + 1
+			break
+		}
+	}
+	if drop > 0 {
 		t.Errors = append(t.Errors[:0:0], t.Errors[drop:]...)
 		t.ErrorsDropped += drop
 	}
-	t.Errors = append(t.Errors, e)
+}
+
+// boundErrors brings Error and Errors within their size bounds. It changes
+// nothing (and costs nothing) when they are within them already, as every
+// error recorded by RecordError is.
+func (t *Task) boundErrors() {
+	if t.Error != nil && t.Error.overBounds() {
+		e := *t.Error
+		e.Bound()
+		t.Error = &e
+	}
+	over := len(t.Errors) > MaxErrorHistory
+	for i := range t.Errors {
+		over = over || t.Errors[i].overBounds()
+	}
+	if over {
+		t.Errors = append([]TaskError(nil), t.Errors...)
+		for i := range t.Errors {
+			t.Errors[i].Bound()
+		}
+		t.trimErrors()
+	}
+}
+
+// encodedSize is the length of e's JSON encoding.
+func encodedSize(e *TaskError) int {
+	b, err := json.Marshal(e)
+	if err != nil {
+		return MaxTaskErrorJSONBytes
+	}
+	return len(b)
 }
 
 // RetriesLeft reports how many retries the task may still have.
@@ -224,8 +302,8 @@ func (t *Task) RetriesLeft() int {
 // Replay reopens a dead-lettered task for a new run with a fresh retry
 // budget: an operator's explicit act, outside the runner's state machine. It
 // requires Status failed (otherwise it returns an error wrapping
-// ErrIllegalTransition), resets Status to pending and the retry and
-// interruption counters to zero, clears Error, Result and FinishedAt, counts
+// ErrIllegalTransition), resets Status to pending and the retry,
+// interruption, quarantine-wait and plugin-crash counters to zero, clears Error, Result and FinishedAt, counts
 // the replay and keeps the error history.
 func (t *Task) Replay(now time.Time) error {
 	if t.Status != StatusFailed {
@@ -235,6 +313,8 @@ func (t *Task) Replay(now time.Time) error {
 	t.Status = StatusPending
 	t.RetryCount = 0
 	t.Interruptions = 0
+	t.QuarantineWaits = 0
+	t.PluginCrashes = 0
 	t.Replays++
 	t.Error = nil
 	t.Result = nil

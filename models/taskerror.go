@@ -39,10 +39,28 @@ const (
 	ErrorTypeInterrupted = "interrupted"
 )
 
-// MaxTracebackBytes bounds TaskError.Traceback. Longer tracebacks keep their
-// head (where a panic message and the innermost frames are) and their tail
-// (where a crashing process wrote last) around an elision marker.
-const MaxTracebackBytes = 16 << 10
+// Size bounds of a TaskError, so that any failure can be recorded in a task's
+// state and travel in a dead-letter entry's header (NATS allows 64 KiB of
+// headers in all). Each bounds a field's size as JSON, escapes counted
+// (JSONSize), which is never less than its length in bytes. NewTaskError and
+// Bound shorten longer fields; Validate refuses them.
+const (
+	// MaxTracebackBytes bounds TaskError.Traceback. Longer tracebacks keep
+	// their head (where a panic message and the innermost frames are) and
+	// their tail (where a crashing process wrote last) around an elision
+	// marker.
+	MaxTracebackBytes = 16 << 10
+	// MaxMessageBytes bounds TaskError.Message. A longer message (a handler
+	// that puts its whole input in its error) keeps its head and tail
+	// around an elision marker, as a traceback does.
+	MaxMessageBytes = 4 << 10
+	// MaxErrorTypeBytes bounds TaskError.ErrorType; a longer type is cut.
+	MaxErrorTypeBytes = 128
+	// MaxTaskErrorJSONBytes is the largest JSON encoding of a valid
+	// TaskError: its bounded strings plus field names, timestamp and
+	// numbers.
+	MaxTaskErrorJSONBytes = MaxErrorTypeBytes + MaxMessageBytes + MaxTracebackBytes + 256
+)
 
 // TaskError describes one failed attempt of a task: what kind of failure it
 // was, a human-readable message, when it happened, the stack or output that
@@ -63,8 +81,8 @@ type TaskError struct {
 	// now when it is zero.
 	Timestamp time.Time `json:"timestamp"`
 	// Traceback is the stack or output explaining the failure: a Go panic
-	// stack, a Python traceback, the tail of a crashed plugin's stderr. At
-	// most MaxTracebackBytes long.
+	// stack, a Python traceback, the tail of a crashed plugin's stderr.
+	// Within MaxTracebackBytes.
 	Traceback string `json:"traceback"`
 	// RetryCount is the number of retries already made when this failure
 	// happened: 0 on the first attempt. Never negative.
@@ -76,8 +94,7 @@ type TaskError struct {
 
 // NewTaskError validates and normalises fields and returns the resulting
 // TaskError. A zero Timestamp becomes time.Now(); every timestamp is converted
-// to UTC; a Traceback longer than MaxTracebackBytes is shortened with
-// TruncateTraceback.
+// to UTC; fields over their size bounds are shortened (see Bound).
 //
 // It returns a *FieldError wrapping ErrInvalidTaskError when ErrorType or
 // Message is empty or RetryCount is negative.
@@ -87,7 +104,7 @@ func NewTaskError(fields TaskError) (*TaskError, error) {
 		te.Timestamp = time.Now()
 	}
 	te.Timestamp = te.Timestamp.UTC()
-	te.Traceback = TruncateTraceback(te.Traceback, MaxTracebackBytes)
+	te.Bound()
 	if err := te.Validate(); err != nil {
 		return nil, err
 	}
@@ -106,10 +123,90 @@ func (e *TaskError) Validate() error {
 		return fieldError(ErrInvalidTaskError, "retry_count", "must be >= 0, got %d", e.RetryCount)
 	case e.Timestamp.IsZero():
 		return fieldError(ErrInvalidTaskError, "timestamp", "is required")
-	case len(e.Traceback) > MaxTracebackBytes:
-		return fieldError(ErrInvalidTaskError, "traceback", "is %d bytes, over the %d-byte limit", len(e.Traceback), MaxTracebackBytes)
+	case JSONSize(e.ErrorType) > MaxErrorTypeBytes:
+		return fieldError(ErrInvalidTaskError, "error_type", "is %d bytes as JSON, over the %d-byte limit", JSONSize(e.ErrorType), MaxErrorTypeBytes)
+	case JSONSize(e.Message) > MaxMessageBytes:
+		return fieldError(ErrInvalidTaskError, "message", "is %d bytes as JSON, over the %d-byte limit", JSONSize(e.Message), MaxMessageBytes)
+	case JSONSize(e.Traceback) > MaxTracebackBytes:
+		return fieldError(ErrInvalidTaskError, "traceback", "is %d bytes as JSON, over the %d-byte limit", JSONSize(e.Traceback), MaxTracebackBytes)
 	}
 	return nil
+}
+
+func (e *TaskError) overBounds() bool {
+	return JSONSize(e.ErrorType) > MaxErrorTypeBytes || JSONSize(e.Message) > MaxMessageBytes || JSONSize(e.Traceback) > MaxTracebackBytes
+}
+
+// Bound shortens, in place, the fields of e that are over their size
+// bounds: ErrorType is cut (at a character boundary), Message and Traceback
+// keep their head and tail (TruncateTraceback). A record written before the
+// bounds existed is brought within them this way.
+func (e *TaskError) Bound() {
+	if JSONSize(e.ErrorType) > MaxErrorTypeBytes {
+		t, n, size := e.ErrorType, 0, 0
+		for n < len(t) {
+			_, w := utf8.DecodeRuneInString(t[n:])
+			if size += JSONSize(t[n : n+w]); size > MaxErrorTypeBytes {
+				break
+			}
+			n += w
+		}
+		e.ErrorType = t[:n]
+	}
+	e.Message = truncateJSON(e.Message, MaxMessageBytes)
+	e.Traceback = truncateJSON(e.Traceback, MaxTracebackBytes)
+}
+
+// truncateJSON is TruncateTraceback(s, n) for the largest n that keeps the
+// result's JSONSize within max.
+func truncateJSON(s string, max int) string {
+	size := JSONSize(s)
+	if size <= max {
+		return s
+	}
+	n := max
+	for try := 0; try < 16; try++ {
+		t := TruncateTraceback(s, n)
+		size := JSONSize(t)
+		if size <= max {
+			return t
+		}
+		n = min(n-1, n*max/size) // shrink by the overshoot's ratio
+	}
+	return TruncateTraceback(s, max/6) // six bytes per byte at worst
+}
+
+// JSONSize is the length of s encoded as a JSON string by encoding/json,
+// without the quotes: control characters, <, >, &, U+2028, U+2029 and
+// invalid UTF-8 bytes take six bytes; quote, backslash, \n \r \t \b and \f two.
+func JSONSize(s string) int {
+	n := 0
+	for i := 0; i < len(s); {
+		c := s[i]
+		if c < utf8.RuneSelf {
+			switch {
+			case c == '"' || c == '\\' || c == '\n' || c == '\r' || c == '\t' || c == '\b' || c == '\f':
+				n += 2
+			case c < 0x20 || c == '<' || c == '>' || c == '&':
+				n += 6
+			default:
+				n++
+			}
+			i++
+			continue
+		}
+		r, size := utf8.DecodeRuneInString(s[i:])
+		switch {
+		case r == utf8.RuneError && size == 1:
+			n += 6
+		case r == '\u2028' || r == '\u2029':
+			n += 6
+		default:
+			n += size
+		}
+		i += size
+	}
+	return n
 }
 
 // Error implements error as "<error_type>: <message>".
@@ -125,31 +222,35 @@ func TruncateTraceback(tb string, max int) string {
 	if len(tb) <= max {
 		return tb
 	}
+	if max <= 0 {
+		return ""
+	}
 	const markerRoom = 64
 	if max <= markerRoom {
-		start := len(tb) - max
-		for start < len(tb) && !utf8.RuneStart(tb[start]) {
-			start++
-		}
-		return tb[start:]
+		return tb[runeStartAfter(tb, len(tb)-max):]
 	}
 	keep := max - markerRoom
 	head, tail := keep/2, keep-keep/2
-	for head > 0 && !utf8.RuneStart(tb[head]) {
+	for i := 0; i < utf8.UTFMax-1 && head > 0 && !utf8.RuneStart(tb[head]); i++ {
 		head--
 	}
 	headPart := tb[:head]
 	if i := strings.LastIndexByte(headPart, '\n'); i > head/2 {
 		headPart = headPart[:i+1]
 	}
-	start := len(tb) - tail
-	for start < len(tb) && !utf8.RuneStart(tb[start]) {
-		start++
-	}
-	tailPart := tb[start:]
+	tailPart := tb[runeStartAfter(tb, len(tb)-tail):]
 	if i := strings.IndexByte(tailPart, '\n'); i >= 0 && i < tail/2 {
 		tailPart = tailPart[i+1:]
 	}
 	elided := len(tb) - len(headPart) - len(tailPart)
 	return fmt.Sprintf("%s... [%d bytes elided] ...\n%s", headPart, elided, tailPart)
+}
+
+// runeStartAfter is the first index from i on that does not cut a UTF-8
+// sequence in s (at most three bytes on: invalid bytes are cut anywhere).
+func runeStartAfter(s string, i int) int {
+	for n := 0; n < utf8.UTFMax-1 && i < len(s) && !utf8.RuneStart(s[i]); n++ {
+		i++
+	}
+	return i
 }

@@ -27,16 +27,18 @@ type FunctionConfig struct {
 	// MaxRetries is the retry budget after the first attempt, when not nil.
 	// Built-in default 3. A task's own Omniq-Max-Retries header wins.
 	MaxRetries *int `json:"max_retries,omitempty"`
-	// Timeout is the per-attempt deadline. Built-in default 5 minutes. A
-	// task's own Omniq-Timeout header wins.
+	// Timeout is the per-attempt deadline. Built-in default 5 minutes; at
+	// most models.MaxTimeout (a year). A task's own Omniq-Timeout header
+	// wins.
 	Timeout time.Duration `json:"timeout,omitempty"`
 	// BackoffBase is the delay before the first retry; it doubles per retry.
 	// Built-in default 1 second.
 	BackoffBase time.Duration `json:"backoff_base,omitempty"`
-	// BackoffMax caps the retry delay. Built-in default 10 minutes.
+	// BackoffMax caps the retry delay. Built-in default 10 minutes; at most
+	// models.MaxRetryDelay (a year).
 	BackoffMax time.Duration `json:"backoff_max,omitempty"`
 	// Concurrency bounds this runner's tasks of the function in flight.
-	// Built-in default 16.
+	// Built-in default 16; at most MaxConcurrency.
 	Concurrency int `json:"concurrency,omitempty"`
 	// NonRetryable lists error types that are never retried for this
 	// function, whatever the handler says.
@@ -68,6 +70,15 @@ type Config struct {
 	// MaxInterruptions bounds how often a task may be interrupted by a
 	// runner dying mid-task before it is dead-lettered. Defaults to 3.
 	MaxInterruptions int
+	// MaxQuarantineWaits bounds how often a task waits for its plugin's
+	// quarantine to end (which does not use up its retry budget) before it
+	// is dead-lettered as plugin_unavailable. Defaults to 10.
+	MaxQuarantineWaits int
+	// MaxPluginCrashes is how many times a task may crash its plugin: the
+	// attempt that crashes it for the MaxPluginCrashes-th time dead-letters
+	// the task as plugin_crash, not retryable, so that one poisonous task
+	// cannot keep its plugin quarantined. Defaults to 3.
+	MaxPluginCrashes int
 	// UnknownFunctionGrace is how old a task for a function no runner serves
 	// must be before it is dead-lettered as unknown_function. Defaults to 1
 	// minute.
@@ -113,6 +124,15 @@ const (
 	DefaultConcurrency = 16
 )
 
+// MaxConcurrency bounds FunctionConfig.Concurrency: the tasks a runner may
+// hold unacknowledged per function (its consumer's MaxAckPending).
+const MaxConcurrency = 10000
+
+// maxSetting bounds the runner's own durations (AckWait, RegistrationTTL,
+// SweepInterval, UnknownFunctionGrace, ShutdownGrace): a day is far beyond
+// any useful value and far from overflowing.
+const maxSetting = 24 * time.Hour
+
 // WithDefaults returns a copy of c with zero fields set to their defaults.
 func (c Config) WithDefaults() Config {
 	if c.ID == "" {
@@ -132,6 +152,12 @@ func (c Config) WithDefaults() Config {
 	}
 	if c.MaxInterruptions == 0 {
 		c.MaxInterruptions = 3
+	}
+	if c.MaxQuarantineWaits == 0 {
+		c.MaxQuarantineWaits = 10
+	}
+	if c.MaxPluginCrashes == 0 {
+		c.MaxPluginCrashes = 3
 	}
 	if c.UnknownFunctionGrace == 0 {
 		c.UnknownFunctionGrace = time.Minute
@@ -196,8 +222,23 @@ func (c Config) ValidateSettings() error {
 	if c.MaxInterruptions < 1 {
 		return fmt.Errorf("%w: MaxInterruptions must be at least 1, got %d", ErrInvalidConfig, c.MaxInterruptions)
 	}
+	if c.MaxQuarantineWaits < 1 {
+		return fmt.Errorf("%w: MaxQuarantineWaits must be at least 1, got %d", ErrInvalidConfig, c.MaxQuarantineWaits)
+	}
+	if c.MaxPluginCrashes < 1 {
+		return fmt.Errorf("%w: MaxPluginCrashes must be at least 1, got %d", ErrInvalidConfig, c.MaxPluginCrashes)
+	}
 	if c.RegistrationTTL < time.Second {
 		return fmt.Errorf("%w: RegistrationTTL must be at least 1s, got %s", ErrInvalidConfig, c.RegistrationTTL)
+	}
+	for _, d := range []struct {
+		name string
+		v    time.Duration
+	}{{"AckWait", c.AckWait}, {"RegistrationTTL", c.RegistrationTTL}, {"SweepInterval", c.SweepInterval},
+		{"UnknownFunctionGrace", c.UnknownFunctionGrace}, {"ShutdownGrace", c.ShutdownGrace}} {
+		if d.v < 0 || d.v > maxSetting {
+			return fmt.Errorf("%w: %s must be between 0 and %s, got %s", ErrInvalidConfig, d.name, maxSetting, d.v)
+		}
 	}
 	if err := c.Defaults.validate("defaults"); err != nil {
 		return err
@@ -217,14 +258,16 @@ func (f FunctionConfig) validate(where string) error {
 	switch {
 	case f.MaxRetries != nil && *f.MaxRetries < 0:
 		return fmt.Errorf("%w: %s: max_retries must be >= 0, got %d", ErrInvalidConfig, where, *f.MaxRetries)
-	case f.Timeout < 0:
-		return fmt.Errorf("%w: %s: timeout must be >= 0, got %s", ErrInvalidConfig, where, f.Timeout)
-	case f.BackoffBase < 0 || f.BackoffMax < 0:
-		return fmt.Errorf("%w: %s: backoff must be >= 0", ErrInvalidConfig, where)
+	case f.Timeout < 0 || f.Timeout > models.MaxTimeout:
+		return fmt.Errorf("%w: %s: timeout must be between 0 and %s, got %s", ErrInvalidConfig, where, models.MaxTimeout, f.Timeout)
+	case f.BackoffBase < 0 || f.BackoffBase > models.MaxRetryDelay:
+		return fmt.Errorf("%w: %s: backoff_base must be between 0 and %s, got %s", ErrInvalidConfig, where, models.MaxRetryDelay, f.BackoffBase)
+	case f.BackoffMax < 0 || f.BackoffMax > models.MaxRetryDelay:
+		return fmt.Errorf("%w: %s: backoff_max must be between 0 and %s, got %s", ErrInvalidConfig, where, models.MaxRetryDelay, f.BackoffMax)
 	case f.BackoffMax > 0 && f.BackoffBase > f.BackoffMax:
 		return fmt.Errorf("%w: %s: backoff_base %s exceeds backoff_max %s", ErrInvalidConfig, where, f.BackoffBase, f.BackoffMax)
-	case f.Concurrency < 0:
-		return fmt.Errorf("%w: %s: concurrency must be >= 0, got %d", ErrInvalidConfig, where, f.Concurrency)
+	case f.Concurrency < 0 || f.Concurrency > MaxConcurrency:
+		return fmt.Errorf("%w: %s: concurrency must be between 0 and %d, got %d", ErrInvalidConfig, where, MaxConcurrency, f.Concurrency)
 	}
 	return nil
 }
@@ -266,7 +309,10 @@ func (c Config) resolve(fn string, decl pluginhost.Function) resolved {
 	}
 	apply(c.Defaults)
 	if s := decl.Spec; s != nil {
-		d := FunctionConfig{Timeout: time.Duration(s.DefaultTimeoutMs) * time.Millisecond, Concurrency: int(s.Concurrency)}
+		// A plugin's declaration is clamped into the valid ranges, not
+		// refused: the runner cannot fix a plugin.
+		d := FunctionConfig{Timeout: min(models.Milliseconds(s.DefaultTimeoutMs), models.MaxTimeout),
+			Concurrency: min(int(s.Concurrency), MaxConcurrency)}
 		if s.HasMaxRetries {
 			n := int(s.MaxRetries)
 			d.MaxRetries = &n

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	natsjs "github.com/nats-io/nats.go/jetstream"
 	"github.com/sirupsen/logrus"
 
@@ -196,21 +197,43 @@ func TestGracefulShutdownUnderLoadLosesNothing(t *testing.T) {
 	t.Logf("%v tasks were released by the shutdown and finished by the next runner", released)
 }
 
-func TestQuarantinedPluginFailsTasksAsUnavailable(t *testing.T) {
+func TestQuarantinedPluginMakesTasksWaitThenFailAsUnavailable(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
-	tr := startRunner(t, e, fastConfig(), pluginhost.HostConfig{Defaults: pluginhost.Config{QuarantineAfter: 1, Cooldown: time.Minute}})
+	tr := startRunner(t, e, fastConfig(), pluginhost.HostConfig{Defaults: pluginhost.Config{QuarantineAfter: 1, Cooldown: time.Minute, StartWait: time.Second}})
 	crash, err := e.client.Submit(ctx(t), jetstream.SubmitRequest{Function: "crash", MaxRetries: intp(0)})
 	if err != nil {
 		t.Fatal(err)
 	}
 	waitFor(t, e, crash.ID, models.StatusFailed, 30*time.Second)
+	eventually(t, 10*time.Second, "the quarantine", func() bool {
+		return tr.Counter(t, "omniq_plugin_state", map[string]string{"plugin": "faults", "state": "quarantined"}) == 1
+	})
+	// An innocent task waits for the cool-down, its retry budget intact.
 	res, err := e.client.Submit(ctx(t), jetstream.SubmitRequest{Function: "fail", Payload: []byte(`{}`), MaxRetries: intp(0)})
 	if err != nil {
 		t.Fatal(err)
 	}
-	task := waitFor(t, e, res.ID, models.StatusFailed, 30*time.Second)
-	if te := task.Error; te == nil || te.ErrorType != "plugin_unavailable" || !te.IsRetryable || !strings.Contains(te.Message, "quarantined") {
+	task := waitFor(t, e, res.ID, models.StatusRetrying, 30*time.Second)
+	if task.QuarantineWaits != 1 || task.RetryCount != 0 || task.Error != nil || time.Until(task.RunAt) < 30*time.Second {
+		t.Fatalf("waiting task = %+v", task)
+	}
+	// One that has waited out MaxQuarantineWaits cool-downs already is
+	// dead-lettered.
+	old := models.NewTask("waited-enough", "fail", 0, 0, time.Now())
+	old.QuarantineWaits = 10
+	if _, err := e.client.State().Create(ctx(t), old); err != nil {
+		t.Fatal(err)
+	}
+	m := nats.NewMsg("omniq.tasks.fail")
+	m.Header.Set(jetstream.HeaderTaskID, old.ID)
+	m.Data = []byte(`{}`)
+	if _, err := e.client.JetStream().PublishMsg(ctx(t), m); err != nil {
+		t.Fatal(err)
+	}
+	task = waitFor(t, e, old.ID, models.StatusFailed, 30*time.Second)
+	if te := task.Error; te == nil || te.ErrorType != "plugin_unavailable" || te.IsRetryable || !strings.Contains(te.Message, "quarantined") ||
+		!strings.Contains(te.Message, "waited out 10 quarantines") {
 		t.Fatalf("error = %+v", task.Error)
 	}
 	// The operator sees it in the metrics.
@@ -218,6 +241,15 @@ func TestQuarantinedPluginFailsTasksAsUnavailable(t *testing.T) {
 		tr.WaitCounter(t, "omniq_plugin_events_total", map[string]string{"plugin": "faults", "event": event}, 1, 10*time.Second)
 	}
 	tr.WaitCounter(t, "omniq_dead_lettered_total", map[string]string{"error_type": "plugin_unavailable"}, 1, 10*time.Second)
+	if tr.Counter(t, "omniq_plugin_state", map[string]string{"plugin": "faults", "state": "quarantined"}) != 1 ||
+		tr.Counter(t, "omniq_plugin_state", map[string]string{"plugin": "faults", "state": "up"}) != 0 {
+		t.Fatal("omniq_plugin_state does not show the quarantine")
+	}
+	// And in the function listing.
+	eventually(t, 10*time.Second, "the registration to show the quarantine", func() bool {
+		regs, err := e.client.Functions(ctx(t))
+		return err == nil && len(regs["fail"]) == 1 && regs["fail"][0].PluginState == "quarantined" && time.Until(regs["fail"][0].QuarantinedUntil) > 0
+	})
 }
 
 func TestConcurrentTasksOfOneFunctionRunTogether(t *testing.T) {

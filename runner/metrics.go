@@ -1,6 +1,7 @@
 package runner
 
 import (
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -19,13 +20,43 @@ type Metrics struct {
 	plugin      *prometheus.CounterVec
 	pending     *prometheus.GaugeVec
 	refusedMsgs *prometheus.CounterVec
+	states      *pluginStates
+}
+
+// pluginStates is the omniq_plugin_state gauge, read from the plugin host
+// at each scrape.
+type pluginStates struct {
+	desc *prometheus.Desc
+	host atomic.Pointer[pluginhost.Host]
+}
+
+// pluginStateNames are the states omniq_plugin_state reports.
+var pluginStateNames = []pluginhost.State{pluginhost.StateStarting, pluginhost.StateUp, pluginhost.StateRestarting,
+	pluginhost.StateQuarantined, pluginhost.StateStopped}
+
+func (p *pluginStates) Describe(ch chan<- *prometheus.Desc) { ch <- p.desc }
+
+func (p *pluginStates) Collect(ch chan<- prometheus.Metric) {
+	h := p.host.Load()
+	if h == nil {
+		return
+	}
+	for _, st := range h.Statuses() {
+		for _, name := range pluginStateNames {
+			v := 0.0
+			if st.State == name {
+				v = 1
+			}
+			ch <- prometheus.MustNewConstMetric(p.desc, prometheus.GaugeValue, v, st.Plugin, string(name))
+		}
+	}
 }
 
 // NewMetrics creates the runner's metrics and registers them with reg.
 func NewMetrics(reg prometheus.Registerer) *Metrics {
 	m := &Metrics{
 		tasks: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "omniq_tasks_total", Help: "Task attempts finished, by function and outcome (succeeded, retried, failed, cancelled).",
+			Name: "omniq_tasks_total", Help: "Task attempts finished, by function and outcome (succeeded, retried, failed, cancelled, quarantined: put back to wait for its plugin's quarantine).",
 		}, []string{"function", "outcome"}),
 		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name: "omniq_task_duration_seconds", Help: "Time from the start of an attempt to its outcome, by function.",
@@ -50,8 +81,17 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	m.refusedMsgs = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "omniq_refused_messages_total", Help: "Task messages dropped without running because they were not the task they named (foreign_task_id: the id is another function's task; bad_copy: a malformed copy of an existing task), by function and reason.",
 	}, []string{"function", "reason"})
-	reg.MustRegister(m.tasks, m.duration, m.inFlight, m.retries, m.deadLetters, m.plugin, m.pending, m.refusedMsgs)
+	m.states = &pluginStates{desc: prometheus.NewDesc("omniq_plugin_state",
+		"1 for the state each plugin is in (starting, up, restarting, quarantined, stopped), 0 for the others.", []string{"plugin", "state"}, nil)}
+	reg.MustRegister(m.tasks, m.duration, m.inFlight, m.retries, m.deadLetters, m.plugin, m.pending, m.refusedMsgs, m.states)
 	return m
+}
+
+// watchPlugins makes omniq_plugin_state report h's plugins.
+func (m *Metrics) watchPlugins(h *pluginhost.Host) {
+	if m != nil && h != nil {
+		m.states.host.Store(h)
+	}
 }
 
 func (m *Metrics) started(fn string) {

@@ -62,6 +62,7 @@ func New(cfg Config) (*Runner, error) {
 		inflight: make(map[string]*inflight), loops: make(map[string]bool), failing: make(map[string]error),
 		stopped: make(chan struct{}), stopHB: make(chan struct{}),
 	}
+	cfg.Metrics.watchPlugins(cfg.Plugins)
 	r.pullCtx, r.stopPull = context.WithCancel(context.Background())
 	r.taskCtx, r.cancelRuns = context.WithCancelCause(context.Background())
 	return r, nil
@@ -115,7 +116,8 @@ func (r *Runner) syncFunctions(ctx context.Context) error {
 	var regs []jetstream.Registration
 	for name, f := range fns {
 		res := r.cfg.resolve(name, f)
-		regs = append(regs, jetstream.Registration{Function: name, Plugin: f.Plugin, Concurrency: res.concurrency})
+		regs = append(regs, jetstream.Registration{Function: name, Plugin: f.Plugin, Concurrency: res.concurrency,
+			PluginState: string(f.State), QuarantinedUntil: f.QuarantinedUntil})
 		r.mu.Lock()
 		running := r.loops[name]
 		r.mu.Unlock()

@@ -325,6 +325,9 @@ func (r *Runner) settle(ctx context.Context, log logrus.FieldLogger, rec jetstre
 			t.Result = out.Output
 			t.Error = nil
 		})
+		if errors.Is(err, jetstream.ErrRecordTooLarge) {
+			return r.unrecordable(ctx, log, rec, tm, msg, err)
+		}
 		if err != nil {
 			return r.lostRecord(ctx, log, t.ID, msg, err)
 		}
@@ -347,11 +350,14 @@ func (r *Runner) settle(ctx context.Context, log logrus.FieldLogger, rec jetstre
 	if errors.Is(cause, errCancelRequested) {
 		return r.lostRecord(ctx, log, t.ID, msg, nil)
 	}
+	if !f.QuarantinedUntil.IsZero() {
+		return r.waitOutQuarantine(ctx, log, rec, tm, msg, f)
+	}
 	retryable := f.Retryable && !res.nonRetryable[f.ErrorType]
-	te := newTaskError(f.ErrorType, f.Message, f.Traceback, t.RetryCount, retryable)
+	te := r.poison(newTaskError(f.ErrorType, f.Message, f.Traceback, t.RetryCount, retryable), t)
 	flog := log.WithFields(logrus.Fields{"error_type": te.ErrorType, "retry_count": te.RetryCount})
 	if te.Traceback != "" {
-		flog.WithField("traceback", te.Traceback).Debug("task failure traceback")
+		flog.WithField("traceback", logText(te.Traceback)).Debug("task failure traceback")
 	}
 	if !te.IsRetryable || t.RetryCount >= t.MaxRetries {
 		if err := r.finishFailed(ctx, flog, rec, tm, te, msg); err != nil {
@@ -359,20 +365,19 @@ func (r *Runner) settle(ctx context.Context, log logrus.FieldLogger, rec jetstre
 		}
 		return "failed"
 	}
-	delay := f.RetryAfter
-	if delay <= 0 {
-		delay = backoff(res.backoffBase, res.backoffMax, t.RetryCount)
-	}
+	delay := retryDelay(f.RetryAfter, res.backoffBase, res.backoffMax, t.RetryCount)
 	runAt := time.Now().Add(delay)
 	if _, err := state.Transition(ctx, rec, models.StatusRetrying, time.Now(), func(t *models.Task) {
 		t.RecordError(te)
 		t.RetryCount++
 		t.RunAt = runAt
-	}); err != nil {
+	}); errors.Is(err, jetstream.ErrRecordTooLarge) {
+		return r.unrecordable(ctx, flog, rec, tm, msg, err)
+	} else if err != nil {
 		return r.lostRecord(ctx, flog, t.ID, msg, err)
 	}
 	r.cfg.Metrics.retried(tm.Function, te.ErrorType)
-	flog.WithField("retry_in", delay.Round(time.Millisecond)).Warn("task failed, will retry: " + te.Message)
+	flog.WithField("retry_in", delay.Round(time.Millisecond)).Warn("task failed, will retry: " + logText(te.Message))
 	if delay < time.Second {
 		// Schedules fire on whole seconds: hold a short retry here.
 		_ = msg.NakWithDelay(delay)
@@ -422,7 +427,7 @@ func (r *Runner) finishFailed(ctx context.Context, log logrus.FieldLogger, rec j
 	if err != nil {
 		return err
 	}
-	log.WithField("error_type", te.ErrorType).Warn("task failed, dead-lettered: " + te.Message)
+	log.WithField("error_type", te.ErrorType).Warn("task failed, dead-lettered: " + logText(te.Message))
 	tm.Attempt = next.Task.Attempt
 	r.deadLetter(ctx, log, tm, te, next.Task.Replays, msg)
 	return nil
@@ -513,12 +518,84 @@ func (r *Runner) failWithoutRunning(ctx context.Context, log logrus.FieldLogger,
 			_ = msg.NakWithDelay(time.Second)
 			return
 		}
-		log.WithField("error_type", te.ErrorType).Warn("task dead-lettered without running: " + te.Message)
+		log.WithField("error_type", te.ErrorType).Warn("task dead-lettered without running: " + logText(te.Message))
 		r.deadLetter(ctx, log, tm, te, next.Task.Replays, msg)
 		return
 	}
 	_ = msg.NakWithDelay(time.Second)
 }
+
+// waitOutQuarantine puts back a task that did not run because its plugin
+// is quarantined: not the task's fault, so it waits for the cool-down
+// without spending its retry budget. The waits are counted and bounded
+// (MaxQuarantineWaits), as runner interruptions are; past the bound the
+// task is dead-lettered plugin_unavailable. Like a retry, the wait goes
+// through a schedule (a short one through NakWithDelay).
+func (r *Runner) waitOutQuarantine(ctx context.Context, log logrus.FieldLogger, rec jetstream.Record, tm *jetstream.TaskMessage, msg natsjs.Msg, f *pluginhost.Failure) string {
+	t := rec.Task
+	if t.QuarantineWaits >= r.cfg.MaxQuarantineWaits {
+		te := newTaskError(f.ErrorType, fmt.Sprintf("%s; the task waited out %d quarantines of its plugin and does not wait again", f.Message, t.QuarantineWaits),
+			"", t.RetryCount, false)
+		if err := r.finishFailed(ctx, log, rec, tm, te, msg); err != nil {
+			return r.lostRecord(ctx, log, t.ID, msg, err)
+		}
+		return "failed"
+	}
+	now := time.Now()
+	runAt := f.QuarantinedUntil
+	if runAt.Before(now.Add(time.Second)) {
+		runAt = now.Add(time.Second) // its cool-down is over: give it time to start
+	}
+	if _, err := r.client.State().Transition(ctx, rec, models.StatusRetrying, now, func(t *models.Task) {
+		t.QuarantineWaits++
+		t.RunAt = runAt
+	}); err != nil {
+		return r.lostRecord(ctx, log, t.ID, msg, err)
+	}
+	log.WithField("until", f.QuarantinedUntil.Format(time.RFC3339)).Debug("plugin quarantined; the task waits for the cool-down")
+	next := *tm
+	next.Attempt = t.Attempt + 1
+	if err := r.client.ScheduleRetry(ctx, &next, runAt); err != nil {
+		log.WithError(err).Error("cannot schedule the task after its plugin's quarantine; it comes back to be rescheduled")
+		_ = msg.NakWithDelay(time.Second)
+		return "quarantined"
+	}
+	_ = msg.Ack()
+	return "quarantined"
+}
+
+// poison makes te, a plugin_crash, final when the task has now crashed its
+// plugin MaxPluginCrashes times: it is then the likely cause of the
+// crashes, and retrying it would keep the plugin quarantined.
+func (r *Runner) poison(te models.TaskError, t *models.Task) models.TaskError {
+	if te.ErrorType != models.ErrorTypePluginCrash || t.PluginCrashes+1 < r.cfg.MaxPluginCrashes {
+		return te
+	}
+	te.IsRetryable = false
+	te.Message = fmt.Sprintf("the task crashed its plugin %d times; not retrying it, so it cannot keep the plugin quarantined (last: %s)",
+		t.PluginCrashes+1, te.Message)
+	te.Bound()
+	return te
+}
+
+// unrecordable fails, as invalid_task, an attempt whose outcome makes the
+// task's state record too large to write (a result over the record's
+// budget), with err, the real reason, as the message. Not an interruption:
+// the task cannot succeed as it is.
+func (r *Runner) unrecordable(ctx context.Context, log logrus.FieldLogger, rec jetstream.Record, tm *jetstream.TaskMessage, msg natsjs.Msg, err error) string {
+	te := newTaskError(models.ErrorTypeInvalidTask, "cannot record the attempt's outcome: "+err.Error(), "", rec.Task.RetryCount, false)
+	if err := r.finishFailed(ctx, log, rec, tm, te, msg); err != nil {
+		return r.lostRecord(ctx, log, rec.Task.ID, msg, err)
+	}
+	return "failed"
+}
+
+// maxLogText bounds text taken from a task (messages, tracebacks) in one
+// log line: the record and the dead-letter entry keep the whole of it.
+const maxLogText = 1 << 10
+
+// logText is s cut to maxLogText bytes for a log line.
+func logText(s string) string { return models.TruncateTraceback(s, maxLogText) }
 
 // newTaskError builds a TaskError stamped now. Its inputs come from OmniQ
 // itself, so they are valid; an empty message is replaced to keep it so.

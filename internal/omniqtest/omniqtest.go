@@ -150,7 +150,8 @@ func (r *Runner) Stop(t testing.TB) {
 	}
 }
 
-// Counter sums the values of counter name whose labels match labels.
+// Counter sums the values of counter (or gauge) name whose labels match
+// labels.
 func (r *Runner) Counter(t testing.TB, name string, labels map[string]string) float64 {
 	t.Helper()
 	mfs, err := r.Registry.Gather()
@@ -169,7 +170,7 @@ func (r *Runner) Counter(t testing.TB, name string, labels map[string]string) fl
 					continue metrics
 				}
 			}
-			total += m.GetCounter().GetValue()
+			total += m.GetCounter().GetValue() + m.GetGauge().GetValue()
 		}
 	}
 	return total

@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -168,6 +169,54 @@ func (d *Duration) UnmarshalJSON(b []byte) error {
 	return nil
 }
 
+// maxPluginConcurrency bounds plugins.<name>.concurrency.
+const maxPluginConcurrency = 100000
+
+// durationKeys are the config file's duration settings.
+var durationKeys = map[string]bool{"timeout": true, "backoff_base": true, "backoff_max": true,
+	"dedupe_window": true, "dlq_max_age": true, "finished_ttl": true, "task_max_age": true}
+
+// badDuration returns the path (such as "functions.resize.backoff_max") of
+// the first duration setting in the config file b that does not decode,
+// or "". encoding/json does not say which field a decoding error is in.
+func badDuration(b []byte) string {
+	var tree any
+	if json.Unmarshal(b, &tree) != nil {
+		return ""
+	}
+	var walk func(path string, v any) string
+	walk = func(path string, v any) string {
+		m, ok := v.(map[string]any)
+		if !ok {
+			return ""
+		}
+		keys := make([]string, 0, len(m))
+		for k := range m {
+			keys = append(keys, k)
+		}
+		slices.Sort(keys)
+		for _, k := range keys {
+			p := k
+			if path != "" {
+				p = path + "." + k
+			}
+			if durationKeys[k] {
+				raw, _ := json.Marshal(m[k])
+				var d Duration
+				if d.UnmarshalJSON(raw) != nil {
+					return p
+				}
+				continue
+			}
+			if bad := walk(p, m[k]); bad != "" {
+				return bad
+			}
+		}
+		return ""
+	}
+	return walk("", tree)
+}
+
 // envPrefix prefixes the environment equivalent of every flag:
 // --plugins-dir is OMNIQ_PLUGINS_DIR.
 const envPrefix = "OMNIQ_"
@@ -245,8 +294,11 @@ func (o *Options) check() error {
 	if _, err := parseLevel(o.LogLevel); err != nil {
 		return fmt.Errorf("%w: --log-level %q: want debug, info, warn or error", errUsage, o.LogLevel)
 	}
-	if o.Concurrency < 0 {
-		return fmt.Errorf("%w: --concurrency must be >= 0, got %d", errUsage, o.Concurrency)
+	if o.Concurrency < 0 || o.Concurrency > runner.MaxConcurrency {
+		return fmt.Errorf("%w: --concurrency must be between 0 and %d, got %d", errUsage, runner.MaxConcurrency, o.Concurrency)
+	}
+	if o.ShutdownWait < 0 {
+		return fmt.Errorf("%w: --shutdown-grace must be >= 0, got %s", errUsage, o.ShutdownWait)
 	}
 	if o.Sync != "always" {
 		if d, err := time.ParseDuration(o.Sync); err != nil || d <= 0 {
@@ -270,6 +322,9 @@ func (o *Options) check() error {
 		dec := json.NewDecoder(strings.NewReader(string(b)))
 		dec.DisallowUnknownFields()
 		if err := dec.Decode(&o.File); err != nil {
+			if path := badDuration(b); path != "" {
+				return fmt.Errorf("%w: --config %s: %s: %v", errUsage, o.ConfigFile, path, err)
+			}
 			return fmt.Errorf("%w: --config %s: %v", errUsage, o.ConfigFile, err)
 		}
 	}
@@ -310,8 +365,8 @@ func (o *Options) check() error {
 				return fmt.Errorf("%w: --config plugins.%s.env: %q is not KEY=value", errUsage, name, kv)
 			}
 		}
-		if p.Concurrency < 0 {
-			return fmt.Errorf("%w: --config plugins.%s.concurrency must be >= 0", errUsage, name)
+		if p.Concurrency < 0 || p.Concurrency > maxPluginConcurrency {
+			return fmt.Errorf("%w: --config plugins.%s.concurrency must be between 0 and %d, got %d", errUsage, name, maxPluginConcurrency, p.Concurrency)
 		}
 		if m := p.Limits.MemoryBytes; m > 0 && m < minPluginMemory {
 			return fmt.Errorf("%w: --config plugins.%s.limits.memory_bytes %d: want at least %d (32 MiB); the value is in bytes", errUsage, name, m, minPluginMemory)

@@ -190,7 +190,7 @@ func run(ctx context.Context, force <-chan struct{}, o Options, log *logrus.Logg
 			return fmt.Errorf("--metrics-addr: %w", err)
 		}
 		metricsAddr = ln.Addr().String()
-		srv := &http.Server{Handler: metricsMux(reg, nc, &started, r.Ready), ReadHeaderTimeout: 5 * time.Second}
+		srv := &http.Server{Handler: metricsMux(reg, nc, &started, r.Ready, host), ReadHeaderTimeout: 5 * time.Second}
 		go func() { _ = srv.Serve(ln) }()
 		defer func() {
 			c, cancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -351,9 +351,9 @@ func openStreams(ctx context.Context, nc *nats.Conn, cfg jetstream.Config, log l
 }
 
 // metricsMux serves /metrics, /healthz (the process is up) and /readyz
-// (connected to NATS, running, and able to pull and record tasks: see
-// runner.Runner.Ready).
-func metricsMux(reg *prometheus.Registry, nc *nats.Conn, started *atomic.Bool, ready func() error) http.Handler {
+// (connected to NATS, running, able to pull and record tasks (see
+// runner.Runner.Ready), and no plugin quarantined).
+func metricsMux(reg *prometheus.Registry, nc *nats.Conn, started *atomic.Bool, ready func() error, host *pluginhost.Host) http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
@@ -366,8 +366,24 @@ func metricsMux(reg *prometheus.Registry, nc *nats.Conn, started *atomic.Bool, r
 		case ready() != nil:
 			http.Error(w, "not ready: "+ready().Error(), http.StatusServiceUnavailable)
 		default:
+			if q := quarantined(host); q != "" {
+				http.Error(w, q, http.StatusServiceUnavailable)
+				return
+			}
 			fmt.Fprintln(w, "ready")
 		}
 	})
 	return mux
+}
+
+// quarantined describes the host's quarantined plugins, "" when there are
+// none.
+func quarantined(host *pluginhost.Host) string {
+	var out []string
+	for _, st := range host.Statuses() {
+		if st.State == pluginhost.StateQuarantined {
+			out = append(out, fmt.Sprintf("plugin %s quarantined until %s (%v)", st.Plugin, st.QuarantinedUntil.UTC().Format(time.RFC3339), st.Err))
+		}
+	}
+	return strings.Join(out, "\n")
 }

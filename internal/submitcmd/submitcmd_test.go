@@ -403,7 +403,7 @@ func TestFunctionsCommand(t *testing.T) {
 	})
 	r := o.run("", "functions")
 	r.want(t, 0, "FUNCTION", "")
-	if !strings.Contains(r.stdout, "faults") {
+	if !strings.Contains(r.stdout, "faults") || !strings.Contains(r.stdout, "STATE") || !strings.Contains(r.stdout, "  up\n") {
 		t.Fatalf("functions = %q", r.stdout)
 	}
 }

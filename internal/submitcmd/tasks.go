@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strings"
 	"text/tabwriter"
+	"time"
 
 	"github.com/omniq/omniq/jetstream"
 	"github.com/omniq/omniq/models"
@@ -300,17 +301,26 @@ func (c *cli) functions(args []string) error {
 		return writeJSON(c.io.Stdout, regs)
 	}
 	tw := tabwriter.NewWriter(c.io.Stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "FUNCTION\tPLUGIN\tRUNNERS\tCONCURRENCY")
+	fmt.Fprintln(tw, "FUNCTION\tPLUGIN\tRUNNERS\tCONCURRENCY\tSTATE")
 	for _, n := range names {
-		var runners []string
+		var runners, states []string
 		total := 0
 		plugin := ""
 		for _, r := range regs[n] {
 			runners = append(runners, r.Runner)
 			total += r.Concurrency
 			plugin = r.Plugin
+			if r.PluginState == "quarantined" {
+				states = append(states, fmt.Sprintf("quarantined on %s until %s", r.Runner, r.QuarantinedUntil.Local().Format(time.TimeOnly)))
+			} else if r.PluginState != "" && r.PluginState != "up" {
+				states = append(states, r.PluginState+" on "+r.Runner)
+			}
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\n", n, plugin, strings.Join(runners, ","), total)
+		state := "up"
+		if len(states) > 0 {
+			state = strings.Join(states, ", ")
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\n", n, plugin, strings.Join(runners, ","), total, state)
 	}
 	return tw.Flush()
 }

@@ -44,6 +44,34 @@ type Function struct {
 	Spec *pluginpb.FunctionSpec
 	// Plugin is the plugin's file name.
 	Plugin string
+	// State is the plugin's state when Functions was called.
+	State State
+	// QuarantinedUntil is when the plugin's quarantine ends, zero when it
+	// is not quarantined.
+	QuarantinedUntil time.Time
+}
+
+// PluginStatus is where one plugin is.
+type PluginStatus struct {
+	// Plugin is the plugin's file name.
+	Plugin string
+	// State is the supervisor's state.
+	State State
+	// QuarantinedUntil is when the quarantine ends, zero when the plugin
+	// is not quarantined.
+	QuarantinedUntil time.Time
+	// Err is what brought the plugin down, nil when it is up.
+	Err error
+}
+
+// Statuses returns the state of every plugin, in the host's order.
+func (h *Host) Statuses() []PluginStatus {
+	out := make([]PluginStatus, 0, len(h.sups))
+	for _, s := range h.sups {
+		st, err := s.State()
+		out = append(out, PluginStatus{Plugin: s.Name(), State: st, QuarantinedUntil: s.QuarantinedUntil(), Err: err})
+	}
+	return out
 }
 
 // Host runs every plugin of a directory and routes tasks to them by
@@ -155,7 +183,8 @@ func (h *Host) Functions() map[string]Function {
 	for name, s := range h.routes {
 		for _, f := range s.Functions() {
 			if f.Name == name {
-				out[name] = Function{Spec: f, Plugin: s.Name()}
+				st, _ := s.State()
+				out[name] = Function{Spec: f, Plugin: s.Name(), State: st, QuarantinedUntil: s.QuarantinedUntil()}
 			}
 		}
 	}

@@ -219,6 +219,17 @@ func (s *Supervisor) State() (State, error) {
 	return s.state, s.lastErr
 }
 
+// QuarantinedUntil returns when the plugin's quarantine ends, or the zero
+// time when it is not quarantined.
+func (s *Supervisor) QuarantinedUntil() time.Time {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.state != StateQuarantined {
+		return time.Time{}
+	}
+	return s.until
+}
+
 // Process returns the running process, or nil.
 func (s *Supervisor) Process() *Process {
 	s.mu.Lock()
@@ -311,16 +322,25 @@ func (s *Supervisor) nextDelay() time.Duration {
 		s.until = now.Add(s.cfg.Cooldown)
 		s.crashes = nil
 		s.log.WithField("crashes", len(recent)).WithField("cooldown", s.cfg.Cooldown).
-			Error("plugin quarantined after repeated crashes; its tasks fail plugin_unavailable until the cool-down ends")
+			Error("plugin quarantined after repeated crashes; its tasks wait until the cool-down ends")
 		s.emit(EventQuarantined, fmt.Sprintf("%d crashes in %s", len(recent), s.cfg.CrashWindow))
 		return s.cfg.Cooldown
 	}
 	s.state = StateRestarting
-	d := s.cfg.RestartBackoff
-	for i := 1; i < len(recent) && d < s.cfg.MaxRestartBackoff; i++ {
+	return restartDelay(s.cfg.RestartBackoff, s.cfg.MaxRestartBackoff, len(recent))
+}
+
+// restartDelay is base doubled per crash after the first, capped at max,
+// without overflowing.
+func restartDelay(base, max time.Duration, crashes int) time.Duration {
+	d := min(base, max)
+	for i := 1; i < crashes && d < max; i++ {
+		if d > max/2 {
+			return max
+		}
 		d *= 2
 	}
-	return min(d, s.cfg.MaxRestartBackoff)
+	return d
 }
 
 // release frees what the client side of a dead process still holds (its
@@ -391,21 +411,35 @@ func (s *Supervisor) acquire(ctx context.Context) (*Process, *Failure) {
 			}
 		}
 		switch {
-		case state == StateQuarantined:
-			return nil, &Failure{ErrorType: models.ErrorTypePluginUnavailable, Retryable: true,
-				Message: fmt.Sprintf("plugin %s is quarantined after repeated crashes until %s (last: %v)", s.name, until.UTC().Format(time.RFC3339), lastErr)}
+		case state == StateQuarantined && time.Until(until) > s.cfg.StartWait:
+			return nil, quarantined(s.name, until, lastErr)
 		case state == StateStopped:
 			return nil, &Failure{ErrorType: models.ErrorTypePluginUnavailable, Retryable: true, Message: fmt.Sprintf("plugin %s is stopped", s.name)}
 		}
 		select {
 		case <-up:
 		case <-timer.C:
+			s.mu.Lock()
+			state, until, lastErr = s.state, s.until, s.lastErr
+			s.mu.Unlock()
+			if state == StateQuarantined {
+				// Quarantined while the task waited, or its cool-down ended
+				// and it is not up yet: not the task's fault either way.
+				return nil, quarantined(s.name, until, lastErr)
+			}
 			return nil, &Failure{ErrorType: models.ErrorTypePluginUnavailable, Retryable: true,
 				Message: fmt.Sprintf("plugin %s is not running (%s, last error: %v)", s.name, state, lastErr)}
 		case <-ctx.Done():
 			return nil, ctxFailure(ctx, time.Time{})
 		}
 	}
+}
+
+// quarantined is the Failure of a task that found its plugin quarantined
+// until until: not the task's fault, so it says when to come back.
+func quarantined(name string, until time.Time, lastErr error) *Failure {
+	return &Failure{ErrorType: models.ErrorTypePluginUnavailable, Retryable: true, QuarantinedUntil: until,
+		Message: fmt.Sprintf("plugin %s is quarantined after repeated crashes until %s (last: %v)", name, until.UTC().Format(time.RFC3339), lastErr)}
 }
 
 // Outcome is the result of one Execute: Output on success, or Failure.
@@ -430,6 +464,11 @@ type Failure struct {
 	// RetryAfter is the delay the handler asked for before the next
 	// attempt; 0 leaves it to the runner's backoff.
 	RetryAfter time.Duration
+	// QuarantinedUntil, when not zero, says the task did not run because
+	// its plugin is quarantined (after crashes, of other tasks as likely as
+	// of this one) until then: the task should wait for it without
+	// spending its retry budget. ErrorType is plugin_unavailable.
+	QuarantinedUntil time.Time
 }
 
 // Execute runs one attempt on the plugin. It waits for a concurrency slot,
@@ -496,7 +535,7 @@ func ctxFailure(ctx context.Context, deadline time.Time) *Failure {
 // fromPlugin classifies a Failure sent by the plugin.
 func fromPlugin(f *pluginpb.Failure) *Failure {
 	out := &Failure{ErrorType: f.ErrorType, Message: f.Message, Traceback: f.Traceback,
-		Retryable: !f.Permanent, RetryAfter: time.Duration(f.RetryAfterMs) * time.Millisecond}
+		Retryable: !f.Permanent, RetryAfter: max(models.Milliseconds(f.RetryAfterMs), 0)}
 	switch out.ErrorType {
 	case "":
 		out.ErrorType = models.ErrorTypeHandler

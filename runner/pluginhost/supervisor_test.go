@@ -238,7 +238,8 @@ func TestTasksRunConcurrentlyUpToTheLimit(t *testing.T) {
 
 func TestRepeatedCrashesQuarantineThenRecover(t *testing.T) {
 	t.Parallel()
-	s := startSupervisor(t, faultsPkg, pluginhost.Config{QuarantineAfter: 2, RestartBackoff: 10 * time.Millisecond, Cooldown: 4 * time.Second})
+	s := startSupervisor(t, faultsPkg, pluginhost.Config{QuarantineAfter: 2, RestartBackoff: 10 * time.Millisecond, Cooldown: 8 * time.Second,
+		StartWait: 3 * time.Second})
 	for i := 0; i < 2; i++ {
 		if out := s.Execute(ctx(t), req("boom", "crash", "exit"), time.Now().Add(30*time.Second), nil); out.Failure == nil || out.Failure.ErrorType != "plugin_crash" {
 			t.Fatalf("crash %d: %+v", i, out.Failure)
@@ -246,8 +247,12 @@ func TestRepeatedCrashesQuarantineThenRecover(t *testing.T) {
 	}
 	eventually(t, 5*time.Second, "quarantine", func() bool { st, _ := s.State(); return st == pluginhost.StateQuarantined })
 	out := s.Execute(ctx(t), req("q", "fail", "{}"), time.Now().Add(30*time.Second), nil)
-	if f := out.Failure; f == nil || f.ErrorType != models.ErrorTypePluginUnavailable || !f.Retryable || !strings.Contains(f.Message, "quarantined") {
+	if f := out.Failure; f == nil || f.ErrorType != models.ErrorTypePluginUnavailable || !f.Retryable || !strings.Contains(f.Message, "quarantined") ||
+		f.QuarantinedUntil.IsZero() {
 		t.Fatalf("during quarantine: %+v", f)
+	}
+	if until := s.QuarantinedUntil(); !until.Equal(out.Failure.QuarantinedUntil) {
+		t.Fatalf("QuarantinedUntil() = %v, the failure says %v", until, out.Failure.QuarantinedUntil)
 	}
 	eventually(t, 20*time.Second, "the plugin to come back after the cool-down", func() bool { st, _ := s.State(); return st == pluginhost.StateUp })
 	if out := s.Execute(ctx(t), req("back", "fail", `{"message":"back"}`), time.Now().Add(30*time.Second), nil); out.Failure == nil || out.Failure.Message != "back" {
@@ -395,4 +400,25 @@ func alive(pid int) bool {
 	s := string(b)
 	i := strings.LastIndexByte(s, ')')
 	return i >= 0 && i+2 < len(s) && s[i+2] != 'Z' && s[i+2] != 'X' && syscall.Kill(pid, 0) == nil
+}
+
+// A task that arrives when the quarantine ends within StartWait waits for
+// the plugin instead of failing.
+func TestTaskAtTheEndOfAQuarantineWaitsForThePlugin(t *testing.T) {
+	t.Parallel()
+	s := startSupervisor(t, faultsPkg, pluginhost.Config{QuarantineAfter: 2, RestartBackoff: 10 * time.Millisecond, Cooldown: time.Second,
+		StartWait: time.Minute})
+	for i := 0; i < 2; i++ {
+		if out := s.Execute(ctx(t), req("boom", "crash", "exit"), time.Now().Add(30*time.Second), nil); out.Failure == nil || out.Failure.ErrorType != "plugin_crash" {
+			t.Fatalf("crash %d: %+v", i, out.Failure)
+		}
+	}
+	eventually(t, 5*time.Second, "quarantine", func() bool { return !s.QuarantinedUntil().IsZero() })
+	out := s.Execute(ctx(t), req("late", "fail", `{"message":"ran"}`), time.Now().Add(time.Minute), nil)
+	if f := out.Failure; f == nil || f.Message != "ran" {
+		t.Fatalf("failure = %+v, want the handler's", f)
+	}
+	if !s.QuarantinedUntil().IsZero() {
+		t.Fatal("still quarantined after running a task")
+	}
 }

@@ -1,0 +1,83 @@
+package runner_test
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/omniq/omniq/jetstream"
+	"github.com/omniq/omniq/models"
+	"github.com/omniq/omniq/runner/pluginhost"
+)
+
+// The row: five crashing tasks quarantine their plugin; the 300
+// innocent tasks queued for it meanwhile wait for the cool-down and all
+// succeed, none dead-lettered.
+func TestInnocentTasksOfAQuarantinedPluginAllSucceed(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	tr := startRunner(t, e, fastConfig(), pluginhost.HostConfig{Defaults: pluginhost.Config{Cooldown: 10 * time.Second}})
+	for i := 0; i < 5; i++ {
+		res, err := e.client.Submit(ctx(t), jetstream.SubmitRequest{Function: "crash", MaxRetries: intp(0)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		waitFor(t, e, res.ID, models.StatusFailed, 30*time.Second)
+	}
+	eventually(t, 10*time.Second, "the quarantine", func() bool {
+		return tr.Counter(t, "omniq_plugin_state", map[string]string{"plugin": "faults", "state": "quarantined"}) == 1
+	})
+	const n = 300
+	ids := make([]string, n)
+	for i := range ids {
+		res, err := e.client.Submit(ctx(t), jetstream.SubmitRequest{Function: "flaky", Payload: []byte("0")})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids[i] = res.ID
+	}
+	waited := 0
+	for _, id := range ids {
+		task := waitFor(t, e, id, models.StatusSucceeded, 90*time.Second)
+		if task.RetryCount != 0 || len(task.Errors) != 0 {
+			t.Fatalf("innocent task spent its retries: %+v", task)
+		}
+		if task.QuarantineWaits > 0 {
+			waited++
+		}
+	}
+	if waited == 0 {
+		t.Fatal("no innocent task waited for the quarantine: the test did not test it")
+	}
+	page, err := e.client.ListDead(ctx(t), jetstream.DeadFilter{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, d := range page.Tasks {
+		if d.Function != "crash" {
+			t.Fatalf("innocent task dead-lettered: %s %s %+v", d.ID, d.Function, d.Error)
+		}
+	}
+	t.Logf("%d of %d innocent tasks waited for the quarantine", waited, n)
+}
+
+// A task that crashes its plugin MaxPluginCrashes times is dead-lettered
+// as poison, its retry budget notwithstanding.
+func TestTaskThatCrashesItsPluginRepeatedlyIsPoison(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	startRunner(t, e, fastConfig(), pluginhost.HostConfig{Defaults: pluginhost.Config{QuarantineAfter: 100}})
+	res, err := e.client.Submit(ctx(t), jetstream.SubmitRequest{Function: "crash", MaxRetries: intp(10)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	task := waitFor(t, e, res.ID, models.StatusFailed, 60*time.Second)
+	te := task.Error
+	if te == nil || te.ErrorType != models.ErrorTypePluginCrash || te.IsRetryable || task.PluginCrashes != 3 || task.RetryCount != 2 ||
+		!strings.Contains(te.Message, "crashed its plugin 3 times") || !strings.Contains(te.Message, "exited with status 3") {
+		t.Fatalf("task: crashes %d, retries %d, error %+v", task.PluginCrashes, task.RetryCount, te)
+	}
+	if d := waitDead(t, e, res.ID); d.Error == nil || d.Error.Message != te.Message {
+		t.Fatalf("dead-letter error = %+v", d.Error)
+	}
+}
