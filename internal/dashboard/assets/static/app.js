@@ -22,7 +22,9 @@
   }
   var url = "/events" + (watch === "*" ? "" : "?task=" + encodeURIComponent(watch));
   var es = new EventSource(url);
-  es.onopen = function () { if (live) live.classList.add("on"); };
+  // A change between the page's render and the stream's (re)connection
+  // sent no event: refresh once on every connection.
+  es.onopen = function () { if (live) live.classList.add("on"); refresh(); };
   es.onerror = function () { if (live) live.classList.remove("on"); };
   es.addEventListener("change", refresh);
 })();
