@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
 	"net/url"
 	"strings"
@@ -198,5 +199,57 @@ func TestEventsOnChange(t *testing.T) {
 	line, err := r.ReadString('\n')
 	if err != nil || line != "event: change\n" {
 		t.Fatalf("after a state change the stream sent %q, %v; want a change event", line, err)
+	}
+}
+
+// TestDeadBulkPurgeConfirms: a bulk purge first says how many entries of
+// which group it would delete, and deletes only that group once confirmed.
+func TestDeadBulkPurgeConfirms(t *testing.T) {
+	t.Parallel()
+	srv := startServer(t)
+	ctx := context.Background()
+	for i, fn := range []string{"alpha", "alpha", "beta"} {
+		tm := &jetstream.TaskMessage{ID: fmt.Sprintf("bulk-%d", i), Function: fn, Attempt: 1}
+		te, err := models.NewTaskError(models.TaskError{ErrorType: "handler_error", Message: "boom"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := srv.Client.DeadLetter(ctx, tm, *te, 0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	d := startDashboard(t, Config{Client: srv.Client})
+	b := newBrowser(t, d.URL())
+	token := b.csrf("/dead")
+	_, body := b.get("/dead")
+	if !strings.Contains(body, "<td>alpha</td><td>handler_error</td><td class=\"n\">2</td>") {
+		t.Fatalf("dead page does not group alpha's 2 entries:\n%s", body)
+	}
+	code, body := b.post("/dead/purge", url.Values{"csrf": {token}, "function": {"alpha"}, "error_type": {"handler_error"}})
+	if code != http.StatusOK || !strings.Contains(body, "<strong>2</strong>") || !strings.Contains(body, `name="confirm" value="yes"`) {
+		t.Fatalf("purge without confirmation: %d\n%s", code, body)
+	}
+	if p, _ := srv.Client.ListDead(ctx, jetstream.DeadFilter{}); len(p.Tasks) != 3 {
+		t.Fatalf("an unconfirmed purge deleted entries: %d left", len(p.Tasks))
+	}
+	if code, _ := b.post("/dead/purge", url.Values{"csrf": {token}, "function": {"alpha"}, "error_type": {"handler_error"}, "confirm": {"yes"}}); code != http.StatusSeeOther {
+		t.Fatalf("confirmed purge: %d", code)
+	}
+	p, _ := srv.Client.ListDead(ctx, jetstream.DeadFilter{})
+	if len(p.Tasks) != 1 || p.Tasks[0].Function != "beta" {
+		t.Fatalf("after purging alpha: %+v", p.Tasks)
+	}
+}
+
+func TestShowPayload(t *testing.T) {
+	t.Parallel()
+	if s, as, cut := showPayload([]byte("héllo\nworld")); as != "text" || s != "héllo\nworld" || cut {
+		t.Errorf("text payload shown as %s %q", as, s)
+	}
+	if s, as, _ := showPayload([]byte{0, 1, 0xff}); as != "hex" || !strings.Contains(s, "00 01 ff") {
+		t.Errorf("binary payload shown as %s %q", as, s)
+	}
+	if _, _, cut := showPayload(make([]byte, maxShownPayload+1)); !cut {
+		t.Error("a payload over the limit is not marked cut")
 	}
 }
