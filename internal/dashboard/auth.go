@@ -1,6 +1,7 @@
 package dashboard
 
 import (
+	"context"
 	"crypto/rand"
 	"crypto/subtle"
 	"encoding/base64"
@@ -116,6 +117,10 @@ func (srv *Server) guard(next func(http.ResponseWriter, *http.Request, *session)
 				http.Redirect(w, r, "/login?next="+url.QueryEscape(r.URL.RequestURI()), http.StatusSeeOther)
 				return
 			}
+			if srv.cfg.Token == "" {
+				http.Error(w, "refused: no session; load the dashboard's page first, its actions carry the session's CSRF token", http.StatusUnauthorized)
+				return
+			}
 			http.Error(w, "login required: this dashboard needs its token (sign in at /login)", http.StatusUnauthorized)
 			return
 		}
@@ -135,7 +140,7 @@ func (srv *Server) guard(next func(http.ResponseWriter, *http.Request, *session)
 				return
 			}
 		}
-		next(w, r, ss)
+		next(w, r.WithContext(context.WithValue(r.Context(), versionKey{}, srv.hub.current())), ss)
 	}
 }
 

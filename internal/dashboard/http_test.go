@@ -200,6 +200,28 @@ func TestEventsOnChange(t *testing.T) {
 	if err != nil || line != "event: change\n" {
 		t.Fatalf("after a state change the stream sent %q, %v; want a change event", line, err)
 	}
+
+	// A page rendered before that change (since=0) gets a change event as
+	// soon as its stream connects: nothing between render and connection
+	// is missed.
+	req, _ = http.NewRequestWithContext(ctx, http.MethodGet, d.URL()+"/events?since=0", nil)
+	resp2, err := (&http.Client{Jar: b.c.Jar}).Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp2.Body.Close()
+	r2 := bufio.NewReader(resp2.Body)
+	var got []string
+	for len(got) < 4 {
+		line, err := r2.ReadString('\n')
+		if err != nil {
+			t.Fatal(err)
+		}
+		got = append(got, line)
+	}
+	if got[3] != "event: change\n" {
+		t.Fatalf("a stream connecting after a change began with %q; want a change event after the greeting", got)
+	}
 }
 
 // TestDeadBulkPurgeConfirms: a bulk purge first says how many entries of

@@ -32,8 +32,13 @@ const maxShownPayload = 64 << 10
 // maxDeadScanned bounds the dead-letter entries one page view reads.
 const maxDeadScanned = 10_000
 
-func (s *Server) newPage(ss *session, title, nav string, data any) *page {
-	return &page{Title: title, Nav: nav, CSRF: ss.csrf, Watch: "*", Data: data}
+// versionKey holds, in a request's context, the hub's count of changes
+// taken before the handler read anything (see hub.current).
+type versionKey struct{}
+
+func (s *Server) newPage(r *http.Request, ss *session, title, nav string, data any) *page {
+	v, _ := r.Context().Value(versionKey{}).(uint64)
+	return &page{Title: title, Nav: nav, CSRF: ss.csrf, Watch: "*", Data: data, Version: v}
 }
 
 // --- overview
@@ -95,7 +100,7 @@ func (s *Server) handleOverview(w http.ResponseWriter, r *http.Request, ss *sess
 			t.Lag, t.HasLag = st.Lag, true
 		}
 	}
-	s.render(w, r, "overview", s.newPage(ss, "Overview", "overview", d))
+	s.render(w, r, "overview", s.newPage(r, ss, "Overview", "overview", d))
 }
 
 // oldestQueued returns when the oldest message still in the tasks stream
@@ -167,7 +172,7 @@ func (s *Server) handleTasks(w http.ResponseWriter, r *http.Request, ss *session
 		d.NextURL = "/tasks?" + nq.Encode()
 	}
 	d.Held, d.Dropped = s.index.size()
-	s.render(w, r, "tasks", s.newPage(ss, "Tasks", "tasks", d))
+	s.render(w, r, "tasks", s.newPage(r, ss, "Tasks", "tasks", d))
 }
 
 // --- one task
@@ -245,7 +250,7 @@ func (s *Server) handleTask(w http.ResponseWriter, r *http.Request, ss *session)
 		d.CanCancel = !d.Task.Status.IsTerminal()
 	}
 	d.CanReplay = d.Dead != nil
-	p := s.newPage(ss, "Task "+id, "tasks", d)
+	p := s.newPage(r, ss, "Task "+id, "tasks", d)
 	p.Watch = id
 	p.Flash = r.URL.Query().Get("flash")
 	s.render(w, r, "task", p)
@@ -380,7 +385,7 @@ func (s *Server) handleDead(w http.ResponseWriter, r *http.Request, ss *session)
 	for i := len(recent) - 1; i >= 0; i-- {
 		d.Recent = append(d.Recent, recent[i])
 	}
-	p := s.newPage(ss, "Dead letters", "dead", d)
+	p := s.newPage(r, ss, "Dead letters", "dead", d)
 	p.Flash = r.URL.Query().Get("flash")
 	s.render(w, r, "dead", p)
 }
@@ -408,7 +413,7 @@ func (s *Server) handleDeadBulk(w http.ResponseWriter, r *http.Request, ss *sess
 			http.Error(w, "count dead-letter entries: "+err.Error(), http.StatusBadGateway)
 			return
 		}
-		s.render(w, r, "confirm", s.newPage(ss, "Confirm "+action, "dead", &confirmData{Action: action, Function: f.Function, ErrorType: f.ErrorType, Count: n}))
+		s.render(w, r, "confirm", s.newPage(r, ss, "Confirm "+action, "dead", &confirmData{Action: action, Function: f.Function, ErrorType: f.ErrorType, Count: n}))
 		return
 	}
 	var msg string
@@ -471,7 +476,7 @@ func (s *Server) handleRunners(w http.ResponseWriter, r *http.Request, ss *sessi
 	if err != nil {
 		data["Problem"] = err.Error()
 	}
-	s.render(w, r, "runners", s.newPage(ss, "Runners and plugins", "runners", data))
+	s.render(w, r, "runners", s.newPage(r, ss, "Runners and plugins", "runners", data))
 }
 
 // pluginState describes the state of the plugin serving reg.

@@ -11,6 +11,7 @@ import (
 	"io/fs"
 	"net"
 	"net/http"
+	"strconv"
 	"sync"
 	"time"
 )
@@ -179,6 +180,7 @@ type page struct {
 	ReadOnly bool
 	Login    bool
 	Watch    string // the task id the page's live updates follow; "*" for all
+	Version  uint64 // the hub's count of changes before the page was read
 	Flash    string
 	Data     any
 }
@@ -222,10 +224,11 @@ func (s *Server) render(w http.ResponseWriter, r *http.Request, name string, p *
 // every task ("*"); it holds at most one pending signal, so a burst of
 // changes costs each browser one refresh.
 type hub struct {
-	mu     sync.Mutex
-	subs   map[chan struct{}]string
-	closed bool
-	done   chan struct{}
+	mu      sync.Mutex
+	version uint64 // changes seen so far
+	subs    map[chan struct{}]string
+	closed  bool
+	done    chan struct{}
 }
 
 func newHub() *hub { return &hub{subs: make(map[chan struct{}]string), done: make(chan struct{})} }
@@ -244,9 +247,19 @@ func (h *hub) subscribe(id string) (chan struct{}, func()) {
 	}
 }
 
+// current returns how many changes the hub has seen. A page records it
+// before it reads what it shows; its event stream then starts with a change
+// event if anything changed since.
+func (h *hub) current() uint64 {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.version
+}
+
 func (h *hub) notify(id string) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
+	h.version++
 	for ch, want := range h.subs {
 		if want == "*" || want == id {
 			select {
@@ -284,6 +297,9 @@ func (s *Server) handleEvents(w http.ResponseWriter, r *http.Request, _ *session
 	}
 	ch, unsub := s.hub.subscribe(id)
 	defer unsub()
+	if since, err := strconv.ParseUint(r.URL.Query().Get("since"), 10, 64); err == nil && s.hub.current() > since {
+		ch <- struct{}{} // changed between the page's render and now
+	}
 	w.Header().Set("Content-Type", "text/event-stream")
 	w.Header().Set("Cache-Control", "no-store")
 	_, _ = fmt.Fprint(w, "retry: 3000\n: connected\n\n")

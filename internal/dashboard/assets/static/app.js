@@ -20,11 +20,12 @@
       .catch(function () {})
       .then(function () { busy = false; if (again) { again = false; refresh(); } });
   }
-  var url = "/events" + (watch === "*" ? "" : "?task=" + encodeURIComponent(watch));
+  // since: the server's count of changes before it read the page, so that a
+  // change between the render and the stream's connection is not missed.
+  var url = "/events?since=" + encodeURIComponent(document.body.dataset.version || "0") +
+    (watch === "*" ? "" : "&task=" + encodeURIComponent(watch));
   var es = new EventSource(url);
-  // A change between the page's render and the stream's (re)connection
-  // sent no event: refresh once on every connection.
-  es.onopen = function () { if (live) live.classList.add("on"); refresh(); };
+  es.onopen = function () { if (live) live.classList.add("on"); };
   es.onerror = function () { if (live) live.classList.remove("on"); };
   es.addEventListener("change", refresh);
 })();
