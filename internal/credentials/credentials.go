@@ -143,3 +143,33 @@ func private(path string, dir bool) error {
 	}
 	return nil
 }
+
+// DefaultDataDir is omniq-runner's default --data-dir, where `make run`
+// keeps its data and credentials.
+const DefaultDataDir = "./omniq-data"
+
+// OperatorInboxPrefix is the inbox prefix operators' connections use
+// (roles.OperatorInboxPrefix, repeated here so that tools which only
+// connect do not link nats-server).
+const OperatorInboxPrefix = "_INBOX_OMNIQ_OPERATOR"
+
+// FindOperator returns the operator's seed file that omniq-runner created
+// in dataDir, or in DefaultDataDir when dataDir is "", so that tools on the
+// runner's machine (omniq-submit, omniq-ui) need no flags. It returns ""
+// and no error when dataDir is "" and the default directory holds no
+// credentials (not on the runner's machine), and an error naming the file
+// when dataDir was given and holds none, or the file is unusable.
+func FindOperator(dataDir string) (string, error) {
+	dir := dataDir
+	if dir == "" {
+		dir = DefaultDataDir
+	}
+	path := SeedFile(dir, "operator")
+	if _, err := Load(path); err != nil {
+		if errors.Is(err, fs.ErrNotExist) && dataDir == "" {
+			return "", nil
+		}
+		return "", fmt.Errorf("operator credentials: %w", err)
+	}
+	return path, nil
+}

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/nats-io/nkeys"
@@ -96,5 +97,36 @@ func TestLoadRefusesWhatIsNotAUserSeed(t *testing.T) {
 	}
 	if _, err := credentials.Load(filepath.Join(dir, "missing")); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("missing: %v", err)
+	}
+}
+
+func TestFindOperator(t *testing.T) {
+	data := t.TempDir()
+	if _, err := credentials.Ensure(data, "operator"); err != nil {
+		t.Fatal(err)
+	}
+	path, err := credentials.FindOperator(data)
+	if err != nil || path != credentials.SeedFile(data, "operator") {
+		t.Fatalf("FindOperator(data) = %q, %v", path, err)
+	}
+	empty := t.TempDir()
+	if _, err := credentials.FindOperator(empty); err == nil || !strings.Contains(err.Error(), credentials.SeedFile(empty, "operator")) {
+		t.Fatalf("a named directory without credentials: err = %v, want one naming the file", err)
+	}
+	// No directory named and none at the default place: no credentials,
+	// no error (not on the runner's machine).
+	t.Chdir(empty)
+	if path, err := credentials.FindOperator(""); path != "" || err != nil {
+		t.Fatalf("FindOperator(\"\") away from the runner = %q, %v", path, err)
+	}
+	t.Chdir(data)
+	if err := os.MkdirAll("omniq-data", 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := credentials.Ensure("omniq-data", "operator"); err != nil {
+		t.Fatal(err)
+	}
+	if path, err := credentials.FindOperator(""); err != nil || path != credentials.SeedFile(credentials.DefaultDataDir, "operator") {
+		t.Fatalf("FindOperator(\"\") in the runner's directory = %q, %v", path, err)
 	}
 }

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io/fs"
 	"os"
 
 	"github.com/nats-io/nats.go"
@@ -13,13 +12,7 @@ import (
 	"github.com/omniq/omniq/jetstream"
 )
 
-// defaultDataDir is omniq-runner's default --data-dir, where `make run`
-// keeps its data.
-const defaultDataDir = "./omniq-data"
-
-// operatorInboxPrefix is roles.OperatorInboxPrefix, repeated here so that
-// omniq-submit does not link nats-server.
-const operatorInboxPrefix = "_INBOX_OMNIQ_OPERATOR"
+const defaultDataDir = credentials.DefaultDataDir
 
 // findLogin fills in cfg's credentials when no flag or variable gave any:
 // the operator's seed that omniq-runner created in its data directory
@@ -29,20 +22,13 @@ func (c *cli) findLogin(cfg *jetstream.ConnConfig) (string, error) {
 	if cfg.User != "" || cfg.Password != "" || cfg.Token != "" || cfg.NKeySeedFile != "" || cfg.CredsFile != "" {
 		return "", nil
 	}
-	dir := c.io.Getenv("OMNIQ_DATA_DIR")
-	if dir == "" {
-		dir = defaultDataDir
-	}
-	path := credentials.SeedFile(dir, "operator")
-	if _, err := credentials.Load(path); err != nil {
-		if errors.Is(err, fs.ErrNotExist) && c.io.Getenv("OMNIQ_DATA_DIR") == "" {
-			return "", nil // not on the runner's machine, or not in its directory
-		}
-		return "", fmt.Errorf("operator credentials: %w", err)
+	path, err := credentials.FindOperator(c.io.Getenv("OMNIQ_DATA_DIR"))
+	if err != nil || path == "" {
+		return "", err
 	}
 	cfg.NKeySeedFile = path
 	if cfg.InboxPrefix == "" {
-		cfg.InboxPrefix = operatorInboxPrefix
+		cfg.InboxPrefix = credentials.OperatorInboxPrefix
 	}
 	return path, nil
 }

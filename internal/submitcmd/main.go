@@ -16,6 +16,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 
+	"github.com/omniq/omniq/internal/credentials"
 	"github.com/omniq/omniq/jetstream"
 	"github.com/omniq/omniq/models"
 )
@@ -219,7 +220,7 @@ func (c *cli) newFlags(name, args string) *flag.FlagSet {
 	fs.StringVar(&c.conn.conn.Token, "nats-token", env("OMNIQ_NATS_TOKEN", ""), "NATS token")
 	fs.StringVar(&c.conn.conn.NKeySeedFile, "nats-nkey", env("OMNIQ_NATS_NKEY", ""), "NATS nkey seed file")
 	fs.StringVar(&c.conn.conn.CredsFile, "nats-creds", env("OMNIQ_NATS_CREDS", ""), "NATS credentials file")
-	fs.StringVar(&c.conn.conn.InboxPrefix, "nats-inbox-prefix", env("OMNIQ_NATS_INBOX_PREFIX", ""), "reply subject prefix (operators: "+operatorInboxPrefix+"; default _INBOX, or the operator's with the runner's credentials)")
+	fs.StringVar(&c.conn.conn.InboxPrefix, "nats-inbox-prefix", env("OMNIQ_NATS_INBOX_PREFIX", ""), "reply subject prefix (operators: "+credentials.OperatorInboxPrefix+"; default _INBOX, or the operator's with the runner's credentials)")
 	fs.StringVar(&c.conn.conn.TLSCAFile, "nats-ca", env("OMNIQ_NATS_CA", ""), "PEM file of CAs for NATS TLS")
 	fs.StringVar(&c.conn.conn.TLSCertFile, "nats-cert", env("OMNIQ_NATS_CERT", ""), "client certificate for NATS TLS")
 	fs.StringVar(&c.conn.conn.TLSKeyFile, "nats-key", env("OMNIQ_NATS_KEY", ""), "client key for NATS TLS")

@@ -1,0 +1,562 @@
+package dashboard
+
+import (
+	"cmp"
+	"context"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"html/template"
+	"maps"
+	"net/http"
+	"net/url"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/nats-io/nats.go"
+	natsjs "github.com/nats-io/nats.go/jetstream"
+
+	"github.com/omniq/omniq/jetstream"
+	"github.com/omniq/omniq/models"
+)
+
+// requestTimeout bounds the NATS requests of one page.
+const requestTimeout = 10 * time.Second
+
+// maxShownPayload is how much of a payload the task page shows.
+const maxShownPayload = 64 << 10
+
+// maxDeadScanned bounds the dead-letter entries one page view reads.
+const maxDeadScanned = 10_000
+
+// versionKey holds, in a request's context, the hub's count of changes
+// taken before the handler read anything (see hub.current).
+type versionKey struct{}
+
+func (s *Server) newPage(r *http.Request, ss *session, title, nav string, data any) *page {
+	v, _ := r.Context().Value(versionKey{}).(uint64)
+	return &page{Title: title, Nav: nav, CSRF: ss.csrf, Watch: "*", Data: data, Version: v}
+}
+
+// --- overview
+
+type overviewData struct {
+	Functions     []*functionStats
+	Held, Dropped int
+	Errors        []string
+	Total         functionStats
+}
+
+func (s *Server) handleOverview(w http.ResponseWriter, r *http.Request, ss *session) {
+	ctx, cancel := context.WithTimeout(r.Context(), requestTimeout)
+	defer cancel()
+	now := time.Now()
+	stats := s.index.stats(now)
+	d := &overviewData{}
+	d.Held, d.Dropped = s.index.size()
+	get := func(fn string) *functionStats {
+		if stats[fn] == nil {
+			stats[fn] = &functionStats{Function: fn}
+		}
+		return stats[fn]
+	}
+	if regs, err := s.cfg.Client.Functions(ctx); err != nil {
+		d.Errors = append(d.Errors, "runner registrations: "+err.Error())
+	} else {
+		for fn := range regs {
+			get(fn).Registered = true
+		}
+	}
+	if queued, err := s.cfg.Client.QueuedFunctions(ctx); err != nil {
+		d.Errors = append(d.Errors, "queued tasks: "+err.Error())
+	} else {
+		for fn, n := range queued {
+			st := get(fn)
+			st.Queued = n
+			if at, ok := s.oldestQueued(ctx, fn); ok {
+				st.Lag, st.HasLag = now.Sub(at), true
+			}
+		}
+	}
+	for _, fn := range slices.Sorted(maps.Keys(stats)) {
+		st := stats[fn]
+		d.Functions = append(d.Functions, st)
+		t := &d.Total
+		t.Queued += st.Queued
+		t.Pending += st.Pending
+		t.Running += st.Running
+		t.Retrying += st.Retrying
+		t.Delayed += st.Delayed
+		t.Succeeded1h += st.Succeeded1h
+		t.Failed1h += st.Failed1h
+		for i := range buckets {
+			t.SucceededPerMin[i] += st.SucceededPerMin[i]
+			t.FailedPerMin[i] += st.FailedPerMin[i]
+		}
+		if st.HasLag && st.Lag > t.Lag {
+			t.Lag, t.HasLag = st.Lag, true
+		}
+	}
+	s.render(w, r, "overview", s.newPage(r, ss, "Overview", "overview", d))
+}
+
+// oldestQueued returns when the oldest message still in the tasks stream
+// for fn (waiting, or running and not yet acknowledged) was published: the
+// overview's lag.
+func (s *Server) oldestQueued(ctx context.Context, fn string) (time.Time, bool) {
+	cfg := s.cfg.Client.Config()
+	st, err := s.cfg.Client.JetStream().Stream(ctx, cfg.TasksStream)
+	if err != nil {
+		return time.Time{}, false
+	}
+	m, err := st.GetMsg(ctx, 1, natsjs.WithGetMsgSubject(cfg.TaskSubject(fn)))
+	if err != nil {
+		return time.Time{}, false
+	}
+	return m.Time, true
+}
+
+// --- tasks
+
+type tasksData struct {
+	Q                     taskQuery
+	SinceText, UntilText  string
+	Rows                  []taskRow
+	Next, NextURL         string
+	Functions, ErrorTypes []string
+	Statuses              []models.TaskStatus
+	Held, Dropped         int
+	Problem               string
+}
+
+const timeForm = "2006-01-02T15:04"
+
+func (s *Server) handleTasks(w http.ResponseWriter, r *http.Request, ss *session) {
+	q := r.URL.Query()
+	d := &tasksData{Statuses: models.AllStatuses, ErrorTypes: s.index.errorTypes()}
+	d.Q = taskQuery{Function: q.Get("function"), ErrorType: q.Get("error_type"), Before: q.Get("before"), Limit: 50}
+	if v := q.Get("status"); v != "" {
+		st, err := models.ParseTaskStatus(v)
+		if err != nil {
+			d.Problem = err.Error()
+		}
+		d.Q.Status = st
+	}
+	if n, err := strconv.Atoi(q.Get("limit")); err == nil && n > 0 && n <= 500 {
+		d.Q.Limit = n
+	}
+	parseTime := func(name string) (time.Time, string) {
+		v := q.Get(name)
+		if v == "" {
+			return time.Time{}, ""
+		}
+		t, err := time.ParseInLocation(timeForm, v, time.UTC)
+		if err != nil {
+			d.Problem = fmt.Sprintf("%s: %q is not a time like 2026-01-02T15:04 (UTC)", name, v)
+			return time.Time{}, ""
+		}
+		return t, v
+	}
+	d.Q.Since, d.SinceText = parseTime("since")
+	d.Q.Until, d.UntilText = parseTime("until")
+	stats := s.index.stats(time.Now())
+	d.Functions = slices.Sorted(maps.Keys(stats))
+	d.Rows, d.Next = s.index.query(d.Q)
+	if d.Next != "" {
+		nq := url.Values{}
+		maps.Copy(nq, q)
+		nq.Set("before", d.Next)
+		d.NextURL = "/tasks?" + nq.Encode()
+	}
+	d.Held, d.Dropped = s.index.size()
+	s.render(w, r, "tasks", s.newPage(r, ss, "Tasks", "tasks", d))
+}
+
+// --- one task
+
+type historyItem struct {
+	At   time.Time
+	What string
+}
+
+type taskData struct {
+	ID        string
+	Task      *models.Task
+	Revision  uint64
+	Dead      *jetstream.DeadTask
+	Payload   string
+	PayloadAs string // "text" or "hex"
+	Truncated bool
+	Headers   [][2]string
+	History   []historyItem
+	Problems  []string
+	CanCancel bool
+	CanReplay bool
+}
+
+func (s *Server) handleTask(w http.ResponseWriter, r *http.Request, ss *session) {
+	ctx, cancel := context.WithTimeout(r.Context(), requestTimeout)
+	defer cancel()
+	id := r.PathValue("id")
+	if err := models.ValidateTaskID(id); err != nil {
+		http.Error(w, "bad task id: "+err.Error(), http.StatusBadRequest)
+		return
+	}
+	d := &taskData{ID: id}
+	rec, err := s.cfg.Client.State().Get(ctx, id)
+	switch {
+	case errors.Is(err, jetstream.ErrTaskNotFound):
+		d.Problems = append(d.Problems, "No state record: the task is unknown, expired, or not yet seen by a runner.")
+	case err != nil:
+		d.Problems = append(d.Problems, "state record: "+err.Error())
+	default:
+		d.Task, d.Revision = rec.Task, rec.Revision
+	}
+	var hdr nats.Header
+	var payload []byte
+	havePayload := false
+	if d.Task == nil || d.Task.Status == models.StatusFailed {
+		dctx, dcancel := context.WithTimeout(ctx, time.Second)
+		if dt, err := s.cfg.Client.GetDead(dctx, id); err == nil {
+			d.Dead = &dt
+			hdr, payload, havePayload = dt.Header, dt.Payload, true
+		}
+		dcancel()
+	}
+	if !havePayload && d.Task != nil && d.Task.ClaimStream != "" && d.Task.ClaimSequence != 0 {
+		// The task's message stays in its stream until the runner
+		// acknowledges it: readable while the task waits or runs.
+		if st, err := s.cfg.Client.JetStream().Stream(ctx, d.Task.ClaimStream); err == nil {
+			if m, err := st.GetMsg(ctx, d.Task.ClaimSequence); err == nil {
+				hdr, payload, havePayload = m.Header, m.Data, true
+			}
+		}
+	}
+	if havePayload {
+		d.Payload, d.PayloadAs, d.Truncated = showPayload(payload)
+		for _, k := range slices.Sorted(maps.Keys(hdr)) {
+			for _, v := range hdr[k] {
+				d.Headers = append(d.Headers, [2]string{k, v})
+			}
+		}
+	} else {
+		d.Problems = append(d.Problems, "Payload and headers are not available: OmniQ keeps them only while the task is queued or running and in its dead-letter entry.")
+	}
+	if d.Task != nil {
+		d.History = history(d.Task)
+		d.CanCancel = !d.Task.Status.IsTerminal()
+	}
+	d.CanReplay = d.Dead != nil
+	p := s.newPage(r, ss, "Task "+id, "tasks", d)
+	p.Watch = id
+	p.Flash = r.URL.Query().Get("flash")
+	s.render(w, r, "task", p)
+}
+
+// showPayload returns b as text when it is printable UTF-8, else as a hex
+// dump, cut to maxShownPayload.
+func showPayload(b []byte) (string, string, bool) {
+	cut := len(b) > maxShownPayload
+	if cut {
+		b = b[:maxShownPayload]
+	}
+	printable := utf8.Valid(b)
+	for _, r := range string(b) {
+		if r < 0x20 && r != '\n' && r != '\r' && r != '\t' {
+			printable = false
+			break
+		}
+	}
+	if printable {
+		return string(b), "text", cut
+	}
+	return hex.Dump(b), "hex", cut
+}
+
+// history rebuilds a task's life from its record. The state bucket keeps
+// one revision per task, so this is as far as the record goes: creation,
+// each failed attempt (from Errors), the latest start, the next run and
+// the end.
+func history(t *models.Task) []historyItem {
+	var h []historyItem
+	h = append(h, historyItem{t.CreatedAt, "submitted"})
+	for i, e := range t.Errors {
+		h = append(h, historyItem{e.Timestamp, fmt.Sprintf("attempt %d failed: %s (%s)", i+1, e.ErrorType, firstLine(e.Message))})
+	}
+	if !t.StartedAt.IsZero() {
+		h = append(h, historyItem{t.StartedAt, fmt.Sprintf("attempt %d started", t.Attempt)})
+	}
+	if !t.RunAt.IsZero() && !t.Status.IsTerminal() {
+		h = append(h, historyItem{t.RunAt, "next attempt due"})
+	}
+	if t.Progress != nil {
+		h = append(h, historyItem{t.Progress.UpdatedAt, "progress reported"})
+	}
+	if !t.FinishedAt.IsZero() {
+		h = append(h, historyItem{t.FinishedAt, string(t.Status)})
+	}
+	slices.SortStableFunc(h, func(a, b historyItem) int { return a.At.Compare(b.At) })
+	return h
+}
+
+func firstLine(s string) string {
+	s, _, _ = strings.Cut(s, "\n")
+	if len(s) > 200 {
+		s = s[:200] + "…"
+	}
+	return s
+}
+
+func (s *Server) handleCancel(w http.ResponseWriter, r *http.Request, _ *session) {
+	id := r.PathValue("id")
+	ctx, cancel := context.WithTimeout(r.Context(), requestTimeout)
+	defer cancel()
+	msg := "Cancelled."
+	if _, err := s.cfg.Client.Cancel(ctx, id); err != nil {
+		msg = "Cancel failed: " + err.Error()
+	}
+	s.cfg.Logger.WithField("task_id", id).WithField("result", msg).Info("dashboard: cancel")
+	http.Redirect(w, r, "/tasks/"+url.PathEscape(id)+"?flash="+url.QueryEscape(msg), http.StatusSeeOther)
+}
+
+func (s *Server) handleReplay(w http.ResponseWriter, r *http.Request, _ *session) {
+	id := r.PathValue("id")
+	ctx, cancel := context.WithTimeout(r.Context(), requestTimeout)
+	defer cancel()
+	msg := "Replayed: the task runs again."
+	if _, err := s.cfg.Client.Replay(ctx, id); err != nil {
+		msg = "Replay failed: " + err.Error()
+	}
+	s.cfg.Logger.WithField("task_id", id).WithField("result", msg).Info("dashboard: replay")
+	http.Redirect(w, r, "/tasks/"+url.PathEscape(id)+"?flash="+url.QueryEscape(msg), http.StatusSeeOther)
+}
+
+// --- dead letters
+
+type deadGroup struct {
+	Function, ErrorType string
+	Count               int
+	Oldest, Newest      time.Time
+}
+
+type deadData struct {
+	Groups    []*deadGroup
+	Recent    []jetstream.DeadTask
+	Total     int
+	Truncated bool
+	Problem   string
+}
+
+func (s *Server) handleDead(w http.ResponseWriter, r *http.Request, ss *session) {
+	ctx, cancel := context.WithTimeout(r.Context(), requestTimeout)
+	defer cancel()
+	d := &deadData{}
+	pageRes, err := s.cfg.Client.ListDead(ctx, jetstream.DeadFilter{Limit: maxDeadScanned})
+	if err != nil {
+		d.Problem = err.Error()
+	}
+	d.Truncated = pageRes.Next != 0
+	groups := map[[2]string]*deadGroup{}
+	for _, t := range pageRes.Tasks {
+		et := ""
+		if t.Error != nil {
+			et = t.Error.ErrorType
+		}
+		k := [2]string{t.Function, et}
+		g := groups[k]
+		if g == nil {
+			g = &deadGroup{Function: t.Function, ErrorType: et, Oldest: t.DeadAt}
+			groups[k] = g
+		}
+		g.Count++
+		g.Newest = t.DeadAt
+	}
+	d.Total = len(pageRes.Tasks)
+	for _, g := range groups {
+		d.Groups = append(d.Groups, g)
+	}
+	slices.SortFunc(d.Groups, func(a, b *deadGroup) int {
+		return cmp.Or(cmp.Compare(a.Function, b.Function), cmp.Compare(a.ErrorType, b.ErrorType))
+	})
+	recent := pageRes.Tasks[max(0, len(pageRes.Tasks)-100):]
+	for i := len(recent) - 1; i >= 0; i-- {
+		d.Recent = append(d.Recent, recent[i])
+	}
+	p := s.newPage(r, ss, "Dead letters", "dead", d)
+	p.Flash = r.URL.Query().Get("flash")
+	s.render(w, r, "dead", p)
+}
+
+type confirmData struct {
+	Action, Function, ErrorType string
+	Count                       int
+}
+
+// handleDeadBulk replays or purges the dead-letter entries of one function
+// and error type. Without confirm=yes it only shows how many entries that
+// is and asks for confirmation.
+func (s *Server) handleDeadBulk(w http.ResponseWriter, r *http.Request, ss *session) {
+	action := r.PathValue("action")
+	if action != "replay" && action != "purge" {
+		http.Error(w, "unknown action "+strconv.Quote(action)+": want replay or purge", http.StatusNotFound)
+		return
+	}
+	f := jetstream.DeadFilter{Function: r.PostFormValue("function"), ErrorType: r.PostFormValue("error_type")}
+	ctx, cancel := context.WithTimeout(r.Context(), time.Minute)
+	defer cancel()
+	if r.PostFormValue("confirm") != "yes" {
+		n, err := s.countDead(ctx, f)
+		if err != nil {
+			http.Error(w, "count dead-letter entries: "+err.Error(), http.StatusBadGateway)
+			return
+		}
+		s.render(w, r, "confirm", s.newPage(r, ss, "Confirm "+action, "dead", &confirmData{Action: action, Function: f.Function, ErrorType: f.ErrorType, Count: n}))
+		return
+	}
+	var msg string
+	switch action {
+	case "replay":
+		res, err := s.cfg.Client.ReplayDead(ctx, f)
+		msg = fmt.Sprintf("Replayed %d task(s).", len(res))
+		if err != nil {
+			msg += " Stopped by: " + err.Error()
+		}
+	case "purge":
+		n, err := s.cfg.Client.PurgeDead(ctx, f)
+		msg = fmt.Sprintf("Purged %d entr(ies).", n)
+		if err != nil {
+			msg += " Stopped by: " + err.Error()
+		}
+	}
+	s.cfg.Logger.WithField("function", f.Function).WithField("error_type", f.ErrorType).WithField("result", msg).Info("dashboard: dead letters " + action)
+	http.Redirect(w, r, "/dead?flash="+url.QueryEscape(msg), http.StatusSeeOther)
+}
+
+func (s *Server) countDead(ctx context.Context, f jetstream.DeadFilter) (int, error) {
+	page, err := s.cfg.Client.ListDead(ctx, f)
+	return len(page.Tasks), err
+}
+
+// --- runners
+
+type runnerView struct {
+	ID        string
+	Functions []jetstream.Registration
+	Seen      time.Time
+}
+
+func (s *Server) handleRunners(w http.ResponseWriter, r *http.Request, ss *session) {
+	ctx, cancel := context.WithTimeout(r.Context(), requestTimeout)
+	defer cancel()
+	regs, err := s.cfg.Client.Functions(ctx)
+	byRunner := map[string]*runnerView{}
+	for _, rs := range regs {
+		for _, reg := range rs {
+			v := byRunner[reg.Runner]
+			if v == nil {
+				v = &runnerView{ID: reg.Runner}
+				byRunner[reg.Runner] = v
+			}
+			v.Functions = append(v.Functions, reg)
+			if reg.UpdatedAt.After(v.Seen) {
+				v.Seen = reg.UpdatedAt
+			}
+		}
+	}
+	var views []*runnerView
+	for _, k := range slices.Sorted(maps.Keys(byRunner)) {
+		v := byRunner[k]
+		slices.SortFunc(v.Functions, func(a, b jetstream.Registration) int { return cmp.Compare(a.Function, b.Function) })
+		views = append(views, v)
+	}
+	data := map[string]any{"Runners": views}
+	if err != nil {
+		data["Problem"] = err.Error()
+	}
+	s.render(w, r, "runners", s.newPage(r, ss, "Runners and plugins", "runners", data))
+}
+
+// pluginState describes the state of the plugin serving reg.
+//
+// HOOK(plugin-state): registrations do not carry the plugin's state yet
+// (up, restarting, quarantined until …, crash count, last crash reason).
+// When jetstream.Registration gains those fields, render them here; the
+// runners page already has the column.
+func pluginState(reg jetstream.Registration) string {
+	_ = reg
+	return "up (registered)"
+}
+
+// --- template helpers
+
+func ts(t time.Time) string {
+	if t.IsZero() {
+		return "—"
+	}
+	return t.UTC().Format("2006-01-02 15:04:05Z")
+}
+
+func ago(t time.Time) string {
+	if t.IsZero() {
+		return "—"
+	}
+	return dur(time.Since(t)) + " ago"
+}
+
+func dur(d time.Duration) string {
+	switch {
+	case d < time.Second:
+		return "<1s"
+	case d < time.Minute:
+		return fmt.Sprintf("%ds", int(d.Seconds()))
+	case d < time.Hour:
+		return fmt.Sprintf("%dm%02ds", int(d.Minutes()), int(d.Seconds())%60)
+	default:
+		return fmt.Sprintf("%dh%02dm", int(d.Hours()), int(d.Minutes())%60)
+	}
+}
+
+func rate(s *functionStats) string {
+	n := s.Succeeded1h + s.Failed1h
+	if n == 0 {
+		return "—"
+	}
+	return fmt.Sprintf("%.0f%%", 100*float64(s.Failed1h)/float64(n))
+}
+
+// spark draws a function's last hour as an inline SVG: bars of tasks
+// finished per minute (succeeded, failed stacked on top) and a line of the
+// failure rate.
+func spark(s *functionStats) template.HTML {
+	const w, h, bw = 240, 48, 4
+	peak := 1
+	for i := range buckets {
+		peak = max(peak, s.SucceededPerMin[i]+s.FailedPerMin[i])
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, `<svg class="spark" width="%d" height="%d" viewBox="0 0 %d %d" role="img" aria-label="tasks finished per minute and failure rate, last hour (peak %d/min)">`, w, h, w, h, peak)
+	var line []string
+	for i := range buckets {
+		ok, bad := s.SucceededPerMin[i], s.FailedPerMin[i]
+		x := i * bw
+		hOK := ok * (h - 2) / peak
+		hBad := bad * (h - 2) / peak
+		if ok > 0 {
+			fmt.Fprintf(&b, `<rect class="ok" x="%d" y="%d" width="%d" height="%d"/>`, x, h-hOK, bw-1, hOK)
+		}
+		if bad > 0 {
+			fmt.Fprintf(&b, `<rect class="bad" x="%d" y="%d" width="%d" height="%d"/>`, x, h-hOK-hBad, bw-1, hBad)
+		}
+		if n := ok + bad; n > 0 {
+			line = append(line, fmt.Sprintf("%d,%d", x+bw/2, h-1-bad*(h-2)/n))
+		}
+	}
+	if len(line) > 1 {
+		fmt.Fprintf(&b, `<polyline class="rate" fill="none" points="%s"/>`, strings.Join(line, " "))
+	}
+	b.WriteString(`</svg>`)
+	return template.HTML(b.String()) // built from numbers only
+}

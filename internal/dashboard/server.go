@@ -1,0 +1,327 @@
+package dashboard
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"embed"
+	"errors"
+	"fmt"
+	"html/template"
+	"io/fs"
+	"net"
+	"net/http"
+	"strconv"
+	"sync"
+	"time"
+)
+
+//go:embed assets
+var assets embed.FS
+
+// Server is the dashboard's HTTP server. Start it with Start and stop it
+// with Stop; it owns its listener, its index watch and every SSE stream.
+type Server struct {
+	cfg      Config
+	tls      bool
+	index    *index
+	hub      *hub
+	sessions *sessions
+	pages    map[string]*template.Template
+	static   http.Handler
+
+	ln      net.Listener
+	http    *http.Server
+	cancel  context.CancelFunc
+	wg      sync.WaitGroup
+	stopped chan struct{}
+	once    sync.Once
+}
+
+// New checks cfg and returns a Server ready to Start. It refuses, with an
+// error wrapping ErrInvalidConfig, an address off the loopback interface
+// without a login token.
+func New(cfg Config) (*Server, error) {
+	cfg = cfg.WithDefaults()
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	pages, err := parsePages()
+	if err != nil {
+		return nil, err
+	}
+	sub, _ := fs.Sub(assets, "assets/static")
+	s := &Server{
+		cfg: cfg, tls: cfg.TLSCertFile != "", hub: newHub(),
+		sessions: newSessions(cfg.SessionTTL), pages: pages,
+		static:  http.StripPrefix("/static/", http.FileServerFS(sub)),
+		stopped: make(chan struct{}),
+	}
+	s.index = newIndex(cfg.MaxIndexed, s.hub.notify)
+	return s, nil
+}
+
+// Handler returns the dashboard's routes.
+func (s *Server) Handler() http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle("GET /static/", s.static)
+	mux.HandleFunc("GET /login", s.handleLogin)
+	mux.HandleFunc("POST /login", s.handleLogin)
+	mux.HandleFunc("POST /logout", s.guard(s.handleLogout))
+	mux.HandleFunc("GET /{$}", s.guard(s.handleOverview))
+	mux.HandleFunc("GET /tasks", s.guard(s.handleTasks))
+	mux.HandleFunc("GET /tasks/{id}", s.guard(s.handleTask))
+	mux.HandleFunc("POST /tasks/{id}/cancel", s.guard(s.handleCancel))
+	mux.HandleFunc("POST /tasks/{id}/replay", s.guard(s.handleReplay))
+	mux.HandleFunc("GET /dead", s.guard(s.handleDead))
+	mux.HandleFunc("POST /dead/{action}", s.guard(s.handleDeadBulk))
+	mux.HandleFunc("GET /runners", s.guard(s.handleRunners))
+	mux.HandleFunc("GET /events", s.guard(s.handleEvents))
+	return securityHeaders(mux)
+}
+
+func securityHeaders(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		h := w.Header()
+		h.Set("Content-Security-Policy", "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; frame-ancestors 'none'; form-action 'self'")
+		h.Set("X-Frame-Options", "DENY")
+		h.Set("X-Content-Type-Options", "nosniff")
+		h.Set("Referrer-Policy", "same-origin")
+		next.ServeHTTP(w, r)
+	})
+}
+
+// Start listens on Config.Addr, starts the index watch and serves until
+// Stop or until ctx ends.
+func (s *Server) Start(ctx context.Context) error {
+	ln, err := net.Listen("tcp", s.cfg.Addr)
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w", s.cfg.Addr, err)
+	}
+	if s.tls {
+		cert, err := tls.LoadX509KeyPair(s.cfg.TLSCertFile, s.cfg.TLSKeyFile)
+		if err != nil {
+			_ = ln.Close()
+			return fmt.Errorf("load TLS certificate %s and key %s: %w", s.cfg.TLSCertFile, s.cfg.TLSKeyFile, err)
+		}
+		ln = tls.NewListener(ln, &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12})
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	s.ln, s.cancel = ln, cancel
+	s.http = &http.Server{
+		Handler:           s.Handler(),
+		ReadHeaderTimeout: 10 * time.Second,
+		BaseContext:       func(net.Listener) context.Context { return ctx },
+	}
+	s.wg.Add(3)
+	go func() {
+		defer s.wg.Done()
+		if err := s.index.run(ctx, s.cfg.Client.State()); err != nil && ctx.Err() == nil {
+			s.cfg.Logger.WithError(err).Error("dashboard: watch of the state bucket failed; the task index will not update")
+		}
+	}()
+	go func() {
+		defer s.wg.Done()
+		if err := s.http.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			s.cfg.Logger.WithError(err).Error("dashboard: serve")
+		}
+	}()
+	go func() {
+		defer s.wg.Done()
+		<-ctx.Done()
+		s.hub.close() // ends the SSE streams, so Shutdown does not wait on them
+		c, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if err := s.http.Shutdown(c); err != nil {
+			_ = s.http.Close()
+		}
+	}()
+	go func() { s.wg.Wait(); close(s.stopped) }()
+	s.cfg.Logger.WithField("addr", s.URL()).Info("dashboard listening")
+	return nil
+}
+
+// URL returns the dashboard's base URL once started.
+func (s *Server) URL() string {
+	scheme := "http"
+	if s.tls {
+		scheme = "https"
+	}
+	return scheme + "://" + s.ln.Addr().String()
+}
+
+// Stop stops serving and waits, bounded by ctx, until every goroutine of
+// the server has ended.
+func (s *Server) Stop(ctx context.Context) error {
+	s.once.Do(func() {
+		if s.cancel != nil {
+			s.cancel()
+		} else {
+			close(s.stopped)
+		}
+	})
+	select {
+	case <-s.stopped:
+		return nil
+	case <-ctx.Done():
+		_ = s.http.Close()
+		return fmt.Errorf("stop dashboard: %w", ctx.Err())
+	}
+}
+
+// Stopped is closed once the server has stopped.
+func (s *Server) Stopped() <-chan struct{} { return s.stopped }
+
+// page is what every template gets.
+type page struct {
+	Title    string
+	Nav      string
+	CSRF     string
+	ReadOnly bool
+	Login    bool
+	Watch    string // the task id the page's live updates follow; "*" for all
+	Version  uint64 // the hub's count of changes before the page was read
+	Flash    string
+	Data     any
+}
+
+func parsePages() (map[string]*template.Template, error) {
+	funcs := template.FuncMap{
+		"ago": ago, "ts": ts, "dur": dur, "spark": spark, "rate": rate, "add": func(a, b int) int { return a + b }, "plugin": pluginState,
+	}
+	names := []string{"overview", "tasks", "task", "dead", "confirm", "runners", "login"}
+	out := make(map[string]*template.Template, len(names))
+	for _, n := range names {
+		t, err := template.New(n).Funcs(funcs).ParseFS(assets, "assets/layout.html", "assets/"+n+".html")
+		if err != nil {
+			return nil, fmt.Errorf("parse template %s: %w", n, err)
+		}
+		out[n] = t
+	}
+	return out, nil
+}
+
+// render writes page p with template name; a request with X-Partial gets
+// only the page's content, for live updates.
+func (s *Server) render(w http.ResponseWriter, r *http.Request, name string, p *page) {
+	p.ReadOnly, p.Login = s.cfg.ReadOnly, s.cfg.Token != ""
+	tmpl := "layout"
+	if r.Header.Get("X-Partial") != "" {
+		tmpl = "content"
+	}
+	var buf bytes.Buffer
+	if err := s.pages[name].ExecuteTemplate(&buf, tmpl, p); err != nil {
+		s.cfg.Logger.WithError(err).WithField("page", name).Error("dashboard: render")
+		http.Error(w, "render "+name+": "+err.Error(), http.StatusInternalServerError)
+		return
+	}
+	w.Header().Set("Content-Type", "text/html; charset=utf-8")
+	w.Header().Set("Cache-Control", "no-store")
+	_, _ = w.Write(buf.Bytes())
+}
+
+// hub fans changes out to the SSE streams. A stream follows one task id or
+// every task ("*"); it holds at most one pending signal, so a burst of
+// changes costs each browser one refresh.
+type hub struct {
+	mu      sync.Mutex
+	version uint64 // changes seen so far
+	subs    map[chan struct{}]string
+	closed  bool
+	done    chan struct{}
+}
+
+func newHub() *hub { return &hub{subs: make(map[chan struct{}]string), done: make(chan struct{})} }
+
+func (h *hub) subscribe(id string) (chan struct{}, func()) {
+	ch := make(chan struct{}, 1)
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if !h.closed {
+		h.subs[ch] = id
+	}
+	return ch, func() {
+		h.mu.Lock()
+		defer h.mu.Unlock()
+		delete(h.subs, ch)
+	}
+}
+
+// current returns how many changes the hub has seen. A page records it
+// before it reads what it shows; its event stream then starts with a change
+// event if anything changed since.
+func (h *hub) current() uint64 {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.version
+}
+
+func (h *hub) notify(id string) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.version++
+	for ch, want := range h.subs {
+		if want == "*" || want == id {
+			select {
+			case ch <- struct{}{}:
+			default:
+			}
+		}
+	}
+}
+
+func (h *hub) close() {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if !h.closed {
+		h.closed = true
+		close(h.done)
+	}
+}
+
+// sseInterval is the least time between two events on one stream.
+const sseInterval = time.Second
+
+// handleEvents streams "change" events to the page: at most one a second,
+// only when something the page shows changed. The page then fetches its own
+// content again (one request), instead of polling.
+func (s *Server) handleEvents(w http.ResponseWriter, r *http.Request, _ *session) {
+	fl, ok := w.(http.Flusher)
+	if !ok {
+		http.Error(w, "streaming unsupported", http.StatusInternalServerError)
+		return
+	}
+	id := r.URL.Query().Get("task")
+	if id == "" {
+		id = "*"
+	}
+	ch, unsub := s.hub.subscribe(id)
+	defer unsub()
+	if since, err := strconv.ParseUint(r.URL.Query().Get("since"), 10, 64); err == nil && s.hub.current() > since {
+		ch <- struct{}{} // changed between the page's render and now
+	}
+	w.Header().Set("Content-Type", "text/event-stream")
+	w.Header().Set("Cache-Control", "no-store")
+	_, _ = fmt.Fprint(w, "retry: 3000\n: connected\n\n")
+	fl.Flush()
+	for {
+		select {
+		case <-ch:
+		case <-r.Context().Done():
+			return
+		case <-s.hub.done:
+			return
+		}
+		if _, err := fmt.Fprint(w, "event: change\ndata: {}\n\n"); err != nil {
+			return
+		}
+		fl.Flush()
+		select {
+		case <-time.After(sseInterval):
+		case <-r.Context().Done():
+			return
+		case <-s.hub.done:
+			return
+		}
+	}
+}

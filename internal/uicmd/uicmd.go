@@ -1,0 +1,161 @@
+// Package uicmd is the omniq-ui command: flags and OMNIQ_* environment into
+// a dashboard.Config, a NATS connection with operator credentials, and the
+// server's life until a signal. cmd/omniq-ui only wires it to the process.
+package uicmd
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"time"
+
+	"github.com/sirupsen/logrus"
+
+	"github.com/omniq/omniq/internal/credentials"
+	"github.com/omniq/omniq/internal/dashboard"
+	"github.com/omniq/omniq/jetstream"
+)
+
+// Options are omniq-ui's settings, one per flag.
+type Options struct {
+	NATSURL   string
+	DataDir   string
+	Conn      jetstream.ConnConfig
+	Dashboard dashboard.Config
+	LogFormat string
+	LogLevel  string
+}
+
+// Parse reads args, falling back to OMNIQ_* variables through getenv.
+func Parse(args []string, getenv func(string) string, stderr io.Writer) (Options, error) {
+	var o Options
+	env := func(k, def string) string {
+		if v := getenv(k); v != "" {
+			return v
+		}
+		return def
+	}
+	fs := flag.NewFlagSet("omniq-ui", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.StringVar(&o.Dashboard.Addr, "listen", env("OMNIQ_UI_LISTEN", "127.0.0.1:8090"), "address to serve the dashboard on; off loopback it needs --token")
+	fs.StringVar(&o.Dashboard.Token, "token", env("OMNIQ_UI_TOKEN", ""), "login token (or password) the dashboard asks for; required off loopback (prefer OMNIQ_UI_TOKEN: flags show in ps)")
+	fs.StringVar(&o.Dashboard.TLSCertFile, "tls-cert", env("OMNIQ_UI_TLS_CERT", ""), "PEM certificate to serve HTTPS with")
+	fs.StringVar(&o.Dashboard.TLSKeyFile, "tls-key", env("OMNIQ_UI_TLS_KEY", ""), "PEM key of --tls-cert")
+	fs.BoolVar(&o.Dashboard.ReadOnly, "read-only", env("OMNIQ_UI_READ_ONLY", "") == "true", "hide and refuse every action (cancel, replay, purge)")
+	fs.IntVar(&o.Dashboard.MaxIndexed, "max-indexed", 200_000, "most task records the in-memory index holds")
+	fs.StringVar(&o.NATSURL, "nats-url", env("OMNIQ_NATS_URL", "nats://127.0.0.1:4222"), "NATS server URL(s), comma separated")
+	fs.StringVar(&o.DataDir, "data-dir", env("OMNIQ_DATA_DIR", ""), "omniq-runner's --data-dir, where the operator's credentials are found when no --nats-* login is given (default ./omniq-data)")
+	fs.StringVar(&o.Conn.User, "nats-user", env("OMNIQ_NATS_USER", ""), "NATS user name (the operator's)")
+	fs.StringVar(&o.Conn.Password, "nats-password", env("OMNIQ_NATS_PASSWORD", ""), "NATS password")
+	fs.StringVar(&o.Conn.Token, "nats-token", env("OMNIQ_NATS_TOKEN", ""), "NATS token")
+	fs.StringVar(&o.Conn.NKeySeedFile, "nats-nkey", env("OMNIQ_NATS_NKEY", ""), "NATS nkey seed file")
+	fs.StringVar(&o.Conn.CredsFile, "nats-creds", env("OMNIQ_NATS_CREDS", ""), "NATS credentials file (the operator's)")
+	fs.StringVar(&o.Conn.TLSCAFile, "nats-ca", env("OMNIQ_NATS_CA", ""), "PEM file of CAs for NATS TLS")
+	fs.StringVar(&o.Conn.TLSCertFile, "nats-cert", env("OMNIQ_NATS_CERT", ""), "client certificate for NATS TLS")
+	fs.StringVar(&o.Conn.TLSKeyFile, "nats-key", env("OMNIQ_NATS_KEY", ""), "client key for NATS TLS")
+	fs.StringVar(&o.LogFormat, "log-format", env("OMNIQ_LOG_FORMAT", "text"), "log format: text or json")
+	fs.StringVar(&o.LogLevel, "log-level", env("OMNIQ_LOG_LEVEL", "info"), "log level: debug, info, warn, error")
+	if err := fs.Parse(args); err != nil {
+		return o, err
+	}
+	if fs.NArg() > 0 {
+		return o, fmt.Errorf("omniq-ui takes no arguments, got %q", fs.Args())
+	}
+	return o, nil
+}
+
+// connect opens the dashboard's NATS connection. The dashboard acts as an
+// operator: point Conn at the operator's credentials. This is the one
+// place the connection is made.
+func connect(o Options, log logrus.FieldLogger) (*jetstream.Client, func(), error) {
+	cfg := o.Conn
+	cfg.URL, cfg.Name, cfg.Logger = o.NATSURL, "omniq-ui", log
+	if cfg.User == "" && cfg.Token == "" && cfg.NKeySeedFile == "" && cfg.CredsFile == "" {
+		// The dashboard acts as an operator: on the runner's machine it
+		// finds the operator's credentials as omniq-submit does.
+		path, err := credentials.FindOperator(o.DataDir)
+		if err != nil {
+			return nil, nil, err
+		}
+		if path != "" {
+			cfg.NKeySeedFile = path
+			log.WithField("credentials", path).Info("logging in to NATS as the operator")
+		}
+	}
+	if cfg.NKeySeedFile != "" || cfg.CredsFile != "" || cfg.User != "" {
+		if cfg.InboxPrefix == "" {
+			cfg.InboxPrefix = credentials.OperatorInboxPrefix
+		}
+	}
+	nc, err := jetstream.Connect(cfg)
+	if err != nil {
+		return nil, nil, fmt.Errorf("%w\n  is omniq-runner (or your NATS server) running there? Set --nats-url or OMNIQ_NATS_URL to its address", err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	client, err := jetstream.Open(ctx, nc, jetstream.Config{Logger: log})
+	if err != nil {
+		nc.Close()
+		return nil, nil, err
+	}
+	return client, nc.Close, nil
+}
+
+// Main runs omniq-ui until ctx ends and returns the exit status: 2 for a
+// usage or configuration error, 1 for a failure.
+func Main(ctx context.Context, args []string, getenv func(string) string, stderr io.Writer) int {
+	o, err := Parse(args, getenv, stderr)
+	if errors.Is(err, flag.ErrHelp) {
+		return 0
+	}
+	if err != nil {
+		fmt.Fprintln(stderr, "omniq-ui:", err)
+		return 2
+	}
+	log := logrus.New()
+	log.SetOutput(stderr)
+	if o.LogFormat == "json" {
+		log.SetFormatter(&logrus.JSONFormatter{})
+	}
+	lvl, err := logrus.ParseLevel(o.LogLevel)
+	if err != nil {
+		fmt.Fprintf(stderr, "omniq-ui: --log-level %q: want debug, info, warn or error\n", o.LogLevel)
+		return 2
+	}
+	log.SetLevel(lvl)
+	// Check the dashboard's settings before connecting, so that a refused
+	// address is reported at once.
+	o.Dashboard.Logger = log
+	o.Dashboard.Client = &jetstream.Client{}
+	if _, err := dashboard.New(o.Dashboard); err != nil {
+		fmt.Fprintln(stderr, "omniq-ui:", err)
+		return 2
+	}
+	client, closeConn, err := connect(o, log)
+	if err != nil {
+		fmt.Fprintln(stderr, "omniq-ui:", err)
+		return 1
+	}
+	defer closeConn()
+	o.Dashboard.Client = client
+	srv, err := dashboard.New(o.Dashboard)
+	if err != nil {
+		fmt.Fprintln(stderr, "omniq-ui:", err)
+		return 2
+	}
+	if err := srv.Start(ctx); err != nil {
+		fmt.Fprintln(stderr, "omniq-ui:", err)
+		return 1
+	}
+	fmt.Fprintf(stderr, "omniq-ui: dashboard on %s\n", srv.URL())
+	<-ctx.Done()
+	c, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := srv.Stop(c); err != nil {
+		fmt.Fprintln(stderr, "omniq-ui:", err)
+		return 1
+	}
+	return 0
+}
