@@ -1,0 +1,217 @@
+package benchcmd
+
+import (
+	"bufio"
+	"bytes"
+	"fmt"
+	"os"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+)
+
+// clockTicks is USER_HZ, the unit of utime and stime in /proc/<pid>/stat:
+// 100 on every Linux architecture Go supports.
+const clockTicks = 100
+
+// procStat is what /proc/<pid>/stat says about one process.
+type procStat struct {
+	pid, ppid int
+	comm      string
+	cpu       time.Duration // utime + stime, own threads only
+}
+
+// readStat reads /proc/<pid>/stat.
+func readStat(pid int) (procStat, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return procStat{}, err
+	}
+	// "pid (comm) state ppid ...": comm may hold spaces and parentheses.
+	open, end := bytes.IndexByte(b, '('), bytes.LastIndexByte(b, ')')
+	if open < 0 || end < open {
+		return procStat{}, fmt.Errorf("/proc/%d/stat: unexpected format", pid)
+	}
+	f := strings.Fields(string(b[end+1:]))
+	// f[0] is field 3 (state): ppid is field 4, utime 14, stime 15.
+	if len(f) < 13 {
+		return procStat{}, fmt.Errorf("/proc/%d/stat: %d fields, want at least 15", pid, len(f)+2)
+	}
+	ppid, _ := strconv.Atoi(f[1])
+	ut, err1 := strconv.ParseUint(f[11], 10, 64)
+	st, err2 := strconv.ParseUint(f[12], 10, 64)
+	if err1 != nil || err2 != nil {
+		return procStat{}, fmt.Errorf("/proc/%d/stat: bad utime/stime %q %q", pid, f[11], f[12])
+	}
+	return procStat{pid: pid, ppid: ppid, comm: string(b[open+1 : end]),
+		cpu: time.Duration(ut+st) * time.Second / clockTicks}, nil
+}
+
+// peakRSS reads VmHWM, the process's peak resident set, in bytes.
+func peakRSS(pid int) uint64 {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0
+	}
+	sc := bufio.NewScanner(bytes.NewReader(b))
+	for sc.Scan() {
+		if v, ok := strings.CutPrefix(sc.Text(), "VmHWM:"); ok {
+			kb, _ := strconv.ParseUint(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
+			return kb << 10
+		}
+	}
+	return 0
+}
+
+// descendants returns every process below pid (children, their children...).
+func descendants(pid int) []procStat {
+	ents, _ := os.ReadDir("/proc")
+	byParent := map[int][]procStat{}
+	for _, e := range ents {
+		p, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		if st, err := readStat(p); err == nil {
+			byParent[st.ppid] = append(byParent[st.ppid], st)
+		}
+	}
+	var out []procStat
+	queue := []int{pid}
+	for len(queue) > 0 {
+		p := queue[0]
+		queue = queue[1:]
+		for _, c := range byParent[p] {
+			out = append(out, c)
+			queue = append(queue, c.pid)
+		}
+	}
+	return out
+}
+
+// proc is one measured process: its role in the benchmark and its pid.
+type proc struct {
+	role string
+	pid  int
+}
+
+// snapshot is the CPU time of each measured process at one moment.
+type snapshot struct {
+	cpu  map[proc]time.Duration
+	roll []proc
+}
+
+// processes lists the processes to measure: this process (the nats-server
+// and the bench's clients), its plugin processes, the runner and the
+// runner's plugin processes.
+func processes(runnerPid int) []proc {
+	self := os.Getpid()
+	ps := []proc{{role: "omniq-bench (nats-server + bench clients)", pid: self}}
+	for _, d := range descendants(self) {
+		switch {
+		case d.pid == runnerPid:
+			ps = append(ps, proc{role: "omniq-runner", pid: d.pid})
+		case d.ppid == self && d.comm != "omniq-submit":
+			ps = append(ps, proc{role: "plugin " + d.comm + " (bench's own)", pid: d.pid})
+		}
+	}
+	if runnerPid > 0 {
+		for _, d := range descendants(runnerPid) {
+			ps = append(ps, proc{role: "plugin " + d.comm + " (runner's)", pid: d.pid})
+		}
+	}
+	return ps
+}
+
+// takeSnapshot reads the CPU time of the processes measured now.
+func takeSnapshot(runnerPid int) snapshot {
+	s := snapshot{cpu: map[proc]time.Duration{}}
+	for _, p := range processes(runnerPid) {
+		if st, err := readStat(p.pid); err == nil {
+			s.cpu[p] = st.cpu
+			s.roll = append(s.roll, p)
+		}
+	}
+	return s
+}
+
+// usage is the CPU each process used between before and after, and its
+// peak RSS so far; tasks is the number of tasks the CPU is divided by for
+// the per-1,000 figure (0: none).
+func usage(before, after snapshot, tasks int) []ProcessUsage {
+	var out []ProcessUsage
+	for _, p := range after.roll {
+		cpu := after.cpu[p] - before.cpu[p] // a process started since counts whole
+		u := ProcessUsage{Process: p.role, PID: p.pid, CPUSeconds: cpu.Seconds(), PeakRSSMiB: float64(peakRSS(p.pid)) / (1 << 20)}
+		if tasks > 0 {
+			u.CPUSecondsPer1000 = cpu.Seconds() * 1000 / float64(tasks)
+		}
+		out = append(out, u)
+	}
+	slices.SortStableFunc(out, func(a, b ProcessUsage) int { return strings.Compare(roleOrder(a.Process), roleOrder(b.Process)) })
+	return out
+}
+
+func roleOrder(role string) string {
+	switch {
+	case strings.HasPrefix(role, "omniq-bench"):
+		return "0"
+	case role == "omniq-runner":
+		return "1"
+	}
+	return "2" + role
+}
+
+// machine describes this machine.
+func machine() Machine {
+	m := Machine{Cores: runtime.NumCPU(), GoVersion: runtime.Version(), NATSServerVersion: server.VERSION, OS: runtime.GOOS + "/" + runtime.GOARCH}
+	if b, err := os.ReadFile("/proc/cpuinfo"); err == nil {
+		for _, line := range strings.Split(string(b), "\n") {
+			if k, v, ok := strings.Cut(line, ":"); ok && strings.TrimSpace(k) == "model name" {
+				m.CPU = strings.TrimSpace(v)
+				break
+			}
+		}
+	}
+	if b, err := os.ReadFile("/proc/meminfo"); err == nil {
+		for _, line := range strings.Split(string(b), "\n") {
+			if v, ok := strings.CutPrefix(line, "MemTotal:"); ok {
+				kb, _ := strconv.ParseUint(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
+				m.MemoryGiB = float64(kb) / (1 << 20)
+			}
+		}
+	}
+	if b, err := os.ReadFile("/proc/sys/kernel/osrelease"); err == nil {
+		m.Kernel = strings.TrimSpace(string(b))
+	}
+	return m
+}
+
+// loadAverage returns the 1-minute load average.
+func loadAverage() float64 {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return 0
+	}
+	f := strings.Fields(string(b))
+	if len(f) == 0 {
+		return 0
+	}
+	v, _ := strconv.ParseFloat(f[0], 64)
+	return v
+}
+
+// exeIn returns dir/name, or an error saying how to build it.
+func exeIn(dir, name string) (string, error) {
+	p := filepath.Join(dir, name)
+	st, err := os.Stat(p)
+	if err != nil || st.IsDir() || st.Mode().Perm()&0o111 == 0 {
+		return "", fmt.Errorf("%s: no executable here (build it with `make`, or point --bin / --plugins-dir elsewhere)", p)
+	}
+	return p, nil
+}

@@ -1,0 +1,226 @@
+package benchcmd
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	natsjs "github.com/nats-io/nats.go/jetstream"
+
+	"github.com/omniq/omniq/jetstream"
+)
+
+// bench is one run: the server, the bench's connection and clients, the
+// state watcher and, once started, the runner process.
+type bench struct {
+	o                             Options
+	progress                      io.Writer
+	work                          string
+	runnerExe, submitExe, echoExe string
+
+	srv    *server.Server
+	url    string
+	nc     *nats.Conn
+	js     natsjs.JetStream
+	client *jetstream.Client
+	watch  *watcher
+	runner *runnerProc
+	report *Report
+}
+
+// Run runs the sections o selects and returns their report. Progress goes
+// to progress. Everything it starts is stopped before it returns.
+func Run(ctx context.Context, o Options, progress io.Writer) (rep *Report, err error) {
+	start := time.Now()
+	b := &bench{o: o, progress: progress, report: &Report{Machine: machine()}}
+	b.report.Machine.LoadStart = loadAverage()
+	if b.runnerExe, err = exeIn(o.Bin, "omniq-runner"); err != nil {
+		return nil, err
+	}
+	if b.submitExe, err = exeIn(o.Bin, "omniq-submit"); err != nil {
+		return nil, err
+	}
+	if b.echoExe, err = exeIn(o.PluginsDir, "echo"); err != nil {
+		return nil, err
+	}
+	if _, err = exeIn(o.PluginsDir, "faults"); err != nil {
+		return nil, err
+	}
+	if b.work, err = os.MkdirTemp("", "omniq-bench-"); err != nil {
+		return nil, err
+	}
+	defer os.RemoveAll(b.work)
+	b.report.Settings = Settings{Sections: o.Sections, Tasks: o.Tasks, RunnerConcurrency: o.Concurrency, RunnerLogLevel: o.RunnerLogLevel,
+		LatencyRate: o.LatencyRate, LatencySeconds: o.LatencyDuration.Seconds(), FailingTasks: o.FailingTasks, Retries: o.Retries,
+		BackoffBaseMS: float64(o.BackoffBase) / float64(time.Millisecond), SubmitTasks: o.SubmitTasks, Producers: o.Producers,
+		RawMessages: o.RawMessages, KVWrites: o.KVWrites, PluginCalls: o.PluginCalls, InFlight: o.InFlight,
+		RunnerBinary: b.runnerExe, SubmitBinary: b.submitExe, PluginsDir: o.PluginsDir}
+
+	if err := b.startServer(ctx); err != nil {
+		return nil, err
+	}
+	defer b.stopServer()
+	wctx, stopWatch := context.WithCancel(ctx)
+	events, err := b.client.State().Watch(wctx, "")
+	if err != nil {
+		stopWatch()
+		return nil, err
+	}
+	b.watch = newWatcher()
+	watchDone := make(chan struct{})
+	go func() {
+		defer close(watchDone)
+		b.watch.run(events)
+	}()
+	defer func() {
+		stopWatch()
+		<-watchDone
+	}()
+	defer func() {
+		if b.runner != nil {
+			status := b.runner.stop()
+			b.report.Settings.RunnerExitStatus = status
+			if status != "exit status 0" && err == nil {
+				err = fmt.Errorf("omniq-runner did not stop cleanly: %s\n%s", status, b.runner.stderr.String())
+			}
+		}
+	}()
+
+	sections := []struct {
+		name string
+		run  func(context.Context) error
+	}{
+		{"ceilings", b.ceilings}, {"submit", b.submit}, {"backlog", b.backlog},
+		{"live", b.live}, {"latency", b.latency}, {"failure", b.failure},
+	}
+	for _, s := range sections {
+		if !o.has(s.name) {
+			continue
+		}
+		b.logf("%s: start", s.name)
+		sctx, cancel := context.WithTimeout(ctx, o.Timeout)
+		err := s.run(sctx)
+		cancel()
+		if err != nil {
+			return nil, fmt.Errorf("section %s: %w", s.name, err)
+		}
+	}
+	b.fractions()
+	b.report.Settings.StateRecordsSeen = b.watch.total()
+	b.report.Settings.TotalSeconds = time.Since(start).Seconds()
+	b.report.Machine.LoadEnd = loadAverage()
+	return b.report, nil
+}
+
+func (b *bench) logf(format string, args ...any) {
+	fmt.Fprintf(b.progress, "omniq-bench: "+format+"\n", args...)
+}
+
+// startServer starts the nats-server inside this process, connects to it
+// over loopback TCP, and provisions OmniQ's streams as the runner would.
+func (b *bench) startServer(ctx context.Context) error {
+	opts := &server.Options{
+		ServerName: "omniq-bench", Host: "127.0.0.1", Port: server.RANDOM_PORT,
+		JetStream: true, StoreDir: filepath.Join(b.work, "nats"), MaxPayload: 8 << 20,
+		NoSigs: true, NoLog: true,
+	}
+	srv, err := server.NewServer(opts)
+	if err != nil {
+		return fmt.Errorf("nats-server: %w", err)
+	}
+	srv.Start()
+	b.srv = srv
+	if !srv.ReadyForConnections(30 * time.Second) {
+		b.stopServer()
+		return errors.New("nats-server: not ready for connections after 30s")
+	}
+	b.url = srv.ClientURL()
+	b.report.Machine.NATSServer = "in the omniq-bench process, loopback TCP, file store, default fsync (every 2m), no auth"
+	if b.nc, err = nats.Connect(b.url, nats.Name("omniq-bench")); err != nil {
+		b.stopServer()
+		return fmt.Errorf("connect to the bench's nats-server: %w", err)
+	}
+	if b.js, err = natsjs.New(b.nc, natsjs.WithPublishAsyncMaxPending(4096)); err != nil {
+		b.stopServer()
+		return err
+	}
+	// JetStream may answer a moment after the listener.
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		c, cancel := context.WithTimeout(ctx, 2*time.Second)
+		b.client, err = jetstream.New(c, b.nc, jetstream.Config{})
+		cancel()
+		if err == nil {
+			return nil
+		}
+		if time.Now().After(deadline) || ctx.Err() != nil {
+			b.stopServer()
+			return fmt.Errorf("provision OmniQ's streams on the bench's server: %w", err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+func (b *bench) stopServer() {
+	if b.nc != nil {
+		b.nc.Close()
+	}
+	b.srv.Shutdown()
+	b.srv.WaitForShutdown()
+}
+
+// ensureRunner starts the runner if it is not running and waits until it
+// serves echo and fail.
+func (b *bench) ensureRunner(ctx context.Context) error {
+	if b.runner == nil {
+		if err := b.startRunner(); err != nil {
+			return err
+		}
+	}
+	return b.runner.waitReady(ctx, b.client)
+}
+
+// startRunner starts omniq-runner on the bench's server, with a config file
+// setting the retry budget of fail and the backoff.
+func (b *bench) startRunner() error {
+	cfg := fmt.Sprintf(`{"defaults": {"backoff_base": %q}, "functions": {"fail": {"max_retries": %d}}}`, b.o.BackoffBase, b.o.Retries)
+	path := filepath.Join(b.work, "runner.json")
+	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
+		return err
+	}
+	r, err := startRunner(b.runnerExe, "--nats-url", b.url, "--plugins-dir", b.o.PluginsDir, "--config", path,
+		"--concurrency", fmt.Sprint(b.o.Concurrency), "--log-level", b.o.RunnerLogLevel, "--id", runnerID,
+		"--data-dir", filepath.Join(b.work, "runner"))
+	if err != nil {
+		return err
+	}
+	b.runner = r
+	return nil
+}
+
+// runnerPid is the runner's pid, 0 when it has not started.
+func (b *bench) runnerPid() int {
+	if b.runner == nil {
+		return 0
+	}
+	return b.runner.cmd.Process.Pid
+}
+
+// cleanEnv is this process's environment without OMNIQ_* variables, so
+// the commands run only with the flags the bench gives them.
+func cleanEnv() []string {
+	var env []string
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "OMNIQ_") {
+			env = append(env, kv)
+		}
+	}
+	return env
+}
