@@ -37,7 +37,7 @@ func TestBenchEndToEnd(t *testing.T) {
 	var stdout, stderr bytes.Buffer
 	code := Main(ctx, []string{"--json", "--bin", filepath.Dir(runnerExe), "--plugins-dir", plugins,
 		"--tasks", fmt.Sprint(tasks), "--failing-tasks", fmt.Sprint(failing), "--retries", fmt.Sprint(retries),
-		"--submit-tasks", fmt.Sprint(submits), "--latency-rate", fmt.Sprint(latencyRate), "--latency-duration", "200ms",
+		"--submit-tasks", fmt.Sprint(submits), "--latency-rate", fmt.Sprint(latencyRate), "--latency-duration", "200ms", "--serial-tasks", "10",
 		"--raw-messages", "100", "--kv-writes", "64", "--plugin-calls", "50", "--in-flight", "8", "--timeout", "1m"},
 		&stdout, &stderr)
 	if code != 0 {
@@ -113,6 +113,14 @@ func TestBenchEndToEnd(t *testing.T) {
 		t.Errorf("latency: p50 to succeeded %.2f ms is below p50 to start %.2f ms", l.ToSucceeded.P50, l.ToStart.P50)
 	}
 
+	if x := r.Serial; x == nil {
+		t.Error("no serial section")
+	} else if x.Tasks != 10 || x.Succeeded != 10 || x.Rate.MeanMicros <= 0 || x.CPUMillisPerTask <= 0 {
+		t.Errorf("serial: %+v, want 10 tasks succeeded one at a time", x)
+	} else {
+		wantProcess(t, "serial", x.Processes, "omniq-runner", "plugin echo (runner's)")
+	}
+
 	f := r.Failure
 	if f == nil {
 		t.Fatal("no failure section")
@@ -146,7 +154,7 @@ func TestBenchEndToEnd(t *testing.T) {
 	var table bytes.Buffer
 	WriteTable(&table, &r)
 	for _, want := range []string{"drain a backlog of 40 no-op tasks", "published while the runner runs", "publish to start at",
-		"publish to succeeded", "always-failing tasks, 2 retries at 10 ms", "Go client", "omniq-submit batch",
+		"publish to succeeded", "one task at a time (10 tasks)", "always-failing tasks, 2 retries at 10 ms", "Go client", "omniq-submit batch",
 		"JetStream pull consume + ack", "KV CAS update, 8 in flight", "no-op plugin call, sequential", "fraction", "| backlog drain | omniq-runner |"} {
 		if !strings.Contains(table.String(), want) {
 			t.Errorf("table lacks %q:\n%s", want, table.String())

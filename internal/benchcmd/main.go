@@ -26,7 +26,7 @@ import (
 )
 
 // Sections, in the order they run.
-var allSections = []string{"ceilings", "submit", "backlog", "live", "latency", "failure"}
+var allSections = []string{"ceilings", "submit", "backlog", "live", "latency", "serial", "failure"}
 
 // Options is what omniq-bench is configured with; Parse documents each
 // flag and its default.
@@ -40,6 +40,7 @@ type Options struct {
 	RunnerLogLevel  string
 	LatencyRate     int
 	LatencyDuration time.Duration
+	SerialTasks     int
 	FailingTasks    int
 	Retries         int
 	BackoffBase     time.Duration
@@ -72,6 +73,7 @@ func Parse(args []string, stderr io.Writer) (Options, error) {
 	fs.StringVar(&o.RunnerLogLevel, "runner-log-level", "warn", "the runner's --log-level")
 	fs.IntVar(&o.LatencyRate, "latency-rate", 500, "tasks per second published in the latency section")
 	fs.DurationVar(&o.LatencyDuration, "latency-duration", 10*time.Second, "how long the latency section publishes")
+	fs.IntVar(&o.SerialTasks, "serial-tasks", 500, "tasks run one at a time in the serial section")
 	fs.IntVar(&o.FailingTasks, "failing-tasks", 2000, "always-failing tasks in the failure section")
 	fs.IntVar(&o.Retries, "retries", 2, "retries of each failing task")
 	fs.DurationVar(&o.BackoffBase, "backoff", 10*time.Millisecond, "the runner's backoff_base: delay before the first retry")
@@ -113,7 +115,7 @@ func Parse(args []string, stderr io.Writer) (Options, error) {
 	for _, c := range []struct {
 		name string
 		v    int
-	}{{"tasks", o.Tasks}, {"concurrency", o.Concurrency}, {"latency-rate", o.LatencyRate}, {"failing-tasks", o.FailingTasks},
+	}{{"tasks", o.Tasks}, {"concurrency", o.Concurrency}, {"latency-rate", o.LatencyRate}, {"serial-tasks", o.SerialTasks}, {"failing-tasks", o.FailingTasks},
 		{"submit-tasks", o.SubmitTasks}, {"producers", o.Producers}, {"raw-messages", o.RawMessages}, {"kv-writes", o.KVWrites},
 		{"plugin-calls", o.PluginCalls}, {"in-flight", o.InFlight}} {
 		if c.v < 1 {

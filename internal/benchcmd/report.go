@@ -24,6 +24,8 @@ type Report struct {
 	Live *Drain `json:"live_drain,omitempty"`
 	// Latency is publish-to-start and publish-to-succeeded at a steady rate.
 	Latency *Latency `json:"latency,omitempty"`
+	// Serial is tasks run one at a time, end to end.
+	Serial *Serial `json:"serial,omitempty"`
 	// Failure is the always-failing path, until every task is dead-lettered.
 	Failure *Failure `json:"failure,omitempty"`
 	// Fractions compare the end-to-end drain rate with the ceilings.
@@ -54,6 +56,7 @@ type Settings struct {
 	RunnerLogLevel     string   `json:"runner_log_level"`
 	LatencyRate        int      `json:"latency_rate"`
 	LatencySeconds     float64  `json:"latency_seconds"`
+	SerialTasks        int      `json:"serial_tasks"`
 	FailingTasks       int      `json:"failing_tasks"`
 	Retries            int      `json:"retries"`
 	BackoffBaseMS      float64  `json:"backoff_base_ms"`
@@ -179,6 +182,17 @@ type Latency struct {
 	Processes   []ProcessUsage `json:"processes"`
 }
 
+// Serial is the run of Tasks no-op tasks one at a time: each published
+// once the one before it is seen succeeded in the state bucket.
+type Serial struct {
+	Tasks     int `json:"tasks"`
+	Succeeded int `json:"succeeded"`
+	// Rate's MeanMicros is the time per task, publish to succeeded seen.
+	Rate             Rate           `json:"rate"`
+	CPUMillisPerTask float64        `json:"cpu_ms_per_task"`
+	Processes        []ProcessUsage `json:"processes"`
+}
+
 // Failure is the run of always-failing tasks until all are dead-lettered.
 type Failure struct {
 	Tasks int `json:"tasks"`
@@ -226,6 +240,9 @@ func WriteTable(w io.Writer, r *Report) {
 	if l := r.Latency; l != nil {
 		row(fmt.Sprintf("publish to start at %.0f tasks/s (%d tasks), p50 / p90 / p99", l.Rate, l.Tasks), fmt.Sprintf("%.2f / %.2f / %.2f ms (max %.1f)", l.ToStart.P50, l.ToStart.P90, l.ToStart.P99, l.ToStart.Max))
 		row("publish to succeeded, p50 / p90 / p99", fmt.Sprintf("%.2f / %.2f / %.2f ms (max %.1f)", l.ToSucceeded.P50, l.ToSucceeded.P90, l.ToSucceeded.P99, l.ToSucceeded.Max))
+	}
+	if x := r.Serial; x != nil {
+		row(fmt.Sprintf("one task at a time (%d tasks), publish to succeeded seen", x.Tasks), fmt.Sprintf("%.2f ms per task (%.0f tasks/s); CPU %.3f ms/task", x.Rate.MeanMicros/1000, x.Rate.PerSec, x.CPUMillisPerTask))
 	}
 	if f := r.Failure; f != nil {
 		row(fmt.Sprintf("%d always-failing tasks, %d retries at %.0f ms, until all dead-lettered", f.Tasks, s.Retries, s.BackoffBaseMS), fmt.Sprintf("%.2f s (%d failed, %d dead-lettered, %.2f attempts each)", f.Seconds, f.Failed, f.DeadLettered, f.AttemptsPerTask))
@@ -280,6 +297,9 @@ func WriteTable(w io.Writer, r *Report) {
 	}
 	if x := r.Latency; x != nil {
 		procs("latency", x.Processes)
+	}
+	if x := r.Serial; x != nil {
+		procs("one at a time", x.Processes)
 	}
 	if x := r.Failure; x != nil {
 		procs("failure", x.Processes)

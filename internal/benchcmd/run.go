@@ -58,7 +58,7 @@ func Run(ctx context.Context, o Options, progress io.Writer) (rep *Report, err e
 	}
 	defer os.RemoveAll(b.work)
 	b.report.Settings = Settings{Sections: o.Sections, Tasks: o.Tasks, RunnerConcurrency: o.Concurrency, RunnerLogLevel: o.RunnerLogLevel,
-		LatencyRate: o.LatencyRate, LatencySeconds: o.LatencyDuration.Seconds(), FailingTasks: o.FailingTasks, Retries: o.Retries,
+		LatencyRate: o.LatencyRate, LatencySeconds: o.LatencyDuration.Seconds(), SerialTasks: o.SerialTasks, FailingTasks: o.FailingTasks, Retries: o.Retries,
 		BackoffBaseMS: float64(o.BackoffBase) / float64(time.Millisecond), SubmitTasks: o.SubmitTasks, Producers: o.Producers,
 		RawMessages: o.RawMessages, KVWrites: o.KVWrites, PluginCalls: o.PluginCalls, InFlight: o.InFlight,
 		RunnerBinary: b.runnerExe, SubmitBinary: b.submitExe, PluginsDir: o.PluginsDir}
@@ -98,7 +98,7 @@ func Run(ctx context.Context, o Options, progress io.Writer) (rep *Report, err e
 		run  func(context.Context) error
 	}{
 		{"ceilings", b.ceilings}, {"submit", b.submit}, {"backlog", b.backlog},
-		{"live", b.live}, {"latency", b.latency}, {"failure", b.failure},
+		{"live", b.live}, {"latency", b.latency}, {"serial", b.serial}, {"failure", b.failure},
 	}
 	for _, s := range sections {
 		if !o.has(s.name) {

@@ -169,6 +169,41 @@ func (b *bench) latency(ctx context.Context) error {
 	return nil
 }
 
+// serial runs tasks one at a time: each is published when the one before
+// it is seen succeeded, so the time per task is the whole path of one
+// task with nothing else in flight.
+func (b *bench) serial(ctx context.Context) error {
+	if err := b.ensureRunner(ctx); err != nil {
+		return err
+	}
+	n := b.o.SerialTasks
+	t := b.watch.track("serial", n, false)
+	t.finishedCh = make(chan string, n)
+	before := takeSnapshot(b.runnerPid())
+	start := time.Now()
+	for i := 0; i < n; i++ {
+		id := "serial-" + strconv.Itoa(i)
+		tm := jetstream.TaskMessage{ID: id, Function: "echo", Attempt: 1, Payload: []byte("x")}
+		if _, err := b.js.PublishMsg(ctx, &nats.Msg{Subject: b.client.Config().TaskSubject("echo"), Header: tm.Header(), Data: tm.Payload}, natsjs.WithMsgID(id)); err != nil {
+			return fmt.Errorf("publish task %s: %w", id, err)
+		}
+		select {
+		case <-t.finishedCh:
+		case <-ctx.Done():
+			return fmt.Errorf("serial: task %s not finished: %w", id, ctx.Err())
+		}
+	}
+	secs := time.Since(start).Seconds()
+	after := takeSnapshot(b.runnerPid())
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	sr := &Serial{Tasks: n, Succeeded: t.succeeded, Rate: rate(n, secs, 1), Processes: usage(before, after, n)}
+	sr.CPUMillisPerTask = cpuPerTask(sr.Processes, n)
+	b.report.Serial = sr
+	b.logf("serial: %.2f ms per task", sr.Rate.MeanMicros/1000)
+	return nil
+}
+
 // failure publishes always-failing tasks and waits until every one has
 // failed and is in the dead-letter stream.
 func (b *bench) failure(ctx context.Context) error {

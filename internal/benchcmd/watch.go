@@ -72,6 +72,8 @@ type tracker struct {
 	toDone     []time.Duration
 	bad        []string
 	done       chan struct{}
+	// finishedCh, when not nil, receives the id of each task that finishes.
+	finishedCh chan string
 }
 
 func (t *tracker) observe(ev jetstream.StateEvent, now time.Time) {
@@ -107,6 +109,9 @@ func (t *tracker) observe(ev jetstream.StateEvent, now time.Time) {
 	case models.StatusFailed:
 		t.failed++
 		t.attempts += task.Attempt
+	}
+	if t.finishedCh != nil {
+		t.finishedCh <- task.ID // buffered for every task: never blocks
 	}
 	if len(t.finished) == t.n {
 		close(t.done)
