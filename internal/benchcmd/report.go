@@ -50,30 +50,32 @@ type Machine struct {
 
 // Settings are the counts and settings a run used.
 type Settings struct {
-	Sections           []string `json:"sections"`
-	Tasks              int      `json:"tasks"`
-	RunnerConcurrency  int      `json:"runner_concurrency"`
-	RunnerLogLevel     string   `json:"runner_log_level"`
-	LatencyRate        int      `json:"latency_rate"`
-	LatencySeconds     float64  `json:"latency_seconds"`
-	SerialTasks        int      `json:"serial_tasks"`
-	FailingTasks       int      `json:"failing_tasks"`
-	Retries            int      `json:"retries"`
-	BackoffBaseMS      float64  `json:"backoff_base_ms"`
-	SubmitTasks        int      `json:"submit_tasks"`
-	Producers          int      `json:"producers"`
-	RawMessages        int      `json:"raw_messages"`
-	KVWrites           int      `json:"kv_writes"`
-	PluginCalls        int      `json:"plugin_calls"`
-	InFlight           int      `json:"in_flight"`
-	RunnerExitStatus   string   `json:"runner_exit_status,omitempty"`
-	StateRecordsSeen   int      `json:"state_records_seen"`
-	TotalSeconds       float64  `json:"total_seconds"`
-	RunnerBinary       string   `json:"runner_binary"`
-	SubmitBinary       string   `json:"submit_binary"`
-	PluginsDir         string   `json:"plugins_dir"`
-	ServerStoreDir     string   `json:"server_store_dir"`
-	ServerSyncInterval string   `json:"server_sync"`
+	Sections          []string `json:"sections"`
+	Tasks             int      `json:"tasks"`
+	RunnerConcurrency int      `json:"runner_concurrency"`
+	RunnerLogLevel    string   `json:"runner_log_level"`
+	LatencyRate       int      `json:"latency_rate"`
+	LatencySeconds    float64  `json:"latency_seconds"`
+	SerialTasks       int      `json:"serial_tasks"`
+	FailingTasks      int      `json:"failing_tasks"`
+	Retries           int      `json:"retries"`
+	BackoffBaseMS     float64  `json:"backoff_base_ms"`
+	SubmitTasks       int      `json:"submit_tasks"`
+	Producers         int      `json:"producers"`
+	RawMessages       int      `json:"raw_messages"`
+	KVWrites          int      `json:"kv_writes"`
+	PluginCalls       int      `json:"plugin_calls"`
+	InFlight          int      `json:"in_flight"`
+	RunnerExitStatus  string   `json:"runner_exit_status,omitempty"`
+	// RunnerLogLines is how many lines the runner logged at RunnerLogLevel.
+	RunnerLogLines     int     `json:"runner_log_lines"`
+	StateRecordsSeen   int     `json:"state_records_seen"`
+	TotalSeconds       float64 `json:"total_seconds"`
+	RunnerBinary       string  `json:"runner_binary"`
+	SubmitBinary       string  `json:"submit_binary"`
+	PluginsDir         string  `json:"plugins_dir"`
+	ServerStoreDir     string  `json:"server_store_dir"`
+	ServerSyncInterval string  `json:"server_sync"`
 }
 
 // ProcessUsage is one process's CPU during a section and its peak RSS.

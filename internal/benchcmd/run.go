@@ -87,6 +87,10 @@ func Run(ctx context.Context, o Options, progress io.Writer) (rep *Report, err e
 		if b.runner != nil {
 			status := b.runner.stop()
 			b.report.Settings.RunnerExitStatus = status
+			b.report.Settings.RunnerLogLines = b.runner.stderr.Lines()
+			if tail := b.runner.stderr.String(); tail != "" {
+				b.logf("omniq-runner logged %d lines at --log-level %s; the last ones:\n%s", b.runner.stderr.Lines(), b.o.RunnerLogLevel, lastLines(tail, 10))
+			}
 			if status != "exit status 0" && err == nil {
 				err = fmt.Errorf("omniq-runner did not stop cleanly: %s\n%s", status, b.runner.stderr.String())
 			}
@@ -223,4 +227,35 @@ func cleanEnv() []string {
 		}
 	}
 	return env
+}
+
+// lastLines returns the last n lines of s.
+func lastLines(s string, n int) string {
+	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
+	return strings.Join(lines[max(0, len(lines)-n):], "\n")
+}
+
+// wait waits until every task t follows has finished, failing early if the
+// runner exits.
+func (b *bench) wait(ctx context.Context, t *tracker) error {
+	var exited chan struct{}
+	if b.runner != nil {
+		exited = b.runner.exited
+	}
+	wctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go func() {
+		select {
+		case <-exited:
+			cancel()
+		case <-wctx.Done():
+		}
+	}()
+	err := t.wait(wctx)
+	select {
+	case <-exited:
+		return fmt.Errorf("omniq-runner exited (%v) while %s tasks were running; its log:\n%s", b.runner.waitErr, t.name, b.runner.stderr.String())
+	default:
+	}
+	return err
 }

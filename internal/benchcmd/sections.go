@@ -96,7 +96,7 @@ func (b *bench) backlog(ctx context.Context) error {
 	if err := b.startRunner(); err != nil {
 		return err
 	}
-	if err := t.wait(ctx); err != nil {
+	if err := b.wait(ctx, t); err != nil {
 		return err
 	}
 	after := takeSnapshot(b.runnerPid())
@@ -123,7 +123,7 @@ func (b *bench) live(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	if err := t.wait(ctx); err != nil {
+	if err := b.wait(ctx, t); err != nil {
 		return err
 	}
 	after := takeSnapshot(b.runnerPid())
@@ -151,7 +151,7 @@ func (b *bench) latency(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	if err := t.wait(ctx); err != nil {
+	if err := b.wait(ctx, t); err != nil {
 		return err
 	}
 	after := takeSnapshot(b.runnerPid())
@@ -189,6 +189,8 @@ func (b *bench) serial(ctx context.Context) error {
 		}
 		select {
 		case <-t.finishedCh:
+		case <-b.runner.exited:
+			return fmt.Errorf("omniq-runner exited (%v) during the serial section; its log:\n%s", b.runner.waitErr, b.runner.stderr.String())
 		case <-ctx.Done():
 			return fmt.Errorf("serial: task %s not finished: %w", id, ctx.Err())
 		}
@@ -226,7 +228,7 @@ func (b *bench) failure(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	if err := t.wait(ctx); err != nil {
+	if err := b.wait(ctx, t); err != nil {
 		return err
 	}
 	// Wait for the dead-letter entries too (state is written first).
