@@ -64,7 +64,7 @@ func Parse(args []string, stderr io.Writer) (Options, error) {
 	var sections string
 	fs := flag.NewFlagSet("omniq-bench", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	fs.StringVar(&o.Bin, "bin", "./bin", "directory holding omniq-runner and omniq-submit (built by `make`)")
+	fs.StringVar(&o.Bin, "bin", "./bin", "directory holding omniq-runner and omniq-submit, as make builds them")
 	fs.StringVar(&o.PluginsDir, "plugins-dir", "./bin/plugins", "plugins directory for the runner; must hold echo and faults")
 	fs.StringVar(&sections, "sections", strings.Join(allSections, ","), "comma-separated sections to run: "+strings.Join(allSections, ", "))
 	fs.BoolVar(&o.JSON, "json", false, "write the report as JSON instead of tables")
@@ -85,7 +85,7 @@ func Parse(args []string, stderr io.Writer) (Options, error) {
 	fs.IntVar(&o.InFlight, "in-flight", 64, "operations in flight for the parallel KV and plugin ceilings")
 	fs.DurationVar(&o.Timeout, "timeout", 10*time.Minute, "give up on a section that has not finished in this time")
 	fs.Usage = func() {
-		fmt.Fprint(stderr, "Usage: omniq-bench [flags]\n\nMeasures OmniQ as real processes: a nats-server with a file store (inside\nomniq-bench), omniq-runner as its own process with its plugins, and the\nplumbing's ceilings on the same server. Build first with `make`.\n\nFlags:\n")
+		fmt.Fprint(stderr, "Usage: omniq-bench [flags]\n\nMeasures OmniQ as real processes: a nats-server with a file store (inside\nomniq-bench), omniq-runner as its own process with its plugins, and the\nplumbing's ceilings on the same server. Build first with `make`.\n\nSections run in this order: ceilings, submit (no runner yet; the tasks are\npurged), backlog (tasks published, then the runner started), live, latency,\nserial, failure. A report goes to stdout, progress to stderr.\n\nFlags:\n")
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
