@@ -143,9 +143,11 @@ func (b *bench) rawKV(ctx context.Context) (seq, par Rate, err error) {
 			return fmt.Errorf("KV create %s: %w", key, err)
 		}
 		for i := 0; i < n; i++ {
-			if rev, err = kv.Update(ctx, key, val, rev); err != nil {
+			next, err := kv.Update(ctx, key, val, rev)
+			if err != nil {
 				return fmt.Errorf("KV update %s at revision %d: %w", key, rev, err)
 			}
+			rev = next
 		}
 		return nil
 	}
