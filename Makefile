@@ -69,12 +69,14 @@ fuzz:
 		$(GO) test -run '^$$' -fuzz "^$$name\$$" -fuzztime $(FUZZTIME) $$pkg || exit 1; done
 
 # Measures OmniQ as real processes (cmd/omniq-bench): a nats-server with a
-# file store, omniq-runner as its own process with its plugins, and the
+# file store (built from go.mod's version), omniq-runner as its own process
+# with its plugins, and the
 # plumbing's ceilings on the same server; the README's figures come from it.
 # Pass flags in BENCH_FLAGS, e.g. BENCH_FLAGS='--json' or
 # BENCH_FLAGS='--sections backlog,latency --tasks 5000'.
 bench: all
-	./$(BIN)/omniq-bench $(BENCH_FLAGS)
+	$(GO) build -o $(BIN)/nats-server github.com/nats-io/nats-server/v2
+	./$(BIN)/omniq-bench --nats-server $(BIN)/nats-server $(BENCH_FLAGS)
 
 # The in-process benchmarks of bench/ (server, client and runner in one Go
 # process): for profiling pieces, not figures to quote.

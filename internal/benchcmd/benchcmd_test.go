@@ -74,7 +74,7 @@ func TestBenchEndToEnd(t *testing.T) {
 			t.Errorf("ceiling %s: %+v, want %d operations at a positive rate", name, x.r, x.want)
 		}
 	}
-	wantProcess(t, "ceilings", c.Processes, "omniq-bench (nats-server + bench clients)", "plugin echo (bench's own)")
+	wantProcess(t, "ceilings", c.Processes, roleBench, "plugin echo (bench's own)")
 
 	s := r.Submit
 	if s == nil {
@@ -91,7 +91,7 @@ func TestBenchEndToEnd(t *testing.T) {
 		if d.Tasks != tasks || d.Succeeded != tasks || d.Rate.PerSec <= 0 || d.StateWritesPerTask < 1 || d.CPUMillisPerTask <= 0 {
 			t.Errorf("%s drain: %+v, want %d tasks succeeded", name, d, tasks)
 		}
-		wantProcess(t, name, d.Processes, "omniq-bench (nats-server + bench clients)", "omniq-runner", "plugin echo (runner's)", "plugin faults (runner's)")
+		wantProcess(t, name, d.Processes, roleBench, "omniq-runner", "plugin echo (runner's)", "plugin faults (runner's)")
 	}
 	if r.Backlog.StartupMS <= 0 {
 		t.Errorf("backlog: runner start to first task %.1f ms, want > 0", r.Backlog.StartupMS)
@@ -190,6 +190,39 @@ func alive(pid int) bool {
 	b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
 	_, rest, _ := strings.Cut(string(b), ") ")
 	return st.pid == pid && !strings.HasPrefix(rest, "Z")
+}
+
+// TestBenchWithServerProcess runs the nats-server as its own process
+// (--nats-server): its CPU is measured apart from the bench's, and it ends
+// with the bench.
+func TestBenchWithServerProcess(t *testing.T) {
+	runnerExe := testbin.Build(t, "github.com/omniq/omniq/cmd/omniq-runner")
+	testbin.Build(t, "github.com/omniq/omniq/cmd/omniq-submit")
+	natsServer := testbin.Build(t, "github.com/nats-io/nats-server/v2")
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	var stdout, stderr bytes.Buffer
+	code := Main(ctx, []string{"--json", "--bin", filepath.Dir(runnerExe), "--plugins-dir", omniqtest.PluginsDir(t),
+		"--nats-server", natsServer, "--sections", "backlog", "--tasks", "20"}, &stdout, &stderr)
+	if code != 0 {
+		t.Fatalf("omniq-bench exited %d\nstderr:\n%s", code, stderr.String())
+	}
+	var r Report
+	if err := json.Unmarshal(stdout.Bytes(), &r); err != nil {
+		t.Fatalf("report: %v\n%s", err, stdout.String())
+	}
+	if !strings.HasPrefix(r.Machine.NATSServer, "its own process") || r.Machine.NATSServerVersion == "" {
+		t.Errorf("machine: server %q version %q, want its own process and a version", r.Machine.NATSServer, r.Machine.NATSServerVersion)
+	}
+	if r.Backlog == nil || r.Backlog.Succeeded != 20 || r.Ceilings != nil || r.Failure != nil {
+		t.Fatalf("want the backlog section only, with 20 tasks succeeded: %+v", r)
+	}
+	wantProcess(t, "backlog", r.Backlog.Processes, roleBenchAlone, roleNATSServer, roleRunner, "plugin echo (runner's)")
+	for _, p := range r.Backlog.Processes {
+		if p.PID != os.Getpid() {
+			omniqtest.Eventually(t, 20*time.Second, fmt.Sprintf("%s (pid %d) to end with omniq-bench", p.Process, p.PID), func() bool { return !alive(p.PID) })
+		}
+	}
 }
 
 func TestUsageErrors(t *testing.T) {

@@ -22,7 +22,7 @@ import (
 // into the echo plugin through runner/pluginhost.
 func (b *bench) ceilings(ctx context.Context) error {
 	c := &Ceilings{}
-	before := takeSnapshot(b.runnerPid())
+	before := b.snapshot()
 	var err error
 	if c.JSPublish, c.JSConsumeAck, err = b.rawStream(ctx); err != nil {
 		return err
@@ -43,7 +43,7 @@ func (b *bench) ceilings(ctx context.Context) error {
 		return err
 	}
 	// Before the plugin stops, so that its CPU is counted.
-	c.Processes = usage(before, takeSnapshot(b.runnerPid()), 0)
+	c.Processes = usage(before, b.snapshot(), 0)
 	b.report.Ceilings = c
 	b.logf("ceilings: publish %.0f/s, consume+ack %.0f/s, KV CAS %.0f/s (1) %.0f/s (%d), plugin %.0f/s (1) %.0f/s (%d)",
 		c.JSPublish.PerSec, c.JSConsumeAck.PerSec, c.KVCASSequential.PerSec, c.KVCASParallel.PerSec, b.o.InFlight,

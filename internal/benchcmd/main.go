@@ -5,10 +5,12 @@
 // watch on the state bucket — next to the plumbing's own ceilings on the
 // same server, and reports the figures as Markdown tables or JSON.
 //
-// The nats-server runs inside the omniq-bench process (no authentication,
-// a random loopback port, a file store in a temporary directory, the
-// server's default fsync interval), so the CPU reported for omniq-bench is
-// the server's plus the bench's own clients'.
+// The nats-server runs as its own process when --nats-server names its
+// binary (`make bench` builds it from go.mod's version), or else inside the
+// omniq-bench process, where the CPU reported for omniq-bench is the
+// server's plus the bench's own clients'. Either way it has no
+// authentication, a random loopback port, a file store in a temporary
+// directory and the server's default fsync interval.
 //
 // cmd/omniq-bench only wires Main to the process.
 package benchcmd
@@ -33,6 +35,7 @@ var allSections = []string{"ceilings", "submit", "backlog", "live", "latency", "
 type Options struct {
 	Bin             string
 	PluginsDir      string
+	NATSServer      string
 	Sections        []string
 	JSON            bool
 	Tasks           int
@@ -66,6 +69,7 @@ func Parse(args []string, stderr io.Writer) (Options, error) {
 	fs.SetOutput(stderr)
 	fs.StringVar(&o.Bin, "bin", "./bin", "directory holding omniq-runner and omniq-submit, as make builds them")
 	fs.StringVar(&o.PluginsDir, "plugins-dir", "./bin/plugins", "plugins directory for the runner; must hold echo and faults")
+	fs.StringVar(&o.NATSServer, "nats-server", "", "nats-server binary to run as its own process (default: a nats-server inside omniq-bench)")
 	fs.StringVar(&sections, "sections", strings.Join(allSections, ","), "comma-separated sections to run: "+strings.Join(allSections, ", "))
 	fs.BoolVar(&o.JSON, "json", false, "write the report as JSON instead of tables")
 	fs.IntVar(&o.Tasks, "tasks", 20000, "no-op tasks in each drain (backlog and live)")

@@ -11,8 +11,6 @@ import (
 	"strconv"
 	"strings"
 	"time"
-
-	"github.com/nats-io/nats-server/v2/server"
 )
 
 // clockTicks is USER_HZ, the unit of utime and stime in /proc/<pid>/stat:
@@ -106,16 +104,31 @@ type snapshot struct {
 	roll []proc
 }
 
-// processes lists the processes to measure: this process (the nats-server
-// and the bench's clients), its plugin processes, the runner and the
-// runner's plugin processes.
-func processes(runnerPid int) []proc {
+// Roles of the measured processes.
+const (
+	roleBench      = "omniq-bench (nats-server + bench clients)"
+	roleBenchAlone = "omniq-bench (bench clients)"
+	roleNATSServer = "nats-server"
+	roleRunner     = "omniq-runner"
+)
+
+// processes lists the processes to measure: this process (with the
+// nats-server when it runs inside), the nats-server's process when it has
+// one (serverPid > 0), the plugin processes of the bench's own, the runner
+// (runnerPid > 0) and the runner's plugin processes.
+func processes(runnerPid, serverPid int) []proc {
 	self := os.Getpid()
-	ps := []proc{{role: "omniq-bench (nats-server + bench clients)", pid: self}}
+	role := roleBench
+	if serverPid > 0 {
+		role = roleBenchAlone
+	}
+	ps := []proc{{role: role, pid: self}}
 	for _, d := range descendants(self) {
 		switch {
 		case d.pid == runnerPid:
-			ps = append(ps, proc{role: "omniq-runner", pid: d.pid})
+			ps = append(ps, proc{role: roleRunner, pid: d.pid})
+		case d.pid == serverPid:
+			ps = append(ps, proc{role: roleNATSServer, pid: d.pid})
 		case d.ppid == self && d.comm != "omniq-submit":
 			ps = append(ps, proc{role: "plugin " + d.comm + " (bench's own)", pid: d.pid})
 		}
@@ -129,9 +142,9 @@ func processes(runnerPid int) []proc {
 }
 
 // takeSnapshot reads the CPU time of the processes measured now.
-func takeSnapshot(runnerPid int) snapshot {
+func takeSnapshot(runnerPid, serverPid int) snapshot {
 	s := snapshot{cpu: map[proc]time.Duration{}}
-	for _, p := range processes(runnerPid) {
+	for _, p := range processes(runnerPid, serverPid) {
 		if st, err := readStat(p.pid); err == nil {
 			s.cpu[p] = st.cpu
 			s.roll = append(s.roll, p)
@@ -161,15 +174,17 @@ func roleOrder(role string) string {
 	switch {
 	case strings.HasPrefix(role, "omniq-bench"):
 		return "0"
-	case role == "omniq-runner":
+	case role == roleNATSServer:
 		return "1"
+	case role == roleRunner:
+		return "2"
 	}
-	return "2" + role
+	return "3" + role
 }
 
 // machine describes this machine.
 func machine() Machine {
-	m := Machine{Cores: runtime.NumCPU(), GoVersion: runtime.Version(), NATSServerVersion: server.VERSION, OS: runtime.GOOS + "/" + runtime.GOARCH}
+	m := Machine{Cores: runtime.NumCPU(), GoVersion: runtime.Version(), OS: runtime.GOOS + "/" + runtime.GOARCH}
 	if b, err := os.ReadFile("/proc/cpuinfo"); err == nil {
 		for _, line := range strings.Split(string(b), "\n") {
 			if k, v, ok := strings.Cut(line, ":"); ok && strings.TrimSpace(k) == "model name" {

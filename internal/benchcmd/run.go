@@ -2,12 +2,15 @@ package benchcmd
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
@@ -25,14 +28,17 @@ type bench struct {
 	work                          string
 	runnerExe, submitExe, echoExe string
 
-	srv    *server.Server
-	url    string
-	nc     *nats.Conn
-	js     natsjs.JetStream
-	client *jetstream.Client
-	watch  *watcher
-	runner *runnerProc
-	report *Report
+	srv          *server.Server // the server inside this process, or
+	serverCmd    *exec.Cmd      // the server's own process
+	serverExited chan struct{}
+	serverLog    *tailBuffer
+	url          string
+	nc           *nats.Conn
+	js           natsjs.JetStream
+	client       *jetstream.Client
+	watch        *watcher
+	runner       *runnerProc
+	report       *Report
 }
 
 // Run runs the sections o selects and returns their report. Progress goes
@@ -127,29 +133,22 @@ func (b *bench) logf(format string, args ...any) {
 	fmt.Fprintf(b.progress, "omniq-bench: "+format+"\n", args...)
 }
 
-// startServer starts the nats-server inside this process, connects to it
-// over loopback TCP, and provisions OmniQ's streams as the runner would.
+// startServer starts the nats-server (inside this process, or the binary
+// of --nats-server as a child process), connects to it over loopback TCP,
+// and provisions OmniQ's streams as the runner would.
 func (b *bench) startServer(ctx context.Context) error {
-	opts := &server.Options{
-		ServerName: "omniq-bench", Host: "127.0.0.1", Port: server.RANDOM_PORT,
-		JetStream: true, StoreDir: filepath.Join(b.work, "nats"), MaxPayload: 8 << 20,
-		NoSigs: true, NoLog: true,
+	var err error
+	if b.o.NATSServer != "" {
+		err = b.startServerProcess(ctx)
+	} else {
+		err = b.startServerInside()
 	}
-	srv, err := server.NewServer(opts)
 	if err != nil {
-		return fmt.Errorf("nats-server: %w", err)
+		return err
 	}
-	srv.Start()
-	b.srv = srv
-	if !srv.ReadyForConnections(30 * time.Second) {
-		b.stopServer()
-		return errors.New("nats-server: not ready for connections after 30s")
-	}
-	b.url = srv.ClientURL()
-	b.report.Machine.NATSServer = "in the omniq-bench process, loopback TCP, file store, default fsync (every 2m), no auth"
 	if b.nc, err = nats.Connect(b.url, nats.Name("omniq-bench")); err != nil {
 		b.stopServer()
-		return fmt.Errorf("connect to the bench's nats-server: %w", err)
+		return fmt.Errorf("connect to the bench's nats-server at %s: %w", b.url, err)
 	}
 	if b.js, err = natsjs.New(b.nc, natsjs.WithPublishAsyncMaxPending(4096)); err != nil {
 		b.stopServer()
@@ -172,12 +171,113 @@ func (b *bench) startServer(ctx context.Context) error {
 	}
 }
 
+func (b *bench) startServerInside() error {
+	opts := &server.Options{
+		ServerName: "omniq-bench", Host: "127.0.0.1", Port: server.RANDOM_PORT,
+		JetStream: true, StoreDir: filepath.Join(b.work, "nats"), MaxPayload: 8 << 20,
+		NoSigs: true, NoLog: true,
+	}
+	srv, err := server.NewServer(opts)
+	if err != nil {
+		return fmt.Errorf("nats-server: %w", err)
+	}
+	srv.Start()
+	b.srv = srv
+	if !srv.ReadyForConnections(30 * time.Second) {
+		b.stopServer()
+		return errors.New("nats-server: not ready for connections after 30s")
+	}
+	b.url = srv.ClientURL()
+	b.report.Machine.NATSServerVersion = server.VERSION
+	b.report.Machine.NATSServer = "inside the omniq-bench process, loopback TCP, file store, default fsync (every 2m), no auth"
+	return nil
+}
+
+// startServerProcess runs the nats-server binary of --nats-server with the
+// same settings as startServerInside, and learns its random port from the
+// ports file it writes.
+func (b *bench) startServerProcess(ctx context.Context) error {
+	dir := filepath.Join(b.work, "nats")
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return err
+	}
+	conf := filepath.Join(b.work, "nats-server.conf")
+	text := fmt.Sprintf("host: 127.0.0.1\nport: -1\nmax_payload: %d\nports_file_dir: %q\njetstream { store_dir: %q }\n", 8<<20, dir, dir)
+	if err := os.WriteFile(conf, []byte(text), 0o600); err != nil {
+		return err
+	}
+	out, err := exec.CommandContext(ctx, b.o.NATSServer, "--version").Output()
+	if err != nil {
+		return fmt.Errorf("--nats-server %s --version: %w", b.o.NATSServer, err)
+	}
+	b.report.Machine.NATSServerVersion = strings.TrimPrefix(strings.TrimSpace(string(out)), "nats-server: v")
+	cmd := exec.Command(b.o.NATSServer, "-c", conf)
+	cmd.Env = cleanEnv()
+	b.serverLog = &tailBuffer{max: 16 << 10}
+	cmd.Stdout, cmd.Stderr = b.serverLog, b.serverLog
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGTERM}
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("--nats-server: %w", err)
+	}
+	b.serverCmd = cmd
+	b.serverExited = make(chan struct{})
+	go func() {
+		_ = cmd.Wait()
+		close(b.serverExited)
+	}()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		if matches, _ := filepath.Glob(filepath.Join(dir, fmt.Sprintf("*_%d.ports", cmd.Process.Pid))); len(matches) > 0 {
+			var ports struct {
+				Nats []string `json:"nats"`
+			}
+			if raw, err := os.ReadFile(matches[0]); err == nil && json.Unmarshal(raw, &ports) == nil && len(ports.Nats) > 0 {
+				b.url = ports.Nats[0]
+				break
+			}
+		}
+		select {
+		case <-b.serverExited:
+			return fmt.Errorf("--nats-server %s exited at start:\n%s", b.o.NATSServer, b.serverLog.String())
+		case <-time.After(20 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			b.stopServer()
+			return fmt.Errorf("--nats-server %s wrote no ports file in 30s:\n%s", b.o.NATSServer, b.serverLog.String())
+		}
+	}
+	b.report.Machine.NATSServer = "its own process, loopback TCP, file store, default fsync (every 2m), no auth"
+	return nil
+}
+
+// serverPid is the nats-server's pid when it runs as its own process, else 0.
+func (b *bench) serverPid() int {
+	if b.serverCmd == nil {
+		return 0
+	}
+	return b.serverCmd.Process.Pid
+}
+
+// snapshot reads the CPU time of every measured process now.
+func (b *bench) snapshot() snapshot { return takeSnapshot(b.runnerPid(), b.serverPid()) }
+
 func (b *bench) stopServer() {
 	if b.nc != nil {
 		b.nc.Close()
 	}
-	b.srv.Shutdown()
-	b.srv.WaitForShutdown()
+	if b.srv != nil {
+		b.srv.Shutdown()
+		b.srv.WaitForShutdown()
+	}
+	if b.serverCmd != nil {
+		_ = b.serverCmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-b.serverExited:
+		case <-time.After(30 * time.Second):
+			_ = b.serverCmd.Process.Kill()
+			<-b.serverExited
+		}
+	}
 }
 
 // ensureRunner starts the runner if it is not running and waits until it

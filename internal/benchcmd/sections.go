@@ -92,14 +92,14 @@ func (b *bench) backlog(ctx context.Context) error {
 		return err
 	}
 	b.logf("backlog: %d tasks published in %.2f s; starting omniq-runner", n, last.Sub(first).Seconds())
-	before := takeSnapshot(0)
+	before := b.snapshot()
 	if err := b.startRunner(); err != nil {
 		return err
 	}
 	if err := b.wait(ctx, t); err != nil {
 		return err
 	}
-	after := takeSnapshot(b.runnerPid())
+	after := b.snapshot()
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	d := &Drain{Tasks: n, Succeeded: t.succeeded, Rate: rate(n, t.lastDone.Sub(t.firstStart).Seconds(), 0),
@@ -118,7 +118,7 @@ func (b *bench) live(ctx context.Context) error {
 	}
 	n := b.o.Tasks
 	t := b.watch.track("live", n, false)
-	before := takeSnapshot(b.runnerPid())
+	before := b.snapshot()
 	first, last, err := b.publish(ctx, "echo", "live", n, func(int) []byte { return []byte("x") }, 0)
 	if err != nil {
 		return err
@@ -126,7 +126,7 @@ func (b *bench) live(ctx context.Context) error {
 	if err := b.wait(ctx, t); err != nil {
 		return err
 	}
-	after := takeSnapshot(b.runnerPid())
+	after := b.snapshot()
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	d := &Drain{Tasks: n, Succeeded: t.succeeded, Rate: rate(n, t.lastDone.Sub(first).Seconds(), 0),
@@ -145,7 +145,7 @@ func (b *bench) latency(ctx context.Context) error {
 	}
 	n := max(1, int(float64(b.o.LatencyRate)*b.o.LatencyDuration.Seconds()))
 	t := b.watch.track("latency", n, true)
-	before := takeSnapshot(b.runnerPid())
+	before := b.snapshot()
 	stamp := func(int) []byte { return strconv.AppendInt(nil, time.Now().UnixNano(), 10) }
 	first, last, err := b.publish(ctx, "echo", "latency", n, stamp, time.Second/time.Duration(b.o.LatencyRate))
 	if err != nil {
@@ -154,7 +154,7 @@ func (b *bench) latency(ctx context.Context) error {
 	if err := b.wait(ctx, t); err != nil {
 		return err
 	}
-	after := takeSnapshot(b.runnerPid())
+	after := b.snapshot()
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if len(t.bad) > 0 {
@@ -179,7 +179,7 @@ func (b *bench) serial(ctx context.Context) error {
 	n := b.o.SerialTasks
 	t := b.watch.track("serial", n, false)
 	t.finishedCh = make(chan string, n)
-	before := takeSnapshot(b.runnerPid())
+	before := b.snapshot()
 	start := time.Now()
 	for i := 0; i < n; i++ {
 		id := "serial-" + strconv.Itoa(i)
@@ -196,7 +196,7 @@ func (b *bench) serial(ctx context.Context) error {
 		}
 	}
 	secs := time.Since(start).Seconds()
-	after := takeSnapshot(b.runnerPid())
+	after := b.snapshot()
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	sr := &Serial{Tasks: n, Succeeded: t.succeeded, Rate: rate(n, secs, 1), Processes: usage(before, after, n)}
@@ -223,7 +223,7 @@ func (b *bench) failure(ctx context.Context) error {
 	}
 	dlqBefore := info.State.Msgs
 	t := b.watch.track("failure", n, false)
-	before := takeSnapshot(b.runnerPid())
+	before := b.snapshot()
 	first, _, err := b.publish(ctx, "fail", "failure", n, nil, 0)
 	if err != nil {
 		return err
@@ -248,7 +248,7 @@ func (b *bench) failure(ctx context.Context) error {
 		}
 	}
 	end := time.Now()
-	after := takeSnapshot(b.runnerPid())
+	after := b.snapshot()
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if t.lastDone.After(end) {
@@ -270,7 +270,7 @@ func (b *bench) submit(ctx context.Context) error {
 		return fmt.Errorf("the runner is already running (the submit section must come before the sections that start it)")
 	}
 	n, producers := b.o.SubmitTasks, b.o.Producers
-	before := takeSnapshot(0)
+	before := b.snapshot()
 	var next atomic.Int64
 	var wg sync.WaitGroup
 	errs := make(chan error, producers)
@@ -314,7 +314,7 @@ func (b *bench) submit(ctx context.Context) error {
 	if err := json.NewDecoder(bufio.NewReader(&stdout)).Decode(&out); err != nil {
 		return fmt.Errorf("omniq-submit batch --json printed %q: %w", strings.TrimSpace(stdout.String()), err)
 	}
-	after := takeSnapshot(0)
+	after := b.snapshot()
 	s := &Submit{GoClient: goClient, Batch: rate(n, batchSecs, producers), BatchSubmitted: out.Submitted,
 		BatchCPUSeconds: (cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime()).Seconds(), Processes: usage(before, after, 2*n)}
 	b.report.Submit = s
