@@ -70,8 +70,8 @@ fuzz:
 
 # Measures OmniQ as real processes (cmd/omniq-bench): a nats-server with a
 # file store (built from go.mod's version), omniq-runner as its own process
-# with its plugins, and the
-# plumbing's ceilings on the same server; the README's figures come from it.
+# with its plugins, and the plumbing's ceilings on the same server; the
+# README's figures come from it.
 # Pass flags in BENCH_FLAGS, e.g. BENCH_FLAGS='--json' or
 # BENCH_FLAGS='--sections backlog,latency --tasks 5000'.
 bench: all
