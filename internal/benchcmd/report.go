@@ -226,8 +226,8 @@ func WriteTable(w io.Writer, r *Report) {
 	fmt.Fprintf(w, "Machine: %s, %d cores, %.1f GiB, Linux %s; %s; nats-server %s (%s); load %.2f at start, %.2f at end; %.1f s in all.\n\n",
 		m.CPU, m.Cores, m.MemoryGiB, m.Kernel, m.GoVersion, m.NATSServerVersion, m.NATSServer, m.LoadStart, m.LoadEnd, r.Settings.TotalSeconds)
 	s := r.Settings
-	fmt.Fprintf(w, "omniq-runner as its own process (--nats-url, --concurrency %d, --log-level %s), its plugins as its children; completion read from a watch on the state bucket.\n\n",
-		s.RunnerConcurrency, s.RunnerLogLevel)
+	fmt.Fprintf(w, "omniq-runner as its own process (--nats-url, --concurrency %d, --log-level %s: it logged %d lines), its plugins as its children; completion read from a watch on the state bucket.\n\n",
+		s.RunnerConcurrency, s.RunnerLogLevel, s.RunnerLogLines)
 	row := func(cells ...string) { fmt.Fprintf(w, "| %s |\n", strings.Join(cells, " | ")) }
 	fmt.Fprintln(w, "| work | figure |")
 	fmt.Fprintln(w, "|---|---|")
