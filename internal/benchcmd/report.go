@@ -34,13 +34,20 @@ type Report struct {
 
 // Machine describes the machine and software of a run.
 type Machine struct {
-	CPU               string  `json:"cpu"`
-	Cores             int     `json:"cores"`
-	MemoryGiB         float64 `json:"memory_gib"`
-	Kernel            string  `json:"kernel"`
-	OS                string  `json:"os"`
-	GoVersion         string  `json:"go_version"`
-	NATSServerVersion string  `json:"nats_server_version"`
+	// CPU is the model name from /proc/cpuinfo.
+	CPU string `json:"cpu"`
+	// Cores is the number of CPUs this process may use.
+	Cores int `json:"cores"`
+	// MemoryGiB is MemTotal from /proc/meminfo.
+	MemoryGiB float64 `json:"memory_gib"`
+	// Kernel is the Linux release.
+	Kernel string `json:"kernel"`
+	// OS is GOOS/GOARCH.
+	OS string `json:"os"`
+	// GoVersion is the Go that built omniq-bench.
+	GoVersion string `json:"go_version"`
+	// NATSServerVersion is the nats-server's version.
+	NATSServerVersion string `json:"nats_server_version"`
 	// NATSServer says how the server ran.
 	NATSServer string `json:"nats_server"`
 	// LoadStart and LoadEnd are the 1-minute load averages around the run.
@@ -48,7 +55,9 @@ type Machine struct {
 	LoadEnd   float64 `json:"load_end"`
 }
 
-// Settings are the counts and settings a run used.
+// Settings are the counts and settings a run used: each is the flag of
+// the same name (see Parse), but for the runner's exit status and log
+// lines, the state records the watch saw, the run's length and the paths.
 type Settings struct {
 	Sections          []string `json:"sections"`
 	Tasks             int      `json:"tasks"`
