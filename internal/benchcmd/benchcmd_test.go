@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -245,5 +246,27 @@ func TestUsageErrors(t *testing.T) {
 	var stdout, stderr bytes.Buffer
 	if code := Main(context.Background(), []string{"--bin", t.TempDir()}, &stdout, &stderr); code != 1 || !strings.Contains(stderr.String(), "omniq-runner: no executable here") {
 		t.Errorf("missing binaries: exit %d, stderr %q; want 1 naming omniq-runner", code, stderr.String())
+	}
+}
+
+// TestPublishReportsFailedAsyncPublishes: a task the server refused is an
+// error of the section, not a task the bench waits for forever.
+func TestPublishReportsFailedAsyncPublishes(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	b := &bench{progress: io.Discard, work: t.TempDir(), report: &Report{}}
+	if err := b.startServer(ctx); err != nil {
+		t.Fatal(err)
+	}
+	defer b.stopServer()
+	if _, _, err := b.publish(ctx, "echo", "kept", 2, nil, 0); err != nil {
+		t.Fatalf("publish to the tasks stream: %v", err)
+	}
+	if err := b.js.DeleteStream(ctx, b.client.Config().TasksStream); err != nil {
+		t.Fatal(err)
+	}
+	_, _, err := b.publish(ctx, "echo", "lost", 3, nil, 0)
+	if err == nil || !strings.Contains(err.Error(), "3 async publishes failed") || !strings.Contains(err.Error(), `task "lost-`) {
+		t.Fatalf("publish with no stream: %v, want the 3 failures counted, naming a task", err)
 	}
 }

@@ -74,6 +74,9 @@ func (b *bench) rawStream(ctx context.Context) (pub, cons Rate, err error) {
 		return pub, cons, fmt.Errorf("raw publish: waiting for acks: %w", ctx.Err())
 	}
 	pub = rate(n, time.Since(start).Seconds(), 0)
+	if err := b.asyncErr(); err != nil {
+		return pub, cons, fmt.Errorf("raw publish: %w", err)
+	}
 	if info, err := s.Info(ctx); err != nil || info.State.Msgs != uint64(n) {
 		return pub, cons, fmt.Errorf("raw publish: the stream holds %v messages, want %d (%v)", infoMsgs(info), n, err)
 	}

@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -39,6 +40,10 @@ type bench struct {
 	watch        *watcher
 	runner       *runnerProc
 	report       *Report
+
+	pubMu   sync.Mutex
+	pubErrs int   // async publishes that failed
+	pubErr  error // the first of them
 }
 
 // Run runs the sections o selects and returns their report. Progress goes
@@ -150,7 +155,17 @@ func (b *bench) startServer(ctx context.Context) error {
 		b.stopServer()
 		return fmt.Errorf("connect to the bench's nats-server at %s: %w", b.url, err)
 	}
-	if b.js, err = natsjs.New(b.nc, natsjs.WithPublishAsyncMaxPending(4096)); err != nil {
+	// Async publish errors are collected here rather than from each
+	// publish's future: 20,000 futures would grow the bench's heap, and its
+	// GC would take CPU from the processes measured.
+	onErr := func(_ natsjs.JetStream, m *nats.Msg, err error) {
+		b.pubMu.Lock()
+		defer b.pubMu.Unlock()
+		if b.pubErrs++; b.pubErr == nil {
+			b.pubErr = fmt.Errorf("publish on %s (task %q): %w", m.Subject, m.Header.Get(jetstream.HeaderTaskID), err)
+		}
+	}
+	if b.js, err = natsjs.New(b.nc, natsjs.WithPublishAsyncMaxPending(4096), natsjs.WithPublishAsyncErrHandler(onErr)); err != nil {
 		b.stopServer()
 		return err
 	}
@@ -358,4 +373,17 @@ func (b *bench) wait(ctx context.Context, t *tracker) error {
 	default:
 	}
 	return err
+}
+
+// asyncErr says how many async publishes failed since the count was last
+// read, with the first failure, and resets the count.
+func (b *bench) asyncErr() error {
+	b.pubMu.Lock()
+	defer b.pubMu.Unlock()
+	n, first := b.pubErrs, b.pubErr
+	b.pubErrs, b.pubErr = 0, nil
+	if n == 0 {
+		return nil
+	}
+	return fmt.Errorf("%d async publishes failed; the first: %w", n, first)
 }

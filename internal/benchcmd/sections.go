@@ -28,7 +28,6 @@ import (
 // the task's publish. With every > 0, publishes are spaced that far
 // apart. It returns the times of the first and the last publish.
 func (b *bench) publish(ctx context.Context, fn, prefix string, n int, payload func(int) []byte, every time.Duration) (first, last time.Time, err error) {
-	futures := make([]natsjs.PubAckFuture, 0, n)
 	subject := b.client.Config().TaskSubject(fn)
 	var timer *time.Timer
 	for i := 0; i < n; i++ {
@@ -56,11 +55,9 @@ func (b *bench) publish(ctx context.Context, fn, prefix string, n int, payload f
 		if i == 0 {
 			first = last
 		}
-		f, err := b.js.PublishMsgAsync(&nats.Msg{Subject: subject, Header: tm.Header(), Data: p}, natsjs.WithMsgID(id))
-		if err != nil {
+		if _, err := b.js.PublishMsgAsync(&nats.Msg{Subject: subject, Header: tm.Header(), Data: p}, natsjs.WithMsgID(id)); err != nil {
 			return first, last, fmt.Errorf("publish task %s: %w", id, err)
 		}
-		futures = append(futures, f)
 	}
 	if timer != nil {
 		timer.Stop()
@@ -70,14 +67,7 @@ func (b *bench) publish(ctx context.Context, fn, prefix string, n int, payload f
 	case <-ctx.Done():
 		return first, last, fmt.Errorf("waiting for the acks of %d published tasks: %w", n, ctx.Err())
 	}
-	for _, f := range futures {
-		select {
-		case err := <-f.Err():
-			return first, last, fmt.Errorf("publish task %s: %w", f.Msg().Header.Get(jetstream.HeaderTaskID), err)
-		default:
-		}
-	}
-	return first, last, nil
+	return first, last, b.asyncErr()
 }
 
 // backlog publishes the tasks first, then starts the runner.
