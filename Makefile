@@ -52,7 +52,7 @@ chaos-bin: all $(BIN)/nats-server
 	@mkdir -p $(BIN)/chaos
 	$(GO) build -o $(BIN)/chaos/chaoswork ./internal/chaos/chaoswork
 
-# nats-server for the fault suite, built from the module cache at the
+# nats-server for the fault suite and the benchmark, built from the module cache at the
 # version go.mod requires: nothing is downloaded.
 $(BIN)/nats-server: go.mod
 	@mkdir -p $(BIN)
@@ -74,8 +74,7 @@ fuzz:
 # README's figures come from it.
 # Pass flags in BENCH_FLAGS, e.g. BENCH_FLAGS='--json' or
 # BENCH_FLAGS='--sections backlog,latency --tasks 5000'.
-bench: all
-	$(GO) build -o $(BIN)/nats-server github.com/nats-io/nats-server/v2
+bench: all $(BIN)/nats-server
 	./$(BIN)/omniq-bench --nats-server $(BIN)/nats-server $(BENCH_FLAGS)
 
 # The in-process benchmarks of bench/ (server, client and runner in one Go
