@@ -123,22 +123,64 @@ func processes(runnerPid, serverPid int) []proc {
 		role = roleBenchAlone
 	}
 	ps := []proc{{role: role, pid: self}}
-	for _, d := range descendants(self) {
+	all := descendants(self)
+	var own []procStat // the bench's own plugins, with their sandboxes
+	for _, d := range all {
 		switch {
 		case d.pid == runnerPid:
 			ps = append(ps, proc{role: roleRunner, pid: d.pid})
 		case d.pid == serverPid:
 			ps = append(ps, proc{role: roleNATSServer, pid: d.pid})
-		case d.ppid == self && d.comm != "omniq-submit":
-			ps = append(ps, proc{role: "plugin " + d.comm + " (bench's own)", pid: d.pid})
+		case d.ppid == self && progName(d) != "omniq-submit":
+			own = append(own, d)
+			own = append(own, descendants(d.pid)...)
 		}
 	}
+	ps = append(ps, plugins(own, "bench's own")...)
 	if runnerPid > 0 {
-		for _, d := range descendants(runnerPid) {
-			ps = append(ps, proc{role: "plugin " + d.comm + " (runner's)", pid: d.pid})
-		}
+		ps = append(ps, plugins(descendants(runnerPid), "runner's")...)
 	}
 	return ps
+}
+
+// plugins names plugin processes and the sandbox shims they run under:
+// the runner starts each plugin through a shim that stays its parent, and
+// the shim is named after its plugin.
+func plugins(ds []procStat, owner string) []proc {
+	var ps []proc
+	for _, d := range ds {
+		name := progName(d)
+		if name != sandboxShim {
+			ps = append(ps, proc{role: "plugin " + name + " (" + owner + ")", pid: d.pid})
+			continue
+		}
+		for _, c := range ds {
+			if c.ppid == d.pid {
+				name = progName(c)
+			}
+		}
+		ps = append(ps, proc{role: "sandbox of " + name + " (" + owner + ")", pid: d.pid})
+	}
+	return ps
+}
+
+// sandboxShim is the argv[0] of the shim through which the runner starts
+// each plugin in its sandbox (see runner/pluginhost/internal/sandbox).
+const sandboxShim = "omniq-plugin-sandbox"
+
+// progName is the base name of a process's argv[0], or its comm when the
+// command line cannot be read: a plugin executed from a file descriptor
+// has a comm such as "3".
+func progName(p procStat) string {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", p.pid))
+	if err != nil || len(b) == 0 {
+		return p.comm
+	}
+	arg0, _, _ := bytes.Cut(b, []byte{0})
+	if len(arg0) == 0 {
+		return p.comm
+	}
+	return filepath.Base(string(arg0))
 }
 
 // takeSnapshot reads the CPU time of the processes measured now.

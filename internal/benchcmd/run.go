@@ -96,6 +96,13 @@ func Run(ctx context.Context, o Options, progress io.Writer) (rep *Report, err e
 	}()
 	defer func() {
 		if b.runner != nil {
+			// A runner stopped while it still starts up need not exit
+			// cleanly: let it finish starting first.
+			ready, cancel := context.WithTimeout(context.Background(), time.Minute)
+			if rerr := b.runner.waitReady(ready, b.client); rerr != nil && err == nil {
+				err = rerr
+			}
+			cancel()
 			status := b.runner.stop()
 			b.report.Settings.RunnerExitStatus = status
 			b.report.Settings.RunnerLogLines = b.runner.stderr.Lines()
