@@ -52,8 +52,8 @@ chaos-bin: all $(BIN)/nats-server
 	@mkdir -p $(BIN)/chaos
 	$(GO) build -o $(BIN)/chaos/chaoswork ./internal/chaos/chaoswork
 
-# nats-server for the fault suite and the benchmark, built from the module cache at the
-# version go.mod requires: nothing is downloaded.
+# nats-server for the fault suite and the benchmark, built from the module
+# cache at the version go.mod requires: nothing is downloaded.
 $(BIN)/nats-server: go.mod
 	@mkdir -p $(BIN)
 	$(GO) build -o $@ github.com/nats-io/nats-server/v2
