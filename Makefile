@@ -12,7 +12,7 @@ CONFIGURABLE := exec http
 # plugin's memory limit), and they run on any Linux.
 export CGO_ENABLED := 0
 
-.PHONY: all build plugins run test check bench fuzz proto clean chaos chaos-bin chaos-ci
+.PHONY: all build plugins run test check bench bench-inprocess fuzz proto clean chaos chaos-bin chaos-ci
 
 all: build plugins
 
@@ -52,8 +52,8 @@ chaos-bin: all $(BIN)/nats-server
 	@mkdir -p $(BIN)/chaos
 	$(GO) build -o $(BIN)/chaos/chaoswork ./internal/chaos/chaoswork
 
-# nats-server for the fault suite, built from the module cache at the
-# version go.mod requires: nothing is downloaded.
+# nats-server for the fault suite and the benchmark, built from the module
+# cache at the version go.mod requires: nothing is downloaded.
 $(BIN)/nats-server: go.mod
 	@mkdir -p $(BIN)
 	$(GO) build -o $@ github.com/nats-io/nats-server/v2
@@ -68,7 +68,18 @@ fuzz:
 	@for t in $(FUZZ); do pkg=$${t%%:*}; name=$${t##*:}; echo "fuzz $$name ($$pkg) for $(FUZZTIME)"; \
 		$(GO) test -run '^$$' -fuzz "^$$name\$$" -fuzztime $(FUZZTIME) $$pkg || exit 1; done
 
-bench:
+# Measures OmniQ as real processes (cmd/omniq-bench): a nats-server with a
+# file store (built from go.mod's version), omniq-runner as its own process
+# with its plugins, and the plumbing's ceilings on the same server; the
+# README's figures come from it.
+# Pass flags in BENCH_FLAGS, e.g. BENCH_FLAGS='--json' or
+# BENCH_FLAGS='--sections backlog,latency --tasks 5000'.
+bench: all $(BIN)/nats-server
+	./$(BIN)/omniq-bench --nats-server $(BIN)/nats-server $(BENCH_FLAGS)
+
+# The in-process benchmarks of bench/ (server, client and runner in one Go
+# process): for profiling pieces, not figures to quote.
+bench-inprocess:
 	$(GO) test -run '^$$' -bench . -benchmem -benchtime 20000x -count 1 ./bench/...
 
 # Regenerates the plugin protocol's Go code (needs protoc, protoc-gen-go and

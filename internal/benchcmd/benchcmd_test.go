@@ -1,0 +1,272 @@
+package benchcmd
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/omniq/omniq/internal/omniqtest"
+	"github.com/omniq/omniq/internal/testbin"
+)
+
+func TestMain(m *testing.M) { os.Exit(testbin.Main(m)) }
+
+// TestBenchEndToEnd runs omniq-bench with tiny counts against real
+// processes (the runner and omniq-submit built from this tree, the echo and
+// faults plugins) and checks that the report is complete and its counts
+// agree. It asserts no speed: the figures are only checked to exist.
+func TestBenchEndToEnd(t *testing.T) {
+	runnerExe := testbin.Build(t, "github.com/omniq/omniq/cmd/omniq-runner")
+	submitExe := testbin.Build(t, "github.com/omniq/omniq/cmd/omniq-submit")
+	if filepath.Dir(runnerExe) != filepath.Dir(submitExe) {
+		t.Fatalf("omniq-runner and omniq-submit built in different directories: %s, %s", runnerExe, submitExe)
+	}
+	plugins := omniqtest.PluginsDir(t)
+	const (
+		tasks, failing, submits, latencyRate = 40, 20, 30, 100
+		retries                              = 2
+	)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	var stdout, stderr bytes.Buffer
+	code := Main(ctx, []string{"--json", "--bin", filepath.Dir(runnerExe), "--plugins-dir", plugins,
+		"--tasks", fmt.Sprint(tasks), "--failing-tasks", fmt.Sprint(failing), "--retries", fmt.Sprint(retries),
+		"--submit-tasks", fmt.Sprint(submits), "--latency-rate", fmt.Sprint(latencyRate), "--latency-duration", "200ms", "--serial-tasks", "10",
+		"--raw-messages", "100", "--kv-writes", "64", "--plugin-calls", "50", "--in-flight", "8", "--timeout", "1m"},
+		&stdout, &stderr)
+	if code != 0 {
+		t.Fatalf("omniq-bench exited %d\nstderr:\n%s", code, stderr.String())
+	}
+	var r Report
+	dec := json.NewDecoder(&stdout)
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&r); err != nil {
+		t.Fatalf("report is not JSON of a Report: %v\n%s", err, stdout.String())
+	}
+
+	m := r.Machine
+	if m.Cores < 1 || m.GoVersion == "" || m.NATSServerVersion == "" || m.MemoryGiB <= 0 || m.NATSServer == "" {
+		t.Errorf("machine incomplete: %+v", m)
+	}
+	if r.Settings.RunnerExitStatus != "exit status 0" {
+		t.Errorf("runner exit: %q, want a clean exit", r.Settings.RunnerExitStatus)
+	}
+	if got := strings.Join(r.Settings.Sections, ","); got != strings.Join(allSections, ",") {
+		t.Errorf("sections run: %s, want all of %s", got, strings.Join(allSections, ","))
+	}
+
+	c := r.Ceilings
+	if c == nil {
+		t.Fatal("no ceilings section")
+	}
+	for name, x := range map[string]struct {
+		r    Rate
+		want int
+	}{"publish": {c.JSPublish, 100}, "consume": {c.JSConsumeAck, 100}, "kv 1": {c.KVCASSequential, 65}, "kv 8": {c.KVCASParallel, 64},
+		"plugin 1": {c.Plugin1, 50}, "plugin 8": {c.PluginParallel, 50}} {
+		if x.r.Count != x.want || x.r.PerSec <= 0 {
+			t.Errorf("ceiling %s: %+v, want %d operations at a positive rate", name, x.r, x.want)
+		}
+	}
+	wantProcess(t, "ceilings", c.Processes, roleBench, "plugin echo (bench's own)")
+
+	s := r.Submit
+	if s == nil {
+		t.Fatal("no submit section")
+	}
+	if s.GoClient.Count != submits || s.GoClient.PerSec <= 0 || s.Batch.Count != submits || s.BatchSubmitted != submits || s.Batch.PerSec <= 0 || s.BatchCPUSeconds <= 0 {
+		t.Errorf("submit: %+v, want %d tasks each way", s, submits)
+	}
+
+	for name, d := range map[string]*Drain{"backlog": r.Backlog, "live": r.Live} {
+		if d == nil {
+			t.Fatalf("no %s drain section", name)
+		}
+		if d.Tasks != tasks || d.Succeeded != tasks || d.Rate.PerSec <= 0 || d.StateWritesPerTask < 1 || d.CPUMillisPerTask <= 0 {
+			t.Errorf("%s drain: %+v, want %d tasks succeeded", name, d, tasks)
+		}
+		wantProcess(t, name, d.Processes, roleBench, "omniq-runner", "plugin echo (runner's)", "plugin faults (runner's)")
+	}
+	if r.Backlog.StartupMS <= 0 {
+		t.Errorf("backlog: runner start to first task %.1f ms, want > 0", r.Backlog.StartupMS)
+	}
+
+	l := r.Latency
+	if l == nil {
+		t.Fatal("no latency section")
+	}
+	if want := latencyRate / 5; l.Tasks != want || l.Succeeded != want || l.Rate <= 0 {
+		t.Errorf("latency: %d tasks, %d succeeded at %.0f/s, want %d", l.Tasks, l.Succeeded, l.Rate, want)
+	}
+	for name, p := range map[string]Percentiles{"to start": l.ToStart, "to succeeded": l.ToSucceeded} {
+		if p.P50 <= 0 || p.P50 > p.P90 || p.P90 > p.P99 || p.P99 > p.Max {
+			t.Errorf("latency %s: %+v, want 0 < p50 <= p90 <= p99 <= max", name, p)
+		}
+	}
+	if l.ToSucceeded.P50 < l.ToStart.P50 {
+		t.Errorf("latency: p50 to succeeded %.2f ms is below p50 to start %.2f ms", l.ToSucceeded.P50, l.ToStart.P50)
+	}
+
+	if x := r.Serial; x == nil {
+		t.Error("no serial section")
+	} else if x.Tasks != 10 || x.Succeeded != 10 || x.Rate.MeanMicros <= 0 || x.CPUMillisPerTask <= 0 {
+		t.Errorf("serial: %+v, want 10 tasks succeeded one at a time", x)
+	} else {
+		wantProcess(t, "serial", x.Processes, "omniq-runner", "plugin echo (runner's)")
+	}
+
+	f := r.Failure
+	if f == nil {
+		t.Fatal("no failure section")
+	}
+	if f.Tasks != failing || f.Failed != failing || f.DeadLettered != failing || f.AttemptsPerTask != retries+1 || f.Seconds <= 0 {
+		t.Errorf("failure: %+v, want %d tasks failed and dead-lettered after %d attempts each", f, failing, retries+1)
+	}
+	wantProcess(t, "failure", f.Processes, "omniq-runner", "plugin faults (runner's)")
+
+	if len(r.Fractions) != 3 {
+		t.Errorf("fractions: %+v, want one per ceiling compared", r.Fractions)
+	}
+	for _, fr := range r.Fractions {
+		if fr.Fraction <= 0 || fr.PerTask <= 0 {
+			t.Errorf("fraction %+v: want positive figures", fr)
+		}
+	}
+
+	// Nothing the bench started outlives it: the runner and its plugins.
+	var pids []int
+	for _, p := range r.Backlog.Processes {
+		if p.PID != os.Getpid() {
+			pids = append(pids, p.PID)
+		}
+	}
+	for _, pid := range pids {
+		omniqtest.Eventually(t, 20*time.Second, fmt.Sprintf("process %d to end with omniq-bench", pid), func() bool { return !alive(pid) })
+	}
+
+	// The table names every section.
+	var table bytes.Buffer
+	WriteTable(&table, &r)
+	for _, want := range []string{"drain a backlog of 40 no-op tasks", "published while the runner runs", "publish to start at",
+		"publish to succeeded", "one task at a time (10 tasks)", "always-failing tasks, 2 retries at 10 ms", "Go client", "omniq-submit batch",
+		"JetStream pull consume + ack", "KV CAS update, 8 in flight", "no-op plugin call, sequential", "fraction", "| backlog drain | omniq-runner |"} {
+		if !strings.Contains(table.String(), want) {
+			t.Errorf("table lacks %q:\n%s", want, table.String())
+		}
+	}
+}
+
+// wantProcess checks that the section measured each named process.
+func wantProcess(t *testing.T, section string, ps []ProcessUsage, names ...string) {
+	t.Helper()
+	for _, name := range names {
+		found := false
+		for _, p := range ps {
+			if p.Process == name {
+				found = true
+				if p.PID <= 0 || p.PeakRSSMiB <= 0 || p.CPUSeconds < 0 {
+					t.Errorf("%s: %s: %+v, want a pid, a peak RSS and CPU time", section, name, p)
+				}
+			}
+		}
+		if !found {
+			t.Errorf("%s: no figures for %s in %+v", section, name, ps)
+		}
+	}
+}
+
+// alive says whether pid is a process that has not exited.
+func alive(pid int) bool {
+	st, err := readStat(pid)
+	if err != nil {
+		return false
+	}
+	b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	_, rest, _ := strings.Cut(string(b), ") ")
+	return st.pid == pid && !strings.HasPrefix(rest, "Z")
+}
+
+// TestBenchWithServerProcess runs the nats-server as its own process
+// (--nats-server): its CPU is measured apart from the bench's, and it ends
+// with the bench.
+func TestBenchWithServerProcess(t *testing.T) {
+	runnerExe := testbin.Build(t, "github.com/omniq/omniq/cmd/omniq-runner")
+	testbin.Build(t, "github.com/omniq/omniq/cmd/omniq-submit")
+	natsServer := testbin.Build(t, "github.com/nats-io/nats-server/v2")
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	var stdout, stderr bytes.Buffer
+	code := Main(ctx, []string{"--json", "--bin", filepath.Dir(runnerExe), "--plugins-dir", omniqtest.PluginsDir(t),
+		"--nats-server", natsServer, "--sections", "backlog", "--tasks", "20"}, &stdout, &stderr)
+	if code != 0 {
+		t.Fatalf("omniq-bench exited %d\nstderr:\n%s", code, stderr.String())
+	}
+	var r Report
+	if err := json.Unmarshal(stdout.Bytes(), &r); err != nil {
+		t.Fatalf("report: %v\n%s", err, stdout.String())
+	}
+	if !strings.HasPrefix(r.Machine.NATSServer, "its own process") || r.Machine.NATSServerVersion == "" {
+		t.Errorf("machine: server %q version %q, want its own process and a version", r.Machine.NATSServer, r.Machine.NATSServerVersion)
+	}
+	if r.Backlog == nil || r.Backlog.Succeeded != 20 || r.Ceilings != nil || r.Failure != nil {
+		t.Fatalf("want the backlog section only, with 20 tasks succeeded: %+v", r)
+	}
+	wantProcess(t, "backlog", r.Backlog.Processes, roleBenchAlone, roleNATSServer, roleRunner, "plugin echo (runner's)")
+	for _, p := range r.Backlog.Processes {
+		if p.PID != os.Getpid() {
+			omniqtest.Eventually(t, 20*time.Second, fmt.Sprintf("%s (pid %d) to end with omniq-bench", p.Process, p.PID), func() bool { return !alive(p.PID) })
+		}
+	}
+}
+
+func TestUsageErrors(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--sections", "backlog,nope"}, `unknown section "nope"`},
+		{[]string{"--sections", ","}, "no section given"},
+		{[]string{"--tasks", "0"}, "--tasks must be at least 1"},
+		{[]string{"--backoff", "0s"}, "--backoff must be positive"},
+		{[]string{"--runner-log-level", "loud"}, `--runner-log-level "loud"`},
+		{[]string{"extra"}, `unexpected argument "extra"`},
+	} {
+		var stdout, stderr bytes.Buffer
+		if code := Main(context.Background(), tc.args, &stdout, &stderr); code != 2 || !strings.Contains(stderr.String(), tc.want) {
+			t.Errorf("%v: exit %d, stderr %q; want 2 and %q", tc.args, code, stderr.String(), tc.want)
+		}
+	}
+	var stdout, stderr bytes.Buffer
+	if code := Main(context.Background(), []string{"--bin", t.TempDir()}, &stdout, &stderr); code != 1 || !strings.Contains(stderr.String(), "omniq-runner: no executable here") {
+		t.Errorf("missing binaries: exit %d, stderr %q; want 1 naming omniq-runner", code, stderr.String())
+	}
+}
+
+// TestPublishReportsFailedAsyncPublishes: a task the server refused is an
+// error of the section, not a task the bench waits for forever.
+func TestPublishReportsFailedAsyncPublishes(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	b := &bench{progress: io.Discard, work: t.TempDir(), report: &Report{}}
+	if err := b.startServer(ctx); err != nil {
+		t.Fatal(err)
+	}
+	defer b.stopServer()
+	if _, _, err := b.publish(ctx, "echo", "kept", 2, nil, 0); err != nil {
+		t.Fatalf("publish to the tasks stream: %v", err)
+	}
+	if err := b.js.DeleteStream(ctx, b.client.Config().TasksStream); err != nil {
+		t.Fatal(err)
+	}
+	_, _, err := b.publish(ctx, "echo", "lost", 3, nil, 0)
+	if err == nil || !strings.Contains(err.Error(), "3 async publishes failed") || !strings.Contains(err.Error(), `task "lost-`) {
+		t.Fatalf("publish with no stream: %v, want the 3 failures counted, naming a task", err)
+	}
+}

@@ -1,0 +1,172 @@
+// Package benchcmd is the omniq-bench command: it measures OmniQ as it runs
+// for users — a nats-server with a file store, omniq-runner as its own
+// process connected with --nats-url, its plugins as the runner's child
+// processes, tasks published by a NATS client and completion read from a
+// watch on the state bucket — next to the plumbing's own ceilings on the
+// same server, and reports the figures as Markdown tables or JSON.
+//
+// The nats-server runs as its own process when --nats-server names its
+// binary (`make bench` builds it from go.mod's version), or else inside the
+// omniq-bench process, where the CPU reported for omniq-bench is the
+// server's plus the bench's own clients'. Either way it has no
+// authentication, a random loopback port, a file store in a temporary
+// directory and the server's default fsync interval.
+//
+// cmd/omniq-bench only wires Main to the process.
+package benchcmd
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"slices"
+	"strings"
+	"time"
+)
+
+// Sections, in the order they run.
+var allSections = []string{"ceilings", "submit", "backlog", "live", "latency", "serial", "failure"}
+
+// Options is what omniq-bench is configured with; Parse documents each
+// flag and its default.
+type Options struct {
+	Bin             string
+	PluginsDir      string
+	NATSServer      string
+	Sections        []string
+	JSON            bool
+	Tasks           int
+	Concurrency     int
+	RunnerLogLevel  string
+	LatencyRate     int
+	LatencyDuration time.Duration
+	SerialTasks     int
+	FailingTasks    int
+	Retries         int
+	BackoffBase     time.Duration
+	SubmitTasks     int
+	Producers       int
+	RawMessages     int
+	KVWrites        int
+	PluginCalls     int
+	InFlight        int
+	Timeout         time.Duration
+}
+
+func (o Options) has(section string) bool { return slices.Contains(o.Sections, section) }
+
+// errUsage marks a mistake in how the command was called: exit status 2.
+var errUsage = errors.New("usage")
+
+// Parse reads the flags in args.
+func Parse(args []string, stderr io.Writer) (Options, error) {
+	var o Options
+	var sections string
+	fs := flag.NewFlagSet("omniq-bench", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.StringVar(&o.Bin, "bin", "./bin", "directory holding omniq-runner and omniq-submit, as make builds them")
+	fs.StringVar(&o.PluginsDir, "plugins-dir", "./bin/plugins", "plugins directory for the runner; must hold echo and faults")
+	fs.StringVar(&o.NATSServer, "nats-server", "", "nats-server binary to run as its own process (default: a nats-server inside omniq-bench)")
+	fs.StringVar(&sections, "sections", strings.Join(allSections, ","), "comma-separated sections to run: "+strings.Join(allSections, ", "))
+	fs.BoolVar(&o.JSON, "json", false, "write the report as JSON instead of tables")
+	fs.IntVar(&o.Tasks, "tasks", 20000, "no-op tasks in each drain (backlog and live)")
+	fs.IntVar(&o.Concurrency, "concurrency", 64, "the runner's --concurrency: tasks of a function in flight")
+	fs.StringVar(&o.RunnerLogLevel, "runner-log-level", "warn", "the runner's --log-level")
+	fs.IntVar(&o.LatencyRate, "latency-rate", 500, "tasks per second published in the latency section")
+	fs.DurationVar(&o.LatencyDuration, "latency-duration", 10*time.Second, "how long the latency section publishes")
+	fs.IntVar(&o.SerialTasks, "serial-tasks", 500, "tasks run one at a time in the serial section")
+	fs.IntVar(&o.FailingTasks, "failing-tasks", 2000, "always-failing tasks in the failure section")
+	fs.IntVar(&o.Retries, "retries", 2, "retries of each failing task")
+	fs.DurationVar(&o.BackoffBase, "backoff", 10*time.Millisecond, "the runner's backoff_base: delay before the first retry")
+	fs.IntVar(&o.SubmitTasks, "submit-tasks", 20000, "tasks submitted through the Go client, and lines given to omniq-submit batch")
+	fs.IntVar(&o.Producers, "producers", 8, "Go client producers, and omniq-submit batch --parallel")
+	fs.IntVar(&o.RawMessages, "raw-messages", 20000, "messages for the raw JetStream publish and consume ceilings")
+	fs.IntVar(&o.KVWrites, "kv-writes", 10000, "KV compare-and-swap writes for each KV ceiling")
+	fs.IntVar(&o.PluginCalls, "plugin-calls", 10000, "no-op plugin calls for each plugin ceiling")
+	fs.IntVar(&o.InFlight, "in-flight", 64, "operations in flight for the parallel KV and plugin ceilings")
+	fs.DurationVar(&o.Timeout, "timeout", 10*time.Minute, "give up on a section that has not finished in this time")
+	fs.Usage = func() {
+		fmt.Fprint(stderr, "Usage: omniq-bench [flags]\n\nMeasures OmniQ as real processes: a nats-server with a file store (inside\nomniq-bench), omniq-runner as its own process with its plugins, and the\nplumbing's ceilings on the same server. Build first with `make`.\n\nSections run in this order: ceilings, submit (no runner yet; the tasks are\npurged), backlog (tasks published, then the runner started), live, latency,\nserial, failure. A report goes to stdout, progress to stderr.\n\nFlags:\n")
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return o, err
+		}
+		return o, fmt.Errorf("%w: %v", errUsage, err)
+	}
+	if fs.NArg() > 0 {
+		return o, fmt.Errorf("%w: unexpected argument %q (omniq-bench takes flags only)", errUsage, fs.Arg(0))
+	}
+	for _, s := range strings.Split(sections, ",") {
+		s = strings.TrimSpace(s)
+		if s == "" {
+			continue
+		}
+		if !slices.Contains(allSections, s) {
+			return o, fmt.Errorf("%w: --sections: unknown section %q (want some of %s)", errUsage, s, strings.Join(allSections, ", "))
+		}
+		if !slices.Contains(o.Sections, s) {
+			o.Sections = append(o.Sections, s)
+		}
+	}
+	if len(o.Sections) == 0 {
+		return o, fmt.Errorf("%w: --sections: no section given (want some of %s)", errUsage, strings.Join(allSections, ", "))
+	}
+	for _, c := range []struct {
+		name string
+		v    int
+	}{{"tasks", o.Tasks}, {"concurrency", o.Concurrency}, {"latency-rate", o.LatencyRate}, {"serial-tasks", o.SerialTasks}, {"failing-tasks", o.FailingTasks},
+		{"submit-tasks", o.SubmitTasks}, {"producers", o.Producers}, {"raw-messages", o.RawMessages}, {"kv-writes", o.KVWrites},
+		{"plugin-calls", o.PluginCalls}, {"in-flight", o.InFlight}} {
+		if c.v < 1 {
+			return o, fmt.Errorf("%w: --%s must be at least 1, got %d", errUsage, c.name, c.v)
+		}
+	}
+	switch {
+	case o.Retries < 0:
+		return o, fmt.Errorf("%w: --retries must be >= 0, got %d", errUsage, o.Retries)
+	case o.BackoffBase <= 0:
+		return o, fmt.Errorf("%w: --backoff must be positive, got %s", errUsage, o.BackoffBase)
+	case o.LatencyDuration <= 0:
+		return o, fmt.Errorf("%w: --latency-duration must be positive, got %s", errUsage, o.LatencyDuration)
+	case o.Timeout <= 0:
+		return o, fmt.Errorf("%w: --timeout must be positive, got %s", errUsage, o.Timeout)
+	}
+	switch o.RunnerLogLevel {
+	case "debug", "info", "warn", "error":
+	default:
+		return o, fmt.Errorf("%w: --runner-log-level %q: want debug, info, warn or error", errUsage, o.RunnerLogLevel)
+	}
+	return o, nil
+}
+
+// Main runs omniq-bench with args (without the program name), writes the
+// report to stdout and progress to stderr, and returns the exit status: 0
+// when every section ran, 1 when one failed, 2 on bad flags.
+func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	o, err := Parse(args, stderr)
+	if errors.Is(err, flag.ErrHelp) {
+		return 0
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "omniq-bench: %v\n", strings.TrimPrefix(err.Error(), "usage: "))
+		return 2
+	}
+	r, err := Run(ctx, o, stderr)
+	if err != nil {
+		fmt.Fprintf(stderr, "omniq-bench: %v\n", err)
+		return 1
+	}
+	if o.JSON {
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		_ = enc.Encode(r)
+	} else {
+		WriteTable(stdout, r)
+	}
+	return 0
+}
