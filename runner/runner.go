@@ -216,6 +216,13 @@ func (r *Runner) pull(stream, fn string, cons natsjs.Consumer, res resolved, slo
 	defer r.loopsWG.Done()
 	log := r.log.WithField("function", fn).WithField("stream", stream)
 	loop := stream + "/" + fn
+	// The retries loop takes at most a quarter of the slots per fetch, for
+	// a quarter of the time: retries are the rarer messages, and slots it
+	// holds in a fetch that finds nothing are slots new tasks wait for.
+	batch, wait := res.concurrency, fetchWait
+	if stream == r.client.Config().RetriesStream {
+		batch, wait = max(1, res.concurrency/4), fetchWait/4
+	}
 	for {
 		select {
 		case slots <- struct{}{}:
@@ -223,7 +230,7 @@ func (r *Runner) pull(stream, fn string, cons natsjs.Consumer, res resolved, slo
 			return
 		}
 		n := 1
-		for n < res.concurrency {
+		for n < batch {
 			select {
 			case slots <- struct{}{}:
 				n++
@@ -232,11 +239,11 @@ func (r *Runner) pull(stream, fn string, cons natsjs.Consumer, res resolved, slo
 			}
 			break
 		}
-		fetchCtx, cancel := context.WithTimeout(r.pullCtx, fetchWait)
-		batch, err := cons.Fetch(n, natsjs.FetchContext(fetchCtx))
+		fetchCtx, cancel := context.WithTimeout(r.pullCtx, wait)
+		msgs, err := cons.Fetch(n, natsjs.FetchContext(fetchCtx))
 		got := 0
 		if err == nil {
-			for msg := range batch.Messages() {
+			for msg := range msgs.Messages() {
 				got++
 				r.tasks.Add(1)
 				go func() {
@@ -245,7 +252,7 @@ func (r *Runner) pull(stream, fn string, cons natsjs.Consumer, res resolved, slo
 					r.handle(fn, res, msg)
 				}()
 			}
-			err = batch.Error()
+			err = msgs.Error()
 		}
 		cancel()
 		for i := got; i < n; i++ {
