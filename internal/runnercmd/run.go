@@ -177,6 +177,11 @@ func run(ctx context.Context, force <-chan struct{}, o Options, log *logrus.Logg
 		return err
 	}
 	if err := r.Start(ctx); err != nil {
+		if ctx.Err() != nil {
+			// A signal during start-up: a shutdown, not a failure.
+			log.Info("shutting down: stopped during start-up")
+			return nil
+		}
 		return err
 	}
 	var started atomic.Bool

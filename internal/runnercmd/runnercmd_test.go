@@ -364,3 +364,26 @@ func TestEmptyPluginsDirIsWarnedAbout(t *testing.T) {
 		t.Fatalf("logs:\n%s", logs)
 	}
 }
+
+// A signal while the runner is starting is a shutdown, not a failure.
+func TestSignalDuringStartUpExitsCleanly(t *testing.T) {
+	t.Parallel()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	logs := &omniqtest.Buffer{}
+	done := make(chan int, 1)
+	go func() {
+		done <- runnercmd.Main(ctx, nil, []string{"--listen", "127.0.0.1:0", "--data-dir", t.TempDir()},
+			env(map[string]string{"OMNIQ_PLUGINS_DIR": pluginsDir(t)}), logs, func(runnercmd.Ready) {})
+	}()
+	omniqtest.Eventually(t, 60*time.Second, "a plugin to start", func() bool { return strings.Contains(logs.String(), "plugin started") })
+	cancel() // the runner has not started pulling yet
+	select {
+	case code := <-done:
+		if code != 0 {
+			t.Fatalf("exit %d after a signal during start-up:\n%s", code, logs)
+		}
+	case <-time.After(60 * time.Second):
+		t.Fatalf("no exit after a signal during start-up:\n%s", logs)
+	}
+}
