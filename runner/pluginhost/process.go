@@ -13,6 +13,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -116,10 +117,14 @@ type Process struct {
 	client *plugin.Client
 	rpc    pluginpb.PluginClient
 	proc   *procRunner
-	desc   *pluginpb.DescribeResponse
-	stderr *tailBuffer
-	log    logrus.FieldLogger
-	exe    *os.File // the opened binary, executed by descriptor
+	// started is proc as soon as it exists, for a start cancelled while
+	// go-plugin is still starting it (proc itself is read only once the
+	// start has returned).
+	started atomic.Pointer[procRunner]
+	desc    *pluginpb.DescribeResponse
+	stderr  *tailBuffer
+	log     logrus.FieldLogger
+	exe     *os.File // the opened binary, executed by descriptor
 }
 
 // StartProcess starts the plugin at cfg.Path, completes the go-plugin
@@ -181,13 +186,19 @@ func StartProcess(ctx context.Context, cfg ProcessConfig) (*Process, error) {
 			return p.newRunner(path, spec)
 		},
 	})
-	started := make(chan error, 1)
-	go func() { started <- p.connect() }()
+	connected := make(chan error, 1)
+	go func() { connected <- p.connect() }()
 	select {
-	case err = <-started:
+	case err = <-connected:
 	case <-ctx.Done():
 		err = ctx.Err()
-		go func() { <-started }()
+		// Kill the process if it exists already, then wait for the start
+		// to give up, so that nothing it starts later outlives us and
+		// proc is not read while it is being written.
+		if r := p.started.Load(); r != nil {
+			r.killGroup()
+		}
+		<-connected
 	}
 	if err != nil {
 		p.forceKill()
@@ -417,6 +428,7 @@ func (p *Process) newRunner(path string, spec *exec.Cmd) (runner.Runner, error) 
 		return nil, err
 	}
 	p.proc = r
+	p.started.Store(r)
 	return r, nil
 }
 
