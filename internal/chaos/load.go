@@ -287,7 +287,6 @@ func (e *env) deadEntries(ctx context.Context) (map[string]int, error) {
 		}
 		for _, d := range page.Tasks {
 			out[d.ID]++
-			after = d.Sequence
 		}
 		if page.Next == 0 {
 			return out, nil

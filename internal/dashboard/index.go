@@ -78,7 +78,6 @@ type index struct {
 	byID    map[string]*entry
 	order   []*entry // by (created, id), oldest first
 	dropped int      // entries evicted so far
-	synced  bool
 }
 
 func newIndex(max int, notify func(id string)) *index {

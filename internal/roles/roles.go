@@ -75,11 +75,11 @@ func (r Role) InboxPrefix() string {
 
 // names are the OmniQ names permissions refer to.
 type names struct {
-	prefix                      string
-	tasks, retries, dlq         string
-	stateBucket, fnBucket       string
-	stateStream, fnStream       string
-	ownStreams, readableBuckets []string
+	prefix                string
+	tasks, retries, dlq   string
+	stateBucket, fnBucket string
+	stateStream, fnStream string
+	ownStreams            []string
 }
 
 func namesOf(cfg jetstream.Config) (names, error) {

@@ -9,7 +9,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	stdio "io"
 	"os"
 	"strings"
 	"time"
@@ -86,17 +85,24 @@ var commands = map[string]func(*cli, []string) error{
 	"dlq":       (*cli).dlq,
 }
 
+// withDefaults returns o with a missing writer discarding what it gets.
+func (o IO) withDefaults() IO {
+	if o.Stdout == nil {
+		o.Stdout = io.Discard
+	}
+	if o.Stderr == nil {
+		o.Stderr = io.Discard
+	}
+	return o
+}
+
 // Main runs omniq-submit with args (without the program name) and returns
 // the exit status.
 func Main(ctx context.Context, args []string, io IO) int {
 	if io.Getenv == nil {
 		io.Getenv = func(string) string { return "" }
 	}
-	for _, w := range []*stdio.Writer{&io.Stdout, &io.Stderr} {
-		if *w == nil {
-			*w = stdio.Discard
-		}
-	}
+	io = io.withDefaults()
 	c := &cli{ctx: ctx, io: io}
 	defer c.close()
 	var err error
