@@ -47,6 +47,7 @@ type Options struct {
 	ID           string
 	ShutdownWait time.Duration
 	AckWait      time.Duration
+	Version      bool
 	// Embedded server security: TLS and an auth config file.
 	TLSCert, TLSKey, TLSCA string
 	AuthConfig             string
@@ -252,6 +253,7 @@ func Parse(args []string, getenv func(string) string, stderr io.Writer) (Options
 	fs.StringVar(&o.TLSCA, "tls-ca", "", "embedded server: require client certificates signed by these CAs (PEM)")
 	fs.StringVar(&o.AuthConfig, "auth-config", "", "embedded server: nats-server config file whose authorization/accounts define the logins, instead of the generated credentials; the runner logs in with --nats-user/--nats-password, --nats-nkey or --nats-creds")
 	fs.DurationVar(&o.AckWait, "ack-wait", 4*time.Second, "how long a task of a runner that stopped answering waits before another runner takes it")
+	fs.BoolVar(&o.Version, "version", false, "print the version and exit")
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, "Usage: omniq-runner [flags]\n\nRuns OmniQ tasks in plugin processes. With no flags it embeds a NATS server\n(client port 127.0.0.1:4222, data in ./omniq-data) and runs the plugins in\n./bin/plugins. Every flag can also be set as OMNIQ_<FLAG> in the environment\n(--plugins-dir is OMNIQ_PLUGINS_DIR); a flag wins over its variable.\n\nFlags:")
 		fs.PrintDefaults()
@@ -274,6 +276,9 @@ func Parse(args []string, getenv func(string) string, stderr io.Writer) (Options
 			return o, err
 		}
 		return o, fmt.Errorf("%w: %v", errUsage, err)
+	}
+	if o.Version {
+		return o, nil // nothing else matters
 	}
 	if fs.NArg() > 0 {
 		return o, fmt.Errorf("%w: unexpected argument %q (omniq-runner takes flags only)", errUsage, fs.Arg(0))

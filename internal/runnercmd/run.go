@@ -24,6 +24,7 @@ import (
 
 	"github.com/omniq/omniq/internal/credentials"
 	"github.com/omniq/omniq/internal/roles"
+	"github.com/omniq/omniq/internal/version"
 	"github.com/omniq/omniq/jetstream"
 	sdk "github.com/omniq/omniq/plugins-sdk"
 	"github.com/omniq/omniq/runner"
@@ -58,6 +59,10 @@ func Main(ctx context.Context, force <-chan struct{}, args []string, getenv func
 	if err != nil {
 		fmt.Fprintf(stderr, "omniq-runner: %v\n", strings.TrimPrefix(err.Error(), "usage: "))
 		return 2
+	}
+	if o.Version {
+		fmt.Fprintln(stderr, version.Get().String("omniq-runner"))
+		return 0
 	}
 	log := newLogger(o, stderr)
 	if err := run(ctx, force, o, log, ready); err != nil {
@@ -144,6 +149,11 @@ func run(ctx context.Context, force <-chan struct{}, o Options, log *logrus.Logg
 	}
 
 	reg := prometheus.NewRegistry()
+	build := version.Get()
+	buildInfo := prometheus.NewGauge(prometheus.GaugeOpts{Name: "omniq_build_info", Help: "Always 1; the labels say which build of omniq-runner runs.",
+		ConstLabels: prometheus.Labels{"version": build.Version, "revision": build.Revision, "go_version": build.GoVersion}})
+	buildInfo.Set(1)
+	reg.MustRegister(buildInfo)
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	metrics := runner.NewMetrics(reg)
 

@@ -191,6 +191,7 @@ func TestRunsTasksServesMetricsAndStopsGracefully(t *testing.T) {
 	// The outcome is counted just after it is recorded: poll briefly.
 	for path, want := range map[string]string{
 		"/metrics": `omniq_tasks_total{function="echo",outcome="succeeded"} 1`,
+		"/metrics?build": `omniq_build_info{go_version="go`,
 		"/healthz": "ok",
 		"/readyz":  "ready",
 	} {
@@ -385,5 +386,14 @@ func TestSignalDuringStartUpExitsCleanly(t *testing.T) {
 		}
 	case <-time.After(60 * time.Second):
 		t.Fatalf("no exit after a signal during start-up:\n%s", logs)
+	}
+}
+
+func TestVersionFlag(t *testing.T) {
+	t.Parallel()
+	var stderr bytes.Buffer
+	code := runnercmd.Main(context.Background(), nil, []string{"--version"}, env(nil), &stderr, func(runnercmd.Ready) { t.Error("the runner started") })
+	if code != 0 || !strings.HasPrefix(stderr.String(), "omniq-runner ") || !strings.Contains(stderr.String(), "go1.") {
+		t.Fatalf("exit %d, output %q", code, stderr.String())
 	}
 }

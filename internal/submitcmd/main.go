@@ -16,6 +16,7 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/omniq/omniq/internal/credentials"
+	"github.com/omniq/omniq/internal/version"
 	"github.com/omniq/omniq/jetstream"
 	"github.com/omniq/omniq/models"
 )
@@ -64,6 +65,7 @@ const usage = `Usage:
   omniq-submit dlq show ID                    payload, headers and error history of a dead task
   omniq-submit dlq replay ID... | --all | --function F | --error-type T
   omniq-submit dlq purge ID... | --all | --function F | --error-type T [--yes]
+  omniq-submit version                        print the version (also --version)
 
 Flags come before or after the arguments. Every command takes --nats-url
 (default nats://127.0.0.1:4222, or OMNIQ_NATS_URL) and the NATS auth flags,
@@ -110,6 +112,9 @@ func Main(ctx context.Context, args []string, io IO) int {
 	case len(args) == 0:
 		fmt.Fprint(io.Stderr, usage)
 		return exitUsage
+	case args[0] == "--version" || args[0] == "version":
+		fmt.Fprintln(io.Stdout, version.Get().String("omniq-submit"))
+		return exitOK
 	case args[0] == "-h" || args[0] == "--help" || args[0] == "help":
 		fmt.Fprint(io.Stdout, usage)
 		return exitOK

@@ -428,3 +428,14 @@ func TestStatusShowsProgressAndWatchJSONEndsWithTheTask(t *testing.T) {
 		t.Fatal("watch --json did not end with the task")
 	}
 }
+
+func TestVersion(t *testing.T) {
+	t.Parallel()
+	for _, arg := range []string{"--version", "version"} {
+		var out bytes.Buffer
+		code := submitcmd.Main(context.Background(), []string{arg}, submitcmd.IO{Stdout: &out})
+		if code != 0 || !strings.HasPrefix(out.String(), "omniq-submit ") || !strings.Contains(out.String(), "go1.") {
+			t.Errorf("%s: exit %d, output %q", arg, code, out.String())
+		}
+	}
+}
