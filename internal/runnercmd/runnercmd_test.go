@@ -190,10 +190,10 @@ func TestRunsTasksServesMetricsAndStopsGracefully(t *testing.T) {
 	}
 	// The outcome is counted just after it is recorded: poll briefly.
 	for path, want := range map[string]string{
-		"/metrics": `omniq_tasks_total{function="echo",outcome="succeeded"} 1`,
+		"/metrics":       `omniq_tasks_total{function="echo",outcome="succeeded"} 1`,
 		"/metrics?build": `omniq_build_info{go_version="go`,
-		"/healthz": "ok",
-		"/readyz":  "ready",
+		"/healthz":       "ok",
+		"/readyz":        "ready",
 	} {
 		omniqtest.Eventually(t, 10*time.Second, fmt.Sprintf("GET %s to answer 200 with %q", path, want), func() bool {
 			resp, err := http.Get("http://" + ready.MetricsAddr + path)
