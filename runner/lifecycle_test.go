@@ -59,18 +59,14 @@ func TestCancelRunningTaskStopsItsHandler(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
 	tr := startRunner(t, e, fastConfig(), pluginhost.HostConfig{})
-	res, err := e.client.Submit(ctx(t), jetstream.SubmitRequest{Function: "sleep", Payload: []byte("60s")})
-	if err != nil {
-		t.Fatal(err)
-	}
-	waitFor(t, e, res.ID, models.StatusRunning, 30*time.Second)
-	if _, err := e.client.Cancel(ctx(t), res.ID); err != nil {
+	res := runningSleep(t, e, "60s")
+	if _, err := e.client.Cancel(ctx(t), res); err != nil {
 		t.Fatal(err)
 	}
 	eventually(t, 10*time.Second, "the handler to stop", func() bool {
 		return tr.Counter(t, "omniq_tasks_total", map[string]string{"function": "sleep", "outcome": "cancelled"}) == 1
 	})
-	rec, _ := e.client.State().Get(ctx(t), res.ID)
+	rec, _ := e.client.State().Get(ctx(t), res)
 	if rec.Task.Status != models.StatusCancelled || rec.Task.Error == nil || rec.Task.Error.ErrorType != "cancelled" {
 		t.Fatalf("task = %+v", rec.Task)
 	}

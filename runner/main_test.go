@@ -63,3 +63,15 @@ func waitDead(t *testing.T, e *env, id string) jetstream.DeadTask {
 var eventually = omniqtest.Eventually
 
 func intp(n int) *int { return &n }
+
+// runningSleep submits a sleep task of duration d (the faults plugin's
+// sleep) and returns its id once a runner is running it.
+func runningSleep(t *testing.T, e *env, d string) string {
+	t.Helper()
+	res, err := e.client.Submit(ctx(t), jetstream.SubmitRequest{Function: "sleep", Payload: []byte(d)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, e, res.ID, models.StatusRunning, 30*time.Second)
+	return res.ID
+}

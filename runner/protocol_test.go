@@ -49,14 +49,10 @@ func TestAnotherFunctionsTaskIDIsNotRun(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
 	tr := startRunner(t, e, fastConfig(), pluginhost.HostConfig{})
-	victim, err := e.client.Submit(ctx(t), jetstream.SubmitRequest{Function: "sleep", Payload: []byte("2s")})
-	if err != nil {
-		t.Fatal(err)
-	}
-	waitFor(t, e, victim.ID, models.StatusRunning, 30*time.Second)
-	publishRaw(t, e, "omniq.tasks.echo", victim.ID, "pwned", nil)
+	victim := runningSleep(t, e, "2s")
+	publishRaw(t, e, "omniq.tasks.echo", victim, "pwned", nil)
 	tr.WaitCounter(t, "omniq_refused_messages_total", map[string]string{"function": "echo", "reason": "foreign_task_id"}, 1, 30*time.Second)
-	task := waitFor(t, e, victim.ID, models.StatusSucceeded, 30*time.Second)
+	task := waitFor(t, e, victim, models.StatusSucceeded, 30*time.Second)
 	if task.Function != "sleep" || string(task.Result) != "slept 2s" {
 		t.Fatalf("victim = %+v", task)
 	}
@@ -64,8 +60,8 @@ func TestAnotherFunctionsTaskIDIsNotRun(t *testing.T) {
 		t.Fatalf("echo ran the other function's task %v times", got)
 	}
 	// A finished task's id published again is not run either.
-	publishRaw(t, e, "omniq.tasks.echo", victim.ID, "again", nil)
-	publishRaw(t, e, "omniq.tasks.sleep", victim.ID, "1s", nil)
+	publishRaw(t, e, "omniq.tasks.echo", victim, "again", nil)
+	publishRaw(t, e, "omniq.tasks.sleep", victim, "1s", nil)
 	marker, err := e.client.Submit(ctx(t), jetstream.SubmitRequest{Function: "echo", Payload: []byte("after")})
 	if err != nil {
 		t.Fatal(err)
@@ -101,31 +97,23 @@ func TestBareCancelMessageEndsTheTaskCancelled(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
 	tr := startRunner(t, e, fastConfig(), pluginhost.HostConfig{})
-	res, err := e.client.Submit(ctx(t), jetstream.SubmitRequest{Function: "sleep", Payload: []byte("60s")})
-	if err != nil {
-		t.Fatal(err)
-	}
-	waitFor(t, e, res.ID, models.StatusRunning, 30*time.Second)
+	res := runningSleep(t, e, "60s")
 	// No reply subject, no client library: a bare publish.
-	if err := e.client.Conn().Publish("omniq.cancel."+res.ID, nil); err != nil {
+	if err := e.client.Conn().Publish("omniq.cancel."+res, nil); err != nil {
 		t.Fatal(err)
 	}
-	task := waitFor(t, e, res.ID, models.StatusCancelled, 30*time.Second)
+	task := waitFor(t, e, res, models.StatusCancelled, 30*time.Second)
 	if task.Error == nil || task.Error.ErrorType != models.ErrorTypeCancelled {
 		t.Fatalf("task = %+v", task)
 	}
 	tr.WaitCounter(t, "omniq_tasks_total", map[string]string{"function": "sleep", "outcome": "cancelled"}, 1, 30*time.Second)
 	// A forged notice for a task whose state does not say cancelled is
 	// ignored.
-	other, err := e.client.Submit(ctx(t), jetstream.SubmitRequest{Function: "sleep", Payload: []byte("2s")})
-	if err != nil {
+	other := runningSleep(t, e, "2s")
+	if err := e.client.Conn().Publish("omniq.cancelled."+other, nil); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, e, other.ID, models.StatusRunning, 30*time.Second)
-	if err := e.client.Conn().Publish("omniq.cancelled."+other.ID, nil); err != nil {
-		t.Fatal(err)
-	}
-	if task := waitFor(t, e, other.ID, models.StatusSucceeded, 30*time.Second); string(task.Result) != "slept 2s" {
+	if task := waitFor(t, e, other, models.StatusSucceeded, 30*time.Second); string(task.Result) != "slept 2s" {
 		t.Fatalf("other = %+v", task)
 	}
 }
@@ -134,16 +122,12 @@ func TestCancelRequestAnsweredByARunner(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
 	startRunner(t, e, fastConfig(), pluginhost.HostConfig{})
-	res, err := e.client.Submit(ctx(t), jetstream.SubmitRequest{Function: "sleep", Payload: []byte("60s")})
-	if err != nil {
-		t.Fatal(err)
-	}
-	waitFor(t, e, res.ID, models.StatusRunning, 30*time.Second)
-	rec, err := e.client.Cancel(ctx(t), res.ID)
+	res := runningSleep(t, e, "60s")
+	rec, err := e.client.Cancel(ctx(t), res)
 	if err != nil || rec.Task.Status != models.StatusCancelled {
 		t.Fatalf("cancel = %+v, %v", rec.Task, err)
 	}
-	if _, err := e.client.Cancel(ctx(t), res.ID); !errors.Is(err, jetstream.ErrAlreadyFinished) {
+	if _, err := e.client.Cancel(ctx(t), res); !errors.Is(err, jetstream.ErrAlreadyFinished) {
 		t.Fatalf("second cancel err = %v, want ErrAlreadyFinished", err)
 	}
 }

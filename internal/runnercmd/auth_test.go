@@ -130,13 +130,7 @@ func TestEmbeddedServerNeedsTheCredentialsTheRunnerCreates(t *testing.T) {
 func TestAuthFlagsAreChecked(t *testing.T) {
 	t.Parallel()
 	plugins := t.TempDir()
-	cfgFile := func(body string) string {
-		p := filepath.Join(t.TempDir(), "omniq.json")
-		if err := os.WriteFile(p, []byte(body), 0o600); err != nil {
-			t.Fatal(err)
-		}
-		return p
-	}
+	cfgFile := func(body string) string { return writeConfig(t, body) }
 	tests := []struct {
 		name string
 		args []string

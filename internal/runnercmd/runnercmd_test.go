@@ -30,6 +30,16 @@ func env(vars map[string]string) func(string) string {
 	return func(k string) string { return vars[k] }
 }
 
+// writeConfig writes body as a config file and returns its path.
+func writeConfig(t *testing.T, body string) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "omniq.json")
+	if err := os.WriteFile(p, []byte(body), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
 func pluginsDir(t *testing.T) string {
 	dir := t.TempDir()
 	testbin.Copy(t, "github.com/omniq/omniq/plugins/echo", dir)
@@ -40,13 +50,7 @@ func pluginsDir(t *testing.T) string {
 func TestBadFlagsAndConfigExit2BeforeStarting(t *testing.T) {
 	t.Parallel()
 	plugins := t.TempDir()
-	cfgFile := func(body string) string {
-		p := filepath.Join(t.TempDir(), "omniq.json")
-		if err := os.WriteFile(p, []byte(body), 0o600); err != nil {
-			t.Fatal(err)
-		}
-		return p
-	}
+	cfgFile := func(body string) string { return writeConfig(t, body) }
 	tests := []struct {
 		name string
 		args []string
