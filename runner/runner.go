@@ -47,8 +47,11 @@ type Runner struct {
 	stopHB     chan struct{}  // closed once no attempt runs any more
 	hbWG       sync.WaitGroup // keepAlive
 	stateErr   error          // the last failure to record a task's state, nil since a success
-	stopOnce   sync.Once
-	stopped    chan struct{}
+
+	provisionMu sync.Mutex // serializes repair's provisioning
+	provisioned time.Time  // when repair last provisioned the streams
+	stopOnce    sync.Once
+	stopped     chan struct{}
 }
 
 // New checks cfg and returns a Runner. Nothing runs until Start.
@@ -284,12 +287,22 @@ func (r *Runner) pull(stream, fn string, cons natsjs.Consumer, res resolved, slo
 // repair provisions OmniQ's streams and buckets again (idempotent) and the
 // consumer of fn in stream, after a fetch failed: whoever deleted them, the
 // runner puts them back rather than pulling from nothing.
+//
+// Every pull loop of every function fails together when a stream goes, so
+// the loops share one provisioning: a loop that finds one done in the last
+// second only re-creates its own consumer.
 func (r *Runner) repair(stream, fn string, res resolved) (natsjs.Consumer, error) {
 	ctx, cancel := context.WithTimeout(r.pullCtx, 10*time.Second)
 	defer cancel()
-	if err := jetstream.Provision(ctx, r.client.JetStream(), r.client.Config()); err != nil {
-		return nil, err
+	r.provisionMu.Lock()
+	if time.Since(r.provisioned) > time.Second {
+		if err := jetstream.Provision(ctx, r.client.JetStream(), r.client.Config()); err != nil {
+			r.provisionMu.Unlock()
+			return nil, err
+		}
+		r.provisioned = time.Now()
 	}
+	r.provisionMu.Unlock()
 	return r.ensureConsumer(ctx, stream, fn, res)
 }
 
