@@ -46,7 +46,10 @@ func (r *Runner) handle(fn string, res resolved, msg natsjs.Msg) {
 	if !ok {
 		return
 	}
-	r.run(rec, &tm, res, msg, log.WithField("attempt", rec.Task.Attempt))
+	if rec.Task.Attempt != tm.Attempt {
+		log = log.WithField("attempt", rec.Task.Attempt)
+	}
+	r.run(rec, &tm, res, msg, log)
 }
 
 // checkLimits refuses a task asking for more than the operator allows.
@@ -102,17 +105,18 @@ func (r *Runner) claim(ctx context.Context, log logrus.FieldLogger, tm *jetstrea
 		// ErrTaskExists, writing nothing, if there is one: the next try
 		// reads it and decides again.
 		dec := decide(v, d, r.isRunning(tm.ID), limits{MaxInterruptions: r.cfg.MaxInterruptions}, time.Now())
-		dlog := log.WithField("decision", dec.Action.String())
+		// Only the rarer decisions log: no fields allocated for a claim.
+		dlog := func() logrus.FieldLogger { return log.WithField("decision", dec.Action.String()) }
 		switch dec.Action {
 		case actLeave:
-			dlog.WithField("delivery", d.Delivered).Debug(dec.Reason)
+			dlog().WithField("delivery", d.Delivered).Debug(dec.Reason)
 			return jetstream.Record{}, false
 		case actDrop:
 			if v.Found && v.Task != nil && v.Task.Function != d.Function {
-				dlog.Warn("refused a message: " + dec.Reason)
+				dlog().Warn("refused a message: " + dec.Reason)
 				r.cfg.Metrics.refused(d.Function, "foreign_task_id")
 			} else {
-				dlog.Debug("dropping this copy: " + dec.Reason)
+				dlog().Debug("dropping this copy: " + dec.Reason)
 			}
 			_ = msg.Ack()
 			return jetstream.Record{}, false
@@ -392,7 +396,7 @@ func (r *Runner) settle(ctx context.Context, log logrus.FieldLogger, rec jetstre
 			return r.lostRecord(ctx, log, t.ID, msg, err)
 		}
 		_ = msg.Ack()
-		log.Info("task succeeded")
+		log.Debug("task succeeded")
 		return "succeeded"
 	}
 	f := out.Failure
