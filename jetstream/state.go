@@ -234,7 +234,7 @@ func (s *StateStore) ttlFor(st models.TaskStatus) time.Duration {
 // A request that timed out is retried; if the retry finds the key already
 // holding exactly what was written, the first try succeeded.
 func (s *StateStore) write(ctx context.Context, task *models.Task, rev uint64) (Record, error) {
-	value, err := json.Marshal(task)
+	value, err := task.AppendJSON(make([]byte, 0, 512))
 	if err != nil {
 		return Record{}, fmt.Errorf("encode task %s: %w", task.ID, err)
 	}
