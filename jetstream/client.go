@@ -161,7 +161,8 @@ func (c *Client) Submit(ctx context.Context, r SubmitRequest) (SubmitResult, err
 		task.RunAt = tm.RunAt
 	}
 	msg := &nats.Msg{Subject: c.cfg.TaskSubject(tm.Function), Header: tm.Header(), Data: tm.Payload}
-	ack, err := c.publish(ctx, msg, natsjs.WithMsgID(tm.ID))
+	msg.Header.Set(natsjs.MsgIDHeader, tm.ID)
+	ack, err := publishAcked(ctx, c.nc, msg, nil)
 	if err != nil {
 		return SubmitResult{}, fmt.Errorf("publish task %s: %w", tm.ID, err)
 	}

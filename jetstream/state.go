@@ -247,30 +247,10 @@ func (s *StateStore) write(ctx context.Context, task *models.Task, rev uint64) (
 		hdr[natsjs.MsgTTLHeader] = []string{ttl.String()}
 	}
 	msg := &nats.Msg{Subject: s.putPrefix + task.ID, Data: value, Header: hdr}
-	nc := s.js.Conn()
-	var seq uint64
 	tries := 0
-	err = retryTransientTimed(ctx, func(timeout time.Duration) error {
-		tries++
-		resp, err := nc.RequestMsg(msg, timeout)
-		// No stream answered: a leader is being elected. Wait for it as
-		// js.PublishMsg does (two more tries 250 ms apart), then as for
-		// any transient failure.
-		for r := 0; errors.Is(err, nats.ErrNoResponders) && r < 2 && ctx.Err() == nil; r++ {
-			time.Sleep(250 * time.Millisecond)
-			resp, err = nc.RequestMsg(msg, timeout)
-		}
-		if errors.Is(err, nats.ErrNoResponders) {
-			return natsjs.ErrNoStreamResponse
-		}
-		if err != nil {
-			return err
-		}
-		seq, err = parsePubAck(resp.Data)
-		return err
-	})
+	ack, err := publishAcked(ctx, s.js.Conn(), msg, &tries)
 	if err == nil {
-		return Record{Task: task, Revision: seq}, nil
+		return Record{Task: task, Revision: ack.Seq}, nil
 	}
 	if isWrongLastSeq(err) {
 		if tries > 1 {
@@ -283,39 +263,6 @@ func (s *StateStore) write(ctx context.Context, task *models.Task, rev uint64) (
 		return Record{}, fmt.Errorf("%w: %s (expected revision %d)", ErrStaleRevision, task.ID, rev)
 	}
 	return Record{}, fmt.Errorf("write state of task %s: %w", task.ID, err)
-}
-
-// parsePubAck reads the stream sequence from a JetStream publish
-// acknowledgement, or returns its error as a *natsjs.APIError. The usual
-// answer, {"stream":"KV_…","seq":N}, is read without encoding/json, whose
-// reflection cost the runner 6% of its CPU (js.PublishMsg's decoding).
-func parsePubAck(data []byte) (uint64, error) {
-	if !bytes.Contains(data, []byte(`"error"`)) {
-		if i := bytes.Index(data, []byte(`"seq":`)); i >= 0 {
-			rest := data[i+len(`"seq":`):]
-			n := 0
-			for n < len(rest) && rest[n] >= '0' && rest[n] <= '9' {
-				n++
-			}
-			if seq, err := strconv.ParseUint(string(rest[:n]), 10, 64); err == nil && seq > 0 {
-				return seq, nil
-			}
-		}
-	}
-	var ack struct {
-		Error *natsjs.APIError `json:"error"`
-		Seq   uint64           `json:"seq"`
-	}
-	if err := json.Unmarshal(data, &ack); err != nil {
-		return 0, fmt.Errorf("%w: %q", natsjs.ErrInvalidJSAck, data)
-	}
-	if ack.Error != nil {
-		return 0, ack.Error
-	}
-	if ack.Seq == 0 {
-		return 0, fmt.Errorf("%w: %q", natsjs.ErrInvalidJSAck, data)
-	}
-	return ack.Seq, nil
 }
 
 func isWrongLastSeq(err error) bool {
