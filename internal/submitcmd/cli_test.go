@@ -181,7 +181,9 @@ func TestBatchPrintsEveryIDAndAKnownTotal(t *testing.T) {
 {"function":"echo","payload":"dup","id":"i1"}
 {"function":"nope","payload":"x","id":"i4"}
 `
-	r := o.run(jsonl, "batch", "--jsonl", "--json")
+	// One at a time, so that line 1 is the one submitted and line 3 the
+	// duplicate.
+	r := o.run(jsonl, "batch", "--jsonl", "--json", "--parallel", "1")
 	outcomes := map[string]string{}
 	lines := strings.Split(strings.TrimSpace(r.stdout), "\n")
 	for _, l := range lines[:len(lines)-1] {
