@@ -129,11 +129,16 @@ type PluginPolicy struct {
 // (pluginhost.Limits: memory_bytes, cpus, cpu_seconds, open_files,
 // processes).
 type PluginSettings struct {
-	SHA256      string            `json:"sha256"`
-	Concurrency int               `json:"concurrency"`
-	Env         []string          `json:"env"`
-	User        string            `json:"user"`
-	Limits      pluginhost.Limits `json:"limits"`
+	// SHA256 is the binary's expected hash (pluginhost.ProcessConfig.SHA256).
+	SHA256 string `json:"sha256"`
+	// Concurrency bounds the plugin's tasks in flight (pluginhost.Config).
+	Concurrency int `json:"concurrency"`
+	// Env adds KEY=value variables to the plugin's environment.
+	Env []string `json:"env"`
+	// User is the user the plugin runs as; defaults to plugin_policy.user.
+	User string `json:"user"`
+	// Limits are the plugin's resource limits.
+	Limits pluginhost.Limits `json:"limits"`
 }
 
 // minPluginMemory is the smallest memory limit accepted: below it the
