@@ -94,7 +94,7 @@ func NewServer(mux *Mux, name, version string) *Server {
 
 // Describe lists the mux's functions.
 func (s *Server) Describe(context.Context, *pluginpb.DescribeRequest) (*pluginpb.DescribeResponse, error) {
-	resp := &pluginpb.DescribeResponse{PluginName: s.name, PluginVersion: s.version}
+	resp := &pluginpb.DescribeResponse{PluginName: s.name, PluginVersion: s.version, SupportsSession: true}
 	for _, f := range s.mux.Functions() {
 		resp.Functions = append(resp.Functions, &pluginpb.FunctionSpec{
 			Name: f.Name, DefaultTimeoutMs: f.Timeout.Milliseconds(), MaxRetries: int32(f.MaxRetries),
@@ -118,7 +118,70 @@ func (s *Server) Status(context.Context, *pluginpb.StatusRequest) (*pluginpb.Sta
 
 // Execute runs one task attempt and streams its progress and outcome.
 func (s *Server) Execute(req *pluginpb.ExecuteRequest, stream grpc.ServerStreamingServer[pluginpb.ExecuteEvent]) error {
-	ctx := stream.Context()
+	var sendMu sync.Mutex
+	return s.execute(stream.Context(), req, func(ev *pluginpb.ExecuteEvent) error {
+		sendMu.Lock()
+		defer sendMu.Unlock()
+		return stream.Send(ev)
+	})
+}
+
+// Session runs the attempts the runner sends on one long-lived stream,
+// each in its own goroutine, tagging their events with their call ids.
+// When the stream ends, every attempt still running on it is cancelled.
+func (s *Server) Session(stream grpc.BidiStreamingServer[pluginpb.SessionRequest, pluginpb.SessionEvent]) error {
+	ctx, cancelAll := context.WithCancel(stream.Context())
+	defer cancelAll()
+	var sendMu sync.Mutex
+	closed := false // set when Session returns: later sends are dropped
+	defer func() {
+		sendMu.Lock()
+		closed = true
+		sendMu.Unlock()
+	}()
+	var mu sync.Mutex
+	calls := make(map[uint64]context.CancelFunc)
+	for {
+		req, err := stream.Recv()
+		if err != nil {
+			return nil // the runner closed the stream, or it broke: cancelAll
+		}
+		id := req.CallId
+		switch op := req.Op.(type) {
+		case *pluginpb.SessionRequest_Execute:
+			cctx, cancel := context.WithCancel(ctx)
+			mu.Lock()
+			calls[id] = cancel
+			mu.Unlock()
+			go func() {
+				defer func() {
+					mu.Lock()
+					delete(calls, id)
+					mu.Unlock()
+					cancel()
+				}()
+				_ = s.execute(cctx, op.Execute, func(ev *pluginpb.ExecuteEvent) error {
+					sendMu.Lock()
+					defer sendMu.Unlock()
+					if closed {
+						return context.Canceled
+					}
+					return stream.Send(&pluginpb.SessionEvent{CallId: id, Event: ev})
+				})
+			}()
+		case *pluginpb.SessionRequest_Cancel:
+			mu.Lock()
+			cancel := calls[id]
+			mu.Unlock()
+			if cancel != nil {
+				cancel()
+			}
+		}
+	}
+}
+
+// execute runs one task attempt, sending its progress and outcome.
+func (s *Server) execute(ctx context.Context, req *pluginpb.ExecuteRequest, send func(*pluginpb.ExecuteEvent) error) error {
 	task := &Task{ID: req.TaskId, Function: req.Function, Payload: req.Payload, Headers: req.Headers,
 		Attempt: int(req.Attempt), RetryCount: int(req.RetryCount)}
 	if req.DeadlineUnixNano > 0 {
@@ -126,12 +189,6 @@ func (s *Server) Execute(req *pluginpb.ExecuteRequest, stream grpc.ServerStreami
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithDeadline(ctx, task.Deadline)
 		defer cancel()
-	}
-	var sendMu sync.Mutex
-	send := func(ev *pluginpb.ExecuteEvent) error {
-		sendMu.Lock()
-		defer sendMu.Unlock()
-		return stream.Send(ev)
 	}
 	ctx = WithProgress(ctx, func(p ProgressEvent) {
 		_ = send(&pluginpb.ExecuteEvent{Event: &pluginpb.ExecuteEvent_Progress{Progress: &pluginpb.Progress{Fraction: p.Fraction, Message: p.Message}}})

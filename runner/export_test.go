@@ -1,6 +1,14 @@
 package runner
 
-import natsjs "github.com/nats-io/nats.go/jetstream"
+import (
+	"time"
+
+	natsjs "github.com/nats-io/nats.go/jetstream"
+	"github.com/sirupsen/logrus"
+
+	"github.com/omniq/omniq/jetstream"
+	"github.com/omniq/omniq/plugins-sdk/pluginpb"
+)
 
 // HandleDelivery handles msg, a delivery of a task of fn that the test
 // fetched itself, as r's pull loop would handle one it fetched. It lets a
@@ -11,3 +19,20 @@ func (r *Runner) HandleDelivery(fn string, msg natsjs.Msg) {
 	defer r.tasks.Done()
 	r.handle(fn, res, msg)
 }
+
+// ProgressWriter is the runner's progress writer, for tests.
+type ProgressWriter = progressWriter
+
+// NewProgressWriter starts a progress writer for an attempt that started
+// at start, whose record is cur.
+func NewProgressWriter(state *jetstream.StateStore, cur jetstream.Record, start time.Time) *ProgressWriter {
+	return newProgressWriter(state, cur, start, logrus.New())
+}
+
+// Report hands p one progress event.
+func (p *ProgressWriter) Report(fraction float64, message string) {
+	p.report(&pluginpb.Progress{Fraction: fraction, Message: message})
+}
+
+// Finish ends p's writes and returns the record as finish does.
+func (p *ProgressWriter) Finish() jetstream.Record { return p.finish() }

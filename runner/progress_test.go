@@ -3,9 +3,12 @@ package runner_test
 import (
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/omniq/omniq/internal/omniqtest"
 	"github.com/omniq/omniq/jetstream"
 	"github.com/omniq/omniq/models"
+	"github.com/omniq/omniq/runner"
 	"github.com/omniq/omniq/runner/pluginhost"
 )
 
@@ -48,5 +51,80 @@ func TestProgressIsKeptInTheStateRecord(t *testing.T) {
 	}
 	if final == nil || final.Status != models.StatusSucceeded || final.Progress == nil {
 		t.Fatalf("final = %+v", final)
+	}
+}
+
+// A task that ends within its first second writes no progress record of
+// its own: its last progress rides in the outcome's record, so a short task
+// costs two state writes (claimed, succeeded) whatever it reports.
+func TestShortTaskCarriesItsProgressInItsOutcome(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	startRunner(t, e, fastConfig(), pluginhost.HostConfig{})
+	const id = "short-progress"
+	events, err := e.client.State().Watch(ctx(t), id) // before the task exists: every write is seen
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.client.Submit(ctx(t), jetstream.SubmitRequest{ID: id, Function: "echo", Payload: []byte("hi")}); err != nil {
+		t.Fatal(err)
+	}
+	var seen []models.TaskStatus
+	var final *models.Task
+	for ev := range events {
+		task := ev.Record.Task
+		if task == nil {
+			continue
+		}
+		seen = append(seen, task.Status)
+		if task.Status == models.StatusRunning && task.Progress != nil {
+			t.Fatalf("a progress write for a task that ended within a second: %+v", task.Progress)
+		}
+		if task.Status.IsTerminal() {
+			final = task
+			break
+		}
+	}
+	if len(seen) != 2 || seen[0] != models.StatusRunning || final.Status != models.StatusSucceeded {
+		t.Fatalf("state writes %v, want [running succeeded]", seen)
+	}
+	// The echo plugin reports (1, "echoed") before it returns.
+	if final.Progress == nil || final.Progress.Message != "echoed" || final.Progress.Fraction != 1 {
+		t.Fatalf("final progress = %+v, want the last report", final.Progress)
+	}
+}
+
+// A report made early in a long attempt, and no other, is written when the
+// first second is over: it is not lost waiting for a next report.
+func TestAnEarlyLoneProgressReportIsWrittenWhenDue(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	start := time.Now()
+	task := models.NewTask("lone-progress", "sleep", 0, 0, start)
+	task.Status, task.StartedAt = models.StatusRunning, start.UTC()
+	rec, err := e.client.State().Create(ctx(t), task)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := runner.NewProgressWriter(e.client.State(), rec, start)
+	p.Report(0.25, "a quarter")
+	omniqtest.Eventually(t, 10*time.Second, "the early report to be written", func() bool {
+		got, err := e.client.State().Get(ctx(t), task.ID)
+		return err == nil && got.Task.Progress != nil && got.Task.Progress.Message == "a quarter"
+	})
+	if elapsed := time.Since(start); elapsed < time.Second {
+		t.Fatalf("progress written %s into the attempt, before its first second was over", elapsed)
+	}
+	p.Report(0.5, "half")
+	fin := p.Finish()
+	if fin.Task.Progress == nil || fin.Task.Progress.Message != "half" {
+		t.Fatalf("Finish carries %+v, want the unwritten last report", fin.Task.Progress)
+	}
+	got, err := e.client.State().Get(ctx(t), task.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Revision != fin.Revision || got.Task.Progress.Message != "a quarter" {
+		t.Fatalf("stored %+v at %d, Finish %d: a write after Finish, or one lost", got.Task.Progress, got.Revision, fin.Revision)
 	}
 }

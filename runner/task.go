@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	natsjs "github.com/nats-io/nats.go/jetstream"
@@ -45,7 +46,10 @@ func (r *Runner) handle(fn string, res resolved, msg natsjs.Msg) {
 	if !ok {
 		return
 	}
-	r.run(rec, &tm, res, msg, log.WithField("attempt", rec.Task.Attempt))
+	if rec.Task.Attempt != tm.Attempt {
+		log = log.WithField("attempt", rec.Task.Attempt)
+	}
+	r.run(rec, &tm, res, msg, log)
 }
 
 // checkLimits refuses a task asking for more than the operator allows.
@@ -101,17 +105,18 @@ func (r *Runner) claim(ctx context.Context, log logrus.FieldLogger, tm *jetstrea
 		// ErrTaskExists, writing nothing, if there is one: the next try
 		// reads it and decides again.
 		dec := decide(v, d, r.isRunning(tm.ID), limits{MaxInterruptions: r.cfg.MaxInterruptions}, time.Now())
-		dlog := log.WithField("decision", dec.Action.String())
+		// Only the rarer decisions log: no fields allocated for a claim.
+		dlog := func() logrus.FieldLogger { return log.WithField("decision", dec.Action.String()) }
 		switch dec.Action {
 		case actLeave:
-			dlog.WithField("delivery", d.Delivered).Debug(dec.Reason)
+			dlog().WithField("delivery", d.Delivered).Debug(dec.Reason)
 			return jetstream.Record{}, false
 		case actDrop:
 			if v.Found && v.Task != nil && v.Task.Function != d.Function {
-				dlog.Warn("refused a message: " + dec.Reason)
+				dlog().Warn("refused a message: " + dec.Reason)
 				r.cfg.Metrics.refused(d.Function, "foreign_task_id")
 			} else {
-				dlog.Debug("dropping this copy: " + dec.Reason)
+				dlog().Debug("dropping this copy: " + dec.Reason)
 			}
 			_ = msg.Ack()
 			return jetstream.Record{}, false
@@ -271,9 +276,9 @@ func (r *Runner) run(rec jetstream.Record, tm *jetstream.TaskMessage, res resolv
 	log.Debug("task started")
 	req := &pluginpb.ExecuteRequest{TaskId: t.ID, Payload: tm.Payload, Headers: tm.Headers,
 		Attempt: int32(t.Attempt), RetryCount: int32(t.RetryCount)}
-	progress := &progressWriter{state: r.client.State(), cur: rec, log: log}
+	progress := newProgressWriter(r.client.State(), rec, start, log)
 	out := r.cfg.Plugins.Execute(runCtx, tm.Function, req, deadline, progress.report)
-	rec = progress.cur // the progress writes moved the record on
+	rec = progress.finish() // the progress writes moved the record on
 
 	ctx, cancelOps := context.WithTimeout(context.Background(), opTimeout)
 	defer cancelOps()
@@ -281,29 +286,68 @@ func (r *Runner) run(rec jetstream.Record, tm *jetstream.TaskMessage, res resolv
 	r.cfg.Metrics.finished(tm.Function, outcome, time.Since(start))
 }
 
-// progressInterval is the least time between two progress writes of a task.
+// progressInterval is the least time between two progress writes of a
+// task, and how long an attempt runs before its first one.
 const progressInterval = time.Second
 
 // progressWriter keeps a running task's latest progress in its state
-// record, at most once per progressInterval. Execute calls report from one
-// goroutine and has returned before cur is read again, so it needs no lock.
+// record, writing at most once per progressInterval and never in an
+// attempt's first progressInterval: a task that ends sooner carries its last
+// progress in its outcome's record instead (see finish), which saves a state
+// write per task for the many handlers that report progress as they go. A
+// report that arrives before a write is due is kept and written when it is
+// (by a timer), so the last progress of a long task is not lost between two
+// reports.
 type progressWriter struct {
 	state *jetstream.StateStore
-	cur   jetstream.Record
 	log   logrus.FieldLogger
-	last  time.Time
-	off   bool // a write failed: the record moved on (cancelled, taken over)
+
+	mu      sync.Mutex
+	cur     jetstream.Record
+	due     time.Time        // when the next write may happen
+	pending *models.Progress // reported, not yet written
+	timer   *time.Timer      // writes pending at due
+	off     bool             // a write failed, or the attempt ended
 }
 
+func newProgressWriter(state *jetstream.StateStore, cur jetstream.Record, start time.Time, log logrus.FieldLogger) *progressWriter {
+	return &progressWriter{state: state, cur: cur, log: log, due: start.Add(progressInterval)}
+}
+
+// report takes one progress event from the plugin.
 func (p *progressWriter) report(ev *pluginpb.Progress) {
 	p.log.WithField("fraction", ev.Fraction).Debug("progress: " + ev.Message)
 	now := time.Now()
-	if p.off || now.Sub(p.last) < progressInterval {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.off {
 		return
 	}
-	p.last = now
+	p.pending = models.NewProgress(ev.Fraction, ev.Message, now)
+	if wait := p.due.Sub(now); wait > 0 {
+		if p.timer == nil {
+			p.timer = time.AfterFunc(wait, p.flush)
+		}
+		return
+	}
+	p.writeLocked(now)
+}
+
+// flush writes the pending progress when it is due.
+func (p *progressWriter) flush() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.timer = nil
+	if !p.off && p.pending != nil {
+		p.writeLocked(time.Now())
+	}
+}
+
+func (p *progressWriter) writeLocked(now time.Time) {
+	p.due = now.Add(progressInterval)
 	next := p.cur.Task.Clone()
-	next.Progress = models.NewProgress(ev.Fraction, ev.Message, now)
+	next.Progress = p.pending
+	p.pending = nil
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	rec, err := p.state.Replace(ctx, p.cur, next)
@@ -313,6 +357,26 @@ func (p *progressWriter) report(ev *pluginpb.Progress) {
 		return
 	}
 	p.cur = rec
+}
+
+// finish ends the attempt's progress writes and returns the task's record
+// as they left it, carrying the last progress not yet written, for the
+// outcome's write to record with it.
+func (p *progressWriter) finish() jetstream.Record {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.timer != nil {
+		p.timer.Stop()
+		p.timer = nil
+	}
+	rec := p.cur
+	if p.pending != nil && !p.off {
+		t := *rec.Task
+		t.Progress = p.pending
+		rec.Task = &t
+	}
+	p.off = true
+	return rec
 }
 
 // settle records the outcome of a finished attempt and settles its
@@ -332,7 +396,7 @@ func (r *Runner) settle(ctx context.Context, log logrus.FieldLogger, rec jetstre
 			return r.lostRecord(ctx, log, t.ID, msg, err)
 		}
 		_ = msg.Ack()
-		log.Info("task succeeded")
+		log.Debug("task succeeded")
 		return "succeeded"
 	}
 	f := out.Failure

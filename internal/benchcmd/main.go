@@ -41,6 +41,7 @@ type Options struct {
 	Tasks           int
 	Concurrency     int
 	RunnerLogLevel  string
+	RunnerPprof     string
 	LatencyRate     int
 	LatencyDuration time.Duration
 	SerialTasks     int
@@ -75,6 +76,7 @@ func Parse(args []string, stderr io.Writer) (Options, error) {
 	fs.IntVar(&o.Tasks, "tasks", 20000, "no-op tasks in each drain (backlog and live)")
 	fs.IntVar(&o.Concurrency, "concurrency", 64, "the runner's --concurrency: tasks of a function in flight")
 	fs.StringVar(&o.RunnerLogLevel, "runner-log-level", "warn", "the runner's --log-level")
+	fs.StringVar(&o.RunnerPprof, "runner-pprof", "", "serve the runner's profiler on this address (its --metrics-addr with --pprof), to profile it during a run: go tool pprof http://ADDR/debug/pprof/profile?seconds=10")
 	fs.IntVar(&o.LatencyRate, "latency-rate", 500, "tasks per second published in the latency section")
 	fs.DurationVar(&o.LatencyDuration, "latency-duration", 10*time.Second, "how long the latency section publishes")
 	fs.IntVar(&o.SerialTasks, "serial-tasks", 500, "tasks run one at a time in the serial section")

@@ -321,9 +321,13 @@ func (b *bench) startRunner() error {
 	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
 		return err
 	}
-	r, err := startRunner(b.runnerExe, "--nats-url", b.url, "--plugins-dir", b.o.PluginsDir, "--config", path,
+	args := []string{"--nats-url", b.url, "--plugins-dir", b.o.PluginsDir, "--config", path,
 		"--concurrency", fmt.Sprint(b.o.Concurrency), "--log-level", b.o.RunnerLogLevel, "--id", runnerID,
-		"--data-dir", filepath.Join(b.work, "runner"))
+		"--data-dir", filepath.Join(b.work, "runner")}
+	if b.o.RunnerPprof != "" {
+		args = append(args, "--metrics-addr", b.o.RunnerPprof, "--pprof")
+	}
+	r, err := startRunner(b.runnerExe, args...)
 	if err != nil {
 		return err
 	}

@@ -39,15 +39,17 @@ var errUsage = errors.New("usage")
 // defaults).
 type Options struct {
 	// NATS holds --nats-url and the NATS login and TLS flags.
-	NATS         natsflags.Flags
-	Listen       string
-	DataDir      string
-	Sync         string
-	PluginsDir   string
-	Concurrency  int
-	LogFormat    string
-	LogLevel     string
-	MetricsAddr  string
+	NATS        natsflags.Flags
+	Listen      string
+	DataDir     string
+	Sync        string
+	PluginsDir  string
+	Concurrency int
+	LogFormat   string
+	LogLevel    string
+	MetricsAddr string
+	// Pprof serves net/http/pprof under /debug/pprof/ on MetricsAddr.
+	Pprof        bool
 	ConfigFile   string
 	ID           string
 	ShutdownWait time.Duration
@@ -374,6 +376,7 @@ func Parse(args []string, getenv func(string) string, stderr io.Writer) (Options
 	fs.StringVar(&o.LogFormat, "log-format", "text", "log format: text or json")
 	fs.StringVar(&o.LogLevel, "log-level", "info", "log level: debug, info, warn, error")
 	fs.StringVar(&o.MetricsAddr, "metrics-addr", "", "address for /metrics, /healthz and /readyz (empty: off)")
+	fs.BoolVar(&o.Pprof, "pprof", false, "also serve Go's profiler under /debug/pprof/ on --metrics-addr (for profiling; keep that address private)")
 	fs.StringVar(&o.ConfigFile, "config", "", "JSON config file with per-function, plugin and stream settings")
 	fs.StringVar(&o.ID, "id", "", "runner id (default: hostname and a random suffix)")
 	fs.DurationVar(&o.ShutdownWait, "shutdown-grace", 30*time.Second, "how long a graceful shutdown lets running tasks finish")

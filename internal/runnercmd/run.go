@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -205,7 +206,11 @@ func run(ctx context.Context, force <-chan struct{}, o Options, log *logrus.Logg
 			return fmt.Errorf("--metrics-addr: %w", err)
 		}
 		metricsAddr = ln.Addr().String()
-		srv := &http.Server{Handler: metricsMux(reg, nc, &started, r.Ready, host), ReadHeaderTimeout: 5 * time.Second}
+		mux := metricsMux(reg, nc, &started, r.Ready, host)
+		if o.Pprof {
+			servePprof(mux)
+		}
+		srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 		go func() { _ = srv.Serve(ln) }()
 		defer func() {
 			c, cancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -368,7 +373,7 @@ func openStreams(ctx context.Context, nc *nats.Conn, cfg jetstream.Config, log l
 // metricsMux serves /metrics, /healthz (the process is up) and /readyz
 // (connected to NATS, running, able to pull and record tasks (see
 // runner.Runner.Ready), and no plugin quarantined).
-func metricsMux(reg *prometheus.Registry, nc *nats.Conn, started *atomic.Bool, ready func() error, host *pluginhost.Host) http.Handler {
+func metricsMux(reg *prometheus.Registry, nc *nats.Conn, started *atomic.Bool, ready func() error, host *pluginhost.Host) *http.ServeMux {
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
@@ -401,4 +406,13 @@ func quarantined(host *pluginhost.Host) string {
 		}
 	}
 	return strings.Join(out, "\n")
+}
+
+// servePprof adds Go's profiler (net/http/pprof) to mux under /debug/pprof/.
+func servePprof(mux *http.ServeMux) {
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
 }

@@ -216,11 +216,39 @@ func TestRunsTasksServesMetricsAndStopsGracefully(t *testing.T) {
 	if code := stop(false); code != 0 {
 		t.Fatalf("graceful stop exited %d:\n%s", code, logs)
 	}
-	for _, want := range []string{`"msg":"omniq-runner ready"`, `"msg":"task succeeded"`, `"task_id":"` + res.ID + `"`, `"function":"echo"`, `"attempt":1`} {
-		if !strings.Contains(logs.String(), want) {
-			t.Errorf("logs lack %s", want)
+	if !strings.Contains(logs.String(), `"msg":"omniq-runner ready"`) {
+		t.Errorf("logs lack the ready line:\n%s", logs)
+	}
+	// A succeeded task is logged at debug level only: at info, a batch of
+	// thousands of tasks is not thousands of lines.
+	if strings.Contains(logs.String(), "task succeeded") {
+		t.Errorf("a succeeded task logged at info level:\n%s", logs)
+	}
+}
+
+// At debug level, each succeeded task is logged with its id, function and
+// attempt.
+func TestSucceededTasksAreLoggedAtDebugLevel(t *testing.T) {
+	t.Parallel()
+	ready, logs, stop := startMain(t, []string{"--listen", "127.0.0.1:0", "--data-dir", t.TempDir(), "--log-format", "json", "--log-level", "debug"},
+		map[string]string{"OMNIQ_PLUGINS_DIR": pluginsDir(t)})
+	client, closeClient := connect(t, ready)
+	res, err := client.Submit(context.Background(), jetstream.SubmitRequest{Function: "echo", Payload: []byte("hi")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitStatus(t, client, res.ID, func(task *models.Task) bool { return task.Status == models.StatusSucceeded })
+	closeClient()
+	if code := stop(false); code != 0 {
+		t.Fatalf("graceful stop exited %d:\n%s", code, logs)
+	}
+	for _, line := range strings.Split(logs.String(), "\n") {
+		if strings.Contains(line, `"msg":"task succeeded"`) && strings.Contains(line, `"level":"debug"`) &&
+			strings.Contains(line, `"task_id":"`+res.ID+`"`) && strings.Contains(line, `"function":"echo"`) && strings.Contains(line, `"attempt":1`) {
+			return
 		}
 	}
+	t.Fatalf("no debug line for the succeeded task %s:\n%s", res.ID, logs)
 }
 
 func TestSecondSignalForcesShutdownAndReleasesTasks(t *testing.T) {

@@ -70,8 +70,11 @@ type DescribeResponse struct {
 	// Free-form name and version of the plugin, for logs.
 	PluginName    string `protobuf:"bytes,2,opt,name=plugin_name,json=pluginName,proto3" json:"plugin_name,omitempty"`
 	PluginVersion string `protobuf:"bytes,3,opt,name=plugin_version,json=pluginVersion,proto3" json:"plugin_version,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	// The plugin serves Session: the runner sends attempts over it rather
+	// than calling Execute for each.
+	SupportsSession bool `protobuf:"varint,4,opt,name=supports_session,json=supportsSession,proto3" json:"supports_session,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
 }
 
 func (x *DescribeResponse) Reset() {
@@ -123,6 +126,13 @@ func (x *DescribeResponse) GetPluginVersion() string {
 		return x.PluginVersion
 	}
 	return ""
+}
+
+func (x *DescribeResponse) GetSupportsSession() bool {
+	if x != nil {
+		return x.SupportsSession
+	}
+	return false
 }
 
 // FunctionSpec declares one function and, optionally, its defaults. Zero
@@ -668,17 +678,202 @@ func (x *StatusResponse) GetRunningTaskIds() []string {
 	return nil
 }
 
+// SessionRequest is one message from the runner on a Session stream.
+type SessionRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Chosen by the runner, unique among the stream's attempts in flight.
+	CallId uint64 `protobuf:"varint,1,opt,name=call_id,json=callId,proto3" json:"call_id,omitempty"`
+	// Types that are valid to be assigned to Op:
+	//
+	//	*SessionRequest_Execute
+	//	*SessionRequest_Cancel
+	Op            isSessionRequest_Op `protobuf_oneof:"op"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SessionRequest) Reset() {
+	*x = SessionRequest{}
+	mi := &file_omniq_plugin_v1_plugin_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SessionRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SessionRequest) ProtoMessage() {}
+
+func (x *SessionRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_omniq_plugin_v1_plugin_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SessionRequest.ProtoReflect.Descriptor instead.
+func (*SessionRequest) Descriptor() ([]byte, []int) {
+	return file_omniq_plugin_v1_plugin_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *SessionRequest) GetCallId() uint64 {
+	if x != nil {
+		return x.CallId
+	}
+	return 0
+}
+
+func (x *SessionRequest) GetOp() isSessionRequest_Op {
+	if x != nil {
+		return x.Op
+	}
+	return nil
+}
+
+func (x *SessionRequest) GetExecute() *ExecuteRequest {
+	if x != nil {
+		if x, ok := x.Op.(*SessionRequest_Execute); ok {
+			return x.Execute
+		}
+	}
+	return nil
+}
+
+func (x *SessionRequest) GetCancel() *Cancel {
+	if x != nil {
+		if x, ok := x.Op.(*SessionRequest_Cancel); ok {
+			return x.Cancel
+		}
+	}
+	return nil
+}
+
+type isSessionRequest_Op interface {
+	isSessionRequest_Op()
+}
+
+type SessionRequest_Execute struct {
+	// Start an attempt, as Execute would.
+	Execute *ExecuteRequest `protobuf:"bytes,2,opt,name=execute,proto3,oneof"`
+}
+
+type SessionRequest_Cancel struct {
+	// Stop the attempt call_id, as cancelling its Execute call would.
+	Cancel *Cancel `protobuf:"bytes,3,opt,name=cancel,proto3,oneof"`
+}
+
+func (*SessionRequest_Execute) isSessionRequest_Op() {}
+
+func (*SessionRequest_Cancel) isSessionRequest_Op() {}
+
+// Cancel stops an attempt started on a Session.
+type Cancel struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Cancel) Reset() {
+	*x = Cancel{}
+	mi := &file_omniq_plugin_v1_plugin_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Cancel) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Cancel) ProtoMessage() {}
+
+func (x *Cancel) ProtoReflect() protoreflect.Message {
+	mi := &file_omniq_plugin_v1_plugin_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Cancel.ProtoReflect.Descriptor instead.
+func (*Cancel) Descriptor() ([]byte, []int) {
+	return file_omniq_plugin_v1_plugin_proto_rawDescGZIP(), []int{11}
+}
+
+// SessionEvent is one event of the attempt call_id on a Session stream.
+type SessionEvent struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	CallId        uint64                 `protobuf:"varint,1,opt,name=call_id,json=callId,proto3" json:"call_id,omitempty"`
+	Event         *ExecuteEvent          `protobuf:"bytes,2,opt,name=event,proto3" json:"event,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SessionEvent) Reset() {
+	*x = SessionEvent{}
+	mi := &file_omniq_plugin_v1_plugin_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SessionEvent) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SessionEvent) ProtoMessage() {}
+
+func (x *SessionEvent) ProtoReflect() protoreflect.Message {
+	mi := &file_omniq_plugin_v1_plugin_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SessionEvent.ProtoReflect.Descriptor instead.
+func (*SessionEvent) Descriptor() ([]byte, []int) {
+	return file_omniq_plugin_v1_plugin_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *SessionEvent) GetCallId() uint64 {
+	if x != nil {
+		return x.CallId
+	}
+	return 0
+}
+
+func (x *SessionEvent) GetEvent() *ExecuteEvent {
+	if x != nil {
+		return x.Event
+	}
+	return nil
+}
+
 var File_omniq_plugin_v1_plugin_proto protoreflect.FileDescriptor
 
 const file_omniq_plugin_v1_plugin_proto_rawDesc = "" +
 	"\n" +
 	"\x1comniq/plugin/v1/plugin.proto\x12\x0fomniq.plugin.v1\"\x11\n" +
-	"\x0fDescribeRequest\"\x97\x01\n" +
+	"\x0fDescribeRequest\"\xc2\x01\n" +
 	"\x10DescribeResponse\x12;\n" +
 	"\tfunctions\x18\x01 \x03(\v2\x1d.omniq.plugin.v1.FunctionSpecR\tfunctions\x12\x1f\n" +
 	"\vplugin_name\x18\x02 \x01(\tR\n" +
 	"pluginName\x12%\n" +
-	"\x0eplugin_version\x18\x03 \x01(\tR\rpluginVersion\"\xdd\x01\n" +
+	"\x0eplugin_version\x18\x03 \x01(\tR\rpluginVersion\x12)\n" +
+	"\x10supports_session\x18\x04 \x01(\bR\x0fsupportsSession\"\xdd\x01\n" +
 	"\fFunctionSpec\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12,\n" +
 	"\x12default_timeout_ms\x18\x02 \x01(\x03R\x10defaultTimeoutMs\x12\x1f\n" +
@@ -718,11 +913,21 @@ const file_omniq_plugin_v1_plugin_proto_rawDesc = "" +
 	"\x0eretry_after_ms\x18\x05 \x01(\x03R\fretryAfterMs\"\x0f\n" +
 	"\rStatusRequest\":\n" +
 	"\x0eStatusResponse\x12(\n" +
-	"\x10running_task_ids\x18\x01 \x03(\tR\x0erunningTaskIds2\xf1\x01\n" +
+	"\x10running_task_ids\x18\x01 \x03(\tR\x0erunningTaskIds\"\x9f\x01\n" +
+	"\x0eSessionRequest\x12\x17\n" +
+	"\acall_id\x18\x01 \x01(\x04R\x06callId\x12;\n" +
+	"\aexecute\x18\x02 \x01(\v2\x1f.omniq.plugin.v1.ExecuteRequestH\x00R\aexecute\x121\n" +
+	"\x06cancel\x18\x03 \x01(\v2\x17.omniq.plugin.v1.CancelH\x00R\x06cancelB\x04\n" +
+	"\x02op\"\b\n" +
+	"\x06Cancel\"\\\n" +
+	"\fSessionEvent\x12\x17\n" +
+	"\acall_id\x18\x01 \x01(\x04R\x06callId\x123\n" +
+	"\x05event\x18\x02 \x01(\v2\x1d.omniq.plugin.v1.ExecuteEventR\x05event2\xc0\x02\n" +
 	"\x06Plugin\x12O\n" +
 	"\bDescribe\x12 .omniq.plugin.v1.DescribeRequest\x1a!.omniq.plugin.v1.DescribeResponse\x12K\n" +
 	"\aExecute\x12\x1f.omniq.plugin.v1.ExecuteRequest\x1a\x1d.omniq.plugin.v1.ExecuteEvent0\x01\x12I\n" +
-	"\x06Status\x12\x1e.omniq.plugin.v1.StatusRequest\x1a\x1f.omniq.plugin.v1.StatusResponseB-Z+github.com/omniq/omniq/plugins-sdk/pluginpbb\x06proto3"
+	"\x06Status\x12\x1e.omniq.plugin.v1.StatusRequest\x1a\x1f.omniq.plugin.v1.StatusResponse\x12M\n" +
+	"\aSession\x12\x1f.omniq.plugin.v1.SessionRequest\x1a\x1d.omniq.plugin.v1.SessionEvent(\x010\x01B-Z+github.com/omniq/omniq/plugins-sdk/pluginpbb\x06proto3"
 
 var (
 	file_omniq_plugin_v1_plugin_proto_rawDescOnce sync.Once
@@ -736,7 +941,7 @@ func file_omniq_plugin_v1_plugin_proto_rawDescGZIP() []byte {
 	return file_omniq_plugin_v1_plugin_proto_rawDescData
 }
 
-var file_omniq_plugin_v1_plugin_proto_msgTypes = make([]protoimpl.MessageInfo, 11)
+var file_omniq_plugin_v1_plugin_proto_msgTypes = make([]protoimpl.MessageInfo, 14)
 var file_omniq_plugin_v1_plugin_proto_goTypes = []any{
 	(*DescribeRequest)(nil),  // 0: omniq.plugin.v1.DescribeRequest
 	(*DescribeResponse)(nil), // 1: omniq.plugin.v1.DescribeResponse
@@ -748,25 +953,33 @@ var file_omniq_plugin_v1_plugin_proto_goTypes = []any{
 	(*Failure)(nil),          // 7: omniq.plugin.v1.Failure
 	(*StatusRequest)(nil),    // 8: omniq.plugin.v1.StatusRequest
 	(*StatusResponse)(nil),   // 9: omniq.plugin.v1.StatusResponse
-	nil,                      // 10: omniq.plugin.v1.ExecuteRequest.HeadersEntry
+	(*SessionRequest)(nil),   // 10: omniq.plugin.v1.SessionRequest
+	(*Cancel)(nil),           // 11: omniq.plugin.v1.Cancel
+	(*SessionEvent)(nil),     // 12: omniq.plugin.v1.SessionEvent
+	nil,                      // 13: omniq.plugin.v1.ExecuteRequest.HeadersEntry
 }
 var file_omniq_plugin_v1_plugin_proto_depIdxs = []int32{
 	2,  // 0: omniq.plugin.v1.DescribeResponse.functions:type_name -> omniq.plugin.v1.FunctionSpec
-	10, // 1: omniq.plugin.v1.ExecuteRequest.headers:type_name -> omniq.plugin.v1.ExecuteRequest.HeadersEntry
+	13, // 1: omniq.plugin.v1.ExecuteRequest.headers:type_name -> omniq.plugin.v1.ExecuteRequest.HeadersEntry
 	5,  // 2: omniq.plugin.v1.ExecuteEvent.progress:type_name -> omniq.plugin.v1.Progress
 	6,  // 3: omniq.plugin.v1.ExecuteEvent.result:type_name -> omniq.plugin.v1.Result
 	7,  // 4: omniq.plugin.v1.ExecuteEvent.failure:type_name -> omniq.plugin.v1.Failure
-	0,  // 5: omniq.plugin.v1.Plugin.Describe:input_type -> omniq.plugin.v1.DescribeRequest
-	3,  // 6: omniq.plugin.v1.Plugin.Execute:input_type -> omniq.plugin.v1.ExecuteRequest
-	8,  // 7: omniq.plugin.v1.Plugin.Status:input_type -> omniq.plugin.v1.StatusRequest
-	1,  // 8: omniq.plugin.v1.Plugin.Describe:output_type -> omniq.plugin.v1.DescribeResponse
-	4,  // 9: omniq.plugin.v1.Plugin.Execute:output_type -> omniq.plugin.v1.ExecuteEvent
-	9,  // 10: omniq.plugin.v1.Plugin.Status:output_type -> omniq.plugin.v1.StatusResponse
-	8,  // [8:11] is the sub-list for method output_type
-	5,  // [5:8] is the sub-list for method input_type
-	5,  // [5:5] is the sub-list for extension type_name
-	5,  // [5:5] is the sub-list for extension extendee
-	0,  // [0:5] is the sub-list for field type_name
+	3,  // 5: omniq.plugin.v1.SessionRequest.execute:type_name -> omniq.plugin.v1.ExecuteRequest
+	11, // 6: omniq.plugin.v1.SessionRequest.cancel:type_name -> omniq.plugin.v1.Cancel
+	4,  // 7: omniq.plugin.v1.SessionEvent.event:type_name -> omniq.plugin.v1.ExecuteEvent
+	0,  // 8: omniq.plugin.v1.Plugin.Describe:input_type -> omniq.plugin.v1.DescribeRequest
+	3,  // 9: omniq.plugin.v1.Plugin.Execute:input_type -> omniq.plugin.v1.ExecuteRequest
+	8,  // 10: omniq.plugin.v1.Plugin.Status:input_type -> omniq.plugin.v1.StatusRequest
+	10, // 11: omniq.plugin.v1.Plugin.Session:input_type -> omniq.plugin.v1.SessionRequest
+	1,  // 12: omniq.plugin.v1.Plugin.Describe:output_type -> omniq.plugin.v1.DescribeResponse
+	4,  // 13: omniq.plugin.v1.Plugin.Execute:output_type -> omniq.plugin.v1.ExecuteEvent
+	9,  // 14: omniq.plugin.v1.Plugin.Status:output_type -> omniq.plugin.v1.StatusResponse
+	12, // 15: omniq.plugin.v1.Plugin.Session:output_type -> omniq.plugin.v1.SessionEvent
+	12, // [12:16] is the sub-list for method output_type
+	8,  // [8:12] is the sub-list for method input_type
+	8,  // [8:8] is the sub-list for extension type_name
+	8,  // [8:8] is the sub-list for extension extendee
+	0,  // [0:8] is the sub-list for field type_name
 }
 
 func init() { file_omniq_plugin_v1_plugin_proto_init() }
@@ -779,13 +992,17 @@ func file_omniq_plugin_v1_plugin_proto_init() {
 		(*ExecuteEvent_Result)(nil),
 		(*ExecuteEvent_Failure)(nil),
 	}
+	file_omniq_plugin_v1_plugin_proto_msgTypes[10].OneofWrappers = []any{
+		(*SessionRequest_Execute)(nil),
+		(*SessionRequest_Cancel)(nil),
+	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_omniq_plugin_v1_plugin_proto_rawDesc), len(file_omniq_plugin_v1_plugin_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   11,
+			NumMessages:   14,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -29,6 +29,7 @@ const (
 	Plugin_Describe_FullMethodName = "/omniq.plugin.v1.Plugin/Describe"
 	Plugin_Execute_FullMethodName  = "/omniq.plugin.v1.Plugin/Execute"
 	Plugin_Status_FullMethodName   = "/omniq.plugin.v1.Plugin/Status"
+	Plugin_Session_FullMethodName  = "/omniq.plugin.v1.Plugin/Session"
 )
 
 // PluginClient is the client API for Plugin service.
@@ -44,6 +45,16 @@ type PluginClient interface {
 	// Status reports the tasks the plugin is still running. The runner uses it
 	// as a health check and to find handlers that ignore cancellation.
 	Status(ctx context.Context, in *StatusRequest, opts ...grpc.CallOption) (*StatusResponse, error)
+	// Session carries many task attempts over one long-lived stream, so an
+	// attempt costs two messages instead of a new gRPC stream. The runner
+	// opens it once per plugin process when Describe says the plugin
+	// supports it (DescribeResponse.supports_session), and otherwise calls
+	// Execute per attempt. Each SessionRequest starts an attempt (execute)
+	// or stops one (cancel); the plugin answers with the attempt's events,
+	// each tagged with the call id the runner gave it: zero or more Progress,
+	// then exactly one Result or Failure. Closing the stream cancels every
+	// attempt on it.
+	Session(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[SessionRequest, SessionEvent], error)
 }
 
 type pluginClient struct {
@@ -93,6 +104,19 @@ func (c *pluginClient) Status(ctx context.Context, in *StatusRequest, opts ...gr
 	return out, nil
 }
 
+func (c *pluginClient) Session(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[SessionRequest, SessionEvent], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &Plugin_ServiceDesc.Streams[1], Plugin_Session_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[SessionRequest, SessionEvent]{ClientStream: stream}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Plugin_SessionClient = grpc.BidiStreamingClient[SessionRequest, SessionEvent]
+
 // PluginServer is the server API for Plugin service.
 // All implementations must embed UnimplementedPluginServer
 // for forward compatibility.
@@ -106,6 +130,16 @@ type PluginServer interface {
 	// Status reports the tasks the plugin is still running. The runner uses it
 	// as a health check and to find handlers that ignore cancellation.
 	Status(context.Context, *StatusRequest) (*StatusResponse, error)
+	// Session carries many task attempts over one long-lived stream, so an
+	// attempt costs two messages instead of a new gRPC stream. The runner
+	// opens it once per plugin process when Describe says the plugin
+	// supports it (DescribeResponse.supports_session), and otherwise calls
+	// Execute per attempt. Each SessionRequest starts an attempt (execute)
+	// or stops one (cancel); the plugin answers with the attempt's events,
+	// each tagged with the call id the runner gave it: zero or more Progress,
+	// then exactly one Result or Failure. Closing the stream cancels every
+	// attempt on it.
+	Session(grpc.BidiStreamingServer[SessionRequest, SessionEvent]) error
 	mustEmbedUnimplementedPluginServer()
 }
 
@@ -124,6 +158,9 @@ func (UnimplementedPluginServer) Execute(*ExecuteRequest, grpc.ServerStreamingSe
 }
 func (UnimplementedPluginServer) Status(context.Context, *StatusRequest) (*StatusResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method Status not implemented")
+}
+func (UnimplementedPluginServer) Session(grpc.BidiStreamingServer[SessionRequest, SessionEvent]) error {
+	return status.Error(codes.Unimplemented, "method Session not implemented")
 }
 func (UnimplementedPluginServer) mustEmbedUnimplementedPluginServer() {}
 func (UnimplementedPluginServer) testEmbeddedByValue()                {}
@@ -193,6 +230,13 @@ func _Plugin_Status_Handler(srv interface{}, ctx context.Context, dec func(inter
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Plugin_Session_Handler(srv interface{}, stream grpc.ServerStream) error {
+	return srv.(PluginServer).Session(&grpc.GenericServerStream[SessionRequest, SessionEvent]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Plugin_SessionServer = grpc.BidiStreamingServer[SessionRequest, SessionEvent]
+
 // Plugin_ServiceDesc is the grpc.ServiceDesc for Plugin service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -214,6 +258,12 @@ var Plugin_ServiceDesc = grpc.ServiceDesc{
 			StreamName:    "Execute",
 			Handler:       _Plugin_Execute_Handler,
 			ServerStreams: true,
+		},
+		{
+			StreamName:    "Session",
+			Handler:       _Plugin_Session_Handler,
+			ServerStreams: true,
+			ClientStreams: true,
 		},
 	},
 	Metadata: "omniq/plugin/v1/plugin.proto",

@@ -6,3 +6,6 @@ func SetAfterChecksum(f func(path string)) (undo func()) {
 	afterChecksum = f
 	return func() { afterChecksum = nil }
 }
+
+// UsesSession says whether p's attempts travel over one Session stream.
+func (p *Process) UsesSession() bool { return p.sess != nil }

@@ -116,7 +116,10 @@ type Process struct {
 	cfg    ProcessConfig
 	client *plugin.Client
 	rpc    pluginpb.PluginClient
-	proc   *procRunner
+	// sess carries the attempts when the plugin supports Session; nil
+	// otherwise (each attempt is then an Execute call).
+	sess *session
+	proc *procRunner
 	// started is proc as soon as it exists, for a start cancelled while
 	// go-plugin is still starting it (proc itself is read only once the
 	// start has returned).
@@ -265,6 +268,13 @@ func (p *Process) connect() error {
 		return errors.New("the plugin declares no functions")
 	}
 	p.desc = desc
+	if desc.SupportsSession {
+		sess, err := openSession(p.rpc)
+		if err != nil {
+			return fmt.Errorf("open session: %w", err)
+		}
+		p.sess = sess
+	}
 	return nil
 }
 
@@ -331,6 +341,10 @@ func (p *Process) Exit() ExitInfo {
 // process is gone and is safe to call more than once.
 func (p *Process) Kill(ctx context.Context) {
 	p.proc.markKilled()
+	if p.sess != nil {
+		// An open stream would hold up the plugin's graceful stop.
+		p.sess.close()
+	}
 	done := make(chan struct{})
 	go func() {
 		p.client.Kill()

@@ -495,10 +495,11 @@ func (s *Supervisor) Execute(ctx context.Context, req *pluginpb.ExecuteRequest, 
 	if f != nil {
 		return Outcome{Failure: f}
 	}
-	stream, err := p.rpc.Execute(callCtx, req)
+	next, stop, err := p.call(callCtx, req)
+	defer stop()
 	for err == nil {
 		var ev *pluginpb.ExecuteEvent
-		ev, err = stream.Recv()
+		ev, err = next()
 		if err != nil {
 			break
 		}

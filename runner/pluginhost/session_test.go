@@ -1,0 +1,87 @@
+package pluginhost_test
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/omniq/omniq/plugins-sdk/pluginpb"
+	"github.com/omniq/omniq/runner/pluginhost"
+)
+
+// percallPkg is a test plugin that does not declare Session support.
+const percallPkg = "github.com/omniq/omniq/runner/pluginhost/testdata/percall"
+
+// Many attempts in flight at once on one plugin, over its Session stream
+// (a Go SDK plugin) or one Execute call each (a plugin without Session):
+// each gets its own progress and its own result, none another's.
+func TestConcurrentAttemptsEachGetTheirOwnEvents(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		pkg         string
+		wantSession bool
+	}{
+		{echoPkg, true},
+		{percallPkg, false},
+	} {
+		t.Run(fmt.Sprint(tc.wantSession), func(t *testing.T) {
+			t.Parallel()
+			s := startSupervisor(t, tc.pkg, pluginhost.Config{Concurrency: 32})
+			if got := s.Process().UsesSession(); got != tc.wantSession {
+				t.Fatalf("%s: uses a session: %v, want %v", tc.pkg, got, tc.wantSession)
+			}
+			const n = 300
+			var wg sync.WaitGroup
+			errs := make(chan error, n)
+			for i := 0; i < n; i++ {
+				wg.Add(1)
+				go func(i int) {
+					defer wg.Done()
+					id, payload := fmt.Sprintf("t%d", i), fmt.Sprintf("payload %d", i)
+					var progress int
+					out := s.Execute(ctx(t), req(id, "echo", payload), time.Now().Add(time.Minute), func(p *pluginpb.Progress) {
+						if p.Message == "echoed" {
+							progress++
+						}
+					})
+					if out.Failure != nil || string(out.Output) != payload || progress != 1 {
+						errs <- fmt.Errorf("%s: outcome %q %+v, %d progress events; want %q and 1", id, out.Output, out.Failure, progress, payload)
+					}
+				}(i)
+			}
+			wg.Wait()
+			close(errs)
+			for err := range errs {
+				t.Error(err)
+			}
+		})
+	}
+}
+
+// Cancelling an attempt on a session stops its handler and leaves the
+// session serving others; the plugin is not restarted.
+func TestCancelOnASessionStopsOnlyThatAttempt(t *testing.T) {
+	t.Parallel()
+	s := startSupervisor(t, faultsPkg, pluginhost.Config{})
+	if !s.Process().UsesSession() {
+		t.Fatal("the faults plugin does not use a session")
+	}
+	pid := s.Process().Pid()
+	c, cancel := context.WithCancel(ctx(t))
+	done := make(chan pluginhost.Outcome, 1)
+	go func() { done <- s.Execute(c, req("long", "sleep", "1h"), time.Time{}, nil) }()
+	eventually(t, 10*time.Second, "the sleep to run", func() bool { return running(t, s, "long") })
+	cancel()
+	if out := <-done; out.Failure == nil || out.Failure.ErrorType != "cancelled" {
+		t.Fatalf("cancelled attempt = %+v", out)
+	}
+	eventually(t, 5*time.Second, "the handler to return", func() bool { return !running(t, s, "long") })
+	if out := s.Execute(ctx(t), req("next", "sleep", "10ms"), time.Now().Add(10*time.Second), nil); out.Failure != nil {
+		t.Fatalf("next attempt = %+v", out.Failure)
+	}
+	if got := s.Process().Pid(); got != pid {
+		t.Fatalf("plugin restarted (pid %d -> %d)", pid, got)
+	}
+}
