@@ -345,22 +345,56 @@ type ListFilter struct {
 	After string
 	// Limit is the page size. Defaults to 100.
 	Limit int
+	// SortBy orders the records by creation time (SortCreated, the
+	// default) or by last update (SortUpdated); the id breaks ties.
+	SortBy ListSort
+	// Newest lists the latest first.
+	Newest bool
 }
+
+// ListSort is the time List orders records by.
+type ListSort string
+
+// The orders of List.
+const (
+	SortCreated ListSort = "created"
+	SortUpdated ListSort = "updated"
+)
 
 // ListPage is one page of List.
 type ListPage struct {
-	// Records are the matching records, oldest created first.
+	// Records are the matching records, in the filter's order.
 	Records []Record
 	// Next is the cursor of the following page, "" on the last page.
 	Next string
+	// Total counts the records matching the filter on every page.
+	Total int
 }
 
-// List returns the records matching f, oldest created first, one page at a
-// time. It reads the whole bucket once per call (one ordered consumer), so
+// List returns the records matching f, in f's order (oldest created first
+// by default), one page at a time. It reads the whole bucket once per call (one ordered consumer), so
 // it suits operator tools rather than hot paths.
 func (s *StateStore) List(ctx context.Context, f ListFilter) (ListPage, error) {
 	if f.Limit <= 0 {
 		f.Limit = 100
+	}
+	key := func(t *models.Task) int64 { return t.CreatedAt.UnixNano() }
+	switch f.SortBy {
+	case "", SortCreated:
+	case SortUpdated:
+		key = func(t *models.Task) int64 { return t.UpdatedAt.UnixNano() }
+	default:
+		return ListPage{}, fmt.Errorf("list: sort by %q: want %q or %q", f.SortBy, SortCreated, SortUpdated)
+	}
+	order := func(t *models.Task, nanos int64, id string) int {
+		c := cmp.Compare(key(t), nanos)
+		if c == 0 {
+			c = strings.Compare(t.ID, id)
+		}
+		if f.Newest {
+			c = -c
+		}
+		return c
 	}
 	if f.Function != "" {
 		if err := models.ValidateFunctionName(f.Function); err != nil {
@@ -388,6 +422,7 @@ func (s *StateStore) List(ctx context.Context, f ListFilter) (ListPage, error) {
 	}
 	defer func() { _ = w.Stop() }()
 	var matches []Record
+	total := 0
 	for {
 		var e natsjs.KeyValueEntry
 		select {
@@ -409,28 +444,22 @@ func (s *StateStore) List(ctx context.Context, f ListFilter) (ListPage, error) {
 		if len(f.Statuses) > 0 && !slices.Contains(f.Statuses, t.Status) {
 			continue
 		}
-		if f.After != "" && cmpCursor(t, afterTime, afterID) <= 0 {
+		total++
+		if f.After != "" && order(t, afterTime, afterID) <= 0 {
 			continue
 		}
 		matches = append(matches, rec)
 	}
 	slices.SortFunc(matches, func(a, b Record) int {
-		return cmpCursor(a.Task, b.Task.CreatedAt.UnixNano(), b.Task.ID)
+		return order(a.Task, key(b.Task), b.Task.ID)
 	})
-	page := ListPage{Records: matches}
+	page := ListPage{Records: matches, Total: total}
 	if len(matches) > f.Limit {
 		page.Records = matches[:f.Limit]
 		last := page.Records[f.Limit-1].Task
-		page.Next = fmt.Sprintf("%d/%s", last.CreatedAt.UnixNano(), last.ID)
+		page.Next = fmt.Sprintf("%d/%s", key(last), last.ID)
 	}
 	return page, nil
-}
-
-func cmpCursor(t *models.Task, nanos int64, id string) int {
-	if c := cmp.Compare(t.CreatedAt.UnixNano(), nanos); c != 0 {
-		return c
-	}
-	return strings.Compare(t.ID, id)
 }
 
 // StateEvent is one change seen by Watch.

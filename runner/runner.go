@@ -14,6 +14,7 @@ import (
 	"github.com/sirupsen/logrus"
 
 	"github.com/omniq/omniq/jetstream"
+	"github.com/omniq/omniq/models"
 )
 
 // Why a running task's context was cancelled.
@@ -123,7 +124,8 @@ func (r *Runner) syncFunctions(ctx context.Context) error {
 	for name, f := range fns {
 		res := r.cfg.resolve(name, f)
 		regs = append(regs, jetstream.Registration{Function: name, Plugin: f.Plugin, Concurrency: res.concurrency,
-			PluginState: string(f.State), QuarantinedUntil: f.QuarantinedUntil})
+			PluginState: string(f.State), QuarantinedUntil: f.QuarantinedUntil,
+			Description: f.Spec.GetDescription(), MaxRetries: &res.maxRetries, Timeout: models.Duration(res.timeout)})
 		r.mu.Lock()
 		running := r.loops[name]
 		r.mu.Unlock()

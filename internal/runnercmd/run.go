@@ -3,7 +3,6 @@ package runnercmd
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"net"
@@ -22,6 +21,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/sirupsen/logrus"
+	"github.com/spf13/pflag"
 
 	"github.com/omniq/omniq/internal/credentials"
 	"github.com/omniq/omniq/internal/roles"
@@ -54,7 +54,7 @@ type Ready struct {
 // once everything runs.
 func Main(ctx context.Context, force <-chan struct{}, args []string, getenv func(string) string, stderr io.Writer, ready func(Ready)) int {
 	o, err := Parse(args, getenv, stderr)
-	if errors.Is(err, flag.ErrHelp) {
+	if errors.Is(err, pflag.ErrHelp) {
 		return 0
 	}
 	if err != nil {
@@ -97,12 +97,12 @@ func newLogger(o Options, out io.Writer) *logrus.Logger {
 func run(ctx context.Context, force <-chan struct{}, o Options, log *logrus.Logger, ready func(Ready)) error {
 	var (
 		nc       *nats.Conn
-		natsURL  = o.NATSURL
+		natsURL  = o.NATS.URL
 		embedded *jetstream.Embedded
 		credsDir string
 		err      error
 	)
-	if o.NATSURL == "" {
+	if o.NATS.URL == "" {
 		host, port, _ := o.listenAddr()
 		sync := o.Sync == "always"
 		interval, _ := time.ParseDuration(o.Sync)
@@ -133,8 +133,8 @@ func run(ctx context.Context, force <-chan struct{}, o Options, log *logrus.Logg
 		natsURL = embedded.ClientURL()
 		nc, err = embedded.Connect(append(login, nats.Name("omniq-runner"), nats.CustomInboxPrefix(roles.RunnerInboxPrefix))...)
 	} else {
-		conn := o.Conn
-		conn.URL, conn.Name, conn.Logger, conn.InboxPrefix = o.NATSURL, "omniq-runner", log, roles.RunnerInboxPrefix
+		conn := o.NATS.Config("omniq-runner")
+		conn.Logger, conn.InboxPrefix = log, roles.RunnerInboxPrefix
 		nc, err = jetstream.Connect(conn)
 	}
 	if err != nil {
@@ -263,7 +263,7 @@ func run(ctx context.Context, force <-chan struct{}, o Options, log *logrus.Logg
 func (o *Options) embeddedAuth(ec *jetstream.EmbeddedConfig) ([]nats.Option, error) {
 	if o.AuthConfig != "" {
 		var login []nats.Option
-		c := o.Conn
+		c := o.NATS.Conn
 		switch {
 		case c.User != "" || c.Password != "":
 			login = append(login, nats.UserInfo(c.User, c.Password))
