@@ -10,6 +10,7 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/go-plugin"
+	"go.opentelemetry.io/otel/propagation"
 	"google.golang.org/grpc"
 
 	"github.com/omniq/omniq/plugins-sdk/pluginpb"
@@ -116,9 +117,12 @@ func (s *Server) Status(context.Context, *pluginpb.StatusRequest) (*pluginpb.Sta
 	return resp, nil
 }
 
-// Execute runs one task attempt and streams its progress and outcome.
+// Execute runs one task attempt and streams its progress and outcome. The
+// handler's ctx carries, as its remote parent span, the trace context the
+// runner sent in the request's traceparent and tracestate headers (its
+// omniq.execute span), so spans the handler starts are its children.
 func (s *Server) Execute(req *pluginpb.ExecuteRequest, stream grpc.ServerStreamingServer[pluginpb.ExecuteEvent]) error {
-	ctx := stream.Context()
+	ctx := withRemoteSpan(stream.Context(), req.Headers)
 	task := &Task{ID: req.TaskId, Function: req.Function, Payload: req.Payload, Headers: req.Headers,
 		Attempt: int(req.Attempt), RetryCount: int(req.RetryCount)}
 	if req.DeadlineUnixNano > 0 {
@@ -148,6 +152,16 @@ func (s *Server) Execute(req *pluginpb.ExecuteRequest, stream grpc.ServerStreami
 		}}})
 	}
 	return send(&pluginpb.ExecuteEvent{Event: &pluginpb.ExecuteEvent_Result{Result: &pluginpb.Result{Output: out}}})
+}
+
+// withRemoteSpan returns ctx with the span context of h's W3C trace
+// headers as its remote parent; ctx itself when h has none (one map
+// look-up: tracing costs nothing when the runner does not trace).
+func withRemoteSpan(ctx context.Context, h map[string]string) context.Context {
+	if _, ok := h["traceparent"]; !ok {
+		return ctx
+	}
+	return propagation.TraceContext{}.Extract(ctx, propagation.MapCarrier(h))
 }
 
 func (s *Server) track(id string, delta int) {
