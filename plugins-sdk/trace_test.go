@@ -3,6 +3,8 @@ package sdk_test
 import (
 	"context"
 	"net"
+	"os/exec"
+	"strings"
 	"testing"
 
 	"go.opentelemetry.io/otel/trace"
@@ -62,5 +64,28 @@ func TestHandlerContextCarriesTheRunnersSpanAsRemoteParent(t *testing.T) {
 		if sc := executeSeeingSpan(t, h); sc.IsValid() {
 			t.Fatalf("headers %v gave the handler span %+v", h, sc)
 		}
+	}
+}
+
+// A plugin pays for the OpenTelemetry API only: the SDK, exporters and
+// nats-server stay out of what it links.
+func TestSDKDependsOnlyOnTheOpenTelemetryAPI(t *testing.T) {
+	t.Parallel()
+	out, err := exec.Command("go", "list", "-deps", ".").CombinedOutput()
+	if err != nil {
+		t.Fatalf("go list: %v\n%s", err, out)
+	}
+	api := false
+	for _, pkg := range strings.Fields(string(out)) {
+		switch {
+		case pkg == "go.opentelemetry.io/otel/trace":
+			api = true
+		case strings.HasPrefix(pkg, "go.opentelemetry.io/otel/sdk"), strings.HasPrefix(pkg, "go.opentelemetry.io/otel/exporters"),
+			strings.HasPrefix(pkg, "github.com/nats-io/nats-server"):
+			t.Errorf("plugins-sdk links %s", pkg)
+		}
+	}
+	if !api {
+		t.Errorf("plugins-sdk does not link go.opentelemetry.io/otel/trace; the test is out of date:\n%s", out)
 	}
 }
