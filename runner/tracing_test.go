@@ -76,12 +76,16 @@ func TestSpansFollowATaskIntoItsPluginAndAcrossRetries(t *testing.T) {
 	subExp := tracetest.NewInMemoryExporter()
 	subTP := sdktrace.NewTracerProvider(sdktrace.WithSyncer(subExp))
 	t.Cleanup(func() { _ = subTP.Shutdown(context.Background()) })
-	submit := func(fn, payload string, maxRetries *int) (string, trace.SpanContext) {
+	submit := func(fn, payload string, maxRetries *int, timeout ...time.Duration) (string, trace.SpanContext) {
 		sctx, span := subTP.Tracer("test").Start(ctx(t), "submit")
 		defer span.End()
 		h := map[string]string{}
 		propagation.TraceContext{}.Inject(sctx, propagation.MapCarrier(h))
-		res, err := e.client.Submit(sctx, jetstream.SubmitRequest{Function: fn, Payload: []byte(payload), Headers: h, MaxRetries: maxRetries})
+		r := jetstream.SubmitRequest{Function: fn, Payload: []byte(payload), Headers: h, MaxRetries: maxRetries}
+		if len(timeout) > 0 {
+			r.Timeout = timeout[0]
+		}
+		res, err := e.client.Submit(sctx, r)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -98,6 +102,8 @@ func TestSpansFollowATaskIntoItsPluginAndAcrossRetries(t *testing.T) {
 		t.Fatal(err)
 	}
 	untracedID := res.ID
+	// Over the runner's timeout cap: refused while claiming, never run.
+	refusedID, refusedSub := submit("traced", "", nil, 25*time.Hour)
 
 	// One attempt that succeeded: claim, execute, record, all children of
 	// the submitter's span; the handler's parent is the execute span.
@@ -162,6 +168,14 @@ func TestSpansFollowATaskIntoItsPluginAndAcrossRetries(t *testing.T) {
 		if s.Status.Code != codes.Error || s.Status.Description != "Flaky: try again" {
 			t.Errorf("record %d: status %v", i+1, s.Status)
 		}
+	}
+
+	// A task refused while claiming: its claim span carries the TaskError.
+	waitDead(t, e, refusedID)
+	spans = waitSpans(t, exp, refusedID, 1)
+	if c := spans["omniq.claim"]; len(c) != 1 || c[0].Parent.SpanID() != refusedSub.SpanID() || c[0].Status.Code != codes.Error ||
+		attr(c[0], "omniq.error.type").AsString() != "invalid_task" || attr(c[0], "omniq.error.is_retryable").AsBool() {
+		t.Errorf("refused task's spans: %+v", spans)
 	}
 
 	// No trace context from the submitter: the first claim starts the
