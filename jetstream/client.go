@@ -10,6 +10,7 @@ import (
 	natsjs "github.com/nats-io/nats.go/jetstream"
 	"github.com/nats-io/nuid"
 	"github.com/sirupsen/logrus"
+	"go.opentelemetry.io/otel"
 
 	"github.com/omniq/omniq/models"
 )
@@ -138,6 +139,12 @@ func (c *Client) Validate(r SubmitRequest) error {
 // task twice: JetStream drops a copy published within the dedupe window,
 // and Submit refuses an id that already has a state record. Retrying a
 // submit that failed is therefore always safe.
+//
+// The span in ctx, if any, travels with the task as W3C trace context
+// (HeaderTraceparent, HeaderTracestate), written by the global propagator
+// (otel.SetTextMapPropagator): the runner's spans for the task, and the
+// handler's, join the submitter's trace. With no propagator set, or no
+// span in ctx, no trace header is added.
 func (c *Client) Submit(ctx context.Context, r SubmitRequest) (SubmitResult, error) {
 	if err := c.Validate(r); err != nil {
 		return SubmitResult{}, err
@@ -161,6 +168,7 @@ func (c *Client) Submit(ctx context.Context, r SubmitRequest) (SubmitResult, err
 		task.RunAt = tm.RunAt
 	}
 	msg := &nats.Msg{Subject: c.cfg.TaskSubject(tm.Function), Header: tm.Header(), Data: tm.Payload}
+	otel.GetTextMapPropagator().Inject(ctx, traceCarrier(msg.Header))
 	msg.Header.Set(natsjs.MsgIDHeader, tm.ID)
 	ack, err := publishAcked(ctx, c.nc, msg, nil)
 	if err != nil {

@@ -12,6 +12,7 @@ import (
 	"github.com/nats-io/nats.go"
 	natsjs "github.com/nats-io/nats.go/jetstream"
 	"github.com/sirupsen/logrus"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/omniq/omniq/jetstream"
 	"github.com/omniq/omniq/models"
@@ -30,6 +31,7 @@ type Runner struct {
 	cfg    Config
 	client *jetstream.Client
 	log    logrus.FieldLogger
+	tracer trace.Tracer // nil when tracing is off
 
 	mu       sync.Mutex
 	started  bool
@@ -67,7 +69,7 @@ func New(cfg Config) (*Runner, error) {
 	r := &Runner{
 		cfg: cfg, client: cfg.Client, log: cfg.Logger.WithField("runner", cfg.ID),
 		inflight: make(map[string]*inflight), loops: make(map[string]bool), failing: make(map[string]error),
-		stopped: make(chan struct{}), stopHB: make(chan struct{}),
+		stopped: make(chan struct{}), stopHB: make(chan struct{}), tracer: newTracer(cfg.TracerProvider),
 	}
 	cfg.Metrics.watchPlugins(cfg.Plugins)
 	r.pullCtx, r.stopPull = context.WithCancel(context.Background())

@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/pprof"
+	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -22,9 +23,11 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/sirupsen/logrus"
 	"github.com/spf13/pflag"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/omniq/omniq/internal/credentials"
 	"github.com/omniq/omniq/internal/roles"
+	"github.com/omniq/omniq/internal/tracing"
 	"github.com/omniq/omniq/internal/version"
 	"github.com/omniq/omniq/jetstream"
 	sdk "github.com/omniq/omniq/plugins-sdk"
@@ -66,11 +69,30 @@ func Main(ctx context.Context, force <-chan struct{}, args []string, getenv func
 		return 0
 	}
 	log := newLogger(o, stderr)
-	if err := run(ctx, force, o, log, ready); err != nil {
+	tr, err := tracing.Start(ctx, tracing.Config{Service: "omniq-runner", Version: version.Get().Version, Getenv: getenv, Console: os.Stdout})
+	if err != nil {
+		fmt.Fprintf(stderr, "omniq-runner: %v\n", err)
+		return 2
+	}
+	defer stopTracing(tr, log)
+	if tr.Enabled() {
+		log.WithField("exporter", getenv("OTEL_TRACES_EXPORTER")).Info("tracing on")
+	}
+	if err := run(ctx, force, o, log, tr.TracerProvider(), ready); err != nil {
 		log.WithError(err).Error("omniq-runner failed")
 		return 1
 	}
 	return 0
+}
+
+// stopTracing exports the spans still buffered, once the runner has
+// stopped, waiting at most 10 seconds for the collector.
+func stopTracing(tr *tracing.Tracing, log logrus.FieldLogger) {
+	c, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := tr.Shutdown(c); err != nil {
+		log.WithError(err).Warn("some spans were not exported")
+	}
 }
 
 func parseLevel(s string) (logrus.Level, error) {
@@ -94,7 +116,7 @@ func newLogger(o Options, out io.Writer) *logrus.Logger {
 }
 
 // run starts everything, waits for ctx, and shuts down in reverse order.
-func run(ctx context.Context, force <-chan struct{}, o Options, log *logrus.Logger, ready func(Ready)) error {
+func run(ctx context.Context, force <-chan struct{}, o Options, log *logrus.Logger, tp trace.TracerProvider, ready func(Ready)) error {
 	var (
 		nc       *nats.Conn
 		natsURL  = o.NATS.URL
@@ -183,6 +205,7 @@ func run(ctx context.Context, force <-chan struct{}, o Options, log *logrus.Logg
 
 	rc := o.runnerConfig()
 	rc.Client, rc.Plugins, rc.Metrics, rc.Logger = client, host, metrics, log
+	rc.TracerProvider = tp
 	r, err := runner.New(rc)
 	if err != nil {
 		return err
