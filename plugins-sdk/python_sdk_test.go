@@ -24,14 +24,14 @@ func pythonWithDeps(t *testing.T) string {
 		if err != nil {
 			continue
 		}
-		out, err := exec.Command(path, "-c", "import grpc, google.protobuf, cryptography, setuptools, venv, ensurepip").CombinedOutput()
+		out, err := exec.Command(path, "-c", "import grpc, google.protobuf, cryptography, setuptools, wheel, venv, ensurepip").CombinedOutput()
 		if err == nil {
 			return path
 		}
 		tried = append(tried, path+": "+lastLine(string(out)))
 	}
-	t.Skipf("no python3 with grpcio, protobuf, cryptography, setuptools and venv (.ci/run installs Debian's "+
-		"python3-grpcio python3-protobuf python3-cryptography python3-setuptools python3-venv python3-pip); tried %v", tried)
+	t.Skipf("no python3 with grpcio, protobuf, cryptography, setuptools, wheel and venv (.ci/run installs Debian's "+
+		"python3-grpcio python3-protobuf python3-cryptography python3-setuptools python3-wheel python3-venv python3-pip); tried %v", tried)
 	return ""
 }
 
