@@ -112,15 +112,26 @@ class Task:
         the attempt."""
         self._cancelled.set()
 
+    def header(self, name):
+        """The value of header name, matched without regard to case (as
+        NATS and HTTP headers), or None."""
+        if name in self.headers:
+            return self.headers[name]
+        lower = name.lower()
+        for k, v in self.headers.items():
+            if k.lower() == lower:
+                return v
+        return None
+
     @property
     def traceparent(self):
         """The W3C traceparent header the runner passed, or None."""
-        return self.headers.get(_trace.TRACEPARENT) or None
+        return self.header(_trace.TRACEPARENT) or None
 
     @property
     def tracestate(self):
         """The W3C tracestate header the runner passed, or None."""
-        return self.headers.get(_trace.TRACESTATE) or None
+        return self.header(_trace.TRACESTATE) or None
 
     @property
     def trace_context(self):

@@ -180,6 +180,7 @@ class TraceTest(unittest.TestCase):
         self.assertEqual(task.traceparent, TRACEPARENT)
         self.assertEqual(task.tracestate, "congo=t61rcWkgMzE")
         self.assertEqual(task.trace_context.span_id, "00f067aa0ba902b7")
+        self.assertEqual(omniq.Task("f", headers={"Traceparent": TRACEPARENT}).traceparent, TRACEPARENT)
         empty = omniq.Task("f")
         self.assertIsNone(empty.traceparent)
         self.assertIsNone(empty.trace_context)
