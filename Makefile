@@ -12,7 +12,7 @@ CONFIGURABLE := exec http
 # plugin's memory limit), and they run on any Linux.
 export CGO_ENABLED := 0
 
-.PHONY: all build plugins run test check bench bench-inprocess fuzz proto clean chaos chaos-bin chaos-ci
+.PHONY: all build plugins run test check bench bench-inprocess fuzz proto proto-go proto-python clean chaos chaos-bin chaos-ci
 
 all: build plugins
 
@@ -82,10 +82,17 @@ bench: all $(BIN)/nats-server
 bench-inprocess:
 	$(GO) test -run '^$$' -bench . -benchmem -benchtime 20000x -count 1 ./bench/...
 
-# Regenerates the plugin protocol's Go code (needs protoc, protoc-gen-go and
-# protoc-gen-go-grpc on PATH).
-proto:
+# Regenerates the plugin protocol's code from plugins-sdk/proto: the Go code
+# (needs protoc, protoc-gen-go and protoc-gen-go-grpc on PATH) and the Python
+# SDK's stubs (needs protoc and grpc_python_plugin: Debian's
+# protobuf-compiler and protobuf-compiler-grpc). Both are committed.
+proto: proto-go proto-python
+
+proto-go:
 	$(GO) generate ./plugins-sdk
+
+proto-python:
+	sh plugins-sdk/python/generate.sh
 
 clean:
 	rm -rf $(BIN)
