@@ -5,19 +5,25 @@ from typing import ClassVar as _ClassVar, Iterable as _Iterable, Mapping as _Map
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
+class Cancel(_message.Message):
+    __slots__ = []
+    def __init__(self) -> None: ...
+
 class DescribeRequest(_message.Message):
     __slots__ = []
     def __init__(self) -> None: ...
 
 class DescribeResponse(_message.Message):
-    __slots__ = ["functions", "plugin_name", "plugin_version"]
+    __slots__ = ["functions", "plugin_name", "plugin_version", "supports_session"]
     FUNCTIONS_FIELD_NUMBER: _ClassVar[int]
     PLUGIN_NAME_FIELD_NUMBER: _ClassVar[int]
     PLUGIN_VERSION_FIELD_NUMBER: _ClassVar[int]
+    SUPPORTS_SESSION_FIELD_NUMBER: _ClassVar[int]
     functions: _containers.RepeatedCompositeFieldContainer[FunctionSpec]
     plugin_name: str
     plugin_version: str
-    def __init__(self, functions: _Optional[_Iterable[_Union[FunctionSpec, _Mapping]]] = ..., plugin_name: _Optional[str] = ..., plugin_version: _Optional[str] = ...) -> None: ...
+    supports_session: bool
+    def __init__(self, functions: _Optional[_Iterable[_Union[FunctionSpec, _Mapping]]] = ..., plugin_name: _Optional[str] = ..., plugin_version: _Optional[str] = ..., supports_session: bool = ...) -> None: ...
 
 class ExecuteEvent(_message.Message):
     __slots__ = ["failure", "progress", "result"]
@@ -97,6 +103,24 @@ class Result(_message.Message):
     OUTPUT_FIELD_NUMBER: _ClassVar[int]
     output: bytes
     def __init__(self, output: _Optional[bytes] = ...) -> None: ...
+
+class SessionEvent(_message.Message):
+    __slots__ = ["call_id", "event"]
+    CALL_ID_FIELD_NUMBER: _ClassVar[int]
+    EVENT_FIELD_NUMBER: _ClassVar[int]
+    call_id: int
+    event: ExecuteEvent
+    def __init__(self, call_id: _Optional[int] = ..., event: _Optional[_Union[ExecuteEvent, _Mapping]] = ...) -> None: ...
+
+class SessionRequest(_message.Message):
+    __slots__ = ["call_id", "cancel", "execute"]
+    CALL_ID_FIELD_NUMBER: _ClassVar[int]
+    CANCEL_FIELD_NUMBER: _ClassVar[int]
+    EXECUTE_FIELD_NUMBER: _ClassVar[int]
+    call_id: int
+    cancel: Cancel
+    execute: ExecuteRequest
+    def __init__(self, call_id: _Optional[int] = ..., execute: _Optional[_Union[ExecuteRequest, _Mapping]] = ..., cancel: _Optional[_Union[Cancel, _Mapping]] = ...) -> None: ...
 
 class StatusRequest(_message.Message):
     __slots__ = []

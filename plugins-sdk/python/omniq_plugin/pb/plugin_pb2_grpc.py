@@ -29,6 +29,11 @@ class PluginStub(object):
                 request_serializer=omniq_dot_plugin_dot_v1_dot_plugin__pb2.StatusRequest.SerializeToString,
                 response_deserializer=omniq_dot_plugin_dot_v1_dot_plugin__pb2.StatusResponse.FromString,
                 )
+        self.Session = channel.stream_stream(
+                '/omniq.plugin.v1.Plugin/Session',
+                request_serializer=omniq_dot_plugin_dot_v1_dot_plugin__pb2.SessionRequest.SerializeToString,
+                response_deserializer=omniq_dot_plugin_dot_v1_dot_plugin__pb2.SessionEvent.FromString,
+                )
 
 
 class PluginServicer(object):
@@ -58,6 +63,21 @@ class PluginServicer(object):
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Session(self, request_iterator, context):
+        """Session carries many task attempts over one long-lived stream, so an
+        attempt costs two messages instead of a new gRPC stream. The runner
+        opens it once per plugin process when Describe says the plugin
+        supports it (DescribeResponse.supports_session), and otherwise calls
+        Execute per attempt. Each SessionRequest starts an attempt (execute)
+        or stops one (cancel); the plugin answers with the attempt's events,
+        each tagged with the call id the runner gave it: zero or more Progress,
+        then exactly one Result or Failure. Closing the stream cancels every
+        attempt on it.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_PluginServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -75,6 +95,11 @@ def add_PluginServicer_to_server(servicer, server):
                     servicer.Status,
                     request_deserializer=omniq_dot_plugin_dot_v1_dot_plugin__pb2.StatusRequest.FromString,
                     response_serializer=omniq_dot_plugin_dot_v1_dot_plugin__pb2.StatusResponse.SerializeToString,
+            ),
+            'Session': grpc.stream_stream_rpc_method_handler(
+                    servicer.Session,
+                    request_deserializer=omniq_dot_plugin_dot_v1_dot_plugin__pb2.SessionRequest.FromString,
+                    response_serializer=omniq_dot_plugin_dot_v1_dot_plugin__pb2.SessionEvent.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -134,5 +159,22 @@ class Plugin(object):
         return grpc.experimental.unary_unary(request, target, '/omniq.plugin.v1.Plugin/Status',
             omniq_dot_plugin_dot_v1_dot_plugin__pb2.StatusRequest.SerializeToString,
             omniq_dot_plugin_dot_v1_dot_plugin__pb2.StatusResponse.FromString,
+            options, channel_credentials,
+            insecure, call_credentials, compression, wait_for_ready, timeout, metadata)
+
+    @staticmethod
+    def Session(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_stream(request_iterator, target, '/omniq.plugin.v1.Plugin/Session',
+            omniq_dot_plugin_dot_v1_dot_plugin__pb2.SessionRequest.SerializeToString,
+            omniq_dot_plugin_dot_v1_dot_plugin__pb2.SessionEvent.FromString,
             options, channel_credentials,
             insecure, call_credentials, compression, wait_for_ready, timeout, metadata)
