@@ -26,6 +26,7 @@ import (
 	"github.com/omniq/omniq/internal/roles"
 	"github.com/omniq/omniq/internal/version"
 	"github.com/omniq/omniq/jetstream"
+	"github.com/omniq/omniq/jetstream/embedded"
 	sdk "github.com/omniq/omniq/plugins-sdk"
 	"github.com/omniq/omniq/runner"
 	"github.com/omniq/omniq/runner/pluginhost"
@@ -97,7 +98,7 @@ func run(ctx context.Context, force <-chan struct{}, o Options, log *logrus.Logg
 	var (
 		nc       *nats.Conn
 		natsURL  = o.NATSURL
-		embedded *jetstream.Embedded
+		embedSrv *embedded.Server
 		credsDir string
 		err      error
 	)
@@ -105,7 +106,7 @@ func run(ctx context.Context, force <-chan struct{}, o Options, log *logrus.Logg
 		host, port, _ := o.listenAddr()
 		sync := o.Sync == "always"
 		interval, _ := time.ParseDuration(o.Sync)
-		ec := jetstream.EmbeddedConfig{
+		ec := embedded.Config{
 			StoreDir: filepath.Join(o.DataDir, "jetstream"), Host: host, Port: port, NoListen: o.Listen == "none",
 			SyncAlways: sync, SyncInterval: interval, Logger: log.WithField("component", "nats-server"),
 			TLSCertFile: o.TLSCert, TLSKeyFile: o.TLSKey, TLSCAFile: o.TLSCA, AuthConfigFile: o.AuthConfig,
@@ -118,19 +119,19 @@ func run(ctx context.Context, force <-chan struct{}, o Options, log *logrus.Logg
 		if o.AuthConfig == "" {
 			credsDir = credentials.Dir(o.DataDir)
 		}
-		embedded, err = jetstream.StartEmbedded(ec)
+		embedSrv, err = embedded.StartContext(ctx, ec)
 		if err != nil {
 			return err
 		}
 		defer func() {
 			c, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 			defer cancel()
-			if err := embedded.Shutdown(c); err != nil {
+			if err := embedSrv.Shutdown(c); err != nil {
 				log.WithError(err).Error("embedded NATS shutdown")
 			}
 		}()
-		natsURL = embedded.ClientURL()
-		nc, err = embedded.Connect(append(login, nats.Name("omniq-runner"), nats.CustomInboxPrefix(roles.RunnerInboxPrefix))...)
+		natsURL = embedSrv.ClientURL()
+		nc, err = embedSrv.Connect(append(login, nats.Name("omniq-runner"), nats.CustomInboxPrefix(roles.RunnerInboxPrefix))...)
 	} else {
 		conn := o.Conn
 		conn.URL, conn.Name, conn.Logger, conn.InboxPrefix = o.NATSURL, "omniq-runner", log, roles.RunnerInboxPrefix
@@ -255,7 +256,7 @@ func run(ctx context.Context, force <-chan struct{}, o Options, log *logrus.Logg
 // these are the roles' nkeys kept in the data directory (created on first
 // start) and the config file's users and nkeys, each with its role's
 // permissions; with it, the file's logins and the --nats-* credentials.
-func (o *Options) embeddedAuth(ec *jetstream.EmbeddedConfig) ([]nats.Option, error) {
+func (o *Options) embeddedAuth(ec *embedded.Config) ([]nats.Option, error) {
 	if o.AuthConfig != "" {
 		var login []nats.Option
 		c := o.Conn

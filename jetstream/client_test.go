@@ -7,73 +7,9 @@ import (
 	"time"
 
 	"github.com/omniq/omniq/jetstream"
+	"github.com/omniq/omniq/jetstream/embedded"
 	"github.com/omniq/omniq/models"
 )
-
-func TestEmbeddedSecondProcessOnSameStoreIsRefused(t *testing.T) {
-	t.Parallel()
-	e := newEnv(t, jetstream.Config{})
-	_, err := jetstream.StartEmbedded(jetstream.EmbeddedConfig{StoreDir: e.dir, Port: -1, InsecureNoAuth: true})
-	if !errors.Is(err, jetstream.ErrStoreLocked) {
-		t.Fatalf("second server on %s: err = %v, want ErrStoreLocked", e.dir, err)
-	}
-	if !strings.Contains(err.Error(), e.dir) {
-		t.Fatalf("error %q does not name the directory", err)
-	}
-	// The first server is unharmed.
-	if _, err := e.client.Submit(ctx(t), jetstream.SubmitRequest{Function: "f"}); err != nil {
-		t.Fatalf("submit after refused second start: %v", err)
-	}
-}
-
-func TestEmbeddedRequiresStoreDir(t *testing.T) {
-	t.Parallel()
-	_, err := jetstream.StartEmbedded(jetstream.EmbeddedConfig{})
-	if !errors.Is(err, jetstream.ErrInvalidConfig) || !strings.Contains(err.Error(), "StoreDir") {
-		t.Fatalf("err = %v, want ErrInvalidConfig naming StoreDir", err)
-	}
-}
-
-func TestEmbeddedListensOnClientURL(t *testing.T) {
-	t.Parallel()
-	e := newEnv(t, jetstream.Config{})
-	url := e.srv.ClientURL()
-	if !strings.HasPrefix(url, "nats://127.0.0.1:") {
-		t.Fatalf("ClientURL = %q", url)
-	}
-	nc, err := jetstream.Connect(jetstream.ConnConfig{URL: url})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	if _, err := jetstream.New(ctx(t), nc, jetstream.Config{}); err != nil {
-		t.Fatalf("client over TCP: %v", err)
-	}
-}
-
-func TestEmbeddedNoListenServesInProcess(t *testing.T) {
-	t.Parallel()
-	srv, err := jetstream.StartEmbedded(jetstream.EmbeddedConfig{StoreDir: t.TempDir(), NoListen: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = srv.Shutdown(ctx(t)) }()
-	if srv.ClientURL() != "" {
-		t.Fatalf("ClientURL = %q, want none", srv.ClientURL())
-	}
-	nc, err := srv.Connect()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	c, err := jetstream.New(ctx(t), nc, jetstream.Config{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := c.Submit(ctx(t), jetstream.SubmitRequest{Function: "f"}); err != nil {
-		t.Fatal(err)
-	}
-}
 
 func TestStateSurvivesRestart(t *testing.T) {
 	t.Parallel()
@@ -102,7 +38,7 @@ func TestStateSurvivesRestart(t *testing.T) {
 
 func TestClientRefusesServerWithSmallMaxPayload(t *testing.T) {
 	t.Parallel()
-	srv, err := jetstream.StartEmbedded(jetstream.EmbeddedConfig{StoreDir: t.TempDir(), Port: -1, MaxPayload: 512 << 10, InsecureNoAuth: true})
+	srv, err := embedded.Start(embedded.Config{StoreDir: t.TempDir(), Port: -1, MaxPayload: 512 << 10, InsecureNoAuth: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -162,7 +98,7 @@ func TestOpenUsesExistingStreamsWithoutChangingThem(t *testing.T) {
 		t.Fatalf("err = %v, want ErrPayloadTooLarge from the stream's limit", err)
 	}
 
-	bare, err := jetstream.StartEmbedded(jetstream.EmbeddedConfig{StoreDir: t.TempDir(), NoListen: true})
+	bare, err := embedded.Start(embedded.Config{StoreDir: t.TempDir(), NoListen: true})
 	if err != nil {
 		t.Fatal(err)
 	}
