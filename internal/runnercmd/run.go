@@ -102,6 +102,15 @@ func run(ctx context.Context, force <-chan struct{}, o Options, log *logrus.Logg
 		credsDir string
 		err      error
 	)
+	// Listeners first: a busy address fails the start at once, naming it,
+	// before anything else was started.
+	var metricsLn net.Listener
+	if o.MetricsAddr != "" {
+		if metricsLn, err = net.Listen("tcp", o.MetricsAddr); err != nil {
+			return fmt.Errorf("--metrics-addr %s: cannot listen: %w", o.MetricsAddr, err)
+		}
+		defer metricsLn.Close()
+	}
 	if o.NATSURL == "" {
 		host, port, _ := o.listenAddr()
 		sync := o.Sync == "always"
@@ -120,7 +129,14 @@ func run(ctx context.Context, force <-chan struct{}, o Options, log *logrus.Logg
 			credsDir = credentials.Dir(o.DataDir)
 		}
 		embedSrv, err = embedded.StartContext(ctx, ec)
+		if errors.Is(err, embedded.ErrListen) {
+			return fmt.Errorf("--listen %s: %w", o.Listen, err)
+		}
 		if err != nil {
+			if ctx.Err() != nil {
+				log.Info("shutting down: stopped during start-up")
+				return nil
+			}
 			return err
 		}
 		defer func() {
@@ -199,12 +215,8 @@ func run(ctx context.Context, force <-chan struct{}, o Options, log *logrus.Logg
 	started.Store(true)
 
 	var metricsAddr string
-	if o.MetricsAddr != "" {
-		ln, err := net.Listen("tcp", o.MetricsAddr)
-		if err != nil {
-			_ = r.Stop(context.Background())
-			return fmt.Errorf("--metrics-addr: %w", err)
-		}
+	if metricsLn != nil {
+		ln := metricsLn
 		metricsAddr = ln.Addr().String()
 		srv := &http.Server{Handler: metricsMux(reg, nc, &started, r.Ready, host), ReadHeaderTimeout: 5 * time.Second}
 		go func() { _ = srv.Serve(ln) }()
