@@ -6,6 +6,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sirupsen/logrus/hooks/test"
+
 	"github.com/omniq/omniq/jetstream"
 	"github.com/omniq/omniq/jetstream/embedded"
 	"github.com/omniq/omniq/models"
@@ -36,9 +38,11 @@ func TestStateSurvivesRestart(t *testing.T) {
 	}
 }
 
-func TestClientRefusesServerWithSmallMaxPayload(t *testing.T) {
+// On a stock nats-server (max_payload 1 MiB) the default payload limit
+// adapts, with a log line; a limit set explicitly is kept and refused.
+func TestPayloadLimitAdaptsToTheServer(t *testing.T) {
 	t.Parallel()
-	srv, err := embedded.Start(embedded.Config{StoreDir: t.TempDir(), Port: -1, MaxPayload: 512 << 10, InsecureNoAuth: true})
+	srv, err := embedded.Start(embedded.Config{StoreDir: t.TempDir(), Port: -1, MaxPayload: 1 << 20, InsecureNoAuth: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -48,13 +52,57 @@ func TestClientRefusesServerWithSmallMaxPayload(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer nc.Close()
-	_, err = jetstream.New(ctx(t), nc, jetstream.Config{})
-	if !errors.Is(err, jetstream.ErrServerPayloadLimit) || !strings.Contains(err.Error(), "max_payload") {
-		t.Fatalf("err = %v, want ErrServerPayloadLimit telling to raise max_payload", err)
+
+	_, err = jetstream.New(ctx(t), nc, jetstream.Config{MaxPayload: 1 << 20})
+	if !errors.Is(err, jetstream.ErrServerPayloadLimit) || !strings.Contains(err.Error(), "max_payload") || !strings.Contains(err.Error(), "1048576") {
+		t.Fatalf("explicit 1 MiB: err = %v, want ErrServerPayloadLimit naming max_payload and the limit set", err)
 	}
-	_, err = jetstream.New(ctx(t), nc, jetstream.Config{MaxPayload: 256 << 10})
+
+	logger, hook := test.NewNullLogger()
+	c, err := jetstream.New(ctx(t), nc, jetstream.Config{Logger: logger})
 	if err != nil {
-		t.Fatalf("smaller MaxPayload should fit: %v", err)
+		t.Fatalf("default limit on a 1 MiB server: %v", err)
+	}
+	want := 1<<20 - jetstream.HeaderRoom - jetstream.DeadLetterRoom
+	if got := c.Config().MaxPayload; got != want {
+		t.Fatalf("MaxPayload = %d, want %d (the server's max less OmniQ's room)", got, want)
+	}
+	logged := false
+	for _, e := range hook.AllEntries() {
+		logged = logged || (e.Data["max_payload"] == want && strings.Contains(e.Message, "max_payload"))
+	}
+	if !logged {
+		t.Errorf("no log line gives the adapted limit; logged: %v", hook.AllEntries())
+	}
+
+	// A client that opens the runner's streams learns the same limit.
+	opened, err := jetstream.Open(ctx(t), nc, jetstream.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := opened.Config().MaxPayload; got != want {
+		t.Fatalf("Open: MaxPayload = %d, want %d", got, want)
+	}
+	if _, err := opened.Submit(ctx(t), jetstream.SubmitRequest{Function: "f", Payload: make([]byte, want)}); err != nil {
+		t.Fatalf("a payload at the limit: %v", err)
+	}
+	if _, err := opened.Submit(ctx(t), jetstream.SubmitRequest{Function: "f", Payload: make([]byte, want+1)}); !errors.Is(err, jetstream.ErrPayloadTooLarge) {
+		t.Fatalf("a payload over the limit: err = %v, want ErrPayloadTooLarge", err)
+	}
+
+	// A server too small for OmniQ at all is refused whatever the config.
+	tiny, err := embedded.Start(embedded.Config{StoreDir: t.TempDir(), NoListen: true, MaxPayload: 64 << 10})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = tiny.Shutdown(ctx(t)) }()
+	tnc, err := tiny.Connect()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tnc.Close()
+	if _, err := jetstream.New(ctx(t), tnc, jetstream.Config{}); !errors.Is(err, jetstream.ErrServerPayloadLimit) {
+		t.Fatalf("64 KiB server: err = %v, want ErrServerPayloadLimit", err)
 	}
 }
 
