@@ -37,7 +37,8 @@ func Name(name, version string) ServeOption {
 
 // Serve serves h's functions to the OmniQ runner that started this process
 // and returns when the runner disconnects. Run from a shell instead of by
-// the runner, it prints an explanation and exits with status 1.
+// the runner, it says that this is an OmniQ plugin to put in omniq-runner's
+// plugins directory, and exits with status 1.
 func Serve(h *Mux, opts ...ServeOption) {
 	var cfg serveConfig
 	for _, o := range opts {
@@ -47,6 +48,7 @@ func Serve(h *Mux, opts ...ServeOption) {
 		fmt.Fprintln(os.Stderr, "omniq plugin: no functions registered")
 		os.Exit(1)
 	}
+	exitIfStartedByHand(h)
 	max := MaxMessageBytes()
 	go exitWithParent()
 	plugin.Serve(&plugin.ServeConfig{

@@ -30,6 +30,7 @@ import (
 	"github.com/omniq/omniq/internal/tracing"
 	"github.com/omniq/omniq/internal/version"
 	"github.com/omniq/omniq/jetstream"
+	"github.com/omniq/omniq/jetstream/embedded"
 	sdk "github.com/omniq/omniq/plugins-sdk"
 	"github.com/omniq/omniq/runner"
 	"github.com/omniq/omniq/runner/pluginhost"
@@ -120,15 +121,24 @@ func run(ctx context.Context, force <-chan struct{}, o Options, log *logrus.Logg
 	var (
 		nc       *nats.Conn
 		natsURL  = o.NATS.URL
-		embedded *jetstream.Embedded
+		embedSrv *embedded.Server
 		credsDir string
 		err      error
 	)
+	// Listeners first: a busy address fails the start at once, naming it,
+	// before anything else was started.
+	var metricsLn net.Listener
+	if o.MetricsAddr != "" {
+		if metricsLn, err = net.Listen("tcp", o.MetricsAddr); err != nil {
+			return fmt.Errorf("--metrics-addr %s: cannot listen: %w", o.MetricsAddr, err)
+		}
+		defer metricsLn.Close()
+	}
 	if o.NATS.URL == "" {
 		host, port, _ := o.listenAddr()
 		sync := o.Sync == "always"
 		interval, _ := time.ParseDuration(o.Sync)
-		ec := jetstream.EmbeddedConfig{
+		ec := embedded.Config{
 			StoreDir: filepath.Join(o.DataDir, "jetstream"), Host: host, Port: port, NoListen: o.Listen == "none",
 			SyncAlways: sync, SyncInterval: interval, Logger: log.WithField("component", "nats-server"),
 			TLSCertFile: o.TLSCert, TLSKeyFile: o.TLSKey, TLSCAFile: o.TLSCA, AuthConfigFile: o.AuthConfig,
@@ -141,19 +151,26 @@ func run(ctx context.Context, force <-chan struct{}, o Options, log *logrus.Logg
 		if o.AuthConfig == "" {
 			credsDir = credentials.Dir(o.DataDir)
 		}
-		embedded, err = jetstream.StartEmbedded(ec)
+		embedSrv, err = embedded.StartContext(ctx, ec)
+		if errors.Is(err, embedded.ErrListen) {
+			return fmt.Errorf("--listen %s: %w", o.Listen, err)
+		}
 		if err != nil {
+			if ctx.Err() != nil {
+				log.Info("shutting down: stopped during start-up")
+				return nil
+			}
 			return err
 		}
 		defer func() {
 			c, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 			defer cancel()
-			if err := embedded.Shutdown(c); err != nil {
+			if err := embedSrv.Shutdown(c); err != nil {
 				log.WithError(err).Error("embedded NATS shutdown")
 			}
 		}()
-		natsURL = embedded.ClientURL()
-		nc, err = embedded.Connect(append(login, nats.Name("omniq-runner"), nats.CustomInboxPrefix(roles.RunnerInboxPrefix))...)
+		natsURL = embedSrv.ClientURL()
+		nc, err = embedSrv.Connect(append(login, nats.Name("omniq-runner"), nats.CustomInboxPrefix(roles.RunnerInboxPrefix))...)
 	} else {
 		conn := o.NATS.Config("omniq-runner")
 		conn.Logger, conn.InboxPrefix = log, roles.RunnerInboxPrefix
@@ -222,12 +239,8 @@ func run(ctx context.Context, force <-chan struct{}, o Options, log *logrus.Logg
 	started.Store(true)
 
 	var metricsAddr string
-	if o.MetricsAddr != "" {
-		ln, err := net.Listen("tcp", o.MetricsAddr)
-		if err != nil {
-			_ = r.Stop(context.Background())
-			return fmt.Errorf("--metrics-addr: %w", err)
-		}
+	if metricsLn != nil {
+		ln := metricsLn
 		metricsAddr = ln.Addr().String()
 		mux := metricsMux(reg, nc, &started, r.Ready, host)
 		if o.Pprof {
@@ -283,7 +296,7 @@ func run(ctx context.Context, force <-chan struct{}, o Options, log *logrus.Logg
 // these are the roles' nkeys kept in the data directory (created on first
 // start) and the config file's users and nkeys, each with its role's
 // permissions; with it, the file's logins and the --nats-* credentials.
-func (o *Options) embeddedAuth(ec *jetstream.EmbeddedConfig) ([]nats.Option, error) {
+func (o *Options) embeddedAuth(ec *embedded.Config) ([]nats.Option, error) {
 	if o.AuthConfig != "" {
 		var login []nats.Option
 		c := o.NATS.Conn
