@@ -72,6 +72,7 @@ func New(cfg Config) (*Runner, error) {
 		stopped: make(chan struct{}), stopHB: make(chan struct{}), tracer: newTracer(cfg.TracerProvider),
 	}
 	cfg.Metrics.watchPlugins(cfg.Plugins)
+	cfg.Metrics.watchStreams(cfg.Client)
 	r.pullCtx, r.stopPull = context.WithCancel(context.Background())
 	r.taskCtx, r.cancelRuns = context.WithCancelCause(context.Background())
 	return r, nil
