@@ -36,3 +36,6 @@ func (p *ProgressWriter) Report(fraction float64, message string) {
 
 // Finish ends p's writes and returns the record as finish does.
 func (p *ProgressWriter) Finish() jetstream.Record { return p.finish() }
+
+// StateReads is how many state records r has read to decide deliveries.
+func (r *Runner) StateReads() int64 { return r.reads.Load() }

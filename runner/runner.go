@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -32,6 +33,8 @@ type Runner struct {
 	mu       sync.Mutex
 	started  bool
 	inflight map[string]*inflight // by task id
+	recent   recentRecords        // retrying records written here, for the next claim
+	reads    atomic.Int64         // state records read to decide a delivery (for tests)
 	loops    map[string]bool      // functions being pulled
 	// failing holds, per pull loop ("<stream>/<function>"), why it cannot
 	// pull now; empty while every loop pulls. Ready reports it.

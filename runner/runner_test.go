@@ -169,7 +169,7 @@ func TestRetriesHonourBudgetThenDeadLetter(t *testing.T) {
 func TestFlakySucceedsAfterNFailures(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
-	startRunner(t, e, fastConfig(), pluginhost.HostConfig{})
+	tr := startRunner(t, e, fastConfig(), pluginhost.HostConfig{})
 	res, err := e.client.Submit(ctx(t), jetstream.SubmitRequest{Function: "flaky", Payload: []byte("3"), MaxRetries: intp(5)})
 	if err != nil {
 		t.Fatal(err)
@@ -177,6 +177,38 @@ func TestFlakySucceedsAfterNFailures(t *testing.T) {
 	task := waitFor(t, e, res.ID, models.StatusSucceeded, 30*time.Second)
 	if string(task.Result) != "ok after 3 failures" || len(task.Errors) != 3 || task.Attempt != 4 || task.RetryCount != 3 {
 		t.Fatalf("task = %+v", task)
+	}
+	// Each retry was claimed from the record this runner wrote when it
+	// scheduled it, without reading it back (recentRecords).
+	if n := tr.StateReads(); n != 0 {
+		t.Fatalf("%d state reads to claim the retries of a task this runner retried, want 0", n)
+	}
+}
+
+// A retry claimed from a remembered record that moved on since it was
+// written is claimed from the record read again: the swap from the
+// remembered revision fails, nothing is lost.
+func TestARememberedRecordThatMovedOnIsReadAgain(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	cfg := fastConfig()
+	cfg.Defaults.BackoffBase, cfg.Defaults.BackoffMax = 5*time.Second, 5*time.Second // a schedule: time to move the record
+	tr := startRunner(t, e, cfg, pluginhost.HostConfig{})
+	res, err := e.client.Submit(ctx(t), jetstream.SubmitRequest{Function: "flaky", Payload: []byte("1"), MaxRetries: intp(2)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, e, res.ID, models.StatusRetrying, 30*time.Second)
+	rec, err := e.client.State().Get(ctx(t), res.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.client.State().Replace(ctx(t), rec, rec.Task.Clone()); err != nil { // same record, next revision
+		t.Fatal(err)
+	}
+	task := waitFor(t, e, res.ID, models.StatusSucceeded, 30*time.Second)
+	if task.Attempt != 2 || tr.StateReads() == 0 {
+		t.Fatalf("attempt %d after %d state reads; want attempt 2 claimed after reading the moved record", task.Attempt, tr.StateReads())
 	}
 }
 

@@ -69,6 +69,7 @@ func (r *Runner) checkLimits(tm *jetstream.TaskMessage) error {
 // view reads the task's state record for decide. A transient failure to
 // read it is returned as an error.
 func (r *Runner) view(ctx context.Context, id string) (view, jetstream.Record, uint64, error) {
+	r.reads.Add(1)
 	rec, err := r.client.State().Get(ctx, id)
 	var corrupt *jetstream.CorruptRecordError
 	switch {
@@ -92,8 +93,17 @@ func (r *Runner) claim(ctx context.Context, log logrus.FieldLogger, tm *jetstrea
 		var rec jetstream.Record
 		var rev uint64
 		var err error
+		cached := false
 		if try > 0 || tm.Retry || d.Delivered > 1 {
-			v, rec, rev, err = r.view(ctx, tm.ID)
+			if try == 0 {
+				// A retry this runner scheduled: start from the record it
+				// wrote, if it still has it (see recentRecords).
+				rec, cached = r.recent.take(tm.ID)
+				v, rev = view{Found: cached, Task: rec.Task}, rec.Revision
+			}
+			if !cached {
+				v, rec, rev, err = r.view(ctx, tm.ID)
+			}
 			if err != nil {
 				r.unreadable(log, msg, d, err)
 				return jetstream.Record{}, false
@@ -105,6 +115,9 @@ func (r *Runner) claim(ctx context.Context, log logrus.FieldLogger, tm *jetstrea
 		// ErrTaskExists, writing nothing, if there is one: the next try
 		// reads it and decides again.
 		dec := decide(v, d, r.isRunning(tm.ID), limits{MaxInterruptions: r.cfg.MaxInterruptions}, time.Now())
+		if cached && dec.Action != actRun {
+			continue // only a run is guarded by its write: read, then decide
+		}
 		// Only the rarer decisions log: no fields allocated for a claim.
 		dlog := func() logrus.FieldLogger { return log.WithField("decision", dec.Action.String()) }
 		switch dec.Action {
@@ -431,15 +444,17 @@ func (r *Runner) settle(ctx context.Context, log logrus.FieldLogger, rec jetstre
 	}
 	delay := retryDelay(f.RetryAfter, res.backoffBase, res.backoffMax, t.RetryCount)
 	runAt := time.Now().Add(delay)
-	if _, err := state.Transition(ctx, rec, models.StatusRetrying, time.Now(), func(t *models.Task) {
+	retrying, err := state.Transition(ctx, rec, models.StatusRetrying, time.Now(), func(t *models.Task) {
 		t.RecordError(te)
 		t.RetryCount++
 		t.RunAt = runAt
-	}); errors.Is(err, jetstream.ErrRecordTooLarge) {
+	})
+	if errors.Is(err, jetstream.ErrRecordTooLarge) {
 		return r.unrecordable(ctx, flog, rec, tm, msg, err)
 	} else if err != nil {
 		return r.lostRecord(ctx, flog, t.ID, msg, err)
 	}
+	r.recent.put(retrying)
 	r.cfg.Metrics.retried(tm.Function, te.ErrorType)
 	flog.WithField("retry_in", delay.Round(time.Millisecond)).Warn("task failed, will retry: " + logText(te.Message))
 	if delay < time.Second {
