@@ -65,7 +65,9 @@ type Result struct {
 	Server  string `json:"server"`
 	// Settings are the peer's settings that matter for the figures.
 	Settings string `json:"settings"`
-	Workload string `json:"workload"`
+	// ServerPID is the server's process, stopped before the command ends.
+	ServerPID int    `json:"server_pid"`
+	Workload  string `json:"workload"`
 	// Tasks is the tasks of the workload; Done those seen completed
 	// (backlog, serial), inserted (submit), started (latency) or dead
 	// (failure: asynq's archived, River's discarded).
@@ -271,7 +273,7 @@ func Run(ctx context.Context, o Options, progress io.Writer) (r *Result, err err
 			err = cerr
 		}
 	}()
-	r = &Result{System: o.System, Workload: o.Workload}
+	r = &Result{System: o.System, Workload: o.Workload, ServerPID: srv.cmd.Process.Pid}
 	p.info(r)
 	w := &workload{o: o, p: p, r: r}
 	switch o.Workload {
