@@ -12,7 +12,7 @@ CONFIGURABLE := exec http
 # plugin's memory limit), and they run on any Linux.
 export CGO_ENABLED := 0
 
-.PHONY: all build plugins run test check bench bench-peers bench-inprocess fuzz proto clean chaos chaos-bin chaos-ci
+.PHONY: all build plugins run test check cross bench bench-peers bench-inprocess fuzz proto proto-go proto-python clean chaos chaos-bin chaos-ci
 
 all: build plugins
 
@@ -37,6 +37,15 @@ check:
 
 test: check
 	CGO_ENABLED=1 $(GO) test -race -count=1 ./...
+
+# What must build on macOS and Windows: omniq-submit and the Go plugin SDK
+# (omniq-runner needs Linux; built for another system it says so and exits
+# 2, which is checked to compile too). Nothing is written: -o /dev/null.
+CROSS_OS := darwin windows
+cross:
+	@for os in $(CROSS_OS); do for pkg in ./cmd/omniq-submit ./cmd/omniq-runner; do \
+		echo "GOOS=$$os $(GO) build $$pkg"; GOOS=$$os $(GO) build -o /dev/null $$pkg || exit 1; done; \
+		echo "GOOS=$$os $(GO) build ./plugins-sdk/..."; GOOS=$$os $(GO) build ./plugins-sdk/... || exit 1; done
 
 # The fault suite (docs/reliability.md): real nats-server and omniq-runner
 # processes, killed, stopped and crashed under load. `make chaos` runs every
@@ -91,10 +100,17 @@ bench-peers:
 bench-inprocess:
 	$(GO) test -run '^$$' -bench . -benchmem -benchtime 20000x -count 1 ./bench/...
 
-# Regenerates the plugin protocol's Go code (needs protoc, protoc-gen-go and
-# protoc-gen-go-grpc on PATH).
-proto:
+# Regenerates the plugin protocol's code from plugins-sdk/proto: the Go code
+# (needs protoc, protoc-gen-go and protoc-gen-go-grpc on PATH) and the Python
+# SDK's stubs (needs protoc and grpc_python_plugin: Debian's
+# protobuf-compiler and protobuf-compiler-grpc). Both are committed.
+proto: proto-go proto-python
+
+proto-go:
 	$(GO) generate ./plugins-sdk
+
+proto-python:
+	sh plugins-sdk/python/generate.sh
 
 clean:
 	rm -rf $(BIN)

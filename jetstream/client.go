@@ -10,6 +10,7 @@ import (
 	natsjs "github.com/nats-io/nats.go/jetstream"
 	"github.com/nats-io/nuid"
 	"github.com/sirupsen/logrus"
+	"go.opentelemetry.io/otel"
 
 	"github.com/omniq/omniq/models"
 )
@@ -39,14 +40,16 @@ type Client struct {
 
 // New provisions OmniQ's streams and buckets on the connection (see
 // Provision) and returns a Client using them.
+//
+// With Config.MaxPayload unset, the payload limit adapts to the server: it
+// is the default (1 MiB) when the server's max_payload has room for it and
+// OmniQ's headers, and otherwise the server's max_payload less HeaderRoom
+// and DeadLetterRoom, which is logged. A MaxPayload set explicitly is kept:
+// a server without room for it returns ErrServerPayloadLimit.
 func New(ctx context.Context, nc *nats.Conn, cfg Config) (*Client, error) {
-	cfg = cfg.WithDefaults()
-	if err := cfg.validate(); err != nil {
+	cfg, err := fitPayload(cfg, nc.MaxPayload())
+	if err != nil {
 		return nil, err
-	}
-	if max := nc.MaxPayload(); max < int64(cfg.ServerPayloadNeeded()) {
-		return nil, fmt.Errorf("%w: the server accepts messages of %d bytes, OmniQ needs %d (MaxPayload %d + %d for headers + %d for a dead-letter entry's error): raise the server's max_payload or lower MaxPayload",
-			ErrServerPayloadLimit, max, cfg.ServerPayloadNeeded(), cfg.MaxPayload, HeaderRoom, DeadLetterRoom)
 	}
 	js, err := natsjs.New(nc)
 	if err != nil {
@@ -138,6 +141,12 @@ func (c *Client) Validate(r SubmitRequest) error {
 // task twice: JetStream drops a copy published within the dedupe window,
 // and Submit refuses an id that already has a state record. Retrying a
 // submit that failed is therefore always safe.
+//
+// The span in ctx, if any, travels with the task as W3C trace context
+// (HeaderTraceparent, HeaderTracestate), written by the global propagator
+// (otel.SetTextMapPropagator): the runner's spans for the task, and the
+// handler's, join the submitter's trace. With no propagator set, or no
+// span in ctx, no trace header is added.
 func (c *Client) Submit(ctx context.Context, r SubmitRequest) (SubmitResult, error) {
 	if err := c.Validate(r); err != nil {
 		return SubmitResult{}, err
@@ -161,7 +170,9 @@ func (c *Client) Submit(ctx context.Context, r SubmitRequest) (SubmitResult, err
 		task.RunAt = tm.RunAt
 	}
 	msg := &nats.Msg{Subject: c.cfg.TaskSubject(tm.Function), Header: tm.Header(), Data: tm.Payload}
-	ack, err := c.publish(ctx, msg, natsjs.WithMsgID(tm.ID))
+	otel.GetTextMapPropagator().Inject(ctx, traceCarrier(msg.Header))
+	msg.Header.Set(natsjs.MsgIDHeader, tm.ID)
+	ack, err := publishAcked(ctx, c.nc, msg, nil)
 	if err != nil {
 		return SubmitResult{}, fmt.Errorf("publish task %s: %w", tm.ID, err)
 	}
@@ -209,7 +220,8 @@ var ErrNotProvisioned = errors.New("OmniQ streams not found")
 // Open returns a Client using streams and buckets that already exist,
 // without creating or changing any (tools such as the CLI use it, so they
 // never override the runner's settings). Config.MaxPayload is taken from the
-// tasks stream. A missing tasks stream or state bucket returns
+// tasks stream, which the runner sized with the limit New chose; it is
+// lowered to what the server's max_payload carries if that is less. A missing tasks stream or state bucket returns
 // ErrNotProvisioned. It needs only a submitter's rights: the dead-letter
 // stream, which submitters may not read, is looked up when first used.
 func Open(ctx context.Context, nc *nats.Conn, cfg Config) (*Client, error) {
@@ -231,9 +243,40 @@ func Open(ctx context.Context, nc *nats.Conn, cfg Config) (*Client, error) {
 	if size := int(s.CachedInfo().Config.MaxMsgSize); size > HeaderRoom {
 		cfg.MaxPayload = size - HeaderRoom
 	}
+	// A task message must also fit in the server's max_payload.
+	if server := int(min(nc.MaxPayload(), MaxMaxPayload+HeaderRoom)); server > HeaderRoom && server-HeaderRoom < cfg.MaxPayload {
+		cfg.MaxPayload = server - HeaderRoom
+	}
 	state, err := newStateStore(ctx, js, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrNotProvisioned, err)
 	}
 	return &Client{cfg: cfg, nc: nc, js: js, state: state, log: cfg.Logger}, nil
+}
+
+// fitPayload applies cfg's defaults and validates it, choosing the payload
+// limit for a server whose max_payload is serverMax (see New).
+func fitPayload(cfg Config, serverMax int64) (Config, error) {
+	explicit := cfg.MaxPayload != 0
+	cfg = cfg.WithDefaults()
+	if err := cfg.validate(); err != nil {
+		return cfg, err
+	}
+	if serverMax >= int64(cfg.ServerPayloadNeeded()) {
+		return cfg, nil
+	}
+	if explicit {
+		return cfg, fmt.Errorf("%w: the server accepts messages of %d bytes, the MaxPayload set (streams.max_payload) of %d bytes needs %d (%d + %d for headers + %d for a dead-letter entry's error): raise the server's max_payload, lower MaxPayload, or leave it unset to fit the server",
+			ErrServerPayloadLimit, serverMax, cfg.MaxPayload, cfg.ServerPayloadNeeded(), cfg.MaxPayload, HeaderRoom, DeadLetterRoom)
+	}
+	fit := cfg
+	fit.MaxPayload = int(serverMax) - HeaderRoom - DeadLetterRoom
+	if fit.MaxPayload < 1 || serverMax < int64(fit.ServerPayloadNeeded()) {
+		return cfg, fmt.Errorf("%w: the server accepts messages of %d bytes, OmniQ needs at least %d (its state records, headers and dead-letter entries): raise the server's max_payload",
+			ErrServerPayloadLimit, serverMax, max(models.MaxTaskRecordBytes, HeaderRoom+DeadLetterRoom+1))
+	}
+	cfg.Logger.WithFields(logrus.Fields{"server_max_payload": serverMax, "max_payload": fit.MaxPayload, "default_max_payload": cfg.MaxPayload}).
+		Infof("the NATS server's max_payload (%d bytes) has no room for the default payload limit: tasks are limited to %d bytes (the server's max less %d for OmniQ's headers and dead-letter entries); set streams.max_payload to choose, or raise the server's max_payload",
+			serverMax, fit.MaxPayload, HeaderRoom+DeadLetterRoom)
+	return fit, nil
 }

@@ -46,7 +46,11 @@ type Config struct {
 	Storage natsjs.StorageType
 	// MaxPayload is the largest task payload accepted, in bytes. The
 	// server's max_payload must leave room for headers above it (see
-	// HeaderRoom). Defaults to 1 MiB.
+	// HeaderRoom and DeadLetterRoom). Defaults to 1 MiB, or, on a server
+	// whose max_payload has no room for that (a stock nats-server's 1 MiB),
+	// to the server's max_payload less HeaderRoom and DeadLetterRoom (New
+	// logs it). A value set here is kept: New refuses a server without room
+	// for it.
 	MaxPayload int
 	// TaskMaxAge bounds how long an unconsumed task stays in the tasks
 	// stream. Zero keeps tasks until they are consumed. Defaults to 0.

@@ -23,6 +23,7 @@ import (
 
 	"github.com/omniq/omniq/internal/omniqtest"
 	"github.com/omniq/omniq/jetstream"
+	"github.com/omniq/omniq/jetstream/embedded"
 )
 
 // runAuthServer starts a plain nats-server with opts on a random port.
@@ -237,8 +238,8 @@ func TestConnectionSurvivesAServerRestart(t *testing.T) {
 	dir := t.TempDir()
 	_, portText, _ := strings.Cut(omniqtest.FreeAddr(t), ":")
 	port, _ := strconv.Atoi(portText)
-	start := func() *jetstream.Embedded {
-		srv, err := jetstream.StartEmbedded(jetstream.EmbeddedConfig{StoreDir: dir, Port: port, InsecureNoAuth: true})
+	start := func() *embedded.Server {
+		srv, err := embedded.Start(embedded.Config{StoreDir: dir, Port: port, InsecureNoAuth: true})
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -1,11 +1,12 @@
-// Package jetstream owns everything OmniQ keeps in NATS JetStream: the
-// embedded server, connections to external servers, the streams and buckets
+// Package jetstream owns everything OmniQ keeps in NATS JetStream:
+// connections to NATS servers, the streams and buckets
 // (Provision), task submission, the task state store with compare-and-swap
 // transitions, delayed retries through JetStream message schedules, the
 // dead-letter stream, and the registry of functions served by live runners.
 //
 // The runner and the CLI only call this package; neither talks to JetStream
-// on its own.
+// on its own. The embedded nats-server is in package jetstream/embedded, so
+// a program that only submits tasks does not link nats-server.
 //
 // # Layout in JetStream
 //
@@ -26,6 +27,6 @@
 // Operations return wrapped sentinel errors: ErrDuplicateTask,
 // ErrPayloadTooLarge, ErrInvalidMessage, ErrTaskNotFound, ErrTaskExists,
 // ErrStaleRevision, ErrNotDead, ErrAlreadyReplayed, ErrIncompatibleStream,
-// ErrInvalidConfig, ErrStoreLocked, ErrServerPayloadLimit, and the models
+// ErrInvalidConfig, ErrServerPayloadLimit, and the models
 // sentinels for bad names and illegal transitions. Check them with errors.Is.
 package jetstream

@@ -6,6 +6,7 @@ import (
 	"os"
 
 	"github.com/omniq/omniq/jetstream"
+	"github.com/omniq/omniq/jetstream/embedded"
 )
 
 // Start an embedded server, submit a task, and read its state: what a
@@ -13,7 +14,7 @@ import (
 func Example() {
 	dir, _ := os.MkdirTemp("", "omniq-example-")
 	defer os.RemoveAll(dir)
-	srv, err := jetstream.StartEmbedded(jetstream.EmbeddedConfig{StoreDir: dir, NoListen: true})
+	srv, err := embedded.Start(embedded.Config{StoreDir: dir, NoListen: true})
 	if err != nil {
 		fmt.Println(err)
 		return

@@ -10,6 +10,7 @@ import (
 
 	"github.com/omniq/omniq/internal/omniqtest"
 	"github.com/omniq/omniq/jetstream"
+	"github.com/omniq/omniq/jetstream/embedded"
 )
 
 func TestMain(m *testing.M) {
@@ -20,7 +21,7 @@ func TestMain(m *testing.M) {
 type env struct {
 	t      *testing.T
 	dir    string
-	srv    *jetstream.Embedded
+	srv    *embedded.Server
 	nc     *nats.Conn
 	client *jetstream.Client
 	cfg    jetstream.Config
@@ -36,7 +37,7 @@ func newEnv(t *testing.T, cfg jetstream.Config) *env {
 // start (re)starts the server on e.dir and connects a new client.
 func (e *env) start() {
 	e.t.Helper()
-	srv, err := jetstream.StartEmbedded(jetstream.EmbeddedConfig{StoreDir: e.dir, Port: -1, InsecureNoAuth: true})
+	srv, err := embedded.Start(embedded.Config{StoreDir: e.dir, Port: -1, InsecureNoAuth: true})
 	if err != nil {
 		e.t.Fatalf("start embedded server: %v", err)
 	}

@@ -44,8 +44,23 @@ const (
 	// was dead-lettered.
 	HeaderReplays = "Omniq-Replays"
 
+	// HeaderTraceparent and HeaderTracestate carry the W3C trace context
+	// of the span that submitted the task (see Client.Submit). They are
+	// user headers, passed on to retries and dead-letter entries with the
+	// others; each is outside the MaxUserHeaderBytes budget up to
+	// MaxTraceHeaderBytes.
+	HeaderTraceparent = "traceparent"
+	// HeaderTracestate: see HeaderTraceparent.
+	HeaderTracestate = "tracestate"
+
 	headerMsgID = "Nats-Msg-Id"
 )
+
+// MaxTraceHeaderBytes is the longest trace context header value that does
+// not count toward MaxUserHeaderBytes (W3C asks propagators to carry 512
+// bytes of tracestate); a longer one counts like any user header. Both fit
+// in HeaderRoom beside a full budget of user headers.
+const MaxTraceHeaderBytes = 512
 
 // reservedPrefixes are header prefixes a submitter may not set directly.
 var reservedPrefixes = []string{"Omniq-", "Nats-"}
@@ -194,12 +209,49 @@ func userHeaderBytes(hdr nats.Header) int {
 	n := 0
 	for k, vs := range hdr {
 		if !hasReservedPrefix(k) {
-			for _, v := range vs {
+			for i, v := range vs {
+				if i == 0 && isTraceHeader(k, v) {
+					continue
+				}
 				n += len(k) + len(v) + 4
 			}
 		}
 	}
 	return n
+}
+
+// isTraceHeader says whether k: v is a trace context header short enough
+// to travel outside the user header budget.
+func isTraceHeader(k, v string) bool {
+	return len(v) <= MaxTraceHeaderBytes && (strings.EqualFold(k, HeaderTraceparent) || strings.EqualFold(k, HeaderTracestate))
+}
+
+// traceCarrier lets an OpenTelemetry propagator read and write the trace
+// context headers of a NATS message. Get also finds a header a client
+// wrote in canonical case ("Traceparent").
+type traceCarrier nats.Header
+
+// Get returns the value of header key.
+func (c traceCarrier) Get(key string) string {
+	if v := nats.Header(c).Get(key); v != "" {
+		return v
+	}
+	return nats.Header(c).Get(textproto.CanonicalMIMEHeaderKey(key))
+}
+
+// Set sets header key, replacing a canonical-case copy of it.
+func (c traceCarrier) Set(key, value string) {
+	delete(c, textproto.CanonicalMIMEHeaderKey(key))
+	nats.Header(c).Set(key, value)
+}
+
+// Keys lists the header names.
+func (c traceCarrier) Keys() []string {
+	keys := make([]string, 0, len(c))
+	for k := range c {
+		keys = append(keys, k)
+	}
+	return keys
 }
 
 // validateUserHeaders refuses header names that are not valid MIME header
@@ -208,7 +260,9 @@ func userHeaderBytes(hdr nats.Header) int {
 func validateUserHeaders(h map[string]string) error {
 	n := 0
 	for k, v := range h {
-		n += len(k) + len(v) + 4
+		if !isTraceHeader(k, v) {
+			n += len(k) + len(v) + 4
+		}
 	}
 	if n > MaxUserHeaderBytes {
 		return fmt.Errorf("%w: headers are %d bytes, over the %d-byte limit", ErrInvalidMessage, n, MaxUserHeaderBytes)

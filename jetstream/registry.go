@@ -26,6 +26,14 @@ type Registration struct {
 	Plugin string `json:"plugin,omitempty"`
 	// Concurrency is how many tasks of the function the runner runs at once.
 	Concurrency int `json:"concurrency,omitempty"`
+	// Description is what the plugin says the function does.
+	Description string `json:"description,omitempty"`
+	// MaxRetries is the retry budget the runner gives a task that names
+	// none (its config, the plugin's declaration or the built-in default).
+	MaxRetries *int `json:"max_retries,omitempty"`
+	// Timeout is the per-attempt timeout the runner gives a task that names
+	// none.
+	Timeout models.Duration `json:"timeout,omitzero"`
 	// PluginState is the plugin's state on the runner (up, restarting,
 	// quarantined...) when the registration was written.
 	PluginState string `json:"plugin_state,omitempty"`

@@ -30,7 +30,7 @@ func randomTask(r *rand.Rand) *Task {
 		SchemaVersion: num(), ID: str(), Function: str(), Status: TaskStatus(str()), Attempt: num(), RetryCount: num(),
 		MaxRetries: num(), Interruptions: num(), Replays: num(), QuarantineWaits: num(), PluginCrashes: num(),
 		Timeout: Duration([]time.Duration{0, 1500 * time.Microsecond, 30 * time.Second, -time.Hour}[r.IntN(4)]),
-		Runner: str(), ClaimSequence: uint64(num() & math.MaxInt32), ClaimDelivery: uint64(r.IntN(3)), ClaimStream: str(),
+		Runner:  str(), ClaimSequence: uint64(num() & math.MaxInt32), ClaimDelivery: uint64(r.IntN(3)), ClaimStream: str(),
 		CreatedAt: tm(), RunAt: tm(), StartedAt: tm(), FinishedAt: tm(), UpdatedAt: tm(), ErrorsDropped: num(),
 	}
 	if r.IntN(2) == 0 {

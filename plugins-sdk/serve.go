@@ -10,6 +10,7 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/go-plugin"
+	"go.opentelemetry.io/otel/propagation"
 	"google.golang.org/grpc"
 
 	"github.com/omniq/omniq/plugins-sdk/pluginpb"
@@ -36,7 +37,8 @@ func Name(name, version string) ServeOption {
 
 // Serve serves h's functions to the OmniQ runner that started this process
 // and returns when the runner disconnects. Run from a shell instead of by
-// the runner, it prints an explanation and exits with status 1.
+// the runner, it says that this is an OmniQ plugin to put in omniq-runner's
+// plugins directory, and exits with status 1.
 func Serve(h *Mux, opts ...ServeOption) {
 	var cfg serveConfig
 	for _, o := range opts {
@@ -46,6 +48,7 @@ func Serve(h *Mux, opts ...ServeOption) {
 		fmt.Fprintln(os.Stderr, "omniq plugin: no functions registered")
 		os.Exit(1)
 	}
+	exitIfStartedByHand(h)
 	max := MaxMessageBytes()
 	go exitWithParent()
 	plugin.Serve(&plugin.ServeConfig{
@@ -116,7 +119,10 @@ func (s *Server) Status(context.Context, *pluginpb.StatusRequest) (*pluginpb.Sta
 	return resp, nil
 }
 
-// Execute runs one task attempt and streams its progress and outcome.
+// Execute runs one task attempt and streams its progress and outcome. The
+// handler's ctx carries, as its remote parent span, the trace context the
+// runner sent in the request's traceparent and tracestate headers (its
+// omniq.execute span), so spans the handler starts are its children.
 func (s *Server) Execute(req *pluginpb.ExecuteRequest, stream grpc.ServerStreamingServer[pluginpb.ExecuteEvent]) error {
 	var sendMu sync.Mutex
 	return s.execute(stream.Context(), req, func(ev *pluginpb.ExecuteEvent) error {
@@ -180,8 +186,11 @@ func (s *Server) Session(stream grpc.BidiStreamingServer[pluginpb.SessionRequest
 	}
 }
 
-// execute runs one task attempt, sending its progress and outcome.
+// execute runs one task attempt, sending its progress and outcome. The
+// handler's ctx carries, as its remote parent span, the trace context the
+// runner sent in the request's traceparent and tracestate headers.
 func (s *Server) execute(ctx context.Context, req *pluginpb.ExecuteRequest, send func(*pluginpb.ExecuteEvent) error) error {
+	ctx = withRemoteSpan(ctx, req.Headers)
 	task := &Task{ID: req.TaskId, Function: req.Function, Payload: req.Payload, Headers: req.Headers,
 		Attempt: int(req.Attempt), RetryCount: int(req.RetryCount)}
 	if req.DeadlineUnixNano > 0 {
@@ -205,6 +214,16 @@ func (s *Server) execute(ctx context.Context, req *pluginpb.ExecuteRequest, send
 		}}})
 	}
 	return send(&pluginpb.ExecuteEvent{Event: &pluginpb.ExecuteEvent_Result{Result: &pluginpb.Result{Output: out}}})
+}
+
+// withRemoteSpan returns ctx with the span context of h's W3C trace
+// headers as its remote parent; ctx itself when h has none (one map
+// look-up: tracing costs nothing when the runner does not trace).
+func withRemoteSpan(ctx context.Context, h map[string]string) context.Context {
+	if _, ok := h["traceparent"]; !ok {
+		return ctx
+	}
+	return propagation.TraceContext{}.Extract(ctx, propagation.MapCarrier(h))
 }
 
 func (s *Server) track(id string, delta int) {

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/sirupsen/logrus"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/omniq/omniq/jetstream"
 	"github.com/omniq/omniq/models"
@@ -96,6 +97,11 @@ type Config struct {
 	Metrics *Metrics
 	// Logger receives the runner's logs. Defaults to discarding them.
 	Logger logrus.FieldLogger
+	// TracerProvider, when not nil, turns tracing on: each attempt gets
+	// the spans omniq.claim, omniq.execute and omniq.record in the
+	// submitter's trace (see tracing.go). Defaults to nil: tracing off,
+	// no span made and no trace header read.
+	TracerProvider trace.TracerProvider
 }
 
 // Limits are the operator's caps on what a task may ask for. A task whose

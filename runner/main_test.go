@@ -9,6 +9,7 @@ import (
 	"github.com/omniq/omniq/internal/omniqtest"
 	"github.com/omniq/omniq/internal/testbin"
 	"github.com/omniq/omniq/jetstream"
+	"github.com/omniq/omniq/jetstream/embedded"
 	"github.com/omniq/omniq/models"
 	"github.com/omniq/omniq/runner"
 	"github.com/omniq/omniq/runner/pluginhost"
@@ -26,7 +27,7 @@ func TestMain(m *testing.M) {
 // names keep them readable.
 
 type env struct {
-	srv    *jetstream.Embedded
+	srv    *embedded.Server
 	client *jetstream.Client
 }
 

@@ -1,11 +1,14 @@
 package runner
 
 import (
+	"context"
+	"fmt"
 	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/omniq/omniq/jetstream"
 	"github.com/omniq/omniq/runner/pluginhost"
 )
 
@@ -21,6 +24,41 @@ type Metrics struct {
 	pending     *prometheus.GaugeVec
 	refusedMsgs *prometheus.CounterVec
 	states      *pluginStates
+	streams     *streamGauges
+}
+
+// streamGauges are omniq_dead_letters and omniq_tasks_waiting, read from
+// the server at each scrape: the same for every runner of a deployment,
+// and right after a runner restarts (counters such as
+// omniq_dead_lettered_total start again from zero).
+type streamGauges struct {
+	deadLetters, waiting *prometheus.Desc
+	client               atomic.Pointer[jetstream.Client]
+}
+
+func (g *streamGauges) Describe(ch chan<- *prometheus.Desc) {
+	ch <- g.deadLetters
+	ch <- g.waiting
+}
+
+func (g *streamGauges) Collect(ch chan<- prometheus.Metric) {
+	c := g.client.Load()
+	if c == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	for _, m := range []struct {
+		desc   *prometheus.Desc
+		stream string
+	}{{g.deadLetters, c.Config().DLQStream}, {g.waiting, c.Config().RetriesStream}} {
+		s, err := c.JetStream().Stream(ctx, m.stream)
+		if err != nil {
+			ch <- prometheus.NewInvalidMetric(m.desc, fmt.Errorf("stream %s: %w", m.stream, err))
+			continue
+		}
+		ch <- prometheus.MustNewConstMetric(m.desc, prometheus.GaugeValue, float64(s.CachedInfo().State.Msgs))
+	}
 }
 
 // pluginStates is the omniq_plugin_state gauge, read from the plugin host
@@ -83,8 +121,22 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	}, []string{"function", "reason"})
 	m.states = &pluginStates{desc: prometheus.NewDesc("omniq_plugin_state",
 		"1 for the state each plugin is in (starting, up, restarting, quarantined, stopped), 0 for the others.", []string{"plugin", "state"}, nil)}
-	reg.MustRegister(m.tasks, m.duration, m.inFlight, m.retries, m.deadLetters, m.plugin, m.pending, m.refusedMsgs, m.states)
+	m.streams = &streamGauges{
+		deadLetters: prometheus.NewDesc("omniq_dead_letters",
+			"Entries in the dead-letter stream now: failed tasks an operator can inspect, replay or purge.", nil, nil),
+		waiting: prometheus.NewDesc("omniq_tasks_waiting",
+			"Tasks waiting in the runners' retries stream now: retries and delayed starts not yet due, and those due but not yet taken (retries under a second wait as redeliveries and show in omniq_consumer_pending instead).", nil, nil),
+	}
+	reg.MustRegister(m.tasks, m.duration, m.inFlight, m.retries, m.deadLetters, m.plugin, m.pending, m.refusedMsgs, m.states, m.streams)
 	return m
+}
+
+// watchStreams makes omniq_dead_letters and omniq_tasks_waiting read c's
+// streams.
+func (m *Metrics) watchStreams(c *jetstream.Client) {
+	if m != nil && c != nil {
+		m.streams.client.Store(c)
+	}
 }
 
 // watchPlugins makes omniq_plugin_state report h's plugins.

@@ -12,8 +12,10 @@ import (
 	"github.com/nats-io/nats.go"
 	natsjs "github.com/nats-io/nats.go/jetstream"
 	"github.com/sirupsen/logrus"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/omniq/omniq/jetstream"
+	"github.com/omniq/omniq/models"
 )
 
 // Why a running task's context was cancelled.
@@ -29,6 +31,7 @@ type Runner struct {
 	cfg    Config
 	client *jetstream.Client
 	log    logrus.FieldLogger
+	tracer trace.Tracer // nil when tracing is off
 
 	mu       sync.Mutex
 	started  bool
@@ -66,9 +69,10 @@ func New(cfg Config) (*Runner, error) {
 	r := &Runner{
 		cfg: cfg, client: cfg.Client, log: cfg.Logger.WithField("runner", cfg.ID),
 		inflight: make(map[string]*inflight), loops: make(map[string]bool), failing: make(map[string]error),
-		stopped: make(chan struct{}), stopHB: make(chan struct{}),
+		stopped: make(chan struct{}), stopHB: make(chan struct{}), tracer: newTracer(cfg.TracerProvider),
 	}
 	cfg.Metrics.watchPlugins(cfg.Plugins)
+	cfg.Metrics.watchStreams(cfg.Client)
 	r.pullCtx, r.stopPull = context.WithCancel(context.Background())
 	r.taskCtx, r.cancelRuns = context.WithCancelCause(context.Background())
 	return r, nil
@@ -123,7 +127,8 @@ func (r *Runner) syncFunctions(ctx context.Context) error {
 	for name, f := range fns {
 		res := r.cfg.resolve(name, f)
 		regs = append(regs, jetstream.Registration{Function: name, Plugin: f.Plugin, Concurrency: res.concurrency,
-			PluginState: string(f.State), QuarantinedUntil: f.QuarantinedUntil})
+			PluginState: string(f.State), QuarantinedUntil: f.QuarantinedUntil,
+			Description: f.Spec.GetDescription(), MaxRetries: &res.maxRetries, Timeout: models.Duration(res.timeout)})
 		r.mu.Lock()
 		running := r.loops[name]
 		r.mu.Unlock()

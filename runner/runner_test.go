@@ -268,3 +268,27 @@ func waitPluginsUp(t *testing.T, tr *testRunner) {
 		return true
 	})
 }
+
+// omniq_dead_letters and omniq_tasks_waiting are read from the streams:
+// what is dead-lettered and what waits for a retry or a delayed start now,
+// whichever runner put it there.
+func TestStreamGaugesShowDeadLettersAndWaitingTasks(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	tr := startRunner(t, e, fastConfig(), pluginhost.HostConfig{})
+	if dl, w := tr.Counter(t, "omniq_dead_letters", nil), tr.Counter(t, "omniq_tasks_waiting", nil); dl != 0 || w != 0 {
+		t.Fatalf("before any task: dead letters %v, waiting %v", dl, w)
+	}
+	res, err := e.client.Submit(ctx(t), jetstream.SubmitRequest{Function: "fail", MaxRetries: intp(0)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitDead(t, e, res.ID)
+	later, err := e.client.Submit(ctx(t), jetstream.SubmitRequest{Function: "echo", RunAt: time.Now().Add(time.Hour)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, e, later.ID, models.StatusPending, 30*time.Second)
+	tr.WaitCounter(t, "omniq_dead_letters", nil, 1, 10*time.Second)
+	tr.WaitCounter(t, "omniq_tasks_waiting", nil, 1, 10*time.Second)
+}

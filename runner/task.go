@@ -34,6 +34,8 @@ func (r *Runner) handle(fn string, res resolved, msg natsjs.Msg) {
 	if perr == nil {
 		perr = r.checkLimits(&tm)
 	}
+	ctx, ts := r.traceClaim(ctx, &tm)
+	defer ts.end()
 	log := r.log.WithFields(logrus.Fields{"task_id": tm.ID, "function": fn, "attempt": tm.Attempt})
 	if perr != nil {
 		te := newTaskError(models.ErrorTypeInvalidTask, perr.Error(), "", 0, false)
@@ -43,13 +45,14 @@ func (r *Runner) handle(fn string, res resolved, msg natsjs.Msg) {
 	d := delivery{Stream: meta.Stream, Seq: meta.Sequence.Stream, Delivered: meta.NumDelivered,
 		Function: tm.Function, Retry: tm.Retry, Attempt: tm.Attempt, RunAt: tm.RunAt}
 	rec, ok := r.claim(ctx, log, &tm, d, res, msg)
+	ts.claimed(rec)
 	if !ok {
 		return
 	}
 	if rec.Task.Attempt != tm.Attempt {
 		log = log.WithField("attempt", rec.Task.Attempt)
 	}
-	r.run(rec, &tm, res, msg, log)
+	r.run(rec, &tm, res, msg, log, ts)
 }
 
 // checkLimits refuses a task asking for more than the operator allows.
@@ -270,7 +273,7 @@ func (r *Runner) isRunning(id string) bool {
 
 // run executes the claimed attempt in its plugin, keeping the message alive
 // meanwhile, and records the outcome.
-func (r *Runner) run(rec jetstream.Record, tm *jetstream.TaskMessage, res resolved, msg natsjs.Msg, log logrus.FieldLogger) {
+func (r *Runner) run(rec jetstream.Record, tm *jetstream.TaskMessage, res resolved, msg natsjs.Msg, log logrus.FieldLogger, ts *taskTrace) {
 	t := rec.Task
 	runCtx, cancel := context.WithCancelCause(r.taskCtx)
 	r.mu.Lock()
@@ -290,12 +293,16 @@ func (r *Runner) run(rec jetstream.Record, tm *jetstream.TaskMessage, res resolv
 	req := &pluginpb.ExecuteRequest{TaskId: t.ID, Payload: tm.Payload, Headers: tm.Headers,
 		Attempt: int32(t.Attempt), RetryCount: int32(t.RetryCount)}
 	progress := newProgressWriter(r.client.State(), rec, start, log)
-	out := r.cfg.Plugins.Execute(runCtx, tm.Function, req, deadline, progress.report)
+	execCtx := ts.startExecute(runCtx)
+	out := r.cfg.Plugins.Execute(execCtx, tm.Function, req, deadline, progress.report)
+	ts.executed(out)
 	rec = progress.finish() // the progress writes moved the record on
 
 	ctx, cancelOps := context.WithTimeout(context.Background(), opTimeout)
 	defer cancelOps()
+	ctx = ts.startRecord(ctx)
 	outcome := r.settle(ctx, log, rec, tm, res, msg, out, context.Cause(runCtx))
+	ts.recorded(outcome)
 	r.cfg.Metrics.finished(tm.Function, outcome, time.Since(start))
 }
 
@@ -432,6 +439,7 @@ func (r *Runner) settle(ctx context.Context, log logrus.FieldLogger, rec jetstre
 	}
 	retryable := f.Retryable && !res.nonRetryable[f.ErrorType]
 	te := r.poison(newTaskError(f.ErrorType, f.Message, f.Traceback, t.RetryCount, retryable), t)
+	traceTaskError(ctx, te)
 	flog := log.WithFields(logrus.Fields{"error_type": te.ErrorType, "retry_count": te.RetryCount})
 	if te.Traceback != "" {
 		flog.WithField("traceback", logText(te.Traceback)).Debug("task failure traceback")
@@ -534,6 +542,7 @@ func (r *Runner) failCorrupt(ctx context.Context, log logrus.FieldLogger, tm *je
 // deadLetter publishes the dead-letter entry, then acks; if the publish
 // fails the message comes back and the entry is published then.
 func (r *Runner) deadLetter(ctx context.Context, log logrus.FieldLogger, tm *jetstream.TaskMessage, te models.TaskError, replays int, msg natsjs.Msg) {
+	traceTaskError(ctx, te)
 	if err := r.client.DeadLetter(ctx, tm, te, replays); err != nil {
 		log.WithError(err).Error("cannot dead-letter the task; trying again shortly")
 		_ = msg.NakWithDelay(5 * time.Second)

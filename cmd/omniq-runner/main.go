@@ -1,9 +1,15 @@
+//go:build linux
+
 // Command omniq-runner runs OmniQ tasks in plugin processes.
 //
 // With no flags it embeds a NATS server with JetStream (client port
 // 127.0.0.1:4222, data in ./omniq-data) and runs the plugins in
 // ./bin/plugins. Run it with -h for every flag; docs/operations.md explains
 // deployment.
+//
+// It runs on Linux only: it confines plugins with Linux process controls
+// (a parent-death signal, rlimits, cgroups, namespaces). Built for another
+// system it prints so and exits with status 2.
 package main
 
 import (

@@ -1,7 +1,6 @@
 package benchcmd
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -298,10 +297,12 @@ func (b *bench) submit(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("omniq-submit batch: %w\n%s", err, stderr.String())
 	}
+	// One JSON object per line submitted, then the summary.
 	var out struct {
 		Submitted int `json:"submitted"`
 	}
-	if err := json.NewDecoder(bufio.NewReader(&stdout)).Decode(&out); err != nil {
+	lines := strings.Split(strings.TrimSpace(stdout.String()), "\n")
+	if err := json.Unmarshal([]byte(lines[len(lines)-1]), &out); err != nil {
 		return fmt.Errorf("omniq-submit batch --json printed %q: %w", strings.TrimSpace(stdout.String()), err)
 	}
 	after := b.snapshot()

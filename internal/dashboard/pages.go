@@ -479,15 +479,20 @@ func (s *Server) handleRunners(w http.ResponseWriter, r *http.Request, ss *sessi
 	s.render(w, r, "runners", s.newPage(r, ss, "Runners and plugins", "runners", data))
 }
 
-// pluginState describes the state of the plugin serving reg.
-//
-// HOOK(plugin-state): registrations do not carry the plugin's state yet
-// (up, restarting, quarantined until …, crash count, last crash reason).
-// When jetstream.Registration gains those fields, render them here; the
-// runners page already has the column.
+// pluginState describes the state of the plugin serving reg, as its
+// runner last registered it: up, starting, restarting, stopped, or
+// quarantined until a time. Registrations from runners that predate the
+// field say nothing: shown as registered.
 func pluginState(reg jetstream.Registration) string {
-	_ = reg
-	return "up (registered)"
+	switch reg.PluginState {
+	case "":
+		return "up (registered)"
+	case "quarantined":
+		if !reg.QuarantinedUntil.IsZero() {
+			return "quarantined until " + ts(reg.QuarantinedUntil)
+		}
+	}
+	return reg.PluginState
 }
 
 // --- template helpers

@@ -15,6 +15,7 @@ import (
 
 	"github.com/omniq/omniq/internal/testbin"
 	"github.com/omniq/omniq/jetstream"
+	"github.com/omniq/omniq/jetstream/embedded"
 	"github.com/omniq/omniq/models"
 	"github.com/omniq/omniq/runner"
 	"github.com/omniq/omniq/runner/pluginhost"
@@ -29,7 +30,7 @@ const (
 // Server is an embedded NATS server with a provisioned client.
 type Server struct {
 	// Embedded is the server.
-	Embedded *jetstream.Embedded
+	Embedded *embedded.Server
 	// Client is connected in-process, with the streams provisioned.
 	Client *jetstream.Client
 	// URL is the server's client URL.
@@ -47,7 +48,7 @@ func Context(t testing.TB) context.Context {
 // with OmniQ's streams provisioned by cfg.
 func StartServer(t testing.TB, cfg jetstream.Config) *Server {
 	t.Helper()
-	srv, err := jetstream.StartEmbedded(jetstream.EmbeddedConfig{StoreDir: t.TempDir(), Port: -1, InsecureNoAuth: true})
+	srv, err := embedded.Start(embedded.Config{StoreDir: t.TempDir(), Port: -1, InsecureNoAuth: true})
 	if err != nil {
 		t.Fatal(err)
 	}

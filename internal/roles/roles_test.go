@@ -18,6 +18,7 @@ import (
 	"github.com/omniq/omniq/internal/omniqtest"
 	"github.com/omniq/omniq/internal/roles"
 	"github.com/omniq/omniq/jetstream"
+	"github.com/omniq/omniq/jetstream/embedded"
 )
 
 func TestMain(m *testing.M) {
@@ -137,7 +138,7 @@ func start(t *testing.T, cfg jetstream.Config) *env {
 		add(string(r), p)
 	}
 	add("admin", nil)
-	srv, err := jetstream.StartEmbedded(jetstream.EmbeddedConfig{StoreDir: t.TempDir(), Port: -1, NKeys: users})
+	srv, err := embedded.Start(embedded.Config{StoreDir: t.TempDir(), Port: -1, NKeys: users})
 	if err != nil {
 		t.Fatal(err)
 	}

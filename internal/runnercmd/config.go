@@ -4,22 +4,27 @@
 package runnercmd
 
 import (
+	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"os"
+	"reflect"
 	"slices"
 	"strconv"
 	"strings"
 	"time"
+	"unicode"
 
 	"github.com/nats-io/nkeys"
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 
 	"github.com/omniq/omniq/internal/credentials"
+	"github.com/omniq/omniq/internal/natsflags"
 	"github.com/omniq/omniq/internal/roles"
 	"github.com/omniq/omniq/jetstream"
 	"github.com/omniq/omniq/runner"
@@ -33,8 +38,8 @@ var errUsage = errors.New("usage")
 // File holds the flag of the same name (see Parse for their meaning and
 // defaults).
 type Options struct {
-	NATSURL     string
-	Conn        jetstream.ConnConfig
+	// NATS holds --nats-url and the NATS login and TLS flags.
+	NATS        natsflags.Flags
 	Listen      string
 	DataDir     string
 	Sync        string
@@ -58,24 +63,34 @@ type Options struct {
 }
 
 // File is the config file: per-function settings, plugin settings and
-// stream settings. It is JSON; durations are strings like "30s"; every
-// section is optional. docs/operations.md documents it.
+// stream settings. It is JSON; every section is optional, and each setting
+// is decoded straight into the field of the library Config type it sets
+// (see decodeFile): a key is the field's JSON name, else its name in
+// snake_case, and durations are strings like "30s" (see Duration).
+// docs/operations.md documents it.
 type File struct {
-	Defaults     FunctionSettings            `json:"defaults"`
-	Functions    map[string]FunctionSettings `json:"functions"`
-	Plugins      map[string]PluginSettings   `json:"plugins"`
-	PluginPolicy PluginPolicy                `json:"plugin_policy"`
-	Streams      StreamSettings              `json:"streams"`
-	Limits       LimitSettings               `json:"limits"`
-	Auth         AuthSettings                `json:"auth"`
+	// Defaults are every function's settings.
+	Defaults runner.FunctionConfig `json:"defaults"`
+	// Functions override Defaults per function.
+	Functions map[string]runner.FunctionConfig `json:"functions"`
+	// Plugins are per-plugin settings, by the plugin's file name.
+	Plugins map[string]PluginSettings `json:"plugins"`
+	// PluginPolicy holds the settings every plugin gets.
+	PluginPolicy PluginPolicy `json:"plugin_policy"`
+	// Streams size the streams and buckets; only the fields in
+	// streamSettings may be set.
+	Streams jetstream.Config `json:"streams"`
+	// Limits cap what a task may ask for in its headers.
+	Limits runner.Limits `json:"limits"`
+	// Auth adds logins to the embedded server.
+	Auth AuthSettings `json:"auth"`
 }
 
-// LimitSettings are the operator's caps on what a task may ask for in its
-// headers; each field is the runner.Limits field of the same name.
-type LimitSettings struct {
-	MaxRetries int      `json:"max_retries"`
-	MaxTimeout Duration `json:"max_timeout"`
-}
+// streamSettings are the jetstream.Config fields the config file may set:
+// the others (stream names, subject prefix, storage) must agree with every
+// client, which take the defaults.
+var streamSettings = map[string]bool{"replicas": true, "max_payload": true, "dedupe_window": true,
+	"dlq_max_age": true, "finished_ttl": true, "task_max_age": true}
 
 // AuthSettings add logins to the embedded server, each with one of OmniQ's
 // roles (see docs/security.md), besides the ones the runner creates in its
@@ -110,33 +125,22 @@ type PluginPolicy struct {
 	User string `json:"user"`
 }
 
-// FunctionSettings are the per-function settings of the config file; each
-// field is the runner.FunctionConfig field of the same name.
-type FunctionSettings struct {
-	MaxRetries   *int     `json:"max_retries"`
-	Timeout      Duration `json:"timeout"`
-	BackoffBase  Duration `json:"backoff_base"`
-	BackoffMax   Duration `json:"backoff_max"`
-	Concurrency  int      `json:"concurrency"`
-	NonRetryable []string `json:"non_retryable"`
-}
-
-// PluginSettings are the per-plugin settings of the config file, by the
-// plugin's file name: the binary's expected SHA-256, its concurrency limit,
-// extra environment, the user it runs as (overriding plugin_policy.user),
-// and resource limits (see pluginhost.Limits).
+// PluginSettings are the per-plugin settings of the config file: the
+// binary's expected SHA-256, its concurrency limit, extra environment, the
+// user it runs as (overriding plugin_policy.user), and resource limits
+// (pluginhost.Limits: memory_bytes, cpus, cpu_seconds, open_files,
+// processes).
 type PluginSettings struct {
-	SHA256      string   `json:"sha256"`
-	Concurrency int      `json:"concurrency"`
-	Env         []string `json:"env"`
-	User        string   `json:"user"`
-	Limits      struct {
-		MemoryBytes uint64  `json:"memory_bytes"`
-		CPUs        float64 `json:"cpus"`
-		CPUSeconds  uint64  `json:"cpu_seconds"`
-		OpenFiles   uint64  `json:"open_files"`
-		Processes   uint64  `json:"processes"`
-	} `json:"limits"`
+	// SHA256 is the binary's expected hash (pluginhost.ProcessConfig.SHA256).
+	SHA256 string `json:"sha256"`
+	// Concurrency bounds the plugin's tasks in flight (pluginhost.Config).
+	Concurrency int `json:"concurrency"`
+	// Env adds KEY=value variables to the plugin's environment.
+	Env []string `json:"env"`
+	// User is the user the plugin runs as; defaults to plugin_policy.user.
+	User string `json:"user"`
+	// Limits are the plugin's resource limits.
+	Limits pluginhost.Limits `json:"limits"`
 }
 
 // minPluginMemory is the smallest memory limit accepted: below it the
@@ -144,18 +148,8 @@ type PluginSettings struct {
 // plugin that can run.
 const minPluginMemory = 32 << 20
 
-// StreamSettings size the streams and buckets; each field is the
-// jetstream.Config field of the same name, and zero keeps its default.
-type StreamSettings struct {
-	Replicas     int      `json:"replicas"`
-	MaxPayload   int      `json:"max_payload"`
-	DedupeWindow Duration `json:"dedupe_window"`
-	DLQMaxAge    Duration `json:"dlq_max_age"`
-	FinishedTTL  Duration `json:"finished_ttl"`
-	TaskMaxAge   Duration `json:"task_max_age"`
-}
-
-// Duration is a time.Duration read from a JSON string such as "1m30s".
+// Duration is how the config file writes a duration: a string such as
+// "1m30s". Every time.Duration setting of the file decodes through it.
 type Duration time.Duration
 
 // UnmarshalJSON reads a duration string.
@@ -175,70 +169,205 @@ func (d *Duration) UnmarshalJSON(b []byte) error {
 // maxPluginConcurrency bounds plugins.<name>.concurrency.
 const maxPluginConcurrency = 100000
 
-// durationKeys are the config file's duration settings.
-var durationKeys = map[string]bool{"timeout": true, "backoff_base": true, "backoff_max": true,
-	"dedupe_window": true, "dlq_max_age": true, "finished_ttl": true, "task_max_age": true}
-
-// badDuration returns the path (such as "functions.resize.backoff_max") of
-// the first duration setting in the config file b that does not decode,
-// or "". encoding/json does not say which field a decoding error is in.
-func badDuration(b []byte) string {
+// decodeFile decodes the config file b into f, straight into the library
+// Config types File holds. encoding/json alone cannot: their durations are
+// time.Duration (nanoseconds in JSON) and some have no JSON names. So the
+// file is read as a tree first and walked along f's type, which turns each
+// duration string into nanoseconds (through Duration), maps snake_case keys
+// to field names, and refuses unknown keys, naming the setting's path
+// ("functions.resize.backoff_max").
+func decodeFile(b []byte, f *File) error {
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.UseNumber()
 	var tree any
-	if json.Unmarshal(b, &tree) != nil {
-		return ""
+	if err := dec.Decode(&tree); err != nil {
+		return err
 	}
-	var walk func(path string, v any) string
-	walk = func(path string, v any) string {
+	tree, err := settingsTree(tree, reflect.TypeOf(f).Elem(), "")
+	if err != nil {
+		return err
+	}
+	canonical, err := json.Marshal(tree)
+	if err != nil {
+		return err
+	}
+	dec = json.NewDecoder(bytes.NewReader(canonical))
+	dec.UseNumber()
+	dec.DisallowUnknownFields()
+	return dec.Decode(f)
+}
+
+var durationType = reflect.TypeOf(time.Duration(0))
+
+// settingsTree checks the decoded JSON v against type t and rewrites it so
+// that encoding/json decodes it into t: see decodeFile.
+func settingsTree(v any, t reflect.Type, path string) (any, error) {
+	at := func(key string) string {
+		if path == "" {
+			return key
+		}
+		return path + "." + key
+	}
+	switch {
+	case v == nil:
+		return nil, nil
+	case t == durationType:
+		raw, _ := json.Marshal(v)
+		var d Duration
+		if err := d.UnmarshalJSON(raw); err != nil {
+			return nil, fmt.Errorf("%s: %v", path, err)
+		}
+		return int64(d), nil
+	}
+	switch t.Kind() {
+	case reflect.Pointer:
+		return settingsTree(v, t.Elem(), path)
+	case reflect.Slice:
+		items, ok := v.([]any)
+		if !ok {
+			return v, nil // encoding/json reports the type mismatch
+		}
+		out := make([]any, len(items))
+		for i, item := range items {
+			var err error
+			if out[i], err = settingsTree(item, t.Elem(), fmt.Sprintf("%s[%d]", path, i)); err != nil {
+				return nil, err
+			}
+		}
+		return out, nil
+	case reflect.Map:
 		m, ok := v.(map[string]any)
 		if !ok {
-			return ""
+			return v, nil
 		}
+		out := make(map[string]any, len(m))
+		for k, item := range m {
+			var err error
+			if out[k], err = settingsTree(item, t.Elem(), at(k)); err != nil {
+				return nil, err
+			}
+		}
+		return out, nil
+	case reflect.Struct:
+		m, ok := v.(map[string]any)
+		if !ok {
+			return v, nil
+		}
+		fields := settingFields(t)
 		keys := make([]string, 0, len(m))
 		for k := range m {
 			keys = append(keys, k)
 		}
 		slices.Sort(keys)
+		out := make(map[string]any, len(m))
 		for _, k := range keys {
-			p := k
-			if path != "" {
-				p = path + "." + k
-			}
-			if durationKeys[k] {
-				raw, _ := json.Marshal(m[k])
-				var d Duration
-				if d.UnmarshalJSON(raw) != nil {
-					return p
+			f, ok := fields[k]
+			if !ok {
+				known := make([]string, 0, len(fields))
+				for name := range fields {
+					known = append(known, name)
 				}
-				continue
+				slices.Sort(known)
+				where := ""
+				if path != "" {
+					where = path + ": "
+				}
+				return nil, fmt.Errorf("%sunknown setting %q (want one of %s)", where, k, strings.Join(known, ", "))
 			}
-			if bad := walk(p, m[k]); bad != "" {
-				return bad
+			item, err := settingsTree(m[k], f.Type, at(k))
+			if err != nil {
+				return nil, err
 			}
+			out[f.jsonKey] = item
 		}
-		return ""
+		return out, nil
 	}
-	return walk("", tree)
+	return v, nil
 }
 
-// envPrefix prefixes the environment equivalent of every flag:
-// --plugins-dir is OMNIQ_PLUGINS_DIR.
-const envPrefix = "OMNIQ_"
+// settingField is a struct field the config file may set.
+type settingField struct {
+	reflect.StructField
+	jsonKey string // its key for encoding/json
+}
+
+// settingFields are the fields of struct type t the config file may set,
+// by their key in the file: the JSON name, else the name in snake_case.
+// Functions, channels and interfaces (loggers, callbacks) are not settings.
+func settingFields(t reflect.Type) map[string]settingField {
+	out := map[string]settingField{}
+	for i := 0; i < t.NumField(); i++ {
+		f := t.Field(i)
+		if !f.IsExported() {
+			continue
+		}
+		switch f.Type.Kind() {
+		case reflect.Func, reflect.Chan, reflect.Interface:
+			continue
+		}
+		key, jsonKey := snakeCase(f.Name), f.Name
+		if tag, _, _ := strings.Cut(f.Tag.Get("json"), ","); tag == "-" {
+			continue
+		} else if tag != "" {
+			key, jsonKey = tag, tag
+		}
+		if t == reflect.TypeOf(jetstream.Config{}) && !streamSettings[key] {
+			continue
+		}
+		out[key] = settingField{StructField: f, jsonKey: jsonKey}
+	}
+	return out
+}
+
+// snakeCase writes a Go field name in snake_case: MaxPayload is
+// max_payload, DLQMaxAge dlq_max_age, CPUSeconds cpu_seconds, CPUs cpus.
+func snakeCase(name string) string {
+	r := []rune(name)
+	var b strings.Builder
+	for i, c := range r {
+		if unicode.IsUpper(c) && i > 0 {
+			prevLower := unicode.IsLower(r[i-1])
+			// An acronym ends before an upper-case letter that starts a
+			// word, unless what follows is a plural "s" (CPUs).
+			startsWord := unicode.IsUpper(r[i-1]) && i+1 < len(r) && unicode.IsLower(r[i+1]) &&
+				!(r[i+1] == 's' && (i+2 == len(r) || unicode.IsUpper(r[i+2])))
+			if prevLower || startsWord {
+				b.WriteByte('_')
+			}
+		}
+		b.WriteRune(unicode.ToLower(c))
+	}
+	return b.String()
+}
+
+// runnerLong is omniq-runner's help text.
+const runnerLong = `Runs OmniQ tasks in plugin processes. With no flags it embeds a NATS server
+(client port 127.0.0.1:4222, data in ./omniq-data) and runs the plugins in
+./bin/plugins. Every flag can also be set as OMNIQ_<FLAG> in the environment
+(--plugins-dir is OMNIQ_PLUGINS_DIR); a flag wins over its variable.
+docs/operations.md documents the flags and the --config file.`
 
 // Parse reads flags from args, with OMNIQ_* variables from getenv as
-// fallbacks, and the config file they name. Errors wrap errUsage.
+// fallbacks, and the config file they name. Errors wrap errUsage; -h
+// prints the help to stderr and returns pflag.ErrHelp.
 func Parse(args []string, getenv func(string) string, stderr io.Writer) (Options, error) {
 	var o Options
-	fs := flag.NewFlagSet("omniq-runner", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	fs.StringVar(&o.NATSURL, "nats-url", "", "NATS server or cluster to use instead of the embedded server (comma-separated URLs)")
-	fs.StringVar(&o.Conn.User, "nats-user", "", "NATS user name")
-	fs.StringVar(&o.Conn.Password, "nats-password", "", "NATS password")
-	fs.StringVar(&o.Conn.Token, "nats-token", "", "NATS token")
-	fs.StringVar(&o.Conn.NKeySeedFile, "nats-nkey", "", "NATS nkey seed file")
-	fs.StringVar(&o.Conn.CredsFile, "nats-creds", "", "NATS credentials (.creds) file")
-	fs.StringVar(&o.Conn.TLSCAFile, "nats-ca", "", "PEM file of CAs to verify the NATS server")
-	fs.StringVar(&o.Conn.TLSCertFile, "nats-cert", "", "client certificate for NATS TLS")
-	fs.StringVar(&o.Conn.TLSKeyFile, "nats-key", "", "client key for NATS TLS")
+	cmd := &cobra.Command{
+		Use:           "omniq-runner [flags]",
+		Short:         "Run OmniQ tasks in plugin processes",
+		Long:          runnerLong,
+		Args:          cobra.ArbitraryArgs,
+		SilenceErrors: true,
+		SilenceUsage:  true,
+	}
+	cmd.SetArgs(args)
+	cmd.SetOut(stderr)
+	cmd.SetErr(stderr)
+	cmd.SetFlagErrorFunc(func(_ *cobra.Command, err error) error {
+		return fmt.Errorf("%w: %v (see omniq-runner -h)", errUsage, err)
+	})
+	fs := cmd.Flags()
+	o.NATS.Register(fs, natsflags.Options{URLUsage: "NATS server or cluster to use instead of the embedded server (comma-separated URLs)"})
 	fs.StringVar(&o.Listen, "listen", "127.0.0.1:4222", `embedded server's client address ("none": in-process only; port 0: any free port)`)
 	fs.StringVar(&o.DataDir, "data-dir", "./omniq-data", "embedded server's JetStream store directory")
 	fs.StringVar(&o.Sync, "sync", "2m", `embedded server's fsync policy: "always", or an interval such as "2m" (see docs/operations.md)`)
@@ -257,34 +386,30 @@ func Parse(args []string, getenv func(string) string, stderr io.Writer) (Options
 	fs.StringVar(&o.AuthConfig, "auth-config", "", "embedded server: nats-server config file whose authorization/accounts define the logins, instead of the generated credentials; the runner logs in with --nats-user/--nats-password, --nats-nkey or --nats-creds")
 	fs.DurationVar(&o.AckWait, "ack-wait", 4*time.Second, "how long a task of a runner that stopped answering waits before another runner takes it")
 	fs.BoolVar(&o.Version, "version", false, "print the version and exit")
-	fs.Usage = func() {
-		fmt.Fprintln(stderr, "Usage: omniq-runner [flags]\n\nRuns OmniQ tasks in plugin processes. With no flags it embeds a NATS server\n(client port 127.0.0.1:4222, data in ./omniq-data) and runs the plugins in\n./bin/plugins. Every flag can also be set as OMNIQ_<FLAG> in the environment\n(--plugins-dir is OMNIQ_PLUGINS_DIR); a flag wins over its variable.\n\nFlags:")
-		fs.PrintDefaults()
-	}
-	// Environment first, so that flags given on the command line win.
-	var envErr error
-	fs.VisitAll(func(f *flag.Flag) {
-		name := envPrefix + strings.ToUpper(strings.ReplaceAll(f.Name, "-", "_"))
-		if v := getenv(name); v != "" && envErr == nil {
-			if err := f.Value.Set(v); err != nil {
-				envErr = fmt.Errorf("%w: %s=%q: %v", errUsage, name, v, err)
-			}
+	var pos []string
+	ran := false
+	cmd.RunE = func(_ *cobra.Command, args []string) error {
+		ran, pos = true, args
+		// Variables fill in the flags not given, so that flags win.
+		if err := natsflags.ApplyEnv(fs, getenv, nil); err != nil {
+			return fmt.Errorf("%w: %v", errUsage, err)
 		}
-	})
-	if envErr != nil {
-		return o, envErr
+		return nil
 	}
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
+	if err := cmd.Execute(); err != nil {
+		if errors.Is(err, errUsage) {
 			return o, err
 		}
 		return o, fmt.Errorf("%w: %v", errUsage, err)
 	}
+	if !ran { // -h or --help
+		return o, pflag.ErrHelp
+	}
 	if o.Version {
 		return o, nil // nothing else matters
 	}
-	if fs.NArg() > 0 {
-		return o, fmt.Errorf("%w: unexpected argument %q (omniq-runner takes flags only)", errUsage, fs.Arg(0))
+	if len(pos) > 0 {
+		return o, fmt.Errorf("%w: unexpected argument %q (omniq-runner takes flags only)", errUsage, pos[0])
 	}
 	if err := o.check(); err != nil {
 		return o, err
@@ -327,12 +452,7 @@ func (o *Options) check() error {
 		if err != nil {
 			return fmt.Errorf("%w: --config: %v", errUsage, err)
 		}
-		dec := json.NewDecoder(strings.NewReader(string(b)))
-		dec.DisallowUnknownFields()
-		if err := dec.Decode(&o.File); err != nil {
-			if path := badDuration(b); path != "" {
-				return fmt.Errorf("%w: --config %s: %s: %v", errUsage, o.ConfigFile, path, err)
-			}
+		if err := decodeFile(b, &o.File); err != nil {
 			return fmt.Errorf("%w: --config %s: %v", errUsage, o.ConfigFile, err)
 		}
 	}
@@ -359,7 +479,7 @@ func (o *Options) check() error {
 			return fmt.Errorf("%w: --config auth.nkeys[%d]: %v", errUsage, i, err)
 		}
 	}
-	if o.NATSURL != "" && (len(o.File.Auth.Users) > 0 || len(o.File.Auth.NKeys) > 0) {
+	if o.NATS.URL != "" && (len(o.File.Auth.Users) > 0 || len(o.File.Auth.NKeys) > 0) {
 		return fmt.Errorf("%w: --config auth: logins are for the embedded server; with --nats-url, configure them on that server (docs/security.md)", errUsage)
 	}
 	for name, p := range o.File.Plugins {
@@ -386,16 +506,10 @@ func (o *Options) check() error {
 	return nil
 }
 
-// hasLogin says whether a --nats-* credential flag is set.
-func (o *Options) hasLogin() bool {
-	c := o.Conn
-	return c.User != "" || c.Password != "" || c.Token != "" || c.NKeySeedFile != "" || c.CredsFile != ""
-}
-
 // checkAuth validates the security flags against the mode (embedded or
 // external server).
 func (o *Options) checkAuth() error {
-	if o.NATSURL != "" {
+	if o.NATS.URL != "" {
 		for _, f := range []struct{ flag, v string }{{"--tls-cert", o.TLSCert}, {"--tls-key", o.TLSKey}, {"--tls-ca", o.TLSCA}, {"--auth-config", o.AuthConfig}} {
 			if f.v != "" {
 				return fmt.Errorf("%w: %s configures the embedded server, which --nats-url replaces (for TLS to that server, see --nats-ca, --nats-cert, --nats-key)", errUsage, f.flag)
@@ -404,9 +518,9 @@ func (o *Options) checkAuth() error {
 		return nil
 	}
 	switch {
-	case o.AuthConfig != "" && !o.hasLogin():
+	case o.AuthConfig != "" && !o.NATS.HasLogin():
 		return fmt.Errorf("%w: --auth-config: give the runner's own login on that server with --nats-user/--nats-password, --nats-nkey or --nats-creds", errUsage)
-	case o.AuthConfig == "" && o.hasLogin():
+	case o.AuthConfig == "" && o.NATS.HasLogin():
 		return fmt.Errorf("%w: the --nats-user/--nats-password/--nats-token/--nats-nkey/--nats-creds flags are for --nats-url or --auth-config; the embedded server's runner uses the credentials it creates in %s", errUsage, credentials.Dir(o.DataDir))
 	case (o.TLSCert == "") != (o.TLSKey == ""):
 		return fmt.Errorf("%w: --tls-cert and --tls-key go together", errUsage)
@@ -435,32 +549,18 @@ func (o *Options) listenAddr() (host string, port int, err error) {
 	return o.Listen[:i], port, nil
 }
 
-func (f FunctionSettings) config() runner.FunctionConfig {
-	return runner.FunctionConfig{MaxRetries: f.MaxRetries, Timeout: time.Duration(f.Timeout), BackoffBase: time.Duration(f.BackoffBase),
-		BackoffMax: time.Duration(f.BackoffMax), Concurrency: f.Concurrency, NonRetryable: f.NonRetryable}
-}
-
 // runnerConfig is the runner configuration, without its client and plugins.
 func (o *Options) runnerConfig() runner.Config {
-	c := runner.Config{ID: o.ID, Defaults: o.File.Defaults.config(), ShutdownGrace: o.ShutdownWait, AckWait: o.AckWait,
-		Limits: runner.Limits{MaxRetries: o.File.Limits.MaxRetries, MaxTimeout: time.Duration(o.File.Limits.MaxTimeout)}}
+	c := runner.Config{ID: o.ID, Defaults: o.File.Defaults, Functions: o.File.Functions, ShutdownGrace: o.ShutdownWait,
+		AckWait: o.AckWait, Limits: o.File.Limits}
 	if o.Concurrency > 0 && c.Defaults.Concurrency == 0 {
 		c.Defaults.Concurrency = o.Concurrency
-	}
-	if len(o.File.Functions) > 0 {
-		c.Functions = make(map[string]runner.FunctionConfig, len(o.File.Functions))
-		for name, f := range o.File.Functions {
-			c.Functions[name] = f.config()
-		}
 	}
 	return c
 }
 
-func (o *Options) streamsConfig() jetstream.Config {
-	s := o.File.Streams
-	return jetstream.Config{Replicas: s.Replicas, MaxPayload: s.MaxPayload, DedupeWindow: time.Duration(s.DedupeWindow),
-		DLQMaxAge: time.Duration(s.DLQMaxAge), FinishedTTL: time.Duration(s.FinishedTTL), TaskMaxAge: time.Duration(s.TaskMaxAge)}
-}
+// streamsConfig is the streams configuration, without its logger.
+func (o *Options) streamsConfig() jetstream.Config { return o.File.Streams }
 
 func (o *Options) hostConfig() pluginhost.HostConfig {
 	policy := o.File.PluginPolicy
@@ -475,7 +575,7 @@ func (o *Options) hostConfig() pluginhost.HostConfig {
 			}
 			c := pluginhost.Config{Concurrency: p.Concurrency, Process: pluginhost.ProcessConfig{SHA256: p.SHA256, Env: p.Env,
 				RequireSHA256: policy.RequireSHA256, User: user,
-				Limits: pluginhost.Limits{MemoryBytes: p.Limits.MemoryBytes, CPUs: p.Limits.CPUs, CPUSeconds: p.Limits.CPUSeconds, OpenFiles: p.Limits.OpenFiles, Processes: p.Limits.Processes}}}
+				Limits: p.Limits}}
 			h.PerPlugin[name] = c
 		}
 	}

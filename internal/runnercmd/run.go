@@ -3,12 +3,12 @@ package runnercmd
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"net/http/pprof"
+	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -22,11 +22,15 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/sirupsen/logrus"
+	"github.com/spf13/pflag"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/omniq/omniq/internal/credentials"
 	"github.com/omniq/omniq/internal/roles"
+	"github.com/omniq/omniq/internal/tracing"
 	"github.com/omniq/omniq/internal/version"
 	"github.com/omniq/omniq/jetstream"
+	"github.com/omniq/omniq/jetstream/embedded"
 	sdk "github.com/omniq/omniq/plugins-sdk"
 	"github.com/omniq/omniq/runner"
 	"github.com/omniq/omniq/runner/pluginhost"
@@ -54,7 +58,7 @@ type Ready struct {
 // once everything runs.
 func Main(ctx context.Context, force <-chan struct{}, args []string, getenv func(string) string, stderr io.Writer, ready func(Ready)) int {
 	o, err := Parse(args, getenv, stderr)
-	if errors.Is(err, flag.ErrHelp) {
+	if errors.Is(err, pflag.ErrHelp) {
 		return 0
 	}
 	if err != nil {
@@ -66,11 +70,30 @@ func Main(ctx context.Context, force <-chan struct{}, args []string, getenv func
 		return 0
 	}
 	log := newLogger(o, stderr)
-	if err := run(ctx, force, o, log, ready); err != nil {
+	tr, err := tracing.Start(ctx, tracing.Config{Service: "omniq-runner", Version: version.Get().Version, Getenv: getenv, Console: os.Stdout})
+	if err != nil {
+		fmt.Fprintf(stderr, "omniq-runner: %v\n", err)
+		return 2
+	}
+	defer stopTracing(tr, log)
+	if tr.Enabled() {
+		log.WithField("exporter", getenv("OTEL_TRACES_EXPORTER")).Info("tracing on")
+	}
+	if err := run(ctx, force, o, log, tr.TracerProvider(), ready); err != nil {
 		log.WithError(err).Error("omniq-runner failed")
 		return 1
 	}
 	return 0
+}
+
+// stopTracing exports the spans still buffered, once the runner has
+// stopped, waiting at most 10 seconds for the collector.
+func stopTracing(tr *tracing.Tracing, log logrus.FieldLogger) {
+	c, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := tr.Shutdown(c); err != nil {
+		log.WithError(err).Warn("some spans were not exported")
+	}
 }
 
 func parseLevel(s string) (logrus.Level, error) {
@@ -94,19 +117,28 @@ func newLogger(o Options, out io.Writer) *logrus.Logger {
 }
 
 // run starts everything, waits for ctx, and shuts down in reverse order.
-func run(ctx context.Context, force <-chan struct{}, o Options, log *logrus.Logger, ready func(Ready)) error {
+func run(ctx context.Context, force <-chan struct{}, o Options, log *logrus.Logger, tp trace.TracerProvider, ready func(Ready)) error {
 	var (
 		nc       *nats.Conn
-		natsURL  = o.NATSURL
-		embedded *jetstream.Embedded
+		natsURL  = o.NATS.URL
+		embedSrv *embedded.Server
 		credsDir string
 		err      error
 	)
-	if o.NATSURL == "" {
+	// Listeners first: a busy address fails the start at once, naming it,
+	// before anything else was started.
+	var metricsLn net.Listener
+	if o.MetricsAddr != "" {
+		if metricsLn, err = net.Listen("tcp", o.MetricsAddr); err != nil {
+			return fmt.Errorf("--metrics-addr %s: cannot listen: %w", o.MetricsAddr, err)
+		}
+		defer metricsLn.Close()
+	}
+	if o.NATS.URL == "" {
 		host, port, _ := o.listenAddr()
 		sync := o.Sync == "always"
 		interval, _ := time.ParseDuration(o.Sync)
-		ec := jetstream.EmbeddedConfig{
+		ec := embedded.Config{
 			StoreDir: filepath.Join(o.DataDir, "jetstream"), Host: host, Port: port, NoListen: o.Listen == "none",
 			SyncAlways: sync, SyncInterval: interval, Logger: log.WithField("component", "nats-server"),
 			TLSCertFile: o.TLSCert, TLSKeyFile: o.TLSKey, TLSCAFile: o.TLSCA, AuthConfigFile: o.AuthConfig,
@@ -119,22 +151,29 @@ func run(ctx context.Context, force <-chan struct{}, o Options, log *logrus.Logg
 		if o.AuthConfig == "" {
 			credsDir = credentials.Dir(o.DataDir)
 		}
-		embedded, err = jetstream.StartEmbedded(ec)
+		embedSrv, err = embedded.StartContext(ctx, ec)
+		if errors.Is(err, embedded.ErrListen) {
+			return fmt.Errorf("--listen %s: %w", o.Listen, err)
+		}
 		if err != nil {
+			if ctx.Err() != nil {
+				log.Info("shutting down: stopped during start-up")
+				return nil
+			}
 			return err
 		}
 		defer func() {
 			c, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 			defer cancel()
-			if err := embedded.Shutdown(c); err != nil {
+			if err := embedSrv.Shutdown(c); err != nil {
 				log.WithError(err).Error("embedded NATS shutdown")
 			}
 		}()
-		natsURL = embedded.ClientURL()
-		nc, err = embedded.Connect(append(login, nats.Name("omniq-runner"), nats.CustomInboxPrefix(roles.RunnerInboxPrefix))...)
+		natsURL = embedSrv.ClientURL()
+		nc, err = embedSrv.Connect(append(login, nats.Name("omniq-runner"), nats.CustomInboxPrefix(roles.RunnerInboxPrefix))...)
 	} else {
-		conn := o.Conn
-		conn.URL, conn.Name, conn.Logger, conn.InboxPrefix = o.NATSURL, "omniq-runner", log, roles.RunnerInboxPrefix
+		conn := o.NATS.Config("omniq-runner")
+		conn.Logger, conn.InboxPrefix = log, roles.RunnerInboxPrefix
 		nc, err = jetstream.Connect(conn)
 	}
 	if err != nil {
@@ -183,6 +222,7 @@ func run(ctx context.Context, force <-chan struct{}, o Options, log *logrus.Logg
 
 	rc := o.runnerConfig()
 	rc.Client, rc.Plugins, rc.Metrics, rc.Logger = client, host, metrics, log
+	rc.TracerProvider = tp
 	r, err := runner.New(rc)
 	if err != nil {
 		return err
@@ -199,12 +239,8 @@ func run(ctx context.Context, force <-chan struct{}, o Options, log *logrus.Logg
 	started.Store(true)
 
 	var metricsAddr string
-	if o.MetricsAddr != "" {
-		ln, err := net.Listen("tcp", o.MetricsAddr)
-		if err != nil {
-			_ = r.Stop(context.Background())
-			return fmt.Errorf("--metrics-addr: %w", err)
-		}
+	if metricsLn != nil {
+		ln := metricsLn
 		metricsAddr = ln.Addr().String()
 		mux := metricsMux(reg, nc, &started, r.Ready, host)
 		if o.Pprof {
@@ -260,10 +296,10 @@ func run(ctx context.Context, force <-chan struct{}, o Options, log *logrus.Logg
 // these are the roles' nkeys kept in the data directory (created on first
 // start) and the config file's users and nkeys, each with its role's
 // permissions; with it, the file's logins and the --nats-* credentials.
-func (o *Options) embeddedAuth(ec *jetstream.EmbeddedConfig) ([]nats.Option, error) {
+func (o *Options) embeddedAuth(ec *embedded.Config) ([]nats.Option, error) {
 	if o.AuthConfig != "" {
 		var login []nats.Option
-		c := o.Conn
+		c := o.NATS.Conn
 		switch {
 		case c.User != "" || c.Password != "":
 			login = append(login, nats.UserInfo(c.User, c.Password))

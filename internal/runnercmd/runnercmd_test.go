@@ -57,7 +57,7 @@ func TestBadFlagsAndConfigExit2BeforeStarting(t *testing.T) {
 		env  map[string]string
 		want string
 	}{
-		{"unknown flag", []string{"--bogus"}, nil, "flag provided but not defined: -bogus"},
+		{"unknown flag", []string{"--bogus"}, nil, "unknown flag: --bogus"},
 		{"argument", []string{"--plugins-dir", plugins, "extra"}, nil, `unexpected argument "extra"`},
 		{"log format", []string{"--plugins-dir", plugins, "--log-format", "xml"}, nil, `--log-format "xml": want text or json`},
 		{"log level", []string{"--plugins-dir", plugins, "--log-level", "loud"}, nil, "--log-level"},
@@ -71,7 +71,11 @@ func TestBadFlagsAndConfigExit2BeforeStarting(t *testing.T) {
 		{"ack wait too long", []string{"--plugins-dir", plugins, "--ack-wait", "1000h"}, nil, "AckWait must be between 0 and 24h0m0s, got 1000h0m0s"},
 		{"env value", nil, map[string]string{"OMNIQ_PLUGINS_DIR": plugins, "OMNIQ_CONCURRENCY": "many"}, `OMNIQ_CONCURRENCY="many"`},
 		{"config missing", []string{"--plugins-dir", plugins, "--config", "/nonexistent.json"}, nil, "--config"},
-		{"config unknown field", []string{"--plugins-dir", plugins, "--config", cfgFile(`{"functoins": {}}`)}, nil, `unknown field "functoins"`},
+		{"config unknown field", []string{"--plugins-dir", plugins, "--config", cfgFile(`{"functoins": {}}`)}, nil, `unknown setting "functoins" (want one of auth, defaults, functions, limits, plugin_policy, plugins, streams)`},
+		{"config unknown stream setting", []string{"--plugins-dir", plugins, "--config", cfgFile(`{"streams": {"subject_prefix": "x"}}`)}, nil, `streams: unknown setting "subject_prefix" (want one of dedupe_window, dlq_max_age, finished_ttl, max_payload, replicas, task_max_age)`},
+		{"config unknown limit", []string{"--plugins-dir", plugins, "--config", cfgFile(`{"plugins": {"echo": {"limits": {"memory": 1}}}}`)}, nil, `plugins.echo.limits: unknown setting "memory"`},
+		{"config logger", []string{"--plugins-dir", plugins, "--config", cfgFile(`{"streams": {"logger": {}}}`)}, nil, `streams: unknown setting "logger"`},
+		{"config duration number", []string{"--plugins-dir", plugins, "--config", cfgFile(`{"limits": {"max_timeout": 5}}`)}, nil, `limits.max_timeout: want a duration string like "30s", got 5`},
 		{"config duration", []string{"--plugins-dir", plugins, "--config", cfgFile(`{"defaults": {"timeout": "soon"}}`)}, nil, `"soon"`},
 		{"config retries", []string{"--plugins-dir", plugins, "--config", cfgFile(`{"functions": {"f": {"max_retries": -1}}}`)}, nil, "function f: max_retries must be >= 0"},
 		{"config function name", []string{"--plugins-dir", plugins, "--config", cfgFile(`{"functions": {"a.b": {}}}`)}, nil, `"a.b" has '.'`},
@@ -105,7 +109,7 @@ func TestHelpExits0(t *testing.T) {
 	if code := runnercmd.Main(context.Background(), nil, []string{"-h"}, env(nil), &stderr, nil); code != 0 {
 		t.Fatalf("exit %d", code)
 	}
-	for _, want := range []string{"--plugins-dir", "OMNIQ_PLUGINS_DIR", "-metrics-addr"} {
+	for _, want := range []string{"--plugins-dir", "OMNIQ_PLUGINS_DIR", "-metrics-addr", "--nats-creds", "--nats-ca"} {
 		if !strings.Contains(stderr.String(), strings.TrimPrefix(want, "-")) {
 			t.Errorf("help does not mention %s", want)
 		}

@@ -17,6 +17,7 @@ import (
 	"github.com/omniq/omniq/internal/roles"
 	"github.com/omniq/omniq/internal/submitcmd"
 	"github.com/omniq/omniq/jetstream"
+	"github.com/omniq/omniq/jetstream/embedded"
 	"github.com/omniq/omniq/models"
 )
 
@@ -38,7 +39,7 @@ func startAuthServer(t *testing.T, data string) string {
 		}
 		users = append(users, &server.NkeyUser{Nkey: k.Public, Permissions: p})
 	}
-	srv, err := jetstream.StartEmbedded(jetstream.EmbeddedConfig{StoreDir: t.TempDir(), Port: -1, NKeys: users})
+	srv, err := embedded.Start(embedded.Config{StoreDir: t.TempDir(), Port: -1, NKeys: users})
 	if err != nil {
 		t.Fatal(err)
 	}

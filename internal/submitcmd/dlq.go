@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"encoding/base64"
 	"errors"
-	"flag"
 	"fmt"
 	"slices"
 	"strings"
@@ -12,26 +11,63 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+
 	"github.com/omniq/omniq/jetstream"
 	"github.com/omniq/omniq/models"
 )
 
-// dlq is `omniq-submit dlq SUBCOMMAND`.
-func (c *cli) dlq(args []string) error {
-	if len(args) == 0 {
-		return usagef("dlq needs a subcommand: list, show, replay or purge")
+func (c *cli) dlqCommand() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "dlq SUBCOMMAND",
+		Short: "Work the dead-letter stream: list, show, replay, purge",
+		Long: `The dead-letter stream keeps every task that failed for good, with its
+payload, headers and error history, so it can be looked at and replayed.`,
+		Args:                       cobra.ArbitraryArgs,
+		SuggestionsMinimumDistance: 2,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if len(args) == 0 {
+				return usagef("dlq needs a subcommand: list, show, replay or purge (see omniq-submit dlq -h)")
+			}
+			msg := fmt.Sprintf("unknown dlq subcommand %q: want list, show, replay or purge", args[0])
+			if sugg := cmd.SuggestionsFor(args[0]); len(sugg) > 0 {
+				msg += "\n\nDid you mean this?\n\t" + strings.Join(sugg, "\n\t")
+			}
+			return usagef("%s", msg)
+		},
 	}
-	switch args[0] {
-	case "list":
-		return c.dlqList(args[1:])
-	case "show":
-		return c.dlqShow(args[1:])
-	case "replay":
-		return c.dlqReplay(args[1:])
-	case "purge":
-		return c.dlqPurge(args[1:])
+	list := &cobra.Command{
+		Use:   "list [--function F] [--error-type T] [--since T] [--until T]",
+		Short: "List dead tasks",
+		Args:  noArgs,
 	}
-	return usagef("unknown dlq subcommand %q: want list, show, replay or purge", args[0])
+	lf := addFilterFlags(list.Flags(), false)
+	list.RunE = func(*cobra.Command, []string) error { return c.dlqList(lf) }
+	show := &cobra.Command{
+		Use:   "show ID",
+		Short: "Show a dead task's payload, headers and error history",
+		Args:  oneID,
+		RunE:  func(_ *cobra.Command, args []string) error { return c.dlqShow(args[0]) },
+	}
+	replay := &cobra.Command{
+		Use:   "replay ID... | --all | --function F | --error-type T | --since T | --until T",
+		Short: "Submit dead tasks again, with a fresh retry budget",
+		Args:  cobra.ArbitraryArgs,
+	}
+	rf := addFilterFlags(replay.Flags(), true)
+	replay.RunE = func(_ *cobra.Command, args []string) error { return c.dlqReplay(rf, args) }
+	purge := &cobra.Command{
+		Use:   "purge ID... | --all | --function F | --error-type T | --since T | --until T [--yes]",
+		Short: "Delete dead tasks for good (asks first, on a terminal)",
+		Args:  cobra.ArbitraryArgs,
+	}
+	pf := addFilterFlags(purge.Flags(), true)
+	var yes bool
+	purge.Flags().BoolVar(&yes, "yes", false, "do not ask for confirmation")
+	purge.RunE = func(_ *cobra.Command, args []string) error { return c.dlqPurge(pf, yes, args) }
+	cmd.AddCommand(list, show, replay, purge)
+	return cmd
 }
 
 // filterFlags are the selection flags of dlq list, replay and purge.
@@ -76,8 +112,8 @@ func parseTime(flagName, s string) (time.Time, error) {
 	return t, nil
 }
 
-func (c *cli) filterFlagSet(name, args string, withAll bool) (*flag.FlagSet, *filterFlags) {
-	fs := c.newFlags("dlq "+name, args)
+// addFilterFlags adds the selection flags of dlq list, replay and purge.
+func addFilterFlags(fs *pflag.FlagSet, withAll bool) *filterFlags {
 	ff := &filterFlags{}
 	fs.StringVar(&ff.function, "function", "", "only tasks of this function")
 	fs.StringVar(&ff.errorType, "error-type", "", "only tasks whose final error has this error_type")
@@ -86,18 +122,11 @@ func (c *cli) filterFlagSet(name, args string, withAll bool) (*flag.FlagSet, *fi
 	if withAll {
 		fs.BoolVar(&ff.all, "all", false, "every dead task")
 	}
-	return fs, ff
+	return ff
 }
 
-func (c *cli) dlqList(args []string) error {
-	fs, ff := c.filterFlagSet("list", "[--function F] [--error-type T] [--since T] [--until T]", false)
-	pos, err := parse(fs, args)
-	if err != nil {
-		return err
-	}
-	if len(pos) > 0 {
-		return usagef("dlq list takes no arguments, got %q", pos[0])
-	}
+// dlqList lists dead tasks.
+func (c *cli) dlqList(ff *filterFlags) error {
 	f, err := ff.filter()
 	if err != nil {
 		return err
@@ -139,31 +168,26 @@ type deadJSON struct {
 	Replays  int                 `json:"replays"`
 	Error    *models.TaskError   `json:"error"`
 	Headers  map[string][]string `json:"headers,omitempty"`
-	Payload  []byte              `json:"payload,omitempty"`
-	Task     *models.Task        `json:"task,omitempty"`
+	// Payload is the payload when it is UTF-8 text; PayloadBase64 holds
+	// other bytes.
+	Payload       *string   `json:"payload,omitempty"`
+	PayloadBase64 []byte    `json:"payload_base64,omitempty"`
+	Task          *taskJSON `json:"task,omitempty"`
 }
 
 func toDeadJSON(d jetstream.DeadTask) deadJSON {
-	return deadJSON{ID: d.ID, Function: d.Function, Sequence: d.Sequence, DeadAt: d.DeadAt, Attempt: d.Attempt, Replays: d.Replays, Error: d.Error, Payload: d.Payload}
+	out := deadJSON{ID: d.ID, Function: d.Function, Sequence: d.Sequence, DeadAt: d.DeadAt, Attempt: d.Attempt, Replays: d.Replays, Error: d.Error}
+	out.Payload, out.PayloadBase64 = textOrBytes(d.Payload)
+	return out
 }
 
-func (c *cli) dlqShow(args []string) error {
-	fs := c.newFlags("dlq show", "ID")
-	pos, err := parse(fs, args)
-	if err != nil {
-		return err
-	}
-	if len(pos) != 1 {
-		return usagef("dlq show takes one task id")
-	}
-	if err := models.ValidateTaskID(pos[0]); err != nil {
-		return usagef("%v", err)
-	}
+// dlqShow shows dead task id.
+func (c *cli) dlqShow(id string) error {
 	client, err := c.connect()
 	if err != nil {
 		return err
 	}
-	d, err := client.GetDead(c.ctx, pos[0])
+	d, err := client.GetDead(c.ctx, id)
 	if err != nil {
 		return err
 	}
@@ -173,7 +197,11 @@ func (c *cli) dlqShow(args []string) error {
 	}
 	if c.json {
 		out := toDeadJSON(d)
-		out.Headers, out.Task = d.Header, task
+		out.Headers = d.Header
+		if task != nil {
+			tj := toTaskJSON(task)
+			out.Task = &tj
+		}
 		return writeJSON(c.io.Stdout, out)
 	}
 	w := c.io.Stdout
@@ -204,12 +232,8 @@ func (c *cli) dlqShow(args []string) error {
 	return nil
 }
 
-func (c *cli) dlqReplay(args []string) error {
-	fs, ff := c.filterFlagSet("replay", "ID... | --all | --function F | --error-type T", true)
-	ids, err := parse(fs, args)
-	if err != nil {
-		return err
-	}
+// dlqReplay replays the dead tasks ids, or those ff selects.
+func (c *cli) dlqReplay(ff *filterFlags, ids []string) error {
 	f, err := c.selection(ff, ids, "replay")
 	if err != nil {
 		return err
@@ -266,14 +290,8 @@ func (c *cli) selection(ff *filterFlags, ids []string, verb string) (jetstream.D
 	return ff.filter()
 }
 
-func (c *cli) dlqPurge(args []string) error {
-	fs, ff := c.filterFlagSet("purge", "ID... | --all | --function F | --error-type T [--yes]", true)
-	var yes bool
-	fs.BoolVar(&yes, "yes", false, "do not ask for confirmation")
-	ids, err := parse(fs, args)
-	if err != nil {
-		return err
-	}
+// dlqPurge deletes the dead tasks ids, or those ff selects.
+func (c *cli) dlqPurge(ff *filterFlags, yes bool, ids []string) error {
 	f, err := c.selection(ff, ids, "purge")
 	if err != nil {
 		return err

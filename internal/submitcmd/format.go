@@ -5,6 +5,8 @@ import (
 	"strings"
 	"time"
 	"unicode/utf8"
+
+	"github.com/omniq/omniq/models"
 )
 
 var nowUTC = func() time.Time { return time.Now().UTC() }
@@ -59,4 +61,32 @@ func printable(b []byte, n int) string {
 		return oneLine(string(b), n)
 	}
 	return fmt.Sprintf("(%d bytes of binary data)", len(b))
+}
+
+// taskJSON is a task in --json output: the models' wire format, except that
+// a result that is UTF-8 text is shown as text ("result"), and other bytes
+// as base64 under "result_base64".
+type taskJSON struct {
+	*models.Task
+	Result       *string `json:"result,omitempty"`
+	ResultBase64 []byte  `json:"result_base64,omitempty"`
+}
+
+func toTaskJSON(t *models.Task) taskJSON {
+	out := taskJSON{Task: t}
+	out.Result, out.ResultBase64 = textOrBytes(t.Result)
+	return out
+}
+
+// textOrBytes splits b for JSON output: text when it is valid UTF-8, else
+// the bytes (which encoding/json writes as base64). Both are nil for none.
+func textOrBytes(b []byte) (*string, []byte) {
+	if len(b) == 0 {
+		return nil, nil
+	}
+	if utf8.Valid(b) {
+		s := string(b)
+		return &s, nil
+	}
+	return nil, b
 }

@@ -6,16 +6,16 @@ package submitcmd
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"os"
 	"strings"
-	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 
-	"github.com/omniq/omniq/internal/credentials"
+	"github.com/omniq/omniq/internal/natsflags"
 	"github.com/omniq/omniq/internal/version"
 	"github.com/omniq/omniq/jetstream"
 	"github.com/omniq/omniq/models"
@@ -52,40 +52,27 @@ func usagef(format string, args ...any) error {
 	return &usageError{msg: fmt.Sprintf(format, args...)}
 }
 
-const usage = `Usage:
-  omniq-submit [flags] FUNCTION [PAYLOAD]     submit a task (PAYLOAD: text, @file, or - for stdin)
-  omniq-submit [flags] -- FUNCTION [PAYLOAD]  submit to a function named like a command below
-  omniq-submit batch [flags] [FUNCTION] [FILE|-]  submit one task per input line
-  omniq-submit status ID                      show a task
-  omniq-submit list [--status S] [--function F]   list tasks
-  omniq-submit watch [ID]                     follow one task, or all
-  omniq-submit cancel ID                      cancel a task
-  omniq-submit functions                      list the functions runners serve
-  omniq-submit dlq list [--function F] [--error-type T] [--since T] [--until T]
-  omniq-submit dlq show ID                    payload, headers and error history of a dead task
-  omniq-submit dlq replay ID... | --all | --function F | --error-type T
-  omniq-submit dlq purge ID... | --all | --function F | --error-type T [--yes]
-  omniq-submit version                        print the version (also --version)
+// rootLong is the help text of omniq-submit itself.
+const rootLong = `omniq-submit submits OmniQ tasks, follows them, and works the dead-letter
+stream.
 
-Flags come before or after the arguments. Every command takes --nats-url
-(default nats://127.0.0.1:4222, or OMNIQ_NATS_URL) and the NATS auth flags,
-and --json for machine-readable output. Run a command with -h for its flags.
-Without auth flags, omniq-submit logs in with the operator credentials of
-omniq-runner's data directory: $OMNIQ_DATA_DIR, else ./omniq-data.
+Submitting: "omniq-submit [flags] FUNCTION [PAYLOAD]" submits a task to
+FUNCTION (PAYLOAD: text, @file, or - for stdin); "omniq-submit submit
+FUNCTION [PAYLOAD]" is the same. A first word that names a command below
+runs that command, so a function named like a command (status, list, help...)
+needs the submit command: "omniq-submit submit status PAYLOAD". A word that
+looks like a misspelt command and is not a function being served is refused
+with a suggestion.
+
+Flags go before or after the command and its arguments. Every command takes
+the NATS flags (--nats-url, default nats://127.0.0.1:4222, and the login and
+TLS flags, each also an OMNIQ_* variable: --nats-url is OMNIQ_NATS_URL) and
+--json for machine-readable output. Without login flags, omniq-submit logs in
+with the operator credentials of omniq-runner's data directory:
+$OMNIQ_DATA_DIR, else ./omniq-data.
 
 Exit status: 0 success; 1 the task failed or was cancelled, or the operation
-failed; 2 a usage error.
-`
-
-var commands = map[string]func(*cli, []string) error{
-	"batch":     (*cli).batch,
-	"status":    (*cli).status,
-	"list":      (*cli).list,
-	"watch":     (*cli).watch,
-	"cancel":    (*cli).cancel,
-	"functions": (*cli).functions,
-	"dlq":       (*cli).dlq,
-}
+failed (a task not found included); 2 a usage error.`
 
 // withDefaults returns o with a missing writer discarding what it gets.
 func (o IO) withDefaults() IO {
@@ -95,39 +82,109 @@ func (o IO) withDefaults() IO {
 	if o.Stderr == nil {
 		o.Stderr = io.Discard
 	}
+	if o.Stdin == nil {
+		o.Stdin = strings.NewReader("")
+	}
+	if o.Getenv == nil {
+		o.Getenv = func(string) string { return "" }
+	}
 	return o
 }
 
 // Main runs omniq-submit with args (without the program name) and returns
 // the exit status.
 func Main(ctx context.Context, args []string, io IO) int {
-	if io.Getenv == nil {
-		io.Getenv = func(string) string { return "" }
-	}
 	io = io.withDefaults()
 	c := &cli{ctx: ctx, io: io}
 	defer c.close()
-	var err error
-	switch {
-	case len(args) == 0:
-		fmt.Fprint(io.Stderr, usage)
-		return exitUsage
-	case args[0] == "--version" || args[0] == "version":
-		fmt.Fprintln(io.Stdout, version.Get().String("omniq-submit"))
-		return exitOK
-	case args[0] == "-h" || args[0] == "--help" || args[0] == "help":
-		fmt.Fprint(io.Stdout, usage)
-		return exitOK
-	case args[0] == "--":
-		err = c.submit(args[1:], true)
-	default:
-		if cmd, ok := commands[args[0]]; ok {
-			err = cmd(c, args[1:])
-		} else {
-			err = c.submit(args, false)
-		}
+	if len(args) > 0 && args[0] == "--" {
+		// The documented way before the submit command: "-- FUNCTION".
+		args = append([]string{"submit"}, args[1:]...)
 	}
-	return c.exit(err)
+	root := c.commands()
+	root.SetArgs(args)
+	return c.exit(root.ExecuteContext(ctx))
+}
+
+// commands builds the command tree.
+func (c *cli) commands() *cobra.Command {
+	root := &cobra.Command{
+		Use:   "omniq-submit [flags] FUNCTION [PAYLOAD]",
+		Short: "Submit OmniQ tasks, follow them, and work the dead-letter stream",
+		Long:  rootLong,
+		Example: `  omniq-submit echo 'hello'                  submit; prints the task id
+  omniq-submit --wait resize @photo.json      wait; print the result (exit 1 if it failed)
+  omniq-submit submit status 'x' --force      a function named like a command
+  omniq-submit status ID
+  omniq-submit list --status failed --limit 20
+  omniq-submit dlq replay --function resize`,
+		Version:                    version.Get().String("omniq-submit"),
+		Args:                       cobra.ArbitraryArgs,
+		SuggestionsMinimumDistance: 2,
+		SilenceErrors:              true,
+		SilenceUsage:               true,
+	}
+	root.SetVersionTemplate("{{.Version}}\n")
+	root.SetIn(c.io.Stdin)
+	root.SetOut(c.io.Stdout)
+	root.SetErr(c.io.Stderr)
+	root.SetFlagErrorFunc(func(cmd *cobra.Command, err error) error {
+		return usagef("%v (see %s -h)", err, cmd.CommandPath())
+	})
+	pf := root.PersistentFlags()
+	c.conn.Register(pf, natsflags.Options{DefaultURL: nats.DefaultURL, Client: true})
+	pf.BoolVar(&c.json, "json", false, "print JSON (the models' wire format) instead of tables")
+	root.PersistentPreRunE = func(cmd *cobra.Command, _ []string) error {
+		if err := natsflags.ApplyEnv(cmd.Flags(), c.io.Getenv, natsflags.IsConnFlag); err != nil {
+			return usagef("%v", err)
+		}
+		return nil
+	}
+
+	c.setupSubmit(root, false)
+	sub := &cobra.Command{
+		Use:   "submit [flags] FUNCTION [PAYLOAD]",
+		Short: "Submit a task (also the bare form; needed for a function named like a command)",
+		Long: `Submit a task to FUNCTION. PAYLOAD is text, @file, or - for stdin; none is an
+empty payload. The function must be served by a running runner, or --force
+queues the task anyway. Prints the task id, or with --wait the task's result
+(exit 0) or error (exit 1).`,
+		Example: `  omniq-submit submit echo hello
+  omniq-submit submit status 'x' --force     a function named "status"`,
+	}
+	c.setupSubmit(sub, true)
+	root.AddCommand(sub, c.batchCommand(), c.statusCommand(), c.listCommand(), c.watchCommand(),
+		c.cancelCommand(), c.functionsCommand(), c.dlqCommand(), c.versionCommand())
+	return root
+}
+
+func (c *cli) versionCommand() *cobra.Command {
+	return &cobra.Command{
+		Use: "version", Short: "Print the version (also --version)", Args: noArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			fmt.Fprintln(c.io.Stdout, version.Get().String("omniq-submit"))
+			return nil
+		},
+	}
+}
+
+// noArgs refuses positional arguments with a usage error.
+func noArgs(cmd *cobra.Command, args []string) error {
+	if len(args) > 0 {
+		return usagef("%s takes no arguments, got %q", cmd.CommandPath(), args[0])
+	}
+	return nil
+}
+
+// oneID wants exactly one valid task id.
+func oneID(cmd *cobra.Command, args []string) error {
+	if len(args) != 1 {
+		return usagef("%s takes one task id, got %d arguments", cmd.CommandPath(), len(args))
+	}
+	if err := models.ValidateTaskID(args[0]); err != nil {
+		return usagef("%v", err)
+	}
+	return nil
 }
 
 func (c *cli) exit(err error) int {
@@ -136,7 +193,7 @@ func (c *cli) exit(err error) int {
 	switch {
 	case err == nil:
 		return exitOK
-	case errors.Is(err, flag.ErrHelp):
+	case errors.Is(err, pflag.ErrHelp):
 		return exitOK
 	case c.denial() != nil:
 		fmt.Fprintf(c.io.Stderr, "omniq-submit: %v\n", c.denial())
@@ -192,7 +249,7 @@ func explain(err error) error {
 type cli struct {
 	ctx    context.Context
 	io     IO
-	conn   connFlags
+	conn   natsflags.Flags
 	json   bool
 	nc     *nats.Conn
 	client *jetstream.Client
@@ -208,72 +265,12 @@ func (c *cli) close() {
 	}
 }
 
-// connFlags are the connection flags every command takes.
-type connFlags struct {
-	url     string
-	conn    jetstream.ConnConfig
-	timeout time.Duration
-}
-
-// newFlags returns a flag set with the shared flags.
-func (c *cli) newFlags(name, args string) *flag.FlagSet {
-	fs := flag.NewFlagSet("omniq-submit "+name, flag.ContinueOnError)
-	fs.SetOutput(c.io.Stderr)
-	env := func(k, def string) string {
-		if v := c.io.Getenv(k); v != "" {
-			return v
-		}
-		return def
-	}
-	fs.StringVar(&c.conn.url, "nats-url", env("OMNIQ_NATS_URL", nats.DefaultURL), "NATS server URL(s), comma separated")
-	fs.StringVar(&c.conn.conn.User, "nats-user", env("OMNIQ_NATS_USER", ""), "NATS user name")
-	fs.StringVar(&c.conn.conn.Password, "nats-password", env("OMNIQ_NATS_PASSWORD", ""), "NATS password")
-	fs.StringVar(&c.conn.conn.Token, "nats-token", env("OMNIQ_NATS_TOKEN", ""), "NATS token")
-	fs.StringVar(&c.conn.conn.NKeySeedFile, "nats-nkey", env("OMNIQ_NATS_NKEY", ""), "NATS nkey seed file")
-	fs.StringVar(&c.conn.conn.CredsFile, "nats-creds", env("OMNIQ_NATS_CREDS", ""), "NATS credentials file")
-	fs.StringVar(&c.conn.conn.InboxPrefix, "nats-inbox-prefix", env("OMNIQ_NATS_INBOX_PREFIX", ""), "reply subject prefix (operators: "+credentials.OperatorInboxPrefix+"; default _INBOX, or the operator's with the runner's credentials)")
-	fs.StringVar(&c.conn.conn.TLSCAFile, "nats-ca", env("OMNIQ_NATS_CA", ""), "PEM file of CAs for NATS TLS")
-	fs.StringVar(&c.conn.conn.TLSCertFile, "nats-cert", env("OMNIQ_NATS_CERT", ""), "client certificate for NATS TLS")
-	fs.StringVar(&c.conn.conn.TLSKeyFile, "nats-key", env("OMNIQ_NATS_KEY", ""), "client key for NATS TLS")
-	fs.DurationVar(&c.conn.timeout, "connect-timeout", 5*time.Second, "how long to try to reach NATS")
-	fs.BoolVar(&c.json, "json", false, "print JSON (the models' wire format) instead of tables")
-	fs.Usage = func() {
-		fmt.Fprintf(c.io.Stderr, "Usage: omniq-submit %s %s\n\nFlags:\n", name, args)
-		fs.PrintDefaults()
-	}
-	return fs
-}
-
-// parse parses args with flags anywhere among the positional arguments
-// (until "--") and returns the positional ones.
-func parse(fs *flag.FlagSet, args []string) ([]string, error) {
-	var pos []string
-	for {
-		if err := fs.Parse(args); err != nil {
-			if errors.Is(err, flag.ErrHelp) {
-				return nil, err
-			}
-			return nil, usagef("%v", err)
-		}
-		rest := fs.Args()
-		if len(rest) == 0 {
-			return pos, nil
-		}
-		if len(args) > 0 && len(rest) < len(args) && args[len(args)-len(rest)-1] == "--" {
-			return append(pos, rest...), nil
-		}
-		pos = append(pos, rest[0])
-		args = rest[1:]
-	}
-}
-
 // connect opens the JetStream client on first use.
 func (c *cli) connect() (*jetstream.Client, error) {
 	if c.client != nil {
 		return c.client, nil
 	}
-	cfg := c.conn.conn
-	cfg.URL, cfg.Name, cfg.ConnectTimeout = c.conn.url, "omniq-submit", c.conn.timeout
+	cfg := c.conn.Config("omniq-submit")
 	seed, err := c.findLogin(&cfg)
 	if err != nil {
 		return nil, err

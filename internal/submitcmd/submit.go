@@ -2,10 +2,10 @@ package submitcmd
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -16,6 +16,8 @@ import (
 	"time"
 
 	"github.com/schollz/progressbar/v3"
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 
 	"github.com/omniq/omniq/jetstream"
 	"github.com/omniq/omniq/models"
@@ -25,6 +27,9 @@ import (
 type headerFlags map[string]string
 
 func (h headerFlags) String() string { return fmt.Sprint(map[string]string(h)) }
+
+// Type names the flag's value in help.
+func (h headerFlags) Type() string { return "KEY=value" }
 
 func (h headerFlags) Set(v string) error {
 	k, val, ok := strings.Cut(v, "=")
@@ -71,8 +76,8 @@ func (o *submitOpts) request(fn string, payload []byte) (jetstream.SubmitRequest
 	return r, nil
 }
 
-func (c *cli) submitFlags(name, args string) (*flag.FlagSet, *submitOpts) {
-	fs := c.newFlags(name, args)
+// addSubmitFlags adds the per-task flags of submit and batch to fs.
+func addSubmitFlags(fs *pflag.FlagSet) *submitOpts {
 	o := &submitOpts{headers: headerFlags{}}
 	fs.StringVar(&o.id, "id", "", "task id, also the idempotency key (default: a new unique id)")
 	fs.IntVar(&o.maxRetries, "max-retries", -1, "retries after the first attempt (default: the function's)")
@@ -81,7 +86,7 @@ func (c *cli) submitFlags(name, args string) (*flag.FlagSet, *submitOpts) {
 	fs.StringVar(&o.at, "at", "", "run no sooner than this RFC 3339 time")
 	fs.Var(o.headers, "header", "header passed to the handler, KEY=value (repeatable)")
 	fs.BoolVar(&o.force, "force", false, "queue the task even if no runner serves its function yet")
-	return fs, o
+	return o
 }
 
 // checkFunction refuses a function no live runner serves, naming those
@@ -106,30 +111,57 @@ func (c *cli) checkFunction(client *jetstream.Client, fn string, force bool) err
 	return usagef("unknown function %q: runners serve %s (use --force to queue it anyway)", fn, strings.Join(served, ", "))
 }
 
-// submit is `omniq-submit [flags] FUNCTION [PAYLOAD]`.
-func (c *cli) submit(args []string, literal bool) error {
-	f, o := c.submitFlags("", "[flags] FUNCTION [PAYLOAD]")
+// setupSubmit makes cmd submit a task: the submit command (explicit), or
+// the root command's bare form, where a first word that looks like a
+// misspelt command is refused unless a runner serves a function of that
+// name.
+func (c *cli) setupSubmit(cmd *cobra.Command, explicit bool) {
+	o := addSubmitFlags(cmd.Flags())
 	var wait bool
-	f.BoolVar(&wait, "wait", false, "wait for the task to end; print its result (exit 0) or error (exit 1)")
-	var pos []string
-	var err error
-	if literal && len(args) > 0 {
-		// `-- FUNCTION`: the word after -- is the function even when it is
-		// a command's name; flags may still follow it.
-		if pos, err = parse(f, args[1:]); err != nil {
-			return err
+	cmd.Flags().BoolVar(&wait, "wait", false, "wait for the task to end; print its result (exit 0) or error (exit 1)")
+	cmd.Args = cobra.ArbitraryArgs
+	cmd.RunE = func(cmd *cobra.Command, args []string) error {
+		if !explicit && len(args) == 0 {
+			cmd.SetOut(c.io.Stderr)
+			_ = cmd.Usage()
+			return &statusError{code: exitUsage}
 		}
-		pos = append([]string{args[0]}, pos...)
-	} else if pos, err = parse(f, args); err != nil {
-		return err
+		if len(args) < 1 || len(args) > 2 {
+			return usagef("want FUNCTION [PAYLOAD], got %d arguments (see %s -h)", len(args), cmd.CommandPath())
+		}
+		if !explicit && cmd.ArgsLenAtDash() != 0 {
+			if err := c.notACommand(cmd, args[0]); err != nil {
+				return err
+			}
+		}
+		return c.submit(o, wait, args)
 	}
-	if len(pos) < 1 || len(pos) > 2 {
-		return usagef("want FUNCTION [PAYLOAD], got %d arguments (see omniq-submit -h)", len(pos))
+}
+
+// notACommand refuses a bare-form function name that looks like a
+// misspelt command ("stauts"), unless a runner serves a function of that
+// name.
+func (c *cli) notACommand(cmd *cobra.Command, fn string) error {
+	sugg := cmd.SuggestionsFor(fn)
+	if len(sugg) == 0 {
+		return nil
 	}
-	fn := pos[0]
+	if client, err := c.connect(); err == nil {
+		if served, err := client.FunctionNames(c.ctx); err == nil && slices.Contains(served, fn) {
+			return nil
+		}
+	}
+	return usagef("unknown command %q for %q\n\nDid you mean this?\n\t%s\n\n(to submit a task to a function named %q, use: %s submit %s ...)",
+		fn, cmd.CommandPath(), strings.Join(sugg, "\n\t"), fn, cmd.CommandPath(), fn)
+}
+
+// submit submits one task: args are FUNCTION [PAYLOAD].
+func (c *cli) submit(o *submitOpts, wait bool, args []string) error {
+	fn := args[0]
 	var payload []byte
-	if len(pos) == 2 {
-		if payload, err = c.readPayload(pos[1]); err != nil {
+	var err error
+	if len(args) == 2 {
+		if payload, err = c.readPayload(args[1]); err != nil {
 			return err
 		}
 	}
@@ -156,7 +188,9 @@ func (c *cli) submit(args []string, literal bool) error {
 	}
 	if !wait {
 		if c.json {
-			return writeJSON(c.io.Stdout, res.Record.Task)
+			t := res.Record.Task
+			c.effective(client, t, req.MaxRetries == nil)
+			return writeJSON(c.io.Stdout, toTaskJSON(t))
 		}
 		fmt.Fprintln(c.io.Stdout, res.ID)
 		return nil
@@ -171,7 +205,7 @@ func (c *cli) waitAndReport(client *jetstream.Client, id string) error {
 		return err
 	}
 	if c.json {
-		if err := writeJSON(c.io.Stdout, task); err != nil {
+		if err := writeJSON(c.io.Stdout, toTaskJSON(task)); err != nil {
 			return err
 		}
 	} else if task.Status == models.StatusSucceeded {
@@ -238,17 +272,41 @@ type batchLine struct {
 	Headers    map[string]string `json:"headers"`
 }
 
-// batch is `omniq-submit batch [flags] [FUNCTION] [FILE|-]`.
-func (c *cli) batch(args []string) error {
-	f, o := c.submitFlags("batch", "[flags] [FUNCTION] [FILE|-]")
+func (c *cli) batchCommand() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "batch [flags] FUNCTION [FILE|-] | --jsonl [FILE|-]",
+		Short: "Submit one task per input line",
+		Long: `Submit one task per line of FILE (or stdin): each line is a payload for
+FUNCTION, or with --jsonl a JSON object {"function", "payload", "id",
+"max_retries", "timeout", "delay", "headers"}. Blank lines are skipped.
+
+Prints the id of every task submitted, one per line ("ID duplicate" for an
+id submitted before), then a summary; a line that cannot be submitted is
+reported on stderr with its number, and makes the exit status 1. With
+--json, each line is a JSON object {"line", "id", "outcome", "error"}
+(outcome: submitted, duplicate or rejected), and the last one the summary.
+On a terminal a progress bar shows on stderr.`,
+		Args: cobra.ArbitraryArgs,
+	}
+	o := addSubmitFlags(cmd.Flags())
 	var jsonl bool
 	var workers int
-	f.BoolVar(&jsonl, "jsonl", false, `input lines are JSON objects: {"function", "payload", "id", "max_retries", "timeout", "delay", "headers"}`)
-	f.IntVar(&workers, "parallel", 32, "submissions in flight at once")
-	pos, err := parse(f, args)
-	if err != nil {
-		return err
-	}
+	cmd.Flags().BoolVar(&jsonl, "jsonl", false, `input lines are JSON objects: {"function", "payload", "id", "max_retries", "timeout", "delay", "headers"}`)
+	cmd.Flags().IntVar(&workers, "parallel", 32, "submissions in flight at once")
+	cmd.RunE = func(_ *cobra.Command, args []string) error { return c.batch(o, jsonl, workers, args) }
+	return cmd
+}
+
+// batchResult is one line's outcome in batch --json output.
+type batchResult struct {
+	Line    int    `json:"line"`
+	ID      string `json:"id,omitempty"`
+	Outcome string `json:"outcome"`
+	Error   string `json:"error,omitempty"`
+}
+
+// batch submits one task per input line.
+func (c *cli) batch(o *submitOpts, jsonl bool, workers int, pos []string) error {
 	if o.id != "" {
 		return usagef("--id does not apply to a batch (give ids per line with --jsonl)")
 	}
@@ -270,6 +328,7 @@ func (c *cli) batch(args []string) error {
 		return usagef("want FUNCTION [FILE|-], or --jsonl [FILE|-]")
 	}
 	in := c.io.Stdin
+	total := int64(-1)
 	if file != "" && file != "-" {
 		fh, err := os.Open(file)
 		if err != nil {
@@ -277,6 +336,9 @@ func (c *cli) batch(args []string) error {
 		}
 		defer fh.Close()
 		in = fh
+		if c.io.Terminal && !c.json {
+			total = countLines(fh)
+		}
 	}
 	client, err := c.connect()
 	if err != nil {
@@ -297,16 +359,31 @@ func (c *cli) batch(args []string) error {
 		mu                              sync.Mutex
 		problems                        []string
 		checked                         = map[string]error{}
+		out                             = json.NewEncoder(c.io.Stdout)
 	)
-	reject := func(line int, err error) {
-		rejected.Add(1)
+	// report prints one line's outcome as it happens.
+	report := func(r batchResult) {
 		mu.Lock()
-		problems = append(problems, fmt.Sprintf("line %d: %v", line, err))
-		mu.Unlock()
+		defer mu.Unlock()
+		switch {
+		case c.json:
+			_ = out.Encode(r)
+		case r.Outcome == "submitted":
+			fmt.Fprintln(c.io.Stdout, r.ID)
+		case r.Outcome == "duplicate":
+			fmt.Fprintln(c.io.Stdout, r.ID, "duplicate")
+		}
+		if r.Outcome == "rejected" {
+			problems = append(problems, fmt.Sprintf("line %d: %s", r.Line, r.Error))
+		}
+	}
+	reject := func(line int, id string, err error) {
+		rejected.Add(1)
+		report(batchResult{Line: line, ID: id, Outcome: "rejected", Error: err.Error()})
 	}
 	var bar *progressbar.ProgressBar
 	if c.io.Terminal && !c.json {
-		bar = progressbar.NewOptions(-1, progressbar.OptionSetWriter(c.io.Stderr), progressbar.OptionSetDescription("submitting"),
+		bar = progressbar.NewOptions64(total, progressbar.OptionSetWriter(c.io.Stderr), progressbar.OptionSetDescription("submitting"),
 			progressbar.OptionShowCount(), progressbar.OptionShowIts(), progressbar.OptionSetItsString("tasks"), progressbar.OptionThrottle(100*time.Millisecond),
 			// No spinner goroutine: it renders concurrently with Add and races it
 			// (seen by the race detector); the bar redraws on each Add instead.
@@ -319,14 +396,16 @@ func (c *cli) batch(args []string) error {
 		go func() {
 			defer wg.Done()
 			for j := range jobs {
-				_, err := client.Submit(c.ctx, j.req)
+				res, err := client.Submit(c.ctx, j.req)
 				switch {
 				case err == nil:
 					submitted.Add(1)
+					report(batchResult{Line: j.line, ID: res.ID, Outcome: "submitted"})
 				case errors.Is(err, jetstream.ErrDuplicateTask):
 					duplicates.Add(1)
+					report(batchResult{Line: j.line, ID: res.ID, Outcome: "duplicate"})
 				default:
-					reject(j.line, err)
+					reject(j.line, j.req.ID, err)
 				}
 				if bar != nil {
 					_ = bar.Add(1)
@@ -357,7 +436,10 @@ func (c *cli) batch(args []string) error {
 			err = e
 		}
 		if err != nil {
-			reject(line, err)
+			reject(line, req.ID, err)
+			if bar != nil {
+				_ = bar.Add(1)
+			}
 			continue
 		}
 		jobs <- job{line: line, req: req}
@@ -375,7 +457,7 @@ func (c *cli) batch(args []string) error {
 		fmt.Fprintln(c.io.Stderr, p)
 	}
 	if c.json {
-		_ = writeJSON(c.io.Stdout, map[string]int64{"submitted": submitted.Load(), "duplicates": duplicates.Load(), "rejected": rejected.Load()})
+		_ = out.Encode(map[string]int64{"submitted": submitted.Load(), "duplicates": duplicates.Load(), "rejected": rejected.Load()})
 	} else {
 		fmt.Fprintf(c.io.Stdout, "submitted %d, duplicates %d, rejected %d\n", submitted.Load(), duplicates.Load(), rejected.Load())
 	}
@@ -383,6 +465,24 @@ func (c *cli) batch(args []string) error {
 		return &statusError{code: exitFailed}
 	}
 	return nil
+}
+
+// countLines counts the non-blank lines of f and rewinds it, for the
+// progress bar's total; -1 when it cannot.
+func countLines(f *os.File) int64 {
+	defer func() { _, _ = f.Seek(0, io.SeekStart) }()
+	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 64<<10), 256<<20)
+	var n int64
+	for sc.Scan() {
+		if len(bytes.TrimSpace(sc.Bytes())) > 0 {
+			n++
+		}
+	}
+	if sc.Err() != nil {
+		return -1
+	}
+	return n
 }
 
 func (c *cli) batchRequest(o *submitOpts, fn string, jsonl bool, text []byte) (jetstream.SubmitRequest, error) {

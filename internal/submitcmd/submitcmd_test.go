@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -104,8 +105,8 @@ func TestSubmitWaitExitCodes(t *testing.T) {
 	// --json prints the task record.
 	r = o.run("", "echo", "j", "--wait", "--json")
 	r.want(t, 0, `"status": "succeeded"`, "")
-	var task models.Task
-	if err := json.Unmarshal([]byte(r.stdout), &task); err != nil || string(task.Result) != "j" {
+	var task struct{ Result string }
+	if err := json.Unmarshal([]byte(r.stdout), &task); err != nil || task.Result != "j" {
 		t.Fatalf("--json output %q: %v", r.stdout, err)
 	}
 }
@@ -140,7 +141,7 @@ func TestSubmitErrorsNameTheProblem(t *testing.T) {
 	o.run("", "echo", "x", "--header", "Omniq-Attempt=3").want(t, 2, "", "reserved")
 	o.run("", "echo", "x", "--id", "bad id").want(t, 2, "", `invalid task id`)
 	o.run("", "echo", "x", "--delay", "1s", "--at", "2030-01-01T00:00:00Z").want(t, 2, "", "--delay or --at, not both")
-	o.run("", "--bogus").want(t, 2, "", "flag provided but not defined: -bogus")
+	o.run("", "--bogus").want(t, 2, "", "unknown flag: --bogus")
 	o.run("").want(t, 2, "", "Usage:")
 	o.run("", "echo", "x", "--id", "dup").want(t, 0, "dup", "")
 	o.run("", "echo", "y", "--id", "dup").want(t, 1, "", "duplicate id")
@@ -184,8 +185,8 @@ func TestStatusListWatchCancel(t *testing.T) {
 
 	o.run("", "status", "t-echo").want(t, 0, "status:    succeeded", "")
 	r := o.run("", "status", "t-echo", "--json")
-	var task models.Task
-	if err := json.Unmarshal([]byte(r.stdout), &task); err != nil || task.ID != "t-echo" {
+	var task struct{ ID, Result string }
+	if err := json.Unmarshal([]byte(r.stdout), &task); err != nil || task.ID != "t-echo" || task.Result != "a" {
 		t.Fatalf("status --json = %q", r.stdout)
 	}
 	o.run("", "status", "nope").want(t, 1, "", "task not found: nope")
@@ -204,13 +205,14 @@ func TestStatusListWatchCancel(t *testing.T) {
 		t.Fatalf("list --function echo = %q", r.stdout)
 	}
 	o.run("", "list", "--status", "done").want(t, 2, "", `"done" is not one of`)
+	// Newest first: t-sleep was submitted after t-echo.
 	r = o.run("", "list", "--limit", "1")
-	first, cursor, ok := strings.Cut(r.stdout, "more: omniq-submit list --after ")
-	if !ok || !strings.Contains(first, "t-echo") || strings.Contains(first, "t-sleep") {
+	first, cursor, ok := strings.Cut(r.stdout, "more: omniq-submit list --limit 1 --after ")
+	if !ok || !strings.Contains(first, "t-sleep") || strings.Contains(first, "t-echo") || !strings.Contains(first, "showing 1 of 2\n") {
 		t.Fatalf("list --limit 1 = %q", r.stdout)
 	}
 	r = o.run("", "list", "--limit", "1", "--after", strings.TrimSpace(cursor))
-	if !strings.Contains(r.stdout, "t-sleep") || strings.Contains(r.stdout, "t-echo") || strings.Contains(r.stdout, "more:") {
+	if !strings.Contains(r.stdout, "t-echo") || strings.Contains(r.stdout, "t-sleep") || strings.Contains(r.stdout, "more:") {
 		t.Fatalf("second page = %q", r.stdout)
 	}
 
@@ -252,8 +254,9 @@ func TestBatch(t *testing.T) {
 {"functoin":"echo"}
 `
 	r = o.run(jsonl, "batch", "--jsonl", "--json")
+	out := strings.Split(strings.TrimSpace(r.stdout), "\n")
 	var summary map[string]int
-	if err := json.Unmarshal([]byte(r.stdout), &summary); err != nil {
+	if err := json.Unmarshal([]byte(out[len(out)-1]), &summary); err != nil {
 		t.Fatalf("summary %q: %v", r.stdout, err)
 	}
 	if summary["submitted"] != 2 || summary["duplicates"] != 1 || summary["rejected"] != 2 || r.code != 1 {
@@ -403,8 +406,15 @@ func TestFunctionsCommand(t *testing.T) {
 	})
 	r := o.run("", "functions")
 	r.want(t, 0, "FUNCTION", "")
-	if !strings.Contains(r.stdout, "faults") || !strings.Contains(r.stdout, "STATE") || !strings.Contains(r.stdout, "  up\n") {
+	if !strings.Contains(r.stdout, "faults") || !strings.Contains(r.stdout, "DESCRIPTION") ||
+		!regexp.MustCompile(`(?m)^echo\s+echo\s+\S+\s+16\s+up\s+returns its payload$`).MatchString(r.stdout) {
 		t.Fatalf("functions = %q", r.stdout)
+	}
+	r = o.run("", "functions", "--json")
+	var regs map[string][]jetstream.Registration
+	if err := json.Unmarshal([]byte(r.stdout), &regs); err != nil || len(regs["echo"]) != 1 ||
+		regs["echo"][0].Description != "returns its payload" || regs["echo"][0].PluginState != "up" {
+		t.Fatalf("functions --json = %q (%v)", r.stdout, err)
 	}
 }
 

@@ -8,40 +8,72 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/spf13/cobra"
+
 	"github.com/omniq/omniq/jetstream"
 	"github.com/omniq/omniq/models"
 )
 
-// status is `omniq-submit status ID`.
-func (c *cli) status(args []string) error {
-	fs := c.newFlags("status", "ID")
-	pos, err := parse(fs, args)
-	if err != nil {
-		return err
+func (c *cli) statusCommand() *cobra.Command {
+	return &cobra.Command{
+		Use:   "status ID",
+		Short: "Show a task: status, attempts, retry budget, timeout, progress, result, errors",
+		Long: `Show a task's state record. The retry budget and timeout shown are the ones
+in effect: the task's own, else its function's default as the runners serving
+it registered (marked "the function's default").`,
+		Args: oneID,
+		RunE: func(_ *cobra.Command, args []string) error { return c.status(args[0]) },
 	}
-	if len(pos) != 1 {
-		return usagef("status takes one task id")
-	}
-	if err := models.ValidateTaskID(pos[0]); err != nil {
-		return usagef("%v", err)
-	}
+}
+
+// status shows task id.
+func (c *cli) status(id string) error {
 	client, err := c.connect()
 	if err != nil {
 		return err
 	}
-	rec, err := client.State().Get(c.ctx, pos[0])
+	rec, err := client.State().Get(c.ctx, id)
 	if err != nil {
 		return err
 	}
+	t := rec.Task
+	defaults := c.effective(client, t, false)
 	if c.json {
-		return writeJSON(c.io.Stdout, rec.Task)
+		return writeJSON(c.io.Stdout, toTaskJSON(t))
 	}
-	printTask(c.io.Stdout, rec.Task, true)
+	printTask(c.io.Stdout, t, true, defaults)
 	return nil
 }
 
+// Which of a task's settings effective filled in from its function's
+// registration.
+type defaulted struct{ maxRetries, timeout bool }
+
+// effective fills in t's timeout (and, when retriesUnset, its retry
+// budget) from the registration of its function, when the task names none:
+// the values a runner will use.
+func (c *cli) effective(client *jetstream.Client, t *models.Task, retriesUnset bool) defaulted {
+	var d defaulted
+	if t.Timeout != 0 && !retriesUnset {
+		return d
+	}
+	regs, err := client.Functions(c.ctx)
+	if err != nil {
+		return d
+	}
+	for _, r := range regs[t.Function] {
+		if t.Timeout == 0 && r.Timeout > 0 {
+			t.Timeout, d.timeout = r.Timeout, true
+		}
+		if retriesUnset && r.MaxRetries != nil && !d.maxRetries {
+			t.MaxRetries, d.maxRetries = *r.MaxRetries, true
+		}
+	}
+	return d
+}
+
 // printTask writes a task record for people.
-func printTask(w interface{ Write([]byte) (int, error) }, t *models.Task, tracebacks bool) {
+func printTask(w interface{ Write([]byte) (int, error) }, t *models.Task, tracebacks bool, d defaulted) {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	row := func(k, v string) {
 		if v != "" {
@@ -51,14 +83,20 @@ func printTask(w interface{ Write([]byte) (int, error) }, t *models.Task, traceb
 	row("id", t.ID)
 	row("function", t.Function)
 	row("status", string(t.Status))
-	row("attempt", fmt.Sprintf("%d (retries %d of %d)", t.Attempt, t.RetryCount, t.MaxRetries))
+	budget := fmt.Sprintf("%d (retries %d of %d)", t.Attempt, t.RetryCount, t.MaxRetries)
+	if d.maxRetries {
+		budget = fmt.Sprintf("%d (retries %d of %d, the function's default)", t.Attempt, t.RetryCount, t.MaxRetries)
+	}
+	row("attempt", budget)
 	if t.Interruptions > 0 {
 		row("interruptions", fmt.Sprint(t.Interruptions))
 	}
 	if t.Replays > 0 {
 		row("replays", fmt.Sprint(t.Replays))
 	}
-	if t.Timeout > 0 {
+	if t.Timeout > 0 && d.timeout {
+		row("timeout", t.Timeout.String()+" (the function's default)")
+	} else if t.Timeout > 0 {
 		row("timeout", t.Timeout.String())
 	}
 	row("runner", t.Runner)
@@ -104,23 +142,54 @@ func printErrors(w interface{ Write([]byte) (int, error) }, t *models.Task, trac
 	}
 }
 
-// list is `omniq-submit list`.
-func (c *cli) list(args []string) error {
-	fs := c.newFlags("list", "[--status S[,S...]] [--function F] [--limit N] [--after CURSOR]")
-	var statuses, fn, after string
+func (c *cli) listCommand() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "list [--status S[,S...]] [--function F] [--limit N] [--sort FIELD[:asc|desc]] [--after CURSOR]",
+		Short: "List tasks, newest first",
+		Long: `List task state records, newest created first, --limit at a time (default
+50), with the total that match ("showing 50 of 3,012"). --sort orders by
+created or updated time, newest first (desc, the default) or oldest first
+(asc): --sort updated, --sort created:asc. When more match, the last line
+gives the command for the next page.`,
+		Args: noArgs,
+	}
+	var statuses, fn, after, sortBy string
 	var limit int
+	fs := cmd.Flags()
 	fs.StringVar(&statuses, "status", "", "only these statuses, comma separated ("+joinStatuses()+")")
 	fs.StringVar(&fn, "function", "", "only this function")
 	fs.IntVar(&limit, "limit", 50, "tasks per page")
+	fs.StringVar(&sortBy, "sort", "created:desc", "order: created or updated, then :desc (newest first) or :asc")
 	fs.StringVar(&after, "after", "", "the cursor printed at the end of the previous page")
-	pos, err := parse(fs, args)
+	cmd.RunE = func(*cobra.Command, []string) error { return c.list(statuses, fn, after, sortBy, limit) }
+	return cmd
+}
+
+// parseSort reads --sort: "created", "updated", with ":asc" or ":desc".
+func parseSort(s string) (jetstream.ListSort, bool, error) {
+	field, dir, _ := strings.Cut(s, ":")
+	newest := true
+	switch dir {
+	case "", "desc":
+	case "asc":
+		newest = false
+	default:
+		return "", false, usagef("--sort %q: want created or updated, optionally followed by :asc or :desc", s)
+	}
+	switch by := jetstream.ListSort(field); by {
+	case jetstream.SortCreated, jetstream.SortUpdated:
+		return by, newest, nil
+	}
+	return "", false, usagef("--sort %q: want created or updated, optionally followed by :asc or :desc", s)
+}
+
+// list lists tasks.
+func (c *cli) list(statuses, fn, after, sortBy string, limit int) error {
+	by, newest, err := parseSort(sortBy)
 	if err != nil {
 		return err
 	}
-	if len(pos) > 0 {
-		return usagef("list takes no arguments, got %q", pos[0])
-	}
-	f := jetstream.ListFilter{Function: fn, After: after, Limit: limit}
+	f := jetstream.ListFilter{Function: fn, After: after, Limit: limit, SortBy: by, Newest: newest}
 	if statuses != "" {
 		for _, s := range strings.Split(statuses, ",") {
 			st, err := models.ParseTaskStatus(strings.TrimSpace(s))
@@ -147,14 +216,15 @@ func (c *cli) list(args []string) error {
 		return err
 	}
 	if c.json {
-		tasks := make([]*models.Task, 0, len(page.Records))
+		tasks := make([]taskJSON, 0, len(page.Records))
 		for _, r := range page.Records {
-			tasks = append(tasks, r.Task)
+			tasks = append(tasks, toTaskJSON(r.Task))
 		}
 		return writeJSON(c.io.Stdout, struct {
-			Tasks []*models.Task `json:"tasks"`
-			Next  string         `json:"next,omitempty"`
-		}{tasks, page.Next})
+			Tasks []taskJSON `json:"tasks"`
+			Total int        `json:"total"`
+			Next  string     `json:"next,omitempty"`
+		}{tasks, page.Total, page.Next})
 	}
 	tw := tabwriter.NewWriter(c.io.Stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "ID\tFUNCTION\tSTATUS\tATTEMPT\tCREATED\tUPDATED\tERROR")
@@ -167,10 +237,33 @@ func (c *cli) list(args []string) error {
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%s\t%s\n", t.ID, t.Function, t.Status, t.Attempt, when(t.CreatedAt), ago(t.UpdatedAt), errText)
 	}
 	_ = tw.Flush()
+	fmt.Fprintf(c.io.Stdout, "showing %s of %s\n", thousands(len(page.Records)), thousands(page.Total))
 	if page.Next != "" {
-		fmt.Fprintf(c.io.Stdout, "more: omniq-submit list --after %s\n", page.Next)
+		var again []string
+		if sortBy != "created:desc" && sortBy != "created" {
+			again = append(again, "--sort "+sortBy)
+		}
+		if statuses != "" {
+			again = append(again, "--status "+statuses)
+		}
+		if fn != "" {
+			again = append(again, "--function "+fn)
+		}
+		if limit != 50 {
+			again = append(again, fmt.Sprintf("--limit %d", limit))
+		}
+		fmt.Fprintf(c.io.Stdout, "more: omniq-submit list %s--after %s\n", strings.Join(append(again, ""), " "), page.Next)
 	}
 	return nil
+}
+
+// thousands writes n with comma separators: 3,012.
+func thousands(n int) string {
+	s := fmt.Sprint(n)
+	for i := len(s) - 3; i > 0; i -= 3 {
+		s = s[:i] + "," + s[i:]
+	}
+	return s
 }
 
 func joinStatuses() string {
@@ -181,23 +274,31 @@ func joinStatuses() string {
 	return strings.Join(s, ", ")
 }
 
-// watch is `omniq-submit watch [ID]`.
-func (c *cli) watch(args []string) error {
-	fs := c.newFlags("watch", "[ID]")
-	pos, err := parse(fs, args)
-	if err != nil {
-		return err
+func (c *cli) watchCommand() *cobra.Command {
+	return &cobra.Command{
+		Use:   "watch [ID]",
+		Short: "Follow one task until it ends, or every task until interrupted",
+		Args: func(cmd *cobra.Command, args []string) error {
+			if len(args) > 1 {
+				return usagef("watch takes at most one task id")
+			}
+			if len(args) == 1 {
+				return oneID(cmd, args)
+			}
+			return nil
+		},
+		RunE: func(_ *cobra.Command, args []string) error {
+			id := ""
+			if len(args) == 1 {
+				id = args[0]
+			}
+			return c.watch(id)
+		},
 	}
-	if len(pos) > 1 {
-		return usagef("watch takes at most one task id")
-	}
-	id := ""
-	if len(pos) == 1 {
-		id = pos[0]
-		if err := models.ValidateTaskID(id); err != nil {
-			return usagef("%v", err)
-		}
-	}
+}
+
+// watch follows task id, or every task when id is "".
+func (c *cli) watch(id string) error {
 	client, err := c.connect()
 	if err != nil {
 		return err
@@ -227,7 +328,7 @@ func (c *cli) watch(args []string) error {
 		}
 		t := ev.Record.Task
 		if c.json {
-			if err := enc.Encode(t); err != nil {
+			if err := enc.Encode(toTaskJSON(t)); err != nil {
 				return err
 			}
 		} else {
@@ -247,47 +348,46 @@ func (c *cli) watch(args []string) error {
 	return nil
 }
 
-// cancel is `omniq-submit cancel ID`.
-func (c *cli) cancel(args []string) error {
-	fs := c.newFlags("cancel", "ID")
-	pos, err := parse(fs, args)
-	if err != nil {
-		return err
+func (c *cli) cancelCommand() *cobra.Command {
+	return &cobra.Command{
+		Use:   "cancel ID",
+		Short: "Cancel a task that has not ended",
+		Args:  oneID,
+		RunE:  func(_ *cobra.Command, args []string) error { return c.cancel(args[0]) },
 	}
-	if len(pos) != 1 {
-		return usagef("cancel takes one task id")
-	}
-	if err := models.ValidateTaskID(pos[0]); err != nil {
-		return usagef("%v", err)
-	}
+}
+
+// cancel cancels task id.
+func (c *cli) cancel(id string) error {
 	client, err := c.connect()
 	if err != nil {
 		return err
 	}
-	rec, err := client.Cancel(c.ctx, pos[0])
+	rec, err := client.Cancel(c.ctx, id)
 	if errors.Is(err, jetstream.ErrAlreadyFinished) {
-		return &statusError{code: exitFailed, msg: fmt.Sprintf("cannot cancel %s: it already %s", pos[0], rec.Task.Status)}
+		return &statusError{code: exitFailed, msg: fmt.Sprintf("cannot cancel %s: it already %s", id, rec.Task.Status)}
 	}
 	if err != nil {
 		return err
 	}
 	if c.json {
-		return writeJSON(c.io.Stdout, rec.Task)
+		return writeJSON(c.io.Stdout, toTaskJSON(rec.Task))
 	}
 	fmt.Fprintf(c.io.Stdout, "cancelled %s\n", rec.Task.ID)
 	return nil
 }
 
-// functions is `omniq-submit functions`.
-func (c *cli) functions(args []string) error {
-	fs := c.newFlags("functions", "")
-	pos, err := parse(fs, args)
-	if err != nil {
-		return err
+func (c *cli) functionsCommand() *cobra.Command {
+	return &cobra.Command{
+		Use:   "functions",
+		Short: "List the functions runners serve, with their plugin's state and description",
+		Args:  noArgs,
+		RunE:  func(*cobra.Command, []string) error { return c.functions() },
 	}
-	if len(pos) > 0 {
-		return usagef("functions takes no arguments")
-	}
+}
+
+// functions lists the functions runners serve.
+func (c *cli) functions() error {
 	client, err := c.connect()
 	if err != nil {
 		return err
@@ -301,12 +401,15 @@ func (c *cli) functions(args []string) error {
 		return writeJSON(c.io.Stdout, regs)
 	}
 	tw := tabwriter.NewWriter(c.io.Stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "FUNCTION\tPLUGIN\tRUNNERS\tCONCURRENCY\tSTATE")
+	fmt.Fprintln(tw, "FUNCTION\tPLUGIN\tRUNNERS\tCONCURRENCY\tSTATE\tDESCRIPTION")
 	for _, n := range names {
 		var runners, states []string
 		total := 0
-		plugin := ""
+		plugin, desc := "", ""
 		for _, r := range regs[n] {
+			if desc == "" {
+				desc = r.Description
+			}
 			runners = append(runners, r.Runner)
 			total += r.Concurrency
 			plugin = r.Plugin
@@ -320,7 +423,7 @@ func (c *cli) functions(args []string) error {
 		if len(states) > 0 {
 			state = strings.Join(states, ", ")
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\n", n, plugin, strings.Join(runners, ","), total, state)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%s\n", n, plugin, strings.Join(runners, ","), total, state, oneLine(desc, 80))
 	}
 	return tw.Flush()
 }

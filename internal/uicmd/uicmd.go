@@ -6,23 +6,25 @@ package uicmd
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"time"
 
 	"github.com/sirupsen/logrus"
+	"github.com/spf13/pflag"
 
 	"github.com/omniq/omniq/internal/credentials"
 	"github.com/omniq/omniq/internal/dashboard"
+	"github.com/omniq/omniq/internal/natsflags"
 	"github.com/omniq/omniq/jetstream"
 )
 
 // Options are omniq-ui's settings, one per flag.
 type Options struct {
-	NATSURL   string
+	// NATS holds --nats-url and the NATS login and TLS flags, shared with
+	// omniq-submit and omniq-runner.
+	NATS      natsflags.Flags
 	DataDir   string
-	Conn      jetstream.ConnConfig
 	Dashboard dashboard.Config
 	LogFormat string
 	LogLevel  string
@@ -37,7 +39,7 @@ func Parse(args []string, getenv func(string) string, stderr io.Writer) (Options
 		}
 		return def
 	}
-	fs := flag.NewFlagSet("omniq-ui", flag.ContinueOnError)
+	fs := pflag.NewFlagSet("omniq-ui", pflag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.StringVar(&o.Dashboard.Addr, "listen", env("OMNIQ_UI_LISTEN", "127.0.0.1:8090"), "address to serve the dashboard on; off loopback it needs --token")
 	fs.StringVar(&o.Dashboard.Token, "token", env("OMNIQ_UI_TOKEN", ""), "login token (or password) the dashboard asks for; required off loopback (prefer OMNIQ_UI_TOKEN: flags show in ps)")
@@ -45,19 +47,14 @@ func Parse(args []string, getenv func(string) string, stderr io.Writer) (Options
 	fs.StringVar(&o.Dashboard.TLSKeyFile, "tls-key", env("OMNIQ_UI_TLS_KEY", ""), "PEM key of --tls-cert")
 	fs.BoolVar(&o.Dashboard.ReadOnly, "read-only", env("OMNIQ_UI_READ_ONLY", "") == "true", "hide and refuse every action (cancel, replay, purge)")
 	fs.IntVar(&o.Dashboard.MaxIndexed, "max-indexed", 200_000, "most task records the in-memory index holds")
-	fs.StringVar(&o.NATSURL, "nats-url", env("OMNIQ_NATS_URL", "nats://127.0.0.1:4222"), "NATS server URL(s), comma separated")
+	o.NATS.Register(fs, natsflags.Options{DefaultURL: "nats://127.0.0.1:4222"})
 	fs.StringVar(&o.DataDir, "data-dir", env("OMNIQ_DATA_DIR", ""), "omniq-runner's --data-dir, where the operator's credentials are found when no --nats-* login is given (default ./omniq-data)")
-	fs.StringVar(&o.Conn.User, "nats-user", env("OMNIQ_NATS_USER", ""), "NATS user name (the operator's)")
-	fs.StringVar(&o.Conn.Password, "nats-password", env("OMNIQ_NATS_PASSWORD", ""), "NATS password")
-	fs.StringVar(&o.Conn.Token, "nats-token", env("OMNIQ_NATS_TOKEN", ""), "NATS token")
-	fs.StringVar(&o.Conn.NKeySeedFile, "nats-nkey", env("OMNIQ_NATS_NKEY", ""), "NATS nkey seed file")
-	fs.StringVar(&o.Conn.CredsFile, "nats-creds", env("OMNIQ_NATS_CREDS", ""), "NATS credentials file (the operator's)")
-	fs.StringVar(&o.Conn.TLSCAFile, "nats-ca", env("OMNIQ_NATS_CA", ""), "PEM file of CAs for NATS TLS")
-	fs.StringVar(&o.Conn.TLSCertFile, "nats-cert", env("OMNIQ_NATS_CERT", ""), "client certificate for NATS TLS")
-	fs.StringVar(&o.Conn.TLSKeyFile, "nats-key", env("OMNIQ_NATS_KEY", ""), "client key for NATS TLS")
 	fs.StringVar(&o.LogFormat, "log-format", env("OMNIQ_LOG_FORMAT", "text"), "log format: text or json")
 	fs.StringVar(&o.LogLevel, "log-level", env("OMNIQ_LOG_LEVEL", "info"), "log level: debug, info, warn, error")
 	if err := fs.Parse(args); err != nil {
+		return o, err
+	}
+	if err := natsflags.ApplyEnv(fs, getenv, natsflags.IsConnFlag); err != nil {
 		return o, err
 	}
 	if fs.NArg() > 0 {
@@ -70,8 +67,8 @@ func Parse(args []string, getenv func(string) string, stderr io.Writer) (Options
 // operator: point Conn at the operator's credentials. This is the one
 // place the connection is made.
 func connect(o Options, log logrus.FieldLogger) (*jetstream.Client, func(), error) {
-	cfg := o.Conn
-	cfg.URL, cfg.Name, cfg.Logger = o.NATSURL, "omniq-ui", log
+	cfg := o.NATS.Config("omniq-ui")
+	cfg.Logger = log
 	if cfg.User == "" && cfg.Token == "" && cfg.NKeySeedFile == "" && cfg.CredsFile == "" {
 		// The dashboard acts as an operator: on the runner's machine it
 		// finds the operator's credentials as omniq-submit does.
@@ -107,7 +104,7 @@ func connect(o Options, log logrus.FieldLogger) (*jetstream.Client, func(), erro
 // usage or configuration error, 1 for a failure.
 func Main(ctx context.Context, args []string, getenv func(string) string, stderr io.Writer) int {
 	o, err := Parse(args, getenv, stderr)
-	if errors.Is(err, flag.ErrHelp) {
+	if errors.Is(err, pflag.ErrHelp) {
 		return 0
 	}
 	if err != nil {

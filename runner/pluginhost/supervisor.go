@@ -476,8 +476,11 @@ type Failure struct {
 // and turns every way it can end into an Outcome: a handler's failure, a
 // timeout, a cancellation, a crash of the plugin (with how the process
 // ended and the tail of its stderr), or the plugin being unavailable.
-// onProgress, if not nil, receives the handler's progress reports.
+// onProgress, if not nil, receives the handler's progress reports. When
+// ctx has a span, the plugin gets its context in req.Headers (traceparent,
+// tracestate), replacing the task's own.
 func (s *Supervisor) Execute(ctx context.Context, req *pluginpb.ExecuteRequest, deadline time.Time, onProgress func(*pluginpb.Progress)) Outcome {
+	req.Headers = withTraceContext(ctx, req.Headers)
 	callCtx, cancel := ctx, context.CancelFunc(func() {})
 	if !deadline.IsZero() {
 		callCtx, cancel = context.WithDeadline(ctx, deadline)

@@ -1,26 +1,37 @@
-package jetstream
+// Package embedded runs a nats-server with JetStream inside an OmniQ
+// process: omniq-runner's default server, and the one tests use. It is a
+// package of its own so that programs which only talk to NATS through
+// package jetstream (omniq-submit, a Go program that submits tasks) do not
+// link nats-server.
+package embedded
 
 import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
+	natsjs "github.com/nats-io/nats.go/jetstream"
 	"github.com/sirupsen/logrus"
+
+	"github.com/omniq/omniq/jetstream"
 )
 
-// ErrStoreLocked is returned by StartEmbedded when another process already
+// ErrStoreLocked is returned by Start when another process already
 // runs an embedded server on the same store directory.
 var ErrStoreLocked = errors.New("store directory is in use by another process")
 
-// EmbeddedConfig configures a nats-server running inside this process.
-type EmbeddedConfig struct {
+// Config configures a nats-server running inside this process.
+type Config struct {
 	// StoreDir is where JetStream keeps its data. Required.
 	StoreDir string
 	// Host is the client listener's address. Defaults to "127.0.0.1".
@@ -29,7 +40,7 @@ type EmbeddedConfig struct {
 	// port (for tests). Ignored when NoListen is set.
 	Port int
 	// NoListen runs the server without any network listener; connect to it
-	// with Embedded.Connect, which uses an in-process connection.
+	// with Server.Connect, which uses an in-process connection.
 	NoListen bool
 	// SyncAlways makes JetStream fsync every write before acknowledging it.
 	// It is the only setting under which an acknowledged task survives an
@@ -46,7 +57,7 @@ type EmbeddedConfig struct {
 	// ServerName names the server in logs and cluster views. Defaults to
 	// "omniq-embedded".
 	ServerName string
-	// ReadyTimeout bounds how long StartEmbedded waits for the server and
+	// ReadyTimeout bounds how long Start waits for the server and
 	// JetStream to be ready. Defaults to 30 seconds.
 	ReadyTimeout time.Duration
 	// Logger receives the server's logs (notices at info level). Defaults to
@@ -82,30 +93,30 @@ type EmbeddedConfig struct {
 }
 
 // hasAuth says whether cfg configures any client authentication.
-func (cfg *EmbeddedConfig) hasAuth() bool {
+func (cfg *Config) hasAuth() bool {
 	return len(cfg.Users) > 0 || len(cfg.NKeys) > 0 || cfg.AuthConfigFile != ""
 }
 
 // checkSecurity refuses a listener that anyone could use.
-func (cfg *EmbeddedConfig) checkSecurity() error {
+func (cfg *Config) checkSecurity() error {
 	if cfg.NoListen {
 		return nil
 	}
 	if cfg.hasAuth() && cfg.InsecureNoAuth {
-		return fmt.Errorf("%w: embedded server: InsecureNoAuth cannot be combined with users, nkeys or an auth config file", ErrInvalidConfig)
+		return fmt.Errorf("%w: embedded server: InsecureNoAuth cannot be combined with users, nkeys or an auth config file", jetstream.ErrInvalidConfig)
 	}
 	tls := cfg.TLSCertFile != ""
 	if (cfg.TLSCertFile == "") != (cfg.TLSKeyFile == "") {
-		return fmt.Errorf("%w: embedded server: TLS needs both a certificate and a key file", ErrInvalidConfig)
+		return fmt.Errorf("%w: embedded server: TLS needs both a certificate and a key file", jetstream.ErrInvalidConfig)
 	}
 	if cfg.TLSCAFile != "" && !tls {
-		return fmt.Errorf("%w: embedded server: a TLS CA file (client verification) needs a TLS certificate and key", ErrInvalidConfig)
+		return fmt.Errorf("%w: embedded server: a TLS CA file (client verification) needs a TLS certificate and key", jetstream.ErrInvalidConfig)
 	}
 	if !isLoopback(cfg.Host) && (!tls || !cfg.hasAuth()) {
-		return fmt.Errorf("%w: embedded server: refusing to listen on %s without TLS and authentication: anyone who can reach that address could read, forge or delete tasks (set a TLS certificate and key and credentials, or listen on 127.0.0.1)", ErrInvalidConfig, cfg.Host)
+		return fmt.Errorf("%w: embedded server: refusing to listen on %s without TLS and authentication: anyone who can reach that address could read, forge or delete tasks (set a TLS certificate and key and credentials, or listen on 127.0.0.1)", jetstream.ErrInvalidConfig, cfg.Host)
 	}
 	if !cfg.hasAuth() && !cfg.InsecureNoAuth {
-		return fmt.Errorf("%w: embedded server: listening on %s without authentication: any local user could read, forge or delete tasks (set users, nkeys or an auth config file; InsecureNoAuth is for tests)", ErrInvalidConfig, cfg.Host)
+		return fmt.Errorf("%w: embedded server: listening on %s without authentication: any local user could read, forge or delete tasks (set users, nkeys or an auth config file; InsecureNoAuth is for tests)", jetstream.ErrInvalidConfig, cfg.Host)
 	}
 	return nil
 }
@@ -120,21 +131,21 @@ func isLoopback(host string) bool {
 }
 
 // applyAuth sets the authentication and TLS options of cfg on opts.
-func (cfg *EmbeddedConfig) applyAuth(opts *server.Options) error {
+func (cfg *Config) applyAuth(opts *server.Options) error {
 	opts.Users = append(opts.Users, cfg.Users...)
 	opts.Nkeys = append(opts.Nkeys, cfg.NKeys...)
 	if cfg.AuthConfigFile != "" {
 		f, err := server.ProcessConfigFile(cfg.AuthConfigFile)
 		if err != nil {
-			return fmt.Errorf("%w: embedded server: auth config file: %w", ErrInvalidConfig, err)
+			return fmt.Errorf("%w: embedded server: auth config file: %w", jetstream.ErrInvalidConfig, err)
 		}
 		switch {
 		case f.NoAuthUser != "":
-			return fmt.Errorf("%w: embedded server: auth config file %s sets no_auth_user %q, which lets clients in without credentials: remove it", ErrInvalidConfig, cfg.AuthConfigFile, f.NoAuthUser)
+			return fmt.Errorf("%w: embedded server: auth config file %s sets no_auth_user %q, which lets clients in without credentials: remove it", jetstream.ErrInvalidConfig, cfg.AuthConfigFile, f.NoAuthUser)
 		case len(f.TrustedOperators) > 0 || len(f.TrustedKeys) > 0:
-			return fmt.Errorf("%w: embedded server: auth config file %s uses operator (JWT) mode, which the embedded server does not support: run nats-server and use --nats-url", ErrInvalidConfig, cfg.AuthConfigFile)
+			return fmt.Errorf("%w: embedded server: auth config file %s uses operator (JWT) mode, which the embedded server does not support: run nats-server and use --nats-url", jetstream.ErrInvalidConfig, cfg.AuthConfigFile)
 		case len(f.Users) == 0 && len(f.Nkeys) == 0 && f.Username == "" && f.Authorization == "":
-			return fmt.Errorf("%w: embedded server: auth config file %s defines no users, nkeys or token", ErrInvalidConfig, cfg.AuthConfigFile)
+			return fmt.Errorf("%w: embedded server: auth config file %s defines no users, nkeys or token", jetstream.ErrInvalidConfig, cfg.AuthConfigFile)
 		}
 		opts.Users = append(opts.Users, f.Users...)
 		opts.Nkeys = append(opts.Nkeys, f.Nkeys...)
@@ -144,27 +155,41 @@ func (cfg *EmbeddedConfig) applyAuth(opts *server.Options) error {
 	if cfg.TLSCertFile != "" {
 		tc, err := server.GenTLSConfig(&server.TLSConfigOpts{CertFile: cfg.TLSCertFile, KeyFile: cfg.TLSKeyFile, CaFile: cfg.TLSCAFile, Verify: cfg.TLSCAFile != ""})
 		if err != nil {
-			return fmt.Errorf("%w: embedded server: TLS: %w", ErrInvalidConfig, err)
+			return fmt.Errorf("%w: embedded server: TLS: %w", jetstream.ErrInvalidConfig, err)
 		}
 		opts.TLS, opts.TLSConfig, opts.TLSVerify, opts.TLSTimeout = true, tc, cfg.TLSCAFile != "", 2
 	}
 	return nil
 }
 
-// Embedded is a running in-process nats-server with JetStream. Stop it with
+// Server is a running in-process nats-server with JetStream. Stop it with
 // Shutdown.
-type Embedded struct {
+type Server struct {
 	srv  *server.Server
 	lock *os.File
 }
 
-// StartEmbedded starts a nats-server with JetStream in this process and
-// returns once it accepts connections and JetStream answers. The store
-// directory is locked for the life of the server: a second process on the
-// same directory gets ErrStoreLocked instead of corrupting it.
-func StartEmbedded(cfg EmbeddedConfig) (*Embedded, error) {
+// ErrListen is returned by Start when the server cannot open its client
+// listener, most often because another process holds the port. The error
+// names the address.
+var ErrListen = errors.New("embedded server cannot listen")
+
+// Start is StartContext with a background context.
+func Start(cfg Config) (*Server, error) {
+	return StartContext(context.Background(), cfg)
+}
+
+// StartContext starts a nats-server with JetStream in this process and
+// returns once it accepts connections and JetStream answers. It gives up at
+// once, with an error wrapping ErrListen that names the address, when the
+// listener cannot be opened (a port in use), and when ctx ends (an
+// operator's Ctrl-C during start-up); it waits at most ReadyTimeout
+// otherwise. The store directory is locked for the life of the server: a
+// second process on the same directory gets ErrStoreLocked instead of
+// corrupting it.
+func StartContext(ctx context.Context, cfg Config) (*Server, error) {
 	if cfg.StoreDir == "" {
-		return nil, fmt.Errorf("%w: embedded server: StoreDir is required", ErrInvalidConfig)
+		return nil, fmt.Errorf("%w: embedded server: StoreDir is required", jetstream.ErrInvalidConfig)
 	}
 	if cfg.Host == "" {
 		cfg.Host = "127.0.0.1"
@@ -182,7 +207,7 @@ func StartEmbedded(cfg EmbeddedConfig) (*Embedded, error) {
 		cfg.ReadyTimeout = 30 * time.Second
 	}
 	if cfg.SyncInterval < 0 {
-		return nil, fmt.Errorf("%w: embedded server: SyncInterval must be >= 0, got %s", ErrInvalidConfig, cfg.SyncInterval)
+		return nil, fmt.Errorf("%w: embedded server: SyncInterval must be >= 0, got %s", jetstream.ErrInvalidConfig, cfg.SyncInterval)
 	}
 	if err := cfg.checkSecurity(); err != nil {
 		return nil, err
@@ -216,73 +241,100 @@ func StartEmbedded(cfg EmbeddedConfig) (*Embedded, error) {
 		_ = lock.Close()
 		return nil, fmt.Errorf("embedded server: %w", err)
 	}
-	if cfg.Logger != nil {
-		srv.SetLoggerV2(serverLogger{cfg.Logger}, cfg.Debug, false, false)
+	// The server reports a listener it cannot open only through its
+	// logger's Fatalf (and then never becomes ready): catch it there.
+	log := cfg.Logger
+	if log == nil {
+		l := logrus.New()
+		l.Out = io.Discard
+		log = l
 	}
+	fatal := make(chan string, 1)
+	srv.SetLoggerV2(serverLogger{l: log, fatal: fatal}, cfg.Debug, false, false)
 	srv.Start()
-	e := &Embedded{srv: srv, lock: lock}
-	if !srv.ReadyForConnections(cfg.ReadyTimeout) {
-		e.stop()
-		return nil, fmt.Errorf("embedded server: not ready for connections after %s", cfg.ReadyTimeout)
-	}
-	wait := e.waitJetStream
-	if cfg.hasAuth() {
-		// An in-process connection needs credentials now: ask the server.
-		wait = e.waitJetStreamEnabled
-	}
-	if err := wait(cfg.ReadyTimeout); err != nil {
+	e := &Server{srv: srv, lock: lock}
+	if err := e.waitReady(ctx, cfg, fatal); err != nil {
 		e.stop()
 		return nil, err
 	}
 	return e, nil
 }
 
-// waitJetStream polls until the JetStream API answers on an in-process
-// connection: ReadyForConnections only says the listener is up.
-func (e *Embedded) waitJetStream(timeout time.Duration) error {
-	nc, err := e.Connect()
-	if err != nil {
-		return fmt.Errorf("embedded server: connect: %w", err)
-	}
-	defer nc.Close()
-	deadline := time.Now().Add(timeout)
+// waitReady polls until the server accepts connections and JetStream
+// answers, giving up on a fatal server error, on ctx, or after
+// cfg.ReadyTimeout.
+func (e *Server) waitReady(ctx context.Context, cfg Config, fatal <-chan string) error {
+	errNotReady := errors.New("not ready in time")
+	ctx, cancel := context.WithTimeoutCause(ctx, cfg.ReadyTimeout, errNotReady)
+	defer cancel()
+	addr := net.JoinHostPort(cfg.Host, strconv.Itoa(cfg.Port))
+	var nc *nats.Conn
+	defer func() {
+		if nc != nil {
+			nc.Close()
+		}
+	}()
+	tick := time.NewTicker(25 * time.Millisecond)
+	defer tick.Stop()
+	var last error
 	for {
-		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-		_, err := accountInfo(ctx, nc)
-		cancel()
-		if err == nil {
+		select {
+		case msg := <-fatal:
+			if strings.Contains(msg, "listen") {
+				return fmt.Errorf("%w on %s: %s (is another nats-server or omniq-runner using port %d? stop it or choose another address)", ErrListen, addr, msg, cfg.Port)
+			}
+			return fmt.Errorf("embedded server: %s", msg)
+		case <-ctx.Done():
+			if errors.Is(context.Cause(ctx), errNotReady) {
+				if last == nil {
+					last = errors.New("not ready for connections")
+				}
+				return fmt.Errorf("embedded server: not ready after %s: %w", cfg.ReadyTimeout, last)
+			}
+			return fmt.Errorf("embedded server: start-up abandoned: %w", ctx.Err())
+		case <-tick.C:
+		}
+		if !e.srv.ReadyForConnections(time.Millisecond) {
+			continue
+		}
+		if cfg.hasAuth() {
+			// An in-process connection needs credentials: ask the server.
+			if e.srv.JetStreamEnabled() {
+				return nil
+			}
+			last = errors.New("JetStream not enabled")
+			continue
+		}
+		if nc == nil {
+			var err error
+			if nc, err = e.Connect(); err != nil {
+				return fmt.Errorf("embedded server: connect: %w", err)
+			}
+		}
+		js, err := natsjs.New(nc)
+		if err != nil {
+			return fmt.Errorf("embedded server: %w", err)
+		}
+		try, cancelTry := context.WithTimeout(ctx, time.Second)
+		_, last = js.AccountInfo(try)
+		cancelTry()
+		if last == nil {
 			return nil
 		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("embedded server: JetStream not ready after %s: %w", timeout, err)
-		}
-		time.Sleep(50 * time.Millisecond)
 	}
-}
-
-// waitJetStreamEnabled polls until the server reports JetStream enabled.
-func (e *Embedded) waitJetStreamEnabled(timeout time.Duration) error {
-	deadline := time.Now().Add(timeout)
-	for !e.srv.JetStreamEnabled() {
-		if time.Now().After(deadline) {
-			return fmt.Errorf("embedded server: JetStream not enabled after %s", timeout)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	return nil
 }
 
 // Connect opens an in-process client connection to the server (no network
 // involved). It works with and without NoListen. When the server requires
 // authentication, opts must carry credentials (nats.Nkey, nats.UserInfo...).
-func (e *Embedded) Connect(opts ...nats.Option) (*nats.Conn, error) {
+func (e *Server) Connect(opts ...nats.Option) (*nats.Conn, error) {
 	opts = append([]nats.Option{nats.InProcessServer(e.srv), nats.Name("omniq-inprocess")}, opts...)
 	return nats.Connect("", opts...)
 }
 
 // ClientURL is the URL clients in other processes connect to, or "" when the
 // server has no listener.
-func (e *Embedded) ClientURL() string {
+func (e *Server) ClientURL() string {
 	if e.srv.Addr() == nil {
 		return ""
 	}
@@ -290,12 +342,12 @@ func (e *Embedded) ClientURL() string {
 }
 
 // Server returns the underlying nats-server, for tests and metrics.
-func (e *Embedded) Server() *server.Server { return e.srv }
+func (e *Server) Server() *server.Server { return e.srv }
 
 // Shutdown stops the server: it closes client
 // connections, flushes JetStream to disk, waits for it to finish (or for ctx
 // to end) and releases the store directory.
-func (e *Embedded) Shutdown(ctx context.Context) error {
+func (e *Server) Shutdown(ctx context.Context) error {
 	done := make(chan struct{})
 	go func() {
 		e.srv.Shutdown()
@@ -310,7 +362,7 @@ func (e *Embedded) Shutdown(ctx context.Context) error {
 	}
 }
 
-func (e *Embedded) stop() {
+func (e *Server) stop() {
 	e.srv.Shutdown()
 	e.srv.WaitForShutdown()
 	_ = e.lock.Close()
@@ -337,11 +389,22 @@ func lockDir(dir string) (*os.File, error) {
 }
 
 // serverLogger adapts a logrus logger to nats-server's Logger interface.
-type serverLogger struct{ l logrus.FieldLogger }
+// Fatalf also sends its message, when there is room, to fatal: Start
+// watches it for a listener that cannot be opened.
+type serverLogger struct {
+	l     logrus.FieldLogger
+	fatal chan<- string
+}
 
 func (s serverLogger) Noticef(format string, v ...any) { s.l.Infof("nats-server: "+format, v...) }
 func (s serverLogger) Warnf(format string, v ...any)   { s.l.Warnf("nats-server: "+format, v...) }
-func (s serverLogger) Fatalf(format string, v ...any)  { s.l.Errorf("nats-server fatal: "+format, v...) }
-func (s serverLogger) Errorf(format string, v ...any)  { s.l.Errorf("nats-server: "+format, v...) }
-func (s serverLogger) Debugf(format string, v ...any)  { s.l.Debugf("nats-server: "+format, v...) }
-func (s serverLogger) Tracef(format string, v ...any)  { s.l.Debugf("nats-server: "+format, v...) }
+func (s serverLogger) Fatalf(format string, v ...any) {
+	s.l.Errorf("nats-server fatal: "+format, v...)
+	select {
+	case s.fatal <- fmt.Sprintf(format, v...):
+	default:
+	}
+}
+func (s serverLogger) Errorf(format string, v ...any) { s.l.Errorf("nats-server: "+format, v...) }
+func (s serverLogger) Debugf(format string, v ...any) { s.l.Debugf("nats-server: "+format, v...) }
+func (s serverLogger) Tracef(format string, v ...any) { s.l.Debugf("nats-server: "+format, v...) }

@@ -6,74 +6,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sirupsen/logrus/hooks/test"
+
 	"github.com/omniq/omniq/jetstream"
+	"github.com/omniq/omniq/jetstream/embedded"
 	"github.com/omniq/omniq/models"
 )
-
-func TestEmbeddedSecondProcessOnSameStoreIsRefused(t *testing.T) {
-	t.Parallel()
-	e := newEnv(t, jetstream.Config{})
-	_, err := jetstream.StartEmbedded(jetstream.EmbeddedConfig{StoreDir: e.dir, Port: -1, InsecureNoAuth: true})
-	if !errors.Is(err, jetstream.ErrStoreLocked) {
-		t.Fatalf("second server on %s: err = %v, want ErrStoreLocked", e.dir, err)
-	}
-	if !strings.Contains(err.Error(), e.dir) {
-		t.Fatalf("error %q does not name the directory", err)
-	}
-	// The first server is unharmed.
-	if _, err := e.client.Submit(ctx(t), jetstream.SubmitRequest{Function: "f"}); err != nil {
-		t.Fatalf("submit after refused second start: %v", err)
-	}
-}
-
-func TestEmbeddedRequiresStoreDir(t *testing.T) {
-	t.Parallel()
-	_, err := jetstream.StartEmbedded(jetstream.EmbeddedConfig{})
-	if !errors.Is(err, jetstream.ErrInvalidConfig) || !strings.Contains(err.Error(), "StoreDir") {
-		t.Fatalf("err = %v, want ErrInvalidConfig naming StoreDir", err)
-	}
-}
-
-func TestEmbeddedListensOnClientURL(t *testing.T) {
-	t.Parallel()
-	e := newEnv(t, jetstream.Config{})
-	url := e.srv.ClientURL()
-	if !strings.HasPrefix(url, "nats://127.0.0.1:") {
-		t.Fatalf("ClientURL = %q", url)
-	}
-	nc, err := jetstream.Connect(jetstream.ConnConfig{URL: url})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	if _, err := jetstream.New(ctx(t), nc, jetstream.Config{}); err != nil {
-		t.Fatalf("client over TCP: %v", err)
-	}
-}
-
-func TestEmbeddedNoListenServesInProcess(t *testing.T) {
-	t.Parallel()
-	srv, err := jetstream.StartEmbedded(jetstream.EmbeddedConfig{StoreDir: t.TempDir(), NoListen: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = srv.Shutdown(ctx(t)) }()
-	if srv.ClientURL() != "" {
-		t.Fatalf("ClientURL = %q, want none", srv.ClientURL())
-	}
-	nc, err := srv.Connect()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	c, err := jetstream.New(ctx(t), nc, jetstream.Config{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := c.Submit(ctx(t), jetstream.SubmitRequest{Function: "f"}); err != nil {
-		t.Fatal(err)
-	}
-}
 
 func TestStateSurvivesRestart(t *testing.T) {
 	t.Parallel()
@@ -100,9 +38,11 @@ func TestStateSurvivesRestart(t *testing.T) {
 	}
 }
 
-func TestClientRefusesServerWithSmallMaxPayload(t *testing.T) {
+// On a stock nats-server (max_payload 1 MiB) the default payload limit
+// adapts, with a log line; a limit set explicitly is kept and refused.
+func TestPayloadLimitAdaptsToTheServer(t *testing.T) {
 	t.Parallel()
-	srv, err := jetstream.StartEmbedded(jetstream.EmbeddedConfig{StoreDir: t.TempDir(), Port: -1, MaxPayload: 512 << 10, InsecureNoAuth: true})
+	srv, err := embedded.Start(embedded.Config{StoreDir: t.TempDir(), Port: -1, MaxPayload: 1 << 20, InsecureNoAuth: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -112,13 +52,57 @@ func TestClientRefusesServerWithSmallMaxPayload(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer nc.Close()
-	_, err = jetstream.New(ctx(t), nc, jetstream.Config{})
-	if !errors.Is(err, jetstream.ErrServerPayloadLimit) || !strings.Contains(err.Error(), "max_payload") {
-		t.Fatalf("err = %v, want ErrServerPayloadLimit telling to raise max_payload", err)
+
+	_, err = jetstream.New(ctx(t), nc, jetstream.Config{MaxPayload: 1 << 20})
+	if !errors.Is(err, jetstream.ErrServerPayloadLimit) || !strings.Contains(err.Error(), "max_payload") || !strings.Contains(err.Error(), "1048576") {
+		t.Fatalf("explicit 1 MiB: err = %v, want ErrServerPayloadLimit naming max_payload and the limit set", err)
 	}
-	_, err = jetstream.New(ctx(t), nc, jetstream.Config{MaxPayload: 256 << 10})
+
+	logger, hook := test.NewNullLogger()
+	c, err := jetstream.New(ctx(t), nc, jetstream.Config{Logger: logger})
 	if err != nil {
-		t.Fatalf("smaller MaxPayload should fit: %v", err)
+		t.Fatalf("default limit on a 1 MiB server: %v", err)
+	}
+	want := 1<<20 - jetstream.HeaderRoom - jetstream.DeadLetterRoom
+	if got := c.Config().MaxPayload; got != want {
+		t.Fatalf("MaxPayload = %d, want %d (the server's max less OmniQ's room)", got, want)
+	}
+	logged := false
+	for _, e := range hook.AllEntries() {
+		logged = logged || (e.Data["max_payload"] == want && strings.Contains(e.Message, "max_payload"))
+	}
+	if !logged {
+		t.Errorf("no log line gives the adapted limit; logged: %v", hook.AllEntries())
+	}
+
+	// A client that opens the runner's streams learns the same limit.
+	opened, err := jetstream.Open(ctx(t), nc, jetstream.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := opened.Config().MaxPayload; got != want {
+		t.Fatalf("Open: MaxPayload = %d, want %d", got, want)
+	}
+	if _, err := opened.Submit(ctx(t), jetstream.SubmitRequest{Function: "f", Payload: make([]byte, want)}); err != nil {
+		t.Fatalf("a payload at the limit: %v", err)
+	}
+	if _, err := opened.Submit(ctx(t), jetstream.SubmitRequest{Function: "f", Payload: make([]byte, want+1)}); !errors.Is(err, jetstream.ErrPayloadTooLarge) {
+		t.Fatalf("a payload over the limit: err = %v, want ErrPayloadTooLarge", err)
+	}
+
+	// A server too small for OmniQ at all is refused whatever the config.
+	tiny, err := embedded.Start(embedded.Config{StoreDir: t.TempDir(), NoListen: true, MaxPayload: 64 << 10})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = tiny.Shutdown(ctx(t)) }()
+	tnc, err := tiny.Connect()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tnc.Close()
+	if _, err := jetstream.New(ctx(t), tnc, jetstream.Config{}); !errors.Is(err, jetstream.ErrServerPayloadLimit) {
+		t.Fatalf("64 KiB server: err = %v, want ErrServerPayloadLimit", err)
 	}
 }
 
@@ -162,7 +146,7 @@ func TestOpenUsesExistingStreamsWithoutChangingThem(t *testing.T) {
 		t.Fatalf("err = %v, want ErrPayloadTooLarge from the stream's limit", err)
 	}
 
-	bare, err := jetstream.StartEmbedded(jetstream.EmbeddedConfig{StoreDir: t.TempDir(), NoListen: true})
+	bare, err := embedded.Start(embedded.Config{StoreDir: t.TempDir(), NoListen: true})
 	if err != nil {
 		t.Fatal(err)
 	}

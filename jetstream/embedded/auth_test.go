@@ -1,4 +1,4 @@
-package jetstream_test
+package embedded_test
 
 import (
 	"errors"
@@ -14,24 +14,8 @@ import (
 
 	"github.com/omniq/omniq/internal/omniqtest"
 	"github.com/omniq/omniq/jetstream"
+	"github.com/omniq/omniq/jetstream/embedded"
 )
-
-func startEmbedded(t *testing.T, cfg jetstream.EmbeddedConfig) *jetstream.Embedded {
-	t.Helper()
-	if cfg.StoreDir == "" {
-		cfg.StoreDir = t.TempDir()
-	}
-	srv, err := jetstream.StartEmbedded(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if err := srv.Shutdown(ctx(t)); err != nil {
-			t.Errorf("shutdown: %v", err)
-		}
-	})
-	return srv
-}
 
 func newUserKey(t *testing.T) (pub string, opt nats.Option) {
 	t.Helper()
@@ -45,13 +29,13 @@ func newUserKey(t *testing.T) (pub string, opt nats.Option) {
 
 func TestEmbeddedListenerRequiresAuthentication(t *testing.T) {
 	t.Parallel()
-	_, err := jetstream.StartEmbedded(jetstream.EmbeddedConfig{StoreDir: t.TempDir(), Port: -1})
+	_, err := embedded.Start(embedded.Config{StoreDir: t.TempDir(), Port: -1})
 	if !errors.Is(err, jetstream.ErrInvalidConfig) || !strings.Contains(err.Error(), "without authentication") {
 		t.Fatalf("err = %v, want ErrInvalidConfig saying authentication is missing", err)
 	}
 
 	pub, login := newUserKey(t)
-	srv := startEmbedded(t, jetstream.EmbeddedConfig{Port: -1, NKeys: []*server.NkeyUser{{Nkey: pub}}})
+	srv := startEmbedded(t, embedded.Config{Port: -1, NKeys: []*server.NkeyUser{{Nkey: pub}}})
 	if nc, err := nats.Connect(srv.ClientURL(), nats.MaxReconnects(0)); !errors.Is(err, nats.ErrAuthorization) {
 		if nc != nil {
 			nc.Close()
@@ -79,7 +63,7 @@ func TestEmbeddedRefusesAnExposedListenerWithoutTLSAndAuth(t *testing.T) {
 	dir := t.TempDir()
 	cert, key, _ := omniqtest.WriteCerts(t, dir)
 	users := []*server.NkeyUser{{Nkey: pub}}
-	for name, cfg := range map[string]jetstream.EmbeddedConfig{
+	for name, cfg := range map[string]embedded.Config{
 		"auth, no TLS":     {Host: "0.0.0.0", NKeys: users},
 		"TLS, no auth":     {Host: "0.0.0.0", TLSCertFile: cert, TLSKeyFile: key, InsecureNoAuth: true},
 		"nothing":          {Host: "0.0.0.0", InsecureNoAuth: true},
@@ -88,13 +72,13 @@ func TestEmbeddedRefusesAnExposedListenerWithoutTLSAndAuth(t *testing.T) {
 		"an IPv6 wildcard": {Host: "::", NKeys: users},
 	} {
 		cfg.StoreDir, cfg.Port = t.TempDir(), -1
-		_, err := jetstream.StartEmbedded(cfg)
+		_, err := embedded.Start(cfg)
 		if !errors.Is(err, jetstream.ErrInvalidConfig) || !strings.Contains(err.Error(), "without TLS and authentication") || !strings.Contains(err.Error(), cfg.Host) {
 			t.Errorf("%s: err = %v, want ErrInvalidConfig naming %s and saying why", name, err, cfg.Host)
 		}
 	}
 	// NoListen needs neither: nothing outside the process can reach it.
-	startEmbedded(t, jetstream.EmbeddedConfig{NoListen: true, Host: "0.0.0.0"})
+	startEmbedded(t, embedded.Config{NoListen: true, Host: "0.0.0.0"})
 }
 
 func TestEmbeddedServesTLS(t *testing.T) {
@@ -102,7 +86,7 @@ func TestEmbeddedServesTLS(t *testing.T) {
 	dir := t.TempDir()
 	cert, key, ca := omniqtest.WriteCerts(t, dir)
 	pub, login := newUserKey(t)
-	srv := startEmbedded(t, jetstream.EmbeddedConfig{Port: -1, NKeys: []*server.NkeyUser{{Nkey: pub}}, TLSCertFile: cert, TLSKeyFile: key})
+	srv := startEmbedded(t, embedded.Config{Port: -1, NKeys: []*server.NkeyUser{{Nkey: pub}}, TLSCertFile: cert, TLSKeyFile: key})
 	url := srv.ClientURL()
 	nc, err := jetstream.Connect(jetstream.ConnConfig{URL: strings.Replace(url, "nats://", "tls://", 1), TLSCAFile: ca, ConnectTimeout: 5 * time.Second})
 	if err == nil {
@@ -123,7 +107,7 @@ func TestEmbeddedServesTLS(t *testing.T) {
 	}
 
 	// With a CA, client certificates are required.
-	mtls := startEmbedded(t, jetstream.EmbeddedConfig{Port: -1, NKeys: []*server.NkeyUser{{Nkey: pub}}, TLSCertFile: cert, TLSKeyFile: key, TLSCAFile: ca})
+	mtls := startEmbedded(t, embedded.Config{Port: -1, NKeys: []*server.NkeyUser{{Nkey: pub}}, TLSCertFile: cert, TLSKeyFile: key, TLSCAFile: ca})
 	if nc, err := nats.Connect(mtls.ClientURL(), login, nats.RootCAs(ca), nats.MaxReconnects(0)); err == nil {
 		nc.Close()
 		t.Fatal("a client without a certificate connected")
@@ -149,7 +133,7 @@ accounts {
 `), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	srv := startEmbedded(t, jetstream.EmbeddedConfig{Port: -1, AuthConfigFile: conf})
+	srv := startEmbedded(t, embedded.Config{Port: -1, AuthConfigFile: conf})
 	if nc, err := nats.Connect(srv.ClientURL(), nats.UserInfo("runner", "wrong"), nats.MaxReconnects(0)); err == nil {
 		nc.Close()
 		t.Fatal("a wrong password connected")
@@ -172,7 +156,7 @@ accounts {
 		if err := os.WriteFile(bad, []byte(body), 0o600); err != nil {
 			t.Fatal(err)
 		}
-		_, err := jetstream.StartEmbedded(jetstream.EmbeddedConfig{StoreDir: t.TempDir(), Port: -1, AuthConfigFile: bad})
+		_, err := embedded.Start(embedded.Config{StoreDir: t.TempDir(), Port: -1, AuthConfigFile: bad})
 		if !errors.Is(err, jetstream.ErrInvalidConfig) {
 			t.Errorf("%s: err = %v, want ErrInvalidConfig", name, err)
 		}

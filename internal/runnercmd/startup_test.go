@@ -1,0 +1,109 @@
+package runnercmd_test
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/omniq/omniq/internal/omniqtest"
+	"github.com/omniq/omniq/internal/runnercmd"
+	"github.com/omniq/omniq/internal/submitcmd"
+	"github.com/omniq/omniq/jetstream"
+	"github.com/omniq/omniq/jetstream/embedded"
+)
+
+// busyPort holds a loopback port for the test and returns its address.
+func busyPort(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = ln.Close() })
+	return ln.Addr().String()
+}
+
+// A busy port ends the start at once (exit 1), and the error names the
+// flag and the address: the embedded server's used to wait 30 s and name
+// neither.
+func TestBusyPortFailsFastNamingIt(t *testing.T) {
+	t.Parallel()
+	for _, flag := range []string{"--listen", "--metrics-addr"} {
+		t.Run(flag, func(t *testing.T) {
+			t.Parallel()
+			addr := busyPort(t)
+			args := []string{"--listen", "127.0.0.1:0", "--data-dir", t.TempDir(), flag, addr}
+			logs := &omniqtest.Buffer{}
+			code := runnercmd.Main(context.Background(), nil, args, env(map[string]string{"OMNIQ_PLUGINS_DIR": t.TempDir()}), logs,
+				func(runnercmd.Ready) { t.Error("the runner started") })
+			if code != 1 || !strings.Contains(logs.String(), flag+" "+addr) {
+				t.Fatalf("exit %d, want 1 with an error naming %s %s:\n%s", code, flag, addr, logs)
+			}
+		})
+	}
+}
+
+// A signal that arrives while the embedded server starts ends the start
+// cleanly (exit 0), without going on to provision streams.
+func TestSignalWhileEmbeddedServerStartsExitsCleanly(t *testing.T) {
+	t.Parallel()
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	logs := &omniqtest.Buffer{}
+	code := runnercmd.Main(ctx, nil, []string{"--listen", "127.0.0.1:0", "--data-dir", t.TempDir()},
+		env(map[string]string{"OMNIQ_PLUGINS_DIR": t.TempDir()}), logs, func(runnercmd.Ready) { t.Error("the runner started") })
+	if code != 0 || !strings.Contains(logs.String(), "stopped during start-up") {
+		t.Fatalf("exit %d, want 0 and a start-up stop logged:\n%s", code, logs)
+	}
+}
+
+// Against a stock nats-server (max_payload 1 MiB) the runner starts with a
+// payload limit fitted to it, says so, and omniq-submit enforces that limit;
+// a max_payload set in the config that the server cannot carry is refused.
+func TestPayloadLimitAdaptsToAStockServer(t *testing.T) {
+	t.Parallel()
+	srv, err := embedded.Start(embedded.Config{StoreDir: t.TempDir(), Port: -1, MaxPayload: 1 << 20, InsecureNoAuth: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = srv.Shutdown(context.Background()) })
+	url := srv.ClientURL()
+
+	logs := &omniqtest.Buffer{}
+	code := runnercmd.Main(context.Background(), nil, []string{"--nats-url", url, "--config", writeConfig(t, `{"streams": {"max_payload": 1048576}}`)},
+		env(map[string]string{"OMNIQ_PLUGINS_DIR": t.TempDir()}), logs, func(runnercmd.Ready) { t.Error("the runner started") })
+	if code != 1 || !strings.Contains(logs.String(), "max_payload") || !strings.Contains(logs.String(), "1048576") {
+		t.Fatalf("explicit 1 MiB limit: exit %d, want 1 naming max_payload and the limit:\n%s", code, logs)
+	}
+
+	_, logs, stop := startMain(t, []string{"--nats-url", url}, map[string]string{"OMNIQ_PLUGINS_DIR": pluginsDir(t)})
+	limit := 1<<20 - jetstream.HeaderRoom - jetstream.DeadLetterRoom
+	if !strings.Contains(logs.String(), fmt.Sprintf("max_payload=%d", limit)) {
+		t.Errorf("no log line gives the adapted limit %d:\n%s", limit, logs)
+	}
+	dir := t.TempDir()
+	for _, n := range []int{limit, limit + 1} {
+		file := filepath.Join(dir, strconv.Itoa(n))
+		if err := os.WriteFile(file, bytes.Repeat([]byte("x"), n), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		var out, errs bytes.Buffer
+		code := submitcmd.Main(context.Background(), []string{"echo", "@" + file},
+			submitcmd.IO{Stdout: &out, Stderr: &errs, Getenv: env(map[string]string{"OMNIQ_NATS_URL": url})})
+		switch {
+		case n == limit && code != 0:
+			t.Errorf("omniq-submit of %d bytes (the limit): exit %d: %s", n, code, errs.String())
+		case n > limit && (code == 0 || !strings.Contains(errs.String(), strconv.Itoa(limit))):
+			t.Errorf("omniq-submit of %d bytes (over the limit): exit %d, want a failure naming the limit %d: %s", n, code, limit, errs.String())
+		}
+	}
+	if code := stop(false); code != 0 {
+		t.Fatalf("exit %d:\n%s", code, logs)
+	}
+}

@@ -1,0 +1,295 @@
+package submitcmd_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/omniq/omniq/internal/omniqtest"
+	"github.com/omniq/omniq/internal/submitcmd"
+	"github.com/omniq/omniq/jetstream"
+	"github.com/omniq/omniq/models"
+)
+
+// runArgs runs omniq-submit with args alone: no OMNIQ_NATS_URL, so only a
+// --nats-url among args reaches the server.
+func runArgs(t *testing.T, args ...string) result {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	var out, errb bytes.Buffer
+	code := submitcmd.Main(ctx, args, submitcmd.IO{Stdin: strings.NewReader(""), Stdout: &out, Stderr: &errb,
+		Getenv: func(k string) string {
+			if k == "OMNIQ_NATS_URL" {
+				return "nats://127.0.0.1:1" // nothing listens there
+			}
+			return ""
+		}})
+	return result{code: code, stdout: out.String(), stderr: errb.String()}
+}
+
+func TestGlobalFlagsGoBeforeOrAfterTheCommand(t *testing.T) {
+	t.Parallel()
+	o := start(t)
+	url := o.srv.URL
+	o.run("", "echo", "x", "--id", "g1", "--wait").want(t, 0, "x", "")
+	runArgs(t, "--nats-url", url, "list").want(t, 0, "g1", "")
+	runArgs(t, "status", "g1", "--nats-url", url).want(t, 0, "status:    succeeded", "")
+	runArgs(t, "--nats-url", url, "--json", "status", "g1").want(t, 0, `"id": "g1"`, "")
+	runArgs(t, "--nats-url="+url, "dlq", "list").want(t, 0, "ID", "")
+	// The flag wins over its variable, which the other runs proved unused.
+	o.run("", "--nats-url", url, "status", "g1").want(t, 0, "g1", "")
+
+	// A submit flag after a command is a mistake, never a task for a
+	// function named like the command.
+	runArgs(t, "--nats-url", url, "status", "g1", "--force").want(t, 2, "", "unknown flag: --force")
+	s, err := o.srv.Client.JetStream().Stream(context.Background(), "OMNIQ_TASKS")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m, err := s.GetLastMsgForSubject(context.Background(), "omniq.tasks.status"); err == nil {
+		t.Fatalf("a task was queued for a function named status: %+v", m)
+	}
+}
+
+func TestHelpOnEveryCommand(t *testing.T) {
+	t.Parallel()
+	commands := [][]string{{}, {"submit"}, {"batch"}, {"status"}, {"list"}, {"watch"}, {"cancel"}, {"functions"},
+		{"dlq"}, {"dlq", "list"}, {"dlq", "show"}, {"dlq", "replay"}, {"dlq", "purge"}, {"version"}, {"completion"}}
+	for _, cmd := range commands {
+		name := strings.Join(append([]string{"omniq-submit"}, cmd...), " ")
+		for _, form := range [][]string{append(cmd[:len(cmd):len(cmd)], "-h"), append(cmd[:len(cmd):len(cmd)], "--help"), append([]string{"help"}, cmd...)} {
+			r := runArgs(t, form...)
+			if r.code != 0 || !strings.Contains(r.stdout, "Usage:") || !strings.Contains(r.stdout, name) {
+				t.Errorf("%q: exit %d, stdout %q, stderr %q", form, r.code, r.stdout, r.stderr)
+			}
+		}
+	}
+	// The root's help says how a function named like a command is submitted.
+	runArgs(t, "-h").want(t, 0, `omniq-submit submit status`, "")
+	runArgs(t, "dlq", "-h").want(t, 0, "replay", "")
+	runArgs(t, "list", "-h").want(t, 0, "--sort", "")
+}
+
+func TestTyposGetSuggestions(t *testing.T) {
+	t.Parallel()
+	o := start(t)
+	o.run("", "stauts", "some-id").want(t, 2, "", "unknown command \"stauts\" for \"omniq-submit\"\n\nDid you mean this?\n\tstatus")
+	o.run("", "lsit").want(t, 2, "", "\tlist")
+	o.run("", "dlq", "lsit").want(t, 2, "", "unknown dlq subcommand \"lsit\": want list, show, replay or purge\n\nDid you mean this?\n\tlist")
+	o.run("", "dlq").want(t, 2, "", "dlq needs a subcommand")
+	// A served function is never taken for a typo: "echo" is not a command.
+	o.run("", "echo", "hi", "--wait").want(t, 0, "hi", "")
+}
+
+func TestCompletionScripts(t *testing.T) {
+	t.Parallel()
+	for shell, want := range map[string]string{"bash": "complete -o default -F __start_omniq-submit omniq-submit", "zsh": "#compdef omniq-submit", "fish": "complete -c omniq-submit"} {
+		r := runArgs(t, "completion", shell)
+		if r.code != 0 || !strings.Contains(r.stdout, want) {
+			t.Errorf("completion %s: exit %d, output lacks %q:\n%.300s", shell, r.code, want, r.stdout)
+		}
+	}
+}
+
+func TestSubmitCommandTakesAFunctionNamedLikeACommand(t *testing.T) {
+	t.Parallel()
+	o := start(t)
+	o.run("", "submit", "list", "x", "--force", "--id", "named-list").want(t, 0, "named-list", "")
+	o.run("", "--force", "submit", "dlq", "--id", "named-dlq").want(t, 0, "named-dlq", "")
+	o.run("", "submit", "echo", "via submit", "--wait").want(t, 0, "via submit", "")
+	s, err := o.srv.Client.JetStream().Stream(context.Background(), "OMNIQ_TASKS")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for subject, id := range map[string]string{"omniq.tasks.list": "named-list", "omniq.tasks.dlq": "named-dlq"} {
+		m, err := s.GetLastMsgForSubject(context.Background(), subject)
+		if err != nil || m.Header.Get("Nats-Msg-Id") != id {
+			t.Fatalf("%s: %+v, %v", subject, m, err)
+		}
+	}
+}
+
+func TestListSortsLimitsAndCounts(t *testing.T) {
+	t.Parallel()
+	o := start(t)
+	// "early" is created first and updated last (cancelled), "late" the
+	// other way round.
+	o.run("", "echo", "x", "--id", "early", "--delay", "1h").want(t, 0, "early", "")
+	omniqtest.WaitFor(t, o.srv.Client, "early", models.StatusPending, 30*time.Second)
+	o.run("", "echo", "x", "--id", "late", "--wait").want(t, 0, "x", "")
+	o.run("", "cancel", "early").want(t, 0, "cancelled early", "")
+
+	order := func(args ...string) string {
+		t.Helper()
+		r := o.run("", append([]string{"list"}, args...)...)
+		if r.code != 0 {
+			t.Fatalf("list %q: exit %d: %s", args, r.code, r.stderr)
+		}
+		e, l := strings.Index(r.stdout, "early"), strings.Index(r.stdout, "late")
+		if e < 0 || l < 0 {
+			t.Fatalf("list %q = %q", args, r.stdout)
+		}
+		if e < l {
+			return "early,late"
+		}
+		return "late,early"
+	}
+	for _, tt := range []struct {
+		args []string
+		want string
+	}{
+		{nil, "late,early"},
+		{[]string{"--sort", "created"}, "late,early"},
+		{[]string{"--sort", "created:asc"}, "early,late"},
+		{[]string{"--sort", "updated"}, "early,late"},
+		{[]string{"--sort", "updated:asc"}, "late,early"},
+	} {
+		if got := order(tt.args...); got != tt.want {
+			t.Errorf("list %q: %s, want %s", tt.args, got, tt.want)
+		}
+	}
+	r := o.run("", "list", "--limit", "1", "--sort", "updated")
+	r.want(t, 0, "showing 1 of 2\nmore: omniq-submit list --sort updated --limit 1 --after ", "")
+	if !strings.Contains(r.stdout, "early") || strings.Contains(r.stdout, "late") {
+		t.Fatalf("list --limit 1 --sort updated = %q", r.stdout)
+	}
+	r = o.run("", "list", "--limit", "1", "--json")
+	var page struct {
+		Tasks []struct{ ID string }
+		Total int
+		Next  string
+	}
+	if err := json.Unmarshal([]byte(r.stdout), &page); err != nil || page.Total != 2 || len(page.Tasks) != 1 || page.Tasks[0].ID != "late" || page.Next == "" {
+		t.Fatalf("list --json = %q (%v)", r.stdout, err)
+	}
+	o.run("", "list", "--sort", "size").want(t, 2, "", `--sort "size": want created or updated`)
+	o.run("", "list", "--sort", "created:up").want(t, 2, "", `--sort "created:up"`)
+}
+
+func TestBatchPrintsEveryIDAndAKnownTotal(t *testing.T) {
+	t.Parallel()
+	o := start(t)
+	jsonl := `{"function":"echo","payload":"p1","id":"i1"}
+{"function":"echo","payload":"p2","id":"i2"}
+{"function":"echo","payload":"dup","id":"i1"}
+{"function":"nope","payload":"x","id":"i4"}
+`
+	// One at a time, so that line 1 is the one submitted and line 3 the
+	// duplicate.
+	r := o.run(jsonl, "batch", "--jsonl", "--json", "--parallel", "1")
+	outcomes := map[string]string{}
+	lines := strings.Split(strings.TrimSpace(r.stdout), "\n")
+	for _, l := range lines[:len(lines)-1] {
+		var br struct {
+			Line    int
+			ID      string
+			Outcome string
+			Error   string
+		}
+		if err := json.Unmarshal([]byte(l), &br); err != nil {
+			t.Fatalf("line %q: %v", l, err)
+		}
+		outcomes[fmt.Sprintf("%d %s", br.Line, br.ID)] = br.Outcome
+	}
+	want := map[string]string{"1 i1": "submitted", "2 i2": "submitted", "3 i1": "duplicate", "4 i4": "rejected"}
+	if fmt.Sprint(outcomes) != fmt.Sprint(want) || r.code != 1 {
+		t.Fatalf("batch --json: exit %d, outcomes %v, want %v\n%s", r.code, outcomes, want, r.stdout)
+	}
+	// Without --json: one id per line, then the summary.
+	r = o.run("a\nb\n", "batch", "echo")
+	ids := strings.Split(strings.TrimSpace(r.stdout), "\n")
+	if r.code != 0 || len(ids) != 3 || ids[2] != "submitted 2, duplicates 0, rejected 0" {
+		t.Fatalf("batch: exit %d, stdout %q", r.code, r.stdout)
+	}
+	for _, id := range ids[:2] {
+		omniqtest.WaitFor(t, o.srv.Client, id, models.StatusSucceeded, 30*time.Second)
+	}
+
+	// Reading a file, the progress bar knows the total.
+	file := filepath.Join(t.TempDir(), "lines.txt")
+	var in strings.Builder
+	for i := 0; i < 150; i++ {
+		fmt.Fprintf(&in, "%d\n\n", i)
+	}
+	if err := os.WriteFile(file, []byte(in.String()), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	r = o.runIO(submitcmd.IO{Terminal: true}, "batch", "echo", file)
+	r.want(t, 0, "submitted 150, duplicates 0, rejected 0", "(150/150")
+	if strings.Contains(r.stderr, "/-") {
+		t.Fatalf("progress without a total: %q", r.stderr)
+	}
+}
+
+func TestJSONShowsTextAsText(t *testing.T) {
+	t.Parallel()
+	o := start(t)
+	r := o.run("", "echo", "plain text ✓", "--wait", "--json")
+	var task map[string]any
+	if err := json.Unmarshal([]byte(r.stdout), &task); err != nil || task["result"] != "plain text ✓" || task["result_base64"] != nil {
+		t.Fatalf("text result: %q (%v)", r.stdout, err)
+	}
+	bin := filepath.Join(t.TempDir(), "bin")
+	if err := os.WriteFile(bin, []byte{0xff, 0xfe, 0x00, 'x'}, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	r = o.run("", "echo", "@"+bin, "--wait", "--json")
+	task = nil
+	if err := json.Unmarshal([]byte(r.stdout), &task); err != nil || task["result_base64"] != "//4AeA==" || task["result"] != nil {
+		t.Fatalf("binary result: %q (%v)", r.stdout, err)
+	}
+
+	o.run("", "panic", "kaboom", "--id", "pj", "--max-retries", "0", "--wait").want(t, 1, "", "panic")
+	r = o.run("", "dlq", "show", "pj", "--json")
+	var dead map[string]any
+	if err := json.Unmarshal([]byte(r.stdout), &dead); err != nil || dead["payload"] != "kaboom" {
+		t.Fatalf("dlq show --json: %q (%v)", r.stdout, err)
+	}
+}
+
+func TestStatusShowsTheEffectiveRetryBudgetAndTimeout(t *testing.T) {
+	t.Parallel()
+	o := start(t)
+	var reg jetstream.Registration
+	omniqtest.Eventually(t, 10*time.Second, "echo registered", func() bool {
+		regs, _ := o.srv.Client.Functions(context.Background())
+		if len(regs["echo"]) == 0 {
+			return false
+		}
+		reg = regs["echo"][0]
+		return true
+	})
+	if reg.MaxRetries == nil || *reg.MaxRetries != 3 || reg.Timeout != models.Duration(5*time.Minute) {
+		t.Fatalf("echo's registration = %+v, want the built-in defaults (3 retries, 5m)", reg)
+	}
+	// Submitted without a budget: the function's is shown, not 0.
+	r := o.run("", "echo", "x", "--id", "later", "--delay", "1h", "--json")
+	var task struct {
+		MaxRetries int    `json:"max_retries"`
+		Timeout    string `json:"timeout"`
+	}
+	if err := json.Unmarshal([]byte(r.stdout), &task); err != nil || task.MaxRetries != 3 || task.Timeout != "5m0s" {
+		t.Fatalf("submit --json = %q (%v)", r.stdout, err)
+	}
+	omniqtest.WaitFor(t, o.srv.Client, "later", models.StatusPending, 30*time.Second)
+	r = o.run("", "status", "later")
+	r.want(t, 0, "timeout:   5m0s (the function's default)", "")
+	if !strings.Contains(r.stdout, "(retries 0 of 3") {
+		t.Fatalf("status = %q", r.stdout)
+	}
+	// A task's own settings are its own.
+	o.run("", "echo", "x", "--id", "own", "--delay", "1h", "--max-retries", "1", "--timeout", "7s", "--json").want(t, 0, `"max_retries": 1`, "")
+	omniqtest.WaitFor(t, o.srv.Client, "own", models.StatusPending, 30*time.Second)
+	r = o.run("", "status", "own")
+	r.want(t, 0, "timeout:   7s\n", "")
+	if !strings.Contains(r.stdout, "(retries 0 of 1)") {
+		t.Fatalf("status = %q", r.stdout)
+	}
+}

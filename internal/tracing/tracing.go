@@ -1,0 +1,159 @@
+// Package tracing sets up OpenTelemetry tracing for OmniQ's commands from
+// the standard OTEL_* environment variables, and shuts it down (flushing
+// what is buffered) on exit.
+//
+// Tracing is off unless OTEL_TRACES_EXPORTER names an exporter: OmniQ
+// departs from the OpenTelemetry default ("otlp") so that a runner never
+// sends data anywhere it was not told to. When off, Start returns a Tracing
+// whose TracerProvider is nil, and the runner then creates no span and reads
+// no trace header (no cost).
+//
+// Variables read here: OTEL_SDK_DISABLED, OTEL_TRACES_EXPORTER ("otlp",
+// "console", "none", or a comma-separated list), OTEL_EXPORTER_OTLP_PROTOCOL
+// and OTEL_EXPORTER_OTLP_TRACES_PROTOCOL ("http/protobuf", the default, or
+// "grpc"). The exporters and the SDK read the rest themselves:
+// OTEL_EXPORTER_OTLP_[TRACES_]ENDPOINT, _HEADERS, _TIMEOUT, _CERTIFICATE,
+// _COMPRESSION, OTEL_SERVICE_NAME, OTEL_RESOURCE_ATTRIBUTES,
+// OTEL_TRACES_SAMPLER[_ARG] and OTEL_BSP_*.
+package tracing
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracegrpc"
+	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracehttp"
+	"go.opentelemetry.io/otel/exporters/stdout/stdouttrace"
+	"go.opentelemetry.io/otel/sdk/resource"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/trace"
+)
+
+// ErrConfig is wrapped by Start when an OTEL_* variable has a value OmniQ
+// does not support; the message names the variable and the value.
+var ErrConfig = errors.New("tracing configuration")
+
+// Config says how to start tracing.
+type Config struct {
+	// Service is the service.name reported when OTEL_SERVICE_NAME and
+	// OTEL_RESOURCE_ATTRIBUTES do not set one. Required.
+	Service string
+	// Version is the service.version reported. Defaults to none.
+	Version string
+	// Getenv reads the environment (os.Getenv in a program). Required.
+	Getenv func(string) string
+	// Console receives spans for OTEL_TRACES_EXPORTER=console, one JSON
+	// object each. Required only for that exporter.
+	Console io.Writer
+}
+
+// Tracing is the tracing set up by Start.
+type Tracing struct {
+	tp *sdktrace.TracerProvider
+}
+
+// Start sets up tracing as the environment says. With tracing off it
+// returns a Tracing whose TracerProvider is nil. It returns an error
+// wrapping ErrConfig for an unsupported exporter or protocol.
+func Start(ctx context.Context, cfg Config) (*Tracing, error) {
+	get := cfg.Getenv
+	if strings.EqualFold(strings.TrimSpace(get("OTEL_SDK_DISABLED")), "true") {
+		return &Tracing{}, nil
+	}
+	var exporters []sdktrace.SpanExporter
+	closeAll := func() {
+		for _, e := range exporters {
+			_ = e.Shutdown(context.Background())
+		}
+	}
+	for _, name := range strings.Split(get("OTEL_TRACES_EXPORTER"), ",") {
+		var (
+			e   sdktrace.SpanExporter
+			err error
+		)
+		switch name = strings.TrimSpace(name); name {
+		case "", "none":
+			continue
+		case "otlp":
+			e, err = otlpExporter(ctx, get)
+		case "console":
+			if cfg.Console == nil {
+				err = fmt.Errorf("%w: OTEL_TRACES_EXPORTER=console: this program has no console for spans", ErrConfig)
+				break
+			}
+			e, err = stdouttrace.New(stdouttrace.WithWriter(cfg.Console))
+		default:
+			err = fmt.Errorf(`%w: OTEL_TRACES_EXPORTER=%q: want "otlp", "console" or "none"`, ErrConfig, name)
+		}
+		if err != nil {
+			closeAll()
+			return nil, err
+		}
+		exporters = append(exporters, e)
+	}
+	if len(exporters) == 0 {
+		return &Tracing{}, nil
+	}
+	attrs := []attribute.KeyValue{attribute.String("service.name", cfg.Service)}
+	if cfg.Version != "" {
+		attrs = append(attrs, attribute.String("service.version", cfg.Version))
+	}
+	// Later options override earlier ones: the environment wins over the
+	// program's defaults.
+	res, err := resource.New(ctx, resource.WithAttributes(attrs...), resource.WithTelemetrySDK(), resource.WithFromEnv())
+	if err != nil && res == nil {
+		closeAll()
+		return nil, fmt.Errorf("%w: OTEL_RESOURCE_ATTRIBUTES: %w", ErrConfig, err)
+	}
+	opts := []sdktrace.TracerProviderOption{sdktrace.WithResource(res)}
+	for _, e := range exporters {
+		opts = append(opts, sdktrace.WithBatcher(e))
+	}
+	return &Tracing{tp: sdktrace.NewTracerProvider(opts...)}, nil
+}
+
+// otlpExporter returns the OTLP exporter of the protocol the environment
+// names. It does not connect: spans are sent in the background.
+func otlpExporter(ctx context.Context, get func(string) string) (sdktrace.SpanExporter, error) {
+	key := "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL"
+	proto := strings.TrimSpace(get(key))
+	if proto == "" {
+		key = "OTEL_EXPORTER_OTLP_PROTOCOL"
+		proto = strings.TrimSpace(get(key))
+	}
+	switch proto {
+	case "", "http/protobuf":
+		return otlptracehttp.New(ctx)
+	case "grpc":
+		return otlptracegrpc.New(ctx)
+	}
+	return nil, fmt.Errorf(`%w: %s=%q: want "http/protobuf" or "grpc"`, ErrConfig, key, proto)
+}
+
+// TracerProvider returns the provider to create spans with, nil when
+// tracing is off.
+func (t *Tracing) TracerProvider() trace.TracerProvider {
+	if t == nil || t.tp == nil {
+		return nil
+	}
+	return t.tp
+}
+
+// Enabled says whether tracing is on.
+func (t *Tracing) Enabled() bool { return t != nil && t.tp != nil }
+
+// Shutdown exports the spans still buffered and stops the exporters,
+// giving up when ctx ends. It does nothing when tracing is off.
+func (t *Tracing) Shutdown(ctx context.Context) error {
+	if t == nil || t.tp == nil {
+		return nil
+	}
+	if err := t.tp.Shutdown(ctx); err != nil {
+		return fmt.Errorf("tracing shutdown: %w", err)
+	}
+	return nil
+}

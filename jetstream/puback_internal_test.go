@@ -1,0 +1,50 @@
+package jetstream
+
+import (
+	"errors"
+	"testing"
+
+	natsjs "github.com/nats-io/nats.go/jetstream"
+)
+
+// parsePubAck reads what nats-server answers to a publish.
+func TestParsePubAck(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		data    string
+		seq     uint64
+		dup     bool
+		errCode natsjs.ErrorCode // 0: no API error
+		invalid bool
+	}{
+		{"stored", `{"stream":"KV_OMNIQ_STATE","seq":42}`, 42, false, 0, false},
+		{"with domain", `{"stream":"KV_OMNIQ_STATE","domain":"hub","seq":7}`, 7, false, 0, false},
+		{"duplicate", `{"stream":"S","seq":9,"duplicate":true}`, 9, true, 0, false},
+		{"duplicate as nats-server writes it", `{"stream":"S","seq":9,"duplicate": true}`, 9, true, 0, false},
+		{"not a duplicate", `{"stream":"S","seq":9,"duplicate":false}`, 9, false, 0, false},
+		{"spaces", `{"stream": "S", "seq": 12}`, 12, false, 0, false},
+		{"wrong last sequence", `{"error":{"code":400,"err_code":10071,"description":"wrong last sequence: 5"},"stream":"KV_OMNIQ_STATE","seq":0}`, 0, false, natsjs.JSErrCodeStreamWrongLastSequence, false},
+		{"unavailable", `{"error":{"code":503,"err_code":10008,"description":"JetStream system temporarily unavailable"}}`, 0, false, 10008, false},
+		{"a stream named seq", `{"stream":"\"seq\":1","error":{"code":400,"err_code":10071,"description":"x"}}`, 0, false, natsjs.JSErrCodeStreamWrongLastSequence, false},
+		{"no sequence", `{"stream":"S"}`, 0, false, 0, true},
+		{"not JSON", `-ERR 'oops'`, 0, false, 0, true},
+		{"empty", ``, 0, false, 0, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ack, err := parsePubAck([]byte(tc.data))
+			var apiErr *natsjs.APIError
+			switch {
+			case tc.invalid:
+				if !errors.Is(err, natsjs.ErrInvalidJSAck) {
+					t.Fatalf("err = %v, want ErrInvalidJSAck", err)
+				}
+			case tc.errCode != 0:
+				if !errors.As(err, &apiErr) || apiErr.ErrorCode != tc.errCode {
+					t.Fatalf("err = %v, want API error %d", err, tc.errCode)
+				}
+			case err != nil || ack.Seq != tc.seq || ack.Duplicate != tc.dup:
+				t.Fatalf("= %+v, %v; want seq %d duplicate %v", ack, err, tc.seq, tc.dup)
+			}
+		})
+	}
+}

@@ -1,0 +1,274 @@
+"""serve(): the plugin side of the protocol, over go-plugin's handshake.
+
+Mirrors the Go SDK's serve.go and handshake.go. See plugins-sdk/README.md
+("The protocol, for plugins in other languages") for the handshake.
+"""
+
+import base64
+import datetime
+import os
+import signal
+import sys
+import tempfile
+import threading
+from concurrent import futures
+
+import grpc
+
+from . import _errors
+from ._mux import Task, invoke
+from .pb import plugin_pb2 as pb
+from .pb import plugin_pb2_grpc as pb_grpc
+
+#: The go-plugin magic cookie the runner sets; a plugin refuses to run without it.
+MAGIC_COOKIE_KEY = "OMNIQ_PLUGIN_MAGIC_COOKIE"
+MAGIC_COOKIE_VALUE = "9f6c1b2e-omniq-function-runner"
+#: The OmniQ plugin protocol version this SDK speaks (the Go SDK's sdk.ProtocolVersion).
+PROTOCOL_VERSION = 1
+#: Environment variable through which the runner sets the gRPC message limit.
+ENV_MAX_MESSAGE_BYTES = "OMNIQ_MAX_MESSAGE_BYTES"
+#: The gRPC message limit when the runner sets none.
+DEFAULT_MAX_MESSAGE_BYTES = 16 << 20
+#: Tasks of a function run at once when it declares no concurrency (the runner's default).
+DEFAULT_CONCURRENCY = 16
+
+# A grpc.health.v1.HealthCheckResponse with status SERVING, encoded by hand
+# so that no grpcio-health-checking package is needed.
+_HEALTH_SERVING = b"\x08\x01"
+
+
+def max_message_bytes():
+    """The gRPC message size limit from the environment, or DEFAULT_MAX_MESSAGE_BYTES."""
+    try:
+        n = int(os.environ.get(ENV_MAX_MESSAGE_BYTES, ""))
+    except ValueError:
+        return DEFAULT_MAX_MESSAGE_BYTES
+    return n if n > 0 else DEFAULT_MAX_MESSAGE_BYTES
+
+
+class _Stream:
+    """The events of one Execute call, from the handler's thread to the
+    gRPC thread. Progress is bounded: past 16 unsent events the latest
+    replaces the last, so a handler reporting in a loop never blocks nor
+    grows memory."""
+
+    _MAX_PENDING = 16
+
+    def __init__(self):
+        self._cv = threading.Condition()
+        self._pending = []
+        self._final = None
+        self._closed = False
+
+    def progress(self, fraction, message):
+        ev = pb.ExecuteEvent(progress=pb.Progress(fraction=fraction, message=message))
+        with self._cv:
+            if self._closed or self._final is not None:
+                return
+            if len(self._pending) >= self._MAX_PENDING:
+                self._pending[-1] = ev
+            else:
+                self._pending.append(ev)
+            self._cv.notify()
+
+    def finish(self, ev):
+        with self._cv:
+            self._final = ev
+            self._cv.notify()
+
+    def close(self):
+        with self._cv:
+            self._closed = True
+            self._cv.notify()
+
+    def events(self):
+        while True:
+            with self._cv:
+                self._cv.wait_for(lambda: self._pending or self._final is not None or self._closed)
+                pending, self._pending = self._pending, []
+                final, closed = self._final, self._closed
+            yield from pending
+            if final is not None:
+                yield final
+                return
+            if closed:
+                return
+
+
+def _failure_event(f):
+    retry_ms = int(round(f.retry_after * 1000)) if f.retry_after else 0
+    return pb.ExecuteEvent(failure=pb.Failure(error_type=f.error_type, message=f.message, traceback=f.traceback,
+                                              permanent=f.permanent, retry_after_ms=retry_ms))
+
+
+class _Servicer(pb_grpc.PluginServicer):
+    """The omniq.plugin.v1.Plugin service on top of a Mux."""
+
+    def __init__(self, mux, name, version, tracer_provider):
+        self._mux = mux
+        self._name = name
+        self._version = version
+        self._tracer_provider = tracer_provider
+        self._lock = threading.Lock()
+        self._running = {}  # task id -> attempts in flight
+
+    def Describe(self, request, context):
+        resp = pb.DescribeResponse(plugin_name=self._name, plugin_version=self._version)
+        for f in self._mux.functions():
+            resp.functions.add(
+                name=f.name, default_timeout_ms=int(round((f.timeout or 0) * 1000)),
+                max_retries=f.max_retries or 0, has_max_retries=f.max_retries is not None,
+                concurrency=f.concurrency, description=f.description)
+        return resp
+
+    def Status(self, request, context):
+        with self._lock:
+            return pb.StatusResponse(running_task_ids=sorted(self._running))
+
+    def Execute(self, request, context):
+        stream = _Stream()
+        deadline = request.deadline_unix_nano / 1e9 if request.deadline_unix_nano > 0 else None
+        task = Task(request.function, request.payload, id=request.task_id, headers=dict(request.headers),
+                    attempt=request.attempt, retry_count=request.retry_count, deadline=deadline,
+                    progress=stream.progress)
+
+        def cancelled():  # the call ended: cancelled by the runner, or done
+            task.cancel()
+            stream.close()
+
+        if not context.add_callback(cancelled):
+            return
+        self._track(task.id, 1)
+        threading.Thread(target=self._run, args=(task, stream), name="omniq-task-" + task.id, daemon=True).start()
+        yield from stream.events()
+
+    def _run(self, task, stream):
+        ev = None
+        try:
+            outcome = invoke(self._mux, task, self._tracer_provider)
+            if outcome.failure is not None:
+                ev = _failure_event(outcome.failure)
+            else:
+                ev = pb.ExecuteEvent(result=pb.Result(output=outcome.output))
+        except BaseException as exc:  # noqa: B902 - the stream must end with an outcome
+            ev = _failure_event(_errors.failure_of(exc))
+        finally:
+            self._track(task.id, -1)
+            stream.finish(ev if ev is not None else _failure_event(
+                _errors.Failure(_errors.HANDLER_ERROR, "omniq_plugin: the handler's outcome was lost")))
+
+    def _track(self, task_id, delta):
+        with self._lock:
+            n = self._running.get(task_id, 0) + delta
+            if n > 0:
+                self._running[task_id] = n
+            else:
+                self._running.pop(task_id, None)
+
+
+def _self_signed_certificate():
+    """A fresh key and certificate for "localhost", as go-plugin's AutoMTLS
+    expects of a plugin: returns (key PEM, certificate PEM, certificate DER)."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    cert = (x509.CertificateBuilder()
+            .subject_name(name).issuer_name(name).public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(minutes=1))
+            .not_valid_after(now + datetime.timedelta(days=3650))
+            .add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost")]), critical=False)
+            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+            .add_extension(x509.KeyUsage(digital_signature=True, key_encipherment=False, content_commitment=False,
+                                         data_encipherment=False, key_agreement=True, key_cert_sign=True,
+                                         crl_sign=False, encipher_only=False, decipher_only=False), critical=True)
+            .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]),
+                           critical=False)
+            .sign(key, hashes.SHA256()))
+    key_pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                serialization.NoEncryption())
+    return key_pem, cert.public_bytes(serialization.Encoding.PEM), cert.public_bytes(serialization.Encoding.DER)
+
+
+def _refuse(message):
+    print(message, file=sys.stderr)
+    sys.exit(1)
+
+
+def serve(mux, *, name="", version="", tracer_provider=None):
+    """Serves mux's functions to the omniq-runner that started this process,
+    and returns when the runner stops the plugin (a Shutdown call, SIGTERM,
+    or the runner gone).
+
+    name and version are reported to the runner for its logs.
+    tracer_provider is the OpenTelemetry TracerProvider for the handlers'
+    spans; None means the global one (see omniq_plugin.trace).
+
+    Run by hand instead of by the runner, it explains and exits with status
+    1; so it does with no function registered. Call it from the main thread.
+    """
+    functions = mux.functions()
+    if not functions:
+        _refuse("omniq plugin: no functions registered")
+    if os.environ.get(MAGIC_COOKIE_KEY) != MAGIC_COOKIE_VALUE:
+        _refuse("This is an OmniQ plugin (functions: %s); omniq-runner starts it, it does not run on its own.\n"
+                "Make it executable and put it in the runner's plugins directory (bin/plugins for `make run`);\n"
+                "see plugins-sdk/python/README.md." % ", ".join(f.name for f in functions))
+    offered = os.environ.get("PLUGIN_PROTOCOL_VERSIONS", "")
+    if str(PROTOCOL_VERSION) not in [v.strip() for v in offered.split(",")]:
+        _refuse("omniq plugin: omniq-runner speaks plugin protocol versions %r; this plugin (omniq_plugin) speaks %d"
+                % (offered, PROTOCOL_VERSION))
+
+    limit = max_message_bytes()
+    workers = sum(f.concurrency or DEFAULT_CONCURRENCY for f in functions) + 8  # + Describe, Status, health
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="omniq-grpc"), options=[
+        ("grpc.max_receive_message_length", limit), ("grpc.max_send_message_length", limit)])
+    pb_grpc.add_PluginServicer_to_server(_Servicer(mux, name, version, tracer_provider), server)
+    stop = threading.Event()
+    raw = {"request_deserializer": lambda b: b, "response_serializer": lambda b: b}
+    server.add_generic_rpc_handlers([
+        # go-plugin asks the plugin to shut down through this service (its
+        # messages are empty, so no generated code is needed).
+        grpc.method_handlers_generic_handler("plugin.GRPCController", {
+            "Shutdown": grpc.unary_unary_rpc_method_handler(lambda req, ctx: (stop.set(), b"")[1], **raw)}),
+        grpc.method_handlers_generic_handler("grpc.health.v1.Health", {
+            "Check": grpc.unary_unary_rpc_method_handler(lambda req, ctx: _HEALTH_SERVING, **raw)}),
+    ])
+
+    sock_dir = os.environ.get("PLUGIN_UNIX_SOCKET_DIR") or tempfile.gettempdir()
+    sock = os.path.join(sock_dir, "omniq-python-%d.sock" % os.getpid())
+    if os.path.exists(sock):
+        os.unlink(sock)
+    client_cert = os.environ.get("PLUGIN_CLIENT_CERT")
+    if client_cert:
+        # AutoMTLS: serve TLS with our own certificate and accept only the
+        # runner's client certificate, handed over in PLUGIN_CLIENT_CERT.
+        key_pem, cert_pem, cert_der = _self_signed_certificate()
+        credentials = grpc.ssl_server_credentials([(key_pem, cert_pem)], root_certificates=client_cert.encode(),
+                                                  require_client_auth=True)
+        server.add_secure_port("unix:" + sock, credentials)
+        cert_field = "|" + base64.b64encode(cert_der).decode().rstrip("=")
+    else:
+        server.add_insecure_port("unix:" + sock)
+        cert_field = ""
+    server.start()
+    # go-plugin's handshake line: core version | app version | network | address | protocol | certificate.
+    print("1|%d|unix|%s|grpc%s" % (PROTOCOL_VERSION, sock, cert_field), flush=True)
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    parent = os.getppid()
+    while not stop.wait(1):
+        if os.getppid() != parent:  # re-parented: the runner is gone
+            print("omniq plugin: the runner is gone, exiting", file=sys.stderr)
+            break
+    server.stop(grace=2).wait()
+    try:
+        os.unlink(sock)
+    except OSError:
+        pass

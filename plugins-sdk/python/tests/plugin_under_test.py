@@ -1,0 +1,63 @@
+#!/usr/bin/env python3
+"""A plugin the Go tests (plugins-sdk/python_sdk_test.go) run under the
+runner's supervisor: one function per behaviour of the SDK."""
+
+import json
+import os
+import sys
+
+import omniq_plugin as omniq
+
+mux = omniq.Mux()
+
+
+@mux.function("py_upper", timeout=5, max_retries=0, concurrency=3, description="upper-cases its payload")
+def upper(task):
+    task.report_progress(0.5, "shouting")
+    return task.payload.upper()
+
+
+@mux.function("py_divide")
+def divide(task):
+    a, b = task.payload.decode().split("/")
+    return str(int(a) / int(b))
+
+
+@mux.function("py_permanent")
+def reject(task):
+    try:
+        json.loads(task.payload)
+    except ValueError as err:
+        raise omniq.permanent(omniq.with_type("ValidationError", err))
+    return b"ok"
+
+
+@mux.function("py_busy")
+def busy(task):
+    raise omniq.retry_after(2.5, "the backend is busy")
+
+
+@mux.function("py_crash")
+def crash(task):
+    print("py_crash: exiting on purpose", file=sys.stderr, flush=True)
+    os._exit(7)
+
+
+@mux.function("py_deadline")
+def deadline(task):
+    left = task.time_left()  # the runner passes the attempt's deadline
+    return "deadline in the future" if left and left > 0 else "no deadline: %r" % (task.deadline,)
+
+
+@mux.function("py_trace")
+def trace(task):
+    tc = task.trace_context
+    return json.dumps({
+        "traceparent": task.traceparent, "tracestate": task.tracestate,
+        "trace_id": tc and tc.trace_id, "span_id": tc and tc.span_id, "sampled": tc and tc.sampled,
+        "span": task.span is not None, "task_id": task.id, "attempt": task.attempt,
+    })
+
+
+if __name__ == "__main__":
+    omniq.serve(mux, name="plugin-under-test", version="1")

@@ -1,0 +1,301 @@
+"""Unit tests of omniq_plugin: python3 -m unittest discover -s tests.
+
+The Go test plugins-sdk/python_sdk_test.go runs them against the installed
+package, and runs tests/plugin_under_test.py under the runner's supervisor.
+"""
+
+import datetime
+import os
+import subprocess
+import sys
+import threading
+import time
+import unittest
+
+import grpc
+
+import omniq_plugin as omniq
+from omniq_plugin import testing, trace
+from omniq_plugin._serve import _Servicer
+from omniq_plugin.pb import plugin_pb2 as pb
+from omniq_plugin.pb import plugin_pb2_grpc as pb_grpc
+
+TRACEPARENT = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+
+
+class MuxTest(unittest.TestCase):
+    def test_refuses_programming_errors(self):
+        ok = lambda task: None  # noqa: E731
+        cases = [
+            ("duplicate", lambda m: (m.handle("a", ok), m.handle("a", ok)), "function 'a' is registered twice"),
+            ("bad name", lambda m: m.handle("a.b", ok), "has '.' at character 1"),
+            ("empty name", lambda m: m.handle("", ok), "function name is required"),
+            ("long name", lambda m: m.handle("x" * 129, ok), "over the 128-byte limit"),
+            ("not callable", lambda m: m.handle("a", "nope"), "not callable"),
+            ("negative", lambda m: m.handle("a", ok, max_retries=-1), "max_retries must not be negative"),
+        ]
+        for name, do, want in cases:
+            with self.subTest(name):
+                with self.assertRaises(ValueError) as cm:
+                    do(omniq.Mux())
+                self.assertIn(want, str(cm.exception))
+
+    def test_declares_specs_and_routes(self):
+        m = omniq.Mux()
+
+        @m.function("b", timeout=datetime.timedelta(seconds=3), max_retries=0, concurrency=2, description="bee")
+        def b(task):
+            return b"b:" + task.payload
+
+        m.handle("a", lambda task: "a")
+        specs = m.functions()
+        self.assertEqual([s.name for s in specs], ["a", "b"])
+        self.assertEqual((specs[1].timeout, specs[1].max_retries, specs[1].concurrency, specs[1].description),
+                         (3.0, 0, 2, "bee"))
+        self.assertIsNone(specs[0].max_retries)
+        self.assertEqual(testing.run(m, function="b", payload=b"x").output, b"b:x")
+        self.assertEqual(testing.run(m, function="a").output, b"a")
+        f = testing.run(m, function="zzz").failure
+        self.assertEqual((f.error_type, f.permanent, f.traceback), ("unknown_function", True, ""))
+        self.assertIn("'zzz'", f.message)
+
+    def test_middleware_wraps_outermost_first(self):
+        m = omniq.Mux()
+        order = []
+
+        def mw(name):
+            def wrap(next_handler):
+                def h(task):
+                    order.append(name)
+                    return next_handler(task)
+                return h
+            return wrap
+
+        m.use(mw("outer"), mw("inner"))
+        m.handle("f", lambda task: order.append("handler"))
+        testing.run(m, function="f")
+        self.assertEqual(order, ["outer", "inner", "handler"])
+
+    def test_outputs(self):
+        self.assertEqual(testing.run(lambda t: None).output, b"")
+        self.assertEqual(testing.run(lambda t: "é").output, "é".encode())
+        self.assertEqual(testing.run(lambda t: bytearray(b"x")).output, b"x")
+        f = testing.run(lambda t: 42, function="f").failure
+        self.assertEqual(f.error_type, "TypeError")
+        self.assertIn("returned int; want bytes, str or None", f.message)
+
+
+class ErrorsTest(unittest.TestCase):
+    def fail_with(self, exc_factory, **task):
+        def h(t):
+            raise exc_factory()
+        return testing.run(h, **task).failure
+
+    def test_classification(self):
+        cases = [
+            # name, raise, error_type, permanent, retry_after, message
+            ("plain exception", lambda: ZeroDivisionError("division by zero"), "ZeroDivisionError", False, None,
+             "ZeroDivisionError: division by zero"),
+            ("message", lambda: omniq.HandlerError("db down"), "handler_error", False, None, "db down"),
+            ("permanent", lambda: omniq.permanent(KeyError("k")), "KeyError", True, None, "KeyError: 'k'"),
+            ("typed", lambda: omniq.with_type("ValidationError", "bad"), "ValidationError", False, None, "bad"),
+            ("composed", lambda: omniq.retry_after(2, omniq.permanent(omniq.with_type("T", "x"))), "T", True, 2.0,
+             "x"),
+            ("timedelta", lambda: omniq.retry_after(datetime.timedelta(milliseconds=1500), "busy"), "handler_error",
+             False, 1.5, "busy"),
+        ]
+        for name, make, typ, perm, after, msg in cases:
+            with self.subTest(name):
+                f = self.fail_with(make)
+                self.assertEqual((f.error_type, f.permanent, f.retry_after, f.message), (typ, perm, after, msg))
+                self.assertIn("Traceback (most recent call last)", f.traceback)
+
+    def test_traceback_keeps_the_cause(self):
+        def h(task):
+            try:
+                {}["missing"]
+            except KeyError as err:
+                raise omniq.permanent(err)
+        f = testing.run(h).failure
+        self.assertIn("KeyError: 'missing'", f.traceback)
+        self.assertIn("direct cause", f.traceback)
+        self.assertIn(", in h", f.traceback)
+
+    def test_with_traceback_replaces_it(self):
+        f = self.fail_with(lambda: omniq.with_traceback("line 1\nline 2", "script failed"))
+        self.assertEqual((f.traceback, f.message), ("line 1\nline 2", "script failed"))
+
+    def test_traceback_is_bounded(self):
+        f = self.fail_with(lambda: omniq.with_traceback("x" * 100000 + "THE END", "big"))
+        self.assertLessEqual(len(f.traceback.encode()), omniq.MAX_TRACEBACK_BYTES)
+        self.assertTrue(f.traceback.endswith("THE END"))
+
+    def test_helpers_refuse_nonsense(self):
+        with self.assertRaises(ValueError):
+            omniq.retry_after(-1, "x")
+        with self.assertRaises(ValueError):
+            omniq.with_type("", "x")
+        with self.assertRaises(TypeError):
+            omniq.permanent(42)
+
+    def test_deadline_and_cancellation(self):
+        f = self.fail_with(lambda: RuntimeError("late"), deadline=time.time() - 1)
+        self.assertEqual((f.error_type, f.message), ("timeout", "RuntimeError: late"))
+        task = omniq.Task("f")
+        task.cancel()
+
+        def h(t):
+            self.assertTrue(t.wait(60))  # returns at once: cancelled
+            raise RuntimeError("stopped")
+        self.assertEqual(testing.run(h, task).failure.error_type, "cancelled")
+        # A type the handler names wins.
+        f = self.fail_with(lambda: omniq.with_type("Mine", "late"), deadline=time.time() - 1)
+        self.assertEqual(f.error_type, "Mine")
+
+    def test_progress_is_captured(self):
+        def h(task):
+            task.report_progress(0.5, "half")
+            task.report_progress(1, "done")
+        self.assertEqual(testing.run(h).progress, [(0.5, "half"), (1.0, "done")])
+        omniq.Task("f").report_progress(1, "ignored")  # no reporter: nothing happens
+
+
+class TraceTest(unittest.TestCase):
+    def test_parse_traceparent(self):
+        tp = omniq.parse_traceparent(TRACEPARENT)
+        self.assertEqual(tp, ("00", "4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7", 1))
+        self.assertTrue(tp.sampled)
+        self.assertIsNotNone(omniq.parse_traceparent("01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00-x"))
+        for bad in [None, "", "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7",
+                    "00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01",
+                    "ff-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+                    "00-00000000000000000000000000000000-00f067aa0ba902b7-01",
+                    "00-4bf92f3577b34da6a3ce929d0e0e4736-0000000000000000-01",
+                    "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-extra"]:
+            with self.subTest(bad):
+                self.assertIsNone(omniq.parse_traceparent(bad))
+
+    def test_task_exposes_the_headers(self):
+        task = omniq.Task("f", headers={"traceparent": TRACEPARENT, "tracestate": "congo=t61rcWkgMzE"})
+        self.assertEqual(task.traceparent, TRACEPARENT)
+        self.assertEqual(task.tracestate, "congo=t61rcWkgMzE")
+        self.assertEqual(task.trace_context.span_id, "00f067aa0ba902b7")
+        self.assertEqual(omniq.Task("f", headers={"Traceparent": TRACEPARENT}).traceparent, TRACEPARENT)
+        empty = omniq.Task("f")
+        self.assertIsNone(empty.traceparent)
+        self.assertIsNone(empty.trace_context)
+
+    @unittest.skipUnless(trace.OTEL_AVAILABLE, "the opentelemetry package is not installed "
+                         "(Debian has no python3-opentelemetry); the span path is not tested")
+    def test_handler_runs_in_a_span_whose_parent_is_the_task(self):
+        try:
+            from opentelemetry.sdk.trace import TracerProvider
+            from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+            from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+        except ImportError:
+            self.skipTest("opentelemetry-api is installed but not opentelemetry-sdk (for the in-memory exporter)")
+        from opentelemetry import trace as otel_trace
+        exporter = InMemorySpanExporter()
+        provider = TracerProvider()
+        provider.add_span_processor(SimpleSpanProcessor(exporter))
+        seen = {}
+
+        def h(task):
+            seen["current"] = otel_trace.get_current_span()
+            raise omniq.permanent(omniq.with_type("ValidationError", "bad"))
+
+        task = omniq.Task("f", id="t1", headers={"traceparent": TRACEPARENT})
+        f = testing.run(h, task, tracer_provider=provider).failure
+        self.assertEqual(f.error_type, "ValidationError")
+        spans = exporter.get_finished_spans()
+        self.assertEqual(len(spans), 1)
+        span = spans[0]
+        self.assertIs(seen["current"], task.span)
+        self.assertEqual(format(span.context.trace_id, "032x"), "4bf92f3577b34da6a3ce929d0e0e4736")
+        self.assertEqual(format(span.parent.span_id, "016x"), "00f067aa0ba902b7")
+        self.assertEqual(span.attributes["omniq.task_id"], "t1")
+        self.assertEqual(span.attributes["omniq.error_type"], "ValidationError")
+        self.assertFalse(span.status.is_ok)
+
+
+class ServicerTest(unittest.TestCase):
+    """The gRPC service over a real (insecure, loopback) gRPC server."""
+
+    def setUp(self):
+        from concurrent import futures
+        self.mux = omniq.Mux()
+        self.release = threading.Event()
+        self.started = threading.Event()
+        self.seen = {}
+
+        def slow(task):
+            task.report_progress(0.25, "started")
+            self.started.set()
+            self.seen["cancelled"] = task.wait(60)
+            self.release.set()
+            return b"never sent"
+
+        self.mux.handle("slow", slow, concurrency=1)
+        self.mux.handle("echo", lambda t: t.payload, timeout=1.5, max_retries=2, description="echoes")
+        self.server = grpc.server(futures.ThreadPoolExecutor(max_workers=8))
+        pb_grpc.add_PluginServicer_to_server(_Servicer(self.mux, "test", "9", None), self.server)
+        port = self.server.add_insecure_port("127.0.0.1:0")
+        self.server.start()
+        self.channel = grpc.insecure_channel("127.0.0.1:%d" % port)
+        self.stub = pb_grpc.PluginStub(self.channel)
+
+    def tearDown(self):
+        self.channel.close()
+        self.server.stop(None).wait()
+
+    def test_describe(self):
+        resp = self.stub.Describe(pb.DescribeRequest(), timeout=10)
+        self.assertEqual((resp.plugin_name, resp.plugin_version), ("test", "9"))
+        echo = [f for f in resp.functions if f.name == "echo"][0]
+        self.assertEqual((echo.default_timeout_ms, echo.max_retries, echo.has_max_retries, echo.description),
+                         (1500, 2, True, "echoes"))
+        slow = [f for f in resp.functions if f.name == "slow"][0]
+        self.assertEqual((slow.has_max_retries, slow.concurrency), (False, 1))
+
+    def test_execute_streams_progress_then_the_result(self):
+        events = list(self.stub.Execute(pb.ExecuteRequest(task_id="t", function="echo", payload=b"hi"), timeout=10))
+        self.assertEqual(len(events), 1)
+        self.assertEqual(events[0].result.output, b"hi")
+
+    def test_progress_arrives_while_the_handler_runs_and_cancel_reaches_it(self):
+        call = self.stub.Execute(pb.ExecuteRequest(task_id="slow-1", function="slow"), timeout=60)
+        first = next(call)  # sent while the handler still runs
+        self.assertEqual((first.progress.fraction, first.progress.message), (0.25, "started"))
+        self.assertTrue(self.started.wait(10))
+        self.assertEqual(list(self.stub.Status(pb.StatusRequest(), timeout=10).running_task_ids), ["slow-1"])
+        call.cancel()
+        self.assertTrue(self.release.wait(10), "the handler did not see the cancellation")
+        self.assertTrue(self.seen["cancelled"])
+        deadline = time.time() + 10
+        while self.stub.Status(pb.StatusRequest(), timeout=10).running_task_ids and time.time() < deadline:
+            time.sleep(0.01)  # polling a condition with a deadline
+        self.assertEqual(list(self.stub.Status(pb.StatusRequest(), timeout=10).running_task_ids), [])
+
+
+class HandshakeTest(unittest.TestCase):
+    def run_plugin(self, env):
+        code = "import omniq_plugin as o; m = o.Mux(); m.handle('f', lambda t: None); o.serve(m)"
+        return subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60)
+
+    def test_started_by_hand_it_explains_and_exits(self):
+        env = {k: v for k, v in os.environ.items() if k != omniq.MAGIC_COOKIE_KEY}
+        r = self.run_plugin(env)
+        self.assertEqual(r.returncode, 1)
+        self.assertIn("omniq-runner starts it", r.stderr)
+        self.assertIn("functions: f", r.stderr)
+        self.assertEqual(r.stdout, "")
+
+    def test_refuses_another_protocol_version(self):
+        env = dict(os.environ, **{omniq.MAGIC_COOKIE_KEY: omniq.MAGIC_COOKIE_VALUE, "PLUGIN_PROTOCOL_VERSIONS": "2"})
+        r = self.run_plugin(env)
+        self.assertEqual(r.returncode, 1)
+        self.assertIn("speaks 1", r.stderr)
+
+
+if __name__ == "__main__":
+    unittest.main()
