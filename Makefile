@@ -12,7 +12,7 @@ CONFIGURABLE := exec http
 # plugin's memory limit), and they run on any Linux.
 export CGO_ENABLED := 0
 
-.PHONY: all build plugins run test check cross bench bench-inprocess fuzz proto proto-go proto-python clean chaos chaos-bin chaos-ci
+.PHONY: all build plugins run test check cross bench bench-peers bench-inprocess fuzz proto proto-go proto-python clean chaos chaos-bin chaos-ci
 
 all: build plugins
 
@@ -85,6 +85,15 @@ fuzz:
 # BENCH_FLAGS='--sections backlog,latency --tasks 5000'.
 bench: all $(BIN)/nats-server
 	./$(BIN)/omniq-bench --nats-server $(BIN)/nats-server $(BENCH_FLAGS)
+
+# omniq-bench-peers (bench/peers, its own Go module so OmniQ's does not
+# depend on asynq, River, go-redis or pgx): River and asynq measured by
+# `omniq-bench --peers river,asynq` in the same run as OmniQ. Installs
+# nothing: the peers need Debian's redis-server and postgresql (15) packages,
+# e.g. `make bench-peers bench BENCH_FLAGS='--peers river,asynq'`.
+bench-peers:
+	@mkdir -p $(BIN)
+	cd bench/peers && $(GO) build -o $(CURDIR)/$(BIN)/ ./cmd/omniq-bench-peers
 
 # The in-process benchmarks of bench/ (server, client and runner in one Go
 # process): for profiling pieces, not figures to quote.

@@ -237,6 +237,7 @@ func TestUsageErrors(t *testing.T) {
 		{[]string{"--backoff", "0s"}, "--backoff must be positive"},
 		{[]string{"--runner-log-level", "loud"}, `--runner-log-level "loud"`},
 		{[]string{"extra"}, `unexpected argument "extra"`},
+		{[]string{"--peers", "river,celery"}, `--peers: unknown peer "celery"`},
 	} {
 		var stdout, stderr bytes.Buffer
 		if code := Main(context.Background(), tc.args, &stdout, &stderr); code != 2 || !strings.Contains(stderr.String(), tc.want) {

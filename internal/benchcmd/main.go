@@ -55,6 +55,8 @@ type Options struct {
 	PluginCalls     int
 	InFlight        int
 	Timeout         time.Duration
+	Peers           []string
+	PeersBin        string
 }
 
 func (o Options) has(section string) bool { return slices.Contains(o.Sections, section) }
@@ -65,7 +67,7 @@ var errUsage = errors.New("usage")
 // Parse reads the flags in args.
 func Parse(args []string, stderr io.Writer) (Options, error) {
 	var o Options
-	var sections string
+	var sections, peers string
 	fs := flag.NewFlagSet("omniq-bench", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.StringVar(&o.Bin, "bin", "./bin", "directory holding omniq-runner and omniq-submit, as make builds them")
@@ -89,9 +91,11 @@ func Parse(args []string, stderr io.Writer) (Options, error) {
 	fs.IntVar(&o.KVWrites, "kv-writes", 10000, "KV compare-and-swap writes for each KV ceiling")
 	fs.IntVar(&o.PluginCalls, "plugin-calls", 10000, "no-op plugin calls for each plugin ceiling")
 	fs.IntVar(&o.InFlight, "in-flight", 64, "operations in flight for the parallel KV and plugin ceilings")
+	fs.StringVar(&peers, "peers", "", "comma-separated peers to measure after each matching section, in the same run: "+strings.Join(peerSystems, ", ")+" (needs --peers-bin; a peer whose server is not installed is skipped)")
+	fs.StringVar(&o.PeersBin, "peers-bin", "./bin/omniq-bench-peers", "the omniq-bench-peers binary, as `make bench-peers` builds it")
 	fs.DurationVar(&o.Timeout, "timeout", 10*time.Minute, "give up on a section that has not finished in this time")
 	fs.Usage = func() {
-		fmt.Fprint(stderr, "Usage: omniq-bench [flags]\n\nMeasures OmniQ as real processes: a nats-server with a file store (inside\nomniq-bench), omniq-runner as its own process with its plugins, and the\nplumbing's ceilings on the same server. Build first with `make`.\n\nSections run in this order: ceilings, submit (no runner yet; the tasks are\npurged), backlog (tasks published, then the runner started), live, latency,\nserial, failure. A report goes to stdout, progress to stderr.\n\nFlags:\n")
+		fmt.Fprint(stderr, "Usage: omniq-bench [flags]\n\nMeasures OmniQ as real processes: a nats-server with a file store (inside\nomniq-bench), omniq-runner as its own process with its plugins, and the\nplumbing's ceilings on the same server. Build first with `make`.\n\nSections run in this order: ceilings, submit (no runner yet; the tasks are\npurged), backlog (tasks published, then the runner started), live, latency,\nserial, failure. With --peers, each peer's matching workload runs right\nafter OmniQ's section (omniq-bench-peers, built by make bench-peers), and\nthe report opens with a side-by-side table. A report goes to stdout,\nprogress to stderr.\n\nFlags:\n")
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
@@ -118,6 +122,20 @@ func Parse(args []string, stderr io.Writer) (Options, error) {
 	if len(o.Sections) == 0 {
 		return o, fmt.Errorf("%w: --sections: no section given (want some of %s)", errUsage, strings.Join(allSections, ", "))
 	}
+	for _, p := range strings.Split(peers, ",") {
+		p = strings.TrimSpace(p)
+		if p == "" {
+			continue
+		}
+		if !slices.Contains(peerSystems, p) {
+			return o, fmt.Errorf("%w: --peers: unknown peer %q (want some of %s)", errUsage, p, strings.Join(peerSystems, ", "))
+		}
+		if !slices.Contains(o.Peers, p) {
+			o.Peers = append(o.Peers, p)
+		}
+	}
+	// Columns in a fixed order, whatever the flag's.
+	slices.SortFunc(o.Peers, func(a, b string) int { return slices.Index(peerSystems, a) - slices.Index(peerSystems, b) })
 	for _, c := range []struct {
 		name string
 		v    int

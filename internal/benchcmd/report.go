@@ -30,6 +30,13 @@ type Report struct {
 	Failure *Failure `json:"failure,omitempty"`
 	// Fractions compare the end-to-end drain rate with the ceilings.
 	Fractions []Fraction `json:"fractions,omitempty"`
+	// Comparison is the side-by-side table with the peers of --peers.
+	Comparison []Comparison `json:"comparison,omitempty"`
+	// Peers are the peers' results, each workload right after OmniQ's
+	// matching section.
+	Peers []PeerResult `json:"peers,omitempty"`
+	// PeersSkipped names the peers of --peers not run, and why.
+	PeersSkipped []string `json:"peers_skipped,omitempty"`
 }
 
 // Machine describes the machine and software of a run.
@@ -85,6 +92,8 @@ type Settings struct {
 	PluginsDir         string  `json:"plugins_dir"`
 	ServerStoreDir     string  `json:"server_store_dir"`
 	ServerSyncInterval string  `json:"server_sync"`
+	// Peers are the peers measured (--peers, less those skipped).
+	Peers []string `json:"peers,omitempty"`
 }
 
 // ProcessUsage is one process's CPU during a section and its peak RSS.
@@ -238,6 +247,11 @@ func WriteTable(w io.Writer, r *Report) {
 	fmt.Fprintf(w, "omniq-runner as its own process (--nats-url, --concurrency %d, --log-level %s: it logged %d lines), its plugins as its children; completion read from a watch on the state bucket.\n\n",
 		s.RunnerConcurrency, s.RunnerLogLevel, s.RunnerLogLines)
 	row := func(cells ...string) { fmt.Fprintf(w, "| %s |\n", strings.Join(cells, " | ")) }
+	if len(r.Comparison) > 0 || len(r.PeersSkipped) > 0 {
+		var cmp strings.Builder
+		writeComparison(&cmp, r)
+		fmt.Fprintf(w, "Side by side with the peers, each right after OmniQ's section:\n\n%s\nOmniQ alone:\n\n", cmp.String())
+	}
 	fmt.Fprintln(w, "| work | figure |")
 	fmt.Fprintln(w, "|---|---|")
 	if d := r.Backlog; d != nil {

@@ -74,6 +74,9 @@ func Run(ctx context.Context, o Options, progress io.Writer) (rep *Report, err e
 		RawMessages: o.RawMessages, KVWrites: o.KVWrites, PluginCalls: o.PluginCalls, InFlight: o.InFlight,
 		RunnerBinary: b.runnerExe, SubmitBinary: b.submitExe, PluginsDir: o.PluginsDir}
 
+	if err := b.checkPeers(ctx); err != nil {
+		return nil, err
+	}
 	if err := b.startServer(ctx); err != nil {
 		return nil, err
 	}
@@ -129,12 +132,16 @@ func Run(ctx context.Context, o Options, progress io.Writer) (rep *Report, err e
 		b.logf("%s: start", s.name)
 		sctx, cancel := context.WithTimeout(ctx, o.Timeout)
 		err := s.run(sctx)
+		if err == nil {
+			err = b.runPeers(sctx, s.name)
+		}
 		cancel()
 		if err != nil {
 			return nil, fmt.Errorf("section %s: %w", s.name, err)
 		}
 	}
 	b.fractions()
+	b.report.Comparison = compare(b.report, b.o.Peers)
 	b.report.Settings.StateRecordsSeen = b.watch.total()
 	b.report.Settings.TotalSeconds = time.Since(start).Seconds()
 	b.report.Machine.LoadEnd = loadAverage()
