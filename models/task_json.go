@@ -6,6 +6,7 @@ import (
 	"math"
 	"strconv"
 	"time"
+	"unicode/utf8"
 )
 
 // taskJSON is Task without its methods: json.Marshal of it is the
@@ -15,12 +16,12 @@ type taskJSON Task
 // AppendJSON appends t's JSON encoding to b: byte for byte what
 // json.Marshal(t) writes, without reflection for the records runners write
 // on every task (in a profile of a draining runner, encoding/json was 10%
-// of its CPU). Records with errors, and anything unusual (a time json
-// cannot encode, a string that needs escaping), take encoding/json's path.
+// of its CPU). A record encoding/json would refuse (a time it cannot
+// encode, a progress fraction that is not a number) takes its path, for
+// its error.
 func (t *Task) AppendJSON(b []byte) ([]byte, error) {
-	if t.Error != nil || len(t.Errors) > 0 || !fastTime(t.CreatedAt) || !fastTime(t.RunAt) || !fastTime(t.StartedAt) ||
-		!fastTime(t.FinishedAt) || !fastTime(t.UpdatedAt) || t.Progress != nil && !fastProgress(t.Progress) ||
-		!plain(t.ID) || !plain(t.Function) || !plain(string(t.Status)) || !plain(t.Runner) || !plain(t.ClaimStream) {
+	if !fastTime(t.CreatedAt) || !fastTime(t.RunAt) || !fastTime(t.StartedAt) || !fastTime(t.FinishedAt) ||
+		!fastTime(t.UpdatedAt) || t.Progress != nil && !fastProgress(t.Progress) || !fastErrors(t) {
 		out, err := json.Marshal((*taskJSON)(t))
 		return append(b, out...), err
 	}
@@ -74,8 +75,43 @@ func (t *Task) AppendJSON(b []byte) ([]byte, error) {
 		b = base64.StdEncoding.AppendEncode(b, t.Result)
 		b = append(b, '"')
 	}
+	if t.Error != nil {
+		b = appendTaskError(append(b, `,"error":`...), t.Error)
+	}
+	if len(t.Errors) > 0 {
+		b = append(b, `,"errors":[`...)
+		for i := range t.Errors {
+			if i > 0 {
+				b = append(b, ',')
+			}
+			b = appendTaskError(b, &t.Errors[i])
+		}
+		b = append(b, ']')
+	}
 	b = appendIntField(b, `,"errors_dropped":`, t.ErrorsDropped, true)
 	return append(b, '}'), nil
+}
+
+func appendTaskError(b []byte, e *TaskError) []byte {
+	b = appendStringField(append(b, '{'), `"error_type":`, e.ErrorType)
+	b = appendStringField(b, `,"message":`, e.Message)
+	b = appendTimeField(b, `,"timestamp":`, e.Timestamp, false)
+	b = appendStringField(b, `,"traceback":`, e.Traceback)
+	b = appendIntField(b, `,"retry_count":`, e.RetryCount, false)
+	b = strconv.AppendBool(append(b, `,"is_retryable":`...), e.IsRetryable)
+	return append(b, '}')
+}
+
+func fastErrors(t *Task) bool {
+	if t.Error != nil && !fastTime(t.Error.Timestamp) {
+		return false
+	}
+	for i := range t.Errors {
+		if !fastTime(t.Errors[i].Timestamp) {
+			return false
+		}
+	}
+	return true
 }
 
 func appendIntField(b []byte, name string, v int, omitZero bool) []byte {
@@ -86,9 +122,62 @@ func appendIntField(b []byte, name string, v int, omitZero bool) []byte {
 }
 
 func appendStringField(b []byte, name, v string) []byte {
-	b = append(b, name...)
+	return appendString(append(b, name...), v)
+}
+
+const hex = "0123456789abcdef"
+
+// appendString writes s as a JSON string exactly as encoding/json does
+// (its appendString with HTML escaping, which is what json.Marshal uses):
+// <, > and & escaped, invalid UTF-8 as U+FFFD, U+2028 and U+2029 escaped.
+func appendString(b []byte, s string) []byte {
 	b = append(b, '"')
-	b = append(b, v...)
+	start := 0
+	for i := 0; i < len(s); {
+		if c := s[i]; c < utf8.RuneSelf {
+			if c >= 0x20 && c != '"' && c != '\\' && c != '<' && c != '>' && c != '&' {
+				i++
+				continue
+			}
+			b = append(b, s[start:i]...)
+			switch c {
+			case '\\', '"':
+				b = append(b, '\\', c)
+			case '\b':
+				b = append(b, '\\', 'b')
+			case '\f':
+				b = append(b, '\\', 'f')
+			case '\n':
+				b = append(b, '\\', 'n')
+			case '\r':
+				b = append(b, '\\', 'r')
+			case '\t':
+				b = append(b, '\\', 't')
+			default:
+				b = append(b, '\\', 'u', '0', '0', hex[c>>4], hex[c&0xF])
+			}
+			i++
+			start = i
+			continue
+		}
+		r, size := utf8.DecodeRuneInString(s[i:])
+		if r == utf8.RuneError && size == 1 {
+			b = append(b, s[start:i]...)
+			b = append(b, `\ufffd`...)
+			i += size
+			start = i
+			continue
+		}
+		if r == '\u2028' || r == '\u2029' {
+			b = append(b, s[start:i]...)
+			b = append(b, '\\', 'u', '2', '0', '2', hex[r&0xF])
+			i += size
+			start = i
+			continue
+		}
+		i += size
+	}
+	b = append(b, s[start:]...)
 	return append(b, '"')
 }
 
@@ -119,18 +208,6 @@ func appendFloat(b []byte, f float64) []byte {
 	return b
 }
 
-// plain says s is written as is between quotes by encoding/json: printable
-// ASCII without the characters it escapes.
-func plain(s string) bool {
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if c < 0x20 || c >= 0x7f || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&' {
-			return false
-		}
-	}
-	return true
-}
-
 // fastTime says t is encoded by encoding/json as its RFC 3339 form with
 // nanoseconds: a year it accepts and a zone offset in whole minutes.
 func fastTime(t time.Time) bool {
@@ -142,5 +219,5 @@ func fastTime(t time.Time) bool {
 }
 
 func fastProgress(p *Progress) bool {
-	return !math.IsNaN(p.Fraction) && !math.IsInf(p.Fraction, 0) && plain(p.Message) && fastTime(p.UpdatedAt)
+	return !math.IsNaN(p.Fraction) && !math.IsInf(p.Fraction, 0) && fastTime(p.UpdatedAt)
 }
