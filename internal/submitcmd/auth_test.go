@@ -128,3 +128,42 @@ func TestFindsTheOperatorCredentialsInOmniqDataByDefault(t *testing.T) {
 		t.Fatalf("status with a world-readable seed: exit %d\n%s", code, errs)
 	}
 }
+
+// A server without authorization (a stock nats-server) has no nkey logins:
+// the operator credentials found in a data directory are not its, and
+// omniq-submit connects without them instead of failing with "nkeys not
+// supported by the server".
+func TestFoundCredentialsAreLeftOutForAServerWithoutLogins(t *testing.T) {
+	t.Parallel()
+	data := filepath.Join(t.TempDir(), "data")
+	if _, err := credentials.Ensure(data, "runner", "operator", "submitter"); err != nil {
+		t.Fatal(err)
+	}
+	srv, err := embedded.Start(embedded.Config{StoreDir: t.TempDir(), Port: -1, InsecureNoAuth: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = srv.Shutdown(context.Background()) })
+	nc, err := srv.Connect()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	client, err := jetstream.New(omniqtest.Context(t), nc, jetstream.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := client.State().Create(omniqtest.Context(t), models.NewTask("t-1", "echo", 0, 0, time.Now())); err != nil {
+		t.Fatal(err)
+	}
+	vars := map[string]string{"OMNIQ_NATS_URL": srv.ClientURL(), "OMNIQ_DATA_DIR": data}
+	code, out, errs := runCLI(t, vars, "status", "t-1")
+	if code != 0 || !strings.Contains(out, "t-1") {
+		t.Fatalf("status on a server without logins, credentials in OMNIQ_DATA_DIR: exit %d\n%s%s", code, out, errs)
+	}
+	// Credentials given as a flag are used as given, and the error says so.
+	code, _, errs = runCLI(t, vars, "status", "t-1", "--nats-nkey", credentials.SeedFile(data, "operator"))
+	if code != 1 || !strings.Contains(errs, "nkeys not supported") || !strings.Contains(errs, "leave out --nats-nkey") {
+		t.Fatalf("status with --nats-nkey on a server without logins: exit %d\n%s", code, errs)
+	}
+}

@@ -271,17 +271,29 @@ func (c *cli) connect() (*jetstream.Client, error) {
 		return c.client, nil
 	}
 	cfg := c.conn.Config("omniq-submit")
+	anonymous := cfg
 	seed, err := c.findLogin(&cfg)
 	if err != nil {
 		return nil, err
 	}
 	c.failOnDenial(&cfg)
 	nc, err := jetstream.Connect(cfg)
+	if seed != "" && errors.Is(err, nats.ErrNkeysNotSupported) {
+		// The credentials were found in a data directory, not asked for,
+		// and this server has no nkey logins at all (a nats-server without
+		// authorization): they cannot be its, so connect as asked, without.
+		anonymous.OnError = cfg.OnError
+		seed = ""
+		nc, err = jetstream.Connect(anonymous)
+	}
 	if errors.Is(err, jetstream.ErrInvalidConfig) {
 		return nil, usagef("%v", err)
 	}
 	if errors.Is(err, nats.ErrAuthorization) {
 		return nil, explainLogin(err, seed)
+	}
+	if errors.Is(err, nats.ErrNkeysNotSupported) {
+		return nil, fmt.Errorf("%w\n  this server has no nkey logins: leave out --nats-nkey and --nats-creds, or give the login it expects", err)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("%w\n  is omniq-runner (or your NATS server) running there? Set --nats-url or OMNIQ_NATS_URL to its address", err)

@@ -10,12 +10,14 @@ import (
 	"io"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/sirupsen/logrus"
 	"github.com/spf13/pflag"
 
 	"github.com/omniq/omniq/internal/credentials"
 	"github.com/omniq/omniq/internal/dashboard"
 	"github.com/omniq/omniq/internal/natsflags"
+	"github.com/omniq/omniq/internal/version"
 	"github.com/omniq/omniq/jetstream"
 )
 
@@ -28,6 +30,8 @@ type Options struct {
 	Dashboard dashboard.Config
 	LogFormat string
 	LogLevel  string
+	// Version asks for the build's version instead of a dashboard.
+	Version bool
 }
 
 // Parse reads args, falling back to OMNIQ_* variables through getenv.
@@ -48,9 +52,10 @@ func Parse(args []string, getenv func(string) string, stderr io.Writer) (Options
 	fs.BoolVar(&o.Dashboard.ReadOnly, "read-only", env("OMNIQ_UI_READ_ONLY", "") == "true", "hide and refuse every action (cancel, replay, purge)")
 	fs.IntVar(&o.Dashboard.MaxIndexed, "max-indexed", 200_000, "most task records the in-memory index holds")
 	o.NATS.Register(fs, natsflags.Options{DefaultURL: "nats://127.0.0.1:4222"})
-	fs.StringVar(&o.DataDir, "data-dir", env("OMNIQ_DATA_DIR", ""), "omniq-runner's --data-dir, where the operator's credentials are found when no --nats-* login is given (default ./omniq-data)")
+	fs.StringVar(&o.DataDir, "data-dir", env("OMNIQ_DATA_DIR", ""), "omniq-runner's --data-dir, where the operator's credentials are found when no --nats-* login is given; empty: ./omniq-data")
 	fs.StringVar(&o.LogFormat, "log-format", env("OMNIQ_LOG_FORMAT", "text"), "log format: text or json")
 	fs.StringVar(&o.LogLevel, "log-level", env("OMNIQ_LOG_LEVEL", "info"), "log level: debug, info, warn, error")
+	fs.BoolVarP(&o.Version, "version", "v", false, "print the version and exit")
 	if err := fs.Parse(args); err != nil {
 		return o, err
 	}
@@ -69,6 +74,8 @@ func Parse(args []string, getenv func(string) string, stderr io.Writer) (Options
 func connect(o Options, log logrus.FieldLogger) (*jetstream.Client, func(), error) {
 	cfg := o.NATS.Config("omniq-ui")
 	cfg.Logger = log
+	anonymous := cfg
+	found := ""
 	if cfg.User == "" && cfg.Token == "" && cfg.NKeySeedFile == "" && cfg.CredsFile == "" {
 		// The dashboard acts as an operator: on the runner's machine it
 		// finds the operator's credentials as omniq-submit does.
@@ -77,7 +84,7 @@ func connect(o Options, log logrus.FieldLogger) (*jetstream.Client, func(), erro
 			return nil, nil, err
 		}
 		if path != "" {
-			cfg.NKeySeedFile = path
+			cfg.NKeySeedFile, found = path, path
 			log.WithField("credentials", path).Info("logging in to NATS as the operator")
 		}
 	}
@@ -87,6 +94,16 @@ func connect(o Options, log logrus.FieldLogger) (*jetstream.Client, func(), erro
 		}
 	}
 	nc, err := jetstream.Connect(cfg)
+	if found != "" && errors.Is(err, nats.ErrNkeysNotSupported) {
+		// The credentials were found, not asked for, and this server has
+		// no nkey logins at all (a nats-server without authorization):
+		// they cannot be its, so connect as asked, without them.
+		log.WithField("credentials", found).Info("the NATS server has no nkey logins: connecting without the operator's credentials")
+		nc, err = jetstream.Connect(anonymous)
+	}
+	if errors.Is(err, nats.ErrNkeysNotSupported) {
+		return nil, nil, fmt.Errorf("%w\n  this server has no nkey logins: leave out --nats-nkey and --nats-creds, or give the login it expects", err)
+	}
 	if err != nil {
 		return nil, nil, fmt.Errorf("%w\n  is omniq-runner (or your NATS server) running there? Set --nats-url or OMNIQ_NATS_URL to its address", err)
 	}
@@ -101,8 +118,9 @@ func connect(o Options, log logrus.FieldLogger) (*jetstream.Client, func(), erro
 }
 
 // Main runs omniq-ui until ctx ends and returns the exit status: 2 for a
-// usage or configuration error, 1 for a failure.
-func Main(ctx context.Context, args []string, getenv func(string) string, stderr io.Writer) int {
+// usage or configuration error, 1 for a failure. --version is printed to
+// stdout, everything else to stderr.
+func Main(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) int {
 	o, err := Parse(args, getenv, stderr)
 	if errors.Is(err, pflag.ErrHelp) {
 		return 0
@@ -110,6 +128,10 @@ func Main(ctx context.Context, args []string, getenv func(string) string, stderr
 	if err != nil {
 		fmt.Fprintln(stderr, "omniq-ui:", err)
 		return 2
+	}
+	if o.Version {
+		fmt.Fprintln(stdout, version.Get().String("omniq-ui"))
+		return 0
 	}
 	log := logrus.New()
 	log.SetOutput(stderr)

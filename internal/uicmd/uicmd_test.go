@@ -2,10 +2,19 @@ package uicmd
 
 import (
 	"context"
+	"io"
+	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
 
+	"github.com/sirupsen/logrus"
 	"go.uber.org/goleak"
+
+	"github.com/omniq/omniq/internal/credentials"
+	"github.com/omniq/omniq/internal/omniqtest"
+	"github.com/omniq/omniq/jetstream"
+	"github.com/omniq/omniq/jetstream/embedded"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -13,7 +22,7 @@ func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 func TestRefusesOffLoopbackWithoutToken(t *testing.T) {
 	var out strings.Builder
 	env := func(string) string { return "" }
-	code := Main(context.Background(), []string{"--listen", "0.0.0.0:8090", "--nats-url", "nats://127.0.0.1:1"}, env, &out)
+	code := Main(context.Background(), []string{"--listen", "0.0.0.0:8090", "--nats-url", "nats://127.0.0.1:1"}, env, &out, &out)
 	if code != 2 || !strings.Contains(out.String(), "not a loopback address") || !strings.Contains(out.String(), "token") {
 		t.Fatalf("exit %d, output %q: want 2 and a message asking for a token", code, out.String())
 	}
@@ -34,5 +43,53 @@ func TestEnvironmentFallback(t *testing.T) {
 	}
 	if _, err := Parse([]string{"extra"}, func(string) string { return "" }, &strings.Builder{}); err == nil {
 		t.Fatal("a stray argument was accepted")
+	}
+}
+
+func TestVersion(t *testing.T) {
+	var out, errs strings.Builder
+	code := Main(context.Background(), []string{"--version"}, func(string) string { return "" }, &out, &errs)
+	if code != 0 || !strings.HasPrefix(out.String(), "omniq-ui ") || !strings.Contains(out.String(), runtime.Version()) {
+		t.Fatalf("--version: exit %d, stdout %q, stderr %q", code, out.String(), errs.String())
+	}
+}
+
+// A server without authorization (a stock nats-server) has no nkey logins:
+// the operator credentials found in the data directory are not its, and the
+// dashboard connects without them instead of failing with "nkeys not
+// supported by the server".
+func TestFoundCredentialsAreLeftOutForAServerWithoutLogins(t *testing.T) {
+	data := filepath.Join(t.TempDir(), "data")
+	if _, err := credentials.Ensure(data, "runner", "operator", "submitter"); err != nil {
+		t.Fatal(err)
+	}
+	srv, err := embedded.Start(embedded.Config{StoreDir: t.TempDir(), Port: -1, InsecureNoAuth: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = srv.Shutdown(context.Background()) })
+	nc, err := srv.Connect()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	if _, err := jetstream.New(omniqtest.Context(t), nc, jetstream.Config{}); err != nil {
+		t.Fatal(err)
+	}
+	o, err := Parse([]string{"--nats-url", srv.ClientURL(), "--data-dir", data}, func(string) string { return "" }, &strings.Builder{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	log := logrus.New()
+	log.SetOutput(io.Discard)
+	_, closeConn, err := connect(o, log)
+	if err != nil {
+		t.Fatalf("connect with found credentials to a server without logins: %v", err)
+	}
+	closeConn()
+	// Credentials given as a flag are used as given, and the error says so.
+	o.NATS.Conn.NKeySeedFile = credentials.SeedFile(data, "operator")
+	if _, _, err := connect(o, log); err == nil || !strings.Contains(err.Error(), "leave out --nats-nkey") {
+		t.Fatalf("connect with --nats-nkey to a server without logins: %v", err)
 	}
 }
