@@ -464,7 +464,7 @@ func (r *Runner) settle(ctx context.Context, log logrus.FieldLogger, rec jetstre
 	}
 	r.recent.put(retrying)
 	r.cfg.Metrics.retried(tm.Function, te.ErrorType)
-	flog.WithField("retry_in", delay.Round(time.Millisecond)).Warn("task failed, will retry: " + logText(te.Message))
+	flog.WithField("retry_in", delay.Round(time.Millisecond)).Info("task failed, will retry: " + logText(te.Message))
 	if delay < time.Second {
 		// Schedules fire on whole seconds: hold a short retry here.
 		_ = msg.NakWithDelay(delay)

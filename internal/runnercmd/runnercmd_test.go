@@ -433,3 +433,30 @@ func TestVersionFlag(t *testing.T) {
 		t.Fatalf("exit %d, output %q", code, stderr.String())
 	}
 }
+
+// A retry is routine: logged at info, so a runner at warn level logs only
+// what needs an operator (a task dead-lettered, a plugin crashing).
+func TestARetryIsLoggedAtInfoLevel(t *testing.T) {
+	t.Parallel()
+	ready, logs, stop := startMain(t, []string{"--listen", "127.0.0.1:0", "--data-dir", t.TempDir(), "--log-format", "json"},
+		map[string]string{"OMNIQ_PLUGINS_DIR": pluginsDir(t)})
+	client, closeClient := connect(t, ready)
+	res, err := client.Submit(context.Background(), jetstream.SubmitRequest{Function: "flaky", Payload: []byte("1")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitStatus(t, client, res.ID, func(task *models.Task) bool { return task.Status == models.StatusSucceeded })
+	closeClient()
+	if code := stop(false); code != 0 {
+		t.Fatalf("graceful stop exited %d:\n%s", code, logs)
+	}
+	for _, line := range strings.Split(logs.String(), "\n") {
+		if strings.Contains(line, "task failed, will retry") && strings.Contains(line, `"task_id":"`+res.ID+`"`) {
+			if !strings.Contains(line, `"level":"info"`) {
+				t.Fatalf("the retry is not logged at info level: %s", line)
+			}
+			return
+		}
+	}
+	t.Fatalf("no log line for the retry of %s:\n%s", res.ID, logs)
+}
