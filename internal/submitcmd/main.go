@@ -14,6 +14,9 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
+	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/omniq/omniq/internal/natsflags"
 	"github.com/omniq/omniq/internal/version"
@@ -95,6 +98,7 @@ func (o IO) withDefaults() IO {
 // the exit status.
 func Main(ctx context.Context, args []string, io IO) int {
 	io = io.withDefaults()
+	ctx = traceContextFromEnv(ctx, io.Getenv)
 	c := &cli{ctx: ctx, io: io}
 	defer c.close()
 	if len(args) > 0 && args[0] == "--" {
@@ -320,4 +324,25 @@ func (c *cli) readPayload(arg string) ([]byte, error) {
 		return b, nil
 	}
 	return []byte(arg), nil
+}
+
+// traceContextFromEnv continues the trace that TRACEPARENT (and
+// TRACESTATE) name, OpenTelemetry's convention for handing a trace to a
+// process through its environment: a task submitted from a traced script
+// or CI job joins that trace, and the runner's and plugin's spans follow
+// it. Without TRACEPARENT nothing changes.
+func traceContextFromEnv(ctx context.Context, getenv func(string) string) context.Context {
+	tp := getenv("TRACEPARENT")
+	if tp == "" {
+		return ctx
+	}
+	prop := propagation.TraceContext{}
+	ctx = prop.Extract(ctx, propagation.MapCarrier{"traceparent": tp, "tracestate": getenv("TRACESTATE")})
+	if !trace.SpanContextFromContext(ctx).IsValid() {
+		return ctx // not a W3C traceparent: ignored, as a tracer would
+	}
+	// Client.Submit injects through the global propagator, a no-op until
+	// someone sets one.
+	otel.SetTextMapPropagator(prop)
+	return ctx
 }
