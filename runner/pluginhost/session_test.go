@@ -3,6 +3,7 @@ package pluginhost_test
 import (
 	"context"
 	"fmt"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -83,5 +84,41 @@ func TestCancelOnASessionStopsOnlyThatAttempt(t *testing.T) {
 	}
 	if got := s.Process().Pid(); got != pid {
 		t.Fatalf("plugin restarted (pid %d -> %d)", pid, got)
+	}
+}
+
+// A message over the gRPC size limit fails its own attempt only: with the
+// attempts multiplexed on one Session stream, gRPC ends the whole stream on
+// an oversized Send (either side), which must not leave the live plugin
+// with a dead session that fails every later attempt.
+func TestOversizedMessageFailsOnlyItsAttempt(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name, fn, payload string
+		samePlugin        bool
+	}{
+		// The runner's Send of the request is over the limit: refused
+		// before it reaches the stream.
+		{"request", "sleep", strings.Repeat("x", 8<<10), true},
+		// The plugin's Send of the failure (message and stack) is: the
+		// stream has ended, so the plugin is restarted.
+		{"event", "panic", strings.Repeat("x", 4000), false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			s := startSupervisor(t, faultsPkg, pluginhost.Config{Process: pluginhost.ProcessConfig{MaxMessageBytes: 4 << 10}})
+			pid := s.Process().Pid()
+			if out := s.Execute(ctx(t), req("big", tc.fn, tc.payload), time.Now().Add(time.Minute), nil); out.Failure == nil {
+				t.Fatalf("oversized attempt succeeded")
+			}
+			for i := 0; i < 3; i++ {
+				if out := s.Execute(ctx(t), req(fmt.Sprint("small", i), "sleep", "1ms"), time.Now().Add(time.Minute), nil); out.Failure != nil {
+					t.Fatalf("attempt %d after the oversized one: %q %+v", i, out.Output, out.Failure)
+				}
+			}
+			if got := s.Process().Pid(); (got == pid) != tc.samePlugin {
+				t.Errorf("plugin pid %d -> %d; want the same plugin: %v", pid, got, tc.samePlugin)
+			}
+		})
 	}
 }
