@@ -75,14 +75,35 @@ func (s *session) read() {
 		if c == nil || ev.Event == nil {
 			continue // an attempt the runner stopped waiting for
 		}
-		c.mu.Lock()
-		c.events = append(c.events, ev.Event)
-		c.mu.Unlock()
+		c.push(ev.Event)
 		select {
 		case c.ready <- struct{}{}:
 		default:
 		}
 	}
+}
+
+// push queues ev for the caller. The queue is bounded by what the caller
+// can use rather than by gRPC flow control (the reader never waits): a
+// progress event replaces a progress event not yet taken, since only the
+// latest progress matters, and nothing is queued after the outcome. A
+// plugin reporting progress in a tight loop while the caller writes the
+// previous report to NATS would otherwise grow the queue without bound.
+func (c *sessionCall) push(ev *pluginpb.ExecuteEvent) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if n := len(c.events); n > 0 {
+		switch c.events[n-1].Event.(type) {
+		case *pluginpb.ExecuteEvent_Result, *pluginpb.ExecuteEvent_Failure:
+			return
+		case *pluginpb.ExecuteEvent_Progress:
+			if _, ok := ev.Event.(*pluginpb.ExecuteEvent_Progress); ok {
+				c.events[n-1] = ev
+				return
+			}
+		}
+	}
+	c.events = append(c.events, ev)
 }
 
 // start sends req as a new attempt and returns its call id and call.
