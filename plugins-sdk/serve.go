@@ -12,6 +12,7 @@ import (
 	"github.com/hashicorp/go-plugin"
 	"go.opentelemetry.io/otel/propagation"
 	"google.golang.org/grpc"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/omniq/omniq/plugins-sdk/pluginpb"
 )
@@ -86,13 +87,45 @@ type Server struct {
 	mux           *Mux
 	name, version string
 
+	// maxBytes is the gRPC send limit (MaxMessageBytes): gRPC ends a
+	// stream on an oversized Send, so fit keeps events under it.
+	maxBytes int
+
 	mu      sync.Mutex
 	running map[string]int // task id -> attempts in flight
 }
 
-// NewServer returns a protocol server for mux.
+// NewServer returns a protocol server for mux. Its events stay under
+// MaxMessageBytes: an outcome too large to send becomes a permanent
+// handler_error Failure that says so, and such progress is dropped.
 func NewServer(mux *Mux, name, version string) *Server {
-	return &Server{mux: mux, name: name, version: version, running: make(map[string]int)}
+	return &Server{mux: mux, name: name, version: version, maxBytes: MaxMessageBytes(), running: make(map[string]int)}
+}
+
+// sessionEventOverhead bounds what a SessionEvent adds to its event: the
+// call id and the event's tag and length.
+const sessionEventOverhead = 32
+
+// fit returns ev, or when ev and overhead bytes would be over the message
+// limit, the Failure that replaces an outcome too large to send, or nil
+// for progress (dropped). Sending it would end the stream: on a Session,
+// every attempt on it.
+func (s *Server) fit(ev *pluginpb.ExecuteEvent, overhead int) *pluginpb.ExecuteEvent {
+	n := proto.Size(ev) + overhead
+	if s.maxBytes <= 0 || n <= s.maxBytes {
+		return ev
+	}
+	if _, ok := ev.Event.(*pluginpb.ExecuteEvent_Progress); ok {
+		return nil
+	}
+	what := "result"
+	if _, ok := ev.Event.(*pluginpb.ExecuteEvent_Failure); ok {
+		what = "failure"
+	}
+	return &pluginpb.ExecuteEvent{Event: &pluginpb.ExecuteEvent_Failure{Failure: &pluginpb.Failure{
+		ErrorType: "handler_error", Permanent: true,
+		Message: fmt.Sprintf("the handler's %s is %d bytes, over the %d-byte plugin message limit (%s)", what, n, s.maxBytes, EnvMaxMessageBytes),
+	}}}
 }
 
 // Describe lists the mux's functions.
@@ -126,6 +159,9 @@ func (s *Server) Status(context.Context, *pluginpb.StatusRequest) (*pluginpb.Sta
 func (s *Server) Execute(req *pluginpb.ExecuteRequest, stream grpc.ServerStreamingServer[pluginpb.ExecuteEvent]) error {
 	var sendMu sync.Mutex
 	return s.execute(stream.Context(), req, func(ev *pluginpb.ExecuteEvent) error {
+		if ev = s.fit(ev, 0); ev == nil {
+			return nil
+		}
 		sendMu.Lock()
 		defer sendMu.Unlock()
 		return stream.Send(ev)
@@ -167,6 +203,9 @@ func (s *Server) Session(stream grpc.BidiStreamingServer[pluginpb.SessionRequest
 					cancel()
 				}()
 				_ = s.execute(cctx, op.Execute, func(ev *pluginpb.ExecuteEvent) error {
+					if ev = s.fit(ev, sessionEventOverhead); ev == nil {
+						return nil
+					}
 					sendMu.Lock()
 					defer sendMu.Unlock()
 					if closed {

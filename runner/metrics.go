@@ -2,7 +2,6 @@ package runner
 
 import (
 	"context"
-	"fmt"
 	"sync/atomic"
 	"time"
 
@@ -28,7 +27,8 @@ type Metrics struct {
 }
 
 // streamGauges are omniq_dead_letters and omniq_tasks_waiting, read from
-// the server at each scrape: the same for every runner of a deployment,
+// the server at each scrape (each left out of a scrape that cannot read
+// its stream): the same for every runner of a deployment,
 // and right after a runner restarts (counters such as
 // omniq_dead_lettered_total start again from zero).
 type streamGauges struct {
@@ -54,7 +54,9 @@ func (g *streamGauges) Collect(ch chan<- prometheus.Metric) {
 	}{{g.deadLetters, c.Config().DLQStream}, {g.waiting, c.Config().RetriesStream}} {
 		s, err := c.JetStream().Stream(ctx, m.stream)
 		if err != nil {
-			ch <- prometheus.NewInvalidMetric(m.desc, fmt.Errorf("stream %s: %w", m.stream, err))
+			// Left out, not an invalid metric: that fails the whole
+			// scrape (promhttp's default), every other metric with it,
+			// just when NATS trouble makes them most wanted.
 			continue
 		}
 		ch <- prometheus.MustNewConstMetric(m.desc, prometheus.GaugeValue, float64(s.CachedInfo().State.Msgs))

@@ -2,6 +2,7 @@ package runner_test
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -291,4 +292,28 @@ func TestStreamGaugesShowDeadLettersAndWaitingTasks(t *testing.T) {
 	waitFor(t, e, later.ID, models.StatusPending, 30*time.Second)
 	tr.WaitCounter(t, "omniq_dead_letters", nil, 1, 10*time.Second)
 	tr.WaitCounter(t, "omniq_tasks_waiting", nil, 1, 10*time.Second)
+}
+
+// A stream the gauges cannot read (NATS down, a stream deleted) leaves out
+// its gauge and nothing else: a collector error would fail the whole
+// scrape, every other metric with it, when NATS trouble makes them most
+// wanted.
+func TestStreamGaugeErrorDoesNotFailTheScrape(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	tr := startRunner(t, e, fastConfig(), pluginhost.HostConfig{})
+	if err := e.client.JetStream().DeleteStream(ctx(t), e.client.Config().DLQStream); err != nil {
+		t.Fatal(err)
+	}
+	mfs, err := tr.Registry.Gather()
+	if err != nil {
+		t.Fatalf("scrape with the dead-letter stream gone: %v", err)
+	}
+	var names []string
+	for _, mf := range mfs {
+		names = append(names, mf.GetName())
+	}
+	if !slices.Contains(names, "omniq_tasks_waiting") || slices.Contains(names, "omniq_dead_letters") {
+		t.Fatalf("metrics = %v; want omniq_tasks_waiting and no omniq_dead_letters", names)
+	}
 }

@@ -2,11 +2,15 @@ package pluginhost
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"io"
 	"sync"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/omniq/omniq/plugins-sdk/pluginpb"
 )
@@ -18,6 +22,9 @@ import (
 type session struct {
 	stream grpc.BidiStreamingClient[pluginpb.SessionRequest, pluginpb.SessionEvent]
 	cancel context.CancelFunc
+	// maxBytes is the gRPC send limit: a larger request is refused before
+	// Send, since gRPC ends the whole stream on an oversized Send.
+	maxBytes int
 
 	sendMu sync.Mutex // gRPC streams take one Send at a time
 
@@ -39,14 +46,14 @@ type sessionCall struct {
 
 // openSession opens a Session stream on rpc. It lives until close is
 // called or the connection breaks.
-func openSession(rpc pluginpb.PluginClient) (*session, error) {
+func openSession(rpc pluginpb.PluginClient, maxBytes int) (*session, error) {
 	ctx, cancel := context.WithCancel(context.Background())
 	stream, err := rpc.Session(ctx)
 	if err != nil {
 		cancel()
 		return nil, err
 	}
-	s := &session{stream: stream, cancel: cancel, calls: make(map[uint64]*sessionCall), done: make(chan struct{})}
+	s := &session{stream: stream, cancel: cancel, maxBytes: maxBytes, calls: make(map[uint64]*sessionCall), done: make(chan struct{})}
 	go s.read()
 	return s, nil
 }
@@ -68,9 +75,7 @@ func (s *session) read() {
 		if c == nil || ev.Event == nil {
 			continue // an attempt the runner stopped waiting for
 		}
-		c.mu.Lock()
-		c.events = append(c.events, ev.Event)
-		c.mu.Unlock()
+		c.push(ev.Event)
 		select {
 		case c.ready <- struct{}{}:
 		default:
@@ -78,8 +83,37 @@ func (s *session) read() {
 	}
 }
 
+// push queues ev for the caller. The queue is bounded by what the caller
+// can use rather than by gRPC flow control (the reader never waits): a
+// progress event replaces a progress event not yet taken, since only the
+// latest progress matters, and nothing is queued after the outcome. A
+// plugin reporting progress in a tight loop while the caller writes the
+// previous report to NATS would otherwise grow the queue without bound.
+func (c *sessionCall) push(ev *pluginpb.ExecuteEvent) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if n := len(c.events); n > 0 {
+		switch c.events[n-1].Event.(type) {
+		case *pluginpb.ExecuteEvent_Result, *pluginpb.ExecuteEvent_Failure:
+			return
+		case *pluginpb.ExecuteEvent_Progress:
+			if _, ok := ev.Event.(*pluginpb.ExecuteEvent_Progress); ok {
+				c.events[n-1] = ev
+				return
+			}
+		}
+	}
+	c.events = append(c.events, ev)
+}
+
 // start sends req as a new attempt and returns its call id and call.
 func (s *session) start(req *pluginpb.ExecuteRequest) (uint64, *sessionCall, error) {
+	msg := &pluginpb.SessionRequest{Op: &pluginpb.SessionRequest_Execute{Execute: req}}
+	if n := proto.Size(msg) + binary.MaxVarintLen64 + 1; s.maxBytes > 0 && n > s.maxBytes {
+		// The same error gRPC gives an Execute call, without ending the
+		// stream every other attempt is using.
+		return 0, nil, status.Errorf(codes.ResourceExhausted, "task %s: request of %d bytes is larger than the plugin message limit of %d bytes", req.TaskId, n, s.maxBytes)
+	}
 	c := &sessionCall{ready: make(chan struct{}, 1)}
 	s.mu.Lock()
 	if s.calls == nil {
@@ -91,7 +125,8 @@ func (s *session) start(req *pluginpb.ExecuteRequest) (uint64, *sessionCall, err
 	id := s.next
 	s.calls[id] = c
 	s.mu.Unlock()
-	if err := s.send(&pluginpb.SessionRequest{CallId: id, Op: &pluginpb.SessionRequest_Execute{Execute: req}}); err != nil {
+	msg.CallId = id
+	if err := s.send(msg); err != nil {
 		s.forget(id)
 		return 0, nil, err
 	}
@@ -120,6 +155,16 @@ func (s *session) send(req *pluginpb.SessionRequest) error {
 		return s.ended()
 	}
 	return err
+}
+
+// broken says whether the stream has ended.
+func (s *session) broken() bool {
+	select {
+	case <-s.done:
+		return true
+	default:
+		return false
+	}
 }
 
 // ended is why the stream ended.

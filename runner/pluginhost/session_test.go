@@ -3,6 +3,7 @@ package pluginhost_test
 import (
 	"context"
 	"fmt"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -83,5 +84,64 @@ func TestCancelOnASessionStopsOnlyThatAttempt(t *testing.T) {
 	}
 	if got := s.Process().Pid(); got != pid {
 		t.Fatalf("plugin restarted (pid %d -> %d)", pid, got)
+	}
+}
+
+// A message over the gRPC size limit fails its own attempt only: with the
+// attempts multiplexed on one Session stream, gRPC ends the whole stream on
+// an oversized Send (either side), which must not leave the live plugin
+// with a dead session that fails every later attempt.
+func TestOversizedMessageFailsOnlyItsAttempt(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name, fn, payload string
+		samePlugin        bool
+	}{
+		// The runner's Send of the request is over the limit: refused
+		// before it reaches the stream.
+		{"request", "sleep", strings.Repeat("x", 8<<10), true},
+		// The plugin's Send of the failure (message and stack) would be:
+		// the SDK sends a failure that says so instead.
+		{"event", "panic", strings.Repeat("x", 4000), true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			s := startSupervisor(t, faultsPkg, pluginhost.Config{Process: pluginhost.ProcessConfig{MaxMessageBytes: 4 << 10}})
+			pid := s.Process().Pid()
+			if out := s.Execute(ctx(t), req("big", tc.fn, tc.payload), time.Now().Add(time.Minute), nil); out.Failure == nil {
+				t.Fatalf("oversized attempt succeeded")
+			}
+			for i := 0; i < 3; i++ {
+				if out := s.Execute(ctx(t), req(fmt.Sprint("small", i), "sleep", "1ms"), time.Now().Add(time.Minute), nil); out.Failure != nil {
+					t.Fatalf("attempt %d after the oversized one: %q %+v", i, out.Output, out.Failure)
+				}
+			}
+			if got := s.Process().Pid(); (got == pid) != tc.samePlugin {
+				t.Errorf("plugin pid %d -> %d; want the same plugin: %v", pid, got, tc.samePlugin)
+			}
+		})
+	}
+}
+
+// A plugin whose Session stream ends while the process lives is restarted:
+// its session cannot carry another attempt, so keeping it would fail every
+// later attempt.
+func TestBrokenSessionOfALivePluginRestartsIt(t *testing.T) {
+	t.Parallel()
+	s := startSupervisor(t, "github.com/omniq/omniq/runner/pluginhost/testdata/badsession", pluginhost.Config{})
+	if !s.Process().UsesSession() {
+		t.Fatal("the badsession plugin does not use a session")
+	}
+	pid := s.Process().Pid()
+	if out := s.Execute(ctx(t), req("break", "echo", "break"), time.Now().Add(time.Minute), nil); out.Failure == nil {
+		t.Fatal("the attempt that broke the session succeeded")
+	}
+	for i := 0; i < 3; i++ {
+		if out := s.Execute(ctx(t), req(fmt.Sprint("next", i), "echo", "hi"), time.Now().Add(time.Minute), nil); out.Failure != nil || string(out.Output) != "hi" {
+			t.Fatalf("attempt %d after the session broke: %q %+v", i, out.Output, out.Failure)
+		}
+	}
+	if got := s.Process().Pid(); got == pid {
+		t.Errorf("plugin not restarted (pid %d)", pid)
 	}
 }

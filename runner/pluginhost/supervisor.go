@@ -559,9 +559,10 @@ func (s *Supervisor) crashFailure(p *Process, callErr error) *Failure {
 	select {
 	case <-p.Exited():
 	case <-time.After(s.cfg.CrashWait):
-		if st, ok := status.FromError(callErr); ok && st.Code() != codes.Unavailable && st.Code() != codes.Canceled {
+		if st, ok := status.FromError(callErr); ok && st.Code() != codes.Unavailable && st.Code() != codes.Canceled && (p.sess == nil || !p.sess.broken()) {
 			// The plugin is alive and answered with an error status: a
-			// protocol-level failure, not a crash.
+			// protocol-level failure, not a crash. Not so when that ended
+			// its Session stream: every later attempt would fail with it.
 			return &Failure{ErrorType: models.ErrorTypeHandler, Retryable: true,
 				Message: fmt.Sprintf("plugin %s: %s: %s", s.name, st.Code(), st.Message())}
 		}
