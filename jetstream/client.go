@@ -172,16 +172,22 @@ func (c *Client) Submit(ctx context.Context, r SubmitRequest) (SubmitResult, err
 	msg := &nats.Msg{Subject: c.cfg.TaskSubject(tm.Function), Header: tm.Header(), Data: tm.Payload}
 	otel.GetTextMapPropagator().Inject(ctx, traceCarrier(msg.Header))
 	msg.Header.Set(natsjs.MsgIDHeader, tm.ID)
-	ack, err := publishAcked(ctx, c.nc, msg, nil)
+	tries := 0
+	ack, err := publishAcked(ctx, c.nc, msg, &tries)
 	if err != nil {
 		return SubmitResult{}, fmt.Errorf("publish task %s: %w", tm.ID, err)
 	}
 	res := SubmitResult{ID: r.ID, Record: Record{Task: task}}
-	if ack.Duplicate {
+	if takenBefore(ack, tries) {
 		return res, fmt.Errorf("%w: %s was submitted moments ago", ErrDuplicateTask, r.ID)
 	}
 	return res, nil
 }
+
+// takenBefore says whether the acknowledgement of a task's publish means
+// its id was taken before this call: a duplicate answering a retry is this
+// call's own first try, stored though its answer was lost.
+func takenBefore(ack pubAck, tries int) bool { return ack.Duplicate && tries <= 1 }
 
 // PublishRetry publishes tm on its function's retry subject now, with msgID
 // as the message id for deduplication ("" for none). Runners use it to put

@@ -35,8 +35,12 @@ func publishAcked(ctx context.Context, nc *nats.Conn, msg *nats.Msg, tries *int)
 		// No stream answered: a leader is being elected. Wait for it as
 		// js.PublishMsg does (two more tries 250 ms apart), then as for
 		// any transient failure.
-		for r := 0; errors.Is(err, nats.ErrNoResponders) && r < 2 && ctx.Err() == nil; r++ {
-			time.Sleep(250 * time.Millisecond)
+		for r := 0; errors.Is(err, nats.ErrNoResponders) && r < 2; r++ {
+			select {
+			case <-time.After(250 * time.Millisecond):
+			case <-ctx.Done():
+				return ctx.Err()
+			}
 			resp, err = nc.RequestMsg(msg, timeout)
 		}
 		if errors.Is(err, nats.ErrNoResponders) {

@@ -48,3 +48,23 @@ func TestParsePubAck(t *testing.T) {
 		})
 	}
 }
+
+// A duplicate answer means the id was taken only on the first try: on a
+// retry it is the first try's own message, stored though its answer was
+// lost (the task is submitted, not refused).
+func TestTakenBefore(t *testing.T) {
+	for _, tc := range []struct {
+		ack   pubAck
+		tries int
+		want  bool
+	}{
+		{pubAck{Seq: 1}, 1, false},
+		{pubAck{Seq: 1, Duplicate: true}, 1, true},
+		{pubAck{Seq: 1, Duplicate: true}, 2, false},
+		{pubAck{Seq: 1}, 3, false},
+	} {
+		if got := takenBefore(tc.ack, tc.tries); got != tc.want {
+			t.Errorf("takenBefore(%+v, %d) = %v, want %v", tc.ack, tc.tries, got, tc.want)
+		}
+	}
+}

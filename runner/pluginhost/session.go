@@ -26,7 +26,12 @@ type session struct {
 	// Send, since gRPC ends the whole stream on an oversized Send.
 	maxBytes int
 
-	sendMu sync.Mutex // gRPC streams take one Send at a time
+	// queue feeds the one goroutine that sends (gRPC streams take one Send
+	// at a time). Callers wait for their send only as long as their
+	// attempt's context allows: a plugin that stops reading (frozen, or
+	// hung with a full flow-control window) blocks the sender, not them.
+	queue      chan sendReq
+	senderDone chan struct{}
 
 	mu    sync.Mutex
 	next  uint64
@@ -53,9 +58,40 @@ func openSession(rpc pluginpb.PluginClient, maxBytes int) (*session, error) {
 		cancel()
 		return nil, err
 	}
-	s := &session{stream: stream, cancel: cancel, maxBytes: maxBytes, calls: make(map[uint64]*sessionCall), done: make(chan struct{})}
+	s := &session{stream: stream, cancel: cancel, maxBytes: maxBytes, calls: make(map[uint64]*sessionCall), done: make(chan struct{}),
+		queue: make(chan sendReq, 64), senderDone: make(chan struct{})}
 	go s.read()
+	go s.sender()
 	return s, nil
+}
+
+// sendReq is one message for the sender; done, if not nil, receives the
+// result of its Send.
+type sendReq struct {
+	msg  *pluginpb.SessionRequest
+	done chan error
+}
+
+// sender sends the queued messages in order until the stream ends.
+func (s *session) sender() {
+	defer close(s.senderDone)
+	for {
+		select {
+		case r := <-s.queue:
+			err := s.stream.Send(r.msg)
+			if errors.Is(err, io.EOF) {
+				// The stream has ended: Recv has, or will soon have,
+				// the reason.
+				<-s.done
+				err = s.ended()
+			}
+			if r.done != nil {
+				r.done <- err
+			}
+		case <-s.done:
+			return
+		}
+	}
 }
 
 func (s *session) read() {
@@ -107,7 +143,7 @@ func (c *sessionCall) push(ev *pluginpb.ExecuteEvent) {
 }
 
 // start sends req as a new attempt and returns its call id and call.
-func (s *session) start(req *pluginpb.ExecuteRequest) (uint64, *sessionCall, error) {
+func (s *session) start(ctx context.Context, req *pluginpb.ExecuteRequest) (uint64, *sessionCall, error) {
 	msg := &pluginpb.SessionRequest{Op: &pluginpb.SessionRequest_Execute{Execute: req}}
 	if n := proto.Size(msg) + binary.MaxVarintLen64 + 1; s.maxBytes > 0 && n > s.maxBytes {
 		// The same error gRPC gives an Execute call, without ending the
@@ -126,17 +162,34 @@ func (s *session) start(req *pluginpb.ExecuteRequest) (uint64, *sessionCall, err
 	s.calls[id] = c
 	s.mu.Unlock()
 	msg.CallId = id
-	if err := s.send(msg); err != nil {
-		s.forget(id)
+	if err := s.send(ctx, msg); err != nil {
+		if ctx.Err() != nil {
+			// The request may still go out: cancel it behind it.
+			s.stop(id)
+		} else {
+			s.forget(id)
+		}
 		return 0, nil, err
 	}
 	return id, c, nil
 }
 
-// stop tells the plugin to cancel the attempt id and forgets it.
+// stop tells the plugin to cancel the attempt id and forgets it, without
+// waiting for the message to be sent.
 func (s *session) stop(id uint64) {
 	s.forget(id)
-	_ = s.send(&pluginpb.SessionRequest{CallId: id, Op: &pluginpb.SessionRequest_Cancel{Cancel: &pluginpb.Cancel{}}})
+	r := sendReq{msg: &pluginpb.SessionRequest{CallId: id, Op: &pluginpb.SessionRequest_Cancel{Cancel: &pluginpb.Cancel{}}}}
+	select {
+	case s.queue <- r:
+	case <-s.done:
+	default:
+		go func() { // the queue is full: the plugin is not reading
+			select {
+			case s.queue <- r:
+			case <-s.done:
+			}
+		}()
+	}
 }
 
 func (s *session) forget(id uint64) {
@@ -145,16 +198,23 @@ func (s *session) forget(id uint64) {
 	s.mu.Unlock()
 }
 
-func (s *session) send(req *pluginpb.SessionRequest) error {
-	s.sendMu.Lock()
-	defer s.sendMu.Unlock()
-	err := s.stream.Send(req)
-	if errors.Is(err, io.EOF) {
-		// The stream has ended: Recv has, or will soon have, the reason.
-		<-s.done
+// send queues msg for the sender and waits for its Send, at most until ctx
+// ends.
+func (s *session) send(ctx context.Context, msg *pluginpb.SessionRequest) error {
+	r := sendReq{msg: msg, done: make(chan error, 1)}
+	select {
+	case s.queue <- r:
+	case <-s.done:
 		return s.ended()
+	case <-ctx.Done():
+		return ctx.Err()
 	}
-	return err
+	select {
+	case err := <-r.done:
+		return err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 }
 
 // broken says whether the stream has ended.
@@ -202,10 +262,12 @@ func (c *sessionCall) next(ctx context.Context, s *session) (*pluginpb.ExecuteEv
 	}
 }
 
-// close ends the stream, which cancels every attempt on it.
+// close ends the stream, which cancels every attempt on it, and waits for
+// its goroutines.
 func (s *session) close() {
 	s.cancel()
 	<-s.done
+	<-s.senderDone
 }
 
 // call starts one attempt on p: over its session when it has one, as an
@@ -220,7 +282,7 @@ func (p *Process) call(ctx context.Context, req *pluginpb.ExecuteRequest) (next 
 		}
 		return stream.Recv, func() {}, nil
 	}
-	id, c, err := p.sess.start(req)
+	id, c, err := p.sess.start(ctx, req)
 	if err != nil {
 		return nil, func() {}, err
 	}

@@ -145,3 +145,38 @@ func TestBrokenSessionOfALivePluginRestartsIt(t *testing.T) {
 		t.Errorf("plugin not restarted (pid %d)", pid)
 	}
 }
+
+// A plugin that stops reading its Session (frozen, stuck) fills gRPC's
+// flow-control window and blocks the runner's sends: each attempt still
+// ends at its deadline instead of waiting on the send for ever.
+func TestAttemptsEndAtTheirDeadlineWhenThePluginStopsReading(t *testing.T) {
+	t.Parallel()
+	s := startSupervisor(t, "github.com/omniq/omniq/runner/pluginhost/testdata/deafsession", pluginhost.Config{Concurrency: 8})
+	if !s.Process().UsesSession() {
+		t.Fatal("the deafsession plugin does not use a session")
+	}
+	// The first makes the plugin stop reading; the next ones (1 MiB each,
+	// over the 64 KiB window) cannot all be sent.
+	big := "deaf" + strings.Repeat("x", 1<<20)
+	var wg sync.WaitGroup
+	outs := make([]pluginhost.Outcome, 4)
+	for i := range outs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			outs[i] = s.Execute(ctx(t), req(fmt.Sprintf("deaf-%d", i), "echo", big), time.Now().Add(2*time.Second), nil)
+		}()
+	}
+	done := make(chan struct{})
+	go func() { wg.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(30 * time.Second):
+		t.Fatal("attempts to a plugin that stopped reading did not end at their deadline")
+	}
+	for i, out := range outs {
+		if out.Failure == nil || out.Failure.ErrorType != "timeout" {
+			t.Errorf("attempt %d: %+v, want a timeout", i, out.Failure)
+		}
+	}
+}
