@@ -7,6 +7,7 @@ Mirrors the Go SDK's serve.go and handshake.go. See plugins-sdk/README.md
 import base64
 import datetime
 import os
+import queue
 import signal
 import sys
 import tempfile
@@ -113,7 +114,7 @@ class _Servicer(pb_grpc.PluginServicer):
         self._running = {}  # task id -> attempts in flight
 
     def Describe(self, request, context):
-        resp = pb.DescribeResponse(plugin_name=self._name, plugin_version=self._version)
+        resp = pb.DescribeResponse(plugin_name=self._name, plugin_version=self._version, supports_session=True)
         for f in self._mux.functions():
             resp.functions.add(
                 name=f.name, default_timeout_ms=int(round((f.timeout or 0) * 1000)),
@@ -126,11 +127,7 @@ class _Servicer(pb_grpc.PluginServicer):
             return pb.StatusResponse(running_task_ids=sorted(self._running))
 
     def Execute(self, request, context):
-        stream = _Stream()
-        deadline = request.deadline_unix_nano / 1e9 if request.deadline_unix_nano > 0 else None
-        task = Task(request.function, request.payload, id=request.task_id, headers=dict(request.headers),
-                    attempt=request.attempt, retry_count=request.retry_count, deadline=deadline,
-                    progress=stream.progress)
+        task, stream = self._attempt(request)
 
         def cancelled():  # the call ended: cancelled by the runner, or done
             task.cancel()
@@ -138,9 +135,78 @@ class _Servicer(pb_grpc.PluginServicer):
 
         if not context.add_callback(cancelled):
             return
+        self._launch(task, stream)
+        yield from stream.events()
+
+    def Session(self, request_iterator, context):
+        """Runs the attempts the runner sends on one long-lived stream, each
+        in its own thread, and yields their events tagged with their call
+        ids; the end of the stream cancels every attempt still running."""
+        out = queue.Queue()
+        calls = {}  # call id -> (task, stream)
+        lock = threading.Lock()
+        limit = max_message_bytes() - 1024  # room for the envelope
+
+        def forward(call_id, stream):
+            for ev in stream.events():
+                if ev.ByteSize() > limit:
+                    if ev.WhichOneof("event") == "progress":
+                        continue  # too large to send: dropped, as the Go SDK does
+                    ev = _failure_event(_errors.Failure(
+                        _errors.HANDLER_ERROR, "omniq_plugin: the task's outcome is %d bytes, over the plugin "
+                        "message limit of %d bytes" % (ev.ByteSize(), limit), permanent=True))
+                out.put(pb.SessionEvent(call_id=call_id, event=ev))
+            with lock:
+                calls.pop(call_id, None)
+
+        def read():
+            try:
+                for req in request_iterator:
+                    op = req.WhichOneof("op")
+                    if op == "execute":
+                        task, stream = self._attempt(req.execute)
+                        with lock:
+                            calls[req.call_id] = (task, stream)
+                        self._launch(task, stream)
+                        threading.Thread(target=forward, args=(req.call_id, stream), daemon=True,
+                                         name="omniq-session-%d" % req.call_id).start()
+                    elif op == "cancel":
+                        with lock:
+                            call = calls.get(req.call_id)
+                        if call is not None:
+                            # The handler sees it; its outcome (cancelled)
+                            # still ends the attempt's events.
+                            call[0].cancel()
+            except Exception:  # noqa: BLE001 - the stream broke: end the session
+                pass
+            finally:
+                with lock:
+                    running = list(calls.values())
+                for task, stream in running:
+                    task.cancel()
+                    stream.close()
+                out.put(None)
+
+        threading.Thread(target=read, daemon=True, name="omniq-session-reader").start()
+        while True:
+            ev = out.get()
+            if ev is None:
+                return
+            yield ev
+
+    def _attempt(self, request):
+        """The task of one ExecuteRequest and the stream its events go to."""
+        stream = _Stream()
+        deadline = request.deadline_unix_nano / 1e9 if request.deadline_unix_nano > 0 else None
+        task = Task(request.function, request.payload, id=request.task_id, headers=dict(request.headers),
+                    attempt=request.attempt, retry_count=request.retry_count, deadline=deadline,
+                    progress=stream.progress)
+        return task, stream
+
+    def _launch(self, task, stream):
+        """Runs the attempt in its own thread."""
         self._track(task.id, 1)
         threading.Thread(target=self._run, args=(task, stream), name="omniq-task-" + task.id, daemon=True).start()
-        yield from stream.events()
 
     def _run(self, task, stream):
         ev = None

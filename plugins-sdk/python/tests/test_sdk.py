@@ -8,6 +8,7 @@ import datetime
 import os
 import subprocess
 import sys
+import queue
 import threading
 import time
 import unittest
@@ -275,6 +276,42 @@ class ServicerTest(unittest.TestCase):
         while self.stub.Status(pb.StatusRequest(), timeout=10).running_task_ids and time.time() < deadline:
             time.sleep(0.01)  # polling a condition with a deadline
         self.assertEqual(list(self.stub.Status(pb.StatusRequest(), timeout=10).running_task_ids), [])
+
+
+class SessionTest(ServicerTest):
+    """Session: many attempts over one stream, each event tagged with its
+    call id; cancel stops one attempt; the end of the stream, all."""
+
+    def test_describe_declares_session(self):
+        self.assertTrue(self.stub.Describe(pb.DescribeRequest(), timeout=10).supports_session)
+
+    def test_attempts_share_one_stream(self):
+        requests = queue.Queue()
+        call = self.stub.Session(iter(requests.get, None), timeout=60)
+        for i in range(1, 21):
+            requests.put(pb.SessionRequest(call_id=i, execute=pb.ExecuteRequest(
+                task_id="t%d" % i, function="echo", payload=b"p%d" % i)))
+        results = {}
+        while len(results) < 20:
+            ev = next(call)
+            self.assertEqual(ev.event.WhichOneof("event"), "result")
+            results[ev.call_id] = ev.event.result.output
+        self.assertEqual(results, {i: b"p%d" % i for i in range(1, 21)})
+        # Cancel reaches the handler of that attempt only.
+        requests.put(pb.SessionRequest(call_id=99, execute=pb.ExecuteRequest(task_id="slow-1", function="slow")))
+        first = next(call)
+        self.assertEqual((first.call_id, first.event.progress.message), (99, "started"))
+        self.assertTrue(self.started.wait(10))
+        requests.put(pb.SessionRequest(call_id=99, cancel=pb.Cancel()))
+        self.assertTrue(self.release.wait(10), "the handler did not see the cancellation")
+        self.assertTrue(self.seen["cancelled"])
+        last = next(call)  # the handler returned: its outcome ends the attempt's events
+        self.assertEqual((last.call_id, last.event.WhichOneof("event")), (99, "result"))
+        requests.put(pb.SessionRequest(call_id=100, execute=pb.ExecuteRequest(task_id="e", function="echo", payload=b"x")))
+        after = next(call)
+        self.assertEqual((after.call_id, after.event.result.output), (100, b"x"))
+        requests.put(None)  # the runner closes its side: the session ends
+        self.assertEqual(list(call), [])
 
 
 class HandshakeTest(unittest.TestCase):
