@@ -195,28 +195,21 @@ func takenBefore(ack pubAck, tries int) bool { return ack.Duplicate && tries <= 
 // way to submit a task.
 func (c *Client) PublishRetry(ctx context.Context, tm *TaskMessage, msgID string) error {
 	msg := &nats.Msg{Subject: c.cfg.RetrySubject(tm.Function), Header: tm.Header(), Data: tm.Payload}
-	var opts []natsjs.PublishOpt
 	if msgID != "" {
-		opts = append(opts, natsjs.WithMsgID(msgID))
+		msg.Header.Set(natsjs.MsgIDHeader, msgID)
 	}
-	if _, err := c.publish(ctx, msg, opts...); err != nil {
+	if _, err := c.publish(ctx, msg); err != nil {
 		return fmt.Errorf("publish task %s: %w", tm.ID, err)
 	}
 	return nil
 }
 
-// publish publishes msg to JetStream, retrying transient failures and
-// requests that went unanswered (see retryTransient). Every OmniQ message
-// is safe to publish twice: a message id, a compare-and-swap or a claim
-// drops the extra copy.
-func (c *Client) publish(ctx context.Context, msg *nats.Msg, opts ...natsjs.PublishOpt) (*natsjs.PubAck, error) {
-	var ack *natsjs.PubAck
-	err := retryTransient(ctx, func(ctx context.Context) error {
-		var err error
-		ack, err = c.js.PublishMsg(ctx, msg, opts...)
-		return err
-	})
-	return ack, err
+// publish publishes msg to JetStream, its options (message id, TTL,
+// schedule) in its headers, retrying transient failures and requests that
+// went unanswered (see publishAcked). Every OmniQ message is safe to publish
+// twice: a message id, a compare-and-swap or a claim drops the extra copy.
+func (c *Client) publish(ctx context.Context, msg *nats.Msg) (pubAck, error) {
+	return publishAcked(ctx, c.nc, msg, nil)
 }
 
 // ErrNotProvisioned is returned by Open when OmniQ's streams or buckets do

@@ -77,8 +77,8 @@ func (c *Client) DeadLetter(ctx context.Context, tm *TaskMessage, final models.T
 	h.Set(HeaderErrorType, final.ErrorType)
 	h.Set(HeaderReplays, strconv.Itoa(replays))
 	msg := &nats.Msg{Subject: c.cfg.dlqSubject(fn, tm.ID), Header: h, Data: tm.Payload}
-	msgID := fmt.Sprintf("%s.dead.%d.%d", tm.ID, replays, tm.Attempt)
-	if _, err := c.publish(ctx, msg, natsjs.WithMsgID(msgID)); err != nil {
+	h.Set(natsjs.MsgIDHeader, fmt.Sprintf("%s.dead.%d.%d", tm.ID, replays, tm.Attempt))
+	if _, err := c.publish(ctx, msg); err != nil {
 		return fmt.Errorf("dead-letter %s: %w", tm.ID, err)
 	}
 	return nil

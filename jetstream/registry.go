@@ -63,8 +63,9 @@ func (c *Client) Register(ctx context.Context, runnerID string, regs []Registrat
 		if err != nil {
 			return err
 		}
-		msg := &nats.Msg{Subject: c.registrationSubject(r.Function, runnerID), Data: b}
-		if _, err := c.publish(ctx, msg, natsjs.WithMsgTTL(ttl)); err != nil {
+		msg := &nats.Msg{Subject: c.registrationSubject(r.Function, runnerID), Data: b,
+			Header: nats.Header{natsjs.MsgTTLHeader: []string{ttl.String()}}}
+		if _, err := c.publish(ctx, msg); err != nil {
 			return fmt.Errorf("register %s: %w", r.Function, err)
 		}
 	}

@@ -20,8 +20,16 @@ import (
 // whole second. For shorter delays, hold the message with a short
 // NakWithDelay instead.
 func (c *Client) ScheduleRetry(ctx context.Context, tm *TaskMessage, at time.Time) error {
-	_, err := c.publishSchedule(ctx, tm, at)
-	return err
+	if at.Nanosecond() != 0 {
+		at = at.Truncate(time.Second).Add(time.Second)
+	}
+	msg := &nats.Msg{Subject: c.cfg.scheduleSubject(tm.ID), Header: tm.Header(), Data: tm.Payload}
+	msg.Header.Set(natsjs.ScheduleHeader, "@at "+at.UTC().Format(time.RFC3339))
+	msg.Header.Set(natsjs.ScheduleTargetHeader, c.cfg.RetrySubject(tm.Function))
+	if _, err := c.publish(ctx, msg); err != nil {
+		return fmt.Errorf("schedule task %s for %s: %w", tm.ID, at.UTC().Format(time.RFC3339), err)
+	}
+	return nil
 }
 
 // CancelSchedule removes task id's pending schedule, if it has one.
@@ -34,20 +42,4 @@ func (c *Client) CancelSchedule(ctx context.Context, id string) error {
 		return fmt.Errorf("cancel schedule of %s: %w", id, err)
 	}
 	return nil
-}
-
-func (c *Client) publishSchedule(ctx context.Context, tm *TaskMessage, at time.Time, extra ...natsjs.PublishOpt) (*natsjs.PubAck, error) {
-	if at.Nanosecond() != 0 {
-		at = at.Truncate(time.Second).Add(time.Second)
-	}
-	msg := &nats.Msg{Subject: c.cfg.scheduleSubject(tm.ID), Header: tm.Header(), Data: tm.Payload}
-	opts := append([]natsjs.PublishOpt{
-		natsjs.WithScheduleAt(at),
-		natsjs.WithScheduleTarget(c.cfg.RetrySubject(tm.Function)),
-	}, extra...)
-	ack, err := c.publish(ctx, msg, opts...)
-	if err != nil {
-		return nil, fmt.Errorf("schedule task %s for %s: %w", tm.ID, at.UTC().Format(time.RFC3339), err)
-	}
-	return ack, nil
 }

@@ -61,10 +61,13 @@ func runHelper() {
 	select {}
 }
 
-func TestPluginDiesWithASIGKILLedRunner(t *testing.T) {
-	t.Parallel()
+// startHelperRunner starts this test binary as a stand-in runner
+// (runHelper) with env added, and returns it and the pid it reports for
+// its plugin. The process is killed when the test ends.
+func startHelperRunner(t *testing.T, env ...string) (*exec.Cmd, int) {
+	t.Helper()
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
-	cmd.Env = append(os.Environ(), helperEnv+"="+buildPath(t, faultsPkg))
+	cmd.Env = append(os.Environ(), env...)
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -72,15 +75,22 @@ func TestPluginDiesWithASIGKILLedRunner(t *testing.T) {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	defer func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }()
+	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
 	line, err := bufio.NewReader(stdout).ReadString('\n')
 	if err != nil {
 		t.Fatalf("helper: %v", err)
 	}
+	go func() { _, _ = io.Copy(io.Discard, stdout) }()
 	pid, err := strconv.Atoi(strings.TrimPrefix(strings.TrimSpace(line), "pid "))
 	if err != nil {
 		t.Fatalf("helper said %q", line)
 	}
+	return cmd, pid
+}
+
+func TestPluginDiesWithASIGKILLedRunner(t *testing.T) {
+	t.Parallel()
+	cmd, pid := startHelperRunner(t, helperEnv+"="+buildPath(t, faultsPkg))
 	if !alive(pid) {
 		t.Fatal("plugin not running")
 	}
@@ -88,7 +98,6 @@ func TestPluginDiesWithASIGKILLedRunner(t *testing.T) {
 		t.Fatal(err)
 	}
 	_ = cmd.Wait()
-	go func() { _, _ = io.Copy(io.Discard, stdout) }()
 	eventually(t, 5*time.Second, fmt.Sprintf("plugin %d to die with its runner", pid), func() bool { return !alive(pid) })
 }
 

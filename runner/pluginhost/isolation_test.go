@@ -241,26 +241,8 @@ func TestNothingAPluginStartsOutlivesIt(t *testing.T) {
 
 func TestNothingAPluginStartsOutlivesASIGKILLedRunner(t *testing.T) {
 	t.Parallel()
-	cmd := exec.Command(os.Args[0], "-test.run=^$")
-	cmd.Env = append(os.Environ(), helperEnv+"="+buildPath(t, execPkg), helperTaskEnv+"=spawn",
+	cmd, shim := startHelperRunner(t, helperEnv+"="+buildPath(t, execPkg), helperTaskEnv+"=spawn",
 		helperPluginEnv+"="+execPlugin(t, map[string]string{"spawn": spawnScript})[0])
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }()
-	line, err := bufio.NewReader(stdout).ReadString('\n')
-	if err != nil {
-		t.Fatalf("helper: %v", err)
-	}
-	go func() { _, _ = io.Copy(io.Discard, stdout) }()
-	shim, err := strconv.Atoi(strings.TrimPrefix(strings.TrimSpace(line), "pid "))
-	if err != nil {
-		t.Fatalf("helper said %q", line)
-	}
 	if _, namespaced := nsMembers(shim)[shim]; !namespaced || hostPid(t, shim, 1) != shim {
 		requireIsolationOf(t, "the helper's plugin is not in its own PID namespace")
 	}
