@@ -29,9 +29,7 @@ import (
 const gcPercent = 400
 
 func main() {
-	if os.Getenv("GOGC") == "" {
-		debug.SetGCPercent(gcPercent)
-	}
+	tuneGC(os.Getenv)
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	force := make(chan struct{})
 	go func() {
@@ -43,4 +41,12 @@ func main() {
 		close(force)
 	}()
 	os.Exit(runnercmd.Main(ctx, force, os.Args[1:], os.Getenv, os.Stderr, nil))
+}
+
+// tuneGC sets the runner's GOGC to gcPercent unless the environment sets
+// one.
+func tuneGC(getenv func(string) string) {
+	if getenv("GOGC") == "" {
+		debug.SetGCPercent(gcPercent)
+	}
 }
