@@ -98,7 +98,7 @@ func (o IO) withDefaults() IO {
 // the exit status.
 func Main(ctx context.Context, args []string, io IO) int {
 	io = io.withDefaults()
-	ctx = traceContextFromEnv(ctx, io.Getenv)
+	ctx = traceContextFromEnv(ctx, io.Getenv, io.Stderr)
 	c := &cli{ctx: ctx, io: io}
 	defer c.close()
 	if len(args) > 0 && args[0] == "--" {
@@ -330,8 +330,9 @@ func (c *cli) readPayload(arg string) ([]byte, error) {
 // TRACESTATE) name, OpenTelemetry's convention for handing a trace to a
 // process through its environment: a task submitted from a traced script
 // or CI job joins that trace, and the runner's and plugin's spans follow
-// it. Without TRACEPARENT nothing changes.
-func traceContextFromEnv(ctx context.Context, getenv func(string) string) context.Context {
+// it. Without TRACEPARENT nothing changes; a malformed one is ignored with
+// a warning on stderr.
+func traceContextFromEnv(ctx context.Context, getenv func(string) string, stderr io.Writer) context.Context {
 	tp := getenv("TRACEPARENT")
 	if tp == "" {
 		return ctx
@@ -339,7 +340,8 @@ func traceContextFromEnv(ctx context.Context, getenv func(string) string) contex
 	prop := propagation.TraceContext{}
 	ctx = prop.Extract(ctx, propagation.MapCarrier{"traceparent": tp, "tracestate": getenv("TRACESTATE")})
 	if !trace.SpanContextFromContext(ctx).IsValid() {
-		return ctx // not a W3C traceparent: ignored, as a tracer would
+		fmt.Fprintf(stderr, "omniq-submit: warning: TRACEPARENT %q is not a W3C traceparent (00-<32 hex>-<16 hex>-<2 hex>); ignored\n", tp)
+		return ctx
 	}
 	// Client.Submit injects through the global propagator, a no-op until
 	// someone sets one.

@@ -38,6 +38,9 @@ func TestTraceparentFromTheEnvironmentRidesOnTheTask(t *testing.T) {
 		if code != 0 {
 			t.Fatalf("%s: exit %d: %s", id, code, errb.String())
 		}
+		if warned := strings.Contains(errb.String(), "TRACEPARENT \"not-a-traceparent\" is not a W3C traceparent"); warned != (id == "malformed") {
+			t.Fatalf("%s: stderr %q", id, errb.String())
+		}
 	}
 	s, err := srv.Client.JetStream().Stream(context.Background(), "OMNIQ_TASKS")
 	if err != nil {
