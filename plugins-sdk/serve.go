@@ -130,7 +130,7 @@ func (s *Server) fit(ev *pluginpb.ExecuteEvent, overhead int) *pluginpb.ExecuteE
 
 // Describe lists the mux's functions.
 func (s *Server) Describe(context.Context, *pluginpb.DescribeRequest) (*pluginpb.DescribeResponse, error) {
-	resp := &pluginpb.DescribeResponse{PluginName: s.name, PluginVersion: s.version, SupportsSession: true}
+	resp := &pluginpb.DescribeResponse{PluginName: s.name, PluginVersion: s.version, SupportsSession: true, SupportsBatch: true}
 	for _, f := range s.mux.Functions() {
 		resp.Functions = append(resp.Functions, &pluginpb.FunctionSpec{
 			Name: f.Name, DefaultTimeoutMs: f.Timeout.Milliseconds(), MaxRetries: int32(f.MaxRetries),
@@ -157,78 +157,24 @@ func (s *Server) Status(context.Context, *pluginpb.StatusRequest) (*pluginpb.Sta
 // runner sent in the request's traceparent and tracestate headers (its
 // omniq.execute span), so spans the handler starts are its children.
 func (s *Server) Execute(req *pluginpb.ExecuteRequest, stream grpc.ServerStreamingServer[pluginpb.ExecuteEvent]) error {
-	var sendMu sync.Mutex
-	return s.execute(stream.Context(), req, func(ev *pluginpb.ExecuteEvent) error {
-		if ev = s.fit(ev, 0); ev == nil {
-			return nil
+	return s.execute(stream.Context(), req, func(evs ...*pluginpb.ExecuteEvent) error {
+		for _, ev := range evs {
+			if ev = s.fit(ev, 0); ev == nil {
+				continue
+			}
+			if err := stream.Send(ev); err != nil {
+				return err
+			}
 		}
-		sendMu.Lock()
-		defer sendMu.Unlock()
-		return stream.Send(ev)
+		return nil
 	})
 }
 
-// Session runs the attempts the runner sends on one long-lived stream,
-// each in its own goroutine, tagging their events with their call ids.
-// When the stream ends, every attempt still running on it is cancelled.
-func (s *Server) Session(stream grpc.BidiStreamingServer[pluginpb.SessionRequest, pluginpb.SessionEvent]) error {
-	ctx, cancelAll := context.WithCancel(stream.Context())
-	defer cancelAll()
-	var sendMu sync.Mutex
-	closed := false // set when Session returns: later sends are dropped
-	defer func() {
-		sendMu.Lock()
-		closed = true
-		sendMu.Unlock()
-	}()
-	var mu sync.Mutex
-	calls := make(map[uint64]context.CancelFunc)
-	for {
-		req, err := stream.Recv()
-		if err != nil {
-			return nil // the runner closed the stream, or it broke: cancelAll
-		}
-		id := req.CallId
-		switch op := req.Op.(type) {
-		case *pluginpb.SessionRequest_Execute:
-			cctx, cancel := context.WithCancel(ctx)
-			mu.Lock()
-			calls[id] = cancel
-			mu.Unlock()
-			go func() {
-				defer func() {
-					mu.Lock()
-					delete(calls, id)
-					mu.Unlock()
-					cancel()
-				}()
-				_ = s.execute(cctx, op.Execute, func(ev *pluginpb.ExecuteEvent) error {
-					if ev = s.fit(ev, sessionEventOverhead); ev == nil {
-						return nil
-					}
-					sendMu.Lock()
-					defer sendMu.Unlock()
-					if closed {
-						return context.Canceled
-					}
-					return stream.Send(&pluginpb.SessionEvent{CallId: id, Event: ev})
-				})
-			}()
-		case *pluginpb.SessionRequest_Cancel:
-			mu.Lock()
-			cancel := calls[id]
-			mu.Unlock()
-			if cancel != nil {
-				cancel()
-			}
-		}
-	}
-}
-
-// execute runs one task attempt, sending its progress and outcome. The
-// handler's ctx carries, as its remote parent span, the trace context the
-// runner sent in the request's traceparent and tracestate headers.
-func (s *Server) execute(ctx context.Context, req *pluginpb.ExecuteRequest, send func(*pluginpb.ExecuteEvent) error) error {
+// execute runs one task attempt, sending its progress and outcome with
+// send, which sends its events in order, one call at a time. The handler's
+// ctx carries, as its remote parent span, the trace context the runner
+// sent in the request's traceparent and tracestate headers.
+func (s *Server) execute(ctx context.Context, req *pluginpb.ExecuteRequest, send func(...*pluginpb.ExecuteEvent) error) error {
 	ctx = withRemoteSpan(ctx, req.Headers)
 	task := &Task{ID: req.TaskId, Function: req.Function, Payload: req.Payload, Headers: req.Headers,
 		Attempt: int(req.Attempt), RetryCount: int(req.RetryCount)}
@@ -238,21 +184,20 @@ func (s *Server) execute(ctx context.Context, req *pluginpb.ExecuteRequest, send
 		ctx, cancel = context.WithDeadline(ctx, task.Deadline)
 		defer cancel()
 	}
-	ctx = WithProgress(ctx, func(p ProgressEvent) {
-		_ = send(&pluginpb.ExecuteEvent{Event: &pluginpb.ExecuteEvent_Progress{Progress: &pluginpb.Progress{Fraction: p.Fraction, Message: p.Message}}})
-	})
+	gate := newProgressGate(send, time.Now())
+	ctx = WithProgress(ctx, gate.report)
 
 	s.track(task.ID, 1)
 	out, failure := Invoke(ctx, s.mux, task)
 	s.track(task.ID, -1)
 
 	if failure != nil {
-		return send(&pluginpb.ExecuteEvent{Event: &pluginpb.ExecuteEvent_Failure{Failure: &pluginpb.Failure{
+		return gate.finish(&pluginpb.ExecuteEvent{Event: &pluginpb.ExecuteEvent_Failure{Failure: &pluginpb.Failure{
 			ErrorType: failure.ErrorType, Message: failure.Message, Traceback: failure.Traceback,
 			Permanent: failure.Permanent, RetryAfterMs: failure.RetryAfter.Milliseconds(),
 		}}})
 	}
-	return send(&pluginpb.ExecuteEvent{Event: &pluginpb.ExecuteEvent_Result{Result: &pluginpb.Result{Output: out}}})
+	return gate.finish(&pluginpb.ExecuteEvent{Event: &pluginpb.ExecuteEvent_Result{Result: &pluginpb.Result{Output: out}}})
 }
 
 // withRemoteSpan returns ctx with the span context of h's W3C trace

@@ -73,8 +73,10 @@ type DescribeResponse struct {
 	// The plugin serves Session: the runner sends attempts over it rather
 	// than calling Execute for each.
 	SupportsSession bool `protobuf:"varint,4,opt,name=supports_session,json=supportsSession,proto3" json:"supports_session,omitempty"`
-	unknownFields   protoimpl.UnknownFields
-	sizeCache       protoimpl.SizeCache
+	// The plugin reads SessionRequest.batch.
+	SupportsBatch bool `protobuf:"varint,5,opt,name=supports_batch,json=supportsBatch,proto3" json:"supports_batch,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *DescribeResponse) Reset() {
@@ -131,6 +133,13 @@ func (x *DescribeResponse) GetPluginVersion() string {
 func (x *DescribeResponse) GetSupportsSession() bool {
 	if x != nil {
 		return x.SupportsSession
+	}
+	return false
+}
+
+func (x *DescribeResponse) GetSupportsBatch() bool {
+	if x != nil {
+		return x.SupportsBatch
 	}
 	return false
 }
@@ -687,7 +696,10 @@ type SessionRequest struct {
 	//
 	//	*SessionRequest_Execute
 	//	*SessionRequest_Cancel
-	Op            isSessionRequest_Op `protobuf_oneof:"op"`
+	Op isSessionRequest_Op `protobuf_oneof:"op"`
+	// Several requests in one message, in order, when call_id is 0 and op is
+	// unset; a request in a batch carries no batch of its own.
+	Batch         []*SessionRequest `protobuf:"bytes,4,rep,name=batch,proto3" json:"batch,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -754,6 +766,13 @@ func (x *SessionRequest) GetCancel() *Cancel {
 	return nil
 }
 
+func (x *SessionRequest) GetBatch() []*SessionRequest {
+	if x != nil {
+		return x.Batch
+	}
+	return nil
+}
+
 type isSessionRequest_Op interface {
 	isSessionRequest_Op()
 }
@@ -811,9 +830,12 @@ func (*Cancel) Descriptor() ([]byte, []int) {
 
 // SessionEvent is one event of the attempt call_id on a Session stream.
 type SessionEvent struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	CallId        uint64                 `protobuf:"varint,1,opt,name=call_id,json=callId,proto3" json:"call_id,omitempty"`
-	Event         *ExecuteEvent          `protobuf:"bytes,2,opt,name=event,proto3" json:"event,omitempty"`
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	CallId uint64                 `protobuf:"varint,1,opt,name=call_id,json=callId,proto3" json:"call_id,omitempty"`
+	Event  *ExecuteEvent          `protobuf:"bytes,2,opt,name=event,proto3" json:"event,omitempty"`
+	// Several events in one message, in order, when call_id is 0 and event
+	// is unset; an event in a batch carries no batch of its own.
+	Batch         []*SessionEvent `protobuf:"bytes,3,rep,name=batch,proto3" json:"batch,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -862,18 +884,26 @@ func (x *SessionEvent) GetEvent() *ExecuteEvent {
 	return nil
 }
 
+func (x *SessionEvent) GetBatch() []*SessionEvent {
+	if x != nil {
+		return x.Batch
+	}
+	return nil
+}
+
 var File_omniq_plugin_v1_plugin_proto protoreflect.FileDescriptor
 
 const file_omniq_plugin_v1_plugin_proto_rawDesc = "" +
 	"\n" +
 	"\x1comniq/plugin/v1/plugin.proto\x12\x0fomniq.plugin.v1\"\x11\n" +
-	"\x0fDescribeRequest\"\xc2\x01\n" +
+	"\x0fDescribeRequest\"\xe9\x01\n" +
 	"\x10DescribeResponse\x12;\n" +
 	"\tfunctions\x18\x01 \x03(\v2\x1d.omniq.plugin.v1.FunctionSpecR\tfunctions\x12\x1f\n" +
 	"\vplugin_name\x18\x02 \x01(\tR\n" +
 	"pluginName\x12%\n" +
 	"\x0eplugin_version\x18\x03 \x01(\tR\rpluginVersion\x12)\n" +
-	"\x10supports_session\x18\x04 \x01(\bR\x0fsupportsSession\"\xdd\x01\n" +
+	"\x10supports_session\x18\x04 \x01(\bR\x0fsupportsSession\x12%\n" +
+	"\x0esupports_batch\x18\x05 \x01(\bR\rsupportsBatch\"\xdd\x01\n" +
 	"\fFunctionSpec\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12,\n" +
 	"\x12default_timeout_ms\x18\x02 \x01(\x03R\x10defaultTimeoutMs\x12\x1f\n" +
@@ -913,16 +943,18 @@ const file_omniq_plugin_v1_plugin_proto_rawDesc = "" +
 	"\x0eretry_after_ms\x18\x05 \x01(\x03R\fretryAfterMs\"\x0f\n" +
 	"\rStatusRequest\":\n" +
 	"\x0eStatusResponse\x12(\n" +
-	"\x10running_task_ids\x18\x01 \x03(\tR\x0erunningTaskIds\"\x9f\x01\n" +
+	"\x10running_task_ids\x18\x01 \x03(\tR\x0erunningTaskIds\"\xd6\x01\n" +
 	"\x0eSessionRequest\x12\x17\n" +
 	"\acall_id\x18\x01 \x01(\x04R\x06callId\x12;\n" +
 	"\aexecute\x18\x02 \x01(\v2\x1f.omniq.plugin.v1.ExecuteRequestH\x00R\aexecute\x121\n" +
-	"\x06cancel\x18\x03 \x01(\v2\x17.omniq.plugin.v1.CancelH\x00R\x06cancelB\x04\n" +
+	"\x06cancel\x18\x03 \x01(\v2\x17.omniq.plugin.v1.CancelH\x00R\x06cancel\x125\n" +
+	"\x05batch\x18\x04 \x03(\v2\x1f.omniq.plugin.v1.SessionRequestR\x05batchB\x04\n" +
 	"\x02op\"\b\n" +
-	"\x06Cancel\"\\\n" +
+	"\x06Cancel\"\x91\x01\n" +
 	"\fSessionEvent\x12\x17\n" +
 	"\acall_id\x18\x01 \x01(\x04R\x06callId\x123\n" +
-	"\x05event\x18\x02 \x01(\v2\x1d.omniq.plugin.v1.ExecuteEventR\x05event2\xc0\x02\n" +
+	"\x05event\x18\x02 \x01(\v2\x1d.omniq.plugin.v1.ExecuteEventR\x05event\x123\n" +
+	"\x05batch\x18\x03 \x03(\v2\x1d.omniq.plugin.v1.SessionEventR\x05batch2\xc0\x02\n" +
 	"\x06Plugin\x12O\n" +
 	"\bDescribe\x12 .omniq.plugin.v1.DescribeRequest\x1a!.omniq.plugin.v1.DescribeResponse\x12K\n" +
 	"\aExecute\x12\x1f.omniq.plugin.v1.ExecuteRequest\x1a\x1d.omniq.plugin.v1.ExecuteEvent0\x01\x12I\n" +
@@ -966,20 +998,22 @@ var file_omniq_plugin_v1_plugin_proto_depIdxs = []int32{
 	7,  // 4: omniq.plugin.v1.ExecuteEvent.failure:type_name -> omniq.plugin.v1.Failure
 	3,  // 5: omniq.plugin.v1.SessionRequest.execute:type_name -> omniq.plugin.v1.ExecuteRequest
 	11, // 6: omniq.plugin.v1.SessionRequest.cancel:type_name -> omniq.plugin.v1.Cancel
-	4,  // 7: omniq.plugin.v1.SessionEvent.event:type_name -> omniq.plugin.v1.ExecuteEvent
-	0,  // 8: omniq.plugin.v1.Plugin.Describe:input_type -> omniq.plugin.v1.DescribeRequest
-	3,  // 9: omniq.plugin.v1.Plugin.Execute:input_type -> omniq.plugin.v1.ExecuteRequest
-	8,  // 10: omniq.plugin.v1.Plugin.Status:input_type -> omniq.plugin.v1.StatusRequest
-	10, // 11: omniq.plugin.v1.Plugin.Session:input_type -> omniq.plugin.v1.SessionRequest
-	1,  // 12: omniq.plugin.v1.Plugin.Describe:output_type -> omniq.plugin.v1.DescribeResponse
-	4,  // 13: omniq.plugin.v1.Plugin.Execute:output_type -> omniq.plugin.v1.ExecuteEvent
-	9,  // 14: omniq.plugin.v1.Plugin.Status:output_type -> omniq.plugin.v1.StatusResponse
-	12, // 15: omniq.plugin.v1.Plugin.Session:output_type -> omniq.plugin.v1.SessionEvent
-	12, // [12:16] is the sub-list for method output_type
-	8,  // [8:12] is the sub-list for method input_type
-	8,  // [8:8] is the sub-list for extension type_name
-	8,  // [8:8] is the sub-list for extension extendee
-	0,  // [0:8] is the sub-list for field type_name
+	10, // 7: omniq.plugin.v1.SessionRequest.batch:type_name -> omniq.plugin.v1.SessionRequest
+	4,  // 8: omniq.plugin.v1.SessionEvent.event:type_name -> omniq.plugin.v1.ExecuteEvent
+	12, // 9: omniq.plugin.v1.SessionEvent.batch:type_name -> omniq.plugin.v1.SessionEvent
+	0,  // 10: omniq.plugin.v1.Plugin.Describe:input_type -> omniq.plugin.v1.DescribeRequest
+	3,  // 11: omniq.plugin.v1.Plugin.Execute:input_type -> omniq.plugin.v1.ExecuteRequest
+	8,  // 12: omniq.plugin.v1.Plugin.Status:input_type -> omniq.plugin.v1.StatusRequest
+	10, // 13: omniq.plugin.v1.Plugin.Session:input_type -> omniq.plugin.v1.SessionRequest
+	1,  // 14: omniq.plugin.v1.Plugin.Describe:output_type -> omniq.plugin.v1.DescribeResponse
+	4,  // 15: omniq.plugin.v1.Plugin.Execute:output_type -> omniq.plugin.v1.ExecuteEvent
+	9,  // 16: omniq.plugin.v1.Plugin.Status:output_type -> omniq.plugin.v1.StatusResponse
+	12, // 17: omniq.plugin.v1.Plugin.Session:output_type -> omniq.plugin.v1.SessionEvent
+	14, // [14:18] is the sub-list for method output_type
+	10, // [10:14] is the sub-list for method input_type
+	10, // [10:10] is the sub-list for extension type_name
+	10, // [10:10] is the sub-list for extension extendee
+	0,  // [0:10] is the sub-list for field type_name
 }
 
 func init() { file_omniq_plugin_v1_plugin_proto_init() }

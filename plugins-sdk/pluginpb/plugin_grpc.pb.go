@@ -54,6 +54,14 @@ type PluginClient interface {
 	// each tagged with the call id the runner gave it: zero or more Progress,
 	// then exactly one Result or Failure. Closing the stream cancels every
 	// attempt on it.
+	//
+	// Batches: when many attempts are in flight, one message can carry
+	// several. The runner packs requests into SessionRequest.batch only for
+	// a plugin whose Describe says supports_batch; a plugin packs events
+	// into SessionEvent.batch only when the runner opened the stream with
+	// the gRPC metadata "omniq-session-batch: 1". Either side sends a batch
+	// only when more than one message is waiting, so a lone attempt is
+	// never held back for one.
 	Session(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[SessionRequest, SessionEvent], error)
 }
 
@@ -139,6 +147,14 @@ type PluginServer interface {
 	// each tagged with the call id the runner gave it: zero or more Progress,
 	// then exactly one Result or Failure. Closing the stream cancels every
 	// attempt on it.
+	//
+	// Batches: when many attempts are in flight, one message can carry
+	// several. The runner packs requests into SessionRequest.batch only for
+	// a plugin whose Describe says supports_batch; a plugin packs events
+	// into SessionEvent.batch only when the runner opened the stream with
+	// the gRPC metadata "omniq-session-batch: 1". Either side sends a batch
+	// only when more than one message is waiting, so a lone attempt is
+	// never held back for one.
 	Session(grpc.BidiStreamingServer[SessionRequest, SessionEvent]) error
 	mustEmbedUnimplementedPluginServer()
 }

@@ -9,3 +9,20 @@ func SetAfterChecksum(f func(path string)) (undo func()) {
 
 // UsesSession says whether p's attempts travel over one Session stream.
 func (p *Process) UsesSession() bool { return p.sess != nil }
+
+// SessionBatches returns how many messages carrying several requests p's
+// session sent, and carrying several events it read.
+func (p *Process) SessionBatches() (sent, read int64) {
+	return p.sess.batchesSent.Load(), p.sess.batchesRead.Load()
+}
+
+// SetBeforeSessionSend makes every session's sender call f before each
+// Send, once it has gathered the message; the returned func undoes it. Not
+// for parallel tests.
+func SetBeforeSessionSend(f func()) (undo func()) {
+	beforeSessionSend = f
+	return func() { beforeSessionSend = nil }
+}
+
+// SessionQueued is how many messages wait for p's session's sender.
+func (p *Process) SessionQueued() int { return len(p.sess.queue) }

@@ -269,7 +269,7 @@ func (p *Process) connect() error {
 	}
 	p.desc = desc
 	if desc.SupportsSession {
-		sess, err := openSession(p.rpc, p.cfg.MaxMessageBytes)
+		sess, err := openSession(p.rpc, p.cfg.MaxMessageBytes, desc.SupportsBatch)
 		if err != nil {
 			return fmt.Errorf("open session: %w", err)
 		}

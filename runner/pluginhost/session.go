@@ -6,9 +6,11 @@ import (
 	"errors"
 	"io"
 	"sync"
+	"sync/atomic"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 
@@ -25,6 +27,9 @@ type session struct {
 	// maxBytes is the gRPC send limit: a larger request is refused before
 	// Send, since gRPC ends the whole stream on an oversized Send.
 	maxBytes int
+	// batch: the plugin reads SessionRequest.batch, so requests waiting
+	// together go in one message.
+	batch bool
 
 	// queue feeds the one goroutine that sends (gRPC streams take one Send
 	// at a time). Callers wait for their send only as long as their
@@ -32,6 +37,10 @@ type session struct {
 	// hung with a full flow-control window) blocks the sender, not them.
 	queue      chan sendReq
 	senderDone chan struct{}
+	carry      *sendReq // taken from queue, too large for the last batch: sent next
+
+	// Messages that carried several, for tests.
+	batchesSent, batchesRead atomic.Int64
 
 	mu    sync.Mutex
 	next  uint64
@@ -49,16 +58,18 @@ type sessionCall struct {
 	ready  chan struct{} // signalled (capacity 1) when events grows
 }
 
-// openSession opens a Session stream on rpc. It lives until close is
-// called or the connection breaks.
-func openSession(rpc pluginpb.PluginClient, maxBytes int) (*session, error) {
+// openSession opens a Session stream on rpc, saying the runner reads
+// batched events; batch says the plugin reads batched requests. It lives
+// until close is called or the connection breaks.
+func openSession(rpc pluginpb.PluginClient, maxBytes int, batch bool) (*session, error) {
 	ctx, cancel := context.WithCancel(context.Background())
+	ctx = metadata.AppendToOutgoingContext(ctx, pluginpb.SessionBatchMetadata, "1")
 	stream, err := rpc.Session(ctx)
 	if err != nil {
 		cancel()
 		return nil, err
 	}
-	s := &session{stream: stream, cancel: cancel, maxBytes: maxBytes, calls: make(map[uint64]*sessionCall), done: make(chan struct{}),
+	s := &session{stream: stream, cancel: cancel, maxBytes: maxBytes, batch: batch, calls: make(map[uint64]*sessionCall), done: make(chan struct{}),
 		queue: make(chan sendReq, 64), senderDone: make(chan struct{})}
 	go s.read()
 	go s.sender()
@@ -72,26 +83,90 @@ type sendReq struct {
 	done chan error
 }
 
-// sender sends the queued messages in order until the stream ends.
+// beforeSessionSend, when set by a test, is called by every session's
+// sender before each Send, after it has gathered the message.
+var beforeSessionSend func()
+
+// maxBatchRequests bounds the requests in one batch.
+const maxBatchRequests = 256
+
+// batchRequestOverhead bounds what a batch adds to each request it
+// carries (the element's tag and length), and sessionRequestOverhead what
+// a SessionRequest adds to its content.
+const (
+	batchRequestOverhead   = 8
+	sessionRequestOverhead = binary.MaxVarintLen64 + 1
+)
+
+// sender sends the queued messages in order until the stream ends: one at
+// a time, or, to a plugin that reads batches, every message waiting (up to
+// the message limit) in one.
 func (s *session) sender() {
 	defer close(s.senderDone)
+	var waiting []sendReq
 	for {
-		select {
-		case r := <-s.queue:
-			err := s.stream.Send(r.msg)
-			if errors.Is(err, io.EOF) {
-				// The stream has ended: Recv has, or will soon have,
-				// the reason.
-				<-s.done
-				err = s.ended()
+		if s.carry != nil {
+			waiting = append(waiting[:0], *s.carry)
+			s.carry = nil
+		} else {
+			select {
+			case r := <-s.queue:
+				waiting = append(waiting[:0], r)
+			case <-s.done:
+				return
 			}
+		}
+		if s.batch {
+			waiting = s.gather(waiting)
+		}
+		if beforeSessionSend != nil {
+			beforeSessionSend()
+		}
+		msg := waiting[0].msg
+		if len(waiting) > 1 {
+			s.batchesSent.Add(1)
+			msg = &pluginpb.SessionRequest{Batch: make([]*pluginpb.SessionRequest, len(waiting))}
+			for i, r := range waiting {
+				msg.Batch[i] = r.msg
+			}
+		}
+		err := s.stream.Send(msg)
+		if errors.Is(err, io.EOF) {
+			// The stream has ended: Recv has, or will soon have, the
+			// reason.
+			<-s.done
+			err = s.ended()
+		}
+		for i, r := range waiting {
 			if r.done != nil {
 				r.done <- err
 			}
-		case <-s.done:
-			return
+			waiting[i] = sendReq{}
 		}
 	}
+}
+
+// gather adds to waiting the messages queued behind it, as many as fit in
+// one batch.
+func (s *session) gather(waiting []sendReq) []sendReq {
+	size := proto.Size(waiting[0].msg) + batchRequestOverhead
+	for len(waiting) < maxBatchRequests {
+		select {
+		case r := <-s.queue:
+			n := proto.Size(r.msg) + batchRequestOverhead
+			if s.maxBytes > 0 && size+n+sessionRequestOverhead > s.maxBytes {
+				// It goes next, on its own or leading the next batch.
+				s.carry = &r
+				return waiting
+			}
+			size += n
+			waiting = append(waiting, r)
+			continue
+		default:
+		}
+		break
+	}
+	return waiting
 }
 
 func (s *session) read() {
@@ -105,17 +180,29 @@ func (s *session) read() {
 			close(s.done)
 			return
 		}
-		s.mu.Lock()
-		c := s.calls[ev.CallId]
-		s.mu.Unlock()
-		if c == nil || ev.Event == nil {
-			continue // an attempt the runner stopped waiting for
+		if len(ev.Batch) == 0 {
+			s.deliver(ev)
+			continue
 		}
-		c.push(ev.Event)
-		select {
-		case c.ready <- struct{}{}:
-		default:
+		s.batchesRead.Add(1)
+		for _, e := range ev.Batch {
+			s.deliver(e)
 		}
+	}
+}
+
+// deliver hands ev to its call, if the runner still waits for it.
+func (s *session) deliver(ev *pluginpb.SessionEvent) {
+	s.mu.Lock()
+	c := s.calls[ev.CallId]
+	s.mu.Unlock()
+	if c == nil || ev.Event == nil {
+		return // an attempt the runner stopped waiting for
+	}
+	c.push(ev.Event)
+	select {
+	case c.ready <- struct{}{}:
+	default:
 	}
 }
 
@@ -145,7 +232,7 @@ func (c *sessionCall) push(ev *pluginpb.ExecuteEvent) {
 // start sends req as a new attempt and returns its call id and call.
 func (s *session) start(ctx context.Context, req *pluginpb.ExecuteRequest) (uint64, *sessionCall, error) {
 	msg := &pluginpb.SessionRequest{Op: &pluginpb.SessionRequest_Execute{Execute: req}}
-	if n := proto.Size(msg) + binary.MaxVarintLen64 + 1; s.maxBytes > 0 && n > s.maxBytes {
+	if n := proto.Size(msg) + sessionRequestOverhead; s.maxBytes > 0 && n > s.maxBytes {
 		// The same error gRPC gives an Execute call, without ending the
 		// stream every other attempt is using.
 		return 0, nil, status.Errorf(codes.ResourceExhausted, "task %s: request of %d bytes is larger than the plugin message limit of %d bytes", req.TaskId, n, s.maxBytes)

@@ -180,3 +180,81 @@ func TestAttemptsEndAtTheirDeadlineWhenThePluginStopsReading(t *testing.T) {
 		}
 	}
 }
+
+// Attempts started while the session's sender is busy go to the plugin
+// together, in one message, and each still gets its own events.
+func TestWaitingRequestsGoInOneBatch(t *testing.T) { // not parallel: SetBeforeSessionSend
+	s := startSupervisor(t, echoPkg, pluginhost.Config{Concurrency: 64})
+	if !s.Process().UsesSession() {
+		t.Fatal("the echo plugin does not use a session")
+	}
+	// Hold the sender at its first Send until every other attempt is
+	// queued behind it.
+	const n = 20
+	release, first := make(chan struct{}), make(chan struct{})
+	var once sync.Once
+	defer pluginhost.SetBeforeSessionSend(func() {
+		once.Do(func() { close(first); <-release })
+	})()
+	var wg sync.WaitGroup
+	errs := make(chan error, n)
+	execute := func(i int) {
+		defer wg.Done()
+		id, payload := fmt.Sprintf("t%d", i), fmt.Sprintf("payload %d", i)
+		out := s.Execute(ctx(t), req(id, "echo", payload), time.Now().Add(time.Minute), nil)
+		if out.Failure != nil || string(out.Output) != payload {
+			errs <- fmt.Errorf("%s: outcome %q %+v, want %q", id, out.Output, out.Failure, payload)
+		}
+	}
+	wg.Add(1)
+	go execute(0)
+	<-first
+	for i := 1; i < n; i++ {
+		wg.Add(1)
+		go execute(i)
+	}
+	eventually(t, 10*time.Second, "the attempts to queue", func() bool { return s.Process().SessionQueued() == n-1 })
+	close(release)
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	if sent, _ := s.Process().SessionBatches(); sent < 1 {
+		t.Errorf("%d batches sent, want at least 1", sent)
+	}
+}
+
+// Events a plugin sends in one batch reach each of their attempts.
+func TestBatchedEventsReachTheirAttempts(t *testing.T) {
+	t.Parallel()
+	s := startSupervisor(t, "github.com/omniq/omniq/runner/pluginhost/testdata/batchsession", pluginhost.Config{Concurrency: 8})
+	if !s.Process().UsesSession() {
+		t.Fatal("the batchsession plugin does not use a session")
+	}
+	const n = 8 // two batches of the plugin's four
+	var wg sync.WaitGroup
+	errs := make(chan error, n)
+	for i := 0; i < n; i++ {
+		wg.Add(1)
+		go func(i int) {
+			defer wg.Done()
+			id, payload := fmt.Sprintf("t%d", i), fmt.Sprintf("payload %d", i)
+			var progress []string
+			out := s.Execute(ctx(t), req(id, "echo", payload), time.Now().Add(time.Minute), func(p *pluginpb.Progress) {
+				progress = append(progress, p.Message)
+			})
+			if out.Failure != nil || string(out.Output) != payload || strings.Join(progress, ",") != "batched" {
+				errs <- fmt.Errorf("%s: outcome %q %+v, progress %q; want %q and one progress", id, out.Output, out.Failure, progress, payload)
+			}
+		}(i)
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	if _, read := s.Process().SessionBatches(); read != 2 {
+		t.Errorf("%d batches read, want 2", read)
+	}
+}

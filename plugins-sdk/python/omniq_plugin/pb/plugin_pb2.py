@@ -13,7 +13,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1comniq/plugin/v1/plugin.proto\x12\x0fomniq.plugin.v1\"\x11\n\x0f\x44\x65scribeRequest\"\x8b\x01\n\x10\x44\x65scribeResponse\x12\x30\n\tfunctions\x18\x01 \x03(\x0b\x32\x1d.omniq.plugin.v1.FunctionSpec\x12\x13\n\x0bplugin_name\x18\x02 \x01(\t\x12\x16\n\x0eplugin_version\x18\x03 \x01(\t\x12\x18\n\x10supports_session\x18\x04 \x01(\x08\"\x90\x01\n\x0c\x46unctionSpec\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x1a\n\x12\x64\x65\x66\x61ult_timeout_ms\x18\x02 \x01(\x03\x12\x13\n\x0bmax_retries\x18\x03 \x01(\x05\x12\x17\n\x0fhas_max_retries\x18\x04 \x01(\x08\x12\x13\n\x0b\x63oncurrency\x18\x05 \x01(\x05\x12\x13\n\x0b\x64\x65scription\x18\x06 \x01(\t\"\xf5\x01\n\x0e\x45xecuteRequest\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\x10\n\x08\x66unction\x18\x02 \x01(\t\x12\x0f\n\x07payload\x18\x03 \x01(\x0c\x12=\n\x07headers\x18\x04 \x03(\x0b\x32,.omniq.plugin.v1.ExecuteRequest.HeadersEntry\x12\x0f\n\x07\x61ttempt\x18\x05 \x01(\x05\x12\x13\n\x0bretry_count\x18\x06 \x01(\x05\x12\x1a\n\x12\x64\x65\x61\x64line_unix_nano\x18\x07 \x01(\x03\x1a.\n\x0cHeadersEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\x9e\x01\n\x0c\x45xecuteEvent\x12-\n\x08progress\x18\x01 \x01(\x0b\x32\x19.omniq.plugin.v1.ProgressH\x00\x12)\n\x06result\x18\x02 \x01(\x0b\x32\x17.omniq.plugin.v1.ResultH\x00\x12+\n\x07\x66\x61ilure\x18\x03 \x01(\x0b\x32\x18.omniq.plugin.v1.FailureH\x00\x42\x07\n\x05\x65vent\"-\n\x08Progress\x12\x10\n\x08\x66raction\x18\x01 \x01(\x01\x12\x0f\n\x07message\x18\x02 \x01(\t\"\x18\n\x06Result\x12\x0e\n\x06output\x18\x01 \x01(\x0c\"l\n\x07\x46\x61ilure\x12\x12\n\nerror_type\x18\x01 \x01(\t\x12\x0f\n\x07message\x18\x02 \x01(\t\x12\x11\n\ttraceback\x18\x03 \x01(\t\x12\x11\n\tpermanent\x18\x04 \x01(\x08\x12\x16\n\x0eretry_after_ms\x18\x05 \x01(\x03\"\x0f\n\rStatusRequest\"*\n\x0eStatusResponse\x12\x18\n\x10running_task_ids\x18\x01 \x03(\t\"\x86\x01\n\x0eSessionRequest\x12\x0f\n\x07\x63\x61ll_id\x18\x01 \x01(\x04\x12\x32\n\x07\x65xecute\x18\x02 \x01(\x0b\x32\x1f.omniq.plugin.v1.ExecuteRequestH\x00\x12)\n\x06\x63\x61ncel\x18\x03 \x01(\x0b\x32\x17.omniq.plugin.v1.CancelH\x00\x42\x04\n\x02op\"\x08\n\x06\x43\x61ncel\"M\n\x0cSessionEvent\x12\x0f\n\x07\x63\x61ll_id\x18\x01 \x01(\x04\x12,\n\x05\x65vent\x18\x02 \x01(\x0b\x32\x1d.omniq.plugin.v1.ExecuteEvent2\xc0\x02\n\x06Plugin\x12O\n\x08\x44\x65scribe\x12 .omniq.plugin.v1.DescribeRequest\x1a!.omniq.plugin.v1.DescribeResponse\x12K\n\x07\x45xecute\x12\x1f.omniq.plugin.v1.ExecuteRequest\x1a\x1d.omniq.plugin.v1.ExecuteEvent0\x01\x12I\n\x06Status\x12\x1e.omniq.plugin.v1.StatusRequest\x1a\x1f.omniq.plugin.v1.StatusResponse\x12M\n\x07Session\x12\x1f.omniq.plugin.v1.SessionRequest\x1a\x1d.omniq.plugin.v1.SessionEvent(\x01\x30\x01\x42-Z+github.com/omniq/omniq/plugins-sdk/pluginpbb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1comniq/plugin/v1/plugin.proto\x12\x0fomniq.plugin.v1\"\x11\n\x0f\x44\x65scribeRequest\"\xa3\x01\n\x10\x44\x65scribeResponse\x12\x30\n\tfunctions\x18\x01 \x03(\x0b\x32\x1d.omniq.plugin.v1.FunctionSpec\x12\x13\n\x0bplugin_name\x18\x02 \x01(\t\x12\x16\n\x0eplugin_version\x18\x03 \x01(\t\x12\x18\n\x10supports_session\x18\x04 \x01(\x08\x12\x16\n\x0esupports_batch\x18\x05 \x01(\x08\"\x90\x01\n\x0c\x46unctionSpec\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x1a\n\x12\x64\x65\x66\x61ult_timeout_ms\x18\x02 \x01(\x03\x12\x13\n\x0bmax_retries\x18\x03 \x01(\x05\x12\x17\n\x0fhas_max_retries\x18\x04 \x01(\x08\x12\x13\n\x0b\x63oncurrency\x18\x05 \x01(\x05\x12\x13\n\x0b\x64\x65scription\x18\x06 \x01(\t\"\xf5\x01\n\x0e\x45xecuteRequest\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\x10\n\x08\x66unction\x18\x02 \x01(\t\x12\x0f\n\x07payload\x18\x03 \x01(\x0c\x12=\n\x07headers\x18\x04 \x03(\x0b\x32,.omniq.plugin.v1.ExecuteRequest.HeadersEntry\x12\x0f\n\x07\x61ttempt\x18\x05 \x01(\x05\x12\x13\n\x0bretry_count\x18\x06 \x01(\x05\x12\x1a\n\x12\x64\x65\x61\x64line_unix_nano\x18\x07 \x01(\x03\x1a.\n\x0cHeadersEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\x9e\x01\n\x0c\x45xecuteEvent\x12-\n\x08progress\x18\x01 \x01(\x0b\x32\x19.omniq.plugin.v1.ProgressH\x00\x12)\n\x06result\x18\x02 \x01(\x0b\x32\x17.omniq.plugin.v1.ResultH\x00\x12+\n\x07\x66\x61ilure\x18\x03 \x01(\x0b\x32\x18.omniq.plugin.v1.FailureH\x00\x42\x07\n\x05\x65vent\"-\n\x08Progress\x12\x10\n\x08\x66raction\x18\x01 \x01(\x01\x12\x0f\n\x07message\x18\x02 \x01(\t\"\x18\n\x06Result\x12\x0e\n\x06output\x18\x01 \x01(\x0c\"l\n\x07\x46\x61ilure\x12\x12\n\nerror_type\x18\x01 \x01(\t\x12\x0f\n\x07message\x18\x02 \x01(\t\x12\x11\n\ttraceback\x18\x03 \x01(\t\x12\x11\n\tpermanent\x18\x04 \x01(\x08\x12\x16\n\x0eretry_after_ms\x18\x05 \x01(\x03\"\x0f\n\rStatusRequest\"*\n\x0eStatusResponse\x12\x18\n\x10running_task_ids\x18\x01 \x03(\t\"\xb6\x01\n\x0eSessionRequest\x12\x0f\n\x07\x63\x61ll_id\x18\x01 \x01(\x04\x12\x32\n\x07\x65xecute\x18\x02 \x01(\x0b\x32\x1f.omniq.plugin.v1.ExecuteRequestH\x00\x12)\n\x06\x63\x61ncel\x18\x03 \x01(\x0b\x32\x17.omniq.plugin.v1.CancelH\x00\x12.\n\x05\x62\x61tch\x18\x04 \x03(\x0b\x32\x1f.omniq.plugin.v1.SessionRequestB\x04\n\x02op\"\x08\n\x06\x43\x61ncel\"{\n\x0cSessionEvent\x12\x0f\n\x07\x63\x61ll_id\x18\x01 \x01(\x04\x12,\n\x05\x65vent\x18\x02 \x01(\x0b\x32\x1d.omniq.plugin.v1.ExecuteEvent\x12,\n\x05\x62\x61tch\x18\x03 \x03(\x0b\x32\x1d.omniq.plugin.v1.SessionEvent2\xc0\x02\n\x06Plugin\x12O\n\x08\x44\x65scribe\x12 .omniq.plugin.v1.DescribeRequest\x1a!.omniq.plugin.v1.DescribeResponse\x12K\n\x07\x45xecute\x12\x1f.omniq.plugin.v1.ExecuteRequest\x1a\x1d.omniq.plugin.v1.ExecuteEvent0\x01\x12I\n\x06Status\x12\x1e.omniq.plugin.v1.StatusRequest\x1a\x1f.omniq.plugin.v1.StatusResponse\x12M\n\x07Session\x12\x1f.omniq.plugin.v1.SessionRequest\x1a\x1d.omniq.plugin.v1.SessionEvent(\x01\x30\x01\x42-Z+github.com/omniq/omniq/plugins-sdk/pluginpbb\x06proto3')
 
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, globals())
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'omniq.plugin.v1.plugin_pb2', globals())
@@ -26,31 +26,31 @@ if _descriptor._USE_C_DESCRIPTORS == False:
   _DESCRIBEREQUEST._serialized_start=49
   _DESCRIBEREQUEST._serialized_end=66
   _DESCRIBERESPONSE._serialized_start=69
-  _DESCRIBERESPONSE._serialized_end=208
-  _FUNCTIONSPEC._serialized_start=211
-  _FUNCTIONSPEC._serialized_end=355
-  _EXECUTEREQUEST._serialized_start=358
-  _EXECUTEREQUEST._serialized_end=603
-  _EXECUTEREQUEST_HEADERSENTRY._serialized_start=557
-  _EXECUTEREQUEST_HEADERSENTRY._serialized_end=603
-  _EXECUTEEVENT._serialized_start=606
-  _EXECUTEEVENT._serialized_end=764
-  _PROGRESS._serialized_start=766
-  _PROGRESS._serialized_end=811
-  _RESULT._serialized_start=813
-  _RESULT._serialized_end=837
-  _FAILURE._serialized_start=839
-  _FAILURE._serialized_end=947
-  _STATUSREQUEST._serialized_start=949
-  _STATUSREQUEST._serialized_end=964
-  _STATUSRESPONSE._serialized_start=966
-  _STATUSRESPONSE._serialized_end=1008
-  _SESSIONREQUEST._serialized_start=1011
-  _SESSIONREQUEST._serialized_end=1145
-  _CANCEL._serialized_start=1147
-  _CANCEL._serialized_end=1155
-  _SESSIONEVENT._serialized_start=1157
-  _SESSIONEVENT._serialized_end=1234
-  _PLUGIN._serialized_start=1237
-  _PLUGIN._serialized_end=1557
+  _DESCRIBERESPONSE._serialized_end=232
+  _FUNCTIONSPEC._serialized_start=235
+  _FUNCTIONSPEC._serialized_end=379
+  _EXECUTEREQUEST._serialized_start=382
+  _EXECUTEREQUEST._serialized_end=627
+  _EXECUTEREQUEST_HEADERSENTRY._serialized_start=581
+  _EXECUTEREQUEST_HEADERSENTRY._serialized_end=627
+  _EXECUTEEVENT._serialized_start=630
+  _EXECUTEEVENT._serialized_end=788
+  _PROGRESS._serialized_start=790
+  _PROGRESS._serialized_end=835
+  _RESULT._serialized_start=837
+  _RESULT._serialized_end=861
+  _FAILURE._serialized_start=863
+  _FAILURE._serialized_end=971
+  _STATUSREQUEST._serialized_start=973
+  _STATUSREQUEST._serialized_end=988
+  _STATUSRESPONSE._serialized_start=990
+  _STATUSRESPONSE._serialized_end=1032
+  _SESSIONREQUEST._serialized_start=1035
+  _SESSIONREQUEST._serialized_end=1217
+  _CANCEL._serialized_start=1219
+  _CANCEL._serialized_end=1227
+  _SESSIONEVENT._serialized_start=1229
+  _SESSIONEVENT._serialized_end=1352
+  _PLUGIN._serialized_start=1355
+  _PLUGIN._serialized_end=1675
 # @@protoc_insertion_point(module_scope)

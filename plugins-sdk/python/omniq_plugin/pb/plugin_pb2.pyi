@@ -14,16 +14,18 @@ class DescribeRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class DescribeResponse(_message.Message):
-    __slots__ = ["functions", "plugin_name", "plugin_version", "supports_session"]
+    __slots__ = ["functions", "plugin_name", "plugin_version", "supports_batch", "supports_session"]
     FUNCTIONS_FIELD_NUMBER: _ClassVar[int]
     PLUGIN_NAME_FIELD_NUMBER: _ClassVar[int]
     PLUGIN_VERSION_FIELD_NUMBER: _ClassVar[int]
+    SUPPORTS_BATCH_FIELD_NUMBER: _ClassVar[int]
     SUPPORTS_SESSION_FIELD_NUMBER: _ClassVar[int]
     functions: _containers.RepeatedCompositeFieldContainer[FunctionSpec]
     plugin_name: str
     plugin_version: str
+    supports_batch: bool
     supports_session: bool
-    def __init__(self, functions: _Optional[_Iterable[_Union[FunctionSpec, _Mapping]]] = ..., plugin_name: _Optional[str] = ..., plugin_version: _Optional[str] = ..., supports_session: bool = ...) -> None: ...
+    def __init__(self, functions: _Optional[_Iterable[_Union[FunctionSpec, _Mapping]]] = ..., plugin_name: _Optional[str] = ..., plugin_version: _Optional[str] = ..., supports_session: bool = ..., supports_batch: bool = ...) -> None: ...
 
 class ExecuteEvent(_message.Message):
     __slots__ = ["failure", "progress", "result"]
@@ -105,22 +107,26 @@ class Result(_message.Message):
     def __init__(self, output: _Optional[bytes] = ...) -> None: ...
 
 class SessionEvent(_message.Message):
-    __slots__ = ["call_id", "event"]
+    __slots__ = ["batch", "call_id", "event"]
+    BATCH_FIELD_NUMBER: _ClassVar[int]
     CALL_ID_FIELD_NUMBER: _ClassVar[int]
     EVENT_FIELD_NUMBER: _ClassVar[int]
+    batch: _containers.RepeatedCompositeFieldContainer[SessionEvent]
     call_id: int
     event: ExecuteEvent
-    def __init__(self, call_id: _Optional[int] = ..., event: _Optional[_Union[ExecuteEvent, _Mapping]] = ...) -> None: ...
+    def __init__(self, call_id: _Optional[int] = ..., event: _Optional[_Union[ExecuteEvent, _Mapping]] = ..., batch: _Optional[_Iterable[_Union[SessionEvent, _Mapping]]] = ...) -> None: ...
 
 class SessionRequest(_message.Message):
-    __slots__ = ["call_id", "cancel", "execute"]
+    __slots__ = ["batch", "call_id", "cancel", "execute"]
+    BATCH_FIELD_NUMBER: _ClassVar[int]
     CALL_ID_FIELD_NUMBER: _ClassVar[int]
     CANCEL_FIELD_NUMBER: _ClassVar[int]
     EXECUTE_FIELD_NUMBER: _ClassVar[int]
+    batch: _containers.RepeatedCompositeFieldContainer[SessionRequest]
     call_id: int
     cancel: Cancel
     execute: ExecuteRequest
-    def __init__(self, call_id: _Optional[int] = ..., execute: _Optional[_Union[ExecuteRequest, _Mapping]] = ..., cancel: _Optional[_Union[Cancel, _Mapping]] = ...) -> None: ...
+    def __init__(self, call_id: _Optional[int] = ..., execute: _Optional[_Union[ExecuteRequest, _Mapping]] = ..., cancel: _Optional[_Union[Cancel, _Mapping]] = ..., batch: _Optional[_Iterable[_Union[SessionRequest, _Mapping]]] = ...) -> None: ...
 
 class StatusRequest(_message.Message):
     __slots__ = []

@@ -73,6 +73,14 @@ class PluginServicer(object):
         each tagged with the call id the runner gave it: zero or more Progress,
         then exactly one Result or Failure. Closing the stream cancels every
         attempt on it.
+
+        Batches: when many attempts are in flight, one message can carry
+        several. The runner packs requests into SessionRequest.batch only for
+        a plugin whose Describe says supports_batch; a plugin packs events
+        into SessionEvent.batch only when the runner opened the stream with
+        the gRPC metadata "omniq-session-batch: 1". Either side sends a batch
+        only when more than one message is waiting, so a lone attempt is
+        never held back for one.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -19,7 +19,7 @@ import (
 type badSession struct{ *sdk.Server }
 
 // breakingStream ends the session at the first attempt whose payload is
-// "break".
+// "break", alone or in a batch.
 type breakingStream struct {
 	pluginpb.Plugin_SessionServer
 	broke *atomic.Bool
@@ -27,11 +27,16 @@ type breakingStream struct {
 
 func (s breakingStream) Recv() (*pluginpb.SessionRequest, error) {
 	req, err := s.Plugin_SessionServer.Recv()
-	if err == nil && string(req.GetExecute().GetPayload()) == "break" {
-		s.broke.Store(true)
-		return nil, errors.New("break")
+	if err != nil {
+		return nil, err
 	}
-	return req, err
+	for _, r := range append([]*pluginpb.SessionRequest{req}, req.Batch...) {
+		if string(r.GetExecute().GetPayload()) == "break" {
+			s.broke.Store(true)
+			return nil, errors.New("break")
+		}
+	}
+	return req, nil
 }
 
 func (b badSession) Session(stream pluginpb.Plugin_SessionServer) error {

@@ -16,17 +16,22 @@ import (
 
 type deafSession struct{ *sdk.Server }
 
-// deafStream stops reading at a "deaf" attempt: Recv blocks until the
-// stream ends.
+// deafStream stops reading at a "deaf" attempt, alone or in a batch: Recv
+// blocks until the stream ends.
 type deafStream struct{ pluginpb.Plugin_SessionServer }
 
 func (s deafStream) Recv() (*pluginpb.SessionRequest, error) {
 	req, err := s.Plugin_SessionServer.Recv()
-	if err == nil && strings.HasPrefix(string(req.GetExecute().GetPayload()), "deaf") {
-		<-s.Context().Done()
-		return nil, s.Context().Err()
+	if err != nil {
+		return nil, err
 	}
-	return req, err
+	for _, r := range append([]*pluginpb.SessionRequest{req}, req.Batch...) {
+		if strings.HasPrefix(string(r.GetExecute().GetPayload()), "deaf") {
+			<-s.Context().Done()
+			return nil, s.Context().Err()
+		}
+	}
+	return req, nil
 }
 
 func (d deafSession) Session(stream pluginpb.Plugin_SessionServer) error {
