@@ -3,35 +3,29 @@ package sdk
 import (
 	"context"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/omniq/omniq/internal/workpool"
 	"github.com/omniq/omniq/plugins-sdk/pluginpb"
 )
 
 // Session runs the attempts the runner sends on one long-lived stream,
 // each on a goroutine of its own, tagging their events with their call
-// ids. One goroutine sends: when several events wait, and the runner said
-// it reads batches, they go in one message. When the stream ends, every
-// attempt still running on it is cancelled.
+// ids. Events go out through one eventQueue: when several wait, and the
+// runner said it reads batches, they go in one message. When the stream
+// ends, every attempt still running on it is cancelled.
 func (s *Server) Session(stream grpc.BidiStreamingServer[pluginpb.SessionRequest, pluginpb.SessionEvent]) error {
 	ctx, cancelAll := context.WithCancel(stream.Context())
-	out := newEventQueue(runnerReadsBatches(stream.Context()), s.maxBytes)
-	sent := make(chan struct{})
-	go func() {
-		defer close(sent)
-		out.sendAll(ctx, stream.Send)
-	}()
-	work := newWorkers(workerIdle)
+	out := newEventQueue(runnerReadsBatches(stream.Context()), s.maxBytes, stream.Send)
+	work := workpool.New(workerIdle)
 	defer func() {
 		cancelAll()
-		out.close()
-		<-sent // no Send once Session has returned
-		work.stop()
+		out.close() // waits for a Send in progress: none once Session has returned
+		work.Stop()
 	}()
 	var mu sync.Mutex
 	calls := make(map[uint64]context.CancelFunc)
@@ -43,7 +37,7 @@ func (s *Server) Session(stream grpc.BidiStreamingServer[pluginpb.SessionRequest
 			mu.Lock()
 			calls[id] = cancel
 			mu.Unlock()
-			work.run(func() {
+			work.Go(func() {
 				defer func() {
 					mu.Lock()
 					delete(calls, id)
@@ -100,27 +94,34 @@ const maxBatchEvents = 256
 // the element's tag and length.
 const batchEventOverhead = 8
 
-// eventQueue holds a Session's events for its one sender. It is bounded
-// without making handlers wait: a progress event replaces the same
-// attempt's progress still queued (only the latest matters), and each
-// attempt queues at most one outcome.
+// eventQueue sends a Session's events, one Send at a time. There is no
+// sender goroutine: the goroutine that queues an event when no send is in
+// progress sends it, and whatever others queue meanwhile, itself, so a
+// lone event costs no hand-over between goroutines and events that pile
+// up go out together. The queue is bounded without making handlers wait:
+// a progress event replaces the same attempt's progress still queued (only
+// the latest matters), and each attempt queues at most one outcome.
 type eventQueue struct {
 	batch    bool // the runner reads batches
 	maxBytes int  // the message limit, 0 for none
+	send     func(*pluginpb.SessionEvent) error
 
 	mu       sync.Mutex
 	events   []*pluginpb.SessionEvent
 	progress map[uint64]int // call id -> index in events of its queued progress
-	closed   bool
-	wake     chan struct{} // capacity 1: events is not empty
+	sending  bool           // a goroutine is sending
+	closed   bool           // the stream has ended, or a send failed
+	idle     *sync.Cond     // signalled when sending goes false
 }
 
-func newEventQueue(batch bool, maxBytes int) *eventQueue {
-	return &eventQueue{batch: batch, maxBytes: maxBytes, progress: make(map[uint64]int), wake: make(chan struct{}, 1)}
+func newEventQueue(batch bool, maxBytes int, send func(*pluginpb.SessionEvent) error) *eventQueue {
+	q := &eventQueue{batch: batch, maxBytes: maxBytes, send: send, progress: make(map[uint64]int)}
+	q.idle = sync.NewCond(&q.mu)
+	return q
 }
 
-// push queues evs, in order and adjacent. It fails once the queue is
-// closed (the stream has ended).
+// push queues evs, in order and adjacent, and sends what is queued unless
+// another goroutine is sending. It fails once the queue is closed.
 func (q *eventQueue) push(evs ...*pluginpb.SessionEvent) error {
 	q.mu.Lock()
 	defer q.mu.Unlock()
@@ -137,19 +138,37 @@ func (q *eventQueue) push(evs ...*pluginpb.SessionEvent) error {
 		}
 		q.events = append(q.events, ev)
 	}
-	select {
-	case q.wake <- struct{}{}:
-	default:
+	if q.sending {
+		return nil
 	}
+	q.sending = true
+	for len(q.events) > 0 && !q.closed {
+		taken := q.events
+		q.events = nil
+		clear(q.progress)
+		q.mu.Unlock()
+		err := q.sendAll(taken)
+		q.mu.Lock()
+		if err != nil {
+			q.closed = true // the stream has ended; Recv says so to Session
+			q.events = nil
+		}
+	}
+	q.sending = false
+	q.idle.Broadcast()
 	return nil
 }
 
-// close drops what is queued and refuses more.
+// close drops what is queued, refuses more, and waits for a send in
+// progress to return.
 func (q *eventQueue) close() {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	q.closed = true
 	q.events = nil
+	for q.sending {
+		q.idle.Wait()
+	}
 }
 
 // pending is how many events are queued.
@@ -159,42 +178,24 @@ func (q *eventQueue) pending() int {
 	return len(q.events)
 }
 
-// take returns every queued event, emptying the queue.
-func (q *eventQueue) take() []*pluginpb.SessionEvent {
-	q.mu.Lock()
-	defer q.mu.Unlock()
-	evs := q.events
-	q.events = nil
-	clear(q.progress)
-	return evs
-}
-
-// sendAll sends queued events with send until ctx ends or a send fails:
-// one at a time, or, when the runner reads batches and several wait, as
-// many in one message as the message limit allows.
-func (q *eventQueue) sendAll(ctx context.Context, send func(*pluginpb.SessionEvent) error) {
-	for {
-		select {
-		case <-q.wake:
-		case <-ctx.Done():
-			return
+// sendAll sends evs: one at a time, or, when the runner reads batches and
+// several wait, as many in one message as the message limit allows.
+func (q *eventQueue) sendAll(evs []*pluginpb.SessionEvent) error {
+	for len(evs) > 0 {
+		n := 1
+		if q.batch {
+			n = q.fits(evs)
 		}
-		evs := q.take()
-		for len(evs) > 0 {
-			n := 1
-			if q.batch {
-				n = q.fits(evs)
-			}
-			msg := evs[0]
-			if n > 1 {
-				msg = &pluginpb.SessionEvent{Batch: evs[:n]}
-			}
-			if err := send(msg); err != nil {
-				return // the stream has ended; Recv says so to Session
-			}
-			evs = evs[n:]
+		msg := evs[0]
+		if n > 1 {
+			msg = &pluginpb.SessionEvent{Batch: evs[:n]}
 		}
+		if err := q.send(msg); err != nil {
+			return err
+		}
+		evs = evs[n:]
 	}
+	return nil
 }
 
 // fits returns how many of evs, at least one, fit in one batch.
@@ -214,60 +215,3 @@ func (q *eventQueue) fits(evs []*pluginpb.SessionEvent) int {
 // workerIdle is how long a Session's idle worker goroutine waits for
 // another attempt before it exits.
 const workerIdle = 10 * time.Second
-
-// workers runs a Session's attempts on goroutines that outlive one
-// attempt: a goroutine that has already grown its stack runs the next
-// handler without growing it again (pprof: stack growth was a fifth of a
-// no-op plugin's CPU with a goroutine per attempt). A new goroutine starts
-// only when none is idle; idle ones exit after idle, or when stop is
-// called.
-type workers struct {
-	idle time.Duration
-	jobs chan func()   // unbuffered: a send succeeds only to an idle worker
-	quit chan struct{} // closed by stop
-
-	live, idling atomic.Int64 // goroutines, and those waiting for a job
-	onStart      func()       // for tests: called when a goroutine starts
-}
-
-func newWorkers(idle time.Duration) *workers {
-	return &workers{idle: idle, jobs: make(chan func()), quit: make(chan struct{})}
-}
-
-// run runs f on an idle worker or a new one.
-func (w *workers) run(f func()) {
-	select {
-	case w.jobs <- f:
-	default:
-		w.live.Add(1)
-		if w.onStart != nil {
-			w.onStart()
-		}
-		go w.work(f)
-	}
-}
-
-func (w *workers) work(f func()) {
-	defer w.live.Add(-1)
-	f()
-	t := time.NewTimer(w.idle)
-	defer t.Stop()
-	for {
-		w.idling.Add(1)
-		select {
-		case f := <-w.jobs:
-			w.idling.Add(-1)
-			f()
-			t.Reset(w.idle)
-		case <-t.C:
-			w.idling.Add(-1)
-			return
-		case <-w.quit:
-			w.idling.Add(-1)
-			return
-		}
-	}
-}
-
-// stop makes idle workers exit now and busy ones when their attempt ends.
-func (w *workers) stop() { close(w.quit) }

@@ -145,9 +145,10 @@ func describeMessages(msgs []*pluginpb.SessionEvent) string {
 	return strings.Join(out, " ")
 }
 
-// The sender sends what waits together in one message when the runner
-// reads batches, and one by one otherwise; the message limit splits a
-// batch; an attempt's queued progress is replaced by its newer progress.
+// Events queued while a send is in progress go out together in one
+// message when the runner reads batches, and one by one otherwise; the
+// message limit splits a batch; an attempt's queued progress is replaced
+// by its newer progress. A lone event goes out at once.
 func TestEventQueueSendsBatches(t *testing.T) {
 	t.Parallel()
 	big := strings.Repeat("x", 400)
@@ -155,56 +156,102 @@ func TestEventQueueSendsBatches(t *testing.T) {
 		name     string
 		batch    bool
 		maxBytes int
-		events   []*pluginpb.SessionEvent
+		events   []*pluginpb.SessionEvent // queued while the lead's send is in progress
 		want     string
 	}{
-		{"one event", true, 0, []*pluginpb.SessionEvent{tagged(1, resultEv("a"))}, "1/r:a"},
+		{"a lone event", true, 0, nil, "0/r:lead"},
+		{"one event behind", true, 0, []*pluginpb.SessionEvent{tagged(1, resultEv("a"))}, "0/r:lead 1/r:a"},
 		{"several, batches read", true, 0,
 			[]*pluginpb.SessionEvent{tagged(1, resultEv("a")), tagged(2, progressEv("p")), tagged(2, resultEv("b"))},
-			"[1/r:a 2/p:p 2/r:b]"},
+			"0/r:lead [1/r:a 2/p:p 2/r:b]"},
 		{"several, batches not read", false, 0,
 			[]*pluginpb.SessionEvent{tagged(1, resultEv("a")), tagged(2, resultEv("b"))},
-			"1/r:a 2/r:b"},
+			"0/r:lead 1/r:a 2/r:b"},
 		{"progress replaced", true, 0,
 			[]*pluginpb.SessionEvent{tagged(1, progressEv("1")), tagged(2, progressEv("x")), tagged(1, progressEv("2")), tagged(1, resultEv("a"))},
-			"[1/p:2 2/p:x 1/r:a]"},
+			"0/r:lead [1/p:2 2/p:x 1/r:a]"},
 		{"split by the limit", true, 1000,
 			[]*pluginpb.SessionEvent{tagged(1, resultEv(big)), tagged(2, resultEv(big)), tagged(3, resultEv(big))},
-			"[1/r:" + big + " 2/r:" + big + "] 3/r:" + big},
+			"0/r:lead [1/r:" + big + " 2/r:" + big + "] 3/r:" + big},
 	} {
-		q := newEventQueue(tc.batch, tc.maxBytes)
-		if err := q.push(tc.events...); err != nil {
-			t.Fatal(err)
-		}
+		var mu sync.Mutex
 		var sent []*pluginpb.SessionEvent
-		ctx, cancel := context.WithCancel(context.Background())
-		q.sendAll(ctx, func(ev *pluginpb.SessionEvent) error {
+		inSend, release := make(chan struct{}), make(chan struct{})
+		q := newEventQueue(tc.batch, tc.maxBytes, func(ev *pluginpb.SessionEvent) error {
 			if tc.maxBytes > 0 && proto.Size(ev) > tc.maxBytes {
 				t.Errorf("%s: a message of %d bytes, over the limit of %d", tc.name, proto.Size(ev), tc.maxBytes)
 			}
+			mu.Lock()
 			sent = append(sent, ev)
-			if q.pending() == 0 {
-				cancel()
+			first := len(sent) == 1
+			mu.Unlock()
+			if first {
+				close(inSend)
+				<-release
 			}
 			return nil
 		})
-		cancel()
+		lead := make(chan error)
+		go func() { lead <- q.push(tagged(0, resultEv("lead"))) }()
+		<-inSend
+		if err := q.push(tc.events...); err != nil {
+			t.Fatal(err)
+		}
+		close(release)
+		if err := <-lead; err != nil {
+			t.Fatal(err)
+		}
+		if n := q.pending(); n != 0 {
+			t.Errorf("%s: %d events left queued", tc.name, n)
+		}
+		mu.Lock()
 		if got := describeMessages(sent); got != tc.want {
 			t.Errorf("%s: sent %q, want %q", tc.name, got, tc.want)
 		}
+		mu.Unlock()
 	}
 }
 
-// Once the stream has ended, events are refused and nothing is queued.
+// Once the stream has ended, events are refused and nothing is queued;
+// close waits for a send in progress.
 func TestEventQueueRefusesAfterClose(t *testing.T) {
 	t.Parallel()
-	q := newEventQueue(true, 0)
-	q.close()
-	if err := q.push(tagged(1, resultEv("a"))); err == nil {
+	inSend, release := make(chan struct{}), make(chan struct{})
+	var sends atomic.Int64
+	q := newEventQueue(true, 0, func(*pluginpb.SessionEvent) error {
+		if sends.Add(1) == 1 {
+			close(inSend)
+			<-release
+		}
+		return nil
+	})
+	go func() { _ = q.push(tagged(1, resultEv("a"))) }()
+	<-inSend
+	_ = q.push(tagged(2, resultEv("b"))) // queued behind the send in progress
+	closed := make(chan struct{})
+	go func() { q.close(); close(closed) }()
+	select {
+	case <-closed:
+		t.Fatal("close returned while a send was in progress")
+	case <-time.After(50 * time.Millisecond):
+	}
+	close(release)
+	<-closed
+	if err := q.push(tagged(3, resultEv("c"))); err == nil {
 		t.Error("push after close: no error")
 	}
-	if n := q.pending(); n != 0 {
-		t.Errorf("%d events queued after close", n)
+	if n := sends.Load(); n != 1 {
+		t.Errorf("%d sends, want 1: what was queued at close is dropped", n)
+	}
+}
+
+// A failed send (the stream ended) closes the queue.
+func TestEventQueueClosesWhenASendFails(t *testing.T) {
+	t.Parallel()
+	q := newEventQueue(true, 0, func(*pluginpb.SessionEvent) error { return context.Canceled })
+	_ = q.push(tagged(1, resultEv("a")))
+	if err := q.push(tagged(2, resultEv("b"))); err == nil {
+		t.Error("push after a failed send: no error")
 	}
 }
 
@@ -228,59 +275,5 @@ func TestRunnerReadsBatchesFromMetadata(t *testing.T) {
 		if got := runnerReadsBatches(ctx); got != tc.want {
 			t.Errorf("metadata %v: reads batches %v, want %v", tc.md, got, tc.want)
 		}
-	}
-}
-
-// Attempts run one after another reuse one goroutine; attempts at once get
-// one each; stop ends the idle ones.
-func TestWorkersAreReused(t *testing.T) {
-	t.Parallel()
-	w := newWorkers(time.Minute)
-	var started atomic.Int64
-	w.onStart = func() { started.Add(1) }
-	for i := 0; i < 5; i++ {
-		done := make(chan struct{})
-		w.run(func() { close(done) })
-		<-done
-		waitIdle(t, w, 1)
-	}
-	if n := started.Load(); n != 1 {
-		t.Errorf("5 attempts one after another started %d goroutines, want 1", n)
-	}
-	release := make(chan struct{})
-	var wg sync.WaitGroup
-	for i := 0; i < 3; i++ {
-		wg.Add(1)
-		w.run(func() { defer wg.Done(); <-release })
-	}
-	close(release)
-	wg.Wait()
-	if n := started.Load(); n != 3 {
-		t.Errorf("3 attempts at once: %d goroutines started in all, want 3", n)
-	}
-	w.stop()
-	waitIdle(t, w, 0)
-}
-
-// An idle worker exits after its idle time.
-func TestIdleWorkersExit(t *testing.T) {
-	t.Parallel()
-	w := newWorkers(10 * time.Millisecond)
-	done := make(chan struct{})
-	w.run(func() { close(done) })
-	<-done
-	waitIdle(t, w, 0)
-	w.stop()
-}
-
-// waitIdle waits until w has n live goroutines, all idle.
-func waitIdle(t *testing.T, w *workers, n int64) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for w.live.Load() != n || w.idling.Load() != n {
-		if time.Now().After(deadline) {
-			t.Fatalf("workers: %d live, %d idle; want %d of each", w.live.Load(), w.idling.Load(), n)
-		}
-		time.Sleep(time.Millisecond)
 	}
 }

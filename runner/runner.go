@@ -14,6 +14,7 @@ import (
 	"github.com/sirupsen/logrus"
 	"go.opentelemetry.io/otel/trace"
 
+	"github.com/omniq/omniq/internal/workpool"
 	"github.com/omniq/omniq/jetstream"
 	"github.com/omniq/omniq/models"
 )
@@ -48,6 +49,7 @@ type Runner struct {
 	taskCtx    context.Context // cancelled to stop running tasks
 	cancelRuns context.CancelCauseFunc
 	tasks      sync.WaitGroup // task goroutines
+	workers    *workpool.Pool // runs the tasks: a goroutine keeps its grown stack for the next
 	loopsWG    sync.WaitGroup // pull loops and background work
 	subs       []*nats.Subscription
 	stopHB     chan struct{}  // closed once no attempt runs any more
@@ -70,6 +72,7 @@ func New(cfg Config) (*Runner, error) {
 		cfg: cfg, client: cfg.Client, log: cfg.Logger.WithField("runner", cfg.ID),
 		inflight: make(map[string]*inflight), loops: make(map[string]bool), failing: make(map[string]error),
 		stopped: make(chan struct{}), stopHB: make(chan struct{}), tracer: newTracer(cfg.TracerProvider),
+		workers: workpool.New(workerIdle),
 	}
 	cfg.Metrics.watchPlugins(cfg.Plugins)
 	cfg.Metrics.watchStreams(cfg.Client)
@@ -214,6 +217,10 @@ func (r *Runner) ensureConsumer(ctx context.Context, stream, fn string, res reso
 	return cons, nil
 }
 
+// workerIdle is how long a task goroutine without a task waits for one
+// before it exits.
+const workerIdle = 10 * time.Second
+
 // fetchWait bounds one fetch. A fetch holds the free slots it asked for
 // until it returns, so it is kept short: the other stream's loop gets them
 // back within a second.
@@ -257,11 +264,11 @@ func (r *Runner) pull(stream, fn string, cons natsjs.Consumer, res resolved, slo
 			for msg := range msgs.Messages() {
 				got++
 				r.tasks.Add(1)
-				go func() {
+				r.workers.Go(func() {
 					defer r.tasks.Done()
 					defer func() { <-slots }()
 					r.handle(fn, res, msg)
-				}()
+				})
 			}
 			err = msgs.Error()
 		}
@@ -419,6 +426,7 @@ func (r *Runner) Stop(ctx context.Context) error {
 			<-done
 			err = ctx.Err()
 		}
+		r.workers.Stop()
 		close(r.stopHB)
 		r.hbWG.Wait()
 		dctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)

@@ -3,8 +3,6 @@ package pluginhost
 import (
 	"context"
 	"encoding/binary"
-	"errors"
-	"io"
 	"sync"
 	"sync/atomic"
 
@@ -76,11 +74,9 @@ func openSession(rpc pluginpb.PluginClient, maxBytes int, batch bool) (*session,
 	return s, nil
 }
 
-// sendReq is one message for the sender; done, if not nil, receives the
-// result of its Send.
+// sendReq is one message for the sender.
 type sendReq struct {
-	msg  *pluginpb.SessionRequest
-	done chan error
+	msg *pluginpb.SessionRequest
 }
 
 // beforeSessionSend, when set by a test, is called by every session's
@@ -130,19 +126,16 @@ func (s *session) sender() {
 				msg.Batch[i] = r.msg
 			}
 		}
-		err := s.stream.Send(msg)
-		if errors.Is(err, io.EOF) {
-			// The stream has ended: Recv has, or will soon have, the
-			// reason.
-			<-s.done
-			err = s.ended()
+		if err := s.stream.Send(msg); err != nil {
+			// The stream has ended (io.EOF: Recv has, or will soon have,
+			// the reason), or gRPC refused a message it cannot encode,
+			// which start and gather keep from happening: end the
+			// session either way, so no caller waits on a request that
+			// never went out.
+			s.cancel()
+			return
 		}
-		for i, r := range waiting {
-			if r.done != nil {
-				r.done <- err
-			}
-			waiting[i] = sendReq{}
-		}
+		clear(waiting)
 	}
 }
 
@@ -249,14 +242,16 @@ func (s *session) start(ctx context.Context, req *pluginpb.ExecuteRequest) (uint
 	s.calls[id] = c
 	s.mu.Unlock()
 	msg.CallId = id
-	if err := s.send(ctx, msg); err != nil {
-		if ctx.Err() != nil {
-			// The request may still go out: cancel it behind it.
-			s.stop(id)
-		} else {
-			s.forget(id)
-		}
-		return 0, nil, err
+	// The caller does not wait for the Send: its events, or the end of
+	// the stream, tell how the attempt went.
+	select {
+	case s.queue <- sendReq{msg: msg}:
+	case <-s.done:
+		s.forget(id)
+		return 0, nil, s.ended()
+	case <-ctx.Done():
+		s.forget(id)
+		return 0, nil, ctx.Err()
 	}
 	return id, c, nil
 }
@@ -283,25 +278,6 @@ func (s *session) forget(id uint64) {
 	s.mu.Lock()
 	delete(s.calls, id)
 	s.mu.Unlock()
-}
-
-// send queues msg for the sender and waits for its Send, at most until ctx
-// ends.
-func (s *session) send(ctx context.Context, msg *pluginpb.SessionRequest) error {
-	r := sendReq{msg: msg, done: make(chan error, 1)}
-	select {
-	case s.queue <- r:
-	case <-s.done:
-		return s.ended()
-	case <-ctx.Done():
-		return ctx.Err()
-	}
-	select {
-	case err := <-r.done:
-		return err
-	case <-ctx.Done():
-		return ctx.Err()
-	}
 }
 
 // broken says whether the stream has ended.

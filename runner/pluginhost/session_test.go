@@ -196,6 +196,8 @@ func TestWaitingRequestsGoInOneBatch(t *testing.T) { // not parallel: SetBeforeS
 	defer pluginhost.SetBeforeSessionSend(func() {
 		once.Do(func() { close(first); <-release })
 	})()
+	releaseSender := sync.OnceFunc(func() { close(release) })
+	defer releaseSender() // before the supervisor's cleanup, however the test ends
 	var wg sync.WaitGroup
 	errs := make(chan error, n)
 	execute := func(i int) {
@@ -214,7 +216,7 @@ func TestWaitingRequestsGoInOneBatch(t *testing.T) { // not parallel: SetBeforeS
 		go execute(i)
 	}
 	eventually(t, 10*time.Second, "the attempts to queue", func() bool { return s.Process().SessionQueued() == n-1 })
-	close(release)
+	releaseSender()
 	wg.Wait()
 	close(errs)
 	for err := range errs {
@@ -256,5 +258,56 @@ func TestBatchedEventsReachTheirAttempts(t *testing.T) {
 	}
 	if _, read := s.Process().SessionBatches(); read != 2 {
 		t.Errorf("%d batches read, want 2", read)
+	}
+}
+
+// A task header that is not valid UTF-8 (NATS headers are bytes; protobuf
+// strings are text) fails its own attempt as invalid_task, naming the
+// header, before anything is sent: batched with others on the Session, it
+// would otherwise fail the whole batch's Send.
+func TestHeaderThatIsNotUTF8FailsOnlyItsAttempt(t *testing.T) { // not parallel: SetBeforeSessionSend
+	s := startSupervisor(t, echoPkg, pluginhost.Config{Concurrency: 64})
+	pid := s.Process().Pid()
+	release, first := make(chan struct{}), make(chan struct{})
+	var once sync.Once
+	defer pluginhost.SetBeforeSessionSend(func() {
+		once.Do(func() { close(first); <-release })
+	})()
+	releaseSender := sync.OnceFunc(func() { close(release) })
+	defer releaseSender() // before the supervisor's cleanup, however the test ends
+	const n = 6
+	outs := make([]pluginhost.Outcome, n)
+	var wg sync.WaitGroup
+	execute := func(i int) {
+		defer wg.Done()
+		r := req(fmt.Sprintf("t%d", i), "echo", fmt.Sprint("payload ", i))
+		if i == 3 {
+			r.Headers = map[string]string{"X-Bad": "caf\xe9"}
+		}
+		outs[i] = s.Execute(ctx(t), r, time.Now().Add(time.Minute), nil)
+	}
+	wg.Add(1)
+	go execute(0)
+	<-first
+	for i := 1; i < n; i++ {
+		wg.Add(1)
+		go execute(i)
+	}
+	eventually(t, 10*time.Second, "the good attempts to queue", func() bool { return s.Process().SessionQueued() >= n-2 })
+	releaseSender()
+	wg.Wait()
+	for i, out := range outs {
+		if i == 3 {
+			if out.Failure == nil || out.Failure.ErrorType != "invalid_task" || out.Failure.Retryable || !strings.Contains(out.Failure.Message, "X-Bad") {
+				t.Errorf("attempt with a bad header: %+v, want a permanent invalid_task naming X-Bad", out.Failure)
+			}
+			continue
+		}
+		if out.Failure != nil || string(out.Output) != fmt.Sprint("payload ", i) {
+			t.Errorf("attempt %d: %q %+v", i, out.Output, out.Failure)
+		}
+	}
+	if p := s.Process(); p == nil || p.Pid() != pid {
+		t.Errorf("plugin restarted or gone (pid %d -> %v)", pid, p)
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"slices"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	"github.com/sirupsen/logrus"
 	"google.golang.org/grpc/codes"
@@ -481,6 +482,9 @@ type Failure struct {
 // tracestate), replacing the task's own.
 func (s *Supervisor) Execute(ctx context.Context, req *pluginpb.ExecuteRequest, deadline time.Time, onProgress func(*pluginpb.Progress)) Outcome {
 	req.Headers = withTraceContext(ctx, req.Headers)
+	if err := checkText(req); err != nil {
+		return Outcome{Failure: &Failure{ErrorType: models.ErrorTypeInvalidTask, Message: err.Error()}}
+	}
 	callCtx, cancel := ctx, context.CancelFunc(func() {})
 	if !deadline.IsZero() {
 		callCtx, cancel = context.WithDeadline(ctx, deadline)
@@ -524,6 +528,25 @@ func (s *Supervisor) Execute(ctx context.Context, req *pluginpb.ExecuteRequest, 
 		return Outcome{Failure: ctxFailure(ctx, deadline)}
 	}
 	return Outcome{Failure: s.crashFailure(p, err)}
+}
+
+// checkText refuses a request protobuf cannot encode: its string fields
+// must be valid UTF-8, and a task's headers (NATS headers are bytes) may
+// not be. gRPC would fail the Send, and with it every attempt batched
+// with this one on the plugin's Session.
+func checkText(req *pluginpb.ExecuteRequest) error {
+	for k, v := range req.Headers {
+		if !utf8.ValidString(k) {
+			return fmt.Errorf("task %s: a header name is not valid UTF-8 (%q); the plugin protocol carries headers as text", req.TaskId, k)
+		}
+		if !utf8.ValidString(v) {
+			return fmt.Errorf("task %s: header %s is not valid UTF-8 (%q); the plugin protocol carries headers as text", req.TaskId, k, v)
+		}
+	}
+	if !utf8.ValidString(req.TaskId) || !utf8.ValidString(req.Function) {
+		return fmt.Errorf("task %q: its id or function %q is not valid UTF-8", req.TaskId, req.Function)
+	}
+	return nil
 }
 
 // ctxFailure describes an attempt stopped by its deadline or by the
