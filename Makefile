@@ -71,7 +71,7 @@ $(BIN)/nats-server: go.mod
 # package at a time). Their seed corpora in testdata/fuzz/ also run as
 # plain tests with `make test`.
 FUZZTIME ?= 10s
-FUZZ := ./models:FuzzTaskJSON ./models:FuzzAppendJSON ./models:FuzzTaskErrorJSON ./models:FuzzJSONSizeAndTruncate ./models:FuzzDuration \
+FUZZ := ./models:FuzzTaskJSON ./models:FuzzAppendJSON ./models:FuzzDecodeTaskJSON ./models:FuzzTaskErrorJSON ./models:FuzzJSONSizeAndTruncate ./models:FuzzDuration \
 	./jetstream:FuzzParseTaskMessage ./runner:FuzzBackoff ./internal/runnercmd:FuzzConfigFile
 fuzz:
 	@for t in $(FUZZ); do pkg=$${t%%:*}; name=$${t##*:}; echo "fuzz $$name ($$pkg) for $(FUZZTIME)"; \

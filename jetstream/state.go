@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"cmp"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
@@ -104,12 +103,14 @@ func (s *StateStore) Get(ctx context.Context, id string) (Record, error) {
 }
 
 // decodeEntry decodes a state record, or returns a *CorruptRecordError.
+// It decodes as encoding/json does, without reflection for the records
+// AppendJSON writes: a watcher of the bucket decodes every write.
 func decodeEntry(e natsjs.KeyValueEntry) (Record, error) {
 	var t models.Task
 	corrupt := func(reason string) (Record, error) {
 		return Record{}, &CorruptRecordError{ID: e.Key(), Revision: e.Revision(), Reason: reason}
 	}
-	if err := json.Unmarshal(e.Value(), &t); err != nil {
+	if err := models.DecodeTaskJSON(e.Value(), &t); err != nil {
 		return corrupt("it does not decode: " + err.Error())
 	}
 	if err := t.Validate(); err != nil {

@@ -1,8 +1,10 @@
 package jetstream_test
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
+	"reflect"
 	"strings"
 	"sync"
 	"testing"
@@ -340,5 +342,61 @@ func TestStateWatchAllSeesEveryTask(t *testing.T) {
 	}
 	if _, err := e.client.State().Watch(ctx(t), "bad id"); !errors.Is(err, models.ErrInvalidTaskID) {
 		t.Fatalf("bad id err = %v", err)
+	}
+}
+
+// A record in a shape AppendJSON does not write (written by hand, by an
+// older or another tool) reads back through Get and Watch as encoding/json
+// decodes it; one that does not decode is a corrupt record saying why.
+func TestStateRecordsDecodeAsEncodingJSON(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, jetstream.Config{})
+	kv, err := e.client.JetStream().KeyValue(ctx(t), "OMNIQ_STATE")
+	if err != nil {
+		t.Fatal(err)
+	}
+	records := map[string]string{
+		"spaced": `{ "id": "spaced", "function": "f", "status": "pending", "created_at": "2026-01-01T00:00:00Z" }`,
+		"cased":  `{"ID":"cased","Function":"f","STATUS":"pending","created_at":"2026-01-01T00:00:00Z","extra":[1]}`,
+		"escaped": `{"id":"escaped","function":"f","status":"failed","created_at":"2026-01-01T00:00:00Z","finished_at":"2026-01-01T00:00:01Z",` +
+			`"error":{"error_type":"x","message":"\u00e9\ud83d\ude00\n","timestamp":"2026-01-01T00:00:00Z"},"error":{"retry_count":1}}`,
+	}
+	for id, value := range records {
+		if _, err := kv.PutString(ctx(t), id, value); err != nil {
+			t.Fatal(err)
+		}
+	}
+	events, err := e.client.State().Watch(ctx(t), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	watched := map[string]*models.Task{}
+	for len(watched) < len(records) {
+		select {
+		case ev := <-events:
+			watched[ev.ID] = ev.Record.Task
+		case <-time.After(10 * time.Second):
+			t.Fatalf("watched %d of %d records", len(watched), len(records))
+		}
+	}
+	for id, value := range records {
+		var want models.Task
+		if err := json.Unmarshal([]byte(value), &want); err != nil {
+			t.Fatal(err)
+		}
+		got, err := e.client.State().Get(ctx(t), id)
+		if err != nil || !reflect.DeepEqual(got.Task, &want) {
+			t.Errorf("Get(%s) = %+v, %v; want %+v", id, got.Task, err, want)
+		}
+		if !reflect.DeepEqual(watched[id], &want) {
+			t.Errorf("Watch saw %s as %+v, want %+v", id, watched[id], want)
+		}
+	}
+	if _, err := kv.PutString(ctx(t), "garbage", `{"id":"garbage","function":"f"`); err != nil {
+		t.Fatal(err)
+	}
+	var corrupt *jetstream.CorruptRecordError
+	if _, err := e.client.State().Get(ctx(t), "garbage"); !errors.As(err, &corrupt) || !strings.Contains(corrupt.Reason, "does not decode: unexpected end of JSON input") {
+		t.Fatalf("Get(garbage) err = %v, want a CorruptRecordError saying it does not decode", err)
 	}
 }

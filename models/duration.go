@@ -19,8 +19,13 @@ func (d Duration) MarshalJSON() ([]byte, error) {
 
 // UnmarshalJSON reads a duration string or a number of nanoseconds.
 func (d *Duration) UnmarshalJSON(b []byte) error {
-	var s string
-	if err := json.Unmarshal(b, &s); err == nil {
+	// A string of plain bytes is what json.Unmarshal would decode it to,
+	// without reflection: every task record with a timeout has one.
+	s, isString := plainString(b)
+	if !isString {
+		isString = json.Unmarshal(b, &s) == nil
+	}
+	if isString {
 		v, err := time.ParseDuration(s)
 		if err != nil {
 			return fmt.Errorf("duration: %w", err)

@@ -3,7 +3,6 @@ package chaos
 import (
 	"bufio"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"math/rand/v2"
@@ -221,7 +220,7 @@ func (s *stateSeen) add(entry natsjs.KeyValueEntry) {
 // decodeOutcome reads a state revision.
 func decodeOutcome(entry natsjs.KeyValueEntry) (outcome, bool) {
 	var t models.Task
-	if err := json.Unmarshal(entry.Value(), &t); err != nil {
+	if err := models.DecodeTaskJSON(entry.Value(), &t); err != nil {
 		return outcome{}, false
 	}
 	return outcome{Status: t.Status, FinishedAt: t.FinishedAt, Attempt: t.Attempt, Revision: entry.Revision(), Stored: entry.Created()}, true
@@ -255,7 +254,7 @@ func readStates(ctx context.Context, kv natsjs.KeyValue, ids []string) map[strin
 					continue
 				default:
 					var t models.Task
-					if json.Unmarshal(entry.Value(), &t) == nil {
+					if models.DecodeTaskJSON(entry.Value(), &t) == nil {
 						fs = finalState{Task: &t, Stored: entry.Created()}
 					}
 				}
