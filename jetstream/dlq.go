@@ -57,7 +57,7 @@ type DeadTask struct {
 // between dead-lettering and acknowledging does not leave two entries.
 func (c *Client) DeadLetter(ctx context.Context, tm *TaskMessage, final models.TaskError, replays int) error {
 	final.Bound() // so the entry fits in MaxDeadLetterBytes
-	errJSON, err := json.Marshal(final)
+	errJSON, err := final.AppendJSON(nil)
 	if err != nil {
 		return fmt.Errorf("dead-letter %s: encode error: %w", tm.ID, err)
 	}

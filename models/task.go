@@ -1,7 +1,6 @@
 package models
 
 import (
-	"encoding/json"
 	"fmt"
 	"time"
 	"unicode/utf8"
@@ -284,7 +283,7 @@ func (t *Task) boundErrors() {
 
 // encodedSize is the length of e's JSON encoding.
 func encodedSize(e *TaskError) int {
-	b, err := json.Marshal(e)
+	b, err := e.AppendJSON(nil)
 	if err != nil {
 		return MaxTaskErrorJSONBytes
 	}

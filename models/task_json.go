@@ -92,6 +92,18 @@ func (t *Task) AppendJSON(b []byte) ([]byte, error) {
 	return append(b, '}'), nil
 }
 
+// AppendJSON appends e's JSON encoding to b: exactly what json.Marshal(e)
+// writes, or its error, without reflection when the timestamp allows (as
+// Task.AppendJSON). Dead-letter entries and the error-history bound encode
+// one per failure.
+func (e *TaskError) AppendJSON(b []byte) ([]byte, error) {
+	if !fastTime(e.Timestamp) {
+		out, err := json.Marshal(e)
+		return append(b, out...), err
+	}
+	return appendTaskError(b, e), nil
+}
+
 func appendTaskError(b []byte, e *TaskError) []byte {
 	b = appendStringField(append(b, '{'), `"error_type":`, e.ErrorType)
 	b = appendStringField(b, `,"message":`, e.Message)

@@ -144,3 +144,26 @@ func BenchmarkTaskJSON(b *testing.B) {
 		}
 	})
 }
+
+// TaskError.AppendJSON writes exactly what encoding/json writes for a
+// TaskError, or fails as it does.
+func TestTaskErrorAppendJSONIsEncodingJSON(t *testing.T) {
+	t.Parallel()
+	r := rand.New(rand.NewPCG(3, 4))
+	for i := 0; i < 20000; i++ {
+		task := randomTask(r)
+		if task.Error == nil {
+			continue
+		}
+		e := task.Error
+		e.IsRetryable = r.IntN(2) == 0
+		want, wantErr := json.Marshal(e)
+		got, err := e.AppendJSON([]byte("prefix"))
+		if (err != nil) != (wantErr != nil) {
+			t.Fatalf("error %+v: err %v, encoding/json's %v", e, err, wantErr)
+		}
+		if err == nil && !bytes.Equal(got, append([]byte("prefix"), want...)) {
+			t.Fatalf("error %+v:\n got %s\nwant prefix%s", e, got, want)
+		}
+	}
+}
