@@ -44,7 +44,12 @@ type Config struct {
 	Service string
 	// Version is the service.version reported. Defaults to none.
 	Version string
-	// Getenv reads the environment (os.Getenv in a program). Required.
+	// Getenv reads the variables that decide whether and where to trace:
+	// OTEL_SDK_DISABLED, OTEL_TRACES_EXPORTER and the OTLP protocol
+	// (os.Getenv in a program; a map in tests). Required. The exporters'
+	// own settings (endpoint, headers, TLS, timeouts) and
+	// OTEL_RESOURCE_ATTRIBUTES / OTEL_SERVICE_NAME are read from the
+	// process environment by the OpenTelemetry SDK itself.
 	Getenv func(string) string
 	// Console receives spans for OTEL_TRACES_EXPORTER=console, one JSON
 	// object each. Required only for that exporter.
