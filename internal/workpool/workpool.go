@@ -9,68 +9,111 @@
 package workpool
 
 import (
+	"sync"
 	"sync/atomic"
 	"time"
 )
 
 // Pool runs jobs on reused goroutines. A new goroutine starts only when
 // none is idle, so a Pool never queues a job and never limits how many
-// run; an idle goroutine exits after the pool's idle time, or at Stop.
+// run; an idle goroutine exits after the pool's idle time, or at Stop. The
+// goroutine idle longest is the one left to time out: the last one to
+// finish a job (its stack hot) takes the next.
 type Pool struct {
 	idle time.Duration
-	jobs chan func()   // unbuffered: a send succeeds only to an idle goroutine
-	quit chan struct{} // closed by Stop
 
-	live, idling atomic.Int64 // goroutines, and those waiting for a job
-	onStart      func()       // for tests: called when a goroutine starts
+	mu      sync.Mutex
+	waiting []*worker // idle, the most recent last
+	stopped bool
+
+	live    atomic.Int64 // goroutines, busy or idle
+	onStart func()       // for tests: called when a goroutine starts
+}
+
+// worker is one goroutine of a Pool; job hands it its next job (nil: exit).
+type worker struct {
+	job chan func()
 }
 
 // New returns a Pool whose idle goroutines exit after idle.
 func New(idle time.Duration) *Pool {
-	return &Pool{idle: idle, jobs: make(chan func()), quit: make(chan struct{})}
+	return &Pool{idle: idle}
 }
 
 // Go runs f on an idle goroutine of the pool, or a new one.
 func (p *Pool) Go(f func()) {
-	select {
-	case p.jobs <- f:
-	default:
-		p.live.Add(1)
-		if p.onStart != nil {
-			p.onStart()
+	p.mu.Lock()
+	if n := len(p.waiting); n > 0 {
+		w := p.waiting[n-1]
+		p.waiting[n-1] = nil
+		p.waiting = p.waiting[:n-1]
+		p.mu.Unlock()
+		w.job <- f // buffered: never blocks
+		return
+	}
+	p.mu.Unlock()
+	p.live.Add(1)
+	if p.onStart != nil {
+		p.onStart()
+	}
+	go p.work(&worker{job: make(chan func(), 1)}, f)
+}
+
+func (p *Pool) work(w *worker, f func()) {
+	defer p.live.Add(-1)
+	t := time.NewTimer(p.idle)
+	defer t.Stop()
+	for f != nil {
+		f()
+		p.mu.Lock()
+		if p.stopped {
+			p.mu.Unlock()
+			return
 		}
-		go p.work(f)
+		p.waiting = append(p.waiting, w)
+		p.mu.Unlock()
+		t.Reset(p.idle)
+		select {
+		case f = <-w.job:
+		case <-t.C:
+			f = p.leave(w)
+		}
 	}
 }
 
-func (p *Pool) work(f func()) {
-	defer p.live.Add(-1)
-	f()
-	t := time.NewTimer(p.idle)
-	defer t.Stop()
-	for {
-		p.idling.Add(1)
-		select {
-		case f := <-p.jobs:
-			p.idling.Add(-1)
-			f()
-			t.Reset(p.idle)
-		case <-t.C:
-			p.idling.Add(-1)
-			return
-		case <-p.quit:
-			p.idling.Add(-1)
-			return
+// leave takes w off the idle list when its idle time is up, returning nil
+// so it exits; or, when Go took it off first, the job Go is handing it.
+func (p *Pool) leave(w *worker) func() {
+	p.mu.Lock()
+	for i, x := range p.waiting {
+		if x == w {
+			p.waiting = append(p.waiting[:i], p.waiting[i+1:]...)
+			p.mu.Unlock()
+			return nil
 		}
 	}
+	p.mu.Unlock()
+	return <-w.job // Go popped w: its job is on the way
 }
 
 // Stop makes idle goroutines exit now and busy ones when their job
 // returns. Go must not be called after Stop.
-func (p *Pool) Stop() { close(p.quit) }
+func (p *Pool) Stop() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.stopped = true
+	for _, w := range p.waiting {
+		w.job <- nil
+	}
+	p.waiting = nil
+}
 
 // Live is how many goroutines the pool has, busy or idle.
 func (p *Pool) Live() int64 { return p.live.Load() }
 
 // Idle is how many of them wait for a job.
-func (p *Pool) Idle() int64 { return p.idling.Load() }
+func (p *Pool) Idle() int64 {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return int64(len(p.waiting))
+}
