@@ -86,9 +86,13 @@ func runnerReadsBatches(ctx context.Context) bool {
 	return len(v) > 0 && v[0] == "1"
 }
 
-// maxBatchEvents bounds the events in one batch when no message limit
-// does.
-const maxBatchEvents = 256
+// maxBatchEvents bounds the events in one batch, and maxBatchBytes its
+// size: batches are for many small events, and staying well under any
+// message limit keeps one batch from ending the stream for every attempt.
+const (
+	maxBatchEvents = 256
+	maxBatchBytes  = 1 << 20
+)
 
 // batchEventOverhead bounds what a batch adds to each event it carries:
 // the element's tag and length.
@@ -198,13 +202,19 @@ func (q *eventQueue) sendAll(evs []*pluginpb.SessionEvent) error {
 	return nil
 }
 
-// fits returns how many of evs, at least one, fit in one batch.
+// fits returns how many of evs, at least one, fit in one batch: at most
+// maxBatchEvents and maxBatchBytes (an event larger goes alone), and
+// within the message limit.
 func (q *eventQueue) fits(evs []*pluginpb.SessionEvent) int {
-	budget := q.maxBytes - sessionEventOverhead
+	budget := maxBatchBytes
+	if q.maxBytes > 0 {
+		budget = min(budget, q.maxBytes)
+	}
+	budget -= sessionEventOverhead
 	n, size := 0, 0
 	for n < len(evs) && n < maxBatchEvents {
 		size += proto.Size(evs[n]) + batchEventOverhead
-		if q.maxBytes > 0 && size > budget && n > 0 {
+		if size > budget && n > 0 {
 			break
 		}
 		n++

@@ -83,8 +83,15 @@ type sendReq struct {
 // sender before each Send, after it has gathered the message.
 var beforeSessionSend func()
 
-// maxBatchRequests bounds the requests in one batch.
-const maxBatchRequests = 256
+// maxBatchRequests bounds the requests in one batch, and maxBatchBytes its
+// size: batches are for many small requests, and a plugin may take less
+// than the runner's message limit (a gRPC server built without the SDK
+// takes 4 MiB); a message over its limit would end the stream for every
+// attempt on it. A request larger than maxBatchBytes goes alone.
+const (
+	maxBatchRequests = 256
+	maxBatchBytes    = 1 << 20
+)
 
 // batchRequestOverhead bounds what a batch adds to each request it
 // carries (the element's tag and length), and sessionRequestOverhead what
@@ -142,12 +149,16 @@ func (s *session) sender() {
 // gather adds to waiting the messages queued behind it, as many as fit in
 // one batch.
 func (s *session) gather(waiting []sendReq) []sendReq {
+	limit := maxBatchBytes
+	if s.maxBytes > 0 {
+		limit = min(limit, s.maxBytes)
+	}
 	size := proto.Size(waiting[0].msg) + batchRequestOverhead
 	for len(waiting) < maxBatchRequests {
 		select {
 		case r := <-s.queue:
 			n := proto.Size(r.msg) + batchRequestOverhead
-			if s.maxBytes > 0 && size+n+sessionRequestOverhead > s.maxBytes {
+			if size+n+sessionRequestOverhead > limit {
 				// It goes next, on its own or leading the next batch.
 				s.carry = &r
 				return waiting

@@ -311,3 +311,42 @@ func TestHeaderThatIsNotUTF8FailsOnlyItsAttempt(t *testing.T) { // not parallel:
 		t.Errorf("plugin restarted or gone (pid %d -> %v)", pid, p)
 	}
 }
+
+// Requests waiting together are batched only up to 1 MiB: a plugin may
+// take less than the runner's message limit (this one has gRPC's default
+// 4 MiB), and a batch over it would end the stream for every attempt.
+func TestBatchesStayWithinWhatAPluginTakes(t *testing.T) { // not parallel: SetBeforeSessionSend
+	s := startSupervisor(t, "github.com/omniq/omniq/runner/pluginhost/testdata/batchsession", pluginhost.Config{Concurrency: 64})
+	release, first := make(chan struct{}), make(chan struct{})
+	var once sync.Once
+	defer pluginhost.SetBeforeSessionSend(func() {
+		once.Do(func() { close(first); <-release })
+	})()
+	releaseSender := sync.OnceFunc(func() { close(release) })
+	defer releaseSender()
+	const n = 8 // two answers of the plugin's four; 8 x 700 kB is over 4 MiB
+	var wg sync.WaitGroup
+	errs := make(chan error, n)
+	execute := func(i int) {
+		defer wg.Done()
+		id, payload := fmt.Sprintf("t%d", i), fmt.Sprintf("%d%s", i, strings.Repeat("x", 700_000))
+		out := s.Execute(ctx(t), req(id, "echo", payload), time.Now().Add(time.Minute), nil)
+		if out.Failure != nil || string(out.Output) != payload {
+			errs <- fmt.Errorf("%s: %d bytes, %+v", id, len(out.Output), out.Failure)
+		}
+	}
+	wg.Add(1)
+	go execute(0)
+	<-first
+	for i := 1; i < n; i++ {
+		wg.Add(1)
+		go execute(i)
+	}
+	eventually(t, 10*time.Second, "the attempts to queue", func() bool { return s.Process().SessionQueued() == n-1 })
+	releaseSender()
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+}
