@@ -5,8 +5,10 @@ import (
 	"fmt"
 	"os"
 	"slices"
+	"strings"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/go-plugin"
@@ -111,6 +113,7 @@ const sessionEventOverhead = 32
 // for progress (dropped). Sending it would end the stream: on a Session,
 // every attempt on it.
 func (s *Server) fit(ev *pluginpb.ExecuteEvent, overhead int) *pluginpb.ExecuteEvent {
+	validText(ev)
 	n := proto.Size(ev) + overhead
 	if s.maxBytes <= 0 || n <= s.maxBytes {
 		return ev
@@ -126,6 +129,30 @@ func (s *Server) fit(ev *pluginpb.ExecuteEvent, overhead int) *pluginpb.ExecuteE
 		ErrorType: "handler_error", Permanent: true,
 		Message: fmt.Sprintf("the handler's %s is %d bytes, over the %d-byte plugin message limit (%s)", what, n, s.maxBytes, EnvMaxMessageBytes),
 	}}}
+}
+
+// validText replaces the bytes of ev's text that are not valid UTF-8 with
+// U+FFFD. Protobuf strings must be UTF-8, and a handler's messages often
+// quote task payloads: sent as they are, the Send fails and gRPC ends the
+// stream, on a Session every attempt on it.
+func validText(ev *pluginpb.ExecuteEvent) {
+	fix := func(s *string) {
+		if !utf8.ValidString(*s) {
+			*s = strings.ToValidUTF8(*s, "\uFFFD")
+		}
+	}
+	switch e := ev.Event.(type) {
+	case *pluginpb.ExecuteEvent_Progress:
+		if e.Progress != nil {
+			fix(&e.Progress.Message)
+		}
+	case *pluginpb.ExecuteEvent_Failure:
+		if f := e.Failure; f != nil {
+			fix(&f.ErrorType)
+			fix(&f.Message)
+			fix(&f.Traceback)
+		}
+	}
 }
 
 // Describe lists the mux's functions.

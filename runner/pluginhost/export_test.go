@@ -26,3 +26,10 @@ func SetBeforeSessionSend(f func()) (undo func()) {
 
 // SessionQueued is how many messages wait for p's session's sender.
 func (p *Process) SessionQueued() int { return len(p.sess.queue) }
+
+// SessionCalls is how many attempts p's session waits on.
+func (p *Process) SessionCalls() int {
+	p.sess.mu.Lock()
+	defer p.sess.mu.Unlock()
+	return len(p.sess.calls)
+}

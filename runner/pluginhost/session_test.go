@@ -350,3 +350,43 @@ func TestBatchesStayWithinWhatAPluginTakes(t *testing.T) { // not parallel: SetB
 		t.Error(err)
 	}
 }
+
+// A handler's failure whose text is not valid UTF-8 (here a panic with a
+// task's payload as its message: a task publisher chooses those bytes)
+// reaches the runner as that attempt's failure, with U+FFFD for the bad
+// bytes. Protobuf strings must be UTF-8: sent as it was, the plugin's Send
+// fails and gRPC ends the Session, failing every attempt on it.
+func TestFailureTextThatIsNotUTF8FailsOnlyItsAttempt(t *testing.T) {
+	t.Parallel()
+	s := startSupervisor(t, faultsPkg, pluginhost.Config{Concurrency: 8})
+	if !s.Process().UsesSession() {
+		t.Fatal("the faults plugin does not use a session")
+	}
+	pid := s.Process().Pid()
+	// Attempts running on the same session meanwhile.
+	const n = 4
+	runCtx, stopRuns := context.WithCancel(ctx(t))
+	outs := make(chan pluginhost.Outcome, n)
+	for i := 0; i < n; i++ {
+		go func(i int) {
+			outs <- s.Execute(runCtx, req(fmt.Sprintf("sleeper%d", i), "sleep", "1h"), time.Now().Add(time.Hour), nil)
+		}(i)
+	}
+	eventually(t, 10*time.Second, "the sleepers to start", func() bool { return s.Process().SessionCalls() == n })
+
+	out := s.Execute(ctx(t), req("bad-text", "panic", "caf\xe9"), time.Now().Add(time.Minute), nil)
+	if out.Failure == nil || out.Failure.ErrorType != "panic" || !strings.Contains(out.Failure.Message, "caf\uFFFD") {
+		t.Errorf("panic with a payload that is not UTF-8: %+v, want the panic failure with U+FFFD for the bad byte", out.Failure)
+	}
+	if p := s.Process(); p == nil || p.Pid() != pid {
+		t.Errorf("plugin restarted or gone (pid %d -> %v)", pid, p)
+	} else if c := p.SessionCalls(); c != n {
+		t.Errorf("%d attempts on the session after the failure, want the %d sleepers still running", c, n)
+	}
+	stopRuns()
+	for i := 0; i < n; i++ {
+		if o := <-outs; o.Failure == nil || o.Failure.ErrorType != "cancelled" {
+			t.Errorf("sleeper: %+v, want cancelled", o.Failure)
+		}
+	}
+}
