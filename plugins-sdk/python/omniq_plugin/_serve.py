@@ -62,7 +62,7 @@ class _Stream:
         self._closed = False
 
     def progress(self, fraction, message):
-        ev = pb.ExecuteEvent(progress=pb.Progress(fraction=fraction, message=message))
+        ev = pb.ExecuteEvent(progress=pb.Progress(fraction=fraction, message=_text(message)))
         with self._cv:
             if self._closed or self._final is not None:
                 return
@@ -96,10 +96,22 @@ class _Stream:
                 return
 
 
+def _text(s):
+    """s as protobuf can send it: lone surrogates (a payload decoded with
+    "surrogateescape" puts them in messages) become U+FFFD, as the Go SDK
+    does with bytes that are not UTF-8."""
+    try:
+        s.encode("utf-8")
+        return s
+    except UnicodeEncodeError:
+        return s.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+
+
 def _failure_event(f):
     retry_ms = int(round(f.retry_after * 1000)) if f.retry_after else 0
-    return pb.ExecuteEvent(failure=pb.Failure(error_type=f.error_type, message=f.message, traceback=f.traceback,
-                                              permanent=f.permanent, retry_after_ms=retry_ms))
+    return pb.ExecuteEvent(failure=pb.Failure(error_type=_text(f.error_type), message=_text(f.message),
+                                              traceback=_text(f.traceback), permanent=f.permanent,
+                                              retry_after_ms=retry_ms))
 
 
 class _Servicer(pb_grpc.PluginServicer):

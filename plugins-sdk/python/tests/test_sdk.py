@@ -258,6 +258,19 @@ class ServicerTest(unittest.TestCase):
         slow = [f for f in resp.functions if f.name == "slow"][0]
         self.assertEqual((slow.has_max_retries, slow.concurrency), (False, 1))
 
+    def test_text_that_is_not_unicode_is_sent_replaced(self):
+        # A payload decoded with "surrogateescape" puts lone surrogates in
+        # the handler's messages; protobuf cannot send them as they are.
+        def bad(task):
+            task.report_progress(0.5, "at caf" + "\udce9")
+            raise ValueError("bad input caf" + "\udce9")
+        self.mux.handle("bad", bad)
+        events = list(self.stub.Execute(pb.ExecuteRequest(task_id="t", function="bad"), timeout=10))
+        self.assertEqual([e.WhichOneof("event") for e in events], ["progress", "failure"])
+        self.assertEqual(events[0].progress.message, "at caf\ufffd")
+        self.assertEqual(events[1].failure.error_type, "ValueError")
+        self.assertIn("bad input caf\ufffd", events[1].failure.message)
+
     def test_execute_streams_progress_then_the_result(self):
         events = list(self.stub.Execute(pb.ExecuteRequest(task_id="t", function="echo", payload=b"hi"), timeout=10))
         self.assertEqual(len(events), 1)
