@@ -50,6 +50,7 @@ type Runner struct {
 	cancelRuns context.CancelCauseFunc
 	tasks      sync.WaitGroup // task goroutines
 	workers    *workpool.Pool // runs the tasks: a goroutine keeps its grown stack for the next
+	acks       *acker         // acknowledges succeeded tasks' messages in bursts
 	loopsWG    sync.WaitGroup // pull loops and background work
 	subs       []*nats.Subscription
 	stopHB     chan struct{}  // closed once no attempt runs any more
@@ -72,7 +73,7 @@ func New(cfg Config) (*Runner, error) {
 		cfg: cfg, client: cfg.Client, log: cfg.Logger.WithField("runner", cfg.ID),
 		inflight: make(map[string]*inflight), loops: make(map[string]bool), failing: make(map[string]error),
 		stopped: make(chan struct{}), stopHB: make(chan struct{}), tracer: newTracer(cfg.TracerProvider),
-		workers: workpool.New(workerIdle),
+		workers: workpool.New(workerIdle), acks: newAcker(ackDelay),
 	}
 	cfg.Metrics.watchPlugins(cfg.Plugins)
 	cfg.Metrics.watchStreams(cfg.Client)
@@ -427,6 +428,7 @@ func (r *Runner) Stop(ctx context.Context) error {
 			err = ctx.Err()
 		}
 		r.workers.Stop()
+		r.acks.stop() // every task has returned: no more acks come
 		close(r.stopHB)
 		r.hbWG.Wait()
 		dctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)

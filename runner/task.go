@@ -415,7 +415,7 @@ func (r *Runner) settle(ctx context.Context, log logrus.FieldLogger, rec jetstre
 		if err != nil {
 			return r.lostRecord(ctx, log, t.ID, msg, err)
 		}
-		_ = msg.Ack()
+		r.acks.ack(msg)
 		log.Debug("task succeeded")
 		return "succeeded"
 	}
