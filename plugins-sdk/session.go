@@ -175,13 +175,6 @@ func (q *eventQueue) close() {
 	}
 }
 
-// pending is how many events are queued.
-func (q *eventQueue) pending() int {
-	q.mu.Lock()
-	defer q.mu.Unlock()
-	return len(q.events)
-}
-
 // sendAll sends evs: one at a time, or, when the runner reads batches and
 // several wait, as many in one message as the message limit allows.
 func (q *eventQueue) sendAll(evs []*pluginpb.SessionEvent) error {

@@ -277,3 +277,10 @@ func TestRunnerReadsBatchesFromMetadata(t *testing.T) {
 		}
 	}
 }
+
+// pending is how many events are queued.
+func (q *eventQueue) pending() int {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return len(q.events)
+}

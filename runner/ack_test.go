@@ -33,30 +33,15 @@ func TestSucceededTasksAreAcknowledgedThroughStop(t *testing.T) {
 		waitFor(t, e, id, models.StatusSucceeded, 30*time.Second)
 	}
 	tr.Stop(t)
-	cons, err := e.client.JetStream().Consumer(ctx(t), e.client.Config().TasksStream, "omniq-echo")
-	if err != nil {
-		t.Fatal(err)
-	}
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		info, err := cons.Info(ctx(t))
+	eventually(t, 10*time.Second, "nothing unacknowledged and an empty work queue after Stop", func() bool {
+		cons, err := e.client.JetStream().Consumer(ctx(t), e.client.Config().TasksStream, "omniq-echo")
 		if err != nil {
-			t.Fatal(err)
+			return false
 		}
 		stream, err := e.client.JetStream().Stream(ctx(t), e.client.Config().TasksStream)
 		if err != nil {
-			t.Fatal(err)
+			return false
 		}
-		sinfo, err := stream.Info(ctx(t))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if info.NumAckPending == 0 && sinfo.State.Msgs == 0 {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("after Stop: %d messages unacknowledged, %d left in the work queue", info.NumAckPending, sinfo.State.Msgs)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+		return cons.CachedInfo().NumAckPending == 0 && stream.CachedInfo().State.Msgs == 0
+	})
 }

@@ -230,25 +230,34 @@ func TestRunsTasksServesMetricsAndStopsGracefully(t *testing.T) {
 // attempt.
 func TestSucceededTasksAreLoggedAtDebugLevel(t *testing.T) {
 	t.Parallel()
-	ready, logs, stop := startMain(t, []string{"--listen", "127.0.0.1:0", "--data-dir", t.TempDir(), "--log-format", "json", "--log-level", "debug"},
-		map[string]string{"OMNIQ_PLUGINS_DIR": pluginsDir(t)})
+	id, logs := runOneTask(t, "echo", "hi", "--log-level", "debug")
+	for _, line := range strings.Split(logs, "\n") {
+		if strings.Contains(line, `"msg":"task succeeded"`) && strings.Contains(line, `"level":"debug"`) &&
+			strings.Contains(line, `"task_id":"`+id+`"`) && strings.Contains(line, `"function":"echo"`) && strings.Contains(line, `"attempt":1`) {
+			return
+		}
+	}
+	t.Fatalf("no debug line for the succeeded task %s:\n%s", id, logs)
+}
+
+// runOneTask runs the runner with JSON logs and args, submits one task of
+// fn, waits for it to succeed, stops the runner gracefully, and returns
+// the task's id and the runner's logs.
+func runOneTask(t *testing.T, fn, payload string, args ...string) (id, logs string) {
+	t.Helper()
+	args = append([]string{"--listen", "127.0.0.1:0", "--data-dir", t.TempDir(), "--log-format", "json"}, args...)
+	ready, out, stop := startMain(t, args, map[string]string{"OMNIQ_PLUGINS_DIR": pluginsDir(t)})
 	client, closeClient := connect(t, ready)
-	res, err := client.Submit(context.Background(), jetstream.SubmitRequest{Function: "echo", Payload: []byte("hi")})
+	res, err := client.Submit(context.Background(), jetstream.SubmitRequest{Function: fn, Payload: []byte(payload)})
 	if err != nil {
 		t.Fatal(err)
 	}
 	waitStatus(t, client, res.ID, func(task *models.Task) bool { return task.Status == models.StatusSucceeded })
 	closeClient()
 	if code := stop(false); code != 0 {
-		t.Fatalf("graceful stop exited %d:\n%s", code, logs)
+		t.Fatalf("graceful stop exited %d:\n%s", code, out)
 	}
-	for _, line := range strings.Split(logs.String(), "\n") {
-		if strings.Contains(line, `"msg":"task succeeded"`) && strings.Contains(line, `"level":"debug"`) &&
-			strings.Contains(line, `"task_id":"`+res.ID+`"`) && strings.Contains(line, `"function":"echo"`) && strings.Contains(line, `"attempt":1`) {
-			return
-		}
-	}
-	t.Fatalf("no debug line for the succeeded task %s:\n%s", res.ID, logs)
+	return res.ID, out.String()
 }
 
 func TestSecondSignalForcesShutdownAndReleasesTasks(t *testing.T) {
@@ -438,25 +447,14 @@ func TestVersionFlag(t *testing.T) {
 // what needs an operator (a task dead-lettered, a plugin crashing).
 func TestARetryIsLoggedAtInfoLevel(t *testing.T) {
 	t.Parallel()
-	ready, logs, stop := startMain(t, []string{"--listen", "127.0.0.1:0", "--data-dir", t.TempDir(), "--log-format", "json"},
-		map[string]string{"OMNIQ_PLUGINS_DIR": pluginsDir(t)})
-	client, closeClient := connect(t, ready)
-	res, err := client.Submit(context.Background(), jetstream.SubmitRequest{Function: "flaky", Payload: []byte("1")})
-	if err != nil {
-		t.Fatal(err)
-	}
-	waitStatus(t, client, res.ID, func(task *models.Task) bool { return task.Status == models.StatusSucceeded })
-	closeClient()
-	if code := stop(false); code != 0 {
-		t.Fatalf("graceful stop exited %d:\n%s", code, logs)
-	}
-	for _, line := range strings.Split(logs.String(), "\n") {
-		if strings.Contains(line, "task failed, will retry") && strings.Contains(line, `"task_id":"`+res.ID+`"`) {
+	id, logs := runOneTask(t, "flaky", "1")
+	for _, line := range strings.Split(logs, "\n") {
+		if strings.Contains(line, "task failed, will retry") && strings.Contains(line, `"task_id":"`+id+`"`) {
 			if !strings.Contains(line, `"level":"info"`) {
 				t.Fatalf("the retry is not logged at info level: %s", line)
 			}
 			return
 		}
 	}
-	t.Fatalf("no log line for the retry of %s:\n%s", res.ID, logs)
+	t.Fatalf("no log line for the retry of %s:\n%s", id, logs)
 }

@@ -139,24 +139,11 @@ func TestFoundCredentialsAreLeftOutForAServerWithoutLogins(t *testing.T) {
 	if _, err := credentials.Ensure(data, "runner", "operator", "submitter"); err != nil {
 		t.Fatal(err)
 	}
-	srv, err := embedded.Start(embedded.Config{StoreDir: t.TempDir(), Port: -1, InsecureNoAuth: true})
-	if err != nil {
+	srv := omniqtest.StartServer(t, jetstream.Config{}) // without authorization
+	if _, err := srv.Client.State().Create(omniqtest.Context(t), models.NewTask("t-1", "echo", 0, 0, time.Now())); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { _ = srv.Shutdown(context.Background()) })
-	nc, err := srv.Connect()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	client, err := jetstream.New(omniqtest.Context(t), nc, jetstream.Config{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := client.State().Create(omniqtest.Context(t), models.NewTask("t-1", "echo", 0, 0, time.Now())); err != nil {
-		t.Fatal(err)
-	}
-	vars := map[string]string{"OMNIQ_NATS_URL": srv.ClientURL(), "OMNIQ_DATA_DIR": data}
+	vars := map[string]string{"OMNIQ_NATS_URL": srv.URL, "OMNIQ_DATA_DIR": data}
 	code, out, errs := runCLI(t, vars, "status", "t-1")
 	if code != 0 || !strings.Contains(out, "t-1") {
 		t.Fatalf("status on a server without logins, credentials in OMNIQ_DATA_DIR: exit %d\n%s%s", code, out, errs)

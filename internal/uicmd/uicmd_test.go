@@ -14,7 +14,6 @@ import (
 	"github.com/omniq/omniq/internal/credentials"
 	"github.com/omniq/omniq/internal/omniqtest"
 	"github.com/omniq/omniq/jetstream"
-	"github.com/omniq/omniq/jetstream/embedded"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -63,20 +62,8 @@ func TestFoundCredentialsAreLeftOutForAServerWithoutLogins(t *testing.T) {
 	if _, err := credentials.Ensure(data, "runner", "operator", "submitter"); err != nil {
 		t.Fatal(err)
 	}
-	srv, err := embedded.Start(embedded.Config{StoreDir: t.TempDir(), Port: -1, InsecureNoAuth: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = srv.Shutdown(context.Background()) })
-	nc, err := srv.Connect()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	if _, err := jetstream.New(omniqtest.Context(t), nc, jetstream.Config{}); err != nil {
-		t.Fatal(err)
-	}
-	o, err := Parse([]string{"--nats-url", srv.ClientURL(), "--data-dir", data}, func(string) string { return "" }, &strings.Builder{})
+	srv := omniqtest.StartServer(t, jetstream.Config{}) // without authorization, streams provisioned
+	o, err := Parse([]string{"--nats-url", srv.URL, "--data-dir", data}, func(string) string { return "" }, &strings.Builder{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -3,6 +3,7 @@ package pluginhost
 import (
 	"context"
 	"encoding/binary"
+	"slices"
 	"sync"
 	"sync/atomic"
 
@@ -30,12 +31,13 @@ type session struct {
 	batch bool
 
 	// queue feeds the one goroutine that sends (gRPC streams take one Send
-	// at a time). Callers wait for their send only as long as their
-	// attempt's context allows: a plugin that stops reading (frozen, or
-	// hung with a full flow-control window) blocks the sender, not them.
-	queue      chan sendReq
+	// at a time). Callers wait for room in it only as long as their
+	// attempt's context allows, and never for the Send: a plugin that stops
+	// reading (frozen, or hung with a full flow-control window) blocks the
+	// sender, not them.
+	queue      chan *pluginpb.SessionRequest
 	senderDone chan struct{}
-	carry      *sendReq // taken from queue, too large for the last batch: sent next
+	carry      *pluginpb.SessionRequest // taken from queue, too large for the last batch: sent next
 
 	// Messages that carried several, for tests.
 	batchesSent, batchesRead atomic.Int64
@@ -68,15 +70,10 @@ func openSession(rpc pluginpb.PluginClient, maxBytes int, batch bool) (*session,
 		return nil, err
 	}
 	s := &session{stream: stream, cancel: cancel, maxBytes: maxBytes, batch: batch, calls: make(map[uint64]*sessionCall), done: make(chan struct{}),
-		queue: make(chan sendReq, 64), senderDone: make(chan struct{})}
+		queue: make(chan *pluginpb.SessionRequest, 64), senderDone: make(chan struct{})}
 	go s.read()
 	go s.sender()
 	return s, nil
-}
-
-// sendReq is one message for the sender.
-type sendReq struct {
-	msg *pluginpb.SessionRequest
 }
 
 // beforeSessionSend, when set by a test, is called by every session's
@@ -106,10 +103,10 @@ const (
 // the message limit) in one.
 func (s *session) sender() {
 	defer close(s.senderDone)
-	var waiting []sendReq
+	var waiting []*pluginpb.SessionRequest
 	for {
 		if s.carry != nil {
-			waiting = append(waiting[:0], *s.carry)
+			waiting = append(waiting[:0], s.carry)
 			s.carry = nil
 		} else {
 			select {
@@ -125,13 +122,11 @@ func (s *session) sender() {
 		if beforeSessionSend != nil {
 			beforeSessionSend()
 		}
-		msg := waiting[0].msg
+		msg := waiting[0]
 		if len(waiting) > 1 {
 			s.batchesSent.Add(1)
-			msg = &pluginpb.SessionRequest{Batch: make([]*pluginpb.SessionRequest, len(waiting))}
-			for i, r := range waiting {
-				msg.Batch[i] = r.msg
-			}
+			// Its own slice: gRPC may read a message after Send returns.
+			msg = &pluginpb.SessionRequest{Batch: slices.Clone(waiting)}
 		}
 		if err := s.stream.Send(msg); err != nil {
 			// The stream has ended (io.EOF: Recv has, or will soon have,
@@ -148,19 +143,19 @@ func (s *session) sender() {
 
 // gather adds to waiting the messages queued behind it, as many as fit in
 // one batch.
-func (s *session) gather(waiting []sendReq) []sendReq {
+func (s *session) gather(waiting []*pluginpb.SessionRequest) []*pluginpb.SessionRequest {
 	limit := maxBatchBytes
 	if s.maxBytes > 0 {
 		limit = min(limit, s.maxBytes)
 	}
-	size := proto.Size(waiting[0].msg) + batchRequestOverhead
+	size := proto.Size(waiting[0]) + batchRequestOverhead
 	for len(waiting) < maxBatchRequests {
 		select {
 		case r := <-s.queue:
-			n := proto.Size(r.msg) + batchRequestOverhead
+			n := proto.Size(r) + batchRequestOverhead
 			if size+n+sessionRequestOverhead > limit {
 				// It goes next, on its own or leading the next batch.
-				s.carry = &r
+				s.carry = r
 				return waiting
 			}
 			size += n
@@ -256,7 +251,7 @@ func (s *session) start(ctx context.Context, req *pluginpb.ExecuteRequest) (uint
 	// The caller does not wait for the Send: its events, or the end of
 	// the stream, tell how the attempt went.
 	select {
-	case s.queue <- sendReq{msg: msg}:
+	case s.queue <- msg:
 	case <-s.done:
 		s.forget(id)
 		return 0, nil, s.ended()
@@ -271,7 +266,7 @@ func (s *session) start(ctx context.Context, req *pluginpb.ExecuteRequest) (uint
 // waiting for the message to be sent.
 func (s *session) stop(id uint64) {
 	s.forget(id)
-	r := sendReq{msg: &pluginpb.SessionRequest{CallId: id, Op: &pluginpb.SessionRequest_Cancel{Cancel: &pluginpb.Cancel{}}}}
+	r := &pluginpb.SessionRequest{CallId: id, Op: &pluginpb.SessionRequest_Cancel{Cancel: &pluginpb.Cancel{}}}
 	select {
 	case s.queue <- r:
 	case <-s.done:

@@ -183,14 +183,32 @@ func TestAttemptsEndAtTheirDeadlineWhenThePluginStopsReading(t *testing.T) {
 
 // Attempts started while the session's sender is busy go to the plugin
 // together, in one message, and each still gets its own events.
-func TestWaitingRequestsGoInOneBatch(t *testing.T) { // not parallel: SetBeforeSessionSend
+func TestWaitingRequestsGoInOneBatch(t *testing.T) { // not parallel: executeBehindHeldSender
 	s := startSupervisor(t, echoPkg, pluginhost.Config{Concurrency: 64})
 	if !s.Process().UsesSession() {
 		t.Fatal("the echo plugin does not use a session")
 	}
-	// Hold the sender at its first Send until every other attempt is
-	// queued behind it.
 	const n = 20
+	payload := func(i int) string { return fmt.Sprintf("payload %d", i) }
+	outs := executeBehindHeldSender(t, s, n, n-1, func(i int) *pluginpb.ExecuteRequest {
+		return req(fmt.Sprintf("t%d", i), "echo", payload(i))
+	})
+	for i, out := range outs {
+		if out.Failure != nil || string(out.Output) != payload(i) {
+			t.Errorf("t%d: outcome %q %+v, want %q", i, out.Output, out.Failure, payload(i))
+		}
+	}
+	if sent, _ := s.Process().SessionBatches(); sent < 1 {
+		t.Errorf("%d batches sent, want at least 1", sent)
+	}
+}
+
+// executeBehindHeldSender runs n attempts, reqFor(i) each, with the
+// session's sender held at its first Send (attempt 0's) until at least
+// queued others wait behind it, and returns their outcomes in order. Not
+// for parallel tests: SetBeforeSessionSend.
+func executeBehindHeldSender(t *testing.T, s *pluginhost.Supervisor, n, queued int, reqFor func(i int) *pluginpb.ExecuteRequest) []pluginhost.Outcome {
+	t.Helper()
 	release, first := make(chan struct{}), make(chan struct{})
 	var once sync.Once
 	defer pluginhost.SetBeforeSessionSend(func() {
@@ -198,15 +216,11 @@ func TestWaitingRequestsGoInOneBatch(t *testing.T) { // not parallel: SetBeforeS
 	})()
 	releaseSender := sync.OnceFunc(func() { close(release) })
 	defer releaseSender() // before the supervisor's cleanup, however the test ends
+	outs := make([]pluginhost.Outcome, n)
 	var wg sync.WaitGroup
-	errs := make(chan error, n)
 	execute := func(i int) {
 		defer wg.Done()
-		id, payload := fmt.Sprintf("t%d", i), fmt.Sprintf("payload %d", i)
-		out := s.Execute(ctx(t), req(id, "echo", payload), time.Now().Add(time.Minute), nil)
-		if out.Failure != nil || string(out.Output) != payload {
-			errs <- fmt.Errorf("%s: outcome %q %+v, want %q", id, out.Output, out.Failure, payload)
-		}
+		outs[i] = s.Execute(ctx(t), reqFor(i), time.Now().Add(time.Minute), nil)
 	}
 	wg.Add(1)
 	go execute(0)
@@ -215,16 +229,10 @@ func TestWaitingRequestsGoInOneBatch(t *testing.T) { // not parallel: SetBeforeS
 		wg.Add(1)
 		go execute(i)
 	}
-	eventually(t, 10*time.Second, "the attempts to queue", func() bool { return s.Process().SessionQueued() == n-1 })
+	eventually(t, 10*time.Second, "the attempts to queue", func() bool { return s.Process().SessionQueued() >= queued })
 	releaseSender()
 	wg.Wait()
-	close(errs)
-	for err := range errs {
-		t.Error(err)
-	}
-	if sent, _ := s.Process().SessionBatches(); sent < 1 {
-		t.Errorf("%d batches sent, want at least 1", sent)
-	}
+	return outs
 }
 
 // Events a plugin sends in one batch reach each of their attempts.
@@ -265,37 +273,18 @@ func TestBatchedEventsReachTheirAttempts(t *testing.T) {
 // strings are text) fails its own attempt as invalid_task, naming the
 // header, before anything is sent: batched with others on the Session, it
 // would otherwise fail the whole batch's Send.
-func TestHeaderThatIsNotUTF8FailsOnlyItsAttempt(t *testing.T) { // not parallel: SetBeforeSessionSend
+func TestHeaderThatIsNotUTF8FailsOnlyItsAttempt(t *testing.T) { // not parallel: executeBehindHeldSender
 	s := startSupervisor(t, echoPkg, pluginhost.Config{Concurrency: 64})
 	pid := s.Process().Pid()
-	release, first := make(chan struct{}), make(chan struct{})
-	var once sync.Once
-	defer pluginhost.SetBeforeSessionSend(func() {
-		once.Do(func() { close(first); <-release })
-	})()
-	releaseSender := sync.OnceFunc(func() { close(release) })
-	defer releaseSender() // before the supervisor's cleanup, however the test ends
 	const n = 6
-	outs := make([]pluginhost.Outcome, n)
-	var wg sync.WaitGroup
-	execute := func(i int) {
-		defer wg.Done()
+	// Attempt 3 never queues: the other four do.
+	outs := executeBehindHeldSender(t, s, n, n-2, func(i int) *pluginpb.ExecuteRequest {
 		r := req(fmt.Sprintf("t%d", i), "echo", fmt.Sprint("payload ", i))
 		if i == 3 {
 			r.Headers = map[string]string{"X-Bad": "caf\xe9"}
 		}
-		outs[i] = s.Execute(ctx(t), r, time.Now().Add(time.Minute), nil)
-	}
-	wg.Add(1)
-	go execute(0)
-	<-first
-	for i := 1; i < n; i++ {
-		wg.Add(1)
-		go execute(i)
-	}
-	eventually(t, 10*time.Second, "the good attempts to queue", func() bool { return s.Process().SessionQueued() >= n-2 })
-	releaseSender()
-	wg.Wait()
+		return r
+	})
 	for i, out := range outs {
 		if i == 3 {
 			if out.Failure == nil || out.Failure.ErrorType != "invalid_task" || out.Failure.Retryable || !strings.Contains(out.Failure.Message, "X-Bad") {
@@ -315,39 +304,17 @@ func TestHeaderThatIsNotUTF8FailsOnlyItsAttempt(t *testing.T) { // not parallel:
 // Requests waiting together are batched only up to 1 MiB: a plugin may
 // take less than the runner's message limit (this one has gRPC's default
 // 4 MiB), and a batch over it would end the stream for every attempt.
-func TestBatchesStayWithinWhatAPluginTakes(t *testing.T) { // not parallel: SetBeforeSessionSend
+func TestBatchesStayWithinWhatAPluginTakes(t *testing.T) { // not parallel: executeBehindHeldSender
 	s := startSupervisor(t, "github.com/omniq/omniq/runner/pluginhost/testdata/batchsession", pluginhost.Config{Concurrency: 64})
-	release, first := make(chan struct{}), make(chan struct{})
-	var once sync.Once
-	defer pluginhost.SetBeforeSessionSend(func() {
-		once.Do(func() { close(first); <-release })
-	})()
-	releaseSender := sync.OnceFunc(func() { close(release) })
-	defer releaseSender()
 	const n = 8 // two answers of the plugin's four; 8 x 700 kB is over 4 MiB
-	var wg sync.WaitGroup
-	errs := make(chan error, n)
-	execute := func(i int) {
-		defer wg.Done()
-		id, payload := fmt.Sprintf("t%d", i), fmt.Sprintf("%d%s", i, strings.Repeat("x", 700_000))
-		out := s.Execute(ctx(t), req(id, "echo", payload), time.Now().Add(time.Minute), nil)
-		if out.Failure != nil || string(out.Output) != payload {
-			errs <- fmt.Errorf("%s: %d bytes, %+v", id, len(out.Output), out.Failure)
+	payload := func(i int) string { return fmt.Sprintf("%d%s", i, strings.Repeat("x", 700_000)) }
+	outs := executeBehindHeldSender(t, s, n, n-1, func(i int) *pluginpb.ExecuteRequest {
+		return req(fmt.Sprintf("t%d", i), "echo", payload(i))
+	})
+	for i, out := range outs {
+		if out.Failure != nil || string(out.Output) != payload(i) {
+			t.Errorf("t%d: %d bytes, %+v", i, len(out.Output), out.Failure)
 		}
-	}
-	wg.Add(1)
-	go execute(0)
-	<-first
-	for i := 1; i < n; i++ {
-		wg.Add(1)
-		go execute(i)
-	}
-	eventually(t, 10*time.Second, "the attempts to queue", func() bool { return s.Process().SessionQueued() == n-1 })
-	releaseSender()
-	wg.Wait()
-	close(errs)
-	for err := range errs {
-		t.Error(err)
 	}
 }
 
