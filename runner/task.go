@@ -336,7 +336,9 @@ func newProgressWriter(state *jetstream.StateStore, cur jetstream.Record, start 
 
 // report takes one progress event from the plugin.
 func (p *progressWriter) report(ev *pluginpb.Progress) {
-	p.log.WithField("fraction", ev.Fraction).Debug("progress: " + ev.Message)
+	if debugEnabled(p.log) {
+		p.log.WithField("fraction", ev.Fraction).Debug("progress: " + ev.Message)
+	}
 	now := time.Now()
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -681,6 +683,18 @@ func (r *Runner) unrecordable(ctx context.Context, log logrus.FieldLogger, rec j
 // maxLogText bounds text taken from a task (messages, tracebacks) in one
 // log line: the record and the dead-letter entry keep the whole of it.
 const maxLogText = 1 << 10
+
+// debugEnabled says whether log writes debug lines, so that a hot path
+// builds a debug line's fields only when it is written.
+func debugEnabled(log logrus.FieldLogger) bool {
+	switch l := log.(type) {
+	case *logrus.Entry:
+		return l.Logger.IsLevelEnabled(logrus.DebugLevel)
+	case *logrus.Logger:
+		return l.IsLevelEnabled(logrus.DebugLevel)
+	}
+	return true // another FieldLogger cannot be asked: it decides
+}
 
 // logText is s cut to maxLogText bytes for a log line.
 func logText(s string) string { return models.TruncateTraceback(s, maxLogText) }
