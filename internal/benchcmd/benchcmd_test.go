@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"path/filepath"
 	"strings"
@@ -134,10 +135,15 @@ func TestBenchEndToEnd(t *testing.T) {
 	if len(r.Fractions) != 3 {
 		t.Errorf("fractions: %+v, want one per ceiling compared", r.Fractions)
 	}
+	var plumbing float64
 	for _, fr := range r.Fractions {
-		if fr.Fraction <= 0 || fr.PerTask <= 0 {
+		if fr.Fraction <= 0 || fr.PerTask <= 0 || fr.CPUMillisPerTask < 0 {
 			t.Errorf("fraction %+v: want positive figures", fr)
 		}
+		plumbing += fr.CPUMillisPerTask
+	}
+	if math.Abs(plumbing-r.PlumbingCPUMillisPerTask) > 1e-9 {
+		t.Errorf("plumbing CPU per task %v, want the fractions' sum %v", r.PlumbingCPUMillisPerTask, plumbing)
 	}
 
 	// Nothing the bench started outlives it: the runner and its plugins.
@@ -269,5 +275,26 @@ func TestPublishReportsFailedAsyncPublishes(t *testing.T) {
 	_, _, err := b.publish(ctx, "echo", "lost", 3, nil, 0)
 	if err == nil || !strings.Contains(err.Error(), "3 async publishes failed") || !strings.Contains(err.Error(), `task "lost-`) {
 		t.Fatalf("publish with no stream: %v, want the 3 failures counted, naming a task", err)
+	}
+}
+
+func TestCPUPerOp(t *testing.T) {
+	bench, server := proc{"omniq-bench", 1}, proc{"nats-server", 2}
+	plugin := proc{"plugin echo", 3}
+	snap := func(cpu map[proc]time.Duration, roll ...proc) snapshot { return snapshot{cpu: cpu, roll: roll} }
+	before := snap(map[proc]time.Duration{bench: time.Second, server: 2 * time.Second}, bench, server)
+	for _, tc := range []struct {
+		name  string
+		after snapshot
+		n     int
+		want  float64
+	}{
+		{"all processes summed", snap(map[proc]time.Duration{bench: 1500 * time.Millisecond, server: 2500 * time.Millisecond}, bench, server), 1000, 1000},
+		{"a process started meanwhile counts whole", snap(map[proc]time.Duration{bench: time.Second, server: 2 * time.Second, plugin: 200 * time.Millisecond}, bench, server, plugin), 100, 2000},
+		{"nothing done", snap(map[proc]time.Duration{bench: 2 * time.Second}, bench), 0, 0},
+	} {
+		if got := cpuPerOp(before, tc.after, tc.n); got != tc.want {
+			t.Errorf("%s: cpuPerOp = %v µs, want %v", tc.name, got, tc.want)
+		}
 	}
 }

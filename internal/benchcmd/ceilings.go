@@ -39,7 +39,7 @@ func (b *bench) ceilings(ctx context.Context) error {
 	if err := sup.Start(ctx); err != nil {
 		return fmt.Errorf("start the echo plugin: %w", err)
 	}
-	if c.Plugin1, c.PluginParallel, err = rawPlugin(ctx, sup, b.o.PluginCalls, b.o.InFlight); err != nil {
+	if c.Plugin1, c.PluginParallel, err = rawPlugin(ctx, sup, b.o.PluginCalls, b.o.InFlight, b.snapshot); err != nil {
 		return err
 	}
 	// Before the plugin stops, so that its CPU is counted.
@@ -87,6 +87,7 @@ func (b *bench) rawStream(ctx context.Context) (pub, cons Rate, err error) {
 	}
 	var got atomic.Int64
 	all := make(chan struct{})
+	before := b.snapshot()
 	start = time.Now()
 	cc, err := c.Consume(func(m natsjs.Msg) {
 		_ = m.Ack()
@@ -119,6 +120,7 @@ func (b *bench) rawStream(ctx context.Context) (pub, cons Rate, err error) {
 		}
 	}
 	cons = rate(n, time.Since(start).Seconds(), 0)
+	cons.CPUMicrosPerOp = cpuPerOp(before, b.snapshot(), n)
 	return pub, cons, nil
 }
 
@@ -165,6 +167,7 @@ func (b *bench) rawKV(ctx context.Context) (seq, par Rate, err error) {
 	per := max(1, n/k)
 	errs := make([]error, k)
 	var wg sync.WaitGroup
+	before := b.snapshot()
 	start = time.Now()
 	for w := 0; w < k; w++ {
 		wg.Add(1)
@@ -178,12 +181,13 @@ func (b *bench) rawKV(ctx context.Context) (seq, par Rate, err error) {
 		return seq, par, err
 	}
 	par = rate(per*k, time.Since(start).Seconds(), k)
+	par.CPUMicrosPerOp = cpuPerOp(before, b.snapshot(), per*k)
 	return seq, par, nil
 }
 
 // rawPlugin calls echo through the supervisor: n calls one at a time,
-// then n calls from inFlight callers.
-func rawPlugin(ctx context.Context, sup *pluginhost.Supervisor, n, inFlight int) (seq, par Rate, err error) {
+// then n calls from inFlight callers (with their CPU, from snap).
+func rawPlugin(ctx context.Context, sup *pluginhost.Supervisor, n, inFlight int, snap func() snapshot) (seq, par Rate, err error) {
 	call := func(i int) error {
 		out := sup.Execute(ctx, &pluginpb.ExecuteRequest{TaskId: "call-" + strconv.Itoa(i), Function: "echo", Payload: []byte("x"), Attempt: 1}, time.Time{}, nil)
 		if out.Failure != nil {
@@ -218,6 +222,21 @@ func rawPlugin(ctx context.Context, sup *pluginhost.Supervisor, n, inFlight int)
 	if seq, err = run(n, 1); err != nil {
 		return seq, par, err
 	}
+	before := snap()
 	par, err = run(n, inFlight)
+	par.CPUMicrosPerOp = cpuPerOp(before, snap(), n)
 	return seq, par, err
+}
+
+// cpuPerOp is the CPU every measured process used between before and
+// after, in microseconds per operation of the n done meanwhile.
+func cpuPerOp(before, after snapshot, n int) float64 {
+	if n <= 0 {
+		return 0
+	}
+	var total time.Duration
+	for _, p := range after.roll {
+		total += after.cpu[p] - before.cpu[p]
+	}
+	return float64(total.Microseconds()) / float64(n)
 }

@@ -30,6 +30,11 @@ type Report struct {
 	Failure *Failure `json:"failure,omitempty"`
 	// Fractions compare the end-to-end drain rate with the ceilings.
 	Fractions []Fraction `json:"fractions,omitempty"`
+	// PlumbingCPUMillisPerTask is the sum of the fractions' CPU per task:
+	// what the plumbing alone spends on one task's consume and ack, state
+	// writes and plugin call, a floor under the drain's CPU per task for
+	// this design (the bench's watch not included).
+	PlumbingCPUMillisPerTask float64 `json:"plumbing_cpu_ms_per_task,omitempty"`
 	// Comparison is the side-by-side table with the peers of --peers.
 	Comparison []Comparison `json:"comparison,omitempty"`
 	// Peers are the peers' results, each workload right after OmniQ's
@@ -116,6 +121,10 @@ type Rate struct {
 	// MeanMicros is the mean time per operation and in-flight slot:
 	// Seconds / Count * in-flight, in microseconds.
 	MeanMicros float64 `json:"mean_us,omitempty"`
+	// CPUMicrosPerOp is the CPU of every measured process (the bench's
+	// clients, nats-server, the plugin) per operation, in microseconds:
+	// set for the ceilings measured with many operations in flight.
+	CPUMicrosPerOp float64 `json:"cpu_us_per_op,omitempty"`
 }
 
 func rate(n int, secs float64, inFlight int) Rate {
@@ -235,6 +244,10 @@ type Fraction struct {
 	// PerTask is how many of the ceiling's operations one task needs.
 	PerTask  float64 `json:"per_task"`
 	Fraction float64 `json:"fraction"`
+	// CPUMillisPerTask is what the ceiling's operations one task needs
+	// cost in CPU (all processes), in milliseconds: PerTask times the
+	// ceiling's CPU per operation.
+	CPUMillisPerTask float64 `json:"cpu_ms_per_task,omitempty"`
 }
 
 // WriteTable writes r as Markdown tables.
@@ -277,13 +290,16 @@ func WriteTable(w io.Writer, r *Report) {
 		row(fmt.Sprintf("submit, `omniq-submit batch --parallel %d` (process start to exit)", s.Producers), fmt.Sprintf("%.0f tasks/s (%d in %.2f s, %.2f CPU s)", sb.Batch.PerSec, sb.BatchSubmitted, sb.Batch.Seconds, sb.BatchCPUSeconds))
 	}
 	if c := r.Ceilings; c != nil {
-		fmt.Fprintf(w, "\nCeilings on the same server:\n\n| plumbing | rate | mean per op |\n|---|---|---|\n")
+		fmt.Fprintf(w, "\nCeilings on the same server:\n\n| plumbing | rate | mean per op | CPU per op, all processes |\n|---|---|---|---|\n")
 		rr := func(name string, x Rate) {
-			mean := "—"
+			mean, cpu := "—", "—"
 			if x.MeanMicros > 0 {
 				mean = fmt.Sprintf("%.0f µs", x.MeanMicros)
 			}
-			row(name, fmt.Sprintf("%.0f /s", x.PerSec), mean)
+			if x.CPUMicrosPerOp > 0 {
+				cpu = fmt.Sprintf("%.0f µs", x.CPUMicrosPerOp)
+			}
+			row(name, fmt.Sprintf("%.0f /s", x.PerSec), mean, cpu)
 		}
 		rr(fmt.Sprintf("JetStream async publish (%d msgs)", c.JSPublish.Count), c.JSPublish)
 		rr("JetStream pull consume + ack", c.JSConsumeAck)
@@ -293,9 +309,13 @@ func WriteTable(w io.Writer, r *Report) {
 		rr(fmt.Sprintf("no-op plugin call, %d in flight", s.InFlight), c.PluginParallel)
 	}
 	if len(r.Fractions) > 0 {
-		fmt.Fprintf(w, "\nBacklog drain as a fraction of each ceiling (ceiling ÷ operations per task):\n\n| ceiling | ops per task | fraction |\n|---|---|---|\n")
+		fmt.Fprintf(w, "\nBacklog drain as a fraction of each ceiling (ceiling ÷ operations per task), and what those operations cost a task in CPU:\n\n| ceiling | ops per task | fraction | CPU per task |\n|---|---|---|---|\n")
 		for _, f := range r.Fractions {
-			row(f.Ceiling, fmt.Sprintf("%.2f", f.PerTask), fmt.Sprintf("%.2f", f.Fraction))
+			row(f.Ceiling, fmt.Sprintf("%.2f", f.PerTask), fmt.Sprintf("%.2f", f.Fraction), fmt.Sprintf("%.3f ms", f.CPUMillisPerTask))
+		}
+		if r.Backlog != nil && r.PlumbingCPUMillisPerTask > 0 {
+			fmt.Fprintf(w, "\nThe plumbing alone spends %.3f ms CPU on what one task needs; the drain spent %.3f ms per task (the rest: the runner's own work and the bench's watch).\n",
+				r.PlumbingCPUMillisPerTask, r.Backlog.CPUMillisPerTask)
 		}
 	}
 	fmt.Fprintf(w, "\nCPU and peak RSS per process:\n\n| section | process | CPU s | CPU s per 1,000 tasks | peak RSS MiB |\n|---|---|---|---|---|\n")

@@ -339,8 +339,10 @@ func (b *bench) fractions() {
 	}
 	add := func(name string, ceiling Rate, perTask float64) {
 		if ceiling.PerSec > 0 {
+			cpu := perTask * ceiling.CPUMicrosPerOp / 1000
 			b.report.Fractions = append(b.report.Fractions, Fraction{Ceiling: name, CeilingRate: ceiling.PerSec, PerTask: perTask,
-				Fraction: d.Rate.PerSec * perTask / ceiling.PerSec})
+				Fraction: d.Rate.PerSec * perTask / ceiling.PerSec, CPUMillisPerTask: cpu})
+			b.report.PlumbingCPUMillisPerTask += cpu
 		}
 	}
 	add("JetStream pull consume + ack", c.JSConsumeAck, 1)
