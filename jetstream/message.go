@@ -129,6 +129,9 @@ func (c Config) ParseTaskMessage(subject string, hdr nats.Header, data []byte, s
 	} else if err := models.ValidateTaskID(tm.ID); err != nil {
 		tm.ID = fmt.Sprintf("%s-%d", stream, seq)
 		return tm, fmt.Errorf("%w: task id: %w", ErrInvalidMessage, err)
+	} else if err := c.checkNotDerived(tm.ID); err != nil && !tm.Retry {
+		tm.ID = fmt.Sprintf("%s-%d", stream, seq)
+		return tm, fmt.Errorf("%w: task id: %w", ErrInvalidMessage, err)
 	}
 	if !isTask {
 		return tm, fmt.Errorf("%w: subject %q is not under %s", ErrInvalidMessage, subject, c.taskSubjectPrefix())
@@ -180,6 +183,22 @@ func (c Config) ParseTaskMessage(subject string, hdr nats.Header, data []byte, s
 		tm.Headers[k] = vs[0]
 	}
 	return tm, nil
+}
+
+// checkNotDerived refuses id when it has the form "<stream>-<sequence>"
+// of an id derived for a message published without one (see
+// ParseTaskMessage), for OmniQ's task or retry stream. Such ids belong to
+// bare publishes: a task given one explicitly would take over the task of
+// the bare publish that later gets that sequence. Only runners carry them
+// explicitly, on retry subjects. The error wraps models.ErrInvalidTaskID.
+func (c Config) checkNotDerived(id string) error {
+	for _, stream := range []string{c.TasksStream, c.RetriesStream} {
+		n, ok := strings.CutPrefix(id, stream+"-")
+		if ok && n != "" && strings.Trim(n, "0123456789") == "" {
+			return fmt.Errorf("%w: %q is reserved: ids %s-<n> are given to tasks published without an id", models.ErrInvalidTaskID, id, stream)
+		}
+	}
+	return nil
 }
 
 // Header builds the NATS headers of tm: the OmniQ headers plus tm.Headers.

@@ -2,6 +2,8 @@ package runner_test
 
 import (
 	"encoding/json"
+	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -82,4 +84,44 @@ func TestRequestsAreNotAnsweredOnOmniQsOwnSubjects(t *testing.T) {
 	if task := waitFor(t, e, victim, models.StatusSucceeded, 30*time.Second); string(task.Result) != "slept 2s" {
 		t.Fatalf("victim = %+v", task)
 	}
+}
+
+// A task published without an id gets "<stream>-<sequence>". A submitter
+// who published a task of its own under the id the next bare publish
+// would get made that publish's task vanish: it was refused as a second
+// delivery of a task that had already succeeded, with no record of its
+// own. Found by hand with the submitter's credentials: Omniq-Task-Id
+// OMNIQ_TASKS-53 on echo, then a bare publish on sleep at sequence 53.
+func TestADerivedIDCannotBeTakenByAnotherTask(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	startRunner(t, e, fastConfig(), pluginhost.HostConfig{})
+	js := e.client.JetStream()
+	first, err := js.Publish(ctx(t), "omniq.tasks.echo", []byte("first"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	squatted := fmt.Sprintf("OMNIQ_TASKS-%d", first.Sequence+2)
+	squat, err := js.PublishMsg(ctx(t), &nats.Msg{Subject: "omniq.tasks.echo", Data: []byte("squat"),
+		Header: nats.Header{jetstream.HeaderTaskID: []string{squatted}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	bare, err := js.Publish(ctx(t), "omniq.tasks.echo", []byte("mine"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := fmt.Sprintf("OMNIQ_TASKS-%d", bare.Sequence); got != squatted {
+		t.Fatalf("the bare publish got %s, the squatter took %s: test set-up is off", got, squatted)
+	}
+	if task := waitFor(t, e, squatted, models.StatusSucceeded, 30*time.Second); string(task.Result) != "mine" {
+		t.Fatalf("%s = %+v, want the bare publish's task with result \"mine\"", squatted, task)
+	}
+	// The squatter's message ends too, invalid_task under its own id.
+	own := fmt.Sprintf("OMNIQ_TASKS-%d", squat.Sequence)
+	task := waitFor(t, e, own, models.StatusFailed, 30*time.Second)
+	if te := task.Error; te == nil || te.ErrorType != models.ErrorTypeInvalidTask || !strings.Contains(te.Message, "reserved") {
+		t.Fatalf("squatter = %+v, want invalid_task saying the id is reserved", task.Error)
+	}
+	waitDead(t, e, own)
 }
