@@ -113,6 +113,7 @@ func TestSubmitRejectsBadInputWritingNothing(t *testing.T) {
 		{"reserved header", jetstream.SubmitRequest{Function: "f", Headers: map[string]string{"Omniq-Attempt": "9"}}, jetstream.ErrInvalidMessage, "reserved"},
 		{"nats header", jetstream.SubmitRequest{Function: "f", Headers: map[string]string{"nats-msg-id": "x"}}, jetstream.ErrInvalidMessage, "reserved"},
 		{"header name", jetstream.SubmitRequest{Function: "f", Headers: map[string]string{"a b": "x"}}, jetstream.ErrInvalidMessage, `"a b"`},
+		{"header name nats refuses", jetstream.SubmitRequest{Function: "f", Headers: map[string]string{"a/b": "x"}}, jetstream.ErrInvalidMessage, `"a/b"`},
 		{"header value", jetstream.SubmitRequest{Function: "f", Headers: map[string]string{"X-A": "1\r\nX-B: 2"}}, jetstream.ErrInvalidMessage, "line break"},
 	}
 	for _, tt := range tests {
@@ -217,6 +218,12 @@ func TestParseTaskMessage(t *testing.T) {
 		{"a derived msg id squatted", "omniq.tasks.f", hdr("Nats-Msg-Id", "OMNIQ_RETRIES-12"), "OMNIQ_TASKS-7", "reserved"},
 		{"a derived id on a retry", "omniq.retry.f", hdr("Omniq-Task-Id", "OMNIQ_TASKS-9"), "OMNIQ_TASKS-9", ""},
 		{"an id like a derived one", "omniq.tasks.f", hdr("Omniq-Task-Id", "OMNIQ_TASKS-9a"), "OMNIQ_TASKS-9a", ""},
+		// Header names a NATS client cannot publish again (only a raw
+		// client can store them): a retry or a dead-letter entry carrying
+		// them could never be written.
+		{"header name with a space", "omniq.tasks.f", hdr("X Sp", "v"), "OMNIQ_TASKS-7", "header name"},
+		{"header name with a slash", "omniq.tasks.f", hdr("X/Y", "v"), "OMNIQ_TASKS-7", "header name"},
+		{"header name not ASCII", "omniq.tasks.f", hdr("X-\xffKey", "v"), "OMNIQ_TASKS-7", "header name"},
 		{"nested subject", "omniq.tasks.a.b", nil, "OMNIQ_TASKS-7", "subject"},
 		{"not a task subject", "other.f", nil, "OMNIQ_TASKS-7", "not under omniq.tasks."},
 	}

@@ -1,8 +1,11 @@
 package runner_test
 
 import (
+	"bufio"
 	"encoding/json"
 	"fmt"
+	"net"
+	"net/url"
 	"strings"
 	"testing"
 	"time"
@@ -124,4 +127,66 @@ func TestADerivedIDCannotBeTakenByAnotherTask(t *testing.T) {
 		t.Fatalf("squatter = %+v, want invalid_task saying the id is reserved", task.Error)
 	}
 	waitDead(t, e, own)
+}
+
+// publishRawWire publishes a task the way a client that is not nats.go
+// can: the header block is written byte for byte, so it may hold header
+// names nats.go refuses to encode.
+func publishRawWire(t *testing.T, e *env, subject, headerBlock, payload string) {
+	t.Helper()
+	u, err := url.Parse(e.srv.ClientURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := net.Dial("tcp", u.Host)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if err := c.SetDeadline(time.Now().Add(30 * time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	r := bufio.NewReader(c)
+	if _, err := r.ReadString('\n'); err != nil { // INFO
+		t.Fatal(err)
+	}
+	hdr := "NATS/1.0\r\n" + headerBlock + "\r\n"
+	if _, err := fmt.Fprintf(c, "CONNECT {\"verbose\":false,\"headers\":true,\"protocol\":1}\r\nSUB _INBOX.raw 1\r\nHPUB %s _INBOX.raw %d %d\r\n%s%s\r\n",
+		subject, len(hdr), len(hdr)+len(payload), hdr, payload); err != nil {
+		t.Fatal(err)
+	}
+	for { // the stream's acknowledgement
+		line, err := r.ReadString('\n')
+		if err != nil {
+			t.Fatalf("no acknowledgement of the raw publish: %v", err)
+		}
+		if strings.HasPrefix(line, "MSG _INBOX.raw") {
+			return
+		}
+		if strings.HasPrefix(line, "PING") {
+			_, _ = fmt.Fprint(c, "PONG\r\n")
+		}
+	}
+}
+
+// A task published by a raw client with a header name nats.go refuses to
+// encode (a space, a '/', a byte over 0x7e) ran, failed, and could then
+// never be dead-lettered: writing the entry failed with "nats: message
+// could not decode headers" every 5 s, forever, and the message was never
+// acknowledged. Found by hand with a raw HPUB and the submitter's
+// credentials. Such a task is now refused at the door, invalid_task.
+func TestHeaderNamesNATSCannotRepublishAreRefusedAtTheDoor(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	startRunner(t, e, fastConfig(), pluginhost.HostConfig{})
+	for id, name := range map[string]string{"hdr-space": "X Sp", "hdr-slash": "X/Y", "hdr-byte": "X-\xffKey"} {
+		publishRawWire(t, e, "omniq.tasks.fail", jetstream.HeaderTaskID+": "+id+"\r\n"+name+": v\r\n", `{"message":"no"}`)
+	}
+	for _, id := range []string{"hdr-space", "hdr-slash", "hdr-byte"} {
+		task := waitFor(t, e, id, models.StatusFailed, 30*time.Second)
+		if te := task.Error; te == nil || te.ErrorType != models.ErrorTypeInvalidTask || !strings.Contains(te.Message, "header name") {
+			t.Errorf("%s: error = %+v, want invalid_task naming the header name", id, task.Error)
+		}
+		waitDead(t, e, id)
+	}
 }
