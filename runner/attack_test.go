@@ -3,6 +3,7 @@ package runner_test
 import (
 	"bufio"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net"
 	"net/url"
@@ -11,7 +12,9 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	natsjs "github.com/nats-io/nats.go/jetstream"
 
+	"github.com/omniq/omniq/internal/omniqtest"
 	"github.com/omniq/omniq/jetstream"
 	"github.com/omniq/omniq/models"
 	"github.com/omniq/omniq/runner/pluginhost"
@@ -189,4 +192,55 @@ func TestHeaderNamesNATSCannotRepublishAreRefusedAtTheDoor(t *testing.T) {
 		}
 		waitDead(t, e, id)
 	}
+}
+
+// Retries, delayed starts and replays waiting in the retries stream for a
+// function no runner serves were never swept, only first attempts were: a
+// replayed unknown_function task stayed pending for good, and so did a
+// retry of a function retired as docs/operations.md says (its runners'
+// consumers deleted). Found by hand: dlq replay of a task dead-lettered
+// unknown_function, against omniq-runner.
+func TestDueRetriesOfAFunctionNoOneServesAreDeadLettered(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	first := startRunner(t, e, fastConfig(), pluginhost.HostConfig{})
+	waiting, err := e.client.Submit(ctx(t), jetstream.SubmitRequest{Function: "fail", Payload: []byte(`{"message":"later","retry_after_ms":3000}`), MaxRetries: intp(1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, e, waiting.ID, models.StatusRetrying, 30*time.Second)
+	first.Stop(t)
+	// Retire the faults plugin's functions: delete their runners'
+	// consumers.
+	js := e.client.JetStream()
+	for _, fn := range []string{"fail", "sleep"} {
+		for _, stream := range []string{"OMNIQ_TASKS", "OMNIQ_RETRIES"} {
+			if err := js.DeleteConsumer(ctx(t), stream, "omniq-"+fn); err != nil && !errors.Is(err, natsjs.ErrConsumerNotFound) {
+				t.Fatal(err)
+			}
+		}
+	}
+	startRunner(t, e, fastConfig(), pluginhost.HostConfig{Dir: omniqtest.PluginsDir(t, omniqtest.EchoPlugin)})
+	task := waitFor(t, e, waiting.ID, models.StatusFailed, 60*time.Second)
+	if te := task.Error; te == nil || te.ErrorType != models.ErrorTypeUnknownFunction || te.IsRetryable {
+		t.Errorf("retry: error = %+v, want unknown_function, not retryable", task.Error)
+	}
+	waitDead(t, e, waiting.ID)
+
+	// A function never served: its first attempt is swept, and its replay.
+	queued, err := e.client.Submit(ctx(t), jetstream.SubmitRequest{Function: "nosuchfn", Payload: []byte("x")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, e, queued.ID, models.StatusFailed, 60*time.Second)
+	waitDead(t, e, queued.ID)
+	if _, err := e.client.Replay(ctx(t), queued.ID); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 60*time.Second, "the replayed task to be dead-lettered again", func() bool {
+		rec, err := e.client.State().Get(ctx(t), queued.ID)
+		return err == nil && rec.Task.Status == models.StatusFailed && rec.Task.Replays == 1 &&
+			rec.Task.Error != nil && rec.Task.Error.ErrorType == models.ErrorTypeUnknownFunction
+	})
+	waitDead(t, e, queued.ID)
 }
