@@ -244,3 +244,39 @@ func TestDueRetriesOfAFunctionNoOneServesAreDeadLettered(t *testing.T) {
 	})
 	waitDead(t, e, queued.ID)
 }
+
+// Nor in a runner's own inbox, where an answer would pass for the reply
+// to one of the runner's requests (a publish acknowledgement): requesters
+// use other inboxes.
+func TestRequestsAreNotAnsweredInTheRunnersInbox(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	nc, err := e.srv.Connect(nats.CustomInboxPrefix("_INBOX_OMNIQ_RUNNER"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	client, err := jetstream.New(ctx(t), nc, jetstream.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	omniqtest.StartRunner(t, client, fastConfig(), pluginhost.HostConfig{})
+	got := make(chan string, 4)
+	sub, err := e.client.Conn().Subscribe("_INBOX_OMNIQ_RUNNER.forged", func(m *nats.Msg) { got <- m.Subject })
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = sub.Unsubscribe() })
+	if err := e.client.Conn().PublishMsg(&nats.Msg{Subject: "omniq.cancel.decoy", Reply: "_INBOX_OMNIQ_RUNNER.forged"}); err != nil {
+		t.Fatal(err)
+	}
+	// An inbox of another prefix is answered, after the forged one.
+	if _, err := e.client.Conn().Request("omniq.cancel.decoy", nil, 30*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case s := <-got:
+		t.Fatalf("a runner answered a request in its own inbox: %s", s)
+	default:
+	}
+}
