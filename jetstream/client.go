@@ -116,6 +116,9 @@ func (c *Client) Validate(r SubmitRequest) error {
 		if err := models.ValidateTaskID(r.ID); err != nil {
 			return err
 		}
+		if err := c.cfg.checkNotDerived(r.ID); err != nil {
+			return err
+		}
 	}
 	if len(r.Payload) > c.cfg.MaxPayload {
 		return fmt.Errorf("%w: payload is %d bytes, the limit is %d", ErrPayloadTooLarge, len(r.Payload), c.cfg.MaxPayload)

@@ -65,9 +65,9 @@ func FuzzParseTaskMessage(f *testing.F) {
 				t.Fatalf("reserved header %q passed to the handler", k)
 			}
 		}
-		// What OmniQ republishes (a retry, a dead-letter entry) parses to
-		// the same task.
-		again, err := cfg.ParseTaskMessage(subject, tm.Header(), data, "OMNIQ_TASKS", seq+1)
+		// What OmniQ republishes (a retry, on a retry subject) parses to
+		// the same task, a derived id included.
+		again, err := cfg.ParseTaskMessage(cfg.RetrySubject(tm.Function), tm.Header(), data, "OMNIQ_RETRIES", seq+1)
 		if err != nil {
 			t.Fatalf("own headers refused: %v", err)
 		}

@@ -129,6 +129,9 @@ func (c Config) ParseTaskMessage(subject string, hdr nats.Header, data []byte, s
 	} else if err := models.ValidateTaskID(tm.ID); err != nil {
 		tm.ID = fmt.Sprintf("%s-%d", stream, seq)
 		return tm, fmt.Errorf("%w: task id: %w", ErrInvalidMessage, err)
+	} else if err := c.checkNotDerived(tm.ID); err != nil && !tm.Retry {
+		tm.ID = fmt.Sprintf("%s-%d", stream, seq)
+		return tm, fmt.Errorf("%w: task id: %w", ErrInvalidMessage, err)
 	}
 	if !isTask {
 		return tm, fmt.Errorf("%w: subject %q is not under %s", ErrInvalidMessage, subject, c.taskSubjectPrefix())
@@ -170,6 +173,11 @@ func (c Config) ParseTaskMessage(subject string, hdr nats.Header, data []byte, s
 	if n := userHeaderBytes(hdr); n > MaxUserHeaderBytes {
 		return tm, fmt.Errorf("%w: headers are %d bytes, over the %d-byte limit", ErrInvalidMessage, n, MaxUserHeaderBytes)
 	}
+	for k := range hdr {
+		if err := checkHeaderName(k); err != nil && !hasReservedPrefix(k) {
+			return tm, err
+		}
+	}
 	for k, vs := range hdr {
 		if hasReservedPrefix(k) || len(vs) == 0 {
 			continue
@@ -180,6 +188,22 @@ func (c Config) ParseTaskMessage(subject string, hdr nats.Header, data []byte, s
 		tm.Headers[k] = vs[0]
 	}
 	return tm, nil
+}
+
+// checkNotDerived refuses id when it has the form "<stream>-<sequence>"
+// of an id derived for a message published without one (see
+// ParseTaskMessage), for OmniQ's task or retry stream. Such ids belong to
+// bare publishes: a task given one explicitly would take over the task of
+// the bare publish that later gets that sequence. Only runners carry them
+// explicitly, on retry subjects. The error wraps models.ErrInvalidTaskID.
+func (c Config) checkNotDerived(id string) error {
+	for _, stream := range []string{c.TasksStream, c.RetriesStream} {
+		n, ok := strings.CutPrefix(id, stream+"-")
+		if ok && n != "" && strings.Trim(n, "0123456789") == "" {
+			return fmt.Errorf("%w: %q is reserved: ids %s-<n> are given to tasks published without an id", models.ErrInvalidTaskID, id, stream)
+		}
+	}
+	return nil
 }
 
 // Header builds the NATS headers of tm: the OmniQ headers plus tm.Headers.
@@ -268,20 +292,37 @@ func validateUserHeaders(h map[string]string) error {
 		return fmt.Errorf("%w: headers are %d bytes, over the %d-byte limit", ErrInvalidMessage, n, MaxUserHeaderBytes)
 	}
 	for k, v := range h {
-		if k == "" {
-			return fmt.Errorf("%w: empty header name", ErrInvalidMessage)
-		}
-		for i := 0; i < len(k); i++ {
-			c := k[i]
-			if c <= ' ' || c >= 0x7f || c == ':' {
-				return fmt.Errorf("%w: header name %q has %q at byte %d", ErrInvalidMessage, k, rune(c), i)
-			}
+		if err := checkHeaderName(k); err != nil {
+			return err
 		}
 		if hasReservedPrefix(k) {
 			return fmt.Errorf("%w: header %q: names starting with %s are reserved", ErrInvalidMessage, k, strings.Join(reservedPrefixes, " or "))
 		}
 		if strings.ContainsAny(v, "\r\n") {
 			return fmt.Errorf("%w: header %q: value has a line break", ErrInvalidMessage, k)
+		}
+	}
+	return nil
+}
+
+// headerNameForbidden are the printable ASCII bytes nats.go refuses in a
+// header name, beside ':' (which NATS forbids): a message with one cannot
+// be published by a NATS Go client, so neither can OmniQ's retry or
+// dead-letter copy of it.
+const headerNameForbidden = "\"()/,:;<=>?@[\\]{}"
+
+// checkHeaderName returns an error wrapping ErrInvalidMessage unless k is
+// a header name a NATS Go client can publish: printable ASCII without
+// spaces or headerNameForbidden. A client writing the protocol itself can
+// store any other name in a stream.
+func checkHeaderName(k string) error {
+	if k == "" {
+		return fmt.Errorf("%w: empty header name", ErrInvalidMessage)
+	}
+	for i := 0; i < len(k); i++ {
+		if c := k[i]; c <= ' ' || c >= 0x7f || strings.IndexByte(headerNameForbidden, c) >= 0 {
+			return fmt.Errorf("%w: header name %q has %q at byte %d: header names are printable ASCII without spaces or any of %s",
+				ErrInvalidMessage, k, rune(c), i, headerNameForbidden)
 		}
 	}
 	return nil

@@ -138,17 +138,28 @@ func (c *Client) FunctionNames(ctx context.Context) ([]string, error) {
 // QueuedFunctions returns, for each function with tasks waiting in the tasks
 // stream, how many are waiting. Scheduled retries are not counted.
 func (c *Client) QueuedFunctions(ctx context.Context) (map[string]uint64, error) {
-	s, err := c.js.Stream(ctx, c.cfg.TasksStream)
+	return c.queued(ctx, c.cfg.TasksStream, c.cfg.taskSubjectPrefix())
+}
+
+// QueuedRetries returns, for each function with retries, delayed starts or
+// replays due and waiting in the retries stream, how many are waiting.
+// Those whose schedule has not fired yet are not counted.
+func (c *Client) QueuedRetries(ctx context.Context) (map[string]uint64, error) {
+	return c.queued(ctx, c.cfg.RetriesStream, c.cfg.retrySubjectPrefix())
+}
+
+func (c *Client) queued(ctx context.Context, stream, prefix string) (map[string]uint64, error) {
+	s, err := c.js.Stream(ctx, stream)
 	if err != nil {
 		return nil, fmt.Errorf("queued functions: %w", err)
 	}
-	info, err := s.Info(ctx, natsjs.WithSubjectFilter(c.cfg.taskSubjectPrefix()+">"))
+	info, err := s.Info(ctx, natsjs.WithSubjectFilter(prefix+">"))
 	if err != nil {
 		return nil, fmt.Errorf("queued functions: %w", err)
 	}
 	out := make(map[string]uint64, len(info.State.Subjects))
 	for subj, n := range info.State.Subjects {
-		out[strings.TrimPrefix(subj, c.cfg.taskSubjectPrefix())] += n
+		out[strings.TrimPrefix(subj, prefix)] += n
 	}
 	return out, nil
 }

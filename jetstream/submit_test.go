@@ -106,12 +106,14 @@ func TestSubmitRejectsBadInputWritingNothing(t *testing.T) {
 		{"dotted function", jetstream.SubmitRequest{Function: "a.b"}, models.ErrInvalidFunctionName, `"a.b" has '.'`},
 		{"wildcard function", jetstream.SubmitRequest{Function: "*"}, models.ErrInvalidFunctionName, `'*'`},
 		{"bad id", jetstream.SubmitRequest{Function: "f", ID: "has space"}, models.ErrInvalidTaskID, "id"},
+		{"derived id", jetstream.SubmitRequest{Function: "f", ID: "OMNIQ_TASKS-3"}, models.ErrInvalidTaskID, "reserved"},
 		{"payload too large", jetstream.SubmitRequest{Function: "f", Payload: make([]byte, 1025)}, jetstream.ErrPayloadTooLarge, "1025 bytes, the limit is 1024"},
 		{"negative retries", jetstream.SubmitRequest{Function: "f", MaxRetries: intp(-1)}, jetstream.ErrInvalidMessage, "max retries"},
 		{"negative timeout", jetstream.SubmitRequest{Function: "f", Timeout: -time.Second}, jetstream.ErrInvalidMessage, "timeout"},
 		{"reserved header", jetstream.SubmitRequest{Function: "f", Headers: map[string]string{"Omniq-Attempt": "9"}}, jetstream.ErrInvalidMessage, "reserved"},
 		{"nats header", jetstream.SubmitRequest{Function: "f", Headers: map[string]string{"nats-msg-id": "x"}}, jetstream.ErrInvalidMessage, "reserved"},
 		{"header name", jetstream.SubmitRequest{Function: "f", Headers: map[string]string{"a b": "x"}}, jetstream.ErrInvalidMessage, `"a b"`},
+		{"header name nats refuses", jetstream.SubmitRequest{Function: "f", Headers: map[string]string{"a/b": "x"}}, jetstream.ErrInvalidMessage, `"a/b"`},
 		{"header value", jetstream.SubmitRequest{Function: "f", Headers: map[string]string{"X-A": "1\r\nX-B: 2"}}, jetstream.ErrInvalidMessage, "line break"},
 	}
 	for _, tt := range tests {
@@ -209,6 +211,19 @@ func TestParseTaskMessage(t *testing.T) {
 		{"bad retries", "omniq.tasks.f", hdr("Omniq-Max-Retries", "-2"), "OMNIQ_TASKS-7", "Omniq-Max-Retries"},
 		{"bad timeout", "omniq.tasks.f", hdr("Omniq-Timeout", "soon"), "OMNIQ_TASKS-7", "Omniq-Timeout"},
 		{"bad id", "omniq.tasks.f", hdr("Nats-Msg-Id", "a b"), "OMNIQ_TASKS-7", "task id"},
+		// Ids of the form <stream>-<sequence> belong to bare publishes: a
+		// submitter who took one would take over a later bare publish's
+		// task. Only runners (retry subjects) carry them explicitly.
+		{"a derived id squatted", "omniq.tasks.f", hdr("Omniq-Task-Id", "OMNIQ_TASKS-9"), "OMNIQ_TASKS-7", "reserved"},
+		{"a derived msg id squatted", "omniq.tasks.f", hdr("Nats-Msg-Id", "OMNIQ_RETRIES-12"), "OMNIQ_TASKS-7", "reserved"},
+		{"a derived id on a retry", "omniq.retry.f", hdr("Omniq-Task-Id", "OMNIQ_TASKS-9"), "OMNIQ_TASKS-9", ""},
+		{"an id like a derived one", "omniq.tasks.f", hdr("Omniq-Task-Id", "OMNIQ_TASKS-9a"), "OMNIQ_TASKS-9a", ""},
+		// Header names a NATS client cannot publish again (only a raw
+		// client can store them): a retry or a dead-letter entry carrying
+		// them could never be written.
+		{"header name with a space", "omniq.tasks.f", hdr("X Sp", "v"), "OMNIQ_TASKS-7", "header name"},
+		{"header name with a slash", "omniq.tasks.f", hdr("X/Y", "v"), "OMNIQ_TASKS-7", "header name"},
+		{"header name not ASCII", "omniq.tasks.f", hdr("X-\xffKey", "v"), "OMNIQ_TASKS-7", "header name"},
 		{"nested subject", "omniq.tasks.a.b", nil, "OMNIQ_TASKS-7", "subject"},
 		{"not a task subject", "other.f", nil, "OMNIQ_TASKS-7", "not under omniq.tasks."},
 	}

@@ -205,7 +205,7 @@ func (r *Runner) ensureConsumer(ctx context.Context, stream, fn string, res reso
 		MaxAckPending: 10000,
 	}
 	cons, err := js.CreateOrUpdateConsumer(ctx, stream, cc)
-	if err != nil && stream == r.client.Config().TasksStream {
+	if err != nil {
 		// A sweep of the function, from before any runner served it, may
 		// hold the work-queue subject: remove it and try again.
 		if derr := js.DeleteConsumer(ctx, stream, sweepConsumerName(fn)); derr == nil {

@@ -57,9 +57,16 @@ func (r *Runner) unsubscribe() {
 	r.subs = nil
 }
 
-// respond answers a request (if it expects an answer) with rec and err.
+// respond answers a request (if it expects an answer) with rec and err,
+// unless its reply subject is one a runner must not publish on
+// (answerable).
 func (r *Runner) respond(m *nats.Msg, rec jetstream.Record, err error) {
 	if m.Reply == "" {
+		return
+	}
+	if !r.answerable(m.Reply) {
+		r.log.WithField("subject", m.Subject).WithField("reply", m.Reply).
+			Warn("refused to answer a request on a reply subject that is not an inbox: the answer would be published with the runner's rights")
 		return
 	}
 	b, merr := json.Marshal(jetstream.NewReply(rec, err))
@@ -67,6 +74,21 @@ func (r *Runner) respond(m *nats.Msg, rec jetstream.Record, err error) {
 		b, _ = json.Marshal(jetstream.NewReply(jetstream.Record{}, merr))
 	}
 	_ = m.Respond(b)
+}
+
+// answerable reports whether a runner may publish its answer to a request
+// on reply, a subject the requester chose. The runner publishes with its
+// own rights, so an answer on $KV.<state bucket>.<id> would overwrite a
+// task's record, one on OmniQ's subjects would plant a task, a retry or a
+// dead-letter entry, and one in the runner's inbox would pass for the
+// reply to a runner's own request. Answers go only to other subjects: the
+// requesters' inboxes.
+func (r *Runner) answerable(reply string) bool {
+	if strings.HasPrefix(reply, "$") || strings.HasPrefix(reply, r.client.Config().SubjectPrefix+".") {
+		return false
+	}
+	own := r.client.Conn().Opts.InboxPrefix
+	return own == "" || !strings.HasPrefix(reply, own+".")
 }
 
 // onCancelRequest records a requested cancellation and, if the task was

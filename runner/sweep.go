@@ -36,9 +36,15 @@ func (r *Runner) sweepLoop() {
 }
 
 // sweep finds queued tasks whose function no live runner registered and
-// dead-letters those older than UnknownFunctionGrace as unknown_function.
+// dead-letters those older than UnknownFunctionGrace as unknown_function:
+// first attempts in the tasks stream, and retries, delayed starts and
+// replays that came due in the retries stream.
 func (r *Runner) sweep(ctx context.Context) error {
 	queued, err := r.client.QueuedFunctions(ctx)
+	if err != nil {
+		return err
+	}
+	retries, err := r.client.QueuedRetries(ctx)
 	if err != nil {
 		return err
 	}
@@ -46,20 +52,29 @@ func (r *Runner) sweep(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	for fn, n := range queued {
-		if n == 0 || slices.Contains(served, fn) {
-			continue
-		}
-		if models.ValidateFunctionName(fn) != nil {
-			// A literal wildcard token ("omniq.tasks.*"): no consumer can
-			// filter on it without taking every function's tasks.
-			if err := r.sweepMalformed(ctx, r.client.Config().TaskSubject(fn)); err != nil {
-				r.log.WithError(err).WithField("subject", r.client.Config().TaskSubject(fn)).Warn("could not sweep tasks on a malformed subject")
+	cfg := r.client.Config()
+	for _, q := range []struct {
+		stream string
+		counts map[string]uint64
+	}{{cfg.TasksStream, queued}, {cfg.RetriesStream, retries}} {
+		for fn, n := range q.counts {
+			if n == 0 || slices.Contains(served, fn) {
+				continue
 			}
-			continue
-		}
-		if err := r.sweepFunction(ctx, fn, served); err != nil {
-			r.log.WithError(err).WithField("function", fn).Warn("could not sweep tasks of an unserved function")
+			if models.ValidateFunctionName(fn) != nil {
+				if q.stream != cfg.TasksStream {
+					continue // only runners publish retries, on valid subjects
+				}
+				// A literal wildcard token ("omniq.tasks.*"): no consumer
+				// can filter on it without taking every function's tasks.
+				if err := r.sweepMalformed(ctx, cfg.TaskSubject(fn)); err != nil {
+					r.log.WithError(err).WithField("subject", cfg.TaskSubject(fn)).Warn("could not sweep tasks on a malformed subject")
+				}
+				continue
+			}
+			if err := r.sweepFunction(ctx, q.stream, fn, served); err != nil {
+				r.log.WithError(err).WithField("function", fn).WithField("stream", q.stream).Warn("could not sweep tasks of an unserved function")
+			}
 		}
 	}
 	return nil
@@ -67,22 +82,35 @@ func (r *Runner) sweep(ctx context.Context) error {
 
 func sweepConsumerName(fn string) string { return "omniq-sweep-" + fn }
 
-func (r *Runner) sweepFunction(ctx context.Context, fn string, served []string) error {
-	cfg := r.client.Config()
+// sweepConsumer creates the sweep's consumer of fn's tasks in stream;
+// release deletes it. It fails while the runners' consumer of fn is there
+// (a work-queue stream allows one consumer per subject): the function was
+// served once and its tasks wait for a runner to come back
+// (docs/operations.md, "Tasks for functions nobody serves").
+func (r *Runner) sweepConsumer(ctx context.Context, stream, fn string) (cons natsjs.Consumer, release func(), err error) {
 	js := r.client.JetStream()
-	cons, err := js.CreateOrUpdateConsumer(ctx, cfg.TasksStream, natsjs.ConsumerConfig{
+	cons, err = js.CreateOrUpdateConsumer(ctx, stream, natsjs.ConsumerConfig{
 		Name:              sweepConsumerName(fn),
-		FilterSubject:     cfg.TaskSubject(fn),
+		FilterSubject:     r.subjectIn(stream, fn),
 		AckPolicy:         natsjs.AckExplicitPolicy,
 		AckWait:           time.Minute,
 		InactiveThreshold: 5 * time.Minute,
 	})
 	if err != nil {
-		return fmt.Errorf("sweep consumer: %w", err) // a runner for fn may have just started
+		return nil, nil, fmt.Errorf("sweep consumer: %w", err) // a runner for fn may have just started
 	}
 	// Delete it when done, or a runner starting later could not create its
 	// own consumer on the work-queue stream.
-	defer func() { _ = js.DeleteConsumer(context.WithoutCancel(ctx), cfg.TasksStream, sweepConsumerName(fn)) }()
+	return cons, func() { _ = js.DeleteConsumer(context.WithoutCancel(ctx), stream, sweepConsumerName(fn)) }, nil
+}
+
+func (r *Runner) sweepFunction(ctx context.Context, stream, fn string, served []string) error {
+	cfg := r.client.Config()
+	cons, release, err := r.sweepConsumer(ctx, stream, fn)
+	if err != nil {
+		return err
+	}
+	defer release()
 	msg := fmt.Sprintf("no runner serves function %q", fn)
 	if len(served) > 0 {
 		msg += " (served: " + strings.Join(served, ", ") + ")"
@@ -106,15 +134,66 @@ func (r *Runner) sweepFunction(ctx context.Context, fn string, served []string) 
 				_ = m.Nak()
 				return nil
 			}
-			tm, _ := cfg.ParseTaskMessage(m.Subject(), m.Headers(), m.Data(), meta.Stream, meta.Sequence.Stream)
+			tm, perr := cfg.ParseTaskMessage(m.Subject(), m.Headers(), m.Data(), meta.Stream, meta.Sequence.Stream)
 			log := r.log.WithFields(logrus.Fields{"task_id": tm.ID, "function": fn, "attempt": tm.Attempt})
 			te := newTaskError(models.ErrorTypeUnknownFunction, msg, "", 0, false)
+			if tm.Retry && perr == nil {
+				r.failDueRetry(ctx, log, &tm, te, m, meta)
+				continue
+			}
 			r.failWithoutRunning(ctx, log, &tm, te, m, meta)
 		}
 		if got == 0 {
 			return batch.Error()
 		}
 	}
+}
+
+// failDueRetry dead-letters with te a retry, delayed start or replay that
+// came due for a function no runner serves. The task has a record (the
+// runner that put the message back wrote it): the message is failed only
+// if decide would have run it, so a stale copy is dropped as a runner
+// would drop it, and anything else is left for a later sweep.
+func (r *Runner) failDueRetry(ctx context.Context, log logrus.FieldLogger, tm *jetstream.TaskMessage, te models.TaskError, msg natsjs.Msg, meta *natsjs.MsgMetadata) {
+	d := delivery{Stream: meta.Stream, Seq: meta.Sequence.Stream, Delivered: meta.NumDelivered,
+		Function: tm.Function, Retry: tm.Retry, Attempt: tm.Attempt, RunAt: tm.RunAt}
+	for try := 0; try < 5; try++ {
+		v, rec, _, err := r.view(ctx, tm.ID)
+		if err != nil || !v.Found || v.Corrupt != "" {
+			// Nothing to check the message against: the runners' own
+			// path decides (and bounds) what it means.
+			r.failWithoutRunning(ctx, log, tm, te, msg, meta)
+			return
+		}
+		switch dec := decide(v, d, false, limits{MaxInterruptions: r.cfg.MaxInterruptions}, time.Now()); dec.Action {
+		case actDrop:
+			_ = msg.Ack()
+			return
+		case actEnsureDead:
+			r.deadLetter(ctx, log, tm, *v.Task.Error, v.Task.Replays, msg)
+			return
+		case actRun:
+		default:
+			_ = msg.NakWithDelay(r.cfg.SweepInterval)
+			return
+		}
+		next, err := r.client.State().Transition(ctx, rec, models.StatusFailed, time.Now(), func(t *models.Task) {
+			t.ClaimSequence, t.ClaimDelivery, t.ClaimStream = d.Seq, d.Delivered, d.Stream
+			t.RecordError(te)
+		})
+		if errors.Is(err, jetstream.ErrStaleRevision) {
+			continue
+		}
+		if err != nil {
+			log.WithError(err).Error("cannot record the failure; the task will be redelivered")
+			_ = msg.NakWithDelay(time.Second)
+			return
+		}
+		log.WithField("error_type", te.ErrorType).Warn("task dead-lettered without running: " + logText(te.Message))
+		r.deadLetter(ctx, log, tm, te, next.Task.Replays, msg)
+		return
+	}
+	_ = msg.NakWithDelay(time.Second)
 }
 
 // sweepMalformed dead-letters, as invalid_task, the messages stored on

@@ -67,13 +67,35 @@ func (c *cli) denial() error {
 	return nil
 }
 
-// explainLogin adds how to log in to an authorization failure.
-func explainLogin(err error, seed string) error {
+// givenLogin names the login cfg's flags or variables gave, or "" for none.
+func givenLogin(cfg jetstream.ConnConfig) string {
+	switch {
+	case cfg.NKeySeedFile != "":
+		return "the nkey in " + cfg.NKeySeedFile
+	case cfg.CredsFile != "":
+		return "the credentials in " + cfg.CredsFile
+	case cfg.User != "":
+		return fmt.Sprintf("user %q and its password", cfg.User)
+	case cfg.Token != "":
+		return "the token given"
+	case cfg.Password != "":
+		return "the password given"
+	}
+	return ""
+}
+
+// explainLogin adds how to log in to an authorization failure: seed is the
+// operator seed found in a data directory, given the login asked for by
+// flags or variables (givenLogin).
+func explainLogin(err error, seed, given string) error {
 	if !errors.Is(err, nats.ErrAuthorization) {
 		return err
 	}
 	if seed != "" {
 		return fmt.Errorf("%w\n  the server refused the operator credentials in %s: are they from the runner serving this address?", err, seed)
+	}
+	if given != "" {
+		return fmt.Errorf("%w\n  the server refused %s: check them against the runner's --data-dir credentials or the server's logins (see docs/security.md)", err, given)
 	}
 	if _, statErr := os.Stat(defaultDataDir); statErr != nil {
 		return fmt.Errorf("%w\n  the server needs credentials: run omniq-submit in the directory holding omniq-runner's %s, set OMNIQ_DATA_DIR to the runner's --data-dir, or give --nats-nkey (see docs/security.md)", err, defaultDataDir)

@@ -103,6 +103,21 @@ func TestFindsTheOperatorCredentialsInOMNIQ_DATA_DIR(t *testing.T) {
 	if code != 1 || !strings.Contains(errs, `Permissions Violation for Publish to "$JS.API.CONSUMER.CREATE.OMNIQ_DLQ.`) || !strings.Contains(errs, "may not do this") {
 		t.Fatalf("dlq list as submitter: exit %d\n%s", code, errs)
 	}
+	// Credentials given and refused are named, not asked for: the hint to
+	// "give --nats-nkey" misled a user who had. Found by hand with a
+	// random nkey against omniq-runner.
+	other := filepath.Join(t.TempDir(), "other")
+	if _, err := credentials.Ensure(other, "operator"); err != nil {
+		t.Fatal(err)
+	}
+	code, _, errs = runCLI(t, map[string]string{"OMNIQ_NATS_URL": url}, "status", "t-1", "--nats-nkey", credentials.SeedFile(other, "operator"))
+	if code != 1 || !strings.Contains(errs, "Authorization Violation") || !strings.Contains(errs, "refused the nkey in "+credentials.SeedFile(other, "operator")) {
+		t.Fatalf("status with another server's nkey: exit %d\n%s", code, errs)
+	}
+	code, _, errs = runCLI(t, map[string]string{"OMNIQ_NATS_URL": url, "OMNIQ_NATS_USER": "alice", "OMNIQ_NATS_PASSWORD": "wrong"}, "status", "t-1")
+	if code != 1 || !strings.Contains(errs, `refused user "alice"`) {
+		t.Fatalf("status with a wrong password: exit %d\n%s", code, errs)
+	}
 	// Explicit credentials need no data directory.
 	code, out, errs = runCLI(t, map[string]string{"OMNIQ_NATS_URL": url}, "dlq", "list",
 		"--nats-nkey", credentials.SeedFile(data, "operator"), "--nats-inbox-prefix", roles.OperatorInboxPrefix)

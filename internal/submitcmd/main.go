@@ -294,7 +294,7 @@ func (c *cli) connect() (*jetstream.Client, error) {
 		return nil, usagef("%v", err)
 	}
 	if errors.Is(err, nats.ErrAuthorization) {
-		return nil, explainLogin(err, seed)
+		return nil, explainLogin(err, seed, givenLogin(cfg))
 	}
 	if errors.Is(err, nats.ErrNkeysNotSupported) {
 		return nil, fmt.Errorf("%w\n  this server has no nkey logins: leave out --nats-nkey and --nats-creds, or give the login it expects", err)

@@ -1,0 +1,282 @@
+package runner_test
+
+import (
+	"bufio"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"net/url"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	natsjs "github.com/nats-io/nats.go/jetstream"
+
+	"github.com/omniq/omniq/internal/omniqtest"
+	"github.com/omniq/omniq/jetstream"
+	"github.com/omniq/omniq/models"
+	"github.com/omniq/omniq/runner/pluginhost"
+)
+
+// A request's reply subject is the requester's choice. A runner that
+// answered on any subject would publish with its own rights wherever a
+// submitter pointed it: a cancel request for some id with the reply
+// subject $KV.OMNIQ_STATE.<victim> overwrote a running task's record with
+// the answer, and the victim, which ran to its end, was failed
+// invalid_task ("state record is unusable"). Found by hand against
+// omniq-runner with the submitter's credentials.
+func TestRequestsAreNotAnsweredOnOmniQsOwnSubjects(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	startRunner(t, e, fastConfig(), pluginhost.HostConfig{})
+	victim := runningSleep(t, e, "2s")
+	nc := e.client.Conn()
+	hostile := []string{
+		"$KV.OMNIQ_STATE." + victim,
+		"$KV.OMNIQ_FUNCTIONS.echo",
+		"omniq.dlq.sleep." + victim,
+		"omniq.retry.sleep",
+		"omniq.tasks.echo",
+		"$JS.API.STREAM.PURGE.OMNIQ_TASKS",
+	}
+	got := make(chan string, 64)
+	for _, s := range hostile {
+		// The runner's own writes go there too; an answer is a Reply.
+		sub, err := nc.Subscribe(s, func(m *nats.Msg) {
+			var fields map[string]json.RawMessage
+			if json.Unmarshal(m.Data, &fields) == nil && (fields["code"] != nil || fields["task"] != nil) {
+				got <- m.Subject
+			}
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = sub.Unsubscribe() })
+	}
+	if err := nc.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range hostile {
+		for _, req := range []string{"omniq.cancel.decoy", "omniq.admin.replay.decoy", "omniq.cancel.bad..id"} {
+			if err := nc.PublishMsg(&nats.Msg{Subject: req, Reply: s}); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	// The runner carries requests out one by one, in order: once a
+	// well-formed request to each subject is answered, the hostile ones
+	// before it have been handled.
+	for _, req := range []string{"omniq.cancel.decoy", "omniq.admin.replay.decoy"} {
+		m, err := nc.Request(req, nil, 30*time.Second)
+		if err != nil {
+			t.Fatalf("%s: %v", req, err)
+		}
+		var r jetstream.Reply
+		if err := json.Unmarshal(m.Data, &r); err != nil {
+			t.Fatalf("%s: reply %q: %v", req, m.Data, err)
+		}
+	}
+	select {
+	case s := <-got:
+		t.Fatalf("a runner answered a request on %s", s)
+	default:
+	}
+	// The decoy was cancelled all the same: only the answer is withheld.
+	if rec, err := e.client.State().Get(ctx(t), "decoy"); err != nil || rec.Task.Status != models.StatusCancelled {
+		t.Fatalf("decoy = %+v, %v; want cancelled", rec.Task, err)
+	}
+	if task := waitFor(t, e, victim, models.StatusSucceeded, 30*time.Second); string(task.Result) != "slept 2s" {
+		t.Fatalf("victim = %+v", task)
+	}
+}
+
+// A task published without an id gets "<stream>-<sequence>". A submitter
+// who published a task of its own under the id the next bare publish
+// would get made that publish's task vanish: it was refused as a second
+// delivery of a task that had already succeeded, with no record of its
+// own. Found by hand with the submitter's credentials: Omniq-Task-Id
+// OMNIQ_TASKS-53 on echo, then a bare publish on sleep at sequence 53.
+func TestADerivedIDCannotBeTakenByAnotherTask(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	startRunner(t, e, fastConfig(), pluginhost.HostConfig{})
+	js := e.client.JetStream()
+	first, err := js.Publish(ctx(t), "omniq.tasks.echo", []byte("first"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	squatted := fmt.Sprintf("OMNIQ_TASKS-%d", first.Sequence+2)
+	squat, err := js.PublishMsg(ctx(t), &nats.Msg{Subject: "omniq.tasks.echo", Data: []byte("squat"),
+		Header: nats.Header{jetstream.HeaderTaskID: []string{squatted}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	bare, err := js.Publish(ctx(t), "omniq.tasks.echo", []byte("mine"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := fmt.Sprintf("OMNIQ_TASKS-%d", bare.Sequence); got != squatted {
+		t.Fatalf("the bare publish got %s, the squatter took %s: test set-up is off", got, squatted)
+	}
+	if task := waitFor(t, e, squatted, models.StatusSucceeded, 30*time.Second); string(task.Result) != "mine" {
+		t.Fatalf("%s = %+v, want the bare publish's task with result \"mine\"", squatted, task)
+	}
+	// The squatter's message ends too, invalid_task under its own id.
+	own := fmt.Sprintf("OMNIQ_TASKS-%d", squat.Sequence)
+	task := waitFor(t, e, own, models.StatusFailed, 30*time.Second)
+	if te := task.Error; te == nil || te.ErrorType != models.ErrorTypeInvalidTask || !strings.Contains(te.Message, "reserved") {
+		t.Fatalf("squatter = %+v, want invalid_task saying the id is reserved", task.Error)
+	}
+	waitDead(t, e, own)
+}
+
+// publishRawWire publishes a task the way a client that is not nats.go
+// can: the header block is written byte for byte, so it may hold header
+// names nats.go refuses to encode.
+func publishRawWire(t *testing.T, e *env, subject, headerBlock, payload string) {
+	t.Helper()
+	u, err := url.Parse(e.srv.ClientURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := net.Dial("tcp", u.Host)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if err := c.SetDeadline(time.Now().Add(30 * time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	r := bufio.NewReader(c)
+	if _, err := r.ReadString('\n'); err != nil { // INFO
+		t.Fatal(err)
+	}
+	hdr := "NATS/1.0\r\n" + headerBlock + "\r\n"
+	if _, err := fmt.Fprintf(c, "CONNECT {\"verbose\":false,\"headers\":true,\"protocol\":1}\r\nSUB _INBOX.raw 1\r\nHPUB %s _INBOX.raw %d %d\r\n%s%s\r\n",
+		subject, len(hdr), len(hdr)+len(payload), hdr, payload); err != nil {
+		t.Fatal(err)
+	}
+	for { // the stream's acknowledgement
+		line, err := r.ReadString('\n')
+		if err != nil {
+			t.Fatalf("no acknowledgement of the raw publish: %v", err)
+		}
+		if strings.HasPrefix(line, "MSG _INBOX.raw") {
+			return
+		}
+		if strings.HasPrefix(line, "PING") {
+			_, _ = fmt.Fprint(c, "PONG\r\n")
+		}
+	}
+}
+
+// A task published by a raw client with a header name nats.go refuses to
+// encode (a space, a '/', a byte over 0x7e) ran, failed, and could then
+// never be dead-lettered: writing the entry failed with "nats: message
+// could not decode headers" every 5 s, forever, and the message was never
+// acknowledged. Found by hand with a raw HPUB and the submitter's
+// credentials. Such a task is now refused at the door, invalid_task.
+func TestHeaderNamesNATSCannotRepublishAreRefusedAtTheDoor(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	startRunner(t, e, fastConfig(), pluginhost.HostConfig{})
+	for id, name := range map[string]string{"hdr-space": "X Sp", "hdr-slash": "X/Y", "hdr-byte": "X-\xffKey"} {
+		publishRawWire(t, e, "omniq.tasks.fail", jetstream.HeaderTaskID+": "+id+"\r\n"+name+": v\r\n", `{"message":"no"}`)
+	}
+	for _, id := range []string{"hdr-space", "hdr-slash", "hdr-byte"} {
+		task := waitFor(t, e, id, models.StatusFailed, 30*time.Second)
+		if te := task.Error; te == nil || te.ErrorType != models.ErrorTypeInvalidTask || !strings.Contains(te.Message, "header name") {
+			t.Errorf("%s: error = %+v, want invalid_task naming the header name", id, task.Error)
+		}
+		waitDead(t, e, id)
+	}
+}
+
+// Retries, delayed starts and replays waiting in the retries stream for a
+// function no runner serves were never swept, only first attempts were: a
+// replayed unknown_function task stayed pending for good, and so did a
+// retry of a function retired as docs/operations.md says (its runners'
+// consumers deleted). Found by hand: dlq replay of a task dead-lettered
+// unknown_function, against omniq-runner.
+func TestDueRetriesOfAFunctionNoOneServesAreDeadLettered(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	first := startRunner(t, e, fastConfig(), pluginhost.HostConfig{})
+	waiting, err := e.client.Submit(ctx(t), jetstream.SubmitRequest{Function: "fail", Payload: []byte(`{"message":"later","retry_after_ms":3000}`), MaxRetries: intp(1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, e, waiting.ID, models.StatusRetrying, 30*time.Second)
+	first.Stop(t)
+	// Retire the faults plugin's functions: delete their runners'
+	// consumers.
+	js := e.client.JetStream()
+	for _, fn := range []string{"fail", "sleep"} {
+		for _, stream := range []string{"OMNIQ_TASKS", "OMNIQ_RETRIES"} {
+			if err := js.DeleteConsumer(ctx(t), stream, "omniq-"+fn); err != nil && !errors.Is(err, natsjs.ErrConsumerNotFound) {
+				t.Fatal(err)
+			}
+		}
+	}
+	startRunner(t, e, fastConfig(), pluginhost.HostConfig{Dir: omniqtest.PluginsDir(t, omniqtest.EchoPlugin)})
+	task := waitFor(t, e, waiting.ID, models.StatusFailed, 60*time.Second)
+	if te := task.Error; te == nil || te.ErrorType != models.ErrorTypeUnknownFunction || te.IsRetryable {
+		t.Errorf("retry: error = %+v, want unknown_function, not retryable", task.Error)
+	}
+	waitDead(t, e, waiting.ID)
+
+	// A function never served: its first attempt is swept, and its replay.
+	queued, err := e.client.Submit(ctx(t), jetstream.SubmitRequest{Function: "nosuchfn", Payload: []byte("x")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, e, queued.ID, models.StatusFailed, 60*time.Second)
+	waitDead(t, e, queued.ID)
+	if _, err := e.client.Replay(ctx(t), queued.ID); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 60*time.Second, "the replayed task to be dead-lettered again", func() bool {
+		rec, err := e.client.State().Get(ctx(t), queued.ID)
+		return err == nil && rec.Task.Status == models.StatusFailed && rec.Task.Replays == 1 &&
+			rec.Task.Error != nil && rec.Task.Error.ErrorType == models.ErrorTypeUnknownFunction
+	})
+	waitDead(t, e, queued.ID)
+}
+
+// Nor in a runner's own inbox, where an answer would pass for the reply
+// to one of the runner's requests (a publish acknowledgement): requesters
+// use other inboxes.
+func TestRequestsAreNotAnsweredInTheRunnersInbox(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	nc, err := e.srv.Connect(nats.CustomInboxPrefix("_INBOX_OMNIQ_RUNNER"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	client, err := jetstream.New(ctx(t), nc, jetstream.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	omniqtest.StartRunner(t, client, fastConfig(), pluginhost.HostConfig{})
+	got := make(chan string, 4)
+	sub, err := e.client.Conn().Subscribe("_INBOX_OMNIQ_RUNNER.forged", func(m *nats.Msg) { got <- m.Subject })
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = sub.Unsubscribe() })
+	if err := e.client.Conn().PublishMsg(&nats.Msg{Subject: "omniq.cancel.decoy", Reply: "_INBOX_OMNIQ_RUNNER.forged"}); err != nil {
+		t.Fatal(err)
+	}
+	// An inbox of another prefix is answered, after the forged one.
+	if _, err := e.client.Conn().Request("omniq.cancel.decoy", nil, 30*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case s := <-got:
+		t.Fatalf("a runner answered a request in its own inbox: %s", s)
+	default:
+	}
+}
