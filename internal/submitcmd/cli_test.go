@@ -98,6 +98,12 @@ func TestCompletionScripts(t *testing.T) {
 	}
 }
 
+func TestCompletionWithoutAKnownShellIsAUsageError(t *testing.T) {
+	t.Parallel()
+	runArgs(t, "completion", "tcsh").want(t, 2, "", `no script for shell "tcsh": want bash, zsh, fish or powershell`)
+	runArgs(t, "completion").want(t, 2, "", "completion needs a shell: bash, zsh, fish or powershell")
+}
+
 func TestSubmitCommandTakesAFunctionNamedLikeACommand(t *testing.T) {
 	t.Parallel()
 	o := start(t)
