@@ -240,6 +240,16 @@ func TestStatusListWatchCancel(t *testing.T) {
 	o.run("", "cancel", "t-echo").want(t, 1, "", "already succeeded")
 }
 
+// An id no runner has seen may be a queued task or a typo: the CLI says
+// both, rather than a bare "cancelled" that reads as a task found.
+func TestCancelOfAnUnseenIDSaysSo(t *testing.T) {
+	t.Parallel()
+	o := start(t)
+	r := o.run("", "cancel", "no-such-task")
+	r.want(t, 0, "cancelled no-such-task", "no runner has seen a task no-such-task yet: if one is queued it will not run; if the id is wrong, nothing was cancelled")
+	o.run("", "cancel", "no-such-task", "--json").want(t, 1, "", "already cancelled")
+}
+
 func TestBatch(t *testing.T) {
 	t.Parallel()
 	o := start(t)

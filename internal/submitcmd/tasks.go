@@ -374,6 +374,11 @@ func (c *cli) cancel(id string) error {
 		return writeJSON(c.io.Stdout, toTaskJSON(rec.Task))
 	}
 	fmt.Fprintf(c.io.Stdout, "cancelled %s\n", rec.Task.ID)
+	if rec.Task.Function == jetstream.UnseenFunction {
+		// Cancelling ahead of every runner is how a queued task is
+		// stopped, but it is also what a mistyped id gets: say which.
+		fmt.Fprintf(c.io.Stderr, "omniq-submit: no runner has seen a task %s yet: if one is queued it will not run; if the id is wrong, nothing was cancelled\n", rec.Task.ID)
+	}
 	return nil
 }
 
