@@ -93,6 +93,17 @@ func connect(o Options, log logrus.FieldLogger) (*jetstream.Client, func(), erro
 			cfg.InboxPrefix = credentials.OperatorInboxPrefix
 		}
 	}
+	// A login that may not do what the dashboard does (a submitter's, say)
+	// is refused asynchronously; without this, opening the streams would
+	// wait for its timeout and report only that.
+	ctx, cancel := context.WithCancelCause(context.Background())
+	defer cancel(nil)
+	cfg.OnError = func(err error) {
+		if errors.Is(err, nats.ErrPermissionViolation) {
+			cancel(err)
+		}
+	}
+	anonymous.OnError = cfg.OnError
 	nc, err := jetstream.Connect(cfg)
 	if found != "" && errors.Is(err, nats.ErrNkeysNotSupported) {
 		// The credentials were found, not asked for, and this server has
@@ -107,9 +118,12 @@ func connect(o Options, log logrus.FieldLogger) (*jetstream.Client, func(), erro
 	if err != nil {
 		return nil, nil, fmt.Errorf("%w\n  is omniq-runner (or your NATS server) running there? Set --nats-url or OMNIQ_NATS_URL to its address", err)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	client, err := jetstream.Open(ctx, nc, jetstream.Config{Logger: log})
+	openCtx, openCancel := context.WithTimeout(ctx, 10*time.Second)
+	defer openCancel()
+	client, err := jetstream.Open(openCtx, nc, jetstream.Config{Logger: log})
+	if denied := context.Cause(ctx); err != nil && errors.Is(denied, nats.ErrPermissionViolation) {
+		err = fmt.Errorf("%w\n  these NATS credentials may not do what the dashboard does (it reads the dead-letter stream and sends replays, as an operator, with the %s inbox prefix): give omniq-ui the operator's credentials (docs/dashboard.md, Access)", denied, credentials.OperatorInboxPrefix)
+	}
 	if err != nil {
 		nc.Close()
 		return nil, nil, err

@@ -8,12 +8,15 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/nats-io/nats-server/v2/server"
 	"github.com/sirupsen/logrus"
 	"go.uber.org/goleak"
 
 	"github.com/omniq/omniq/internal/credentials"
 	"github.com/omniq/omniq/internal/omniqtest"
+	"github.com/omniq/omniq/internal/roles"
 	"github.com/omniq/omniq/jetstream"
+	"github.com/omniq/omniq/jetstream/embedded"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -78,5 +81,41 @@ func TestFoundCredentialsAreLeftOutForAServerWithoutLogins(t *testing.T) {
 	o.NATS.Conn.NKeySeedFile = credentials.SeedFile(data, "operator")
 	if _, _, err := connect(o, log); err == nil || !strings.Contains(err.Error(), "leave out --nats-nkey") {
 		t.Fatalf("connect with --nats-nkey to a server without logins: %v", err)
+	}
+}
+
+// A login the dashboard cannot work with (here a submitter's, whose role
+// may not use the operators' inbox) ends omniq-ui with the server's
+// refusal and what to give it instead, not a bare timeout.
+func TestALoginThatIsNotAnOperatorsIsNamed(t *testing.T) {
+	data := filepath.Join(t.TempDir(), "data")
+	keys, err := credentials.Ensure(data, "runner", "operator", "submitter")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var users []*server.NkeyUser
+	for _, k := range keys {
+		r, _ := roles.Parse(k.Role)
+		p, err := roles.Permissions(r, jetstream.Config{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		users = append(users, &server.NkeyUser{Nkey: k.Public, Permissions: p})
+	}
+	srv, err := embedded.Start(embedded.Config{StoreDir: t.TempDir(), Port: -1, NKeys: users})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = srv.Shutdown(context.Background()) })
+	o, err := Parse([]string{"--nats-url", srv.ClientURL(), "--nats-nkey", credentials.SeedFile(data, "submitter")},
+		func(string) string { return "" }, &strings.Builder{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	log := logrus.New()
+	log.SetOutput(io.Discard)
+	_, _, err = connect(o, log)
+	if err == nil || !strings.Contains(err.Error(), "Permissions Violation") || !strings.Contains(err.Error(), "give omniq-ui the operator's credentials") {
+		t.Fatalf("connect with a submitter's login: %v; want the refusal and the operator's credentials asked for", err)
 	}
 }
