@@ -149,8 +149,13 @@ func Main(ctx context.Context, args []string, getenv func(string) string, stdout
 	}
 	log := logrus.New()
 	log.SetOutput(stderr)
-	if o.LogFormat == "json" {
+	switch o.LogFormat {
+	case "json":
 		log.SetFormatter(&logrus.JSONFormatter{})
+	case "text":
+	default:
+		fmt.Fprintf(stderr, "omniq-ui: --log-format %q: want text or json\n", o.LogFormat)
+		return 2
 	}
 	lvl, err := logrus.ParseLevel(o.LogLevel)
 	if err != nil {

@@ -30,6 +30,16 @@ func TestRefusesOffLoopbackWithoutToken(t *testing.T) {
 	}
 }
 
+// A log format omniq-ui does not have is a usage error, as in
+// omniq-runner, not text logs in place of the JSON asked for.
+func TestUnknownLogFormatIsAUsageError(t *testing.T) {
+	var out strings.Builder
+	code := Main(context.Background(), []string{"--log-format", "xml", "--nats-url", "nats://127.0.0.1:1"}, func(string) string { return "" }, &out, &out)
+	if code != 2 || !strings.Contains(out.String(), `--log-format "xml": want text or json`) {
+		t.Fatalf("exit %d, output %q: want 2 naming the format", code, out.String())
+	}
+}
+
 func TestEnvironmentFallback(t *testing.T) {
 	env := map[string]string{"OMNIQ_UI_TOKEN": "t0k", "OMNIQ_UI_LISTEN": "0.0.0.0:1", "OMNIQ_UI_READ_ONLY": "true",
 		"OMNIQ_NATS_URL": "nats://env:4222", "OMNIQ_NATS_CREDS": "/env.creds"}
