@@ -115,6 +115,13 @@ func connect(o Options, log logrus.FieldLogger) (*jetstream.Client, func(), erro
 	if errors.Is(err, nats.ErrNkeysNotSupported) {
 		return nil, nil, fmt.Errorf("%w\n  this server has no nkey logins: leave out --nats-nkey and --nats-creds, or give the login it expects", err)
 	}
+	if errors.Is(err, nats.ErrAuthorization) {
+		// The server is there: what it wants is a login.
+		if found != "" {
+			return nil, nil, fmt.Errorf("%w\n  the server refused the operator credentials in %s: are they from the runner serving this address?", err, found)
+		}
+		return nil, nil, fmt.Errorf("%w\n  the server needs credentials: run omniq-ui in the directory holding omniq-runner's ./omniq-data, set --data-dir (or OMNIQ_DATA_DIR) to the runner's --data-dir, or give the operator's login (--nats-nkey, --nats-creds; see docs/security.md)", err)
+	}
 	if err != nil {
 		return nil, nil, fmt.Errorf("%w\n  is omniq-runner (or your NATS server) running there? Set --nats-url or OMNIQ_NATS_URL to its address", err)
 	}

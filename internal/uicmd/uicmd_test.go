@@ -99,6 +99,24 @@ func TestFoundCredentialsAreLeftOutForAServerWithoutLogins(t *testing.T) {
 // refusal and what to give it instead, not a bare timeout.
 func TestALoginThatIsNotAnOperatorsIsNamed(t *testing.T) {
 	data := filepath.Join(t.TempDir(), "data")
+	url := startAuthServer(t, data)
+	o, err := Parse([]string{"--nats-url", url, "--nats-nkey", credentials.SeedFile(data, "submitter")},
+		func(string) string { return "" }, &strings.Builder{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	log := logrus.New()
+	log.SetOutput(io.Discard)
+	_, _, err = connect(o, log)
+	if err == nil || !strings.Contains(err.Error(), "Permissions Violation") || !strings.Contains(err.Error(), "give omniq-ui the operator's credentials") {
+		t.Fatalf("connect with a submitter's login: %v; want the refusal and the operator's credentials asked for", err)
+	}
+}
+
+// startAuthServer starts an embedded server admitting the role logins it
+// creates in data, as omniq-runner does, and returns its URL.
+func startAuthServer(t *testing.T, data string) string {
+	t.Helper()
 	keys, err := credentials.Ensure(data, "runner", "operator", "submitter")
 	if err != nil {
 		t.Fatal(err)
@@ -117,15 +135,29 @@ func TestALoginThatIsNotAnOperatorsIsNamed(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = srv.Shutdown(context.Background()) })
-	o, err := Parse([]string{"--nats-url", srv.ClientURL(), "--nats-nkey", credentials.SeedFile(data, "submitter")},
-		func(string) string { return "" }, &strings.Builder{})
+	return srv.ClientURL()
+}
+
+// A refused login is explained as one: the server is running, what it
+// wants is credentials (none found, or found ones that are not its).
+func TestARefusedLoginSaysWhatToGive(t *testing.T) {
+	url := startAuthServer(t, filepath.Join(t.TempDir(), "data"))
+	log := logrus.New()
+	log.SetOutput(io.Discard)
+	t.Chdir(t.TempDir()) // no ./omniq-data here
+	o, err := Parse([]string{"--nats-url", url}, func(string) string { return "" }, &strings.Builder{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	log := logrus.New()
-	log.SetOutput(io.Discard)
-	_, _, err = connect(o, log)
-	if err == nil || !strings.Contains(err.Error(), "Permissions Violation") || !strings.Contains(err.Error(), "give omniq-ui the operator's credentials") {
-		t.Fatalf("connect with a submitter's login: %v; want the refusal and the operator's credentials asked for", err)
+	if _, _, err := connect(o, log); err == nil || !strings.Contains(err.Error(), "the server needs credentials") || strings.Contains(err.Error(), "is omniq-runner") {
+		t.Fatalf("connect without credentials: %v; want the credentials asked for", err)
+	}
+	other := filepath.Join(t.TempDir(), "other")
+	if _, err := credentials.Ensure(other, "operator"); err != nil {
+		t.Fatal(err)
+	}
+	o.DataDir = other
+	if _, _, err := connect(o, log); err == nil || !strings.Contains(err.Error(), "refused the operator credentials in "+credentials.SeedFile(other, "operator")) {
+		t.Fatalf("connect with another runner's credentials: %v; want them named", err)
 	}
 }
