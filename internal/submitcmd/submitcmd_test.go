@@ -459,3 +459,28 @@ func TestVersion(t *testing.T) {
 		}
 	}
 }
+
+// --json output stays JSON when a dead-letter selection matches nothing,
+// so a script can read the count it asked for.
+func TestDLQJSONWhenNothingMatches(t *testing.T) {
+	t.Parallel()
+	o := start(t)
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--json", "dlq", "purge", "--function", "nothing", "--yes"}, `{"purged":0}`},
+		{[]string{"--json", "dlq", "purge", "--function", "nothing"}, `{"purged":0}`},
+		{[]string{"--json", "dlq", "replay", "--function", "nothing"}, `{"replayed":[]}`},
+	} {
+		r := o.run("", tc.args...)
+		var got, want any
+		if err := json.Unmarshal([]byte(r.stdout), &got); err != nil || r.code != 0 {
+			t.Fatalf("%q: exit %d, stdout %q is not JSON: %v", tc.args, r.code, r.stdout, err)
+		}
+		_ = json.Unmarshal([]byte(tc.want), &want)
+		if fmt.Sprint(got) != fmt.Sprint(want) {
+			t.Errorf("%q: %s, want %s", tc.args, r.stdout, tc.want)
+		}
+	}
+}
