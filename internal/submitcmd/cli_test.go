@@ -299,3 +299,13 @@ func TestStatusShowsTheEffectiveRetryBudgetAndTimeout(t *testing.T) {
 		t.Fatalf("status = %q", r.stdout)
 	}
 }
+
+// Like every command, version answers --json with JSON.
+func TestVersionJSON(t *testing.T) {
+	t.Parallel()
+	r := runArgs(t, "version", "--json")
+	var v map[string]string
+	if err := json.Unmarshal([]byte(r.stdout), &v); err != nil || r.code != 0 || v["program"] != "omniq-submit" || v["version"] == "" || v["go_version"] == "" {
+		t.Fatalf("version --json: exit %d, stdout %q: %v", r.code, r.stdout, err)
+	}
+}

@@ -186,7 +186,11 @@ func (c *cli) versionCommand() *cobra.Command {
 	return &cobra.Command{
 		Use: "version", Short: "Print the version (also --version)", Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			fmt.Fprintln(c.io.Stdout, version.Get().String("omniq-submit"))
+			v := version.Get()
+			if c.json {
+				return writeJSON(c.io.Stdout, map[string]string{"program": "omniq-submit", "version": v.Version, "revision": v.Revision, "go_version": v.GoVersion})
+			}
+			fmt.Fprintln(c.io.Stdout, v.String("omniq-submit"))
 			return nil
 		},
 	}
