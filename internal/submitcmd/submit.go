@@ -280,8 +280,8 @@ func (c *cli) batchCommand() *cobra.Command {
 FUNCTION, or with --jsonl a JSON object {"function", "payload", "id",
 "max_retries", "timeout", "delay", "headers"}. Blank lines are skipped.
 
-Prints the id of every task submitted, one per line ("ID duplicate" for an
-id submitted before), then a summary; a line that cannot be submitted is
+Prints the id of every task submitted, one per line in input order ("ID
+duplicate" for an id submitted before), then a summary; a line that cannot be submitted is
 reported on stderr with its number, and makes the exit status 1. With
 --json, each line is a JSON object {"line", "id", "outcome", "error"}
 (outcome: submitted, duplicate or rejected), and the last one the summary.
@@ -351,8 +351,8 @@ func (c *cli) batch(o *submitOpts, jsonl bool, workers int, pos []string) error 
 	}
 
 	type job struct {
-		line int
-		req  jetstream.SubmitRequest
+		seq, line int
+		req       jetstream.SubmitRequest
 	}
 	var (
 		submitted, duplicates, rejected atomic.Int64
@@ -360,11 +360,15 @@ func (c *cli) batch(o *submitOpts, jsonl bool, workers int, pos []string) error 
 		problems                        []string
 		checked                         = map[string]error{}
 		out                             = json.NewEncoder(c.io.Stdout)
+		// Outcomes arrive in the order submissions finish; they are
+		// printed in input order, so ids can be paired with the lines
+		// they came from. seq numbers the non-blank lines; pending
+		// holds the outcomes that came before their turn.
+		pending = map[int]batchResult{}
+		next    int
 	)
-	// report prints one line's outcome as it happens.
-	report := func(r batchResult) {
-		mu.Lock()
-		defer mu.Unlock()
+	// emit prints one line's outcome; mu is held.
+	emit := func(r batchResult) {
 		switch {
 		case c.json:
 			_ = out.Encode(r)
@@ -377,9 +381,25 @@ func (c *cli) batch(o *submitOpts, jsonl bool, workers int, pos []string) error 
 			problems = append(problems, fmt.Sprintf("line %d: %s", r.Line, r.Error))
 		}
 	}
-	reject := func(line int, id string, err error) {
+	// report records the outcome of the seq-th line and prints every
+	// outcome whose turn has come.
+	report := func(seq int, r batchResult) {
+		mu.Lock()
+		defer mu.Unlock()
+		pending[seq] = r
+		for {
+			r, ok := pending[next]
+			if !ok {
+				return
+			}
+			delete(pending, next)
+			next++
+			emit(r)
+		}
+	}
+	reject := func(seq, line int, id string, err error) {
 		rejected.Add(1)
-		report(batchResult{Line: line, ID: id, Outcome: "rejected", Error: err.Error()})
+		report(seq, batchResult{Line: line, ID: id, Outcome: "rejected", Error: err.Error()})
 	}
 	var bar *progressbar.ProgressBar
 	if c.io.Terminal && !c.json {
@@ -400,12 +420,12 @@ func (c *cli) batch(o *submitOpts, jsonl bool, workers int, pos []string) error 
 				switch {
 				case err == nil:
 					submitted.Add(1)
-					report(batchResult{Line: j.line, ID: res.ID, Outcome: "submitted"})
+					report(j.seq, batchResult{Line: j.line, ID: res.ID, Outcome: "submitted"})
 				case errors.Is(err, jetstream.ErrDuplicateTask):
 					duplicates.Add(1)
-					report(batchResult{Line: j.line, ID: res.ID, Outcome: "duplicate"})
+					report(j.seq, batchResult{Line: j.line, ID: res.ID, Outcome: "duplicate"})
 				default:
-					reject(j.line, j.req.ID, err)
+					reject(j.seq, j.line, j.req.ID, err)
 				}
 				if bar != nil {
 					_ = bar.Add(1)
@@ -415,13 +435,14 @@ func (c *cli) batch(o *submitOpts, jsonl bool, workers int, pos []string) error 
 	}
 	sc := bufio.NewScanner(in)
 	sc.Buffer(make([]byte, 64<<10), client.Config().MaxPayload*2+(64<<10))
-	line := 0
+	line, seq := 0, 0
 	for sc.Scan() && c.ctx.Err() == nil {
 		line++
 		text := sc.Bytes()
 		if len(strings.TrimSpace(string(text))) == 0 {
 			continue
 		}
+		seq++
 		req, err := c.batchRequest(o, fn, jsonl, text)
 		if err == nil {
 			err = client.Validate(req)
@@ -436,13 +457,13 @@ func (c *cli) batch(o *submitOpts, jsonl bool, workers int, pos []string) error 
 			err = e
 		}
 		if err != nil {
-			reject(line, req.ID, err)
+			reject(seq-1, line, req.ID, err)
 			if bar != nil {
 				_ = bar.Add(1)
 			}
 			continue
 		}
-		jobs <- job{line: line, req: req}
+		jobs <- job{seq: seq - 1, line: line, req: req}
 	}
 	close(jobs)
 	wg.Wait()

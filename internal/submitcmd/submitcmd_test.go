@@ -281,6 +281,46 @@ func TestBatch(t *testing.T) {
 	}
 }
 
+// Submissions run 32 at a time and finish in any order; the ids are
+// printed in input order all the same, so they pair with their lines.
+func TestBatchPrintsIDsInInputOrder(t *testing.T) {
+	t.Parallel()
+	o := start(t)
+	var in strings.Builder
+	var want []string
+	for i := 0; i < 300; i++ {
+		if i == 7 {
+			in.WriteString("{\"function\":\"nope\"}\n\n") // rejected, then blank: neither prints an id
+		}
+		id := fmt.Sprintf("ord-%03d", i)
+		fmt.Fprintf(&in, `{"function":"echo","payload":"x","id":%q}`+"\n", id)
+		want = append(want, id)
+	}
+	r := o.run(in.String(), "batch", "--jsonl")
+	if r.code != 1 || !strings.Contains(r.stderr, `line 8: unknown function "nope"`) {
+		t.Fatalf("exit %d, stderr %q", r.code, r.stderr)
+	}
+	got := strings.Split(strings.TrimSpace(r.stdout), "\n")
+	if len(got) != len(want)+1 || strings.Join(got[:len(want)], ",") != strings.Join(want, ",") {
+		t.Fatalf("ids printed out of input order:\n%s", r.stdout)
+	}
+
+	r = o.run(in.String(), "batch", "--jsonl", "--json")
+	var lines []int
+	for _, l := range strings.Split(strings.TrimSpace(r.stdout), "\n") {
+		var res struct{ Line int }
+		if err := json.Unmarshal([]byte(l), &res); err != nil {
+			t.Fatalf("%q: %v", l, err)
+		}
+		lines = append(lines, res.Line)
+	}
+	for i := 1; i < len(lines)-1; i++ { // the last object is the summary
+		if lines[i] <= lines[i-1] {
+			t.Fatalf("--json objects out of input order at %d: lines %v", i, lines)
+		}
+	}
+}
+
 func TestBatchShowsProgressOnATerminal(t *testing.T) {
 	t.Parallel()
 	o := start(t)
