@@ -309,3 +309,21 @@ func TestVersionJSON(t *testing.T) {
 		t.Fatalf("version --json: exit %d, stdout %q: %v", r.code, r.stdout, err)
 	}
 }
+
+// A negative retry budget is a mistake, not a way to ask for the
+// function's default (leaving the flag out is); help shows no -1.
+func TestNegativeMaxRetriesIsRefused(t *testing.T) {
+	t.Parallel()
+	o := start(t)
+	o.run("", "echo", "x", "--max-retries", "-1").want(t, 2, "", `invalid argument "-1" for "--max-retries" flag: must be 0 or more`)
+	o.run("", "batch", "echo", "--max-retries", "-5").want(t, 2, "", "must be 0 or more")
+	r := o.run(`{"function":"echo","payload":"x","max_retries":-2}`+"\n", "batch", "--jsonl")
+	r.want(t, 1, "submitted 0", "line 1: max_retries -2: must be 0 or more")
+	o.run("", "echo", "x", "--max-retries", "0", "--wait", "--id", "zero").want(t, 0, "x", "")
+	if task := omniqtest.WaitFor(t, o.srv.Client, "zero", models.StatusSucceeded, 30*time.Second); task.MaxRetries != 0 {
+		t.Fatalf("--max-retries 0 gave max_retries %d", task.MaxRetries)
+	}
+	if h := runArgs(t, "submit", "-h"); strings.Contains(h.stdout, "(default -1)") {
+		t.Fatalf("submit -h shows the -1 sentinel:\n%s", h.stdout)
+	}
+}

@@ -10,6 +10,7 @@ import (
 	"io"
 	"os"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -37,6 +38,32 @@ func (h headerFlags) Set(v string) error {
 		return fmt.Errorf("want KEY=value, got %q", v)
 	}
 	h[k] = val
+	return nil
+}
+
+// retriesFlag is --max-retries: a retry budget of 0 or more, or -1 (left
+// out) for the function's default. Help shows no default for it.
+type retriesFlag struct{ n *int }
+
+func (f retriesFlag) String() string {
+	if f.n == nil || *f.n < 0 {
+		return ""
+	}
+	return strconv.Itoa(*f.n)
+}
+
+// Type names the flag's value in help.
+func (f retriesFlag) Type() string { return "int" }
+
+func (f retriesFlag) Set(v string) error {
+	n, err := strconv.Atoi(v)
+	if err != nil {
+		return fmt.Errorf("want a number of retries, got %q", v)
+	}
+	if n < 0 {
+		return fmt.Errorf("must be 0 or more, got %d (leave it out for the function's default)", n)
+	}
+	*f.n = n
 	return nil
 }
 
@@ -80,7 +107,8 @@ func (o *submitOpts) request(fn string, payload []byte) (jetstream.SubmitRequest
 func addSubmitFlags(fs *pflag.FlagSet) *submitOpts {
 	o := &submitOpts{headers: headerFlags{}}
 	fs.StringVar(&o.id, "id", "", "task id, also the idempotency key (default: a new unique id)")
-	fs.IntVar(&o.maxRetries, "max-retries", -1, "retries after the first attempt (default: the function's)")
+	o.maxRetries = -1
+	fs.Var(retriesFlag{&o.maxRetries}, "max-retries", "retries after the first attempt (default: the function's)")
 	fs.DurationVar(&o.timeout, "timeout", 0, "per-attempt timeout (default: the function's)")
 	fs.DurationVar(&o.delay, "delay", 0, "run no sooner than this from now")
 	fs.StringVar(&o.at, "at", "", "run no sooner than this RFC 3339 time")
@@ -519,6 +547,9 @@ func (c *cli) batchRequest(o *submitOpts, fn string, jsonl bool, text []byte) (j
 	lo := *o
 	lo.id = bl.ID
 	if bl.MaxRetries != nil {
+		if *bl.MaxRetries < 0 {
+			return jetstream.SubmitRequest{}, fmt.Errorf("max_retries %d: must be 0 or more (leave it out for the function's default)", *bl.MaxRetries)
+		}
 		lo.maxRetries = *bl.MaxRetries
 	}
 	if bl.Timeout != "" {
