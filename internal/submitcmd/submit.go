@@ -27,7 +27,12 @@ import (
 // headerFlags collects repeated --header k=v flags.
 type headerFlags map[string]string
 
-func (h headerFlags) String() string { return fmt.Sprint(map[string]string(h)) }
+func (h headerFlags) String() string {
+	if len(h) == 0 {
+		return "" // help shows no "(default map[])"
+	}
+	return fmt.Sprint(map[string]string(h))
+}
 
 // Type names the flag's value in help.
 func (h headerFlags) Type() string { return "KEY=value" }
