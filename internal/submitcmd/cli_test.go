@@ -328,3 +328,17 @@ func TestNegativeMaxRetriesIsRefused(t *testing.T) {
 		t.Fatalf("submit -h shows the -1 sentinel:\n%s", h.stdout)
 	}
 }
+
+// An attempt put back while its plugin was quarantined uses no retry and
+// leaves no error: status shows the waits, or "attempt 2 (retries 0 of
+// 0)" with one error would be unexplained.
+func TestStatusShowsQuarantineWaits(t *testing.T) {
+	t.Parallel()
+	o := start(t)
+	task := models.NewTask("qw", "echo", 0, 0, time.Now())
+	task.Attempt, task.QuarantineWaits = 2, 1
+	if _, err := o.srv.Client.State().Create(omniqtest.Context(t), task); err != nil {
+		t.Fatal(err)
+	}
+	o.run("", "status", "qw").want(t, 0, "quarantine waits:  1", "")
+}

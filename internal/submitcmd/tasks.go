@@ -91,6 +91,11 @@ func printTask(w interface{ Write([]byte) (int, error) }, t *models.Task, traceb
 	if t.Interruptions > 0 {
 		row("interruptions", fmt.Sprint(t.Interruptions))
 	}
+	if t.QuarantineWaits > 0 {
+		// Attempts put back while the plugin was quarantined: they count
+		// in attempt but use no retry and leave no error.
+		row("quarantine waits", fmt.Sprint(t.QuarantineWaits))
+	}
 	if t.Replays > 0 {
 		row("replays", fmt.Sprint(t.Replays))
 	}
