@@ -275,3 +275,21 @@ func TestShowPayload(t *testing.T) {
 		t.Error("a payload over the limit is not marked cut")
 	}
 }
+
+// An attempt put back while its plugin was quarantined uses no retry and
+// leaves no error; the task page counts it, or the attempt number would
+// be unexplained.
+func TestTaskPageShowsQuarantineWaits(t *testing.T) {
+	t.Parallel()
+	srv := startServer(t)
+	task := models.NewTask("qw-1", "echo", 0, 0, time.Now())
+	task.Attempt, task.QuarantineWaits = 2, 1
+	if _, err := srv.Client.State().Create(context.Background(), task); err != nil {
+		t.Fatal(err)
+	}
+	d := startDashboard(t, Config{Client: srv.Client})
+	b := newBrowser(t, d.URL())
+	if code, body := b.get("/tasks/qw-1"); code != http.StatusOK || !strings.Contains(body, "1 quarantine waits") {
+		t.Fatalf("task page: %d, lacks the quarantine waits:\n%s", code, body)
+	}
+}
