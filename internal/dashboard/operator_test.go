@@ -85,3 +85,33 @@ func TestTaskPageShowsAQueuedTasksPayloadToAnOperator(t *testing.T) {
 		t.Fatalf("task page with the operator's login: %d\n%s", code, body)
 	}
 }
+
+// A delayed task, or one waiting out a retry's backoff, has no message in
+// the tasks stream any more: it waits as a schedule in the retries
+// stream, and its page shows that message's payload and headers.
+func TestTaskPageShowsAWaitingTasksPayload(t *testing.T) {
+	t.Parallel()
+	runner, operator := roleClients(t)
+	ctx := omniqtest.Context(t)
+	for _, status := range []models.TaskStatus{models.StatusPending, models.StatusRetrying} {
+		id := "w-" + string(status)
+		task := models.NewTask(id, "nobody", 3, 0, time.Now())
+		task.Status = status
+		task.ClaimStream, task.ClaimSequence = "OMNIQ_TASKS", 999 // acknowledged and gone
+		if _, err := runner.State().Create(ctx, task); err != nil {
+			t.Fatal(err)
+		}
+		tm := &jetstream.TaskMessage{ID: id, Function: "nobody", Attempt: 2, Payload: []byte("waiting-payload-" + id)}
+		if err := runner.ScheduleRetry(ctx, tm, time.Now().Add(time.Hour)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	d := startDashboard(t, Config{Client: operator})
+	b := newBrowser(t, d.URL())
+	for _, id := range []string{"w-pending", "w-retrying"} {
+		code, body := b.get("/tasks/" + id)
+		if code != http.StatusOK || !strings.Contains(body, "waiting-payload-"+id) || !strings.Contains(body, "Omniq-Task-Id") || strings.Contains(body, "not available") {
+			t.Fatalf("%s: %d\n%s", id, code, body)
+		}
+	}
+}
