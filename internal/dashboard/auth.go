@@ -7,6 +7,7 @@ import (
 	"encoding/base64"
 	"net/http"
 	"net/url"
+	"strings"
 	"sync"
 	"time"
 )
@@ -146,7 +147,10 @@ func (srv *Server) guard(next func(http.ResponseWriter, *http.Request, *session)
 
 func (srv *Server) handleLogin(w http.ResponseWriter, r *http.Request) {
 	next := r.FormValue("next")
-	if u, err := url.Parse(next); err != nil || next == "" || u.Host != "" || u.Scheme != "" || len(next) < 1 || next[0] != '/' || (len(next) > 1 && next[1] == '/') {
+	if u, err := url.Parse(next); err != nil || next == "" || u.Host != "" || u.Scheme != "" || len(next) < 1 || next[0] != '/' || (len(next) > 1 && next[1] == '/') ||
+		// Browsers read a backslash as a slash: "/\\evil.example" is
+		// "//evil.example", another site.
+		strings.ContainsRune(next, '\\') {
 		next = "/"
 	}
 	if srv.cfg.Token == "" {

@@ -75,10 +75,14 @@ func TestLoginRequired(t *testing.T) {
 	if code, body := b.get("/"); code != http.StatusOK || !strings.Contains(body, "Overview") {
 		t.Fatalf("overview after login: %d", code)
 	}
-	// An open redirect through next is refused.
-	_, _, h = b.do(http.MethodPost, "/login", url.Values{"token": {"s3cret"}, "next": {"//evil.example/"}}, nil)
-	if h.Get("Location") != "/" {
-		t.Errorf("next=//evil.example/ redirected to %q", h.Get("Location"))
+	// An open redirect through next is refused: browsers read a
+	// backslash in a path as a slash, so "/\\evil.example" is
+	// "//evil.example", another site.
+	for _, next := range []string{"//evil.example/", "/\\evil.example/", "/\\/evil.example/", "/x\\..\\\\evil.example"} {
+		_, _, h = b.do(http.MethodPost, "/login", url.Values{"token": {"s3cret"}, "next": {next}}, nil)
+		if h.Get("Location") != "/" {
+			t.Errorf("next=%s redirected to %q", next, h.Get("Location"))
+		}
 	}
 	token := b.csrf("/")
 	if code, body := b.post("/dead/purge", url.Values{"confirm": {"yes"}}); code != http.StatusForbidden || !strings.Contains(body, "CSRF") {
@@ -273,5 +277,23 @@ func TestShowPayload(t *testing.T) {
 	}
 	if _, _, cut := showPayload(make([]byte, maxShownPayload+1)); !cut {
 		t.Error("a payload over the limit is not marked cut")
+	}
+}
+
+// An attempt put back while its plugin was quarantined uses no retry and
+// leaves no error; the task page counts it, or the attempt number would
+// be unexplained.
+func TestTaskPageShowsQuarantineWaits(t *testing.T) {
+	t.Parallel()
+	srv := startServer(t)
+	task := models.NewTask("qw-1", "echo", 0, 0, time.Now())
+	task.Attempt, task.QuarantineWaits = 2, 1
+	if _, err := srv.Client.State().Create(context.Background(), task); err != nil {
+		t.Fatal(err)
+	}
+	d := startDashboard(t, Config{Client: srv.Client})
+	b := newBrowser(t, d.URL())
+	if code, body := b.get("/tasks/qw-1"); code != http.StatusOK || !strings.Contains(body, "1 quarantine waits") {
+		t.Fatalf("task page: %d, lacks the quarantine waits:\n%s", code, body)
 	}
 }

@@ -235,6 +235,17 @@ func (s *Server) handleTask(w http.ResponseWriter, r *http.Request, ss *session)
 			}
 		}
 	}
+	if !havePayload && d.Task != nil && !d.Task.Status.IsTerminal() {
+		// A delayed first attempt, or a retry waiting out its backoff, is
+		// held as a message schedule in the retries stream, its claimed
+		// message already acknowledged (jetstream.Client.ScheduleRetry).
+		cfg := s.cfg.Client.Config()
+		if st, err := s.cfg.Client.JetStream().Stream(ctx, cfg.RetriesStream); err == nil {
+			if m, err := st.GetLastMsgForSubject(ctx, cfg.SubjectPrefix+".schedule."+id); err == nil {
+				hdr, payload, havePayload = m.Header, m.Data, true
+			}
+		}
+	}
 	if havePayload {
 		d.Payload, d.PayloadAs, d.Truncated = showPayload(payload)
 		for _, k := range slices.Sorted(maps.Keys(hdr)) {

@@ -188,6 +188,13 @@ func (n names) operatorPublish() []string {
 		api+"CONSUMER.DELETE."+n.dlq+".*",
 		api+"CONSUMER.MSG.NEXT."+n.dlq+".*",
 		"$JS.FC."+n.dlq+".>",
+		// A queued or running task's message, and a waiting retry's
+		// schedule, read by sequence or subject: the payload and headers
+		// the dashboard's task page shows. Reading only: no consumer,
+		// purge or delete on these streams.
+		api+"STREAM.MSG.GET."+n.tasks,
+		api+"STREAM.INFO."+n.retries,
+		api+"STREAM.MSG.GET."+n.retries,
 	)
 }
 

@@ -590,6 +590,25 @@ func TestOperatorWorksTheDeadLetterStreamButWritesNoState(t *testing.T) {
 	if _, err := o.js.AccountInfo(ctx(t)); err != nil {
 		t.Fatalf("operator: account info: %v", err)
 	}
+	// Read a queued task's message and a waiting retry's by sequence or
+	// subject, as the dashboard's task page shows their payload.
+	queued, err := js.Publish(ctx(t), p+".tasks.echo", []byte("queued"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := js.Publish(ctx(t), p+".schedule.id7", []byte("waiting")); err != nil {
+		t.Fatal(err)
+	}
+	if st, err := o.js.Stream(ctx(t), e.cfg.TasksStream); err != nil {
+		t.Fatalf("operator: tasks stream info: %v", err)
+	} else if m, err := st.GetMsg(ctx(t), queued.Sequence); err != nil || string(m.Data) != "queued" {
+		t.Fatalf("operator: read a queued task: %v, %v", m, err)
+	}
+	if st, err := o.js.Stream(ctx(t), e.cfg.RetriesStream); err != nil {
+		t.Fatalf("operator: retries stream info: %v", err)
+	} else if m, err := st.GetLastMsgForSubject(ctx(t), p+".schedule.id7"); err != nil || string(m.Data) != "waiting" {
+		t.Fatalf("operator: read a waiting retry: %v, %v", m, err)
+	}
 	if errs := o.errors(); len(errs) > 0 {
 		t.Fatalf("operator got permission errors: %v", errs)
 	}
@@ -606,7 +625,8 @@ func TestOperatorWorksTheDeadLetterStreamButWritesNoState(t *testing.T) {
 	}
 	for _, api := range []string{"STREAM.PURGE." + e.cfg.TasksStream, "STREAM.PURGE." + e.cfg.RetriesStream, "STREAM.PURGE.KV_" + e.cfg.StateBucket,
 		"STREAM.DELETE." + e.cfg.DLQStream, "STREAM.DELETE.KV_" + e.cfg.StateBucket, "STREAM.DELETE." + e.cfg.TasksStream,
-		"CONSUMER.DELETE." + e.cfg.TasksStream + ".omniq-echo", "CONSUMER.CREATE." + e.cfg.TasksStream + ".spy", "CONSUMER.MSG.NEXT." + e.cfg.TasksStream + ".omniq-echo"} {
+		"CONSUMER.DELETE." + e.cfg.TasksStream + ".omniq-echo", "CONSUMER.CREATE." + e.cfg.TasksStream + ".spy", "CONSUMER.MSG.NEXT." + e.cfg.TasksStream + ".omniq-echo",
+		"CONSUMER.CREATE." + e.cfg.RetriesStream + ".spy", "STREAM.MSG.DELETE." + e.cfg.TasksStream, "STREAM.MSG.DELETE." + e.cfg.RetriesStream} {
 		o.deniedRequest(t, "$JS.API."+api)
 	}
 	o.deniedSub(t, roles.RunnerInboxPrefix+".>")

@@ -98,6 +98,12 @@ func TestCompletionScripts(t *testing.T) {
 	}
 }
 
+func TestCompletionWithoutAKnownShellIsAUsageError(t *testing.T) {
+	t.Parallel()
+	runArgs(t, "completion", "tcsh").want(t, 2, "", `no script for shell "tcsh": want bash, zsh, fish or powershell`)
+	runArgs(t, "completion").want(t, 2, "", "completion needs a shell: bash, zsh, fish or powershell")
+}
+
 func TestSubmitCommandTakesAFunctionNamedLikeACommand(t *testing.T) {
 	t.Parallel()
 	o := start(t)
@@ -292,4 +298,47 @@ func TestStatusShowsTheEffectiveRetryBudgetAndTimeout(t *testing.T) {
 	if !strings.Contains(r.stdout, "(retries 0 of 1)") {
 		t.Fatalf("status = %q", r.stdout)
 	}
+}
+
+// Like every command, version answers --json with JSON.
+func TestVersionJSON(t *testing.T) {
+	t.Parallel()
+	r := runArgs(t, "version", "--json")
+	var v map[string]string
+	if err := json.Unmarshal([]byte(r.stdout), &v); err != nil || r.code != 0 || v["program"] != "omniq-submit" || v["version"] == "" || v["go_version"] == "" {
+		t.Fatalf("version --json: exit %d, stdout %q: %v", r.code, r.stdout, err)
+	}
+}
+
+// A negative retry budget is a mistake, not a way to ask for the
+// function's default (leaving the flag out is); help shows no -1, nor
+// Go's rendering of an empty header map.
+func TestNegativeMaxRetriesIsRefused(t *testing.T) {
+	t.Parallel()
+	o := start(t)
+	o.run("", "echo", "x", "--max-retries", "-1").want(t, 2, "", `invalid argument "-1" for "--max-retries" flag: must be 0 or more`)
+	o.run("", "batch", "echo", "--max-retries", "-5").want(t, 2, "", "must be 0 or more")
+	r := o.run(`{"function":"echo","payload":"x","max_retries":-2}`+"\n", "batch", "--jsonl")
+	r.want(t, 1, "submitted 0", "line 1: max_retries -2: must be 0 or more")
+	o.run("", "echo", "x", "--max-retries", "0", "--wait", "--id", "zero").want(t, 0, "x", "")
+	if task := omniqtest.WaitFor(t, o.srv.Client, "zero", models.StatusSucceeded, 30*time.Second); task.MaxRetries != 0 {
+		t.Fatalf("--max-retries 0 gave max_retries %d", task.MaxRetries)
+	}
+	if h := runArgs(t, "submit", "-h"); strings.Contains(h.stdout, "(default -1)") || strings.Contains(h.stdout, "(default map[])") {
+		t.Fatalf("submit -h shows the -1 sentinel:\n%s", h.stdout)
+	}
+}
+
+// An attempt put back while its plugin was quarantined uses no retry and
+// leaves no error: status shows the waits, or "attempt 2 (retries 0 of
+// 0)" with one error would be unexplained.
+func TestStatusShowsQuarantineWaits(t *testing.T) {
+	t.Parallel()
+	o := start(t)
+	task := models.NewTask("qw", "echo", 0, 0, time.Now())
+	task.Attempt, task.QuarantineWaits = 2, 1
+	if _, err := o.srv.Client.State().Create(omniqtest.Context(t), task); err != nil {
+		t.Fatal(err)
+	}
+	o.run("", "status", "qw").want(t, 0, "quarantine waits:  1", "")
 }

@@ -242,7 +242,7 @@ func (c *cli) dlqReplay(ff *filterFlags, ids []string) error {
 	if err != nil {
 		return err
 	}
-	var done []string
+	done := []string{} // --json: "replayed": [], never null
 	var errs []error
 	if len(ids) > 0 {
 		for _, id := range ids {
@@ -309,6 +309,9 @@ func (c *cli) dlqPurge(ff *filterFlags, yes bool, ids []string) error {
 		count = len(page.Tasks)
 	}
 	if count == 0 {
+		if c.json {
+			return writeJSON(c.io.Stdout, map[string]int{"purged": 0})
+		}
 		fmt.Fprintln(c.io.Stdout, "no dead tasks matched")
 		return nil
 	}

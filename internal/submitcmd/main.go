@@ -159,14 +159,38 @@ queues the task anyway. Prints the task id, or with --wait the task's result
 	c.setupSubmit(sub, true)
 	root.AddCommand(sub, c.batchCommand(), c.statusCommand(), c.listCommand(), c.watchCommand(),
 		c.cancelCommand(), c.functionsCommand(), c.dlqCommand(), c.versionCommand())
+	completionNeedsAShell(root)
 	return root
+}
+
+// completionNeedsAShell makes "completion" without a shell, or with one
+// cobra has no script for, a usage error naming the shells: cobra's own
+// command only prints its help then, with exit status 0.
+func completionNeedsAShell(root *cobra.Command) {
+	root.InitDefaultCompletionCmd()
+	for _, cmd := range root.Commands() {
+		if cmd.Name() != "completion" {
+			continue
+		}
+		cmd.Args = cobra.ArbitraryArgs
+		cmd.RunE = func(cmd *cobra.Command, args []string) error {
+			if len(args) == 0 {
+				return usagef("completion needs a shell: bash, zsh, fish or powershell (see omniq-submit completion -h)")
+			}
+			return usagef("completion: no script for shell %q: want bash, zsh, fish or powershell", args[0])
+		}
+	}
 }
 
 func (c *cli) versionCommand() *cobra.Command {
 	return &cobra.Command{
 		Use: "version", Short: "Print the version (also --version)", Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			fmt.Fprintln(c.io.Stdout, version.Get().String("omniq-submit"))
+			v := version.Get()
+			if c.json {
+				return writeJSON(c.io.Stdout, map[string]string{"program": "omniq-submit", "version": v.Version, "revision": v.Revision, "go_version": v.GoVersion})
+			}
+			fmt.Fprintln(c.io.Stdout, v.String("omniq-submit"))
 			return nil
 		},
 	}

@@ -10,6 +10,7 @@ import (
 	"io"
 	"os"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -26,7 +27,12 @@ import (
 // headerFlags collects repeated --header k=v flags.
 type headerFlags map[string]string
 
-func (h headerFlags) String() string { return fmt.Sprint(map[string]string(h)) }
+func (h headerFlags) String() string {
+	if len(h) == 0 {
+		return "" // help shows no "(default map[])"
+	}
+	return fmt.Sprint(map[string]string(h))
+}
 
 // Type names the flag's value in help.
 func (h headerFlags) Type() string { return "KEY=value" }
@@ -37,6 +43,32 @@ func (h headerFlags) Set(v string) error {
 		return fmt.Errorf("want KEY=value, got %q", v)
 	}
 	h[k] = val
+	return nil
+}
+
+// retriesFlag is --max-retries: a retry budget of 0 or more, or -1 (left
+// out) for the function's default. Help shows no default for it.
+type retriesFlag struct{ n *int }
+
+func (f retriesFlag) String() string {
+	if f.n == nil || *f.n < 0 {
+		return ""
+	}
+	return strconv.Itoa(*f.n)
+}
+
+// Type names the flag's value in help.
+func (f retriesFlag) Type() string { return "int" }
+
+func (f retriesFlag) Set(v string) error {
+	n, err := strconv.Atoi(v)
+	if err != nil {
+		return fmt.Errorf("want a number of retries, got %q", v)
+	}
+	if n < 0 {
+		return fmt.Errorf("must be 0 or more, got %d (leave it out for the function's default)", n)
+	}
+	*f.n = n
 	return nil
 }
 
@@ -80,7 +112,8 @@ func (o *submitOpts) request(fn string, payload []byte) (jetstream.SubmitRequest
 func addSubmitFlags(fs *pflag.FlagSet) *submitOpts {
 	o := &submitOpts{headers: headerFlags{}}
 	fs.StringVar(&o.id, "id", "", "task id, also the idempotency key (default: a new unique id)")
-	fs.IntVar(&o.maxRetries, "max-retries", -1, "retries after the first attempt (default: the function's)")
+	o.maxRetries = -1
+	fs.Var(retriesFlag{&o.maxRetries}, "max-retries", "retries after the first attempt (default: the function's)")
 	fs.DurationVar(&o.timeout, "timeout", 0, "per-attempt timeout (default: the function's)")
 	fs.DurationVar(&o.delay, "delay", 0, "run no sooner than this from now")
 	fs.StringVar(&o.at, "at", "", "run no sooner than this RFC 3339 time")
@@ -280,8 +313,8 @@ func (c *cli) batchCommand() *cobra.Command {
 FUNCTION, or with --jsonl a JSON object {"function", "payload", "id",
 "max_retries", "timeout", "delay", "headers"}. Blank lines are skipped.
 
-Prints the id of every task submitted, one per line ("ID duplicate" for an
-id submitted before), then a summary; a line that cannot be submitted is
+Prints the id of every task submitted, one per line in input order ("ID
+duplicate" for an id submitted before), then a summary; a line that cannot be submitted is
 reported on stderr with its number, and makes the exit status 1. With
 --json, each line is a JSON object {"line", "id", "outcome", "error"}
 (outcome: submitted, duplicate or rejected), and the last one the summary.
@@ -351,8 +384,8 @@ func (c *cli) batch(o *submitOpts, jsonl bool, workers int, pos []string) error 
 	}
 
 	type job struct {
-		line int
-		req  jetstream.SubmitRequest
+		seq, line int
+		req       jetstream.SubmitRequest
 	}
 	var (
 		submitted, duplicates, rejected atomic.Int64
@@ -360,11 +393,15 @@ func (c *cli) batch(o *submitOpts, jsonl bool, workers int, pos []string) error 
 		problems                        []string
 		checked                         = map[string]error{}
 		out                             = json.NewEncoder(c.io.Stdout)
+		// Outcomes arrive in the order submissions finish; they are
+		// printed in input order, so ids can be paired with the lines
+		// they came from. seq numbers the non-blank lines; pending
+		// holds the outcomes that came before their turn.
+		pending = map[int]batchResult{}
+		next    int
 	)
-	// report prints one line's outcome as it happens.
-	report := func(r batchResult) {
-		mu.Lock()
-		defer mu.Unlock()
+	// emit prints one line's outcome; mu is held.
+	emit := func(r batchResult) {
 		switch {
 		case c.json:
 			_ = out.Encode(r)
@@ -377,9 +414,25 @@ func (c *cli) batch(o *submitOpts, jsonl bool, workers int, pos []string) error 
 			problems = append(problems, fmt.Sprintf("line %d: %s", r.Line, r.Error))
 		}
 	}
-	reject := func(line int, id string, err error) {
+	// report records the outcome of the seq-th line and prints every
+	// outcome whose turn has come.
+	report := func(seq int, r batchResult) {
+		mu.Lock()
+		defer mu.Unlock()
+		pending[seq] = r
+		for {
+			r, ok := pending[next]
+			if !ok {
+				return
+			}
+			delete(pending, next)
+			next++
+			emit(r)
+		}
+	}
+	reject := func(seq, line int, id string, err error) {
 		rejected.Add(1)
-		report(batchResult{Line: line, ID: id, Outcome: "rejected", Error: err.Error()})
+		report(seq, batchResult{Line: line, ID: id, Outcome: "rejected", Error: err.Error()})
 	}
 	var bar *progressbar.ProgressBar
 	if c.io.Terminal && !c.json {
@@ -400,12 +453,12 @@ func (c *cli) batch(o *submitOpts, jsonl bool, workers int, pos []string) error 
 				switch {
 				case err == nil:
 					submitted.Add(1)
-					report(batchResult{Line: j.line, ID: res.ID, Outcome: "submitted"})
+					report(j.seq, batchResult{Line: j.line, ID: res.ID, Outcome: "submitted"})
 				case errors.Is(err, jetstream.ErrDuplicateTask):
 					duplicates.Add(1)
-					report(batchResult{Line: j.line, ID: res.ID, Outcome: "duplicate"})
+					report(j.seq, batchResult{Line: j.line, ID: res.ID, Outcome: "duplicate"})
 				default:
-					reject(j.line, j.req.ID, err)
+					reject(j.seq, j.line, j.req.ID, err)
 				}
 				if bar != nil {
 					_ = bar.Add(1)
@@ -415,13 +468,14 @@ func (c *cli) batch(o *submitOpts, jsonl bool, workers int, pos []string) error 
 	}
 	sc := bufio.NewScanner(in)
 	sc.Buffer(make([]byte, 64<<10), client.Config().MaxPayload*2+(64<<10))
-	line := 0
+	line, seq := 0, 0
 	for sc.Scan() && c.ctx.Err() == nil {
 		line++
 		text := sc.Bytes()
 		if len(strings.TrimSpace(string(text))) == 0 {
 			continue
 		}
+		seq++
 		req, err := c.batchRequest(o, fn, jsonl, text)
 		if err == nil {
 			err = client.Validate(req)
@@ -436,13 +490,13 @@ func (c *cli) batch(o *submitOpts, jsonl bool, workers int, pos []string) error 
 			err = e
 		}
 		if err != nil {
-			reject(line, req.ID, err)
+			reject(seq-1, line, req.ID, err)
 			if bar != nil {
 				_ = bar.Add(1)
 			}
 			continue
 		}
-		jobs <- job{line: line, req: req}
+		jobs <- job{seq: seq - 1, line: line, req: req}
 	}
 	close(jobs)
 	wg.Wait()
@@ -498,6 +552,9 @@ func (c *cli) batchRequest(o *submitOpts, fn string, jsonl bool, text []byte) (j
 	lo := *o
 	lo.id = bl.ID
 	if bl.MaxRetries != nil {
+		if *bl.MaxRetries < 0 {
+			return jetstream.SubmitRequest{}, fmt.Errorf("max_retries %d: must be 0 or more (leave it out for the function's default)", *bl.MaxRetries)
+		}
 		lo.maxRetries = *bl.MaxRetries
 	}
 	if bl.Timeout != "" {

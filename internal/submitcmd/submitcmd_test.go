@@ -240,6 +240,16 @@ func TestStatusListWatchCancel(t *testing.T) {
 	o.run("", "cancel", "t-echo").want(t, 1, "", "already succeeded")
 }
 
+// An id no runner has seen may be a queued task or a typo: the CLI says
+// both, rather than a bare "cancelled" that reads as a task found.
+func TestCancelOfAnUnseenIDSaysSo(t *testing.T) {
+	t.Parallel()
+	o := start(t)
+	r := o.run("", "cancel", "no-such-task")
+	r.want(t, 0, "cancelled no-such-task", "no runner has seen a task no-such-task yet: if one is queued it will not run; if the id is wrong, nothing was cancelled")
+	o.run("", "cancel", "no-such-task", "--json").want(t, 1, "", "already cancelled")
+}
+
 func TestBatch(t *testing.T) {
 	t.Parallel()
 	o := start(t)
@@ -268,6 +278,46 @@ func TestBatch(t *testing.T) {
 	b2 := omniqtest.WaitFor(t, o.srv.Client, "b2", models.StatusSucceeded, 30*time.Second)
 	if string(b2.Result) != `{"k":1}` || b2.MaxRetries != 0 {
 		t.Fatalf("b2 = %+v", b2)
+	}
+}
+
+// Submissions run 32 at a time and finish in any order; the ids are
+// printed in input order all the same, so they pair with their lines.
+func TestBatchPrintsIDsInInputOrder(t *testing.T) {
+	t.Parallel()
+	o := start(t)
+	var in strings.Builder
+	var want []string
+	for i := 0; i < 300; i++ {
+		if i == 7 {
+			in.WriteString("{\"function\":\"nope\"}\n\n") // rejected, then blank: neither prints an id
+		}
+		id := fmt.Sprintf("ord-%03d", i)
+		fmt.Fprintf(&in, `{"function":"echo","payload":"x","id":%q}`+"\n", id)
+		want = append(want, id)
+	}
+	r := o.run(in.String(), "batch", "--jsonl")
+	if r.code != 1 || !strings.Contains(r.stderr, `line 8: unknown function "nope"`) {
+		t.Fatalf("exit %d, stderr %q", r.code, r.stderr)
+	}
+	got := strings.Split(strings.TrimSpace(r.stdout), "\n")
+	if len(got) != len(want)+1 || strings.Join(got[:len(want)], ",") != strings.Join(want, ",") {
+		t.Fatalf("ids printed out of input order:\n%s", r.stdout)
+	}
+
+	r = o.run(in.String(), "batch", "--jsonl", "--json")
+	var lines []int
+	for _, l := range strings.Split(strings.TrimSpace(r.stdout), "\n") {
+		var res struct{ Line int }
+		if err := json.Unmarshal([]byte(l), &res); err != nil {
+			t.Fatalf("%q: %v", l, err)
+		}
+		lines = append(lines, res.Line)
+	}
+	for i := 1; i < len(lines)-1; i++ { // the last object is the summary
+		if lines[i] <= lines[i-1] {
+			t.Fatalf("--json objects out of input order at %d: lines %v", i, lines)
+		}
 	}
 }
 
@@ -446,6 +496,31 @@ func TestVersion(t *testing.T) {
 		code := submitcmd.Main(context.Background(), []string{arg}, submitcmd.IO{Stdout: &out})
 		if code != 0 || !strings.HasPrefix(out.String(), "omniq-submit ") || !strings.Contains(out.String(), "go1.") {
 			t.Errorf("%s: exit %d, output %q", arg, code, out.String())
+		}
+	}
+}
+
+// --json output stays JSON when a dead-letter selection matches nothing,
+// so a script can read the count it asked for.
+func TestDLQJSONWhenNothingMatches(t *testing.T) {
+	t.Parallel()
+	o := start(t)
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--json", "dlq", "purge", "--function", "nothing", "--yes"}, `{"purged":0}`},
+		{[]string{"--json", "dlq", "purge", "--function", "nothing"}, `{"purged":0}`},
+		{[]string{"--json", "dlq", "replay", "--function", "nothing"}, `{"replayed":[]}`},
+	} {
+		r := o.run("", tc.args...)
+		var got, want any
+		if err := json.Unmarshal([]byte(r.stdout), &got); err != nil || r.code != 0 {
+			t.Fatalf("%q: exit %d, stdout %q is not JSON: %v", tc.args, r.code, r.stdout, err)
+		}
+		_ = json.Unmarshal([]byte(tc.want), &want)
+		if fmt.Sprint(got) != fmt.Sprint(want) {
+			t.Errorf("%q: %s, want %s", tc.args, r.stdout, tc.want)
 		}
 	}
 }

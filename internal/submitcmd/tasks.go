@@ -91,6 +91,11 @@ func printTask(w interface{ Write([]byte) (int, error) }, t *models.Task, traceb
 	if t.Interruptions > 0 {
 		row("interruptions", fmt.Sprint(t.Interruptions))
 	}
+	if t.QuarantineWaits > 0 {
+		// Attempts put back while the plugin was quarantined: they count
+		// in attempt but use no retry and leave no error.
+		row("quarantine waits", fmt.Sprint(t.QuarantineWaits))
+	}
 	if t.Replays > 0 {
 		row("replays", fmt.Sprint(t.Replays))
 	}
@@ -374,6 +379,11 @@ func (c *cli) cancel(id string) error {
 		return writeJSON(c.io.Stdout, toTaskJSON(rec.Task))
 	}
 	fmt.Fprintf(c.io.Stdout, "cancelled %s\n", rec.Task.ID)
+	if rec.Task.Function == jetstream.UnseenFunction {
+		// Cancelling ahead of every runner is how a queued task is
+		// stopped, but it is also what a mistyped id gets: say which.
+		fmt.Fprintf(c.io.Stderr, "omniq-submit: no runner has seen a task %s yet: if one is queued it will not run; if the id is wrong, nothing was cancelled\n", rec.Task.ID)
+	}
 	return nil
 }
 

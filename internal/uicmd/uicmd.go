@@ -93,6 +93,17 @@ func connect(o Options, log logrus.FieldLogger) (*jetstream.Client, func(), erro
 			cfg.InboxPrefix = credentials.OperatorInboxPrefix
 		}
 	}
+	// A login that may not do what the dashboard does (a submitter's, say)
+	// is refused asynchronously; without this, opening the streams would
+	// wait for its timeout and report only that.
+	ctx, cancel := context.WithCancelCause(context.Background())
+	defer cancel(nil)
+	cfg.OnError = func(err error) {
+		if errors.Is(err, nats.ErrPermissionViolation) {
+			cancel(err)
+		}
+	}
+	anonymous.OnError = cfg.OnError
 	nc, err := jetstream.Connect(cfg)
 	if found != "" && errors.Is(err, nats.ErrNkeysNotSupported) {
 		// The credentials were found, not asked for, and this server has
@@ -104,12 +115,22 @@ func connect(o Options, log logrus.FieldLogger) (*jetstream.Client, func(), erro
 	if errors.Is(err, nats.ErrNkeysNotSupported) {
 		return nil, nil, fmt.Errorf("%w\n  this server has no nkey logins: leave out --nats-nkey and --nats-creds, or give the login it expects", err)
 	}
+	if errors.Is(err, nats.ErrAuthorization) {
+		// The server is there: what it wants is a login.
+		if found != "" {
+			return nil, nil, fmt.Errorf("%w\n  the server refused the operator credentials in %s: are they from the runner serving this address?", err, found)
+		}
+		return nil, nil, fmt.Errorf("%w\n  the server needs credentials: run omniq-ui in the directory holding omniq-runner's ./omniq-data, set --data-dir (or OMNIQ_DATA_DIR) to the runner's --data-dir, or give the operator's login (--nats-nkey, --nats-creds; see docs/security.md)", err)
+	}
 	if err != nil {
 		return nil, nil, fmt.Errorf("%w\n  is omniq-runner (or your NATS server) running there? Set --nats-url or OMNIQ_NATS_URL to its address", err)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	client, err := jetstream.Open(ctx, nc, jetstream.Config{Logger: log})
+	openCtx, openCancel := context.WithTimeout(ctx, 10*time.Second)
+	defer openCancel()
+	client, err := jetstream.Open(openCtx, nc, jetstream.Config{Logger: log})
+	if denied := context.Cause(ctx); err != nil && errors.Is(denied, nats.ErrPermissionViolation) {
+		err = fmt.Errorf("%w\n  these NATS credentials may not do what the dashboard does (it reads the dead-letter stream and sends replays, as an operator, with the %s inbox prefix): give omniq-ui the operator's credentials (docs/dashboard.md, Access)", denied, credentials.OperatorInboxPrefix)
+	}
 	if err != nil {
 		nc.Close()
 		return nil, nil, err
@@ -135,8 +156,13 @@ func Main(ctx context.Context, args []string, getenv func(string) string, stdout
 	}
 	log := logrus.New()
 	log.SetOutput(stderr)
-	if o.LogFormat == "json" {
+	switch o.LogFormat {
+	case "json":
 		log.SetFormatter(&logrus.JSONFormatter{})
+	case "text":
+	default:
+		fmt.Fprintf(stderr, "omniq-ui: --log-format %q: want text or json\n", o.LogFormat)
+		return 2
 	}
 	lvl, err := logrus.ParseLevel(o.LogLevel)
 	if err != nil {

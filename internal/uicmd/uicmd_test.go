@@ -8,12 +8,15 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/nats-io/nats-server/v2/server"
 	"github.com/sirupsen/logrus"
 	"go.uber.org/goleak"
 
 	"github.com/omniq/omniq/internal/credentials"
 	"github.com/omniq/omniq/internal/omniqtest"
+	"github.com/omniq/omniq/internal/roles"
 	"github.com/omniq/omniq/jetstream"
+	"github.com/omniq/omniq/jetstream/embedded"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -24,6 +27,16 @@ func TestRefusesOffLoopbackWithoutToken(t *testing.T) {
 	code := Main(context.Background(), []string{"--listen", "0.0.0.0:8090", "--nats-url", "nats://127.0.0.1:1"}, env, &out, &out)
 	if code != 2 || !strings.Contains(out.String(), "not a loopback address") || !strings.Contains(out.String(), "token") {
 		t.Fatalf("exit %d, output %q: want 2 and a message asking for a token", code, out.String())
+	}
+}
+
+// A log format omniq-ui does not have is a usage error, as in
+// omniq-runner, not text logs in place of the JSON asked for.
+func TestUnknownLogFormatIsAUsageError(t *testing.T) {
+	var out strings.Builder
+	code := Main(context.Background(), []string{"--log-format", "xml", "--nats-url", "nats://127.0.0.1:1"}, func(string) string { return "" }, &out, &out)
+	if code != 2 || !strings.Contains(out.String(), `--log-format "xml": want text or json`) {
+		t.Fatalf("exit %d, output %q: want 2 naming the format", code, out.String())
 	}
 }
 
@@ -78,5 +91,73 @@ func TestFoundCredentialsAreLeftOutForAServerWithoutLogins(t *testing.T) {
 	o.NATS.Conn.NKeySeedFile = credentials.SeedFile(data, "operator")
 	if _, _, err := connect(o, log); err == nil || !strings.Contains(err.Error(), "leave out --nats-nkey") {
 		t.Fatalf("connect with --nats-nkey to a server without logins: %v", err)
+	}
+}
+
+// A login the dashboard cannot work with (here a submitter's, whose role
+// may not use the operators' inbox) ends omniq-ui with the server's
+// refusal and what to give it instead, not a bare timeout.
+func TestALoginThatIsNotAnOperatorsIsNamed(t *testing.T) {
+	data := filepath.Join(t.TempDir(), "data")
+	url := startAuthServer(t, data)
+	o, err := Parse([]string{"--nats-url", url, "--nats-nkey", credentials.SeedFile(data, "submitter")},
+		func(string) string { return "" }, &strings.Builder{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	log := logrus.New()
+	log.SetOutput(io.Discard)
+	_, _, err = connect(o, log)
+	if err == nil || !strings.Contains(err.Error(), "Permissions Violation") || !strings.Contains(err.Error(), "give omniq-ui the operator's credentials") {
+		t.Fatalf("connect with a submitter's login: %v; want the refusal and the operator's credentials asked for", err)
+	}
+}
+
+// startAuthServer starts an embedded server admitting the role logins it
+// creates in data, as omniq-runner does, and returns its URL.
+func startAuthServer(t *testing.T, data string) string {
+	t.Helper()
+	keys, err := credentials.Ensure(data, "runner", "operator", "submitter")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var users []*server.NkeyUser
+	for _, k := range keys {
+		r, _ := roles.Parse(k.Role)
+		p, err := roles.Permissions(r, jetstream.Config{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		users = append(users, &server.NkeyUser{Nkey: k.Public, Permissions: p})
+	}
+	srv, err := embedded.Start(embedded.Config{StoreDir: t.TempDir(), Port: -1, NKeys: users})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = srv.Shutdown(context.Background()) })
+	return srv.ClientURL()
+}
+
+// A refused login is explained as one: the server is running, what it
+// wants is credentials (none found, or found ones that are not its).
+func TestARefusedLoginSaysWhatToGive(t *testing.T) {
+	url := startAuthServer(t, filepath.Join(t.TempDir(), "data"))
+	log := logrus.New()
+	log.SetOutput(io.Discard)
+	t.Chdir(t.TempDir()) // no ./omniq-data here
+	o, err := Parse([]string{"--nats-url", url}, func(string) string { return "" }, &strings.Builder{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := connect(o, log); err == nil || !strings.Contains(err.Error(), "the server needs credentials") || strings.Contains(err.Error(), "is omniq-runner") {
+		t.Fatalf("connect without credentials: %v; want the credentials asked for", err)
+	}
+	other := filepath.Join(t.TempDir(), "other")
+	if _, err := credentials.Ensure(other, "operator"); err != nil {
+		t.Fatal(err)
+	}
+	o.DataDir = other
+	if _, _, err := connect(o, log); err == nil || !strings.Contains(err.Error(), "refused the operator credentials in "+credentials.SeedFile(other, "operator")) {
+		t.Fatalf("connect with another runner's credentials: %v; want them named", err)
 	}
 }

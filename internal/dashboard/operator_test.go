@@ -1,0 +1,117 @@
+package dashboard
+
+import (
+	"context"
+	"net/http"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+
+	"github.com/omniq/omniq/internal/credentials"
+	"github.com/omniq/omniq/internal/omniqtest"
+	"github.com/omniq/omniq/internal/roles"
+	"github.com/omniq/omniq/jetstream"
+	"github.com/omniq/omniq/jetstream/embedded"
+	"github.com/omniq/omniq/models"
+)
+
+// roleClients starts an embedded server admitting the role logins, as
+// omniq-runner does, and returns a client logged in as the runner (which
+// provisions the streams) and one as the operator, the dashboard's.
+func roleClients(t *testing.T) (runner, operator *jetstream.Client) {
+	t.Helper()
+	data := filepath.Join(t.TempDir(), "data")
+	keys, err := credentials.Ensure(data, "runner", "operator", "submitter")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var users []*server.NkeyUser
+	for _, k := range keys {
+		r, _ := roles.Parse(k.Role)
+		p, err := roles.Permissions(r, jetstream.Config{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		users = append(users, &server.NkeyUser{Nkey: k.Public, Permissions: p})
+	}
+	srv, err := embedded.Start(embedded.Config{StoreDir: t.TempDir(), Port: -1, NKeys: users})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = srv.Shutdown(context.Background()) })
+	login := func(role, inbox string, open func(context.Context, *nats.Conn, jetstream.Config) (*jetstream.Client, error)) *jetstream.Client {
+		nc, err := jetstream.Connect(jetstream.ConnConfig{URL: srv.ClientURL(), NKeySeedFile: credentials.SeedFile(data, role), InboxPrefix: inbox})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(nc.Close)
+		c, err := open(omniqtest.Context(t), nc, jetstream.Config{})
+		if err != nil {
+			t.Fatalf("%s: %v", role, err)
+		}
+		return c
+	}
+	runner = login("runner", roles.RunnerInboxPrefix, jetstream.New)
+	operator = login("operator", roles.OperatorInboxPrefix, jetstream.Open)
+	return runner, operator
+}
+
+// The dashboard logs in as an operator (docs/dashboard.md): with those
+// credentials, a queued task's page shows the payload and headers of its
+// message, as the page promises, not "not available".
+func TestTaskPageShowsAQueuedTasksPayloadToAnOperator(t *testing.T) {
+	t.Parallel()
+	runner, operator := roleClients(t)
+	ctx := omniqtest.Context(t)
+	msg := &nats.Msg{Subject: "omniq.tasks.nobody", Data: []byte("queued-payload"), Header: nats.Header{}}
+	msg.Header.Set("Nats-Msg-Id", "q-1")
+	msg.Header.Set("X-Shown", "yes")
+	ack, err := runner.JetStream().PublishMsg(ctx, msg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	task := models.NewTask("q-1", "nobody", 3, 0, time.Now())
+	task.ClaimStream, task.ClaimSequence = "OMNIQ_TASKS", ack.Sequence
+	if _, err := runner.State().Create(ctx, task); err != nil {
+		t.Fatal(err)
+	}
+	d := startDashboard(t, Config{Client: operator})
+	code, body := newBrowser(t, d.URL()).get("/tasks/q-1")
+	if code != http.StatusOK || !strings.Contains(body, "queued-payload") || !strings.Contains(body, "X-Shown") || strings.Contains(body, "not available") {
+		t.Fatalf("task page with the operator's login: %d\n%s", code, body)
+	}
+}
+
+// A delayed task, or one waiting out a retry's backoff, has no message in
+// the tasks stream any more: it waits as a schedule in the retries
+// stream, and its page shows that message's payload and headers.
+func TestTaskPageShowsAWaitingTasksPayload(t *testing.T) {
+	t.Parallel()
+	runner, operator := roleClients(t)
+	ctx := omniqtest.Context(t)
+	for _, status := range []models.TaskStatus{models.StatusPending, models.StatusRetrying} {
+		id := "w-" + string(status)
+		task := models.NewTask(id, "nobody", 3, 0, time.Now())
+		task.Status = status
+		task.ClaimStream, task.ClaimSequence = "OMNIQ_TASKS", 999 // acknowledged and gone
+		if _, err := runner.State().Create(ctx, task); err != nil {
+			t.Fatal(err)
+		}
+		tm := &jetstream.TaskMessage{ID: id, Function: "nobody", Attempt: 2, Payload: []byte("waiting-payload-" + id)}
+		if err := runner.ScheduleRetry(ctx, tm, time.Now().Add(time.Hour)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	d := startDashboard(t, Config{Client: operator})
+	b := newBrowser(t, d.URL())
+	for _, id := range []string{"w-pending", "w-retrying"} {
+		code, body := b.get("/tasks/" + id)
+		if code != http.StatusOK || !strings.Contains(body, "waiting-payload-"+id) || !strings.Contains(body, "Omniq-Task-Id") || strings.Contains(body, "not available") {
+			t.Fatalf("%s: %d\n%s", id, code, body)
+		}
+	}
+}
