@@ -16,6 +16,8 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/omniq/omniq/internal/testbin"
 	"github.com/omniq/omniq/runner/pluginhost"
 )
@@ -410,5 +412,48 @@ func TestANonRootRunnerSaysWhatIsNotEnforced(t *testing.T) {
 		if !strings.Contains(stderr.String(), want) {
 			t.Errorf("log lacks %q:\n%s", want, stderr.String())
 		}
+	}
+}
+
+func TestAPluginCannotForgeHowItEnded(t *testing.T) {
+	t.Parallel()
+	// A zero wait status is "exited with status 0". The script writes one
+	// to every descriptor it inherited from the plugin, then kills the
+	// plugin: the crash report must still say how it really ended.
+	script := `for n in 3 4 5 6 7 8 9; do eval "printf '\000\000\000\000' >&$n" 2>/dev/null; done; kill -9 $PPID; sleep 30`
+	s := startSupervisor(t, execPkg, pluginhost.Config{Process: pluginhost.ProcessConfig{Env: execPlugin(t, map[string]string{"forge": script})}})
+	out := s.Execute(ctx(t), req("forge", "forge", ""), time.Now().Add(30*time.Second), nil)
+	if f := out.Failure; f == nil || f.ErrorType != "plugin_crash" || !strings.Contains(f.Message, "SIGKILL") {
+		t.Fatalf("outcome = %+v, want plugin_crash killed by SIGKILL", out.Failure)
+	}
+}
+
+func TestAPluginGetsNoneOfTheRunnersDescriptors(t *testing.T) {
+	// Not parallel: the descriptor below, open across exec as one a
+	// runner inherits from its parent would be, reaches every process
+	// this test binary starts meanwhile.
+	secret := filepath.Join(t.TempDir(), "inherited-secret")
+	if err := os.WriteFile(secret, []byte("hunter2"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.Open(secret)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	// F_DUPFD leaves close-on-exec off; 100 is above what the shim itself
+	// is handed.
+	fd, err := unix.FcntlInt(f.Fd(), unix.F_DUPFD, 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(fd)
+	s := startSupervisor(t, execPkg, pluginhost.Config{Process: pluginhost.ProcessConfig{Env: execPlugin(t, map[string]string{"fds": `ls -l /proc/$PPID/fd/`})}})
+	out := s.Execute(ctx(t), req("fds", "fds", ""), time.Now().Add(30*time.Second), nil)
+	if out.Failure != nil {
+		t.Fatalf("fds: %+v", out.Failure)
+	}
+	if got := string(out.Output); strings.Contains(got, "inherited-secret") {
+		t.Fatalf("the plugin holds a descriptor of the runner's:\n%s", got)
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"runtime"
+	"strconv"
 	"syscall"
 
 	"golang.org/x/sys/unix"
@@ -101,6 +102,12 @@ func runShim(arg string) {
 		os.Exit(125)
 	}
 	unix.Close(syncFD)
+	// The plugin gets only its stdio and its binary: not the status pipe,
+	// on which it could forge how it ended, nor any descriptor the runner
+	// inherited from its own parent (Go leaves those open across exec).
+	if err := closeOnExecFrom(exeFD); err != nil {
+		shimFail("close the runner's descriptors", err)
+	}
 	attr := &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL, Setpgid: s.Mount}
 	if s.UID >= 0 {
 		attr.Credential = &syscall.Credential{Uid: uint32(s.UID), Gid: uint32(s.GID), Groups: []uint32{uint32(s.GID)}}
@@ -165,6 +172,25 @@ func mounts(s shimSpec) error {
 	}
 	if err := unix.Mount("proc", "/proc", "proc", flags|unix.MS_NOEXEC, ""); err != nil {
 		return fmt.Errorf("mount /proc: %w", err)
+	}
+	return nil
+}
+
+// closeOnExecFrom marks every descriptor from first up close-on-exec;
+// ForkExec clears the flag again on those it passes.
+func closeOnExecFrom(first int) error {
+	if err := unix.CloseRange(uint(first), ^uint(0), unix.CLOSE_RANGE_CLOEXEC); err == nil {
+		return nil
+	}
+	// Kernels before 5.11: one by one.
+	entries, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		return err
+	}
+	for _, e := range entries {
+		if fd, err := strconv.Atoi(e.Name()); err == nil && fd >= first {
+			syscall.CloseOnExec(fd)
+		}
 	}
 	return nil
 }
