@@ -457,3 +457,41 @@ func TestAPluginGetsNoneOfTheRunnersDescriptors(t *testing.T) {
 		t.Fatalf("the plugin holds a descriptor of the runner's:\n%s", got)
 	}
 }
+
+func TestSystemVSharedMemoryIsGoneAfterThePlugin(t *testing.T) {
+	t.Parallel()
+	const ipcmk = "/usr/bin/ipcmk"
+	if _, err := os.Stat(ipcmk); err != nil {
+		t.Skip("needs " + ipcmk + " (util-linux)")
+	}
+	// A segment nobody attached to is not removed when its creator dies:
+	// in the host's IPC namespace it would outlive the plugin, and its
+	// memory the plugin's cgroup. The odd size tells it apart.
+	const size = 1234567
+	s := startSupervisor(t, execPkg, pluginhost.Config{Process: pluginhost.ProcessConfig{
+		Env: execPlugin(t, map[string]string{"shm": fmt.Sprintf(`%s -M %d | tr -dc 0-9`, ipcmk, size)})}})
+	requireIsolation(t, s)
+	out := s.Execute(ctx(t), req("shm", "shm", ""), time.Now().Add(30*time.Second), nil)
+	if out.Failure != nil {
+		t.Fatalf("shm: %+v", out.Failure)
+	}
+	id := string(out.Output)
+	if _, err := strconv.Atoi(id); err != nil {
+		t.Fatalf("ipcmk said %q", id)
+	}
+	if err := s.Stop(ctx(t)); err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile("/proc/sysvipc/shm")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if f := strings.Fields(line); len(f) > 3 && f[1] == id && f[3] == strconv.Itoa(size) {
+			t.Errorf("the plugin's shared memory segment %s outlived it: %s", id, line)
+			if shmid, err := strconv.Atoi(id); err == nil {
+				_, _ = unix.SysvShmCtl(shmid, unix.IPC_RMID, nil)
+			}
+		}
+	}
+}

@@ -227,7 +227,7 @@ type Isolation struct {
 	// User is the user the plugin runs as; "" when it runs as the
 	// runner's own user (the runner is not root).
 	User string
-	// Namespaces says the plugin has its own PID and mount namespaces:
+	// Namespaces says the plugin has its own PID, mount and IPC namespaces:
 	// its own /proc, /dev/shm and temporary directory, and everything it
 	// starts dies with it.
 	Namespaces bool

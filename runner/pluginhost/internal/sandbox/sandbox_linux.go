@@ -52,7 +52,7 @@ func Limitations() []string {
 	if os.Geteuid() != 0 {
 		out = append(out, "the runner is not root: plugins run as the runner's user and can read what it can (its /proc entries, environment, files); no PID or mount namespaces, so a process a plugin starts in a new session can outlive it; no private /dev/shm")
 	} else if !namespacesWork() {
-		out = append(out, "PID and mount namespaces are not available: a process a plugin starts in a new session can outlive it; the plugin sees the host's /proc and /dev/shm")
+		out = append(out, "PID, mount and IPC namespaces are not available: a process a plugin starts in a new session can outlive it; the plugin sees the host's /proc and /dev/shm, and its System V shared memory outlives it")
 	}
 	if cgroupMode() == "" {
 		out = append(out, "no cgroups: memory is limited per process (address space), processes per user, CPU quota not at all, and a plugin's children are killed only through its process group")
@@ -120,11 +120,11 @@ func (p *Process) Start() error {
 
 	attr := &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	if root && namespacesWork() {
-		attr.Cloneflags = syscall.CLONE_NEWPID | syscall.CLONE_NEWNS
+		attr.Cloneflags = namespaceFlags
 		spec.Mount = true
 		p.iso.Namespaces = true
 	} else if root {
-		p.iso.NotEnforced = append(p.iso.NotEnforced, "PID and mount namespaces (not available on this host)")
+		p.iso.NotEnforced = append(p.iso.NotEnforced, "PID, mount and IPC namespaces (not available on this host)")
 	}
 	p.Cmd.SysProcAttr = attr
 
@@ -300,13 +300,21 @@ func sweepTempDirs() {
 	}
 }
 
+// namespaceFlags are the namespaces a plugin gets: PID (everything it
+// starts dies with it), mount (its own /proc, /dev/shm and temporary
+// directory) and IPC (System V shared memory, semaphores and message
+// queues, and POSIX message queues, which would otherwise outlive it and
+// the memory limit of its cgroup: they vanish with the namespace).
+const namespaceFlags = syscall.CLONE_NEWPID | syscall.CLONE_NEWNS | syscall.CLONE_NEWIPC
+
 var (
 	nsOnce sync.Once
 	nsOK   bool
 )
 
 // namespacesWork reports, once, whether this host lets the runner start a
-// process in new PID and mount namespaces and make its mounts private.
+// process in new PID, mount and IPC namespaces and make its mounts
+// private.
 func namespacesWork() bool {
 	nsOnce.Do(func() {
 		if os.Geteuid() != 0 {
@@ -314,7 +322,7 @@ func namespacesWork() bool {
 		}
 		cmd := exec.Command("/proc/self/exe")
 		cmd.Args = []string{shimArg0, probeArg}
-		cmd.SysProcAttr = &syscall.SysProcAttr{Cloneflags: syscall.CLONE_NEWPID | syscall.CLONE_NEWNS, Pdeathsig: syscall.SIGKILL}
+		cmd.SysProcAttr = &syscall.SysProcAttr{Cloneflags: namespaceFlags, Pdeathsig: syscall.SIGKILL}
 		nsOK = cmd.Run() == nil
 	})
 	return nsOK
