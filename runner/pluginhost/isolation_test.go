@@ -495,3 +495,28 @@ func TestSystemVSharedMemoryIsGoneAfterThePlugin(t *testing.T) {
 		}
 	}
 }
+
+func TestAPluginCannotCreateUserNamespaces(t *testing.T) {
+	t.Parallel()
+	const unshare = "/usr/bin/unshare"
+	if _, err := os.Stat(unshare); err != nil {
+		t.Skip("needs " + unshare + " (util-linux)")
+	}
+	// In a user namespace of its own the plugin would be root with every
+	// capability over the namespaces it creates there.
+	script := unshare + ` -r id -u; echo "unshare -r: $?"; ` + unshare + ` -U id -u; echo "unshare -U: $?"`
+	s := startSupervisor(t, execPkg, pluginhost.Config{Process: pluginhost.ProcessConfig{Env: execPlugin(t, map[string]string{"userns": script})}})
+	if iso := s.Process().Isolation(); slices.ContainsFunc(iso.NotEnforced, func(s string) bool { return strings.Contains(s, "seccomp") }) {
+		requireIsolationOf(t, fmt.Sprintf("no seccomp filter here: %v", iso.NotEnforced))
+	}
+	out := s.Execute(ctx(t), req("userns", "userns", ""), time.Now().Add(30*time.Second), nil)
+	if out.Failure != nil {
+		t.Fatalf("userns: %+v", out.Failure)
+	}
+	got := string(out.Output)
+	for _, refused := range []string{"unshare -r: 1", "unshare -U: 1"} {
+		if !strings.Contains(got, refused) {
+			t.Errorf("the plugin created a user namespace (want %q): %q", refused, got)
+		}
+	}
+}

@@ -54,6 +54,9 @@ func Limitations() []string {
 	} else if !namespacesWork() {
 		out = append(out, "PID, mount and IPC namespaces are not available: a process a plugin starts in a new session can outlive it; the plugin sees the host's /proc and /dev/shm, and its System V shared memory outlives it")
 	}
+	if !seccompAvailable() {
+		out = append(out, seccompMissing)
+	}
 	if cgroupMode() == "" {
 		out = append(out, "no cgroups: memory is limited per process (address space), processes per user, CPU quota not at all, and a plugin's children are killed only through its process group")
 	}
@@ -127,6 +130,11 @@ func (p *Process) Start() error {
 		p.iso.NotEnforced = append(p.iso.NotEnforced, "PID, mount and IPC namespaces (not available on this host)")
 	}
 	p.Cmd.SysProcAttr = attr
+	if seccompAvailable() {
+		spec.Seccomp = true
+	} else {
+		p.iso.NotEnforced = append(p.iso.NotEnforced, seccompMissing)
+	}
 
 	syncR, syncW, err := os.Pipe()
 	if err != nil {
@@ -276,6 +284,10 @@ func lookupUser(name string) (User, error) {
 	}
 	return User{Name: u.Username, Home: u.HomeDir, UID: uid, GID: gid}, nil
 }
+
+// seccompMissing says what a host without the seccomp filter does not
+// enforce.
+const seccompMissing = "no seccomp filter (kernel without seccomp, or an architecture other than amd64 and arm64): a plugin may create user namespaces where the kernel allows unprivileged ones"
 
 // tempPrefix starts the names of plugin temporary directories:
 // omniq-plugin-<plugin>-<runner pid>-<random>.

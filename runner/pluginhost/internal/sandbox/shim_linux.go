@@ -42,6 +42,7 @@ type shimSpec struct {
 	TmpDir    string   `json:"tmp_dir"`
 	TmpfsSize uint64   `json:"tmpfs_size,omitempty"`
 	Rlimits   []rlimit `json:"rlimits,omitempty"`
+	Seccomp   bool     `json:"seccomp,omitempty"` // refuse user namespaces (seccomp_linux.go)
 }
 
 func (s shimSpec) encode() string {
@@ -93,6 +94,11 @@ func runShim(arg string) {
 	for _, l := range s.Rlimits {
 		if err := unix.Prlimit(0, l.Resource, &unix.Rlimit{Cur: l.Value, Max: l.Value}, nil); err != nil {
 			shimFail(fmt.Sprintf("set resource limit %d to %d", l.Resource, l.Value), err)
+		}
+	}
+	if s.Seccomp {
+		if err := installSeccomp(); err != nil {
+			shimFail("install the seccomp filter", err)
 		}
 	}
 	// The runner's end of the pipe closes when it dies: if it did before
