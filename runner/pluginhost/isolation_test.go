@@ -520,3 +520,23 @@ func TestAPluginCannotCreateUserNamespaces(t *testing.T) {
 		}
 	}
 }
+
+func TestAnotherPluginCannotReplaceAPluginsTempDir(t *testing.T) {
+	t.Parallel()
+	victim := startSupervisor(t, echoPkg, pluginhost.Config{})
+	requireIsolation(t, victim)
+	tmp := victim.Process().Isolation().TempDir
+	// Both run as nobody. Replaced by a link before its shim mounted the
+	// tmpfs there, the directory would have the tmpfs mounted wherever the
+	// link pointed.
+	script := fmt.Sprintf(`rmdir %[1]s && ln -s /usr %[1]s; echo "rmdir: $?"`, tmp)
+	attacker := startSupervisor(t, execPkg, pluginhost.Config{Process: pluginhost.ProcessConfig{Env: execPlugin(t, map[string]string{"swap": script})}})
+	out := attacker.Execute(ctx(t), req("swap", "swap", ""), time.Now().Add(30*time.Second), nil)
+	if out.Failure != nil {
+		t.Fatalf("swap: %+v", out.Failure)
+	}
+	if st, err := os.Lstat(tmp); err != nil || !st.IsDir() {
+		_ = os.Remove(tmp)
+		t.Fatalf("another plugin replaced the temporary directory %s (%v): %q", tmp, err, out.Output)
+	}
+}

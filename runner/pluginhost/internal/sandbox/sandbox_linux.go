@@ -113,10 +113,6 @@ func (p *Process) Start() error {
 		return fmt.Errorf("plugin temporary directory: %w", err)
 	}
 	p.iso.TempDir = tmp
-	if err := os.Chown(tmp, uid, gid); err != nil {
-		p.cleanup()
-		return fmt.Errorf("plugin temporary directory: %w", err)
-	}
 	p.Cmd.Env = append(p.cfg.Env, "TMPDIR="+tmp)
 	spec.TmpDir = tmp
 	spec.TmpfsSize = l.MemoryBytes
@@ -130,6 +126,16 @@ func (p *Process) Start() error {
 		p.iso.NotEnforced = append(p.iso.NotEnforced, "PID, mount and IPC namespaces (not available on this host)")
 	}
 	p.Cmd.SysProcAttr = attr
+	// With namespaces the plugin's tmpfs, mounted over the directory, is
+	// its user's; the directory itself stays the runner's, so that no
+	// other plugin of that user can swap it for a symbolic link before
+	// the shim mounts there.
+	if !spec.Mount {
+		if err := os.Chown(tmp, uid, gid); err != nil {
+			p.cleanup()
+			return fmt.Errorf("plugin temporary directory: %w", err)
+		}
+	}
 	if seccompAvailable() {
 		spec.Seccomp = true
 	} else {
