@@ -2,6 +2,7 @@ package pluginhost_test
 
 import (
 	"bufio"
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -16,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sirupsen/logrus"
 	"golang.org/x/sys/unix"
 
 	"github.com/omniq/omniq/internal/testbin"
@@ -539,4 +541,30 @@ func TestAnotherPluginCannotReplaceAPluginsTempDir(t *testing.T) {
 		_ = os.Remove(tmp)
 		t.Fatalf("another plugin replaced the temporary directory %s (%v): %q", tmp, err, out.Output)
 	}
+}
+
+func TestAPluginsLogLinesAreItsOwn(t *testing.T) {
+	t.Parallel()
+	// go-plugin logs a plugin's stderr lines that are hclog JSON at the
+	// level and with the fields they name.
+	forged := `{"@level":"error","@message":"forged line","plugin":"faults","plugin_logger":"faults"}`
+	script := writeScript(t, "#!/bin/sh\necho '"+forged+"' >&2\nexit 7\n")
+	var buf bytes.Buffer
+	log := logrus.New()
+	log.SetFormatter(&logrus.JSONFormatter{})
+	log.SetOutput(&buf)
+	if _, err := pluginhost.StartProcess(ctx(t), pluginhost.ProcessConfig{Path: script, Logger: log}); err == nil {
+		t.Fatal("the script started as a plugin")
+	}
+	for _, line := range strings.Split(buf.String(), "\n") {
+		var e map[string]any
+		if json.Unmarshal([]byte(line), &e) != nil || e["msg"] != "forged line" {
+			continue
+		}
+		if e["plugin"] != "script" || e["plugin_logger"] != "script" {
+			t.Fatalf("the plugin's line passes for another's: %s", line)
+		}
+		return
+	}
+	t.Fatalf("the plugin's line is not in the log:\n%s", buf.String())
 }
