@@ -568,3 +568,39 @@ func TestAPluginsLogLinesAreItsOwn(t *testing.T) {
 	}
 	t.Fatalf("the plugin's line is not in the log:\n%s", buf.String())
 }
+
+func TestWhatASIGKILLedRunnersPluginsLeftIsSweptAtTheNextStart(t *testing.T) {
+	t.Parallel()
+	tmp := publicDir(t)
+	if err := os.Chmod(tmp, 0o1777); err != nil {
+		t.Fatal(err)
+	}
+	entries := func() []string {
+		es, err := os.ReadDir(tmp)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var names []string
+		for _, e := range es {
+			names = append(names, e.Name())
+		}
+		return names
+	}
+	first, _ := startHelperRunner(t, helperEnv+"="+buildPath(t, faultsPkg), "TMPDIR="+tmp)
+	if err := first.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	_ = first.Wait()
+	left := entries()
+	if len(left) == 0 {
+		t.Fatal("the plugin of the first runner had nothing in its TMPDIR: wrong directory?")
+	}
+	// The next runner's first plugin start sweeps what the killed one
+	// left: its plugins' temporary directories and go-plugin's sockets.
+	startHelperRunner(t, helperEnv+"="+buildPath(t, faultsPkg), "TMPDIR="+tmp)
+	for _, name := range entries() {
+		if slices.Contains(left, name) {
+			t.Errorf("%s, left by a SIGKILLed runner, is still there after the next runner started (all left: %v)", name, left)
+		}
+	}
+}

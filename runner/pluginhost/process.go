@@ -128,6 +128,9 @@ type Process struct {
 	stderr  *tailBuffer
 	log     logrus.FieldLogger
 	exe     *os.File // the opened binary, executed by descriptor
+	// releaseSockets gives back the runner's socket directory once
+	// go-plugin has removed this process's.
+	releaseSockets func()
 }
 
 // StartProcess starts the plugin at cfg.Path, completes the go-plugin
@@ -163,15 +166,21 @@ func StartProcess(ctx context.Context, cfg ProcessConfig) (*Process, error) {
 	if afterChecksum != nil {
 		afterChecksum(path)
 	}
-	var sockets *plugin.UnixSocketConfig
+	socketDir, releaseSockets, err := sandbox.SocketDir()
+	if err != nil {
+		exe.Close()
+		return nil, fmt.Errorf("%w: %s: %w", ErrStart, cfg.Path, err)
+	}
+	sockets := &plugin.UnixSocketConfig{TempDir: socketDir}
 	if u, ok, err := sandbox.PluginUser(cfg.User); err != nil {
 		exe.Close()
+		releaseSockets()
 		return nil, fmt.Errorf("%w: %s: %w", ErrStart, cfg.Path, err)
 	} else if ok {
 		// go-plugin's socket directory must let the plugin's user in.
-		sockets = &plugin.UnixSocketConfig{Group: strconv.Itoa(u.GID)}
+		sockets.Group = strconv.Itoa(u.GID)
 	}
-	p := &Process{cfg: cfg, stderr: newTailBuffer(cfg.StderrTailBytes), log: log, exe: exe}
+	p := &Process{cfg: cfg, stderr: newTailBuffer(cfg.StderrTailBytes), log: log, exe: exe, releaseSockets: releaseSockets}
 	p.client = plugin.NewClient(&plugin.ClientConfig{
 		UnixSocketConfig: sockets,
 		HandshakeConfig:  sdk.Handshake,
@@ -206,6 +215,7 @@ func StartProcess(ctx context.Context, cfg ProcessConfig) (*Process, error) {
 	if err != nil {
 		p.forceKill()
 		p.client.Kill()
+		releaseSockets()
 		exe.Close() // if the runner did not already
 		tail := p.stderr.Tail()
 		if tail != "" {
@@ -358,6 +368,7 @@ func (p *Process) Kill(ctx context.Context) {
 	}
 	// Children the plugin left behind share its process group.
 	p.forceKill()
+	p.releaseSockets()
 }
 
 func (p *Process) forceKill() {

@@ -295,14 +295,60 @@ func lookupUser(name string) (User, error) {
 // enforce.
 const seccompMissing = "no seccomp filter (kernel without seccomp, or an architecture other than amd64 and arm64): a plugin may create user namespaces where the kernel allows unprivileged ones"
 
-// tempPrefix starts the names of plugin temporary directories:
-// omniq-plugin-<plugin>-<runner pid>-<random>.
+// tempPrefix starts the names of plugin temporary directories,
+// omniq-plugin-<plugin>-<runner pid>-<random>, and of the runner's socket
+// directory, omniq-plugin-sockets-<runner pid>-<random>.
 const tempPrefix = "omniq-plugin-"
 
 var tmpSweepOnce sync.Once
 
-// sweepTempDirs removes the temporary directories of plugins whose runner
-// was killed before it could.
+// socketDirs is the directory go-plugin makes the plugins' socket
+// directories in while any plugin runs: one per runner, named like the
+// plugins' temporary directories, so that the sweep removes what a
+// runner killed before it could clean up left behind.
+var socketDirs struct {
+	sync.Mutex
+	dir   string
+	users int
+}
+
+// SocketDir returns the directory in which go-plugin should make a
+// plugin's socket directory (plugin.UnixSocketConfig.TempDir), and a
+// release to call once that plugin is gone (more than once is fine). The
+// directory is removed with whatever is left in it when no plugin uses
+// it any more.
+func SocketDir() (string, func(), error) {
+	socketDirs.Lock()
+	defer socketDirs.Unlock()
+	if socketDirs.users == 0 {
+		tmpSweepOnce.Do(sweepTempDirs)
+		dir, err := os.MkdirTemp("", fmt.Sprintf("%ssockets-%d-", tempPrefix, os.Getpid()))
+		if err != nil {
+			return "", nil, fmt.Errorf("plugin socket directory: %w", err)
+		}
+		// Plugins of another user pass through to their own directory.
+		if err := os.Chmod(dir, 0o711); err != nil {
+			_ = os.Remove(dir)
+			return "", nil, fmt.Errorf("plugin socket directory: %w", err)
+		}
+		socketDirs.dir = dir
+	}
+	socketDirs.users++
+	var once sync.Once
+	return socketDirs.dir, func() { once.Do(releaseSocketDir) }, nil
+}
+
+func releaseSocketDir() {
+	socketDirs.Lock()
+	defer socketDirs.Unlock()
+	if socketDirs.users--; socketDirs.users == 0 {
+		_ = os.RemoveAll(socketDirs.dir)
+		socketDirs.dir = ""
+	}
+}
+
+// sweepTempDirs removes the temporary and socket directories of plugins
+// whose runner was killed before it could.
 func sweepTempDirs() {
 	entries, _ := os.ReadDir(os.TempDir())
 	for _, e := range entries {
