@@ -10,6 +10,7 @@ import (
 	"syscall"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/omniq/omniq/internal/testbin"
 	"github.com/omniq/omniq/plugins-sdk/pluginpb"
@@ -103,5 +104,30 @@ func TestAPluginCannotTakeOverAnotherPluginsFunctionAfterARestart(t *testing.T) 
 	out := h.Execute(ctx(t), "inspect", req("i", "", ""), time.Now().Add(10*time.Second), nil)
 	if out.Failure != nil || strings.Contains(string(out.Output), "stolen") {
 		t.Fatalf("inspect ran on the plugin that claimed it: %+v %q", out.Failure, out.Output)
+	}
+}
+
+func TestAHugeFunctionDescriptionIsCut(t *testing.T) {
+	t.Parallel()
+	// Registrations carry descriptions: one over the server's payload
+	// limit failed the registration heartbeat, and with it other
+	// functions' registrations.
+	config := filepath.Join(publicDir(t), "exec.json")
+	huge := strings.Repeat("é", 1<<20)
+	b, err := json.Marshal(map[string]any{"functions": map[string]any{"big": map[string]any{"command": []string{"/bin/true"}, "description": huge}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(config, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	p, err := pluginhost.StartProcess(ctx(t), pluginhost.ProcessConfig{Path: buildPath(t, execPkg), Env: []string{"OMNIQ_EXEC_CONFIG=" + config}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Kill(ctx(t))
+	d := p.Describe().Functions[0].Description
+	if len(d) > pluginhost.MaxDescriptionBytes || !utf8.ValidString(d) || !strings.HasPrefix(huge, strings.TrimSuffix(d, "…")) {
+		t.Fatalf("description of %d bytes declared, %d kept (valid UTF-8: %v)", len(huge), len(d), utf8.ValidString(d))
 	}
 }

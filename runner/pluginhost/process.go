@@ -16,6 +16,7 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+	"unicode/utf8"
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/go-plugin"
@@ -277,6 +278,9 @@ func (p *Process) connect() error {
 	if len(desc.Functions) == 0 {
 		return errors.New("the plugin declares no functions")
 	}
+	for _, f := range desc.Functions {
+		f.Description = clampDescription(f.Description)
+	}
 	p.desc = desc
 	if desc.SupportsSession {
 		sess, err := openSession(p.rpc, p.cfg.MaxMessageBytes, desc.SupportsBatch)
@@ -286,6 +290,23 @@ func (p *Process) connect() error {
 		p.sess = sess
 	}
 	return nil
+}
+
+// MaxDescriptionBytes bounds a function's description as a plugin
+// declares it; a longer one is cut (at a character boundary) and ends in
+// "…". Descriptions travel in every registration heartbeat: one larger
+// than the server's payload limit failed the heartbeat of every function.
+const MaxDescriptionBytes = 4096
+
+func clampDescription(d string) string {
+	if len(d) <= MaxDescriptionBytes {
+		return d
+	}
+	n := MaxDescriptionBytes - len("…")
+	for n > 0 && !utf8.RuneStart(d[n]) {
+		n--
+	}
+	return d[:n] + "…"
 }
 
 // afterChecksum, when set (by tests), runs between the check of the
