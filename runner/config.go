@@ -320,7 +320,7 @@ func (c Config) resolve(fn string, decl pluginhost.Function) resolved {
 		d := FunctionConfig{Timeout: min(models.Milliseconds(s.DefaultTimeoutMs), models.MaxTimeout),
 			Concurrency: min(int(s.Concurrency), MaxConcurrency)}
 		if s.HasMaxRetries {
-			n := int(s.MaxRetries)
+			n := max(int(s.MaxRetries), 0)
 			d.MaxRetries = &n
 		}
 		apply(d)

@@ -34,14 +34,28 @@ func (a *adapter) level() logrus.Level {
 	return logrus.InfoLevel
 }
 
+// argPrefix renames a key/value argument that would replace a field the
+// logger already has: those say who logged (plugin, plugin_logger), and
+// go-plugin passes on the key/value pairs a plugin writes to its stderr
+// as hclog JSON, which must not make one plugin's line pass for another's.
+const argPrefix = "args."
+
 func (a *adapter) entry(args []any) logrus.FieldLogger {
 	l := a.l
+	var own logrus.Fields
+	if e, ok := l.(*logrus.Entry); ok {
+		own = e.Data
+	}
 	if a.name != "" {
 		l = l.WithField("plugin_logger", a.name)
 	}
 	all := append(append([]any(nil), a.args...), args...)
 	for i := 0; i+1 < len(all); i += 2 {
-		l = l.WithField(fmt.Sprint(all[i]), all[i+1])
+		k := fmt.Sprint(all[i])
+		if _, taken := own[k]; taken || (k == "plugin_logger" && a.name != "") {
+			k = argPrefix + k
+		}
+		l = l.WithField(k, all[i+1])
 	}
 	if len(all)%2 == 1 {
 		l = l.WithField("extra", all[len(all)-1])

@@ -70,6 +70,7 @@ func Main(ctx context.Context, force <-chan struct{}, args []string, getenv func
 		return 0
 	}
 	log := newLogger(o, stderr)
+	warnReadableConfig(o.ConfigFile, log)
 	tr, err := tracing.Start(ctx, tracing.Config{Service: "omniq-runner", Version: version.Get().Version, Getenv: getenv, Console: os.Stdout})
 	if err != nil {
 		fmt.Fprintf(stderr, "omniq-runner: %v\n", err)
@@ -84,6 +85,20 @@ func Main(ctx context.Context, force <-chan struct{}, args []string, getenv func
 		return 1
 	}
 	return 0
+}
+
+// warnReadableConfig warns when the config file is readable by every
+// user: plugins run as another user (nobody by default) and could read it,
+// with the environment it gives plugins and its logins.
+func warnReadableConfig(path string, log logrus.FieldLogger) {
+	if path == "" {
+		return
+	}
+	st, err := os.Stat(path)
+	if err != nil || st.Mode().Perm()&0o004 == 0 {
+		return
+	}
+	log.WithField("config", path).Warnf("the config file is readable by every user (mode %#o): plugins, which run as another user, can read it, with the environment it gives them (plugins.<name>.env) and its logins; chmod o-r it", st.Mode().Perm())
 }
 
 // stopTracing exports the spans still buffered, once the runner has

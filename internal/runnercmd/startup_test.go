@@ -107,3 +107,22 @@ func TestPayloadLimitAdaptsToAStockServer(t *testing.T) {
 		t.Fatalf("exit %d:\n%s", code, logs)
 	}
 }
+
+func TestAConfigFileEveryUserCanReadIsWarnedAbout(t *testing.T) {
+	t.Parallel()
+	// Plugins run as another user: a world-readable config gives them the
+	// other plugins' environment and the logins.
+	for _, mode := range []os.FileMode{0o644, 0o600} {
+		cfg := writeConfig(t, `{"plugins": {"faults": {"env": ["API_KEY=hunter2"]}}}`)
+		if err := os.Chmod(cfg, mode); err != nil {
+			t.Fatal(err)
+		}
+		_, logs, stop := startMain(t, []string{"--listen", "127.0.0.1:0", "--data-dir", t.TempDir(), "--config", cfg},
+			map[string]string{"OMNIQ_PLUGINS_DIR": pluginsDir(t)})
+		stop(false)
+		warned := strings.Contains(logs.String(), "the config file is readable by every user")
+		if warned != (mode&0o004 != 0) {
+			t.Errorf("config file mode %#o: warned %v:\n%s", mode, warned, logs)
+		}
+	}
+}

@@ -5,7 +5,7 @@
 // (gRPC, AutoMTLS) with stdin from /dev/null, a scrubbed environment,
 // SIGKILL on the runner's death, and an optional (or required) SHA-256
 // check of the very file it executes. When the runner is root the plugin
-// runs as an unprivileged user (default nobody), in its own PID and mount
+// runs as an unprivileged user (default nobody), in its own PID, mount and IPC
 // namespaces (its own /proc, /dev/shm and temporary directory; everything
 // it starts dies with it); where the host has cgroups (v1 or v2) it gets a
 // cgroup for memory, processes and CPU, joined before its first

@@ -149,8 +149,18 @@ func executables(dir string) ([]string, error) {
 }
 
 // refresh rebuilds the function routes from the supervisors' declarations.
+// A function stays with the plugin that declared it first for as long as
+// that plugin declares it: a plugin that declares another plugin's
+// function after a restart (or a late start) does not get its tasks.
 func (h *Host) refresh() error {
 	routes := make(map[string]*Supervisor)
+	h.mu.RLock()
+	for name, s := range h.routes {
+		if slices.ContainsFunc(s.Functions(), func(f *pluginpb.FunctionSpec) bool { return f.Name == name }) {
+			routes[name] = s
+		}
+	}
+	h.mu.RUnlock()
 	var errs []error
 	for _, s := range h.sups {
 		for _, f := range s.Functions() {
@@ -175,7 +185,7 @@ func (h *Host) refresh() error {
 // late add theirs; call it again to see them.
 func (h *Host) Functions() map[string]Function {
 	if err := h.refresh(); err != nil {
-		h.log.WithError(err).Warn("plugin function declarations conflict; the first plugin keeps each function")
+		h.log.WithError(err).Warn("plugin function declarations conflict; each function stays with the plugin that declared it first")
 	}
 	h.mu.RLock()
 	defer h.mu.RUnlock()

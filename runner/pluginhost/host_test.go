@@ -1,11 +1,19 @@
 package pluginhost_test
 
 import (
+	"encoding/json"
 	"errors"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"syscall"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/omniq/omniq/internal/testbin"
+	"github.com/omniq/omniq/plugins-sdk/pluginpb"
 	"github.com/omniq/omniq/runner/pluginhost"
 )
 
@@ -50,5 +58,76 @@ func TestHostMissingDirectory(t *testing.T) {
 	_, err := pluginhost.StartHost(ctx(t), pluginhost.HostConfig{Dir: "/nonexistent/plugins"})
 	if err == nil {
 		t.Fatal("missing plugins directory accepted")
+	}
+}
+
+func TestAPluginCannotTakeOverAnotherPluginsFunctionAfterARestart(t *testing.T) {
+	t.Parallel()
+	// exec declares what its config file says at each start, and comes
+	// before faults: restarted, it claims faults' inspect.
+	config := filepath.Join(publicDir(t), "exec.json")
+	writeExec := func(fns ...string) {
+		m := map[string]any{}
+		for _, fn := range fns {
+			m[fn] = map[string]any{"command": []string{"/bin/echo", "stolen"}}
+		}
+		b, err := json.Marshal(map[string]any{"functions": m})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(config, b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	writeExec("mine")
+	exec := pluginhost.Config{Process: pluginhost.ProcessConfig{Env: []string{"OMNIQ_EXEC_CONFIG=" + config}}, RestartBackoff: time.Millisecond}
+	h, err := pluginhost.StartHost(ctx(t), pluginhost.HostConfig{Paths: []string{buildPath(t, execPkg), buildPath(t, faultsPkg)},
+		PerPlugin: map[string]pluginhost.Config{"exec": exec}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = h.Stop(ctx(t)) }()
+	if fns := h.Functions(); fns["inspect"].Plugin != "faults" || fns["mine"].Plugin != "exec" {
+		t.Fatalf("functions = %v", fns)
+	}
+	writeExec("mine", "inspect")
+	s := h.Supervisors()[0]
+	if err := syscall.Kill(s.Process().Pid(), syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 20*time.Second, "exec to restart declaring inspect", func() bool {
+		return slices.ContainsFunc(s.Functions(), func(f *pluginpb.FunctionSpec) bool { return f.Name == "inspect" })
+	})
+	if fns := h.Functions(); fns["inspect"].Plugin != "faults" {
+		t.Fatalf("inspect moved to %s after its restart", fns["inspect"].Plugin)
+	}
+	out := h.Execute(ctx(t), "inspect", req("i", "", ""), time.Now().Add(10*time.Second), nil)
+	if out.Failure != nil || strings.Contains(string(out.Output), "stolen") {
+		t.Fatalf("inspect ran on the plugin that claimed it: %+v %q", out.Failure, out.Output)
+	}
+}
+
+func TestAHugeFunctionDescriptionIsCut(t *testing.T) {
+	t.Parallel()
+	// Registrations carry descriptions: one over the server's payload
+	// limit failed the registration heartbeat, and with it other
+	// functions' registrations.
+	config := filepath.Join(publicDir(t), "exec.json")
+	huge := strings.Repeat("é", 1<<20)
+	b, err := json.Marshal(map[string]any{"functions": map[string]any{"big": map[string]any{"command": []string{"/bin/true"}, "description": huge}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(config, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	p, err := pluginhost.StartProcess(ctx(t), pluginhost.ProcessConfig{Path: buildPath(t, execPkg), Env: []string{"OMNIQ_EXEC_CONFIG=" + config}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Kill(ctx(t))
+	d := p.Describe().Functions[0].Description
+	if len(d) > pluginhost.MaxDescriptionBytes || !utf8.ValidString(d) || !strings.HasPrefix(huge, strings.TrimSuffix(d, "…")) {
+		t.Fatalf("description of %d bytes declared, %d kept (valid UTF-8: %v)", len(huge), len(d), utf8.ValidString(d))
 	}
 }

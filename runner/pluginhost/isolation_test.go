@@ -2,6 +2,7 @@ package pluginhost_test
 
 import (
 	"bufio"
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -15,6 +16,9 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/sirupsen/logrus"
+	"golang.org/x/sys/unix"
 
 	"github.com/omniq/omniq/internal/testbin"
 	"github.com/omniq/omniq/runner/pluginhost"
@@ -409,6 +413,194 @@ func TestANonRootRunnerSaysWhatIsNotEnforced(t *testing.T) {
 	for _, want := range []string{"plugin isolation not enforced: the runner is not root", "per-process rlimits instead"} {
 		if !strings.Contains(stderr.String(), want) {
 			t.Errorf("log lacks %q:\n%s", want, stderr.String())
+		}
+	}
+}
+
+func TestAPluginCannotForgeHowItEnded(t *testing.T) {
+	t.Parallel()
+	// A zero wait status is "exited with status 0". The script writes one
+	// to every descriptor it inherited from the plugin, then kills the
+	// plugin: the crash report must still say how it really ended.
+	script := `for n in 3 4 5 6 7 8 9; do eval "printf '\000\000\000\000' >&$n" 2>/dev/null; done; kill -9 $PPID; sleep 30`
+	s := startSupervisor(t, execPkg, pluginhost.Config{Process: pluginhost.ProcessConfig{Env: execPlugin(t, map[string]string{"forge": script})}})
+	out := s.Execute(ctx(t), req("forge", "forge", ""), time.Now().Add(30*time.Second), nil)
+	if f := out.Failure; f == nil || f.ErrorType != "plugin_crash" || !strings.Contains(f.Message, "SIGKILL") {
+		t.Fatalf("outcome = %+v, want plugin_crash killed by SIGKILL", out.Failure)
+	}
+}
+
+func TestAPluginGetsNoneOfTheRunnersDescriptors(t *testing.T) {
+	// Not parallel: the descriptor below, open across exec as one a
+	// runner inherits from its parent would be, reaches every process
+	// this test binary starts meanwhile.
+	secret := filepath.Join(t.TempDir(), "inherited-secret")
+	if err := os.WriteFile(secret, []byte("hunter2"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.Open(secret)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	// F_DUPFD leaves close-on-exec off; 100 is above what the shim itself
+	// is handed.
+	fd, err := unix.FcntlInt(f.Fd(), unix.F_DUPFD, 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(fd)
+	s := startSupervisor(t, execPkg, pluginhost.Config{Process: pluginhost.ProcessConfig{Env: execPlugin(t, map[string]string{"fds": `ls -l /proc/$PPID/fd/`})}})
+	out := s.Execute(ctx(t), req("fds", "fds", ""), time.Now().Add(30*time.Second), nil)
+	if out.Failure != nil {
+		t.Fatalf("fds: %+v", out.Failure)
+	}
+	if got := string(out.Output); strings.Contains(got, "inherited-secret") {
+		t.Fatalf("the plugin holds a descriptor of the runner's:\n%s", got)
+	}
+}
+
+func TestSystemVSharedMemoryIsGoneAfterThePlugin(t *testing.T) {
+	t.Parallel()
+	const ipcmk = "/usr/bin/ipcmk"
+	if _, err := os.Stat(ipcmk); err != nil {
+		t.Skip("needs " + ipcmk + " (util-linux)")
+	}
+	// A segment nobody attached to is not removed when its creator dies:
+	// in the host's IPC namespace it would outlive the plugin, and its
+	// memory the plugin's cgroup. The odd size tells it apart.
+	const size = 1234567
+	s := startSupervisor(t, execPkg, pluginhost.Config{Process: pluginhost.ProcessConfig{
+		Env: execPlugin(t, map[string]string{"shm": fmt.Sprintf(`%s -M %d | tr -dc 0-9`, ipcmk, size)})}})
+	requireIsolation(t, s)
+	out := s.Execute(ctx(t), req("shm", "shm", ""), time.Now().Add(30*time.Second), nil)
+	if out.Failure != nil {
+		t.Fatalf("shm: %+v", out.Failure)
+	}
+	id := string(out.Output)
+	if _, err := strconv.Atoi(id); err != nil {
+		t.Fatalf("ipcmk said %q", id)
+	}
+	if err := s.Stop(ctx(t)); err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile("/proc/sysvipc/shm")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if f := strings.Fields(line); len(f) > 3 && f[1] == id && f[3] == strconv.Itoa(size) {
+			t.Errorf("the plugin's shared memory segment %s outlived it: %s", id, line)
+			if shmid, err := strconv.Atoi(id); err == nil {
+				_, _ = unix.SysvShmCtl(shmid, unix.IPC_RMID, nil)
+			}
+		}
+	}
+}
+
+func TestAPluginCannotCreateUserNamespaces(t *testing.T) {
+	t.Parallel()
+	const unshare = "/usr/bin/unshare"
+	if _, err := os.Stat(unshare); err != nil {
+		t.Skip("needs " + unshare + " (util-linux)")
+	}
+	// In a user namespace of its own the plugin would be root with every
+	// capability over the namespaces it creates there.
+	script := unshare + ` -r id -u; echo "unshare -r: $?"; ` + unshare + ` -U id -u; echo "unshare -U: $?"`
+	s := startSupervisor(t, execPkg, pluginhost.Config{Process: pluginhost.ProcessConfig{Env: execPlugin(t, map[string]string{"userns": script})}})
+	if iso := s.Process().Isolation(); slices.ContainsFunc(iso.NotEnforced, func(s string) bool { return strings.Contains(s, "seccomp") }) {
+		requireIsolationOf(t, fmt.Sprintf("no seccomp filter here: %v", iso.NotEnforced))
+	}
+	out := s.Execute(ctx(t), req("userns", "userns", ""), time.Now().Add(30*time.Second), nil)
+	if out.Failure != nil {
+		t.Fatalf("userns: %+v", out.Failure)
+	}
+	got := string(out.Output)
+	for _, refused := range []string{"unshare -r: 1", "unshare -U: 1"} {
+		if !strings.Contains(got, refused) {
+			t.Errorf("the plugin created a user namespace (want %q): %q", refused, got)
+		}
+	}
+}
+
+func TestAnotherPluginCannotReplaceAPluginsTempDir(t *testing.T) {
+	t.Parallel()
+	victim := startSupervisor(t, echoPkg, pluginhost.Config{})
+	requireIsolation(t, victim)
+	tmp := victim.Process().Isolation().TempDir
+	// Both run as nobody. Replaced by a link before its shim mounted the
+	// tmpfs there, the directory would have the tmpfs mounted wherever the
+	// link pointed.
+	script := fmt.Sprintf(`rmdir %[1]s && ln -s /usr %[1]s; echo "rmdir: $?"`, tmp)
+	attacker := startSupervisor(t, execPkg, pluginhost.Config{Process: pluginhost.ProcessConfig{Env: execPlugin(t, map[string]string{"swap": script})}})
+	out := attacker.Execute(ctx(t), req("swap", "swap", ""), time.Now().Add(30*time.Second), nil)
+	if out.Failure != nil {
+		t.Fatalf("swap: %+v", out.Failure)
+	}
+	if st, err := os.Lstat(tmp); err != nil || !st.IsDir() {
+		_ = os.Remove(tmp)
+		t.Fatalf("another plugin replaced the temporary directory %s (%v): %q", tmp, err, out.Output)
+	}
+}
+
+func TestAPluginsLogLinesAreItsOwn(t *testing.T) {
+	t.Parallel()
+	// go-plugin logs a plugin's stderr lines that are hclog JSON at the
+	// level and with the fields they name.
+	forged := `{"@level":"error","@message":"forged line","plugin":"faults","plugin_logger":"faults"}`
+	script := writeScript(t, "#!/bin/sh\necho '"+forged+"' >&2\nexit 7\n")
+	var buf bytes.Buffer
+	log := logrus.New()
+	log.SetFormatter(&logrus.JSONFormatter{})
+	log.SetOutput(&buf)
+	if _, err := pluginhost.StartProcess(ctx(t), pluginhost.ProcessConfig{Path: script, Logger: log}); err == nil {
+		t.Fatal("the script started as a plugin")
+	}
+	for _, line := range strings.Split(buf.String(), "\n") {
+		var e map[string]any
+		if json.Unmarshal([]byte(line), &e) != nil || e["msg"] != "forged line" {
+			continue
+		}
+		if e["plugin"] != "script" || e["plugin_logger"] != "script" {
+			t.Fatalf("the plugin's line passes for another's: %s", line)
+		}
+		return
+	}
+	t.Fatalf("the plugin's line is not in the log:\n%s", buf.String())
+}
+
+func TestWhatASIGKILLedRunnersPluginsLeftIsSweptAtTheNextStart(t *testing.T) {
+	t.Parallel()
+	tmp := publicDir(t)
+	if err := os.Chmod(tmp, 0o1777); err != nil {
+		t.Fatal(err)
+	}
+	entries := func() []string {
+		es, err := os.ReadDir(tmp)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var names []string
+		for _, e := range es {
+			names = append(names, e.Name())
+		}
+		return names
+	}
+	first, _ := startHelperRunner(t, helperEnv+"="+buildPath(t, faultsPkg), "TMPDIR="+tmp)
+	if err := first.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	_ = first.Wait()
+	left := entries()
+	if len(left) == 0 {
+		t.Fatal("the plugin of the first runner had nothing in its TMPDIR: wrong directory?")
+	}
+	// The next runner's first plugin start sweeps what the killed one
+	// left: its plugins' temporary directories and go-plugin's sockets.
+	startHelperRunner(t, helperEnv+"="+buildPath(t, faultsPkg), "TMPDIR="+tmp)
+	for _, name := range entries() {
+		if slices.Contains(left, name) {
+			t.Errorf("%s, left by a SIGKILLed runner, is still there after the next runner started (all left: %v)", name, left)
 		}
 	}
 }

@@ -16,6 +16,7 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+	"unicode/utf8"
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/go-plugin"
@@ -128,6 +129,9 @@ type Process struct {
 	stderr  *tailBuffer
 	log     logrus.FieldLogger
 	exe     *os.File // the opened binary, executed by descriptor
+	// releaseSockets gives back the runner's socket directory once
+	// go-plugin has removed this process's.
+	releaseSockets func()
 }
 
 // StartProcess starts the plugin at cfg.Path, completes the go-plugin
@@ -163,15 +167,21 @@ func StartProcess(ctx context.Context, cfg ProcessConfig) (*Process, error) {
 	if afterChecksum != nil {
 		afterChecksum(path)
 	}
-	var sockets *plugin.UnixSocketConfig
+	socketDir, releaseSockets, err := sandbox.SocketDir()
+	if err != nil {
+		exe.Close()
+		return nil, fmt.Errorf("%w: %s: %w", ErrStart, cfg.Path, err)
+	}
+	sockets := &plugin.UnixSocketConfig{TempDir: socketDir}
 	if u, ok, err := sandbox.PluginUser(cfg.User); err != nil {
 		exe.Close()
+		releaseSockets()
 		return nil, fmt.Errorf("%w: %s: %w", ErrStart, cfg.Path, err)
 	} else if ok {
 		// go-plugin's socket directory must let the plugin's user in.
-		sockets = &plugin.UnixSocketConfig{Group: strconv.Itoa(u.GID)}
+		sockets.Group = strconv.Itoa(u.GID)
 	}
-	p := &Process{cfg: cfg, stderr: newTailBuffer(cfg.StderrTailBytes), log: log, exe: exe}
+	p := &Process{cfg: cfg, stderr: newTailBuffer(cfg.StderrTailBytes), log: log, exe: exe, releaseSockets: releaseSockets}
 	p.client = plugin.NewClient(&plugin.ClientConfig{
 		UnixSocketConfig: sockets,
 		HandshakeConfig:  sdk.Handshake,
@@ -206,6 +216,7 @@ func StartProcess(ctx context.Context, cfg ProcessConfig) (*Process, error) {
 	if err != nil {
 		p.forceKill()
 		p.client.Kill()
+		releaseSockets()
 		exe.Close() // if the runner did not already
 		tail := p.stderr.Tail()
 		if tail != "" {
@@ -227,7 +238,7 @@ type Isolation struct {
 	// User is the user the plugin runs as; "" when it runs as the
 	// runner's own user (the runner is not root).
 	User string
-	// Namespaces says the plugin has its own PID and mount namespaces:
+	// Namespaces says the plugin has its own PID, mount and IPC namespaces:
 	// its own /proc, /dev/shm and temporary directory, and everything it
 	// starts dies with it.
 	Namespaces bool
@@ -267,6 +278,9 @@ func (p *Process) connect() error {
 	if len(desc.Functions) == 0 {
 		return errors.New("the plugin declares no functions")
 	}
+	for _, f := range desc.Functions {
+		f.Description = clampDescription(f.Description)
+	}
 	p.desc = desc
 	if desc.SupportsSession {
 		sess, err := openSession(p.rpc, p.cfg.MaxMessageBytes, desc.SupportsBatch)
@@ -276,6 +290,23 @@ func (p *Process) connect() error {
 		p.sess = sess
 	}
 	return nil
+}
+
+// MaxDescriptionBytes bounds a function's description as a plugin
+// declares it; a longer one is cut (at a character boundary) and ends in
+// "…". Descriptions travel in every registration heartbeat: one larger
+// than the server's payload limit failed the heartbeat of every function.
+const MaxDescriptionBytes = 4096
+
+func clampDescription(d string) string {
+	if len(d) <= MaxDescriptionBytes {
+		return d
+	}
+	n := MaxDescriptionBytes - len("…")
+	for n > 0 && !utf8.RuneStart(d[n]) {
+		n--
+	}
+	return d[:n] + "…"
 }
 
 // afterChecksum, when set (by tests), runs between the check of the
@@ -358,6 +389,7 @@ func (p *Process) Kill(ctx context.Context) {
 	}
 	// Children the plugin left behind share its process group.
 	p.forceKill()
+	p.releaseSockets()
 }
 
 func (p *Process) forceKill() {

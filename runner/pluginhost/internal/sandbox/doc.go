@@ -1,7 +1,7 @@
 // Package sandbox starts an untrusted plugin process confined on Linux:
 // in its own cgroup (memory, process count and CPU, cgroup v1 or v2, joined
 // before the plugin's first instruction), as an unprivileged user, in new
-// PID and mount namespaces with a private /tmp-style directory, /dev/shm and
+// PID, mount and IPC namespaces with a private /tmp-style directory, /dev/shm and
 // /proc, with resource limits set before it runs, and executed from the very
 // file descriptor whose contents were checked. Where the runner lacks root
 // or the host lacks cgroups, it does what it can and says what it did not.

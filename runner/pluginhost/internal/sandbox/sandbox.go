@@ -50,7 +50,7 @@ type Isolation struct {
 	User string
 	// UID and GID are the plugin's user and group ids.
 	UID, GID int
-	// Namespaces says the plugin has its own PID and mount namespaces:
+	// Namespaces says the plugin has its own PID, mount and IPC namespaces:
 	// its own /proc, /dev/shm and temporary directory, and everything it
 	// starts dies with it.
 	Namespaces bool

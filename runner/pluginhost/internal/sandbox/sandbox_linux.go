@@ -52,7 +52,10 @@ func Limitations() []string {
 	if os.Geteuid() != 0 {
 		out = append(out, "the runner is not root: plugins run as the runner's user and can read what it can (its /proc entries, environment, files); no PID or mount namespaces, so a process a plugin starts in a new session can outlive it; no private /dev/shm")
 	} else if !namespacesWork() {
-		out = append(out, "PID and mount namespaces are not available: a process a plugin starts in a new session can outlive it; the plugin sees the host's /proc and /dev/shm")
+		out = append(out, "PID, mount and IPC namespaces are not available: a process a plugin starts in a new session can outlive it; the plugin sees the host's /proc and /dev/shm, and its System V shared memory outlives it")
+	}
+	if !seccompAvailable() {
+		out = append(out, seccompMissing)
 	}
 	if cgroupMode() == "" {
 		out = append(out, "no cgroups: memory is limited per process (address space), processes per user, CPU quota not at all, and a plugin's children are killed only through its process group")
@@ -110,23 +113,34 @@ func (p *Process) Start() error {
 		return fmt.Errorf("plugin temporary directory: %w", err)
 	}
 	p.iso.TempDir = tmp
-	if err := os.Chown(tmp, uid, gid); err != nil {
-		p.cleanup()
-		return fmt.Errorf("plugin temporary directory: %w", err)
-	}
 	p.Cmd.Env = append(p.cfg.Env, "TMPDIR="+tmp)
 	spec.TmpDir = tmp
 	spec.TmpfsSize = l.MemoryBytes
 
 	attr := &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	if root && namespacesWork() {
-		attr.Cloneflags = syscall.CLONE_NEWPID | syscall.CLONE_NEWNS
+		attr.Cloneflags = namespaceFlags
 		spec.Mount = true
 		p.iso.Namespaces = true
 	} else if root {
-		p.iso.NotEnforced = append(p.iso.NotEnforced, "PID and mount namespaces (not available on this host)")
+		p.iso.NotEnforced = append(p.iso.NotEnforced, "PID, mount and IPC namespaces (not available on this host)")
 	}
 	p.Cmd.SysProcAttr = attr
+	// With namespaces the plugin's tmpfs, mounted over the directory, is
+	// its user's; the directory itself stays the runner's, so that no
+	// other plugin of that user can swap it for a symbolic link before
+	// the shim mounts there.
+	if !spec.Mount {
+		if err := os.Chown(tmp, uid, gid); err != nil {
+			p.cleanup()
+			return fmt.Errorf("plugin temporary directory: %w", err)
+		}
+	}
+	if seccompAvailable() {
+		spec.Seccomp = true
+	} else {
+		p.iso.NotEnforced = append(p.iso.NotEnforced, seccompMissing)
+	}
 
 	syncR, syncW, err := os.Pipe()
 	if err != nil {
@@ -277,14 +291,64 @@ func lookupUser(name string) (User, error) {
 	return User{Name: u.Username, Home: u.HomeDir, UID: uid, GID: gid}, nil
 }
 
-// tempPrefix starts the names of plugin temporary directories:
-// omniq-plugin-<plugin>-<runner pid>-<random>.
+// seccompMissing says what a host without the seccomp filter does not
+// enforce.
+const seccompMissing = "no seccomp filter (kernel without seccomp, or an architecture other than amd64 and arm64): a plugin may create user namespaces where the kernel allows unprivileged ones"
+
+// tempPrefix starts the names of plugin temporary directories,
+// omniq-plugin-<plugin>-<runner pid>-<random>, and of the runner's socket
+// directory, omniq-plugin-sockets-<runner pid>-<random>.
 const tempPrefix = "omniq-plugin-"
 
 var tmpSweepOnce sync.Once
 
-// sweepTempDirs removes the temporary directories of plugins whose runner
-// was killed before it could.
+// socketDirs is the directory go-plugin makes the plugins' socket
+// directories in while any plugin runs: one per runner, named like the
+// plugins' temporary directories, so that the sweep removes what a
+// runner killed before it could clean up left behind.
+var socketDirs struct {
+	sync.Mutex
+	dir   string
+	users int
+}
+
+// SocketDir returns the directory in which go-plugin should make a
+// plugin's socket directory (plugin.UnixSocketConfig.TempDir), and a
+// release to call once that plugin is gone (more than once is fine). The
+// directory is removed with whatever is left in it when no plugin uses
+// it any more.
+func SocketDir() (string, func(), error) {
+	socketDirs.Lock()
+	defer socketDirs.Unlock()
+	if socketDirs.users == 0 {
+		tmpSweepOnce.Do(sweepTempDirs)
+		dir, err := os.MkdirTemp("", fmt.Sprintf("%ssockets-%d-", tempPrefix, os.Getpid()))
+		if err != nil {
+			return "", nil, fmt.Errorf("plugin socket directory: %w", err)
+		}
+		// Plugins of another user pass through to their own directory.
+		if err := os.Chmod(dir, 0o711); err != nil {
+			_ = os.Remove(dir)
+			return "", nil, fmt.Errorf("plugin socket directory: %w", err)
+		}
+		socketDirs.dir = dir
+	}
+	socketDirs.users++
+	var once sync.Once
+	return socketDirs.dir, func() { once.Do(releaseSocketDir) }, nil
+}
+
+func releaseSocketDir() {
+	socketDirs.Lock()
+	defer socketDirs.Unlock()
+	if socketDirs.users--; socketDirs.users == 0 {
+		_ = os.RemoveAll(socketDirs.dir)
+		socketDirs.dir = ""
+	}
+}
+
+// sweepTempDirs removes the temporary and socket directories of plugins
+// whose runner was killed before it could.
 func sweepTempDirs() {
 	entries, _ := os.ReadDir(os.TempDir())
 	for _, e := range entries {
@@ -300,13 +364,21 @@ func sweepTempDirs() {
 	}
 }
 
+// namespaceFlags are the namespaces a plugin gets: PID (everything it
+// starts dies with it), mount (its own /proc, /dev/shm and temporary
+// directory) and IPC (System V shared memory, semaphores and message
+// queues, and POSIX message queues, which would otherwise outlive it and
+// the memory limit of its cgroup: they vanish with the namespace).
+const namespaceFlags = syscall.CLONE_NEWPID | syscall.CLONE_NEWNS | syscall.CLONE_NEWIPC
+
 var (
 	nsOnce sync.Once
 	nsOK   bool
 )
 
 // namespacesWork reports, once, whether this host lets the runner start a
-// process in new PID and mount namespaces and make its mounts private.
+// process in new PID, mount and IPC namespaces and make its mounts
+// private.
 func namespacesWork() bool {
 	nsOnce.Do(func() {
 		if os.Geteuid() != 0 {
@@ -314,7 +386,7 @@ func namespacesWork() bool {
 		}
 		cmd := exec.Command("/proc/self/exe")
 		cmd.Args = []string{shimArg0, probeArg}
-		cmd.SysProcAttr = &syscall.SysProcAttr{Cloneflags: syscall.CLONE_NEWPID | syscall.CLONE_NEWNS, Pdeathsig: syscall.SIGKILL}
+		cmd.SysProcAttr = &syscall.SysProcAttr{Cloneflags: namespaceFlags, Pdeathsig: syscall.SIGKILL}
 		nsOK = cmd.Run() == nil
 	})
 	return nsOK

@@ -27,6 +27,10 @@ func New(cfg Config) *Process {
 	return &Process{Cmd: cmd, cfg: cfg}
 }
 
+// SocketDir: outside Linux go-plugin makes its socket directories in the
+// default temporary directory.
+func SocketDir() (string, func(), error) { return "", func() {}, nil }
+
 // PluginUser: outside Linux plugins keep the runner's user.
 func PluginUser(string) (User, bool, error) { return User{}, false, nil }
 

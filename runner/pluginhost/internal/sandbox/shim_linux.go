@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"runtime"
+	"strconv"
 	"syscall"
 
 	"golang.org/x/sys/unix"
@@ -41,6 +42,7 @@ type shimSpec struct {
 	TmpDir    string   `json:"tmp_dir"`
 	TmpfsSize uint64   `json:"tmpfs_size,omitempty"`
 	Rlimits   []rlimit `json:"rlimits,omitempty"`
+	Seccomp   bool     `json:"seccomp,omitempty"` // refuse user namespaces (seccomp_linux.go)
 }
 
 func (s shimSpec) encode() string {
@@ -94,6 +96,11 @@ func runShim(arg string) {
 			shimFail(fmt.Sprintf("set resource limit %d to %d", l.Resource, l.Value), err)
 		}
 	}
+	if s.Seccomp {
+		if err := installSeccomp(); err != nil {
+			shimFail("install the seccomp filter", err)
+		}
+	}
 	// The runner's end of the pipe closes when it dies: if it did before
 	// the parent-death signal was armed, stop here.
 	fds := []unix.PollFd{{Fd: syncFD, Events: unix.POLLIN}}
@@ -101,6 +108,12 @@ func runShim(arg string) {
 		os.Exit(125)
 	}
 	unix.Close(syncFD)
+	// The plugin gets only its stdio and its binary: not the status pipe,
+	// on which it could forge how it ended, nor any descriptor the runner
+	// inherited from its own parent (Go leaves those open across exec).
+	if err := closeOnExecFrom(exeFD); err != nil {
+		shimFail("close the runner's descriptors", err)
+	}
 	attr := &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL, Setpgid: s.Mount}
 	if s.UID >= 0 {
 		attr.Credential = &syscall.Credential{Uid: uint32(s.UID), Gid: uint32(s.GID), Groups: []uint32{uint32(s.GID)}}
@@ -165,6 +178,25 @@ func mounts(s shimSpec) error {
 	}
 	if err := unix.Mount("proc", "/proc", "proc", flags|unix.MS_NOEXEC, ""); err != nil {
 		return fmt.Errorf("mount /proc: %w", err)
+	}
+	return nil
+}
+
+// closeOnExecFrom marks every descriptor from first up close-on-exec;
+// ForkExec clears the flag again on those it passes.
+func closeOnExecFrom(first int) error {
+	if err := unix.CloseRange(uint(first), ^uint(0), unix.CLOSE_RANGE_CLOEXEC); err == nil {
+		return nil
+	}
+	// Kernels before 5.11: one by one.
+	entries, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		return err
+	}
+	for _, e := range entries {
+		if fd, err := strconv.Atoi(e.Name()); err == nil && fd >= first {
+			syscall.CloseOnExec(fd)
+		}
 	}
 	return nil
 }
