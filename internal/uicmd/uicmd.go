@@ -5,6 +5,8 @@ package uicmd
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"io"
@@ -46,7 +48,7 @@ func Parse(args []string, getenv func(string) string, stderr io.Writer) (Options
 	fs := pflag.NewFlagSet("omniq-ui", pflag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.StringVar(&o.Dashboard.Addr, "listen", env("OMNIQ_UI_LISTEN", "127.0.0.1:8090"), "address to serve the dashboard on; off loopback it needs --token")
-	fs.StringVar(&o.Dashboard.Token, "token", env("OMNIQ_UI_TOKEN", ""), "login token (or password) the dashboard asks for; required off loopback (prefer OMNIQ_UI_TOKEN: flags show in ps)")
+	fs.StringVar(&o.Dashboard.Token, "token", env("OMNIQ_UI_TOKEN", ""), "login token (or password) the dashboard asks for; required off loopback, made at start and printed when not set on loopback (prefer OMNIQ_UI_TOKEN: flags show in ps)")
 	fs.StringVar(&o.Dashboard.TLSCertFile, "tls-cert", env("OMNIQ_UI_TLS_CERT", ""), "PEM certificate to serve HTTPS with")
 	fs.StringVar(&o.Dashboard.TLSKeyFile, "tls-key", env("OMNIQ_UI_TLS_KEY", ""), "PEM key of --tls-cert")
 	fs.BoolVar(&o.Dashboard.ReadOnly, "read-only", env("OMNIQ_UI_READ_ONLY", "") == "true", "hide and refuse every action (cancel, replay, purge)")
@@ -170,6 +172,14 @@ func Main(ctx context.Context, args []string, getenv func(string) string, stdout
 		return 2
 	}
 	log.SetLevel(lvl)
+	// On loopback without a token of the operator's, a token made now:
+	// every local process can reach a loopback port, plugins included,
+	// and the dashboard acts with the operator's NATS credentials.
+	// Off loopback the operator must choose one (dashboard.New says so).
+	made := o.Dashboard.Token == "" && dashboard.IsLoopback(o.Dashboard.Addr)
+	if made {
+		o.Dashboard.Token = newToken()
+	}
 	// Check the dashboard's settings before connecting, so that a refused
 	// address is reported at once.
 	o.Dashboard.Logger = log
@@ -195,6 +205,9 @@ func Main(ctx context.Context, args []string, getenv func(string) string, stdout
 		return 1
 	}
 	fmt.Fprintf(stderr, "omniq-ui: dashboard on %s\n", srv.URL())
+	if made {
+		fmt.Fprintf(stderr, "omniq-ui: sign in with the token %s (made at this start; set OMNIQ_UI_TOKEN to choose one)\n", o.Dashboard.Token)
+	}
 	<-ctx.Done()
 	c, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
@@ -203,4 +216,12 @@ func Main(ctx context.Context, args []string, getenv func(string) string, stdout
 		return 1
 	}
 	return 0
+}
+
+// newToken is a login token for a dashboard started without one: 128
+// random bits, URL-safe.
+func newToken() string {
+	b := make([]byte, 16)
+	_, _ = rand.Read(b) // never fails (crypto/rand)
+	return base64.RawURLEncoding.EncodeToString(b)
 }

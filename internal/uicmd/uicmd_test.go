@@ -1,12 +1,16 @@
 package uicmd
 
 import (
+	"bufio"
 	"context"
 	"io"
+	"net/http"
+	"net/url"
 	"path/filepath"
 	"runtime"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/sirupsen/logrus"
@@ -159,5 +163,113 @@ func TestARefusedLoginSaysWhatToGive(t *testing.T) {
 	o.DataDir = other
 	if _, _, err := connect(o, log); err == nil || !strings.Contains(err.Error(), "refused the operator credentials in "+credentials.SeedFile(other, "operator")) {
 		t.Fatalf("connect with another runner's credentials: %v; want them named", err)
+	}
+}
+
+// On loopback without a token, omniq-ui makes one and prints it: every
+// local process reaches a loopback port (a plugin's handler too), and the
+// dashboard acts with the operator's credentials, so no page answers
+// without the login. A token the operator chose is not printed.
+func TestALoopbackDashboardAsksForATokenMadeAtStart(t *testing.T) {
+	srv := omniqtest.StartServer(t, jetstream.Config{})
+	for _, chosen := range []string{"", "chosen-token"} {
+		ctx, cancel := context.WithCancel(context.Background())
+		pr, pw := io.Pipe()
+		done := make(chan int, 1)
+		env := func(k string) string {
+			if k == "OMNIQ_UI_TOKEN" {
+				return chosen
+			}
+			return ""
+		}
+		go func() {
+			code := Main(ctx, []string{"--listen", "127.0.0.1:0", "--nats-url", srv.URL}, env, io.Discard, pw)
+			_ = pw.Close()
+			done <- code
+		}()
+		// omniq-ui's lines, read until it ends; waited for with a deadline.
+		lines := make(chan string, 16)
+		go func() {
+			defer close(lines)
+			sc := bufio.NewScanner(pr)
+			for sc.Scan() {
+				lines <- sc.Text()
+			}
+		}()
+		next := func() string {
+			select {
+			case l := <-lines:
+				return l
+			case <-time.After(30 * time.Second):
+				return ""
+			}
+		}
+		var addr, token string
+		for l := next(); l != "" && addr == ""; l = next() {
+			addr, _ = strings.CutPrefix(l, "omniq-ui: dashboard on ")
+			if addr == l {
+				addr = ""
+			}
+			if addr != "" {
+				break
+			}
+		}
+		if addr == "" {
+			t.Fatal("omniq-ui did not say where the dashboard is")
+		}
+		if chosen == "" {
+			l := next()
+			token, _, _ = strings.Cut(strings.TrimPrefix(l, "omniq-ui: sign in with the token "), " ")
+			if token == "" || token == l || strings.Contains(token, ":") {
+				t.Fatalf("no token printed after %q: %q", addr, l)
+			}
+		} else {
+			token = chosen
+		}
+		go func() {
+			for range lines {
+			}
+		}()
+
+		c := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+		resp, err := c.Get(addr + "/")
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusSeeOther || !strings.HasPrefix(resp.Header.Get("Location"), "/login") {
+			t.Errorf("token %q: GET / without a login: %d to %q, want a redirect to /login", chosen, resp.StatusCode, resp.Header.Get("Location"))
+		}
+		resp, err = c.PostForm(addr+"/login", url.Values{"token": {"wrong"}, "next": {"/"}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusUnauthorized {
+			t.Errorf("token %q: a wrong token: %d, want 401", chosen, resp.StatusCode)
+		}
+		resp, err = c.PostForm(addr+"/login", url.Values{"token": {token}, "next": {"/"}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		cookies := resp.Cookies()
+		if resp.StatusCode != http.StatusSeeOther || len(cookies) == 0 {
+			t.Fatalf("token %q: signing in: %d with %d cookies, want a redirect and a session", chosen, resp.StatusCode, len(cookies))
+		}
+		req, _ := http.NewRequest(http.MethodGet, addr+"/", nil)
+		req.AddCookie(cookies[0])
+		resp, err = c.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			t.Errorf("token %q: GET / signed in: %d, want 200", chosen, resp.StatusCode)
+		}
+		cancel()
+		if code := <-done; code != 0 {
+			t.Errorf("token %q: omniq-ui exited %d, want 0", chosen, code)
+		}
 	}
 }
