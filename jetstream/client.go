@@ -129,6 +129,9 @@ func (c *Client) Validate(r SubmitRequest) error {
 	if r.Timeout < 0 || r.Timeout > models.MaxTimeout {
 		return fmt.Errorf("%w: timeout must be between 0 and %s, got %s", ErrInvalidMessage, models.MaxTimeout, r.Timeout)
 	}
+	if r.RunAt.After(time.Now().Add(models.MaxStartDelay)) {
+		return fmt.Errorf("%w: run at %s is more than %s ahead; a task may be scheduled at most a year ahead", ErrInvalidMessage, r.RunAt.UTC().Format(time.RFC3339), models.MaxStartDelay)
+	}
 	return validateUserHeaders(r.Headers)
 }
 

@@ -161,6 +161,9 @@ func (c Config) ParseTaskMessage(subject string, hdr nats.Header, data []byte, s
 		if err != nil {
 			return tm, fmt.Errorf("%w: header %s=%q: want an RFC 3339 time like 2026-11-26T09:00:00Z", ErrInvalidMessage, HeaderRunAt, v)
 		}
+		if at.After(time.Now().Add(models.MaxStartDelay)) {
+			return tm, fmt.Errorf("%w: header %s=%q: more than %s ahead; a task may be scheduled at most a year ahead", ErrInvalidMessage, HeaderRunAt, v, models.MaxStartDelay)
+		}
 		tm.RunAt = at.UTC()
 	}
 	if v := hdr.Get(HeaderTimeout); v != "" {

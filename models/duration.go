@@ -52,6 +52,9 @@ const (
 	MaxTimeout = 365 * 24 * time.Hour
 	// MaxRetryDelay bounds the delay before a retry, whoever asks for it.
 	MaxRetryDelay = 365 * 24 * time.Hour
+	// MaxStartDelay bounds how far ahead a task's first attempt may be
+	// scheduled (Omniq-Run-At): a task due in the year 9999 would never end.
+	MaxStartDelay = 365 * 24 * time.Hour
 )
 
 // Milliseconds is n milliseconds as a Duration, saturating at the largest
