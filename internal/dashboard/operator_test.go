@@ -8,14 +8,12 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 
 	"github.com/omniq/omniq/internal/credentials"
 	"github.com/omniq/omniq/internal/omniqtest"
 	"github.com/omniq/omniq/internal/roles"
 	"github.com/omniq/omniq/jetstream"
-	"github.com/omniq/omniq/jetstream/embedded"
 	"github.com/omniq/omniq/models"
 )
 
@@ -25,24 +23,7 @@ import (
 func roleClients(t *testing.T) (runner, operator *jetstream.Client) {
 	t.Helper()
 	data := filepath.Join(t.TempDir(), "data")
-	keys, err := credentials.Ensure(data, "runner", "operator", "submitter")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var users []*server.NkeyUser
-	for _, k := range keys {
-		r, _ := roles.Parse(k.Role)
-		p, err := roles.Permissions(r, jetstream.Config{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		users = append(users, &server.NkeyUser{Nkey: k.Public, Permissions: p})
-	}
-	srv, err := embedded.Start(embedded.Config{StoreDir: t.TempDir(), Port: -1, NKeys: users})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = srv.Shutdown(context.Background()) })
+	srv := omniqtest.StartRoleServer(t, data)
 	login := func(role, inbox string, open func(context.Context, *nats.Conn, jetstream.Config) (*jetstream.Client, error)) *jetstream.Client {
 		nc, err := jetstream.Connect(jetstream.ConnConfig{URL: srv.ClientURL(), NKeySeedFile: credentials.SeedFile(data, role), InboxPrefix: inbox})
 		if err != nil {

@@ -9,7 +9,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 
 	"github.com/omniq/omniq/internal/credentials"
@@ -17,7 +16,6 @@ import (
 	"github.com/omniq/omniq/internal/roles"
 	"github.com/omniq/omniq/internal/submitcmd"
 	"github.com/omniq/omniq/jetstream"
-	"github.com/omniq/omniq/jetstream/embedded"
 	"github.com/omniq/omniq/models"
 )
 
@@ -26,24 +24,7 @@ import (
 // runner. It returns the server's URL.
 func startAuthServer(t *testing.T, data string) string {
 	t.Helper()
-	keys, err := credentials.Ensure(data, "runner", "operator", "submitter")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var users []*server.NkeyUser
-	for _, k := range keys {
-		r, _ := roles.Parse(k.Role)
-		p, err := roles.Permissions(r, jetstream.Config{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		users = append(users, &server.NkeyUser{Nkey: k.Public, Permissions: p})
-	}
-	srv, err := embedded.Start(embedded.Config{StoreDir: t.TempDir(), Port: -1, NKeys: users})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = srv.Shutdown(context.Background()) })
+	srv := omniqtest.StartRoleServer(t, data)
 	login, err := nats.NkeyOptionFromSeed(credentials.SeedFile(data, "runner"))
 	if err != nil {
 		t.Fatal(err)

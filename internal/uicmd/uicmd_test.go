@@ -12,15 +12,12 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats-server/v2/server"
 	"github.com/sirupsen/logrus"
 	"go.uber.org/goleak"
 
 	"github.com/omniq/omniq/internal/credentials"
 	"github.com/omniq/omniq/internal/omniqtest"
-	"github.com/omniq/omniq/internal/roles"
 	"github.com/omniq/omniq/jetstream"
-	"github.com/omniq/omniq/jetstream/embedded"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -121,25 +118,7 @@ func TestALoginThatIsNotAnOperatorsIsNamed(t *testing.T) {
 // creates in data, as omniq-runner does, and returns its URL.
 func startAuthServer(t *testing.T, data string) string {
 	t.Helper()
-	keys, err := credentials.Ensure(data, "runner", "operator", "submitter")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var users []*server.NkeyUser
-	for _, k := range keys {
-		r, _ := roles.Parse(k.Role)
-		p, err := roles.Permissions(r, jetstream.Config{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		users = append(users, &server.NkeyUser{Nkey: k.Public, Permissions: p})
-	}
-	srv, err := embedded.Start(embedded.Config{StoreDir: t.TempDir(), Port: -1, NKeys: users})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = srv.Shutdown(context.Background()) })
-	return srv.ClientURL()
+	return omniqtest.StartRoleServer(t, data).ClientURL()
 }
 
 // A refused login is explained as one: the server is running, what it
