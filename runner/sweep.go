@@ -181,17 +181,9 @@ func (r *Runner) failDueRetry(ctx context.Context, log logrus.FieldLogger, tm *j
 			t.ClaimSequence, t.ClaimDelivery, t.ClaimStream = d.Seq, d.Delivered, d.Stream
 			t.RecordError(te)
 		})
-		if errors.Is(err, jetstream.ErrStaleRevision) {
-			continue
-		}
-		if err != nil {
-			log.WithError(err).Error("cannot record the failure; the task will be redelivered")
-			_ = msg.NakWithDelay(time.Second)
+		if !r.deadLetterRecorded(ctx, log, tm, te, msg, next, err) {
 			return
 		}
-		log.WithField("error_type", te.ErrorType).Warn("task dead-lettered without running: " + logText(te.Message))
-		r.deadLetter(ctx, log, tm, te, next.Task.Replays, msg)
-		return
 	}
 	_ = msg.NakWithDelay(time.Second)
 }

@@ -600,19 +600,30 @@ func (r *Runner) failWithoutRunning(ctx context.Context, log logrus.FieldLogger,
 		default:
 			next, err = state.Transition(ctx, rec, models.StatusFailed, time.Now(), func(t *models.Task) { t.RecordError(te) })
 		}
-		if errors.Is(err, jetstream.ErrStaleRevision) || errors.Is(err, jetstream.ErrTaskExists) {
-			continue
-		}
-		if err != nil {
-			log.WithError(err).Error("cannot record the failure; the task will be redelivered")
-			_ = msg.NakWithDelay(time.Second)
+		if !r.deadLetterRecorded(ctx, log, tm, te, msg, next, err) {
 			return
 		}
-		log.WithField("error_type", te.ErrorType).Warn("task dead-lettered without running: " + logText(te.Message))
-		r.deadLetter(ctx, log, tm, te, next.Task.Replays, msg)
-		return
 	}
 	_ = msg.NakWithDelay(time.Second)
+}
+
+// deadLetterRecorded follows the write of a failure, next or err, for a
+// task that did not run: after a lost race (the record moved, or appeared)
+// it returns true, for the caller to read and try again; after another
+// error it puts the message back; after the write it dead-letters the
+// task.
+func (r *Runner) deadLetterRecorded(ctx context.Context, log logrus.FieldLogger, tm *jetstream.TaskMessage, te models.TaskError, msg natsjs.Msg, next jetstream.Record, err error) (again bool) {
+	switch {
+	case errors.Is(err, jetstream.ErrStaleRevision) || errors.Is(err, jetstream.ErrTaskExists):
+		return true
+	case err != nil:
+		log.WithError(err).Error("cannot record the failure; the task will be redelivered")
+		_ = msg.NakWithDelay(time.Second)
+	default:
+		log.WithField("error_type", te.ErrorType).Warn("task dead-lettered without running: " + logText(te.Message))
+		r.deadLetter(ctx, log, tm, te, next.Task.Replays, msg)
+	}
+	return false
 }
 
 // waitOutQuarantine puts back a task that did not run because its plugin

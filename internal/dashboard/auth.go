@@ -37,7 +37,9 @@ func newSessions(ttl time.Duration) *sessions {
 	return &sessions{ttl: ttl, m: make(map[string]*session)}
 }
 
-func randomToken() string {
+// RandomToken is 256 random bits, URL-safe: session ids, CSRF tokens, and
+// the login token omniq-ui makes when none is chosen.
+func RandomToken() string {
 	b := make([]byte, 32)
 	_, _ = rand.Read(b) // never fails (crypto/rand)
 	return base64.RawURLEncoding.EncodeToString(b)
@@ -55,8 +57,8 @@ func (s *sessions) create(now time.Time) (string, *session) {
 		}
 		delete(s.m, oldest)
 	}
-	id := randomToken()
-	ss := &session{csrf: randomToken(), expires: now.Add(s.ttl)}
+	id := RandomToken()
+	ss := &session{csrf: RandomToken(), expires: now.Add(s.ttl)}
 	s.m[id] = ss
 	return id, ss
 }

@@ -5,8 +5,6 @@ package uicmd
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/base64"
 	"errors"
 	"fmt"
 	"io"
@@ -178,7 +176,7 @@ func Main(ctx context.Context, args []string, getenv func(string) string, stdout
 	// Off loopback the operator must choose one (dashboard.New says so).
 	made := o.Dashboard.Token == "" && dashboard.IsLoopback(o.Dashboard.Addr)
 	if made {
-		o.Dashboard.Token = newToken()
+		o.Dashboard.Token = dashboard.RandomToken()
 	}
 	// Check the dashboard's settings before connecting, so that a refused
 	// address is reported at once.
@@ -216,12 +214,4 @@ func Main(ctx context.Context, args []string, getenv func(string) string, stdout
 		return 1
 	}
 	return 0
-}
-
-// newToken is a login token for a dashboard started without one: 128
-// random bits, URL-safe.
-func newToken() string {
-	b := make([]byte, 16)
-	_, _ = rand.Read(b) // never fails (crypto/rand)
-	return base64.RawURLEncoding.EncodeToString(b)
 }
