@@ -292,9 +292,39 @@ func TestCPUPerOp(t *testing.T) {
 		{"all processes summed", snap(map[proc]time.Duration{bench: 1500 * time.Millisecond, server: 2500 * time.Millisecond}, bench, server), 1000, 1000},
 		{"a process started meanwhile counts whole", snap(map[proc]time.Duration{bench: time.Second, server: 2 * time.Second, plugin: 200 * time.Millisecond}, bench, server, plugin), 100, 2000},
 		{"nothing done", snap(map[proc]time.Duration{bench: 2 * time.Second}, bench), 0, 0},
+		{"a process whose threads' sum fell below the earlier tick count adds nothing",
+			snap(map[proc]time.Duration{bench: 1500 * time.Millisecond, server: 2*time.Second - 5*time.Millisecond}, bench, server), 1000, 500},
 	} {
 		if got := cpuPerOp(before, tc.after, tc.n); got != tc.want {
 			t.Errorf("%s: cpuPerOp = %v µs, want %v", tc.name, got, tc.want)
 		}
+	}
+}
+
+// TestThreadsCPU checks that a process's CPU time is read to below a
+// clock tick and agrees with /proc/<pid>/stat's tick count: the tests'
+// sections are short enough to use less than a tick in every process.
+func TestThreadsCPU(t *testing.T) {
+	pid := os.Getpid()
+	const tick = time.Second / clockTicks
+	// Two readings in a row differ by the CPU the second one took: less
+	// than a tick, which stat's figure cannot show. (Other threads may
+	// run in between: one pair in many suffices.)
+	subTick := false
+	for i := 0; i < 1000 && !subTick; i++ {
+		a, b := threadsCPU(pid), threadsCPU(pid)
+		subTick = a > 0 && b > a && b-a < tick
+	}
+	if !subTick {
+		t.Fatalf("threadsCPU(self) = %v: never moved by less than a %v tick between two readings", threadsCPU(pid), tick)
+	}
+	st, err := readStat(pid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// stat sums every thread (those exited too) in whole ticks; a test
+	// process keeps its threads, so the two differ by about a tick.
+	if threads := threadsCPU(pid); st.cpu-threads > 5*tick || threads-st.cpu > 5*tick {
+		t.Errorf("stat says %v of CPU, the threads' schedstat %v: want them within a few ticks", st.cpu, threads)
 	}
 }

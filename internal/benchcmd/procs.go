@@ -188,11 +188,37 @@ func takeSnapshot(runnerPid, serverPid int) snapshot {
 	s := snapshot{cpu: map[proc]time.Duration{}}
 	for _, p := range processes(runnerPid, serverPid) {
 		if st, err := readStat(p.pid); err == nil {
-			s.cpu[p] = st.cpu
+			s.cpu[p] = max(st.cpu, threadsCPU(p.pid))
 			s.roll = append(s.roll, p)
 		}
 	}
 	return s
+}
+
+// threadsCPU is the CPU time pid's live threads have used, to the
+// nanosecond: the sum of the run times in their
+// /proc/<pid>/task/<tid>/schedstat (0 where the kernel has none).
+// /proc/<pid>/stat counts whole 10 ms ticks, which a short section can
+// stay under in every process; it does keep the time of threads that
+// have exited, which this sum loses, so a snapshot takes the larger.
+func threadsCPU(pid int) time.Duration {
+	dir := fmt.Sprintf("/proc/%d/task", pid)
+	tids, err := os.ReadDir(dir)
+	if err != nil {
+		return 0
+	}
+	var total time.Duration
+	for _, t := range tids {
+		b, err := os.ReadFile(filepath.Join(dir, t.Name(), "schedstat"))
+		if err != nil {
+			continue // the thread exited meanwhile
+		}
+		run, _, _ := bytes.Cut(b, []byte{' '})
+		if ns, err := strconv.ParseInt(string(run), 10, 64); err == nil {
+			total += time.Duration(ns)
+		}
+	}
+	return total
 }
 
 // usage is the CPU each process used between before and after, and its
@@ -201,7 +227,10 @@ func takeSnapshot(runnerPid, serverPid int) snapshot {
 func usage(before, after snapshot, tasks int) []ProcessUsage {
 	var out []ProcessUsage
 	for _, p := range after.roll {
-		cpu := after.cpu[p] - before.cpu[p] // a process started since counts whole
+		// A process started since counts whole. A thread that exited can
+		// make the sum of the rest fall below the stat figure taken before
+		// (see threadsCPU), by less than a tick: no negative time.
+		cpu := max(after.cpu[p]-before.cpu[p], 0)
 		u := ProcessUsage{Process: p.role, PID: p.pid, CPUSeconds: cpu.Seconds(), PeakRSSMiB: float64(peakRSS(p.pid)) / (1 << 20)}
 		if tasks > 0 {
 			u.CPUSecondsPer1000 = cpu.Seconds() * 1000 / float64(tasks)
