@@ -71,7 +71,7 @@ func Parse(args []string, stderr io.Writer) (Options, error) {
 	fs := flag.NewFlagSet("omniq-bench", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.StringVar(&o.Bin, "bin", "./bin", "directory holding omniq-runner and omniq-submit, as make builds them")
-	fs.StringVar(&o.PluginsDir, "plugins-dir", "./bin/plugins", "plugins directory for the runner; must hold echo and faults")
+	fs.StringVar(&o.PluginsDir, "plugins-dir", "./bin/plugins", "plugins directory for the runner; must hold echo (with noop) and faults")
 	fs.StringVar(&o.NATSServer, "nats-server", "", "nats-server binary to run as its own process (default: a nats-server inside omniq-bench)")
 	fs.StringVar(&sections, "sections", strings.Join(allSections, ","), "comma-separated sections to run: "+strings.Join(allSections, ", "))
 	fs.BoolVar(&o.JSON, "json", false, "write the report as JSON instead of tables")

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os/exec"
 	"slices"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -44,25 +45,41 @@ func startRunner(exe string, args ...string) (*runnerProc, error) {
 	return r, nil
 }
 
-// waitReady waits until the runner has registered echo and fail.
+// waitReady waits until the runner has registered the functions the
+// sections run (benchFunctions).
 func (r *runnerProc) waitReady(ctx context.Context, client *jetstream.Client) error {
 	deadline := time.Now().Add(60 * time.Second)
 	for {
 		names, err := client.FunctionNames(ctx)
-		if err == nil && slices.Contains(names, "echo") && slices.Contains(names, "fail") {
+		if err == nil && servesAll(names) {
 			return nil
 		}
 		select {
 		case <-r.exited:
-			return fmt.Errorf("omniq-runner exited before it served echo and fail (%v):\n%s", r.waitErr, r.stderr.String())
+			return fmt.Errorf("omniq-runner exited before it served %s (%v):\n%s", strings.Join(benchFunctions, ", "), r.waitErr, r.stderr.String())
 		case <-ctx.Done():
 			return ctx.Err()
 		case <-time.After(20 * time.Millisecond):
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("omniq-runner does not serve echo and fail after 60s (serves %v, last error %v); its log:\n%s", names, err, r.stderr.String())
+			return fmt.Errorf("omniq-runner does not serve all of %s after 60s (serves %v, last error %v); its log:\n%s", strings.Join(benchFunctions, ", "), names, err, r.stderr.String())
 		}
 	}
+}
+
+// benchFunctions are the functions the sections run: noop (the no-op
+// task, as the peers' handlers are no-ops) and echo from the echo plugin,
+// fail from faults. A plugins directory from before noop existed lacks it.
+var benchFunctions = []string{"noop", "echo", "fail"}
+
+// servesAll reports whether names holds every one of benchFunctions.
+func servesAll(names []string) bool {
+	for _, fn := range benchFunctions {
+		if !slices.Contains(names, fn) {
+			return false
+		}
+	}
+	return true
 }
 
 // stop asks the runner to stop (SIGTERM), kills it after 30 seconds, and

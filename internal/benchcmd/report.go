@@ -150,7 +150,7 @@ type Ceilings struct {
 	// one at a time and with InFlight writers.
 	KVCASSequential Rate `json:"kv_cas_sequential"`
 	KVCASParallel   Rate `json:"kv_cas_parallel"`
-	// Plugin1 and PluginParallel: no-op calls to the echo plugin through
+	// Plugin1 and PluginParallel: no-op calls (noop) to the echo plugin through
 	// runner/pluginhost, one at a time and InFlight at once.
 	Plugin1        Rate           `json:"plugin_call_sequential"`
 	PluginParallel Rate           `json:"plugin_call_parallel"`
@@ -171,7 +171,7 @@ type Submit struct {
 	Processes       []ProcessUsage `json:"processes"`
 }
 
-// Drain is the run of Tasks no-op echo tasks.
+// Drain is the run of Tasks no-op tasks (the echo plugin's noop).
 type Drain struct {
 	Tasks     int `json:"tasks"`
 	Succeeded int `json:"succeeded"`

@@ -310,7 +310,7 @@ func (b *bench) stopServer() {
 }
 
 // ensureRunner starts the runner if it is not running and waits until it
-// serves echo and fail.
+// serves benchFunctions.
 func (b *bench) ensureRunner(ctx context.Context) error {
 	if b.runner == nil {
 		if err := b.startRunner(); err != nil {

@@ -76,7 +76,7 @@ func (b *bench) backlog(ctx context.Context) error {
 	}
 	n := b.o.Tasks
 	t := b.watch.track("backlog", n, false)
-	first, last, err := b.publish(ctx, "echo", "backlog", n, func(int) []byte { return []byte("x") }, 0)
+	first, last, err := b.publish(ctx, "noop", "backlog", n, func(int) []byte { return []byte("x") }, 0)
 	if err != nil {
 		return err
 	}
@@ -108,7 +108,7 @@ func (b *bench) live(ctx context.Context) error {
 	n := b.o.Tasks
 	t := b.watch.track("live", n, false)
 	before := b.snapshot()
-	first, last, err := b.publish(ctx, "echo", "live", n, func(int) []byte { return []byte("x") }, 0)
+	first, last, err := b.publish(ctx, "noop", "live", n, func(int) []byte { return []byte("x") }, 0)
 	if err != nil {
 		return err
 	}
@@ -172,8 +172,8 @@ func (b *bench) serial(ctx context.Context) error {
 	start := time.Now()
 	for i := 0; i < n; i++ {
 		id := "serial-" + strconv.Itoa(i)
-		tm := jetstream.TaskMessage{ID: id, Function: "echo", Attempt: 1, Payload: []byte("x")}
-		if _, err := b.js.PublishMsg(ctx, &nats.Msg{Subject: b.client.Config().TaskSubject("echo"), Header: tm.Header(), Data: tm.Payload}, natsjs.WithMsgID(id)); err != nil {
+		tm := jetstream.TaskMessage{ID: id, Function: "noop", Attempt: 1, Payload: []byte("x")}
+		if _, err := b.js.PublishMsg(ctx, &nats.Msg{Subject: b.client.Config().TaskSubject("noop"), Header: tm.Header(), Data: tm.Payload}, natsjs.WithMsgID(id)); err != nil {
 			return fmt.Errorf("publish task %s: %w", id, err)
 		}
 		select {

@@ -17,10 +17,20 @@ func TestEchoInProcess(t *testing.T) {
 	}
 }
 
+func TestNoopInProcess(t *testing.T) {
+	out := sdktest.Run(t, sdk.HandlerFunc(noop), sdk.Task{Payload: []byte("ping")})
+	if len(out.Output) != 0 || out.Failure != nil || len(out.Progress) != 0 {
+		t.Fatalf("outcome = %+v", out)
+	}
+}
+
 func TestEchoPluginProcess(t *testing.T) {
 	p := sdktest.StartPlugin(t, sdktest.Build(t, "github.com/omniq/omniq/plugins/echo"))
-	if fns := p.Functions(); len(fns) != 1 || fns[0].Name != "echo" {
+	if fns := p.Functions(); len(fns) != 2 || fns[0].Name != "echo" || fns[1].Name != "noop" {
 		t.Fatalf("functions = %v", fns)
+	}
+	if out := p.Run(t, "noop", []byte("ignored"), nil, 0); out.Failure != nil || len(out.Output) != 0 || len(out.Progress) != 0 {
+		t.Fatalf("noop: %+v", out)
 	}
 	big := make([]byte, 1<<20)
 	for i := range big {
