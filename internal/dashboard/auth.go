@@ -113,6 +113,16 @@ func (srv *Server) sessionOf(w http.ResponseWriter, r *http.Request) *session {
 // 401), and for a POST the session's CSRF token, a same-origin request, and
 // that the dashboard is not read-only.
 func (srv *Server) guard(next func(http.ResponseWriter, *http.Request, *session)) http.HandlerFunc {
+	return srv.guarded(next, true)
+}
+
+// guardSignOut is guard for signing out: it changes nothing OmniQ holds, so
+// a read-only dashboard allows it too.
+func (srv *Server) guardSignOut(next func(http.ResponseWriter, *http.Request, *session)) http.HandlerFunc {
+	return srv.guarded(next, false)
+}
+
+func (srv *Server) guarded(next func(http.ResponseWriter, *http.Request, *session), action bool) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		ss := srv.sessionOf(w, r)
 		if ss == nil {
@@ -128,7 +138,7 @@ func (srv *Server) guard(next func(http.ResponseWriter, *http.Request, *session)
 			return
 		}
 		if r.Method == http.MethodPost {
-			if srv.cfg.ReadOnly {
+			if action && srv.cfg.ReadOnly {
 				http.Error(w, "refused: the dashboard is read-only (started with --read-only)", http.StatusForbidden)
 				return
 			}

@@ -67,7 +67,7 @@ func (s *Server) Handler() http.Handler {
 	mux.Handle("GET /static/", s.static)
 	mux.HandleFunc("GET /login", s.handleLogin)
 	mux.HandleFunc("POST /login", s.handleLogin)
-	mux.HandleFunc("POST /logout", s.guard(s.handleLogout))
+	mux.HandleFunc("POST /logout", s.guardSignOut(s.handleLogout))
 	mux.HandleFunc("GET /{$}", s.guard(s.handleOverview))
 	mux.HandleFunc("GET /tasks", s.guard(s.handleTasks))
 	mux.HandleFunc("GET /tasks/{id}", s.guard(s.handleTask))
