@@ -5,8 +5,11 @@ import (
 	"crypto/rand"
 	"crypto/subtle"
 	"encoding/base64"
+	"fmt"
+	"net"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -171,7 +174,18 @@ func (srv *Server) handleLogin(w http.ResponseWriter, r *http.Request) {
 	}
 	data := map[string]any{"Next": next}
 	if r.Method == http.MethodPost {
+		key := clientKey(r)
+		if wait := srv.logins.attempt(key); wait > 0 {
+			// Refused before the token is compared: a guess made now
+			// learns nothing.
+			w.Header().Set("Retry-After", strconv.Itoa(int((wait+time.Second-1)/time.Second)))
+			w.WriteHeader(http.StatusTooManyRequests)
+			data["Error"] = fmt.Sprintf("Too many wrong tokens from your address: try again in %s.", dur(wait+time.Second-1))
+			srv.render(w, r, "login", &page{Title: "Sign in", Data: data})
+			return
+		}
 		if subtle.ConstantTimeCompare([]byte(r.PostFormValue("token")), []byte(srv.cfg.Token)) == 1 {
+			srv.logins.succeeded(key)
 			id, _ := srv.sessions.create(time.Now())
 			srv.setCookie(w, id, int(srv.cfg.SessionTTL.Seconds()))
 			http.Redirect(w, r, next, http.StatusSeeOther)
@@ -190,4 +204,112 @@ func (srv *Server) handleLogout(w http.ResponseWriter, r *http.Request, _ *sessi
 	}
 	srv.setCookie(w, "", -1)
 	http.Redirect(w, r, "/login", http.StatusSeeOther)
+}
+
+// Sign-in attempts with a wrong token are slowed down per client address
+// (an IPv6 address by its /64): loginFreeFailures are free, then each
+// further failure locks the address out, for loginFirstLockout and twice as
+// long after each failure, up to loginMaxLockout. While locked out every
+// attempt from the address is refused with 429, the right token included,
+// so ignoring the refusals does not make guessing faster. A sign-in with
+// the right token clears the address's failures.
+const (
+	loginFreeFailures = 5
+	loginFirstLockout = time.Second
+	loginMaxLockout   = 5 * time.Minute
+	// loginForget is how long after its last failure an address starts
+	// again with free attempts.
+	loginForget = time.Hour
+	// maxLoginClients bounds the table of addresses; beyond it, addresses
+	// share one record (and its lockout).
+	maxLoginClients = 10_000
+)
+
+// loginLimiter counts wrong sign-ins per client address.
+type loginLimiter struct {
+	now func() time.Time
+	mu  sync.Mutex
+	m   map[string]*loginFailures
+}
+
+type loginFailures struct {
+	n     int       // failures since the address last signed in or was forgotten
+	last  time.Time // the latest failure
+	until time.Time // locked out until
+}
+
+func newLoginLimiter() *loginLimiter {
+	return &loginLimiter{now: time.Now, m: make(map[string]*loginFailures)}
+}
+
+// attempt is called before a sign-in's token is compared. It returns how
+// long key must still wait when it is locked out (the attempt is then
+// refused); otherwise it counts the attempt as a failure, until succeeded
+// clears it, and returns zero. Counting before comparing means that
+// attempts sent all at once cannot slip past the lockout.
+func (l *loginLimiter) attempt(key string) time.Duration {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	now := l.now()
+	key = l.keyLocked(key)
+	f := l.m[key]
+	if f != nil && now.Before(f.until) {
+		return f.until.Sub(now)
+	}
+	if f == nil || now.Sub(f.last) > loginForget {
+		f = &loginFailures{}
+		l.m[key] = f
+	}
+	f.n++
+	f.last = now
+	if f.n > loginFreeFailures {
+		d := loginMaxLockout
+		if shift := f.n - loginFreeFailures - 1; shift < 20 {
+			d = min(loginFirstLockout<<shift, loginMaxLockout)
+		}
+		f.until = now.Add(d)
+	}
+	return 0
+}
+
+// succeeded clears key's failures.
+func (l *loginLimiter) succeeded(key string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	delete(l.m, key)
+}
+
+// keyLocked returns key, or the shared overflow key when the table is full
+// of addresses that failed recently.
+func (l *loginLimiter) keyLocked(key string) string {
+	if _, ok := l.m[key]; ok || len(l.m) < maxLoginClients {
+		return key
+	}
+	now := l.now()
+	for k, f := range l.m {
+		if now.Sub(f.last) > loginForget || (f.n <= loginFreeFailures && now.Sub(f.last) > loginMaxLockout) {
+			delete(l.m, k)
+		}
+	}
+	if len(l.m) < maxLoginClients {
+		return key
+	}
+	return "" // every address beyond the bound shares one record
+}
+
+// clientKey is the address a request's sign-in attempts are counted
+// against: its IP, or for IPv6 its /64, which one host usually owns whole.
+func clientKey(r *http.Request) string {
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		host = r.RemoteAddr
+	}
+	ip := net.ParseIP(host)
+	if ip == nil {
+		return host
+	}
+	if ip.To4() == nil {
+		return ip.Mask(net.CIDRMask(64, 128)).String() + "/64"
+	}
+	return ip.String()
 }

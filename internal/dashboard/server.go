@@ -27,6 +27,7 @@ type Server struct {
 	index    *index
 	hub      *hub
 	sessions *sessions
+	logins   *loginLimiter
 	pages    map[string]*template.Template
 	static   http.Handler
 
@@ -53,7 +54,7 @@ func New(cfg Config) (*Server, error) {
 	sub, _ := fs.Sub(assets, "assets/static")
 	s := &Server{
 		cfg: cfg, tls: cfg.TLSCertFile != "", hub: newHub(),
-		sessions: newSessions(cfg.SessionTTL), pages: pages,
+		sessions: newSessions(cfg.SessionTTL), logins: newLoginLimiter(), pages: pages,
 		static:  http.StripPrefix("/static/", http.FileServerFS(sub)),
 		stopped: make(chan struct{}),
 	}
