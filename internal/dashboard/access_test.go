@@ -135,3 +135,38 @@ func TestClientKey(t *testing.T) {
 		}
 	}
 }
+
+// An action from another origin is refused even with a valid session and
+// CSRF token: a browser names the origin in Origin ("null" for sandboxed
+// frames, data: URLs and redirects across sites) or, where it sends no
+// Origin, in Referer.
+func TestActionsFromAnotherOriginAreRefused(t *testing.T) {
+	t.Parallel()
+	srv := startServer(t)
+	d := startDashboard(t, Config{Client: srv.Client, Token: "s3cret"})
+	b := newBrowser(t, d.URL())
+	b.post("/login", url.Values{"token": {"s3cret"}})
+	token := b.csrf("/dead")
+	form := url.Values{"csrf": {token}}
+	for _, hdr := range []map[string]string{
+		{"Origin": "null"},
+		{"Origin": "http://evil.example"},
+		{"Referer": "http://evil.example/page"},
+		{"Referer": "http://" + strings.TrimPrefix(d.URL(), "http://") + ".evil.example/"},
+		{"Origin": "null", "Referer": d.URL() + "/dead"},
+	} {
+		if code, body, _ := b.do(http.MethodPost, "/dead/purge", form, hdr); code != http.StatusForbidden || !strings.Contains(body, "another origin") {
+			t.Errorf("POST with %v: %d %.80q, want 403 naming another origin", hdr, code, body)
+		}
+	}
+	for _, hdr := range []map[string]string{
+		nil, // a client that is not a browser (curl) sends neither
+		{"Origin": d.URL()},
+		{"Referer": d.URL() + "/dead"},
+		{"Origin": d.URL(), "Referer": d.URL() + "/dead"},
+	} {
+		if code, body, _ := b.do(http.MethodPost, "/dead/purge", form, hdr); code != http.StatusOK {
+			t.Errorf("same-origin POST with %v: %d %.80q, want 200 (the confirmation page)", hdr, code, body)
+		}
+	}
+}

@@ -145,11 +145,9 @@ func (srv *Server) guarded(next func(http.ResponseWriter, *http.Request, *sessio
 				http.Error(w, "refused: the dashboard is read-only (started with --read-only)", http.StatusForbidden)
 				return
 			}
-			if o := r.Header.Get("Origin"); o != "" && o != "null" {
-				if u, err := url.Parse(o); err != nil || u.Host != r.Host {
-					http.Error(w, "refused: the request comes from another origin ("+o+")", http.StatusForbidden)
-					return
-				}
+			if from, ok := sameOrigin(r); !ok {
+				http.Error(w, "refused: the request comes from another origin ("+from+")", http.StatusForbidden)
+				return
 			}
 			if t := r.PostFormValue("csrf"); t == "" || subtle.ConstantTimeCompare([]byte(t), []byte(ss.csrf)) != 1 {
 				http.Error(w, "refused: missing or wrong CSRF token; reload the page and try again", http.StatusForbidden)
@@ -158,6 +156,24 @@ func (srv *Server) guarded(next func(http.ResponseWriter, *http.Request, *sessio
 		}
 		next(w, r.WithContext(context.WithValue(r.Context(), versionKey{}, srv.hub.current())), ss)
 	}
+}
+
+// sameOrigin reports whether a request comes from the dashboard's own
+// pages, as far as the browser says: its Origin, or without one its
+// Referer, must name the host it was sent to. "null" (a sandboxed frame, a
+// data: URL, a redirect from another site) is another origin. A request
+// with neither header is not from a browser page (curl, a script): the
+// CSRF token still has to be right. It returns the origin it refused.
+func sameOrigin(r *http.Request) (string, bool) {
+	from := r.Header.Get("Origin")
+	if from == "" {
+		from = r.Header.Get("Referer")
+		if from == "" {
+			return "", true
+		}
+	}
+	u, err := url.Parse(from)
+	return from, err == nil && u.Host != "" && u.Host == r.Host && (u.Scheme == "http" || u.Scheme == "https")
 }
 
 func (srv *Server) handleLogin(w http.ResponseWriter, r *http.Request) {
