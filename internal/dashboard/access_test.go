@@ -170,3 +170,36 @@ func TestActionsFromAnotherOriginAreRefused(t *testing.T) {
 		}
 	}
 }
+
+// The message an action leaves for the next page ("Purged 3 entries.") is
+// shown only to the session whose action it was: a link from elsewhere
+// cannot make the dashboard say what the link's author wants.
+func TestFlashMessagesCannotBeForged(t *testing.T) {
+	t.Parallel()
+	srv := startServer(t)
+	d := startDashboard(t, Config{Client: srv.Client, Token: "s3cret"})
+	b := newBrowser(t, d.URL())
+	b.post("/login", url.Values{"token": {"s3cret"}})
+	const lie = "Your session expired: sign in again at evil.example"
+	for _, path := range []string{"/dead", "/tasks/some-task"} {
+		if _, body := b.get(path + "?flash=" + url.QueryEscape(lie)); strings.Contains(body, "evil.example") {
+			t.Errorf("%s shows a message given in its link", path)
+		}
+	}
+	code, _, h := b.do(http.MethodPost, "/dead/purge", url.Values{"csrf": {b.csrf("/dead")}, "confirm": {"yes"}}, nil)
+	if code != http.StatusSeeOther {
+		t.Fatalf("purge: %d", code)
+	}
+	next := h.Get("Location")
+	if _, body := b.get(next); !strings.Contains(body, `id="flash">Purged 0`) {
+		t.Fatalf("the page after a purge (%s) does not say what was purged:\n%s", next, body)
+	}
+	other := newBrowser(t, d.URL())
+	other.post("/login", url.Values{"token": {"s3cret"}})
+	if _, body := other.get(next); strings.Contains(body, `id="flash"`) {
+		t.Errorf("another session shows the message of this session's action (%s)", next)
+	}
+	if _, body := b.get(strings.Replace(next, "Purged", "Deleted", 1)); strings.Contains(body, `id="flash"`) {
+		t.Errorf("an altered message is shown")
+	}
+}

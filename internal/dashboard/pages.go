@@ -3,6 +3,9 @@ package dashboard
 import (
 	"cmp"
 	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/base64"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -263,7 +266,7 @@ func (s *Server) handleTask(w http.ResponseWriter, r *http.Request, ss *session)
 	d.CanReplay = d.Dead != nil
 	p := s.newPage(r, ss, "Task "+id, "tasks", d)
 	p.Watch = id
-	p.Flash = r.URL.Query().Get("flash")
+	p.Flash = flashOf(r, ss)
 	s.render(w, r, "task", p)
 }
 
@@ -321,7 +324,7 @@ func firstLine(s string) string {
 	return s
 }
 
-func (s *Server) handleCancel(w http.ResponseWriter, r *http.Request, _ *session) {
+func (s *Server) handleCancel(w http.ResponseWriter, r *http.Request, ss *session) {
 	id := r.PathValue("id")
 	ctx, cancel := context.WithTimeout(r.Context(), requestTimeout)
 	defer cancel()
@@ -330,10 +333,10 @@ func (s *Server) handleCancel(w http.ResponseWriter, r *http.Request, _ *session
 		msg = "Cancel failed: " + err.Error()
 	}
 	s.cfg.Logger.WithField("task_id", id).WithField("result", msg).Info("dashboard: cancel")
-	http.Redirect(w, r, "/tasks/"+url.PathEscape(id)+"?flash="+url.QueryEscape(msg), http.StatusSeeOther)
+	http.Redirect(w, r, "/tasks/"+url.PathEscape(id)+"?"+flashQuery(ss, msg), http.StatusSeeOther)
 }
 
-func (s *Server) handleReplay(w http.ResponseWriter, r *http.Request, _ *session) {
+func (s *Server) handleReplay(w http.ResponseWriter, r *http.Request, ss *session) {
 	id := r.PathValue("id")
 	ctx, cancel := context.WithTimeout(r.Context(), requestTimeout)
 	defer cancel()
@@ -342,7 +345,31 @@ func (s *Server) handleReplay(w http.ResponseWriter, r *http.Request, _ *session
 		msg = "Replay failed: " + err.Error()
 	}
 	s.cfg.Logger.WithField("task_id", id).WithField("result", msg).Info("dashboard: replay")
-	http.Redirect(w, r, "/tasks/"+url.PathEscape(id)+"?flash="+url.QueryEscape(msg), http.StatusSeeOther)
+	http.Redirect(w, r, "/tasks/"+url.PathEscape(id)+"?"+flashQuery(ss, msg), http.StatusSeeOther)
+}
+
+// flashQuery returns the query that makes the page an action redirects to
+// show msg: the message and its signature with the session's CSRF token,
+// so that only this session's own actions put words on its pages.
+func flashQuery(ss *session, msg string) string {
+	return "flash=" + url.QueryEscape(msg) + "&fsig=" + flashSig(ss, msg)
+}
+
+// flashOf returns the message of r's query when flashQuery made it for ss,
+// else "".
+func flashOf(r *http.Request, ss *session) string {
+	q := r.URL.Query()
+	msg := q.Get("flash")
+	if msg == "" || !hmac.Equal([]byte(q.Get("fsig")), []byte(flashSig(ss, msg))) {
+		return ""
+	}
+	return msg
+}
+
+func flashSig(ss *session, msg string) string {
+	mac := hmac.New(sha256.New, []byte(ss.csrf))
+	mac.Write([]byte("flash\x00" + msg))
+	return base64.RawURLEncoding.EncodeToString(mac.Sum(nil))
 }
 
 // --- dead letters
@@ -397,7 +424,7 @@ func (s *Server) handleDead(w http.ResponseWriter, r *http.Request, ss *session)
 		d.Recent = append(d.Recent, recent[i])
 	}
 	p := s.newPage(r, ss, "Dead letters", "dead", d)
-	p.Flash = r.URL.Query().Get("flash")
+	p.Flash = flashOf(r, ss)
 	s.render(w, r, "dead", p)
 }
 
@@ -443,7 +470,7 @@ func (s *Server) handleDeadBulk(w http.ResponseWriter, r *http.Request, ss *sess
 		}
 	}
 	s.cfg.Logger.WithField("function", f.Function).WithField("error_type", f.ErrorType).WithField("result", msg).Info("dashboard: dead letters " + action)
-	http.Redirect(w, r, "/dead?flash="+url.QueryEscape(msg), http.StatusSeeOther)
+	http.Redirect(w, r, "/dead?"+flashQuery(ss, msg), http.StatusSeeOther)
 }
 
 func (s *Server) countDead(ctx context.Context, f jetstream.DeadFilter) (int, error) {
