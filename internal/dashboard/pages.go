@@ -193,6 +193,10 @@ type taskData struct {
 	Payload   string
 	PayloadAs string // "text" or "hex"
 	Truncated bool
+	// Result is the task's result as showPayload shows it.
+	Result    string
+	ResultAs  string // "text" or "hex"; "" without a result
+	ResultCut bool
 	Headers   [][2]string
 	History   []historyItem
 	Problems  []string
@@ -258,6 +262,9 @@ func (s *Server) handleTask(w http.ResponseWriter, r *http.Request, ss *session)
 		}
 	} else {
 		d.Problems = append(d.Problems, "Payload and headers are not available: OmniQ keeps them only while the task is queued or running and in its dead-letter entry.")
+	}
+	if d.Task != nil && len(d.Task.Result) > 0 {
+		d.Result, d.ResultAs, d.ResultCut = showPayload(d.Task.Result)
 	}
 	if d.Task != nil {
 		d.History = history(d.Task)
