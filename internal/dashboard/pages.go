@@ -199,6 +199,10 @@ type taskData struct {
 	ResultCut bool
 	Headers   [][2]string
 	History   []historyItem
+	// Errors is every TaskError the record keeps, oldest first, numbered
+	// by their place in the task's whole history.
+	Errors        []shownError
+	ErrorsDropped int
 	Problems  []string
 	CanCancel bool
 	CanReplay bool
@@ -267,6 +271,7 @@ func (s *Server) handleTask(w http.ResponseWriter, r *http.Request, ss *session)
 		d.Result, d.ResultAs, d.ResultCut = showPayload(d.Task.Result)
 	}
 	if d.Task != nil {
+		d.Errors, d.ErrorsDropped = taskErrors(d.Task), d.Task.ErrorsDropped
 		d.History = history(d.Task)
 		d.CanCancel = !d.Task.Status.IsTerminal()
 	}
@@ -297,6 +302,28 @@ func showPayload(b []byte) (string, string, bool) {
 	return hex.Dump(b), "hex", cut
 }
 
+// shownError is one TaskError of a task page, with its number in the
+// task's history of errors (counting the ones the record dropped).
+type shownError struct {
+	N int
+	models.TaskError
+}
+
+// taskErrors returns t's errors, oldest first, numbered from the dropped
+// ones on; a record with an error but no history (written before there
+// was one) has that error.
+func taskErrors(t *models.Task) []shownError {
+	errs := t.Errors
+	if len(errs) == 0 && t.Error != nil {
+		errs = []models.TaskError{*t.Error}
+	}
+	out := make([]shownError, len(errs))
+	for i, e := range errs {
+		out[i] = shownError{N: t.ErrorsDropped + i + 1, TaskError: e}
+	}
+	return out
+}
+
 // history rebuilds a task's life from its record. The state bucket keeps
 // one revision per task, so this is as far as the record goes: creation,
 // each failed attempt (from Errors), the latest start, the next run and
@@ -304,8 +331,11 @@ func showPayload(b []byte) (string, string, bool) {
 func history(t *models.Task) []historyItem {
 	var h []historyItem
 	h = append(h, historyItem{t.CreatedAt, "submitted"})
-	for i, e := range t.Errors {
-		h = append(h, historyItem{e.Timestamp, fmt.Sprintf("attempt %d failed: %s (%s)", i+1, e.ErrorType, firstLine(e.Message))})
+	if t.ErrorsDropped > 0 && len(t.Errors) > 0 {
+		h = append(h, historyItem{t.Errors[0].Timestamp, fmt.Sprintf("%d older errors dropped from the record", t.ErrorsDropped)})
+	}
+	for _, e := range taskErrors(t) {
+		h = append(h, historyItem{e.Timestamp, fmt.Sprintf("error %d: %s (%s)", e.N, e.ErrorType, firstLine(e.Message))})
 	}
 	if !t.StartedAt.IsZero() {
 		h = append(h, historyItem{t.StartedAt, fmt.Sprintf("attempt %d started", t.Attempt)})

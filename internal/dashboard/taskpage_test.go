@@ -52,3 +52,59 @@ func TestTaskPageBoundsAndEscapesTheResult(t *testing.T) {
 		t.Errorf("a binary result is not shown as a hex dump:\n%s", body)
 	}
 }
+
+// Each TaskError is shown with its six fields, retryable or not, and
+// numbered by its place in the task's whole history: when the record
+// dropped its oldest errors to stay bounded, the page says how many and
+// does not call the oldest one kept "attempt 1". A record with an error
+// but no history (written by an older version) shows that error.
+func TestTaskPageShowsEveryTaskErrorField(t *testing.T) {
+	t.Parallel()
+	srv := startServer(t)
+	at := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	te := func(typ string, retries int, retryable bool) models.TaskError {
+		return models.TaskError{ErrorType: typ, Message: typ + " message", Timestamp: at.Add(time.Duration(retries) * time.Minute),
+			Traceback: typ + " traceback line", RetryCount: retries, IsRetryable: retryable}
+	}
+	task := models.NewTask("many-errors", "echo", 40, 0, at)
+	task.Status, task.Attempt, task.RetryCount = models.StatusFailed, 40, 39
+	task.FinishedAt, task.UpdatedAt = at.Add(time.Hour), at.Add(time.Hour)
+	task.Errors = []models.TaskError{te("SeventhError", 6, true), te("LastError", 39, false)}
+	task.ErrorsDropped = 6
+	task.Error = &task.Errors[1]
+	if _, err := srv.Client.State().Create(context.Background(), task); err != nil {
+		t.Fatal(err)
+	}
+	old := models.NewTask("old-record", "echo", 0, 0, at)
+	old.Status, old.Attempt, old.FinishedAt, old.UpdatedAt = models.StatusFailed, 1, at, at
+	e := te("OnlyError", 0, true)
+	old.Error = &e
+	if _, err := srv.Client.State().Create(context.Background(), old); err != nil {
+		t.Fatal(err)
+	}
+	d := startDashboard(t, Config{Client: srv.Client})
+	b := newBrowser(t, d.URL())
+
+	_, body := b.get("/tasks/many-errors")
+	for _, want := range []string{
+		"6 older errors", "Error 7: <span class=\"etype\">SeventhError</span>", "Error 8: <span class=\"etype\">LastError</span>",
+		"SeventhError message", "SeventhError traceback line", "2026-01-02 03:10:05Z", "retry_count 6", "retryable",
+		"LastError message", "retry_count 39", "not retryable",
+	} {
+		if !strings.Contains(body, want) {
+			t.Errorf("the task page lacks %q", want)
+		}
+	}
+	if strings.Contains(body, "Attempt 1:") || strings.Contains(body, "attempt 1 failed") {
+		t.Errorf("the oldest error kept is called attempt 1, though 6 earlier ones were dropped")
+	}
+	_, body = b.get("/tasks/old-record")
+	for _, want := range []string{"OnlyError message", "OnlyError traceback line", "retry_count 0"} {
+		if !strings.Contains(body, want) {
+			t.Errorf("the page of a record with an error but no history lacks %q", want)
+		}
+	}
+	if t.Failed() {
+		t.Logf("page:\n%s", body)
+	}
+}
