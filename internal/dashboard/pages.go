@@ -48,9 +48,23 @@ func (s *Server) newPage(r *http.Request, ss *session, title, nav string, data a
 
 type overviewData struct {
 	Functions     []*functionStats
+	Hidden        int // functions not shown (maxShownGroups)
 	Held, Dropped int
 	Errors        []string
 	Total         functionStats
+}
+
+// maxShownGroups bounds the functions of the overview, the choices of the
+// tasks page's filters and the groups of the dead-letter page: function
+// names are the submitters' to choose (a task for any name is queued until
+// it is swept as unknown_function) and error types the handlers', so
+// their number is unbounded. The most active are shown, and how many
+// more there are.
+const maxShownGroups = 100
+
+// activity is how much the overview has to say about a function.
+func (st *functionStats) activity() uint64 {
+	return st.Queued + uint64(st.Pending+st.Running+st.Retrying+st.Delayed+st.Succeeded1h+st.Failed1h+st.Cancelled1h)
 }
 
 func (s *Server) handleOverview(w http.ResponseWriter, r *http.Request, ss *session) {
@@ -77,16 +91,35 @@ func (s *Server) handleOverview(w http.ResponseWriter, r *http.Request, ss *sess
 		d.Errors = append(d.Errors, "queued tasks: "+err.Error())
 	} else {
 		for fn, n := range queued {
-			st := get(fn)
-			st.Queued = n
-			if at, ok := s.oldestQueued(ctx, fn); ok {
-				st.Lag, st.HasLag = now.Sub(at), true
-			}
+			get(fn).Queued = n
 		}
 	}
-	for _, fn := range slices.Sorted(maps.Keys(stats)) {
-		st := stats[fn]
-		d.Functions = append(d.Functions, st)
+	// The functions runners serve first, then the most active.
+	all := slices.Collect(maps.Values(stats))
+	slices.SortFunc(all, func(a, b *functionStats) int {
+		if a.Registered != b.Registered {
+			if a.Registered {
+				return -1
+			}
+			return 1
+		}
+		return cmp.Or(cmp.Compare(b.activity(), a.activity()), cmp.Compare(a.Function, b.Function))
+	})
+	if len(all) > maxShownGroups {
+		d.Functions, d.Hidden = slices.Clone(all[:maxShownGroups]), len(all)-maxShownGroups
+	} else {
+		d.Functions = all
+	}
+	slices.SortFunc(d.Functions, func(a, b *functionStats) int { return cmp.Compare(a.Function, b.Function) })
+	for _, st := range d.Functions {
+		if st.Queued == 0 {
+			continue
+		}
+		if at, ok := s.oldestQueued(ctx, st.Function); ok {
+			st.Lag, st.HasLag = now.Sub(at), true
+		}
+	}
+	for _, st := range all {
 		t := &d.Total
 		t.Queued += st.Queued
 		t.Pending += st.Pending
@@ -103,19 +136,30 @@ func (s *Server) handleOverview(w http.ResponseWriter, r *http.Request, ss *sess
 			t.Lag, t.HasLag = st.Lag, true
 		}
 	}
+	if d.Hidden > 0 && d.Total.Queued > 0 {
+		// A function not shown may hold the oldest task: the lag of
+		// all is the age of the oldest message in the tasks stream.
+		if at, ok := s.oldestQueued(ctx, ""); ok {
+			d.Total.Lag, d.Total.HasLag = now.Sub(at), true
+		}
+	}
 	s.render(w, r, "overview", s.newPage(r, ss, "Overview", "overview", d))
 }
 
 // oldestQueued returns when the oldest message still in the tasks stream
 // for fn (waiting, or running and not yet acknowledged) was published: the
-// overview's lag.
+// overview's lag. fn "" is every function.
 func (s *Server) oldestQueued(ctx context.Context, fn string) (time.Time, bool) {
 	cfg := s.cfg.Client.Config()
 	st, err := s.cfg.Client.JetStream().Stream(ctx, cfg.TasksStream)
 	if err != nil {
 		return time.Time{}, false
 	}
-	m, err := st.GetMsg(ctx, 1, natsjs.WithGetMsgSubject(cfg.TaskSubject(fn)))
+	subject := cfg.TaskSubject(fn)
+	if fn == "" {
+		subject = cfg.TaskSubject("*")
+	}
+	m, err := st.GetMsg(ctx, 1, natsjs.WithGetMsgSubject(subject))
 	if err != nil {
 		return time.Time{}, false
 	}
@@ -139,8 +183,10 @@ const timeForm = "2006-01-02T15:04"
 
 func (s *Server) handleTasks(w http.ResponseWriter, r *http.Request, ss *session) {
 	q := r.URL.Query()
-	d := &tasksData{Statuses: models.AllStatuses, ErrorTypes: s.index.errorTypes()}
+	d := &tasksData{Statuses: models.AllStatuses}
 	d.Q = taskQuery{Function: q.Get("function"), ErrorType: q.Get("error_type"), Before: q.Get("before"), Limit: 50}
+	fns, ets := s.index.names()
+	d.Functions, d.ErrorTypes = mostCommon(fns, d.Q.Function), mostCommon(ets, d.Q.ErrorType)
 	if v := q.Get("status"); v != "" {
 		st, err := models.ParseTaskStatus(v)
 		if err != nil {
@@ -165,8 +211,6 @@ func (s *Server) handleTasks(w http.ResponseWriter, r *http.Request, ss *session
 	}
 	d.Q.Since, d.SinceText = parseTime("since")
 	d.Q.Until, d.UntilText = parseTime("until")
-	stats := s.index.stats(time.Now())
-	d.Functions = slices.Sorted(maps.Keys(stats))
 	d.Rows, d.Next = s.index.query(d.Q)
 	if d.Next != "" {
 		nq := url.Values{}
@@ -176,6 +220,21 @@ func (s *Server) handleTasks(w http.ResponseWriter, r *http.Request, ss *session
 	}
 	d.Held, d.Dropped = s.index.size()
 	s.render(w, r, "tasks", s.newPage(r, ss, "Tasks", "tasks", d))
+}
+
+// mostCommon returns the maxShownGroups names with the most tasks, and
+// chosen (a filter in use) if it is not among them, sorted by name.
+func mostCommon(counts map[string]int, chosen string) []string {
+	names := slices.Collect(maps.Keys(counts))
+	if len(names) > maxShownGroups {
+		slices.SortFunc(names, func(a, b string) int { return cmp.Or(cmp.Compare(counts[b], counts[a]), cmp.Compare(a, b)) })
+		names = names[:maxShownGroups]
+		if chosen != "" && !slices.Contains(names, chosen) {
+			names = append(names, chosen)
+		}
+	}
+	slices.Sort(names)
+	return names
 }
 
 // --- one task
@@ -203,9 +262,9 @@ type taskData struct {
 	// by their place in the task's whole history.
 	Errors        []shownError
 	ErrorsDropped int
-	Problems  []string
-	CanCancel bool
-	CanReplay bool
+	Problems      []string
+	CanCancel     bool
+	CanReplay     bool
 }
 
 func (s *Server) handleTask(w http.ResponseWriter, r *http.Request, ss *session) {
@@ -418,11 +477,14 @@ type deadGroup struct {
 }
 
 type deadData struct {
-	Groups    []*deadGroup
-	Recent    []jetstream.DeadTask
-	Total     int
-	Truncated bool
-	Problem   string
+	Groups []*deadGroup
+	// HiddenGroups and HiddenEntries count the groups not shown
+	// (maxShownGroups: the largest are shown) and their entries.
+	HiddenGroups, HiddenEntries int
+	Recent                      []jetstream.DeadTask
+	Total                       int
+	Truncated                   bool
+	Problem                     string
 }
 
 func (s *Server) handleDead(w http.ResponseWriter, r *http.Request, ss *session) {
@@ -452,6 +514,16 @@ func (s *Server) handleDead(w http.ResponseWriter, r *http.Request, ss *session)
 	d.Total = len(pageRes.Tasks)
 	for _, g := range groups {
 		d.Groups = append(d.Groups, g)
+	}
+	if len(d.Groups) > maxShownGroups {
+		slices.SortFunc(d.Groups, func(a, b *deadGroup) int {
+			return cmp.Or(cmp.Compare(b.Count, a.Count), cmp.Compare(a.Function, b.Function), cmp.Compare(a.ErrorType, b.ErrorType))
+		})
+		for _, g := range d.Groups[maxShownGroups:] {
+			d.HiddenGroups++
+			d.HiddenEntries += g.Count
+		}
+		d.Groups = d.Groups[:maxShownGroups]
 	}
 	slices.SortFunc(d.Groups, func(a, b *deadGroup) int {
 		return cmp.Or(cmp.Compare(a.Function, b.Function), cmp.Compare(a.ErrorType, b.ErrorType))
