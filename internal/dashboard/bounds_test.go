@@ -3,7 +3,10 @@ package dashboard
 import (
 	"context"
 	"fmt"
+	"html"
 	"net/http"
+	"net/url"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -98,5 +101,49 @@ func TestPagesBoundWhatSubmittersAndHandlersName(t *testing.T) {
 	}
 	if !strings.Contains(body, fmt.Sprintf("%d more groups", n-maxShownGroups)) {
 		t.Errorf("the dead-letter page does not say how many groups it does not show")
+	}
+}
+
+// A bulk action does what its confirmation said: "Purge 2 entries" purges
+// those 2, not also the entries of the group that were dead-lettered while
+// the operator read the question.
+func TestBulkActionTouchesOnlyTheEntriesItConfirmed(t *testing.T) {
+	t.Parallel()
+	srv := startServer(t)
+	ctx := context.Background()
+	deadLetter := func(id string) {
+		t.Helper()
+		te, err := models.NewTaskError(models.TaskError{ErrorType: "handler_error", Message: "boom"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := srv.Client.DeadLetter(ctx, &jetstream.TaskMessage{ID: id, Function: "alpha", Attempt: 1}, *te, 0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	deadLetter("confirmed-1")
+	deadLetter("confirmed-2")
+	d := startDashboard(t, Config{Client: srv.Client})
+	b := newBrowser(t, d.URL())
+	token := b.csrf("/dead")
+	code, body := b.post("/dead/purge", url.Values{"csrf": {token}, "function": {"alpha"}, "error_type": {"handler_error"}})
+	if code != http.StatusOK || !strings.Contains(body, "<strong>2</strong>") {
+		t.Fatalf("confirmation: %d\n%s", code, body)
+	}
+	// The confirmation form, as the browser would post it.
+	form := url.Values{}
+	for _, m := range regexp.MustCompile(`<input type="hidden" name="([a-z_]+)" value="([^"]*)">`).FindAllStringSubmatch(body, -1) {
+		form.Set(m[1], html.UnescapeString(m[2]))
+	}
+	deadLetter("arrived-later")
+	if code, _ := b.post("/dead/purge", form); code != http.StatusSeeOther {
+		t.Fatalf("confirmed purge: %d", code)
+	}
+	p, err := srv.Client.ListDead(ctx, jetstream.DeadFilter{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(p.Tasks) != 1 || p.Tasks[0].ID != "arrived-later" {
+		t.Fatalf("after confirming a purge of 2 entries, the stream holds %+v; want only arrived-later", p.Tasks)
 	}
 }

@@ -540,6 +540,9 @@ func (s *Server) handleDead(w http.ResponseWriter, r *http.Request, ss *session)
 type confirmData struct {
 	Action, Function, ErrorType string
 	Count                       int
+	// Through is the stream sequence of the last entry counted: the
+	// confirmed action touches no entry after it.
+	Through uint64
 }
 
 // handleDeadBulk replays or purges the dead-letter entries of one function
@@ -555,13 +558,32 @@ func (s *Server) handleDeadBulk(w http.ResponseWriter, r *http.Request, ss *sess
 	ctx, cancel := context.WithTimeout(r.Context(), time.Minute)
 	defer cancel()
 	if r.PostFormValue("confirm") != "yes" {
-		n, err := s.countDead(ctx, f)
+		page, err := s.cfg.Client.ListDead(ctx, f)
 		if err != nil {
 			http.Error(w, "count dead-letter entries: "+err.Error(), http.StatusBadGateway)
 			return
 		}
-		s.render(w, r, "confirm", s.newPage(r, ss, "Confirm "+action, "dead", &confirmData{Action: action, Function: f.Function, ErrorType: f.ErrorType, Count: n}))
+		c := &confirmData{Action: action, Function: f.Function, ErrorType: f.ErrorType, Count: len(page.Tasks)}
+		if n := len(page.Tasks); n > 0 {
+			c.Through = page.Tasks[n-1].Sequence
+		}
+		s.render(w, r, "confirm", s.newPage(r, ss, "Confirm "+action, "dead", c))
 		return
+	}
+	// The confirmation counted the entries up to a sequence: entries
+	// dead-lettered since were not in its question. (A form without it,
+	// from a script, acts on every matching entry.)
+	if v := r.PostFormValue("through"); v != "" {
+		n, err := strconv.ParseUint(v, 10, 64)
+		if err != nil {
+			http.Error(w, "through: "+strconv.Quote(v)+" is not a stream sequence", http.StatusBadRequest)
+			return
+		}
+		if n == 0 {
+			http.Redirect(w, r, "/dead?"+flashQuery(ss, "Nothing to "+action+": the confirmation counted no entries."), http.StatusSeeOther)
+			return
+		}
+		f.Through = n
 	}
 	var msg string
 	switch action {
@@ -580,11 +602,6 @@ func (s *Server) handleDeadBulk(w http.ResponseWriter, r *http.Request, ss *sess
 	}
 	s.cfg.Logger.WithField("function", f.Function).WithField("error_type", f.ErrorType).WithField("result", msg).Info("dashboard: dead letters " + action)
 	http.Redirect(w, r, "/dead?"+flashQuery(ss, msg), http.StatusSeeOther)
-}
-
-func (s *Server) countDead(ctx context.Context, f jetstream.DeadFilter) (int, error) {
-	page, err := s.cfg.Client.ListDead(ctx, f)
-	return len(page.Tasks), err
 }
 
 // --- runners
