@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"html/template"
 	"io/fs"
+	"mime"
 	"net"
 	"net/http"
 	"strconv"
@@ -30,6 +31,10 @@ type Server struct {
 	logins   *loginLimiter
 	pages    map[string]*template.Template
 	static   http.Handler
+
+	// bodyTimeout bounds the reading of a request's body, idleTimeout a
+	// keep-alive connection between requests (fields for tests).
+	bodyTimeout, idleTimeout time.Duration
 
 	ln      net.Listener
 	http    *http.Server
@@ -55,8 +60,9 @@ func New(cfg Config) (*Server, error) {
 	s := &Server{
 		cfg: cfg, tls: cfg.TLSCertFile != "", hub: newHub(),
 		sessions: newSessions(cfg.SessionTTL), logins: newLoginLimiter(), pages: pages,
-		static:  http.StripPrefix("/static/", http.FileServerFS(sub)),
-		stopped: make(chan struct{}),
+		static:      http.StripPrefix("/static/", http.FileServerFS(sub)),
+		stopped:     make(chan struct{}),
+		bodyTimeout: 10 * time.Second, idleTimeout: 2 * time.Minute,
 	}
 	s.index = newIndex(cfg.MaxIndexed, s.hub.notify)
 	return s, nil
@@ -78,7 +84,44 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("POST /dead/{action}", s.guard(s.handleDeadBulk))
 	mux.HandleFunc("GET /runners", s.guard(s.handleRunners))
 	mux.HandleFunc("GET /events", s.guard(s.handleEvents))
-	return securityHeaders(mux)
+	return securityHeaders(s.limitBodies(mux))
+}
+
+// maxFormBytes bounds a request body: the dashboard's forms are a few
+// short fields.
+const maxFormBytes = 64 << 10
+
+// limitBodies reads and parses the form of every request with a body
+// before its handler runs, within maxFormBytes and bodyTimeout: /login
+// takes a POST from anyone who can reach the dashboard, and an unbounded
+// body (multipart file parts are spooled to temporary files) or one that
+// never ends would hold memory, disk or a connection for as long as the
+// client likes.
+func (s *Server) limitBodies(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodGet || r.Method == http.MethodHead {
+			next.ServeHTTP(w, r)
+			return
+		}
+		_ = http.NewResponseController(w).SetReadDeadline(time.Now().Add(s.bodyTimeout))
+		r.Body = http.MaxBytesReader(w, r.Body, maxFormBytes)
+		var err error
+		if ct, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type")); ct == "multipart/form-data" {
+			err = r.ParseMultipartForm(maxFormBytes)
+		} else {
+			err = r.ParseForm()
+		}
+		var tooBig *http.MaxBytesError
+		switch {
+		case errors.As(err, &tooBig):
+			http.Error(w, fmt.Sprintf("refused: the request body is over %d bytes; the dashboard's forms are a few short fields", maxFormBytes), http.StatusRequestEntityTooLarge)
+			return
+		case err != nil:
+			http.Error(w, "bad request body: "+err.Error(), http.StatusBadRequest)
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
 }
 
 func securityHeaders(next http.Handler) http.Handler {
@@ -112,6 +155,7 @@ func (s *Server) Start(ctx context.Context) error {
 	s.http = &http.Server{
 		Handler:           s.Handler(),
 		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       s.idleTimeout,
 		BaseContext:       func(net.Listener) context.Context { return ctx },
 	}
 	s.wg.Add(3)
