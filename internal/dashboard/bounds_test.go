@@ -147,3 +147,44 @@ func TestBulkActionTouchesOnlyTheEntriesItConfirmed(t *testing.T) {
 		t.Fatalf("after confirming a purge of 2 entries, the stream holds %+v; want only arrived-later", p.Tasks)
 	}
 }
+
+// The dead-letter page reads a bounded number of entries, oldest first,
+// for its groups; its "Latest entries" must still be the latest, not the
+// last of the oldest it read, or an operator with a large dead-letter
+// stream never sees today's failures there.
+func TestDeadPageShowsTheLatestEntriesOfALargeStream(t *testing.T) {
+	t.Parallel()
+	srv := startServer(t)
+	ctx := context.Background()
+	te, err := models.NewTaskError(models.TaskError{ErrorType: "handler_error", Message: "boom"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	const scanned, total = 30, 150
+	for i := range total {
+		if err := srv.Client.DeadLetter(ctx, &jetstream.TaskMessage{ID: fmt.Sprintf("entry-%03d", i), Function: "alpha", Attempt: 1}, *te, 0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s, err := New(Config{Client: srv.Client, Addr: "127.0.0.1:0"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.maxDeadScanned = scanned
+	if err := s.Start(omniqtest.Context(t)); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		c, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		_ = s.Stop(c)
+	})
+	_, body := newBrowser(t, s.URL()).get("/dead")
+	entries, _, _ := strings.Cut(body[strings.Index(body, `id="entries"`):], "</table>")
+	if !strings.Contains(entries, fmt.Sprintf(">entry-%03d<", total-1)) {
+		t.Errorf("the latest entry (entry-%03d) is not among the latest entries shown:\n%s", total-1, entries)
+	}
+	if strings.Contains(entries, fmt.Sprintf(">entry-%03d<", scanned-1)) {
+		t.Errorf("an old entry (entry-%03d, the last of those scanned for the groups) is shown as one of the latest", scanned-1)
+	}
+}

@@ -32,8 +32,13 @@ const requestTimeout = 10 * time.Second
 // maxShownPayload is how much of a payload the task page shows.
 const maxShownPayload = 64 << 10
 
-// maxDeadScanned bounds the dead-letter entries one page view reads.
+// maxDeadScanned bounds the dead-letter entries one view of the dead
+// letters page reads for its groups (Server.maxDeadScanned, for tests).
 const maxDeadScanned = 10_000
+
+// maxDeadLatest is how many of the latest dead-letter entries that page
+// lists.
+const maxDeadLatest = 100
 
 // versionKey holds, in a request's context, the hub's count of changes
 // taken before the handler read anything (see hub.current).
@@ -491,7 +496,7 @@ func (s *Server) handleDead(w http.ResponseWriter, r *http.Request, ss *session)
 	ctx, cancel := context.WithTimeout(r.Context(), requestTimeout)
 	defer cancel()
 	d := &deadData{}
-	pageRes, err := s.cfg.Client.ListDead(ctx, jetstream.DeadFilter{Limit: maxDeadScanned})
+	pageRes, err := s.cfg.Client.ListDead(ctx, jetstream.DeadFilter{Limit: s.maxDeadScanned})
 	if err != nil {
 		d.Problem = err.Error()
 	}
@@ -528,7 +533,22 @@ func (s *Server) handleDead(w http.ResponseWriter, r *http.Request, ss *session)
 	slices.SortFunc(d.Groups, func(a, b *deadGroup) int {
 		return cmp.Or(cmp.Compare(a.Function, b.Function), cmp.Compare(a.ErrorType, b.ErrorType))
 	})
-	recent := pageRes.Tasks[max(0, len(pageRes.Tasks)-100):]
+	recent := pageRes.Tasks
+	if d.Truncated {
+		// The groups are of the oldest entries; the latest are read from
+		// the end of the stream.
+		recent = nil
+		if st, err := s.cfg.Client.JetStream().Stream(ctx, s.cfg.Client.Config().DLQStream); err != nil {
+			d.Problem = "latest entries: " + err.Error()
+		} else if last := st.CachedInfo().State.LastSeq; last > 0 {
+			latest, err := s.cfg.Client.ListDead(ctx, jetstream.DeadFilter{After: last - min(last, maxDeadLatest)})
+			if err != nil {
+				d.Problem = "latest entries: " + err.Error()
+			}
+			recent = latest.Tasks
+		}
+	}
+	recent = recent[max(0, len(recent)-maxDeadLatest):]
 	for i := len(recent) - 1; i >= 0; i-- {
 		d.Recent = append(d.Recent, recent[i])
 	}

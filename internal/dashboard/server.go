@@ -35,6 +35,8 @@ type Server struct {
 	// bodyTimeout bounds the reading of a request's body, idleTimeout a
 	// keep-alive connection between requests (fields for tests).
 	bodyTimeout, idleTimeout time.Duration
+	// maxDeadScanned is maxDeadScanned (a field for tests).
+	maxDeadScanned int
 
 	ln      net.Listener
 	http    *http.Server
@@ -62,7 +64,7 @@ func New(cfg Config) (*Server, error) {
 		sessions: newSessions(cfg.SessionTTL), logins: newLoginLimiter(), pages: pages,
 		static:      http.StripPrefix("/static/", http.FileServerFS(sub)),
 		stopped:     make(chan struct{}),
-		bodyTimeout: 10 * time.Second, idleTimeout: 2 * time.Minute,
+		bodyTimeout: 10 * time.Second, idleTimeout: 2 * time.Minute, maxDeadScanned: maxDeadScanned,
 	}
 	s.index = newIndex(cfg.MaxIndexed, s.hub.notify)
 	return s, nil
