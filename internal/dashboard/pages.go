@@ -234,9 +234,9 @@ func mostCommon(counts map[string]int, chosen string) []string {
 	if len(names) > maxShownGroups {
 		slices.SortFunc(names, func(a, b string) int { return cmp.Or(cmp.Compare(counts[b], counts[a]), cmp.Compare(a, b)) })
 		names = names[:maxShownGroups]
-		if chosen != "" && !slices.Contains(names, chosen) {
-			names = append(names, chosen)
-		}
+	}
+	if chosen != "" && !slices.Contains(names, chosen) {
+		names = append(names, chosen)
 	}
 	slices.Sort(names)
 	return names

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/omniq/omniq/internal/omniqtest"
 	"github.com/omniq/omniq/jetstream"
 	"github.com/omniq/omniq/models"
 )
@@ -106,5 +107,25 @@ func TestTaskPageShowsEveryTaskErrorField(t *testing.T) {
 	}
 	if t.Failed() {
 		t.Logf("page:\n%s", body)
+	}
+}
+
+// The tasks page's filters show the filter in use, also a function or
+// error type no task in the index has (a link from elsewhere, a task
+// since dropped): showing "any" while the rows are filtered would say
+// the opposite of what the page does.
+func TestTaskFiltersShowTheChosenValue(t *testing.T) {
+	t.Parallel()
+	srv := startServer(t)
+	putFinished(t, srv.Client.State(), "one-task", []byte("ok"))
+	d := startDashboard(t, Config{Client: srv.Client})
+	b := newBrowser(t, d.URL())
+	omniqtest.Eventually(t, 30*time.Second, "the index holds the task", func() bool {
+		held, _ := d.index.size()
+		return held == 1
+	})
+	_, body := b.get("/tasks?function=no-such-fn&error_type=NoSuchError")
+	if !strings.Contains(body, "<option selected>no-such-fn</option>") || !strings.Contains(body, "<option selected>NoSuchError</option>") {
+		t.Errorf("the filters do not show the function and error type in use:\n%s", body)
 	}
 }
