@@ -367,23 +367,30 @@ func showPayload(b []byte) (string, string, bool) {
 }
 
 // shownError is one TaskError of a task page, with its number in the
-// task's history of errors (counting the ones the record dropped).
+// task's history of errors (counting the ones the record dropped), and
+// the attempt it ended when that is known (else 0).
 type shownError struct {
-	N int
+	N, Attempt int
 	models.TaskError
 }
 
 // taskErrors returns t's errors, oldest first, numbered from the dropped
 // ones on; a record with an error but no history (written before there
-// was one) has that error.
+// was one) has that error. The n-th error is the n-th attempt's only when
+// the record kept every error and no attempt ended without one (a runner
+// that died, a wait for a quarantined plugin).
 func taskErrors(t *models.Task) []shownError {
 	errs := t.Errors
+	exact := len(errs) > 0 && t.ErrorsDropped == 0 && t.Interruptions == 0 && t.QuarantineWaits == 0
 	if len(errs) == 0 && t.Error != nil {
 		errs = []models.TaskError{*t.Error}
 	}
 	out := make([]shownError, len(errs))
 	for i, e := range errs {
 		out[i] = shownError{N: t.ErrorsDropped + i + 1, TaskError: e}
+		if exact {
+			out[i].Attempt = i + 1
+		}
 	}
 	return out
 }
@@ -399,7 +406,11 @@ func history(t *models.Task) []historyItem {
 		h = append(h, historyItem{t.Errors[0].Timestamp, fmt.Sprintf("%d older errors dropped from the record", t.ErrorsDropped)})
 	}
 	for _, e := range taskErrors(t) {
-		h = append(h, historyItem{e.Timestamp, fmt.Sprintf("error %d: %s (%s)", e.N, e.ErrorType, firstLine(e.Message))})
+		what := fmt.Sprintf("error %d: %s (%s)", e.N, e.ErrorType, firstLine(e.Message))
+		if e.Attempt != 0 {
+			what = fmt.Sprintf("attempt %d failed: %s (%s)", e.Attempt, e.ErrorType, firstLine(e.Message))
+		}
+		h = append(h, historyItem{e.Timestamp, what})
 	}
 	if !t.StartedAt.IsZero() {
 		h = append(h, historyItem{t.StartedAt, fmt.Sprintf("attempt %d started", t.Attempt)})

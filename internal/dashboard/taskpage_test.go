@@ -83,10 +83,34 @@ func TestTaskPageShowsEveryTaskErrorField(t *testing.T) {
 	if _, err := srv.Client.State().Create(context.Background(), old); err != nil {
 		t.Fatal(err)
 	}
+	// Every attempt failed and each error is kept: the errors are the
+	// attempts', and named so; an interrupted attempt (no error) breaks
+	// that.
+	for id, interruptions := range map[string]int{"plain": 0, "interrupted": 1} {
+		task := models.NewTask(id, "echo", 3, 0, at)
+		task.Status, task.Attempt, task.RetryCount, task.Interruptions = models.StatusFailed, 2+interruptions, 1, interruptions
+		task.FinishedAt, task.UpdatedAt = at.Add(time.Hour), at.Add(time.Hour)
+		task.Errors = []models.TaskError{te("FirstError", 0, true), te("SecondError", 1, false)}
+		task.Error = &task.Errors[1]
+		if _, err := srv.Client.State().Create(context.Background(), task); err != nil {
+			t.Fatal(err)
+		}
+	}
 	d := startDashboard(t, Config{Client: srv.Client})
 	b := newBrowser(t, d.URL())
 
-	_, body := b.get("/tasks/many-errors")
+	_, body := b.get("/tasks/plain")
+	for _, want := range []string{"Attempt 1: <span class=\"etype\">FirstError", "Attempt 2: <span class=\"etype\">SecondError", "attempt 1 failed: FirstError", "attempt 2 failed: SecondError"} {
+		if !strings.Contains(body, want) {
+			t.Errorf("the page of a task whose two attempts failed lacks %q", want)
+		}
+	}
+	_, body = b.get("/tasks/interrupted")
+	if strings.Contains(body, "Attempt 2: <span class=\"etype\">SecondError") || !strings.Contains(body, "Error 2: <span class=\"etype\">SecondError") {
+		t.Errorf("the page of a task with an interrupted attempt numbers its errors as attempts")
+	}
+
+	_, body = b.get("/tasks/many-errors")
 	for _, want := range []string{
 		"6 older errors", "Error 7: <span class=\"etype\">SeventhError</span>", "Error 8: <span class=\"etype\">LastError</span>",
 		"SeventhError message", "SeventhError traceback line", "2026-01-02 03:10:05Z", "retry_count 6", "retryable",
