@@ -328,6 +328,8 @@ func (s *Server) handleTask(w http.ResponseWriter, r *http.Request, ss *session)
 				d.Headers = append(d.Headers, [2]string{k, v})
 			}
 		}
+	} else if d.Task == nil {
+		d.Problems = append(d.Problems, "Payload and headers are not available: without a record the task's message cannot be found by its id.")
 	} else {
 		d.Problems = append(d.Problems, "Payload and headers are not available: OmniQ keeps them only while the task is queued or running and in its dead-letter entry.")
 	}
@@ -338,6 +340,11 @@ func (s *Server) handleTask(w http.ResponseWriter, r *http.Request, ss *session)
 		d.Errors, d.ErrorsDropped = taskErrors(d.Task), d.Task.ErrorsDropped
 		d.History = history(d.Task)
 		d.CanCancel = !d.Task.Status.IsTerminal()
+	} else if d.Dead == nil {
+		// Queued behind others, a task has no record until a runner
+		// picks it up: cancelling it now is how it is stopped (as
+		// omniq-submit cancel does).
+		d.CanCancel = true
 	}
 	d.CanReplay = d.Dead != nil
 	p := s.newPage(r, ss, "Task "+id, "tasks", d)
@@ -441,8 +448,14 @@ func (s *Server) handleCancel(w http.ResponseWriter, r *http.Request, ss *sessio
 	ctx, cancel := context.WithTimeout(r.Context(), requestTimeout)
 	defer cancel()
 	msg := "Cancelled."
-	if _, err := s.cfg.Client.Cancel(ctx, id); err != nil {
+	rec, err := s.cfg.Client.Cancel(ctx, id)
+	switch {
+	case err != nil:
 		msg = "Cancel failed: " + err.Error()
+	case rec.Task != nil && rec.Task.Function == jetstream.UnseenFunction:
+		// What omniq-submit cancel says of an id no runner has seen: a
+		// queued task or a typo.
+		msg = "Cancelled, but no runner had seen a task " + id + ": if one is queued it will not run; if the id is wrong, nothing was cancelled."
 	}
 	s.cfg.Logger.WithField("task_id", id).WithField("result", msg).Info("dashboard: cancel")
 	http.Redirect(w, r, "/tasks/"+url.PathEscape(id)+"?"+flashQuery(ss, msg), http.StatusSeeOther)

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"net/http"
+	"net/url"
 	"strings"
 	"testing"
 	"time"
@@ -11,6 +12,7 @@ import (
 	"github.com/omniq/omniq/internal/omniqtest"
 	"github.com/omniq/omniq/jetstream"
 	"github.com/omniq/omniq/models"
+	"github.com/omniq/omniq/runner/pluginhost"
 )
 
 // putFinished stores a succeeded task with result as its record.
@@ -151,5 +153,32 @@ func TestTaskFiltersShowTheChosenValue(t *testing.T) {
 	_, body := b.get("/tasks?function=no-such-fn&error_type=NoSuchError")
 	if !strings.Contains(body, "<option selected>no-such-fn</option>") || !strings.Contains(body, "<option selected>NoSuchError</option>") {
 		t.Errorf("the filters do not show the function and error type in use:\n%s", body)
+	}
+}
+
+// A task still queued behind others has no state record until a runner
+// picks it up; its page must still offer Cancel (as omniq-submit cancel
+// does), and say, as the CLI does, that the id was not seen: a typo
+// cancels nothing.
+func TestCancelATaskNoRunnerHasSeen(t *testing.T) {
+	t.Parallel()
+	srv := startServer(t)
+	omniqtest.StartRunner(t, srv.Client, omniqtest.FastConfig(), pluginhost.HostConfig{})
+	d := startDashboard(t, Config{Client: srv.Client})
+	b := newBrowser(t, d.URL())
+	_, body := b.get("/tasks/still-queued")
+	if !strings.Contains(body, `action="/tasks/still-queued/cancel"`) {
+		t.Fatalf("the page of a task without a record offers no Cancel:\n%s", body)
+	}
+	code, _, h := b.do(http.MethodPost, "/tasks/still-queued/cancel", url.Values{"csrf": {b.csrf("/tasks/still-queued")}}, nil)
+	if code != http.StatusSeeOther {
+		t.Fatalf("cancel: %d", code)
+	}
+	if _, body := b.get(h.Get("Location")); !strings.Contains(body, "no runner had seen") {
+		t.Errorf("after cancelling an id no runner had seen, the page does not say so:\n%s", body)
+	}
+	rec, err := srv.Client.State().Get(context.Background(), "still-queued")
+	if err != nil || rec.Task.Status != models.StatusCancelled {
+		t.Fatalf("after the cancel: %+v, %v; want a cancelled record", rec.Task, err)
 	}
 }
