@@ -4,11 +4,14 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"io"
 	"mime/multipart"
 	"net"
 	"net/http"
 	"net/url"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -116,4 +119,46 @@ func TestStalledConnectionsAreClosed(t *testing.T) {
 	_, _ = io.Copy(io.Discard, resp.Body)
 	resp.Body.Close()
 	closed("an idle keep-alive connection", conn2)
+}
+
+// Served over TLS, the session cookie is Secure (never sent over plain
+// HTTP) and the pages tell the browser to use HTTPS only for this host
+// from now on (HSTS), so a plain-HTTP look-alike of the sign-in page
+// cannot collect the token; over plain HTTP neither is sent.
+func TestTLSSessionsAreHTTPSOnly(t *testing.T) {
+	t.Parallel()
+	srv := startServer(t)
+	cert, key, ca := omniqtest.WriteCerts(t, t.TempDir())
+	d := startDashboard(t, Config{Client: srv.Client, Token: "s3cret", TLSCertFile: cert, TLSKeyFile: key})
+	if !strings.HasPrefix(d.URL(), "https://") {
+		t.Fatalf("a TLS dashboard serves %s", d.URL())
+	}
+	pem, err := os.ReadFile(ca)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(pem)
+	c := &http.Client{
+		Transport:     &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}},
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+	}
+	t.Cleanup(c.CloseIdleConnections)
+	resp, err := c.PostForm(d.URL()+"/login", url.Values{"token": {"s3cret"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if sc := resp.Header.Get("Set-Cookie"); resp.StatusCode != http.StatusSeeOther || !strings.Contains(sc, "; Secure") || !strings.Contains(sc, "HttpOnly") {
+		t.Errorf("sign-in over TLS: %d, cookie %q; want a Secure, HttpOnly session cookie", resp.StatusCode, sc)
+	}
+	if h := resp.Header.Get("Strict-Transport-Security"); !strings.Contains(h, "max-age=") {
+		t.Errorf("over TLS, Strict-Transport-Security is %q; want a max-age", h)
+	}
+
+	plain := startDashboard(t, Config{Client: srv.Client, Token: "s3cret"})
+	code, _, h := newBrowser(t, plain.URL()).do(http.MethodPost, "/login", url.Values{"token": {"s3cret"}}, nil)
+	if code != http.StatusSeeOther || strings.Contains(h.Get("Set-Cookie"), "Secure") || h.Get("Strict-Transport-Security") != "" {
+		t.Errorf("over plain HTTP: %d, cookie %q, HSTS %q; want neither Secure nor HSTS (the browser would drop the cookie)", code, h.Get("Set-Cookie"), h.Get("Strict-Transport-Security"))
+	}
 }

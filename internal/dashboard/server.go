@@ -86,7 +86,7 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("POST /dead/{action}", s.guard(s.handleDeadBulk))
 	mux.HandleFunc("GET /runners", s.guard(s.handleRunners))
 	mux.HandleFunc("GET /events", s.guard(s.handleEvents))
-	return securityHeaders(s.limitBodies(mux))
+	return securityHeaders(s.limitBodies(mux), s.tls)
 }
 
 // maxFormBytes bounds a request body: the dashboard's forms are a few
@@ -126,9 +126,15 @@ func (s *Server) limitBodies(next http.Handler) http.Handler {
 	})
 }
 
-func securityHeaders(next http.Handler) http.Handler {
+// securityHeaders sets the headers every response carries; served over
+// TLS, also HSTS: a browser that has seen the dashboard goes to it over
+// HTTPS only, so a plain-HTTP look-alike cannot ask it for the token.
+func securityHeaders(next http.Handler, tls bool) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		h := w.Header()
+		if tls {
+			h.Set("Strict-Transport-Security", "max-age=31536000")
+		}
 		h.Set("Content-Security-Policy", "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; frame-ancestors 'none'; form-action 'self'")
 		h.Set("X-Frame-Options", "DENY")
 		h.Set("X-Content-Type-Options", "nosniff")
