@@ -216,11 +216,18 @@ type DeadFilter struct {
 	Since, Until time.Time
 	// After is the Next cursor of the previous page (a stream sequence).
 	After uint64
+	// Through keeps entries at stream sequences up to this one (as a
+	// confirmed bulk action does: only the entries it counted); 0 means
+	// no bound.
+	Through uint64
 	// Limit is the page size; 0 means no limit.
 	Limit int
 }
 
 func (f DeadFilter) match(d DeadTask) bool {
+	if f.Through != 0 && d.Sequence > f.Through {
+		return false
+	}
 	if f.ErrorType != "" && (d.Error == nil || d.Error.ErrorType != f.ErrorType) {
 		return false
 	}

@@ -5,8 +5,11 @@ import (
 	"crypto/rand"
 	"crypto/subtle"
 	"encoding/base64"
+	"fmt"
+	"net"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -113,6 +116,16 @@ func (srv *Server) sessionOf(w http.ResponseWriter, r *http.Request) *session {
 // 401), and for a POST the session's CSRF token, a same-origin request, and
 // that the dashboard is not read-only.
 func (srv *Server) guard(next func(http.ResponseWriter, *http.Request, *session)) http.HandlerFunc {
+	return srv.guarded(next, true)
+}
+
+// guardSignOut is guard for signing out: it changes nothing OmniQ holds, so
+// a read-only dashboard allows it too.
+func (srv *Server) guardSignOut(next func(http.ResponseWriter, *http.Request, *session)) http.HandlerFunc {
+	return srv.guarded(next, false)
+}
+
+func (srv *Server) guarded(next func(http.ResponseWriter, *http.Request, *session), action bool) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		ss := srv.sessionOf(w, r)
 		if ss == nil {
@@ -128,15 +141,13 @@ func (srv *Server) guard(next func(http.ResponseWriter, *http.Request, *session)
 			return
 		}
 		if r.Method == http.MethodPost {
-			if srv.cfg.ReadOnly {
+			if action && srv.cfg.ReadOnly {
 				http.Error(w, "refused: the dashboard is read-only (started with --read-only)", http.StatusForbidden)
 				return
 			}
-			if o := r.Header.Get("Origin"); o != "" && o != "null" {
-				if u, err := url.Parse(o); err != nil || u.Host != r.Host {
-					http.Error(w, "refused: the request comes from another origin ("+o+")", http.StatusForbidden)
-					return
-				}
+			if from, ok := sameOrigin(r); !ok {
+				http.Error(w, "refused: the request comes from another origin ("+from+")", http.StatusForbidden)
+				return
 			}
 			if t := r.PostFormValue("csrf"); t == "" || subtle.ConstantTimeCompare([]byte(t), []byte(ss.csrf)) != 1 {
 				http.Error(w, "refused: missing or wrong CSRF token; reload the page and try again", http.StatusForbidden)
@@ -145,6 +156,24 @@ func (srv *Server) guard(next func(http.ResponseWriter, *http.Request, *session)
 		}
 		next(w, r.WithContext(context.WithValue(r.Context(), versionKey{}, srv.hub.current())), ss)
 	}
+}
+
+// sameOrigin reports whether a request comes from the dashboard's own
+// pages, as far as the browser says: its Origin, or without one its
+// Referer, must name the host it was sent to. "null" (a sandboxed frame, a
+// data: URL, a redirect from another site) is another origin. A request
+// with neither header is not from a browser page (curl, a script): the
+// CSRF token still has to be right. It returns the origin it refused.
+func sameOrigin(r *http.Request) (string, bool) {
+	from := r.Header.Get("Origin")
+	if from == "" {
+		from = r.Header.Get("Referer")
+		if from == "" {
+			return "", true
+		}
+	}
+	u, err := url.Parse(from)
+	return from, err == nil && u.Host != "" && u.Host == r.Host && (u.Scheme == "http" || u.Scheme == "https")
 }
 
 func (srv *Server) handleLogin(w http.ResponseWriter, r *http.Request) {
@@ -161,7 +190,18 @@ func (srv *Server) handleLogin(w http.ResponseWriter, r *http.Request) {
 	}
 	data := map[string]any{"Next": next}
 	if r.Method == http.MethodPost {
+		key := clientKey(r)
+		if wait := srv.logins.attempt(key); wait > 0 {
+			// Refused before the token is compared: a guess made now
+			// learns nothing.
+			w.Header().Set("Retry-After", strconv.Itoa(int((wait+time.Second-1)/time.Second)))
+			w.WriteHeader(http.StatusTooManyRequests)
+			data["Error"] = fmt.Sprintf("Too many wrong tokens from your address: try again in %s.", dur(wait+time.Second-1))
+			srv.render(w, r, "login", &page{Title: "Sign in", Data: data})
+			return
+		}
 		if subtle.ConstantTimeCompare([]byte(r.PostFormValue("token")), []byte(srv.cfg.Token)) == 1 {
+			srv.logins.succeeded(key)
 			id, _ := srv.sessions.create(time.Now())
 			srv.setCookie(w, id, int(srv.cfg.SessionTTL.Seconds()))
 			http.Redirect(w, r, next, http.StatusSeeOther)
@@ -180,4 +220,112 @@ func (srv *Server) handleLogout(w http.ResponseWriter, r *http.Request, _ *sessi
 	}
 	srv.setCookie(w, "", -1)
 	http.Redirect(w, r, "/login", http.StatusSeeOther)
+}
+
+// Sign-in attempts with a wrong token are slowed down per client address
+// (an IPv6 address by its /64): loginFreeFailures are free, then each
+// further failure locks the address out, for loginFirstLockout and twice as
+// long after each failure, up to loginMaxLockout. While locked out every
+// attempt from the address is refused with 429, the right token included,
+// so ignoring the refusals does not make guessing faster. A sign-in with
+// the right token clears the address's failures.
+const (
+	loginFreeFailures = 5
+	loginFirstLockout = time.Second
+	loginMaxLockout   = 5 * time.Minute
+	// loginForget is how long after its last failure an address starts
+	// again with free attempts.
+	loginForget = time.Hour
+	// maxLoginClients bounds the table of addresses; beyond it, addresses
+	// share one record (and its lockout).
+	maxLoginClients = 10_000
+)
+
+// loginLimiter counts wrong sign-ins per client address.
+type loginLimiter struct {
+	now func() time.Time
+	mu  sync.Mutex
+	m   map[string]*loginFailures
+}
+
+type loginFailures struct {
+	n     int       // failures since the address last signed in or was forgotten
+	last  time.Time // the latest failure
+	until time.Time // locked out until
+}
+
+func newLoginLimiter() *loginLimiter {
+	return &loginLimiter{now: time.Now, m: make(map[string]*loginFailures)}
+}
+
+// attempt is called before a sign-in's token is compared. It returns how
+// long key must still wait when it is locked out (the attempt is then
+// refused); otherwise it counts the attempt as a failure, until succeeded
+// clears it, and returns zero. Counting before comparing means that
+// attempts sent all at once cannot slip past the lockout.
+func (l *loginLimiter) attempt(key string) time.Duration {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	now := l.now()
+	key = l.keyLocked(key)
+	f := l.m[key]
+	if f != nil && now.Before(f.until) {
+		return f.until.Sub(now)
+	}
+	if f == nil || now.Sub(f.last) > loginForget {
+		f = &loginFailures{}
+		l.m[key] = f
+	}
+	f.n++
+	f.last = now
+	if f.n > loginFreeFailures {
+		d := loginMaxLockout
+		if shift := f.n - loginFreeFailures - 1; shift < 20 {
+			d = min(loginFirstLockout<<shift, loginMaxLockout)
+		}
+		f.until = now.Add(d)
+	}
+	return 0
+}
+
+// succeeded clears key's failures.
+func (l *loginLimiter) succeeded(key string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	delete(l.m, key)
+}
+
+// keyLocked returns key, or the shared overflow key when the table is full
+// of addresses that failed recently.
+func (l *loginLimiter) keyLocked(key string) string {
+	if _, ok := l.m[key]; ok || len(l.m) < maxLoginClients {
+		return key
+	}
+	now := l.now()
+	for k, f := range l.m {
+		if now.Sub(f.last) > loginForget || (f.n <= loginFreeFailures && now.Sub(f.last) > loginMaxLockout) {
+			delete(l.m, k)
+		}
+	}
+	if len(l.m) < maxLoginClients {
+		return key
+	}
+	return "" // every address beyond the bound shares one record
+}
+
+// clientKey is the address a request's sign-in attempts are counted
+// against: its IP, or for IPv6 its /64, which one host usually owns whole.
+func clientKey(r *http.Request) string {
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		host = r.RemoteAddr
+	}
+	ip := net.ParseIP(host)
+	if ip == nil {
+		return host
+	}
+	if ip.To4() == nil {
+		return ip.Mask(net.CIDRMask(64, 128)).String() + "/64"
+	}
+	return ip.String()
 }

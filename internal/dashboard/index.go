@@ -298,20 +298,17 @@ func (x *index) stats(now time.Time) map[string]*functionStats {
 	return out
 }
 
-// errorTypes returns the error types seen in the index, sorted.
-func (x *index) errorTypes() []string {
-	seen := map[string]bool{}
+// names returns how many tasks the index holds per function and per
+// error type.
+func (x *index) names() (functions, errorTypes map[string]int) {
+	functions, errorTypes = map[string]int{}, map[string]int{}
 	x.mu.RLock()
+	defer x.mu.RUnlock()
 	for _, e := range x.order {
+		functions[e.function]++
 		if e.errType != "" {
-			seen[e.errType] = true
+			errorTypes[e.errType]++
 		}
 	}
-	x.mu.RUnlock()
-	out := make([]string, 0, len(seen))
-	for k := range seen {
-		out = append(out, k)
-	}
-	slices.Sort(out)
-	return out
+	return functions, errorTypes
 }

@@ -3,6 +3,9 @@ package dashboard
 import (
 	"cmp"
 	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/base64"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -29,8 +32,13 @@ const requestTimeout = 10 * time.Second
 // maxShownPayload is how much of a payload the task page shows.
 const maxShownPayload = 64 << 10
 
-// maxDeadScanned bounds the dead-letter entries one page view reads.
+// maxDeadScanned bounds the dead-letter entries one view of the dead
+// letters page reads for its groups (Server.maxDeadScanned, for tests).
 const maxDeadScanned = 10_000
+
+// maxDeadLatest is how many of the latest dead-letter entries that page
+// lists.
+const maxDeadLatest = 100
 
 // versionKey holds, in a request's context, the hub's count of changes
 // taken before the handler read anything (see hub.current).
@@ -45,9 +53,23 @@ func (s *Server) newPage(r *http.Request, ss *session, title, nav string, data a
 
 type overviewData struct {
 	Functions     []*functionStats
+	Hidden        int // functions not shown (maxShownGroups)
 	Held, Dropped int
 	Errors        []string
 	Total         functionStats
+}
+
+// maxShownGroups bounds the functions of the overview, the choices of the
+// tasks page's filters and the groups of the dead-letter page: function
+// names are the submitters' to choose (a task for any name is queued until
+// it is swept as unknown_function) and error types the handlers', so
+// their number is unbounded. The most active are shown, and how many
+// more there are.
+const maxShownGroups = 100
+
+// activity is how much the overview has to say about a function.
+func (st *functionStats) activity() uint64 {
+	return st.Queued + uint64(st.Pending+st.Running+st.Retrying+st.Delayed+st.Succeeded1h+st.Failed1h+st.Cancelled1h)
 }
 
 func (s *Server) handleOverview(w http.ResponseWriter, r *http.Request, ss *session) {
@@ -74,16 +96,35 @@ func (s *Server) handleOverview(w http.ResponseWriter, r *http.Request, ss *sess
 		d.Errors = append(d.Errors, "queued tasks: "+err.Error())
 	} else {
 		for fn, n := range queued {
-			st := get(fn)
-			st.Queued = n
-			if at, ok := s.oldestQueued(ctx, fn); ok {
-				st.Lag, st.HasLag = now.Sub(at), true
-			}
+			get(fn).Queued = n
 		}
 	}
-	for _, fn := range slices.Sorted(maps.Keys(stats)) {
-		st := stats[fn]
-		d.Functions = append(d.Functions, st)
+	// The functions runners serve first, then the most active.
+	all := slices.Collect(maps.Values(stats))
+	slices.SortFunc(all, func(a, b *functionStats) int {
+		if a.Registered != b.Registered {
+			if a.Registered {
+				return -1
+			}
+			return 1
+		}
+		return cmp.Or(cmp.Compare(b.activity(), a.activity()), cmp.Compare(a.Function, b.Function))
+	})
+	if len(all) > maxShownGroups {
+		d.Functions, d.Hidden = slices.Clone(all[:maxShownGroups]), len(all)-maxShownGroups
+	} else {
+		d.Functions = all
+	}
+	slices.SortFunc(d.Functions, func(a, b *functionStats) int { return cmp.Compare(a.Function, b.Function) })
+	for _, st := range d.Functions {
+		if st.Queued == 0 {
+			continue
+		}
+		if at, ok := s.oldestQueued(ctx, st.Function); ok {
+			st.Lag, st.HasLag = now.Sub(at), true
+		}
+	}
+	for _, st := range all {
 		t := &d.Total
 		t.Queued += st.Queued
 		t.Pending += st.Pending
@@ -100,19 +141,30 @@ func (s *Server) handleOverview(w http.ResponseWriter, r *http.Request, ss *sess
 			t.Lag, t.HasLag = st.Lag, true
 		}
 	}
+	if d.Hidden > 0 && d.Total.Queued > 0 {
+		// A function not shown may hold the oldest task: the lag of
+		// all is the age of the oldest message in the tasks stream.
+		if at, ok := s.oldestQueued(ctx, ""); ok {
+			d.Total.Lag, d.Total.HasLag = now.Sub(at), true
+		}
+	}
 	s.render(w, r, "overview", s.newPage(r, ss, "Overview", "overview", d))
 }
 
 // oldestQueued returns when the oldest message still in the tasks stream
 // for fn (waiting, or running and not yet acknowledged) was published: the
-// overview's lag.
+// overview's lag. fn "" is every function.
 func (s *Server) oldestQueued(ctx context.Context, fn string) (time.Time, bool) {
 	cfg := s.cfg.Client.Config()
 	st, err := s.cfg.Client.JetStream().Stream(ctx, cfg.TasksStream)
 	if err != nil {
 		return time.Time{}, false
 	}
-	m, err := st.GetMsg(ctx, 1, natsjs.WithGetMsgSubject(cfg.TaskSubject(fn)))
+	subject := cfg.TaskSubject(fn)
+	if fn == "" {
+		subject = cfg.TaskSubject("*")
+	}
+	m, err := st.GetMsg(ctx, 1, natsjs.WithGetMsgSubject(subject))
 	if err != nil {
 		return time.Time{}, false
 	}
@@ -136,8 +188,10 @@ const timeForm = "2006-01-02T15:04"
 
 func (s *Server) handleTasks(w http.ResponseWriter, r *http.Request, ss *session) {
 	q := r.URL.Query()
-	d := &tasksData{Statuses: models.AllStatuses, ErrorTypes: s.index.errorTypes()}
+	d := &tasksData{Statuses: models.AllStatuses}
 	d.Q = taskQuery{Function: q.Get("function"), ErrorType: q.Get("error_type"), Before: q.Get("before"), Limit: 50}
+	fns, ets := s.index.names()
+	d.Functions, d.ErrorTypes = mostCommon(fns, d.Q.Function), mostCommon(ets, d.Q.ErrorType)
 	if v := q.Get("status"); v != "" {
 		st, err := models.ParseTaskStatus(v)
 		if err != nil {
@@ -162,8 +216,6 @@ func (s *Server) handleTasks(w http.ResponseWriter, r *http.Request, ss *session
 	}
 	d.Q.Since, d.SinceText = parseTime("since")
 	d.Q.Until, d.UntilText = parseTime("until")
-	stats := s.index.stats(time.Now())
-	d.Functions = slices.Sorted(maps.Keys(stats))
 	d.Rows, d.Next = s.index.query(d.Q)
 	if d.Next != "" {
 		nq := url.Values{}
@@ -173,6 +225,21 @@ func (s *Server) handleTasks(w http.ResponseWriter, r *http.Request, ss *session
 	}
 	d.Held, d.Dropped = s.index.size()
 	s.render(w, r, "tasks", s.newPage(r, ss, "Tasks", "tasks", d))
+}
+
+// mostCommon returns the maxShownGroups names with the most tasks, and
+// chosen (a filter in use) if it is not among them, sorted by name.
+func mostCommon(counts map[string]int, chosen string) []string {
+	names := slices.Collect(maps.Keys(counts))
+	if len(names) > maxShownGroups {
+		slices.SortFunc(names, func(a, b string) int { return cmp.Or(cmp.Compare(counts[b], counts[a]), cmp.Compare(a, b)) })
+		names = names[:maxShownGroups]
+	}
+	if chosen != "" && !slices.Contains(names, chosen) {
+		names = append(names, chosen)
+	}
+	slices.Sort(names)
+	return names
 }
 
 // --- one task
@@ -190,11 +257,19 @@ type taskData struct {
 	Payload   string
 	PayloadAs string // "text" or "hex"
 	Truncated bool
+	// Result is the task's result as showPayload shows it.
+	Result    string
+	ResultAs  string // "text" or "hex"; "" without a result
+	ResultCut bool
 	Headers   [][2]string
 	History   []historyItem
-	Problems  []string
-	CanCancel bool
-	CanReplay bool
+	// Errors is every TaskError the record keeps, oldest first, numbered
+	// by their place in the task's whole history.
+	Errors        []shownError
+	ErrorsDropped int
+	Problems      []string
+	CanCancel     bool
+	CanReplay     bool
 }
 
 func (s *Server) handleTask(w http.ResponseWriter, r *http.Request, ss *session) {
@@ -253,17 +328,28 @@ func (s *Server) handleTask(w http.ResponseWriter, r *http.Request, ss *session)
 				d.Headers = append(d.Headers, [2]string{k, v})
 			}
 		}
+	} else if d.Task == nil {
+		d.Problems = append(d.Problems, "Payload and headers are not available: without a record the task's message cannot be found by its id.")
 	} else {
 		d.Problems = append(d.Problems, "Payload and headers are not available: OmniQ keeps them only while the task is queued or running and in its dead-letter entry.")
 	}
+	if d.Task != nil && len(d.Task.Result) > 0 {
+		d.Result, d.ResultAs, d.ResultCut = showPayload(d.Task.Result)
+	}
 	if d.Task != nil {
+		d.Errors, d.ErrorsDropped = taskErrors(d.Task), d.Task.ErrorsDropped
 		d.History = history(d.Task)
 		d.CanCancel = !d.Task.Status.IsTerminal()
+	} else if d.Dead == nil {
+		// Queued behind others, a task has no record until a runner
+		// picks it up: cancelling it now is how it is stopped (as
+		// omniq-submit cancel does).
+		d.CanCancel = true
 	}
 	d.CanReplay = d.Dead != nil
 	p := s.newPage(r, ss, "Task "+id, "tasks", d)
 	p.Watch = id
-	p.Flash = r.URL.Query().Get("flash")
+	p.Flash = flashOf(r, ss)
 	s.render(w, r, "task", p)
 }
 
@@ -287,6 +373,35 @@ func showPayload(b []byte) (string, string, bool) {
 	return hex.Dump(b), "hex", cut
 }
 
+// shownError is one TaskError of a task page, with its number in the
+// task's history of errors (counting the ones the record dropped), and
+// the attempt it ended when that is known (else 0).
+type shownError struct {
+	N, Attempt int
+	models.TaskError
+}
+
+// taskErrors returns t's errors, oldest first, numbered from the dropped
+// ones on; a record with an error but no history (written before there
+// was one) has that error. The n-th error is the n-th attempt's only when
+// the record kept every error and no attempt ended without one (a runner
+// that died, a wait for a quarantined plugin).
+func taskErrors(t *models.Task) []shownError {
+	errs := t.Errors
+	exact := len(errs) > 0 && t.ErrorsDropped == 0 && t.Interruptions == 0 && t.QuarantineWaits == 0
+	if len(errs) == 0 && t.Error != nil {
+		errs = []models.TaskError{*t.Error}
+	}
+	out := make([]shownError, len(errs))
+	for i, e := range errs {
+		out[i] = shownError{N: t.ErrorsDropped + i + 1, TaskError: e}
+		if exact {
+			out[i].Attempt = i + 1
+		}
+	}
+	return out
+}
+
 // history rebuilds a task's life from its record. The state bucket keeps
 // one revision per task, so this is as far as the record goes: creation,
 // each failed attempt (from Errors), the latest start, the next run and
@@ -294,8 +409,15 @@ func showPayload(b []byte) (string, string, bool) {
 func history(t *models.Task) []historyItem {
 	var h []historyItem
 	h = append(h, historyItem{t.CreatedAt, "submitted"})
-	for i, e := range t.Errors {
-		h = append(h, historyItem{e.Timestamp, fmt.Sprintf("attempt %d failed: %s (%s)", i+1, e.ErrorType, firstLine(e.Message))})
+	if t.ErrorsDropped > 0 && len(t.Errors) > 0 {
+		h = append(h, historyItem{t.Errors[0].Timestamp, fmt.Sprintf("%d older errors dropped from the record", t.ErrorsDropped)})
+	}
+	for _, e := range taskErrors(t) {
+		what := fmt.Sprintf("error %d: %s (%s)", e.N, e.ErrorType, firstLine(e.Message))
+		if e.Attempt != 0 {
+			what = fmt.Sprintf("attempt %d failed: %s (%s)", e.Attempt, e.ErrorType, firstLine(e.Message))
+		}
+		h = append(h, historyItem{e.Timestamp, what})
 	}
 	if !t.StartedAt.IsZero() {
 		h = append(h, historyItem{t.StartedAt, fmt.Sprintf("attempt %d started", t.Attempt)})
@@ -321,19 +443,25 @@ func firstLine(s string) string {
 	return s
 }
 
-func (s *Server) handleCancel(w http.ResponseWriter, r *http.Request, _ *session) {
+func (s *Server) handleCancel(w http.ResponseWriter, r *http.Request, ss *session) {
 	id := r.PathValue("id")
 	ctx, cancel := context.WithTimeout(r.Context(), requestTimeout)
 	defer cancel()
 	msg := "Cancelled."
-	if _, err := s.cfg.Client.Cancel(ctx, id); err != nil {
+	rec, err := s.cfg.Client.Cancel(ctx, id)
+	switch {
+	case err != nil:
 		msg = "Cancel failed: " + err.Error()
+	case rec.Task != nil && rec.Task.Function == jetstream.UnseenFunction:
+		// What omniq-submit cancel says of an id no runner has seen: a
+		// queued task or a typo.
+		msg = "Cancelled, but no runner had seen a task " + id + ": if one is queued it will not run; if the id is wrong, nothing was cancelled."
 	}
 	s.cfg.Logger.WithField("task_id", id).WithField("result", msg).Info("dashboard: cancel")
-	http.Redirect(w, r, "/tasks/"+url.PathEscape(id)+"?flash="+url.QueryEscape(msg), http.StatusSeeOther)
+	http.Redirect(w, r, "/tasks/"+url.PathEscape(id)+"?"+flashQuery(ss, msg), http.StatusSeeOther)
 }
 
-func (s *Server) handleReplay(w http.ResponseWriter, r *http.Request, _ *session) {
+func (s *Server) handleReplay(w http.ResponseWriter, r *http.Request, ss *session) {
 	id := r.PathValue("id")
 	ctx, cancel := context.WithTimeout(r.Context(), requestTimeout)
 	defer cancel()
@@ -342,7 +470,31 @@ func (s *Server) handleReplay(w http.ResponseWriter, r *http.Request, _ *session
 		msg = "Replay failed: " + err.Error()
 	}
 	s.cfg.Logger.WithField("task_id", id).WithField("result", msg).Info("dashboard: replay")
-	http.Redirect(w, r, "/tasks/"+url.PathEscape(id)+"?flash="+url.QueryEscape(msg), http.StatusSeeOther)
+	http.Redirect(w, r, "/tasks/"+url.PathEscape(id)+"?"+flashQuery(ss, msg), http.StatusSeeOther)
+}
+
+// flashQuery returns the query that makes the page an action redirects to
+// show msg: the message and its signature with the session's CSRF token,
+// so that only this session's own actions put words on its pages.
+func flashQuery(ss *session, msg string) string {
+	return "flash=" + url.QueryEscape(msg) + "&fsig=" + flashSig(ss, msg)
+}
+
+// flashOf returns the message of r's query when flashQuery made it for ss,
+// else "".
+func flashOf(r *http.Request, ss *session) string {
+	q := r.URL.Query()
+	msg := q.Get("flash")
+	if msg == "" || !hmac.Equal([]byte(q.Get("fsig")), []byte(flashSig(ss, msg))) {
+		return ""
+	}
+	return msg
+}
+
+func flashSig(ss *session, msg string) string {
+	mac := hmac.New(sha256.New, []byte(ss.csrf))
+	mac.Write([]byte("flash\x00" + msg))
+	return base64.RawURLEncoding.EncodeToString(mac.Sum(nil))
 }
 
 // --- dead letters
@@ -354,18 +506,21 @@ type deadGroup struct {
 }
 
 type deadData struct {
-	Groups    []*deadGroup
-	Recent    []jetstream.DeadTask
-	Total     int
-	Truncated bool
-	Problem   string
+	Groups []*deadGroup
+	// HiddenGroups and HiddenEntries count the groups not shown
+	// (maxShownGroups: the largest are shown) and their entries.
+	HiddenGroups, HiddenEntries int
+	Recent                      []jetstream.DeadTask
+	Total                       int
+	Truncated                   bool
+	Problem                     string
 }
 
 func (s *Server) handleDead(w http.ResponseWriter, r *http.Request, ss *session) {
 	ctx, cancel := context.WithTimeout(r.Context(), requestTimeout)
 	defer cancel()
 	d := &deadData{}
-	pageRes, err := s.cfg.Client.ListDead(ctx, jetstream.DeadFilter{Limit: maxDeadScanned})
+	pageRes, err := s.cfg.Client.ListDead(ctx, jetstream.DeadFilter{Limit: s.maxDeadScanned})
 	if err != nil {
 		d.Problem = err.Error()
 	}
@@ -389,21 +544,49 @@ func (s *Server) handleDead(w http.ResponseWriter, r *http.Request, ss *session)
 	for _, g := range groups {
 		d.Groups = append(d.Groups, g)
 	}
+	if len(d.Groups) > maxShownGroups {
+		slices.SortFunc(d.Groups, func(a, b *deadGroup) int {
+			return cmp.Or(cmp.Compare(b.Count, a.Count), cmp.Compare(a.Function, b.Function), cmp.Compare(a.ErrorType, b.ErrorType))
+		})
+		for _, g := range d.Groups[maxShownGroups:] {
+			d.HiddenGroups++
+			d.HiddenEntries += g.Count
+		}
+		d.Groups = d.Groups[:maxShownGroups]
+	}
 	slices.SortFunc(d.Groups, func(a, b *deadGroup) int {
 		return cmp.Or(cmp.Compare(a.Function, b.Function), cmp.Compare(a.ErrorType, b.ErrorType))
 	})
-	recent := pageRes.Tasks[max(0, len(pageRes.Tasks)-100):]
+	recent := pageRes.Tasks
+	if d.Truncated {
+		// The groups are of the oldest entries; the latest are read from
+		// the end of the stream.
+		recent = nil
+		if st, err := s.cfg.Client.JetStream().Stream(ctx, s.cfg.Client.Config().DLQStream); err != nil {
+			d.Problem = "latest entries: " + err.Error()
+		} else if last := st.CachedInfo().State.LastSeq; last > 0 {
+			latest, err := s.cfg.Client.ListDead(ctx, jetstream.DeadFilter{After: last - min(last, maxDeadLatest)})
+			if err != nil {
+				d.Problem = "latest entries: " + err.Error()
+			}
+			recent = latest.Tasks
+		}
+	}
+	recent = recent[max(0, len(recent)-maxDeadLatest):]
 	for i := len(recent) - 1; i >= 0; i-- {
 		d.Recent = append(d.Recent, recent[i])
 	}
 	p := s.newPage(r, ss, "Dead letters", "dead", d)
-	p.Flash = r.URL.Query().Get("flash")
+	p.Flash = flashOf(r, ss)
 	s.render(w, r, "dead", p)
 }
 
 type confirmData struct {
 	Action, Function, ErrorType string
 	Count                       int
+	// Through is the stream sequence of the last entry counted: the
+	// confirmed action touches no entry after it.
+	Through uint64
 }
 
 // handleDeadBulk replays or purges the dead-letter entries of one function
@@ -419,13 +602,32 @@ func (s *Server) handleDeadBulk(w http.ResponseWriter, r *http.Request, ss *sess
 	ctx, cancel := context.WithTimeout(r.Context(), time.Minute)
 	defer cancel()
 	if r.PostFormValue("confirm") != "yes" {
-		n, err := s.countDead(ctx, f)
+		page, err := s.cfg.Client.ListDead(ctx, f)
 		if err != nil {
 			http.Error(w, "count dead-letter entries: "+err.Error(), http.StatusBadGateway)
 			return
 		}
-		s.render(w, r, "confirm", s.newPage(r, ss, "Confirm "+action, "dead", &confirmData{Action: action, Function: f.Function, ErrorType: f.ErrorType, Count: n}))
+		c := &confirmData{Action: action, Function: f.Function, ErrorType: f.ErrorType, Count: len(page.Tasks)}
+		if n := len(page.Tasks); n > 0 {
+			c.Through = page.Tasks[n-1].Sequence
+		}
+		s.render(w, r, "confirm", s.newPage(r, ss, "Confirm "+action, "dead", c))
 		return
+	}
+	// The confirmation counted the entries up to a sequence: entries
+	// dead-lettered since were not in its question. (A form without it,
+	// from a script, acts on every matching entry.)
+	if v := r.PostFormValue("through"); v != "" {
+		n, err := strconv.ParseUint(v, 10, 64)
+		if err != nil {
+			http.Error(w, "through: "+strconv.Quote(v)+" is not a stream sequence", http.StatusBadRequest)
+			return
+		}
+		if n == 0 {
+			http.Redirect(w, r, "/dead?"+flashQuery(ss, "Nothing to "+action+": the confirmation counted no entries."), http.StatusSeeOther)
+			return
+		}
+		f.Through = n
 	}
 	var msg string
 	switch action {
@@ -443,12 +645,7 @@ func (s *Server) handleDeadBulk(w http.ResponseWriter, r *http.Request, ss *sess
 		}
 	}
 	s.cfg.Logger.WithField("function", f.Function).WithField("error_type", f.ErrorType).WithField("result", msg).Info("dashboard: dead letters " + action)
-	http.Redirect(w, r, "/dead?flash="+url.QueryEscape(msg), http.StatusSeeOther)
-}
-
-func (s *Server) countDead(ctx context.Context, f jetstream.DeadFilter) (int, error) {
-	page, err := s.cfg.Client.ListDead(ctx, f)
-	return len(page.Tasks), err
+	http.Redirect(w, r, "/dead?"+flashQuery(ss, msg), http.StatusSeeOther)
 }
 
 // --- runners

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"html/template"
 	"io/fs"
+	"mime"
 	"net"
 	"net/http"
 	"strconv"
@@ -27,8 +28,15 @@ type Server struct {
 	index    *index
 	hub      *hub
 	sessions *sessions
+	logins   *loginLimiter
 	pages    map[string]*template.Template
 	static   http.Handler
+
+	// bodyTimeout bounds the reading of a request's body, idleTimeout a
+	// keep-alive connection between requests (fields for tests).
+	bodyTimeout, idleTimeout time.Duration
+	// maxDeadScanned is maxDeadScanned (a field for tests).
+	maxDeadScanned int
 
 	ln      net.Listener
 	http    *http.Server
@@ -53,9 +61,10 @@ func New(cfg Config) (*Server, error) {
 	sub, _ := fs.Sub(assets, "assets/static")
 	s := &Server{
 		cfg: cfg, tls: cfg.TLSCertFile != "", hub: newHub(),
-		sessions: newSessions(cfg.SessionTTL), pages: pages,
-		static:  http.StripPrefix("/static/", http.FileServerFS(sub)),
-		stopped: make(chan struct{}),
+		sessions: newSessions(cfg.SessionTTL), logins: newLoginLimiter(), pages: pages,
+		static:      http.StripPrefix("/static/", http.FileServerFS(sub)),
+		stopped:     make(chan struct{}),
+		bodyTimeout: 10 * time.Second, idleTimeout: 2 * time.Minute, maxDeadScanned: maxDeadScanned,
 	}
 	s.index = newIndex(cfg.MaxIndexed, s.hub.notify)
 	return s, nil
@@ -67,7 +76,7 @@ func (s *Server) Handler() http.Handler {
 	mux.Handle("GET /static/", s.static)
 	mux.HandleFunc("GET /login", s.handleLogin)
 	mux.HandleFunc("POST /login", s.handleLogin)
-	mux.HandleFunc("POST /logout", s.guard(s.handleLogout))
+	mux.HandleFunc("POST /logout", s.guardSignOut(s.handleLogout))
 	mux.HandleFunc("GET /{$}", s.guard(s.handleOverview))
 	mux.HandleFunc("GET /tasks", s.guard(s.handleTasks))
 	mux.HandleFunc("GET /tasks/{id}", s.guard(s.handleTask))
@@ -77,12 +86,55 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("POST /dead/{action}", s.guard(s.handleDeadBulk))
 	mux.HandleFunc("GET /runners", s.guard(s.handleRunners))
 	mux.HandleFunc("GET /events", s.guard(s.handleEvents))
-	return securityHeaders(mux)
+	return securityHeaders(s.limitBodies(mux), s.tls)
 }
 
-func securityHeaders(next http.Handler) http.Handler {
+// maxFormBytes bounds a request body: the dashboard's forms are a few
+// short fields.
+const maxFormBytes = 64 << 10
+
+// limitBodies reads and parses the form of every request with a body
+// before its handler runs, within maxFormBytes and bodyTimeout: /login
+// takes a POST from anyone who can reach the dashboard, and an unbounded
+// body (multipart file parts are spooled to temporary files) or one that
+// never ends would hold memory, disk or a connection for as long as the
+// client likes.
+func (s *Server) limitBodies(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodGet || r.Method == http.MethodHead {
+			next.ServeHTTP(w, r)
+			return
+		}
+		_ = http.NewResponseController(w).SetReadDeadline(time.Now().Add(s.bodyTimeout))
+		r.Body = http.MaxBytesReader(w, r.Body, maxFormBytes)
+		var err error
+		if ct, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type")); ct == "multipart/form-data" {
+			err = r.ParseMultipartForm(maxFormBytes)
+		} else {
+			err = r.ParseForm()
+		}
+		var tooBig *http.MaxBytesError
+		switch {
+		case errors.As(err, &tooBig):
+			http.Error(w, fmt.Sprintf("refused: the request body is over %d bytes; the dashboard's forms are a few short fields", maxFormBytes), http.StatusRequestEntityTooLarge)
+			return
+		case err != nil:
+			http.Error(w, "bad request body: "+err.Error(), http.StatusBadRequest)
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// securityHeaders sets the headers every response carries; served over
+// TLS, also HSTS: a browser that has seen the dashboard goes to it over
+// HTTPS only, so a plain-HTTP look-alike cannot ask it for the token.
+func securityHeaders(next http.Handler, tls bool) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		h := w.Header()
+		if tls {
+			h.Set("Strict-Transport-Security", "max-age=31536000")
+		}
 		h.Set("Content-Security-Policy", "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; frame-ancestors 'none'; form-action 'self'")
 		h.Set("X-Frame-Options", "DENY")
 		h.Set("X-Content-Type-Options", "nosniff")
@@ -111,6 +163,7 @@ func (s *Server) Start(ctx context.Context) error {
 	s.http = &http.Server{
 		Handler:           s.Handler(),
 		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       s.idleTimeout,
 		BaseContext:       func(net.Listener) context.Context { return ctx },
 	}
 	s.wg.Add(3)
@@ -187,7 +240,7 @@ type page struct {
 
 func parsePages() (map[string]*template.Template, error) {
 	funcs := template.FuncMap{
-		"ago": ago, "ts": ts, "dur": dur, "spark": spark, "rate": rate, "add": func(a, b int) int { return a + b }, "plugin": pluginState,
+		"ago": ago, "ts": ts, "dur": dur, "spark": spark, "rate": rate, "add": func(a, b int) int { return a + b }, "plugin": pluginState, "line": firstLine,
 	}
 	names := []string{"overview", "tasks", "task", "dead", "confirm", "runners", "login"}
 	out := make(map[string]*template.Template, len(names))

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strconv"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -49,7 +50,17 @@ func Parse(args []string, getenv func(string) string, stderr io.Writer) (Options
 	fs.StringVar(&o.Dashboard.Token, "token", env("OMNIQ_UI_TOKEN", ""), "login token (or password) the dashboard asks for; required off loopback, made at start and printed when not set on loopback (prefer OMNIQ_UI_TOKEN: flags show in ps)")
 	fs.StringVar(&o.Dashboard.TLSCertFile, "tls-cert", env("OMNIQ_UI_TLS_CERT", ""), "PEM certificate to serve HTTPS with")
 	fs.StringVar(&o.Dashboard.TLSKeyFile, "tls-key", env("OMNIQ_UI_TLS_KEY", ""), "PEM key of --tls-cert")
-	fs.BoolVar(&o.Dashboard.ReadOnly, "read-only", env("OMNIQ_UI_READ_ONLY", "") == "true", "hide and refuse every action (cancel, replay, purge)")
+	// Read as a boolean flag reads its value: OMNIQ_UI_READ_ONLY=1 must
+	// not quietly leave every action allowed.
+	readOnly := false
+	if v := getenv("OMNIQ_UI_READ_ONLY"); v != "" {
+		b, err := strconv.ParseBool(v)
+		if err != nil {
+			return o, fmt.Errorf("OMNIQ_UI_READ_ONLY=%q: want true or false (or 1, 0)", v)
+		}
+		readOnly = b
+	}
+	fs.BoolVar(&o.Dashboard.ReadOnly, "read-only", readOnly, "hide and refuse every action (cancel, replay, purge)")
 	fs.IntVar(&o.Dashboard.MaxIndexed, "max-indexed", 200_000, "most task records the in-memory index holds")
 	o.NATS.Register(fs, natsflags.Options{DefaultURL: "nats://127.0.0.1:4222"})
 	fs.StringVar(&o.DataDir, "data-dir", env("OMNIQ_DATA_DIR", ""), "omniq-runner's --data-dir, where the operator's credentials are found when no --nats-* login is given; empty: ./omniq-data")

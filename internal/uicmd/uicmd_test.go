@@ -252,3 +252,33 @@ func TestALoopbackDashboardAsksForATokenMadeAtStart(t *testing.T) {
 		}
 	}
 }
+
+// OMNIQ_UI_READ_ONLY takes what a boolean flag takes (1, TRUE, ...), and
+// a value it cannot read is an error naming it: a viewers' dashboard
+// started with OMNIQ_UI_READ_ONLY=1 must not quietly allow every action.
+func TestReadOnlyFromTheEnvironment(t *testing.T) {
+	for v, want := range map[string]bool{"true": true, "1": true, "TRUE": true, "t": true, "false": false, "0": false} {
+		o, err := Parse(nil, func(k string) string {
+			if k == "OMNIQ_UI_READ_ONLY" {
+				return v
+			}
+			return ""
+		}, &strings.Builder{})
+		if err != nil || o.Dashboard.ReadOnly != want {
+			t.Errorf("OMNIQ_UI_READ_ONLY=%s: read-only %v, %v; want %v", v, o.Dashboard.ReadOnly, err, want)
+		}
+	}
+	var stderr strings.Builder
+	code := Main(context.Background(), nil, func(k string) string {
+		if k == "OMNIQ_UI_READ_ONLY" {
+			return "yes"
+		}
+		return ""
+	}, &strings.Builder{}, &stderr)
+	if code != 2 || !strings.Contains(stderr.String(), "OMNIQ_UI_READ_ONLY") {
+		t.Errorf("OMNIQ_UI_READ_ONLY=yes: exit %d, %q; want 2 naming the variable", code, stderr.String())
+	}
+	if o, err := Parse([]string{"--read-only=false"}, func(k string) string { return map[string]string{"OMNIQ_UI_READ_ONLY": "1"}[k] }, &strings.Builder{}); err != nil || o.Dashboard.ReadOnly {
+		t.Errorf("--read-only=false with OMNIQ_UI_READ_ONLY=1: read-only %v, %v; want the flag to win", o.Dashboard.ReadOnly, err)
+	}
+}

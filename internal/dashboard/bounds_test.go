@@ -1,0 +1,190 @@
+package dashboard
+
+import (
+	"context"
+	"fmt"
+	"html"
+	"net/http"
+	"net/url"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/omniq/omniq/internal/omniqtest"
+	"github.com/omniq/omniq/jetstream"
+	"github.com/omniq/omniq/models"
+)
+
+// A submitter may publish tasks for any function name and a handler may
+// name any error type, so the number of distinct functions and error
+// types is theirs to choose. The overview, the tasks page's filters and
+// the dead-letter groups show at most maxShownGroups of them (the most
+// active) and say how many more there are, so a flood of names cannot
+// make every page of the operator's dashboard megabytes long (nor make
+// the overview ask NATS for the lag of each).
+func TestPagesBoundWhatSubmittersAndHandlersName(t *testing.T) {
+	t.Parallel()
+	srv := startServer(t)
+	ctx := context.Background()
+	const n = maxShownGroups + 50
+	now := time.Now()
+	for i := range n {
+		// A finished task per function, each failed with its own error type.
+		task := models.NewTask(fmt.Sprintf("rec-%d", i), fmt.Sprintf("rec-fn-%d", i), 0, 0, now)
+		task.Status, task.Attempt, task.FinishedAt, task.UpdatedAt = models.StatusFailed, 1, now, now
+		task.Error = &models.TaskError{ErrorType: fmt.Sprintf("Err%d", i), Message: "boom", Timestamp: now}
+		task.Errors = []models.TaskError{*task.Error}
+		if _, err := srv.Client.State().Create(ctx, task); err != nil {
+			t.Fatal(err)
+		}
+		// A queued task per function no runner serves.
+		if _, err := srv.Client.Submit(ctx, jetstream.SubmitRequest{Function: fmt.Sprintf("queued-fn-%d", i), Payload: []byte("x")}); err != nil {
+			t.Fatal(err)
+		}
+		// A dead-letter entry per function.
+		te, err := models.NewTaskError(models.TaskError{ErrorType: "handler_error", Message: "boom"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := srv.Client.DeadLetter(ctx, &jetstream.TaskMessage{ID: fmt.Sprintf("dead-%d", i), Function: fmt.Sprintf("dead-fn-%d", i), Attempt: 1}, *te, 0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// One busier function, to be sure the busiest are the ones shown.
+	for i := range 3 {
+		if _, err := srv.Client.Submit(ctx, jetstream.SubmitRequest{Function: "busy", Payload: []byte("x"), ID: fmt.Sprintf("busy-%d", i)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	d := startDashboard(t, Config{Client: srv.Client})
+	b := newBrowser(t, d.URL())
+	omniqtest.Eventually(t, 30*time.Second, "the index holds every record", func() bool {
+		held, _ := d.index.size()
+		return held == n
+	})
+
+	_, body := b.get("/")
+	if rows := strings.Count(body, "<tr data-function="); rows > maxShownGroups {
+		t.Errorf("the overview shows %d functions, over %d", rows, maxShownGroups)
+	}
+	if !strings.Contains(body, `data-function="busy"`) || !strings.Contains(body, fmt.Sprintf("%d more functions", 2*n+1-maxShownGroups)) {
+		t.Errorf("the overview does not show the busiest function and say how many more there are")
+	}
+	if !strings.Contains(body, fmt.Sprintf(`<tfoot><tr><th>All</th><td class="n">%d</td>`, n+3)) {
+		t.Errorf("the overview's totals do not count the functions it does not show")
+	}
+
+	_, body = b.get("/tasks?function=rec-fn-7&error_type=Err7")
+	fns, _, _ := strings.Cut(body[strings.Index(body, `name="function"`):], "</select>")
+	ets, _, _ := strings.Cut(body[strings.Index(body, `name="error_type"`):], "</select>")
+	if c := strings.Count(fns, "<option"); c > maxShownGroups+2 {
+		t.Errorf("the function filter lists %d functions", c)
+	}
+	if c := strings.Count(ets, "<option"); c > maxShownGroups+2 {
+		t.Errorf("the error type filter lists %d error types", c)
+	}
+	if !strings.Contains(fns, "<option selected>rec-fn-7</option>") || !strings.Contains(ets, "<option selected>Err7</option>") {
+		t.Errorf("the filters do not keep the chosen function and error type:\n%s\n%s", fns, ets)
+	}
+	if !strings.Contains(body, `href="/tasks/rec-7"`) {
+		t.Errorf("the filtered tasks page lacks its task")
+	}
+
+	code, body := b.get("/dead")
+	if code != http.StatusOK {
+		t.Fatalf("dead: %d", code)
+	}
+	groups, _, _ := strings.Cut(body[strings.Index(body, `id="groups"`):], "</table>")
+	if c := strings.Count(groups, "<tr><td>"); c > maxShownGroups {
+		t.Errorf("the dead-letter page shows %d groups, over %d", c, maxShownGroups)
+	}
+	if !strings.Contains(body, fmt.Sprintf("%d more groups", n-maxShownGroups)) {
+		t.Errorf("the dead-letter page does not say how many groups it does not show")
+	}
+}
+
+// A bulk action does what its confirmation said: "Purge 2 entries" purges
+// those 2, not also the entries of the group that were dead-lettered while
+// the operator read the question.
+func TestBulkActionTouchesOnlyTheEntriesItConfirmed(t *testing.T) {
+	t.Parallel()
+	srv := startServer(t)
+	ctx := context.Background()
+	deadLetter := func(id string) {
+		t.Helper()
+		te, err := models.NewTaskError(models.TaskError{ErrorType: "handler_error", Message: "boom"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := srv.Client.DeadLetter(ctx, &jetstream.TaskMessage{ID: id, Function: "alpha", Attempt: 1}, *te, 0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	deadLetter("confirmed-1")
+	deadLetter("confirmed-2")
+	d := startDashboard(t, Config{Client: srv.Client})
+	b := newBrowser(t, d.URL())
+	token := b.csrf("/dead")
+	code, body := b.post("/dead/purge", url.Values{"csrf": {token}, "function": {"alpha"}, "error_type": {"handler_error"}})
+	if code != http.StatusOK || !strings.Contains(body, "<strong>2</strong>") {
+		t.Fatalf("confirmation: %d\n%s", code, body)
+	}
+	// The confirmation form, as the browser would post it.
+	form := url.Values{}
+	for _, m := range regexp.MustCompile(`<input type="hidden" name="([a-z_]+)" value="([^"]*)">`).FindAllStringSubmatch(body, -1) {
+		form.Set(m[1], html.UnescapeString(m[2]))
+	}
+	deadLetter("arrived-later")
+	if code, _ := b.post("/dead/purge", form); code != http.StatusSeeOther {
+		t.Fatalf("confirmed purge: %d", code)
+	}
+	p, err := srv.Client.ListDead(ctx, jetstream.DeadFilter{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(p.Tasks) != 1 || p.Tasks[0].ID != "arrived-later" {
+		t.Fatalf("after confirming a purge of 2 entries, the stream holds %+v; want only arrived-later", p.Tasks)
+	}
+}
+
+// The dead-letter page reads a bounded number of entries, oldest first,
+// for its groups; its "Latest entries" must still be the latest, not the
+// last of the oldest it read, or an operator with a large dead-letter
+// stream never sees today's failures there.
+func TestDeadPageShowsTheLatestEntriesOfALargeStream(t *testing.T) {
+	t.Parallel()
+	srv := startServer(t)
+	ctx := context.Background()
+	te, err := models.NewTaskError(models.TaskError{ErrorType: "handler_error", Message: "boom"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	const scanned, total = 30, 150
+	for i := range total {
+		if err := srv.Client.DeadLetter(ctx, &jetstream.TaskMessage{ID: fmt.Sprintf("entry-%03d", i), Function: "alpha", Attempt: 1}, *te, 0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s, err := New(Config{Client: srv.Client, Addr: "127.0.0.1:0"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.maxDeadScanned = scanned
+	if err := s.Start(omniqtest.Context(t)); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		c, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		_ = s.Stop(c)
+	})
+	_, body := newBrowser(t, s.URL()).get("/dead")
+	entries, _, _ := strings.Cut(body[strings.Index(body, `id="entries"`):], "</table>")
+	if !strings.Contains(entries, fmt.Sprintf(">entry-%03d<", total-1)) {
+		t.Errorf("the latest entry (entry-%03d) is not among the latest entries shown:\n%s", total-1, entries)
+	}
+	if strings.Contains(entries, fmt.Sprintf(">entry-%03d<", scanned-1)) {
+		t.Errorf("an old entry (entry-%03d, the last of those scanned for the groups) is shown as one of the latest", scanned-1)
+	}
+}
