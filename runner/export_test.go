@@ -1,6 +1,7 @@
 package runner
 
 import (
+	"context"
 	"time"
 
 	natsjs "github.com/nats-io/nats.go/jetstream"
@@ -39,3 +40,7 @@ func (p *ProgressWriter) Finish() jetstream.Record { return p.finish() }
 
 // StateReads is how many state records r has read to decide deliveries.
 func (r *Runner) StateReads() int64 { return r.reads.Load() }
+
+// Sweep runs one sweep of the tasks of unserved functions, as the sweep
+// loop does every SweepInterval.
+func (r *Runner) Sweep(ctx context.Context) error { return r.sweep(ctx) }

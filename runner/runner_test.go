@@ -1,6 +1,7 @@
 package runner_test
 
 import (
+	"context"
 	"fmt"
 	"slices"
 	"strings"
@@ -119,6 +120,43 @@ func TestUnknownFunctionIsDeadLetteredNotRetried(t *testing.T) {
 		}
 		return true
 	})
+}
+
+// TestOneSweepEndsTheTasksOfManyUnservedFunctions: submitters choose
+// function names, so a sweep must get through many unserved functions
+// within its interval, not one every few seconds.
+func TestOneSweepEndsTheTasksOfManyUnservedFunctions(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	cfg := fastConfig()
+	cfg.SweepInterval = 24 * time.Hour // only the test's sweep runs
+	r := startRunner(t, e, cfg, pluginhost.HostConfig{})
+	const functions = 20
+	ids := make([]string, functions)
+	for i := range ids {
+		res, err := e.client.Submit(ctx(t), jetstream.SubmitRequest{Function: fmt.Sprintf("nobody_serves_%d", i), Payload: []byte("x")})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids[i] = res.ID
+	}
+	// The runner's own sweep has its interval to finish in; give this
+	// one less than a second per function.
+	sctx, cancel := context.WithTimeout(ctx(t), 10*time.Second)
+	defer cancel()
+	if err := r.Sweep(sctx); err != nil {
+		t.Fatalf("sweep: %v", err)
+	}
+	for i, id := range ids {
+		rec, err := e.client.State().Get(ctx(t), id)
+		if err != nil {
+			t.Fatalf("task %d (%s) after one sweep: %v", i, id, err)
+		}
+		if rec.Task.Status != models.StatusFailed || rec.Task.Error == nil || rec.Task.Error.ErrorType != models.ErrorTypeUnknownFunction {
+			t.Fatalf("task %d (%s) after one sweep: %s %+v, want failed unknown_function", i, id, rec.Task.Status, rec.Task.Error)
+		}
+		waitDead(t, e, id)
+	}
 }
 
 func TestMalformedTaskIsInvalidAndDoesNotBlockTheQueue(t *testing.T) {
