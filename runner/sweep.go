@@ -177,6 +177,7 @@ func (r *Runner) failDueRetry(ctx context.Context, log logrus.FieldLogger, tm *j
 			_ = msg.NakWithDelay(r.cfg.SweepInterval)
 			return
 		}
+		te.RetryCount = rec.Task.RetryCount // the retries it made before this failure
 		next, err := r.client.State().Transition(ctx, rec, models.StatusFailed, time.Now(), func(t *models.Task) {
 			t.ClaimSequence, t.ClaimDelivery, t.ClaimStream = d.Seq, d.Delivered, d.Stream
 			t.RecordError(te)

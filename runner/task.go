@@ -598,6 +598,7 @@ func (r *Runner) failWithoutRunning(ctx context.Context, log logrus.FieldLogger,
 			_ = msg.Ack()
 			return
 		default:
+			te.RetryCount = rec.Task.RetryCount // the retries it made before this failure
 			next, err = state.Transition(ctx, rec, models.StatusFailed, time.Now(), func(t *models.Task) { t.RecordError(te) })
 		}
 		if !r.deadLetterRecorded(ctx, log, tm, te, msg, next, err) {
