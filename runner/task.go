@@ -558,7 +558,9 @@ func (r *Runner) deadLetter(ctx context.Context, log logrus.FieldLogger, tm *jet
 // over the operator's caps, or for a function nobody serves) with te. It
 // fails only a task of its own: a message carrying the id of a task that
 // has a record is failed only if it is that task's claimed message, and
-// dropped otherwise, so a bad copy cannot fail someone else's task.
+// dropped otherwise, so a bad copy cannot fail someone else's task. A
+// running task's claimed message is failed too unless the attempt runs
+// here: its runner died or let it go (its function retired since).
 func (r *Runner) failWithoutRunning(ctx context.Context, log logrus.FieldLogger, tm *jetstream.TaskMessage, te models.TaskError, msg natsjs.Msg, meta *natsjs.MsgMetadata) {
 	if tm.Function == "" {
 		tm.Function = jetstream.UnroutableFunction
@@ -588,7 +590,7 @@ func (r *Runner) failWithoutRunning(ctx context.Context, log logrus.FieldLogger,
 			t.RecordError(te)
 			next, err = state.Create(ctx, t)
 		case v.Task.Function != tm.Function || v.Task.ClaimSequence != meta.Sequence.Stream || v.Task.ClaimStream != meta.Stream ||
-			v.Task.Status.IsTerminal() || v.Task.Status == models.StatusRunning:
+			v.Task.Status.IsTerminal() || v.Task.Status == models.StatusRunning && r.isRunning(tm.ID):
 			if v.Task.Status == models.StatusFailed && v.Task.ClaimSequence == meta.Sequence.Stream && v.Task.ClaimStream == meta.Stream && v.Task.Error != nil {
 				r.deadLetter(ctx, log, tm, *v.Task.Error, v.Task.Replays, msg) // our entry may be missing
 				return
