@@ -193,14 +193,30 @@ func (r *Runner) subjectIn(stream, fn string) string {
 	return cfg.TaskSubject(fn)
 }
 
+// ensureConsumer creates or updates fn's consumer in stream, which fn's
+// runners share. Its ack wait is never shortened: a runner started with a
+// longer --ack-wait sends its heartbeats at that pace (AckWait/5), and a
+// shorter ack wait set under it would let another runner take its live
+// tasks over and run them again. A runner with a shorter ack wait keeps
+// the longer one (its heartbeats are then more frequent than needed) and
+// says so.
 func (r *Runner) ensureConsumer(ctx context.Context, stream, fn string, res resolved) (natsjs.Consumer, error) {
 	js := r.client.JetStream()
+	ackWait := r.cfg.AckWait
+	if cur, err := js.Consumer(ctx, stream, consumerName(fn)); err == nil {
+		if w := cur.CachedInfo().Config.AckWait; w > ackWait {
+			r.log.WithFields(logrus.Fields{"function": fn, "stream": stream, "consumer_ack_wait": w, "ack_wait": ackWait}).
+				Warn("the function's consumer keeps the longer ack wait another runner set: a runner's tasks resume that much later after it dies; " +
+					"to shorten it, stop the runners with the longer --ack-wait and delete the consumer")
+			ackWait = w
+		}
+	}
 	cc := natsjs.ConsumerConfig{
 		Durable:       consumerName(fn),
 		Description:   "OmniQ runners pulling tasks of " + fn,
 		FilterSubject: r.subjectIn(stream, fn),
 		AckPolicy:     natsjs.AckExplicitPolicy,
-		AckWait:       r.cfg.AckWait,
+		AckWait:       ackWait,
 		MaxDeliver:    -1,
 		MaxAckPending: 10000,
 	}
