@@ -464,6 +464,22 @@ func (c *Client) PurgeDeadTask(ctx context.Context, id string) error {
 	return c.deleteDead(ctx, d.Sequence)
 }
 
+// RemoveReplayedDead removes every dead-letter entry of task id, of
+// function fn. A replay publishes the task again and then removes its
+// entry; a runner that dies between the two leaves the entry behind. The
+// runner that claims a replayed task's first attempt calls it: no entry of
+// the task can be newer than that attempt. It needs a runner's rights.
+func (c *Client) RemoveReplayedDead(ctx context.Context, fn, id string) error {
+	s, err := c.dlqStream(ctx)
+	if err != nil {
+		return err
+	}
+	if err := s.Purge(ctx, natsjs.WithPurgeSubject(c.cfg.dlqSubject(fn, id))); err != nil {
+		return fmt.Errorf("remove replayed dead-letter entries of %s: %w", id, err)
+	}
+	return nil
+}
+
 func (c *Client) deleteDead(ctx context.Context, seq uint64) error {
 	s, err := c.dlqStream(ctx)
 	if err != nil {

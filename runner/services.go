@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/sirupsen/logrus"
 
 	"github.com/omniq/omniq/jetstream"
 	"github.com/omniq/omniq/models"
@@ -154,4 +155,15 @@ func (r *Runner) onAdminRequest(m *nats.Msg) {
 		return
 	}
 	r.respond(m, jetstream.Record{}, fmt.Errorf("unknown request %q", m.Subject))
+}
+
+// removeReplayedDead removes what dead-letter entry a replayed task may
+// still have as its first attempt after the replay starts: the runner that
+// replayed it may have died before removing it (see
+// jetstream.Client.RemoveReplayedDead). A failure only leaves the stale
+// entry, which the next replay of the task removes; it is logged.
+func (r *Runner) removeReplayedDead(ctx context.Context, log logrus.FieldLogger, tm *jetstream.TaskMessage) {
+	if err := r.client.RemoveReplayedDead(ctx, tm.Function, tm.ID); err != nil {
+		log.WithError(err).Warn("could not remove the dead-letter entry of a replayed task; it is listed until the task is replayed or purged")
+	}
 }

@@ -160,6 +160,9 @@ func (r *Runner) claim(ctx context.Context, log logrus.FieldLogger, tm *jetstrea
 				if dec.Interrupted {
 					log.WithField("interruptions", claimed.Task.Interruptions).Warn("resuming a task whose runner died mid-task")
 				}
+				if !dec.Create && rec.Task.Replays > 0 && rec.Task.ClaimSequence == 0 {
+					r.removeReplayedDead(ctx, log, tm)
+				}
 				return claimed, true
 			}
 		}
