@@ -29,7 +29,7 @@ func TestRunnersWithDifferentAckWaitsDoNotTakeOverLiveTasks(t *testing.T) {
 	if running.Runner != slow.ID {
 		t.Fatalf("claimed by %q", running.Runner)
 	}
-	quick := fastConfig() // AckWait 2s: the consumer's ack wait from now on
+	quick := fastConfig() // AckWait 2s, provisioning the consumer again
 	quick.ID = "short-ack-wait"
 	startRunner(t, e, quick, pluginhost.HostConfig{})
 	task := waitFor(t, e, res.ID, models.StatusSucceeded, 60*time.Second)

@@ -93,7 +93,7 @@ func (r *Runner) answerable(reply string) bool {
 }
 
 // onCancelRequest records a requested cancellation and, if the task was
-// running, tells every runner to stop it. A request without a reply
+// running (or was cancelled already), tells every runner to stop it. A request without a reply
 // subject is carried out all the same: the state always says cancelled
 // before any runner stops the task.
 func (r *Runner) onCancelRequest(m *nats.Msg) {
@@ -106,7 +106,11 @@ func (r *Runner) onCancelRequest(m *nats.Msg) {
 	ctx, cancel := context.WithTimeout(context.Background(), requestTimeout)
 	defer cancel()
 	rec, was, err := r.client.RecordCancel(ctx, id)
-	if err == nil && was == models.StatusRunning {
+	// A task cancelled already may still run: the runner that recorded the
+	// cancellation may have died before telling the others. Asking again
+	// tells them again (a runner not running the task ignores it).
+	again := errors.Is(err, jetstream.ErrAlreadyFinished) && rec.Task != nil && rec.Task.Status == models.StatusCancelled
+	if err == nil && was == models.StatusRunning || again {
 		if perr := r.client.Conn().Publish(r.client.Config().CancelledSubject(id), nil); perr != nil {
 			log.WithError(perr).Warn("cancel: could not notify runners; the task is stopped when its outcome cannot be recorded")
 		}
