@@ -31,7 +31,8 @@ func (r *Runner) handle(fn string, res resolved, msg natsjs.Msg) {
 	ctx, cancel := context.WithTimeout(context.Background(), opTimeout)
 	defer cancel()
 	tm, perr := r.client.Config().ParseTaskMessage(msg.Subject(), msg.Headers(), msg.Data(), meta.Stream, meta.Sequence.Stream)
-	if perr == nil {
+	parsed := perr == nil
+	if parsed {
 		perr = r.checkLimits(&tm)
 	}
 	ctx, ts := r.traceClaim(ctx, &tm)
@@ -39,6 +40,12 @@ func (r *Runner) handle(fn string, res resolved, msg natsjs.Msg) {
 	log := r.log.WithFields(logrus.Fields{"task_id": tm.ID, "function": fn, "attempt": tm.Attempt})
 	if perr != nil {
 		te := newTaskError(models.ErrorTypeInvalidTask, perr.Error(), "", 0, false)
+		if parsed && tm.Retry {
+			// A retry, delayed start or replay over this runner's caps
+			// (lowered since the task was accepted): its record decides.
+			r.failDueRetry(ctx, log, &tm, te, msg, meta)
+			return
+		}
 		r.failWithoutRunning(ctx, log, &tm, te, msg, meta)
 		return
 	}
