@@ -36,6 +36,9 @@ type Client struct {
 	js    natsjs.JetStream
 	state *StateStore
 	log   logrus.FieldLogger
+	// requestWait bounds a request to the runners whose context has no
+	// deadline (DefaultRequestWait).
+	requestWait time.Duration
 }
 
 // New provisions OmniQ's streams and buckets on the connection (see
@@ -62,7 +65,7 @@ func New(ctx context.Context, nc *nats.Conn, cfg Config) (*Client, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Client{cfg: cfg, nc: nc, js: js, state: state, log: cfg.Logger}, nil
+	return &Client{cfg: cfg, nc: nc, js: js, state: state, log: cfg.Logger, requestWait: DefaultRequestWait}, nil
 }
 
 // Config returns the client's configuration, defaults applied.
@@ -256,7 +259,7 @@ func Open(ctx context.Context, nc *nats.Conn, cfg Config) (*Client, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrNotProvisioned, err)
 	}
-	return &Client{cfg: cfg, nc: nc, js: js, state: state, log: cfg.Logger}, nil
+	return &Client{cfg: cfg, nc: nc, js: js, state: state, log: cfg.Logger, requestWait: DefaultRequestWait}, nil
 }
 
 // fitPayload applies cfg's defaults and validates it, choosing the payload

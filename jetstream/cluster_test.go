@@ -105,3 +105,40 @@ func TestReplicatedStreamsOnAThreeServerCluster(t *testing.T) {
 		return got == 1
 	})
 }
+
+// TestARunnerWithoutTheReplicasSettingKeepsTheClustersReplicas: on a
+// cluster provisioned with three replicas, a client provisioning with the
+// default (a runner started without the config file that sets
+// streams.replicas) must not take every stream and bucket down to one
+// replica, where losing one server loses tasks. It used to.
+func TestARunnerWithoutTheReplicasSettingKeepsTheClustersReplicas(t *testing.T) {
+	t.Parallel()
+	servers := omniqtest.StartCluster(t)
+	nc, err := jetstream.Connect(jetstream.ConnConfig{URL: omniqtest.ClusterURL(servers)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	provision := func(cfg jetstream.Config) *jetstream.Client {
+		t.Helper()
+		var client *jetstream.Client
+		omniqtest.Eventually(t, 60*time.Second, "provisioning on the cluster", func() bool {
+			try, cancel := context.WithTimeout(ctx(t), 5*time.Second)
+			defer cancel()
+			client, err = jetstream.New(try, nc, cfg)
+			return err == nil
+		})
+		return client
+	}
+	provision(jetstream.Config{Replicas: 3})
+	client := provision(jetstream.Config{})
+	for _, name := range []string{"OMNIQ_TASKS", "OMNIQ_RETRIES", "OMNIQ_DLQ", "KV_OMNIQ_STATE", "KV_OMNIQ_FUNCTIONS"} {
+		s, err := client.JetStream().Stream(ctx(t), name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r := s.CachedInfo().Config.Replicas; r != 3 {
+			t.Fatalf("%s has %d replicas after a provisioning with the default, want the cluster's 3", name, r)
+		}
+	}
+}

@@ -371,39 +371,56 @@ func (c *Client) replay(ctx context.Context, d DeadTask) (ReplayResult, error) {
 	}
 	tm.Timeout, _ = time.ParseDuration(d.Header.Get(HeaderTimeout))
 
-	rec, err := c.state.Get(ctx, d.ID)
-	switch {
-	case errors.Is(err, ErrTaskNotFound):
-		return ReplayResult{}, fmt.Errorf("%w: %s: the task has no state record to check its dead-letter entry against (it expired or was removed); "+
-			"the entry is kept: inspect it with dlq show, purge it, or submit its payload as a new task", ErrReplayRefused, d.ID)
-	case err != nil:
-		return ReplayResult{}, fmt.Errorf("replay %s: %w", d.ID, err)
-	case rec.Task.Function != d.Function:
-		return ReplayResult{}, fmt.Errorf("%w: %s: the entry is for function %q but the task is a task of %q; the entry is kept",
-			ErrReplayRefused, d.ID, d.Function, rec.Task.Function)
-	case rec.Task.Status == models.StatusFailed && rec.Task.Replays == d.Replays:
-		if !sameFailure(rec.Task.Error, d.Error) {
-			return ReplayResult{}, fmt.Errorf("%w: %s: the entry's error does not match the failure recorded in the task's state; the entry is kept",
-				ErrReplayRefused, d.ID)
-		}
-		next := rec.Task.Clone()
-		if err := next.Replay(time.Now()); err != nil {
-			return ReplayResult{}, err
-		}
-		if rec, err = c.state.Replace(ctx, rec, next); err != nil {
+	stale := true
+	var rec Record
+	for try := 0; stale && try < 3; try++ {
+		// After a first try, another replay of the task changed the record
+		// meanwhile: decide again on what it wrote.
+		var err error
+		rec, err = c.state.Get(ctx, d.ID)
+		stale = false
+		switch {
+		case errors.Is(err, ErrTaskNotFound):
+			return ReplayResult{}, fmt.Errorf("%w: %s: the task has no state record to check its dead-letter entry against (it expired or was removed); "+
+				"the entry is kept: inspect it with dlq show, purge it, or submit its payload as a new task", ErrReplayRefused, d.ID)
+		case err != nil:
 			return ReplayResult{}, fmt.Errorf("replay %s: %w", d.ID, err)
+		case rec.Task.Function != d.Function:
+			return ReplayResult{}, fmt.Errorf("%w: %s: the entry is for function %q but the task is a task of %q; the entry is kept",
+				ErrReplayRefused, d.ID, d.Function, rec.Task.Function)
+		case rec.Task.Status == models.StatusFailed && rec.Task.Replays == d.Replays:
+			if !sameFailure(rec.Task.Error, d.Error) {
+				return ReplayResult{}, fmt.Errorf("%w: %s: the entry's error does not match the failure recorded in the task's state; the entry is kept",
+					ErrReplayRefused, d.ID)
+			}
+			next := rec.Task.Clone()
+			if err := next.Replay(time.Now()); err != nil {
+				return ReplayResult{}, err
+			}
+			next2, err := c.state.Replace(ctx, rec, next)
+			if errors.Is(err, ErrStaleRevision) {
+				stale = true
+				break
+			}
+			if err != nil {
+				return ReplayResult{}, fmt.Errorf("replay %s: %w", d.ID, err)
+			}
+			rec = next2
+		case rec.Task.Status == models.StatusPending && rec.Task.Replays == d.Replays+1:
+			// An earlier replay reset the state but may not have published:
+			// publish now (deduplicated if it did).
+		case rec.Task.Replays > d.Replays:
+			if err := c.deleteDead(ctx, d.Sequence); err != nil {
+				return ReplayResult{}, err
+			}
+			return ReplayResult{ID: d.ID, Record: rec}, fmt.Errorf("%w: %s is %s after %d replays", ErrAlreadyReplayed, d.ID, rec.Task.Status, rec.Task.Replays)
+		default:
+			return ReplayResult{}, fmt.Errorf("replay %s: its state is %s with %d replays, the dead-letter entry was written after %d: %w",
+				d.ID, rec.Task.Status, rec.Task.Replays, d.Replays, models.ErrIllegalTransition)
 		}
-	case rec.Task.Status == models.StatusPending && rec.Task.Replays == d.Replays+1:
-		// An earlier replay reset the state but may not have published:
-		// publish now (deduplicated if it did).
-	case rec.Task.Replays > d.Replays:
-		if err := c.deleteDead(ctx, d.Sequence); err != nil {
-			return ReplayResult{}, err
-		}
-		return ReplayResult{ID: d.ID, Record: rec}, fmt.Errorf("%w: %s is %s after %d replays", ErrAlreadyReplayed, d.ID, rec.Task.Status, rec.Task.Replays)
-	default:
-		return ReplayResult{}, fmt.Errorf("replay %s: its state is %s with %d replays, the dead-letter entry was written after %d: %w",
-			d.ID, rec.Task.Status, rec.Task.Replays, d.Replays, models.ErrIllegalTransition)
+	}
+	if stale {
+		return ReplayResult{}, fmt.Errorf("replay %s: its state kept changing while replaying it; replay again", d.ID)
 	}
 	tm.Attempt = rec.Task.Attempt + 1
 	if err := c.PublishRetry(ctx, &tm, fmt.Sprintf("%s.replay.%d", d.ID, rec.Task.Replays)); err != nil {
@@ -471,12 +488,34 @@ func (c *Client) PurgeDeadTask(ctx context.Context, id string) error {
 	return c.deleteDead(ctx, d.Sequence)
 }
 
+// RemoveReplayedDead removes every dead-letter entry of task id, of
+// function fn. A replay publishes the task again and then removes its
+// entry; a runner that dies between the two leaves the entry behind. The
+// runner that claims a replayed task's first attempt calls it: no entry of
+// the task can be newer than that attempt. It needs a runner's rights.
+func (c *Client) RemoveReplayedDead(ctx context.Context, fn, id string) error {
+	s, err := c.dlqStream(ctx)
+	if err != nil {
+		return err
+	}
+	if err := s.Purge(ctx, natsjs.WithPurgeSubject(c.cfg.dlqSubject(fn, id))); err != nil {
+		return fmt.Errorf("remove replayed dead-letter entries of %s: %w", id, err)
+	}
+	return nil
+}
+
 func (c *Client) deleteDead(ctx context.Context, seq uint64) error {
 	s, err := c.dlqStream(ctx)
 	if err != nil {
 		return err
 	}
 	if err := s.DeleteMsg(ctx, seq); err != nil && !errors.Is(err, natsjs.ErrMsgNotFound) {
+		// nats-server answers a deletion of a message removed meanwhile (by
+		// another replay, or the replayed attempt's runner) with a generic
+		// "deletion unsuccessful" error: gone is what was wanted.
+		if _, gerr := s.GetMsg(ctx, seq); errors.Is(gerr, natsjs.ErrMsgNotFound) {
+			return nil
+		}
 		return fmt.Errorf("delete dead-letter entry %d: %w", seq, err)
 	}
 	return nil

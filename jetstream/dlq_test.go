@@ -364,3 +364,50 @@ func TestGetDeadWaitsForTheEntryOfAJustFailedTask(t *testing.T) {
 		t.Fatalf("GetDead of a failed task without entry = %v", err)
 	}
 }
+
+// TestConcurrentReplaysOfOneTaskRunItOnceAndSaySo: two operators (or one
+// retrying) ask two runners to replay the same dead task at once. The task
+// is replayed once (one reset, one message); the request that lost the
+// race succeeds too, or is told the task was already replayed (or is no
+// longer dead), never a bare storage error ("task state changed", "message
+// deletion unsuccessful") as it used to be.
+func TestConcurrentReplaysOfOneTaskRunItOnceAndSaySo(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, jetstream.Config{})
+	for i := 0; i < 10; i++ {
+		id := fmt.Sprintf("twice-%d", i)
+		failTask(t, e, id, "f", "handler_error")
+		errs := make(chan error, 2)
+		for range 2 {
+			go func() { _, err := e.client.ReplayVerified(ctx(t), id); errs <- err }()
+		}
+		ok := 0
+		for range 2 {
+			err := <-errs
+			switch {
+			case err == nil:
+				ok++
+			case errors.Is(err, jetstream.ErrAlreadyReplayed), errors.Is(err, jetstream.ErrNotDead):
+			default:
+				t.Fatalf("%s: the second replay failed with %v, want ErrAlreadyReplayed or ErrNotDead", id, err)
+			}
+		}
+		if ok == 0 {
+			t.Fatalf("%s: no replay succeeded", id)
+		}
+		rec, err := e.client.State().Get(ctx(t), id)
+		if err != nil || rec.Task.Replays != 1 || rec.Task.Status != models.StatusPending {
+			t.Fatalf("%s: record %+v, %v", id, rec.Task, err)
+		}
+		if _, err := e.client.GetDead(ctx(t), id); !errors.Is(err, jetstream.ErrNotDead) {
+			t.Fatalf("%s: the entry is still there: %v", id, err)
+		}
+	}
+	s, err := e.client.JetStream().Stream(ctx(t), "OMNIQ_RETRIES")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := s.CachedInfo().State.Msgs; n != 10 {
+		t.Fatalf("the retries stream holds %d messages, want one per replayed task (10)", n)
+	}
+}

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	natsjs "github.com/nats-io/nats.go/jetstream"
+	"github.com/sirupsen/logrus"
 )
 
 // ErrIncompatibleStream is returned by Provision when a stream of the
@@ -108,17 +109,23 @@ func (c Config) functionsBucketConfig() natsjs.KeyValueConfig {
 // uses. Settings that can change in place (limits, replicas, dedupe window)
 // are updated; a stream whose retention, storage or subjects differ returns
 // ErrIncompatibleStream naming the differences, and nothing is changed.
+// Replicas are raised, never lowered: a runner started without the
+// cluster's setting (the default, 1) would otherwise take every stream and
+// bucket down to one replica; lower them with the nats CLI.
 func Provision(ctx context.Context, js natsjs.JetStream, cfg Config) error {
 	cfg = cfg.WithDefaults()
 	if err := cfg.validate(); err != nil {
 		return err
 	}
 	for _, want := range []natsjs.StreamConfig{cfg.tasksStreamConfig(), cfg.retriesStreamConfig(), cfg.dlqStreamConfig()} {
-		if err := ensureStream(ctx, js, want); err != nil {
+		if err := ensureStream(ctx, js, want, cfg.Logger); err != nil {
 			return err
 		}
 	}
 	for _, kv := range []natsjs.KeyValueConfig{cfg.stateBucketConfig(), cfg.functionsBucketConfig()} {
+		if s, err := js.Stream(ctx, "KV_"+kv.Bucket); err == nil {
+			kv.Replicas = keptReplicas(s.CachedInfo().Config, kv.Replicas, cfg.Logger)
+		}
 		if _, err := js.CreateOrUpdateKeyValue(ctx, kv); err != nil {
 			return fmt.Errorf("provision bucket %s: %w", kv.Bucket, err)
 		}
@@ -126,7 +133,18 @@ func Provision(ctx context.Context, js natsjs.JetStream, cfg Config) error {
 	return nil
 }
 
-func ensureStream(ctx context.Context, js natsjs.JetStream, want natsjs.StreamConfig) error {
+// keptReplicas is the replica count to provision an existing stream (or
+// bucket) have with, asked: never fewer than it has.
+func keptReplicas(have natsjs.StreamConfig, asked int, log logrus.FieldLogger) int {
+	if have.Replicas <= asked {
+		return asked
+	}
+	log.WithFields(logrus.Fields{"stream": have.Name, "replicas": have.Replicas, "configured": asked}).
+		Warn("keeping the stream's replicas: a runner never lowers them (set streams.replicas to match, or lower them with nats stream edit)")
+	return have.Replicas
+}
+
+func ensureStream(ctx context.Context, js natsjs.JetStream, want natsjs.StreamConfig, log logrus.FieldLogger) error {
 	s, err := js.Stream(ctx, want.Name)
 	if errors.Is(err, natsjs.ErrStreamNotFound) {
 		if _, err := js.CreateStream(ctx, want); err != nil {
@@ -138,6 +156,7 @@ func ensureStream(ctx context.Context, js natsjs.JetStream, want natsjs.StreamCo
 		return fmt.Errorf("look up stream %s: %w", want.Name, err)
 	}
 	have := s.CachedInfo().Config
+	want.Replicas = keptReplicas(have, want.Replicas, log)
 	if diffs := incompatibilities(have, want); len(diffs) > 0 {
 		return fmt.Errorf("%w: stream %s: %s (delete it or choose another name)", ErrIncompatibleStream, want.Name, strings.Join(diffs, "; "))
 	}

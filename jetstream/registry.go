@@ -34,6 +34,10 @@ type Registration struct {
 	// Timeout is the per-attempt timeout the runner gives a task that names
 	// none.
 	Timeout models.Duration `json:"timeout,omitzero"`
+	// AckWait is the runner's ack wait: its heartbeats keep its tasks
+	// alive under a consumer ack wait at least this long. Zero in the
+	// registrations of runners older than the field.
+	AckWait models.Duration `json:"ack_wait,omitzero"`
 	// PluginState is the plugin's state on the runner (up, restarting,
 	// quarantined...) when the registration was written.
 	PluginState string `json:"plugin_state,omitempty"`

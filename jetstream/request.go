@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/nats-io/nats.go"
 
@@ -93,12 +94,28 @@ type replyError struct {
 func (e *replyError) Error() string { return e.msg }
 func (e *replyError) Unwrap() error { return e.sentinel }
 
+// DefaultRequestWait is how long a request to the runners (Cancel,
+// Replay) waits for an answer when its context has no deadline. A runner
+// gives the work 30 s; the runner that took the request may also have
+// died with it, and then no answer ever comes.
+const DefaultRequestWait = 40 * time.Second
+
 // request sends a request that runners answer with a Reply, and returns
-// the record it carries. what names the request in errors.
+// the record it carries. what names the request in errors. Without a
+// deadline in ctx it waits DefaultRequestWait.
 func (c *Client) request(ctx context.Context, subject, what string) (Record, error) {
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, c.requestWait)
+		defer cancel()
+	}
 	m, err := c.nc.RequestWithContext(ctx, subject, nil)
 	if errors.Is(err, nats.ErrNoResponders) {
 		return Record{}, fmt.Errorf("%s: %w: only a running omniq-runner can do this; is one running against this server?", what, ErrNoRunner)
+	}
+	if errors.Is(err, context.DeadlineExceeded) {
+		return Record{}, fmt.Errorf("%s: %w in time (%w): the runner that took the request may have stopped or lost its connection; "+
+			"whether it was carried out shows in the task's status; asking again is safe", what, ErrNoRunner, err)
 	}
 	if err != nil {
 		return Record{}, fmt.Errorf("%s: %w", what, err)

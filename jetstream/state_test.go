@@ -1,6 +1,7 @@
 package jetstream_test
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -9,6 +10,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/nats-io/nats.go"
 
 	"github.com/omniq/omniq/jetstream"
 	"github.com/omniq/omniq/models"
@@ -398,5 +401,39 @@ func TestStateRecordsDecodeAsEncodingJSON(t *testing.T) {
 	var corrupt *jetstream.CorruptRecordError
 	if _, err := e.client.State().Get(ctx(t), "garbage"); !errors.As(err, &corrupt) || !strings.Contains(corrupt.Reason, "does not decode: unexpected end of JSON input") {
 		t.Fatalf("Get(garbage) err = %v, want a CorruptRecordError saying it does not decode", err)
+	}
+}
+
+// TestRequestsEndWhenTheRunnerThatTookThemDies: a cancellation or replay
+// is taken by one runner of the queue group; if that runner dies before it
+// answers (here: a subscriber that never does), the request must end with
+// ErrNoRunner, saying so, even when the caller's context has no deadline
+// (omniq-submit cancel and dlq replay give none): it used to wait forever.
+func TestRequestsEndWhenTheRunnerThatTookThemDies(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, jetstream.Config{})
+	createTask(t, e, "p", "f")
+	for _, subject := range []string{e.client.Config().CancelSubjects(), e.client.Config().AdminSubjects()} {
+		sub, err := e.nc.QueueSubscribe(subject, "omniq-runners", func(*nats.Msg) {}) // takes it, then "dies"
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = sub.Unsubscribe() })
+	}
+	e.client.SetRequestWait(200 * time.Millisecond)
+	for name, call := range map[string]func() error{
+		"cancel": func() error { _, err := e.client.Cancel(context.Background(), "p"); return err },
+		"replay": func() error { _, err := e.client.Replay(context.Background(), "p"); return err },
+	} {
+		done := make(chan error, 1)
+		go func() { done <- call() }()
+		select {
+		case err := <-done:
+			if !errors.Is(err, jetstream.ErrNoRunner) || !strings.Contains(err.Error(), "status") {
+				t.Fatalf("%s: err = %v, want ErrNoRunner saying where to look", name, err)
+			}
+		case <-time.After(time.Minute):
+			t.Fatalf("%s is still waiting for an answer that will never come", name)
+		}
 	}
 }

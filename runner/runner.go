@@ -132,7 +132,8 @@ func (r *Runner) syncFunctions(ctx context.Context) error {
 		res := r.cfg.resolve(name, f)
 		regs = append(regs, jetstream.Registration{Function: name, Plugin: f.Plugin, Concurrency: res.concurrency,
 			PluginState: string(f.State), QuarantinedUntil: f.QuarantinedUntil,
-			Description: f.Spec.GetDescription(), MaxRetries: &res.maxRetries, Timeout: models.Duration(res.timeout)})
+			Description: f.Spec.GetDescription(), MaxRetries: &res.maxRetries, Timeout: models.Duration(res.timeout),
+			AckWait: models.Duration(r.cfg.AckWait)})
 		r.mu.Lock()
 		running := r.loops[name]
 		r.mu.Unlock()
@@ -193,14 +194,17 @@ func (r *Runner) subjectIn(stream, fn string) string {
 	return cfg.TaskSubject(fn)
 }
 
+// ensureConsumer creates or updates fn's consumer in stream, which fn's
+// runners share, with the ack wait consumerAckWait chooses.
 func (r *Runner) ensureConsumer(ctx context.Context, stream, fn string, res resolved) (natsjs.Consumer, error) {
 	js := r.client.JetStream()
+	ackWait := r.consumerAckWait(ctx, stream, fn)
 	cc := natsjs.ConsumerConfig{
 		Durable:       consumerName(fn),
 		Description:   "OmniQ runners pulling tasks of " + fn,
 		FilterSubject: r.subjectIn(stream, fn),
 		AckPolicy:     natsjs.AckExplicitPolicy,
-		AckWait:       r.cfg.AckWait,
+		AckWait:       ackWait,
 		MaxDeliver:    -1,
 		MaxAckPending: 10000,
 	}
@@ -216,6 +220,47 @@ func (r *Runner) ensureConsumer(ctx context.Context, stream, fn string, res reso
 		return nil, fmt.Errorf("consumer for %s in %s: %w", fn, stream, err)
 	}
 	return cons, nil
+}
+
+// consumerAckWait is the ack wait to give fn's consumer in stream: this
+// runner's, unless the consumer has a longer one that a live runner of fn
+// may rely on. A runner sends its heartbeats at the pace of its own ack
+// wait (AckWait/5), so an ack wait shortened under it would let another
+// runner take its live tasks over and run them again. The consumer's
+// longer ack wait is kept, with a warning, while a live runner registered
+// an ack wait that long, or registered none (a runner older than the
+// registration's field); otherwise nothing relies on it any more (an
+// upgrade from a longer default), and the longest registered is used.
+func (r *Runner) consumerAckWait(ctx context.Context, stream, fn string) time.Duration {
+	own := r.cfg.AckWait
+	cur, err := r.client.JetStream().Consumer(ctx, stream, consumerName(fn))
+	if err != nil {
+		return own
+	}
+	have := cur.CachedInfo().Config.AckWait
+	if have <= own {
+		return own
+	}
+	regs, err := r.client.Functions(ctx)
+	if err != nil {
+		return have // cannot tell who relies on it: keep it
+	}
+	want := own
+	for _, reg := range regs[fn] {
+		if reg.Runner == r.cfg.ID {
+			continue
+		}
+		w := time.Duration(reg.AckWait)
+		if w == 0 {
+			w = have
+		}
+		want = max(want, min(w, have))
+	}
+	if want > own {
+		r.log.WithFields(logrus.Fields{"function": fn, "stream": stream, "consumer_ack_wait": want, "ack_wait": own}).
+			Warn("the function's consumer keeps the longer ack wait of another live runner: a dead runner's tasks resume that much later; give every runner the same --ack-wait")
+	}
+	return want
 }
 
 // workerIdle is how long a task goroutine without a task waits for one

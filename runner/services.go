@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/sirupsen/logrus"
 
 	"github.com/omniq/omniq/jetstream"
 	"github.com/omniq/omniq/models"
@@ -92,7 +93,7 @@ func (r *Runner) answerable(reply string) bool {
 }
 
 // onCancelRequest records a requested cancellation and, if the task was
-// running, tells every runner to stop it. A request without a reply
+// running (or was cancelled already), tells every runner to stop it. A request without a reply
 // subject is carried out all the same: the state always says cancelled
 // before any runner stops the task.
 func (r *Runner) onCancelRequest(m *nats.Msg) {
@@ -105,7 +106,11 @@ func (r *Runner) onCancelRequest(m *nats.Msg) {
 	ctx, cancel := context.WithTimeout(context.Background(), requestTimeout)
 	defer cancel()
 	rec, was, err := r.client.RecordCancel(ctx, id)
-	if err == nil && was == models.StatusRunning {
+	// A task cancelled already may still run: the runner that recorded the
+	// cancellation may have died before telling the others. Asking again
+	// tells them again (a runner not running the task ignores it).
+	again := errors.Is(err, jetstream.ErrAlreadyFinished) && rec.Task != nil && rec.Task.Status == models.StatusCancelled
+	if err == nil && was == models.StatusRunning || again {
 		if perr := r.client.Conn().Publish(r.client.Config().CancelledSubject(id), nil); perr != nil {
 			log.WithError(perr).Warn("cancel: could not notify runners; the task is stopped when its outcome cannot be recorded")
 		}
@@ -154,4 +159,15 @@ func (r *Runner) onAdminRequest(m *nats.Msg) {
 		return
 	}
 	r.respond(m, jetstream.Record{}, fmt.Errorf("unknown request %q", m.Subject))
+}
+
+// removeReplayedDead removes what dead-letter entry a replayed task may
+// still have as its first attempt after the replay starts: the runner that
+// replayed it may have died before removing it (see
+// jetstream.Client.RemoveReplayedDead). A failure only leaves the stale
+// entry, which the next replay of the task removes; it is logged.
+func (r *Runner) removeReplayedDead(ctx context.Context, log logrus.FieldLogger, tm *jetstream.TaskMessage) {
+	if err := r.client.RemoveReplayedDead(ctx, tm.Function, tm.ID); err != nil {
+		log.WithError(err).Warn("could not remove the dead-letter entry of a replayed task; it is listed until the task is replayed or purged")
+	}
 }

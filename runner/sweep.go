@@ -153,7 +153,9 @@ func (r *Runner) sweepFunction(ctx context.Context, stream, fn string, served []
 }
 
 // failDueRetry dead-letters with te a retry, delayed start or replay that
-// came due for a function no runner serves. The task has a record (the
+// came due for a function no runner serves, or that asks for more than
+// this runner's caps (lowered since the task was accepted). The task has
+// a record (the
 // runner that put the message back wrote it): the message is failed only
 // if decide would have run it, so a stale copy is dropped as a runner
 // would drop it, and anything else is left for a later sweep.
@@ -180,6 +182,7 @@ func (r *Runner) failDueRetry(ctx context.Context, log logrus.FieldLogger, tm *j
 			_ = msg.NakWithDelay(r.cfg.SweepInterval)
 			return
 		}
+		te.RetryCount = rec.Task.RetryCount // the retries it made before this failure
 		next, err := r.client.State().Transition(ctx, rec, models.StatusFailed, time.Now(), func(t *models.Task) {
 			t.ClaimSequence, t.ClaimDelivery, t.ClaimStream = d.Seq, d.Delivered, d.Stream
 			t.RecordError(te)

@@ -31,7 +31,8 @@ func (r *Runner) handle(fn string, res resolved, msg natsjs.Msg) {
 	ctx, cancel := context.WithTimeout(context.Background(), opTimeout)
 	defer cancel()
 	tm, perr := r.client.Config().ParseTaskMessage(msg.Subject(), msg.Headers(), msg.Data(), meta.Stream, meta.Sequence.Stream)
-	if perr == nil {
+	parsed := perr == nil
+	if parsed {
 		perr = r.checkLimits(&tm)
 	}
 	ctx, ts := r.traceClaim(ctx, &tm)
@@ -39,6 +40,12 @@ func (r *Runner) handle(fn string, res resolved, msg natsjs.Msg) {
 	log := r.log.WithFields(logrus.Fields{"task_id": tm.ID, "function": fn, "attempt": tm.Attempt})
 	if perr != nil {
 		te := newTaskError(models.ErrorTypeInvalidTask, perr.Error(), "", 0, false)
+		if parsed && tm.Retry {
+			// A retry, delayed start or replay over this runner's caps
+			// (lowered since the task was accepted): its record decides.
+			r.failDueRetry(ctx, log, &tm, te, msg, meta)
+			return
+		}
 		r.failWithoutRunning(ctx, log, &tm, te, msg, meta)
 		return
 	}
@@ -159,6 +166,9 @@ func (r *Runner) claim(ctx context.Context, log logrus.FieldLogger, tm *jetstrea
 				r.noteStateErr(nil)
 				if dec.Interrupted {
 					log.WithField("interruptions", claimed.Task.Interruptions).Warn("resuming a task whose runner died mid-task")
+				}
+				if !dec.Create && rec.Task.Replays > 0 && rec.Task.ClaimSequence == 0 {
+					r.removeReplayedDead(ctx, log, tm)
 				}
 				return claimed, true
 			}
@@ -558,7 +568,9 @@ func (r *Runner) deadLetter(ctx context.Context, log logrus.FieldLogger, tm *jet
 // over the operator's caps, or for a function nobody serves) with te. It
 // fails only a task of its own: a message carrying the id of a task that
 // has a record is failed only if it is that task's claimed message, and
-// dropped otherwise, so a bad copy cannot fail someone else's task.
+// dropped otherwise, so a bad copy cannot fail someone else's task. A
+// running task's claimed message is failed too unless the attempt runs
+// here: its runner died or let it go (its function retired since).
 func (r *Runner) failWithoutRunning(ctx context.Context, log logrus.FieldLogger, tm *jetstream.TaskMessage, te models.TaskError, msg natsjs.Msg, meta *natsjs.MsgMetadata) {
 	if tm.Function == "" {
 		tm.Function = jetstream.UnroutableFunction
@@ -588,7 +600,7 @@ func (r *Runner) failWithoutRunning(ctx context.Context, log logrus.FieldLogger,
 			t.RecordError(te)
 			next, err = state.Create(ctx, t)
 		case v.Task.Function != tm.Function || v.Task.ClaimSequence != meta.Sequence.Stream || v.Task.ClaimStream != meta.Stream ||
-			v.Task.Status.IsTerminal() || v.Task.Status == models.StatusRunning:
+			v.Task.Status.IsTerminal() || v.Task.Status == models.StatusRunning && r.isRunning(tm.ID):
 			if v.Task.Status == models.StatusFailed && v.Task.ClaimSequence == meta.Sequence.Stream && v.Task.ClaimStream == meta.Stream && v.Task.Error != nil {
 				r.deadLetter(ctx, log, tm, *v.Task.Error, v.Task.Replays, msg) // our entry may be missing
 				return
@@ -598,6 +610,7 @@ func (r *Runner) failWithoutRunning(ctx context.Context, log logrus.FieldLogger,
 			_ = msg.Ack()
 			return
 		default:
+			te.RetryCount = rec.Task.RetryCount // the retries it made before this failure
 			next, err = state.Transition(ctx, rec, models.StatusFailed, time.Now(), func(t *models.Task) { t.RecordError(te) })
 		}
 		if !r.deadLetterRecorded(ctx, log, tm, te, msg, next, err) {

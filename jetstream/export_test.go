@@ -1,0 +1,7 @@
+package jetstream
+
+import "time"
+
+// SetRequestWait sets how long c's requests to the runners wait for an
+// answer when their context has no deadline.
+func (c *Client) SetRequestWait(d time.Duration) { c.requestWait = d }

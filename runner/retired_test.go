@@ -1,0 +1,86 @@
+package runner_test
+
+import (
+	"testing"
+	"time"
+
+	"github.com/omniq/omniq/internal/omniqtest"
+	"github.com/omniq/omniq/jetstream"
+	"github.com/omniq/omniq/models"
+	"github.com/omniq/omniq/runner/pluginhost"
+)
+
+// TestInterruptedTaskOfARetiredFunctionIsDeadLettered: a task was running
+// when its runner went away (here: stopped, so its claim was released; a
+// SIGKILL leaves the same record with the dead runner's name), the runner
+// came back without that function's plugin, and the operator retired the
+// function by deleting its consumer, as docs/operations.md says. The
+// task's message is then swept; its record says running, and the task
+// must end failed unknown_function, not stay running for good.
+func TestInterruptedTaskOfARetiredFunctionIsDeadLettered(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	cfg := fastConfig()
+	cfg.ShutdownGrace = time.Millisecond
+	first := startRunner(t, e, cfg, pluginhost.HostConfig{})
+	id := runningSleep(t, e, "1h")
+	first.Stop(t)
+	rec, err := e.client.State().Get(ctx(t), id)
+	if err != nil || rec.Task.Status != models.StatusRunning {
+		t.Fatalf("after the stop: %+v %v", rec.Task, err)
+	}
+	// As if this were its second attempt, after a failure: the final
+	// error must count that retry.
+	next := rec.Task.Clone()
+	next.Attempt, next.RetryCount = 2, 1
+	next.RecordError(models.TaskError{ErrorType: "handler_error", Message: "attempt 1 failed", Timestamp: time.Now().UTC(), IsRetryable: true})
+	if _, err := e.client.State().Replace(ctx(t), rec, next); err != nil {
+		t.Fatal(err)
+	}
+
+	startRunner(t, e, fastConfig(), pluginhost.HostConfig{Dir: omniqtest.PluginsDir(t, omniqtest.EchoPlugin)})
+	if err := e.client.JetStream().DeleteConsumer(ctx(t), "OMNIQ_TASKS", "omniq-sleep"); err != nil {
+		t.Fatal(err)
+	}
+	task := waitFor(t, e, id, models.StatusFailed, 30*time.Second)
+	if te := task.Error; te == nil || te.ErrorType != models.ErrorTypeUnknownFunction || te.IsRetryable || te.RetryCount != 1 || len(task.Errors) != 2 {
+		t.Fatalf("task = %+v", task)
+	}
+	dead := waitDead(t, e, id)
+	if dead.Error == nil || *dead.Error != *task.Error || string(dead.Payload) != "1h" {
+		t.Fatalf("dead-letter entry = %+v, want the record's error %+v", dead, task.Error)
+	}
+}
+
+// TestDueRetryOfARetiredFunctionCountsItsRetries: a task failed once and
+// waits for its retry (a schedule in the retries stream); meanwhile its
+// function is retired (its runners gone without it, its consumer
+// deleted). When the retry comes due the sweep dead-letters it
+// unknown_function, and the final TaskError says one retry was made, as
+// the record does: retry_count is the retries already made.
+func TestDueRetryOfARetiredFunctionCountsItsRetries(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	first := startRunner(t, e, fastConfig(), pluginhost.HostConfig{})
+	res, err := e.client.Submit(ctx(t), jetstream.SubmitRequest{Function: "fail", Payload: []byte(`{"message":"later","retry_after_ms":3000}`)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, e, res.ID, models.StatusRetrying, 30*time.Second)
+	first.Stop(t)
+
+	startRunner(t, e, fastConfig(), pluginhost.HostConfig{Dir: omniqtest.PluginsDir(t, omniqtest.EchoPlugin)})
+	for _, stream := range []string{"OMNIQ_TASKS", "OMNIQ_RETRIES"} {
+		if err := e.client.JetStream().DeleteConsumer(ctx(t), stream, "omniq-fail"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	task := waitFor(t, e, res.ID, models.StatusFailed, 30*time.Second)
+	if te := task.Error; te == nil || te.ErrorType != models.ErrorTypeUnknownFunction || te.IsRetryable || te.RetryCount != 1 || task.RetryCount != 1 {
+		t.Fatalf("task = %+v", task)
+	}
+	dead := waitDead(t, e, res.ID)
+	if dead.Error == nil || *dead.Error != *task.Error {
+		t.Fatalf("dead-letter entry's error = %+v, want the record's %+v", dead.Error, task.Error)
+	}
+}
