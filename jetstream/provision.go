@@ -111,7 +111,9 @@ func (c Config) functionsBucketConfig() natsjs.KeyValueConfig {
 // ErrIncompatibleStream naming the differences, and nothing is changed.
 // Replicas are raised, never lowered: a runner started without the
 // cluster's setting (the default, 1) would otherwise take every stream and
-// bucket down to one replica; lower them with the nats CLI.
+// bucket down to one replica. Likewise a stream's max age is lengthened,
+// never shortened: a shorter one deletes queued tasks or dead letters at
+// once. Lower either with the nats CLI.
 func Provision(ctx context.Context, js natsjs.JetStream, cfg Config) error {
 	cfg = cfg.WithDefaults()
 	if err := cfg.validate(); err != nil {
@@ -144,6 +146,17 @@ func keptReplicas(have natsjs.StreamConfig, asked int, log logrus.FieldLogger) i
 	return have.Replicas
 }
 
+// keptMaxAge is the max age to provision an existing stream have with,
+// asked: never shorter than it has (0 is no limit, the longest).
+func keptMaxAge(have natsjs.StreamConfig, asked time.Duration, log logrus.FieldLogger) time.Duration {
+	if have.MaxAge == asked || asked == 0 || have.MaxAge != 0 && have.MaxAge < asked {
+		return asked
+	}
+	log.WithFields(logrus.Fields{"stream": have.Name, "max_age": have.MaxAge.String(), "configured": asked.String()}).
+		Warn("keeping the stream's max age: a shorter one would delete its older messages at once, so a runner never shortens it (set the runner's max age to match, or shorten it with nats stream edit)")
+	return have.MaxAge
+}
+
 func ensureStream(ctx context.Context, js natsjs.JetStream, want natsjs.StreamConfig, log logrus.FieldLogger) error {
 	s, err := js.Stream(ctx, want.Name)
 	if errors.Is(err, natsjs.ErrStreamNotFound) {
@@ -157,6 +170,7 @@ func ensureStream(ctx context.Context, js natsjs.JetStream, want natsjs.StreamCo
 	}
 	have := s.CachedInfo().Config
 	want.Replicas = keptReplicas(have, want.Replicas, log)
+	want.MaxAge = keptMaxAge(have, want.MaxAge, log)
 	if diffs := incompatibilities(have, want); len(diffs) > 0 {
 		return fmt.Errorf("%w: stream %s: %s (delete it or choose another name)", ErrIncompatibleStream, want.Name, strings.Join(diffs, "; "))
 	}

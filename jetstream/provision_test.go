@@ -14,19 +14,20 @@ import (
 
 func TestProvisionIsIdempotentAndUpdatesLimits(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t, jetstream.Config{})
+	e := newEnv(t, jetstream.Config{DLQMaxAge: 48 * time.Hour})
 	js := e.client.JetStream()
 	for i := 0; i < 2; i++ {
-		if err := jetstream.Provision(ctx(t), js, jetstream.Config{}); err != nil {
+		if err := jetstream.Provision(ctx(t), js, jetstream.Config{DLQMaxAge: 48 * time.Hour}); err != nil {
 			t.Fatalf("provision #%d: %v", i+2, err)
 		}
 	}
-	if err := jetstream.Provision(ctx(t), js, jetstream.Config{DLQMaxAge: 48 * time.Hour, DedupeWindow: 5 * time.Minute}); err != nil {
+	// A longer max age and another dedupe window are applied in place.
+	if err := jetstream.Provision(ctx(t), js, jetstream.Config{DLQMaxAge: 72 * time.Hour, DedupeWindow: 5 * time.Minute}); err != nil {
 		t.Fatal(err)
 	}
 	s, _ := js.Stream(ctx(t), "OMNIQ_DLQ")
-	if got := s.CachedInfo().Config.MaxAge; got != 48*time.Hour {
-		t.Fatalf("DLQ max age = %s, want 48h", got)
+	if got := s.CachedInfo().Config.MaxAge; got != 72*time.Hour {
+		t.Fatalf("DLQ max age = %s, want 72h", got)
 	}
 	s, _ = js.Stream(ctx(t), "OMNIQ_TASKS")
 	cfg := s.CachedInfo().Config
@@ -43,6 +44,27 @@ func TestProvisionIsIdempotentAndUpdatesLimits(t *testing.T) {
 	for _, b := range []string{"OMNIQ_STATE", "OMNIQ_FUNCTIONS"} {
 		if _, err := js.KeyValue(ctx(t), b); err != nil {
 			t.Fatalf("bucket %s: %v", b, err)
+		}
+	}
+}
+
+// TestProvisionNeverShortensAMaxAge: a runner started with a shorter max
+// age (or without the config file that set a longer one) would delete
+// queued tasks or dead letters at once.
+func TestProvisionNeverShortensAMaxAge(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, jetstream.Config{})
+	js := e.client.JetStream()
+	if err := jetstream.Provision(ctx(t), js, jetstream.Config{DLQMaxAge: time.Second, TaskMaxAge: time.Hour, DedupeWindow: time.Second}); err != nil {
+		t.Fatal(err)
+	}
+	for stream, want := range map[string]time.Duration{"OMNIQ_DLQ": 30 * 24 * time.Hour, "OMNIQ_TASKS": 0} {
+		s, err := js.Stream(ctx(t), stream)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := s.CachedInfo().Config.MaxAge; got != want {
+			t.Errorf("%s max age = %s after provisioning a shorter one, want %s kept", stream, got, want)
 		}
 	}
 }
