@@ -167,7 +167,7 @@ func TestRunsTasksServesMetricsAndStopsGracefully(t *testing.T) {
 	data := t.TempDir()
 	ready, logs, stop := startMain(t, []string{"--listen", "127.0.0.1:0", "--data-dir", data, "--metrics-addr", "127.0.0.1:0", "--log-format", "json"},
 		map[string]string{"OMNIQ_PLUGINS_DIR": pluginsDir(t)})
-	if !strings.HasPrefix(ready.NATSURL, "nats://127.0.0.1:") || len(ready.Functions) != 10 {
+	if !strings.HasPrefix(ready.NATSURL, "nats://127.0.0.1:") || len(ready.Functions) != 11 {
 		t.Fatalf("ready = %+v", ready)
 	}
 	nc, err := jetstream.Connect(login(ready))

@@ -29,7 +29,7 @@ func TestHostRoutesByFunction(t *testing.T) {
 	}
 	defer func() { _ = h.Stop(ctx(t)) }()
 	fns := h.Functions()
-	if fns["echo"].Plugin != "echo" || fns["flaky"].Plugin != "faults" || len(fns) != 10 {
+	if fns["echo"].Plugin != "echo" || fns["flaky"].Plugin != "faults" || fns["noop"].Plugin != "echo" || len(fns) != 11 {
 		t.Fatalf("functions = %v", fns)
 	}
 	if out := h.Execute(ctx(t), "echo", req("e", "", "hi"), time.Now().Add(10*time.Second), nil); string(out.Output) != "hi" {

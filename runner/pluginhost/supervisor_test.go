@@ -26,7 +26,7 @@ func TestEchoRoundTripWithProgress(t *testing.T) {
 	t.Parallel()
 	s := startSupervisor(t, echoPkg, pluginhost.Config{})
 	fns := s.Functions()
-	if len(fns) != 1 || fns[0].Name != "echo" {
+	if len(fns) != 2 || fns[0].Name != "echo" || fns[1].Name != "noop" {
 		t.Fatalf("functions = %v", fns)
 	}
 	var progress []string
