@@ -466,17 +466,28 @@ func (c *cli) batch(o *submitOpts, jsonl bool, workers int, pos []string) error 
 			}
 		}()
 	}
-	sc := bufio.NewScanner(in)
-	sc.Buffer(make([]byte, 64<<10), client.Config().MaxPayload*2+(64<<10))
+	// A line may hold a payload of the limit, or twice that as JSON
+	// escapes; a longer one is rejected on its own and reading goes on.
+	maxLine := client.Config().MaxPayload*2 + (64 << 10)
+	lr := &lineReader{r: bufio.NewReaderSize(in, 64<<10), max: maxLine}
 	line, seq := 0, 0
-	for sc.Scan() && c.ctx.Err() == nil {
+	for c.ctx.Err() == nil {
+		text, tooLong, ok := lr.next()
+		if !ok {
+			break
+		}
 		line++
-		text := sc.Bytes()
-		if len(strings.TrimSpace(string(text))) == 0 {
+		if !tooLong && len(bytes.TrimSpace(text)) == 0 {
 			continue
 		}
 		seq++
-		req, err := c.batchRequest(o, fn, jsonl, text)
+		var req jetstream.SubmitRequest
+		var err error
+		if tooLong {
+			err = fmt.Errorf("line is longer than %d bytes, more than any task can hold (the payload limit is %d bytes)", maxLine, client.Config().MaxPayload)
+		} else {
+			req, err = c.batchRequest(o, fn, jsonl, text)
+		}
 		if err == nil {
 			err = client.Validate(req)
 		}
@@ -504,7 +515,7 @@ func (c *cli) batch(o *submitOpts, jsonl bool, workers int, pos []string) error 
 		_ = bar.Finish()
 		fmt.Fprintln(c.io.Stderr)
 	}
-	if err := sc.Err(); err != nil {
+	if err := lr.err; err != nil {
 		return fmt.Errorf("reading batch input after line %d: %w", line, err)
 	}
 	for _, p := range problems {
@@ -537,6 +548,47 @@ func countLines(f *os.File) int64 {
 		return -1
 	}
 	return n
+}
+
+// lineReader reads batch input line by line, like bufio.ScanLines (no
+// line ending, a trailing \r dropped), but a line longer than max is
+// reported as too long and skipped rather than ending the input.
+type lineReader struct {
+	r   *bufio.Reader
+	max int
+	buf []byte
+	err error // the read error that ended the input, io.EOF excluded
+}
+
+// next returns the next line, whether it was too long (its text is then
+// nil), and false at the end of the input.
+func (l *lineReader) next() (text []byte, tooLong, ok bool) {
+	l.buf = l.buf[:0]
+	for {
+		chunk, isPrefix, err := l.r.ReadLine()
+		if err != nil {
+			if !errors.Is(err, io.EOF) {
+				l.err = err
+			}
+			if len(l.buf) > 0 || tooLong {
+				return l.buf, tooLong, true // a last line without a newline
+			}
+			return nil, false, false
+		}
+		if !tooLong {
+			if len(l.buf)+len(chunk) > l.max {
+				tooLong, l.buf = true, l.buf[:0]
+			} else {
+				l.buf = append(l.buf, chunk...)
+			}
+		}
+		if !isPrefix {
+			if tooLong {
+				return nil, true, true
+			}
+			return l.buf, false, true
+		}
+	}
 }
 
 func (c *cli) batchRequest(o *submitOpts, fn string, jsonl bool, text []byte) (jetstream.SubmitRequest, error) {

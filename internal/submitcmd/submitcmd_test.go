@@ -524,3 +524,22 @@ func TestDLQJSONWhenNothingMatches(t *testing.T) {
 		}
 	}
 }
+
+// A line longer than any task can be (here 300 KiB against a 64 KiB
+// payload limit) is one rejected line, like a payload over the limit: the
+// lines after it are still submitted and the summary still printed.
+func TestBatchRejectsAnOverlongLineAndGoesOn(t *testing.T) {
+	t.Parallel()
+	o := start(t)
+	lines := "one\n" + strings.Repeat("x", 300<<10) + "\nthree\n"
+	r := o.run(lines, "batch", "echo")
+	r.want(t, 1, "submitted 2, duplicates 0, rejected 1", "line 2: ")
+	if !strings.Contains(r.stderr, "line 2: line is longer than") || strings.Contains(r.stderr, "token too long") {
+		t.Fatalf("stderr = %q", r.stderr)
+	}
+	r = o.run(lines, "batch", "echo", "--json")
+	out := strings.Split(strings.TrimSpace(r.stdout), "\n")
+	if len(out) != 4 || !strings.Contains(out[1], `"line":2`) || !strings.Contains(out[1], `"rejected"`) || !strings.Contains(out[2], `"line":3`) {
+		t.Fatalf("batch --json = %q", r.stdout)
+	}
+}
