@@ -21,8 +21,10 @@ class HandlerError(Exception):
     """An error raised by a handler, carrying OmniQ's classification.
 
     Attributes:
-        error_type: the TaskError's error_type; None means the wrapped
-            exception's class name, or "handler_error" for a bare message.
+        error_type: the TaskError's error_type; None means the class name
+            of a subclass (class CardDeclined(HandlerError)), else the
+            wrapped exception's class name, or "handler_error" for a bare
+            message.
         permanent: retrying cannot help; the task is dead-lettered at once.
         retry_after: seconds to wait at least before the next attempt, or
             None for the runner's backoff.
@@ -43,8 +45,14 @@ class HandlerError(Exception):
     def __str__(self):
         cause = self.__cause__
         if not self.args or self.args[0] == "":
-            return _describe(cause) if cause is not None else (self.error_type or HANDLER_ERROR)
+            return _describe(cause) if cause is not None else (self.error_type or _own_type(self) or HANDLER_ERROR)
         return str(self.args[0])
+
+
+def _own_type(err):
+    """The class name of a HandlerError subclass (class CardDeclined(HandlerError)),
+    an error type of the handler's own; None for HandlerError itself."""
+    return type(err).__name__ if type(err) is not HandlerError else None
 
 
 def _seconds(what, value):
@@ -61,7 +69,7 @@ def _seconds(what, value):
 def _classify(err):
     """Returns a new HandlerError carrying err's classification, wrapping err."""
     if isinstance(err, HandlerError):
-        e = HandlerError(err.args[0] if err.args else "", error_type=err.error_type, permanent=err.permanent,
+        e = HandlerError(err.args[0] if err.args else "", error_type=err.error_type or _own_type(err), permanent=err.permanent,
                          retry_after=err.retry_after, traceback=err.traceback)
         e.__cause__ = err.__cause__
         e.__context__ = err.__context__
@@ -169,7 +177,7 @@ def failure_of(exc, *, timed_out=False, cancelled=False):
     tb = "".join(_traceback.format_exception(type(exc), exc, exc.__traceback__))
     if isinstance(exc, HandlerError):
         cause = exc.__cause__
-        error_type = exc.error_type
+        error_type = exc.error_type or _own_type(exc)
         implicit = type(cause).__name__ if cause is not None else HANDLER_ERROR
         f = Failure(error_type or implicit, str(exc), exc.traceback if exc.traceback is not None else tb,
                     exc.permanent, exc.retry_after)

@@ -111,6 +111,23 @@ class ErrorsTest(unittest.TestCase):
                 self.assertEqual((f.error_type, f.permanent, f.retry_after, f.message), (typ, perm, after, msg))
                 self.assertIn("Traceback (most recent call last)", f.traceback)
 
+    def test_a_handler_error_subclass_names_the_type(self):
+        # A subclass of HandlerError is an error type of the handler's own,
+        # as any other exception's class is, also through the helpers.
+        class CardDeclined(omniq.HandlerError):
+            pass
+        cases = [
+            ("raised", lambda: CardDeclined("insufficient funds"), "CardDeclined", False),
+            ("permanent", lambda: omniq.permanent(CardDeclined("insufficient funds")), "CardDeclined", True),
+            ("own flag", lambda: CardDeclined("insufficient funds", permanent=True), "CardDeclined", True),
+            ("typed wins", lambda: omniq.with_type("Declined", CardDeclined("insufficient funds")), "Declined", False),
+            ("named type wins", lambda: CardDeclined("insufficient funds", error_type="X"), "X", False),
+        ]
+        for name, make, typ, perm in cases:
+            with self.subTest(name):
+                f = self.fail_with(make)
+                self.assertEqual((f.error_type, f.permanent, f.message), (typ, perm, "insufficient funds"))
+
     def test_traceback_keeps_the_cause(self):
         def h(task):
             try:
