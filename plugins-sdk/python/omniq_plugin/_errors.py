@@ -6,6 +6,9 @@ with_traceback(), which compose.
 """
 
 import datetime
+import os
+import re
+import sys
 import traceback as _traceback
 
 HANDLER_ERROR = "handler_error"
@@ -154,6 +157,35 @@ def _describe(exc):
     return "".join(_traceback.format_exception_only(type(exc), exc)).strip()
 
 
+def _script_path():
+    """(the path Python was handed for the plugin script, its real path), or
+    None. omniq-runner executes a plugin from the descriptor it checked, so
+    a script's interpreter gets /proc/self/fd/N as the script's path, and
+    tracebacks would name that for the script's own frames. Resolved when
+    this module is imported, while the descriptor is certainly open."""
+    argv0 = sys.argv[0] if sys.argv else ""
+    if not re.fullmatch(r"/(proc/self|dev)/fd/[0-9]+", argv0):
+        return None
+    try:
+        real = os.path.realpath(argv0)
+    except OSError:
+        return None
+    if real == argv0 or real.endswith(" (deleted)") or not os.path.isfile(real):
+        return None
+    return argv0, real
+
+
+_SCRIPT_PATH = _script_path()
+
+
+def _real_paths(tb):
+    """tb with the plugin script's descriptor path replaced by its real path."""
+    if _SCRIPT_PATH is None:
+        return tb
+    fd_path, real = _SCRIPT_PATH
+    return tb.replace('File "%s"' % fd_path, 'File "%s"' % real)
+
+
 def truncate_traceback(text, limit=MAX_TRACEBACK_BYTES):
     """Bounds text to limit bytes of UTF-8, keeping its head and its tail
     (where a Python traceback names the exception)."""
@@ -174,7 +206,7 @@ def failure_of(exc, *, timed_out=False, cancelled=False):
     was cancelled, else the exception's class name ("handler_error" for a
     HandlerError built from a message).
     """
-    tb = "".join(_traceback.format_exception(type(exc), exc, exc.__traceback__))
+    tb = _real_paths("".join(_traceback.format_exception(type(exc), exc, exc.__traceback__)))
     if isinstance(exc, HandlerError):
         cause = exc.__cause__
         error_type = exc.error_type or _own_type(exc)
