@@ -10,6 +10,7 @@ import (
 	"io"
 	"os"
 	"strings"
+	"sync"
 
 	"github.com/nats-io/nats.go"
 	"github.com/spf13/cobra"
@@ -98,8 +99,11 @@ func (o IO) withDefaults() IO {
 // the exit status.
 func Main(ctx context.Context, args []string, io IO) int {
 	io = io.withDefaults()
+	// The connection's callbacks write to stderr from their own goroutine.
+	errw := &stderrWriter{w: io.Stderr}
+	io.Stderr = errw
 	ctx = traceContextFromEnv(ctx, io.Getenv, io.Stderr)
-	c := &cli{ctx: ctx, io: io}
+	c := &cli{ctx: ctx, io: io, stderr: errw}
 	defer c.close()
 	if len(args) > 0 && args[0] == "--" {
 		// The documented way before the submit command: "-- FUNCTION".
@@ -282,9 +286,41 @@ type cli struct {
 	nc     *nats.Conn
 	client *jetstream.Client
 	stop   context.CancelCauseFunc // ends c.ctx; set by failOnDenial
+	stderr *stderrWriter
+}
+
+// stderrWriter serializes writes to stderr, which the connection's
+// callbacks make from their own goroutine, and drops those that come
+// after the command ended (closing the connection calls them too).
+type stderrWriter struct {
+	mu     sync.Mutex
+	w      io.Writer
+	closed bool
+}
+
+func (s *stderrWriter) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.w.Write(p)
+}
+
+// notice writes one line unless the command has ended.
+func (s *stderrWriter) notice(format string, args ...any) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !s.closed {
+		fmt.Fprintf(s.w, "omniq-submit: "+format+"\n", args...)
+	}
+}
+
+func (s *stderrWriter) close() {
+	s.mu.Lock()
+	s.closed = true
+	s.mu.Unlock()
 }
 
 func (c *cli) close() {
+	c.stderr.close()
 	if c.stop != nil {
 		c.stop(nil)
 	}
@@ -327,6 +363,18 @@ func (c *cli) connect() (*jetstream.Client, error) {
 		return nil, fmt.Errorf("%w\n  is omniq-runner (or your NATS server) running there? Set --nats-url or OMNIQ_NATS_URL to its address", err)
 	}
 	c.nc = nc
+	// The connection reconnects forever: say so when it is lost, or a
+	// command that waits (watch, --wait) would sit silent.
+	url := nc.ConnectedUrlRedacted()
+	nc.SetDisconnectErrHandler(func(_ *nats.Conn, err error) {
+		if err == nil {
+			err = errors.New("closed by the server")
+		}
+		c.stderr.notice("lost the connection to NATS at %s (%v); reconnecting (Ctrl-C to stop)", url, err)
+	})
+	nc.SetReconnectHandler(func(nc *nats.Conn) {
+		c.stderr.notice("reconnected to NATS at %s", nc.ConnectedUrlRedacted())
+	})
 	client, err := jetstream.Open(c.ctx, nc, jetstream.Config{})
 	if err != nil {
 		return nil, err

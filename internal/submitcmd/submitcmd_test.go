@@ -543,3 +543,35 @@ func TestBatchRejectsAnOverlongLineAndGoesOn(t *testing.T) {
 		t.Fatalf("batch --json = %q", r.stdout)
 	}
 }
+
+// The connection to NATS reconnects forever, so a command that waits
+// (watch, --wait) would sit silent when its server goes away: it says so
+// on stderr.
+func TestWatchSaysWhenTheServerGoesAway(t *testing.T) {
+	t.Parallel()
+	s := omniqtest.StartServer(t, jetstream.Config{MaxPayload: 64 << 10})
+	ctx, cancel := context.WithCancel(omniqtest.Context(t))
+	defer cancel()
+	stderr := &omniqtest.Buffer{}
+	done := make(chan int)
+	go func() {
+		done <- submitcmd.Main(ctx, []string{"watch", "t-never"}, submitcmd.IO{
+			Stderr: stderr,
+			Getenv: func(k string) string {
+				if k == "OMNIQ_NATS_URL" {
+					return s.URL
+				}
+				return ""
+			},
+		})
+	}()
+	omniqtest.Eventually(t, 10*time.Second, "watch to start waiting", func() bool {
+		return strings.Contains(stderr.String(), "has no state record yet")
+	})
+	s.Embedded.Server().Shutdown()
+	omniqtest.Eventually(t, 10*time.Second, "watch to say the connection is lost", func() bool {
+		return strings.Contains(stderr.String(), "lost the connection to NATS at "+s.URL)
+	})
+	cancel()
+	<-done
+}
