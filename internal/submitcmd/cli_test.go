@@ -342,3 +342,27 @@ func TestStatusShowsQuarantineWaits(t *testing.T) {
 	}
 	o.run("", "status", "qw").want(t, 0, "quarantine waits:  1", "")
 }
+
+// A NATS user points omniq-submit at a server as they point the nats CLI:
+// NATS_URL, or a nats CLI context named by --context or NATS_CONTEXT.
+func TestNATSCLIVariablesAndContexts(t *testing.T) {
+	t.Parallel()
+	o := start(t)
+	xdg := t.TempDir()
+	dir := filepath.Join(xdg, "nats", "context")
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "omniq.json"), []byte(`{"description":"test","url":"`+o.srv.URL+`"}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	run := func(env map[string]string, args ...string) result {
+		var out, errb bytes.Buffer
+		code := submitcmd.Main(omniqtest.Context(t), args, submitcmd.IO{Stdout: &out, Stderr: &errb, Getenv: func(k string) string { return env[k] }})
+		return result{code: code, stdout: out.String(), stderr: errb.String()}
+	}
+	run(map[string]string{"NATS_URL": o.srv.URL}, "functions").want(t, 0, "echo", "")
+	run(map[string]string{"XDG_CONFIG_HOME": xdg}, "functions", "--context", "omniq").want(t, 0, "echo", "")
+	run(map[string]string{"XDG_CONFIG_HOME": xdg, "NATS_CONTEXT": "omniq"}, "functions").want(t, 0, "echo", "")
+	run(map[string]string{"XDG_CONFIG_HOME": xdg}, "functions", "--context", "nope").want(t, 2, "", `nats context "nope": no `)
+}

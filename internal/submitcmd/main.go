@@ -71,9 +71,12 @@ with a suggestion.
 Flags go before or after the command and its arguments. Every command takes
 the NATS flags (--nats-url, default nats://127.0.0.1:4222, and the login and
 TLS flags, each also an OMNIQ_* variable: --nats-url is OMNIQ_NATS_URL) and
---json for machine-readable output. Without login flags, omniq-submit logs in
-with the operator credentials of omniq-runner's data directory:
-$OMNIQ_DATA_DIR, else ./omniq-data.
+--json for machine-readable output. As for the nats CLI, NATS_URL, NATS_CREDS,
+NATS_NKEY, NATS_USER, NATS_PASSWORD, NATS_CA, NATS_CERT and NATS_KEY fill in
+what those did not set, and --context NAME (or NATS_CONTEXT) takes the rest
+from a nats CLI context. Without a login, omniq-submit logs in with the
+operator credentials of omniq-runner's data directory: $OMNIQ_DATA_DIR, else
+./omniq-data.
 
 Exit status: 0 success; 1 the task failed or was cancelled, or the operation
 failed (a task not found included); 2 a usage error.`
@@ -144,6 +147,9 @@ func (c *cli) commands() *cobra.Command {
 	pf.BoolVar(&c.json, "json", false, "print JSON (the models' wire format) instead of tables")
 	root.PersistentPreRunE = func(cmd *cobra.Command, _ []string) error {
 		if err := natsflags.ApplyEnv(cmd.Flags(), c.io.Getenv, natsflags.IsConnFlag); err != nil {
+			return usagef("%v", err)
+		}
+		if err := c.conn.ApplyNATS(cmd.Flags(), c.io.Getenv); err != nil {
 			return usagef("%v", err)
 		}
 		return nil
