@@ -366,3 +366,20 @@ func TestNATSCLIVariablesAndContexts(t *testing.T) {
 	run(map[string]string{"XDG_CONFIG_HOME": xdg, "NATS_CONTEXT": "omniq"}, "functions").want(t, 0, "echo", "")
 	run(map[string]string{"XDG_CONFIG_HOME": xdg}, "functions", "--context", "nope").want(t, 2, "", `nats context "nope": no `)
 }
+
+// Every time omniq-submit prints is UTC and says so: a quarantine's end
+// in functions too.
+func TestFunctionsShowsTheQuarantineEndInUTC(t *testing.T) {
+	t.Parallel()
+	s := omniqtest.StartServer(t, jetstream.Config{MaxPayload: 64 << 10})
+	until := time.Now().Add(time.Minute)
+	err := s.Client.Register(omniqtest.Context(t), "r-q", []jetstream.Registration{{
+		Function: "qfn", Runner: "r-q", Plugin: "qp", Concurrency: 1, PluginState: "quarantined", QuarantinedUntil: until,
+	}}, time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	o := &omniq{t: t, srv: s}
+	want := "quarantined on r-q until " + until.UTC().Format("2006-01-02 15:04:05") + "Z"
+	o.run("", "functions").want(t, 0, want, "")
+}

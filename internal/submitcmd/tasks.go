@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"strings"
 	"text/tabwriter"
-	"time"
 
 	"github.com/spf13/cobra"
 
@@ -424,7 +423,7 @@ func (c *cli) functions() error {
 			total += r.Concurrency
 			plugin = r.Plugin
 			if r.PluginState == "quarantined" {
-				states = append(states, fmt.Sprintf("quarantined on %s until %s", r.Runner, r.QuarantinedUntil.Local().Format(time.TimeOnly)))
+				states = append(states, fmt.Sprintf("quarantined on %s until %s", r.Runner, r.QuarantinedUntil.UTC().Format("2006-01-02 15:04:05Z")))
 			} else if r.PluginState != "" && r.PluginState != "up" {
 				states = append(states, r.PluginState+" on "+r.Runner)
 			}
