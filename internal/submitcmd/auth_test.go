@@ -16,6 +16,7 @@ import (
 	"github.com/omniq/omniq/internal/roles"
 	"github.com/omniq/omniq/internal/submitcmd"
 	"github.com/omniq/omniq/jetstream"
+	"github.com/omniq/omniq/jetstream/embedded"
 	"github.com/omniq/omniq/models"
 )
 
@@ -149,4 +150,37 @@ func TestFoundCredentialsAreLeftOutForAServerWithoutLogins(t *testing.T) {
 	if code != 1 || !strings.Contains(errs, "nkeys not supported") || !strings.Contains(errs, "leave out --nats-nkey") {
 		t.Fatalf("status with --nats-nkey on a server without logins: exit %d\n%s", code, errs)
 	}
+}
+
+// A server whose certificate the client does not trust is reachable: the
+// hint is to give its CA, not to check that a runner is running there.
+func TestUntrustedServerCertificateSuggestsTheCA(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	cert, key, ca := omniqtest.WriteCerts(t, dir)
+	srv, err := embedded.Start(embedded.Config{StoreDir: t.TempDir(), Port: -1, InsecureNoAuth: true, TLSCertFile: cert, TLSKeyFile: key})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = srv.Shutdown(context.Background()) })
+	nc, err := srv.Connect()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	if _, err := jetstream.New(omniqtest.Context(t), nc, jetstream.Config{MaxPayload: 64 << 10}); err != nil {
+		t.Fatal(err)
+	}
+	run := func(args ...string) result {
+		var out, errb bytes.Buffer
+		code := submitcmd.Main(omniqtest.Context(t), append([]string{"--nats-url", srv.ClientURL()}, args...),
+			submitcmd.IO{Stdout: &out, Stderr: &errb})
+		return result{code: code, stdout: out.String(), stderr: errb.String()}
+	}
+	r := run("functions")
+	r.want(t, 1, "", "certificate")
+	if !strings.Contains(r.stderr, "--nats-ca") || strings.Contains(r.stderr, "is omniq-runner") {
+		t.Fatalf("stderr = %q, want a hint to give the server's CA with --nats-ca", r.stderr)
+	}
+	run("functions", "--nats-ca", ca).want(t, 0, "FUNCTION", "")
 }

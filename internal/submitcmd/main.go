@@ -5,6 +5,7 @@ package submitcmd
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -364,6 +365,14 @@ func (c *cli) connect() (*jetstream.Client, error) {
 	}
 	if errors.Is(err, nats.ErrNkeysNotSupported) {
 		return nil, fmt.Errorf("%w\n  this server has no nkey logins: leave out --nats-nkey and --nats-creds, or give the login it expects", err)
+	}
+	var untrusted *tls.CertificateVerificationError
+	if errors.As(err, &untrusted) {
+		// The server is there: it is its certificate that failed.
+		return nil, fmt.Errorf("%w\n  give the CA that signed the server's certificate with --nats-ca (or OMNIQ_NATS_CA), and reach the server by a name or address its certificate holds", err)
+	}
+	if errors.Is(err, nats.ErrTLS) {
+		return nil, fmt.Errorf("%w\n  check --nats-ca, and --nats-cert and --nats-key if the server asks for a client certificate", err)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("%w\n  is omniq-runner (or your NATS server) running there? Set --nats-url or OMNIQ_NATS_URL to its address", err)
