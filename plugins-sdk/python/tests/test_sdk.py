@@ -24,6 +24,10 @@ from omniq_plugin.pb import plugin_pb2_grpc as pb_grpc
 TRACEPARENT = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
 
 
+async def _async_handler(task):
+    return b""
+
+
 class MuxTest(unittest.TestCase):
     def test_refuses_programming_errors(self):
         ok = lambda task: None  # noqa: E731
@@ -33,6 +37,9 @@ class MuxTest(unittest.TestCase):
             ("empty name", lambda m: m.handle("", ok), "function name is required"),
             ("long name", lambda m: m.handle("x" * 129, ok), "over the 128-byte limit"),
             ("not callable", lambda m: m.handle("a", "nope"), "not callable"),
+            # An async def handler would fail every attempt with "returned
+            # coroutine", and be retried: it is refused where it is written.
+            ("async def", lambda m: m.handle("a", _async_handler), "is a coroutine function (async def)"),
             ("negative", lambda m: m.handle("a", ok, max_retries=-1), "max_retries must not be negative"),
         ]
         for name, do, want in cases:
