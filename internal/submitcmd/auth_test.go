@@ -184,3 +184,21 @@ func TestUntrustedServerCertificateSuggestsTheCA(t *testing.T) {
 	}
 	run("functions", "--nats-ca", ca).want(t, 0, "FUNCTION", "")
 }
+
+// The operator's login given by hand needs the operator's inbox prefix; a
+// command refused for the missing prefix says to give it, rather than
+// that the role may not do what it tried.
+func TestOperatorLoginWithoutItsInboxPrefixIsToldWhichFlag(t *testing.T) {
+	t.Parallel()
+	data := filepath.Join(t.TempDir(), "data")
+	url := startAuthServer(t, data)
+	vars := map[string]string{"OMNIQ_NATS_URL": url}
+	code, _, errs := runCLI(t, vars, "dlq", "list", "--nats-nkey", credentials.SeedFile(data, "operator"))
+	if code != 1 || !strings.Contains(errs, "--nats-inbox-prefix "+credentials.OperatorInboxPrefix) || strings.Contains(errs, "role may not do this") {
+		t.Fatalf("dlq list with the operator's nkey and no inbox prefix: exit %d\n%s", code, errs)
+	}
+	if code, out, errs := runCLI(t, vars, "dlq", "list", "--nats-nkey", credentials.SeedFile(data, "operator"),
+		"--nats-inbox-prefix", credentials.OperatorInboxPrefix); code != 0 {
+		t.Fatalf("dlq list with the operator's nkey and inbox prefix: exit %d\n%s%s", code, out, errs)
+	}
+}
