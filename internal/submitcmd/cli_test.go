@@ -383,3 +383,17 @@ func TestFunctionsShowsTheQuarantineEndInUTC(t *testing.T) {
 	want := "quarantined on r-q until " + until.UTC().Format("2006-01-02 15:04:05") + "Z"
 	o.run("", "functions").want(t, 0, want, "")
 }
+
+// A kubectl user types -o json: it is --json; -o text is the tables; any
+// other format is a usage error naming the two.
+func TestOutputFlagAsKubectlUsersTypeIt(t *testing.T) {
+	t.Parallel()
+	o := start(t)
+	r := o.run("", "version", "-o", "json")
+	var v map[string]string
+	if err := json.Unmarshal([]byte(r.stdout), &v); err != nil || r.code != 0 || v["program"] != "omniq-submit" {
+		t.Fatalf("version -o json: exit %d, %q (%v)", r.code, r.stdout, err)
+	}
+	o.run("", "functions", "--output=text").want(t, 0, "FUNCTION", "")
+	o.run("", "functions", "-o", "yaml").want(t, 2, "", `-o "yaml": want json or text`)
+}

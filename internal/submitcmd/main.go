@@ -72,7 +72,7 @@ with a suggestion.
 Flags go before or after the command and its arguments. Every command takes
 the NATS flags (--nats-url, default nats://127.0.0.1:4222, and the login and
 TLS flags, each also an OMNIQ_* variable: --nats-url is OMNIQ_NATS_URL) and
---json for machine-readable output. As for the nats CLI, NATS_URL, NATS_CREDS,
+--json (or -o json) for machine-readable output. As for the nats CLI, NATS_URL, NATS_CREDS,
 NATS_NKEY, NATS_USER, NATS_PASSWORD, NATS_CA, NATS_CERT and NATS_KEY fill in
 what those did not set, and --context NAME (or NATS_CONTEXT) takes the rest
 from a nats CLI context. Without a login, omniq-submit logs in with the
@@ -146,7 +146,20 @@ func (c *cli) commands() *cobra.Command {
 	pf := root.PersistentFlags()
 	c.conn.Register(pf, natsflags.Options{DefaultURL: nats.DefaultURL, Client: true})
 	pf.BoolVar(&c.json, "json", false, "print JSON (the models' wire format) instead of tables")
+	var output string
+	pf.StringVarP(&output, "output", "o", "", "output format, as for kubectl: json (same as --json) or text")
 	root.PersistentPreRunE = func(cmd *cobra.Command, _ []string) error {
+		switch output {
+		case "":
+		case "json":
+			c.json = true
+		case "text":
+			if c.json {
+				return usagef("--json and -o text disagree: give one")
+			}
+		default:
+			return usagef("-o %q: want json or text", output)
+		}
 		if err := natsflags.ApplyEnv(cmd.Flags(), c.io.Getenv, natsflags.IsConnFlag); err != nil {
 			return usagef("%v", err)
 		}
