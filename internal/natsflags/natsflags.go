@@ -38,8 +38,9 @@ type Options struct {
 	// URLUsage is --nats-url's help text. Defaults to "NATS server URL(s),
 	// comma separated".
 	URLUsage string
-	// Client adds the flags of a short-lived client: --nats-inbox-prefix and
-	// --connect-timeout.
+	// Client adds the flags of a short-lived client: --nats-inbox-prefix,
+	// --connect-timeout and --context, and -s for --nats-url (the nats
+	// CLI's --server).
 	Client bool
 }
 
@@ -48,7 +49,12 @@ func (f *Flags) Register(fs *pflag.FlagSet, o Options) {
 	if o.URLUsage == "" {
 		o.URLUsage = "NATS server URL(s), comma separated"
 	}
-	fs.StringVar(&f.URL, "nats-url", o.DefaultURL, o.URLUsage)
+	if o.Client {
+		// -s, as the nats CLI's --server.
+		fs.StringVarP(&f.URL, "nats-url", "s", o.DefaultURL, o.URLUsage)
+	} else {
+		fs.StringVar(&f.URL, "nats-url", o.DefaultURL, o.URLUsage)
+	}
 	fs.StringVar(&f.Conn.User, "nats-user", "", "NATS user name")
 	fs.StringVar(&f.Conn.Password, "nats-password", "", "NATS password")
 	fs.StringVar(&f.Conn.Token, "nats-token", "", "NATS token")

@@ -153,3 +153,19 @@ func TestContextOfTheNATSCLI(t *testing.T) {
 		}
 	}
 }
+
+// -s is --nats-url for clients, as the nats CLI's --server; the runner's
+// flags have no shorthand.
+func TestDashSIsTheServerForClients(t *testing.T) {
+	t.Parallel()
+	f, err := parseNATS(t, nil, "-s", "nats://short:4222")
+	if c := f.Config("x"); err != nil || c.URL != "nats://short:4222" {
+		t.Fatalf("config = %+v, %v", c, err)
+	}
+	var g natsflags.Flags
+	fs := pflag.NewFlagSet("runner", pflag.ContinueOnError)
+	g.Register(fs, natsflags.Options{})
+	if fs.ShorthandLookup("s") != nil {
+		t.Fatal("the runner's flags got -s")
+	}
+}
