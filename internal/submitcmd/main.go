@@ -79,8 +79,9 @@ from a nats CLI context. Without a login, omniq-submit logs in with the
 operator credentials of omniq-runner's data directory: $OMNIQ_DATA_DIR, else
 ./omniq-data.
 
-Exit status: 0 success; 1 the task failed or was cancelled, or the operation
-failed (a task not found included); 2 a usage error.`
+Exit status: 0 success; 1 the task failed or was cancelled (submit --wait),
+or the operation failed (a task not found included); 2 a usage error. status
+and watch exit 0 whatever the task's outcome, which they print.`
 
 // withDefaults returns o with a missing writer discarding what it gets.
 func (o IO) withDefaults() IO {
