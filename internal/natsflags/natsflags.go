@@ -217,7 +217,7 @@ type natsContext struct {
 func ContextDir(getenv func(string) string) string {
 	base := getenv("XDG_CONFIG_HOME")
 	if base == "" {
-		base = filepath.Join(getenv("HOME"), ".config")
+		base = filepath.Join(home(getenv), ".config")
 	}
 	return filepath.Join(base, "nats", "context")
 }
@@ -260,7 +260,15 @@ func loadContext(name string, getenv func(string) string) (natsContext, error) {
 // does for the paths in a context.
 func expandHome(path string, getenv func(string) string) string {
 	if rest, ok := strings.CutPrefix(path, "~/"); ok {
-		return filepath.Join(getenv("HOME"), rest)
+		return filepath.Join(home(getenv), rest)
 	}
 	return path
+}
+
+// home is the user's home directory: $HOME, else (Windows) %USERPROFILE%.
+func home(getenv func(string) string) string {
+	if h := getenv("HOME"); h != "" {
+		return h
+	}
+	return getenv("USERPROFILE")
 }

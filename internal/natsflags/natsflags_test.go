@@ -169,3 +169,19 @@ func TestDashSIsTheServerForClients(t *testing.T) {
 		t.Fatal("the runner's flags got -s")
 	}
 }
+
+func TestContextDir(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		env  map[string]string
+		want string
+	}{
+		{map[string]string{"XDG_CONFIG_HOME": "/x", "HOME": "/h"}, filepath.Join("/x", "nats", "context")},
+		{map[string]string{"HOME": "/h"}, filepath.Join("/h", ".config", "nats", "context")},
+		{map[string]string{"USERPROFILE": `C:\Users\u`}, filepath.Join(`C:\Users\u`, ".config", "nats", "context")},
+	} {
+		if got := natsflags.ContextDir(func(k string) string { return tc.env[k] }); got != tc.want {
+			t.Errorf("ContextDir(%v) = %q, want %q", tc.env, got, tc.want)
+		}
+	}
+}
