@@ -397,3 +397,17 @@ func TestOutputFlagAsKubectlUsersTypeIt(t *testing.T) {
 	o.run("", "functions", "--output=text").want(t, 0, "FUNCTION", "")
 	o.run("", "functions", "-o", "yaml").want(t, 2, "", `-o "yaml": want json or text`)
 }
+
+// "-" reads the payload from stdin; on a terminal that would wait with no
+// word, so it says what it is waiting for (as the nats CLI does).
+func TestStdinPayloadOnATerminalSaysItReads(t *testing.T) {
+	t.Parallel()
+	o := start(t)
+	r := o.runIO(submitcmd.IO{Stdin: strings.NewReader("typed"), Terminal: true}, "--wait", "echo", "-")
+	r.want(t, 0, "typed", "reading the payload from stdin")
+	r = o.run("piped", "--wait", "echo", "-")
+	r.want(t, 0, "piped", "")
+	if r.stderr != "" {
+		t.Fatalf("piped stdin: stderr %q", r.stderr)
+	}
+}

@@ -416,6 +416,9 @@ func (c *cli) connect() (*jetstream.Client, error) {
 func (c *cli) readPayload(arg string) ([]byte, error) {
 	switch {
 	case arg == "-":
+		if c.io.Terminal {
+			fmt.Fprintln(c.io.Stderr, "omniq-submit: reading the payload from stdin (end it with Ctrl-D)")
+		}
 		return io.ReadAll(c.io.Stdin)
 	case strings.HasPrefix(arg, "@"):
 		b, err := os.ReadFile(arg[1:])
