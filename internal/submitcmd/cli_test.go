@@ -411,3 +411,40 @@ func TestStdinPayloadOnATerminalSaysItReads(t *testing.T) {
 		t.Fatalf("piped stdin: stderr %q", r.stderr)
 	}
 }
+
+// Completion offers what a kubectl user gets: the values of --status,
+// --sort and -o, and the names of the functions the runners serve (read
+// from the server the NATS flags and variables name).
+func TestCompletionOffersValuesAndFunctions(t *testing.T) {
+	t.Parallel()
+	o := start(t)
+	omniqtest.Eventually(t, 10*time.Second, "functions registered", func() bool {
+		return strings.Contains(o.run("", "functions").stdout, "echo")
+	})
+	lines := func(r result) []string {
+		var got []string
+		for _, l := range strings.Split(r.stdout, "\n") {
+			if l != "" && !strings.HasPrefix(l, ":") {
+				got = append(got, strings.SplitN(l, "\t", 2)[0])
+			}
+		}
+		return got
+	}
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"__complete", "list", "--status", "f"}, "failed"},
+		{[]string{"__complete", "list", "--sort", ""}, "created,created:asc,updated,updated:asc"},
+		{[]string{"__complete", "status", "x", "-o", ""}, "json,text"},
+		{[]string{"__complete", "submit", "ec"}, "echo"},
+		{[]string{"__complete", "ec"}, "echo"},
+		{[]string{"__complete", "batch", "fl"}, "flaky"},
+		{[]string{"__complete", "list", "--function", "ec"}, "echo"},
+		{[]string{"__complete", "dlq", "list", "--function", "ec"}, "echo"},
+	} {
+		if got := strings.Join(lines(o.run("", tc.args...)), ","); got != tc.want {
+			t.Errorf("%v: completions %q, want %q", tc.args, got, tc.want)
+		}
+	}
+}

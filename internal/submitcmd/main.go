@@ -185,7 +185,82 @@ queues the task anyway. Prints the task id, or with --wait the task's result
 	root.AddCommand(sub, c.batchCommand(), c.statusCommand(), c.listCommand(), c.watchCommand(),
 		c.cancelCommand(), c.functionsCommand(), c.dlqCommand(), c.versionCommand())
 	completionNeedsAShell(root)
+	c.completions(root)
 	return root
+}
+
+// completions makes shell completion offer the values of --status, --sort
+// and -o, and the functions the runners serve for a FUNCTION argument and
+// --function.
+func (c *cli) completions(root *cobra.Command) {
+	// fixed completes one of values; after a comma, the next of a list.
+	fixed := func(values ...string) cobra.CompletionFunc {
+		return func(_ *cobra.Command, _ []string, toComplete string) ([]cobra.Completion, cobra.ShellCompDirective) {
+			done := toComplete[:strings.LastIndex(toComplete, ",")+1]
+			var out []cobra.Completion
+			for _, v := range values {
+				if strings.HasPrefix(done+v, toComplete) {
+					out = append(out, done+v)
+				}
+			}
+			return out, cobra.ShellCompDirectiveNoFileComp
+		}
+	}
+	var statuses []string
+	for _, st := range models.AllStatuses {
+		statuses = append(statuses, string(st))
+	}
+	_ = root.RegisterFlagCompletionFunc("output", fixed("json", "text"))
+	var walk func(cmd *cobra.Command)
+	walk = func(cmd *cobra.Command) {
+		if cmd.Flags().Lookup("function") != nil {
+			_ = cmd.RegisterFlagCompletionFunc("function", c.completeFunctions)
+		}
+		switch cmd.Name() {
+		case "list":
+			if cmd.Parent() == root {
+				_ = cmd.RegisterFlagCompletionFunc("status", fixed(statuses...))
+				_ = cmd.RegisterFlagCompletionFunc("sort", fixed("created", "created:asc", "updated", "updated:asc"))
+			}
+		case "submit", "batch", root.Name():
+			// FUNCTION first; then PAYLOAD or FILE, which may be a file.
+			cmd.ValidArgsFunction = func(cmd *cobra.Command, args []string, toComplete string) ([]cobra.Completion, cobra.ShellCompDirective) {
+				if len(args) > 0 {
+					return nil, cobra.ShellCompDirectiveDefault
+				}
+				return c.completeFunctions(cmd, args, toComplete)
+			}
+		}
+		for _, sub := range cmd.Commands() {
+			walk(sub)
+		}
+	}
+	walk(root)
+}
+
+// completeFunctions completes the names of the functions the runners serve,
+// read from the server the NATS flags and variables name; nothing when it
+// cannot be reached.
+func (c *cli) completeFunctions(cmd *cobra.Command, _ []string, toComplete string) ([]cobra.Completion, cobra.ShellCompDirective) {
+	// Completion runs no PersistentPreRunE: apply the variables here.
+	if natsflags.ApplyEnv(cmd.Flags(), c.io.Getenv, natsflags.IsConnFlag) != nil || c.conn.ApplyNATS(cmd.Flags(), c.io.Getenv) != nil {
+		return nil, cobra.ShellCompDirectiveNoFileComp
+	}
+	client, err := c.connect()
+	if err != nil {
+		return nil, cobra.ShellCompDirectiveNoFileComp
+	}
+	names, err := client.FunctionNames(c.ctx)
+	if err != nil {
+		return nil, cobra.ShellCompDirectiveNoFileComp
+	}
+	var out []cobra.Completion
+	for _, n := range names {
+		if strings.HasPrefix(n, toComplete) {
+			out = append(out, n)
+		}
+	}
+	return out, cobra.ShellCompDirectiveNoFileComp
 }
 
 // completionNeedsAShell makes "completion" without a shell, or with one
