@@ -494,7 +494,7 @@ func (c *cli) readPayload(arg string) ([]byte, error) {
 		if c.io.Terminal {
 			fmt.Fprintln(c.io.Stderr, "omniq-submit: reading the payload from stdin (end it with Ctrl-D)")
 		}
-		return io.ReadAll(c.io.Stdin)
+		return readAllCtx(c.ctx, c.io.Stdin)
 	case strings.HasPrefix(arg, "@"):
 		b, err := os.ReadFile(arg[1:])
 		if err != nil {
@@ -503,6 +503,28 @@ func (c *cli) readPayload(arg string) ([]byte, error) {
 		return b, nil
 	}
 	return []byte(arg), nil
+}
+
+// readAllCtx reads r to its end, or until ctx ends. Ctrl-C is caught (it
+// cancels ctx), so a read that ignored ctx would leave the command waiting
+// on a terminal or an open pipe. The read goes on in the background until
+// r ends (the process is exiting by then).
+func readAllCtx(ctx context.Context, r io.Reader) ([]byte, error) {
+	type read struct {
+		b   []byte
+		err error
+	}
+	done := make(chan read, 1)
+	go func() {
+		b, err := io.ReadAll(r)
+		done <- read{b, err}
+	}()
+	select {
+	case rd := <-done:
+		return rd.b, rd.err
+	case <-ctx.Done():
+		return nil, &statusError{code: exitFailed, msg: "interrupted while reading the payload from stdin"}
+	}
 }
 
 // traceContextFromEnv continues the trace that TRACEPARENT (and

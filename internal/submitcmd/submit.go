@@ -470,12 +470,47 @@ func (c *cli) batch(o *submitOpts, jsonl bool, workers int, pos []string) error 
 	// escapes; a longer one is rejected on its own and reading goes on.
 	maxLine := client.Config().MaxPayload*2 + (64 << 10)
 	lr := &lineReader{r: bufio.NewReaderSize(in, 64<<10), max: maxLine}
-	line, seq := 0, 0
-	for c.ctx.Err() == nil {
-		text, tooLong, ok := lr.next()
-		if !ok {
-			break
+	// The input is read in a goroutine of its own, so that Ctrl-C (which
+	// cancels c.ctx) stops a batch waiting on a terminal or an open pipe.
+	// That goroutine ends with the input, or at the next line once the
+	// loop has stopped.
+	type inputLine struct {
+		text    []byte
+		tooLong bool
+	}
+	lines, stopReading := make(chan inputLine), make(chan struct{})
+	defer close(stopReading)
+	go func() {
+		defer close(lines)
+		for {
+			text, tooLong, ok := lr.next()
+			if !ok {
+				return
+			}
+			select {
+			case lines <- inputLine{text: append([]byte(nil), text...), tooLong: tooLong}:
+			case <-stopReading:
+				return
+			}
 		}
+	}()
+	line, seq := 0, 0
+	interrupted, readErr := false, error(nil)
+read:
+	for {
+		var in inputLine
+		select {
+		case l, ok := <-lines:
+			if !ok {
+				readErr = lr.err // the reader is done: lines is closed
+				break read
+			}
+			in = l
+		case <-c.ctx.Done():
+			interrupted = true
+			break read
+		}
+		text, tooLong := in.text, in.tooLong
 		line++
 		if !tooLong && len(bytes.TrimSpace(text)) == 0 {
 			continue
@@ -515,8 +550,8 @@ func (c *cli) batch(o *submitOpts, jsonl bool, workers int, pos []string) error 
 		_ = bar.Finish()
 		fmt.Fprintln(c.io.Stderr)
 	}
-	if err := lr.err; err != nil {
-		return fmt.Errorf("reading batch input after line %d: %w", line, err)
+	if readErr != nil {
+		return fmt.Errorf("reading batch input after line %d: %w", line, readErr)
 	}
 	for _, p := range problems {
 		fmt.Fprintln(c.io.Stderr, p)
@@ -525,6 +560,9 @@ func (c *cli) batch(o *submitOpts, jsonl bool, workers int, pos []string) error 
 		_ = out.Encode(map[string]int64{"submitted": submitted.Load(), "duplicates": duplicates.Load(), "rejected": rejected.Load()})
 	} else {
 		fmt.Fprintf(c.io.Stdout, "submitted %d, duplicates %d, rejected %d\n", submitted.Load(), duplicates.Load(), rejected.Load())
+	}
+	if interrupted {
+		return &statusError{code: exitFailed, msg: fmt.Sprintf("interrupted after line %d: the input after it was not read", line)}
 	}
 	if rejected.Load() > 0 {
 		return &statusError{code: exitFailed}

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -574,4 +575,48 @@ func TestWatchSaysWhenTheServerGoesAway(t *testing.T) {
 	})
 	cancel()
 	<-done
+}
+
+// Ctrl-C stops a command that is reading its payload or batch from stdin
+// (a terminal or a pipe that stays open): SIGINT is caught, so a read that
+// ignored it would leave the command running.
+func TestCtrlCStopsReadingStdin(t *testing.T) {
+	t.Parallel()
+	o := start(t)
+
+	pr, pw := io.Pipe()
+	t.Cleanup(func() { _ = pw.Close() })
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan result)
+	go func() { done <- o.runCtx(ctx, submitcmd.IO{Stdin: pr}, "echo", "-") }()
+	cancel()
+	select {
+	case r := <-done:
+		r.want(t, 1, "", "interrupted")
+	case <-time.After(30 * time.Second):
+		t.Fatal("submit - went on reading stdin after Ctrl-C")
+	}
+
+	pr2, pw2 := io.Pipe()
+	t.Cleanup(func() { _ = pw2.Close() })
+	ctx2, cancel2 := context.WithCancel(context.Background())
+	defer cancel2()
+	out := &omniqtest.Buffer{}
+	go func() { done <- o.runCtx(ctx2, submitcmd.IO{Stdin: pr2, Stdout: out}, "batch", "echo", "-") }()
+	if _, err := io.WriteString(pw2, "one\ntwo\n"); err != nil {
+		t.Fatal(err)
+	}
+	omniqtest.Eventually(t, 30*time.Second, "the two lines submitted", func() bool {
+		return strings.Count(out.String(), "\n") == 2
+	})
+	cancel2()
+	select {
+	case r := <-done:
+		r.want(t, 1, "", "interrupted after line 2")
+		if !strings.Contains(out.String(), "submitted 2, duplicates 0, rejected 0") {
+			t.Fatalf("batch summary missing: %q", out.String())
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("batch - went on reading stdin after Ctrl-C")
+	}
 }
