@@ -291,7 +291,13 @@ func waitTerminal(ctx context.Context, client *jetstream.Client, id string) (*mo
 			return ev.Record.Task, nil
 		}
 	}
-	return nil, fmt.Errorf("stopped waiting for task %s: %w", id, context.Cause(ctx))
+	cause := context.Cause(ctx)
+	if errors.Is(cause, context.Canceled) {
+		// Ctrl-C: the waiting ends, the task does not.
+		return nil, &statusError{code: exitFailed, msg: fmt.Sprintf("stopped waiting for task %s (interrupted): the task goes on; "+
+			"follow it with `omniq-submit watch %s`, or stop it with `omniq-submit cancel %s`", id, id, id)}
+	}
+	return nil, fmt.Errorf("stopped waiting for task %s: %w", id, cause)
 }
 
 // batchLine is one line of --jsonl batch input.

@@ -620,3 +620,22 @@ func TestCtrlCStopsReadingStdin(t *testing.T) {
 		t.Fatal("batch - went on reading stdin after Ctrl-C")
 	}
 }
+
+// Ctrl-C during --wait stops the waiting, not the task: the message says
+// so and how to follow or cancel it.
+func TestCtrlCDuringWaitSaysTheTaskGoesOn(t *testing.T) {
+	t.Parallel()
+	o := start(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan result)
+	go func() { done <- o.runCtx(ctx, submitcmd.IO{}, "sleep", "1h", "--id", "t-waited", "--wait") }()
+	omniqtest.WaitFor(t, o.srv.Client, "t-waited", models.StatusRunning, 30*time.Second)
+	cancel()
+	r := <-done
+	r.want(t, 1, "", "stopped waiting for task t-waited (interrupted): the task goes on")
+	if !strings.Contains(r.stderr, "omniq-submit watch t-waited") || !strings.Contains(r.stderr, "omniq-submit cancel t-waited") {
+		t.Fatalf("stderr = %q", r.stderr)
+	}
+	o.run("", "cancel", "t-waited").want(t, 0, "cancelled", "")
+}
