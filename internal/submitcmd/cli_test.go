@@ -448,3 +448,12 @@ func TestCompletionOffersValuesAndFunctions(t *testing.T) {
 		}
 	}
 }
+
+// A malformed --after is a mistake in the command line: exit 2, like a
+// bad --status or --sort, and the message says where cursors come from.
+func TestListRefusesAMalformedCursorAsAUsageError(t *testing.T) {
+	t.Parallel()
+	o := start(t)
+	o.run("", "list", "--after", "garbage").want(t, 2, "", `--after "garbage": not a cursor`)
+	o.run("", "list", "--after", "12x/id").want(t, 2, "", `--after "12x/id": not a cursor`)
+}

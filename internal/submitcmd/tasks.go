@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 
@@ -210,6 +211,13 @@ func (c *cli) list(statuses, fn, after, sortBy string, limit int) error {
 	}
 	if limit < 1 {
 		return usagef("--limit must be at least 1")
+	}
+	if after != "" {
+		// A cursor is what a page printed: TIME/ID (jetstream.ListPage.Next).
+		ts, _, ok := strings.Cut(after, "/")
+		if _, err := strconv.ParseInt(ts, 10, 64); !ok || err != nil {
+			return usagef("--after %q: not a cursor (give the one a previous page printed after --after)", after)
+		}
 	}
 	client, err := c.connect()
 	if err != nil {
