@@ -202,3 +202,22 @@ func TestOperatorLoginWithoutItsInboxPrefixIsToldWhichFlag(t *testing.T) {
 		t.Fatalf("dlq list with the operator's nkey and inbox prefix: exit %d\n%s%s", code, out, errs)
 	}
 }
+
+// A server that requires a client certificate refuses the handshake
+// without one: the hint names the client certificate flags.
+func TestServerRequiringAClientCertificateNamesTheFlags(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	cert, key, ca := omniqtest.WriteCerts(t, dir)
+	srv, err := embedded.Start(embedded.Config{StoreDir: t.TempDir(), Port: -1, InsecureNoAuth: true, TLSCertFile: cert, TLSKeyFile: key, TLSCAFile: ca})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = srv.Shutdown(context.Background()) })
+	var out, errb bytes.Buffer
+	code := submitcmd.Main(omniqtest.Context(t), []string{"--nats-url", srv.ClientURL(), "--nats-ca", ca, "functions"},
+		submitcmd.IO{Stdout: &out, Stderr: &errb})
+	if code != 1 || !strings.Contains(errb.String(), "--nats-cert and --nats-key") || strings.Contains(errb.String(), "is omniq-runner") {
+		t.Fatalf("exit %d, stderr %q; want a hint to give a client certificate", code, errb.String())
+	}
+}

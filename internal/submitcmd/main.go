@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"strings"
 	"sync"
@@ -460,7 +461,11 @@ func (c *cli) connect() (*jetstream.Client, error) {
 		// The server is there: it is its certificate that failed.
 		return nil, fmt.Errorf("%w\n  give the CA that signed the server's certificate with --nats-ca (or OMNIQ_NATS_CA), and reach the server by a name or address its certificate holds", err)
 	}
-	if errors.Is(err, nats.ErrTLS) {
+	var op *net.OpError
+	if errors.Is(err, nats.ErrTLS) || (errors.As(err, &op) && op.Op == "remote error") {
+		// crypto/tls reports a TLS alert from the server as a "remote
+		// error": the server refused the handshake, usually for a client
+		// certificate it requires and did not get, or did not accept.
 		return nil, fmt.Errorf("%w\n  check --nats-ca, and --nats-cert and --nats-key if the server asks for a client certificate", err)
 	}
 	if err != nil {
