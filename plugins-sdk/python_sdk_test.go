@@ -194,6 +194,12 @@ func TestPythonSDK(t *testing.T) {
 			!strings.Contains(f.Traceback, "Traceback (most recent call last)") || !strings.Contains(f.Traceback, "in divide") {
 			t.Fatalf("py_divide = %+v", f)
 		}
+		// The runner executes the plugin from the descriptor it checked,
+		// so Python is handed /proc/self/fd/N as the script's path; the
+		// traceback names the script's real file all the same.
+		if !strings.Contains(f.Traceback, `plugin_under_test.py", line `) || strings.Contains(f.Traceback, "/proc/self/fd/") {
+			t.Fatalf("py_divide's traceback does not name the plugin's file:\n%s", f.Traceback)
+		}
 
 		f = p.Run(t, "py_permanent", []byte("{not json"), nil, 0).Failure
 		if f == nil || f.ErrorType != "ValidationError" || !f.Permanent || !strings.Contains(f.Message, "JSONDecodeError") ||

@@ -4,7 +4,11 @@
 package natsflags
 
 import (
+	"encoding/json"
+	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -23,6 +27,8 @@ type Flags struct {
 	Conn jetstream.ConnConfig
 	// ConnectTimeout is --connect-timeout, for clients (see Options).
 	ConnectTimeout time.Duration
+	// Context is --context, for clients: a nats CLI context (see ApplyNATS).
+	Context string
 }
 
 // Options say how a command registers the flags.
@@ -32,8 +38,9 @@ type Options struct {
 	// URLUsage is --nats-url's help text. Defaults to "NATS server URL(s),
 	// comma separated".
 	URLUsage string
-	// Client adds the flags of a short-lived client: --nats-inbox-prefix and
-	// --connect-timeout.
+	// Client adds the flags of a short-lived client: --nats-inbox-prefix,
+	// --connect-timeout and --context, and -s for --nats-url (the nats
+	// CLI's --server).
 	Client bool
 }
 
@@ -42,7 +49,12 @@ func (f *Flags) Register(fs *pflag.FlagSet, o Options) {
 	if o.URLUsage == "" {
 		o.URLUsage = "NATS server URL(s), comma separated"
 	}
-	fs.StringVar(&f.URL, "nats-url", o.DefaultURL, o.URLUsage)
+	if o.Client {
+		// -s, as the nats CLI's --server.
+		fs.StringVarP(&f.URL, "nats-url", "s", o.DefaultURL, o.URLUsage)
+	} else {
+		fs.StringVar(&f.URL, "nats-url", o.DefaultURL, o.URLUsage)
+	}
 	fs.StringVar(&f.Conn.User, "nats-user", "", "NATS user name")
 	fs.StringVar(&f.Conn.Password, "nats-password", "", "NATS password")
 	fs.StringVar(&f.Conn.Token, "nats-token", "", "NATS token")
@@ -54,6 +66,7 @@ func (f *Flags) Register(fs *pflag.FlagSet, o Options) {
 	if o.Client {
 		fs.StringVar(&f.Conn.InboxPrefix, "nats-inbox-prefix", "", "reply subject prefix (operators: "+credentials.OperatorInboxPrefix+"; default _INBOX, or the operator's with the runner's credentials)")
 		fs.DurationVar(&f.ConnectTimeout, "connect-timeout", 5*time.Second, "how long to try to reach NATS")
+		fs.StringVar(&f.Context, "context", "", "nats CLI context to take the server, login and TLS from (its NAME.json under ~/.config/nats/context; also NATS_CONTEXT)")
 	}
 }
 
@@ -99,4 +112,163 @@ func ApplyEnv(fs *pflag.FlagSet, getenv func(string) string, want func(flag stri
 		}
 	})
 	return err
+}
+
+// natsCLIEnv maps connection flags to the variables the nats CLI reads
+// for them.
+var natsCLIEnv = map[string]string{
+	"nats-url": "NATS_URL", "nats-user": "NATS_USER", "nats-password": "NATS_PASSWORD",
+	"nats-creds": "NATS_CREDS", "nats-nkey": "NATS_NKEY",
+	"nats-cert": "NATS_CERT", "nats-key": "NATS_KEY", "nats-ca": "NATS_CA",
+}
+
+// ApplyNATS lets a client be pointed at NATS the way the nats CLI is. Call
+// it after ApplyEnv, on flags registered with Options.Client. A connection
+// flag that neither the command line nor its OMNIQ_* variable set is taken
+// from the nats CLI's variable (NATS_URL, NATS_USER, NATS_PASSWORD,
+// NATS_CREDS, NATS_NKEY, NATS_CERT, NATS_KEY, NATS_CA), else from the nats
+// CLI context that --context or NATS_CONTEXT names (a name under
+// $XDG_CONFIG_HOME/nats/context, default ~/.config/nats/context, or the
+// path of a .json file). A context's login is used only when no login was
+// given otherwise. The context the nats CLI has selected is not used
+// unless named: it may point anywhere. A context that cannot be read, or
+// that uses a setting OmniQ does not support (nsc, user_jwt, a JetStream
+// domain or API prefix, tls_first, a Windows certificate store), is an
+// error naming it.
+func (f *Flags) ApplyNATS(fs *pflag.FlagSet, getenv func(string) string) error {
+	given := func(flag string) bool {
+		fl := fs.Lookup(flag)
+		return fl != nil && (fl.Changed || getenv(EnvName(flag)) != "")
+	}
+	loginGiven := f.HasLogin()
+	for flag, env := range natsCLIEnv {
+		v := getenv(env)
+		if v == "" || given(flag) || (loginGiven && isLogin(flag)) {
+			continue
+		}
+		if err := fs.Lookup(flag).Value.Set(v); err != nil {
+			return fmt.Errorf("%s=%q: %v", env, v, err)
+		}
+	}
+	name := f.Context
+	if name == "" {
+		name = getenv("NATS_CONTEXT")
+	}
+	if name == "" {
+		return nil
+	}
+	ctx, err := loadContext(name, getenv)
+	if err != nil {
+		return err
+	}
+	set := func(flag, v string) {
+		if v != "" && !given(flag) && getenv(natsCLIEnv[flag]) == "" {
+			_ = fs.Lookup(flag).Value.Set(v)
+		}
+	}
+	set("nats-url", ctx.URL)
+	set("nats-ca", expandHome(ctx.CA, getenv))
+	set("nats-cert", expandHome(ctx.Cert, getenv))
+	set("nats-key", expandHome(ctx.Key, getenv))
+	if f.Conn.InboxPrefix == "" && !given("nats-inbox-prefix") {
+		f.Conn.InboxPrefix = ctx.InboxPrefix
+	}
+	if !f.HasLogin() {
+		f.Conn.User, f.Conn.Password, f.Conn.Token = ctx.User, ctx.Password, ctx.Token
+		f.Conn.CredsFile, f.Conn.NKeySeedFile = expandHome(ctx.Creds, getenv), expandHome(ctx.NKey, getenv)
+	}
+	return nil
+}
+
+// isLogin says whether flag is one of the login flags.
+func isLogin(flag string) bool {
+	switch flag {
+	case "nats-user", "nats-password", "nats-token", "nats-creds", "nats-nkey":
+		return true
+	}
+	return false
+}
+
+// natsContext is the part of a nats CLI context file OmniQ reads (the
+// format of NATS ADR-21, "NATS Configuration Contexts").
+type natsContext struct {
+	URL         string `json:"url"`
+	User        string `json:"user"`
+	Password    string `json:"password"`
+	Token       string `json:"token"`
+	Creds       string `json:"creds"`
+	NKey        string `json:"nkey"`
+	Cert        string `json:"cert"`
+	Key         string `json:"key"`
+	CA          string `json:"ca"`
+	InboxPrefix string `json:"inbox_prefix"`
+
+	// Settings OmniQ does not support: refused when set.
+	NSC                string `json:"nsc"`
+	UserJWT            string `json:"user_jwt"`
+	JetStreamDomain    string `json:"jetstream_domain"`
+	JetStreamAPIPrefix string `json:"jetstream_api_prefix"`
+	TLSFirst           bool   `json:"tls_first"`
+	WindowsCertStore   string `json:"windows_cert_store"`
+}
+
+// ContextDir is where the nats CLI keeps its contexts: the nats/context
+// directory of $XDG_CONFIG_HOME, else of ~/.config.
+func ContextDir(getenv func(string) string) string {
+	base := getenv("XDG_CONFIG_HOME")
+	if base == "" {
+		base = filepath.Join(home(getenv), ".config")
+	}
+	return filepath.Join(base, "nats", "context")
+}
+
+// loadContext reads the nats CLI context name: a context's name, or the
+// path of its .json file.
+func loadContext(name string, getenv func(string) string) (natsContext, error) {
+	var c natsContext
+	path := name
+	if !strings.HasSuffix(name, ".json") && !strings.ContainsRune(name, filepath.Separator) {
+		path = filepath.Join(ContextDir(getenv), name+".json")
+	}
+	data, err := os.ReadFile(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return c, fmt.Errorf("nats context %q: no %s (the nats CLI's `nats context ls` lists the contexts)", name, path)
+	}
+	if err != nil {
+		return c, fmt.Errorf("nats context %q: %w", name, err)
+	}
+	if err := json.Unmarshal(data, &c); err != nil {
+		return c, fmt.Errorf("nats context %q: %s: %w", name, path, err)
+	}
+	var unsupported []string
+	for _, u := range []struct {
+		name string
+		set  bool
+	}{{"nsc", c.NSC != ""}, {"user_jwt", c.UserJWT != ""}, {"jetstream_domain", c.JetStreamDomain != ""},
+		{"jetstream_api_prefix", c.JetStreamAPIPrefix != ""}, {"tls_first", c.TLSFirst}, {"windows_cert_store", c.WindowsCertStore != ""}} {
+		if u.set {
+			unsupported = append(unsupported, u.name)
+		}
+	}
+	if len(unsupported) > 0 {
+		return c, fmt.Errorf("nats context %q (%s) sets %s, which OmniQ does not support: give the server and login with the --nats-* flags instead", name, path, strings.Join(unsupported, ", "))
+	}
+	return c, nil
+}
+
+// expandHome turns a leading ~/ into the home directory, as the nats CLI
+// does for the paths in a context.
+func expandHome(path string, getenv func(string) string) string {
+	if rest, ok := strings.CutPrefix(path, "~/"); ok {
+		return filepath.Join(home(getenv), rest)
+	}
+	return path
+}
+
+// home is the user's home directory: $HOME, else (Windows) %USERPROFILE%.
+func home(getenv func(string) string) string {
+	if h := getenv("HOME"); h != "" {
+		return h
+	}
+	return getenv("USERPROFILE")
 }

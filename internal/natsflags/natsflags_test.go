@@ -1,6 +1,8 @@
 package natsflags_test
 
 import (
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -69,5 +71,117 @@ func TestEnvName(t *testing.T) {
 	t.Parallel()
 	if got := natsflags.EnvName("nats-inbox-prefix"); got != "OMNIQ_NATS_INBOX_PREFIX" {
 		t.Fatal(got)
+	}
+}
+
+// parseNATS registers client flags, parses args and applies the OMNIQ_*
+// variables, then the nats CLI's variables and context.
+func parseNATS(t *testing.T, env map[string]string, args ...string) (*natsflags.Flags, error) {
+	t.Helper()
+	var f natsflags.Flags
+	fs := pflag.NewFlagSet("test", pflag.ContinueOnError)
+	f.Register(fs, natsflags.Options{DefaultURL: "nats://default:4222", Client: true})
+	if err := fs.Parse(args); err != nil {
+		t.Fatal(err)
+	}
+	getenv := func(k string) string { return env[k] }
+	if err := natsflags.ApplyEnv(fs, getenv, natsflags.IsConnFlag); err != nil {
+		return &f, err
+	}
+	return &f, f.ApplyNATS(fs, getenv)
+}
+
+func writeContext(t *testing.T, dir, name, body string) {
+	t.Helper()
+	d := filepath.Join(dir, "nats", "context")
+	if err := os.MkdirAll(d, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(d, name+".json"), []byte(body), 0o600); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestNATSVariablesFillInWhatOmniQsDidNot(t *testing.T) {
+	t.Parallel()
+	f, err := parseNATS(t, map[string]string{"NATS_URL": "nats://natsenv:4222", "NATS_CREDS": "/n.creds", "NATS_CA": "/n-ca.pem"})
+	if c := f.Config("x"); err != nil || c.URL != "nats://natsenv:4222" || c.CredsFile != "/n.creds" || c.TLSCAFile != "/n-ca.pem" {
+		t.Fatalf("config = %+v, %v", c, err)
+	}
+	// A flag or an OMNIQ_* variable wins; a login given there keeps the
+	// nats CLI's login out (one login method only).
+	f, err = parseNATS(t, map[string]string{"NATS_URL": "nats://natsenv:4222", "NATS_CREDS": "/n.creds", "OMNIQ_NATS_URL": "nats://omniq:4222"},
+		"--nats-nkey", "/my.nk")
+	if c := f.Config("x"); err != nil || c.URL != "nats://omniq:4222" || c.CredsFile != "" || c.NKeySeedFile != "/my.nk" {
+		t.Fatalf("config = %+v, %v", c, err)
+	}
+}
+
+func TestContextOfTheNATSCLI(t *testing.T) {
+	t.Parallel()
+	home, xdg := t.TempDir(), t.TempDir()
+	writeContext(t, xdg, "prod", `{"description":"prod","url":"nats://ctx:4222","creds":"~/prod.creds","ca":"/ctx-ca.pem",
+		"inbox_prefix":"_INBOX_ctx","nsc":"","jetstream_domain":"","tls_first":false}`)
+	writeContext(t, xdg, "hub", `{"url":"nats://hub:4222","jetstream_domain":"hub"}`)
+	env := map[string]string{"HOME": home, "XDG_CONFIG_HOME": xdg}
+
+	f, err := parseNATS(t, env, "--context", "prod")
+	c := f.Config("x")
+	if err != nil || c.URL != "nats://ctx:4222" || c.CredsFile != filepath.Join(home, "prod.creds") || c.TLSCAFile != "/ctx-ca.pem" || c.InboxPrefix != "_INBOX_ctx" {
+		t.Fatalf("--context prod: config = %+v, %v", c, err)
+	}
+	// NATS_CONTEXT names it too; flags and variables win over it, and a
+	// login given there replaces the context's.
+	env2 := map[string]string{"HOME": home, "XDG_CONFIG_HOME": xdg, "NATS_CONTEXT": "prod", "NATS_URL": "nats://natsenv:4222"}
+	f, err = parseNATS(t, env2, "--nats-user", "u", "--nats-password", "p")
+	c = f.Config("x")
+	if err != nil || c.URL != "nats://natsenv:4222" || c.CredsFile != "" || c.User != "u" || c.TLSCAFile != "/ctx-ca.pem" {
+		t.Fatalf("NATS_CONTEXT=prod: config = %+v, %v", c, err)
+	}
+	// Without --context or NATS_CONTEXT, no context is read.
+	f, err = parseNATS(t, env)
+	if c := f.Config("x"); err != nil || c.URL != "nats://default:4222" || c.CredsFile != "" {
+		t.Fatalf("no context: config = %+v, %v", c, err)
+	}
+
+	for _, tc := range []struct{ name, want string }{
+		{"missing", "nats context \"missing\": no " + filepath.Join(xdg, "nats", "context", "missing.json")},
+		{"hub", "sets jetstream_domain, which OmniQ does not support"},
+	} {
+		if _, err := parseNATS(t, env, "--context", tc.name); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("--context %s: error %v, want %q", tc.name, err, tc.want)
+		}
+	}
+}
+
+// -s is --nats-url for clients, as the nats CLI's --server; the runner's
+// flags have no shorthand.
+func TestDashSIsTheServerForClients(t *testing.T) {
+	t.Parallel()
+	f, err := parseNATS(t, nil, "-s", "nats://short:4222")
+	if c := f.Config("x"); err != nil || c.URL != "nats://short:4222" {
+		t.Fatalf("config = %+v, %v", c, err)
+	}
+	var g natsflags.Flags
+	fs := pflag.NewFlagSet("runner", pflag.ContinueOnError)
+	g.Register(fs, natsflags.Options{})
+	if fs.ShorthandLookup("s") != nil {
+		t.Fatal("the runner's flags got -s")
+	}
+}
+
+func TestContextDir(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		env  map[string]string
+		want string
+	}{
+		{map[string]string{"XDG_CONFIG_HOME": "/x", "HOME": "/h"}, filepath.Join("/x", "nats", "context")},
+		{map[string]string{"HOME": "/h"}, filepath.Join("/h", ".config", "nats", "context")},
+		{map[string]string{"USERPROFILE": `C:\Users\u`}, filepath.Join(`C:\Users\u`, ".config", "nats", "context")},
+	} {
+		if got := natsflags.ContextDir(func(k string) string { return tc.env[k] }); got != tc.want {
+			t.Errorf("ContextDir(%v) = %q, want %q", tc.env, got, tc.want)
+		}
 	}
 }

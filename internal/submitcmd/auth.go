@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"strings"
 
 	"github.com/nats-io/nats.go"
 
@@ -38,6 +39,12 @@ func (c *cli) findLogin(cfg *jetstream.ConnConfig) (string, error) {
 type deniedError struct{ err error }
 
 func (e *deniedError) Error() string {
+	if strings.Contains(e.err.Error(), `Subscription to "`+nats.InboxPrefix) {
+		// NATS reports the violation only as text. Operators (and runners)
+		// may not use the default reply subjects, which submitters share.
+		return fmt.Sprintf("%v\n  these credentials may not receive replies on the default %s subjects: an operator's login needs --nats-inbox-prefix %s (see docs/security.md)",
+			e.err, strings.TrimSuffix(nats.InboxPrefix, "."), credentials.OperatorInboxPrefix)
+	}
 	return fmt.Sprintf("%v\n  these credentials' role may not do this (see docs/security.md for what submitters and operators may do)", e.err)
 }
 

@@ -16,6 +16,7 @@ import (
 	"github.com/omniq/omniq/internal/roles"
 	"github.com/omniq/omniq/internal/submitcmd"
 	"github.com/omniq/omniq/jetstream"
+	"github.com/omniq/omniq/jetstream/embedded"
 	"github.com/omniq/omniq/models"
 )
 
@@ -148,5 +149,75 @@ func TestFoundCredentialsAreLeftOutForAServerWithoutLogins(t *testing.T) {
 	code, _, errs = runCLI(t, vars, "status", "t-1", "--nats-nkey", credentials.SeedFile(data, "operator"))
 	if code != 1 || !strings.Contains(errs, "nkeys not supported") || !strings.Contains(errs, "leave out --nats-nkey") {
 		t.Fatalf("status with --nats-nkey on a server without logins: exit %d\n%s", code, errs)
+	}
+}
+
+// A server whose certificate the client does not trust is reachable: the
+// hint is to give its CA, not to check that a runner is running there.
+func TestUntrustedServerCertificateSuggestsTheCA(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	cert, key, ca := omniqtest.WriteCerts(t, dir)
+	srv, err := embedded.Start(embedded.Config{StoreDir: t.TempDir(), Port: -1, InsecureNoAuth: true, TLSCertFile: cert, TLSKeyFile: key})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = srv.Shutdown(context.Background()) })
+	nc, err := srv.Connect()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	if _, err := jetstream.New(omniqtest.Context(t), nc, jetstream.Config{MaxPayload: 64 << 10}); err != nil {
+		t.Fatal(err)
+	}
+	run := func(args ...string) result {
+		var out, errb bytes.Buffer
+		code := submitcmd.Main(omniqtest.Context(t), append([]string{"--nats-url", srv.ClientURL()}, args...),
+			submitcmd.IO{Stdout: &out, Stderr: &errb})
+		return result{code: code, stdout: out.String(), stderr: errb.String()}
+	}
+	r := run("functions")
+	r.want(t, 1, "", "certificate")
+	if !strings.Contains(r.stderr, "--nats-ca") || strings.Contains(r.stderr, "is omniq-runner") {
+		t.Fatalf("stderr = %q, want a hint to give the server's CA with --nats-ca", r.stderr)
+	}
+	run("functions", "--nats-ca", ca).want(t, 0, "FUNCTION", "")
+}
+
+// The operator's login given by hand needs the operator's inbox prefix; a
+// command refused for the missing prefix says to give it, rather than
+// that the role may not do what it tried.
+func TestOperatorLoginWithoutItsInboxPrefixIsToldWhichFlag(t *testing.T) {
+	t.Parallel()
+	data := filepath.Join(t.TempDir(), "data")
+	url := startAuthServer(t, data)
+	vars := map[string]string{"OMNIQ_NATS_URL": url}
+	code, _, errs := runCLI(t, vars, "dlq", "list", "--nats-nkey", credentials.SeedFile(data, "operator"))
+	if code != 1 || !strings.Contains(errs, "--nats-inbox-prefix "+credentials.OperatorInboxPrefix) || strings.Contains(errs, "role may not do this") {
+		t.Fatalf("dlq list with the operator's nkey and no inbox prefix: exit %d\n%s", code, errs)
+	}
+	if code, out, errs := runCLI(t, vars, "dlq", "list", "--nats-nkey", credentials.SeedFile(data, "operator"),
+		"--nats-inbox-prefix", credentials.OperatorInboxPrefix); code != 0 {
+		t.Fatalf("dlq list with the operator's nkey and inbox prefix: exit %d\n%s%s", code, out, errs)
+	}
+}
+
+// A server that requires a client certificate refuses the handshake
+// without one: the hint names the client certificate flags.
+func TestServerRequiringAClientCertificateNamesTheFlags(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	cert, key, ca := omniqtest.WriteCerts(t, dir)
+	srv, err := embedded.Start(embedded.Config{StoreDir: t.TempDir(), Port: -1, InsecureNoAuth: true, TLSCertFile: cert, TLSKeyFile: key, TLSCAFile: ca})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = srv.Shutdown(context.Background()) })
+	var out, errb bytes.Buffer
+	code := submitcmd.Main(omniqtest.Context(t), []string{"--nats-url", srv.ClientURL(), "--nats-ca", ca, "functions"},
+		submitcmd.IO{Stdout: &out, Stderr: &errb})
+	if code != 1 || !strings.Contains(errb.String(), "--nats-cert and --nats-key") || strings.Contains(errb.String(), "is omniq-runner") {
+		t.Fatalf("exit %d, stderr %q; want a hint to give a client certificate", code, errb.String())
 	}
 }

@@ -342,3 +342,118 @@ func TestStatusShowsQuarantineWaits(t *testing.T) {
 	}
 	o.run("", "status", "qw").want(t, 0, "quarantine waits:  1", "")
 }
+
+// A NATS user points omniq-submit at a server as they point the nats CLI:
+// NATS_URL, or a nats CLI context named by --context or NATS_CONTEXT.
+func TestNATSCLIVariablesAndContexts(t *testing.T) {
+	t.Parallel()
+	o := start(t)
+	xdg := t.TempDir()
+	dir := filepath.Join(xdg, "nats", "context")
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "omniq.json"), []byte(`{"description":"test","url":"`+o.srv.URL+`"}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	run := func(env map[string]string, args ...string) result {
+		var out, errb bytes.Buffer
+		code := submitcmd.Main(omniqtest.Context(t), args, submitcmd.IO{Stdout: &out, Stderr: &errb, Getenv: func(k string) string { return env[k] }})
+		return result{code: code, stdout: out.String(), stderr: errb.String()}
+	}
+	run(map[string]string{"NATS_URL": o.srv.URL}, "functions").want(t, 0, "echo", "")
+	run(map[string]string{"XDG_CONFIG_HOME": xdg}, "functions", "--context", "omniq").want(t, 0, "echo", "")
+	run(map[string]string{"XDG_CONFIG_HOME": xdg, "NATS_CONTEXT": "omniq"}, "functions").want(t, 0, "echo", "")
+	run(map[string]string{"XDG_CONFIG_HOME": xdg}, "functions", "--context", "nope").want(t, 2, "", `nats context "nope": no `)
+}
+
+// Every time omniq-submit prints is UTC and says so: a quarantine's end
+// in functions too.
+func TestFunctionsShowsTheQuarantineEndInUTC(t *testing.T) {
+	t.Parallel()
+	s := omniqtest.StartServer(t, jetstream.Config{MaxPayload: 64 << 10})
+	until := time.Now().Add(time.Minute)
+	err := s.Client.Register(omniqtest.Context(t), "r-q", []jetstream.Registration{{
+		Function: "qfn", Runner: "r-q", Plugin: "qp", Concurrency: 1, PluginState: "quarantined", QuarantinedUntil: until,
+	}}, time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	o := &omniq{t: t, srv: s}
+	want := "quarantined on r-q until " + until.UTC().Format("2006-01-02 15:04:05") + "Z"
+	o.run("", "functions").want(t, 0, want, "")
+}
+
+// A kubectl user types -o json: it is --json; -o text is the tables; any
+// other format is a usage error naming the two.
+func TestOutputFlagAsKubectlUsersTypeIt(t *testing.T) {
+	t.Parallel()
+	o := start(t)
+	r := o.run("", "version", "-o", "json")
+	var v map[string]string
+	if err := json.Unmarshal([]byte(r.stdout), &v); err != nil || r.code != 0 || v["program"] != "omniq-submit" {
+		t.Fatalf("version -o json: exit %d, %q (%v)", r.code, r.stdout, err)
+	}
+	o.run("", "functions", "--output=text").want(t, 0, "FUNCTION", "")
+	o.run("", "functions", "-o", "yaml").want(t, 2, "", `-o "yaml": want json or text`)
+}
+
+// "-" reads the payload from stdin; on a terminal that would wait with no
+// word, so it says what it is waiting for (as the nats CLI does).
+func TestStdinPayloadOnATerminalSaysItReads(t *testing.T) {
+	t.Parallel()
+	o := start(t)
+	r := o.runIO(submitcmd.IO{Stdin: strings.NewReader("typed"), Terminal: true}, "--wait", "echo", "-")
+	r.want(t, 0, "typed", "reading the payload from stdin")
+	r = o.run("piped", "--wait", "echo", "-")
+	r.want(t, 0, "piped", "")
+	if r.stderr != "" {
+		t.Fatalf("piped stdin: stderr %q", r.stderr)
+	}
+}
+
+// Completion offers what a kubectl user gets: the values of --status,
+// --sort and -o, and the names of the functions the runners serve (read
+// from the server the NATS flags and variables name).
+func TestCompletionOffersValuesAndFunctions(t *testing.T) {
+	t.Parallel()
+	o := start(t)
+	omniqtest.Eventually(t, 10*time.Second, "functions registered", func() bool {
+		return strings.Contains(o.run("", "functions").stdout, "echo")
+	})
+	lines := func(r result) []string {
+		var got []string
+		for _, l := range strings.Split(r.stdout, "\n") {
+			if l != "" && !strings.HasPrefix(l, ":") {
+				got = append(got, strings.SplitN(l, "\t", 2)[0])
+			}
+		}
+		return got
+	}
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"__complete", "list", "--status", "f"}, "failed"},
+		{[]string{"__complete", "list", "--sort", ""}, "created,created:asc,updated,updated:asc"},
+		{[]string{"__complete", "status", "x", "-o", ""}, "json,text"},
+		{[]string{"__complete", "submit", "ec"}, "echo"},
+		{[]string{"__complete", "ec"}, "echo"},
+		{[]string{"__complete", "batch", "fl"}, "flaky"},
+		{[]string{"__complete", "list", "--function", "ec"}, "echo"},
+		{[]string{"__complete", "dlq", "list", "--function", "ec"}, "echo"},
+	} {
+		if got := strings.Join(lines(o.run("", tc.args...)), ","); got != tc.want {
+			t.Errorf("%v: completions %q, want %q", tc.args, got, tc.want)
+		}
+	}
+}
+
+// A malformed --after is a mistake in the command line: exit 2, like a
+// bad --status or --sort, and the message says where cursors come from.
+func TestListRefusesAMalformedCursorAsAUsageError(t *testing.T) {
+	t.Parallel()
+	o := start(t)
+	o.run("", "list", "--after", "garbage").want(t, 2, "", `--after "garbage": not a cursor`)
+	o.run("", "list", "--after", "12x/id").want(t, 2, "", `--after "12x/id": not a cursor`)
+}

@@ -5,11 +5,14 @@ package submitcmd
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"strings"
+	"sync"
 
 	"github.com/nats-io/nats.go"
 	"github.com/spf13/cobra"
@@ -70,12 +73,16 @@ with a suggestion.
 Flags go before or after the command and its arguments. Every command takes
 the NATS flags (--nats-url, default nats://127.0.0.1:4222, and the login and
 TLS flags, each also an OMNIQ_* variable: --nats-url is OMNIQ_NATS_URL) and
---json for machine-readable output. Without login flags, omniq-submit logs in
-with the operator credentials of omniq-runner's data directory:
-$OMNIQ_DATA_DIR, else ./omniq-data.
+--json (or -o json) for machine-readable output. As for the nats CLI, NATS_URL, NATS_CREDS,
+NATS_NKEY, NATS_USER, NATS_PASSWORD, NATS_CA, NATS_CERT and NATS_KEY fill in
+what those did not set, and --context NAME (or NATS_CONTEXT) takes the rest
+from a nats CLI context. Without a login, omniq-submit logs in with the
+operator credentials of omniq-runner's data directory: $OMNIQ_DATA_DIR, else
+./omniq-data.
 
-Exit status: 0 success; 1 the task failed or was cancelled, or the operation
-failed (a task not found included); 2 a usage error.`
+Exit status: 0 success; 1 the task failed or was cancelled (submit --wait),
+or the operation failed (a task not found included); 2 a usage error. status
+and watch exit 0 whatever the task's outcome, which they print.`
 
 // withDefaults returns o with a missing writer discarding what it gets.
 func (o IO) withDefaults() IO {
@@ -98,8 +105,11 @@ func (o IO) withDefaults() IO {
 // the exit status.
 func Main(ctx context.Context, args []string, io IO) int {
 	io = io.withDefaults()
+	// The connection's callbacks write to stderr from their own goroutine.
+	errw := &stderrWriter{w: io.Stderr}
+	io.Stderr = errw
 	ctx = traceContextFromEnv(ctx, io.Getenv, io.Stderr)
-	c := &cli{ctx: ctx, io: io}
+	c := &cli{ctx: ctx, io: io, stderr: errw}
 	defer c.close()
 	if len(args) > 0 && args[0] == "--" {
 		// The documented way before the submit command: "-- FUNCTION".
@@ -138,8 +148,24 @@ func (c *cli) commands() *cobra.Command {
 	pf := root.PersistentFlags()
 	c.conn.Register(pf, natsflags.Options{DefaultURL: nats.DefaultURL, Client: true})
 	pf.BoolVar(&c.json, "json", false, "print JSON (the models' wire format) instead of tables")
+	var output string
+	pf.StringVarP(&output, "output", "o", "", "output format, as for kubectl: json (same as --json) or text")
 	root.PersistentPreRunE = func(cmd *cobra.Command, _ []string) error {
+		switch output {
+		case "":
+		case "json":
+			c.json = true
+		case "text":
+			if c.json {
+				return usagef("--json and -o text disagree: give one")
+			}
+		default:
+			return usagef("-o %q: want json or text", output)
+		}
 		if err := natsflags.ApplyEnv(cmd.Flags(), c.io.Getenv, natsflags.IsConnFlag); err != nil {
+			return usagef("%v", err)
+		}
+		if err := c.conn.ApplyNATS(cmd.Flags(), c.io.Getenv); err != nil {
 			return usagef("%v", err)
 		}
 		return nil
@@ -160,7 +186,82 @@ queues the task anyway. Prints the task id, or with --wait the task's result
 	root.AddCommand(sub, c.batchCommand(), c.statusCommand(), c.listCommand(), c.watchCommand(),
 		c.cancelCommand(), c.functionsCommand(), c.dlqCommand(), c.versionCommand())
 	completionNeedsAShell(root)
+	c.completions(root)
 	return root
+}
+
+// completions makes shell completion offer the values of --status, --sort
+// and -o, and the functions the runners serve for a FUNCTION argument and
+// --function.
+func (c *cli) completions(root *cobra.Command) {
+	// fixed completes one of values; after a comma, the next of a list.
+	fixed := func(values ...string) cobra.CompletionFunc {
+		return func(_ *cobra.Command, _ []string, toComplete string) ([]cobra.Completion, cobra.ShellCompDirective) {
+			done := toComplete[:strings.LastIndex(toComplete, ",")+1]
+			var out []cobra.Completion
+			for _, v := range values {
+				if strings.HasPrefix(done+v, toComplete) {
+					out = append(out, done+v)
+				}
+			}
+			return out, cobra.ShellCompDirectiveNoFileComp
+		}
+	}
+	var statuses []string
+	for _, st := range models.AllStatuses {
+		statuses = append(statuses, string(st))
+	}
+	_ = root.RegisterFlagCompletionFunc("output", fixed("json", "text"))
+	var walk func(cmd *cobra.Command)
+	walk = func(cmd *cobra.Command) {
+		if cmd.Flags().Lookup("function") != nil {
+			_ = cmd.RegisterFlagCompletionFunc("function", c.completeFunctions)
+		}
+		switch cmd.Name() {
+		case "list":
+			if cmd.Parent() == root {
+				_ = cmd.RegisterFlagCompletionFunc("status", fixed(statuses...))
+				_ = cmd.RegisterFlagCompletionFunc("sort", fixed("created", "created:asc", "updated", "updated:asc"))
+			}
+		case "submit", "batch", root.Name():
+			// FUNCTION first; then PAYLOAD or FILE, which may be a file.
+			cmd.ValidArgsFunction = func(cmd *cobra.Command, args []string, toComplete string) ([]cobra.Completion, cobra.ShellCompDirective) {
+				if len(args) > 0 {
+					return nil, cobra.ShellCompDirectiveDefault
+				}
+				return c.completeFunctions(cmd, args, toComplete)
+			}
+		}
+		for _, sub := range cmd.Commands() {
+			walk(sub)
+		}
+	}
+	walk(root)
+}
+
+// completeFunctions completes the names of the functions the runners serve,
+// read from the server the NATS flags and variables name; nothing when it
+// cannot be reached.
+func (c *cli) completeFunctions(cmd *cobra.Command, _ []string, toComplete string) ([]cobra.Completion, cobra.ShellCompDirective) {
+	// Completion runs no PersistentPreRunE: apply the variables here.
+	if natsflags.ApplyEnv(cmd.Flags(), c.io.Getenv, natsflags.IsConnFlag) != nil || c.conn.ApplyNATS(cmd.Flags(), c.io.Getenv) != nil {
+		return nil, cobra.ShellCompDirectiveNoFileComp
+	}
+	client, err := c.connect()
+	if err != nil {
+		return nil, cobra.ShellCompDirectiveNoFileComp
+	}
+	names, err := client.FunctionNames(c.ctx)
+	if err != nil {
+		return nil, cobra.ShellCompDirectiveNoFileComp
+	}
+	var out []cobra.Completion
+	for _, n := range names {
+		if strings.HasPrefix(n, toComplete) {
+			out = append(out, n)
+		}
+	}
+	return out, cobra.ShellCompDirectiveNoFileComp
 }
 
 // completionNeedsAShell makes "completion" without a shell, or with one
@@ -282,9 +383,41 @@ type cli struct {
 	nc     *nats.Conn
 	client *jetstream.Client
 	stop   context.CancelCauseFunc // ends c.ctx; set by failOnDenial
+	stderr *stderrWriter
+}
+
+// stderrWriter serializes writes to stderr, which the connection's
+// callbacks make from their own goroutine, and drops those that come
+// after the command ended (closing the connection calls them too).
+type stderrWriter struct {
+	mu     sync.Mutex
+	w      io.Writer
+	closed bool
+}
+
+func (s *stderrWriter) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.w.Write(p)
+}
+
+// notice writes one line unless the command has ended.
+func (s *stderrWriter) notice(format string, args ...any) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !s.closed {
+		fmt.Fprintf(s.w, "omniq-submit: "+format+"\n", args...)
+	}
+}
+
+func (s *stderrWriter) close() {
+	s.mu.Lock()
+	s.closed = true
+	s.mu.Unlock()
 }
 
 func (c *cli) close() {
+	c.stderr.close()
 	if c.stop != nil {
 		c.stop(nil)
 	}
@@ -323,10 +456,34 @@ func (c *cli) connect() (*jetstream.Client, error) {
 	if errors.Is(err, nats.ErrNkeysNotSupported) {
 		return nil, fmt.Errorf("%w\n  this server has no nkey logins: leave out --nats-nkey and --nats-creds, or give the login it expects", err)
 	}
+	var untrusted *tls.CertificateVerificationError
+	if errors.As(err, &untrusted) {
+		// The server is there: it is its certificate that failed.
+		return nil, fmt.Errorf("%w\n  give the CA that signed the server's certificate with --nats-ca (or OMNIQ_NATS_CA), and reach the server by a name or address its certificate holds", err)
+	}
+	var op *net.OpError
+	if errors.Is(err, nats.ErrTLS) || (errors.As(err, &op) && op.Op == "remote error") {
+		// crypto/tls reports a TLS alert from the server as a "remote
+		// error": the server refused the handshake, usually for a client
+		// certificate it requires and did not get, or did not accept.
+		return nil, fmt.Errorf("%w\n  check --nats-ca, and --nats-cert and --nats-key if the server asks for a client certificate", err)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("%w\n  is omniq-runner (or your NATS server) running there? Set --nats-url or OMNIQ_NATS_URL to its address", err)
 	}
 	c.nc = nc
+	// The connection reconnects forever: say so when it is lost, or a
+	// command that waits (watch, --wait) would sit silent.
+	url := nc.ConnectedUrlRedacted()
+	nc.SetDisconnectErrHandler(func(_ *nats.Conn, err error) {
+		if err == nil {
+			err = errors.New("closed by the server")
+		}
+		c.stderr.notice("lost the connection to NATS at %s (%v); reconnecting (Ctrl-C to stop)", url, err)
+	})
+	nc.SetReconnectHandler(func(nc *nats.Conn) {
+		c.stderr.notice("reconnected to NATS at %s", nc.ConnectedUrlRedacted())
+	})
 	client, err := jetstream.Open(c.ctx, nc, jetstream.Config{})
 	if err != nil {
 		return nil, err
@@ -339,7 +496,10 @@ func (c *cli) connect() (*jetstream.Client, error) {
 func (c *cli) readPayload(arg string) ([]byte, error) {
 	switch {
 	case arg == "-":
-		return io.ReadAll(c.io.Stdin)
+		if c.io.Terminal {
+			fmt.Fprintln(c.io.Stderr, "omniq-submit: reading the payload from stdin (end it with Ctrl-D)")
+		}
+		return readAllCtx(c.ctx, c.io.Stdin)
 	case strings.HasPrefix(arg, "@"):
 		b, err := os.ReadFile(arg[1:])
 		if err != nil {
@@ -348,6 +508,28 @@ func (c *cli) readPayload(arg string) ([]byte, error) {
 		return b, nil
 	}
 	return []byte(arg), nil
+}
+
+// readAllCtx reads r to its end, or until ctx ends. Ctrl-C is caught (it
+// cancels ctx), so a read that ignored ctx would leave the command waiting
+// on a terminal or an open pipe. The read goes on in the background until
+// r ends (the process is exiting by then).
+func readAllCtx(ctx context.Context, r io.Reader) ([]byte, error) {
+	type read struct {
+		b   []byte
+		err error
+	}
+	done := make(chan read, 1)
+	go func() {
+		b, err := io.ReadAll(r)
+		done <- read{b, err}
+	}()
+	select {
+	case rd := <-done:
+		return rd.b, rd.err
+	case <-ctx.Done():
+		return nil, &statusError{code: exitFailed, msg: "interrupted while reading the payload from stdin"}
+	}
 }
 
 // traceContextFromEnv continues the trace that TRACEPARENT (and

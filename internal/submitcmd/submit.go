@@ -291,7 +291,13 @@ func waitTerminal(ctx context.Context, client *jetstream.Client, id string) (*mo
 			return ev.Record.Task, nil
 		}
 	}
-	return nil, fmt.Errorf("stopped waiting for task %s: %w", id, context.Cause(ctx))
+	cause := context.Cause(ctx)
+	if errors.Is(cause, context.Canceled) {
+		// Ctrl-C: the waiting ends, the task does not.
+		return nil, &statusError{code: exitFailed, msg: fmt.Sprintf("stopped waiting for task %s (interrupted): the task goes on; "+
+			"follow it with `omniq-submit watch %s`, or stop it with `omniq-submit cancel %s`", id, id, id)}
+	}
+	return nil, fmt.Errorf("stopped waiting for task %s: %w", id, cause)
 }
 
 // batchLine is one line of --jsonl batch input.
@@ -466,17 +472,63 @@ func (c *cli) batch(o *submitOpts, jsonl bool, workers int, pos []string) error 
 			}
 		}()
 	}
-	sc := bufio.NewScanner(in)
-	sc.Buffer(make([]byte, 64<<10), client.Config().MaxPayload*2+(64<<10))
+	// A line may hold a payload of the limit, or twice that as JSON
+	// escapes; a longer one is rejected on its own and reading goes on.
+	maxLine := client.Config().MaxPayload*2 + (64 << 10)
+	lr := &lineReader{r: bufio.NewReaderSize(in, 64<<10), max: maxLine}
+	// The input is read in a goroutine of its own, so that Ctrl-C (which
+	// cancels c.ctx) stops a batch waiting on a terminal or an open pipe.
+	// That goroutine ends with the input, or at the next line once the
+	// loop has stopped.
+	type inputLine struct {
+		text    []byte
+		tooLong bool
+	}
+	lines, stopReading := make(chan inputLine), make(chan struct{})
+	defer close(stopReading)
+	go func() {
+		defer close(lines)
+		for {
+			text, tooLong, ok := lr.next()
+			if !ok {
+				return
+			}
+			select {
+			case lines <- inputLine{text: append([]byte(nil), text...), tooLong: tooLong}:
+			case <-stopReading:
+				return
+			}
+		}
+	}()
 	line, seq := 0, 0
-	for sc.Scan() && c.ctx.Err() == nil {
+	interrupted, readErr := false, error(nil)
+read:
+	for {
+		var in inputLine
+		select {
+		case l, ok := <-lines:
+			if !ok {
+				readErr = lr.err // the reader is done: lines is closed
+				break read
+			}
+			in = l
+		case <-c.ctx.Done():
+			interrupted = true
+			break read
+		}
+		text, tooLong := in.text, in.tooLong
 		line++
-		text := sc.Bytes()
-		if len(strings.TrimSpace(string(text))) == 0 {
+		if !tooLong && len(bytes.TrimSpace(text)) == 0 {
 			continue
 		}
 		seq++
-		req, err := c.batchRequest(o, fn, jsonl, text)
+		var req jetstream.SubmitRequest
+		var err error
+		if tooLong {
+			err = fmt.Errorf("line is longer than %d bytes, more than any task can hold (the payload limit is %d bytes)", maxLine, client.Config().MaxPayload)
+		} else {
+			req, err = c.batchRequest(o, fn, jsonl, text)
+		}
 		if err == nil {
 			err = client.Validate(req)
 		}
@@ -504,8 +556,8 @@ func (c *cli) batch(o *submitOpts, jsonl bool, workers int, pos []string) error 
 		_ = bar.Finish()
 		fmt.Fprintln(c.io.Stderr)
 	}
-	if err := sc.Err(); err != nil {
-		return fmt.Errorf("reading batch input after line %d: %w", line, err)
+	if readErr != nil {
+		return fmt.Errorf("reading batch input after line %d: %w", line, readErr)
 	}
 	for _, p := range problems {
 		fmt.Fprintln(c.io.Stderr, p)
@@ -514,6 +566,9 @@ func (c *cli) batch(o *submitOpts, jsonl bool, workers int, pos []string) error 
 		_ = out.Encode(map[string]int64{"submitted": submitted.Load(), "duplicates": duplicates.Load(), "rejected": rejected.Load()})
 	} else {
 		fmt.Fprintf(c.io.Stdout, "submitted %d, duplicates %d, rejected %d\n", submitted.Load(), duplicates.Load(), rejected.Load())
+	}
+	if interrupted {
+		return &statusError{code: exitFailed, msg: fmt.Sprintf("interrupted after line %d: the input after it was not read", line)}
 	}
 	if rejected.Load() > 0 {
 		return &statusError{code: exitFailed}
@@ -537,6 +592,47 @@ func countLines(f *os.File) int64 {
 		return -1
 	}
 	return n
+}
+
+// lineReader reads batch input line by line, like bufio.ScanLines (no
+// line ending, a trailing \r dropped), but a line longer than max is
+// reported as too long and skipped rather than ending the input.
+type lineReader struct {
+	r   *bufio.Reader
+	max int
+	buf []byte
+	err error // the read error that ended the input, io.EOF excluded
+}
+
+// next returns the next line, whether it was too long (its text is then
+// nil), and false at the end of the input.
+func (l *lineReader) next() (text []byte, tooLong, ok bool) {
+	l.buf = l.buf[:0]
+	for {
+		chunk, isPrefix, err := l.r.ReadLine()
+		if err != nil {
+			if !errors.Is(err, io.EOF) {
+				l.err = err
+			}
+			if len(l.buf) > 0 || tooLong {
+				return l.buf, tooLong, true // a last line without a newline
+			}
+			return nil, false, false
+		}
+		if !tooLong {
+			if len(l.buf)+len(chunk) > l.max {
+				tooLong, l.buf = true, l.buf[:0]
+			} else {
+				l.buf = append(l.buf, chunk...)
+			}
+		}
+		if !isPrefix {
+			if tooLong {
+				return nil, true, true
+			}
+			return l.buf, false, true
+		}
+	}
 }
 
 func (c *cli) batchRequest(o *submitOpts, fn string, jsonl bool, text []byte) (jetstream.SubmitRequest, error) {

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -523,4 +524,118 @@ func TestDLQJSONWhenNothingMatches(t *testing.T) {
 			t.Errorf("%q: %s, want %s", tc.args, r.stdout, tc.want)
 		}
 	}
+}
+
+// A line longer than any task can be (here 300 KiB against a 64 KiB
+// payload limit) is one rejected line, like a payload over the limit: the
+// lines after it are still submitted and the summary still printed.
+func TestBatchRejectsAnOverlongLineAndGoesOn(t *testing.T) {
+	t.Parallel()
+	o := start(t)
+	lines := "one\n" + strings.Repeat("x", 300<<10) + "\nthree\n"
+	r := o.run(lines, "batch", "echo")
+	r.want(t, 1, "submitted 2, duplicates 0, rejected 1", "line 2: ")
+	if !strings.Contains(r.stderr, "line 2: line is longer than") || strings.Contains(r.stderr, "token too long") {
+		t.Fatalf("stderr = %q", r.stderr)
+	}
+	r = o.run(lines, "batch", "echo", "--json")
+	out := strings.Split(strings.TrimSpace(r.stdout), "\n")
+	if len(out) != 4 || !strings.Contains(out[1], `"line":2`) || !strings.Contains(out[1], `"rejected"`) || !strings.Contains(out[2], `"line":3`) {
+		t.Fatalf("batch --json = %q", r.stdout)
+	}
+}
+
+// The connection to NATS reconnects forever, so a command that waits
+// (watch, --wait) would sit silent when its server goes away: it says so
+// on stderr.
+func TestWatchSaysWhenTheServerGoesAway(t *testing.T) {
+	t.Parallel()
+	s := omniqtest.StartServer(t, jetstream.Config{MaxPayload: 64 << 10})
+	ctx, cancel := context.WithCancel(omniqtest.Context(t))
+	defer cancel()
+	stderr := &omniqtest.Buffer{}
+	done := make(chan int)
+	go func() {
+		done <- submitcmd.Main(ctx, []string{"watch", "t-never"}, submitcmd.IO{
+			Stderr: stderr,
+			Getenv: func(k string) string {
+				if k == "OMNIQ_NATS_URL" {
+					return s.URL
+				}
+				return ""
+			},
+		})
+	}()
+	omniqtest.Eventually(t, 10*time.Second, "watch to start waiting", func() bool {
+		return strings.Contains(stderr.String(), "has no state record yet")
+	})
+	s.Embedded.Server().Shutdown()
+	omniqtest.Eventually(t, 10*time.Second, "watch to say the connection is lost", func() bool {
+		return strings.Contains(stderr.String(), "lost the connection to NATS at "+s.URL)
+	})
+	cancel()
+	<-done
+}
+
+// Ctrl-C stops a command that is reading its payload or batch from stdin
+// (a terminal or a pipe that stays open): SIGINT is caught, so a read that
+// ignored it would leave the command running.
+func TestCtrlCStopsReadingStdin(t *testing.T) {
+	t.Parallel()
+	o := start(t)
+
+	pr, pw := io.Pipe()
+	t.Cleanup(func() { _ = pw.Close() })
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan result)
+	go func() { done <- o.runCtx(ctx, submitcmd.IO{Stdin: pr}, "echo", "-") }()
+	cancel()
+	select {
+	case r := <-done:
+		r.want(t, 1, "", "interrupted")
+	case <-time.After(30 * time.Second):
+		t.Fatal("submit - went on reading stdin after Ctrl-C")
+	}
+
+	pr2, pw2 := io.Pipe()
+	t.Cleanup(func() { _ = pw2.Close() })
+	ctx2, cancel2 := context.WithCancel(context.Background())
+	defer cancel2()
+	out := &omniqtest.Buffer{}
+	go func() { done <- o.runCtx(ctx2, submitcmd.IO{Stdin: pr2, Stdout: out}, "batch", "echo", "-") }()
+	if _, err := io.WriteString(pw2, "one\ntwo\n"); err != nil {
+		t.Fatal(err)
+	}
+	omniqtest.Eventually(t, 30*time.Second, "the two lines submitted", func() bool {
+		return strings.Count(out.String(), "\n") == 2
+	})
+	cancel2()
+	select {
+	case r := <-done:
+		r.want(t, 1, "", "interrupted after line 2")
+		if !strings.Contains(out.String(), "submitted 2, duplicates 0, rejected 0") {
+			t.Fatalf("batch summary missing: %q", out.String())
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("batch - went on reading stdin after Ctrl-C")
+	}
+}
+
+// Ctrl-C during --wait stops the waiting, not the task: the message says
+// so and how to follow or cancel it.
+func TestCtrlCDuringWaitSaysTheTaskGoesOn(t *testing.T) {
+	t.Parallel()
+	o := start(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan result)
+	go func() { done <- o.runCtx(ctx, submitcmd.IO{}, "sleep", "1h", "--id", "t-waited", "--wait") }()
+	omniqtest.WaitFor(t, o.srv.Client, "t-waited", models.StatusRunning, 30*time.Second)
+	cancel()
+	r := <-done
+	r.want(t, 1, "", "stopped waiting for task t-waited (interrupted): the task goes on")
+	if !strings.Contains(r.stderr, "omniq-submit watch t-waited") || !strings.Contains(r.stderr, "omniq-submit cancel t-waited") {
+		t.Fatalf("stderr = %q", r.stderr)
+	}
+	o.run("", "cancel", "t-waited").want(t, 0, "cancelled", "")
 }

@@ -4,9 +4,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 	"text/tabwriter"
-	"time"
 
 	"github.com/spf13/cobra"
 
@@ -211,6 +211,13 @@ func (c *cli) list(statuses, fn, after, sortBy string, limit int) error {
 	}
 	if limit < 1 {
 		return usagef("--limit must be at least 1")
+	}
+	if after != "" {
+		// A cursor is what a page printed: TIME/ID (jetstream.ListPage.Next).
+		ts, _, ok := strings.Cut(after, "/")
+		if _, err := strconv.ParseInt(ts, 10, 64); !ok || err != nil {
+			return usagef("--after %q: not a cursor (give the one a previous page printed after --after)", after)
+		}
 	}
 	client, err := c.connect()
 	if err != nil {
@@ -424,7 +431,7 @@ func (c *cli) functions() error {
 			total += r.Concurrency
 			plugin = r.Plugin
 			if r.PluginState == "quarantined" {
-				states = append(states, fmt.Sprintf("quarantined on %s until %s", r.Runner, r.QuarantinedUntil.Local().Format(time.TimeOnly)))
+				states = append(states, fmt.Sprintf("quarantined on %s until %s", r.Runner, r.QuarantinedUntil.UTC().Format("2006-01-02 15:04:05Z")))
 			} else if r.PluginState != "" && r.PluginState != "up" {
 				states = append(states, r.PluginState+" on "+r.Runner)
 			}

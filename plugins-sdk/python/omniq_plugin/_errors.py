@@ -6,6 +6,9 @@ with_traceback(), which compose.
 """
 
 import datetime
+import os
+import re
+import sys
 import traceback as _traceback
 
 HANDLER_ERROR = "handler_error"
@@ -21,8 +24,10 @@ class HandlerError(Exception):
     """An error raised by a handler, carrying OmniQ's classification.
 
     Attributes:
-        error_type: the TaskError's error_type; None means the wrapped
-            exception's class name, or "handler_error" for a bare message.
+        error_type: the TaskError's error_type; None means the class name
+            of a subclass (class CardDeclined(HandlerError)), else the
+            wrapped exception's class name, or "handler_error" for a bare
+            message.
         permanent: retrying cannot help; the task is dead-lettered at once.
         retry_after: seconds to wait at least before the next attempt, or
             None for the runner's backoff.
@@ -43,8 +48,14 @@ class HandlerError(Exception):
     def __str__(self):
         cause = self.__cause__
         if not self.args or self.args[0] == "":
-            return _describe(cause) if cause is not None else (self.error_type or HANDLER_ERROR)
+            return _describe(cause) if cause is not None else (self.error_type or _own_type(self) or HANDLER_ERROR)
         return str(self.args[0])
+
+
+def _own_type(err):
+    """The class name of a HandlerError subclass (class CardDeclined(HandlerError)),
+    an error type of the handler's own; None for HandlerError itself."""
+    return type(err).__name__ if type(err) is not HandlerError else None
 
 
 def _seconds(what, value):
@@ -61,7 +72,7 @@ def _seconds(what, value):
 def _classify(err):
     """Returns a new HandlerError carrying err's classification, wrapping err."""
     if isinstance(err, HandlerError):
-        e = HandlerError(err.args[0] if err.args else "", error_type=err.error_type, permanent=err.permanent,
+        e = HandlerError(err.args[0] if err.args else "", error_type=err.error_type or _own_type(err), permanent=err.permanent,
                          retry_after=err.retry_after, traceback=err.traceback)
         e.__cause__ = err.__cause__
         e.__context__ = err.__context__
@@ -146,6 +157,35 @@ def _describe(exc):
     return "".join(_traceback.format_exception_only(type(exc), exc)).strip()
 
 
+def _script_path():
+    """(the path Python was handed for the plugin script, its real path), or
+    None. omniq-runner executes a plugin from the descriptor it checked, so
+    a script's interpreter gets /proc/self/fd/N as the script's path, and
+    tracebacks would name that for the script's own frames. Resolved when
+    this module is imported, while the descriptor is certainly open."""
+    argv0 = sys.argv[0] if sys.argv else ""
+    if not re.fullmatch(r"/(proc/self|dev)/fd/[0-9]+", argv0):
+        return None
+    try:
+        real = os.path.realpath(argv0)
+    except OSError:
+        return None
+    if real == argv0 or real.endswith(" (deleted)") or not os.path.isfile(real):
+        return None
+    return argv0, real
+
+
+_SCRIPT_PATH = _script_path()
+
+
+def _real_paths(tb):
+    """tb with the plugin script's descriptor path replaced by its real path."""
+    if _SCRIPT_PATH is None:
+        return tb
+    fd_path, real = _SCRIPT_PATH
+    return tb.replace('File "%s"' % fd_path, 'File "%s"' % real)
+
+
 def truncate_traceback(text, limit=MAX_TRACEBACK_BYTES):
     """Bounds text to limit bytes of UTF-8, keeping its head and its tail
     (where a Python traceback names the exception)."""
@@ -166,10 +206,10 @@ def failure_of(exc, *, timed_out=False, cancelled=False):
     was cancelled, else the exception's class name ("handler_error" for a
     HandlerError built from a message).
     """
-    tb = "".join(_traceback.format_exception(type(exc), exc, exc.__traceback__))
+    tb = _real_paths("".join(_traceback.format_exception(type(exc), exc, exc.__traceback__)))
     if isinstance(exc, HandlerError):
         cause = exc.__cause__
-        error_type = exc.error_type
+        error_type = exc.error_type or _own_type(exc)
         implicit = type(cause).__name__ if cause is not None else HANDLER_ERROR
         f = Failure(error_type or implicit, str(exc), exc.traceback if exc.traceback is not None else tb,
                     exc.permanent, exc.retry_after)

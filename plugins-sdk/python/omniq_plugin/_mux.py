@@ -6,6 +6,7 @@ is a callable taking a handler and returning one.
 """
 
 import datetime
+import inspect
 import re
 import threading
 import time
@@ -186,12 +187,16 @@ class Mux:
         description.
 
         Raises ValueError on a programming error, as Go's Mux panics: an
-        invalid name, a handler that is not callable, a negative option, or
-        a name registered twice.
+        invalid name, a handler that is not callable or is an async def, a
+        negative option, or a name registered twice.
         """
         validate_function_name(name)
         if not callable(handler):
             raise ValueError("omniq_plugin: handle(%r): the handler is not callable: %r" % (name, handler))
+        if inspect.iscoroutinefunction(handler) or inspect.iscoroutinefunction(getattr(handler, "__call__", None)):
+            raise ValueError("omniq_plugin: handle(%r): the handler is a coroutine function (async def): handlers are "
+                             "plain functions, each run in a thread of its own; to await inside one, call "
+                             "asyncio.run(...) from a plain handler" % (name,))
         if isinstance(timeout, datetime.timedelta):
             timeout = timeout.total_seconds()
         for what, value in (("timeout", timeout), ("max_retries", max_retries), ("concurrency", concurrency)):

@@ -24,6 +24,10 @@ from omniq_plugin.pb import plugin_pb2_grpc as pb_grpc
 TRACEPARENT = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
 
 
+async def _async_handler(task):
+    return b""
+
+
 class MuxTest(unittest.TestCase):
     def test_refuses_programming_errors(self):
         ok = lambda task: None  # noqa: E731
@@ -33,6 +37,9 @@ class MuxTest(unittest.TestCase):
             ("empty name", lambda m: m.handle("", ok), "function name is required"),
             ("long name", lambda m: m.handle("x" * 129, ok), "over the 128-byte limit"),
             ("not callable", lambda m: m.handle("a", "nope"), "not callable"),
+            # An async def handler would fail every attempt with "returned
+            # coroutine", and be retried: it is refused where it is written.
+            ("async def", lambda m: m.handle("a", _async_handler), "is a coroutine function (async def)"),
             ("negative", lambda m: m.handle("a", ok, max_retries=-1), "max_retries must not be negative"),
         ]
         for name, do, want in cases:
@@ -110,6 +117,23 @@ class ErrorsTest(unittest.TestCase):
                 f = self.fail_with(make)
                 self.assertEqual((f.error_type, f.permanent, f.retry_after, f.message), (typ, perm, after, msg))
                 self.assertIn("Traceback (most recent call last)", f.traceback)
+
+    def test_a_handler_error_subclass_names_the_type(self):
+        # A subclass of HandlerError is an error type of the handler's own,
+        # as any other exception's class is, also through the helpers.
+        class CardDeclined(omniq.HandlerError):
+            pass
+        cases = [
+            ("raised", lambda: CardDeclined("insufficient funds"), "CardDeclined", False),
+            ("permanent", lambda: omniq.permanent(CardDeclined("insufficient funds")), "CardDeclined", True),
+            ("own flag", lambda: CardDeclined("insufficient funds", permanent=True), "CardDeclined", True),
+            ("typed wins", lambda: omniq.with_type("Declined", CardDeclined("insufficient funds")), "Declined", False),
+            ("named type wins", lambda: CardDeclined("insufficient funds", error_type="X"), "X", False),
+        ]
+        for name, make, typ, perm in cases:
+            with self.subTest(name):
+                f = self.fail_with(make)
+                self.assertEqual((f.error_type, f.permanent, f.message), (typ, perm, "insufficient funds"))
 
     def test_traceback_keeps_the_cause(self):
         def h(task):
