@@ -14,6 +14,7 @@ import (
 const (
 	echoPkg   = "github.com/omniq/omniq/plugins/echo"
 	faultsPkg = "github.com/omniq/omniq/plugins/faults"
+	spinPkg   = "github.com/omniq/omniq/runner/pluginhost/testdata/spin"
 )
 
 func TestMain(m *testing.M) {

@@ -66,7 +66,8 @@ type Limits struct {
 	// CPUs limits CPU use, in CPUs (1.5: one and a half); cgroups only.
 	CPUs float64
 	// CPUSeconds limits each process's CPU time (RLIMIT_CPU); past it the
-	// kernel kills the process with SIGXCPU/SIGKILL.
+	// kernel kills the process with SIGKILL, and a plugin killed so is
+	// reported "CPU time limit".
 	CPUSeconds uint64
 	// OpenFiles limits each process's file descriptors (RLIMIT_NOFILE).
 	OpenFiles uint64
@@ -409,6 +410,9 @@ type ExitInfo struct {
 	// OutOfMemory says the kernel killed a process of the plugin's cgroup
 	// for want of memory.
 	OutOfMemory bool
+	// CPUTimeLimit says the process was killed by SIGKILL having used up
+	// its CPU time limit (Limits.CPUSeconds).
+	CPUTimeLimit bool
 	// Stderr is the tail of its stderr.
 	Stderr string
 }
@@ -426,10 +430,10 @@ func (e ExitInfo) String() string {
 	switch {
 	case e.OutOfMemory || strings.Contains(e.Stderr, "out of memory"):
 		s += " (out of memory)"
+	case e.Signal == syscall.SIGXCPU || e.CPUTimeLimit && !e.Killed:
+		s += " (CPU time limit)"
 	case e.Signal == syscall.SIGKILL && !e.Killed:
 		s += " (likely the kernel's out-of-memory killer, or an operator)"
-	case e.Signal == syscall.SIGXCPU:
-		s += " (CPU time limit)"
 	}
 	return s
 }
@@ -451,6 +455,7 @@ type procRunner struct {
 	status   syscall.WaitStatus
 	exitedOK bool // status is known
 	oom      bool
+	cpuLimit bool
 	killed   bool
 	reason   string // why OmniQ killed it, if it did
 }
@@ -503,6 +508,7 @@ func (r *procRunner) Wait(context.Context) error {
 	r.mu.Lock()
 	r.status, r.exitedOK = r.sb.ExitStatus(), true
 	r.oom = r.sb.OOMKilled()
+	r.cpuLimit = r.sb.CPULimitReached()
 	r.mu.Unlock()
 	close(r.exited)
 	return err
@@ -538,7 +544,7 @@ func (r *procRunner) pid() int {
 func (r *procRunner) exitInfo() ExitInfo {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	info := ExitInfo{Code: -1, Killed: r.killed, OutOfMemory: r.oom}
+	info := ExitInfo{Code: -1, Killed: r.killed, OutOfMemory: r.oom, CPUTimeLimit: r.cpuLimit}
 	if !r.exitedOK {
 		return info
 	}

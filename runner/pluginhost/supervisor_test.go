@@ -422,3 +422,16 @@ func TestTaskAtTheEndOfAQuarantineWaitsForThePlugin(t *testing.T) {
 		t.Fatal("still quarantined after running a task")
 	}
 }
+
+// A plugin that uses up its CPU time limit is killed by the kernel with
+// SIGKILL (the soft and hard limits are the same); the task's failure
+// says so rather than blaming the out-of-memory killer.
+func TestAPluginPastItsCPUTimeLimitIsReportedSo(t *testing.T) {
+	t.Parallel()
+	s := startSupervisor(t, spinPkg, pluginhost.Config{Process: pluginhost.ProcessConfig{Limits: pluginhost.Limits{CPUSeconds: 1}}})
+	out := s.Execute(ctx(t), req("spin", "spin", ""), time.Now().Add(50*time.Second), nil)
+	f := out.Failure
+	if f == nil || f.ErrorType != models.ErrorTypePluginCrash || !f.Retryable || !strings.Contains(f.Message, "(CPU time limit)") {
+		t.Fatalf("failure = %+v, want a retryable plugin_crash saying \"(CPU time limit)\"", f)
+	}
+}

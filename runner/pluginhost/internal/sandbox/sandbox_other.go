@@ -77,3 +77,6 @@ func (p *Process) ExitStatus() syscall.WaitStatus { return p.status }
 
 // OOMKilled is always false outside Linux.
 func (p *Process) OOMKilled() bool { return false }
+
+// CPULimitReached is always false outside Linux.
+func (p *Process) CPULimitReached() bool { return false }
