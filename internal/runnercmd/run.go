@@ -481,10 +481,11 @@ func quarantined(host *pluginhost.Host) string {
 	return strings.Join(out, "\n")
 }
 
-// servePprof adds Go's profiler (net/http/pprof) to mux under /debug/pprof/.
+// servePprof adds Go's profiler (net/http/pprof) to mux under /debug/pprof/,
+// but for its cmdline page: plugins reach loopback ports, and the runner's
+// command line may hold --nats-password or --nats-token.
 func servePprof(mux *http.ServeMux) {
 	mux.HandleFunc("/debug/pprof/", pprof.Index)
-	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
 	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
 	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
 	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
