@@ -279,6 +279,9 @@ func (p *Process) connect() error {
 	if len(desc.Functions) == 0 {
 		return errors.New("the plugin declares no functions")
 	}
+	if len(desc.Functions) > MaxFunctions {
+		return fmt.Errorf("the plugin declares %d functions, more than the %d a plugin may serve", len(desc.Functions), MaxFunctions)
+	}
 	for _, f := range desc.Functions {
 		f.Description = clampDescription(f.Description)
 	}
@@ -292,6 +295,12 @@ func (p *Process) connect() error {
 	}
 	return nil
 }
+
+// MaxFunctions bounds the functions one plugin may declare; a plugin that
+// declares more does not start (ErrStart). Every function costs the runner
+// consumers, pull loops and a registration for as long as the plugin runs:
+// a plugin declaring thousands kept the runner and NATS busy while idle.
+const MaxFunctions = 256
 
 // MaxDescriptionBytes bounds a function's description as a plugin
 // declares it; a longer one is cut (at a character boundary) and ends in
