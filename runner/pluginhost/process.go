@@ -1,6 +1,7 @@
 package pluginhost
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -480,10 +481,11 @@ func (p *Process) newRunner(path string, spec *exec.Cmd) (runner.Runner, error) 
 	})
 	sb.Cmd.Stdin = nil // os/exec connects a nil Stdin to /dev/null
 	r := &procRunner{sb: sb, name: path, exited: make(chan struct{}), exe: p.exe}
-	var err error
-	if r.stdout, err = sb.Cmd.StdoutPipe(); err != nil {
+	stdout, err := sb.Cmd.StdoutPipe()
+	if err != nil {
 		return nil, err
 	}
+	r.stdout = &lineBreaker{r: stdout}
 	if r.stderr, err = sb.Cmd.StderrPipe(); err != nil {
 		return nil, err
 	}
@@ -491,6 +493,44 @@ func (p *Process) newRunner(path string, spec *exec.Cmd) (runner.Runner, error) 
 	p.started.Store(r)
 	return r, nil
 }
+
+// maxStdoutLine is the longest line of a plugin's standard output passed
+// on to go-plugin; see lineBreaker.
+const maxStdoutLine = 32 << 10
+
+// lineBreaker passes a plugin's standard output on to go-plugin with a
+// newline after every maxStdoutLine bytes without one. go-plugin reads it
+// with a bufio.Scanner, which gives up for good at a line over 64 KiB;
+// nothing drained the pipe after that, so the plugin's next writes to
+// descriptor 1 blocked for ever, and with them its handler.
+type lineBreaker struct {
+	r   io.ReadCloser
+	run int // bytes passed on since the last newline
+}
+
+func (l *lineBreaker) Read(p []byte) (int, error) {
+	if len(p) == 0 {
+		return 0, nil
+	}
+	room := maxStdoutLine - l.run
+	if room <= 0 {
+		p[0] = '\n'
+		l.run = 0
+		return 1, nil
+	}
+	if len(p) > room {
+		p = p[:room]
+	}
+	n, err := l.r.Read(p)
+	if i := bytes.LastIndexByte(p[:n], '\n'); i >= 0 {
+		l.run = n - 1 - i
+	} else {
+		l.run += n
+	}
+	return n, err
+}
+
+func (l *lineBreaker) Close() error { return l.r.Close() }
 
 func scrubbedEnv(allow []string) []string {
 	var env []string

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -433,5 +434,21 @@ func TestAPluginPastItsCPUTimeLimitIsReportedSo(t *testing.T) {
 	f := out.Failure
 	if f == nil || f.ErrorType != models.ErrorTypePluginCrash || !f.Retryable || !strings.Contains(f.Message, "(CPU time limit)") {
 		t.Fatalf("failure = %+v, want a retryable plugin_crash saying \"(CPU time limit)\"", f)
+	}
+}
+
+// go-plugin reads a plugin's standard output line by line and stops for
+// good at a line over 64 KiB; the plugin's next writes to it then block
+// for ever, and with them its handler. A long line written straight to
+// descriptor 1 (by a C library, a child process, a Python print) must not
+// hang the plugin.
+func TestALongLineOnStdoutDoesNotHangThePlugin(t *testing.T) {
+	t.Parallel()
+	s := startSupervisor(t, rawoutPkg, pluginhost.Config{})
+	for i := 0; i < 2; i++ {
+		out := s.Execute(ctx(t), req(fmt.Sprint("raw", i), "rawout", strconv.Itoa(1<<20)), time.Now().Add(20*time.Second), nil)
+		if out.Failure != nil || string(out.Output) != "written" {
+			t.Fatalf("write %d of 1 MiB to stdout: %+v %q", i, out.Failure, out.Output)
+		}
 	}
 }
