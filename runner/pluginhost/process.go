@@ -73,8 +73,9 @@ type Limits struct {
 	// OpenFiles limits each process's file descriptors (RLIMIT_NOFILE).
 	OpenFiles uint64
 	// Processes limits the processes and threads of the plugin and all it
-	// starts (the cgroup's pids limit); without cgroups it limits the
-	// processes of the plugin's user (RLIMIT_NPROC).
+	// starts (the cgroup's pids limit); a plugin that ends after running
+	// into it is reported "process limit reached". Without cgroups it
+	// limits the processes of the plugin's user (RLIMIT_NPROC).
 	Processes uint64
 }
 
@@ -420,6 +421,10 @@ type ExitInfo struct {
 	// OutOfMemory says the kernel killed a process of the plugin's cgroup
 	// for want of memory.
 	OutOfMemory bool
+	// ProcessLimit says a process of the plugin's cgroup failed to start a
+	// process or thread for its limit (Limits.Processes): a plugin that
+	// ended then likely ended for it (a Go plugin exits with status 2).
+	ProcessLimit bool
 	// CPUTimeLimit says the process was killed by SIGKILL having used up
 	// its CPU time limit (Limits.CPUSeconds).
 	CPUTimeLimit bool
@@ -442,6 +447,8 @@ func (e ExitInfo) String() string {
 		s += " (out of memory)"
 	case e.Signal == syscall.SIGXCPU || e.CPUTimeLimit && !e.Killed:
 		s += " (CPU time limit)"
+	case e.ProcessLimit && !e.Killed:
+		s += " (process limit reached)"
 	case e.Signal == syscall.SIGKILL && !e.Killed:
 		s += " (likely the kernel's out-of-memory killer, or an operator)"
 	}
@@ -466,6 +473,7 @@ type procRunner struct {
 	exitedOK bool // status is known
 	oom      bool
 	cpuLimit bool
+	pidsMax  bool
 	killed   bool
 	reason   string // why OmniQ killed it, if it did
 }
@@ -558,6 +566,7 @@ func (r *procRunner) Wait(context.Context) error {
 	r.status, r.exitedOK = r.sb.ExitStatus(), true
 	r.oom = r.sb.OOMKilled()
 	r.cpuLimit = r.sb.CPULimitReached()
+	r.pidsMax = r.sb.ProcessLimitReached()
 	r.mu.Unlock()
 	close(r.exited)
 	return err
@@ -593,7 +602,7 @@ func (r *procRunner) pid() int {
 func (r *procRunner) exitInfo() ExitInfo {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	info := ExitInfo{Code: -1, Killed: r.killed, OutOfMemory: r.oom, CPUTimeLimit: r.cpuLimit}
+	info := ExitInfo{Code: -1, Killed: r.killed, OutOfMemory: r.oom, CPUTimeLimit: r.cpuLimit, ProcessLimit: r.pidsMax}
 	if !r.exitedOK {
 		return info
 	}

@@ -31,6 +31,7 @@ type Process struct {
 	statusR *os.File
 	status  syscall.WaitStatus
 	oom     bool
+	pidsMax bool          // a fork or clone failed for the pids limit
 	cpu     time.Duration // CPU time of the shim and all it reaped
 	pid     atomic.Int64  // 0 once the process is reaped
 	pid0    atomic.Int64  // the pid, kept
@@ -230,6 +231,7 @@ func (p *Process) Wait() error {
 	p.mu.Lock()
 	if p.cg != nil {
 		p.oom = p.cg.oomKills() > 0
+		p.pidsMax = p.cg.pidsLimitHits() > 0
 	}
 	p.mu.Unlock()
 	p.cleanup()
@@ -242,6 +244,11 @@ func (p *Process) ExitStatus() syscall.WaitStatus { return p.status }
 // OOMKilled says the kernel killed a process of the plugin's cgroup for
 // want of memory. Valid after Wait.
 func (p *Process) OOMKilled() bool { return p.oom }
+
+// ProcessLimitReached says a process of the plugin's cgroup failed to
+// start a process or thread for the cgroup's pids limit (Limits.Processes).
+// Valid after Wait.
+func (p *Process) ProcessLimitReached() bool { return p.pidsMax }
 
 // CPULimitReached says the plugin had used up its CPU time limit
 // (Limits.CPUSeconds) when it was killed by SIGKILL: the kernel's doing,

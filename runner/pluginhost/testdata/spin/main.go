@@ -1,10 +1,13 @@
-// Command spin is a test plugin whose function spin burns CPU in the
-// plugin process itself until its task is cancelled: what runs into a
-// plugin's CPU time limit (Limits.CPUSeconds).
+// Command spin is a test plugin that runs into its limits in the plugin
+// process itself: spin burns CPU until its task is cancelled (the CPU time
+// limit, Limits.CPUSeconds), threads takes OS threads until the Go
+// runtime can make no more and dies (the process limit, Limits.Processes).
 package main
 
 import (
 	"context"
+	"runtime"
+	"time"
 
 	sdk "github.com/omniq/omniq/plugins-sdk"
 )
@@ -17,6 +20,16 @@ func main() {
 				return nil, ctx.Err()
 			}
 		}
+	})
+	mux.HandleFunc("threads", func(ctx context.Context, _ *sdk.Task) ([]byte, error) {
+		for i := 0; i < 10_000; i++ {
+			go func() {
+				runtime.LockOSThread()
+				time.Sleep(time.Hour)
+			}()
+		}
+		<-ctx.Done()
+		return nil, ctx.Err()
 	})
 	sdk.Serve(mux, sdk.Name("spin", "test"))
 }
