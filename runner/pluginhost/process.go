@@ -195,7 +195,7 @@ func StartProcess(ctx context.Context, cfg ProcessConfig) (*Process, error) {
 		StartTimeout:     cfg.StartTimeout,
 		Stderr:           p.stderr,
 		SyncStderr:       p.stderr, // the plugin's os.Stderr, forwarded over gRPC
-		Logger:           hclogrus.New(log),
+		Logger:           newStderrLimited(hclogrus.New(log)),
 		GRPCDialOptions: []grpc.DialOption{grpc.WithDefaultCallOptions(
 			grpc.MaxCallRecvMsgSize(cfg.MaxMessageBytes), grpc.MaxCallSendMsgSize(cfg.MaxMessageBytes))},
 		RunnerFunc: func(_ hclog.Logger, spec *exec.Cmd, _ string) (runner.Runner, error) {

@@ -14,6 +14,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sirupsen/logrus"
+
+	"github.com/omniq/omniq/internal/omniqtest"
 	"github.com/omniq/omniq/models"
 	"github.com/omniq/omniq/plugins-sdk/pluginpb"
 	"github.com/omniq/omniq/runner/pluginhost"
@@ -450,5 +453,30 @@ func TestALongLineOnStdoutDoesNotHangThePlugin(t *testing.T) {
 		if out.Failure != nil || string(out.Output) != "written" {
 			t.Fatalf("write %d of 1 MiB to stdout: %+v %q", i, out.Failure, out.Output)
 		}
+	}
+}
+
+// go-plugin logs every line a plugin writes to its stderr, at the level
+// the line names ("[ERROR] …", hclog JSON): a plugin writing lines as
+// fast as it can filled the runner's log at 5 MB/s and kept the runner
+// busy. Past a burst, lines are not logged (the stderr tail for crash
+// reports keeps them), and the log says so.
+func TestAPluginFloodingStderrDoesNotFloodTheRunnersLog(t *testing.T) {
+	t.Parallel()
+	var logs omniqtest.Buffer
+	log := logrus.New()
+	log.Out = &logs
+	s := startSupervisor(t, rawoutPkg, pluginhost.Config{Process: pluginhost.ProcessConfig{Logger: log}})
+	const lines = 20_000
+	out := s.Execute(ctx(t), req("flood", "rawerr", strconv.Itoa(lines)), time.Now().Add(30*time.Second), nil)
+	if out.Failure != nil {
+		t.Fatal(out.Failure)
+	}
+	// Lines are logged until the burst is spent, then a warning.
+	eventually(t, 10*time.Second, "the first line and the warning in the log", func() bool {
+		return strings.Contains(logs.String(), "[ERROR] line 0") && strings.Contains(logs.String(), "more than")
+	})
+	if n := strings.Count(logs.String(), "[ERROR] line "); n > lines/10 {
+		t.Fatalf("%d of the plugin's %d stderr lines logged", n, lines)
 	}
 }
