@@ -37,3 +37,24 @@ func TestPprofIsServedOnlyWithTheFlag(t *testing.T) {
 		}
 	}
 }
+
+// Plugins reach the runner's loopback ports: the profiler must not hand
+// them the runner's command line, which may hold --nats-password or
+// --nats-token.
+func TestPprofDoesNotServeTheCommandLine(t *testing.T) {
+	t.Parallel()
+	args := []string{"--listen", "none", "--data-dir", t.TempDir(), "--metrics-addr", "127.0.0.1:0", "--pprof"}
+	ready, logs, stop := startMain(t, args, map[string]string{"OMNIQ_PLUGINS_DIR": pluginsDir(t)})
+	resp, err := http.Get("http://" + ready.MetricsAddr + "/debug/pprof/cmdline")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusNotFound {
+		t.Errorf("/debug/pprof/cmdline answered %d, want %d:\n%s", resp.StatusCode, http.StatusNotFound, body)
+	}
+	if code := stop(false); code != 0 {
+		t.Fatalf("exit %d\n%s", code, logs)
+	}
+}

@@ -71,6 +71,7 @@ func Main(ctx context.Context, force <-chan struct{}, args []string, getenv func
 	}
 	log := newLogger(o, stderr)
 	warnReadableConfig(o.ConfigFile, log)
+	warnReadableSecrets(o, log)
 	tr, err := tracing.Start(ctx, tracing.Config{Service: "omniq-runner", Version: version.Get().Version, Getenv: getenv, Console: os.Stdout})
 	if err != nil {
 		fmt.Fprintf(stderr, "omniq-runner: %v\n", err)
@@ -99,6 +100,27 @@ func warnReadableConfig(path string, log logrus.FieldLogger) {
 		return
 	}
 	log.WithField("config", path).Warnf("the config file is readable by every user (mode %#o): plugins, which run as another user, can read it, with the environment it gives them (plugins.<name>.env) and its logins; chmod o-r it", st.Mode().Perm())
+}
+
+// warnReadableSecrets warns about each key or login file the runner is
+// given that every user can read: plugins run as another user (nobody by
+// default) and could read it, and with the runner's nkey, creds or TLS
+// key act as the runner on NATS.
+func warnReadableSecrets(o Options, log logrus.FieldLogger) {
+	c := o.NATS.Conn
+	for _, f := range []struct{ flag, path string }{
+		{"--nats-nkey", c.NKeySeedFile}, {"--nats-creds", c.CredsFile}, {"--nats-key", c.TLSKeyFile},
+		{"--tls-key", o.TLSKey}, {"--auth-config", o.AuthConfig},
+	} {
+		if f.path == "" {
+			continue
+		}
+		st, err := os.Stat(f.path)
+		if err != nil || st.Mode().Perm()&0o004 == 0 {
+			continue
+		}
+		log.WithField("file", f.path).Warnf("%s %s is readable by every user (mode %#o): plugins, which run as another user, can read it and log in or listen as the runner; chmod o-r it", f.flag, f.path, st.Mode().Perm())
+	}
 }
 
 // stopTracing exports the spans still buffered, once the runner has
@@ -459,10 +481,11 @@ func quarantined(host *pluginhost.Host) string {
 	return strings.Join(out, "\n")
 }
 
-// servePprof adds Go's profiler (net/http/pprof) to mux under /debug/pprof/.
+// servePprof adds Go's profiler (net/http/pprof) to mux under /debug/pprof/,
+// but for its cmdline page: plugins reach loopback ports, and the runner's
+// command line may hold --nats-password or --nats-token.
 func servePprof(mux *http.ServeMux) {
 	mux.HandleFunc("/debug/pprof/", pprof.Index)
-	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
 	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
 	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
 	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)

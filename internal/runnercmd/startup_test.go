@@ -126,3 +126,40 @@ func TestAConfigFileEveryUserCanReadIsWarnedAbout(t *testing.T) {
 		}
 	}
 }
+
+func TestSecretFilesEveryUserCanReadAreWarnedAbout(t *testing.T) {
+	t.Parallel()
+	// Plugins run as another user (nobody): a key or login the runner is
+	// given in a world-readable file is theirs too, the runner's role on
+	// NATS included.
+	for _, flag := range []string{"--nats-nkey", "--nats-creds", "--nats-key", "--tls-key", "--auth-config"} {
+		for _, mode := range []os.FileMode{0o644, 0o640} {
+			secret := filepath.Join(t.TempDir(), "secret")
+			if err := os.WriteFile(secret, []byte("not a real key"), mode); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.Chmod(secret, mode); err != nil { // past the umask
+				t.Fatal(err)
+			}
+			args := []string{"--data-dir", t.TempDir(), "--plugins-dir", t.TempDir(), "--listen", "127.0.0.1:0", flag, secret}
+			switch flag {
+			case "--nats-nkey", "--nats-creds":
+				args = append(args, "--nats-url", "nats://127.0.0.1:1")
+			case "--nats-key":
+				args = append(args, "--nats-url", "nats://127.0.0.1:1", "--nats-cert", secret)
+			case "--tls-key":
+				args = append(args, "--tls-cert", secret)
+			case "--auth-config":
+				args = append(args, "--nats-user", "runner", "--nats-password", "x")
+			}
+			ctx, cancel := context.WithCancel(context.Background())
+			cancel() // the warning comes before anything starts
+			logs := &omniqtest.Buffer{}
+			runnercmd.Main(ctx, nil, args, env(nil), logs, nil)
+			warned := strings.Contains(logs.String(), flag+" "+secret+" is readable by every user")
+			if warned != (mode&0o004 != 0) {
+				t.Errorf("%s file mode %#o: warned %v:\n%s", flag, mode, warned, logs)
+			}
+		}
+	}
+}

@@ -3,6 +3,7 @@ package pluginhost_test
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
@@ -129,5 +130,41 @@ func TestAHugeFunctionDescriptionIsCut(t *testing.T) {
 	d := p.Describe().Functions[0].Description
 	if len(d) > pluginhost.MaxDescriptionBytes || !utf8.ValidString(d) || !strings.HasPrefix(huge, strings.TrimSuffix(d, "…")) {
 		t.Fatalf("description of %d bytes declared, %d kept (valid UTF-8: %v)", len(huge), len(d), utf8.ValidString(d))
+	}
+}
+
+// Each function a plugin declares costs the runner consumers, pull loops
+// and registrations for as long as it runs (400 functions kept an idle
+// runner at 29% of a CPU): a plugin may declare at most MaxFunctions.
+func TestAPluginDeclaringTooManyFunctionsDoesNotStart(t *testing.T) {
+	t.Parallel()
+	for _, n := range []int{pluginhost.MaxFunctions, pluginhost.MaxFunctions + 1} {
+		fns := map[string]any{}
+		for i := 0; i < n; i++ {
+			fns[fmt.Sprintf("f%d", i)] = map[string]any{"command": []string{"/bin/true"}}
+		}
+		b, err := json.Marshal(map[string]any{"functions": fns})
+		if err != nil {
+			t.Fatal(err)
+		}
+		config := filepath.Join(publicDir(t), "exec.json")
+		if err := os.WriteFile(config, b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		p, err := pluginhost.StartProcess(ctx(t), pluginhost.ProcessConfig{Path: buildPath(t, execPkg), Env: []string{"OMNIQ_EXEC_CONFIG=" + config}})
+		if n <= pluginhost.MaxFunctions {
+			if err != nil {
+				t.Fatalf("%d functions: %v", n, err)
+			}
+			p.Kill(ctx(t))
+			continue
+		}
+		if err == nil {
+			p.Kill(ctx(t))
+			t.Fatalf("a plugin declaring %d functions started", n)
+		}
+		if !errors.Is(err, pluginhost.ErrStart) || !strings.Contains(err.Error(), fmt.Sprintf("declares %d functions", n)) {
+			t.Fatalf("err = %v, want ErrStart naming the %d functions", err, n)
+		}
 	}
 }

@@ -21,6 +21,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/omniq/omniq/internal/testbin"
+	"github.com/omniq/omniq/models"
 	"github.com/omniq/omniq/runner/pluginhost"
 )
 
@@ -602,5 +603,18 @@ func TestWhatASIGKILLedRunnersPluginsLeftIsSweptAtTheNextStart(t *testing.T) {
 		if slices.Contains(left, name) {
 			t.Errorf("%s, left by a SIGKILLed runner, is still there after the next runner started (all left: %v)", name, left)
 		}
+	}
+}
+
+// A plugin that dies for want of processes or threads under its cgroup's
+// pids limit is reported so, as one killed for want of memory is.
+func TestAPluginPastItsProcessLimitIsReportedSo(t *testing.T) {
+	t.Parallel()
+	s := startSupervisor(t, spinPkg, pluginhost.Config{Process: pluginhost.ProcessConfig{Limits: pluginhost.Limits{Processes: 32}}})
+	requireIsolation(t, s)
+	out := s.Execute(ctx(t), req("threads", "threads", ""), time.Now().Add(30*time.Second), nil)
+	f := out.Failure
+	if f == nil || f.ErrorType != models.ErrorTypePluginCrash || !f.Retryable || !strings.Contains(f.Message, "(process limit reached)") {
+		t.Fatalf("failure = %+v, want a retryable plugin_crash saying \"(process limit reached)\"", f)
 	}
 }

@@ -14,6 +14,8 @@ import (
 const (
 	echoPkg   = "github.com/omniq/omniq/plugins/echo"
 	faultsPkg = "github.com/omniq/omniq/plugins/faults"
+	spinPkg   = "github.com/omniq/omniq/runner/pluginhost/testdata/spin"
+	rawoutPkg = "github.com/omniq/omniq/runner/pluginhost/testdata/rawout"
 )
 
 func TestMain(m *testing.M) {

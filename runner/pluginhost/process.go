@@ -1,6 +1,7 @@
 package pluginhost
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -66,13 +67,15 @@ type Limits struct {
 	// CPUs limits CPU use, in CPUs (1.5: one and a half); cgroups only.
 	CPUs float64
 	// CPUSeconds limits each process's CPU time (RLIMIT_CPU); past it the
-	// kernel kills the process with SIGXCPU/SIGKILL.
+	// kernel kills the process with SIGKILL, and a plugin killed so is
+	// reported "CPU time limit".
 	CPUSeconds uint64
 	// OpenFiles limits each process's file descriptors (RLIMIT_NOFILE).
 	OpenFiles uint64
 	// Processes limits the processes and threads of the plugin and all it
-	// starts (the cgroup's pids limit); without cgroups it limits the
-	// processes of the plugin's user (RLIMIT_NPROC).
+	// starts (the cgroup's pids limit); a plugin that ends after running
+	// into it is reported "process limit reached". Without cgroups it
+	// limits the processes of the plugin's user (RLIMIT_NPROC).
 	Processes uint64
 }
 
@@ -192,7 +195,7 @@ func StartProcess(ctx context.Context, cfg ProcessConfig) (*Process, error) {
 		StartTimeout:     cfg.StartTimeout,
 		Stderr:           p.stderr,
 		SyncStderr:       p.stderr, // the plugin's os.Stderr, forwarded over gRPC
-		Logger:           hclogrus.New(log),
+		Logger:           newStderrLimited(hclogrus.New(log)),
 		GRPCDialOptions: []grpc.DialOption{grpc.WithDefaultCallOptions(
 			grpc.MaxCallRecvMsgSize(cfg.MaxMessageBytes), grpc.MaxCallSendMsgSize(cfg.MaxMessageBytes))},
 		RunnerFunc: func(_ hclog.Logger, spec *exec.Cmd, _ string) (runner.Runner, error) {
@@ -278,6 +281,9 @@ func (p *Process) connect() error {
 	if len(desc.Functions) == 0 {
 		return errors.New("the plugin declares no functions")
 	}
+	if len(desc.Functions) > MaxFunctions {
+		return fmt.Errorf("the plugin declares %d functions, more than the %d a plugin may serve", len(desc.Functions), MaxFunctions)
+	}
 	for _, f := range desc.Functions {
 		f.Description = clampDescription(f.Description)
 	}
@@ -291,6 +297,12 @@ func (p *Process) connect() error {
 	}
 	return nil
 }
+
+// MaxFunctions bounds the functions one plugin may declare; a plugin that
+// declares more does not start (ErrStart). Every function costs the runner
+// consumers, pull loops and a registration for as long as the plugin runs:
+// a plugin declaring thousands kept the runner and NATS busy while idle.
+const MaxFunctions = 256
 
 // MaxDescriptionBytes bounds a function's description as a plugin
 // declares it; a longer one is cut (at a character boundary) and ends in
@@ -409,6 +421,13 @@ type ExitInfo struct {
 	// OutOfMemory says the kernel killed a process of the plugin's cgroup
 	// for want of memory.
 	OutOfMemory bool
+	// ProcessLimit says a process of the plugin's cgroup failed to start a
+	// process or thread for its limit (Limits.Processes): a plugin that
+	// ended then likely ended for it (a Go plugin exits with status 2).
+	ProcessLimit bool
+	// CPUTimeLimit says the process was killed by SIGKILL having used up
+	// its CPU time limit (Limits.CPUSeconds).
+	CPUTimeLimit bool
 	// Stderr is the tail of its stderr.
 	Stderr string
 }
@@ -426,10 +445,12 @@ func (e ExitInfo) String() string {
 	switch {
 	case e.OutOfMemory || strings.Contains(e.Stderr, "out of memory"):
 		s += " (out of memory)"
+	case e.Signal == syscall.SIGXCPU || e.CPUTimeLimit && !e.Killed:
+		s += " (CPU time limit)"
+	case e.ProcessLimit && !e.Killed:
+		s += " (process limit reached)"
 	case e.Signal == syscall.SIGKILL && !e.Killed:
 		s += " (likely the kernel's out-of-memory killer, or an operator)"
-	case e.Signal == syscall.SIGXCPU:
-		s += " (CPU time limit)"
 	}
 	return s
 }
@@ -451,6 +472,8 @@ type procRunner struct {
 	status   syscall.WaitStatus
 	exitedOK bool // status is known
 	oom      bool
+	cpuLimit bool
+	pidsMax  bool
 	killed   bool
 	reason   string // why OmniQ killed it, if it did
 }
@@ -466,10 +489,11 @@ func (p *Process) newRunner(path string, spec *exec.Cmd) (runner.Runner, error) 
 	})
 	sb.Cmd.Stdin = nil // os/exec connects a nil Stdin to /dev/null
 	r := &procRunner{sb: sb, name: path, exited: make(chan struct{}), exe: p.exe}
-	var err error
-	if r.stdout, err = sb.Cmd.StdoutPipe(); err != nil {
+	stdout, err := sb.Cmd.StdoutPipe()
+	if err != nil {
 		return nil, err
 	}
+	r.stdout = &lineBreaker{r: stdout}
 	if r.stderr, err = sb.Cmd.StderrPipe(); err != nil {
 		return nil, err
 	}
@@ -477,6 +501,44 @@ func (p *Process) newRunner(path string, spec *exec.Cmd) (runner.Runner, error) 
 	p.started.Store(r)
 	return r, nil
 }
+
+// maxStdoutLine is the longest line of a plugin's standard output passed
+// on to go-plugin; see lineBreaker.
+const maxStdoutLine = 32 << 10
+
+// lineBreaker passes a plugin's standard output on to go-plugin with a
+// newline after every maxStdoutLine bytes without one. go-plugin reads it
+// with a bufio.Scanner, which gives up for good at a line over 64 KiB;
+// nothing drained the pipe after that, so the plugin's next writes to
+// descriptor 1 blocked for ever, and with them its handler.
+type lineBreaker struct {
+	r   io.ReadCloser
+	run int // bytes passed on since the last newline
+}
+
+func (l *lineBreaker) Read(p []byte) (int, error) {
+	if len(p) == 0 {
+		return 0, nil
+	}
+	room := maxStdoutLine - l.run
+	if room <= 0 {
+		p[0] = '\n'
+		l.run = 0
+		return 1, nil
+	}
+	if len(p) > room {
+		p = p[:room]
+	}
+	n, err := l.r.Read(p)
+	if i := bytes.LastIndexByte(p[:n], '\n'); i >= 0 {
+		l.run = n - 1 - i
+	} else {
+		l.run += n
+	}
+	return n, err
+}
+
+func (l *lineBreaker) Close() error { return l.r.Close() }
 
 func scrubbedEnv(allow []string) []string {
 	var env []string
@@ -503,6 +565,8 @@ func (r *procRunner) Wait(context.Context) error {
 	r.mu.Lock()
 	r.status, r.exitedOK = r.sb.ExitStatus(), true
 	r.oom = r.sb.OOMKilled()
+	r.cpuLimit = r.sb.CPULimitReached()
+	r.pidsMax = r.sb.ProcessLimitReached()
 	r.mu.Unlock()
 	close(r.exited)
 	return err
@@ -538,7 +602,7 @@ func (r *procRunner) pid() int {
 func (r *procRunner) exitInfo() ExitInfo {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	info := ExitInfo{Code: -1, Killed: r.killed, OutOfMemory: r.oom}
+	info := ExitInfo{Code: -1, Killed: r.killed, OutOfMemory: r.oom, CPUTimeLimit: r.cpuLimit, ProcessLimit: r.pidsMax}
 	if !r.exitedOK {
 		return info
 	}

@@ -7,12 +7,16 @@ import (
 	"fmt"
 	"os"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/sirupsen/logrus"
+
+	"github.com/omniq/omniq/internal/omniqtest"
 	"github.com/omniq/omniq/models"
 	"github.com/omniq/omniq/plugins-sdk/pluginpb"
 	"github.com/omniq/omniq/runner/pluginhost"
@@ -420,5 +424,59 @@ func TestTaskAtTheEndOfAQuarantineWaitsForThePlugin(t *testing.T) {
 	}
 	if !s.QuarantinedUntil().IsZero() {
 		t.Fatal("still quarantined after running a task")
+	}
+}
+
+// A plugin that uses up its CPU time limit is killed by the kernel with
+// SIGKILL (the soft and hard limits are the same); the task's failure
+// says so rather than blaming the out-of-memory killer.
+func TestAPluginPastItsCPUTimeLimitIsReportedSo(t *testing.T) {
+	t.Parallel()
+	s := startSupervisor(t, spinPkg, pluginhost.Config{Process: pluginhost.ProcessConfig{Limits: pluginhost.Limits{CPUSeconds: 1}}})
+	out := s.Execute(ctx(t), req("spin", "spin", ""), time.Now().Add(50*time.Second), nil)
+	f := out.Failure
+	if f == nil || f.ErrorType != models.ErrorTypePluginCrash || !f.Retryable || !strings.Contains(f.Message, "(CPU time limit)") {
+		t.Fatalf("failure = %+v, want a retryable plugin_crash saying \"(CPU time limit)\"", f)
+	}
+}
+
+// go-plugin reads a plugin's standard output line by line and stops for
+// good at a line over 64 KiB; the plugin's next writes to it then block
+// for ever, and with them its handler. A long line written straight to
+// descriptor 1 (by a C library, a child process, a Python print) must not
+// hang the plugin.
+func TestALongLineOnStdoutDoesNotHangThePlugin(t *testing.T) {
+	t.Parallel()
+	s := startSupervisor(t, rawoutPkg, pluginhost.Config{})
+	for i := 0; i < 2; i++ {
+		out := s.Execute(ctx(t), req(fmt.Sprint("raw", i), "rawout", strconv.Itoa(1<<20)), time.Now().Add(20*time.Second), nil)
+		if out.Failure != nil || string(out.Output) != "written" {
+			t.Fatalf("write %d of 1 MiB to stdout: %+v %q", i, out.Failure, out.Output)
+		}
+	}
+}
+
+// go-plugin logs every line a plugin writes to its stderr, at the level
+// the line names ("[ERROR] …", hclog JSON): a plugin writing lines as
+// fast as it can filled the runner's log at 5 MB/s and kept the runner
+// busy. Past a burst, lines are not logged (the stderr tail for crash
+// reports keeps them), and the log says so.
+func TestAPluginFloodingStderrDoesNotFloodTheRunnersLog(t *testing.T) {
+	t.Parallel()
+	var logs omniqtest.Buffer
+	log := logrus.New()
+	log.Out = &logs
+	s := startSupervisor(t, rawoutPkg, pluginhost.Config{Process: pluginhost.ProcessConfig{Logger: log}})
+	const lines = 20_000
+	out := s.Execute(ctx(t), req("flood", "rawerr", strconv.Itoa(lines)), time.Now().Add(30*time.Second), nil)
+	if out.Failure != nil {
+		t.Fatal(out.Failure)
+	}
+	// Lines are logged until the burst is spent, then a warning.
+	eventually(t, 10*time.Second, "the first line and the warning in the log", func() bool {
+		return strings.Contains(logs.String(), "[ERROR] line 0") && strings.Contains(logs.String(), "more than")
+	})
+	if n := strings.Count(logs.String(), "[ERROR] line "); n > lines/10 {
+		t.Fatalf("%d of the plugin's %d stderr lines logged", n, lines)
 	}
 }

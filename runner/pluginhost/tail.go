@@ -7,7 +7,11 @@ import (
 	"github.com/omniq/omniq/models"
 )
 
-// tailBuffer keeps the last max bytes written to it.
+// tailBuffer keeps the last max bytes written to it. It holds up to twice
+// that and moves the last max bytes to the front only when full, so a
+// write costs its own length, not max: go-plugin writes a plugin's stderr
+// line by line, and moving 64 KiB at each line of a flood kept the runner
+// busy.
 type tailBuffer struct {
 	mu  sync.Mutex
 	max int
@@ -19,18 +23,22 @@ func newTailBuffer(max int) *tailBuffer { return &tailBuffer{max: max} }
 func (t *tailBuffer) Write(p []byte) (int, error) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	t.buf = append(t.buf, p...)
-	if over := len(t.buf) - t.max; over > 0 {
-		t.buf = append(t.buf[:0], t.buf[over:]...)
+	n := len(p)
+	if len(p) > t.max {
+		p = p[len(p)-t.max:]
 	}
-	return len(p), nil
+	if len(t.buf)+len(p) > 2*t.max {
+		t.buf = append(t.buf[:0], t.buf[len(t.buf)-(t.max-len(p)):]...)
+	}
+	t.buf = append(t.buf, p...)
+	return n, nil
 }
 
-// Tail returns what the buffer holds.
+// Tail returns the last max bytes written.
 func (t *tailBuffer) Tail() string {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	return string(t.buf)
+	return string(t.buf[max(0, len(t.buf)-t.max):])
 }
 
 // crashMarkers start the part of a dying process's output worth reading.

@@ -32,6 +32,7 @@ type cgroup struct {
 	v1   cgroup1.Cgroup
 	v2   *cgroup2.Manager
 	path string // for messages: the group's path below the hierarchy root
+	pids string // the directory of its pids controller ("" if none)
 }
 
 // cgroupMode reports which hierarchy plugin cgroups are made in: "v1",
@@ -152,7 +153,11 @@ func newCgroupV1(leaf string, l Limits) (*cgroup, error) {
 	if err != nil {
 		return nil, fmt.Errorf("create cgroup v1 %s: %w", leaf, err)
 	}
-	return &cgroup{v1: cg, path: leaf}, nil
+	c := &cgroup{v1: cg, path: leaf}
+	if p, err := cgroup1.NestedPath(leaf)(cgroup1.Pids); err == nil {
+		c.pids = filepath.Join("/sys/fs/cgroup", string(cgroup1.Pids), p)
+	}
+	return c, nil
 }
 
 var v2base struct {
@@ -226,7 +231,7 @@ func newCgroupV2(leaf string, l Limits) (*cgroup, error) {
 	if err != nil {
 		return nil, fmt.Errorf("create cgroup v2 %s (the runner's cgroup must be delegated to it, e.g. systemd Delegate=yes): %w", group, err)
 	}
-	return &cgroup{v2: m, path: group}, nil
+	return &cgroup{v2: m, path: group, pids: filepath.Join("/sys/fs/cgroup", group)}, nil
 }
 
 // add moves process pid into the cgroup.
@@ -258,6 +263,25 @@ func (c *cgroup) oomKills() uint64 {
 		return 0
 	}
 	return st.MemoryEvents.OomKill
+}
+
+// pidsLimitHits returns how many times a fork or clone in the cgroup
+// failed for its pids limit (the "max" of pids.events, v1 and v2 alike).
+func (c *cgroup) pidsLimitHits() uint64 {
+	if c.pids == "" {
+		return 0
+	}
+	b, err := os.ReadFile(filepath.Join(c.pids, "pids.events"))
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if f := strings.Fields(line); len(f) == 2 && f[0] == "max" {
+			n, _ := strconv.ParseUint(f[1], 10, 64)
+			return n
+		}
+	}
+	return 0
 }
 
 // procs lists the processes in the cgroup.

@@ -31,8 +31,10 @@ type Process struct {
 	statusR *os.File
 	status  syscall.WaitStatus
 	oom     bool
-	pid     atomic.Int64 // 0 once the process is reaped
-	pid0    atomic.Int64 // the pid, kept
+	pidsMax bool          // a fork or clone failed for the pids limit
+	cpu     time.Duration // CPU time of the shim and all it reaped
+	pid     atomic.Int64  // 0 once the process is reaped
+	pid0    atomic.Int64  // the pid, kept
 
 	mu sync.Mutex // guards cg: Kill may run while Wait cleans up
 	cg *cgroup
@@ -213,6 +215,10 @@ func (p *Process) Wait() error {
 	if ws, ok := p.Cmd.ProcessState.Sys().(syscall.WaitStatus); ok {
 		p.status = ws
 	}
+	// The shim reaped the plugin, so its usage includes the plugin's.
+	if ru, ok := p.Cmd.ProcessState.SysUsage().(*syscall.Rusage); ok && ru != nil {
+		p.cpu = time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+	}
 	// The shim reports how the plugin ended; nothing when the shim itself
 	// was killed, whose status then says it.
 	var st [4]byte
@@ -225,6 +231,7 @@ func (p *Process) Wait() error {
 	p.mu.Lock()
 	if p.cg != nil {
 		p.oom = p.cg.oomKills() > 0
+		p.pidsMax = p.cg.pidsLimitHits() > 0
 	}
 	p.mu.Unlock()
 	p.cleanup()
@@ -237,6 +244,23 @@ func (p *Process) ExitStatus() syscall.WaitStatus { return p.status }
 // OOMKilled says the kernel killed a process of the plugin's cgroup for
 // want of memory. Valid after Wait.
 func (p *Process) OOMKilled() bool { return p.oom }
+
+// ProcessLimitReached says a process of the plugin's cgroup failed to
+// start a process or thread for the cgroup's pids limit (Limits.Processes).
+// Valid after Wait.
+func (p *Process) ProcessLimitReached() bool { return p.pidsMax }
+
+// CPULimitReached says the plugin had used up its CPU time limit
+// (Limits.CPUSeconds) when it was killed by SIGKILL: the kernel's doing,
+// as the soft and hard limits are the same, unless someone else killed it
+// just then. The time counted is the plugin's and that of the processes
+// it reaped; it may read a little under the kernel's own count (997 ms
+// for a limit of 1 s was seen), hence the 5% of slack. Valid after Wait.
+func (p *Process) CPULimitReached() bool {
+	l := time.Duration(p.cfg.Limits.CPUSeconds) * time.Second
+	return l > 0 && p.status.Signaled() && p.status.Signal() == syscall.SIGKILL &&
+		p.cpu >= l-l/20
+}
 
 func (p *Process) cleanup() {
 	p.mu.Lock()

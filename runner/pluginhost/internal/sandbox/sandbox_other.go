@@ -77,3 +77,9 @@ func (p *Process) ExitStatus() syscall.WaitStatus { return p.status }
 
 // OOMKilled is always false outside Linux.
 func (p *Process) OOMKilled() bool { return false }
+
+// ProcessLimitReached is always false outside Linux.
+func (p *Process) ProcessLimitReached() bool { return false }
+
+// CPULimitReached is always false outside Linux.
+func (p *Process) CPULimitReached() bool { return false }

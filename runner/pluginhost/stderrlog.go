@@ -1,0 +1,113 @@
+package pluginhost
+
+import (
+	"sync"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+)
+
+// How many lines of one plugin process's stderr the runner logs: a burst,
+// then a steady rate. go-plugin logs every line a plugin writes to its
+// stderr, at the level the line names ("[ERROR] …" or hclog JSON); a plugin
+// writing as fast as it could filled the runner's log at 5 MB/s and kept
+// the runner busy. Lines over the limit are still kept in the stderr tail
+// for crash reports.
+const (
+	stderrLogBurst = 200
+	stderrLogRate  = 50 // lines a second
+)
+
+// stderrLimited is the hclog.Logger go-plugin gets for one plugin process.
+// go-plugin logs the plugin's stderr through the logger it Names after
+// the plugin; that one's lines are rate limited. go-plugin's own messages
+// pass untouched.
+type stderrLimited struct {
+	hclog.Logger
+	lim *lineLimiter
+}
+
+func newStderrLimited(l hclog.Logger) hclog.Logger {
+	return stderrLimited{Logger: l, lim: &lineLimiter{tokens: stderrLogBurst}}
+}
+
+func (l stderrLimited) Named(name string) hclog.Logger {
+	return limitedLines{Logger: l.Logger.Named(name), lim: l.lim}
+}
+
+// limitedLines logs a line only while its limiter allows.
+type limitedLines struct {
+	hclog.Logger
+	lim *lineLimiter
+}
+
+func (l limitedLines) Log(level hclog.Level, msg string, args ...any) {
+	if !l.enabled(level) {
+		return // costs nothing, counts nothing
+	}
+	ok, first, dropped := l.lim.take(time.Now())
+	if first {
+		l.Logger.Warn("the plugin writes more than 50 lines a second to its stderr: lines are not logged until it slows down (the last 64 KiB are kept for crash reports)")
+	}
+	if !ok {
+		return
+	}
+	if dropped > 0 {
+		l.Logger.Warn("the plugin's stderr flood is over", "lines_not_logged", dropped)
+	}
+	l.Logger.Log(level, msg, args...)
+}
+
+func (l limitedLines) enabled(level hclog.Level) bool {
+	switch level {
+	case hclog.Trace:
+		return l.IsTrace()
+	case hclog.Debug:
+		return l.IsDebug()
+	case hclog.Warn:
+		return l.IsWarn()
+	case hclog.Error:
+		return l.IsError()
+	}
+	return l.IsInfo()
+}
+
+func (l limitedLines) Trace(msg string, args ...any) { l.Log(hclog.Trace, msg, args...) }
+func (l limitedLines) Debug(msg string, args ...any) { l.Log(hclog.Debug, msg, args...) }
+func (l limitedLines) Info(msg string, args ...any)  { l.Log(hclog.Info, msg, args...) }
+func (l limitedLines) Warn(msg string, args ...any)  { l.Log(hclog.Warn, msg, args...) }
+func (l limitedLines) Error(msg string, args ...any) { l.Log(hclog.Error, msg, args...) }
+
+// lineLimiter is a token bucket: stderrLogBurst lines at once, refilled at
+// stderrLogRate a second. A flood is announced once, and the lines it
+// refused are counted once the bucket has filled up again.
+type lineLimiter struct {
+	mu      sync.Mutex
+	tokens  float64
+	last    time.Time
+	dropped int  // lines refused since the flood began
+	flood   bool // lines are being refused, or were and the bucket is not full yet
+}
+
+// take reports whether a line may be logged now; first says it is the
+// first line refused in this flood, and dropped, once the flood is over,
+// how many it refused.
+func (l *lineLimiter) take(now time.Time) (ok, first bool, dropped int) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if !l.last.IsZero() {
+		l.tokens = min(stderrLogBurst, l.tokens+now.Sub(l.last).Seconds()*stderrLogRate)
+	}
+	l.last = now
+	if l.tokens < 1 {
+		l.dropped++
+		first = !l.flood
+		l.flood = true
+		return false, first, 0
+	}
+	if l.flood && l.tokens == stderrLogBurst {
+		dropped, l.dropped, l.flood = l.dropped, 0, false
+	}
+	l.tokens--
+	return true, false, dropped
+}
