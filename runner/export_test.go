@@ -2,6 +2,7 @@ package runner
 
 import (
 	"context"
+	"github.com/nats-io/nats.go"
 	"time"
 
 	natsjs "github.com/nats-io/nats.go/jetstream"
@@ -44,3 +45,19 @@ func (r *Runner) StateReads() int64 { return r.reads.Load() }
 // Sweep runs one sweep of the tasks of unserved functions, as the sweep
 // loop does every SweepInterval.
 func (r *Runner) Sweep(ctx context.Context) error { return r.sweep(ctx) }
+
+// SetBeforeRun has r call hook with a claimed task's id just before its
+// attempt registers as running (nil: no hook).
+func (r *Runner) SetBeforeRun(hook func(id string)) {
+	if hook == nil {
+		r.beforeRun.Store(nil)
+		return
+	}
+	r.beforeRun.Store(&hook)
+}
+
+// DeliverCancelNotice hands r a cancellation notice for task id, as if it
+// had come on the cancelled subject.
+func (r *Runner) DeliverCancelNotice(id string) {
+	r.onCancelled(&nats.Msg{Subject: r.client.Config().CancelledSubject(id)})
+}

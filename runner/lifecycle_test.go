@@ -55,6 +55,39 @@ func TestCancelPendingTaskNeverRuns(t *testing.T) {
 	}
 }
 
+// TestCancelBetweenClaimAndStartStopsTheAttempt: the claim writes the
+// task's state running before the attempt registers as running here; a
+// cancellation recorded in between sends its notice to a runner with
+// nothing to stop yet. The attempt must stop as it starts, not run to its
+// end (60 s here).
+func TestCancelBetweenClaimAndStartStopsTheAttempt(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	tr := startRunner(t, e, fastConfig(), pluginhost.HostConfig{})
+	const id = "cancelled-in-the-gap"
+	tr.SetBeforeRun(func(got string) {
+		if got != id {
+			return
+		}
+		// What a runner answering the cancel request does: record it, then
+		// notify the runners.
+		if _, _, err := e.client.RecordCancel(ctx(t), id); err != nil {
+			t.Errorf("record cancel: %v", err)
+		}
+		tr.DeliverCancelNotice(id)
+	})
+	if _, err := e.client.Submit(ctx(t), jetstream.SubmitRequest{ID: id, Function: "sleep", Payload: []byte("60s")}); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 20*time.Second, "the attempt to stop", func() bool {
+		return tr.Counter(t, "omniq_tasks_total", map[string]string{"function": "sleep", "outcome": "cancelled"}) == 1
+	})
+	rec, _ := e.client.State().Get(ctx(t), id)
+	if rec.Task == nil || rec.Task.Status != models.StatusCancelled {
+		t.Fatalf("task = %+v", rec.Task)
+	}
+}
+
 func TestCancelRunningTaskStopsItsHandler(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)

@@ -37,6 +37,13 @@ type Runner struct {
 	mu       sync.Mutex
 	started  bool
 	inflight map[string]*inflight // by task id
+	// earlyCancels holds cancellation notices for tasks not running here
+	// when they came, with when: a notice can arrive between a claim's
+	// write and the attempt's start, and run looks here as it starts.
+	earlyCancels map[string]time.Time
+	// beforeRun, when set (by tests), is called with a claimed task's id
+	// just before its attempt registers as running here.
+	beforeRun atomic.Pointer[func(id string)]
 	recent   recentRecords        // retrying records written here, for the next claim
 	reads    atomic.Int64         // state records read to decide a delivery (for tests)
 	loops    map[string]bool      // functions being pulled
@@ -71,7 +78,7 @@ func New(cfg Config) (*Runner, error) {
 	}
 	r := &Runner{
 		cfg: cfg, client: cfg.Client, log: cfg.Logger.WithField("runner", cfg.ID),
-		inflight: make(map[string]*inflight), loops: make(map[string]bool), failing: make(map[string]error),
+		inflight: make(map[string]*inflight), earlyCancels: make(map[string]time.Time), loops: make(map[string]bool), failing: make(map[string]error),
 		stopped: make(chan struct{}), stopHB: make(chan struct{}), tracer: newTracer(cfg.TracerProvider),
 		workers: workpool.New(workerIdle), acks: newAcker(ackDelay),
 	}

@@ -127,10 +127,47 @@ func (r *Runner) onCancelled(m *nats.Msg) {
 	id := strings.TrimPrefix(m.Subject, r.client.Config().CancelledSubject(""))
 	r.mu.Lock()
 	f := r.inflight[id]
-	r.mu.Unlock()
 	if f == nil {
-		return
+		r.noteEarlyCancelLocked(id, time.Now())
 	}
+	r.mu.Unlock()
+	if f != nil {
+		r.stopIfCancelled(id, f)
+	}
+}
+
+// earlyCancelKeep is how long a cancellation notice for a task not running
+// here is kept for an attempt about to start (see Runner.earlyCancels):
+// the gap between a claim's write and the attempt's start is far shorter.
+const earlyCancelKeep = 10 * time.Second
+
+// noteEarlyCancelLocked keeps the notice for task id, dropping those older
+// than earlyCancelKeep once there are many (every runner hears every
+// notice). r.mu must be held.
+func (r *Runner) noteEarlyCancelLocked(id string, now time.Time) {
+	if len(r.earlyCancels) >= 1024 {
+		for k, at := range r.earlyCancels {
+			if now.Sub(at) > earlyCancelKeep {
+				delete(r.earlyCancels, k)
+			}
+		}
+	}
+	r.earlyCancels[id] = now
+}
+
+// takeEarlyCancelLocked reports whether a notice for task id came within
+// earlyCancelKeep, and forgets it. r.mu must be held.
+func (r *Runner) takeEarlyCancelLocked(id string, now time.Time) bool {
+	at, ok := r.earlyCancels[id]
+	if ok {
+		delete(r.earlyCancels, id)
+	}
+	return ok && now.Sub(at) <= earlyCancelKeep
+}
+
+// stopIfCancelled stops the attempt f of task id if the task's state says
+// cancelled: a notice alone is not trusted.
+func (r *Runner) stopIfCancelled(id string, f *inflight) {
 	ctx, cancel := context.WithTimeout(context.Background(), requestTimeout)
 	defer cancel()
 	rec, err := r.client.State().Get(ctx, id)

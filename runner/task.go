@@ -286,9 +286,19 @@ func (r *Runner) isRunning(id string) bool {
 func (r *Runner) run(rec jetstream.Record, tm *jetstream.TaskMessage, res resolved, msg natsjs.Msg, log logrus.FieldLogger, ts *taskTrace) {
 	t := rec.Task
 	runCtx, cancel := context.WithCancelCause(r.taskCtx)
+	if hook := r.beforeRun.Load(); hook != nil {
+		(*hook)(t.ID)
+	}
+	f := &inflight{cancel: cancel, msg: msg}
 	r.mu.Lock()
-	r.inflight[t.ID] = &inflight{cancel: cancel, msg: msg}
+	r.inflight[t.ID] = f
+	early := len(r.earlyCancels) > 0 && r.takeEarlyCancelLocked(t.ID, time.Now())
 	r.mu.Unlock()
+	if early {
+		// Cancelled between the claim's write and now: its notice found
+		// nothing to stop. (One read, before the attempt starts.)
+		r.stopIfCancelled(t.ID, f)
+	}
 	defer func() {
 		r.mu.Lock()
 		delete(r.inflight, t.ID)

@@ -1,0 +1,44 @@
+package runner
+
+import (
+	"fmt"
+	"testing"
+	"time"
+)
+
+func TestEarlyCancelNotices(t *testing.T) {
+	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	for _, tc := range []struct {
+		name   string
+		noted  map[string]time.Duration // id -> noted this long before t0
+		take   string
+		want   bool
+		remain int
+	}{
+		{"no notice", nil, "a", false, 0},
+		{"a fresh notice is taken once", map[string]time.Duration{"a": time.Second}, "a", true, 0},
+		{"another task's notice stays", map[string]time.Duration{"b": time.Second}, "a", false, 1},
+		{"a notice past its keep is not taken", map[string]time.Duration{"a": earlyCancelKeep + time.Second}, "a", false, 0},
+	} {
+		r := &Runner{earlyCancels: map[string]time.Time{}}
+		for id, ago := range tc.noted {
+			r.noteEarlyCancelLocked(id, t0.Add(-ago))
+		}
+		if got := r.takeEarlyCancelLocked(tc.take, t0); got != tc.want || len(r.earlyCancels) != tc.remain {
+			t.Errorf("%s: take %q = %v with %d kept, want %v with %d", tc.name, tc.take, got, len(r.earlyCancels), tc.want, tc.remain)
+		}
+		if r.takeEarlyCancelLocked(tc.take, t0) {
+			t.Errorf("%s: a notice was taken twice", tc.name)
+		}
+	}
+
+	// Every runner hears every notice: old ones go once there are many.
+	r := &Runner{earlyCancels: map[string]time.Time{}}
+	for i := 0; i < 1024; i++ {
+		r.noteEarlyCancelLocked(fmt.Sprint("old-", i), t0.Add(-time.Minute))
+	}
+	r.noteEarlyCancelLocked("new", t0)
+	if len(r.earlyCancels) != 1 || !r.takeEarlyCancelLocked("new", t0) {
+		t.Errorf("after 1,025 notices, %d kept (want only the new one)", len(r.earlyCancels))
+	}
+}
