@@ -44,9 +44,9 @@ type Runner struct {
 	// beforeRun, when set (by tests), is called with a claimed task's id
 	// just before its attempt registers as running here.
 	beforeRun atomic.Pointer[func(id string)]
-	recent   recentRecords        // retrying records written here, for the next claim
-	reads    atomic.Int64         // state records read to decide a delivery (for tests)
-	loops    map[string]bool      // functions being pulled
+	recent    recentRecords   // retrying records written here, for the next claim
+	reads     atomic.Int64    // state records read to decide a delivery (for tests)
+	loops     map[string]bool // functions being pulled
 	// failing holds, per pull loop ("<stream>/<function>"), why it cannot
 	// pull now; empty while every loop pulls. Ready reports it.
 	failing map[string]error
