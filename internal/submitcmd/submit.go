@@ -281,14 +281,18 @@ func waitTerminal(ctx context.Context, client *jetstream.Client, id string) (*mo
 	defer cancel()
 	events, err := client.State().Watch(ctx, id)
 	if err != nil {
-		return nil, err
-	}
-	for ev := range events {
-		if ev.Deleted {
-			return nil, fmt.Errorf("the state of task %s was removed while waiting", id)
+		if ctx.Err() == nil {
+			return nil, err
 		}
-		if ev.Record.Task.Status.IsTerminal() {
-			return ev.Record.Task, nil
+		// Ctrl-C while the watch was being set up: said as below.
+	} else {
+		for ev := range events {
+			if ev.Deleted {
+				return nil, fmt.Errorf("the state of task %s was removed while waiting", id)
+			}
+			if ev.Record.Task.Status.IsTerminal() {
+				return ev.Record.Task, nil
+			}
 		}
 	}
 	cause := context.Cause(ctx)
