@@ -237,8 +237,8 @@ func TestStatusListWatchCancel(t *testing.T) {
 	o.run("", "cancel", "t-sleep").want(t, 0, "cancelled t-sleep", "")
 	w := <-done
 	w.want(t, 0, "t-sleep  sleep  cancelled", "")
-	o.run("", "cancel", "t-sleep").want(t, 1, "", "cannot cancel t-sleep: it already cancelled")
-	o.run("", "cancel", "t-echo").want(t, 1, "", "already succeeded")
+	o.run("", "cancel", "t-sleep").want(t, 1, "", "cannot cancel t-sleep: it has already ended, cancelled")
+	o.run("", "cancel", "t-echo").want(t, 1, "", "it has already ended, succeeded")
 }
 
 // An id no runner has seen may be a queued task or a typo: the CLI says
@@ -248,7 +248,7 @@ func TestCancelOfAnUnseenIDSaysSo(t *testing.T) {
 	o := start(t)
 	r := o.run("", "cancel", "no-such-task")
 	r.want(t, 0, "cancelled no-such-task", "no runner has seen a task no-such-task yet: if one is queued it will not run; if the id is wrong, nothing was cancelled")
-	o.run("", "cancel", "no-such-task", "--json").want(t, 1, "", "already cancelled")
+	o.run("", "cancel", "no-such-task", "--json").want(t, 1, "", "it has already ended, cancelled")
 }
 
 func TestBatch(t *testing.T) {

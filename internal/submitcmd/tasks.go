@@ -377,7 +377,7 @@ func (c *cli) cancel(id string) error {
 	}
 	rec, err := client.Cancel(c.ctx, id)
 	if errors.Is(err, jetstream.ErrAlreadyFinished) {
-		return &statusError{code: exitFailed, msg: fmt.Sprintf("cannot cancel %s: it already %s", id, rec.Task.Status)}
+		return &statusError{code: exitFailed, msg: fmt.Sprintf("cannot cancel %s: it has already ended, %s", id, rec.Task.Status)}
 	}
 	if err != nil {
 		return err
