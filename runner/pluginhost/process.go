@@ -426,7 +426,9 @@ type ExitInfo struct {
 	// ended then likely ended for it (a Go plugin exits with status 2).
 	ProcessLimit bool
 	// CPUTimeLimit says the process was killed by SIGKILL having used up
-	// its CPU time limit (Limits.CPUSeconds).
+	// its CPU time limit (Limits.CPUSeconds). It holds even when Killed
+	// does: the runner's clean-up of a plugin the kernel just killed can
+	// mark it killed before its end is collected.
 	CPUTimeLimit bool
 	// Stderr is the tail of its stderr.
 	Stderr string
@@ -445,7 +447,7 @@ func (e ExitInfo) String() string {
 	switch {
 	case e.OutOfMemory || strings.Contains(e.Stderr, "out of memory"):
 		s += " (out of memory)"
-	case e.Signal == syscall.SIGXCPU || e.CPUTimeLimit && !e.Killed:
+	case e.Signal == syscall.SIGXCPU || e.CPUTimeLimit:
 		s += " (CPU time limit)"
 	case e.ProcessLimit && !e.Killed:
 		s += " (process limit reached)"
