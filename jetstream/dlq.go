@@ -371,56 +371,22 @@ func (c *Client) replay(ctx context.Context, d DeadTask) (ReplayResult, error) {
 	}
 	tm.Timeout, _ = time.ParseDuration(d.Header.Get(HeaderTimeout))
 
-	stale := true
 	var rec Record
-	for try := 0; stale && try < 3; try++ {
-		// After a first try, another replay of the task changed the record
-		// meanwhile: decide again on what it wrote.
-		var err error
-		rec, err = c.state.Get(ctx, d.ID)
-		stale = false
-		switch {
-		case errors.Is(err, ErrTaskNotFound):
-			return ReplayResult{}, fmt.Errorf("%w: %s: the task has no state record to check its dead-letter entry against (it expired or was removed); "+
-				"the entry is kept: inspect it with dlq show, purge it, or submit its payload as a new task", ErrReplayRefused, d.ID)
-		case err != nil:
-			return ReplayResult{}, fmt.Errorf("replay %s: %w", d.ID, err)
-		case rec.Task.Function != d.Function:
-			return ReplayResult{}, fmt.Errorf("%w: %s: the entry is for function %q but the task is a task of %q; the entry is kept",
-				ErrReplayRefused, d.ID, d.Function, rec.Task.Function)
-		case rec.Task.Status == models.StatusFailed && rec.Task.Replays == d.Replays:
-			if !sameFailure(rec.Task.Error, d.Error) {
-				return ReplayResult{}, fmt.Errorf("%w: %s: the entry's error does not match the failure recorded in the task's state; the entry is kept",
-					ErrReplayRefused, d.ID)
-			}
-			next := rec.Task.Clone()
-			if err := next.Replay(time.Now()); err != nil {
-				return ReplayResult{}, err
-			}
-			next2, err := c.state.Replace(ctx, rec, next)
-			if errors.Is(err, ErrStaleRevision) {
-				stale = true
-				break
-			}
-			if err != nil {
-				return ReplayResult{}, fmt.Errorf("replay %s: %w", d.ID, err)
-			}
-			rec = next2
-		case rec.Task.Status == models.StatusPending && rec.Task.Replays == d.Replays+1:
-			// An earlier replay reset the state but may not have published:
-			// publish now (deduplicated if it did).
-		case rec.Task.Replays > d.Replays:
-			if err := c.deleteDead(ctx, d.Sequence); err != nil {
-				return ReplayResult{}, err
-			}
-			return ReplayResult{ID: d.ID, Record: rec}, fmt.Errorf("%w: %s is %s after %d replays", ErrAlreadyReplayed, d.ID, rec.Task.Status, rec.Task.Replays)
-		default:
-			return ReplayResult{}, fmt.Errorf("replay %s: its state is %s with %d replays, the dead-letter entry was written after %d: %w",
-				d.ID, rec.Task.Status, rec.Task.Replays, d.Replays, models.ErrIllegalTransition)
+	var err error
+	for try := 0; try < 3; try++ {
+		// A stale try: another replay of the task changed the record
+		// meanwhile; decide again on what it wrote.
+		if rec, err = c.replayState(ctx, d); !errors.Is(err, ErrStaleRevision) {
+			break
 		}
 	}
-	if stale {
+	switch {
+	case errors.Is(err, ErrStaleRevision):
 		return ReplayResult{}, fmt.Errorf("replay %s: its state kept changing while replaying it; replay again", d.ID)
+	case errors.Is(err, ErrAlreadyReplayed):
+		return ReplayResult{ID: d.ID, Record: rec}, err
+	case err != nil:
+		return ReplayResult{}, err
 	}
 	tm.Attempt = rec.Task.Attempt + 1
 	if err := c.PublishRetry(ctx, &tm, fmt.Sprintf("%s.replay.%d", d.ID, rec.Task.Replays)); err != nil {
@@ -430,6 +396,51 @@ func (c *Client) replay(ctx context.Context, d DeadTask) (ReplayResult, error) {
 		return ReplayResult{}, err
 	}
 	return ReplayResult{ID: d.ID, Record: rec}, nil
+}
+
+// replayState checks the task's state against its dead-letter entry d
+// and, when the state shows the failure d records, resets it for a replay.
+// It returns the record to publish the replay from. It fails with
+// ErrStaleRevision when another replay changed the record meanwhile (for
+// the caller to decide again), and with ErrAlreadyReplayed, returning the
+// record, when the task was replayed since d was written (d is removed).
+func (c *Client) replayState(ctx context.Context, d DeadTask) (Record, error) {
+	rec, err := c.state.Get(ctx, d.ID)
+	switch {
+	case errors.Is(err, ErrTaskNotFound):
+		return Record{}, fmt.Errorf("%w: %s: the task has no state record to check its dead-letter entry against (it expired or was removed); "+
+			"the entry is kept: inspect it with dlq show, purge it, or submit its payload as a new task", ErrReplayRefused, d.ID)
+	case err != nil:
+		return Record{}, fmt.Errorf("replay %s: %w", d.ID, err)
+	case rec.Task.Function != d.Function:
+		return Record{}, fmt.Errorf("%w: %s: the entry is for function %q but the task is a task of %q; the entry is kept",
+			ErrReplayRefused, d.ID, d.Function, rec.Task.Function)
+	case rec.Task.Status == models.StatusFailed && rec.Task.Replays == d.Replays:
+		if !sameFailure(rec.Task.Error, d.Error) {
+			return Record{}, fmt.Errorf("%w: %s: the entry's error does not match the failure recorded in the task's state; the entry is kept",
+				ErrReplayRefused, d.ID)
+		}
+		next := rec.Task.Clone()
+		if err := next.Replay(time.Now()); err != nil {
+			return Record{}, err
+		}
+		rec, err = c.state.Replace(ctx, rec, next)
+		if err != nil && !errors.Is(err, ErrStaleRevision) {
+			return Record{}, fmt.Errorf("replay %s: %w", d.ID, err)
+		}
+		return rec, err
+	case rec.Task.Status == models.StatusPending && rec.Task.Replays == d.Replays+1:
+		// An earlier replay reset the state but may not have published:
+		// publish now (deduplicated if it did).
+		return rec, nil
+	case rec.Task.Replays > d.Replays:
+		if err := c.deleteDead(ctx, d.Sequence); err != nil {
+			return Record{}, err
+		}
+		return rec, fmt.Errorf("%w: %s is %s after %d replays", ErrAlreadyReplayed, d.ID, rec.Task.Status, rec.Task.Replays)
+	}
+	return Record{}, fmt.Errorf("replay %s: its state is %s with %d replays, the dead-letter entry was written after %d: %w",
+		d.ID, rec.Task.Status, rec.Task.Replays, d.Replays, models.ErrIllegalTransition)
 }
 
 // sameFailure reports whether the final error of a dead-letter entry is the

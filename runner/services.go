@@ -93,9 +93,9 @@ func (r *Runner) answerable(reply string) bool {
 }
 
 // onCancelRequest records a requested cancellation and, if the task was
-// running (or was cancelled already), tells every runner to stop it. A request without a reply
-// subject is carried out all the same: the state always says cancelled
-// before any runner stops the task.
+// running (or was cancelled already), tells every runner to stop it. A
+// request without a reply subject is carried out all the same: the state
+// always says cancelled before any runner stops the task.
 func (r *Runner) onCancelRequest(m *nats.Msg) {
 	id := strings.TrimPrefix(m.Subject, r.client.Config().CancelSubject(""))
 	log := r.log.WithField("task_id", id)

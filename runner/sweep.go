@@ -155,13 +155,11 @@ func (r *Runner) sweepFunction(ctx context.Context, stream, fn string, served []
 // failDueRetry dead-letters with te a retry, delayed start or replay that
 // came due for a function no runner serves, or that asks for more than
 // this runner's caps (lowered since the task was accepted). The task has
-// a record (the
-// runner that put the message back wrote it): the message is failed only
-// if decide would have run it, so a stale copy is dropped as a runner
-// would drop it, and anything else is left for a later sweep.
+// a record (the runner that put the message back wrote it): the message
+// is failed only if decide would have run it, so a stale copy is dropped
+// as a runner would drop it, and anything else is left for a later sweep.
 func (r *Runner) failDueRetry(ctx context.Context, log logrus.FieldLogger, tm *jetstream.TaskMessage, te models.TaskError, msg natsjs.Msg, meta *natsjs.MsgMetadata) {
-	d := delivery{Stream: meta.Stream, Seq: meta.Sequence.Stream, Delivered: meta.NumDelivered,
-		Function: tm.Function, Retry: tm.Retry, Attempt: tm.Attempt, RunAt: tm.RunAt}
+	d := deliveryOf(tm, meta)
 	for try := 0; try < 5; try++ {
 		v, rec, _, err := r.view(ctx, tm.ID)
 		if err != nil || !v.Found || v.Corrupt != "" {

@@ -49,8 +49,7 @@ func (r *Runner) handle(fn string, res resolved, msg natsjs.Msg) {
 		r.failWithoutRunning(ctx, log, &tm, te, msg, meta)
 		return
 	}
-	d := delivery{Stream: meta.Stream, Seq: meta.Sequence.Stream, Delivered: meta.NumDelivered,
-		Function: tm.Function, Retry: tm.Retry, Attempt: tm.Attempt, RunAt: tm.RunAt}
+	d := deliveryOf(&tm, meta)
 	rec, ok := r.claim(ctx, log, &tm, d, res, msg)
 	ts.claimed(rec)
 	if !ok {
@@ -60,6 +59,12 @@ func (r *Runner) handle(fn string, res resolved, msg natsjs.Msg) {
 		log = log.WithField("attempt", rec.Task.Attempt)
 	}
 	r.run(rec, &tm, res, msg, log, ts)
+}
+
+// deliveryOf is what decide needs of the delivered message of tm.
+func deliveryOf(tm *jetstream.TaskMessage, meta *natsjs.MsgMetadata) delivery {
+	return delivery{Stream: meta.Stream, Seq: meta.Sequence.Stream, Delivered: meta.NumDelivered,
+		Function: tm.Function, Retry: tm.Retry, Attempt: tm.Attempt, RunAt: tm.RunAt}
 }
 
 // checkLimits refuses a task asking for more than the operator allows.

@@ -166,19 +166,7 @@ func TestDeadPageShowsTheLatestEntriesOfALargeStream(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	s, err := New(Config{Client: srv.Client, Addr: "127.0.0.1:0"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	s.maxDeadScanned = scanned
-	if err := s.Start(omniqtest.Context(t)); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		c, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		_ = s.Stop(c)
-	})
+	s := startDashboard(t, Config{Client: srv.Client}, func(s *Server) { s.maxDeadScanned = scanned })
 	_, body := newBrowser(t, s.URL()).get("/dead")
 	entries, _, _ := strings.Cut(body[strings.Index(body, `id="entries"`):], "</table>")
 	if !strings.Contains(entries, fmt.Sprintf(">entry-%03d<", total-1)) {

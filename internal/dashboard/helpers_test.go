@@ -16,8 +16,9 @@ import (
 )
 
 // startDashboard starts a dashboard on a free loopback port for client and
-// stops it when the test ends.
-func startDashboard(t *testing.T, cfg Config) *Server {
+// stops it when the test ends. Each tune, if any, changes the server
+// before it starts (its internal bounds and timeouts).
+func startDashboard(t *testing.T, cfg Config, tune ...func(*Server)) *Server {
 	t.Helper()
 	if cfg.Addr == "" {
 		cfg.Addr = "127.0.0.1:0"
@@ -25,6 +26,9 @@ func startDashboard(t *testing.T, cfg Config) *Server {
 	s, err := New(cfg)
 	if err != nil {
 		t.Fatal(err)
+	}
+	for _, f := range tune {
+		f(s)
 	}
 	if err := s.Start(omniqtest.Context(t)); err != nil {
 		t.Fatal(err)

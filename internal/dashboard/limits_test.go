@@ -3,7 +3,6 @@ package dashboard
 import (
 	"bufio"
 	"bytes"
-	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"io"
@@ -73,18 +72,8 @@ func (zeros) Read(p []byte) (int, error) { clear(p); return len(p), nil }
 func TestStalledConnectionsAreClosed(t *testing.T) {
 	t.Parallel()
 	srv := startServer(t)
-	s, err := New(Config{Client: srv.Client, Addr: "127.0.0.1:0", Token: "s3cret"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	s.bodyTimeout, s.idleTimeout = 200*time.Millisecond, 200*time.Millisecond
-	if err := s.Start(omniqtest.Context(t)); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		c, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		_ = s.Stop(c)
+	s := startDashboard(t, Config{Client: srv.Client, Token: "s3cret"}, func(s *Server) {
+		s.bodyTimeout, s.idleTimeout = 200*time.Millisecond, 200*time.Millisecond
 	})
 	addr := strings.TrimPrefix(s.URL(), "http://")
 	closed := func(what string, conn net.Conn) {
