@@ -203,3 +203,20 @@ func TestFlashMessagesCannotBeForged(t *testing.T) {
 		t.Errorf("an altered message is shown")
 	}
 }
+
+func TestTokenEqual(t *testing.T) {
+	for _, c := range []struct {
+		got, want string
+		equal     bool
+	}{
+		{"s3cret-token", "s3cret-token", true},
+		{"s3cret-tokeN", "s3cret-token", false},
+		{"s3cret", "s3cret-token", false},
+		{"s3cret-token-and-more", "s3cret-token", false},
+		{"", "s3cret-token", false},
+	} {
+		if got := tokenEqual(c.got, c.want); got != c.equal {
+			t.Errorf("tokenEqual(%q, %q) = %v, want %v", c.got, c.want, got, c.equal)
+		}
+	}
+}
