@@ -468,6 +468,9 @@ func (c *cli) connect() (*jetstream.Client, error) {
 		// certificate it requires and did not get, or did not accept.
 		return nil, fmt.Errorf("%w\n  check --nats-ca, and --nats-cert and --nats-key if the server asks for a client certificate", err)
 	}
+	if hint, ok := natsflags.FileHint(err, cfg); ok {
+		return nil, fmt.Errorf("%w\n  %s", err, hint)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("%w\n  is omniq-runner (or your NATS server) running there? Set --nats-url or OMNIQ_NATS_URL to its address", err)
 	}
