@@ -181,6 +181,11 @@ func decodeFile(b []byte, f *File) error {
 	dec.UseNumber()
 	var tree any
 	if err := dec.Decode(&tree); err != nil {
+		var syntax *json.SyntaxError
+		if errors.As(err, &syntax) {
+			line := 1 + bytes.Count(b[:min(int(syntax.Offset), len(b))], []byte("\n"))
+			return fmt.Errorf("line %d: %w", line, err)
+		}
 		return err
 	}
 	tree, err := settingsTree(tree, reflect.TypeOf(f).Elem(), "")
@@ -225,7 +230,7 @@ func settingsTree(v any, t reflect.Type, path string) (any, error) {
 	case reflect.Slice:
 		items, ok := v.([]any)
 		if !ok {
-			return v, nil // encoding/json reports the type mismatch
+			return nil, wrongType(path, "a list", v)
 		}
 		out := make([]any, len(items))
 		for i, item := range items {
@@ -238,7 +243,7 @@ func settingsTree(v any, t reflect.Type, path string) (any, error) {
 	case reflect.Map:
 		m, ok := v.(map[string]any)
 		if !ok {
-			return v, nil
+			return nil, wrongType(path, "an object", v)
 		}
 		out := make(map[string]any, len(m))
 		for k, item := range m {
@@ -251,7 +256,7 @@ func settingsTree(v any, t reflect.Type, path string) (any, error) {
 	case reflect.Struct:
 		m, ok := v.(map[string]any)
 		if !ok {
-			return v, nil
+			return nil, wrongType(path, "an object", v)
 		}
 		fields := settingFields(t)
 		keys := make([]string, 0, len(m))
@@ -281,8 +286,44 @@ func settingsTree(v any, t reflect.Type, path string) (any, error) {
 			out[f.jsonKey] = item
 		}
 		return out, nil
+	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64,
+		reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64, reflect.Float32, reflect.Float64:
+		if _, ok := v.(json.Number); !ok {
+			return nil, wrongType(path, "a number", v)
+		}
+	case reflect.Bool:
+		if _, ok := v.(bool); !ok {
+			return nil, wrongType(path, "true or false", v)
+		}
+	case reflect.String:
+		if _, ok := v.(string); !ok {
+			return nil, wrongType(path, "a string", v)
+		}
 	}
 	return v, nil
+}
+
+// wrongType is the error for a setting at path whose JSON value v is not
+// of the kind the setting takes (want): "defaults.max_retries: want a
+// number, got the string "3"".
+func wrongType(path, want string, v any) error {
+	got := "null"
+	switch v := v.(type) {
+	case string:
+		got = fmt.Sprintf("the string %q", v)
+	case json.Number:
+		got = "the number " + v.String()
+	case bool:
+		got = fmt.Sprint(v)
+	case []any:
+		got = "a list"
+	case map[string]any:
+		got = "an object"
+	}
+	if path == "" {
+		return fmt.Errorf("want %s, got %s", want, got)
+	}
+	return fmt.Errorf("%s: want %s, got %s", path, want, got)
 }
 
 // settingField is a struct field the config file may set.

@@ -91,6 +91,15 @@ func TestBadFlagsAndConfigExit2BeforeStarting(t *testing.T) {
 		{"config dlq_max_age", []string{"--plugins-dir", plugins, "--config", cfgFile(`{"streams": {"dlq_max_age": "2000000h"}}`)}, nil, "must be at most 87600h0m0s"},
 		{"config int overflow", []string{"--plugins-dir", plugins, "--config", cfgFile(`{"defaults": {"max_retries": 99999999999999999999}}`)}, nil, "max_retries"},
 		{"config replicas", []string{"--plugins-dir", plugins, "--config", cfgFile(`{"streams": {"replicas": 9}}`)}, nil, "Replicas must be 1 to 5"},
+		// A value of the wrong kind is named by its path in the file, not
+		// by Go's field names ("Config.streams.Replicas"), and a syntax
+		// error by its line.
+		{"config wrong type", []string{"--plugins-dir", plugins, "--config", cfgFile(`{"defaults": {"max_retries": "3"}}`)}, nil, `defaults.max_retries: want a number, got the string "3"`},
+		{"config wrong type stream", []string{"--plugins-dir", plugins, "--config", cfgFile(`{"streams": {"replicas": "three"}}`)}, nil, `streams.replicas: want a number, got the string "three"`},
+		{"config wrong type list", []string{"--plugins-dir", plugins, "--config", cfgFile(`{"plugins": {"echo": {"env": "A=1"}}}`)}, nil, `plugins.echo.env: want a list, got the string "A=1"`},
+		{"config wrong type bool", []string{"--plugins-dir", plugins, "--config", cfgFile(`{"plugin_policy": {"require_sha256": "yes"}}`)}, nil, `plugin_policy.require_sha256: want true or false, got the string "yes"`},
+		{"config not an object", []string{"--plugins-dir", plugins, "--config", cfgFile(`[1]`)}, nil, `want an object, got a list`},
+		{"config syntax", []string{"--plugins-dir", plugins, "--config", cfgFile("{\n  \"defaults\": {\"timeout\": \"30s\"},\n}")}, nil, `line 3: invalid character '}'`},
 	}
 	for _, tt := range tests {
 		var stderr bytes.Buffer
