@@ -163,3 +163,20 @@ func TestSecretFilesEveryUserCanReadAreWarnedAbout(t *testing.T) {
 		}
 	}
 }
+
+// Settings for a plugin the plugins directory does not hold (a typo in its
+// name) apply to nothing: its sha256, user and limits would silently not
+// be enforced, so the runner says so.
+func TestConfigForAPluginThatIsNotThereIsWarnedAbout(t *testing.T) {
+	t.Parallel()
+	cfg := writeConfig(t, `{"plugins": {"echoo": {"sha256": "`+strings.Repeat("ab", 32)+`"}, "echo": {"concurrency": 4}}}`)
+	_, logs, stop := startMain(t, []string{"--listen", "127.0.0.1:0", "--data-dir", t.TempDir(), "--config", cfg},
+		map[string]string{"OMNIQ_PLUGINS_DIR": pluginsDir(t)})
+	if code := stop(false); code != 0 {
+		t.Fatalf("exit %d:\n%s", code, logs)
+	}
+	if !strings.Contains(logs.String(), "plugins.echoo") || strings.Contains(logs.String(), "plugins.echo ") ||
+		strings.Contains(logs.String(), "plugins.echo,") {
+		t.Fatalf("want a warning naming plugins.echoo only:\n%s", logs)
+	}
+}
