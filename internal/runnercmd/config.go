@@ -409,9 +409,9 @@ func Parse(args []string, getenv func(string) string, stderr io.Writer) (Options
 	})
 	fs := cmd.Flags()
 	o.NATS.Register(fs, natsflags.Options{URLUsage: "NATS server or cluster to use instead of the embedded server (comma-separated URLs)"})
-	fs.StringVar(&o.Listen, "listen", "127.0.0.1:4222", `embedded server's client address ("none": in-process only; port 0: any free port)`)
+	fs.StringVar(&o.Listen, "listen", defaultListen, `embedded server's client address ("none": in-process only; port 0: any free port)`)
 	fs.StringVar(&o.DataDir, "data-dir", "./omniq-data", "embedded server's JetStream store directory")
-	fs.StringVar(&o.Sync, "sync", "2m", `embedded server's fsync policy: "always", or an interval such as "2m" (see docs/operations.md)`)
+	fs.StringVar(&o.Sync, "sync", defaultSync, `embedded server's fsync policy: "always", or an interval such as "2m" (see docs/operations.md)`)
 	fs.StringVar(&o.PluginsDir, "plugins-dir", "./bin/plugins", "directory of plugin executables")
 	fs.IntVar(&o.Concurrency, "concurrency", 0, "tasks of a function run at once, where neither the plugin nor the config file sets it (0: 16)")
 	fs.StringVar(&o.LogFormat, "log-format", "text", "log format: text or json")
@@ -547,11 +547,27 @@ func (o *Options) check() error {
 	return nil
 }
 
+// The embedded server's --listen and --sync defaults.
+const (
+	defaultListen = "127.0.0.1:4222"
+	defaultSync   = "2m"
+)
+
 // checkAuth validates the security flags against the mode (embedded or
 // external server).
 func (o *Options) checkAuth() error {
 	if o.NATS.URL != "" {
-		for _, f := range []struct{ flag, v string }{{"--tls-cert", o.TLSCert}, {"--tls-key", o.TLSKey}, {"--tls-ca", o.TLSCA}, {"--auth-config", o.AuthConfig}} {
+		// --listen and --sync are refused only when changed: their
+		// defaults are always set.
+		listen, sync := o.Listen, o.Sync
+		if listen == defaultListen {
+			listen = ""
+		}
+		if sync == defaultSync {
+			sync = ""
+		}
+		for _, f := range []struct{ flag, v string }{{"--tls-cert", o.TLSCert}, {"--tls-key", o.TLSKey}, {"--tls-ca", o.TLSCA}, {"--auth-config", o.AuthConfig},
+			{"--listen", listen}, {"--sync", sync}} {
 			if f.v != "" {
 				return fmt.Errorf("%w: %s configures the embedded server, which --nats-url replaces (for TLS to that server, see --nats-ca, --nats-cert, --nats-key)", errUsage, f.flag)
 			}

@@ -212,6 +212,13 @@ func run(ctx context.Context, force <-chan struct{}, o Options, log *logrus.Logg
 		conn := o.NATS.Config("omniq-runner")
 		conn.Logger, conn.InboxPrefix = log, roles.RunnerInboxPrefix
 		nc, err = jetstream.Connect(conn)
+		if errors.Is(err, nats.ErrAuthorization) {
+			given := "the login given"
+			if !o.NATS.HasLogin() {
+				given = "no login (none was given)"
+			}
+			err = fmt.Errorf("%w\n  the server at --nats-url (or OMNIQ_NATS_URL) refused %s: give the runner's login with --nats-creds, --nats-nkey, --nats-user/--nats-password or --nats-token (docs/security.md); to run the embedded server instead, unset --nats-url and OMNIQ_NATS_URL", err, given)
+		}
 	}
 	if err != nil {
 		return err
