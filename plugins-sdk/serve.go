@@ -77,20 +77,24 @@ type servingServer struct {
 	stdio sync.Once
 }
 
+// connected points os.Stdout and os.Stderr at Stderr, once.
 func (s *servingServer) connected() {
 	s.stdio.Do(func() { os.Stdout, os.Stderr = Stderr, Stderr })
 }
 
+// Describe is Server.Describe, the runner's first call.
 func (s *servingServer) Describe(ctx context.Context, req *pluginpb.DescribeRequest) (*pluginpb.DescribeResponse, error) {
 	s.connected()
 	return s.Server.Describe(ctx, req)
 }
 
+// Execute is Server.Execute.
 func (s *servingServer) Execute(req *pluginpb.ExecuteRequest, stream grpc.ServerStreamingServer[pluginpb.ExecuteEvent]) error {
 	s.connected()
 	return s.Server.Execute(req, stream)
 }
 
+// Session is Server.Session.
 func (s *servingServer) Session(stream grpc.BidiStreamingServer[pluginpb.SessionRequest, pluginpb.SessionEvent]) error {
 	s.connected()
 	return s.Server.Session(stream)
