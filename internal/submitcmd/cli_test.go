@@ -77,6 +77,18 @@ func TestHelpOnEveryCommand(t *testing.T) {
 	runArgs(t, "list", "-h").want(t, 0, "--sort", "")
 }
 
+// "help TOPIC" for no such command says so, with a suggestion, as for a
+// misspelt command; before, it printed the root's help and exited 0, as if
+// the topic were the root.
+func TestHelpForAnUnknownTopicIsAUsageError(t *testing.T) {
+	t.Parallel()
+	runArgs(t, "help", "stauts").want(t, 2, "", "unknown help topic \"stauts\"\n\nDid you mean this?\n\tstatus")
+	runArgs(t, "help", "dlq", "lsit").want(t, 2, "", "unknown help topic \"dlq lsit\"\n\nDid you mean this?\n\tlist")
+	runArgs(t, "help", "nosuchthing").want(t, 2, "", "unknown help topic \"nosuchthing\" (see omniq-submit -h)")
+	runArgs(t, "help", "dlq", "replay").want(t, 0, "omniq-submit dlq replay", "")
+	runArgs(t, "help").want(t, 0, "Available Commands", "")
+}
+
 func TestTyposGetSuggestions(t *testing.T) {
 	t.Parallel()
 	o := start(t)

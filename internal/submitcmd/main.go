@@ -186,6 +186,7 @@ queues the task anyway. Prints the task id, or with --wait the task's result
 	root.AddCommand(sub, c.batchCommand(), c.statusCommand(), c.listCommand(), c.watchCommand(),
 		c.cancelCommand(), c.functionsCommand(), c.dlqCommand(), c.versionCommand())
 	completionNeedsAShell(root)
+	helpNeedsACommand(root)
 	c.completions(root)
 	return root
 }
@@ -279,6 +280,37 @@ func completionNeedsAShell(root *cobra.Command) {
 				return usagef("completion needs a shell: bash, zsh, fish or powershell (see omniq-submit completion -h)")
 			}
 			return usagef("completion: no script for shell %q: want bash, zsh, fish or powershell", args[0])
+		}
+	}
+}
+
+// helpNeedsACommand makes "help TOPIC" for no such command a usage error
+// with suggestions. cobra's help command finds the root for it (the root
+// takes arguments: a FUNCTION) and would print the root's help.
+func helpNeedsACommand(root *cobra.Command) {
+	root.InitDefaultHelpCmd()
+	for _, cmd := range root.Commands() {
+		if cmd.Name() != "help" {
+			continue
+		}
+		show := cmd.Run
+		cmd.Run = nil
+		cmd.RunE = func(cmd *cobra.Command, args []string) error {
+			target, rest, err := root.Find(args)
+			if err == nil && len(rest) == 0 {
+				show(cmd, args)
+				return nil
+			}
+			msg := fmt.Sprintf("unknown help topic %q", strings.Join(args, " "))
+			if target == nil {
+				target = root
+			}
+			if len(rest) > 0 {
+				if sugg := target.SuggestionsFor(rest[0]); len(sugg) > 0 {
+					return usagef("%s\n\nDid you mean this?\n\t%s", msg, strings.Join(sugg, "\n\t"))
+				}
+			}
+			return usagef("%s (see %s -h)", msg, target.CommandPath())
 		}
 	}
 }
