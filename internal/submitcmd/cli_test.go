@@ -459,6 +459,13 @@ func TestCompletionOffersValuesAndFunctions(t *testing.T) {
 			t.Errorf("%v: completions %q, want %q", tc.args, got, tc.want)
 		}
 	}
+	// A task id is not a file: the shell must not offer the directory's
+	// files for one (directive 4, ShellCompDirectiveNoFileComp).
+	for _, args := range [][]string{{"status", ""}, {"watch", ""}, {"cancel", ""}, {"dlq", "show", ""}, {"dlq", "replay", ""}, {"dlq", "purge", ""}} {
+		if r := o.run("", append([]string{"__complete"}, args...)...); !strings.HasSuffix(r.stdout, ":4\n") {
+			t.Errorf("completion of %v: %q, want no file completion", args, r.stdout)
+		}
+	}
 }
 
 // A malformed --after is a mistake in the command line: exit 2, like a

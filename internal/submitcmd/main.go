@@ -193,7 +193,7 @@ queues the task anyway. Prints the task id, or with --wait the task's result
 
 // completions makes shell completion offer the values of --status, --sort
 // and -o, and the functions the runners serve for a FUNCTION argument and
-// --function.
+// --function; a task id is not completed from files.
 func (c *cli) completions(root *cobra.Command) {
 	// fixed completes one of values; after a comma, the next of a list.
 	fixed := func(values ...string) cobra.CompletionFunc {
@@ -224,6 +224,9 @@ func (c *cli) completions(root *cobra.Command) {
 				_ = cmd.RegisterFlagCompletionFunc("status", fixed(statuses...))
 				_ = cmd.RegisterFlagCompletionFunc("sort", fixed("created", "created:asc", "updated", "updated:asc"))
 			}
+		case "status", "watch", "cancel", "show", "replay", "purge":
+			// A task id, not a file.
+			cmd.ValidArgsFunction = cobra.NoFileCompletions
 		case "submit", "batch", root.Name():
 			// FUNCTION first; then PAYLOAD or FILE, which may be a file.
 			cmd.ValidArgsFunction = func(cmd *cobra.Command, args []string, toComplete string) ([]cobra.Completion, cobra.ShellCompDirective) {
