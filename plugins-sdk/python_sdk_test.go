@@ -2,6 +2,7 @@ package sdk_test
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"io/fs"
 	"os"
@@ -11,7 +12,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sirupsen/logrus"
+	logtest "github.com/sirupsen/logrus/hooks/test"
+
+	"github.com/omniq/omniq/internal/omniqtest"
+	"github.com/omniq/omniq/plugins-sdk/pluginpb"
 	"github.com/omniq/omniq/plugins-sdk/sdktest"
+	"github.com/omniq/omniq/runner/pluginhost"
 )
 
 // pythonWithDeps returns a python3 that can import what the Python SDK
@@ -169,6 +176,36 @@ func TestPythonSDK(t *testing.T) {
 		}
 	})
 
+	// print() and the logging module reach the runner's log: print at
+	// debug, a logging warning at warning (plugins-sdk/python/README.md,
+	// Logging); before, print() went down the handshake pipe, which the
+	// runner discards, and logging's lines were all logged at debug.
+	t.Run("logging", func(t *testing.T) {
+		log, hook := logtest.NewNullLogger()
+		log.SetLevel(logrus.DebugLevel)
+		s := pluginhost.NewSupervisor(pluginhost.Config{Process: pluginhost.ProcessConfig{
+			Path: install("python/tests/plugin_under_test.py"), Env: []string{pathEnv}, Logger: log}})
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		if err := s.Start(ctx); err != nil {
+			t.Fatalf("start: %v", err)
+		}
+		defer func() { _ = s.Stop(ctx) }()
+		res := s.Execute(ctx, &pluginpb.ExecuteRequest{TaskId: "t1", Function: "py_log", Payload: []byte("p1"), Attempt: 1}, time.Now().Add(30*time.Second), nil)
+		if res.Failure != nil || string(res.Output) != "logged" {
+			t.Fatalf("py_log = %q %+v", res.Output, res.Failure)
+		}
+		want := map[string]logrus.Level{"py_log printed p1": logrus.DebugLevel, "[WARN] pyplugin: py_log warned p1": logrus.WarnLevel}
+		omniqtest.Eventually(t, 10*time.Second, "py_log's print at debug and its logging warning at warning in the runner's log", func() bool {
+			for _, e := range hook.AllEntries() {
+				if level, ok := want[e.Message]; ok && e.Level == level {
+					delete(want, e.Message)
+				}
+			}
+			return len(want) == 0
+		})
+	})
+
 	t.Run("supervised", func(t *testing.T) {
 		p := sdktest.StartPlugin(t, install("python/tests/plugin_under_test.py"), pathEnv)
 		var names []string
@@ -179,7 +216,7 @@ func TestPythonSDK(t *testing.T) {
 				t.Errorf("py_upper's spec = %+v", f)
 			}
 		}
-		if got := strings.Join(names, ","); got != "py_busy,py_crash,py_deadline,py_divide,py_permanent,py_trace,py_upper" {
+		if got := strings.Join(names, ","); got != "py_busy,py_crash,py_deadline,py_divide,py_log,py_permanent,py_trace,py_upper" {
 			t.Fatalf("functions = %s", got)
 		}
 

@@ -19,11 +19,12 @@ import (
 	"github.com/omniq/omniq/plugins-sdk/pluginpb"
 )
 
-// Stderr is the plugin process's own standard error. Serve redirects
-// os.Stderr through go-plugin's gRPC stdio stream, which is asynchronous:
-// what a plugin writes there right before it exits can be lost. What it
-// writes to Stderr reaches the runner's crash report for certain, as the Go
-// runtime's panic output does.
+// Stderr is the plugin process's own standard error, where os.Stderr and
+// os.Stdout point once the runner has connected: the runner logs each line
+// (at the level a "[WARN] "-style prefix or an hclog JSON line names, else
+// at debug) and keeps the last 64 KiB for the crash report. Write to
+// Stderr what must get out before the runner connects, or while it starts
+// the plugin.
 var Stderr = os.NewFile(2, "/dev/stderr")
 
 // ServeOption configures Serve.
@@ -56,12 +57,47 @@ func Serve(h *Mux, opts ...ServeOption) {
 	go exitWithParent()
 	plugin.Serve(&plugin.ServeConfig{
 		HandshakeConfig: Handshake,
-		Plugins:         plugin.PluginSet{PluginName: &GRPCPlugin{Impl: NewServer(h, cfg.name, cfg.version)}},
+		Plugins:         plugin.PluginSet{PluginName: &GRPCPlugin{Impl: &servingServer{Server: NewServer(h, cfg.name, cfg.version)}}},
 		GRPCServer: func(opts []grpc.ServerOption) *grpc.Server {
 			return grpc.NewServer(append(opts, grpc.MaxRecvMsgSize(max), grpc.MaxSendMsgSize(max))...)
 		},
 		Logger: hclog.New(&hclog.LoggerOptions{Output: os.Stderr, Level: hclog.Warn, JSONFormat: true}),
 	})
+}
+
+// servingServer is the Server of a plugin process started by the runner.
+// go-plugin points os.Stdout and os.Stderr at pipes it forwards over a gRPC
+// stream that the runner keeps only for crash reports: the lines a plugin
+// writes there (fmt.Println, a logger writing to os.Stderr) would never
+// reach the runner's log. The first call from the runner (always after
+// that redirection) points both back at the process's own standard error,
+// which the runner reads line by line: logs them, and keeps the tail.
+type servingServer struct {
+	*Server
+	stdio sync.Once
+}
+
+// connected points os.Stdout and os.Stderr at Stderr, once.
+func (s *servingServer) connected() {
+	s.stdio.Do(func() { os.Stdout, os.Stderr = Stderr, Stderr })
+}
+
+// Describe is Server.Describe, the runner's first call.
+func (s *servingServer) Describe(ctx context.Context, req *pluginpb.DescribeRequest) (*pluginpb.DescribeResponse, error) {
+	s.connected()
+	return s.Server.Describe(ctx, req)
+}
+
+// Execute is Server.Execute.
+func (s *servingServer) Execute(req *pluginpb.ExecuteRequest, stream grpc.ServerStreamingServer[pluginpb.ExecuteEvent]) error {
+	s.connected()
+	return s.Server.Execute(req, stream)
+}
+
+// Session is Server.Session.
+func (s *servingServer) Session(stream grpc.BidiStreamingServer[pluginpb.SessionRequest, pluginpb.SessionEvent]) error {
+	s.connected()
+	return s.Server.Session(stream)
 }
 
 // GRPCPlugin is the go-plugin glue for the OmniQ protocol. Plugins get it
@@ -254,7 +290,7 @@ func exitWithParent() {
 	parent := os.Getppid()
 	for range time.Tick(time.Second) {
 		if os.Getppid() != parent {
-			fmt.Fprintln(os.Stderr, "omniq plugin: the runner is gone, exiting")
+			fmt.Fprintln(Stderr, "omniq plugin: the runner is gone, exiting")
 			os.Exit(1)
 		}
 	}

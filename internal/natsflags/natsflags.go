@@ -7,11 +7,13 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
 	"time"
 
+	"github.com/nats-io/nkeys"
 	"github.com/spf13/pflag"
 
 	"github.com/omniq/omniq/internal/credentials"
@@ -86,6 +88,39 @@ func (f *Flags) Config(name string) jetstream.ConnConfig {
 	c := f.Conn
 	c.URL, c.Name, c.ConnectTimeout = f.URL, name, f.ConnectTimeout
 	return c
+}
+
+// FileHint explains a connection error caused by a login or TLS file of
+// cfg (one that cannot be read, or a seed or creds file holding no key):
+// it names the flag that gave the file, so that the user checks the file
+// rather than looks for a server that is not running. ok is false for
+// every other error.
+func FileHint(err error, cfg jetstream.ConnConfig) (hint string, ok bool) {
+	flag := ""
+	var pathErr *fs.PathError
+	switch {
+	case errors.As(err, &pathErr):
+		for _, f := range []struct{ file, flag string }{
+			{cfg.CredsFile, "--nats-creds"}, {cfg.NKeySeedFile, "--nats-nkey"},
+			{cfg.TLSCAFile, "--nats-ca"}, {cfg.TLSCertFile, "--nats-cert"}, {cfg.TLSKeyFile, "--nats-key"},
+		} {
+			if f.file != "" && f.file == pathErr.Path {
+				flag = f.flag
+				break
+			}
+		}
+	case errors.Is(err, nkeys.ErrNoSeedFound), errors.Is(err, nkeys.ErrInvalidSeed), errors.Is(err, nkeys.ErrInvalidSeedLen),
+		errors.Is(err, nkeys.ErrInvalidEncoding), errors.Is(err, nkeys.ErrInvalidChecksum), errors.Is(err, nkeys.ErrInvalidPrefixByte):
+		if cfg.NKeySeedFile != "" {
+			flag = "--nats-nkey"
+		} else if cfg.CredsFile != "" {
+			flag = "--nats-creds"
+		}
+	}
+	if flag == "" {
+		return "", false
+	}
+	return "check the file given to " + flag + " (or its environment variable): it must exist, be readable, and hold what the flag says", true
 }
 
 // EnvName is the environment variable of a flag: --nats-url is

@@ -181,6 +181,11 @@ func decodeFile(b []byte, f *File) error {
 	dec.UseNumber()
 	var tree any
 	if err := dec.Decode(&tree); err != nil {
+		var syntax *json.SyntaxError
+		if errors.As(err, &syntax) {
+			line := 1 + bytes.Count(b[:min(int(syntax.Offset), len(b))], []byte("\n"))
+			return fmt.Errorf("line %d: %w", line, err)
+		}
 		return err
 	}
 	tree, err := settingsTree(tree, reflect.TypeOf(f).Elem(), "")
@@ -225,7 +230,7 @@ func settingsTree(v any, t reflect.Type, path string) (any, error) {
 	case reflect.Slice:
 		items, ok := v.([]any)
 		if !ok {
-			return v, nil // encoding/json reports the type mismatch
+			return nil, wrongType(path, "a list", v)
 		}
 		out := make([]any, len(items))
 		for i, item := range items {
@@ -238,7 +243,7 @@ func settingsTree(v any, t reflect.Type, path string) (any, error) {
 	case reflect.Map:
 		m, ok := v.(map[string]any)
 		if !ok {
-			return v, nil
+			return nil, wrongType(path, "an object", v)
 		}
 		out := make(map[string]any, len(m))
 		for k, item := range m {
@@ -251,7 +256,7 @@ func settingsTree(v any, t reflect.Type, path string) (any, error) {
 	case reflect.Struct:
 		m, ok := v.(map[string]any)
 		if !ok {
-			return v, nil
+			return nil, wrongType(path, "an object", v)
 		}
 		fields := settingFields(t)
 		keys := make([]string, 0, len(m))
@@ -281,8 +286,44 @@ func settingsTree(v any, t reflect.Type, path string) (any, error) {
 			out[f.jsonKey] = item
 		}
 		return out, nil
+	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64,
+		reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64, reflect.Float32, reflect.Float64:
+		if _, ok := v.(json.Number); !ok {
+			return nil, wrongType(path, "a number", v)
+		}
+	case reflect.Bool:
+		if _, ok := v.(bool); !ok {
+			return nil, wrongType(path, "true or false", v)
+		}
+	case reflect.String:
+		if _, ok := v.(string); !ok {
+			return nil, wrongType(path, "a string", v)
+		}
 	}
 	return v, nil
+}
+
+// wrongType is the error for a setting at path whose JSON value v is not
+// of the kind the setting takes (want): "defaults.max_retries: want a
+// number, got the string "3"".
+func wrongType(path, want string, v any) error {
+	got := "null"
+	switch v := v.(type) {
+	case string:
+		got = fmt.Sprintf("the string %q", v)
+	case json.Number:
+		got = "the number " + v.String()
+	case bool:
+		got = fmt.Sprint(v)
+	case []any:
+		got = "a list"
+	case map[string]any:
+		got = "an object"
+	}
+	if path == "" {
+		return fmt.Errorf("want %s, got %s", want, got)
+	}
+	return fmt.Errorf("%s: want %s, got %s", path, want, got)
 }
 
 // settingField is a struct field the config file may set.
@@ -368,9 +409,9 @@ func Parse(args []string, getenv func(string) string, stderr io.Writer) (Options
 	})
 	fs := cmd.Flags()
 	o.NATS.Register(fs, natsflags.Options{URLUsage: "NATS server or cluster to use instead of the embedded server (comma-separated URLs)"})
-	fs.StringVar(&o.Listen, "listen", "127.0.0.1:4222", `embedded server's client address ("none": in-process only; port 0: any free port)`)
+	fs.StringVar(&o.Listen, "listen", defaultListen, `embedded server's client address ("none": in-process only; port 0: any free port)`)
 	fs.StringVar(&o.DataDir, "data-dir", "./omniq-data", "embedded server's JetStream store directory")
-	fs.StringVar(&o.Sync, "sync", "2m", `embedded server's fsync policy: "always", or an interval such as "2m" (see docs/operations.md)`)
+	fs.StringVar(&o.Sync, "sync", defaultSync, `embedded server's fsync policy: "always", or an interval such as "2m" (see docs/operations.md)`)
 	fs.StringVar(&o.PluginsDir, "plugins-dir", "./bin/plugins", "directory of plugin executables")
 	fs.IntVar(&o.Concurrency, "concurrency", 0, "tasks of a function run at once, where neither the plugin nor the config file sets it (0: 16)")
 	fs.StringVar(&o.LogFormat, "log-format", "text", "log format: text or json")
@@ -506,11 +547,27 @@ func (o *Options) check() error {
 	return nil
 }
 
+// The embedded server's --listen and --sync defaults.
+const (
+	defaultListen = "127.0.0.1:4222"
+	defaultSync   = "2m"
+)
+
 // checkAuth validates the security flags against the mode (embedded or
 // external server).
 func (o *Options) checkAuth() error {
 	if o.NATS.URL != "" {
-		for _, f := range []struct{ flag, v string }{{"--tls-cert", o.TLSCert}, {"--tls-key", o.TLSKey}, {"--tls-ca", o.TLSCA}, {"--auth-config", o.AuthConfig}} {
+		// --listen and --sync are refused only when changed: their
+		// defaults are always set.
+		listen, sync := o.Listen, o.Sync
+		if listen == defaultListen {
+			listen = ""
+		}
+		if sync == defaultSync {
+			sync = ""
+		}
+		for _, f := range []struct{ flag, v string }{{"--tls-cert", o.TLSCert}, {"--tls-key", o.TLSKey}, {"--tls-ca", o.TLSCA}, {"--auth-config", o.AuthConfig},
+			{"--listen", listen}, {"--sync", sync}} {
 			if f.v != "" {
 				return fmt.Errorf("%w: %s configures the embedded server, which --nats-url replaces (for TLS to that server, see --nats-ca, --nats-cert, --nats-key)", errUsage, f.flag)
 			}

@@ -212,6 +212,13 @@ func run(ctx context.Context, force <-chan struct{}, o Options, log *logrus.Logg
 		conn := o.NATS.Config("omniq-runner")
 		conn.Logger, conn.InboxPrefix = log, roles.RunnerInboxPrefix
 		nc, err = jetstream.Connect(conn)
+		if errors.Is(err, nats.ErrAuthorization) {
+			given := "the login given"
+			if !o.NATS.HasLogin() {
+				given = "no login (none was given)"
+			}
+			err = fmt.Errorf("%w\n  the server at --nats-url (or OMNIQ_NATS_URL) refused %s: give the runner's login with --nats-creds, --nats-nkey, --nats-user/--nats-password or --nats-token (docs/security.md); to run the embedded server instead, unset --nats-url and OMNIQ_NATS_URL", err, given)
+		}
 	}
 	if err != nil {
 		return err
@@ -300,6 +307,7 @@ func run(ctx context.Context, force <-chan struct{}, o Options, log *logrus.Logg
 	if len(host.Supervisors()) == 0 {
 		log.WithField("plugins_dir", o.PluginsDir).Warn("no plugin executables found: this runner serves no function (build them with `make`, or set --plugins-dir)")
 	}
+	warnUnmatchedPlugins(log, &o, host)
 	fields := logrus.Fields{"nats": natsURL, "plugins_dir": o.PluginsDir, "metrics": metricsAddr, "functions": strings.Join(fns, ",")}
 	if credsDir != "" {
 		fields["credentials"] = credsDir
@@ -489,4 +497,26 @@ func servePprof(mux *http.ServeMux) {
 	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
 	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
 	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+}
+
+// warnUnmatchedPlugins warns about each plugins.<name> of the config file
+// that names no plugin of the plugins directory (a typo, or a plugin not
+// installed on this machine): its settings, checksum and limits included,
+// apply to nothing.
+func warnUnmatchedPlugins(log logrus.FieldLogger, o *Options, host *pluginhost.Host) {
+	var present []string
+	for _, s := range host.Supervisors() {
+		present = append(present, s.Name())
+	}
+	var names []string
+	for name := range o.File.Plugins {
+		if !slices.Contains(present, name) {
+			names = append(names, name)
+		}
+	}
+	slices.Sort(names)
+	for _, name := range names {
+		log.WithFields(logrus.Fields{"plugins_dir": o.PluginsDir, "plugins": strings.Join(present, ",")}).Warnf(
+			"the config file sets plugins.%s, but the plugins directory has no plugin %q: those settings (sha256, user, limits, env, concurrency) apply to nothing", name, name)
+	}
 }

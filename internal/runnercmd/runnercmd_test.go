@@ -91,6 +91,19 @@ func TestBadFlagsAndConfigExit2BeforeStarting(t *testing.T) {
 		{"config dlq_max_age", []string{"--plugins-dir", plugins, "--config", cfgFile(`{"streams": {"dlq_max_age": "2000000h"}}`)}, nil, "must be at most 87600h0m0s"},
 		{"config int overflow", []string{"--plugins-dir", plugins, "--config", cfgFile(`{"defaults": {"max_retries": 99999999999999999999}}`)}, nil, "max_retries"},
 		{"config replicas", []string{"--plugins-dir", plugins, "--config", cfgFile(`{"streams": {"replicas": 9}}`)}, nil, "Replicas must be 1 to 5"},
+		// --listen and --sync configure the embedded server; with
+		// --nats-url (or OMNIQ_NATS_URL left in the shell) there is none.
+		{"listen with nats-url", []string{"--plugins-dir", plugins, "--nats-url", "nats://127.0.0.1:1", "--listen", "127.0.0.1:4333"}, nil, "--listen configures the embedded server, which --nats-url replaces"},
+		{"sync with OMNIQ_NATS_URL", []string{"--plugins-dir", plugins, "--sync", "always"}, map[string]string{"OMNIQ_NATS_URL": "nats://127.0.0.1:1"}, "--sync configures the embedded server, which --nats-url replaces"},
+		// A value of the wrong kind is named by its path in the file, not
+		// by Go's field names ("Config.streams.Replicas"), and a syntax
+		// error by its line.
+		{"config wrong type", []string{"--plugins-dir", plugins, "--config", cfgFile(`{"defaults": {"max_retries": "3"}}`)}, nil, `defaults.max_retries: want a number, got the string "3"`},
+		{"config wrong type stream", []string{"--plugins-dir", plugins, "--config", cfgFile(`{"streams": {"replicas": "three"}}`)}, nil, `streams.replicas: want a number, got the string "three"`},
+		{"config wrong type list", []string{"--plugins-dir", plugins, "--config", cfgFile(`{"plugins": {"echo": {"env": "A=1"}}}`)}, nil, `plugins.echo.env: want a list, got the string "A=1"`},
+		{"config wrong type bool", []string{"--plugins-dir", plugins, "--config", cfgFile(`{"plugin_policy": {"require_sha256": "yes"}}`)}, nil, `plugin_policy.require_sha256: want true or false, got the string "yes"`},
+		{"config not an object", []string{"--plugins-dir", plugins, "--config", cfgFile(`[1]`)}, nil, `want an object, got a list`},
+		{"config syntax", []string{"--plugins-dir", plugins, "--config", cfgFile("{\n  \"defaults\": {\"timeout\": \"30s\"},\n}")}, nil, `line 3: invalid character '}'`},
 	}
 	for _, tt := range tests {
 		var stderr bytes.Buffer
@@ -330,6 +343,22 @@ func waitStatus(t *testing.T, client *jetstream.Client, id string, ok func(*mode
 			t.Fatalf("task %s: last state %+v, %v", id, rec.Task, err)
 		}
 		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// A server that refuses the runner's login (none given: OMNIQ_NATS_URL
+// exported for omniq-submit, say, then omniq-runner started in the same
+// shell) is explained: which flags give the runner a login, and that
+// --nats-url replaced the embedded server.
+func TestARefusedLoginOnAnExternalServerSaysWhatToGive(t *testing.T) {
+	t.Parallel()
+	srv := omniqtest.StartRoleServer(t, filepath.Join(t.TempDir(), "data"))
+	var stderr bytes.Buffer
+	code := runnercmd.Main(context.Background(), nil, nil, env(map[string]string{"OMNIQ_PLUGINS_DIR": pluginsDir(t), "OMNIQ_NATS_URL": srv.ClientURL()}),
+		&stderr, func(runnercmd.Ready) { t.Error("the runner started") })
+	if code != 1 || !strings.Contains(stderr.String(), "Authorization Violation") || !strings.Contains(stderr.String(), "--nats-creds") ||
+		!strings.Contains(stderr.String(), "OMNIQ_NATS_URL") {
+		t.Fatalf("exit %d:\n%s", code, stderr.String())
 	}
 }
 

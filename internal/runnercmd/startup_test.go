@@ -141,16 +141,16 @@ func TestSecretFilesEveryUserCanReadAreWarnedAbout(t *testing.T) {
 			if err := os.Chmod(secret, mode); err != nil { // past the umask
 				t.Fatal(err)
 			}
-			args := []string{"--data-dir", t.TempDir(), "--plugins-dir", t.TempDir(), "--listen", "127.0.0.1:0", flag, secret}
+			args := []string{"--data-dir", t.TempDir(), "--plugins-dir", t.TempDir(), flag, secret}
 			switch flag {
 			case "--nats-nkey", "--nats-creds":
 				args = append(args, "--nats-url", "nats://127.0.0.1:1")
 			case "--nats-key":
 				args = append(args, "--nats-url", "nats://127.0.0.1:1", "--nats-cert", secret)
-			case "--tls-key":
-				args = append(args, "--tls-cert", secret)
+			case "--tls-key": // the embedded server's (--listen is refused with --nats-url)
+				args = append(args, "--listen", "127.0.0.1:0", "--tls-cert", secret)
 			case "--auth-config":
-				args = append(args, "--nats-user", "runner", "--nats-password", "x")
+				args = append(args, "--listen", "127.0.0.1:0", "--nats-user", "runner", "--nats-password", "x")
 			}
 			ctx, cancel := context.WithCancel(context.Background())
 			cancel() // the warning comes before anything starts
@@ -161,5 +161,22 @@ func TestSecretFilesEveryUserCanReadAreWarnedAbout(t *testing.T) {
 				t.Errorf("%s file mode %#o: warned %v:\n%s", flag, mode, warned, logs)
 			}
 		}
+	}
+}
+
+// Settings for a plugin the plugins directory does not hold (a typo in its
+// name) apply to nothing: its sha256, user and limits would silently not
+// be enforced, so the runner says so.
+func TestConfigForAPluginThatIsNotThereIsWarnedAbout(t *testing.T) {
+	t.Parallel()
+	cfg := writeConfig(t, `{"plugins": {"echoo": {"sha256": "`+strings.Repeat("ab", 32)+`"}, "echo": {"concurrency": 4}}}`)
+	_, logs, stop := startMain(t, []string{"--listen", "127.0.0.1:0", "--data-dir", t.TempDir(), "--config", cfg},
+		map[string]string{"OMNIQ_PLUGINS_DIR": pluginsDir(t)})
+	if code := stop(false); code != 0 {
+		t.Fatalf("exit %d:\n%s", code, logs)
+	}
+	if !strings.Contains(logs.String(), "plugins.echoo") || strings.Contains(logs.String(), "plugins.echo ") ||
+		strings.Contains(logs.String(), "plugins.echo,") {
+		t.Fatalf("want a warning naming plugins.echoo only:\n%s", logs)
 	}
 }

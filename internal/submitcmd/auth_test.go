@@ -221,3 +221,26 @@ func TestServerRequiringAClientCertificateNamesTheFlags(t *testing.T) {
 		t.Fatalf("exit %d, stderr %q; want a hint to give a client certificate", code, errb.String())
 	}
 }
+
+// A login or TLS file that cannot be read, or holds no key, is named with
+// the flag to check; the server is running, so the hint is not to look for
+// it (found giving --nats-creds a path with a typo).
+func TestAnUnreadableLoginFileNamesTheFlagNotTheServer(t *testing.T) {
+	t.Parallel()
+	data := filepath.Join(t.TempDir(), "data")
+	url := startAuthServer(t, data)
+	missing := filepath.Join(t.TempDir(), "missing")
+	notASeed := filepath.Join(t.TempDir(), "not-a-seed")
+	if err := os.WriteFile(notASeed, []byte("hello\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, args := range [][]string{
+		{"--nats-creds", missing}, {"--nats-nkey", missing}, {"--nats-nkey", notASeed}, {"--nats-creds", notASeed},
+		{"--nats-ca", missing}, {"--nats-cert", missing, "--nats-key", missing},
+	} {
+		code, _, errs := runCLI(t, map[string]string{"OMNIQ_NATS_URL": url}, append([]string{"functions"}, args...)...)
+		if code != 1 || strings.Contains(errs, "is omniq-runner") || !strings.Contains(errs, "check the file given to "+args[0]) {
+			t.Errorf("functions %v: exit %d\n%s", args, code, errs)
+		}
+	}
+}

@@ -77,6 +77,18 @@ func TestHelpOnEveryCommand(t *testing.T) {
 	runArgs(t, "list", "-h").want(t, 0, "--sort", "")
 }
 
+// "help TOPIC" for no such command says so, with a suggestion, as for a
+// misspelt command; before, it printed the root's help and exited 0, as if
+// the topic were the root.
+func TestHelpForAnUnknownTopicIsAUsageError(t *testing.T) {
+	t.Parallel()
+	runArgs(t, "help", "stauts").want(t, 2, "", "unknown help topic \"stauts\"\n\nDid you mean this?\n\tstatus")
+	runArgs(t, "help", "dlq", "lsit").want(t, 2, "", "unknown help topic \"dlq lsit\"\n\nDid you mean this?\n\tlist")
+	runArgs(t, "help", "nosuchthing").want(t, 2, "", "unknown help topic \"nosuchthing\" (see omniq-submit -h)")
+	runArgs(t, "help", "dlq", "replay").want(t, 0, "omniq-submit dlq replay", "")
+	runArgs(t, "help").want(t, 0, "Available Commands", "")
+}
+
 func TestTyposGetSuggestions(t *testing.T) {
 	t.Parallel()
 	o := start(t)
@@ -445,6 +457,13 @@ func TestCompletionOffersValuesAndFunctions(t *testing.T) {
 	} {
 		if got := strings.Join(lines(o.run("", tc.args...)), ","); got != tc.want {
 			t.Errorf("%v: completions %q, want %q", tc.args, got, tc.want)
+		}
+	}
+	// A task id is not a file: the shell must not offer the directory's
+	// files for one (directive 4, ShellCompDirectiveNoFileComp).
+	for _, args := range [][]string{{"status", ""}, {"watch", ""}, {"cancel", ""}, {"dlq", "show", ""}, {"dlq", "replay", ""}, {"dlq", "purge", ""}} {
+		if r := o.run("", append([]string{"__complete"}, args...)...); !strings.HasSuffix(r.stdout, ":4\n") {
+			t.Errorf("completion of %v: %q, want no file completion", args, r.stdout)
 		}
 	}
 }

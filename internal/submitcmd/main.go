@@ -186,13 +186,14 @@ queues the task anyway. Prints the task id, or with --wait the task's result
 	root.AddCommand(sub, c.batchCommand(), c.statusCommand(), c.listCommand(), c.watchCommand(),
 		c.cancelCommand(), c.functionsCommand(), c.dlqCommand(), c.versionCommand())
 	completionNeedsAShell(root)
+	helpNeedsACommand(root)
 	c.completions(root)
 	return root
 }
 
 // completions makes shell completion offer the values of --status, --sort
 // and -o, and the functions the runners serve for a FUNCTION argument and
-// --function.
+// --function; a task id is not completed from files.
 func (c *cli) completions(root *cobra.Command) {
 	// fixed completes one of values; after a comma, the next of a list.
 	fixed := func(values ...string) cobra.CompletionFunc {
@@ -223,6 +224,9 @@ func (c *cli) completions(root *cobra.Command) {
 				_ = cmd.RegisterFlagCompletionFunc("status", fixed(statuses...))
 				_ = cmd.RegisterFlagCompletionFunc("sort", fixed("created", "created:asc", "updated", "updated:asc"))
 			}
+		case "status", "watch", "cancel", "show", "replay", "purge":
+			// A task id, not a file.
+			cmd.ValidArgsFunction = cobra.NoFileCompletions
 		case "submit", "batch", root.Name():
 			// FUNCTION first; then PAYLOAD or FILE, which may be a file.
 			cmd.ValidArgsFunction = func(cmd *cobra.Command, args []string, toComplete string) ([]cobra.Completion, cobra.ShellCompDirective) {
@@ -279,6 +283,37 @@ func completionNeedsAShell(root *cobra.Command) {
 				return usagef("completion needs a shell: bash, zsh, fish or powershell (see omniq-submit completion -h)")
 			}
 			return usagef("completion: no script for shell %q: want bash, zsh, fish or powershell", args[0])
+		}
+	}
+}
+
+// helpNeedsACommand makes "help TOPIC" for no such command a usage error
+// with suggestions. cobra's help command finds the root for it (the root
+// takes arguments: a FUNCTION) and would print the root's help.
+func helpNeedsACommand(root *cobra.Command) {
+	root.InitDefaultHelpCmd()
+	for _, cmd := range root.Commands() {
+		if cmd.Name() != "help" {
+			continue
+		}
+		show := cmd.Run
+		cmd.Run = nil
+		cmd.RunE = func(cmd *cobra.Command, args []string) error {
+			target, rest, err := root.Find(args)
+			if err == nil && len(rest) == 0 {
+				show(cmd, args)
+				return nil
+			}
+			msg := fmt.Sprintf("unknown help topic %q", strings.Join(args, " "))
+			if target == nil {
+				target = root
+			}
+			if len(rest) > 0 {
+				if sugg := target.SuggestionsFor(rest[0]); len(sugg) > 0 {
+					return usagef("%s\n\nDid you mean this?\n\t%s", msg, strings.Join(sugg, "\n\t"))
+				}
+			}
+			return usagef("%s (see %s -h)", msg, target.CommandPath())
 		}
 	}
 }
@@ -467,6 +502,9 @@ func (c *cli) connect() (*jetstream.Client, error) {
 		// error": the server refused the handshake, usually for a client
 		// certificate it requires and did not get, or did not accept.
 		return nil, fmt.Errorf("%w\n  check --nats-ca, and --nats-cert and --nats-key if the server asks for a client certificate", err)
+	}
+	if hint, ok := natsflags.FileHint(err, cfg); ok {
+		return nil, fmt.Errorf("%w\n  %s", err, hint)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("%w\n  is omniq-runner (or your NATS server) running there? Set --nats-url or OMNIQ_NATS_URL to its address", err)

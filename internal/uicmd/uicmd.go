@@ -133,6 +133,9 @@ func connect(o Options, log logrus.FieldLogger) (*jetstream.Client, func(), erro
 		}
 		return nil, nil, fmt.Errorf("%w\n  the server needs credentials: run omniq-ui in the directory holding omniq-runner's ./omniq-data, set --data-dir (or OMNIQ_DATA_DIR) to the runner's --data-dir, or give the operator's login (--nats-nkey, --nats-creds; see docs/security.md)", err)
 	}
+	if hint, ok := natsflags.FileHint(err, cfg); ok {
+		return nil, nil, fmt.Errorf("%w\n  %s", err, hint)
+	}
 	if err != nil {
 		return nil, nil, fmt.Errorf("%w\n  is omniq-runner (or your NATS server) running there? Set --nats-url or OMNIQ_NATS_URL to its address", err)
 	}

@@ -282,3 +282,18 @@ func TestReadOnlyFromTheEnvironment(t *testing.T) {
 		t.Errorf("--read-only=false with OMNIQ_UI_READ_ONLY=1: read-only %v, %v; want the flag to win", o.Dashboard.ReadOnly, err)
 	}
 }
+
+// A login file that cannot be read is named with its flag, not blamed on
+// a server that is not running.
+func TestAnUnreadableLoginFileNamesTheFlagNotTheServer(t *testing.T) {
+	url := startAuthServer(t, filepath.Join(t.TempDir(), "data"))
+	log := logrus.New()
+	log.SetOutput(io.Discard)
+	o, err := Parse([]string{"--nats-url", url, "--nats-creds", filepath.Join(t.TempDir(), "missing")}, func(string) string { return "" }, &strings.Builder{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := connect(o, log); err == nil || strings.Contains(err.Error(), "is omniq-runner") || !strings.Contains(err.Error(), "check the file given to --nats-creds") {
+		t.Fatalf("connect with a missing creds file: %v", err)
+	}
+}

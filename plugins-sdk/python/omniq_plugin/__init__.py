@@ -29,7 +29,7 @@ from ._errors import (CANCELLED, HANDLER_ERROR, MAX_TRACEBACK_BYTES, TIMEOUT, UN
                       HandlerError, failure_of, permanent, retry_after, with_traceback, with_type)
 from ._mux import MAX_FUNCTION_NAME_BYTES, FunctionSpec, Mux, Outcome, Task, invoke, validate_function_name
 from ._serve import (DEFAULT_MAX_MESSAGE_BYTES, ENV_MAX_MESSAGE_BYTES, MAGIC_COOKIE_KEY, MAGIC_COOKIE_VALUE,
-                     PROTOCOL_VERSION, max_message_bytes, serve)
+                     PROTOCOL_VERSION, LogFormatter, max_message_bytes, serve)
 from .trace import TraceParent, parse_traceparent
 
 #: This package's version.
@@ -40,5 +40,5 @@ __all__ = [
     "failure_of", "permanent", "retry_after", "with_traceback", "with_type",
     "MAX_FUNCTION_NAME_BYTES", "FunctionSpec", "Mux", "Outcome", "Task", "invoke", "validate_function_name",
     "DEFAULT_MAX_MESSAGE_BYTES", "ENV_MAX_MESSAGE_BYTES", "MAGIC_COOKIE_KEY", "MAGIC_COOKIE_VALUE",
-    "PROTOCOL_VERSION", "max_message_bytes", "serve", "TraceParent", "parse_traceparent",
+    "PROTOCOL_VERSION", "LogFormatter", "max_message_bytes", "serve", "TraceParent", "parse_traceparent",
 ]

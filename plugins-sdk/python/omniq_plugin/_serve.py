@@ -6,6 +6,7 @@ Mirrors the Go SDK's serve.go and handshake.go. See plugins-sdk/README.md
 
 import base64
 import datetime
+import logging
 import os
 import queue
 import signal
@@ -278,6 +279,35 @@ def _refuse(message):
     sys.exit(1)
 
 
+class LogFormatter(logging.Formatter):
+    """Formats a log record as "[LEVEL] name: message", with the level
+    prefixes the runner reads from a plugin's stderr ([DEBUG], [INFO],
+    [WARN], [ERROR]; CRITICAL is written [ERROR]), so that the runner logs
+    the line at that level. serve() puts it on the root logger when the
+    plugin has configured no logging handler; a plugin that configures
+    logging itself can use it in its own handler."""
+
+    _LEVELS = {"WARNING": "WARN", "CRITICAL": "ERROR", "FATAL": "ERROR"}
+
+    def __init__(self, fmt="%(name)s: %(message)s", datefmt=None):
+        super().__init__(fmt, datefmt)
+
+    def format(self, record):
+        return "[%s] %s" % (self._LEVELS.get(record.levelname, record.levelname), super().format(record))
+
+
+def _output_to_runner():
+    """Once the handshake line is out: print() goes to stderr, which the
+    runner logs (what the process writes to stdout from then on is
+    discarded), and the logging module, unless the plugin configured it,
+    writes there in the runner's level format."""
+    sys.stdout = sys.stderr
+    if not logging.root.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(LogFormatter())
+        logging.root.addHandler(handler)
+
+
 def serve(mux, *, name="", version="", tracer_provider=None):
     """Serves mux's functions to the omniq-runner that started this process,
     and returns when the runner stops the plugin (a Shutdown call, SIGTERM,
@@ -289,6 +319,10 @@ def serve(mux, *, name="", version="", tracer_provider=None):
 
     Run by hand instead of by the runner, it explains and exits with status
     1; so it does with no function registered. Call it from the main thread.
+
+    Once serving, print() writes to stderr, and the logging module (unless
+    the plugin configured a handler) writes "[WARN] name: message" lines
+    there (LogFormatter): the runner logs each line, at that level.
     """
     functions = mux.functions()
     if not functions:
@@ -337,6 +371,7 @@ def serve(mux, *, name="", version="", tracer_provider=None):
     server.start()
     # go-plugin's handshake line: core version | app version | network | address | protocol | certificate.
     print("1|%d|unix|%s|grpc%s" % (PROTOCOL_VERSION, sock, cert_field), flush=True)
+    _output_to_runner()
 
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, lambda *_: stop.set())

@@ -3,6 +3,7 @@
 runner's supervisor: one function per behaviour of the SDK."""
 
 import json
+import logging
 import os
 import sys
 
@@ -57,6 +58,13 @@ def trace(task):
         "trace_id": tc and tc.trace_id, "span_id": tc and tc.span_id, "sampled": tc and tc.sampled,
         "span": task.span is not None, "task_id": task.id, "attempt": task.attempt,
     })
+
+
+@mux.function("py_log")
+def log(task):
+    print("py_log printed", task.payload.decode())
+    logging.getLogger("pyplugin").warning("py_log warned %s", task.payload.decode())
+    return "logged"
 
 
 if __name__ == "__main__":

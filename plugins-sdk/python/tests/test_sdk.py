@@ -5,6 +5,7 @@ package, and runs tests/plugin_under_test.py under the runner's supervisor.
 """
 
 import datetime
+import logging
 import os
 import subprocess
 import sys
@@ -349,6 +350,15 @@ class SessionTest(ServicerTest):
         self.assertEqual((after.call_id, after.event.result.output), (100, b"x"))
         requests.put(None)  # the runner closes its side: the session ends
         self.assertEqual(list(call), [])
+
+
+class LogFormatterTest(unittest.TestCase):
+    def test_levels_are_the_prefixes_the_runner_reads(self):
+        f = omniq.LogFormatter()
+        for level, prefix in [(logging.DEBUG, "[DEBUG]"), (logging.INFO, "[INFO]"), (logging.WARNING, "[WARN]"),
+                              (logging.ERROR, "[ERROR]"), (logging.CRITICAL, "[ERROR]")]:
+            rec = logging.LogRecord("images", level, __file__, 1, "resized %s", ("a.png",), None)
+            self.assertEqual(f.format(rec), prefix + " images: resized a.png")
 
 
 class HandshakeTest(unittest.TestCase):
