@@ -1,7 +1,6 @@
 package jetstream
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"time"
@@ -147,14 +146,6 @@ func redactURL(u string) string {
 		}
 	}
 	return string(out)
-}
-
-func accountInfo(ctx context.Context, nc *nats.Conn) (*natsjs.AccountInfo, error) {
-	js, err := natsjs.New(nc)
-	if err != nil {
-		return nil, err
-	}
-	return js.AccountInfo(ctx)
 }
 
 // isTransient reports whether err is worth retrying: JetStream said it is

@@ -47,6 +47,7 @@ type CorruptRecordError struct {
 	Reason string
 }
 
+// Error names the task, the record's revision and what is wrong with it.
 func (e *CorruptRecordError) Error() string {
 	return fmt.Sprintf("state record of task %s (revision %d) is unusable: %s", e.ID, e.Revision, e.Reason)
 }

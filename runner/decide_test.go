@@ -109,6 +109,7 @@ func TestDecide(t *testing.T) {
 		{"running here: the redelivery is left to the attempt", rec(models.StatusRunning, both(attempt(1), claimedAt(tasks, 10, 1), runner("me", 0))), redelivered(fresh, 2), true, actLeave, 0, false, false},
 		{"running elsewhere, redelivered: the runner died, take over", rec(models.StatusRunning, both(attempt(1), claimedAt(tasks, 10, 1), runner("r1", 0))), redelivered(fresh, 2), false, actRun, 1, false, true},
 		{"released on shutdown: resume without counting", rec(models.StatusRunning, both(attempt(2), claimedAt(retries, 4, 1), runner("", 0))), redelivered(retry(4, 2), 2), false, actRun, 2, false, false},
+		{"died the most times allowed: take over once more", rec(models.StatusRunning, both(attempt(1), claimedAt(tasks, 10, 1), runner("r1", 2))), redelivered(fresh, 2), false, actRun, 1, false, true},
 		{"died too often: fail as interrupted", rec(models.StatusRunning, both(attempt(1), claimedAt(tasks, 10, 1), runner("r1", 3))), redelivered(fresh, 2), false, actFail, 0, false, false},
 		{"legacy running record (no claim): its redelivery resumes", rec(models.StatusRunning, both(attempt(1), runner("r1", 0))), redelivered(fresh, 2), false, actRun, 1, false, true},
 		{"legacy running record (no claim): a first delivery is a copy", rec(models.StatusRunning, both(attempt(1), runner("r1", 0))), fresh, false, actDrop, 0, false, false},

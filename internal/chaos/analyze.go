@@ -36,12 +36,15 @@ type observations struct {
 
 // Result is the report of one scenario.
 type Result struct {
+	// Scenario is the scenario's name; About says what it does.
 	Scenario string `json:"scenario"`
 	About    string `json:"about"`
 	// Fsync is the nats-server sync setting (sync_interval).
-	Fsync   string `json:"fsync"`
-	Servers int    `json:"nats_servers"`
-	Runners int    `json:"runners"`
+	Fsync string `json:"fsync"`
+	// Servers and Runners count the nats-server and omniq-runner
+	// processes the scenario ran.
+	Servers int `json:"nats_servers"`
+	Runners int `json:"runners"`
 	// AckWait is the runners' --ack-wait ("" when left at its default).
 	AckWait string `json:"ack_wait,omitempty"`
 
@@ -52,6 +55,7 @@ type Result struct {
 	SubmitRetries int `json:"submit_retries"`
 	SubmitFailed  int `json:"submit_failed"`
 
+	// Succeeded, Failed and Cancelled count the tasks that ended so.
 	Succeeded int `json:"succeeded"`
 	Failed    int `json:"failed"`
 	Cancelled int `json:"cancelled"`
@@ -81,6 +85,7 @@ type Result struct {
 	// FailedByType counts failed tasks by kind and error type.
 	FailedByType map[string]int `json:"failed_by_type,omitempty"`
 
+	// Faults are the faults injected, in order.
 	Faults []FaultResult `json:"faults,omitempty"`
 	// FirstCompletion is the longest time, over the faults, from a fault
 	// to the next task recorded finished.
@@ -111,6 +116,8 @@ type Result struct {
 
 // FaultResult is what one fault did.
 type FaultResult struct {
+	// Kind is what was done ("runner SIGKILL", "nats-server kill -9", ...);
+	// Target names the process it was done to.
 	Kind   string  `json:"kind"`
 	Target string  `json:"target"`
 	At     float64 `json:"at_s"`             // since the start
@@ -129,11 +136,17 @@ type FaultResult struct {
 
 // Problem is one task that ended badly.
 type Problem struct {
-	ID      string   `json:"id"`
-	Kind    string   `json:"kind"`
-	Problem string   `json:"problem"`
-	Record  string   `json:"record,omitempty"`
-	Logs    []string `json:"logs,omitempty"`
+	// ID is the task's id and Kind the kind of task it was (work, sleep,
+	// crash); both are empty for a submit that was never acknowledged.
+	ID   string `json:"id"`
+	Kind string `json:"kind"`
+	// Problem says what went wrong: lost, stuck or duplicated, and how.
+	Problem string `json:"problem"`
+	// Record summarises the task's last state record: status, attempt,
+	// counters, runner and error.
+	Record string `json:"record,omitempty"`
+	// Logs are the runner log lines naming the task.
+	Logs []string `json:"logs,omitempty"`
 }
 
 // OK reports whether the scenario ran and lost, stuck or duplicated no

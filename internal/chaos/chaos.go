@@ -202,6 +202,7 @@ func (r Report) OK() bool {
 
 // Machine describes the machine a run was measured on.
 type Machine struct {
+	// CPU is the processor's model name; Cores the number of CPUs.
 	CPU   string `json:"cpu"`
 	Cores int    `json:"cores"`
 }

@@ -96,21 +96,28 @@ var streamSettings = map[string]bool{"replicas": true, "max_payload": true, "ded
 // roles (see docs/security.md), besides the ones the runner creates in its
 // data directory.
 type AuthSettings struct {
+	// Users are user name and password logins.
 	Users []UserSettings `json:"users"`
+	// NKeys are nkey logins.
 	NKeys []NKeySettings `json:"nkeys"`
 }
 
 // UserSettings is a user name and password login. The password may be a
 // bcrypt hash ("$2a$..."), as nats-server accepts.
 type UserSettings struct {
-	User     string `json:"user"`
+	// User is the login's user name.
+	User string `json:"user"`
+	// Password is the password in clear or as a bcrypt hash.
 	Password string `json:"password"`
-	Role     string `json:"role"`
+	// Role is submitter, operator or runner.
+	Role string `json:"role"`
 }
 
 // NKeySettings is an nkey login: the user's public key (starts with U).
 type NKeySettings struct {
+	// NKey is the user's public nkey.
 	NKey string `json:"nkey"`
+	// Role is submitter, operator or runner.
 	Role string `json:"role"`
 }
 

@@ -1,3 +1,7 @@
+// Package pluginpb is the Go code generated from OmniQ's plugin protocol,
+// plugins-sdk/proto/omniq/plugin/v1/plugin.proto (regenerate it with `make
+// proto-go`), and the protocol's constants that are not in the .proto.
+// Plugin authors use plugins-sdk, which wraps it.
 package pluginpb
 
 // SessionBatchMetadata is the gRPC metadata key, with the value "1", with
