@@ -464,20 +464,20 @@ func (r *Runner) settle(ctx context.Context, log logrus.FieldLogger, rec jetstre
 	if !f.QuarantinedUntil.IsZero() {
 		return r.waitOutQuarantine(ctx, log, rec, tm, msg, f)
 	}
-	retryable := f.Retryable && !res.nonRetryable[f.ErrorType]
-	te := r.poison(newTaskError(f.ErrorType, f.Message, f.Traceback, t.RetryCount, retryable), t)
+	decided := afterFailure(t, f, res, r.cfg.MaxPluginCrashes)
+	te := decided.Error
 	traceTaskError(ctx, te)
 	flog := log.WithFields(logrus.Fields{"error_type": te.ErrorType, "retry_count": te.RetryCount})
 	if te.Traceback != "" {
 		flog.WithField("traceback", logText(te.Traceback)).Debug("task failure traceback")
 	}
-	if !te.IsRetryable || t.RetryCount >= t.MaxRetries {
+	if !decided.Retry {
 		if err := r.finishFailed(ctx, flog, rec, tm, te, msg); err != nil {
 			return r.lostRecord(ctx, flog, t.ID, msg, err)
 		}
 		return "failed"
 	}
-	delay := retryDelay(f.RetryAfter, res.backoffBase, res.backoffMax, t.RetryCount)
+	delay := decided.Delay
 	runAt := time.Now().Add(delay)
 	retrying, err := state.Transition(ctx, rec, models.StatusRetrying, time.Now(), func(t *models.Task) {
 		t.RecordError(te)
@@ -693,18 +693,39 @@ func (r *Runner) waitOutQuarantine(ctx context.Context, log logrus.FieldLogger, 
 	return "quarantined"
 }
 
-// poison makes te, a plugin_crash, final when the task has now crashed its
-// plugin MaxPluginCrashes times: it is then the likely cause of the
-// crashes, and retrying it would keep the plugin quarantined.
-func (r *Runner) poison(te models.TaskError, t *models.Task) models.TaskError {
-	if te.ErrorType != models.ErrorTypePluginCrash || t.PluginCrashes+1 < r.cfg.MaxPluginCrashes {
-		return te
+// failureOutcome is what becomes of a task whose attempt failed.
+type failureOutcome struct {
+	// Error is the attempt's TaskError, as recorded.
+	Error models.TaskError
+	// Retry says the task runs again after Delay; otherwise it is
+	// dead-lettered with Error.
+	Retry bool
+	Delay time.Duration
+}
+
+// afterFailure decides what becomes of task t (its record before this
+// attempt's outcome) whose attempt failed with f, given its function's
+// settings and the runner's MaxPluginCrashes: the TaskError to record and
+// whether to retry it, after what delay, or dead-letter it. A failure is
+// final when the plugin said so, when the function's non_retryable lists
+// its type, when the retry budget is spent, or when it is the task's
+// maxCrashes-th crash of its plugin (it is then the likely cause of the
+// crashes, and retrying it would keep the plugin quarantined). The delay is
+// the handler's retry-after (bounded by models.MaxRetryDelay), else the
+// backoff for the retries made so far.
+func afterFailure(t *models.Task, f *pluginhost.Failure, res resolved, maxCrashes int) failureOutcome {
+	retryable := f.Retryable && !res.nonRetryable[f.ErrorType]
+	te := newTaskError(f.ErrorType, f.Message, f.Traceback, t.RetryCount, retryable)
+	if te.ErrorType == models.ErrorTypePluginCrash && t.PluginCrashes+1 >= maxCrashes {
+		te.IsRetryable = false
+		te.Message = fmt.Sprintf("the task crashed its plugin %d times; not retrying it, so it cannot keep the plugin quarantined (last: %s)",
+			t.PluginCrashes+1, te.Message)
+		te.Bound()
 	}
-	te.IsRetryable = false
-	te.Message = fmt.Sprintf("the task crashed its plugin %d times; not retrying it, so it cannot keep the plugin quarantined (last: %s)",
-		t.PluginCrashes+1, te.Message)
-	te.Bound()
-	return te
+	if !te.IsRetryable || t.RetryCount >= t.MaxRetries {
+		return failureOutcome{Error: te}
+	}
+	return failureOutcome{Error: te, Retry: true, Delay: retryDelay(f.RetryAfter, res.backoffBase, res.backoffMax, t.RetryCount)}
 }
 
 // unrecordable fails, as invalid_task, an attempt whose outcome makes the
