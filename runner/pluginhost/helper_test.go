@@ -24,10 +24,11 @@ import (
 )
 
 const (
-	helperEnv       = "OMNIQ_PLUGINHOST_HELPER"
-	helperPluginEnv = "OMNIQ_PLUGINHOST_HELPER_PLUGIN_ENV" // KEY=value for the plugin
-	helperTaskEnv   = "OMNIQ_PLUGINHOST_HELPER_TASK"       // a function to start a task of
-	helperHostEnv   = "OMNIQ_PLUGINHOST_HELPER_HOST"       // start a Host logging to stderr instead
+	helperEnv        = "OMNIQ_PLUGINHOST_HELPER"
+	helperPluginEnv  = "OMNIQ_PLUGINHOST_HELPER_PLUGIN_ENV" // KEY=value for the plugin
+	helperTaskEnv    = "OMNIQ_PLUGINHOST_HELPER_TASK"       // a function to start a task of
+	helperHostEnv    = "OMNIQ_PLUGINHOST_HELPER_HOST"       // start a Host logging to stderr instead
+	helperPayloadEnv = "OMNIQ_PLUGINHOST_HELPER_PAYLOAD"    // the payload of that task
 )
 
 // runHelper is a stand-in runner process: it starts the plugin named by
@@ -55,7 +56,7 @@ func runHelper() {
 		os.Exit(1)
 	}
 	if fn := os.Getenv(helperTaskEnv); fn != "" {
-		go s.Execute(context.Background(), &pluginpb.ExecuteRequest{TaskId: "helper", Function: fn, Attempt: 1}, time.Time{}, nil)
+		go s.Execute(context.Background(), &pluginpb.ExecuteRequest{TaskId: "helper", Function: fn, Payload: []byte(os.Getenv(helperPayloadEnv)), Attempt: 1}, time.Time{}, nil)
 	}
 	fmt.Println("pid", s.Process().Pid())
 	select {}

@@ -618,3 +618,112 @@ func TestAPluginPastItsProcessLimitIsReportedSo(t *testing.T) {
 		t.Fatalf("failure = %+v, want a retryable plugin_crash saying \"(process limit reached)\"", f)
 	}
 }
+
+// startRunnerAsNobody starts a stand-in runner (runHelper) as nobody,
+// where a runner that is not root has no namespaces or cgroups to give
+// its plugin, running a copy of the plugin pkg with env added; it returns
+// the runner and its plugin's sandbox pid. The runner is killed when the
+// test ends.
+func startRunnerAsNobody(t *testing.T, pkg string, env ...string) (*exec.Cmd, int) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("needs root to start the stand-in runner as nobody")
+	}
+	dir := publicDir(t)
+	runner := copyFile(t, os.Args[0], dir, "runner")
+	plugin := copyFile(t, buildPath(t, pkg), dir, filepath.Base(pkg))
+	cmd := exec.Command(runner, "-test.run=^$")
+	cmd.Env = append(append(os.Environ(), helperEnv+"="+plugin), env...)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	line, err := bufio.NewReader(out).ReadString('\n')
+	if err != nil || !strings.HasPrefix(line, "pid ") {
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+		t.Fatalf("stand-in runner: %q %v\n%s", line, err, stderr.String())
+	}
+	go func() { _, _ = io.Copy(io.Discard, out) }()
+	shim, err := strconv.Atoi(strings.TrimPrefix(strings.TrimSpace(line), "pid "))
+	if err != nil {
+		t.Fatalf("stand-in runner said %q", line)
+	}
+	return cmd, shim
+}
+
+// childrenOf returns the live child processes of pid with their command
+// lines.
+func childrenOf(pid int) map[int]string {
+	out := map[int]string{}
+	entries, _ := os.ReadDir("/proc")
+	for _, e := range entries {
+		child, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", child))
+		if err != nil {
+			continue
+		}
+		// pid (comm) state ppid …; comm may hold spaces.
+		f := strings.Fields(string(b[bytes.LastIndexByte(b, ')')+1:]))
+		if len(f) < 2 || f[0] == "Z" || f[1] != strconv.Itoa(pid) {
+			continue
+		}
+		cmd, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", child))
+		out[child] = strings.TrimSpace(strings.ReplaceAll(string(cmd), "\x00", " "))
+	}
+	return out
+}
+
+// pluginAndChild waits for the faults plugin below the sandbox shim to
+// have spawned its child (inspect "spawn", a sleep in the plugin's own
+// process group) and returns both pids.
+func pluginAndChild(t *testing.T, shim int) (plugin, child int) {
+	t.Helper()
+	eventually(t, 20*time.Second, fmt.Sprintf("the plugin below %d and its child", shim), func() bool {
+		for pid := range childrenOf(shim) {
+			for c, cmd := range childrenOf(pid) {
+				if cmd == "sleep 600" {
+					plugin, child = pid, c
+					return true
+				}
+			}
+		}
+		return false
+	})
+	return plugin, child
+}
+
+func TestWithoutNamespacesThePluginsProcessGroupDiesWithIt(t *testing.T) {
+	t.Parallel()
+	// A runner that is not root promises only what the plugin's process
+	// group gives: a child in that group dies with the plugin.
+	_, shim := startRunnerAsNobody(t, faultsPkg, helperTaskEnv+"=inspect", helperPayloadEnv+"=spawn")
+	plugin, child := pluginAndChild(t, shim)
+	if err := syscall.Kill(plugin, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 10*time.Second, fmt.Sprintf("the plugin's child %d to die with the plugin", child), func() bool { return !alive(child) })
+}
+
+func TestWithoutNamespacesThePluginsProcessGroupDiesWithASIGKILLedRunner(t *testing.T) {
+	t.Parallel()
+	cmd, shim := startRunnerAsNobody(t, faultsPkg, helperTaskEnv+"=inspect", helperPayloadEnv+"=spawn")
+	plugin, child := pluginAndChild(t, shim)
+	if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	_ = cmd.Wait()
+	eventually(t, 10*time.Second, fmt.Sprintf("the plugin %d and its child %d to die with the runner", plugin, child), func() bool {
+		return !alive(shim) && !alive(plugin) && !alive(child)
+	})
+}

@@ -52,9 +52,9 @@ func New(cfg Config) *Process {
 func Limitations() []string {
 	var out []string
 	if os.Geteuid() != 0 {
-		out = append(out, "the runner is not root: plugins run as the runner's user and can read what it can (its /proc entries, environment, files); no PID or mount namespaces, so a process a plugin starts in a new session can outlive it; no private /dev/shm")
+		out = append(out, "the runner is not root: plugins run as the runner's user and can read what it can (its /proc entries, environment, files); no PID or mount namespaces, so a process a plugin starts in a new process group or session (every exec command) can outlive it; no private /dev/shm")
 	} else if !namespacesWork() {
-		out = append(out, "PID, mount and IPC namespaces are not available: a process a plugin starts in a new session can outlive it; the plugin sees the host's /proc and /dev/shm, and its System V shared memory outlives it")
+		out = append(out, "PID, mount and IPC namespaces are not available: a process a plugin starts in a new process group or session (every exec command) can outlive it; the plugin sees the host's /proc and /dev/shm, and its System V shared memory outlives it")
 	}
 	if !seccompAvailable() {
 		out = append(out, seccompMissing)
@@ -124,8 +124,13 @@ func (p *Process) Start() error {
 		attr.Cloneflags = namespaceFlags
 		spec.Mount = true
 		p.iso.Namespaces = true
-	} else if root {
-		p.iso.NotEnforced = append(p.iso.NotEnforced, "PID, mount and IPC namespaces (not available on this host)")
+	} else {
+		// The shim then kills the plugin's process group on the runner's
+		// death, which SIGKILL would not let it do (shim_linux.go).
+		attr.Pdeathsig = syscall.SIGTERM
+		if root {
+			p.iso.NotEnforced = append(p.iso.NotEnforced, "PID, mount and IPC namespaces (not available on this host)")
+		}
 	}
 	p.Cmd.SysProcAttr = attr
 	// With namespaces the plugin's tmpfs, mounted over the directory, is
