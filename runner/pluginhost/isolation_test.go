@@ -727,3 +727,34 @@ func TestWithoutNamespacesThePluginsProcessGroupDiesWithASIGKILLedRunner(t *test
 		return !alive(shim) && !alive(plugin) && !alive(child)
 	})
 }
+
+func TestAFailedStartSaysWhatWasNotEnforced(t *testing.T) {
+	t.Parallel()
+	if os.Geteuid() != 0 {
+		t.Skip("needs root to start the stand-in runner as nobody")
+	}
+	// A runner with no cgroup to give (here: not root) falls back to
+	// per-process limits, under which this plugin cannot start: a Go
+	// program needs more address space than 64 MiB, and nobody has more
+	// than one process. The log must say why, although it never started.
+	dir := publicDir(t)
+	runner := copyFile(t, os.Args[0], dir, "runner")
+	plugin := copyFile(t, buildPath(t, faultsPkg), dir, "faults")
+	cmd := exec.Command(runner, "-test.run=^$")
+	cmd.Env = append(os.Environ(), helperEnv+"="+plugin, helperLimitsEnv+`={"MemoryBytes": 67108864, "Processes": 1}`)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
+	var stdout, stderr strings.Builder
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Run(); err == nil || !strings.HasPrefix(stdout.String(), "error ") {
+		t.Fatalf("the plugin started (%v): %s\n%s", err, stdout.String(), stderr.String())
+	}
+	for _, want := range []string{
+		"plugin isolation not enforced: cgroup",
+		"a memory limit of 67108864 bytes as address space",
+		"a process limit of 1 as RLIMIT_NPROC",
+	} {
+		if !strings.Contains(stderr.String(), want) {
+			t.Errorf("log lacks %q:\n%s", want, stderr.String())
+		}
+	}
+}

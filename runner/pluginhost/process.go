@@ -217,6 +217,14 @@ func StartProcess(ctx context.Context, cfg ProcessConfig) (*Process, error) {
 		<-connected
 	}
 	if err != nil {
+		// What the sandbox could not apply may be why it failed (a Go
+		// plugin under an address-space limit that stands in for a
+		// cgroup cannot start): say it here too.
+		if r := p.started.Load(); r != nil {
+			for _, what := range r.sb.Isolation().NotEnforced {
+				log.Warn("plugin isolation not enforced: " + what)
+			}
+		}
 		p.forceKill()
 		p.client.Kill()
 		releaseSockets()

@@ -93,6 +93,7 @@ func (p *Process) Start() error {
 		}
 		if l.Processes > 0 {
 			spec.Rlimits = append(spec.Rlimits, rlimit{unix.RLIMIT_NPROC, l.Processes})
+			p.iso.NotEnforced = append(p.iso.NotEnforced, fmt.Sprintf("a process limit of %d as RLIMIT_NPROC: it counts every process of the plugin's user (a start fails with \"resource temporarily unavailable\" when that user has as many already), and root's not at all", l.Processes))
 		}
 		if l.CPUs > 0 {
 			p.iso.NotEnforced = append(p.iso.NotEnforced, "the CPU quota (no cgroup)")
