@@ -758,3 +758,33 @@ func TestAFailedStartSaysWhatWasNotEnforced(t *testing.T) {
 		}
 	}
 }
+
+func TestRootIsRefusedAsAPluginUser(t *testing.T) {
+	t.Parallel()
+	if os.Geteuid() != 0 {
+		t.Skip("plugin users apply only to a root runner")
+	}
+	// A plugin running as root would read the runner's credentials and
+	// could leave its cgroup: the docs promise an unprivileged user.
+	users := []string{"root", "0"}
+	// A user whose primary group is root (useradd -g 0), where there is one.
+	if b, err := os.ReadFile("/etc/passwd"); err == nil {
+		for _, line := range strings.Split(string(b), "\n") {
+			if f := strings.Split(line, ":"); len(f) > 3 && f[2] != "0" && f[3] == "0" {
+				users = append(users, f[0])
+				break
+			}
+		}
+	}
+	for _, user := range users {
+		p, err := pluginhost.StartProcess(ctx(t), pluginhost.ProcessConfig{Path: buildPath(t, echoPkg), User: user})
+		if err == nil {
+			p.Kill(ctx(t))
+			t.Errorf("user %q: the plugin started (as %q)", user, p.Isolation().User)
+			continue
+		}
+		if !errors.Is(err, pluginhost.ErrStart) || !strings.Contains(err.Error(), "id 0)") {
+			t.Errorf("user %q: error %v, want ErrStart naming uid or gid 0", user, err)
+		}
+	}
+}

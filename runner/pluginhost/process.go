@@ -92,8 +92,9 @@ type ProcessConfig struct {
 	// ErrChecksumRequired, naming the binary's actual hash).
 	RequireSHA256 bool
 	// User is the user the plugin runs as when the runner is root: a name
-	// or a numeric uid. Defaults to "nobody". Ignored, with a warning, when
-	// the runner is not root.
+	// or a numeric uid, not root (uid 0: the plugin does not start).
+	// Defaults to "nobody". Ignored, with a warning, when the runner is
+	// not root.
 	User string
 	// EnvAllow names the host environment variables passed through.
 	// Defaults to DefaultEnvAllow.

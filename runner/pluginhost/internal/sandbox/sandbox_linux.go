@@ -290,7 +290,8 @@ func (p *Process) cleanup() {
 
 // PluginUser returns the user a plugin configured with user (a name, a
 // uid, or "" for DefaultUser) runs as; ok is false when the runner is not
-// root and so the plugin keeps the runner's user.
+// root and so the plugin keeps the runner's user. A user that does not
+// exist, is root (uid 0) or has group root (gid 0) is an error.
 func PluginUser(user string) (u User, ok bool, err error) {
 	if os.Geteuid() != 0 {
 		return User{}, false, nil
@@ -299,6 +300,17 @@ func PluginUser(user string) (u User, ok bool, err error) {
 		user = DefaultUser
 	}
 	u, err = lookupUser(user)
+	switch {
+	case err != nil:
+	case u.UID == 0:
+		// Root in the plugin's namespaces is root on the host: it reads
+		// the runner's credentials and can leave its cgroup.
+		err = fmt.Errorf("plugin user %q is root (uid 0): a plugin must run as an unprivileged user", user)
+	case u.GID == 0:
+		// Group root reads what the runner makes group-readable, such
+		// as nats-server's store (0750).
+		err = fmt.Errorf("plugin user %q has group root (gid 0) as its primary group: a plugin must run as an unprivileged user", user)
+	}
 	return u, err == nil, err
 }
 
