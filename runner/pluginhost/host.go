@@ -9,6 +9,7 @@ import (
 	"slices"
 	"sort"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/sirupsen/logrus"
@@ -105,6 +106,7 @@ func StartHost(ctx context.Context, cfg HostConfig) (*Host, error) {
 			return nil, err
 		}
 	}
+	warnReplaceable(log, paths)
 	h := &Host{log: log, routes: make(map[string]*Supervisor)}
 	for _, path := range paths {
 		c := cfg.Defaults
@@ -128,6 +130,35 @@ func StartHost(ctx context.Context, cfg HostConfig) (*Host, error) {
 		return nil, err
 	}
 	return h, nil
+}
+
+// warnReplaceable warns, when the runner is root, about each plugin binary
+// and directory of binaries that someone other than root may write: a
+// plugin running as that user (or as any user, where it is writable by
+// every user) could replace a binary, or add one, for the next start.
+func warnReplaceable(log logrus.FieldLogger, paths []string) {
+	if os.Geteuid() != 0 {
+		return // plugins run as the runner's user, who owns them anyway
+	}
+	seen := map[string]bool{}
+	for _, path := range paths {
+		for _, p := range []string{filepath.Dir(path), path} {
+			if seen[p] {
+				continue
+			}
+			seen[p] = true
+			info, err := os.Stat(p)
+			if err != nil {
+				continue
+			}
+			st, ok := info.Sys().(*syscall.Stat_t)
+			mode := info.Mode().Perm()
+			if !ok || (st.Uid == 0 && mode&0o002 == 0 && (mode&0o020 == 0 || st.Gid == 0)) {
+				continue
+			}
+			log.WithField("path", p).Warnf("plugin binary or directory %s may be written by others than root (owner uid %d, group gid %d, mode %#o): a plugin running as such a user could replace a plugin binary, or add one, for the next start; make it root's and writable by root alone, or give each plugin a sha256", p, st.Uid, st.Gid, mode)
+		}
+	}
 }
 
 // executables lists the regular, executable files of dir, sorted.
