@@ -26,7 +26,8 @@ var ErrDuplicateFunction = errors.New("function served by two plugins")
 // HostConfig says which plugins to run.
 type HostConfig struct {
 	// Dir holds the plugin executables: every regular executable file in it
-	// is started. Required unless Paths is set.
+	// is started; symbolic links are not (a warning names each). Required
+	// unless Paths is set.
 	Dir string
 	// Paths lists plugin executables explicitly, instead of Dir.
 	Paths []string
@@ -102,8 +103,12 @@ func StartHost(ctx context.Context, cfg HostConfig) (*Host, error) {
 	paths := cfg.Paths
 	if paths == nil {
 		var err error
-		if paths, err = executables(cfg.Dir); err != nil {
+		var links []string
+		if paths, links, err = executables(cfg.Dir); err != nil {
 			return nil, err
+		}
+		for _, l := range links {
+			log.WithField("path", l).Warn("plugins directory: not starting " + l + ", a symbolic link: only the directory's regular files are plugins (copy the binary in)")
 		}
 	}
 	warnReplaceable(log, paths)
@@ -161,22 +166,26 @@ func warnReplaceable(log logrus.FieldLogger, paths []string) {
 	}
 }
 
-// executables lists the regular, executable files of dir, sorted.
-func executables(dir string) ([]string, error) {
+// executables lists the regular, executable files of dir, sorted, and
+// the symbolic links in it, which are not started.
+func executables(dir string) (out, links []string, err error) {
 	entries, err := os.ReadDir(dir)
 	if err != nil {
-		return nil, fmt.Errorf("plugins directory: %w", err)
+		return nil, nil, fmt.Errorf("plugins directory: %w", err)
 	}
-	var out []string
 	for _, e := range entries {
 		info, err := e.Info()
+		if err == nil && info.Mode()&os.ModeSymlink != 0 {
+			links = append(links, filepath.Join(dir, e.Name()))
+		}
 		if err != nil || !info.Mode().IsRegular() || info.Mode().Perm()&0o111 == 0 {
 			continue
 		}
 		out = append(out, filepath.Join(dir, e.Name()))
 	}
 	sort.Strings(out)
-	return out, nil
+	sort.Strings(links)
+	return out, links, nil
 }
 
 // refresh rebuilds the function routes from the supervisors' declarations.

@@ -13,6 +13,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/sirupsen/logrus"
 	logtest "github.com/sirupsen/logrus/hooks/test"
 
 	"github.com/omniq/omniq/internal/testbin"
@@ -209,4 +210,31 @@ func TestAPluginBinaryOthersMayReplaceIsWarnedAbout(t *testing.T) {
 			t.Errorf("plugins in %s: warned about %v, want %v", c.dir, got, c.want)
 		}
 	}
+}
+
+func TestASymbolicLinkInThePluginsDirectoryIsNamedNotStarted(t *testing.T) {
+	t.Parallel()
+	// Only the directory's regular files are started: a link could lead
+	// anywhere (and be re-pointed by whoever may write where it leads).
+	// The operator who linked a plugin in must learn why it did not run.
+	dir, elsewhere := t.TempDir(), t.TempDir()
+	testbin.Copy(t, echoPkg, dir)
+	if err := os.Symlink(testbin.Copy(t, faultsPkg, elsewhere), filepath.Join(dir, "faults")); err != nil {
+		t.Fatal(err)
+	}
+	log, hook := logtest.NewNullLogger()
+	h, err := pluginhost.StartHost(ctx(t), pluginhost.HostConfig{Dir: dir, Logger: log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = h.Stop(ctx(t)) }()
+	if _, ok := h.Functions()["flaky"]; ok {
+		t.Error("the linked plugin was started")
+	}
+	for _, e := range hook.AllEntries() {
+		if e.Level == logrus.WarnLevel && strings.Contains(e.Message, "symbolic link") && e.Data["path"] == filepath.Join(dir, "faults") {
+			return
+		}
+	}
+	t.Error("no warning names the symbolic link that was not started")
 }
