@@ -788,3 +788,30 @@ func TestRootIsRefusedAsAPluginUser(t *testing.T) {
 		}
 	}
 }
+
+func TestANonRootPluginsTempDirIsRemovedWhateverItsModes(t *testing.T) {
+	t.Parallel()
+	// Without namespaces the plugin's TMPDIR is a plain directory of the
+	// runner's user, which the plugin shares: it can take the write
+	// permission off a directory in it, which os.RemoveAll then cannot
+	// empty.
+	report := publicDir(t)
+	if err := os.Chmod(report, 0o777); err != nil {
+		t.Fatal(err)
+	}
+	script := fmt.Sprintf(`mkdir -p "$TMPDIR/a/b" && echo x > "$TMPDIR/a/b/f" && chmod 500 "$TMPDIR/a" && echo "$TMPDIR" > %s/tmpdir`, report)
+	_, shim := startRunnerAsNobody(t, execPkg, helperTaskEnv+"=lock", helperPluginEnv+"="+execPlugin(t, map[string]string{"lock": script})[0])
+	var tmp string
+	eventually(t, 20*time.Second, "the plugin to report its TMPDIR", func() bool {
+		b, err := os.ReadFile(filepath.Join(report, "tmpdir"))
+		tmp = strings.TrimSpace(string(b))
+		return err == nil && tmp != ""
+	})
+	for pid := range childrenOf(shim) {
+		_ = syscall.Kill(pid, syscall.SIGKILL) // the plugin crashes
+	}
+	eventually(t, 10*time.Second, fmt.Sprintf("the plugin's TMPDIR %s to be removed", tmp), func() bool {
+		_, err := os.Lstat(tmp)
+		return errors.Is(err, os.ErrNotExist)
+	})
+}

@@ -276,7 +276,7 @@ func (p *Process) cleanup() {
 	}
 	p.mu.Unlock()
 	if p.iso.TempDir != "" {
-		_ = os.RemoveAll(p.iso.TempDir)
+		removeTree(p.iso.TempDir)
 	}
 	if p.syncW != nil {
 		p.syncW.Close()
@@ -384,7 +384,7 @@ func releaseSocketDir() {
 	socketDirs.Lock()
 	defer socketDirs.Unlock()
 	if socketDirs.users--; socketDirs.users == 0 {
-		_ = os.RemoveAll(socketDirs.dir)
+		removeTree(socketDirs.dir)
 		socketDirs.dir = ""
 	}
 }
@@ -402,8 +402,27 @@ func sweepTempDirs() {
 		if err != nil || pid == os.Getpid() || runnerAlive(pid) {
 			continue
 		}
-		_ = os.RemoveAll(filepath.Join(os.TempDir(), e.Name()))
+		removeTree(filepath.Join(os.TempDir(), e.Name()))
 	}
+}
+
+// removeTree removes dir and everything in it. A runner that is not root
+// shares its user with its plugins, which can take the write permission
+// off a directory in their temporary directory, and os.RemoveAll then
+// fails; it gives its directories back their permissions and tries again.
+// (Root needs no permissions; for its plugins' directories that would
+// mean following links a plugin made.)
+func removeTree(dir string) {
+	if os.RemoveAll(dir) == nil || os.Geteuid() == 0 {
+		return
+	}
+	_ = filepath.WalkDir(dir, func(path string, d os.DirEntry, err error) error {
+		if err == nil && d.IsDir() {
+			_ = os.Chmod(path, 0o700)
+		}
+		return nil
+	})
+	_ = os.RemoveAll(dir)
 }
 
 // namespaceFlags are the namespaces a plugin gets: PID (everything it
