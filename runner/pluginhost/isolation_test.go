@@ -22,6 +22,7 @@ import (
 
 	"github.com/omniq/omniq/internal/testbin"
 	"github.com/omniq/omniq/models"
+	"github.com/omniq/omniq/plugins-sdk/pluginpb"
 	"github.com/omniq/omniq/runner/pluginhost"
 )
 
@@ -814,4 +815,29 @@ func TestANonRootPluginsTempDirIsRemovedWhateverItsModes(t *testing.T) {
 		_, err := os.Lstat(tmp)
 		return errors.Is(err, os.ErrNotExist)
 	})
+}
+
+func TestHowAPluginEndedSurvivesTheCleanUpAfterItsCrash(t *testing.T) {
+	t.Parallel()
+	p, err := pluginhost.StartProcess(ctx(t), pluginhost.ProcessConfig{Path: buildPath(t, spinPkg), Limits: pluginhost.Limits{Processes: 32}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Kill(ctx(t))
+	if iso := p.Isolation(); iso.Cgroup == "" {
+		requireIsolationOf(t, fmt.Sprintf("no cgroup: %v", iso.NotEnforced))
+	}
+	_, _ = p.RPC().Execute(ctx(t), &pluginpb.ExecuteRequest{TaskId: "t", Function: "threads", Attempt: 1})
+	select {
+	case <-p.Exited():
+	case <-time.After(30 * time.Second):
+		t.Fatal("the plugin did not die at its process limit")
+	}
+	// The supervisor releases a dead process (Kill) while the task that
+	// was running on it may not have read how it ended yet: the kill
+	// after its end must not hide the cause.
+	p.Kill(ctx(t))
+	if got := p.Exit(); !strings.Contains(got.String(), "(process limit reached)") || got.Killed {
+		t.Fatalf("exit after the clean-up = %q (killed by OmniQ: %v), want \"(process limit reached)\", not killed", got.String(), got.Killed)
+	}
 }

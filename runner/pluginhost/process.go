@@ -589,9 +589,15 @@ func (r *procRunner) Kill(context.Context) error {
 	return nil
 }
 
+// markKilled records that OmniQ is killing the process, unless its end is
+// already known: killing what already ended (the supervisor releases a
+// dead process, maybe before a task read how it ended) changes nothing of
+// how it ended, and must not hide why.
 func (r *procRunner) markKilled() {
 	r.mu.Lock()
-	r.killed = true
+	if !r.exitedOK {
+		r.killed = true
+	}
 	r.mu.Unlock()
 }
 
