@@ -46,9 +46,10 @@ type Key struct {
 
 // Ensure returns the credentials of each role in dataDir, creating the
 // directory (0700) and any missing seed (0600) first. Existing seeds are
-// reused. A directory or file that other users can read, or that is not
-// what it should be, returns ErrInsecure naming it; a file that is not a
-// user seed returns ErrBadSeed.
+// reused. A directory or file that other users can read, that another
+// user owns (who may know its keys), or that is not what it should be,
+// returns ErrInsecure naming it; a file that is not a user seed returns
+// ErrBadSeed.
 func Ensure(dataDir string, roles ...string) ([]Key, error) {
 	dir := Dir(dataDir)
 	if err := os.MkdirAll(dir, 0o700); err != nil {
@@ -57,9 +58,15 @@ func Ensure(dataDir string, roles ...string) ([]Key, error) {
 	if err := private(dir, true); err != nil {
 		return nil, err
 	}
+	if err := ownedByUs(dir); err != nil {
+		return nil, err
+	}
 	keys := make([]Key, 0, len(roles))
 	for _, role := range roles {
 		path := SeedFile(dataDir, role)
+		if err := ownedByUs(path); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return nil, err
+		}
 		kp, err := Load(path)
 		if errors.Is(err, fs.ErrNotExist) {
 			kp, err = create(path)

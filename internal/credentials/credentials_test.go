@@ -81,6 +81,34 @@ func TestEnsureRefusesCredentialsOthersCanRead(t *testing.T) {
 	}
 }
 
+func TestEnsureRefusesCredentialsAnotherUserOwns(t *testing.T) {
+	t.Parallel()
+	if os.Geteuid() != 0 {
+		t.Skip("needs root to give the credentials to another user")
+	}
+	// Whoever may write the data directory (a plugin, as nobody, when it
+	// is writable by every user) can put its own credentials directory
+	// there, with seeds it knows, private to itself: a runner that took
+	// them would let it log in as the operator.
+	for _, own := range []string{"directory", "seed"} {
+		data := t.TempDir()
+		keys, err := credentials.Ensure(data, "operator")
+		if err != nil {
+			t.Fatal(err)
+		}
+		path := credentials.Dir(data)
+		if own == "seed" {
+			path = keys[0].File
+		}
+		if err := os.Chown(path, 65534, 65534); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := credentials.Ensure(data, "operator"); !errors.Is(err, credentials.ErrInsecure) || !strings.Contains(err.Error(), "65534") {
+			t.Errorf("%s owned by nobody: %v, want ErrInsecure naming the owner", own, err)
+		}
+	}
+}
+
 func TestLoadRefusesWhatIsNotAUserSeed(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()

@@ -13,6 +13,7 @@ import (
 	"slices"
 	"strings"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
@@ -71,6 +72,7 @@ func Main(ctx context.Context, force <-chan struct{}, args []string, getenv func
 	}
 	log := newLogger(o, stderr)
 	warnReadableConfig(o.ConfigFile, log)
+	warnWritableConfig(o.ConfigFile, log)
 	warnReadableSecrets(o, log)
 	tr, err := tracing.Start(ctx, tracing.Config{Service: "omniq-runner", Version: version.Get().Version, Getenv: getenv, Console: os.Stdout})
 	if err != nil {
@@ -100,6 +102,27 @@ func warnReadableConfig(path string, log logrus.FieldLogger) {
 		return
 	}
 	log.WithField("config", path).Warnf("the config file is readable by every user (mode %#o): plugins, which run as another user, can read it, with the environment it gives them (plugins.<name>.env) and its logins; chmod o-r it", st.Mode().Perm())
+}
+
+// warnWritableConfig warns, when the runner is root, that the config file
+// belongs to, or may be written by, a user other than root: a plugin
+// running as that user (or as any, where every user may write it) could
+// rewrite it for the next start (its user, another plugin's environment,
+// the limits, the checksum policy).
+func warnWritableConfig(path string, log logrus.FieldLogger) {
+	if path == "" || os.Geteuid() != 0 {
+		return
+	}
+	info, err := os.Stat(path)
+	if err != nil {
+		return
+	}
+	st, ok := info.Sys().(*syscall.Stat_t)
+	mode := info.Mode().Perm()
+	if !ok || (st.Uid == 0 && mode&0o002 == 0 && (mode&0o020 == 0 || st.Gid == 0)) {
+		return
+	}
+	log.WithField("config", path).Warnf("the config file may be written by others than root (owner uid %d, group gid %d, mode %#o): a plugin running as such a user could rewrite it for the next start; make it root's and writable by root alone", st.Uid, st.Gid, mode)
 }
 
 // warnReadableSecrets warns about each key or login file the runner is

@@ -127,6 +127,35 @@ func TestAConfigFileEveryUserCanReadIsWarnedAbout(t *testing.T) {
 	}
 }
 
+func TestAConfigFileOthersMayWriteIsWarnedAbout(t *testing.T) {
+	t.Parallel()
+	if os.Geteuid() != 0 {
+		t.Skip("plugins run as another user only under a root runner")
+	}
+	// A plugin that may write the config file rewrites it for the next
+	// start: its own user, another plugin's environment, the limits.
+	for _, c := range []struct {
+		mode  os.FileMode
+		owner int
+		warn  bool
+	}{{0o600, 0, false}, {0o602, 0, true}, {0o620, 0, false}, {0o600, 65534, true}} {
+		cfg := writeConfig(t, `{"plugins": {"faults": {"env": ["API_KEY=hunter2"]}}}`)
+		if err := os.Chmod(cfg, c.mode); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chown(cfg, c.owner, 0); err != nil {
+			t.Fatal(err)
+		}
+		_, logs, stop := startMain(t, []string{"--listen", "127.0.0.1:0", "--data-dir", t.TempDir(), "--config", cfg},
+			map[string]string{"OMNIQ_PLUGINS_DIR": pluginsDir(t)})
+		stop(false)
+		warned := strings.Contains(logs.String(), "the config file may be written by")
+		if warned != c.warn {
+			t.Errorf("config file mode %#o owned by uid %d: warned %v:\n%s", c.mode, c.owner, warned, logs)
+		}
+	}
+}
+
 func TestSecretFilesEveryUserCanReadAreWarnedAbout(t *testing.T) {
 	t.Parallel()
 	// Plugins run as another user (nobody): a key or login the runner is

@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"fmt"
 	"io"
 	"os"
@@ -24,10 +25,12 @@ import (
 )
 
 const (
-	helperEnv       = "OMNIQ_PLUGINHOST_HELPER"
-	helperPluginEnv = "OMNIQ_PLUGINHOST_HELPER_PLUGIN_ENV" // KEY=value for the plugin
-	helperTaskEnv   = "OMNIQ_PLUGINHOST_HELPER_TASK"       // a function to start a task of
-	helperHostEnv   = "OMNIQ_PLUGINHOST_HELPER_HOST"       // start a Host logging to stderr instead
+	helperEnv        = "OMNIQ_PLUGINHOST_HELPER"
+	helperPluginEnv  = "OMNIQ_PLUGINHOST_HELPER_PLUGIN_ENV" // KEY=value for the plugin
+	helperTaskEnv    = "OMNIQ_PLUGINHOST_HELPER_TASK"       // a function to start a task of
+	helperHostEnv    = "OMNIQ_PLUGINHOST_HELPER_HOST"       // start a Host logging to stderr instead
+	helperPayloadEnv = "OMNIQ_PLUGINHOST_HELPER_PAYLOAD"    // the payload of that task
+	helperLimitsEnv  = "OMNIQ_PLUGINHOST_HELPER_LIMITS"     // the plugin's Limits, as JSON
 )
 
 // runHelper is a stand-in runner process: it starts the plugin named by
@@ -45,7 +48,15 @@ func runHelper() {
 		fmt.Println("pid", h.Supervisors()[0].Process().Pid())
 		select {}
 	}
-	cfg := pluginhost.ProcessConfig{Path: os.Getenv(helperEnv)}
+	log := logrus.New()
+	log.Out = os.Stderr
+	cfg := pluginhost.ProcessConfig{Path: os.Getenv(helperEnv), Logger: log}
+	if l := os.Getenv(helperLimitsEnv); l != "" {
+		if err := json.Unmarshal([]byte(l), &cfg.Limits); err != nil {
+			fmt.Println("error", err)
+			os.Exit(1)
+		}
+	}
 	if kv := os.Getenv(helperPluginEnv); kv != "" {
 		cfg.Env = []string{kv}
 	}
@@ -55,7 +66,7 @@ func runHelper() {
 		os.Exit(1)
 	}
 	if fn := os.Getenv(helperTaskEnv); fn != "" {
-		go s.Execute(context.Background(), &pluginpb.ExecuteRequest{TaskId: "helper", Function: fn, Attempt: 1}, time.Time{}, nil)
+		go s.Execute(context.Background(), &pluginpb.ExecuteRequest{TaskId: "helper", Function: fn, Payload: []byte(os.Getenv(helperPayloadEnv)), Attempt: 1}, time.Time{}, nil)
 	}
 	fmt.Println("pid", s.Process().Pid())
 	select {}

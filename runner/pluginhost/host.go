@@ -9,6 +9,7 @@ import (
 	"slices"
 	"sort"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/sirupsen/logrus"
@@ -25,7 +26,8 @@ var ErrDuplicateFunction = errors.New("function served by two plugins")
 // HostConfig says which plugins to run.
 type HostConfig struct {
 	// Dir holds the plugin executables: every regular executable file in it
-	// is started. Required unless Paths is set.
+	// is started; symbolic links are not (a warning names each). Required
+	// unless Paths is set.
 	Dir string
 	// Paths lists plugin executables explicitly, instead of Dir.
 	Paths []string
@@ -101,10 +103,15 @@ func StartHost(ctx context.Context, cfg HostConfig) (*Host, error) {
 	paths := cfg.Paths
 	if paths == nil {
 		var err error
-		if paths, err = executables(cfg.Dir); err != nil {
+		var links []string
+		if paths, links, err = executables(cfg.Dir); err != nil {
 			return nil, err
 		}
+		for _, l := range links {
+			log.WithField("path", l).Warn("plugins directory: not starting " + l + ", a symbolic link: only the directory's regular files are plugins (copy the binary in)")
+		}
 	}
+	warnReplaceable(log, paths)
 	h := &Host{log: log, routes: make(map[string]*Supervisor)}
 	for _, path := range paths {
 		c := cfg.Defaults
@@ -130,22 +137,55 @@ func StartHost(ctx context.Context, cfg HostConfig) (*Host, error) {
 	return h, nil
 }
 
-// executables lists the regular, executable files of dir, sorted.
-func executables(dir string) ([]string, error) {
+// warnReplaceable warns, when the runner is root, about each plugin binary
+// and directory of binaries that someone other than root may write: a
+// plugin running as that user (or as any user, where it is writable by
+// every user) could replace a binary, or add one, for the next start.
+func warnReplaceable(log logrus.FieldLogger, paths []string) {
+	if os.Geteuid() != 0 {
+		return // plugins run as the runner's user, who owns them anyway
+	}
+	seen := map[string]bool{}
+	for _, path := range paths {
+		for _, p := range []string{filepath.Dir(path), path} {
+			if seen[p] {
+				continue
+			}
+			seen[p] = true
+			info, err := os.Stat(p)
+			if err != nil {
+				continue
+			}
+			st, ok := info.Sys().(*syscall.Stat_t)
+			mode := info.Mode().Perm()
+			if !ok || (st.Uid == 0 && mode&0o002 == 0 && (mode&0o020 == 0 || st.Gid == 0)) {
+				continue
+			}
+			log.WithField("path", p).Warnf("plugin binary or directory %s may be written by others than root (owner uid %d, group gid %d, mode %#o): a plugin running as such a user could replace a plugin binary, or add one, for the next start; make it root's and writable by root alone, or give each plugin a sha256", p, st.Uid, st.Gid, mode)
+		}
+	}
+}
+
+// executables lists the regular, executable files of dir, sorted, and
+// the symbolic links in it, which are not started.
+func executables(dir string) (out, links []string, err error) {
 	entries, err := os.ReadDir(dir)
 	if err != nil {
-		return nil, fmt.Errorf("plugins directory: %w", err)
+		return nil, nil, fmt.Errorf("plugins directory: %w", err)
 	}
-	var out []string
 	for _, e := range entries {
 		info, err := e.Info()
+		if err == nil && info.Mode()&os.ModeSymlink != 0 {
+			links = append(links, filepath.Join(dir, e.Name()))
+		}
 		if err != nil || !info.Mode().IsRegular() || info.Mode().Perm()&0o111 == 0 {
 			continue
 		}
 		out = append(out, filepath.Join(dir, e.Name()))
 	}
 	sort.Strings(out)
-	return out, nil
+	sort.Strings(links)
+	return out, links, nil
 }
 
 // refresh rebuilds the function routes from the supervisors' declarations.

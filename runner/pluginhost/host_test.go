@@ -13,6 +13,9 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/sirupsen/logrus"
+	logtest "github.com/sirupsen/logrus/hooks/test"
+
 	"github.com/omniq/omniq/internal/testbin"
 	"github.com/omniq/omniq/plugins-sdk/pluginpb"
 	"github.com/omniq/omniq/runner/pluginhost"
@@ -167,4 +170,71 @@ func TestAPluginDeclaringTooManyFunctionsDoesNotStart(t *testing.T) {
 			t.Fatalf("err = %v, want ErrStart naming the %d functions", err, n)
 		}
 	}
+}
+
+func TestAPluginBinaryOthersMayReplaceIsWarnedAbout(t *testing.T) {
+	t.Parallel()
+	if os.Geteuid() != 0 {
+		t.Skip("plugins run as another user only under a root runner")
+	}
+	// Root's, writable by root alone: no warning.
+	clean := publicDir(t)
+	testbin.Copy(t, echoPkg, clean)
+	// A directory every user may write, and a binary nobody owns: a
+	// plugin running as nobody could swap either for the next start.
+	open := publicDir(t)
+	if err := os.Chmod(open, 0o777); err != nil {
+		t.Fatal(err)
+	}
+	bin := testbin.Copy(t, echoPkg, open)
+	if err := os.Chown(bin, 65534, 65534); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		dir  string
+		want []string
+	}{{clean, nil}, {open, []string{open, bin}}} {
+		log, hook := logtest.NewNullLogger()
+		h, err := pluginhost.StartHost(ctx(t), pluginhost.HostConfig{Dir: c.dir, Logger: log})
+		if err != nil {
+			t.Fatal(err)
+		}
+		_ = h.Stop(ctx(t))
+		var got []string
+		for _, e := range hook.AllEntries() {
+			if strings.Contains(e.Message, "may be written by others than root") {
+				got = append(got, fmt.Sprint(e.Data["path"]))
+			}
+		}
+		if !slices.Equal(got, c.want) {
+			t.Errorf("plugins in %s: warned about %v, want %v", c.dir, got, c.want)
+		}
+	}
+}
+
+func TestASymbolicLinkInThePluginsDirectoryIsNamedNotStarted(t *testing.T) {
+	t.Parallel()
+	// Only the directory's regular files are started: a link could lead
+	// anywhere (and be re-pointed by whoever may write where it leads).
+	// The operator who linked a plugin in must learn why it did not run.
+	dir, elsewhere := t.TempDir(), t.TempDir()
+	testbin.Copy(t, echoPkg, dir)
+	if err := os.Symlink(testbin.Copy(t, faultsPkg, elsewhere), filepath.Join(dir, "faults")); err != nil {
+		t.Fatal(err)
+	}
+	log, hook := logtest.NewNullLogger()
+	h, err := pluginhost.StartHost(ctx(t), pluginhost.HostConfig{Dir: dir, Logger: log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = h.Stop(ctx(t)) }()
+	if _, ok := h.Functions()["flaky"]; ok {
+		t.Error("the linked plugin was started")
+	}
+	for _, e := range hook.AllEntries() {
+		if e.Level == logrus.WarnLevel && strings.Contains(e.Message, "symbolic link") && e.Data["path"] == filepath.Join(dir, "faults") {
+			return
+		}
+	}
+	t.Error("no warning names the symbolic link that was not started")
 }

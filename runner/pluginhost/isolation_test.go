@@ -22,6 +22,7 @@ import (
 
 	"github.com/omniq/omniq/internal/testbin"
 	"github.com/omniq/omniq/models"
+	"github.com/omniq/omniq/plugins-sdk/pluginpb"
 	"github.com/omniq/omniq/runner/pluginhost"
 )
 
@@ -616,5 +617,227 @@ func TestAPluginPastItsProcessLimitIsReportedSo(t *testing.T) {
 	f := out.Failure
 	if f == nil || f.ErrorType != models.ErrorTypePluginCrash || !f.Retryable || !strings.Contains(f.Message, "(process limit reached)") {
 		t.Fatalf("failure = %+v, want a retryable plugin_crash saying \"(process limit reached)\"", f)
+	}
+}
+
+// startRunnerAsNobody starts a stand-in runner (runHelper) as nobody,
+// where a runner that is not root has no namespaces or cgroups to give
+// its plugin, running a copy of the plugin pkg with env added; it returns
+// the runner and its plugin's sandbox pid. The runner is killed when the
+// test ends.
+func startRunnerAsNobody(t *testing.T, pkg string, env ...string) (*exec.Cmd, int) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("needs root to start the stand-in runner as nobody")
+	}
+	dir := publicDir(t)
+	runner := copyFile(t, os.Args[0], dir, "runner")
+	plugin := copyFile(t, buildPath(t, pkg), dir, filepath.Base(pkg))
+	cmd := exec.Command(runner, "-test.run=^$")
+	cmd.Env = append(append(os.Environ(), helperEnv+"="+plugin), env...)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	line, err := bufio.NewReader(out).ReadString('\n')
+	if err != nil || !strings.HasPrefix(line, "pid ") {
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+		t.Fatalf("stand-in runner: %q %v\n%s", line, err, stderr.String())
+	}
+	go func() { _, _ = io.Copy(io.Discard, out) }()
+	shim, err := strconv.Atoi(strings.TrimPrefix(strings.TrimSpace(line), "pid "))
+	if err != nil {
+		t.Fatalf("stand-in runner said %q", line)
+	}
+	return cmd, shim
+}
+
+// childrenOf returns the live child processes of pid with their command
+// lines.
+func childrenOf(pid int) map[int]string {
+	out := map[int]string{}
+	entries, _ := os.ReadDir("/proc")
+	for _, e := range entries {
+		child, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", child))
+		if err != nil {
+			continue
+		}
+		// pid (comm) state ppid …; comm may hold spaces.
+		f := strings.Fields(string(b[bytes.LastIndexByte(b, ')')+1:]))
+		if len(f) < 2 || f[0] == "Z" || f[1] != strconv.Itoa(pid) {
+			continue
+		}
+		cmd, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", child))
+		out[child] = strings.TrimSpace(strings.ReplaceAll(string(cmd), "\x00", " "))
+	}
+	return out
+}
+
+// pluginAndChild waits for the faults plugin below the sandbox shim to
+// have spawned its child (inspect "spawn", a sleep in the plugin's own
+// process group) and returns both pids.
+func pluginAndChild(t *testing.T, shim int) (plugin, child int) {
+	t.Helper()
+	eventually(t, 20*time.Second, fmt.Sprintf("the plugin below %d and its child", shim), func() bool {
+		for pid := range childrenOf(shim) {
+			for c, cmd := range childrenOf(pid) {
+				if cmd == "sleep 600" {
+					plugin, child = pid, c
+					return true
+				}
+			}
+		}
+		return false
+	})
+	return plugin, child
+}
+
+func TestWithoutNamespacesThePluginsProcessGroupDiesWithIt(t *testing.T) {
+	t.Parallel()
+	// A runner that is not root promises only what the plugin's process
+	// group gives: a child in that group dies with the plugin.
+	_, shim := startRunnerAsNobody(t, faultsPkg, helperTaskEnv+"=inspect", helperPayloadEnv+"=spawn")
+	plugin, child := pluginAndChild(t, shim)
+	if err := syscall.Kill(plugin, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 10*time.Second, fmt.Sprintf("the plugin's child %d to die with the plugin", child), func() bool { return !alive(child) })
+}
+
+func TestWithoutNamespacesThePluginsProcessGroupDiesWithASIGKILLedRunner(t *testing.T) {
+	t.Parallel()
+	cmd, shim := startRunnerAsNobody(t, faultsPkg, helperTaskEnv+"=inspect", helperPayloadEnv+"=spawn")
+	plugin, child := pluginAndChild(t, shim)
+	if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	_ = cmd.Wait()
+	eventually(t, 10*time.Second, fmt.Sprintf("the plugin %d and its child %d to die with the runner", plugin, child), func() bool {
+		return !alive(shim) && !alive(plugin) && !alive(child)
+	})
+}
+
+func TestAFailedStartSaysWhatWasNotEnforced(t *testing.T) {
+	t.Parallel()
+	if os.Geteuid() != 0 {
+		t.Skip("needs root to start the stand-in runner as nobody")
+	}
+	// A runner with no cgroup to give (here: not root) falls back to
+	// per-process limits, under which this plugin cannot start: a Go
+	// program needs more address space than 64 MiB, and nobody has more
+	// than one process. The log must say why, although it never started.
+	dir := publicDir(t)
+	runner := copyFile(t, os.Args[0], dir, "runner")
+	plugin := copyFile(t, buildPath(t, faultsPkg), dir, "faults")
+	cmd := exec.Command(runner, "-test.run=^$")
+	cmd.Env = append(os.Environ(), helperEnv+"="+plugin, helperLimitsEnv+`={"MemoryBytes": 67108864, "Processes": 1}`)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
+	var stdout, stderr strings.Builder
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Run(); err == nil || !strings.HasPrefix(stdout.String(), "error ") {
+		t.Fatalf("the plugin started (%v): %s\n%s", err, stdout.String(), stderr.String())
+	}
+	for _, want := range []string{
+		"plugin isolation not enforced: cgroup",
+		"a memory limit of 67108864 bytes as address space",
+		"a process limit of 1 as RLIMIT_NPROC",
+	} {
+		if !strings.Contains(stderr.String(), want) {
+			t.Errorf("log lacks %q:\n%s", want, stderr.String())
+		}
+	}
+}
+
+func TestRootIsRefusedAsAPluginUser(t *testing.T) {
+	t.Parallel()
+	if os.Geteuid() != 0 {
+		t.Skip("plugin users apply only to a root runner")
+	}
+	// A plugin running as root would read the runner's credentials and
+	// could leave its cgroup: the docs promise an unprivileged user.
+	users := []string{"root", "0"}
+	// A user whose primary group is root (useradd -g 0), where there is one.
+	if b, err := os.ReadFile("/etc/passwd"); err == nil {
+		for _, line := range strings.Split(string(b), "\n") {
+			if f := strings.Split(line, ":"); len(f) > 3 && f[2] != "0" && f[3] == "0" {
+				users = append(users, f[0])
+				break
+			}
+		}
+	}
+	for _, user := range users {
+		p, err := pluginhost.StartProcess(ctx(t), pluginhost.ProcessConfig{Path: buildPath(t, echoPkg), User: user})
+		if err == nil {
+			p.Kill(ctx(t))
+			t.Errorf("user %q: the plugin started (as %q)", user, p.Isolation().User)
+			continue
+		}
+		if !errors.Is(err, pluginhost.ErrStart) || !strings.Contains(err.Error(), "id 0)") {
+			t.Errorf("user %q: error %v, want ErrStart naming uid or gid 0", user, err)
+		}
+	}
+}
+
+func TestANonRootPluginsTempDirIsRemovedWhateverItsModes(t *testing.T) {
+	t.Parallel()
+	// Without namespaces the plugin's TMPDIR is a plain directory of the
+	// runner's user, which the plugin shares: it can take the write
+	// permission off a directory in it, which os.RemoveAll then cannot
+	// empty.
+	report := publicDir(t)
+	if err := os.Chmod(report, 0o777); err != nil {
+		t.Fatal(err)
+	}
+	script := fmt.Sprintf(`mkdir -p "$TMPDIR/a/b" && echo x > "$TMPDIR/a/b/f" && chmod 500 "$TMPDIR/a" && echo "$TMPDIR" > %s/tmpdir`, report)
+	_, shim := startRunnerAsNobody(t, execPkg, helperTaskEnv+"=lock", helperPluginEnv+"="+execPlugin(t, map[string]string{"lock": script})[0])
+	var tmp string
+	eventually(t, 20*time.Second, "the plugin to report its TMPDIR", func() bool {
+		b, err := os.ReadFile(filepath.Join(report, "tmpdir"))
+		tmp = strings.TrimSpace(string(b))
+		return err == nil && tmp != ""
+	})
+	for pid := range childrenOf(shim) {
+		_ = syscall.Kill(pid, syscall.SIGKILL) // the plugin crashes
+	}
+	eventually(t, 10*time.Second, fmt.Sprintf("the plugin's TMPDIR %s to be removed", tmp), func() bool {
+		_, err := os.Lstat(tmp)
+		return errors.Is(err, os.ErrNotExist)
+	})
+}
+
+func TestHowAPluginEndedSurvivesTheCleanUpAfterItsCrash(t *testing.T) {
+	t.Parallel()
+	p, err := pluginhost.StartProcess(ctx(t), pluginhost.ProcessConfig{Path: buildPath(t, spinPkg), Limits: pluginhost.Limits{Processes: 32}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Kill(ctx(t))
+	if iso := p.Isolation(); iso.Cgroup == "" {
+		requireIsolationOf(t, fmt.Sprintf("no cgroup: %v", iso.NotEnforced))
+	}
+	_, _ = p.RPC().Execute(ctx(t), &pluginpb.ExecuteRequest{TaskId: "t", Function: "threads", Attempt: 1})
+	select {
+	case <-p.Exited():
+	case <-time.After(30 * time.Second):
+		t.Fatal("the plugin did not die at its process limit")
+	}
+	// The supervisor releases a dead process (Kill) while the task that
+	// was running on it may not have read how it ended yet: the kill
+	// after its end must not hide the cause.
+	p.Kill(ctx(t))
+	if got := p.Exit(); !strings.Contains(got.String(), "(process limit reached)") || got.Killed {
+		t.Fatalf("exit after the clean-up = %q (killed by OmniQ: %v), want \"(process limit reached)\", not killed", got.String(), got.Killed)
 	}
 }

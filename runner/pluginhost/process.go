@@ -92,8 +92,9 @@ type ProcessConfig struct {
 	// ErrChecksumRequired, naming the binary's actual hash).
 	RequireSHA256 bool
 	// User is the user the plugin runs as when the runner is root: a name
-	// or a numeric uid. Defaults to "nobody". Ignored, with a warning, when
-	// the runner is not root.
+	// or a numeric uid, not root (uid 0: the plugin does not start).
+	// Defaults to "nobody". Ignored, with a warning, when the runner is
+	// not root.
 	User string
 	// EnvAllow names the host environment variables passed through.
 	// Defaults to DefaultEnvAllow.
@@ -217,6 +218,14 @@ func StartProcess(ctx context.Context, cfg ProcessConfig) (*Process, error) {
 		<-connected
 	}
 	if err != nil {
+		// What the sandbox could not apply may be why it failed (a Go
+		// plugin under an address-space limit that stands in for a
+		// cgroup cannot start): say it here too.
+		if r := p.started.Load(); r != nil {
+			for _, what := range r.sb.Isolation().NotEnforced {
+				log.Warn("plugin isolation not enforced: " + what)
+			}
+		}
 		p.forceKill()
 		p.client.Kill()
 		releaseSockets()
@@ -580,9 +589,15 @@ func (r *procRunner) Kill(context.Context) error {
 	return nil
 }
 
+// markKilled records that OmniQ is killing the process, unless its end is
+// already known: killing what already ended (the supervisor releases a
+// dead process, maybe before a task read how it ended) changes nothing of
+// how it ended, and must not hide why.
 func (r *procRunner) markKilled() {
 	r.mu.Lock()
-	r.killed = true
+	if !r.exitedOK {
+		r.killed = true
+	}
 	r.mu.Unlock()
 }
 

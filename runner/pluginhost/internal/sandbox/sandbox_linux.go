@@ -52,9 +52,9 @@ func New(cfg Config) *Process {
 func Limitations() []string {
 	var out []string
 	if os.Geteuid() != 0 {
-		out = append(out, "the runner is not root: plugins run as the runner's user and can read what it can (its /proc entries, environment, files); no PID or mount namespaces, so a process a plugin starts in a new session can outlive it; no private /dev/shm")
+		out = append(out, "the runner is not root: plugins run as the runner's user and can read what it can (its /proc entries, environment, files); no PID or mount namespaces, so a process a plugin starts in a new process group or session (every exec command) can outlive it; no private /dev/shm")
 	} else if !namespacesWork() {
-		out = append(out, "PID, mount and IPC namespaces are not available: a process a plugin starts in a new session can outlive it; the plugin sees the host's /proc and /dev/shm, and its System V shared memory outlives it")
+		out = append(out, "PID, mount and IPC namespaces are not available: a process a plugin starts in a new process group or session (every exec command) can outlive it; the plugin sees the host's /proc and /dev/shm, and its System V shared memory outlives it")
 	}
 	if !seccompAvailable() {
 		out = append(out, seccompMissing)
@@ -93,6 +93,7 @@ func (p *Process) Start() error {
 		}
 		if l.Processes > 0 {
 			spec.Rlimits = append(spec.Rlimits, rlimit{unix.RLIMIT_NPROC, l.Processes})
+			p.iso.NotEnforced = append(p.iso.NotEnforced, fmt.Sprintf("a process limit of %d as RLIMIT_NPROC: it counts every process of the plugin's user (a start fails with \"resource temporarily unavailable\" when that user has as many already), and root's not at all", l.Processes))
 		}
 		if l.CPUs > 0 {
 			p.iso.NotEnforced = append(p.iso.NotEnforced, "the CPU quota (no cgroup)")
@@ -124,8 +125,13 @@ func (p *Process) Start() error {
 		attr.Cloneflags = namespaceFlags
 		spec.Mount = true
 		p.iso.Namespaces = true
-	} else if root {
-		p.iso.NotEnforced = append(p.iso.NotEnforced, "PID, mount and IPC namespaces (not available on this host)")
+	} else {
+		// The shim then kills the plugin's process group on the runner's
+		// death, which SIGKILL would not let it do (shim_linux.go).
+		attr.Pdeathsig = syscall.SIGTERM
+		if root {
+			p.iso.NotEnforced = append(p.iso.NotEnforced, "PID, mount and IPC namespaces (not available on this host)")
+		}
 	}
 	p.Cmd.SysProcAttr = attr
 	// With namespaces the plugin's tmpfs, mounted over the directory, is
@@ -270,7 +276,7 @@ func (p *Process) cleanup() {
 	}
 	p.mu.Unlock()
 	if p.iso.TempDir != "" {
-		_ = os.RemoveAll(p.iso.TempDir)
+		removeTree(p.iso.TempDir)
 	}
 	if p.syncW != nil {
 		p.syncW.Close()
@@ -284,7 +290,8 @@ func (p *Process) cleanup() {
 
 // PluginUser returns the user a plugin configured with user (a name, a
 // uid, or "" for DefaultUser) runs as; ok is false when the runner is not
-// root and so the plugin keeps the runner's user.
+// root and so the plugin keeps the runner's user. A user that does not
+// exist, is root (uid 0) or has group root (gid 0) is an error.
 func PluginUser(user string) (u User, ok bool, err error) {
 	if os.Geteuid() != 0 {
 		return User{}, false, nil
@@ -293,6 +300,17 @@ func PluginUser(user string) (u User, ok bool, err error) {
 		user = DefaultUser
 	}
 	u, err = lookupUser(user)
+	switch {
+	case err != nil:
+	case u.UID == 0:
+		// Root in the plugin's namespaces is root on the host: it reads
+		// the runner's credentials and can leave its cgroup.
+		err = fmt.Errorf("plugin user %q is root (uid 0): a plugin must run as an unprivileged user", user)
+	case u.GID == 0:
+		// Group root reads what the runner makes group-readable, such
+		// as nats-server's store (0750).
+		err = fmt.Errorf("plugin user %q has group root (gid 0) as its primary group: a plugin must run as an unprivileged user", user)
+	}
 	return u, err == nil, err
 }
 
@@ -366,7 +384,7 @@ func releaseSocketDir() {
 	socketDirs.Lock()
 	defer socketDirs.Unlock()
 	if socketDirs.users--; socketDirs.users == 0 {
-		_ = os.RemoveAll(socketDirs.dir)
+		removeTree(socketDirs.dir)
 		socketDirs.dir = ""
 	}
 }
@@ -384,8 +402,27 @@ func sweepTempDirs() {
 		if err != nil || pid == os.Getpid() || runnerAlive(pid) {
 			continue
 		}
-		_ = os.RemoveAll(filepath.Join(os.TempDir(), e.Name()))
+		removeTree(filepath.Join(os.TempDir(), e.Name()))
 	}
+}
+
+// removeTree removes dir and everything in it. A runner that is not root
+// shares its user with its plugins, which can take the write permission
+// off a directory in their temporary directory, and os.RemoveAll then
+// fails; it gives its directories back their permissions and tries again.
+// (Root needs no permissions; for its plugins' directories that would
+// mean following links a plugin made.)
+func removeTree(dir string) {
+	if os.RemoveAll(dir) == nil || os.Geteuid() == 0 {
+		return
+	}
+	_ = filepath.WalkDir(dir, func(path string, d os.DirEntry, err error) error {
+		if err == nil && d.IsDir() {
+			_ = os.Chmod(path, 0o700)
+		}
+		return nil
+	})
+	_ = os.RemoveAll(dir)
 }
 
 // namespaceFlags are the namespaces a plugin gets: PID (everything it

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"os/signal"
 	"runtime"
 	"strconv"
 	"syscall"
@@ -75,6 +76,18 @@ func runShim(arg string) {
 	if err := json.Unmarshal([]byte(arg), &s); err != nil {
 		shimFail("read the sandbox spec", err)
 	}
+	if !s.Mount {
+		// Without a PID namespace, whose end would kill them, what the
+		// plugin left in its process group is killed by the shim: when
+		// the plugin has ended (below), and when the runner dies, for
+		// which the shim's parent-death signal is then SIGTERM.
+		term := make(chan os.Signal, 1)
+		signal.Notify(term, syscall.SIGTERM)
+		go func() {
+			<-term
+			_ = syscall.Kill(0, syscall.SIGKILL)
+		}()
+	}
 	// Wait until the runner has put this process in its cgroup; EOF
 	// means it gave up.
 	b := make([]byte, 1)
@@ -144,6 +157,9 @@ func runShim(arg string) {
 		var st [4]byte
 		binary.LittleEndian.PutUint32(st[:], uint32(ws))
 		_, _ = unix.Write(statusFD, st[:])
+		if !s.Mount {
+			_ = syscall.Kill(0, syscall.SIGKILL) // the shim's own group, the shim last
+		}
 		switch {
 		case ws.Signaled():
 			os.Exit(128 + int(ws.Signal()))
