@@ -3,7 +3,9 @@ package jetstream
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 	"time"
@@ -95,33 +97,41 @@ func (c *Client) registrationSubject(function, runnerID string) string {
 }
 
 // Functions returns the live registrations, by function name.
+//
+// It reads the bucket's keys from the stream's info and each key's entry
+// by a direct get: no consumer. Anyone who may read the bucket may create
+// consumers on it, up to the server's limit per stream, and a list that
+// needed one of its own would fail, for every runner's sweep and every
+// submit, while a reader held them all.
 func (c *Client) Functions(ctx context.Context) (map[string][]Registration, error) {
-	kv, err := c.js.KeyValue(ctx, c.cfg.FunctionsBucket)
+	s, err := c.js.Stream(ctx, "KV_"+c.cfg.FunctionsBucket)
 	if err != nil {
 		return nil, fmt.Errorf("list functions: %w", err)
 	}
-	w, err := kv.WatchAll(ctx, natsjs.IgnoreDeletes())
+	prefix := "$KV." + c.cfg.FunctionsBucket + "."
+	info, err := s.Info(ctx, natsjs.WithSubjectFilter(prefix+">"))
 	if err != nil {
 		return nil, fmt.Errorf("list functions: %w", err)
 	}
-	defer func() { _ = w.Stop() }()
 	out := make(map[string][]Registration)
-	for {
-		var e natsjs.KeyValueEntry
-		select {
-		case e = <-w.Updates():
-		case <-ctx.Done():
-			return nil, ctx.Err()
+	for _, subj := range slices.Sorted(maps.Keys(info.State.Subjects)) {
+		m, err := s.GetLastMsgForSubject(ctx, subj)
+		if errors.Is(err, natsjs.ErrMsgNotFound) {
+			continue // expired since the info was read
 		}
-		if e == nil {
-			return out, nil
+		if err != nil {
+			return nil, fmt.Errorf("list functions: %s: %w", strings.TrimPrefix(subj, prefix), err)
+		}
+		if op := m.Header.Get("KV-Operation"); op == "DEL" || op == "PURGE" || m.Header.Get("Nats-Marker-Reason") != "" {
+			continue // deregistered, or expired
 		}
 		var r Registration
-		if err := json.Unmarshal(e.Value(), &r); err != nil {
+		if err := json.Unmarshal(m.Data, &r); err != nil {
 			continue
 		}
 		out[r.Function] = append(out[r.Function], r)
 	}
+	return out, nil
 }
 
 // FunctionNames returns the names of the functions some live runner serves,

@@ -280,3 +280,51 @@ func TestRequestsAreNotAnsweredInTheRunnersInbox(t *testing.T) {
 	default:
 	}
 }
+
+// fillConsumers creates durable consumers on stream until the server
+// refuses more (nats-server allows 1,000 per stream by default), as any
+// reader of a bucket may: reading a bucket takes consumer creation, and
+// NATS permissions cannot tell a watch from a durable consumer.
+func fillConsumers(t *testing.T, e *env, stream string) {
+	t.Helper()
+	js := e.client.JetStream()
+	for i := 0; ; i++ {
+		_, err := js.CreateConsumer(ctx(t), stream, natsjs.ConsumerConfig{Durable: fmt.Sprintf("squatter-%d", i)})
+		if errors.Is(err, natsjs.ErrMaximumConsumersLimit) {
+			return
+		}
+		if err != nil {
+			t.Fatalf("consumer %d on %s: %v", i, stream, err)
+		}
+		if i > 100_000 {
+			t.Fatalf("%s took 100,000 consumers without a limit", stream)
+		}
+	}
+}
+
+// A submitter may read the functions bucket, so it may create consumers
+// on it, up to the server's limit per stream. The runners' list of live
+// functions was a watch, a consumer of its own: with the bucket full of a
+// submitter's consumers every sweep failed ("list functions: maximum
+// consumers limit reached"), tasks of functions no one serves sat queued
+// for good, and omniq-submit could not submit (it checks the function).
+// Found by hand: 1,000 durable consumers created with submitter.nk
+// against omniq-runner.
+func TestReadersConsumersDoNotStopTheSweep(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	startRunner(t, e, fastConfig(), pluginhost.HostConfig{Dir: omniqtest.PluginsDir(t, omniqtest.EchoPlugin)})
+	fillConsumers(t, e, "KV_OMNIQ_FUNCTIONS")
+	names, err := e.client.FunctionNames(ctx(t))
+	if err != nil || !strings.Contains(strings.Join(names, ","), "echo") {
+		t.Fatalf("FunctionNames with the bucket's consumers taken = %v, %v; want echo listed", names, err)
+	}
+	queued, err := e.client.Submit(ctx(t), jetstream.SubmitRequest{Function: "nosuchfn", Payload: []byte("x")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	task := waitFor(t, e, queued.ID, models.StatusFailed, 60*time.Second)
+	if te := task.Error; te == nil || te.ErrorType != models.ErrorTypeUnknownFunction {
+		t.Errorf("error = %+v, want unknown_function", task.Error)
+	}
+}

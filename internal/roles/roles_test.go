@@ -429,6 +429,22 @@ func TestSubmitterPublishesTasksReadsStateAndCancels(t *testing.T) {
 			t.Fatalf("submitter: %d keys in %s", n, b)
 		}
 	}
+	// The functions the runners serve, as omniq-submit lists them before
+	// a submit: the bucket's info and direct gets, no consumer.
+	rc, err := jetstream.Open(ctx(t), e.runner.nc, e.cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := rc.Register(ctx(t), "r1", []jetstream.Registration{{Function: "echo"}}, time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	sc, err := jetstream.Open(ctx(t), s.nc, e.cfg)
+	if err != nil {
+		t.Fatalf("submitter: open: %v", err)
+	}
+	if names, err := sc.FunctionNames(ctx(t)); err != nil || len(names) != 1 || names[0] != "echo" {
+		t.Fatalf("submitter: functions = %v, %v; want [echo]", names, err)
+	}
 	// Cancellation is a request the runners answer.
 	resp, err := s.nc.RequestWithContext(ctx(t), p+".cancel.id1", nil)
 	if err != nil || string(resp.Data) != "ok "+p+".cancel.id1" {
