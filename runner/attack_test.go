@@ -13,6 +13,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 	natsjs "github.com/nats-io/nats.go/jetstream"
+	"github.com/sirupsen/logrus"
 
 	"github.com/omniq/omniq/internal/omniqtest"
 	"github.com/omniq/omniq/jetstream"
@@ -326,5 +327,44 @@ func TestReadersConsumersDoNotStopTheSweep(t *testing.T) {
 	task := waitFor(t, e, queued.ID, models.StatusFailed, 60*time.Second)
 	if te := task.Error; te == nil || te.ErrorType != models.ErrorTypeUnknownFunction {
 		t.Errorf("error = %+v, want unknown_function", task.Error)
+	}
+}
+
+// A sweep gets through as many unserved functions as its time allows
+// (SweepInterval) and the next goes on. When the time ran out, every
+// function left failed at once with "context deadline exceeded" and each
+// was logged: with 3,000 functions a submitter published one task each
+// to, the runner wrote about 1,000 warnings every 15 s, for as long as
+// such tasks were queued. Found by hand against omniq-runner.
+func TestASweepOutOfTimeStopsWithoutAWarningPerFunction(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	logs := &omniqtest.Buffer{}
+	log := logrus.New()
+	log.Out = logs
+	cfg := fastConfig()
+	cfg.Logger = log
+	cfg.SweepInterval = 100 * time.Millisecond
+	cfg.UnknownFunctionGrace = time.Hour // every sweep visits every function
+	js := e.client.JetStream()
+	for i := 0; i < 1500; i++ {
+		if _, err := js.PublishAsync(fmt.Sprintf("omniq.tasks.nosuchfn%d", i), []byte("x")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	select {
+	case <-js.PublishAsyncComplete():
+	case <-ctx(t).Done():
+		t.Fatal("publishes not acknowledged")
+	}
+	startRunner(t, e, cfg, pluginhost.HostConfig{Dir: omniqtest.PluginsDir(t, omniqtest.EchoPlugin)})
+	eventually(t, 60*time.Second, "three sweeps to run out of time", func() bool {
+		return strings.Count(logs.String(), "deadline exceeded") >= 3
+	})
+	if n := strings.Count(logs.String(), "could not sweep tasks of an unserved function"); n > 0 {
+		t.Fatalf("%d warnings for single functions; want one per sweep:\n%.2000s", n, logs.String())
+	}
+	if !strings.Contains(logs.String(), "left for the next sweep") {
+		t.Fatalf("no warning says what the sweep left:\n%.2000s", logs.String())
 	}
 }
