@@ -368,3 +368,43 @@ func TestASweepOutOfTimeStopsWithoutAWarningPerFunction(t *testing.T) {
 		t.Fatalf("no warning says what the sweep left:\n%.2000s", logs.String())
 	}
 }
+
+// Cancelling a task no runner has seen leaves a cancelled record so that
+// it never runs. For a derived id that record was a squat: a submitter
+// cancelled OMNIQ_TASKS-<next sequences> in advance, and the tasks other
+// clients then published without an id got those ids and were dropped
+// unrun ("refused a message: task already cancelled"). Found by hand with
+// submitter.nk: nats req omniq.cancel.OMNIQ_TASKS-3010, then a bare
+// nats pub on omniq.tasks.echo.
+func TestADerivedIDCannotBeCancelledBeforeItsTaskExists(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	startRunner(t, e, fastConfig(), pluginhost.HostConfig{Dir: omniqtest.PluginsDir(t, omniqtest.EchoPlugin)})
+	js := e.client.JetStream()
+	first, err := js.Publish(ctx(t), "omniq.tasks.echo", []byte("first"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	squatted := fmt.Sprintf("OMNIQ_TASKS-%d", first.Sequence+1)
+	_, err = e.client.Cancel(ctx(t), squatted)
+	if !errors.Is(err, jetstream.ErrTaskNotFound) || !strings.Contains(err.Error(), "published without an id") {
+		t.Fatalf("cancel %s before its task exists: %v; want ErrTaskNotFound saying why", squatted, err)
+	}
+	if _, err := e.client.State().Get(ctx(t), squatted); !errors.Is(err, jetstream.ErrTaskNotFound) {
+		t.Fatalf("the refused cancel left a record for %s: %v", squatted, err)
+	}
+	bare, err := js.Publish(ctx(t), "omniq.tasks.echo", []byte("mine"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := fmt.Sprintf("OMNIQ_TASKS-%d", bare.Sequence); got != squatted {
+		t.Fatalf("the bare publish got %s, the cancel named %s: test set-up is off", got, squatted)
+	}
+	if task := waitFor(t, e, squatted, models.StatusSucceeded, 30*time.Second); string(task.Result) != "mine" {
+		t.Fatalf("%s = %+v, want the bare publish's task with result \"mine\"", squatted, task)
+	}
+	// Once a runner has seen it, the task can be cancelled as any other.
+	if _, err := e.client.Cancel(ctx(t), squatted); !errors.Is(err, jetstream.ErrAlreadyFinished) {
+		t.Fatalf("cancel %s after it succeeded: %v; want ErrAlreadyFinished", squatted, err)
+	}
+}
