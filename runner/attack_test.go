@@ -408,3 +408,56 @@ func TestADerivedIDCannotBeCancelledBeforeItsTaskExists(t *testing.T) {
 		t.Fatalf("cancel %s after it succeeded: %v; want ErrAlreadyFinished", squatted, err)
 	}
 }
+
+// A push consumer's idle heartbeats are published on its delivery
+// subject itself, which any reader of a bucket chooses. Pointed at
+// omniq.admin.replay.<id>, they reached the runners as replay requests,
+// an operator's right, as soon as something subscribed to that exact
+// subject made nats-server deliver (the runners' own wildcard
+// subscriptions do not; a literal one, as here, or a gateway's interest
+// does). Runners now ignore messages carrying a NATS status there.
+func TestHeartbeatsOnARequestSubjectAreNotRequests(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	startRunner(t, e, fastConfig(), pluginhost.HostConfig{})
+	dead, err := e.client.Submit(ctx(t), jetstream.SubmitRequest{Function: "fail", Payload: []byte(`{"message":"dead"}`), MaxRetries: intp(0)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, e, dead.ID, models.StatusFailed, 30*time.Second)
+	waitDead(t, e, dead.ID)
+	deliver := "omniq.admin.replay." + dead.ID
+	heard, err := e.client.Conn().SubscribeSync(deliver)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = heard.Unsubscribe() })
+	if _, err := e.client.JetStream().CreateConsumer(ctx(t), "KV_OMNIQ_STATE", natsjs.ConsumerConfig{
+		Name: "beats", DeliverSubject: deliver, FilterSubject: "$KV.OMNIQ_STATE.nothing-here",
+		AckPolicy: natsjs.AckNonePolicy, DeliverPolicy: natsjs.DeliverNewPolicy, IdleHeartbeat: 100 * time.Millisecond,
+	}); err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 3; i++ {
+		m, err := heard.NextMsgWithContext(ctx(t))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if m.Header.Get("Status") == "" {
+			t.Fatalf("delivery %d is not a heartbeat: %+v", i, m)
+		}
+	}
+	// The runners got the same messages; a request they carried out would
+	// have replayed the task. A real request, answered after them, shows
+	// they were handled.
+	if _, err := e.client.Replay(ctx(t), "not-dead-at-all"); !errors.Is(err, jetstream.ErrNotDead) {
+		t.Fatalf("replay of an unknown task: %v", err)
+	}
+	rec, err := e.client.State().Get(ctx(t), dead.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rec.Task.Status != models.StatusFailed || rec.Task.Replays != 0 {
+		t.Fatalf("after heartbeats on %s: status %s, replays %d; want failed, never replayed", deliver, rec.Task.Status, rec.Task.Replays)
+	}
+}

@@ -32,9 +32,9 @@ func (r *Runner) subscribe() error {
 		subject, queue string
 		handler        nats.MsgHandler
 	}{
-		{cfg.CancelSubjects(), queueGroup, r.onCancelRequest},
-		{cfg.CancelledSubjects(), "", r.onCancelled},
-		{cfg.AdminSubjects(), queueGroup, r.onAdminRequest},
+		{cfg.CancelSubjects(), queueGroup, notStatus(r.onCancelRequest)},
+		{cfg.CancelledSubjects(), "", notStatus(r.onCancelled)},
+		{cfg.AdminSubjects(), queueGroup, notStatus(r.onAdminRequest)},
 	} {
 		var sub *nats.Subscription
 		var err error
@@ -56,6 +56,21 @@ func (r *Runner) unsubscribe() {
 		_ = sub.Unsubscribe()
 	}
 	r.subs = nil
+}
+
+// notStatus drops messages that carry a NATS status (a header line
+// "NATS/1.0 100 Idle Heartbeat", a flow-control request...) before h sees
+// them. The server publishes those for a push consumer on its delivery
+// subject, which whoever creates the consumer chooses — any reader of a
+// bucket — so on a request subject they would pass for requests. No
+// client request carries a status.
+func notStatus(h nats.MsgHandler) nats.MsgHandler {
+	return func(m *nats.Msg) {
+		if m.Header.Get("Status") != "" {
+			return
+		}
+		h(m)
+	}
 }
 
 // respond answers a request (if it expects an answer) with rec and err,
