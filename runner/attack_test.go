@@ -2,6 +2,7 @@ package runner_test
 
 import (
 	"bufio"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -18,6 +19,7 @@ import (
 	"github.com/omniq/omniq/internal/omniqtest"
 	"github.com/omniq/omniq/jetstream"
 	"github.com/omniq/omniq/models"
+	"github.com/omniq/omniq/runner"
 	"github.com/omniq/omniq/runner/pluginhost"
 )
 
@@ -459,5 +461,52 @@ func TestHeartbeatsOnARequestSubjectAreNotRequests(t *testing.T) {
 	}
 	if rec.Task.Status != models.StatusFailed || rec.Task.Replays != 0 {
 		t.Fatalf("after heartbeats on %s: status %s, replays %d; want failed, never replayed", deliver, rec.Task.Status, rec.Task.Replays)
+	}
+}
+
+// Cancellation requests queue in the runner until it has carried them
+// out, a few thousand a second, and nats.go lets a subscription queue
+// 524,288. A submitter publishing cancellations of made-up ids as fast as
+// it could (1.18 million in 10 s with submitter.nk, by hand) left
+// omniq-runner carrying out that backlog for minutes after the flood
+// (111,821 done 40 s later), writing a record for each, while a real
+// cancellation waited behind them long after its requester gave up. The
+// runner now queues at most MaxPendingRequests; the rest are dropped (NATS
+// reports a slow consumer, logged once per interval) and their requesters
+// time out, which says asking again is safe.
+func TestAFloodOfRequestsIsNotQueuedForMinutes(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	startRunner(t, e, fastConfig(), pluginhost.HostConfig{Dir: omniqtest.PluginsDir(t, omniqtest.EchoPlugin)})
+	flood, err := nats.Connect(e.srv.ClientURL(), nats.ErrorHandler(func(*nats.Conn, *nats.Subscription, error) {}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer flood.Close()
+	const n = 4 * runner.MaxPendingRequests
+	for i := 0; i < n; i++ {
+		if err := flood.Publish(fmt.Sprintf("omniq.cancel.flood-%d", i), nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := flood.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	// Requests are carried out in order: once one sent after the flood is
+	// answered, every request of the flood the runner kept is done.
+	eventually(t, 2*time.Minute, "a cancellation after the flood to be answered", func() bool {
+		c, cancel := context.WithTimeout(ctx(t), 5*time.Second)
+		defer cancel()
+		_, err := e.client.Cancel(c, "after-the-flood")
+		return err == nil || errors.Is(err, jetstream.ErrAlreadyFinished)
+	})
+	kept := 0
+	for i := n - 100; i < n; i++ {
+		if _, err := e.client.State().Get(ctx(t), fmt.Sprintf("flood-%d", i)); err == nil {
+			kept++
+		}
+	}
+	if kept == 100 {
+		t.Fatalf("the last 100 of %d requests sent at once were all kept and carried out; want those beyond %d dropped", n, runner.MaxPendingRequests)
 	}
 }

@@ -22,6 +22,14 @@ const queueGroup = "omniq-runners"
 // requestTimeout bounds the work of one request.
 const requestTimeout = 30 * time.Second
 
+// MaxPendingRequests is how many cancellation or admin requests a runner
+// holds, received and not yet carried out; more are dropped (NATS reports
+// the subscription a slow consumer) and their requesters time out. A
+// runner carries out a few thousand a second, so a request it keeps waits
+// seconds at most, where nats.go's default (524,288) let a flood of
+// requests keep the runner busy, and a real one waiting, for minutes.
+const MaxPendingRequests = 4096
+
 // subscribe starts answering requests: cancellations (one runner records
 // each, then tells all), cancellation notices (each runner stops the task
 // if it runs it) and operators' requests (replays).
@@ -44,6 +52,9 @@ func (r *Runner) subscribe() error {
 			sub, err = nc.Subscribe(s.subject, s.handler)
 		}
 		if err != nil {
+			return fmt.Errorf("subscribe to %s: %w", s.subject, err)
+		}
+		if err := sub.SetPendingLimits(MaxPendingRequests, MaxPendingRequests*1024); err != nil {
 			return fmt.Errorf("subscribe to %s: %w", s.subject, err)
 		}
 		r.subs = append(r.subs, sub)
