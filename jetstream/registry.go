@@ -8,6 +8,7 @@ import (
 	"maps"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -113,14 +114,29 @@ func (c *Client) Functions(ctx context.Context) (map[string][]Registration, erro
 	if err != nil {
 		return nil, fmt.Errorf("list functions: %w", err)
 	}
+	// The gets go out together, a round trip for all rather than one each
+	// (a sweep has its interval to do everything in).
+	subjects := slices.Sorted(maps.Keys(info.State.Subjects))
+	msgs := make([]*natsjs.RawStreamMsg, len(subjects))
+	errs := make([]error, len(subjects))
+	var wg sync.WaitGroup
+	inflight := make(chan struct{}, functionsGets)
+	for i, subj := range subjects {
+		wg.Add(1)
+		inflight <- struct{}{}
+		go func() {
+			defer func() { <-inflight; wg.Done() }()
+			msgs[i], errs[i] = s.GetLastMsgForSubject(ctx, subj)
+		}()
+	}
+	wg.Wait()
 	out := make(map[string][]Registration)
-	for _, subj := range slices.Sorted(maps.Keys(info.State.Subjects)) {
-		m, err := s.GetLastMsgForSubject(ctx, subj)
-		if errors.Is(err, natsjs.ErrMsgNotFound) {
+	for i, m := range msgs {
+		if errors.Is(errs[i], natsjs.ErrMsgNotFound) {
 			continue // expired since the info was read
 		}
-		if err != nil {
-			return nil, fmt.Errorf("list functions: %s: %w", strings.TrimPrefix(subj, prefix), err)
+		if errs[i] != nil {
+			return nil, fmt.Errorf("list functions: %s: %w", strings.TrimPrefix(subjects[i], prefix), errs[i])
 		}
 		if op := m.Header.Get("KV-Operation"); op == "DEL" || op == "PURGE" || m.Header.Get("Nats-Marker-Reason") != "" {
 			continue // deregistered, or expired
@@ -133,6 +149,9 @@ func (c *Client) Functions(ctx context.Context) (map[string][]Registration, erro
 	}
 	return out, nil
 }
+
+// functionsGets bounds the direct gets Functions has in flight at once.
+const functionsGets = 32
 
 // FunctionNames returns the names of the functions some live runner serves,
 // sorted.

@@ -477,6 +477,9 @@ func TestHeartbeatsOnARequestSubjectAreNotRequests(t *testing.T) {
 func TestAFloodOfRequestsIsNotQueuedForMinutes(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
+	// The runner's connection (this test's own) reports the requests it
+	// drops as slow-consumer errors: keep them off the test's output.
+	e.client.Conn().SetErrorHandler(func(*nats.Conn, *nats.Subscription, error) {})
 	startRunner(t, e, fastConfig(), pluginhost.HostConfig{Dir: omniqtest.PluginsDir(t, omniqtest.EchoPlugin)})
 	flood, err := nats.Connect(e.srv.ClientURL(), nats.ErrorHandler(func(*nats.Conn, *nats.Subscription, error) {}))
 	if err != nil {
