@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/omniq/omniq/models"
@@ -51,7 +52,10 @@ const UnseenFunction = "_unseen"
 // (so no runner starts it, and a runner finishing it cannot record another
 // outcome) and its pending retry schedule is removed. A task without a
 // record (queued, not seen by a runner yet) gets a cancelled record of
-// function UnseenFunction, so that it never runs. It returns the cancelled
+// function UnseenFunction, so that it never runs; not for an id of the
+// form <tasks stream>-<n>, which is derived for a task published without
+// an id and is not known before the task is: ErrTaskNotFound, and no
+// record. It returns the cancelled
 // record and the status the task had ("" for none), or ErrAlreadyFinished
 // with the final record when the task had already ended. It needs a
 // runner's rights; the runner calls it when a cancellation is requested,
@@ -60,6 +64,12 @@ func (c *Client) RecordCancel(ctx context.Context, id string) (Record, models.Ta
 	for try := 0; ; try++ {
 		rec, err := c.state.Get(ctx, id)
 		if errors.Is(err, ErrTaskNotFound) {
+			if c.cfg.checkNotDerived(id) != nil {
+				// A record now would be a squat: the bare publish that
+				// gets this sequence later would be dropped unrun.
+				stream := strings.TrimSuffix(strings.TrimRight(id, "0123456789"), "-")
+				return Record{}, "", fmt.Errorf("%w: %s: no runner has seen it yet, and ids %s-<n> are given to tasks published without an id: such a task can be cancelled once a runner has seen it", ErrTaskNotFound, id, stream)
+			}
 			now := time.Now()
 			t := models.NewTask(id, UnseenFunction, 0, 0, now)
 			_ = t.Transition(models.StatusCancelled, now)

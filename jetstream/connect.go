@@ -3,6 +3,7 @@ package jetstream
 import (
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -89,16 +90,7 @@ func Connect(cfg ConnConfig) (*nats.Conn, error) {
 		nats.ReconnectHandler(func(nc *nats.Conn) {
 			log.WithField("url", nc.ConnectedUrlRedacted()).Info("reconnected to NATS")
 		}),
-		nats.ErrorHandler(func(_ *nats.Conn, sub *nats.Subscription, err error) {
-			e := log.WithError(err)
-			if sub != nil {
-				e = e.WithField("subject", sub.Subject)
-			}
-			e.Error("NATS asynchronous error")
-			if cfg.OnError != nil {
-				cfg.OnError(err)
-			}
-		}),
+		nats.ErrorHandler(AsyncErrorHandler(log, cfg.OnError)),
 	}
 	switch {
 	case cfg.User != "" || cfg.Password != "":
@@ -159,4 +151,63 @@ func isTransient(err error) bool {
 	}
 	return errors.Is(err, nats.ErrTimeout) || errors.Is(err, natsjs.ErrNoHeartbeat) || errors.Is(err, nats.ErrNoResponders) ||
 		errors.Is(err, natsjs.ErrNoStreamResponse)
+}
+
+// asyncErrorEvery is how often one kind of asynchronous error on one
+// subscription is logged; repeats in between are counted.
+const asyncErrorEvery = 10 * time.Second
+
+// AsyncErrorHandler returns a handler for a connection's asynchronous
+// errors (nats.ErrorHandler): a permissions violation, a slow consumer.
+// It logs each to log with the subscription's subject, at most once per
+// subject and error every 10 seconds, the next line counting the repeats
+// (a client that floods a subscription makes it a slow consumer over and
+// over), and calls onError, when not nil, with every one. Connect uses
+// it; give it to a connection made otherwise (an in-process one) so its
+// errors reach the log instead of nats.go's default, the process's stderr.
+func AsyncErrorHandler(log logrus.FieldLogger, onError func(error)) nats.ErrHandler {
+	return newAsyncErrorHandler(log, onError, asyncErrorEvery, time.Now)
+}
+
+func newAsyncErrorHandler(log logrus.FieldLogger, onError func(error), every time.Duration, now func() time.Time) nats.ErrHandler {
+	type seen struct {
+		at       time.Time
+		repeated int
+	}
+	var mu sync.Mutex
+	last := make(map[string]*seen)
+	return func(_ *nats.Conn, sub *nats.Subscription, err error) {
+		if onError != nil {
+			onError(err)
+		}
+		subject := ""
+		if sub != nil {
+			subject = sub.Subject
+		}
+		key := subject + "\x00" + err.Error()
+		mu.Lock()
+		s, t := last[key], now()
+		if s != nil && t.Sub(s.at) < every {
+			s.repeated++
+			mu.Unlock()
+			return
+		}
+		repeated := 0
+		if s != nil {
+			repeated = s.repeated
+		}
+		if len(last) >= 1024 {
+			clear(last) // many subjects: start counting afresh
+		}
+		last[key] = &seen{at: t}
+		mu.Unlock()
+		e := log.WithError(err)
+		if subject != "" {
+			e = e.WithField("subject", subject)
+		}
+		if repeated > 0 {
+			e = e.WithField("repeated", repeated)
+		}
+		e.Error("NATS asynchronous error")
+	}
 }

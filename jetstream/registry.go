@@ -3,9 +3,12 @@ package jetstream
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -95,34 +98,60 @@ func (c *Client) registrationSubject(function, runnerID string) string {
 }
 
 // Functions returns the live registrations, by function name.
+//
+// It reads the bucket's keys from the stream's info and each key's entry
+// by a direct get: no consumer. Anyone who may read the bucket may create
+// consumers on it, up to the server's limit per stream, and a list that
+// needed one of its own would fail, for every runner's sweep and every
+// submit, while a reader held them all.
 func (c *Client) Functions(ctx context.Context) (map[string][]Registration, error) {
-	kv, err := c.js.KeyValue(ctx, c.cfg.FunctionsBucket)
+	s, err := c.js.Stream(ctx, "KV_"+c.cfg.FunctionsBucket)
 	if err != nil {
 		return nil, fmt.Errorf("list functions: %w", err)
 	}
-	w, err := kv.WatchAll(ctx, natsjs.IgnoreDeletes())
+	prefix := "$KV." + c.cfg.FunctionsBucket + "."
+	info, err := s.Info(ctx, natsjs.WithSubjectFilter(prefix+">"))
 	if err != nil {
 		return nil, fmt.Errorf("list functions: %w", err)
 	}
-	defer func() { _ = w.Stop() }()
+	// The gets go out together, a round trip for all rather than one each
+	// (a sweep has its interval to do everything in).
+	subjects := slices.Sorted(maps.Keys(info.State.Subjects))
+	msgs := make([]*natsjs.RawStreamMsg, len(subjects))
+	errs := make([]error, len(subjects))
+	var wg sync.WaitGroup
+	inflight := make(chan struct{}, functionsGets)
+	for i, subj := range subjects {
+		wg.Add(1)
+		inflight <- struct{}{}
+		go func() {
+			defer func() { <-inflight; wg.Done() }()
+			msgs[i], errs[i] = s.GetLastMsgForSubject(ctx, subj)
+		}()
+	}
+	wg.Wait()
 	out := make(map[string][]Registration)
-	for {
-		var e natsjs.KeyValueEntry
-		select {
-		case e = <-w.Updates():
-		case <-ctx.Done():
-			return nil, ctx.Err()
+	for i, m := range msgs {
+		if errors.Is(errs[i], natsjs.ErrMsgNotFound) {
+			continue // expired since the info was read
 		}
-		if e == nil {
-			return out, nil
+		if errs[i] != nil {
+			return nil, fmt.Errorf("list functions: %s: %w", strings.TrimPrefix(subjects[i], prefix), errs[i])
+		}
+		if op := m.Header.Get("KV-Operation"); op == "DEL" || op == "PURGE" || m.Header.Get("Nats-Marker-Reason") != "" {
+			continue // deregistered, or expired
 		}
 		var r Registration
-		if err := json.Unmarshal(e.Value(), &r); err != nil {
+		if err := json.Unmarshal(m.Data, &r); err != nil {
 			continue
 		}
 		out[r.Function] = append(out[r.Function], r)
 	}
+	return out, nil
 }
+
+// functionsGets bounds the direct gets Functions has in flight at once.
+const functionsGets = 32
 
 // FunctionNames returns the names of the functions some live runner serves,
 // sorted.

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -109,7 +110,10 @@ func (c *Client) request(ctx context.Context, subject, what string) (Record, err
 		ctx, cancel = context.WithTimeout(ctx, c.requestWait)
 		defer cancel()
 	}
-	m, err := c.nc.RequestWithContext(ctx, subject, nil)
+	m, err := c.requestOrRefusal(ctx, subject)
+	if errors.Is(err, nats.ErrPermissionViolation) {
+		return Record{}, fmt.Errorf("%s: refused by the NATS server: %w (this login may not send it)", what, err)
+	}
 	if errors.Is(err, nats.ErrNoResponders) {
 		return Record{}, fmt.Errorf("%s: %w: only a running omniq-runner can do this; is one running against this server?", what, ErrNoRunner)
 	}
@@ -126,4 +130,37 @@ func (c *Client) request(ctx context.Context, subject, what string) (Record, err
 	}
 	rec := Record{Task: r.Task, Revision: r.Revision}
 	return rec, r.Err()
+}
+
+// requestOrRefusal sends a request on subject and waits for its answer,
+// like nats.Conn.RequestWithContext, but returns at once with the
+// server's permissions violation when the login may not publish there
+// (an error wrapping nats.ErrPermissionViolation that names the subject):
+// the server reports it asynchronously and never answers the request. A
+// flush after the publish returns once the server has read it, and so
+// after any violation it reported for it.
+func (c *Client) requestOrRefusal(ctx context.Context, subject string) (*nats.Msg, error) {
+	inbox := c.nc.NewInbox()
+	sub, err := c.nc.SubscribeSync(inbox)
+	if err != nil {
+		return nil, err
+	}
+	defer func() { _ = sub.Unsubscribe() }()
+	if err := c.nc.PublishRequest(subject, inbox, nil); err != nil {
+		return nil, err
+	}
+	if err := c.nc.FlushWithContext(ctx); err != nil {
+		return nil, err
+	}
+	if last := c.nc.LastError(); errors.Is(last, nats.ErrPermissionViolation) && strings.Contains(last.Error(), `"`+subject+`"`) {
+		return nil, last
+	}
+	m, err := sub.NextMsgWithContext(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if m.Header.Get("Status") == "503" && len(m.Data) == 0 {
+		return nil, nats.ErrNoResponders
+	}
+	return m, nil
 }

@@ -2,6 +2,7 @@ package runner_test
 
 import (
 	"bufio"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -13,10 +14,12 @@ import (
 
 	"github.com/nats-io/nats.go"
 	natsjs "github.com/nats-io/nats.go/jetstream"
+	"github.com/sirupsen/logrus"
 
 	"github.com/omniq/omniq/internal/omniqtest"
 	"github.com/omniq/omniq/jetstream"
 	"github.com/omniq/omniq/models"
+	"github.com/omniq/omniq/runner"
 	"github.com/omniq/omniq/runner/pluginhost"
 )
 
@@ -278,5 +281,235 @@ func TestRequestsAreNotAnsweredInTheRunnersInbox(t *testing.T) {
 	case s := <-got:
 		t.Fatalf("a runner answered a request in its own inbox: %s", s)
 	default:
+	}
+}
+
+// fillConsumers creates durable consumers on stream until the server
+// refuses more (nats-server allows 1,000 per stream by default), as any
+// reader of a bucket may: reading a bucket takes consumer creation, and
+// NATS permissions cannot tell a watch from a durable consumer.
+func fillConsumers(t *testing.T, e *env, stream string) {
+	t.Helper()
+	js := e.client.JetStream()
+	for i := 0; ; i++ {
+		_, err := js.CreateConsumer(ctx(t), stream, natsjs.ConsumerConfig{Durable: fmt.Sprintf("squatter-%d", i)})
+		if errors.Is(err, natsjs.ErrMaximumConsumersLimit) {
+			return
+		}
+		if err != nil {
+			t.Fatalf("consumer %d on %s: %v", i, stream, err)
+		}
+		if i > 100_000 {
+			t.Fatalf("%s took 100,000 consumers without a limit", stream)
+		}
+	}
+}
+
+// A submitter may read the functions bucket, so it may create consumers
+// on it, up to the server's limit per stream. The runners' list of live
+// functions was a watch, a consumer of its own: with the bucket full of a
+// submitter's consumers every sweep failed ("list functions: maximum
+// consumers limit reached"), tasks of functions no one serves sat queued
+// for good, and omniq-submit could not submit (it checks the function).
+// Found by hand: 1,000 durable consumers created with submitter.nk
+// against omniq-runner.
+func TestReadersConsumersDoNotStopTheSweep(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	startRunner(t, e, fastConfig(), pluginhost.HostConfig{Dir: omniqtest.PluginsDir(t, omniqtest.EchoPlugin)})
+	fillConsumers(t, e, "KV_OMNIQ_FUNCTIONS")
+	names, err := e.client.FunctionNames(ctx(t))
+	if err != nil || !strings.Contains(strings.Join(names, ","), "echo") {
+		t.Fatalf("FunctionNames with the bucket's consumers taken = %v, %v; want echo listed", names, err)
+	}
+	queued, err := e.client.Submit(ctx(t), jetstream.SubmitRequest{Function: "nosuchfn", Payload: []byte("x")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	task := waitFor(t, e, queued.ID, models.StatusFailed, 60*time.Second)
+	if te := task.Error; te == nil || te.ErrorType != models.ErrorTypeUnknownFunction {
+		t.Errorf("error = %+v, want unknown_function", task.Error)
+	}
+}
+
+// A sweep gets through as many unserved functions as its time allows
+// (SweepInterval) and the next goes on. When the time ran out, every
+// function left failed at once with "context deadline exceeded" and each
+// was logged: with 3,000 functions a submitter published one task each
+// to, the runner wrote about 1,000 warnings every 15 s, for as long as
+// such tasks were queued. Found by hand against omniq-runner.
+func TestASweepOutOfTimeStopsWithoutAWarningPerFunction(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	logs := &omniqtest.Buffer{}
+	log := logrus.New()
+	log.Out = logs
+	cfg := fastConfig()
+	cfg.Logger = log
+	cfg.SweepInterval = 100 * time.Millisecond
+	cfg.UnknownFunctionGrace = time.Hour // every sweep visits every function
+	js := e.client.JetStream()
+	for i := 0; i < 1500; i++ {
+		if _, err := js.PublishAsync(fmt.Sprintf("omniq.tasks.nosuchfn%d", i), []byte("x")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	select {
+	case <-js.PublishAsyncComplete():
+	case <-ctx(t).Done():
+		t.Fatal("publishes not acknowledged")
+	}
+	startRunner(t, e, cfg, pluginhost.HostConfig{Dir: omniqtest.PluginsDir(t, omniqtest.EchoPlugin)})
+	eventually(t, 60*time.Second, "three sweeps to run out of time", func() bool {
+		return strings.Count(logs.String(), "deadline exceeded") >= 3
+	})
+	if n := strings.Count(logs.String(), "could not sweep tasks of an unserved function"); n > 0 {
+		t.Fatalf("%d warnings for single functions; want one per sweep:\n%.2000s", n, logs.String())
+	}
+	if !strings.Contains(logs.String(), "left for the next sweep") {
+		t.Fatalf("no warning says what the sweep left:\n%.2000s", logs.String())
+	}
+}
+
+// Cancelling a task no runner has seen leaves a cancelled record so that
+// it never runs. For a derived id that record was a squat: a submitter
+// cancelled OMNIQ_TASKS-<next sequences> in advance, and the tasks other
+// clients then published without an id got those ids and were dropped
+// unrun ("refused a message: task already cancelled"). Found by hand with
+// submitter.nk: nats req omniq.cancel.OMNIQ_TASKS-3010, then a bare
+// nats pub on omniq.tasks.echo.
+func TestADerivedIDCannotBeCancelledBeforeItsTaskExists(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	startRunner(t, e, fastConfig(), pluginhost.HostConfig{Dir: omniqtest.PluginsDir(t, omniqtest.EchoPlugin)})
+	js := e.client.JetStream()
+	first, err := js.Publish(ctx(t), "omniq.tasks.echo", []byte("first"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	squatted := fmt.Sprintf("OMNIQ_TASKS-%d", first.Sequence+1)
+	_, err = e.client.Cancel(ctx(t), squatted)
+	if !errors.Is(err, jetstream.ErrTaskNotFound) || !strings.Contains(err.Error(), "published without an id") {
+		t.Fatalf("cancel %s before its task exists: %v; want ErrTaskNotFound saying why", squatted, err)
+	}
+	if _, err := e.client.State().Get(ctx(t), squatted); !errors.Is(err, jetstream.ErrTaskNotFound) {
+		t.Fatalf("the refused cancel left a record for %s: %v", squatted, err)
+	}
+	bare, err := js.Publish(ctx(t), "omniq.tasks.echo", []byte("mine"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := fmt.Sprintf("OMNIQ_TASKS-%d", bare.Sequence); got != squatted {
+		t.Fatalf("the bare publish got %s, the cancel named %s: test set-up is off", got, squatted)
+	}
+	if task := waitFor(t, e, squatted, models.StatusSucceeded, 30*time.Second); string(task.Result) != "mine" {
+		t.Fatalf("%s = %+v, want the bare publish's task with result \"mine\"", squatted, task)
+	}
+	// Once a runner has seen it, the task can be cancelled as any other.
+	if _, err := e.client.Cancel(ctx(t), squatted); !errors.Is(err, jetstream.ErrAlreadyFinished) {
+		t.Fatalf("cancel %s after it succeeded: %v; want ErrAlreadyFinished", squatted, err)
+	}
+}
+
+// A push consumer's idle heartbeats are published on its delivery
+// subject itself, which any reader of a bucket chooses. Pointed at
+// omniq.admin.replay.<id>, they reached the runners as replay requests,
+// an operator's right, as soon as something subscribed to that exact
+// subject made nats-server deliver (the runners' own wildcard
+// subscriptions do not; a literal one, as here, or a gateway's interest
+// does). Runners now ignore messages carrying a NATS status there.
+func TestHeartbeatsOnARequestSubjectAreNotRequests(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	startRunner(t, e, fastConfig(), pluginhost.HostConfig{})
+	dead, err := e.client.Submit(ctx(t), jetstream.SubmitRequest{Function: "fail", Payload: []byte(`{"message":"dead"}`), MaxRetries: intp(0)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, e, dead.ID, models.StatusFailed, 30*time.Second)
+	waitDead(t, e, dead.ID)
+	deliver := "omniq.admin.replay." + dead.ID
+	heard, err := e.client.Conn().SubscribeSync(deliver)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = heard.Unsubscribe() })
+	if _, err := e.client.JetStream().CreateConsumer(ctx(t), "KV_OMNIQ_STATE", natsjs.ConsumerConfig{
+		Name: "beats", DeliverSubject: deliver, FilterSubject: "$KV.OMNIQ_STATE.nothing-here",
+		AckPolicy: natsjs.AckNonePolicy, DeliverPolicy: natsjs.DeliverNewPolicy, IdleHeartbeat: 100 * time.Millisecond,
+	}); err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 3; i++ {
+		m, err := heard.NextMsgWithContext(ctx(t))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if m.Header.Get("Status") == "" {
+			t.Fatalf("delivery %d is not a heartbeat: %+v", i, m)
+		}
+	}
+	// The runners got the same messages; a request they carried out would
+	// have replayed the task. A real request, answered after them, shows
+	// they were handled.
+	if _, err := e.client.Replay(ctx(t), "not-dead-at-all"); !errors.Is(err, jetstream.ErrNotDead) {
+		t.Fatalf("replay of an unknown task: %v", err)
+	}
+	rec, err := e.client.State().Get(ctx(t), dead.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rec.Task.Status != models.StatusFailed || rec.Task.Replays != 0 {
+		t.Fatalf("after heartbeats on %s: status %s, replays %d; want failed, never replayed", deliver, rec.Task.Status, rec.Task.Replays)
+	}
+}
+
+// Cancellation requests queue in the runner until it has carried them
+// out, a few thousand a second, and nats.go lets a subscription queue
+// 524,288. A submitter publishing cancellations of made-up ids as fast as
+// it could (1.18 million in 10 s with submitter.nk, by hand) left
+// omniq-runner carrying out that backlog for minutes after the flood
+// (111,821 done 40 s later), writing a record for each, while a real
+// cancellation waited behind them long after its requester gave up. The
+// runner now queues at most MaxPendingRequests; the rest are dropped (NATS
+// reports a slow consumer, logged once per interval) and their requesters
+// time out, which says asking again is safe.
+func TestAFloodOfRequestsIsNotQueuedForMinutes(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	// The runner's connection (this test's own) reports the requests it
+	// drops as slow-consumer errors: keep them off the test's output.
+	e.client.Conn().SetErrorHandler(func(*nats.Conn, *nats.Subscription, error) {})
+	startRunner(t, e, fastConfig(), pluginhost.HostConfig{Dir: omniqtest.PluginsDir(t, omniqtest.EchoPlugin)})
+	flood, err := nats.Connect(e.srv.ClientURL(), nats.ErrorHandler(func(*nats.Conn, *nats.Subscription, error) {}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer flood.Close()
+	const n = 4 * runner.MaxPendingRequests
+	for i := 0; i < n; i++ {
+		if err := flood.Publish(fmt.Sprintf("omniq.cancel.flood-%d", i), nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := flood.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	// Requests are carried out in order: once one sent after the flood is
+	// answered, every request of the flood the runner kept is done.
+	eventually(t, 2*time.Minute, "a cancellation after the flood to be answered", func() bool {
+		c, cancel := context.WithTimeout(ctx(t), 5*time.Second)
+		defer cancel()
+		_, err := e.client.Cancel(c, "after-the-flood")
+		return err == nil || errors.Is(err, jetstream.ErrAlreadyFinished)
+	})
+	kept := 0
+	for i := n - 100; i < n; i++ {
+		if _, err := e.client.State().Get(ctx(t), fmt.Sprintf("flood-%d", i)); err == nil {
+			kept++
+		}
+	}
+	if kept == 100 {
+		t.Fatalf("the last 100 of %d requests sent at once were all kept and carried out; want those beyond %d dropped", n, runner.MaxPendingRequests)
 	}
 }

@@ -22,6 +22,14 @@ const queueGroup = "omniq-runners"
 // requestTimeout bounds the work of one request.
 const requestTimeout = 30 * time.Second
 
+// MaxPendingRequests is how many cancellation or admin requests a runner
+// holds, received and not yet carried out; more are dropped (NATS reports
+// the subscription a slow consumer) and their requesters time out. A
+// runner carries out a few thousand a second, so a request it keeps waits
+// seconds at most, where nats.go's default (524,288) let a flood of
+// requests keep the runner busy, and a real one waiting, for minutes.
+const MaxPendingRequests = 4096
+
 // subscribe starts answering requests: cancellations (one runner records
 // each, then tells all), cancellation notices (each runner stops the task
 // if it runs it) and operators' requests (replays).
@@ -32,9 +40,9 @@ func (r *Runner) subscribe() error {
 		subject, queue string
 		handler        nats.MsgHandler
 	}{
-		{cfg.CancelSubjects(), queueGroup, r.onCancelRequest},
-		{cfg.CancelledSubjects(), "", r.onCancelled},
-		{cfg.AdminSubjects(), queueGroup, r.onAdminRequest},
+		{cfg.CancelSubjects(), queueGroup, notStatus(r.onCancelRequest)},
+		{cfg.CancelledSubjects(), "", notStatus(r.onCancelled)},
+		{cfg.AdminSubjects(), queueGroup, notStatus(r.onAdminRequest)},
 	} {
 		var sub *nats.Subscription
 		var err error
@@ -44,6 +52,9 @@ func (r *Runner) subscribe() error {
 			sub, err = nc.Subscribe(s.subject, s.handler)
 		}
 		if err != nil {
+			return fmt.Errorf("subscribe to %s: %w", s.subject, err)
+		}
+		if err := sub.SetPendingLimits(MaxPendingRequests, MaxPendingRequests*1024); err != nil {
 			return fmt.Errorf("subscribe to %s: %w", s.subject, err)
 		}
 		r.subs = append(r.subs, sub)
@@ -56,6 +67,21 @@ func (r *Runner) unsubscribe() {
 		_ = sub.Unsubscribe()
 	}
 	r.subs = nil
+}
+
+// notStatus drops messages that carry a NATS status (a header line
+// "NATS/1.0 100 Idle Heartbeat", a flow-control request...) before h sees
+// them. The server publishes those for a push consumer on its delivery
+// subject, which whoever creates the consumer chooses — any reader of a
+// bucket — so on a request subject they would pass for requests. No
+// client request carries a status.
+func notStatus(h nats.MsgHandler) nats.MsgHandler {
+	return func(m *nats.Msg) {
+		if m.Header.Get("Status") != "" {
+			return
+		}
+		h(m)
+	}
 }
 
 // respond answers a request (if it expects an answer) with rec and err,

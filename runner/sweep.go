@@ -53,6 +53,7 @@ func (r *Runner) sweep(ctx context.Context) error {
 		return err
 	}
 	cfg := r.client.Config()
+	visited := 0
 	for _, q := range []struct {
 		stream string
 		counts map[string]uint64
@@ -61,6 +62,13 @@ func (r *Runner) sweep(ctx context.Context) error {
 			if n == 0 || slices.Contains(served, fn) {
 				continue
 			}
+			if err := ctx.Err(); err != nil {
+				// Out of time: the functions left fail at once, and each
+				// would be a warning. Map order varies, so the next sweep
+				// starts elsewhere.
+				return fmt.Errorf("swept %d functions no runner serves before the sweep's time (its interval) ran out; the others are left for the next sweep: %w", visited, err)
+			}
+			visited++
 			if models.ValidateFunctionName(fn) != nil {
 				if q.stream != cfg.TasksStream {
 					continue // only runners publish retries, on valid subjects
@@ -72,7 +80,7 @@ func (r *Runner) sweep(ctx context.Context) error {
 				}
 				continue
 			}
-			if err := r.sweepFunction(ctx, q.stream, fn, served); err != nil {
+			if err := r.sweepFunction(ctx, q.stream, fn, served); err != nil && ctx.Err() == nil {
 				r.log.WithError(err).WithField("function", fn).WithField("stream", q.stream).Warn("could not sweep tasks of an unserved function")
 			}
 		}

@@ -429,6 +429,22 @@ func TestSubmitterPublishesTasksReadsStateAndCancels(t *testing.T) {
 			t.Fatalf("submitter: %d keys in %s", n, b)
 		}
 	}
+	// The functions the runners serve, as omniq-submit lists them before
+	// a submit: the bucket's info and direct gets, no consumer.
+	rc, err := jetstream.Open(ctx(t), e.runner.nc, e.cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := rc.Register(ctx(t), "r1", []jetstream.Registration{{Function: "echo"}}, time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	sc, err := jetstream.Open(ctx(t), s.nc, e.cfg)
+	if err != nil {
+		t.Fatalf("submitter: open: %v", err)
+	}
+	if names, err := sc.FunctionNames(ctx(t)); err != nil || len(names) != 1 || names[0] != "echo" {
+		t.Fatalf("submitter: functions = %v, %v; want [echo]", names, err)
+	}
 	// Cancellation is a request the runners answer.
 	resp, err := s.nc.RequestWithContext(ctx(t), p+".cancel.id1", nil)
 	if err != nil || string(resp.Data) != "ok "+p+".cancel.id1" {
@@ -664,5 +680,33 @@ func TestParse(t *testing.T) {
 	}
 	if _, err := roles.Permissions(roles.Runner, jetstream.Config{SubjectPrefix: "a.b"}); !errors.Is(err, jetstream.ErrInvalidConfig) {
 		t.Errorf("Permissions with a bad prefix: %v", err)
+	}
+}
+
+// A request the role may not send is refused by the server with a
+// permissions violation that nats.go reports only asynchronously: the
+// request itself would wait for an answer that never comes. A submitter's
+// Client.Replay waited the full request time and then blamed the runners
+// ("no runner answered in time ... may have stopped"). It now fails with
+// the violation, naming the subject, and nothing is replayed.
+func TestARefusedRequestSaysItWasRefused(t *testing.T) {
+	t.Parallel()
+	e := start(t, jetstream.Config{})
+	e.serveRunner(t)
+	sc, err := jetstream.Open(ctx(t), e.submitter.nc, e.cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, cancel := context.WithTimeout(ctx(t), 20*time.Second)
+	defer cancel()
+	_, err = sc.Replay(c, "id1")
+	if !errors.Is(err, nats.ErrPermissionViolation) || !strings.Contains(err.Error(), `"`+e.cfg.SubjectPrefix+`.admin.replay.id1"`) {
+		t.Fatalf("submitter: replay = %v; want a permissions violation naming the subject", err)
+	}
+	// An allowed request on the same connection still gets its answer
+	// (this test's stand-in runner answers in plain text, not a Reply).
+	if _, err := sc.Cancel(ctx(t), "id2"); errors.Is(err, nats.ErrPermissionViolation) || errors.Is(err, jetstream.ErrNoRunner) ||
+		!strings.Contains(fmt.Sprint(err), "undecodable answer") {
+		t.Fatalf("submitter: cancel after the refusal: %v; want the stand-in runner's answer", err)
 	}
 }

@@ -308,3 +308,31 @@ func backoffConfig(t *testing.T) string {
 	}
 	return p
 }
+
+// The runner's connection to its embedded server had no error handler:
+// nats.go then prints every asynchronous error to the process's stderr,
+// outside the runner's log and its format. A submitter flooding
+// omniq.cancel.<id> made the runner's subscription a slow consumer over
+// and over: 1,611 bare "nats: slow consumer, messages dropped" lines in
+// 10 s, found by hand against omniq-runner. Here a permissions violation
+// (the runner's login may not subscribe to cancellation notices) is the
+// asynchronous error: it must reach the runner's log.
+func TestEmbeddedConnectionsAsyncErrorsGoToTheLog(t *testing.T) {
+	t.Parallel()
+	dir, data := t.TempDir(), t.TempDir()
+	conf := filepath.Join(dir, "auth.conf")
+	if err := os.WriteFile(conf, []byte(`accounts { OMNIQ { jetstream: enabled, users: [
+  { user: "omniq-runner", password: "r", permissions: { subscribe: { deny: ["omniq.cancelled.>"] } } } ] } }`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	_, logs, stop := startMain(t, []string{"--listen", "127.0.0.1:0", "--data-dir", data, "--auth-config", conf,
+		"--nats-user", "omniq-runner", "--nats-password", "r", "--log-format", "json"},
+		map[string]string{"OMNIQ_PLUGINS_DIR": pluginsDir(t)})
+	omniqtest.Eventually(t, 30*time.Second, "the permissions violation in the runner's log", func() bool {
+		return strings.Contains(logs.String(), `Permissions Violation for Subscription to \"omniq.cancelled.\u003e\"`) ||
+			strings.Contains(logs.String(), `Permissions Violation for Subscription to \"omniq.cancelled.>\"`)
+	})
+	if code := stop(false); code != 0 {
+		t.Fatalf("exit %d:\n%s", code, logs)
+	}
+}

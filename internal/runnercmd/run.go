@@ -230,7 +230,8 @@ func run(ctx context.Context, force <-chan struct{}, o Options, log *logrus.Logg
 			}
 		}()
 		natsURL = embedSrv.ClientURL()
-		nc, err = embedSrv.Connect(append(login, nats.Name("omniq-runner"), nats.CustomInboxPrefix(roles.RunnerInboxPrefix))...)
+		nc, err = embedSrv.Connect(append(login, nats.Name("omniq-runner"), nats.CustomInboxPrefix(roles.RunnerInboxPrefix),
+			nats.ErrorHandler(jetstream.AsyncErrorHandler(log, nil)))...)
 	} else {
 		conn := o.NATS.Config("omniq-runner")
 		conn.Logger, conn.InboxPrefix = log, roles.RunnerInboxPrefix
