@@ -182,7 +182,8 @@ func v2Base() (string, error) {
 		v2base.group = own
 		dir := filepath.Join("/sys/fs/cgroup", own)
 		procs, err := os.ReadFile(filepath.Join(dir, "cgroup.procs"))
-		if own == "/" || err != nil || len(strings.TrimSpace(string(procs))) == 0 {
+		_, typeErr := os.Stat(filepath.Join(dir, "cgroup.type"))
+		if err != nil || !needsLeaf(own, string(procs), typeErr == nil) {
 			return
 		}
 		leaf := filepath.Join(dir, "omniq-runner")
@@ -199,6 +200,19 @@ func v2Base() (string, error) {
 		}
 	})
 	return v2base.group, v2base.err
+}
+
+// needsLeaf says whether the runner's cgroup v2 group own, holding procs
+// (its cgroup.procs), must first move its processes into a leaf before it
+// can give controllers to plugin groups. Only the system's real root group
+// is exempt from the "no internal processes" rule. Inside a container with
+// its own cgroup namespace the group reads as "/" but is not the real root:
+// that one has no cgroup.type file (hasType), every other group has.
+func needsLeaf(own, procs string, hasType bool) bool {
+	if own == "/" && !hasType {
+		return false
+	}
+	return strings.TrimSpace(procs) != ""
 }
 
 func newCgroupV2(leaf string, l Limits) (*cgroup, error) {
