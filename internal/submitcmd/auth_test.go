@@ -182,7 +182,12 @@ func TestUntrustedServerCertificateSuggestsTheCA(t *testing.T) {
 	if !strings.Contains(r.stderr, "--nats-ca") || strings.Contains(r.stderr, "is omniq-runner") {
 		t.Fatalf("stderr = %q, want a hint to give the server's CA with --nats-ca", r.stderr)
 	}
-	run("functions", "--nats-ca", ca).want(t, 0, "FUNCTION", "")
+	// No runner serves anything here: nothing listed, and why on stderr.
+	r = run("functions", "--nats-ca", ca)
+	r.want(t, 0, "", "no runner serves any function")
+	if r.stdout != "" {
+		t.Fatalf("functions with no runner printed %q, want nothing on stdout", r.stdout)
+	}
 }
 
 // The operator's login given by hand needs the operator's inbox prefix; a

@@ -417,6 +417,12 @@ func (c *cli) functions() error {
 	if c.json {
 		return writeJSON(c.io.Stdout, regs)
 	}
+	if len(names) == 0 {
+		// As kubectl's "No resources found": nothing on stdout, the reason
+		// on stderr, and no error.
+		fmt.Fprintln(c.io.Stderr, "omniq-submit: no runner serves any function on this server (start omniq-runner with its plugins, or point --nats-url at the server it uses)")
+		return nil
+	}
 	tw := tabwriter.NewWriter(c.io.Stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "FUNCTION\tPLUGIN\tRUNNERS\tCONCURRENCY\tSTATE\tDESCRIPTION")
 	for _, n := range names {
