@@ -34,7 +34,7 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs.IntVar(&cfg.ServerKills, "server-kills", 2, "nats-server kills in nats-kill")
 	fs.IntVar(&cfg.LeaderKills, "leader-kills", 2, "stream leader kills in leader-kill")
 	fs.DurationVar(&cfg.Down, "down", 3*time.Second, "how long a killed nats-server stays down")
-	fs.DurationVar(&cfg.AckWait, "ack-wait", 0, "runners' --ack-wait (0: the runner's default, 30s)")
+	fs.DurationVar(&cfg.AckWait, "ack-wait", 0, "runners' --ack-wait (0: the runner's default, 4s)")
 	fs.StringVar(&cfg.Sync, "sync", "2m", `nats-servers' JetStream sync_interval: "always" or a duration`)
 	fs.DurationVar(&cfg.Settle, "settle", 3*time.Minute, "how long after the last submission every task must have ended")
 	fs.DurationVar(&cfg.Quiet, "quiet", 3*time.Second, "wait after every task ended, so a late second outcome shows")

@@ -432,7 +432,7 @@ func Parse(args []string, getenv func(string) string, stderr io.Writer) (Options
 	fs.StringVar(&o.TLSKey, "tls-key", "", "embedded server: TLS key (PEM) of --tls-cert")
 	fs.StringVar(&o.TLSCA, "tls-ca", "", "embedded server: require client certificates signed by these CAs (PEM)")
 	fs.StringVar(&o.AuthConfig, "auth-config", "", "embedded server: nats-server config file whose authorization/accounts define the logins, instead of the generated credentials; the runner logs in with --nats-user/--nats-password, --nats-nkey or --nats-creds")
-	fs.DurationVar(&o.AckWait, "ack-wait", 4*time.Second, "how long a task of a runner that stopped answering waits before another runner takes it")
+	fs.DurationVar(&o.AckWait, "ack-wait", 4*time.Second, "how long a task of a runner that stopped answering waits before another runner takes it (at least 1s; 0 is the default)")
 	fs.BoolVar(&o.Version, "version", false, "print the version and exit")
 	var pos []string
 	ran := false
