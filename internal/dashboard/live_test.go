@@ -3,11 +3,17 @@ package dashboard
 import (
 	"bufio"
 	"context"
+	"net"
 	"net/http"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/omniq/omniq/internal/omniqtest"
+	"github.com/omniq/omniq/jetstream"
+	"github.com/omniq/omniq/jetstream/embedded"
+	"github.com/omniq/omniq/models"
 )
 
 // subscribers returns how many event streams the hub feeds.
@@ -54,4 +60,73 @@ func TestEventStreamEndsWhenTheBrowserGoesAway(t *testing.T) {
 			return d.hub.subscribers() == 0
 		})
 	}
+}
+
+// While NATS is unreachable (its server restarting, or omniq-runner's
+// embedded one stopped), every page says so at once, instead of waiting
+// out each request's timeout and reporting "context deadline exceeded";
+// once NATS is back the notice goes and the task index follows the
+// bucket again.
+func TestPagesSayNATSIsDownAndRecover(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	srv, err := embedded.Start(embedded.Config{StoreDir: dir, Port: -1, InsecureNoAuth: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	provision, err := srv.Connect()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := jetstream.New(omniqtest.Context(t), provision, jetstream.Config{}); err != nil {
+		t.Fatal(err)
+	}
+	provision.Close()
+	url := srv.ClientURL()
+	_, port, _ := net.SplitHostPort(strings.TrimPrefix(url, "nats://"))
+	nc, err := jetstream.Connect(jetstream.ConnConfig{URL: url, Name: "dashboard-test"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	client, err := jetstream.Open(omniqtest.Context(t), nc, jetstream.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := startDashboard(t, Config{Client: client})
+	b := newBrowser(t, d.URL())
+	if _, body := b.get("/"); strings.Contains(body, "Not connected to NATS") {
+		t.Fatalf("connected, the overview says it is not:\n%s", body)
+	}
+
+	stop := func(s *embedded.Server) {
+		c, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		if err := s.Shutdown(c); err != nil {
+			t.Errorf("shutdown embedded server: %v", err)
+		}
+	}
+	stop(srv)
+	omniqtest.Eventually(t, 10*time.Second, "the dashboard's connection notices", func() bool { return !nc.IsConnected() })
+	for _, path := range []string{"/", "/tasks", "/tasks/down-1", "/dead", "/runners"} {
+		code, body := b.get(path)
+		if code != http.StatusOK || !strings.Contains(body, "Not connected to NATS") || strings.Contains(body, "deadline exceeded") {
+			t.Errorf("GET %s with NATS down: %d; want the page saying it is not connected to NATS (and no timeout):\n%s", path, code, body)
+		}
+	}
+
+	p, _ := strconv.Atoi(port)
+	srv, err = embedded.Start(embedded.Config{StoreDir: dir, Port: p, InsecureNoAuth: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stop(srv)
+	omniqtest.Eventually(t, 30*time.Second, "the dashboard reconnects", nc.IsConnected)
+	if _, err := client.State().Create(omniqtest.Context(t), models.NewTask("after-restart", "echo", 0, 0, time.Now())); err != nil {
+		t.Fatal(err)
+	}
+	omniqtest.Eventually(t, 30*time.Second, "the tasks page shows a task created after the restart", func() bool {
+		_, body := b.get("/tasks")
+		return strings.Contains(body, "after-restart") && !strings.Contains(body, "Not connected to NATS")
+	})
 }

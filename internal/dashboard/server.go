@@ -13,6 +13,7 @@ import (
 	"net"
 	"net/http"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 )
@@ -235,6 +236,8 @@ type page struct {
 	Watch    string // the task id the page's live updates follow; "*" for all
 	Version  uint64 // the hub's count of changes before the page was read
 	Flash    string
+	// NATSDown says why the dashboard cannot reach NATS; "" while it can.
+	NATSDown string
 	Data     any
 }
 
@@ -258,9 +261,10 @@ func parsePages() (map[string]*template.Template, error) {
 // only the page's content, for live updates.
 func (s *Server) render(w http.ResponseWriter, r *http.Request, name string, p *page) {
 	p.ReadOnly, p.Login = s.cfg.ReadOnly, s.cfg.Token != ""
+	p.NATSDown = s.natsDown()
 	tmpl := "layout"
 	if r.Header.Get("X-Partial") != "" {
-		tmpl = "content"
+		tmpl = "main"
 	}
 	var buf bytes.Buffer
 	if err := s.pages[name].ExecuteTemplate(&buf, tmpl, p); err != nil {
@@ -271,6 +275,43 @@ func (s *Server) render(w http.ResponseWriter, r *http.Request, name string, p *
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
 	w.Header().Set("Cache-Control", "no-store")
 	_, _ = w.Write(buf.Bytes())
+}
+
+// natsDown says, for the top of every page, why the dashboard cannot
+// reach NATS at the moment; "" while it can.
+func (s *Server) natsDown() string {
+	nc := s.cfg.Client.Conn()
+	if nc == nil || nc.IsConnected() {
+		return ""
+	}
+	return fmt.Sprintf("Not connected to NATS at %s (%s): omniq-ui keeps reconnecting. Until it is back, what this page reads from NATS is missing, actions fail, and task lists and counts are as the dashboard last saw them. Is omniq-runner (or the NATS server) running?",
+		strings.Join(nc.Servers(), ", "), strings.ToLower(nc.Status().String()))
+}
+
+// errNATSDown is the cause of a page's NATS context while NATS is
+// unreachable.
+var errNATSDown = errors.New("not connected to NATS")
+
+// natsContext bounds the NATS requests of one page by timeout. While the
+// connection is down it is cancelled from the start: the client would
+// hold every request until its timeout, so each page would take that
+// long to say nothing more than the notice at its top.
+func (s *Server) natsContext(parent context.Context, timeout time.Duration) (context.Context, context.CancelFunc) {
+	if s.natsDown() != "" {
+		ctx, cancel := context.WithCancelCause(parent)
+		cancel(errNATSDown)
+		return ctx, func() {}
+	}
+	return context.WithTimeout(parent, timeout)
+}
+
+// why is what a page says of err, a NATS request's failure under ctx
+// (from natsContext): the connection being down when that is the cause.
+func why(ctx context.Context, err error) string {
+	if errors.Is(context.Cause(ctx), errNATSDown) {
+		return "not connected to NATS"
+	}
+	return err.Error()
 }
 
 // hub fans changes out to the SSE streams. A stream follows one task id or
