@@ -99,6 +99,43 @@ func TestPagesSayNATSIsDownAndRecover(t *testing.T) {
 		t.Fatalf("connected, the overview says it is not:\n%s", body)
 	}
 
+	// A task page's stream (it follows its own task only) is told when
+	// the connection goes and when it comes back, so the notice appears
+	// and goes without a reload.
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, d.URL()+"/events?task=down-1", nil)
+	resp, err := (&http.Client{Jar: b.c.Jar}).Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	events := make(chan string, 16)
+	go func() {
+		defer close(events)
+		r := bufio.NewReader(resp.Body)
+		for {
+			line, err := r.ReadString('\n')
+			if err != nil {
+				return
+			}
+			if strings.HasPrefix(line, "event: ") {
+				events <- strings.TrimSpace(line)
+			}
+		}
+	}()
+	changed := func(what string) {
+		t.Helper()
+		select {
+		case ev := <-events:
+			if ev != "event: change" {
+				t.Fatalf("%s: the stream sent %q, want a change event", what, ev)
+			}
+		case <-time.After(30 * time.Second):
+			t.Fatalf("%s: no change event on the task page's stream", what)
+		}
+	}
+
 	stop := func(s *embedded.Server) {
 		c, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
@@ -108,6 +145,7 @@ func TestPagesSayNATSIsDownAndRecover(t *testing.T) {
 	}
 	stop(srv)
 	omniqtest.Eventually(t, 10*time.Second, "the dashboard's connection notices", func() bool { return !nc.IsConnected() })
+	changed("NATS gone")
 	for _, path := range []string{"/", "/tasks", "/tasks/down-1", "/dead", "/runners"} {
 		code, body := b.get(path)
 		if code != http.StatusOK || !strings.Contains(body, "Not connected to NATS") || strings.Contains(body, "deadline exceeded") {
@@ -122,6 +160,7 @@ func TestPagesSayNATSIsDownAndRecover(t *testing.T) {
 	}
 	defer stop(srv)
 	omniqtest.Eventually(t, 30*time.Second, "the dashboard reconnects", nc.IsConnected)
+	changed("NATS back")
 	if _, err := client.State().Create(omniqtest.Context(t), models.NewTask("after-restart", "echo", 0, 0, time.Now())); err != nil {
 		t.Fatal(err)
 	}

@@ -16,6 +16,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/nats-io/nats.go"
 )
 
 //go:embed assets
@@ -190,6 +192,24 @@ func (s *Server) Start(ctx context.Context) error {
 			_ = s.http.Close()
 		}
 	}()
+	if nc := s.cfg.Client.Conn(); nc != nil {
+		// Every page shows whether NATS is reachable (natsDown): when
+		// that changes, every open page is told to fetch itself again.
+		changes := nc.StatusChanged(nats.RECONNECTING, nats.CONNECTED)
+		s.wg.Add(1)
+		go func() {
+			defer s.wg.Done()
+			defer nc.RemoveStatusListener(changes)
+			for {
+				select {
+				case <-ctx.Done():
+					return
+				case <-changes:
+					s.hub.notifyAll()
+				}
+			}
+		}()
+	}
 	go func() { s.wg.Wait(); close(s.stopped) }()
 	s.cfg.Logger.WithField("addr", s.URL()).Info("dashboard listening")
 	return nil
@@ -360,6 +380,20 @@ func (h *hub) notify(id string) {
 			case ch <- struct{}{}:
 			default:
 			}
+		}
+	}
+}
+
+// notifyAll signals every stream, whatever task it follows: something
+// every page shows changed.
+func (h *hub) notifyAll() {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.version++
+	for ch := range h.subs {
+		select {
+		case ch <- struct{}{}:
+		default:
 		}
 	}
 }
