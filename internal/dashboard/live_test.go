@@ -143,6 +143,15 @@ func TestPagesSayNATSIsDownAndRecover(t *testing.T) {
 			t.Errorf("shutdown embedded server: %v", err)
 		}
 	}
+	// A task of a function no runner serves: with NATS up the overview
+	// says "(no runner)"; with NATS down it cannot know.
+	if _, err := client.State().Create(omniqtest.Context(t), models.NewTask("before-stop", "echo", 0, 0, time.Now())); err != nil {
+		t.Fatal(err)
+	}
+	omniqtest.Eventually(t, 10*time.Second, "the overview shows the task's function", func() bool {
+		_, body := b.get("/")
+		return strings.Contains(body, "(no runner)")
+	})
 	stop(srv)
 	omniqtest.Eventually(t, 10*time.Second, "the dashboard's connection notices", func() bool { return !nc.IsConnected() })
 	changed("NATS gone")
@@ -150,6 +159,9 @@ func TestPagesSayNATSIsDownAndRecover(t *testing.T) {
 		code, body := b.get(path)
 		if code != http.StatusOK || !strings.Contains(body, "Not connected to NATS") || strings.Contains(body, "deadline exceeded") {
 			t.Errorf("GET %s with NATS down: %d; want the page saying it is not connected to NATS (and no timeout):\n%s", path, code, body)
+		}
+		if strings.Contains(body, "No live runner is registered") || strings.Contains(body, "(no runner)") {
+			t.Errorf("GET %s with NATS down says no runner serves, which it could not read:\n%s", path, body)
 		}
 	}
 

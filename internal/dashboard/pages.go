@@ -57,6 +57,9 @@ type overviewData struct {
 	Held, Dropped int
 	Errors        []string
 	Total         functionStats
+	// RegsUnknown: the runners' registrations could not be read, so no
+	// function can be said to have no runner.
+	RegsUnknown bool
 }
 
 // maxShownGroups bounds the functions of the overview, the choices of the
@@ -87,6 +90,7 @@ func (s *Server) handleOverview(w http.ResponseWriter, r *http.Request, ss *sess
 	}
 	if regs, err := s.cfg.Client.Functions(ctx); err != nil {
 		d.Errors = append(d.Errors, "runner registrations: "+why(ctx, err))
+		d.RegsUnknown = true
 	} else {
 		for fn := range regs {
 			get(fn).Registered = true
