@@ -5,6 +5,8 @@ import (
 	"context"
 	"net"
 	"net/http"
+	"net/url"
+	"regexp"
 	"strconv"
 	"strings"
 	"testing"
@@ -180,4 +182,45 @@ func TestPagesSayNATSIsDownAndRecover(t *testing.T) {
 		_, body := b.get("/tasks")
 		return strings.Contains(body, "after-restart") && !strings.Contains(body, "Not connected to NATS")
 	})
+}
+
+// The runners page is live too: a runner's registration (a plugin
+// quarantined, a runner starting) reaches its event stream, although no
+// task changed.
+func TestRunnersPageFollowsRegistrations(t *testing.T) {
+	t.Parallel()
+	srv := startServer(t)
+	d := startDashboard(t, Config{Client: srv.Client})
+	b := newBrowser(t, d.URL())
+	_, body := b.get("/runners")
+	m := regexp.MustCompile(`data-watch="([^"]*)"`).FindStringSubmatch(body)
+	if m == nil {
+		t.Fatalf("the runners page follows nothing:\n%s", body)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, d.URL()+"/events?task="+url.QueryEscape(m[1]), nil)
+	resp, err := (&http.Client{Jar: b.c.Jar}).Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	r := bufio.NewReader(resp.Body)
+	for { // the greeting
+		line, err := r.ReadString('\n')
+		if err != nil {
+			t.Fatal(err)
+		}
+		if line == "\n" {
+			break
+		}
+	}
+	reg := jetstream.Registration{Function: "echo", Plugin: "echo", Concurrency: 1, PluginState: "quarantined", QuarantinedUntil: time.Now().Add(time.Minute)}
+	if err := srv.Client.Register(ctx, "runner-a", []jetstream.Registration{reg}, 30*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	line, err := r.ReadString('\n')
+	if err != nil || line != "event: change\n" {
+		t.Fatalf("after a registration the runners page's stream sent %q, %v; want a change event", line, err)
+	}
 }

@@ -688,7 +688,9 @@ func (s *Server) handleRunners(w http.ResponseWriter, r *http.Request, ss *sessi
 	if err != nil {
 		data["Problem"] = why(ctx, err)
 	}
-	s.render(w, r, "runners", s.newPage(r, ss, "Runners and plugins", "runners", data))
+	p := s.newPage(r, ss, "Runners and plugins", "runners", data)
+	p.Watch = runnersWatch
+	s.render(w, r, "runners", p)
 }
 
 // pluginState describes the state of the plugin serving reg, as its

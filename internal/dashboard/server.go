@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	natsjs "github.com/nats-io/nats.go/jetstream"
 )
 
 //go:embed assets
@@ -192,6 +193,15 @@ func (s *Server) Start(ctx context.Context) error {
 			_ = s.http.Close()
 		}
 	}()
+	if s.cfg.Client.JetStream() != nil {
+		s.wg.Add(1)
+		go func() {
+			defer s.wg.Done()
+			if err := s.watchRegistrations(ctx); err != nil && ctx.Err() == nil {
+				s.cfg.Logger.WithError(err).Warn("dashboard: watch of the runners' registrations failed; the runners page updates only on reload")
+			}
+		}()
+	}
 	if nc := s.cfg.Client.Conn(); nc != nil {
 		// Every page shows whether NATS is reachable (natsDown): when
 		// that changes, every open page is told to fetch itself again.
@@ -297,6 +307,38 @@ func (s *Server) render(w http.ResponseWriter, r *http.Request, name string, p *
 	_, _ = w.Write(buf.Bytes())
 }
 
+// runnersWatch is what the runners page's event stream follows: the
+// runners' registrations, not a task ('@' is in no task id).
+const runnersWatch = "@runners"
+
+// watchRegistrations signals the runners page's streams at every write of
+// a registration (a runner starting or stopping, a plugin's state), until
+// ctx ends.
+func (s *Server) watchRegistrations(ctx context.Context) error {
+	kv, err := s.cfg.Client.JetStream().KeyValue(ctx, s.cfg.Client.Config().FunctionsBucket)
+	if err != nil {
+		return fmt.Errorf("open the functions bucket: %w", err)
+	}
+	w, err := kv.WatchAll(ctx, natsjs.UpdatesOnly())
+	if err != nil {
+		return fmt.Errorf("watch the functions bucket: %w", err)
+	}
+	defer func() { _ = w.Stop() }()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case e, ok := <-w.Updates():
+			if !ok {
+				return nil
+			}
+			if e != nil {
+				s.hub.notifyOnly(runnersWatch)
+			}
+		}
+	}
+}
+
 // natsDown says, for the top of every page, why the dashboard cannot
 // reach NATS at the moment; "" while it can.
 func (s *Server) natsDown() string {
@@ -376,6 +418,22 @@ func (h *hub) notify(id string) {
 	h.version++
 	for ch, want := range h.subs {
 		if want == "*" || want == id {
+			select {
+			case ch <- struct{}{}:
+			default:
+			}
+		}
+	}
+}
+
+// notifyOnly signals the streams that follow id, and not those that
+// follow every task.
+func (h *hub) notifyOnly(id string) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.version++
+	for ch, want := range h.subs {
+		if want == id {
 			select {
 			case ch <- struct{}{}:
 			default:
