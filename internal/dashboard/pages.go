@@ -57,6 +57,9 @@ type overviewData struct {
 	Held, Dropped int
 	Errors        []string
 	Total         functionStats
+	// RegsUnknown: the runners' registrations could not be read, so no
+	// function can be said to have no runner.
+	RegsUnknown bool
 }
 
 // maxShownGroups bounds the functions of the overview, the choices of the
@@ -73,7 +76,7 @@ func (st *functionStats) activity() uint64 {
 }
 
 func (s *Server) handleOverview(w http.ResponseWriter, r *http.Request, ss *session) {
-	ctx, cancel := context.WithTimeout(r.Context(), requestTimeout)
+	ctx, cancel := s.natsContext(r.Context(), requestTimeout)
 	defer cancel()
 	now := time.Now()
 	stats := s.index.stats(now)
@@ -86,14 +89,15 @@ func (s *Server) handleOverview(w http.ResponseWriter, r *http.Request, ss *sess
 		return stats[fn]
 	}
 	if regs, err := s.cfg.Client.Functions(ctx); err != nil {
-		d.Errors = append(d.Errors, "runner registrations: "+err.Error())
+		d.Errors = append(d.Errors, "runner registrations: "+why(ctx, err))
+		d.RegsUnknown = true
 	} else {
 		for fn := range regs {
 			get(fn).Registered = true
 		}
 	}
 	if queued, err := s.cfg.Client.QueuedFunctions(ctx); err != nil {
-		d.Errors = append(d.Errors, "queued tasks: "+err.Error())
+		d.Errors = append(d.Errors, "queued tasks: "+why(ctx, err))
 	} else {
 		for fn, n := range queued {
 			get(fn).Queued = n
@@ -273,7 +277,7 @@ type taskData struct {
 }
 
 func (s *Server) handleTask(w http.ResponseWriter, r *http.Request, ss *session) {
-	ctx, cancel := context.WithTimeout(r.Context(), requestTimeout)
+	ctx, cancel := s.natsContext(r.Context(), requestTimeout)
 	defer cancel()
 	id := r.PathValue("id")
 	if err := models.ValidateTaskID(id); err != nil {
@@ -286,7 +290,7 @@ func (s *Server) handleTask(w http.ResponseWriter, r *http.Request, ss *session)
 	case errors.Is(err, jetstream.ErrTaskNotFound):
 		d.Problems = append(d.Problems, "No state record: the task is unknown, expired, or not yet seen by a runner.")
 	case err != nil:
-		d.Problems = append(d.Problems, "state record: "+err.Error())
+		d.Problems = append(d.Problems, "state record: "+why(ctx, err))
 	default:
 		d.Task, d.Revision = rec.Task, rec.Revision
 	}
@@ -445,13 +449,13 @@ func firstLine(s string) string {
 
 func (s *Server) handleCancel(w http.ResponseWriter, r *http.Request, ss *session) {
 	id := r.PathValue("id")
-	ctx, cancel := context.WithTimeout(r.Context(), requestTimeout)
+	ctx, cancel := s.natsContext(r.Context(), requestTimeout)
 	defer cancel()
 	msg := "Cancelled."
 	rec, err := s.cfg.Client.Cancel(ctx, id)
 	switch {
 	case err != nil:
-		msg = "Cancel failed: " + err.Error()
+		msg = "Cancel failed: " + why(ctx, err)
 	case rec.Task != nil && rec.Task.Function == jetstream.UnseenFunction:
 		// What omniq-submit cancel says of an id no runner has seen: a
 		// queued task or a typo.
@@ -463,11 +467,11 @@ func (s *Server) handleCancel(w http.ResponseWriter, r *http.Request, ss *sessio
 
 func (s *Server) handleReplay(w http.ResponseWriter, r *http.Request, ss *session) {
 	id := r.PathValue("id")
-	ctx, cancel := context.WithTimeout(r.Context(), requestTimeout)
+	ctx, cancel := s.natsContext(r.Context(), requestTimeout)
 	defer cancel()
 	msg := "Replayed: the task runs again."
 	if _, err := s.cfg.Client.Replay(ctx, id); err != nil {
-		msg = "Replay failed: " + err.Error()
+		msg = "Replay failed: " + why(ctx, err)
 	}
 	s.cfg.Logger.WithField("task_id", id).WithField("result", msg).Info("dashboard: replay")
 	http.Redirect(w, r, "/tasks/"+url.PathEscape(id)+"?"+flashQuery(ss, msg), http.StatusSeeOther)
@@ -517,12 +521,12 @@ type deadData struct {
 }
 
 func (s *Server) handleDead(w http.ResponseWriter, r *http.Request, ss *session) {
-	ctx, cancel := context.WithTimeout(r.Context(), requestTimeout)
+	ctx, cancel := s.natsContext(r.Context(), requestTimeout)
 	defer cancel()
 	d := &deadData{}
 	pageRes, err := s.cfg.Client.ListDead(ctx, jetstream.DeadFilter{Limit: s.maxDeadScanned})
 	if err != nil {
-		d.Problem = err.Error()
+		d.Problem = why(ctx, err)
 	}
 	d.Truncated = pageRes.Next != 0
 	groups := map[[2]string]*deadGroup{}
@@ -563,11 +567,11 @@ func (s *Server) handleDead(w http.ResponseWriter, r *http.Request, ss *session)
 		// the end of the stream.
 		recent = nil
 		if st, err := s.cfg.Client.JetStream().Stream(ctx, s.cfg.Client.Config().DLQStream); err != nil {
-			d.Problem = "latest entries: " + err.Error()
+			d.Problem = "latest entries: " + why(ctx, err)
 		} else if last := st.CachedInfo().State.LastSeq; last > 0 {
 			latest, err := s.cfg.Client.ListDead(ctx, jetstream.DeadFilter{After: last - min(last, maxDeadLatest)})
 			if err != nil {
-				d.Problem = "latest entries: " + err.Error()
+				d.Problem = "latest entries: " + why(ctx, err)
 			}
 			recent = latest.Tasks
 		}
@@ -599,12 +603,12 @@ func (s *Server) handleDeadBulk(w http.ResponseWriter, r *http.Request, ss *sess
 		return
 	}
 	f := jetstream.DeadFilter{Function: r.PostFormValue("function"), ErrorType: r.PostFormValue("error_type")}
-	ctx, cancel := context.WithTimeout(r.Context(), time.Minute)
+	ctx, cancel := s.natsContext(r.Context(), time.Minute)
 	defer cancel()
 	if r.PostFormValue("confirm") != "yes" {
 		page, err := s.cfg.Client.ListDead(ctx, f)
 		if err != nil {
-			http.Error(w, "count dead-letter entries: "+err.Error(), http.StatusBadGateway)
+			http.Error(w, "count dead-letter entries: "+why(ctx, err), http.StatusBadGateway)
 			return
 		}
 		c := &confirmData{Action: action, Function: f.Function, ErrorType: f.ErrorType, Count: len(page.Tasks)}
@@ -635,13 +639,13 @@ func (s *Server) handleDeadBulk(w http.ResponseWriter, r *http.Request, ss *sess
 		res, err := s.cfg.Client.ReplayDead(ctx, f)
 		msg = fmt.Sprintf("Replayed %d task(s).", len(res))
 		if err != nil {
-			msg += " Stopped by: " + err.Error()
+			msg += " Stopped by: " + why(ctx, err)
 		}
 	case "purge":
 		n, err := s.cfg.Client.PurgeDead(ctx, f)
 		msg = fmt.Sprintf("Purged %d entr(ies).", n)
 		if err != nil {
-			msg += " Stopped by: " + err.Error()
+			msg += " Stopped by: " + why(ctx, err)
 		}
 	}
 	s.cfg.Logger.WithField("function", f.Function).WithField("error_type", f.ErrorType).WithField("result", msg).Info("dashboard: dead letters " + action)
@@ -657,7 +661,7 @@ type runnerView struct {
 }
 
 func (s *Server) handleRunners(w http.ResponseWriter, r *http.Request, ss *session) {
-	ctx, cancel := context.WithTimeout(r.Context(), requestTimeout)
+	ctx, cancel := s.natsContext(r.Context(), requestTimeout)
 	defer cancel()
 	regs, err := s.cfg.Client.Functions(ctx)
 	byRunner := map[string]*runnerView{}
@@ -682,9 +686,11 @@ func (s *Server) handleRunners(w http.ResponseWriter, r *http.Request, ss *sessi
 	}
 	data := map[string]any{"Runners": views}
 	if err != nil {
-		data["Problem"] = err.Error()
+		data["Problem"] = why(ctx, err)
 	}
-	s.render(w, r, "runners", s.newPage(r, ss, "Runners and plugins", "runners", data))
+	p := s.newPage(r, ss, "Runners and plugins", "runners", data)
+	p.Watch = runnersWatch
+	s.render(w, r, "runners", p)
 }
 
 // pluginState describes the state of the plugin serving reg, as its

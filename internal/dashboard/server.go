@@ -13,8 +13,12 @@ import (
 	"net"
 	"net/http"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
+
+	"github.com/nats-io/nats.go"
+	natsjs "github.com/nats-io/nats.go/jetstream"
 )
 
 //go:embed assets
@@ -189,6 +193,33 @@ func (s *Server) Start(ctx context.Context) error {
 			_ = s.http.Close()
 		}
 	}()
+	if s.cfg.Client.JetStream() != nil {
+		s.wg.Add(1)
+		go func() {
+			defer s.wg.Done()
+			if err := s.watchRegistrations(ctx); err != nil && ctx.Err() == nil {
+				s.cfg.Logger.WithError(err).Warn("dashboard: watch of the runners' registrations failed; the runners page updates only on reload")
+			}
+		}()
+	}
+	if nc := s.cfg.Client.Conn(); nc != nil {
+		// Every page shows whether NATS is reachable (natsDown): when
+		// that changes, every open page is told to fetch itself again.
+		changes := nc.StatusChanged(nats.RECONNECTING, nats.CONNECTED)
+		s.wg.Add(1)
+		go func() {
+			defer s.wg.Done()
+			defer nc.RemoveStatusListener(changes)
+			for {
+				select {
+				case <-ctx.Done():
+					return
+				case <-changes:
+					s.hub.notifyAll()
+				}
+			}
+		}()
+	}
 	go func() { s.wg.Wait(); close(s.stopped) }()
 	s.cfg.Logger.WithField("addr", s.URL()).Info("dashboard listening")
 	return nil
@@ -235,6 +266,8 @@ type page struct {
 	Watch    string // the task id the page's live updates follow; "*" for all
 	Version  uint64 // the hub's count of changes before the page was read
 	Flash    string
+	// NATSDown says why the dashboard cannot reach NATS; "" while it can.
+	NATSDown string
 	Data     any
 }
 
@@ -258,9 +291,10 @@ func parsePages() (map[string]*template.Template, error) {
 // only the page's content, for live updates.
 func (s *Server) render(w http.ResponseWriter, r *http.Request, name string, p *page) {
 	p.ReadOnly, p.Login = s.cfg.ReadOnly, s.cfg.Token != ""
+	p.NATSDown = s.natsDown()
 	tmpl := "layout"
 	if r.Header.Get("X-Partial") != "" {
-		tmpl = "content"
+		tmpl = "main"
 	}
 	var buf bytes.Buffer
 	if err := s.pages[name].ExecuteTemplate(&buf, tmpl, p); err != nil {
@@ -271,6 +305,75 @@ func (s *Server) render(w http.ResponseWriter, r *http.Request, name string, p *
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
 	w.Header().Set("Cache-Control", "no-store")
 	_, _ = w.Write(buf.Bytes())
+}
+
+// runnersWatch is what the runners page's event stream follows: the
+// runners' registrations, not a task ('@' is in no task id).
+const runnersWatch = "@runners"
+
+// watchRegistrations signals the runners page's streams at every write of
+// a registration (a runner starting or stopping, a plugin's state), until
+// ctx ends.
+func (s *Server) watchRegistrations(ctx context.Context) error {
+	kv, err := s.cfg.Client.JetStream().KeyValue(ctx, s.cfg.Client.Config().FunctionsBucket)
+	if err != nil {
+		return fmt.Errorf("open the functions bucket: %w", err)
+	}
+	w, err := kv.WatchAll(ctx, natsjs.UpdatesOnly())
+	if err != nil {
+		return fmt.Errorf("watch the functions bucket: %w", err)
+	}
+	defer func() { _ = w.Stop() }()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case e, ok := <-w.Updates():
+			if !ok {
+				return nil
+			}
+			if e != nil {
+				s.hub.notifyOnly(runnersWatch)
+			}
+		}
+	}
+}
+
+// natsDown says, for the top of every page, why the dashboard cannot
+// reach NATS at the moment; "" while it can.
+func (s *Server) natsDown() string {
+	nc := s.cfg.Client.Conn()
+	if nc == nil || nc.IsConnected() {
+		return ""
+	}
+	return fmt.Sprintf("Not connected to NATS at %s (%s): omniq-ui keeps reconnecting. Until it is back, what this page reads from NATS is missing, actions fail, and task lists and counts are as the dashboard last saw them. Is omniq-runner (or the NATS server) running?",
+		strings.Join(nc.Servers(), ", "), strings.ToLower(nc.Status().String()))
+}
+
+// errNATSDown is the cause of a page's NATS context while NATS is
+// unreachable.
+var errNATSDown = errors.New("not connected to NATS")
+
+// natsContext bounds the NATS requests of one page by timeout. While the
+// connection is down it is cancelled from the start: the client would
+// hold every request until its timeout, so each page would take that
+// long to say nothing more than the notice at its top.
+func (s *Server) natsContext(parent context.Context, timeout time.Duration) (context.Context, context.CancelFunc) {
+	if s.natsDown() != "" {
+		ctx, cancel := context.WithCancelCause(parent)
+		cancel(errNATSDown)
+		return ctx, func() {}
+	}
+	return context.WithTimeout(parent, timeout)
+}
+
+// why is what a page says of err, a NATS request's failure under ctx
+// (from natsContext): the connection being down when that is the cause.
+func why(ctx context.Context, err error) string {
+	if errors.Is(context.Cause(ctx), errNATSDown) {
+		return "not connected to NATS"
+	}
+	return err.Error()
 }
 
 // hub fans changes out to the SSE streams. A stream follows one task id or
@@ -319,6 +422,36 @@ func (h *hub) notify(id string) {
 			case ch <- struct{}{}:
 			default:
 			}
+		}
+	}
+}
+
+// notifyOnly signals the streams that follow id, and not those that
+// follow every task.
+func (h *hub) notifyOnly(id string) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.version++
+	for ch, want := range h.subs {
+		if want == id {
+			select {
+			case ch <- struct{}{}:
+			default:
+			}
+		}
+	}
+}
+
+// notifyAll signals every stream, whatever task it follows: something
+// every page shows changed.
+func (h *hub) notifyAll() {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.version++
+	for ch := range h.subs {
+		select {
+		case ch <- struct{}{}:
+		default:
 		}
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -146,10 +147,36 @@ func connect(o Options, log logrus.FieldLogger) (*jetstream.Client, func(), erro
 		err = fmt.Errorf("%w\n  these NATS credentials may not do what the dashboard does (it reads the dead-letter stream and sends replays, as an operator, with the %s inbox prefix): give omniq-ui the operator's credentials (docs/dashboard.md, Access)", denied, credentials.OperatorInboxPrefix)
 	}
 	if err != nil {
-		nc.Close()
+		closeAndWait(nc)
 		return nil, nil, err
 	}
-	return client, nc.Close, nil
+	return client, func() { closeAndWait(nc) }, nil
+}
+
+// closeAndWait closes nc and waits (a few seconds at most) for the
+// client's callbacks, which run on its own goroutine and log through
+// omniq-ui's stderr: they must be done before Main returns.
+func closeAndWait(nc *nats.Conn) {
+	done := make(chan struct{})
+	// The closed callback is queued after the disconnected one.
+	nc.SetClosedHandler(func(*nats.Conn) { close(done) })
+	nc.Close()
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+	}
+}
+
+// lockedWriter serializes writes to w.
+type lockedWriter struct {
+	mu sync.Mutex
+	w  io.Writer
+}
+
+func (l *lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
 }
 
 // Main runs omniq-ui until ctx ends and returns the exit status: 2 for a
@@ -168,6 +195,9 @@ func Main(ctx context.Context, args []string, getenv func(string) string, stdout
 		fmt.Fprintln(stdout, version.Get().String("omniq-ui"))
 		return 0
 	}
+	// The logger writes from the NATS client's goroutines too (a closed
+	// or lost connection), while Main prints its own lines.
+	stderr = &lockedWriter{w: stderr}
 	log := logrus.New()
 	log.SetOutput(stderr)
 	switch o.LogFormat {

@@ -18,6 +18,7 @@ import (
 	"github.com/omniq/omniq/internal/credentials"
 	"github.com/omniq/omniq/internal/omniqtest"
 	"github.com/omniq/omniq/jetstream"
+	"github.com/omniq/omniq/jetstream/embedded"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -295,5 +296,25 @@ func TestAnUnreadableLoginFileNamesTheFlagNotTheServer(t *testing.T) {
 	}
 	if _, _, err := connect(o, log); err == nil || strings.Contains(err.Error(), "is omniq-runner") || !strings.Contains(err.Error(), "check the file given to --nats-creds") {
 		t.Fatalf("connect with a missing creds file: %v", err)
+	}
+}
+
+// A NATS server OmniQ has never run against (no streams) ends omniq-ui
+// with an error saying so, not a dashboard of empty pages.
+func TestAServerWithoutOmniQStreamsIsNamed(t *testing.T) {
+	srv, err := embedded.Start(embedded.Config{StoreDir: t.TempDir(), Port: -1, InsecureNoAuth: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		c, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		_ = srv.Shutdown(c)
+	})
+	t.Chdir(t.TempDir()) // no ./omniq-data here
+	var stderr strings.Builder
+	code := Main(context.Background(), []string{"--nats-url", srv.ClientURL(), "--listen", "127.0.0.1:0"}, func(string) string { return "" }, io.Discard, &stderr)
+	if code != 1 || !strings.Contains(stderr.String(), "has omniq-runner run against it?") {
+		t.Fatalf("omniq-ui against a server without OmniQ's streams: exit %d, stderr:\n%s\nwant exit 1 saying no OmniQ stream is there", code, stderr.String())
 	}
 }

@@ -1,0 +1,226 @@
+package dashboard
+
+import (
+	"bufio"
+	"context"
+	"net"
+	"net/http"
+	"net/url"
+	"regexp"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/omniq/omniq/internal/omniqtest"
+	"github.com/omniq/omniq/jetstream"
+	"github.com/omniq/omniq/jetstream/embedded"
+	"github.com/omniq/omniq/models"
+)
+
+// subscribers returns how many event streams the hub feeds.
+func (h *hub) subscribers() int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return len(h.subs)
+}
+
+// A browser that goes away (tab closed, laptop asleep) ends its event
+// stream on the server: the handler's goroutine and its hub subscription
+// do not wait for the dashboard to stop.
+func TestEventStreamEndsWhenTheBrowserGoesAway(t *testing.T) {
+	t.Parallel()
+	srv := startServer(t)
+	d := startDashboard(t, Config{Client: srv.Client})
+	b := newBrowser(t, d.URL())
+	b.get("/") // a session
+	for i := range 3 {
+		ctx, cancel := context.WithCancel(context.Background())
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, d.URL()+"/events", nil)
+		c := &http.Client{Jar: b.c.Jar, Transport: &http.Transport{}}
+		resp, err := c.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		r := bufio.NewReader(resp.Body)
+		for { // the greeting: the stream is subscribed
+			line, err := r.ReadString('\n')
+			if err != nil {
+				t.Fatal(err)
+			}
+			if line == "\n" {
+				break
+			}
+		}
+		if n := d.hub.subscribers(); n != 1 {
+			t.Fatalf("stream %d: hub feeds %d streams, want 1", i, n)
+		}
+		cancel() // the browser goes away: its connection closes
+		resp.Body.Close()
+		c.CloseIdleConnections()
+		omniqtest.Eventually(t, 10*time.Second, "the stream of a closed connection ends on the server", func() bool {
+			return d.hub.subscribers() == 0
+		})
+	}
+}
+
+// While NATS is unreachable (its server restarting, or omniq-runner's
+// embedded one stopped), every page says so at once, instead of waiting
+// out each request's timeout and reporting "context deadline exceeded";
+// once NATS is back the notice goes and the task index follows the
+// bucket again.
+func TestPagesSayNATSIsDownAndRecover(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	srv, err := embedded.Start(embedded.Config{StoreDir: dir, Port: -1, InsecureNoAuth: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	provision, err := srv.Connect()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := jetstream.New(omniqtest.Context(t), provision, jetstream.Config{}); err != nil {
+		t.Fatal(err)
+	}
+	provision.Close()
+	url := srv.ClientURL()
+	_, port, _ := net.SplitHostPort(strings.TrimPrefix(url, "nats://"))
+	nc, err := jetstream.Connect(jetstream.ConnConfig{URL: url, Name: "dashboard-test"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	client, err := jetstream.Open(omniqtest.Context(t), nc, jetstream.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := startDashboard(t, Config{Client: client})
+	b := newBrowser(t, d.URL())
+	if _, body := b.get("/"); strings.Contains(body, "Not connected to NATS") {
+		t.Fatalf("connected, the overview says it is not:\n%s", body)
+	}
+
+	// A task page's stream (it follows its own task only) is told when
+	// the connection goes and when it comes back, so the notice appears
+	// and goes without a reload.
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, d.URL()+"/events?task=down-1", nil)
+	resp, err := (&http.Client{Jar: b.c.Jar}).Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	events := make(chan string, 16)
+	go func() {
+		defer close(events)
+		r := bufio.NewReader(resp.Body)
+		for {
+			line, err := r.ReadString('\n')
+			if err != nil {
+				return
+			}
+			if strings.HasPrefix(line, "event: ") {
+				events <- strings.TrimSpace(line)
+			}
+		}
+	}()
+	changed := func(what string) {
+		t.Helper()
+		select {
+		case ev := <-events:
+			if ev != "event: change" {
+				t.Fatalf("%s: the stream sent %q, want a change event", what, ev)
+			}
+		case <-time.After(30 * time.Second):
+			t.Fatalf("%s: no change event on the task page's stream", what)
+		}
+	}
+
+	stop := func(s *embedded.Server) {
+		c, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		if err := s.Shutdown(c); err != nil {
+			t.Errorf("shutdown embedded server: %v", err)
+		}
+	}
+	// A task of a function no runner serves: with NATS up the overview
+	// says "(no runner)"; with NATS down it cannot know.
+	if _, err := client.State().Create(omniqtest.Context(t), models.NewTask("before-stop", "echo", 0, 0, time.Now())); err != nil {
+		t.Fatal(err)
+	}
+	omniqtest.Eventually(t, 10*time.Second, "the overview shows the task's function", func() bool {
+		_, body := b.get("/")
+		return strings.Contains(body, "(no runner)")
+	})
+	stop(srv)
+	omniqtest.Eventually(t, 10*time.Second, "the dashboard's connection notices", func() bool { return !nc.IsConnected() })
+	changed("NATS gone")
+	for _, path := range []string{"/", "/tasks", "/tasks/down-1", "/dead", "/runners"} {
+		code, body := b.get(path)
+		if code != http.StatusOK || !strings.Contains(body, "Not connected to NATS") || strings.Contains(body, "deadline exceeded") {
+			t.Errorf("GET %s with NATS down: %d; want the page saying it is not connected to NATS (and no timeout):\n%s", path, code, body)
+		}
+		if strings.Contains(body, "No live runner is registered") || strings.Contains(body, "(no runner)") {
+			t.Errorf("GET %s with NATS down says no runner serves, which it could not read:\n%s", path, body)
+		}
+	}
+
+	p, _ := strconv.Atoi(port)
+	srv, err = embedded.Start(embedded.Config{StoreDir: dir, Port: p, InsecureNoAuth: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stop(srv)
+	omniqtest.Eventually(t, 30*time.Second, "the dashboard reconnects", nc.IsConnected)
+	changed("NATS back")
+	if _, err := client.State().Create(omniqtest.Context(t), models.NewTask("after-restart", "echo", 0, 0, time.Now())); err != nil {
+		t.Fatal(err)
+	}
+	omniqtest.Eventually(t, 30*time.Second, "the tasks page shows a task created after the restart", func() bool {
+		_, body := b.get("/tasks")
+		return strings.Contains(body, "after-restart") && !strings.Contains(body, "Not connected to NATS")
+	})
+}
+
+// The runners page is live too: a runner's registration (a plugin
+// quarantined, a runner starting) reaches its event stream, although no
+// task changed.
+func TestRunnersPageFollowsRegistrations(t *testing.T) {
+	t.Parallel()
+	srv := startServer(t)
+	d := startDashboard(t, Config{Client: srv.Client})
+	b := newBrowser(t, d.URL())
+	_, body := b.get("/runners")
+	m := regexp.MustCompile(`data-watch="([^"]*)"`).FindStringSubmatch(body)
+	if m == nil {
+		t.Fatalf("the runners page follows nothing:\n%s", body)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, d.URL()+"/events?task="+url.QueryEscape(m[1]), nil)
+	resp, err := (&http.Client{Jar: b.c.Jar}).Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	r := bufio.NewReader(resp.Body)
+	for { // the greeting
+		line, err := r.ReadString('\n')
+		if err != nil {
+			t.Fatal(err)
+		}
+		if line == "\n" {
+			break
+		}
+	}
+	reg := jetstream.Registration{Function: "echo", Plugin: "echo", Concurrency: 1, PluginState: "quarantined", QuarantinedUntil: time.Now().Add(time.Minute)}
+	if err := srv.Client.Register(ctx, "runner-a", []jetstream.Registration{reg}, 30*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	line, err := r.ReadString('\n')
+	if err != nil || line != "event: change\n" {
+		t.Fatalf("after a registration the runners page's stream sent %q, %v; want a change event", line, err)
+	}
+}
