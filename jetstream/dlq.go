@@ -328,8 +328,10 @@ type ReplayResult struct {
 // Replay asks the runners to run dead task id again (see ReplayVerified
 // for what a runner checks and does) and returns the task's pending record.
 // It needs an operator's rights. Replaying the same task twice runs it
-// once: the second call finds the entry gone (ErrNotDead) or the state
-// already replayed (ErrAlreadyReplayed). An entry that does not agree with
+// once while the replayed attempt has not ended: the second call finds the
+// entry gone (ErrNotDead) or the state already replayed
+// (ErrAlreadyReplayed). Once that attempt has failed again, the task has a
+// new entry and a second call replays it: the task runs again. An entry that does not agree with
 // the task's state record is refused (ErrReplayRefused) and kept. Without a
 // runner it returns ErrNoRunner.
 func (c *Client) Replay(ctx context.Context, id string) (ReplayResult, error) {

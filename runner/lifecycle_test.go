@@ -192,6 +192,11 @@ func TestTaskThatKeepsKillingRunnersIsDeadLettered(t *testing.T) {
 	if task.RetryCount != 0 {
 		t.Fatalf("interruptions used up retries: %+v", task)
 	}
+	// The record counts every death its error names: status and the
+	// error agree (it said 1 interruption next to "died 2 times").
+	if task.Interruptions != 2 {
+		t.Fatalf("interruptions = %d, want 2, as the error says", task.Interruptions)
+	}
 	waitDead(t, e, res.ID)
 }
 

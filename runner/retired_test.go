@@ -1,6 +1,7 @@
 package runner_test
 
 import (
+	"strings"
 	"testing"
 	"time"
 
@@ -8,6 +9,7 @@ import (
 	"github.com/omniq/omniq/jetstream"
 	"github.com/omniq/omniq/models"
 	"github.com/omniq/omniq/runner/pluginhost"
+	"github.com/sirupsen/logrus"
 )
 
 // TestInterruptedTaskOfARetiredFunctionIsDeadLettered: a task was running
@@ -83,4 +85,53 @@ func TestDueRetryOfARetiredFunctionCountsItsRetries(t *testing.T) {
 	if dead.Error == nil || *dead.Error != *task.Error {
 		t.Fatalf("dead-letter entry's error = %+v, want the record's %+v", dead.Error, task.Error)
 	}
+}
+
+// A retired function's delayed start (also a retry or replay) waits in the
+// retries stream under the function's consumer there: deleting only the
+// tasks stream's consumer, as docs/operations.md once said, left it
+// waiting for good. Both consumers deleted, it is dead-lettered.
+func TestDelayedTaskOfARetiredFunctionNeedsBothConsumersDeleted(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	echoOnly := startRunner(t, e, fastConfig(), pluginhost.HostConfig{Dir: omniqtest.PluginsDir(t, omniqtest.EchoPlugin)})
+	res, err := e.client.Submit(ctx(t), jetstream.SubmitRequest{Function: "echo", Payload: []byte("later"), RunAt: time.Now().Add(2 * time.Second)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, e, res.ID, models.StatusPending, 30*time.Second) // held in the retries stream
+	echoOnly.Stop(t)
+
+	logs := &omniqtest.Buffer{}
+	log := logrus.New()
+	log.Out = logs
+	cfg := fastConfig()
+	cfg.Logger = log
+	startRunner(t, e, cfg, pluginhost.HostConfig{Dir: omniqtest.PluginsDir(t, omniqtest.FaultsPlugin)})
+	refused := func() int {
+		n := 0
+		for _, l := range strings.Split(logs.String(), "\n") {
+			if strings.Contains(l, "could not sweep tasks of an unserved function") && strings.Contains(l, "function=echo") && strings.Contains(l, "stream=OMNIQ_RETRIES") {
+				n++
+			}
+		}
+		return n
+	}
+	eventually(t, 30*time.Second, "the due task to be seen by a sweep", func() bool { return refused() > 0 })
+	if err := e.client.JetStream().DeleteConsumer(ctx(t), "OMNIQ_TASKS", "omniq-echo"); err != nil {
+		t.Fatal(err)
+	}
+	after := refused()
+	eventually(t, 30*time.Second, "two more sweeps", func() bool { return refused() >= after+2 })
+	if rec, err := e.client.State().Get(ctx(t), res.ID); err != nil || rec.Task.Status != models.StatusPending {
+		t.Fatalf("with the tasks stream's consumer deleted: %+v, %v; want the task still pending", rec, err)
+	}
+	if err := e.client.JetStream().DeleteConsumer(ctx(t), "OMNIQ_RETRIES", "omniq-echo"); err != nil {
+		t.Fatal(err)
+	}
+	task := waitFor(t, e, res.ID, models.StatusFailed, 30*time.Second)
+	if task.Error == nil || task.Error.ErrorType != models.ErrorTypeUnknownFunction {
+		t.Fatalf("error = %+v", task.Error)
+	}
+	waitDead(t, e, res.ID)
 }

@@ -537,7 +537,12 @@ func (r *Runner) lostRecord(ctx context.Context, log logrus.FieldLogger, id stri
 // finishFailed records a final failure and dead-letters the task. It
 // returns ErrStaleRevision, and does nothing, when the state moved on.
 func (r *Runner) finishFailed(ctx context.Context, log logrus.FieldLogger, rec jetstream.Record, tm *jetstream.TaskMessage, te models.TaskError, msg natsjs.Msg) error {
-	next, err := r.client.State().Transition(ctx, rec, models.StatusFailed, time.Now(), func(t *models.Task) { t.RecordError(te) })
+	next, err := r.client.State().Transition(ctx, rec, models.StatusFailed, time.Now(), func(t *models.Task) {
+		if te.ErrorType == models.ErrorTypeInterrupted {
+			t.Interruptions++ // the death that ends it, which its message counts
+		}
+		t.RecordError(te)
+	})
 	if err != nil {
 		return err
 	}

@@ -324,7 +324,8 @@ FUNCTION, or with --jsonl a JSON object {"function", "payload", "id",
 "max_retries", "timeout", "delay", "headers"}. Blank lines are skipped.
 
 Prints the id of every task submitted, one per line in input order ("ID
-duplicate" for an id submitted before), then a summary; a line that cannot be submitted is
+duplicate" for an id submitted before, or given on an earlier line: the
+first line of an id is the one submitted), then a summary; a line that cannot be submitted is
 reported on stderr with its number, and makes the exit status 1. With
 --json, each line is a JSON object {"line", "id", "outcome", "error"}
 (outcome: submitted, duplicate or rejected), and the last one the summary.
@@ -402,6 +403,7 @@ func (c *cli) batch(o *submitOpts, jsonl bool, workers int, pos []string) error 
 		mu                              sync.Mutex
 		problems                        []string
 		checked                         = map[string]error{}
+		queued                          = map[string]struct{}{} // ids of the lines handed to the workers
 		out                             = json.NewEncoder(c.io.Stdout)
 		// Outcomes arrive in the order submissions finish; they are
 		// printed in input order, so ids can be paired with the lines
@@ -551,6 +553,19 @@ read:
 				_ = bar.Add(1)
 			}
 			continue
+		}
+		// Lines are submitted many at a time, so a repeated id is settled
+		// here: its first line is the one submitted, as one at a time.
+		if req.ID != "" {
+			if _, dup := queued[req.ID]; dup {
+				duplicates.Add(1)
+				report(seq-1, batchResult{Line: line, ID: req.ID, Outcome: "duplicate"})
+				if bar != nil {
+					_ = bar.Add(1)
+				}
+				continue
+			}
+			queued[req.ID] = struct{}{}
 		}
 		jobs <- job{seq: seq - 1, line: line, req: req}
 	}

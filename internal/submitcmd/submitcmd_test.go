@@ -639,3 +639,46 @@ func TestCtrlCDuringWaitSaysTheTaskGoesOn(t *testing.T) {
 	}
 	o.run("", "cancel", "t-waited").want(t, 0, "cancelled", "")
 }
+
+// Lines of one batch are submitted many at a time, but an id repeated in
+// the input is still a duplicate of its first line, as it would be one
+// line at a time: the first line's task is the one that runs, and every
+// later line with that id is reported a duplicate.
+func TestBatchRepeatedIDKeepsItsFirstLine(t *testing.T) {
+	t.Parallel()
+	o := start(t)
+	const ids, rounds = 8, 6
+	var in strings.Builder
+	for r := 0; r < rounds; r++ {
+		for i := 0; i < ids; i++ {
+			fmt.Fprintf(&in, `{"function":"echo","payload":"p%d","id":"rep-%d"}`+"\n", r, i)
+		}
+	}
+	r := o.run(in.String(), "batch", "--jsonl", "--json")
+	out := strings.Split(strings.TrimSpace(r.stdout), "\n")
+	if r.code != 0 || len(out) != ids*rounds+1 {
+		t.Fatalf("exit %d, stdout %q, stderr %q", r.code, r.stdout, r.stderr)
+	}
+	for n, l := range out[:ids*rounds] {
+		var res struct {
+			Line    int
+			Outcome string
+		}
+		if err := json.Unmarshal([]byte(l), &res); err != nil {
+			t.Fatalf("%q: %v", l, err)
+		}
+		want := "duplicate"
+		if n < ids {
+			want = "submitted"
+		}
+		if res.Line != n+1 || res.Outcome != want {
+			t.Fatalf("line %d: %s, want outcome %s\n%s", n+1, l, want, r.stdout)
+		}
+	}
+	for i := 0; i < ids; i++ {
+		task := omniqtest.WaitFor(t, o.srv.Client, fmt.Sprintf("rep-%d", i), models.StatusSucceeded, 30*time.Second)
+		if string(task.Result) != "p0" {
+			t.Fatalf("task rep-%d ran the payload %q of a later line, want its first line's (p0)", i, task.Result)
+		}
+	}
+}
