@@ -47,6 +47,13 @@ type Registration struct {
 	// QuarantinedUntil is when the plugin's quarantine ends, when
 	// PluginState is quarantined.
 	QuarantinedUntil time.Time `json:"quarantined_until,omitzero"`
+	// PluginCrashes counts the plugin's crashes and failed starts since
+	// the runner started; LastCrash says how the latest ended (exit
+	// status, signal, out of memory, or why it failed to start), at
+	// LastCrashAt.
+	PluginCrashes int       `json:"plugin_crashes,omitempty"`
+	LastCrash     string    `json:"last_crash,omitempty"`
+	LastCrashAt   time.Time `json:"last_crash_at,omitzero"`
 	// UpdatedAt is when the registration was last written.
 	UpdatedAt time.Time `json:"updated_at"`
 }

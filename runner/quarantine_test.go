@@ -80,4 +80,18 @@ func TestTaskThatCrashesItsPluginRepeatedlyIsPoison(t *testing.T) {
 	if d := waitDead(t, e, res.ID); d.Error == nil || d.Error.Message != te.Message {
 		t.Fatalf("dead-letter error = %+v", d.Error)
 	}
+	// Operators see the crashes where they see the plugin's state: in the
+	// runner's registration (the dashboard's runners page, `functions`).
+	var last jetstream.Registration
+	eventually(t, 30*time.Second, "the crashes in the registration", func() bool {
+		regs, err := e.client.Functions(ctx(t))
+		if err != nil || len(regs["crash"]) != 1 {
+			return false
+		}
+		last = regs["crash"][0]
+		return last.PluginCrashes >= 3
+	})
+	if !strings.Contains(last.LastCrash, "status 3") || last.LastCrashAt.IsZero() {
+		t.Fatalf("registration: crashes %d, last %q at %v; want how the last crash ended and when", last.PluginCrashes, last.LastCrash, last.LastCrashAt)
+	}
 }

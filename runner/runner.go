@@ -139,6 +139,7 @@ func (r *Runner) syncFunctions(ctx context.Context) error {
 		res := r.cfg.resolve(name, f)
 		regs = append(regs, jetstream.Registration{Function: name, Plugin: f.Plugin, Concurrency: res.concurrency,
 			PluginState: string(f.State), QuarantinedUntil: f.QuarantinedUntil,
+			PluginCrashes: f.Crashes.Crashes, LastCrash: f.Crashes.Last, LastCrashAt: f.Crashes.At,
 			Description: f.Spec.GetDescription(), MaxRetries: &res.maxRetries, Timeout: models.Duration(res.timeout),
 			AckWait: models.Duration(r.cfg.AckWait)})
 		r.mu.Lock()

@@ -224,3 +224,29 @@ func TestRunnersPageFollowsRegistrations(t *testing.T) {
 		t.Fatalf("after a registration the runners page's stream sent %q, %v; want a change event", line, err)
 	}
 }
+
+// The runners page shows each plugin's crashes and how the last one
+// ended, as its runner registered them (issue 14: "crashes, last crash
+// reason").
+func TestRunnersPageShowsCrashes(t *testing.T) {
+	t.Parallel()
+	srv := startServer(t)
+	d := startDashboard(t, Config{Client: srv.Client})
+	b := newBrowser(t, d.URL())
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	regs := []jetstream.Registration{
+		{Function: "resize", Plugin: "images", Concurrency: 4, PluginState: "up", PluginCrashes: 7,
+			LastCrash: "killed by signal SIGKILL (out of memory)", LastCrashAt: time.Now().Add(-time.Minute)},
+		{Function: "echo", Plugin: "echo", Concurrency: 4, PluginState: "up"},
+	}
+	if err := srv.Client.Register(ctx, "runner-a", regs, 30*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	_, body := b.get("/runners")
+	for _, want := range []string{`<td class="n">7</td>`, "killed by signal SIGKILL (out of memory)</span> <span class=\"muted\">1m", `<td class="n">0</td><td>—</td>`} {
+		if !strings.Contains(body, want) {
+			t.Errorf("the runners page lacks %q:\n%s", want, body)
+		}
+	}
+}

@@ -51,6 +51,8 @@ type Function struct {
 	// QuarantinedUntil is when the plugin's quarantine ends, zero when it
 	// is not quarantined.
 	QuarantinedUntil time.Time
+	// Crashes is the plugin's crash count and latest crash.
+	Crashes CrashReport
 }
 
 // PluginStatus is where one plugin is.
@@ -234,7 +236,7 @@ func (h *Host) Functions() map[string]Function {
 		for _, f := range s.Functions() {
 			if f.Name == name {
 				st, _ := s.State()
-				out[name] = Function{Spec: f, Plugin: s.Name(), State: st, QuarantinedUntil: s.QuarantinedUntil()}
+				out[name] = Function{Spec: f, Plugin: s.Name(), State: st, QuarantinedUntil: s.QuarantinedUntil(), Crashes: s.Crashes()}
 			}
 		}
 	}

@@ -7,6 +7,7 @@ import (
 	"io"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 	"unicode/utf8"
@@ -141,6 +142,11 @@ type Supervisor struct {
 	crashes   []time.Time
 	until     time.Time // end of quarantine
 	lastErr   error
+	// Every crash and failed start since NewSupervisor, for operators:
+	// how many, and the latest's reason and time.
+	crashTotal  int
+	lastCrash   string
+	lastCrashAt time.Time
 
 	started bool
 	stop    chan struct{}
@@ -179,6 +185,7 @@ func (s *Supervisor) Start(ctx context.Context) error {
 		s.mu.Lock()
 		s.lastErr = err
 		s.crashes = append(s.crashes, time.Now())
+		s.noteCrashLocked("failed to start: " + err.Error())
 		s.state = StateRestarting
 		s.mu.Unlock()
 	} else {
@@ -267,6 +274,7 @@ func (s *Supervisor) supervise(p *Process) {
 			s.mu.Lock()
 			s.lastErr = err
 			s.crashes = append(s.crashes, time.Now())
+			s.noteCrashLocked("failed to start: " + err.Error())
 			s.mu.Unlock()
 			p = nil
 			continue
@@ -288,10 +296,40 @@ func (s *Supervisor) crashed(p *Process) {
 	s.mu.Lock()
 	s.lastErr = err
 	s.crashes = append(s.crashes, time.Now())
+	s.noteCrashLocked(exit.String())
 	s.state = StateRestarting
 	s.mu.Unlock()
 	s.log.WithField("exit", exit.String()).Error("plugin process died")
 	s.emit(EventCrashed, exit.String())
+}
+
+// noteCrashLocked counts a crash or failed start with its reason; s.mu
+// is held.
+func (s *Supervisor) noteCrashLocked(reason string) {
+	const maxReason = 512 // it travels in every registration
+	if len(reason) > maxReason {
+		reason = strings.ToValidUTF8(reason[:maxReason], "") + "…"
+	}
+	s.crashTotal++
+	s.lastCrash, s.lastCrashAt = reason, time.Now()
+}
+
+// CrashReport is what an operator sees of a plugin's crashes.
+type CrashReport struct {
+	// Crashes counts the plugin's crashes and failed starts since its
+	// supervisor was made (the runner started).
+	Crashes int
+	// Last says how the latest one ended (exit status, signal, out of
+	// memory, or why it failed to start), At when; empty and zero if none.
+	Last string
+	At   time.Time
+}
+
+// Crashes reports the plugin's crashes and failed starts so far.
+func (s *Supervisor) Crashes() CrashReport {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return CrashReport{Crashes: s.crashTotal, Last: s.lastCrash, At: s.lastCrashAt}
 }
 
 // markDown forgets p as the running process, if it still is.

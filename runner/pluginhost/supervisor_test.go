@@ -244,12 +244,20 @@ func TestRepeatedCrashesQuarantineThenRecover(t *testing.T) {
 	t.Parallel()
 	s := startSupervisor(t, faultsPkg, pluginhost.Config{QuarantineAfter: 2, RestartBackoff: 10 * time.Millisecond, Cooldown: 8 * time.Second,
 		StartWait: 3 * time.Second})
+	if c := s.Crashes(); c.Crashes != 0 || c.Last != "" || !c.At.IsZero() {
+		t.Fatalf("before any crash: %+v", c)
+	}
+	before := time.Now()
 	for i := 0; i < 2; i++ {
 		if out := s.Execute(ctx(t), req("boom", "crash", "exit"), time.Now().Add(30*time.Second), nil); out.Failure == nil || out.Failure.ErrorType != "plugin_crash" {
 			t.Fatalf("crash %d: %+v", i, out.Failure)
 		}
 	}
 	eventually(t, 5*time.Second, "quarantine", func() bool { st, _ := s.State(); return st == pluginhost.StateQuarantined })
+	// What the runners page shows: how many, and how the last one ended.
+	if c := s.Crashes(); c.Crashes != 2 || !strings.Contains(c.Last, "status 3") || c.At.Before(before) {
+		t.Fatalf("after two crashes: %+v, want 2 with the last exit status, after %v", c, before)
+	}
 	out := s.Execute(ctx(t), req("q", "fail", "{}"), time.Now().Add(30*time.Second), nil)
 	if f := out.Failure; f == nil || f.ErrorType != models.ErrorTypePluginUnavailable || !f.Retryable || !strings.Contains(f.Message, "quarantined") ||
 		f.QuarantinedUntil.IsZero() {
