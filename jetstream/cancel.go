@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strings"
 	"time"
 
 	"github.com/omniq/omniq/models"
@@ -64,10 +63,9 @@ func (c *Client) RecordCancel(ctx context.Context, id string) (Record, models.Ta
 	for try := 0; ; try++ {
 		rec, err := c.state.Get(ctx, id)
 		if errors.Is(err, ErrTaskNotFound) {
-			if c.cfg.checkNotDerived(id) != nil {
+			if stream, derived := c.cfg.derivedStream(id); derived {
 				// A record now would be a squat: the bare publish that
 				// gets this sequence later would be dropped unrun.
-				stream := strings.TrimSuffix(strings.TrimRight(id, "0123456789"), "-")
 				return Record{}, "", fmt.Errorf("%w: %s: no runner has seen it yet, and ids %s-<n> are given to tasks published without an id: such a task can be cancelled once a runner has seen it", ErrTaskNotFound, id, stream)
 			}
 			now := time.Now()

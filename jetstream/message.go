@@ -200,13 +200,22 @@ func (c Config) ParseTaskMessage(subject string, hdr nats.Header, data []byte, s
 // the bare publish that later gets that sequence. Only runners carry them
 // explicitly, on retry subjects. The error wraps models.ErrInvalidTaskID.
 func (c Config) checkNotDerived(id string) error {
+	if stream, ok := c.derivedStream(id); ok {
+		return fmt.Errorf("%w: %q is reserved: ids %s-<n> are given to tasks published without an id", models.ErrInvalidTaskID, id, stream)
+	}
+	return nil
+}
+
+// derivedStream says whether id has the form <stream>-<n> of the ids
+// derived for tasks published without one, and names the stream.
+func (c Config) derivedStream(id string) (string, bool) {
 	for _, stream := range []string{c.TasksStream, c.RetriesStream} {
 		n, ok := strings.CutPrefix(id, stream+"-")
 		if ok && n != "" && strings.Trim(n, "0123456789") == "" {
-			return fmt.Errorf("%w: %q is reserved: ids %s-<n> are given to tasks published without an id", models.ErrInvalidTaskID, id, stream)
+			return stream, true
 		}
 	}
-	return nil
+	return "", false
 }
 
 // Header builds the NATS headers of tm: the OmniQ headers plus tm.Headers.

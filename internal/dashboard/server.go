@@ -412,46 +412,31 @@ func (h *hub) current() uint64 {
 	return h.version
 }
 
+// notify signals the streams that follow task id or every task ("*").
 func (h *hub) notify(id string) {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	h.version++
-	for ch, want := range h.subs {
-		if want == "*" || want == id {
-			select {
-			case ch <- struct{}{}:
-			default:
-			}
-		}
-	}
+	h.signal(func(want string) bool { return want == "*" || want == id })
 }
 
 // notifyOnly signals the streams that follow id, and not those that
 // follow every task.
-func (h *hub) notifyOnly(id string) {
+func (h *hub) notifyOnly(id string) { h.signal(func(want string) bool { return want == id }) }
+
+// notifyAll signals every stream, whatever task it follows: something
+// every page shows changed.
+func (h *hub) notifyAll() { h.signal(func(string) bool { return true }) }
+
+// signal counts a change and wakes, without blocking, every stream whose
+// followed id match accepts.
+func (h *hub) signal(match func(want string) bool) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	h.version++
 	for ch, want := range h.subs {
-		if want == id {
+		if match(want) {
 			select {
 			case ch <- struct{}{}:
 			default:
 			}
-		}
-	}
-}
-
-// notifyAll signals every stream, whatever task it follows: something
-// every page shows changed.
-func (h *hub) notifyAll() {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	h.version++
-	for ch := range h.subs {
-		select {
-		case ch <- struct{}{}:
-		default:
 		}
 	}
 }

@@ -181,13 +181,7 @@ func (s *Supervisor) Start(ctx context.Context) error {
 	s.mu.Unlock()
 	p, err := StartProcess(ctx, s.cfg.Process)
 	if err != nil {
-		s.emit(EventStartFailed, err.Error())
-		s.mu.Lock()
-		s.lastErr = err
-		s.crashes = append(s.crashes, time.Now())
-		s.noteCrashLocked("failed to start: " + err.Error())
-		s.state = StateRestarting
-		s.mu.Unlock()
+		s.startFailed(err)
 	} else {
 		s.setUp(p)
 	}
@@ -270,12 +264,7 @@ func (s *Supervisor) supervise(p *Process) {
 		p, err = StartProcess(context.Background(), s.cfg.Process)
 		if err != nil {
 			s.log.WithError(err).Error("plugin failed to start")
-			s.emit(EventStartFailed, err.Error())
-			s.mu.Lock()
-			s.lastErr = err
-			s.crashes = append(s.crashes, time.Now())
-			s.noteCrashLocked("failed to start: " + err.Error())
-			s.mu.Unlock()
+			s.startFailed(err)
 			p = nil
 			continue
 		}
@@ -301,6 +290,18 @@ func (s *Supervisor) crashed(p *Process) {
 	s.mu.Unlock()
 	s.log.WithField("exit", exit.String()).Error("plugin process died")
 	s.emit(EventCrashed, exit.String())
+}
+
+// startFailed records a failed start: it counts as a crash, for the
+// restart backoff and the quarantine as for operators.
+func (s *Supervisor) startFailed(err error) {
+	s.emit(EventStartFailed, err.Error())
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.lastErr = err
+	s.crashes = append(s.crashes, time.Now())
+	s.noteCrashLocked("failed to start: " + err.Error())
+	s.state = StateRestarting
 }
 
 // noteCrashLocked counts a crash or failed start with its reason; s.mu
