@@ -4,15 +4,18 @@
 package natsflags
 
 import (
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nkeys"
 	"github.com/spf13/pflag"
 
@@ -42,8 +45,31 @@ type Options struct {
 	URLUsage string
 	// Client adds the flags of a short-lived client: --nats-inbox-prefix,
 	// --connect-timeout and --context, and -s for --nats-url (the nats
-	// CLI's --server).
+	// CLI's --server). A client's flag set should also take the nats CLI's
+	// names for the connection flags: see NATSCLINames.
 	Client bool
+}
+
+// natsCLINames maps the nats CLI's names of its connection flags to
+// OmniQ's. --timeout is left out: omniq-submit's --timeout is a task's.
+var natsCLINames = map[string]string{
+	"server": "nats-url", "user": "nats-user", "password": "nats-password",
+	"creds": "nats-creds", "nkey": "nats-nkey",
+	"tlscert": "nats-cert", "tlskey": "nats-key", "tlsca": "nats-ca",
+	"inbox-prefix": "nats-inbox-prefix",
+}
+
+// NATSCLINames is a pflag normalization function that lets a client take
+// the nats CLI's names of the connection flags as well as OmniQ's:
+// --server, --user, --password, --creds, --nkey, --tlscert, --tlskey,
+// --tlsca and --inbox-prefix are --nats-url, --nats-user, ... Set it on a
+// client's flag set (pflag.FlagSet.SetNormalizeFunc, or cobra's
+// SetGlobalNormalizationFunc) that has no flags of those names.
+func NATSCLINames(_ *pflag.FlagSet, name string) pflag.NormalizedName {
+	if n, ok := natsCLINames[name]; ok {
+		return pflag.NormalizedName(n)
+	}
+	return pflag.NormalizedName(name)
 }
 
 // Register adds the flags to fs, bound to f.
@@ -51,22 +77,29 @@ func (f *Flags) Register(fs *pflag.FlagSet, o Options) {
 	if o.URLUsage == "" {
 		o.URLUsage = "NATS server URL(s), comma separated"
 	}
+	// also names a client's nats CLI name of a flag (see NATSCLINames).
+	also := func(nats string) string {
+		if o.Client {
+			return " (or --" + nats + ")"
+		}
+		return ""
+	}
 	if o.Client {
 		// -s, as the nats CLI's --server.
-		fs.StringVarP(&f.URL, "nats-url", "s", o.DefaultURL, o.URLUsage)
+		fs.StringVarP(&f.URL, "nats-url", "s", o.DefaultURL, o.URLUsage+" (or --server; also OMNIQ_NATS_URL, NATS_URL)")
 	} else {
 		fs.StringVar(&f.URL, "nats-url", o.DefaultURL, o.URLUsage)
 	}
-	fs.StringVar(&f.Conn.User, "nats-user", "", "NATS user name")
-	fs.StringVar(&f.Conn.Password, "nats-password", "", "NATS password")
+	fs.StringVar(&f.Conn.User, "nats-user", "", "NATS user name"+also("user"))
+	fs.StringVar(&f.Conn.Password, "nats-password", "", "NATS password"+also("password"))
 	fs.StringVar(&f.Conn.Token, "nats-token", "", "NATS token")
-	fs.StringVar(&f.Conn.NKeySeedFile, "nats-nkey", "", "NATS nkey seed file")
-	fs.StringVar(&f.Conn.CredsFile, "nats-creds", "", "NATS credentials (.creds) file")
-	fs.StringVar(&f.Conn.TLSCAFile, "nats-ca", "", "PEM file of CAs to verify the NATS server (TLS)")
-	fs.StringVar(&f.Conn.TLSCertFile, "nats-cert", "", "client certificate for NATS TLS")
-	fs.StringVar(&f.Conn.TLSKeyFile, "nats-key", "", "client key for NATS TLS")
+	fs.StringVar(&f.Conn.NKeySeedFile, "nats-nkey", "", "NATS nkey seed file"+also("nkey"))
+	fs.StringVar(&f.Conn.CredsFile, "nats-creds", "", "NATS credentials (.creds) file"+also("creds"))
+	fs.StringVar(&f.Conn.TLSCAFile, "nats-ca", "", "PEM file of CAs to verify the NATS server (TLS)"+also("tlsca"))
+	fs.StringVar(&f.Conn.TLSCertFile, "nats-cert", "", "client certificate for NATS TLS"+also("tlscert"))
+	fs.StringVar(&f.Conn.TLSKeyFile, "nats-key", "", "client key for NATS TLS"+also("tlskey"))
 	if o.Client {
-		fs.StringVar(&f.Conn.InboxPrefix, "nats-inbox-prefix", "", "reply subject prefix (operators: "+credentials.OperatorInboxPrefix+"; default _INBOX, or the operator's with the runner's credentials)")
+		fs.StringVar(&f.Conn.InboxPrefix, "nats-inbox-prefix", "", "reply subject prefix (operators: "+credentials.OperatorInboxPrefix+"; default _INBOX, or the operator's with the runner's credentials)"+also("inbox-prefix"))
 		fs.DurationVar(&f.ConnectTimeout, "connect-timeout", 5*time.Second, "how long to try to reach NATS")
 		fs.StringVar(&f.Context, "context", "", "nats CLI context to take the server, login and TLS from (its NAME.json under ~/.config/nats/context; also NATS_CONTEXT)")
 	}
@@ -121,6 +154,27 @@ func FileHint(err error, cfg jetstream.ConnConfig) (hint string, ok bool) {
 		return "", false
 	}
 	return "check the file given to " + flag + " (or its environment variable): it must exist, be readable, and hold what the flag says", true
+}
+
+// ConnHint explains a failure to connect that is not the server's absence:
+// a server certificate the client does not trust, a TLS handshake the
+// server refused (usually for a client certificate), or a login or TLS
+// file that cannot be used (FileHint). It says which flag to give or
+// check. ok is false for every other error.
+func ConnHint(err error, cfg jetstream.ConnConfig) (hint string, ok bool) {
+	var untrusted *tls.CertificateVerificationError
+	if errors.As(err, &untrusted) {
+		// The server is there: it is its certificate that failed.
+		return "give the CA that signed the server's certificate with --nats-ca (or OMNIQ_NATS_CA), and reach the server by a name or address its certificate holds", true
+	}
+	var op *net.OpError
+	if errors.Is(err, nats.ErrTLS) || (errors.As(err, &op) && op.Op == "remote error") {
+		// crypto/tls reports a TLS alert from the server as a "remote
+		// error": the server refused the handshake, usually for a client
+		// certificate it requires and did not get, or did not accept.
+		return "check --nats-ca, and --nats-cert and --nats-key if the server asks for a client certificate", true
+	}
+	return FileHint(err, cfg)
 }
 
 // EnvName is the environment variable of a flag: --nats-url is

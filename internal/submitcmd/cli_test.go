@@ -476,3 +476,19 @@ func TestListRefusesAMalformedCursorAsAUsageError(t *testing.T) {
 	o.run("", "list", "--after", "garbage").want(t, 2, "", `--after "garbage": not a cursor`)
 	o.run("", "list", "--after", "12x/id").want(t, 2, "", `--after "12x/id": not a cursor`)
 }
+
+// A nats CLI user gives the connection flags by the nats CLI's names:
+// --server, --creds, --nkey, --tlsca... are omniq-submit's --nats-url,
+// --nats-creds, --nats-nkey, --nats-ca (before, "unknown flag: --server").
+func TestNATSCLIFlagNames(t *testing.T) {
+	t.Parallel()
+	o := start(t)
+	runArgs(t, "--server", o.srv.URL, "functions").want(t, 0, "echo", "")
+	runArgs(t, "functions", "--server="+o.srv.URL).want(t, 0, "echo", "")
+	missing := filepath.Join(t.TempDir(), "missing")
+	runArgs(t, "functions", "-s", o.srv.URL, "--creds", missing).want(t, 1, "", "check the file given to --nats-creds")
+	runArgs(t, "functions", "-s", o.srv.URL, "--nkey", missing).want(t, 1, "", "check the file given to --nats-nkey")
+	runArgs(t, "functions", "-s", o.srv.URL, "--tlsca", missing).want(t, 1, "", "check the file given to --nats-ca")
+	// A task's --timeout stays the task's: the nats CLI's --timeout is not taken.
+	runArgs(t, "-h").want(t, 0, "(or --server; also OMNIQ_NATS_URL, NATS_URL)", "")
+}

@@ -5,11 +5,9 @@ package submitcmd
 
 import (
 	"context"
-	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"os"
 	"strings"
 	"sync"
@@ -145,6 +143,8 @@ func (c *cli) commands() *cobra.Command {
 	root.SetFlagErrorFunc(func(cmd *cobra.Command, err error) error {
 		return usagef("%v (see %s -h)", err, cmd.CommandPath())
 	})
+	// The nats CLI's names of the connection flags too (--server, --creds...).
+	root.SetGlobalNormalizationFunc(natsflags.NATSCLINames)
 	pf := root.PersistentFlags()
 	c.conn.Register(pf, natsflags.Options{DefaultURL: nats.DefaultURL, Client: true})
 	pf.BoolVar(&c.json, "json", false, "print JSON (the models' wire format) instead of tables")
@@ -491,19 +491,7 @@ func (c *cli) connect() (*jetstream.Client, error) {
 	if errors.Is(err, nats.ErrNkeysNotSupported) {
 		return nil, fmt.Errorf("%w\n  this server has no nkey logins: leave out --nats-nkey and --nats-creds, or give the login it expects", err)
 	}
-	var untrusted *tls.CertificateVerificationError
-	if errors.As(err, &untrusted) {
-		// The server is there: it is its certificate that failed.
-		return nil, fmt.Errorf("%w\n  give the CA that signed the server's certificate with --nats-ca (or OMNIQ_NATS_CA), and reach the server by a name or address its certificate holds", err)
-	}
-	var op *net.OpError
-	if errors.Is(err, nats.ErrTLS) || (errors.As(err, &op) && op.Op == "remote error") {
-		// crypto/tls reports a TLS alert from the server as a "remote
-		// error": the server refused the handshake, usually for a client
-		// certificate it requires and did not get, or did not accept.
-		return nil, fmt.Errorf("%w\n  check --nats-ca, and --nats-cert and --nats-key if the server asks for a client certificate", err)
-	}
-	if hint, ok := natsflags.FileHint(err, cfg); ok {
+	if hint, ok := natsflags.ConnHint(err, cfg); ok {
 		return nil, fmt.Errorf("%w\n  %s", err, hint)
 	}
 	if err != nil {

@@ -63,7 +63,10 @@ func Parse(args []string, getenv func(string) string, stderr io.Writer) (Options
 	}
 	fs.BoolVar(&o.Dashboard.ReadOnly, "read-only", readOnly, "hide and refuse every action (cancel, replay, purge)")
 	fs.IntVar(&o.Dashboard.MaxIndexed, "max-indexed", 200_000, "most task records the in-memory index holds")
-	o.NATS.Register(fs, natsflags.Options{DefaultURL: "nats://127.0.0.1:4222"})
+	// The connection flags of omniq-submit, the nats CLI's names of them
+	// included (-s, --server, --creds, ...), and --context.
+	o.NATS.Register(fs, natsflags.Options{DefaultURL: "nats://127.0.0.1:4222", Client: true})
+	fs.SetNormalizeFunc(natsflags.NATSCLINames)
 	fs.StringVar(&o.DataDir, "data-dir", env("OMNIQ_DATA_DIR", ""), "omniq-runner's --data-dir, where the operator's credentials are found when no --nats-* login is given; empty: ./omniq-data")
 	fs.StringVar(&o.LogFormat, "log-format", env("OMNIQ_LOG_FORMAT", "text"), "log format: text or json")
 	fs.StringVar(&o.LogLevel, "log-level", env("OMNIQ_LOG_LEVEL", "info"), "log level: debug, info, warn, error")
@@ -72,6 +75,11 @@ func Parse(args []string, getenv func(string) string, stderr io.Writer) (Options
 		return o, err
 	}
 	if err := natsflags.ApplyEnv(fs, getenv, natsflags.IsConnFlag); err != nil {
+		return o, err
+	}
+	// NATS_URL, NATS_CREDS, ... and a nats CLI context (--context or
+	// NATS_CONTEXT), as omniq-submit takes them.
+	if err := o.NATS.ApplyNATS(fs, getenv); err != nil {
 		return o, err
 	}
 	if fs.NArg() > 0 {
@@ -134,7 +142,7 @@ func connect(o Options, log logrus.FieldLogger) (*jetstream.Client, func(), erro
 		}
 		return nil, nil, fmt.Errorf("%w\n  the server needs credentials: run omniq-ui in the directory holding omniq-runner's ./omniq-data, set --data-dir (or OMNIQ_DATA_DIR) to the runner's --data-dir, or give the operator's login (--nats-nkey, --nats-creds; see docs/security.md)", err)
 	}
-	if hint, ok := natsflags.FileHint(err, cfg); ok {
+	if hint, ok := natsflags.ConnHint(err, cfg); ok {
 		return nil, nil, fmt.Errorf("%w\n  %s", err, hint)
 	}
 	if err != nil {
