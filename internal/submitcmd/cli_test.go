@@ -355,6 +355,25 @@ func TestStatusShowsQuarantineWaits(t *testing.T) {
 	o.run("", "status", "qw").want(t, 0, "quarantine waits:  1", "")
 }
 
+// A bad delay on a batch line is named as the line's, not as --delay,
+// which was not given; a bad --delay is a usage error, found once.
+func TestBatchNamesTheLineOrFlagOfABadDelay(t *testing.T) {
+	t.Parallel()
+	o := start(t)
+	r := o.run(`{"function":"echo","payload":"x","delay":"-5s"}`+"\n", "batch", "--jsonl")
+	r.want(t, 1, "submitted 0, duplicates 0, rejected 1", `line 1: "delay" "-5s": must not be negative`)
+	if strings.Contains(r.stderr, "--delay") {
+		t.Fatalf("stderr names --delay, which was not given: %q", r.stderr)
+	}
+	o.run(`{"function":"echo","payload":"x","delay":"5s"}`+"\n", "batch", "--jsonl", "--at", "2030-01-01T00:00:00Z").
+		want(t, 1, "", `line 1: "delay" "5s" and --at: give one, not both`)
+	r = o.run("a\nb\n", "batch", "echo", "--delay", "-1s")
+	r.want(t, 2, "", "--delay must not be negative")
+	if strings.Contains(r.stderr, "line ") || r.stdout != "" {
+		t.Fatalf("a bad --delay rejected line by line: stdout %q, stderr %q", r.stdout, r.stderr)
+	}
+}
+
 // A NATS user points omniq-submit at a server as they point the nats CLI:
 // NATS_URL, or a nats CLI context named by --context or NATS_CONTEXT.
 func TestNATSCLIVariablesAndContexts(t *testing.T) {

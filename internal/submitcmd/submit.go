@@ -357,6 +357,11 @@ func (c *cli) batch(o *submitOpts, jsonl bool, workers int, pos []string) error 
 	if workers < 1 {
 		return usagef("--parallel must be at least 1")
 	}
+	// The flags' own mistakes are usage errors, found once, not the same
+	// rejection of every line.
+	if _, err := o.request("", nil); err != nil {
+		return err
+	}
 	var fn, file string
 	switch {
 	case jsonl && len(pos) <= 1:
@@ -683,6 +688,14 @@ func (c *cli) batchRequest(o *submitOpts, fn string, jsonl bool, text []byte) (j
 		d, err := time.ParseDuration(bl.Delay)
 		if err != nil {
 			return jetstream.SubmitRequest{}, fmt.Errorf("delay %q: %w", bl.Delay, err)
+		}
+		// Checked here, or the error would name --delay, which was not
+		// given: the value is this line's.
+		if d < 0 {
+			return jetstream.SubmitRequest{}, fmt.Errorf(`"delay" %q: must not be negative`, bl.Delay)
+		}
+		if d > 0 && o.at != "" {
+			return jetstream.SubmitRequest{}, fmt.Errorf(`"delay" %q and --at: give one, not both`, bl.Delay)
 		}
 		lo.delay = d
 	}
