@@ -355,6 +355,27 @@ func TestStatusShowsQuarantineWaits(t *testing.T) {
 	o.run("", "status", "qw").want(t, 0, "quarantine waits:  1", "")
 }
 
+// A task's record holds the budget and timeout in effect; status marks
+// those that are its function's defaults (before, only a task without a
+// record had the mark, and a task has none only until a runner takes it).
+func TestStatusMarksTheFunctionsDefaultsOnceARecordExists(t *testing.T) {
+	t.Parallel()
+	o := start(t)
+	o.run("", "echo", "x", "--id", "d1", "--wait").want(t, 0, "x", "")
+	r := o.run("", "status", "d1")
+	r.want(t, 0, "of 3, the function's default)", "")
+	if !strings.Contains(r.stdout, "s (the function's default)") {
+		t.Fatalf("status of a task with the function's timeout:\n%s", r.stdout)
+	}
+	o.run("", "echo", "x", "--id", "d2", "--max-retries", "7", "--timeout", "7s", "--wait").want(t, 0, "x", "")
+	r = o.run("", "status", "d2")
+	r.want(t, 0, "(retries 0 of 7)", "")
+	r.want(t, 0, "timeout:   7s\n", "")
+	if strings.Contains(r.stdout, "default") {
+		t.Fatalf("status of a task with its own budget and timeout:\n%s", r.stdout)
+	}
+}
+
 // A bad delay on a batch line is named as the line's, not as --delay,
 // which was not given; a bad --delay is a usage error, found once.
 func TestBatchNamesTheLineOrFlagOfABadDelay(t *testing.T) {

@@ -22,7 +22,8 @@ func (c *cli) statusCommand() *cobra.Command {
 		Short: "Show a task: status, attempts, retry budget, timeout, progress, result, errors",
 		Long: `Show a task's state record. The retry budget and timeout shown are the ones
 in effect: the task's own, else its function's default as the runners serving
-it registered (marked "the function's default").`,
+it registered; one equal to its function's default is marked "the function's
+default".`,
 		Args: oneID,
 		RunE: func(_ *cobra.Command, args []string) error { return c.status(args[0]) },
 	}
@@ -51,24 +52,32 @@ func (c *cli) status(id string) error {
 // registration.
 type defaulted struct{ maxRetries, timeout bool }
 
-// effective fills in t's timeout (and, when retriesUnset, its retry
-// budget) from the registration of its function, when the task names none:
-// the values a runner will use.
+// effective says which of t's settings are its function's defaults, as the
+// runners serving it registered them. A task still pending (retriesUnset:
+// no budget of its own, no record of a runner yet) gets its timeout and
+// retry budget filled in from them: the values a runner will use. A
+// record a runner wrote holds the values in effect, the task's own or the
+// defaults it gave; a value equal to the function's default is marked as
+// that (the record does not say where the value came from).
 func (c *cli) effective(client *jetstream.Client, t *models.Task, retriesUnset bool) defaulted {
 	var d defaulted
-	if t.Timeout != 0 && !retriesUnset {
-		return d
-	}
 	regs, err := client.Functions(c.ctx)
 	if err != nil {
 		return d
 	}
 	for _, r := range regs[t.Function] {
-		if t.Timeout == 0 && r.Timeout > 0 {
+		switch {
+		case t.Timeout == 0 && r.Timeout > 0:
 			t.Timeout, d.timeout = r.Timeout, true
+		case t.Timeout != 0 && t.Timeout == r.Timeout && !retriesUnset:
+			d.timeout = true
 		}
-		if retriesUnset && r.MaxRetries != nil && !d.maxRetries {
+		switch {
+		case r.MaxRetries == nil || d.maxRetries:
+		case retriesUnset:
 			t.MaxRetries, d.maxRetries = *r.MaxRetries, true
+		case t.MaxRetries == *r.MaxRetries:
+			d.maxRetries = true
 		}
 	}
 	return d
