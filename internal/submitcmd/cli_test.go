@@ -341,9 +341,11 @@ func TestNegativeMaxRetriesIsRefused(t *testing.T) {
 	}
 }
 
-// An attempt put back while its plugin was quarantined uses no retry and
-// leaves no error: status shows the waits, or "attempt 2 (retries 0 of
-// 0)" with one error would be unexplained.
+// An attempt put back while its plugin was quarantined did not run, uses
+// no retry and leaves no error: status, list and watch count it under the
+// quarantine waits, not in attempt (before, a task that ran once after a
+// wait showed "attempt 2 (retries 0 of 0)", and one waiting "attempt 1"
+// though nothing had run).
 func TestStatusShowsQuarantineWaits(t *testing.T) {
 	t.Parallel()
 	o := start(t)
@@ -352,7 +354,18 @@ func TestStatusShowsQuarantineWaits(t *testing.T) {
 	if _, err := o.srv.Client.State().Create(omniqtest.Context(t), task); err != nil {
 		t.Fatal(err)
 	}
-	o.run("", "status", "qw").want(t, 0, "quarantine waits:  1", "")
+	r := o.run("", "status", "qw")
+	r.want(t, 0, "quarantine waits:  1 (put back unrun while its plugin was quarantined)", "")
+	r.want(t, 0, "attempt:           1 (retries 0 of 0)", "")
+	o.run("", "list", "--function", "echo").want(t, 0, "qw  echo      pending  1 ", "")
+	waiting := models.NewTask("qw2", "echo", 3, 0, time.Now())
+	waiting.Attempt, waiting.QuarantineWaits = 1, 1
+	if _, err := o.srv.Client.State().Create(omniqtest.Context(t), waiting); err != nil {
+		t.Fatal(err)
+	}
+	o.run("", "status", "qw2").want(t, 0, "attempt:           0 (retries 0 of 3", "")
+	// --json is the record as stored.
+	o.run("", "status", "qw", "--json").want(t, 0, `"attempt": 2,`, "")
 }
 
 // A task's record holds the budget and timeout in effect; status marks

@@ -252,13 +252,13 @@ func (c *cli) waitAndReport(client *jetstream.Client, id string) error {
 	}
 	msg := fmt.Sprintf("task %s failed", id)
 	if te := task.Error; te != nil {
-		switch task.Attempt {
+		switch attemptsRun(task) {
 		case 0: // unknown function, malformed task
 			msg = fmt.Sprintf("task %s failed without running: %s: %s", id, te.ErrorType, te.Message)
 		case 1:
 			msg = fmt.Sprintf("task %s failed after 1 attempt: %s: %s", id, te.ErrorType, te.Message)
 		default:
-			msg = fmt.Sprintf("task %s failed after %d attempts: %s: %s", id, task.Attempt, te.ErrorType, te.Message)
+			msg = fmt.Sprintf("task %s failed after %d attempts: %s: %s", id, attemptsRun(task), te.ErrorType, te.Message)
 		}
 	}
 	// The runner writes the dead-letter entry just after the failed state:

@@ -23,7 +23,10 @@ func (c *cli) statusCommand() *cobra.Command {
 		Long: `Show a task's state record. The retry budget and timeout shown are the ones
 in effect: the task's own, else its function's default as the runners serving
 it registered; one equal to its function's default is marked "the function's
-default".`,
+default". attempt counts the attempts that ran the task; an attempt put back
+unrun because its plugin was quarantined is counted under "quarantine
+waits" instead (--json prints the record as stored, where attempt counts
+both).`,
 		Args: oneID,
 		RunE: func(_ *cobra.Command, args []string) error { return c.status(args[0]) },
 	}
@@ -83,6 +86,13 @@ func (c *cli) effective(client *jetstream.Client, t *models.Task, retriesUnset b
 	return d
 }
 
+// attemptsRun is how many of t's attempts ran its handler: Attempt counts
+// the attempts started, and each wait out of a quarantine of its plugin
+// started one that did not run (put back, using no retry).
+func attemptsRun(t *models.Task) int {
+	return max(t.Attempt-t.QuarantineWaits, 0)
+}
+
 // printTask writes a task record for people.
 func printTask(w interface{ Write([]byte) (int, error) }, t *models.Task, tracebacks bool, d defaulted) {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
@@ -94,18 +104,19 @@ func printTask(w interface{ Write([]byte) (int, error) }, t *models.Task, traceb
 	row("id", t.ID)
 	row("function", t.Function)
 	row("status", string(t.Status))
-	budget := fmt.Sprintf("%d (retries %d of %d)", t.Attempt, t.RetryCount, t.MaxRetries)
+	budget := fmt.Sprintf("%d (retries %d of %d)", attemptsRun(t), t.RetryCount, t.MaxRetries)
 	if d.maxRetries {
-		budget = fmt.Sprintf("%d (retries %d of %d, the function's default)", t.Attempt, t.RetryCount, t.MaxRetries)
+		budget = fmt.Sprintf("%d (retries %d of %d, the function's default)", attemptsRun(t), t.RetryCount, t.MaxRetries)
 	}
 	row("attempt", budget)
 	if t.Interruptions > 0 {
 		row("interruptions", fmt.Sprint(t.Interruptions))
 	}
 	if t.QuarantineWaits > 0 {
-		// Attempts put back while the plugin was quarantined: they count
-		// in attempt but use no retry and leave no error.
-		row("quarantine waits", fmt.Sprint(t.QuarantineWaits))
+		// Attempts put back while the plugin was quarantined: they did
+		// not run, use no retry and leave no error, and are not counted
+		// in attempt (the record's attempt counts them).
+		row("quarantine waits", fmt.Sprintf("%d (put back unrun while its plugin was quarantined)", t.QuarantineWaits))
 	}
 	if t.Replays > 0 {
 		row("replays", fmt.Sprint(t.Replays))
@@ -257,7 +268,7 @@ func (c *cli) list(statuses, fn, after, sortBy string, limit int) error {
 		if t.Error != nil {
 			errText = t.Error.ErrorType + ": " + oneLine(t.Error.Message, 60)
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%s\t%s\n", t.ID, t.Function, t.Status, t.Attempt, when(t.CreatedAt), ago(t.UpdatedAt), errText)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%s\t%s\n", t.ID, t.Function, t.Status, attemptsRun(t), when(t.CreatedAt), ago(t.UpdatedAt), errText)
 	}
 	_ = tw.Flush()
 	fmt.Fprintf(c.io.Stdout, "showing %s of %s\n", thousands(len(page.Records)), thousands(page.Total))
@@ -355,7 +366,7 @@ func (c *cli) watch(id string) error {
 				return err
 			}
 		} else {
-			line := fmt.Sprintf("%s  %s  %s  %s  attempt %d", when(t.UpdatedAt), t.ID, t.Function, t.Status, t.Attempt)
+			line := fmt.Sprintf("%s  %s  %s  %s  attempt %d", when(t.UpdatedAt), t.ID, t.Function, t.Status, attemptsRun(t))
 			if t.Error != nil && t.Status != models.StatusSucceeded {
 				line += "  " + t.Error.ErrorType + ": " + oneLine(t.Error.Message, 80)
 			}
