@@ -34,6 +34,29 @@ type Flags struct {
 	ConnectTimeout time.Duration
 	// Context is --context, for clients: a nats CLI context (see ApplyNATS).
 	Context string
+
+	// urlFrom says where URL came from, set by ApplyNATS (see URLFrom).
+	urlFrom string
+}
+
+// URLFrom says where the server's address came from, for a client's
+// errors: "--nats-url", "OMNIQ_NATS_URL", "NATS_URL", `nats context "NAME"`
+// or "the default"; "" before ApplyNATS.
+func (f *Flags) URLFrom() string { return f.urlFrom }
+
+// UnreachableHint is what a client adds to an error connecting to a
+// server that did not answer: whether OmniQ runs there, where the address
+// came from (URLFrom), and how to give another.
+func (f *Flags) UnreachableHint() string {
+	from := ""
+	switch f.urlFrom {
+	case "":
+	case "the default":
+		from = " (the default address)"
+	default:
+		from = " (the address is from " + f.urlFrom + ")"
+	}
+	return "is omniq-runner (or your NATS server) running there" + from + "? Set --nats-url (-s) or OMNIQ_NATS_URL to its address"
 }
 
 // Options say how a command registers the flags.
@@ -230,6 +253,16 @@ func (f *Flags) ApplyNATS(fs *pflag.FlagSet, getenv func(string) string) error {
 		return fl != nil && (fl.Changed || getenv(EnvName(flag)) != "")
 	}
 	loginGiven := f.HasLogin()
+	switch {
+	case fs.Changed("nats-url"):
+		f.urlFrom = "--nats-url"
+	case getenv(EnvName("nats-url")) != "":
+		f.urlFrom = EnvName("nats-url")
+	case getenv("NATS_URL") != "":
+		f.urlFrom = "NATS_URL"
+	default:
+		f.urlFrom = "the default"
+	}
 	for flag, env := range natsCLIEnv {
 		v := getenv(env)
 		if v == "" || given(flag) || (loginGiven && isLogin(flag)) {
@@ -254,6 +287,9 @@ func (f *Flags) ApplyNATS(fs *pflag.FlagSet, getenv func(string) string) error {
 		if v != "" && !given(flag) && getenv(natsCLIEnv[flag]) == "" {
 			_ = fs.Lookup(flag).Value.Set(v)
 		}
+	}
+	if ctx.URL != "" && f.urlFrom == "the default" {
+		f.urlFrom = fmt.Sprintf("nats context %q", name)
 	}
 	set("nats-url", ctx.URL)
 	set("nats-ca", expandHome(ctx.CA, getenv))

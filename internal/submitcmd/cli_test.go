@@ -545,3 +545,36 @@ func TestNATSCLIFlagNames(t *testing.T) {
 	// A task's --timeout stays the task's: the nats CLI's --timeout is not taken.
 	runArgs(t, "-h").want(t, 0, "(or --server; also OMNIQ_NATS_URL, NATS_URL)", "")
 }
+
+// A server that does not answer is reported with where its address came
+// from: a NATS user whose NATS_URL points at the wrong place is told it
+// is NATS_URL's, not only to set --nats-url or OMNIQ_NATS_URL.
+func TestAnUnreachableServerSaysWhereItsAddressCameFrom(t *testing.T) {
+	t.Parallel()
+	xdg := t.TempDir()
+	dir := filepath.Join(xdg, "nats", "context")
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "dead.json"), []byte(`{"url":"nats://127.0.0.1:1"}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	nowhere := "nats://127.0.0.1:1"
+	for _, c := range []struct {
+		env  map[string]string
+		args []string
+		want string
+	}{
+		{map[string]string{"NATS_URL": nowhere}, nil, "(the address is from NATS_URL)"},
+		{map[string]string{"OMNIQ_NATS_URL": nowhere, "NATS_URL": "nats://127.0.0.1:2"}, nil, "(the address is from OMNIQ_NATS_URL)"},
+		{map[string]string{"NATS_URL": "nats://127.0.0.1:2"}, []string{"-s", nowhere}, "(the address is from --nats-url)"},
+		{map[string]string{"XDG_CONFIG_HOME": xdg}, []string{"--context", "dead"}, `(the address is from nats context "dead")`},
+	} {
+		var out, errb bytes.Buffer
+		code := submitcmd.Main(omniqtest.Context(t), append([]string{"functions", "--connect-timeout", "1s"}, c.args...),
+			submitcmd.IO{Stdout: &out, Stderr: &errb, Getenv: func(k string) string { return c.env[k] }})
+		if code != 1 || !strings.Contains(errb.String(), "127.0.0.1:1") || !strings.Contains(errb.String(), "is omniq-runner (or your NATS server) running there "+c.want) {
+			t.Errorf("%v %q: exit %d, stderr %q; want 1 and %q", c.env, c.args, code, errb.String(), c.want)
+		}
+	}
+}

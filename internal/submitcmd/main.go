@@ -495,7 +495,7 @@ func (c *cli) connect() (*jetstream.Client, error) {
 		return nil, fmt.Errorf("%w\n  %s", err, hint)
 	}
 	if err != nil {
-		return nil, fmt.Errorf("%w\n  is omniq-runner (or your NATS server) running there? Set --nats-url or OMNIQ_NATS_URL to its address", err)
+		return nil, fmt.Errorf("%w\n  %s", err, c.conn.UnreachableHint())
 	}
 	c.nc = nc
 	// The connection reconnects forever: say so when it is lost, or a

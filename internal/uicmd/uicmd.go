@@ -146,7 +146,7 @@ func connect(o Options, log logrus.FieldLogger) (*jetstream.Client, func(), erro
 		return nil, nil, fmt.Errorf("%w\n  %s", err, hint)
 	}
 	if err != nil {
-		return nil, nil, fmt.Errorf("%w\n  is omniq-runner (or your NATS server) running there? Set --nats-url or OMNIQ_NATS_URL to its address", err)
+		return nil, nil, fmt.Errorf("%w\n  %s", err, o.NATS.UnreachableHint())
 	}
 	openCtx, openCancel := context.WithTimeout(ctx, 10*time.Second)
 	defer openCancel()

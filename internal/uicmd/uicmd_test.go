@@ -412,3 +412,15 @@ func TestUntrustedServerCertificateSuggestsTheCA(t *testing.T) {
 		t.Fatalf("omniq-ui against an untrusted certificate: exit %d, stderr %q; want a hint to give the CA", code, stderr.String())
 	}
 }
+
+// An address that does not answer is named with where it came from, as
+// in omniq-submit.
+func TestAnUnreachableServerSaysWhereItsAddressCameFrom(t *testing.T) {
+	var stderr strings.Builder
+	code := Main(context.Background(), []string{"--listen", "127.0.0.1:0", "--connect-timeout", "1s"}, func(k string) string {
+		return map[string]string{"NATS_URL": "nats://127.0.0.1:1"}[k]
+	}, io.Discard, &stderr)
+	if code != 1 || !strings.Contains(stderr.String(), "running there (the address is from NATS_URL)?") {
+		t.Fatalf("exit %d, stderr %q; want 1 naming NATS_URL", code, stderr.String())
+	}
+}
