@@ -578,3 +578,14 @@ func TestAnUnreachableServerSaysWhereItsAddressCameFrom(t *testing.T) {
 		}
 	}
 }
+
+// batch -h lists only flags batch takes: --id, which it refuses (ids come
+// per line), is not offered, and still refused with the reason.
+func TestBatchHelpDoesNotOfferID(t *testing.T) {
+	t.Parallel()
+	h := runArgs(t, "batch", "-h")
+	if h.code != 0 || strings.Contains(h.stdout, "--id") || !strings.Contains(h.stdout, "--jsonl") {
+		t.Fatalf("batch -h: exit %d\n%s", h.code, h.stdout)
+	}
+	runArgs(t, "batch", "echo", "--id", "x").want(t, 2, "", "--id does not apply to a batch (give ids per line with --jsonl)")
+}

@@ -333,6 +333,8 @@ On a terminal a progress bar shows on stderr.`,
 		Args: cobra.ArbitraryArgs,
 	}
 	o := addSubmitFlags(cmd.Flags())
+	// Not listed: a batch takes ids per line; given, it is refused saying so.
+	_ = cmd.Flags().MarkHidden("id")
 	var jsonl bool
 	var workers int
 	cmd.Flags().BoolVar(&jsonl, "jsonl", false, `input lines are JSON objects: {"function", "payload", "id", "max_retries", "timeout", "delay", "headers"}`)
