@@ -395,12 +395,12 @@ func TestBatchNamesTheLineOrFlagOfABadDelay(t *testing.T) {
 	t.Parallel()
 	o := start(t)
 	r := o.run(`{"function":"echo","payload":"x","delay":"-5s"}`+"\n", "batch", "--jsonl")
-	r.want(t, 1, "submitted 0, duplicates 0, rejected 1", `line 1: "delay" "-5s": must not be negative`)
+	r.want(t, 1, "submitted 0, duplicates 0, rejected 1", `line 1: delay "-5s": must not be negative`)
 	if strings.Contains(r.stderr, "--delay") {
 		t.Fatalf("stderr names --delay, which was not given: %q", r.stderr)
 	}
 	o.run(`{"function":"echo","payload":"x","delay":"5s"}`+"\n", "batch", "--jsonl", "--at", "2030-01-01T00:00:00Z").
-		want(t, 1, "", `line 1: "delay" "5s" and --at: give one, not both`)
+		want(t, 1, "", `line 1: delay "5s" and --at: give one, not both`)
 	r = o.run("a\nb\n", "batch", "echo", "--delay", "-1s")
 	r.want(t, 2, "", "--delay must not be negative")
 	if strings.Contains(r.stderr, "line ") || r.stdout != "" {

@@ -694,10 +694,10 @@ func (c *cli) batchRequest(o *submitOpts, fn string, jsonl bool, text []byte) (j
 		// Checked here, or the error would name --delay, which was not
 		// given: the value is this line's.
 		if d < 0 {
-			return jetstream.SubmitRequest{}, fmt.Errorf(`"delay" %q: must not be negative`, bl.Delay)
+			return jetstream.SubmitRequest{}, fmt.Errorf("delay %q: must not be negative (leave it out to run at once)", bl.Delay)
 		}
 		if d > 0 && o.at != "" {
-			return jetstream.SubmitRequest{}, fmt.Errorf(`"delay" %q and --at: give one, not both`, bl.Delay)
+			return jetstream.SubmitRequest{}, fmt.Errorf("delay %q and --at: give one, not both", bl.Delay)
 		}
 		lo.delay = d
 	}
