@@ -36,8 +36,21 @@ type Options struct {
 	Version bool
 }
 
-// Parse reads args, falling back to OMNIQ_* variables through getenv.
-func Parse(args []string, getenv func(string) string, stderr io.Writer) (Options, error) {
+// usageHead is the top of omniq-ui -h, above the flags.
+const usageHead = `omniq-ui serves OmniQ's web dashboard: tasks, failures with their
+tracebacks, dead letters (replay, purge), runners. It connects to NATS as an
+operator, with the same connection flags, variables and nats CLI contexts as
+omniq-submit. See docs/dashboard.md.
+
+Usage:
+  omniq-ui [flags]
+
+Flags:
+`
+
+// Parse reads args, falling back to OMNIQ_* variables through getenv. -h
+// prints the usage to help.
+func Parse(args []string, getenv func(string) string, help io.Writer) (Options, error) {
 	var o Options
 	env := func(k, def string) string {
 		if v := getenv(k); v != "" {
@@ -46,7 +59,8 @@ func Parse(args []string, getenv func(string) string, stderr io.Writer) (Options
 		return def
 	}
 	fs := pflag.NewFlagSet("omniq-ui", pflag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs.SetOutput(help)
+	fs.Usage = func() { fmt.Fprint(help, usageHead+fs.FlagUsages()) }
 	fs.StringVar(&o.Dashboard.Addr, "listen", env("OMNIQ_UI_LISTEN", "127.0.0.1:8090"), "address to serve the dashboard on; off loopback it needs --token")
 	fs.StringVar(&o.Dashboard.Token, "token", env("OMNIQ_UI_TOKEN", ""), "login token (or password) the dashboard asks for; required off loopback, made at start and printed when not set on loopback (prefer OMNIQ_UI_TOKEN: flags show in ps)")
 	fs.StringVar(&o.Dashboard.TLSCertFile, "tls-cert", env("OMNIQ_UI_TLS_CERT", ""), "PEM certificate to serve HTTPS with")
@@ -188,10 +202,11 @@ func (l *lockedWriter) Write(p []byte) (int, error) {
 }
 
 // Main runs omniq-ui until ctx ends and returns the exit status: 2 for a
-// usage or configuration error, 1 for a failure. --version is printed to
-// stdout, everything else to stderr.
+// usage or configuration error, 1 for a failure. -h and --version are
+// printed to stdout, everything else to stderr.
 func Main(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) int {
-	o, err := Parse(args, getenv, stderr)
+	// Help asked for is the output, on stdout, as omniq-submit's is.
+	o, err := Parse(args, getenv, stdout)
 	if errors.Is(err, pflag.ErrHelp) {
 		return 0
 	}

@@ -424,3 +424,20 @@ func TestAnUnreachableServerSaysWhereItsAddressCameFrom(t *testing.T) {
 		t.Fatalf("exit %d, stderr %q; want 1 naming NATS_URL", code, stderr.String())
 	}
 }
+
+// -h says what omniq-ui is and lists its flags on stdout, as omniq-submit
+// -h does, so that `omniq-ui -h | grep nats` works (it went to stderr,
+// under a bare "Usage of omniq-ui:").
+func TestHelpGoesToStdout(t *testing.T) {
+	var out, errs strings.Builder
+	code := Main(context.Background(), []string{"-h"}, func(string) string { return "" }, &out, &errs)
+	if code != 0 || errs.Len() != 0 || !strings.Contains(out.String(), "omniq-ui serves OmniQ's web dashboard") ||
+		!strings.Contains(out.String(), "  omniq-ui [flags]") || !strings.Contains(out.String(), "--context") {
+		t.Fatalf("-h: exit %d, stdout %q, stderr %q", code, out.String(), errs.String())
+	}
+	errs.Reset()
+	out.Reset()
+	if code := Main(context.Background(), []string{"--bogus"}, func(string) string { return "" }, &out, &errs); code != 2 || out.Len() != 0 || !strings.Contains(errs.String(), "unknown flag: --bogus") {
+		t.Fatalf("--bogus: exit %d, stdout %q, stderr %q", code, out.String(), errs.String())
+	}
+}
