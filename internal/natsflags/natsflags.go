@@ -200,6 +200,24 @@ func ConnHint(err error, cfg jetstream.ConnConfig) (hint string, ok bool) {
 	return FileHint(err, cfg)
 }
 
+// GivenLogin names the login of cfg (as the flags, variables or context
+// gave it), for an error saying the server refused it; "" for none.
+func GivenLogin(cfg jetstream.ConnConfig) string {
+	switch {
+	case cfg.NKeySeedFile != "":
+		return "the nkey in " + cfg.NKeySeedFile
+	case cfg.CredsFile != "":
+		return "the credentials in " + cfg.CredsFile
+	case cfg.User != "":
+		return fmt.Sprintf("user %q and its password", cfg.User)
+	case cfg.Token != "":
+		return "the token given"
+	case cfg.Password != "":
+		return "the password given"
+	}
+	return ""
+}
+
 // EnvName is the environment variable of a flag: --nats-url is
 // OMNIQ_NATS_URL.
 func EnvName(flag string) string {

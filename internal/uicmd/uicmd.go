@@ -154,6 +154,9 @@ func connect(o Options, log logrus.FieldLogger) (*jetstream.Client, func(), erro
 		if found != "" {
 			return nil, nil, fmt.Errorf("%w\n  the server refused the operator credentials in %s: are they from the runner serving this address?", err, found)
 		}
+		if given := natsflags.GivenLogin(anonymous); given != "" {
+			return nil, nil, fmt.Errorf("%w\n  the server refused %s: check them against the runner's --data-dir credentials or the server's logins (see docs/security.md)", err, given)
+		}
 		return nil, nil, fmt.Errorf("%w\n  the server needs credentials: run omniq-ui in the directory holding omniq-runner's ./omniq-data, set --data-dir (or OMNIQ_DATA_DIR) to the runner's --data-dir, or give the operator's login (--nats-nkey, --nats-creds; see docs/security.md)", err)
 	}
 	if hint, ok := natsflags.ConnHint(err, cfg); ok {

@@ -441,3 +441,19 @@ func TestHelpGoesToStdout(t *testing.T) {
 		t.Fatalf("--bogus: exit %d, stdout %q, stderr %q", code, out.String(), errs.String())
 	}
 }
+
+// A login given and refused is named, as omniq-submit names it, instead
+// of "the server needs credentials" as if none had been given.
+func TestARefusedGivenLoginIsNamed(t *testing.T) {
+	url := startAuthServer(t, filepath.Join(t.TempDir(), "data"))
+	log := logrus.New()
+	log.SetOutput(io.Discard)
+	t.Chdir(t.TempDir()) // no ./omniq-data here
+	o, err := Parse([]string{"-s", url, "--user", "bob", "--password", "x"}, func(string) string { return "" }, &strings.Builder{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := connect(o, log); err == nil || !strings.Contains(err.Error(), `the server refused user "bob" and its password`) {
+		t.Fatalf("connect with a wrong user: %v; want the login named", err)
+	}
+}
