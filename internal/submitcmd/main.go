@@ -71,7 +71,9 @@ with a suggestion.
 Flags go before or after the command and its arguments. Every command takes
 the NATS flags (--nats-url, default nats://127.0.0.1:4222, and the login and
 TLS flags, each also an OMNIQ_* variable: --nats-url is OMNIQ_NATS_URL) and
---json (or -o json) for machine-readable output. As for the nats CLI, NATS_URL, NATS_CREDS,
+--json (or -o json) for machine-readable output. As for the nats CLI, the
+flags also go by its names (-s/--server, --creds, --nkey, --user, --password,
+--tlsca, --tlscert, --tlskey, --inbox-prefix), NATS_URL, NATS_CREDS,
 NATS_NKEY, NATS_USER, NATS_PASSWORD, NATS_CA, NATS_CERT and NATS_KEY fill in
 what those did not set, and --context NAME (or NATS_CONTEXT) takes the rest
 from a nats CLI context. Without a login, omniq-submit logs in with the
