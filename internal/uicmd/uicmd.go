@@ -86,7 +86,10 @@ func Parse(args []string, getenv func(string) string, help io.Writer) (Options, 
 	fs.StringVar(&o.LogLevel, "log-level", env("OMNIQ_LOG_LEVEL", "info"), "log level: debug, info, warn, error")
 	fs.BoolVarP(&o.Version, "version", "v", false, "print the version and exit")
 	if err := fs.Parse(args); err != nil {
-		return o, err
+		if errors.Is(err, pflag.ErrHelp) {
+			return o, err
+		}
+		return o, fmt.Errorf("%w (see omniq-ui -h)", err)
 	}
 	if err := natsflags.ApplyEnv(fs, getenv, natsflags.IsConnFlag); err != nil {
 		return o, err

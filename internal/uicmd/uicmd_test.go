@@ -437,7 +437,7 @@ func TestHelpGoesToStdout(t *testing.T) {
 	}
 	errs.Reset()
 	out.Reset()
-	if code := Main(context.Background(), []string{"--bogus"}, func(string) string { return "" }, &out, &errs); code != 2 || out.Len() != 0 || !strings.Contains(errs.String(), "unknown flag: --bogus") {
+	if code := Main(context.Background(), []string{"--bogus"}, func(string) string { return "" }, &out, &errs); code != 2 || out.Len() != 0 || !strings.Contains(errs.String(), "unknown flag: --bogus (see omniq-ui -h)") {
 		t.Fatalf("--bogus: exit %d, stdout %q, stderr %q", code, out.String(), errs.String())
 	}
 }
