@@ -589,3 +589,20 @@ func TestBatchHelpDoesNotOfferID(t *testing.T) {
 	}
 	runArgs(t, "batch", "echo", "--id", "x").want(t, 2, "", "--id does not apply to a batch (give ids per line with --jsonl)")
 }
+
+// A failure's one-line form is "type: message", without the type twice
+// when the message begins with it, as a Go panic's ("panic: kaboom") and a
+// Python exception's do: before, "panic: panic: kaboom".
+func TestAFailureLineSaysItsTypeOnce(t *testing.T) {
+	t.Parallel()
+	o := start(t)
+	r := o.run("", "--wait", "panic", "kaboom", "--max-retries", "0", "--id", "pk")
+	r.want(t, 1, "", "task pk failed after 1 attempt: panic: kaboom\n")
+	if strings.Contains(r.stderr, "panic: panic:") {
+		t.Fatalf("stderr %q says the type twice", r.stderr)
+	}
+	if l := o.run("", "list", "--function", "panic"); l.code != 0 || !strings.Contains(l.stdout, "panic: kaboom") || strings.Contains(l.stdout, "panic: panic:") {
+		t.Fatalf("list: exit %d\n%s", l.code, l.stdout)
+	}
+	o.run("", "--wait", "fail", `{"message":"db down"}`, "--max-retries", "0").want(t, 1, "", "failed after 1 attempt: handler_error: db down\n")
+}

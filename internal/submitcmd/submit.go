@@ -254,11 +254,11 @@ func (c *cli) waitAndReport(client *jetstream.Client, id string) error {
 	if te := task.Error; te != nil {
 		switch attemptsRun(task) {
 		case 0: // unknown function, malformed task
-			msg = fmt.Sprintf("task %s failed without running: %s: %s", id, te.ErrorType, te.Message)
+			msg = fmt.Sprintf("task %s failed without running: %s", id, typedMessage(te))
 		case 1:
-			msg = fmt.Sprintf("task %s failed after 1 attempt: %s: %s", id, te.ErrorType, te.Message)
+			msg = fmt.Sprintf("task %s failed after 1 attempt: %s", id, typedMessage(te))
 		default:
-			msg = fmt.Sprintf("task %s failed after %d attempts: %s: %s", id, attemptsRun(task), te.ErrorType, te.Message)
+			msg = fmt.Sprintf("task %s failed after %d attempts: %s", id, attemptsRun(task), typedMessage(te))
 		}
 	}
 	// The runner writes the dead-letter entry just after the failed state:

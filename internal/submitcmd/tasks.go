@@ -86,6 +86,16 @@ func (c *cli) effective(client *jetstream.Client, t *models.Task, retriesUnset b
 	return d
 }
 
+// typedMessage is a TaskError as one line says it, "type: message", but
+// without the type twice when the message starts with it already (a Go
+// panic's "panic: ...", a Python exception's "ZeroDivisionError: ...").
+func typedMessage(te *models.TaskError) string {
+	if strings.HasPrefix(te.Message, te.ErrorType+":") {
+		return te.Message
+	}
+	return te.ErrorType + ": " + te.Message
+}
+
 // attemptsRun is how many of t's attempts ran its handler: Attempt counts
 // the attempts started, and each wait out of a quarantine of its plugin
 // started one that did not run (put back, using no retry).
@@ -266,7 +276,7 @@ func (c *cli) list(statuses, fn, after, sortBy string, limit int) error {
 		t := r.Task
 		errText := ""
 		if t.Error != nil {
-			errText = t.Error.ErrorType + ": " + oneLine(t.Error.Message, 60)
+			errText = oneLine(typedMessage(t.Error), 60)
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%s\t%s\n", t.ID, t.Function, t.Status, attemptsRun(t), when(t.CreatedAt), ago(t.UpdatedAt), errText)
 	}
@@ -368,7 +378,7 @@ func (c *cli) watch(id string) error {
 		} else {
 			line := fmt.Sprintf("%s  %s  %s  %s  attempt %d", when(t.UpdatedAt), t.ID, t.Function, t.Status, attemptsRun(t))
 			if t.Error != nil && t.Status != models.StatusSucceeded {
-				line += "  " + t.Error.ErrorType + ": " + oneLine(t.Error.Message, 80)
+				line += "  " + oneLine(typedMessage(t.Error), 80)
 			}
 			if t.Progress != nil && t.Status == models.StatusRunning {
 				line += "  progress " + progressText(t.Progress)
