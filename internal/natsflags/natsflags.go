@@ -37,6 +37,9 @@ type Flags struct {
 
 	// urlFrom says where URL came from, set by ApplyNATS (see URLFrom).
 	urlFrom string
+	// contextFiles maps the file flags ApplyNATS took from the nats
+	// context to the context's names of them ("--nats-nkey": "nkey").
+	contextFiles map[string]string
 }
 
 // URLFrom says where the server's address came from, for a client's
@@ -152,6 +155,16 @@ func (f *Flags) Config(name string) jetstream.ConnConfig {
 // rather than looks for a server that is not running. ok is false for
 // every other error.
 func FileHint(err error, cfg jetstream.ConnConfig) (hint string, ok bool) {
+	flag := fileFlag(err, cfg)
+	if flag == "" {
+		return "", false
+	}
+	return "check the file given to " + flag + " (or its environment variable): it must exist, be readable, and hold what the flag says", true
+}
+
+// fileFlag is the flag of the login or TLS file of cfg that err is about
+// (see FileHint), "" for none.
+func fileFlag(err error, cfg jetstream.ConnConfig) string {
 	flag := ""
 	var pathErr *fs.PathError
 	switch {
@@ -173,10 +186,17 @@ func FileHint(err error, cfg jetstream.ConnConfig) (hint string, ok bool) {
 			flag = "--nats-creds"
 		}
 	}
-	if flag == "" {
-		return "", false
+	return flag
+}
+
+// ConnHint is the package's ConnHint for the connection f describes: a
+// file that came from a nats context is named as the context's setting,
+// not as a flag the user did not give.
+func (f *Flags) ConnHint(err error, cfg jetstream.ConnConfig) (hint string, ok bool) {
+	if key, ok := f.contextFiles[fileFlag(err, cfg)]; ok {
+		return fmt.Sprintf("check the file nats context %q gives as %q: it must exist, be readable, and hold what the setting says", f.Context, key), true
 	}
-	return "check the file given to " + flag + " (or its environment variable): it must exist, be readable, and hold what the flag says", true
+	return ConnHint(err, cfg)
 }
 
 // ConnHint explains a failure to connect that is not the server's absence:
@@ -301,24 +321,35 @@ func (f *Flags) ApplyNATS(fs *pflag.FlagSet, getenv func(string) string) error {
 	if err != nil {
 		return err
 	}
-	set := func(flag, v string) {
+	f.Context = name
+	f.contextFiles = map[string]string{}
+	set := func(flag, v, key string) {
 		if v != "" && !given(flag) && getenv(natsCLIEnv[flag]) == "" {
 			_ = fs.Lookup(flag).Value.Set(v)
+			if key != "" {
+				f.contextFiles["--"+flag] = key
+			}
 		}
 	}
 	if ctx.URL != "" && f.urlFrom == "the default" {
 		f.urlFrom = fmt.Sprintf("nats context %q", name)
 	}
-	set("nats-url", ctx.URL)
-	set("nats-ca", expandHome(ctx.CA, getenv))
-	set("nats-cert", expandHome(ctx.Cert, getenv))
-	set("nats-key", expandHome(ctx.Key, getenv))
+	set("nats-url", ctx.URL, "")
+	set("nats-ca", expandHome(ctx.CA, getenv), "ca")
+	set("nats-cert", expandHome(ctx.Cert, getenv), "cert")
+	set("nats-key", expandHome(ctx.Key, getenv), "key")
 	if f.Conn.InboxPrefix == "" && !given("nats-inbox-prefix") {
 		f.Conn.InboxPrefix = ctx.InboxPrefix
 	}
 	if !f.HasLogin() {
 		f.Conn.User, f.Conn.Password, f.Conn.Token = ctx.User, ctx.Password, ctx.Token
 		f.Conn.CredsFile, f.Conn.NKeySeedFile = expandHome(ctx.Creds, getenv), expandHome(ctx.NKey, getenv)
+		if ctx.Creds != "" {
+			f.contextFiles["--nats-creds"] = "creds"
+		}
+		if ctx.NKey != "" {
+			f.contextFiles["--nats-nkey"] = "nkey"
+		}
 	}
 	return nil
 }

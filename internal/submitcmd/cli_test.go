@@ -606,3 +606,35 @@ func TestAFailureLineSaysItsTypeOnce(t *testing.T) {
 	}
 	o.run("", "--wait", "fail", `{"message":"db down"}`, "--max-retries", "0").want(t, 1, "", "failed after 1 attempt: handler_error: db down\n")
 }
+
+// A login or TLS file a nats context names, and that cannot be read, is
+// named as the context's setting: the user gave no --nats-nkey to check.
+func TestAContextsUnreadableFileIsNamedAsItsSetting(t *testing.T) {
+	t.Parallel()
+	o := start(t)
+	xdg := t.TempDir()
+	dir := filepath.Join(xdg, "nats", "context")
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	missing := filepath.Join(t.TempDir(), "missing.nk")
+	if err := os.WriteFile(filepath.Join(dir, "bad.json"), []byte(`{"url":"`+o.srv.URL+`","nkey":"`+missing+`"}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		env  map[string]string
+		args []string
+	}{
+		{map[string]string{"XDG_CONFIG_HOME": xdg}, []string{"--context", "bad"}},
+		{map[string]string{"XDG_CONFIG_HOME": xdg, "NATS_CONTEXT": "bad"}, nil},
+	} {
+		var out, errb bytes.Buffer
+		code := submitcmd.Main(omniqtest.Context(t), append([]string{"functions"}, c.args...),
+			submitcmd.IO{Stdout: &out, Stderr: &errb, Getenv: func(k string) string { return c.env[k] }})
+		if code != 1 || !strings.Contains(errb.String(), `check the file nats context "bad" gives as "nkey"`) || strings.Contains(errb.String(), "--nats-nkey") {
+			t.Errorf("%v %q: exit %d, stderr %q", c.env, c.args, code, errb.String())
+		}
+	}
+	// Given as a flag, it is the flag's.
+	runArgs(t, "functions", "-s", o.srv.URL, "--nats-nkey", missing).want(t, 1, "", "check the file given to --nats-nkey")
+}

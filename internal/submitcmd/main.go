@@ -493,7 +493,7 @@ func (c *cli) connect() (*jetstream.Client, error) {
 	if errors.Is(err, nats.ErrNkeysNotSupported) {
 		return nil, fmt.Errorf("%w\n  this server has no nkey logins: leave out --nats-nkey and --nats-creds, or give the login it expects", err)
 	}
-	if hint, ok := natsflags.ConnHint(err, cfg); ok {
+	if hint, ok := c.conn.ConnHint(err, cfg); ok {
 		return nil, fmt.Errorf("%w\n  %s", err, hint)
 	}
 	if err != nil {

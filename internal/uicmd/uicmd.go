@@ -162,7 +162,7 @@ func connect(o Options, log logrus.FieldLogger) (*jetstream.Client, func(), erro
 		}
 		return nil, nil, fmt.Errorf("%w\n  the server needs credentials: run omniq-ui in the directory holding omniq-runner's ./omniq-data, set --data-dir (or OMNIQ_DATA_DIR) to the runner's --data-dir, or give the operator's login (--nats-nkey, --nats-creds; see docs/security.md)", err)
 	}
-	if hint, ok := natsflags.ConnHint(err, cfg); ok {
+	if hint, ok := o.NATS.ConnHint(err, cfg); ok {
 		return nil, nil, fmt.Errorf("%w\n  %s", err, hint)
 	}
 	if err != nil {
