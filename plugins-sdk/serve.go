@@ -3,6 +3,7 @@ package sdk
 import (
 	"context"
 	"fmt"
+	"log"
 	"os"
 	"slices"
 	"strings"
@@ -53,6 +54,7 @@ func Serve(h *Mux, opts ...ServeOption) {
 		os.Exit(1)
 	}
 	exitIfStartedByHand(h)
+	plainStdLog()
 	max := MaxMessageBytes()
 	go exitWithParent()
 	plugin.Serve(&plugin.ServeConfig{
@@ -63,6 +65,17 @@ func Serve(h *Mux, opts ...ServeOption) {
 		},
 		Logger: hclog.New(&hclog.LoggerOptions{Output: os.Stderr, Level: hclog.Warn, JSONFormat: true}),
 	})
+}
+
+// plainStdLog drops the date and time the standard library's log package
+// puts before each line by default: the runner stamps every line itself,
+// and reads a line's level from its start, so log.Printf("[WARN] ...")
+// must begin with "[WARN]" to be logged at warning. Flags or a prefix the
+// plugin set are left alone.
+func plainStdLog() {
+	if log.Flags() == log.LstdFlags && log.Prefix() == "" {
+		log.SetFlags(0)
+	}
 }
 
 // servingServer is the Server of a plugin process started by the runner.

@@ -4,15 +4,18 @@
 package natsflags
 
 import (
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nkeys"
 	"github.com/spf13/pflag"
 
@@ -31,6 +34,32 @@ type Flags struct {
 	ConnectTimeout time.Duration
 	// Context is --context, for clients: a nats CLI context (see ApplyNATS).
 	Context string
+
+	// urlFrom says where URL came from, set by ApplyNATS (see URLFrom).
+	urlFrom string
+	// contextFiles maps the file flags ApplyNATS took from the nats
+	// context to the context's names of them ("--nats-nkey": "nkey").
+	contextFiles map[string]string
+}
+
+// URLFrom says where the server's address came from, for a client's
+// errors: "--nats-url", "OMNIQ_NATS_URL", "NATS_URL", `nats context "NAME"`
+// or "the default"; "" before ApplyNATS.
+func (f *Flags) URLFrom() string { return f.urlFrom }
+
+// UnreachableHint is what a client adds to an error connecting to a
+// server that did not answer: whether OmniQ runs there, where the address
+// came from (URLFrom), and how to give another.
+func (f *Flags) UnreachableHint() string {
+	from := ""
+	switch f.urlFrom {
+	case "":
+	case "the default":
+		from = " (the default address)"
+	default:
+		from = " (the address is from " + f.urlFrom + ")"
+	}
+	return "is omniq-runner (or your NATS server) running there" + from + "? Set --nats-url (-s) or OMNIQ_NATS_URL to its address"
 }
 
 // Options say how a command registers the flags.
@@ -42,8 +71,31 @@ type Options struct {
 	URLUsage string
 	// Client adds the flags of a short-lived client: --nats-inbox-prefix,
 	// --connect-timeout and --context, and -s for --nats-url (the nats
-	// CLI's --server).
+	// CLI's --server). A client's flag set should also take the nats CLI's
+	// names for the connection flags: see NATSCLINames.
 	Client bool
+}
+
+// natsCLINames maps the nats CLI's names of its connection flags to
+// OmniQ's. --timeout is left out: omniq-submit's --timeout is a task's.
+var natsCLINames = map[string]string{
+	"server": "nats-url", "user": "nats-user", "password": "nats-password",
+	"creds": "nats-creds", "nkey": "nats-nkey",
+	"tlscert": "nats-cert", "tlskey": "nats-key", "tlsca": "nats-ca",
+	"inbox-prefix": "nats-inbox-prefix",
+}
+
+// NATSCLINames is a pflag normalization function that lets a client take
+// the nats CLI's names of the connection flags as well as OmniQ's:
+// --server, --user, --password, --creds, --nkey, --tlscert, --tlskey,
+// --tlsca and --inbox-prefix are --nats-url, --nats-user, ... Set it on a
+// client's flag set (pflag.FlagSet.SetNormalizeFunc, or cobra's
+// SetGlobalNormalizationFunc) that has no flags of those names.
+func NATSCLINames(_ *pflag.FlagSet, name string) pflag.NormalizedName {
+	if n, ok := natsCLINames[name]; ok {
+		return pflag.NormalizedName(n)
+	}
+	return pflag.NormalizedName(name)
 }
 
 // Register adds the flags to fs, bound to f.
@@ -51,22 +103,29 @@ func (f *Flags) Register(fs *pflag.FlagSet, o Options) {
 	if o.URLUsage == "" {
 		o.URLUsage = "NATS server URL(s), comma separated"
 	}
+	// also names a client's nats CLI name of a flag (see NATSCLINames).
+	also := func(nats string) string {
+		if o.Client {
+			return " (or --" + nats + ")"
+		}
+		return ""
+	}
 	if o.Client {
 		// -s, as the nats CLI's --server.
-		fs.StringVarP(&f.URL, "nats-url", "s", o.DefaultURL, o.URLUsage)
+		fs.StringVarP(&f.URL, "nats-url", "s", o.DefaultURL, o.URLUsage+" (or --server; also OMNIQ_NATS_URL, NATS_URL)")
 	} else {
 		fs.StringVar(&f.URL, "nats-url", o.DefaultURL, o.URLUsage)
 	}
-	fs.StringVar(&f.Conn.User, "nats-user", "", "NATS user name")
-	fs.StringVar(&f.Conn.Password, "nats-password", "", "NATS password")
+	fs.StringVar(&f.Conn.User, "nats-user", "", "NATS user name"+also("user"))
+	fs.StringVar(&f.Conn.Password, "nats-password", "", "NATS password"+also("password"))
 	fs.StringVar(&f.Conn.Token, "nats-token", "", "NATS token")
-	fs.StringVar(&f.Conn.NKeySeedFile, "nats-nkey", "", "NATS nkey seed file")
-	fs.StringVar(&f.Conn.CredsFile, "nats-creds", "", "NATS credentials (.creds) file")
-	fs.StringVar(&f.Conn.TLSCAFile, "nats-ca", "", "PEM file of CAs to verify the NATS server (TLS)")
-	fs.StringVar(&f.Conn.TLSCertFile, "nats-cert", "", "client certificate for NATS TLS")
-	fs.StringVar(&f.Conn.TLSKeyFile, "nats-key", "", "client key for NATS TLS")
+	fs.StringVar(&f.Conn.NKeySeedFile, "nats-nkey", "", "NATS nkey seed file"+also("nkey"))
+	fs.StringVar(&f.Conn.CredsFile, "nats-creds", "", "NATS credentials (.creds) file"+also("creds"))
+	fs.StringVar(&f.Conn.TLSCAFile, "nats-ca", "", "PEM file of CAs to verify the NATS server (TLS)"+also("tlsca"))
+	fs.StringVar(&f.Conn.TLSCertFile, "nats-cert", "", "client certificate for NATS TLS"+also("tlscert"))
+	fs.StringVar(&f.Conn.TLSKeyFile, "nats-key", "", "client key for NATS TLS"+also("tlskey"))
 	if o.Client {
-		fs.StringVar(&f.Conn.InboxPrefix, "nats-inbox-prefix", "", "reply subject prefix (operators: "+credentials.OperatorInboxPrefix+"; default _INBOX, or the operator's with the runner's credentials)")
+		fs.StringVar(&f.Conn.InboxPrefix, "nats-inbox-prefix", "", "reply subject prefix (operators: "+credentials.OperatorInboxPrefix+"; default _INBOX, or the operator's with the runner's credentials)"+also("inbox-prefix"))
 		fs.DurationVar(&f.ConnectTimeout, "connect-timeout", 5*time.Second, "how long to try to reach NATS")
 		fs.StringVar(&f.Context, "context", "", "nats CLI context to take the server, login and TLS from (its NAME.json under ~/.config/nats/context; also NATS_CONTEXT)")
 	}
@@ -96,6 +155,16 @@ func (f *Flags) Config(name string) jetstream.ConnConfig {
 // rather than looks for a server that is not running. ok is false for
 // every other error.
 func FileHint(err error, cfg jetstream.ConnConfig) (hint string, ok bool) {
+	flag := fileFlag(err, cfg)
+	if flag == "" {
+		return "", false
+	}
+	return "check the file given to " + flag + " (or its environment variable): it must exist, be readable, and hold what the flag says", true
+}
+
+// fileFlag is the flag of the login or TLS file of cfg that err is about
+// (see FileHint), "" for none.
+func fileFlag(err error, cfg jetstream.ConnConfig) string {
 	flag := ""
 	var pathErr *fs.PathError
 	switch {
@@ -117,10 +186,56 @@ func FileHint(err error, cfg jetstream.ConnConfig) (hint string, ok bool) {
 			flag = "--nats-creds"
 		}
 	}
-	if flag == "" {
-		return "", false
+	return flag
+}
+
+// ConnHint is the package's ConnHint for the connection f describes: a
+// file that came from a nats context is named as the context's setting,
+// not as a flag the user did not give.
+func (f *Flags) ConnHint(err error, cfg jetstream.ConnConfig) (hint string, ok bool) {
+	if key, ok := f.contextFiles[fileFlag(err, cfg)]; ok {
+		return fmt.Sprintf("check the file nats context %q gives as %q: it must exist, be readable, and hold what the setting says", f.Context, key), true
 	}
-	return "check the file given to " + flag + " (or its environment variable): it must exist, be readable, and hold what the flag says", true
+	return ConnHint(err, cfg)
+}
+
+// ConnHint explains a failure to connect that is not the server's absence:
+// a server certificate the client does not trust, a TLS handshake the
+// server refused (usually for a client certificate), or a login or TLS
+// file that cannot be used (FileHint). It says which flag to give or
+// check. ok is false for every other error.
+func ConnHint(err error, cfg jetstream.ConnConfig) (hint string, ok bool) {
+	var untrusted *tls.CertificateVerificationError
+	if errors.As(err, &untrusted) {
+		// The server is there: it is its certificate that failed.
+		return "give the CA that signed the server's certificate with --nats-ca (or OMNIQ_NATS_CA), and reach the server by a name or address its certificate holds", true
+	}
+	var op *net.OpError
+	if errors.Is(err, nats.ErrTLS) || (errors.As(err, &op) && op.Op == "remote error") {
+		// crypto/tls reports a TLS alert from the server as a "remote
+		// error": the server refused the handshake, usually for a client
+		// certificate it requires and did not get, or did not accept.
+		return "check --nats-ca, and --nats-cert and --nats-key if the server asks for a client certificate", true
+	}
+	return FileHint(err, cfg)
+}
+
+// GivenLogin names the login of cfg (as the flags, variables or context
+// gave it), for an error saying the server refused it; "" for none.
+func GivenLogin(cfg jetstream.ConnConfig) string {
+	switch {
+	case cfg.NKeySeedFile != "":
+		return "the nkey in " + cfg.NKeySeedFile
+	case cfg.CredsFile != "":
+		return "the credentials in " + cfg.CredsFile
+	case cfg.User != "":
+		return fmt.Sprintf("user %q and its password", cfg.User)
+	case cfg.Token != "":
+		return "the token given"
+	case cfg.Password != "":
+		return "the password given"
+	}
+	return ""
 }
 
 // EnvName is the environment variable of a flag: --nats-url is
@@ -176,6 +291,16 @@ func (f *Flags) ApplyNATS(fs *pflag.FlagSet, getenv func(string) string) error {
 		return fl != nil && (fl.Changed || getenv(EnvName(flag)) != "")
 	}
 	loginGiven := f.HasLogin()
+	switch {
+	case fs.Changed("nats-url"):
+		f.urlFrom = "--nats-url"
+	case getenv(EnvName("nats-url")) != "":
+		f.urlFrom = EnvName("nats-url")
+	case getenv("NATS_URL") != "":
+		f.urlFrom = "NATS_URL"
+	default:
+		f.urlFrom = "the default"
+	}
 	for flag, env := range natsCLIEnv {
 		v := getenv(env)
 		if v == "" || given(flag) || (loginGiven && isLogin(flag)) {
@@ -196,21 +321,35 @@ func (f *Flags) ApplyNATS(fs *pflag.FlagSet, getenv func(string) string) error {
 	if err != nil {
 		return err
 	}
-	set := func(flag, v string) {
+	f.Context = name
+	f.contextFiles = map[string]string{}
+	set := func(flag, v, key string) {
 		if v != "" && !given(flag) && getenv(natsCLIEnv[flag]) == "" {
 			_ = fs.Lookup(flag).Value.Set(v)
+			if key != "" {
+				f.contextFiles["--"+flag] = key
+			}
 		}
 	}
-	set("nats-url", ctx.URL)
-	set("nats-ca", expandHome(ctx.CA, getenv))
-	set("nats-cert", expandHome(ctx.Cert, getenv))
-	set("nats-key", expandHome(ctx.Key, getenv))
+	if ctx.URL != "" && f.urlFrom == "the default" {
+		f.urlFrom = fmt.Sprintf("nats context %q", name)
+	}
+	set("nats-url", ctx.URL, "")
+	set("nats-ca", expandHome(ctx.CA, getenv), "ca")
+	set("nats-cert", expandHome(ctx.Cert, getenv), "cert")
+	set("nats-key", expandHome(ctx.Key, getenv), "key")
 	if f.Conn.InboxPrefix == "" && !given("nats-inbox-prefix") {
 		f.Conn.InboxPrefix = ctx.InboxPrefix
 	}
 	if !f.HasLogin() {
 		f.Conn.User, f.Conn.Password, f.Conn.Token = ctx.User, ctx.Password, ctx.Token
 		f.Conn.CredsFile, f.Conn.NKeySeedFile = expandHome(ctx.Creds, getenv), expandHome(ctx.NKey, getenv)
+		if ctx.Creds != "" {
+			f.contextFiles["--nats-creds"] = "creds"
+		}
+		if ctx.NKey != "" {
+			f.contextFiles["--nats-nkey"] = "nkey"
+		}
 	}
 	return nil
 }

@@ -185,3 +185,29 @@ func TestContextDir(t *testing.T) {
 		}
 	}
 }
+
+// The nats CLI's names of the connection flags set OmniQ's, and count as
+// given: a variable does not override them.
+func TestNATSCLINames(t *testing.T) {
+	t.Parallel()
+	var f natsflags.Flags
+	fs := pflag.NewFlagSet("test", pflag.ContinueOnError)
+	f.Register(fs, natsflags.Options{Client: true})
+	fs.SetNormalizeFunc(natsflags.NATSCLINames)
+	if err := fs.Parse([]string{"--server", "nats://s:1", "--user", "u", "--password", "p", "--creds", "/c", "--nkey", "/n",
+		"--tlscert", "/cert", "--tlskey", "/key", "--tlsca", "/ca", "--inbox-prefix", "_I"}); err != nil {
+		t.Fatal(err)
+	}
+	env := map[string]string{"OMNIQ_NATS_URL": "nats://env:1", "NATS_URL": "nats://nats:1"}
+	if err := natsflags.ApplyEnv(fs, func(k string) string { return env[k] }, natsflags.IsConnFlag); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.ApplyNATS(fs, func(k string) string { return env[k] }); err != nil {
+		t.Fatal(err)
+	}
+	c := f.Config("x")
+	if c.URL != "nats://s:1" || c.User != "u" || c.Password != "p" || c.CredsFile != "/c" || c.NKeySeedFile != "/n" ||
+		c.TLSCertFile != "/cert" || c.TLSKeyFile != "/key" || c.TLSCAFile != "/ca" || c.InboxPrefix != "_I" {
+		t.Fatalf("config = %+v", c)
+	}
+}

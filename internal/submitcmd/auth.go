@@ -10,6 +10,7 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/omniq/omniq/internal/credentials"
+	"github.com/omniq/omniq/internal/natsflags"
 	"github.com/omniq/omniq/jetstream"
 )
 
@@ -75,21 +76,7 @@ func (c *cli) denial() error {
 }
 
 // givenLogin names the login cfg's flags or variables gave, or "" for none.
-func givenLogin(cfg jetstream.ConnConfig) string {
-	switch {
-	case cfg.NKeySeedFile != "":
-		return "the nkey in " + cfg.NKeySeedFile
-	case cfg.CredsFile != "":
-		return "the credentials in " + cfg.CredsFile
-	case cfg.User != "":
-		return fmt.Sprintf("user %q and its password", cfg.User)
-	case cfg.Token != "":
-		return "the token given"
-	case cfg.Password != "":
-		return "the password given"
-	}
-	return ""
-}
+func givenLogin(cfg jetstream.ConnConfig) string { return natsflags.GivenLogin(cfg) }
 
 // explainLogin adds how to log in to an authorization failure: seed is the
 // operator seed found in a data directory, given the login asked for by

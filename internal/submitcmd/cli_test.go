@@ -341,9 +341,11 @@ func TestNegativeMaxRetriesIsRefused(t *testing.T) {
 	}
 }
 
-// An attempt put back while its plugin was quarantined uses no retry and
-// leaves no error: status shows the waits, or "attempt 2 (retries 0 of
-// 0)" with one error would be unexplained.
+// An attempt put back while its plugin was quarantined did not run, uses
+// no retry and leaves no error: status, list and watch count it under the
+// quarantine waits, not in attempt (before, a task that ran once after a
+// wait showed "attempt 2 (retries 0 of 0)", and one waiting "attempt 1"
+// though nothing had run).
 func TestStatusShowsQuarantineWaits(t *testing.T) {
 	t.Parallel()
 	o := start(t)
@@ -352,7 +354,58 @@ func TestStatusShowsQuarantineWaits(t *testing.T) {
 	if _, err := o.srv.Client.State().Create(omniqtest.Context(t), task); err != nil {
 		t.Fatal(err)
 	}
-	o.run("", "status", "qw").want(t, 0, "quarantine waits:  1", "")
+	r := o.run("", "status", "qw")
+	r.want(t, 0, "quarantine waits:  1 (put back unrun while its plugin was quarantined)", "")
+	r.want(t, 0, "attempt:           1 (retries 0 of 0)", "")
+	o.run("", "list", "--function", "echo").want(t, 0, "qw  echo      pending  1 ", "")
+	waiting := models.NewTask("qw2", "echo", 3, 0, time.Now())
+	waiting.Attempt, waiting.QuarantineWaits = 1, 1
+	if _, err := o.srv.Client.State().Create(omniqtest.Context(t), waiting); err != nil {
+		t.Fatal(err)
+	}
+	o.run("", "status", "qw2").want(t, 0, "attempt:           0 (retries 0 of 3", "")
+	// --json is the record as stored.
+	o.run("", "status", "qw", "--json").want(t, 0, `"attempt": 2,`, "")
+}
+
+// A task's record holds the budget and timeout in effect; status marks
+// those that are its function's defaults (before, only a task without a
+// record had the mark, and a task has none only until a runner takes it).
+func TestStatusMarksTheFunctionsDefaultsOnceARecordExists(t *testing.T) {
+	t.Parallel()
+	o := start(t)
+	o.run("", "echo", "x", "--id", "d1", "--wait").want(t, 0, "x", "")
+	r := o.run("", "status", "d1")
+	r.want(t, 0, "of 3, the function's default)", "")
+	if !strings.Contains(r.stdout, "s (the function's default)") {
+		t.Fatalf("status of a task with the function's timeout:\n%s", r.stdout)
+	}
+	o.run("", "echo", "x", "--id", "d2", "--max-retries", "7", "--timeout", "7s", "--wait").want(t, 0, "x", "")
+	r = o.run("", "status", "d2")
+	r.want(t, 0, "(retries 0 of 7)", "")
+	r.want(t, 0, "timeout:   7s\n", "")
+	if strings.Contains(r.stdout, "default") {
+		t.Fatalf("status of a task with its own budget and timeout:\n%s", r.stdout)
+	}
+}
+
+// A bad delay on a batch line is named as the line's, not as --delay,
+// which was not given; a bad --delay is a usage error, found once.
+func TestBatchNamesTheLineOrFlagOfABadDelay(t *testing.T) {
+	t.Parallel()
+	o := start(t)
+	r := o.run(`{"function":"echo","payload":"x","delay":"-5s"}`+"\n", "batch", "--jsonl")
+	r.want(t, 1, "submitted 0, duplicates 0, rejected 1", `line 1: delay "-5s": must not be negative`)
+	if strings.Contains(r.stderr, "--delay") {
+		t.Fatalf("stderr names --delay, which was not given: %q", r.stderr)
+	}
+	o.run(`{"function":"echo","payload":"x","delay":"5s"}`+"\n", "batch", "--jsonl", "--at", "2030-01-01T00:00:00Z").
+		want(t, 1, "", `line 1: delay "5s" and --at: give one, not both`)
+	r = o.run("a\nb\n", "batch", "echo", "--delay", "-1s")
+	r.want(t, 2, "", "--delay must not be negative")
+	if strings.Contains(r.stderr, "line ") || r.stdout != "" {
+		t.Fatalf("a bad --delay rejected line by line: stdout %q, stderr %q", r.stdout, r.stderr)
+	}
 }
 
 // A NATS user points omniq-submit at a server as they point the nats CLI:
@@ -475,4 +528,113 @@ func TestListRefusesAMalformedCursorAsAUsageError(t *testing.T) {
 	o := start(t)
 	o.run("", "list", "--after", "garbage").want(t, 2, "", `--after "garbage": not a cursor`)
 	o.run("", "list", "--after", "12x/id").want(t, 2, "", `--after "12x/id": not a cursor`)
+}
+
+// A nats CLI user gives the connection flags by the nats CLI's names:
+// --server, --creds, --nkey, --tlsca... are omniq-submit's --nats-url,
+// --nats-creds, --nats-nkey, --nats-ca (before, "unknown flag: --server").
+func TestNATSCLIFlagNames(t *testing.T) {
+	t.Parallel()
+	o := start(t)
+	runArgs(t, "--server", o.srv.URL, "functions").want(t, 0, "echo", "")
+	runArgs(t, "functions", "--server="+o.srv.URL).want(t, 0, "echo", "")
+	missing := filepath.Join(t.TempDir(), "missing")
+	runArgs(t, "functions", "-s", o.srv.URL, "--creds", missing).want(t, 1, "", "check the file given to --nats-creds")
+	runArgs(t, "functions", "-s", o.srv.URL, "--nkey", missing).want(t, 1, "", "check the file given to --nats-nkey")
+	runArgs(t, "functions", "-s", o.srv.URL, "--tlsca", missing).want(t, 1, "", "check the file given to --nats-ca")
+	// A task's --timeout stays the task's: the nats CLI's --timeout is not taken.
+	runArgs(t, "-h").want(t, 0, "(or --server; also OMNIQ_NATS_URL, NATS_URL)", "")
+}
+
+// A server that does not answer is reported with where its address came
+// from: a NATS user whose NATS_URL points at the wrong place is told it
+// is NATS_URL's, not only to set --nats-url or OMNIQ_NATS_URL.
+func TestAnUnreachableServerSaysWhereItsAddressCameFrom(t *testing.T) {
+	t.Parallel()
+	xdg := t.TempDir()
+	dir := filepath.Join(xdg, "nats", "context")
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "dead.json"), []byte(`{"url":"nats://127.0.0.1:1"}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	nowhere := "nats://127.0.0.1:1"
+	for _, c := range []struct {
+		env  map[string]string
+		args []string
+		want string
+	}{
+		{map[string]string{"NATS_URL": nowhere}, nil, "(the address is from NATS_URL)"},
+		{map[string]string{"OMNIQ_NATS_URL": nowhere, "NATS_URL": "nats://127.0.0.1:2"}, nil, "(the address is from OMNIQ_NATS_URL)"},
+		{map[string]string{"NATS_URL": "nats://127.0.0.1:2"}, []string{"-s", nowhere}, "(the address is from --nats-url)"},
+		{map[string]string{"XDG_CONFIG_HOME": xdg}, []string{"--context", "dead"}, `(the address is from nats context "dead")`},
+	} {
+		var out, errb bytes.Buffer
+		code := submitcmd.Main(omniqtest.Context(t), append([]string{"functions", "--connect-timeout", "1s"}, c.args...),
+			submitcmd.IO{Stdout: &out, Stderr: &errb, Getenv: func(k string) string { return c.env[k] }})
+		if code != 1 || !strings.Contains(errb.String(), "127.0.0.1:1") || !strings.Contains(errb.String(), "is omniq-runner (or your NATS server) running there "+c.want) {
+			t.Errorf("%v %q: exit %d, stderr %q; want 1 and %q", c.env, c.args, code, errb.String(), c.want)
+		}
+	}
+}
+
+// batch -h lists only flags batch takes: --id, which it refuses (ids come
+// per line), is not offered, and still refused with the reason.
+func TestBatchHelpDoesNotOfferID(t *testing.T) {
+	t.Parallel()
+	h := runArgs(t, "batch", "-h")
+	if h.code != 0 || strings.Contains(h.stdout, "--id") || !strings.Contains(h.stdout, "--jsonl") {
+		t.Fatalf("batch -h: exit %d\n%s", h.code, h.stdout)
+	}
+	runArgs(t, "batch", "echo", "--id", "x").want(t, 2, "", "--id does not apply to a batch (give ids per line with --jsonl)")
+}
+
+// A failure's one-line form is "type: message", without the type twice
+// when the message begins with it, as a Go panic's ("panic: kaboom") and a
+// Python exception's do: before, "panic: panic: kaboom".
+func TestAFailureLineSaysItsTypeOnce(t *testing.T) {
+	t.Parallel()
+	o := start(t)
+	r := o.run("", "--wait", "panic", "kaboom", "--max-retries", "0", "--id", "pk")
+	r.want(t, 1, "", "task pk failed after 1 attempt: panic: kaboom\n")
+	if strings.Contains(r.stderr, "panic: panic:") {
+		t.Fatalf("stderr %q says the type twice", r.stderr)
+	}
+	if l := o.run("", "list", "--function", "panic"); l.code != 0 || !strings.Contains(l.stdout, "panic: kaboom") || strings.Contains(l.stdout, "panic: panic:") {
+		t.Fatalf("list: exit %d\n%s", l.code, l.stdout)
+	}
+	o.run("", "--wait", "fail", `{"message":"db down"}`, "--max-retries", "0").want(t, 1, "", "failed after 1 attempt: handler_error: db down\n")
+}
+
+// A login or TLS file a nats context names, and that cannot be read, is
+// named as the context's setting: the user gave no --nats-nkey to check.
+func TestAContextsUnreadableFileIsNamedAsItsSetting(t *testing.T) {
+	t.Parallel()
+	o := start(t)
+	xdg := t.TempDir()
+	dir := filepath.Join(xdg, "nats", "context")
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	missing := filepath.Join(t.TempDir(), "missing.nk")
+	if err := os.WriteFile(filepath.Join(dir, "bad.json"), []byte(`{"url":"`+o.srv.URL+`","nkey":"`+missing+`"}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		env  map[string]string
+		args []string
+	}{
+		{map[string]string{"XDG_CONFIG_HOME": xdg}, []string{"--context", "bad"}},
+		{map[string]string{"XDG_CONFIG_HOME": xdg, "NATS_CONTEXT": "bad"}, nil},
+	} {
+		var out, errb bytes.Buffer
+		code := submitcmd.Main(omniqtest.Context(t), append([]string{"functions"}, c.args...),
+			submitcmd.IO{Stdout: &out, Stderr: &errb, Getenv: func(k string) string { return c.env[k] }})
+		if code != 1 || !strings.Contains(errb.String(), `check the file nats context "bad" gives as "nkey"`) || strings.Contains(errb.String(), "--nats-nkey") {
+			t.Errorf("%v %q: exit %d, stderr %q", c.env, c.args, code, errb.String())
+		}
+	}
+	// Given as a flag, it is the flag's.
+	runArgs(t, "functions", "-s", o.srv.URL, "--nats-nkey", missing).want(t, 1, "", "check the file given to --nats-nkey")
 }

@@ -5,11 +5,9 @@ package submitcmd
 
 import (
 	"context"
-	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"os"
 	"strings"
 	"sync"
@@ -73,7 +71,9 @@ with a suggestion.
 Flags go before or after the command and its arguments. Every command takes
 the NATS flags (--nats-url, default nats://127.0.0.1:4222, and the login and
 TLS flags, each also an OMNIQ_* variable: --nats-url is OMNIQ_NATS_URL) and
---json (or -o json) for machine-readable output. As for the nats CLI, NATS_URL, NATS_CREDS,
+--json (or -o json) for machine-readable output. As for the nats CLI, the
+flags also go by its names (-s/--server, --creds, --nkey, --user, --password,
+--tlsca, --tlscert, --tlskey, --inbox-prefix), NATS_URL, NATS_CREDS,
 NATS_NKEY, NATS_USER, NATS_PASSWORD, NATS_CA, NATS_CERT and NATS_KEY fill in
 what those did not set, and --context NAME (or NATS_CONTEXT) takes the rest
 from a nats CLI context. Without a login, omniq-submit logs in with the
@@ -145,6 +145,8 @@ func (c *cli) commands() *cobra.Command {
 	root.SetFlagErrorFunc(func(cmd *cobra.Command, err error) error {
 		return usagef("%v (see %s -h)", err, cmd.CommandPath())
 	})
+	// The nats CLI's names of the connection flags too (--server, --creds...).
+	root.SetGlobalNormalizationFunc(natsflags.NATSCLINames)
 	pf := root.PersistentFlags()
 	c.conn.Register(pf, natsflags.Options{DefaultURL: nats.DefaultURL, Client: true})
 	pf.BoolVar(&c.json, "json", false, "print JSON (the models' wire format) instead of tables")
@@ -491,23 +493,11 @@ func (c *cli) connect() (*jetstream.Client, error) {
 	if errors.Is(err, nats.ErrNkeysNotSupported) {
 		return nil, fmt.Errorf("%w\n  this server has no nkey logins: leave out --nats-nkey and --nats-creds, or give the login it expects", err)
 	}
-	var untrusted *tls.CertificateVerificationError
-	if errors.As(err, &untrusted) {
-		// The server is there: it is its certificate that failed.
-		return nil, fmt.Errorf("%w\n  give the CA that signed the server's certificate with --nats-ca (or OMNIQ_NATS_CA), and reach the server by a name or address its certificate holds", err)
-	}
-	var op *net.OpError
-	if errors.Is(err, nats.ErrTLS) || (errors.As(err, &op) && op.Op == "remote error") {
-		// crypto/tls reports a TLS alert from the server as a "remote
-		// error": the server refused the handshake, usually for a client
-		// certificate it requires and did not get, or did not accept.
-		return nil, fmt.Errorf("%w\n  check --nats-ca, and --nats-cert and --nats-key if the server asks for a client certificate", err)
-	}
-	if hint, ok := natsflags.FileHint(err, cfg); ok {
+	if hint, ok := c.conn.ConnHint(err, cfg); ok {
 		return nil, fmt.Errorf("%w\n  %s", err, hint)
 	}
 	if err != nil {
-		return nil, fmt.Errorf("%w\n  is omniq-runner (or your NATS server) running there? Set --nats-url or OMNIQ_NATS_URL to its address", err)
+		return nil, fmt.Errorf("%w\n  %s", err, c.conn.UnreachableHint())
 	}
 	c.nc = nc
 	// The connection reconnects forever: say so when it is lost, or a

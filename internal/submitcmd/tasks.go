@@ -22,7 +22,11 @@ func (c *cli) statusCommand() *cobra.Command {
 		Short: "Show a task: status, attempts, retry budget, timeout, progress, result, errors",
 		Long: `Show a task's state record. The retry budget and timeout shown are the ones
 in effect: the task's own, else its function's default as the runners serving
-it registered (marked "the function's default").`,
+it registered; one equal to its function's default is marked "the function's
+default". attempt counts the attempts that ran the task; an attempt put back
+unrun because its plugin was quarantined is counted under "quarantine
+waits" instead (--json prints the record as stored, where attempt counts
+both).`,
 		Args: oneID,
 		RunE: func(_ *cobra.Command, args []string) error { return c.status(args[0]) },
 	}
@@ -51,27 +55,52 @@ func (c *cli) status(id string) error {
 // registration.
 type defaulted struct{ maxRetries, timeout bool }
 
-// effective fills in t's timeout (and, when retriesUnset, its retry
-// budget) from the registration of its function, when the task names none:
-// the values a runner will use.
+// effective says which of t's settings are its function's defaults, as the
+// runners serving it registered them. A task still pending (retriesUnset:
+// no budget of its own, no record of a runner yet) gets its timeout and
+// retry budget filled in from them: the values a runner will use. A
+// record a runner wrote holds the values in effect, the task's own or the
+// defaults it gave; a value equal to the function's default is marked as
+// that (the record does not say where the value came from).
 func (c *cli) effective(client *jetstream.Client, t *models.Task, retriesUnset bool) defaulted {
 	var d defaulted
-	if t.Timeout != 0 && !retriesUnset {
-		return d
-	}
 	regs, err := client.Functions(c.ctx)
 	if err != nil {
 		return d
 	}
 	for _, r := range regs[t.Function] {
-		if t.Timeout == 0 && r.Timeout > 0 {
+		switch {
+		case t.Timeout == 0 && r.Timeout > 0:
 			t.Timeout, d.timeout = r.Timeout, true
+		case t.Timeout != 0 && t.Timeout == r.Timeout && !retriesUnset:
+			d.timeout = true
 		}
-		if retriesUnset && r.MaxRetries != nil && !d.maxRetries {
+		switch {
+		case r.MaxRetries == nil || d.maxRetries:
+		case retriesUnset:
 			t.MaxRetries, d.maxRetries = *r.MaxRetries, true
+		case t.MaxRetries == *r.MaxRetries:
+			d.maxRetries = true
 		}
 	}
 	return d
+}
+
+// typedMessage is a TaskError as one line says it, "type: message", but
+// without the type twice when the message starts with it already (a Go
+// panic's "panic: ...", a Python exception's "ZeroDivisionError: ...").
+func typedMessage(te *models.TaskError) string {
+	if strings.HasPrefix(te.Message, te.ErrorType+":") {
+		return te.Message
+	}
+	return te.ErrorType + ": " + te.Message
+}
+
+// attemptsRun is how many of t's attempts ran its handler: Attempt counts
+// the attempts started, and each wait out of a quarantine of its plugin
+// started one that did not run (put back, using no retry).
+func attemptsRun(t *models.Task) int {
+	return max(t.Attempt-t.QuarantineWaits, 0)
 }
 
 // printTask writes a task record for people.
@@ -85,18 +114,19 @@ func printTask(w interface{ Write([]byte) (int, error) }, t *models.Task, traceb
 	row("id", t.ID)
 	row("function", t.Function)
 	row("status", string(t.Status))
-	budget := fmt.Sprintf("%d (retries %d of %d)", t.Attempt, t.RetryCount, t.MaxRetries)
+	budget := fmt.Sprintf("%d (retries %d of %d)", attemptsRun(t), t.RetryCount, t.MaxRetries)
 	if d.maxRetries {
-		budget = fmt.Sprintf("%d (retries %d of %d, the function's default)", t.Attempt, t.RetryCount, t.MaxRetries)
+		budget = fmt.Sprintf("%d (retries %d of %d, the function's default)", attemptsRun(t), t.RetryCount, t.MaxRetries)
 	}
 	row("attempt", budget)
 	if t.Interruptions > 0 {
 		row("interruptions", fmt.Sprint(t.Interruptions))
 	}
 	if t.QuarantineWaits > 0 {
-		// Attempts put back while the plugin was quarantined: they count
-		// in attempt but use no retry and leave no error.
-		row("quarantine waits", fmt.Sprint(t.QuarantineWaits))
+		// Attempts put back while the plugin was quarantined: they did
+		// not run, use no retry and leave no error, and are not counted
+		// in attempt (the record's attempt counts them).
+		row("quarantine waits", fmt.Sprintf("%d (put back unrun while its plugin was quarantined)", t.QuarantineWaits))
 	}
 	if t.Replays > 0 {
 		row("replays", fmt.Sprint(t.Replays))
@@ -246,9 +276,9 @@ func (c *cli) list(statuses, fn, after, sortBy string, limit int) error {
 		t := r.Task
 		errText := ""
 		if t.Error != nil {
-			errText = t.Error.ErrorType + ": " + oneLine(t.Error.Message, 60)
+			errText = oneLine(typedMessage(t.Error), 60)
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%s\t%s\n", t.ID, t.Function, t.Status, t.Attempt, when(t.CreatedAt), ago(t.UpdatedAt), errText)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%s\t%s\n", t.ID, t.Function, t.Status, attemptsRun(t), when(t.CreatedAt), ago(t.UpdatedAt), errText)
 	}
 	_ = tw.Flush()
 	fmt.Fprintf(c.io.Stdout, "showing %s of %s\n", thousands(len(page.Records)), thousands(page.Total))
@@ -346,9 +376,9 @@ func (c *cli) watch(id string) error {
 				return err
 			}
 		} else {
-			line := fmt.Sprintf("%s  %s  %s  %s  attempt %d", when(t.UpdatedAt), t.ID, t.Function, t.Status, t.Attempt)
+			line := fmt.Sprintf("%s  %s  %s  %s  attempt %d", when(t.UpdatedAt), t.ID, t.Function, t.Status, attemptsRun(t))
 			if t.Error != nil && t.Status != models.StatusSucceeded {
-				line += "  " + t.Error.ErrorType + ": " + oneLine(t.Error.Message, 80)
+				line += "  " + oneLine(typedMessage(t.Error), 80)
 			}
 			if t.Progress != nil && t.Status == models.StatusRunning {
 				line += "  progress " + progressText(t.Progress)

@@ -36,8 +36,21 @@ type Options struct {
 	Version bool
 }
 
-// Parse reads args, falling back to OMNIQ_* variables through getenv.
-func Parse(args []string, getenv func(string) string, stderr io.Writer) (Options, error) {
+// usageHead is the top of omniq-ui -h, above the flags.
+const usageHead = `omniq-ui serves OmniQ's web dashboard: tasks, failures with their
+tracebacks, dead letters (replay, purge), runners. It connects to NATS as an
+operator, with the same connection flags, variables and nats CLI contexts as
+omniq-submit. See docs/dashboard.md.
+
+Usage:
+  omniq-ui [flags]
+
+Flags:
+`
+
+// Parse reads args, falling back to OMNIQ_* variables through getenv. -h
+// prints the usage to help.
+func Parse(args []string, getenv func(string) string, help io.Writer) (Options, error) {
 	var o Options
 	env := func(k, def string) string {
 		if v := getenv(k); v != "" {
@@ -46,7 +59,8 @@ func Parse(args []string, getenv func(string) string, stderr io.Writer) (Options
 		return def
 	}
 	fs := pflag.NewFlagSet("omniq-ui", pflag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs.SetOutput(help)
+	fs.Usage = func() { fmt.Fprint(help, usageHead+fs.FlagUsages()) }
 	fs.StringVar(&o.Dashboard.Addr, "listen", env("OMNIQ_UI_LISTEN", "127.0.0.1:8090"), "address to serve the dashboard on; off loopback it needs --token")
 	fs.StringVar(&o.Dashboard.Token, "token", env("OMNIQ_UI_TOKEN", ""), "login token (or password) the dashboard asks for; required off loopback, made at start and printed when not set on loopback (prefer OMNIQ_UI_TOKEN: flags show in ps)")
 	fs.StringVar(&o.Dashboard.TLSCertFile, "tls-cert", env("OMNIQ_UI_TLS_CERT", ""), "PEM certificate to serve HTTPS with")
@@ -63,15 +77,26 @@ func Parse(args []string, getenv func(string) string, stderr io.Writer) (Options
 	}
 	fs.BoolVar(&o.Dashboard.ReadOnly, "read-only", readOnly, "hide and refuse every action (cancel, replay, purge)")
 	fs.IntVar(&o.Dashboard.MaxIndexed, "max-indexed", 200_000, "most task records the in-memory index holds")
-	o.NATS.Register(fs, natsflags.Options{DefaultURL: "nats://127.0.0.1:4222"})
+	// The connection flags of omniq-submit, the nats CLI's names of them
+	// included (-s, --server, --creds, ...), and --context.
+	o.NATS.Register(fs, natsflags.Options{DefaultURL: "nats://127.0.0.1:4222", Client: true})
+	fs.SetNormalizeFunc(natsflags.NATSCLINames)
 	fs.StringVar(&o.DataDir, "data-dir", env("OMNIQ_DATA_DIR", ""), "omniq-runner's --data-dir, where the operator's credentials are found when no --nats-* login is given; empty: ./omniq-data")
 	fs.StringVar(&o.LogFormat, "log-format", env("OMNIQ_LOG_FORMAT", "text"), "log format: text or json")
 	fs.StringVar(&o.LogLevel, "log-level", env("OMNIQ_LOG_LEVEL", "info"), "log level: debug, info, warn, error")
 	fs.BoolVarP(&o.Version, "version", "v", false, "print the version and exit")
 	if err := fs.Parse(args); err != nil {
-		return o, err
+		if errors.Is(err, pflag.ErrHelp) {
+			return o, err
+		}
+		return o, fmt.Errorf("%w (see omniq-ui -h)", err)
 	}
 	if err := natsflags.ApplyEnv(fs, getenv, natsflags.IsConnFlag); err != nil {
+		return o, err
+	}
+	// NATS_URL, NATS_CREDS, ... and a nats CLI context (--context or
+	// NATS_CONTEXT), as omniq-submit takes them.
+	if err := o.NATS.ApplyNATS(fs, getenv); err != nil {
 		return o, err
 	}
 	if fs.NArg() > 0 {
@@ -132,13 +157,16 @@ func connect(o Options, log logrus.FieldLogger) (*jetstream.Client, func(), erro
 		if found != "" {
 			return nil, nil, fmt.Errorf("%w\n  the server refused the operator credentials in %s: are they from the runner serving this address?", err, found)
 		}
+		if given := natsflags.GivenLogin(anonymous); given != "" {
+			return nil, nil, fmt.Errorf("%w\n  the server refused %s: check them against the runner's --data-dir credentials or the server's logins (see docs/security.md)", err, given)
+		}
 		return nil, nil, fmt.Errorf("%w\n  the server needs credentials: run omniq-ui in the directory holding omniq-runner's ./omniq-data, set --data-dir (or OMNIQ_DATA_DIR) to the runner's --data-dir, or give the operator's login (--nats-nkey, --nats-creds; see docs/security.md)", err)
 	}
-	if hint, ok := natsflags.FileHint(err, cfg); ok {
+	if hint, ok := o.NATS.ConnHint(err, cfg); ok {
 		return nil, nil, fmt.Errorf("%w\n  %s", err, hint)
 	}
 	if err != nil {
-		return nil, nil, fmt.Errorf("%w\n  is omniq-runner (or your NATS server) running there? Set --nats-url or OMNIQ_NATS_URL to its address", err)
+		return nil, nil, fmt.Errorf("%w\n  %s", err, o.NATS.UnreachableHint())
 	}
 	openCtx, openCancel := context.WithTimeout(ctx, 10*time.Second)
 	defer openCancel()
@@ -180,10 +208,11 @@ func (l *lockedWriter) Write(p []byte) (int, error) {
 }
 
 // Main runs omniq-ui until ctx ends and returns the exit status: 2 for a
-// usage or configuration error, 1 for a failure. --version is printed to
-// stdout, everything else to stderr.
+// usage or configuration error, 1 for a failure. -h and --version are
+// printed to stdout, everything else to stderr.
 func Main(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) int {
-	o, err := Parse(args, getenv, stderr)
+	// Help asked for is the output, on stdout, as omniq-submit's is.
+	o, err := Parse(args, getenv, stdout)
 	if errors.Is(err, pflag.ErrHelp) {
 		return 0
 	}

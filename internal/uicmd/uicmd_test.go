@@ -6,6 +6,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"os"
 	"path/filepath"
 	"runtime"
 	"strings"
@@ -316,5 +317,143 @@ func TestAServerWithoutOmniQStreamsIsNamed(t *testing.T) {
 	code := Main(context.Background(), []string{"--nats-url", srv.ClientURL(), "--listen", "127.0.0.1:0"}, func(string) string { return "" }, io.Discard, &stderr)
 	if code != 1 || !strings.Contains(stderr.String(), "has omniq-runner run against it?") {
 		t.Fatalf("omniq-ui against a server without OmniQ's streams: exit %d, stderr:\n%s\nwant exit 1 saying no OmniQ stream is there", code, stderr.String())
+	}
+}
+
+// omniq-ui takes the connection flags omniq-submit takes, the way the
+// nats CLI takes them: -s/--server, --creds, --nkey, --tlsca..., NATS_URL
+// and the other NATS_* variables, and a nats CLI context (--context or
+// NATS_CONTEXT). Before, it knew only --nats-url and OMNIQ_NATS_URL: a
+// nats CLI user's `omniq-ui -s URL` was an unknown shorthand.
+func TestTakesTheConnectionFlagsOfOmniqSubmit(t *testing.T) {
+	none := func(string) string { return "" }
+	for _, args := range [][]string{
+		{"-s", "nats://flag:4222"}, {"--server", "nats://flag:4222"}, {"--nats-url", "nats://flag:4222"},
+	} {
+		o, err := Parse(args, none, &strings.Builder{})
+		if err != nil || o.NATS.URL != "nats://flag:4222" {
+			t.Errorf("%q: URL %q, %v", args, o.NATS.URL, err)
+		}
+	}
+	o, err := Parse([]string{"--creds", "/c.creds", "--tlsca", "/ca.pem", "--tlscert", "/c.pem", "--tlskey", "/k.pem", "--connect-timeout", "2s"}, none, &strings.Builder{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c := o.NATS.Config("x"); c.CredsFile != "/c.creds" || c.TLSCAFile != "/ca.pem" || c.TLSCertFile != "/c.pem" || c.TLSKeyFile != "/k.pem" || c.ConnectTimeout != 2*time.Second {
+		t.Fatalf("nats CLI flag names: %+v", c)
+	}
+	if o, err := Parse([]string{"--nkey", "/u.nk"}, none, &strings.Builder{}); err != nil || o.NATS.Conn.NKeySeedFile != "/u.nk" {
+		t.Fatalf("--nkey: %+v, %v", o.NATS.Conn, err)
+	}
+	env := map[string]string{"NATS_URL": "nats://nats-url:4222", "NATS_CREDS": "/nats.creds"}
+	o, err = Parse(nil, func(k string) string { return env[k] }, &strings.Builder{})
+	if err != nil || o.NATS.URL != "nats://nats-url:4222" || o.NATS.Conn.CredsFile != "/nats.creds" {
+		t.Fatalf("NATS_URL, NATS_CREDS: %+v, %v", o.NATS, err)
+	}
+	env["OMNIQ_NATS_URL"] = "nats://omniq:4222"
+	if o, _ := Parse(nil, func(k string) string { return env[k] }, &strings.Builder{}); o.NATS.URL != "nats://omniq:4222" {
+		t.Fatalf("OMNIQ_NATS_URL and NATS_URL: %q, want OmniQ's variable to win", o.NATS.URL)
+	}
+
+	// A context that does not exist is a usage error naming it.
+	xdg := t.TempDir()
+	var stderr strings.Builder
+	code := Main(context.Background(), []string{"--context", "nope"}, func(k string) string {
+		return map[string]string{"XDG_CONFIG_HOME": xdg}[k]
+	}, io.Discard, &stderr)
+	if code != 2 || !strings.Contains(stderr.String(), `nats context "nope": no `) {
+		t.Fatalf("--context nope: exit %d, %q; want 2 naming the context", code, stderr.String())
+	}
+
+	// A context that does: the dashboard connects to its server.
+	srv := omniqtest.StartServer(t, jetstream.Config{})
+	dir := filepath.Join(xdg, "nats", "context")
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "omniq.json"), []byte(`{"url":"`+srv.URL+`"}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	t.Chdir(t.TempDir()) // no ./omniq-data here
+	log := logrus.New()
+	log.SetOutput(io.Discard)
+	for _, e := range []map[string]string{{"XDG_CONFIG_HOME": xdg, "NATS_CONTEXT": "omniq"}, {"NATS_URL": srv.URL}} {
+		args := []string{}
+		if e["NATS_CONTEXT"] != "" {
+			args = []string{"--context", "omniq"}
+			delete(e, "NATS_CONTEXT")
+		}
+		o, err := Parse(args, func(k string) string { return e[k] }, &strings.Builder{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, closeConn, err := connect(o, log)
+		if err != nil {
+			t.Fatalf("connect with %q %v: %v", args, e, err)
+		}
+		closeConn()
+	}
+}
+
+// A server whose certificate omniq-ui does not trust is running: the
+// error asks for its CA, as omniq-submit's does, not whether a runner is
+// running there.
+func TestUntrustedServerCertificateSuggestsTheCA(t *testing.T) {
+	cert, key, _ := omniqtest.WriteCerts(t, t.TempDir())
+	srv, err := embedded.Start(embedded.Config{StoreDir: t.TempDir(), Port: -1, InsecureNoAuth: true, TLSCertFile: cert, TLSKeyFile: key})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = srv.Shutdown(context.Background()) })
+	t.Chdir(t.TempDir()) // no ./omniq-data here
+	var stderr strings.Builder
+	code := Main(context.Background(), []string{"-s", srv.ClientURL(), "--listen", "127.0.0.1:0"}, func(string) string { return "" }, io.Discard, &stderr)
+	if code != 1 || !strings.Contains(stderr.String(), "--nats-ca") || strings.Contains(stderr.String(), "is omniq-runner") {
+		t.Fatalf("omniq-ui against an untrusted certificate: exit %d, stderr %q; want a hint to give the CA", code, stderr.String())
+	}
+}
+
+// An address that does not answer is named with where it came from, as
+// in omniq-submit.
+func TestAnUnreachableServerSaysWhereItsAddressCameFrom(t *testing.T) {
+	var stderr strings.Builder
+	code := Main(context.Background(), []string{"--listen", "127.0.0.1:0", "--connect-timeout", "1s"}, func(k string) string {
+		return map[string]string{"NATS_URL": "nats://127.0.0.1:1"}[k]
+	}, io.Discard, &stderr)
+	if code != 1 || !strings.Contains(stderr.String(), "running there (the address is from NATS_URL)?") {
+		t.Fatalf("exit %d, stderr %q; want 1 naming NATS_URL", code, stderr.String())
+	}
+}
+
+// -h says what omniq-ui is and lists its flags on stdout, as omniq-submit
+// -h does, so that `omniq-ui -h | grep nats` works (it went to stderr,
+// under a bare "Usage of omniq-ui:").
+func TestHelpGoesToStdout(t *testing.T) {
+	var out, errs strings.Builder
+	code := Main(context.Background(), []string{"-h"}, func(string) string { return "" }, &out, &errs)
+	if code != 0 || errs.Len() != 0 || !strings.Contains(out.String(), "omniq-ui serves OmniQ's web dashboard") ||
+		!strings.Contains(out.String(), "  omniq-ui [flags]") || !strings.Contains(out.String(), "--context") {
+		t.Fatalf("-h: exit %d, stdout %q, stderr %q", code, out.String(), errs.String())
+	}
+	errs.Reset()
+	out.Reset()
+	if code := Main(context.Background(), []string{"--bogus"}, func(string) string { return "" }, &out, &errs); code != 2 || out.Len() != 0 || !strings.Contains(errs.String(), "unknown flag: --bogus (see omniq-ui -h)") {
+		t.Fatalf("--bogus: exit %d, stdout %q, stderr %q", code, out.String(), errs.String())
+	}
+}
+
+// A login given and refused is named, as omniq-submit names it, instead
+// of "the server needs credentials" as if none had been given.
+func TestARefusedGivenLoginIsNamed(t *testing.T) {
+	url := startAuthServer(t, filepath.Join(t.TempDir(), "data"))
+	log := logrus.New()
+	log.SetOutput(io.Discard)
+	t.Chdir(t.TempDir()) // no ./omniq-data here
+	o, err := Parse([]string{"-s", url, "--user", "bob", "--password", "x"}, func(string) string { return "" }, &strings.Builder{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := connect(o, log); err == nil || !strings.Contains(err.Error(), `the server refused user "bob" and its password`) {
+		t.Fatalf("connect with a wrong user: %v; want the login named", err)
 	}
 }

@@ -21,6 +21,7 @@ func main() {
 		fmt.Fprintf(os.Stderr, "[WARN] stderr warning %s\n", t.Payload)
 		fmt.Fprintf(os.Stdout, "stdout line %s\n", t.Payload)
 		log.Printf("log package line %s", t.Payload)
+		log.Printf("[WARN] log package warning %s", t.Payload)
 		logger.Error("hclog error", "task", t.ID)
 		return []byte("logged"), nil
 	})
