@@ -183,6 +183,12 @@ func (r *Runner) failDueRetry(ctx context.Context, log logrus.FieldLogger, tm *j
 		case actEnsureDead:
 			r.deadLetter(ctx, log, tm, *v.Task.Error, v.Task.Replays, msg)
 			return
+		case actReplay:
+			if err := r.recordReplay(ctx, log, rec); errors.Is(err, jetstream.ErrStaleRevision) {
+				continue // decide again on the replayed record
+			}
+			_ = msg.NakWithDelay(r.cfg.SweepInterval)
+			return
 		case actRun:
 		default:
 			_ = msg.NakWithDelay(r.cfg.SweepInterval)
