@@ -421,7 +421,7 @@ type cli struct {
 	// noDLQ says the login cannot be an operator's (a login with the
 	// default inbox prefix, which operators may not use): it may not read
 	// the dead-letter stream, so nothing waits for an entry there.
-	noDLQ bool
+	noDLQ  bool
 	stderr *stderrWriter
 }
 
