@@ -473,6 +473,40 @@ func (c *Client) replayState(ctx context.Context, d DeadTask) (rec Record, reset
 		d.ID, rec.Task.Status, rec.Task.Replays, d.Replays, models.ErrIllegalTransition))
 }
 
+// FinishInterruptedReplays publishes the replays that were recorded but
+// may never have been published: a task pending after a replay (never
+// claimed since), whose dead-letter entry for the failure before it is
+// still there, unchanged for grace. Runners of earlier OmniQ versions
+// recorded a replay before publishing it, and one that died in between
+// left such a task with no message anywhere. A replay whose message was
+// published is deduplicated, or dropped by the runner that claims the
+// copy second. It returns how many it published. It needs a runner's
+// rights, and reads every entry's headers and its task's state: runners
+// call it now and then, not per task.
+func (c *Client) FinishInterruptedReplays(ctx context.Context, grace time.Duration) (int, error) {
+	var dead []DeadTask
+	if err := c.scanDead(ctx, DeadFilter{}, true, func(d DeadTask) bool { dead = append(dead, d); return true }); err != nil {
+		return 0, err
+	}
+	n := 0
+	for _, d := range dead {
+		rec, err := c.state.Get(ctx, d.ID)
+		if err != nil {
+			continue // no record, or unreadable: not a replay to finish
+		}
+		t := rec.Task
+		if t.Status != models.StatusPending || t.Replays != d.Replays+1 || t.ClaimSequence != 0 || time.Since(t.UpdatedAt) < grace {
+			continue
+		}
+		// The scan read headers only: the replay needs the payload.
+		if _, err := c.ReplayVerified(ctx, d.ID); err != nil {
+			return n, fmt.Errorf("finish the interrupted replay of %s: %w", d.ID, err)
+		}
+		n++
+	}
+	return n, nil
+}
+
 // sameFailure reports whether the final error of a dead-letter entry is the
 // one the task's state recorded.
 func sameFailure(recorded, entry *models.TaskError) bool {

@@ -124,3 +124,41 @@ func TestReplayWhoseRunnerDiedBeforeRecordingItRuns(t *testing.T) {
 		return errors.Is(err, jetstream.ErrNotDead)
 	})
 }
+
+// Runners of earlier versions recorded a replay (failed back to pending)
+// before publishing it: one SIGKILLed in between left the task pending
+// with no message anywhere and its entry listed, never to end. This is
+// what it left; a runner finds it and publishes the replay.
+func TestReplayRecordedButNeverPublishedIsFinished(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	first := startRunner(t, e, fastConfig(), pluginhost.HostConfig{})
+	res, err := e.client.Submit(ctx(t), jetstream.SubmitRequest{Function: "flaky", Payload: []byte("1"), MaxRetries: intp(0)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, e, res.ID, models.StatusFailed, 30*time.Second)
+	waitDead(t, e, res.ID)
+	first.Stop(t)
+
+	rec, err := e.client.State().Get(ctx(t), res.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	next := rec.Task.Clone()
+	if err := next.Replay(time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.client.State().Replace(ctx(t), rec, next); err != nil {
+		t.Fatal(err)
+	}
+	startRunner(t, e, fastConfig(), pluginhost.HostConfig{})
+	task := waitFor(t, e, res.ID, models.StatusSucceeded, 60*time.Second)
+	if task.Replays != 1 || task.Attempt != 2 {
+		t.Fatalf("task = %+v", task)
+	}
+	eventually(t, 30*time.Second, "the replayed task's entry to be removed", func() bool {
+		_, err := e.client.GetDead(ctx(t), res.ID)
+		return errors.Is(err, jetstream.ErrNotDead)
+	})
+}
