@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -57,6 +59,9 @@ func New(ctx context.Context, nc *nats.Conn, cfg Config) (*Client, error) {
 	js, err := natsjs.New(nc)
 	if err != nil {
 		return nil, fmt.Errorf("jetstream: %w", err)
+	}
+	if err := checkFleetSettings(ctx, js, cfg); err != nil {
+		return nil, err
 	}
 	if err := Provision(ctx, js, cfg); err != nil {
 		return nil, err
@@ -219,6 +224,59 @@ func (c *Client) PublishRetry(ctx context.Context, tm *TaskMessage, msgID string
 // twice: a message id, a compare-and-swap or a claim drops the extra copy.
 func (c *Client) publish(ctx context.Context, msg *nats.Msg) (pubAck, error) {
 	return publishAcked(ctx, c.nc, msg, nil)
+}
+
+// ErrSettingsDiffer is returned by New when the tasks stream was
+// provisioned with another dedupe window or payload limit than cfg's while
+// runners are running: provisioning would change the stream under them
+// (the last runner to start would win, silently), and they would judge
+// payload sizes by their own limit. The error names both values and the
+// runners.
+var ErrSettingsDiffer = errors.New("stream settings differ from the running runners'")
+
+// checkFleetSettings compares the tasks stream's dedupe window and
+// message size limit, if the stream exists, with cfg's. With runners
+// registered it refuses a difference (ErrSettingsDiffer); with none, the
+// operator changed the settings: it logs both values at warning level and
+// Provision applies cfg's.
+func checkFleetSettings(ctx context.Context, js natsjs.JetStream, cfg Config) error {
+	s, err := js.Stream(ctx, cfg.TasksStream)
+	if err != nil {
+		return nil // none yet (or unreadable: Provision says why)
+	}
+	have, want := s.CachedInfo().Config, cfg.tasksStreamConfig()
+	var diffs []string
+	if have.Duplicates != want.Duplicates {
+		diffs = append(diffs, fmt.Sprintf("streams.dedupe_window is %s on stream %s, %s here", have.Duplicates, have.Name, want.Duplicates))
+	}
+	if have.MaxMsgSize != want.MaxMsgSize {
+		diffs = append(diffs, fmt.Sprintf("streams.max_payload is %d bytes on stream %s (messages up to %d), %d here",
+			int(have.MaxMsgSize)-HeaderRoom, have.Name, have.MaxMsgSize, cfg.MaxPayload))
+	}
+	if len(diffs) == 0 {
+		return nil
+	}
+	regs, err := (&Client{cfg: cfg, js: js}).Functions(ctx)
+	if err != nil {
+		return fmt.Errorf("%w: %s; and the registered runners cannot be read to check whether any is running: %w",
+			ErrSettingsDiffer, strings.Join(diffs, "; "), err)
+	}
+	var runners []string
+	for _, rs := range regs {
+		for _, r := range rs {
+			if !slices.Contains(runners, r.Runner) {
+				runners = append(runners, r.Runner)
+			}
+		}
+	}
+	slices.Sort(runners)
+	if len(runners) > 0 {
+		return fmt.Errorf("%w: %s; runners %s are running with the stream's settings (registered in the functions bucket; a runner killed without stopping stays registered until its registrations expire): give every runner the same streams settings, or stop them all to change them",
+			ErrSettingsDiffer, strings.Join(diffs, "; "), strings.Join(runners, ", "))
+	}
+	cfg.Logger.WithField("changes", strings.Join(diffs, "; ")).
+		Warn("changing the tasks stream's settings to this runner's: no runner is registered; every runner must use the same streams settings")
+	return nil
 }
 
 // ErrNotProvisioned is returned by Open when OmniQ's streams or buckets do

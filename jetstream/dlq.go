@@ -373,26 +373,33 @@ func (c *Client) replay(ctx context.Context, d DeadTask) (ReplayResult, error) {
 	}
 	tm.Timeout, _ = time.ParseDuration(d.Header.Get(HeaderTimeout))
 
-	var rec Record
-	var err error
-	for try := 0; try < 3; try++ {
-		// A stale try: another replay of the task changed the record
-		// meanwhile; decide again on what it wrote.
-		if rec, err = c.replayState(ctx, d); !errors.Is(err, ErrStaleRevision) {
-			break
-		}
-	}
+	// Every step can be cut short by the runner dying, and each leaves
+	// something the next step or another runner finishes: the message is
+	// published first, marked with the replay it starts, so a runner that
+	// claims it records the replay if this one could not (decide's
+	// actReplay); the entry goes last, and the replayed attempt's runner
+	// removes it if this one could not (RemoveReplayedDead). Dying before
+	// the publish changes nothing: the task stays failed, its entry kept.
+	rec, reset, err := c.replayState(ctx, d)
 	switch {
-	case errors.Is(err, ErrStaleRevision):
-		return ReplayResult{}, fmt.Errorf("replay %s: its state kept changing while replaying it; replay again", d.ID)
 	case errors.Is(err, ErrAlreadyReplayed):
 		return ReplayResult{ID: d.ID, Record: rec}, err
 	case err != nil:
 		return ReplayResult{}, err
 	}
+	replay := rec.Task.Replays
+	if reset {
+		replay++
+	}
 	tm.Attempt = rec.Task.Attempt + 1
-	if err := c.PublishRetry(ctx, &tm, fmt.Sprintf("%s.replay.%d", d.ID, rec.Task.Replays)); err != nil {
+	tm.Headers[HeaderReplay] = strconv.Itoa(replay)
+	if err := c.PublishRetry(ctx, &tm, fmt.Sprintf("%s.replay.%d", d.ID, replay)); err != nil {
 		return ReplayResult{}, fmt.Errorf("replay %s: %w (its dead-letter entry is kept; replay again)", d.ID, err)
+	}
+	if reset {
+		if rec, err = c.recordReplay(ctx, rec, replay); err != nil {
+			return ReplayResult{}, err
+		}
 	}
 	if err := c.deleteDead(ctx, d.Sequence); err != nil {
 		return ReplayResult{}, err
@@ -400,49 +407,104 @@ func (c *Client) replay(ctx context.Context, d DeadTask) (ReplayResult, error) {
 	return ReplayResult{ID: d.ID, Record: rec}, nil
 }
 
-// replayState checks the task's state against its dead-letter entry d
-// and, when the state shows the failure d records, resets it for a replay.
-// It returns the record to publish the replay from. It fails with
-// ErrStaleRevision when another replay changed the record meanwhile (for
-// the caller to decide again), and with ErrAlreadyReplayed, returning the
-// record, when the task was replayed since d was written (d is removed).
-func (c *Client) replayState(ctx context.Context, d DeadTask) (Record, error) {
-	rec, err := c.state.Get(ctx, d.ID)
-	switch {
-	case errors.Is(err, ErrTaskNotFound):
-		return Record{}, fmt.Errorf("%w: %s: the task has no state record to check its dead-letter entry against (it expired or was removed); "+
-			"the entry is kept: inspect it with dlq show, purge it, or submit its payload as a new task", ErrReplayRefused, d.ID)
-	case err != nil:
-		return Record{}, fmt.Errorf("replay %s: %w", d.ID, err)
-	case rec.Task.Function != d.Function:
-		return Record{}, fmt.Errorf("%w: %s: the entry is for function %q but the task is a task of %q; the entry is kept",
-			ErrReplayRefused, d.ID, d.Function, rec.Task.Function)
-	case rec.Task.Status == models.StatusFailed && rec.Task.Replays == d.Replays:
-		if !sameFailure(rec.Task.Error, d.Error) {
-			return Record{}, fmt.Errorf("%w: %s: the entry's error does not match the failure recorded in the task's state; the entry is kept",
-				ErrReplayRefused, d.ID)
+// recordReplay moves the failed record rec back to pending for replay
+// number replay. Another runner may have done it first (the one that
+// claimed the replay's message, or a concurrent replay of the task): a
+// record that already counts the replay is returned as it is.
+func (c *Client) recordReplay(ctx context.Context, rec Record, replay int) (Record, error) {
+	for try := 0; try < 3; try++ {
+		if rec.Task.Replays >= replay {
+			return rec, nil
 		}
 		next := rec.Task.Clone()
 		if err := next.Replay(time.Now()); err != nil {
-			return Record{}, err
+			return Record{}, fmt.Errorf("replay %s: %w", rec.Task.ID, err)
 		}
-		rec, err = c.state.Replace(ctx, rec, next)
-		if err != nil && !errors.Is(err, ErrStaleRevision) {
-			return Record{}, fmt.Errorf("replay %s: %w", d.ID, err)
+		written, err := c.state.Replace(ctx, rec, next)
+		if err == nil {
+			return written, nil
 		}
-		return rec, err
+		if !errors.Is(err, ErrStaleRevision) {
+			return Record{}, fmt.Errorf("replay %s: %w (its message is published: the runner that claims it records the replay)", rec.Task.ID, err)
+		}
+		if rec, err = c.state.Get(ctx, rec.Task.ID); err != nil {
+			return Record{}, fmt.Errorf("replay %s: %w (its message is published: the runner that claims it records the replay)", rec.Task.ID, err)
+		}
+	}
+	return Record{}, fmt.Errorf("replay %s: its state kept changing while replaying it (its message is published: the runner that claims it records the replay)", rec.Task.ID)
+}
+
+// replayState checks the task's state against its dead-letter entry d.
+// It returns the record to publish the replay from, and reset true when
+// the state shows the failure d records (the replay is still to be
+// recorded once its message is published). It fails with
+// ErrAlreadyReplayed, returning the record, when the task was replayed
+// since d was written (d is removed).
+func (c *Client) replayState(ctx context.Context, d DeadTask) (rec Record, reset bool, err error) {
+	rec, err = c.state.Get(ctx, d.ID)
+	fail := func(err error) (Record, bool, error) { return Record{}, false, err }
+	switch {
+	case errors.Is(err, ErrTaskNotFound):
+		return fail(fmt.Errorf("%w: %s: the task has no state record to check its dead-letter entry against (it expired or was removed); "+
+			"the entry is kept: inspect it with dlq show, purge it, or submit its payload as a new task", ErrReplayRefused, d.ID))
+	case err != nil:
+		return fail(fmt.Errorf("replay %s: %w", d.ID, err))
+	case rec.Task.Function != d.Function:
+		return fail(fmt.Errorf("%w: %s: the entry is for function %q but the task is a task of %q; the entry is kept",
+			ErrReplayRefused, d.ID, d.Function, rec.Task.Function))
+	case rec.Task.Status == models.StatusFailed && rec.Task.Replays == d.Replays:
+		if !sameFailure(rec.Task.Error, d.Error) {
+			return fail(fmt.Errorf("%w: %s: the entry's error does not match the failure recorded in the task's state; the entry is kept",
+				ErrReplayRefused, d.ID))
+		}
+		return rec, true, nil
 	case rec.Task.Status == models.StatusPending && rec.Task.Replays == d.Replays+1:
-		// An earlier replay reset the state but may not have published:
-		// publish now (deduplicated if it did).
-		return rec, nil
+		// An earlier replay recorded the replay but may not have
+		// published (a runner of an earlier OmniQ recorded first): publish now
+		// (deduplicated if it did).
+		return rec, false, nil
 	case rec.Task.Replays > d.Replays:
 		if err := c.deleteDead(ctx, d.Sequence); err != nil {
-			return Record{}, err
+			return fail(err)
 		}
-		return rec, fmt.Errorf("%w: %s is %s after %d replays", ErrAlreadyReplayed, d.ID, rec.Task.Status, rec.Task.Replays)
+		return rec, false, fmt.Errorf("%w: %s is %s after %d replays", ErrAlreadyReplayed, d.ID, rec.Task.Status, rec.Task.Replays)
 	}
-	return Record{}, fmt.Errorf("replay %s: its state is %s with %d replays, the dead-letter entry was written after %d: %w",
-		d.ID, rec.Task.Status, rec.Task.Replays, d.Replays, models.ErrIllegalTransition)
+	return fail(fmt.Errorf("replay %s: its state is %s with %d replays, the dead-letter entry was written after %d: %w",
+		d.ID, rec.Task.Status, rec.Task.Replays, d.Replays, models.ErrIllegalTransition))
+}
+
+// FinishInterruptedReplays publishes the replays that were recorded but
+// may never have been published: a task pending after a replay (never
+// claimed since), whose dead-letter entry for the failure before it is
+// still there, unchanged for grace. Runners of earlier OmniQ versions
+// recorded a replay before publishing it, and one that died in between
+// left such a task with no message anywhere. A replay whose message was
+// published is deduplicated, or dropped by the runner that claims the
+// copy second. It returns how many it published. It needs a runner's
+// rights, and reads every entry's headers and its task's state: runners
+// call it now and then, not per task.
+func (c *Client) FinishInterruptedReplays(ctx context.Context, grace time.Duration) (int, error) {
+	var dead []DeadTask
+	if err := c.scanDead(ctx, DeadFilter{}, true, func(d DeadTask) bool { dead = append(dead, d); return true }); err != nil {
+		return 0, err
+	}
+	n := 0
+	for _, d := range dead {
+		rec, err := c.state.Get(ctx, d.ID)
+		if err != nil {
+			continue // no record, or unreadable: not a replay to finish
+		}
+		t := rec.Task
+		if t.Status != models.StatusPending || t.Replays != d.Replays+1 || t.ClaimSequence != 0 || time.Since(t.UpdatedAt) < grace {
+			continue
+		}
+		// The scan read headers only: the replay needs the payload.
+		if _, err := c.ReplayVerified(ctx, d.ID); err != nil {
+			return n, fmt.Errorf("finish the interrupted replay of %s: %w", d.ID, err)
+		}
+		n++
+	}
+	return n, nil
 }
 
 // sameFailure reports whether the final error of a dead-letter entry is the

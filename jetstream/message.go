@@ -43,6 +43,12 @@ const (
 	// HeaderReplays is how many times the task had been replayed when it
 	// was dead-lettered.
 	HeaderReplays = "Omniq-Replays"
+	// HeaderReplay marks the message a replay publishes: the replay number
+	// it starts (the task's replay count once the replay is recorded).
+	// The runner that replays a task publishes it before it resets the
+	// task's state; should it die in between, the runner that claims the
+	// message resets the state itself. Believed on retry subjects only.
+	HeaderReplay = "Omniq-Replay"
 
 	// HeaderTraceparent and HeaderTracestate carry the W3C trace context
 	// of the span that submitted the task (see Client.Submit). They are
@@ -82,6 +88,9 @@ type TaskMessage struct {
 	// Retry says the message came on a retry subject, which only runners
 	// may publish on.
 	Retry bool
+	// Replay is the replay number the message starts (HeaderReplay, on a
+	// retry subject only); 0 for any other message.
+	Replay int
 	// RunAt delays the first attempt (from HeaderRunAt); zero for none.
 	RunAt time.Time
 	// MaxRetries is the task's own retry budget, when HasMaxRetries.
@@ -148,6 +157,13 @@ func (c Config) ParseTaskMessage(subject string, hdr nats.Header, data []byte, s
 			return tm, fmt.Errorf("%w: header %s=%q: want an integer from 1 to %d", ErrInvalidMessage, HeaderAttempt, v, math.MaxInt32)
 		}
 		tm.Attempt = int(n)
+	}
+	if v := hdr.Get(HeaderReplay); v != "" && tm.Retry {
+		n, err := strconv.ParseInt(v, 10, 32)
+		if err != nil || n < 1 {
+			return tm, fmt.Errorf("%w: header %s=%q: want an integer from 1 to %d", ErrInvalidMessage, HeaderReplay, v, math.MaxInt32)
+		}
+		tm.Replay = int(n)
 	}
 	if v := hdr.Get(HeaderMaxRetries); v != "" {
 		n, err := strconv.ParseInt(v, 10, 32)

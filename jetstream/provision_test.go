@@ -2,12 +2,15 @@ package jetstream_test
 
 import (
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/nats-io/nats.go"
 	natsjs "github.com/nats-io/nats.go/jetstream"
+	"github.com/sirupsen/logrus"
+	"github.com/sirupsen/logrus/hooks/test"
 
 	"github.com/omniq/omniq/jetstream"
 )
@@ -168,5 +171,64 @@ func TestMalformedTaskSubjectsAreRefusedAtTheDoor(t *testing.T) {
 	}
 	if n := streamMsgs(t, e, "omniq.tasks.>"); n != 0 {
 		t.Fatalf("%d messages stored from refused publishes", n)
+	}
+}
+
+// Two runners with different streams.dedupe_window or max_payload: the
+// last to start used to change the tasks stream under the other,
+// silently. With a runner registered, New refuses, naming both values
+// and the runner; with none, the operator changed the settings: New
+// applies them and warns, naming both.
+func TestNewRefusesOtherStreamSettingsWhileRunnersRun(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, jetstream.Config{DedupeWindow: 2 * time.Minute, MaxPayload: 1 << 20})
+	if err := e.client.Register(ctx(t), "r1", []jetstream.Registration{{Function: "echo"}}, time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		cfg  jetstream.Config
+		want []string
+	}{
+		{jetstream.Config{DedupeWindow: 5 * time.Minute, MaxPayload: 1 << 20}, []string{"streams.dedupe_window is 2m0s on stream OMNIQ_TASKS, 5m0s here", "r1"}},
+		{jetstream.Config{DedupeWindow: 2 * time.Minute, MaxPayload: 2 << 20}, []string{"streams.max_payload is 1048576 bytes", "2097152 here", "r1"}},
+	} {
+		_, err := jetstream.New(ctx(t), e.nc, tc.cfg)
+		if !errors.Is(err, jetstream.ErrSettingsDiffer) {
+			t.Fatalf("New with %+v while r1 runs: err = %v, want ErrSettingsDiffer", tc.cfg, err)
+		}
+		for _, w := range tc.want {
+			if !strings.Contains(err.Error(), w) {
+				t.Errorf("error %q does not say %q", err, w)
+			}
+		}
+	}
+	s, _ := e.client.JetStream().Stream(ctx(t), "OMNIQ_TASKS")
+	if got := s.CachedInfo().Config.Duplicates; got != 2*time.Minute {
+		t.Fatalf("the refused runner changed the dedupe window to %s", got)
+	}
+	// The same settings are welcome.
+	if _, err := jetstream.New(ctx(t), e.nc, jetstream.Config{DedupeWindow: 2 * time.Minute, MaxPayload: 1 << 20}); err != nil {
+		t.Fatalf("New with the same settings: %v", err)
+	}
+	// No runner registered: the operator's change is applied, with a warning.
+	if err := e.client.Deregister(ctx(t), "r1", []string{"echo"}); err != nil {
+		t.Fatal(err)
+	}
+	log, hook := test.NewNullLogger()
+	if _, err := jetstream.New(ctx(t), e.nc, jetstream.Config{DedupeWindow: 5 * time.Minute, MaxPayload: 1 << 20, Logger: log}); err != nil {
+		t.Fatalf("New with a new dedupe window and no runner: %v", err)
+	}
+	s, _ = e.client.JetStream().Stream(ctx(t), "OMNIQ_TASKS")
+	if got := s.CachedInfo().Config.Duplicates; got != 5*time.Minute {
+		t.Fatalf("dedupe window = %s, want 5m", got)
+	}
+	warned := false
+	for _, en := range hook.AllEntries() {
+		if en.Level == logrus.WarnLevel && strings.Contains(fmt.Sprint(en.Data["changes"]), "2m0s on stream OMNIQ_TASKS, 5m0s here") {
+			warned = true
+		}
+	}
+	if !warned {
+		t.Fatalf("no warning naming both dedupe windows; logged: %v", hook.AllEntries())
 	}
 }

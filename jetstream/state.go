@@ -374,8 +374,9 @@ type ListPage struct {
 }
 
 // List returns the records matching f, in f's order (oldest created first
-// by default), one page at a time. It reads the whole bucket once per call (one ordered consumer), so
-// it suits operator tools rather than hot paths.
+// by default), one page at a time. It reads the whole bucket once per call
+// (batched direct gets, no consumer: see statescan.go), so it suits
+// operator tools rather than hot paths.
 func (s *StateStore) List(ctx context.Context, f ListFilter) (ListPage, error) {
 	if f.Limit <= 0 {
 		f.Limit = 100
@@ -418,23 +419,13 @@ func (s *StateStore) List(ctx context.Context, f ListFilter) (ListPage, error) {
 		}
 		afterTime, afterID = n, id
 	}
-	w, err := s.kv.WatchAll(ctx, natsjs.IgnoreDeletes())
+	entries, err := s.latest(ctx, s.putPrefix+">")
 	if err != nil {
 		return ListPage{}, fmt.Errorf("list tasks: %w", err)
 	}
-	defer func() { _ = w.Stop() }()
 	var matches []Record
 	total := 0
-	for {
-		var e natsjs.KeyValueEntry
-		select {
-		case e = <-w.Updates():
-		case <-ctx.Done():
-			return ListPage{}, ctx.Err()
-		}
-		if e == nil {
-			break // all current values delivered
-		}
+	for _, e := range entries {
 		rec, err := decodeEntry(e)
 		if err != nil {
 			continue
@@ -476,38 +467,24 @@ type StateEvent struct {
 
 // Watch sends the current record of task id (or of every task when id is
 // "") and then every change, until ctx ends; then it closes the channel.
+// It needs no consumer (see statescan.go): a reader that has used up the
+// bucket's consumers cannot stop it.
 func (s *StateStore) Watch(ctx context.Context, id string) (<-chan StateEvent, error) {
-	var w natsjs.KeyWatcher
-	var err error
-	if id == "" {
-		w, err = s.kv.WatchAll(ctx)
-	} else {
+	filter := s.putPrefix + ">"
+	if id != "" {
 		if err := models.ValidateTaskID(id); err != nil {
 			return nil, err
 		}
-		w, err = s.kv.Watch(ctx, id)
+		filter = s.putPrefix + id
 	}
+	entries, err := s.tail(ctx, filter)
 	if err != nil {
 		return nil, fmt.Errorf("watch tasks: %w", err)
 	}
 	out := make(chan StateEvent, 16)
 	go func() {
 		defer close(out)
-		defer func() { _ = w.Stop() }()
-		for {
-			var e natsjs.KeyValueEntry
-			var ok bool
-			select {
-			case e, ok = <-w.Updates():
-				if !ok {
-					return
-				}
-			case <-ctx.Done():
-				return
-			}
-			if e == nil {
-				continue // end of the initial values
-			}
+		for e := range entries {
 			ev := StateEvent{ID: e.Key()}
 			if e.Operation() != natsjs.KeyValuePut {
 				ev.Deleted = true
@@ -519,6 +496,8 @@ func (s *StateStore) Watch(ctx context.Context, id string) (<-chan StateEvent, e
 			select {
 			case out <- ev:
 			case <-ctx.Done():
+				for range entries {
+				}
 				return
 			}
 		}

@@ -206,6 +206,9 @@ func TestParseTaskMessage(t *testing.T) {
 		{"attempt 0 on a retry", "omniq.retry.f", hdr("Omniq-Attempt", "0"), "OMNIQ_TASKS-7", "Omniq-Attempt"},
 		{"attempt over int32 on a retry", "omniq.retry.f", hdr("Omniq-Attempt", "2147483648"), "OMNIQ_TASKS-7", "Omniq-Attempt"},
 		{"attempt max int64 on a retry", "omniq.retry.f", hdr("Omniq-Attempt", "9223372036854775807"), "OMNIQ_TASKS-7", "Omniq-Attempt"},
+		{"a submitter's replay mark is ignored", "omniq.tasks.f", hdr("Omniq-Replay", "zero"), "OMNIQ_TASKS-7", ""},
+		{"bad replay mark on a retry", "omniq.retry.f", hdr("Omniq-Replay", "0"), "OMNIQ_TASKS-7", "Omniq-Replay"},
+		{"replay mark over int32 on a retry", "omniq.retry.f", hdr("Omniq-Replay", "2147483648"), "OMNIQ_TASKS-7", "Omniq-Replay"},
 		{"retries over int32", "omniq.tasks.f", hdr("Omniq-Max-Retries", "2147483648"), "OMNIQ_TASKS-7", "Omniq-Max-Retries"},
 		{"bad run-at", "omniq.tasks.f", hdr("Omniq-Run-At", "tomorrow"), "OMNIQ_TASKS-7", "Omniq-Run-At"},
 		{"run-at in the year 9999", "omniq.tasks.f", hdr("Omniq-Run-At", "9999-12-31T23:59:59Z"), "OMNIQ_TASKS-7", "at most a year ahead"},
@@ -241,6 +244,12 @@ func TestParseTaskMessage(t *testing.T) {
 		if tt.wantErr != "" && (!errors.Is(err, jetstream.ErrInvalidMessage) || !strings.Contains(err.Error(), tt.wantErr)) {
 			t.Errorf("%s: err = %v, want ErrInvalidMessage naming %q", tt.name, err, tt.wantErr)
 		}
+	}
+	if tm, _ := cfg.ParseTaskMessage("omniq.tasks.f", hdr("Omniq-Replay", "3"), []byte("x"), "OMNIQ_TASKS", 7); tm.Replay != 0 {
+		t.Errorf("a replay mark on a task subject was believed: %d", tm.Replay)
+	}
+	if tm, _ := cfg.ParseTaskMessage("omniq.retry.f", hdr("Omniq-Replay", "3"), []byte("x"), "OMNIQ_TASKS", 7); tm.Replay != 3 {
+		t.Errorf("a replay mark on a retry subject: %d, want 3", tm.Replay)
 	}
 	_, err := cfg.ParseTaskMessage("omniq.tasks.f", nil, make([]byte, cfg.MaxPayload+1), "S", 1)
 	if !errors.Is(err, jetstream.ErrInvalidMessage) || !strings.Contains(err.Error(), "over the") {

@@ -21,6 +21,9 @@ type delivery struct {
 	// with a submitter's rights) is always attempt 1.
 	Retry   bool
 	Attempt int
+	// Replay is the replay number a replay's message starts (retry
+	// subjects only); 0 otherwise.
+	Replay int
 	// RunAt is when a submitter asked the first attempt to start; zero for
 	// now.
 	RunAt time.Time
@@ -58,6 +61,11 @@ const (
 	// actFail records the task failed with decision.ErrorType and Reason
 	// and dead-letters it, without running it.
 	actFail
+	// actReplay records the replay the message starts (failed back to
+	// pending, see models.Task.Replay), then decides again: the runner
+	// that replayed the task published the message and died before it
+	// recorded the replay.
+	actReplay
 )
 
 func (a action) String() string {
@@ -74,6 +82,8 @@ func (a action) String() string {
 		return "ensure-dead"
 	case actFail:
 		return "fail"
+	case actReplay:
+		return "replay"
 	}
 	return "unknown"
 }
@@ -140,6 +150,9 @@ func decide(v view, d delivery, runsHere bool, lim limits, now time.Time) decisi
 	case models.StatusFailed:
 		if claimed {
 			return decision{Action: actEnsureDead}
+		}
+		if d.Retry && d.Replay == t.Replays+1 && d.Attempt == t.Attempt+1 {
+			return decision{Action: actReplay, Reason: "a replay's message, its replay not recorded yet"}
 		}
 		return decision{Action: actDrop, Reason: "task already failed"}
 	case models.StatusPending:

@@ -51,6 +51,7 @@ func TestDecide(t *testing.T) {
 	retry := func(seq uint64, n int) delivery {
 		return delivery{Stream: retries, Seq: seq, Delivered: 1, Function: "f", Retry: true, Attempt: n}
 	}
+	replay := func(d delivery, n int) delivery { d.Replay = n; return d }
 	foreign := fresh
 	foreign.Function = "sh"
 	delayed := fresh
@@ -81,6 +82,10 @@ func TestDecide(t *testing.T) {
 		{"failed: the claimed message back makes sure of the entry", rec(models.StatusFailed, both(attempt(1), claimedAt(tasks, 10, 1), withErr)), redelivered(fresh, 2), false, actEnsureDead, 0, false, false},
 		{"failed: another copy dropped", rec(models.StatusFailed, both(attempt(1), claimedAt(tasks, 10, 1), withErr)), func() delivery { d := fresh; d.Seq = 11; return d }(), false, actDrop, 0, false, false},
 		{"failed: same seq in the other stream is another message", rec(models.StatusFailed, both(attempt(1), claimedAt(tasks, 10, 1), withErr)), redelivered(retry(10, 2), 2), false, actDrop, 0, false, false},
+		{"failed: a replay's message, replay not recorded, records it", rec(models.StatusFailed, both(attempt(1), claimedAt(tasks, 10, 1), withErr)), replay(retry(20, 2), 1), false, actReplay, 0, false, false},
+		{"failed: a replay's message for an older replay dropped", rec(models.StatusFailed, both(attempt(1), claimedAt(tasks, 10, 1), withErr, func(t *models.Task) { t.Replays = 1 })), replay(retry(20, 2), 1), false, actDrop, 0, false, false},
+		{"failed: a replay's message for another attempt dropped", rec(models.StatusFailed, both(attempt(1), claimedAt(tasks, 10, 1), withErr)), replay(retry(20, 3), 1), false, actDrop, 0, false, false},
+		{"failed: a replay mark on a task subject dropped", rec(models.StatusFailed, both(attempt(1), claimedAt(tasks, 10, 1), withErr)), replay(func() delivery { d := fresh; d.Seq, d.Attempt = 20, 2; return d }(), 1), false, actDrop, 0, false, false},
 		// Foreign copies: an id that belongs to another function's task.
 		{"foreign copy of a pending task dropped", rec(models.StatusPending, nil), foreign, false, actDrop, 0, false, false},
 		{"foreign copy of a running task dropped", rec(models.StatusRunning, both(attempt(1), claimedAt(tasks, 10, 1), runner("r1", 0))), foreign, false, actDrop, 0, false, false},

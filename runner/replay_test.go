@@ -84,3 +84,81 @@ func TestReplayAfterTheReplayedAttemptFailedRunsItAgain(t *testing.T) {
 		t.Fatalf("after two replays, each after the task failed again: %+v, %v; want failed, 2 replays, 3 attempts", rec.Task, err)
 	}
 }
+
+// A replay publishes the task again, records the replay in its state
+// (failed back to pending) and removes its dead-letter entry. It used to
+// record first: a runner SIGKILLed between the record and the publish left
+// the task pending with no message anywhere, for good. It now publishes
+// first, marking the message with the replay it starts; this is what a
+// runner dying right after that publish leaves (the message, the failed
+// record, the entry), and the runner that claims the message records the
+// replay and runs it.
+func TestReplayWhoseRunnerDiedBeforeRecordingItRuns(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	first := startRunner(t, e, fastConfig(), pluginhost.HostConfig{})
+	res, err := e.client.Submit(ctx(t), jetstream.SubmitRequest{Function: "flaky", Payload: []byte("1"), MaxRetries: intp(0)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	failed := waitFor(t, e, res.ID, models.StatusFailed, 30*time.Second)
+	entry := waitDead(t, e, res.ID)
+	first.Stop(t)
+
+	tm := jetstream.TaskMessage{ID: res.ID, Function: "flaky", Payload: entry.Payload, Attempt: failed.Attempt + 1,
+		Headers: map[string]string{jetstream.HeaderReplay: "1"}}
+	if err := e.client.PublishRetry(ctx(t), &tm, res.ID+".replay.1"); err != nil {
+		t.Fatal(err)
+	}
+	startRunner(t, e, fastConfig(), pluginhost.HostConfig{})
+	eventually(t, 30*time.Second, "the replay to be recorded", func() bool {
+		rec, err := e.client.State().Get(ctx(t), res.ID)
+		return err == nil && rec.Task.Replays == 1
+	})
+	task := waitFor(t, e, res.ID, models.StatusSucceeded, 30*time.Second)
+	if task.Replays != 1 || task.Attempt != 2 {
+		t.Fatalf("task = %+v", task)
+	}
+	eventually(t, 30*time.Second, "the replayed task's entry to be removed", func() bool {
+		_, err := e.client.GetDead(ctx(t), res.ID)
+		return errors.Is(err, jetstream.ErrNotDead)
+	})
+}
+
+// Runners of earlier versions recorded a replay (failed back to pending)
+// before publishing it: one SIGKILLed in between left the task pending
+// with no message anywhere and its entry listed, never to end. This is
+// what it left; a runner finds it and publishes the replay.
+func TestReplayRecordedButNeverPublishedIsFinished(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	first := startRunner(t, e, fastConfig(), pluginhost.HostConfig{})
+	res, err := e.client.Submit(ctx(t), jetstream.SubmitRequest{Function: "flaky", Payload: []byte("1"), MaxRetries: intp(0)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, e, res.ID, models.StatusFailed, 30*time.Second)
+	waitDead(t, e, res.ID)
+	first.Stop(t)
+
+	rec, err := e.client.State().Get(ctx(t), res.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	next := rec.Task.Clone()
+	if err := next.Replay(time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.client.State().Replace(ctx(t), rec, next); err != nil {
+		t.Fatal(err)
+	}
+	startRunner(t, e, fastConfig(), pluginhost.HostConfig{})
+	task := waitFor(t, e, res.ID, models.StatusSucceeded, 60*time.Second)
+	if task.Replays != 1 || task.Attempt != 2 {
+		t.Fatalf("task = %+v", task)
+	}
+	eventually(t, 30*time.Second, "the replayed task's entry to be removed", func() bool {
+		_, err := e.client.GetDead(ctx(t), res.ID)
+		return errors.Is(err, jetstream.ErrNotDead)
+	})
+}

@@ -21,7 +21,7 @@ func (r *Runner) sweepLoop() {
 	defer r.loopsWG.Done()
 	t := time.NewTicker(r.cfg.SweepInterval)
 	defer t.Stop()
-	for {
+	for n := 0; ; n++ {
 		select {
 		case <-t.C:
 		case <-r.pullCtx.Done():
@@ -32,6 +32,29 @@ func (r *Runner) sweepLoop() {
 			r.log.WithError(err).Warn("unknown-function sweep failed")
 		}
 		cancel()
+		if n%replaySweeps == 0 {
+			r.finishReplays()
+		}
+	}
+}
+
+// replaySweeps is how many sweeps pass between two looks for replays an
+// older runner recorded and died before publishing (at the first sweep,
+// then every 40: 10 minutes at the default interval).
+const replaySweeps = 40
+
+// finishReplays publishes the replays a runner of an earlier OmniQ
+// recorded and died before publishing (jetstream.Client.
+// FinishInterruptedReplays), giving them UnknownFunctionGrace.
+func (r *Runner) finishReplays() {
+	ctx, cancel := context.WithTimeout(r.pullCtx, time.Minute)
+	defer cancel()
+	n, err := r.client.FinishInterruptedReplays(ctx, r.cfg.UnknownFunctionGrace)
+	if err != nil && r.pullCtx.Err() == nil {
+		r.log.WithError(err).Warn("looking for interrupted replays failed")
+	}
+	if n > 0 {
+		r.log.WithField("tasks", n).Warn("published replays whose runner died before publishing them")
 	}
 }
 
@@ -182,6 +205,12 @@ func (r *Runner) failDueRetry(ctx context.Context, log logrus.FieldLogger, tm *j
 			return
 		case actEnsureDead:
 			r.deadLetter(ctx, log, tm, *v.Task.Error, v.Task.Replays, msg)
+			return
+		case actReplay:
+			if err := r.recordReplay(ctx, log, rec); errors.Is(err, jetstream.ErrStaleRevision) {
+				continue // decide again on the replayed record
+			}
+			_ = msg.NakWithDelay(r.cfg.SweepInterval)
 			return
 		case actRun:
 		default:

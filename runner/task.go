@@ -64,7 +64,7 @@ func (r *Runner) handle(fn string, res resolved, msg natsjs.Msg) {
 // deliveryOf is what decide needs of the delivered message of tm.
 func deliveryOf(tm *jetstream.TaskMessage, meta *natsjs.MsgMetadata) delivery {
 	return delivery{Stream: meta.Stream, Seq: meta.Sequence.Stream, Delivered: meta.NumDelivered,
-		Function: tm.Function, Retry: tm.Retry, Attempt: tm.Attempt, RunAt: tm.RunAt}
+		Function: tm.Function, Retry: tm.Retry, Attempt: tm.Attempt, Replay: tm.Replay, RunAt: tm.RunAt}
 }
 
 // checkLimits refuses a task asking for more than the operator allows.
@@ -164,6 +164,8 @@ func (r *Runner) claim(ctx context.Context, log logrus.FieldLogger, tm *jetstrea
 			}
 		case actHold:
 			err = r.hold(ctx, log, tm, d, rec, dec, res, msg)
+		case actReplay:
+			err = r.recordReplay(ctx, log, rec)
 		case actRun:
 			var claimed jetstream.Record
 			claimed, err = r.claimRun(ctx, tm, d, rec, dec, res)
@@ -191,6 +193,22 @@ func (r *Runner) claim(ctx context.Context, log logrus.FieldLogger, tm *jetstrea
 	log.Warn("task state kept changing while claiming it; it will be redelivered")
 	_ = msg.NakWithDelay(time.Second)
 	return jetstream.Record{}, false
+}
+
+// recordReplay records the replay a delivered replay message starts, for
+// a runner that published it and died before recording it. It returns
+// ErrStaleRevision when it wrote, so that the caller decides again on the
+// new record.
+func (r *Runner) recordReplay(ctx context.Context, log logrus.FieldLogger, rec jetstream.Record) error {
+	next := rec.Task.Clone()
+	if err := next.Replay(time.Now()); err != nil {
+		return err
+	}
+	if _, err := r.client.State().Replace(ctx, rec, next); err != nil {
+		return err
+	}
+	log.WithField("replays", next.Replays).Warn("recorded a replay whose runner died before recording it")
+	return jetstream.ErrStaleRevision
 }
 
 // unreadable puts back a message whose task state could not be read (the

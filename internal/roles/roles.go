@@ -109,12 +109,12 @@ func Permissions(r Role, cfg jetstream.Config) (*server.Permissions, error) {
 	case Submitter:
 		return &server.Permissions{
 			Publish:   &server.SubjectPermission{Allow: n.submitterPublish()},
-			Subscribe: &server.SubjectPermission{Allow: []string{SubmitterInboxPrefix + ".>"}},
+			Subscribe: &server.SubjectPermission{Allow: []string{SubmitterInboxPrefix + ".>", n.stateWrites()}},
 		}, nil
 	case Operator:
 		return &server.Permissions{
 			Publish:   &server.SubjectPermission{Allow: n.operatorPublish()},
-			Subscribe: &server.SubjectPermission{Allow: []string{OperatorInboxPrefix + ".>"}},
+			Subscribe: &server.SubjectPermission{Allow: []string{OperatorInboxPrefix + ".>", n.stateWrites()}},
 		}, nil
 	case Runner:
 		return &server.Permissions{
@@ -135,25 +135,41 @@ func Permissions(r Role, cfg jetstream.Config) (*server.Permissions, error) {
 
 const api = "$JS.API."
 
-// readBucket is what reading a KV bucket takes: the stream's info (to open
-// the bucket), direct and non-direct gets (get), and ephemeral consumers
-// with flow control (watch, list keys), and deleting them when a watch
-// stops. No publish on $KV.<bucket>.>, no purge or delete of the stream,
-// no listing of consumers: another client's consumer is out of reach
-// unless its random name is known.
-func readBucket(stream string) []string {
+// getBucket is what reading a KV bucket without consumers takes: the
+// stream's info (to open the bucket) and direct and non-direct gets (get;
+// OmniQ's list and watch of task state step through the stream with
+// batched direct gets). No publish on $KV.<bucket>.>, no purge or delete
+// of the stream, no consumers: anyone who may create consumers on a stream
+// may create them all, up to the server's limit per stream, and every
+// other reader's list or watch that needs one then fails.
+func getBucket(stream string) []string {
 	return []string{
 		api + "STREAM.INFO." + stream,
 		api + "DIRECT.GET." + stream,
 		api + "DIRECT.GET." + stream + ".>",
 		api + "STREAM.MSG.GET." + stream,
-		api + "CONSUMER.CREATE." + stream,
-		api + "CONSUMER.CREATE." + stream + ".>",
-		api + "CONSUMER.INFO." + stream + ".*",
-		api + "CONSUMER.DELETE." + stream + ".*",
-		"$JS.FC." + stream + ".>",
 	}
 }
+
+// watchBucket adds to getBucket ephemeral consumers with flow control (a
+// KV watch, list keys), and deleting them when a watch stops; no listing
+// of consumers: another client's consumer is out of reach unless its
+// random name is known. Only the operator has it, on the functions bucket
+// (the dashboard's runners page watches it).
+func watchBucket(stream string) []string {
+	return append(getBucket(stream),
+		api+"CONSUMER.CREATE."+stream,
+		api+"CONSUMER.CREATE."+stream+".>",
+		api+"CONSUMER.INFO."+stream+".*",
+		api+"CONSUMER.DELETE."+stream+".*",
+		"$JS.FC."+stream+".>",
+	)
+}
+
+// stateWrites is what a reader subscribes to so that its watch of task
+// state hears of each write at once (core NATS, no consumer): the same
+// records it may read anyway.
+func (n names) stateWrites() string { return "$KV." + n.stateBucket + ".>" }
 
 func (n names) submitterPublish() []string {
 	p := []string{
@@ -165,12 +181,14 @@ func (n names) submitterPublish() []string {
 		// The tasks stream's info (its max message size) for tools.
 		api + "STREAM.INFO." + n.tasks,
 	}
-	p = append(p, readBucket(n.stateStream)...)
-	return append(p, readBucket(n.fnStream)...)
+	p = append(p, getBucket(n.stateStream)...)
+	return append(p, getBucket(n.fnStream)...)
 }
 
 func (n names) operatorPublish() []string {
 	p := n.submitterPublish()
+	// Consumers on the functions bucket: the dashboard's runners page.
+	p = append(p, watchBucket(n.fnStream)[len(getBucket(n.fnStream)):]...)
 	return append(p,
 		n.prefix+".admin.>",
 		api+"INFO",

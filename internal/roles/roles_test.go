@@ -19,6 +19,7 @@ import (
 	"github.com/omniq/omniq/internal/roles"
 	"github.com/omniq/omniq/jetstream"
 	"github.com/omniq/omniq/jetstream/embedded"
+	"github.com/omniq/omniq/models"
 )
 
 func TestMain(m *testing.M) {
@@ -399,7 +400,7 @@ func TestSubmitterPublishesTasksReadsStateAndCancels(t *testing.T) {
 	if _, err := s.js.Stream(ctx(t), e.cfg.TasksStream); err != nil {
 		t.Fatalf("submitter: tasks stream info: %v", err)
 	}
-	// State and registrations: get, watch, list keys.
+	// State and registrations: get.
 	for _, b := range []string{e.cfg.StateBucket, e.cfg.FunctionsBucket} {
 		if _, err := e.kv(t, e.runner, b).Put(ctx(t), "id1", []byte("pending")); err != nil {
 			t.Fatal(err)
@@ -408,25 +409,6 @@ func TestSubmitterPublishesTasksReadsStateAndCancels(t *testing.T) {
 		entry, err := kv.Get(ctx(t), "id1")
 		if err != nil || string(entry.Value()) != "pending" {
 			t.Fatalf("submitter: get from %s: %v, %v", b, entry, err)
-		}
-		w, err := kv.WatchAll(ctx(t))
-		if err != nil {
-			t.Fatalf("submitter: watch %s: %v", b, err)
-		}
-		if entry := <-w.Updates(); entry == nil || entry.Key() != "id1" {
-			t.Fatalf("submitter: watch %s: first entry %v", b, entry)
-		}
-		_ = w.Stop()
-		keys, err := kv.ListKeys(ctx(t))
-		if err != nil {
-			t.Fatalf("submitter: list keys of %s: %v", b, err)
-		}
-		var n int
-		for range keys.Keys() {
-			n++
-		}
-		if n != 1 {
-			t.Fatalf("submitter: %d keys in %s", n, b)
 		}
 	}
 	// The functions the runners serve, as omniq-submit lists them before
@@ -473,7 +455,7 @@ func TestSubmitterCannotAbuseTheQueue(t *testing.T) {
 		t.Fatal(err)
 	}
 	tasks, retries, dlq := e.cfg.TasksStream, e.cfg.RetriesStream, e.cfg.DLQStream
-	state := "KV_" + e.cfg.StateBucket
+	state, fns := "KV_"+e.cfg.StateBucket, "KV_"+e.cfg.FunctionsBucket
 
 	t.Run("purge or delete streams", func(t *testing.T) {
 		s.denied(t, "$JS.API.STREAM.PURGE."+tasks, func(c context.Context) error {
@@ -495,7 +477,10 @@ func TestSubmitterCannotAbuseTheQueue(t *testing.T) {
 		})
 		for _, api := range []string{"CONSUMER.CREATE." + tasks, "CONSUMER.CREATE." + retries + ".spy", "CONSUMER.DURABLE.CREATE." + tasks + ".spy",
 			"CONSUMER.DELETE." + tasks + ".omniq-echo", "CONSUMER.MSG.NEXT." + tasks + ".omniq-echo", "CONSUMER.INFO." + tasks + ".omniq-echo",
-			"CONSUMER.LIST." + tasks, "CONSUMER.LIST." + state, "CONSUMER.NAMES." + state, "STREAM.LIST"} {
+			"CONSUMER.LIST." + tasks, "CONSUMER.LIST." + state, "CONSUMER.NAMES." + state, "STREAM.LIST",
+			// No consumers on either bucket: a reader could take them all.
+			"CONSUMER.CREATE." + state, "CONSUMER.CREATE." + state + ".spy.$KV." + e.cfg.StateBucket + ".>", "CONSUMER.DURABLE.CREATE." + state + ".spy",
+			"CONSUMER.CREATE." + fns, "CONSUMER.CREATE." + fns + ".spy.$KV." + e.cfg.FunctionsBucket + ".>"} {
 			s.deniedRequest(t, "$JS.API."+api)
 		}
 		s.deniedPub(t, "$JS.ACK."+tasks+".omniq-echo.1.1.1.0.0")
@@ -708,5 +693,101 @@ func TestARefusedRequestSaysItWasRefused(t *testing.T) {
 	if _, err := sc.Cancel(ctx(t), "id2"); errors.Is(err, nats.ErrPermissionViolation) || errors.Is(err, jetstream.ErrNoRunner) ||
 		!strings.Contains(fmt.Sprint(err), "undecodable answer") {
 		t.Fatalf("submitter: cancel after the refusal: %v; want the stand-in runner's answer", err)
+	}
+}
+
+// A reader that could create consumers on the state bucket could take all
+// the server allows per stream (1,000) and make every list and watch that
+// needs one fail with "maximum consumers limit reached". Readers may not
+// create any, and OmniQ's reads need none: with the bucket's consumers all
+// taken (by the runner login, the only one that still can), a submitter
+// lists, watches and waits for a task, and an operator watches every task
+// as the dashboard does.
+func TestStateReadsNeedNoConsumer(t *testing.T) {
+	t.Parallel()
+	e := start(t, jetstream.Config{})
+	state := "KV_" + e.cfg.StateBucket
+	for _, c := range []*client{e.submitter, e.operator} {
+		c.denied(t, "$JS.API.CONSUMER.CREATE."+state+".spy", func(ctx context.Context) error {
+			_, err := c.js.CreateConsumer(ctx, state, natsjs.ConsumerConfig{Name: "spy", InactiveThreshold: time.Hour})
+			return err
+		})
+	}
+	rc, err := jetstream.Open(ctx(t), e.runner.nc, e.cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	task := func(id string, st models.TaskStatus) *models.Task {
+		now := time.Now().UTC()
+		return &models.Task{ID: id, Function: "echo", Status: st, MaxRetries: 3, CreatedAt: now, UpdatedAt: now}
+	}
+	if _, err := rc.State().Create(ctx(t), task("before", models.StatusPending)); err != nil {
+		t.Fatal(err)
+	}
+	full := false
+	for i := 0; i < 5000 && !full; i++ {
+		_, err := e.runner.js.CreateConsumer(ctx(t), state, natsjs.ConsumerConfig{InactiveThreshold: time.Hour})
+		if err != nil {
+			if !strings.Contains(err.Error(), "maximum consumers") {
+				t.Fatalf("runner: consumer %d on %s: %v", i, state, err)
+			}
+			full = true
+		}
+	}
+	if !full {
+		t.Fatal("the state bucket took 5,000 consumers without reaching its limit")
+	}
+	sc, err := jetstream.Open(ctx(t), e.submitter.nc, e.cfg)
+	if err != nil {
+		t.Fatalf("submitter: open: %v", err)
+	}
+	page, err := sc.State().List(ctx(t), jetstream.ListFilter{})
+	if err != nil || len(page.Records) != 1 || page.Records[0].Task.ID != "before" {
+		t.Fatalf("submitter: list with the consumers used up: %+v, %v", page, err)
+	}
+	oc, err := jetstream.Open(ctx(t), e.operator.nc, e.cfg)
+	if err != nil {
+		t.Fatalf("operator: open: %v", err)
+	}
+	wctx, cancel := context.WithCancel(ctx(t))
+	defer cancel()
+	one, err := sc.State().Watch(wctx, "later")
+	if err != nil {
+		t.Fatalf("submitter: watch a task with the consumers used up: %v", err)
+	}
+	all, err := oc.State().Watch(wctx, "")
+	if err != nil {
+		t.Fatalf("operator: watch every task with the consumers used up: %v", err)
+	}
+	if ev := <-all; ev.ID != "before" {
+		t.Fatalf("operator: first event of the watch is about %q", ev.ID)
+	}
+	rec, err := rc.State().Create(ctx(t), task("later", models.StatusPending))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := rc.State().Transition(ctx(t), rec, models.StatusRunning, time.Now(), func(t *models.Task) { t.Attempt = 1 }); err != nil {
+		t.Fatal(err)
+	}
+	for _, w := range []struct {
+		who string
+		ch  <-chan jetstream.StateEvent
+	}{{"submitter", one}, {"operator", all}} {
+		omniqtest.Eventually(t, 15*time.Second, w.who+" to see task later running", func() bool {
+			select {
+			case ev := <-w.ch:
+				return ev.ID == "later" && ev.Record.Task != nil && ev.Record.Task.Status == models.StatusRunning
+			default:
+				return false
+			}
+		})
+	}
+	cancel()
+	for range one {
+	}
+	for range all {
+	}
+	if errs := append(e.submitter.errors(), e.operator.errors()...); len(errs) != 2 {
+		t.Fatalf("permission errors other than the two refused consumers: %v", errs)
 	}
 }

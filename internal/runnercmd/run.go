@@ -447,7 +447,7 @@ func openStreams(ctx context.Context, nc *nats.Conn, cfg jetstream.Config, log l
 		if err == nil {
 			return client, nil
 		}
-		for _, fatal := range []error{jetstream.ErrInvalidConfig, jetstream.ErrIncompatibleStream, jetstream.ErrServerPayloadLimit,
+		for _, fatal := range []error{jetstream.ErrInvalidConfig, jetstream.ErrIncompatibleStream, jetstream.ErrServerPayloadLimit, jetstream.ErrSettingsDiffer,
 			natsjs.ErrJetStreamNotEnabled, natsjs.ErrJetStreamNotEnabledForAccount} {
 			if errors.Is(err, fatal) {
 				return nil, err

@@ -249,3 +249,57 @@ func TestAnUnreadableLoginFileNamesTheFlagNotTheServer(t *testing.T) {
 		}
 	}
 }
+
+// `submit --wait` with a submitter's login, for a task that fails: it
+// used to look for the task's dead-letter entry, which submitters may not
+// read, and ended with that permissions violation instead of saying the
+// task failed.
+func TestSubmittersWaitReportsAFailureWithoutReadingTheDeadLetters(t *testing.T) {
+	t.Parallel()
+	data := filepath.Join(t.TempDir(), "data")
+	srv := omniqtest.StartRoleServer(t, data)
+	login, err := nats.NkeyOptionFromSeed(credentials.SeedFile(data, "runner"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	nc, err := srv.Connect(login, nats.CustomInboxPrefix(roles.RunnerInboxPrefix))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	ctx := omniqtest.Context(t)
+	client, err := jetstream.New(ctx, nc, jetstream.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	type result struct {
+		code     int
+		out, err string
+	}
+	done := make(chan result, 1)
+	go func() {
+		code, out, errs := runCLI(t, map[string]string{"OMNIQ_NATS_URL": srv.ClientURL()}, "submit", "echo", "hi", "--id", "w-1", "--force", "--wait",
+			"--nats-nkey", credentials.SeedFile(data, "submitter"))
+		done <- result{code, out, errs}
+	}()
+	// The runner's part: the task fails.
+	omniqtest.Eventually(t, 30*time.Second, "the task to be submitted", func() bool {
+		s, err := client.JetStream().Stream(ctx, "OMNIQ_TASKS")
+		return err == nil && s.CachedInfo().State.Msgs == 1
+	})
+	rec, err := client.State().Create(ctx, models.NewTask("w-1", "echo", 0, 0, time.Now()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rec, err = client.State().Transition(ctx, rec, models.StatusRunning, time.Now(), func(t *models.Task) { t.Attempt = 1 }); err != nil {
+		t.Fatal(err)
+	}
+	te := models.TaskError{ErrorType: "handler_error", Message: "no luck", Timestamp: time.Now()}
+	if _, err := client.State().Transition(ctx, rec, models.StatusFailed, time.Now(), func(t *models.Task) { t.RecordError(te) }); err != nil {
+		t.Fatal(err)
+	}
+	r := <-done
+	if r.code != 1 || !strings.Contains(r.err, "task w-1 failed after 1 attempt: handler_error: no luck") || strings.Contains(r.err, "ermission") {
+		t.Fatalf("submitter's submit --wait of a failed task: exit %d\n%s%s", r.code, r.out, r.err)
+	}
+}

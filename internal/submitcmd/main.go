@@ -420,6 +420,10 @@ type cli struct {
 	nc     *nats.Conn
 	client *jetstream.Client
 	stop   context.CancelCauseFunc // ends c.ctx; set by failOnDenial
+	// noDLQ says the login cannot be an operator's (a login with the
+	// default inbox prefix, which operators may not use): it may not read
+	// the dead-letter stream, so nothing waits for an entry there.
+	noDLQ  bool
 	stderr *stderrWriter
 }
 
@@ -475,6 +479,7 @@ func (c *cli) connect() (*jetstream.Client, error) {
 		return nil, err
 	}
 	c.failOnDenial(&cfg)
+	c.noDLQ = (seed != "" || givenLogin(cfg) != "") && (cfg.InboxPrefix == "" || cfg.InboxPrefix == strings.TrimSuffix(nats.InboxPrefix, "."))
 	nc, err := jetstream.Connect(cfg)
 	if seed != "" && errors.Is(err, nats.ErrNkeysNotSupported) {
 		// The credentials were found in a data directory, not asked for,

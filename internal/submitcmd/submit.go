@@ -261,6 +261,10 @@ func (c *cli) waitAndReport(client *jetstream.Client, id string) error {
 			msg = fmt.Sprintf("task %s failed after %d attempts: %s", id, attemptsRun(task), typedMessage(te))
 		}
 	}
+	if c.noDLQ {
+		// A submitter may not read it: looking would only be refused.
+		return &statusError{code: exitFailed, msg: msg + fmt.Sprintf("\n  its dead-letter entry is for an operator to read (`omniq-submit dlq show %s` with the operator's login)", id)}
+	}
 	// The runner writes the dead-letter entry just after the failed state:
 	// wait for it, so the command we point at finds it.
 	ctx, cancel := context.WithTimeout(c.ctx, deadLetterWait)
