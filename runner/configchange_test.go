@@ -69,3 +69,31 @@ func TestTaskOwnTimeoutOutlivesAConfigChange(t *testing.T) {
 		t.Fatalf("task = %+v, error %+v; want its own 1s timeout to end its second attempt", task, task.Error)
 	}
 }
+
+// TestRetryTakesTheFunctionsRetryBudgetInEffect: a task waiting for its
+// retry when the function's max_retries is lowered under the retries it
+// already made fails at its next failure (docs/operations.md, "Precedence
+// for a function's settings").
+func TestRetryTakesTheFunctionsRetryBudgetInEffect(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	generous := fastConfig()
+	generous.Functions = map[string]runner.FunctionConfig{"flaky": {MaxRetries: intp(5),
+		BackoffBase: 2 * time.Second, BackoffMax: 2 * time.Second}} // the retry waits in a schedule
+	first := startRunner(t, e, generous, pluginhost.HostConfig{})
+	res, err := e.client.Submit(ctx(t), jetstream.SubmitRequest{Function: "flaky", Payload: []byte("3")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, e, res.ID, models.StatusRetrying, 60*time.Second)
+	first.Stop(t)
+
+	strict := fastConfig()
+	strict.Functions = map[string]runner.FunctionConfig{"flaky": {MaxRetries: intp(0)}}
+	startRunner(t, e, strict, pluginhost.HostConfig{})
+	task := waitFor(t, e, res.ID, models.StatusFailed, 60*time.Second)
+	if task.Attempt != 2 || task.MaxRetries != 0 || task.Error == nil || task.Error.RetryCount != 1 {
+		t.Fatalf("task = %+v, error %+v; want it failed at its second attempt under the new budget", task, task.Error)
+	}
+	waitDead(t, e, res.ID)
+}
