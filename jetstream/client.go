@@ -189,7 +189,7 @@ func (c *Client) Submit(ctx context.Context, r SubmitRequest) (SubmitResult, err
 	tries := 0
 	ack, err := publishAcked(ctx, c.nc, msg, &tries)
 	if err != nil {
-		return SubmitResult{}, fmt.Errorf("publish task %s: %w", tm.ID, err)
+		return SubmitResult{}, publishError(tm.ID, err)
 	}
 	res := SubmitResult{ID: r.ID, Record: Record{Task: task}}
 	if takenBefore(ack, tries) {
@@ -213,9 +213,24 @@ func (c *Client) PublishRetry(ctx context.Context, tm *TaskMessage, msgID string
 		msg.Header.Set(natsjs.MsgIDHeader, msgID)
 	}
 	if _, err := c.publish(ctx, msg); err != nil {
-		return fmt.Errorf("publish task %s: %w", tm.ID, err)
+		return publishError(tm.ID, err)
 	}
 	return nil
+}
+
+// errCodeInsufficientResources is nats-server's JSInsufficientResourcesErr:
+// the server's JetStream storage (its disk, or max_file_store) is full.
+const errCodeInsufficientResources natsjs.ErrorCode = 10023
+
+// publishError wraps the failure to publish task id, saying so when the
+// server's storage is full: nats-server's own words ("insufficient
+// resources") do not say what ran out.
+func publishError(id string, err error) error {
+	var apiErr *natsjs.APIError
+	if errors.As(err, &apiErr) && apiErr.ErrorCode == errCodeInsufficientResources {
+		return fmt.Errorf("publish task %s: the NATS server's JetStream storage is full (free space or raise its max_file_store, then try again): %w", id, err)
+	}
+	return fmt.Errorf("publish task %s: %w", id, err)
 }
 
 // publish publishes msg to JetStream, its options (message id, TTL,

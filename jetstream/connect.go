@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -79,15 +80,23 @@ func Connect(cfg ConnConfig) (*nats.Conn, error) {
 	if (cfg.TLSCertFile == "") != (cfg.TLSKeyFile == "") {
 		return nil, fmt.Errorf("%w: connect: a TLS client certificate needs both the cert and the key file", ErrInvalidConfig)
 	}
+	var lastURL atomic.Value // string: the server connected to last
+	lastURL.Store("")
 	opts := []nats.Option{
 		nats.Name(cfg.Name),
 		nats.Timeout(cfg.ConnectTimeout),
 		nats.MaxReconnects(-1),
 		nats.ReconnectWait(time.Second),
 		nats.DisconnectErrHandler(func(nc *nats.Conn, err error) {
-			log.WithError(err).WithField("url", nc.ConnectedUrlRedacted()).Warn("disconnected from NATS")
+			if nc.IsClosed() { // closed by its owner, not lost
+				log.WithField("url", lastURL.Load()).Debug("connection to NATS closed")
+				return
+			}
+			// The connection has no server any more: name the one lost.
+			log.WithError(err).WithField("url", lastURL.Load()).Warn("disconnected from NATS")
 		}),
 		nats.ReconnectHandler(func(nc *nats.Conn) {
+			lastURL.Store(nc.ConnectedUrlRedacted())
 			log.WithField("url", nc.ConnectedUrlRedacted()).Info("reconnected to NATS")
 		}),
 		nats.ErrorHandler(AsyncErrorHandler(log, cfg.OnError)),
@@ -119,6 +128,7 @@ func Connect(cfg ConnConfig) (*nats.Conn, error) {
 	if err != nil {
 		return nil, fmt.Errorf("connect to NATS at %s: %w", redactURL(cfg.URL), err)
 	}
+	lastURL.CompareAndSwap("", nc.ConnectedUrlRedacted()) // unless a reconnect came first
 	return nc, nil
 }
 

@@ -20,6 +20,7 @@ import (
 	"github.com/nats-io/jwt/v2"
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nkeys"
+	"github.com/sirupsen/logrus"
 
 	"github.com/omniq/omniq/internal/omniqtest"
 	"github.com/omniq/omniq/jetstream"
@@ -264,4 +265,61 @@ func TestConnectionSurvivesAServerRestart(t *testing.T) {
 	if _, err := client.Submit(ctx(t), jetstream.SubmitRequest{Function: "f"}); err != nil {
 		t.Fatalf("submit after reconnect: %v", err)
 	}
+}
+
+// TestDisconnectLogNamesTheServerAndCloseIsQuiet: on a cluster, an
+// operator reading "disconnected from NATS" needs to know which server
+// went; the line used to carry url="" (the connection has no server any
+// more when the handler runs), and every clean shutdown of a runner
+// logged it as a warning too.
+func TestDisconnectLogNamesTheServerAndCloseIsQuiet(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	_, portText, _ := strings.Cut(omniqtest.FreeAddr(t), ":")
+	port, _ := strconv.Atoi(portText)
+	start := func() *embedded.Server {
+		srv, err := embedded.Start(embedded.Config{StoreDir: dir, Port: port, InsecureNoAuth: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return srv
+	}
+	srv := start()
+	logs := &omniqtest.Buffer{}
+	log := logrus.New()
+	log.Out = logs
+	log.Level = logrus.DebugLevel
+	nc, err := jetstream.Connect(jetstream.ConnConfig{URL: srv.ClientURL(), Logger: log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	if err := srv.Shutdown(ctx(t)); err != nil {
+		t.Fatal(err)
+	}
+	want := "url=\"nats://127.0.0.1:" + portText + "\""
+	eventually(t, 15*time.Second, "the disconnect to be logged", func() bool { return strings.Contains(logs.String(), "disconnected from NATS") })
+	if line := lineWith(logs.String(), "disconnected from NATS"); !strings.Contains(line, "level=warning") || !strings.Contains(line, want) {
+		t.Fatalf("disconnect logged as %q, want a warning with %s", line, want)
+	}
+	srv = start()
+	defer func() { _ = srv.Shutdown(ctx(t)) }()
+	eventually(t, 15*time.Second, "the client to reconnect", nc.IsConnected)
+	eventually(t, 15*time.Second, "the reconnect to be logged", func() bool { return strings.Contains(logs.String(), "reconnected to NATS") })
+
+	nc.Close()
+	eventually(t, 15*time.Second, "the close to be logged", func() bool { return strings.Contains(logs.String(), "connection to NATS closed") })
+	if n := strings.Count(logs.String(), "disconnected from NATS"); n != 1 {
+		t.Fatalf("%d disconnect lines, want 1 (a close is no disconnect):\n%s", n, logs.String())
+	}
+}
+
+// lineWith returns the first line of s containing sub.
+func lineWith(s, sub string) string {
+	for _, l := range strings.Split(s, "\n") {
+		if strings.Contains(l, sub) {
+			return l
+		}
+	}
+	return ""
 }

@@ -143,18 +143,28 @@ func (c *Client) WaitDead(ctx context.Context, id string) (DeadTask, error) {
 	if err := models.ValidateTaskID(id); err != nil {
 		return DeadTask{}, err
 	}
-	cons, err := c.js.OrderedConsumer(ctx, c.cfg.DLQStream, natsjs.OrderedConsumerConfig{
-		FilterSubjects: []string{c.cfg.dlqSubject("*", id)},
-		DeliverPolicy:  natsjs.DeliverLastPerSubjectPolicy,
-	})
-	if err != nil {
-		return DeadTask{}, fmt.Errorf("wait for dead task %s: %w", id, err)
-	}
 	// ctx is over when it is cancelled or its deadline has passed (Next
 	// refuses a context whose deadline has passed before ctx.Err says so).
 	over := func() bool {
 		deadline, ok := ctx.Deadline()
 		return ctx.Err() != nil || ok && !time.Now().Before(deadline)
+	}
+	notDead := func() error {
+		cause := context.Cause(ctx)
+		if cause == nil {
+			cause = context.DeadlineExceeded
+		}
+		return fmt.Errorf("%w: %s (stopped waiting: %w)", ErrNotDead, id, cause)
+	}
+	cons, err := c.js.OrderedConsumer(ctx, c.cfg.DLQStream, natsjs.OrderedConsumerConfig{
+		FilterSubjects: []string{c.cfg.dlqSubject("*", id)},
+		DeliverPolicy:  natsjs.DeliverLastPerSubjectPolicy,
+	})
+	if err != nil {
+		if over() { // out of time before the wait began: as any wait out of time
+			return DeadTask{}, notDead()
+		}
+		return DeadTask{}, fmt.Errorf("wait for dead task %s: %w", id, err)
 	}
 	for {
 		m, err := cons.Next(natsjs.FetchContext(ctx))
@@ -166,11 +176,7 @@ func (c *Client) WaitDead(ctx context.Context, id string) (DeadTask, error) {
 			}
 			return d, nil
 		case over():
-			cause := context.Cause(ctx)
-			if cause == nil {
-				cause = context.DeadlineExceeded
-			}
-			return DeadTask{}, fmt.Errorf("%w: %s (stopped waiting: %w)", ErrNotDead, id, cause)
+			return DeadTask{}, notDead()
 		case errors.Is(err, natsjs.ErrNoHeartbeat), errors.Is(err, nats.ErrTimeout):
 			continue
 		default:

@@ -411,3 +411,18 @@ func TestConcurrentReplaysOfOneTaskRunItOnceAndSaySo(t *testing.T) {
 		t.Fatalf("the retries stream holds %d messages, want one per replayed task (10)", n)
 	}
 }
+
+// TestWaitDeadOutOfTimeBeforeItStartsIsNotDead: a wait whose context ends
+// while it is still setting up its consumer (on a loaded server, within a
+// short deadline) gives up with ErrNotDead as any other wait out of time;
+// it used to return the bare context error, and TestWaitDeadWaitsForTheEntry
+// failed so at load average 14.
+func TestWaitDeadOutOfTimeBeforeItStartsIsNotDead(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, jetstream.Config{})
+	over, cancel := context.WithDeadline(ctx(t), time.Now().Add(-time.Second))
+	defer cancel()
+	if _, err := e.client.WaitDead(over, "w2"); !errors.Is(err, jetstream.ErrNotDead) || !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("WaitDead with its time already over: %v; want ErrNotDead (stopped waiting: deadline exceeded)", err)
+	}
+}

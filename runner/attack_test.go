@@ -360,8 +360,10 @@ func TestASweepOutOfTimeStopsWithoutAWarningPerFunction(t *testing.T) {
 		t.Fatal("publishes not acknowledged")
 	}
 	startRunner(t, e, cfg, pluginhost.HostConfig{Dir: omniqtest.PluginsDir(t, omniqtest.EchoPlugin)})
+	// Counted by what a sweep out of time says: under load, a sweep can
+	// also time out listing the queued functions, before it visits any.
 	eventually(t, 60*time.Second, "three sweeps to run out of time", func() bool {
-		return strings.Count(logs.String(), "deadline exceeded") >= 3
+		return strings.Count(logs.String(), "left for the next sweep") >= 3
 	})
 	if n := strings.Count(logs.String(), "could not sweep tasks of an unserved function"); n > 0 {
 		t.Fatalf("%d warnings for single functions; want one per sweep:\n%.2000s", n, logs.String())

@@ -363,7 +363,7 @@ func TestServedFunctionKeepsItsTasksUntilItsConsumerIsDeleted(t *testing.T) {
 	}
 	// The sweeper sees the task but leaves it: echo's consumer still exists.
 	eventually(t, 30*time.Second, "a sweep of echo to be refused", func() bool {
-		return strings.Contains(logs.String(), "could not sweep tasks of an unserved function") && strings.Contains(logs.String(), "function=echo")
+		return strings.Contains(logs.String(), "tasks of a function no runner serves wait for a runner") && strings.Contains(logs.String(), "function=echo")
 	})
 	if _, err := e.client.State().Get(ctx(t), res.ID); !errors.Is(err, jetstream.ErrTaskNotFound) {
 		t.Fatalf("the task was touched while it waits for its runner: %v", err)

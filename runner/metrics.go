@@ -96,7 +96,7 @@ func (p *pluginStates) Collect(ch chan<- prometheus.Metric) {
 func NewMetrics(reg prometheus.Registerer) *Metrics {
 	m := &Metrics{
 		tasks: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "omniq_tasks_total", Help: "Task attempts finished, by function and outcome (succeeded, retried, failed, cancelled, quarantined: put back to wait for its plugin's quarantine).",
+			Name: "omniq_tasks_total", Help: "Task attempts finished, by function and outcome (succeeded, retried, failed, cancelled; quarantined: put back to wait for its plugin's quarantine; released: put back at shutdown; lost: another runner had taken the task over; error: the outcome could not be recorded, the task is redelivered).",
 		}, []string{"function", "outcome"}),
 		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name: "omniq_task_duration_seconds", Help: "Time from the start of an attempt to its outcome, by function.",

@@ -105,13 +105,14 @@ func TestDelayedTaskOfARetiredFunctionNeedsBothConsumersDeleted(t *testing.T) {
 	logs := &omniqtest.Buffer{}
 	log := logrus.New()
 	log.Out = logs
+	log.Level = logrus.DebugLevel // a sweep says at debug that the task still waits
 	cfg := fastConfig()
 	cfg.Logger = log
 	startRunner(t, e, cfg, pluginhost.HostConfig{Dir: omniqtest.PluginsDir(t, omniqtest.FaultsPlugin)})
 	refused := func() int {
 		n := 0
 		for _, l := range strings.Split(logs.String(), "\n") {
-			if strings.Contains(l, "could not sweep tasks of an unserved function") && strings.Contains(l, "function=echo") && strings.Contains(l, "stream=OMNIQ_RETRIES") {
+			if strings.Contains(l, "tasks of a function no runner serves") && strings.Contains(l, "function=echo") && strings.Contains(l, "stream=OMNIQ_RETRIES") {
 				n++
 			}
 		}
@@ -134,4 +135,49 @@ func TestDelayedTaskOfARetiredFunctionNeedsBothConsumersDeleted(t *testing.T) {
 		t.Fatalf("error = %+v", task.Error)
 	}
 	waitDead(t, e, res.ID)
+}
+
+// TestTasksOfAnUnservedFunctionWaitWithOneWarning: a function served once
+// keeps its consumer when its runners go, and its tasks wait for a runner
+// to come back (docs/operations.md). The sweep cannot take them (the
+// consumer holds their subject); it used to warn "could not sweep tasks
+// of an unserved function" at every sweep (every 15 s, per function and
+// stream) for as long as they waited, which an operator saw as a fault
+// that never went away. It now warns once, and says why the tasks wait.
+func TestTasksOfAnUnservedFunctionWaitWithOneWarning(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	startRunner(t, e, fastConfig(), pluginhost.HostConfig{}).Stop(t) // sleep's consumers now exist
+	res, err := e.client.Submit(ctx(t), jetstream.SubmitRequest{Function: "sleep", Payload: []byte("1ms")})
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	logs := &omniqtest.Buffer{}
+	log := logrus.New()
+	log.Out = logs
+	log.Level = logrus.DebugLevel
+	cfg := fastConfig()
+	cfg.Logger = log
+	startRunner(t, e, cfg, pluginhost.HostConfig{Dir: omniqtest.PluginsDir(t, omniqtest.EchoPlugin)})
+	count := func(level string) int {
+		n := 0
+		for _, l := range strings.Split(logs.String(), "\n") {
+			if strings.Contains(l, "level="+level) && strings.Contains(l, "function=sleep") && strings.Contains(l, "stream=OMNIQ_TASKS") &&
+				(strings.Contains(l, "sweep") || strings.Contains(l, "no runner serves")) {
+				n++
+			}
+		}
+		return n
+	}
+	eventually(t, 30*time.Second, "five sweeps to find the waiting task", func() bool { return count("warning")+count("debug") >= 5 })
+	if n := count("warning"); n != 1 {
+		t.Fatalf("%d warnings about the waiting task, want 1:\n%s", n, logs.String())
+	}
+	if !strings.Contains(logs.String(), "delete both of its consumers to retire it") {
+		t.Fatalf("the warning does not say how to retire the function:\n%s", logs.String())
+	}
+	if rec, err := e.client.State().Get(ctx(t), res.ID); err == nil && rec.Task.Status != models.StatusPending {
+		t.Fatalf("task = %+v, want it waiting", rec.Task)
+	}
 }

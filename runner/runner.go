@@ -63,6 +63,10 @@ type Runner struct {
 	stopHB     chan struct{}  // closed once no attempt runs any more
 	hbWG       sync.WaitGroup // keepAlive
 	stateErr   error          // the last failure to record a task's state, nil since a success
+	// sweepWaiting holds the "<stream>/<function>" whose tasks the last
+	// sweep found waiting for a runner under the function's kept
+	// consumer; only the sweep loop uses it.
+	sweepWaiting map[string]bool
 
 	provisionMu sync.Mutex // serializes repair's provisioning
 	provisioned time.Time  // when repair last provisioned the streams

@@ -77,6 +77,7 @@ func (r *Runner) sweep(ctx context.Context) error {
 	}
 	cfg := r.client.Config()
 	visited := 0
+	waiting := map[string]bool{} // "<stream>/<function>" found waiting in this sweep
 	for _, q := range []struct {
 		stream string
 		counts map[string]uint64
@@ -103,12 +104,41 @@ func (r *Runner) sweep(ctx context.Context) error {
 				}
 				continue
 			}
-			if err := r.sweepFunction(ctx, q.stream, fn, served); err != nil && ctx.Err() == nil {
+			err := r.sweepFunction(ctx, q.stream, fn, served)
+			key := q.stream + "/" + fn
+			switch {
+			case err == nil:
+			case ctx.Err() != nil:
+				waiting[key] = r.sweepWaiting[key] // no answer this time
+			case isConsumerNotUnique(err):
+				// Served once: its consumer keeps its tasks for a runner
+				// to come back. Say so once, not at every sweep.
+				waiting[key] = true
+				log := r.log.WithFields(logrus.Fields{"function": fn, "stream": q.stream, "queued": n})
+				if !r.sweepWaiting[key] {
+					log.Warn("tasks of a function no runner serves wait for a runner to serve it (its consumer is kept; delete both of its consumers to retire it)")
+				} else {
+					log.Debug("tasks of a function no runner serves still wait for a runner")
+				}
+			default:
+				waiting[key] = r.sweepWaiting[key] // no answer this time
 				r.log.WithError(err).WithField("function", fn).WithField("stream", q.stream).Warn("could not sweep tasks of an unserved function")
 			}
 		}
 	}
+	r.sweepWaiting = waiting
 	return nil
+}
+
+// errCodeConsumerNotUnique is nats-server's JSConsumerWQConsumerNotUniqueErr:
+// a work-queue stream already has a consumer of these subjects.
+const errCodeConsumerNotUnique natsjs.ErrorCode = 10100
+
+// isConsumerNotUnique reports whether err says the function's own
+// consumer holds its subject, so the sweep may not take its tasks.
+func isConsumerNotUnique(err error) bool {
+	var apiErr *natsjs.APIError
+	return errors.As(err, &apiErr) && apiErr.ErrorCode == errCodeConsumerNotUnique
 }
 
 func sweepConsumerName(fn string) string { return "omniq-sweep-" + fn }

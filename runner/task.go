@@ -237,9 +237,12 @@ func (r *Runner) claimRun(ctx context.Context, tm *jetstream.TaskMessage, d deli
 		} else {
 			t.MaxRetries = res.maxRetries
 		}
+		// The task's own timeout, else the function's in effect now, as
+		// for the retry budget: a timeout the operator raised applies to
+		// the retries of tasks that timed out under the old one.
 		if tm.Timeout > 0 {
 			t.Timeout = models.Duration(tm.Timeout)
-		} else if t.Timeout == 0 {
+		} else {
 			t.Timeout = models.Duration(res.timeout)
 		}
 	}
