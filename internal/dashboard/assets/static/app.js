@@ -8,6 +8,17 @@
   if (!watch) return;
   var live = document.getElementById("live");
   var busy = false, again = false;
+  // signIn leaves for the sign-in page when a request of this page was sent
+  // there: the session is gone (omniq-ui restarted, which signs everyone
+  // out, or the session expired). The page would otherwise stay as it was,
+  // silently out of date. Signing in comes back here.
+  function signIn(r) {
+    if (r.redirected && new URL(r.url).pathname === "/login") {
+      location.assign(r.url);
+      return true;
+    }
+    return false;
+  }
   function refresh() {
     if (busy) { again = true; return; }
     // Do not replace a form the user is filling in.
@@ -15,7 +26,7 @@
     if (a && a.form && a.tagName !== "BUTTON") return;
     busy = true;
     fetch(location.href, { headers: { "X-Partial": "1" }, credentials: "same-origin" })
-      .then(function (r) { return r.ok ? r.text() : null; })
+      .then(function (r) { return signIn(r) || !r.ok ? null : r.text(); })
       .then(function (html) { if (html !== null) document.getElementById("main").innerHTML = html; })
       .catch(function () {})
       .then(function () { busy = false; if (again) { again = false; refresh(); } });
@@ -24,8 +35,30 @@
   // change between the render and the stream's connection is not missed.
   var url = "/events?since=" + encodeURIComponent(document.body.dataset.version || "0") +
     (watch === "*" ? "" : "&task=" + encodeURIComponent(watch));
-  var es = new EventSource(url);
-  es.onopen = function () { if (live) live.classList.add("on"); };
-  es.onerror = function () { if (live) live.classList.remove("on"); };
-  es.addEventListener("change", refresh);
+  var es, lost = false, retry = null;
+  function connect() {
+    es = new EventSource(url);
+    es.onopen = function () {
+      if (live) live.classList.add("on");
+      // Back after the stream was lost: what changed meanwhile (possibly on
+      // another omniq-ui, whose count of changes is not this page's) shows.
+      if (lost) { lost = false; refresh(); }
+    };
+    es.onerror = function () {
+      if (live) live.classList.remove("on");
+      lost = true;
+      if (es.readyState !== EventSource.CLOSED || retry !== null) return;
+      // The browser gave up on the stream: omniq-ui answered it with
+      // something other than events, which is what it does once this
+      // page's session is gone. Go to sign in if so; otherwise try again
+      // a little later, one stream at a time.
+      retry = setTimeout(function () {
+        fetch(location.href, { headers: { "X-Partial": "1" }, credentials: "same-origin" })
+          .then(function (r) { return signIn(r); }, function () { return false; })
+          .then(function (left) { retry = null; if (!left) connect(); });
+      }, 3000);
+    };
+    es.addEventListener("change", refresh);
+  }
+  connect();
 })();
