@@ -35,8 +35,14 @@
   // change between the render and the stream's connection is not missed.
   var url = "/events?since=" + encodeURIComponent(document.body.dataset.version || "0") +
     (watch === "*" ? "" : "&task=" + encodeURIComponent(watch));
-  var es, lost = false, retry = null;
+  // A page holds its stream only while it is shown. A browser opens at most
+  // six HTTP/1.1 connections to one host, and each stream keeps one: with
+  // six dashboard tabs open, a seventh would not load, nor would the open
+  // ones fetch their updates. A page that is shown again reconnects and
+  // fetches itself once.
+  var es = null, lost = false, retry = null;
   function connect() {
+    if (es || document.hidden) return;
     es = new EventSource(url);
     es.onopen = function () {
       if (live) live.classList.add("on");
@@ -47,11 +53,12 @@
     es.onerror = function () {
       if (live) live.classList.remove("on");
       lost = true;
-      if (es.readyState !== EventSource.CLOSED || retry !== null) return;
+      if (!es || es.readyState !== EventSource.CLOSED || retry !== null) return;
       // The browser gave up on the stream: omniq-ui answered it with
       // something other than events, which is what it does once this
       // page's session is gone. Go to sign in if so; otherwise try again
       // a little later, one stream at a time.
+      es = null;
       retry = setTimeout(function () {
         fetch(location.href, { headers: { "X-Partial": "1" }, credentials: "same-origin" })
           .then(function (r) { return signIn(r); }, function () { return false; })
@@ -60,5 +67,10 @@
     };
     es.addEventListener("change", refresh);
   }
+  document.addEventListener("visibilitychange", function () {
+    if (!document.hidden) { connect(); return; }
+    if (es) { es.close(); es = null; lost = true; }
+    if (live) live.classList.remove("on");
+  });
   connect();
 })();
