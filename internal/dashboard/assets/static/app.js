@@ -34,7 +34,8 @@
   // since: the server's count of changes before it read the page, so that a
   // change between the render and the stream's connection is not missed.
   var url = "/events?since=" + encodeURIComponent(document.body.dataset.version || "0") +
-    (watch === "*" ? "" : "&task=" + encodeURIComponent(watch));
+    (watch === "*" ? "" : "&task=" + encodeURIComponent(watch)) +
+    (document.body.dataset.tick ? "&tick=1" : "");
   // A page holds its stream only while it is shown. A browser opens at most
   // six HTTP/1.1 connections to one host, and each stream keeps one: with
   // six dashboard tabs open, a seventh would not load, nor would the open
