@@ -164,7 +164,11 @@ func (s *Server) Start(ctx context.Context) error {
 			_ = ln.Close()
 			return fmt.Errorf("load TLS certificate %s and key %s: %w", s.cfg.TLSCertFile, s.cfg.TLSKeyFile, err)
 		}
-		ln = tls.NewListener(ln, &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12})
+		// HTTP/2 (which http.Server serves on connections that negotiate
+		// "h2"): a browser's tabs then share one connection, where over
+		// HTTP/1.1 it opens six at most to one host and every open page's
+		// event stream holds one.
+		ln = tls.NewListener(ln, &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12, NextProtos: []string{"h2", "http/1.1"}})
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	s.ln, s.cancel = ln, cancel
