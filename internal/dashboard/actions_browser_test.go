@@ -1,6 +1,7 @@
 package dashboard
 
 import (
+	"encoding/json"
 	"strings"
 	"testing"
 	"time"
@@ -48,10 +49,13 @@ func TestBrowserCancelAndBulkReplayWithConfirmation(t *testing.T) {
 		chromedp.Click("#signin", chromedp.ByID),
 		chromedp.WaitVisible("#cancel", chromedp.ByID))
 	var flash string
+	// Clicked from the page's script: the page of a running task is
+	// refreshed as its progress is written, and a click through the
+	// protocol could land on the button just swapped out.
 	run(t, tab, "cancel",
-		chromedp.Click("#cancel", chromedp.ByID),
+		chromedp.Evaluate(`document.getElementById("cancel").click()`, nil),
 		chromedp.WaitVisible("#flash", chromedp.ByID),
-		chromedp.Text("#flash", &flash, chromedp.ByID),
+		pageText("#flash", &flash),
 		chromedp.Poll(`(document.getElementById("status") || {}).textContent === "cancelled"`, nil, chromedp.WithPollingTimeout(30*time.Second)))
 	if flash != "Cancelled." {
 		t.Errorf("after Cancel the page says %q, want \"Cancelled.\"", flash)
@@ -71,7 +75,7 @@ func TestBrowserCancelAndBulkReplayWithConfirmation(t *testing.T) {
 	run(t, tab, "confirm",
 		chromedp.Click("#confirm", chromedp.ByID),
 		chromedp.WaitVisible("#flash", chromedp.ByID),
-		chromedp.Text("#flash", &flash, chromedp.ByID))
+		pageText("#flash", &flash))
 	if flash != "Replayed 2 task(s)." {
 		t.Errorf("after the replay the dead-letter page says %q", flash)
 	}
@@ -83,4 +87,17 @@ func TestBrowserCancelAndBulkReplayWithConfirmation(t *testing.T) {
 	if _, err := srv.Client.GetDead(ctx, panicked); err != nil {
 		t.Errorf("the panic group's entry is gone after replaying the flaky group: %v", err)
 	}
+}
+
+// pageText waits for the element sel and reads its text in the page: a live
+// update may swap the content in between finding a node and reading it
+// through the protocol.
+func pageText(sel string, out *string) chromedp.Action {
+	return chromedp.Poll(`(document.querySelector(`+jsString(sel)+`) || {}).textContent || false`, out, chromedp.WithPollingTimeout(30*time.Second))
+}
+
+// jsString quotes s for a script.
+func jsString(s string) string {
+	b, _ := json.Marshal(s)
+	return string(b)
 }
