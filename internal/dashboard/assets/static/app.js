@@ -8,6 +8,25 @@
   if (!watch) return;
   var live = document.getElementById("live");
   var busy = false, again = false;
+  // The content is not swapped while a pointer is pressed: a running
+  // task's page is refreshed as often as once a second, and a swap between
+  // a button's press and its release would take the button away, losing
+  // the click (Cancel, on the page of a task reporting progress). The
+  // newest content waits for the release, and for the click it makes.
+  var pressed = false, held = null;
+  function show(html) {
+    if (pressed) { held = html; return; }
+    document.getElementById("main").innerHTML = html;
+  }
+  function release() {
+    pressed = false;
+    setTimeout(function () {
+      if (held !== null && !pressed) { var h = held; held = null; show(h); }
+    }, 0);
+  }
+  document.addEventListener("pointerdown", function () { pressed = true; }, true);
+  document.addEventListener("pointerup", release, true);
+  document.addEventListener("pointercancel", release, true);
   // signIn leaves for the sign-in page when a request of this page was sent
   // there: the session is gone (omniq-ui restarted, which signs everyone
   // out, or the session expired). The page would otherwise stay as it was,
@@ -27,9 +46,14 @@
     busy = true;
     fetch(location.href, { headers: { "X-Partial": "1" }, credentials: "same-origin" })
       .then(function (r) { return signIn(r) || !r.ok ? null : r.text(); })
-      .then(function (html) { if (html !== null) document.getElementById("main").innerHTML = html; })
+      .then(function (html) { if (html !== null) show(html); })
       .catch(function () {})
-      .then(function () { busy = false; if (again) { again = false; refresh(); } });
+      .then(function () {
+        busy = false;
+        // For tests: how many refreshes have been fetched.
+        document.body.dataset.fetched = String(Number(document.body.dataset.fetched || 0) + 1);
+        if (again) { again = false; refresh(); }
+      });
   }
   // since: the server's count of changes before it read the page, so that a
   // change between the render and the stream's connection is not missed.
