@@ -12,10 +12,15 @@
   // task's page is refreshed as often as once a second, and a swap between
   // a button's press and its release would take the button away, losing
   // the click (Cancel, on the page of a task reporting progress). The
-  // newest content waits for the release, and for the click it makes.
-  var pressed = false, held = null;
+  // newest content waits for the release, and for the click it makes, or
+  // 10 s at most (a press released outside the window is never seen).
+  var pressed = false, pressedAt = 0, held = null;
   function show(html) {
-    if (pressed) { held = html; return; }
+    if (pressed && Date.now() - pressedAt < 10000) {
+      if (held === null) setTimeout(function () { if (held !== null) { var h = held; held = null; show(h); } }, 10100);
+      held = html;
+      return;
+    }
     document.getElementById("main").innerHTML = html;
   }
   function release() {
@@ -24,7 +29,7 @@
       if (held !== null && !pressed) { var h = held; held = null; show(h); }
     }, 0);
   }
-  document.addEventListener("pointerdown", function () { pressed = true; }, true);
+  document.addEventListener("pointerdown", function () { pressed = true; pressedAt = Date.now(); }, true);
   document.addEventListener("pointerup", release, true);
   document.addEventListener("pointercancel", release, true);
   // signIn leaves for the sign-in page when a request of this page was sent
