@@ -192,7 +192,10 @@ func TestBrowser(t *testing.T) {
 	run(t, tab, "failed task page",
 		chromedp.Navigate(base+"/tasks/"+panicked.ID),
 		chromedp.WaitVisible("pre.traceback", chromedp.ByQuery),
-		chromedp.Text("pre.traceback", &traceback, chromedp.ByQuery))
+		// Read in the page: a live update may swap the content in between
+		// finding the node and reading it through the protocol.
+		chromedp.Poll(`(() => { const p = document.querySelector("pre.traceback"); return p && p.textContent.includes("goroutine") ? p.textContent : false })()`,
+			&traceback, chromedp.WithPollingTimeout(30*time.Second)))
 	if !strings.Contains(traceback, "goroutine") || !strings.Contains(traceback, "panicky") {
 		t.Errorf("traceback on the task page:\n%s", traceback)
 	}

@@ -152,7 +152,9 @@ func (s *Server) handleOverview(w http.ResponseWriter, r *http.Request, ss *sess
 			d.Total.Lag, d.Total.HasLag = now.Sub(at), true
 		}
 	}
-	s.render(w, r, "overview", s.newPage(r, ss, "Overview", "overview", d))
+	p := s.newPage(r, ss, "Overview", "overview", d)
+	p.Tick = true
+	s.render(w, r, "overview", p)
 }
 
 // oldestQueued returns when the oldest message still in the tasks stream

@@ -41,6 +41,9 @@ type Server struct {
 	bodyTimeout, idleTimeout time.Duration
 	// maxDeadScanned is maxDeadScanned (a field for tests).
 	maxDeadScanned int
+	// tickInterval is how often a page that asks for it (the overview) is
+	// told to fetch itself when nothing else changed (a field for tests).
+	tickInterval time.Duration
 
 	ln      net.Listener
 	http    *http.Server
@@ -69,6 +72,7 @@ func New(cfg Config) (*Server, error) {
 		static:      http.StripPrefix("/static/", http.FileServerFS(sub)),
 		stopped:     make(chan struct{}),
 		bodyTimeout: 10 * time.Second, idleTimeout: 2 * time.Minute, maxDeadScanned: maxDeadScanned,
+		tickInterval: tickInterval,
 	}
 	s.index = newIndex(cfg.MaxIndexed, s.hub.notify)
 	return s, nil
@@ -160,7 +164,11 @@ func (s *Server) Start(ctx context.Context) error {
 			_ = ln.Close()
 			return fmt.Errorf("load TLS certificate %s and key %s: %w", s.cfg.TLSCertFile, s.cfg.TLSKeyFile, err)
 		}
-		ln = tls.NewListener(ln, &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12})
+		// HTTP/2 (which http.Server serves on connections that negotiate
+		// "h2"): a browser's tabs then share one connection, where over
+		// HTTP/1.1 it opens six at most to one host and every open page's
+		// event stream holds one.
+		ln = tls.NewListener(ln, &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12, NextProtos: []string{"h2", "http/1.1"}})
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	s.ln, s.cancel = ln, cancel
@@ -264,8 +272,11 @@ type page struct {
 	ReadOnly bool
 	Login    bool
 	Watch    string // the task id the page's live updates follow; "*" for all
-	Version  uint64 // the hub's count of changes before the page was read
-	Flash    string
+	// Tick: the page also shows what changes with time alone, and its
+	// live updates come every tickInterval as well.
+	Tick    bool
+	Version uint64 // the hub's count of changes before the page was read
+	Flash   string
 	// NATSDown says why the dashboard cannot reach NATS; "" while it can.
 	NATSDown string
 	Data     any
@@ -453,9 +464,16 @@ func (h *hub) close() {
 // sseInterval is the least time between two events on one stream.
 const sseInterval = time.Second
 
+// tickInterval is how often the overview is refreshed while open, changes
+// or not: tasks queued that no runner takes write no record (nothing else
+// would tell the page), the lag grows by the second, and the last hour's
+// counts and chart move on. One fetch of one page every 10 s.
+const tickInterval = 10 * time.Second
+
 // handleEvents streams "change" events to the page: at most one a second,
-// only when something the page shows changed. The page then fetches its own
-// content again (one request), instead of polling.
+// only when something the page shows changed, and with tick=1 (the
+// overview) also every tickInterval. The page then fetches its own content
+// again (one request), instead of polling.
 func (s *Server) handleEvents(w http.ResponseWriter, r *http.Request, _ *session) {
 	fl, ok := w.(http.Flusher)
 	if !ok {
@@ -471,6 +489,12 @@ func (s *Server) handleEvents(w http.ResponseWriter, r *http.Request, _ *session
 	if since, err := strconv.ParseUint(r.URL.Query().Get("since"), 10, 64); err == nil && s.hub.current() > since {
 		ch <- struct{}{} // changed between the page's render and now
 	}
+	var tick <-chan time.Time
+	if r.URL.Query().Get("tick") == "1" {
+		t := time.NewTicker(s.tickInterval)
+		defer t.Stop()
+		tick = t.C
+	}
 	w.Header().Set("Content-Type", "text/event-stream")
 	w.Header().Set("Cache-Control", "no-store")
 	_, _ = fmt.Fprint(w, "retry: 3000\n: connected\n\n")
@@ -478,6 +502,7 @@ func (s *Server) handleEvents(w http.ResponseWriter, r *http.Request, _ *session
 	for {
 		select {
 		case <-ch:
+		case <-tick:
 		case <-r.Context().Done():
 			return
 		case <-s.hub.done:

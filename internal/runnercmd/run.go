@@ -74,7 +74,7 @@ func Main(ctx context.Context, force <-chan struct{}, args []string, getenv func
 	warnReadableConfig(o.ConfigFile, log)
 	warnWritableConfig(o.ConfigFile, log)
 	warnReadableSecrets(o, log)
-	tr, err := tracing.Start(ctx, tracing.Config{Service: "omniq-runner", Version: version.Get().Version, Getenv: getenv, Console: os.Stdout})
+	tr, err := tracing.Start(ctx, tracing.Config{Service: "omniq-runner", Version: version.Get().Version, Getenv: getenv, Console: os.Stdout, Logger: log})
 	if err != nil {
 		fmt.Fprintf(stderr, "omniq-runner: %v\n", err)
 		return 2

@@ -23,7 +23,11 @@ import (
 	"fmt"
 	"io"
 	"strings"
+	"sync"
+	"time"
 
+	"github.com/sirupsen/logrus"
+	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracegrpc"
 	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracehttp"
@@ -54,6 +58,12 @@ type Config struct {
 	// Console receives spans for OTEL_TRACES_EXPORTER=console, one JSON
 	// object each. Required only for that exporter.
 	Console io.Writer
+	// Logger receives, as warnings, what goes wrong while tracing (spans
+	// the collector did not take: it is down, slow or refusing them), at
+	// most one a minute with a count of the others. OpenTelemetry reports
+	// those through one handler for the whole process, which Start sets
+	// when tracing is on. Defaults to discarding them.
+	Logger logrus.FieldLogger
 }
 
 // Tracing is the tracing set up by Start.
@@ -114,11 +124,52 @@ func Start(ctx context.Context, cfg Config) (*Tracing, error) {
 		closeAll()
 		return nil, fmt.Errorf("%w: OTEL_RESOURCE_ATTRIBUTES: %w", ErrConfig, err)
 	}
+	// OpenTelemetry's default handler writes with Go's standard logger: a
+	// plain line in the middle of the program's own (JSON) log, every
+	// failed export.
+	otel.SetErrorHandler(&errorLog{log: cfg.Logger, now: time.Now})
 	opts := []sdktrace.TracerProviderOption{sdktrace.WithResource(res)}
 	for _, e := range exporters {
 		opts = append(opts, sdktrace.WithBatcher(e))
 	}
 	return &Tracing{tp: sdktrace.NewTracerProvider(opts...)}, nil
+}
+
+// errorWarnInterval is the least time between two warnings of errorLog.
+const errorWarnInterval = time.Minute
+
+// errorLog is OpenTelemetry's error handler while tracing is on: a warning
+// in the program's log, at most one per errorWarnInterval (a collector
+// that is down fails every batch, every few seconds).
+type errorLog struct {
+	log logrus.FieldLogger
+	now func() time.Time
+
+	mu     sync.Mutex
+	last   time.Time // the latest warning
+	hidden int       // errors since it, not logged
+}
+
+// Handle logs err, or counts it when a warning was logged recently.
+func (l *errorLog) Handle(err error) {
+	if l.log == nil || err == nil {
+		return
+	}
+	l.mu.Lock()
+	now := l.now()
+	if !l.last.IsZero() && now.Sub(l.last) < errorWarnInterval {
+		l.hidden++
+		l.mu.Unlock()
+		return
+	}
+	hidden := l.hidden
+	l.last, l.hidden = now, 0
+	l.mu.Unlock()
+	e := l.log.WithError(err)
+	if hidden > 0 {
+		e = e.WithField("errors_not_logged", hidden)
+	}
+	e.Warn("tracing: spans were not exported (they are dropped, tasks are not affected); is the collector up?")
 }
 
 // otlpExporter returns the OTLP exporter of the protocol the environment
