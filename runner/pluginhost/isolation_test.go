@@ -841,3 +841,28 @@ func TestHowAPluginEndedSurvivesTheCleanUpAfterItsCrash(t *testing.T) {
 		t.Fatalf("exit after the clean-up = %q (killed by OmniQ: %v), want \"(process limit reached)\", not killed", got.String(), got.Killed)
 	}
 }
+
+// With no limits configured a plugin took all the machine's memory and
+// processes: a plugin with a cgroup gets default limits, and a configured
+// value lifts them.
+func TestAPluginWithoutLimitsGetsTheDefaultOnes(t *testing.T) {
+	t.Parallel()
+	s := startSupervisor(t, echoPkg, pluginhost.Config{})
+	requireIsolation(t, s)
+	pid := s.Process().Pid()
+	if got, want := cgroupFile(t, pid, "memory", "memory.limit_in_bytes", "memory.max"), strconv.FormatUint(pluginhost.DefaultMemoryBytes(), 10); got != want {
+		t.Errorf("memory limit without one configured = %s, want %s (half the machine's)", got, want)
+	}
+	if got, want := cgroupFile(t, pid, "pids", "pids.max", "pids.max"), strconv.Itoa(pluginhost.DefaultProcesses); got != want {
+		t.Errorf("process limit without one configured = %s, want %s", got, want)
+	}
+	lifted := pluginhost.DefaultMemoryBytes() + 1<<30
+	s = startSupervisor(t, echoPkg, pluginhost.Config{Process: pluginhost.ProcessConfig{Limits: pluginhost.Limits{MemoryBytes: lifted, Processes: 5000}}})
+	pid = s.Process().Pid()
+	if got, want := cgroupFile(t, pid, "memory", "memory.limit_in_bytes", "memory.max"), strconv.FormatUint(lifted, 10); got != want {
+		t.Errorf("memory limit configured %s = %s", want, got)
+	}
+	if got := cgroupFile(t, pid, "pids", "pids.max", "pids.max"); got != "5000" {
+		t.Errorf("process limit configured 5000 = %s", got)
+	}
+}

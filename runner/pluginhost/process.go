@@ -55,7 +55,9 @@ var DefaultEnvAllow = []string{"PATH", "HOME", "USER", "LANG", "LC_ALL", "TZ", "
 // plugin gets its own cgroup, which bounds the plugin and everything it
 // starts together; without cgroups the per-process rlimits of older
 // versions apply instead (see docs/plugin-isolation.md). Zero means no
-// limit.
+// limit, except that a plugin with a cgroup gets DefaultMemoryBytes and
+// DefaultProcesses when MemoryBytes and Processes are zero; a larger
+// value lifts them.
 type Limits struct {
 	// MemoryBytes limits the memory of the plugin and all it starts,
 	// shared memory and private temporary files included (the cgroup's
@@ -78,6 +80,14 @@ type Limits struct {
 	// limits the processes of the plugin's user (RLIMIT_NPROC).
 	Processes uint64
 }
+
+// DefaultProcesses is Limits.Processes of a plugin that has a cgroup and
+// none configured.
+const DefaultProcesses = sandbox.DefaultProcesses
+
+// DefaultMemoryBytes returns Limits.MemoryBytes of a plugin that has a
+// cgroup and none configured: half the machine's memory.
+func DefaultMemoryBytes() uint64 { return sandbox.DefaultMemoryBytes() }
 
 // ProcessConfig says how to start one plugin binary.
 type ProcessConfig struct {

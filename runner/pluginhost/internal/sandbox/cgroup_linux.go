@@ -16,6 +16,7 @@ import (
 	"github.com/containerd/cgroups/v3/cgroup1"
 	"github.com/containerd/cgroups/v3/cgroup2"
 	"github.com/opencontainers/runtime-spec/specs-go"
+	"golang.org/x/sys/unix"
 )
 
 // cgroupParent is the directory, under the runner's own cgroup, that holds
@@ -52,10 +53,29 @@ func cgroupMode() string {
 	return ""
 }
 
+// DefaultMemoryBytes is the memory limit of a plugin's cgroup when none is
+// configured: half the machine's memory, so that no one plugin takes it
+// all (0 if the machine's memory cannot be read).
+func DefaultMemoryBytes() uint64 {
+	var si unix.Sysinfo_t
+	if unix.Sysinfo(&si) != nil {
+		return 0
+	}
+	page := uint64(os.Getpagesize())
+	return uint64(si.Totalram) * uint64(si.Unit) / 2 / page * page
+}
+
 // newCgroup creates the cgroup of one plugin process, named after the
-// plugin, below the runner's own cgroup, with the limits set.
+// plugin, below the runner's own cgroup, with the limits set: the memory
+// and process limits default to DefaultMemoryBytes and DefaultProcesses.
 func newCgroup(name string, l Limits) (*cgroup, error) {
 	sweepOnce.Do(sweep)
+	if l.MemoryBytes == 0 {
+		l.MemoryBytes = DefaultMemoryBytes()
+	}
+	if l.Processes == 0 {
+		l.Processes = DefaultProcesses
+	}
 	leaf := fmt.Sprintf("%s/%s-%d-%d", cgroupParent, sanitize(name), os.Getpid(), cgroupSeq.Add(1))
 	switch cgroupMode() {
 	case "v1":

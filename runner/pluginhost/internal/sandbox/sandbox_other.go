@@ -83,3 +83,7 @@ func (p *Process) ProcessLimitReached() bool { return false }
 
 // CPULimitReached is always false outside Linux.
 func (p *Process) CPULimitReached() bool { return false }
+
+// DefaultMemoryBytes: outside Linux plugins have no cgroup, so no default
+// memory limit.
+func DefaultMemoryBytes() uint64 { return 0 }
