@@ -866,3 +866,48 @@ func TestAPluginWithoutLimitsGetsTheDefaultOnes(t *testing.T) {
 		t.Errorf("process limit configured 5000 = %s", got)
 	}
 }
+
+// A plugin finds every plugin's go-plugin socket in /proc/net/unix (the
+// network namespace is the host's) and, under the same user, may connect
+// to it: go-plugin's mutual TLS, with a client certificate the runner
+// makes for each plugin, must refuse it.
+func TestAPluginCannotCallAnotherPluginsSocket(t *testing.T) {
+	t.Parallel()
+	victim := startSupervisor(t, echoPkg, pluginhost.Config{})
+	requireIsolation(t, victim)
+	shim := victim.Process().Pid()
+	var sockets string
+	for pid, cmd := range nsMembers(shim) {
+		if cmd != buildPath(t, echoPkg) {
+			continue
+		}
+		env, err := os.ReadFile(fmt.Sprintf("/proc/%d/environ", pid))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, kv := range strings.Split(string(env), "\x00") {
+			if v, ok := strings.CutPrefix(kv, "PLUGIN_UNIX_SOCKET_DIR="); ok {
+				sockets = v
+			}
+		}
+	}
+	if sockets == "" {
+		t.Fatalf("no socket directory in the environment of the plugin below %d: %v", shim, nsMembers(shim))
+	}
+	dial := copyFile(t, buildPath(t, dialPkg), publicDir(t), "dial")
+	attacker := startSupervisor(t, execPkg, pluginhost.Config{Process: pluginhost.ProcessConfig{
+		Env: execPlugin(t, map[string]string{"dial": fmt.Sprintf("%s omniq-plugin-sockets-%d-", dial, os.Getpid())})}})
+	out := attacker.Execute(ctx(t), req("dial", "dial", ""), time.Now().Add(time.Minute), nil)
+	if out.Failure != nil {
+		t.Fatalf("dial: %+v", out.Failure)
+	}
+	got := string(out.Output)
+	if !strings.Contains(got, sockets+"/") || !strings.Contains(got, " connect: ok") {
+		t.Fatalf("the attacker did not reach the victim's socket in %s (nothing proven):\n%s", sockets, got)
+	}
+	for _, line := range strings.Split(got, "\n") {
+		if strings.Contains(line, ": OK") {
+			t.Errorf("a plugin called another plugin: %s", line)
+		}
+	}
+}
