@@ -911,3 +911,52 @@ func TestAPluginCannotCallAnotherPluginsSocket(t *testing.T) {
 		}
 	}
 }
+
+// pluginCgroupDirs returns the directories of process pid's cgroups that
+// are plugin groups, in every hierarchy.
+func pluginCgroupDirs(t *testing.T, pid int) []string {
+	t.Helper()
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/cgroup", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var dirs []string
+	for _, line := range strings.Split(strings.TrimSpace(string(b)), "\n") {
+		f := strings.SplitN(line, ":", 3)
+		if len(f) != 3 || !strings.Contains(f[2], "/omniq-plugins/") {
+			continue
+		}
+		hierarchy := strings.TrimPrefix(f[1], "name=")
+		if f[0] == "0" && f[1] == "" {
+			hierarchy = ""
+		}
+		dirs = append(dirs, filepath.Join("/sys/fs/cgroup", hierarchy, f[2]))
+	}
+	return dirs
+}
+
+func TestTheCgroupsASIGKILLedRunnersPluginsLeftAreSweptAtTheNextStart(t *testing.T) {
+	t.Parallel()
+	first, shim := startHelperRunner(t, helperEnv+"="+buildPath(t, faultsPkg))
+	dirs := pluginCgroupDirs(t, shim)
+	if len(dirs) == 0 {
+		requireIsolationOf(t, fmt.Sprintf("the helper's plugin %d has no cgroup", shim))
+	}
+	if err := first.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	_ = first.Wait()
+	eventually(t, 10*time.Second, fmt.Sprintf("the plugin %d to die with its runner", shim), func() bool { return !alive(shim) })
+	for _, d := range dirs {
+		if _, err := os.Stat(d); err != nil {
+			t.Fatalf("%s was removed by a SIGKILLed runner: nothing to sweep (%v)", d, err)
+		}
+	}
+	// The next runner's first plugin start sweeps the empty groups.
+	startHelperRunner(t, helperEnv+"="+buildPath(t, faultsPkg))
+	for _, d := range dirs {
+		if _, err := os.Stat(d); !errors.Is(err, os.ErrNotExist) {
+			t.Errorf("cgroup %s, left by a SIGKILLed runner, is still there after the next runner started (%v)", d, err)
+		}
+	}
+}

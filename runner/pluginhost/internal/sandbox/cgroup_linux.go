@@ -95,7 +95,7 @@ func sweep() {
 	var parents []string
 	switch cgroupMode() {
 	case "v1":
-		for _, c := range []cgroup1.Name{cgroup1.Memory, cgroup1.Pids, cgroup1.Cpu, cgroup1.Freezer} {
+		for c := range v1Controllers {
 			if p, err := cgroup1.NestedPath(cgroupParent)(c); err == nil {
 				parents = append(parents, filepath.Join("/sys/fs/cgroup", string(c), p))
 			}
