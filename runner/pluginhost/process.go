@@ -76,8 +76,10 @@ type Limits struct {
 	OpenFiles uint64
 	// Processes limits the processes and threads of the plugin and all it
 	// starts (the cgroup's pids limit); a plugin that ends after running
-	// into it is reported "process limit reached". Without cgroups it
-	// limits the processes of the plugin's user (RLIMIT_NPROC).
+	// into it is reported "process limit reached". At most 4194304, the
+	// kernel's own limit: a cgroup refuses more, and the plugin then has
+	// none. Without cgroups it limits the processes of the plugin's user
+	// (RLIMIT_NPROC).
 	Processes uint64
 }
 
