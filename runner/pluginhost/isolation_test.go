@@ -960,3 +960,56 @@ func TestTheCgroupsASIGKILLedRunnersPluginsLeftAreSweptAtTheNextStart(t *testing
 		}
 	}
 }
+
+// processState returns the state letter of process pid ("T": stopped).
+func processState(pid int) string {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return ""
+	}
+	f := strings.Fields(string(b[bytes.LastIndexByte(b, ')')+1:]))
+	if len(f) == 0 {
+		return ""
+	}
+	return f[0]
+}
+
+// In its own PID namespace a plugin cannot address the runner or another
+// plugin by their pids: it can neither stop nor kill them (nor trace
+// them, which needs the same).
+func TestAPluginCannotSignalTheRunnerOrAnotherPlugin(t *testing.T) {
+	t.Parallel()
+	victim := startSupervisor(t, echoPkg, pluginhost.Config{})
+	requireIsolation(t, victim)
+	other := 0
+	for pid, cmd := range nsMembers(victim.Process().Pid()) {
+		if cmd == buildPath(t, echoPkg) {
+			other = pid
+		}
+	}
+	if other == 0 {
+		t.Fatalf("no plugin process below %d", victim.Process().Pid())
+	}
+	me := os.Getpid()
+	script := fmt.Sprintf(`kill -STOP %[1]d; echo "runner: $?"; kill -STOP %[2]d; echo "plugin: $?"`, me, other)
+	attacker := startSupervisor(t, execPkg, pluginhost.Config{Process: pluginhost.ProcessConfig{Env: execPlugin(t, map[string]string{"stop": script})}})
+	out := attacker.Execute(ctx(t), req("stop", "stop", ""), time.Now().Add(30*time.Second), nil)
+	defer func() {
+		for _, pid := range []int{me, other} {
+			_ = syscall.Kill(pid, syscall.SIGCONT)
+		}
+	}()
+	for pid, what := range map[int]string{me: "the runner", other: "another plugin"} {
+		if st := processState(pid); st == "T" {
+			t.Errorf("a plugin stopped %s (%d): %q %+v", what, pid, out.Output, out.Failure)
+		}
+	}
+	if out.Failure != nil {
+		t.Fatalf("stop: %+v", out.Failure)
+	}
+	for _, want := range []string{"runner: 1", "plugin: 1"} {
+		if !strings.Contains(string(out.Output), want) {
+			t.Errorf("want %q in %q", want, out.Output)
+		}
+	}
+}
