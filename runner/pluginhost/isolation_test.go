@@ -1013,3 +1013,31 @@ func TestAPluginCannotSignalTheRunnerOrAnotherPlugin(t *testing.T) {
 		}
 	}
 }
+
+// A plugin that ends on its own, with status 0, leaves nothing behind
+// either: not the child it started, not its cgroup, not its temporary
+// directory.
+func TestAPluginThatExitsCleanlyLeavesNothing(t *testing.T) {
+	t.Parallel()
+	s := startSupervisor(t, faultsPkg, pluginhost.Config{})
+	requireIsolation(t, s)
+	shim := s.Process().Pid()
+	dirs := pluginCgroupDirs(t, shim)
+	tmp := s.Process().Isolation().TempDir
+	if out := s.Execute(ctx(t), req("spawn", "inspect", "spawn"), time.Now().Add(30*time.Second), nil); out.Failure != nil {
+		t.Fatalf("inspect spawn: %+v", out.Failure)
+	}
+	child := waitForProcesses(t, shim, "sleep 600")[0]
+	out := s.Execute(ctx(t), req("exit", "crash", "0"), time.Now().Add(30*time.Second), nil)
+	if f := out.Failure; f == nil || !strings.Contains(f.Message, "exited with status 0") {
+		t.Fatalf("crash 0: %+v, want a plugin_crash saying \"exited with status 0\"", f)
+	}
+	eventually(t, 10*time.Second, fmt.Sprintf("the child %d, cgroups %v and temporary directory %s to be gone", child, dirs, tmp), func() bool {
+		for _, d := range append(dirs, tmp) {
+			if _, err := os.Stat(d); !errors.Is(err, os.ErrNotExist) {
+				return false
+			}
+		}
+		return !alive(child) && !alive(shim)
+	})
+}
