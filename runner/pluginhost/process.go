@@ -449,7 +449,8 @@ type ExitInfo struct {
 	// CPUTimeLimit says the process was killed by SIGKILL having used up
 	// its CPU time limit (Limits.CPUSeconds). It holds even when Killed
 	// does: the runner's clean-up of a plugin the kernel just killed can
-	// mark it killed before its end is collected.
+	// mark it killed before its end is collected (it is then judged more
+	// strictly: a hung plugin OmniQ killed may have spun for a while).
 	CPUTimeLimit bool
 	// Stderr is the tail of its stderr.
 	Stderr string
@@ -588,7 +589,7 @@ func (r *procRunner) Wait(context.Context) error {
 	r.mu.Lock()
 	r.status, r.exitedOK = r.sb.ExitStatus(), true
 	r.oom = r.sb.OOMKilled()
-	r.cpuLimit = r.sb.CPULimitReached()
+	r.cpuLimit = r.sb.CPULimitReached(r.killed)
 	r.pidsMax = r.sb.ProcessLimitReached()
 	r.mu.Unlock()
 	close(r.exited)

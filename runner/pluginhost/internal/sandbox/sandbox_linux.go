@@ -264,9 +264,10 @@ func (p *Process) ProcessLimitReached() bool { return p.pidsMax }
 // CPULimitReached says the plugin had used up its CPU time limit
 // (Limits.CPUSeconds) when it was killed by SIGKILL: the kernel's doing,
 // as the soft and hard limits are the same, unless someone else killed it
-// just then. Valid after Wait. See cpuLimitJudged.
-func (p *Process) CPULimitReached() bool {
-	return cpuLimitJudged(p.cfg.Limits.CPUSeconds, p.status, p.cpu)
+// just then. killed says OmniQ killed it (or tried to, when it may
+// already have been dead). Valid after Wait. See cpuLimitJudged.
+func (p *Process) CPULimitReached(killed bool) bool {
+	return cpuLimitJudged(p.cfg.Limits.CPUSeconds, p.status, p.cpu, killed)
 }
 
 // cpuLimitJudged says whether a process under a CPU time limit of limit
@@ -276,13 +277,22 @@ func (p *Process) CPULimitReached() bool {
 // as counted in scheduler ticks, while the cgroup and rusage report the
 // time it really ran, which under contention reads less: 927 ms for a
 // limit of 1 s was seen with 8 busy loops on 2 cores (965 ms with 4), and
-// the gap grows with the load. Any SIGKILL after half the limit is
-// therefore taken for the limit's: OmniQ's own kills and out-of-memory
-// kills are told apart otherwise, which leaves an operator's kill -9 of a
-// plugin past half its budget.
-func cpuLimitJudged(limit uint64, status syscall.WaitStatus, used time.Duration) bool {
+// the gap grows with the load. So a SIGKILL after half the limit is taken
+// for the limit's (out-of-memory kills are told apart otherwise, which
+// leaves an operator's kill -9), unless OmniQ killed the process
+// (killed): then, as a hung plugin's handler may well have spun for a
+// while, only one that had used nearly all its limit (95%) is taken for
+// the kernel's kill, which OmniQ's clean-up can follow before its end is
+// collected.
+func cpuLimitJudged(limit uint64, status syscall.WaitStatus, used time.Duration, killed bool) bool {
 	l := time.Duration(limit) * time.Second
-	return l > 0 && status.Signaled() && status.Signal() == syscall.SIGKILL && used >= l/2
+	if l == 0 || !status.Signaled() || status.Signal() != syscall.SIGKILL {
+		return false
+	}
+	if killed {
+		return used >= l-l/20
+	}
+	return used >= l/2
 }
 
 func (p *Process) cleanup() {
