@@ -155,6 +155,11 @@ type PluginSettings struct {
 // plugin that can run.
 const minPluginMemory = 32 << 20
 
+// maxPluginProcesses is the largest process limit a cgroup takes (the
+// kernel's PID_MAX_LIMIT on 64-bit): with more, the plugin lost its whole
+// cgroup, memory limit included.
+const maxPluginProcesses = 4 << 20
+
 // Duration is how the config file writes a duration: a string such as
 // "1m30s". Every time.Duration setting of the file decodes through it.
 type Duration time.Duration
@@ -546,6 +551,9 @@ func (o *Options) check() error {
 		}
 		if m := p.Limits.MemoryBytes; m > 0 && m < minPluginMemory {
 			return fmt.Errorf("%w: --config plugins.%s.limits.memory_bytes %d: want at least %d (32 MiB); the value is in bytes", errUsage, name, m, minPluginMemory)
+		}
+		if n := p.Limits.Processes; n > maxPluginProcesses {
+			return fmt.Errorf("%w: --config plugins.%s.limits.processes %d: want at most %d, the kernel's own limit (a cgroup refuses more)", errUsage, name, n, maxPluginProcesses)
 		}
 		if p.Limits.CPUs < 0 {
 			return fmt.Errorf("%w: --config plugins.%s.limits.cpus must be >= 0, got %g", errUsage, name, p.Limits.CPUs)

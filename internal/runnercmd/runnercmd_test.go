@@ -81,6 +81,7 @@ func TestBadFlagsAndConfigExit2BeforeStarting(t *testing.T) {
 		{"config function name", []string{"--plugins-dir", plugins, "--config", cfgFile(`{"functions": {"a.b": {}}}`)}, nil, `"a.b" has '.'`},
 		{"config sha", []string{"--plugins-dir", plugins, "--config", cfgFile(`{"plugins": {"echo": {"sha256": "abc"}}}`)}, nil, "plugins.echo.sha256: want 64 hex digits"},
 		{"config memory unit", []string{"--plugins-dir", plugins, "--config", cfgFile(`{"plugins": {"echo": {"limits": {"memory_bytes": 256}}}}`)}, nil, "plugins.echo.limits.memory_bytes 256: want at least"},
+		{"config processes", []string{"--plugins-dir", plugins, "--config", cfgFile(`{"plugins": {"echo": {"limits": {"processes": 5000000}}}}`)}, nil, "plugins.echo.limits.processes 5000000: want at most 4194304"},
 		{"config cpus", []string{"--plugins-dir", plugins, "--config", cfgFile(`{"plugins": {"echo": {"limits": {"cpus": -1}}}}`)}, nil, "plugins.echo.limits.cpus must be >= 0"},
 		{"config backoff_max", []string{"--plugins-dir", plugins, "--config", cfgFile(`{"defaults": {"backoff_max": "1500000h"}}`)}, nil, "defaults: backoff_max must be between 0 and 8760h0m0s, got 1500000h0m0s"},
 		{"config duration overflow", []string{"--plugins-dir", plugins, "--config", cfgFile(`{"functions": {"f": {"backoff_base": "9999999999h"}}}`)}, nil, `functions.f.backoff_base: want a non-negative duration like "30s", got "9999999999h"`},

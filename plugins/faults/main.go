@@ -146,8 +146,16 @@ func oom(context.Context, *sdk.Task) ([]byte, error) {
 }
 
 // memoryCgroupLimited reports whether this process's memory cgroup (v1 or
-// v2) has a memory limit.
+// v2) has a memory limit configured for it: one below half the machine's
+// memory, which is what OmniQ gives a plugin with none configured.
 func memoryCgroupLimited() bool {
+	bound := uint64(1 << 60)
+	if b, err := os.ReadFile("/proc/meminfo"); err == nil {
+		var kib uint64
+		if _, err := fmt.Sscanf(string(b), "MemTotal: %d kB", &kib); err == nil {
+			bound = kib << 10 / 2
+		}
+	}
 	b, err := os.ReadFile("/proc/self/cgroup")
 	if err != nil {
 		return false
@@ -170,7 +178,7 @@ func memoryCgroupLimited() bool {
 		if err != nil {
 			continue
 		}
-		if n, err := strconv.ParseUint(strings.TrimSpace(string(v)), 10, 64); err == nil && n < 1<<60 {
+		if n, err := strconv.ParseUint(strings.TrimSpace(string(v)), 10, 64); err == nil && n < bound {
 			return true
 		}
 	}

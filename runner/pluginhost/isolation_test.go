@@ -841,3 +841,203 @@ func TestHowAPluginEndedSurvivesTheCleanUpAfterItsCrash(t *testing.T) {
 		t.Fatalf("exit after the clean-up = %q (killed by OmniQ: %v), want \"(process limit reached)\", not killed", got.String(), got.Killed)
 	}
 }
+
+// With no limits configured a plugin took all the machine's memory and
+// processes: a plugin with a cgroup gets default limits, and a configured
+// value lifts them.
+func TestAPluginWithoutLimitsGetsTheDefaultOnes(t *testing.T) {
+	t.Parallel()
+	s := startSupervisor(t, echoPkg, pluginhost.Config{})
+	requireIsolation(t, s)
+	pid := s.Process().Pid()
+	if got, want := cgroupFile(t, pid, "memory", "memory.limit_in_bytes", "memory.max"), strconv.FormatUint(pluginhost.DefaultMemoryBytes(), 10); got != want {
+		t.Errorf("memory limit without one configured = %s, want %s (half the machine's)", got, want)
+	}
+	if got, want := cgroupFile(t, pid, "pids", "pids.max", "pids.max"), strconv.Itoa(pluginhost.DefaultProcesses); got != want {
+		t.Errorf("process limit without one configured = %s, want %s", got, want)
+	}
+	lifted := pluginhost.DefaultMemoryBytes() + 1<<30
+	s = startSupervisor(t, echoPkg, pluginhost.Config{Process: pluginhost.ProcessConfig{Limits: pluginhost.Limits{MemoryBytes: lifted, Processes: 5000}}})
+	pid = s.Process().Pid()
+	if got, want := cgroupFile(t, pid, "memory", "memory.limit_in_bytes", "memory.max"), strconv.FormatUint(lifted, 10); got != want {
+		t.Errorf("memory limit configured %s = %s", want, got)
+	}
+	if got := cgroupFile(t, pid, "pids", "pids.max", "pids.max"); got != "5000" {
+		t.Errorf("process limit configured 5000 = %s", got)
+	}
+}
+
+// A plugin finds every plugin's go-plugin socket in /proc/net/unix (the
+// network namespace is the host's) and, under the same user, may connect
+// to it: go-plugin's mutual TLS, with a client certificate the runner
+// makes for each plugin, must refuse it.
+func TestAPluginCannotCallAnotherPluginsSocket(t *testing.T) {
+	t.Parallel()
+	victim := startSupervisor(t, echoPkg, pluginhost.Config{})
+	requireIsolation(t, victim)
+	shim := victim.Process().Pid()
+	var sockets string
+	for pid, cmd := range nsMembers(shim) {
+		if cmd != buildPath(t, echoPkg) {
+			continue
+		}
+		env, err := os.ReadFile(fmt.Sprintf("/proc/%d/environ", pid))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, kv := range strings.Split(string(env), "\x00") {
+			if v, ok := strings.CutPrefix(kv, "PLUGIN_UNIX_SOCKET_DIR="); ok {
+				sockets = v
+			}
+		}
+	}
+	if sockets == "" {
+		t.Fatalf("no socket directory in the environment of the plugin below %d: %v", shim, nsMembers(shim))
+	}
+	dial := copyFile(t, buildPath(t, dialPkg), publicDir(t), "dial")
+	attacker := startSupervisor(t, execPkg, pluginhost.Config{Process: pluginhost.ProcessConfig{
+		Env: execPlugin(t, map[string]string{"dial": fmt.Sprintf("%s omniq-plugin-sockets-%d-", dial, os.Getpid())})}})
+	out := attacker.Execute(ctx(t), req("dial", "dial", ""), time.Now().Add(time.Minute), nil)
+	if out.Failure != nil {
+		t.Fatalf("dial: %+v", out.Failure)
+	}
+	got := string(out.Output)
+	if !strings.Contains(got, sockets+"/") || !strings.Contains(got, " connect: ok") {
+		t.Fatalf("the attacker did not reach the victim's socket in %s (nothing proven):\n%s", sockets, got)
+	}
+	for _, line := range strings.Split(got, "\n") {
+		if strings.Contains(line, ": OK") {
+			t.Errorf("a plugin called another plugin: %s", line)
+		}
+	}
+}
+
+// pluginCgroupDirs returns the directories of process pid's cgroups that
+// are plugin groups, in every hierarchy.
+func pluginCgroupDirs(t *testing.T, pid int) []string {
+	t.Helper()
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/cgroup", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var dirs []string
+	for _, line := range strings.Split(strings.TrimSpace(string(b)), "\n") {
+		f := strings.SplitN(line, ":", 3)
+		if len(f) != 3 || !strings.Contains(f[2], "/omniq-plugins/") {
+			continue
+		}
+		hierarchy := strings.TrimPrefix(f[1], "name=")
+		if f[0] == "0" && f[1] == "" {
+			hierarchy = ""
+		}
+		dirs = append(dirs, filepath.Join("/sys/fs/cgroup", hierarchy, f[2]))
+	}
+	return dirs
+}
+
+func TestTheCgroupsASIGKILLedRunnersPluginsLeftAreSweptAtTheNextStart(t *testing.T) {
+	t.Parallel()
+	first, shim := startHelperRunner(t, helperEnv+"="+buildPath(t, faultsPkg))
+	dirs := pluginCgroupDirs(t, shim)
+	if len(dirs) == 0 {
+		requireIsolationOf(t, fmt.Sprintf("the helper's plugin %d has no cgroup", shim))
+	}
+	if err := first.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	_ = first.Wait()
+	eventually(t, 10*time.Second, fmt.Sprintf("the plugin %d to die with its runner", shim), func() bool { return !alive(shim) })
+	for _, d := range dirs {
+		if _, err := os.Stat(d); err != nil {
+			t.Fatalf("%s was removed by a SIGKILLed runner: nothing to sweep (%v)", d, err)
+		}
+	}
+	// The next runner's first plugin start sweeps the empty groups.
+	startHelperRunner(t, helperEnv+"="+buildPath(t, faultsPkg))
+	for _, d := range dirs {
+		if _, err := os.Stat(d); !errors.Is(err, os.ErrNotExist) {
+			t.Errorf("cgroup %s, left by a SIGKILLed runner, is still there after the next runner started (%v)", d, err)
+		}
+	}
+}
+
+// processState returns the state letter of process pid ("T": stopped).
+func processState(pid int) string {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return ""
+	}
+	f := strings.Fields(string(b[bytes.LastIndexByte(b, ')')+1:]))
+	if len(f) == 0 {
+		return ""
+	}
+	return f[0]
+}
+
+// In its own PID namespace a plugin cannot address the runner or another
+// plugin by their pids: it can neither stop nor kill them (nor trace
+// them, which needs the same).
+func TestAPluginCannotSignalTheRunnerOrAnotherPlugin(t *testing.T) {
+	t.Parallel()
+	victim := startSupervisor(t, echoPkg, pluginhost.Config{})
+	requireIsolation(t, victim)
+	other := 0
+	for pid, cmd := range nsMembers(victim.Process().Pid()) {
+		if cmd == buildPath(t, echoPkg) {
+			other = pid
+		}
+	}
+	if other == 0 {
+		t.Fatalf("no plugin process below %d", victim.Process().Pid())
+	}
+	me := os.Getpid()
+	script := fmt.Sprintf(`kill -STOP %[1]d; echo "runner: $?"; kill -STOP %[2]d; echo "plugin: $?"`, me, other)
+	attacker := startSupervisor(t, execPkg, pluginhost.Config{Process: pluginhost.ProcessConfig{Env: execPlugin(t, map[string]string{"stop": script})}})
+	out := attacker.Execute(ctx(t), req("stop", "stop", ""), time.Now().Add(30*time.Second), nil)
+	defer func() {
+		for _, pid := range []int{me, other} {
+			_ = syscall.Kill(pid, syscall.SIGCONT)
+		}
+	}()
+	for pid, what := range map[int]string{me: "the runner", other: "another plugin"} {
+		if st := processState(pid); st == "T" {
+			t.Errorf("a plugin stopped %s (%d): %q %+v", what, pid, out.Output, out.Failure)
+		}
+	}
+	if out.Failure != nil {
+		t.Fatalf("stop: %+v", out.Failure)
+	}
+	for _, want := range []string{"runner: 1", "plugin: 1"} {
+		if !strings.Contains(string(out.Output), want) {
+			t.Errorf("want %q in %q", want, out.Output)
+		}
+	}
+}
+
+// A plugin that ends on its own, with status 0, leaves nothing behind
+// either: not the child it started, not its cgroup, not its temporary
+// directory.
+func TestAPluginThatExitsCleanlyLeavesNothing(t *testing.T) {
+	t.Parallel()
+	s := startSupervisor(t, faultsPkg, pluginhost.Config{})
+	requireIsolation(t, s)
+	shim := s.Process().Pid()
+	dirs := pluginCgroupDirs(t, shim)
+	tmp := s.Process().Isolation().TempDir
+	if out := s.Execute(ctx(t), req("spawn", "inspect", "spawn"), time.Now().Add(30*time.Second), nil); out.Failure != nil {
+		t.Fatalf("inspect spawn: %+v", out.Failure)
+	}
+	child := waitForProcesses(t, shim, "sleep 600")[0]
+	out := s.Execute(ctx(t), req("exit", "crash", "0"), time.Now().Add(30*time.Second), nil)
+	if f := out.Failure; f == nil || !strings.Contains(f.Message, "exited with status 0") {
+		t.Fatalf("crash 0: %+v, want a plugin_crash saying \"exited with status 0\"", f)
+	}
+	eventually(t, 10*time.Second, fmt.Sprintf("the child %d, cgroups %v and temporary directory %s to be gone", child, dirs, tmp), func() bool {
+		for _, d := range append(dirs, tmp) {
+			if _, err := os.Stat(d); !errors.Is(err, os.ErrNotExist) {
+				return false
+			}
+		}
+		return !alive(child) && !alive(shim)
+	})
+}

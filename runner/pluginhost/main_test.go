@@ -16,6 +16,7 @@ const (
 	faultsPkg = "github.com/omniq/omniq/plugins/faults"
 	spinPkg   = "github.com/omniq/omniq/runner/pluginhost/testdata/spin"
 	rawoutPkg = "github.com/omniq/omniq/runner/pluginhost/testdata/rawout"
+	dialPkg   = "github.com/omniq/omniq/runner/pluginhost/testdata/dial"
 )
 
 func TestMain(m *testing.M) {

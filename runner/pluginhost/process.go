@@ -55,7 +55,9 @@ var DefaultEnvAllow = []string{"PATH", "HOME", "USER", "LANG", "LC_ALL", "TZ", "
 // plugin gets its own cgroup, which bounds the plugin and everything it
 // starts together; without cgroups the per-process rlimits of older
 // versions apply instead (see docs/plugin-isolation.md). Zero means no
-// limit.
+// limit, except that a plugin with a cgroup gets DefaultMemoryBytes and
+// DefaultProcesses when MemoryBytes and Processes are zero; a larger
+// value lifts them.
 type Limits struct {
 	// MemoryBytes limits the memory of the plugin and all it starts,
 	// shared memory and private temporary files included (the cgroup's
@@ -74,10 +76,20 @@ type Limits struct {
 	OpenFiles uint64
 	// Processes limits the processes and threads of the plugin and all it
 	// starts (the cgroup's pids limit); a plugin that ends after running
-	// into it is reported "process limit reached". Without cgroups it
-	// limits the processes of the plugin's user (RLIMIT_NPROC).
+	// into it is reported "process limit reached". At most 4194304, the
+	// kernel's own limit: a cgroup refuses more, and the plugin then has
+	// none. Without cgroups it limits the processes of the plugin's user
+	// (RLIMIT_NPROC).
 	Processes uint64
 }
+
+// DefaultProcesses is Limits.Processes of a plugin that has a cgroup and
+// none configured.
+const DefaultProcesses = sandbox.DefaultProcesses
+
+// DefaultMemoryBytes returns Limits.MemoryBytes of a plugin that has a
+// cgroup and none configured: half the machine's memory.
+func DefaultMemoryBytes() uint64 { return sandbox.DefaultMemoryBytes() }
 
 // ProcessConfig says how to start one plugin binary.
 type ProcessConfig struct {
@@ -437,7 +449,8 @@ type ExitInfo struct {
 	// CPUTimeLimit says the process was killed by SIGKILL having used up
 	// its CPU time limit (Limits.CPUSeconds). It holds even when Killed
 	// does: the runner's clean-up of a plugin the kernel just killed can
-	// mark it killed before its end is collected.
+	// mark it killed before its end is collected (it is then judged more
+	// strictly: a hung plugin OmniQ killed may have spun for a while).
 	CPUTimeLimit bool
 	// Stderr is the tail of its stderr.
 	Stderr string
@@ -576,7 +589,7 @@ func (r *procRunner) Wait(context.Context) error {
 	r.mu.Lock()
 	r.status, r.exitedOK = r.sb.ExitStatus(), true
 	r.oom = r.sb.OOMKilled()
-	r.cpuLimit = r.sb.CPULimitReached()
+	r.cpuLimit = r.sb.CPULimitReached(r.killed)
 	r.pidsMax = r.sb.ProcessLimitReached()
 	r.mu.Unlock()
 	close(r.exited)

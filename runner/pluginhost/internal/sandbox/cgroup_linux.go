@@ -16,6 +16,7 @@ import (
 	"github.com/containerd/cgroups/v3/cgroup1"
 	"github.com/containerd/cgroups/v3/cgroup2"
 	"github.com/opencontainers/runtime-spec/specs-go"
+	"golang.org/x/sys/unix"
 )
 
 // cgroupParent is the directory, under the runner's own cgroup, that holds
@@ -33,6 +34,9 @@ type cgroup struct {
 	v2   *cgroup2.Manager
 	path string // for messages: the group's path below the hierarchy root
 	pids string // the directory of its pids controller ("" if none)
+	// cpuFile is the file that counts the CPU time of its processes:
+	// cpuacct.usage (ns) on v1, cpu.stat (usage_usec) on v2; "" if none.
+	cpuFile string
 }
 
 // cgroupMode reports which hierarchy plugin cgroups are made in: "v1",
@@ -49,10 +53,29 @@ func cgroupMode() string {
 	return ""
 }
 
+// DefaultMemoryBytes is the memory limit of a plugin's cgroup when none is
+// configured: half the machine's memory, so that no one plugin takes it
+// all (0 if the machine's memory cannot be read).
+func DefaultMemoryBytes() uint64 {
+	var si unix.Sysinfo_t
+	if unix.Sysinfo(&si) != nil {
+		return 0
+	}
+	page := uint64(os.Getpagesize())
+	return uint64(si.Totalram) * uint64(si.Unit) / 2 / page * page
+}
+
 // newCgroup creates the cgroup of one plugin process, named after the
-// plugin, below the runner's own cgroup, with the limits set.
+// plugin, below the runner's own cgroup, with the limits set: the memory
+// and process limits default to DefaultMemoryBytes and DefaultProcesses.
 func newCgroup(name string, l Limits) (*cgroup, error) {
 	sweepOnce.Do(sweep)
+	if l.MemoryBytes == 0 {
+		l.MemoryBytes = DefaultMemoryBytes()
+	}
+	if l.Processes == 0 {
+		l.Processes = DefaultProcesses
+	}
 	leaf := fmt.Sprintf("%s/%s-%d-%d", cgroupParent, sanitize(name), os.Getpid(), cgroupSeq.Add(1))
 	switch cgroupMode() {
 	case "v1":
@@ -72,7 +95,7 @@ func sweep() {
 	var parents []string
 	switch cgroupMode() {
 	case "v1":
-		for _, c := range []cgroup1.Name{cgroup1.Memory, cgroup1.Pids, cgroup1.Cpu, cgroup1.Freezer} {
+		for c := range v1Controllers {
 			if p, err := cgroup1.NestedPath(cgroupParent)(c); err == nil {
 				parents = append(parents, filepath.Join("/sys/fs/cgroup", string(c), p))
 			}
@@ -109,7 +132,8 @@ func sanitize(name string) string {
 
 // v1Controllers are the cgroup v1 controllers a plugin gets: the limits,
 // and the freezer to kill its processes without a fork race.
-var v1Controllers = map[cgroup1.Name]bool{cgroup1.Memory: true, cgroup1.Pids: true, cgroup1.Cpu: true, cgroup1.Freezer: true}
+// cpuacct counts their CPU time (Process.CPULimitReached).
+var v1Controllers = map[cgroup1.Name]bool{cgroup1.Memory: true, cgroup1.Pids: true, cgroup1.Cpu: true, cgroup1.Cpuacct: true, cgroup1.Freezer: true}
 
 func newCgroupV1(leaf string, l Limits) (*cgroup, error) {
 	hierarchy := func() ([]cgroup1.Subsystem, error) {
@@ -156,6 +180,9 @@ func newCgroupV1(leaf string, l Limits) (*cgroup, error) {
 	c := &cgroup{v1: cg, path: leaf}
 	if p, err := cgroup1.NestedPath(leaf)(cgroup1.Pids); err == nil {
 		c.pids = filepath.Join("/sys/fs/cgroup", string(cgroup1.Pids), p)
+	}
+	if p, err := cgroup1.NestedPath(leaf)(cgroup1.Cpuacct); err == nil {
+		c.cpuFile = filepath.Join("/sys/fs/cgroup", string(cgroup1.Cpuacct), p, "cpuacct.usage")
 	}
 	return c, nil
 }
@@ -245,7 +272,8 @@ func newCgroupV2(leaf string, l Limits) (*cgroup, error) {
 	if err != nil {
 		return nil, fmt.Errorf("create cgroup v2 %s (the runner's cgroup must be delegated to it, e.g. systemd Delegate=yes): %w", group, err)
 	}
-	return &cgroup{v2: m, path: group, pids: filepath.Join("/sys/fs/cgroup", group)}, nil
+	dir := filepath.Join("/sys/fs/cgroup", group)
+	return &cgroup{v2: m, path: group, pids: dir, cpuFile: filepath.Join(dir, "cpu.stat")}, nil
 }
 
 // add moves process pid into the cgroup.
@@ -296,6 +324,29 @@ func (c *cgroup) pidsLimitHits() uint64 {
 		}
 	}
 	return 0
+}
+
+// cpuTime returns the CPU time the processes of the cgroup used, the
+// reaped ones included; ok is false when the cgroup does not count it.
+func (c *cgroup) cpuTime() (d time.Duration, ok bool) {
+	if c.cpuFile == "" {
+		return 0, false
+	}
+	b, err := os.ReadFile(c.cpuFile)
+	if err != nil {
+		return 0, false
+	}
+	if c.v1 != nil {
+		ns, err := strconv.ParseUint(strings.TrimSpace(string(b)), 10, 64)
+		return time.Duration(ns), err == nil
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if f := strings.Fields(line); len(f) == 2 && f[0] == "usage_usec" {
+			us, err := strconv.ParseUint(f[1], 10, 64)
+			return time.Duration(us) * time.Microsecond, err == nil
+		}
+	}
+	return 0, false
 }
 
 // procs lists the processes in the cgroup.

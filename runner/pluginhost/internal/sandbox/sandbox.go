@@ -6,7 +6,14 @@ import "os"
 // user is configured.
 const DefaultUser = "nobody"
 
-// Limits bound one plugin process. Zero means no limit.
+// DefaultProcesses is the process and thread limit of a plugin's cgroup
+// when none is configured: room for any ordinary plugin, a stop for a
+// fork bomb long before the machine's own limits.
+const DefaultProcesses = 1024
+
+// Limits bound one plugin process. Zero means no limit, except for the
+// memory and process limits of a plugin that has a cgroup: those default
+// to DefaultMemoryBytes and DefaultProcesses.
 type Limits struct {
 	// MemoryBytes bounds the memory of the plugin and everything it
 	// starts, shared memory and temporary files included (the cgroup's

@@ -82,4 +82,8 @@ func (p *Process) OOMKilled() bool { return false }
 func (p *Process) ProcessLimitReached() bool { return false }
 
 // CPULimitReached is always false outside Linux.
-func (p *Process) CPULimitReached() bool { return false }
+func (p *Process) CPULimitReached(bool) bool { return false }
+
+// DefaultMemoryBytes: outside Linux plugins have no cgroup, so no default
+// memory limit.
+func DefaultMemoryBytes() uint64 { return 0 }
