@@ -465,10 +465,54 @@ type StateEvent struct {
 	Deleted bool
 }
 
+// watchEntries is a KV watch of task id (every task when id is ""), its
+// entries passed on until ctx ends or the watch stops.
+func (s *StateStore) watchEntries(ctx context.Context, id string) (<-chan natsjs.KeyValueEntry, error) {
+	var w natsjs.KeyWatcher
+	var err error
+	if id == "" {
+		w, err = s.kv.WatchAll(ctx)
+	} else {
+		w, err = s.kv.Watch(ctx, id)
+	}
+	if err != nil {
+		return nil, err
+	}
+	out := make(chan natsjs.KeyValueEntry, 16)
+	go func() {
+		defer close(out)
+		defer func() { _ = w.Stop() }()
+		for {
+			var e natsjs.KeyValueEntry
+			var ok bool
+			select {
+			case e, ok = <-w.Updates():
+				if !ok {
+					return
+				}
+			case <-ctx.Done():
+				return
+			}
+			if e == nil {
+				continue // end of the initial values
+			}
+			select {
+			case out <- e:
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
+	return out, nil
+}
+
 // Watch sends the current record of task id (or of every task when id is
 // "") and then every change, until ctx ends; then it closes the channel.
-// It needs no consumer (see statescan.go): a reader that has used up the
-// bucket's consumers cannot stop it.
+// It watches through a consumer (a KV watch: the server delivers each write
+// once) and, when the server refuses one (a reader took every consumer the
+// server allows on the bucket, or this login may not create them), without
+// (see statescan.go: it works, at a few times the server's work a write and
+// a millisecond or two more delay).
 func (s *StateStore) Watch(ctx context.Context, id string) (<-chan StateEvent, error) {
 	filter := s.putPrefix + ">"
 	if id != "" {
@@ -477,9 +521,13 @@ func (s *StateStore) Watch(ctx context.Context, id string) (<-chan StateEvent, e
 		}
 		filter = s.putPrefix + id
 	}
-	entries, err := s.tail(ctx, filter)
+	entries, err := s.watchEntries(ctx, id)
 	if err != nil {
-		return nil, fmt.Errorf("watch tasks: %w", err)
+		var scanErr error
+		if entries, scanErr = s.tail(ctx, filter); scanErr != nil {
+			return nil, fmt.Errorf("watch tasks: %w (through a consumer: %v)", scanErr, err)
+		}
+		s.cfg.Logger.WithError(err).Debug("watch of task state: no consumer; reading without one")
 	}
 	out := make(chan StateEvent, 16)
 	go func() {

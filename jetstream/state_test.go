@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	natsjs "github.com/nats-io/nats.go/jetstream"
 
 	"github.com/omniq/omniq/jetstream"
 	"github.com/omniq/omniq/models"
@@ -345,6 +346,68 @@ func TestStateWatchAllSeesEveryTask(t *testing.T) {
 	}
 	if _, err := e.client.State().Watch(ctx(t), "bad id"); !errors.Is(err, models.ErrInvalidTaskID) {
 		t.Fatalf("bad id err = %v", err)
+	}
+}
+
+// A watch of task state goes through a consumer while the server allows
+// one: the server then delivers each write once, where a watch without a
+// consumer reads each write back with a direct get besides hearing of it
+// (a few times the server's CPU a write: a dashboard left open would slow
+// the runners). With the bucket's consumers used up, it reads without one.
+func TestStateWatchUsesAConsumerWhileItCan(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, jetstream.Config{})
+	createTask(t, e, "before", "f")
+	consumers := func() int {
+		t.Helper()
+		st, err := e.client.JetStream().Stream(ctx(t), "KV_OMNIQ_STATE")
+		if err != nil {
+			t.Fatal(err)
+		}
+		info, err := st.Info(ctx(t))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return info.State.Consumers
+	}
+	before := consumers()
+	wctx, cancel := context.WithCancel(ctx(t))
+	defer cancel()
+	if _, err := e.client.State().Watch(wctx, ""); err != nil {
+		t.Fatal(err)
+	}
+	if n := consumers(); n != before+1 {
+		t.Fatalf("consumers on the state bucket: %d before a watch, %d with it; want one more", before, n)
+	}
+	full := false
+	for i := 0; i < 5000 && !full; i++ {
+		_, err := e.client.JetStream().CreateConsumer(ctx(t), "KV_OMNIQ_STATE", natsjs.ConsumerConfig{InactiveThreshold: time.Hour})
+		if err != nil {
+			if !strings.Contains(err.Error(), "maximum consumers") {
+				t.Fatalf("consumer %d: %v", i, err)
+			}
+			full = true
+		}
+	}
+	if !full {
+		t.Fatal("the state bucket took 5,000 consumers without reaching its limit")
+	}
+	events, err := e.client.State().Watch(wctx, "")
+	if err != nil {
+		t.Fatalf("watch with the consumers used up: %v", err)
+	}
+	createTask(t, e, "after", "g")
+	seen := map[string]bool{}
+	for !seen["after"] {
+		select {
+		case ev := <-events:
+			seen[ev.ID] = true
+		case <-time.After(10 * time.Second):
+			t.Fatalf("the watch without a consumer saw only %v", seen)
+		}
+	}
+	if !seen["before"] {
+		t.Fatalf("the watch without a consumer missed the record written before it: %v", seen)
 	}
 }
 

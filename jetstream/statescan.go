@@ -12,15 +12,17 @@ import (
 	natsjs "github.com/nats-io/nats.go/jetstream"
 )
 
-// The state bucket is read without consumers. Anyone who may read a bucket
+// Reading the state bucket without consumers. Anyone who may read a bucket
 // through consumers may create them, up to the server's limit per stream
 // (1,000 by default); a reader that took them all would make every list
-// and watch of the bucket fail with "maximum consumers limit reached".
-// List and Watch instead step through the bucket's stream with batched
-// direct gets ("the messages on these subjects from sequence N on"), which
-// take no server-side state, and Watch learns of new writes from a core
-// subscription on the keys' subjects (and, should that be refused or miss
-// a write over a reconnect, from a poll).
+// and watch that needs one fail with "maximum consumers limit reached".
+// List always, and Watch when the server refuses it a consumer, instead
+// step through the bucket's stream with batched direct gets ("the
+// messages from sequence N on"), which take no server-side state; such a
+// watch learns of new writes from a core subscription on the keys'
+// subjects (and, should that be refused or miss a write over a reconnect,
+// from a poll). It costs the server a few times what a consumer's
+// delivery does for each write, so Watch prefers a consumer.
 
 // scanBatch is how many messages one direct get asks for.
 const scanBatch = 256
@@ -52,30 +54,65 @@ func (e *rawEntry) Created() time.Time           { return e.created }
 func (e *rawEntry) Delta() uint64                { return 0 }
 func (e *rawEntry) Operation() natsjs.KeyValueOp { return e.op }
 
+// scanner reads the state bucket's stream with batched direct gets, all
+// answered on one subscription it holds until closed: subscribing anew for
+// each batch would change the server's subscriptions on every write a
+// watch hears of, and each change empties the server's cache of who
+// subscribes to what, which every publish on the server then pays for.
+type scanner struct {
+	s     *StateStore
+	sub   *nats.Subscription
+	inbox string
+	n     uint64
+}
+
+// newScanner subscribes the replies of the scans to come.
+func (s *StateStore) newScanner() (*scanner, error) {
+	inbox := s.js.Conn().NewInbox()
+	sub, err := s.js.Conn().SubscribeSync(inbox + ".*")
+	if err != nil {
+		return nil, fmt.Errorf("%w %s: %w", ErrStateScan, s.cfg.StateBucket, err)
+	}
+	return &scanner{s: s, sub: sub, inbox: inbox}, nil
+}
+
+// close drops the scanner's subscription.
+func (sc *scanner) close() { _ = sc.sub.Unsubscribe() }
+
 // scan returns up to scanBatch messages of the state bucket's stream on
 // subject filter, from stream sequence seq on, oldest first, and how many
 // more there are after them (0 when the caller has caught up).
-func (s *StateStore) scan(ctx context.Context, filter string, seq uint64) ([]*rawEntry, uint64, error) {
+func (sc *scanner) scan(ctx context.Context, filter string, seq uint64) ([]*rawEntry, uint64, error) {
+	s := sc.s
 	nc := s.js.Conn()
 	prefix := s.js.Options().APIPrefix
 	if prefix == "" {
 		prefix = "$JS.API."
 	}
 	api := prefix + "DIRECT.GET.KV_" + s.cfg.StateBucket
+	// The stream holds only the bucket's keys, so a filter of every key is
+	// no filter: asked with one, the server counts the messages pending on
+	// it through every key's entry in its subject index, twice a batch (the
+	// "Nats-Num-Pending" header), which made a watch of every task cost
+	// more server CPU than the writes it watched. Without a filter the
+	// count is a subtraction; the batch then needs a sequence of 1 or more.
+	nextFor := filter
+	if filter == s.putPrefix+">" {
+		nextFor = ""
+		seq = max(seq, 1)
+	}
 	req, err := json.Marshal(struct {
 		Seq     uint64 `json:"seq"`
-		NextFor string `json:"next_by_subj"`
+		NextFor string `json:"next_by_subj,omitempty"`
 		Batch   int    `json:"batch"`
-	}{seq, filter, scanBatch})
+	}{seq, nextFor, scanBatch})
 	if err != nil {
 		return nil, 0, err
 	}
-	inbox := nc.NewInbox()
-	sub, err := nc.SubscribeSync(inbox)
-	if err != nil {
-		return nil, 0, fmt.Errorf("%w %s: %w", ErrStateScan, s.cfg.StateBucket, err)
-	}
-	defer func() { _ = sub.Unsubscribe() }()
+	// Each scan has its own reply subject: the rest of a batch whose scan
+	// gave up (its deadline passed) is told apart and dropped.
+	sc.n++
+	inbox := sc.inbox + "." + strconv.FormatUint(sc.n, 10)
 	if err := nc.PublishRequest(api, inbox, req); err != nil {
 		return nil, 0, fmt.Errorf("%w %s: %w", ErrStateScan, s.cfg.StateBucket, err)
 	}
@@ -83,9 +120,12 @@ func (s *StateStore) scan(ctx context.Context, filter string, seq uint64) ([]*ra
 	defer cancel()
 	var out []*rawEntry
 	for {
-		m, err := sub.NextMsgWithContext(ctx)
+		m, err := sc.sub.NextMsgWithContext(ctx)
 		if err != nil {
 			return nil, 0, fmt.Errorf("%w %s: no answer to a direct get on %s (stream missing, or this login may not read it): %w", ErrStateScan, s.cfg.StateBucket, api, err)
+		}
+		if m.Subject != inbox {
+			continue // the rest of an earlier scan's batch
 		}
 		switch m.Header.Get("Status") {
 		case "":
@@ -122,10 +162,15 @@ func (s *StateStore) scan(ctx context.Context, filter string, seq uint64) ([]*ra
 // latest returns every key's latest entry on filter (deleted keys left
 // out), reading the stream once from the start.
 func (s *StateStore) latest(ctx context.Context, filter string) (map[string]*rawEntry, error) {
+	sc, err := s.newScanner()
+	if err != nil {
+		return nil, err
+	}
+	defer sc.close()
 	out := make(map[string]*rawEntry)
 	var seq uint64
 	for {
-		batch, pending, err := s.scan(ctx, filter, seq)
+		batch, pending, err := sc.scan(ctx, filter, seq)
 		if err != nil {
 			return nil, err
 		}
@@ -146,7 +191,11 @@ func (s *StateStore) latest(ctx context.Context, filter string) (map[string]*raw
 // tail sends every message on filter from the start of the stream, then
 // each new one, until ctx ends; then it closes the channel. The first scan
 // happens before tail returns, so a bucket that cannot be read is an error.
-func (s *StateStore) tail(ctx context.Context, filter string) (<-chan *rawEntry, error) {
+func (s *StateStore) tail(ctx context.Context, filter string) (<-chan natsjs.KeyValueEntry, error) {
+	sc, err := s.newScanner()
+	if err != nil {
+		return nil, err
+	}
 	wake := make(chan struct{}, 1)
 	// A write to a key wakes the reader. Refused (an external server whose
 	// permissions predate this), it leaves the poll to find writes.
@@ -157,21 +206,30 @@ func (s *StateStore) tail(ctx context.Context, filter string) (<-chan *rawEntry,
 		}
 	})
 	if err != nil {
+		sc.close()
 		return nil, fmt.Errorf("%w %s: watch %s: %w", ErrStateScan, s.cfg.StateBucket, filter, err)
 	}
-	first, pending, err := s.scan(ctx, filter, 0)
+	first, pending, err := sc.scan(ctx, filter, 0)
 	if err != nil {
 		_ = sub.Unsubscribe()
+		sc.close()
 		return nil, err
 	}
-	out := make(chan *rawEntry, 16)
+	out := make(chan natsjs.KeyValueEntry, 16)
 	go func() {
 		defer close(out)
+		defer sc.close()
 		defer func() { _ = sub.Unsubscribe() }()
 		poll := time.NewTicker(watchPoll)
 		defer poll.Stop()
 		var seq uint64
 		batch := first
+		// A write reaches subscribers as the stream receives it, and may
+		// not be stored yet when the scan it woke runs: a wake whose scan
+		// finds nothing is followed by scans a little later (again), so
+		// that a task's last write is not left for the poll.
+		var again <-chan time.Time
+		var tries uint
 		for {
 			for _, e := range batch {
 				select {
@@ -181,15 +239,19 @@ func (s *StateStore) tail(ctx context.Context, filter string) (<-chan *rawEntry,
 				}
 				seq = e.rev + 1
 			}
+			woke := false
 			if len(batch) == 0 || pending == 0 {
 				select {
 				case <-wake:
+					woke, tries = true, 0
+				case <-again:
+					woke = true
 				case <-poll.C:
 				case <-ctx.Done():
 					return
 				}
 			}
-			batch, pending, err = s.scan(ctx, filter, seq)
+			batch, pending, err = sc.scan(ctx, filter, seq)
 			if err != nil {
 				if ctx.Err() != nil {
 					return
@@ -197,7 +259,16 @@ func (s *StateStore) tail(ctx context.Context, filter string) (<-chan *rawEntry,
 				s.cfg.Logger.WithError(err).Warn("watch of task state: read failed; trying again")
 				batch, pending = nil, 0
 			}
+			again = nil
+			if woke && len(batch) == 0 && tries < rescans {
+				again = time.After(time.Millisecond << tries)
+				tries++
+			}
 		}
 	}()
 	return out, nil
 }
+
+// rescans is how many times a watch reads again after a write it heard of
+// was not yet stored (1, 2, 4 … ms apart), before leaving it to the poll.
+const rescans = 7

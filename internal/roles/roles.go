@@ -137,11 +137,8 @@ const api = "$JS.API."
 
 // getBucket is what reading a KV bucket without consumers takes: the
 // stream's info (to open the bucket) and direct and non-direct gets (get;
-// OmniQ's list and watch of task state step through the stream with
-// batched direct gets). No publish on $KV.<bucket>.>, no purge or delete
-// of the stream, no consumers: anyone who may create consumers on a stream
-// may create them all, up to the server's limit per stream, and every
-// other reader's list or watch that needs one then fails.
+// OmniQ's list of task state steps through the stream with batched direct
+// gets). No publish on $KV.<bucket>.>, no purge or delete of the stream.
 func getBucket(stream string) []string {
 	return []string{
 		api + "STREAM.INFO." + stream,
@@ -154,8 +151,11 @@ func getBucket(stream string) []string {
 // watchBucket adds to getBucket ephemeral consumers with flow control (a
 // KV watch, list keys), and deleting them when a watch stops; no listing
 // of consumers: another client's consumer is out of reach unless its
-// random name is known. Only the operator has it, on the functions bucket
-// (the dashboard's runners page watches it).
+// random name is known. Readers have it on the state bucket (a watch
+// through a consumer costs the server one delivery a write; one that
+// cannot get a consumer, because a reader took every one the server
+// allows, reads without: see jetstream/statescan.go), and the operator on
+// the functions bucket (the dashboard's runners page watches it).
 func watchBucket(stream string) []string {
 	return append(getBucket(stream),
 		api+"CONSUMER.CREATE."+stream,
@@ -166,9 +166,9 @@ func watchBucket(stream string) []string {
 	)
 }
 
-// stateWrites is what a reader subscribes to so that its watch of task
-// state hears of each write at once (core NATS, no consumer): the same
-// records it may read anyway.
+// stateWrites is what a reader subscribes to so that a watch of task
+// state without a consumer hears of each write at once (core NATS): the
+// same records it may read anyway.
 func (n names) stateWrites() string { return "$KV." + n.stateBucket + ".>" }
 
 func (n names) submitterPublish() []string {
@@ -181,7 +181,7 @@ func (n names) submitterPublish() []string {
 		// The tasks stream's info (its max message size) for tools.
 		api + "STREAM.INFO." + n.tasks,
 	}
-	p = append(p, getBucket(n.stateStream)...)
+	p = append(p, watchBucket(n.stateStream)...)
 	return append(p, getBucket(n.fnStream)...)
 }
 
