@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"cmp"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
@@ -99,6 +100,72 @@ func (s *StateStore) Get(ctx context.Context, id string) (Record, error) {
 	}
 	if err != nil {
 		return Record{}, fmt.Errorf("get task %s: %w", id, err)
+	}
+	return decodeEntry(e)
+}
+
+// GetFromLeader is Get answered by the state bucket's stream leader. Get is
+// a direct get, which any replica of a replicated bucket may answer, and a
+// follower may answer up to thousands of revisions behind (nats-server
+// lets one answer once it is 90% caught up): good enough to show a task,
+// not to decide that a message is obsolete and acknowledge it unrun. The
+// runner reads through this before such decisions. On one server the two
+// read the same store.
+func (s *StateStore) GetFromLeader(ctx context.Context, id string) (Record, error) {
+	if err := models.ValidateTaskID(id); err != nil {
+		return Record{}, err
+	}
+	prefix := s.js.Options().APIPrefix
+	if prefix == "" {
+		prefix = "$JS.API."
+	}
+	req, err := json.Marshal(struct {
+		LastFor string `json:"last_by_subj"`
+	}{s.putPrefix + id})
+	if err != nil {
+		return Record{}, err
+	}
+	var resp struct {
+		Message *struct {
+			Sequence uint64    `json:"seq"`
+			Header   []byte    `json:"hdrs"`
+			Data     []byte    `json:"data"`
+			Time     time.Time `json:"time"`
+		} `json:"message"`
+		Error *struct {
+			ErrCode     int    `json:"err_code"`
+			Description string `json:"description"`
+		} `json:"error"`
+	}
+	err = retryTransient(ctx, func(ctx context.Context) error {
+		m, err := s.js.Conn().RequestWithContext(ctx, prefix+"STREAM.MSG.GET.KV_"+s.cfg.StateBucket, req)
+		if err != nil {
+			return err
+		}
+		resp.Message, resp.Error = nil, nil
+		return json.Unmarshal(m.Data, &resp)
+	})
+	if err != nil {
+		return Record{}, fmt.Errorf("get task %s from the state bucket's leader: %w", id, err)
+	}
+	if resp.Error != nil {
+		if resp.Error.ErrCode == int(natsjs.JSErrCodeMessageNotFound) {
+			return Record{}, fmt.Errorf("%w: %s", ErrTaskNotFound, id)
+		}
+		return Record{}, fmt.Errorf("get task %s from the state bucket's leader: %s (%d)", id, resp.Error.Description, resp.Error.ErrCode)
+	}
+	if resp.Message == nil {
+		return Record{}, fmt.Errorf("get task %s from the state bucket's leader: an answer without a message", id)
+	}
+	e := &rawEntry{bucket: s.cfg.StateBucket, key: id, value: resp.Message.Data, rev: resp.Message.Sequence, created: resp.Message.Time, op: natsjs.KeyValuePut}
+	if len(resp.Message.Header) > 0 {
+		hdr, err := nats.DecodeHeadersMsg(resp.Message.Header)
+		if err != nil {
+			return Record{}, fmt.Errorf("get task %s from the state bucket's leader: headers: %w", id, err)
+		}
+		if op := hdr.Get("KV-Operation"); op == "DEL" || op == "PURGE" || hdr.Get("Nats-Marker-Reason") != "" {
+			return Record{}, fmt.Errorf("%w: %s", ErrTaskNotFound, id)
+		}
 	}
 	return decodeEntry(e)
 }

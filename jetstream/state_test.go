@@ -349,6 +349,43 @@ func TestStateWatchAllSeesEveryTask(t *testing.T) {
 	}
 }
 
+// GetFromLeader reads what Get reads (on one server the same store):
+// the record with its revision, not found for no record or a deleted one,
+// and a corrupt record as one.
+func TestStateGetFromLeaderReadsWhatGetReads(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, jetstream.Config{})
+	rec := createTask(t, e, "there", "f")
+	got, err := e.client.State().GetFromLeader(ctx(t), "there")
+	if err != nil || got.Revision != rec.Revision || !reflect.DeepEqual(got.Task, rec.Task) {
+		t.Fatalf("GetFromLeader = %+v, %v; want %+v", got, err, rec)
+	}
+	if _, err := e.client.State().GetFromLeader(ctx(t), "nowhere"); !errors.Is(err, jetstream.ErrTaskNotFound) {
+		t.Fatalf("no record: err = %v", err)
+	}
+	if err := e.client.State().Delete(ctx(t), got); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.client.State().GetFromLeader(ctx(t), "there"); !errors.Is(err, jetstream.ErrTaskNotFound) {
+		t.Fatalf("deleted record: err = %v", err)
+	}
+	kv, err := e.client.JetStream().KeyValue(ctx(t), "OMNIQ_STATE")
+	if err != nil {
+		t.Fatal(err)
+	}
+	rev, err := kv.PutString(ctx(t), "junk", "{not json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var corrupt *jetstream.CorruptRecordError
+	if _, err := e.client.State().GetFromLeader(ctx(t), "junk"); !errors.As(err, &corrupt) || corrupt.Revision != rev {
+		t.Fatalf("corrupt record: err = %v; want a CorruptRecordError at revision %d", err, rev)
+	}
+	if _, err := e.client.State().GetFromLeader(ctx(t), "bad id"); !errors.Is(err, models.ErrInvalidTaskID) {
+		t.Fatalf("bad id: err = %v", err)
+	}
+}
+
 // A watch of task state goes through a consumer while the server allows
 // one: the server then delivers each write once, where a watch without a
 // consumer reads each write back with a direct get besides hearing of it

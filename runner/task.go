@@ -82,10 +82,13 @@ func (r *Runner) checkLimits(tm *jetstream.TaskMessage) error {
 }
 
 // view reads the task's state record for decide. A transient failure to
-// read it is returned as an error.
+// read it is returned as an error. It reads from the state bucket's
+// leader (GetFromLeader): what decide makes of a record may be to
+// acknowledge the message unrun, which no compare-and-swap checks, so the
+// record must not be a lagging replica's.
 func (r *Runner) view(ctx context.Context, id string) (view, jetstream.Record, uint64, error) {
 	r.reads.Add(1)
-	rec, err := r.client.State().Get(ctx, id)
+	rec, err := r.client.State().GetFromLeader(ctx, id)
 	var corrupt *jetstream.CorruptRecordError
 	switch {
 	case err == nil:
