@@ -158,6 +158,13 @@ func NewTask(id, function string, maxRetries int, timeout time.Duration, now tim
 	}
 }
 
+// AttemptsRun is how many of t's attempts ran its handler: Attempt counts
+// the attempts started, and each wait out of a quarantine of its plugin
+// started one that did not run (put back, using no retry).
+func (t *Task) AttemptsRun() int {
+	return max(t.Attempt-t.QuarantineWaits, 0)
+}
+
 // Validate reports the first invalid field of t as a *FieldError wrapping
 // ErrInvalidTask (ErrInvalidTaskID or ErrInvalidFunctionName for those
 // fields, ErrInvalidTaskError for a bad Error), or nil when t is valid.

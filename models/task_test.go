@@ -347,3 +347,23 @@ func TestNewProgressBounds(t *testing.T) {
 		}
 	}
 }
+
+// AttemptsRun leaves out the attempts a quarantine of the task's plugin put
+// back unrun.
+func TestTaskAttemptsRun(t *testing.T) {
+	for _, tt := range []struct {
+		attempt, waits, want int
+	}{
+		{0, 0, 0},
+		{1, 0, 1},
+		{3, 0, 3},
+		{1, 1, 0}, // the only attempt was put back
+		{3, 1, 2},
+		{2, 5, 0}, // never negative, whatever a record says
+	} {
+		task := &models.Task{Attempt: tt.attempt, QuarantineWaits: tt.waits}
+		if got := task.AttemptsRun(); got != tt.want {
+			t.Errorf("Attempt %d, QuarantineWaits %d: AttemptsRun() = %d, want %d", tt.attempt, tt.waits, got, tt.want)
+		}
+	}
+}

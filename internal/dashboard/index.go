@@ -46,7 +46,7 @@ type entry struct {
 
 func entryOf(t *models.Task) *entry {
 	e := &entry{
-		id: t.ID, function: t.Function, status: t.Status, attempt: t.Attempt,
+		id: t.ID, function: t.Function, status: t.Status, attempt: t.AttemptsRun(),
 		created: t.CreatedAt.UnixNano(), updated: t.UpdatedAt.UnixNano(),
 	}
 	if !t.FinishedAt.IsZero() {

@@ -426,7 +426,7 @@ func history(t *models.Task) []historyItem {
 		h = append(h, historyItem{e.Timestamp, what})
 	}
 	if !t.StartedAt.IsZero() {
-		h = append(h, historyItem{t.StartedAt, fmt.Sprintf("attempt %d started", t.Attempt)})
+		h = append(h, historyItem{t.StartedAt, fmt.Sprintf("attempt %d started", t.AttemptsRun())})
 	}
 	if !t.RunAt.IsZero() && !t.Status.IsTerminal() {
 		h = append(h, historyItem{t.RunAt, "next attempt due"})

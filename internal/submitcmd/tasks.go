@@ -96,12 +96,8 @@ func typedMessage(te *models.TaskError) string {
 	return te.ErrorType + ": " + te.Message
 }
 
-// attemptsRun is how many of t's attempts ran its handler: Attempt counts
-// the attempts started, and each wait out of a quarantine of its plugin
-// started one that did not run (put back, using no retry).
-func attemptsRun(t *models.Task) int {
-	return max(t.Attempt-t.QuarantineWaits, 0)
-}
+// attemptsRun is how many of t's attempts ran its handler.
+func attemptsRun(t *models.Task) int { return t.AttemptsRun() }
 
 // printTask writes a task record for people.
 func printTask(w interface{ Write([]byte) (int, error) }, t *models.Task, tracebacks bool, d defaulted) {
