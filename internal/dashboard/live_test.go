@@ -250,3 +250,34 @@ func TestRunnersPageShowsCrashes(t *testing.T) {
 		}
 	}
 }
+
+// A quiet event stream sends a comment now and then, so that a reverse
+// proxy's idle timeout (nginx: 60 s) does not cut a page's live updates.
+func TestQuietEventStreamKeepsItsConnectionAlive(t *testing.T) {
+	t.Parallel()
+	srv := startServer(t)
+	d := startDashboard(t, Config{Client: srv.Client}, func(s *Server) { s.keepAlive = 50 * time.Millisecond })
+	b := newBrowser(t, d.URL())
+	b.get("/") // a session
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, d.URL()+"/events?task=quiet-1", nil)
+	resp, err := (&http.Client{Jar: b.c.Jar}).Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	r := bufio.NewReader(resp.Body)
+	for {
+		line, err := r.ReadString('\n')
+		if err != nil {
+			t.Fatalf("the stream ended without a keep-alive: %v", err)
+		}
+		if line == ": keep-alive\n" {
+			return
+		}
+		if strings.HasPrefix(line, "event: ") {
+			t.Fatalf("a quiet task's stream sent %q", line)
+		}
+	}
+}

@@ -44,6 +44,9 @@ type Server struct {
 	// tickInterval is how often a page that asks for it (the overview) is
 	// told to fetch itself when nothing else changed (a field for tests).
 	tickInterval time.Duration
+	// keepAlive is how often a quiet event stream sends a comment, so that
+	// a proxy's idle timeout (nginx: 60 s) does not cut it.
+	keepAlive time.Duration
 
 	ln      net.Listener
 	http    *http.Server
@@ -73,6 +76,7 @@ func New(cfg Config) (*Server, error) {
 		stopped:     make(chan struct{}),
 		bodyTimeout: 10 * time.Second, idleTimeout: 2 * time.Minute, maxDeadScanned: maxDeadScanned,
 		tickInterval: tickInterval,
+		keepAlive:    keepAliveInterval,
 	}
 	s.index = newIndex(cfg.MaxIndexed, s.hub.notify)
 	return s, nil
@@ -470,6 +474,10 @@ const sseInterval = time.Second
 // counts and chart move on. One fetch of one page every 10 s.
 const tickInterval = 10 * time.Second
 
+// keepAliveInterval is how often a quiet event stream sends a comment:
+// under the 60 s idle timeout of common reverse proxies.
+const keepAliveInterval = 25 * time.Second
+
 // handleEvents streams "change" events to the page: at most one a second,
 // only when something the page shows changed, and with tick=1 (the
 // overview) also every tickInterval. The page then fetches its own content
@@ -499,10 +507,18 @@ func (s *Server) handleEvents(w http.ResponseWriter, r *http.Request, _ *session
 	w.Header().Set("Cache-Control", "no-store")
 	_, _ = fmt.Fprint(w, "retry: 3000\n: connected\n\n")
 	fl.Flush()
+	alive := time.NewTicker(s.keepAlive)
+	defer alive.Stop()
 	for {
 		select {
 		case <-ch:
 		case <-tick:
+		case <-alive.C:
+			if _, err := fmt.Fprint(w, ": keep-alive\n\n"); err != nil {
+				return
+			}
+			fl.Flush()
+			continue
 		case <-r.Context().Done():
 			return
 		case <-s.hub.done:
