@@ -192,11 +192,13 @@ func (r *Runner) takeEarlyCancelLocked(id string, now time.Time) bool {
 }
 
 // stopIfCancelled stops the attempt f of task id if the task's state says
-// cancelled: a notice alone is not trusted.
+// cancelled: a notice alone is not trusted. The state is read from the
+// bucket's leader: the notice follows the cancel's write at once, before
+// a lagging replica may have it.
 func (r *Runner) stopIfCancelled(id string, f *inflight) {
 	ctx, cancel := context.WithTimeout(context.Background(), requestTimeout)
 	defer cancel()
-	rec, err := r.client.State().Get(ctx, id)
+	rec, err := r.client.State().GetFromLeader(ctx, id)
 	if err != nil || rec.Task.Status != models.StatusCancelled {
 		r.log.WithField("task_id", id).Warn("ignored a cancellation notice for a task whose state does not say cancelled")
 		return
