@@ -145,7 +145,7 @@ func (c *Client) Functions(ctx context.Context) (map[string][]Registration, erro
 		if errs[i] != nil {
 			return nil, fmt.Errorf("list functions: %s: %w", strings.TrimPrefix(subjects[i], prefix), errs[i])
 		}
-		if op := m.Header.Get("KV-Operation"); op == "DEL" || op == "PURGE" || m.Header.Get("Nats-Marker-Reason") != "" {
+		if removed(m.Header) {
 			continue // deregistered, or expired
 		}
 		var r Registration

@@ -115,10 +115,6 @@ func (s *StateStore) GetFromLeader(ctx context.Context, id string) (Record, erro
 	if err := models.ValidateTaskID(id); err != nil {
 		return Record{}, err
 	}
-	prefix := s.js.Options().APIPrefix
-	if prefix == "" {
-		prefix = "$JS.API."
-	}
 	req, err := json.Marshal(struct {
 		LastFor string `json:"last_by_subj"`
 	}{s.putPrefix + id})
@@ -138,7 +134,7 @@ func (s *StateStore) GetFromLeader(ctx context.Context, id string) (Record, erro
 		} `json:"error"`
 	}
 	err = retryTransient(ctx, func(ctx context.Context) error {
-		m, err := s.js.Conn().RequestWithContext(ctx, prefix+"STREAM.MSG.GET.KV_"+s.cfg.StateBucket, req)
+		m, err := s.js.Conn().RequestWithContext(ctx, apiPrefix(s.js)+"STREAM.MSG.GET.KV_"+s.cfg.StateBucket, req)
 		if err != nil {
 			return err
 		}
@@ -163,7 +159,7 @@ func (s *StateStore) GetFromLeader(ctx context.Context, id string) (Record, erro
 		if err != nil {
 			return Record{}, fmt.Errorf("get task %s from the state bucket's leader: headers: %w", id, err)
 		}
-		if op := hdr.Get("KV-Operation"); op == "DEL" || op == "PURGE" || hdr.Get("Nats-Marker-Reason") != "" {
+		if removed(hdr) {
 			return Record{}, fmt.Errorf("%w: %s", ErrTaskNotFound, id)
 		}
 	}
@@ -231,7 +227,7 @@ func (s *StateStore) deletedAt(ctx context.Context, id string) (uint64, bool) {
 	if err != nil {
 		return 0, false
 	}
-	if op := m.Header.Get("KV-Operation"); op == "DEL" || op == "PURGE" || m.Header.Get("Nats-Marker-Reason") != "" {
+	if removed(m.Header) {
 		return m.Sequence, true
 	}
 	return 0, false

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -85,11 +86,7 @@ func (sc *scanner) close() { _ = sc.sub.Unsubscribe() }
 func (sc *scanner) scan(ctx context.Context, filter string, seq uint64) ([]*rawEntry, uint64, error) {
 	s := sc.s
 	nc := s.js.Conn()
-	prefix := s.js.Options().APIPrefix
-	if prefix == "" {
-		prefix = "$JS.API."
-	}
-	api := prefix + "DIRECT.GET.KV_" + s.cfg.StateBucket
+	api := apiPrefix(s.js) + "DIRECT.GET.KV_" + s.cfg.StateBucket
 	// The stream holds only the bucket's keys, so a filter of every key is
 	// no filter: asked with one, the server counts the messages pending on
 	// it through every key's entry in its subject index, twice a batch (the
@@ -140,11 +137,11 @@ func (sc *scanner) scan(ctx context.Context, filter string, seq uint64) ([]*rawE
 			return nil, 0, fmt.Errorf("%w %s: direct get answered %s %s", ErrStateScan, s.cfg.StateBucket, m.Header.Get("Status"), m.Header.Get("Description"))
 		}
 		e := &rawEntry{bucket: s.cfg.StateBucket, value: m.Data, op: natsjs.KeyValuePut}
-		subj := m.Header.Get("Nats-Subject")
-		if len(subj) <= len(s.putPrefix) || subj[:len(s.putPrefix)] != s.putPrefix {
+		key, ok := strings.CutPrefix(m.Header.Get("Nats-Subject"), s.putPrefix)
+		if !ok || key == "" {
 			continue
 		}
-		e.key = subj[len(s.putPrefix):]
+		e.key = key
 		if e.rev, err = strconv.ParseUint(m.Header.Get("Nats-Sequence"), 10, 64); err != nil {
 			return nil, 0, fmt.Errorf("%w %s: direct get answered a message without a sequence", ErrStateScan, s.cfg.StateBucket)
 		}
@@ -272,3 +269,19 @@ func (s *StateStore) tail(ctx context.Context, filter string) (<-chan natsjs.Key
 // rescans is how many times a watch reads again after a write it heard of
 // was not yet stored (1, 2, 4 … ms apart), before leaving it to the poll.
 const rescans = 7
+
+// apiPrefix is the JetStream API subject prefix js uses ("$JS.API." unless
+// a domain or an account import sets another).
+func apiPrefix(js natsjs.JetStream) string {
+	if p := js.Options().APIPrefix; p != "" {
+		return p
+	}
+	return "$JS.API."
+}
+
+// removed says whether a KV message's headers mark its key deleted, purged
+// or expired (a server's marker) rather than holding a value.
+func removed(h nats.Header) bool {
+	op := h.Get("KV-Operation")
+	return op == "DEL" || op == "PURGE" || h.Get("Nats-Marker-Reason") != ""
+}
