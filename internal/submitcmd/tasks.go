@@ -26,7 +26,14 @@ it registered; one equal to its function's default is marked "the function's
 default". attempt counts the attempts that ran the task; an attempt put back
 unrun because its plugin was quarantined is counted under "quarantine
 waits" instead (--json prints the record as stored, where attempt counts
-both).`,
+both).
+
+A task has a state record once a runner picks it up. One still queued (its
+function's runners busy, or none serving it) is looked for among the tasks
+waiting in the stream (with an operator's login, the default on the runner's
+machine): shown as pending and "queued", what it was submitted with and its
+place in the queue (--json: the record it will start from, with "queued":
+true). An id neither recorded nor queued is "task not found" (exit 1).`,
 		Args: oneID,
 		RunE: func(_ *cobra.Command, args []string) error { return c.status(args[0]) },
 	}
@@ -39,6 +46,9 @@ func (c *cli) status(id string) error {
 		return err
 	}
 	rec, err := client.State().Get(c.ctx, id)
+	if errors.Is(err, jetstream.ErrTaskNotFound) {
+		return c.statusQueued(client, id, err)
+	}
 	if err != nil {
 		return err
 	}
@@ -53,7 +63,9 @@ func (c *cli) status(id string) error {
 
 // Which of a task's settings effective filled in from its function's
 // registration.
-type defaulted struct{ maxRetries, timeout bool }
+// retriesUnknown: a queued task without a budget of its own, for a
+// function no runner has registered: its budget is unknown until one does.
+type defaulted struct{ maxRetries, timeout, retriesUnknown bool }
 
 // effective says which of t's settings are its function's defaults, as the
 // runners serving it registered them. A task still pending (retriesUnset:
@@ -113,6 +125,9 @@ func printTask(w interface{ Write([]byte) (int, error) }, t *models.Task, traceb
 	budget := fmt.Sprintf("%d (retries %d of %d)", attemptsRun(t), t.RetryCount, t.MaxRetries)
 	if d.maxRetries {
 		budget = fmt.Sprintf("%d (retries %d of %d, the function's default)", attemptsRun(t), t.RetryCount, t.MaxRetries)
+	}
+	if d.retriesUnknown {
+		budget = fmt.Sprintf("%d (retries: the function's default, known once a runner serves it)", attemptsRun(t))
 	}
 	row("attempt", budget)
 	if t.Interruptions > 0 {
