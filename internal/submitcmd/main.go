@@ -38,6 +38,11 @@ type IO struct {
 	// Terminal says stdin and stderr are a terminal: progress bars and
 	// confirmation prompts are shown.
 	Terminal bool
+	// StdoutTerminal says stdout is a terminal: submit --wait then ends a
+	// result that does not end with a newline with one, so that the shell
+	// prompt does not follow it on its line. Elsewhere (a pipe, a file) the
+	// result is written as the handler returned it, byte for byte.
+	StdoutTerminal bool
 }
 
 // Exit statuses.
