@@ -122,6 +122,26 @@ func tasks(n uint64) string {
 	return thousands(int(n)) + " tasks"
 }
 
+// watchingUnrecorded says what watch waits for, for task id without a
+// state record: a runner to pick it up when it is queued, or the task to
+// be submitted when it is not (a wrong id, or a watch started first).
+func (c *cli) watchingUnrecorded(client *jetstream.Client, id string) string {
+	const wait = "; waiting for a runner to pick it up"
+	if c.noDLQ {
+		return wait
+	}
+	scan, err := findQueued(c.ctx, client, id)
+	switch {
+	case err != nil:
+		return wait
+	case scan.found != nil:
+		return fmt.Sprintf(": it is queued (number %s of %s waiting in %s)%s", thousands(int(scan.found.position)), tasks(scan.waiting), scan.stream, wait)
+	case scan.scanned < scan.waiting:
+		return fmt.Sprintf(", and is not among the first %s of the %s waiting in %s; waiting for it", thousands(int(scan.scanned)), tasks(scan.waiting), scan.stream)
+	}
+	return ", and is not queued either (check the id); waiting in case it is submitted"
+}
+
 // queuedJSON is a queued task in --json output: the record it will start
 // from (status pending), marked queued.
 type queuedJSON struct {

@@ -3,13 +3,16 @@
 package submitcmd_test
 
 import (
+	"context"
 	"encoding/json"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/omniq/omniq/internal/credentials"
 	"github.com/omniq/omniq/internal/omniqtest"
+	"github.com/omniq/omniq/internal/submitcmd"
 	"github.com/omniq/omniq/jetstream"
 )
 
@@ -79,5 +82,33 @@ func TestStatusOfAQueuedTaskWithEachRole(t *testing.T) {
 	code, out, errs = runCLI(t, submitter, "status", "q-2")
 	if code != 1 || !strings.Contains(errs, "this login may not look in the queue; an operator's can") || strings.Contains(errs, "ermissions") {
 		t.Fatalf("status as a submitter: exit %d\n%s%s", code, out, errs)
+	}
+}
+
+// watch of a task without a state record says whether it is queued (and
+// waits for a runner) or not queued at all (a wrong id, or a watch started
+// before the submit: it waits for that).
+func TestWatchSaysWhetherAnUnrecordedTaskIsQueued(t *testing.T) {
+	t.Parallel()
+	o := &omniq{t: t, srv: omniqtest.StartServer(t, jetstream.Config{MaxPayload: 64 << 10})} // no runner
+	o.run("", "submit", "nosuch", "x", "--force", "--id", "q-3").want(t, 0, "q-3\n", "")
+	for id, want := range map[string]string{
+		"q-3":        "q-3 has no state record yet: it is queued (number 1 of 1 task waiting in OMNIQ_TASKS); waiting for a runner to pick it up (Ctrl-C to stop)",
+		"no-such-id": "no-such-id has no state record yet, and is not queued either (check the id); waiting in case it is submitted (Ctrl-C to stop)",
+	} {
+		ctx, cancel := context.WithCancel(omniqtest.Context(t))
+		stderr := &omniqtest.Buffer{}
+		done := make(chan int)
+		go func() {
+			done <- submitcmd.Main(ctx, []string{"watch", id}, submitcmd.IO{Stderr: stderr, Getenv: func(k string) string {
+				if k == "OMNIQ_NATS_URL" {
+					return o.srv.URL
+				}
+				return ""
+			}})
+		}()
+		omniqtest.Eventually(t, 10*time.Second, "watch "+id+" to say "+want, func() bool { return strings.Contains(stderr.String(), want) })
+		cancel()
+		<-done
 	}
 }

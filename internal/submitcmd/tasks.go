@@ -363,8 +363,9 @@ func (c *cli) watch(id string) error {
 		switch {
 		case errors.Is(err, jetstream.ErrTaskNotFound):
 			// Queued and not picked up yet, or a wrong id: the runner
-			// writes the record when it takes the task.
-			fmt.Fprintf(c.io.Stderr, "omniq-submit: %s has no state record yet; waiting for a runner to pick it up (Ctrl-C to stop)\n", id)
+			// writes the record when it takes the task. An operator's
+			// login can tell which.
+			fmt.Fprintf(c.io.Stderr, "omniq-submit: %s has no state record yet%s (Ctrl-C to stop)\n", id, c.watchingUnrecorded(client, id))
 		case err != nil:
 			return err
 		}
