@@ -18,8 +18,11 @@ import (
 
 func (c *cli) statusCommand() *cobra.Command {
 	return &cobra.Command{
-		Use:   "status ID",
-		Short: "Show a task: status, attempts, retry budget, timeout, progress, result, errors",
+		Use: "status ID",
+		// The words kubectl, docker and nats users type for it: a
+		// suggestion, unless a runner serves a function of that name.
+		SuggestFor: []string{"get", "show", "describe"},
+		Short:      "Show a task: status, attempts, retry budget, timeout, progress, result, errors",
 		Long: `Show a task's state record. The retry budget and timeout shown are the ones
 in effect: the task's own, else its function's default as the runners serving
 it registered; one equal to its function's default is marked "the function's
@@ -192,8 +195,11 @@ func printErrors(w interface{ Write([]byte) (int, error) }, t *models.Task, trac
 
 func (c *cli) listCommand() *cobra.Command {
 	cmd := &cobra.Command{
-		Use:   "list [--status S[,S...]] [--function F] [--limit N] [--sort FIELD[:asc|desc]] [--after CURSOR]",
-		Short: "List tasks, newest first",
+		Use: "list [--status S[,S...]] [--function F] [--limit N] [--sort FIELD[:asc|desc]] [--after CURSOR]",
+		// The words kubectl, docker and nats users type for it: a
+		// suggestion, unless a runner serves a function of that name.
+		SuggestFor: []string{"ps"},
+		Short:      "List tasks, newest first",
 		Long: `List task state records, newest created first, --limit at a time (default
 50), with the total that match ("showing 50 of 3,012"). --sort orders by
 created or updated time, newest first (desc, the default) or oldest first
@@ -331,8 +337,11 @@ func joinStatuses() string {
 
 func (c *cli) watchCommand() *cobra.Command {
 	return &cobra.Command{
-		Use:   "watch [ID]",
-		Short: "Follow one task until it ends, or every task until interrupted",
+		Use: "watch [ID]",
+		// The words kubectl, docker and nats users type for it: a
+		// suggestion, unless a runner serves a function of that name.
+		SuggestFor: []string{"follow", "tail"},
+		Short:      "Follow one task until it ends, or every task until interrupted",
 		Args: func(cmd *cobra.Command, args []string) error {
 			if len(args) > 1 {
 				return usagef("watch takes at most one task id")
@@ -406,10 +415,13 @@ func (c *cli) watch(id string) error {
 
 func (c *cli) cancelCommand() *cobra.Command {
 	return &cobra.Command{
-		Use:   "cancel ID",
-		Short: "Cancel a task that has not ended",
-		Args:  oneID,
-		RunE:  func(_ *cobra.Command, args []string) error { return c.cancel(args[0]) },
+		Use: "cancel ID",
+		// The words kubectl, docker and nats users type for it: a
+		// suggestion, unless a runner serves a function of that name.
+		SuggestFor: []string{"stop", "rm", "delete"},
+		Short:      "Cancel a task that has not ended",
+		Args:       oneID,
+		RunE:       func(_ *cobra.Command, args []string) error { return c.cancel(args[0]) },
 	}
 }
 
