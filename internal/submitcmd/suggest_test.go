@@ -20,3 +20,12 @@ func TestOtherToolsWordsSuggestTheCommand(t *testing.T) {
 		}
 	}
 }
+
+// A missing or extra argument names the command once (the line already
+// starts with "omniq-submit: ") and points to its help.
+func TestArgumentCountErrorsNameTheCommandOnce(t *testing.T) {
+	t.Parallel()
+	runArgs(t, "status").want(t, 2, "", "omniq-submit: status takes one task id, got 0 arguments (see omniq-submit status -h)\n")
+	runArgs(t, "dlq", "show", "a", "b").want(t, 2, "", "omniq-submit: dlq show takes one task id, got 2 arguments (see omniq-submit dlq show -h)\n")
+	runArgs(t, "functions", "x").want(t, 2, "", "omniq-submit: functions takes no arguments, got \"x\" (see omniq-submit functions -h)\n")
+}
