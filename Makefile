@@ -41,11 +41,15 @@ test: check
 # What must build on macOS and Windows: omniq-submit and the Go plugin SDK
 # (omniq-runner needs Linux; built for another system it says so and exits
 # 2, which is checked to compile too). Nothing is written: -o /dev/null.
+# go vet there too, which compiles the tests: those that run a runner or a
+# plugin process carry a unix build tag, the others must build everywhere.
 CROSS_OS := darwin windows
+CROSS_VET := ./cmd/omniq-submit ./internal/submitcmd/... ./internal/natsflags/... ./plugins-sdk/...
 cross:
 	@for os in $(CROSS_OS); do for pkg in ./cmd/omniq-submit ./cmd/omniq-runner; do \
 		echo "GOOS=$$os $(GO) build $$pkg"; GOOS=$$os $(GO) build -o /dev/null $$pkg || exit 1; done; \
-		echo "GOOS=$$os $(GO) build ./plugins-sdk/..."; GOOS=$$os $(GO) build ./plugins-sdk/... || exit 1; done
+		echo "GOOS=$$os $(GO) build ./plugins-sdk/..."; GOOS=$$os $(GO) build ./plugins-sdk/... || exit 1; \
+		echo "GOOS=$$os $(GO) vet $(CROSS_VET)"; GOOS=$$os $(GO) vet $(CROSS_VET) || exit 1; done
 
 # The fault suite (docs/reliability.md): real nats-server and omniq-runner
 # processes, killed, stopped and crashed under load. `make chaos` runs every

@@ -40,7 +40,7 @@ func main() {
 		<-again
 		close(force)
 	}()
-	os.Exit(runnercmd.Main(ctx, force, os.Args[1:], os.Getenv, os.Stderr, nil))
+	os.Exit(runnercmd.Main(ctx, force, os.Args[1:], os.Getenv, os.Stdout, os.Stderr, nil))
 }
 
 // tuneGC sets the runner's GOGC to gcPercent unless the environment sets

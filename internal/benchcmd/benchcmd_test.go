@@ -328,3 +328,23 @@ func TestThreadsCPU(t *testing.T) {
 		t.Errorf("stat says %v of CPU, the threads' schedstat %v: want them within a few ticks", st.cpu, threads)
 	}
 }
+
+// Help and version asked for go to stdout with exit 0; a usage error goes
+// to stderr with exit 2, as one line that points to -h.
+func TestHelpAndVersionGoToStdout(t *testing.T) {
+	for _, arg := range []string{"-h", "--help"} {
+		var stdout, stderr bytes.Buffer
+		if code := Main(context.Background(), []string{arg}, &stdout, &stderr); code != 0 || stderr.Len() != 0 || !strings.Contains(stdout.String(), "-sections string") {
+			t.Errorf("%s: exit %d, stdout %q, stderr %q; want 0 and the help on stdout", arg, code, stdout.String(), stderr.String())
+		}
+	}
+	var stdout, stderr bytes.Buffer
+	if code := Main(context.Background(), []string{"--version"}, &stdout, &stderr); code != 0 || stderr.Len() != 0 || !strings.HasPrefix(stdout.String(), "omniq-bench ") {
+		t.Errorf("--version: exit %d, stdout %q, stderr %q; want 0 and the version on stdout", code, stdout.String(), stderr.String())
+	}
+	stdout.Reset()
+	if code := Main(context.Background(), []string{"--bogus"}, &stdout, &stderr); code != 2 || stdout.Len() != 0 ||
+		stderr.String() != "omniq-bench: flag provided but not defined: -bogus (see omniq-bench -h)\n" {
+		t.Errorf("--bogus: exit %d, stdout %q, stderr %q; want 2 and one line on stderr", code, stdout.String(), stderr.String())
+	}
+}

@@ -16,6 +16,7 @@
 package benchcmd
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -25,6 +26,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/omniq/omniq/internal/version"
 )
 
 // Sections, in the order they run.
@@ -57,6 +60,7 @@ type Options struct {
 	Timeout         time.Duration
 	Peers           []string
 	PeersBin        string
+	Version         bool
 }
 
 func (o Options) has(section string) bool { return slices.Contains(o.Sections, section) }
@@ -64,12 +68,16 @@ func (o Options) has(section string) bool { return slices.Contains(o.Sections, s
 // errUsage marks a mistake in how the command was called: exit status 2.
 var errUsage = errors.New("usage")
 
-// Parse reads the flags in args.
-func Parse(args []string, stderr io.Writer) (Options, error) {
+// Parse reads the flags in args. -h (--help) writes the help to stdout and
+// returns flag.ErrHelp; other errors wrap errUsage.
+func Parse(args []string, stdout io.Writer) (Options, error) {
 	var o Options
 	var sections, peers string
 	fs := flag.NewFlagSet("omniq-bench", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	// The flag package writes its error, then the usage, to its output: kept
+	// here, the usage goes to stdout when asked for, and an error is one line.
+	var usage bytes.Buffer
+	fs.SetOutput(&usage)
 	fs.StringVar(&o.Bin, "bin", "./bin", "directory holding omniq-runner and omniq-submit, as make builds them")
 	fs.StringVar(&o.PluginsDir, "plugins-dir", "./bin/plugins", "plugins directory for the runner; must hold echo (with noop) and faults")
 	fs.StringVar(&o.NATSServer, "nats-server", "", "nats-server binary to run as its own process (default: a nats-server inside omniq-bench)")
@@ -92,17 +100,22 @@ func Parse(args []string, stderr io.Writer) (Options, error) {
 	fs.IntVar(&o.PluginCalls, "plugin-calls", 10000, "no-op plugin calls for each plugin ceiling")
 	fs.IntVar(&o.InFlight, "in-flight", 64, "operations in flight for the parallel KV and plugin ceilings")
 	fs.StringVar(&peers, "peers", "", "comma-separated peers to measure after each matching section, in the same run: "+strings.Join(peerSystems, ", ")+" (needs --peers-bin; a peer whose server is not installed is skipped)")
-	fs.StringVar(&o.PeersBin, "peers-bin", "./bin/omniq-bench-peers", "the omniq-bench-peers binary, as `make bench-peers` builds it")
+	fs.StringVar(&o.PeersBin, "peers-bin", "./bin/omniq-bench-peers", "the omniq-bench-peers binary, as make bench-peers builds it")
 	fs.DurationVar(&o.Timeout, "timeout", 10*time.Minute, "give up on a section that has not finished in this time")
+	fs.BoolVar(&o.Version, "version", false, "print the version and exit")
 	fs.Usage = func() {
-		fmt.Fprint(stderr, "Usage: omniq-bench [flags]\n\nMeasures OmniQ as real processes: a nats-server with a file store (inside\nomniq-bench), omniq-runner as its own process with its plugins, and the\nplumbing's ceilings on the same server. Build first with `make`.\n\nSections run in this order: ceilings, submit (no runner yet; the tasks are\npurged), backlog (tasks published, then the runner started), live, latency,\nserial, failure. With --peers, each peer's matching workload runs right\nafter OmniQ's section (omniq-bench-peers, built by make bench-peers), and\nthe report opens with a side-by-side table. A report goes to stdout,\nprogress to stderr.\n\nFlags:\n")
+		fmt.Fprint(&usage, "Usage: omniq-bench [flags]\n\nMeasures OmniQ as real processes: a nats-server with a file store (inside\nomniq-bench), omniq-runner as its own process with its plugins, and the\nplumbing's ceilings on the same server. Build first with `make`.\n\nSections run in this order: ceilings, submit (no runner yet; the tasks are\npurged), backlog (tasks published, then the runner started), live, latency,\nserial, failure. With --peers, each peer's matching workload runs right\nafter OmniQ's section (omniq-bench-peers, built by make bench-peers), and\nthe report opens with a side-by-side table. A report goes to stdout,\nprogress to stderr.\n\nFlags:\n")
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
+			_, _ = stdout.Write(usage.Bytes())
 			return o, err
 		}
-		return o, fmt.Errorf("%w: %v", errUsage, err)
+		return o, fmt.Errorf("%w: %v (see omniq-bench -h)", errUsage, err)
+	}
+	if o.Version {
+		return o, nil // nothing else matters
 	}
 	if fs.NArg() > 0 {
 		return o, fmt.Errorf("%w: unexpected argument %q (omniq-bench takes flags only)", errUsage, fs.Arg(0))
@@ -165,16 +178,21 @@ func Parse(args []string, stderr io.Writer) (Options, error) {
 }
 
 // Main runs omniq-bench with args (without the program name), writes the
-// report to stdout and progress to stderr, and returns the exit status: 0
-// when every section ran, 1 when one failed, 2 on bad flags.
+// report (or the help, or the version, when asked for) to stdout and
+// progress and errors to stderr, and returns the exit status: 0 when every
+// section ran, 1 when one failed, 2 on bad flags.
 func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	o, err := Parse(args, stderr)
+	o, err := Parse(args, stdout)
 	if errors.Is(err, flag.ErrHelp) {
 		return 0
 	}
 	if err != nil {
 		fmt.Fprintf(stderr, "omniq-bench: %v\n", strings.TrimPrefix(err.Error(), "usage: "))
 		return 2
+	}
+	if o.Version {
+		fmt.Fprintln(stdout, version.Get().String("omniq-bench"))
+		return 0
 	}
 	r, err := Run(ctx, o, stderr)
 	if err != nil {

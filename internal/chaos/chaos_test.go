@@ -126,3 +126,24 @@ func TestRunnerKillScenario(t *testing.T) {
 		t.Fatalf("left running after the run: %v", left)
 	}
 }
+
+// Help and version asked for go to stdout with exit 0; a usage error goes
+// to stderr with exit 2, as one line that points to -h.
+func TestHelpAndVersionGoToStdout(t *testing.T) {
+	t.Parallel()
+	for _, arg := range []string{"-h", "--help"} {
+		var stdout, stderr bytes.Buffer
+		if code := Main(context.Background(), []string{arg}, &stdout, &stderr); code != 0 || stderr.Len() != 0 || !strings.Contains(stdout.String(), "-scenarios string") {
+			t.Errorf("%s: exit %d, stdout %q, stderr %q; want 0 and the help on stdout", arg, code, stdout.String(), stderr.String())
+		}
+	}
+	var stdout, stderr bytes.Buffer
+	if code := Main(context.Background(), []string{"--version"}, &stdout, &stderr); code != 0 || stderr.Len() != 0 || !strings.HasPrefix(stdout.String(), "omniq-chaos ") {
+		t.Errorf("--version: exit %d, stdout %q, stderr %q; want 0 and the version on stdout", code, stdout.String(), stderr.String())
+	}
+	stdout.Reset()
+	if code := Main(context.Background(), []string{"--bogus"}, &stdout, &stderr); code != 2 || stdout.Len() != 0 ||
+		stderr.String() != "omniq-chaos: flag provided but not defined: -bogus (see omniq-chaos -h)\n" {
+		t.Errorf("--bogus: exit %d, stdout %q, stderr %q; want 2 and one line on stderr", code, stdout.String(), stderr.String())
+	}
+}

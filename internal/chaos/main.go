@@ -1,6 +1,7 @@
 package chaos
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"flag"
@@ -11,10 +12,13 @@ import (
 	"time"
 
 	"github.com/sirupsen/logrus"
+
+	"github.com/omniq/omniq/internal/version"
 )
 
 // Main runs omniq-chaos with args (without the program name), writing the
-// report to stdout and progress to stderr. It returns the exit status: 0
+// report (or the help, or the version, when asked for) to stdout and
+// progress and errors to stderr. It returns the exit status: 0
 // when every scenario passed, 1 when one did not, 2 on bad flags.
 func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	var (
@@ -23,9 +27,13 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		asJSON    bool
 		jsonOut   string
 		quiet     bool
+		showVer   bool
 	)
 	fs := flag.NewFlagSet("omniq-chaos", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	// The flag package writes its error, then the usage, to its output: kept
+	// here, the usage goes to stdout when asked for, and an error is one line.
+	var usage bytes.Buffer
+	fs.SetOutput(&usage)
 	fs.StringVar(&scenarios, "scenarios", strings.Join(Scenarios, ","), "comma-separated scenarios to run: "+strings.Join(Scenarios, ", "))
 	fs.IntVar(&cfg.Tasks, "tasks", 3000, "tasks submitted per scenario")
 	fs.DurationVar(&cfg.Window, "window", 30*time.Second, "how long each scenario spreads its submissions over; faults fall inside it")
@@ -48,15 +56,22 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs.BoolVar(&asJSON, "json", false, "write the report as JSON")
 	fs.StringVar(&jsonOut, "json-out", "", "also write the JSON report to this file")
 	fs.BoolVar(&quiet, "q", false, "no progress on stderr")
+	fs.BoolVar(&showVer, "version", false, "print the version and exit")
 	fs.Usage = func() {
-		fmt.Fprintln(stderr, "Usage: omniq-chaos [flags]\n\nRuns OmniQ's fault scenarios with real nats-server and omniq-runner processes\nand reports, per scenario, tasks submitted, succeeded, failed, cancelled, lost,\nstuck, duplicated outcomes and executions, and recovery times. `make chaos`\nbuilds the binaries it needs. Exit status 1 when a task was lost, stuck or\nended twice, or a process outlived its scenario.\n\nFlags:")
+		fmt.Fprintln(&usage, "Usage: omniq-chaos [flags]\n\nRuns OmniQ's fault scenarios with real nats-server and omniq-runner processes\nand reports, per scenario, tasks submitted, succeeded, failed, cancelled, lost,\nstuck, duplicated outcomes and executions, and recovery times. `make chaos`\nbuilds the binaries it needs. Exit status 1 when a task was lost, stuck or\nended twice, or a process outlived its scenario.\n\nFlags:")
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
+			_, _ = stdout.Write(usage.Bytes())
 			return 0
 		}
+		fmt.Fprintf(stderr, "omniq-chaos: %v (see omniq-chaos -h)\n", err)
 		return 2
+	}
+	if showVer {
+		fmt.Fprintln(stdout, version.Get().String("omniq-chaos"))
+		return 0
 	}
 	if fs.NArg() > 0 {
 		fmt.Fprintf(stderr, "omniq-chaos: unexpected argument %q (omniq-chaos takes flags only)\n", fs.Arg(0))

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -148,7 +149,7 @@ func TestAuthFlagsAreChecked(t *testing.T) {
 	}
 	for _, tt := range tests {
 		var stderr bytes.Buffer
-		code := runnercmd.Main(context.Background(), nil, append(tt.args, "--plugins-dir", plugins), env(nil), &stderr, func(runnercmd.Ready) {
+		code := runnercmd.Main(context.Background(), nil, append(tt.args, "--plugins-dir", plugins), env(nil), io.Discard, &stderr, func(runnercmd.Ready) {
 			t.Errorf("%s: the runner started", tt.name)
 		})
 		if code != 2 || !strings.Contains(stderr.String(), tt.want) {
@@ -160,7 +161,7 @@ func TestAuthFlagsAreChecked(t *testing.T) {
 func TestNonLoopbackListenerNeedsTLS(t *testing.T) {
 	t.Parallel()
 	logs := &omniqtest.Buffer{}
-	code := runnercmd.Main(context.Background(), nil, []string{"--listen", "0.0.0.0:0", "--data-dir", t.TempDir(), "--plugins-dir", t.TempDir()}, env(nil), logs, func(runnercmd.Ready) {
+	code := runnercmd.Main(context.Background(), nil, []string{"--listen", "0.0.0.0:0", "--data-dir", t.TempDir(), "--plugins-dir", t.TempDir()}, env(nil), io.Discard, logs, func(runnercmd.Ready) {
 		t.Error("the runner started")
 	})
 	if code == 0 || !strings.Contains(logs.String(), "refusing to listen on 0.0.0.0 without TLS and authentication") {

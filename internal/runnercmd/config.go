@@ -402,8 +402,8 @@ docs/operations.md documents the flags and the --config file.`
 
 // Parse reads flags from args, with OMNIQ_* variables from getenv as
 // fallbacks, and the config file they name. Errors wrap errUsage; -h
-// prints the help to stderr and returns pflag.ErrHelp.
-func Parse(args []string, getenv func(string) string, stderr io.Writer) (Options, error) {
+// prints the help to help and returns pflag.ErrHelp.
+func Parse(args []string, getenv func(string) string, help io.Writer) (Options, error) {
 	var o Options
 	cmd := &cobra.Command{
 		Use:           "omniq-runner [flags]",
@@ -414,8 +414,9 @@ func Parse(args []string, getenv func(string) string, stderr io.Writer) (Options
 		SilenceUsage:  true,
 	}
 	cmd.SetArgs(args)
-	cmd.SetOut(stderr)
-	cmd.SetErr(stderr)
+	// Errors are returned (SilenceErrors), so only the help is written.
+	cmd.SetOut(help)
+	cmd.SetErr(help)
 	cmd.SetFlagErrorFunc(func(_ *cobra.Command, err error) error {
 		return fmt.Errorf("%w: %v (see omniq-runner -h)", errUsage, err)
 	})

@@ -54,11 +54,13 @@ type Ready struct {
 
 // Main runs omniq-runner with args (without the program name) and returns
 // the process exit status: 0 after a graceful shutdown, 1 on a runtime
-// failure, 2 on bad flags or configuration. Cancelling ctx starts a graceful
-// shutdown; closing force then cuts it short. ready, if not nil, is called
-// once everything runs.
-func Main(ctx context.Context, force <-chan struct{}, args []string, getenv func(string) string, stderr io.Writer, ready func(Ready)) int {
-	o, err := Parse(args, getenv, stderr)
+// failure, 2 on bad flags or configuration. The help (-h, --help) and the
+// version (--version), which the user asked for, go to stdout, as cobra,
+// kubectl and nats print them; usage errors and logs go to stderr.
+// Cancelling ctx starts a graceful shutdown; closing force then cuts it
+// short. ready, if not nil, is called once everything runs.
+func Main(ctx context.Context, force <-chan struct{}, args []string, getenv func(string) string, stdout, stderr io.Writer, ready func(Ready)) int {
+	o, err := Parse(args, getenv, stdout)
 	if errors.Is(err, pflag.ErrHelp) {
 		return 0
 	}
@@ -67,7 +69,7 @@ func Main(ctx context.Context, force <-chan struct{}, args []string, getenv func
 		return 2
 	}
 	if o.Version {
-		fmt.Fprintln(stderr, version.Get().String("omniq-runner"))
+		fmt.Fprintln(stdout, version.Get().String("omniq-runner"))
 		return 0
 	}
 	log := newLogger(o, stderr)

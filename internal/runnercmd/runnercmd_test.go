@@ -108,7 +108,7 @@ func TestBadFlagsAndConfigExit2BeforeStarting(t *testing.T) {
 	}
 	for _, tt := range tests {
 		var stderr bytes.Buffer
-		code := runnercmd.Main(context.Background(), nil, tt.args, env(tt.env), &stderr, func(runnercmd.Ready) {
+		code := runnercmd.Main(context.Background(), nil, tt.args, env(tt.env), io.Discard, &stderr, func(runnercmd.Ready) {
 			t.Errorf("%s: the runner started", tt.name)
 		})
 		if code != 2 || !strings.Contains(stderr.String(), tt.want) {
@@ -117,16 +117,26 @@ func TestBadFlagsAndConfigExit2BeforeStarting(t *testing.T) {
 	}
 }
 
-func TestHelpExits0(t *testing.T) {
+// Help asked for goes to stdout with exit 0 (so `omniq-runner -h | less`
+// works, as with cobra, kubectl and nats); a usage error goes to stderr
+// with exit 2 and nothing on stdout.
+func TestHelpGoesToStdout(t *testing.T) {
 	t.Parallel()
-	var stderr bytes.Buffer
-	if code := runnercmd.Main(context.Background(), nil, []string{"-h"}, env(nil), &stderr, nil); code != 0 {
-		t.Fatalf("exit %d", code)
-	}
-	for _, want := range []string{"--plugins-dir", "OMNIQ_PLUGINS_DIR", "-metrics-addr", "--nats-creds", "--nats-ca"} {
-		if !strings.Contains(stderr.String(), strings.TrimPrefix(want, "-")) {
-			t.Errorf("help does not mention %s", want)
+	for _, arg := range []string{"-h", "--help"} {
+		var stdout, stderr bytes.Buffer
+		if code := runnercmd.Main(context.Background(), nil, []string{arg}, env(nil), &stdout, &stderr, nil); code != 0 || stderr.Len() != 0 {
+			t.Fatalf("%s: exit %d, stderr %q; want 0 and nothing", arg, code, stderr.String())
 		}
+		for _, want := range []string{"--plugins-dir", "OMNIQ_PLUGINS_DIR", "-metrics-addr", "--nats-creds", "--nats-ca"} {
+			if !strings.Contains(stdout.String(), strings.TrimPrefix(want, "-")) {
+				t.Errorf("%s: the help on stdout does not mention %s", arg, want)
+			}
+		}
+	}
+	var stdout, stderr bytes.Buffer
+	code := runnercmd.Main(context.Background(), nil, []string{"--bogus"}, env(nil), &stdout, &stderr, func(runnercmd.Ready) { t.Error("the runner started") })
+	if code != 2 || stdout.Len() != 0 || !strings.Contains(stderr.String(), "unknown flag: --bogus") {
+		t.Fatalf("--bogus: exit %d, stdout %q, stderr %q; want 2, nothing, and the error", code, stdout.String(), stderr.String())
 	}
 }
 
@@ -141,7 +151,7 @@ func startMain(t *testing.T, args []string, vars map[string]string) (runnercmd.R
 	done := make(chan int, 1)
 	logs := &omniqtest.Buffer{}
 	go func() {
-		done <- runnercmd.Main(ctx, force, args, env(vars), logs, func(r runnercmd.Ready) { readyCh <- r })
+		done <- runnercmd.Main(ctx, force, args, env(vars), io.Discard, logs, func(r runnercmd.Ready) { readyCh <- r })
 	}()
 	var ready runnercmd.Ready
 	select {
@@ -356,7 +366,7 @@ func TestARefusedLoginOnAnExternalServerSaysWhatToGive(t *testing.T) {
 	srv := omniqtest.StartRoleServer(t, filepath.Join(t.TempDir(), "data"))
 	var stderr bytes.Buffer
 	code := runnercmd.Main(context.Background(), nil, nil, env(map[string]string{"OMNIQ_PLUGINS_DIR": pluginsDir(t), "OMNIQ_NATS_URL": srv.ClientURL()}),
-		&stderr, func(runnercmd.Ready) { t.Error("the runner started") })
+		io.Discard, &stderr, func(runnercmd.Ready) { t.Error("the runner started") })
 	if code != 1 || !strings.Contains(stderr.String(), "Authorization Violation") || !strings.Contains(stderr.String(), "--nats-creds") ||
 		!strings.Contains(stderr.String(), "OMNIQ_NATS_URL") {
 		t.Fatalf("exit %d:\n%s", code, stderr.String())
@@ -424,7 +434,7 @@ func TestServerWithoutJetStreamFailsFast(t *testing.T) {
 		t.Fatal("server not ready")
 	}
 	logs := &omniqtest.Buffer{}
-	code := runnercmd.Main(context.Background(), nil, []string{"--nats-url", s.ClientURL()}, env(map[string]string{"OMNIQ_PLUGINS_DIR": t.TempDir()}), logs, nil)
+	code := runnercmd.Main(context.Background(), nil, []string{"--nats-url", s.ClientURL()}, env(map[string]string{"OMNIQ_PLUGINS_DIR": t.TempDir()}), io.Discard, logs, nil)
 	if code != 1 || !strings.Contains(logs.String(), "does not offer JetStream") {
 		t.Fatalf("exit %d:\n%s", code, logs)
 	}
@@ -450,7 +460,7 @@ func TestSignalDuringStartUpExitsCleanly(t *testing.T) {
 	done := make(chan int, 1)
 	go func() {
 		done <- runnercmd.Main(ctx, nil, []string{"--listen", "127.0.0.1:0", "--data-dir", t.TempDir()},
-			env(map[string]string{"OMNIQ_PLUGINS_DIR": pluginsDir(t)}), logs, func(runnercmd.Ready) {})
+			env(map[string]string{"OMNIQ_PLUGINS_DIR": pluginsDir(t)}), io.Discard, logs, func(runnercmd.Ready) {})
 	}()
 	omniqtest.Eventually(t, 60*time.Second, "a plugin to start", func() bool { return strings.Contains(logs.String(), "plugin started") })
 	cancel() // the runner has not started pulling yet
@@ -466,10 +476,10 @@ func TestSignalDuringStartUpExitsCleanly(t *testing.T) {
 
 func TestVersionFlag(t *testing.T) {
 	t.Parallel()
-	var stderr bytes.Buffer
-	code := runnercmd.Main(context.Background(), nil, []string{"--version"}, env(nil), &stderr, func(runnercmd.Ready) { t.Error("the runner started") })
-	if code != 0 || !strings.HasPrefix(stderr.String(), "omniq-runner ") || !strings.Contains(stderr.String(), "go1.") {
-		t.Fatalf("exit %d, output %q", code, stderr.String())
+	var stdout, stderr bytes.Buffer
+	code := runnercmd.Main(context.Background(), nil, []string{"--version"}, env(nil), &stdout, &stderr, func(runnercmd.Ready) { t.Error("the runner started") })
+	if code != 0 || stderr.Len() != 0 || !strings.HasPrefix(stdout.String(), "omniq-runner ") || !strings.Contains(stdout.String(), "go1.") {
+		t.Fatalf("exit %d, stdout %q, stderr %q; want 0 and the version on stdout", code, stdout.String(), stderr.String())
 	}
 }
 

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"path/filepath"
@@ -40,7 +41,7 @@ func TestBusyPortFailsFastNamingIt(t *testing.T) {
 			addr := busyPort(t)
 			args := []string{"--listen", "127.0.0.1:0", "--data-dir", t.TempDir(), flag, addr}
 			logs := &omniqtest.Buffer{}
-			code := runnercmd.Main(context.Background(), nil, args, env(map[string]string{"OMNIQ_PLUGINS_DIR": t.TempDir()}), logs,
+			code := runnercmd.Main(context.Background(), nil, args, env(map[string]string{"OMNIQ_PLUGINS_DIR": t.TempDir()}), io.Discard, logs,
 				func(runnercmd.Ready) { t.Error("the runner started") })
 			if code != 1 || !strings.Contains(logs.String(), flag+" "+addr) {
 				t.Fatalf("exit %d, want 1 with an error naming %s %s:\n%s", code, flag, addr, logs)
@@ -57,7 +58,7 @@ func TestSignalWhileEmbeddedServerStartsExitsCleanly(t *testing.T) {
 	cancel()
 	logs := &omniqtest.Buffer{}
 	code := runnercmd.Main(ctx, nil, []string{"--listen", "127.0.0.1:0", "--data-dir", t.TempDir()},
-		env(map[string]string{"OMNIQ_PLUGINS_DIR": t.TempDir()}), logs, func(runnercmd.Ready) { t.Error("the runner started") })
+		env(map[string]string{"OMNIQ_PLUGINS_DIR": t.TempDir()}), io.Discard, logs, func(runnercmd.Ready) { t.Error("the runner started") })
 	if code != 0 || !strings.Contains(logs.String(), "stopped during start-up") {
 		t.Fatalf("exit %d, want 0 and a start-up stop logged:\n%s", code, logs)
 	}
@@ -77,7 +78,7 @@ func TestPayloadLimitAdaptsToAStockServer(t *testing.T) {
 
 	logs := &omniqtest.Buffer{}
 	code := runnercmd.Main(context.Background(), nil, []string{"--nats-url", url, "--config", writeConfig(t, `{"streams": {"max_payload": 1048576}}`)},
-		env(map[string]string{"OMNIQ_PLUGINS_DIR": t.TempDir()}), logs, func(runnercmd.Ready) { t.Error("the runner started") })
+		env(map[string]string{"OMNIQ_PLUGINS_DIR": t.TempDir()}), io.Discard, logs, func(runnercmd.Ready) { t.Error("the runner started") })
 	if code != 1 || !strings.Contains(logs.String(), "max_payload") || !strings.Contains(logs.String(), "1048576") {
 		t.Fatalf("explicit 1 MiB limit: exit %d, want 1 naming max_payload and the limit:\n%s", code, logs)
 	}
@@ -184,7 +185,7 @@ func TestSecretFilesEveryUserCanReadAreWarnedAbout(t *testing.T) {
 			ctx, cancel := context.WithCancel(context.Background())
 			cancel() // the warning comes before anything starts
 			logs := &omniqtest.Buffer{}
-			runnercmd.Main(ctx, nil, args, env(nil), logs, nil)
+			runnercmd.Main(ctx, nil, args, env(nil), io.Discard, logs, nil)
 			warned := strings.Contains(logs.String(), flag+" "+secret+" is readable by every user")
 			if warned != (mode&0o004 != 0) {
 				t.Errorf("%s file mode %#o: warned %v:\n%s", flag, mode, warned, logs)

@@ -357,7 +357,7 @@ func TestBadTracingSettingExits2(t *testing.T) {
 			vars["OTEL_TRACES_EXPORTER"] = "otlp"
 		}
 		var stderr bytes.Buffer
-		code := runnercmd.Main(context.Background(), nil, []string{"--plugins-dir", t.TempDir()}, env(vars), &stderr, nil)
+		code := runnercmd.Main(context.Background(), nil, []string{"--plugins-dir", t.TempDir()}, env(vars), io.Discard, &stderr, nil)
 		if code != 2 || !strings.Contains(stderr.String(), k+"=\""+v+"\"") {
 			t.Errorf("%s=%s: exit %d, stderr %q", k, v, code, stderr.String())
 		}

@@ -38,6 +38,11 @@ type IO struct {
 	// Terminal says stdin and stderr are a terminal: progress bars and
 	// confirmation prompts are shown.
 	Terminal bool
+	// StdoutTerminal says stdout is a terminal: submit --wait then ends a
+	// result that does not end with a newline with one, so that the shell
+	// prompt does not follow it on its line. Elsewhere (a pipe, a file) the
+	// result is written as the handler returned it, byte for byte.
+	StdoutTerminal bool
 }
 
 // Exit statuses.
@@ -337,7 +342,7 @@ func (c *cli) versionCommand() *cobra.Command {
 // noArgs refuses positional arguments with a usage error.
 func noArgs(cmd *cobra.Command, args []string) error {
 	if len(args) > 0 {
-		return usagef("%s takes no arguments, got %q", cmd.CommandPath(), args[0])
+		return usagef("%s takes no arguments, got %q (see %s -h)", subcommand(cmd), args[0], cmd.CommandPath())
 	}
 	return nil
 }
@@ -345,12 +350,18 @@ func noArgs(cmd *cobra.Command, args []string) error {
 // oneID wants exactly one valid task id.
 func oneID(cmd *cobra.Command, args []string) error {
 	if len(args) != 1 {
-		return usagef("%s takes one task id, got %d arguments", cmd.CommandPath(), len(args))
+		return usagef("%s takes one task id, got %d arguments (see %s -h)", subcommand(cmd), len(args), cmd.CommandPath())
 	}
 	if err := models.ValidateTaskID(args[0]); err != nil {
 		return usagef("%v", err)
 	}
 	return nil
+}
+
+// subcommand is cmd's path without the program's name ("dlq show"): the
+// error line already starts with it.
+func subcommand(cmd *cobra.Command) string {
+	return strings.TrimPrefix(cmd.CommandPath(), cmd.Root().Name()+" ")
 }
 
 func (c *cli) exit(err error) int {

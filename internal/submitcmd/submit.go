@@ -151,7 +151,7 @@ func (c *cli) checkFunction(client *jetstream.Client, fn string, force bool) err
 func (c *cli) setupSubmit(cmd *cobra.Command, explicit bool) {
 	o := addSubmitFlags(cmd.Flags())
 	var wait bool
-	cmd.Flags().BoolVar(&wait, "wait", false, "wait for the task to end; print its result (exit 0) or error (exit 1)")
+	cmd.Flags().BoolVar(&wait, "wait", false, "wait for the task to end; print its result (exit 0) or error (exit 1). The result is written as the handler returned it (with a newline added only on a terminal); -o json prints the task record")
 	cmd.Args = cobra.ArbitraryArgs
 	cmd.RunE = func(cmd *cobra.Command, args []string) error {
 		if !explicit && len(args) == 0 {
@@ -243,6 +243,9 @@ func (c *cli) waitAndReport(client *jetstream.Client, id string) error {
 		}
 	} else if task.Status == models.StatusSucceeded {
 		_, _ = c.io.Stdout.Write(task.Result)
+		if c.io.StdoutTerminal && len(task.Result) > 0 && task.Result[len(task.Result)-1] != '\n' {
+			fmt.Fprintln(c.io.Stdout) // for the prompt's sake; never into a pipe or a file
+		}
 	}
 	switch task.Status {
 	case models.StatusSucceeded:

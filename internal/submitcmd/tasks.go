@@ -18,15 +18,25 @@ import (
 
 func (c *cli) statusCommand() *cobra.Command {
 	return &cobra.Command{
-		Use:   "status ID",
-		Short: "Show a task: status, attempts, retry budget, timeout, progress, result, errors",
+		Use: "status ID",
+		// The words kubectl, docker and nats users type for it: a
+		// suggestion, unless a runner serves a function of that name.
+		SuggestFor: []string{"get", "show", "describe"},
+		Short:      "Show a task: status, attempts, retry budget, timeout, progress, result, errors",
 		Long: `Show a task's state record. The retry budget and timeout shown are the ones
 in effect: the task's own, else its function's default as the runners serving
 it registered; one equal to its function's default is marked "the function's
 default". attempt counts the attempts that ran the task; an attempt put back
 unrun because its plugin was quarantined is counted under "quarantine
 waits" instead (--json prints the record as stored, where attempt counts
-both).`,
+both).
+
+A task has a state record once a runner picks it up. One still queued (its
+function's runners busy, or none serving it) is looked for among the tasks
+waiting in the stream (with an operator's login, the default on the runner's
+machine): shown as pending and "queued", what it was submitted with and its
+place in the queue (--json: the record it will start from, with "queued":
+true). An id neither recorded nor queued is "task not found" (exit 1).`,
 		Args: oneID,
 		RunE: func(_ *cobra.Command, args []string) error { return c.status(args[0]) },
 	}
@@ -39,6 +49,9 @@ func (c *cli) status(id string) error {
 		return err
 	}
 	rec, err := client.State().Get(c.ctx, id)
+	if errors.Is(err, jetstream.ErrTaskNotFound) {
+		return c.statusQueued(client, id, err)
+	}
 	if err != nil {
 		return err
 	}
@@ -53,7 +66,9 @@ func (c *cli) status(id string) error {
 
 // Which of a task's settings effective filled in from its function's
 // registration.
-type defaulted struct{ maxRetries, timeout bool }
+// retriesUnknown: a queued task without a budget of its own, for a
+// function no runner has registered: its budget is unknown until one does.
+type defaulted struct{ maxRetries, timeout, retriesUnknown bool }
 
 // effective says which of t's settings are its function's defaults, as the
 // runners serving it registered them. A task still pending (retriesUnset:
@@ -113,6 +128,9 @@ func printTask(w interface{ Write([]byte) (int, error) }, t *models.Task, traceb
 	budget := fmt.Sprintf("%d (retries %d of %d)", attemptsRun(t), t.RetryCount, t.MaxRetries)
 	if d.maxRetries {
 		budget = fmt.Sprintf("%d (retries %d of %d, the function's default)", attemptsRun(t), t.RetryCount, t.MaxRetries)
+	}
+	if d.retriesUnknown {
+		budget = fmt.Sprintf("%d (retries: the function's default, known once a runner serves it)", attemptsRun(t))
 	}
 	row("attempt", budget)
 	if t.Interruptions > 0 {
@@ -177,8 +195,11 @@ func printErrors(w interface{ Write([]byte) (int, error) }, t *models.Task, trac
 
 func (c *cli) listCommand() *cobra.Command {
 	cmd := &cobra.Command{
-		Use:   "list [--status S[,S...]] [--function F] [--limit N] [--sort FIELD[:asc|desc]] [--after CURSOR]",
-		Short: "List tasks, newest first",
+		Use: "list [--status S[,S...]] [--function F] [--limit N] [--sort FIELD[:asc|desc]] [--after CURSOR]",
+		// The words kubectl, docker and nats users type for it: a
+		// suggestion, unless a runner serves a function of that name.
+		SuggestFor: []string{"ps"},
+		Short:      "List tasks, newest first",
 		Long: `List task state records, newest created first, --limit at a time (default
 50), with the total that match ("showing 50 of 3,012"). --sort orders by
 created or updated time, newest first (desc, the default) or oldest first
@@ -316,8 +337,11 @@ func joinStatuses() string {
 
 func (c *cli) watchCommand() *cobra.Command {
 	return &cobra.Command{
-		Use:   "watch [ID]",
-		Short: "Follow one task until it ends, or every task until interrupted",
+		Use: "watch [ID]",
+		// The words kubectl, docker and nats users type for it: a
+		// suggestion, unless a runner serves a function of that name.
+		SuggestFor: []string{"follow", "tail"},
+		Short:      "Follow one task until it ends, or every task until interrupted",
 		Args: func(cmd *cobra.Command, args []string) error {
 			if len(args) > 1 {
 				return usagef("watch takes at most one task id")
@@ -348,8 +372,9 @@ func (c *cli) watch(id string) error {
 		switch {
 		case errors.Is(err, jetstream.ErrTaskNotFound):
 			// Queued and not picked up yet, or a wrong id: the runner
-			// writes the record when it takes the task.
-			fmt.Fprintf(c.io.Stderr, "omniq-submit: %s has no state record yet; waiting for a runner to pick it up (Ctrl-C to stop)\n", id)
+			// writes the record when it takes the task. An operator's
+			// login can tell which.
+			fmt.Fprintf(c.io.Stderr, "omniq-submit: %s has no state record yet%s (Ctrl-C to stop)\n", id, c.watchingUnrecorded(client, id))
 		case err != nil:
 			return err
 		}
@@ -390,10 +415,13 @@ func (c *cli) watch(id string) error {
 
 func (c *cli) cancelCommand() *cobra.Command {
 	return &cobra.Command{
-		Use:   "cancel ID",
-		Short: "Cancel a task that has not ended",
-		Args:  oneID,
-		RunE:  func(_ *cobra.Command, args []string) error { return c.cancel(args[0]) },
+		Use: "cancel ID",
+		// The words kubectl, docker and nats users type for it: a
+		// suggestion, unless a runner serves a function of that name.
+		SuggestFor: []string{"stop", "rm", "delete"},
+		Short:      "Cancel a task that has not ended",
+		Args:       oneID,
+		RunE:       func(_ *cobra.Command, args []string) error { return c.cancel(args[0]) },
 	}
 }
 

@@ -1,0 +1,114 @@
+//go:build unix
+
+package submitcmd_test
+
+import (
+	"context"
+	"encoding/json"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/omniq/omniq/internal/credentials"
+	"github.com/omniq/omniq/internal/omniqtest"
+	"github.com/omniq/omniq/internal/submitcmd"
+	"github.com/omniq/omniq/jetstream"
+)
+
+// A task submitted but not yet picked up by a runner has no state record.
+// A newcomer who submits to a function no runner serves and asks its
+// status is told it is queued, with what it was submitted with, not "task
+// not found"; an id that is neither recorded nor queued is still not
+// found (exit 1), and says it looked in the queue.
+func TestStatusOfAQueuedTaskSaysItIsQueued(t *testing.T) {
+	t.Parallel()
+	o := &omniq{t: t, srv: omniqtest.StartServer(t, jetstream.Config{MaxPayload: 64 << 10})} // no runner
+	o.run("", "submit", "other", "first", "--force").want(t, 0, "", "")
+	o.run("", "submit", "nosuch", "hello", "--force", "--id", "q-1", "--max-retries", "2").want(t, 0, "q-1\n", "")
+	o.run("", "submit", "other", "last", "--force").want(t, 0, "", "")
+
+	r := o.run("", "status", "q-1")
+	r.want(t, 0, "queued", "")
+	for _, want := range []string{"id:", "q-1", "function:", "nosuch", "status:", "pending", "retries 0 of 2", "created:", "number 2 of 3 tasks waiting", "no runner has picked it up yet", "no runner serves nosuch"} {
+		if !strings.Contains(r.stdout, want) {
+			t.Errorf("status of a queued task does not say %q:\n%s", want, r.stdout)
+		}
+	}
+	if strings.Contains(r.stdout+r.stderr, "not found") {
+		t.Errorf("status of a queued task says not found:\n%s%s", r.stdout, r.stderr)
+	}
+
+	r = o.run("", "status", "q-1", "--json")
+	var task struct {
+		ID         string `json:"id"`
+		Function   string `json:"function"`
+		Status     string `json:"status"`
+		MaxRetries int    `json:"max_retries"`
+		Queued     bool   `json:"queued"`
+	}
+	if err := json.Unmarshal([]byte(r.stdout), &task); err != nil || r.code != 0 {
+		t.Fatalf("status --json: exit %d, %q: %v", r.code, r.stdout, err)
+	}
+	if task.ID != "q-1" || task.Function != "nosuch" || task.Status != "pending" || task.MaxRetries != 2 || !task.Queued {
+		t.Errorf("status --json of a queued task = %+v, want q-1, nosuch, pending, 2 retries, queued", task)
+	}
+
+	r = o.run("", "status", "no-such-id")
+	r.want(t, 1, "", "task not found: no-such-id")
+	if !strings.Contains(r.stderr, "not queued either") {
+		t.Errorf("a wrong id does not say it was looked for in the queue: %q", r.stderr)
+	}
+}
+
+// With the roles of a real deployment: the operator's login (found in the
+// runner's data directory, as a newcomer has it) may read the tasks stream
+// and finds the queued task; a submitter's may not, and is told why it
+// cannot tell a queued task from a wrong id, at once and without a
+// permissions error.
+func TestStatusOfAQueuedTaskWithEachRole(t *testing.T) {
+	t.Parallel()
+	data := filepath.Join(t.TempDir(), "data")
+	url := startAuthServer(t, data)
+	operator := map[string]string{"OMNIQ_NATS_URL": url, "OMNIQ_DATA_DIR": data}
+	if code, out, errs := runCLI(t, operator, "submit", "nosuch", "x", "--force", "--id", "q-2"); code != 0 {
+		t.Fatalf("submit: exit %d\n%s%s", code, out, errs)
+	}
+	code, out, errs := runCLI(t, operator, "status", "q-2")
+	if code != 0 || !strings.Contains(out, "queued: no runner has picked it up yet") || !strings.Contains(out, "known once a runner serves it") {
+		t.Fatalf("status as the operator: exit %d\n%s%s", code, out, errs)
+	}
+	submitter := map[string]string{"OMNIQ_NATS_URL": url, "OMNIQ_NATS_NKEY": credentials.SeedFile(data, "submitter")}
+	code, out, errs = runCLI(t, submitter, "status", "q-2")
+	if code != 1 || !strings.Contains(errs, "this login may not look in the queue; an operator's can") || strings.Contains(errs, "ermissions") {
+		t.Fatalf("status as a submitter: exit %d\n%s%s", code, out, errs)
+	}
+}
+
+// watch of a task without a state record says whether it is queued (and
+// waits for a runner) or not queued at all (a wrong id, or a watch started
+// before the submit: it waits for that).
+func TestWatchSaysWhetherAnUnrecordedTaskIsQueued(t *testing.T) {
+	t.Parallel()
+	o := &omniq{t: t, srv: omniqtest.StartServer(t, jetstream.Config{MaxPayload: 64 << 10})} // no runner
+	o.run("", "submit", "nosuch", "x", "--force", "--id", "q-3").want(t, 0, "q-3\n", "")
+	for id, want := range map[string]string{
+		"q-3":        "q-3 has no state record yet: it is queued (number 1 of 1 task waiting in OMNIQ_TASKS); waiting for a runner to pick it up (Ctrl-C to stop)",
+		"no-such-id": "no-such-id has no state record yet, and is not queued either (check the id); waiting in case it is submitted (Ctrl-C to stop)",
+	} {
+		ctx, cancel := context.WithCancel(omniqtest.Context(t))
+		stderr := &omniqtest.Buffer{}
+		done := make(chan int)
+		go func() {
+			done <- submitcmd.Main(ctx, []string{"watch", id}, submitcmd.IO{Stderr: stderr, Getenv: func(k string) string {
+				if k == "OMNIQ_NATS_URL" {
+					return o.srv.URL
+				}
+				return ""
+			}})
+		}()
+		omniqtest.Eventually(t, 10*time.Second, "watch "+id+" to say "+want, func() bool { return strings.Contains(stderr.String(), want) })
+		cancel()
+		<-done
+	}
+}

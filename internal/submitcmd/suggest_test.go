@@ -1,0 +1,31 @@
+//go:build unix
+
+package submitcmd_test
+
+import (
+	"strings"
+	"testing"
+)
+
+// What kubectl, docker and nats users type for a command ("get ID" for
+// status) is refused with the command to use, as a typo is, rather than
+// taken for a function of that name ("unknown function \"get\"").
+func TestOtherToolsWordsSuggestTheCommand(t *testing.T) {
+	t.Parallel()
+	for word, cmd := range map[string]string{"get": "status", "describe": "status", "ls": "list", "ps": "list", "tail": "watch", "stop": "cancel", "rm": "cancel"} {
+		r := runArgs(t, word, "some-id")
+		r.want(t, 2, "", "unknown command \""+word+"\" for \"omniq-submit\"\n\nDid you mean this?\n")
+		if !strings.Contains(r.stderr, "\t"+cmd+"\n") || strings.Count(r.stderr, "\t"+cmd+"\n") > 1 {
+			t.Errorf("%s: stderr %q; want %s suggested once", word, r.stderr, cmd)
+		}
+	}
+}
+
+// A missing or extra argument names the command once (the line already
+// starts with "omniq-submit: ") and points to its help.
+func TestArgumentCountErrorsNameTheCommandOnce(t *testing.T) {
+	t.Parallel()
+	runArgs(t, "status").want(t, 2, "", "omniq-submit: status takes one task id, got 0 arguments (see omniq-submit status -h)\n")
+	runArgs(t, "dlq", "show", "a", "b").want(t, 2, "", "omniq-submit: dlq show takes one task id, got 2 arguments (see omniq-submit dlq show -h)\n")
+	runArgs(t, "functions", "x").want(t, 2, "", "omniq-submit: functions takes no arguments, got \"x\" (see omniq-submit functions -h)\n")
+}
