@@ -449,8 +449,53 @@ func firstLine(s string) string {
 	return s
 }
 
+// confirmTaskData is the question a single task's Cancel or Replay asks
+// before it acts: which task, of which function, in which state.
+type confirmTaskData struct {
+	Action, ID                  string
+	Function, Status, ErrorType string
+	Problem                     string
+}
+
+// confirmTask answers an action on one task (cancel or replay) that is
+// not yet confirmed (no confirm=yes) with a page asking for confirmation,
+// naming the task, and reports whether it did. A misclick on Cancel or
+// Replay then changes nothing; the question is a page, not a script's
+// dialog, so it asks without JavaScript as well.
+func (s *Server) confirmTask(w http.ResponseWriter, r *http.Request, ss *session, action, id string) bool {
+	if r.PostFormValue("confirm") == "yes" {
+		return false
+	}
+	ctx, cancel := s.natsContext(r.Context(), requestTimeout)
+	defer cancel()
+	d := &confirmTaskData{Action: action, ID: id}
+	if action == "replay" {
+		if dt, err := s.cfg.Client.GetDead(ctx, id); err != nil {
+			d.Problem = "Its dead-letter entry could not be read: " + why(ctx, err) + "."
+		} else {
+			d.Function = dt.Function
+			if dt.Error != nil {
+				d.ErrorType = dt.Error.ErrorType
+			}
+		}
+	} else if rec, err := s.cfg.Client.State().Get(ctx, id); err == nil {
+		d.Function, d.Status = rec.Task.Function, string(rec.Task.Status)
+	} else if !errors.Is(err, jetstream.ErrTaskNotFound) {
+		d.Problem = "Its record could not be read: " + why(ctx, err) + "."
+	}
+	p := s.newPage(r, ss, "Confirm "+action+" "+id, "tasks", d)
+	// The question is the answer to a POST: there is nothing to follow
+	// (a refresh would GET the action's address).
+	p.Watch = ""
+	s.render(w, r, "confirmtask", p)
+	return true
+}
+
 func (s *Server) handleCancel(w http.ResponseWriter, r *http.Request, ss *session) {
 	id := r.PathValue("id")
+	if s.confirmTask(w, r, ss, "cancel", id) {
+		return
+	}
 	ctx, cancel := s.natsContext(r.Context(), requestTimeout)
 	defer cancel()
 	msg := "Cancelled."
@@ -469,6 +514,9 @@ func (s *Server) handleCancel(w http.ResponseWriter, r *http.Request, ss *sessio
 
 func (s *Server) handleReplay(w http.ResponseWriter, r *http.Request, ss *session) {
 	id := r.PathValue("id")
+	if s.confirmTask(w, r, ss, "replay", id) {
+		return
+	}
 	ctx, cancel := s.natsContext(r.Context(), requestTimeout)
 	defer cancel()
 	msg := "Replayed: the task runs again."
@@ -617,7 +665,9 @@ func (s *Server) handleDeadBulk(w http.ResponseWriter, r *http.Request, ss *sess
 		if n := len(page.Tasks); n > 0 {
 			c.Through = page.Tasks[n-1].Sequence
 		}
-		s.render(w, r, "confirm", s.newPage(r, ss, "Confirm "+action, "dead", c))
+		p := s.newPage(r, ss, "Confirm "+action, "dead", c)
+		p.Watch = "" // the answer to a POST: a refresh would GET the action's address
+		s.render(w, r, "confirm", p)
 		return
 	}
 	// The confirmation counted the entries up to a sequence: entries

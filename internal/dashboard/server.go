@@ -290,7 +290,7 @@ func parsePages() (map[string]*template.Template, error) {
 	funcs := template.FuncMap{
 		"ago": ago, "ts": ts, "dur": dur, "spark": spark, "rate": rate, "add": func(a, b int) int { return a + b }, "plugin": pluginState, "line": firstLine,
 	}
-	names := []string{"overview", "tasks", "task", "dead", "confirm", "runners", "login"}
+	names := []string{"overview", "tasks", "task", "dead", "confirm", "confirmtask", "runners", "login"}
 	out := make(map[string]*template.Template, len(names))
 	for _, n := range names {
 		t, err := template.New(n).Funcs(funcs).ParseFS(assets, "assets/layout.html", "assets/"+n+".html")
