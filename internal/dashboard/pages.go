@@ -355,7 +355,7 @@ func (s *Server) handleTask(w http.ResponseWriter, r *http.Request, ss *session)
 	d.CanReplay = d.Dead != nil
 	p := s.newPage(r, ss, "Task "+id, "tasks", d)
 	p.Watch = id
-	p.Flash = flashOf(r, ss)
+	p.Flash, p.FlashBad = flashOf(r, ss)
 	s.render(w, r, "task", p)
 }
 
@@ -509,7 +509,7 @@ func (s *Server) handleCancel(w http.ResponseWriter, r *http.Request, ss *sessio
 		msg = "Cancelled, but no runner had seen a task " + id + ": if one is queued it will not run; if the id is wrong, nothing was cancelled."
 	}
 	s.cfg.Logger.WithField("task_id", id).WithField("result", msg).Info("dashboard: cancel")
-	http.Redirect(w, r, "/tasks/"+url.PathEscape(id)+"?"+flashQuery(ss, msg), http.StatusSeeOther)
+	http.Redirect(w, r, "/tasks/"+url.PathEscape(id)+"?"+flashQuery(ss, msg, err != nil), http.StatusSeeOther)
 }
 
 func (s *Server) handleReplay(w http.ResponseWriter, r *http.Request, ss *session) {
@@ -520,34 +520,44 @@ func (s *Server) handleReplay(w http.ResponseWriter, r *http.Request, ss *sessio
 	ctx, cancel := s.natsContext(r.Context(), requestTimeout)
 	defer cancel()
 	msg := "Replayed: the task runs again."
-	if _, err := s.cfg.Client.Replay(ctx, id); err != nil {
+	_, err := s.cfg.Client.Replay(ctx, id)
+	if err != nil {
 		msg = "Replay failed: " + why(ctx, err)
 	}
 	s.cfg.Logger.WithField("task_id", id).WithField("result", msg).Info("dashboard: replay")
-	http.Redirect(w, r, "/tasks/"+url.PathEscape(id)+"?"+flashQuery(ss, msg), http.StatusSeeOther)
+	http.Redirect(w, r, "/tasks/"+url.PathEscape(id)+"?"+flashQuery(ss, msg, err != nil), http.StatusSeeOther)
 }
 
 // flashQuery returns the query that makes the page an action redirects to
-// show msg: the message and its signature with the session's CSRF token,
-// so that only this session's own actions put words on its pages.
-func flashQuery(ss *session, msg string) string {
-	return "flash=" + url.QueryEscape(msg) + "&fsig=" + flashSig(ss, msg)
-}
-
-// flashOf returns the message of r's query when flashQuery made it for ss,
-// else "".
-func flashOf(r *http.Request, ss *session) string {
-	q := r.URL.Query()
-	msg := q.Get("flash")
-	if msg == "" || !hmac.Equal([]byte(q.Get("fsig")), []byte(flashSig(ss, msg))) {
-		return ""
+// show msg, as a failure when bad: the message, its kind and their
+// signature with the session's CSRF token, so that only this session's
+// own actions put words on its pages (and say whether they failed).
+func flashQuery(ss *session, msg string, bad bool) string {
+	q := "flash=" + url.QueryEscape(msg)
+	if bad {
+		q += "&fbad=1"
 	}
-	return msg
+	return q + "&fsig=" + flashSig(ss, msg, bad)
 }
 
-func flashSig(ss *session, msg string) string {
+// flashOf returns the message of r's query and whether it reports a
+// failure, when flashQuery made it for ss; else "" and false.
+func flashOf(r *http.Request, ss *session) (string, bool) {
+	q := r.URL.Query()
+	msg, bad := q.Get("flash"), q.Get("fbad") == "1"
+	if msg == "" || !hmac.Equal([]byte(q.Get("fsig")), []byte(flashSig(ss, msg, bad))) {
+		return "", false
+	}
+	return msg, bad
+}
+
+func flashSig(ss *session, msg string, bad bool) string {
+	kind := "ok"
+	if bad {
+		kind = "bad"
+	}
 	mac := hmac.New(sha256.New, []byte(ss.csrf))
-	mac.Write([]byte("flash\x00" + msg))
+	mac.Write([]byte("flash\x00" + kind + "\x00" + msg))
 	return base64.RawURLEncoding.EncodeToString(mac.Sum(nil))
 }
 
@@ -631,7 +641,7 @@ func (s *Server) handleDead(w http.ResponseWriter, r *http.Request, ss *session)
 		d.Recent = append(d.Recent, recent[i])
 	}
 	p := s.newPage(r, ss, "Dead letters", "dead", d)
-	p.Flash = flashOf(r, ss)
+	p.Flash, p.FlashBad = flashOf(r, ss)
 	s.render(w, r, "dead", p)
 }
 
@@ -680,28 +690,28 @@ func (s *Server) handleDeadBulk(w http.ResponseWriter, r *http.Request, ss *sess
 			return
 		}
 		if n == 0 {
-			http.Redirect(w, r, "/dead?"+flashQuery(ss, "Nothing to "+action+": the confirmation counted no entries."), http.StatusSeeOther)
+			http.Redirect(w, r, "/dead?"+flashQuery(ss, "Nothing to "+action+": the confirmation counted no entries.", false), http.StatusSeeOther)
 			return
 		}
 		f.Through = n
 	}
 	var msg string
+	var err error
 	switch action {
 	case "replay":
-		res, err := s.cfg.Client.ReplayDead(ctx, f)
+		var res []jetstream.ReplayResult
+		res, err = s.cfg.Client.ReplayDead(ctx, f)
 		msg = fmt.Sprintf("Replayed %d task(s).", len(res))
-		if err != nil {
-			msg += " Stopped by: " + why(ctx, err)
-		}
 	case "purge":
-		n, err := s.cfg.Client.PurgeDead(ctx, f)
+		var n int
+		n, err = s.cfg.Client.PurgeDead(ctx, f)
 		msg = fmt.Sprintf("Purged %d entr(ies).", n)
-		if err != nil {
-			msg += " Stopped by: " + why(ctx, err)
-		}
+	}
+	if err != nil {
+		msg += " Stopped by: " + why(ctx, err)
 	}
 	s.cfg.Logger.WithField("function", f.Function).WithField("error_type", f.ErrorType).WithField("result", msg).Info("dashboard: dead letters " + action)
-	http.Redirect(w, r, "/dead?"+flashQuery(ss, msg), http.StatusSeeOther)
+	http.Redirect(w, r, "/dead?"+flashQuery(ss, msg, err != nil), http.StatusSeeOther)
 }
 
 // --- runners

@@ -280,7 +280,11 @@ type page struct {
 	// live updates come every tickInterval as well.
 	Tick    bool
 	Version uint64 // the hub's count of changes before the page was read
-	Flash   string
+	// Flash is the result of the action that led here, shown above the
+	// page's content (outside what live updates swap, so it keeps focus),
+	// and FlashBad says the action failed: it is then an alert, in red.
+	Flash    string
+	FlashBad bool
 	// NATSDown says why the dashboard cannot reach NATS; "" while it can.
 	NATSDown string
 	Data     any
