@@ -37,7 +37,7 @@ func TestBrowserSingleTaskActionsAskFirst(t *testing.T) {
 	}
 	omniqtest.WaitFor(t, srv.Client, long.ID, models.StatusRunning, 30*time.Second)
 
-	var question, watch string
+	var question, watch, focused string
 	run(t, tab, "sign in and press Cancel on the running task",
 		chromedp.Navigate(base+"/tasks/"+long.ID),
 		chromedp.WaitVisible("#token", chromedp.ByID),
@@ -49,7 +49,12 @@ func TestBrowserSingleTaskActionsAskFirst(t *testing.T) {
 		chromedp.Evaluate(`document.getElementById("cancel").click()`, nil),
 		chromedp.WaitVisible("#confirm", chromedp.ByID),
 		pageText("#question", &question),
-		chromedp.Evaluate(`document.body.dataset.watch`, &watch))
+		chromedp.Evaluate(`document.body.dataset.watch`, &watch),
+		chromedp.Evaluate(`document.activeElement.id`, &focused))
+	// Enter pressed twice (or a key held) on Cancel must not answer Yes.
+	if focused != "back" {
+		t.Errorf("the question has the focus on %q, want on \"No, go back\"", focused)
+	}
 	for _, want := range []string{"Cancel task " + long.ID, "function sleep", "running"} {
 		if !strings.Contains(question, want) {
 			t.Errorf("the cancel's question %q does not say %q", question, want)
