@@ -217,7 +217,7 @@ func (s *Server) Start(ctx context.Context) error {
 	if nc := s.cfg.Client.Conn(); nc != nil {
 		// Every page shows whether NATS is reachable (natsDown): when
 		// that changes, every open page is told to fetch itself again.
-		changes := nc.StatusChanged(nats.RECONNECTING, nats.CONNECTED)
+		changes := nc.StatusChanged(nats.RECONNECTING, nats.CONNECTED, nats.CLOSED)
 		s.wg.Add(1)
 		go func() {
 			defer s.wg.Done()
@@ -226,8 +226,14 @@ func (s *Server) Start(ctx context.Context) error {
 				select {
 				case <-ctx.Done():
 					return
-				case <-changes:
+				case st := <-changes:
 					s.hub.notifyAll()
+					if st == nats.CLOSED && ctx.Err() == nil {
+						// Closed by the client, not by omniq-ui's owner: it
+						// will not reconnect (a server refusing the
+						// credentials twice ends it so).
+						s.cfg.Logger.WithError(nc.LastError()).Error("dashboard: the NATS connection is closed and will not reconnect; restart omniq-ui (with valid operator credentials if they were refused)")
+					}
 				}
 			}
 		}()
@@ -359,14 +365,28 @@ func (s *Server) watchRegistrations(ctx context.Context) error {
 }
 
 // natsDown says, for the top of every page, why the dashboard cannot
-// reach NATS at the moment; "" while it can.
+// reach NATS at the moment; "" while it can. A server that refuses the
+// dashboard's credentials (revoked or changed while it ran) is named as
+// the cause: the NATS client then gives up after two refusals and the
+// connection is closed for good, so "keeps reconnecting" would be untrue.
 func (s *Server) natsDown() string {
 	nc := s.cfg.Client.Conn()
 	if nc == nil || nc.IsConnected() {
 		return ""
 	}
-	return fmt.Sprintf("Not connected to NATS at %s (%s): omniq-ui keeps reconnecting. Until it is back, what this page reads from NATS is missing, actions fail, and task lists and counts are as the dashboard last saw them. Is omniq-runner (or the NATS server) running?",
-		strings.Join(nc.Servers(), ", "), strings.ToLower(nc.Status().String()))
+	servers := strings.Join(nc.Servers(), ", ")
+	const missing = "what this page reads from NATS is missing, actions fail, and task lists and counts are as the dashboard last saw them."
+	refused := errors.Is(nc.LastError(), nats.ErrAuthorization) || errors.Is(nc.LastError(), nats.ErrAuthExpired) || errors.Is(nc.LastError(), nats.ErrAuthRevoked)
+	switch {
+	case nc.IsClosed() && refused:
+		return fmt.Sprintf("NATS at %s refused omniq-ui's credentials (%v), and omniq-ui has stopped connecting: were they revoked or changed? Until omniq-ui is restarted with the operator's valid credentials, %s", servers, nc.LastError(), missing)
+	case nc.IsClosed():
+		return fmt.Sprintf("The connection to NATS at %s is closed (%v), and omniq-ui does not reconnect: restart omniq-ui. Until then, %s", servers, nc.LastError(), missing)
+	case refused:
+		return fmt.Sprintf("Not connected to NATS at %s: it refuses omniq-ui's credentials (%v). Were they revoked or changed? Until it accepts them, %s", servers, nc.LastError(), missing)
+	}
+	return fmt.Sprintf("Not connected to NATS at %s (%s): omniq-ui keeps reconnecting. Until it is back, %s Is omniq-runner (or the NATS server) running?",
+		servers, strings.ToLower(nc.Status().String()), missing)
 }
 
 // errNATSDown is the cause of a page's NATS context while NATS is
