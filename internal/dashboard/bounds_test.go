@@ -176,3 +176,51 @@ func TestDeadPageShowsTheLatestEntriesOfALargeStream(t *testing.T) {
 		t.Errorf("an old entry (entry-%03d, the last of those scanned for the groups) is shown as one of the latest", scanned-1)
 	}
 }
+
+// The dead-letter page reads up to 10,000 entries for its groups, and a
+// bulk action's question counts every entry of its group; each entry's
+// headers carry its final TaskError with a traceback of up to 16 KiB.
+// Held all at once, one view of 10,000 took about half a gigabyte of
+// omniq-ui's memory: entries are read, counted and dropped a batch at a
+// time, with the same counts, groups, latest entries and confirmation.
+func TestDeadLettersAreReadABatchAtATime(t *testing.T) {
+	t.Parallel()
+	srv := startServer(t)
+	ctx := context.Background()
+	te, err := models.NewTaskError(models.TaskError{ErrorType: "handler_error", Message: "boom", Traceback: strings.Repeat("frame\n", 1000)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	const batch, scanned, total = 7, 40, 45
+	for i := range total {
+		fn := []string{"alpha", "beta", "gamma"}[i%3]
+		if err := srv.Client.DeadLetter(ctx, &jetstream.TaskMessage{ID: fmt.Sprintf("entry-%03d", i), Function: fn, Attempt: 1}, *te, 0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s := startDashboard(t, Config{Client: srv.Client}, func(s *Server) { s.maxDeadScanned, s.deadBatch = scanned, batch })
+	b := newBrowser(t, s.URL())
+	_, body := b.get("/dead")
+	groups, _, _ := strings.Cut(body[strings.Index(body, `id="groups"`):], "</table>")
+	// 40 of 45 scanned: 14 alpha (0, 3, ..., 39), 13 beta, 13 gamma.
+	for fn, n := range map[string]int{"alpha": 14, "beta": 13, "gamma": 13} {
+		if !strings.Contains(groups, "<td>"+fn+"</td><td>handler_error</td><td class=\"n\">"+fmt.Sprint(n)+"</td>") {
+			t.Errorf("group %s: want %d entries in:\n%s", fn, n, groups)
+		}
+	}
+	if !strings.Contains(body, fmt.Sprintf("count the oldest %d entries only", scanned)) {
+		t.Errorf("the page does not say it counted only the oldest %d entries:\n%s", scanned, body)
+	}
+	entries, _, _ := strings.Cut(body[strings.Index(body, `id="entries"`):], "</table>")
+	if !strings.Contains(entries, fmt.Sprintf(">entry-%03d<", total-1)) || !strings.Contains(entries, ">entry-000<") {
+		t.Errorf("the latest entries (all %d, fewer than %d) are not all shown:\n%s", total, maxDeadLatest, entries)
+	}
+	// The question of a bulk action counts across batches.
+	code, body := b.post("/dead/purge", url.Values{"csrf": {b.csrf("/dead")}, "function": {"alpha"}})
+	if code != http.StatusOK || !strings.Contains(body, "Delete <strong>15</strong> dead-letter entries of function <code>alpha</code>") {
+		t.Errorf("the purge's question (%d) does not count the 15 alpha entries:\n%s", code, body)
+	}
+	if held := s.deadHeld.Load(); held == 0 || held > batch {
+		t.Errorf("at most %d dead-letter entries were held at once, want 1..%d (a batch)", held, batch)
+	}
+}

@@ -40,6 +40,53 @@ const maxDeadScanned = 10_000
 // lists.
 const maxDeadLatest = 100
 
+// deadBatch is how many dead-letter entries the dashboard holds at once
+// while it reads many (Server.deadBatch, for tests). An entry's headers
+// carry its final TaskError, traceback included (up to 16 KiB), so the
+// 10,000 of one view of the dead-letter page, held together, came to
+// about half a gigabyte.
+const deadBatch = 200
+
+// eachDead calls fn for each dead-letter entry matching f, oldest first,
+// at most limit of them (0: no limit), reading them deadBatch at a time:
+// no more than that many are held at once. It reports whether more
+// entries match past limit.
+func (s *Server) eachDead(ctx context.Context, f jetstream.DeadFilter, limit int, fn func(jetstream.DeadTask)) (bool, error) {
+	read := 0
+	for {
+		f.Limit = s.deadBatch
+		if limit > 0 {
+			f.Limit = min(f.Limit, limit-read)
+		}
+		page, err := s.cfg.Client.ListDead(ctx, f)
+		s.noteDeadHeld(len(page.Tasks))
+		for _, d := range page.Tasks {
+			fn(d)
+		}
+		read += len(page.Tasks)
+		switch {
+		case err != nil:
+			return false, err
+		case page.Next == 0:
+			return false, nil
+		case limit > 0 && read >= limit:
+			return true, nil
+		}
+		f.After = page.Next
+	}
+}
+
+// noteDeadHeld records n entries held at once (for tests: the most a
+// view held, Server.deadHeld).
+func (s *Server) noteDeadHeld(n int) {
+	for {
+		m := s.deadHeld.Load()
+		if int64(n) <= m || s.deadHeld.CompareAndSwap(m, int64(n)) {
+			return
+		}
+	}
+}
+
 // versionKey holds, in a request's context, the hub's count of changes
 // taken before the handler read anything (see hub.current).
 type versionKey struct{}
@@ -584,13 +631,11 @@ func (s *Server) handleDead(w http.ResponseWriter, r *http.Request, ss *session)
 	ctx, cancel := s.natsContext(r.Context(), requestTimeout)
 	defer cancel()
 	d := &deadData{}
-	pageRes, err := s.cfg.Client.ListDead(ctx, jetstream.DeadFilter{Limit: s.maxDeadScanned})
-	if err != nil {
-		d.Problem = why(ctx, err)
-	}
-	d.Truncated = pageRes.Next != 0
 	groups := map[[2]string]*deadGroup{}
-	for _, t := range pageRes.Tasks {
+	// recent keeps the latest entries read, as a ring of maxDeadLatest.
+	var recent []jetstream.DeadTask
+	next := 0
+	truncated, err := s.eachDead(ctx, jetstream.DeadFilter{}, s.maxDeadScanned, func(t jetstream.DeadTask) {
 		et := ""
 		if t.Error != nil {
 			et = t.Error.ErrorType
@@ -603,8 +648,19 @@ func (s *Server) handleDead(w http.ResponseWriter, r *http.Request, ss *session)
 		}
 		g.Count++
 		g.Newest = t.DeadAt
+		d.Total++
+		if len(recent) < maxDeadLatest {
+			recent = append(recent, t)
+		} else {
+			recent[next] = t
+			next = (next + 1) % maxDeadLatest
+		}
+	})
+	if err != nil {
+		d.Problem = why(ctx, err)
 	}
-	d.Total = len(pageRes.Tasks)
+	recent = slices.Concat(recent[next:], recent[:next]) // oldest first
+	d.Truncated = truncated
 	for _, g := range groups {
 		d.Groups = append(d.Groups, g)
 	}
@@ -621,7 +677,6 @@ func (s *Server) handleDead(w http.ResponseWriter, r *http.Request, ss *session)
 	slices.SortFunc(d.Groups, func(a, b *deadGroup) int {
 		return cmp.Or(cmp.Compare(a.Function, b.Function), cmp.Compare(a.ErrorType, b.ErrorType))
 	})
-	recent := pageRes.Tasks
 	if d.Truncated {
 		// The groups are of the oldest entries; the latest are read from
 		// the end of the stream.
@@ -666,14 +721,11 @@ func (s *Server) handleDeadBulk(w http.ResponseWriter, r *http.Request, ss *sess
 	ctx, cancel := s.natsContext(r.Context(), time.Minute)
 	defer cancel()
 	if r.PostFormValue("confirm") != "yes" {
-		page, err := s.cfg.Client.ListDead(ctx, f)
+		c := &confirmData{Action: action, Function: f.Function, ErrorType: f.ErrorType}
+		_, err := s.eachDead(ctx, f, 0, func(d jetstream.DeadTask) { c.Count, c.Through = c.Count+1, d.Sequence })
 		if err != nil {
 			http.Error(w, "count dead-letter entries: "+why(ctx, err), http.StatusBadGateway)
 			return
-		}
-		c := &confirmData{Action: action, Function: f.Function, ErrorType: f.ErrorType, Count: len(page.Tasks)}
-		if n := len(page.Tasks); n > 0 {
-			c.Through = page.Tasks[n-1].Sequence
 		}
 		p := s.newPage(r, ss, "Confirm "+action, "dead", c)
 		p.Watch = "" // the answer to a POST: a refresh would GET the action's address

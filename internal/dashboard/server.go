@@ -15,6 +15,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -39,8 +40,12 @@ type Server struct {
 	// bodyTimeout bounds the reading of a request's body, idleTimeout a
 	// keep-alive connection between requests (fields for tests).
 	bodyTimeout, idleTimeout time.Duration
-	// maxDeadScanned is maxDeadScanned (a field for tests).
-	maxDeadScanned int
+	// maxDeadScanned is maxDeadScanned, deadBatch deadBatch (fields for
+	// tests).
+	maxDeadScanned, deadBatch int
+	// deadHeld is the most dead-letter entries held at once so far (for
+	// tests; see eachDead).
+	deadHeld atomic.Int64
 	// tickInterval is how often a page that asks for it (the overview) is
 	// told to fetch itself when nothing else changed (a field for tests).
 	tickInterval time.Duration
@@ -75,6 +80,7 @@ func New(cfg Config) (*Server, error) {
 		static:      http.StripPrefix("/static/", http.FileServerFS(sub)),
 		stopped:     make(chan struct{}),
 		bodyTimeout: 10 * time.Second, idleTimeout: 2 * time.Minute, maxDeadScanned: maxDeadScanned,
+		deadBatch:    deadBatch,
 		tickInterval: tickInterval,
 		keepAlive:    keepAliveInterval,
 	}
