@@ -696,6 +696,7 @@ func (s *Server) handleDead(w http.ResponseWriter, r *http.Request, ss *session)
 		d.Recent = append(d.Recent, recent[i])
 	}
 	p := s.newPage(r, ss, "Dead letters", "dead", d)
+	p.Watch = deadWatch
 	p.Flash, p.FlashBad = flashOf(r, ss)
 	s.render(w, r, "dead", p)
 }

@@ -85,6 +85,7 @@ func New(cfg Config) (*Server, error) {
 		keepAlive:    keepAliveInterval,
 	}
 	s.index = newIndex(cfg.MaxIndexed, s.hub.notify)
+	s.index.deadChanged = func() { s.hub.notifyOnly(deadWatch) }
 	return s, nil
 }
 
@@ -212,11 +213,17 @@ func (s *Server) Start(ctx context.Context) error {
 		}
 	}()
 	if s.cfg.Client.JetStream() != nil {
-		s.wg.Add(1)
+		s.wg.Add(2)
 		go func() {
 			defer s.wg.Done()
 			if err := s.watchRegistrations(ctx); err != nil && ctx.Err() == nil {
 				s.cfg.Logger.WithError(err).Warn("dashboard: watch of the runners' registrations failed; the runners page updates only on reload")
+			}
+		}()
+		go func() {
+			defer s.wg.Done()
+			if err := s.watchDead(ctx); err != nil && ctx.Err() == nil {
+				s.cfg.Logger.WithError(err).Warn("dashboard: watch of the dead-letter stream failed; the dead-letter page updates only on reload")
 			}
 		}()
 	}
@@ -368,6 +375,35 @@ func (s *Server) watchRegistrations(ctx context.Context) error {
 			}
 		}
 	}
+}
+
+// deadWatch is what the dead-letter page's event stream follows: entries
+// arriving in the dead-letter stream and tasks leaving the failed status
+// (a replay removes their entry), not every task's change. The page reads
+// up to maxDeadScanned entries each time it fetches itself, so following
+// every task would reread them about once a second on a busy system.
+const deadWatch = "@dead"
+
+// watchDead signals the dead-letter page's streams at every entry written
+// to the dead-letter stream, until ctx ends. (Entries purged elsewhere, by
+// omniq-submit dlq purge, show at the page's next change or reload: a
+// deletion leaves nothing to watch.)
+func (s *Server) watchDead(ctx context.Context) error {
+	cfg := s.cfg.Client.Config()
+	cons, err := s.cfg.Client.JetStream().OrderedConsumer(ctx, cfg.DLQStream, natsjs.OrderedConsumerConfig{
+		FilterSubjects: []string{cfg.SubjectPrefix + ".dlq.>"}, HeadersOnly: true, DeliverPolicy: natsjs.DeliverNewPolicy,
+	})
+	if err != nil {
+		return fmt.Errorf("watch the dead-letter stream: %w", err)
+	}
+	cc, err := cons.Consume(func(natsjs.Msg) { s.hub.notifyOnly(deadWatch) })
+	if err != nil {
+		return fmt.Errorf("watch the dead-letter stream: %w", err)
+	}
+	<-ctx.Done()
+	cc.Stop()
+	<-cc.Closed()
+	return nil
 }
 
 // natsDown says, for the top of every page, why the dashboard cannot
