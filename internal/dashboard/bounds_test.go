@@ -224,3 +224,41 @@ func TestDeadLettersAreReadABatchAtATime(t *testing.T) {
 		t.Errorf("at most %d dead-letter entries were held at once, want 1..%d (a batch)", held, batch)
 	}
 }
+
+// A confirmed "Replay all…" reads the group a batch at a time too, and
+// reports failures by count with the first one's reason: with no runner
+// up every replay fails, and joining every failure into the message put
+// one line per entry into the redirect's URL (10,000 entries, over a
+// megabyte: past what servers and browsers take in a header).
+func TestBulkReplayReadsABatchAtATimeAndCountsFailures(t *testing.T) {
+	t.Parallel()
+	srv := startServer(t) // no runner: every replay fails
+	ctx := context.Background()
+	te, err := models.NewTaskError(models.TaskError{ErrorType: "handler_error", Message: "boom"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	const batch, total = 7, 45
+	for i := range total {
+		if err := srv.Client.DeadLetter(ctx, &jetstream.TaskMessage{ID: fmt.Sprintf("entry-%03d", i), Function: "alpha", Attempt: 1}, *te, 0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s := startDashboard(t, Config{Client: srv.Client}, func(s *Server) { s.deadBatch = batch })
+	b := newBrowser(t, s.URL())
+	code, _, h := b.do(http.MethodPost, "/dead/replay", url.Values{"csrf": {b.csrf("/dead")}, "function": {"alpha"}, "confirm": {"yes"}}, nil)
+	if code != http.StatusSeeOther {
+		t.Fatalf("confirmed replay: %d, want 303", code)
+	}
+	u, err := url.Parse(h.Get("Location"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	msg := u.Query().Get("flash")
+	if !strings.HasPrefix(msg, "Replayed 0 task(s); 45 failed, the first with: ") || strings.Count(msg, "no runner answered") != 1 {
+		t.Errorf("after replaying 45 entries with no runner up the page says (%d bytes) %q; want the count of failures and the first reason", len(msg), msg)
+	}
+	if held := s.deadHeld.Load(); held == 0 || held > batch {
+		t.Errorf("at most %d dead-letter entries were held at once, want 1..%d (a batch)", held, batch)
+	}
+}

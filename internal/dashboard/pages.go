@@ -752,19 +752,55 @@ func (s *Server) handleDeadBulk(w http.ResponseWriter, r *http.Request, ss *sess
 	var err error
 	switch action {
 	case "replay":
-		var res []jetstream.ReplayResult
-		res, err = s.cfg.Client.ReplayDead(ctx, f)
-		msg = fmt.Sprintf("Replayed %d task(s).", len(res))
+		msg, err = s.replayDead(ctx, f)
 	case "purge":
 		var n int
 		n, err = s.cfg.Client.PurgeDead(ctx, f)
 		msg = fmt.Sprintf("Purged %d entr(ies).", n)
+		if err != nil {
+			msg += " Stopped by: " + why(ctx, err)
+		}
+	}
+	s.cfg.Logger.WithField("function", f.Function).WithField("error_type", f.ErrorType).WithField("result", msg).Info("dashboard: dead letters " + action)
+	http.Redirect(w, r, "/dead?"+flashQuery(ss, msg, err != nil), http.StatusSeeOther)
+}
+
+// replayDead asks the runners to replay every entry matching f, reading
+// the entries a batch at a time (eachDead) where Client.ReplayDead holds
+// them all, and returns what the page says of it: how many were
+// replayed, and how many failed with the first failure's reason (one
+// line per failed entry would put thousands in the redirect's URL). The
+// error is the first failure. Entries written after the scan began (a
+// replayed task failing again) are not replayed again.
+func (s *Server) replayDead(ctx context.Context, f jetstream.DeadFilter) (string, error) {
+	if f.Through == 0 {
+		// A form without the confirmation's bound (from a script).
+		st, err := s.cfg.Client.JetStream().Stream(ctx, s.cfg.Client.Config().DLQStream)
+		if err != nil {
+			return "Replayed 0 task(s). Stopped by: " + why(ctx, err), err
+		}
+		if f.Through = st.CachedInfo().State.LastSeq; f.Through == 0 {
+			return "Replayed 0 task(s).", nil
+		}
+	}
+	replayed, failed := 0, 0
+	var first error
+	_, err := s.eachDead(ctx, f, 0, func(d jetstream.DeadTask) {
+		if _, err := s.cfg.Client.Replay(ctx, d.ID); err != nil {
+			failed++
+			first = cmp.Or(first, err)
+			return
+		}
+		replayed++
+	})
+	msg := fmt.Sprintf("Replayed %d task(s).", replayed)
+	if failed > 0 {
+		msg = fmt.Sprintf("Replayed %d task(s); %d failed, the first with: %s.", replayed, failed, why(ctx, first))
 	}
 	if err != nil {
 		msg += " Stopped by: " + why(ctx, err)
 	}
-	s.cfg.Logger.WithField("function", f.Function).WithField("error_type", f.ErrorType).WithField("result", msg).Info("dashboard: dead letters " + action)
-	http.Redirect(w, r, "/dead?"+flashQuery(ss, msg, err != nil), http.StatusSeeOther)
+	return msg, cmp.Or(first, err)
 }
 
 // --- runners
