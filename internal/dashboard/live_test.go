@@ -331,6 +331,7 @@ func TestDeadPageFollowsTheDeadLettersOnly(t *testing.T) {
 	}
 
 	// A dead-letter entry arrives.
+	waitDeadWatch(t, d)
 	te, err := models.NewTaskError(models.TaskError{ErrorType: "handler_error", Message: "boom"})
 	if err != nil {
 		t.Fatal(err)

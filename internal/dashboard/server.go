@@ -46,6 +46,9 @@ type Server struct {
 	// deadHeld is the most dead-letter entries held at once so far (for
 	// tests; see eachDead).
 	deadHeld atomic.Int64
+	// deadWatching is closed once watchDead follows the dead-letter
+	// stream (for tests: entries written before are not new to it).
+	deadWatching chan struct{}
 	// tickInterval is how often a page that asks for it (the overview) is
 	// told to fetch itself when nothing else changed (a field for tests).
 	tickInterval time.Duration
@@ -77,9 +80,10 @@ func New(cfg Config) (*Server, error) {
 	s := &Server{
 		cfg: cfg, tls: cfg.TLSCertFile != "", hub: newHub(),
 		sessions: newSessions(cfg.SessionTTL), logins: newLoginLimiter(), pages: pages,
-		static:      http.StripPrefix("/static/", http.FileServerFS(sub)),
-		stopped:     make(chan struct{}),
-		bodyTimeout: 10 * time.Second, idleTimeout: 2 * time.Minute, maxDeadScanned: maxDeadScanned,
+		static:       http.StripPrefix("/static/", http.FileServerFS(sub)),
+		stopped:      make(chan struct{}),
+		deadWatching: make(chan struct{}),
+		bodyTimeout:  10 * time.Second, idleTimeout: 2 * time.Minute, maxDeadScanned: maxDeadScanned,
 		deadBatch:    deadBatch,
 		tickInterval: tickInterval,
 		keepAlive:    keepAliveInterval,
@@ -400,6 +404,7 @@ func (s *Server) watchDead(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("watch the dead-letter stream: %w", err)
 	}
+	close(s.deadWatching)
 	<-ctx.Done()
 	cc.Stop()
 	<-cc.Closed()
