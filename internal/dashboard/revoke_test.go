@@ -3,6 +3,7 @@ package dashboard
 import (
 	"net/url"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -15,21 +16,21 @@ import (
 )
 
 // A viewers' dashboard whose NATS login is revoked while pages are open
-// (the user removed from the server's configuration, which a reload
-// applies): the NATS client is refused twice and gives up, closing the
-// connection for good. Every page then says that the server refused
-// omniq-ui's credentials and that omniq-ui has stopped connecting, not
-// that it "keeps reconnecting" to a server that may not be running.
+// (the server no longer admits it and drops its connection): the NATS
+// client is refused twice and gives up, closing the connection for good.
+// Every page then says that the server refused omniq-ui's credentials
+// and that omniq-ui has stopped connecting, not that it "keeps
+// reconnecting" to a server that may not be running.
 func TestRevokedNATSLoginIsNamedOnThePages(t *testing.T) {
 	t.Parallel()
-	ns, opts, client, nc := revocableViewer(t)
+	client, nc, revoke := revocableViewer(t)
 	d := startDashboard(t, Config{Client: client, Token: "viewer-token", ReadOnly: true})
 	b := newBrowser(t, d.URL())
 	b.post("/login", url.Values{"token": {"viewer-token"}, "next": {"/"}})
 	if _, body := b.get("/"); strings.Contains(body, `id="nats-down"`) {
 		t.Fatalf("before the revocation the page says NATS is down:\n%s", body)
 	}
-	revoke(t, ns, opts)
+	revoke()
 	omniqtest.Eventually(t, 30*time.Second, "the viewer's NATS connection to be closed", nc.IsClosed)
 	for _, path := range []string{"/", "/tasks", "/dead", "/runners", "/tasks/some-task"} {
 		_, body := b.get(path)
@@ -48,7 +49,7 @@ func TestRevokedNATSLoginIsNamedOnThePages(t *testing.T) {
 // went, still said it was reconnecting).
 func TestBrowserRevokedNATSLoginShowsOnAnOpenPage(t *testing.T) {
 	tab := newChrome(t)
-	ns, opts, client, nc := revocableViewer(t)
+	client, nc, revoke := revocableViewer(t)
 	d := startDashboard(t, Config{Client: client, Token: "viewer-token", ReadOnly: true})
 	run(t, tab, "sign in to a task's page",
 		chromedp.Navigate(d.URL()+"/tasks/some-task"),
@@ -56,7 +57,7 @@ func TestBrowserRevokedNATSLoginShowsOnAnOpenPage(t *testing.T) {
 		chromedp.SendKeys("#token", "viewer-token", chromedp.ByID),
 		chromedp.Click("#signin", chromedp.ByID),
 		chromedp.WaitVisible("#live.on", chromedp.ByQuery))
-	revoke(t, ns, opts)
+	revoke()
 	omniqtest.Eventually(t, 30*time.Second, "the viewer's NATS connection to be closed", nc.IsClosed)
 	var notice string
 	run(t, tab, "the notice, without a reload",
@@ -64,15 +65,34 @@ func TestBrowserRevokedNATSLoginShowsOnAnOpenPage(t *testing.T) {
 			&notice, chromedp.WithPollingTimeout(30*time.Second)))
 }
 
-// revocableViewer starts a nats-server with two logins, provisions OmniQ
-// on it with the first and returns the second's client (a viewers'
-// dashboard's) and connection, with the server and its options for
-// revoke.
-func revocableViewer(t *testing.T) (*server.Server, *server.Options, *jetstream.Client, *nats.Conn) {
+// revocable is a nats-server login check with two logins, runner and
+// viewer, of which viewer can be revoked. (Reloading the server's options
+// without the viewer's login, as an operator editing the configuration
+// would, races inside nats-server under -race: reload writes the options
+// its direct-get handler reads unlocked.)
+type revocable struct{ revoked atomic.Bool }
+
+// Check admits runner/runner-pass, and viewer/viewer-pass until revoked.
+func (r *revocable) Check(c server.ClientAuthentication) bool {
+	o := c.GetOpts()
+	ok := (o.Username == "runner" && o.Password == "runner-pass") ||
+		(o.Username == "viewer" && o.Password == "viewer-pass" && !r.revoked.Load())
+	if ok {
+		c.RegisterUser(&server.User{Username: o.Username})
+	}
+	return ok
+}
+
+// revocableViewer starts a nats-server with the two logins of revocable,
+// provisions OmniQ on it with the runner's and returns the viewer's client
+// (a viewers' dashboard's) and connection, and a function that revokes
+// the viewer's login and drops its connection, as a server does with a
+// login it no longer has.
+func revocableViewer(t *testing.T) (*jetstream.Client, *nats.Conn, func()) {
 	t.Helper()
-	opts := &server.Options{Host: "127.0.0.1", Port: -1, NoLog: true, NoSigs: true, JetStream: true, StoreDir: t.TempDir(),
-		Users: []*server.User{{Username: "runner", Password: "runner-pass"}, {Username: "viewer", Password: "viewer-pass"}}}
-	ns, err := server.NewServer(opts)
+	auth := &revocable{}
+	ns, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: -1, NoLog: true, NoSigs: true, JetStream: true,
+		StoreDir: t.TempDir(), CustomClientAuthentication: auth})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -98,16 +118,14 @@ func revocableViewer(t *testing.T) (*server.Server, *server.Options, *jetstream.
 	if err != nil {
 		t.Fatal(err)
 	}
-	return ns, opts, client, vnc
-}
-
-// revoke removes the viewer's login from the server's configuration and
-// applies it, as a reload of a changed configuration file does.
-func revoke(t *testing.T, ns *server.Server, opts *server.Options) {
-	t.Helper()
-	revoked := *opts
-	revoked.Users = []*server.User{{Username: "runner", Password: "runner-pass"}}
-	if err := ns.ReloadOptions(&revoked); err != nil {
-		t.Fatalf("reload the NATS server without the viewer's login: %v", err)
+	cid, err := vnc.GetClientID()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return client, vnc, func() {
+		auth.revoked.Store(true)
+		if err := ns.DisconnectClientByID(cid); err != nil {
+			t.Fatalf("drop the viewer's connection: %v", err)
+		}
 	}
 }
