@@ -54,6 +54,8 @@ func TestBrowserCancelAndBulkReplayWithConfirmation(t *testing.T) {
 	// protocol could land on the button just swapped out.
 	run(t, tab, "cancel",
 		chromedp.Evaluate(`document.getElementById("cancel").click()`, nil),
+		chromedp.WaitVisible("#confirm", chromedp.ByID),
+		chromedp.Click("#confirm", chromedp.ByID),
 		chromedp.WaitVisible("#flash", chromedp.ByID),
 		pageText("#flash", &flash),
 		chromedp.Poll(`(document.getElementById("status") || {}).textContent === "cancelled"`, nil, chromedp.WithPollingTimeout(30*time.Second)))

@@ -176,3 +176,89 @@ func TestDeadPageShowsTheLatestEntriesOfALargeStream(t *testing.T) {
 		t.Errorf("an old entry (entry-%03d, the last of those scanned for the groups) is shown as one of the latest", scanned-1)
 	}
 }
+
+// The dead-letter page reads up to 10,000 entries for its groups, and a
+// bulk action's question counts every entry of its group; each entry's
+// headers carry its final TaskError with a traceback of up to 16 KiB.
+// Held all at once, one view of 10,000 took about half a gigabyte of
+// omniq-ui's memory: entries are read, counted and dropped a batch at a
+// time, with the same counts, groups, latest entries and confirmation.
+func TestDeadLettersAreReadABatchAtATime(t *testing.T) {
+	t.Parallel()
+	srv := startServer(t)
+	ctx := context.Background()
+	te, err := models.NewTaskError(models.TaskError{ErrorType: "handler_error", Message: "boom", Traceback: strings.Repeat("frame\n", 1000)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	const batch, scanned, total = 7, 40, 45
+	for i := range total {
+		fn := []string{"alpha", "beta", "gamma"}[i%3]
+		if err := srv.Client.DeadLetter(ctx, &jetstream.TaskMessage{ID: fmt.Sprintf("entry-%03d", i), Function: fn, Attempt: 1}, *te, 0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s := startDashboard(t, Config{Client: srv.Client}, func(s *Server) { s.maxDeadScanned, s.deadBatch = scanned, batch })
+	b := newBrowser(t, s.URL())
+	_, body := b.get("/dead")
+	groups, _, _ := strings.Cut(body[strings.Index(body, `id="groups"`):], "</table>")
+	// 40 of 45 scanned: 14 alpha (0, 3, ..., 39), 13 beta, 13 gamma.
+	for fn, n := range map[string]int{"alpha": 14, "beta": 13, "gamma": 13} {
+		if !strings.Contains(groups, "<td>"+fn+"</td><td>handler_error</td><td class=\"n\">"+fmt.Sprint(n)+"</td>") {
+			t.Errorf("group %s: want %d entries in:\n%s", fn, n, groups)
+		}
+	}
+	if !strings.Contains(body, fmt.Sprintf("count the oldest %d entries only", scanned)) {
+		t.Errorf("the page does not say it counted only the oldest %d entries:\n%s", scanned, body)
+	}
+	entries, _, _ := strings.Cut(body[strings.Index(body, `id="entries"`):], "</table>")
+	if !strings.Contains(entries, fmt.Sprintf(">entry-%03d<", total-1)) || !strings.Contains(entries, ">entry-000<") {
+		t.Errorf("the latest entries (all %d, fewer than %d) are not all shown:\n%s", total, maxDeadLatest, entries)
+	}
+	// The question of a bulk action counts across batches.
+	code, body := b.post("/dead/purge", url.Values{"csrf": {b.csrf("/dead")}, "function": {"alpha"}})
+	if code != http.StatusOK || !strings.Contains(body, "Delete <strong>15</strong> dead-letter entries of function <code>alpha</code>") {
+		t.Errorf("the purge's question (%d) does not count the 15 alpha entries:\n%s", code, body)
+	}
+	if held := s.deadHeld.Load(); held == 0 || held > batch {
+		t.Errorf("at most %d dead-letter entries were held at once, want 1..%d (a batch)", held, batch)
+	}
+}
+
+// A confirmed "Replay all…" reads the group a batch at a time too, and
+// reports failures by count with the first one's reason: with no runner
+// up every replay fails, and joining every failure into the message put
+// one line per entry into the redirect's URL (10,000 entries, over a
+// megabyte: past what servers and browsers take in a header).
+func TestBulkReplayReadsABatchAtATimeAndCountsFailures(t *testing.T) {
+	t.Parallel()
+	srv := startServer(t) // no runner: every replay fails
+	ctx := context.Background()
+	te, err := models.NewTaskError(models.TaskError{ErrorType: "handler_error", Message: "boom"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	const batch, total = 7, 45
+	for i := range total {
+		if err := srv.Client.DeadLetter(ctx, &jetstream.TaskMessage{ID: fmt.Sprintf("entry-%03d", i), Function: "alpha", Attempt: 1}, *te, 0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s := startDashboard(t, Config{Client: srv.Client}, func(s *Server) { s.deadBatch = batch })
+	b := newBrowser(t, s.URL())
+	code, _, h := b.do(http.MethodPost, "/dead/replay", url.Values{"csrf": {b.csrf("/dead")}, "function": {"alpha"}, "confirm": {"yes"}}, nil)
+	if code != http.StatusSeeOther {
+		t.Fatalf("confirmed replay: %d, want 303", code)
+	}
+	u, err := url.Parse(h.Get("Location"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	msg := u.Query().Get("flash")
+	if !strings.HasPrefix(msg, "Replayed 0 task(s); 45 failed, the first with: ") || strings.Count(msg, "no runner answered") != 1 {
+		t.Errorf("after replaying 45 entries with no runner up the page says (%d bytes) %q; want the count of failures and the first reason", len(msg), msg)
+	}
+	if held := s.deadHeld.Load(); held == 0 || held > batch {
+		t.Errorf("at most %d dead-letter entries were held at once, want 1..%d (a batch)", held, batch)
+	}
+}

@@ -210,6 +210,8 @@ func TestBrowser(t *testing.T) {
 	// between finding the button and a click through the protocol.
 	run(t, tab, "replay",
 		chromedp.Evaluate(`document.querySelector('button.replay[data-task="`+flaky.ID+`"]').click()`, nil),
+		chromedp.WaitVisible("#confirm", chromedp.ByID),
+		chromedp.Click("#confirm", chromedp.ByID),
 		chromedp.WaitVisible("#flash", chromedp.ByID))
 	got := omniqtest.WaitFor(t, srv.Client, flaky.ID, models.StatusSucceeded, 30*time.Second)
 	if got.Replays != 1 {

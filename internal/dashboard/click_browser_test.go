@@ -51,8 +51,10 @@ func TestBrowserClickSurvivesALiveUpdate(t *testing.T) {
 	run(t, tab, "the refresh while pressed",
 		chromedp.Poll(`(document.body.dataset.fetched || "0") !== `+jsString(fetched), nil, chromedp.WithPollingTimeout(30*time.Second)))
 	var flash string
-	run(t, tab, "release: the click cancels",
+	run(t, tab, "release: the click asks to confirm, and Yes cancels",
 		input.DispatchMouseEvent(input.MouseReleased, box[0], box[1]).WithButton(input.Left).WithClickCount(1),
+		chromedp.WaitVisible("#confirm", chromedp.ByID),
+		chromedp.Click("#confirm", chromedp.ByID),
 		chromedp.WaitVisible("#flash", chromedp.ByID),
 		pageText("#flash", &flash))
 	// No runner is up to carry the cancel out: the page says so, which

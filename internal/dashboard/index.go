@@ -73,6 +73,10 @@ func cmpEntry(a *entry, created int64, id string) int {
 type index struct {
 	max    int
 	notify func(id string)
+	// deadChanged, if set, is called when a task leaves the failed status
+	// (a replay): its dead-letter entry is removed, which the dead-letter
+	// stream tells no one.
+	deadChanged func()
 
 	mu      sync.RWMutex
 	byID    map[string]*entry
@@ -94,14 +98,28 @@ func (x *index) run(ctx context.Context, state *jetstream.StateStore) error {
 		return err
 	}
 	for ev := range events {
+		was := x.status(ev.ID)
 		if ev.Deleted || ev.Record.Task == nil {
 			x.remove(ev.ID)
 		} else {
 			x.put(ev.Record.Task)
+			if was == models.StatusFailed && ev.Record.Task.Status != models.StatusFailed && x.deadChanged != nil {
+				x.deadChanged()
+			}
 		}
 		x.notify(ev.ID)
 	}
 	return nil
+}
+
+// status returns the indexed status of task id, "" when not indexed.
+func (x *index) status(id string) models.TaskStatus {
+	x.mu.RLock()
+	defer x.mu.RUnlock()
+	if e, ok := x.byID[id]; ok {
+		return e.status
+	}
+	return ""
 }
 
 func (x *index) put(t *models.Task) {

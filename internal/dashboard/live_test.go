@@ -281,3 +281,71 @@ func TestQuietEventStreamKeepsItsConnectionAlive(t *testing.T) {
 		}
 	}
 }
+
+var watchRE = regexp.MustCompile(`data-watch="([^"]*)"`)
+
+// The dead-letter page reads up to 10,000 entries each time it fetches
+// itself, so it follows what changes it, not every task: an entry written
+// to the dead-letter stream, or a task leaving the failed status (a replay
+// removes its entry). Other tasks' changes, a busy system's many a second,
+// do not wake it.
+func TestDeadPageFollowsTheDeadLettersOnly(t *testing.T) {
+	t.Parallel()
+	srv := startServer(t)
+	ctx := omniqtest.Context(t)
+	dead := models.NewTask("dead-1", "alpha", 0, 0, time.Now())
+	dead.Status = models.StatusFailed
+	deadRec, err := srv.Client.State().Create(ctx, dead)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := startDashboard(t, Config{Client: srv.Client})
+	omniqtest.Eventually(t, 30*time.Second, "the index to hold the failed task", func() bool { return d.index.status("dead-1") == models.StatusFailed })
+	_, body := newBrowser(t, d.URL()).get("/dead")
+	m := watchRE.FindStringSubmatch(body)
+	if m == nil {
+		t.Fatalf("the dead-letter page follows nothing:\n%s", body)
+	}
+	ch, unsub := d.hub.subscribe(m[1])
+	defer unsub()
+	pending := func() bool {
+		select {
+		case <-ch:
+			return true
+		default:
+			return false
+		}
+	}
+
+	// Other tasks change: the hub counts each change as it signals it.
+	v := d.hub.current()
+	for i := range 5 {
+		task := models.NewTask("busy-"+strconv.Itoa(i), "alpha", 3, 0, time.Now())
+		if _, err := srv.Client.State().Create(ctx, task); err != nil {
+			t.Fatal(err)
+		}
+	}
+	omniqtest.Eventually(t, 30*time.Second, "the index to see the other tasks", func() bool { return d.hub.current() >= v+5 })
+	if pending() {
+		t.Errorf("the dead-letter page (following %q) is told of other tasks' changes", m[1])
+	}
+
+	// A dead-letter entry arrives.
+	waitDeadWatch(t, d)
+	te, err := models.NewTaskError(models.TaskError{ErrorType: "handler_error", Message: "boom"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := srv.Client.DeadLetter(ctx, &jetstream.TaskMessage{ID: "dead-1", Function: "alpha", Attempt: 1}, *te, 0); err != nil {
+		t.Fatal(err)
+	}
+	omniqtest.Eventually(t, 30*time.Second, "the dead-letter page to be told of a new entry", pending)
+
+	// The task is replayed: failed, then pending again.
+	again := *deadRec.Task
+	again.Status = models.StatusPending
+	if _, err := srv.Client.State().Replace(ctx, deadRec, &again); err != nil {
+		t.Fatal(err)
+	}
+	omniqtest.Eventually(t, 30*time.Second, "the dead-letter page to be told of a replay", pending)
+}

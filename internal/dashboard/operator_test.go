@@ -96,3 +96,39 @@ func TestTaskPageShowsAWaitingTasksPayload(t *testing.T) {
 		}
 	}
 }
+
+// The dead-letter page's live updates come from a consumer of the
+// dead-letter stream the dashboard creates: the operator's permissions
+// (the dashboard's login) must allow it, or the page would only update
+// on reload.
+func TestDeadPageIsToldOfNewEntriesWithTheOperatorsLogin(t *testing.T) {
+	t.Parallel()
+	runner, operator := roleClients(t)
+	d := startDashboard(t, Config{Client: operator})
+	ch, unsub := d.hub.subscribe(deadWatch)
+	defer unsub()
+	te, err := models.NewTaskError(models.TaskError{ErrorType: "handler_error", Message: "boom"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitDeadWatch(t, d)
+	if err := runner.DeadLetter(omniqtest.Context(t), &jetstream.TaskMessage{ID: "op-1", Function: "alpha", Attempt: 1}, *te, 0); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-ch:
+	case <-time.After(30 * time.Second):
+		t.Fatal("the dead-letter page was not told of a new entry within 30s")
+	}
+}
+
+// waitDeadWatch waits until d follows the dead-letter stream: entries
+// written before are not new to it.
+func waitDeadWatch(t *testing.T, d *Server) {
+	t.Helper()
+	select {
+	case <-d.deadWatching:
+	case <-time.After(30 * time.Second):
+		t.Fatal("the dashboard did not start following the dead-letter stream within 30s")
+	}
+}

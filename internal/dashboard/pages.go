@@ -40,6 +40,53 @@ const maxDeadScanned = 10_000
 // lists.
 const maxDeadLatest = 100
 
+// deadBatch is how many dead-letter entries the dashboard holds at once
+// while it reads many (Server.deadBatch, for tests). An entry's headers
+// carry its final TaskError, traceback included (up to 16 KiB), so the
+// 10,000 of one view of the dead-letter page, held together, came to
+// about half a gigabyte.
+const deadBatch = 200
+
+// eachDead calls fn for each dead-letter entry matching f, oldest first,
+// at most limit of them (0: no limit), reading them deadBatch at a time:
+// no more than that many are held at once. It reports whether more
+// entries match past limit.
+func (s *Server) eachDead(ctx context.Context, f jetstream.DeadFilter, limit int, fn func(jetstream.DeadTask)) (bool, error) {
+	read := 0
+	for {
+		f.Limit = s.deadBatch
+		if limit > 0 {
+			f.Limit = min(f.Limit, limit-read)
+		}
+		page, err := s.cfg.Client.ListDead(ctx, f)
+		s.noteDeadHeld(len(page.Tasks))
+		for _, d := range page.Tasks {
+			fn(d)
+		}
+		read += len(page.Tasks)
+		switch {
+		case err != nil:
+			return false, err
+		case page.Next == 0:
+			return false, nil
+		case limit > 0 && read >= limit:
+			return true, nil
+		}
+		f.After = page.Next
+	}
+}
+
+// noteDeadHeld records n entries held at once (for tests: the most a
+// view held, Server.deadHeld).
+func (s *Server) noteDeadHeld(n int) {
+	for {
+		m := s.deadHeld.Load()
+		if int64(n) <= m || s.deadHeld.CompareAndSwap(m, int64(n)) {
+			return
+		}
+	}
+}
+
 // versionKey holds, in a request's context, the hub's count of changes
 // taken before the handler read anything (see hub.current).
 type versionKey struct{}
@@ -355,7 +402,7 @@ func (s *Server) handleTask(w http.ResponseWriter, r *http.Request, ss *session)
 	d.CanReplay = d.Dead != nil
 	p := s.newPage(r, ss, "Task "+id, "tasks", d)
 	p.Watch = id
-	p.Flash = flashOf(r, ss)
+	p.Flash, p.FlashBad = flashOf(r, ss)
 	s.render(w, r, "task", p)
 }
 
@@ -449,8 +496,53 @@ func firstLine(s string) string {
 	return s
 }
 
+// confirmTaskData is the question a single task's Cancel or Replay asks
+// before it acts: which task, of which function, in which state.
+type confirmTaskData struct {
+	Action, ID                  string
+	Function, Status, ErrorType string
+	Problem                     string
+}
+
+// confirmTask answers an action on one task (cancel or replay) that is
+// not yet confirmed (no confirm=yes) with a page asking for confirmation,
+// naming the task, and reports whether it did. A misclick on Cancel or
+// Replay then changes nothing; the question is a page, not a script's
+// dialog, so it asks without JavaScript as well.
+func (s *Server) confirmTask(w http.ResponseWriter, r *http.Request, ss *session, action, id string) bool {
+	if r.PostFormValue("confirm") == "yes" {
+		return false
+	}
+	ctx, cancel := s.natsContext(r.Context(), requestTimeout)
+	defer cancel()
+	d := &confirmTaskData{Action: action, ID: id}
+	if action == "replay" {
+		if dt, err := s.cfg.Client.GetDead(ctx, id); err != nil {
+			d.Problem = "Its dead-letter entry could not be read: " + why(ctx, err) + "."
+		} else {
+			d.Function = dt.Function
+			if dt.Error != nil {
+				d.ErrorType = dt.Error.ErrorType
+			}
+		}
+	} else if rec, err := s.cfg.Client.State().Get(ctx, id); err == nil {
+		d.Function, d.Status = rec.Task.Function, string(rec.Task.Status)
+	} else if !errors.Is(err, jetstream.ErrTaskNotFound) {
+		d.Problem = "Its record could not be read: " + why(ctx, err) + "."
+	}
+	p := s.newPage(r, ss, "Confirm "+action+" "+id, "tasks", d)
+	// The question is the answer to a POST: there is nothing to follow
+	// (a refresh would GET the action's address).
+	p.Watch = ""
+	s.render(w, r, "confirmtask", p)
+	return true
+}
+
 func (s *Server) handleCancel(w http.ResponseWriter, r *http.Request, ss *session) {
 	id := r.PathValue("id")
+	if s.confirmTask(w, r, ss, "cancel", id) {
+		return
+	}
 	ctx, cancel := s.natsContext(r.Context(), requestTimeout)
 	defer cancel()
 	msg := "Cancelled."
@@ -464,42 +556,55 @@ func (s *Server) handleCancel(w http.ResponseWriter, r *http.Request, ss *sessio
 		msg = "Cancelled, but no runner had seen a task " + id + ": if one is queued it will not run; if the id is wrong, nothing was cancelled."
 	}
 	s.cfg.Logger.WithField("task_id", id).WithField("result", msg).Info("dashboard: cancel")
-	http.Redirect(w, r, "/tasks/"+url.PathEscape(id)+"?"+flashQuery(ss, msg), http.StatusSeeOther)
+	http.Redirect(w, r, "/tasks/"+url.PathEscape(id)+"?"+flashQuery(ss, msg, err != nil), http.StatusSeeOther)
 }
 
 func (s *Server) handleReplay(w http.ResponseWriter, r *http.Request, ss *session) {
 	id := r.PathValue("id")
+	if s.confirmTask(w, r, ss, "replay", id) {
+		return
+	}
 	ctx, cancel := s.natsContext(r.Context(), requestTimeout)
 	defer cancel()
 	msg := "Replayed: the task runs again."
-	if _, err := s.cfg.Client.Replay(ctx, id); err != nil {
+	_, err := s.cfg.Client.Replay(ctx, id)
+	if err != nil {
 		msg = "Replay failed: " + why(ctx, err)
 	}
 	s.cfg.Logger.WithField("task_id", id).WithField("result", msg).Info("dashboard: replay")
-	http.Redirect(w, r, "/tasks/"+url.PathEscape(id)+"?"+flashQuery(ss, msg), http.StatusSeeOther)
+	http.Redirect(w, r, "/tasks/"+url.PathEscape(id)+"?"+flashQuery(ss, msg, err != nil), http.StatusSeeOther)
 }
 
 // flashQuery returns the query that makes the page an action redirects to
-// show msg: the message and its signature with the session's CSRF token,
-// so that only this session's own actions put words on its pages.
-func flashQuery(ss *session, msg string) string {
-	return "flash=" + url.QueryEscape(msg) + "&fsig=" + flashSig(ss, msg)
-}
-
-// flashOf returns the message of r's query when flashQuery made it for ss,
-// else "".
-func flashOf(r *http.Request, ss *session) string {
-	q := r.URL.Query()
-	msg := q.Get("flash")
-	if msg == "" || !hmac.Equal([]byte(q.Get("fsig")), []byte(flashSig(ss, msg))) {
-		return ""
+// show msg, as a failure when bad: the message, its kind and their
+// signature with the session's CSRF token, so that only this session's
+// own actions put words on its pages (and say whether they failed).
+func flashQuery(ss *session, msg string, bad bool) string {
+	q := "flash=" + url.QueryEscape(msg)
+	if bad {
+		q += "&fbad=1"
 	}
-	return msg
+	return q + "&fsig=" + flashSig(ss, msg, bad)
 }
 
-func flashSig(ss *session, msg string) string {
+// flashOf returns the message of r's query and whether it reports a
+// failure, when flashQuery made it for ss; else "" and false.
+func flashOf(r *http.Request, ss *session) (string, bool) {
+	q := r.URL.Query()
+	msg, bad := q.Get("flash"), q.Get("fbad") == "1"
+	if msg == "" || !hmac.Equal([]byte(q.Get("fsig")), []byte(flashSig(ss, msg, bad))) {
+		return "", false
+	}
+	return msg, bad
+}
+
+func flashSig(ss *session, msg string, bad bool) string {
+	kind := "ok"
+	if bad {
+		kind = "bad"
+	}
 	mac := hmac.New(sha256.New, []byte(ss.csrf))
-	mac.Write([]byte("flash\x00" + msg))
+	mac.Write([]byte("flash\x00" + kind + "\x00" + msg))
 	return base64.RawURLEncoding.EncodeToString(mac.Sum(nil))
 }
 
@@ -526,13 +631,11 @@ func (s *Server) handleDead(w http.ResponseWriter, r *http.Request, ss *session)
 	ctx, cancel := s.natsContext(r.Context(), requestTimeout)
 	defer cancel()
 	d := &deadData{}
-	pageRes, err := s.cfg.Client.ListDead(ctx, jetstream.DeadFilter{Limit: s.maxDeadScanned})
-	if err != nil {
-		d.Problem = why(ctx, err)
-	}
-	d.Truncated = pageRes.Next != 0
 	groups := map[[2]string]*deadGroup{}
-	for _, t := range pageRes.Tasks {
+	// recent keeps the latest entries read, as a ring of maxDeadLatest.
+	var recent []jetstream.DeadTask
+	next := 0
+	truncated, err := s.eachDead(ctx, jetstream.DeadFilter{}, s.maxDeadScanned, func(t jetstream.DeadTask) {
 		et := ""
 		if t.Error != nil {
 			et = t.Error.ErrorType
@@ -545,8 +648,19 @@ func (s *Server) handleDead(w http.ResponseWriter, r *http.Request, ss *session)
 		}
 		g.Count++
 		g.Newest = t.DeadAt
+		d.Total++
+		if len(recent) < maxDeadLatest {
+			recent = append(recent, t)
+		} else {
+			recent[next] = t
+			next = (next + 1) % maxDeadLatest
+		}
+	})
+	if err != nil {
+		d.Problem = why(ctx, err)
 	}
-	d.Total = len(pageRes.Tasks)
+	recent = slices.Concat(recent[next:], recent[:next]) // oldest first
+	d.Truncated = truncated
 	for _, g := range groups {
 		d.Groups = append(d.Groups, g)
 	}
@@ -563,7 +677,6 @@ func (s *Server) handleDead(w http.ResponseWriter, r *http.Request, ss *session)
 	slices.SortFunc(d.Groups, func(a, b *deadGroup) int {
 		return cmp.Or(cmp.Compare(a.Function, b.Function), cmp.Compare(a.ErrorType, b.ErrorType))
 	})
-	recent := pageRes.Tasks
 	if d.Truncated {
 		// The groups are of the oldest entries; the latest are read from
 		// the end of the stream.
@@ -583,7 +696,8 @@ func (s *Server) handleDead(w http.ResponseWriter, r *http.Request, ss *session)
 		d.Recent = append(d.Recent, recent[i])
 	}
 	p := s.newPage(r, ss, "Dead letters", "dead", d)
-	p.Flash = flashOf(r, ss)
+	p.Watch = deadWatch
+	p.Flash, p.FlashBad = flashOf(r, ss)
 	s.render(w, r, "dead", p)
 }
 
@@ -608,16 +722,15 @@ func (s *Server) handleDeadBulk(w http.ResponseWriter, r *http.Request, ss *sess
 	ctx, cancel := s.natsContext(r.Context(), time.Minute)
 	defer cancel()
 	if r.PostFormValue("confirm") != "yes" {
-		page, err := s.cfg.Client.ListDead(ctx, f)
+		c := &confirmData{Action: action, Function: f.Function, ErrorType: f.ErrorType}
+		_, err := s.eachDead(ctx, f, 0, func(d jetstream.DeadTask) { c.Count, c.Through = c.Count+1, d.Sequence })
 		if err != nil {
 			http.Error(w, "count dead-letter entries: "+why(ctx, err), http.StatusBadGateway)
 			return
 		}
-		c := &confirmData{Action: action, Function: f.Function, ErrorType: f.ErrorType, Count: len(page.Tasks)}
-		if n := len(page.Tasks); n > 0 {
-			c.Through = page.Tasks[n-1].Sequence
-		}
-		s.render(w, r, "confirm", s.newPage(r, ss, "Confirm "+action, "dead", c))
+		p := s.newPage(r, ss, "Confirm "+action, "dead", c)
+		p.Watch = "" // the answer to a POST: a refresh would GET the action's address
+		s.render(w, r, "confirm", p)
 		return
 	}
 	// The confirmation counted the entries up to a sequence: entries
@@ -630,28 +743,64 @@ func (s *Server) handleDeadBulk(w http.ResponseWriter, r *http.Request, ss *sess
 			return
 		}
 		if n == 0 {
-			http.Redirect(w, r, "/dead?"+flashQuery(ss, "Nothing to "+action+": the confirmation counted no entries."), http.StatusSeeOther)
+			http.Redirect(w, r, "/dead?"+flashQuery(ss, "Nothing to "+action+": the confirmation counted no entries.", false), http.StatusSeeOther)
 			return
 		}
 		f.Through = n
 	}
 	var msg string
+	var err error
 	switch action {
 	case "replay":
-		res, err := s.cfg.Client.ReplayDead(ctx, f)
-		msg = fmt.Sprintf("Replayed %d task(s).", len(res))
-		if err != nil {
-			msg += " Stopped by: " + why(ctx, err)
-		}
+		msg, err = s.replayDead(ctx, f)
 	case "purge":
-		n, err := s.cfg.Client.PurgeDead(ctx, f)
+		var n int
+		n, err = s.cfg.Client.PurgeDead(ctx, f)
 		msg = fmt.Sprintf("Purged %d entr(ies).", n)
 		if err != nil {
 			msg += " Stopped by: " + why(ctx, err)
 		}
 	}
 	s.cfg.Logger.WithField("function", f.Function).WithField("error_type", f.ErrorType).WithField("result", msg).Info("dashboard: dead letters " + action)
-	http.Redirect(w, r, "/dead?"+flashQuery(ss, msg), http.StatusSeeOther)
+	http.Redirect(w, r, "/dead?"+flashQuery(ss, msg, err != nil), http.StatusSeeOther)
+}
+
+// replayDead asks the runners to replay every entry matching f, reading
+// the entries a batch at a time (eachDead) where Client.ReplayDead holds
+// them all, and returns what the page says of it: how many were
+// replayed, and how many failed with the first failure's reason (one
+// line per failed entry would put thousands in the redirect's URL). The
+// error is the first failure. Entries written after the scan began (a
+// replayed task failing again) are not replayed again.
+func (s *Server) replayDead(ctx context.Context, f jetstream.DeadFilter) (string, error) {
+	if f.Through == 0 {
+		// A form without the confirmation's bound (from a script).
+		st, err := s.cfg.Client.JetStream().Stream(ctx, s.cfg.Client.Config().DLQStream)
+		if err != nil {
+			return "Replayed 0 task(s). Stopped by: " + why(ctx, err), err
+		}
+		if f.Through = st.CachedInfo().State.LastSeq; f.Through == 0 {
+			return "Replayed 0 task(s).", nil
+		}
+	}
+	replayed, failed := 0, 0
+	var first error
+	_, err := s.eachDead(ctx, f, 0, func(d jetstream.DeadTask) {
+		if _, err := s.cfg.Client.Replay(ctx, d.ID); err != nil {
+			failed++
+			first = cmp.Or(first, err)
+			return
+		}
+		replayed++
+	})
+	msg := fmt.Sprintf("Replayed %d task(s).", replayed)
+	if failed > 0 {
+		msg = fmt.Sprintf("Replayed %d task(s); %d failed, the first with: %s.", replayed, failed, why(ctx, first))
+	}
+	if err != nil {
+		msg += " Stopped by: " + why(ctx, err)
+	}
+	return msg, cmp.Or(first, err)
 }
 
 // --- runners

@@ -78,7 +78,7 @@ func TestViewerCannotActEvenByCraftingThePostOperatorCan(t *testing.T) {
 	token = o.csrf("/")
 	act := func(path string) string {
 		t.Helper()
-		code, _, h := o.do(http.MethodPost, path, url.Values{"csrf": {token}}, map[string]string{"Origin": admin.URL()})
+		code, _, h := o.do(http.MethodPost, path, url.Values{"csrf": {token}, "confirm": {"yes"}}, map[string]string{"Origin": admin.URL()})
 		if code != http.StatusSeeOther {
 			t.Fatalf("operator POST %s: %d, want 303", path, code)
 		}

@@ -15,6 +15,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -39,8 +40,15 @@ type Server struct {
 	// bodyTimeout bounds the reading of a request's body, idleTimeout a
 	// keep-alive connection between requests (fields for tests).
 	bodyTimeout, idleTimeout time.Duration
-	// maxDeadScanned is maxDeadScanned (a field for tests).
-	maxDeadScanned int
+	// maxDeadScanned is maxDeadScanned, deadBatch deadBatch (fields for
+	// tests).
+	maxDeadScanned, deadBatch int
+	// deadHeld is the most dead-letter entries held at once so far (for
+	// tests; see eachDead).
+	deadHeld atomic.Int64
+	// deadWatching is closed once watchDead follows the dead-letter
+	// stream (for tests: entries written before are not new to it).
+	deadWatching chan struct{}
 	// tickInterval is how often a page that asks for it (the overview) is
 	// told to fetch itself when nothing else changed (a field for tests).
 	tickInterval time.Duration
@@ -72,13 +80,16 @@ func New(cfg Config) (*Server, error) {
 	s := &Server{
 		cfg: cfg, tls: cfg.TLSCertFile != "", hub: newHub(),
 		sessions: newSessions(cfg.SessionTTL), logins: newLoginLimiter(), pages: pages,
-		static:      http.StripPrefix("/static/", http.FileServerFS(sub)),
-		stopped:     make(chan struct{}),
-		bodyTimeout: 10 * time.Second, idleTimeout: 2 * time.Minute, maxDeadScanned: maxDeadScanned,
+		static:       http.StripPrefix("/static/", http.FileServerFS(sub)),
+		stopped:      make(chan struct{}),
+		deadWatching: make(chan struct{}),
+		bodyTimeout:  10 * time.Second, idleTimeout: 2 * time.Minute, maxDeadScanned: maxDeadScanned,
+		deadBatch:    deadBatch,
 		tickInterval: tickInterval,
 		keepAlive:    keepAliveInterval,
 	}
 	s.index = newIndex(cfg.MaxIndexed, s.hub.notify)
+	s.index.deadChanged = func() { s.hub.notifyOnly(deadWatch) }
 	return s, nil
 }
 
@@ -206,18 +217,24 @@ func (s *Server) Start(ctx context.Context) error {
 		}
 	}()
 	if s.cfg.Client.JetStream() != nil {
-		s.wg.Add(1)
+		s.wg.Add(2)
 		go func() {
 			defer s.wg.Done()
 			if err := s.watchRegistrations(ctx); err != nil && ctx.Err() == nil {
 				s.cfg.Logger.WithError(err).Warn("dashboard: watch of the runners' registrations failed; the runners page updates only on reload")
 			}
 		}()
+		go func() {
+			defer s.wg.Done()
+			if err := s.watchDead(ctx); err != nil && ctx.Err() == nil {
+				s.cfg.Logger.WithError(err).Warn("dashboard: watch of the dead-letter stream failed; the dead-letter page updates only on reload")
+			}
+		}()
 	}
 	if nc := s.cfg.Client.Conn(); nc != nil {
 		// Every page shows whether NATS is reachable (natsDown): when
 		// that changes, every open page is told to fetch itself again.
-		changes := nc.StatusChanged(nats.RECONNECTING, nats.CONNECTED)
+		changes := nc.StatusChanged(nats.RECONNECTING, nats.CONNECTED, nats.CLOSED)
 		s.wg.Add(1)
 		go func() {
 			defer s.wg.Done()
@@ -226,8 +243,14 @@ func (s *Server) Start(ctx context.Context) error {
 				select {
 				case <-ctx.Done():
 					return
-				case <-changes:
+				case st := <-changes:
 					s.hub.notifyAll()
+					if st == nats.CLOSED && ctx.Err() == nil {
+						// Closed by the client, not by omniq-ui's owner: it
+						// will not reconnect (a server refusing the
+						// credentials twice ends it so).
+						s.cfg.Logger.WithError(nc.LastError()).Error("dashboard: the NATS connection is closed and will not reconnect; restart omniq-ui (with valid operator credentials if they were refused)")
+					}
 				}
 			}
 		}()
@@ -280,7 +303,11 @@ type page struct {
 	// live updates come every tickInterval as well.
 	Tick    bool
 	Version uint64 // the hub's count of changes before the page was read
-	Flash   string
+	// Flash is the result of the action that led here, shown above the
+	// page's content (outside what live updates swap, so it keeps focus),
+	// and FlashBad says the action failed: it is then an alert, in red.
+	Flash    string
+	FlashBad bool
 	// NATSDown says why the dashboard cannot reach NATS; "" while it can.
 	NATSDown string
 	Data     any
@@ -290,7 +317,7 @@ func parsePages() (map[string]*template.Template, error) {
 	funcs := template.FuncMap{
 		"ago": ago, "ts": ts, "dur": dur, "spark": spark, "rate": rate, "add": func(a, b int) int { return a + b }, "plugin": pluginState, "line": firstLine,
 	}
-	names := []string{"overview", "tasks", "task", "dead", "confirm", "runners", "login"}
+	names := []string{"overview", "tasks", "task", "dead", "confirm", "confirmtask", "runners", "login"}
 	out := make(map[string]*template.Template, len(names))
 	for _, n := range names {
 		t, err := template.New(n).Funcs(funcs).ParseFS(assets, "assets/layout.html", "assets/"+n+".html")
@@ -354,15 +381,59 @@ func (s *Server) watchRegistrations(ctx context.Context) error {
 	}
 }
 
+// deadWatch is what the dead-letter page's event stream follows: entries
+// arriving in the dead-letter stream and tasks leaving the failed status
+// (a replay removes their entry), not every task's change. The page reads
+// up to maxDeadScanned entries each time it fetches itself, so following
+// every task would reread them about once a second on a busy system.
+const deadWatch = "@dead"
+
+// watchDead signals the dead-letter page's streams at every entry written
+// to the dead-letter stream, until ctx ends. (Entries purged elsewhere, by
+// omniq-submit dlq purge, show at the page's next change or reload: a
+// deletion leaves nothing to watch.)
+func (s *Server) watchDead(ctx context.Context) error {
+	cfg := s.cfg.Client.Config()
+	cons, err := s.cfg.Client.JetStream().OrderedConsumer(ctx, cfg.DLQStream, natsjs.OrderedConsumerConfig{
+		FilterSubjects: []string{cfg.SubjectPrefix + ".dlq.>"}, HeadersOnly: true, DeliverPolicy: natsjs.DeliverNewPolicy,
+	})
+	if err != nil {
+		return fmt.Errorf("watch the dead-letter stream: %w", err)
+	}
+	cc, err := cons.Consume(func(natsjs.Msg) { s.hub.notifyOnly(deadWatch) })
+	if err != nil {
+		return fmt.Errorf("watch the dead-letter stream: %w", err)
+	}
+	close(s.deadWatching)
+	<-ctx.Done()
+	cc.Stop()
+	<-cc.Closed()
+	return nil
+}
+
 // natsDown says, for the top of every page, why the dashboard cannot
-// reach NATS at the moment; "" while it can.
+// reach NATS at the moment; "" while it can. A server that refuses the
+// dashboard's credentials (revoked or changed while it ran) is named as
+// the cause: the NATS client then gives up after two refusals and the
+// connection is closed for good, so "keeps reconnecting" would be untrue.
 func (s *Server) natsDown() string {
 	nc := s.cfg.Client.Conn()
 	if nc == nil || nc.IsConnected() {
 		return ""
 	}
-	return fmt.Sprintf("Not connected to NATS at %s (%s): omniq-ui keeps reconnecting. Until it is back, what this page reads from NATS is missing, actions fail, and task lists and counts are as the dashboard last saw them. Is omniq-runner (or the NATS server) running?",
-		strings.Join(nc.Servers(), ", "), strings.ToLower(nc.Status().String()))
+	servers := strings.Join(nc.Servers(), ", ")
+	const missing = "what this page reads from NATS is missing, actions fail, and task lists and counts are as the dashboard last saw them."
+	refused := errors.Is(nc.LastError(), nats.ErrAuthorization) || errors.Is(nc.LastError(), nats.ErrAuthExpired) || errors.Is(nc.LastError(), nats.ErrAuthRevoked)
+	switch {
+	case nc.IsClosed() && refused:
+		return fmt.Sprintf("NATS at %s refused omniq-ui's credentials (%v), and omniq-ui has stopped connecting: were they revoked or changed? Until omniq-ui is restarted with the operator's valid credentials, %s", servers, nc.LastError(), missing)
+	case nc.IsClosed():
+		return fmt.Sprintf("The connection to NATS at %s is closed (%v), and omniq-ui does not reconnect: restart omniq-ui. Until then, %s", servers, nc.LastError(), missing)
+	case refused:
+		return fmt.Sprintf("Not connected to NATS at %s: it refuses omniq-ui's credentials (%v). Were they revoked or changed? Until it accepts them, %s", servers, nc.LastError(), missing)
+	}
+	return fmt.Sprintf("Not connected to NATS at %s (%s): omniq-ui keeps reconnecting. Until it is back, %s Is omniq-runner (or the NATS server) running?",
+		servers, strings.ToLower(nc.Status().String()), missing)
 }
 
 // errNATSDown is the cause of a page's NATS context while NATS is

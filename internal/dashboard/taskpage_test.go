@@ -170,7 +170,7 @@ func TestCancelATaskNoRunnerHasSeen(t *testing.T) {
 	if !strings.Contains(body, `action="/tasks/still-queued/cancel"`) {
 		t.Fatalf("the page of a task without a record offers no Cancel:\n%s", body)
 	}
-	code, _, h := b.do(http.MethodPost, "/tasks/still-queued/cancel", url.Values{"csrf": {b.csrf("/tasks/still-queued")}}, nil)
+	code, _, h := b.do(http.MethodPost, "/tasks/still-queued/cancel", url.Values{"csrf": {b.csrf("/tasks/still-queued")}, "confirm": {"yes"}}, nil)
 	if code != http.StatusSeeOther {
 		t.Fatalf("cancel: %d", code)
 	}

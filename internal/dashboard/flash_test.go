@@ -1,0 +1,110 @@
+package dashboard
+
+import (
+	"net/http"
+	"net/url"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/chromedp/chromedp"
+
+	"github.com/omniq/omniq/internal/omniqtest"
+	"github.com/omniq/omniq/jetstream"
+	"github.com/omniq/omniq/models"
+	"github.com/omniq/omniq/runner/pluginhost"
+)
+
+// The result of a failed action is an alert (role=alert, class "bad"),
+// a successful one a status; the kind is signed with the message, so a
+// link cannot show this session a success as a failure or the reverse.
+func TestFailedActionFlashIsAnAlertAndItsKindIsSigned(t *testing.T) {
+	t.Parallel()
+	srv := startServer(t) // no runner: a cancel fails with "no runner answered"
+	d := startDashboard(t, Config{Client: srv.Client})
+	b := newBrowser(t, d.URL())
+	code, _, h := b.do(http.MethodPost, "/tasks/t-1/cancel", url.Values{"csrf": {b.csrf("/tasks/t-1")}, "confirm": {"yes"}}, nil)
+	if code != http.StatusSeeOther {
+		t.Fatalf("cancel: %d, want 303", code)
+	}
+	loc := h.Get("Location")
+	_, body := b.get(loc)
+	if !strings.Contains(body, `<p class="flash bad" role="alert" tabindex="-1" autofocus id="flash">Cancel failed: `) || !strings.Contains(body, "Cancel failed: ") {
+		t.Errorf("a failed cancel's page has no alert saying so:\n%s", body)
+	}
+	flipped := strings.Replace(loc, "&fbad=1", "", 1)
+	if flipped == loc {
+		t.Fatalf("the failed cancel's redirect %q does not mark the failure", loc)
+	}
+	if _, body := b.get(flipped); strings.Contains(body, `id="flash"`) {
+		t.Errorf("with its kind flipped to success, the flash is still shown (%s):\n%s", flipped, body)
+	}
+	u, _ := url.Parse(loc)
+	q := u.Query()
+	q.Set("flash", "Cancelled.")
+	if _, body := b.get(u.Path + "?" + q.Encode()); strings.Contains(body, `id="flash"`) {
+		t.Errorf("another message under the failure's signature is shown:\n%s", body)
+	}
+}
+
+// Seen in a browser: a replay that fails (the task was replayed meanwhile
+// from another tab, so it is no longer dead) looks different from a
+// success (red, an alert), and the keyboard's focus is on it, beside the
+// actions, rather than at the top of the page.
+func TestBrowserFailedReplayLooksFailed(t *testing.T) {
+	tab := newChrome(t)
+	srv := omniqtest.StartServer(t, jetstream.Config{})
+	omniqtest.StartRunner(t, srv.Client, omniqtest.FastConfig(), pluginhost.HostConfig{})
+	d := startDashboard(t, Config{Client: srv.Client, Token: "s3cret-token"})
+	ctx := omniqtest.Context(t)
+	zero := 0
+	dead, err := srv.Client.Submit(ctx, jetstream.SubmitRequest{Function: "flaky", Payload: []byte("1"), MaxRetries: &zero})
+	if err != nil {
+		t.Fatal(err)
+	}
+	omniqtest.WaitDead(t, srv.Client, dead.ID, 30*time.Second)
+	run(t, tab, "sign in to the dead task's page and press Replay",
+		chromedp.Navigate(d.URL()+"/tasks/"+dead.ID),
+		chromedp.WaitVisible("#token", chromedp.ByID),
+		chromedp.SendKeys("#token", "s3cret-token", chromedp.ByID),
+		chromedp.Click("#signin", chromedp.ByID),
+		chromedp.WaitVisible("#replay", chromedp.ByID),
+		chromedp.Evaluate(`document.getElementById("replay").click()`, nil),
+		chromedp.WaitVisible("#confirm", chromedp.ByID))
+	// Replayed from elsewhere while the question is open.
+	if _, err := srv.Client.Replay(ctx, dead.ID); err != nil {
+		t.Fatal(err)
+	}
+	omniqtest.WaitFor(t, srv.Client, dead.ID, models.StatusSucceeded, 30*time.Second)
+	var got struct {
+		Text, Class, Role, Background, OKBackground string
+		Focused                                     bool
+	}
+	run(t, tab, "Yes: the replay fails",
+		chromedp.Click("#confirm", chromedp.ByID),
+		chromedp.WaitVisible("#flash", chromedp.ByID),
+		chromedp.Poll(`(() => {
+			const f = document.getElementById("flash");
+			if (!f) return false;
+			const ok = document.createElement("p");
+			ok.className = "flash";
+			document.body.append(ok);
+			const r = {Text: f.textContent, Class: f.className, Role: f.getAttribute("role"),
+				Background: getComputedStyle(f).backgroundColor, OKBackground: getComputedStyle(ok).backgroundColor,
+				Focused: document.activeElement === f};
+			ok.remove();
+			return r;
+		})()`, &got, chromedp.WithPollingTimeout(30*time.Second)))
+	if !strings.HasPrefix(got.Text, "Replay failed: ") {
+		t.Errorf("after replaying a task that is not dead the page says %q, want a failure", got.Text)
+	}
+	if got.Class != "flash bad" || got.Role != "alert" {
+		t.Errorf("the failure's flash has class %q and role %q, want \"flash bad\" and alert", got.Class, got.Role)
+	}
+	if got.Background == got.OKBackground {
+		t.Errorf("the failure's flash has the background of a success (%s)", got.Background)
+	}
+	if !got.Focused {
+		t.Errorf("after the action the focus is not on its result")
+	}
+}
