@@ -82,8 +82,8 @@ def start_span(task, tracer_provider=None):
     tracer = _otel_trace.get_tracer("omniq_plugin", tracer_provider=tracer_provider)
     return tracer.start_as_current_span(
         "omniq.execute " + task.function, context=parent, kind=_otel_trace.SpanKind.CONSUMER,
-        attributes={"omniq.task_id": task.id, "omniq.function": task.function, "omniq.attempt": task.attempt,
-                    "omniq.retry_count": task.retry_count},
+        attributes={"omniq.task.id": task.id, "omniq.task.function": task.function,
+                    "omniq.task.attempt": task.attempt, "omniq.task.retry_count": task.retry_count},
         record_exception=False, set_status_on_exception=False)
 
 
@@ -93,6 +93,7 @@ def record_failure(span, failure, exc=None):
         return
     if exc is not None:
         span.record_exception(exc)
-    span.set_attribute("omniq.error_type", failure.error_type)
-    span.set_attribute("omniq.permanent", failure.permanent)
+    span.set_attribute("omniq.error.type", failure.error_type)
+    span.set_attribute("omniq.error.message", failure.message)
+    span.set_attribute("omniq.error.is_retryable", not failure.permanent)
     span.set_status(_Status(_StatusCode.ERROR, failure.message))

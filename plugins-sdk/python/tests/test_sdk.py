@@ -239,8 +239,11 @@ class TraceTest(unittest.TestCase):
         self.assertIs(seen["current"], task.span)
         self.assertEqual(format(span.context.trace_id, "032x"), "4bf92f3577b34da6a3ce929d0e0e4736")
         self.assertEqual(format(span.parent.span_id, "016x"), "00f067aa0ba902b7")
-        self.assertEqual(span.attributes["omniq.task_id"], "t1")
-        self.assertEqual(span.attributes["omniq.error_type"], "ValidationError")
+        self.assertEqual(span.attributes["omniq.task.id"], "t1")
+        self.assertEqual(span.attributes["omniq.task.function"], "f")
+        self.assertEqual(span.attributes["omniq.error.type"], "ValidationError")
+        self.assertEqual(span.attributes["omniq.error.message"], "bad")
+        self.assertIs(span.attributes["omniq.error.is_retryable"], False)
         self.assertFalse(span.status.is_ok)
 
 
