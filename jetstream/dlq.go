@@ -521,27 +521,39 @@ func sameFailure(recorded, entry *models.TaskError) bool {
 }
 
 // ReplayDead asks the runners to replay every entry matching f (Limit and
-// After ignored), one by one as Replay does, and returns the replayed tasks
-// and, joined, the errors of those that failed. It needs an operator's
-// rights.
-func (c *Client) ReplayDead(ctx context.Context, f DeadFilter) ([]ReplayResult, error) {
+// After ignored), one by one as Replay does, and returns the ids of the
+// replayed tasks and an error for those that failed: the first
+// maxReplayErrors failures joined, and how many more there were. It holds
+// the matching ids, not their entries or records (a dead-letter stream can
+// hold many thousands, each with its traceback), and replays only entries
+// there were when it began: a replayed task that fails again is not
+// replayed again. It needs an operator's rights.
+func (c *Client) ReplayDead(ctx context.Context, f DeadFilter) ([]string, error) {
 	f.Limit, f.After = 0, 0
-	var dead []DeadTask
-	if err := c.scanDead(ctx, f, true, func(d DeadTask) bool { dead = append(dead, d); return true }); err != nil {
+	var ids []string
+	if err := c.scanDead(ctx, f, true, func(d DeadTask) bool { ids = append(ids, d.ID); return true }); err != nil {
 		return nil, err
 	}
-	var out []ReplayResult
+	replayed := ids[:0] // the failures drop out in place
 	var errs []error
-	for _, d := range dead {
-		r, err := c.Replay(ctx, d.ID)
-		if err != nil {
-			errs = append(errs, err)
+	failed := 0
+	for _, id := range ids {
+		if _, err := c.Replay(ctx, id); err != nil {
+			if failed++; failed <= maxReplayErrors {
+				errs = append(errs, err)
+			}
 			continue
 		}
-		out = append(out, r)
+		replayed = append(replayed, id)
 	}
-	return out, errors.Join(errs...)
+	if failed > maxReplayErrors {
+		errs = append(errs, fmt.Errorf("and %d more replays failed", failed-maxReplayErrors))
+	}
+	return replayed, errors.Join(errs...)
 }
+
+// maxReplayErrors is how many failed replays ReplayDead's error names.
+const maxReplayErrors = 10
 
 // PurgeDead deletes the dead-letter entries matching f (Limit and After
 // ignored) and returns how many it deleted. It does not touch task state.

@@ -426,3 +426,22 @@ func TestWaitDeadOutOfTimeBeforeItStartsIsNotDead(t *testing.T) {
 		t.Fatalf("WaitDead with its time already over: %v; want ErrNotDead (stopped waiting: deadline exceeded)", err)
 	}
 }
+
+func TestReplayDeadNamesTheFirstFailuresAndCountsTheRest(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, jetstream.Config{})
+	// No runner answers replay requests here: every replay fails.
+	for i := 0; i < 13; i++ {
+		failTask(t, e, fmt.Sprintf("d%02d", i), "df", "timeout")
+	}
+	replayed, err := e.client.ReplayDead(ctx(t), jetstream.DeadFilter{Function: "df"})
+	if len(replayed) != 0 || err == nil {
+		t.Fatalf("ReplayDead = %v, %v; want nothing replayed and an error", replayed, err)
+	}
+	if !strings.Contains(err.Error(), "and 3 more replays failed") {
+		t.Fatalf("error does not count the failures it leaves out:\n%v", err)
+	}
+	if n := strings.Count(err.Error(), "\n"); n != 10 {
+		t.Fatalf("error has %d lines, want 10 failures and the count:\n%v", n+1, err)
+	}
+}

@@ -767,7 +767,7 @@ func (s *Server) handleDeadBulk(w http.ResponseWriter, r *http.Request, ss *sess
 
 // replayDead asks the runners to replay every entry matching f, reading
 // the entries a batch at a time (eachDead) where Client.ReplayDead holds
-// them all, and returns what the page says of it: how many were
+// all their ids, and returns what the page says of it: how many were
 // replayed, and how many failed with the first failure's reason (one
 // line per failed entry would put thousands in the redirect's URL). The
 // error is the first failure. Entries written after the scan began (a

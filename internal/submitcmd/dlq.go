@@ -253,10 +253,8 @@ func (c *cli) dlqReplay(ff *filterFlags, ids []string) error {
 			done = append(done, id)
 		}
 	} else {
-		results, err := client.ReplayDead(c.ctx, f)
-		for _, r := range results {
-			done = append(done, r.ID)
-		}
+		replayed, err := client.ReplayDead(c.ctx, f)
+		done = append(done, replayed...)
 		if err != nil {
 			errs = append(errs, err)
 		}
