@@ -66,7 +66,10 @@ func runHelper() {
 		os.Exit(1)
 	}
 	if fn := os.Getenv(helperTaskEnv); fn != "" {
-		go s.Execute(context.Background(), &pluginpb.ExecuteRequest{TaskId: "helper", Function: fn, Payload: []byte(os.Getenv(helperPayloadEnv)), Attempt: 1}, time.Time{}, nil)
+		go func() {
+			out := s.Execute(context.Background(), &pluginpb.ExecuteRequest{TaskId: "helper", Function: fn, Payload: []byte(os.Getenv(helperPayloadEnv)), Attempt: 1}, time.Time{}, nil)
+			fmt.Printf("task done: %q %v\n", out.Output, out.Failure)
+		}()
 	}
 	fmt.Println("pid", s.Process().Pid())
 	select {}
@@ -77,8 +80,20 @@ func runHelper() {
 // its plugin. The process is killed when the test ends.
 func startHelperRunner(t *testing.T, env ...string) (*exec.Cmd, int) {
 	t.Helper()
+	cmd, pid, rest := startHelperRunnerOutput(t, nil, env...)
+	go func() { _, _ = io.Copy(io.Discard, rest) }()
+	return cmd, pid
+}
+
+// startHelperRunnerOutput is startHelperRunner with the helper's standard
+// error (its log) going to stderr, when not nil; it returns the rest of
+// the helper's standard output (the end of its task, "task done: …"),
+// which the caller must read.
+func startHelperRunnerOutput(t *testing.T, stderr io.Writer, env ...string) (*exec.Cmd, int, *bufio.Reader) {
+	t.Helper()
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
 	cmd.Env = append(os.Environ(), env...)
+	cmd.Stderr = stderr
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -87,16 +102,16 @@ func startHelperRunner(t *testing.T, env ...string) (*exec.Cmd, int) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
-	line, err := bufio.NewReader(stdout).ReadString('\n')
+	rest := bufio.NewReader(stdout)
+	line, err := rest.ReadString('\n')
 	if err != nil {
 		t.Fatalf("helper: %v", err)
 	}
-	go func() { _, _ = io.Copy(io.Discard, stdout) }()
 	pid, err := strconv.Atoi(strings.TrimPrefix(strings.TrimSpace(line), "pid "))
 	if err != nil {
 		t.Fatalf("helper said %q", line)
 	}
-	return cmd, pid
+	return cmd, pid, rest
 }
 
 func TestPluginDiesWithASIGKILLedRunner(t *testing.T) {

@@ -518,9 +518,11 @@ func (p *Process) newRunner(path string, spec *exec.Cmd) (runner.Runner, error) 
 		return nil, err
 	}
 	r.stdout = &lineBreaker{r: stdout}
-	if r.stderr, err = sb.Cmd.StderrPipe(); err != nil {
+	stderr, err := sb.Cmd.StderrPipe()
+	if err != nil {
 		return nil, err
 	}
+	r.stderr = newStderrGuard(stderr)
 	p.proc = r
 	p.started.Store(r)
 	return r, nil
