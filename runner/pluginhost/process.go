@@ -522,7 +522,7 @@ func (p *Process) newRunner(path string, spec *exec.Cmd) (runner.Runner, error) 
 	if err != nil {
 		return nil, err
 	}
-	r.stderr = newStderrGuard(stderr)
+	r.stderr = newStderrGuard(stderr, p.log)
 	p.proc = r
 	p.started.Store(r)
 	return r, nil

@@ -3,8 +3,12 @@ package pluginhost_test
 import (
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/sirupsen/logrus"
 
 	"github.com/omniq/omniq/internal/omniqtest"
+	"github.com/omniq/omniq/runner/pluginhost"
 )
 
 // go-plugin reads each line of a plugin's stderr that is a JSON object as
@@ -33,5 +37,33 @@ func TestAPluginsStderrLineCannotCrashTheRunner(t *testing.T) {
 				t.Fatalf("task: %s", done)
 			}
 		})
+	}
+}
+
+// A plugin flooding its stderr took 0.7 of a CPU of the runner (go-plugin
+// reads, keeps and parses every line before the log's rate limit drops
+// it), for as long as it liked. The runner now reads a plugin's stderr at
+// a bounded rate: the plugin's writes wait, the log says so, and other
+// plugins' tasks go on.
+func TestAPluginFloodingStderrWaitsForTheRunner(t *testing.T) {
+	t.Parallel()
+	var logs omniqtest.Buffer
+	log := logrus.New()
+	log.Out = &logs
+	flood := startSupervisor(t, rawoutPkg, pluginhost.Config{Process: pluginhost.ProcessConfig{Logger: log}})
+	echo := startSupervisor(t, echoPkg, pluginhost.Config{})
+	flooded := make(chan pluginhost.Outcome, 1)
+	go func() {
+		// 100 MB/s for 2 s: 70 MB/s read before.
+		flooded <- flood.Execute(ctx(t), req("flood", "errflood", "100000000 2 "+strings.Repeat("[DEBUG]", 100)), time.Now().Add(50*time.Second), nil)
+	}()
+	eventually(t, 20*time.Second, "the log to say the plugin's writes wait", func() bool {
+		return strings.Contains(logs.String(), "faster than the runner reads it")
+	})
+	if out := echo.Execute(ctx(t), req("e", "echo", "hi"), time.Now().Add(20*time.Second), nil); out.Failure != nil || string(out.Output) != "hi" {
+		t.Fatalf("another plugin's task during the flood: %+v %q", out.Failure, out.Output)
+	}
+	if out := <-flooded; out.Failure != nil || !strings.HasPrefix(string(out.Output), "wrote ") {
+		t.Fatalf("flood: %+v %q", out.Failure, out.Output)
 	}
 }
