@@ -10,6 +10,7 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"os/signal"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -35,7 +36,8 @@ const (
 
 // runHelper is a stand-in runner process: it starts the plugin named by
 // the environment (and a task, if one is named), prints its pid, and waits
-// to be killed.
+// to be killed, or, with a supervisor, for SIGTERM, at which it stops the
+// plugin and prints "stopped".
 func runHelper() {
 	if os.Getenv(helperHostEnv) != "" {
 		log := logrus.New()
@@ -72,7 +74,14 @@ func runHelper() {
 		}()
 	}
 	fmt.Println("pid", s.Process().Pid())
-	select {}
+	// SIGTERM stops the plugin, as a runner's shutdown does.
+	term := make(chan os.Signal, 1)
+	signal.Notify(term, syscall.SIGTERM)
+	<-term
+	c, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	fmt.Println("stopped", s.Stop(c))
+	os.Exit(0)
 }
 
 // startHelperRunner starts this test binary as a stand-in runner

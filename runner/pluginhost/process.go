@@ -491,6 +491,7 @@ type procRunner struct {
 	stderr io.ReadCloser
 	exited chan struct{}
 	exe    *os.File
+	pipes  []*os.File // the read ends of stdout and stderr
 
 	mu       sync.Mutex
 	status   syscall.WaitStatus
@@ -521,6 +522,11 @@ func (p *Process) newRunner(path string, spec *exec.Cmd) (runner.Runner, error) 
 	stderr, err := sb.Cmd.StderrPipe()
 	if err != nil {
 		return nil, err
+	}
+	for _, pipe := range []io.ReadCloser{stdout, stderr} {
+		if f, ok := pipe.(*os.File); ok {
+			r.pipes = append(r.pipes, f)
+		}
 	}
 	r.stderr = newStderrGuard(stderr, p.log)
 	p.proc = r
@@ -556,6 +562,9 @@ func (l *lineBreaker) Read(p []byte) (int, error) {
 		p = p[:room]
 	}
 	n, err := l.r.Read(p)
+	if errors.Is(err, os.ErrDeadlineExceeded) {
+		err = io.EOF // see endPipes
+	}
 	if i := bytes.LastIndexByte(p[:n], '\n'); i >= 0 {
 		l.run = n - 1 - i
 	} else {
@@ -583,7 +592,27 @@ func (r *procRunner) Start(context.Context) error {
 		close(r.exited)
 		return err
 	}
+	watchExit(r.sb.Pid(), r.endPipes)
 	return nil
+}
+
+// pipesGrace is how long the runner still reads a plugin's stdout and
+// stderr after the plugin's sandbox exited, for its last words; see
+// endPipes.
+const pipesGrace = 2 * time.Second
+
+// endPipes ends the reads of the plugin's stdout and stderr pipesGrace
+// after its sandbox exited. go-plugin learns that a plugin ended only once
+// both pipes are closed at the plugin's end, and a process the plugin left
+// behind holding them (a runner that is not root cannot kill a process
+// that left the plugin's process group) kept them open: the crash went
+// unnoticed, the plugin was never restarted, and stopping it never
+// returned.
+func (r *procRunner) endPipes() {
+	deadline := time.Now().Add(pipesGrace)
+	for _, f := range r.pipes {
+		_ = f.SetReadDeadline(deadline)
+	}
 }
 
 func (r *procRunner) Wait(context.Context) error {

@@ -3,7 +3,9 @@ package pluginhost
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"io"
+	"os"
 	"time"
 
 	"github.com/sirupsen/logrus"
@@ -108,6 +110,9 @@ func (g *stderrGuard) Read(p []byte) (int, error) {
 		}
 		var n int
 		n, g.err = g.r.Read(g.buf[g.end:])
+		if errors.Is(g.err, os.ErrDeadlineExceeded) {
+			g.err = io.EOF // see procRunner.endPipes
+		}
 		g.end += n
 	}
 	n := copy(p, g.out)
