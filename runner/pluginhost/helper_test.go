@@ -67,13 +67,13 @@ func runHelper() {
 		fmt.Println("error", err)
 		os.Exit(1)
 	}
+	fmt.Println("pid", s.Process().Pid())
 	if fn := os.Getenv(helperTaskEnv); fn != "" {
 		go func() {
 			out := s.Execute(context.Background(), &pluginpb.ExecuteRequest{TaskId: "helper", Function: fn, Payload: []byte(os.Getenv(helperPayloadEnv)), Attempt: 1}, time.Time{}, nil)
 			fmt.Printf("task done: %q %v\n", out.Output, out.Failure)
 		}()
 	}
-	fmt.Println("pid", s.Process().Pid())
 	// SIGTERM stops the plugin, as a runner's shutdown does.
 	term := make(chan os.Signal, 1)
 	signal.Notify(term, syscall.SIGTERM)
