@@ -25,6 +25,8 @@ import (
 	"github.com/sirupsen/logrus"
 	"golang.org/x/sys/unix"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	"github.com/omniq/omniq/internal/hclogrus"
 	sdk "github.com/omniq/omniq/plugins-sdk"
@@ -210,7 +212,8 @@ func StartProcess(ctx context.Context, cfg ProcessConfig) (*Process, error) {
 		SyncStderr:       p.stderr, // the plugin's os.Stderr, forwarded over gRPC
 		Logger:           newStderrLimited(hclogrus.New(log)),
 		GRPCDialOptions: []grpc.DialOption{grpc.WithDefaultCallOptions(
-			grpc.MaxCallRecvMsgSize(cfg.MaxMessageBytes), grpc.MaxCallSendMsgSize(cfg.MaxMessageBytes))},
+			grpc.MaxCallRecvMsgSize(cfg.MaxMessageBytes), grpc.MaxCallSendMsgSize(cfg.MaxMessageBytes)),
+			grpc.WithChainStreamInterceptor(refuseBroker)},
 		RunnerFunc: func(_ hclog.Logger, spec *exec.Cmd, _ string) (runner.Runner, error) {
 			return p.newRunner(path, spec)
 		},
@@ -317,6 +320,23 @@ func (p *Process) connect() error {
 		p.sess = sess
 	}
 	return nil
+}
+
+// brokerStream is go-plugin's broker stream, which its client opens to
+// every plugin at connection.
+const brokerStream = "/plugin.GRPCBroker/StartStream"
+
+// refuseBroker keeps the runner from opening go-plugin's broker stream.
+// OmniQ's protocol has no use for it, and go-plugin's client starts a
+// goroutine that lives 5 s for each message a plugin sends on it (and
+// keeps a map entry for ever for each "knock"): a plugin sending them as
+// fast as it could grew the runner by 60,000 goroutines and 200 MiB in
+// 5 s.
+func refuseBroker(ctx context.Context, desc *grpc.StreamDesc, cc *grpc.ClientConn, method string, streamer grpc.Streamer, opts ...grpc.CallOption) (grpc.ClientStream, error) {
+	if method == brokerStream {
+		return nil, status.Error(codes.Unimplemented, "the OmniQ runner does not open go-plugin's broker stream")
+	}
+	return streamer(ctx, desc, cc, method, opts...)
 }
 
 // MaxFunctions bounds the functions one plugin may declare; a plugin that
