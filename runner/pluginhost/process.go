@@ -200,6 +200,7 @@ func StartProcess(ctx context.Context, cfg ProcessConfig) (*Process, error) {
 		sockets.Group = strconv.Itoa(u.GID)
 	}
 	p := &Process{cfg: cfg, stderr: newTailBuffer(cfg.StderrTailBytes), log: log, exe: exe, releaseSockets: releaseSockets}
+	stdio := newReadBudget(log, "stdio stream (os.Stdout and os.Stderr before the SDK redirects them)")
 	p.client = plugin.NewClient(&plugin.ClientConfig{
 		UnixSocketConfig: sockets,
 		HandshakeConfig:  sdk.Handshake,
@@ -209,8 +210,10 @@ func StartProcess(ctx context.Context, cfg ProcessConfig) (*Process, error) {
 		SkipHostEnv:      true,
 		StartTimeout:     cfg.StartTimeout,
 		Stderr:           p.stderr,
-		SyncStderr:       p.stderr, // the plugin's os.Stderr, forwarded over gRPC
-		Logger:           newStderrLimited(hclogrus.New(log)),
+		// The plugin's os.Stdout and os.Stderr, forwarded over gRPC.
+		SyncStdout: syncThrottled{w: io.Discard, budget: stdio},
+		SyncStderr: syncThrottled{w: p.stderr, budget: stdio},
+		Logger:     newStderrLimited(hclogrus.New(log)),
 		GRPCDialOptions: []grpc.DialOption{grpc.WithDefaultCallOptions(
 			grpc.MaxCallRecvMsgSize(cfg.MaxMessageBytes), grpc.MaxCallSendMsgSize(cfg.MaxMessageBytes)),
 			grpc.WithChainStreamInterceptor(refuseBroker)},

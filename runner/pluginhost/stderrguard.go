@@ -46,33 +46,60 @@ const (
 // go-plugin logs as text. Every other byte passes unchanged.
 type stderrGuard struct {
 	r          io.ReadCloser
-	log        logrus.FieldLogger
 	buf        []byte // buf[start:end] is read from the plugin, not yet passed on
 	start, end int
 	out        []byte // passed on, not yet read by go-plugin
 	long       bool   // in a line too long for go-plugin to parse
 	err        error  // the plugin's stderr ended
+	budget     *readBudget
+}
 
+func newStderrGuard(r io.ReadCloser, log logrus.FieldLogger) *stderrGuard {
+	return &stderrGuard{r: r, buf: make([]byte, goPluginLogLine), budget: newReadBudget(log, "stderr")}
+}
+
+// readBudget is a token bucket of bytes read from a plugin: see
+// stderrReadRate. Not safe for concurrent use.
+type readBudget struct {
+	log    logrus.FieldLogger
+	what   string  // what is read, for the log
 	tokens float64 // bytes that may be passed on now; below 0, owed
 	last   time.Time
 	flood  bool          // the plugin's writes were made to wait, and the bucket has not filled up since
 	waited time.Duration // how long, in this flood
 }
 
-func newStderrGuard(r io.ReadCloser, log logrus.FieldLogger) *stderrGuard {
-	return &stderrGuard{r: r, log: log, buf: make([]byte, goPluginLogLine), tokens: stderrReadBurst}
+func newReadBudget(log logrus.FieldLogger, what string) *readBudget {
+	return &readBudget{log: log, what: what, tokens: stderrReadBurst}
+}
+
+// syncThrottled is the writer go-plugin's stdio stream writes to: what a
+// Go plugin writes to os.Stdout and os.Stderr before OmniQ's SDK points
+// them at its stderr, or all along in a plugin served without the SDK,
+// comes over that gRPC stream, at the runner's cost (a plugin writing
+// there as fast as it could took 0.36 of a CPU of the runner). Its writes
+// are held to the same rate as the stderr pipe; the stream's flow control
+// then makes the plugin wait.
+type syncThrottled struct {
+	w      io.Writer
+	budget *readBudget
+}
+
+func (s syncThrottled) Write(p []byte) (int, error) {
+	s.budget.throttle(max(len(p), stderrLineCost))
+	return s.w.Write(p)
 }
 
 // throttle takes cost bytes from the bucket, and waits for the bucket to
 // refill when it owes more than stderrReadDebt.
-func (g *stderrGuard) throttle(cost int) {
+func (g *readBudget) throttle(cost int) {
 	now := time.Now()
 	if !g.last.IsZero() {
 		g.tokens = min(stderrReadBurst, g.tokens+now.Sub(g.last).Seconds()*stderrReadRate)
 	}
 	g.last = now
 	if g.flood && g.tokens == stderrReadBurst {
-		g.log.WithField("waited", g.waited.Round(time.Millisecond).String()).Warn("the plugin's stderr flood is over")
+		g.log.WithField("waited", g.waited.Round(time.Millisecond).String()).Warn("the plugin's " + g.what + " flood is over")
 		g.flood, g.waited = false, 0
 	}
 	g.tokens -= float64(cost)
@@ -81,7 +108,7 @@ func (g *stderrGuard) throttle(cost int) {
 	}
 	if !g.flood {
 		g.flood = true
-		g.log.Warn("the plugin writes to its stderr faster than the runner reads it (1 MiB a second): its writes wait until it slows down")
+		g.log.Warn("the plugin writes to its " + g.what + " faster than the runner reads it (1 MiB a second): its writes wait until it slows down")
 	}
 	wait := time.Duration(-g.tokens / stderrReadRate * float64(time.Second))
 	time.Sleep(wait) // a fraction of a second; the plugin's pipe fills meanwhile
@@ -91,7 +118,7 @@ func (g *stderrGuard) throttle(cost int) {
 func (g *stderrGuard) Read(p []byte) (int, error) {
 	for len(g.out) == 0 {
 		if cost, ok := g.next(); ok {
-			g.throttle(cost)
+			g.budget.throttle(cost)
 			continue
 		}
 		if g.err != nil {
@@ -99,7 +126,7 @@ func (g *stderrGuard) Read(p []byte) (int, error) {
 				var cost int
 				g.out, cost = hclogSafe(g.buf[g.start:g.end], g.long)
 				g.start = g.end
-				g.throttle(cost)
+				g.budget.throttle(cost)
 				continue
 			}
 			return 0, g.err

@@ -10,7 +10,9 @@ package main
 
 import (
 	"context"
+	"os"
 	"strconv"
+	"strings"
 	"sync/atomic"
 
 	"github.com/hashicorp/go-plugin"
@@ -23,6 +25,18 @@ import (
 func main() {
 	mux := sdk.NewMux()
 	mux.HandleFunc("echo", func(_ context.Context, t *sdk.Task) ([]byte, error) { return t.Payload, nil })
+	mux.HandleFunc("stdout", func(_ context.Context, t *sdk.Task) ([]byte, error) {
+		// Served without the SDK's Serve, os.Stdout is go-plugin's pipe
+		// forwarded to the runner over its stdio stream.
+		n, _ := strconv.Atoi(string(t.Payload))
+		line := []byte(strings.Repeat("x", 1023) + "\n")
+		for i := 0; i < n; i++ {
+			if _, err := os.Stdout.Write(line); err != nil {
+				return nil, err
+			}
+		}
+		return []byte("written"), nil
+	})
 	mux.HandleFunc("streams", func(context.Context, *sdk.Task) ([]byte, error) {
 		return []byte(strconv.FormatInt(streams.Load(), 10)), nil
 	})
