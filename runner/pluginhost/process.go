@@ -541,7 +541,7 @@ func (p *Process) newRunner(path string, spec *exec.Cmd) (runner.Runner, error) 
 	if err != nil {
 		return nil, err
 	}
-	r.stdout = &lineBreaker{r: stdout}
+	r.stdout = &lineBreaker{r: stdout, budget: newReadBudget(p.log, "stdout")}
 	stderr, err := sb.Cmd.StderrPipe()
 	if err != nil {
 		return nil, err
@@ -566,9 +566,15 @@ const maxStdoutLine = 32 << 10
 // with a bufio.Scanner, which gives up for good at a line over 64 KiB;
 // nothing drained the pipe after that, so the plugin's next writes to
 // descriptor 1 blocked for ever, and with them its handler.
+//
+// It also reads at most what budget allows (see stderrReadRate): go-plugin
+// passes every line of a plugin's stdout through a channel, and a plugin
+// writing short lines to it as fast as it could took half a CPU of the
+// runner.
 type lineBreaker struct {
-	r   io.ReadCloser
-	run int // bytes passed on since the last newline
+	r      io.ReadCloser
+	run    int // bytes passed on since the last newline
+	budget *readBudget
 }
 
 func (l *lineBreaker) Read(p []byte) (int, error) {
@@ -592,6 +598,9 @@ func (l *lineBreaker) Read(p []byte) (int, error) {
 		l.run = n - 1 - i
 	} else {
 		l.run += n
+	}
+	if n > 0 {
+		l.budget.throttle(max(n, bytes.Count(p[:n], []byte{'\n'})*stderrLineCost))
 	}
 	return n, err
 }

@@ -4,8 +4,9 @@
 // stdout in one line without a newline, rawerr as many lines as its
 // payload says to stderr, each "[ERROR] line N", rawerrline its payload as
 // one line to stderr, and errflood, for a payload "BYTES SECONDS LINE",
-// LINE again and again to stderr at up to BYTES a second for SECONDS; the
-// others return "written", errflood "wrote N bytes".
+// LINE again and again to stderr at up to BYTES a second for SECONDS
+// (outflood: to stdout); the
+// others return "written", the floods "wrote N bytes".
 package main
 
 import (
@@ -53,7 +54,8 @@ func main() {
 		}
 		return []byte("written"), nil
 	})
-	mux.HandleFunc("errflood", errflood)
+	mux.HandleFunc("errflood", func(ctx context.Context, t *sdk.Task) ([]byte, error) { return flood(ctx, 2, t) })
+	mux.HandleFunc("outflood", func(ctx context.Context, t *sdk.Task) ([]byte, error) { return flood(ctx, 1, t) })
 	sdk.Serve(mux, sdk.Name("rawout", "test"))
 }
 
@@ -68,11 +70,11 @@ func writeAll(fd int, b []byte) error {
 	return nil
 }
 
-func errflood(ctx context.Context, t *sdk.Task) ([]byte, error) {
+func flood(ctx context.Context, fd int, t *sdk.Task) ([]byte, error) {
 	var rate, secs int
 	var line string
 	if _, err := fmt.Sscan(string(t.Payload), &rate, &secs, &line); err != nil {
-		return nil, fmt.Errorf("errflood: payload %q is not \"BYTES SECONDS LINE\": %w", t.Payload, err)
+		return nil, fmt.Errorf("flood: payload %q is not \"BYTES SECONDS LINE\": %w", t.Payload, err)
 	}
 	chunk := bytes.Repeat([]byte(line+"\n"), max(1, rate/100/(len(line)+1)))
 	end := time.Now().Add(time.Duration(secs) * time.Second)
@@ -80,7 +82,7 @@ func errflood(ctx context.Context, t *sdk.Task) ([]byte, error) {
 	defer tick.Stop()
 	written := 0
 	for time.Now().Before(end) {
-		if err := writeAll(2, chunk); err != nil {
+		if err := writeAll(fd, chunk); err != nil {
 			return nil, err
 		}
 		written += len(chunk)
