@@ -24,11 +24,15 @@ func watchExit(pid int, onExit func()) {
 	}
 	go func() {
 		defer f.Close()
-		_ = rc.Read(func(fd uintptr) bool {
+		exited := false
+		err := rc.Read(func(fd uintptr) bool {
 			var info unix.Siginfo
 			err := unix.Waitid(unix.P_PIDFD, int(fd), &info, unix.WEXITED|unix.WNOHANG|unix.WNOWAIT, nil)
-			return err != nil || info.Signo != 0 // an error: reaped already
+			exited = err != nil || info.Signo != 0 // an error: reaped already
+			return exited
 		})
-		onExit()
+		if err == nil && exited { // not when the poller cannot wait on a pidfd
+			onExit()
+		}
 	}()
 }
