@@ -8,6 +8,7 @@ import (
 	"github.com/sirupsen/logrus"
 
 	"github.com/omniq/omniq/internal/omniqtest"
+	"github.com/omniq/omniq/models"
 	"github.com/omniq/omniq/runner/pluginhost"
 )
 
@@ -49,4 +50,20 @@ func TestAPluginFloodingItsStdioStreamWaitsForTheRunner(t *testing.T) {
 	eventually(t, 20*time.Second, "the log to say the plugin's writes wait", func() bool {
 		return strings.Contains(logs.String(), "writes to its stdio stream")
 	})
+}
+
+// A plugin that does not keep its messages within the runner's limit (the
+// SDK does) breaks its own session: the runner kills it, and every task in
+// flight on it fails plugin_crash. The failure blamed "its connection
+// broke"; it says the plugin sent a message over the limit, and which.
+func TestAnOversizedMessageFromAPluginIsNamedInTheFailure(t *testing.T) {
+	t.Parallel()
+	s := startSupervisor(t, brokerFloodPkg, pluginhost.Config{Process: pluginhost.ProcessConfig{MaxMessageBytes: 64 << 10}})
+	f := s.Execute(ctx(t), req("b", "big", "1000000"), time.Now().Add(30*time.Second), nil).Failure
+	if f == nil || f.ErrorType != models.ErrorTypePluginCrash || !f.Retryable || !strings.Contains(f.Message, "a message over the 65536-byte limit") {
+		t.Fatalf("failure = %+v, want a retryable plugin_crash naming the 65536-byte limit", f)
+	}
+	if out := s.Execute(ctx(t), req("e", "echo", "hi"), time.Now().Add(30*time.Second), nil); out.Failure != nil || string(out.Output) != "hi" {
+		t.Fatalf("echo after the restart: %+v %q", out.Failure, out.Output)
+	}
 }

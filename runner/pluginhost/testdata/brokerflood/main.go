@@ -23,6 +23,9 @@ import (
 )
 
 func main() {
+	// The SDK keeps what it sends within the runner's limit; this plugin
+	// does not.
+	os.Setenv(sdk.EnvMaxMessageBytes, strconv.Itoa(1<<30))
 	mux := sdk.NewMux()
 	mux.HandleFunc("echo", func(_ context.Context, t *sdk.Task) ([]byte, error) { return t.Payload, nil })
 	mux.HandleFunc("stdout", func(_ context.Context, t *sdk.Task) ([]byte, error) {
@@ -36,6 +39,11 @@ func main() {
 			}
 		}
 		return []byte("written"), nil
+	})
+	mux.HandleFunc("big", func(_ context.Context, t *sdk.Task) ([]byte, error) {
+		// An output of the payload's size, whatever the runner takes.
+		n, _ := strconv.Atoi(string(t.Payload))
+		return make([]byte, n), nil
 	})
 	mux.HandleFunc("streams", func(context.Context, *sdk.Task) ([]byte, error) {
 		return []byte(strconv.FormatInt(streams.Load(), 10)), nil
