@@ -10,6 +10,7 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"os/signal"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -35,7 +36,8 @@ const (
 
 // runHelper is a stand-in runner process: it starts the plugin named by
 // the environment (and a task, if one is named), prints its pid, and waits
-// to be killed.
+// to be killed, or, with a supervisor, for SIGTERM, at which it stops the
+// plugin and prints "stopped".
 func runHelper() {
 	if os.Getenv(helperHostEnv) != "" {
 		log := logrus.New()
@@ -65,11 +67,21 @@ func runHelper() {
 		fmt.Println("error", err)
 		os.Exit(1)
 	}
-	if fn := os.Getenv(helperTaskEnv); fn != "" {
-		go s.Execute(context.Background(), &pluginpb.ExecuteRequest{TaskId: "helper", Function: fn, Payload: []byte(os.Getenv(helperPayloadEnv)), Attempt: 1}, time.Time{}, nil)
-	}
 	fmt.Println("pid", s.Process().Pid())
-	select {}
+	if fn := os.Getenv(helperTaskEnv); fn != "" {
+		go func() {
+			out := s.Execute(context.Background(), &pluginpb.ExecuteRequest{TaskId: "helper", Function: fn, Payload: []byte(os.Getenv(helperPayloadEnv)), Attempt: 1}, time.Time{}, nil)
+			fmt.Printf("task done: %q %v\n", out.Output, out.Failure)
+		}()
+	}
+	// SIGTERM stops the plugin, as a runner's shutdown does.
+	term := make(chan os.Signal, 1)
+	signal.Notify(term, syscall.SIGTERM)
+	<-term
+	c, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	fmt.Println("stopped", s.Stop(c))
+	os.Exit(0)
 }
 
 // startHelperRunner starts this test binary as a stand-in runner
@@ -77,8 +89,20 @@ func runHelper() {
 // its plugin. The process is killed when the test ends.
 func startHelperRunner(t *testing.T, env ...string) (*exec.Cmd, int) {
 	t.Helper()
+	cmd, pid, rest := startHelperRunnerOutput(t, nil, env...)
+	go func() { _, _ = io.Copy(io.Discard, rest) }()
+	return cmd, pid
+}
+
+// startHelperRunnerOutput is startHelperRunner with the helper's standard
+// error (its log) going to stderr, when not nil; it returns the rest of
+// the helper's standard output (the end of its task, "task done: …"),
+// which the caller must read.
+func startHelperRunnerOutput(t *testing.T, stderr io.Writer, env ...string) (*exec.Cmd, int, *bufio.Reader) {
+	t.Helper()
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
 	cmd.Env = append(os.Environ(), env...)
+	cmd.Stderr = stderr
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -87,16 +111,16 @@ func startHelperRunner(t *testing.T, env ...string) (*exec.Cmd, int) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
-	line, err := bufio.NewReader(stdout).ReadString('\n')
+	rest := bufio.NewReader(stdout)
+	line, err := rest.ReadString('\n')
 	if err != nil {
 		t.Fatalf("helper: %v", err)
 	}
-	go func() { _, _ = io.Copy(io.Discard, stdout) }()
 	pid, err := strconv.Atoi(strings.TrimPrefix(strings.TrimSpace(line), "pid "))
 	if err != nil {
 		t.Fatalf("helper said %q", line)
 	}
-	return cmd, pid
+	return cmd, pid, rest
 }
 
 func TestPluginDiesWithASIGKILLedRunner(t *testing.T) {

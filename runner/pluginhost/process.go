@@ -25,6 +25,8 @@ import (
 	"github.com/sirupsen/logrus"
 	"golang.org/x/sys/unix"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	"github.com/omniq/omniq/internal/hclogrus"
 	sdk "github.com/omniq/omniq/plugins-sdk"
@@ -198,6 +200,7 @@ func StartProcess(ctx context.Context, cfg ProcessConfig) (*Process, error) {
 		sockets.Group = strconv.Itoa(u.GID)
 	}
 	p := &Process{cfg: cfg, stderr: newTailBuffer(cfg.StderrTailBytes), log: log, exe: exe, releaseSockets: releaseSockets}
+	stdio := newReadBudget(log, "stdio stream (os.Stdout and os.Stderr before the SDK redirects them)")
 	p.client = plugin.NewClient(&plugin.ClientConfig{
 		UnixSocketConfig: sockets,
 		HandshakeConfig:  sdk.Handshake,
@@ -207,10 +210,13 @@ func StartProcess(ctx context.Context, cfg ProcessConfig) (*Process, error) {
 		SkipHostEnv:      true,
 		StartTimeout:     cfg.StartTimeout,
 		Stderr:           p.stderr,
-		SyncStderr:       p.stderr, // the plugin's os.Stderr, forwarded over gRPC
-		Logger:           newStderrLimited(hclogrus.New(log)),
+		// The plugin's os.Stdout and os.Stderr, forwarded over gRPC.
+		SyncStdout: syncThrottled{w: io.Discard, budget: stdio},
+		SyncStderr: syncThrottled{w: p.stderr, budget: stdio},
+		Logger:     newStderrLimited(hclogrus.New(log)),
 		GRPCDialOptions: []grpc.DialOption{grpc.WithDefaultCallOptions(
-			grpc.MaxCallRecvMsgSize(cfg.MaxMessageBytes), grpc.MaxCallSendMsgSize(cfg.MaxMessageBytes))},
+			grpc.MaxCallRecvMsgSize(cfg.MaxMessageBytes), grpc.MaxCallSendMsgSize(cfg.MaxMessageBytes)),
+			grpc.WithChainStreamInterceptor(refuseBroker)},
 		RunnerFunc: func(_ hclog.Logger, spec *exec.Cmd, _ string) (runner.Runner, error) {
 			return p.newRunner(path, spec)
 		},
@@ -317,6 +323,23 @@ func (p *Process) connect() error {
 		p.sess = sess
 	}
 	return nil
+}
+
+// brokerStream is go-plugin's broker stream, which its client opens to
+// every plugin at connection.
+const brokerStream = "/plugin.GRPCBroker/StartStream"
+
+// refuseBroker keeps the runner from opening go-plugin's broker stream.
+// OmniQ's protocol has no use for it, and go-plugin's client starts a
+// goroutine that lives 5 s for each message a plugin sends on it (and
+// keeps a map entry for ever for each "knock"): a plugin sending them as
+// fast as it could grew the runner by 60,000 goroutines and 200 MiB in
+// 5 s.
+func refuseBroker(ctx context.Context, desc *grpc.StreamDesc, cc *grpc.ClientConn, method string, streamer grpc.Streamer, opts ...grpc.CallOption) (grpc.ClientStream, error) {
+	if method == brokerStream {
+		return nil, status.Error(codes.Unimplemented, "the OmniQ runner does not open go-plugin's broker stream")
+	}
+	return streamer(ctx, desc, cc, method, opts...)
 }
 
 // MaxFunctions bounds the functions one plugin may declare; a plugin that
@@ -491,6 +514,7 @@ type procRunner struct {
 	stderr io.ReadCloser
 	exited chan struct{}
 	exe    *os.File
+	pipes  []*os.File // the read ends of stdout and stderr
 
 	mu       sync.Mutex
 	status   syscall.WaitStatus
@@ -517,10 +541,17 @@ func (p *Process) newRunner(path string, spec *exec.Cmd) (runner.Runner, error) 
 	if err != nil {
 		return nil, err
 	}
-	r.stdout = &lineBreaker{r: stdout}
-	if r.stderr, err = sb.Cmd.StderrPipe(); err != nil {
+	r.stdout = &lineBreaker{r: stdout, budget: newReadBudget(p.log, "stdout")}
+	stderr, err := sb.Cmd.StderrPipe()
+	if err != nil {
 		return nil, err
 	}
+	for _, pipe := range []io.ReadCloser{stdout, stderr} {
+		if f, ok := pipe.(*os.File); ok {
+			r.pipes = append(r.pipes, f)
+		}
+	}
+	r.stderr = newStderrGuard(stderr, p.log)
 	p.proc = r
 	p.started.Store(r)
 	return r, nil
@@ -535,9 +566,15 @@ const maxStdoutLine = 32 << 10
 // with a bufio.Scanner, which gives up for good at a line over 64 KiB;
 // nothing drained the pipe after that, so the plugin's next writes to
 // descriptor 1 blocked for ever, and with them its handler.
+//
+// It also reads at most what budget allows (see stderrReadRate): go-plugin
+// passes every line of a plugin's stdout through a channel, and a plugin
+// writing short lines to it as fast as it could took half a CPU of the
+// runner.
 type lineBreaker struct {
-	r   io.ReadCloser
-	run int // bytes passed on since the last newline
+	r      io.ReadCloser
+	run    int // bytes passed on since the last newline
+	budget *readBudget
 }
 
 func (l *lineBreaker) Read(p []byte) (int, error) {
@@ -554,10 +591,16 @@ func (l *lineBreaker) Read(p []byte) (int, error) {
 		p = p[:room]
 	}
 	n, err := l.r.Read(p)
+	if errors.Is(err, os.ErrDeadlineExceeded) {
+		err = io.EOF // see endPipes
+	}
 	if i := bytes.LastIndexByte(p[:n], '\n'); i >= 0 {
 		l.run = n - 1 - i
 	} else {
 		l.run += n
+	}
+	if n > 0 {
+		l.budget.throttle(max(n, bytes.Count(p[:n], []byte{'\n'})*stderrLineCost))
 	}
 	return n, err
 }
@@ -581,7 +624,27 @@ func (r *procRunner) Start(context.Context) error {
 		close(r.exited)
 		return err
 	}
+	watchExit(r.sb.Pid(), r.endPipes)
 	return nil
+}
+
+// pipesGrace is how long the runner still reads a plugin's stdout and
+// stderr after the plugin's sandbox exited, for its last words; see
+// endPipes.
+const pipesGrace = 2 * time.Second
+
+// endPipes ends the reads of the plugin's stdout and stderr pipesGrace
+// after its sandbox exited. go-plugin learns that a plugin ended only once
+// both pipes are closed at the plugin's end, and a process the plugin left
+// behind holding them (a runner that is not root cannot kill a process
+// that left the plugin's process group) kept them open: the crash went
+// unnoticed, the plugin was never restarted, and stopping it never
+// returned.
+func (r *procRunner) endPipes() {
+	deadline := time.Now().Add(pipesGrace)
+	for _, f := range r.pipes {
+		_ = f.SetReadDeadline(deadline)
+	}
 }
 
 func (r *procRunner) Wait(context.Context) error {

@@ -628,8 +628,14 @@ func (s *Supervisor) crashFailure(p *Process, callErr error) *Failure {
 			return &Failure{ErrorType: models.ErrorTypeHandler, Retryable: true,
 				Message: fmt.Sprintf("plugin %s: %s: %s", s.name, st.Code(), st.Message())}
 		}
+		reason := "its connection broke"
+		if status.Code(callErr) == codes.ResourceExhausted {
+			// gRPC ends the whole stream at a message over the limit
+			// it receives; which attempt's it was, it does not say.
+			reason = fmt.Sprintf("it sent a message over the %d-byte limit of its connection, which ended its session", p.cfg.MaxMessageBytes)
+		}
 		s.log.WithError(callErr).Error("lost the connection to a live plugin; killing it")
-		p.setKillReason("its connection broke")
+		p.setKillReason(reason)
 		p.forceKill()
 		<-p.Exited()
 	}

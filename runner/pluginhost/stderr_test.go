@@ -1,0 +1,88 @@
+package pluginhost_test
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/sirupsen/logrus"
+
+	"github.com/omniq/omniq/internal/omniqtest"
+	"github.com/omniq/omniq/runner/pluginhost"
+)
+
+// go-plugin reads each line of a plugin's stderr that is a JSON object as
+// an hclog entry, and a "@message", "@level" or "@timestamp" in it that is
+// not a string made it panic, in the runner, where nothing recovers: one
+// line a plugin wrote to its stderr ended the runner, and every task of
+// every plugin in flight with it.
+func TestAPluginsStderrLineCannotCrashTheRunner(t *testing.T) {
+	t.Parallel()
+	bin := buildPath(t, rawoutPkg)
+	for _, line := range []string{
+		`{"@message":1}`,
+		`{"@level":null}`,
+		` {"@timestamp":[],"x":"y"}`,
+		`{"\u0040message":{"a":1}}`,
+	} {
+		t.Run(line, func(t *testing.T) {
+			t.Parallel()
+			var logs omniqtest.Buffer
+			_, _, out := startHelperRunnerOutput(t, &logs, helperEnv+"="+bin, helperTaskEnv+"=rawerrline", helperPayloadEnv+"="+line)
+			done, err := out.ReadString('\n')
+			if err != nil {
+				t.Fatalf("the runner died (%v) after its plugin wrote %s to stderr; its log:\n%s", err, line, logs.String())
+			}
+			if !strings.Contains(done, `"written"`) {
+				t.Fatalf("task: %s", done)
+			}
+		})
+	}
+}
+
+// A plugin flooding its stderr took 0.7 of a CPU of the runner (go-plugin
+// reads, keeps and parses every line before the log's rate limit drops
+// it), for as long as it liked. The runner now reads a plugin's stderr at
+// a bounded rate: the plugin's writes wait, the log says so, and other
+// plugins' tasks go on.
+func TestAPluginFloodingStderrWaitsForTheRunner(t *testing.T) {
+	t.Parallel()
+	var logs omniqtest.Buffer
+	log := logrus.New()
+	log.Out = &logs
+	flood := startSupervisor(t, rawoutPkg, pluginhost.Config{Process: pluginhost.ProcessConfig{Logger: log}})
+	echo := startSupervisor(t, echoPkg, pluginhost.Config{})
+	flooded := make(chan pluginhost.Outcome, 1)
+	go func() {
+		// 100 MB/s for 2 s: 70 MB/s read before.
+		flooded <- flood.Execute(ctx(t), req("flood", "errflood", "100000000 2 "+strings.Repeat("[DEBUG]", 100)), time.Now().Add(50*time.Second), nil)
+	}()
+	eventually(t, 20*time.Second, "the log to say the plugin's writes wait", func() bool {
+		return strings.Contains(logs.String(), "faster than the runner reads it")
+	})
+	if out := echo.Execute(ctx(t), req("e", "echo", "hi"), time.Now().Add(20*time.Second), nil); out.Failure != nil || string(out.Output) != "hi" {
+		t.Fatalf("another plugin's task during the flood: %+v %q", out.Failure, out.Output)
+	}
+	if out := <-flooded; out.Failure != nil || !strings.HasPrefix(string(out.Output), "wrote ") {
+		t.Fatalf("flood: %+v %q", out.Failure, out.Output)
+	}
+}
+
+// go-plugin passes every line of a plugin's standard output through a
+// channel: a plugin writing short lines to descriptor 1 as fast as it
+// could took half a CPU of the runner. The runner reads it at the rate it
+// reads stderr.
+func TestAPluginFloodingStdoutWaitsForTheRunner(t *testing.T) {
+	t.Parallel()
+	var logs omniqtest.Buffer
+	log := logrus.New()
+	log.Out = &logs
+	s := startSupervisor(t, rawoutPkg, pluginhost.Config{Process: pluginhost.ProcessConfig{Logger: log}})
+	// 100 MB/s for 2 s: 73 MB/s read before.
+	if out := s.Execute(ctx(t), req("flood", "outflood", "100000000 2 "+strings.Repeat("x", 100)), time.Now().Add(50*time.Second), nil); out.Failure != nil || !strings.HasPrefix(string(out.Output), "wrote ") {
+		t.Fatalf("flood: %+v %q", out.Failure, out.Output)
+	}
+	eventually(t, 20*time.Second, "the log to say the plugin's writes wait", func() bool {
+		return strings.Contains(logs.String(), "writes to its stdout faster than the runner reads it")
+	})
+}
