@@ -73,6 +73,7 @@ func TestBadFlagsAndConfigExit2BeforeStarting(t *testing.T) {
 		{"config missing", []string{"--plugins-dir", plugins, "--config", "/nonexistent.json"}, nil, "--config"},
 		{"config truncated", []string{"--plugins-dir", plugins, "--config", cfgFile("{\n  \"defaults\": {\"timeout\": \"30s\"}\n")}, nil, `line 3: unexpected end of file`},
 		{"config two values", []string{"--plugins-dir", plugins, "--config", cfgFile("{\"defaults\": {}}\n{\"streams\": {\"replicas\": 3}}\n")}, nil, `line 2: more than one JSON value`},
+		{"config dlq max age", []string{"--plugins-dir", plugins, "--config", cfgFile(`{"streams": {"dlq_max_age": "15s"}}`)}, nil, `--config streams: invalid jetstream config: DLQMaxAge (15s) must not be shorter than DedupeWindow (2m0s)`},
 		{"config unknown field", []string{"--plugins-dir", plugins, "--config", cfgFile(`{"functoins": {}}`)}, nil, `unknown setting "functoins" (want one of auth, defaults, functions, limits, plugin_policy, plugins, streams)`},
 		{"config unknown stream setting", []string{"--plugins-dir", plugins, "--config", cfgFile(`{"streams": {"subject_prefix": "x"}}`)}, nil, `streams: unknown setting "subject_prefix" (want one of dedupe_window, dlq_max_age, finished_ttl, max_payload, replicas, task_max_age)`},
 		{"config unknown limit", []string{"--plugins-dir", plugins, "--config", cfgFile(`{"plugins": {"echo": {"limits": {"memory": 1}}}}`)}, nil, `plugins.echo.limits: unknown setting "memory"`},
