@@ -449,7 +449,7 @@ func connectWaiting(ctx context.Context, conn jetstream.ConnConfig, log logrus.F
 	wait := time.Second
 	for {
 		nc, err := jetstream.Connect(conn)
-		if err == nil || !errors.Is(err, nats.ErrNoServers) {
+		if err == nil || !unreachable(err) {
 			return nc, err
 		}
 		log.WithError(err).WithField("retry_in", wait).Warn("NATS is not reachable; waiting for it")
@@ -460,6 +460,16 @@ func connectWaiting(ctx context.Context, conn jetstream.ConnConfig, log logrus.F
 		}
 		wait = min(2*wait, 10*time.Second)
 	}
+}
+
+// unreachable reports whether a failed connect means that no server
+// answered: every connection refused (nats.ErrNoServers), or the last one
+// failed in the network (a name that does not resolve yet, a host that is
+// down, a server that took the connection and said nothing).
+func unreachable(err error) bool {
+	var op *net.OpError
+	return errors.Is(err, nats.ErrNoServers) || errors.Is(err, nats.ErrTimeout) ||
+		errors.As(err, &op) && (op.Op == "dial" || op.Op == "read" || op.Op == "write")
 }
 
 func openStreams(ctx context.Context, nc *nats.Conn, cfg jetstream.Config, log logrus.FieldLogger) (*jetstream.Client, error) {

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -229,7 +230,57 @@ func freePort(t *testing.T) int {
 // servers available for connection".
 func TestRunnerWaitsForAnUnreachableServer(t *testing.T) {
 	t.Parallel()
-	port := freePort(t)
+	t.Run("nothing listens", func(t *testing.T) {
+		t.Parallel()
+		testRunnerWaitsForNATS(t, freePort(t), func() {})
+	})
+	// A server that takes the connection and says nothing (stopped,
+	// overloaded, or a host behind a load balancer that is down) failed
+	// the start with "i/o timeout".
+	t.Run("a server that does not answer", func(t *testing.T) {
+		t.Parallel()
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		var mu sync.Mutex
+		var conns []net.Conn
+		accepted := make(chan struct{})
+		go func() {
+			defer close(accepted)
+			for {
+				c, err := ln.Accept()
+				if err != nil {
+					return
+				}
+				mu.Lock()
+				conns = append(conns, c)
+				mu.Unlock()
+			}
+		}()
+		silenced := false
+		silence := func() {
+			if silenced {
+				return
+			}
+			silenced = true
+			_ = ln.Close()
+			<-accepted
+			mu.Lock()
+			defer mu.Unlock()
+			for _, c := range conns {
+				_ = c.Close()
+			}
+		}
+		t.Cleanup(silence)
+		testRunnerWaitsForNATS(t, ln.Addr().(*net.TCPAddr).Port, silence)
+	})
+}
+
+// testRunnerWaitsForNATS starts a runner against port, waits until it
+// says it waits for NATS, calls free (which must leave port free), starts
+// a server there and checks the runner starts, then stops with exit 0.
+func testRunnerWaitsForNATS(t *testing.T, port int, free func()) {
 	url := fmt.Sprintf("nats://127.0.0.1:%d", port)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
@@ -248,6 +299,7 @@ func TestRunnerWaitsForAnUnreachableServer(t *testing.T) {
 		}
 		return strings.Contains(logs.String(), "NATS is not reachable; waiting") && strings.Contains(logs.String(), url)
 	})
+	free()
 	srv, err := embedded.Start(embedded.Config{StoreDir: t.TempDir(), Port: port, InsecureNoAuth: true})
 	if err != nil {
 		t.Fatal(err)
