@@ -119,6 +119,10 @@ func TestConfigValidation(t *testing.T) {
 		{"replicas", jetstream.Config{Replicas: 7}, "Replicas"},
 		{"dedupe over max age", jetstream.Config{TaskMaxAge: time.Minute, DedupeWindow: time.Hour}, "DedupeWindow"},
 		{"finished ttl", jetstream.Config{FinishedTTL: time.Millisecond}, "FinishedTTL"},
+		// The dead-letter stream dedupes entries over the dedupe window,
+		// which nats-server refuses above its max age: the runner used to
+		// wait for ever, logging "JetStream is not ready".
+		{"dlq max age under the dedupe window", jetstream.Config{DLQMaxAge: 15 * time.Second}, "DLQMaxAge (15s) must not be shorter than DedupeWindow (2m0s)"},
 	}
 	for _, tt := range tests {
 		_, err := jetstream.New(ctx(t), e.nc, tt.cfg)

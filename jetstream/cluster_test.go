@@ -67,7 +67,8 @@ func TestReplicatedStreamsOnAThreeServerCluster(t *testing.T) {
 	// behind; the runner decides whether to acknowledge a message unrun
 	// on GetFromLeader, which must see every write acknowledged before it.
 	// (Servers in one process keep up too well to show a lagging replica
-	// here: this checks the leader's read on a replicated bucket.)
+	// here: this checks the leader's read on a replicated bucket;
+	// TestGetFromLeaderThroughALaggingReplica stops a real server.)
 	fresh, err := client.State().Create(ctx(t), models.NewTask("fresh", "f", 3, 0, time.Now()))
 	if err != nil {
 		t.Fatal(err)

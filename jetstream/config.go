@@ -58,7 +58,8 @@ type Config struct {
 	// DedupeWindow is how long a task id is remembered to refuse a duplicate
 	// submission. Defaults to 2 minutes.
 	DedupeWindow time.Duration
-	// DLQMaxAge is how long a dead task is kept. Defaults to 30 days.
+	// DLQMaxAge is how long a dead task is kept: at least DedupeWindow.
+	// Defaults to 30 days.
 	DLQMaxAge time.Duration
 	// FinishedTTL is how long the state record of a succeeded or cancelled
 	// task is kept after it finishes. Failed tasks keep theirs for DLQMaxAge,
@@ -189,6 +190,10 @@ func (c Config) validate() error {
 			ErrInvalidConfig, maxAge, c.TaskMaxAge, c.DedupeWindow, c.DLQMaxAge, c.FinishedTTL)
 	case c.TaskMaxAge > 0 && c.DedupeWindow > c.TaskMaxAge:
 		return fmt.Errorf("%w: DedupeWindow (%s) must not exceed TaskMaxAge (%s)", ErrInvalidConfig, c.DedupeWindow, c.TaskMaxAge)
+	case c.DLQMaxAge < c.DedupeWindow:
+		// The dead-letter stream dedupes entries over the window too, and
+		// nats-server refuses a window longer than the stream's max age.
+		return fmt.Errorf("%w: DLQMaxAge (%s) must not be shorter than DedupeWindow (%s)", ErrInvalidConfig, c.DLQMaxAge, c.DedupeWindow)
 	}
 	return nil
 }

@@ -2,20 +2,21 @@ package jetstream_test
 
 import (
 	"context"
+	"os"
 	"testing"
 	"time"
 
 	"github.com/nats-io/nats.go"
-	"go.uber.org/goleak"
 
 	"github.com/omniq/omniq/internal/omniqtest"
+	"github.com/omniq/omniq/internal/testbin"
 	"github.com/omniq/omniq/jetstream"
 	"github.com/omniq/omniq/jetstream/embedded"
 )
 
-func TestMain(m *testing.M) {
-	goleak.VerifyTestMain(m)
-}
+// TestMain removes the binaries tests built (testbin) and checks that no
+// goroutine outlived the tests.
+func TestMain(m *testing.M) { os.Exit(testbin.Main(m)) }
 
 // env is one embedded server with a connected client, torn down by the test.
 type env struct {

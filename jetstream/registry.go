@@ -86,14 +86,17 @@ func (c *Client) Register(ctx context.Context, runnerID string, regs []Registrat
 	return nil
 }
 
-// Deregister removes runnerID's registrations of functions.
+// Deregister removes runnerID's registrations of functions. The removal
+// markers it leaves in the bucket expire a minute later.
 func (c *Client) Deregister(ctx context.Context, runnerID string, functions []string) error {
 	kv, err := c.js.KeyValue(ctx, c.cfg.FunctionsBucket)
 	if err != nil {
 		return fmt.Errorf("deregister: %w", err)
 	}
 	for _, fn := range functions {
-		if err := kv.Purge(ctx, fn+"."+runnerID); err != nil {
+		// The marker expires like a registration's own: the runner's id
+		// is new at each start, so a marker kept for good would pile up.
+		if err := kv.Purge(ctx, fn+"."+runnerID, natsjs.PurgeTTL(limitMarkerTTL)); err != nil {
 			return fmt.Errorf("deregister %s: %w", fn, err)
 		}
 	}

@@ -27,7 +27,7 @@ import (
 )
 
 // Scenario names, in the order they run.
-var Scenarios = []string{"runner-kill", "nats-kill", "leader-kill", "plugin-crash", "sigstop"}
+var Scenarios = []string{"runner-kill", "nats-kill", "leader-kill", "plugin-crash", "sigstop", "rolling-restart"}
 
 // ErrInvalidConfig is wrapped by every Config validation error.
 var ErrInvalidConfig = errors.New("invalid chaos config")

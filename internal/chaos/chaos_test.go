@@ -147,3 +147,51 @@ func TestHelpAndVersionGoToStdout(t *testing.T) {
 		t.Errorf("--bogus: exit %d, stdout %q, stderr %q; want 2 and one line on stderr", code, stdout.String(), stderr.String())
 	}
 }
+
+// TestRollingRestartScenario runs a small rolling-restart scenario: both
+// runners stopped with SIGTERM in turn under load and started again. Every
+// task ends exactly once, and none runs twice: a graceful stop finishes
+// or releases its tasks, it does not leave them to the ack wait.
+func TestRollingRestartScenario(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds nats-server and runs real processes for a few seconds")
+	}
+	plugins := t.TempDir()
+	testbin.Copy(t, omniqtest.FaultsPlugin, plugins)
+	work := filepath.Join(t.TempDir(), "work")
+	for dir := filepath.Dir(work); dir != os.TempDir() && dir != "/"; dir = filepath.Dir(dir) {
+		if err := os.Chmod(dir, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cfg := Config{
+		Scenarios: []string{"rolling-restart"}, Tasks: 80, Window: 6 * time.Second, Work: 300 * time.Millisecond,
+		Settle: time.Minute, Quiet: 500 * time.Millisecond, WorkDir: work,
+		NATSServer:  testbin.Build(t, "github.com/nats-io/nats-server/v2"),
+		Runner:      testbin.Build(t, "github.com/omniq/omniq/cmd/omniq-runner"),
+		ChaosPlugin: testbin.Build(t, "github.com/omniq/omniq/internal/chaos/chaoswork"),
+		PluginsDir:  plugins,
+	}
+	rep, err := Run(omniqtest.Context(t), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out bytes.Buffer
+	if err := rep.WriteTable(&out); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("report:\n%s", out.String())
+	if len(rep.Results) != 1 {
+		t.Fatalf("%d results, want 1", len(rep.Results))
+	}
+	r := rep.Results[0]
+	if !rep.OK() || r.Submitted != 80 || r.Succeeded != 80 || r.DuplicatedExecutions != 0 {
+		t.Fatalf("want 80 tasks submitted and succeeded once each, nothing lost, stuck or duplicated; got %+v", r)
+	}
+	if len(r.Faults) != 2 || r.Faults[0].Kind != "runner SIGTERM" || r.Faults[0].Target != "r1-1" || r.Faults[1].Target != "r2-1" {
+		t.Errorf("faults = %+v, want a SIGTERM of r1-1, then of r2-1", r.Faults)
+	}
+	if left := leftovers(work, 5*time.Second); len(left) > 0 {
+		t.Fatalf("left running after the run: %v", left)
+	}
+}

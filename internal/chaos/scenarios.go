@@ -34,6 +34,8 @@ func scenarioNamed(name string) scenario {
 		return scenario{name: name, about: "three-node R3 cluster: the tasks stream's leader killed -9 under load, restarted later", servers: 3, runners: 3, injectFn: leaderKills}
 	case "plugin-crash":
 		return scenario{name: name, about: "2% of tasks crash their plugin; 30% are innocent tasks of the same plugin", servers: 1, runners: 2, mix: mix{crash: 0.02, sleep: 0.3}}
+	case "rolling-restart":
+		return scenario{name: name, about: "each runner in turn stopped with SIGTERM under load (graceful) and started again", servers: 1, runners: 2, injectFn: rollingRestarts}
 	case "sigstop":
 		return scenario{name: name, about: "a runner SIGSTOPped past its ack wait under load, then SIGCONTed", servers: 1, runners: 2, injectFn: stopRunner}
 	}
@@ -65,6 +67,41 @@ func runnerKills(ctx context.Context, e *env, start time.Time) ([]fault, error) 
 			return faults, err
 		}
 		e.log.WithFields(logrus.Fields{"runner": r.id, "pid": r.proc.pid()}).Info("runner SIGKILLed; restarting it")
+		if err := e.startRunner(ctx, r); err != nil {
+			return faults, err
+		}
+		f.Back = time.Now()
+		faults = append(faults, f)
+	}
+	return faults, nil
+}
+
+// rollingRestarts stops each runner in turn with SIGTERM, spread over the
+// window, as an operator upgrading them one by one would: it waits for the
+// runner to finish its running tasks and exit 0 (its shutdown grace is
+// 5 s), then starts it again.
+func rollingRestarts(ctx context.Context, e *env, start time.Time) ([]fault, error) {
+	var faults []fault
+	n := len(e.runners)
+	for i, r := range e.runners {
+		if err := at(ctx, start, e.cfg.Window*time.Duration(i+1)/time.Duration(n+1)); err != nil {
+			return faults, err
+		}
+		f := fault{Kind: "runner SIGTERM", Target: r.id, At: time.Now(), Runner: r.id}
+		if err := r.proc.signal(syscall.SIGTERM); err != nil {
+			return faults, err
+		}
+		select {
+		case <-r.proc.done:
+		case <-time.After(30 * time.Second):
+			return faults, fmt.Errorf("runner %s still running 30 s after SIGTERM (its shutdown grace is 5 s); see %s", r.id, r.log)
+		case <-ctx.Done():
+			return faults, ctx.Err()
+		}
+		if r.proc.err != nil {
+			return faults, fmt.Errorf("runner %s ended with %v after SIGTERM, want exit status 0; see %s", r.id, r.proc.err, r.log)
+		}
+		e.log.WithField("runner", r.id).Info("runner stopped by SIGTERM; starting it again")
 		if err := e.startRunner(ctx, r); err != nil {
 			return faults, err
 		}

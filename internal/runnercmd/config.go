@@ -198,7 +198,18 @@ func decodeFile(b []byte, f *File) error {
 			line := 1 + bytes.Count(b[:min(int(syntax.Offset), len(b))], []byte("\n"))
 			return fmt.Errorf("line %d: %w", line, err)
 		}
+		if errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF) {
+			// Decode says only "unexpected EOF": name the line, and why.
+			return fmt.Errorf("line %d: unexpected end of file (a { or [ is not closed, or the file is empty)", 1+bytes.Count(b, []byte("\n")))
+		}
 		return err
+	}
+	if dec.More() {
+		// A second value would be ignored: refuse it rather than run
+		// without the settings it holds.
+		start := len(b) - len(bytes.TrimLeft(b[dec.InputOffset():], " \t\r\n"))
+		line := 1 + bytes.Count(b[:start], []byte("\n"))
+		return fmt.Errorf("line %d: more than one JSON value (the file must hold one object)", line)
 	}
 	tree, err := settingsTree(tree, reflect.TypeOf(f).Elem(), "")
 	if err != nil {

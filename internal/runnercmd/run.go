@@ -237,7 +237,11 @@ func run(ctx context.Context, force <-chan struct{}, o Options, log *logrus.Logg
 	} else {
 		conn := o.NATS.Config("omniq-runner")
 		conn.Logger, conn.InboxPrefix = log, roles.RunnerInboxPrefix
-		nc, err = jetstream.Connect(conn)
+		nc, err = connectWaiting(ctx, conn, log)
+		if err != nil && ctx.Err() != nil {
+			log.Info("shutting down: stopped during start-up")
+			return nil
+		}
 		if errors.Is(err, nats.ErrAuthorization) {
 			given := "the login given"
 			if !o.NATS.HasLogin() {
@@ -438,6 +442,38 @@ func (o *Options) embeddedAuth(ec *embedded.Config) ([]nats.Option, error) {
 // openStreams provisions OmniQ's streams, waiting while JetStream is not
 // ready yet (a cluster electing its leader, servers still starting) and
 // giving up at once on errors that waiting cannot fix.
+// connectWaiting connects to the NATS server(s) at conn.URL, waiting while
+// none is reachable (a runner started at boot before its cluster, or while
+// the cluster restarts), and saying so in the log at each try: 1 s between
+// tries at first, then longer, up to 10 s. Any other failure (a refused
+// login, a TLS error) ends it at once; so does ctx.
+func connectWaiting(ctx context.Context, conn jetstream.ConnConfig, log logrus.FieldLogger) (*nats.Conn, error) {
+	wait := time.Second
+	for {
+		nc, err := jetstream.Connect(conn)
+		if err == nil || !unreachable(err) {
+			return nc, err
+		}
+		log.WithError(err).WithField("retry_in", wait).Warn("NATS is not reachable; waiting for it")
+		select {
+		case <-time.After(wait):
+		case <-ctx.Done():
+			return nil, err
+		}
+		wait = min(2*wait, 10*time.Second)
+	}
+}
+
+// unreachable reports whether a failed connect means that no server
+// answered: every connection refused (nats.ErrNoServers), or the last one
+// failed in the network (a name that does not resolve yet, a host that is
+// down, a server that took the connection and said nothing).
+func unreachable(err error) bool {
+	var op *net.OpError
+	return errors.Is(err, nats.ErrNoServers) || errors.Is(err, nats.ErrTimeout) ||
+		errors.As(err, &op) && (op.Op == "dial" || op.Op == "read" || op.Op == "write")
+}
+
 func openStreams(ctx context.Context, nc *nats.Conn, cfg jetstream.Config, log logrus.FieldLogger) (*jetstream.Client, error) {
 	wait := time.Second
 	for {

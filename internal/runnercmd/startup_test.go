@@ -10,7 +10,9 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
+	"time"
 
 	"github.com/omniq/omniq/internal/omniqtest"
 	"github.com/omniq/omniq/internal/runnercmd"
@@ -208,5 +210,135 @@ func TestConfigForAPluginThatIsNotThereIsWarnedAbout(t *testing.T) {
 	if !strings.Contains(logs.String(), "plugins.echoo") || strings.Contains(logs.String(), "plugins.echo ") ||
 		strings.Contains(logs.String(), "plugins.echo,") {
 		t.Fatalf("want a warning naming plugins.echoo only:\n%s", logs)
+	}
+}
+
+// freePort returns a loopback port nothing listens on (for now).
+func freePort(t *testing.T) int {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := ln.Addr().(*net.TCPAddr).Port
+	_ = ln.Close()
+	return port
+}
+
+// A runner started before its NATS server is reachable (both started at
+// boot, the cluster still coming up) waits for it, says so in the log, and
+// starts once the server is there: it used to exit 1 at once with "no
+// servers available for connection".
+func TestRunnerWaitsForAnUnreachableServer(t *testing.T) {
+	t.Parallel()
+	t.Run("nothing listens", func(t *testing.T) {
+		t.Parallel()
+		testRunnerWaitsForNATS(t, freePort(t), func() {})
+	})
+	// A server that takes the connection and says nothing (stopped,
+	// overloaded, or a host behind a load balancer that is down) failed
+	// the start with "i/o timeout".
+	t.Run("a server that does not answer", func(t *testing.T) {
+		t.Parallel()
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		var mu sync.Mutex
+		var conns []net.Conn
+		accepted := make(chan struct{})
+		go func() {
+			defer close(accepted)
+			for {
+				c, err := ln.Accept()
+				if err != nil {
+					return
+				}
+				mu.Lock()
+				conns = append(conns, c)
+				mu.Unlock()
+			}
+		}()
+		silenced := false
+		silence := func() {
+			if silenced {
+				return
+			}
+			silenced = true
+			_ = ln.Close()
+			<-accepted
+			mu.Lock()
+			defer mu.Unlock()
+			for _, c := range conns {
+				_ = c.Close()
+			}
+		}
+		t.Cleanup(silence)
+		testRunnerWaitsForNATS(t, ln.Addr().(*net.TCPAddr).Port, silence)
+	})
+}
+
+// testRunnerWaitsForNATS starts a runner against port, waits until it
+// says it waits for NATS, calls free (which must leave port free), starts
+// a server there and checks the runner starts, then stops with exit 0.
+func testRunnerWaitsForNATS(t *testing.T, port int, free func()) {
+	url := fmt.Sprintf("nats://127.0.0.1:%d", port)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	logs := &omniqtest.Buffer{}
+	readyCh := make(chan runnercmd.Ready, 1)
+	done := make(chan int, 1)
+	go func() {
+		done <- runnercmd.Main(ctx, nil, []string{"--nats-url", url}, env(map[string]string{"OMNIQ_PLUGINS_DIR": pluginsDir(t)}), logs,
+			func(r runnercmd.Ready) { readyCh <- r })
+	}()
+	omniqtest.Eventually(t, 30*time.Second, "the runner to say it waits for NATS", func() bool {
+		select {
+		case code := <-done:
+			t.Fatalf("omniq-runner exited %d instead of waiting for NATS:\n%s", code, logs)
+		default:
+		}
+		return strings.Contains(logs.String(), "NATS is not reachable; waiting") && strings.Contains(logs.String(), url)
+	})
+	free()
+	srv, err := embedded.Start(embedded.Config{StoreDir: t.TempDir(), Port: port, InsecureNoAuth: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = srv.Shutdown(context.Background()) })
+	select {
+	case <-readyCh:
+	case code := <-done:
+		t.Fatalf("omniq-runner exited %d:\n%s", code, logs)
+	case <-time.After(60 * time.Second):
+		t.Fatalf("omniq-runner not ready after its server came:\n%s", logs)
+	}
+	cancel()
+	if code := <-done; code != 0 {
+		t.Fatalf("exit %d after SIGTERM, want 0:\n%s", code, logs)
+	}
+}
+
+// A signal while the runner waits for NATS ends it cleanly (exit 0).
+func TestSignalWhileWaitingForNATSExitsCleanly(t *testing.T) {
+	t.Parallel()
+	ctx, cancel := context.WithCancel(context.Background())
+	logs := &omniqtest.Buffer{}
+	done := make(chan int, 1)
+	go func() {
+		done <- runnercmd.Main(ctx, nil, []string{"--nats-url", fmt.Sprintf("nats://127.0.0.1:%d", freePort(t))},
+			env(map[string]string{"OMNIQ_PLUGINS_DIR": t.TempDir()}), logs, func(runnercmd.Ready) { t.Error("the runner started") })
+	}()
+	omniqtest.Eventually(t, 30*time.Second, "the runner to wait for NATS", func() bool {
+		return strings.Contains(logs.String(), "NATS is not reachable; waiting")
+	})
+	cancel()
+	select {
+	case code := <-done:
+		if code != 0 || !strings.Contains(logs.String(), "stopped during start-up") {
+			t.Fatalf("exit %d, want 0 and a start-up stop logged:\n%s", code, logs)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatalf("omniq-runner did not stop while waiting for NATS:\n%s", logs)
 	}
 }

@@ -1,0 +1,165 @@
+package jetstream_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/omniq/omniq/internal/omniqtest"
+	"github.com/omniq/omniq/internal/testbin"
+	"github.com/omniq/omniq/jetstream"
+	"github.com/omniq/omniq/models"
+)
+
+// natsProcs starts a three-server cluster of real nats-server processes
+// (built from the module cache), so that one can be SIGSTOPped: servers
+// in the test's process keep up too well to show a lagging replica. It
+// returns each server's client URL by name (n1, n2, n3) and its process.
+func natsProcs(t *testing.T) (map[string]string, map[string]*os.Process) {
+	t.Helper()
+	bin := testbin.Build(t, "github.com/nats-io/nats-server/v2")
+	dir := t.TempDir()
+	var client, route []string
+	for range 3 {
+		client = append(client, omniqtest.FreeAddr(t))
+		route = append(route, omniqtest.FreeAddr(t))
+	}
+	routes := "nats://" + strings.Join(route, ", nats://")
+	urls, procs := map[string]string{}, map[string]*os.Process{}
+	for i := range 3 {
+		name := fmt.Sprintf("n%d", i+1)
+		conf := filepath.Join(dir, name+".conf")
+		body := fmt.Sprintf("server_name: %s\nlisten: %s\njetstream { store_dir: %q }\ncluster { name: lag, listen: %s, routes: [%s] }\n",
+			name, client[i], filepath.Join(dir, name), route[i], routes)
+		if err := os.WriteFile(conf, []byte(body), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		cmd := exec.Command(bin, "-c", conf)
+		cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() {
+			_ = cmd.Process.Signal(syscall.SIGCONT)
+			_ = cmd.Process.Kill()
+			_ = cmd.Wait()
+		})
+		urls[name], procs[name] = "nats://"+client[i], cmd.Process
+	}
+	return urls, procs
+}
+
+// GetFromLeader, on which the runner decides to acknowledge a message
+// unrun, sees every write acknowledged before it even through a server
+// whose replica of the state bucket was SIGSTOPped while the writes were
+// made: a direct get (Get) through it may answer from the replica still
+// catching up.
+func TestGetFromLeaderThroughALaggingReplica(t *testing.T) {
+	t.Parallel()
+	if testing.Short() {
+		t.Skip("builds nats-server and runs three of them")
+	}
+	urls, procs := natsProcs(t)
+	var all []string
+	for _, u := range urls {
+		all = append(all, u)
+	}
+	connect := func(url string) *jetstream.Client {
+		nc, err := jetstream.Connect(jetstream.ConnConfig{URL: url})
+		for deadline := time.Now().Add(30 * time.Second); err != nil && time.Now().Before(deadline); {
+			time.Sleep(100 * time.Millisecond)
+			nc, err = jetstream.Connect(jetstream.ConnConfig{URL: url})
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(nc.Close)
+		var client *jetstream.Client
+		omniqtest.Eventually(t, 60*time.Second, "JetStream on the cluster", func() bool {
+			try, cancel := context.WithTimeout(ctx(t), 5*time.Second)
+			defer cancel()
+			client, err = jetstream.New(try, nc, jetstream.Config{Replicas: 3})
+			return err == nil
+		})
+		return client
+	}
+	admin := connect(strings.Join(all, ","))
+	rec, err := admin.State().Create(ctx(t), models.NewTask("lagging", "f", 3, 0, time.Now()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := admin.JetStream().Stream(ctx(t), "KV_OMNIQ_STATE")
+	if err != nil {
+		t.Fatal(err)
+	}
+	leader := s.CachedInfo().Cluster.Leader
+	follower := "n1"
+	if leader == follower {
+		follower = "n2"
+	}
+	writer, reader := connect(urls[leader]), connect(urls[follower])
+	if _, err := reader.State().GetFromLeader(ctx(t), "lagging"); err != nil {
+		t.Fatal(err)
+	}
+	for round := range 5 {
+		if err := procs[follower].Signal(syscall.SIGSTOP); err != nil {
+			t.Fatal(err)
+		}
+		for end := time.Now().Add(time.Second); time.Now().Before(end); {
+			next := rec.Task.Clone()
+			next.UpdatedAt = next.UpdatedAt.Add(time.Millisecond)
+			written, err := writer.State().Replace(ctx(t), rec, next)
+			if errors.Is(err, jetstream.ErrStaleRevision) {
+				// A write retried after a lost acknowledgement finds its
+				// own first try: read the revision back from the leader
+				// (the writer is connected to the leader's server).
+				written, err = writer.State().GetFromLeader(ctx(t), "lagging")
+			}
+			if err != nil {
+				_ = procs[follower].Signal(syscall.SIGCONT)
+				t.Fatal(err)
+			}
+			rec = written
+		}
+		// Both reads are sent while the replica is stopped, so it sees
+		// them as soon as it runs again, before it has caught up.
+		type read struct {
+			rec jetstream.Record
+			err error
+		}
+		direct, leaders := make(chan read, 1), make(chan read, 1)
+		sent := reader.JetStream().Conn().Stats().OutMsgs
+		go func() {
+			r, err := reader.State().Get(ctx(t), "lagging")
+			direct <- read{r, err}
+		}()
+		go func() {
+			r, err := reader.State().GetFromLeader(ctx(t), "lagging")
+			leaders <- read{r, err}
+		}()
+		omniqtest.Eventually(t, 10*time.Second, "both reads sent", func() bool {
+			return reader.JetStream().Conn().Stats().OutMsgs >= sent+2
+		})
+		if err := procs[follower].Signal(syscall.SIGCONT); err != nil {
+			t.Fatal(err)
+		}
+		if d := <-direct; d.err == nil {
+			t.Logf("round %d: a direct get through %s sent while stopped read revision %d of %d", round, follower, d.rec.Revision, rec.Revision)
+		}
+		got := <-leaders
+		if got.err != nil {
+			t.Fatal(got.err)
+		}
+		if got.rec.Revision != rec.Revision {
+			t.Fatalf("round %d: GetFromLeader through %s (its replica stopped while %s took the writes) read revision %d, want the last acknowledged, %d",
+				round, follower, leader, got.rec.Revision, rec.Revision)
+		}
+	}
+}
