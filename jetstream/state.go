@@ -571,6 +571,8 @@ func (s *StateStore) watchEntries(ctx context.Context, id string) (<-chan natsjs
 
 // Watch sends the current record of task id (or of every task when id is
 // "") and then every change, until ctx ends; then it closes the channel.
+// A watch of one task sends that task's records only, whatever else is
+// delivered to its subscription.
 // It watches through a consumer (a KV watch: the server delivers each write
 // once) and, when the server refuses one (a reader took every consumer the
 // server allows on the bucket, or this login may not create them), without
@@ -596,6 +598,12 @@ func (s *StateStore) Watch(ctx context.Context, id string) (<-chan StateEvent, e
 	go func() {
 		defer close(out)
 		for e := range entries {
+			if id != "" && e.Key() != id {
+				// Not from this watch's own consumer: a reader that sees
+				// this client's inbox can point a push consumer of its own
+				// at it (docs/security.md, "Submitters share _INBOX.>").
+				continue
+			}
 			ev := StateEvent{ID: e.Key()}
 			if e.Operation() != natsjs.KeyValuePut {
 				ev.Deleted = true

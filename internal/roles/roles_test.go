@@ -2,8 +2,10 @@ package roles_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -110,6 +112,9 @@ type env struct {
 	admin                       *client // all permissions: stands for another tenant
 	submitter, operator, runner *client
 	cfg                         jetstream.Config
+	// connect opens another connection with the login of name (a role or
+	// "admin") and inbox prefix inbox ("" for _INBOX).
+	connect func(name, inbox string) *client
 }
 
 func ctx(t *testing.T) context.Context { return omniqtest.Context(t) }
@@ -179,6 +184,7 @@ func start(t *testing.T, cfg jetstream.Config) *env {
 	e.operator = connect("operator", roles.OperatorInboxPrefix)
 	e.runner = connect("runner", roles.RunnerInboxPrefix)
 	e.admin = connect("admin", "")
+	e.connect = connect
 	e.provision(t)
 	return e
 }
@@ -793,5 +799,114 @@ func TestStateReadsSurviveAReaderTakingEveryConsumer(t *testing.T) {
 	}
 	if errs := append(e.submitter.errors(), e.operator.errors()...); len(errs) != 0 {
 		t.Fatalf("permission errors: %v", errs)
+	}
+}
+
+// A submitter may subscribe to _INBOX.>, so it sees the deliver subject of
+// another submitter's watch (in the reply that created its consumer), and it
+// may create push consumers on the state bucket, whose deliver subject
+// nats-server does not check against the creator's permissions. With both,
+// it can deliver the record of a task of its own choosing (here one it
+// finished with the result it wanted) into that watch. A watch of one task
+// must report only that task's records: `submit --wait` and `watch ID` would
+// otherwise print the attacker's task as the outcome of the victim's.
+func TestAWatchOfOneTaskReportsNoOtherTasksRecord(t *testing.T) {
+	t.Parallel()
+	e := start(t, jetstream.Config{})
+	bucket := "KV_" + e.cfg.StateBucket
+	keyPrefix := "$KV." + e.cfg.StateBucket + "."
+	rc, err := jetstream.Open(ctx(t), e.runner.nc, e.cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now().UTC()
+	if _, err := rc.State().Create(ctx(t), &models.Task{ID: "theirs", Function: "echo", Status: models.StatusSucceeded, Attempt: 1, MaxRetries: 3,
+		Result: []byte("approved"), CreatedAt: now, StartedAt: now, FinishedAt: now, UpdatedAt: now}); err != nil {
+		t.Fatal(err)
+	}
+
+	attacker := e.submitter
+	inboxes, err := attacker.nc.SubscribeSync("_INBOX.>")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := attacker.nc.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	victim := e.connect("submitter", "")
+	vc, err := jetstream.Open(ctx(t), victim.nc, e.cfg)
+	if err != nil {
+		t.Fatalf("victim: open: %v", err)
+	}
+	wctx, cancel := context.WithCancel(ctx(t))
+	defer cancel()
+	events, err := vc.State().Watch(wctx, "mine")
+	if err != nil {
+		t.Fatalf("victim: watch: %v", err)
+	}
+
+	// The attacker reads the victim's consumer from the reply that created it.
+	var deliver string
+	for deliver == "" {
+		m, err := inboxes.NextMsgWithContext(ctx(t))
+		if err != nil {
+			t.Fatalf("attacker: no consumer of the victim's watch seen on _INBOX.>: %v", err)
+		}
+		var created struct {
+			Type   string `json:"type"`
+			Config struct {
+				DeliverSubject string   `json:"deliver_subject"`
+				FilterSubject  string   `json:"filter_subject"`
+				FilterSubjects []string `json:"filter_subjects"`
+			} `json:"config"`
+		}
+		if json.Unmarshal(m.Data, &created) != nil || created.Type != "io.nats.jetstream.api.v1.consumer_create_response" {
+			continue
+		}
+		if created.Config.FilterSubject == keyPrefix+"mine" || slices.Contains(created.Config.FilterSubjects, keyPrefix+"mine") {
+			deliver = created.Config.DeliverSubject
+		}
+	}
+	req, _ := json.Marshal(map[string]any{"stream_name": bucket, "config": map[string]any{
+		"deliver_subject": deliver, "ack_policy": "none", "deliver_policy": "last_per_subject",
+		"filter_subject": keyPrefix + "theirs", "inactive_threshold": int64(time.Minute),
+	}})
+	reply, err := attacker.nc.RequestWithContext(ctx(t), "$JS.API.CONSUMER.CREATE."+bucket, req)
+	if err != nil {
+		t.Fatalf("attacker: create a push consumer: %v", err)
+	}
+	var created struct {
+		Name  string `json:"name"`
+		Error *struct {
+			Description string `json:"description"`
+		} `json:"error"`
+	}
+	if err := json.Unmarshal(reply.Data, &created); err != nil || created.Error != nil {
+		t.Fatalf("attacker: create a push consumer delivering to %q: %s", deliver, reply.Data)
+	}
+	// Delivered into the victim's watch before the victim's task has a record.
+	omniqtest.Eventually(t, 15*time.Second, "the attacker's consumer to deliver", func() bool {
+		m, err := attacker.nc.RequestWithContext(ctx(t), "$JS.API.CONSUMER.INFO."+bucket+"."+created.Name, nil)
+		var info struct {
+			Delivered struct {
+				Consumer uint64 `json:"consumer_seq"`
+			} `json:"delivered"`
+		}
+		return err == nil && json.Unmarshal(m.Data, &info) == nil && info.Delivered.Consumer == 1
+	})
+	if _, err := rc.State().Create(ctx(t), &models.Task{ID: "mine", Function: "echo", Status: models.StatusPending, MaxRetries: 3,
+		CreatedAt: now, UpdatedAt: now}); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case ev := <-events:
+		if ev.ID != "mine" || ev.Record.Task == nil || ev.Record.Task.ID != "mine" {
+			t.Fatalf("the watch of task mine reported task %q (record %+v): another submitter chose what it saw", ev.ID, ev.Record.Task)
+		}
+	case <-ctx(t).Done():
+		t.Fatal("the watch of task mine never reported its record")
+	}
+	cancel()
+	for range events {
 	}
 }
