@@ -549,3 +549,42 @@ func TestAFloodOfRequestsIsNotQueuedForMinutes(t *testing.T) {
 		t.Fatalf("the last 100 of %d requests sent at once were all kept and carried out; want those beyond %d dropped", n, runner.MaxPendingRequests)
 	}
 }
+
+// A submitter names the functions of the tasks it publishes. Tasks for
+// functions no runner serves were counted under their own names, so one
+// that published for 10,000 made-up names (found by hand with the
+// submitter's login and a real runner) left 10,000 series of
+// omniq_dead_lettered_total in the runner's memory and in every scrape,
+// and a million names would leave a million. They are counted under one
+// label, "_unserved".
+func TestMadeUpFunctionNamesAddNoMetricSeries(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	tr := startRunner(t, e, fastConfig(), pluginhost.HostConfig{})
+	js := e.client.JetStream()
+	var ids []string
+	for i := 0; i < 3; i++ {
+		ack, err := js.Publish(ctx(t), fmt.Sprintf("omniq.tasks.made-up-%d", i), []byte("x"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, fmt.Sprintf("OMNIQ_TASKS-%d", ack.Sequence))
+	}
+	for _, id := range ids {
+		waitFor(t, e, id, models.StatusFailed, 30*time.Second)
+	}
+	tr.WaitCounter(t, "omniq_dead_lettered_total", map[string]string{"function": "_unserved", "error_type": models.ErrorTypeUnknownFunction}, 3, 30*time.Second)
+	mfs, err := tr.Registry.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		for _, m := range mf.GetMetric() {
+			for _, lp := range m.GetLabel() {
+				if strings.HasPrefix(lp.GetValue(), "made-up-") {
+					t.Errorf("%s has a series for the made-up function %q", mf.GetName(), lp.GetValue())
+				}
+			}
+		}
+	}
+}
