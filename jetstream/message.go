@@ -20,6 +20,9 @@ import (
 const (
 	// HeaderTaskID carries the task id. A message republished by a
 	// JetStream schedule loses its Nats-Msg-Id, so the id travels here too.
+	// On a task subject it must equal the message's Nats-Msg-Id (the id
+	// JetStream deduplicates on), or the task fails invalid_task under the
+	// id derived from its stream and sequence.
 	HeaderTaskID = "Omniq-Task-Id"
 	// HeaderAttempt is the attempt number the message is for: n+1 for the
 	// retry after attempt n. Runners set it on the messages they put back
@@ -113,7 +116,8 @@ type TaskMessage struct {
 // subject is a task subject (<prefix>.tasks.<function>), where anyone with
 // a submitter's rights may publish, or a retry subject
 // (<prefix>.retry.<function>), where only runners may. The attempt number
-// is read from HeaderAttempt on a retry subject only.
+// is read from HeaderAttempt on a retry subject only, and on a task subject
+// a HeaderTaskID other than the Nats-Msg-Id is an error.
 //
 // On a malformed message it returns the TaskMessage as far as it could be
 // read (ID and Function set whenever possible, so the task can be
@@ -141,6 +145,19 @@ func (c Config) ParseTaskMessage(subject string, hdr nats.Header, data []byte, s
 	} else if err := c.checkNotDerived(tm.ID); err != nil && !tm.Retry {
 		tm.ID = fmt.Sprintf("%s-%d", stream, seq)
 		return tm, fmt.Errorf("%w: task id: %w", ErrInvalidMessage, err)
+	} else if msgID := hdr.Get(headerMsgID); !tm.Retry && msgID != tm.ID {
+		// On a task subject the id is the one JetStream deduplicates on.
+		// One only in Omniq-Task-Id escapes the duplicate window: published
+		// before another client's submit of that id, and still queued, it
+		// would make that submit's task a copy of its own, run in its
+		// place.
+		tm.ID = fmt.Sprintf("%s-%d", stream, seq)
+		if msgID == "" {
+			return tm, fmt.Errorf("%w: header %s=%q without a %s: on a task subject a task's id is its %s (set both to the same id, or only %s)",
+				ErrInvalidMessage, HeaderTaskID, hdr.Get(HeaderTaskID), headerMsgID, headerMsgID, headerMsgID)
+		}
+		return tm, fmt.Errorf("%w: header %s=%q differs from %s=%q: on a task subject a task's id is its %s (set both to the same id, or only %s)",
+			ErrInvalidMessage, HeaderTaskID, hdr.Get(HeaderTaskID), headerMsgID, msgID, headerMsgID, headerMsgID)
 	}
 	if !isTask {
 		return tm, fmt.Errorf("%w: subject %q is not under %s", ErrInvalidMessage, subject, c.taskSubjectPrefix())

@@ -37,6 +37,7 @@ func TestLargestDeadLetterEntryFits(t *testing.T) {
 		m.Header.Set(k, v)
 	}
 	m.Header.Set(jetstream.HeaderTaskID, "big")
+	m.Header.Set("Nats-Msg-Id", "big")
 	hdrBytes := len(strings.Join(headerLines(m.Header), ""))
 	m.Data = bytes.Repeat([]byte("p"), cfg.MaxPayload+jetstream.HeaderRoom-hdrBytes-64)
 	if _, err := e.client.JetStream().PublishMsg(ctx(t), m); err != nil {

@@ -518,6 +518,10 @@ func (s *StateStore) List(ctx context.Context, f ListFilter) (ListPage, error) {
 	return page, nil
 }
 
+// watchCheck is how often a watch of one task through a consumer reads the
+// task's record itself (see Watch).
+const watchCheck = 5 * time.Second
+
 // StateEvent is one change seen by Watch.
 type StateEvent struct {
 	// Record is the new record; Record.Task is nil when Deleted.
@@ -576,6 +580,11 @@ func (s *StateStore) watchEntries(ctx context.Context, id string) (<-chan natsjs
 // server allows on the bucket, or this login may not create them), without
 // (see statescan.go: it works, at a few times the server's work a write and
 // a millisecond or two more delay).
+//
+// A watch of one task sends that task's records only, each revision once
+// and never an older one after a newer; through a consumer it also reads
+// the record every watchCheck, so that a consumer another client changed
+// or deleted delays it rather than stalling it.
 func (s *StateStore) Watch(ctx context.Context, id string) (<-chan StateEvent, error) {
 	filter := s.putPrefix + ">"
 	if id != "" {
@@ -592,23 +601,67 @@ func (s *StateStore) Watch(ctx context.Context, id string) (<-chan StateEvent, e
 		}
 		s.cfg.Logger.WithError(err).Debug("watch of task state: no consumer; reading without one")
 	}
+	viaConsumer := err == nil
 	out := make(chan StateEvent, 16)
 	go func() {
 		defer close(out)
-		for e := range entries {
-			ev := StateEvent{ID: e.Key()}
-			if e.Operation() != natsjs.KeyValuePut {
-				ev.Deleted = true
-			} else if rec, err := decodeEntry(e); err == nil {
-				ev.Record = rec
-			} else {
-				continue
-			}
+		// A watch of one task through a consumer also reads the record
+		// itself now and then: another client that sees this one's inbox
+		// may delete or change its consumer (docs/security.md, "Submitters
+		// share _INBOX.>"), which must delay the watch, not stall it.
+		var check <-chan time.Time
+		if id != "" && viaConsumer {
+			t := time.NewTicker(watchCheck)
+			defer t.Stop()
+			check = t.C
+		}
+		// last is the revision of the watched task last sent: a watch of
+		// one task never goes back, nor sends a revision twice.
+		var last uint64
+		send := func(ev StateEvent) bool {
 			select {
 			case out <- ev:
+				return true
 			case <-ctx.Done():
 				for range entries {
 				}
+				return false
+			}
+		}
+		for {
+			var ev StateEvent
+			select {
+			case e, ok := <-entries:
+				if !ok {
+					return
+				}
+				if id != "" && (e.Key() != id || e.Revision() <= last) {
+					// Not from this watch's own consumer: a reader that
+					// sees this client's inbox can point a push consumer of
+					// its own at it (docs/security.md, "Submitters share
+					// _INBOX.>").
+					continue
+				}
+				ev = StateEvent{ID: e.Key()}
+				if e.Operation() != natsjs.KeyValuePut {
+					ev.Deleted = true
+				} else if rec, err := decodeEntry(e); err == nil {
+					ev.Record = rec
+				} else {
+					continue
+				}
+				if id != "" {
+					last = e.Revision()
+				}
+			case <-check:
+				rec, err := s.Get(ctx, id)
+				if err != nil || rec.Revision <= last {
+					continue
+				}
+				last = rec.Revision
+				ev = StateEvent{ID: id, Record: rec}
+			}
+			if !send(ev) {
 				return
 			}
 		}

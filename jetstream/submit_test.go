@@ -200,7 +200,14 @@ func TestParseTaskMessage(t *testing.T) {
 	}{
 		{"bare publish derives the id", "omniq.tasks.f", nil, "OMNIQ_TASKS-7", ""},
 		{"msg id", "omniq.tasks.f", hdr("Nats-Msg-Id", "m1"), "m1", ""},
-		{"task id header wins", "omniq.tasks.f", hdr("Nats-Msg-Id", "m1", "Omniq-Task-Id", "t1"), "t1", ""},
+		{"task id header and msg id agree", "omniq.tasks.f", hdr("Nats-Msg-Id", "t1", "Omniq-Task-Id", "t1"), "t1", ""},
+		// The id JetStream deduplicates on is the Nats-Msg-Id: an id only
+		// in Omniq-Task-Id would let a task queued before another client's
+		// submit of that id take that submit's place (the later message
+		// being a copy of it).
+		{"task id header differs from msg id", "omniq.tasks.f", hdr("Nats-Msg-Id", "m1", "Omniq-Task-Id", "t1"), "OMNIQ_TASKS-7", `Omniq-Task-Id="t1" differs from Nats-Msg-Id="m1"`},
+		{"task id header without msg id", "omniq.tasks.f", hdr("Omniq-Task-Id", "t1"), "OMNIQ_TASKS-7", `Omniq-Task-Id="t1" without a Nats-Msg-Id`},
+		{"task id header alone on a retry", "omniq.retry.f", hdr("Omniq-Task-Id", "t1"), "t1", ""},
 		{"a submitter's attempt is ignored", "omniq.tasks.f", hdr("Omniq-Attempt", "99999"), "OMNIQ_TASKS-7", ""},
 		{"bad attempt on a retry", "omniq.retry.f", hdr("Omniq-Attempt", "zero"), "OMNIQ_TASKS-7", "Omniq-Attempt"},
 		{"attempt 0 on a retry", "omniq.retry.f", hdr("Omniq-Attempt", "0"), "OMNIQ_TASKS-7", "Omniq-Attempt"},
@@ -223,7 +230,7 @@ func TestParseTaskMessage(t *testing.T) {
 		{"a derived id squatted", "omniq.tasks.f", hdr("Omniq-Task-Id", "OMNIQ_TASKS-9"), "OMNIQ_TASKS-7", "reserved"},
 		{"a derived msg id squatted", "omniq.tasks.f", hdr("Nats-Msg-Id", "OMNIQ_RETRIES-12"), "OMNIQ_TASKS-7", "reserved"},
 		{"a derived id on a retry", "omniq.retry.f", hdr("Omniq-Task-Id", "OMNIQ_TASKS-9"), "OMNIQ_TASKS-9", ""},
-		{"an id like a derived one", "omniq.tasks.f", hdr("Omniq-Task-Id", "OMNIQ_TASKS-9a"), "OMNIQ_TASKS-9a", ""},
+		{"an id like a derived one", "omniq.tasks.f", hdr("Nats-Msg-Id", "OMNIQ_TASKS-9a", "Omniq-Task-Id", "OMNIQ_TASKS-9a"), "OMNIQ_TASKS-9a", ""},
 		// Header names a NATS client cannot publish again (only a raw
 		// client can store them): a retry or a dead-letter entry carrying
 		// them could never be written.

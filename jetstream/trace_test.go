@@ -92,6 +92,7 @@ func TestTraceHeadersAreOutsideTheUserHeaderBudget(t *testing.T) {
 		t.Fatalf("a full budget with trace context is refused: %v", err)
 	}
 	hdr := tm.Header()
+	hdr.Set("Nats-Msg-Id", tm.ID)
 	hdr.Set(jetstream.HeaderTraceparent, "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01")
 	hdr.Set(jetstream.HeaderTracestate, strings.Repeat("v", jetstream.MaxTraceHeaderBytes))
 	if _, err := cfg.ParseTaskMessage(cfg.TaskSubject("f"), hdr, nil, "OMNIQ_TASKS", 1); err != nil {

@@ -135,6 +135,40 @@ func TestADerivedIDCannotBeTakenByAnotherTask(t *testing.T) {
 	waitDead(t, e, own)
 }
 
+// An id carried only in the Omniq-Task-Id header is not the id JetStream
+// deduplicates on, and a queued task has no state record yet: a submitter
+// that published one with another client's chosen id, ahead of it in the
+// queue, escaped both checks of Client.Submit. That submit succeeded, its
+// message was then dropped as a copy of the squatter's task, and its
+// `submit --wait` printed the squatter's result as its own. Found by hand
+// against a running omniq-runner (Omniq-Task-Id: sq-5 on sleep, queued
+// behind busy sleeps, then `omniq-submit submit --id sq-5 --wait sleep 3s`
+// printed "slept 1s"). On a task subject the id is now the Nats-Msg-Id.
+func TestAnIDOnlyInTheTaskIDHeaderCannotTakeALaterSubmit(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	// Both are queued before any runner takes a task, squatter first.
+	js := e.client.JetStream()
+	squat, err := js.PublishMsg(ctx(t), &nats.Msg{Subject: "omniq.tasks.echo", Data: []byte("squatter's"),
+		Header: nats.Header{jetstream.HeaderTaskID: []string{"chosen"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.client.Submit(ctx(t), jetstream.SubmitRequest{ID: "chosen", Function: "echo", Payload: []byte("mine")}); err != nil {
+		t.Fatalf("submit of an id no task has taken: %v", err)
+	}
+	startRunner(t, e, fastConfig(), pluginhost.HostConfig{})
+	if task := waitFor(t, e, "chosen", models.StatusSucceeded, 30*time.Second); string(task.Result) != "mine" {
+		t.Fatalf("task chosen = %+v, result %q: want the submit's own task, result \"mine\"", task, task.Result)
+	}
+	own := fmt.Sprintf("OMNIQ_TASKS-%d", squat.Sequence)
+	task := waitFor(t, e, own, models.StatusFailed, 30*time.Second)
+	if te := task.Error; te == nil || te.ErrorType != models.ErrorTypeInvalidTask || !strings.Contains(te.Message, "without a Nats-Msg-Id") {
+		t.Fatalf("squatter = %+v, want invalid_task saying its id has no Nats-Msg-Id", task.Error)
+	}
+	waitDead(t, e, own)
+}
+
 // publishRawWire publishes a task the way a client that is not nats.go
 // can: the header block is written byte for byte, so it may hold header
 // names nats.go refuses to encode.
@@ -186,7 +220,7 @@ func TestHeaderNamesNATSCannotRepublishAreRefusedAtTheDoor(t *testing.T) {
 	e := newEnv(t)
 	startRunner(t, e, fastConfig(), pluginhost.HostConfig{})
 	for id, name := range map[string]string{"hdr-space": "X Sp", "hdr-slash": "X/Y", "hdr-byte": "X-\xffKey"} {
-		publishRawWire(t, e, "omniq.tasks.fail", jetstream.HeaderTaskID+": "+id+"\r\n"+name+": v\r\n", `{"message":"no"}`)
+		publishRawWire(t, e, "omniq.tasks.fail", "Nats-Msg-Id: "+id+"\r\n"+jetstream.HeaderTaskID+": "+id+"\r\n"+name+": v\r\n", `{"message":"no"}`)
 	}
 	for _, id := range []string{"hdr-space", "hdr-slash", "hdr-byte"} {
 		task := waitFor(t, e, id, models.StatusFailed, 30*time.Second)
@@ -513,5 +547,44 @@ func TestAFloodOfRequestsIsNotQueuedForMinutes(t *testing.T) {
 	}
 	if kept == 100 {
 		t.Fatalf("the last 100 of %d requests sent at once were all kept and carried out; want those beyond %d dropped", n, runner.MaxPendingRequests)
+	}
+}
+
+// A submitter names the functions of the tasks it publishes. Tasks for
+// functions no runner serves were counted under their own names, so one
+// that published for 10,000 made-up names (found by hand with the
+// submitter's login and a real runner) left 10,000 series of
+// omniq_dead_lettered_total in the runner's memory and in every scrape,
+// and a million names would leave a million. They are counted under one
+// label, "_unserved".
+func TestMadeUpFunctionNamesAddNoMetricSeries(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	tr := startRunner(t, e, fastConfig(), pluginhost.HostConfig{})
+	js := e.client.JetStream()
+	var ids []string
+	for i := 0; i < 3; i++ {
+		ack, err := js.Publish(ctx(t), fmt.Sprintf("omniq.tasks.made-up-%d", i), []byte("x"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, fmt.Sprintf("OMNIQ_TASKS-%d", ack.Sequence))
+	}
+	for _, id := range ids {
+		waitFor(t, e, id, models.StatusFailed, 30*time.Second)
+	}
+	tr.WaitCounter(t, "omniq_dead_lettered_total", map[string]string{"function": "_unserved", "error_type": models.ErrorTypeUnknownFunction}, 3, 30*time.Second)
+	mfs, err := tr.Registry.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		for _, m := range mf.GetMetric() {
+			for _, lp := range m.GetLabel() {
+				if strings.HasPrefix(lp.GetValue(), "made-up-") {
+					t.Errorf("%s has a series for the made-up function %q", mf.GetName(), lp.GetValue())
+				}
+			}
+		}
 	}
 }

@@ -261,6 +261,7 @@ func TestQuarantinedPluginMakesTasksWaitThenFailAsUnavailable(t *testing.T) {
 	}
 	m := nats.NewMsg("omniq.tasks.fail")
 	m.Header.Set(jetstream.HeaderTaskID, old.ID)
+	m.Header.Set("Nats-Msg-Id", old.ID)
 	m.Data = []byte(`{}`)
 	if _, err := e.client.JetStream().PublishMsg(ctx(t), m); err != nil {
 		t.Fatal(err)

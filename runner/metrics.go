@@ -8,6 +8,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/omniq/omniq/jetstream"
+	"github.com/omniq/omniq/models"
 	"github.com/omniq/omniq/runner/pluginhost"
 )
 
@@ -167,6 +168,20 @@ func (m *Metrics) retried(fn, errType string) {
 	if m != nil {
 		m.retries.WithLabelValues(fn, errType).Inc()
 	}
+}
+
+// unservedLabel is the function label of the tasks of functions no runner
+// serves: their names are whatever a submitter publishes, and a series
+// each would let a submitter grow the runner's memory, and every
+// scraper's, without bound.
+const unservedLabel = "_unserved"
+
+// metricFunction is the function label for a task that failed with te.
+func metricFunction(fn string, te models.TaskError) string {
+	if te.ErrorType == models.ErrorTypeUnknownFunction {
+		return unservedLabel
+	}
+	return fn
 }
 
 func (m *Metrics) deadLettered(fn, errType string) {

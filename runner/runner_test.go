@@ -167,6 +167,7 @@ func TestMalformedTaskIsInvalidAndDoesNotBlockTheQueue(t *testing.T) {
 	startRunner(t, e, fastConfig(), pluginhost.HostConfig{})
 	bad := &nats.Msg{Subject: "omniq.tasks.echo", Header: nats.Header{}, Data: []byte("x")}
 	bad.Header.Set(jetstream.HeaderTaskID, "bad-retries")
+	bad.Header.Set("Nats-Msg-Id", "bad-retries")
 	bad.Header.Set(jetstream.HeaderMaxRetries, "many")
 	if _, err := e.client.JetStream().PublishMsg(ctx(t), bad); err != nil {
 		t.Fatal(err)

@@ -25,6 +25,7 @@ func TestOversizePayloadIsDeadLetteredWithItsPayload(t *testing.T) {
 	payload := bytes.Repeat([]byte("p"), 1<<20+64<<10-200)
 	m := &nats.Msg{Subject: "omniq.tasks.fail", Header: nats.Header{}, Data: payload}
 	m.Header.Set(jetstream.HeaderTaskID, "huge")
+	m.Header.Set("Nats-Msg-Id", "huge")
 	if _, err := e.client.JetStream().PublishMsg(ctx(t), m); err != nil {
 		t.Fatal(err)
 	}
@@ -115,6 +116,7 @@ func TestOversizeHeadersAreDeadLettered(t *testing.T) {
 	startRunner(t, e, fastConfig(), pluginhost.HostConfig{})
 	m := &nats.Msg{Subject: "omniq.tasks.echo", Header: nats.Header{}, Data: []byte("x")}
 	m.Header.Set(jetstream.HeaderTaskID, "fat-headers")
+	m.Header.Set("Nats-Msg-Id", "fat-headers")
 	m.Header.Set("X-Fat", strings.Repeat("h", 60<<10))
 	if _, err := e.client.JetStream().PublishMsg(ctx(t), m); err != nil {
 		t.Fatal(err)
@@ -152,6 +154,7 @@ func TestFailedTaskIsNotAckedBeforeItsDeadLetterEntryIsWritten(t *testing.T) {
 	}
 	m := &nats.Msg{Subject: "omniq.tasks.echo", Header: nats.Header{}, Data: []byte("x")}
 	m.Header.Set(jetstream.HeaderTaskID, "dlq-down")
+	m.Header.Set("Nats-Msg-Id", "dlq-down")
 	m.Header.Set(jetstream.HeaderMaxRetries, "zero") // invalid: fails without running
 	if _, err := js.PublishMsg(ctx(t), m); err != nil {
 		t.Fatal(err)

@@ -604,7 +604,7 @@ func (r *Runner) deadLetter(ctx context.Context, log logrus.FieldLogger, tm *jet
 		_ = msg.NakWithDelay(5 * time.Second)
 		return
 	}
-	r.cfg.Metrics.deadLettered(tm.Function, te.ErrorType)
+	r.cfg.Metrics.deadLettered(metricFunction(tm.Function, te), te.ErrorType)
 	_ = msg.Ack()
 }
 
@@ -650,7 +650,7 @@ func (r *Runner) failWithoutRunning(ctx context.Context, log logrus.FieldLogger,
 				return
 			}
 			log.WithField("status", v.Task.Status).Warn("dropped a bad copy of another task: " + te.Message)
-			r.cfg.Metrics.refused(tm.Function, "bad_copy")
+			r.cfg.Metrics.refused(metricFunction(tm.Function, te), "bad_copy")
 			_ = msg.Ack()
 			return
 		default:

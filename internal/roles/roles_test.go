@@ -2,6 +2,7 @@ package roles_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
@@ -110,6 +111,9 @@ type env struct {
 	admin                       *client // all permissions: stands for another tenant
 	submitter, operator, runner *client
 	cfg                         jetstream.Config
+	// connect opens another connection with the login of name (a role or
+	// "admin") and inbox prefix inbox ("" for _INBOX).
+	connect func(name, inbox string) *client
 }
 
 func ctx(t *testing.T) context.Context { return omniqtest.Context(t) }
@@ -179,6 +183,7 @@ func start(t *testing.T, cfg jetstream.Config) *env {
 	e.operator = connect("operator", roles.OperatorInboxPrefix)
 	e.runner = connect("runner", roles.RunnerInboxPrefix)
 	e.admin = connect("admin", "")
+	e.connect = connect
 	e.provision(t)
 	return e
 }
@@ -793,5 +798,189 @@ func TestStateReadsSurviveAReaderTakingEveryConsumer(t *testing.T) {
 	}
 	if errs := append(e.submitter.errors(), e.operator.errors()...); len(errs) != 0 {
 		t.Fatalf("permission errors: %v", errs)
+	}
+}
+
+// A submitter may subscribe to _INBOX.>, so it sees the deliver subject of
+// another submitter's watch (in the reply that created its consumer), and it
+// may create push consumers on the state bucket, whose deliver subject
+// nats-server does not check against the creator's permissions. With both,
+// it can deliver the record of a task of its own choosing (here one it
+// finished with the result it wanted) into that watch. A watch of one task
+// must report only that task's records: `submit --wait` and `watch ID` would
+// otherwise print the attacker's task as the outcome of the victim's.
+func TestAWatchOfOneTaskReportsNoOtherTasksRecord(t *testing.T) {
+	t.Parallel()
+	e := start(t, jetstream.Config{})
+	bucket := "KV_" + e.cfg.StateBucket
+	keyPrefix := "$KV." + e.cfg.StateBucket + "."
+	rc, err := jetstream.Open(ctx(t), e.runner.nc, e.cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now().UTC()
+	if _, err := rc.State().Create(ctx(t), &models.Task{ID: "theirs", Function: "echo", Status: models.StatusSucceeded, Attempt: 1, MaxRetries: 3,
+		Result: []byte("approved"), CreatedAt: now, StartedAt: now, FinishedAt: now, UpdatedAt: now}); err != nil {
+		t.Fatal(err)
+	}
+
+	attacker := e.submitter
+	inboxes, err := attacker.nc.SubscribeSync("_INBOX.>")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := attacker.nc.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	victim := e.connect("submitter", "")
+	vc, err := jetstream.Open(ctx(t), victim.nc, e.cfg)
+	if err != nil {
+		t.Fatalf("victim: open: %v", err)
+	}
+	wctx, cancel := context.WithCancel(ctx(t))
+	defer cancel()
+	events, err := vc.State().Watch(wctx, "mine")
+	if err != nil {
+		t.Fatalf("victim: watch: %v", err)
+	}
+
+	// The attacker reads the victim's consumer from the reply that created it.
+	_, victims := consumerSeenOnInboxes(t, inboxes, keyPrefix+"mine")
+	deliver, _ := victims["deliver_subject"].(string)
+	req, _ := json.Marshal(map[string]any{"stream_name": bucket, "config": map[string]any{
+		"deliver_subject": deliver, "ack_policy": "none", "deliver_policy": "last_per_subject",
+		"filter_subject": keyPrefix + "theirs", "inactive_threshold": int64(time.Minute),
+	}})
+	reply, err := attacker.nc.RequestWithContext(ctx(t), "$JS.API.CONSUMER.CREATE."+bucket, req)
+	if err != nil {
+		t.Fatalf("attacker: create a push consumer: %v", err)
+	}
+	var created struct {
+		Name  string `json:"name"`
+		Error *struct {
+			Description string `json:"description"`
+		} `json:"error"`
+	}
+	if err := json.Unmarshal(reply.Data, &created); err != nil || created.Error != nil {
+		t.Fatalf("attacker: create a push consumer delivering to %q: %s", deliver, reply.Data)
+	}
+	// Delivered into the victim's watch before the victim's task has a record.
+	omniqtest.Eventually(t, 15*time.Second, "the attacker's consumer to deliver", func() bool {
+		m, err := attacker.nc.RequestWithContext(ctx(t), "$JS.API.CONSUMER.INFO."+bucket+"."+created.Name, nil)
+		var info struct {
+			Delivered struct {
+				Consumer uint64 `json:"consumer_seq"`
+			} `json:"delivered"`
+		}
+		return err == nil && json.Unmarshal(m.Data, &info) == nil && info.Delivered.Consumer == 1
+	})
+	if _, err := rc.State().Create(ctx(t), &models.Task{ID: "mine", Function: "echo", Status: models.StatusPending, MaxRetries: 3,
+		CreatedAt: now, UpdatedAt: now}); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case ev := <-events:
+		if ev.ID != "mine" || ev.Record.Task == nil || ev.Record.Task.ID != "mine" {
+			t.Fatalf("the watch of task mine reported task %q (record %+v): another submitter chose what it saw", ev.ID, ev.Record.Task)
+		}
+	case <-ctx(t).Done():
+		t.Fatal("the watch of task mine never reported its record")
+	}
+	cancel()
+	for range events {
+	}
+}
+
+// consumerSeenOnInboxes reads sub (a subscription to _INBOX.>) until it
+// sees the reply that created a consumer filtered on filter, and returns
+// the consumer's name and config.
+func consumerSeenOnInboxes(t *testing.T, sub *nats.Subscription, filter string) (string, map[string]any) {
+	t.Helper()
+	for {
+		m, err := sub.NextMsgWithContext(ctx(t))
+		if err != nil {
+			t.Fatalf("no consumer filtered on %s seen on _INBOX.>: %v", filter, err)
+		}
+		var created struct {
+			Type   string         `json:"type"`
+			Name   string         `json:"name"`
+			Config map[string]any `json:"config"`
+		}
+		if json.Unmarshal(m.Data, &created) != nil || created.Type != "io.nats.jetstream.api.v1.consumer_create_response" {
+			continue
+		}
+		if f, _ := created.Config["filter_subject"].(string); f == filter {
+			return created.Name, created.Config
+		}
+	}
+}
+
+// The same view of another submitter's inbox gives the name and config of
+// its watch's consumer, which a submitter may change (a consumer create
+// with the same name is an update) or delete. Filtered on a key no task
+// has, the consumer goes on sending heartbeats and nothing else; the watch
+// must still report the task's next record (its own read of the record
+// now and then finds it).
+func TestAWatchOfOneTaskOutlivesAnotherClientChangingItsConsumer(t *testing.T) {
+	t.Parallel()
+	e := start(t, jetstream.Config{})
+	bucket := "KV_" + e.cfg.StateBucket
+	keyPrefix := "$KV." + e.cfg.StateBucket + "."
+	rc, err := jetstream.Open(ctx(t), e.runner.nc, e.cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now().UTC()
+	rec, err := rc.State().Create(ctx(t), &models.Task{ID: "mine", Function: "echo", Status: models.StatusPending, MaxRetries: 3, CreatedAt: now, UpdatedAt: now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	attacker := e.submitter
+	inboxes, err := attacker.nc.SubscribeSync("_INBOX.>")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := attacker.nc.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	victim := e.connect("submitter", "")
+	vc, err := jetstream.Open(ctx(t), victim.nc, e.cfg)
+	if err != nil {
+		t.Fatalf("victim: open: %v", err)
+	}
+	wctx, cancel := context.WithCancel(ctx(t))
+	defer cancel()
+	events, err := vc.State().Watch(wctx, "mine")
+	if err != nil {
+		t.Fatalf("victim: watch: %v", err)
+	}
+	if ev := <-events; ev.ID != "mine" || ev.Record.Task == nil || ev.Record.Task.Status != models.StatusPending {
+		t.Fatalf("victim: first event %+v, want task mine pending", ev)
+	}
+
+	name, cfg := consumerSeenOnInboxes(t, inboxes, keyPrefix+"mine")
+	cfg["filter_subject"] = keyPrefix + "nothing-here"
+	req, _ := json.Marshal(map[string]any{"stream_name": bucket, "config": cfg})
+	reply, err := attacker.nc.RequestWithContext(ctx(t), "$JS.API.CONSUMER.CREATE."+bucket+"."+name, req)
+	if err != nil {
+		t.Fatalf("attacker: update the victim's consumer: %v", err)
+	}
+	if !strings.Contains(string(reply.Data), `"filter_subject":"`+keyPrefix+`nothing-here"`) {
+		t.Fatalf("attacker: update of the victim's consumer %s: %s", name, reply.Data)
+	}
+
+	if _, err := rc.State().Transition(ctx(t), rec, models.StatusRunning, time.Now(), func(t *models.Task) { t.Attempt = 1 }); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case ev := <-events:
+		if ev.ID != "mine" || ev.Record.Task == nil || ev.Record.Task.Status != models.StatusRunning {
+			t.Fatalf("victim: next event %+v, want task mine running", ev)
+		}
+	case <-time.After(60 * time.Second):
+		t.Fatal("victim: the watch of task mine never reported it running: another submitter stalled it by changing its consumer")
+	}
+	cancel()
+	for range events {
 	}
 }
