@@ -289,7 +289,7 @@ func testRunnerWaitsForNATS(t *testing.T, port int, free func()) {
 	readyCh := make(chan runnercmd.Ready, 1)
 	done := make(chan int, 1)
 	go func() {
-		done <- runnercmd.Main(ctx, nil, []string{"--nats-url", url}, env(map[string]string{"OMNIQ_PLUGINS_DIR": pluginsDir(t)}), logs,
+		done <- runnercmd.Main(ctx, nil, []string{"--nats-url", url}, env(map[string]string{"OMNIQ_PLUGINS_DIR": pluginsDir(t)}), io.Discard, logs,
 			func(r runnercmd.Ready) { readyCh <- r })
 	}()
 	omniqtest.Eventually(t, 30*time.Second, "the runner to say it waits for NATS", func() bool {
@@ -327,7 +327,7 @@ func TestSignalWhileWaitingForNATSExitsCleanly(t *testing.T) {
 	done := make(chan int, 1)
 	go func() {
 		done <- runnercmd.Main(ctx, nil, []string{"--nats-url", fmt.Sprintf("nats://127.0.0.1:%d", freePort(t))},
-			env(map[string]string{"OMNIQ_PLUGINS_DIR": t.TempDir()}), logs, func(runnercmd.Ready) { t.Error("the runner started") })
+			env(map[string]string{"OMNIQ_PLUGINS_DIR": t.TempDir()}), io.Discard, logs, func(runnercmd.Ready) { t.Error("the runner started") })
 	}()
 	omniqtest.Eventually(t, 30*time.Second, "the runner to wait for NATS", func() bool {
 		return strings.Contains(logs.String(), "NATS is not reachable; waiting")

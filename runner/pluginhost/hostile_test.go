@@ -43,8 +43,8 @@ func TestAPluginFloodingItsStdioStreamWaitsForTheRunner(t *testing.T) {
 	log := logrus.New()
 	log.Out = &logs
 	s := startSupervisor(t, brokerFloodPkg, pluginhost.Config{Process: pluginhost.ProcessConfig{Logger: log}})
-	// 4 MiB in lines of 1 KiB.
-	if out := s.Execute(ctx(t), req("f", "stdout", "4096"), time.Now().Add(50*time.Second), nil); out.Failure != nil || string(out.Output) != "written" {
+	// 16 MiB in lines of 1 KiB: past the first 4 MiB read at once.
+	if out := s.Execute(ctx(t), req("f", "stdout", "16384"), time.Now().Add(50*time.Second), nil); out.Failure != nil || string(out.Output) != "written" {
 		t.Fatalf("stdout: %+v %q", out.Failure, out.Output)
 	}
 	eventually(t, 20*time.Second, "the log to say the plugin's writes wait", func() bool {

@@ -29,12 +29,16 @@ const unreadableHclog = "(unreadable hclog entry) "
 // when it is a JSON object) before the log's rate limit drops it: a
 // plugin flooding its stderr took 0.7 of a CPU of the runner (70 MB/s of
 // short lines, or 8 MB/s of JSON ones) for as long as it liked. At these
-// rates a flood costs the runner a few percent of a CPU.
+// rates a flood costs the runner under a tenth of a CPU, while a plugin
+// that logs a few lines a task at the runner's full rate (tens of
+// thousands of lines a second) is never held back: at 1 MiB a second and
+// 256 bytes a line, one 100-byte line a task capped a plugin at 4,096
+// tasks a second, below what one runner drains.
 const (
-	stderrReadRate  = 1 << 20
-	stderrReadBurst = 1 << 20
+	stderrReadRate  = 4 << 20
+	stderrReadBurst = 4 << 20
 	stderrReadDebt  = 64 << 10
-	stderrLineCost  = 256
+	stderrLineCost  = 64
 	stderrJSONCost  = 4
 )
 
@@ -108,7 +112,7 @@ func (g *readBudget) throttle(cost int) {
 	}
 	if !g.flood {
 		g.flood = true
-		g.log.Warn("the plugin writes to its " + g.what + " faster than the runner reads it (1 MiB a second): its writes wait until it slows down")
+		g.log.Warn("the plugin writes to its " + g.what + " faster than the runner reads it (4 MiB a second): its writes wait until it slows down")
 	}
 	wait := time.Duration(-g.tokens / stderrReadRate * float64(time.Second))
 	time.Sleep(wait) // a fraction of a second; the plugin's pipe fills meanwhile
