@@ -1,8 +1,10 @@
 package jetstream
 
 import (
+	"context"
 	"errors"
 	"testing"
+	"time"
 
 	natsjs "github.com/nats-io/nats.go/jetstream"
 )
@@ -66,5 +68,24 @@ func TestTakenBefore(t *testing.T) {
 		if got := takenBefore(tc.ack, tc.tries); got != tc.want {
 			t.Errorf("takenBefore(%+v, %d) = %v, want %v", tc.ack, tc.tries, got, tc.want)
 		}
+	}
+}
+
+// pastDeadline is a context whose deadline has passed while its timer has
+// not yet fired: Done is open and Err is nil, as a context.WithTimeout's
+// are for a moment after its deadline.
+type pastDeadline struct{ context.Context }
+
+func (pastDeadline) Deadline() (time.Time, bool) { return time.Now().Add(-time.Millisecond), true }
+func (pastDeadline) Done() <-chan struct{}       { return nil }
+func (pastDeadline) Err() error                  { return nil }
+
+// A write whose context's deadline has passed fails, and is not sent: it
+// was reported done, unsent, while the context's timer had not fired.
+func TestAWriteAtAPassedDeadlineFailsUnsent(t *testing.T) {
+	ran := false
+	err := retryTransientTimed(pastDeadline{context.Background()}, func(time.Duration) error { ran = true; return nil })
+	if !errors.Is(err, context.DeadlineExceeded) || ran {
+		t.Fatalf("err = %v, op ran = %v; want context.DeadlineExceeded and op not run", err, ran)
 	}
 }
