@@ -588,3 +588,64 @@ func TestMadeUpFunctionNamesAddNoMetricSeries(t *testing.T) {
 		}
 	}
 }
+
+// A sweep whose time (SweepInterval) runs out in the middle of a batch of
+// an unserved function's tasks puts the rest of the batch back for the
+// next sweep. Each used to be read anyway, failing and logging an error
+// ("cannot read task state": about a hundred lines each time a sweep ran
+// out); and a write that met the deadline was reported done unsent, so
+// the task was lost. Every task ends dead-lettered, none is lost.
+func TestASweepOutOfTimeMidBatchLosesNothingAndLogsNoReadErrors(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	logs := &omniqtest.Buffer{}
+	log := logrus.New()
+	log.Out = logs
+	cfg := fastConfig()
+	cfg.Logger = log
+	cfg.SweepInterval = 50 * time.Millisecond // far less than 3,000 tasks take
+	const tasks = 3000
+	js := e.client.JetStream()
+	for i := 0; i < tasks; i++ {
+		if _, err := js.PublishAsync("omniq.tasks.nosuchfn", []byte("x")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	select {
+	case <-js.PublishAsyncComplete():
+	case <-ctx(t).Done():
+		t.Fatal("publishes not acknowledged")
+	}
+	startRunner(t, e, cfg, pluginhost.HostConfig{Dir: omniqtest.PluginsDir(t, omniqtest.EchoPlugin)})
+	dlq, err := js.Stream(ctx(t), e.client.Config().DLQStream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 120*time.Second, "every task to be dead-lettered", func() bool {
+		info, err := dlq.Info(ctx(t))
+		return err == nil && info.State.Msgs >= tasks
+	})
+	tasksStream, err := js.Stream(ctx(t), e.client.Config().TasksStream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 30*time.Second, "the tasks stream to be empty", func() bool {
+		info, err := tasksStream.Info(ctx(t))
+		return err == nil && info.State.Msgs == 0
+	})
+	if info, _ := dlq.Info(ctx(t)); info.State.Msgs != tasks {
+		t.Fatalf("%d dead-letter entries, want %d", info.State.Msgs, tasks)
+	}
+	for seq := uint64(1); seq <= tasks; seq++ {
+		id := fmt.Sprintf("%s-%d", e.client.Config().TasksStream, seq)
+		if rec, err := e.client.State().Get(ctx(t), id); err != nil || rec.Task.Status != models.StatusFailed {
+			t.Fatalf("task %s: %+v, %v; want failed", id, rec.Task, err)
+		}
+	}
+	if !strings.Contains(logs.String(), "left for the next sweep") && !strings.Contains(logs.String(), "deadline") {
+		t.Logf("no sweep ran out of time: the machine swept %d tasks within %s", tasks, cfg.SweepInterval)
+	}
+	if n := strings.Count(logs.String(), "cannot read task state"); n > 0 {
+		t.Fatalf("%d errors reading task state after sweeps ran out of time; want none:\n%.3000s", n, logs.String())
+	}
+}

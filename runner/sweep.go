@@ -187,6 +187,13 @@ func (r *Runner) sweepFunction(ctx context.Context, stream, fn string, served []
 		got := 0
 		for m := range batch.Messages() {
 			got++
+			if ctx.Err() != nil {
+				// Out of the sweep's time: the rest of the batch goes
+				// back for the next sweep, unread (each read would fail
+				// and log an error).
+				_ = m.Nak()
+				continue
+			}
 			meta, err := m.Metadata()
 			if err != nil {
 				_ = m.Nak()
@@ -201,14 +208,23 @@ func (r *Runner) sweepFunction(ctx context.Context, stream, fn string, served []
 			tm, perr := cfg.ParseTaskMessage(m.Subject(), m.Headers(), m.Data(), meta.Stream, meta.Sequence.Stream)
 			log := r.log.WithFields(logrus.Fields{"task_id": tm.ID, "function": fn, "attempt": tm.Attempt})
 			te := newTaskError(models.ErrorTypeUnknownFunction, msg, "", 0, false)
+			// The sweep's time decides which tasks it starts, not where a
+			// started one stops: cut off between its reads and writes,
+			// the task would only be read again at the next sweep, after
+			// an error in the log.
+			mctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), opTimeout)
 			if tm.Retry && perr == nil {
-				r.failDueRetry(ctx, log, &tm, te, m, meta)
-				continue
+				r.failDueRetry(mctx, log, &tm, te, m, meta)
+			} else {
+				r.failWithoutRunning(mctx, log, &tm, te, m, meta)
 			}
-			r.failWithoutRunning(ctx, log, &tm, te, m, meta)
+			cancel()
 		}
 		if got == 0 {
 			return batch.Error()
+		}
+		if err := ctx.Err(); err != nil {
+			return err
 		}
 	}
 }
