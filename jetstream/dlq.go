@@ -56,10 +56,20 @@ type DeadTask struct {
 // Publishing is idempotent per task and attempt, so a runner that dies
 // between dead-lettering and acknowledging does not leave two entries.
 func (c *Client) DeadLetter(ctx context.Context, tm *TaskMessage, final models.TaskError, replays int) error {
+	_, err := c.DeadLetterOnce(ctx, tm, final, replays)
+	return err
+}
+
+// DeadLetterOnce is DeadLetter that also reports whether this call wrote
+// the entry: false when the entry of this attempt was already there (the
+// stream drops the repeat, within its dedupe window), as when a runner
+// makes sure of an entry it may not have written. A count of tasks
+// dead-lettered counts the calls that return true.
+func (c *Client) DeadLetterOnce(ctx context.Context, tm *TaskMessage, final models.TaskError, replays int) (bool, error) {
 	final.Bound() // so the entry fits in MaxDeadLetterBytes
 	errJSON, err := final.AppendJSON(nil)
 	if err != nil {
-		return fmt.Errorf("dead-letter %s: encode error: %w", tm.ID, err)
+		return false, fmt.Errorf("dead-letter %s: encode error: %w", tm.ID, err)
 	}
 	fn := tm.Function
 	if models.ValidateFunctionName(fn) != nil {
@@ -78,10 +88,14 @@ func (c *Client) DeadLetter(ctx context.Context, tm *TaskMessage, final models.T
 	h.Set(HeaderReplays, strconv.Itoa(replays))
 	msg := &nats.Msg{Subject: c.cfg.dlqSubject(fn, tm.ID), Header: h, Data: tm.Payload}
 	h.Set(natsjs.MsgIDHeader, fmt.Sprintf("%s.dead.%d.%d", tm.ID, replays, tm.Attempt))
-	if _, err := c.publish(ctx, msg); err != nil {
-		return fmt.Errorf("dead-letter %s: %w", tm.ID, err)
+	tries := 0
+	ack, err := publishAcked(ctx, c.nc, msg, &tries)
+	if err != nil {
+		return false, fmt.Errorf("dead-letter %s: %w", tm.ID, err)
 	}
-	return nil
+	// A duplicate on a retry is the first try's own entry, stored though
+	// its answer was lost (as for Submit).
+	return !takenBefore(ack, tries), nil
 }
 
 func (c *Client) dlqStream(ctx context.Context) (natsjs.Stream, error) {

@@ -257,14 +257,27 @@ func TestDeadLetterIsIdempotentPerAttempt(t *testing.T) {
 	e := newEnv(t, jetstream.Config{})
 	tm := &jetstream.TaskMessage{ID: "twice", Function: "f", Attempt: 3}
 	te := models.TaskError{ErrorType: "timeout", Message: "m", Timestamp: time.Now()}
-	for i := 0; i < 2; i++ {
-		if err := e.client.DeadLetter(ctx(t), tm, te, 0); err != nil {
-			t.Fatal(err)
+	// The second says it wrote nothing: a runner making sure of an entry
+	// counted it once more in omniq_dead_lettered_total (atk10 saw 3 for
+	// one task).
+	for i, want := range []bool{true, false} {
+		wrote, err := e.client.DeadLetterOnce(ctx(t), tm, te, 0)
+		if err != nil || wrote != want {
+			t.Fatalf("dead-letter %d: wrote = %v, %v; want %v", i+1, wrote, err, want)
 		}
+	}
+	if err := e.client.DeadLetter(ctx(t), tm, te, 0); err != nil {
+		t.Fatal(err)
 	}
 	page, _ := e.client.ListDead(ctx(t), jetstream.DeadFilter{})
 	if len(page.Tasks) != 1 {
-		t.Fatalf("%d entries after dead-lettering one attempt twice", len(page.Tasks))
+		t.Fatalf("%d entries after dead-lettering one attempt three times", len(page.Tasks))
+	}
+	// Another attempt of the task is an entry of its own.
+	next := *tm
+	next.Attempt = 4
+	if wrote, err := e.client.DeadLetterOnce(ctx(t), &next, te, 0); err != nil || !wrote {
+		t.Fatalf("dead-letter of the next attempt: wrote = %v, %v; want true", wrote, err)
 	}
 }
 

@@ -649,3 +649,50 @@ func TestASweepOutOfTimeMidBatchLosesNothingAndLogsNoReadErrors(t *testing.T) {
 		t.Fatalf("%d errors reading task state after sweeps ran out of time; want none:\n%.3000s", n, logs.String())
 	}
 }
+
+// A runner that finds a failed task's claimed message back makes sure of
+// the task's dead-letter entry, and counted the task in
+// omniq_dead_lettered_total once more although the entry was there (the
+// stream dropped the repeat): atk10 saw one task counted 3 times. Only an
+// entry written is counted.
+func TestMakingSureOfADeadLetterEntryDoesNotCountTheTaskAgain(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	ack, err := e.client.JetStream().Publish(ctx(t), "omniq.tasks.echo", []byte("x"), natsjs.WithMsgID("counted-once"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A runner failed the task, wrote its entry and died before
+	// acknowledging the message.
+	te := models.TaskError{ErrorType: "handler_error", Message: "it broke", Timestamp: time.Now()}
+	task := models.NewTask("counted-once", "echo", 0, 0, time.Now())
+	task.Status, task.Attempt = models.StatusRunning, 1
+	task.ClaimSequence, task.ClaimDelivery, task.ClaimStream = ack.Sequence, 1, ack.Stream
+	rec, err := e.client.State().Create(ctx(t), task)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.client.State().Transition(ctx(t), rec, models.StatusFailed, time.Now(), func(t *models.Task) { t.RecordError(te) }); err != nil {
+		t.Fatal(err)
+	}
+	tm := &jetstream.TaskMessage{ID: "counted-once", Function: "echo", Attempt: 1, Payload: []byte("x")}
+	if err := e.client.DeadLetter(ctx(t), tm, te, 0); err != nil {
+		t.Fatal(err)
+	}
+	tr := startRunner(t, e, fastConfig(), pluginhost.HostConfig{Dir: omniqtest.PluginsDir(t, omniqtest.EchoPlugin)})
+	tasks, err := e.client.JetStream().Stream(ctx(t), ack.Stream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 30*time.Second, "the runner to settle the message", func() bool {
+		info, err := tasks.Info(ctx(t))
+		return err == nil && info.State.Msgs == 0
+	})
+	if n := tr.Counter(t, "omniq_dead_lettered_total", map[string]string{"function": "echo"}); n != 0 {
+		t.Fatalf("omniq_dead_lettered_total{function=echo} = %v after making sure of an entry already written, want 0", n)
+	}
+	page, err := e.client.ListDead(ctx(t), jetstream.DeadFilter{Function: "echo"})
+	if err != nil || len(page.Tasks) != 1 {
+		t.Fatalf("dead-letter entries = %d, %v; want the one", len(page.Tasks), err)
+	}
+}

@@ -313,13 +313,16 @@ func (r *Runner) sweepMalformed(ctx context.Context, subject string) error {
 		if _, err := r.client.State().Create(ctx, t); err != nil && !errors.Is(err, jetstream.ErrTaskExists) {
 			return err
 		}
-		if err := r.client.DeadLetter(ctx, &tm, te, 0); err != nil {
+		wrote, err := r.client.DeadLetterOnce(ctx, &tm, te, 0)
+		if err != nil {
 			return err
 		}
 		if err := stream.DeleteMsg(ctx, m.Sequence); err != nil && !errors.Is(err, natsjs.ErrMsgNotFound) {
 			return err
 		}
-		r.cfg.Metrics.deadLettered(tm.Function, te.ErrorType)
+		if wrote {
+			r.cfg.Metrics.deadLettered(tm.Function, te.ErrorType)
+		}
 		r.log.WithFields(logrus.Fields{"task_id": tm.ID, "subject": m.Subject}).Warn("task dead-lettered without running: " + te.Message)
 	}
 	return nil

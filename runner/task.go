@@ -599,12 +599,15 @@ func (r *Runner) failCorrupt(ctx context.Context, log logrus.FieldLogger, tm *je
 // fails the message comes back and the entry is published then.
 func (r *Runner) deadLetter(ctx context.Context, log logrus.FieldLogger, tm *jetstream.TaskMessage, te models.TaskError, replays int, msg natsjs.Msg) {
 	traceTaskError(ctx, te)
-	if err := r.client.DeadLetter(ctx, tm, te, replays); err != nil {
+	wrote, err := r.client.DeadLetterOnce(ctx, tm, te, replays)
+	if err != nil {
 		log.WithError(err).Error("cannot dead-letter the task; trying again shortly")
 		_ = msg.NakWithDelay(5 * time.Second)
 		return
 	}
-	r.cfg.Metrics.deadLettered(metricFunction(tm.Function, te), te.ErrorType)
+	if wrote { // not an entry an earlier try of this task wrote
+		r.cfg.Metrics.deadLettered(metricFunction(tm.Function, te), te.ErrorType)
+	}
 	_ = msg.Ack()
 }
 
