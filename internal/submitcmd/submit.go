@@ -214,7 +214,7 @@ func (c *cli) submit(o *submitOpts, wait bool, args []string) error {
 	}
 	res, err := client.Submit(c.ctx, req)
 	if errors.Is(err, jetstream.ErrDuplicateTask) {
-		return &statusError{code: exitFailed, msg: fmt.Sprintf("duplicate id: %v (pick another --id, or `omniq-submit status %s`)", err, res.ID)}
+		return &statusError{code: exitFailed, msg: fmt.Sprintf("%v (pick another --id, or `omniq-submit status %s`)", err, res.ID)}
 	}
 	if err != nil {
 		return err

@@ -147,7 +147,7 @@ func TestSubmitErrorsNameTheProblem(t *testing.T) {
 	o.run("", "--bogus").want(t, 2, "", "unknown flag: --bogus")
 	o.run("").want(t, 2, "", "Usage:")
 	o.run("", "echo", "x", "--id", "dup").want(t, 0, "dup", "")
-	o.run("", "echo", "y", "--id", "dup").want(t, 1, "", "duplicate id")
+	o.run("", "echo", "y", "--id", "dup").want(t, 1, "", "omniq-submit: duplicate task id: dup ")
 	// --force queues a task for a function nobody serves yet.
 	o.run("", "later_fn", "x", "--force", "--id", "forced").want(t, 0, "forced", "")
 }
