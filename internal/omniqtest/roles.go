@@ -19,6 +19,20 @@ import (
 // credentials.SeedFile(data, role) and the role's inbox prefix.
 func StartRoleServer(t testing.TB, data string) *embedded.Server {
 	t.Helper()
+	srv, err := embedded.Start(embedded.Config{StoreDir: t.TempDir(), Port: -1, NKeys: RoleUsers(t, data)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = srv.Shutdown(context.Background()) })
+	return srv
+}
+
+// RoleUsers creates the role logins (runner, operator, submitter) in data
+// and returns them as server users with each role's permissions for
+// OmniQ's default names, for a test server set up otherwise than
+// StartRoleServer's (TLS, say).
+func RoleUsers(t testing.TB, data string) []*server.NkeyUser {
+	t.Helper()
 	keys, err := credentials.Ensure(data, "runner", "operator", "submitter")
 	if err != nil {
 		t.Fatal(err)
@@ -35,10 +49,5 @@ func StartRoleServer(t testing.TB, data string) *embedded.Server {
 		}
 		users = append(users, &server.NkeyUser{Nkey: k.Public, Permissions: p})
 	}
-	srv, err := embedded.Start(embedded.Config{StoreDir: t.TempDir(), Port: -1, NKeys: users})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = srv.Shutdown(context.Background()) })
-	return srv
+	return users
 }

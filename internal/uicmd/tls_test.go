@@ -12,8 +12,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats-server/v2/server"
-
 	"github.com/omniq/omniq/internal/credentials"
 	"github.com/omniq/omniq/internal/omniqtest"
 	"github.com/omniq/omniq/internal/roles"
@@ -30,23 +28,7 @@ func TestServesOverNATSWithTLSAndTheOperatorsLogin(t *testing.T) {
 	dir := t.TempDir()
 	cert, key, ca := omniqtest.WriteCerts(t, dir)
 	data := filepath.Join(dir, "data")
-	keys, err := credentials.Ensure(data, "runner", "operator", "submitter")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var users []*server.NkeyUser
-	for _, k := range keys {
-		r, err := roles.Parse(k.Role)
-		if err != nil {
-			t.Fatal(err)
-		}
-		p, err := roles.Permissions(r, jetstream.Config{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		users = append(users, &server.NkeyUser{Nkey: k.Public, Permissions: p})
-	}
-	srv, err := embedded.Start(embedded.Config{StoreDir: t.TempDir(), Port: -1, NKeys: users, TLSCertFile: cert, TLSKeyFile: key})
+	srv, err := embedded.Start(embedded.Config{StoreDir: t.TempDir(), Port: -1, NKeys: omniqtest.RoleUsers(t, data), TLSCertFile: cert, TLSKeyFile: key})
 	if err != nil {
 		t.Fatal(err)
 	}
