@@ -9,8 +9,8 @@ import (
 	"github.com/omniq/omniq/models"
 )
 
-// ErrAlreadyFinished: the task reached a terminal status before it could be
-// cancelled.
+// ErrAlreadyFinished is returned when the task reached a terminal status
+// before it could be cancelled.
 var ErrAlreadyFinished = errors.New("task already finished")
 
 // CancelSubject is the core NATS subject on which a cancellation of task id

@@ -35,7 +35,7 @@ const scanTimeout = 10 * time.Second
 // of a write: a backstop for writes its subscription missed.
 const watchPoll = time.Second
 
-// ErrStateScan: a direct get of the state bucket's stream failed.
+// ErrStateScan wraps the failure of a direct get of the state bucket's stream.
 var ErrStateScan = errors.New("read state bucket")
 
 // rawEntry is one message of the state bucket's stream, as a KV entry.

@@ -32,7 +32,7 @@ import (
 // Systems are the peers this command runs.
 var Systems = []string{"river", "asynq"}
 
-// Workloads, each matching a section of omniq-bench.
+// Workloads are the peer workloads, each matching a section of omniq-bench.
 var Workloads = []string{"backlog", "failure", "latency", "submit", "serial"}
 
 // Options configure one run; Parse documents each flag and its default.

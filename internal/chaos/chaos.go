@@ -26,7 +26,7 @@ import (
 	"github.com/sirupsen/logrus"
 )
 
-// Scenario names, in the order they run.
+// Scenarios are the scenario names, in the order they run.
 var Scenarios = []string{"runner-kill", "nats-kill", "leader-kill", "plugin-crash", "sigstop", "rolling-restart"}
 
 // ErrInvalidConfig is wrapped by every Config validation error.
