@@ -312,3 +312,38 @@ func TestCancelAndReplayThroughALaggingReplica(t *testing.T) {
 		}
 	}
 }
+
+// A connection leaves a server that stops answering (SIGSTOPped here; a
+// hung server, or one cut off by a partition that keeps its TCP
+// connections up, looks the same) for another server of the cluster. With
+// nats.go's default ping interval of 2 minutes, runners stayed on such a
+// server for minutes, running nothing.
+func TestConnectionLeavesAServerThatStopsAnswering(t *testing.T) {
+	t.Parallel()
+	if testing.Short() {
+		t.Skip("builds nats-server and runs three of them")
+	}
+	urls, procs := natsProcs(t)
+	var all []string
+	for _, u := range urls {
+		all = append(all, u)
+	}
+	clusterClient(t, strings.Join(all, ",")) // the cluster is up
+	nc, err := jetstream.Connect(jetstream.ConnConfig{URL: urls["n1"]})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	omniqtest.Eventually(t, 30*time.Second, "the other servers known to the connection", func() bool {
+		return len(nc.DiscoveredServers()) >= 2
+	})
+	if err := procs["n1"].Signal(syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	omniqtest.Eventually(t, 90*time.Second, "the connection on another server than the stopped n1", func() bool {
+		return nc.IsConnected() && nc.ConnectedServerName() != "n1"
+	})
+	if err := nc.Flush(); err != nil {
+		t.Fatalf("flush through %s: %v", nc.ConnectedServerName(), err)
+	}
+}
