@@ -61,7 +61,11 @@ const UnseenFunction = "_unseen"
 // and then stops the task where it runs.
 func (c *Client) RecordCancel(ctx context.Context, id string) (Record, models.TaskStatus, error) {
 	for try := 0; ; try++ {
-		rec, err := c.state.Get(ctx, id)
+		// From the leader: a replica's direct get can answer for a state
+		// the task has left (a replayed task as still failed, so "already
+		// finished"), and every try after a failed write would read the
+		// same lagging replica.
+		rec, err := c.state.GetFromLeader(ctx, id)
 		if errors.Is(err, ErrTaskNotFound) {
 			if stream, derived := c.cfg.derivedStream(id); derived {
 				// A record now would be a squat: the bare publish that

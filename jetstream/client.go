@@ -224,11 +224,18 @@ const errCodeInsufficientResources natsjs.ErrorCode = 10023
 
 // publishError wraps the failure to publish task id, saying so when the
 // server's storage is full: nats-server's own words ("insufficient
-// resources") do not say what ran out.
+// resources") do not say what ran out. A publish that no stream answered
+// in time says where to look: a server whose store cannot write (a full,
+// read-only or deleted data directory) stays silent rather than refusing,
+// as does a stream without a leader.
 func publishError(id string, err error) error {
 	var apiErr *natsjs.APIError
 	if errors.As(err, &apiErr) && apiErr.ErrorCode == errCodeInsufficientResources {
 		return fmt.Errorf("publish task %s: the NATS server's JetStream storage is full (free space or raise its max_file_store, then try again): %w", id, err)
+	}
+	if errors.Is(err, nats.ErrTimeout) || errors.Is(err, context.DeadlineExceeded) {
+		return fmt.Errorf("publish task %s: no acknowledgement from the stream (it may have no leader, or its server cannot write its store: "+
+			"see the server's log, or the runner's for the embedded one; the task may have been stored, and submitting it again with the same id is safe): %w", id, err)
 	}
 	return fmt.Errorf("publish task %s: %w", id, err)
 }

@@ -51,8 +51,21 @@ type ConnConfig struct {
 	Logger logrus.FieldLogger
 }
 
+// pingInterval is how often a connection pings its server; after
+// maxPingsOut pings unanswered it is stale, and reconnects (to another
+// server of a cluster when there is one). nats.go's default of 2 minutes
+// left a runner on a server that stopped answering (hung, or cut off by a
+// partition that keeps its TCP connections up) for 4 to 6 minutes, running
+// nothing; this leaves it after 20 to 30 seconds, long enough for a busy
+// server's pause not to count.
+const (
+	pingInterval = 10 * time.Second
+	maxPingsOut  = 2
+)
+
 // Connect dials the server(s) in cfg with the configured authentication. The
-// connection reconnects forever after it was once established; every
+// connection reconnects forever after it was once established, and leaves
+// a server that stops answering its pings for 20 to 30 seconds; every
 // disconnect, reconnect and asynchronous error is logged.
 func Connect(cfg ConnConfig) (*nats.Conn, error) {
 	if cfg.URL == "" {
@@ -87,6 +100,8 @@ func Connect(cfg ConnConfig) (*nats.Conn, error) {
 		nats.Timeout(cfg.ConnectTimeout),
 		nats.MaxReconnects(-1),
 		nats.ReconnectWait(time.Second),
+		nats.PingInterval(pingInterval),
+		nats.MaxPingsOutstanding(maxPingsOut),
 		nats.DisconnectErrHandler(func(nc *nats.Conn, err error) {
 			if nc.IsClosed() { // closed by its owner, not lost
 				log.WithField("url", lastURL.Load()).Debug("connection to NATS closed")

@@ -447,7 +447,7 @@ func (c *Client) recordReplay(ctx context.Context, rec Record, replay int) (Reco
 		if !errors.Is(err, ErrStaleRevision) {
 			return Record{}, fmt.Errorf("replay %s: %w (its message is published: the runner that claims it records the replay)", rec.Task.ID, err)
 		}
-		if rec, err = c.state.Get(ctx, rec.Task.ID); err != nil {
+		if rec, err = c.state.GetFromLeader(ctx, rec.Task.ID); err != nil {
 			return Record{}, fmt.Errorf("replay %s: %w (its message is published: the runner that claims it records the replay)", rec.Task.ID, err)
 		}
 	}
@@ -461,7 +461,10 @@ func (c *Client) recordReplay(ctx context.Context, rec Record, replay int) (Reco
 // ErrAlreadyReplayed, returning the record, when the task was replayed
 // since d was written (d is removed).
 func (c *Client) replayState(ctx context.Context, d DeadTask) (rec Record, reset bool, err error) {
-	rec, err = c.state.Get(ctx, d.ID)
+	// From the leader: a replica's direct get can answer for a state the
+	// task has left (a task that just failed as still running), and the
+	// entry would be refused for a disagreement that is not there.
+	rec, err = c.state.GetFromLeader(ctx, d.ID)
 	fail := func(err error) (Record, bool, error) { return Record{}, false, err }
 	switch {
 	case errors.Is(err, ErrTaskNotFound):

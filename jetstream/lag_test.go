@@ -56,6 +56,30 @@ func natsProcs(t *testing.T) (map[string]string, map[string]*os.Process) {
 	return urls, procs
 }
 
+// clusterClient connects to url (one server or a comma-separated list)
+// and provisions OmniQ with 3 replicas, waiting for the cluster to elect
+// its JetStream leader.
+func clusterClient(t *testing.T, url string) *jetstream.Client {
+	t.Helper()
+	nc, err := jetstream.Connect(jetstream.ConnConfig{URL: url})
+	for deadline := time.Now().Add(30 * time.Second); err != nil && time.Now().Before(deadline); {
+		time.Sleep(100 * time.Millisecond)
+		nc, err = jetstream.Connect(jetstream.ConnConfig{URL: url})
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	var client *jetstream.Client
+	omniqtest.Eventually(t, 60*time.Second, "JetStream on the cluster", func() bool {
+		try, cancel := context.WithTimeout(ctx(t), 5*time.Second)
+		defer cancel()
+		client, err = jetstream.New(try, nc, jetstream.Config{Replicas: 3})
+		return err == nil
+	})
+	return client
+}
+
 // GetFromLeader, on which the runner decides to acknowledge a message
 // unrun, sees every write acknowledged before it even through a server
 // whose replica of the state bucket was SIGSTOPped while the writes were
@@ -71,25 +95,7 @@ func TestGetFromLeaderThroughALaggingReplica(t *testing.T) {
 	for _, u := range urls {
 		all = append(all, u)
 	}
-	connect := func(url string) *jetstream.Client {
-		nc, err := jetstream.Connect(jetstream.ConnConfig{URL: url})
-		for deadline := time.Now().Add(30 * time.Second); err != nil && time.Now().Before(deadline); {
-			time.Sleep(100 * time.Millisecond)
-			nc, err = jetstream.Connect(jetstream.ConnConfig{URL: url})
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(nc.Close)
-		var client *jetstream.Client
-		omniqtest.Eventually(t, 60*time.Second, "JetStream on the cluster", func() bool {
-			try, cancel := context.WithTimeout(ctx(t), 5*time.Second)
-			defer cancel()
-			client, err = jetstream.New(try, nc, jetstream.Config{Replicas: 3})
-			return err == nil
-		})
-		return client
-	}
+	connect := func(url string) *jetstream.Client { return clusterClient(t, url) }
 	admin := connect(strings.Join(all, ","))
 	rec, err := admin.State().Create(ctx(t), models.NewTask("lagging", "f", 3, 0, time.Now()))
 	if err != nil {
@@ -161,5 +167,183 @@ func TestGetFromLeaderThroughALaggingReplica(t *testing.T) {
 			t.Fatalf("round %d: GetFromLeader through %s (its replica stopped while %s took the writes) read revision %d, want the last acknowledged, %d",
 				round, follower, leader, got.rec.Revision, rec.Revision)
 		}
+	}
+}
+
+// A cancellation and a replay decide on the task's state and then write it
+// with a compare-and-swap: read from a replica that lags, they answered
+// for a state the task had left. A task replayed a moment ago was "already
+// finished: failed" to a cancel, and a task that had just failed and been
+// dead-lettered was refused for replay ("its state is running ...:
+// illegal transition"), both through a server whose replica of the state
+// bucket was SIGSTOPped while the task moved on. They read the state from
+// the bucket's leader, as the runner does before a decision.
+func TestCancelAndReplayThroughALaggingReplica(t *testing.T) {
+	t.Parallel()
+	if testing.Short() {
+		t.Skip("builds nats-server and runs three of them")
+	}
+	urls, procs := natsProcs(t)
+	var all []string
+	for _, u := range urls {
+		all = append(all, u)
+	}
+	admin := clusterClient(t, strings.Join(all, ","))
+	// The stopped server leads neither the state bucket nor the
+	// dead-letter stream, so the writes the test makes meanwhile go on.
+	leaders := map[string]bool{}
+	for _, name := range []string{"KV_OMNIQ_STATE", "OMNIQ_DLQ"} {
+		s, err := admin.JetStream().Stream(ctx(t), name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		leaders[s.CachedInfo().Cluster.Leader] = true
+	}
+	lead, _ := admin.JetStream().Stream(ctx(t), "KV_OMNIQ_STATE")
+	leader, follower := lead.CachedInfo().Cluster.Leader, ""
+	for _, n := range []string{"n1", "n2", "n3"} {
+		if !leaders[n] {
+			follower = n
+		}
+	}
+	writer, reader := clusterClient(t, urls[leader]), clusterClient(t, urls[follower])
+	filler, err := writer.State().Create(ctx(t), models.NewTask("filler", "f", 0, 0, time.Now()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	running := func(id string) jetstream.Record {
+		task := models.NewTask(id, "f", 0, 0, time.Now())
+		task.Status, task.Attempt = models.StatusRunning, 1
+		rec, err := writer.State().Create(ctx(t), task)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return rec
+	}
+	fail := func(rec jetstream.Record) (jetstream.Record, models.TaskError) {
+		te, _ := models.NewTaskError(models.TaskError{ErrorType: "handler_error", Message: "it broke"})
+		rec, err := writer.State().Transition(ctx(t), rec, models.StatusFailed, time.Now(), func(t *models.Task) { t.RecordError(*te) })
+		if err != nil {
+			t.Fatal(err)
+		}
+		return rec, *te
+	}
+	deadLetter := func(rec jetstream.Record, te models.TaskError) {
+		tm := &jetstream.TaskMessage{ID: rec.Task.ID, Function: "f", Attempt: 1, MaxRetries: 0, HasMaxRetries: true, Payload: []byte("p")}
+		if err := writer.DeadLetter(ctx(t), tm, te, 0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for round := range 4 {
+		// Cancelled: a task failed and dead-lettered before the stop,
+		// replayed (back to pending) while the replica is stopped.
+		cid, rid := fmt.Sprintf("cancel-%d", round), fmt.Sprintf("replay-%d", round)
+		failed, te := fail(running(cid))
+		deadLetter(failed, te)
+		// Replayed: a task running before the stop, failed and
+		// dead-lettered while the replica is stopped.
+		run := running(rid)
+		omniqtest.Eventually(t, 30*time.Second, "the follower's replica up to date", func() bool {
+			c, cerr := reader.State().Get(ctx(t), cid)
+			r, rerr := reader.State().Get(ctx(t), rid)
+			return cerr == nil && rerr == nil && c.Revision == failed.Revision && r.Revision == run.Revision
+		})
+		if err := procs[follower].Signal(syscall.SIGSTOP); err != nil {
+			t.Fatal(err)
+		}
+		for end := time.Now().Add(time.Second); time.Now().Before(end); {
+			next := filler.Task.Clone()
+			next.UpdatedAt = next.UpdatedAt.Add(time.Millisecond)
+			written, err := writer.State().Replace(ctx(t), filler, next)
+			if errors.Is(err, jetstream.ErrStaleRevision) {
+				written, err = writer.State().GetFromLeader(ctx(t), "filler")
+			}
+			if err != nil {
+				_ = procs[follower].Signal(syscall.SIGCONT)
+				t.Fatal(err)
+			}
+			filler = written
+		}
+		next := failed.Task.Clone()
+		if err := next.Replay(time.Now()); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := writer.State().Replace(ctx(t), failed, next); err != nil {
+			_ = procs[follower].Signal(syscall.SIGCONT)
+			t.Fatal(err)
+		}
+		ranFailed, rte := fail(run)
+		deadLetter(ranFailed, rte)
+
+		type cancelled struct {
+			rec jetstream.Record
+			was models.TaskStatus
+			err error
+		}
+		type replayed struct {
+			res jetstream.ReplayResult
+			err error
+		}
+		cancels, replays := make(chan cancelled, 1), make(chan replayed, 1)
+		sent := reader.JetStream().Conn().Stats().OutMsgs
+		go func() {
+			rec, was, err := reader.RecordCancel(ctx(t), cid)
+			cancels <- cancelled{rec, was, err}
+		}()
+		go func() {
+			res, err := reader.ReplayVerified(ctx(t), rid)
+			replays <- replayed{res, err}
+		}()
+		omniqtest.Eventually(t, 10*time.Second, "both requests sent", func() bool {
+			return reader.JetStream().Conn().Stats().OutMsgs >= sent+2
+		})
+		if err := procs[follower].Signal(syscall.SIGCONT); err != nil {
+			t.Fatal(err)
+		}
+		c := <-cancels
+		if c.err != nil || c.was != models.StatusPending || c.rec.Task.Status != models.StatusCancelled {
+			t.Errorf("round %d: cancel %s (replayed, so pending) through %s while its replica lagged: status was %q, now %q, err %v; want pending, cancelled",
+				round, cid, follower, c.was, c.rec.Task.Status, c.err)
+		}
+		r := <-replays
+		if r.err != nil || r.res.Record.Task.Status != models.StatusPending || r.res.Record.Task.Replays != 1 {
+			t.Errorf("round %d: replay %s (failed and dead-lettered) through %s while its replica lagged: %+v, err %v; want pending after 1 replay",
+				round, rid, follower, r.res.Record.Task, r.err)
+		}
+	}
+}
+
+// A connection leaves a server that stops answering (SIGSTOPped here; a
+// hung server, or one cut off by a partition that keeps its TCP
+// connections up, looks the same) for another server of the cluster. With
+// nats.go's default ping interval of 2 minutes, runners stayed on such a
+// server for minutes, running nothing.
+func TestConnectionLeavesAServerThatStopsAnswering(t *testing.T) {
+	t.Parallel()
+	if testing.Short() {
+		t.Skip("builds nats-server and runs three of them")
+	}
+	urls, procs := natsProcs(t)
+	var all []string
+	for _, u := range urls {
+		all = append(all, u)
+	}
+	clusterClient(t, strings.Join(all, ",")) // the cluster is up
+	nc, err := jetstream.Connect(jetstream.ConnConfig{URL: urls["n1"]})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	omniqtest.Eventually(t, 30*time.Second, "the other servers known to the connection", func() bool {
+		return len(nc.DiscoveredServers()) >= 2
+	})
+	if err := procs["n1"].Signal(syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	omniqtest.Eventually(t, 90*time.Second, "the connection on another server than the stopped n1", func() bool {
+		return nc.IsConnected() && nc.ConnectedServerName() != "n1"
+	})
+	if err := nc.Flush(); err != nil {
+		t.Fatalf("flush through %s: %v", nc.ConnectedServerName(), err)
 	}
 }

@@ -3,9 +3,11 @@ package jetstream
 import (
 	"context"
 	"errors"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	natsjs "github.com/nats-io/nats.go/jetstream"
 )
 
@@ -87,5 +89,25 @@ func TestAWriteAtAPassedDeadlineFailsUnsent(t *testing.T) {
 	err := retryTransientTimed(pastDeadline{context.Background()}, func(time.Duration) error { ran = true; return nil })
 	if !errors.Is(err, context.DeadlineExceeded) || ran {
 		t.Fatalf("err = %v, op ran = %v; want context.DeadlineExceeded and op not run", err, ran)
+	}
+}
+
+// A publish that no stream acknowledged in time (a store that cannot
+// write stays silent; so does a stream without a leader) says where to
+// look and that submitting again is safe, not only "nats: timeout".
+func TestPublishErrorOfASilentStreamSaysWhereToLook(t *testing.T) {
+	for _, cause := range []error{nats.ErrTimeout, context.DeadlineExceeded} {
+		err := publishError("t1", cause)
+		if !errors.Is(err, cause) {
+			t.Errorf("%v: %v does not wrap it", cause, err)
+		}
+		for _, want := range []string{"publish task t1", "no acknowledgement from the stream", "cannot write its store", "same id is safe"} {
+			if !strings.Contains(err.Error(), want) {
+				t.Errorf("%v: %q does not say %q", cause, err, want)
+			}
+		}
+	}
+	if err := publishError("t1", errors.New("other")); err.Error() != "publish task t1: other" {
+		t.Errorf("another error: %q", err)
 	}
 }

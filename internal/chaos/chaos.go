@@ -1,8 +1,8 @@
 // Package chaos is OmniQ's fault suite: it runs real nats-server and
 // omniq-runner processes with the bundled plugins, submits tasks with the
 // Go client, injects faults (runner SIGKILLs, a nats-server kill -9, a
-// stream leader's kill on a three-node R3 cluster, plugin crashes, a
-// SIGSTOPped runner) and counts, from the state bucket, the dead-letter
+// stream leader's kill or SIGSTOP on a three-node R3 cluster, plugin
+// crashes, a SIGSTOPped runner) and counts, from the state bucket, the dead-letter
 // stream and the handlers' own execution log, whether every task ended
 // exactly once. cmd/omniq-chaos is its command; docs/reliability.md has
 // the figures.
@@ -27,7 +27,7 @@ import (
 )
 
 // Scenarios are the scenario names, in the order they run.
-var Scenarios = []string{"runner-kill", "nats-kill", "leader-kill", "plugin-crash", "sigstop", "rolling-restart"}
+var Scenarios = []string{"runner-kill", "nats-kill", "leader-kill", "leader-stop", "plugin-crash", "sigstop", "rolling-restart"}
 
 // ErrInvalidConfig is wrapped by every Config validation error.
 var ErrInvalidConfig = errors.New("invalid chaos config")
@@ -51,9 +51,17 @@ type Config struct {
 	// ServerKills is how many times nats-kill kills the nats-server.
 	// Defaults to 2.
 	ServerKills int
-	// LeaderKills is how many times leader-kill kills the tasks stream's
-	// leader (whichever server leads it by then). Defaults to 2.
+	// LeaderKills is how many times leader-kill kills the leader of
+	// LeaderOf (whichever server leads it by then). Defaults to 2.
 	LeaderKills int
+	// LeaderOf names the stream whose leader leader-kill kills and
+	// leader-stop stops: "tasks" (the tasks stream) or "state" (the state
+	// bucket's stream). Defaults to "tasks".
+	LeaderOf string
+	// StopFor is how long leader-stop keeps the leader SIGSTOPped, cut off
+	// from the cluster and its clients as a partition would. Defaults to
+	// 20s.
+	StopFor time.Duration
 	// Down is how long a killed nats-server stays down. Defaults to 3s.
 	Down time.Duration
 	// AckWait is passed to the runners as --ack-wait when > 0; zero keeps
@@ -109,6 +117,12 @@ func (c Config) WithDefaults() Config {
 	if c.LeaderKills == 0 {
 		c.LeaderKills = 2
 	}
+	if c.LeaderOf == "" {
+		c.LeaderOf = "tasks"
+	}
+	if c.StopFor == 0 {
+		c.StopFor = 20 * time.Second
+	}
 	if c.Down == 0 {
 		c.Down = 3 * time.Second
 	}
@@ -160,6 +174,10 @@ func (c Config) validate() error {
 		return fmt.Errorf("%w: Work must be 0 to 1m, got %s", ErrInvalidConfig, c.Work)
 	case c.RunnerKills < 0 || c.RunnerKills > 20, c.ServerKills < 0 || c.ServerKills > 20, c.LeaderKills < 0 || c.LeaderKills > 20:
 		return fmt.Errorf("%w: kills must be 0 to 20, got runner %d, server %d, leader %d", ErrInvalidConfig, c.RunnerKills, c.ServerKills, c.LeaderKills)
+	case c.LeaderOf != "tasks" && c.LeaderOf != "state":
+		return fmt.Errorf("%w: LeaderOf must be \"tasks\" or \"state\", got %q", ErrInvalidConfig, c.LeaderOf)
+	case c.StopFor < 0 || c.StopFor > 5*time.Minute:
+		return fmt.Errorf("%w: StopFor must be 0 to 5m, got %s", ErrInvalidConfig, c.StopFor)
 	case c.Down < 0 || c.Down > 5*time.Minute:
 		return fmt.Errorf("%w: Down must be 0 to 5m, got %s", ErrInvalidConfig, c.Down)
 	case c.AckWait < 0 || c.Settle < time.Second || c.Quiet < 0:

@@ -25,6 +25,8 @@ func TestMainRefusesBadInput(t *testing.T) {
 		{[]string{"--sync", "sometimes"}, `Sync "sometimes"`},
 		{[]string{"--tasks", "-1"}, "Tasks must be 1 to 100000, got -1"},
 		{[]string{"--window", "10ms"}, "Window must be 1s to 1h"},
+		{[]string{"--leader-of", "dlq"}, `LeaderOf must be "tasks" or "state", got "dlq"`},
+		{[]string{"--stop-for", "-1s"}, "StopFor must be 0 to 5m, got -1s"},
 		{[]string{"--nats-server", "/nonexistent/nats-server"}, "NATSServer: /nonexistent/nats-server is not an executable file"},
 		{[]string{"extra"}, `unexpected argument "extra"`},
 		{[]string{"--no-such-flag"}, "flag provided but not defined"},
@@ -190,6 +192,54 @@ func TestRollingRestartScenario(t *testing.T) {
 	}
 	if len(r.Faults) != 2 || r.Faults[0].Kind != "runner SIGTERM" || r.Faults[0].Target != "r1-1" || r.Faults[1].Target != "r2-1" {
 		t.Errorf("faults = %+v, want a SIGTERM of r1-1, then of r2-1", r.Faults)
+	}
+	if left := leftovers(work, 5*time.Second); len(left) > 0 {
+		t.Fatalf("left running after the run: %v", left)
+	}
+}
+
+// leader-stop SIGSTOPs the server leading the stream --leader-of names
+// (here the state bucket's) and SIGCONTs it after --stop-for: every task
+// still ends once.
+func TestLeaderStopScenario(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds nats-server and runs a three-server cluster for a few seconds")
+	}
+	plugins := t.TempDir()
+	testbin.Copy(t, omniqtest.FaultsPlugin, plugins)
+	work := filepath.Join(t.TempDir(), "work")
+	for dir := filepath.Dir(work); dir != os.TempDir() && dir != "/"; dir = filepath.Dir(dir) {
+		if err := os.Chmod(dir, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cfg := Config{
+		Scenarios: []string{"leader-stop"}, LeaderOf: "state", StopFor: 3 * time.Second,
+		Tasks: 80, Window: 6 * time.Second, Work: 100 * time.Millisecond,
+		Settle: time.Minute, Quiet: 500 * time.Millisecond, WorkDir: work,
+		NATSServer:  testbin.Build(t, "github.com/nats-io/nats-server/v2"),
+		Runner:      testbin.Build(t, "github.com/omniq/omniq/cmd/omniq-runner"),
+		ChaosPlugin: testbin.Build(t, "github.com/omniq/omniq/internal/chaos/chaoswork"),
+		PluginsDir:  plugins,
+	}
+	rep, err := Run(omniqtest.Context(t), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out bytes.Buffer
+	if err := rep.WriteTable(&out); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("report:\n%s", out.String())
+	if len(rep.Results) != 1 {
+		t.Fatalf("%d results, want 1", len(rep.Results))
+	}
+	r := rep.Results[0]
+	if !rep.OK() || r.Submitted != 80 || r.Succeeded != 80 {
+		t.Fatalf("want 80 tasks submitted and succeeded, nothing lost, stuck or duplicated; got %+v", r)
+	}
+	if len(r.Faults) != 1 || r.Faults[0].Kind != "stream leader SIGSTOP" || !strings.Contains(r.Faults[0].Target, "KV_OMNIQ_STATE") {
+		t.Errorf("faults = %+v, want one SIGSTOP of the state bucket's leader", r.Faults)
 	}
 	if left := leftovers(work, 5*time.Second); len(left) > 0 {
 		t.Fatalf("left running after the run: %v", left)

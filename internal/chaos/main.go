@@ -41,6 +41,8 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs.IntVar(&cfg.RunnerKills, "runner-kills", 3, "runner SIGKILLs in runner-kill")
 	fs.IntVar(&cfg.ServerKills, "server-kills", 2, "nats-server kills in nats-kill")
 	fs.IntVar(&cfg.LeaderKills, "leader-kills", 2, "stream leader kills in leader-kill")
+	fs.StringVar(&cfg.LeaderOf, "leader-of", "tasks", `whose leader leader-kill kills and leader-stop stops: "tasks" (the tasks stream) or "state" (the state bucket)`)
+	fs.DurationVar(&cfg.StopFor, "stop-for", 20*time.Second, "how long leader-stop keeps the leader SIGSTOPped")
 	fs.DurationVar(&cfg.Down, "down", 3*time.Second, "how long a killed nats-server stays down")
 	fs.DurationVar(&cfg.AckWait, "ack-wait", 0, "runners' --ack-wait (0: the runner's default, 4s)")
 	fs.StringVar(&cfg.Sync, "sync", "2m", `nats-servers' JetStream sync_interval: "always" or a duration`)

@@ -31,7 +31,9 @@ func scenarioNamed(name string) scenario {
 	case "nats-kill":
 		return scenario{name: name, about: "the nats-server (file store) killed -9 under load and restarted", servers: 1, runners: 2, injectFn: serverKills}
 	case "leader-kill":
-		return scenario{name: name, about: "three-node R3 cluster: the tasks stream's leader killed -9 under load, restarted later", servers: 3, runners: 3, injectFn: leaderKills}
+		return scenario{name: name, about: "three-node R3 cluster: a stream's leader killed -9 under load, restarted later", servers: 3, runners: 3, injectFn: leaderKills}
+	case "leader-stop":
+		return scenario{name: name, about: "three-node R3 cluster: a stream's leader SIGSTOPped under load (cut off as by a partition), then SIGCONTed", servers: 3, runners: 3, injectFn: leaderStop}
 	case "plugin-crash":
 		return scenario{name: name, about: "2% of tasks crash their plugin; 30% are innocent tasks of the same plugin", servers: 1, runners: 2, mix: mix{crash: 0.02, sleep: 0.3}}
 	case "rolling-restart":
@@ -150,7 +152,7 @@ func (e *env) killServer(ctx context.Context, node *natsNode, kind, target strin
 	return f, nil
 }
 
-// leaderKills kills the server leading the tasks stream.
+// leaderKills kills the server leading the stream LeaderOf names.
 func leaderKills(ctx context.Context, e *env, start time.Time) ([]fault, error) {
 	var faults []fault
 	k := e.cfg.LeaderKills
@@ -158,27 +160,10 @@ func leaderKills(ctx context.Context, e *env, start time.Time) ([]fault, error) 
 		if err := at(ctx, start, e.cfg.Window*time.Duration(i+1)/time.Duration(k+1)); err != nil {
 			return faults, err
 		}
-		leaders, err := e.leaders(ctx)
+		node, target, err := e.leaderNode(ctx)
 		if err != nil {
 			return faults, err
 		}
-		tasks := e.client.Config().TasksStream
-		var node *natsNode
-		for _, n := range e.servers {
-			if n.name == leaders[tasks] {
-				node = n
-			}
-		}
-		if node == nil {
-			return faults, fmt.Errorf("stream %s's leader %q is none of the cluster's servers", tasks, leaders[tasks])
-		}
-		var led []string
-		for stream, leader := range leaders {
-			if leader == node.name {
-				led = append(led, stream)
-			}
-		}
-		target := fmt.Sprintf("%s (leader of %s)", node.name, strings.Join(sorted(led), ", "))
 		f, err := e.killServer(ctx, node, "stream leader kill -9", target)
 		if err != nil {
 			return faults, err
@@ -186,6 +171,64 @@ func leaderKills(ctx context.Context, e *env, start time.Time) ([]fault, error) 
 		faults = append(faults, f)
 	}
 	return faults, nil
+}
+
+// leaderStop SIGSTOPs the server leading the stream LeaderOf names at a
+// third of the window, for StopFor, then SIGCONTs it: the cluster elects
+// other leaders meanwhile, and the clients connected to it wait (a
+// partition of that server, without touching the network).
+func leaderStop(ctx context.Context, e *env, start time.Time) ([]fault, error) {
+	if err := at(ctx, start, e.cfg.Window/3); err != nil {
+		return nil, err
+	}
+	node, target, err := e.leaderNode(ctx)
+	if err != nil {
+		return nil, err
+	}
+	f := fault{Kind: "stream leader SIGSTOP", Target: target, At: time.Now()}
+	if err := node.proc.signal(syscall.SIGSTOP); err != nil {
+		return nil, err
+	}
+	e.log.WithFields(logrus.Fields{"server": target, "for": e.cfg.StopFor}).Info("nats-server SIGSTOPped")
+	select {
+	case <-time.After(e.cfg.StopFor):
+	case <-ctx.Done():
+	}
+	if err := node.proc.signal(syscall.SIGCONT); err != nil {
+		return []fault{f}, err
+	}
+	f.Back = time.Now()
+	e.log.WithField("server", target).Info("nats-server SIGCONTed")
+	return []fault{f}, ctx.Err()
+}
+
+// leaderNode finds the server leading the stream LeaderOf names, and a
+// description of it naming every OmniQ stream it leads.
+func (e *env) leaderNode(ctx context.Context) (*natsNode, string, error) {
+	leaders, err := e.leaders(ctx)
+	if err != nil {
+		return nil, "", err
+	}
+	stream := e.client.Config().TasksStream
+	if e.cfg.LeaderOf == "state" {
+		stream = "KV_" + e.client.Config().StateBucket
+	}
+	var node *natsNode
+	for _, n := range e.servers {
+		if n.name == leaders[stream] {
+			node = n
+		}
+	}
+	if node == nil {
+		return nil, "", fmt.Errorf("stream %s's leader %q is none of the cluster's servers", stream, leaders[stream])
+	}
+	var led []string
+	for s, leader := range leaders {
+		if leader == node.name {
+			led = append(led, s)
+		}
+	}
+	return node, fmt.Sprintf("%s (leader of %s)", node.name, strings.Join(sorted(led), ", ")), nil
 }
 
 // leaders maps OmniQ's streams (and the state bucket's) to the name of the

@@ -316,7 +316,11 @@ func run(ctx context.Context, force <-chan struct{}, o Options, log *logrus.Logg
 	if metricsLn != nil {
 		ln := metricsLn
 		metricsAddr = ln.Addr().String()
-		mux := metricsMux(reg, nc, &started, r.Ready, host)
+		var store func() error
+		if embedSrv != nil {
+			store = embedSrv.CheckStore
+		}
+		mux := metricsMux(reg, nc, &started, r.Ready, store, host)
 		if o.Pprof {
 			servePprof(mux)
 		}
@@ -515,8 +519,9 @@ func openStreams(ctx context.Context, nc *nats.Conn, cfg jetstream.Config, log l
 
 // metricsMux serves /metrics, /healthz (the process is up) and /readyz
 // (connected to NATS, running, able to pull and record tasks (see
-// runner.Runner.Ready), and no plugin quarantined).
-func metricsMux(reg *prometheus.Registry, nc *nats.Conn, started *atomic.Bool, ready func() error, host *pluginhost.Host) *http.ServeMux {
+// runner.Runner.Ready), the embedded server's store writable (store, nil
+// without an embedded server), and no plugin quarantined).
+func metricsMux(reg *prometheus.Registry, nc *nats.Conn, started *atomic.Bool, ready, store func() error, host *pluginhost.Host) *http.ServeMux {
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
@@ -528,6 +533,8 @@ func metricsMux(reg *prometheus.Registry, nc *nats.Conn, started *atomic.Bool, r
 			http.Error(w, "not running", http.StatusServiceUnavailable)
 		case ready() != nil:
 			http.Error(w, "not ready: "+ready().Error(), http.StatusServiceUnavailable)
+		case store != nil && store() != nil:
+			http.Error(w, "not ready: embedded NATS server: "+store().Error(), http.StatusServiceUnavailable)
 		default:
 			if q := quarantined(host); q != "" {
 				http.Error(w, q, http.StatusServiceUnavailable)

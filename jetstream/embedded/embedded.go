@@ -15,6 +15,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -167,6 +168,57 @@ func (cfg *Config) applyAuth(opts *server.Options) error {
 type Server struct {
 	srv  *server.Server
 	lock *os.File
+
+	storeMu  sync.Mutex
+	storeErr error // the first failed CheckStore: it stays
+}
+
+// CheckStore returns nil while the server's store directory is still the
+// one it locked at start and can be written, and an error naming the
+// directory and the cause otherwise (deleted or replaced, read-only, full).
+// nats-server writes nothing more to a stream whose file store met a write
+// error, until it restarts, and leaves the publishes to it unanswered;
+// so once CheckStore has failed it keeps returning that failure, saying to
+// restart, even after the directory is writable again. It creates, writes
+// and removes a small file in the directory; the runner calls it for
+// /readyz.
+func (e *Server) CheckStore() error {
+	e.storeMu.Lock()
+	defer e.storeMu.Unlock()
+	if e.storeErr != nil {
+		return e.storeErr
+	}
+	dir := filepath.Dir(e.lock.Name())
+	if err := checkStoreDir(dir, e.lock); err != nil {
+		e.storeErr = fmt.Errorf("%w (since %s; a stream whose store failed a write takes no more until nats-server restarts: "+
+			"restart the runner once the directory is writable again)", err, time.Now().UTC().Format(time.RFC3339))
+		return e.storeErr
+	}
+	return nil
+}
+
+// checkStoreDir checks that dir still holds the lock file lock was opened
+// as, and that a file can be written there.
+func checkStoreDir(dir string, lock *os.File) error {
+	held, err := lock.Stat()
+	if err != nil {
+		return fmt.Errorf("store directory %s: %w", dir, err)
+	}
+	if now, err := os.Stat(lock.Name()); err != nil || !os.SameFile(held, now) {
+		return fmt.Errorf("store directory %s was deleted or replaced while the server ran; what it held is gone", dir)
+	}
+	probe := filepath.Join(dir, "omniq.probe")
+	f, err := os.OpenFile(probe, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+	if err != nil {
+		return fmt.Errorf("store directory %s cannot be written: %w", dir, err)
+	}
+	_, werr := f.Write([]byte("omniq store check\n"))
+	cerr := f.Close()
+	_ = os.Remove(probe)
+	if err := errors.Join(werr, cerr); err != nil {
+		return fmt.Errorf("store directory %s cannot be written: %w", dir, err)
+	}
+	return nil
 }
 
 // ErrListen is returned by Start when the server cannot open its client

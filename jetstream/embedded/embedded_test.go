@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -101,5 +103,33 @@ func TestEmbeddedStartEndsWithItsContext(t *testing.T) {
 	_, err := embedded.StartContext(c, embedded.Config{StoreDir: t.TempDir(), Port: -1, InsecureNoAuth: true, ReadyTimeout: time.Hour})
 	if !errors.Is(err, context.Canceled) {
 		t.Fatalf("err = %v, want context.Canceled", err)
+	}
+}
+
+// CheckStore says when the store directory is deleted from under the
+// server, and keeps saying so once a directory is back at its path: the
+// streams that failed a write there take none until a restart.
+func TestCheckStoreSaysWhenTheStoreDirectoryIsGone(t *testing.T) {
+	t.Parallel()
+	dir := filepath.Join(t.TempDir(), "store")
+	srv := startEmbedded(t, embedded.Config{StoreDir: dir, Port: -1, InsecureNoAuth: true})
+	if err := srv.CheckStore(); err != nil {
+		t.Fatalf("CheckStore on a writable store: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "omniq.probe")); !os.IsNotExist(err) {
+		t.Fatalf("CheckStore left its probe file behind: %v", err)
+	}
+	if err := os.RemoveAll(dir); err != nil {
+		t.Fatal(err)
+	}
+	err := srv.CheckStore()
+	if err == nil || !strings.Contains(err.Error(), dir) || !strings.Contains(err.Error(), "deleted") {
+		t.Fatalf("CheckStore with the store deleted: %v, want it to name %s and say it was deleted", err, dir)
+	}
+	if err := os.MkdirAll(dir, 0o750); err != nil {
+		t.Fatal(err)
+	}
+	if err := srv.CheckStore(); err == nil || !strings.Contains(err.Error(), "restart") {
+		t.Fatalf("CheckStore with a new directory at the path: %v, want the first failure, saying to restart", err)
 	}
 }
