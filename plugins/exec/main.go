@@ -14,6 +14,9 @@ import (
 	"regexp"
 	"strings"
 	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
 
 	sdk "github.com/omniq/omniq/plugins-sdk"
 	"github.com/omniq/omniq/plugins/internal/config"
@@ -123,8 +126,20 @@ func run(ctx context.Context, f function, task *sdk.Task) ([]byte, error) {
 	if err := cmd.Start(); err != nil {
 		return nil, sdk.Permanent(fmt.Errorf("start %s: %w", f.Command[0], err))
 	}
+	// A process that left the group and holds stdout or stderr open is
+	// waited for no longer than this once the command has ended.
+	cmd.WaitDelay = outputGrace
 	done := make(chan error, 1)
-	go func() { done <- cmd.Wait() }()
+	go func() {
+		// Whatever the command started in the background goes with it, as
+		// soon as it exits: such a child holds its stdout and stderr (and
+		// maybe stdin) open, and Wait would wait for it, up to the task's
+		// timeout. The command is not reaped yet, so its group id is
+		// still its own.
+		waitExited(cmd.Process.Pid)
+		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+		done <- cmd.Wait()
+	}()
 	var err error
 	select {
 	case err = <-done:
@@ -133,8 +148,11 @@ func run(ctx context.Context, f function, task *sdk.Task) ([]byte, error) {
 		<-done
 		return nil, sdk.WithTraceback(string(stderr.buf), ctx.Err())
 	}
-	// Whatever the command started in the background goes with it.
-	_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+	if errors.Is(err, exec.ErrWaitDelay) {
+		// The command exited 0; a process outside its group (setsid)
+		// still held its output, which is taken as it stood.
+		err = nil
+	}
 	if err == nil {
 		if stdout.overflow {
 			return nil, sdk.Permanent(sdk.WithType("OutputTooLarge", fmt.Errorf("%s wrote more than %d bytes to stdout", f.Command[0], f.MaxOutputBytes)))
@@ -142,6 +160,18 @@ func run(ctx context.Context, f function, task *sdk.Task) ([]byte, error) {
 		return stdout.buf.Bytes(), nil
 	}
 	return nil, classify(f.Command[0], err, string(stderr.buf))
+}
+
+// outputGrace is how long the plugin still reads a command's stdout and
+// stderr after the command exited, when a process outside its process
+// group holds them open.
+const outputGrace = 2 * time.Second
+
+// waitExited returns once the process pid has exited, without reaping it.
+func waitExited(pid int) {
+	var info unix.Siginfo
+	for unix.Waitid(unix.P_PID, pid, &info, unix.WEXITED|unix.WNOWAIT, nil) == unix.EINTR {
+	}
 }
 
 // pyException matches the last line of a Python traceback: "ValueError: ...".
