@@ -11,7 +11,10 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"regexp"
+	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -123,8 +126,13 @@ func run(ctx context.Context, f function, task *sdk.Task) ([]byte, error) {
 	// Its own process group, killed whole on cancellation, and killed if
 	// this plugin dies.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	before := readCgroupEvents()
 	if err := cmd.Start(); err != nil {
-		return nil, sdk.Permanent(fmt.Errorf("start %s: %w", f.Command[0], err))
+		err = fmt.Errorf("start %s: %w", f.Command[0], err)
+		if readCgroupEvents().pidsMax > before.pidsMax {
+			return nil, fmt.Errorf("%w (process limit reached)", err)
+		}
+		return nil, sdk.Permanent(err)
 	}
 	// A process that left the group and holds stdout or stderr open is
 	// waited for no longer than this once the command has ended.
@@ -159,7 +167,7 @@ func run(ctx context.Context, f function, task *sdk.Task) ([]byte, error) {
 		}
 		return stdout.buf.Bytes(), nil
 	}
-	return nil, classify(f.Command[0], err, string(stderr.buf))
+	return nil, classify(f.Command[0], err, string(stderr.buf), readCgroupEvents().since(before))
 }
 
 // outputGrace is how long the plugin still reads a command's stdout and
@@ -174,11 +182,81 @@ func waitExited(pid int) {
 	}
 }
 
+// cgroupEvents are the counters of the plugin's cgroup that say a limit
+// was hit: the commands of all its tasks share the cgroup (when the
+// runner gave it one, see docs/plugin-isolation.md), and a command's child
+// killed for memory, or a fork refused, shows in the command's end only
+// as a status 137 or a shell's "cannot fork".
+type cgroupEvents struct {
+	oomKills uint64 // processes the kernel killed for want of memory
+	pidsMax  uint64 // forks and clones refused for the process limit
+}
+
+// since says which limit was hit between then and e, for a failure
+// message ("" for none). Commands of other tasks running at the same
+// time share the counters, hence "while it ran".
+func (e cgroupEvents) since(then cgroupEvents) string {
+	var out []string
+	if e.oomKills > then.oomKills {
+		out = append(out, "out of memory: while it ran, the kernel killed a process of the plugin's cgroup at its memory limit")
+	}
+	if e.pidsMax > then.pidsMax {
+		out = append(out, "process limit reached: while it ran, a process of the plugin's cgroup could not fork")
+	}
+	return strings.Join(out, "; ")
+}
+
+// readCgroupEvents reads the counters of this process's cgroup, v1 or
+// v2; zero where there is none or it cannot be read.
+func readCgroupEvents() cgroupEvents {
+	var e cgroupEvents
+	b, err := os.ReadFile("/proc/self/cgroup")
+	if err != nil {
+		return e
+	}
+	// One line per hierarchy: "4:memory:/path" (v1), "0::/path" (v2).
+	for _, line := range strings.Split(strings.TrimSpace(string(b)), "\n") {
+		f := strings.SplitN(line, ":", 3)
+		if len(f) != 3 {
+			continue
+		}
+		controllers := strings.Split(f[1], ",")
+		switch {
+		case f[1] == "":
+			dir := filepath.Join("/sys/fs/cgroup", f[2])
+			e.oomKills = max(e.oomKills, counter(filepath.Join(dir, "memory.events"), "oom_kill"))
+			e.pidsMax = max(e.pidsMax, counter(filepath.Join(dir, "pids.events"), "max"))
+		case slices.Contains(controllers, "memory"):
+			e.oomKills = max(e.oomKills, counter(filepath.Join("/sys/fs/cgroup", f[1], f[2], "memory.oom_control"), "oom_kill"))
+		case slices.Contains(controllers, "pids"):
+			e.pidsMax = max(e.pidsMax, counter(filepath.Join("/sys/fs/cgroup", f[1], f[2], "pids.events"), "max"))
+		}
+	}
+	return e
+}
+
+// counter reads the value of key in a cgroup file of "key value" lines.
+func counter(path, key string) uint64 {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if f := strings.Fields(line); len(f) == 2 && f[0] == key {
+			n, _ := strconv.ParseUint(f[1], 10, 64)
+			return n
+		}
+	}
+	return 0
+}
+
 // pyException matches the last line of a Python traceback: "ValueError: ...".
 var pyException = regexp.MustCompile(`(?m)^([A-Za-z_][A-Za-z0-9_.]*(?:Error|Exception|Exit|Interrupt)): ?(.*)$`)
 
 // classify maps how the command ended to a handler error; see README.md.
-func classify(name string, err error, stderr string) error {
+// cause is what the plugin's cgroup saw while the command ran ("" for
+// nothing).
+func classify(name string, err error, stderr, cause string) error {
 	var exitErr *exec.ExitError
 	if !errors.As(err, &exitErr) {
 		return fmt.Errorf("%s: %w", name, err)
@@ -195,10 +273,14 @@ func classify(name string, err error, stderr string) error {
 			e = fmt.Errorf("%s exited with status %d: %s", name, code, last)
 		}
 		switch {
+		case cause != "": // a limit of the plugin's, not the input
 		case code == 75: // EX_TEMPFAIL: try again later
 		case code >= 64 && code <= 78: // the other sysexits codes: bad input or setup
 			e = sdk.Permanent(e)
 		}
+	}
+	if cause != "" {
+		e = fmt.Errorf("%w (%s)", e, cause)
 	}
 	if strings.Contains(stderr, "Traceback (most recent call last)") {
 		if m := pyException.FindAllStringSubmatch(stderr, -1); len(m) > 0 {

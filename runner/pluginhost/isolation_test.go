@@ -1041,3 +1041,31 @@ func TestAPluginThatExitsCleanlyLeavesNothing(t *testing.T) {
 		return !alive(child) && !alive(shim)
 	})
 }
+
+// A command's child that runs the plugin out of memory, or out of its
+// process limit, is named in the task's failure: the plugin survives, and
+// the command's own end (a shell saying its child got status 137, or that
+// it cannot fork) did not say why. Found in the isolation review by
+// running a memory hog and a fork loop as an exec command's children.
+func TestAnExecCommandsChildPastALimitIsNamed(t *testing.T) {
+	t.Parallel()
+	const python = "/usr/bin/python3"
+	if _, err := os.Stat(python); err != nil {
+		t.Skip("needs " + python + " (.ci/run installs it)")
+	}
+	env := execPlugin(t, map[string]string{
+		"hog":  python + ` -c 'b = b"x" * (400 << 20)'; echo "hog ended $?" >&2; exit 1`,
+		"fork": `i=0; while [ $i -lt 100 ]; do sleep 30 & i=$((i+1)); done 2>/dev/null; kill $(jobs -p) 2>/dev/null; echo "forks tried" >&2; exit 1`,
+	})
+	s := startSupervisor(t, execPkg, pluginhost.Config{Process: pluginhost.ProcessConfig{Env: env, Limits: pluginhost.Limits{MemoryBytes: 192 << 20, Processes: 48}}})
+	requireIsolation(t, s)
+	for fn, want := range map[string]string{
+		"hog":  "out of memory",
+		"fork": "process limit reached",
+	} {
+		f := s.Execute(ctx(t), req(fn, fn, ""), time.Now().Add(time.Minute), nil).Failure
+		if f == nil || f.ErrorType != "handler_error" || !f.Retryable || !strings.Contains(f.Message, want) {
+			t.Errorf("%s: failure = %+v, want a retryable handler_error saying %q", fn, f, want)
+		}
+	}
+}
