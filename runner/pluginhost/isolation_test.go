@@ -1069,3 +1069,59 @@ func TestAnExecCommandsChildPastALimitIsNamed(t *testing.T) {
 		}
 	}
 }
+
+// A plugin does not share the runner's controlling terminal. A runner
+// started from a root shell (make run) had its plugins in its session:
+// one opened /dev/tty and, with TIOCSTI, queued "chmod u+s /bin/sh" as
+// input that the operator's root shell read once the runner exited.
+// Found in the isolation review by opening /dev/tty from an exec command.
+func TestAPluginHasNoControllingTerminal(t *testing.T) {
+	t.Parallel()
+	ptmx, err := os.OpenFile("/dev/ptmx", os.O_RDWR|unix.O_NOCTTY, 0)
+	if err != nil {
+		t.Skipf("no pseudo-terminals here: %v", err)
+	}
+	defer ptmx.Close()
+	if err := unix.IoctlSetPointerInt(int(ptmx.Fd()), unix.TIOCSPTLCK, 0); err != nil {
+		t.Fatal(err)
+	}
+	n, err := unix.IoctlGetInt(int(ptmx.Fd()), unix.TIOCGPTN)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pts, err := os.OpenFile(fmt.Sprintf("/dev/pts/%d", n), os.O_RDWR|unix.O_NOCTTY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pts.Close()
+	go func() { _, _ = io.Copy(io.Discard, ptmx) }() // the terminal's output, if any
+
+	// A stand-in runner whose controlling terminal is the pty, as in a
+	// shell.
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), helperEnv+"="+buildPath(t, execPkg), helperTaskEnv+"=tty",
+		helperPluginEnv+"="+execPlugin(t, map[string]string{"tty": `if (: </dev/tty) 2>/dev/null; then echo has-tty; else echo no-tty; fi`})[0])
+	cmd.Stdin = pts
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true, Setctty: true, Ctty: 0}
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	r := bufio.NewReader(stdout)
+	for {
+		line, err := r.ReadString('\n')
+		if err != nil {
+			t.Fatalf("stand-in runner ended before its task: %v", err)
+		}
+		if strings.HasPrefix(line, "task done: ") {
+			if !strings.Contains(line, "no-tty") {
+				t.Fatalf("the plugin opened the runner's terminal: %s", line)
+			}
+			return
+		}
+	}
+}
