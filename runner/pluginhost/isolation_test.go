@@ -1125,3 +1125,37 @@ func TestAPluginHasNoControllingTerminal(t *testing.T) {
 		}
 	}
 }
+
+// A plugin does not get the runner's session keyring. A root runner
+// started from a login session (pam_keyinit) shares that session's
+// keyring with what it starts, and a process keeps its session keyring
+// across a change of user: a plugin running as nobody possessed, listed
+// and read the runner's keys (Kerberos tickets, file system and
+// application secrets kept there). Found in the isolation review by
+// reading such a key with keyctl after dropping to nobody.
+func TestAPluginDoesNotGetTheRunnersKeyring(t *testing.T) {
+	t.Parallel()
+	if _, err := os.Stat("/proc/keys"); err != nil {
+		t.Skipf("no kernel keyrings here: %v", err)
+	}
+	_, shim, rest := startHelperRunnerOutput(t, nil, helperEnv+"="+buildPath(t, execPkg), helperTaskEnv+"=keys",
+		helperKeyEnv+"=hunter2", helperPluginEnv+"="+execPlugin(t, map[string]string{"keys": `id -u; cat /proc/keys`})[0])
+	if _, namespaced := nsMembers(shim)[shim]; !namespaced {
+		requireIsolationOf(t, "the helper's plugin is not in its own PID namespace")
+	}
+	for {
+		line, err := rest.ReadString('\n')
+		if err != nil {
+			t.Fatalf("stand-in runner ended before its task: %v", err)
+		}
+		if strings.HasPrefix(line, "task done: ") {
+			if !strings.Contains(line, "65534") {
+				t.Fatalf("the plugin does not run as nobody: %s", line)
+			}
+			if strings.Contains(line, helperKeyName) {
+				t.Fatalf("the plugin sees the runner's session keyring: %s", line)
+			}
+			return
+		}
+	}
+}

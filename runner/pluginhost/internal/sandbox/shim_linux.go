@@ -127,6 +127,12 @@ func runShim(arg string) {
 	if err := closeOnExecFrom(exeFD); err != nil {
 		shimFail("close the runner's descriptors", err)
 	}
+	// A new, empty session keyring: a process keeps its session keyring
+	// when it changes user, and a runner started from a login session
+	// has that session's, with whatever keys are kept there.
+	if _, _, e := unix.Syscall(unix.SYS_KEYCTL, unix.KEYCTL_JOIN_SESSION_KEYRING, 0, 0); e != 0 && e != unix.ENOSYS {
+		shimFail("join a session keyring of its own", e)
+	}
 	attr := &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL, Setpgid: s.Mount}
 	if s.UID >= 0 {
 		attr.Credential = &syscall.Credential{Uid: uint32(s.UID), Gid: uint32(s.GID), Groups: []uint32{uint32(s.GID)}}
