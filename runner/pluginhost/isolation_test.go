@@ -1159,3 +1159,55 @@ func TestAPluginDoesNotGetTheRunnersKeyring(t *testing.T) {
 		}
 	}
 }
+
+// A plugin does not start in the runner's working directory. It did, and
+// a directory is searched from the working directory on without the
+// permissions of the directories above it: a runner started in
+// /root/omniq (/root being 0700) gave a plugin running as nobody its
+// config file there (0644) as ./omniq.json. Found in the isolation review
+// by reading a file below a private directory through a relative path.
+func TestAPluginDoesNotStartInTheRunnersWorkingDirectory(t *testing.T) {
+	t.Parallel()
+	private := t.TempDir() // 0700, as /root is
+	cwd := filepath.Join(private, "omniq")
+	if err := os.Mkdir(cwd, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(cwd, "omniq.json"), []byte("runner-config-secret"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Dir = cwd
+	cmd.Env = append(os.Environ(), helperEnv+"="+buildPath(t, execPkg), helperTaskEnv+"=cwd",
+		helperPluginEnv+"="+execPlugin(t, map[string]string{"cwd": `id -u; pwd; echo "TMPDIR=$TMPDIR"; cat omniq.json 2>&1; true`})[0])
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	r := bufio.NewReader(stdout)
+	for {
+		line, err := r.ReadString('\n')
+		if err != nil {
+			t.Fatalf("stand-in runner ended before its task: %v", err)
+		}
+		if !strings.HasPrefix(line, "task done: ") {
+			continue
+		}
+		if strings.Contains(line, "runner-config-secret") {
+			t.Fatalf("the plugin read a file of the runner's working directory: %s", line)
+		}
+		q, err := strconv.QuotedPrefix(strings.TrimPrefix(line, "task done: "))
+		out, _ := strconv.Unquote(q)
+		if err != nil {
+			t.Fatalf("stand-in runner said %s", line)
+		}
+		if f := strings.Split(out, "\n"); len(f) < 3 || "TMPDIR="+f[1] != f[2] {
+			t.Errorf("the plugin does not start in its temporary directory: %q", out)
+		}
+		return
+	}
+}

@@ -139,8 +139,12 @@ func runShim(arg string) {
 	}
 	// The open binary is executed through its descriptor: what was
 	// checked is what runs.
+	// It starts in its temporary directory, not in the runner's working
+	// directory: a relative path is resolved from there without the
+	// permissions of the directories above it, which may be all that
+	// keeps the runner's files there from the plugin's user.
 	pid, err := syscall.ForkExec(fmt.Sprintf("/proc/self/fd/%d", exeFD), s.Argv, &syscall.ProcAttr{
-		Env: os.Environ(), Files: []uintptr{0, 1, 2, exeFD}, Sys: attr})
+		Dir: s.TmpDir, Env: os.Environ(), Files: []uintptr{0, 1, 2, exeFD}, Sys: attr})
 	if err != nil {
 		shimFail("execute the plugin", err)
 	}
