@@ -167,7 +167,34 @@ func run(ctx context.Context, f function, task *sdk.Task) ([]byte, error) {
 		}
 		return stdout.buf.Bytes(), nil
 	}
-	return nil, classify(f.Command[0], err, string(stderr.buf), readCgroupEvents().since(before))
+	cause := readCgroupEvents().since(before)
+	if c := cpuLimitCause(cmd.ProcessState); c != "" {
+		cause = strings.Join(slices.DeleteFunc([]string{cause, c}, func(s string) bool { return s == "" }), "; ")
+	}
+	return nil, classify(f.Command[0], err, string(stderr.buf), cause)
+}
+
+// cpuLimitCause says, for a failure message, that the command ended
+// because it or a child reached the CPU time limit each process of the
+// plugin gets (cpu_seconds, RLIMIT_CPU; "" when it did not): the kernel
+// kills it with SIGKILL (soft and hard limits are the same), which a
+// shell reports as status 137 for its child, after the command and the
+// children it waited for used at least half the limit between them (the
+// kernel counts the limit in scheduler ticks, which under load run ahead
+// of the time reported; docs/plugin-isolation.md).
+func cpuLimitCause(ps *os.ProcessState) string {
+	var rl unix.Rlimit
+	if ps == nil || unix.Getrlimit(unix.RLIMIT_CPU, &rl) != nil || rl.Cur == unix.RLIM_INFINITY {
+		return ""
+	}
+	ws, _ := ps.Sys().(syscall.WaitStatus)
+	if !(ws.Signaled() && ws.Signal() == syscall.SIGKILL) && ws.ExitStatus() != 128+int(syscall.SIGKILL) {
+		return ""
+	}
+	if ps.UserTime()+ps.SystemTime() < time.Duration(rl.Cur)*time.Second/2 {
+		return ""
+	}
+	return fmt.Sprintf("CPU time limit: a process of the command used its %d CPU seconds", rl.Cur)
 }
 
 // outputGrace is how long the plugin still reads a command's stdout and

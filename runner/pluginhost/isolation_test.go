@@ -1070,6 +1070,19 @@ func TestAnExecCommandsChildPastALimitIsNamed(t *testing.T) {
 	}
 }
 
+// A command's child killed for the CPU time limit each process of the
+// plugin gets is named too: the command said only that its child ended
+// with status 137. Found like the above, with a busy loop.
+func TestAnExecCommandsChildPastItsCPUTimeIsNamed(t *testing.T) {
+	t.Parallel()
+	env := execPlugin(t, map[string]string{"spin": `(while :; do :; done)`})
+	s := startSupervisor(t, execPkg, pluginhost.Config{Process: pluginhost.ProcessConfig{Env: env, Limits: pluginhost.Limits{CPUSeconds: 1}}})
+	f := s.Execute(ctx(t), req("spin", "spin", ""), time.Now().Add(time.Minute), nil).Failure
+	if f == nil || f.ErrorType != "handler_error" || !f.Retryable || !strings.Contains(f.Message, "exited with status 137") || !strings.Contains(f.Message, "(CPU time limit: ") {
+		t.Errorf("failure = %+v, want a retryable handler_error saying \"CPU time limit\"", f)
+	}
+}
+
 // A plugin does not share the runner's controlling terminal. A runner
 // started from a root shell (make run) had its plugins in its session:
 // one opened /dev/tty and, with TIOCSTI, queued "chmod u+s /bin/sh" as
