@@ -139,6 +139,7 @@ func TestConfigErrors(t *testing.T) {
 	tests := []struct{ path, want string }{
 		{"", EnvConfig},
 		{"/nonexistent.json", "no such file"},
+		{"exec.json", "give the config file's absolute path"},
 		{write(`{"functions": {}}`), "declares no functions"},
 		{write(`{"functions": {"f": {}}}`), "command is required"},
 		{write(`{"functions": {"f": {"command": ["x"], "timeout": "soon"}}}`), `timeout "soon"`},
