@@ -1148,8 +1148,8 @@ func TestAPluginHasNoControllingTerminal(t *testing.T) {
 // reading such a key with keyctl after dropping to nobody.
 func TestAPluginDoesNotGetTheRunnersKeyring(t *testing.T) {
 	t.Parallel()
-	if _, err := os.Stat("/proc/keys"); err != nil {
-		t.Skipf("no kernel keyrings here: %v", err)
+	if _, err := unix.KeyctlGetKeyringID(unix.KEY_SPEC_SESSION_KEYRING, false); err != nil {
+		t.Skipf("no kernel keyrings here (or keyctl refused, as in a Docker container): %v", err)
 	}
 	_, shim, rest := startHelperRunnerOutput(t, nil, helperEnv+"="+buildPath(t, execPkg), helperTaskEnv+"=keys",
 		helperKeyEnv+"=hunter2", helperPluginEnv+"="+execPlugin(t, map[string]string{"keys": `id -u; cat /proc/keys`})[0])
@@ -1167,6 +1167,9 @@ func TestAPluginDoesNotGetTheRunnersKeyring(t *testing.T) {
 			}
 			if strings.Contains(line, helperKeyName) {
 				t.Fatalf("the plugin sees the runner's session keyring: %s", line)
+			}
+			if !strings.Contains(line, "keyring") {
+				t.Fatalf("the plugin could not list its own keyrings: %s", line)
 			}
 			return
 		}

@@ -129,8 +129,10 @@ func runShim(arg string) {
 	}
 	// A new, empty session keyring: a process keeps its session keyring
 	// when it changes user, and a runner started from a login session
-	// has that session's, with whatever keys are kept there.
-	if _, _, e := unix.Syscall(unix.SYS_KEYCTL, unix.KEYCTL_JOIN_SESSION_KEYRING, 0, 0); e != 0 && e != unix.ENOSYS {
+	// has that session's, with whatever keys are kept there. Without
+	// keyrings (ENOSYS), or where a seccomp filter refuses keyctl
+	// (EPERM: Docker's default one), the plugin cannot use them either.
+	if _, _, e := unix.Syscall(unix.SYS_KEYCTL, unix.KEYCTL_JOIN_SESSION_KEYRING, 0, 0); e != 0 && e != unix.ENOSYS && e != unix.EPERM {
 		shimFail("join a session keyring of its own", e)
 	}
 	attr := &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL, Setpgid: s.Mount}
