@@ -164,7 +164,8 @@ func sdkTask(fn string) sdk.Task { return sdk.Task{ID: "t", Function: fn} }
 func TestBackgroundedChildDoesNotHoldTheTask(t *testing.T) {
 	t.Parallel()
 	cfg := writeConfig(t, map[string]function{
-		"bg":     {Command: sh(`sleep 1000 & echo started`), Function: config.Function{Timeout: "1m"}},
+		"bg":     {Command: sh(`sleep 1000 & echo $! > "$TMPDIR/bg.pid"; echo started`), Function: config.Function{Timeout: "1m"}},
+		"check":  {Command: sh(`pid=$(cat "$TMPDIR/bg.pid") && if [ -e /proc/$pid ]; then cut -d' ' -f3 /proc/$pid/stat; else echo gone; fi`)},
 		"daemon": {Command: sh(`setsid sleep 1000 & echo started; exit 3`), Function: config.Function{Timeout: "1m"}},
 		"bgin":   {Command: sh(`sleep 1000 <&0 & echo started`), Function: config.Function{Timeout: "1m"}},
 	})
@@ -174,6 +175,20 @@ func TestBackgroundedChildDoesNotHoldTheTask(t *testing.T) {
 		if out.Failure != nil || strings.TrimSpace(string(out.Output)) != "started" {
 			t.Fatalf("%s = %q %+v", fn, out.Output, out.Failure)
 		}
+	}
+	// The backgrounded child is gone (or a zombie), not only its output.
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		out := p.Run(t, "check", nil, nil, 0)
+		if out.Failure != nil {
+			t.Fatalf("check: %+v", out.Failure)
+		}
+		if state := strings.TrimSpace(string(out.Output)); state == "gone" || state == "Z" {
+			break
+		} else if time.Now().After(deadline) {
+			t.Fatalf("the backgrounded child outlived its command (state %q)", state)
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 	f := p.Run(t, "daemon", nil, nil, 0).Failure
 	if f == nil || f.ErrorType != "handler_error" || !strings.Contains(f.Message, "exited with status 3") {
