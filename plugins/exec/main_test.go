@@ -139,6 +139,7 @@ func TestConfigErrors(t *testing.T) {
 	tests := []struct{ path, want string }{
 		{"", EnvConfig},
 		{"/nonexistent.json", "no such file"},
+		{"exec.json", "give the config file's absolute path"},
 		{write(`{"functions": {}}`), "declares no functions"},
 		{write(`{"functions": {"f": {}}}`), "command is required"},
 		{write(`{"functions": {"f": {"command": ["x"], "timeout": "soon"}}}`), `timeout "soon"`},
@@ -153,3 +154,44 @@ func TestConfigErrors(t *testing.T) {
 }
 
 func sdkTask(fn string) sdk.Task { return sdk.Task{ID: "t", Function: fn} }
+
+// A command that backgrounds a child and exits succeeds when it exits:
+// the child, which holds the command's stdout and stderr, is killed with
+// the command's process group rather than making the task wait for its
+// timeout. One that left the group (setsid) and holds them is waited
+// for a moment only. Found by running `sleep 1000 &` through the plugin:
+// the task ended "timeout" although the command had exited 0.
+func TestBackgroundedChildDoesNotHoldTheTask(t *testing.T) {
+	t.Parallel()
+	cfg := writeConfig(t, map[string]function{
+		"bg":     {Command: sh(`sleep 1000 & echo $! > "$TMPDIR/bg.pid"; echo started`), Function: config.Function{Timeout: "1m"}},
+		"check":  {Command: sh(`pid=$(cat "$TMPDIR/bg.pid") && if [ -e /proc/$pid ]; then cut -d' ' -f3 /proc/$pid/stat; else echo gone; fi`)},
+		"daemon": {Command: sh(`setsid sleep 1000 & echo started; exit 3`), Function: config.Function{Timeout: "1m"}},
+		"bgin":   {Command: sh(`sleep 1000 <&0 & echo started`), Function: config.Function{Timeout: "1m"}},
+	})
+	p := sdktest.StartPlugin(t, sdktest.Build(t, "github.com/omniq/omniq/plugins/exec"), EnvConfig+"="+cfg)
+	for _, fn := range []string{"bg", "bgin"} {
+		out := p.Run(t, fn, make([]byte, 1<<20), nil, 0)
+		if out.Failure != nil || strings.TrimSpace(string(out.Output)) != "started" {
+			t.Fatalf("%s = %q %+v", fn, out.Output, out.Failure)
+		}
+	}
+	// The backgrounded child is gone (or a zombie), not only its output.
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		out := p.Run(t, "check", nil, nil, 0)
+		if out.Failure != nil {
+			t.Fatalf("check: %+v", out.Failure)
+		}
+		if state := strings.TrimSpace(string(out.Output)); state == "gone" || state == "Z" {
+			break
+		} else if time.Now().After(deadline) {
+			t.Fatalf("the backgrounded child outlived its command (state %q)", state)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	f := p.Run(t, "daemon", nil, nil, 0).Failure
+	if f == nil || f.ErrorType != "handler_error" || !strings.Contains(f.Message, "exited with status 3") {
+		t.Fatalf("daemon: failure = %+v", f)
+	}
+}

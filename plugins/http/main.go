@@ -7,12 +7,16 @@ package main
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
+	"net/netip"
 	"os"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	sdk "github.com/omniq/omniq/plugins-sdk"
@@ -27,6 +31,10 @@ const ErrorType = "http_error"
 
 type httpConfig struct {
 	Functions map[string]endpoint `json:"functions"`
+	// RefusePrivateAddresses refuses to connect to loopback, private,
+	// link-local (169.254.169.254, cloud metadata) and shared (100.64/10)
+	// addresses, whatever the URL's name resolves to.
+	RefusePrivateAddresses bool `json:"refuse_private_addresses"`
 }
 
 // endpoint configures one function.
@@ -55,7 +63,7 @@ func load(path string) (*sdk.Mux, error) {
 	if len(cfg.Functions) == 0 {
 		return nil, fmt.Errorf("%s declares no functions", path)
 	}
-	client := &http.Client{} // deadlines come from each task's context
+	client := newClient(cfg.RefusePrivateAddresses)
 	mux := sdk.NewMux()
 	for name, e := range cfg.Functions {
 		if !strings.HasPrefix(e.URL, "http://") && !strings.HasPrefix(e.URL, "https://") {
@@ -77,6 +85,52 @@ func load(path string) (*sdk.Mux, error) {
 		}
 	}
 	return mux, nil
+}
+
+// newClient returns the plugin's HTTP client, which connects to no
+// private address when refuse is set. Deadlines come from each task's
+// context. Redirects are not followed: the receiver could send the
+// plugin to the runner's loopback services or a cloud metadata address,
+// and the answer would become the task's result.
+func newClient(refuse bool) *http.Client {
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	if refuse {
+		d := &net.Dialer{Timeout: 30 * time.Second, KeepAlive: 30 * time.Second, Control: refusePrivate}
+		tr.DialContext = d.DialContext
+	}
+	return &http.Client{
+		Transport:     tr,
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+	}
+}
+
+// errPrivateAddress is the failure of a connection refused by
+// refuse_private_addresses.
+var errPrivateAddress = errors.New("is a loopback, private or link-local address (refuse_private_addresses)")
+
+// sharedAddresses is 100.64.0.0/10 (RFC 6598), where some clouds serve
+// instance metadata (100.100.100.200).
+var sharedAddresses = netip.MustParsePrefix("100.64.0.0/10")
+
+// refusePrivate returns an error wrapping errPrivateAddress when address
+// (host:port) is not a public unicast address. It is the dialer's check,
+// made on the address it is about to connect to: after name resolution,
+// so also for a name that resolves to a private address.
+func refusePrivate(_, address string, _ syscall.RawConn) error {
+	host, _, err := net.SplitHostPort(address)
+	if err != nil {
+		return err
+	}
+	ip, err := netip.ParseAddr(host)
+	if err != nil {
+		return err
+	}
+	ip = ip.Unmap()
+	if ip.IsLoopback() || ip.IsPrivate() || ip.IsLinkLocalUnicast() || ip.IsUnspecified() ||
+		ip.IsMulticast() || sharedAddresses.Contains(ip) {
+		return fmt.Errorf("%s %w", ip, errPrivateAddress)
+	}
+	return nil
 }
 
 // deliver sends one task and classifies the answer.
@@ -101,7 +155,11 @@ func deliver(ctx context.Context, client *http.Client, e endpoint, t *sdk.Task) 
 		if ctx.Err() != nil {
 			return nil, ctx.Err() // timeout or cancelled, classified by the SDK
 		}
-		return nil, sdk.WithType(ErrorType, fmt.Errorf("%s %s: %w", e.Method, e.URL, err))
+		herr := sdk.WithType(ErrorType, fmt.Errorf("%s %s: %w", e.Method, e.URL, err))
+		if errors.Is(err, errPrivateAddress) {
+			return nil, sdk.Permanent(herr)
+		}
+		return nil, herr
 	}
 	defer resp.Body.Close()
 	body, err := io.ReadAll(io.LimitReader(resp.Body, e.MaxResponseBytes+1))
@@ -118,6 +176,9 @@ func deliver(ctx context.Context, client *http.Client, e endpoint, t *sdk.Task) 
 		return body, nil
 	}
 	herr := sdk.WithType(ErrorType, fmt.Errorf("%s %s: %s: %s", e.Method, e.URL, resp.Status, snippet(body)))
+	if loc := resp.Header.Get("Location"); resp.StatusCode >= 300 && resp.StatusCode < 400 && loc != "" {
+		herr = sdk.WithType(ErrorType, fmt.Errorf("%s %s: %s: redirect to %s not followed", e.Method, e.URL, resp.Status, loc))
+	}
 	switch {
 	case resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode >= 500:
 		if d, ok := retryAfter(resp.Header.Get("Retry-After"), time.Now()); ok {

@@ -143,3 +143,68 @@ func TestConfigErrors(t *testing.T) {
 		}
 	}
 }
+
+// A receiver cannot send the plugin elsewhere: a redirect is not
+// followed (it could point at the runner's loopback services or a cloud
+// metadata address, and the answer would become the task's result), and
+// with refuse_private_addresses no loopback, private or link-local
+// address is connected to, whatever the URL names. Found by pointing a
+// redirect at a loopback server in the isolation review: its body came
+// back as the task's result.
+func TestTheTargetCannotBeMovedToAPrivateAddress(t *testing.T) {
+	t.Parallel()
+	var mu sync.Mutex
+	hits := 0
+	inner := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		hits++
+		mu.Unlock()
+		fmt.Fprint(w, "instance credentials")
+	}))
+	defer inner.Close()
+	outer := httptest.NewServer(http.RedirectHandler(inner.URL+"/latest/meta-data/", http.StatusFound))
+	defer outer.Close()
+
+	write := func(cfg httpConfig) string {
+		b, _ := json.Marshal(cfg)
+		dir := t.TempDir()
+		if err := os.Chmod(filepath.Dir(dir), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		p := filepath.Join(dir, "http.json")
+		if err := os.WriteFile(p, b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	bin := sdktest.Build(t, "github.com/omniq/omniq/plugins/http")
+	open := sdktest.StartPlugin(t, bin, EnvConfig+"="+write(httpConfig{Functions: map[string]endpoint{"hop": {URL: outer.URL + "/hook"}}}))
+	f := open.Run(t, "hop", nil, nil, 0).Failure
+	if f == nil || f.ErrorType != ErrorType || !f.Permanent || !strings.Contains(f.Message, "302 Found") || !strings.Contains(f.Message, "redirect to "+inner.URL+"/latest/meta-data/ not followed") {
+		t.Errorf("hop: failure = %+v", f)
+	}
+	closed := sdktest.StartPlugin(t, bin, EnvConfig+"="+write(httpConfig{RefusePrivateAddresses: true, Functions: map[string]endpoint{"direct": {URL: inner.URL + "/hook"}}}))
+	f = closed.Run(t, "direct", nil, nil, 0).Failure
+	if f == nil || f.ErrorType != ErrorType || !f.Permanent || !strings.Contains(f.Message, "127.0.0.1 is a loopback, private or link-local address (refuse_private_addresses)") {
+		t.Errorf("direct: failure = %+v", f)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if hits != 0 {
+		t.Errorf("the private server was reached %d times", hits)
+	}
+}
+
+func TestPrivateAddresses(t *testing.T) {
+	t.Parallel()
+	for addr, private := range map[string]bool{
+		"127.0.0.1:80": true, "[::1]:443": true, "10.1.2.3:80": true, "192.168.0.1:80": true,
+		"172.16.0.1:80": true, "169.254.169.254:80": true, "[fd00:ec2::254]:80": true,
+		"100.100.100.200:80": true, "0.0.0.0:80": true, "[::ffff:127.0.0.1]:80": true,
+		"[fe80::1]:80": true, "93.184.216.34:443": false, "[2606:4700::1]:443": false,
+	} {
+		if err := refusePrivate("tcp", addr, nil); (err != nil) != private {
+			t.Errorf("refusePrivate(%s) = %v, want refused %v", addr, err, private)
+		}
+	}
+}

@@ -12,6 +12,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"syscall"
@@ -19,6 +20,7 @@ import (
 	"time"
 
 	"github.com/sirupsen/logrus"
+	"golang.org/x/sys/unix"
 
 	"github.com/omniq/omniq/internal/testbin"
 	"github.com/omniq/omniq/plugins-sdk/pluginpb"
@@ -32,13 +34,42 @@ const (
 	helperHostEnv    = "OMNIQ_PLUGINHOST_HELPER_HOST"       // start a Host logging to stderr instead
 	helperPayloadEnv = "OMNIQ_PLUGINHOST_HELPER_PAYLOAD"    // the payload of that task
 	helperLimitsEnv  = "OMNIQ_PLUGINHOST_HELPER_LIMITS"     // the plugin's Limits, as JSON
+	helperKeyEnv     = "OMNIQ_PLUGINHOST_HELPER_KEY"        // a user key for its session keyring
 )
+
+// helperKeyName names the key helperKeyEnv puts in the stand-in runner's
+// session keyring.
+const helperKeyName = "omniq-test-runner-secret"
+
+// joinKeyringAndReexec gives this process a session keyring of its own
+// holding a user key with the value of helperKeyEnv, as a login session
+// may give a runner, and executes it again without that variable: a
+// keyring is joined by one thread, and an exec from that thread gives it
+// to the whole new process.
+func joinKeyringAndReexec() {
+	runtime.LockOSThread()
+	if _, _, e := unix.Syscall(unix.SYS_KEYCTL, unix.KEYCTL_JOIN_SESSION_KEYRING, 0, 0); e != 0 {
+		fmt.Println("error join a session keyring:", e)
+		os.Exit(1)
+	}
+	if _, err := unix.AddKey("user", helperKeyName, []byte(os.Getenv(helperKeyEnv)), unix.KEY_SPEC_SESSION_KEYRING); err != nil {
+		fmt.Println("error add a key:", err)
+		os.Exit(1)
+	}
+	_ = os.Unsetenv(helperKeyEnv)
+	err := syscall.Exec(os.Args[0], os.Args, os.Environ())
+	fmt.Println("error exec:", err)
+	os.Exit(1)
+}
 
 // runHelper is a stand-in runner process: it starts the plugin named by
 // the environment (and a task, if one is named), prints its pid, and waits
 // to be killed, or, with a supervisor, for SIGTERM, at which it stops the
 // plugin and prints "stopped".
 func runHelper() {
+	if os.Getenv(helperKeyEnv) != "" {
+		joinKeyringAndReexec()
+	}
 	if os.Getenv(helperHostEnv) != "" {
 		log := logrus.New()
 		log.Out = os.Stderr

@@ -1041,3 +1041,189 @@ func TestAPluginThatExitsCleanlyLeavesNothing(t *testing.T) {
 		return !alive(child) && !alive(shim)
 	})
 }
+
+// A command's child that runs the plugin out of memory, or out of its
+// process limit, is named in the task's failure: the plugin survives, and
+// the command's own end (a shell saying its child got status 137, or that
+// it cannot fork) did not say why. Found in the isolation review by
+// running a memory hog and a fork loop as an exec command's children.
+func TestAnExecCommandsChildPastALimitIsNamed(t *testing.T) {
+	t.Parallel()
+	const python = "/usr/bin/python3"
+	if _, err := os.Stat(python); err != nil {
+		t.Skip("needs " + python + " (.ci/run installs it)")
+	}
+	env := execPlugin(t, map[string]string{
+		"hog":  python + ` -c 'b = b"x" * (400 << 20)'; echo "hog ended $?" >&2; exit 1`,
+		"fork": `i=0; while [ $i -lt 100 ]; do sleep 30 & i=$((i+1)); done 2>/dev/null; kill $(jobs -p) 2>/dev/null; echo "forks tried" >&2; exit 1`,
+	})
+	s := startSupervisor(t, execPkg, pluginhost.Config{Process: pluginhost.ProcessConfig{Env: env, Limits: pluginhost.Limits{MemoryBytes: 192 << 20, Processes: 48}}})
+	requireIsolation(t, s)
+	for fn, want := range map[string]string{
+		"hog":  "out of memory",
+		"fork": "process limit reached",
+	} {
+		f := s.Execute(ctx(t), req(fn, fn, ""), time.Now().Add(time.Minute), nil).Failure
+		if f == nil || f.ErrorType != "handler_error" || !f.Retryable || !strings.Contains(f.Message, want) {
+			t.Errorf("%s: failure = %+v, want a retryable handler_error saying %q", fn, f, want)
+		}
+	}
+}
+
+// A command's child killed for the CPU time limit each process of the
+// plugin gets is named too: the command said only that its child ended
+// with status 137. Found like the above, with a busy loop.
+func TestAnExecCommandsChildPastItsCPUTimeIsNamed(t *testing.T) {
+	t.Parallel()
+	env := execPlugin(t, map[string]string{"spin": `(while :; do :; done)`})
+	s := startSupervisor(t, execPkg, pluginhost.Config{Process: pluginhost.ProcessConfig{Env: env, Limits: pluginhost.Limits{CPUSeconds: 1}}})
+	f := s.Execute(ctx(t), req("spin", "spin", ""), time.Now().Add(time.Minute), nil).Failure
+	if f == nil || f.ErrorType != "handler_error" || !f.Retryable || !strings.Contains(f.Message, "exited with status 137") || !strings.Contains(f.Message, "(CPU time limit: ") {
+		t.Errorf("failure = %+v, want a retryable handler_error saying \"CPU time limit\"", f)
+	}
+}
+
+// A plugin does not share the runner's controlling terminal. A runner
+// started from a root shell (make run) had its plugins in its session:
+// one opened /dev/tty and, with TIOCSTI, queued "chmod u+s /bin/sh" as
+// input that the operator's root shell read once the runner exited.
+// Found in the isolation review by opening /dev/tty from an exec command.
+func TestAPluginHasNoControllingTerminal(t *testing.T) {
+	t.Parallel()
+	ptmx, err := os.OpenFile("/dev/ptmx", os.O_RDWR|unix.O_NOCTTY, 0)
+	if err != nil {
+		t.Skipf("no pseudo-terminals here: %v", err)
+	}
+	defer ptmx.Close()
+	if err := unix.IoctlSetPointerInt(int(ptmx.Fd()), unix.TIOCSPTLCK, 0); err != nil {
+		t.Fatal(err)
+	}
+	n, err := unix.IoctlGetInt(int(ptmx.Fd()), unix.TIOCGPTN)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pts, err := os.OpenFile(fmt.Sprintf("/dev/pts/%d", n), os.O_RDWR|unix.O_NOCTTY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pts.Close()
+	go func() { _, _ = io.Copy(io.Discard, ptmx) }() // the terminal's output, if any
+
+	// A stand-in runner whose controlling terminal is the pty, as in a
+	// shell.
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), helperEnv+"="+buildPath(t, execPkg), helperTaskEnv+"=tty",
+		helperPluginEnv+"="+execPlugin(t, map[string]string{"tty": `if (: </dev/tty) 2>/dev/null; then echo has-tty; else echo no-tty; fi`})[0])
+	cmd.Stdin = pts
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true, Setctty: true, Ctty: 0}
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	r := bufio.NewReader(stdout)
+	for {
+		line, err := r.ReadString('\n')
+		if err != nil {
+			t.Fatalf("stand-in runner ended before its task: %v", err)
+		}
+		if strings.HasPrefix(line, "task done: ") {
+			if !strings.Contains(line, "no-tty") {
+				t.Fatalf("the plugin opened the runner's terminal: %s", line)
+			}
+			return
+		}
+	}
+}
+
+// A plugin does not get the runner's session keyring. A root runner
+// started from a login session (pam_keyinit) shares that session's
+// keyring with what it starts, and a process keeps its session keyring
+// across a change of user: a plugin running as nobody possessed, listed
+// and read the runner's keys (Kerberos tickets, file system and
+// application secrets kept there). Found in the isolation review by
+// reading such a key with keyctl after dropping to nobody.
+func TestAPluginDoesNotGetTheRunnersKeyring(t *testing.T) {
+	t.Parallel()
+	if _, err := unix.KeyctlGetKeyringID(unix.KEY_SPEC_SESSION_KEYRING, false); err != nil {
+		t.Skipf("no kernel keyrings here (or keyctl refused, as in a Docker container): %v", err)
+	}
+	_, shim, rest := startHelperRunnerOutput(t, nil, helperEnv+"="+buildPath(t, execPkg), helperTaskEnv+"=keys",
+		helperKeyEnv+"=hunter2", helperPluginEnv+"="+execPlugin(t, map[string]string{"keys": `id -u; cat /proc/keys`})[0])
+	if _, namespaced := nsMembers(shim)[shim]; !namespaced {
+		requireIsolationOf(t, "the helper's plugin is not in its own PID namespace")
+	}
+	for {
+		line, err := rest.ReadString('\n')
+		if err != nil {
+			t.Fatalf("stand-in runner ended before its task: %v", err)
+		}
+		if strings.HasPrefix(line, "task done: ") {
+			if !strings.Contains(line, "65534") {
+				t.Fatalf("the plugin does not run as nobody: %s", line)
+			}
+			if strings.Contains(line, helperKeyName) {
+				t.Fatalf("the plugin sees the runner's session keyring: %s", line)
+			}
+			if !strings.Contains(line, "keyring") {
+				t.Fatalf("the plugin could not list its own keyrings: %s", line)
+			}
+			return
+		}
+	}
+}
+
+// A plugin does not start in the runner's working directory. It did, and
+// a directory is searched from the working directory on without the
+// permissions of the directories above it: a runner started in
+// /root/omniq (/root being 0700) gave a plugin running as nobody its
+// config file there (0644) as ./omniq.json. Found in the isolation review
+// by reading a file below a private directory through a relative path.
+func TestAPluginDoesNotStartInTheRunnersWorkingDirectory(t *testing.T) {
+	t.Parallel()
+	private := t.TempDir() // 0700, as /root is
+	cwd := filepath.Join(private, "omniq")
+	if err := os.Mkdir(cwd, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(cwd, "omniq.json"), []byte("runner-config-secret"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Dir = cwd
+	cmd.Env = append(os.Environ(), helperEnv+"="+buildPath(t, execPkg), helperTaskEnv+"=cwd",
+		helperPluginEnv+"="+execPlugin(t, map[string]string{"cwd": `id -u; pwd; echo "TMPDIR=$TMPDIR"; cat omniq.json 2>&1; true`})[0])
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	r := bufio.NewReader(stdout)
+	for {
+		line, err := r.ReadString('\n')
+		if err != nil {
+			t.Fatalf("stand-in runner ended before its task: %v", err)
+		}
+		if !strings.HasPrefix(line, "task done: ") {
+			continue
+		}
+		if strings.Contains(line, "runner-config-secret") {
+			t.Fatalf("the plugin read a file of the runner's working directory: %s", line)
+		}
+		q, err := strconv.QuotedPrefix(strings.TrimPrefix(line, "task done: "))
+		out, _ := strconv.Unquote(q)
+		if err != nil {
+			t.Fatalf("stand-in runner said %s", line)
+		}
+		if f := strings.Split(out, "\n"); len(f) < 3 || "TMPDIR="+f[1] != f[2] {
+			t.Errorf("the plugin does not start in its temporary directory: %q", out)
+		}
+		return
+	}
+}

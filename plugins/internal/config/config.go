@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"path/filepath"
 	"time"
 
 	sdk "github.com/omniq/omniq/plugins-sdk"
@@ -18,6 +19,10 @@ import (
 func Load(env, path, readme string, v any) error {
 	if path == "" {
 		return fmt.Errorf("set %s to the path of its JSON config file (see %s)", env, readme)
+	}
+	if !filepath.IsAbs(path) {
+		// A plugin starts in its own, empty temporary directory.
+		return fmt.Errorf("%s=%s: give the config file's absolute path (a plugin's working directory is its private temporary directory, see docs/plugin-isolation.md)", env, path)
 	}
 	b, err := os.ReadFile(path)
 	if err != nil {

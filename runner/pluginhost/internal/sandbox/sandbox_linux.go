@@ -120,7 +120,11 @@ func (p *Process) Start() error {
 	spec.TmpDir = tmp
 	spec.TmpfsSize = l.MemoryBytes
 
-	attr := &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	// A session of its own, which is also a process group of its own:
+	// in the runner's session the plugin could open the runner's
+	// controlling terminal (/dev/tty) and, with TIOCSTI, type commands
+	// into the shell that started the runner, root's included.
+	attr := &syscall.SysProcAttr{Setsid: true, Pdeathsig: syscall.SIGKILL}
 	if root && namespacesWork() {
 		attr.Cloneflags = namespaceFlags
 		spec.Mount = true

@@ -23,7 +23,7 @@ type Process struct {
 func New(cfg Config) *Process {
 	cmd := exec.Command(cfg.Args[0], cfg.Args[1:]...)
 	cmd.Env = cfg.Env
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true} // no controlling terminal, see sandbox_linux.go
 	return &Process{Cmd: cmd, cfg: cfg}
 }
 

@@ -127,14 +127,26 @@ func runShim(arg string) {
 	if err := closeOnExecFrom(exeFD); err != nil {
 		shimFail("close the runner's descriptors", err)
 	}
+	// A new, empty session keyring: a process keeps its session keyring
+	// when it changes user, and a runner started from a login session
+	// has that session's, with whatever keys are kept there. Without
+	// keyrings (ENOSYS), or where a seccomp filter refuses keyctl
+	// (EPERM: Docker's default one), the plugin cannot use them either.
+	if _, _, e := unix.Syscall(unix.SYS_KEYCTL, unix.KEYCTL_JOIN_SESSION_KEYRING, 0, 0); e != 0 && e != unix.ENOSYS && e != unix.EPERM {
+		shimFail("join a session keyring of its own", e)
+	}
 	attr := &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL, Setpgid: s.Mount}
 	if s.UID >= 0 {
 		attr.Credential = &syscall.Credential{Uid: uint32(s.UID), Gid: uint32(s.GID), Groups: []uint32{uint32(s.GID)}}
 	}
 	// The open binary is executed through its descriptor: what was
 	// checked is what runs.
+	// It starts in its temporary directory, not in the runner's working
+	// directory: a relative path is resolved from there without the
+	// permissions of the directories above it, which may be all that
+	// keeps the runner's files there from the plugin's user.
 	pid, err := syscall.ForkExec(fmt.Sprintf("/proc/self/fd/%d", exeFD), s.Argv, &syscall.ProcAttr{
-		Env: os.Environ(), Files: []uintptr{0, 1, 2, exeFD}, Sys: attr})
+		Dir: s.TmpDir, Env: os.Environ(), Files: []uintptr{0, 1, 2, exeFD}, Sys: attr})
 	if err != nil {
 		shimFail("execute the plugin", err)
 	}
