@@ -603,8 +603,8 @@ func TestASweepOutOfTimeMidBatchLosesNothingAndLogsNoReadErrors(t *testing.T) {
 	log.Out = logs
 	cfg := fastConfig()
 	cfg.Logger = log
-	cfg.SweepInterval = 50 * time.Millisecond // far less than 3,000 tasks take
-	const tasks = 3000
+	cfg.SweepInterval = 50 * time.Millisecond // far less than 1,000 tasks take
+	const tasks = 1000
 	js := e.client.JetStream()
 	for i := 0; i < tasks; i++ {
 		if _, err := js.PublishAsync("omniq.tasks.nosuchfn", []byte("x")); err != nil {
@@ -621,7 +621,7 @@ func TestASweepOutOfTimeMidBatchLosesNothingAndLogsNoReadErrors(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 120*time.Second, "every task to be dead-lettered", func() bool {
+	eventually(t, 240*time.Second, "every task to be dead-lettered", func() bool {
 		info, err := dlq.Info(ctx(t))
 		return err == nil && info.State.Msgs >= tasks
 	})
