@@ -14,6 +14,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/sirupsen/logrus"
 )
 
 const (
@@ -135,28 +137,44 @@ func (srv *Server) guarded(next func(http.ResponseWriter, *http.Request, *sessio
 				return
 			}
 			if srv.cfg.Token == "" {
-				http.Error(w, "refused: no session; load the dashboard's page first, its actions carry the session's CSRF token", http.StatusUnauthorized)
+				srv.refuse(w, r, http.StatusUnauthorized, "no session", "refused: no session; load the dashboard's page first, its actions carry the session's CSRF token")
 				return
 			}
-			http.Error(w, "login required: this dashboard needs its token (sign in at /login)", http.StatusUnauthorized)
+			srv.refuse(w, r, http.StatusUnauthorized, "no session", "login required: this dashboard needs its token (sign in at /login)")
 			return
 		}
 		if r.Method == http.MethodPost {
 			if action && srv.cfg.ReadOnly {
-				http.Error(w, "refused: the dashboard is read-only (started with --read-only)", http.StatusForbidden)
+				srv.refuse(w, r, http.StatusForbidden, "read-only", "refused: the dashboard is read-only (started with --read-only)")
 				return
 			}
 			if from, ok := sameOrigin(r); !ok {
-				http.Error(w, "refused: the request comes from another origin ("+from+")", http.StatusForbidden)
+				srv.refuse(w, r, http.StatusForbidden, "another origin ("+from+")", "refused: the request comes from another origin ("+from+")")
 				return
 			}
 			if t := r.PostFormValue("csrf"); t == "" || subtle.ConstantTimeCompare([]byte(t), []byte(ss.csrf)) != 1 {
-				http.Error(w, "refused: missing or wrong CSRF token; reload the page and try again", http.StatusForbidden)
+				srv.refuse(w, r, http.StatusForbidden, "missing or wrong CSRF token", "refused: missing or wrong CSRF token; reload the page and try again")
 				return
 			}
 		}
 		next(w, r.WithContext(context.WithValue(r.Context(), versionKey{}, srv.hub.current())), ss)
 	}
+}
+
+// refuse answers r with code and msg, and logs the refusal as a warning:
+// an action refused (a viewer's POST to a read-only dashboard, a forged or
+// cross-site request) is someone trying something the operator should
+// know of. The log names the request, its address and the reason, never a
+// token, cookie or form value. A GET without a session (a page's event
+// stream after a restart of omniq-ui signed everyone out) changes nothing
+// and is not logged.
+func (srv *Server) refuse(w http.ResponseWriter, r *http.Request, code int, reason, msg string) {
+	if r.Method != http.MethodGet {
+		srv.cfg.Logger.WithFields(logrus.Fields{
+			"remote": r.RemoteAddr, "method": r.Method, "path": r.URL.Path, "reason": reason,
+		}).Warn("dashboard: refused an action")
+	}
+	http.Error(w, msg, code)
 }
 
 // sameOrigin reports whether a request comes from the dashboard's own
