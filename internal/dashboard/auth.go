@@ -19,6 +19,8 @@ import (
 )
 
 const (
+	// sessionCookie is the start of the session cookie's name; the
+	// server's port ends it (see cookieName).
 	sessionCookie = "omniq_ui_session"
 	// maxSessions bounds the session table; the oldest is dropped beyond it.
 	maxSessions = 1000
@@ -91,9 +93,27 @@ func (s *sessions) drop(id string) {
 
 func (srv *Server) setCookie(w http.ResponseWriter, id string, maxAge int) {
 	http.SetCookie(w, &http.Cookie{
-		Name: sessionCookie, Value: id, Path: "/", MaxAge: maxAge,
+		Name: srv.cookie, Value: id, Path: "/", MaxAge: maxAge,
 		HttpOnly: true, Secure: srv.tls, SameSite: http.SameSiteStrictMode,
 	})
+}
+
+// cookieName is the session cookie's name for a dashboard listening on
+// addr: browsers keep cookies per host, not per port, so two dashboards on
+// one machine (the operators' and a read-only one for viewers) need two
+// names, or signing in to one signs the browser out of the other. Under
+// TLS the name has the __Host- prefix: the browser then takes the cookie
+// only from this origin over HTTPS, for the whole site, so a page of
+// another port or a sibling domain cannot plant or replace it.
+func cookieName(addr net.Addr, tls bool) string {
+	name := sessionCookie
+	if _, port, err := net.SplitHostPort(addr.String()); err == nil {
+		name += "_" + port
+	}
+	if tls {
+		name = "__Host-" + name
+	}
+	return name
 }
 
 // sessionOf returns the request's session. Without a login token a browser
@@ -101,7 +121,7 @@ func (srv *Server) setCookie(w http.ResponseWriter, id string, maxAge int) {
 // CSRF token too.
 func (srv *Server) sessionOf(w http.ResponseWriter, r *http.Request) *session {
 	now := time.Now()
-	if c, err := r.Cookie(sessionCookie); err == nil {
+	if c, err := r.Cookie(srv.cookie); err == nil {
 		if ss := srv.sessions.get(c.Value, now); ss != nil {
 			return ss
 		}
@@ -243,7 +263,7 @@ func tokenEqual(got, want string) bool {
 }
 
 func (srv *Server) handleLogout(w http.ResponseWriter, r *http.Request, _ *session) {
-	if c, err := r.Cookie(sessionCookie); err == nil {
+	if c, err := r.Cookie(srv.cookie); err == nil {
 		srv.sessions.drop(c.Value)
 	}
 	srv.setCookie(w, "", -1)

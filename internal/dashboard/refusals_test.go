@@ -5,7 +5,9 @@ import (
 	"net/url"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/omniq/omniq/internal/omniqtest"
 	"github.com/sirupsen/logrus"
 	logtest "github.com/sirupsen/logrus/hooks/test"
 )
@@ -81,6 +83,77 @@ func TestRefusedActionsAreLoggedWithoutSecrets(t *testing.T) {
 					t.Errorf("read-only %v, POST %s: the log line holds the %s:\n%s", readOnly, a.path, name, line)
 				}
 			}
+		}
+	}
+}
+
+// Browsers keep cookies per host, not per port: an operators' dashboard
+// and a viewers' one (--read-only) on the same machine share the host.
+// Signing in to one must not sign the same browser out of the other, as
+// one cookie name for both did (each sign-in replaced the other's
+// session cookie).
+func TestTwoDashboardsOnOneHostKeepTheirSessions(t *testing.T) {
+	t.Parallel()
+	srv := startServer(t)
+	admin := startDashboard(t, Config{Client: srv.Client, Token: "operator-token"})
+	viewer := startDashboard(t, Config{Client: srv.Client, Token: "viewer-token", ReadOnly: true})
+	a := newBrowser(t, admin.URL())
+	v := &browser{t: t, base: viewer.URL(), c: a.c} // one browser: one cookie jar
+	if code, _ := a.post("/login", url.Values{"token": {"operator-token"}}); code != http.StatusSeeOther {
+		t.Fatalf("sign in to the operators' dashboard: %d", code)
+	}
+	if code, _ := v.post("/login", url.Values{"token": {"viewer-token"}}); code != http.StatusSeeOther {
+		t.Fatalf("sign in to the viewers' dashboard: %d", code)
+	}
+	for name, b := range map[string]*browser{"operators'": a, "viewers'": v} {
+		if code, _ := b.get("/"); code != http.StatusOK {
+			t.Errorf("after signing in to both, the %s dashboard's overview: %d, want 200 (still signed in)", name, code)
+		}
+	}
+}
+
+// Signing out and a session's end are the server's: the session's cookie,
+// kept and sent again (a copy taken before, a browser that ignored the
+// cookie's deletion or its Max-Age), signs nobody in afterwards, and its
+// CSRF token acts no more.
+func TestSignOutAndExpiryEndTheSessionOnTheServer(t *testing.T) {
+	t.Parallel()
+	srv := startServer(t)
+	for _, how := range []string{"signed out", "expired"} {
+		cfg := Config{Client: srv.Client, Token: "s3cret"}
+		if how == "expired" {
+			cfg.SessionTTL = time.Second
+		}
+		d := startDashboard(t, cfg)
+		b := newBrowser(t, d.URL())
+		if code, _ := b.post("/login", url.Values{"token": {"s3cret"}}); code != http.StatusSeeOther {
+			t.Fatalf("login: %d", code)
+		}
+		token := b.csrf("/")
+		u, _ := url.Parse(d.URL())
+		var kept string
+		for _, c := range b.c.Jar.Cookies(u) {
+			kept = c.Name + "=" + c.Value
+		}
+		replayed := func(method, path string, form url.Values) int {
+			code, _, _ := newBrowser(t, d.URL()).do(method, path, form, map[string]string{"Cookie": kept})
+			return code
+		}
+		if code := replayed(http.MethodGet, "/", nil); code != http.StatusOK {
+			t.Fatalf("%s: the kept cookie before: %d, want 200", how, code)
+		}
+		if how == "signed out" {
+			if code, _ := b.post("/logout", url.Values{"csrf": {token}}); code != http.StatusSeeOther {
+				t.Fatalf("logout: %d", code)
+			}
+		} else {
+			omniqtest.Eventually(t, 30*time.Second, "the session to expire", func() bool { return replayed(http.MethodGet, "/", nil) != http.StatusOK })
+		}
+		if code := replayed(http.MethodGet, "/", nil); code != http.StatusSeeOther {
+			t.Errorf("%s: the kept cookie afterwards: GET / = %d, want 303 to the sign-in", how, code)
+		}
+		if code := replayed(http.MethodPost, "/dead/purge", url.Values{"csrf": {token}, "confirm": {"yes"}}); code != http.StatusUnauthorized {
+			t.Errorf("%s: the kept cookie and CSRF token afterwards: purge = %d, want 401", how, code)
 		}
 	}
 }

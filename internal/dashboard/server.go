@@ -36,6 +36,8 @@ type Server struct {
 	logins   *loginLimiter
 	pages    map[string]*template.Template
 	static   http.Handler
+	// cookie is the session cookie's name (cookieName), set by Start.
+	cookie string
 
 	// bodyTimeout bounds the reading of a request's body, idleTimeout a
 	// keep-alive connection between requests (fields for tests).
@@ -173,6 +175,7 @@ func (s *Server) Start(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", s.cfg.Addr, err)
 	}
+	s.cookie = cookieName(ln.Addr(), s.tls)
 	if s.tls {
 		cert, err := tls.LoadX509KeyPair(s.cfg.TLSCertFile, s.cfg.TLSKeyFile)
 		if err != nil {
