@@ -262,3 +262,34 @@ func TestBulkReplayReadsABatchAtATimeAndCountsFailures(t *testing.T) {
 		t.Errorf("at most %d dead-letter entries were held at once, want 1..%d (a batch)", held, batch)
 	}
 }
+
+// The overview is fetched again at every change (up to once a second) and
+// every 10 s by each open tab, so what one view asks of NATS is counted:
+// the lag of each function with queued tasks is one read of its oldest
+// message, the tasks stream being looked up once per view, not once per
+// function (which doubled the requests of a view).
+func TestOverviewAsksNATSOncePerQueuedFunction(t *testing.T) {
+	t.Parallel()
+	srv := startServer(t)
+	ctx := context.Background()
+	const n = 30
+	for i := range n {
+		if _, err := srv.Client.Submit(ctx, jetstream.SubmitRequest{Function: fmt.Sprintf("queued-%d", i), Payload: []byte("x")}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	d := startDashboard(t, Config{Client: srv.Client})
+	b := newBrowser(t, d.URL())
+	b.get("/") // the session's first page
+	nc := srv.Client.Conn()
+	before := nc.Stats().OutMsgs
+	code, body := b.get("/")
+	sent := nc.Stats().OutMsgs - before
+	if code != http.StatusOK || strings.Count(body, `<tr data-function="queued-`) != n {
+		t.Fatalf("overview: %d, want %d functions with queued tasks:\n%s", code, n, body)
+	}
+	// n oldest messages, and a few for the registrations and the counts.
+	if sent > n+8 {
+		t.Errorf("one view of the overview with %d functions queued sent %d NATS requests, want at most %d", n, sent, n+8)
+	}
+}

@@ -167,11 +167,12 @@ func (s *Server) handleOverview(w http.ResponseWriter, r *http.Request, ss *sess
 		d.Functions = all
 	}
 	slices.SortFunc(d.Functions, func(a, b *functionStats) int { return cmp.Compare(a.Function, b.Function) })
+	oldest := &oldestQueued{s: s}
 	for _, st := range d.Functions {
 		if st.Queued == 0 {
 			continue
 		}
-		if at, ok := s.oldestQueued(ctx, st.Function); ok {
+		if at, ok := oldest.of(ctx, st.Function); ok {
 			st.Lag, st.HasLag = now.Sub(at), true
 		}
 	}
@@ -195,7 +196,7 @@ func (s *Server) handleOverview(w http.ResponseWriter, r *http.Request, ss *sess
 	if d.Hidden > 0 && d.Total.Queued > 0 {
 		// A function not shown may hold the oldest task: the lag of
 		// all is the age of the oldest message in the tasks stream.
-		if at, ok := s.oldestQueued(ctx, ""); ok {
+		if at, ok := oldest.of(ctx, ""); ok {
 			d.Total.Lag, d.Total.HasLag = now.Sub(at), true
 		}
 	}
@@ -204,20 +205,31 @@ func (s *Server) handleOverview(w http.ResponseWriter, r *http.Request, ss *sess
 	s.render(w, r, "overview", p)
 }
 
-// oldestQueued returns when the oldest message still in the tasks stream
-// for fn (waiting, or running and not yet acknowledged) was published: the
-// overview's lag. fn "" is every function.
-func (s *Server) oldestQueued(ctx context.Context, fn string) (time.Time, bool) {
-	cfg := s.cfg.Client.Config()
-	st, err := s.cfg.Client.JetStream().Stream(ctx, cfg.TasksStream)
-	if err != nil {
+// oldestQueued reads the overview's lags: the stream is looked up at the
+// first read only, since one view asks for the lag of up to
+// maxShownGroups functions and each should cost one request.
+type oldestQueued struct {
+	s   *Server
+	st  natsjs.Stream
+	err error
+}
+
+// of returns when the oldest message still in the tasks stream for fn
+// (waiting, or running and not yet acknowledged) was published; fn "" is
+// every function.
+func (o *oldestQueued) of(ctx context.Context, fn string) (time.Time, bool) {
+	cfg := o.s.cfg.Client.Config()
+	if o.st == nil && o.err == nil {
+		o.st, o.err = o.s.cfg.Client.JetStream().Stream(ctx, cfg.TasksStream)
+	}
+	if o.err != nil {
 		return time.Time{}, false
 	}
 	subject := cfg.TaskSubject(fn)
 	if fn == "" {
 		subject = cfg.TaskSubject("*")
 	}
-	m, err := st.GetMsg(ctx, 1, natsjs.WithGetMsgSubject(subject))
+	m, err := o.st.GetMsg(ctx, 1, natsjs.WithGetMsgSubject(subject))
 	if err != nil {
 		return time.Time{}, false
 	}
