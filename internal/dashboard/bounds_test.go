@@ -293,3 +293,32 @@ func TestOverviewAsksNATSOncePerQueuedFunction(t *testing.T) {
 		t.Errorf("one view of the overview with %d functions queued sent %d NATS requests, want at most %d", n, sent, n+8)
 	}
 }
+
+// A view of the dead-letter page that runs out of time (10,000 entries
+// with long tracebacks on a loaded machine) shows what it read, and says
+// that its groups count only those: not counts that look whole, nor "The
+// dead-letter stream is empty." above entries it did not get to.
+func TestDeadLetterPageCutShortSaysSo(t *testing.T) {
+	t.Parallel()
+	srv := startServer(t)
+	te, err := models.NewTaskError(models.TaskError{ErrorType: "handler_error", Message: "boom"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 3 {
+		if err := srv.Client.DeadLetter(context.Background(), &jetstream.TaskMessage{ID: fmt.Sprintf("entry-%d", i), Function: "alpha", Attempt: 1}, *te, 0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s := startDashboard(t, Config{Client: srv.Client}, func(s *Server) { s.deadTimeout = time.Nanosecond })
+	code, body := newBrowser(t, s.URL()).get("/dead")
+	if code != http.StatusOK {
+		t.Fatalf("dead: %d", code)
+	}
+	if strings.Contains(body, "The dead-letter stream is empty.") {
+		t.Errorf("a view that could not read the stream says it is empty:\n%s", body)
+	}
+	if !strings.Contains(body, "stopped after 0 entries") || !strings.Contains(body, "count only those") {
+		t.Errorf("a view cut short does not say how far it read and that its counts are partial:\n%s", body)
+	}
+}

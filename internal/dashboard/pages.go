@@ -637,10 +637,13 @@ type deadData struct {
 	Total                       int
 	Truncated                   bool
 	Problem                     string
+	// CutShort: reading the entries failed part way (Problem says why):
+	// the groups are of those read before.
+	CutShort bool
 }
 
 func (s *Server) handleDead(w http.ResponseWriter, r *http.Request, ss *session) {
-	ctx, cancel := s.natsContext(r.Context(), requestTimeout)
+	ctx, cancel := s.natsContext(r.Context(), s.deadTimeout)
 	defer cancel()
 	d := &deadData{}
 	groups := map[[2]string]*deadGroup{}
@@ -669,7 +672,10 @@ func (s *Server) handleDead(w http.ResponseWriter, r *http.Request, ss *session)
 		}
 	})
 	if err != nil {
-		d.Problem = why(ctx, err)
+		// The groups hold what was read before: say so, or they read as
+		// the stream's whole count (or an empty table as an empty stream).
+		d.Problem = fmt.Sprintf("Reading the dead-letter stream stopped after %d entries (%s): the groups and counts below count only those.", d.Total, why(ctx, err))
+		d.CutShort = true
 	}
 	recent = slices.Concat(recent[next:], recent[:next]) // oldest first
 	d.Truncated = truncated

@@ -45,6 +45,9 @@ type Server struct {
 	// maxDeadScanned is maxDeadScanned, deadBatch deadBatch (fields for
 	// tests).
 	maxDeadScanned, deadBatch int
+	// deadTimeout bounds one view of the dead-letter page (requestTimeout;
+	// a field for tests).
+	deadTimeout time.Duration
 	// deadHeld is the most dead-letter entries held at once so far (for
 	// tests; see eachDead).
 	deadHeld atomic.Int64
@@ -87,6 +90,7 @@ func New(cfg Config) (*Server, error) {
 		deadWatching: make(chan struct{}),
 		bodyTimeout:  10 * time.Second, idleTimeout: 2 * time.Minute, maxDeadScanned: maxDeadScanned,
 		deadBatch:    deadBatch,
+		deadTimeout:  requestTimeout,
 		tickInterval: tickInterval,
 		keepAlive:    keepAliveInterval,
 	}
