@@ -31,7 +31,14 @@ const (
 type session struct {
 	csrf    string
 	expires time.Time
+	// ended is closed when the session is dropped (signed out, or pushed
+	// out of a full table): its event streams end with it.
+	ended chan struct{}
 }
+
+// end closes ss.ended; the caller holds the table's lock and has just
+// removed ss from it.
+func (ss *session) end() { close(ss.ended) }
 
 // sessions is the table of live sessions, in memory: a restart of omniq-ui
 // logs everyone out.
@@ -63,10 +70,11 @@ func (s *sessions) create(now time.Time) (string, *session) {
 				oldest = id
 			}
 		}
+		s.m[oldest].end()
 		delete(s.m, oldest)
 	}
 	id := RandomToken()
-	ss := &session{csrf: RandomToken(), expires: now.Add(s.ttl)}
+	ss := &session{csrf: RandomToken(), expires: now.Add(s.ttl), ended: make(chan struct{})}
 	s.m[id] = ss
 	return id, ss
 }
@@ -79,6 +87,7 @@ func (s *sessions) get(id string, now time.Time) *session {
 		return nil
 	}
 	if now.After(ss.expires) {
+		ss.end()
 		delete(s.m, id)
 		return nil
 	}
@@ -88,7 +97,10 @@ func (s *sessions) get(id string, now time.Time) *session {
 func (s *sessions) drop(id string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	delete(s.m, id)
+	if ss := s.m[id]; ss != nil {
+		ss.end()
+		delete(s.m, id)
+	}
 }
 
 func (srv *Server) setCookie(w http.ResponseWriter, id string, maxAge int) {

@@ -1,6 +1,7 @@
 package dashboard
 
 import (
+	"io"
 	"net/http"
 	"net/url"
 	"strings"
@@ -155,5 +156,56 @@ func TestSignOutAndExpiryEndTheSessionOnTheServer(t *testing.T) {
 		if code := replayed(http.MethodPost, "/dead/purge", url.Values{"csrf": {token}, "confirm": {"yes"}}); code != http.StatusUnauthorized {
 			t.Errorf("%s: the kept cookie and CSRF token afterwards: purge = %d, want 401", how, code)
 		}
+	}
+}
+
+// A session's event stream ends with the session: signed out from one tab
+// (or expired), the others' streams must not go on following the tasks
+// for a browser that is no longer signed in. The browser's reconnection is
+// then refused, and its pages go to sign in.
+func TestEventStreamsEndWithTheirSession(t *testing.T) {
+	t.Parallel()
+	srv := startServer(t)
+	for _, how := range []string{"signed out", "expired"} {
+		cfg := Config{Client: srv.Client, Token: "s3cret"}
+		if how == "expired" {
+			cfg.SessionTTL = 2 * time.Second
+		}
+		d := startDashboard(t, cfg, func(s *Server) { s.keepAlive = 50 * time.Millisecond })
+		b := newBrowser(t, d.URL())
+		if code, _ := b.post("/login", url.Values{"token": {"s3cret"}}); code != http.StatusSeeOther {
+			t.Fatalf("login: %d", code)
+		}
+		token := b.csrf("/")
+		req, err := http.NewRequest(http.MethodGet, d.URL()+"/events", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Header.Set("Accept", "text/event-stream")
+		// The browser's cookies, without its 20 s bound on a response.
+		stream := &http.Client{Jar: b.c.Jar}
+		resp, err := stream.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ended := make(chan struct{})
+		go func() {
+			defer close(ended)
+			_, _ = io.Copy(io.Discard, resp.Body)
+		}()
+		omniqtest.Eventually(t, 10*time.Second, "the stream on the server", func() bool { return d.hub.streams() == 1 })
+		if how == "signed out" {
+			if code, _ := b.post("/logout", url.Values{"csrf": {token}}); code != http.StatusSeeOther {
+				t.Fatalf("logout: %d", code)
+			}
+		}
+		select {
+		case <-ended:
+		case <-time.After(30 * time.Second):
+			t.Errorf("%s: the session's event stream still runs 30 s later", how)
+		}
+		resp.Body.Close()
+		<-ended
+		stream.CloseIdleConnections()
 	}
 }

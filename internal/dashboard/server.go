@@ -559,8 +559,10 @@ const keepAliveInterval = 25 * time.Second
 // handleEvents streams "change" events to the page: at most one a second,
 // only when something the page shows changed, and with tick=1 (the
 // overview) also every tickInterval. The page then fetches its own content
-// again (one request), instead of polling.
-func (s *Server) handleEvents(w http.ResponseWriter, r *http.Request, _ *session) {
+// again (one request), instead of polling. The stream ends with its
+// session (signed out, expired): the browser's reconnection is then
+// refused, and the page goes to sign in.
+func (s *Server) handleEvents(w http.ResponseWriter, r *http.Request, ss *session) {
 	fl, ok := w.(http.Flusher)
 	if !ok {
 		http.Error(w, "streaming unsupported", http.StatusInternalServerError)
@@ -587,8 +589,14 @@ func (s *Server) handleEvents(w http.ResponseWriter, r *http.Request, _ *session
 	fl.Flush()
 	alive := time.NewTicker(s.keepAlive)
 	defer alive.Stop()
+	expiry := time.NewTimer(time.Until(ss.expires))
+	defer expiry.Stop()
 	for {
 		select {
+		case <-ss.ended:
+			return
+		case <-expiry.C:
+			return
 		case <-ch:
 		case <-tick:
 		case <-alive.C:
@@ -611,6 +619,8 @@ func (s *Server) handleEvents(w http.ResponseWriter, r *http.Request, _ *session
 		case <-r.Context().Done():
 			return
 		case <-s.hub.done:
+			return
+		case <-ss.ended:
 			return
 		}
 	}
