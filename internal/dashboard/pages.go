@@ -567,7 +567,7 @@ func (s *Server) handleCancel(w http.ResponseWriter, r *http.Request, ss *sessio
 		// queued task or a typo.
 		msg = "Cancelled, but no runner had seen a task " + id + ": if one is queued it will not run; if the id is wrong, nothing was cancelled."
 	}
-	s.cfg.Logger.WithField("task_id", id).WithField("result", msg).Info("dashboard: cancel")
+	s.cfg.Logger.WithField("remote", r.RemoteAddr).WithField("task_id", id).WithField("result", msg).Info("dashboard: cancel")
 	http.Redirect(w, r, "/tasks/"+url.PathEscape(id)+"?"+flashQuery(ss, msg, err != nil), http.StatusSeeOther)
 }
 
@@ -583,7 +583,7 @@ func (s *Server) handleReplay(w http.ResponseWriter, r *http.Request, ss *sessio
 	if err != nil {
 		msg = "Replay failed: " + why(ctx, err)
 	}
-	s.cfg.Logger.WithField("task_id", id).WithField("result", msg).Info("dashboard: replay")
+	s.cfg.Logger.WithField("remote", r.RemoteAddr).WithField("task_id", id).WithField("result", msg).Info("dashboard: replay")
 	http.Redirect(w, r, "/tasks/"+url.PathEscape(id)+"?"+flashQuery(ss, msg, err != nil), http.StatusSeeOther)
 }
 
@@ -779,7 +779,7 @@ func (s *Server) handleDeadBulk(w http.ResponseWriter, r *http.Request, ss *sess
 			msg += " Stopped by: " + why(ctx, err)
 		}
 	}
-	s.cfg.Logger.WithField("function", f.Function).WithField("error_type", f.ErrorType).WithField("result", msg).Info("dashboard: dead letters " + action)
+	s.cfg.Logger.WithField("remote", r.RemoteAddr).WithField("function", f.Function).WithField("error_type", f.ErrorType).WithField("result", msg).Info("dashboard: dead letters " + action)
 	http.Redirect(w, r, "/dead?"+flashQuery(ss, msg, err != nil), http.StatusSeeOther)
 }
 

@@ -209,3 +209,41 @@ func TestEventStreamsEndWithTheirSession(t *testing.T) {
 		stream.CloseIdleConnections()
 	}
 }
+
+// An action carried out (or tried and failed) is logged with the address
+// it came from: the dashboard has one login for all its users, so the
+// address is what tells an operator reading the log who replayed or
+// purged what.
+func TestActionsAreLoggedWithTheirAddress(t *testing.T) {
+	t.Parallel()
+	srv := startServer(t) // no runner: the cancel and replay fail, and are logged
+	log, hook := logtest.NewNullLogger()
+	d := startDashboard(t, Config{Client: srv.Client, Token: "s3cret", Logger: log})
+	b := newBrowser(t, d.URL())
+	if code, _ := b.post("/login", url.Values{"token": {"s3cret"}}); code != http.StatusSeeOther {
+		t.Fatalf("login: %d", code)
+	}
+	token := b.csrf("/")
+	for _, a := range []struct{ path, msg string }{
+		{"/tasks/t-1/cancel", "dashboard: cancel"},
+		{"/tasks/t-1/replay", "dashboard: replay"},
+		{"/dead/purge", "dashboard: dead letters purge"},
+	} {
+		hook.Reset()
+		if code, _ := b.post(a.path, url.Values{"csrf": {token}, "confirm": {"yes"}}); code != http.StatusSeeOther {
+			t.Fatalf("POST %s: %d, want 303", a.path, code)
+		}
+		var found bool
+		for _, e := range hook.AllEntries() {
+			if e.Message == a.msg {
+				found = true
+				if remote, _ := e.Data["remote"].(string); !strings.HasPrefix(remote, "127.0.0.1:") {
+					t.Errorf("%s is logged without the address it came from: %v", a.path, e.Data)
+				}
+			}
+		}
+		if !found {
+			t.Errorf("POST %s: no %q in the log: %v", a.path, a.msg, hook.AllEntries())
+		}
+	}
+}
