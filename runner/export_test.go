@@ -31,6 +31,11 @@ func NewProgressWriter(state *jetstream.StateStore, cur jetstream.Record, start 
 	return newProgressWriter(state, cur, start, logrus.New())
 }
 
+// NewProgressWriterLog is NewProgressWriter logging to log.
+func NewProgressWriterLog(state *jetstream.StateStore, cur jetstream.Record, start time.Time, log logrus.FieldLogger) *ProgressWriter {
+	return newProgressWriter(state, cur, start, log)
+}
+
 // Report hands p one progress event.
 func (p *ProgressWriter) Report(fraction float64, message string) {
 	p.report(&pluginpb.Progress{Fraction: fraction, Message: message})

@@ -5,6 +5,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sirupsen/logrus"
+	logtest "github.com/sirupsen/logrus/hooks/test"
+
 	"github.com/omniq/omniq/internal/omniqtest"
 	"github.com/omniq/omniq/jetstream"
 	"github.com/omniq/omniq/models"
@@ -126,5 +129,33 @@ func TestAnEarlyLoneProgressReportIsWrittenWhenDue(t *testing.T) {
 	}
 	if got.Revision != fin.Revision || got.Task.Progress.Message != "a quarter" {
 		t.Fatalf("stored %+v at %d, Finish %d: a write after Finish, or one lost", got.Task.Progress, got.Revision, fin.Revision)
+	}
+}
+
+// A handler's progress message is bounded (models.MaxProgressMessageBytes)
+// in the record, and in the runner's debug log too: a handler reporting a
+// megabyte four times a second must not write megabyte log lines.
+func TestAHugeProgressMessageIsBoundedInTheLog(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	start := time.Now()
+	task := models.NewTask("huge-progress", "sleep", 0, 0, start)
+	task.Status, task.StartedAt = models.StatusRunning, start.UTC()
+	rec, err := e.client.State().Create(ctx(t), task)
+	if err != nil {
+		t.Fatal(err)
+	}
+	log, hook := logtest.NewNullLogger()
+	log.SetLevel(logrus.DebugLevel)
+	p := runner.NewProgressWriterLog(e.client.State(), rec, start, log)
+	p.Report(0.5, "<b>"+strings.Repeat("x", 1<<20))
+	fin := p.Finish()
+	if n := len(fin.Task.Progress.Message); n > models.MaxProgressMessageBytes {
+		t.Errorf("the record's progress message is %d bytes", n)
+	}
+	for _, e := range hook.AllEntries() {
+		if len(e.Message) > models.MaxProgressMessageBytes+64 {
+			t.Errorf("a %d-byte log line: %.80s…", len(e.Message), e.Message)
+		}
 	}
 }

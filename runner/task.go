@@ -385,16 +385,18 @@ func newProgressWriter(state *jetstream.StateStore, cur jetstream.Record, start 
 
 // report takes one progress event from the plugin.
 func (p *progressWriter) report(ev *pluginpb.Progress) {
-	if debugEnabled(p.log) {
-		p.log.WithField("fraction", ev.Fraction).Debug("progress: " + ev.Message)
-	}
 	now := time.Now()
+	// Bounded (MaxProgressMessageBytes) for the log as for the record.
+	rep := models.NewProgress(ev.Fraction, ev.Message, now)
+	if debugEnabled(p.log) {
+		p.log.WithField("fraction", ev.Fraction).Debug("progress: " + rep.Message)
+	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.off {
 		return
 	}
-	p.pending = models.NewProgress(ev.Fraction, ev.Message, now)
+	p.pending = rep
 	if wait := p.due.Sub(now); wait > 0 {
 		if p.timer == nil {
 			p.timer = time.AfterFunc(wait, p.flush)

@@ -9,9 +9,7 @@ import (
 	"github.com/chromedp/chromedp"
 
 	"github.com/omniq/omniq/internal/omniqtest"
-	"github.com/omniq/omniq/jetstream"
 	"github.com/omniq/omniq/models"
-	"github.com/omniq/omniq/runner/pluginhost"
 )
 
 // An operator's actions from the browser, each with its result on the page:
@@ -19,35 +17,13 @@ import (
 // replaying a dead-letter group after the confirmation page, which names
 // how many entries it will touch; the other group is left alone.
 func TestBrowserCancelAndBulkReplayWithConfirmation(t *testing.T) {
-	tab := newChrome(t)
-	srv := omniqtest.StartServer(t, jetstream.Config{})
-	omniqtest.StartRunner(t, srv.Client, omniqtest.FastConfig(), pluginhost.HostConfig{})
-	d := startDashboard(t, Config{Client: srv.Client, Token: "s3cret-token"})
-	ctx := omniqtest.Context(t)
-	base := d.URL()
-	zero := 0
-	submit := func(fn, payload string) string {
-		t.Helper()
-		res, err := srv.Client.Submit(ctx, jetstream.SubmitRequest{Function: fn, Payload: []byte(payload), MaxRetries: &zero})
-		if err != nil {
-			t.Fatal(err)
-		}
-		return res.ID
-	}
-	flaky := []string{submit("flaky", "1"), submit("flaky", "1")}
-	panicked := submit("panic", "left alone")
-	for _, id := range append(flaky, panicked) {
-		omniqtest.WaitDead(t, srv.Client, id, 30*time.Second)
-	}
-	long := submit("sleep", "10m")
-	omniqtest.WaitFor(t, srv.Client, long, models.StatusRunning, 30*time.Second)
-
-	run(t, tab, "sign in to the running task's page",
-		chromedp.Navigate(base+"/tasks/"+long),
-		chromedp.WaitVisible("#token", chromedp.ByID),
-		chromedp.SendKeys("#token", "s3cret-token", chromedp.ByID),
-		chromedp.Click("#signin", chromedp.ByID),
-		chromedp.WaitVisible("#cancel", chromedp.ByID))
+	r := newRig(t)
+	tab, srv, ctx := r.tab, r.srv, r.ctx
+	flaky := []string{r.dead(), r.dead()}
+	panicked := r.submit("panic", "left alone")
+	omniqtest.WaitDead(t, srv.Client, panicked, 30*time.Second)
+	long := r.running()
+	r.signIn("/tasks/"+long, "cancel")
 	var flash string
 	// Clicked from the page's script: the page of a running task is
 	// refreshed as its progress is written, and a click through the
@@ -65,7 +41,7 @@ func TestBrowserCancelAndBulkReplayWithConfirmation(t *testing.T) {
 
 	var question string
 	run(t, tab, "replay the flaky group: the confirmation",
-		chromedp.Navigate(base+"/dead"),
+		chromedp.Navigate(r.d.URL()+"/dead"),
 		chromedp.WaitVisible("#groups", chromedp.ByID),
 		chromedp.Evaluate(`Array.from(document.querySelectorAll("#groups tbody tr")).find(r => r.cells[0].textContent === "flaky")
 			.querySelector('form[action="/dead/replay"] button').click()`, nil),

@@ -14,9 +14,13 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/sirupsen/logrus"
 )
 
 const (
+	// sessionCookie is the start of the session cookie's name; the
+	// server's port ends it (see cookieName).
 	sessionCookie = "omniq_ui_session"
 	// maxSessions bounds the session table; the oldest is dropped beyond it.
 	maxSessions = 1000
@@ -27,7 +31,14 @@ const (
 type session struct {
 	csrf    string
 	expires time.Time
+	// ended is closed when the session is dropped (signed out, or pushed
+	// out of a full table): its event streams end with it.
+	ended chan struct{}
 }
+
+// end closes ss.ended; the caller holds the table's lock and has just
+// removed ss from it.
+func (ss *session) end() { close(ss.ended) }
 
 // sessions is the table of live sessions, in memory: a restart of omniq-ui
 // logs everyone out.
@@ -59,10 +70,11 @@ func (s *sessions) create(now time.Time) (string, *session) {
 				oldest = id
 			}
 		}
+		s.m[oldest].end()
 		delete(s.m, oldest)
 	}
 	id := RandomToken()
-	ss := &session{csrf: RandomToken(), expires: now.Add(s.ttl)}
+	ss := &session{csrf: RandomToken(), expires: now.Add(s.ttl), ended: make(chan struct{})}
 	s.m[id] = ss
 	return id, ss
 }
@@ -75,6 +87,7 @@ func (s *sessions) get(id string, now time.Time) *session {
 		return nil
 	}
 	if now.After(ss.expires) {
+		ss.end()
 		delete(s.m, id)
 		return nil
 	}
@@ -84,14 +97,35 @@ func (s *sessions) get(id string, now time.Time) *session {
 func (s *sessions) drop(id string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	delete(s.m, id)
+	if ss := s.m[id]; ss != nil {
+		ss.end()
+		delete(s.m, id)
+	}
 }
 
 func (srv *Server) setCookie(w http.ResponseWriter, id string, maxAge int) {
 	http.SetCookie(w, &http.Cookie{
-		Name: sessionCookie, Value: id, Path: "/", MaxAge: maxAge,
+		Name: srv.cookie, Value: id, Path: "/", MaxAge: maxAge,
 		HttpOnly: true, Secure: srv.tls, SameSite: http.SameSiteStrictMode,
 	})
+}
+
+// cookieName is the session cookie's name for a dashboard listening on
+// addr: browsers keep cookies per host, not per port, so two dashboards on
+// one machine (the operators' and a read-only one for viewers) need two
+// names, or signing in to one signs the browser out of the other. Under
+// TLS the name has the __Host- prefix: the browser then takes the cookie
+// only from this origin over HTTPS, for the whole site, so a page of
+// another port or a sibling domain cannot plant or replace it.
+func cookieName(addr net.Addr, tls bool) string {
+	name := sessionCookie
+	if _, port, err := net.SplitHostPort(addr.String()); err == nil {
+		name += "_" + port
+	}
+	if tls {
+		name = "__Host-" + name
+	}
+	return name
 }
 
 // sessionOf returns the request's session. Without a login token a browser
@@ -99,7 +133,7 @@ func (srv *Server) setCookie(w http.ResponseWriter, id string, maxAge int) {
 // CSRF token too.
 func (srv *Server) sessionOf(w http.ResponseWriter, r *http.Request) *session {
 	now := time.Now()
-	if c, err := r.Cookie(sessionCookie); err == nil {
+	if c, err := r.Cookie(srv.cookie); err == nil {
 		if ss := srv.sessions.get(c.Value, now); ss != nil {
 			return ss
 		}
@@ -135,28 +169,44 @@ func (srv *Server) guarded(next func(http.ResponseWriter, *http.Request, *sessio
 				return
 			}
 			if srv.cfg.Token == "" {
-				http.Error(w, "refused: no session; load the dashboard's page first, its actions carry the session's CSRF token", http.StatusUnauthorized)
+				srv.refuse(w, r, http.StatusUnauthorized, "no session", "refused: no session; load the dashboard's page first, its actions carry the session's CSRF token")
 				return
 			}
-			http.Error(w, "login required: this dashboard needs its token (sign in at /login)", http.StatusUnauthorized)
+			srv.refuse(w, r, http.StatusUnauthorized, "no session", "login required: this dashboard needs its token (sign in at /login)")
 			return
 		}
 		if r.Method == http.MethodPost {
 			if action && srv.cfg.ReadOnly {
-				http.Error(w, "refused: the dashboard is read-only (started with --read-only)", http.StatusForbidden)
+				srv.refuse(w, r, http.StatusForbidden, "read-only", "refused: the dashboard is read-only (started with --read-only)")
 				return
 			}
 			if from, ok := sameOrigin(r); !ok {
-				http.Error(w, "refused: the request comes from another origin ("+from+")", http.StatusForbidden)
+				srv.refuse(w, r, http.StatusForbidden, "another origin ("+from+")", "refused: the request comes from another origin ("+from+")")
 				return
 			}
 			if t := r.PostFormValue("csrf"); t == "" || subtle.ConstantTimeCompare([]byte(t), []byte(ss.csrf)) != 1 {
-				http.Error(w, "refused: missing or wrong CSRF token; reload the page and try again", http.StatusForbidden)
+				srv.refuse(w, r, http.StatusForbidden, "missing or wrong CSRF token", "refused: missing or wrong CSRF token; reload the page and try again")
 				return
 			}
 		}
 		next(w, r.WithContext(context.WithValue(r.Context(), versionKey{}, srv.hub.current())), ss)
 	}
+}
+
+// refuse answers r with code and msg, and logs the refusal as a warning:
+// an action refused (a viewer's POST to a read-only dashboard, a forged or
+// cross-site request) is someone trying something the operator should
+// know of. The log names the request, its address and the reason, never a
+// token, cookie or form value. A GET without a session (a page's event
+// stream after a restart of omniq-ui signed everyone out) changes nothing
+// and is not logged.
+func (srv *Server) refuse(w http.ResponseWriter, r *http.Request, code int, reason, msg string) {
+	if r.Method != http.MethodGet {
+		srv.cfg.Logger.WithFields(logrus.Fields{
+			"remote": r.RemoteAddr, "method": r.Method, "path": r.URL.Path, "reason": reason,
+		}).Warn("dashboard: refused an action")
+	}
+	http.Error(w, msg, code)
 }
 
 // sameOrigin reports whether a request comes from the dashboard's own
@@ -225,7 +275,7 @@ func tokenEqual(got, want string) bool {
 }
 
 func (srv *Server) handleLogout(w http.ResponseWriter, r *http.Request, _ *session) {
-	if c, err := r.Cookie(sessionCookie); err == nil {
+	if c, err := r.Cookie(srv.cookie); err == nil {
 		srv.sessions.drop(c.Value)
 	}
 	srv.setCookie(w, "", -1)

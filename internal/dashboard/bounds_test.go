@@ -262,3 +262,63 @@ func TestBulkReplayReadsABatchAtATimeAndCountsFailures(t *testing.T) {
 		t.Errorf("at most %d dead-letter entries were held at once, want 1..%d (a batch)", held, batch)
 	}
 }
+
+// The overview is fetched again at every change (up to once a second) and
+// every 10 s by each open tab, so what one view asks of NATS is counted:
+// the lag of each function with queued tasks is one read of its oldest
+// message, the tasks stream being looked up once per view, not once per
+// function (which doubled the requests of a view).
+func TestOverviewAsksNATSOncePerQueuedFunction(t *testing.T) {
+	t.Parallel()
+	srv := startServer(t)
+	ctx := context.Background()
+	const n = 30
+	for i := range n {
+		if _, err := srv.Client.Submit(ctx, jetstream.SubmitRequest{Function: fmt.Sprintf("queued-%d", i), Payload: []byte("x")}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	d := startDashboard(t, Config{Client: srv.Client})
+	b := newBrowser(t, d.URL())
+	b.get("/") // the session's first page
+	nc := srv.Client.Conn()
+	before := nc.Stats().OutMsgs
+	code, body := b.get("/")
+	sent := nc.Stats().OutMsgs - before
+	if code != http.StatusOK || strings.Count(body, `<tr data-function="queued-`) != n {
+		t.Fatalf("overview: %d, want %d functions with queued tasks:\n%s", code, n, body)
+	}
+	// n oldest messages, and a few for the registrations and the counts.
+	if sent > n+8 {
+		t.Errorf("one view of the overview with %d functions queued sent %d NATS requests, want at most %d", n, sent, n+8)
+	}
+}
+
+// A view of the dead-letter page that runs out of time (10,000 entries
+// with long tracebacks on a loaded machine) shows what it read, and says
+// that its groups count only those: not counts that look whole, nor "The
+// dead-letter stream is empty." above entries it did not get to.
+func TestDeadLetterPageCutShortSaysSo(t *testing.T) {
+	t.Parallel()
+	srv := startServer(t)
+	te, err := models.NewTaskError(models.TaskError{ErrorType: "handler_error", Message: "boom"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 3 {
+		if err := srv.Client.DeadLetter(context.Background(), &jetstream.TaskMessage{ID: fmt.Sprintf("entry-%d", i), Function: "alpha", Attempt: 1}, *te, 0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s := startDashboard(t, Config{Client: srv.Client}, func(s *Server) { s.deadTimeout = time.Nanosecond })
+	code, body := newBrowser(t, s.URL()).get("/dead")
+	if code != http.StatusOK {
+		t.Fatalf("dead: %d", code)
+	}
+	if strings.Contains(body, "The dead-letter stream is empty.") {
+		t.Errorf("a view that could not read the stream says it is empty:\n%s", body)
+	}
+	if !strings.Contains(body, "stopped after 0 entries") || !strings.Contains(body, "count only those") {
+		t.Errorf("a view cut short does not say how far it read and that its counts are partial:\n%s", body)
+	}
+}

@@ -10,9 +10,7 @@ import (
 	"github.com/chromedp/chromedp"
 
 	"github.com/omniq/omniq/internal/omniqtest"
-	"github.com/omniq/omniq/jetstream"
 	"github.com/omniq/omniq/models"
-	"github.com/omniq/omniq/runner/pluginhost"
 )
 
 // The result of a failed action is an alert (role=alert, class "bad"),
@@ -52,30 +50,18 @@ func TestFailedActionFlashIsAnAlertAndItsKindIsSigned(t *testing.T) {
 // success (red, an alert), and the keyboard's focus is on it, beside the
 // actions, rather than at the top of the page.
 func TestBrowserFailedReplayLooksFailed(t *testing.T) {
-	tab := newChrome(t)
-	srv := omniqtest.StartServer(t, jetstream.Config{})
-	omniqtest.StartRunner(t, srv.Client, omniqtest.FastConfig(), pluginhost.HostConfig{})
-	d := startDashboard(t, Config{Client: srv.Client, Token: "s3cret-token"})
-	ctx := omniqtest.Context(t)
-	zero := 0
-	dead, err := srv.Client.Submit(ctx, jetstream.SubmitRequest{Function: "flaky", Payload: []byte("1"), MaxRetries: &zero})
-	if err != nil {
-		t.Fatal(err)
-	}
-	omniqtest.WaitDead(t, srv.Client, dead.ID, 30*time.Second)
-	run(t, tab, "sign in to the dead task's page and press Replay",
-		chromedp.Navigate(d.URL()+"/tasks/"+dead.ID),
-		chromedp.WaitVisible("#token", chromedp.ByID),
-		chromedp.SendKeys("#token", "s3cret-token", chromedp.ByID),
-		chromedp.Click("#signin", chromedp.ByID),
-		chromedp.WaitVisible("#replay", chromedp.ByID),
+	r := newRig(t)
+	tab, srv, ctx := r.tab, r.srv, r.ctx
+	dead := r.dead()
+	r.signIn("/tasks/"+dead, "replay")
+	run(t, tab, "press Replay",
 		chromedp.Evaluate(`document.getElementById("replay").click()`, nil),
 		chromedp.WaitVisible("#confirm", chromedp.ByID))
 	// Replayed from elsewhere while the question is open.
-	if _, err := srv.Client.Replay(ctx, dead.ID); err != nil {
+	if _, err := srv.Client.Replay(ctx, dead); err != nil {
 		t.Fatal(err)
 	}
-	omniqtest.WaitFor(t, srv.Client, dead.ID, models.StatusSucceeded, 30*time.Second)
+	omniqtest.WaitFor(t, srv.Client, dead, models.StatusSucceeded, 30*time.Second)
 	var got struct {
 		Text, Class, Role, Background, OKBackground string
 		Focused                                     bool

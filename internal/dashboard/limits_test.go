@@ -138,8 +138,8 @@ func TestTLSSessionsAreHTTPSOnly(t *testing.T) {
 		t.Fatal(err)
 	}
 	resp.Body.Close()
-	if sc := resp.Header.Get("Set-Cookie"); resp.StatusCode != http.StatusSeeOther || !strings.Contains(sc, "; Secure") || !strings.Contains(sc, "HttpOnly") {
-		t.Errorf("sign-in over TLS: %d, cookie %q; want a Secure, HttpOnly session cookie", resp.StatusCode, sc)
+	if sc := resp.Header.Get("Set-Cookie"); resp.StatusCode != http.StatusSeeOther || !strings.Contains(sc, "; Secure") || !strings.Contains(sc, "HttpOnly") || !strings.HasPrefix(sc, "__Host-") {
+		t.Errorf("sign-in over TLS: %d, cookie %q; want a Secure, HttpOnly session cookie named __Host-…", resp.StatusCode, sc)
 	}
 	if h := resp.Header.Get("Strict-Transport-Security"); !strings.Contains(h, "max-age=") {
 		t.Errorf("over TLS, Strict-Transport-Security is %q; want a max-age", h)

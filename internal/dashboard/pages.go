@@ -167,11 +167,12 @@ func (s *Server) handleOverview(w http.ResponseWriter, r *http.Request, ss *sess
 		d.Functions = all
 	}
 	slices.SortFunc(d.Functions, func(a, b *functionStats) int { return cmp.Compare(a.Function, b.Function) })
+	oldest := &oldestQueued{s: s}
 	for _, st := range d.Functions {
 		if st.Queued == 0 {
 			continue
 		}
-		if at, ok := s.oldestQueued(ctx, st.Function); ok {
+		if at, ok := oldest.of(ctx, st.Function); ok {
 			st.Lag, st.HasLag = now.Sub(at), true
 		}
 	}
@@ -195,7 +196,7 @@ func (s *Server) handleOverview(w http.ResponseWriter, r *http.Request, ss *sess
 	if d.Hidden > 0 && d.Total.Queued > 0 {
 		// A function not shown may hold the oldest task: the lag of
 		// all is the age of the oldest message in the tasks stream.
-		if at, ok := s.oldestQueued(ctx, ""); ok {
+		if at, ok := oldest.of(ctx, ""); ok {
 			d.Total.Lag, d.Total.HasLag = now.Sub(at), true
 		}
 	}
@@ -204,20 +205,31 @@ func (s *Server) handleOverview(w http.ResponseWriter, r *http.Request, ss *sess
 	s.render(w, r, "overview", p)
 }
 
-// oldestQueued returns when the oldest message still in the tasks stream
-// for fn (waiting, or running and not yet acknowledged) was published: the
-// overview's lag. fn "" is every function.
-func (s *Server) oldestQueued(ctx context.Context, fn string) (time.Time, bool) {
-	cfg := s.cfg.Client.Config()
-	st, err := s.cfg.Client.JetStream().Stream(ctx, cfg.TasksStream)
-	if err != nil {
+// oldestQueued reads the overview's lags: the stream is looked up at the
+// first read only, since one view asks for the lag of up to
+// maxShownGroups functions and each should cost one request.
+type oldestQueued struct {
+	s   *Server
+	st  natsjs.Stream
+	err error
+}
+
+// of returns when the oldest message still in the tasks stream for fn
+// (waiting, or running and not yet acknowledged) was published; fn "" is
+// every function.
+func (o *oldestQueued) of(ctx context.Context, fn string) (time.Time, bool) {
+	cfg := o.s.cfg.Client.Config()
+	if o.st == nil && o.err == nil {
+		o.st, o.err = o.s.cfg.Client.JetStream().Stream(ctx, cfg.TasksStream)
+	}
+	if o.err != nil {
 		return time.Time{}, false
 	}
 	subject := cfg.TaskSubject(fn)
 	if fn == "" {
 		subject = cfg.TaskSubject("*")
 	}
-	m, err := st.GetMsg(ctx, 1, natsjs.WithGetMsgSubject(subject))
+	m, err := o.st.GetMsg(ctx, 1, natsjs.WithGetMsgSubject(subject))
 	if err != nil {
 		return time.Time{}, false
 	}
@@ -555,7 +567,7 @@ func (s *Server) handleCancel(w http.ResponseWriter, r *http.Request, ss *sessio
 		// queued task or a typo.
 		msg = "Cancelled, but no runner had seen a task " + id + ": if one is queued it will not run; if the id is wrong, nothing was cancelled."
 	}
-	s.cfg.Logger.WithField("task_id", id).WithField("result", msg).Info("dashboard: cancel")
+	s.cfg.Logger.WithField("remote", r.RemoteAddr).WithField("task_id", id).WithField("result", msg).Info("dashboard: cancel")
 	http.Redirect(w, r, "/tasks/"+url.PathEscape(id)+"?"+flashQuery(ss, msg, err != nil), http.StatusSeeOther)
 }
 
@@ -571,7 +583,7 @@ func (s *Server) handleReplay(w http.ResponseWriter, r *http.Request, ss *sessio
 	if err != nil {
 		msg = "Replay failed: " + why(ctx, err)
 	}
-	s.cfg.Logger.WithField("task_id", id).WithField("result", msg).Info("dashboard: replay")
+	s.cfg.Logger.WithField("remote", r.RemoteAddr).WithField("task_id", id).WithField("result", msg).Info("dashboard: replay")
 	http.Redirect(w, r, "/tasks/"+url.PathEscape(id)+"?"+flashQuery(ss, msg, err != nil), http.StatusSeeOther)
 }
 
@@ -625,10 +637,13 @@ type deadData struct {
 	Total                       int
 	Truncated                   bool
 	Problem                     string
+	// CutShort: reading the entries failed part way (Problem says why):
+	// the groups are of those read before.
+	CutShort bool
 }
 
 func (s *Server) handleDead(w http.ResponseWriter, r *http.Request, ss *session) {
-	ctx, cancel := s.natsContext(r.Context(), requestTimeout)
+	ctx, cancel := s.natsContext(r.Context(), s.deadTimeout)
 	defer cancel()
 	d := &deadData{}
 	groups := map[[2]string]*deadGroup{}
@@ -657,7 +672,10 @@ func (s *Server) handleDead(w http.ResponseWriter, r *http.Request, ss *session)
 		}
 	})
 	if err != nil {
-		d.Problem = why(ctx, err)
+		// The groups hold what was read before: say so, or they read as
+		// the stream's whole count (or an empty table as an empty stream).
+		d.Problem = fmt.Sprintf("Reading the dead-letter stream stopped after %d entries (%s): the groups and counts below count only those.", d.Total, why(ctx, err))
+		d.CutShort = true
 	}
 	recent = slices.Concat(recent[next:], recent[:next]) // oldest first
 	d.Truncated = truncated
@@ -761,7 +779,7 @@ func (s *Server) handleDeadBulk(w http.ResponseWriter, r *http.Request, ss *sess
 			msg += " Stopped by: " + why(ctx, err)
 		}
 	}
-	s.cfg.Logger.WithField("function", f.Function).WithField("error_type", f.ErrorType).WithField("result", msg).Info("dashboard: dead letters " + action)
+	s.cfg.Logger.WithField("remote", r.RemoteAddr).WithField("function", f.Function).WithField("error_type", f.ErrorType).WithField("result", msg).Info("dashboard: dead letters " + action)
 	http.Redirect(w, r, "/dead?"+flashQuery(ss, msg, err != nil), http.StatusSeeOther)
 }
 

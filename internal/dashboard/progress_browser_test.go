@@ -1,6 +1,7 @@
 package dashboard
 
 import (
+	"strings"
 	"testing"
 	"time"
 
@@ -47,4 +48,39 @@ func TestBrowserProgressBarMovesWithoutReload(t *testing.T) {
 	run(t, tab, "the bar moves, the page not reloaded",
 		chromedp.Poll(`window.notReloaded === true && (document.querySelector("#progress progress") || {}).value === 0.75 &&
 			document.getElementById("progress").textContent.includes("three quarters")`, nil, chromedp.WithPollingTimeout(30*time.Second)))
+}
+
+// Progress reported through the SDK by a real plugin (the bundled sleep
+// reports "sleeping (N)" as it goes) moves on the task's open page while
+// the task runs; once the task has timed out, been retried and been
+// dead-lettered, the page shows the last report and says which attempt
+// made it (a new attempt starts without progress, so the record keeps
+// the latest attempt's only), rather than a bare "sleeping (N)" that
+// reads as if the dead task were still at work.
+func TestBrowserSDKProgressLiveThenTheFailedAttempts(t *testing.T) {
+	r := newRig(t)
+	one := 1
+	res, err := r.srv.Client.Submit(r.ctx, jetstream.SubmitRequest{Function: "sleep", Payload: []byte("1h"), MaxRetries: &one, Timeout: 6 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := res.ID
+	omniqtest.WaitFor(t, r.srv.Client, id, models.StatusRunning, 30*time.Second)
+	r.signIn("/tasks/"+id, "record")
+	var first, moved string
+	run(t, r.tab, "the SDK's progress shows",
+		chromedp.Evaluate(`window.notReloaded = true`, nil),
+		chromedp.Poll(`(() => { const p = document.getElementById("progress"); return p && p.textContent.includes("sleeping (") ? p.textContent : false })()`,
+			&first, chromedp.WithPollingTimeout(30*time.Second)))
+	run(t, r.tab, "and moves without a reload",
+		chromedp.Poll(`(() => { const p = document.getElementById("progress"); return window.notReloaded === true && p && p.textContent.includes("sleeping (") && p.textContent !== `+jsString(first)+` ? p.textContent : false })()`,
+			&moved, chromedp.WithPollingTimeout(30*time.Second)))
+	omniqtest.WaitDead(t, r.srv.Client, id, time.Minute)
+	var last string
+	run(t, r.tab, "the dead task's page",
+		chromedp.Poll(`(document.getElementById("status") || {}).textContent === "failed"`, nil, chromedp.WithPollingTimeout(30*time.Second)),
+		pageText("#progress", &last))
+	if !strings.Contains(last, "sleeping (") || !strings.Contains(last, "attempt 2") {
+		t.Errorf("the dead task's progress says %q; want the last report, of attempt 2", last)
+	}
 }

@@ -36,6 +36,8 @@ type Server struct {
 	logins   *loginLimiter
 	pages    map[string]*template.Template
 	static   http.Handler
+	// cookie is the session cookie's name (cookieName), set by Start.
+	cookie string
 
 	// bodyTimeout bounds the reading of a request's body, idleTimeout a
 	// keep-alive connection between requests (fields for tests).
@@ -43,6 +45,9 @@ type Server struct {
 	// maxDeadScanned is maxDeadScanned, deadBatch deadBatch (fields for
 	// tests).
 	maxDeadScanned, deadBatch int
+	// deadTimeout bounds one view of the dead-letter page (requestTimeout;
+	// a field for tests).
+	deadTimeout time.Duration
 	// deadHeld is the most dead-letter entries held at once so far (for
 	// tests; see eachDead).
 	deadHeld atomic.Int64
@@ -85,6 +90,7 @@ func New(cfg Config) (*Server, error) {
 		deadWatching: make(chan struct{}),
 		bodyTimeout:  10 * time.Second, idleTimeout: 2 * time.Minute, maxDeadScanned: maxDeadScanned,
 		deadBatch:    deadBatch,
+		deadTimeout:  requestTimeout,
 		tickInterval: tickInterval,
 		keepAlive:    keepAliveInterval,
 	}
@@ -173,6 +179,7 @@ func (s *Server) Start(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", s.cfg.Addr, err)
 	}
+	s.cookie = cookieName(ln.Addr(), s.tls)
 	if s.tls {
 		cert, err := tls.LoadX509KeyPair(s.cfg.TLSCertFile, s.cfg.TLSKeyFile)
 		if err != nil {
@@ -552,8 +559,10 @@ const keepAliveInterval = 25 * time.Second
 // handleEvents streams "change" events to the page: at most one a second,
 // only when something the page shows changed, and with tick=1 (the
 // overview) also every tickInterval. The page then fetches its own content
-// again (one request), instead of polling.
-func (s *Server) handleEvents(w http.ResponseWriter, r *http.Request, _ *session) {
+// again (one request), instead of polling. The stream ends with its
+// session (signed out, expired): the browser's reconnection is then
+// refused, and the page goes to sign in.
+func (s *Server) handleEvents(w http.ResponseWriter, r *http.Request, ss *session) {
 	fl, ok := w.(http.Flusher)
 	if !ok {
 		http.Error(w, "streaming unsupported", http.StatusInternalServerError)
@@ -580,8 +589,14 @@ func (s *Server) handleEvents(w http.ResponseWriter, r *http.Request, _ *session
 	fl.Flush()
 	alive := time.NewTicker(s.keepAlive)
 	defer alive.Stop()
+	expiry := time.NewTimer(time.Until(ss.expires))
+	defer expiry.Stop()
 	for {
 		select {
+		case <-ss.ended:
+			return
+		case <-expiry.C:
+			return
 		case <-ch:
 		case <-tick:
 		case <-alive.C:
@@ -604,6 +619,8 @@ func (s *Server) handleEvents(w http.ResponseWriter, r *http.Request, _ *session
 		case <-r.Context().Done():
 			return
 		case <-s.hub.done:
+			return
+		case <-ss.ended:
 			return
 		}
 	}

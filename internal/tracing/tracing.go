@@ -22,6 +22,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/url"
 	"strings"
 	"sync"
 	"time"
@@ -94,6 +95,9 @@ func Start(ctx context.Context, cfg Config) (*Tracing, error) {
 		case "", "none":
 			continue
 		case "otlp":
+			if err = checkEndpoints(get); err != nil {
+				break
+			}
 			e, err = otlpExporter(ctx, get)
 		case "console":
 			if cfg.Console == nil {
@@ -188,6 +192,27 @@ func otlpExporter(ctx context.Context, get func(string) string) (sdktrace.SpanEx
 		return otlptracegrpc.New(ctx)
 	}
 	return nil, fmt.Errorf(`%w: %s=%q: want "http/protobuf" or "grpc"`, ErrConfig, key, proto)
+}
+
+// checkEndpoints refuses a collector address the OTLP exporters cannot
+// use. They parse OTEL_EXPORTER_OTLP_[TRACES_]ENDPOINT as a URL and, when
+// it does not parse, say so with a line of Go's standard logger and send
+// to the default collector (localhost:4318) instead; one without a scheme
+// ("127.0.0.1:4318", a common slip) parses into no host at all. Either
+// way the spans would go somewhere else than the operator said, with the
+// runner saying "tracing on".
+func checkEndpoints(get func(string) string) error {
+	for _, key := range []string{"OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"} {
+		v := get(key)
+		if v == "" {
+			continue
+		}
+		u, err := url.Parse(v)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			return fmt.Errorf("%w: %s=%q: want the collector's URL, such as http://127.0.0.1:4318 (https:// for TLS)", ErrConfig, key, v)
+		}
+	}
+	return nil
 }
 
 // TracerProvider returns the provider to create spans with, nil when

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -88,5 +89,35 @@ func TestConsoleExportsOnShutdownWithTheServiceName(t *testing.T) {
 				t.Errorf("OTEL_SERVICE_NAME=%q: console output lacks %s:\n%s", tt.envName, want, out.String())
 			}
 		}
+	}
+}
+
+// A collector address OpenTelemetry's SDK cannot use ("127.0.0.1:4318"
+// without its scheme, a broken URL) was dropped by the SDK with a line of
+// Go's standard logger, and spans then went to the default collector,
+// localhost:4318, while the runner said "tracing on". It is refused by
+// name, as an unknown exporter is.
+func TestAnUnusableCollectorAddressIsRefusedByName(t *testing.T) {
+	t.Parallel()
+	for _, proto := range []string{"http/protobuf", "grpc"} {
+		for _, key := range []string{"OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"} {
+			for _, v := range []string{"127.0.0.1:4318", "localhost:4318", "http://[::1", "ftp://collector:4318", "http://"} {
+				_, err := tracing.Start(context.Background(), tracing.Config{Service: "s",
+					Getenv: env(map[string]string{"OTEL_TRACES_EXPORTER": "otlp", "OTEL_EXPORTER_OTLP_PROTOCOL": proto, key: v})})
+				if want := key + "=" + strconv.Quote(v); !errors.Is(err, tracing.ErrConfig) || !strings.Contains(err.Error(), want) || !strings.Contains(err.Error(), "http://") {
+					t.Errorf("%s, %s=%q: err %v; want ErrConfig naming %s and what it should look like", proto, key, v, err, want)
+				}
+			}
+		}
+	}
+	// Usable ones start.
+	for _, v := range []string{"http://127.0.0.1:4318", "https://collector.example:4318/base", "http://[::1]:4318"} {
+		tr, err := tracing.Start(context.Background(), tracing.Config{Service: "s",
+			Getenv: env(map[string]string{"OTEL_TRACES_EXPORTER": "otlp", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": v})})
+		if err != nil {
+			t.Errorf("%q: %v", v, err)
+			continue
+		}
+		_ = tr.Shutdown(context.Background())
 	}
 }
