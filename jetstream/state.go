@@ -524,6 +524,9 @@ func (s *StateStore) List(ctx context.Context, f ListFilter) (ListPage, error) {
 	return page, nil
 }
 
+// errNoConsumerAsked: Watch was not asked to read through a consumer.
+var errNoConsumerAsked = errors.New("no consumer asked for")
+
 // watchCheck is how often a watch of one task through a consumer reads the
 // task's record itself (see Watch).
 const watchCheck = 5 * time.Second
@@ -579,19 +582,38 @@ func (s *StateStore) watchEntries(ctx context.Context, id string) (<-chan natsjs
 	return out, nil
 }
 
+// WatchOption changes how Watch reads.
+type WatchOption func(*watchOptions)
+
+type watchOptions struct{ consumer bool }
+
+// ThroughConsumer makes Watch read through a consumer (a KV watch: the
+// server delivers each write once), which costs the server less for each
+// write than reading without one; when the server refuses the consumer
+// (a reader took every consumer the server allows on the bucket) Watch
+// reads without one. Only logins that may create consumers on the state
+// bucket (operators and runners; submitters may not, see
+// docs/security.md) should ask for it: a refused consumer is a
+// permissions violation on the connection. The dashboard's and the
+// benchmark's watches of every task use it.
+func ThroughConsumer() WatchOption { return func(o *watchOptions) { o.consumer = true } }
+
 // Watch sends the current record of task id (or of every task when id is
 // "") and then every change, until ctx ends; then it closes the channel.
-// It watches through a consumer (a KV watch: the server delivers each write
-// once) and, when the server refuses one (a reader took every consumer the
-// server allows on the bucket, or this login may not create them), without
-// (see statescan.go: it works, at a few times the server's work a write and
-// a millisecond or two more delay).
+// It reads the state bucket's stream with batched direct gets and hears of
+// each write from a core subscription (see statescan.go): no consumer, so
+// no other client can see, change, stall or feed it, and any reader may
+// use it. ThroughConsumer reads through a consumer instead.
 //
 // A watch of one task sends that task's records only, each revision once
 // and never an older one after a newer; through a consumer it also reads
 // the record every watchCheck, so that a consumer another client changed
 // or deleted delays it rather than stalling it.
-func (s *StateStore) Watch(ctx context.Context, id string) (<-chan StateEvent, error) {
+func (s *StateStore) Watch(ctx context.Context, id string, opts ...WatchOption) (<-chan StateEvent, error) {
+	var o watchOptions
+	for _, opt := range opts {
+		opt(&o)
+	}
 	filter := s.putPrefix + ">"
 	if id != "" {
 		if err := models.ValidateTaskID(id); err != nil {
@@ -599,13 +621,22 @@ func (s *StateStore) Watch(ctx context.Context, id string) (<-chan StateEvent, e
 		}
 		filter = s.putPrefix + id
 	}
-	entries, err := s.watchEntries(ctx, id)
+	var entries <-chan natsjs.KeyValueEntry
+	err := errNoConsumerAsked
+	if o.consumer {
+		entries, err = s.watchEntries(ctx, id)
+	}
 	if err != nil {
 		var scanErr error
 		if entries, scanErr = s.tail(ctx, filter); scanErr != nil {
-			return nil, fmt.Errorf("watch tasks: %w (through a consumer: %v)", scanErr, err)
+			if o.consumer {
+				return nil, fmt.Errorf("watch tasks: %w (through a consumer: %v)", scanErr, err)
+			}
+			return nil, fmt.Errorf("watch tasks: %w", scanErr)
 		}
-		s.cfg.Logger.WithError(err).Debug("watch of task state: no consumer; reading without one")
+		if o.consumer {
+			s.cfg.Logger.WithError(err).Debug("watch of task state: no consumer; reading without one")
+		}
 	}
 	viaConsumer := err == nil
 	out := make(chan StateEvent, 16)

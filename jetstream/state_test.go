@@ -386,11 +386,13 @@ func TestStateGetFromLeaderReadsWhatGetReads(t *testing.T) {
 	}
 }
 
-// A watch of task state goes through a consumer while the server allows
-// one: the server then delivers each write once, where a watch without a
-// consumer reads each write back with a direct get besides hearing of it
-// (a few times the server's CPU a write: a dashboard left open would slow
-// the runners). With the bucket's consumers used up, it reads without one.
+// A watch of task state asked to go ThroughConsumer does while the server
+// allows one: the server then delivers each write once, where a watch
+// without a consumer reads each write back with a direct get besides
+// hearing of it (a few times the server's CPU a write: a dashboard left
+// open would slow the runners). With the bucket's consumers used up, it
+// reads without one. A watch not asked to takes no consumer: submitters
+// may create none (docs/security.md).
 func TestStateWatchUsesAConsumerWhileItCan(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, jetstream.Config{})
@@ -410,7 +412,15 @@ func TestStateWatchUsesAConsumerWhileItCan(t *testing.T) {
 	before := consumers()
 	wctx, cancel := context.WithCancel(ctx(t))
 	defer cancel()
-	if _, err := e.client.State().Watch(wctx, ""); err != nil {
+	for _, id := range []string{"", "before"} {
+		if _, err := e.client.State().Watch(wctx, id); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := consumers(); n != before {
+		t.Fatalf("consumers on the state bucket: %d before two watches without one, %d with them; want no more", before, n)
+	}
+	if _, err := e.client.State().Watch(wctx, "", jetstream.ThroughConsumer()); err != nil {
 		t.Fatal(err)
 	}
 	if n := consumers(); n != before+1 {
@@ -429,7 +439,7 @@ func TestStateWatchUsesAConsumerWhileItCan(t *testing.T) {
 	if !full {
 		t.Fatal("the state bucket took 5,000 consumers without reaching its limit")
 	}
-	events, err := e.client.State().Watch(wctx, "")
+	events, err := e.client.State().Watch(wctx, "", jetstream.ThroughConsumer())
 	if err != nil {
 		t.Fatalf("watch with the consumers used up: %v", err)
 	}
