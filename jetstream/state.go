@@ -115,11 +115,41 @@ func (s *StateStore) GetFromLeader(ctx context.Context, id string) (Record, erro
 	if err := models.ValidateTaskID(id); err != nil {
 		return Record{}, err
 	}
+	m, err := s.lastFromLeader(ctx, id)
+	if err != nil {
+		return Record{}, err
+	}
+	if m == nil {
+		return Record{}, fmt.Errorf("%w: %s", ErrTaskNotFound, id)
+	}
+	if removed(m.Header) {
+		return Record{}, fmt.Errorf("%w: %s", ErrTaskNotFound, id)
+	}
+	return decodeEntry(&rawEntry{bucket: s.cfg.StateBucket, key: id, value: m.Data, rev: m.Sequence, created: m.Time, op: natsjs.KeyValuePut})
+}
+
+// leaderMsg is the last message on a key of the state bucket, as its
+// stream's leader answers a message get.
+type leaderMsg struct {
+	Sequence uint64
+	Header   nats.Header
+	Data     []byte
+	Time     time.Time
+}
+
+// lastFromLeader returns the last message on task id's key, read from the
+// state bucket's stream leader, or nil when the key has none. Its sequence
+// is the one the server gives, never a header of the message's own: a
+// message nats-server stored as its answer to another client's direct get
+// (docs/security.md, "Server answers go where the requester says") carries
+// the Nats-Sequence and Nats-Subject headers of the message it copied,
+// which a direct get of it then returns ahead of the real ones.
+func (s *StateStore) lastFromLeader(ctx context.Context, id string) (*leaderMsg, error) {
 	req, err := json.Marshal(struct {
 		LastFor string `json:"last_by_subj"`
 	}{s.putPrefix + id})
 	if err != nil {
-		return Record{}, err
+		return nil, err
 	}
 	var resp struct {
 		Message *struct {
@@ -142,28 +172,24 @@ func (s *StateStore) GetFromLeader(ctx context.Context, id string) (Record, erro
 		return json.Unmarshal(m.Data, &resp)
 	})
 	if err != nil {
-		return Record{}, fmt.Errorf("get task %s from the state bucket's leader: %w", id, err)
+		return nil, fmt.Errorf("get task %s from the state bucket's leader: %w", id, err)
 	}
 	if resp.Error != nil {
 		if resp.Error.ErrCode == int(natsjs.JSErrCodeMessageNotFound) {
-			return Record{}, fmt.Errorf("%w: %s", ErrTaskNotFound, id)
+			return nil, nil
 		}
-		return Record{}, fmt.Errorf("get task %s from the state bucket's leader: %s (%d)", id, resp.Error.Description, resp.Error.ErrCode)
+		return nil, fmt.Errorf("get task %s from the state bucket's leader: %s (%d)", id, resp.Error.Description, resp.Error.ErrCode)
 	}
 	if resp.Message == nil {
-		return Record{}, fmt.Errorf("get task %s from the state bucket's leader: an answer without a message", id)
+		return nil, fmt.Errorf("get task %s from the state bucket's leader: an answer without a message", id)
 	}
-	e := &rawEntry{bucket: s.cfg.StateBucket, key: id, value: resp.Message.Data, rev: resp.Message.Sequence, created: resp.Message.Time, op: natsjs.KeyValuePut}
+	m := &leaderMsg{Sequence: resp.Message.Sequence, Data: resp.Message.Data, Time: resp.Message.Time}
 	if len(resp.Message.Header) > 0 {
-		hdr, err := nats.DecodeHeadersMsg(resp.Message.Header)
-		if err != nil {
-			return Record{}, fmt.Errorf("get task %s from the state bucket's leader: headers: %w", id, err)
-		}
-		if removed(hdr) {
-			return Record{}, fmt.Errorf("%w: %s", ErrTaskNotFound, id)
+		if m.Header, err = nats.DecodeHeadersMsg(resp.Message.Header); err != nil {
+			return nil, fmt.Errorf("get task %s from the state bucket's leader: headers: %w", id, err)
 		}
 	}
-	return decodeEntry(e)
+	return m, nil
 }
 
 // decodeEntry decodes a state record, or returns a *CorruptRecordError.
@@ -219,12 +245,8 @@ func (s *StateStore) Create(ctx context.Context, task *models.Task) (Record, err
 // deletedAt returns the revision of id's last message when that message is
 // a delete, purge or expiry marker.
 func (s *StateStore) deletedAt(ctx context.Context, id string) (uint64, bool) {
-	stream, err := s.js.Stream(ctx, "KV_"+s.cfg.StateBucket)
-	if err != nil {
-		return 0, false
-	}
-	m, err := stream.GetLastMsgForSubject(ctx, s.putPrefix+id)
-	if err != nil {
+	m, err := s.lastFromLeader(ctx, id)
+	if err != nil || m == nil {
 		return 0, false
 	}
 	if removed(m.Header) {

@@ -14,6 +14,7 @@ import (
 	"github.com/nats-io/nats.go"
 	natsjs "github.com/nats-io/nats.go/jetstream"
 
+	"github.com/omniq/omniq/internal/omniqtest"
 	"github.com/omniq/omniq/jetstream"
 	"github.com/omniq/omniq/models"
 )
@@ -545,5 +546,56 @@ func TestRequestsEndWhenTheRunnerThatTookThemDies(t *testing.T) {
 		case <-time.After(time.Minute):
 			t.Fatalf("%s is still waiting for an answer that will never come", name)
 		}
+	}
+}
+
+// nats-server stores its answer to a direct get wherever the requester
+// pointed the reply, headers included: a copy of a removal marker landed
+// on a task's key removes its record (docs/security.md, "Server answers go
+// where the requester says"), and carries the Nats-Sequence header of the
+// marker it copied, which a direct get of it returns ahead of the real one.
+// Create took that for the key's revision, failed its compare-and-swap
+// with ErrTaskExists every time, and the runner looped "task state kept
+// changing while claiming it" until the copied marker's TTL ran out. Found
+// by hand with submitter.nk against omniq-runner.
+func TestStateCreateReplacesACopiedRemovalMarker(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, jetstream.Config{})
+	// A runner that stopped leaves a removal marker for each function it
+	// served; any reader of the functions bucket may direct-get it.
+	if err := e.client.Register(ctx(t), "gone", []jetstream.Registration{{Function: "f"}}, time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.client.Deregister(ctx(t), "gone", []string{"f"}); err != nil {
+		t.Fatal(err)
+	}
+	nc := e.client.Conn()
+	victim := "$KV.OMNIQ_STATE.victim"
+	stored, err := nc.SubscribeSync(victim)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := nc.PublishMsg(&nats.Msg{Subject: "$JS.API.DIRECT.GET.KV_OMNIQ_FUNCTIONS", Reply: victim,
+		Data: []byte(`{"last_by_subj":"$KV.OMNIQ_FUNCTIONS.f.gone"}`)}); err != nil {
+		t.Fatal(err)
+	}
+	if m, err := stored.NextMsgWithContext(ctx(t)); err != nil || m.Header.Get("KV-Operation") != "PURGE" {
+		t.Fatalf("the server's answer on %s: %+v, %v; want a copy of the removal marker", victim, m, err)
+	}
+	_ = stored.Unsubscribe()
+	omniqtest.Eventually(t, 10*time.Second, "the copied marker to be stored", func() bool {
+		st, err := e.client.JetStream().Stream(ctx(t), "KV_OMNIQ_STATE")
+		if err != nil {
+			return false
+		}
+		info, err := st.Info(ctx(t), natsjs.WithSubjectFilter(victim))
+		return err == nil && info.State.Subjects[victim] == 1
+	})
+	rec, err := e.client.State().Create(ctx(t), models.NewTask("victim", "f", 0, 0, time.Now()))
+	if err != nil {
+		t.Fatalf("create over a copied removal marker: %v", err)
+	}
+	if got, err := e.client.State().Get(ctx(t), "victim"); err != nil || got.Revision != rec.Revision {
+		t.Fatalf("victim = %+v, %v; want revision %d", got, err, rec.Revision)
 	}
 }
