@@ -599,3 +599,70 @@ func TestStateCreateReplacesACopiedRemovalMarker(t *testing.T) {
 		t.Fatalf("victim = %+v, %v; want revision %d", got, err, rec.Revision)
 	}
 }
+
+// A message stored as nats-server's answer to another client's direct get
+// (docs/security.md, "Server answers go where the requester says") holds
+// the subject and sequence headers of the message it copied, ahead of the
+// server's own in a direct get of it. A watch without a consumer took them
+// for the stored message's: it passed the copy on as the copied key's
+// record and, with the copy last in the bucket, stepped back to it at
+// every read, passing it on again each time. (A plain put stands for the
+// messages a submitter can have copied into the bucket: the server's
+// expiry markers, registrations' removal markers.)
+func TestStateWatchTakesTheServersHeadersOfACopiedMessage(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, jetstream.Config{})
+	kv, err := e.client.JetStream().KeyValue(ctx(t), "OMNIQ_STATE")
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now().UTC().Format(time.RFC3339Nano)
+	if _, err := kv.PutString(ctx(t), "src", `{"id":"src","function":"f","status":"pending","created_at":"`+now+`"}`); err != nil {
+		t.Fatal(err)
+	}
+	copied := "$KV.OMNIQ_STATE.copy"
+	nc := e.client.Conn()
+	if err := nc.PublishMsg(&nats.Msg{Subject: "$JS.API.DIRECT.GET.KV_OMNIQ_STATE", Reply: copied,
+		Data: []byte(`{"last_by_subj":"$KV.OMNIQ_STATE.src"}`)}); err != nil {
+		t.Fatal(err)
+	}
+	omniqtest.Eventually(t, 10*time.Second, "the copy to be stored", func() bool {
+		st, err := e.client.JetStream().Stream(ctx(t), "KV_OMNIQ_STATE")
+		if err != nil {
+			return false
+		}
+		info, err := st.Info(ctx(t), natsjs.WithSubjectFilter(copied))
+		return err == nil && info.State.Subjects[copied] == 1
+	})
+	wctx, cancel := context.WithCancel(ctx(t))
+	defer cancel()
+	events, err := e.client.State().Watch(wctx, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srcSeen := 0
+	for done := false; !done; {
+		select {
+		case ev := <-events:
+			switch ev.ID {
+			case "src":
+				srcSeen++
+				if srcSeen == 1 {
+					// Written after the watch has read the copy at least
+					// once: it is read after reading the copy again.
+					createTask(t, e, "later", "f")
+				}
+			case "later":
+				done = true
+			}
+		case <-ctx(t).Done():
+			t.Fatal("the watch never saw task later")
+		}
+	}
+	if srcSeen != 1 {
+		t.Fatalf("the watch passed on task src %d times; want once (the copy under key copy is not src's record)", srcSeen)
+	}
+	cancel()
+	for range events {
+	}
+}
