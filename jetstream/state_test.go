@@ -666,3 +666,45 @@ func TestStateWatchTakesTheServersHeadersOfACopiedMessage(t *testing.T) {
 	for range events {
 	}
 }
+
+// nats-server's answers to a client's requests land wherever the client
+// points the reply (docs/security.md, "Server answers go where the
+// requester says"). Found by hand with submitter.nk against omniq-runner:
+// the acknowledgement of a task published with the reply
+// $KV.OMNIQ_FUNCTIONS.evil.r was stored as a registration with no TTL; it
+// decoded as one of function "" by runner "", which Functions listed for
+// good, and a runner started with other stream settings then refused to
+// start, "runners  are running". A copy of a live registration under
+// another key listed that runner twice, the copy outliving it. Functions
+// keeps only entries whose function and runner are those of their key.
+func TestFunctionsListsOnlyRegistrationsUnderTheirOwnKey(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, jetstream.Config{})
+	if err := e.client.Register(ctx(t), "r1", []jetstream.Registration{{Function: "echo"}}, time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	nc := e.client.Conn()
+	for _, forged := range []*nats.Msg{
+		{Subject: "omniq.tasks.echo", Reply: "$KV.OMNIQ_FUNCTIONS.evil.r", Data: []byte("hi")},
+		{Subject: "$JS.API.DIRECT.GET.KV_OMNIQ_FUNCTIONS", Reply: "$KV.OMNIQ_FUNCTIONS.echo.r2", Data: []byte(`{"last_by_subj":"$KV.OMNIQ_FUNCTIONS.echo.r1"}`)},
+	} {
+		if err := nc.PublishMsg(forged); err != nil {
+			t.Fatal(err)
+		}
+		omniqtest.Eventually(t, 10*time.Second, "the server's answer stored on "+forged.Reply, func() bool {
+			st, err := e.client.JetStream().Stream(ctx(t), "KV_OMNIQ_FUNCTIONS")
+			if err != nil {
+				return false
+			}
+			info, err := st.Info(ctx(t), natsjs.WithSubjectFilter(forged.Reply))
+			return err == nil && info.State.Subjects[forged.Reply] == 1
+		})
+	}
+	regs, err := e.client.Functions(ctx(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(regs) != 1 || len(regs["echo"]) != 1 || regs["echo"][0].Runner != "r1" {
+		t.Fatalf("Functions = %+v; want echo served by r1 alone", regs)
+	}
+}
