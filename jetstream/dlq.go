@@ -377,6 +377,15 @@ func (c *Client) ReplayVerified(ctx context.Context, id string) (ReplayResult, e
 	if err != nil {
 		return ReplayResult{}, err
 	}
+	if d.ID != id {
+		// No runner wrote it: a runner's entry names its task. nats-server
+		// stores its answer to any client's request wherever the client
+		// points the reply (docs/security.md, "Server answers go where the
+		// requester says").
+		return ReplayResult{}, fmt.Errorf("%w: %s: the latest dead-letter entry on its subject (stream sequence %d) is not one a runner wrote: it names task %q; "+
+			"the entry is kept: inspect it with dlq show, delete it with dlq purge %s (a runner's earlier entry, if any, then comes next)",
+			ErrReplayRefused, id, d.Sequence, d.ID, id)
+	}
 	return c.replay(ctx, d)
 }
 

@@ -8,6 +8,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
+	natsjs "github.com/nats-io/nats.go/jetstream"
+
+	"github.com/omniq/omniq/internal/omniqtest"
 	"github.com/omniq/omniq/jetstream"
 	"github.com/omniq/omniq/models"
 )
@@ -174,7 +178,23 @@ func TestReplayRefusesAnEntryItCannotVerify(t *testing.T) {
 	if err := e.client.DeadLetter(ctx(t), &jetstream.TaskMessage{ID: "mismatch", Function: "f", Attempt: 1}, other, replays); err != nil {
 		t.Fatal(err)
 	}
-	for id, want := range map[string]string{"gone": "no state record", "victim": `task of "echo"`, "mismatch": "does not match"} {
+	// An entry no runner wrote: nats-server's answer to a stream-info
+	// request whose reply named the task's dead-letter subject, stored
+	// there (docs/security.md, "Server answers go where the requester
+	// says"). Its replay failed "invalid task id: id is required".
+	failTask(t, e, "stored", "echo", "handler_error")
+	if err := e.client.Conn().PublishMsg(&nats.Msg{Subject: "$JS.API.STREAM.INFO.OMNIQ_TASKS", Reply: "omniq.dlq.echo.stored"}); err != nil {
+		t.Fatal(err)
+	}
+	omniqtest.Eventually(t, 10*time.Second, "the server's answer stored as a dead-letter entry", func() bool {
+		st, err := e.client.JetStream().Stream(ctx(t), e.client.Config().DLQStream)
+		if err != nil {
+			return false
+		}
+		info, err := st.Info(ctx(t), natsjs.WithSubjectFilter("omniq.dlq.echo.stored"))
+		return err == nil && info.State.Subjects["omniq.dlq.echo.stored"] == 2
+	})
+	for id, want := range map[string]string{"gone": "no state record", "victim": `task of "echo"`, "mismatch": "does not match", "stored": "not one a runner wrote"} {
 		_, err := e.client.ReplayVerified(ctx(t), id)
 		if !errors.Is(err, jetstream.ErrReplayRefused) || !strings.Contains(err.Error(), want) {
 			t.Errorf("replay %s: err = %v, want ErrReplayRefused saying %q", id, err, want)

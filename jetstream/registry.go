@@ -155,6 +155,15 @@ func (c *Client) Functions(ctx context.Context) (map[string][]Registration, erro
 		if err := json.Unmarshal(m.Data, &r); err != nil {
 			continue
 		}
+		// Only a runner's own entry: one whose function and runner are
+		// those of its key. nats-server stores its answer to any client's
+		// request wherever the client points the reply (docs/security.md,
+		// "Server answers go where the requester says"): an
+		// acknowledgement stored there decoded as function "" of runner
+		// "" and, without a TTL, stayed listed for good.
+		if key := strings.TrimPrefix(subjects[i], prefix); key != r.Function+"."+r.Runner || r.Function == "" || r.Runner == "" {
+			continue
+		}
 		out[r.Function] = append(out[r.Function], r)
 	}
 	return out, nil

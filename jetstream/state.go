@@ -115,11 +115,41 @@ func (s *StateStore) GetFromLeader(ctx context.Context, id string) (Record, erro
 	if err := models.ValidateTaskID(id); err != nil {
 		return Record{}, err
 	}
+	m, err := s.lastFromLeader(ctx, id)
+	if err != nil {
+		return Record{}, err
+	}
+	if m == nil {
+		return Record{}, fmt.Errorf("%w: %s", ErrTaskNotFound, id)
+	}
+	if removed(m.Header) {
+		return Record{}, fmt.Errorf("%w: %s", ErrTaskNotFound, id)
+	}
+	return decodeEntry(&rawEntry{bucket: s.cfg.StateBucket, key: id, value: m.Data, rev: m.Sequence, created: m.Time, op: natsjs.KeyValuePut})
+}
+
+// leaderMsg is the last message on a key of the state bucket, as its
+// stream's leader answers a message get.
+type leaderMsg struct {
+	Sequence uint64
+	Header   nats.Header
+	Data     []byte
+	Time     time.Time
+}
+
+// lastFromLeader returns the last message on task id's key, read from the
+// state bucket's stream leader, or nil when the key has none. Its sequence
+// is the one the server gives, never a header of the message's own: a
+// message nats-server stored as its answer to another client's direct get
+// (docs/security.md, "Server answers go where the requester says") carries
+// the Nats-Sequence and Nats-Subject headers of the message it copied,
+// which a direct get of it then returns ahead of the real ones.
+func (s *StateStore) lastFromLeader(ctx context.Context, id string) (*leaderMsg, error) {
 	req, err := json.Marshal(struct {
 		LastFor string `json:"last_by_subj"`
 	}{s.putPrefix + id})
 	if err != nil {
-		return Record{}, err
+		return nil, err
 	}
 	var resp struct {
 		Message *struct {
@@ -142,28 +172,24 @@ func (s *StateStore) GetFromLeader(ctx context.Context, id string) (Record, erro
 		return json.Unmarshal(m.Data, &resp)
 	})
 	if err != nil {
-		return Record{}, fmt.Errorf("get task %s from the state bucket's leader: %w", id, err)
+		return nil, fmt.Errorf("get task %s from the state bucket's leader: %w", id, err)
 	}
 	if resp.Error != nil {
 		if resp.Error.ErrCode == int(natsjs.JSErrCodeMessageNotFound) {
-			return Record{}, fmt.Errorf("%w: %s", ErrTaskNotFound, id)
+			return nil, nil
 		}
-		return Record{}, fmt.Errorf("get task %s from the state bucket's leader: %s (%d)", id, resp.Error.Description, resp.Error.ErrCode)
+		return nil, fmt.Errorf("get task %s from the state bucket's leader: %s (%d)", id, resp.Error.Description, resp.Error.ErrCode)
 	}
 	if resp.Message == nil {
-		return Record{}, fmt.Errorf("get task %s from the state bucket's leader: an answer without a message", id)
+		return nil, fmt.Errorf("get task %s from the state bucket's leader: an answer without a message", id)
 	}
-	e := &rawEntry{bucket: s.cfg.StateBucket, key: id, value: resp.Message.Data, rev: resp.Message.Sequence, created: resp.Message.Time, op: natsjs.KeyValuePut}
+	m := &leaderMsg{Sequence: resp.Message.Sequence, Data: resp.Message.Data, Time: resp.Message.Time}
 	if len(resp.Message.Header) > 0 {
-		hdr, err := nats.DecodeHeadersMsg(resp.Message.Header)
-		if err != nil {
-			return Record{}, fmt.Errorf("get task %s from the state bucket's leader: headers: %w", id, err)
-		}
-		if removed(hdr) {
-			return Record{}, fmt.Errorf("%w: %s", ErrTaskNotFound, id)
+		if m.Header, err = nats.DecodeHeadersMsg(resp.Message.Header); err != nil {
+			return nil, fmt.Errorf("get task %s from the state bucket's leader: headers: %w", id, err)
 		}
 	}
-	return decodeEntry(e)
+	return m, nil
 }
 
 // decodeEntry decodes a state record, or returns a *CorruptRecordError.
@@ -219,12 +245,8 @@ func (s *StateStore) Create(ctx context.Context, task *models.Task) (Record, err
 // deletedAt returns the revision of id's last message when that message is
 // a delete, purge or expiry marker.
 func (s *StateStore) deletedAt(ctx context.Context, id string) (uint64, bool) {
-	stream, err := s.js.Stream(ctx, "KV_"+s.cfg.StateBucket)
-	if err != nil {
-		return 0, false
-	}
-	m, err := stream.GetLastMsgForSubject(ctx, s.putPrefix+id)
-	if err != nil {
+	m, err := s.lastFromLeader(ctx, id)
+	if err != nil || m == nil {
 		return 0, false
 	}
 	if removed(m.Header) {
@@ -524,6 +546,9 @@ func (s *StateStore) List(ctx context.Context, f ListFilter) (ListPage, error) {
 	return page, nil
 }
 
+// errNoConsumerAsked: Watch was not asked to read through a consumer.
+var errNoConsumerAsked = errors.New("no consumer asked for")
+
 // watchCheck is how often a watch of one task through a consumer reads the
 // task's record itself (see Watch).
 const watchCheck = 5 * time.Second
@@ -579,19 +604,38 @@ func (s *StateStore) watchEntries(ctx context.Context, id string) (<-chan natsjs
 	return out, nil
 }
 
+// WatchOption changes how Watch reads.
+type WatchOption func(*watchOptions)
+
+type watchOptions struct{ consumer bool }
+
+// ThroughConsumer makes Watch read through a consumer (a KV watch: the
+// server delivers each write once), which costs the server less for each
+// write than reading without one; when the server refuses the consumer
+// (a reader took every consumer the server allows on the bucket) Watch
+// reads without one. Only logins that may create consumers on the state
+// bucket (operators and runners; submitters may not, see
+// docs/security.md) should ask for it: a refused consumer is a
+// permissions violation on the connection. The dashboard's and the
+// benchmark's watches of every task use it.
+func ThroughConsumer() WatchOption { return func(o *watchOptions) { o.consumer = true } }
+
 // Watch sends the current record of task id (or of every task when id is
 // "") and then every change, until ctx ends; then it closes the channel.
-// It watches through a consumer (a KV watch: the server delivers each write
-// once) and, when the server refuses one (a reader took every consumer the
-// server allows on the bucket, or this login may not create them), without
-// (see statescan.go: it works, at a few times the server's work a write and
-// a millisecond or two more delay).
+// It reads the state bucket's stream with batched direct gets and hears of
+// each write from a core subscription (see statescan.go): no consumer, so
+// no other client can see, change, stall or feed it, and any reader may
+// use it. ThroughConsumer reads through a consumer instead.
 //
 // A watch of one task sends that task's records only, each revision once
 // and never an older one after a newer; through a consumer it also reads
 // the record every watchCheck, so that a consumer another client changed
 // or deleted delays it rather than stalling it.
-func (s *StateStore) Watch(ctx context.Context, id string) (<-chan StateEvent, error) {
+func (s *StateStore) Watch(ctx context.Context, id string, opts ...WatchOption) (<-chan StateEvent, error) {
+	var o watchOptions
+	for _, opt := range opts {
+		opt(&o)
+	}
 	filter := s.putPrefix + ">"
 	if id != "" {
 		if err := models.ValidateTaskID(id); err != nil {
@@ -599,13 +643,22 @@ func (s *StateStore) Watch(ctx context.Context, id string) (<-chan StateEvent, e
 		}
 		filter = s.putPrefix + id
 	}
-	entries, err := s.watchEntries(ctx, id)
+	var entries <-chan natsjs.KeyValueEntry
+	err := errNoConsumerAsked
+	if o.consumer {
+		entries, err = s.watchEntries(ctx, id)
+	}
 	if err != nil {
 		var scanErr error
 		if entries, scanErr = s.tail(ctx, filter); scanErr != nil {
-			return nil, fmt.Errorf("watch tasks: %w (through a consumer: %v)", scanErr, err)
+			if o.consumer {
+				return nil, fmt.Errorf("watch tasks: %w (through a consumer: %v)", scanErr, err)
+			}
+			return nil, fmt.Errorf("watch tasks: %w", scanErr)
 		}
-		s.cfg.Logger.WithError(err).Debug("watch of task state: no consumer; reading without one")
+		if o.consumer {
+			s.cfg.Logger.WithError(err).Debug("watch of task state: no consumer; reading without one")
+		}
 	}
 	viaConsumer := err == nil
 	out := make(chan StateEvent, 16)

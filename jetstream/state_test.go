@@ -14,6 +14,7 @@ import (
 	"github.com/nats-io/nats.go"
 	natsjs "github.com/nats-io/nats.go/jetstream"
 
+	"github.com/omniq/omniq/internal/omniqtest"
 	"github.com/omniq/omniq/jetstream"
 	"github.com/omniq/omniq/models"
 )
@@ -386,11 +387,13 @@ func TestStateGetFromLeaderReadsWhatGetReads(t *testing.T) {
 	}
 }
 
-// A watch of task state goes through a consumer while the server allows
-// one: the server then delivers each write once, where a watch without a
-// consumer reads each write back with a direct get besides hearing of it
-// (a few times the server's CPU a write: a dashboard left open would slow
-// the runners). With the bucket's consumers used up, it reads without one.
+// A watch of task state asked to go ThroughConsumer does while the server
+// allows one: the server then delivers each write once, where a watch
+// without a consumer reads each write back with a direct get besides
+// hearing of it (a few times the server's CPU a write: a dashboard left
+// open would slow the runners). With the bucket's consumers used up, it
+// reads without one. A watch not asked to takes no consumer: submitters
+// may create none (docs/security.md).
 func TestStateWatchUsesAConsumerWhileItCan(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, jetstream.Config{})
@@ -410,7 +413,15 @@ func TestStateWatchUsesAConsumerWhileItCan(t *testing.T) {
 	before := consumers()
 	wctx, cancel := context.WithCancel(ctx(t))
 	defer cancel()
-	if _, err := e.client.State().Watch(wctx, ""); err != nil {
+	for _, id := range []string{"", "before"} {
+		if _, err := e.client.State().Watch(wctx, id); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := consumers(); n != before {
+		t.Fatalf("consumers on the state bucket: %d before two watches without one, %d with them; want no more", before, n)
+	}
+	if _, err := e.client.State().Watch(wctx, "", jetstream.ThroughConsumer()); err != nil {
 		t.Fatal(err)
 	}
 	if n := consumers(); n != before+1 {
@@ -429,7 +440,7 @@ func TestStateWatchUsesAConsumerWhileItCan(t *testing.T) {
 	if !full {
 		t.Fatal("the state bucket took 5,000 consumers without reaching its limit")
 	}
-	events, err := e.client.State().Watch(wctx, "")
+	events, err := e.client.State().Watch(wctx, "", jetstream.ThroughConsumer())
 	if err != nil {
 		t.Fatalf("watch with the consumers used up: %v", err)
 	}
@@ -535,5 +546,165 @@ func TestRequestsEndWhenTheRunnerThatTookThemDies(t *testing.T) {
 		case <-time.After(time.Minute):
 			t.Fatalf("%s is still waiting for an answer that will never come", name)
 		}
+	}
+}
+
+// nats-server stores its answer to a direct get wherever the requester
+// pointed the reply, headers included: a copy of a removal marker landed
+// on a task's key removes its record (docs/security.md, "Server answers go
+// where the requester says"), and carries the Nats-Sequence header of the
+// marker it copied, which a direct get of it returns ahead of the real one.
+// Create took that for the key's revision, failed its compare-and-swap
+// with ErrTaskExists every time, and the runner looped "task state kept
+// changing while claiming it" until the copied marker's TTL ran out. Found
+// by hand with submitter.nk against omniq-runner.
+func TestStateCreateReplacesACopiedRemovalMarker(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, jetstream.Config{})
+	// A runner that stopped leaves a removal marker for each function it
+	// served; any reader of the functions bucket may direct-get it.
+	if err := e.client.Register(ctx(t), "gone", []jetstream.Registration{{Function: "f"}}, time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.client.Deregister(ctx(t), "gone", []string{"f"}); err != nil {
+		t.Fatal(err)
+	}
+	nc := e.client.Conn()
+	victim := "$KV.OMNIQ_STATE.victim"
+	stored, err := nc.SubscribeSync(victim)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := nc.PublishMsg(&nats.Msg{Subject: "$JS.API.DIRECT.GET.KV_OMNIQ_FUNCTIONS", Reply: victim,
+		Data: []byte(`{"last_by_subj":"$KV.OMNIQ_FUNCTIONS.f.gone"}`)}); err != nil {
+		t.Fatal(err)
+	}
+	if m, err := stored.NextMsgWithContext(ctx(t)); err != nil || m.Header.Get("KV-Operation") != "PURGE" {
+		t.Fatalf("the server's answer on %s: %+v, %v; want a copy of the removal marker", victim, m, err)
+	}
+	_ = stored.Unsubscribe()
+	omniqtest.Eventually(t, 10*time.Second, "the copied marker to be stored", func() bool {
+		st, err := e.client.JetStream().Stream(ctx(t), "KV_OMNIQ_STATE")
+		if err != nil {
+			return false
+		}
+		info, err := st.Info(ctx(t), natsjs.WithSubjectFilter(victim))
+		return err == nil && info.State.Subjects[victim] == 1
+	})
+	rec, err := e.client.State().Create(ctx(t), models.NewTask("victim", "f", 0, 0, time.Now()))
+	if err != nil {
+		t.Fatalf("create over a copied removal marker: %v", err)
+	}
+	if got, err := e.client.State().Get(ctx(t), "victim"); err != nil || got.Revision != rec.Revision {
+		t.Fatalf("victim = %+v, %v; want revision %d", got, err, rec.Revision)
+	}
+}
+
+// A message stored as nats-server's answer to another client's direct get
+// (docs/security.md, "Server answers go where the requester says") holds
+// the subject and sequence headers of the message it copied, ahead of the
+// server's own in a direct get of it. A watch without a consumer took them
+// for the stored message's: it passed the copy on as the copied key's
+// record and, with the copy last in the bucket, stepped back to it at
+// every read, passing it on again each time. (A plain put stands for the
+// messages a submitter can have copied into the bucket: the server's
+// expiry markers, registrations' removal markers.)
+func TestStateWatchTakesTheServersHeadersOfACopiedMessage(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, jetstream.Config{})
+	kv, err := e.client.JetStream().KeyValue(ctx(t), "OMNIQ_STATE")
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now().UTC().Format(time.RFC3339Nano)
+	if _, err := kv.PutString(ctx(t), "src", `{"id":"src","function":"f","status":"pending","created_at":"`+now+`"}`); err != nil {
+		t.Fatal(err)
+	}
+	copied := "$KV.OMNIQ_STATE.copy"
+	nc := e.client.Conn()
+	if err := nc.PublishMsg(&nats.Msg{Subject: "$JS.API.DIRECT.GET.KV_OMNIQ_STATE", Reply: copied,
+		Data: []byte(`{"last_by_subj":"$KV.OMNIQ_STATE.src"}`)}); err != nil {
+		t.Fatal(err)
+	}
+	omniqtest.Eventually(t, 10*time.Second, "the copy to be stored", func() bool {
+		st, err := e.client.JetStream().Stream(ctx(t), "KV_OMNIQ_STATE")
+		if err != nil {
+			return false
+		}
+		info, err := st.Info(ctx(t), natsjs.WithSubjectFilter(copied))
+		return err == nil && info.State.Subjects[copied] == 1
+	})
+	wctx, cancel := context.WithCancel(ctx(t))
+	defer cancel()
+	events, err := e.client.State().Watch(wctx, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srcSeen := 0
+	for done := false; !done; {
+		select {
+		case ev := <-events:
+			switch ev.ID {
+			case "src":
+				srcSeen++
+				if srcSeen == 1 {
+					// Written after the watch has read the copy at least
+					// once: it is read after reading the copy again.
+					createTask(t, e, "later", "f")
+				}
+			case "later":
+				done = true
+			}
+		case <-ctx(t).Done():
+			t.Fatal("the watch never saw task later")
+		}
+	}
+	if srcSeen != 1 {
+		t.Fatalf("the watch passed on task src %d times; want once (the copy under key copy is not src's record)", srcSeen)
+	}
+	cancel()
+	for range events {
+	}
+}
+
+// nats-server's answers to a client's requests land wherever the client
+// points the reply (docs/security.md, "Server answers go where the
+// requester says"). Found by hand with submitter.nk against omniq-runner:
+// the acknowledgement of a task published with the reply
+// $KV.OMNIQ_FUNCTIONS.evil.r was stored as a registration with no TTL; it
+// decoded as one of function "" by runner "", which Functions listed for
+// good, and a runner started with other stream settings then refused to
+// start, "runners  are running". A copy of a live registration under
+// another key listed that runner twice, the copy outliving it. Functions
+// keeps only entries whose function and runner are those of their key.
+func TestFunctionsListsOnlyRegistrationsUnderTheirOwnKey(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, jetstream.Config{})
+	if err := e.client.Register(ctx(t), "r1", []jetstream.Registration{{Function: "echo"}}, time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	nc := e.client.Conn()
+	for _, forged := range []*nats.Msg{
+		{Subject: "omniq.tasks.echo", Reply: "$KV.OMNIQ_FUNCTIONS.evil.r", Data: []byte("hi")},
+		{Subject: "$JS.API.DIRECT.GET.KV_OMNIQ_FUNCTIONS", Reply: "$KV.OMNIQ_FUNCTIONS.echo.r2", Data: []byte(`{"last_by_subj":"$KV.OMNIQ_FUNCTIONS.echo.r1"}`)},
+	} {
+		if err := nc.PublishMsg(forged); err != nil {
+			t.Fatal(err)
+		}
+		omniqtest.Eventually(t, 10*time.Second, "the server's answer stored on "+forged.Reply, func() bool {
+			st, err := e.client.JetStream().Stream(ctx(t), "KV_OMNIQ_FUNCTIONS")
+			if err != nil {
+				return false
+			}
+			info, err := st.Info(ctx(t), natsjs.WithSubjectFilter(forged.Reply))
+			return err == nil && info.State.Subjects[forged.Reply] == 1
+		})
+	}
+	regs, err := e.client.Functions(ctx(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(regs) != 1 || len(regs["echo"]) != 1 || regs["echo"][0].Runner != "r1" {
+		t.Fatalf("Functions = %+v; want echo served by r1 alone", regs)
 	}
 }

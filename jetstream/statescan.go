@@ -137,15 +137,15 @@ func (sc *scanner) scan(ctx context.Context, filter string, seq uint64) ([]*rawE
 			return nil, 0, fmt.Errorf("%w %s: direct get answered %s %s", ErrStateScan, s.cfg.StateBucket, m.Header.Get("Status"), m.Header.Get("Description"))
 		}
 		e := &rawEntry{bucket: s.cfg.StateBucket, value: m.Data, op: natsjs.KeyValuePut}
-		key, ok := strings.CutPrefix(m.Header.Get("Nats-Subject"), s.putPrefix)
+		key, ok := strings.CutPrefix(serverHeader(m.Header, "Nats-Subject"), s.putPrefix)
 		if !ok || key == "" {
 			continue
 		}
 		e.key = key
-		if e.rev, err = strconv.ParseUint(m.Header.Get("Nats-Sequence"), 10, 64); err != nil {
+		if e.rev, err = strconv.ParseUint(serverHeader(m.Header, "Nats-Sequence"), 10, 64); err != nil {
 			return nil, 0, fmt.Errorf("%w %s: direct get answered a message without a sequence", ErrStateScan, s.cfg.StateBucket)
 		}
-		e.created, _ = time.Parse(time.RFC3339Nano, m.Header.Get("Nats-Time-Stamp"))
+		e.created, _ = time.Parse(time.RFC3339Nano, serverHeader(m.Header, "Nats-Time-Stamp"))
 		switch op := m.Header.Get("KV-Operation"); {
 		case op == "DEL":
 			e.op = natsjs.KeyValueDelete
@@ -264,6 +264,23 @@ func (s *StateStore) tail(ctx context.Context, filter string) (<-chan natsjs.Key
 		}
 	}()
 	return out, nil
+}
+
+// serverHeader returns the value of header key that the server added to
+// a direct get's answer: the last one. A message can hold such headers of
+// its own, ahead of the server's: nats-server stores its answer to another
+// client's direct get wherever that client pointed the reply
+// (docs/security.md, "Server answers go where the requester says"), and
+// that answer carries the subject and sequence of the message it copied.
+// Taken for the stored message's own, they made a scan step back to the
+// copied message's sequence and pass the copy on, under the copied key,
+// at every read.
+func serverHeader(h nats.Header, key string) string {
+	v := h.Values(key)
+	if len(v) == 0 {
+		return ""
+	}
+	return v[len(v)-1]
 }
 
 // rescans is how many times a watch reads again after a write it heard of

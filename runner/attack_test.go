@@ -696,3 +696,62 @@ func TestMakingSureOfADeadLetterEntryDoesNotCountTheTaskAgain(t *testing.T) {
 		t.Fatalf("dead-letter entries = %d, %v; want the one", len(page.Tasks), err)
 	}
 }
+
+// nats-server publishes its answer to a JetStream API request (stream
+// info, a direct get, a publish's acknowledgement) on whatever reply
+// subject the requester named, with the server's own rights. A submitter
+// that named omniq.admin.replay.<id> as the reply of a stream-info request
+// had a runner replay a dead task, which only operators may ask for: the
+// runner took the server's answer for an operator's request. Found by hand
+// with submitter.nk against omniq-runner: `nats req` of
+// $JS.API.STREAM.INFO.OMNIQ_TASKS with --reply omniq.admin.replay.<id>
+// logged "dead task replayed by request". An operator's request has no
+// body and no headers; every server answer has one or the other.
+func TestServerAnswersOnAnAdminSubjectAreNotRequests(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	startRunner(t, e, fastConfig(), pluginhost.HostConfig{})
+	dead, err := e.client.Submit(ctx(t), jetstream.SubmitRequest{Function: "fail", Payload: []byte(`{"message":"dead"}`), MaxRetries: intp(0)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, e, dead.ID, models.StatusFailed, 30*time.Second)
+	waitDead(t, e, dead.ID)
+	nc := e.client.Conn()
+	subject := "omniq.admin.replay." + dead.ID
+	heard, err := nc.SubscribeSync(subject)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = heard.Unsubscribe() })
+	if err := nc.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	for _, req := range []*nats.Msg{
+		{Subject: "$JS.API.STREAM.INFO.OMNIQ_TASKS"},
+		{Subject: "$JS.API.DIRECT.GET.KV_OMNIQ_STATE", Data: []byte(`{"last_by_subj":"$KV.OMNIQ_STATE.` + dead.ID + `"}`)},
+	} {
+		req.Reply = subject
+		if err := nc.PublishMsg(req); err != nil {
+			t.Fatal(err)
+		}
+		m, err := heard.NextMsgWithContext(ctx(t))
+		if err != nil {
+			t.Fatalf("the server's answer to %s never reached %s: %v", req.Subject, subject, err)
+		}
+		if len(m.Data) == 0 && len(m.Header) == 0 {
+			t.Fatalf("the server's answer to %s is bare; the runner cannot tell it from a request", req.Subject)
+		}
+	}
+	// A real request, answered after them, shows they were handled.
+	if _, err := e.client.Replay(ctx(t), "not-dead-at-all"); !errors.Is(err, jetstream.ErrNotDead) {
+		t.Fatalf("replay of an unknown task: %v", err)
+	}
+	rec, err := e.client.State().Get(ctx(t), dead.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rec.Task.Status != models.StatusFailed || rec.Task.Replays != 0 {
+		t.Fatalf("after the server's answers on %s: status %s, replays %d; want failed, never replayed", subject, rec.Task.Status, rec.Task.Replays)
+	}
+}

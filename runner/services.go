@@ -42,7 +42,7 @@ func (r *Runner) subscribe() error {
 	}{
 		{cfg.CancelSubjects(), queueGroup, notStatus(r.onCancelRequest)},
 		{cfg.CancelledSubjects(), "", notStatus(r.onCancelled)},
-		{cfg.AdminSubjects(), queueGroup, notStatus(r.onAdminRequest)},
+		{cfg.AdminSubjects(), queueGroup, notStatus(r.bare(r.onAdminRequest))},
 	} {
 		var sub *nats.Subscription
 		var err error
@@ -78,6 +78,24 @@ func (r *Runner) unsubscribe() {
 func notStatus(h nats.MsgHandler) nats.MsgHandler {
 	return func(m *nats.Msg) {
 		if m.Header.Get("Status") != "" {
+			return
+		}
+		h(m)
+	}
+}
+
+// bare drops messages that carry a body or headers before h sees them.
+// Operators' requests (jetstream.Client.Replay) have neither. nats-server
+// publishes its answer to a JetStream API request (stream info, a direct
+// get, a publish's acknowledgement) on whatever reply subject the
+// requester named, with the server's rights: a submitter that named an
+// admin subject as its reply would otherwise have a runner carry out an
+// operator's request. Every such answer has a body or headers.
+func (r *Runner) bare(h nats.MsgHandler) nats.MsgHandler {
+	return func(m *nats.Msg) {
+		if len(m.Data) > 0 || len(m.Header) > 0 {
+			r.log.WithField("subject", m.Subject).WithField("bytes", len(m.Data)).WithField("headers", len(m.Header)).
+				Warn("ignored a message on an operators' request subject: requests have no body and no headers (it may be the server's answer to another client's request, which named this subject as its reply)")
 			return
 		}
 		h(m)

@@ -82,7 +82,7 @@ func Run(ctx context.Context, o Options, progress io.Writer) (rep *Report, err e
 	}
 	defer b.stopServer()
 	wctx, stopWatch := context.WithCancel(ctx)
-	events, err := b.client.State().Watch(wctx, "")
+	events, err := b.client.State().Watch(wctx, "", jetstream.ThroughConsumer())
 	if err != nil {
 		stopWatch()
 		return nil, err

@@ -93,7 +93,7 @@ func newIndex(max int, notify func(id string)) *index {
 
 // run feeds the index from a watch of the whole state bucket until ctx ends.
 func (x *index) run(ctx context.Context, state *jetstream.StateStore) error {
-	events, err := state.Watch(ctx, "")
+	events, err := state.Watch(ctx, "", jetstream.ThroughConsumer())
 	if err != nil {
 		return err
 	}

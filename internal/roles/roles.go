@@ -151,11 +151,16 @@ func getBucket(stream string) []string {
 // watchBucket adds to getBucket ephemeral consumers with flow control (a
 // KV watch, list keys), and deleting them when a watch stops; no listing
 // of consumers: another client's consumer is out of reach unless its
-// random name is known. Readers have it on the state bucket (a watch
-// through a consumer costs the server one delivery a write; one that
-// cannot get a consumer, because a reader took every one the server
-// allows, reads without: see jetstream/statescan.go), and the operator on
-// the functions bucket (the dashboard's runners page watches it).
+// random name is known. Operators have it on the state bucket (the
+// dashboard watches every task through a consumer, which costs the server
+// one delivery a write) and on the functions bucket (the dashboard's
+// runners page watches it). Submitters have it on neither: a consumer's
+// deliver subject is not checked against its creator's permissions, and
+// submitters share _INBOX.>, so one submitter's consumers could stall,
+// change or feed another's watch, and taking every consumer the server
+// allows on a stream would refuse everyone else theirs. They watch task
+// state without consumers (jetstream.StateStore.Watch: batched direct
+// gets, woken by a core subscription to the state bucket's writes).
 func watchBucket(stream string) []string {
 	return append(getBucket(stream),
 		api+"CONSUMER.CREATE."+stream,
@@ -181,13 +186,15 @@ func (n names) submitterPublish() []string {
 		// The tasks stream's info (its max message size) for tools.
 		api + "STREAM.INFO." + n.tasks,
 	}
-	p = append(p, watchBucket(n.stateStream)...)
+	p = append(p, getBucket(n.stateStream)...)
 	return append(p, getBucket(n.fnStream)...)
 }
 
 func (n names) operatorPublish() []string {
 	p := n.submitterPublish()
-	// Consumers on the functions bucket: the dashboard's runners page.
+	// Consumers on the state bucket (the dashboard's watch of every task)
+	// and the functions bucket (the dashboard's runners page).
+	p = append(p, watchBucket(n.stateStream)[len(getBucket(n.stateStream)):]...)
 	p = append(p, watchBucket(n.fnStream)[len(getBucket(n.fnStream)):]...)
 	return append(p,
 		n.prefix+".admin.>",

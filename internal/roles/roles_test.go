@@ -416,15 +416,6 @@ func TestSubmitterPublishesTasksReadsStateAndCancels(t *testing.T) {
 			t.Fatalf("submitter: get from %s: %v, %v", b, entry, err)
 		}
 	}
-	// A watch of task state, through a consumer.
-	w, err := e.kv(t, s, e.cfg.StateBucket).WatchAll(ctx(t))
-	if err != nil {
-		t.Fatalf("submitter: watch %s: %v", e.cfg.StateBucket, err)
-	}
-	if entry := <-w.Updates(); entry == nil || entry.Key() != "id1" {
-		t.Fatalf("submitter: watch %s: first entry %v", e.cfg.StateBucket, entry)
-	}
-	_ = w.Stop()
 	// The functions the runners serve, as omniq-submit lists them before
 	// a submit: the bucket's info and direct gets, no consumer.
 	rc, err := jetstream.Open(ctx(t), e.runner.nc, e.cfg)
@@ -437,6 +428,36 @@ func TestSubmitterPublishesTasksReadsStateAndCancels(t *testing.T) {
 	sc, err := jetstream.Open(ctx(t), s.nc, e.cfg)
 	if err != nil {
 		t.Fatalf("submitter: open: %v", err)
+	}
+	// Watches of task state, one task's and every task's, as
+	// `omniq-submit watch` and `submit --wait` make them: without a
+	// consumer (submitters may create none), and without a permissions
+	// violation, which would end omniq-submit.
+	now := time.Now().UTC()
+	if _, err := rc.State().Create(ctx(t), &models.Task{ID: "w1", Function: "echo", Status: models.StatusPending, MaxRetries: 3, CreatedAt: now, UpdatedAt: now}); err != nil {
+		t.Fatal(err)
+	}
+	wctx, stopWatches := context.WithCancel(ctx(t))
+	one, err := sc.State().Watch(wctx, "w1")
+	if err != nil {
+		t.Fatalf("submitter: watch task w1: %v", err)
+	}
+	all, err := sc.State().Watch(wctx, "")
+	if err != nil {
+		t.Fatalf("submitter: watch every task: %v", err)
+	}
+	if ev := <-one; ev.ID != "w1" || ev.Record.Task == nil {
+		t.Fatalf("submitter: watch of w1: first event %+v", ev)
+	}
+	for ev := range all {
+		if ev.ID == "w1" {
+			break
+		}
+	}
+	stopWatches()
+	for range one {
+	}
+	for range all {
 	}
 	if names, err := sc.FunctionNames(ctx(t)); err != nil || len(names) != 1 || names[0] != "echo" {
 		t.Fatalf("submitter: functions = %v, %v; want [echo]", names, err)
@@ -492,12 +513,15 @@ func TestSubmitterCannotAbuseTheQueue(t *testing.T) {
 		for _, api := range []string{"CONSUMER.CREATE." + tasks, "CONSUMER.CREATE." + retries + ".spy", "CONSUMER.DURABLE.CREATE." + tasks + ".spy",
 			"CONSUMER.DELETE." + tasks + ".omniq-echo", "CONSUMER.MSG.NEXT." + tasks + ".omniq-echo", "CONSUMER.INFO." + tasks + ".omniq-echo",
 			"CONSUMER.LIST." + tasks, "CONSUMER.LIST." + state, "CONSUMER.NAMES." + state, "STREAM.LIST",
-			// No durable consumers on the state bucket, no consumers at all
-			// on the functions bucket (nothing of a submitter's needs one).
-			"CONSUMER.DURABLE.CREATE." + state + ".spy",
+			// No consumers on the state bucket or the functions bucket:
+			// nothing of a submitter's needs one, and a consumer's deliver
+			// subject may be another submitter's inbox (docs/security.md).
+			"CONSUMER.DURABLE.CREATE." + state + ".spy", "CONSUMER.CREATE." + state, "CONSUMER.CREATE." + state + ".spy.$KV." + e.cfg.StateBucket + ".>",
+			"CONSUMER.INFO." + state + ".spy", "CONSUMER.DELETE." + state + ".spy",
 			"CONSUMER.CREATE." + fns, "CONSUMER.CREATE." + fns + ".spy.$KV." + e.cfg.FunctionsBucket + ".>"} {
 			s.deniedRequest(t, "$JS.API."+api)
 		}
+		s.deniedPub(t, "$JS.FC."+state+".spy.1")
 		s.deniedPub(t, "$JS.ACK."+tasks+".omniq-echo.1.1.1.0.0")
 		s.deniedSub(t, p+".tasks.>")
 		s.deniedSub(t, p+".>")
@@ -711,13 +735,12 @@ func TestARefusedRequestSaysItWasRefused(t *testing.T) {
 	}
 }
 
-// A reader may create consumers on the state bucket (a watch through one is
-// the cheap way to follow task state), so it may take every one the server
-// allows per stream (1,000), and every other watch that needs one is
+// An operator may create consumers on the state bucket (the dashboard
+// watches every task through one), so it may take every one the server
+// allows per stream (1,000), and every other watch that asks for one is
 // refused "maximum consumers limit reached". OmniQ's reads then go on
-// without consumers: with a submitter holding them all, a submitter lists,
-// watches and waits for a task, and an operator watches every task as the
-// dashboard does.
+// without consumers: a submitter lists, watches and waits for a task, and
+// an operator watches every task as the dashboard does.
 func TestStateReadsSurviveAReaderTakingEveryConsumer(t *testing.T) {
 	t.Parallel()
 	e := start(t, jetstream.Config{})
@@ -735,10 +758,10 @@ func TestStateReadsSurviveAReaderTakingEveryConsumer(t *testing.T) {
 	}
 	full := false
 	for i := 0; i < 5000 && !full; i++ {
-		_, err := e.submitter.js.CreateConsumer(ctx(t), state, natsjs.ConsumerConfig{InactiveThreshold: time.Hour, FilterSubject: "$KV." + e.cfg.StateBucket + ".>"})
+		_, err := e.operator.js.CreateConsumer(ctx(t), state, natsjs.ConsumerConfig{InactiveThreshold: time.Hour, FilterSubject: "$KV." + e.cfg.StateBucket + ".>"})
 		if err != nil {
 			if !strings.Contains(err.Error(), "maximum consumers") {
-				t.Fatalf("submitter: consumer %d on %s: %v", i, state, err)
+				t.Fatalf("operator: consumer %d on %s: %v", i, state, err)
 			}
 			full = true
 		}
@@ -764,7 +787,7 @@ func TestStateReadsSurviveAReaderTakingEveryConsumer(t *testing.T) {
 	if err != nil {
 		t.Fatalf("submitter: watch a task with the consumers used up: %v", err)
 	}
-	all, err := oc.State().Watch(wctx, "")
+	all, err := oc.State().Watch(wctx, "", jetstream.ThroughConsumer())
 	if err != nil {
 		t.Fatalf("operator: watch every task with the consumers used up: %v", err)
 	}
@@ -801,14 +824,15 @@ func TestStateReadsSurviveAReaderTakingEveryConsumer(t *testing.T) {
 	}
 }
 
-// A submitter may subscribe to _INBOX.>, so it sees the deliver subject of
-// another submitter's watch (in the reply that created its consumer), and it
-// may create push consumers on the state bucket, whose deliver subject
+// Operators share _INBOX_OMNIQ_OPERATOR.>, so one sees the deliver subject
+// of another's watch through a consumer (in the reply that created it), and
+// it may create push consumers on the state bucket, whose deliver subject
 // nats-server does not check against the creator's permissions. With both,
-// it can deliver the record of a task of its own choosing (here one it
+// it can deliver the record of a task of its own choosing (here one that
 // finished with the result it wanted) into that watch. A watch of one task
-// must report only that task's records: `submit --wait` and `watch ID` would
-// otherwise print the attacker's task as the outcome of the victim's.
+// must report only that task's records: `watch ID` would otherwise print
+// the attacker's task as the outcome of the victim's. (Submitters may
+// create no consumers, and their watches use none.)
 func TestAWatchOfOneTaskReportsNoOtherTasksRecord(t *testing.T) {
 	t.Parallel()
 	e := start(t, jetstream.Config{})
@@ -824,22 +848,22 @@ func TestAWatchOfOneTaskReportsNoOtherTasksRecord(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	attacker := e.submitter
-	inboxes, err := attacker.nc.SubscribeSync("_INBOX.>")
+	attacker := e.operator
+	inboxes, err := attacker.nc.SubscribeSync(roles.OperatorInboxPrefix + ".>")
 	if err != nil {
 		t.Fatal(err)
 	}
 	if err := attacker.nc.Flush(); err != nil {
 		t.Fatal(err)
 	}
-	victim := e.connect("submitter", "")
+	victim := e.connect("operator", roles.OperatorInboxPrefix)
 	vc, err := jetstream.Open(ctx(t), victim.nc, e.cfg)
 	if err != nil {
 		t.Fatalf("victim: open: %v", err)
 	}
 	wctx, cancel := context.WithCancel(ctx(t))
 	defer cancel()
-	events, err := vc.State().Watch(wctx, "mine")
+	events, err := vc.State().Watch(wctx, "mine", jetstream.ThroughConsumer())
 	if err != nil {
 		t.Fatalf("victim: watch: %v", err)
 	}
@@ -891,7 +915,7 @@ func TestAWatchOfOneTaskReportsNoOtherTasksRecord(t *testing.T) {
 	}
 }
 
-// consumerSeenOnInboxes reads sub (a subscription to _INBOX.>) until it
+// consumerSeenOnInboxes reads sub (a subscription to inboxes) until it
 // sees the reply that created a consumer filtered on filter, and returns
 // the consumer's name and config.
 func consumerSeenOnInboxes(t *testing.T, sub *nats.Subscription, filter string) (string, map[string]any) {
@@ -899,7 +923,7 @@ func consumerSeenOnInboxes(t *testing.T, sub *nats.Subscription, filter string) 
 	for {
 		m, err := sub.NextMsgWithContext(ctx(t))
 		if err != nil {
-			t.Fatalf("no consumer filtered on %s seen on _INBOX.>: %v", filter, err)
+			t.Fatalf("no consumer filtered on %s seen on %s: %v", filter, sub.Subject, err)
 		}
 		var created struct {
 			Type   string         `json:"type"`
@@ -915,8 +939,8 @@ func consumerSeenOnInboxes(t *testing.T, sub *nats.Subscription, filter string) 
 	}
 }
 
-// The same view of another submitter's inbox gives the name and config of
-// its watch's consumer, which a submitter may change (a consumer create
+// The same view of another operator's inbox gives the name and config of
+// its watch's consumer, which an operator may change (a consumer create
 // with the same name is an update) or delete. Filtered on a key no task
 // has, the consumer goes on sending heartbeats and nothing else; the watch
 // must still report the task's next record (its own read of the record
@@ -935,22 +959,22 @@ func TestAWatchOfOneTaskOutlivesAnotherClientChangingItsConsumer(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	attacker := e.submitter
-	inboxes, err := attacker.nc.SubscribeSync("_INBOX.>")
+	attacker := e.operator
+	inboxes, err := attacker.nc.SubscribeSync(roles.OperatorInboxPrefix + ".>")
 	if err != nil {
 		t.Fatal(err)
 	}
 	if err := attacker.nc.Flush(); err != nil {
 		t.Fatal(err)
 	}
-	victim := e.connect("submitter", "")
+	victim := e.connect("operator", roles.OperatorInboxPrefix)
 	vc, err := jetstream.Open(ctx(t), victim.nc, e.cfg)
 	if err != nil {
 		t.Fatalf("victim: open: %v", err)
 	}
 	wctx, cancel := context.WithCancel(ctx(t))
 	defer cancel()
-	events, err := vc.State().Watch(wctx, "mine")
+	events, err := vc.State().Watch(wctx, "mine", jetstream.ThroughConsumer())
 	if err != nil {
 		t.Fatalf("victim: watch: %v", err)
 	}
@@ -978,7 +1002,7 @@ func TestAWatchOfOneTaskOutlivesAnotherClientChangingItsConsumer(t *testing.T) {
 			t.Fatalf("victim: next event %+v, want task mine running", ev)
 		}
 	case <-time.After(60 * time.Second):
-		t.Fatal("victim: the watch of task mine never reported it running: another submitter stalled it by changing its consumer")
+		t.Fatal("victim: the watch of task mine never reported it running: another operator stalled it by changing its consumer")
 	}
 	cancel()
 	for range events {
