@@ -349,3 +349,89 @@ func TestDeadPageFollowsTheDeadLettersOnly(t *testing.T) {
 	}
 	omniqtest.Eventually(t, 30*time.Second, "the dead-letter page to be told of a replay", pending)
 }
+
+// The dead-letter page's events are paced by what its views cost
+// (deadPace): a failure storm writes many entries a second, and at one
+// event a second each open tab had the server read up to 10,000 entries
+// without pause. Entries written after an event wait for the pause, while
+// keep-alives still flow.
+func TestDeadPageEventsArePaced(t *testing.T) {
+	t.Parallel()
+	srv := startServer(t)
+	ctx := omniqtest.Context(t)
+	d := startDashboard(t, Config{Client: srv.Client}, func(s *Server) {
+		s.keepAlive = 50 * time.Millisecond
+		s.deadMinInterval = time.Hour
+	})
+	b := newBrowser(t, d.URL())
+	if _, body := b.get("/dead"); !strings.Contains(body, `data-watch="`+deadWatch+`"`) {
+		t.Fatalf("the dead-letter page does not follow %q:\n%s", deadWatch, body)
+	}
+	if d.deadViewNanos.Load() <= 0 {
+		t.Fatal("the dead-letter page's view did not record how long it took")
+	}
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, d.URL()+"/events?task="+url.QueryEscape(deadWatch), nil)
+	resp, err := (&http.Client{Jar: b.c.Jar}).Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	r := bufio.NewReader(resp.Body)
+	next := func() string {
+		line, err := r.ReadString('\n')
+		if err != nil {
+			t.Fatalf("the stream ended: %v", err)
+		}
+		return line
+	}
+	for next() != "\n" { // the greeting
+	}
+	ch, unsub := d.hub.subscribe(deadWatch)
+	defer unsub()
+	waitDeadWatch(t, d)
+	te, err := models.NewTaskError(models.TaskError{ErrorType: "handler_error", Message: "boom"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	deadLetter := func(id string) {
+		if err := srv.Client.DeadLetter(ctx, &jetstream.TaskMessage{ID: id, Function: "alpha", Attempt: 1}, *te, 0); err != nil {
+			t.Fatal(err)
+		}
+		omniqtest.Eventually(t, 30*time.Second, "the hub to hear of entry "+id, func() bool {
+			select {
+			case <-ch:
+				return true
+			default:
+				return false
+			}
+		})
+	}
+	deadLetter("dead-1")
+	for line := next(); line != "event: change\n"; line = next() {
+	}
+	deadLetter("dead-2")
+	// Unpaced, the second event would come sseInterval (1 s) after the
+	// first; 40 keep-alives 50 ms apart are 2 s.
+	for alive := 0; alive < 40; {
+		switch line := next(); {
+		case line == ": keep-alive\n":
+			alive++
+		case strings.HasPrefix(line, "event: "):
+			t.Fatalf("after %d keep-alives the stream sent %q: the dead-letter page's events are not paced", alive, line)
+		}
+	}
+}
+
+func TestDeadPace(t *testing.T) {
+	for _, tc := range []struct{ view, least, want time.Duration }{
+		{0, 5 * time.Second, 5 * time.Second},                      // no view yet: the least
+		{100 * time.Millisecond, 5 * time.Second, 5 * time.Second}, // a cheap view: the least
+		{2 * time.Second, 5 * time.Second, 20 * time.Second},       // ten times the view
+		{10 * time.Second, 5 * time.Second, time.Minute},           // capped
+		{time.Second, time.Hour, time.Minute},                      // capped, whatever the least
+	} {
+		if got := deadPace(tc.view, tc.least); got != tc.want {
+			t.Errorf("deadPace(%s, %s) = %s, want %s", tc.view, tc.least, got, tc.want)
+		}
+	}
+}

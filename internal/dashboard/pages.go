@@ -645,6 +645,8 @@ type deadData struct {
 func (s *Server) handleDead(w http.ResponseWriter, r *http.Request, ss *session) {
 	ctx, cancel := s.natsContext(r.Context(), s.deadTimeout)
 	defer cancel()
+	start := time.Now()
+	defer func() { s.deadViewNanos.Store(int64(time.Since(start))) }()
 	d := &deadData{}
 	groups := map[[2]string]*deadGroup{}
 	// recent keeps the latest entries read, as a ring of maxDeadLatest.

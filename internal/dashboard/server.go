@@ -54,6 +54,11 @@ type Server struct {
 	// deadWatching is closed once watchDead follows the dead-letter
 	// stream (for tests: entries written before are not new to it).
 	deadWatching chan struct{}
+	// deadViewNanos is how long the last view of the dead-letter page
+	// took: its event stream waits deadPace of it between two events.
+	deadViewNanos atomic.Int64
+	// deadMinInterval is deadMinInterval (a field for tests).
+	deadMinInterval time.Duration
 	// tickInterval is how often a page that asks for it (the overview) is
 	// told to fetch itself when nothing else changed (a field for tests).
 	tickInterval time.Duration
@@ -93,6 +98,8 @@ func New(cfg Config) (*Server, error) {
 		deadTimeout:  requestTimeout,
 		tickInterval: tickInterval,
 		keepAlive:    keepAliveInterval,
+
+		deadMinInterval: deadMinInterval,
 	}
 	s.index = newIndex(cfg.MaxIndexed, s.hub.notify)
 	s.index.deadChanged = func() { s.hub.notifyOnly(deadWatch) }
@@ -546,6 +553,27 @@ func (h *hub) close() {
 // sseInterval is the least time between two events on one stream.
 const sseInterval = time.Second
 
+// deadPaceFactor, deadMinInterval and deadMaxInterval pace the
+// dead-letter page's events (deadPace). The longest pause stays under
+// what a tab waits before it fetches the page itself anyway.
+const (
+	deadPaceFactor  = 10
+	deadMinInterval = 5 * time.Second
+	deadMaxInterval = time.Minute
+)
+
+// deadPace is the least time between two events on the dead-letter page's
+// stream, given how long its last view took: a view reads up to 10,000
+// entries with their tracebacks (seconds, and tens of megabytes from the
+// server), and a failure storm changes the stream many times a second. At
+// one event a second an open tab kept the server reading dead letters
+// without pause, taking its CPU from the runners. Paced, a view costs at
+// most a tenth of the time between two events (up to deadMaxInterval), and
+// two events are at least least apart.
+func deadPace(lastView, least time.Duration) time.Duration {
+	return min(deadMaxInterval, max(least, deadPaceFactor*lastView))
+}
+
 // tickInterval is how often the overview is refreshed while open, changes
 // or not: tasks queued that no runner takes write no record (nothing else
 // would tell the page), the lag grows by the second, and the last hour's
@@ -614,14 +642,36 @@ func (s *Server) handleEvents(w http.ResponseWriter, r *http.Request, ss *sessio
 			return
 		}
 		fl.Flush()
+		pace := sseInterval
+		if id == deadWatch {
+			pace = deadPace(time.Duration(s.deadViewNanos.Load()), s.deadMinInterval)
+		}
+		if !s.pause(w, fl, r, ss, alive.C, pace) {
+			return
+		}
+	}
+}
+
+// pause waits d between two events of one stream, keeping it alive
+// meanwhile; it reports false if the stream must end.
+func (s *Server) pause(w http.ResponseWriter, fl http.Flusher, r *http.Request, ss *session, alive <-chan time.Time, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	for {
 		select {
-		case <-time.After(sseInterval):
+		case <-t.C:
+			return true
+		case <-alive:
+			if _, err := fmt.Fprint(w, ": keep-alive\n\n"); err != nil {
+				return false
+			}
+			fl.Flush()
 		case <-r.Context().Done():
-			return
+			return false
 		case <-s.hub.done:
-			return
+			return false
 		case <-ss.ended:
-			return
+			return false
 		}
 	}
 }
