@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -153,21 +154,39 @@ func (c *cli) dlqList(ff *filterFlags) error {
 		if d.Error != nil {
 			typ, msg = d.Error.ErrorType, oneLine(d.Error.Message, 60)
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%s\n", d.ID, d.Function, typ, d.Attempt, when(d.DeadAt), msg)
+		attempt := "-" // the error type says why none ran
+		if n := ranAttempt(d); n > 0 {
+			attempt = strconv.Itoa(n)
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", d.ID, d.Function, typ, attempt, when(d.DeadAt), msg)
 	}
 	return tw.Flush()
 }
 
+// ranAttempt is the last attempt of dead task d that ran, 0 when none
+// did. A task failed unknown_function or invalid_task was dead-lettered
+// instead of running the attempt its entry names (the first, for a task
+// never run): the entry's Omniq-Attempt header is the attempt that would
+// have run.
+func ranAttempt(d jetstream.DeadTask) int {
+	if d.Error != nil && (d.Error.ErrorType == models.ErrorTypeUnknownFunction || d.Error.ErrorType == models.ErrorTypeInvalidTask) {
+		return max(d.Attempt-1, 0)
+	}
+	return d.Attempt
+}
+
 // deadJSON is a dead-letter entry in --json output.
 type deadJSON struct {
-	ID       string              `json:"id"`
-	Function string              `json:"function"`
-	Sequence uint64              `json:"sequence"`
-	DeadAt   time.Time           `json:"dead_at"`
-	Attempt  int                 `json:"attempt"`
-	Replays  int                 `json:"replays"`
-	Error    *models.TaskError   `json:"error"`
-	Headers  map[string][]string `json:"headers,omitempty"`
+	ID       string    `json:"id"`
+	Function string    `json:"function"`
+	Sequence uint64    `json:"sequence"`
+	DeadAt   time.Time `json:"dead_at"`
+	// Attempt is the last attempt that ran, 0 when none did (see
+	// ranAttempt).
+	Attempt int                 `json:"attempt"`
+	Replays int                 `json:"replays"`
+	Error   *models.TaskError   `json:"error"`
+	Headers map[string][]string `json:"headers,omitempty"`
 	// Payload is the payload when it is UTF-8 text; PayloadBase64 holds
 	// other bytes.
 	Payload       *string   `json:"payload,omitempty"`
@@ -176,7 +195,7 @@ type deadJSON struct {
 }
 
 func toDeadJSON(d jetstream.DeadTask) deadJSON {
-	out := deadJSON{ID: d.ID, Function: d.Function, Sequence: d.Sequence, DeadAt: d.DeadAt, Attempt: d.Attempt, Replays: d.Replays, Error: d.Error}
+	out := deadJSON{ID: d.ID, Function: d.Function, Sequence: d.Sequence, DeadAt: d.DeadAt, Attempt: ranAttempt(d), Replays: d.Replays, Error: d.Error}
 	out.Payload, out.PayloadBase64 = textOrBytes(d.Payload)
 	return out
 }
@@ -205,7 +224,14 @@ func (c *cli) dlqShow(id string) error {
 		return writeJSON(c.io.Stdout, out)
 	}
 	w := c.io.Stdout
-	fmt.Fprintf(w, "id:        %s\nfunction:  %s\ndead:      %s\nattempt:   %d\n", d.ID, d.Function, when(d.DeadAt), d.Attempt)
+	attempt := strconv.Itoa(ranAttempt(d))
+	if attempt == "0" {
+		attempt = "- (it never ran)"
+		if d.Error != nil {
+			attempt = "- (it never ran: " + d.Error.ErrorType + ")"
+		}
+	}
+	fmt.Fprintf(w, "id:        %s\nfunction:  %s\ndead:      %s\nattempt:   %s\n", d.ID, d.Function, when(d.DeadAt), attempt)
 	fmt.Fprintln(w, "\nheaders:")
 	keys := make([]string, 0, len(d.Header))
 	for k := range d.Header {
