@@ -106,7 +106,36 @@ func (c *Client) FindQueued(ctx context.Context, id string) (QueueScan, error) {
 		scan.Complete = true
 		return scan, nil
 	}
+	if !stream.CachedInfo().Config.AllowDirect {
+		// Provisioned by a runner older than FindQueued: one get each.
+		return c.stepQueue(ctx, stream, id, scan)
+	}
 	return c.walkQueue(ctx, id, state.FirstSeq, scan)
+}
+
+// stepQueue reads the tasks stream's messages one get each, oldest first,
+// until it finds task id (counting its place) or reaches the end: for a
+// stream without direct gets.
+func (c *Client) stepQueue(ctx context.Context, stream natsjs.Stream, id string, scan QueueScan) (QueueScan, error) {
+	cfg := c.cfg
+	for seq := uint64(1); ; {
+		msg, err := stream.GetMsg(ctx, seq, natsjs.WithGetMsgSubject(cfg.TaskSubject("*")))
+		if errors.Is(err, natsjs.ErrMsgNotFound) {
+			scan.Complete = true
+			return scan, nil
+		}
+		if err != nil {
+			return scan, fmt.Errorf("read the tasks stream %s (%d of %d messages read): %w", cfg.TasksStream, scan.Scanned, scan.Waiting, err)
+		}
+		scan.Scanned++
+		seq = msg.Sequence + 1
+		tm, perr := cfg.ParseTaskMessage(msg.Subject, msg.Header, msg.Data, cfg.TasksStream, msg.Sequence)
+		if tm.ID == id {
+			scan.Found = &QueuedTask{Message: tm, Invalid: perr, Sequence: msg.Sequence, Time: msg.Time.UTC(), Position: scan.Scanned}
+			scan.Complete = true
+			return scan, nil
+		}
+	}
 }
 
 // walkQueue reads the tasks stream's messages from sequence first on, in

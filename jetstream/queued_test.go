@@ -143,3 +143,33 @@ func TestProvisionAllowsDirectGetsOnAnOlderTasksStream(t *testing.T) {
 		t.Fatal("provisioning left the tasks stream without direct gets: FindQueued cannot read it")
 	}
 }
+
+// Against a tasks stream without direct gets (its runners are older than
+// the client), FindQueued still finds a queued task, one get at a time.
+func TestFindQueuedWithoutDirectGets(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, jetstream.Config{})
+	js := e.client.JetStream()
+	s, err := js.Stream(ctx(t), "OMNIQ_TASKS")
+	if err != nil {
+		t.Fatal(err)
+	}
+	old := s.CachedInfo().Config
+	old.AllowDirect = false
+	if _, err := js.UpdateStream(ctx(t), old); err != nil {
+		t.Fatal(err)
+	}
+	for _, id := range []string{"a", "b", "c"} {
+		if _, err := e.client.Submit(ctx(t), jetstream.SubmitRequest{ID: id, Function: "nosuch"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	scan, err := e.client.FindQueued(ctx(t), "b")
+	if err != nil || scan.Found == nil || scan.Found.Position != 2 || scan.Waiting != 3 || !scan.Complete {
+		t.Fatalf("b: %+v (found %+v), %v; want number 2 of 3", scan, scan.Found, err)
+	}
+	scan, err = e.client.FindQueued(ctx(t), "z")
+	if err != nil || scan.Found != nil || scan.Scanned != 3 || !scan.Complete {
+		t.Fatalf("z: %+v, %v; want not found after reading 3", scan, err)
+	}
+}
