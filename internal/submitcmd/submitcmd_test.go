@@ -209,7 +209,11 @@ func TestStatusListWatchCancel(t *testing.T) {
 	if !strings.Contains(r.stdout, "t-echo") || strings.Contains(r.stdout, "t-sleep") {
 		t.Fatalf("list --function echo = %q", r.stdout)
 	}
-	o.run("", "list", "--status", "done").want(t, 2, "", `"done" is not one of`)
+	r = o.run("", "list", "--status", "done")
+	r.want(t, 2, "", `--status: "done" is not one of pending, running, retrying, succeeded, failed, cancelled`)
+	if strings.Contains(r.stderr, "invalid task") {
+		t.Errorf("a bad --status blames a task: %q", r.stderr)
+	}
 	// Newest first: t-sleep was submitted after t-echo.
 	r = o.run("", "list", "--limit", "1")
 	first, cursor, ok := strings.Cut(r.stdout, "more: omniq-submit list --limit 1 --after ")
