@@ -694,11 +694,14 @@ func TestBatchRepeatedIDKeepsItsFirstLine(t *testing.T) {
 // A task dead-lettered without running (no runner serves its function, or
 // it is malformed) made no attempt: dlq list and dlq show say so ("-" in
 // text, 0 in --json), the error type saying why, where they said attempt
-// 1; a task that ran and failed keeps its attempt.
+// 1; a task that ran and failed keeps its attempt, also when its handler
+// named the failure invalid_task.
 func TestDeadLetterOfATaskThatNeverRanShowsNoAttempt(t *testing.T) {
 	t.Parallel()
 	o := start(t)
 	o.run("", "fail", `{"message":"broken"}`, "--id", "ran", "--max-retries", "0", "--wait").want(t, 1, "", "broken")
+	// A handler that ran and named its failure invalid_task: it ran.
+	o.run("", "fail", `{"type":"invalid_task","message":"bad order"}`, "--id", "ran-invalid", "--max-retries", "0", "--wait").want(t, 1, "", "bad order")
 	o.run("", "submit", "nosuch", "x", "--force", "--id", "unknown").want(t, 0, "unknown\n", "")
 	bad := nats.NewMsg("omniq.tasks.echo")
 	bad.Header.Set(nats.MsgIdHdr, "malformed")
@@ -718,7 +721,7 @@ func TestDeadLetterOfATaskThatNeverRanShowsNoAttempt(t *testing.T) {
 			rows[f[0]] = f
 		}
 	}
-	for id, want := range map[string][2]string{"ran": {"handler_error", "1"}, "unknown": {"unknown_function", "-"}, "malformed": {"invalid_task", "-"}} {
+	for id, want := range map[string][2]string{"ran": {"handler_error", "1"}, "ran-invalid": {"invalid_task", "1"}, "unknown": {"unknown_function", "-"}, "malformed": {"invalid_task", "-"}} {
 		if f := rows[id]; len(f) < 4 || f[2] != want[0] || f[3] != want[1] {
 			t.Errorf("dlq list row of %s = %q, want error type %s, attempt %s:\n%s", id, f, want[0], want[1], r.stdout)
 		}
@@ -732,7 +735,7 @@ func TestDeadLetterOfATaskThatNeverRanShowsNoAttempt(t *testing.T) {
 		t.Fatalf("dlq list --json = %q: %v", r.stdout, err)
 	}
 	for _, d := range listed {
-		if want := map[string]int{"ran": 1}[d.ID]; d.Attempt != want {
+		if want := map[string]int{"ran": 1, "ran-invalid": 1}[d.ID]; d.Attempt != want {
 			t.Errorf("dlq list --json: %s has attempt %d, want %d", d.ID, d.Attempt, want)
 		}
 	}
@@ -740,6 +743,8 @@ func TestDeadLetterOfATaskThatNeverRanShowsNoAttempt(t *testing.T) {
 	r = o.run("", "dlq", "show", "unknown")
 	r.want(t, 0, "attempt:   - (it never ran: unknown_function)", "")
 	r = o.run("", "dlq", "show", "ran")
+	r.want(t, 0, "attempt:   1\n", "")
+	r = o.run("", "dlq", "show", "ran-invalid")
 	r.want(t, 0, "attempt:   1\n", "")
 	r = o.run("", "dlq", "show", "malformed", "--json")
 	var shown struct {
