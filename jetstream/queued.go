@@ -65,9 +65,11 @@ type QueueScan struct {
 // FindQueued looks for task id among the messages waiting in the tasks
 // stream. An id derived from a sequence (<tasks stream>-<n>, given to a
 // message published without one) is read with one get; any other id is
-// looked for in every waiting message. It needs an operator's rights (to
-// read the tasks stream's messages). When ctx ends first it returns what
-// it read so far (Complete false) with an error wrapping ctx's.
+// looked for in every waiting message, 256 to a direct get (one get a
+// message on a stream provisioned without direct gets, by an older
+// runner). It needs an operator's rights (to read the tasks stream's
+// messages). When ctx ends first it returns what it read so far (Complete
+// false) with an error wrapping ctx's.
 func (c *Client) FindQueued(ctx context.Context, id string) (QueueScan, error) {
 	cfg := c.cfg
 	scan := QueueScan{Stream: cfg.TasksStream}
