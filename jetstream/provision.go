@@ -41,6 +41,9 @@ func (c Config) tasksStreamConfig() natsjs.StreamConfig {
 		MaxMsgs:     -1,
 		MaxBytes:    -1,
 		Discard:     natsjs.DiscardOld,
+		// Batched direct gets (operators may make them): status finds a
+		// queued task among many waiting (FindQueued).
+		AllowDirect: true,
 	}
 }
 
@@ -206,7 +209,8 @@ func incompatibilities(have, want natsjs.StreamConfig) []string {
 func needsUpdate(have, want natsjs.StreamConfig) bool {
 	return have.Replicas != want.Replicas || have.MaxAge != want.MaxAge || have.Duplicates != want.Duplicates ||
 		have.MaxMsgSize != want.MaxMsgSize || have.Discard != want.Discard || have.AllowRollup != want.AllowRollup ||
-		have.AllowMsgSchedules != want.AllowMsgSchedules || have.Description != want.Description
+		have.AllowMsgSchedules != want.AllowMsgSchedules || have.Description != want.Description ||
+		have.AllowDirect != want.AllowDirect
 }
 
 func sameSet(a, b []string) bool {

@@ -218,6 +218,10 @@ func (n names) operatorPublish() []string {
 		// the dashboard's task page shows. Reading only: no consumer,
 		// purge or delete on these streams.
 		api+"STREAM.MSG.GET."+n.tasks,
+		// Batched direct gets of the tasks stream: status finds a queued
+		// task among many waiting (jetstream Client.FindQueued).
+		api+"DIRECT.GET."+n.tasks,
+		api+"DIRECT.GET."+n.tasks+".>",
 		api+"STREAM.INFO."+n.retries,
 		api+"STREAM.MSG.GET."+n.retries,
 	)

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -139,10 +140,11 @@ func (c *cli) dlqList(ff *filterFlags) error {
 	if err != nil {
 		return err
 	}
+	recs := c.deadRecords(client, page.Tasks)
 	if c.json {
 		out := make([]deadJSON, 0, len(page.Tasks))
 		for _, d := range page.Tasks {
-			out = append(out, toDeadJSON(d))
+			out = append(out, toDeadJSON(d, deadAttemptsRun(d, recs[d.ID])))
 		}
 		return writeJSON(c.io.Stdout, out)
 	}
@@ -153,21 +155,73 @@ func (c *cli) dlqList(ff *filterFlags) error {
 		if d.Error != nil {
 			typ, msg = d.Error.ErrorType, oneLine(d.Error.Message, 60)
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%s\n", d.ID, d.Function, typ, d.Attempt, when(d.DeadAt), msg)
+		attempt := "-" // the error type says why none ran
+		if n := deadAttemptsRun(d, recs[d.ID]); n > 0 {
+			attempt = strconv.Itoa(n)
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", d.ID, d.Function, typ, attempt, when(d.DeadAt), msg)
 	}
 	return tw.Flush()
 }
 
+// deadAttemptsRun is how many attempts of dead task d ran its handler, 0
+// when none did, given the task's state record rec (nil when unread or
+// gone). The entry's Omniq-Attempt header is the attempt being made when
+// the task failed: for a task dead-lettered instead of running (the sweep's
+// unknown_function, a malformed task's invalid_task) one that never ran,
+// and it counts attempts put back unrun while the plugin was quarantined.
+// The record, when it holds this failure, counts what ran.
+func deadAttemptsRun(d jetstream.DeadTask, rec *models.Task) int {
+	if rec != nil && rec.Status == models.StatusFailed && rec.Replays == d.Replays {
+		return rec.AttemptsRun()
+	}
+	if !headerMayMiscount(d) || d.Error.ErrorType == models.ErrorTypePluginUnavailable {
+		return d.Attempt
+	}
+	return max(d.Attempt-1, 0) // no record: as a runner fails such a task, unrun
+}
+
+// headerMayMiscount says whether dead task d failed in a way that can end
+// a task without running the attempt its entry names, so that its record
+// is read for the attempts that ran.
+func headerMayMiscount(d jetstream.DeadTask) bool {
+	if d.Error == nil {
+		return false
+	}
+	switch d.Error.ErrorType {
+	case models.ErrorTypeUnknownFunction, models.ErrorTypeInvalidTask, models.ErrorTypePluginUnavailable:
+		return true
+	}
+	return false
+}
+
+// deadRecords reads the state records of the entries of page whose
+// attempts that ran the header may miscount, by task id; a record that
+// cannot be read is left out.
+func (c *cli) deadRecords(client *jetstream.Client, page []jetstream.DeadTask) map[string]*models.Task {
+	recs := make(map[string]*models.Task)
+	for _, d := range page {
+		if headerMayMiscount(d) {
+			if rec, err := client.State().Get(c.ctx, d.ID); err == nil {
+				recs[d.ID] = rec.Task
+			}
+		}
+	}
+	return recs
+}
+
 // deadJSON is a dead-letter entry in --json output.
 type deadJSON struct {
-	ID       string              `json:"id"`
-	Function string              `json:"function"`
-	Sequence uint64              `json:"sequence"`
-	DeadAt   time.Time           `json:"dead_at"`
-	Attempt  int                 `json:"attempt"`
-	Replays  int                 `json:"replays"`
-	Error    *models.TaskError   `json:"error"`
-	Headers  map[string][]string `json:"headers,omitempty"`
+	ID       string    `json:"id"`
+	Function string    `json:"function"`
+	Sequence uint64    `json:"sequence"`
+	DeadAt   time.Time `json:"dead_at"`
+	// Attempt is how many attempts ran the handler, 0 when none did
+	// (see deadAttemptsRun).
+	Attempt int                 `json:"attempt"`
+	Replays int                 `json:"replays"`
+	Error   *models.TaskError   `json:"error"`
+	Headers map[string][]string `json:"headers,omitempty"`
 	// Payload is the payload when it is UTF-8 text; PayloadBase64 holds
 	// other bytes.
 	Payload       *string   `json:"payload,omitempty"`
@@ -175,8 +229,8 @@ type deadJSON struct {
 	Task          *taskJSON `json:"task,omitempty"`
 }
 
-func toDeadJSON(d jetstream.DeadTask) deadJSON {
-	out := deadJSON{ID: d.ID, Function: d.Function, Sequence: d.Sequence, DeadAt: d.DeadAt, Attempt: d.Attempt, Replays: d.Replays, Error: d.Error}
+func toDeadJSON(d jetstream.DeadTask, attempts int) deadJSON {
+	out := deadJSON{ID: d.ID, Function: d.Function, Sequence: d.Sequence, DeadAt: d.DeadAt, Attempt: attempts, Replays: d.Replays, Error: d.Error}
 	out.Payload, out.PayloadBase64 = textOrBytes(d.Payload)
 	return out
 }
@@ -196,7 +250,7 @@ func (c *cli) dlqShow(id string) error {
 		task = rec.Task
 	}
 	if c.json {
-		out := toDeadJSON(d)
+		out := toDeadJSON(d, deadAttemptsRun(d, task))
 		out.Headers = d.Header
 		if task != nil {
 			tj := toTaskJSON(task)
@@ -205,7 +259,14 @@ func (c *cli) dlqShow(id string) error {
 		return writeJSON(c.io.Stdout, out)
 	}
 	w := c.io.Stdout
-	fmt.Fprintf(w, "id:        %s\nfunction:  %s\ndead:      %s\nattempt:   %d\n", d.ID, d.Function, when(d.DeadAt), d.Attempt)
+	attempt := strconv.Itoa(deadAttemptsRun(d, task))
+	if attempt == "0" {
+		attempt = "- (it never ran)"
+		if d.Error != nil {
+			attempt = "- (it never ran: " + d.Error.ErrorType + ")"
+		}
+	}
+	fmt.Fprintf(w, "id:        %s\nfunction:  %s\ndead:      %s\nattempt:   %s\n", d.ID, d.Function, when(d.DeadAt), attempt)
 	fmt.Fprintln(w, "\nheaders:")
 	keys := make([]string, 0, len(d.Header))
 	for k := range d.Header {

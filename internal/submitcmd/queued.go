@@ -6,74 +6,48 @@ import (
 	"fmt"
 	"time"
 
-	natsjs "github.com/nats-io/nats.go/jetstream"
-
 	"github.com/omniq/omniq/jetstream"
 	"github.com/omniq/omniq/models"
 )
 
-// maxQueuedScan bounds how many waiting messages status reads when it
-// looks for a task that has no state record yet (one request each).
-const maxQueuedScan = 10000
-
-// queuedScanTime bounds the time status spends looking.
-const queuedScanTime = 10 * time.Second
-
-// queuedTask is a task found waiting in the tasks stream: submitted, not
-// yet picked up by a runner, so without a state record.
-type queuedTask struct {
-	task         *models.Task
-	hasRetries   bool   // the task brought its own retry budget
-	malformed    error  // what a runner will fail it for (invalid_task), if anything
-	position, of uint64 // its place among the messages waiting, from 1
-}
-
-// queueScan is what findQueued read: the task when found, else how many
-// of the waiting messages it looked at.
-type queueScan struct {
-	found            *queuedTask
-	scanned, waiting uint64
-	stream           string
-}
+// queuedScanTime bounds the time status and watch spend looking for a
+// task among the messages waiting in the tasks stream (batched reads:
+// some hundred thousand messages).
+const queuedScanTime = 30 * time.Second
 
 // findQueued looks for task id among the messages waiting in the tasks
-// stream, oldest first, reading at most maxQueuedScan of them. It needs
-// an operator's rights (reading the tasks stream's messages).
-func findQueued(ctx context.Context, client *jetstream.Client, id string) (queueScan, error) {
-	cfg := client.Config()
-	scan := queueScan{stream: cfg.TasksStream}
-	ctx, cancel := context.WithTimeout(ctx, queuedScanTime)
+// stream (jetstream Client.FindQueued), for at most queuedScanTime: a
+// scan out of time is returned as it is, not complete. It needs an
+// operator's rights (reading the tasks stream's messages).
+func findQueued(ctx context.Context, client *jetstream.Client, id string) (jetstream.QueueScan, error) {
+	sctx, cancel := context.WithTimeout(ctx, queuedScanTime)
 	defer cancel()
-	stream, err := client.JetStream().Stream(ctx, cfg.TasksStream)
-	if err != nil {
-		return scan, fmt.Errorf("read the tasks stream %s: %w", cfg.TasksStream, err)
+	scan, err := client.FindQueued(sctx, id)
+	if err != nil && ctx.Err() == nil && errors.Is(err, context.DeadlineExceeded) && !scan.Complete {
+		return scan, nil // out of its own time: says how far it read
 	}
-	state := stream.CachedInfo().State
-	scan.waiting = state.Msgs
-	seq := state.FirstSeq
-	for scan.scanned < min(scan.waiting, maxQueuedScan) {
-		msg, err := stream.GetMsg(ctx, seq, natsjs.WithGetMsgSubject(cfg.TaskSubject("*")))
-		if errors.Is(err, natsjs.ErrMsgNotFound) {
-			return scan, nil
-		}
-		if err != nil {
-			return scan, fmt.Errorf("read the tasks stream %s: %w", cfg.TasksStream, err)
-		}
-		scan.scanned++
-		seq = msg.Sequence + 1
-		tm, perr := cfg.ParseTaskMessage(msg.Subject, msg.Header, msg.Data, cfg.TasksStream, msg.Sequence)
-		if tm.ID != id {
-			continue
-		}
-		t := models.NewTask(tm.ID, tm.Function, 0, tm.Timeout, msg.Time)
-		if tm.HasMaxRetries {
-			t.MaxRetries = tm.MaxRetries
-		}
-		t.RunAt = tm.RunAt
-		scan.found = &queuedTask{task: t, hasRetries: tm.HasMaxRetries, malformed: perr, position: scan.scanned, of: scan.waiting}
-		return scan, nil
+	return scan, err
+}
+
+// queuedTask is the task FindQueued found, as status shows it: the
+// record it will start from.
+func queuedTask(q *jetstream.QueuedTask) *models.Task {
+	tm := q.Message
+	t := models.NewTask(tm.ID, tm.Function, 0, tm.Timeout, q.Time)
+	if tm.HasMaxRetries {
+		t.MaxRetries = tm.MaxRetries
 	}
-	return scan, nil
+	t.RunAt = tm.RunAt
+	return t
+}
+
+// position says where a queued task waits: "number N of M tasks waiting
+// in STREAM", or "one of M ..." when its place is not known.
+func position(q *jetstream.QueuedTask, scan jetstream.QueueScan) string {
+	if q.Position == 0 {
+		return fmt.Sprintf("one of %s waiting in %s", tasks(scan.Waiting), scan.Stream)
+	}
+	return fmt.Sprintf("number %s of %s waiting in %s", thousands(int(q.Position)), tasks(scan.Waiting), scan.Stream)
 }
 
 // statusQueued shows task id, which has no state record: queued (found
@@ -87,29 +61,30 @@ func (c *cli) statusQueued(client *jetstream.Client, id string, notFound error) 
 	if err != nil {
 		return fmt.Errorf("%w; looking for it among the queued tasks: %w", notFound, err)
 	}
-	q := scan.found
+	q := scan.Found
 	if q == nil {
-		looked := fmt.Sprintf("not queued either (not among the %s waiting in %s)", tasks(scan.waiting), scan.stream)
-		if scan.scanned < scan.waiting {
-			looked = fmt.Sprintf("not among the first %s of the %s waiting in %s", thousands(int(scan.scanned)), tasks(scan.waiting), scan.stream)
+		looked := fmt.Sprintf("not queued either (not among the %s waiting in %s)", tasks(scan.Waiting), scan.Stream)
+		if !scan.Complete {
+			looked = fmt.Sprintf("not among the %s of the %s waiting in %s read in %s", thousands(int(scan.Scanned)), tasks(scan.Waiting), scan.Stream, queuedScanTime)
 		}
 		return &statusError{code: exitFailed, msg: fmt.Sprintf("%v: no state record, and %s (check the id; finished tasks are kept 7 days by default)", notFound, looked)}
 	}
-	defaults := c.effective(client, q.task, !q.hasRetries)
-	defaults.retriesUnknown = !q.hasRetries && !defaults.maxRetries
+	task := queuedTask(q)
+	hasRetries := q.Message.HasMaxRetries
+	defaults := c.effective(client, task, !hasRetries)
+	defaults.retriesUnknown = !hasRetries && !defaults.maxRetries
 	regs, _ := client.Functions(c.ctx)
-	served := len(regs[q.task.Function]) > 0
+	served := len(regs[task.Function]) > 0
 	if c.json {
-		return writeJSON(c.io.Stdout, queuedJSON{taskJSON: toTaskJSON(q.task), Queued: true})
+		return writeJSON(c.io.Stdout, queuedJSON{taskJSON: toTaskJSON(task), Queued: true})
 	}
-	printTask(c.io.Stdout, q.task, false, defaults)
-	fmt.Fprintf(c.io.Stdout, "\nqueued: no runner has picked it up yet (number %s of %s waiting in %s); it has a state record once one does\n",
-		thousands(int(q.position)), tasks(q.of), scan.stream)
+	printTask(c.io.Stdout, task, false, defaults)
+	fmt.Fprintf(c.io.Stdout, "\nqueued: no runner has picked it up yet (%s); it has a state record once one does\n", position(q, scan))
 	if !served {
-		fmt.Fprintf(c.io.Stdout, "no runner serves %s now: if none ever has, a runner dead-letters the task as unknown_function once it is a minute old; else it waits for one to serve it again (docs/operations.md)\n", q.task.Function)
+		fmt.Fprintf(c.io.Stdout, "no runner serves %s now: if none ever has, a runner dead-letters the task as unknown_function once it is a minute old; else it waits for one to serve it again (docs/operations.md)\n", task.Function)
 	}
-	if q.malformed != nil {
-		fmt.Fprintf(c.io.Stdout, "malformed: %v; a runner will fail it as invalid_task without running it\n", q.malformed)
+	if q.Invalid != nil {
+		fmt.Fprintf(c.io.Stdout, "malformed: %v; a runner will fail it as invalid_task without running it\n", q.Invalid)
 	}
 	return nil
 }
@@ -134,10 +109,10 @@ func (c *cli) watchingUnrecorded(client *jetstream.Client, id string) string {
 	switch {
 	case err != nil:
 		return wait
-	case scan.found != nil:
-		return fmt.Sprintf(": it is queued (number %s of %s waiting in %s)%s", thousands(int(scan.found.position)), tasks(scan.waiting), scan.stream, wait)
-	case scan.scanned < scan.waiting:
-		return fmt.Sprintf(", and is not among the first %s of the %s waiting in %s; waiting for it", thousands(int(scan.scanned)), tasks(scan.waiting), scan.stream)
+	case scan.Found != nil:
+		return fmt.Sprintf(": it is queued (%s)%s", position(scan.Found, scan), wait)
+	case !scan.Complete:
+		return fmt.Sprintf(", and is not among the %s of the %s waiting in %s read in %s; waiting for it", thousands(int(scan.Scanned)), tasks(scan.Waiting), scan.Stream, queuedScanTime)
 	}
 	return ", and is not queued either (check the id); waiting in case it is submitted"
 }

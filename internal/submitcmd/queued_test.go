@@ -5,10 +5,13 @@ package submitcmd_test
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/nats-io/nats.go"
 
 	"github.com/omniq/omniq/internal/credentials"
 	"github.com/omniq/omniq/internal/omniqtest"
@@ -111,4 +114,63 @@ func TestWatchSaysWhetherAnUnrecordedTaskIsQueued(t *testing.T) {
 		cancel()
 		<-done
 	}
+}
+
+// status finds a queued task among 20,000 waiting ones (not only among
+// the first 10,000, one request each, as it once did): by the id it was
+// given, and by the id derived from its sequence for a message published
+// without one (the nats CLI's way); an id that is in neither the state
+// nor the queue is "not found", having looked at every waiting task.
+func TestStatusFindsAQueuedTaskAmongManyWaiting(t *testing.T) {
+	t.Parallel()
+	o := &omniq{t: t, srv: omniqtest.StartServer(t, jetstream.Config{MaxPayload: 64 << 10})} // no runner
+	nc := o.srv.Client.Conn()
+	fill := func(from, to int) {
+		for i := from; i < to; i++ {
+			m := nats.NewMsg("omniq.tasks.fill")
+			m.Header.Set(nats.MsgIdHdr, fmt.Sprintf("fill-%d", i))
+			if err := nc.PublishMsg(m); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	fill(0, 19990)
+	o.run("", "submit", "nosuch", "hello", "--force", "--id", "late-one").want(t, 0, "late-one\n", "")
+	ack, err := o.srv.Client.JetStream().Publish(omniqtest.Context(t), "omniq.tasks.bare", []byte("no id"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	fill(19990, 20000)
+	stream, err := o.srv.Client.JetStream().Stream(omniqtest.Context(t), "OMNIQ_TASKS")
+	if err != nil {
+		t.Fatal(err)
+	}
+	omniqtest.Eventually(t, 30*time.Second, "20,002 tasks waiting", func() bool {
+		info, err := stream.Info(omniqtest.Context(t))
+		return err == nil && info.State.Msgs == 20002
+	})
+
+	r := o.run("", "status", "late-one")
+	r.want(t, 0, "queued: no runner has picked it up yet (number 19,991 of 20,002 tasks waiting in OMNIQ_TASKS)", "")
+
+	derived := fmt.Sprintf("OMNIQ_TASKS-%d", ack.Sequence)
+	r = o.run("", "status", derived)
+	r.want(t, 0, "queued: no runner has picked it up yet (one of 20,002 tasks waiting in OMNIQ_TASKS)", "")
+	if !strings.Contains(r.stdout, "bare") {
+		t.Errorf("status %s does not name its function bare:\n%s", derived, r.stdout)
+	}
+	r = o.run("", "status", derived, "--json")
+	var task struct {
+		ID       string `json:"id"`
+		Function string `json:"function"`
+		Queued   bool   `json:"queued"`
+	}
+	if err := json.Unmarshal([]byte(r.stdout), &task); err != nil || task.ID != derived || task.Function != "bare" || !task.Queued {
+		t.Errorf("status %s --json = %+v (%v), want it queued for bare:\n%s", derived, task, err, r.stdout)
+	}
+
+	r = o.run("", "status", "not-there")
+	r.want(t, 1, "", "task not found: not-there: no state record, and not queued either (not among the 20,002 tasks waiting in OMNIQ_TASKS)")
+	r = o.run("", "status", "OMNIQ_TASKS-999999")
+	r.want(t, 1, "", "task not found: OMNIQ_TASKS-999999: no state record, and not queued either")
 }

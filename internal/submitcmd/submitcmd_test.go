@@ -15,6 +15,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
+
 	"github.com/omniq/omniq/internal/omniqtest"
 	"github.com/omniq/omniq/internal/submitcmd"
 	"github.com/omniq/omniq/internal/testbin"
@@ -207,7 +209,11 @@ func TestStatusListWatchCancel(t *testing.T) {
 	if !strings.Contains(r.stdout, "t-echo") || strings.Contains(r.stdout, "t-sleep") {
 		t.Fatalf("list --function echo = %q", r.stdout)
 	}
-	o.run("", "list", "--status", "done").want(t, 2, "", `"done" is not one of`)
+	r = o.run("", "list", "--status", "done")
+	r.want(t, 2, "", `--status: "done" is not one of pending, running, retrying, succeeded, failed, cancelled`)
+	if strings.Contains(r.stderr, "invalid task") {
+		t.Errorf("a bad --status blames a task: %q", r.stderr)
+	}
 	// Newest first: t-sleep was submitted after t-echo.
 	r = o.run("", "list", "--limit", "1")
 	first, cursor, ok := strings.Cut(r.stdout, "more: omniq-submit list --limit 1 --after ")
@@ -682,5 +688,69 @@ func TestBatchRepeatedIDKeepsItsFirstLine(t *testing.T) {
 		if string(task.Result) != "p0" {
 			t.Fatalf("task rep-%d ran the payload %q of a later line, want its first line's (p0)", i, task.Result)
 		}
+	}
+}
+
+// A task dead-lettered without running (no runner serves its function, or
+// it is malformed) made no attempt: dlq list and dlq show say so ("-" in
+// text, 0 in --json), the error type saying why, where they said attempt
+// 1; a task that ran and failed keeps its attempt, also when its handler
+// named the failure invalid_task.
+func TestDeadLetterOfATaskThatNeverRanShowsNoAttempt(t *testing.T) {
+	t.Parallel()
+	o := start(t)
+	o.run("", "fail", `{"message":"broken"}`, "--id", "ran", "--max-retries", "0", "--wait").want(t, 1, "", "broken")
+	// A handler that ran and named its failure invalid_task: it ran.
+	o.run("", "fail", `{"type":"invalid_task","message":"bad order"}`, "--id", "ran-invalid", "--max-retries", "0", "--wait").want(t, 1, "", "bad order")
+	o.run("", "submit", "nosuch", "x", "--force", "--id", "unknown").want(t, 0, "unknown\n", "")
+	bad := nats.NewMsg("omniq.tasks.echo")
+	bad.Header.Set(nats.MsgIdHdr, "malformed")
+	bad.Header.Set("Omniq-Max-Retries", "many")
+	if _, err := o.srv.Client.JetStream().PublishMsg(omniqtest.Context(t), bad); err != nil {
+		t.Fatal(err)
+	}
+	for _, id := range []string{"unknown", "malformed"} {
+		omniqtest.WaitDead(t, o.srv.Client, id, 30*time.Second)
+	}
+
+	r := o.run("", "dlq", "list")
+	r.want(t, 0, "ATTEMPT", "")
+	rows := map[string][]string{}
+	for _, line := range strings.Split(r.stdout, "\n") {
+		if f := strings.Fields(line); len(f) > 4 {
+			rows[f[0]] = f
+		}
+	}
+	for id, want := range map[string][2]string{"ran": {"handler_error", "1"}, "ran-invalid": {"invalid_task", "1"}, "unknown": {"unknown_function", "-"}, "malformed": {"invalid_task", "-"}} {
+		if f := rows[id]; len(f) < 4 || f[2] != want[0] || f[3] != want[1] {
+			t.Errorf("dlq list row of %s = %q, want error type %s, attempt %s:\n%s", id, f, want[0], want[1], r.stdout)
+		}
+	}
+	r = o.run("", "dlq", "list", "--json")
+	var listed []struct {
+		ID      string `json:"id"`
+		Attempt int    `json:"attempt"`
+	}
+	if err := json.Unmarshal([]byte(r.stdout), &listed); err != nil {
+		t.Fatalf("dlq list --json = %q: %v", r.stdout, err)
+	}
+	for _, d := range listed {
+		if want := map[string]int{"ran": 1, "ran-invalid": 1}[d.ID]; d.Attempt != want {
+			t.Errorf("dlq list --json: %s has attempt %d, want %d", d.ID, d.Attempt, want)
+		}
+	}
+
+	r = o.run("", "dlq", "show", "unknown")
+	r.want(t, 0, "attempt:   - (it never ran: unknown_function)", "")
+	r = o.run("", "dlq", "show", "ran")
+	r.want(t, 0, "attempt:   1\n", "")
+	r = o.run("", "dlq", "show", "ran-invalid")
+	r.want(t, 0, "attempt:   1\n", "")
+	r = o.run("", "dlq", "show", "malformed", "--json")
+	var shown struct {
+		Attempt int `json:"attempt"`
+	}
+	if err := json.Unmarshal([]byte(r.stdout), &shown); err != nil || shown.Attempt != 0 {
+		t.Errorf("dlq show malformed --json: attempt %d (%v), want 0:\n%s", shown.Attempt, err, r.stdout)
 	}
 }

@@ -248,7 +248,8 @@ func (c *cli) list(statuses, fn, after, sortBy string, limit int) error {
 		for _, s := range strings.Split(statuses, ",") {
 			st, err := models.ParseTaskStatus(strings.TrimSpace(s))
 			if err != nil {
-				return usagef("--status: %v", err)
+				// Not models' "invalid task: status ...": no task is at fault.
+				return usagef("--status: %q is not one of %s (comma-separated)", strings.TrimSpace(s), joinStatuses())
 			}
 			f.Statuses = append(f.Statuses, st)
 		}

@@ -1,0 +1,175 @@
+package jetstream_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/omniq/omniq/jetstream"
+)
+
+// FindQueued finds a task among 20,000 waiting ones, by the id it was
+// given (reading the stream, holes included, in parts at once, and
+// counting its place) and by an id derived from its sequence (one get),
+// and says "not there" of an id that is not, having read every message.
+func TestFindQueuedAmongManyWaiting(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, jetstream.Config{})
+	const half = 10000
+	publish := func(from, to int) {
+		for i := from; i < to; i++ {
+			m := nats.NewMsg(e.cfg.WithDefaults().TaskSubject("fill"))
+			m.Header.Set(nats.MsgIdHdr, fmt.Sprintf("fill-%d", i))
+			if err := e.nc.PublishMsg(m); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	publish(0, half)
+	if _, err := e.client.Submit(ctx(t), jetstream.SubmitRequest{ID: "needle", Function: "nosuch", Payload: []byte("find me"), MaxRetries: intp(2)}); err != nil {
+		t.Fatal(err)
+	}
+	publish(half, 2*half-100)
+	// A task published without an id, as the nats CLI does: its id is
+	// derived from its sequence.
+	ack, err := e.client.JetStream().Publish(ctx(t), e.cfg.WithDefaults().TaskSubject("bare"), []byte("no id"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	publish(2*half-100, 2*half)
+	stream, err := e.client.JetStream().Stream(ctx(t), "OMNIQ_TASKS")
+	if err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 30*time.Second, "20,002 tasks waiting", func() bool {
+		info, err := stream.Info(ctx(t))
+		return err == nil && info.State.Msgs == 2*half+2
+	})
+	// Holes, as runners leave when they take tasks out of order.
+	for seq := uint64(1); seq <= 100; seq++ {
+		if err := stream.DeleteMsg(ctx(t), seq*37); err != nil {
+			t.Fatal(err)
+		}
+	}
+	const waiting = 2*half + 2 - 100
+	holesBefore := uint64(100) // every deleted sequence is before the needle's (10,001)
+
+	scan, err := e.client.FindQueued(ctx(t), "needle")
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := scan.Found
+	if f == nil || !scan.Complete {
+		t.Fatalf("needle not found among %d waiting: %+v", waiting, scan)
+	}
+	if f.Message.ID != "needle" || f.Message.Function != "nosuch" || string(f.Message.Payload) != "find me" || f.Message.MaxRetries != 2 || f.Invalid != nil {
+		t.Errorf("found %+v, want needle for nosuch with its payload and 2 retries", f)
+	}
+	if want := uint64(10001) - holesBefore; f.Sequence != 10001 || f.Position != want {
+		t.Errorf("needle at sequence %d, position %d; want 10001, position %d", f.Sequence, f.Position, want)
+	}
+	if scan.Waiting != waiting || scan.Stream != "OMNIQ_TASKS" {
+		t.Errorf("scan says %d waiting in %s, want %d in OMNIQ_TASKS", scan.Waiting, scan.Stream, waiting)
+	}
+
+	derived := fmt.Sprintf("OMNIQ_TASKS-%d", ack.Sequence)
+	scan, err = e.client.FindQueued(ctx(t), derived)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if scan.Found == nil || scan.Found.Message.ID != derived || scan.Found.Message.Function != "bare" || scan.Scanned != 1 || !scan.Complete {
+		t.Fatalf("derived id %s: %+v (found %+v), want found by one get", derived, scan, scan.Found)
+	}
+
+	for _, id := range []string{"no-such-task", "OMNIQ_TASKS-10001", "OMNIQ_TASKS-37", "OMNIQ_TASKS-999999", "OMNIQ_RETRIES-5"} {
+		scan, err := e.client.FindQueued(ctx(t), id)
+		if err != nil {
+			t.Fatalf("%s: %v", id, err)
+		}
+		if scan.Found != nil || !scan.Complete {
+			t.Errorf("%s: %+v (found %+v), want not found, settled", id, scan, scan.Found)
+		}
+		if id == "no-such-task" && scan.Scanned != waiting {
+			t.Errorf("an absent id read %d of the %d messages waiting, want every one", scan.Scanned, waiting)
+		}
+	}
+
+	// Out of time: what was read so far, not settled, and why.
+	c, cancel := context.WithCancel(ctx(t))
+	cancel()
+	scan, err = e.client.FindQueued(c, "no-such-task")
+	if !errors.Is(err, context.Canceled) || scan.Complete || scan.Found != nil {
+		t.Errorf("a cancelled scan = %+v, %v; want incomplete, context.Canceled", scan, err)
+	}
+}
+
+// An empty tasks stream holds no task.
+func TestFindQueuedInAnEmptyStream(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, jetstream.Config{})
+	scan, err := e.client.FindQueued(ctx(t), "anything")
+	if err != nil || scan.Found != nil || !scan.Complete || scan.Waiting != 0 {
+		t.Fatalf("empty stream: %+v, %v", scan, err)
+	}
+}
+
+// A tasks stream provisioned before FindQueued (without direct gets) gets
+// them when a runner of this version provisions it.
+func TestProvisionAllowsDirectGetsOnAnOlderTasksStream(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, jetstream.Config{})
+	js := e.client.JetStream()
+	s, err := js.Stream(ctx(t), "OMNIQ_TASKS")
+	if err != nil {
+		t.Fatal(err)
+	}
+	old := s.CachedInfo().Config
+	old.AllowDirect = false
+	if _, err := js.UpdateStream(ctx(t), old); err != nil {
+		t.Fatal(err)
+	}
+	if err := jetstream.Provision(ctx(t), js, jetstream.Config{}); err != nil {
+		t.Fatal(err)
+	}
+	s, err = js.Stream(ctx(t), "OMNIQ_TASKS")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !s.CachedInfo().Config.AllowDirect {
+		t.Fatal("provisioning left the tasks stream without direct gets: FindQueued cannot read it")
+	}
+}
+
+// Against a tasks stream without direct gets (its runners are older than
+// the client), FindQueued still finds a queued task, one get at a time.
+func TestFindQueuedWithoutDirectGets(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, jetstream.Config{})
+	js := e.client.JetStream()
+	s, err := js.Stream(ctx(t), "OMNIQ_TASKS")
+	if err != nil {
+		t.Fatal(err)
+	}
+	old := s.CachedInfo().Config
+	old.AllowDirect = false
+	if _, err := js.UpdateStream(ctx(t), old); err != nil {
+		t.Fatal(err)
+	}
+	for _, id := range []string{"a", "b", "c"} {
+		if _, err := e.client.Submit(ctx(t), jetstream.SubmitRequest{ID: id, Function: "nosuch"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	scan, err := e.client.FindQueued(ctx(t), "b")
+	if err != nil || scan.Found == nil || scan.Found.Position != 2 || scan.Waiting != 3 || !scan.Complete {
+		t.Fatalf("b: %+v (found %+v), %v; want number 2 of 3", scan, scan.Found, err)
+	}
+	scan, err = e.client.FindQueued(ctx(t), "z")
+	if err != nil || scan.Found != nil || scan.Scanned != 3 || !scan.Complete {
+		t.Fatalf("z: %+v, %v; want not found after reading 3", scan, err)
+	}
+}
