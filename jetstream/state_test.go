@@ -708,3 +708,61 @@ func TestFunctionsListsOnlyRegistrationsUnderTheirOwnKey(t *testing.T) {
 		t.Fatalf("Functions = %+v; want echo served by r1 alone", regs)
 	}
 }
+
+// A scan of the state bucket without a consumer (List, and watches that
+// use no consumer) gets each batch's answer on a reply subject nobody can
+// foretell. With a counter ("<inbox>.1", ".2", ...), a client that saw one
+// answer on _INBOX.> (submitters share it) could aim a server answer at
+// the next one, e.g. a direct get of a sequence past the end, whose "404"
+// ends the scan early: a list or a watch would skip records.
+func TestStateScanRepliesCannotBeForetold(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, jetstream.Config{})
+	const records = 600 // three batches of 256
+	for i := range records {
+		createTask(t, e, fmt.Sprintf("scan-%d", i), "f")
+	}
+	spy, err := e.srv.Connect()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer spy.Close()
+	var mu sync.Mutex
+	seen := map[string]bool{}
+	var order []string
+	sub, err := spy.Subscribe("_INBOX.>", func(m *nats.Msg) {
+		if m.Header.Get("Nats-Subject") == "" && m.Header.Get("Status") == "" {
+			return // not a direct get's answer
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		if !seen[m.Subject] {
+			seen[m.Subject] = true
+			order = append(order, m.Subject)
+		}
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Unsubscribe()
+	if err := spy.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	page, err := e.client.State().List(ctx(t), jetstream.ListFilter{Limit: records})
+	if err != nil || len(page.Records) != records {
+		t.Fatalf("List: %d records, %v; want %d", len(page.Records), err, records)
+	}
+	omniqtest.Eventually(t, 30*time.Second, "the spy to see the scan's three answers", func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(order) >= 3
+	})
+	mu.Lock()
+	defer mu.Unlock()
+	for i, subj := range order {
+		last := subj[strings.LastIndexByte(subj, '.')+1:]
+		if len(last) < 16 {
+			t.Errorf("scan %d answered on %s: its last token %q can be guessed (want a random one)", i, subj, last)
+		}
+	}
+}

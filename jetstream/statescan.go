@@ -11,6 +11,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 	natsjs "github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nuid"
 )
 
 // Reading the state bucket without consumers. Anyone who may read a bucket
@@ -64,7 +65,6 @@ type scanner struct {
 	s     *StateStore
 	sub   *nats.Subscription
 	inbox string
-	n     uint64
 }
 
 // newScanner subscribes the replies of the scans to come.
@@ -107,9 +107,11 @@ func (sc *scanner) scan(ctx context.Context, filter string, seq uint64) ([]*rawE
 		return nil, 0, err
 	}
 	// Each scan has its own reply subject: the rest of a batch whose scan
-	// gave up (its deadline passed) is told apart and dropped.
-	sc.n++
-	inbox := sc.inbox + "." + strconv.FormatUint(sc.n, 10)
+	// gave up (its deadline passed) is told apart and dropped. It is
+	// random, not counted: a client that saw one answer on a shared inbox
+	// prefix could otherwise aim a server answer (a "404" that ends the
+	// scan) at the next, and make a list or a watch skip records.
+	inbox := sc.inbox + "." + nuid.Next()
 	if err := nc.PublishRequest(api, inbox, req); err != nil {
 		return nil, 0, fmt.Errorf("%w %s: %w", ErrStateScan, s.cfg.StateBucket, err)
 	}
