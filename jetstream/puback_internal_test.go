@@ -111,3 +111,22 @@ func TestPublishErrorOfASilentStreamSaysWhereToLook(t *testing.T) {
 		t.Errorf("another error: %q", err)
 	}
 }
+
+// A state write that got no answer names where to look, as a submit does;
+// it said only "nats: timeout".
+func TestStateWriteErrorOfASilentStreamSaysWhereToLook(t *testing.T) {
+	for _, cause := range []error{nats.ErrTimeout, context.DeadlineExceeded} {
+		err := stateWriteError("t1", cause)
+		if !errors.Is(err, cause) {
+			t.Errorf("%v: %v does not wrap it", cause, err)
+		}
+		for _, want := range []string{"write state of task t1", "no acknowledgement from the state bucket's stream", "cannot write its store"} {
+			if !strings.Contains(err.Error(), want) {
+				t.Errorf("%v: %q does not say %q", cause, err, want)
+			}
+		}
+	}
+	if err := stateWriteError("t1", errors.New("other")); err.Error() != "write state of task t1: other" {
+		t.Errorf("another error: %q", err)
+	}
+}

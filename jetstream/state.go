@@ -349,7 +349,19 @@ func (s *StateStore) write(ctx context.Context, task *models.Task, rev uint64) (
 		}
 		return Record{}, fmt.Errorf("%w: %s (expected revision %d)", ErrStaleRevision, task.ID, rev)
 	}
-	return Record{}, fmt.Errorf("write state of task %s: %w", task.ID, err)
+	return Record{}, stateWriteError(task.ID, err)
+}
+
+// stateWriteError says why a state write failed. A write that got no
+// answer said only "nats: timeout"; the cause is on the server's side (no
+// leader for the state bucket's stream, or a store it cannot write), which
+// the runner's log should send an operator to.
+func stateWriteError(id string, err error) error {
+	if errors.Is(err, nats.ErrTimeout) || errors.Is(err, context.DeadlineExceeded) {
+		return fmt.Errorf("write state of task %s: no acknowledgement from the state bucket's stream (it may have no leader, "+
+			"or its server cannot write its store: see the server's log, or this runner's for the embedded one): %w", id, err)
+	}
+	return fmt.Errorf("write state of task %s: %w", id, err)
 }
 
 func isWrongLastSeq(err error) bool {
