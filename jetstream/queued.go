@@ -156,7 +156,7 @@ func (c *Client) walkQueue(ctx context.Context, id string, first uint64, scan Qu
 		return scan, fmt.Errorf("read the tasks stream %s (%d of %d messages read): %w", cfg.TasksStream, scan.Scanned, scan.Waiting, err)
 	}
 	seq := max(first, 1)
-	for batch := 1; ; batch++ {
+	for {
 		// The stream holds only task subjects: no filter, so the server
 		// counts what is left by a subtraction.
 		req, err := json.Marshal(struct {
@@ -167,58 +167,33 @@ func (c *Client) walkQueue(ctx context.Context, id string, first uint64, scan Qu
 		if err != nil {
 			return fail(err)
 		}
-		// Each batch has its own reply subject: what is left of a batch
-		// given up on is told apart.
-		reply := inbox + "." + strconv.Itoa(batch)
-		if err := c.nc.PublishRequest(api, reply, req); err != nil {
-			return fail(err)
-		}
-		bctx, cancel := context.WithTimeout(ctx, scanTimeout)
-		more, err := func() (bool, error) {
-			defer cancel()
-			for {
-				m, err := sub.NextMsgWithContext(bctx)
-				if err != nil {
-					if ctx.Err() != nil {
-						return false, ctx.Err()
-					}
-					return false, fmt.Errorf("no answer to a direct get on %s (this login may not read the stream: an operator's may): %w", api, err)
-				}
-				if m.Subject != reply {
-					continue
-				}
-				switch m.Header.Get("Status") {
-				case "":
-				case "204": // end of the batch
-					pending, _ := strconv.ParseUint(m.Header.Get("Nats-Num-Pending"), 10, 64)
-					return pending > 0, nil
-				case "404": // nothing from seq on
-					return false, nil
-				case "503":
-					return false, fmt.Errorf("%w (is the stream provisioned?)", nats.ErrNoResponders)
-				default:
-					return false, fmt.Errorf("direct get answered %s %s", m.Header.Get("Status"), m.Header.Get("Description"))
-				}
-				n, err := strconv.ParseUint(m.Header.Get("Nats-Sequence"), 10, 64)
-				if err != nil {
-					return false, errors.New("direct get answered a message without a sequence")
-				}
-				scan.Scanned++
-				seq = n + 1
-				subject := m.Header.Get("Nats-Subject")
-				tm, perr := cfg.ParseTaskMessage(subject, m.Header, m.Data, cfg.TasksStream, n)
-				if tm.ID != id {
-					continue
-				}
-				at, _ := time.Parse(time.RFC3339Nano, m.Header.Get("Nats-Time-Stamp"))
-				scan.Found = &QueuedTask{Message: tm, Invalid: perr, Sequence: n, Time: at.UTC(), Position: scan.Scanned}
-				return false, nil
-			}
-		}()
+		msgs, pending, err := directBatch(ctx, c.nc, sub, inbox, api, req)
 		if err != nil {
-			return fail(err)
+			if ctx.Err() != nil {
+				return fail(ctx.Err())
+			}
+			if errors.Is(err, nats.ErrNoResponders) {
+				return fail(fmt.Errorf("%w (is the stream provisioned?)", err))
+			}
+			return fail(fmt.Errorf("%w (this login may not read the stream: an operator's may)", err))
 		}
-		if !more {
+		for _, m := range msgs {
+			n, err := strconv.ParseUint(serverHeader(m.Header, "Nats-Sequence"), 10, 64)
+			if err != nil {
+				return fail(errors.New("direct get answered a message without a sequence"))
+			}
+			scan.Scanned++
+			seq = n + 1
+			tm, perr := cfg.ParseTaskMessage(serverHeader(m.Header, "Nats-Subject"), m.Header, m.Data, cfg.TasksStream, n)
+			if tm.ID != id {
+				continue
+			}
+			at, _ := time.Parse(time.RFC3339Nano, serverHeader(m.Header, "Nats-Time-Stamp"))
+			scan.Found = &QueuedTask{Message: tm, Invalid: perr, Sequence: n, Time: at.UTC(), Position: scan.Scanned}
+			scan.Complete = true
+			return scan, nil
+		}
+		if pending == 0 {
 			scan.Complete = true
 			return scan, nil
 		}

@@ -173,3 +173,39 @@ func TestFindQueuedWithoutDirectGets(t *testing.T) {
 		t.Fatalf("z: %+v, %v; want not found after reading 3", scan, err)
 	}
 }
+
+// A task message carries whatever headers its publisher gave it, those
+// named like the server's own included: a direct get answers with the
+// message's headers first and the server's after. FindQueued takes the
+// server's. Taking the first, a task with "Nats-Sequence: 1" at the end of
+// a batch sent every later read back to the start, and the search went
+// round until its deadline.
+func TestFindQueuedTakesTheServersHeaders(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, jetstream.Config{})
+	subject := e.cfg.WithDefaults().TaskSubject("fill")
+	for i := 1; i <= 300; i++ {
+		m := nats.NewMsg(subject)
+		m.Header.Set(nats.MsgIdHdr, fmt.Sprintf("fill-%d", i))
+		if i == 256 { // the last of the first batch
+			m.Header.Set("Nats-Sequence", "1")
+			m.Header.Set("Nats-Subject", "omniq.tasks.other")
+		}
+		if _, err := e.client.JetStream().PublishMsg(ctx(t), m); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c, cancel := context.WithTimeout(ctx(t), 20*time.Second)
+	defer cancel()
+	scan, err := e.client.FindQueued(c, "fill-290")
+	if err != nil || scan.Found == nil {
+		t.Fatalf("FindQueued(fill-290) = %+v, %v; want it found", scan, err)
+	}
+	if scan.Found.Position != 290 || scan.Found.Sequence != 290 || scan.Found.Message.Function != "fill" {
+		t.Errorf("found %+v; want position and sequence 290, function fill", scan.Found)
+	}
+	scan, err = e.client.FindQueued(c, "fill-256")
+	if err != nil || scan.Found == nil || scan.Found.Message.Function != "fill" {
+		t.Fatalf("FindQueued(fill-256) = %+v, %v; want it found as a task of fill", scan, err)
+	}
+}

@@ -106,38 +106,15 @@ func (sc *scanner) scan(ctx context.Context, filter string, seq uint64) ([]*rawE
 	if err != nil {
 		return nil, 0, err
 	}
-	// Each scan has its own reply subject: the rest of a batch whose scan
-	// gave up (its deadline passed) is told apart and dropped. It is
-	// random, not counted: a client that saw one answer on a shared inbox
-	// prefix could otherwise aim a server answer (a "404" that ends the
-	// scan) at the next, and make a list or a watch skip records.
-	inbox := sc.inbox + "." + nuid.Next()
-	if err := nc.PublishRequest(api, inbox, req); err != nil {
-		return nil, 0, fmt.Errorf("%w %s: %w", ErrStateScan, s.cfg.StateBucket, err)
+	msgs, pending, err := directBatch(ctx, nc, sc.sub, sc.inbox, api, req)
+	if err != nil {
+		if errors.Is(err, nats.ErrNoResponders) {
+			return nil, 0, fmt.Errorf("%w %s: %w (is the bucket provisioned?)", ErrStateScan, s.cfg.StateBucket, err)
+		}
+		return nil, 0, fmt.Errorf("%w %s: %w (stream missing, or this login may not read it)", ErrStateScan, s.cfg.StateBucket, err)
 	}
-	ctx, cancel := context.WithTimeout(ctx, scanTimeout)
-	defer cancel()
-	var out []*rawEntry
-	for {
-		m, err := sc.sub.NextMsgWithContext(ctx)
-		if err != nil {
-			return nil, 0, fmt.Errorf("%w %s: no answer to a direct get on %s (stream missing, or this login may not read it): %w", ErrStateScan, s.cfg.StateBucket, api, err)
-		}
-		if m.Subject != inbox {
-			continue // the rest of an earlier scan's batch
-		}
-		switch m.Header.Get("Status") {
-		case "":
-		case "204": // end of the batch
-			pending, _ := strconv.ParseUint(m.Header.Get("Nats-Num-Pending"), 10, 64)
-			return out, pending, nil
-		case "404": // nothing on the filter from seq on
-			return out, 0, nil
-		case "503":
-			return nil, 0, fmt.Errorf("%w %s: %w (is the bucket provisioned?)", ErrStateScan, s.cfg.StateBucket, nats.ErrNoResponders)
-		default:
-			return nil, 0, fmt.Errorf("%w %s: direct get answered %s %s", ErrStateScan, s.cfg.StateBucket, m.Header.Get("Status"), m.Header.Get("Description"))
-		}
+	out := make([]*rawEntry, 0, len(msgs))
+	for _, m := range msgs {
 		e := &rawEntry{bucket: s.cfg.StateBucket, value: m.Data, op: natsjs.KeyValuePut}
 		key, ok := strings.CutPrefix(serverHeader(m.Header, "Nats-Subject"), s.putPrefix)
 		if !ok || key == "" {
@@ -155,6 +132,51 @@ func (sc *scanner) scan(ctx context.Context, filter string, seq uint64) ([]*rawE
 			e.op = natsjs.KeyValuePurge
 		}
 		out = append(out, e)
+	}
+	return out, pending, nil
+}
+
+// directBatch sends req, a batched direct get, to api (a stream's
+// $JS.API.DIRECT.GET subject) and returns the messages answered, oldest
+// first, and how many more the stream holds after them (0 when it has
+// no more from the request's sequence on). sub is subscribed to inbox+".*";
+// each batch is answered on a reply subject of its own under inbox, so
+// what is left of a batch given up on (its deadline passed) is told apart
+// and dropped. The subject is random, not counted: a client that saw one
+// answer on a shared inbox prefix could otherwise aim a server answer (a
+// "404" that ends the batch) at the next, and make a reader skip messages.
+// The messages carry the stored message's headers and then the server's:
+// read the server's with serverHeader. A stream that does not answer
+// gives an error wrapping nats.ErrNoResponders.
+func directBatch(ctx context.Context, nc *nats.Conn, sub *nats.Subscription, inbox, api string, req []byte) ([]*nats.Msg, uint64, error) {
+	reply := inbox + "." + nuid.Next()
+	if err := nc.PublishRequest(api, reply, req); err != nil {
+		return nil, 0, err
+	}
+	ctx, cancel := context.WithTimeout(ctx, scanTimeout)
+	defer cancel()
+	var out []*nats.Msg
+	for {
+		m, err := sub.NextMsgWithContext(ctx)
+		if err != nil {
+			return nil, 0, fmt.Errorf("no answer to a direct get on %s: %w", api, err)
+		}
+		if m.Subject != reply {
+			continue // the rest of an earlier batch
+		}
+		switch m.Header.Get("Status") {
+		case "":
+			out = append(out, m)
+		case "204": // end of the batch
+			pending, _ := strconv.ParseUint(m.Header.Get("Nats-Num-Pending"), 10, 64)
+			return out, pending, nil
+		case "404": // nothing from the sequence on
+			return out, 0, nil
+		case "503":
+			return nil, 0, nats.ErrNoResponders
+		default:
+			return nil, 0, fmt.Errorf("direct get on %s answered %s %s", api, m.Header.Get("Status"), m.Header.Get("Description"))
+		}
 	}
 }
 
