@@ -119,10 +119,7 @@ func (s *StateStore) GetFromLeader(ctx context.Context, id string) (Record, erro
 	if err != nil {
 		return Record{}, err
 	}
-	if m == nil {
-		return Record{}, fmt.Errorf("%w: %s", ErrTaskNotFound, id)
-	}
-	if removed(m.Header) {
+	if m == nil || removed(m.Header) {
 		return Record{}, fmt.Errorf("%w: %s", ErrTaskNotFound, id)
 	}
 	return decodeEntry(&rawEntry{bucket: s.cfg.StateBucket, key: id, value: m.Data, rev: m.Sequence, created: m.Time, op: natsjs.KeyValuePut})
@@ -558,9 +555,6 @@ func (s *StateStore) List(ctx context.Context, f ListFilter) (ListPage, error) {
 	return page, nil
 }
 
-// errNoConsumerAsked: Watch was not asked to read through a consumer.
-var errNoConsumerAsked = errors.New("no consumer asked for")
-
 // watchCheck is how often a watch of one task through a consumer reads the
 // task's record itself (see Watch).
 const watchCheck = 5 * time.Second
@@ -656,23 +650,23 @@ func (s *StateStore) Watch(ctx context.Context, id string, opts ...WatchOption) 
 		filter = s.putPrefix + id
 	}
 	var entries <-chan natsjs.KeyValueEntry
-	err := errNoConsumerAsked
+	var consumerErr error // why a consumer asked for was not had
 	if o.consumer {
-		entries, err = s.watchEntries(ctx, id)
+		entries, consumerErr = s.watchEntries(ctx, id)
 	}
-	if err != nil {
-		var scanErr error
-		if entries, scanErr = s.tail(ctx, filter); scanErr != nil {
-			if o.consumer {
-				return nil, fmt.Errorf("watch tasks: %w (through a consumer: %v)", scanErr, err)
+	viaConsumer := o.consumer && consumerErr == nil
+	if !viaConsumer {
+		var err error
+		if entries, err = s.tail(ctx, filter); err != nil {
+			if consumerErr != nil {
+				return nil, fmt.Errorf("watch tasks: %w (through a consumer: %v)", err, consumerErr)
 			}
-			return nil, fmt.Errorf("watch tasks: %w", scanErr)
+			return nil, fmt.Errorf("watch tasks: %w", err)
 		}
-		if o.consumer {
-			s.cfg.Logger.WithError(err).Debug("watch of task state: no consumer; reading without one")
+		if consumerErr != nil {
+			s.cfg.Logger.WithError(consumerErr).Debug("watch of task state: no consumer; reading without one")
 		}
 	}
-	viaConsumer := err == nil
 	out := make(chan StateEvent, 16)
 	go func() {
 		defer close(out)

@@ -16,6 +16,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -237,10 +238,33 @@ func (e cgroupEvents) since(then cgroupEvents) string {
 // v2; zero where there is none or it cannot be read.
 func readCgroupEvents() cgroupEvents {
 	var e cgroupEvents
+	for _, c := range cgroupCounters() {
+		n := counter(c.path, c.key)
+		if c.oom {
+			e.oomKills = max(e.oomKills, n)
+		} else {
+			e.pidsMax = max(e.pidsMax, n)
+		}
+	}
+	return e
+}
+
+// cgroupCounter is one counter readCgroupEvents reads: key in the file at
+// path, counting out-of-memory kills (oom) or refused forks.
+type cgroupCounter struct {
+	path, key string
+	oom       bool
+}
+
+// cgroupCounters finds the counters of this process's cgroup, v1 or v2,
+// once: the plugin's cgroup is set before it starts and never changes, and
+// each command reads the counters twice.
+var cgroupCounters = sync.OnceValue(func() []cgroupCounter {
 	b, err := os.ReadFile("/proc/self/cgroup")
 	if err != nil {
-		return e
+		return nil
 	}
+	var out []cgroupCounter
 	// One line per hierarchy: "4:memory:/path" (v1), "0::/path" (v2).
 	for _, line := range strings.Split(strings.TrimSpace(string(b)), "\n") {
 		f := strings.SplitN(line, ":", 3)
@@ -251,16 +275,16 @@ func readCgroupEvents() cgroupEvents {
 		switch {
 		case f[1] == "":
 			dir := filepath.Join("/sys/fs/cgroup", f[2])
-			e.oomKills = max(e.oomKills, counter(filepath.Join(dir, "memory.events"), "oom_kill"))
-			e.pidsMax = max(e.pidsMax, counter(filepath.Join(dir, "pids.events"), "max"))
+			out = append(out, cgroupCounter{filepath.Join(dir, "memory.events"), "oom_kill", true},
+				cgroupCounter{filepath.Join(dir, "pids.events"), "max", false})
 		case slices.Contains(controllers, "memory"):
-			e.oomKills = max(e.oomKills, counter(filepath.Join("/sys/fs/cgroup", f[1], f[2], "memory.oom_control"), "oom_kill"))
+			out = append(out, cgroupCounter{filepath.Join("/sys/fs/cgroup", f[1], f[2], "memory.oom_control"), "oom_kill", true})
 		case slices.Contains(controllers, "pids"):
-			e.pidsMax = max(e.pidsMax, counter(filepath.Join("/sys/fs/cgroup", f[1], f[2], "pids.events"), "max"))
+			out = append(out, cgroupCounter{filepath.Join("/sys/fs/cgroup", f[1], f[2], "pids.events"), "max", false})
 		}
 	}
-	return e
-}
+	return out
+})
 
 // counter reads the value of key in a cgroup file of "key value" lines.
 func counter(path, key string) uint64 {
