@@ -9,10 +9,13 @@ import (
 
 // ServerConfig renders the three roles' permissions, for the names in cfg,
 // as a nats-server configuration snippet: one variable per role
-// (OMNIQ_SUBMITTER, OMNIQ_OPERATOR, OMNIQ_RUNNER) and an authorization
-// block with one nkey user per role. nkeys maps a role to its user's public
-// nkey; a role missing from it gets a placeholder to replace. The snippet
-// grants exactly what Permissions returns.
+// (OMNIQ_SUBMITTER, OMNIQ_OPERATOR, OMNIQ_RUNNER) and an accounts block
+// with one nkey user per role: runners and operators in OmniQAccount,
+// which has JetStream and OmniQ's streams, and submitters in
+// SubmittersAccount, which imports what submitters may use (Submitters).
+// nkeys maps a role to its user's public nkey; a role missing from it gets
+// a placeholder to replace. The snippet grants exactly what Permissions
+// and Submitters say.
 func ServerConfig(cfg jetstream.Config, nkeys map[Role]string) (string, error) {
 	var b strings.Builder
 	prefix := cfg.WithDefaults().SubjectPrefix
@@ -32,15 +35,42 @@ func ServerConfig(cfg jetstream.Config, nkeys map[Role]string) (string, error) {
 		}
 		b.WriteString("}\n")
 	}
-	b.WriteString("authorization {\n  users = [\n")
-	for _, r := range All {
+	sub, err := Submitters(cfg)
+	if err != nil {
+		return "", err
+	}
+	user := func(r Role) {
 		key := nkeys[r]
 		if key == "" {
 			key = "U_REPLACE_WITH_THE_" + strings.ToUpper(string(r)) + "_PUBLIC_NKEY"
 		}
-		fmt.Fprintf(&b, "    { nkey: %q, permissions: $%s }\n", key, variable(r))
+		fmt.Fprintf(&b, "      { nkey: %q, permissions: $%s }\n", key, variable(r))
 	}
-	b.WriteString("  ]\n}\n")
+	fmt.Fprintf(&b, "accounts {\n  # OmniQ's streams, its runners and its operators.\n  %s {\n    jetstream: enabled\n    users = [\n", OmniQAccount)
+	user(Operator)
+	user(Runner)
+	b.WriteString("    ]\n    exports = [\n")
+	for _, svc := range sub.Services {
+		resp := ""
+		if svc.Streamed {
+			resp = `, response: "stream"`
+		}
+		fmt.Fprintf(&b, "      { service: %q%s, accounts: [%q] }\n", svc.Subject, resp, SubmittersAccount)
+	}
+	for _, subj := range sub.Streams {
+		fmt.Fprintf(&b, "      { stream: %q, accounts: [%q] }\n", subj, SubmittersAccount)
+	}
+	b.WriteString("    ]\n  }\n")
+	fmt.Fprintf(&b, "  # Submitters, apart: nats-server's answers to their requests stay here.\n  %s {\n    users = [\n", SubmittersAccount)
+	user(Submitter)
+	b.WriteString("    ]\n    imports = [\n")
+	for _, svc := range sub.Services {
+		fmt.Fprintf(&b, "      { service: { account: %q, subject: %q } }\n", OmniQAccount, svc.Subject)
+	}
+	for _, subj := range sub.Streams {
+		fmt.Fprintf(&b, "      { stream: { account: %q, subject: %q } }\n", OmniQAccount, subj)
+	}
+	b.WriteString("    ]\n  }\n}\n")
 	return b.String(), nil
 }
 

@@ -55,6 +55,13 @@ func TestServerConfigGrantsThePermissions(t *testing.T) {
 			if !reflect.DeepEqual(u.Permissions, want) {
 				t.Errorf("%s: the snippet grants\n%+v\nwant\n%+v", role, u.Permissions, want)
 			}
+			wantAccount := roles.OmniQAccount
+			if role == roles.Submitter {
+				wantAccount = roles.SubmittersAccount
+			}
+			if u.Account == nil || u.Account.Name != wantAccount {
+				t.Errorf("%s: in account %v, want %s", role, u.Account, wantAccount)
+			}
 		}
 	}
 }

@@ -5,6 +5,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
+	"reflect"
 	"strings"
 	"sync"
 	"testing"
@@ -122,28 +125,46 @@ func ctx(t *testing.T) context.Context { return omniqtest.Context(t) }
 // the roles' permissions, and a full-rights "admin" for another tenant's
 // streams; it connects each over TCP and provisions the target layout as
 // the runner.
-func start(t *testing.T, cfg jetstream.Config) *env {
+func start(t *testing.T, cfg jetstream.Config) *env { return startWith(t, cfg, false) }
+
+// startWith is start; with snippet, the server's logins and accounts are
+// those of roles.ServerConfig's snippet for an external server (there is
+// no admin then).
+func startWith(t *testing.T, cfg jetstream.Config, snippet bool) *env {
 	t.Helper()
-	var users []*server.NkeyUser
+	ec := embedded.Config{StoreDir: t.TempDir(), Port: -1}
 	seeds := map[string]nkeys.KeyPair{}
-	add := func(name string, perms *server.Permissions) {
+	newKey := func(name string) string {
 		kp, err := nkeys.CreateUser()
 		if err != nil {
 			t.Fatal(err)
 		}
-		pub, _ := kp.PublicKey()
-		users = append(users, &server.NkeyUser{Nkey: pub, Permissions: perms})
 		seeds[name] = kp
+		pub, _ := kp.PublicKey()
+		return pub
 	}
-	for _, r := range roles.All {
-		p, err := roles.Permissions(r, cfg)
+	if snippet {
+		keys := map[roles.Role]string{}
+		for _, r := range roles.All {
+			keys[r] = newKey(string(r))
+		}
+		conf, err := roles.ServerConfig(cfg, keys)
 		if err != nil {
 			t.Fatal(err)
 		}
-		add(string(r), p)
+		ec.AuthConfigFile = filepath.Join(t.TempDir(), "omniq.conf")
+		if err := os.WriteFile(ec.AuthConfigFile, []byte(conf), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	} else {
+		for _, r := range roles.All {
+			if err := roles.Embed(&ec, cfg, roles.Login{Role: r, NKey: newKey(string(r))}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		ec.NKeys = append(ec.NKeys, &server.NkeyUser{Nkey: newKey("admin")})
 	}
-	add("admin", nil)
-	srv, err := embedded.Start(embedded.Config{StoreDir: t.TempDir(), Port: -1, NKeys: users})
+	srv, err := embedded.Start(ec)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -182,7 +203,9 @@ func start(t *testing.T, cfg jetstream.Config) *env {
 	e.submitter = connect("submitter", "")
 	e.operator = connect("operator", roles.OperatorInboxPrefix)
 	e.runner = connect("runner", roles.RunnerInboxPrefix)
-	e.admin = connect("admin", "")
+	if !snippet {
+		e.admin = connect("admin", "")
+	}
 	e.connect = connect
 	e.provision(t)
 	return e
@@ -386,7 +409,21 @@ func TestRunnerCannotTouchAnythingOutsideOmniQ(t *testing.T) {
 
 func TestSubmitterPublishesTasksReadsStateAndCancels(t *testing.T) {
 	t.Parallel()
-	e := start(t, jetstream.Config{})
+	bothServers(t, testSubmitterPublishesTasksReadsStateAndCancels)
+}
+
+// bothServers runs test against the embedded server as omniq-runner sets
+// it up and against one configured by roles.ServerConfig's snippet.
+func bothServers(t *testing.T, test func(t *testing.T, e *env)) {
+	for _, snippet := range []bool{false, true} {
+		t.Run(map[bool]string{false: "embedded", true: "snippet"}[snippet], func(t *testing.T) {
+			t.Parallel()
+			test(t, startWith(t, jetstream.Config{}, snippet))
+		})
+	}
+}
+
+func testSubmitterPublishesTasksReadsStateAndCancels(t *testing.T, e *env) {
 	e.serveRunner(t)
 	p, s := e.cfg.SubjectPrefix, e.submitter
 	// A plain core publish, as `nats pub omniq.tasks.echo hi` does.
@@ -560,6 +597,97 @@ func TestSubmitterCannotAbuseTheQueue(t *testing.T) {
 	}
 	if entry, err := e.kv(t, e.runner, e.cfg.StateBucket).Get(ctx(t), "id1"); err != nil || string(entry.Value()) != "pending" {
 		t.Errorf("state of id1: %v, %v", entry, err)
+	}
+}
+
+// nats-server publishes its answer to a request on whatever reply subject
+// the requester named, with the server's rights, and a stream stores what
+// arrives on its subjects. Submitters are in an account of their own, so
+// the answers to their requests are delivered there, where no stream is:
+// aimed at OmniQ's subjects they store nothing. In one account with the
+// streams, a task's acknowledgement aimed at $KV.OMNIQ_STATE.<id> replaced
+// that task's state record, and could keep a task from ever ending.
+func TestSubmitterCannotAimTheServersAnswersAtOmniQ(t *testing.T) {
+	t.Parallel()
+	bothServers(t, testSubmitterCannotAimTheServersAnswersAtOmniQ)
+}
+
+func testSubmitterCannotAimTheServersAnswersAtOmniQ(t *testing.T, e *env) {
+	p, s := e.cfg.SubjectPrefix, e.submitter
+	state := e.kv(t, e.runner, e.cfg.StateBucket)
+	rev, err := state.Put(ctx(t), "victim", []byte("pending"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rc, err := jetstream.Open(ctx(t), e.runner.nc, e.cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := rc.Register(ctx(t), "r1", []jetstream.Registration{{Function: "echo"}}, time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	counts := func() map[string]uint64 {
+		m := map[string]uint64{}
+		for _, st := range []string{e.cfg.TasksStream, e.cfg.RetriesStream, e.cfg.DLQStream, "KV_" + e.cfg.StateBucket, "KV_" + e.cfg.FunctionsBucket} {
+			m[st] = e.count(t, st)
+		}
+		return m
+	}
+	before := counts()
+	// The answers land in the submitters' account: a submitter may
+	// subscribe to the state bucket's subjects there, and sees them.
+	landed, err := s.nc.SubscribeSync("$KV." + e.cfg.StateBucket + ".>")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.nc.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	victim := "$KV." + e.cfg.StateBucket + ".victim"
+	requests := []*nats.Msg{
+		// A task's acknowledgement.
+		{Subject: p + ".tasks.echo", Reply: victim, Data: []byte("hi")},
+		// The state bucket's info.
+		{Subject: "$JS.API.STREAM.INFO.KV_" + e.cfg.StateBucket, Reply: victim},
+		// A copy of another record (here, a registration).
+		{Subject: "$JS.API.DIRECT.GET.KV_" + e.cfg.FunctionsBucket, Reply: victim, Data: []byte(`{"last_by_subj":"$KV.` + e.cfg.FunctionsBucket + `.echo.r1"}`)},
+	}
+	for _, m := range requests {
+		if err := s.nc.PublishMsg(m); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for range requests {
+		if _, err := landed.NextMsgWithContext(ctx(t)); err != nil {
+			t.Fatalf("the server's answers never reached the submitters' account: %v", err)
+		}
+	}
+	// And at every other stream of OmniQ's: a registration, a dead-letter
+	// entry, a retry, a task, an admin request.
+	for _, reply := range []string{"$KV." + e.cfg.FunctionsBucket + ".evil.r", p + ".dlq.echo.victim", p + ".retry.echo", p + ".tasks.echo", p + ".admin.replay.victim"} {
+		if err := s.nc.PublishMsg(&nats.Msg{Subject: "$JS.API.STREAM.INFO." + e.cfg.TasksStream, Reply: reply}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Round trips through the server in both accounts: whatever the
+	// requests led to has been published by now.
+	if _, err := s.js.Stream(ctx(t), e.cfg.TasksStream); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.runner.js.Stream(ctx(t), e.cfg.TasksStream); err != nil {
+		t.Fatal(err)
+	}
+	want := before
+	want[e.cfg.TasksStream]++ // the first request's task itself
+	omniqtest.Eventually(t, 10*time.Second, "the task published with a forged reply to be stored", func() bool { return e.count(t, e.cfg.TasksStream) >= want[e.cfg.TasksStream] })
+	if got := counts(); !reflect.DeepEqual(got, want) {
+		t.Errorf("messages per stream after the answers: %v; want %v", got, want)
+	}
+	if entry, err := state.Get(ctx(t), "victim"); err != nil || string(entry.Value()) != "pending" || entry.Revision() != rev {
+		t.Errorf("victim's record after the answers: %v, %v; want pending at revision %d", entry, err, rev)
+	}
+	if errs := s.errors(); len(errs) > 0 {
+		t.Errorf("submitter got errors: %v", errs)
 	}
 }
 

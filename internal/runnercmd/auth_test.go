@@ -107,6 +107,22 @@ func TestEmbeddedServerNeedsTheCredentialsTheRunnerCreates(t *testing.T) {
 		task := taskState(t, sub, "auth-1")
 		return task != nil && task.Status == models.StatusSucceeded && string(task.Result) == "authenticated"
 	})
+	// The submitter is in an account of its own: the server's answer to
+	// its request, aimed at the task's state subject, reaches the
+	// submitter's account, not the task's record.
+	landed, err := sub.SubscribeSync("$KV.OMNIQ_STATE.auth-1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := sub.PublishMsg(&nats.Msg{Subject: "$JS.API.STREAM.INFO.OMNIQ_TASKS", Reply: "$KV.OMNIQ_STATE.auth-1"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := landed.NextMsg(30 * time.Second); err != nil {
+		t.Fatalf("the server's answer did not reach the submitter's account: %v", err)
+	}
+	if task := taskState(t, sub, "auth-1"); task == nil || task.Status != models.StatusSucceeded || string(task.Result) != "authenticated" {
+		t.Fatalf("after a submitter aimed the server's answer at its record, auth-1 is %+v", task)
+	}
 	if code := stop(false); code != 0 {
 		t.Fatalf("exit %d:\n%s", code, logs)
 	}

@@ -16,7 +16,6 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	natsjs "github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
@@ -396,13 +395,6 @@ func (o *Options) embeddedAuth(ec *embedded.Config) ([]nats.Option, error) {
 		return login, nil
 	}
 	cfg := o.streamsConfig()
-	perms := func(role string) (*server.Permissions, error) {
-		r, err := roles.Parse(role)
-		if err != nil {
-			return nil, err
-		}
-		return roles.Permissions(r, cfg)
-	}
 	names := make([]string, len(roles.All))
 	for i, r := range roles.All {
 		names[i] = string(r)
@@ -411,13 +403,10 @@ func (o *Options) embeddedAuth(ec *embedded.Config) ([]nats.Option, error) {
 	if err != nil {
 		return nil, err
 	}
+	var logins []roles.Login
 	var login []nats.Option
 	for _, k := range keys {
-		p, err := perms(k.Role)
-		if err != nil {
-			return nil, err
-		}
-		ec.NKeys = append(ec.NKeys, &server.NkeyUser{Nkey: k.Public, Permissions: p})
+		logins = append(logins, roles.Login{Role: roles.Role(k.Role), NKey: k.Public})
 		if k.Role == string(roles.Runner) {
 			opt, err := nats.NkeyOptionFromSeed(k.File)
 			if err != nil {
@@ -427,18 +416,21 @@ func (o *Options) embeddedAuth(ec *embedded.Config) ([]nats.Option, error) {
 		}
 	}
 	for _, k := range o.File.Auth.NKeys {
-		p, err := perms(k.Role)
+		r, err := roles.Parse(k.Role)
 		if err != nil {
 			return nil, err
 		}
-		ec.NKeys = append(ec.NKeys, &server.NkeyUser{Nkey: k.NKey, Permissions: p})
+		logins = append(logins, roles.Login{Role: r, NKey: k.NKey})
 	}
 	for _, u := range o.File.Auth.Users {
-		p, err := perms(u.Role)
+		r, err := roles.Parse(u.Role)
 		if err != nil {
 			return nil, err
 		}
-		ec.Users = append(ec.Users, &server.User{Username: u.User, Password: u.Password, Permissions: p})
+		logins = append(logins, roles.Login{Role: r, User: u.User, Password: u.Password})
+	}
+	if err := roles.Embed(ec, cfg, logins...); err != nil {
+		return nil, err
 	}
 	return login, nil
 }

@@ -28,7 +28,9 @@ func TestServesOverNATSWithTLSAndTheOperatorsLogin(t *testing.T) {
 	dir := t.TempDir()
 	cert, key, ca := omniqtest.WriteCerts(t, dir)
 	data := filepath.Join(dir, "data")
-	srv, err := embedded.Start(embedded.Config{StoreDir: t.TempDir(), Port: -1, NKeys: omniqtest.RoleUsers(t, data), TLSCertFile: cert, TLSKeyFile: key})
+	cfg := embedded.Config{StoreDir: t.TempDir(), Port: -1, TLSCertFile: cert, TLSKeyFile: key}
+	omniqtest.AddRoleLogins(t, data, &cfg)
+	srv, err := embedded.Start(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -74,6 +74,13 @@ type Config struct {
 	// NKeys are clients that log in with an nkey, each with its
 	// permissions (nil: all).
 	NKeys []*server.NkeyUser
+	// Accounts are accounts of their own for some logins, apart from the
+	// global account, where OmniQ's streams are (and where Users and NKeys
+	// log in). A client of such an account reaches the global account
+	// only through the subjects the account imports; the server's answers
+	// to its requests stay in its own account. Not with AuthConfigFile,
+	// whose accounts are its own.
+	Accounts []Account
 	// AuthConfigFile is a nats-server configuration file whose
 	// authorization, accounts and system_account settings are used, in
 	// addition to Users and NKeys. Accounts must enable JetStream
@@ -93,9 +100,184 @@ type Config struct {
 	InsecureNoAuth bool
 }
 
+// Account is a NATS account of the embedded server's for some of its
+// logins, kept apart from the global account where OmniQ's streams are.
+// Its clients see only the global account's subjects it imports, under
+// the same names, and the server delivers its answers to their requests
+// in this account: a client of it cannot have the server publish into
+// the global account by naming a reply subject there.
+type Account struct {
+	// Name is the account's name; not "$G" (the global account) or
+	// "$SYS".
+	Name string
+	// Services are the global account's subjects this account's clients
+	// may publish and send requests on (a task subject, a JetStream API
+	// call); their publishes and requests land in the global account,
+	// and the answers come back to them.
+	Services []Service
+	// Streams are the global account's subjects whose messages this
+	// account's clients may subscribe to.
+	Streams []string
+	// Users and NKeys log in to this account, each with its permissions
+	// (nil: everything the account has).
+	Users []*server.User
+	NKeys []*server.NkeyUser
+}
+
+// Service is a subject of the global account's that an Account imports.
+type Service struct {
+	// Subject is the subject, wildcards allowed.
+	Subject string
+	// Streamed says a request on it may get many answers (a batched
+	// JetStream direct get); otherwise it gets one.
+	Streamed bool
+}
+
 // hasAuth says whether cfg configures any client authentication.
 func (cfg *Config) hasAuth() bool {
-	return len(cfg.Users) > 0 || len(cfg.NKeys) > 0 || cfg.AuthConfigFile != ""
+	if len(cfg.Users) > 0 || len(cfg.NKeys) > 0 || cfg.AuthConfigFile != "" {
+		return true
+	}
+	for _, a := range cfg.Accounts {
+		if len(a.Users) > 0 || len(a.NKeys) > 0 {
+			return true
+		}
+	}
+	return false
+}
+
+// applyAccounts sets up cfg.Accounts on opts: the global account with
+// JetStream and the exports they import, then each account with its
+// imports and logins.
+func (cfg *Config) applyAccounts(opts *server.Options) error {
+	if len(cfg.Accounts) == 0 {
+		return nil
+	}
+	if cfg.AuthConfigFile != "" {
+		return fmt.Errorf("%w: embedded server: accounts cannot be combined with an auth config file (define them there)", jetstream.ErrInvalidConfig)
+	}
+	global, err := globalAccountWithJetStream()
+	if err != nil {
+		return err
+	}
+	accounts := make([]*server.Account, len(cfg.Accounts))
+	services := map[Service][]*server.Account{}
+	var serviceOrder []Service
+	streams := map[string][]*server.Account{}
+	var streamOrder []string
+	for i, a := range cfg.Accounts {
+		if a.Name == "" || a.Name == server.DEFAULT_GLOBAL_ACCOUNT || a.Name == server.DEFAULT_SYSTEM_ACCOUNT || strings.ContainsAny(a.Name, " \t.*>") {
+			return fmt.Errorf("%w: embedded server: account name %q: want a name of its own (not $G or $SYS), without spaces, dots or wildcards", jetstream.ErrInvalidConfig, a.Name)
+		}
+		for _, b := range cfg.Accounts[:i] {
+			if b.Name == a.Name {
+				return fmt.Errorf("%w: embedded server: account %q is configured twice", jetstream.ErrInvalidConfig, a.Name)
+			}
+		}
+		if err := a.checkJetStreamImports(); err != nil {
+			return err
+		}
+		accounts[i] = server.NewAccount(a.Name)
+		for _, svc := range a.Services {
+			if _, ok := services[svc]; !ok {
+				serviceOrder = append(serviceOrder, svc)
+			}
+			services[svc] = append(services[svc], accounts[i])
+		}
+		for _, subj := range a.Streams {
+			if _, ok := streams[subj]; !ok {
+				streamOrder = append(streamOrder, subj)
+			}
+			streams[subj] = append(streams[subj], accounts[i])
+		}
+	}
+	// Exported to the accounts that import them, and to no other.
+	for _, svc := range serviceOrder {
+		resp := server.Singleton
+		if svc.Streamed {
+			resp = server.Streamed
+		}
+		if err := global.AddServiceExportWithResponse(svc.Subject, resp, services[svc]); err != nil {
+			return fmt.Errorf("%w: embedded server: export %s: %w", jetstream.ErrInvalidConfig, svc.Subject, err)
+		}
+	}
+	for _, subj := range streamOrder {
+		if err := global.AddStreamExport(subj, streams[subj]); err != nil {
+			return fmt.Errorf("%w: embedded server: export %s: %w", jetstream.ErrInvalidConfig, subj, err)
+		}
+	}
+	for i, a := range cfg.Accounts {
+		acc := accounts[i]
+		for _, svc := range a.Services {
+			if err := acc.AddServiceImport(global, svc.Subject, svc.Subject); err != nil {
+				return fmt.Errorf("%w: embedded server: account %s: import %s: %w", jetstream.ErrInvalidConfig, a.Name, svc.Subject, err)
+			}
+		}
+		for _, subj := range a.Streams {
+			if err := acc.AddStreamImport(global, subj, ""); err != nil {
+				return fmt.Errorf("%w: embedded server: account %s: import %s: %w", jetstream.ErrInvalidConfig, a.Name, subj, err)
+			}
+		}
+		for _, u := range a.Users {
+			u := *u
+			u.Account = acc
+			opts.Users = append(opts.Users, &u)
+		}
+		for _, u := range a.NKeys {
+			u := *u
+			u.Account = acc
+			opts.Nkeys = append(opts.Nkeys, &u)
+		}
+	}
+	opts.Accounts = append(append(opts.Accounts, global), accounts...)
+	return nil
+}
+
+// checkJetStreamImports refuses an account that imports JetStream API
+// calls but not $JS.API.INFO: nats-server gives an account without
+// JetStream a JetStream API of its own, which answers every call "not
+// enabled for account" ahead of the imported ones, unless the account
+// imports $JS.API.INFO from elsewhere.
+func (a Account) checkJetStreamImports() error {
+	api := false
+	for _, svc := range a.Services {
+		if svc.Subject == jsAPIInfo {
+			return nil
+		}
+		api = api || strings.HasPrefix(svc.Subject, "$JS.API.")
+	}
+	if api {
+		return fmt.Errorf("%w: embedded server: account %s imports JetStream API calls but not %s, without which the server answers them itself, \"JetStream not enabled for account\"", jetstream.ErrInvalidConfig, a.Name, jsAPIInfo)
+	}
+	return nil
+}
+
+const jsAPIInfo = "$JS.API.INFO"
+
+// globalAccountWithJetStream returns the global account ($G) with
+// JetStream enabled, as an account for server.Options.Accounts.
+//
+// OmniQ's streams have always been in the global account, the one
+// clients log in to when no account is named, and a store directory keeps
+// each account's streams under the account's name: moving OmniQ to a
+// named account would leave an existing store's streams behind. But once
+// another account exists, nats-server enables JetStream only on accounts
+// configured with it, and its Go API cannot say so of an account (the
+// limits are unexported); its configuration parser can, but refuses the
+// name "$G". So the account is parsed under another name and renamed:
+// the server merges an Options account named "$G" into its global
+// account, JetStream limits included.
+func globalAccountWithJetStream() (*server.Account, error) {
+	var o server.Options
+	if err := o.ProcessConfigString("accounts { OMNIQ_GLOBAL: { jetstream: enabled } }"); err != nil {
+		return nil, fmt.Errorf("embedded server: global account: %w", err)
+	}
+	if len(o.Accounts) != 1 {
+		return nil, fmt.Errorf("embedded server: global account: parsed %d accounts", len(o.Accounts))
+	}
+	g := o.Accounts[0]
+	g.Name = server.DEFAULT_GLOBAL_ACCOUNT
+	return g, nil
 }
 
 // checkSecurity refuses a listener that anyone could use.
@@ -285,6 +467,10 @@ func StartContext(ctx context.Context, cfg Config) (*Server, error) {
 		NoLog:        cfg.Logger == nil,
 	}
 	if err := cfg.applyAuth(opts); err != nil {
+		_ = lock.Close()
+		return nil, err
+	}
+	if err := cfg.applyAccounts(opts); err != nil {
 		_ = lock.Close()
 		return nil, err
 	}
