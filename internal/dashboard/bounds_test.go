@@ -179,6 +179,26 @@ func TestDeadPageShowsTheLatestEntriesOfALargeStream(t *testing.T) {
 		!strings.Contains(body, fmt.Sprintf("count the newest %d entries only; the stream holds %d.", held, total)) {
 		t.Errorf("the page does not count the newest %d entries and say that the stream holds %d:\n%s", held, total, body)
 	}
+	// Entries arriving push the oldest held out.
+	for i := total; i < total+10; i++ {
+		if err := srv.Client.DeadLetter(ctx, &jetstream.TaskMessage{ID: fmt.Sprintf("entry-%03d", i), Function: "alpha", Attempt: 1}, *te, 0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	omniqtest.Eventually(t, 30*time.Second, "the dashboard to be delivered the new entries", func() bool {
+		s.dead.mu.Lock()
+		defer s.dead.mu.Unlock()
+		return s.dead.delivered == total+10
+	})
+	_, body = newBrowser(t, s.URL()).get("/dead")
+	entries, _, _ = strings.Cut(body[strings.Index(body, `id="entries"`):], "</table>")
+	if !strings.Contains(entries, fmt.Sprintf(">entry-%03d<", total+9)) || strings.Contains(entries, fmt.Sprintf(">entry-%03d<", total+9-held)) {
+		t.Errorf("the latest entries are not the newest %d:\n%s", held, entries)
+	}
+	if !strings.Contains(body, `<td>alpha</td><td>handler_error</td><td class="n">30</td>`) ||
+		!strings.Contains(body, fmt.Sprintf("count the newest %d entries only; the stream holds %d.", held, total+10)) {
+		t.Errorf("the page does not count the newest %d entries and say that the stream holds %d:\n%s", held, total+10, body)
+	}
 }
 
 // A bulk action's question counts every entry of its group; each entry's

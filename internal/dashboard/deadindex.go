@@ -99,6 +99,25 @@ func (x *deadIndex) add(e deadEntry, pending uint64) {
 	}
 }
 
+// startAt returns the sequence to read the stream from, given its state
+// st: after the last entry delivered, or, the first time, the first of
+// the newest max sequences (the entries before it are counted as dropped).
+func (x *deadIndex) startAt(st natsjs.StreamState) uint64 {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	if x.delivered > 0 {
+		return x.delivered + 1
+	}
+	if st.Msgs <= uint64(x.max) || st.LastSeq < uint64(x.max) {
+		return 1
+	}
+	from := st.LastSeq - uint64(x.max) + 1
+	if from > st.FirstSeq {
+		x.droppedThrough = from - 1
+	}
+	return from
+}
+
 // caughtUpAt says the consumer had nothing pending once it delivered
 // seq: the index holds the stream once it has that far.
 func (x *deadIndex) caughtUpAt(seq uint64) {
@@ -266,24 +285,26 @@ func (x *deadIndex) fill(d *deadData, st *natsjs.StreamState) {
 // dead-letter page's streams at every entry, until ctx ends. It retries,
 // every few seconds, a watch it cannot start (NATS down when omniq-ui
 // starts); views meanwhile say why the page is empty.
-func (s *Server) watchDead(ctx context.Context) error {
+func (s *Server) watchDead(ctx context.Context) {
 	for {
 		err := s.followDead(ctx)
 		if ctx.Err() != nil {
-			return nil
+			return
 		}
 		s.dead.setErr(err)
 		s.cfg.Logger.WithError(err).Warn("dashboard: cannot follow the dead-letter stream; retrying in 5s")
+		t := time.NewTimer(5 * time.Second)
 		select {
 		case <-ctx.Done():
-			return nil
-		case <-time.After(5 * time.Second):
+			t.Stop()
+			return
+		case <-t.C:
 		}
 	}
 }
 
 // followDead reads the dead-letter stream from its start into s.dead and
-// follows it until ctx ends.
+// follows it until ctx ends (then it returns nil).
 func (s *Server) followDead(ctx context.Context) error {
 	if s.deadHold != nil {
 		select {
@@ -293,11 +314,19 @@ func (s *Server) followDead(ctx context.Context) error {
 		}
 	}
 	cfg := s.cfg.Client.Config()
-	cons, err := s.cfg.Client.JetStream().OrderedConsumer(ctx, cfg.DLQStream, natsjs.OrderedConsumerConfig{
-		FilterSubjects: []string{cfg.SubjectPrefix + ".dlq.>"}, HeadersOnly: true, DeliverPolicy: natsjs.DeliverAllPolicy,
-		// Resumes after the last delivered entry when the consumer is
-		// made anew (lost heartbeats, a reconnection).
-	})
+	st, err := s.cfg.Client.JetStream().Stream(ctx, cfg.DLQStream)
+	if err != nil {
+		return err
+	}
+	// From where the index left off (a watch started again), or from
+	// the newest max entries' first possible sequence: older ones would
+	// be dropped as soon as read. (An ordered consumer made anew after
+	// lost heartbeats or a reconnection resumes by itself.)
+	occ := natsjs.OrderedConsumerConfig{FilterSubjects: []string{cfg.SubjectPrefix + ".dlq.>"}, HeadersOnly: true, DeliverPolicy: natsjs.DeliverAllPolicy}
+	if from := s.dead.startAt(st.CachedInfo().State); from > 1 {
+		occ.DeliverPolicy, occ.OptStartSeq = natsjs.DeliverByStartSequencePolicy, from
+	}
+	cons, err := s.cfg.Client.JetStream().OrderedConsumer(ctx, cfg.DLQStream, occ)
 	if err != nil {
 		return err
 	}

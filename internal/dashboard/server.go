@@ -249,10 +249,10 @@ func (s *Server) Start(ctx context.Context) error {
 		}()
 		go func() {
 			defer s.wg.Done()
-			if err := s.watchDead(ctx); err != nil && ctx.Err() == nil {
-				s.cfg.Logger.WithError(err).Warn("dashboard: watch of the dead-letter stream failed")
-			}
+			s.watchDead(ctx)
 		}()
+	} else {
+		s.dead.setErr(errors.New("no JetStream context to read the dead-letter stream with"))
 	}
 	if nc := s.cfg.Client.Conn(); nc != nil {
 		// Every page shows whether NATS is reachable (natsDown): when
