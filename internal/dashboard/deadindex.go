@@ -3,6 +3,7 @@ package dashboard
 import (
 	"cmp"
 	"context"
+	"errors"
 	"slices"
 	"strings"
 	"sync"
@@ -54,12 +55,14 @@ type deadIndex struct {
 	// target: caught up once delivered reaches it (0: not known yet).
 	target uint64
 	ready  chan struct{}
-	// err is why the index cannot follow the stream, while it cannot.
-	err error
+	// err is why the index cannot follow the stream, while it cannot;
+	// failed is closed when it is set.
+	err    error
+	failed chan struct{}
 }
 
 func newDeadIndex(max int) *deadIndex {
-	return &deadIndex{max: max, skip: map[uint64]bool{}, ready: make(chan struct{})}
+	return &deadIndex{max: max, skip: map[uint64]bool{}, ready: make(chan struct{}), failed: make(chan struct{})}
 }
 
 // deadEntryOf is what the index keeps of d: copies of short strings, not the
@@ -141,6 +144,12 @@ func (x *deadIndex) markReady() {
 func (x *deadIndex) setErr(err error) {
 	x.mu.Lock()
 	defer x.mu.Unlock()
+	switch {
+	case err != nil && x.err == nil:
+		close(x.failed)
+	case err == nil && x.err != nil:
+		x.failed = make(chan struct{})
+	}
 	x.err = err
 }
 
@@ -153,14 +162,18 @@ func (x *deadIndex) wait(ctx context.Context) error {
 	default:
 	}
 	x.mu.Lock()
-	err := x.err
+	failed := x.failed
 	x.mu.Unlock()
-	if err != nil {
-		return err
-	}
 	select {
 	case <-x.ready:
 		return nil
+	case <-failed:
+		x.mu.Lock()
+		defer x.mu.Unlock()
+		if x.err == nil { // started again meanwhile
+			return errors.New("the watch of the dead-letter stream is starting again")
+		}
+		return x.err
 	case <-ctx.Done():
 		return ctx.Err()
 	}

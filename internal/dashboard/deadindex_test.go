@@ -213,3 +213,37 @@ func TestDeadPageViewReadsNoEntries(t *testing.T) {
 		}
 	}
 }
+
+// The dashboard follows the dead-letter stream from its start; a watch
+// that cannot start (the stream missing, NATS down when omniq-ui starts)
+// is tried again, and meanwhile the page says why it shows nothing at
+// once, rather than waiting for the stream to be read.
+func TestDeadPageSaysWhyItCannotReadTheStreamAndRecovers(t *testing.T) {
+	t.Parallel()
+	srv := startServer(t)
+	ctx := omniqtest.Context(t)
+	cfg := srv.Client.Config()
+	if err := srv.Client.JetStream().DeleteStream(ctx, cfg.DLQStream); err != nil {
+		t.Fatal(err)
+	}
+	d := startDashboard(t, Config{Client: srv.Client}, func(s *Server) { s.deadTimeout = time.Minute })
+	b := newBrowser(t, d.URL())
+	omniqtest.Eventually(t, 30*time.Second, "the page to say it cannot read the stream", func() bool {
+		_, body := b.get("/dead")
+		return strings.Contains(body, "Reading the dead-letter stream stopped after 0 entries (") && strings.Contains(body, "not found")
+	})
+	if err := jetstream.Provision(ctx, srv.Client.JetStream(), cfg); err != nil {
+		t.Fatal(err)
+	}
+	te, err := models.NewTaskError(models.TaskError{ErrorType: "handler_error", Message: "boom"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := srv.Client.DeadLetter(ctx, &jetstream.TaskMessage{ID: "entry-1", Function: "alpha", Attempt: 1}, *te, 0); err != nil {
+		t.Fatal(err)
+	}
+	omniqtest.Eventually(t, 30*time.Second, "the page to show the entry once the stream is back", func() bool {
+		_, body := b.get("/dead")
+		return strings.Contains(body, `href="/tasks/entry-1"`) && !strings.Contains(body, `class="flash bad"`)
+	})
+}
