@@ -37,10 +37,9 @@ const maxShownPayload = 64 << 10
 const maxDeadLatest = 100
 
 // deadBatch is how many dead-letter entries the dashboard holds at once
-// while it reads many (Server.deadBatch, for tests). An entry's headers
-// carry its final TaskError, traceback included (up to 16 KiB), so the
-// 10,000 of one view of the dead-letter page, held together, came to
-// about half a gigabyte.
+// while it reads many for a bulk action (Server.deadBatch, for tests). An
+// entry's headers carry its final TaskError, traceback included (up to
+// 16 KiB), so 10,000 held together came to about half a gigabyte.
 const deadBatch = 200
 
 // eachDead calls fn for each dead-letter entry matching f, oldest first,

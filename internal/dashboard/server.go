@@ -547,13 +547,14 @@ const (
 )
 
 // deadPace is the least time between two events on the dead-letter page's
-// stream, given how long its last view took: a view reads up to 10,000
-// entries with their tracebacks (seconds, and tens of megabytes from the
-// server), and a failure storm changes the stream many times a second. At
-// one event a second an open tab kept the server reading dead letters
-// without pause, taking its CPU from the runners. Paced, a view costs at
-// most a tenth of the time between two events (up to deadMaxInterval), and
-// two events are at least least apart.
+// stream, given how long its last view took: a failure storm changes the
+// stream many times a second. When a view reread up to 10,000 entries
+// with their tracebacks (seconds, and tens of megabytes from the server),
+// an open tab at one event a second kept the server reading dead letters
+// without pause; a view now reads none (deadIndex) and takes a few
+// milliseconds, but a slow one (a stalled NATS request) is still paced.
+// A view costs at most a tenth of the time between two events (up to
+// deadMaxInterval), and two events are at least least apart.
 func deadPace(lastView, least time.Duration) time.Duration {
 	return min(deadMaxInterval, max(least, deadPaceFactor*lastView))
 }
