@@ -199,6 +199,18 @@ func (c *Client) WaitDead(ctx context.Context, id string) (DeadTask, error) {
 	}
 }
 
+// DeadTaskOf decodes m, a message a consumer of the dead-letter stream
+// delivered, into its entry (with m's data as the payload: none from a
+// headers-only consumer). It returns an error when m carries no
+// JetStream metadata (it was not delivered by a consumer).
+func (c *Client) DeadTaskOf(m natsjs.Msg) (DeadTask, error) {
+	d, _, err := c.deadTaskOf(m, true)
+	if err != nil {
+		return DeadTask{}, fmt.Errorf("decode dead-letter entry on %s: %w", m.Subject(), err)
+	}
+	return d, nil
+}
+
 // deadTaskOf is the entry a consumer delivered as m, with its payload when
 // withPayload, and m's metadata.
 func (c *Client) deadTaskOf(m natsjs.Msg, withPayload bool) (DeadTask, *natsjs.MsgMetadata, error) {

@@ -394,22 +394,24 @@ func TestStateGetFromLeaderReadsWhatGetReads(t *testing.T) {
 // open would slow the runners). With the bucket's consumers used up, it
 // reads without one. A watch not asked to takes no consumer: submitters
 // may create none (docs/security.md).
+//
+// The bucket's stream is limited to a few consumers, which the test then
+// uses up: filling the server's default limit of 1,000 took 25 to 40 s
+// on a loaded machine (and its shutdown 15 s more), past the watches'
+// context and near the shutdown's bound.
 func TestStateWatchUsesAConsumerWhileItCan(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, jetstream.Config{})
 	createTask(t, e, "before", "f")
-	consumers := func() int {
+	stream := func() natsjs.Stream {
 		t.Helper()
 		st, err := e.client.JetStream().Stream(ctx(t), "KV_OMNIQ_STATE")
 		if err != nil {
 			t.Fatal(err)
 		}
-		info, err := st.Info(ctx(t))
-		if err != nil {
-			t.Fatal(err)
-		}
-		return info.State.Consumers
+		return st
 	}
+	consumers := func() int { return stream().CachedInfo().State.Consumers }
 	before := consumers()
 	wctx, cancel := context.WithCancel(ctx(t))
 	defer cancel()
@@ -427,30 +429,46 @@ func TestStateWatchUsesAConsumerWhileItCan(t *testing.T) {
 	if n := consumers(); n != before+1 {
 		t.Fatalf("consumers on the state bucket: %d before a watch, %d with it; want one more", before, n)
 	}
+	limit := before + 4
+	cfg := stream().CachedInfo().Config
+	cfg.MaxConsumers = limit
+	if _, err := e.client.JetStream().UpdateStream(ctx(t), cfg); err != nil {
+		t.Fatal(err)
+	}
 	full := false
-	for i := 0; i < 5000 && !full; i++ {
+	for i := 0; i < limit+1 && !full; i++ {
 		_, err := e.client.JetStream().CreateConsumer(ctx(t), "KV_OMNIQ_STATE", natsjs.ConsumerConfig{InactiveThreshold: time.Hour})
 		if err != nil {
-			if !strings.Contains(err.Error(), "maximum consumers") {
+			if !errors.Is(err, natsjs.ErrMaximumConsumersLimit) {
 				t.Fatalf("consumer %d: %v", i, err)
 			}
 			full = true
 		}
 	}
 	if !full {
-		t.Fatal("the state bucket took 5,000 consumers without reaching its limit")
+		t.Fatalf("the state bucket took %d consumers without reaching its limit of %d", limit+1, limit)
 	}
+	// A context of its own: the watch is to last until it has seen what
+	// it must, however long the above took.
+	wctx, cancel = context.WithCancel(ctx(t))
+	defer cancel()
 	events, err := e.client.State().Watch(wctx, "", jetstream.ThroughConsumer())
 	if err != nil {
 		t.Fatalf("watch with the consumers used up: %v", err)
+	}
+	if n := consumers(); n != limit {
+		t.Fatalf("consumers on the state bucket: %d with the limit of %d reached and a watch refused one; want %d", n, limit, limit)
 	}
 	createTask(t, e, "after", "g")
 	seen := map[string]bool{}
 	for !seen["after"] {
 		select {
-		case ev := <-events:
+		case ev, ok := <-events:
+			if !ok {
+				t.Fatalf("the watch without a consumer ended (%v), having seen only %v", context.Cause(wctx), seen)
+			}
 			seen[ev.ID] = true
-		case <-time.After(10 * time.Second):
+		case <-wctx.Done():
 			t.Fatalf("the watch without a consumer saw only %v", seen)
 		}
 	}

@@ -18,7 +18,7 @@ import (
 // startDashboard starts a dashboard on a free loopback port for client and
 // stops it when the test ends. Each tune, if any, changes the server
 // before it starts (its internal bounds and timeouts).
-func startDashboard(t *testing.T, cfg Config, tune ...func(*Server)) *Server {
+func startDashboard(t testing.TB, cfg Config, tune ...func(*Server)) *Server {
 	t.Helper()
 	if cfg.Addr == "" {
 		cfg.Addr = "127.0.0.1:0"
@@ -43,19 +43,19 @@ func startDashboard(t *testing.T, cfg Config, tune ...func(*Server)) *Server {
 	return s
 }
 
-func startServer(t *testing.T) *omniqtest.Server {
+func startServer(t testing.TB) *omniqtest.Server {
 	return omniqtest.StartServer(t, jetstream.Config{})
 }
 
 // browser is an HTTP client with its own cookie jar that does not follow
 // redirects, so tests see them.
 type browser struct {
-	t    *testing.T
+	t    testing.TB
 	base string
 	c    *http.Client
 }
 
-func newBrowser(t *testing.T, base string) *browser {
+func newBrowser(t testing.TB, base string) *browser {
 	jar, _ := cookiejar.New(nil)
 	c := &http.Client{Jar: jar, Timeout: 20 * time.Second, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
 	t.Cleanup(c.CloseIdleConnections)

@@ -284,8 +284,7 @@ func TestQuietEventStreamKeepsItsConnectionAlive(t *testing.T) {
 
 var watchRE = regexp.MustCompile(`data-watch="([^"]*)"`)
 
-// The dead-letter page reads up to 10,000 entries each time it fetches
-// itself, so it follows what changes it, not every task: an entry written
+// The dead-letter page follows what changes it, not every task: an entry written
 // to the dead-letter stream, or a task leaving the failed status (a replay
 // removes its entry). Other tasks' changes, a busy system's many a second,
 // do not wake it.

@@ -32,19 +32,14 @@ const requestTimeout = 10 * time.Second
 // maxShownPayload is how much of a payload the task page shows.
 const maxShownPayload = 64 << 10
 
-// maxDeadScanned bounds the dead-letter entries one view of the dead
-// letters page reads for its groups (Server.maxDeadScanned, for tests).
-const maxDeadScanned = 10_000
-
 // maxDeadLatest is how many of the latest dead-letter entries that page
 // lists.
 const maxDeadLatest = 100
 
 // deadBatch is how many dead-letter entries the dashboard holds at once
-// while it reads many (Server.deadBatch, for tests). An entry's headers
-// carry its final TaskError, traceback included (up to 16 KiB), so the
-// 10,000 of one view of the dead-letter page, held together, came to
-// about half a gigabyte.
+// while it reads many for a bulk action (Server.deadBatch, for tests). An
+// entry's headers carry its final TaskError, traceback included (up to
+// 16 KiB), so 10,000 held together came to about half a gigabyte.
 const deadBatch = 200
 
 // eachDead calls fn for each dead-letter entry matching f, oldest first,
@@ -633,56 +628,40 @@ type deadData struct {
 	// HiddenGroups and HiddenEntries count the groups not shown
 	// (maxShownGroups: the largest are shown) and their entries.
 	HiddenGroups, HiddenEntries int
-	Recent                      []jetstream.DeadTask
-	Total                       int
-	Truncated                   bool
-	Problem                     string
+	// Recent are the latest entries, newest first.
+	Recent []jetstream.DeadTask
+	// Total counts the entries of the groups; when Truncated, the stream
+	// holds Stored, more than the dashboard holds (maxDeadIndexed).
+	Total, Stored int
+	Truncated     bool
+	Problem       string
 	// CutShort: reading the entries failed part way (Problem says why):
 	// the groups are of those read before.
 	CutShort bool
 }
 
+// handleDead shows the dead-letter page from s.dead: its view asks NATS
+// for the stream's state only (and for the sequences removed from its
+// middle when entries were removed), and reads no entry.
 func (s *Server) handleDead(w http.ResponseWriter, r *http.Request, ss *session) {
 	ctx, cancel := s.natsContext(r.Context(), s.deadTimeout)
 	defer cancel()
 	start := time.Now()
 	defer func() { s.deadViewNanos.Store(int64(time.Since(start))) }()
 	d := &deadData{}
-	groups := map[[2]string]*deadGroup{}
-	// recent keeps the latest entries read, as a ring of maxDeadLatest.
-	var recent []jetstream.DeadTask
-	next := 0
-	truncated, err := s.eachDead(ctx, jetstream.DeadFilter{}, s.maxDeadScanned, func(t jetstream.DeadTask) {
-		et := ""
-		if t.Error != nil {
-			et = t.Error.ErrorType
+	var st *natsjs.StreamState
+	err := s.dead.wait(ctx)
+	if err == nil {
+		if st, err = s.syncDead(ctx); err != nil {
+			d.Problem = "Entries removed from the dead-letter stream since the last view may still be listed: " + why(ctx, err) + "."
 		}
-		k := [2]string{t.Function, et}
-		g := groups[k]
-		if g == nil {
-			g = &deadGroup{Function: t.Function, ErrorType: et, Oldest: t.DeadAt}
-			groups[k] = g
-		}
-		g.Count++
-		g.Newest = t.DeadAt
-		d.Total++
-		if len(recent) < maxDeadLatest {
-			recent = append(recent, t)
-		} else {
-			recent[next] = t
-			next = (next + 1) % maxDeadLatest
-		}
-	})
-	if err != nil {
-		// The groups hold what was read before: say so, or they read as
-		// the stream's whole count (or an empty table as an empty stream).
-		d.Problem = fmt.Sprintf("Reading the dead-letter stream stopped after %d entries (%s): the groups and counts below count only those.", d.Total, why(ctx, err))
-		d.CutShort = true
 	}
-	recent = slices.Concat(recent[next:], recent[:next]) // oldest first
-	d.Truncated = truncated
-	for _, g := range groups {
-		d.Groups = append(d.Groups, g)
+	s.dead.fill(d, st)
+	if d.Problem == "" && err != nil {
+		// The groups hold what was read so far: say so, or they read as
+		// the stream's whole count (or an empty table as an empty stream).
+		d.CutShort = true
+		d.Problem = fmt.Sprintf("Reading the dead-letter stream stopped after %d entries (%s): the groups and counts below count only those.", d.Total, why(ctx, err))
 	}
 	if len(d.Groups) > maxShownGroups {
 		slices.SortFunc(d.Groups, func(a, b *deadGroup) int {
@@ -697,24 +676,6 @@ func (s *Server) handleDead(w http.ResponseWriter, r *http.Request, ss *session)
 	slices.SortFunc(d.Groups, func(a, b *deadGroup) int {
 		return cmp.Or(cmp.Compare(a.Function, b.Function), cmp.Compare(a.ErrorType, b.ErrorType))
 	})
-	if d.Truncated {
-		// The groups are of the oldest entries; the latest are read from
-		// the end of the stream.
-		recent = nil
-		if st, err := s.cfg.Client.JetStream().Stream(ctx, s.cfg.Client.Config().DLQStream); err != nil {
-			d.Problem = "latest entries: " + why(ctx, err)
-		} else if last := st.CachedInfo().State.LastSeq; last > 0 {
-			latest, err := s.cfg.Client.ListDead(ctx, jetstream.DeadFilter{After: last - min(last, maxDeadLatest)})
-			if err != nil {
-				d.Problem = "latest entries: " + why(ctx, err)
-			}
-			recent = latest.Tasks
-		}
-	}
-	recent = recent[max(0, len(recent)-maxDeadLatest):]
-	for i := len(recent) - 1; i >= 0; i-- {
-		d.Recent = append(d.Recent, recent[i])
-	}
 	p := s.newPage(r, ss, "Dead letters", "dead", d)
 	p.Watch = deadWatch
 	p.Flash, p.FlashBad = flashOf(r, ss)

@@ -42,9 +42,15 @@ type Server struct {
 	// bodyTimeout bounds the reading of a request's body, idleTimeout a
 	// keep-alive connection between requests (fields for tests).
 	bodyTimeout, idleTimeout time.Duration
-	// maxDeadScanned is maxDeadScanned, deadBatch deadBatch (fields for
-	// tests).
-	maxDeadScanned, deadBatch int
+	// dead holds the newest dead-letter entries for the dead-letter page
+	// (deadIndex), up to maxDeadIndexed (a field for tests).
+	dead           *deadIndex
+	maxDeadIndexed int
+	// deadBatch is deadBatch (a field for tests).
+	deadBatch int
+	// deadHold, when not nil, holds the reading of the dead-letter stream
+	// until it is closed (for tests: a view before it is read).
+	deadHold chan struct{}
 	// deadTimeout bounds one view of the dead-letter page (requestTimeout;
 	// a field for tests).
 	deadTimeout time.Duration
@@ -52,8 +58,9 @@ type Server struct {
 	// tests; see eachDead).
 	deadHeld atomic.Int64
 	// deadWatching is closed once watchDead follows the dead-letter
-	// stream (for tests: entries written before are not new to it).
-	deadWatching chan struct{}
+	// stream (for tests: entries written since signal the page).
+	deadWatching  chan struct{}
+	deadWatchOnce sync.Once
 	// deadViewNanos is how long the last view of the dead-letter page
 	// took: its event stream waits deadPace of it between two events.
 	deadViewNanos atomic.Int64
@@ -93,7 +100,7 @@ func New(cfg Config) (*Server, error) {
 		static:       http.StripPrefix("/static/", http.FileServerFS(sub)),
 		stopped:      make(chan struct{}),
 		deadWatching: make(chan struct{}),
-		bodyTimeout:  10 * time.Second, idleTimeout: 2 * time.Minute, maxDeadScanned: maxDeadScanned,
+		bodyTimeout:  10 * time.Second, idleTimeout: 2 * time.Minute, maxDeadIndexed: maxDeadIndexed,
 		deadBatch:    deadBatch,
 		deadTimeout:  requestTimeout,
 		tickInterval: tickInterval,
@@ -102,6 +109,7 @@ func New(cfg Config) (*Server, error) {
 		deadMinInterval: deadMinInterval,
 	}
 	s.index = newIndex(cfg.MaxIndexed, s.hub.notify)
+	s.dead = newDeadIndex(maxDeadIndexed) // its bound set by Start
 	s.index.deadChanged = func() { s.hub.notifyOnly(deadWatch) }
 	return s, nil
 }
@@ -201,6 +209,7 @@ func (s *Server) Start(ctx context.Context) error {
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	s.ln, s.cancel = ln, cancel
+	s.dead.max = s.maxDeadIndexed
 	s.http = &http.Server{
 		Handler:           s.Handler(),
 		ReadHeaderTimeout: 10 * time.Second,
@@ -240,10 +249,10 @@ func (s *Server) Start(ctx context.Context) error {
 		}()
 		go func() {
 			defer s.wg.Done()
-			if err := s.watchDead(ctx); err != nil && ctx.Err() == nil {
-				s.cfg.Logger.WithError(err).Warn("dashboard: watch of the dead-letter stream failed; the dead-letter page updates only on reload")
-			}
+			s.watchDead(ctx)
 		}()
+	} else {
+		s.dead.setErr(errors.New("no JetStream context to read the dead-letter stream with"))
 	}
 	if nc := s.cfg.Client.Conn(); nc != nil {
 		// Every page shows whether NATS is reachable (natsDown): when
@@ -397,33 +406,8 @@ func (s *Server) watchRegistrations(ctx context.Context) error {
 
 // deadWatch is what the dead-letter page's event stream follows: entries
 // arriving in the dead-letter stream and tasks leaving the failed status
-// (a replay removes their entry), not every task's change. The page reads
-// up to maxDeadScanned entries each time it fetches itself, so following
-// every task would reread them about once a second on a busy system.
+// (a replay removes their entry), not every task's change.
 const deadWatch = "@dead"
-
-// watchDead signals the dead-letter page's streams at every entry written
-// to the dead-letter stream, until ctx ends. (Entries purged elsewhere, by
-// omniq-submit dlq purge, show at the page's next change or reload: a
-// deletion leaves nothing to watch.)
-func (s *Server) watchDead(ctx context.Context) error {
-	cfg := s.cfg.Client.Config()
-	cons, err := s.cfg.Client.JetStream().OrderedConsumer(ctx, cfg.DLQStream, natsjs.OrderedConsumerConfig{
-		FilterSubjects: []string{cfg.SubjectPrefix + ".dlq.>"}, HeadersOnly: true, DeliverPolicy: natsjs.DeliverNewPolicy,
-	})
-	if err != nil {
-		return fmt.Errorf("watch the dead-letter stream: %w", err)
-	}
-	cc, err := cons.Consume(func(natsjs.Msg) { s.hub.notifyOnly(deadWatch) })
-	if err != nil {
-		return fmt.Errorf("watch the dead-letter stream: %w", err)
-	}
-	close(s.deadWatching)
-	<-ctx.Done()
-	cc.Stop()
-	<-cc.Closed()
-	return nil
-}
 
 // natsDown says, for the top of every page, why the dashboard cannot
 // reach NATS at the moment; "" while it can. A server that refuses the
@@ -563,13 +547,14 @@ const (
 )
 
 // deadPace is the least time between two events on the dead-letter page's
-// stream, given how long its last view took: a view reads up to 10,000
-// entries with their tracebacks (seconds, and tens of megabytes from the
-// server), and a failure storm changes the stream many times a second. At
-// one event a second an open tab kept the server reading dead letters
-// without pause, taking its CPU from the runners. Paced, a view costs at
-// most a tenth of the time between two events (up to deadMaxInterval), and
-// two events are at least least apart.
+// stream, given how long its last view took: a failure storm changes the
+// stream many times a second. When a view reread up to 10,000 entries
+// with their tracebacks (seconds, and tens of megabytes from the server),
+// an open tab at one event a second kept the server reading dead letters
+// without pause; a view now reads none (deadIndex) and takes a few
+// milliseconds, but a slow one (a stalled NATS request) is still paced.
+// A view costs at most a tenth of the time between two events (up to
+// deadMaxInterval), and two events are at least least apart.
 func deadPace(lastView, least time.Duration) time.Duration {
 	return min(deadMaxInterval, max(least, deadPaceFactor*lastView))
 }

@@ -33,3 +33,12 @@ func (p *Process) SessionCalls() int {
 	defer p.sess.mu.Unlock()
 	return len(p.sess.calls)
 }
+
+// WithReadRate returns c reading its plugin's stderr, stdout and stdio
+// stream at bytesPerSecond each (and as many at once) instead of 4 MiB:
+// a flood a loaded machine's runner reads more slowly than 4 MiB a second
+// is no flood at that rate.
+func WithReadRate(c ProcessConfig, bytesPerSecond int) ProcessConfig {
+	c.readRate = bytesPerSecond
+	return c
+}

@@ -42,9 +42,12 @@ func TestAPluginFloodingItsStdioStreamWaitsForTheRunner(t *testing.T) {
 	var logs omniqtest.Buffer
 	log := logrus.New()
 	log.Out = &logs
-	s := startSupervisor(t, brokerFloodPkg, pluginhost.Config{Process: pluginhost.ProcessConfig{Logger: log}})
-	// 16 MiB in lines of 1 KiB: past the first 4 MiB read at once.
-	if out := s.Execute(ctx(t), req("f", "stdout", "16384"), time.Now().Add(50*time.Second), nil); out.Failure != nil || string(out.Output) != "written" {
+	// Read at 128 KiB a second (see the stderr flood's test): a runner on
+	// a loaded machine took over 3 s to read 16 MiB of it, and never
+	// waited for the plugin at 4 MiB a second.
+	s := startSupervisor(t, brokerFloodPkg, pluginhost.Config{Process: pluginhost.WithReadRate(pluginhost.ProcessConfig{Logger: log}, testReadRate)})
+	// 512 KiB in lines of 1 KiB: past the first 128 KiB read at once.
+	if out := s.Execute(ctx(t), req("f", "stdout", "512"), time.Now().Add(50*time.Second), nil); out.Failure != nil || string(out.Output) != "written" {
 		t.Fatalf("stdout: %+v %q", out.Failure, out.Output)
 	}
 	eventually(t, 20*time.Second, "the log to say the plugin's writes wait", func() bool {

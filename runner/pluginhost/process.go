@@ -128,6 +128,12 @@ type ProcessConfig struct {
 	// Logger receives the plugin's logs and lifecycle events. Defaults to
 	// discarding them.
 	Logger logrus.FieldLogger
+
+	// readRate is how many bytes a second the runner reads of the
+	// plugin's stderr, stdout and stdio stream each, and reads at once;
+	// 0 means stderrReadRate (and stderrReadBurst at once). Tests lower
+	// it, so that a flood outruns it whatever the machine's load.
+	readRate int
 }
 
 // Process is one running plugin process. Its owner must call Kill.
@@ -200,7 +206,7 @@ func StartProcess(ctx context.Context, cfg ProcessConfig) (*Process, error) {
 		sockets.Group = strconv.Itoa(u.GID)
 	}
 	p := &Process{cfg: cfg, stderr: newTailBuffer(cfg.StderrTailBytes), log: log, exe: exe, releaseSockets: releaseSockets}
-	stdio := newReadBudget(log, "stdio stream (os.Stdout and os.Stderr before the SDK redirects them)")
+	stdio := newReadBudget(log, "stdio stream (os.Stdout and os.Stderr before the SDK redirects them)", cfg.readRate)
 	p.client = plugin.NewClient(&plugin.ClientConfig{
 		UnixSocketConfig: sockets,
 		HandshakeConfig:  sdk.Handshake,
@@ -541,7 +547,7 @@ func (p *Process) newRunner(path string, spec *exec.Cmd) (runner.Runner, error) 
 	if err != nil {
 		return nil, err
 	}
-	r.stdout = &lineBreaker{r: stdout, budget: newReadBudget(p.log, "stdout")}
+	r.stdout = &lineBreaker{r: stdout, budget: newReadBudget(p.log, "stdout", p.cfg.readRate)}
 	stderr, err := sb.Cmd.StderrPipe()
 	if err != nil {
 		return nil, err
@@ -551,7 +557,7 @@ func (p *Process) newRunner(path string, spec *exec.Cmd) (runner.Runner, error) 
 			r.pipes = append(r.pipes, f)
 		}
 	}
-	r.stderr = newStderrGuard(stderr, p.log)
+	r.stderr = newStderrGuard(stderr, p.log, p.cfg.readRate)
 	p.proc = r
 	p.started.Store(r)
 	return r, nil

@@ -11,6 +11,11 @@ import (
 	"github.com/omniq/omniq/runner/pluginhost"
 )
 
+// testReadRate is the rate the flood tests read a plugin's output at
+// (pluginhost.WithReadRate): one that a runner outreads however loaded
+// the machine, so that a flood must wait for it.
+const testReadRate = 128 << 10
+
 // go-plugin reads each line of a plugin's stderr that is a JSON object as
 // an hclog entry, and a "@message", "@level" or "@timestamp" in it that is
 // not a string made it panic, in the runner, where nothing recovers: one
@@ -50,12 +55,15 @@ func TestAPluginFloodingStderrWaitsForTheRunner(t *testing.T) {
 	var logs omniqtest.Buffer
 	log := logrus.New()
 	log.Out = &logs
-	flood := startSupervisor(t, rawoutPkg, pluginhost.Config{Process: pluginhost.ProcessConfig{Logger: log}})
+	// Read at 128 KiB a second, not 4 MiB: a runner on a loaded machine
+	// reads a flood more slowly than 4 MiB a second (it was 70 MB/s on
+	// an idle one), and never waits for the plugin then.
+	flood := startSupervisor(t, rawoutPkg, pluginhost.Config{Process: pluginhost.WithReadRate(pluginhost.ProcessConfig{Logger: log}, testReadRate)})
 	echo := startSupervisor(t, echoPkg, pluginhost.Config{})
 	flooded := make(chan pluginhost.Outcome, 1)
 	go func() {
-		// 100 MB/s for 2 s: 70 MB/s read before.
-		flooded <- flood.Execute(ctx(t), req("flood", "errflood", "100000000 2 "+strings.Repeat("[DEBUG]", 100)), time.Now().Add(50*time.Second), nil)
+		// 10 MB/s for 2 s.
+		flooded <- flood.Execute(ctx(t), req("flood", "errflood", "10000000 2 "+strings.Repeat("[DEBUG]", 100)), time.Now().Add(50*time.Second), nil)
 	}()
 	eventually(t, 20*time.Second, "the log to say the plugin's writes wait", func() bool {
 		return strings.Contains(logs.String(), "faster than the runner reads it")
@@ -77,9 +85,11 @@ func TestAPluginFloodingStdoutWaitsForTheRunner(t *testing.T) {
 	var logs omniqtest.Buffer
 	log := logrus.New()
 	log.Out = &logs
-	s := startSupervisor(t, rawoutPkg, pluginhost.Config{Process: pluginhost.ProcessConfig{Logger: log}})
-	// 100 MB/s for 2 s: 73 MB/s read before.
-	if out := s.Execute(ctx(t), req("flood", "outflood", "100000000 2 "+strings.Repeat("x", 100)), time.Now().Add(50*time.Second), nil); out.Failure != nil || !strings.HasPrefix(string(out.Output), "wrote ") {
+	// Read at 128 KiB a second (see the stderr flood's test): 73 MB/s
+	// were read before on an idle machine.
+	s := startSupervisor(t, rawoutPkg, pluginhost.Config{Process: pluginhost.WithReadRate(pluginhost.ProcessConfig{Logger: log}, testReadRate)})
+	// 10 MB/s for 2 s.
+	if out := s.Execute(ctx(t), req("flood", "outflood", "10000000 2 "+strings.Repeat("x", 100)), time.Now().Add(50*time.Second), nil); out.Failure != nil || !strings.HasPrefix(string(out.Output), "wrote ") {
 		t.Fatalf("flood: %+v %q", out.Failure, out.Output)
 	}
 	eventually(t, 20*time.Second, "the log to say the plugin's writes wait", func() bool {

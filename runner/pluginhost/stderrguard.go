@@ -6,6 +6,7 @@ import (
 	"errors"
 	"io"
 	"os"
+	"strconv"
 	"time"
 
 	"github.com/sirupsen/logrus"
@@ -58,8 +59,8 @@ type stderrGuard struct {
 	budget     *readBudget
 }
 
-func newStderrGuard(r io.ReadCloser, log logrus.FieldLogger) *stderrGuard {
-	return &stderrGuard{r: r, buf: make([]byte, goPluginLogLine), budget: newReadBudget(log, "stderr")}
+func newStderrGuard(r io.ReadCloser, log logrus.FieldLogger, rate int) *stderrGuard {
+	return &stderrGuard{r: r, buf: make([]byte, goPluginLogLine), budget: newReadBudget(log, "stderr", rate)}
 }
 
 // readBudget is a token bucket of bytes read from a plugin: see
@@ -67,14 +68,28 @@ func newStderrGuard(r io.ReadCloser, log logrus.FieldLogger) *stderrGuard {
 type readBudget struct {
 	log    logrus.FieldLogger
 	what   string  // what is read, for the log
+	rate   float64 // bytes a second, and the bucket's size (stderrReadRate, stderrReadBurst)
 	tokens float64 // bytes that may be passed on now; below 0, owed
 	last   time.Time
 	flood  bool          // the plugin's writes were made to wait, and the bucket has not filled up since
 	waited time.Duration // how long, in this flood
 }
 
-func newReadBudget(log logrus.FieldLogger, what string) *readBudget {
-	return &readBudget{log: log, what: what, tokens: stderrReadBurst}
+// newReadBudget returns a full bucket for what, refilled at rate bytes a
+// second up to as many (0: stderrReadRate, up to stderrReadBurst).
+func newReadBudget(log logrus.FieldLogger, what string, rate int) *readBudget {
+	if rate <= 0 {
+		return &readBudget{log: log, what: what, rate: stderrReadRate, tokens: stderrReadBurst}
+	}
+	return &readBudget{log: log, what: what, rate: float64(rate), tokens: float64(rate)}
+}
+
+// burst is the bucket's size.
+func (g *readBudget) burst() float64 {
+	if g.rate == stderrReadRate {
+		return stderrReadBurst
+	}
+	return g.rate
 }
 
 // syncThrottled is the writer go-plugin's stdio stream writes to: what a
@@ -99,10 +114,10 @@ func (s syncThrottled) Write(p []byte) (int, error) {
 func (g *readBudget) throttle(cost int) {
 	now := time.Now()
 	if !g.last.IsZero() {
-		g.tokens = min(stderrReadBurst, g.tokens+now.Sub(g.last).Seconds()*stderrReadRate)
+		g.tokens = min(g.burst(), g.tokens+now.Sub(g.last).Seconds()*g.rate)
 	}
 	g.last = now
-	if g.flood && g.tokens == stderrReadBurst {
+	if g.flood && g.tokens == g.burst() {
 		g.log.WithField("waited", g.waited.Round(time.Millisecond).String()).Warn("the plugin's " + g.what + " flood is over")
 		g.flood, g.waited = false, 0
 	}
@@ -112,11 +127,19 @@ func (g *readBudget) throttle(cost int) {
 	}
 	if !g.flood {
 		g.flood = true
-		g.log.Warn("the plugin writes to its " + g.what + " faster than the runner reads it (4 MiB a second): its writes wait until it slows down")
+		g.log.Warn("the plugin writes to its " + g.what + " faster than the runner reads it (" + perSecond(g.rate) + "): its writes wait until it slows down")
 	}
-	wait := time.Duration(-g.tokens / stderrReadRate * float64(time.Second))
+	wait := time.Duration(-g.tokens / g.rate * float64(time.Second))
 	time.Sleep(wait) // a fraction of a second; the plugin's pipe fills meanwhile
 	g.waited += wait
+}
+
+// perSecond says a rate of bytes a second.
+func perSecond(rate float64) string {
+	if rate >= 1<<20 {
+		return strconv.FormatFloat(rate/(1<<20), 'f', -1, 64) + " MiB a second"
+	}
+	return strconv.FormatFloat(rate/(1<<10), 'f', -1, 64) + " KiB a second"
 }
 
 func (g *stderrGuard) Read(p []byte) (int, error) {

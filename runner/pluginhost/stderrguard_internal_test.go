@@ -26,7 +26,7 @@ func TestStderrGuardPassesStderrOn(t *testing.T) {
 		{"a line just short enough to be parsed", strings.Repeat(" ", goPluginLogLine-len(bad)-1) + bad + "\n", unreadableHclog + strings.Repeat(" ", goPluginLogLine-len(bad)-1) + bad + "\n"},
 	} {
 		for _, r := range []func(io.Reader) io.Reader{iotest.OneByteReader, iotest.HalfReader, func(r io.Reader) io.Reader { return r }} {
-			g := newStderrGuard(io.NopCloser(r(strings.NewReader(tc.in))), logrus.New())
+			g := newStderrGuard(io.NopCloser(r(strings.NewReader(tc.in))), logrus.New(), 0)
 			got, err := io.ReadAll(g)
 			if err != nil || !bytes.Equal(got, []byte(tc.want)) {
 				t.Errorf("%s: got %.200q, %v; want %.200q", tc.name, got, err, tc.want)

@@ -1,0 +1,403 @@
+package dashboard
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	natsjs "github.com/nats-io/nats.go/jetstream"
+
+	"github.com/omniq/omniq/jetstream"
+	"github.com/omniq/omniq/models"
+)
+
+// maxDeadIndexed bounds the dead-letter entries the dashboard holds in
+// memory for the dead-letter page (Server.maxDeadIndexed, for tests): the
+// newest are kept. An entry is its id, function, error type, the first
+// line of its message (at most about 200 bytes) and a few numbers, so the
+// bound is at most about 40 MB and usually far less.
+const maxDeadIndexed = 100_000
+
+// deadEntry is what the dead-letter page shows of one entry.
+type deadEntry struct {
+	seq                              uint64
+	at                               time.Time
+	id, function, errorType, message string
+	attempt                          int
+	gone                             bool
+}
+
+// deadIndex holds the newest dead-letter entries, so that a view of the
+// dead-letter page reads none: one ordered consumer of the stream (headers
+// only) fills it at start and adds each entry written since; entries
+// removed (replayed, purged, expired) are found by the views, which ask
+// the stream for its state (deadIndex.trim, deadIndex.removeAll).
+type deadIndex struct {
+	mu  sync.Mutex
+	max int
+	// entries are by stream sequence, oldest first; a removed entry is
+	// marked gone, and those before head are all gone.
+	entries []deadEntry
+	head    int
+	live    int
+	// delivered is the highest sequence the consumer delivered.
+	delivered uint64
+	// droppedThrough is the sequence of the newest entry dropped to stay
+	// within max (0: none).
+	droppedThrough uint64
+	// skip holds sequences known removed that the consumer had not
+	// delivered yet: a message it holds in its buffer.
+	skip map[uint64]bool
+	// target: caught up once delivered reaches it (0: not known yet).
+	target uint64
+	ready  chan struct{}
+	// err is why the index cannot follow the stream, while it cannot;
+	// failed is closed when it is set.
+	err    error
+	failed chan struct{}
+}
+
+func newDeadIndex(max int) *deadIndex {
+	return &deadIndex{max: max, skip: map[uint64]bool{}, ready: make(chan struct{}), failed: make(chan struct{})}
+}
+
+// deadEntryOf is what the index keeps of d: copies of short strings, not the
+// headers they came from (which hold the traceback).
+func deadEntryOf(d jetstream.DeadTask) deadEntry {
+	e := deadEntry{seq: d.Sequence, at: d.DeadAt, id: strings.Clone(d.ID), function: strings.Clone(d.Function), attempt: d.Attempt}
+	if d.Error != nil {
+		e.errorType, e.message = strings.Clone(d.Error.ErrorType), strings.Clone(firstLine(d.Error.Message))
+	}
+	return e
+}
+
+// add records an entry the consumer delivered; pending is how many
+// messages the stream held past it then.
+func (x *deadIndex) add(e deadEntry, pending uint64) {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	if e.seq > x.delivered {
+		x.delivered = e.seq
+		if x.skip[e.seq] {
+			delete(x.skip, e.seq)
+		} else {
+			x.entries = append(x.entries, e)
+			x.live++
+			if x.live > x.max {
+				x.dropOldest()
+			}
+		}
+		for s := range x.skip { // removed before the consumer got to them
+			if s <= e.seq {
+				delete(x.skip, s)
+			}
+		}
+	}
+	if pending == 0 || x.target > 0 && x.delivered >= x.target {
+		x.markReady()
+	}
+}
+
+// startAt returns the sequence to read the stream from, given its state
+// st: after the last entry delivered, or, the first time, the first of
+// the newest max sequences (the entries before it are counted as dropped).
+func (x *deadIndex) startAt(st natsjs.StreamState) uint64 {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	if x.delivered > 0 {
+		return x.delivered + 1
+	}
+	if st.Msgs <= uint64(x.max) || st.LastSeq < uint64(x.max) {
+		return 1
+	}
+	from := st.LastSeq - uint64(x.max) + 1
+	if from > st.FirstSeq {
+		x.droppedThrough = from - 1
+	}
+	return from
+}
+
+// caughtUpAt says the consumer had nothing pending once it delivered
+// seq: the index holds the stream once it has that far.
+func (x *deadIndex) caughtUpAt(seq uint64) {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	x.target = max(seq, 1)
+	if x.delivered >= seq {
+		x.markReady()
+	}
+}
+
+func (x *deadIndex) markReady() {
+	select {
+	case <-x.ready:
+	default:
+		close(x.ready)
+	}
+}
+
+// setErr records why the index cannot follow the stream (nil: it does).
+func (x *deadIndex) setErr(err error) {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	switch {
+	case err != nil && x.err == nil:
+		close(x.failed)
+	case err == nil && x.err != nil:
+		x.failed = make(chan struct{})
+	}
+	x.err = err
+}
+
+// wait returns once the index holds the stream as it was when the
+// consumer started, or with why it does not: the watch's error, or ctx's.
+func (x *deadIndex) wait(ctx context.Context) error {
+	select {
+	case <-x.ready:
+		return nil
+	default:
+	}
+	x.mu.Lock()
+	failed := x.failed
+	x.mu.Unlock()
+	select {
+	case <-x.ready:
+		return nil
+	case <-failed:
+		x.mu.Lock()
+		defer x.mu.Unlock()
+		if x.err == nil { // started again meanwhile
+			return errors.New("the watch of the dead-letter stream is starting again")
+		}
+		return x.err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// dropOldest drops the oldest entry held (x.mu held).
+func (x *deadIndex) dropOldest() {
+	for ; x.head < len(x.entries); x.head++ {
+		if e := &x.entries[x.head]; !e.gone {
+			e.gone = true
+			x.live--
+			x.droppedThrough = e.seq
+			x.head++
+			break
+		}
+	}
+	x.compact()
+}
+
+// compact forgets the removed entries once they are most of those held
+// (x.mu held).
+func (x *deadIndex) compact() {
+	if gone := len(x.entries) - x.live; gone < 1024 || gone < x.live {
+		return
+	}
+	x.entries = slices.DeleteFunc(x.entries, func(e deadEntry) bool { return e.gone })
+	x.head = 0
+}
+
+// remove marks the entry at seq removed (x.mu held).
+func (x *deadIndex) remove(seq uint64) {
+	if seq > x.delivered {
+		x.skip[seq] = true
+		return
+	}
+	i, ok := slices.BinarySearchFunc(x.entries[x.head:], seq, func(e deadEntry, seq uint64) int { return cmp.Compare(e.seq, seq) })
+	if !ok {
+		return
+	}
+	if e := &x.entries[x.head+i]; !e.gone {
+		e.gone = true
+		x.live--
+	}
+}
+
+// trim applies what st, the stream's state, says for certain: entries
+// below its first sequence are gone. It reports whether the index is then known to hold every entry of
+// the stream up to the consumer's position (within max): no entry was
+// removed from the middle of the stream, or the index holds as many as the
+// stream does. Otherwise removeAll must be given the stream's removed
+// sequences.
+func (x *deadIndex) trim(st natsjs.StreamState) bool {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	for ; x.head < len(x.entries) && x.entries[x.head].seq < st.FirstSeq; x.head++ {
+		if e := &x.entries[x.head]; !e.gone {
+			e.gone = true
+			x.live--
+		}
+	}
+	after := 0 // entries held past st.LastSeq, delivered since st was taken
+	for i := len(x.entries) - 1; i >= x.head && x.entries[i].seq > st.LastSeq; i-- {
+		if !x.entries[i].gone {
+			after++
+		}
+	}
+	x.compact()
+	if st.NumDeleted == 0 {
+		return true
+	}
+	return x.delivered >= st.LastSeq && x.droppedThrough < st.FirstSeq && uint64(x.live-after) == st.Msgs
+}
+
+// removeAll marks the entries at seqs removed.
+func (x *deadIndex) removeAll(seqs []uint64) {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	for _, s := range seqs {
+		x.remove(s)
+	}
+	x.compact()
+}
+
+// fill sets d's groups, latest entries and counts from the index; st is
+// the stream's state, for the number of entries it holds.
+func (x *deadIndex) fill(d *deadData, st *natsjs.StreamState) {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	groups := map[[2]string]*deadGroup{}
+	for i := x.head; i < len(x.entries); i++ {
+		e := &x.entries[i]
+		if e.gone {
+			continue
+		}
+		k := [2]string{e.function, e.errorType}
+		g := groups[k]
+		if g == nil {
+			g = &deadGroup{Function: e.function, ErrorType: e.errorType, Oldest: e.at}
+			groups[k] = g
+		}
+		g.Count++
+		g.Newest = e.at // entries are oldest first
+		d.Total++
+	}
+	for i := len(x.entries) - 1; i >= x.head && len(d.Recent) < maxDeadLatest; i-- {
+		if e := &x.entries[i]; !e.gone {
+			d.Recent = append(d.Recent, jetstream.DeadTask{
+				ID: e.id, Function: e.function, Sequence: e.seq, DeadAt: e.at, Attempt: e.attempt,
+				Error: &models.TaskError{ErrorType: e.errorType, Message: e.message},
+			})
+		}
+	}
+	if st != nil && x.droppedThrough >= st.FirstSeq {
+		d.Truncated, d.Stored = true, int(st.Msgs)
+	}
+	for _, g := range groups {
+		d.Groups = append(d.Groups, g)
+	}
+}
+
+// watchDead follows the dead-letter stream into s.dead, and signals the
+// dead-letter page's streams at every entry, until ctx ends. It retries,
+// every few seconds, a watch it cannot start (NATS down when omniq-ui
+// starts); views meanwhile say why the page is empty.
+func (s *Server) watchDead(ctx context.Context) {
+	for {
+		err := s.followDead(ctx)
+		if ctx.Err() != nil {
+			return
+		}
+		s.dead.setErr(err)
+		s.cfg.Logger.WithError(err).Warn("dashboard: cannot follow the dead-letter stream; retrying in 5s")
+		t := time.NewTimer(5 * time.Second)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// followDead reads the dead-letter stream from its start into s.dead and
+// follows it until ctx ends (then it returns nil).
+func (s *Server) followDead(ctx context.Context) error {
+	if s.deadHold != nil {
+		select {
+		case <-s.deadHold:
+		case <-ctx.Done():
+			return nil
+		}
+	}
+	cfg := s.cfg.Client.Config()
+	st, err := s.cfg.Client.JetStream().Stream(ctx, cfg.DLQStream)
+	if err != nil {
+		return err
+	}
+	// From where the index left off (a watch started again), or from
+	// the newest max entries' first possible sequence: older ones would
+	// be dropped as soon as read. (An ordered consumer made anew after
+	// lost heartbeats or a reconnection resumes by itself.)
+	occ := natsjs.OrderedConsumerConfig{FilterSubjects: []string{cfg.SubjectPrefix + ".dlq.>"}, HeadersOnly: true, DeliverPolicy: natsjs.DeliverAllPolicy}
+	if from := s.dead.startAt(st.CachedInfo().State); from > 1 {
+		occ.DeliverPolicy, occ.OptStartSeq = natsjs.DeliverByStartSequencePolicy, from
+	}
+	cons, err := s.cfg.Client.JetStream().OrderedConsumer(ctx, cfg.DLQStream, occ)
+	if err != nil {
+		return err
+	}
+	cc, err := cons.Consume(func(m natsjs.Msg) {
+		d, err := s.cfg.Client.DeadTaskOf(m)
+		if err != nil {
+			return
+		}
+		meta, _ := m.Metadata() // DeadTaskOf has checked it
+		s.dead.add(deadEntryOf(d), meta.NumPending)
+		s.hub.notifyOnly(deadWatch)
+	})
+	if err != nil {
+		return err
+	}
+	s.dead.setErr(nil)
+	s.deadWatchOnce.Do(func() { close(s.deadWatching) })
+	// Until the index holds the stream, ask the consumer every second
+	// whether it has anything left to deliver: an entry delivered last
+	// says so only if nothing was pending past it then, and the entries
+	// that were may have been removed before it got to them.
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	for ready := s.dead.ready; ready != nil; {
+		if info, err := cons.Info(ctx); err == nil && info.NumPending == 0 {
+			s.dead.caughtUpAt(info.Delivered.Stream)
+		}
+		select {
+		case <-ready:
+			ready = nil
+		case <-t.C:
+		case <-ctx.Done():
+			ready = nil
+		}
+	}
+	<-ctx.Done()
+	cc.Stop()
+	<-cc.Closed()
+	return nil
+}
+
+// syncDead brings s.dead in line with the stream: one request for the
+// stream's state, and one more for the sequences removed from its middle
+// when entries were. It returns the state.
+func (s *Server) syncDead(ctx context.Context) (*natsjs.StreamState, error) {
+	st, err := s.cfg.Client.JetStream().Stream(ctx, s.cfg.Client.Config().DLQStream)
+	if err != nil {
+		return nil, err
+	}
+	state := st.CachedInfo().State
+	if s.dead.trim(state) {
+		return &state, nil
+	}
+	info, err := st.Info(ctx, natsjs.WithDeletedDetails(true))
+	if err != nil {
+		return &state, err
+	}
+	s.dead.trim(info.State)
+	s.dead.removeAll(info.State.Deleted)
+	return &info.State, nil
+}

@@ -1,0 +1,249 @@
+package dashboard
+
+import (
+	"context"
+	"fmt"
+	"html"
+	"maps"
+	"net/http"
+	"net/url"
+	"regexp"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/omniq/omniq/internal/omniqtest"
+	"github.com/omniq/omniq/jetstream"
+	"github.com/omniq/omniq/models"
+)
+
+var (
+	deadGroupRE = regexp.MustCompile(`<tr><td>([^<]*)</td><td>([^<]*)</td><td class="n">(\d+)</td>`)
+	deadEntryRE = regexp.MustCompile(`<a class="w" href="/tasks/([^"]+)">`)
+)
+
+// deadView is what the dead-letter page shows: its groups' counts and
+// its latest entries' ids, newest first.
+type deadView struct {
+	groups map[string]string
+	latest []string
+}
+
+func parseDeadView(body string) deadView {
+	v := deadView{groups: map[string]string{}}
+	groups, _, _ := strings.Cut(body[strings.Index(body, `id="groups"`):], "</table>")
+	for _, m := range deadGroupRE.FindAllStringSubmatch(groups, -1) {
+		v.groups[html.UnescapeString(m[1])+"/"+html.UnescapeString(m[2])] = m[3]
+	}
+	entries, _, _ := strings.Cut(body[strings.Index(body, `id="entries"`):], "</table>")
+	for _, m := range deadEntryRE.FindAllStringSubmatch(entries, -1) {
+		v.latest = append(v.latest, m[1])
+	}
+	return v
+}
+
+// The dead-letter page holds its entries in memory, fed by the stream as
+// entries arrive, and asks the stream at each view what was removed, so
+// that a view reads none of the entries (with their tracebacks) again.
+// Its groups and latest entries must stay what the stream holds through
+// replays, purges (from the page and from elsewhere), removals of the
+// oldest and of the newest entries, and entries arriving between views.
+func TestDeadPageStaysTrueToTheStream(t *testing.T) {
+	t.Parallel()
+	srv := startServer(t)
+	ctx := omniqtest.Context(t)
+	fns, types := []string{"alpha", "beta", "gamma"}, []string{"handler_error", "timeout"}
+	next := 0
+	deadLetter := func(n int) {
+		t.Helper()
+		for range n {
+			te, err := models.NewTaskError(models.TaskError{ErrorType: types[next%2], Message: "boom " + fmt.Sprint(next), Traceback: "frame\n"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := srv.Client.DeadLetter(ctx, &jetstream.TaskMessage{ID: fmt.Sprintf("entry-%05d", next), Function: fns[next%3], Attempt: 1}, *te, 0); err != nil {
+				t.Fatal(err)
+			}
+			next++
+		}
+	}
+	deadLetter(3000)
+	d := startDashboard(t, Config{Client: srv.Client})
+	b := newBrowser(t, d.URL())
+	b.get("/dead") // the session's first page
+
+	// check compares a view with the stream, once the dashboard has been
+	// delivered every entry written (a view does not wait for entries in
+	// flight: they come with the page's next change).
+	check := func(step string) {
+		t.Helper()
+		st, err := srv.Client.JetStream().Stream(ctx, srv.Client.Config().DLQStream)
+		if err != nil {
+			t.Fatal(err)
+		}
+		last := st.CachedInfo().State.LastSeq
+		omniqtest.Eventually(t, 30*time.Second, "the dashboard to be delivered every entry", func() bool {
+			d.dead.mu.Lock()
+			defer d.dead.mu.Unlock()
+			return d.dead.delivered >= last
+		})
+		all, err := srv.Client.ListDead(ctx, jetstream.DeadFilter{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := deadView{groups: map[string]string{}}
+		counts := map[string]int{}
+		for _, e := range all.Tasks {
+			counts[e.Function+"/"+e.Error.ErrorType]++
+		}
+		for k, n := range counts {
+			want.groups[k] = fmt.Sprint(n)
+		}
+		for i := len(all.Tasks) - 1; i >= 0 && len(want.latest) < maxDeadLatest; i-- {
+			want.latest = append(want.latest, all.Tasks[i].ID)
+		}
+		code, body := b.get("/dead")
+		if code != http.StatusOK {
+			t.Fatalf("%s: dead: %d", step, code)
+		}
+		got := parseDeadView(body)
+		if !maps.Equal(got.groups, want.groups) {
+			t.Errorf("%s: the page's groups are %v; the stream's %v", step, got.groups, want.groups)
+		}
+		if !slices.Equal(got.latest, want.latest) {
+			t.Errorf("%s: the page's latest entries are\n%v\nthe stream's\n%v", step, got.latest, want.latest)
+		}
+		if strings.Contains(body, `class="flash bad"`) {
+			t.Errorf("%s: the page reports a problem:\n%s", step, body)
+		}
+	}
+	check("at start")
+
+	// Purged from elsewhere (omniq-submit dlq purge): a whole group, from
+	// the middle of the stream.
+	if _, err := srv.Client.PurgeDead(ctx, jetstream.DeadFilter{Function: "beta", ErrorType: "timeout"}); err != nil {
+		t.Fatal(err)
+	}
+	check("after a group was purged elsewhere")
+
+	// Replayed: a replay removes the entry. The newest 150 (so the
+	// latest entries shown are older ones), and the oldest 20 (the
+	// stream's first sequence moves on).
+	for i := range 150 {
+		if err := srv.Client.RemoveReplayedDead(ctx, fns[(2999-i)%3], fmt.Sprintf("entry-%05d", 2999-i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := range 20 {
+		if err := srv.Client.RemoveReplayedDead(ctx, fns[i%3], fmt.Sprintf("entry-%05d", i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	check("after the newest and the oldest entries were replayed")
+
+	// New entries, and the newest of them purged: the stream's last
+	// sequence is then one it no longer holds.
+	deadLetter(200)
+	if err := srv.Client.PurgeDeadTask(ctx, fmt.Sprintf("entry-%05d", next-1)); err != nil {
+		t.Fatal(err)
+	}
+	check("after new entries, the newest purged")
+
+	// Purged from the page, after its question.
+	code, body := b.post("/dead/purge", url.Values{"csrf": {b.csrf("/dead")}, "function": {"alpha"}, "error_type": {"handler_error"}})
+	if code != http.StatusOK {
+		t.Fatalf("purge's question: %d", code)
+	}
+	form := url.Values{}
+	for _, m := range regexp.MustCompile(`<input type="hidden" name="([a-z_]+)" value="([^"]*)">`).FindAllStringSubmatch(body, -1) {
+		form.Set(m[1], html.UnescapeString(m[2]))
+	}
+	if code, _ := b.post("/dead/purge", form); code != http.StatusSeeOther {
+		t.Fatalf("confirmed purge: %d", code)
+	}
+	check("after a group was purged from the page")
+
+	// Every entry purged, then one new.
+	if _, err := srv.Client.PurgeDead(ctx, jetstream.DeadFilter{}); err != nil {
+		t.Fatal(err)
+	}
+	check("after every entry was purged")
+	deadLetter(1)
+	check("after a new entry in an emptied stream")
+}
+
+// A view of the dead-letter page reads no entry: it asks for the
+// stream's state, and for the sequences removed when entries were. It
+// read up to 10,000 entries with their tracebacks (3,000 of 16 KiB: 75
+// NATS messages sent and 60 MiB received, half a second a view).
+func TestDeadPageViewReadsNoEntries(t *testing.T) {
+	t.Parallel()
+	srv := startServer(t)
+	ctx := context.Background()
+	te, err := models.NewTaskError(models.TaskError{ErrorType: "handler_error", Message: "boom", Traceback: strings.Repeat("x", 4<<10)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	const total = 1000
+	for i := range total {
+		if err := srv.Client.DeadLetter(ctx, &jetstream.TaskMessage{ID: fmt.Sprintf("entry-%05d", i), Function: "alpha", Attempt: 1}, *te, 0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	d := startDashboard(t, Config{Client: srv.Client})
+	b := newBrowser(t, d.URL())
+	b.get("/dead") // the session's first page, and the dashboard's first read
+	if err := srv.Client.RemoveReplayedDead(ctx, "alpha", "entry-00500"); err != nil {
+		t.Fatal(err)
+	}
+	nc := srv.Client.Conn()
+	for _, tc := range []struct {
+		when string
+		most uint64
+	}{{"after a removal", 2}, {"unchanged since", 1}} {
+		out, in := nc.Stats().OutMsgs, nc.Stats().InBytes
+		code, body := b.get("/dead")
+		sent, got := nc.Stats().OutMsgs-out, nc.Stats().InBytes-in
+		if code != http.StatusOK || !strings.Contains(body, `<td>alpha</td><td>handler_error</td><td class="n">999</td>`) {
+			t.Fatalf("%s: dead: %d, without the group of 999 entries:\n%s", tc.when, code, body)
+		}
+		if sent > tc.most || got > 64<<10 {
+			t.Errorf("a view of the dead-letter page %s sent %d NATS messages and received %d bytes; want at most %d and 64 KiB", tc.when, sent, got, tc.most)
+		}
+	}
+}
+
+// The dashboard follows the dead-letter stream from its start; a watch
+// that cannot start (the stream missing, NATS down when omniq-ui starts)
+// is tried again, and meanwhile the page says why it shows nothing at
+// once, rather than waiting for the stream to be read.
+func TestDeadPageSaysWhyItCannotReadTheStreamAndRecovers(t *testing.T) {
+	t.Parallel()
+	srv := startServer(t)
+	ctx := omniqtest.Context(t)
+	cfg := srv.Client.Config()
+	if err := srv.Client.JetStream().DeleteStream(ctx, cfg.DLQStream); err != nil {
+		t.Fatal(err)
+	}
+	d := startDashboard(t, Config{Client: srv.Client}, func(s *Server) { s.deadTimeout = time.Minute })
+	b := newBrowser(t, d.URL())
+	omniqtest.Eventually(t, 30*time.Second, "the page to say it cannot read the stream", func() bool {
+		_, body := b.get("/dead")
+		return strings.Contains(body, "Reading the dead-letter stream stopped after 0 entries (") && strings.Contains(body, "not found")
+	})
+	if err := jetstream.Provision(ctx, srv.Client.JetStream(), cfg); err != nil {
+		t.Fatal(err)
+	}
+	te, err := models.NewTaskError(models.TaskError{ErrorType: "handler_error", Message: "boom"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := srv.Client.DeadLetter(ctx, &jetstream.TaskMessage{ID: "entry-1", Function: "alpha", Attempt: 1}, *te, 0); err != nil {
+		t.Fatal(err)
+	}
+	omniqtest.Eventually(t, 30*time.Second, "the page to show the entry once the stream is back", func() bool {
+		_, body := b.get("/dead")
+		return strings.Contains(body, `href="/tasks/entry-1"`) && !strings.Contains(body, `class="flash bad"`)
+	})
+}
