@@ -406,8 +406,11 @@ func TestDeadLetterCommands(t *testing.T) {
 		t.Fatalf("dlq list --error-type panic = %q", r.stdout)
 	}
 	r = o.run("", "dlq", "list", "--function", "fail", "--since", "1h", "--json")
-	var listed []map[string]any
-	if err := json.Unmarshal([]byte(r.stdout), &listed); err != nil || len(listed) != 3 {
+	var listed struct {
+		Tasks []map[string]any `json:"tasks"`
+		Total int              `json:"total"`
+	}
+	if err := json.Unmarshal([]byte(r.stdout), &listed); err != nil || len(listed.Tasks) != 3 || listed.Total != 3 {
 		t.Fatalf("dlq list --json = %q (%v)", r.stdout, err)
 	}
 	o.run("", "dlq", "list", "--since", "yesterday").want(t, 2, "", `--since "yesterday"`)
@@ -727,14 +730,16 @@ func TestDeadLetterOfATaskThatNeverRanShowsNoAttempt(t *testing.T) {
 		}
 	}
 	r = o.run("", "dlq", "list", "--json")
-	var listed []struct {
-		ID      string `json:"id"`
-		Attempt int    `json:"attempt"`
+	var listed struct {
+		Tasks []struct {
+			ID      string `json:"id"`
+			Attempt int    `json:"attempt"`
+		} `json:"tasks"`
 	}
 	if err := json.Unmarshal([]byte(r.stdout), &listed); err != nil {
 		t.Fatalf("dlq list --json = %q: %v", r.stdout, err)
 	}
-	for _, d := range listed {
+	for _, d := range listed.Tasks {
 		if want := map[string]int{"ran": 1, "ran-invalid": 1}[d.ID]; d.Attempt != want {
 			t.Errorf("dlq list --json: %s has attempt %d, want %d", d.ID, d.Attempt, want)
 		}
