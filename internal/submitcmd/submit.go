@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"slices"
 	"strconv"
@@ -67,6 +68,9 @@ func (f retriesFlag) Set(v string) error {
 	}
 	if n < 0 {
 		return fmt.Errorf("must be 0 or more, got %d (leave it out for the function's default)", n)
+	}
+	if n > math.MaxInt32 {
+		return fmt.Errorf("must be at most %d, got %d", math.MaxInt32, n)
 	}
 	*f.n = n
 	return nil
@@ -683,6 +687,9 @@ func (c *cli) batchRequest(o *submitOpts, fn string, jsonl bool, text []byte) (j
 	if bl.MaxRetries != nil {
 		if *bl.MaxRetries < 0 {
 			return jetstream.SubmitRequest{}, fmt.Errorf("max_retries %d: must be 0 or more (leave it out for the function's default)", *bl.MaxRetries)
+		}
+		if *bl.MaxRetries > math.MaxInt32 {
+			return jetstream.SubmitRequest{}, fmt.Errorf("max_retries %d: must be at most %d", *bl.MaxRetries, math.MaxInt32)
 		}
 		lo.maxRetries = *bl.MaxRetries
 	}
