@@ -179,6 +179,9 @@ func (c *cli) setupSubmit(cmd *cobra.Command, explicit bool) {
 // misspelt command ("stauts"), unless a runner serves a function of that
 // name.
 func (c *cli) notACommand(cmd *cobra.Command, fn string) error {
+	if fn == "" {
+		return nil // every command starts with "": submit says what is wrong
+	}
 	sugg := cmd.SuggestionsFor(fn)
 	if len(sugg) == 0 {
 		return nil
@@ -195,6 +198,9 @@ func (c *cli) notACommand(cmd *cobra.Command, fn string) error {
 // submit submits one task: args are FUNCTION [PAYLOAD].
 func (c *cli) submit(o *submitOpts, wait bool, args []string) error {
 	fn := args[0]
+	if err := models.ValidateFunctionName(fn); err != nil {
+		return err // before reading a payload or reaching NATS
+	}
 	var payload []byte
 	var err error
 	if len(args) == 2 {
