@@ -252,7 +252,7 @@ func (c *cli) waitAndReport(client *jetstream.Client, id string) error {
 			return err
 		}
 	} else if task.Status == models.StatusSucceeded {
-		_, _ = c.io.Stdout.Write(task.Result)
+		_, _ = c.rawStdout.Write(task.Result) // byte for byte, as documented
 		if c.io.StdoutTerminal && len(task.Result) > 0 && task.Result[len(task.Result)-1] != '\n' {
 			fmt.Fprintln(c.io.Stdout) // for the prompt's sake; never into a pipe or a file
 		}
