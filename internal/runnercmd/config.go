@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"reflect"
 	"slices"
@@ -521,6 +522,13 @@ func (o *Options) check() error {
 	}
 	if _, _, err := o.listenAddr(); err != nil {
 		return err
+	}
+	if o.MetricsAddr != "" {
+		// Refused here, not once the embedded server has started.
+		_, p, err := net.SplitHostPort(o.MetricsAddr)
+		if n, perr := strconv.Atoi(p); err != nil || perr != nil || n < 0 || n > 65535 {
+			return fmt.Errorf("%w: --metrics-addr %q: want host:port, such as 127.0.0.1:9090 or :9090", errUsage, o.MetricsAddr)
+		}
 	}
 	if err := o.checkAuth(); err != nil {
 		return err
