@@ -225,19 +225,28 @@ func TestStatusListWatchCancel(t *testing.T) {
 		t.Fatalf("second page = %q", r.stdout)
 	}
 
-	// watch with no id follows every task until interrupted.
+	// watch with no id follows every task's changes from when it starts
+	// until interrupted: a task that ended before is not shown. Tasks are
+	// submitted until one shows, since nothing says when it has started.
 	watchCtx, stopWatch := context.WithCancel(context.Background())
 	watched := &omniqtest.Buffer{}
 	all := make(chan result)
 	go func() { all <- o.runCtx(watchCtx, submitcmd.IO{Stdout: watched}, "watch", "--json") }()
-	o.run("", "echo", "w", "--id", "t-watched", "--wait").want(t, 0, "w", "")
-	omniqtest.Eventually(t, 10*time.Second, "watch to show the task succeeding", func() bool {
-		out := watched.String()
-		return strings.Contains(out, `"id":"t-watched"`) && strings.Contains(out, `"status":"succeeded"`)
+	n := 0
+	omniqtest.Eventually(t, 30*time.Second, "watch to show a task succeeding", func() bool {
+		if out := watched.String(); strings.Contains(out, `"id":"t-watched-`) && strings.Contains(out, `"status":"succeeded"`) {
+			return true
+		}
+		n++
+		o.run("", "echo", "w", "--id", fmt.Sprintf("t-watched-%d", n), "--wait").want(t, 0, "w", "")
+		return false
 	})
 	stopWatch()
 	if w := <-all; w.code != 0 {
 		t.Fatalf("watch all exited %d: %s", w.code, w.stderr)
+	}
+	if strings.Contains(watched.String(), `"id":"t-echo"`) {
+		t.Fatalf("watch of every task printed t-echo, which ended before it started:\n%s", watched.String())
 	}
 
 	done := make(chan result)
