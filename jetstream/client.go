@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"slices"
 	"strings"
 	"time"
@@ -131,8 +132,9 @@ func (c *Client) Validate(r SubmitRequest) error {
 	if len(r.Payload) > c.cfg.MaxPayload {
 		return fmt.Errorf("%w: payload is %d bytes, the limit is %d", ErrPayloadTooLarge, len(r.Payload), c.cfg.MaxPayload)
 	}
-	if r.MaxRetries != nil && *r.MaxRetries < 0 {
-		return fmt.Errorf("%w: max retries must be >= 0, got %d", ErrInvalidMessage, *r.MaxRetries)
+	if r.MaxRetries != nil && (*r.MaxRetries < 0 || *r.MaxRetries > math.MaxInt32) {
+		// A runner reads the header as a 32-bit count (ParseTaskMessage).
+		return fmt.Errorf("%w: max retries must be 0 to %d, got %d", ErrInvalidMessage, math.MaxInt32, *r.MaxRetries)
 	}
 	if r.Timeout < 0 || r.Timeout > models.MaxTimeout {
 		return fmt.Errorf("%w: timeout must be between 0 and %s, got %s", ErrInvalidMessage, models.MaxTimeout, r.Timeout)

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -246,7 +247,9 @@ type DeadFilter struct {
 	ErrorType string
 	// Since and Until keep entries dead-lettered in [Since, Until).
 	Since, Until time.Time
-	// After is the Next cursor of the previous page (a stream sequence).
+	// After is the Next cursor of the previous page (a stream sequence):
+	// the page holds the entries that follow it in the listing's order,
+	// newer ones or, with Newest, older ones.
 	After uint64
 	// Through keeps entries at stream sequences up to this one (as a
 	// confirmed bulk action does: only the entries it counted); 0 means
@@ -254,6 +257,9 @@ type DeadFilter struct {
 	Through uint64
 	// Limit is the page size; 0 means no limit.
 	Limit int
+	// Newest makes ListDead list the newest entries first and count every
+	// matching entry (DeadPage.Total). Replays and purges ignore it.
+	Newest bool
 }
 
 func (f DeadFilter) match(d DeadTask) bool {
@@ -275,11 +281,20 @@ type DeadPage struct {
 	Tasks []DeadTask
 	// Next is the cursor of the following page, 0 on the last page.
 	Next uint64
+	// Total is how many entries match the filter, wherever the page's
+	// cursor is, when it lists Newest (which reads every matching entry to
+	// find the newest). Oldest first, reading stops at the page's end and
+	// Total is 0.
+	Total int
 }
 
-// ListDead returns dead-letter entries matching f, oldest first, without
-// their payloads (it reads headers only).
+// ListDead returns dead-letter entries matching f, oldest first (newest
+// first with f.Newest), without their payloads (it reads headers only).
+// It holds at most f.Limit entries at once, whatever the stream holds.
 func (c *Client) ListDead(ctx context.Context, f DeadFilter) (DeadPage, error) {
+	if f.Newest {
+		return c.listDeadNewest(ctx, f)
+	}
 	var page DeadPage
 	err := c.scanDead(ctx, f, true, func(d DeadTask) bool {
 		if f.Limit > 0 && len(page.Tasks) == f.Limit {
@@ -289,6 +304,34 @@ func (c *Client) ListDead(ctx context.Context, f DeadFilter) (DeadPage, error) {
 		page.Tasks = append(page.Tasks, d)
 		return true
 	})
+	return page, err
+}
+
+// listDeadNewest is ListDead with f.Newest: it reads every matching entry,
+// oldest first, counting them and keeping the latest f.Limit of those
+// before the cursor f.After.
+func (c *Client) listDeadNewest(ctx context.Context, f DeadFilter) (DeadPage, error) {
+	var page DeadPage
+	before := f.After
+	f.After = 0 // scanDead would start after it
+	var ring []DeadTask
+	next, older := 0, false
+	err := c.scanDead(ctx, f, true, func(d DeadTask) bool {
+		page.Total++
+		switch {
+		case before != 0 && d.Sequence >= before:
+		case f.Limit <= 0 || len(ring) < f.Limit:
+			ring = append(ring, d)
+		default:
+			ring[next], next, older = d, (next+1)%f.Limit, true
+		}
+		return true
+	})
+	page.Tasks = slices.Concat(ring[next:], ring[:next])
+	slices.Reverse(page.Tasks)
+	if older {
+		page.Next = page.Tasks[len(page.Tasks)-1].Sequence
+	}
 	return page, err
 }
 

@@ -116,6 +116,52 @@ func TestDeadLetterGetAndList(t *testing.T) {
 	}
 }
 
+// An operator with thousands of dead tasks pages through them newest
+// first, told how many match in all.
+func TestListDeadNewestFirstPagesAndCounts(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, jetstream.Config{})
+	for _, id := range []string{"n0", "n1", "b0", "n2", "n3", "n4"} {
+		fn := "alpha"
+		if id[0] == 'b' {
+			fn = "beta"
+		}
+		failTask(t, e, id, fn, "handler_error")
+	}
+	pages := func(f jetstream.DeadFilter) string {
+		t.Helper()
+		var out []string
+		for {
+			page, err := e.client.ListDead(ctx(t), f)
+			if err != nil {
+				t.Fatal(err)
+			}
+			out = append(out, fmt.Sprintf("%s/%d", deadIDs(page.Tasks), page.Total))
+			if page.Next == 0 {
+				return strings.Join(out, " ")
+			}
+			f.After = page.Next
+		}
+	}
+	tests := []struct {
+		f    jetstream.DeadFilter
+		want string
+	}{
+		{jetstream.DeadFilter{Newest: true}, "[n4 n3 n2 b0 n1 n0]/6"},
+		{jetstream.DeadFilter{Newest: true, Limit: 6}, "[n4 n3 n2 b0 n1 n0]/6"},
+		{jetstream.DeadFilter{Newest: true, Limit: 2}, "[n4 n3]/6 [n2 b0]/6 [n1 n0]/6"},
+		{jetstream.DeadFilter{Newest: true, Limit: 4}, "[n4 n3 n2 b0]/6 [n1 n0]/6"},
+		{jetstream.DeadFilter{Newest: true, Limit: 3, Function: "alpha"}, "[n4 n3 n2]/5 [n1 n0]/5"},
+		{jetstream.DeadFilter{Newest: true, Limit: 3, Function: "beta"}, "[b0]/1"},
+		{jetstream.DeadFilter{Newest: true, Limit: 3, Function: "gamma"}, "[]/0"},
+	}
+	for _, tt := range tests {
+		if got := pages(tt.f); got != tt.want {
+			t.Errorf("ListDead(%+v) pages = %s, want %s", tt.f, got, tt.want)
+		}
+	}
+}
+
 func deadIDs(ds []jetstream.DeadTask) string {
 	var out []string
 	for _, d := range ds {

@@ -571,13 +571,17 @@ type StateEvent struct {
 
 // watchEntries is a KV watch of task id (every task when id is ""), its
 // entries passed on until ctx ends or the watch stops.
-func (s *StateStore) watchEntries(ctx context.Context, id string) (<-chan natsjs.KeyValueEntry, error) {
+func (s *StateStore) watchEntries(ctx context.Context, id string, updatesOnly bool) (<-chan natsjs.KeyValueEntry, error) {
 	var w natsjs.KeyWatcher
 	var err error
+	var kvOpts []natsjs.WatchOpt
+	if updatesOnly {
+		kvOpts = append(kvOpts, natsjs.UpdatesOnly())
+	}
 	if id == "" {
-		w, err = s.kv.WatchAll(ctx)
+		w, err = s.kv.WatchAll(ctx, kvOpts...)
 	} else {
-		w, err = s.kv.Watch(ctx, id)
+		w, err = s.kv.Watch(ctx, id, kvOpts...)
 	}
 	if err != nil {
 		return nil, err
@@ -613,7 +617,12 @@ func (s *StateStore) watchEntries(ctx context.Context, id string) (<-chan natsjs
 // WatchOption changes how Watch reads.
 type WatchOption func(*watchOptions)
 
-type watchOptions struct{ consumer bool }
+type watchOptions struct{ consumer, updatesOnly bool }
+
+// UpdatesOnly makes Watch send only the writes made after it starts, not
+// the current records first: a watch of every task then does not read the
+// whole state bucket before its first change.
+func UpdatesOnly() WatchOption { return func(o *watchOptions) { o.updatesOnly = true } }
 
 // ThroughConsumer makes Watch read through a consumer (a KV watch: the
 // server delivers each write once), which costs the server less for each
@@ -628,6 +637,7 @@ func ThroughConsumer() WatchOption { return func(o *watchOptions) { o.consumer =
 
 // Watch sends the current record of task id (or of every task when id is
 // "") and then every change, until ctx ends; then it closes the channel.
+// With UpdatesOnly it sends the changes only.
 // It reads the state bucket's stream with batched direct gets and hears of
 // each write from a core subscription (see statescan.go): no consumer, so
 // no other client can see, change, stall or feed it, and any reader may
@@ -652,12 +662,12 @@ func (s *StateStore) Watch(ctx context.Context, id string, opts ...WatchOption) 
 	var entries <-chan natsjs.KeyValueEntry
 	var consumerErr error // why a consumer asked for was not had
 	if o.consumer {
-		entries, consumerErr = s.watchEntries(ctx, id)
+		entries, consumerErr = s.watchEntries(ctx, id, o.updatesOnly)
 	}
 	viaConsumer := o.consumer && consumerErr == nil
 	if !viaConsumer {
 		var err error
-		if entries, err = s.tail(ctx, filter); err != nil {
+		if entries, err = s.tail(ctx, filter, o.updatesOnly); err != nil {
 			if consumerErr != nil {
 				return nil, fmt.Errorf("watch tasks: %w (through a consumer: %v)", err, consumerErr)
 			}

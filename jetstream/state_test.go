@@ -324,6 +324,34 @@ func TestReplyCarriesSentinels(t *testing.T) {
 	}
 }
 
+// A watch of every task with UpdatesOnly starts with the first write
+// after it, with or without a consumer.
+func TestStateWatchAllUpdatesOnly(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, jetstream.Config{})
+	createTask(t, e, "before", "f")
+	for _, opts := range [][]jetstream.WatchOption{{jetstream.UpdatesOnly()}, {jetstream.UpdatesOnly(), jetstream.ThroughConsumer()}} {
+		c, cancel := context.WithCancel(ctx(t))
+		events, err := e.client.State().Watch(c, "", opts...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		id := fmt.Sprintf("after-%d", len(opts))
+		createTask(t, e, id, "g")
+		select {
+		case ev := <-events:
+			if ev.ID != id {
+				t.Errorf("%d options: first event is of %s, want %s", len(opts), ev.ID, id)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatalf("%d options: no event for %s", len(opts), id)
+		}
+		cancel()
+		for range events {
+		}
+	}
+}
+
 func TestStateWatchAllSeesEveryTask(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, jetstream.Config{})

@@ -209,10 +209,11 @@ func (s *StateStore) latest(ctx context.Context, filter string) (map[string]*raw
 	}
 }
 
-// tail sends every message on filter from the start of the stream, then
-// each new one, until ctx ends; then it closes the channel. The first scan
-// happens before tail returns, so a bucket that cannot be read is an error.
-func (s *StateStore) tail(ctx context.Context, filter string) (<-chan natsjs.KeyValueEntry, error) {
+// tail sends every message on filter from the start of the stream (from
+// its end with updatesOnly), then each new one, until ctx ends; then it
+// closes the channel. The first scan happens before tail returns, so a
+// bucket that cannot be read is an error.
+func (s *StateStore) tail(ctx context.Context, filter string, updatesOnly bool) (<-chan natsjs.KeyValueEntry, error) {
 	sc, err := s.newScanner()
 	if err != nil {
 		return nil, err
@@ -230,7 +231,19 @@ func (s *StateStore) tail(ctx context.Context, filter string) (<-chan natsjs.Key
 		sc.close()
 		return nil, fmt.Errorf("%w %s: watch %s: %w", ErrStateScan, s.cfg.StateBucket, filter, err)
 	}
-	first, pending, err := sc.scan(ctx, filter, 0)
+	var start uint64 // the first stream sequence to read
+	if updatesOnly {
+		// Writes after the subscription above and after this sequence
+		// are read; those before are not sent.
+		st, err := s.js.Stream(ctx, "KV_"+s.cfg.StateBucket)
+		if err != nil {
+			_ = sub.Unsubscribe()
+			sc.close()
+			return nil, fmt.Errorf("%w %s: watch %s: %w", ErrStateScan, s.cfg.StateBucket, filter, err)
+		}
+		start = st.CachedInfo().State.LastSeq + 1
+	}
+	first, pending, err := sc.scan(ctx, filter, start)
 	if err != nil {
 		_ = sub.Unsubscribe()
 		sc.close()
@@ -243,7 +256,7 @@ func (s *StateStore) tail(ctx context.Context, filter string) (<-chan natsjs.Key
 		defer func() { _ = sub.Unsubscribe() }()
 		poll := time.NewTicker(watchPoll)
 		defer poll.Stop()
-		var seq uint64
+		seq := start
 		batch := first
 		// A write reaches subscribers as the stream receives it, and may
 		// not be stored yet when the scan it woke runs: a wake whose scan

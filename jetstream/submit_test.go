@@ -2,6 +2,7 @@ package jetstream_test
 
 import (
 	"errors"
+	"math"
 	"strings"
 	"testing"
 	"time"
@@ -109,6 +110,7 @@ func TestSubmitRejectsBadInputWritingNothing(t *testing.T) {
 		{"derived id", jetstream.SubmitRequest{Function: "f", ID: "OMNIQ_TASKS-3"}, models.ErrInvalidTaskID, "reserved"},
 		{"payload too large", jetstream.SubmitRequest{Function: "f", Payload: make([]byte, 1025)}, jetstream.ErrPayloadTooLarge, "1025 bytes, the limit is 1024"},
 		{"negative retries", jetstream.SubmitRequest{Function: "f", MaxRetries: intp(-1)}, jetstream.ErrInvalidMessage, "max retries"},
+		{"retries a runner cannot read", jetstream.SubmitRequest{Function: "f", MaxRetries: intp(math.MaxInt32 + 1)}, jetstream.ErrInvalidMessage, "max retries must be 0 to 2147483647, got 2147483648"},
 		{"negative timeout", jetstream.SubmitRequest{Function: "f", Timeout: -time.Second}, jetstream.ErrInvalidMessage, "timeout"},
 		{"run at in two years", jetstream.SubmitRequest{Function: "f", RunAt: time.Now().AddDate(2, 0, 0)}, jetstream.ErrInvalidMessage, "at most a year ahead"},
 		{"reserved header", jetstream.SubmitRequest{Function: "f", Headers: map[string]string{"Omniq-Attempt": "9"}}, jetstream.ErrInvalidMessage, "reserved"},

@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"reflect"
 	"slices"
@@ -60,6 +61,20 @@ type Options struct {
 	AuthConfig             string
 
 	File File // the parsed config file
+
+	// urlFromEnv: --nats-url came from OMNIQ_NATS_URL, not the command
+	// line (a variable set for omniq-submit, say), which errors and the
+	// wait for NATS say.
+	urlFromEnv bool
+}
+
+// urlFromEnvHint is what an error or log line about the server at
+// --nats-url adds when OMNIQ_NATS_URL set it: its user did not type it.
+func (o *Options) urlFromEnvHint() string {
+	if !o.urlFromEnv {
+		return ""
+	}
+	return natsflags.EnvName("nats-url") + " in the environment sets --nats-url; unset it to run the embedded server"
 }
 
 // File is the config file: per-function settings, plugin settings and
@@ -456,9 +471,11 @@ func Parse(args []string, getenv func(string) string, help io.Writer) (Options, 
 	cmd.RunE = func(_ *cobra.Command, args []string) error {
 		ran, pos = true, args
 		// Variables fill in the flags not given, so that flags win.
+		urlGiven := fs.Changed("nats-url")
 		if err := natsflags.ApplyEnv(fs, getenv, nil); err != nil {
 			return fmt.Errorf("%w: %v", errUsage, err)
 		}
+		o.urlFromEnv = !urlGiven && o.NATS.URL != ""
 		return nil
 	}
 	if err := cmd.Execute(); err != nil {
@@ -505,6 +522,13 @@ func (o *Options) check() error {
 	}
 	if _, _, err := o.listenAddr(); err != nil {
 		return err
+	}
+	if o.MetricsAddr != "" {
+		// Refused here, not once the embedded server has started.
+		_, p, err := net.SplitHostPort(o.MetricsAddr)
+		if n, perr := strconv.Atoi(p); err != nil || perr != nil || n < 0 || n > 65535 {
+			return fmt.Errorf("%w: --metrics-addr %q: want host:port, such as 127.0.0.1:9090 or :9090", errUsage, o.MetricsAddr)
+		}
 	}
 	if err := o.checkAuth(); err != nil {
 		return err
@@ -596,6 +620,9 @@ func (o *Options) checkAuth() error {
 		for _, f := range []struct{ flag, v string }{{"--tls-cert", o.TLSCert}, {"--tls-key", o.TLSKey}, {"--tls-ca", o.TLSCA}, {"--auth-config", o.AuthConfig},
 			{"--listen", listen}, {"--sync", sync}} {
 			if f.v != "" {
+				if hint := o.urlFromEnvHint(); hint != "" {
+					return fmt.Errorf("%w: %s configures the embedded server, which --nats-url replaces (%s)", errUsage, f.flag, hint)
+				}
 				return fmt.Errorf("%w: %s configures the embedded server, which --nats-url replaces (for TLS to that server, see --nats-ca, --nats-cert, --nats-key)", errUsage, f.flag)
 			}
 		}

@@ -236,7 +236,11 @@ func run(ctx context.Context, force <-chan struct{}, o Options, log *logrus.Logg
 	} else {
 		conn := o.NATS.Config("omniq-runner")
 		conn.Logger, conn.InboxPrefix = log, roles.RunnerInboxPrefix
-		nc, err = connectWaiting(ctx, conn, log)
+		var wlog logrus.FieldLogger = log
+		if hint := o.urlFromEnvHint(); hint != "" {
+			wlog = log.WithField("hint", hint)
+		}
+		nc, err = connectWaiting(ctx, conn, wlog)
 		if err != nil && ctx.Err() != nil {
 			log.Info("shutting down: stopped during start-up")
 			return nil

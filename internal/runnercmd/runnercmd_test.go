@@ -99,6 +99,12 @@ func TestBadFlagsAndConfigExit2BeforeStarting(t *testing.T) {
 		// --nats-url (or OMNIQ_NATS_URL left in the shell) there is none.
 		{"listen with nats-url", []string{"--plugins-dir", plugins, "--nats-url", "nats://127.0.0.1:1", "--listen", "127.0.0.1:4333"}, nil, "--listen configures the embedded server, which --nats-url replaces"},
 		{"sync with OMNIQ_NATS_URL", []string{"--plugins-dir", plugins, "--sync", "always"}, map[string]string{"OMNIQ_NATS_URL": "nats://127.0.0.1:1"}, "--sync configures the embedded server, which --nats-url replaces"},
+		// Refused before the embedded server starts, as other bad flags.
+		{"metrics addr", []string{"--plugins-dir", plugins, "--metrics-addr", "bogus"}, nil, `--metrics-addr "bogus": want host:port`},
+		{"metrics port", []string{"--plugins-dir", plugins, "--metrics-addr", "127.0.0.1:99999"}, nil, `--metrics-addr "127.0.0.1:99999": want host:port`},
+		// The user did not type --nats-url: the variable is named.
+		{"listen with OMNIQ_NATS_URL", []string{"--plugins-dir", plugins, "--listen", "127.0.0.1:4333"}, map[string]string{"OMNIQ_NATS_URL": "nats://127.0.0.1:1"},
+			"--listen configures the embedded server, which --nats-url replaces (OMNIQ_NATS_URL in the environment sets --nats-url; unset it to run the embedded server)"},
 		// A value of the wrong kind is named by its path in the file, not
 		// by Go's field names ("Config.streams.Replicas"), and a syntax
 		// error by its line.

@@ -342,3 +342,29 @@ func TestSignalWhileWaitingForNATSExitsCleanly(t *testing.T) {
 		t.Fatalf("omniq-runner did not stop while waiting for NATS:\n%s", logs)
 	}
 }
+
+// A runner whose --nats-url comes from OMNIQ_NATS_URL (left in the shell
+// for omniq-submit) says so while it waits for that server, since its
+// user asked for no server and may expect the embedded one.
+func TestWaitingForNATSNamesTheVariableThatAskedForIt(t *testing.T) {
+	t.Parallel()
+	ctx, cancel := context.WithCancel(context.Background())
+	logs := &omniqtest.Buffer{}
+	done := make(chan int, 1)
+	go func() {
+		done <- runnercmd.Main(ctx, nil, nil, env(map[string]string{"OMNIQ_PLUGINS_DIR": t.TempDir(),
+			"OMNIQ_NATS_URL": fmt.Sprintf("nats://127.0.0.1:%d", freePort(t))}), io.Discard, logs, func(runnercmd.Ready) { t.Error("the runner started") })
+	}()
+	omniqtest.Eventually(t, 30*time.Second, "the runner to wait for NATS", func() bool {
+		return strings.Contains(logs.String(), "NATS is not reachable; waiting")
+	})
+	cancel()
+	select {
+	case <-done:
+	case <-time.After(30 * time.Second):
+		t.Fatalf("omniq-runner did not stop while waiting for NATS:\n%s", logs)
+	}
+	if !strings.Contains(logs.String(), "OMNIQ_NATS_URL in the environment sets --nats-url; unset it to run the embedded server") {
+		t.Fatalf("the wait does not name OMNIQ_NATS_URL:\n%s", logs)
+	}
+}

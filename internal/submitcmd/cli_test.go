@@ -339,6 +339,11 @@ func TestNegativeMaxRetriesIsRefused(t *testing.T) {
 	o.run("", "batch", "echo", "--max-retries", "-5").want(t, 2, "", "must be 0 or more")
 	r := o.run(`{"function":"echo","payload":"x","max_retries":-2}`+"\n", "batch", "--jsonl")
 	r.want(t, 1, "submitted 0", "line 1: max_retries -2: must be 0 or more")
+	// A budget no runner can read is refused here, not accepted and then
+	// failed invalid_task by the runner.
+	o.run("", "echo", "x", "--max-retries", "99999999999").want(t, 2, "", `invalid argument "99999999999" for "--max-retries" flag: must be at most 2147483647`)
+	r = o.run(`{"function":"echo","payload":"x","max_retries":2147483648}`+"\n", "batch", "--jsonl")
+	r.want(t, 1, "submitted 0", "line 1: max_retries 2147483648: must be at most 2147483647")
 	o.run("", "echo", "x", "--max-retries", "0", "--wait", "--id", "zero").want(t, 0, "x", "")
 	if task := omniqtest.WaitFor(t, o.srv.Client, "zero", models.StatusSucceeded, 30*time.Second); task.MaxRetries != 0 {
 		t.Fatalf("--max-retries 0 gave max_retries %d", task.MaxRetries)

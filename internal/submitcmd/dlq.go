@@ -39,12 +39,19 @@ payload, headers and error history, so it can be looked at and replayed.`,
 		},
 	}
 	list := &cobra.Command{
-		Use:   "list [--function F] [--error-type T] [--since T] [--until T]",
-		Short: "List dead tasks",
-		Args:  noArgs,
+		Use:   "list [--function F] [--error-type T] [--since T] [--until T] [--limit N] [--after CURSOR]",
+		Short: "List dead tasks, newest first",
+		Long: `List dead tasks, newest first, --limit at a time (default 50), with the
+total that match ("showing 50 of 5,012"). When more match, the last line
+gives the command for the next page.`,
+		Args: noArgs,
 	}
 	lf := addFilterFlags(list.Flags(), false)
-	list.RunE = func(*cobra.Command, []string) error { return c.dlqList(lf) }
+	var listLimit int
+	var listAfter string
+	list.Flags().IntVar(&listLimit, "limit", 50, "dead tasks per page")
+	list.Flags().StringVar(&listAfter, "after", "", "the cursor printed at the end of the previous page")
+	list.RunE = func(*cobra.Command, []string) error { return c.dlqList(lf, listLimit, listAfter) }
 	show := &cobra.Command{
 		Use:   "show ID",
 		Short: "Show a dead task's payload, headers and error history",
@@ -126,12 +133,23 @@ func addFilterFlags(fs *pflag.FlagSet, withAll bool) *filterFlags {
 	return ff
 }
 
-// dlqList lists dead tasks.
-func (c *cli) dlqList(ff *filterFlags) error {
+// dlqList lists dead tasks, newest first, limit at a time, after the
+// cursor after.
+func (c *cli) dlqList(ff *filterFlags, limit int, after string) error {
 	f, err := ff.filter()
 	if err != nil {
 		return err
 	}
+	if limit < 1 {
+		return usagef("--limit must be at least 1")
+	}
+	if after != "" {
+		// A cursor is what a page printed: a stream sequence (DeadPage.Next).
+		if f.After, err = strconv.ParseUint(after, 10, 64); err != nil || f.After == 0 {
+			return usagef("--after %q: not a cursor (give the one a previous page printed after --after)", after)
+		}
+	}
+	f.Limit, f.Newest = limit, true
 	client, err := c.connect()
 	if err != nil {
 		return err
@@ -146,7 +164,15 @@ func (c *cli) dlqList(ff *filterFlags) error {
 		for _, d := range page.Tasks {
 			out = append(out, toDeadJSON(d, deadAttemptsRun(d, recs[d.ID])))
 		}
-		return writeJSON(c.io.Stdout, out)
+		next := ""
+		if page.Next != 0 {
+			next = strconv.FormatUint(page.Next, 10)
+		}
+		return writeJSON(c.io.Stdout, struct {
+			Tasks []deadJSON `json:"tasks"`
+			Total int        `json:"total"`
+			Next  string     `json:"next,omitempty"`
+		}{out, page.Total, next})
 	}
 	tw := tabwriter.NewWriter(c.io.Stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "ID\tFUNCTION\tERROR_TYPE\tATTEMPT\tDEAD\tMESSAGE")
@@ -161,7 +187,32 @@ func (c *cli) dlqList(ff *filterFlags) error {
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", d.ID, d.Function, typ, attempt, when(d.DeadAt), msg)
 	}
-	return tw.Flush()
+	_ = tw.Flush()
+	fmt.Fprintf(c.io.Stdout, "showing %s of %s\n", thousands(len(page.Tasks)), thousands(page.Total))
+	if page.Next != 0 {
+		var again []string
+		for _, fl := range []struct{ name, value string }{
+			{"--function", ff.function}, {"--error-type", ff.errorType}, {"--since", ff.since}, {"--until", ff.until},
+		} {
+			if fl.value != "" {
+				again = append(again, fl.name+" "+shellWord(fl.value))
+			}
+		}
+		if limit != 50 {
+			again = append(again, fmt.Sprintf("--limit %d", limit))
+		}
+		fmt.Fprintf(c.io.Stdout, "more: omniq-submit dlq list %s--after %d\n", strings.Join(append(again, ""), " "), page.Next)
+	}
+	return nil
+}
+
+// shellWord quotes s for a POSIX shell when it holds more than letters,
+// digits and -_.:+/ (a handler's error type can hold anything).
+func shellWord(s string) string {
+	if s != "" && strings.Trim(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.:+/") == "" {
+		return s
+	}
+	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
 }
 
 // deadAttemptsRun is how many attempts of dead task d ran its handler, 0
@@ -361,11 +412,17 @@ func (c *cli) dlqPurge(ff *filterFlags, yes bool, ids []string) error {
 	}
 	count := len(ids)
 	if count == 0 {
-		page, err := client.ListDead(c.ctx, f)
+		// Count the entries, and purge no later ones: an entry written
+		// while the operator reads the question was not in its count.
+		newest := f
+		newest.Newest, newest.Limit = true, 1
+		page, err := client.ListDead(c.ctx, newest)
 		if err != nil {
 			return err
 		}
-		count = len(page.Tasks)
+		if count = page.Total; count > 0 {
+			f.Through = page.Tasks[0].Sequence
+		}
 	}
 	if count == 0 {
 		if c.json {

@@ -2,6 +2,7 @@ package submitcmd
 
 import (
 	"fmt"
+	"io"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -89,4 +90,55 @@ func textOrBytes(b []byte) (*string, []byte) {
 		return &s, nil
 	}
 	return nil, b
+}
+
+// terminalSafe writes to w what it is given with each control character
+// but newline and tab (C0, DEL, C1) shown as a \u00XX escape and each
+// byte that is not UTF-8 as U+FFFD. What omniq-submit prints holds what
+// submitters and plugins wrote (payloads, error messages, tracebacks,
+// progress): an escape sequence among them would otherwise reach the
+// operator's terminal, which runs it (recolouring or hiding lines,
+// retitling the window, writing the clipboard). JSON written through it
+// stays valid and means the same: encoding/json writes no raw C0 or
+// invalid UTF-8, and \u00XX is JSON's own escape of the others.
+type terminalSafe struct{ w io.Writer }
+
+func (t terminalSafe) Write(p []byte) (int, error) {
+	clean := true
+	for i := 0; i < len(p) && clean; {
+		r, size := utf8.DecodeRune(p[i:])
+		clean = !unsafeRune(r, size)
+		i += size
+	}
+	if clean {
+		return t.w.Write(p)
+	}
+	if _, err := io.WriteString(t.w, terminalText(string(p))); err != nil {
+		return 0, err
+	}
+	return len(p), nil
+}
+
+// unsafeRune says whether the rune r, decoded from size bytes, is one
+// terminalSafe rewrites.
+func unsafeRune(r rune, size int) bool {
+	return (r == utf8.RuneError && size == 1) || (r < 0x20 && r != '\n' && r != '\t') || (r >= 0x7f && r <= 0x9f)
+}
+
+// terminalText is s as terminalSafe writes it.
+func terminalText(s string) string {
+	var b strings.Builder
+	for i := 0; i < len(s); {
+		r, size := utf8.DecodeRuneInString(s[i:])
+		switch {
+		case r == utf8.RuneError && size == 1:
+			b.WriteRune(utf8.RuneError)
+		case unsafeRune(r, size):
+			fmt.Fprintf(&b, "\\u%04x", r)
+		default:
+			b.WriteString(s[i : i+size])
+		}
+		i += size
+	}
+	return b.String()
 }

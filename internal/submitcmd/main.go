@@ -114,7 +114,11 @@ func Main(ctx context.Context, args []string, io IO) int {
 	errw := &stderrWriter{w: io.Stderr}
 	io.Stderr = errw
 	ctx = traceContextFromEnv(ctx, io.Getenv, io.Stderr)
-	c := &cli{ctx: ctx, io: io, stderr: errw}
+	// Tables, records and JSON go through terminalSafe; a --wait result
+	// is written as the handler returned it (rawStdout).
+	raw := io.Stdout
+	io.Stdout = terminalSafe{w: raw}
+	c := &cli{ctx: ctx, io: io, stderr: errw, rawStdout: raw}
 	defer c.close()
 	if len(args) > 0 && args[0] == "--" {
 		// The documented way before the submit command: "-- FUNCTION".
@@ -373,22 +377,28 @@ func (c *cli) exit(err error) int {
 	case errors.Is(err, pflag.ErrHelp):
 		return exitOK
 	case c.denial() != nil:
-		fmt.Fprintf(c.io.Stderr, "omniq-submit: %v\n", c.denial())
+		c.printError(c.denial())
 		return exitFailed
 	case errors.As(err, &ue):
-		fmt.Fprintf(c.io.Stderr, "omniq-submit: %v\n", err)
+		c.printError(err)
 		return exitUsage
 	case errors.As(err, &se):
 		if se.msg != "" {
-			fmt.Fprintf(c.io.Stderr, "omniq-submit: %s\n", se.msg)
+			c.printError(se.msg)
 		}
 		return se.code
 	}
-	fmt.Fprintf(c.io.Stderr, "omniq-submit: %v\n", explain(err))
+	c.printError(explain(err))
 	if isUsage(err) {
 		return exitUsage
 	}
 	return exitFailed
+}
+
+// printError writes the error that ends the command to stderr, its
+// control characters escaped: it can quote a handler's message.
+func (c *cli) printError(err any) {
+	fmt.Fprintf(c.io.Stderr, "omniq-submit: %s\n", terminalText(fmt.Sprint(err)))
 }
 
 // statusError ends the command with a given exit status.
@@ -436,6 +446,9 @@ type cli struct {
 	// the dead-letter stream, so nothing waits for an entry there.
 	noDLQ  bool
 	stderr *stderrWriter
+	// rawStdout is the caller's stdout; io.Stdout writes to it through
+	// terminalSafe.
+	rawStdout io.Writer
 }
 
 // stderrWriter serializes writes to stderr, which the connection's

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"slices"
 	"strconv"
@@ -67,6 +68,9 @@ func (f retriesFlag) Set(v string) error {
 	}
 	if n < 0 {
 		return fmt.Errorf("must be 0 or more, got %d (leave it out for the function's default)", n)
+	}
+	if n > math.MaxInt32 {
+		return fmt.Errorf("must be at most %d, got %d", math.MaxInt32, n)
 	}
 	*f.n = n
 	return nil
@@ -175,6 +179,9 @@ func (c *cli) setupSubmit(cmd *cobra.Command, explicit bool) {
 // misspelt command ("stauts"), unless a runner serves a function of that
 // name.
 func (c *cli) notACommand(cmd *cobra.Command, fn string) error {
+	if fn == "" {
+		return nil // every command starts with "": submit says what is wrong
+	}
 	sugg := cmd.SuggestionsFor(fn)
 	if len(sugg) == 0 {
 		return nil
@@ -191,6 +198,9 @@ func (c *cli) notACommand(cmd *cobra.Command, fn string) error {
 // submit submits one task: args are FUNCTION [PAYLOAD].
 func (c *cli) submit(o *submitOpts, wait bool, args []string) error {
 	fn := args[0]
+	if err := models.ValidateFunctionName(fn); err != nil {
+		return err // before reading a payload or reaching NATS
+	}
 	var payload []byte
 	var err error
 	if len(args) == 2 {
@@ -242,7 +252,7 @@ func (c *cli) waitAndReport(client *jetstream.Client, id string) error {
 			return err
 		}
 	} else if task.Status == models.StatusSucceeded {
-		_, _ = c.io.Stdout.Write(task.Result)
+		_, _ = c.rawStdout.Write(task.Result) // byte for byte, as documented
 		if c.io.StdoutTerminal && len(task.Result) > 0 && task.Result[len(task.Result)-1] != '\n' {
 			fmt.Fprintln(c.io.Stdout) // for the prompt's sake; never into a pipe or a file
 		}
@@ -683,6 +693,9 @@ func (c *cli) batchRequest(o *submitOpts, fn string, jsonl bool, text []byte) (j
 	if bl.MaxRetries != nil {
 		if *bl.MaxRetries < 0 {
 			return jetstream.SubmitRequest{}, fmt.Errorf("max_retries %d: must be 0 or more (leave it out for the function's default)", *bl.MaxRetries)
+		}
+		if *bl.MaxRetries > math.MaxInt32 {
+			return jetstream.SubmitRequest{}, fmt.Errorf("max_retries %d: must be at most %d", *bl.MaxRetries, math.MaxInt32)
 		}
 		lo.maxRetries = *bl.MaxRetries
 	}

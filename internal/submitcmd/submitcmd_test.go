@@ -225,19 +225,28 @@ func TestStatusListWatchCancel(t *testing.T) {
 		t.Fatalf("second page = %q", r.stdout)
 	}
 
-	// watch with no id follows every task until interrupted.
+	// watch with no id follows every task's changes from when it starts
+	// until interrupted: a task that ended before is not shown. Tasks are
+	// submitted until one shows, since nothing says when it has started.
 	watchCtx, stopWatch := context.WithCancel(context.Background())
 	watched := &omniqtest.Buffer{}
 	all := make(chan result)
 	go func() { all <- o.runCtx(watchCtx, submitcmd.IO{Stdout: watched}, "watch", "--json") }()
-	o.run("", "echo", "w", "--id", "t-watched", "--wait").want(t, 0, "w", "")
-	omniqtest.Eventually(t, 10*time.Second, "watch to show the task succeeding", func() bool {
-		out := watched.String()
-		return strings.Contains(out, `"id":"t-watched"`) && strings.Contains(out, `"status":"succeeded"`)
+	n := 0
+	omniqtest.Eventually(t, 30*time.Second, "watch to show a task succeeding", func() bool {
+		if out := watched.String(); strings.Contains(out, `"id":"t-watched-`) && strings.Contains(out, `"status":"succeeded"`) {
+			return true
+		}
+		n++
+		o.run("", "echo", "w", "--id", fmt.Sprintf("t-watched-%d", n), "--wait").want(t, 0, "w", "")
+		return false
 	})
 	stopWatch()
 	if w := <-all; w.code != 0 {
 		t.Fatalf("watch all exited %d: %s", w.code, w.stderr)
+	}
+	if strings.Contains(watched.String(), `"id":"t-echo"`) {
+		t.Fatalf("watch of every task printed t-echo, which ended before it started:\n%s", watched.String())
 	}
 
 	done := make(chan result)
@@ -406,8 +415,11 @@ func TestDeadLetterCommands(t *testing.T) {
 		t.Fatalf("dlq list --error-type panic = %q", r.stdout)
 	}
 	r = o.run("", "dlq", "list", "--function", "fail", "--since", "1h", "--json")
-	var listed []map[string]any
-	if err := json.Unmarshal([]byte(r.stdout), &listed); err != nil || len(listed) != 3 {
+	var listed struct {
+		Tasks []map[string]any `json:"tasks"`
+		Total int              `json:"total"`
+	}
+	if err := json.Unmarshal([]byte(r.stdout), &listed); err != nil || len(listed.Tasks) != 3 || listed.Total != 3 {
 		t.Fatalf("dlq list --json = %q (%v)", r.stdout, err)
 	}
 	o.run("", "dlq", "list", "--since", "yesterday").want(t, 2, "", `--since "yesterday"`)
@@ -727,14 +739,16 @@ func TestDeadLetterOfATaskThatNeverRanShowsNoAttempt(t *testing.T) {
 		}
 	}
 	r = o.run("", "dlq", "list", "--json")
-	var listed []struct {
-		ID      string `json:"id"`
-		Attempt int    `json:"attempt"`
+	var listed struct {
+		Tasks []struct {
+			ID      string `json:"id"`
+			Attempt int    `json:"attempt"`
+		} `json:"tasks"`
 	}
 	if err := json.Unmarshal([]byte(r.stdout), &listed); err != nil {
 		t.Fatalf("dlq list --json = %q: %v", r.stdout, err)
 	}
-	for _, d := range listed {
+	for _, d := range listed.Tasks {
 		if want := map[string]int{"ran": 1, "ran-invalid": 1}[d.ID]; d.Attempt != want {
 			t.Errorf("dlq list --json: %s has attempt %d, want %d", d.ID, d.Attempt, want)
 		}

@@ -29,3 +29,18 @@ func TestArgumentCountErrorsNameTheCommandOnce(t *testing.T) {
 	runArgs(t, "dlq", "show", "a", "b").want(t, 2, "", "omniq-submit: dlq show takes one task id, got 2 arguments (see omniq-submit dlq show -h)\n")
 	runArgs(t, "functions", "x").want(t, 2, "", "omniq-submit: functions takes no arguments, got \"x\" (see omniq-submit functions -h)\n")
 }
+
+// An empty function name (an unset shell variable: omniq-submit "$FN" x)
+// is said to be missing, not met with every command as a suggestion.
+func TestEmptyFunctionNameIsNamed(t *testing.T) {
+	t.Parallel()
+	r := runArgs(t, "", "payload")
+	r.want(t, 2, "", "omniq-submit: invalid function name: function is required\n")
+	if strings.Contains(r.stderr, "Did you mean") {
+		t.Fatalf("stderr suggests commands: %q", r.stderr)
+	}
+	// A bad name is refused before anything is read or reached: no
+	// server listens here.
+	runArgs(t, "submit", "", "x").want(t, 2, "", "omniq-submit: invalid function name: function is required\n")
+	runArgs(t, "bad.name", "@/nonexistent").want(t, 2, "", `function "bad.name" has '.' at byte 3`)
+}

@@ -342,7 +342,10 @@ func (c *cli) watchCommand() *cobra.Command {
 		// The words kubectl, docker and nats users type for it: a
 		// suggestion, unless a runner serves a function of that name.
 		SuggestFor: []string{"follow", "tail"},
-		Short:      "Follow one task until it ends, or every task until interrupted",
+		Short:      "Follow one task until it ends, or every task's changes until interrupted",
+		Long: `Follow one task until it ends: its record now, then each change. Without
+an ID, follow every task: each change from now on (list shows the tasks
+there are), until interrupted.`,
 		Args: func(cmd *cobra.Command, args []string) error {
 			if len(args) > 1 {
 				return usagef("watch takes at most one task id")
@@ -380,7 +383,14 @@ func (c *cli) watch(id string) error {
 			return err
 		}
 	}
-	events, err := client.State().Watch(c.ctx, id)
+	var opts []jetstream.WatchOption
+	if id == "" {
+		// Changes from now: the tasks there are are list's, and reading
+		// every record first held back the first change for as long as
+		// the whole bucket took to print.
+		opts = append(opts, jetstream.UpdatesOnly())
+	}
+	events, err := client.State().Watch(c.ctx, id, opts...)
 	if err != nil {
 		return err
 	}
