@@ -204,12 +204,32 @@ func (c *Client) WaitDead(ctx context.Context, id string) (DeadTask, error) {
 // delivered, into its entry (with m's data as the payload: none from a
 // headers-only consumer). It returns an error when m carries no
 // JetStream metadata (it was not delivered by a consumer).
+//
+// An entry no runner wrote (see ErrForeignDeadEntry) is returned with an
+// error wrapping ErrForeignDeadEntry.
 func (c *Client) DeadTaskOf(m natsjs.Msg) (DeadTask, error) {
 	d, _, err := c.deadTaskOf(m, true)
 	if err != nil {
 		return DeadTask{}, fmt.Errorf("decode dead-letter entry on %s: %w", m.Subject(), err)
 	}
+	if !c.runnersEntry(m.Subject(), d) {
+		return d, fmt.Errorf("%w: %s names task %q", ErrForeignDeadEntry, m.Subject(), d.ID)
+	}
 	return d, nil
+}
+
+// ErrForeignDeadEntry is the error of a dead-letter entry that no runner
+// wrote: it names no task, or a task other than the one its subject
+// names. nats-server stores its answer to an operator's request there
+// when the operator names the entry's subject as the reply (JSON, or a
+// copy of another message): docs/security.md, "Server answers go where
+// the requester says". Listings leave such entries out.
+var ErrForeignDeadEntry = errors.New("dead-letter entry written by no runner")
+
+// runnersEntry says whether d, stored on subject, is an entry a runner
+// wrote: one naming the task its subject names.
+func (c *Client) runnersEntry(subject string, d DeadTask) bool {
+	return d.ID != "" && d.Function != "" && subject == c.cfg.dlqSubject(d.Function, d.ID)
 }
 
 // deadTaskOf is the entry a consumer delivered as m, with its payload when
@@ -375,6 +395,9 @@ func (c *Client) scanDead(ctx context.Context, f DeadFilter, headersOnly bool, f
 				return fmt.Errorf("read dead-letter stream: %w", err)
 			}
 			pending = meta.NumPending
+			if !c.runnersEntry(m.Subject(), d) {
+				continue
+			}
 			if f.match(d) && !fn(d) {
 				return nil
 			}

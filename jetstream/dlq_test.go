@@ -524,3 +524,52 @@ func TestReplayDeadNamesTheFirstFailuresAndCountsTheRest(t *testing.T) {
 		t.Fatalf("error has %d lines, want 10 failures and the count:\n%v", n+1, err)
 	}
 }
+
+// nats-server stores its answer to an operator's request on whatever
+// subject the request named as its reply (docs/security.md, "Server
+// answers go where the requester says"): JSON with no task, or a copy of
+// another entry under another task's subject. Listings leave out what no
+// runner wrote; they listed an entry with no id, and a copied entry twice.
+func TestDeadLetterListingsLeaveOutEntriesNoRunnerWrote(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, jetstream.Config{})
+	failTask(t, e, "a1", "echo", "handler_error")
+	nc := e.client.Conn()
+	a1, err := e.client.GetDead(ctx(t), "a1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	copied := nats.Header{}
+	for k, v := range a1.Header {
+		if k != "Nats-Msg-Id" { // a copy made after the duplicate window
+			copied[k] = v
+		}
+	}
+	for _, m := range []*nats.Msg{
+		{Subject: "$JS.API.STREAM.INFO.OMNIQ_TASKS", Reply: "omniq.dlq.echo.a1"},
+		{Subject: "$JS.API.STREAM.INFO.KV_OMNIQ_STATE", Reply: "omniq.dlq.echo.fresh"},
+		// As a copy of a1's entry under another task's subject.
+		{Subject: "omniq.dlq.echo.other", Header: copied, Data: a1.Payload},
+	} {
+		if err := nc.PublishMsg(m); err != nil {
+			t.Fatal(err)
+		}
+	}
+	omniqtest.Eventually(t, 10*time.Second, "the server's answers stored as dead-letter entries", func() bool {
+		st, err := e.client.JetStream().Stream(ctx(t), e.client.Config().DLQStream)
+		if err != nil {
+			return false
+		}
+		info, err := st.Info(ctx(t))
+		return err == nil && info.State.Msgs == 4
+	})
+	for _, f := range []jetstream.DeadFilter{{}, {Newest: true}, {Function: "echo"}} {
+		page, err := e.client.ListDead(ctx(t), f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := deadIDs(page.Tasks); got != "[a1]" || page.Tasks[0].Error == nil {
+			t.Errorf("ListDead(%+v) = %s; want [a1], the runner's entry alone", f, got)
+		}
+	}
+}
