@@ -148,6 +148,12 @@ type Supervisor struct {
 	lastCrash   string
 	lastCrashAt time.Time
 
+	// reaping holds, per task id, a channel closed once the handler of
+	// a stopped attempt of that task has been seen to return or its
+	// plugin has been killed (reapIfHung): the task's next attempt waits
+	// for it.
+	reaping map[string]chan struct{}
+
 	started bool
 	stop    chan struct{}
 	stopped chan struct{}
@@ -161,7 +167,7 @@ func NewSupervisor(cfg Config) *Supervisor {
 	return &Supervisor{
 		cfg: cfg, name: name, log: cfg.Process.Logger.WithField("plugin", name),
 		sem: make(chan struct{}, cfg.Concurrency), state: StateStarting, up: make(chan struct{}),
-		stop: make(chan struct{}), stopped: make(chan struct{}),
+		reaping: map[string]chan struct{}{}, stop: make(chan struct{}), stopped: make(chan struct{}),
 	}
 }
 
@@ -531,6 +537,13 @@ func (s *Supervisor) Execute(ctx context.Context, req *pluginpb.ExecuteRequest, 
 	}
 	defer cancel()
 
+	// A handler of an earlier attempt of this task that was stopped may
+	// still run: the plugin says which tasks run by id, so until it has
+	// been seen to return (or its plugin killed), this attempt would pass
+	// for it, and die with it as a bystander.
+	if f := s.waitReaped(callCtx, req.TaskId, deadline); f != nil {
+		return Outcome{Failure: f}
+	}
 	select {
 	case s.sem <- struct{}{}:
 		defer func() { <-s.sem }()
@@ -563,7 +576,7 @@ func (s *Supervisor) Execute(ctx context.Context, req *pluginpb.ExecuteRequest, 
 	if callCtx.Err() != nil || status.Code(err) == codes.DeadlineExceeded {
 		// The attempt was stopped (the plugin may see its deadline a
 		// moment before we do). Make sure the handler really stops.
-		go s.reapIfHung(p, req.TaskId)
+		go s.reapIfHung(p, req.TaskId, s.reapingStarts(req.TaskId))
 		return Outcome{Failure: ctxFailure(ctx, deadline)}
 	}
 	return Outcome{Failure: s.crashFailure(p, err)}
@@ -647,22 +660,74 @@ func (s *Supervisor) crashFailure(p *Process, callErr error) *Failure {
 	return &Failure{ErrorType: models.ErrorTypePluginCrash, Retryable: true, Message: msg, Traceback: CrashTraceback(exit.Stderr)}
 }
 
+// reapPoll is how often reapIfHung asks a plugin whether the handler of
+// a stopped attempt still runs.
+const reapPoll = 100 * time.Millisecond
+
+// reapingStarts notes that a stopped attempt of task id is being reaped,
+// and returns the channel reapIfHung closes when it is done.
+func (s *Supervisor) reapingStarts(id string) chan struct{} {
+	done := make(chan struct{})
+	s.mu.Lock()
+	s.reaping[id] = done
+	s.mu.Unlock()
+	return done
+}
+
+// waitReaped waits until no stopped attempt of task id is being reaped,
+// or ctx ends (the attempt's Failure then).
+func (s *Supervisor) waitReaped(ctx context.Context, id string, deadline time.Time) *Failure {
+	s.mu.Lock()
+	done := s.reaping[id]
+	s.mu.Unlock()
+	if done == nil {
+		return nil
+	}
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return ctxFailure(ctx, deadline)
+	}
+}
+
 // reapIfHung gives a handler whose task was stopped KillGrace to return;
 // if the plugin still reports it running (or does not answer), the plugin
-// is hung and is killed; the supervisor restarts it.
-func (s *Supervisor) reapIfHung(p *Process, taskID string) {
-	select {
-	case <-time.After(s.cfg.KillGrace):
-	case <-p.Exited():
-		return
-	case <-s.stop:
-		return
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-	defer cancel()
-	st, err := p.rpc.Status(ctx, &pluginpb.StatusRequest{})
-	if err == nil && !slices.Contains(st.RunningTaskIds, taskID) {
-		return
+// is hung and is killed; the supervisor restarts it. It closes done when
+// it has decided.
+func (s *Supervisor) reapIfHung(p *Process, taskID string, done chan struct{}) {
+	defer func() {
+		s.mu.Lock()
+		if s.reaping[taskID] == done {
+			delete(s.reaping, taskID)
+		}
+		s.mu.Unlock()
+		close(done)
+	}()
+	// Asked every reapPoll, so that the task's next attempt, which waits
+	// for this, does not wait out the grace of a handler that returned.
+	grace := time.NewTimer(s.cfg.KillGrace)
+	defer grace.Stop()
+	poll := time.NewTicker(min(reapPoll, s.cfg.KillGrace))
+	defer poll.Stop()
+	var err error
+	for over := false; !over; {
+		select {
+		case <-grace.C:
+			over = true
+		case <-poll.C:
+		case <-p.Exited():
+			return
+		case <-s.stop:
+			return
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		var st *pluginpb.StatusResponse
+		st, err = p.rpc.Status(ctx, &pluginpb.StatusRequest{})
+		cancel()
+		if err == nil && !slices.Contains(st.RunningTaskIds, taskID) {
+			return
+		}
 	}
 	reason := fmt.Sprintf("task %s kept running %s after its deadline or cancellation", taskID, s.cfg.KillGrace)
 	if err != nil {
@@ -672,4 +737,9 @@ func (s *Supervisor) reapIfHung(p *Process, taskID string) {
 	s.emit(EventHungKilled, reason)
 	p.setKillReason(reason)
 	p.forceKill()
+	// The task's next attempt waits for this: not on the dying process.
+	select {
+	case <-p.Exited():
+	case <-s.stop:
+	}
 }

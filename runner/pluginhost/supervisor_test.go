@@ -488,3 +488,43 @@ func TestAPluginFloodingStderrDoesNotFloodTheRunnersLog(t *testing.T) {
 		t.Fatalf("%d of the plugin's %d stderr lines logged", n, lines)
 	}
 }
+
+// The next attempt of a task whose handler ignored its deadline waits
+// until that handler is seen to return or its plugin is killed. It ran
+// at once, and the plugin says which tasks run by id only: the new
+// attempt passed for the hung one, and was killed with it as a bystander,
+// so a task that timed out ended plugin_crash.
+func TestARetryWaitsForItsHungAttemptToBeReaped(t *testing.T) {
+	t.Parallel()
+	s := startSupervisor(t, faultsPkg, pluginhost.Config{KillGrace: time.Second})
+	first := s.Process().Pid()
+	out := s.Execute(ctx(t), req("again", "hang", ""), time.Now().Add(200*time.Millisecond), nil)
+	if f := out.Failure; f == nil || f.ErrorType != models.ErrorTypeTimeout {
+		t.Fatalf("first attempt: %+v, want timeout", f)
+	}
+	start := time.Now()
+	out = s.Execute(ctx(t), req("again", "hang", ""), time.Now().Add(3*time.Second), nil)
+	if f := out.Failure; f == nil || f.ErrorType != models.ErrorTypeTimeout {
+		t.Fatalf("second attempt (it took %s): %+v, want timeout (not killed with the first)", time.Since(start).Round(time.Millisecond), f)
+	}
+	if alive(first) {
+		t.Fatalf("the plugin of the hung attempt, %d, is still alive", first)
+	}
+}
+
+// A retry waits for its stopped attempt's handler only until that handler
+// returns, not for the whole kill grace.
+func TestARetryAfterACooperativeTimeoutDoesNotWaitOutTheGrace(t *testing.T) {
+	t.Parallel()
+	s := startSupervisor(t, faultsPkg, pluginhost.Config{KillGrace: time.Minute})
+	out := s.Execute(ctx(t), req("soon", "sleep", "10s"), time.Now().Add(200*time.Millisecond), nil)
+	if f := out.Failure; f == nil || f.ErrorType != models.ErrorTypeTimeout {
+		t.Fatalf("first attempt: %+v, want timeout", f)
+	}
+	// Its handler honours the deadline: the next attempt runs long before
+	// the minute of grace is out.
+	out = s.Execute(ctx(t), req("soon", "sleep", "10ms"), time.Now().Add(20*time.Second), nil)
+	if out.Failure != nil {
+		t.Fatalf("second attempt: %+v, want success", out.Failure)
+	}
+}
