@@ -3,6 +3,7 @@ package roles
 import (
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
 
@@ -29,13 +30,40 @@ const (
 	OmniQAccount = "OMNIQ"
 )
 
+// How long nats-server keeps the way back for the answers to one
+// submitter's request (embedded.Service.ResponseThreshold). It keeps one,
+// about 2 KB, in OmniQ's account for every request with a reply a
+// submitter sends, answered or not, until the request is answered (one
+// answer) or the threshold passes since its last answer (streamed
+// answers): nats-server's default of two minutes let one submitter's
+// flood of direct gets or cancellation requests (which a flooded runner
+// drops unanswered) hold gigabytes of the server's memory.
+const (
+	// BatchResponseThreshold is that of a batched direct get, which
+	// may have many answers: the server sends them all at once, so the
+	// way back is kept only this long after the last. A batch whose
+	// first answer takes longer is lost, and its reader asks again.
+	BatchResponseThreshold = 2 * time.Second
+	// RequestResponseThreshold is that of a request with one answer: a
+	// task's acknowledgement, a stream's info, a single get (answered by
+	// the server at once) and a cancellation request, which a runner
+	// answers in milliseconds, seconds when flooded (it keeps at most
+	// runner.MaxPendingRequests). A cancellation answered later (a
+	// runner that waits for a NATS cluster to elect a leader) does not
+	// reach the submitter, who is told no runner answered in time and
+	// may ask again.
+	RequestResponseThreshold = 10 * time.Second
+)
+
 // Submitters returns the submitters' account for the names in cfg (no
 // logins yet): as services, every subject a submitter may publish on
 // (tasks, cancellation requests, the JetStream API calls that read task
 // state and registrations), and $JS.API.INFO, which a submitter may not
 // call but which keeps the server from giving the account a JetStream API
 // of its own (see embedded.Account); as a stream, the state bucket's
-// writes, which wake watches of task state.
+// writes, which wake watches of task state. Every service keeps the way
+// back for its answers only as long as they take (BatchResponseThreshold,
+// RequestResponseThreshold).
 func Submitters(cfg jetstream.Config) (embedded.Account, error) {
 	n, err := namesOf(cfg)
 	if err != nil {
@@ -43,10 +71,25 @@ func Submitters(cfg jetstream.Config) (embedded.Account, error) {
 	}
 	a := embedded.Account{Name: SubmittersAccount, Streams: []string{n.stateWrites()}}
 	for _, s := range n.submitterPublish() {
-		a.Services = append(a.Services, embedded.Service{Subject: s, Streamed: strings.HasPrefix(s, api+"DIRECT.GET.")})
+		a.Services = append(a.Services, submitterService(s))
 	}
-	a.Services = append(a.Services, embedded.Service{Subject: api + "INFO"})
+	a.Services = append(a.Services, submitterService(api+"INFO"))
 	return a, nil
+}
+
+// submitterService is the import of subject s, a subject submitters
+// publish on, with the answers its requests get. Only a direct get on a
+// stream's own API subject ($JS.API.DIRECT.GET.<stream>, with a request
+// body) can ask for a batch; one that names the message's subject in the
+// API subject ($JS.API.DIRECT.GET.<stream>.<subject>, a KV get) gets one
+// answer, the server refusing a batch there, and so must be imported as
+// such: a service of streamed answers keeps the way back after the
+// answer, for every single get.
+func submitterService(s string) embedded.Service {
+	if strings.HasPrefix(s, api+"DIRECT.GET.") && !strings.HasSuffix(s, ".>") {
+		return embedded.Service{Subject: s, Streamed: true, ResponseThreshold: BatchResponseThreshold}
+	}
+	return embedded.Service{Subject: s, ResponseThreshold: RequestResponseThreshold}
 }
 
 // Login is one client login of a role: an nkey's public key (NKey), or a

@@ -55,6 +55,9 @@ func ServerConfig(cfg jetstream.Config, nkeys map[Role]string) (string, error) {
 		if svc.Streamed {
 			resp = `, response: "stream"`
 		}
+		if svc.ResponseThreshold != 0 {
+			resp += fmt.Sprintf(", response_threshold: %q", svc.ResponseThreshold)
+		}
 		fmt.Fprintf(&b, "      { service: %q%s, accounts: [%q] }\n", svc.Subject, resp, SubmittersAccount)
 	}
 	for _, subj := range sub.Streams {

@@ -110,7 +110,10 @@ func (c *client) deniedSub(t *testing.T, subject string) {
 }
 
 type env struct {
-	url                         string
+	url string
+	// srv is the server; omniq names the account of OmniQ's streams there.
+	srv                         *embedded.Server
+	omniq                       string
 	admin                       *client // all permissions: stands for another tenant
 	submitter, operator, runner *client
 	cfg                         jetstream.Config
@@ -175,7 +178,10 @@ func startWith(t *testing.T, cfg jetstream.Config, snippet bool) *env {
 			t.Errorf("shutdown: %v", err)
 		}
 	})
-	e := &env{url: srv.ClientURL(), cfg: cfg.WithDefaults()}
+	e := &env{url: srv.ClientURL(), srv: srv, omniq: server.DEFAULT_GLOBAL_ACCOUNT, cfg: cfg.WithDefaults()}
+	if snippet {
+		e.omniq = roles.OmniQAccount
+	}
 	connect := func(name, inbox string) *client {
 		kp := seeds[name]
 		pub, _ := kp.PublicKey()
@@ -686,6 +692,99 @@ func testSubmitterCannotAimTheServersAnswersAtOmniQ(t *testing.T, e *env) {
 	if entry, err := state.Get(ctx(t), "victim"); err != nil || string(entry.Value()) != "pending" || entry.Revision() != rev {
 		t.Errorf("victim's record after the answers: %v, %v; want pending at revision %d", entry, err, rev)
 	}
+	if errs := s.errors(); len(errs) > 0 {
+		t.Errorf("submitter got errors: %v", errs)
+	}
+}
+
+// nats-server keeps, in OmniQ's account, a way back for each request a
+// submitter sends with a reply (about 2 KB), until the request is
+// answered or its import's response threshold passes (by default two
+// minutes); for an import of streamed answers, past the answers too. So
+// every single get (imported as streamed) and every batched direct get
+// held one for two minutes after its answer, and so did every
+// cancellation request a flooded runner dropped: one submitter's flood of
+// 50,000 gets a second held 2.5 GB after 20 s. A single get's now goes
+// with its answer, the others' within seconds.
+func TestSubmittersRequestsHoldNothingInOmniQsAccount(t *testing.T) {
+	t.Parallel()
+	bothServers(t, testSubmittersRequestsHoldNothingInOmniQsAccount)
+}
+
+func testSubmittersRequestsHoldNothingInOmniQsAccount(t *testing.T, e *env) {
+	acc, err := e.srv.Server().LookupAccount(e.omniq)
+	if err != nil {
+		t.Fatal(err)
+	}
+	held := func(what string) {
+		t.Helper()
+		omniqtest.Eventually(t, time.Minute, "the server to let go of the way back for "+what, func() bool { return acc.NumPendingAllResponses() == 0 })
+	}
+	if _, err := e.kv(t, e.runner, e.cfg.StateBucket).Put(ctx(t), "t1", []byte("pending")); err != nil {
+		t.Fatal(err)
+	}
+	s := e.submitter
+	const n = 20
+
+	// Single gets, as `nats kv get` and jetstream.StateStore.Get make.
+	state := e.kv(t, s, e.cfg.StateBucket)
+	for range n {
+		if got, err := state.Get(ctx(t), "t1"); err != nil || string(got.Value()) != "pending" {
+			t.Fatalf("submitter: get t1: %v, %v", got, err)
+		}
+	}
+	held(fmt.Sprintf("%d single gets, answered", n))
+
+	// Batched direct gets answered on one subscription held throughout,
+	// as a watch of task state reads.
+	inbox := s.nc.NewInbox()
+	batches, err := s.nc.SubscribeSync(inbox + ".*")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range n {
+		reply := fmt.Sprintf("%s.%d", inbox, i)
+		if err := s.nc.PublishRequest("$JS.API.DIRECT.GET.KV_"+e.cfg.StateBucket, reply, []byte(`{"seq":1,"batch":10}`)); err != nil {
+			t.Fatal(err)
+		}
+		for {
+			m, err := batches.NextMsgWithContext(ctx(t))
+			if err != nil {
+				t.Fatalf("submitter: batched direct get: %v", err)
+			}
+			if m.Header.Get("Status") != "" {
+				if m.Header.Get("Status") != "204" {
+					t.Fatalf("submitter: batched direct get answered %s %s", m.Header.Get("Status"), m.Header.Get("Description"))
+				}
+				break
+			}
+		}
+	}
+	held(fmt.Sprintf("%d batched direct gets, answered", n))
+
+	// Cancellation requests that a runner takes and never answers, as a
+	// flooded runner drops them.
+	taken, err := e.runner.nc.SubscribeSync(e.cfg.CancelSubjects())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := e.runner.nc.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	for i := range n {
+		if err := s.nc.PublishRequest(e.cfg.CancelSubject("t1"), fmt.Sprintf("%s.c%d", inbox, i), nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for range n {
+		if _, err := taken.NextMsgWithContext(ctx(t)); err != nil {
+			t.Fatalf("runner: cancellation request: %v", err)
+		}
+	}
+	if got := acc.NumPendingAllResponses(); got != n {
+		t.Fatalf("%d requests waiting for an answer in OmniQ's account, want the %d cancellation requests", got, n)
+	}
+	held(fmt.Sprintf("%d cancellation requests, never answered", n))
 	if errs := s.errors(); len(errs) > 0 {
 		t.Errorf("submitter got errors: %v", errs)
 	}

@@ -198,6 +198,7 @@ func TestEmbeddedAccountsRefuseBadNames(t *testing.T) {
 		{{Name: "a.b"}},
 		{{Name: "A"}, {Name: "A"}},
 		{{Name: "A", Services: []embedded.Service{{Subject: "$JS.API.STREAM.INFO.S"}}}},
+		{{Name: "A", Services: []embedded.Service{{Subject: "jobs.*", ResponseThreshold: -time.Second}}}},
 	} {
 		_, err := embedded.Start(embedded.Config{StoreDir: t.TempDir(), Port: -1, NKeys: []*server.NkeyUser{{Nkey: pub}}, Accounts: accounts})
 		if !errors.Is(err, jetstream.ErrInvalidConfig) || !strings.Contains(err.Error(), "account") {

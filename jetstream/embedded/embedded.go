@@ -131,6 +131,14 @@ type Service struct {
 	// Streamed says a request on it may get many answers (a batched
 	// JetStream direct get); otherwise it gets one.
 	Streamed bool
+	// ResponseThreshold is how long the server keeps the way back for
+	// the answers to one request: from the request until its answer (one
+	// answer ends it at once), and, Streamed, from each answer until the
+	// next. The server keeps it in the global account for every request
+	// with a reply, whoever sent it, answered or not, so it bounds what a
+	// client that sends many requests holds there. Defaults to
+	// nats-server's two minutes.
+	ResponseThreshold time.Duration
 }
 
 // hasAuth says whether cfg configures any client authentication.
@@ -177,6 +185,11 @@ func (cfg *Config) applyAccounts(opts *server.Options) error {
 		if err := a.checkJetStreamImports(); err != nil {
 			return err
 		}
+		for _, svc := range a.Services {
+			if svc.ResponseThreshold < 0 {
+				return fmt.Errorf("%w: embedded server: account %s: import %s: response threshold %v: want 0 (nats-server's default) or more", jetstream.ErrInvalidConfig, a.Name, svc.Subject, svc.ResponseThreshold)
+			}
+		}
 		accounts[i] = server.NewAccount(a.Name)
 		for _, svc := range a.Services {
 			if _, ok := services[svc]; !ok {
@@ -199,6 +212,11 @@ func (cfg *Config) applyAccounts(opts *server.Options) error {
 		}
 		if err := global.AddServiceExportWithResponse(svc.Subject, resp, services[svc]); err != nil {
 			return fmt.Errorf("%w: embedded server: export %s: %w", jetstream.ErrInvalidConfig, svc.Subject, err)
+		}
+		if svc.ResponseThreshold != 0 {
+			if err := global.SetServiceExportResponseThreshold(svc.Subject, svc.ResponseThreshold); err != nil {
+				return fmt.Errorf("%w: embedded server: export %s: response threshold: %w", jetstream.ErrInvalidConfig, svc.Subject, err)
+			}
 		}
 	}
 	for _, subj := range streamOrder {
