@@ -23,6 +23,11 @@ var (
 	// to check it against), so it was not replayed. The entry is left
 	// alone for an operator to look at.
 	ErrReplayRefused = errors.New("dead-letter entry refused for replay")
+	// ErrRunnerBusy: the runner that took a request had too many waiting
+	// to queue it, and did not carry it out; asking again is safe.
+	// Client.Cancel and Client.Replay ask again until their context
+	// ends.
+	ErrRunnerBusy = errors.New("runner busy")
 )
 
 // ReplaySubject is the core NATS subject on which an operator asks the
@@ -57,6 +62,7 @@ var replyCodes = map[string]error{
 	"refused":          ErrReplayRefused,
 	"invalid_id":       models.ErrInvalidTaskID,
 	"illegal":          models.ErrIllegalTransition,
+	"busy":             ErrRunnerBusy,
 }
 
 // NewReply builds the reply to a request that ended with rec and err.
@@ -103,13 +109,32 @@ const DefaultRequestWait = 40 * time.Second
 
 // request sends a request that runners answer with a Reply, and returns
 // the record it carries. what names the request in errors. Without a
-// deadline in ctx it waits DefaultRequestWait.
+// deadline in ctx it waits DefaultRequestWait. A runner too busy to take
+// it (ErrRunnerBusy) is asked again, after 50 ms and then up to 1 s more
+// each time, until ctx ends.
 func (c *Client) request(ctx context.Context, subject, what string) (Record, error) {
 	if _, ok := ctx.Deadline(); !ok {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, c.requestWait)
 		defer cancel()
 	}
+	for pause := 50 * time.Millisecond; ; pause = min(2*pause, time.Second) {
+		rec, err := c.requestOnce(ctx, subject, what)
+		if !errors.Is(err, ErrRunnerBusy) {
+			return rec, err
+		}
+		t := time.NewTimer(pause)
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
+			return rec, fmt.Errorf("%s: %w (asked until %w)", what, err, context.Cause(ctx))
+		}
+	}
+}
+
+// requestOnce is one try of request.
+func (c *Client) requestOnce(ctx context.Context, subject, what string) (Record, error) {
 	m, err := c.requestOrRefusal(ctx, subject)
 	if errors.Is(err, nats.ErrPermissionViolation) {
 		return Record{}, fmt.Errorf("%s: refused by the NATS server: %w (this login may not send it)", what, err)

@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/url"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -547,6 +548,51 @@ func TestAFloodOfRequestsIsNotQueuedForMinutes(t *testing.T) {
 	}
 	if kept == 100 {
 		t.Fatalf("the last 100 of %d requests sent at once were all kept and carried out; want those beyond %d dropped", n, runner.MaxPendingRequests)
+	}
+}
+
+// Every request of a flood gets an answer: those the runner has no room
+// to queue are answered at once that it is busy (the client asks again).
+// Dropped unanswered, each left its requester waiting out its timeout,
+// and nats-server kept the way back to it meanwhile, which through the
+// submitters' account made every unsubscription there costly
+// (docs/security.md).
+func TestAFloodOfRequestsIsAnsweredBusyNotDropped(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	startRunner(t, e, fastConfig(), pluginhost.HostConfig{Dir: omniqtest.PluginsDir(t, omniqtest.EchoPlugin)})
+	flood, err := nats.Connect(e.srv.ClientURL(), nats.ErrorHandler(func(*nats.Conn, *nats.Subscription, error) {}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer flood.Close()
+	var answered, busy atomic.Int64
+	replies, err := flood.Subscribe("flood-replies.*", func(m *nats.Msg) {
+		answered.Add(1)
+		var r jetstream.Reply
+		if json.Unmarshal(m.Data, &r) == nil && errors.Is(r.Err(), jetstream.ErrRunnerBusy) {
+			busy.Add(1)
+		}
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer replies.Unsubscribe()
+	if err := replies.SetPendingLimits(-1, -1); err != nil {
+		t.Fatal(err)
+	}
+	const n = 4 * runner.MaxPendingRequests
+	for i := 0; i < n; i++ {
+		if err := flood.PublishRequest(fmt.Sprintf("omniq.cancel.flood-%d", i), fmt.Sprintf("flood-replies.%d", i), nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := flood.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 2*time.Minute, "every request of the flood to be answered", func() bool { return answered.Load() == n })
+	if busy.Load() == 0 {
+		t.Fatalf("%d requests sent at once, none answered busy; want those beyond %d", n, runner.MaxPendingRequests)
 	}
 }
 

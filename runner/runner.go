@@ -60,9 +60,13 @@ type Runner struct {
 	acks       *acker         // acknowledges succeeded tasks' messages in bursts
 	loopsWG    sync.WaitGroup // pull loops and background work
 	subs       []*nats.Subscription
-	stopHB     chan struct{}  // closed once no attempt runs any more
-	hbWG       sync.WaitGroup // keepAlive
-	stateErr   error          // the last failure to record a task's state, nil since a success
+	// requestsStop stops the workers of the subscriptions' queues
+	// (requestQueue), requestsWG waits for them.
+	requestsStop chan struct{}
+	requestsWG   sync.WaitGroup
+	stopHB       chan struct{}  // closed once no attempt runs any more
+	hbWG         sync.WaitGroup // keepAlive
+	stateErr     error          // the last failure to record a task's state, nil since a success
 	// sweepWaiting holds the "<stream>/<function>" whose tasks the last
 	// sweep found waiting for a runner under the function's kept
 	// consumer; only the sweep loop uses it.

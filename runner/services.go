@@ -23,12 +23,48 @@ const queueGroup = "omniq-runners"
 const requestTimeout = 30 * time.Second
 
 // MaxPendingRequests is how many cancellation or admin requests a runner
-// holds, received and not yet carried out; more are dropped (NATS reports
-// the subscription a slow consumer) and their requesters time out. A
-// runner carries out a few thousand a second, so a request it keeps waits
-// seconds at most, where nats.go's default (524,288) let a flood of
-// requests keep the runner busy, and a real one waiting, for minutes.
+// holds, received and not yet carried out; more are answered at once that
+// the runner is busy (jetstream.ErrRunnerBusy; the client asks again),
+// not carried out. A runner carries out a few thousand a second, so a
+// request it keeps waits seconds at most, where nats.go's default
+// (524,288) let a flood of requests keep the runner busy, and a real one
+// waiting, for minutes. Answering the rest rather than dropping them
+// also frees what nats-server keeps for each request waiting for an
+// answer (docs/security.md: a submitter's many requests waiting make
+// every unsubscription in its account costly).
 const MaxPendingRequests = 4096
+
+// requestQueue hands one subscription's messages to a worker that
+// carries them out in order, so that the subscription's handler returns
+// at once: a message that finds MaxPendingRequests waiting is passed to
+// full instead (nil: dropped).
+type requestQueue struct {
+	work chan *nats.Msg
+	full func(*nats.Msg)
+}
+
+// enqueue is the subscription's handler.
+func (q *requestQueue) enqueue(m *nats.Msg) {
+	select {
+	case q.work <- m:
+	default:
+		if q.full != nil {
+			q.full(m)
+		}
+	}
+}
+
+// serve carries out the queued messages with h until stop is closed.
+func (q *requestQueue) serve(h nats.MsgHandler, stop <-chan struct{}) {
+	for {
+		select {
+		case m := <-q.work:
+			h(m)
+		case <-stop:
+			return
+		}
+	}
+}
 
 // subscribe starts answering requests: cancellations (one runner records
 // each, then tells all), cancellation notices (each runner stops the task
@@ -36,37 +72,55 @@ const MaxPendingRequests = 4096
 func (r *Runner) subscribe() error {
 	cfg := r.client.Config()
 	nc := r.client.Conn()
+	r.requestsStop = make(chan struct{})
 	for _, s := range []struct {
 		subject, queue string
 		handler        nats.MsgHandler
+		full           func(*nats.Msg)
 	}{
-		{cfg.CancelSubjects(), queueGroup, notStatus(r.onCancelRequest)},
-		{cfg.CancelledSubjects(), "", notStatus(r.onCancelled)},
-		{cfg.AdminSubjects(), queueGroup, notStatus(r.bare(r.onAdminRequest))},
+		{cfg.CancelSubjects(), queueGroup, r.onCancelRequest, r.busy},
+		{cfg.CancelledSubjects(), "", r.onCancelled, nil},
+		{cfg.AdminSubjects(), queueGroup, r.bare(r.onAdminRequest), r.bare(r.busy)},
 	} {
+		q := &requestQueue{work: make(chan *nats.Msg, MaxPendingRequests), full: s.full}
 		var sub *nats.Subscription
 		var err error
 		if s.queue != "" {
-			sub, err = nc.QueueSubscribe(s.subject, s.queue, s.handler)
+			sub, err = nc.QueueSubscribe(s.subject, s.queue, notStatus(q.enqueue))
 		} else {
-			sub, err = nc.Subscribe(s.subject, s.handler)
+			sub, err = nc.Subscribe(s.subject, notStatus(q.enqueue))
 		}
 		if err != nil {
 			return fmt.Errorf("subscribe to %s: %w", s.subject, err)
 		}
-		if err := sub.SetPendingLimits(MaxPendingRequests, MaxPendingRequests*1024); err != nil {
-			return fmt.Errorf("subscribe to %s: %w", s.subject, err)
-		}
 		r.subs = append(r.subs, sub)
+		r.requestsWG.Add(1)
+		go func() {
+			defer r.requestsWG.Done()
+			q.serve(s.handler, r.requestsStop)
+		}()
 	}
 	return nil
 }
 
+// unsubscribe stops taking requests; those queued are dropped.
 func (r *Runner) unsubscribe() {
 	for _, sub := range r.subs {
 		_ = sub.Unsubscribe()
 	}
 	r.subs = nil
+	if r.requestsStop != nil {
+		close(r.requestsStop)
+		r.requestsWG.Wait()
+		r.requestsStop = nil
+	}
+}
+
+// busy answers a request the runner has no room to queue: it says so at
+// once (the client asks again, this runner or another), where a request
+// dropped unanswered left its requester waiting out its timeout.
+func (r *Runner) busy(m *nats.Msg) {
+	r.respond(m, jetstream.Record{}, fmt.Errorf("%w: %d requests are waiting; ask again in a moment", jetstream.ErrRunnerBusy, MaxPendingRequests))
 }
 
 // notStatus drops messages that carry a NATS status (a header line
