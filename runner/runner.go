@@ -61,8 +61,11 @@ type Runner struct {
 	loopsWG    sync.WaitGroup // pull loops and background work
 	subs       []*nats.Subscription
 	// requestsStop stops the workers of the subscriptions' queues
-	// (requestQueue), requestsWG waits for them.
+	// (requestQueue), stopRequests cancels requestsCtx, in which they
+	// carry out requests, and requestsWG waits for them.
 	requestsStop chan struct{}
+	requestsCtx  context.Context
+	stopRequests context.CancelFunc
 	requestsWG   sync.WaitGroup
 	stopHB       chan struct{}  // closed once no attempt runs any more
 	hbWG         sync.WaitGroup // keepAlive

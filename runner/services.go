@@ -73,6 +73,7 @@ func (r *Runner) subscribe() error {
 	cfg := r.client.Config()
 	nc := r.client.Conn()
 	r.requestsStop = make(chan struct{})
+	r.requestsCtx, r.stopRequests = context.WithCancel(context.Background())
 	for _, s := range []struct {
 		subject, queue string
 		handler        nats.MsgHandler
@@ -103,7 +104,8 @@ func (r *Runner) subscribe() error {
 	return nil
 }
 
-// unsubscribe stops taking requests; those queued are dropped.
+// unsubscribe stops taking requests; those queued are dropped, and those
+// being carried out are cancelled.
 func (r *Runner) unsubscribe() {
 	for _, sub := range r.subs {
 		_ = sub.Unsubscribe()
@@ -111,9 +113,20 @@ func (r *Runner) unsubscribe() {
 	r.subs = nil
 	if r.requestsStop != nil {
 		close(r.requestsStop)
+		r.stopRequests()
 		r.requestsWG.Wait()
 		r.requestsStop = nil
 	}
+}
+
+// requestContext is the context a request is carried out in: at most
+// requestTimeout, and cancelled when the runner stops taking requests.
+func (r *Runner) requestContext() (context.Context, context.CancelFunc) {
+	parent := r.requestsCtx
+	if parent == nil { // not subscribed (a test calling a handler)
+		parent = context.Background()
+	}
+	return context.WithTimeout(parent, requestTimeout)
 }
 
 // busy answers a request the runner has no room to queue: it says so at
@@ -201,7 +214,7 @@ func (r *Runner) onCancelRequest(m *nats.Msg) {
 		r.respond(m, jetstream.Record{}, err)
 		return
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), requestTimeout)
+	ctx, cancel := r.requestContext()
 	defer cancel()
 	rec, was, err := r.client.RecordCancel(ctx, id)
 	// A task cancelled already may still run: the runner that recorded the
@@ -268,7 +281,7 @@ func (r *Runner) takeEarlyCancelLocked(id string, now time.Time) bool {
 // bucket's leader: the notice follows the cancel's write at once, before
 // a lagging replica may have it.
 func (r *Runner) stopIfCancelled(id string, f *inflight) {
-	ctx, cancel := context.WithTimeout(context.Background(), requestTimeout)
+	ctx, cancel := r.requestContext()
 	defer cancel()
 	rec, err := r.client.State().GetFromLeader(ctx, id)
 	if err != nil || rec.Task.Status != models.StatusCancelled {
@@ -281,7 +294,7 @@ func (r *Runner) stopIfCancelled(id string, f *inflight) {
 // onAdminRequest carries out an operator's request.
 func (r *Runner) onAdminRequest(m *nats.Msg) {
 	cfg := r.client.Config()
-	ctx, cancel := context.WithTimeout(context.Background(), requestTimeout)
+	ctx, cancel := r.requestContext()
 	defer cancel()
 	if id, ok := strings.CutPrefix(m.Subject, cfg.ReplaySubject("")); ok {
 		res, err := r.client.ReplayVerified(ctx, id)
