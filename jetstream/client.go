@@ -151,7 +151,9 @@ func (c *Client) Validate(r SubmitRequest) error {
 // sees the task writes its state record, so right after Submit the state
 // bucket may not hold the task yet (Record in the result is the task as
 // submitted, at revision 0). With RunAt in the future, the runner holds
-// the task until then.
+// the task until then. While no stream takes the task (the tasks stream
+// has no leader, as for seconds after a cluster lost its server), Submit
+// tries again for up to LeaderWait.
 //
 // A second submit of an id returns ErrDuplicateTask and does not run the
 // task twice: JetStream drops a copy published within the dedupe window,
@@ -190,6 +192,17 @@ func (c *Client) Submit(ctx context.Context, r SubmitRequest) (SubmitResult, err
 	msg.Header.Set(natsjs.MsgIDHeader, tm.ID)
 	tries := 0
 	ack, err := publishAcked(ctx, c.nc, msg, &tries)
+	// No stream took the task, so it was not stored: the tasks stream has
+	// no leader, as until its other servers elect one after its server
+	// was lost. Wait for the election.
+	for end := time.Now().Add(LeaderWait); errors.Is(err, natsjs.ErrNoStreamResponse) && time.Now().Before(end); {
+		select {
+		case <-ctx.Done():
+			return SubmitResult{}, publishError(tm.ID, errors.Join(err, ctx.Err()))
+		case <-time.After(250 * time.Millisecond):
+		}
+		ack, err = publishAcked(ctx, c.nc, msg, &tries)
+	}
 	if err != nil {
 		return SubmitResult{}, publishError(tm.ID, err)
 	}
@@ -234,6 +247,9 @@ func publishError(id string, err error) error {
 	var apiErr *natsjs.APIError
 	if errors.As(err, &apiErr) && apiErr.ErrorCode == errCodeInsufficientResources {
 		return fmt.Errorf("publish task %s: the NATS server's JetStream storage is full (free space or raise its max_file_store, then try again): %w", id, err)
+	}
+	if errors.Is(err, natsjs.ErrNoStreamResponse) {
+		return fmt.Errorf("publish task %s: no stream took it (the tasks stream has no leader: are most of the cluster's servers up?); it was not stored: %w", id, err)
 	}
 	if errors.Is(err, nats.ErrTimeout) || errors.Is(err, context.DeadlineExceeded) {
 		return fmt.Errorf("publish task %s: no acknowledgement from the stream (it may have no leader, or its server cannot write its store: "+
@@ -312,7 +328,9 @@ var ErrNotProvisioned = errors.New("OmniQ streams not found")
 // never override the runner's settings). Config.MaxPayload is taken from the
 // tasks stream, which the runner sized with the limit New chose; it is
 // lowered to what the server's max_payload carries if that is less. A missing tasks stream or state bucket returns
-// ErrNotProvisioned. It needs only a submitter's rights: the dead-letter
+// ErrNotProvisioned. A stream that does not answer (a cluster electing its
+// leader after losing a server) is asked again for up to LeaderWait. It
+// needs only a submitter's rights: the dead-letter
 // stream, which submitters may not read, is looked up when first used.
 func Open(ctx context.Context, nc *nats.Conn, cfg Config) (*Client, error) {
 	cfg = cfg.WithDefaults()
@@ -323,7 +341,11 @@ func Open(ctx context.Context, nc *nats.Conn, cfg Config) (*Client, error) {
 	if err != nil {
 		return nil, fmt.Errorf("jetstream: %w", err)
 	}
-	s, err := js.Stream(ctx, cfg.TasksStream)
+	var s natsjs.Stream
+	err = waitForLeader(ctx, func(ctx context.Context) (err error) {
+		s, err = js.Stream(ctx, cfg.TasksStream)
+		return err
+	})
 	if errors.Is(err, natsjs.ErrStreamNotFound) {
 		return nil, fmt.Errorf("%w: no stream %s on this server (has omniq-runner run against it?)", ErrNotProvisioned, cfg.TasksStream)
 	}
@@ -337,11 +359,51 @@ func Open(ctx context.Context, nc *nats.Conn, cfg Config) (*Client, error) {
 	if server := int(min(nc.MaxPayload(), MaxMaxPayload+HeaderRoom)); server > HeaderRoom && server-HeaderRoom < cfg.MaxPayload {
 		cfg.MaxPayload = server - HeaderRoom
 	}
-	state, err := newStateStore(ctx, js, cfg)
-	if err != nil {
+	var state *StateStore
+	err = waitForLeader(ctx, func(ctx context.Context) (err error) {
+		state, err = newStateStore(ctx, js, cfg)
+		return err
+	})
+	if err != nil && !unanswered(err) {
 		return nil, fmt.Errorf("%w: %w", ErrNotProvisioned, err)
 	}
+	if err != nil {
+		return nil, err
+	}
 	return &Client{cfg: cfg, nc: nc, js: js, state: state, log: cfg.Logger, requestWait: DefaultRequestWait}, nil
+}
+
+// LeaderWait is how long Submit and Open wait for a stream that does not
+// answer, as one whose leader was lost does until its other servers elect
+// a new one: nats-server's replicas call an election 4 to 9 s after they
+// last heard from their leader.
+const LeaderWait = 20 * time.Second
+
+// unanswered says whether err is a request that got no answer in time.
+func unanswered(err error) bool {
+	return errors.Is(err, context.DeadlineExceeded) || errors.Is(err, nats.ErrTimeout)
+}
+
+// leaderTry bounds each look-up of a stream in Open: one asked while the
+// stream has no leader is never answered, and is asked again.
+const leaderTry = 3 * time.Second
+
+// waitForLeader runs try, each time with leaderTry to get an answer, until
+// it gets one, ctx ends or LeaderWait has passed. An error it gives up
+// with says what no answer may mean.
+func waitForLeader(ctx context.Context, try func(context.Context) error) error {
+	end := time.Now().Add(LeaderWait)
+	for {
+		c, cancel := context.WithTimeout(ctx, leaderTry)
+		err := try(c)
+		cancel()
+		if !unanswered(err) || ctx.Err() != nil {
+			return err
+		}
+		if time.Now().After(end) {
+			return fmt.Errorf("no answer for %s (a stream answers nothing while it has no leader: are most of the cluster's servers up?): %w", LeaderWait, err)
+		}
+	}
 }
 
 // fitPayload applies cfg's defaults and validates it, choosing the payload

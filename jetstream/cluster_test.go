@@ -3,6 +3,7 @@ package jetstream_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"testing"
 	"time"
 
@@ -161,6 +162,93 @@ func TestARunnerWithoutTheReplicasSettingKeepsTheClustersReplicas(t *testing.T) 
 		}
 		if r := s.CachedInfo().Config.Replicas; r != 3 {
 			t.Fatalf("%s has %d replicas after a provisioning with the default, want the cluster's 3", name, r)
+		}
+	}
+}
+
+// provisionCluster connects to url (one server of a cluster) and
+// provisions OmniQ's streams with three replicas, waiting for the cluster
+// to elect its JetStream leader.
+func provisionCluster(t *testing.T, url string) *jetstream.Client {
+	t.Helper()
+	nc, err := jetstream.Connect(jetstream.ConnConfig{URL: url})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	var client *jetstream.Client
+	eventually(t, 30*time.Second, "provisioning on the cluster", func() bool {
+		try, cancel := context.WithTimeout(ctx(t), 5*time.Second)
+		defer cancel()
+		client, err = jetstream.New(try, nc, jetstream.Config{Replicas: 3})
+		return err == nil
+	})
+	return client
+}
+
+// TestAWatchOnAnotherServerHearsTheWritesJustBeforeIt: on a cluster, a
+// watch of a task without a consumer (submit --wait, watch ID) that
+// heard of a write read the bucket with a direct get, which the replica
+// on its own server answers, and that replica stores a write only when
+// the leader next tells it of the commit; the write it heard of (or one
+// made as it subscribed, which woke no one) then reached the watch only
+// with its poll, a second later: a fifth of `submit --wait`s of a quick
+// task on a 3-server cluster took a second more than the task. The
+// writes here are made as a runner makes them, while the watch starts;
+// the poll is an hour, so a watch that misses a write does not end.
+func TestAWatchOnAnotherServerHearsTheWritesJustBeforeIt(t *testing.T) {
+	t.Parallel()
+	servers := omniqtest.StartCluster(t)
+	writer := provisionCluster(t, servers[0].ClientURL())
+	var readers []*jetstream.Client
+	for _, s := range servers[1:] {
+		nc, err := jetstream.Connect(jetstream.ConnConfig{URL: s.ClientURL()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(nc.Close)
+		r, err := jetstream.Open(ctx(t), nc, jetstream.Config{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		r.State().SetWatchPoll(time.Hour)
+		readers = append(readers, r)
+	}
+	for i := 0; i < 40; i++ {
+		id := fmt.Sprintf("t%d", i)
+		wrote := make(chan error, 1)
+		go func() {
+			rec, err := writer.State().Create(ctx(t), models.NewTask(id, "f", 3, 0, time.Now()))
+			for _, to := range []models.TaskStatus{models.StatusRunning, models.StatusSucceeded} {
+				if err != nil {
+					break
+				}
+				next := rec.Task.Clone()
+				if err = next.Transition(to, time.Now()); err == nil {
+					rec, err = writer.State().Replace(ctx(t), rec, next)
+				}
+			}
+			wrote <- err
+		}()
+		watch, cancel := context.WithCancel(ctx(t))
+		events, err := readers[i%len(readers)].State().Watch(watch, id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var last models.TaskStatus
+		eventually(t, 15*time.Second, fmt.Sprintf("the watch of %s on %s to see it succeed", id, servers[1+i%len(readers)].Name()), func() bool {
+			for {
+				select {
+				case ev := <-events:
+					last = ev.Record.Task.Status
+				default:
+					return last == models.StatusSucceeded
+				}
+			}
+		})
+		cancel()
+		if err := <-wrote; err != nil {
+			t.Fatal(err)
 		}
 	}
 }

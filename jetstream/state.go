@@ -74,6 +74,9 @@ type StateStore struct {
 	kv  natsjs.KeyValue
 	// putPrefix is "$KV.<bucket>.", the subject prefix of the bucket's keys.
 	putPrefix string
+	// poll is how often a watch without a consumer reads the stream
+	// without having heard of a write (watchPoll; tests lengthen it).
+	poll time.Duration
 }
 
 func newStateStore(ctx context.Context, js natsjs.JetStream, cfg Config) (*StateStore, error) {
@@ -81,7 +84,7 @@ func newStateStore(ctx context.Context, js natsjs.JetStream, cfg Config) (*State
 	if err != nil {
 		return nil, fmt.Errorf("open state bucket %s: %w", cfg.StateBucket, err)
 	}
-	return &StateStore{cfg: cfg, js: js, kv: kv, putPrefix: "$KV." + cfg.StateBucket + "."}, nil
+	return &StateStore{cfg: cfg, js: js, kv: kv, putPrefix: "$KV." + cfg.StateBucket + ".", poll: watchPoll}, nil
 }
 
 // Get returns the record of task id, or ErrTaskNotFound.

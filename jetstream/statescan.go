@@ -125,15 +125,41 @@ func (sc *scanner) scan(ctx context.Context, filter string, seq uint64) ([]*rawE
 			return nil, 0, fmt.Errorf("%w %s: direct get answered a message without a sequence", ErrStateScan, s.cfg.StateBucket)
 		}
 		e.created, _ = time.Parse(time.RFC3339Nano, serverHeader(m.Header, "Nats-Time-Stamp"))
-		switch op := m.Header.Get("KV-Operation"); {
-		case op == "DEL":
-			e.op = natsjs.KeyValueDelete
-		case op == "PURGE", m.Header.Get("Nats-Marker-Reason") != "":
-			e.op = natsjs.KeyValuePurge
-		}
+		e.op = entryOp(m.Header)
 		out = append(out, e)
 	}
 	return out, pending, nil
+}
+
+// entryOp is the KV operation a message of the bucket's stream with
+// headers h stands for.
+func entryOp(h nats.Header) natsjs.KeyValueOp {
+	switch op := h.Get("KV-Operation"); {
+	case op == "DEL":
+		return natsjs.KeyValueDelete
+	case op == "PURGE", h.Get("Nats-Marker-Reason") != "":
+		return natsjs.KeyValuePurge
+	}
+	return natsjs.KeyValuePut
+}
+
+// reread returns key's last message as an entry when it is at stream
+// sequence seq or after, reading it from the stream's leader (a message
+// get, as GetFromLeader does): a watch of one key reads so once it heard
+// of a write (see tail). A direct get, as scan makes, is answered by any
+// replica of the stream, often the one on the reader's own server,
+// which stores a write only once the leader has told it the write was
+// committed: with the leader's next message to it, up to a second later
+// when no other write follows.
+func (sc *scanner) reread(ctx context.Context, key string, seq uint64) ([]*rawEntry, uint64, error) {
+	ctx, cancel := context.WithTimeout(ctx, scanTimeout)
+	defer cancel()
+	m, err := sc.s.lastFromLeader(ctx, key)
+	if err != nil || m == nil || m.Sequence < seq {
+		return nil, 0, err
+	}
+	e := &rawEntry{bucket: sc.s.cfg.StateBucket, key: key, value: m.Data, rev: m.Sequence, created: m.Time, op: entryOp(m.Header)}
+	return []*rawEntry{e}, 0, nil
 }
 
 // directBatch sends req, a batched direct get, to api (a stream's
@@ -254,7 +280,7 @@ func (s *StateStore) tail(ctx context.Context, filter string, updatesOnly bool) 
 		defer close(out)
 		defer sc.close()
 		defer func() { _ = sub.Unsubscribe() }()
-		poll := time.NewTicker(watchPoll)
+		poll := time.NewTicker(s.poll)
 		defer poll.Stop()
 		seq := start
 		batch := first
@@ -262,8 +288,20 @@ func (s *StateStore) tail(ctx context.Context, filter string, updatesOnly bool) 
 		// not be stored yet when the scan it woke runs: a wake whose scan
 		// finds nothing is followed by scans a little later (again), so
 		// that a task's last write is not left for the poll.
-		var again <-chan time.Time
-		var tries uint
+		//
+		// The first scan is followed by such scans too, whatever they
+		// find (starting): on a cluster, a write made as the watch
+		// started woke no one when it reached the writer's server before
+		// the subscription did, and the first scan may have read a
+		// replica that had not stored it yet.
+		//
+		// A watch of one key reads from the stream's leader when woken
+		// (reread): the replica a scan reads may not have stored the
+		// write it heard of, nor the ones before, for up to a second.
+		key, oneKey := strings.CutPrefix(filter, s.putPrefix)
+		oneKey = oneKey && !strings.ContainsAny(key, "*>")
+		again := time.After(time.Millisecond)
+		tries, starting := uint(1), true
 		for {
 			for _, e := range batch {
 				select {
@@ -285,7 +323,11 @@ func (s *StateStore) tail(ctx context.Context, filter string, updatesOnly bool) 
 					return
 				}
 			}
-			batch, pending, err = sc.scan(ctx, filter, seq)
+			if woke && oneKey {
+				batch, pending, err = sc.reread(ctx, key, seq)
+			} else {
+				batch, pending, err = sc.scan(ctx, filter, seq)
+			}
 			if err != nil {
 				if ctx.Err() != nil {
 					return
@@ -294,9 +336,11 @@ func (s *StateStore) tail(ctx context.Context, filter string, updatesOnly bool) 
 				batch, pending = nil, 0
 			}
 			again = nil
-			if woke && len(batch) == 0 && tries < rescans {
+			if woke && (len(batch) == 0 || starting) && tries < rescans {
 				again = time.After(time.Millisecond << tries)
 				tries++
+			} else {
+				starting = false
 			}
 		}
 	}()
