@@ -129,7 +129,7 @@ func TestStopDoesNotWaitOutARequestStuckOnTheServer(t *testing.T) {
 	defer cancel()
 	stopped := make(chan error, 1)
 	go func() { stopped <- tr.Runner.Stop(stopCtx) }()
-	eventually(t, 20*time.Second, "Stop to return once its context ended (a request's work is 30 s)", func() bool {
+	eventually(t, 25*time.Second, "Stop to return once its context ended (a request's work is 30 s)", func() bool {
 		select {
 		case <-stopped:
 			return true
