@@ -111,16 +111,24 @@ const DefaultRequestWait = 40 * time.Second
 // the record it carries. what names the request in errors. Without a
 // deadline in ctx it waits DefaultRequestWait. A runner too busy to take
 // it (ErrRunnerBusy) is asked again, after 50 ms and then up to 1 s more
-// each time, until ctx ends.
+// each time, until ctx ends; then the error wraps ErrRunnerBusy, even
+// when ctx ended while the last ask waited for its answer.
 func (c *Client) request(ctx context.Context, subject, what string) (Record, error) {
 	if _, ok := ctx.Deadline(); !ok {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, c.requestWait)
 		defer cancel()
 	}
+	var busy error // the last busy answer
 	for pause := 50 * time.Millisecond; ; pause = min(2*pause, time.Second) {
 		rec, err := c.requestOnce(ctx, subject, what)
-		if !errors.Is(err, ErrRunnerBusy) {
+		switch {
+		case errors.Is(err, ErrRunnerBusy):
+			busy = err
+		case busy != nil && (errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled)):
+			// Cut short by ctx: the runners were busy, not gone.
+			return Record{}, fmt.Errorf("%s: %w (asked until %w)", what, busy, context.Cause(ctx))
+		default:
 			return rec, err
 		}
 		t := time.NewTimer(pause)
@@ -128,7 +136,7 @@ func (c *Client) request(ctx context.Context, subject, what string) (Record, err
 		case <-t.C:
 		case <-ctx.Done():
 			t.Stop()
-			return rec, fmt.Errorf("%s: %w (asked until %w)", what, err, context.Cause(ctx))
+			return rec, fmt.Errorf("%s: %w (asked until %w)", what, busy, context.Cause(ctx))
 		}
 	}
 }

@@ -49,3 +49,30 @@ func TestRequestsAskAgainWhileTheRunnerIsBusy(t *testing.T) {
 		t.Fatalf("Cancel of a runner busy throughout: %v; want ErrRunnerBusy", err)
 	}
 }
+
+// A runner that answered busy and then did not answer the next ask
+// before the caller's context ended: the error says the runners were
+// busy, not that none answered (which says one may have stopped or lost
+// its connection).
+func TestRequestCutShortAfterBusyAnswersSaysBusy(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, jetstream.Config{})
+	var asked atomic.Int64
+	sub, err := e.client.Conn().Subscribe("omniq.cancel.*", func(m *nats.Msg) {
+		if asked.Add(1) > 1 {
+			return // a flood's request it dropped, or one it is carrying out
+		}
+		b, _ := json.Marshal(jetstream.NewReply(jetstream.Record{}, jetstream.ErrRunnerBusy))
+		_ = m.Respond(b)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Unsubscribe()
+	short, stop := context.WithTimeout(ctx(t), 2*time.Second)
+	defer stop()
+	_, err = e.client.Cancel(short, "t1")
+	if !errors.Is(err, jetstream.ErrRunnerBusy) || asked.Load() < 2 {
+		t.Fatalf("Cancel after a busy answer and no other: %v after %d requests; want ErrRunnerBusy after 2 or more", err, asked.Load())
+	}
+}

@@ -60,12 +60,11 @@ type Runner struct {
 	acks       *acker         // acknowledges succeeded tasks' messages in bursts
 	loopsWG    sync.WaitGroup // pull loops and background work
 	subs       []*nats.Subscription
-	// requestsStop stops the workers of the subscriptions' queues
-	// (requestQueue), stopRequests cancels requestsCtx, in which they
-	// carry out requests, and requestsWG waits for them.
-	requestsStop chan struct{}
+	// requestsCtx is that of the workers of the subscriptions' queues
+	// (requestQueue) and of the requests they carry out; cancelling it
+	// (requestsStop) stops them, requestsWG waits for them.
 	requestsCtx  context.Context
-	stopRequests context.CancelFunc
+	requestsStop context.CancelFunc
 	requestsWG   sync.WaitGroup
 	stopHB       chan struct{}  // closed once no attempt runs any more
 	hbWG         sync.WaitGroup // keepAlive

@@ -54,9 +54,15 @@ func (q *requestQueue) enqueue(m *nats.Msg) {
 	}
 }
 
-// serve carries out the queued messages with h until stop is closed.
+// serve carries out the queued messages with h until stop is closed; a
+// message still queued then is dropped.
 func (q *requestQueue) serve(h nats.MsgHandler, stop <-chan struct{}) {
 	for {
+		select {
+		case <-stop:
+			return
+		default:
+		}
 		select {
 		case m := <-q.work:
 			h(m)
@@ -72,8 +78,7 @@ func (q *requestQueue) serve(h nats.MsgHandler, stop <-chan struct{}) {
 func (r *Runner) subscribe() error {
 	cfg := r.client.Config()
 	nc := r.client.Conn()
-	r.requestsStop = make(chan struct{})
-	r.requestsCtx, r.stopRequests = context.WithCancel(context.Background())
+	r.requestsCtx, r.requestsStop = context.WithCancel(context.Background())
 	for _, s := range []struct {
 		subject, queue string
 		handler        nats.MsgHandler
@@ -98,35 +103,25 @@ func (r *Runner) subscribe() error {
 		r.requestsWG.Add(1)
 		go func() {
 			defer r.requestsWG.Done()
-			q.serve(s.handler, r.requestsStop)
+			q.serve(s.handler, r.requestsCtx.Done())
 		}()
 	}
 	return nil
 }
 
-// unsubscribe stops taking requests; those queued are dropped, and those
-// being carried out are cancelled.
+// unsubscribe stops taking requests; those queued are dropped, and the
+// work of those being carried out is cancelled (it may wait on a server
+// that does not answer for requestTimeout).
 func (r *Runner) unsubscribe() {
 	for _, sub := range r.subs {
 		_ = sub.Unsubscribe()
 	}
 	r.subs = nil
 	if r.requestsStop != nil {
-		close(r.requestsStop)
-		r.stopRequests()
+		r.requestsStop()
 		r.requestsWG.Wait()
 		r.requestsStop = nil
 	}
-}
-
-// requestContext is the context a request is carried out in: at most
-// requestTimeout, and cancelled when the runner stops taking requests.
-func (r *Runner) requestContext() (context.Context, context.CancelFunc) {
-	parent := r.requestsCtx
-	if parent == nil { // not subscribed (a test calling a handler)
-		parent = context.Background()
-	}
-	return context.WithTimeout(parent, requestTimeout)
 }
 
 // busy answers a request the runner has no room to queue: it says so at
@@ -214,7 +209,7 @@ func (r *Runner) onCancelRequest(m *nats.Msg) {
 		r.respond(m, jetstream.Record{}, err)
 		return
 	}
-	ctx, cancel := r.requestContext()
+	ctx, cancel := context.WithTimeout(r.requestsCtx, requestTimeout)
 	defer cancel()
 	rec, was, err := r.client.RecordCancel(ctx, id)
 	// A task cancelled already may still run: the runner that recorded the
@@ -243,7 +238,7 @@ func (r *Runner) onCancelled(m *nats.Msg) {
 	}
 	r.mu.Unlock()
 	if f != nil {
-		r.stopIfCancelled(id, f)
+		r.stopIfCancelled(r.requestsCtx, id, f)
 	}
 }
 
@@ -279,9 +274,10 @@ func (r *Runner) takeEarlyCancelLocked(id string, now time.Time) bool {
 // stopIfCancelled stops the attempt f of task id if the task's state says
 // cancelled: a notice alone is not trusted. The state is read from the
 // bucket's leader: the notice follows the cancel's write at once, before
-// a lagging replica may have it.
-func (r *Runner) stopIfCancelled(id string, f *inflight) {
-	ctx, cancel := r.requestContext()
+// a lagging replica may have it. The read ends with ctx, or after
+// requestTimeout.
+func (r *Runner) stopIfCancelled(ctx context.Context, id string, f *inflight) {
+	ctx, cancel := context.WithTimeout(ctx, requestTimeout)
 	defer cancel()
 	rec, err := r.client.State().GetFromLeader(ctx, id)
 	if err != nil || rec.Task.Status != models.StatusCancelled {
@@ -294,7 +290,7 @@ func (r *Runner) stopIfCancelled(id string, f *inflight) {
 // onAdminRequest carries out an operator's request.
 func (r *Runner) onAdminRequest(m *nats.Msg) {
 	cfg := r.client.Config()
-	ctx, cancel := r.requestContext()
+	ctx, cancel := context.WithTimeout(r.requestsCtx, requestTimeout)
 	defer cancel()
 	if id, ok := strings.CutPrefix(m.Subject, cfg.ReplaySubject("")); ok {
 		res, err := r.client.ReplayVerified(ctx, id)

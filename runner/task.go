@@ -326,7 +326,7 @@ func (r *Runner) run(rec jetstream.Record, tm *jetstream.TaskMessage, res resolv
 	if early {
 		// Cancelled between the claim's write and now: its notice found
 		// nothing to stop. (One read, before the attempt starts.)
-		r.stopIfCancelled(t.ID, f)
+		r.stopIfCancelled(context.Background(), t.ID, f)
 	}
 	defer func() {
 		r.mu.Lock()

@@ -77,22 +77,33 @@ func deadEntryOf(d jetstream.DeadTask) deadEntry {
 
 // add records an entry the consumer delivered; pending is how many
 // messages the stream held past it then.
-func (x *deadIndex) add(e deadEntry, pending uint64) {
+func (x *deadIndex) add(e deadEntry, pending uint64) { x.deliver(e.seq, &e, pending) }
+
+// pass records that the consumer delivered, at seq, a message that is no
+// entry (one no runner wrote: jetstream.ErrForeignDeadEntry): the index
+// has read the stream that far all the same.
+func (x *deadIndex) pass(seq, pending uint64) { x.deliver(seq, nil, pending) }
+
+// deliver records the message the consumer delivered at seq, holding e
+// unless it is nil; pending is how many messages the stream held past it
+// then.
+func (x *deadIndex) deliver(seq uint64, e *deadEntry, pending uint64) {
 	x.mu.Lock()
 	defer x.mu.Unlock()
-	if e.seq > x.delivered {
-		x.delivered = e.seq
-		if x.skip[e.seq] {
-			delete(x.skip, e.seq)
-		} else {
-			x.entries = append(x.entries, e)
+	if seq > x.delivered {
+		x.delivered = seq
+		switch {
+		case x.skip[seq]:
+			delete(x.skip, seq)
+		case e != nil:
+			x.entries = append(x.entries, *e)
 			x.live++
 			if x.live > x.max {
 				x.dropOldest()
 			}
 		}
 		for s := range x.skip { // removed before the consumer got to them
-			if s <= e.seq {
+			if s <= seq {
 				delete(x.skip, s)
 			}
 		}
@@ -344,11 +355,17 @@ func (s *Server) followDead(ctx context.Context) error {
 		return err
 	}
 	cc, err := cons.Consume(func(m natsjs.Msg) {
-		d, err := s.cfg.Client.DeadTaskOf(m)
+		meta, err := m.Metadata()
 		if err != nil {
 			return
 		}
-		meta, _ := m.Metadata() // DeadTaskOf has checked it
+		d, err := s.cfg.Client.DeadTaskOf(m)
+		if err != nil {
+			// Read all the same: the index waits for the stream's
+			// last message.
+			s.dead.pass(meta.Sequence.Stream, meta.NumPending)
+			return
+		}
 		s.dead.add(deadEntryOf(d), meta.NumPending)
 		s.hub.notifyOnly(deadWatch)
 	})

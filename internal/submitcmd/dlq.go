@@ -49,7 +49,7 @@ gives the command for the next page.`,
 	lf := addFilterFlags(list.Flags(), false)
 	var listLimit int
 	var listAfter string
-	list.Flags().IntVar(&listLimit, "limit", 50, "dead tasks per page")
+	list.Flags().IntVar(&listLimit, "limit", defaultPageLimit, "dead tasks per page")
 	list.Flags().StringVar(&listAfter, "after", "", "the cursor printed at the end of the previous page")
 	list.RunE = func(*cobra.Command, []string) error { return c.dlqList(lf, listLimit, listAfter) }
 	show := &cobra.Command{
@@ -188,21 +188,19 @@ func (c *cli) dlqList(ff *filterFlags, limit int, after string) error {
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", d.ID, d.Function, typ, attempt, when(d.DeadAt), msg)
 	}
 	_ = tw.Flush()
-	fmt.Fprintf(c.io.Stdout, "showing %s of %s\n", thousands(len(page.Tasks)), thousands(page.Total))
-	if page.Next != 0 {
-		var again []string
-		for _, fl := range []struct{ name, value string }{
-			{"--function", ff.function}, {"--error-type", ff.errorType}, {"--since", ff.since}, {"--until", ff.until},
-		} {
-			if fl.value != "" {
-				again = append(again, fl.name+" "+shellWord(fl.value))
-			}
+	var again []string
+	for _, fl := range []struct{ name, value string }{
+		{"--function", ff.function}, {"--error-type", ff.errorType}, {"--since", ff.since}, {"--until", ff.until},
+	} {
+		if fl.value != "" {
+			again = append(again, fl.name+" "+shellWord(fl.value))
 		}
-		if limit != 50 {
-			again = append(again, fmt.Sprintf("--limit %d", limit))
-		}
-		fmt.Fprintf(c.io.Stdout, "more: omniq-submit dlq list %s--after %d\n", strings.Join(append(again, ""), " "), page.Next)
 	}
+	next := ""
+	if page.Next != 0 {
+		next = strconv.FormatUint(page.Next, 10)
+	}
+	printPageEnd(c.io.Stdout, len(page.Tasks), page.Total, "dlq list", again, limit, next)
 	return nil
 }
 

@@ -103,6 +103,8 @@ func textOrBytes(b []byte) (*string, []byte) {
 // invalid UTF-8, and \u00XX is JSON's own escape of the others.
 type terminalSafe struct{ w io.Writer }
 
+// Write writes p to t's writer, escaped as terminalText does when it
+// holds anything to escape, and reports all of p written.
 func (t terminalSafe) Write(p []byte) (int, error) {
 	clean := true
 	for i := 0; i < len(p) && clean; {

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"maps"
 	"slices"
 	"strconv"
@@ -212,7 +213,7 @@ gives the command for the next page.`,
 	fs := cmd.Flags()
 	fs.StringVar(&statuses, "status", "", "only these statuses, comma separated ("+joinStatuses()+")")
 	fs.StringVar(&fn, "function", "", "only this function")
-	fs.IntVar(&limit, "limit", 50, "tasks per page")
+	fs.IntVar(&limit, "limit", defaultPageLimit, "tasks per page")
 	fs.StringVar(&sortBy, "sort", "created:desc", "order: created or updated, then :desc (newest first) or :asc")
 	fs.StringVar(&after, "after", "", "the cursor printed at the end of the previous page")
 	cmd.RunE = func(*cobra.Command, []string) error { return c.list(statuses, fn, after, sortBy, limit) }
@@ -299,24 +300,36 @@ func (c *cli) list(statuses, fn, after, sortBy string, limit int) error {
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%s\t%s\n", t.ID, t.Function, t.Status, attemptsRun(t), when(t.CreatedAt), ago(t.UpdatedAt), errText)
 	}
 	_ = tw.Flush()
-	fmt.Fprintf(c.io.Stdout, "showing %s of %s\n", thousands(len(page.Records)), thousands(page.Total))
-	if page.Next != "" {
-		var again []string
-		if sortBy != "created:desc" && sortBy != "created" {
-			again = append(again, "--sort "+sortBy)
-		}
-		if statuses != "" {
-			again = append(again, "--status "+statuses)
-		}
-		if fn != "" {
-			again = append(again, "--function "+fn)
-		}
-		if limit != 50 {
-			again = append(again, fmt.Sprintf("--limit %d", limit))
-		}
-		fmt.Fprintf(c.io.Stdout, "more: omniq-submit list %s--after %s\n", strings.Join(append(again, ""), " "), page.Next)
+	var again []string
+	if sortBy != "created:desc" && sortBy != "created" {
+		again = append(again, "--sort "+sortBy)
 	}
+	if statuses != "" {
+		again = append(again, "--status "+statuses)
+	}
+	if fn != "" {
+		again = append(again, "--function "+fn)
+	}
+	printPageEnd(c.io.Stdout, len(page.Records), page.Total, "list", again, limit, page.Next)
 	return nil
+}
+
+// defaultPageLimit is the --limit of list and dlq list.
+const defaultPageLimit = 50
+
+// printPageEnd ends a page of a listing: how many it showed of the total,
+// and, when more match (next is the cursor of the following page, "" if
+// none), the command for the next page: omniq-submit cmd with the flags
+// again, --limit unless it is the default, and --after next.
+func printPageEnd(w io.Writer, shown, total int, cmd string, again []string, limit int, next string) {
+	fmt.Fprintf(w, "showing %s of %s\n", thousands(shown), thousands(total))
+	if next == "" {
+		return
+	}
+	if limit != defaultPageLimit {
+		again = append(again, fmt.Sprintf("--limit %d", limit))
+	}
+	fmt.Fprintf(w, "more: omniq-submit %s %s--after %s\n", cmd, strings.Join(append(again, ""), " "), next)
 }
 
 // thousands writes n with comma separators: 3,012.
