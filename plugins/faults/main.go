@@ -147,13 +147,17 @@ func oom(context.Context, *sdk.Task) ([]byte, error) {
 
 // memoryCgroupLimited reports whether this process's memory cgroup (v1 or
 // v2) has a memory limit configured for it: one below half the machine's
-// memory, which is what OmniQ gives a plugin with none configured.
+// memory, which is what OmniQ gives a plugin with none configured. OmniQ
+// rounds that half down to a whole page, so a limit within defaultSlack of
+// it is taken for OmniQ's default: compared with the exact half, it passed
+// for a configured limit on machines whose half is not a whole number of
+// pages, and oom then filled half the machine's memory.
 func memoryCgroupLimited() bool {
-	bound := uint64(1 << 60)
+	var total uint64 // bytes; 0 if unknown
 	if b, err := os.ReadFile("/proc/meminfo"); err == nil {
 		var kib uint64
 		if _, err := fmt.Sscanf(string(b), "MemTotal: %d kB", &kib); err == nil {
-			bound = kib << 10 / 2
+			total = kib << 10
 		}
 	}
 	b, err := os.ReadFile("/proc/self/cgroup")
@@ -178,12 +182,27 @@ func memoryCgroupLimited() bool {
 		if err != nil {
 			continue
 		}
-		if n, err := strconv.ParseUint(strings.TrimSpace(string(v)), 10, 64); err == nil && n < bound {
+		if n, err := strconv.ParseUint(strings.TrimSpace(string(v)), 10, 64); err == nil && configuredLimit(n, total) {
 			return true
 		}
 	}
 	return false
 }
+
+// configuredLimit says whether a cgroup memory limit of limit bytes, on a
+// machine of total bytes of memory (0: unknown), was configured rather
+// than OmniQ's default of half the machine's memory, rounded down to a
+// page.
+func configuredLimit(limit, total uint64) bool {
+	if total == 0 {
+		return limit < 1<<60 // "max", or v1's near-2^63 "unlimited", are not limits
+	}
+	return limit < total/2-defaultSlack
+}
+
+// defaultSlack is how far below half the machine's memory a cgroup limit
+// is still taken for OmniQ's default (memoryCgroupLimited).
+const defaultSlack = 1 << 20
 
 func flaky(_ context.Context, task *sdk.Task) ([]byte, error) {
 	n := 2

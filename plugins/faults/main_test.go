@@ -70,3 +70,27 @@ func TestFaultsPluginProcess(t *testing.T) {
 		t.Fatalf("crash 7: %+v", f)
 	}
 }
+
+// OmniQ's default limit, half the machine's memory rounded down to a page,
+// is no configured limit: taken for one on a machine whose half was not a
+// whole number of pages (24,684,092 kB here), oom filled 12 GB.
+func TestConfiguredLimit(t *testing.T) {
+	const total = 24684092 << 10 // this machine's MemTotal
+	page := uint64(4096)
+	for _, tt := range []struct {
+		limit, total uint64
+		want         bool
+	}{
+		{total / 2 / page * page, total, false}, // OmniQ's default
+		{total / 2, total, false},
+		{9223372036854771712, total, false}, // cgroup v1's "unlimited"
+		{1 << 30, total, true},
+		{total / 4, total, true},
+		{1 << 30, 0, true},
+		{9223372036854771712, 0, false},
+	} {
+		if got := configuredLimit(tt.limit, tt.total); got != tt.want {
+			t.Errorf("configuredLimit(%d, %d) = %v, want %v", tt.limit, tt.total, got, tt.want)
+		}
+	}
+}
