@@ -32,3 +32,31 @@ func TestCancellingAgainStopsATaskWhoseCancellerDied(t *testing.T) {
 		return tr.Counter(t, "omniq_tasks_total", map[string]string{"function": "sleep", "outcome": "cancelled"}) == 1
 	})
 }
+
+// A task cancelled before any runner saw it has a record of function
+// _unseen; its message is then dropped as a cancelled task's, quietly.
+// It was refused as another function's task: a warning for each, and
+// counted in omniq_refused_messages_total{reason="foreign_task_id"}.
+func TestATaskCancelledBeforeItWasSeenIsDroppedQuietly(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	tr := startRunner(t, e, fastConfig(), pluginhost.HostConfig{})
+	if _, err := e.client.Cancel(ctx(t), "early"); err != nil {
+		t.Fatal(err)
+	}
+	publishRaw(t, e, "omniq.tasks.echo", "early", "x", nil)
+	eventually(t, 30*time.Second, "the cancelled task's message to be dropped", func() bool {
+		st, err := e.client.JetStream().Stream(ctx(t), e.client.Config().TasksStream)
+		if err != nil {
+			return false
+		}
+		info, err := st.Info(ctx(t))
+		return err == nil && info.State.Msgs == 0
+	})
+	if n := tr.Counter(t, "omniq_refused_messages_total", map[string]string{"reason": "foreign_task_id"}); n != 0 {
+		t.Fatalf("a task cancelled before it was seen was refused as another function's %v times", n)
+	}
+	if rec, err := e.client.State().Get(ctx(t), "early"); err != nil || rec.Task.Status != models.StatusCancelled {
+		t.Fatalf("early: %+v, %v; want cancelled", rec.Task, err)
+	}
+}

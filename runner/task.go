@@ -143,7 +143,9 @@ func (r *Runner) claim(ctx context.Context, log logrus.FieldLogger, tm *jetstrea
 			dlog().WithField("delivery", d.Delivered).Debug(dec.Reason)
 			return jetstream.Record{}, false
 		case actDrop:
-			if v.Found && v.Task != nil && v.Task.Function != d.Function {
+			// A task cancelled before any runner saw it has a record of
+			// no function (UnseenFunction): its message is this task's.
+			if v.Found && v.Task != nil && v.Task.Function != d.Function && v.Task.Function != jetstream.UnseenFunction {
 				dlog().Warn("refused a message: " + dec.Reason)
 				r.cfg.Metrics.refused(d.Function, "foreign_task_id")
 			} else {
