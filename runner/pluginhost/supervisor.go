@@ -153,6 +153,8 @@ type Supervisor struct {
 	// plugin has been killed (reapIfHung): the task's next attempt waits
 	// for it.
 	reaping map[string]chan struct{}
+	// reapers counts the reapIfHung goroutines; Stop waits for them.
+	reapers sync.WaitGroup
 
 	started bool
 	stop    chan struct{}
@@ -425,6 +427,9 @@ func (s *Supervisor) Stop(ctx context.Context) error {
 		}
 	}
 	s.mu.Unlock()
+	// No reaper starts once stop is closed; those running end at once, or
+	// after the health check they are in (a second at most).
+	defer s.reapers.Wait()
 	select {
 	case <-s.stopped:
 		return nil
@@ -576,7 +581,7 @@ func (s *Supervisor) Execute(ctx context.Context, req *pluginpb.ExecuteRequest, 
 	if callCtx.Err() != nil || status.Code(err) == codes.DeadlineExceeded {
 		// The attempt was stopped (the plugin may see its deadline a
 		// moment before we do). Make sure the handler really stops.
-		go s.reapIfHung(p, req.TaskId, s.reapingStarts(req.TaskId))
+		s.startReaper(p, req.TaskId)
 		return Outcome{Failure: ctxFailure(ctx, deadline)}
 	}
 	return Outcome{Failure: s.crashFailure(p, err)}
@@ -664,14 +669,24 @@ func (s *Supervisor) crashFailure(p *Process, callErr error) *Failure {
 // a stopped attempt still runs.
 const reapPoll = 100 * time.Millisecond
 
-// reapingStarts notes that a stopped attempt of task id is being reaped,
-// and returns the channel reapIfHung closes when it is done.
-func (s *Supervisor) reapingStarts(id string) chan struct{} {
+// startReaper starts reapIfHung for the stopped attempt of task id on p,
+// noting that the task is being reaped; not once Stop has begun, which
+// stops p anyway.
+func (s *Supervisor) startReaper(p *Process, id string) {
 	done := make(chan struct{})
 	s.mu.Lock()
+	defer s.mu.Unlock()
+	select {
+	case <-s.stop:
+		return
+	default:
+	}
 	s.reaping[id] = done
-	s.mu.Unlock()
-	return done
+	s.reapers.Add(1)
+	go func() {
+		defer s.reapers.Done()
+		s.reapIfHung(p, id, done)
+	}()
 }
 
 // waitReaped waits until no stopped attempt of task id is being reaped,
