@@ -523,12 +523,9 @@ func (o *Options) check() error {
 	if _, _, err := o.listenAddr(); err != nil {
 		return err
 	}
-	if o.MetricsAddr != "" {
+	if o.MetricsAddr != "" && !validListenAddr(o.MetricsAddr) {
 		// Refused here, not once the embedded server has started.
-		_, p, err := net.SplitHostPort(o.MetricsAddr)
-		if n, perr := strconv.Atoi(p); err != nil || perr != nil || n < 0 || n > 65535 {
-			return fmt.Errorf("%w: --metrics-addr %q: want host:port, such as 127.0.0.1:9090 or :9090", errUsage, o.MetricsAddr)
-		}
+		return fmt.Errorf("%w: --metrics-addr %q: want host:port, such as 127.0.0.1:9090 or :9090", errUsage, o.MetricsAddr)
 	}
 	if err := o.checkAuth(); err != nil {
 		return err
@@ -691,4 +688,18 @@ func (o *Options) hostConfig() pluginhost.HostConfig {
 		}
 	}
 	return h
+}
+
+// validListenAddr says whether addr is a host:port net.Listen takes: a
+// port number from 0 to 65535, or a service name it knows (":http").
+func validListenAddr(addr string) bool {
+	_, p, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	if n, err := strconv.Atoi(p); err == nil {
+		return n >= 0 && n <= 65535
+	}
+	_, err = net.LookupPort("tcp", p)
+	return err == nil
 }

@@ -420,6 +420,20 @@ func TestBatchNamesTheLineOrFlagOfABadDelay(t *testing.T) {
 	}
 }
 
+// A negative timeout is named as what gave it: the flag, a usage error,
+// or a batch line's field. It said "invalid task message: timeout ...",
+// naming neither.
+func TestANegativeTimeoutNamesTheFlagOrTheLine(t *testing.T) {
+	t.Parallel()
+	o := start(t)
+	o.run("", "echo", "x", "--timeout", "-5s").want(t, 2, "", "--timeout must not be negative")
+	r := o.run(`{"function":"echo","payload":"x","timeout":"-5s"}`+"\n", "batch", "--jsonl")
+	r.want(t, 1, "submitted 0, duplicates 0, rejected 1", `line 1: timeout "-5s": must not be negative`)
+	if strings.Contains(r.stderr, "--timeout") {
+		t.Fatalf("stderr names --timeout, which was not given: %q", r.stderr)
+	}
+}
+
 // A NATS user points omniq-submit at a server as they point the nats CLI:
 // NATS_URL, or a nats CLI context named by --context or NATS_CONTEXT.
 func TestNATSCLIVariablesAndContexts(t *testing.T) {

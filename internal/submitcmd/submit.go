@@ -96,6 +96,9 @@ func (o *submitOpts) request(fn string, payload []byte) (jetstream.SubmitRequest
 	if o.delay < 0 {
 		return r, usagef("--delay must not be negative")
 	}
+	if o.timeout < 0 {
+		return r, usagef("--timeout must not be negative (leave it out for the function's default)")
+	}
 	if o.delay > 0 && o.at != "" {
 		return r, usagef("use --delay or --at, not both")
 	}
@@ -703,6 +706,10 @@ func (c *cli) batchRequest(o *submitOpts, fn string, jsonl bool, text []byte) (j
 		d, err := time.ParseDuration(bl.Timeout)
 		if err != nil {
 			return jetstream.SubmitRequest{}, fmt.Errorf("timeout %q: %w", bl.Timeout, err)
+		}
+		// Checked here, or the error would name --timeout.
+		if d < 0 {
+			return jetstream.SubmitRequest{}, fmt.Errorf("timeout %q: must not be negative (leave it out for the function's default)", bl.Timeout)
 		}
 		lo.timeout = d
 	}
