@@ -123,19 +123,11 @@ func TestProvisionAllowsDirectGetsOnAnOlderTasksStream(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, jetstream.Config{})
 	js := e.client.JetStream()
-	s, err := js.Stream(ctx(t), "OMNIQ_TASKS")
-	if err != nil {
-		t.Fatal(err)
-	}
-	old := s.CachedInfo().Config
-	old.AllowDirect = false
-	if _, err := js.UpdateStream(ctx(t), old); err != nil {
-		t.Fatal(err)
-	}
+	withoutDirectGets(t, e)
 	if err := jetstream.Provision(ctx(t), js, jetstream.Config{}); err != nil {
 		t.Fatal(err)
 	}
-	s, err = js.Stream(ctx(t), "OMNIQ_TASKS")
+	s, err := js.Stream(ctx(t), "OMNIQ_TASKS")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -149,16 +141,7 @@ func TestProvisionAllowsDirectGetsOnAnOlderTasksStream(t *testing.T) {
 func TestFindQueuedWithoutDirectGets(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, jetstream.Config{})
-	js := e.client.JetStream()
-	s, err := js.Stream(ctx(t), "OMNIQ_TASKS")
-	if err != nil {
-		t.Fatal(err)
-	}
-	old := s.CachedInfo().Config
-	old.AllowDirect = false
-	if _, err := js.UpdateStream(ctx(t), old); err != nil {
-		t.Fatal(err)
-	}
+	withoutDirectGets(t, e)
 	for _, id := range []string{"a", "b", "c"} {
 		if _, err := e.client.Submit(ctx(t), jetstream.SubmitRequest{ID: id, Function: "nosuch"}); err != nil {
 			t.Fatal(err)
@@ -207,5 +190,21 @@ func TestFindQueuedTakesTheServersHeaders(t *testing.T) {
 	scan, err = e.client.FindQueued(c, "fill-256")
 	if err != nil || scan.Found == nil || scan.Found.Message.Function != "fill" {
 		t.Fatalf("FindQueued(fill-256) = %+v, %v; want it found as a task of fill", scan, err)
+	}
+}
+
+// withoutDirectGets turns direct gets off on the tasks stream, as a stream
+// provisioned before FindQueued has them.
+func withoutDirectGets(t *testing.T, e *env) {
+	t.Helper()
+	js := e.client.JetStream()
+	s, err := js.Stream(ctx(t), "OMNIQ_TASKS")
+	if err != nil {
+		t.Fatal(err)
+	}
+	old := s.CachedInfo().Config
+	old.AllowDirect = false
+	if _, err := js.UpdateStream(ctx(t), old); err != nil {
+		t.Fatal(err)
 	}
 }

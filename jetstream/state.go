@@ -125,7 +125,13 @@ func (s *StateStore) GetFromLeader(ctx context.Context, id string) (Record, erro
 	if m == nil || removed(m.Header) {
 		return Record{}, fmt.Errorf("%w: %s", ErrTaskNotFound, id)
 	}
-	return decodeEntry(&rawEntry{bucket: s.cfg.StateBucket, key: id, value: m.Data, rev: m.Sequence, created: m.Time, op: natsjs.KeyValuePut})
+	return decodeEntry(s.leaderEntry(id, m))
+}
+
+// leaderEntry is m, the last message on key as lastFromLeader read it, as
+// an entry of the bucket.
+func (s *StateStore) leaderEntry(key string, m *leaderMsg) *rawEntry {
+	return &rawEntry{bucket: s.cfg.StateBucket, key: key, value: m.Data, rev: m.Sequence, created: m.Time, op: entryOp(m.Header)}
 }
 
 // leaderMsg is the last message on a key of the state bucket, as its

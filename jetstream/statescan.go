@@ -158,8 +158,7 @@ func (sc *scanner) reread(ctx context.Context, key string, seq uint64) ([]*rawEn
 	if err != nil || m == nil || m.Sequence < seq {
 		return nil, 0, err
 	}
-	e := &rawEntry{bucket: sc.s.cfg.StateBucket, key: key, value: m.Data, rev: m.Sequence, created: m.Time, op: entryOp(m.Header)}
-	return []*rawEntry{e}, 0, nil
+	return []*rawEntry{sc.s.leaderEntry(key, m)}, 0, nil
 }
 
 // directBatch sends req, a batched direct get, to api (a stream's
@@ -379,7 +378,4 @@ func apiPrefix(js natsjs.JetStream) string {
 
 // removed says whether a KV message's headers mark its key deleted, purged
 // or expired (a server's marker) rather than holding a value.
-func removed(h nats.Header) bool {
-	op := h.Get("KV-Operation")
-	return op == "DEL" || op == "PURGE" || h.Get("Nats-Marker-Reason") != ""
-}
+func removed(h nats.Header) bool { return entryOp(h) != natsjs.KeyValuePut }

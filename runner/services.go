@@ -83,18 +83,25 @@ func (r *Runner) subscribe() error {
 		subject, queue string
 		handler        nats.MsgHandler
 		full           func(*nats.Msg)
+		bare           bool // requests without body or headers only
 	}{
-		{cfg.CancelSubjects(), queueGroup, r.onCancelRequest, r.busy},
-		{cfg.CancelledSubjects(), "", r.onCancelled, nil},
-		{cfg.AdminSubjects(), queueGroup, r.bare(r.onAdminRequest), r.bare(r.busy)},
+		{cfg.CancelSubjects(), queueGroup, r.onCancelRequest, r.busy, false},
+		{cfg.CancelledSubjects(), "", r.onCancelled, nil, false},
+		{cfg.AdminSubjects(), queueGroup, r.onAdminRequest, r.busy, true},
 	} {
 		q := &requestQueue{work: make(chan *nats.Msg, MaxPendingRequests), full: s.full}
+		// What is not a request is dropped before it takes a place in the
+		// queue.
+		take := notStatus(q.enqueue)
+		if s.bare {
+			take = notStatus(r.bare(q.enqueue))
+		}
 		var sub *nats.Subscription
 		var err error
 		if s.queue != "" {
-			sub, err = nc.QueueSubscribe(s.subject, s.queue, notStatus(q.enqueue))
+			sub, err = nc.QueueSubscribe(s.subject, s.queue, take)
 		} else {
-			sub, err = nc.Subscribe(s.subject, notStatus(q.enqueue))
+			sub, err = nc.Subscribe(s.subject, take)
 		}
 		if err != nil {
 			return fmt.Errorf("subscribe to %s: %w", s.subject, err)

@@ -1,6 +1,7 @@
 package roles_test
 
 import (
+	"errors"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -11,6 +12,7 @@ import (
 
 	"github.com/omniq/omniq/internal/roles"
 	"github.com/omniq/omniq/jetstream"
+	"github.com/omniq/omniq/jetstream/embedded"
 )
 
 // The rendered snippet, read by nats-server itself, grants each user
@@ -62,6 +64,24 @@ func TestServerConfigGrantsThePermissions(t *testing.T) {
 			if u.Account == nil || u.Account.Name != wantAccount {
 				t.Errorf("%s: in account %v, want %s", role, u.Account, wantAccount)
 			}
+		}
+	}
+}
+
+// A login Embed cannot place is refused, saying why.
+func TestEmbedRefusesBadLogins(t *testing.T) {
+	t.Parallel()
+	for _, tt := range []struct {
+		login roles.Login
+		want  error
+	}{
+		{roles.Login{Role: roles.Submitter}, jetstream.ErrInvalidConfig},
+		{roles.Login{Role: roles.Operator, NKey: "UA", User: "u", Password: "p"}, jetstream.ErrInvalidConfig},
+		{roles.Login{Role: "admin", NKey: "UA"}, roles.ErrUnknownRole},
+	} {
+		var ec embedded.Config
+		if err := roles.Embed(&ec, jetstream.Config{}, tt.login); !errors.Is(err, tt.want) {
+			t.Errorf("Embed(%+v) = %v, want %v", tt.login, err, tt.want)
 		}
 	}
 }

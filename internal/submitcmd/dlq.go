@@ -159,14 +159,14 @@ func (c *cli) dlqList(ff *filterFlags, limit int, after string) error {
 		return err
 	}
 	recs := c.deadRecords(client, page.Tasks)
+	next := "" // the cursor of the next page
+	if page.Next != 0 {
+		next = strconv.FormatUint(page.Next, 10)
+	}
 	if c.json {
 		out := make([]deadJSON, 0, len(page.Tasks))
 		for _, d := range page.Tasks {
 			out = append(out, toDeadJSON(d, deadAttemptsRun(d, recs[d.ID])))
-		}
-		next := ""
-		if page.Next != 0 {
-			next = strconv.FormatUint(page.Next, 10)
 		}
 		return writeJSON(c.io.Stdout, struct {
 			Tasks []deadJSON `json:"tasks"`
@@ -195,10 +195,6 @@ func (c *cli) dlqList(ff *filterFlags, limit int, after string) error {
 		if fl.value != "" {
 			again = append(again, fl.name+" "+shellWord(fl.value))
 		}
-	}
-	next := ""
-	if page.Next != 0 {
-		next = strconv.FormatUint(page.Next, 10)
 	}
 	printPageEnd(c.io.Stdout, len(page.Tasks), page.Total, "dlq list", again, limit, next)
 	return nil

@@ -185,13 +185,11 @@ func (cfg *Config) applyAccounts(opts *server.Options) error {
 		if err := a.checkJetStreamImports(); err != nil {
 			return err
 		}
+		accounts[i] = server.NewAccount(a.Name)
 		for _, svc := range a.Services {
 			if svc.ResponseThreshold < 0 {
 				return fmt.Errorf("%w: embedded server: account %s: import %s: response threshold %v: want 0 (nats-server's default) or more", jetstream.ErrInvalidConfig, a.Name, svc.Subject, svc.ResponseThreshold)
 			}
-		}
-		accounts[i] = server.NewAccount(a.Name)
-		for _, svc := range a.Services {
 			if _, ok := services[svc]; !ok {
 				serviceOrder = append(serviceOrder, svc)
 			}
