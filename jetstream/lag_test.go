@@ -4,10 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -21,39 +23,120 @@ import (
 // natsProcs starts a three-server cluster of real nats-server processes
 // (built from the module cache), so that one can be SIGSTOPped: servers
 // in the test's process keep up too well to show a lagging replica. It
-// returns each server's client URL by name (n1, n2, n3) and its process.
+// returns each server's client URL by name (n1, n2, n3) and its process,
+// once each listens. A server that exits before it listens is started
+// again with the others, on new ports; its log is in the test's output
+// if the test fails.
 func natsProcs(t *testing.T) (map[string]string, map[string]*os.Process) {
 	t.Helper()
 	bin := testbin.Build(t, "github.com/nats-io/nats-server/v2")
-	dir := t.TempDir()
-	var client, route []string
-	for range 3 {
-		client = append(client, omniqtest.FreeAddr(t))
-		route = append(route, omniqtest.FreeAddr(t))
+	for try := 1; ; try++ {
+		urls, procs, err := startNATSProcs(t, bin)
+		if err == nil {
+			return urls, procs
+		}
+		if try == 3 {
+			t.Fatal(err)
+		}
+		t.Logf("starting the cluster again: %v", err)
 	}
-	routes := "nats://" + strings.Join(route, ", nats://")
+}
+
+// startNATSProcs is one try of natsProcs. On error it has stopped the
+// servers it started.
+func startNATSProcs(t *testing.T, bin string) (map[string]string, map[string]*os.Process, error) {
+	t.Helper()
+	dir := t.TempDir()
+	client, route := omniqtest.FreePorts(t, 3), omniqtest.FreePorts(t, 3)
+	var routes []string
+	for _, p := range route {
+		routes = append(routes, fmt.Sprintf("nats://127.0.0.1:%d", p))
+	}
 	urls, procs := map[string]string{}, map[string]*os.Process{}
+	exited := make(chan string, 3)
+	var stops []func()
+	stopAll := func() {
+		for _, stop := range stops {
+			stop()
+		}
+	}
 	for i := range 3 {
 		name := fmt.Sprintf("n%d", i+1)
 		conf := filepath.Join(dir, name+".conf")
-		body := fmt.Sprintf("server_name: %s\nlisten: %s\njetstream { store_dir: %q }\ncluster { name: lag, listen: %s, routes: [%s] }\n",
-			name, client[i], filepath.Join(dir, name), route[i], routes)
+		body := fmt.Sprintf("server_name: %s\nlisten: 127.0.0.1:%d\njetstream { store_dir: %q }\ncluster { name: lag, listen: 127.0.0.1:%d, routes: [%s] }\n",
+			name, client[i], filepath.Join(dir, name), route[i], strings.Join(routes, ", "))
 		if err := os.WriteFile(conf, []byte(body), 0o600); err != nil {
 			t.Fatal(err)
 		}
-		cmd := exec.Command(bin, "-c", conf)
-		cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-		if err := cmd.Start(); err != nil {
+		logPath := filepath.Join(dir, name+".log")
+		out, err := os.Create(logPath)
+		if err != nil {
 			t.Fatal(err)
 		}
-		t.Cleanup(func() {
-			_ = cmd.Process.Signal(syscall.SIGCONT)
-			_ = cmd.Process.Kill()
+		cmd := exec.Command(bin, "-c", conf)
+		cmd.Stdout, cmd.Stderr = out, out
+		cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+		if err := cmd.Start(); err != nil {
+			out.Close()
+			stopAll()
+			t.Fatal(err)
+		}
+		done := make(chan struct{})
+		go func() {
 			_ = cmd.Wait()
+			out.Close()
+			close(done)
+			exited <- name
+		}()
+		var once sync.Once
+		stop := func() {
+			once.Do(func() {
+				_ = cmd.Process.Signal(syscall.SIGCONT)
+				_ = cmd.Process.Kill()
+				<-done
+			})
+		}
+		stops = append(stops, stop)
+		t.Cleanup(func() {
+			stop()
+			if t.Failed() {
+				b, _ := os.ReadFile(logPath)
+				t.Logf("%s's log:\n%s", name, tail(b, 4096))
+			}
 		})
-		urls[name], procs[name] = "nats://"+client[i], cmd.Process
+		urls[name], procs[name] = fmt.Sprintf("nats://127.0.0.1:%d", client[i]), cmd.Process
 	}
-	return urls, procs
+	for name, u := range urls {
+		addr := strings.TrimPrefix(u, "nats://")
+		for deadline := time.Now().Add(30 * time.Second); ; {
+			select {
+			case gone := <-exited:
+				stopAll()
+				b, _ := os.ReadFile(filepath.Join(dir, gone+".log"))
+				return nil, nil, fmt.Errorf("%s exited while starting:\n%s", gone, tail(b, 2048))
+			default:
+			}
+			c, err := net.DialTimeout("tcp", addr, time.Second)
+			if err == nil {
+				c.Close()
+				break
+			}
+			if time.Now().After(deadline) {
+				stopAll()
+				return nil, nil, fmt.Errorf("%s does not listen on %s after 30s: %v", name, addr, err)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	return urls, procs, nil
+}
+
+// tail is the last n bytes of b.
+func tail(b []byte, n int) []byte {
+	if len(b) > n {
+		return b[len(b)-n:]
+	}
+	return b
 }
 
 // clusterClient connects to url (one server or a comma-separated list)
@@ -70,14 +153,18 @@ func clusterClient(t *testing.T, url string) *jetstream.Client {
 		t.Fatal(err)
 	}
 	t.Cleanup(nc.Close)
-	var client *jetstream.Client
-	omniqtest.Eventually(t, 60*time.Second, "JetStream on the cluster", func() bool {
+	for deadline := time.Now().Add(60 * time.Second); ; {
 		try, cancel := context.WithTimeout(ctx(t), 5*time.Second)
-		defer cancel()
-		client, err = jetstream.New(try, nc, jetstream.Config{Replicas: 3})
-		return err == nil
-	})
-	return client
+		client, err := jetstream.New(try, nc, jetstream.Config{Replicas: 3})
+		cancel()
+		if err == nil {
+			return client
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no JetStream on the cluster after 60s: %v", err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
 }
 
 // GetFromLeader, on which the runner decides to acknowledge a message

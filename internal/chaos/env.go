@@ -16,6 +16,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/sirupsen/logrus"
 
+	"github.com/omniq/omniq/internal/freeport"
 	"github.com/omniq/omniq/jetstream"
 )
 
@@ -55,31 +56,11 @@ type runnerNode struct {
 	proc        *proc
 }
 
-// freePorts reserves n loopback ports and releases them for the servers.
-func freePorts(n int) ([]int, error) {
-	var ports []int
-	var ls []net.Listener
-	defer func() {
-		for _, l := range ls {
-			l.Close()
-		}
-	}()
-	for range n {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			return nil, fmt.Errorf("reserve a loopback port: %w", err)
-		}
-		ls = append(ls, l)
-		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
-	}
-	return ports, nil
-}
-
 // startServers writes the config of n nats-server processes (a cluster when
 // n > 1) with JetStream file storage and the configured sync setting, and
 // starts them.
 func (e *env) startServers(n int) error {
-	ports, err := freePorts(2 * n)
+	ports, err := freeport.Ports(2 * n)
 	if err != nil {
 		return err
 	}
@@ -195,7 +176,7 @@ func (e *env) startRunners(ctx context.Context, n int) error {
 func (e *env) startRunner(ctx context.Context, r *runnerNode) error {
 	r.gen++
 	r.id = fmt.Sprintf("r%d-%d", r.slot, r.gen)
-	ports, err := freePorts(1)
+	ports, err := freeport.Ports(1)
 	if err != nil {
 		return err
 	}

@@ -2,30 +2,24 @@ package omniqtest
 
 import (
 	"fmt"
-	"net"
 	"net/url"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
+
+	"github.com/omniq/omniq/internal/freeport"
 )
 
-// freePorts reserves n loopback ports.
-func freePorts(t testing.TB, n int) []int {
+// FreePorts returns n loopback ports nothing listens on, picked where
+// the kernel does not hand out ports to outgoing connections (see
+// freeport).
+func FreePorts(t testing.TB, n int) []int {
 	t.Helper()
-	var ports []int
-	var ls []net.Listener
-	for i := 0; i < n; i++ {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		ls = append(ls, l)
-		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
-	}
-	for _, l := range ls {
-		l.Close()
+	ports, err := freeport.Ports(n)
+	if err != nil {
+		t.Fatal(err)
 	}
 	return ports
 }
@@ -34,7 +28,7 @@ func freePorts(t testing.TB, n int) []int {
 // listens.
 func FreeAddr(t testing.TB) string {
 	t.Helper()
-	return fmt.Sprintf("127.0.0.1:%d", freePorts(t, 1)[0])
+	return fmt.Sprintf("127.0.0.1:%d", FreePorts(t, 1)[0])
 }
 
 // StartCluster starts a three-server NATS cluster with JetStream on
@@ -43,7 +37,7 @@ func FreeAddr(t testing.TB) string {
 // still be electing its JetStream leader.
 func StartCluster(t testing.TB) []*server.Server {
 	t.Helper()
-	routePorts := freePorts(t, 3)
+	routePorts := FreePorts(t, 3)
 	var routes []*url.URL
 	for _, p := range routePorts {
 		u, _ := url.Parse(fmt.Sprintf("nats://127.0.0.1:%d", p))
