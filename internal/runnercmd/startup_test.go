@@ -213,16 +213,13 @@ func TestConfigForAPluginThatIsNotThereIsWarnedAbout(t *testing.T) {
 	}
 }
 
-// freePort returns a loopback port nothing listens on (for now).
+// freePort returns a loopback port nothing listens on, outside the
+// kernel's ephemeral range: the runner dials it over and over before a
+// server comes, and a dial whose local port were the same would connect
+// to itself.
 func freePort(t *testing.T) int {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	port := ln.Addr().(*net.TCPAddr).Port
-	_ = ln.Close()
-	return port
+	return omniqtest.FreePorts(t, 1)[0]
 }
 
 // A runner started before its NATS server is reachable (both started at
