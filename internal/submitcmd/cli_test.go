@@ -664,3 +664,15 @@ func TestAContextsUnreadableFileIsNamedAsItsSetting(t *testing.T) {
 	// Given as a flag, it is the flag's.
 	runArgs(t, "functions", "-s", o.srv.URL, "--nats-nkey", missing).want(t, 1, "", "check the file given to --nats-nkey")
 }
+
+// TestDeadLetterTimesRefuseAFutureOrEmptyRange: "--until -24h" was read
+// as 24 hours from now, so `dlq purge --until -24h --yes` purged every
+// dead task; "--since 1h --until 2h" matched nothing without a word.
+// Both are usage errors, found before any connection.
+func TestDeadLetterTimesRefuseAFutureOrEmptyRange(t *testing.T) {
+	t.Parallel()
+	runArgs(t, "dlq", "purge", "--until", "-24h", "--yes").want(t, 2, "", `--until "-24h": a duration ago must not be negative (24h means 24h ago)`)
+	runArgs(t, "dlq", "list", "--since", "-5m").want(t, 2, "", `--since "-5m": a duration ago must not be negative`)
+	runArgs(t, "dlq", "replay", "--since", "1h", "--until", "2h").want(t, 2, "", `--since "1h" is not before --until "2h": no dead task can match`)
+	runArgs(t, "dlq", "list", "--since", "2026-11-27T04:00:00Z", "--until", "2026-11-27T03:00:00Z").want(t, 2, "", "is not before --until")
+}
