@@ -156,6 +156,25 @@ func TestTaskFiltersShowTheChosenValue(t *testing.T) {
 	}
 }
 
+// A time range that is empty by its order (since not before until) says
+// so above the table: it showed "No matching tasks." as if there were
+// none in it.
+func TestTaskFiltersSayWhenSinceIsNotBeforeUntil(t *testing.T) {
+	t.Parallel()
+	srv := startServer(t)
+	putFinished(t, srv.Client.State(), "one-task", []byte("ok"))
+	d := startDashboard(t, Config{Client: srv.Client})
+	b := newBrowser(t, d.URL())
+	_, body := b.get("/tasks?since=2026-11-27T05:00&until=2026-11-27T03:00")
+	if want := "since (2026-11-27T05:00) is not before until (2026-11-27T03:00): no task can match"; !strings.Contains(body, want) {
+		t.Errorf("the page lacks %q:\n%s", want, body)
+	}
+	_, body = b.get("/tasks?since=2026-11-27T03:00&until=2026-11-27T05:00")
+	if strings.Contains(body, "is not before") {
+		t.Errorf("a range in order is refused:\n%s", body)
+	}
+}
+
 // A task still queued behind others has no state record until a runner
 // picks it up; its page must still offer Cancel (as omniq-submit cancel
 // does), and say, as the CLI does, that the id was not seen: a typo
