@@ -676,3 +676,26 @@ func TestDeadLetterTimesRefuseAFutureOrEmptyRange(t *testing.T) {
 	runArgs(t, "dlq", "replay", "--since", "1h", "--until", "2h").want(t, 2, "", `--since "1h" is not before --until "2h": no dead task can match`)
 	runArgs(t, "dlq", "list", "--since", "2026-11-27T04:00:00Z", "--until", "2026-11-27T03:00:00Z").want(t, 2, "", "is not before --until")
 }
+
+// TestSubmitRefusesWhatTheRunnersCapsWouldFail: a task asking for more
+// retries or a longer timeout than the serving runners allow (their
+// limits, 100 and 24h by default) was submitted, its id printed, exit 0,
+// and then failed invalid_task without running. Now it is refused at
+// submit, naming the cap and the runner, as an unknown function is.
+func TestSubmitRefusesWhatTheRunnersCapsWouldFail(t *testing.T) {
+	t.Parallel()
+	o := start(t)
+	o.run("", "echo", "x", "--max-retries", "101").want(t, 2, "", "max retries 101 is over the cap of 100 of runner")
+	o.run("", "echo", "x", "--timeout", "25h").want(t, 2, "", "timeout 25h0m0s is over the cap of 24h0m0s of runner")
+	r := o.run(`{"function":"echo","payload":"a","max_retries":500}`+"\n"+`{"function":"echo","payload":"b","timeout":"48h"}`+"\n"+`{"function":"echo","payload":"c"}`+"\n", "batch", "--jsonl")
+	r.want(t, 1, "submitted 1, duplicates 0, rejected 2", "line 1: max retries 500 is over the cap of 100")
+	if !strings.Contains(r.stderr, "line 2: timeout 48h0m0s is over the cap of 24h0m0s") {
+		t.Fatalf("batch stderr lacks line 2's cap: %q", r.stderr)
+	}
+	// At the caps: accepted. --force skips the check, as for a function
+	// no runner serves.
+	r = o.run("", "echo", "x", "--max-retries", "100", "--timeout", "24h", "--wait")
+	r.want(t, 0, "x", "")
+	r = o.run("", "echo", "x", "--max-retries", "101", "--force")
+	r.want(t, 0, "", "")
+}
