@@ -1227,3 +1227,44 @@ func TestAPluginDoesNotStartInTheRunnersWorkingDirectory(t *testing.T) {
 		return
 	}
 }
+
+// TestAnAddressSpaceLimitIsThePluginsNotItsShims: without cgroups, a
+// memory limit is the plugin's address-space limit (RLIMIT_AS). It was
+// set on the sandbox shim too, a copy of the runner with more address
+// space mapped than such a limit allows: the shim died at its next heap
+// growth ("fatal error: runtime: out of memory"), minutes after the
+// start, and took its healthy plugin down with it, as a crash. The
+// limit must be the plugin's, in place when it starts, and not the
+// shim's.
+func TestAnAddressSpaceLimitIsThePluginsNotItsShims(t *testing.T) {
+	t.Parallel()
+	const limit = 2 << 30
+	runner, shim := startRunnerAsNobody(t, echoPkg, helperLimitsEnv+fmt.Sprintf(`={"MemoryBytes": %d}`, limit))
+	var plugin int
+	eventually(t, 10*time.Second, "the shim's plugin process", func() bool {
+		for pid := range childrenOf(shim) {
+			plugin = pid
+			return true
+		}
+		return false
+	})
+	addressSpace := func(pid int) string {
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/limits", pid))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for line := range strings.Lines(string(b)) {
+			if strings.HasPrefix(line, "Max address space") {
+				return strings.Join(strings.Fields(line)[3:5], " ")
+			}
+		}
+		t.Fatalf("no address-space line in /proc/%d/limits:\n%s", pid, b)
+		return ""
+	}
+	if got, want := addressSpace(plugin), fmt.Sprintf("%d %d", limit, limit); got != want {
+		t.Errorf("the plugin's address-space limit (soft, hard) is %q; want %q", got, want)
+	}
+	if got, want := addressSpace(shim), addressSpace(runner.Process.Pid); got != want {
+		t.Errorf("the shim's address-space limit (soft, hard) is %q; want the runner's, %q", got, want)
+	}
+}

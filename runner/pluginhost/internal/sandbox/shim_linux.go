@@ -104,7 +104,16 @@ func runShim(arg string) {
 	if err := unix.Prctl(unix.PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0); err != nil {
 		shimFail("set no_new_privs", err)
 	}
+	// The address-space limit is set on the plugin alone, as it starts
+	// (below): the shim is a copy of the runner, with more address space
+	// mapped than a plugin's limit may allow, and under it would die at
+	// its next heap growth, taking the plugin with it.
+	var addressSpace *rlimit
 	for _, l := range s.Rlimits {
+		if l.Resource == unix.RLIMIT_AS {
+			addressSpace = &l
+			continue
+		}
 		if err := unix.Prlimit(0, l.Resource, &unix.Rlimit{Cur: l.Value, Max: l.Value}, nil); err != nil {
 			shimFail(fmt.Sprintf("set resource limit %d to %d", l.Resource, l.Value), err)
 		}
@@ -145,8 +154,32 @@ func runShim(arg string) {
 	// directory: a relative path is resolved from there without the
 	// permissions of the directories above it, which may be all that
 	// keeps the runner's files there from the plugin's user.
-	pid, err := syscall.ForkExec(fmt.Sprintf("/proc/self/fd/%d", exeFD), s.Argv, &syscall.ProcAttr{
-		Dir: s.TmpDir, Env: os.Environ(), Files: []uintptr{0, 1, 2, exeFD}, Sys: attr})
+	procAttr := &syscall.ProcAttr{Dir: s.TmpDir, Env: os.Environ(), Files: []uintptr{0, 1, 2, exeFD}, Sys: attr}
+	exe := fmt.Sprintf("/proc/self/fd/%d", exeFD)
+	var pid int
+	var err error
+	if addressSpace != nil {
+		// Traced, the plugin stops at its exec, before its first
+		// instruction: its limit is set then, and it is let go.
+		attr.Ptrace = true
+		pid, err = syscall.ForkExec(exe, s.Argv, procAttr)
+		if err == nil {
+			if err := limitAtExec(pid, *addressSpace); err != nil {
+				_ = syscall.Kill(pid, syscall.SIGKILL)
+				shimFail("set the plugin's address-space limit", err)
+			}
+		} else if err == syscall.EPERM {
+			// Tracing refused (a seccomp profile or Yama forbids it): the
+			// limit goes on the shim too, to be inherited.
+			attr.Ptrace = false
+			if err := unix.Prlimit(0, addressSpace.Resource, &unix.Rlimit{Cur: addressSpace.Value, Max: addressSpace.Value}, nil); err != nil {
+				shimFail(fmt.Sprintf("set resource limit %d to %d", addressSpace.Resource, addressSpace.Value), err)
+			}
+			pid, err = syscall.ForkExec(exe, s.Argv, procAttr)
+		}
+	} else {
+		pid, err = syscall.ForkExec(exe, s.Argv, procAttr)
+	}
 	if err != nil {
 		shimFail("execute the plugin", err)
 	}
@@ -179,6 +212,30 @@ func runShim(arg string) {
 			os.Exit(ws.ExitStatus())
 		}
 	}
+}
+
+// limitAtExec sets limit on the traced process pid, stopped at its exec
+// (a SIGTRAP before its first instruction), and lets it go on untraced.
+// It runs on the thread that started pid, its tracer.
+func limitAtExec(pid int, limit rlimit) error {
+	var ws syscall.WaitStatus
+	for {
+		_, err := syscall.Wait4(pid, &ws, 0, nil)
+		if err == syscall.EINTR {
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		break
+	}
+	if !ws.Stopped() {
+		return fmt.Errorf("it did not stop at its exec (wait status %#x)", uint32(ws))
+	}
+	if err := unix.Prlimit(pid, limit.Resource, &unix.Rlimit{Cur: limit.Value, Max: limit.Value}, nil); err != nil {
+		return err
+	}
+	return syscall.PtraceDetach(pid)
 }
 
 // mounts gives the plugin, in its own mount namespace, a private
