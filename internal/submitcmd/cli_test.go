@@ -77,6 +77,12 @@ func TestHelpOnEveryCommand(t *testing.T) {
 	runArgs(t, "-h").want(t, 0, `omniq-submit submit status`, "")
 	runArgs(t, "dlq", "-h").want(t, 0, "replay", "")
 	runArgs(t, "list", "-h").want(t, 0, "--sort", "")
+	// cancel's help said only "Cancel a task that has not ended": not what
+	// becomes of a running attempt, of an id no runner has seen, nor that
+	// an ended task exits 1.
+	for _, want := range []string{"handler's context is cancelled", "cancelled in advance", "1 if the task had already ended"} {
+		runArgs(t, "cancel", "-h").want(t, 0, want, "")
+	}
 }
 
 // "help TOPIC" for no such command says so, with a suggestion, as for a
