@@ -705,3 +705,18 @@ func TestSubmitRefusesWhatTheRunnersCapsWouldFail(t *testing.T) {
 	r = o.run("", "echo", "x", "--max-retries", "101", "--force")
 	r.want(t, 0, "", "")
 }
+
+// TestAMisspeltFunctionGetsASuggestion: an unknown function was refused
+// with the list of every function served, however long, and no hint of
+// the one meant.
+func TestAMisspeltFunctionGetsASuggestion(t *testing.T) {
+	t.Parallel()
+	o := start(t)
+	o.run("", "submit", "ech", "x").want(t, 2, "", `unknown function "ech": did you mean "echo"? runners serve`)
+	o.run("", "submit", "ECHO", "x").want(t, 2, "", `did you mean "echo"?`)
+	r := o.run("", "submit", "resize_images", "x")
+	r.want(t, 2, "", `unknown function "resize_images": runners serve`)
+	if strings.Contains(r.stderr, "did you mean") {
+		t.Fatalf("a suggestion for a name like none served: %q", r.stderr)
+	}
+}

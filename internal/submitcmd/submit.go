@@ -150,7 +150,46 @@ func (c *cli) checkFunction(client *jetstream.Client, fn string, force bool) ([]
 		return nil, usagef("unknown function %q: no runner is serving any function right now (use --force to queue it anyway)", fn)
 	}
 	served := slices.Sorted(maps.Keys(regs))
+	if near := nearNames(fn, served); len(near) > 0 {
+		return nil, usagef("unknown function %q: did you mean %s? runners serve %s (use --force to queue it anyway)", fn, strings.Join(near, " or "), strings.Join(served, ", "))
+	}
 	return nil, usagef("unknown function %q: runners serve %s (use --force to queue it anyway)", fn, strings.Join(served, ", "))
+}
+
+// nearNames returns the names, quoted, that fn looks like a misspelling
+// of: at most two edits away, ignoring case, or starting with fn, as cobra
+// suggests commands.
+func nearNames(fn string, names []string) []string {
+	var out []string
+	lower := strings.ToLower(fn)
+	for _, n := range names {
+		if l := strings.ToLower(n); editDistance(lower, l) <= 2 || strings.HasPrefix(l, lower) {
+			out = append(out, strconv.Quote(n))
+		}
+	}
+	return out
+}
+
+// editDistance is the Levenshtein distance between a and b, in bytes
+// (function names are ASCII).
+func editDistance(a, b string) int {
+	prev := make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur := make([]int, len(b)+1)
+		cur[0] = i
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+		}
+		prev = cur
+	}
+	return prev[len(b)]
 }
 
 // overCaps refuses a task that asks for more retries or a longer timeout
