@@ -156,6 +156,25 @@ func TestTaskFiltersShowTheChosenValue(t *testing.T) {
 	}
 }
 
+// A task's page shows the timeout in effect, as omniq-submit status
+// does: an operator reading a timeout failure needs it, and the page
+// showed the retry budget but not the timeout.
+func TestTaskPageShowsTheTimeout(t *testing.T) {
+	t.Parallel()
+	srv := startServer(t)
+	now := time.Now()
+	task := models.NewTask("timed-task", "echo", 2, 3*time.Second, now)
+	if _, err := srv.Client.State().Create(context.Background(), task); err != nil {
+		t.Fatal(err)
+	}
+	d := startDashboard(t, Config{Client: srv.Client})
+	b := newBrowser(t, d.URL())
+	_, body := b.get("/tasks/timed-task")
+	if want := `<td id="timeout">3s per attempt</td>`; !strings.Contains(body, want) {
+		t.Errorf("the task page lacks %q:\n%s", want, body)
+	}
+}
+
 // A time range that is empty by its order (since not before until) says
 // so above the table: it showed "No matching tasks." as if there were
 // none in it.
