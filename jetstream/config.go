@@ -157,7 +157,9 @@ type discard struct{}
 func (discard) Write(p []byte) (int, error) { return len(p), nil }
 
 // Validate checks c, with defaults applied, and returns an error wrapping
-// ErrInvalidConfig that names the first bad field.
+// ErrInvalidConfig that names the first bad field. A field out of its range
+// on its own is reported as a *models.FieldError whose Field is the Go
+// field's name (errors.As finds it), so a command can name its own setting.
 func (c Config) Validate() error {
 	c = c.WithDefaults()
 	return c.validate()
@@ -174,17 +176,17 @@ func (c Config) validate() error {
 	}
 	switch {
 	case c.Replicas < 1 || c.Replicas > 5:
-		return fmt.Errorf("%w: Replicas must be 1 to 5, got %d", ErrInvalidConfig, c.Replicas)
+		return settingError("Replicas", "must be 1 to 5, got %d", c.Replicas)
 	case c.MaxPayload < 0 || c.MaxPayload > MaxMaxPayload:
-		return fmt.Errorf("%w: MaxPayload must be between 1 and %d (the largest NATS message, 64 MiB, less OmniQ's headers), got %d", ErrInvalidConfig, MaxMaxPayload, c.MaxPayload)
+		return settingError("MaxPayload", "must be between 1 and %d (the largest NATS message, 64 MiB, less OmniQ's headers), got %d", MaxMaxPayload, c.MaxPayload)
 	case c.TaskMaxAge < 0:
-		return fmt.Errorf("%w: TaskMaxAge must be >= 0, got %s", ErrInvalidConfig, c.TaskMaxAge)
+		return settingError("TaskMaxAge", "must be >= 0, got %s", c.TaskMaxAge)
 	case c.DedupeWindow < 0:
-		return fmt.Errorf("%w: DedupeWindow must be > 0, got %s", ErrInvalidConfig, c.DedupeWindow)
+		return settingError("DedupeWindow", "must be > 0, got %s", c.DedupeWindow)
 	case c.DLQMaxAge < time.Second:
-		return fmt.Errorf("%w: DLQMaxAge must be at least 1s, got %s", ErrInvalidConfig, c.DLQMaxAge)
+		return settingError("DLQMaxAge", "must be at least 1s, got %s", c.DLQMaxAge)
 	case c.FinishedTTL < time.Second:
-		return fmt.Errorf("%w: FinishedTTL must be at least 1s, got %s", ErrInvalidConfig, c.FinishedTTL)
+		return settingError("FinishedTTL", "must be at least 1s, got %s", c.FinishedTTL)
 	case c.TaskMaxAge > maxAge || c.DedupeWindow > maxAge || c.DLQMaxAge > maxAge || c.FinishedTTL > maxAge:
 		return fmt.Errorf("%w: TaskMaxAge, DedupeWindow, DLQMaxAge and FinishedTTL must be at most %s, got %s, %s, %s and %s",
 			ErrInvalidConfig, maxAge, c.TaskMaxAge, c.DedupeWindow, c.DLQMaxAge, c.FinishedTTL)
@@ -196,6 +198,13 @@ func (c Config) validate() error {
 		return fmt.Errorf("%w: DLQMaxAge (%s) must not be shorter than DedupeWindow (%s)", ErrInvalidConfig, c.DLQMaxAge, c.DedupeWindow)
 	}
 	return nil
+}
+
+// settingError is a validation error of one Config field, a
+// *models.FieldError wrapping ErrInvalidConfig whose Field is the Go
+// field's name, so that a command can name its own flag or setting.
+func settingError(field, format string, args ...any) error {
+	return &models.FieldError{Field: field, Problem: fmt.Sprintf(format, args...), Kind: ErrInvalidConfig}
 }
 
 // TaskSubject is the subject tasks for function are published on.

@@ -41,6 +41,13 @@ type Registration struct {
 	// alive under a consumer ack wait at least this long. Zero in the
 	// registrations of runners older than the field.
 	AckWait models.Duration `json:"ack_wait,omitzero"`
+	// MaxRetriesCap and MaxTimeoutCap are the runner's caps on what a task
+	// may ask for in its own headers (its limits.max_retries and
+	// limits.max_timeout): a task asking for more fails invalid_task on
+	// that runner without running, so a submitter can refuse it first.
+	// Zero in the registrations of runners older than the fields.
+	MaxRetriesCap int             `json:"max_retries_cap,omitempty"`
+	MaxTimeoutCap models.Duration `json:"max_timeout_cap,omitzero"`
 	// PluginState is the plugin's state on the runner (up, restarting,
 	// quarantined...) when the registration was written.
 	PluginState string `json:"plugin_state,omitempty"`

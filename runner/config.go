@@ -208,22 +208,32 @@ func (c Config) validate() error {
 	return c.WithDefaults().ValidateSettings()
 }
 
+// settingError is a validation error of one Config field, a
+// *models.FieldError wrapping ErrInvalidConfig whose Field is the Go
+// field's name ("AckWait", "Limits.MaxRetries"), so that a command can
+// name its own flag or setting.
+func settingError(field, format string, args ...any) error {
+	return &models.FieldError{Field: field, Problem: fmt.Sprintf(format, args...), Kind: ErrInvalidConfig}
+}
+
 // ValidateSettings checks every setting but Client and Plugins, with
 // defaults applied, so a command can refuse a bad configuration before it
-// connects to anything.
+// connects to anything. A duration or limit out of its range is reported
+// as a *models.FieldError wrapping ErrInvalidConfig whose Field is the Go
+// field's name ("AckWait", "Limits.MaxRetries").
 func (c Config) ValidateSettings() error {
 	c = c.WithDefaults()
 	if err := models.ValidateFunctionName(c.ID); err != nil {
 		return fmt.Errorf("%w: ID %q: only A-Z a-z 0-9 _ - are allowed", ErrInvalidConfig, c.ID)
 	}
 	if c.AckWait < time.Second {
-		return fmt.Errorf("%w: AckWait must be at least 1s, got %s", ErrInvalidConfig, c.AckWait)
+		return settingError("AckWait", "must be at least 1s, got %s", c.AckWait)
 	}
 	if c.Limits.MaxRetries < 0 || c.Limits.MaxRetries > math.MaxInt32 {
-		return fmt.Errorf("%w: Limits.MaxRetries must be 1 to %d, got %d", ErrInvalidConfig, math.MaxInt32, c.Limits.MaxRetries)
+		return settingError("Limits.MaxRetries", "must be 0 to %d, got %d", math.MaxInt32, c.Limits.MaxRetries)
 	}
 	if c.Limits.MaxTimeout < 0 {
-		return fmt.Errorf("%w: Limits.MaxTimeout must be positive, got %s", ErrInvalidConfig, c.Limits.MaxTimeout)
+		return settingError("Limits.MaxTimeout", "must be positive, got %s", c.Limits.MaxTimeout)
 	}
 	if c.MaxInterruptions < 1 {
 		return fmt.Errorf("%w: MaxInterruptions must be at least 1, got %d", ErrInvalidConfig, c.MaxInterruptions)
@@ -243,7 +253,7 @@ func (c Config) ValidateSettings() error {
 	}{{"AckWait", c.AckWait}, {"RegistrationTTL", c.RegistrationTTL}, {"SweepInterval", c.SweepInterval},
 		{"UnknownFunctionGrace", c.UnknownFunctionGrace}, {"ShutdownGrace", c.ShutdownGrace}} {
 		if d.v < 0 || d.v > maxSetting {
-			return fmt.Errorf("%w: %s must be between 0 and %s, got %s", ErrInvalidConfig, d.name, maxSetting, d.v)
+			return settingError(d.name, "must be between 0 and %s, got %s", maxSetting, d.v)
 		}
 	}
 	if err := c.Defaults.validate("defaults"); err != nil {

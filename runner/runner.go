@@ -151,7 +151,8 @@ func (r *Runner) syncFunctions(ctx context.Context) error {
 			PluginState: string(f.State), QuarantinedUntil: f.QuarantinedUntil,
 			PluginCrashes: f.Crashes.Crashes, LastCrash: f.Crashes.Last, LastCrashAt: f.Crashes.At,
 			Description: f.Spec.GetDescription(), MaxRetries: &res.maxRetries, Timeout: models.Duration(res.timeout),
-			AckWait: models.Duration(r.cfg.AckWait)})
+			AckWait:       models.Duration(r.cfg.AckWait),
+			MaxRetriesCap: r.cfg.Limits.MaxRetries, MaxTimeoutCap: models.Duration(r.cfg.Limits.MaxTimeout)})
 		r.mu.Lock()
 		running := r.loops[name]
 		r.mu.Unlock()

@@ -346,6 +346,9 @@ func (r *Runner) run(rec jetstream.Record, tm *jetstream.TaskMessage, res resolv
 	progress := newProgressWriter(r.client.State(), rec, start, log)
 	execCtx := ts.startExecute(runCtx)
 	out := r.cfg.Plugins.Execute(execCtx, tm.Function, req, deadline, progress.report)
+	if out.Failure != nil && out.Failure.ErrorType == models.ErrorTypeTimeout {
+		nameTimeout(out.Failure, time.Duration(t.Timeout), deadline, time.Now())
+	}
 	ts.executed(out)
 	rec = progress.finish() // the progress writes moved the record on
 
@@ -355,6 +358,22 @@ func (r *Runner) run(rec jetstream.Record, tm *jetstream.TaskMessage, res resolv
 	outcome := r.settle(ctx, log, rec, tm, res, msg, out, context.Cause(runCtx))
 	ts.recorded(outcome)
 	r.cfg.Metrics.finished(tm.Function, outcome, time.Since(start))
+}
+
+// nameTimeout makes the message of an attempt that ran out of time name
+// the timeout it ran past, which the plugin host only knows as a
+// deadline: "task did not finish within its 30s timeout". A timeout the
+// plugin reported itself (its handler saw the deadline of its context)
+// keeps the handler's message after it; a "timeout" a handler named
+// before the deadline came is its own and left as it is.
+func nameTimeout(f *pluginhost.Failure, timeout time.Duration, deadline, now time.Time) {
+	what := fmt.Sprintf("task did not finish within its %s timeout", timeout)
+	switch {
+	case !f.Deadline.IsZero():
+		f.Message = what
+	case !now.Before(deadline):
+		f.Message = what + ": " + f.Message
+	}
 }
 
 // progressInterval is the least time between two progress writes of a

@@ -83,8 +83,29 @@ func (c Config) validate() error {
 	if c.MaxIndexed < 0 {
 		return fmt.Errorf("%w: MaxIndexed must be >= 0, got %d", ErrInvalidConfig, c.MaxIndexed)
 	}
+	if err := checkAddr(c.Addr); err != nil {
+		return fmt.Errorf("%w: listen address %q: %v; want host:port, such as 127.0.0.1:8090", ErrInvalidConfig, c.Addr, err)
+	}
 	if !IsLoopback(c.Addr) && c.Token == "" {
 		return fmt.Errorf("%w: %s is not a loopback address, so the dashboard needs a login: set a token (--token or OMNIQ_UI_TOKEN), or listen on 127.0.0.1", ErrInvalidConfig, c.Addr)
+	}
+	return nil
+}
+
+// checkAddr refuses an address net.Listen would refuse for its form (no
+// port, a port out of range), so that it is reported as such at start,
+// not as an address off loopback that needs a token.
+func checkAddr(addr string) error {
+	_, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		var ae *net.AddrError
+		if errors.As(err, &ae) {
+			return errors.New(ae.Err)
+		}
+		return err
+	}
+	if _, err := net.LookupPort("tcp", port); err != nil {
+		return fmt.Errorf("port %q is not a port number (0 to 65535) or service name", port)
 	}
 	return nil
 }

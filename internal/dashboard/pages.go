@@ -276,6 +276,10 @@ func (s *Server) handleTasks(w http.ResponseWriter, r *http.Request, ss *session
 	}
 	d.Q.Since, d.SinceText = parseTime("since")
 	d.Q.Until, d.UntilText = parseTime("until")
+	if !d.Q.Since.IsZero() && !d.Q.Until.IsZero() && !d.Q.Since.Before(d.Q.Until) {
+		// Tasks created in [Since, Until): none, and the filter says why.
+		d.Problem = fmt.Sprintf("since (%s) is not before until (%s): no task can match; since is the older end", d.SinceText, d.UntilText)
+	}
 	d.Rows, d.Next = s.index.query(d.Q)
 	if d.Next != "" {
 		nq := url.Values{}

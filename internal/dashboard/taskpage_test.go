@@ -156,6 +156,44 @@ func TestTaskFiltersShowTheChosenValue(t *testing.T) {
 	}
 }
 
+// A task's page shows the timeout in effect, as omniq-submit status
+// does: an operator reading a timeout failure needs it, and the page
+// showed the retry budget but not the timeout.
+func TestTaskPageShowsTheTimeout(t *testing.T) {
+	t.Parallel()
+	srv := startServer(t)
+	now := time.Now()
+	task := models.NewTask("timed-task", "echo", 2, 3*time.Second, now)
+	if _, err := srv.Client.State().Create(context.Background(), task); err != nil {
+		t.Fatal(err)
+	}
+	d := startDashboard(t, Config{Client: srv.Client})
+	b := newBrowser(t, d.URL())
+	_, body := b.get("/tasks/timed-task")
+	if want := `<td id="timeout">3s per attempt</td>`; !strings.Contains(body, want) {
+		t.Errorf("the task page lacks %q:\n%s", want, body)
+	}
+}
+
+// A time range that is empty by its order (since not before until) says
+// so above the table: it showed "No matching tasks." as if there were
+// none in it.
+func TestTaskFiltersSayWhenSinceIsNotBeforeUntil(t *testing.T) {
+	t.Parallel()
+	srv := startServer(t)
+	putFinished(t, srv.Client.State(), "one-task", []byte("ok"))
+	d := startDashboard(t, Config{Client: srv.Client})
+	b := newBrowser(t, d.URL())
+	_, body := b.get("/tasks?since=2026-11-27T05:00&until=2026-11-27T03:00")
+	if want := "since (2026-11-27T05:00) is not before until (2026-11-27T03:00): no task can match"; !strings.Contains(body, want) {
+		t.Errorf("the page lacks %q:\n%s", want, body)
+	}
+	_, body = b.get("/tasks?since=2026-11-27T03:00&until=2026-11-27T05:00")
+	if strings.Contains(body, "is not before") {
+		t.Errorf("a range in order is refused:\n%s", body)
+	}
+}
+
 // A task still queued behind others has no state record until a runner
 // picks it up; its page must still offer Cancel (as omniq-submit cancel
 // does), and say, as the CLI does, that the id was not seen: a typo

@@ -28,6 +28,7 @@ import (
 	"github.com/omniq/omniq/internal/natsflags"
 	"github.com/omniq/omniq/internal/roles"
 	"github.com/omniq/omniq/jetstream"
+	"github.com/omniq/omniq/models"
 	"github.com/omniq/omniq/runner"
 	"github.com/omniq/omniq/runner/pluginhost"
 )
@@ -100,6 +101,12 @@ type File struct {
 	// Auth adds logins to the embedded server.
 	Auth AuthSettings `json:"auth"`
 }
+
+// runnerSettings names the runner.Config fields an operator sets, as
+// runner.Config's validation names them, by the flag or config file path
+// that sets them.
+var runnerSettings = map[string]string{"AckWait": "--ack-wait", "ShutdownGrace": "--shutdown-grace",
+	"Limits.MaxRetries": "--config limits.max_retries", "Limits.MaxTimeout": "--config limits.max_timeout"}
 
 // streamSettings are the jetstream.Config fields the config file may set:
 // the others (stream names, subject prefix, storage) must agree with every
@@ -543,10 +550,20 @@ func (o *Options) check() error {
 		}
 	}
 	// Let the packages' own validation speak for the rest.
+	// A refused field is named as the operator set it: its flag, or its
+	// path in the config file.
 	if err := o.runnerConfig().ValidateSettings(); err != nil {
+		var fe *models.FieldError
+		if errors.As(err, &fe) && runnerSettings[fe.Field] != "" {
+			return fmt.Errorf("%w: %s %s", errUsage, runnerSettings[fe.Field], fe.Problem)
+		}
 		return fmt.Errorf("%w: %v", errUsage, err)
 	}
 	if err := o.streamsConfig().Validate(); err != nil {
+		var fe *models.FieldError
+		if errors.As(err, &fe) && streamSettings[snakeCase(fe.Field)] {
+			return fmt.Errorf("%w: --config streams.%s %s", errUsage, snakeCase(fe.Field), fe.Problem)
+		}
 		return fmt.Errorf("%w: --config streams: %v", errUsage, err)
 	}
 	for i, u := range o.File.Auth.Users {

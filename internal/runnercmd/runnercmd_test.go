@@ -68,7 +68,8 @@ func TestBadFlagsAndConfigExit2BeforeStarting(t *testing.T) {
 		{"concurrency too high", []string{"--plugins-dir", plugins, "--concurrency", "1000000000"}, nil, "--concurrency must be between 0 and 10000"},
 		{"shutdown grace", []string{"--plugins-dir", plugins, "--shutdown-grace", "-1s"}, nil, "--shutdown-grace must be >= 0"},
 		{"ack wait overflow", []string{"--plugins-dir", plugins, "--ack-wait", "9999999999h"}, nil, "-ack-wait"},
-		{"ack wait too long", []string{"--plugins-dir", plugins, "--ack-wait", "1000h"}, nil, "AckWait must be between 0 and 24h0m0s, got 1000h0m0s"},
+		{"ack wait too long", []string{"--plugins-dir", plugins, "--ack-wait", "1000h"}, nil, "--ack-wait must be between 0 and 24h0m0s, got 1000h0m0s"},
+		{"ack wait too short", []string{"--plugins-dir", plugins, "--ack-wait", "100ms"}, nil, "--ack-wait must be at least 1s, got 100ms"},
 		{"env value", nil, map[string]string{"OMNIQ_PLUGINS_DIR": plugins, "OMNIQ_CONCURRENCY": "many"}, `OMNIQ_CONCURRENCY="many"`},
 		{"config missing", []string{"--plugins-dir", plugins, "--config", "/nonexistent.json"}, nil, "--config"},
 		{"config truncated", []string{"--plugins-dir", plugins, "--config", cfgFile("{\n  \"defaults\": {\"timeout\": \"30s\"}\n")}, nil, `line 3: unexpected end of file`},
@@ -91,10 +92,15 @@ func TestBadFlagsAndConfigExit2BeforeStarting(t *testing.T) {
 		{"config timeout", []string{"--plugins-dir", plugins, "--config", cfgFile(`{"functions": {"f": {"timeout": "9000h"}}}`)}, nil, "function f: timeout must be between 0 and 8760h0m0s"},
 		{"config concurrency", []string{"--plugins-dir", plugins, "--config", cfgFile(`{"defaults": {"concurrency": 20000}}`)}, nil, "defaults: concurrency must be between 0 and 10000, got 20000"},
 		{"config plugin concurrency", []string{"--plugins-dir", plugins, "--config", cfgFile(`{"plugins": {"echo": {"concurrency": 1000000}}}`)}, nil, "plugins.echo.concurrency must be between 0 and 100000"},
-		{"config max_payload", []string{"--plugins-dir", plugins, "--config", cfgFile(`{"streams": {"max_payload": 4294967296}}`)}, nil, "MaxPayload must be between 1 and"},
+		{"config max_payload", []string{"--plugins-dir", plugins, "--config", cfgFile(`{"streams": {"max_payload": 4294967296}}`)}, nil, "--config streams.max_payload must be between 1 and"},
 		{"config dlq_max_age", []string{"--plugins-dir", plugins, "--config", cfgFile(`{"streams": {"dlq_max_age": "2000000h"}}`)}, nil, "must be at most 87600h0m0s"},
 		{"config int overflow", []string{"--plugins-dir", plugins, "--config", cfgFile(`{"defaults": {"max_retries": 99999999999999999999}}`)}, nil, "max_retries"},
-		{"config replicas", []string{"--plugins-dir", plugins, "--config", cfgFile(`{"streams": {"replicas": 9}}`)}, nil, "Replicas must be 1 to 5"},
+		{"config replicas", []string{"--plugins-dir", plugins, "--config", cfgFile(`{"streams": {"replicas": 9}}`)}, nil, "--config streams.replicas must be 1 to 5, got 9"},
+		// Out of range: named by the path in the file, not by the Go field
+		// ("invalid jetstream config: FinishedTTL must be ...").
+		{"config finished_ttl", []string{"--plugins-dir", plugins, "--config", cfgFile(`{"streams": {"finished_ttl": "10ms"}}`)}, nil, "--config streams.finished_ttl must be at least 1s, got 10ms"},
+		{"config dlq_max_age too short", []string{"--plugins-dir", plugins, "--config", cfgFile(`{"streams": {"dlq_max_age": "100ms"}}`)}, nil, "--config streams.dlq_max_age must be at least 1s, got 100ms"},
+		{"config limits max_retries", []string{"--plugins-dir", plugins, "--config", cfgFile(`{"limits": {"max_retries": -1}}`)}, nil, "--config limits.max_retries must be 0 to 2147483647, got -1"},
 		// --listen and --sync configure the embedded server; with
 		// --nats-url (or OMNIQ_NATS_URL left in the shell) there is none.
 		{"listen with nats-url", []string{"--plugins-dir", plugins, "--nats-url", "nats://127.0.0.1:1", "--listen", "127.0.0.1:4333"}, nil, "--listen configures the embedded server, which --nats-url replaces"},

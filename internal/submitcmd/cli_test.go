@@ -77,6 +77,12 @@ func TestHelpOnEveryCommand(t *testing.T) {
 	runArgs(t, "-h").want(t, 0, `omniq-submit submit status`, "")
 	runArgs(t, "dlq", "-h").want(t, 0, "replay", "")
 	runArgs(t, "list", "-h").want(t, 0, "--sort", "")
+	// cancel's help said only "Cancel a task that has not ended": not what
+	// becomes of a running attempt, of an id no runner has seen, nor that
+	// an ended task exits 1.
+	for _, want := range []string{"handler's context is cancelled", "cancelled in advance", "1 if the task had already ended"} {
+		runArgs(t, "cancel", "-h").want(t, 0, want, "")
+	}
 }
 
 // "help TOPIC" for no such command says so, with a suggestion, as for a
@@ -663,4 +669,54 @@ func TestAContextsUnreadableFileIsNamedAsItsSetting(t *testing.T) {
 	}
 	// Given as a flag, it is the flag's.
 	runArgs(t, "functions", "-s", o.srv.URL, "--nats-nkey", missing).want(t, 1, "", "check the file given to --nats-nkey")
+}
+
+// TestDeadLetterTimesRefuseAFutureOrEmptyRange: "--until -24h" was read
+// as 24 hours from now, so `dlq purge --until -24h --yes` purged every
+// dead task; "--since 1h --until 2h" matched nothing without a word.
+// Both are usage errors, found before any connection.
+func TestDeadLetterTimesRefuseAFutureOrEmptyRange(t *testing.T) {
+	t.Parallel()
+	runArgs(t, "dlq", "purge", "--until", "-24h", "--yes").want(t, 2, "", `--until "-24h": a duration ago must not be negative (24h means 24h ago)`)
+	runArgs(t, "dlq", "list", "--since", "-5m").want(t, 2, "", `--since "-5m": a duration ago must not be negative`)
+	runArgs(t, "dlq", "replay", "--since", "1h", "--until", "2h").want(t, 2, "", `--since "1h" is not before --until "2h": no dead task can match`)
+	runArgs(t, "dlq", "list", "--since", "2026-11-27T04:00:00Z", "--until", "2026-11-27T03:00:00Z").want(t, 2, "", "is not before --until")
+}
+
+// TestSubmitRefusesWhatTheRunnersCapsWouldFail: a task asking for more
+// retries or a longer timeout than the serving runners allow (their
+// limits, 100 and 24h by default) was submitted, its id printed, exit 0,
+// and then failed invalid_task without running. Now it is refused at
+// submit, naming the cap and the runner, as an unknown function is.
+func TestSubmitRefusesWhatTheRunnersCapsWouldFail(t *testing.T) {
+	t.Parallel()
+	o := start(t)
+	o.run("", "echo", "x", "--max-retries", "101").want(t, 2, "", "max retries 101 is over the cap of 100 of runner")
+	o.run("", "echo", "x", "--timeout", "25h").want(t, 2, "", "timeout 25h0m0s is over the cap of 24h0m0s of runner")
+	r := o.run(`{"function":"echo","payload":"a","max_retries":500}`+"\n"+`{"function":"echo","payload":"b","timeout":"48h"}`+"\n"+`{"function":"echo","payload":"c"}`+"\n", "batch", "--jsonl")
+	r.want(t, 1, "submitted 1, duplicates 0, rejected 2", "line 1: max retries 500 is over the cap of 100")
+	if !strings.Contains(r.stderr, "line 2: timeout 48h0m0s is over the cap of 24h0m0s") {
+		t.Fatalf("batch stderr lacks line 2's cap: %q", r.stderr)
+	}
+	// At the caps: accepted. --force skips the check, as for a function
+	// no runner serves.
+	r = o.run("", "echo", "x", "--max-retries", "100", "--timeout", "24h", "--wait")
+	r.want(t, 0, "x", "")
+	r = o.run("", "echo", "x", "--max-retries", "101", "--force")
+	r.want(t, 0, "", "")
+}
+
+// TestAMisspeltFunctionGetsASuggestion: an unknown function was refused
+// with the list of every function served, however long, and no hint of
+// the one meant.
+func TestAMisspeltFunctionGetsASuggestion(t *testing.T) {
+	t.Parallel()
+	o := start(t)
+	o.run("", "submit", "ech", "x").want(t, 2, "", `unknown function "ech": did you mean "echo"? runners serve`)
+	o.run("", "submit", "ECHO", "x").want(t, 2, "", `did you mean "echo"?`)
+	r := o.run("", "submit", "resize_images", "x")
+	r.want(t, 2, "", `unknown function "resize_images": runners serve`)
+	if strings.Contains(r.stderr, "did you mean") {
+		t.Fatalf("a suggestion for a name like none served: %q", r.stderr)
+	}
 }

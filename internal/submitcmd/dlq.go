@@ -98,6 +98,9 @@ func (f *filterFlags) filter() (jetstream.DeadFilter, error) {
 	if d.Until, err = parseTime("--until", f.until); err != nil {
 		return d, err
 	}
+	if !d.Since.IsZero() && !d.Until.IsZero() && !d.Since.Before(d.Until) {
+		return d, usagef("--since %q is not before --until %q: no dead task can match (--since is the older end)", f.since, f.until)
+	}
 	return d, nil
 }
 
@@ -106,11 +109,16 @@ func (f *filterFlags) any() bool {
 }
 
 // parseTime reads an RFC 3339 time or a duration meaning "that long ago".
+// A negative duration is refused: it would be a time to come, where no
+// task died yet ("--until -24h" would select every dead task).
 func parseTime(flagName, s string) (time.Time, error) {
 	if s == "" {
 		return time.Time{}, nil
 	}
 	if d, err := time.ParseDuration(s); err == nil {
+		if d < 0 {
+			return time.Time{}, usagef("%s %q: a duration ago must not be negative (%s means %s ago)", flagName, s, strings.TrimPrefix(s, "-"), strings.TrimPrefix(s, "-"))
+		}
 		return time.Now().Add(-d), nil
 	}
 	t, err := time.Parse(time.RFC3339, s)

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"math"
 	"os"
 	"slices"
@@ -130,25 +131,83 @@ func addSubmitFlags(fs *pflag.FlagSet) *submitOpts {
 }
 
 // checkFunction refuses a function no live runner serves, naming those
-// that exist, unless forced.
-func (c *cli) checkFunction(client *jetstream.Client, fn string, force bool) error {
+// that exist, unless forced. It returns the function's registrations.
+func (c *cli) checkFunction(client *jetstream.Client, fn string, force bool) ([]jetstream.Registration, error) {
 	if force {
-		return nil
+		return nil, nil
 	}
 	if err := models.ValidateFunctionName(fn); err != nil {
-		return err
+		return nil, err
 	}
-	served, err := client.FunctionNames(c.ctx)
+	regs, err := client.Functions(c.ctx)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	if slices.Contains(served, fn) {
-		return nil
+	if r, ok := regs[fn]; ok {
+		return r, nil
 	}
-	if len(served) == 0 {
-		return usagef("unknown function %q: no runner is serving any function right now (use --force to queue it anyway)", fn)
+	if len(regs) == 0 {
+		return nil, usagef("unknown function %q: no runner is serving any function right now (use --force to queue it anyway)", fn)
 	}
-	return usagef("unknown function %q: runners serve %s (use --force to queue it anyway)", fn, strings.Join(served, ", "))
+	served := slices.Sorted(maps.Keys(regs))
+	if near := nearNames(fn, served); len(near) > 0 {
+		return nil, usagef("unknown function %q: did you mean %s? runners serve %s (use --force to queue it anyway)", fn, strings.Join(near, " or "), strings.Join(served, ", "))
+	}
+	return nil, usagef("unknown function %q: runners serve %s (use --force to queue it anyway)", fn, strings.Join(served, ", "))
+}
+
+// nearNames returns the names, quoted, that fn looks like a misspelling
+// of: at most two edits away, ignoring case, or starting with fn, as cobra
+// suggests commands.
+func nearNames(fn string, names []string) []string {
+	var out []string
+	lower := strings.ToLower(fn)
+	for _, n := range names {
+		if l := strings.ToLower(n); editDistance(lower, l) <= 2 || strings.HasPrefix(l, lower) {
+			out = append(out, strconv.Quote(n))
+		}
+	}
+	return out
+}
+
+// editDistance is the Levenshtein distance between a and b, in bytes
+// (function names are ASCII).
+func editDistance(a, b string) int {
+	prev := make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur := make([]int, len(b)+1)
+		cur[0] = i
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+		}
+		prev = cur
+	}
+	return prev[len(b)]
+}
+
+// overCaps refuses a task that asks for more retries or a longer timeout
+// than a runner serving its function allows (its limits.max_retries and
+// limits.max_timeout): that runner would fail it invalid_task without
+// running it. regs are the function's registrations.
+func overCaps(req jetstream.SubmitRequest, regs []jetstream.Registration) error {
+	for _, r := range regs {
+		if req.MaxRetries != nil && r.MaxRetriesCap > 0 && *req.MaxRetries > r.MaxRetriesCap {
+			return usagef("max retries %d is over the cap of %d of runner %s (limits.max_retries in its config file): the task would fail invalid_task without running",
+				*req.MaxRetries, r.MaxRetriesCap, r.Runner)
+		}
+		if limit := time.Duration(r.MaxTimeoutCap); limit > 0 && req.Timeout > limit {
+			return usagef("timeout %s is over the cap of %s of runner %s (limits.max_timeout in its config file): the task would fail invalid_task without running",
+				req.Timeout, limit, r.Runner)
+		}
+	}
+	return nil
 }
 
 // setupSubmit makes cmd submit a task: the submit command (explicit), or
@@ -222,7 +281,11 @@ func (c *cli) submit(o *submitOpts, wait bool, args []string) error {
 	if err := client.Validate(req); err != nil {
 		return err
 	}
-	if err := c.checkFunction(client, fn, o.force); err != nil {
+	regs, err := c.checkFunction(client, fn, o.force)
+	if err != nil {
+		return err
+	}
+	if err := overCaps(req, regs); err != nil {
 		return err
 	}
 	res, err := client.Submit(c.ctx, req)
@@ -415,10 +478,19 @@ func (c *cli) batch(o *submitOpts, jsonl bool, workers int, pos []string) error 
 	if err != nil {
 		return err
 	}
+	// The registrations of each function named, read once: every line
+	// is checked against its runners' caps.
+	type checkedFunction struct {
+		regs []jetstream.Registration
+		err  error
+	}
+	checked := map[string]checkedFunction{}
 	if fn != "" {
-		if err := c.checkFunction(client, fn, o.force); err != nil {
+		regs, err := c.checkFunction(client, fn, o.force)
+		if err != nil {
 			return err
 		}
+		checked[fn] = checkedFunction{regs: regs}
 	}
 
 	type job struct {
@@ -429,7 +501,6 @@ func (c *cli) batch(o *submitOpts, jsonl bool, workers int, pos []string) error 
 		submitted, duplicates, rejected atomic.Int64
 		mu                              sync.Mutex
 		problems                        []string
-		checked                         = map[string]error{}
 		queued                          = map[string]struct{}{} // ids of the lines handed to the workers
 		out                             = json.NewEncoder(c.io.Stdout)
 		// Outcomes arrive in the order submissions finish; they are
@@ -565,14 +636,16 @@ read:
 		if err == nil {
 			err = client.Validate(req)
 		}
-		if err == nil && fn == "" {
+		if err == nil {
 			// Functions named per line are checked once each.
-			e, seen := checked[req.Function]
+			cf, seen := checked[req.Function]
 			if !seen {
-				e = c.checkFunction(client, req.Function, o.force)
-				checked[req.Function] = e
+				cf.regs, cf.err = c.checkFunction(client, req.Function, o.force)
+				checked[req.Function] = cf
 			}
-			err = e
+			if err = cf.err; err == nil {
+				err = overCaps(req, cf.regs)
+			}
 		}
 		if err != nil {
 			reject(seq-1, line, req.ID, err)

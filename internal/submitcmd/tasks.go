@@ -444,8 +444,19 @@ func (c *cli) cancelCommand() *cobra.Command {
 		// suggestion, unless a runner serves a function of that name.
 		SuggestFor: []string{"stop", "rm", "delete"},
 		Short:      "Cancel a task that has not ended",
-		Args:       oneID,
-		RunE:       func(_ *cobra.Command, args []string) error { return c.cancel(args[0]) },
+		Long: `Cancel a task that has not ended; it ends cancelled, and is not retried.
+A running attempt is stopped: its handler's context is cancelled (a handler
+still running 2 s later gets its plugin killed). A queued, delayed or
+retrying task never runs again. An id no runner has seen yet (a task queued
+behind others, or a wrong id) is cancelled in advance: such a task is
+dropped when a runner picks it up, and stderr says that nothing was
+cancelled if the id was wrong.
+
+Exit status 0 once the cancellation is recorded (a runner carries it out);
+1 if the task had already ended (succeeded, failed or cancelled) or no
+runner answered.`,
+		Args: oneID,
+		RunE: func(_ *cobra.Command, args []string) error { return c.cancel(args[0]) },
 	}
 }
 

@@ -33,6 +33,31 @@ func TestRefusesOffLoopbackWithoutToken(t *testing.T) {
 	}
 }
 
+// A malformed --listen is a usage error naming what is wrong with it,
+// found before NATS is reached: it was reported as an address off
+// loopback that needs a token, or, with a token, as a failure to listen
+// (exit 1) once NATS had been reached.
+func TestAMalformedListenAddressIsAUsageError(t *testing.T) {
+	for _, tt := range []struct{ addr, want string }{
+		{"bogus", `listen address "bogus": missing port in address; want host:port`},
+		{"127.0.0.1:99999", `listen address "127.0.0.1:99999": port "99999" is not a port number`},
+	} {
+		for _, token := range []string{"", "a-token-of-the-operators"} {
+			var out strings.Builder
+			env := func(k string) string {
+				if k == "OMNIQ_UI_TOKEN" {
+					return token
+				}
+				return ""
+			}
+			code := Main(context.Background(), []string{"--listen", tt.addr, "--nats-url", "nats://127.0.0.1:1"}, env, &out, &out)
+			if code != 2 || !strings.Contains(out.String(), tt.want) || strings.Contains(out.String(), "loopback") {
+				t.Fatalf("--listen %s, token %q: exit %d, output %q: want 2 and %q", tt.addr, token, code, out.String(), tt.want)
+			}
+		}
+	}
+}
+
 // A log format omniq-ui does not have is a usage error, as in
 // omniq-runner, not text logs in place of the JSON asked for.
 func TestUnknownLogFormatIsAUsageError(t *testing.T) {

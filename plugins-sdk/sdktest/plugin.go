@@ -4,6 +4,7 @@ package sdktest
 
 import (
 	"context"
+	"fmt"
 	"testing"
 	"time"
 
@@ -62,6 +63,10 @@ func (p *Plugin) Run(t testing.TB, fn string, payload []byte, headers map[string
 	out.Output = res.Output
 	if f := res.Failure; f != nil {
 		out.Failure = &sdk.Failure{ErrorType: f.ErrorType, Message: f.Message, Traceback: f.Traceback, Permanent: !f.Retryable, RetryAfter: f.RetryAfter}
+		if !f.Deadline.IsZero() {
+			// Stopped at its deadline: worded as the runner words it.
+			out.Failure.Message = fmt.Sprintf("task did not finish within its %s timeout", timeout)
+		}
 	}
 	return out
 }

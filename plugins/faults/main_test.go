@@ -62,7 +62,7 @@ func TestFaultsPluginProcess(t *testing.T) {
 		t.Fatalf("sleep: %+v", out)
 	}
 	out = p.Run(t, "hang", nil, nil, 300*time.Millisecond)
-	if f := out.Failure; f == nil || f.ErrorType != "timeout" {
+	if f := out.Failure; f == nil || f.ErrorType != "timeout" || f.Message != "task did not finish within its 300ms timeout" {
 		t.Fatalf("hang: %+v", f)
 	}
 	out = p.Run(t, "crash", []byte("7"), nil, 0)

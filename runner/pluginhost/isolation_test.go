@@ -1227,3 +1227,52 @@ func TestAPluginDoesNotStartInTheRunnersWorkingDirectory(t *testing.T) {
 		return
 	}
 }
+
+// TestAnAddressSpaceLimitIsThePluginsNotItsShims: without cgroups, a
+// memory limit is the plugin's address-space limit (RLIMIT_AS). It was
+// set on the sandbox shim too, a copy of the runner with more address
+// space mapped than such a limit allows: the shim died at its next heap
+// growth ("fatal error: runtime: out of memory"), minutes after the
+// start, and took its healthy plugin down with it, as a crash. So with
+// the CPU-time limit, which the shim's own little CPU use would reach
+// after a day or two. The limits must be the plugin's, in place when it
+// starts, and not the shim's.
+func TestAnAddressSpaceLimitIsThePluginsNotItsShims(t *testing.T) {
+	t.Parallel()
+	const limit, cpu = 2 << 30, 600
+	runner, shim := startRunnerAsNobody(t, echoPkg, helperLimitsEnv+fmt.Sprintf(`={"MemoryBytes": %d, "CPUSeconds": %d}`, limit, cpu))
+	var plugin int
+	eventually(t, 10*time.Second, "the shim's plugin process", func() bool {
+		for pid := range childrenOf(shim) {
+			plugin = pid
+			return true
+		}
+		return false
+	})
+	// limit returns the soft and hard values of the line of
+	// /proc/<pid>/limits that starts with name.
+	limitOf := func(pid int, name string) string {
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/limits", pid))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for line := range strings.Lines(string(b)) {
+			if rest, ok := strings.CutPrefix(line, name); ok {
+				return strings.Join(strings.Fields(rest)[:2], " ")
+			}
+		}
+		t.Fatalf("no %q line in /proc/%d/limits:\n%s", name, pid, b)
+		return ""
+	}
+	for _, l := range []struct {
+		name  string
+		value int
+	}{{"Max address space", limit}, {"Max cpu time", cpu}} {
+		if got, want := limitOf(plugin, l.name), fmt.Sprintf("%d %d", l.value, l.value); got != want {
+			t.Errorf("the plugin's %q (soft, hard) is %q; want %q", l.name, got, want)
+		}
+		if got, want := limitOf(shim, l.name), limitOf(runner.Process.Pid, l.name); got != want {
+			t.Errorf("the shim's %q (soft, hard) is %q; want the runner's, %q", l.name, got, want)
+		}
+	}
+}

@@ -520,6 +520,10 @@ type Failure struct {
 	// of this one) until then: the task should wait for it without
 	// spending its retry budget. ErrorType is plugin_unavailable.
 	QuarantinedUntil time.Time
+	// Deadline, when not zero, says the host stopped the attempt at this
+	// deadline, Execute's (ErrorType timeout). The host knows the deadline,
+	// not the timeout it came from: a caller that does can name it.
+	Deadline time.Time
 }
 
 // Execute runs one attempt on the plugin. It waits for a concurrency slot,
@@ -612,7 +616,7 @@ func ctxFailure(ctx context.Context, deadline time.Time) *Failure {
 	if errors.Is(ctx.Err(), context.Canceled) || deadline.IsZero() {
 		return &Failure{ErrorType: models.ErrorTypeCancelled, Message: "task was cancelled while it ran"}
 	}
-	return &Failure{ErrorType: models.ErrorTypeTimeout, Retryable: true,
+	return &Failure{ErrorType: models.ErrorTypeTimeout, Retryable: true, Deadline: deadline,
 		Message: fmt.Sprintf("task did not finish by its deadline %s", deadline.UTC().Format(time.RFC3339Nano))}
 }
 

@@ -3,6 +3,7 @@ package sandbox
 import (
 	"encoding/binary"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"os/signal"
@@ -104,7 +105,18 @@ func runShim(arg string) {
 	if err := unix.Prctl(unix.PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0); err != nil {
 		shimFail("set no_new_privs", err)
 	}
+	// The address-space and CPU-time limits are set on the plugin alone,
+	// as it starts (below): the shim is a copy of the runner, with more
+	// address space mapped than a plugin's limit may allow, and under it
+	// would die at its next heap growth; and it spends a little CPU time
+	// for as long as the plugin lives, which would use up a CPU-time
+	// limit after a day or two. Either way it would take the plugin down.
+	var atExec []rlimit
 	for _, l := range s.Rlimits {
+		if l.Resource == unix.RLIMIT_AS || l.Resource == unix.RLIMIT_CPU {
+			atExec = append(atExec, l)
+			continue
+		}
 		if err := unix.Prlimit(0, l.Resource, &unix.Rlimit{Cur: l.Value, Max: l.Value}, nil); err != nil {
 			shimFail(fmt.Sprintf("set resource limit %d to %d", l.Resource, l.Value), err)
 		}
@@ -145,8 +157,8 @@ func runShim(arg string) {
 	// directory: a relative path is resolved from there without the
 	// permissions of the directories above it, which may be all that
 	// keeps the runner's files there from the plugin's user.
-	pid, err := syscall.ForkExec(fmt.Sprintf("/proc/self/fd/%d", exeFD), s.Argv, &syscall.ProcAttr{
-		Dir: s.TmpDir, Env: os.Environ(), Files: []uintptr{0, 1, 2, exeFD}, Sys: attr})
+	pid, err := startPlugin(fmt.Sprintf("/proc/self/fd/%d", exeFD), s.Argv,
+		&syscall.ProcAttr{Dir: s.TmpDir, Env: os.Environ(), Files: []uintptr{0, 1, 2, exeFD}, Sys: attr}, atExec)
 	if err != nil {
 		shimFail("execute the plugin", err)
 	}
@@ -179,6 +191,68 @@ func runShim(arg string) {
 			os.Exit(ws.ExitStatus())
 		}
 	}
+}
+
+// startPlugin starts the plugin with attr. The limits atExec are set on
+// the plugin alone, at its exec: it is traced there, before its first
+// instruction. Where that is not allowed (tracing refused by a seccomp
+// profile or Yama; a limit on a plugin of another user without
+// CAP_SYS_RESOURCE, as root in a container may lack it), the plugin is
+// killed before it ran, and the shim takes the limits too, for the plugin
+// to inherit.
+func startPlugin(exe string, argv []string, attr *syscall.ProcAttr, atExec []rlimit) (int, error) {
+	if len(atExec) > 0 {
+		attr.Sys.Ptrace = true
+		pid, err := syscall.ForkExec(exe, argv, attr)
+		attr.Sys.Ptrace = false
+		if err == nil {
+			if err = limitAtExec(pid, atExec); err == nil {
+				return pid, nil
+			}
+			_ = syscall.Kill(pid, syscall.SIGKILL)
+			var ws syscall.WaitStatus
+			for {
+				if _, werr := syscall.Wait4(pid, &ws, 0, nil); werr != syscall.EINTR {
+					break
+				}
+			}
+		}
+		if !errors.Is(err, syscall.EPERM) {
+			return 0, fmt.Errorf("set the plugin's resource limits: %w", err)
+		}
+		for _, l := range atExec {
+			if err := unix.Prlimit(0, l.Resource, &unix.Rlimit{Cur: l.Value, Max: l.Value}, nil); err != nil {
+				return 0, fmt.Errorf("set resource limit %d to %d: %w", l.Resource, l.Value, err)
+			}
+		}
+	}
+	return syscall.ForkExec(exe, argv, attr)
+}
+
+// limitAtExec sets limits on the traced process pid, stopped at its exec
+// (a SIGTRAP before its first instruction), and lets it go on untraced.
+// It runs on the thread that started pid, its tracer.
+func limitAtExec(pid int, limits []rlimit) error {
+	var ws syscall.WaitStatus
+	for {
+		_, err := syscall.Wait4(pid, &ws, 0, nil)
+		if err == syscall.EINTR {
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		break
+	}
+	if !ws.Stopped() {
+		return fmt.Errorf("it did not stop at its exec (wait status %#x)", uint32(ws))
+	}
+	for _, l := range limits {
+		if err := unix.Prlimit(pid, l.Resource, &unix.Rlimit{Cur: l.Value, Max: l.Value}, nil); err != nil {
+			return fmt.Errorf("resource limit %d to %d: %w", l.Resource, l.Value, err)
+		}
+	}
+	return syscall.PtraceDetach(pid)
 }
 
 // mounts gives the plugin, in its own mount namespace, a private
