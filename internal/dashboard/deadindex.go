@@ -59,6 +59,14 @@ type deadIndex struct {
 	// failed is closed when it is set.
 	err    error
 	failed chan struct{}
+	// created is when the stream the entries are of was created (zero:
+	// none yet): a stream deleted and created again (the runner
+	// provisions a stream an operator deleted) has sequences that start
+	// at 1 again, and none of the entries held.
+	created time.Time
+	// gen counts the streams followed (follow): deliveries of a consumer
+	// of an earlier one are ignored.
+	gen uint64
 }
 
 func newDeadIndex(max int) *deadIndex {
@@ -75,21 +83,72 @@ func deadEntryOf(d jetstream.DeadTask) deadEntry {
 	return e
 }
 
-// add records an entry the consumer delivered; pending is how many
-// messages the stream held past it then.
-func (x *deadIndex) add(e deadEntry, pending uint64) { x.deliver(e.seq, &e, pending) }
-
-// pass records that the consumer delivered, at seq, a message that is no
-// entry (one no runner wrote: jetstream.ErrForeignDeadEntry): the index
-// has read the stream that far all the same.
-func (x *deadIndex) pass(seq, pending uint64) { x.deliver(seq, nil, pending) }
-
-// deliver records the message the consumer delivered at seq, holding e
-// unless it is nil; pending is how many messages the stream held past it
-// then.
-func (x *deadIndex) deliver(seq uint64, e *deadEntry, pending uint64) {
+// follow says the index is of the stream created at created, and returns
+// the generation its consumer's deliveries must carry. When the index
+// held another stream's entries, it forgets them (and says so: true).
+func (x *deadIndex) follow(created time.Time) (gen uint64, reset bool) {
 	x.mu.Lock()
 	defer x.mu.Unlock()
+	if !x.created.IsZero() && !x.created.Equal(created) {
+		x.resetLocked()
+		reset = true
+	}
+	x.created = created
+	return x.gen, reset
+}
+
+// forget drops every entry held: the stream is gone (x.created is then
+// zero, so the next stream followed is taken as it is).
+func (x *deadIndex) forget() {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	if !x.created.IsZero() {
+		x.resetLocked()
+		x.created = time.Time{}
+	}
+}
+
+// isOf reports whether the index holds the entries of the stream created
+// at created (or of none yet).
+func (x *deadIndex) isOf(created time.Time) bool {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	return x.created.IsZero() || x.created.Equal(created)
+}
+
+// resetLocked empties the index for another stream (x.mu held): views
+// wait for it to be read again.
+func (x *deadIndex) resetLocked() {
+	x.entries, x.head, x.live = nil, 0, 0
+	x.delivered, x.droppedThrough, x.target = 0, 0, 0
+	clear(x.skip)
+	x.gen++
+	select {
+	case <-x.ready:
+		x.ready = make(chan struct{})
+	default:
+	}
+}
+
+// add records an entry the consumer of generation gen delivered; pending
+// is how many messages the stream held past it then.
+func (x *deadIndex) add(gen uint64, e deadEntry, pending uint64) { x.deliver(gen, e.seq, &e, pending) }
+
+// pass records that the consumer of generation gen delivered, at seq, a
+// message that is no entry (one no runner wrote:
+// jetstream.ErrForeignDeadEntry): the index has read the stream that far
+// all the same.
+func (x *deadIndex) pass(gen, seq, pending uint64) { x.deliver(gen, seq, nil, pending) }
+
+// deliver records the message the consumer of generation gen delivered at
+// seq, holding e unless it is nil; pending is how many messages the
+// stream held past it then.
+func (x *deadIndex) deliver(gen, seq uint64, e *deadEntry, pending uint64) {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	if gen != x.gen {
+		return // a consumer of a stream deleted since
+	}
 	if seq > x.delivered {
 		x.delivered = seq
 		switch {
@@ -134,9 +193,12 @@ func (x *deadIndex) startAt(st natsjs.StreamState) uint64 {
 
 // caughtUpAt says the consumer had nothing pending once it delivered
 // seq: the index holds the stream once it has that far.
-func (x *deadIndex) caughtUpAt(seq uint64) {
+func (x *deadIndex) caughtUpAt(gen, seq uint64) {
 	x.mu.Lock()
 	defer x.mu.Unlock()
+	if gen != x.gen {
+		return
+	}
 	x.target = max(seq, 1)
 	if x.delivered >= seq {
 		x.markReady()
@@ -167,16 +229,16 @@ func (x *deadIndex) setErr(err error) {
 // wait returns once the index holds the stream as it was when the
 // consumer started, or with why it does not: the watch's error, or ctx's.
 func (x *deadIndex) wait(ctx context.Context) error {
+	x.mu.Lock()
+	ready, failed := x.ready, x.failed
+	x.mu.Unlock()
 	select {
-	case <-x.ready:
+	case <-ready:
 		return nil
 	default:
 	}
-	x.mu.Lock()
-	failed := x.failed
-	x.mu.Unlock()
 	select {
-	case <-x.ready:
+	case <-ready:
 		return nil
 	case <-failed:
 		x.mu.Lock()
@@ -315,6 +377,13 @@ func (s *Server) watchDead(ctx context.Context) {
 		if ctx.Err() != nil {
 			return
 		}
+		if errors.Is(err, errDeadRestart) {
+			continue
+		}
+		if errors.Is(err, natsjs.ErrStreamNotFound) {
+			s.dead.forget() // its entries are gone with it
+			s.hub.notifyOnly(deadWatch)
+		}
 		s.dead.setErr(err)
 		s.cfg.Logger.WithError(err).Warn("dashboard: cannot follow the dead-letter stream; retrying in 5s")
 		t := time.NewTimer(5 * time.Second)
@@ -327,8 +396,22 @@ func (s *Server) watchDead(ctx context.Context) {
 	}
 }
 
+// errDeadRestart is followDead's answer when its consumer lost the stream
+// (deleted, or deleted and created again) or a view found the stream is
+// another one: watchDead starts following it again at once.
+var errDeadRestart = errors.New("the dead-letter stream changed: following it again")
+
+// restartDead asks watchDead to follow the dead-letter stream again.
+func (s *Server) restartDead() {
+	select {
+	case s.deadRestart <- struct{}{}:
+	default:
+	}
+}
+
 // followDead reads the dead-letter stream from its start into s.dead and
-// follows it until ctx ends (then it returns nil).
+// follows it until ctx ends (then it returns nil) or it must start again
+// (errDeadRestart).
 func (s *Server) followDead(ctx context.Context) error {
 	if s.deadHold != nil {
 		select {
@@ -342,6 +425,18 @@ func (s *Server) followDead(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	// A stream deleted and created again starts at sequence 1 again: the
+	// index forgets the entries of the one it followed. (The ordered
+	// consumer, made anew, would resume after the last sequence it
+	// delivered, skipping the new stream's first entries.)
+	gen, reset := s.dead.follow(st.CachedInfo().Created)
+	if reset {
+		s.hub.notifyOnly(deadWatch)
+	}
+	select { // a restart asked for before this one
+	case <-s.deadRestart:
+	default:
+	}
 	// From where the index left off (a watch started again), or from
 	// the newest max entries' first possible sequence: older ones would
 	// be dropped as soon as read. (An ordered consumer made anew after
@@ -354,6 +449,11 @@ func (s *Server) followDead(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	lost := natsjs.ConsumeErrHandler(func(_ natsjs.ConsumeContext, err error) {
+		if errors.Is(err, natsjs.ErrConsumerDeleted) || errors.Is(err, natsjs.ErrConsumerNotFound) || errors.Is(err, natsjs.ErrStreamNotFound) {
+			s.restartDead() // the stream deleted, perhaps created again
+		}
+	})
 	cc, err := cons.Consume(func(m natsjs.Msg) {
 		meta, err := m.Metadata()
 		if err != nil {
@@ -363,12 +463,12 @@ func (s *Server) followDead(ctx context.Context) error {
 		if err != nil {
 			// Read all the same: the index waits for the stream's
 			// last message.
-			s.dead.pass(meta.Sequence.Stream, meta.NumPending)
+			s.dead.pass(gen, meta.Sequence.Stream, meta.NumPending)
 			return
 		}
-		s.dead.add(deadEntryOf(d), meta.NumPending)
+		s.dead.add(gen, deadEntryOf(d), meta.NumPending)
 		s.hub.notifyOnly(deadWatch)
-	})
+	}, lost)
 	if err != nil {
 		return err
 	}
@@ -378,24 +478,35 @@ func (s *Server) followDead(ctx context.Context) error {
 	// whether it has anything left to deliver: an entry delivered last
 	// says so only if nothing was pending past it then, and the entries
 	// that were may have been removed before it got to them.
+	defer func() {
+		cc.Stop()
+		<-cc.Closed()
+	}()
 	t := time.NewTicker(time.Second)
 	defer t.Stop()
-	for ready := s.dead.ready; ready != nil; {
+	s.dead.mu.Lock()
+	ready := s.dead.ready
+	s.dead.mu.Unlock()
+	for ready != nil {
 		if info, err := cons.Info(ctx); err == nil && info.NumPending == 0 {
-			s.dead.caughtUpAt(info.Delivered.Stream)
+			s.dead.caughtUpAt(gen, info.Delivered.Stream)
 		}
 		select {
 		case <-ready:
 			ready = nil
 		case <-t.C:
+		case <-s.deadRestart:
+			return errDeadRestart
 		case <-ctx.Done():
-			ready = nil
+			return nil
 		}
 	}
-	<-ctx.Done()
-	cc.Stop()
-	<-cc.Closed()
-	return nil
+	select {
+	case <-s.deadRestart:
+		return errDeadRestart
+	case <-ctx.Done():
+		return nil
+	}
 }
 
 // syncDead brings s.dead in line with the stream: one request for the
@@ -407,6 +518,15 @@ func (s *Server) syncDead(ctx context.Context) (*natsjs.StreamState, error) {
 		return nil, err
 	}
 	state := st.CachedInfo().State
+	if !s.dead.isOf(st.CachedInfo().Created) {
+		// Deleted and created again since the index was read: read the
+		// new stream, and show it once it is read.
+		s.dead.follow(st.CachedInfo().Created)
+		s.restartDead()
+		if err := s.dead.wait(ctx); err != nil {
+			return nil, err
+		}
+	}
 	if s.dead.trim(state) {
 		return &state, nil
 	}

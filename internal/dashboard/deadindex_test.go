@@ -283,3 +283,56 @@ func TestDeadPageDoesNotWaitForAnEntryNoRunnerWrote(t *testing.T) {
 		t.Fatalf("dead: %d; want entry-1 alone, and no problem:\n%s", code, body)
 	}
 }
+
+// An operator deletes the dead-letter stream and the runner provisions it
+// again: the new stream's sequences start at 1 again. The page showed the
+// deleted stream's entries, and not the new stream's first ones (its
+// consumer resumed after the last sequence it had delivered).
+func TestDeadPageFollowsAStreamDeletedAndCreatedAgain(t *testing.T) {
+	t.Parallel()
+	srv := startServer(t)
+	ctx := omniqtest.Context(t)
+	cfg := srv.Client.Config()
+	te, err := models.NewTaskError(models.TaskError{ErrorType: "handler_error", Message: "boom"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	deadLetter := func(ids ...string) {
+		t.Helper()
+		for _, id := range ids {
+			if err := srv.Client.DeadLetter(ctx, &jetstream.TaskMessage{ID: id, Function: "alpha", Attempt: 1}, *te, 0); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	deadLetter("old-1", "old-2", "old-3", "old-4", "old-5")
+	d := startDashboard(t, Config{Client: srv.Client})
+	b := newBrowser(t, d.URL())
+	omniqtest.Eventually(t, 30*time.Second, "the page to show the five entries", func() bool {
+		_, body := b.get("/dead")
+		return len(parseDeadView(body).latest) == 5
+	})
+
+	if err := srv.Client.JetStream().DeleteStream(ctx, cfg.DLQStream); err != nil {
+		t.Fatal(err)
+	}
+	if err := jetstream.Provision(ctx, srv.Client.JetStream(), cfg); err != nil {
+		t.Fatal(err)
+	}
+	deadLetter("new-1", "new-2")
+	want := []string{"new-2", "new-1"}
+	var got deadView
+	var body string
+	omniqtest.Eventually(t, 60*time.Second, "the page to show the new stream's two entries alone", func() bool {
+		_, body = b.get("/dead")
+		got = parseDeadView(body)
+		return slices.Equal(got.latest, want) && got.groups["alpha/handler_error"] == "2" && !strings.Contains(body, `class="flash bad"`)
+	})
+
+	// And it follows the new stream: an entry written now shows too.
+	deadLetter("new-3")
+	omniqtest.Eventually(t, 30*time.Second, "the page to show an entry written since", func() bool {
+		_, body = b.get("/dead")
+		return slices.Equal(parseDeadView(body).latest, []string{"new-3", "new-2", "new-1"})
+	})
+}

@@ -61,6 +61,9 @@ type Server struct {
 	// stream (for tests: entries written since signal the page).
 	deadWatching  chan struct{}
 	deadWatchOnce sync.Once
+	// deadRestart asks watchDead to follow the dead-letter stream again
+	// (restartDead).
+	deadRestart chan struct{}
 	// deadViewNanos is how long the last view of the dead-letter page
 	// took: its event stream waits deadPace of it between two events.
 	deadViewNanos atomic.Int64
@@ -100,6 +103,7 @@ func New(cfg Config) (*Server, error) {
 		static:       http.StripPrefix("/static/", http.FileServerFS(sub)),
 		stopped:      make(chan struct{}),
 		deadWatching: make(chan struct{}),
+		deadRestart:  make(chan struct{}, 1),
 		bodyTimeout:  10 * time.Second, idleTimeout: 2 * time.Minute, maxDeadIndexed: maxDeadIndexed,
 		deadBatch:    deadBatch,
 		deadTimeout:  requestTimeout,
