@@ -46,6 +46,12 @@ type deadIndex struct {
 	live    int
 	// delivered is the highest sequence the consumer delivered.
 	delivered uint64
+	// readThrough is a sequence up to which the index is known to hold
+	// every entry although the consumer delivered less: the stream's
+	// removed sequences said every one past delivered was removed (the
+	// newest entries removed before the consumer got to them, which it
+	// never delivers).
+	readThrough uint64
 	// droppedThrough is the sequence of the newest entry dropped to stay
 	// within max (0: none).
 	droppedThrough uint64
@@ -120,7 +126,7 @@ func (x *deadIndex) isOf(created time.Time) bool {
 // wait for it to be read again.
 func (x *deadIndex) resetLocked() {
 	x.entries, x.head, x.live = nil, 0, 0
-	x.delivered, x.droppedThrough, x.target = 0, 0, 0
+	x.delivered, x.readThrough, x.droppedThrough, x.target = 0, 0, 0, 0
 	clear(x.skip)
 	x.gen++
 	select {
@@ -317,15 +323,25 @@ func (x *deadIndex) trim(st natsjs.StreamState) bool {
 	if st.NumDeleted == 0 {
 		return true
 	}
-	return x.delivered >= st.LastSeq && x.droppedThrough < st.FirstSeq && uint64(x.live-after) == st.Msgs
+	return max(x.delivered, x.readThrough) >= st.LastSeq && x.droppedThrough < st.FirstSeq && uint64(x.live-after) == st.Msgs
 }
 
-// removeAll marks the entries at seqs removed.
-func (x *deadIndex) removeAll(seqs []uint64) {
+// removeAll marks the entries at seqs removed: the sequences removed
+// from the middle of the stream, whose last sequence is last. When they
+// hold every sequence past the last one delivered, the index holds the
+// stream through last.
+func (x *deadIndex) removeAll(seqs []uint64, last uint64) {
 	x.mu.Lock()
 	defer x.mu.Unlock()
+	past := uint64(0) // removed sequences in (delivered, last]
 	for _, s := range seqs {
 		x.remove(s)
+		if s > x.delivered && s <= last {
+			past++
+		}
+	}
+	if last > x.delivered && past == last-x.delivered {
+		x.readThrough = max(x.readThrough, last)
 	}
 	x.compact()
 }
@@ -535,6 +551,6 @@ func (s *Server) syncDead(ctx context.Context) (*natsjs.StreamState, error) {
 		return &state, err
 	}
 	s.dead.trim(info.State)
-	s.dead.removeAll(info.State.Deleted)
+	s.dead.removeAll(info.State.Deleted, info.State.LastSeq)
 	return &info.State, nil
 }
