@@ -326,6 +326,30 @@ func (x *deadIndex) trim(st natsjs.StreamState) bool {
 	return max(x.delivered, x.readThrough) >= st.LastSeq && x.droppedThrough < st.FirstSeq && uint64(x.live-after) == st.Msgs
 }
 
+// replayed marks removed the entry at seq, or, when seq is 0, the newest
+// entry held of task id: the dashboard replayed it, and a replay removes
+// the task's newest entry. The next view then finds the stream as the
+// index holds it, without asking for the sequences removed. (Were the
+// removal to fail, the view would find one entry fewer held than the
+// stream has and ask; the replayed task's runner removes it soon after.)
+func (x *deadIndex) replayed(id string, seq uint64) {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	if seq == 0 {
+		for i := len(x.entries) - 1; i >= x.head; i-- {
+			if e := &x.entries[i]; !e.gone && e.id == id {
+				seq = e.seq
+				break
+			}
+		}
+		if seq == 0 {
+			return
+		}
+	}
+	x.remove(seq)
+	x.compact()
+}
+
 // removeAll marks the entries at seqs removed: the sequences removed
 // from the middle of the stream, whose last sequence is last. When they
 // hold every sequence past the last one delivered, the index holds the

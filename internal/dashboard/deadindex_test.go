@@ -18,6 +18,7 @@ import (
 	"github.com/omniq/omniq/internal/omniqtest"
 	"github.com/omniq/omniq/jetstream"
 	"github.com/omniq/omniq/models"
+	"github.com/omniq/omniq/runner/pluginhost"
 )
 
 var (
@@ -382,5 +383,48 @@ func TestDeadPageViewAfterTheNewestWereRemovedAsksOnce(t *testing.T) {
 		if sent > 1 {
 			t.Errorf("view %d of an unchanged stream sent %d NATS messages; want 1 (the stream's state)", i+1, sent)
 		}
+	}
+}
+
+// A replay from the page removes the task's entry: the index marks it
+// removed at once, so the next view finds the stream as the index holds
+// it and asks for its state only. It asked for every sequence removed
+// from the stream (a list that grows with every replay: 233 KB with
+// 40,000 removed).
+func TestDeadPageViewAfterAReplayFromThePageAsksOnce(t *testing.T) {
+	t.Parallel()
+	srv := startServer(t)
+	ctx := omniqtest.Context(t)
+	omniqtest.StartRunner(t, srv.Client, omniqtest.FastConfig(), pluginhost.HostConfig{})
+	zero := 0
+	var ids []string
+	for range 3 {
+		res, err := srv.Client.Submit(ctx, jetstream.SubmitRequest{Function: "flaky", Payload: []byte("1"), MaxRetries: &zero})
+		if err != nil {
+			t.Fatal(err)
+		}
+		omniqtest.WaitDead(t, srv.Client, res.ID, 30*time.Second)
+		ids = append(ids, res.ID)
+	}
+	d := startDashboard(t, Config{Client: srv.Client})
+	b := newBrowser(t, d.URL())
+	omniqtest.Eventually(t, 30*time.Second, "the page to show the three entries", func() bool {
+		_, body := b.get("/dead")
+		return len(parseDeadView(body).latest) == 3
+	})
+	code, _, h := b.do(http.MethodPost, "/tasks/"+ids[1]+"/replay", url.Values{"csrf": {b.csrf("/dead")}, "confirm": {"yes"}}, nil)
+	if code != http.StatusSeeOther || strings.Contains(h.Get("Location"), "fbad") {
+		t.Fatalf("replay: %d, to %s", code, h.Get("Location"))
+	}
+	omniqtest.WaitFor(t, srv.Client, ids[1], models.StatusSucceeded, 30*time.Second)
+	nc := srv.Client.Conn()
+	out := nc.Stats().OutMsgs
+	_, body := b.get("/dead")
+	sent := nc.Stats().OutMsgs - out
+	if got := parseDeadView(body).latest; !slices.Equal(got, []string{ids[2], ids[0]}) {
+		t.Fatalf("after the replay of %s the page shows %v; want %v", ids[1], got, []string{ids[2], ids[0]})
+	}
+	if sent > 1 {
+		t.Errorf("the view after a replay from the page sent %d NATS messages; want 1 (the stream's state)", sent)
 	}
 }

@@ -577,6 +577,8 @@ func (s *Server) handleReplay(w http.ResponseWriter, r *http.Request, ss *sessio
 	_, err := s.cfg.Client.Replay(ctx, id)
 	if err != nil {
 		msg = "Replay failed: " + why(ctx, err)
+	} else {
+		s.dead.replayed(id, 0)
 	}
 	s.cfg.Logger.WithField("remote", r.RemoteAddr).WithField("task_id", id).WithField("result", msg).Info("dashboard: replay")
 	http.Redirect(w, r, "/tasks/"+url.PathEscape(id)+"?"+flashQuery(ss, msg, err != nil), http.StatusSeeOther)
@@ -772,6 +774,7 @@ func (s *Server) replayDead(ctx context.Context, f jetstream.DeadFilter) (string
 			first = cmp.Or(first, err)
 			return
 		}
+		s.dead.replayed(d.ID, d.Sequence)
 		replayed++
 	})
 	msg := fmt.Sprintf("Replayed %d task(s).", replayed)
