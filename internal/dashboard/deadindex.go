@@ -570,6 +570,7 @@ func (s *Server) syncDead(ctx context.Context) (*natsjs.StreamState, error) {
 	if s.dead.trim(state) {
 		return &state, nil
 	}
+	s.deadListed.Add(1)
 	info, err := st.Info(ctx, natsjs.WithDeletedDetails(true))
 	if err != nil {
 		return &state, err

@@ -67,6 +67,9 @@ type Server struct {
 	// deadViewNanos is how long the last view of the dead-letter page
 	// took: its event stream waits deadPace of it between two events.
 	deadViewNanos atomic.Int64
+	// deadListed counts the views that asked the stream for its removed
+	// sequences (syncDead; for tests).
+	deadListed atomic.Int64
 	// deadMinInterval is deadMinInterval (a field for tests).
 	deadMinInterval time.Duration
 	// tickInterval is how often a page that asks for it (the overview) is
