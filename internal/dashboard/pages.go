@@ -472,12 +472,25 @@ func history(t *models.Task) []historyItem {
 	if t.ErrorsDropped > 0 && len(t.Errors) > 0 {
 		h = append(h, historyItem{t.Errors[0].Timestamp, fmt.Sprintf("%d older errors dropped from the record", t.ErrorsDropped)})
 	}
-	for _, e := range taskErrors(t) {
+	errs := taskErrors(t)
+	replays := 0
+	for i, e := range errs {
+		if t.Replays > 0 && i > 0 && e.RetryCount == 0 {
+			// A fresh retry budget: the failure before was the last
+			// one, and an operator replayed the task.
+			h = append(h, replayedAfter(errs[i-1].Timestamp))
+			replays++
+		}
 		what := fmt.Sprintf("error %d: %s (%s)", e.N, e.ErrorType, firstLine(e.Message))
 		if e.Attempt != 0 {
 			what = fmt.Sprintf("attempt %d failed: %s (%s)", e.Attempt, e.ErrorType, firstLine(e.Message))
 		}
 		h = append(h, historyItem{e.Timestamp, what})
+	}
+	if len(errs) > 0 && t.ErrorsDropped == 0 && t.Replays == replays+1 {
+		// Replayed after its last failure, and no attempt of that replay
+		// has failed (yet).
+		h = append(h, replayedAfter(errs[len(errs)-1].Timestamp))
 	}
 	if !t.StartedAt.IsZero() {
 		h = append(h, historyItem{t.StartedAt, fmt.Sprintf("attempt %d started", t.AttemptsRun())})
@@ -493,6 +506,12 @@ func history(t *models.Task) []historyItem {
 	}
 	slices.SortStableFunc(h, func(a, b historyItem) int { return a.At.Compare(b.At) })
 	return h
+}
+
+// replayedAfter is the history's item for a task dead-lettered at at and
+// replayed since: the record keeps no time for the replay itself.
+func replayedAfter(at time.Time) historyItem {
+	return historyItem{at, "dead-lettered, then replayed by an operator"}
 }
 
 func firstLine(s string) string {
