@@ -350,6 +350,17 @@ func (x *deadIndex) replayed(id string, seq uint64) {
 	x.compact()
 }
 
+// removeSeqs marks the entries at seqs removed: the dashboard deleted
+// them (a purge from the page), so the next view need not ask which were.
+func (x *deadIndex) removeSeqs(seqs []uint64) {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	for _, s := range seqs {
+		x.remove(s)
+	}
+	x.compact()
+}
+
 // removeAll marks the entries at seqs removed: the sequences removed
 // from the middle of the stream, whose last sequence is last. When they
 // hold every sequence past the last one delivered, the index holds the

@@ -424,3 +424,46 @@ func TestDeadPageViewAfterAReplayFromThePageAsksOnce(t *testing.T) {
 		t.Errorf("the view after a replay from the page asked for the stream's removed sequences; want its state only")
 	}
 }
+
+// A purge from the page deletes the group's entries: the index marks them
+// removed, so the next view asks the stream for its state only. It asked
+// for every sequence ever removed from the middle of the stream.
+func TestDeadPageViewAfterAPurgeFromThePageAsksOnce(t *testing.T) {
+	t.Parallel()
+	srv := startServer(t)
+	ctx := omniqtest.Context(t)
+	te, err := models.NewTaskError(models.TaskError{ErrorType: "handler_error", Message: "boom"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, fn := range []string{"alpha", "beta", "alpha", "beta", "alpha"} {
+		if err := srv.Client.DeadLetter(ctx, &jetstream.TaskMessage{ID: fmt.Sprintf("entry-%d", i), Function: fn, Attempt: 1}, *te, 0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	d := startDashboard(t, Config{Client: srv.Client})
+	b := newBrowser(t, d.URL())
+	omniqtest.Eventually(t, 30*time.Second, "the page to show the five entries", func() bool {
+		_, body := b.get("/dead")
+		return len(parseDeadView(body).latest) == 5
+	})
+	code, body := b.post("/dead/purge", url.Values{"csrf": {b.csrf("/dead")}, "function": {"beta"}, "error_type": {"handler_error"}})
+	if code != http.StatusOK {
+		t.Fatalf("purge's question: %d", code)
+	}
+	form := url.Values{}
+	for _, m := range regexp.MustCompile(`<input type="hidden" name="([a-z_]+)" value="([^"]*)">`).FindAllStringSubmatch(body, -1) {
+		form.Set(m[1], html.UnescapeString(m[2]))
+	}
+	if code, _ := b.post("/dead/purge", form); code != http.StatusSeeOther {
+		t.Fatalf("confirmed purge: %d", code)
+	}
+	listed := d.deadListed.Load()
+	_, body = b.get("/dead")
+	if got, want := parseDeadView(body).latest, []string{"entry-4", "entry-2", "entry-0"}; !slices.Equal(got, want) {
+		t.Fatalf("after the purge of beta the page shows %v; want %v", got, want)
+	}
+	if d.deadListed.Load() != listed {
+		t.Errorf("the view after a purge from the page asked for the stream's removed sequences; want its state only")
+	}
+}

@@ -756,9 +756,10 @@ func (s *Server) handleDeadBulk(w http.ResponseWriter, r *http.Request, ss *sess
 	case "replay":
 		msg, err = s.replayDead(ctx, f)
 	case "purge":
-		var n int
-		n, err = s.cfg.Client.PurgeDead(ctx, f)
-		msg = fmt.Sprintf("Purged %d entr(ies).", n)
+		var seqs []uint64
+		seqs, err = s.cfg.Client.PurgeDeadSequences(ctx, f)
+		s.dead.removeSeqs(seqs)
+		msg = fmt.Sprintf("Purged %d entr(ies).", len(seqs))
 		if err != nil {
 			msg += " Stopped by: " + why(ctx, err)
 		}
