@@ -55,6 +55,14 @@ type deadIndex struct {
 	// droppedThrough is the sequence of the newest entry dropped to stay
 	// within max (0: none).
 	droppedThrough uint64
+	// older counts the stream's entries at or below droppedThrough, not
+	// held, as of the stream state at whose first sequence olderFirst
+	// the removed sequences were last applied (olderKnown), kept since
+	// by the entries dropped and deleted: with it a view tells, past max,
+	// whether the stream holds entries the index does not know removed.
+	older      uint64
+	olderFirst uint64
+	olderKnown bool
 	// skip holds sequences known removed that the consumer had not
 	// delivered yet: a message it holds in its buffer.
 	skip map[uint64]bool
@@ -127,6 +135,7 @@ func (x *deadIndex) isOf(created time.Time) bool {
 func (x *deadIndex) resetLocked() {
 	x.entries, x.head, x.live = nil, 0, 0
 	x.delivered, x.readThrough, x.droppedThrough, x.target = 0, 0, 0, 0
+	x.older, x.olderFirst, x.olderKnown = 0, 0, false
 	clear(x.skip)
 	x.gen++
 	select {
@@ -265,6 +274,7 @@ func (x *deadIndex) dropOldest() {
 			e.gone = true
 			x.live--
 			x.droppedThrough = e.seq
+			x.older++ // still in the stream
 			x.head++
 			break
 		}
@@ -284,6 +294,15 @@ func (x *deadIndex) compact() {
 
 // remove marks the entry at seq removed (x.mu held).
 func (x *deadIndex) remove(seq uint64) {
+	if seq <= x.droppedThrough {
+		// Older than those held (a purge of a group reaches them):
+		// counted. (Had it been removed already, the count is one short,
+		// a view asks for the removed sequences and counts again.)
+		if x.older > 0 {
+			x.older--
+		}
+		return
+	}
 	if seq > x.delivered {
 		x.skip[seq] = true
 		return
@@ -323,7 +342,15 @@ func (x *deadIndex) trim(st natsjs.StreamState) bool {
 	if st.NumDeleted == 0 {
 		return true
 	}
-	return max(x.delivered, x.readThrough) >= st.LastSeq && x.droppedThrough < st.FirstSeq && uint64(x.live-after) == st.Msgs
+	if max(x.delivered, x.readThrough) < st.LastSeq {
+		return false
+	}
+	if x.droppedThrough < st.FirstSeq {
+		return uint64(x.live-after) == st.Msgs
+	}
+	// Past max: the stream holds the older entries too. Their count is
+	// known unless the stream's first sequence moved among them.
+	return x.olderKnown && x.olderFirst == st.FirstSeq && x.older+uint64(x.live-after) == st.Msgs
 }
 
 // replayed marks removed the entry at seq, or, when seq is 0, the newest
@@ -361,16 +388,20 @@ func (x *deadIndex) removeSeqs(seqs []uint64) {
 	x.compact()
 }
 
-// removeAll marks the entries at seqs removed: the sequences removed
-// from the middle of the stream, whose last sequence is last. When they
-// hold every sequence past the last one delivered, the index holds the
-// stream through last.
-func (x *deadIndex) removeAll(seqs []uint64, last uint64) {
+// removeAll marks the entries at st.Deleted removed: the sequences
+// removed from the middle of the stream whose state is st (trimmed
+// already). When they hold every sequence past the last one delivered,
+// the index holds the stream through st.LastSeq; and it then counts the
+// stream's entries older than those it holds.
+func (x *deadIndex) removeAll(st natsjs.StreamState) {
 	x.mu.Lock()
 	defer x.mu.Unlock()
+	last := st.LastSeq
 	past := uint64(0) // removed sequences in (delivered, last]
-	for _, s := range seqs {
-		x.remove(s)
+	for _, s := range st.Deleted {
+		if s > x.droppedThrough {
+			x.remove(s)
+		}
 		if s > x.delivered && s <= last {
 			past++
 		}
@@ -379,6 +410,18 @@ func (x *deadIndex) removeAll(seqs []uint64, last uint64) {
 		x.readThrough = max(x.readThrough, last)
 	}
 	x.compact()
+	x.olderKnown = false
+	if max(x.delivered, x.readThrough) >= last {
+		held := uint64(0)
+		for i := x.head; i < len(x.entries); i++ {
+			if !x.entries[i].gone && x.entries[i].seq <= last {
+				held++
+			}
+		}
+		if st.Msgs >= held {
+			x.older, x.olderFirst, x.olderKnown = st.Msgs-held, st.FirstSeq, true
+		}
+	}
 }
 
 // fill sets d's groups, latest entries and counts from the index; st is
@@ -587,6 +630,6 @@ func (s *Server) syncDead(ctx context.Context) (*natsjs.StreamState, error) {
 		return &state, err
 	}
 	s.dead.trim(info.State)
-	s.dead.removeAll(info.State.Deleted, info.State.LastSeq)
+	s.dead.removeAll(info.State)
 	return &info.State, nil
 }

@@ -467,3 +467,74 @@ func TestDeadPageViewAfterAPurgeFromThePageAsksOnce(t *testing.T) {
 		t.Errorf("the view after a purge from the page asked for the stream's removed sequences; want its state only")
 	}
 }
+
+// Past maxDeadIndexed entries the index holds the newest only. With an
+// entry removed from the middle of the stream, every view, changed or
+// not, asked for every removed sequence: the index could not tell the
+// stream's count from its own. It now counts the stream's entries older
+// than those it holds, as of the last answer.
+func TestDeadPageViewPastTheBoundAsksOnce(t *testing.T) {
+	t.Parallel()
+	srv := startServer(t)
+	ctx := omniqtest.Context(t)
+	te, err := models.NewTaskError(models.TaskError{ErrorType: "handler_error", Message: "boom"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	next := 0
+	deadLetter := func(n int) {
+		t.Helper()
+		for range n {
+			if err := srv.Client.DeadLetter(ctx, &jetstream.TaskMessage{ID: fmt.Sprintf("entry-%05d", next), Function: "alpha", Attempt: 1}, *te, 0); err != nil {
+				t.Fatal(err)
+			}
+			next++
+		}
+	}
+	deadLetter(300)
+	st, err := srv.Client.JetStream().Stream(ctx, srv.Client.Config().DLQStream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, seq := range []uint64{50, 250} { // one older than those held, one held
+		if err := st.DeleteMsg(ctx, seq); err != nil {
+			t.Fatal(err)
+		}
+	}
+	d := startDashboard(t, Config{Client: srv.Client}, func(s *Server) { s.maxDeadIndexed = 100 })
+	b := newBrowser(t, d.URL())
+	b.get("/dead") // the session's first page, and the dashboard's first read
+	views := func(step string, held, want int) {
+		t.Helper()
+		for i := range 2 {
+			listed := d.deadListed.Load()
+			code, body := b.get("/dead")
+			if code != http.StatusOK || !strings.Contains(body, fmt.Sprintf(`<td>alpha</td><td>handler_error</td><td class="n">%d</td>`, held)) || !strings.Contains(body, fmt.Sprintf("the stream holds %d.", want)) {
+				t.Fatalf("%s: dead: %d, without the group of the newest %d and the stream's %d:\n%s", step, code, held, want, body)
+			}
+			if d.deadListed.Load() != listed {
+				t.Errorf("%s: view %d of an unchanged stream asked for the stream's removed sequences; want its state only", step, i+1)
+			}
+		}
+	}
+	views("at start", 99, 298) // the newest 100 sequences, one removed
+	// New entries push older ones out of the index; they are still in
+	// the stream.
+	deadLetter(30)
+	omniqtest.Eventually(t, 30*time.Second, "the dashboard to be delivered the new entries", func() bool {
+		d.dead.mu.Lock()
+		defer d.dead.mu.Unlock()
+		return d.dead.delivered >= 330
+	})
+	b.get("/dead")
+	views("after new entries", 100, 328)
+	// Removed from elsewhere, one older than those held and one held:
+	// one view asks which, and shows them gone.
+	for _, seq := range []uint64{100, 320} {
+		if err := st.DeleteMsg(ctx, seq); err != nil {
+			t.Fatal(err)
+		}
+	}
+	b.get("/dead")
+	views("after removals from elsewhere", 99, 326)
+}
