@@ -232,3 +232,42 @@ func TestTaskHistorySaysItWasReplayed(t *testing.T) {
 		t.Errorf("the history of a task replayed twice, succeeded the second time, is\n%q\nwant %q twice and succeeded last", got, replayed)
 	}
 }
+
+// A dead-letter group leads to its tasks: the page lists the latest 100
+// entries only, so a group older than those (a burst of crashes an hour
+// ago, under a flood of newer failures) had no way from the page to any
+// of its tasks, their errors and tracebacks.
+func TestDeadGroupLeadsToItsTasks(t *testing.T) {
+	t.Parallel()
+	srv := startServer(t)
+	ctx := omniqtest.Context(t)
+	omniqtest.StartRunner(t, srv.Client, omniqtest.FastConfig(), pluginhost.HostConfig{})
+	d := startDashboard(t, Config{Client: srv.Client})
+	b := newBrowser(t, d.URL())
+	zero := 0
+	submit := func(fn, payload string) string {
+		t.Helper()
+		res, err := srv.Client.Submit(ctx, jetstream.SubmitRequest{Function: fn, Payload: []byte(payload), MaxRetries: &zero})
+		if err != nil {
+			t.Fatal(err)
+		}
+		omniqtest.WaitDead(t, srv.Client, res.ID, 30*time.Second)
+		return res.ID
+	}
+	db1 := submit("fail", `{"type":"DB Error","message":"db down"}`)
+	db2 := submit("fail", `{"type":"DB Error","message":"db down"}`)
+	other := submit("fail", `{"type":"Other","message":"no"}`)
+	var link string
+	omniqtest.Eventually(t, 30*time.Second, "the dead-letter page to link the group fail / DB Error to its tasks", func() bool {
+		_, body := b.get("/dead")
+		m := regexp.MustCompile(`(?s)<tr><td>fail</td><td>DB Error</td>.*?<a class="group-tasks" href="([^"]+)"`).FindStringSubmatch(body)
+		if m != nil {
+			link = html.UnescapeString(m[1])
+		}
+		return m != nil
+	})
+	omniqtest.Eventually(t, 30*time.Second, "the group's link to list its two tasks and no other", func() bool {
+		code, body := b.get(link)
+		return code == http.StatusOK && strings.Contains(body, `href="/tasks/`+db1+`"`) && strings.Contains(body, `href="/tasks/`+db2+`"`) && !strings.Contains(body, `href="/tasks/`+other+`"`)
+	})
+}
