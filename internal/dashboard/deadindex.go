@@ -18,8 +18,9 @@ import (
 // maxDeadIndexed bounds the dead-letter entries the dashboard holds in
 // memory for the dead-letter page (Server.maxDeadIndexed, for tests): the
 // newest are kept. An entry is its id, function, error type, the first
-// line of its message (at most about 200 bytes) and a few numbers, so the
-// bound is at most about 40 MB and usually far less.
+// line of its message (at most about 200 bytes) and a few numbers, with
+// its task's id mapped to its sequence (deadIndex.newest), so the bound
+// is at most about 45 MB and usually far less.
 const maxDeadIndexed = 100_000
 
 // deadEntry is what the dead-letter page shows of one entry.
@@ -27,7 +28,7 @@ type deadEntry struct {
 	seq                              uint64
 	at                               time.Time
 	id, function, errorType, message string
-	attempt                          int
+	attempt, replays                 int
 	gone                             bool
 }
 
@@ -44,6 +45,9 @@ type deadIndex struct {
 	entries []deadEntry
 	head    int
 	live    int
+	// newest is the sequence of each task's newest entry held (of those
+	// not removed when it was last rebuilt: compact), for replayedTo.
+	newest map[string]uint64
 	// delivered is the highest sequence the consumer delivered.
 	delivered uint64
 	// readThrough is a sequence up to which the index is known to hold
@@ -84,13 +88,13 @@ type deadIndex struct {
 }
 
 func newDeadIndex(max int) *deadIndex {
-	return &deadIndex{max: max, skip: map[uint64]bool{}, ready: make(chan struct{}), failed: make(chan struct{})}
+	return &deadIndex{max: max, skip: map[uint64]bool{}, newest: map[string]uint64{}, ready: make(chan struct{}), failed: make(chan struct{})}
 }
 
 // deadEntryOf is what the index keeps of d: copies of short strings, not the
 // headers they came from (which hold the traceback).
 func deadEntryOf(d jetstream.DeadTask) deadEntry {
-	e := deadEntry{seq: d.Sequence, at: d.DeadAt, id: strings.Clone(d.ID), function: strings.Clone(d.Function), attempt: d.Attempt}
+	e := deadEntry{seq: d.Sequence, at: d.DeadAt, id: strings.Clone(d.ID), function: strings.Clone(d.Function), attempt: d.Attempt, replays: d.Replays}
 	if d.Error != nil {
 		e.errorType, e.message = strings.Clone(d.Error.ErrorType), strings.Clone(firstLine(d.Error.Message))
 	}
@@ -134,6 +138,7 @@ func (x *deadIndex) isOf(created time.Time) bool {
 // wait for it to be read again.
 func (x *deadIndex) resetLocked() {
 	x.entries, x.head, x.live = nil, 0, 0
+	clear(x.newest)
 	x.delivered, x.readThrough, x.droppedThrough, x.target = 0, 0, 0, 0
 	x.older, x.olderFirst, x.olderKnown = 0, 0, false
 	clear(x.skip)
@@ -171,6 +176,7 @@ func (x *deadIndex) deliver(gen, seq uint64, e *deadEntry, pending uint64) {
 			delete(x.skip, seq)
 		case e != nil:
 			x.entries = append(x.entries, *e)
+			x.newest[e.id] = e.seq
 			x.live++
 			if x.live > x.max {
 				x.dropOldest()
@@ -290,6 +296,10 @@ func (x *deadIndex) compact() {
 	}
 	x.entries = slices.DeleteFunc(x.entries, func(e deadEntry) bool { return e.gone })
 	x.head = 0
+	clear(x.newest)
+	for _, e := range x.entries {
+		x.newest[e.id] = e.seq
+	}
 }
 
 // remove marks the entry at seq removed (x.mu held).
@@ -353,28 +363,31 @@ func (x *deadIndex) trim(st natsjs.StreamState) bool {
 	return x.olderKnown && x.olderFirst == st.FirstSeq && x.older+uint64(x.live-after) == st.Msgs
 }
 
-// replayed marks removed the entry at seq, or, when seq is 0, the newest
-// entry held of task id: the dashboard replayed it, and a replay removes
-// the task's newest entry. The next view then finds the stream as the
-// index holds it, without asking for the sequences removed. (Were the
-// removal to fail, the view would find one entry fewer held than the
-// stream has and ask; the replayed task's runner removes it soon after.)
-func (x *deadIndex) replayed(id string, seq uint64) {
+// replayedTo marks removed the newest entry held of task id when it was
+// written before the task's replays-th replay (its replay count is
+// lower): a replay removes the task's newest entry, and the dashboard saw
+// the task replayed (its own replay, or the task leaving failed in the
+// state bucket, a replay from elsewhere). The next view then finds the
+// stream as the index holds it, without asking for the sequences removed.
+// An entry written since (the replay's attempt failed too) has the
+// replay's count and stays; marking is idempotent. (Were the removal
+// to fail, the view would find one entry fewer held than the stream has
+// and ask; the replayed task's runner removes it soon after.)
+func (x *deadIndex) replayedTo(id string, replays int) {
 	x.mu.Lock()
 	defer x.mu.Unlock()
-	if seq == 0 {
-		for i := len(x.entries) - 1; i >= x.head; i-- {
-			if e := &x.entries[i]; !e.gone && e.id == id {
-				seq = e.seq
-				break
-			}
-		}
-		if seq == 0 {
-			return
-		}
+	seq, ok := x.newest[id]
+	if !ok {
+		return
 	}
-	x.remove(seq)
-	x.compact()
+	i, found := slices.BinarySearchFunc(x.entries[x.head:], seq, func(e deadEntry, seq uint64) int { return cmp.Compare(e.seq, seq) })
+	if !found {
+		return
+	}
+	if e := &x.entries[x.head+i]; !e.gone && e.id == id && e.replays < replays {
+		x.remove(seq)
+		x.compact()
+	}
 }
 
 // removeSeqs marks the entries at seqs removed: the dashboard deleted

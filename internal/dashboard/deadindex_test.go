@@ -425,6 +425,68 @@ func TestDeadPageViewAfterAReplayFromThePageAsksOnce(t *testing.T) {
 	}
 }
 
+// A replay from elsewhere (omniq-submit dlq replay) removes the task's
+// entry too: the dashboard sees the task leave failed, and the index
+// marks the entry removed. The next view asked for every removed sequence.
+func TestDeadPageViewAfterAReplayFromElsewhereAsksOnce(t *testing.T) {
+	t.Parallel()
+	runnerClient, operator := roleClients(t)
+	ctx := omniqtest.Context(t)
+	omniqtest.StartRunner(t, runnerClient, omniqtest.FastConfig(), pluginhost.HostConfig{})
+	zero := 0
+	var ids []string
+	for range 3 {
+		res, err := runnerClient.Submit(ctx, jetstream.SubmitRequest{Function: "flaky", Payload: []byte("1"), MaxRetries: &zero})
+		if err != nil {
+			t.Fatal(err)
+		}
+		omniqtest.WaitDead(t, runnerClient, res.ID, 30*time.Second)
+		ids = append(ids, res.ID)
+	}
+	d := startDashboard(t, Config{Client: operator})
+	b := newBrowser(t, d.URL())
+	omniqtest.Eventually(t, 30*time.Second, "the page to show the three entries", func() bool {
+		_, body := b.get("/dead")
+		return len(parseDeadView(body).latest) == 3
+	})
+	if _, err := operator.Replay(ctx, ids[1]); err != nil {
+		t.Fatal(err)
+	}
+	omniqtest.WaitFor(t, runnerClient, ids[1], models.StatusSucceeded, 30*time.Second)
+	omniqtest.Eventually(t, 30*time.Second, "the dashboard to see the task succeed", func() bool {
+		return d.index.status(ids[1]) == models.StatusSucceeded
+	})
+	listed := d.deadListed.Load()
+	_, body := b.get("/dead")
+	if got := parseDeadView(body).latest; !slices.Equal(got, []string{ids[2], ids[0]}) {
+		t.Fatalf("after the replay of %s the page shows %v; want %v", ids[1], got, []string{ids[2], ids[0]})
+	}
+	if d.deadListed.Load() != listed {
+		t.Errorf("the view after a replay from elsewhere asked for the stream's removed sequences; want its state only")
+	}
+
+	// A replay whose attempt fails again: its new entry stays listed
+	// (the replay removed the entry before it).
+	two := "2"
+	res, err := runnerClient.Submit(ctx, jetstream.SubmitRequest{Function: "flaky", Payload: []byte(two), MaxRetries: &zero})
+	if err != nil {
+		t.Fatal(err)
+	}
+	omniqtest.WaitDead(t, runnerClient, res.ID, 30*time.Second)
+	if _, err := operator.Replay(ctx, res.ID); err != nil {
+		t.Fatal(err)
+	}
+	omniqtest.Eventually(t, 30*time.Second, "the replay's entry", func() bool {
+		d, err := runnerClient.GetDead(ctx, res.ID)
+		return err == nil && d.Replays == 1
+	})
+	want := []string{res.ID, ids[2], ids[0]}
+	omniqtest.Eventually(t, 30*time.Second, "the page to list the replay's entry", func() bool {
+		_, body := b.get("/dead")
+		return slices.Equal(parseDeadView(body).latest, want)
+	})
+}
+
 // A purge from the page deletes the group's entries: the index marks them
 // removed, so the next view asks the stream for its state only. It asked
 // for every sequence ever removed from the middle of the stream.

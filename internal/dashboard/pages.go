@@ -593,11 +593,11 @@ func (s *Server) handleReplay(w http.ResponseWriter, r *http.Request, ss *sessio
 	ctx, cancel := s.natsContext(r.Context(), requestTimeout)
 	defer cancel()
 	msg := "Replayed: the task runs again."
-	_, err := s.cfg.Client.Replay(ctx, id)
+	res, err := s.cfg.Client.Replay(ctx, id)
 	if err != nil {
 		msg = "Replay failed: " + why(ctx, err)
-	} else {
-		s.dead.replayed(id, 0)
+	} else if res.Record.Task != nil {
+		s.dead.replayedTo(id, res.Record.Task.Replays)
 	}
 	s.cfg.Logger.WithField("remote", r.RemoteAddr).WithField("task_id", id).WithField("result", msg).Info("dashboard: replay")
 	http.Redirect(w, r, "/tasks/"+url.PathEscape(id)+"?"+flashQuery(ss, msg, err != nil), http.StatusSeeOther)
@@ -794,7 +794,7 @@ func (s *Server) replayDead(ctx context.Context, f jetstream.DeadFilter) (string
 			first = cmp.Or(first, err)
 			return
 		}
-		s.dead.replayed(d.ID, d.Sequence)
+		s.dead.removeSeqs([]uint64{d.Sequence})
 		replayed++
 	})
 	msg := fmt.Sprintf("Replayed %d task(s).", replayed)

@@ -20,6 +20,8 @@ import (
 
 	"github.com/nats-io/nats.go"
 	natsjs "github.com/nats-io/nats.go/jetstream"
+
+	"github.com/omniq/omniq/models"
 )
 
 //go:embed assets
@@ -117,7 +119,10 @@ func New(cfg Config) (*Server, error) {
 	}
 	s.index = newIndex(cfg.MaxIndexed, s.hub.notify)
 	s.dead = newDeadIndex(maxDeadIndexed) // its bound set by Start
-	s.index.deadChanged = func() { s.hub.notifyOnly(deadWatch) }
+	s.index.deadChanged = func(t *models.Task) {
+		s.dead.replayedTo(t.ID, t.Replays) // a replay, from anywhere
+		s.hub.notifyOnly(deadWatch)
+	}
 	return s, nil
 }
 
