@@ -662,17 +662,25 @@ const maxReplayErrors = 10
 // PurgeDead deletes the dead-letter entries matching f (Limit and After
 // ignored) and returns how many it deleted. It does not touch task state.
 func (c *Client) PurgeDead(ctx context.Context, f DeadFilter) (int, error) {
+	seqs, err := c.PurgeDeadSequences(ctx, f)
+	return len(seqs), err
+}
+
+// PurgeDeadSequences is PurgeDead returning the stream sequences of the
+// entries it deleted (all of them, also when it stopped with an error),
+// for a reader that keeps its own copy of the stream (the dashboard).
+func (c *Client) PurgeDeadSequences(ctx context.Context, f DeadFilter) ([]uint64, error) {
 	f.Limit, f.After = 0, 0
 	var seqs []uint64
 	if err := c.scanDead(ctx, f, true, func(d DeadTask) bool { seqs = append(seqs, d.Sequence); return true }); err != nil {
-		return 0, err
+		return nil, err
 	}
 	for i, seq := range seqs {
 		if err := c.deleteDead(ctx, seq); err != nil {
-			return i, err
+			return seqs[:i], err
 		}
 	}
-	return len(seqs), nil
+	return seqs, nil
 }
 
 // PurgeDeadTask deletes the dead-letter entry of task id, or returns

@@ -18,6 +18,7 @@ import (
 	"github.com/omniq/omniq/internal/omniqtest"
 	"github.com/omniq/omniq/jetstream"
 	"github.com/omniq/omniq/models"
+	"github.com/omniq/omniq/runner/pluginhost"
 )
 
 var (
@@ -282,4 +283,320 @@ func TestDeadPageDoesNotWaitForAnEntryNoRunnerWrote(t *testing.T) {
 	if code != http.StatusOK || !strings.Contains(body, `href="/tasks/entry-1"`) || strings.Contains(body, `href="/tasks/entry-2"`) || strings.Contains(body, `class="flash bad"`) {
 		t.Fatalf("dead: %d; want entry-1 alone, and no problem:\n%s", code, body)
 	}
+}
+
+// An operator deletes the dead-letter stream and the runner provisions it
+// again: the new stream's sequences start at 1 again. The page showed the
+// deleted stream's entries, and not the new stream's first ones (its
+// consumer resumed after the last sequence it had delivered).
+func TestDeadPageFollowsAStreamDeletedAndCreatedAgain(t *testing.T) {
+	t.Parallel()
+	srv := startServer(t)
+	ctx := omniqtest.Context(t)
+	cfg := srv.Client.Config()
+	te, err := models.NewTaskError(models.TaskError{ErrorType: "handler_error", Message: "boom"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	deadLetter := func(ids ...string) {
+		t.Helper()
+		for _, id := range ids {
+			if err := srv.Client.DeadLetter(ctx, &jetstream.TaskMessage{ID: id, Function: "alpha", Attempt: 1}, *te, 0); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	deadLetter("old-1", "old-2", "old-3", "old-4", "old-5")
+	d := startDashboard(t, Config{Client: srv.Client})
+	b := newBrowser(t, d.URL())
+	omniqtest.Eventually(t, 30*time.Second, "the page to show the five entries", func() bool {
+		_, body := b.get("/dead")
+		return len(parseDeadView(body).latest) == 5
+	})
+
+	if err := srv.Client.JetStream().DeleteStream(ctx, cfg.DLQStream); err != nil {
+		t.Fatal(err)
+	}
+	if err := jetstream.Provision(ctx, srv.Client.JetStream(), cfg); err != nil {
+		t.Fatal(err)
+	}
+	deadLetter("new-1", "new-2")
+	want := []string{"new-2", "new-1"}
+	var got deadView
+	var body string
+	omniqtest.Eventually(t, 60*time.Second, "the page to show the new stream's two entries alone", func() bool {
+		_, body = b.get("/dead")
+		got = parseDeadView(body)
+		return slices.Equal(got.latest, want) && got.groups["alpha/handler_error"] == "2" && !strings.Contains(body, `class="flash bad"`)
+	})
+
+	// And it follows the new stream: an entry written now shows too.
+	deadLetter("new-3")
+	omniqtest.Eventually(t, 30*time.Second, "the page to show an entry written since", func() bool {
+		_, body = b.get("/dead")
+		return slices.Equal(parseDeadView(body).latest, []string{"new-3", "new-2", "new-1"})
+	})
+}
+
+// Entries removed before the dashboard's consumer got to them, the newest
+// among them, are never delivered: the index had not read up to the
+// stream's last sequence, so every view, changed or not, asked for the
+// stream's removed sequences again (with 50,000 entries and 40,000
+// removed, 233 KB and 12 to 27 ms a view). One answer saying every
+// sequence past the last delivered was removed is enough.
+func TestDeadPageViewAfterTheNewestWereRemovedAsksOnce(t *testing.T) {
+	t.Parallel()
+	srv := startServer(t)
+	ctx := omniqtest.Context(t)
+	te, err := models.NewTaskError(models.TaskError{ErrorType: "handler_error", Message: "boom"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	const total = 500
+	for i := range total {
+		if err := srv.Client.DeadLetter(ctx, &jetstream.TaskMessage{ID: fmt.Sprintf("entry-%05d", i), Function: "alpha", Attempt: 1}, *te, 0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	st, err := srv.Client.JetStream().Stream(ctx, srv.Client.Config().DLQStream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for seq := uint64(1); seq <= total; seq++ {
+		if seq%5 != 1 { // entry-00000, entry-00005, ... stay; the newest four go
+			if err := st.DeleteMsg(ctx, seq); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	d := startDashboard(t, Config{Client: srv.Client})
+	b := newBrowser(t, d.URL())
+	b.get("/dead") // the session's first page, and the dashboard's first read
+	for i := range 3 {
+		listed := d.deadListed.Load()
+		code, body := b.get("/dead")
+		if code != http.StatusOK || !strings.Contains(body, `<td>alpha</td><td>handler_error</td><td class="n">100</td>`) {
+			t.Fatalf("dead: %d, without the group of 100 entries:\n%s", code, body)
+		}
+		if d.deadListed.Load() != listed {
+			t.Errorf("view %d of an unchanged stream asked for the stream's removed sequences; want its state only", i+1)
+		}
+	}
+}
+
+// A replay from the page removes the task's entry: the index marks it
+// removed at once, so the next view finds the stream as the index holds
+// it and asks for its state only. It asked for every sequence removed
+// from the stream (a list that grows with every replay: 233 KB with
+// 40,000 removed).
+func TestDeadPageViewAfterAReplayFromThePageAsksOnce(t *testing.T) {
+	t.Parallel()
+	runnerClient, operator := roleClients(t)
+	ctx := omniqtest.Context(t)
+	omniqtest.StartRunner(t, runnerClient, omniqtest.FastConfig(), pluginhost.HostConfig{})
+	zero := 0
+	var ids []string
+	for range 3 {
+		res, err := runnerClient.Submit(ctx, jetstream.SubmitRequest{Function: "flaky", Payload: []byte("1"), MaxRetries: &zero})
+		if err != nil {
+			t.Fatal(err)
+		}
+		omniqtest.WaitDead(t, runnerClient, res.ID, 30*time.Second)
+		ids = append(ids, res.ID)
+	}
+	d := startDashboard(t, Config{Client: operator})
+	b := newBrowser(t, d.URL())
+	omniqtest.Eventually(t, 30*time.Second, "the page to show the three entries", func() bool {
+		_, body := b.get("/dead")
+		return len(parseDeadView(body).latest) == 3
+	})
+	code, _, h := b.do(http.MethodPost, "/tasks/"+ids[1]+"/replay", url.Values{"csrf": {b.csrf("/dead")}, "confirm": {"yes"}}, nil)
+	if code != http.StatusSeeOther || strings.Contains(h.Get("Location"), "fbad") {
+		t.Fatalf("replay: %d, to %s", code, h.Get("Location"))
+	}
+	omniqtest.WaitFor(t, runnerClient, ids[1], models.StatusSucceeded, 30*time.Second)
+	listed := d.deadListed.Load()
+	_, body := b.get("/dead")
+	if got := parseDeadView(body).latest; !slices.Equal(got, []string{ids[2], ids[0]}) {
+		t.Fatalf("after the replay of %s the page shows %v; want %v", ids[1], got, []string{ids[2], ids[0]})
+	}
+	if d.deadListed.Load() != listed {
+		t.Errorf("the view after a replay from the page asked for the stream's removed sequences; want its state only")
+	}
+}
+
+// A replay from elsewhere (omniq-submit dlq replay) removes the task's
+// entry too: the dashboard sees the task leave failed, and the index
+// marks the entry removed. The next view asked for every removed sequence.
+func TestDeadPageViewAfterAReplayFromElsewhereAsksOnce(t *testing.T) {
+	t.Parallel()
+	runnerClient, operator := roleClients(t)
+	ctx := omniqtest.Context(t)
+	omniqtest.StartRunner(t, runnerClient, omniqtest.FastConfig(), pluginhost.HostConfig{})
+	zero := 0
+	var ids []string
+	for range 3 {
+		res, err := runnerClient.Submit(ctx, jetstream.SubmitRequest{Function: "flaky", Payload: []byte("1"), MaxRetries: &zero})
+		if err != nil {
+			t.Fatal(err)
+		}
+		omniqtest.WaitDead(t, runnerClient, res.ID, 30*time.Second)
+		ids = append(ids, res.ID)
+	}
+	d := startDashboard(t, Config{Client: operator})
+	b := newBrowser(t, d.URL())
+	omniqtest.Eventually(t, 30*time.Second, "the page to show the three entries", func() bool {
+		_, body := b.get("/dead")
+		return len(parseDeadView(body).latest) == 3
+	})
+	if _, err := operator.Replay(ctx, ids[1]); err != nil {
+		t.Fatal(err)
+	}
+	omniqtest.WaitFor(t, runnerClient, ids[1], models.StatusSucceeded, 30*time.Second)
+	omniqtest.Eventually(t, 30*time.Second, "the dashboard to see the task succeed", func() bool {
+		return d.index.status(ids[1]) == models.StatusSucceeded
+	})
+	listed := d.deadListed.Load()
+	_, body := b.get("/dead")
+	if got := parseDeadView(body).latest; !slices.Equal(got, []string{ids[2], ids[0]}) {
+		t.Fatalf("after the replay of %s the page shows %v; want %v", ids[1], got, []string{ids[2], ids[0]})
+	}
+	if d.deadListed.Load() != listed {
+		t.Errorf("the view after a replay from elsewhere asked for the stream's removed sequences; want its state only")
+	}
+
+	// A replay whose attempt fails again: its new entry stays listed
+	// (the replay removed the entry before it).
+	two := "2"
+	res, err := runnerClient.Submit(ctx, jetstream.SubmitRequest{Function: "flaky", Payload: []byte(two), MaxRetries: &zero})
+	if err != nil {
+		t.Fatal(err)
+	}
+	omniqtest.WaitDead(t, runnerClient, res.ID, 30*time.Second)
+	if _, err := operator.Replay(ctx, res.ID); err != nil {
+		t.Fatal(err)
+	}
+	omniqtest.Eventually(t, 30*time.Second, "the replay's entry", func() bool {
+		d, err := runnerClient.GetDead(ctx, res.ID)
+		return err == nil && d.Replays == 1
+	})
+	want := []string{res.ID, ids[2], ids[0]}
+	omniqtest.Eventually(t, 30*time.Second, "the page to list the replay's entry", func() bool {
+		_, body := b.get("/dead")
+		return slices.Equal(parseDeadView(body).latest, want)
+	})
+}
+
+// A purge from the page deletes the group's entries: the index marks them
+// removed, so the next view asks the stream for its state only. It asked
+// for every sequence ever removed from the middle of the stream.
+func TestDeadPageViewAfterAPurgeFromThePageAsksOnce(t *testing.T) {
+	t.Parallel()
+	srv := startServer(t)
+	ctx := omniqtest.Context(t)
+	te, err := models.NewTaskError(models.TaskError{ErrorType: "handler_error", Message: "boom"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, fn := range []string{"alpha", "beta", "alpha", "beta", "alpha"} {
+		if err := srv.Client.DeadLetter(ctx, &jetstream.TaskMessage{ID: fmt.Sprintf("entry-%d", i), Function: fn, Attempt: 1}, *te, 0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	d := startDashboard(t, Config{Client: srv.Client})
+	b := newBrowser(t, d.URL())
+	omniqtest.Eventually(t, 30*time.Second, "the page to show the five entries", func() bool {
+		_, body := b.get("/dead")
+		return len(parseDeadView(body).latest) == 5
+	})
+	code, body := b.post("/dead/purge", url.Values{"csrf": {b.csrf("/dead")}, "function": {"beta"}, "error_type": {"handler_error"}})
+	if code != http.StatusOK {
+		t.Fatalf("purge's question: %d", code)
+	}
+	form := url.Values{}
+	for _, m := range regexp.MustCompile(`<input type="hidden" name="([a-z_]+)" value="([^"]*)">`).FindAllStringSubmatch(body, -1) {
+		form.Set(m[1], html.UnescapeString(m[2]))
+	}
+	if code, _ := b.post("/dead/purge", form); code != http.StatusSeeOther {
+		t.Fatalf("confirmed purge: %d", code)
+	}
+	listed := d.deadListed.Load()
+	_, body = b.get("/dead")
+	if got, want := parseDeadView(body).latest, []string{"entry-4", "entry-2", "entry-0"}; !slices.Equal(got, want) {
+		t.Fatalf("after the purge of beta the page shows %v; want %v", got, want)
+	}
+	if d.deadListed.Load() != listed {
+		t.Errorf("the view after a purge from the page asked for the stream's removed sequences; want its state only")
+	}
+}
+
+// Past maxDeadIndexed entries the index holds the newest only. With an
+// entry removed from the middle of the stream, every view, changed or
+// not, asked for every removed sequence: the index could not tell the
+// stream's count from its own. It now counts the stream's entries older
+// than those it holds, as of the last answer.
+func TestDeadPageViewPastTheBoundAsksOnce(t *testing.T) {
+	t.Parallel()
+	srv := startServer(t)
+	ctx := omniqtest.Context(t)
+	te, err := models.NewTaskError(models.TaskError{ErrorType: "handler_error", Message: "boom"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	next := 0
+	deadLetter := func(n int) {
+		t.Helper()
+		for range n {
+			if err := srv.Client.DeadLetter(ctx, &jetstream.TaskMessage{ID: fmt.Sprintf("entry-%05d", next), Function: "alpha", Attempt: 1}, *te, 0); err != nil {
+				t.Fatal(err)
+			}
+			next++
+		}
+	}
+	deadLetter(300)
+	st, err := srv.Client.JetStream().Stream(ctx, srv.Client.Config().DLQStream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, seq := range []uint64{50, 250} { // one older than those held, one held
+		if err := st.DeleteMsg(ctx, seq); err != nil {
+			t.Fatal(err)
+		}
+	}
+	d := startDashboard(t, Config{Client: srv.Client}, func(s *Server) { s.maxDeadIndexed = 100 })
+	b := newBrowser(t, d.URL())
+	b.get("/dead") // the session's first page, and the dashboard's first read
+	views := func(step string, held, want int) {
+		t.Helper()
+		for i := range 2 {
+			listed := d.deadListed.Load()
+			code, body := b.get("/dead")
+			if code != http.StatusOK || !strings.Contains(body, fmt.Sprintf(`<td>alpha</td><td>handler_error</td><td class="n">%d</td>`, held)) || !strings.Contains(body, fmt.Sprintf("the stream holds %d.", want)) {
+				t.Fatalf("%s: dead: %d, without the group of the newest %d and the stream's %d:\n%s", step, code, held, want, body)
+			}
+			if d.deadListed.Load() != listed {
+				t.Errorf("%s: view %d of an unchanged stream asked for the stream's removed sequences; want its state only", step, i+1)
+			}
+		}
+	}
+	views("at start", 99, 298) // the newest 100 sequences, one removed
+	// New entries push older ones out of the index; they are still in
+	// the stream.
+	deadLetter(30)
+	omniqtest.Eventually(t, 30*time.Second, "the dashboard to be delivered the new entries", func() bool {
+		d.dead.mu.Lock()
+		defer d.dead.mu.Unlock()
+		return d.dead.delivered >= 330
+	})
+	b.get("/dead")
+	views("after new entries", 100, 328)
+	// Removed from elsewhere, one older than those held and one held:
+	// one view asks which, and shows them gone.
+	for _, seq := range []uint64{100, 320} {
+		if err := st.DeleteMsg(ctx, seq); err != nil {
+			t.Fatal(err)
+		}
+	}
+	b.get("/dead")
+	views("after removals from elsewhere", 99, 326)
 }

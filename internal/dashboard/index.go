@@ -73,10 +73,10 @@ func cmpEntry(a *entry, created int64, id string) int {
 type index struct {
 	max    int
 	notify func(id string)
-	// deadChanged, if set, is called when a task leaves the failed status
-	// (a replay): its dead-letter entry is removed, which the dead-letter
-	// stream tells no one.
-	deadChanged func()
+	// deadChanged, if set, is called with the task's record when a task
+	// leaves the failed status (a replay): its dead-letter entry is
+	// removed, which the dead-letter stream tells no one.
+	deadChanged func(t *models.Task)
 
 	mu      sync.RWMutex
 	byID    map[string]*entry
@@ -104,7 +104,7 @@ func (x *index) run(ctx context.Context, state *jetstream.StateStore) error {
 		} else {
 			x.put(ev.Record.Task)
 			if was == models.StatusFailed && ev.Record.Task.Status != models.StatusFailed && x.deadChanged != nil {
-				x.deadChanged()
+				x.deadChanged(ev.Record.Task)
 			}
 		}
 		x.notify(ev.ID)

@@ -476,12 +476,25 @@ func history(t *models.Task) []historyItem {
 	if t.ErrorsDropped > 0 && len(t.Errors) > 0 {
 		h = append(h, historyItem{t.Errors[0].Timestamp, fmt.Sprintf("%d older errors dropped from the record", t.ErrorsDropped)})
 	}
-	for _, e := range taskErrors(t) {
+	errs := taskErrors(t)
+	replays := 0
+	for i, e := range errs {
+		if t.Replays > 0 && i > 0 && e.RetryCount == 0 {
+			// A fresh retry budget: the failure before was the last
+			// one, and an operator replayed the task.
+			h = append(h, replayedAfter(errs[i-1].Timestamp))
+			replays++
+		}
 		what := fmt.Sprintf("error %d: %s (%s)", e.N, e.ErrorType, firstLine(e.Message))
 		if e.Attempt != 0 {
 			what = fmt.Sprintf("attempt %d failed: %s (%s)", e.Attempt, e.ErrorType, firstLine(e.Message))
 		}
 		h = append(h, historyItem{e.Timestamp, what})
+	}
+	if len(errs) > 0 && t.ErrorsDropped == 0 && t.Replays == replays+1 {
+		// Replayed after its last failure, and no attempt of that replay
+		// has failed (yet).
+		h = append(h, replayedAfter(errs[len(errs)-1].Timestamp))
 	}
 	if !t.StartedAt.IsZero() {
 		h = append(h, historyItem{t.StartedAt, fmt.Sprintf("attempt %d started", t.AttemptsRun())})
@@ -497,6 +510,12 @@ func history(t *models.Task) []historyItem {
 	}
 	slices.SortStableFunc(h, func(a, b historyItem) int { return a.At.Compare(b.At) })
 	return h
+}
+
+// replayedAfter is the history's item for a task dead-lettered at at and
+// replayed since: the record keeps no time for the replay itself.
+func replayedAfter(at time.Time) historyItem {
+	return historyItem{at, "dead-lettered, then replayed by an operator"}
 }
 
 func firstLine(s string) string {
@@ -578,9 +597,11 @@ func (s *Server) handleReplay(w http.ResponseWriter, r *http.Request, ss *sessio
 	ctx, cancel := s.natsContext(r.Context(), requestTimeout)
 	defer cancel()
 	msg := "Replayed: the task runs again."
-	_, err := s.cfg.Client.Replay(ctx, id)
+	res, err := s.cfg.Client.Replay(ctx, id)
 	if err != nil {
 		msg = "Replay failed: " + why(ctx, err)
+	} else if res.Record.Task != nil {
+		s.dead.replayedTo(id, res.Record.Task.Replays)
 	}
 	s.cfg.Logger.WithField("remote", r.RemoteAddr).WithField("task_id", id).WithField("result", msg).Info("dashboard: replay")
 	http.Redirect(w, r, "/tasks/"+url.PathEscape(id)+"?"+flashQuery(ss, msg, err != nil), http.StatusSeeOther)
@@ -739,9 +760,10 @@ func (s *Server) handleDeadBulk(w http.ResponseWriter, r *http.Request, ss *sess
 	case "replay":
 		msg, err = s.replayDead(ctx, f)
 	case "purge":
-		var n int
-		n, err = s.cfg.Client.PurgeDead(ctx, f)
-		msg = fmt.Sprintf("Purged %d entr(ies).", n)
+		var seqs []uint64
+		seqs, err = s.cfg.Client.PurgeDeadSequences(ctx, f)
+		s.dead.removeSeqs(seqs)
+		msg = fmt.Sprintf("Purged %d entr(ies).", len(seqs))
 		if err != nil {
 			msg += " Stopped by: " + why(ctx, err)
 		}
@@ -776,6 +798,7 @@ func (s *Server) replayDead(ctx context.Context, f jetstream.DeadFilter) (string
 			first = cmp.Or(first, err)
 			return
 		}
+		s.dead.removeSeqs([]uint64{d.Sequence})
 		replayed++
 	})
 	msg := fmt.Sprintf("Replayed %d task(s).", replayed)

@@ -20,6 +20,8 @@ import (
 
 	"github.com/nats-io/nats.go"
 	natsjs "github.com/nats-io/nats.go/jetstream"
+
+	"github.com/omniq/omniq/models"
 )
 
 //go:embed assets
@@ -61,9 +63,15 @@ type Server struct {
 	// stream (for tests: entries written since signal the page).
 	deadWatching  chan struct{}
 	deadWatchOnce sync.Once
+	// deadRestart asks watchDead to follow the dead-letter stream again
+	// (restartDead).
+	deadRestart chan struct{}
 	// deadViewNanos is how long the last view of the dead-letter page
 	// took: its event stream waits deadPace of it between two events.
 	deadViewNanos atomic.Int64
+	// deadListed counts the views that asked the stream for its removed
+	// sequences (syncDead; for tests).
+	deadListed atomic.Int64
 	// deadMinInterval is deadMinInterval (a field for tests).
 	deadMinInterval time.Duration
 	// tickInterval is how often a page that asks for it (the overview) is
@@ -100,6 +108,7 @@ func New(cfg Config) (*Server, error) {
 		static:       http.StripPrefix("/static/", http.FileServerFS(sub)),
 		stopped:      make(chan struct{}),
 		deadWatching: make(chan struct{}),
+		deadRestart:  make(chan struct{}, 1),
 		bodyTimeout:  10 * time.Second, idleTimeout: 2 * time.Minute, maxDeadIndexed: maxDeadIndexed,
 		deadBatch:    deadBatch,
 		deadTimeout:  requestTimeout,
@@ -110,7 +119,10 @@ func New(cfg Config) (*Server, error) {
 	}
 	s.index = newIndex(cfg.MaxIndexed, s.hub.notify)
 	s.dead = newDeadIndex(maxDeadIndexed) // its bound set by Start
-	s.index.deadChanged = func() { s.hub.notifyOnly(deadWatch) }
+	s.index.deadChanged = func(t *models.Task) {
+		s.dead.replayedTo(t.ID, t.Replays) // a replay, from anywhere
+		s.hub.notifyOnly(deadWatch)
+	}
 	return s, nil
 }
 

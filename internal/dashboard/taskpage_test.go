@@ -3,8 +3,11 @@ package dashboard
 import (
 	"bytes"
 	"context"
+	"html"
 	"net/http"
 	"net/url"
+	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -219,4 +222,90 @@ func TestCancelATaskNoRunnerHasSeen(t *testing.T) {
 	if err != nil || rec.Task.Status != models.StatusCancelled {
 		t.Fatalf("after the cancel: %+v, %v; want a cancelled record", rec.Task, err)
 	}
+}
+
+// A task dead-lettered and replayed has a history that says so: it read
+// "attempt 1 failed", "attempt 2 failed" as if the second attempt were
+// a retry, not an operator's replay after the task had died.
+func TestTaskHistorySaysItWasReplayed(t *testing.T) {
+	t.Parallel()
+	srv := startServer(t)
+	ctx := omniqtest.Context(t)
+	omniqtest.StartRunner(t, srv.Client, omniqtest.FastConfig(), pluginhost.HostConfig{})
+	d := startDashboard(t, Config{Client: srv.Client})
+	b := newBrowser(t, d.URL())
+	zero := 0
+	res, err := srv.Client.Submit(ctx, jetstream.SubmitRequest{Function: "flaky", Payload: []byte("2"), MaxRetries: &zero})
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := res.ID
+	historyOf := func() []string {
+		t.Helper()
+		_, body := b.get("/tasks/" + id)
+		h, _, _ := strings.Cut(body[strings.Index(body, `<ol class="history">`):], "</ol>")
+		var items []string
+		for _, m := range regexp.MustCompile(`</span> ([^<]*)</li>`).FindAllStringSubmatch(h, -1) {
+			items = append(items, html.UnescapeString(m[1]))
+		}
+		return items
+	}
+	const replayed = "dead-lettered, then replayed by an operator"
+	omniqtest.WaitDead(t, srv.Client, id, 30*time.Second)
+	if _, err := srv.Client.Replay(ctx, id); err != nil {
+		t.Fatal(err)
+	}
+	omniqtest.WaitFor(t, srv.Client, id, models.StatusFailed, 30*time.Second)
+	got := historyOf()
+	want := []string{"submitted", "attempt 1 failed: handler_error (flaky: attempt 1 of the 2 that fail)", replayed,
+		"attempt 2 started", "attempt 2 failed: handler_error (flaky: attempt 2 of the 2 that fail)", "failed"}
+	if !slices.Equal(got, want) {
+		t.Errorf("the history of a task replayed once and failed again is\n%q\nwant\n%q", got, want)
+	}
+	if _, err := srv.Client.Replay(ctx, id); err != nil {
+		t.Fatal(err)
+	}
+	omniqtest.WaitFor(t, srv.Client, id, models.StatusSucceeded, 30*time.Second)
+	if got := historyOf(); strings.Count(strings.Join(got, "\n"), replayed) != 2 || got[len(got)-1] != "succeeded" {
+		t.Errorf("the history of a task replayed twice, succeeded the second time, is\n%q\nwant %q twice and succeeded last", got, replayed)
+	}
+}
+
+// A dead-letter group leads to its tasks: the page lists the latest 100
+// entries only, so a group older than those (a burst of crashes an hour
+// ago, under a flood of newer failures) had no way from the page to any
+// of its tasks, their errors and tracebacks.
+func TestDeadGroupLeadsToItsTasks(t *testing.T) {
+	t.Parallel()
+	srv := startServer(t)
+	ctx := omniqtest.Context(t)
+	omniqtest.StartRunner(t, srv.Client, omniqtest.FastConfig(), pluginhost.HostConfig{})
+	d := startDashboard(t, Config{Client: srv.Client})
+	b := newBrowser(t, d.URL())
+	zero := 0
+	submit := func(fn, payload string) string {
+		t.Helper()
+		res, err := srv.Client.Submit(ctx, jetstream.SubmitRequest{Function: fn, Payload: []byte(payload), MaxRetries: &zero})
+		if err != nil {
+			t.Fatal(err)
+		}
+		omniqtest.WaitDead(t, srv.Client, res.ID, 30*time.Second)
+		return res.ID
+	}
+	db1 := submit("fail", `{"type":"DB Error","message":"db down"}`)
+	db2 := submit("fail", `{"type":"DB Error","message":"db down"}`)
+	other := submit("fail", `{"type":"Other","message":"no"}`)
+	var link string
+	omniqtest.Eventually(t, 30*time.Second, "the dead-letter page to link the group fail / DB Error to its tasks", func() bool {
+		_, body := b.get("/dead")
+		m := regexp.MustCompile(`(?s)<tr><td>fail</td><td>DB Error</td>.*?<a class="group-tasks" href="([^"]+)"`).FindStringSubmatch(body)
+		if m != nil {
+			link = html.UnescapeString(m[1])
+		}
+		return m != nil
+	})
+	omniqtest.Eventually(t, 30*time.Second, "the group's link to list its two tasks and no other", func() bool {
+		code, body := b.get(link)
+		return code == http.StatusOK && strings.Contains(body, `href="/tasks/`+db1+`"`) && strings.Contains(body, `href="/tasks/`+db2+`"`) && !strings.Contains(body, `href="/tasks/`+other+`"`)
+	})
 }
