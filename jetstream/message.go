@@ -168,6 +168,9 @@ func (c Config) ParseTaskMessage(subject string, hdr nats.Header, data []byte, s
 	if len(data) > c.MaxPayload {
 		return tm, fmt.Errorf("%w: payload is %d bytes, over the %d-byte limit", ErrInvalidMessage, len(data), c.MaxPayload)
 	}
+	if LooksLikeStatus(hdr, data) {
+		return tm, fmt.Errorf("%w: header Status=%q with an empty payload: NATS clients take such a message for a server status and never hand it to a runner; give the task a payload or drop the header", ErrInvalidMessage, hdr.Get(statusHeader))
+	}
 	if v := hdr.Get(HeaderAttempt); v != "" && tm.Retry {
 		n, err := strconv.ParseInt(v, 10, 32)
 		if err != nil || n < 1 {
@@ -224,6 +227,22 @@ func (c Config) ParseTaskMessage(subject string, hdr nats.Header, data []byte, s
 		tm.Headers[k] = vs[0]
 	}
 	return tm, nil
+}
+
+// statusHeader is the header in which nats-server reports a status (no
+// messages, timeout, idle heartbeat...) to its clients.
+const statusHeader = "Status"
+
+// LooksLikeStatus says whether a stored message with headers hdr and body
+// data is one that NATS clients take for a status from the server rather
+// than a message: an empty body and a Status header. nats.go's JetStream
+// consumers never hand such a message to their caller (an idle heartbeat,
+// "no messages", "consumer deleted"...), so a task published like this,
+// which any client may do, would be delivered again and again and never
+// run; ParseTaskMessage refuses it and runners dead-letter it from the
+// stream (see runner's sweep).
+func LooksLikeStatus(hdr nats.Header, data []byte) bool {
+	return len(data) == 0 && hdr.Get(statusHeader) != ""
 }
 
 // checkNotDerived refuses id when it has the form "<stream>-<sequence>"

@@ -172,8 +172,8 @@ func TestAnIDOnlyInTheTaskIDHeaderCannotTakeALaterSubmit(t *testing.T) {
 
 // publishRawWire publishes a task the way a client that is not nats.go
 // can: the header block is written byte for byte, so it may hold header
-// names nats.go refuses to encode.
-func publishRawWire(t *testing.T, e *env, subject, headerBlock, payload string) {
+// names nats.go refuses to encode. It returns the message's sequence.
+func publishRawWire(t *testing.T, e *env, subject, headerBlock, payload string) uint64 {
 	t.Helper()
 	u, err := url.Parse(e.srv.ClientURL())
 	if err != nil {
@@ -202,7 +202,18 @@ func publishRawWire(t *testing.T, e *env, subject, headerBlock, payload string) 
 			t.Fatalf("no acknowledgement of the raw publish: %v", err)
 		}
 		if strings.HasPrefix(line, "MSG _INBOX.raw") {
-			return
+			body, err := r.ReadString('\n')
+			if err != nil {
+				t.Fatalf("no acknowledgement of the raw publish: %v", err)
+			}
+			var ack struct {
+				Seq   uint64          `json:"seq"`
+				Error json.RawMessage `json:"error"`
+			}
+			if err := json.Unmarshal([]byte(body), &ack); err != nil || ack.Error != nil || ack.Seq == 0 {
+				t.Fatalf("raw publish on %s refused: %s (%v)", subject, body, err)
+			}
+			return ack.Seq
 		}
 		if strings.HasPrefix(line, "PING") {
 			_, _ = fmt.Fprint(c, "PONG\r\n")
@@ -800,4 +811,42 @@ func TestServerAnswersOnAnAdminSubjectAreNotRequests(t *testing.T) {
 	if rec.Task.Status != models.StatusFailed || rec.Task.Replays != 0 {
 		t.Fatalf("after the server's answers on %s: status %s, replays %d; want failed, never replayed", subject, rec.Task.Status, rec.Task.Replays)
 	}
+}
+
+// A task message with an empty payload and a Status header is what nats.go
+// takes for a status from the server: its consumers never hand it over.
+// Published by a submitter (a raw client can write any header), such a
+// task was delivered again at every ack wait, for ever, and never ran nor
+// failed; one saying "409 Consumer Deleted" also failed every fetch that
+// met it, and 10,000 of them held every slot of the function's consumer,
+// so that none of its tasks ran any more. Found by hand with the
+// submitter's credentials against omniq-runner. The sweep now finds them
+// and fails them invalid_task, on served functions, unserved ones and
+// malformed subjects alike.
+func TestTasksThatLookLikeServerStatusesAreDeadLettered(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	startRunner(t, e, fastConfig(), pluginhost.HostConfig{})
+	bare := publishRawWire(t, e, "omniq.tasks.echo", "Status: 100\r\nDescription: Idle Heartbeat\r\n", "")
+	publishRawWire(t, e, "omniq.tasks.echo", "Nats-Msg-Id: st-409\r\nStatus: 409\r\nDescription: Consumer Deleted\r\n", "")
+	publishRawWire(t, e, "omniq.tasks.nosuchfn", "Nats-Msg-Id: st-404\r\nStatus: 404\r\n", "")
+	wild := publishRawWire(t, e, "omniq.tasks.*", "Status: 408\r\n", "")
+	// The one on a malformed subject is refused for its subject first.
+	for id, why := range map[string]string{fmt.Sprintf("OMNIQ_TASKS-%d", bare): "server status", "st-409": "server status",
+		"st-404": "server status", fmt.Sprintf("OMNIQ_TASKS-%d", wild): "function name"} {
+		task := waitFor(t, e, id, models.StatusFailed, 60*time.Second)
+		if te := task.Error; te == nil || te.ErrorType != models.ErrorTypeInvalidTask || !strings.Contains(te.Message, why) {
+			t.Errorf("%s: error = %+v, want invalid_task saying %q", id, task.Error, why)
+		}
+		waitDead(t, e, id)
+	}
+	eventually(t, 30*time.Second, "the tasks stream to be empty", func() bool {
+		s, err := e.client.JetStream().Stream(ctx(t), "OMNIQ_TASKS")
+		return err == nil && s.CachedInfo().State.Msgs == 0
+	})
+	res, err := e.client.Submit(ctx(t), jetstream.SubmitRequest{Function: "echo", Payload: []byte("after")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, e, res.ID, models.StatusSucceeded, 30*time.Second)
 }
