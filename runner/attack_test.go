@@ -175,6 +175,13 @@ func TestAnIDOnlyInTheTaskIDHeaderCannotTakeALaterSubmit(t *testing.T) {
 // names nats.go refuses to encode. It returns the message's sequence.
 func publishRawWire(t *testing.T, e *env, subject, headerBlock, payload string) uint64 {
 	t.Helper()
+	return publishRawWireN(t, e, subject, headerBlock, payload, 1)
+}
+
+// publishRawWireN publishes n copies of such a task on one connection and
+// returns the last one's sequence once each is stored.
+func publishRawWireN(t *testing.T, e *env, subject, headerBlock, payload string, n int) uint64 {
+	t.Helper()
 	u, err := url.Parse(e.srv.ClientURL())
 	if err != nil {
 		t.Fatal(err)
@@ -184,7 +191,7 @@ func publishRawWire(t *testing.T, e *env, subject, headerBlock, payload string) 
 		t.Fatal(err)
 	}
 	defer c.Close()
-	if err := c.SetDeadline(time.Now().Add(30 * time.Second)); err != nil {
+	if err := c.SetDeadline(time.Now().Add(60 * time.Second)); err != nil {
 		t.Fatal(err)
 	}
 	r := bufio.NewReader(c)
@@ -192,19 +199,24 @@ func publishRawWire(t *testing.T, e *env, subject, headerBlock, payload string) 
 		t.Fatal(err)
 	}
 	hdr := "NATS/1.0\r\n" + headerBlock + "\r\n"
-	if _, err := fmt.Fprintf(c, "CONNECT {\"verbose\":false,\"headers\":true,\"protocol\":1}\r\nSUB _INBOX.raw 1\r\nHPUB %s _INBOX.raw %d %d\r\n%s%s\r\n",
-		subject, len(hdr), len(hdr)+len(payload), hdr, payload); err != nil {
+	w := bufio.NewWriter(c)
+	_, _ = fmt.Fprint(w, "CONNECT {\"verbose\":false,\"headers\":true,\"protocol\":1}\r\nSUB _INBOX.raw 1\r\n")
+	for range n {
+		_, _ = fmt.Fprintf(w, "HPUB %s _INBOX.raw %d %d\r\n%s%s\r\n", subject, len(hdr), len(hdr)+len(payload), hdr, payload)
+	}
+	if err := w.Flush(); err != nil {
 		t.Fatal(err)
 	}
-	for { // the stream's acknowledgement
+	var last uint64
+	for acked := 0; acked < n; { // the stream's acknowledgements
 		line, err := r.ReadString('\n')
 		if err != nil {
-			t.Fatalf("no acknowledgement of the raw publish: %v", err)
+			t.Fatalf("%d of %d raw publishes acknowledged: %v", acked, n, err)
 		}
 		if strings.HasPrefix(line, "MSG _INBOX.raw") {
 			body, err := r.ReadString('\n')
 			if err != nil {
-				t.Fatalf("no acknowledgement of the raw publish: %v", err)
+				t.Fatalf("%d of %d raw publishes acknowledged: %v", acked, n, err)
 			}
 			var ack struct {
 				Seq   uint64          `json:"seq"`
@@ -213,12 +225,14 @@ func publishRawWire(t *testing.T, e *env, subject, headerBlock, payload string) 
 			if err := json.Unmarshal([]byte(body), &ack); err != nil || ack.Error != nil || ack.Seq == 0 {
 				t.Fatalf("raw publish on %s refused: %s (%v)", subject, body, err)
 			}
-			return ack.Seq
+			acked++
+			last = max(last, ack.Seq)
 		}
 		if strings.HasPrefix(line, "PING") {
 			_, _ = fmt.Fprint(c, "PONG\r\n")
 		}
 	}
+	return last
 }
 
 // A task published by a raw client with a header name nats.go refuses to
@@ -849,4 +863,26 @@ func TestTasksThatLookLikeServerStatusesAreDeadLettered(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitFor(t, e, res.ID, models.StatusSucceeded, 30*time.Second)
+}
+
+// Thousands of them, queued ahead of a task: the consumer hands them out a
+// fetch at a time (as many as the function has free slots), and a sweep
+// that looked only at what had been handed out dead-lettered them at that
+// pace, a few dozen a second, the task behind them waiting for minutes.
+// Once it finds one, the sweep reads on past what was handed out.
+func TestManyTasksThatLookLikeServerStatusesAreSweptAtOnce(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	const n = 2000
+	publishRawWireN(t, e, "omniq.tasks.noop", "Status: 100\r\nDescription: Idle Heartbeat\r\n", "", n)
+	res, err := e.client.Submit(ctx(t), jetstream.SubmitRequest{Function: "noop", Payload: []byte("behind them")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	startRunner(t, e, fastConfig(), pluginhost.HostConfig{})
+	waitFor(t, e, res.ID, models.StatusSucceeded, 60*time.Second)
+	eventually(t, 60*time.Second, "the tasks stream to be empty", func() bool {
+		s, err := e.client.JetStream().Stream(ctx(t), "OMNIQ_TASKS")
+		return err == nil && s.CachedInfo().State.Msgs == 0
+	})
 }

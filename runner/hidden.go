@@ -35,22 +35,34 @@ const maxHiddenScan = 10000
 // for more than one request: the scan runs when the consumer has messages
 // it delivered more than once (a hidden one is delivered again at every
 // ack wait), or, with anyPending, when it has any unacknowledged (the
-// sweep's own consumer, made for one sweep).
+// sweep's own consumer, made for one sweep), or when the last sweep found
+// such messages in it.
 func (r *Runner) sweepHidden(ctx context.Context, stream, consumer, fn string, anyPending bool) error {
 	c, err := r.client.JetStream().Consumer(ctx, stream, consumer)
 	if err != nil {
 		return err
 	}
 	info := c.CachedInfo()
-	if info.NumAckPending == 0 || !anyPending && info.NumRedelivered == 0 {
+	key := stream + "/" + consumer
+	again := r.sweepHiddenFound[key]
+	delete(r.sweepHiddenFound, key)
+	if !again && (info.NumAckPending == 0 || !anyPending && info.NumRedelivered == 0) {
 		return nil
+	}
+	st, err := r.client.JetStream().Stream(ctx, stream)
+	if err != nil {
+		return err
 	}
 	subject := r.subjectIn(stream, fn)
 	// Between the ack floor and the last delivered message, the messages
 	// still in the stream (a work queue: acknowledged ones are gone) are
 	// the unacknowledged ones: attempts running somewhere, and the hidden.
-	seq, last := info.AckFloor.Stream+1, info.Delivered.Stream
-	for scanned := 0; seq <= last && scanned < maxHiddenScan; scanned++ {
+	// Once one is found, the scan goes on past the last delivered message:
+	// a submitter that published one may have queued thousands, which the
+	// consumer would otherwise hand out (and the runner not see) a fetch
+	// at a time.
+	seq, last, found := info.AckFloor.Stream+1, info.Delivered.Stream, again
+	for scanned := 0; (seq <= last || found) && scanned < maxHiddenScan; scanned++ {
 		m, err := r.rawMsg(ctx, stream, seq, subject)
 		if errors.Is(err, natsjs.ErrMsgNotFound) {
 			return nil
@@ -59,8 +71,15 @@ func (r *Runner) sweepHidden(ctx context.Context, stream, consumer, fn string, a
 			return err
 		}
 		seq = m.Sequence + 1
-		if m.Sequence > last || !jetstream.LooksLikeStatus(m.Header, m.Data) {
+		if !jetstream.LooksLikeStatus(m.Header, m.Data) {
 			continue
+		}
+		if !r.sweepHiddenFound[key] {
+			found = true
+			if r.sweepHiddenFound == nil {
+				r.sweepHiddenFound = make(map[string]bool)
+			}
+			r.sweepHiddenFound[key] = true // more may come after this sweep's time
 		}
 		tm, perr := r.client.Config().ParseTaskMessage(m.Subject, m.Header, m.Data, stream, m.Sequence)
 		if perr == nil { // cannot be: ParseTaskMessage refuses what LooksLikeStatus
@@ -68,7 +87,7 @@ func (r *Runner) sweepHidden(ctx context.Context, stream, consumer, fn string, a
 		}
 		log := r.log.WithFields(logrus.Fields{"task_id": tm.ID, "function": fn, "attempt": tm.Attempt})
 		te := newTaskError(models.ErrorTypeInvalidTask, perr.Error(), "", 0, false)
-		msg := &storedMsg{raw: m, stream: stream, js: r.client.JetStream()}
+		msg := &storedMsg{raw: m, stream: st}
 		meta := &natsjs.MsgMetadata{Stream: stream, Consumer: consumer, Sequence: natsjs.SequencePair{Stream: m.Sequence}, NumDelivered: 1, Timestamp: m.Time}
 		mctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), opTimeout)
 		r.failWithoutRunning(mctx, log, &tm, te, msg, meta)
@@ -139,15 +158,14 @@ func (r *Runner) rawMsg(ctx context.Context, stream string, seq uint64, subject 
 // sweep.
 type storedMsg struct {
 	raw    *natsjs.RawStreamMsg
-	stream string
-	js     natsjs.JetStream
+	stream natsjs.Stream
 }
 
 var _ natsjs.Msg = (*storedMsg)(nil)
 
 // Metadata is not used: the sweep passes the metadata it made.
 func (m *storedMsg) Metadata() (*natsjs.MsgMetadata, error) {
-	return &natsjs.MsgMetadata{Stream: m.stream, Sequence: natsjs.SequencePair{Stream: m.raw.Sequence}, NumDelivered: 1, Timestamp: m.raw.Time}, nil
+	return &natsjs.MsgMetadata{Stream: m.stream.CachedInfo().Config.Name, Sequence: natsjs.SequencePair{Stream: m.raw.Sequence}, NumDelivered: 1, Timestamp: m.raw.Time}, nil
 }
 
 // Data is the message's body.
@@ -166,11 +184,7 @@ func (m *storedMsg) Reply() string { return "" }
 func (m *storedMsg) Ack() error {
 	ctx, cancel := context.WithTimeout(context.Background(), opTimeout)
 	defer cancel()
-	s, err := m.js.Stream(ctx, m.stream)
-	if err != nil {
-		return err
-	}
-	if err := s.DeleteMsg(ctx, m.raw.Sequence); err != nil && !errors.Is(err, natsjs.ErrMsgNotFound) {
+	if err := m.stream.DeleteMsg(ctx, m.raw.Sequence); err != nil && !errors.Is(err, natsjs.ErrMsgNotFound) {
 		return err
 	}
 	return nil
