@@ -886,3 +886,37 @@ func TestManyTasksThatLookLikeServerStatusesAreSweptAtOnce(t *testing.T) {
 		return err == nil && s.CachedInfo().State.Msgs == 0
 	})
 }
+
+// Trace context headers travel outside the user header budget, and NATS
+// header names are case sensitive: a task carrying 124 spellings of
+// "traceparent" (Traceparent, tRaceparent...), 512 bytes each, passed as
+// one with no user headers at all. It ran and failed, and its dead-letter
+// entry, those headers plus OmniQ's TaskError, was over nats-server's
+// 64 KiB header limit: "cannot dead-letter the task" every 5 s, for ever,
+// the task failed with no entry and its message never acknowledged. Found
+// by hand with the submitter's credentials against omniq-runner. One
+// traceparent and one tracestate, whatever their case, are exempt now.
+func TestTraceHeadersSpelledManyWaysCountAgainstTheBudget(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	startRunner(t, e, fastConfig(), pluginhost.HostConfig{})
+	var b strings.Builder
+	b.WriteString("Nats-Msg-Id: many-traces\r\nOmniq-Max-Retries: 0\r\n")
+	const name = "traceparent"
+	value := "00-" + strings.Repeat("a", jetstream.MaxTraceHeaderBytes-3)
+	for bits := range 124 { // 65,409 bytes of headers: under the limit, their entry over it
+		spelled := []byte(name)
+		for i := range spelled {
+			if bits>>i&1 == 1 {
+				spelled[i] -= 'a' - 'A'
+			}
+		}
+		fmt.Fprintf(&b, "%s: %s\r\n", spelled, value)
+	}
+	publishRawWire(t, e, "omniq.tasks.fail", b.String(), `{"message":"boom"}`)
+	task := waitFor(t, e, "many-traces", models.StatusFailed, 30*time.Second)
+	if te := task.Error; te == nil || te.ErrorType != models.ErrorTypeInvalidTask || !strings.Contains(te.Message, "headers are") {
+		t.Errorf("error = %+v, want invalid_task saying the headers are over the limit", task.Error)
+	}
+	waitDead(t, e, "many-traces")
+}
