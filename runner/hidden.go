@@ -20,10 +20,11 @@ import (
 // the server (an idle heartbeat, "no messages", "consumer deleted") and
 // never handed to the runner: its consumer delivers it again at every ack
 // wait, for ever, holding one of the consumer's MaxAckPending slots, and
-// 10,000 of them stopped their function for everyone. (jetstream.
-// LooksLikeStatus.) The sweep finds them among the messages a consumer
-// delivered and nobody acknowledged, reads them without nats.go's status
-// check, and fails them invalid_task, as a runner would had it seen them.
+// 10,000 of them stopped their function for everyone (see
+// jetstream.LooksLikeStatus). The sweep finds them among the messages a
+// consumer delivered and nobody acknowledged, reads them without nats.go's
+// status check, and fails them invalid_task, as a runner would had it
+// seen them.
 
 // maxHiddenScan bounds the messages one sweep reads per consumer looking
 // for tasks its fetches cannot see; the next sweep goes on.
@@ -119,7 +120,6 @@ func (r *Runner) rawMsg(ctx context.Context, stream string, seq uint64, subject 
 	}
 	var resp struct {
 		Error *struct {
-			Code    int    `json:"code"`
 			ErrCode int    `json:"err_code"`
 			Desc    string `json:"description"`
 		} `json:"error"`
