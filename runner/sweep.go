@@ -133,8 +133,8 @@ func (r *Runner) sweep(ctx context.Context) error {
 		if queued[fn] == 0 {
 			continue
 		}
-		if err := ctx.Err(); err != nil {
-			return err
+		if ctx.Err() != nil {
+			break // out of time: the next sweep goes on
 		}
 		if err := r.sweepHidden(ctx, cfg.TasksStream, consumerName(fn), fn, false); err != nil && ctx.Err() == nil {
 			r.log.WithError(err).WithField("function", fn).Warn("could not look for tasks NATS clients take for server statuses")
