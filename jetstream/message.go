@@ -168,6 +168,9 @@ func (c Config) ParseTaskMessage(subject string, hdr nats.Header, data []byte, s
 	if len(data) > c.MaxPayload {
 		return tm, fmt.Errorf("%w: payload is %d bytes, over the %d-byte limit", ErrInvalidMessage, len(data), c.MaxPayload)
 	}
+	if LooksLikeStatus(hdr, data) {
+		return tm, fmt.Errorf("%w: header Status=%q with an empty payload: NATS clients take such a message for a server status and never hand it to a runner; give the task a payload or drop the header", ErrInvalidMessage, hdr.Get(statusHeader))
+	}
 	if v := hdr.Get(HeaderAttempt); v != "" && tm.Retry {
 		n, err := strconv.ParseInt(v, 10, 32)
 		if err != nil || n < 1 {
@@ -226,6 +229,22 @@ func (c Config) ParseTaskMessage(subject string, hdr nats.Header, data []byte, s
 	return tm, nil
 }
 
+// statusHeader is the header in which nats-server reports a status (no
+// messages, timeout, idle heartbeat...) to its clients.
+const statusHeader = "Status"
+
+// LooksLikeStatus says whether a stored message with headers hdr and body
+// data is one that NATS clients take for a status from the server rather
+// than a message: an empty body and a Status header. nats.go's JetStream
+// consumers never hand such a message to their caller (an idle heartbeat,
+// "no messages", "consumer deleted"...), so a task published like this,
+// which any client may do, would be delivered again and again and never
+// run; ParseTaskMessage refuses it and runners dead-letter it from the
+// stream (see runner's sweep).
+func LooksLikeStatus(hdr nats.Header, data []byte) bool {
+	return len(data) == 0 && hdr.Get(statusHeader) != ""
+}
+
 // checkNotDerived refuses id when it has the form "<stream>-<sequence>"
 // of an id derived for a message published without one (see
 // ParseTaskMessage), for OmniQ's task or retry stream. Such ids belong to
@@ -273,27 +292,50 @@ func (tm *TaskMessage) Header() nats.Header {
 }
 
 // userHeaderBytes is the size of hdr's user headers as they travel: name,
-// ": ", value and line end for each value.
+// ": ", value and line end for each value, less one traceparent and one
+// tracestate (see traceExemption).
 func userHeaderBytes(hdr nats.Header) int {
 	n := 0
+	var ex traceExemption
 	for k, vs := range hdr {
 		if !hasReservedPrefix(k) {
 			for i, v := range vs {
-				if i == 0 && isTraceHeader(k, v) {
-					continue
-				}
 				n += len(k) + len(v) + 4
+				if i == 0 {
+					ex.offer(k, v)
+				}
 			}
 		}
 	}
-	return n
+	return n - ex.bytes()
 }
 
-// isTraceHeader says whether k: v is a trace context header short enough
-// to travel outside the user header budget.
-func isTraceHeader(k, v string) bool {
-	return len(v) <= MaxTraceHeaderBytes && (strings.EqualFold(k, HeaderTraceparent) || strings.EqualFold(k, HeaderTracestate))
+// traceExemption picks the trace context headers that travel outside the
+// user header budget: one traceparent and one tracestate of at most
+// MaxTraceHeaderBytes, whatever the case of their names (the longest of
+// each, so the count does not depend on map order). Header names are case
+// sensitive in NATS: "traceparent", "Traceparent", "TRACEPARENT" and the
+// 2,045 other spellings are different headers, and exempting each let a
+// task carry 64 KiB of them, too many for the headers OmniQ adds to its
+// dead-letter entry to fit under nats-server's 64 KiB header limit.
+type traceExemption struct{ parent, state int }
+
+// offer considers header k: v for the exemption.
+func (e *traceExemption) offer(k, v string) {
+	if len(v) > MaxTraceHeaderBytes {
+		return
+	}
+	n := len(k) + len(v) + 4
+	switch {
+	case strings.EqualFold(k, HeaderTraceparent):
+		e.parent = max(e.parent, n)
+	case strings.EqualFold(k, HeaderTracestate):
+		e.state = max(e.state, n)
+	}
 }
+
+// bytes is what the exempted headers take.
+func (e *traceExemption) bytes() int { return e.parent + e.state }
 
 // traceCarrier lets an OpenTelemetry propagator read and write the trace
 // context headers of a NATS message. Get also finds a header a client
@@ -328,12 +370,12 @@ func (c traceCarrier) Keys() []string {
 // over MaxUserHeaderBytes in all.
 func validateUserHeaders(h map[string]string) error {
 	n := 0
+	var ex traceExemption
 	for k, v := range h {
-		if !isTraceHeader(k, v) {
-			n += len(k) + len(v) + 4
-		}
+		n += len(k) + len(v) + 4
+		ex.offer(k, v)
 	}
-	if n > MaxUserHeaderBytes {
+	if n -= ex.bytes(); n > MaxUserHeaderBytes {
 		return fmt.Errorf("%w: headers are %d bytes, over the %d-byte limit", ErrInvalidMessage, n, MaxUserHeaderBytes)
 	}
 	for k, v := range h {

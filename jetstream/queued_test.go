@@ -193,6 +193,40 @@ func TestFindQueuedTakesTheServersHeaders(t *testing.T) {
 	}
 }
 
+// A task's own headers may include a Status, which in a direct get's
+// answer means the server's end of batch (204), not found (404) or an
+// error. Taken for the server's, a queued task with "Status: 204" ended
+// the search there: `omniq-submit status` said every task queued behind
+// it was "not queued either" (found by hand with the submitter's login
+// against omniq-runner), and one with "Status: 503" failed the search. A
+// message the stream holds carries the server's Nats-Sequence.
+func TestFindQueuedLooksPastTasksWithAStatusHeader(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, jetstream.Config{})
+	subject := e.cfg.WithDefaults().TaskSubject("fill")
+	for i, status := range []string{"204", "404", "503", "", "100"} {
+		m := nats.NewMsg(subject)
+		m.Header.Set(nats.MsgIdHdr, fmt.Sprintf("fill-%d", i))
+		if status != "" {
+			m.Header.Set("Status", status)
+			m.Header.Set("Nats-Num-Pending", "0")
+		}
+		m.Data = []byte("x")
+		if _, err := e.client.JetStream().PublishMsg(ctx(t), m); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c, cancel := context.WithTimeout(ctx(t), 20*time.Second)
+	defer cancel()
+	for i := range 5 {
+		id := fmt.Sprintf("fill-%d", i)
+		scan, err := e.client.FindQueued(c, id)
+		if err != nil || scan.Found == nil || scan.Found.Position != uint64(i+1) {
+			t.Errorf("FindQueued(%s) = %+v, %v; want it found at position %d", id, scan, err, i+1)
+		}
+	}
+}
+
 // withoutDirectGets turns direct gets off on the tasks stream, as a stream
 // provisioned before FindQueued has them.
 func withoutDirectGets(t *testing.T, e *env) {

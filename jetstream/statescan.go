@@ -189,6 +189,13 @@ func directBatch(ctx context.Context, nc *nats.Conn, sub *nats.Subscription, inb
 		if m.Subject != reply {
 			continue // the rest of an earlier batch
 		}
+		if len(m.Header.Values("Nats-Sequence")) > 0 {
+			// A message the stream holds (the server adds its sequence),
+			// whatever headers of its own it has: a task's may include a
+			// Status, which is not the server's.
+			out = append(out, m)
+			continue
+		}
 		switch m.Header.Get("Status") {
 		case "":
 			out = append(out, m)

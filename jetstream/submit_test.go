@@ -264,6 +264,15 @@ func TestParseTaskMessage(t *testing.T) {
 	if !errors.Is(err, jetstream.ErrInvalidMessage) || !strings.Contains(err.Error(), "over the") {
 		t.Errorf("oversized payload: err = %v", err)
 	}
+	// An empty payload with a Status header is what NATS clients take for
+	// a server status: no consumer of theirs would ever hand it over. With
+	// a payload, a Status header is a header like another.
+	if _, err := cfg.ParseTaskMessage("omniq.tasks.f", hdr("Nats-Msg-Id", "s1", "Status", "404"), nil, "S", 1); !errors.Is(err, jetstream.ErrInvalidMessage) || !strings.Contains(err.Error(), "server status") {
+		t.Errorf("empty payload with a Status header: err = %v, want ErrInvalidMessage saying it passes for a server status", err)
+	}
+	if _, err := cfg.ParseTaskMessage("omniq.tasks.f", hdr("Nats-Msg-Id", "s1", "Status", "404"), []byte("x"), "S", 1); err != nil {
+		t.Errorf("a payload with a Status header: err = %v", err)
+	}
 }
 
 func TestParseTaskMessageAttempt(t *testing.T) {

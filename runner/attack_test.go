@@ -172,8 +172,15 @@ func TestAnIDOnlyInTheTaskIDHeaderCannotTakeALaterSubmit(t *testing.T) {
 
 // publishRawWire publishes a task the way a client that is not nats.go
 // can: the header block is written byte for byte, so it may hold header
-// names nats.go refuses to encode.
-func publishRawWire(t *testing.T, e *env, subject, headerBlock, payload string) {
+// names nats.go refuses to encode. It returns the message's sequence.
+func publishRawWire(t *testing.T, e *env, subject, headerBlock, payload string) uint64 {
+	t.Helper()
+	return publishRawWireN(t, e, subject, headerBlock, payload, 1)
+}
+
+// publishRawWireN publishes n copies of such a task on one connection and
+// returns the last one's sequence once each is stored.
+func publishRawWireN(t *testing.T, e *env, subject, headerBlock, payload string, n int) uint64 {
 	t.Helper()
 	u, err := url.Parse(e.srv.ClientURL())
 	if err != nil {
@@ -184,7 +191,7 @@ func publishRawWire(t *testing.T, e *env, subject, headerBlock, payload string) 
 		t.Fatal(err)
 	}
 	defer c.Close()
-	if err := c.SetDeadline(time.Now().Add(30 * time.Second)); err != nil {
+	if err := c.SetDeadline(time.Now().Add(60 * time.Second)); err != nil {
 		t.Fatal(err)
 	}
 	r := bufio.NewReader(c)
@@ -192,22 +199,40 @@ func publishRawWire(t *testing.T, e *env, subject, headerBlock, payload string) 
 		t.Fatal(err)
 	}
 	hdr := "NATS/1.0\r\n" + headerBlock + "\r\n"
-	if _, err := fmt.Fprintf(c, "CONNECT {\"verbose\":false,\"headers\":true,\"protocol\":1}\r\nSUB _INBOX.raw 1\r\nHPUB %s _INBOX.raw %d %d\r\n%s%s\r\n",
-		subject, len(hdr), len(hdr)+len(payload), hdr, payload); err != nil {
+	w := bufio.NewWriter(c)
+	_, _ = fmt.Fprint(w, "CONNECT {\"verbose\":false,\"headers\":true,\"protocol\":1}\r\nSUB _INBOX.raw 1\r\n")
+	for range n {
+		_, _ = fmt.Fprintf(w, "HPUB %s _INBOX.raw %d %d\r\n%s%s\r\n", subject, len(hdr), len(hdr)+len(payload), hdr, payload)
+	}
+	if err := w.Flush(); err != nil {
 		t.Fatal(err)
 	}
-	for { // the stream's acknowledgement
+	var last uint64
+	for acked := 0; acked < n; { // the stream's acknowledgements
 		line, err := r.ReadString('\n')
 		if err != nil {
-			t.Fatalf("no acknowledgement of the raw publish: %v", err)
+			t.Fatalf("%d of %d raw publishes acknowledged: %v", acked, n, err)
 		}
 		if strings.HasPrefix(line, "MSG _INBOX.raw") {
-			return
+			body, err := r.ReadString('\n')
+			if err != nil {
+				t.Fatalf("%d of %d raw publishes acknowledged: %v", acked, n, err)
+			}
+			var ack struct {
+				Seq   uint64          `json:"seq"`
+				Error json.RawMessage `json:"error"`
+			}
+			if err := json.Unmarshal([]byte(body), &ack); err != nil || ack.Error != nil || ack.Seq == 0 {
+				t.Fatalf("raw publish on %s refused: %s (%v)", subject, body, err)
+			}
+			acked++
+			last = max(last, ack.Seq)
 		}
 		if strings.HasPrefix(line, "PING") {
 			_, _ = fmt.Fprint(c, "PONG\r\n")
 		}
 	}
+	return last
 }
 
 // A task published by a raw client with a header name nats.go refuses to
@@ -800,4 +825,98 @@ func TestServerAnswersOnAnAdminSubjectAreNotRequests(t *testing.T) {
 	if rec.Task.Status != models.StatusFailed || rec.Task.Replays != 0 {
 		t.Fatalf("after the server's answers on %s: status %s, replays %d; want failed, never replayed", subject, rec.Task.Status, rec.Task.Replays)
 	}
+}
+
+// A task message with an empty payload and a Status header is what nats.go
+// takes for a status from the server: its consumers never hand it over.
+// Published by a submitter (a raw client can write any header), such a
+// task was delivered again at every ack wait, for ever, and never ran nor
+// failed; one saying "409 Consumer Deleted" also failed every fetch that
+// met it, and 10,000 of them held every slot of the function's consumer,
+// so that none of its tasks ran any more. Found by hand with the
+// submitter's credentials against omniq-runner. The sweep now finds them
+// and fails them invalid_task, on served functions, unserved ones and
+// malformed subjects alike.
+func TestTasksThatLookLikeServerStatusesAreDeadLettered(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	startRunner(t, e, fastConfig(), pluginhost.HostConfig{})
+	bare := publishRawWire(t, e, "omniq.tasks.echo", "Status: 100\r\nDescription: Idle Heartbeat\r\n", "")
+	publishRawWire(t, e, "omniq.tasks.echo", "Nats-Msg-Id: st-409\r\nStatus: 409\r\nDescription: Consumer Deleted\r\n", "")
+	publishRawWire(t, e, "omniq.tasks.nosuchfn", "Nats-Msg-Id: st-404\r\nStatus: 404\r\n", "")
+	wild := publishRawWire(t, e, "omniq.tasks.*", "Status: 408\r\n", "")
+	// The one on a malformed subject is refused for its subject first.
+	for id, why := range map[string]string{fmt.Sprintf("OMNIQ_TASKS-%d", bare): "server status", "st-409": "server status",
+		"st-404": "server status", fmt.Sprintf("OMNIQ_TASKS-%d", wild): "function name"} {
+		task := waitFor(t, e, id, models.StatusFailed, 60*time.Second)
+		if te := task.Error; te == nil || te.ErrorType != models.ErrorTypeInvalidTask || !strings.Contains(te.Message, why) {
+			t.Errorf("%s: error = %+v, want invalid_task saying %q", id, task.Error, why)
+		}
+		waitDead(t, e, id)
+	}
+	eventually(t, 30*time.Second, "the tasks stream to be empty", func() bool {
+		s, err := e.client.JetStream().Stream(ctx(t), "OMNIQ_TASKS")
+		return err == nil && s.CachedInfo().State.Msgs == 0
+	})
+	res, err := e.client.Submit(ctx(t), jetstream.SubmitRequest{Function: "echo", Payload: []byte("after")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, e, res.ID, models.StatusSucceeded, 30*time.Second)
+}
+
+// Thousands of them, queued ahead of a task: the consumer hands them out a
+// fetch at a time (as many as the function has free slots), and a sweep
+// that looked only at what had been handed out dead-lettered them at that
+// pace, a few dozen a second, the task behind them waiting for minutes.
+// Once it finds one, the sweep reads on past what was handed out.
+func TestManyTasksThatLookLikeServerStatusesAreSweptAtOnce(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	const n = 2000
+	publishRawWireN(t, e, "omniq.tasks.noop", "Status: 100\r\nDescription: Idle Heartbeat\r\n", "", n)
+	res, err := e.client.Submit(ctx(t), jetstream.SubmitRequest{Function: "noop", Payload: []byte("behind them")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	startRunner(t, e, fastConfig(), pluginhost.HostConfig{})
+	waitFor(t, e, res.ID, models.StatusSucceeded, 60*time.Second)
+	eventually(t, 60*time.Second, "the tasks stream to be empty", func() bool {
+		s, err := e.client.JetStream().Stream(ctx(t), "OMNIQ_TASKS")
+		return err == nil && s.CachedInfo().State.Msgs == 0
+	})
+}
+
+// Trace context headers travel outside the user header budget, and NATS
+// header names are case sensitive: a task carrying 124 spellings of
+// "traceparent" (Traceparent, tRaceparent...), 512 bytes each, passed as
+// one with no user headers at all. It ran and failed, and its dead-letter
+// entry, those headers plus OmniQ's TaskError, was over nats-server's
+// 64 KiB header limit: "cannot dead-letter the task" every 5 s, for ever,
+// the task failed with no entry and its message never acknowledged. Found
+// by hand with the submitter's credentials against omniq-runner. One
+// traceparent and one tracestate, whatever their case, are exempt now.
+func TestTraceHeadersSpelledManyWaysCountAgainstTheBudget(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	startRunner(t, e, fastConfig(), pluginhost.HostConfig{})
+	var b strings.Builder
+	b.WriteString("Nats-Msg-Id: many-traces\r\nOmniq-Max-Retries: 0\r\n")
+	const name = "traceparent"
+	value := "00-" + strings.Repeat("a", jetstream.MaxTraceHeaderBytes-3)
+	for bits := range 124 { // 65,409 bytes of headers: under the limit, their entry over it
+		spelled := []byte(name)
+		for i := range spelled {
+			if bits>>i&1 == 1 {
+				spelled[i] -= 'a' - 'A'
+			}
+		}
+		fmt.Fprintf(&b, "%s: %s\r\n", spelled, value)
+	}
+	publishRawWire(t, e, "omniq.tasks.fail", b.String(), `{"message":"boom"}`)
+	task := waitFor(t, e, "many-traces", models.StatusFailed, 30*time.Second)
+	if te := task.Error; te == nil || te.ErrorType != models.ErrorTypeInvalidTask || !strings.Contains(te.Message, "headers are") {
+		t.Errorf("error = %+v, want invalid_task saying the headers are over the limit", task.Error)
+	}
+	waitDead(t, e, "many-traces")
 }

@@ -73,6 +73,11 @@ type Runner struct {
 	// sweep found waiting for a runner under the function's kept
 	// consumer; only the sweep loop uses it.
 	sweepWaiting map[string]bool
+	// sweepHiddenFound holds the consumers ("<stream>/<consumer>") in
+	// which the last sweep found tasks NATS clients take for server
+	// statuses (sweepHidden): the next looks again at once. Only the sweep
+	// loop uses it.
+	sweepHiddenFound map[string]bool
 
 	provisionMu sync.Mutex // serializes repair's provisioning
 	provisioned time.Time  // when repair last provisioned the streams

@@ -127,6 +127,19 @@ func (r *Runner) sweep(ctx context.Context) error {
 		}
 	}
 	r.sweepWaiting = waiting
+	// Tasks of served functions that their consumers cannot see (see
+	// sweepHidden).
+	for _, fn := range r.functionNames() {
+		if queued[fn] == 0 {
+			continue
+		}
+		if ctx.Err() != nil {
+			break // out of time: the next sweep goes on
+		}
+		if err := r.sweepHidden(ctx, cfg.TasksStream, consumerName(fn), fn, false); err != nil && ctx.Err() == nil {
+			r.log.WithError(err).WithField("function", fn).Warn("could not look for tasks NATS clients take for server statuses")
+		}
+	}
 	return nil
 }
 
@@ -166,12 +179,24 @@ func (r *Runner) sweepConsumer(ctx context.Context, stream, fn string) (cons nat
 }
 
 func (r *Runner) sweepFunction(ctx context.Context, stream, fn string, served []string) error {
-	cfg := r.client.Config()
 	cons, release, err := r.sweepConsumer(ctx, stream, fn)
 	if err != nil {
 		return err
 	}
 	defer release()
+	err = r.sweepFetched(ctx, cons, stream, fn, served)
+	if stream == r.client.Config().TasksStream && ctx.Err() == nil {
+		// What the fetches could not see is still unacknowledged.
+		if herr := r.sweepHidden(ctx, stream, sweepConsumerName(fn), fn, true); herr != nil {
+			err = errors.Join(err, herr)
+		}
+	}
+	return err
+}
+
+// sweepFetched dead-letters the tasks cons fetches, as unknown_function.
+func (r *Runner) sweepFetched(ctx context.Context, cons natsjs.Consumer, stream, fn string, served []string) error {
+	cfg := r.client.Config()
 	msg := fmt.Sprintf("no runner serves function %q", fn)
 	if len(served) > 0 {
 		msg += " (served: " + strings.Join(served, ", ") + ")"
@@ -288,7 +313,9 @@ func (r *Runner) sweepMalformed(ctx context.Context, subject string) error {
 	}
 	seq := uint64(0)
 	for scanned := 0; scanned < maxMalformedScan; scanned++ {
-		m, err := stream.GetMsg(ctx, seq, natsjs.WithGetMsgSubject(subject))
+		// Not stream.GetMsg: it fails on a message that looks like a
+		// server status (jetstream.LooksLikeStatus).
+		m, err := r.rawMsg(ctx, cfg.TasksStream, seq, subject)
 		if errors.Is(err, natsjs.ErrMsgNotFound) {
 			return nil
 		}
