@@ -77,6 +77,11 @@ func TestHelpOnEveryCommand(t *testing.T) {
 	runArgs(t, "-h").want(t, 0, `omniq-submit submit status`, "")
 	runArgs(t, "dlq", "-h").want(t, 0, "replay", "")
 	runArgs(t, "list", "-h").want(t, 0, "--sort", "")
+	// dlq replay's help says a replay runs with the task's own settings,
+	// and how to replace them.
+	for _, want := range []string{"runs again with its own settings", "--timeout duration", "--max-retries int", "limits.max_timeout"} {
+		runArgs(t, "dlq", "replay", "-h").want(t, 0, want, "")
+	}
 	// cancel's help said only "Cancel a task that has not ended": not what
 	// becomes of a running attempt, of an id no runner has seen, nor that
 	// an ended task exits 1.
@@ -736,6 +741,9 @@ func TestReplayWithANewTimeoutAndRetryBudget(t *testing.T) {
 		o.run("", "sleep", "3s", "--id", id, "--timeout", "1s", "--max-retries", "0", "--wait").want(t, 1, "", "timeout")
 		omniqtest.WaitDead(t, client, id, 30*time.Second)
 	}
+
+	// dlq show says how to replay it with a longer timeout.
+	o.run("", "dlq", "show", "slow1").want(t, 0, "it ran past its timeout (its own timeout is 1s): replay it with a longer one with --timeout", "")
 
 	// Over the caps (limits: 100 retries, 24h): refused, nothing replayed.
 	o.run("", "dlq", "replay", "slow1", "--timeout", "25h").want(t, 2, "",

@@ -364,6 +364,15 @@ func (c *cli) dlqShow(id string) error {
 		printErrors(w, &models.Task{Error: d.Error}, true)
 	}
 	fmt.Fprintf(w, "\nreplay it with: omniq-submit dlq replay %s\n", d.ID)
+	if d.Error != nil && d.Error.ErrorType == models.ErrorTypeTimeout {
+		// A replay runs with the task's own timeout, if it has one:
+		// it would time out again.
+		own := ""
+		if v := d.Header.Get(jetstream.HeaderTimeout); v != "" {
+			own = " (its own timeout is " + v + ")"
+		}
+		fmt.Fprintf(w, "it ran past its timeout%s: replay it with a longer one with --timeout, e.g. omniq-submit dlq replay %s --timeout 10m\n", own, d.ID)
+	}
 	return nil
 }
 
