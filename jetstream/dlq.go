@@ -432,11 +432,21 @@ type ReplayResult struct {
 // new entry and a second call replays it: the task runs again. An entry that does not agree with
 // the task's state record is refused (ErrReplayRefused) and kept. Without a
 // runner it returns ErrNoRunner.
-func (c *Client) Replay(ctx context.Context, id string) (ReplayResult, error) {
+//
+// Options ReplayTimeout and ReplayMaxRetries change the task's own
+// timeout and retry budget (ReplayOverrides): the runner refuses values
+// over the caps of the runners serving the task's function, or out of
+// range, with an error wrapping ErrBadOverride, and replays nothing. A
+// runner older than the options answers that the request is unknown.
+func (c *Client) Replay(ctx context.Context, id string, opts ...ReplayOption) (ReplayResult, error) {
 	if err := models.ValidateTaskID(id); err != nil {
 		return ReplayResult{}, err
 	}
-	rec, err := c.request(ctx, c.cfg.ReplaySubject(id), "replay "+id)
+	o := replayOptionsOf(opts)
+	if err := o.overrides.Validate(); err != nil {
+		return ReplayResult{}, err
+	}
+	rec, err := c.request(ctx, c.cfg.ReplayRequestSubject(id, o.overrides), "replay "+id)
 	return ReplayResult{ID: id, Record: rec}, err
 }
 
@@ -450,7 +460,18 @@ func (c *Client) Replay(ctx context.Context, id string) (ReplayResult, error) {
 // published on its retry subject with its original payload and headers,
 // and only then is the entry removed. It needs a runner's rights: runners
 // call it when an operator asks for a replay (Replay).
-func (c *Client) ReplayVerified(ctx context.Context, id string) (ReplayResult, error) {
+//
+// With overrides (ReplayTimeout, ReplayMaxRetries, ReplayWith), the
+// republished message carries them as the task's own headers and the
+// pending record shows them. They are first checked against the caps of
+// every runner registered for the task's function (or, when none is,
+// those given with ReplayCapsWhenUnserved): over one, or out of range,
+// the task is not replayed and the error wraps ErrBadOverride.
+func (c *Client) ReplayVerified(ctx context.Context, id string, opts ...ReplayOption) (ReplayResult, error) {
+	o := replayOptionsOf(opts)
+	if err := o.overrides.Validate(); err != nil {
+		return ReplayResult{}, err
+	}
 	d, err := c.GetDead(ctx, id)
 	if err != nil {
 		return ReplayResult{}, err
@@ -464,10 +485,29 @@ func (c *Client) ReplayVerified(ctx context.Context, id string) (ReplayResult, e
 			"the entry is kept: inspect it with dlq show, delete it with dlq purge %s (a runner's earlier entry, if any, then comes next)",
 			ErrReplayRefused, id, d.Sequence, d.ID, id)
 	}
-	return c.replay(ctx, d)
+	if !o.overrides.IsZero() {
+		if err := c.checkOverrideCaps(ctx, d.Function, o); err != nil {
+			return ReplayResult{}, err
+		}
+	}
+	return c.replay(ctx, d, o.overrides)
 }
 
-func (c *Client) replay(ctx context.Context, d DeadTask) (ReplayResult, error) {
+// checkOverrideCaps refuses o's overrides when they are over the caps of a
+// runner registered for function fn, or of o.fallback when none is.
+func (c *Client) checkOverrideCaps(ctx context.Context, fn string, o replayOptions) error {
+	regs, err := c.Functions(ctx)
+	if err != nil {
+		return fmt.Errorf("replay: read the caps of the runners serving %s: %w", fn, err)
+	}
+	caps := regs[fn]
+	if len(caps) == 0 && o.fallback != nil {
+		caps = []Registration{*o.fallback}
+	}
+	return o.overrides.CheckCaps(caps)
+}
+
+func (c *Client) replay(ctx context.Context, d DeadTask, o ReplayOverrides) (ReplayResult, error) {
 	tm := TaskMessage{ID: d.ID, Function: d.Function, Payload: d.Payload, Headers: map[string]string{}}
 	for k, vs := range d.Header {
 		if !hasReservedPrefix(k) && len(vs) > 0 {
@@ -479,6 +519,7 @@ func (c *Client) replay(ctx context.Context, d DeadTask) (ReplayResult, error) {
 		tm.HasMaxRetries = true
 	}
 	tm.Timeout, _ = time.ParseDuration(d.Header.Get(HeaderTimeout))
+	o.apply(&tm)
 
 	// Every step can be cut short by the runner dying, and each leaves
 	// something the next step or another runner finishes: the message is
@@ -504,7 +545,7 @@ func (c *Client) replay(ctx context.Context, d DeadTask) (ReplayResult, error) {
 		return ReplayResult{}, fmt.Errorf("replay %s: %w (its dead-letter entry is kept; replay again)", d.ID, err)
 	}
 	if reset {
-		if rec, err = c.recordReplay(ctx, rec, replay); err != nil {
+		if rec, err = c.recordReplay(ctx, rec, replay, o); err != nil {
 			return ReplayResult{}, err
 		}
 	}
@@ -515,10 +556,11 @@ func (c *Client) replay(ctx context.Context, d DeadTask) (ReplayResult, error) {
 }
 
 // recordReplay moves the failed record rec back to pending for replay
-// number replay. Another runner may have done it first (the one that
-// claimed the replay's message, or a concurrent replay of the task): a
-// record that already counts the replay is returned as it is.
-func (c *Client) recordReplay(ctx context.Context, rec Record, replay int) (Record, error) {
+// number replay, with the overrides o. Another runner may have done it
+// first (the one that claimed the replay's message, or a concurrent
+// replay of the task): a record that already counts the replay is
+// returned as it is.
+func (c *Client) recordReplay(ctx context.Context, rec Record, replay int, o ReplayOverrides) (Record, error) {
 	for try := 0; try < 3; try++ {
 		if rec.Task.Replays >= replay {
 			return rec, nil
@@ -527,6 +569,7 @@ func (c *Client) recordReplay(ctx context.Context, rec Record, replay int) (Reco
 		if err := next.Replay(time.Now()); err != nil {
 			return Record{}, fmt.Errorf("replay %s: %w", rec.Task.ID, err)
 		}
+		o.applyRecord(next)
 		written, err := c.state.Replace(ctx, rec, next)
 		if err == nil {
 			return written, nil
@@ -631,8 +674,14 @@ func sameFailure(recorded, entry *models.TaskError) bool {
 // the matching ids, not their entries or records (a dead-letter stream can
 // hold many thousands, each with its traceback), and replays only entries
 // there were when it began: a replayed task that fails again is not
-// replayed again. It needs an operator's rights.
-func (c *Client) ReplayDead(ctx context.Context, f DeadFilter) ([]string, error) {
+// replayed again. It needs an operator's rights. opts apply to every
+// task, as for Replay: overrides out of range are refused before any
+// replay; a task whose runners' caps they are over is not replayed, and
+// counts among the failures.
+func (c *Client) ReplayDead(ctx context.Context, f DeadFilter, opts ...ReplayOption) ([]string, error) {
+	if err := replayOptionsOf(opts).overrides.Validate(); err != nil {
+		return nil, err
+	}
 	f.Limit, f.After = 0, 0
 	var ids []string
 	if err := c.scanDead(ctx, f, true, func(d DeadTask) bool { ids = append(ids, d.ID); return true }); err != nil {
@@ -642,7 +691,7 @@ func (c *Client) ReplayDead(ctx context.Context, f DeadFilter) ([]string, error)
 	var errs []error
 	failed := 0
 	for _, id := range ids {
-		if _, err := c.Replay(ctx, id); err != nil {
+		if _, err := c.Replay(ctx, id, opts...); err != nil {
 			if failed++; failed <= maxReplayErrors {
 				errs = append(errs, err)
 			}

@@ -47,7 +47,7 @@ type Reply struct {
 	Revision uint64 `json:"revision,omitempty"`
 	// Code classifies Error: "not_found", "already_finished",
 	// "not_dead", "already_replayed", "refused", "invalid_id",
-	// "illegal", or "error" for anything else.
+	// "illegal", "busy", "bad_override", or "error" for anything else.
 	Code string `json:"code,omitempty"`
 	// Error says what went wrong; empty on success.
 	Error string `json:"error,omitempty"`
@@ -63,6 +63,7 @@ var replyCodes = map[string]error{
 	"invalid_id":       models.ErrInvalidTaskID,
 	"illegal":          models.ErrIllegalTransition,
 	"busy":             ErrRunnerBusy,
+	"bad_override":     ErrBadOverride,
 }
 
 // NewReply builds the reply to a request that ended with rec and err.

@@ -789,31 +789,34 @@ func TestServerAnswersOnAnAdminSubjectAreNotRequests(t *testing.T) {
 	waitFor(t, e, dead.ID, models.StatusFailed, 30*time.Second)
 	waitDead(t, e, dead.ID)
 	nc := e.client.Conn()
-	subject := "omniq.admin.replay." + dead.ID
-	heard, err := nc.SubscribeSync(subject)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = heard.Unsubscribe() })
-	if err := nc.Flush(); err != nil {
-		t.Fatal(err)
-	}
-	for _, req := range []*nats.Msg{
-		{Subject: "$JS.API.STREAM.INFO.OMNIQ_TASKS"},
-		{Subject: "$JS.API.DIRECT.GET.KV_OMNIQ_STATE", Data: []byte(`{"last_by_subj":"$KV.OMNIQ_STATE.` + dead.ID + `"}`)},
-	} {
-		req.Reply = subject
-		if err := nc.PublishMsg(req); err != nil {
+	// A replay with a new timeout and retry budget too.
+	for _, subject := range []string{"omniq.admin.replay." + dead.ID, "omniq.admin.replay-with.10000000000.3." + dead.ID} {
+		heard, err := nc.SubscribeSync(subject)
+		if err != nil {
 			t.Fatal(err)
 		}
-		m, err := heard.NextMsgWithContext(ctx(t))
-		if err != nil {
-			t.Fatalf("the server's answer to %s never reached %s: %v", req.Subject, subject, err)
+		t.Cleanup(func() { _ = heard.Unsubscribe() })
+		if err := nc.Flush(); err != nil {
+			t.Fatal(err)
 		}
-		if len(m.Data) == 0 && len(m.Header) == 0 {
-			t.Fatalf("the server's answer to %s is bare; the runner cannot tell it from a request", req.Subject)
+		for _, req := range []*nats.Msg{
+			{Subject: "$JS.API.STREAM.INFO.OMNIQ_TASKS"},
+			{Subject: "$JS.API.DIRECT.GET.KV_OMNIQ_STATE", Data: []byte(`{"last_by_subj":"$KV.OMNIQ_STATE.` + dead.ID + `"}`)},
+		} {
+			req.Reply = subject
+			if err := nc.PublishMsg(req); err != nil {
+				t.Fatal(err)
+			}
+			m, err := heard.NextMsgWithContext(ctx(t))
+			if err != nil {
+				t.Fatalf("the server's answer to %s never reached %s: %v", req.Subject, subject, err)
+			}
+			if len(m.Data) == 0 && len(m.Header) == 0 {
+				t.Fatalf("the server's answer to %s is bare; the runner cannot tell it from a request", req.Subject)
+			}
 		}
 	}
+	subject := "omniq.admin.replay[-with...]." + dead.ID
 	// A real request, answered after them, shows they were handled.
 	if _, err := e.client.Replay(ctx(t), "not-dead-at-all"); !errors.Is(err, jetstream.ErrNotDead) {
 		t.Fatalf("replay of an unknown task: %v", err)

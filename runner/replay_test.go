@@ -2,6 +2,7 @@ package runner_test
 
 import (
 	"errors"
+	"strings"
 	"testing"
 	"time"
 
@@ -9,6 +10,7 @@ import (
 
 	"github.com/omniq/omniq/jetstream"
 	"github.com/omniq/omniq/models"
+	"github.com/omniq/omniq/runner"
 	"github.com/omniq/omniq/runner/pluginhost"
 )
 
@@ -161,4 +163,49 @@ func TestReplayRecordedButNeverPublishedIsFinished(t *testing.T) {
 		_, err := e.client.GetDead(ctx(t), res.ID)
 		return errors.Is(err, jetstream.ErrNotDead)
 	})
+}
+
+// A replay's new timeout or retry budget is checked against the caps of
+// the runners serving the task's function; when none serves it now, the
+// runner carrying out the replay checks it against its own. A malformed
+// replay request is answered with what is wrong with it, not carried out.
+func TestReplayOverridesOfAnUnservedFunctionMeetThisRunnersCaps(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	cfg := fastConfig()
+	cfg.ID = "capped"
+	cfg.Limits = runner.Limits{MaxRetries: 4, MaxTimeout: time.Minute}
+	startRunner(t, e, cfg, pluginhost.HostConfig{})
+	res, err := e.client.Submit(ctx(t), jetstream.SubmitRequest{Function: "nobody-serves-this", Payload: []byte("x")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, e, res.ID, models.StatusFailed, 30*time.Second)
+	waitDead(t, e, res.ID)
+	for _, tt := range []struct {
+		opt  jetstream.ReplayOption
+		want string
+	}{
+		{jetstream.ReplayTimeout(2 * time.Minute), "--timeout 2m0s is over the cap of 1m0s of runner capped"},
+		{jetstream.ReplayMaxRetries(5), "--max-retries 5 is over the cap of 4 of runner capped"},
+	} {
+		if _, err := e.client.Replay(ctx(t), res.ID, tt.opt); !errors.Is(err, jetstream.ErrBadOverride) || !strings.Contains(err.Error(), tt.want) {
+			t.Fatalf("replay over the runner's own cap: %v; want ErrBadOverride saying %q", err, tt.want)
+		}
+	}
+	resp, err := e.client.Conn().RequestWithContext(ctx(t), "omniq.admin.replay-with._._."+res.ID, nil)
+	if err != nil || !strings.Contains(string(resp.Data), "overrides nothing") {
+		t.Fatalf("a malformed replay request: %v, %v", resp, err)
+	}
+	if rec, err := e.client.State().Get(ctx(t), res.ID); err != nil || rec.Task.Replays != 0 {
+		t.Fatalf("record after refused replays: %+v, %v; want never replayed", rec.Task, err)
+	}
+	// Within the caps: replayed, the record showing them.
+	got, err := e.client.Replay(ctx(t), res.ID, jetstream.ReplayTimeout(time.Minute), jetstream.ReplayMaxRetries(4))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Record.Task.Replays != 1 || time.Duration(got.Record.Task.Timeout) != time.Minute || got.Record.Task.MaxRetries != 4 {
+		t.Fatalf("record after the replay: %+v", got.Record.Task)
+	}
 }

@@ -305,13 +305,30 @@ func (r *Runner) onAdminRequest(m *nats.Msg) {
 	cfg := r.client.Config()
 	ctx, cancel := context.WithTimeout(r.requestsCtx, requestTimeout)
 	defer cancel()
-	if id, ok := strings.CutPrefix(m.Subject, cfg.ReplaySubject("")); ok {
-		res, err := r.client.ReplayVerified(ctx, id)
+	if id, o, ok, err := cfg.ParseReplayRequest(m.Subject); ok {
 		log := r.log.WithField("task_id", id)
+		if err != nil {
+			log.WithError(err).Warn("refused a malformed replay request")
+			r.respond(m, jetstream.Record{}, err)
+			return
+		}
+		// Overrides are checked against the caps of the runners serving
+		// the task's function; against this runner's when none does.
+		own := jetstream.Registration{Runner: r.cfg.ID, MaxRetriesCap: r.cfg.Limits.MaxRetries, MaxTimeoutCap: models.Duration(r.cfg.Limits.MaxTimeout)}
+		res, err := r.client.ReplayVerified(ctx, id, jetstream.ReplayWith(o), jetstream.ReplayCapsWhenUnserved(own))
 		switch {
-		case err == nil:
+		case err == nil && o.IsZero():
 			log.Info("dead task replayed by request")
-		case errors.Is(err, jetstream.ErrReplayRefused):
+		case err == nil:
+			fields := logrus.Fields{}
+			if o.Timeout > 0 {
+				fields["timeout"] = o.Timeout.String()
+			}
+			if o.MaxRetries != nil {
+				fields["max_retries"] = *o.MaxRetries
+			}
+			log.WithFields(fields).Info("dead task replayed by request, with new settings")
+		case errors.Is(err, jetstream.ErrReplayRefused), errors.Is(err, jetstream.ErrBadOverride):
 			log.WithError(err).Warn("refused to replay a dead-letter entry")
 		}
 		r.respond(m, res.Record, err)

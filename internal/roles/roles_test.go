@@ -588,7 +588,7 @@ func TestSubmitterCannotAbuseTheQueue(t *testing.T) {
 		s.deniedSub(t, p+".dlq.>")
 	})
 	t.Run("runner-only subjects", func(t *testing.T) {
-		for _, subj := range []string{p + ".retry.echo", p + ".schedule.x", p + ".cancelled.id1", p + ".admin.replay.id1", p + ".tasks.echo.extra", "$JS.API.INFO"} {
+		for _, subj := range []string{p + ".retry.echo", p + ".schedule.x", p + ".cancelled.id1", p + ".admin.replay.id1", p + ".admin.replay-with.10000000000._.id1", p + ".tasks.echo.extra", "$JS.API.INFO"} {
 			s.deniedPub(t, subj)
 		}
 		for _, subj := range []string{roles.OperatorInboxPrefix + ".>", roles.RunnerInboxPrefix + ".>", p + ".cancel.*", p + ".admin.>", p + ".cancelled.*", "$SYS.>", ">"} {
@@ -670,7 +670,7 @@ func testSubmitterCannotAimTheServersAnswersAtOmniQ(t *testing.T, e *env) {
 	}
 	// And at every other stream of OmniQ's: a registration, a dead-letter
 	// entry, a retry, a task, an admin request.
-	for _, reply := range []string{"$KV." + e.cfg.FunctionsBucket + ".evil.r", p + ".dlq.echo.victim", p + ".retry.echo", p + ".tasks.echo", p + ".admin.replay.victim"} {
+	for _, reply := range []string{"$KV." + e.cfg.FunctionsBucket + ".evil.r", p + ".dlq.echo.victim", p + ".retry.echo", p + ".tasks.echo", p + ".admin.replay.victim", p + ".admin.replay-with._.5.victim"} {
 		if err := s.nc.PublishMsg(&nats.Msg{Subject: "$JS.API.STREAM.INFO." + e.cfg.TasksStream, Reply: reply}); err != nil {
 			t.Fatal(err)
 		}
@@ -845,7 +845,7 @@ func TestOperatorWorksTheDeadLetterStreamButWritesNoState(t *testing.T) {
 	}
 	// Replay and cancel are requests the runners answer, on the operator's
 	// own inbox.
-	for _, subj := range []string{p + ".admin.replay.id1", p + ".cancel.id1"} {
+	for _, subj := range []string{p + ".admin.replay.id1", p + ".admin.replay-with.10000000000._.id1", p + ".cancel.id1"} {
 		resp, err := o.nc.RequestWithContext(ctx(t), subj, nil)
 		if err != nil || string(resp.Data) != "ok "+subj {
 			t.Fatalf("operator: request %s: %v, %v", subj, resp, err)

@@ -77,6 +77,11 @@ func TestHelpOnEveryCommand(t *testing.T) {
 	runArgs(t, "-h").want(t, 0, `omniq-submit submit status`, "")
 	runArgs(t, "dlq", "-h").want(t, 0, "replay", "")
 	runArgs(t, "list", "-h").want(t, 0, "--sort", "")
+	// dlq replay's help says a replay runs with the task's own settings,
+	// and how to replace them.
+	for _, want := range []string{"runs again with its own settings", "--timeout duration", "--max-retries int", "limits.max_timeout"} {
+		runArgs(t, "dlq", "replay", "-h").want(t, 0, want, "")
+	}
 	// cancel's help said only "Cancel a task that has not ended": not what
 	// becomes of a running attempt, of an id no runner has seen, nor that
 	// an ended task exits 1.
@@ -718,5 +723,67 @@ func TestAMisspeltFunctionGetsASuggestion(t *testing.T) {
 	r.want(t, 2, "", `unknown function "resize_images": runners serve`)
 	if strings.Contains(r.stderr, "did you mean") {
 		t.Fatalf("a suggestion for a name like none served: %q", r.stderr)
+	}
+}
+
+// TestReplayWithANewTimeoutAndRetryBudget: a task submitted with its own
+// --timeout that died of timeout could never succeed by replay (it ran
+// again with its own headers); the only way out was resubmitting its
+// payload, losing its history. dlq replay --timeout / --max-retries now
+// replace the task's own settings, for one task or a filtered set;
+// values over the serving runners' caps are refused, naming the flag and
+// the cap, and replay nothing.
+func TestReplayWithANewTimeoutAndRetryBudget(t *testing.T) {
+	t.Parallel()
+	o := start(t)
+	client := o.srv.Client
+	for _, id := range []string{"slow1", "slow2"} {
+		o.run("", "sleep", "3s", "--id", id, "--timeout", "1s", "--max-retries", "0", "--wait").want(t, 1, "", "timeout")
+		omniqtest.WaitDead(t, client, id, 30*time.Second)
+	}
+
+	// dlq show says how to replay it with a longer timeout.
+	o.run("", "dlq", "show", "slow1").want(t, 0, "it ran past its timeout (its own timeout is 1s): replay it with a longer one with --timeout", "")
+
+	// Over the caps (limits: 100 retries, 24h): refused, nothing replayed.
+	o.run("", "dlq", "replay", "slow1", "--timeout", "25h").want(t, 2, "",
+		"--timeout 25h0m0s is over the cap of 24h0m0s of runner")
+	o.run("", "dlq", "replay", "slow1", "--max-retries", "101").want(t, 2, "",
+		"--max-retries 101 is over the cap of 100 of runner")
+	o.run("", "dlq", "replay", "--function", "sleep", "--timeout", "25h").want(t, 2, "", "limits.max_timeout in its config file")
+	o.run("", "dlq", "replay", "slow1", "--timeout", "0s").want(t, 2, "", "--timeout 0s: want a positive duration")
+	o.run("", "dlq", "replay", "slow1", "--max-retries", "-1").want(t, 2, "", "must be 0 or more")
+	for _, id := range []string{"slow1", "slow2"} {
+		if rec, err := client.State().Get(context.Background(), id); err != nil || rec.Task.Status != models.StatusFailed || rec.Task.Replays != 0 {
+			t.Fatalf("%s after refused replays: %+v, %v; want failed, never replayed", id, rec.Task, err)
+		}
+		if _, err := client.GetDead(context.Background(), id); err != nil {
+			t.Fatalf("%s's entry after refused replays: %v", id, err)
+		}
+	}
+
+	// Replayed as it was, it times out again.
+	o.run("", "dlq", "replay", "slow2").want(t, 0, "replayed slow2", "")
+	task := omniqtest.WaitFor(t, client, "slow2", models.StatusFailed, 30*time.Second)
+	if task.Replays != 1 || task.Error == nil || task.Error.ErrorType != models.ErrorTypeTimeout {
+		t.Fatalf("slow2 replayed as it was: %+v; want it timed out again", task)
+	}
+	omniqtest.WaitDead(t, client, "slow2", 30*time.Second)
+
+	// With a longer timeout and a budget of its own, it succeeds, its
+	// history kept, and its record shows what it ran with.
+	o.run("", "dlq", "replay", "slow1", "--timeout", "10s", "--max-retries", "2").want(t, 0, "replayed slow1", "")
+	task = omniqtest.WaitFor(t, client, "slow1", models.StatusSucceeded, 30*time.Second)
+	if time.Duration(task.Timeout) != 10*time.Second || task.MaxRetries != 2 || task.Replays != 1 || len(task.Errors) != 1 {
+		t.Fatalf("slow1 after its replay: timeout %s, max retries %d, replays %d, errors %d; want 10s, 2, 1, 1",
+			task.Timeout, task.MaxRetries, task.Replays, len(task.Errors))
+	}
+	o.run("", "status", "slow1").want(t, 0, "timeout:   10s", "")
+
+	// The filtered replay takes them too.
+	o.run("", "dlq", "replay", "--function", "sleep", "--error-type", "timeout", "--timeout", "10s").want(t, 0, "replayed slow2", "")
+	task = omniqtest.WaitFor(t, client, "slow2", models.StatusSucceeded, 30*time.Second)
+	if time.Duration(task.Timeout) != 10*time.Second || task.MaxRetries != 0 || task.Replays != 2 {
+		t.Fatalf("slow2 after its filtered replay: %+v", task)
 	}
 }

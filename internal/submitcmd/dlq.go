@@ -59,12 +59,33 @@ gives the command for the next page.`,
 		RunE:  func(_ *cobra.Command, args []string) error { return c.dlqShow(args[0]) },
 	}
 	replay := &cobra.Command{
-		Use:   "replay ID... | --all | --function F | --error-type T | --since T | --until T",
+		Use:   "replay ID... | --all | --function F | --error-type T | --since T | --until T [--timeout D] [--max-retries N]",
 		Short: "Submit dead tasks again, with a fresh retry budget",
-		Args:  cobra.ArbitraryArgs,
+		Long: `Submit dead tasks again, with a fresh retry budget: each keeps its id,
+payload, headers and error history, and its status shows the replay.
+
+A task runs again with its own settings: a task submitted with --timeout 3s
+that died of timeout dies again. --timeout and --max-retries replace the
+task's own timeout and retry budget for the replayed attempt and its
+retries (and for any later replay); its record shows them. A runner refuses
+values over the caps of the runners serving the task's function
+(limits.max_timeout, limits.max_retries in their config files), naming the
+cap, and replays nothing then (exit 2).`,
+		Example: `  omniq-submit dlq replay 0193b1c2 --timeout 10m
+  omniq-submit dlq replay --function resize --error-type timeout --timeout 2m --max-retries 5`,
+		Args: cobra.ArbitraryArgs,
 	}
 	rf := addFilterFlags(replay.Flags(), true)
-	replay.RunE = func(_ *cobra.Command, args []string) error { return c.dlqReplay(rf, args) }
+	ro := &replayOverrideFlags{maxRetries: -1}
+	replay.Flags().DurationVar(&ro.timeout, "timeout", 0, "the replayed tasks' per-attempt timeout (default: each task's own)")
+	replay.Flags().Var(retriesFlag{&ro.maxRetries}, "max-retries", "the replayed tasks' retries after their first attempt (default: each task's own)")
+	replay.RunE = func(cmd *cobra.Command, args []string) error {
+		opts, err := ro.options(cmd.Flags().Changed("timeout"))
+		if err != nil {
+			return err
+		}
+		return c.dlqReplay(rf, args, opts)
+	}
 	purge := &cobra.Command{
 		Use:   "purge ID... | --all | --function F | --error-type T | --since T | --until T [--yes]",
 		Short: "Delete dead tasks for good (asks first, on a terminal)",
@@ -343,11 +364,42 @@ func (c *cli) dlqShow(id string) error {
 		printErrors(w, &models.Task{Error: d.Error}, true)
 	}
 	fmt.Fprintf(w, "\nreplay it with: omniq-submit dlq replay %s\n", d.ID)
+	if d.Error != nil && d.Error.ErrorType == models.ErrorTypeTimeout {
+		// A replay runs with the task's own timeout, if it has one:
+		// it would time out again.
+		own := ""
+		if v := d.Header.Get(jetstream.HeaderTimeout); v != "" {
+			own = " (its own timeout is " + v + ")"
+		}
+		fmt.Fprintf(w, "it ran past its timeout%s: replay it with a longer one with --timeout, e.g. omniq-submit dlq replay %s --timeout 10m\n", own, d.ID)
+	}
 	return nil
 }
 
-// dlqReplay replays the dead tasks ids, or those ff selects.
-func (c *cli) dlqReplay(ff *filterFlags, ids []string) error {
+// replayOverrideFlags are dlq replay's --timeout and --max-retries.
+type replayOverrideFlags struct {
+	timeout    time.Duration
+	maxRetries int // -1: left out
+}
+
+// options turns the flags into replay options; timeoutSet says --timeout
+// was given (--timeout 0 is refused, not taken for "left out").
+func (f *replayOverrideFlags) options(timeoutSet bool) ([]jetstream.ReplayOption, error) {
+	var opts []jetstream.ReplayOption
+	if timeoutSet {
+		if f.timeout <= 0 || f.timeout > models.MaxTimeout {
+			return nil, usagef("--timeout %s: want a positive duration, at most %s (leave it out to keep each task's own)", f.timeout, models.MaxTimeout)
+		}
+		opts = append(opts, jetstream.ReplayTimeout(f.timeout))
+	}
+	if f.maxRetries >= 0 {
+		opts = append(opts, jetstream.ReplayMaxRetries(f.maxRetries))
+	}
+	return opts, nil
+}
+
+// dlqReplay replays the dead tasks ids, or those ff selects, with opts.
+func (c *cli) dlqReplay(ff *filterFlags, ids []string, opts []jetstream.ReplayOption) error {
 	f, err := c.selection(ff, ids, "replay")
 	if err != nil {
 		return err
@@ -360,14 +412,14 @@ func (c *cli) dlqReplay(ff *filterFlags, ids []string) error {
 	var errs []error
 	if len(ids) > 0 {
 		for _, id := range ids {
-			if _, err := client.Replay(c.ctx, id); err != nil {
+			if _, err := client.Replay(c.ctx, id, opts...); err != nil {
 				errs = append(errs, err)
 				continue
 			}
 			done = append(done, id)
 		}
 	} else {
-		replayed, err := client.ReplayDead(c.ctx, f)
+		replayed, err := client.ReplayDead(c.ctx, f, opts...)
 		done = append(done, replayed...)
 		if err != nil {
 			errs = append(errs, err)

@@ -411,7 +411,7 @@ func (e *statusError) Error() string { return e.msg }
 
 // isUsage reports errors caused by bad input rather than by the system.
 func isUsage(err error) bool {
-	for _, target := range []error{models.ErrInvalidFunctionName, models.ErrInvalidTaskID, jetstream.ErrPayloadTooLarge, jetstream.ErrInvalidMessage, models.ErrInvalidTask} {
+	for _, target := range []error{models.ErrInvalidFunctionName, models.ErrInvalidTaskID, jetstream.ErrPayloadTooLarge, jetstream.ErrInvalidMessage, models.ErrInvalidTask, jetstream.ErrBadOverride} {
 		if errors.Is(err, target) {
 			return true
 		}
