@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"html/template"
 	"maps"
+	"math"
 	"net/http"
 	"net/url"
 	"slices"
@@ -597,7 +598,12 @@ func (s *Server) handleReplay(w http.ResponseWriter, r *http.Request, ss *sessio
 	ctx, cancel := s.natsContext(r.Context(), requestTimeout)
 	defer cancel()
 	msg := "Replayed: the task runs again."
-	res, err := s.cfg.Client.Replay(ctx, id)
+	opts, with, err := replayOverridesOf(r)
+	var res jetstream.ReplayResult
+	if err == nil {
+		msg += with
+		res, err = s.cfg.Client.Replay(ctx, id, opts...)
+	}
 	if err != nil {
 		msg = "Replay failed: " + why(ctx, err)
 	} else if res.Record.Task != nil {
@@ -605,6 +611,38 @@ func (s *Server) handleReplay(w http.ResponseWriter, r *http.Request, ss *sessio
 	}
 	s.cfg.Logger.WithField("remote", r.RemoteAddr).WithField("task_id", id).WithField("result", msg).Info("dashboard: replay")
 	http.Redirect(w, r, "/tasks/"+url.PathEscape(id)+"?"+flashQuery(ss, msg, err != nil), http.StatusSeeOther)
+}
+
+// replayOverridesOf reads the new timeout and retry budget a replay's
+// form may give (fields timeout and max_retries; empty: the task's own),
+// as options for Client.Replay and the words the page adds to its
+// message. An error names the field and what it wants.
+func replayOverridesOf(r *http.Request) ([]jetstream.ReplayOption, string, error) {
+	var o jetstream.ReplayOverrides
+	var words []string
+	if v := strings.TrimSpace(r.PostFormValue("timeout")); v != "" {
+		d, err := time.ParseDuration(v)
+		if err != nil || d <= 0 || d > models.MaxTimeout {
+			return nil, "", fmt.Errorf("%w: new timeout %q: want a positive duration such as 30s or 10m, at most %s", jetstream.ErrBadOverride, v, models.MaxTimeout)
+		}
+		o.Timeout = d
+		words = append(words, "a timeout of "+d.String())
+	}
+	if v := strings.TrimSpace(r.PostFormValue("max_retries")); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 0 || n > math.MaxInt32 {
+			return nil, "", fmt.Errorf("%w: new retry budget %q: want a whole number from 0 to %d", jetstream.ErrBadOverride, v, math.MaxInt32)
+		}
+		o.MaxRetries = &n
+		words = append(words, fmt.Sprintf("a retry budget of %d", n))
+	}
+	if o.IsZero() {
+		return nil, "", nil
+	}
+	if err := o.Validate(); err != nil {
+		return nil, "", err
+	}
+	return []jetstream.ReplayOption{jetstream.ReplayWith(o)}, " With " + strings.Join(words, " and ") + ".", nil
 }
 
 // flashQuery returns the query that makes the page an action redirects to
@@ -758,7 +796,13 @@ func (s *Server) handleDeadBulk(w http.ResponseWriter, r *http.Request, ss *sess
 	var err error
 	switch action {
 	case "replay":
-		msg, err = s.replayDead(ctx, f)
+		opts, with, oerr := replayOverridesOf(r)
+		if oerr != nil {
+			msg, err = "Replayed 0 task(s): "+oerr.Error(), oerr
+			break
+		}
+		msg, err = s.replayDead(ctx, f, opts...)
+		msg += with
 	case "purge":
 		var seqs []uint64
 		seqs, err = s.cfg.Client.PurgeDeadSequences(ctx, f)
@@ -779,7 +823,7 @@ func (s *Server) handleDeadBulk(w http.ResponseWriter, r *http.Request, ss *sess
 // line per failed entry would put thousands in the redirect's URL). The
 // error is the first failure. Entries written after the scan began (a
 // replayed task failing again) are not replayed again.
-func (s *Server) replayDead(ctx context.Context, f jetstream.DeadFilter) (string, error) {
+func (s *Server) replayDead(ctx context.Context, f jetstream.DeadFilter, opts ...jetstream.ReplayOption) (string, error) {
 	if f.Through == 0 {
 		// A form without the confirmation's bound (from a script).
 		st, err := s.cfg.Client.JetStream().Stream(ctx, s.cfg.Client.Config().DLQStream)
@@ -793,7 +837,7 @@ func (s *Server) replayDead(ctx context.Context, f jetstream.DeadFilter) (string
 	replayed, failed := 0, 0
 	var first error
 	_, err := s.eachDead(ctx, f, 0, func(d jetstream.DeadTask) {
-		if _, err := s.cfg.Client.Replay(ctx, d.ID); err != nil {
+		if _, err := s.cfg.Client.Replay(ctx, d.ID, opts...); err != nil {
 			failed++
 			first = cmp.Or(first, err)
 			return
