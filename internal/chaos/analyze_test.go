@@ -1,6 +1,7 @@
 package chaos
 
 import (
+	"math/rand/v2"
 	"strings"
 	"testing"
 	"time"
@@ -209,6 +210,65 @@ func TestParseExecLog(t *testing.T) {
 	for _, bad := range []string{"begin x 1 2 3\n", "start x 1 2\n", "start x one 2 3\n"} {
 		if _, err := parseExecLog(strings.NewReader(bad)); err == nil || !strings.Contains(err.Error(), "execution log line 1") {
 			t.Errorf("%q: err = %v, want one naming line 1", bad, err)
+		}
+	}
+}
+
+// A replay adds the failure it replays to the task's outcomes: one
+// terminal record per replay more is not a duplicate; and each kind of
+// task has the ends it may come to.
+func TestAnalyzeReplaysAndKinds(t *testing.T) {
+	accepted := map[string]time.Time{"t": t0}
+	failedThenSucceeded := map[string][]outcome{"t": {terminal(models.StatusFailed, time.Second, 3), terminal(models.StatusSucceeded, 2*time.Second, 7)}}
+	for _, tc := range []struct {
+		name    string
+		kind    kind
+		final   finalState
+		seen    map[string][]outcome
+		replays map[string]int
+		want    counts
+		ok      bool
+	}{
+		{name: "replayed once: its failure and its success", kind: kindReplay, final: record(models.StatusSucceeded, 2*time.Second),
+			seen: failedThenSucceeded, replays: map[string]int{"t": 1}, want: counts{Submitted: 1, Succeeded: 1}, ok: true},
+		{name: "not replayed: a failure and a success are two outcomes", kind: kindReplay, final: record(models.StatusSucceeded, 2*time.Second),
+			seen: failedThenSucceeded, want: counts{Submitted: 1, Succeeded: 1, Dup: 1}},
+		{name: "a cancel task may end cancelled", kind: kindCancel, final: record(models.StatusCancelled, time.Second),
+			want: counts{Submitted: 1}, ok: true},
+		{name: "a cancel task may end succeeded", kind: kindCancel, final: record(models.StatusSucceeded, time.Second),
+			want: counts{Submitted: 1, Succeeded: 1}, ok: true},
+		{name: "a cancel task that failed is unexpected", kind: kindCancel, final: record(models.StatusFailed, time.Second),
+			want: counts{Submitted: 1, Failed: 1, Unexpected: 1, Lost: 1}},
+		{name: "a gone task may end failed", kind: kindGone, final: record(models.StatusFailed, time.Second),
+			want: counts{Submitted: 1, Failed: 1, Lost: 1}},
+		{name: "a hang task that succeeded is unexpected", kind: kindHang, final: record(models.StatusSucceeded, time.Second),
+			want: counts{Submitted: 1, Succeeded: 1, Unexpected: 1}, ok: true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := analyze(observations{Start: t0, Tasks: []taskSpec{{ID: "t", Kind: tc.kind}}, Accepted: accepted,
+				Final: map[string]finalState{"t": tc.final}, Terminal: tc.seen, Replays: tc.replays})
+			if got := countsOf(r); got != tc.want {
+				t.Errorf("counts = %+v, want %+v (problems %+v)", got, tc.want, r.Problems)
+			}
+			if r.OK() != tc.ok {
+				t.Errorf("OK() = %v, want %v", r.OK(), tc.ok)
+			}
+			if r.Replayed != tc.replays["t"] {
+				t.Errorf("replayed = %d, want %d", r.Replayed, tc.replays["t"])
+			}
+		})
+	}
+}
+
+func TestMakeTasksDrawsEveryKindOfTheMix(t *testing.T) {
+	m := mix{crash: 0.1, sleep: 0.1, hang: 0.1, cancel: 0.1, cancelHang: 0.1, replay: 0.1, spawn: 0.1, spawnCrash: 0.1, gone: 0.1}
+	n := map[kind]int{}
+	for _, task := range makeTasks("s", 2000, m, rand.New(rand.NewPCG(1, 0))) {
+		n[task.Kind]++
+	}
+	for _, k := range []kind{kindWork, kindCrash, kindSleep, kindHang, kindCancel, kindCancelHang, kindReplay, kindSpawn, kindSpawnCrash, kindGone} {
+		if n[k] < 100 || n[k] > 300 {
+			t.Errorf("%d %s tasks of 2000, want about 200 (all: %v)", n[k], k, n)
 		}
 	}
 }
