@@ -28,7 +28,7 @@ import (
 
 // Scenarios are the scenario names, in the order they run.
 var Scenarios = []string{"runner-kill", "nats-kill", "leader-kill", "leader-stop", "plugin-crash", "sigstop", "rolling-restart",
-	"poison-kill", "cancel-kill", "grandchild", "config-change", "disk-full"}
+	"term-kill", "poison-kill", "cancel-kill", "cancel-nats-kill", "grandchild", "config-change", "disk-full"}
 
 // ErrInvalidConfig is wrapped by every Config validation error.
 var ErrInvalidConfig = errors.New("invalid chaos config")

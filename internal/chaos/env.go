@@ -41,6 +41,8 @@ type env struct {
 	// that size (mounts lists them, for close to unmount).
 	diskBytes int64
 	mounts    []string
+	// serverKills: the scenario kills nats-servers, not runners (nextKill).
+	serverKills bool
 
 	mu sync.Mutex
 	// left are processes found alive past their owner while the scenario

@@ -43,6 +43,11 @@ const (
 	// meanwhile; should end cancelled (its plugin killed), or failed when
 	// the cancellation came too late.
 	kindCancelHang kind = "cancel-hang"
+	// kindCancelRetry runs faults' fail asking for its retry 2 s later,
+	// three retries, and the suite asks for its cancellation meanwhile
+	// (often while its retry waits); should end cancelled, or failed when
+	// the cancellation came too late.
+	kindCancelRetry kind = "cancel-retry"
 	// kindReplay runs faults' flaky "1" with no retries: its first attempt
 	// fails and dead-letters it, the suite replays it, and the replay
 	// succeeds; should end succeeded.
@@ -59,16 +64,21 @@ const (
 	// plugin away from every runner: should succeed, or be dead-lettered
 	// unknown_function once no runner serves it.
 	kindGone kind = "gone"
+	// kindGoneRetry runs faults' fail asking for its retry 4 s later, one
+	// retry, in the scenario that takes faults away: its retry may come
+	// due when no runner serves it; should be dead-lettered, as
+	// handler_error or unknown_function.
+	kindGoneRetry kind = "gone-retry"
 )
 
 // expected lists the statuses a task of kind k may end in.
 func (k kind) expected() []models.TaskStatus {
 	switch k {
-	case kindCrash, kindHang, kindSpawnCrash:
+	case kindCrash, kindHang, kindSpawnCrash, kindGoneRetry:
 		return []models.TaskStatus{models.StatusFailed}
 	case kindCancel:
 		return []models.TaskStatus{models.StatusCancelled, models.StatusSucceeded}
-	case kindCancelHang:
+	case kindCancelHang, kindCancelRetry:
 		return []models.TaskStatus{models.StatusCancelled, models.StatusFailed}
 	case kindGone:
 		return []models.TaskStatus{models.StatusSucceeded, models.StatusFailed}
@@ -83,15 +93,17 @@ type taskSpec struct {
 }
 
 // mix is the share of each kind of task in a load; the rest is work.
-type mix struct{ crash, sleep, hang, cancel, cancelHang, replay, spawn, spawnCrash, gone float64 }
+type mix struct {
+	crash, sleep, hang, cancel, cancelHang, cancelRetry, replay, spawn, spawnCrash, gone, goneRetry float64
+}
 
 // makeTasks returns n tasks of scenario, kinds drawn from m with rng.
 func makeTasks(scenario string, n int, m mix, rng *rand.Rand) []taskSpec {
 	shares := []struct {
 		k kind
 		p float64
-	}{{kindCrash, m.crash}, {kindSleep, m.sleep}, {kindHang, m.hang}, {kindCancel, m.cancel}, {kindCancelHang, m.cancelHang}, {kindReplay, m.replay},
-		{kindSpawn, m.spawn}, {kindSpawnCrash, m.spawnCrash}, {kindGone, m.gone}}
+	}{{kindCrash, m.crash}, {kindSleep, m.sleep}, {kindHang, m.hang}, {kindCancel, m.cancel}, {kindCancelHang, m.cancelHang}, {kindCancelRetry, m.cancelRetry}, {kindReplay, m.replay},
+		{kindSpawn, m.spawn}, {kindSpawnCrash, m.spawnCrash}, {kindGone, m.gone}, {kindGoneRetry, m.goneRetry}}
 	tasks := make([]taskSpec, n)
 	for i := range tasks {
 		k := kindWork
@@ -126,6 +138,9 @@ func (t taskSpec) request(rng *rand.Rand, work time.Duration) jetstream.SubmitRe
 	case kindCancelHang:
 		one := 1
 		return jetstream.SubmitRequest{ID: t.ID, Function: "hang", MaxRetries: &one, Timeout: 3 * time.Second}
+	case kindCancelRetry:
+		three := 3
+		return jetstream.SubmitRequest{ID: t.ID, Function: "fail", Payload: []byte(`{"message":"fails, retry in 2 s","retry_after_ms":2000}`), MaxRetries: &three}
 	case kindReplay:
 		zero := 0
 		return jetstream.SubmitRequest{ID: t.ID, Function: "flaky", Payload: []byte("1"), MaxRetries: &zero}
@@ -136,6 +151,9 @@ func (t taskSpec) request(rng *rand.Rand, work time.Duration) jetstream.SubmitRe
 		return jetstream.SubmitRequest{ID: t.ID, Function: "spawn", Payload: []byte(d.String() + " crash"), MaxRetries: &one}
 	case kindGone:
 		return jetstream.SubmitRequest{ID: t.ID, Function: "sleep", Payload: []byte(d.String())}
+	case kindGoneRetry:
+		one := 1
+		return jetstream.SubmitRequest{ID: t.ID, Function: "fail", Payload: []byte(`{"message":"fails, retry in 4 s","retry_after_ms":4000}`), MaxRetries: &one}
 	}
 	return jetstream.SubmitRequest{ID: t.ID, Function: "work", Payload: []byte(d.String())}
 }

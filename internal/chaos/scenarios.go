@@ -36,6 +36,9 @@ type scenario struct {
 	// diskBytes, when > 0, puts the nats-server's store on a tmpfs of
 	// that size.
 	diskBytes int64
+	// serverKills: the scenario kills the nats-server (serverKills), and
+	// drive aims at those kills.
+	serverKills bool
 }
 
 func scenarioNamed(name string) scenario {
@@ -54,18 +57,24 @@ func scenarioNamed(name string) scenario {
 		return scenario{name: name, about: "each runner in turn stopped with SIGTERM under load (graceful) and started again", servers: 1, runners: 2, injectFn: rollingRestarts}
 	case "sigstop":
 		return scenario{name: name, about: "a runner SIGSTOPped past its ack wait under load, then SIGCONTed", servers: 1, runners: 2, injectFn: stopRunner}
+	case "term-kill":
+		return scenario{name: name, about: "each runner in turn sent SIGTERM under load and SIGKILLed 1 s into its 5 s shutdown grace (a supervisor out of patience), then started again", servers: 1, runners: 2,
+			mix: mix{sleep: 0.2}, injectFn: termThenKill}
 	case "poison-kill":
 		return scenario{name: name, about: "3% of tasks crash their plugin and 5% hang on every attempt, while runners are SIGKILLed", servers: 1, runners: 2,
 			mix: mix{crash: 0.03, hang: 0.05}, injectFn: runnerKills}
 	case "cancel-kill":
-		return scenario{name: name, about: "15% of tasks cancelled while running or queued, 3% cancelled while hung, 10% dead-lettered and replayed, while runners are SIGKILLed", servers: 1, runners: 3,
-			mix: mix{cancel: 0.15, cancelHang: 0.03, replay: 0.1}, injectFn: runnerKills, drive: cancelAndReplay}
+		return scenario{name: name, about: "15% of tasks cancelled while running or queued, 3% while hung, 5% while waiting for a retry, 10% dead-lettered and replayed, while runners are SIGKILLed", servers: 1, runners: 3,
+			mix: mix{cancel: 0.15, cancelHang: 0.03, cancelRetry: 0.05, replay: 0.1}, injectFn: runnerKills, drive: cancelAndReplay}
+	case "cancel-nats-kill":
+		return scenario{name: name, about: "as cancel-kill, but the nats-server is killed -9 (and restarted) instead of runners", servers: 1, runners: 2,
+			mix: mix{cancel: 0.15, cancelHang: 0.03, cancelRetry: 0.05, replay: 0.1}, injectFn: serverKills, drive: cancelAndReplay, serverKills: true}
 	case "grandchild":
 		return scenario{name: name, about: "20% of tasks leave a detached grandchild, 1% also crash their plugin, while runners are SIGKILLed: no grandchild outlives its plugin", servers: 1, runners: 2,
 			mix: mix{spawn: 0.2, spawnCrash: 0.01}, injectFn: runnerKillsGrandchildren, grandchildren: true}
 	case "config-change":
-		return scenario{name: name, about: "runners restarted with another concurrency and without the plugin serving 30% of the tasks: those end succeeded or unknown_function", servers: 1, runners: 2,
-			mix: mix{gone: 0.3}, injectFn: configChanges}
+		return scenario{name: name, about: "runners restarted with another concurrency and without the plugin serving 35% of the tasks (5% waiting 4 s for a retry): those end succeeded, or failed when retired", servers: 1, runners: 2,
+			mix: mix{gone: 0.3, goneRetry: 0.05}, injectFn: configChanges}
 	case "disk-full":
 		return scenario{name: name, about: "the nats-server's store on a 256 MiB tmpfs, filled under load; then freed and the server restarted", servers: 1, runners: 2,
 			mix: mix{crash: 0.01, replay: 0.05}, injectFn: fillDisk, drive: cancelAndReplay, diskBytes: 256 << 20}
@@ -135,10 +144,11 @@ func (e *env) checkGrandchildren(f fault, wait time.Duration) {
 // faults plugin (sleep, the gone tasks' function, is then served by the
 // other runner alone); at two thirds the second is SIGKILLed and started
 // with concurrency 32 and without faults too. From then on no runner
-// serves sleep, and its tasks wait for one (its consumers keep them); at
-// five sixths the function is retired by deleting both its consumers, as
-// docs/operations.md says, and its tasks still queued, waiting for a
-// retry or caught running must be dead-lettered unknown_function.
+// serves sleep or fail, and their tasks wait for one (their consumers keep
+// them); at five sixths both functions are retired by deleting their
+// consumers, as docs/operations.md says, and their tasks still queued,
+// waiting for a retry or caught running must be dead-lettered
+// unknown_function.
 func configChanges(ctx context.Context, e *env, start time.Time) ([]fault, error) {
 	only := filepath.Join(e.dir, "plugins-chaoswork")
 	if err := copyFileTo(e.cfg.ChaosPlugin, filepath.Join(only, filepath.Base(e.cfg.ChaosPlugin))); err != nil {
@@ -182,17 +192,19 @@ func configChanges(ctx context.Context, e *env, start time.Time) ([]fault, error
 	if err := at(ctx, start, e.cfg.Window*5/6); err != nil {
 		return faults, err
 	}
-	f := fault{Kind: "function sleep retired (both consumers deleted)", Target: "sleep", At: time.Now()}
+	f := fault{Kind: "functions sleep and fail retired (their consumers deleted)", Target: "faults", At: time.Now()}
 	c := e.client.Config()
-	for _, stream := range []string{c.TasksStream, c.RetriesStream} {
-		try, cancel := context.WithTimeout(ctx, 10*time.Second)
-		err := e.client.JetStream().DeleteConsumer(try, stream, "omniq-sleep")
-		cancel()
-		if err != nil && !errors.Is(err, natsjs.ErrConsumerNotFound) {
-			return faults, fmt.Errorf("retire sleep: delete its consumer on %s: %w", stream, err)
+	for _, fn := range []string{"sleep", "fail"} {
+		for _, stream := range []string{c.TasksStream, c.RetriesStream} {
+			try, cancel := context.WithTimeout(ctx, 10*time.Second)
+			err := e.client.JetStream().DeleteConsumer(try, stream, "omniq-"+fn)
+			cancel()
+			if err != nil && !errors.Is(err, natsjs.ErrConsumerNotFound) {
+				return faults, fmt.Errorf("retire %s: delete its consumer on %s: %w", fn, stream, err)
+			}
 		}
 	}
-	e.log.Info("function sleep retired")
+	e.log.Info("functions sleep and fail retired")
 	return append(faults, f), nil
 }
 
@@ -263,7 +275,7 @@ func cancelAndReplay(ctx context.Context, e *env, accepted <-chan taskSpec) map[
 	rng := rand.New(rand.NewPCG(e.cfg.Seed, 2))
 	for t := range accepted {
 		switch t.Kind {
-		case kindCancel, kindCancelHang:
+		case kindCancel, kindCancelHang, kindCancelRetry:
 			delay := time.Duration(rng.Int64N(int64(4*e.cfg.Work) + 1))
 			if kill, ok := e.nextKill(time.Now(), 2*time.Second); ok && rng.IntN(2) == 0 {
 				// Half of them at a runner's SIGKILL, give or take 50 ms.
@@ -314,10 +326,14 @@ func (e *env) cancelTask(ctx context.Context, id string, delay time.Duration) {
 	e.log.WithField("task_id", id).Warn("cancel: no runner answered for a minute")
 }
 
-// nextKill returns the time of the next runner kill of runnerKills after
-// from and within within, if there is one.
+// nextKill returns the time of the next kill of the scenario (runner
+// kills, or nats-server kills when it kills servers) after from and within
+// within, if there is one.
 func (e *env) nextKill(from time.Time, within time.Duration) (time.Time, bool) {
 	k := e.cfg.RunnerKills
+	if e.serverKills {
+		k = e.cfg.ServerKills
+	}
 	for i := range k {
 		at := e.start.Add(e.cfg.Window * time.Duration(i+1) / time.Duration(k+1))
 		if at.After(from) && at.Sub(from) <= within {
@@ -384,6 +400,38 @@ func rollingRestarts(ctx context.Context, e *env, start time.Time) ([]fault, err
 			return faults, fmt.Errorf("runner %s ended with %v after SIGTERM, want exit status 0; see %s", r.id, r.proc.err, r.log)
 		}
 		e.log.WithField("runner", r.id).Info("runner stopped by SIGTERM; starting it again")
+		if err := e.startRunner(ctx, r); err != nil {
+			return faults, err
+		}
+		f.Back = time.Now()
+		faults = append(faults, f)
+	}
+	return faults, nil
+}
+
+// termThenKill sends each runner in turn SIGTERM, SIGKILLs it 1 s later
+// (inside its 5 s shutdown grace, while it finishes or releases its
+// tasks), and starts it again.
+func termThenKill(ctx context.Context, e *env, start time.Time) ([]fault, error) {
+	var faults []fault
+	n := len(e.runners)
+	for i, r := range e.runners {
+		if err := at(ctx, start, e.cfg.Window*time.Duration(i+1)/time.Duration(n+1)); err != nil {
+			return faults, err
+		}
+		f := fault{Kind: "runner SIGTERM, SIGKILL 1 s later", Target: r.id, At: time.Now(), Runner: r.id}
+		if err := r.proc.signal(syscall.SIGTERM); err != nil {
+			return faults, err
+		}
+		select {
+		case <-r.proc.done: // done within the second
+		case <-time.After(time.Second):
+			if err := e.killRunner(r); err != nil {
+				return faults, err
+			}
+		case <-ctx.Done():
+			return faults, ctx.Err()
+		}
 		if err := e.startRunner(ctx, r); err != nil {
 			return faults, err
 		}
@@ -592,7 +640,8 @@ func runScenario(parent context.Context, cfg Config, sc scenario) Result {
 	ctx, cancel := context.WithTimeout(parent, cfg.Window+cfg.Settle+5*time.Minute)
 	defer cancel()
 	dir := filepath.Join(cfg.WorkDir, sc.name)
-	e := &env{cfg: cfg, dir: dir, log: log, procs: &procs{}, execLog: filepath.Join(dir, "executions.log"), diskBytes: sc.diskBytes}
+	e := &env{cfg: cfg, dir: dir, log: log, procs: &procs{}, execLog: filepath.Join(dir, "executions.log"), diskBytes: sc.diskBytes,
+		serverKills: sc.serverKills}
 	fail := func(err error) Result {
 		res.Error = err.Error()
 		log.WithError(err).Error("scenario failed to run")
