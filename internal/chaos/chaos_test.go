@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -295,5 +296,18 @@ func TestCancelKillAndGrandchildScenarios(t *testing.T) {
 	}
 	if left := leftovers(work, 5*time.Second); len(left) > 0 {
 		t.Fatalf("left running after the run: %v", left)
+	}
+}
+
+// disk-full mounts a tmpfs: it is run by default only as root, where it
+// can.
+func TestDiskFullIsADefaultScenarioOnlyForRoot(t *testing.T) {
+	t.Parallel()
+	got := Config{}.WithDefaults().Scenarios
+	if want := os.Geteuid() == 0; slices.Contains(got, "disk-full") != want {
+		t.Errorf("default scenarios %v; want disk-full among them: %v (euid %d)", got, want, os.Geteuid())
+	}
+	if len(got) < len(Scenarios)-1 {
+		t.Errorf("default scenarios %v, want every one of %v but disk-full at most", got, Scenarios)
 	}
 }

@@ -30,6 +30,9 @@ const (
 	// kindCrash runs faults' crash, which ends its plugin process; should
 	// be dead-lettered plugin_crash.
 	kindCrash kind = "crash"
+	// kindLong runs faults' sleep for 8 times as long as work does (2–14
+	// times --work); should succeed.
+	kindLong kind = "long"
 	// kindHang runs faults' hang, which never returns, with a short
 	// timeout and one retry; should be dead-lettered (timeout, or
 	// plugin_crash when a crash in the same plugin took it down first).
@@ -94,7 +97,7 @@ type taskSpec struct {
 
 // mix is the share of each kind of task in a load; the rest is work.
 type mix struct {
-	crash, sleep, hang, cancel, cancelHang, cancelRetry, replay, spawn, spawnCrash, gone, goneRetry float64
+	crash, sleep, long, hang, cancel, cancelHang, cancelRetry, replay, spawn, spawnCrash, gone, goneRetry float64
 }
 
 // makeTasks returns n tasks of scenario, kinds drawn from m with rng.
@@ -102,7 +105,7 @@ func makeTasks(scenario string, n int, m mix, rng *rand.Rand) []taskSpec {
 	shares := []struct {
 		k kind
 		p float64
-	}{{kindCrash, m.crash}, {kindSleep, m.sleep}, {kindHang, m.hang}, {kindCancel, m.cancel}, {kindCancelHang, m.cancelHang}, {kindCancelRetry, m.cancelRetry}, {kindReplay, m.replay},
+	}{{kindCrash, m.crash}, {kindSleep, m.sleep}, {kindLong, m.long}, {kindHang, m.hang}, {kindCancel, m.cancel}, {kindCancelHang, m.cancelHang}, {kindCancelRetry, m.cancelRetry}, {kindReplay, m.replay},
 		{kindSpawn, m.spawn}, {kindSpawnCrash, m.spawnCrash}, {kindGone, m.gone}, {kindGoneRetry, m.goneRetry}}
 	tasks := make([]taskSpec, n)
 	for i := range tasks {
@@ -133,7 +136,7 @@ func (t taskSpec) request(rng *rand.Rand, work time.Duration) jetstream.SubmitRe
 	case kindHang:
 		one := 1
 		return jetstream.SubmitRequest{ID: t.ID, Function: "hang", MaxRetries: &one, Timeout: time.Second}
-	case kindCancel:
+	case kindCancel, kindLong:
 		return jetstream.SubmitRequest{ID: t.ID, Function: "sleep", Payload: []byte((8 * d).String())}
 	case kindCancelHang:
 		one := 1

@@ -59,7 +59,7 @@ func scenarioNamed(name string) scenario {
 		return scenario{name: name, about: "a runner SIGSTOPped past its ack wait under load, then SIGCONTed", servers: 1, runners: 2, injectFn: stopRunner}
 	case "term-kill":
 		return scenario{name: name, about: "each runner in turn sent SIGTERM under load and SIGKILLed 1 s into its 5 s shutdown grace (a supervisor out of patience), then started again", servers: 1, runners: 2,
-			mix: mix{sleep: 0.2}, injectFn: termThenKill}
+			mix: mix{long: 0.2}, injectFn: termThenKill}
 	case "poison-kill":
 		return scenario{name: name, about: "3% of tasks crash their plugin and 5% hang on every attempt, while runners are SIGKILLed", servers: 1, runners: 2,
 			mix: mix{crash: 0.03, hang: 0.05}, injectFn: runnerKills}
