@@ -335,7 +335,9 @@ func analyze(o observations) Result {
 			from = f.At
 		}
 	}
-	if !last.IsZero() {
+	if !last.IsZero() && !from.After(last) {
+		// Not for a fault after the last outcome (a leader found late, when
+		// the load was over): it delayed nothing.
 		r.Drain = ptr(secs(last.Sub(from)))
 	}
 	slices.SortFunc(r.Problems, func(a, b Problem) int {

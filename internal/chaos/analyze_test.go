@@ -191,6 +191,22 @@ func TestAnalyzeTimesRecoveryFromEachFault(t *testing.T) {
 	check("first completion after the server was back", r.Faults[0].FirstAfterBack, 0.5)
 }
 
+// A fault that came after the last outcome (leader-kill finds a leader
+// late, when every task has ended) drained nothing: no drain time, not a
+// negative one.
+func TestAnalyzeNoDrainAfterALateFault(t *testing.T) {
+	tasks := []taskSpec{{ID: "a", Kind: kindWork}}
+	r := analyze(observations{Start: t0, Tasks: tasks, Accepted: map[string]time.Time{"a": t0},
+		Final:  map[string]finalState{"a": record(models.StatusSucceeded, 12*time.Second)},
+		Faults: []fault{{Kind: "stream leader kill -9", Target: "n2", At: at0(13 * time.Second), Back: at0(16 * time.Second)}}})
+	if r.Drain != nil {
+		t.Errorf("drain = %v, want none: the fault came after the last outcome", *r.Drain)
+	}
+	if r.Elapsed != 12 {
+		t.Errorf("elapsed = %v, want 12", r.Elapsed)
+	}
+}
+
 func deref(f *float64) any {
 	if f == nil {
 		return nil
