@@ -28,7 +28,7 @@ import (
 
 // Scenarios are the scenario names, in the order they run.
 var Scenarios = []string{"runner-kill", "nats-kill", "leader-kill", "leader-stop", "plugin-crash", "sigstop", "rolling-restart",
-	"term-kill", "poison-kill", "cancel-kill", "cancel-nats-kill", "grandchild", "config-change", "disk-full"}
+	"term-kill", "poison-kill", "cancel-kill", "cancel-nats-kill", "cancel-leader-kill", "grandchild", "config-change", "disk-full"}
 
 // DefaultScenarios returns the scenarios run when none is named: every one
 // of Scenarios, disk-full only when the suite runs as root (it mounts a

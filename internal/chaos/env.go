@@ -41,8 +41,9 @@ type env struct {
 	// that size (mounts lists them, for close to unmount).
 	diskBytes int64
 	mounts    []string
-	// serverKills: the scenario kills nats-servers, not runners (nextKill).
-	serverKills bool
+	// kills is what the scenario kills, for nextKill: "server", "leader",
+	// or "" for runners.
+	kills string
 
 	mu sync.Mutex
 	// left are processes found alive past their owner while the scenario

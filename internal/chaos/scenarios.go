@@ -36,9 +36,9 @@ type scenario struct {
 	// diskBytes, when > 0, puts the nats-server's store on a tmpfs of
 	// that size.
 	diskBytes int64
-	// serverKills: the scenario kills the nats-server (serverKills), and
-	// drive aims at those kills.
-	serverKills bool
+	// kills says what the scenario kills, for drive to aim at: "server"
+	// (serverKills), "leader" (leaderKills); "" for runners.
+	kills string
 }
 
 func scenarioNamed(name string) scenario {
@@ -68,7 +68,10 @@ func scenarioNamed(name string) scenario {
 			mix: mix{cancel: 0.15, cancelHang: 0.03, cancelRetry: 0.05, replay: 0.1}, injectFn: runnerKills, drive: cancelAndReplay}
 	case "cancel-nats-kill":
 		return scenario{name: name, about: "as cancel-kill, but the nats-server is killed -9 (and restarted) instead of runners", servers: 1, runners: 2,
-			mix: mix{cancel: 0.15, cancelHang: 0.03, cancelRetry: 0.05, replay: 0.1}, injectFn: serverKills, drive: cancelAndReplay, serverKills: true}
+			mix: mix{cancel: 0.15, cancelHang: 0.03, cancelRetry: 0.05, replay: 0.1}, injectFn: serverKills, drive: cancelAndReplay, kills: "server"}
+	case "cancel-leader-kill":
+		return scenario{name: name, about: "as cancel-kill, on a three-node R3 cluster whose stream leader is killed -9 (and restarted) instead of runners", servers: 3, runners: 3,
+			mix: mix{cancel: 0.15, cancelHang: 0.03, cancelRetry: 0.05, replay: 0.1}, injectFn: leaderKills, drive: cancelAndReplay, kills: "leader"}
 	case "grandchild":
 		return scenario{name: name, about: "20% of tasks leave a detached grandchild, 1% also crash their plugin, while runners are SIGKILLed: no grandchild outlives its plugin", servers: 1, runners: 2,
 			mix: mix{spawn: 0.2, spawnCrash: 0.01}, injectFn: runnerKillsGrandchildren, grandchildren: true}
@@ -326,13 +329,16 @@ func (e *env) cancelTask(ctx context.Context, id string, delay time.Duration) {
 	e.log.WithField("task_id", id).Warn("cancel: no runner answered for a minute")
 }
 
-// nextKill returns the time of the next kill of the scenario (runner
-// kills, or nats-server kills when it kills servers) after from and within
-// within, if there is one.
+// nextKill returns the time of the next kill the scenario is due to make
+// (of runners, of the nats-server, or of a stream leader, as e.kills
+// says) after from and within within, if there is one.
 func (e *env) nextKill(from time.Time, within time.Duration) (time.Time, bool) {
 	k := e.cfg.RunnerKills
-	if e.serverKills {
+	switch e.kills {
+	case "server":
 		k = e.cfg.ServerKills
+	case "leader":
+		k = e.cfg.LeaderKills
 	}
 	for i := range k {
 		at := e.start.Add(e.cfg.Window * time.Duration(i+1) / time.Duration(k+1))
@@ -641,7 +647,7 @@ func runScenario(parent context.Context, cfg Config, sc scenario) Result {
 	defer cancel()
 	dir := filepath.Join(cfg.WorkDir, sc.name)
 	e := &env{cfg: cfg, dir: dir, log: log, procs: &procs{}, execLog: filepath.Join(dir, "executions.log"), diskBytes: sc.diskBytes,
-		serverKills: sc.serverKills}
+		kills: sc.kills}
 	fail := func(err error) Result {
 		res.Error = err.Error()
 		log.WithError(err).Error("scenario failed to run")
