@@ -30,6 +30,12 @@ func (c Config) CancelledSubject(id string) string { return c.SubjectPrefix + ".
 // CancelledSubjects is the wildcard subject of all cancellation notices.
 func (c Config) CancelledSubjects() string { return c.SubjectPrefix + ".cancelled.>" }
 
+// ScheduleRemovalWait bounds how long RecordCancel tries to remove a
+// cancelled task's retry schedule. A purge takes a millisecond; one that
+// gets no answer (the retries stream is electing a leader) is given up,
+// and the schedule, when it fires, is dropped by the runner that reads it.
+const ScheduleRemovalWait = 3 * time.Second
+
 // Cancel asks the runners to cancel task id and returns the cancelled
 // record. It needs a submitter's rights. It returns ErrAlreadyFinished with
 // the final record when the task had already ended, ErrTaskNotFound when no
@@ -101,7 +107,15 @@ func (c *Client) RecordCancel(ctx context.Context, id string) (Record, models.Ta
 			return Record{}, was, err
 		}
 		if was == models.StatusRetrying || !rec.Task.RunAt.IsZero() {
-			if err := c.CancelSchedule(ctx, id); err != nil {
+			// Best-effort, and so bounded: a schedule left fires into a
+			// cancelled record, which runners drop. A retries stream whose
+			// leader does not answer held the cancellation for all of ctx
+			// (30 s in a runner, which carries out cancellations one at a
+			// time).
+			sctx, cancel := context.WithTimeout(ctx, ScheduleRemovalWait)
+			err := c.CancelSchedule(sctx, id)
+			cancel()
+			if err != nil {
 				c.log.WithError(err).WithField("task_id", id).Warn("cancel: could not remove the retry schedule; the runner will drop it")
 			}
 		}

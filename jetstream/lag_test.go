@@ -434,3 +434,72 @@ func TestConnectionLeavesAServerThatStopsAnswering(t *testing.T) {
 		t.Fatalf("flush through %s: %v", nc.ConnectedServerName(), err)
 	}
 }
+
+// Removing a cancelled task's retry schedule is best-effort (a schedule
+// left fires into a cancelled record, which runners drop): a retries
+// stream whose leader does not answer must not hold the cancellation.
+// It held it for the whole context, 30 s in the runner, which carries
+// out its cancellations one at a time: a leader kill on a cluster left
+// every runner unable to cancel anything for 30 s.
+func TestCancelDoesNotWaitOutAnUnansweringRetriesStream(t *testing.T) {
+	t.Parallel()
+	if testing.Short() {
+		t.Skip("builds nats-server and runs three of them")
+	}
+	urls, procs := natsProcs(t)
+	var all []string
+	for _, u := range urls {
+		all = append(all, u)
+	}
+	client := clusterClient(t, strings.Join(all, ","))
+	leaderOf := func(name string) string {
+		t.Helper()
+		var leader string
+		omniqtest.Eventually(t, 30*time.Second, "stream "+name+" has a leader", func() bool {
+			s, err := client.JetStream().Stream(ctx(t), name)
+			if err != nil || s.CachedInfo().Cluster == nil {
+				return false
+			}
+			leader = s.CachedInfo().Cluster.Leader
+			return leader != ""
+		})
+		return leader
+	}
+	// The retries stream's leader must lead neither the state bucket nor
+	// the tasks stream; step it down until so.
+	omniqtest.Eventually(t, 60*time.Second, "the retries stream led apart from the state bucket", func() bool {
+		r := leaderOf("OMNIQ_RETRIES")
+		if r != leaderOf("KV_OMNIQ_STATE") {
+			return true
+		}
+		_, _ = client.Conn().Request("$JS.API.STREAM.LEADER.STEPDOWN.OMNIQ_RETRIES", nil, 5*time.Second)
+		return false
+	})
+	stopped := leaderOf("OMNIQ_RETRIES")
+	// A client connected through a server that stays up.
+	var via string
+	for name, u := range urls {
+		if name != stopped {
+			via = u
+		}
+	}
+	c := clusterClient(t, via)
+	task := models.NewTask("waits-for-retry", "f", 3, 0, time.Now())
+	task.Status, task.Attempt, task.RunAt = models.StatusRetrying, 1, time.Now().Add(time.Hour)
+	if _, err := c.State().Create(ctx(t), task); err != nil {
+		t.Fatal(err)
+	}
+	if err := procs[stopped].Signal(syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = procs[stopped].Signal(syscall.SIGCONT) }()
+	budget, cancel := context.WithTimeout(ctx(t), 30*time.Second)
+	defer cancel()
+	rec, was, err := c.RecordCancel(budget, task.ID)
+	if err != nil || was != models.StatusRetrying || rec.Task.Status != models.StatusCancelled {
+		t.Fatalf("RecordCancel = %v, %q, %v; want the task cancelled from retrying", rec.Task, was, err)
+	}
+	if budget.Err() != nil {
+		t.Fatalf("RecordCancel returned only when its 30 s context ended (%v): it waited out the retries stream's stopped leader", budget.Err())
+	}
+}

@@ -1,6 +1,7 @@
 package chaos
 
 import (
+	"math/rand/v2"
 	"strings"
 	"testing"
 	"time"
@@ -190,6 +191,22 @@ func TestAnalyzeTimesRecoveryFromEachFault(t *testing.T) {
 	check("first completion after the server was back", r.Faults[0].FirstAfterBack, 0.5)
 }
 
+// A fault that came after the last outcome (leader-kill finds a leader
+// late, when every task has ended) drained nothing: no drain time, not a
+// negative one.
+func TestAnalyzeNoDrainAfterALateFault(t *testing.T) {
+	tasks := []taskSpec{{ID: "a", Kind: kindWork}}
+	r := analyze(observations{Start: t0, Tasks: tasks, Accepted: map[string]time.Time{"a": t0},
+		Final:  map[string]finalState{"a": record(models.StatusSucceeded, 12*time.Second)},
+		Faults: []fault{{Kind: "stream leader kill -9", Target: "n2", At: at0(13 * time.Second), Back: at0(16 * time.Second)}}})
+	if r.Drain != nil {
+		t.Errorf("drain = %v, want none: the fault came after the last outcome", *r.Drain)
+	}
+	if r.Elapsed != 12 {
+		t.Errorf("elapsed = %v, want 12", r.Elapsed)
+	}
+}
+
 func deref(f *float64) any {
 	if f == nil {
 		return nil
@@ -209,6 +226,65 @@ func TestParseExecLog(t *testing.T) {
 	for _, bad := range []string{"begin x 1 2 3\n", "start x 1 2\n", "start x one 2 3\n"} {
 		if _, err := parseExecLog(strings.NewReader(bad)); err == nil || !strings.Contains(err.Error(), "execution log line 1") {
 			t.Errorf("%q: err = %v, want one naming line 1", bad, err)
+		}
+	}
+}
+
+// A replay adds the failure it replays to the task's outcomes: one
+// terminal record per replay more is not a duplicate; and each kind of
+// task has the ends it may come to.
+func TestAnalyzeReplaysAndKinds(t *testing.T) {
+	accepted := map[string]time.Time{"t": t0}
+	failedThenSucceeded := map[string][]outcome{"t": {terminal(models.StatusFailed, time.Second, 3), terminal(models.StatusSucceeded, 2*time.Second, 7)}}
+	for _, tc := range []struct {
+		name    string
+		kind    kind
+		final   finalState
+		seen    map[string][]outcome
+		replays map[string]int
+		want    counts
+		ok      bool
+	}{
+		{name: "replayed once: its failure and its success", kind: kindReplay, final: record(models.StatusSucceeded, 2*time.Second),
+			seen: failedThenSucceeded, replays: map[string]int{"t": 1}, want: counts{Submitted: 1, Succeeded: 1}, ok: true},
+		{name: "not replayed: a failure and a success are two outcomes", kind: kindReplay, final: record(models.StatusSucceeded, 2*time.Second),
+			seen: failedThenSucceeded, want: counts{Submitted: 1, Succeeded: 1, Dup: 1}},
+		{name: "a cancel task may end cancelled", kind: kindCancel, final: record(models.StatusCancelled, time.Second),
+			want: counts{Submitted: 1}, ok: true},
+		{name: "a cancel task may end succeeded", kind: kindCancel, final: record(models.StatusSucceeded, time.Second),
+			want: counts{Submitted: 1, Succeeded: 1}, ok: true},
+		{name: "a cancel task that failed is unexpected", kind: kindCancel, final: record(models.StatusFailed, time.Second),
+			want: counts{Submitted: 1, Failed: 1, Unexpected: 1, Lost: 1}},
+		{name: "a gone task may end failed", kind: kindGone, final: record(models.StatusFailed, time.Second),
+			want: counts{Submitted: 1, Failed: 1, Lost: 1}},
+		{name: "a hang task that succeeded is unexpected", kind: kindHang, final: record(models.StatusSucceeded, time.Second),
+			want: counts{Submitted: 1, Succeeded: 1, Unexpected: 1}, ok: true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := analyze(observations{Start: t0, Tasks: []taskSpec{{ID: "t", Kind: tc.kind}}, Accepted: accepted,
+				Final: map[string]finalState{"t": tc.final}, Terminal: tc.seen, Replays: tc.replays})
+			if got := countsOf(r); got != tc.want {
+				t.Errorf("counts = %+v, want %+v (problems %+v)", got, tc.want, r.Problems)
+			}
+			if r.OK() != tc.ok {
+				t.Errorf("OK() = %v, want %v", r.OK(), tc.ok)
+			}
+			if r.Replayed != tc.replays["t"] {
+				t.Errorf("replayed = %d, want %d", r.Replayed, tc.replays["t"])
+			}
+		})
+	}
+}
+
+func TestMakeTasksDrawsEveryKindOfTheMix(t *testing.T) {
+	m := mix{crash: 0.075, sleep: 0.075, long: 0.075, hang: 0.075, cancel: 0.075, cancelHang: 0.075, cancelRetry: 0.075, replay: 0.075, spawn: 0.075, spawnCrash: 0.075, gone: 0.075, goneRetry: 0.075}
+	n := map[kind]int{}
+	for _, task := range makeTasks("s", 2000, m, rand.New(rand.NewPCG(1, 0))) {
+		n[task.Kind]++
+	}
+	for _, k := range []kind{kindWork, kindCrash, kindSleep, kindLong, kindHang, kindCancel, kindCancelHang, kindCancelRetry, kindReplay, kindSpawn, kindSpawnCrash, kindGone, kindGoneRetry} {
+		if n[k] < 100 || n[k] > 250 {
+			t.Errorf("%d %s tasks of 2000, want 150 to 200 (all: %v)", n[k], k, n)
 		}
 	}
 }

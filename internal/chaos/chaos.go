@@ -27,7 +27,18 @@ import (
 )
 
 // Scenarios are the scenario names, in the order they run.
-var Scenarios = []string{"runner-kill", "nats-kill", "leader-kill", "leader-stop", "plugin-crash", "sigstop", "rolling-restart"}
+var Scenarios = []string{"runner-kill", "nats-kill", "leader-kill", "leader-stop", "plugin-crash", "sigstop", "rolling-restart",
+	"term-kill", "poison-kill", "cancel-kill", "cancel-nats-kill", "cancel-leader-kill", "grandchild", "config-change", "disk-full"}
+
+// DefaultScenarios returns the scenarios run when none is named: every one
+// of Scenarios, disk-full only when the suite runs as root (it mounts a
+// tmpfs).
+func DefaultScenarios() []string {
+	if os.Geteuid() == 0 {
+		return slices.Clone(Scenarios)
+	}
+	return slices.DeleteFunc(slices.Clone(Scenarios), func(s string) bool { return s == "disk-full" })
+}
 
 // ErrInvalidConfig is wrapped by every Config validation error.
 var ErrInvalidConfig = errors.New("invalid chaos config")
@@ -35,7 +46,8 @@ var ErrInvalidConfig = errors.New("invalid chaos config")
 // Config configures a run of the suite. The zero value runs every scenario
 // at full size with the binaries `make chaos` builds.
 type Config struct {
-	// Scenarios to run, by name (see Scenarios). Defaults to all.
+	// Scenarios to run, by name (see Scenarios). Defaults to
+	// DefaultScenarios: all of them, disk-full only as root.
 	Scenarios []string
 	// Tasks is the number of tasks each scenario submits. Defaults to 3000.
 	Tasks int
@@ -97,7 +109,7 @@ type Config struct {
 // WithDefaults returns a copy of c with every zero field set to its default.
 func (c Config) WithDefaults() Config {
 	if len(c.Scenarios) == 0 {
-		c.Scenarios = Scenarios
+		c.Scenarios = DefaultScenarios()
 	}
 	if c.Tasks == 0 {
 		c.Tasks = 3000

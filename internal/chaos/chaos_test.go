@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -243,5 +244,70 @@ func TestLeaderStopScenario(t *testing.T) {
 	}
 	if left := leftovers(work, 5*time.Second); len(left) > 0 {
 		t.Fatalf("left running after the run: %v", left)
+	}
+}
+
+// TestCancelKillAndGrandchildScenarios runs small cancel-kill and
+// grandchild scenarios with the real binaries: cancellations and replays
+// racing a runner's SIGKILL, and plugins that leave detached grandchildren
+// while a runner is SIGKILLed. Every task ends once, the replays happen,
+// and no grandchild outlives its plugin.
+func TestCancelKillAndGrandchildScenarios(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds nats-server and runs real processes for a few seconds")
+	}
+	plugins := t.TempDir()
+	testbin.Copy(t, omniqtest.FaultsPlugin, plugins)
+	work := filepath.Join(t.TempDir(), "work")
+	for dir := filepath.Dir(work); dir != os.TempDir() && dir != "/"; dir = filepath.Dir(dir) {
+		if err := os.Chmod(dir, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cfg := Config{
+		Scenarios: []string{"cancel-kill", "grandchild"}, Tasks: 100, Window: 4 * time.Second, Work: 200 * time.Millisecond, RunnerKills: 1,
+		AckWait: 2 * time.Second, Settle: 2 * time.Minute, Quiet: 500 * time.Millisecond, WorkDir: work, Seed: 3,
+		NATSServer:  testbin.Build(t, "github.com/nats-io/nats-server/v2"),
+		Runner:      testbin.Build(t, "github.com/omniq/omniq/cmd/omniq-runner"),
+		ChaosPlugin: testbin.Build(t, "github.com/omniq/omniq/internal/chaos/chaoswork"),
+		PluginsDir:  plugins,
+	}
+	rep, err := Run(omniqtest.Context(t), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out bytes.Buffer
+	if err := rep.WriteTable(&out); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("report:\n%s", out.String())
+	if len(rep.Results) != 2 {
+		t.Fatalf("%d results, want 2", len(rep.Results))
+	}
+	if !rep.OK() {
+		t.Fatalf("want every task ended once and no process left; got %s", out.String())
+	}
+	ck, gc := rep.Results[0], rep.Results[1]
+	if ck.Submitted != 100 || ck.Cancelled == 0 || ck.Replayed == 0 {
+		t.Errorf("cancel-kill: %d submitted, %d cancelled, %d replayed; want 100, some cancelled and some replayed", ck.Submitted, ck.Cancelled, ck.Replayed)
+	}
+	if gc.Submitted != 100 || gc.Succeeded == 0 {
+		t.Errorf("grandchild: %d submitted, %d succeeded; want 100, most succeeded", gc.Submitted, gc.Succeeded)
+	}
+	if left := leftovers(work, 5*time.Second); len(left) > 0 {
+		t.Fatalf("left running after the run: %v", left)
+	}
+}
+
+// disk-full mounts a tmpfs: it is run by default only as root, where it
+// can.
+func TestDiskFullIsADefaultScenarioOnlyForRoot(t *testing.T) {
+	t.Parallel()
+	got := Config{}.WithDefaults().Scenarios
+	if want := os.Geteuid() == 0; slices.Contains(got, "disk-full") != want {
+		t.Errorf("default scenarios %v; want disk-full among them: %v (euid %d)", got, want, os.Geteuid())
+	}
+	if len(got) < len(Scenarios)-1 {
+		t.Errorf("default scenarios %v, want every one of %v but disk-full at most", got, Scenarios)
 	}
 }

@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -34,6 +35,34 @@ type env struct {
 	execLog string
 	// replicas is the streams' replication factor in the runners' config.
 	replicas int
+	// start is when the scenario began submitting.
+	start time.Time
+	// diskBytes, when > 0, puts each nats-server's store on a tmpfs of
+	// that size (mounts lists them, for close to unmount).
+	diskBytes int64
+	mounts    []string
+	// kills is what the scenario kills, for nextKill: "server", "leader",
+	// or "" for runners.
+	kills string
+
+	mu sync.Mutex
+	// left are processes found alive past their owner while the scenario
+	// ran (noteLeftover).
+	left []string
+}
+
+// noteLeftover records a process found alive past its owner.
+func (e *env) noteLeftover(p string) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.left = append(e.left, p)
+}
+
+// leftovers returns what noteLeftover recorded.
+func (e *env) leftovers() []string {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return append([]string(nil), e.left...)
 }
 
 // natsNode is one nats-server process and what it needs to restart.
@@ -54,6 +83,10 @@ type runnerNode struct {
 	metricsAddr string
 	log         string
 	proc        *proc
+	// pluginsDir and concurrency, when set, replace the scenario's plugins
+	// directory and the runner's default concurrency at the next start.
+	pluginsDir  string
+	concurrency int
 }
 
 // startServers writes the config of n nats-server processes (a cluster when
@@ -76,7 +109,24 @@ func (e *env) startServers(n int) error {
 		fmt.Fprintf(&b, "server_name: %s\nlisten: \"127.0.0.1:%d\"\n", node.name, node.port)
 		// OmniQ needs its 1 MiB payloads plus 64 KiB of headers.
 		b.WriteString("max_payload: 8MB\n")
-		fmt.Fprintf(&b, "jetstream {\n  store_dir: %q\n  sync_interval: %s\n}\n", filepath.Join(e.dir, node.name+"-store"), e.cfg.Sync)
+		store := filepath.Join(e.dir, node.name+"-store")
+		limit := ""
+		if e.diskBytes > 0 {
+			// A small file system of its own that the scenario can fill;
+			// nats-server's own limit set above its size, so that writes
+			// meet a full disk rather than the limit.
+			disk := filepath.Join(e.dir, node.name+"-disk")
+			if err := os.MkdirAll(disk, 0o755); err != nil {
+				return err
+			}
+			if err := syscall.Mount("tmpfs", disk, "tmpfs", 0, fmt.Sprintf("size=%d", e.diskBytes)); err != nil {
+				return fmt.Errorf("mount a %d-byte tmpfs for %s's store (disk-full needs root): %w", e.diskBytes, node.name, err)
+			}
+			e.mounts = append(e.mounts, disk)
+			store = filepath.Join(disk, "store")
+			limit = "  max_file_store: 1T\n"
+		}
+		fmt.Fprintf(&b, "jetstream {\n  store_dir: %q\n  sync_interval: %s\n%s}\n", store, e.cfg.Sync, limit)
 		if n > 1 {
 			fmt.Fprintf(&b, "cluster {\n  name: omniq-chaos\n  listen: \"127.0.0.1:%d\"\n  routes: [%s]\n}\n", ports[n+i], strings.Join(routes, ", "))
 		}
@@ -185,13 +235,20 @@ func (e *env) startRunner(ctx context.Context, r *runnerNode) error {
 	if err != nil {
 		return fmt.Errorf("write the config of runner %s: %w", r.id, err)
 	}
+	plugins := filepath.Join(e.dir, "plugins")
+	if r.pluginsDir != "" {
+		plugins = r.pluginsDir
+	}
 	args := []string{
-		"--nats-url", e.serverURLs(r.slot - 1), "--plugins-dir", filepath.Join(e.dir, "plugins"), "--id", r.id,
+		"--nats-url", e.serverURLs(r.slot - 1), "--plugins-dir", plugins, "--id", r.id,
 		"--metrics-addr", r.metricsAddr, "--config", conf, "--log-format", "json",
 		"--shutdown-grace", "5s",
 	}
 	if e.cfg.AckWait > 0 {
 		args = append(args, "--ack-wait", e.cfg.AckWait.String())
+	}
+	if r.concurrency > 0 {
+		args = append(args, "--concurrency", fmt.Sprint(r.concurrency))
 	}
 	p, err := e.procs.start(r.id, r.log, e.cfg.Runner, args...)
 	if err != nil {
@@ -255,10 +312,18 @@ func (e *env) connect(ctx context.Context) error {
 	}
 }
 
-// close stops the client and every process of the scenario.
+// close stops the client and every process of the scenario, and unmounts
+// the file systems it mounted.
 func (e *env) close() error {
 	if e.nc != nil {
 		e.nc.Close()
 	}
-	return e.procs.killAll()
+	err := e.procs.killAll()
+	for _, m := range e.mounts {
+		if uerr := syscall.Unmount(m, 0); uerr != nil {
+			err = errors.Join(err, fmt.Errorf("unmount %s: %w", m, uerr))
+		}
+	}
+	e.mounts = nil
+	return err
 }

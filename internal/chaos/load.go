@@ -30,14 +30,63 @@ const (
 	// kindCrash runs faults' crash, which ends its plugin process; should
 	// be dead-lettered plugin_crash.
 	kindCrash kind = "crash"
+	// kindLong runs faults' sleep for 8 times as long as work does (2–14
+	// times --work); should succeed.
+	kindLong kind = "long"
+	// kindHang runs faults' hang, which never returns, with a short
+	// timeout and one retry; should be dead-lettered (timeout, or
+	// plugin_crash when a crash in the same plugin took it down first).
+	kindHang kind = "hang"
+	// kindCancel runs faults' sleep for a few seconds, and the suite asks
+	// for its cancellation meanwhile; should end cancelled (or succeeded,
+	// when the cancellation came too late).
+	kindCancel kind = "cancel"
+	// kindCancelHang runs faults' hang, which ignores cancellation, with a
+	// 3 s timeout and one retry, and the suite asks for its cancellation
+	// meanwhile; should end cancelled (its plugin killed), or failed when
+	// the cancellation came too late.
+	kindCancelHang kind = "cancel-hang"
+	// kindCancelRetry runs faults' fail asking for its retry 2 s later,
+	// three retries, and the suite asks for its cancellation meanwhile
+	// (often while its retry waits); should end cancelled, or failed when
+	// the cancellation came too late.
+	kindCancelRetry kind = "cancel-retry"
+	// kindReplay runs faults' flaky "1" with no retries: its first attempt
+	// fails and dead-letters it, the suite replays it, and the replay
+	// succeeds; should end succeeded.
+	kindReplay kind = "replay"
+	// kindSpawn runs chaoswork's spawn: it starts a detached grandchild (a
+	// new session, its parent gone) and then works as work; should
+	// succeed, and no grandchild may outlive its plugin.
+	kindSpawn kind = "spawn"
+	// kindSpawnCrash runs chaoswork's spawn with "crash": it starts a
+	// detached grandchild and ends its plugin process; should be
+	// dead-lettered plugin_crash, and its grandchildren die with the plugin.
+	kindSpawnCrash kind = "spawn-crash"
+	// kindGone runs faults' sleep in a scenario that takes the faults
+	// plugin away from every runner: should succeed, or be dead-lettered
+	// unknown_function once no runner serves it.
+	kindGone kind = "gone"
+	// kindGoneRetry runs faults' fail asking for its retry 4 s later, one
+	// retry, in the scenario that takes faults away: its retry may come
+	// due when no runner serves it; should be dead-lettered, as
+	// handler_error or unknown_function.
+	kindGoneRetry kind = "gone-retry"
 )
 
-// expected is the status a task of kind k should end in.
-func (k kind) expected() models.TaskStatus {
-	if k == kindCrash {
-		return models.StatusFailed
+// expected lists the statuses a task of kind k may end in.
+func (k kind) expected() []models.TaskStatus {
+	switch k {
+	case kindCrash, kindHang, kindSpawnCrash, kindGoneRetry:
+		return []models.TaskStatus{models.StatusFailed}
+	case kindCancel:
+		return []models.TaskStatus{models.StatusCancelled, models.StatusSucceeded}
+	case kindCancelHang, kindCancelRetry:
+		return []models.TaskStatus{models.StatusCancelled, models.StatusFailed}
+	case kindGone:
+		return []models.TaskStatus{models.StatusSucceeded, models.StatusFailed}
 	}
-	return models.StatusSucceeded
+	return []models.TaskStatus{models.StatusSucceeded}
 }
 
 // taskSpec is one task to submit.
@@ -46,19 +95,28 @@ type taskSpec struct {
 	Kind kind
 }
 
-// mix is the share of crash and sleep tasks in a load; the rest is work.
-type mix struct{ crash, sleep float64 }
+// mix is the share of each kind of task in a load; the rest is work.
+type mix struct {
+	crash, sleep, long, hang, cancel, cancelHang, cancelRetry, replay, spawn, spawnCrash, gone, goneRetry float64
+}
 
 // makeTasks returns n tasks of scenario, kinds drawn from m with rng.
 func makeTasks(scenario string, n int, m mix, rng *rand.Rand) []taskSpec {
+	shares := []struct {
+		k kind
+		p float64
+	}{{kindCrash, m.crash}, {kindSleep, m.sleep}, {kindLong, m.long}, {kindHang, m.hang}, {kindCancel, m.cancel}, {kindCancelHang, m.cancelHang}, {kindCancelRetry, m.cancelRetry}, {kindReplay, m.replay},
+		{kindSpawn, m.spawn}, {kindSpawnCrash, m.spawnCrash}, {kindGone, m.gone}, {kindGoneRetry, m.goneRetry}}
 	tasks := make([]taskSpec, n)
 	for i := range tasks {
 		k := kindWork
-		switch x := rng.Float64(); {
-		case x < m.crash:
-			k = kindCrash
-		case x < m.crash+m.sleep:
-			k = kindSleep
+		x, sum := rng.Float64(), 0.0
+		for _, s := range shares {
+			sum += s.p
+			if x < sum {
+				k = s.k
+				break
+			}
 		}
 		tasks[i] = taskSpec{ID: fmt.Sprintf("%s-%05d", scenario, i), Kind: k}
 	}
@@ -75,6 +133,30 @@ func (t taskSpec) request(rng *rand.Rand, work time.Duration) jetstream.SubmitRe
 	case kindCrash:
 		one := 1
 		return jetstream.SubmitRequest{ID: t.ID, Function: "crash", Payload: []byte("exit"), MaxRetries: &one}
+	case kindHang:
+		one := 1
+		return jetstream.SubmitRequest{ID: t.ID, Function: "hang", MaxRetries: &one, Timeout: time.Second}
+	case kindCancel, kindLong:
+		return jetstream.SubmitRequest{ID: t.ID, Function: "sleep", Payload: []byte((8 * d).String())}
+	case kindCancelHang:
+		one := 1
+		return jetstream.SubmitRequest{ID: t.ID, Function: "hang", MaxRetries: &one, Timeout: 3 * time.Second}
+	case kindCancelRetry:
+		three := 3
+		return jetstream.SubmitRequest{ID: t.ID, Function: "fail", Payload: []byte(`{"message":"fails, retry in 2 s","retry_after_ms":2000}`), MaxRetries: &three}
+	case kindReplay:
+		zero := 0
+		return jetstream.SubmitRequest{ID: t.ID, Function: "flaky", Payload: []byte("1"), MaxRetries: &zero}
+	case kindSpawn:
+		return jetstream.SubmitRequest{ID: t.ID, Function: "spawn", Payload: []byte(d.String())}
+	case kindSpawnCrash:
+		one := 1
+		return jetstream.SubmitRequest{ID: t.ID, Function: "spawn", Payload: []byte(d.String() + " crash"), MaxRetries: &one}
+	case kindGone:
+		return jetstream.SubmitRequest{ID: t.ID, Function: "sleep", Payload: []byte(d.String())}
+	case kindGoneRetry:
+		one := 1
+		return jetstream.SubmitRequest{ID: t.ID, Function: "fail", Payload: []byte(`{"message":"fails, retry in 4 s","retry_after_ms":4000}`), MaxRetries: &one}
 	}
 	return jetstream.SubmitRequest{ID: t.ID, Function: "work", Payload: []byte(d.String())}
 }
@@ -89,7 +171,10 @@ type submitStats struct {
 // submit submits tasks evenly spread over window, with a few submitters in
 // parallel; a submit that fails is tried again (Submit is idempotent per
 // task id) until it is acknowledged or ctx ends.
-func (e *env) submit(ctx context.Context, tasks []taskSpec, window time.Duration, seed uint64) submitStats {
+//
+// accepted, when not nil, is called with each task once its submit was
+// acknowledged.
+func (e *env) submit(ctx context.Context, tasks []taskSpec, window time.Duration, seed uint64, accepted func(taskSpec)) submitStats {
 	type job struct {
 		spec taskSpec
 		req  jetstream.SubmitRequest
@@ -113,6 +198,9 @@ func (e *env) submit(ctx context.Context, tasks []taskSpec, window time.Duration
 					st.accepted[j.spec.ID] = time.Now()
 				}
 				mu.Unlock()
+				if err == nil && accepted != nil {
+					accepted(j.spec)
+				}
 			}
 		}()
 	}

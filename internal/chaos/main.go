@@ -34,7 +34,8 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	// here, the usage goes to stdout when asked for, and an error is one line.
 	var usage bytes.Buffer
 	fs.SetOutput(&usage)
-	fs.StringVar(&scenarios, "scenarios", strings.Join(Scenarios, ","), "comma-separated scenarios to run: "+strings.Join(Scenarios, ", "))
+	fs.StringVar(&scenarios, "scenarios", strings.Join(DefaultScenarios(), ","), "comma-separated scenarios to run: "+strings.Join(Scenarios, ", ")+
+		" (disk-full needs root: it mounts a tmpfs)")
 	fs.IntVar(&cfg.Tasks, "tasks", 3000, "tasks submitted per scenario")
 	fs.DurationVar(&cfg.Window, "window", 30*time.Second, "how long each scenario spreads its submissions over; faults fall inside it")
 	fs.DurationVar(&cfg.Work, "work", 200*time.Millisecond, "mean duration of a task's handler")

@@ -1,6 +1,7 @@
 package chaos
 
 import (
+	"fmt"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -65,5 +66,30 @@ func TestLeftoversNameWhatOutlivedItsOwner(t *testing.T) {
 	killGroup()
 	if left := leftovers(dir, 5*time.Second); len(left) > 0 {
 		t.Fatalf("leftovers after the kill = %v, want none", left)
+	}
+}
+
+// A grandchild of a SIGKILLed runner still alive is a leftover; one of
+// another runner (r1-10 is not r1-1) is not.
+func TestGrandchildrenOfAKilledRunnerAreLeftovers(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	var cmds []*exec.Cmd
+	for _, runner := range []string{"r1-1", "r1-10"} {
+		cmd := exec.Command("/bin/sh", "-c", "while :; do /bin/sleep 1; done", filepath.Join(dir, "grandchild-"+runner))
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		cmds = append(cmds, cmd)
+		t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	}
+	e := &env{dir: dir}
+	e.checkGrandchildren(fault{Runner: "r1-2", At: time.Now()}, 0)
+	if left := e.leftovers(); len(left) != 0 {
+		t.Fatalf("leftovers of r1-2 = %v, want none", left)
+	}
+	e.checkGrandchildren(fault{Runner: "r1-1", At: time.Now()}, 100*time.Millisecond)
+	if left := e.leftovers(); len(left) != 1 || !strings.Contains(left[0], fmt.Sprint(cmds[0].Process.Pid)) || !strings.Contains(left[0], "runner r1-1") {
+		t.Fatalf("leftovers of r1-1 = %v, want its one grandchild", left)
 	}
 }

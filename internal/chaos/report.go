@@ -49,6 +49,9 @@ func (r Report) WriteTable(w io.Writer) error {
 		if res.Unlogged > 0 {
 			fmt.Fprintf(w, "  %d succeeded work tasks have no finished run in the execution log: the execution counts are not to be trusted\n", res.Unlogged)
 		}
+		if res.Replayed > 0 {
+			fmt.Fprintf(w, "  dead-lettered tasks replayed: %d\n", res.Replayed)
+		}
 		if res.SubmitRetries > 0 || res.SubmitFailed > 0 {
 			fmt.Fprintf(w, "  submits tried again: %d; never acknowledged: %d\n", res.SubmitRetries, res.SubmitFailed)
 		}

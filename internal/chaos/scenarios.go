@@ -2,6 +2,7 @@ package chaos
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"os"
@@ -11,7 +12,10 @@ import (
 	"syscall"
 	"time"
 
+	natsjs "github.com/nats-io/nats.go/jetstream"
 	"github.com/sirupsen/logrus"
+
+	"github.com/omniq/omniq/jetstream"
 )
 
 // scenario is one fault scenario.
@@ -22,6 +26,19 @@ type scenario struct {
 	runners  int
 	mix      mix
 	injectFn func(ctx context.Context, e *env, start time.Time) ([]fault, error)
+	// drive, when set, gets every task once its submit is acknowledged
+	// (the channel closes after the last) and acts on it meanwhile
+	// (cancels, replays); it returns how many times it replayed each task.
+	drive func(ctx context.Context, e *env, accepted <-chan taskSpec) map[string]int
+	// grandchildren: the scenario's plugins spawn detached grandchildren;
+	// none of a crashed plugin may be left at the end.
+	grandchildren bool
+	// diskBytes, when > 0, puts the nats-server's store on a tmpfs of
+	// that size.
+	diskBytes int64
+	// kills says what the scenario kills, for drive to aim at: "server"
+	// (serverKills), "leader" (leaderKills); "" for runners.
+	kills string
 }
 
 func scenarioNamed(name string) scenario {
@@ -40,6 +57,30 @@ func scenarioNamed(name string) scenario {
 		return scenario{name: name, about: "each runner in turn stopped with SIGTERM under load (graceful) and started again", servers: 1, runners: 2, injectFn: rollingRestarts}
 	case "sigstop":
 		return scenario{name: name, about: "a runner SIGSTOPped past its ack wait under load, then SIGCONTed", servers: 1, runners: 2, injectFn: stopRunner}
+	case "term-kill":
+		return scenario{name: name, about: "each runner in turn sent SIGTERM under load and SIGKILLed 1 s into its 5 s shutdown grace (a supervisor out of patience), then started again", servers: 1, runners: 2,
+			mix: mix{long: 0.2}, injectFn: termThenKill}
+	case "poison-kill":
+		return scenario{name: name, about: "3% of tasks crash their plugin and 5% hang on every attempt, while runners are SIGKILLed", servers: 1, runners: 2,
+			mix: mix{crash: 0.03, hang: 0.05}, injectFn: runnerKills}
+	case "cancel-kill":
+		return scenario{name: name, about: "15% of tasks cancelled while running or queued, 3% while hung, 5% while waiting for a retry, 10% dead-lettered and replayed, while runners are SIGKILLed", servers: 1, runners: 3,
+			mix: mix{cancel: 0.15, cancelHang: 0.03, cancelRetry: 0.05, replay: 0.1}, injectFn: runnerKills, drive: cancelAndReplay}
+	case "cancel-nats-kill":
+		return scenario{name: name, about: "as cancel-kill, but the nats-server is killed -9 (and restarted) instead of runners", servers: 1, runners: 2,
+			mix: mix{cancel: 0.15, cancelHang: 0.03, cancelRetry: 0.05, replay: 0.1}, injectFn: serverKills, drive: cancelAndReplay, kills: "server"}
+	case "cancel-leader-kill":
+		return scenario{name: name, about: "as cancel-kill, on a three-node R3 cluster whose stream leader is killed -9 (and restarted) instead of runners", servers: 3, runners: 3,
+			mix: mix{cancel: 0.15, cancelHang: 0.03, cancelRetry: 0.05, replay: 0.1}, injectFn: leaderKills, drive: cancelAndReplay, kills: "leader"}
+	case "grandchild":
+		return scenario{name: name, about: "20% of tasks leave a detached grandchild, 1% also crash their plugin, while runners are SIGKILLed: no grandchild outlives its plugin", servers: 1, runners: 2,
+			mix: mix{spawn: 0.2, spawnCrash: 0.01}, injectFn: runnerKillsGrandchildren, grandchildren: true}
+	case "config-change":
+		return scenario{name: name, about: "runners restarted with another concurrency and without the plugin serving 35% of the tasks (5% waiting 4 s for a retry): those end succeeded, or failed when retired", servers: 1, runners: 2,
+			mix: mix{gone: 0.3, goneRetry: 0.05}, injectFn: configChanges}
+	case "disk-full":
+		return scenario{name: name, about: "the nats-server's store on a 256 MiB tmpfs, filled under load; then freed and the server restarted", servers: 1, runners: 2,
+			mix: mix{crash: 0.01, replay: 0.05}, injectFn: fillDisk, drive: cancelAndReplay, diskBytes: 256 << 20}
 	}
 	panic("unknown scenario " + name) // validate checked the names
 }
@@ -78,6 +119,267 @@ func runnerKills(ctx context.Context, e *env, start time.Time) ([]fault, error) 
 	return faults, nil
 }
 
+// runnerKillsGrandchildren SIGKILLs runners as runnerKills does, and after
+// each kill checks that the grandchildren the killed runner's plugins
+// spawned die with it (within 10 s): any left is a leftover.
+func runnerKillsGrandchildren(ctx context.Context, e *env, start time.Time) ([]fault, error) {
+	faults, err := runnerKills(ctx, e, start)
+	for _, f := range faults {
+		e.checkGrandchildren(f, 10*time.Second)
+	}
+	return faults, err
+}
+
+// checkGrandchildren notes as leftovers the grandchildren of the runner f
+// killed still alive after wait.
+func (e *env) checkGrandchildren(f fault, wait time.Duration) {
+	marker := filepath.Join(e.dir, "grandchild-"+f.Runner)
+	for _, p := range leftovers(marker, wait) {
+		if strings.HasSuffix(p, marker) || strings.HasSuffix(p, marker+"-crash") { // not r1-1's for r1-10
+			e.noteLeftover(fmt.Sprintf("grandchild of runner %s, SIGKILLed %s before: %s", f.Runner, time.Since(f.At).Round(time.Second), p))
+		}
+	}
+}
+
+// configChanges restarts the runners with another configuration, as an
+// operator changing it would: at a third of the window the first runner
+// is stopped with SIGTERM and started with concurrency 4 and without the
+// faults plugin (sleep, the gone tasks' function, is then served by the
+// other runner alone); at two thirds the second is SIGKILLed and started
+// with concurrency 32 and without faults too. From then on no runner
+// serves sleep or fail, and their tasks wait for one (their consumers keep
+// them); at five sixths both functions are retired by deleting their
+// consumers, as docs/operations.md says, and their tasks still queued,
+// waiting for a retry or caught running must be dead-lettered
+// unknown_function.
+func configChanges(ctx context.Context, e *env, start time.Time) ([]fault, error) {
+	only := filepath.Join(e.dir, "plugins-chaoswork")
+	if err := copyFileTo(e.cfg.ChaosPlugin, filepath.Join(only, filepath.Base(e.cfg.ChaosPlugin))); err != nil {
+		return nil, err
+	}
+	if err := os.Chmod(only, 0o755); err != nil {
+		return nil, err
+	}
+	var faults []fault
+	for i, r := range e.runners[:2] {
+		if err := at(ctx, start, e.cfg.Window*time.Duration(i+1)/3); err != nil {
+			return faults, err
+		}
+		sig, kind := syscall.SIGTERM, "runner SIGTERM, restarted with concurrency 4, without faults"
+		if i == 1 {
+			sig, kind = syscall.SIGKILL, "runner SIGKILL, restarted with concurrency 32, without faults"
+		}
+		f := fault{Kind: kind, Target: r.id, At: time.Now(), Runner: r.id}
+		if err := r.proc.signal(sig); err != nil {
+			return faults, err
+		}
+		select {
+		case <-r.proc.done:
+		case <-time.After(30 * time.Second):
+			return faults, fmt.Errorf("runner %s still running 30 s after %v; see %s", r.id, sig, r.log)
+		case <-ctx.Done():
+			return faults, ctx.Err()
+		}
+		r.pluginsDir, r.concurrency = only, 4
+		if i == 1 {
+			r.concurrency = 32
+		}
+		if err := e.startRunner(ctx, r); err != nil {
+			return faults, err
+		}
+		f.Back = time.Now()
+		faults = append(faults, f)
+	}
+	// Retire sleep as docs/operations.md says: its consumers kept its tasks
+	// for a runner to come back; without them the sweep dead-letters them.
+	if err := at(ctx, start, e.cfg.Window*5/6); err != nil {
+		return faults, err
+	}
+	f := fault{Kind: "functions sleep and fail retired (their consumers deleted)", Target: "faults", At: time.Now()}
+	c := e.client.Config()
+	for _, fn := range []string{"sleep", "fail"} {
+		for _, stream := range []string{c.TasksStream, c.RetriesStream} {
+			try, cancel := context.WithTimeout(ctx, 10*time.Second)
+			err := e.client.JetStream().DeleteConsumer(try, stream, "omniq-"+fn)
+			cancel()
+			if err != nil && !errors.Is(err, natsjs.ErrConsumerNotFound) {
+				return faults, fmt.Errorf("retire %s: delete its consumer on %s: %w", fn, stream, err)
+			}
+		}
+	}
+	e.log.Info("functions sleep and fail retired")
+	return append(faults, f), nil
+}
+
+// fillDisk fills the nats-server's file system at a third of the window
+// (nats-server then disables JetStream, as it does on a full disk), frees
+// it at two thirds and restarts the server, as an operator would.
+func fillDisk(ctx context.Context, e *env, start time.Time) ([]fault, error) {
+	if err := at(ctx, start, e.cfg.Window/3); err != nil {
+		return nil, err
+	}
+	node := e.servers[0]
+	filler := filepath.Join(e.dir, node.name+"-disk", "filler")
+	f := fault{Kind: "disk full", Target: node.name, At: time.Now()}
+	if err := fill(filler); err != nil {
+		return nil, err
+	}
+	e.log.WithField("server", node.name).Info("disk filled")
+	if err := at(ctx, start, e.cfg.Window*2/3); err != nil {
+		return []fault{f}, err
+	}
+	if err := os.Remove(filler); err != nil {
+		return []fault{f}, err
+	}
+	if err := node.proc.signal(syscall.SIGTERM); err != nil {
+		return []fault{f}, err
+	}
+	select {
+	case <-node.proc.done:
+	case <-time.After(30 * time.Second):
+		return []fault{f}, fmt.Errorf("nats-server %s still running 30 s after SIGTERM; see %s", node.name, node.log)
+	case <-ctx.Done():
+		return []fault{f}, ctx.Err()
+	}
+	if err := e.startServer(node); err != nil {
+		return []fault{f}, err
+	}
+	f.Back = time.Now()
+	e.log.WithField("server", node.name).Info("disk freed, nats-server restarted")
+	return []fault{f}, nil
+}
+
+// fill writes zeros to path until the file system is full.
+func fill(path string) error {
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	buf := make([]byte, 1<<20)
+	for {
+		if _, err := f.Write(buf); err != nil {
+			if errors.Is(err, syscall.ENOSPC) {
+				return nil
+			}
+			return fmt.Errorf("fill the disk: %w", err)
+		}
+	}
+}
+
+// cancelAndReplay cancels every cancel task at a random moment of its
+// first second or so (queued, running, or on a runner being killed), and
+// replays every replay task once it is dead-lettered; each request is
+// tried again until a runner answers it. It returns the replays made.
+func cancelAndReplay(ctx context.Context, e *env, accepted <-chan taskSpec) map[string]int {
+	var mu sync.Mutex
+	replays := map[string]int{}
+	var wg sync.WaitGroup
+	rng := rand.New(rand.NewPCG(e.cfg.Seed, 2))
+	for t := range accepted {
+		switch t.Kind {
+		case kindCancel, kindCancelHang, kindCancelRetry:
+			delay := time.Duration(rng.Int64N(int64(4*e.cfg.Work) + 1))
+			if kill, ok := e.nextKill(time.Now(), 2*time.Second); ok && rng.IntN(2) == 0 {
+				// Half of them at a runner's SIGKILL, give or take 50 ms.
+				delay = time.Until(kill) + time.Duration(rng.Int64N(int64(100*time.Millisecond))) - 50*time.Millisecond
+			}
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				e.cancelTask(ctx, t.ID, delay)
+			}()
+		case kindReplay:
+			jitter := time.Duration(rng.Int64N(int64(100*time.Millisecond))) - 50*time.Millisecond
+			atKill := rng.IntN(2) == 0
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				if e.replayTask(ctx, t.ID, atKill, jitter) {
+					mu.Lock()
+					replays[t.ID]++
+					mu.Unlock()
+				}
+			}()
+		}
+	}
+	wg.Wait()
+	return replays
+}
+
+// cancelTask asks for the cancellation of task id after delay, until a
+// runner answers (cancelled, or already finished) or a minute passes.
+func (e *env) cancelTask(ctx context.Context, id string, delay time.Duration) {
+	select {
+	case <-time.After(delay):
+	case <-ctx.Done():
+		return
+	}
+	deadline := time.Now().Add(time.Minute)
+	for ctx.Err() == nil && time.Now().Before(deadline) {
+		try, cancel := context.WithTimeout(ctx, 5*time.Second)
+		_, err := e.client.Cancel(try, id)
+		cancel()
+		if err == nil || errors.Is(err, jetstream.ErrAlreadyFinished) {
+			return
+		}
+		e.log.WithError(err).WithField("task_id", id).Debug("cancel; trying again")
+		time.Sleep(200 * time.Millisecond)
+	}
+	e.log.WithField("task_id", id).Warn("cancel: no runner answered for a minute")
+}
+
+// nextKill returns the time of the next kill the scenario is due to make
+// (of runners, of the nats-server, or of a stream leader, as e.kills
+// says) after from and within within, if there is one.
+func (e *env) nextKill(from time.Time, within time.Duration) (time.Time, bool) {
+	k := e.cfg.RunnerKills
+	switch e.kills {
+	case "server":
+		k = e.cfg.ServerKills
+	case "leader":
+		k = e.cfg.LeaderKills
+	}
+	for i := range k {
+		at := e.start.Add(e.cfg.Window * time.Duration(i+1) / time.Duration(k+1))
+		if at.After(from) && at.Sub(from) <= within {
+			return at, true
+		}
+	}
+	return time.Time{}, false
+}
+
+// replayTask waits for task id's dead-letter entry and replays it, until a
+// runner answers; atKill holds the first try until the next runner kill
+// (plus jitter), if one comes within 2 s. It reports whether the task was
+// replayed (by this call or by a try of it whose answer was lost).
+func (e *env) replayTask(ctx context.Context, id string, atKill bool, jitter time.Duration) bool {
+	deadline := time.Now().Add(2 * time.Minute)
+	tried := false
+	for ctx.Err() == nil && time.Now().Before(deadline) {
+		try, cancel := context.WithTimeout(ctx, 5*time.Second)
+		var err error
+		if _, err = e.client.GetDead(try, id); err == nil {
+			if kill, ok := e.nextKill(time.Now(), 2*time.Second); ok && atKill && !tried {
+				select {
+				case <-time.After(time.Until(kill) + jitter):
+				case <-ctx.Done():
+				}
+			}
+			tried = true
+			_, err = e.client.Replay(try, id)
+		}
+		cancel()
+		switch {
+		case err == nil, tried && (errors.Is(err, jetstream.ErrAlreadyReplayed) || errors.Is(err, jetstream.ErrNotDead)):
+			return true
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	e.log.WithField("task_id", id).Warn("replay: not dead-lettered, or no runner answered, for two minutes")
+	return tried
+}
+
 // rollingRestarts stops each runner in turn with SIGTERM, spread over the
 // window, as an operator upgrading them one by one would: it waits for the
 // runner to finish its running tasks and exit 0 (its shutdown grace is
@@ -104,6 +406,38 @@ func rollingRestarts(ctx context.Context, e *env, start time.Time) ([]fault, err
 			return faults, fmt.Errorf("runner %s ended with %v after SIGTERM, want exit status 0; see %s", r.id, r.proc.err, r.log)
 		}
 		e.log.WithField("runner", r.id).Info("runner stopped by SIGTERM; starting it again")
+		if err := e.startRunner(ctx, r); err != nil {
+			return faults, err
+		}
+		f.Back = time.Now()
+		faults = append(faults, f)
+	}
+	return faults, nil
+}
+
+// termThenKill sends each runner in turn SIGTERM, SIGKILLs it 1 s later
+// (inside its 5 s shutdown grace, while it finishes or releases its
+// tasks), and starts it again.
+func termThenKill(ctx context.Context, e *env, start time.Time) ([]fault, error) {
+	var faults []fault
+	n := len(e.runners)
+	for i, r := range e.runners {
+		if err := at(ctx, start, e.cfg.Window*time.Duration(i+1)/time.Duration(n+1)); err != nil {
+			return faults, err
+		}
+		f := fault{Kind: "runner SIGTERM, SIGKILL 1 s later", Target: r.id, At: time.Now(), Runner: r.id}
+		if err := r.proc.signal(syscall.SIGTERM); err != nil {
+			return faults, err
+		}
+		select {
+		case <-r.proc.done: // done within the second
+		case <-time.After(time.Second):
+			if err := e.killRunner(r); err != nil {
+				return faults, err
+			}
+		case <-ctx.Done():
+			return faults, ctx.Err()
+		}
 		if err := e.startRunner(ctx, r); err != nil {
 			return faults, err
 		}
@@ -312,7 +646,8 @@ func runScenario(parent context.Context, cfg Config, sc scenario) Result {
 	ctx, cancel := context.WithTimeout(parent, cfg.Window+cfg.Settle+5*time.Minute)
 	defer cancel()
 	dir := filepath.Join(cfg.WorkDir, sc.name)
-	e := &env{cfg: cfg, dir: dir, log: log, procs: &procs{}, execLog: filepath.Join(dir, "executions.log")}
+	e := &env{cfg: cfg, dir: dir, log: log, procs: &procs{}, execLog: filepath.Join(dir, "executions.log"), diskBytes: sc.diskBytes,
+		kills: sc.kills}
 	fail := func(err error) Result {
 		res.Error = err.Error()
 		log.WithError(err).Error("scenario failed to run")
@@ -369,6 +704,7 @@ func runScenario(parent context.Context, cfg Config, sc scenario) Result {
 	tasks := makeTasks(sc.name, cfg.Tasks, sc.mix, rand.New(rand.NewPCG(cfg.Seed, 0)))
 	log.WithField("tasks", len(tasks)).Info("submitting")
 	start := time.Now()
+	e.start = start
 	var faults []fault
 	var injectErr error
 	var injecting sync.WaitGroup
@@ -379,8 +715,22 @@ func runScenario(parent context.Context, cfg Config, sc scenario) Result {
 			faults, injectErr = sc.injectFn(ctx, e, start)
 		}()
 	}
-	st := e.submit(ctx, tasks, cfg.Window, cfg.Seed)
+	var onAccepted func(taskSpec)
+	var replays map[string]int
+	var driving sync.WaitGroup
+	var acceptedCh chan taskSpec
+	if sc.drive != nil {
+		acceptedCh = make(chan taskSpec, len(tasks))
+		onAccepted = func(t taskSpec) { acceptedCh <- t }
+		driving.Add(1)
+		go func() { defer driving.Done(); replays = sc.drive(ctx, e, acceptedCh) }()
+	}
+	st := e.submit(ctx, tasks, cfg.Window, cfg.Seed, onAccepted)
+	if acceptedCh != nil {
+		close(acceptedCh) // submit returned: every submitter is done
+	}
 	injecting.Wait()
+	driving.Wait()
 	res.SubmitRetries = st.retries
 	if injectErr != nil {
 		return fail(fmt.Errorf("inject faults: %w", injectErr))
@@ -424,7 +774,7 @@ func runScenario(parent context.Context, cfg Config, sc scenario) Result {
 	watching.Wait()
 	seen.mu.Lock()
 	obs := observations{Start: start, Tasks: tasks, Accepted: st.accepted, Final: final, Terminal: seen.terminal,
-		Deleted: seen.deleted, Dead: dead, Execs: execs, Faults: faults}
+		Deleted: seen.deleted, Dead: dead, Execs: execs, Faults: faults, Replays: replays}
 	r := analyze(obs)
 	seen.mu.Unlock()
 	r.Scenario, r.About, r.Fsync, r.Servers, r.Runners, r.AckWait = res.Scenario, res.About, res.Fsync, res.Servers, res.Runners, res.AckWait
@@ -438,6 +788,16 @@ func runScenario(parent context.Context, cfg Config, sc scenario) Result {
 	for _, f := range st.failed {
 		r.Problems = append(r.Problems, Problem{Problem: "submit never acknowledged: " + f})
 	}
+
+	// A grandchild whose plugin crashed has no owner left: none may live.
+	if sc.grandchildren {
+		for _, p := range leftovers(filepath.Join(dir, "grandchild-"), 0) {
+			if strings.Contains(p, "-crash") {
+				e.noteLeftover("grandchild of a crashed plugin: " + p)
+			}
+		}
+	}
+	r.Leftovers = append(r.Leftovers, e.leftovers()...)
 
 	// Stop everything and check nothing is left.
 	if err := e.close(); err != nil {

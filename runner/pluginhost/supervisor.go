@@ -481,6 +481,15 @@ func (s *Supervisor) acquire(ctx context.Context) (*Process, *Failure) {
 			return nil, &Failure{ErrorType: models.ErrorTypePluginUnavailable, Retryable: true,
 				Message: fmt.Sprintf("plugin %s is not running (%s, last error: %v)", s.name, state, lastErr)}
 		case <-ctx.Done():
+			if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+				// The task's deadline came while the plugin was not up:
+				// it did not run, and nobody cancelled it.
+				s.mu.Lock()
+				state, lastErr = s.state, s.lastErr
+				s.mu.Unlock()
+				return nil, &Failure{ErrorType: models.ErrorTypePluginUnavailable, Retryable: true,
+					Message: fmt.Sprintf("plugin %s was not running before the task's deadline (%s, last error: %v)", s.name, state, lastErr)}
+			}
 			return nil, ctxFailure(ctx, time.Time{})
 		}
 	}

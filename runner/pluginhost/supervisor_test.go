@@ -528,3 +528,29 @@ func TestARetryAfterACooperativeTimeoutDoesNotWaitOutTheGrace(t *testing.T) {
 		t.Fatalf("second attempt: %+v, want success", out.Failure)
 	}
 }
+
+// A task whose deadline passes while it waits for its plugin to restart
+// did not run and was not cancelled: it fails plugin_unavailable, which
+// may be retried, not "cancelled while it ran", which may not (a hung
+// handler's plugin, killed and restarting, dead-lettered the tasks that
+// waited for it so).
+func TestDeadlineWhileThePluginRestartsIsNotACancellation(t *testing.T) {
+	t.Parallel()
+	s := startSupervisor(t, faultsPkg, pluginhost.Config{QuarantineAfter: 10, RestartBackoff: time.Minute, MaxRestartBackoff: time.Minute,
+		StartWait: time.Minute})
+	if out := s.Execute(ctx(t), req("boom", "crash", "exit"), time.Now().Add(30*time.Second), nil); out.Failure == nil || out.Failure.ErrorType != models.ErrorTypePluginCrash {
+		t.Fatalf("crash: %+v", out.Failure)
+	}
+	// The plugin restarts in a minute; the task's deadline comes first.
+	out := s.Execute(ctx(t), req("waits", "fail", "{}"), time.Now().Add(300*time.Millisecond), nil)
+	if f := out.Failure; f == nil || f.ErrorType != models.ErrorTypePluginUnavailable || !f.Retryable {
+		t.Fatalf("failure = %+v, want a retryable plugin_unavailable", f)
+	}
+	// Cancelled by its caller while waiting, it is cancelled.
+	c, cancel := context.WithCancel(ctx(t))
+	cancel()
+	out = s.Execute(c, req("cancelled", "fail", "{}"), time.Now().Add(30*time.Second), nil)
+	if f := out.Failure; f == nil || f.ErrorType != models.ErrorTypeCancelled {
+		t.Fatalf("failure = %+v, want cancelled", f)
+	}
+}

@@ -6,6 +6,14 @@
 //	start <task id> <attempt> <runner id> <unix nanoseconds>
 //	done <task id> <attempt> <runner id> <unix nanoseconds>
 //
+// Its second function, spawn, starts a grandchild that leaves the plugin
+// behind (a shell in a session of its own whose parent exits at once, so
+// it is nobody's child) and then works as work does; a payload ending in
+// " crash" ends the plugin process (exit status 3) right after the spawn
+// instead. The grandchild loops forever and carries
+// "<directory of the execution log>/grandchild-<runner id>[-crash]" in its
+// command line, so the suite can tell whether it outlived its plugin.
+//
 // The runner id comes from CHAOS_RUNNER, which each runner's config file
 // sets (a process id would not do: a plugin may run in its own PID
 // namespace). The suite creates the file writable by anyone, as the plugin
@@ -17,7 +25,10 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"os/exec"
+	"path/filepath"
 	"strings"
+	"syscall"
 	"time"
 
 	sdk "github.com/omniq/omniq/plugins-sdk"
@@ -39,15 +50,17 @@ func main() {
 		fmt.Fprintf(os.Stderr, "chaoswork: open the execution log: %v\n", err)
 		os.Exit(2)
 	}
-	w := &worker{log: f, runner: runner}
+	w := &worker{log: f, runner: runner, dir: filepath.Dir(path)}
 	mux := sdk.NewMux()
 	mux.HandleFunc("work", w.work, sdk.Description(`sleeps for the payload's duration ("120ms") and logs the execution`))
+	mux.HandleFunc("spawn", w.spawn, sdk.Description(`starts a detached grandchild, then works as work ("120ms"), or crashes the plugin ("120ms crash")`))
 	sdk.Serve(mux, sdk.Name("chaoswork", "1"))
 }
 
 type worker struct {
 	log    *os.File
 	runner string
+	dir    string // the execution log's directory: the scenario's
 }
 
 func (w *worker) note(event string, task *sdk.Task) error {
@@ -77,4 +90,27 @@ func (w *worker) work(ctx context.Context, task *sdk.Task) ([]byte, error) {
 		return nil, err
 	}
 	return task.Payload, nil
+}
+
+// spawn starts a grandchild in a new session whose parent exits at once,
+// then works, or crashes the plugin when the payload ends in " crash".
+func (w *worker) spawn(ctx context.Context, task *sdk.Task) ([]byte, error) {
+	arg, crash := strings.CutSuffix(strings.TrimSpace(string(task.Payload)), " crash")
+	marker := filepath.Join(w.dir, "grandchild-"+w.runner)
+	if crash {
+		marker += "-crash"
+	}
+	// The outer shell starts the looping one in the background and exits:
+	// the loop is orphaned, in the session Setsid made, with the marker as
+	// its $0.
+	cmd := exec.Command("/bin/sh", "-c", `/bin/sh -c 'while :; do /bin/sleep 1; done' "$0" </dev/null >/dev/null 2>&1 &`, marker)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	if err := cmd.Run(); err != nil {
+		return nil, fmt.Errorf("spawn: start the grandchild: %w", err)
+	}
+	if crash {
+		os.Exit(3)
+	}
+	task.Payload = []byte(arg)
+	return w.work(ctx, task)
 }
