@@ -95,10 +95,14 @@ func (g *progressGate) flush() {
 	_ = g.send(ev)
 }
 
-// finish sends the held progress, if any, and outcome.
+// finish sends the held progress, if any, and outcome; nothing once an
+// outcome was sent (the deadline's, then the handler's late return).
 func (g *progressGate) finish(outcome *pluginpb.ExecuteEvent) error {
 	g.mu.Lock()
 	defer g.mu.Unlock()
+	if g.done {
+		return nil
+	}
 	g.done = true
 	if g.timer != nil {
 		g.timer.Stop()

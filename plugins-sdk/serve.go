@@ -262,9 +262,16 @@ func (s *Server) execute(ctx context.Context, req *pluginpb.ExecuteRequest, send
 	}
 	gate := newProgressGate(send, time.Now())
 	ctx = WithProgress(ctx, gate.report)
+	untrace := func() {}
+	if !task.Deadline.IsZero() {
+		// At the deadline, the runner records a timeout without waiting
+		// for the handler: send it where the handler was then.
+		untrace = traceAtDeadline(ctx, gate, task.Deadline)
+	}
 
 	s.track(task.ID, 1)
 	out, failure := Invoke(ctx, s.mux, task)
+	untrace()
 	s.track(task.ID, -1)
 
 	if failure != nil {

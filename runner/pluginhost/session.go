@@ -340,23 +340,26 @@ func (s *session) close() {
 }
 
 // call starts one attempt on p: over its session when it has one, as an
-// Execute call otherwise. next returns the attempt's events in order; stop
+// Execute call otherwise. next returns the attempt's events in order,
+// waiting until its ctx ends (on a session, ctx may outlive call's: the
+// events of an attempt stopped at its deadline can still be read); stop
 // releases the attempt (telling the plugin to cancel it if it still runs)
 // and must be called once the caller is done with it.
-func (p *Process) call(ctx context.Context, req *pluginpb.ExecuteRequest) (next func() (*pluginpb.ExecuteEvent, error), stop func(), err error) {
+func (p *Process) call(ctx context.Context, req *pluginpb.ExecuteRequest) (next func(context.Context) (*pluginpb.ExecuteEvent, error), stop func(), err error) {
 	if p.sess == nil {
 		stream, err := p.rpc.Execute(ctx, req)
 		if err != nil {
 			return nil, func() {}, err
 		}
-		return stream.Recv, func() {}, nil
+		// The stream ends with ctx: a later context cannot read further.
+		return func(context.Context) (*pluginpb.ExecuteEvent, error) { return stream.Recv() }, func() {}, nil
 	}
 	id, c, err := p.sess.start(ctx, req)
 	if err != nil {
 		return nil, func() {}, err
 	}
 	finished := false
-	next = func() (*pluginpb.ExecuteEvent, error) {
+	next = func(ctx context.Context) (*pluginpb.ExecuteEvent, error) {
 		ev, err := c.next(ctx, p.sess)
 		if ev != nil {
 			switch ev.Event.(type) {

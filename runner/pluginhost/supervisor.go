@@ -576,7 +576,7 @@ func (s *Supervisor) Execute(ctx context.Context, req *pluginpb.ExecuteRequest, 
 	defer stop()
 	for err == nil {
 		var ev *pluginpb.ExecuteEvent
-		ev, err = next()
+		ev, err = next(callCtx)
 		if err != nil {
 			break
 		}
@@ -588,16 +588,67 @@ func (s *Supervisor) Execute(ctx context.Context, req *pluginpb.ExecuteRequest, 
 		case *pluginpb.ExecuteEvent_Result:
 			return Outcome{Output: e.Result.Output}
 		case *pluginpb.ExecuteEvent_Failure:
+			if e.Failure.ErrorType == models.ErrorTypeTimeout && !deadline.IsZero() && !time.Now().Before(deadline) {
+				// The plugin's own word that the deadline came (the Go
+				// SDK's, with where the handler was), a moment before
+				// ours: the attempt is stopped, its handler maybe not.
+				return s.stoppedAttempt(ctx, p, req.TaskId, deadline, e.Failure.Traceback)
+			}
 			return Outcome{Failure: fromPlugin(e.Failure)}
 		}
 	}
 	if callCtx.Err() != nil || status.Code(err) == codes.DeadlineExceeded {
 		// The attempt was stopped (the plugin may see its deadline a
-		// moment before we do). Make sure the handler really stops.
-		s.startReaper(p, req.TaskId)
-		return Outcome{Failure: ctxFailure(ctx, deadline)}
+		// moment before we do).
+		traceback := ""
+		if next != nil && ctx.Err() == nil && !deadline.IsZero() {
+			traceback = deadlineTraceback(next)
+		}
+		return s.stoppedAttempt(ctx, p, req.TaskId, deadline, traceback)
 	}
 	return Outcome{Failure: s.crashFailure(p, err)}
+}
+
+// stoppedAttempt is the outcome of an attempt stopped at its deadline or by
+// ctx (see ctxFailure), a timeout's traceback being where the handler
+// was, as the plugin said. It makes sure the handler really stops.
+func (s *Supervisor) stoppedAttempt(ctx context.Context, p *Process, taskID string, deadline time.Time, traceback string) Outcome {
+	f := ctxFailure(ctx, deadline)
+	if f.ErrorType == models.ErrorTypeTimeout {
+		f.Traceback = traceback
+	}
+	s.startReaper(p, taskID)
+	return Outcome{Failure: f}
+}
+
+// deadlineStackWait bounds how long an attempt stopped at its deadline
+// waits for the plugin's own timeout, which the Go SDK sends at the same
+// deadline with the stacks of the handler's goroutines.
+const deadlineStackWait = 250 * time.Millisecond
+
+// deadlineTraceback reads the attempt's events for up to
+// deadlineStackWait and returns the traceback of the timeout failure the
+// plugin sent, if it sent one: where the handler was at its deadline.
+// It is "" for a plugin that sends none (an SDK without it, or a plugin
+// too busy to answer in time).
+func deadlineTraceback(next func(context.Context) (*pluginpb.ExecuteEvent, error)) string {
+	ctx, cancel := context.WithTimeout(context.Background(), deadlineStackWait)
+	defer cancel()
+	for {
+		ev, err := next(ctx)
+		if err != nil {
+			return ""
+		}
+		switch e := ev.Event.(type) {
+		case *pluginpb.ExecuteEvent_Failure:
+			if e.Failure.ErrorType == models.ErrorTypeTimeout {
+				return e.Failure.Traceback
+			}
+			return ""
+		case *pluginpb.ExecuteEvent_Result:
+			return ""
+		}
+	}
 }
 
 // checkText refuses a request protobuf cannot encode: its string fields

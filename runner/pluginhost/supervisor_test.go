@@ -554,3 +554,26 @@ func TestDeadlineWhileThePluginRestartsIsNotACancellation(t *testing.T) {
 		t.Fatalf("failure = %+v, want cancelled", f)
 	}
 }
+
+// A task stopped at its deadline says where its handler was: the Go SDK
+// sends, at the deadline, the stacks of the handler's goroutines, and the
+// timeout's traceback is theirs. A hung handler's TaskError had no
+// traceback at all, though where it hung is what its author needs.
+func TestATimeoutSaysWhereTheHandlerWas(t *testing.T) {
+	t.Parallel()
+	s := startSupervisor(t, faultsPkg, pluginhost.Config{KillGrace: 200 * time.Millisecond})
+	out := s.Execute(ctx(t), req("where", "hang", ""), time.Now().Add(300*time.Millisecond), nil)
+	f := out.Failure
+	if f == nil || f.ErrorType != models.ErrorTypeTimeout || f.Deadline.IsZero() {
+		t.Fatalf("failure = %+v, want a timeout at its deadline", f)
+	}
+	// faults' hang: for { time.Sleep(time.Hour) }
+	for _, want := range []string{"time.Sleep(...)", "main.hang(...)", "plugins/faults/main.go:"} {
+		if !strings.Contains(f.Traceback, want) {
+			t.Errorf("the timeout's traceback does not show %q:\n%s", want, f.Traceback)
+		}
+	}
+	if strings.Contains(f.Traceback, "google.golang.org/grpc") || strings.Contains(f.Traceback, "plugins-sdk.") {
+		t.Errorf("the timeout's traceback goes on past the handler into the SDK and gRPC:\n%s", f.Traceback)
+	}
+}
