@@ -249,8 +249,15 @@ func analyze(o observations) Result {
 				distinct++
 			}
 		}
+		// A replay try whose answer was lost (its runner killed) may have
+		// replayed the task, and the try after it replay it again once it
+		// failed again: the record counts every replay that happened.
+		replays := o.Replays[t.ID]
+		if fs.Task != nil {
+			replays = max(replays, fs.Task.Replays)
+		}
 		switch {
-		case distinct > 1+o.Replays[t.ID]:
+		case distinct > 1+replays:
 			r.DuplicatedOutcomes++
 			problem(fmt.Sprintf("duplicated outcome: %d different terminal records (%s)", distinct, describeOutcomes(outcomes)))
 		case o.Dead[t.ID] > 1:

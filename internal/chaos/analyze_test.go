@@ -26,6 +26,13 @@ func record(status models.TaskStatus, d time.Duration) finalState {
 	return finalState{Task: t, Stored: at0(d)}
 }
 
+// replayedRecord is record's, of a task replayed n times.
+func replayedRecord(status models.TaskStatus, d time.Duration, n int) finalState {
+	f := record(status, d)
+	f.Task.Replays = n
+	return f
+}
+
 func terminal(status models.TaskStatus, d time.Duration, rev uint64) outcome {
 	return outcome{Status: status, FinishedAt: at0(d), Attempt: 1, Revision: rev, Stored: at0(d)}
 }
@@ -249,6 +256,12 @@ func TestAnalyzeReplaysAndKinds(t *testing.T) {
 			seen: failedThenSucceeded, replays: map[string]int{"t": 1}, want: counts{Submitted: 1, Succeeded: 1}, ok: true},
 		{name: "not replayed: a failure and a success are two outcomes", kind: kindReplay, final: record(models.StatusSucceeded, 2*time.Second),
 			seen: failedThenSucceeded, want: counts{Submitted: 1, Succeeded: 1, Dup: 1}},
+		{name: "replayed twice, one answer lost: the record counts both replays", kind: kindReplay, final: replayedRecord(models.StatusSucceeded, 3*time.Second, 2),
+			seen: map[string][]outcome{"t": {terminal(models.StatusFailed, time.Second, 3), terminal(models.StatusFailed, 2*time.Second, 5), terminal(models.StatusSucceeded, 3*time.Second, 7)}},
+			replays: map[string]int{"t": 1}, want: counts{Submitted: 1, Succeeded: 1}, ok: true},
+		{name: "a third outcome that no replay explains", kind: kindReplay, final: replayedRecord(models.StatusSucceeded, 3*time.Second, 1),
+			seen: map[string][]outcome{"t": {terminal(models.StatusFailed, time.Second, 3), terminal(models.StatusFailed, 2*time.Second, 5), terminal(models.StatusSucceeded, 3*time.Second, 7)}},
+			replays: map[string]int{"t": 1}, want: counts{Submitted: 1, Succeeded: 1, Dup: 1}},
 		{name: "a cancel task may end cancelled", kind: kindCancel, final: record(models.StatusCancelled, time.Second),
 			want: counts{Submitted: 1}, ok: true},
 		{name: "a cancel task may end succeeded", kind: kindCancel, final: record(models.StatusSucceeded, time.Second),
