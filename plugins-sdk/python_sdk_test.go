@@ -218,7 +218,7 @@ func TestPythonSDK(t *testing.T) {
 				t.Errorf("py_upper's spec = %+v", f)
 			}
 		}
-		if got := strings.Join(names, ","); got != "py_busy,py_crash,py_deadline,py_divide,py_log,py_permanent,py_trace,py_upper" {
+		if got := strings.Join(names, ","); got != "py_busy,py_crash,py_deadline,py_divide,py_hang,py_log,py_permanent,py_trace,py_upper" {
 			t.Fatalf("functions = %s", got)
 		}
 
@@ -280,6 +280,15 @@ func TestPythonSDK(t *testing.T) {
 		if seen.Traceparent != traceparent || seen.Tracestate != "congo=t61rcWkgMzE" || seen.TraceID != "4bf92f3577b34da6a3ce929d0e0e4736" ||
 			seen.SpanID != "00f067aa0ba902b7" || !seen.Sampled {
 			t.Fatalf("py_trace saw %+v", seen)
+		}
+
+		// A timeout says where the handler was at the deadline: the
+		// SDK sends its thread's stack, from the handler on.
+		f = p.Run(t, "py_hang", nil, nil, 500*time.Millisecond).Failure
+		if f == nil || f.ErrorType != "timeout" || !strings.Contains(f.Traceback, "in hang") ||
+			!strings.Contains(f.Traceback, "time.sleep(3600)") || strings.Contains(f.Traceback, "_serve.py") ||
+			!strings.Contains(f.Traceback, `plugin_under_test.py", line `) {
+			t.Fatalf("py_hang = %+v, want a timeout whose traceback is the handler's stack:\n%s", f, f.Traceback)
 		}
 
 		// Last: the crash takes the process down.

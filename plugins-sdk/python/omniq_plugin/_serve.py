@@ -13,6 +13,8 @@ import signal
 import sys
 import tempfile
 import threading
+import time
+import traceback
 from concurrent import futures
 
 import grpc
@@ -74,7 +76,11 @@ class _Stream:
             self._cv.notify()
 
     def finish(self, ev):
+        """Sends ev as the outcome, unless one was sent (the deadline's,
+        then the handler's late return)."""
         with self._cv:
+            if self._final is not None:
+                return
             self._final = ev
             self._cv.notify()
 
@@ -113,6 +119,25 @@ def _failure_event(f):
     return pb.ExecuteEvent(failure=pb.Failure(error_type=_text(f.error_type), message=_text(f.message),
                                               traceback=_text(f.traceback), permanent=f.permanent,
                                               retry_after_ms=retry_ms))
+
+
+def _at_deadline(thread, stream):
+    """Sends, for an attempt whose handler runs on thread past its
+    deadline, a timeout whose traceback is that thread's stack now."""
+    frame = sys._current_frames().get(thread.ident)
+    if frame is None:
+        return  # it has just returned
+    frames = traceback.extract_stack(frame)
+    # From the handler on: past the thread's start and the SDK's frames
+    # that call the handler (not those the handler calls, task.wait()).
+    sdk = os.path.dirname(os.path.abspath(__file__)) + os.sep
+    first = next((i for i, f in enumerate(frames) if f.filename.startswith(sdk)), 0)
+    while first < len(frames) and frames[first].filename.startswith(sdk):
+        first += 1
+    stack = "Stack of the handler's thread at its deadline (most recent call last):\n" + \
+        "".join(traceback.format_list(frames[first:] or frames))
+    stream.finish(_failure_event(_errors.Failure(_errors.TIMEOUT, "task did not finish by its deadline",
+                                                 traceback=_errors.truncate_traceback(_errors._real_paths(stack)))))
 
 
 class _Servicer(pb_grpc.PluginServicer):
@@ -223,6 +248,14 @@ class _Servicer(pb_grpc.PluginServicer):
 
     def _run(self, task, stream):
         ev = None
+        timer = None
+        if task.deadline is not None:
+            # At the deadline the runner records a timeout without waiting
+            # for the handler: send it with where the handler was then.
+            timer = threading.Timer(max(task.deadline - time.time(), 0.0), _at_deadline,
+                                    args=(threading.current_thread(), stream))
+            timer.daemon = True
+            timer.start()
         try:
             outcome = invoke(self._mux, task, self._tracer_provider)
             if outcome.failure is not None:
@@ -232,6 +265,8 @@ class _Servicer(pb_grpc.PluginServicer):
         except BaseException as exc:  # noqa: B902 - the stream must end with an outcome
             ev = _failure_event(_errors.failure_of(exc))
         finally:
+            if timer is not None:
+                timer.cancel()
             self._track(task.id, -1)
             stream.finish(ev if ev is not None else _failure_event(
                 _errors.Failure(_errors.HANDLER_ERROR, "omniq_plugin: the handler's outcome was lost")))

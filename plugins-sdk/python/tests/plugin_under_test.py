@@ -6,6 +6,7 @@ import json
 import logging
 import os
 import sys
+import time
 
 import omniq_plugin as omniq
 
@@ -42,6 +43,12 @@ def busy(task):
 def crash(task):
     print("py_crash: exiting on purpose", file=sys.stderr, flush=True)
     os._exit(7)
+
+
+@mux.function("py_hang")
+def hang(task):
+    while True:
+        time.sleep(3600)
 
 
 @mux.function("py_deadline")
