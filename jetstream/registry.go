@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"maps"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -63,6 +64,34 @@ type Registration struct {
 	LastCrashAt   time.Time `json:"last_crash_at,omitzero"`
 	// UpdatedAt is when the registration was last written.
 	UpdatedAt time.Time `json:"updated_at"`
+}
+
+// CapBreach is a runner's cap that a task's own settings are over.
+type CapBreach struct {
+	// Setting is the runner's setting: "max_retries" or "max_timeout"
+	// (limits.<Setting> in its config file).
+	Setting string
+	// Asked is what the task asks for, Cap the runner's cap, as text.
+	Asked, Cap string
+	// Runner is the runner's id.
+	Runner string
+}
+
+// OverCaps returns the first cap of a runner in regs that a task asking
+// for maxRetries retries (nil: none asked) and a timeout of timeout (0:
+// none asked) is over, or nil. A task over a runner's cap fails
+// invalid_task on that runner without running. A zero cap is a runner
+// older than the caps, not checked.
+func OverCaps(maxRetries *int, timeout time.Duration, regs []Registration) *CapBreach {
+	for _, r := range regs {
+		if maxRetries != nil && r.MaxRetriesCap > 0 && *maxRetries > r.MaxRetriesCap {
+			return &CapBreach{Setting: "max_retries", Asked: strconv.Itoa(*maxRetries), Cap: strconv.Itoa(r.MaxRetriesCap), Runner: r.Runner}
+		}
+		if limit := time.Duration(r.MaxTimeoutCap); limit > 0 && timeout > limit {
+			return &CapBreach{Setting: "max_timeout", Asked: timeout.String(), Cap: limit.String(), Runner: r.Runner}
+		}
+	}
+	return nil
 }
 
 // Register writes regs (all for runner runnerID) to the functions bucket,

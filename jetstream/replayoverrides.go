@@ -53,19 +53,14 @@ func (o ReplayOverrides) Validate() error {
 // line's flag (--timeout, --max-retries), the cap, its setting and the
 // runner.
 func (o ReplayOverrides) CheckCaps(regs []Registration) error {
-	for _, r := range regs {
-		if o.MaxRetries != nil && r.MaxRetriesCap > 0 && *o.MaxRetries > r.MaxRetriesCap {
-			return fmt.Errorf("%w: --max-retries %d is over the cap of %d of runner %s (limits.max_retries in its config file): "+
-				"the replayed task would fail invalid_task without running; it was not replayed",
-				ErrBadOverride, *o.MaxRetries, r.MaxRetriesCap, r.Runner)
-		}
-		if limit := time.Duration(r.MaxTimeoutCap); limit > 0 && o.Timeout > limit {
-			return fmt.Errorf("%w: --timeout %s is over the cap of %s of runner %s (limits.max_timeout in its config file): "+
-				"the replayed task would fail invalid_task without running; it was not replayed",
-				ErrBadOverride, o.Timeout, limit, r.Runner)
-		}
+	b := OverCaps(o.MaxRetries, o.Timeout, regs)
+	if b == nil {
+		return nil
 	}
-	return nil
+	flag := map[string]string{"max_retries": "--max-retries", "max_timeout": "--timeout"}[b.Setting]
+	return fmt.Errorf("%w: %s %s is over the cap of %s of runner %s (limits.%s in its config file): "+
+		"the replayed task would fail invalid_task without running; it was not replayed",
+		ErrBadOverride, flag, b.Asked, b.Cap, b.Runner, b.Setting)
 }
 
 // apply sets o on tm, the task's replayed message.

@@ -197,17 +197,13 @@ func editDistance(a, b string) int {
 // limits.max_timeout): that runner would fail it invalid_task without
 // running it. regs are the function's registrations.
 func overCaps(req jetstream.SubmitRequest, regs []jetstream.Registration) error {
-	for _, r := range regs {
-		if req.MaxRetries != nil && r.MaxRetriesCap > 0 && *req.MaxRetries > r.MaxRetriesCap {
-			return usagef("max retries %d is over the cap of %d of runner %s (limits.max_retries in its config file): the task would fail invalid_task without running",
-				*req.MaxRetries, r.MaxRetriesCap, r.Runner)
-		}
-		if limit := time.Duration(r.MaxTimeoutCap); limit > 0 && req.Timeout > limit {
-			return usagef("timeout %s is over the cap of %s of runner %s (limits.max_timeout in its config file): the task would fail invalid_task without running",
-				req.Timeout, limit, r.Runner)
-		}
+	b := jetstream.OverCaps(req.MaxRetries, req.Timeout, regs)
+	if b == nil {
+		return nil
 	}
-	return nil
+	what := map[string]string{"max_retries": "max retries", "max_timeout": "timeout"}[b.Setting]
+	return usagef("%s %s is over the cap of %s of runner %s (limits.%s in its config file): the task would fail invalid_task without running",
+		what, b.Asked, b.Cap, b.Runner, b.Setting)
 }
 
 // setupSubmit makes cmd submit a task: the submit command (explicit), or
