@@ -234,16 +234,25 @@ func (s *StateStore) Create(ctx context.Context, task *models.Task) (Record, err
 	if err := task.Validate(); err != nil {
 		return Record{}, err
 	}
-	rec, err := s.write(ctx, task, 0)
+	rec, err := s.writeAt(ctx, task, 0)
 	if errors.Is(err, ErrStaleRevision) {
+		return Record{}, fmt.Errorf("%w: %s", ErrTaskExists, task.ID)
+	}
+	return rec, err
+}
+
+// writeAt writes task if its key's revision is still rev. Revision 0
+// stands for no record: the write then also replaces the marker a delete
+// or an expiry left behind (which has a revision of its own), as Create
+// does.
+func (s *StateStore) writeAt(ctx context.Context, task *models.Task, rev uint64) (Record, error) {
+	rec, err := s.write(ctx, task, rev)
+	if rev == 0 && errors.Is(err, ErrStaleRevision) {
 		// The key has a message: a live record, or the marker a delete or
 		// an expiry left behind, which a new record may replace.
 		if marker, ok := s.deletedAt(ctx, task.ID); ok {
 			rec, err = s.write(ctx, task, marker)
 		}
-	}
-	if errors.Is(err, ErrStaleRevision) {
-		return Record{}, fmt.Errorf("%w: %s", ErrTaskExists, task.ID)
 	}
 	return rec, err
 }
@@ -264,7 +273,10 @@ func (s *StateStore) deletedAt(ctx context.Context, id string) (uint64, bool) {
 // Transition moves the task in cur to status to: it copies cur.Task, applies
 // the transition (models.Task.Transition) at now, lets mutate change the
 // copy (mutate may be nil), validates it and writes it if the stored
-// revision is still cur.Revision. cur is never modified.
+// revision is still cur.Revision. A cur of revision 0 is a record not
+// written yet (a runner's claim it has not written, see runner.Config's
+// ClaimDelay): the write then creates it, if the task still has none. cur
+// is never modified.
 //
 // It returns an error wrapping models.ErrIllegalTransition for a transition
 // the state machine forbids, and ErrStaleRevision when another writer
@@ -283,7 +295,7 @@ func (s *StateStore) Transition(ctx context.Context, cur Record, to models.TaskS
 	if err := next.Validate(); err != nil {
 		return Record{}, err
 	}
-	return s.write(ctx, next, cur.Revision)
+	return s.writeAt(ctx, next, cur.Revision)
 }
 
 // Replace writes next in place of cur without a status change — for edits
@@ -296,7 +308,7 @@ func (s *StateStore) Replace(ctx context.Context, cur Record, next *models.Task)
 	if err := next.Validate(); err != nil {
 		return Record{}, err
 	}
-	return s.write(ctx, next, cur.Revision)
+	return s.writeAt(ctx, next, cur.Revision)
 }
 
 // Delete removes the record in cur if it is still at cur.Revision.

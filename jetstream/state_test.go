@@ -812,3 +812,39 @@ func TestStateScanRepliesCannotBeForetold(t *testing.T) {
 		}
 	}
 }
+
+// A transition from revision 0 (a runner's claim it deferred: the record
+// it would have written, never stored) creates the record if the task
+// still has none, also over the marker an expired record left; and fails
+// as stale, writing nothing, once someone else wrote one.
+func TestStateTransitionFromNoRecordCreatesIt(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, jetstream.Config{FinishedTTL: time.Second})
+	running := func(id string) jetstream.Record {
+		task := models.NewTask(id, "f", 3, 0, time.Now())
+		if err := task.Transition(models.StatusRunning, time.Now()); err != nil {
+			t.Fatal(err)
+		}
+		return jetstream.Record{Task: task}
+	}
+	if _, err := e.client.State().Transition(ctx(t), running("new"), models.StatusSucceeded, time.Now(), nil); err != nil {
+		t.Fatalf("transition from no record: %v", err)
+	}
+	if got, err := e.client.State().Get(ctx(t), "new"); err != nil || got.Task.Status != models.StatusSucceeded {
+		t.Fatalf("Get = %+v, %v; want succeeded", got.Task, err)
+	}
+	eventually(t, 10*time.Second, "the succeeded record to expire", func() bool {
+		_, err := e.client.State().Get(ctx(t), "new")
+		return errors.Is(err, jetstream.ErrTaskNotFound)
+	})
+	if _, err := e.client.State().Transition(ctx(t), running("new"), models.StatusRetrying, time.Now(), nil); err != nil {
+		t.Fatalf("transition from no record over an expiry's marker: %v", err)
+	}
+	createTask(t, e, "taken", "g")
+	if _, err := e.client.State().Transition(ctx(t), running("taken"), models.StatusSucceeded, time.Now(), nil); !errors.Is(err, jetstream.ErrStaleRevision) {
+		t.Fatalf("transition from no record over a record: err = %v, want ErrStaleRevision", err)
+	}
+	if got, _ := e.client.State().Get(ctx(t), "taken"); got.Task.Function != "g" || got.Task.Status != models.StatusPending {
+		t.Fatalf("a refused write changed the record: %+v", got.Task)
+	}
+}

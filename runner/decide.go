@@ -98,6 +98,12 @@ type decision struct {
 	Create bool
 	// Interrupted says the attempt resumes one whose runner died (actRun).
 	Interrupted bool
+	// Deferrable says the attempt may start before its claim is written
+	// (actRun; see Config.ClaimDelay): this is the message's first
+	// delivery since the record was last written, so a runner dying in
+	// the attempt shows as a later delivery, which is claimed before it
+	// runs and so counts as an interruption.
+	Deferrable bool
 	// Until is when a held task is due (actHold).
 	Until time.Time
 	// ErrorType and Reason describe the failure (actFail), or why a
@@ -125,7 +131,7 @@ func decide(v view, d delivery, runsHere bool, lim limits, now time.Time) decisi
 		if d.RunAt.After(now) {
 			return decision{Action: actHold, Create: true, Until: d.RunAt, Reason: "first attempt asked for later"}
 		}
-		return decision{Action: actRun, Attempt: max(d.Attempt, 1), Create: true}
+		return decision{Action: actRun, Attempt: max(d.Attempt, 1), Create: true, Deferrable: d.Delivered == 1}
 	}
 	t := v.Task
 	if t.Status == models.StatusSucceeded || t.Status == models.StatusCancelled {
@@ -140,11 +146,15 @@ func decide(v view, d delivery, runsHere bool, lim limits, now time.Time) decisi
 		return decision{Action: actLeave, Reason: "stale delivery of the message the latest attempt was claimed from"}
 	}
 	// next is the attempt that follows the latest one, held until RunAt.
+	// It is deferrable on the first delivery since the record was written:
+	// the first of a new message, or the first after the one the record
+	// was written from (a held task's, or a short retry's, message back).
 	next := func() decision {
 		if t.RunAt.After(now) {
 			return decision{Action: actHold, Until: t.RunAt, Reason: "not due yet"}
 		}
-		return decision{Action: actRun, Attempt: t.Attempt + 1}
+		first := d.Delivered == 1 || claimed && d.Delivered == t.ClaimDelivery+1
+		return decision{Action: actRun, Attempt: t.Attempt + 1, Deferrable: first}
 	}
 	switch t.Status {
 	case models.StatusFailed:

@@ -155,3 +155,50 @@ func TestDecideFailureReasons(t *testing.T) {
 }
 
 func contains(s, sub string) bool { return strings.Contains(s, sub) }
+
+// TestDecideDeferrable walks which runs may start before their claim is
+// written (Config.ClaimDelay): only a delivery that is the first since the
+// record was last written, so that a runner dying in the attempt shows as
+// a later delivery, which is claimed first and counted.
+func TestDecideDeferrable(t *testing.T) {
+	now := time.Date(2026, 11, 27, 12, 0, 0, 0, time.UTC)
+	earlier := now.Add(-time.Hour)
+	const tasks, retries = "OMNIQ_TASKS", "OMNIQ_RETRIES"
+	rec := func(status models.TaskStatus, attempt int, claimStream string, claimSeq, claimDelivery uint64, runner string) view {
+		task := models.NewTask("t1", "f", 3, 0, earlier)
+		task.Status, task.Attempt, task.RunAt, task.Runner = status, attempt, earlier, runner
+		task.ClaimStream, task.ClaimSequence, task.ClaimDelivery = claimStream, claimSeq, claimDelivery
+		return view{Found: true, Task: task}
+	}
+	msg := func(stream string, seq, delivered uint64, retry bool, attempt int) delivery {
+		return delivery{Stream: stream, Seq: seq, Delivered: delivered, Function: "f", Retry: retry, Attempt: attempt}
+	}
+	tests := []struct {
+		name string
+		v    view
+		d    delivery
+		want bool
+	}{
+		{"a new task's first delivery", view{}, msg(tasks, 10, 1, false, 1), true},
+		{"a new task's redelivery: whoever had it died before writing", view{}, msg(tasks, 10, 2, false, 1), false},
+		{"a scheduled retry's first delivery", rec(models.StatusRetrying, 1, tasks, 10, 1, ""), msg(retries, 3, 1, true, 2), true},
+		{"a scheduled retry redelivered: its attempt's runner died", rec(models.StatusRetrying, 1, tasks, 10, 1, ""), msg(retries, 3, 2, true, 2), false},
+		{"a short retry's message back, first time since the record", rec(models.StatusRetrying, 1, tasks, 10, 1, ""), msg(tasks, 10, 2, false, 1), true},
+		{"a short retry's message back again: its attempt's runner died", rec(models.StatusRetrying, 1, tasks, 10, 1, ""), msg(tasks, 10, 3, false, 1), false},
+		{"a held task's message back when due", rec(models.StatusPending, 0, tasks, 10, 1, ""), msg(tasks, 10, 2, false, 1), true},
+		{"an old submitter's pending record, first delivery", rec(models.StatusPending, 0, "", 0, 0, ""), msg(tasks, 10, 1, false, 1), true},
+		{"running elsewhere, redelivered: taken over, claimed first", rec(models.StatusRunning, 1, tasks, 10, 1, "r1"), msg(tasks, 10, 2, false, 1), false},
+		{"released on shutdown: resumed, claimed first", rec(models.StatusRunning, 1, tasks, 10, 1, ""), msg(tasks, 10, 2, false, 1), false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got := decide(tt.v, tt.d, false, limits{MaxInterruptions: 3}, now)
+			if got.Action != actRun {
+				t.Fatalf("decide = %+v (%s), want a run", got, got.Action)
+			}
+			if got.Deferrable != tt.want {
+				t.Fatalf("Deferrable = %v, want %v (%+v)", got.Deferrable, tt.want, got)
+			}
+		})
+	}
+}

@@ -28,12 +28,12 @@ type ProgressWriter = progressWriter
 // NewProgressWriter starts a progress writer for an attempt that started
 // at start, whose record is cur.
 func NewProgressWriter(state *jetstream.StateStore, cur jetstream.Record, start time.Time) *ProgressWriter {
-	return newProgressWriter(state, cur, start, logrus.New())
+	return newProgressWriter(state, cur, true, start, logrus.New())
 }
 
 // NewProgressWriterLog is NewProgressWriter logging to log.
 func NewProgressWriterLog(state *jetstream.StateStore, cur jetstream.Record, start time.Time, log logrus.FieldLogger) *ProgressWriter {
-	return newProgressWriter(state, cur, start, log)
+	return newProgressWriter(state, cur, true, start, log)
 }
 
 // Report hands p one progress event.
@@ -42,7 +42,10 @@ func (p *ProgressWriter) Report(fraction float64, message string) {
 }
 
 // Finish ends p's writes and returns the record as finish does.
-func (p *ProgressWriter) Finish() jetstream.Record { return p.finish() }
+func (p *ProgressWriter) Finish() jetstream.Record {
+	rec, _ := p.finish()
+	return rec
+}
 
 // StateReads is how many state records r has read to decide deliveries.
 func (r *Runner) StateReads() int64 { return r.reads.Load() }

@@ -23,6 +23,9 @@ import (
 var (
 	errCancelRequested = errors.New("cancelled by request")
 	errShutdown        = errors.New("runner shutting down")
+	// errClaimLost: the attempt's deferred claim found the task's state
+	// moved on (see Config.ClaimDelay).
+	errClaimLost = errors.New("the task's state moved on before the attempt's claim was written")
 )
 
 // Runner pulls tasks for the functions its plugins serve, runs them, and

@@ -211,10 +211,12 @@ func (r *Runner) answerable(reply string) bool {
 	return own == "" || !strings.HasPrefix(reply, own+".")
 }
 
-// onCancelRequest records a requested cancellation and, if the task was
-// running (or was cancelled already), tells every runner to stop it. A
-// request without a reply subject is carried out all the same: the state
-// always says cancelled before any runner stops the task.
+// onCancelRequest records a requested cancellation and tells every runner
+// to stop the task, if it runs: it may, while its record says running,
+// and also, with a claim not written yet (Config.ClaimDelay), while it
+// says queued, pending or retrying; and when it was cancelled already.
+// A request without a reply subject is carried out all the same: the
+// state always says cancelled before any runner stops the task.
 func (r *Runner) onCancelRequest(m *nats.Msg) {
 	id := strings.TrimPrefix(m.Subject, r.client.Config().CancelSubject(""))
 	log := r.log.WithField("task_id", id)
@@ -229,7 +231,7 @@ func (r *Runner) onCancelRequest(m *nats.Msg) {
 	// cancellation may have died before telling the others. Asking again
 	// tells them again (a runner not running the task ignores it).
 	again := errors.Is(err, jetstream.ErrAlreadyFinished) && rec.Task != nil && rec.Task.Status == models.StatusCancelled
-	if err == nil && was == models.StatusRunning || again {
+	if err == nil || again {
 		if perr := r.client.Conn().Publish(r.client.Config().CancelledSubject(id), nil); perr != nil {
 			log.WithError(perr).Warn("cancel: could not notify runners; the task is stopped when its outcome cannot be recorded")
 		}

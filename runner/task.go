@@ -50,7 +50,7 @@ func (r *Runner) handle(fn string, res resolved, msg natsjs.Msg) {
 		return
 	}
 	d := deliveryOf(&tm, meta)
-	rec, ok := r.claim(ctx, log, &tm, d, res, msg)
+	rec, written, ok := r.claim(ctx, log, &tm, d, res, msg)
 	ts.claimed(rec)
 	if !ok {
 		return
@@ -58,7 +58,7 @@ func (r *Runner) handle(fn string, res resolved, msg natsjs.Msg) {
 	if rec.Task.Attempt != tm.Attempt {
 		log = log.WithField("attempt", rec.Task.Attempt)
 	}
-	r.run(rec, &tm, res, msg, log, ts)
+	r.run(rec, written, &tm, res, msg, log, ts)
 }
 
 // deliveryOf is what decide needs of the delivered message of tm.
@@ -104,15 +104,19 @@ func (r *Runner) view(ctx context.Context, id string) (view, jetstream.Record, u
 // claim decides what a delivered message means given the task's state
 // (decide) and carries the decision out. It returns the running record and
 // true when this runner now runs the task; false when the message was
-// settled, held or left alone.
-func (r *Runner) claim(ctx context.Context, log logrus.FieldLogger, tm *jetstream.TaskMessage, d delivery, res resolved, msg natsjs.Msg) (jetstream.Record, bool) {
+// settled, held or left alone. written says the running record is in the
+// bucket; when it is not (a claim deferred, see Config.ClaimDelay), its
+// Revision is that of the record the attempt was started from (0: none),
+// from which the attempt's first write is a compare-and-swap.
+func (r *Runner) claim(ctx context.Context, log logrus.FieldLogger, tm *jetstream.TaskMessage, d delivery, res resolved, msg natsjs.Msg) (rec jetstream.Record, written, ok bool) {
 	for try := 0; try < 5; try++ {
 		var v view
 		var rec jetstream.Record
 		var rev uint64
 		var err error
 		cached := false
-		if try > 0 || tm.Retry || d.Delivered > 1 {
+		read := try > 0 || tm.Retry || d.Delivered > 1
+		if read {
 			if try == 0 {
 				// A retry this runner scheduled: start from the record it
 				// wrote, if it still has it (see recentRecords).
@@ -124,7 +128,7 @@ func (r *Runner) claim(ctx context.Context, log logrus.FieldLogger, tm *jetstrea
 			}
 			if err != nil {
 				r.unreadable(log, msg, d, err)
-				return jetstream.Record{}, false
+				return jetstream.Record{}, false, false
 			}
 		}
 		// Otherwise a first delivery on a task subject: almost always a
@@ -141,7 +145,7 @@ func (r *Runner) claim(ctx context.Context, log logrus.FieldLogger, tm *jetstrea
 		switch dec.Action {
 		case actLeave:
 			dlog().WithField("delivery", d.Delivered).Debug(dec.Reason)
-			return jetstream.Record{}, false
+			return jetstream.Record{}, false, false
 		case actDrop:
 			// A task cancelled before any runner saw it has a record of
 			// no function (UnseenFunction): its message is this task's.
@@ -152,13 +156,13 @@ func (r *Runner) claim(ctx context.Context, log logrus.FieldLogger, tm *jetstrea
 				dlog().Debug("dropping this copy: " + dec.Reason)
 			}
 			_ = msg.Ack()
-			return jetstream.Record{}, false
+			return jetstream.Record{}, false, false
 		case actEnsureDead:
 			// A runner failed the task and may have died before its
 			// dead-letter entry was confirmed: make sure it exists.
 			tm.Attempt = v.Task.Attempt
 			r.deadLetter(ctx, log, tm, *v.Task.Error, v.Task.Replays, msg)
-			return jetstream.Record{}, false
+			return jetstream.Record{}, false, false
 		case actFail:
 			te := newTaskError(dec.ErrorType, dec.Reason, "", 0, false)
 			if v.Corrupt != "" {
@@ -172,6 +176,28 @@ func (r *Runner) claim(ctx context.Context, log logrus.FieldLogger, tm *jetstrea
 		case actReplay:
 			err = r.recordReplay(ctx, log, rec)
 		case actRun:
+			replayStart := !dec.Create && rec.Task.Replays > 0 && rec.Task.ClaimSequence == 0
+			if r.cfg.ClaimDelay > 0 && dec.Deferrable && !replayStart {
+				if !read {
+					// Not read yet: make sure the task has no record (one
+					// cancelled before it was seen, say) before it runs.
+					var found bool
+					if found, err = r.hasRecord(ctx, tm.ID); err != nil {
+						r.unreadable(log, msg, d, err)
+						return jetstream.Record{}, false, false
+					}
+					if found {
+						continue // the next try reads it from the leader
+					}
+				}
+				var t *models.Task
+				if t, err = r.claimedTask(tm, d, rec, dec, res); err == nil {
+					if err = t.Validate(); err == nil {
+						return jetstream.Record{Task: t, Revision: rec.Revision}, false, true
+					}
+				}
+				break
+			}
 			var claimed jetstream.Record
 			claimed, err = r.claimRun(ctx, tm, d, rec, dec, res)
 			if err == nil {
@@ -179,10 +205,10 @@ func (r *Runner) claim(ctx context.Context, log logrus.FieldLogger, tm *jetstrea
 				if dec.Interrupted {
 					log.WithField("interruptions", claimed.Task.Interruptions).Warn("resuming a task whose runner died mid-task")
 				}
-				if !dec.Create && rec.Task.Replays > 0 && rec.Task.ClaimSequence == 0 {
+				if replayStart {
 					r.removeReplayedDead(ctx, log, tm)
 				}
-				return claimed, true
+				return claimed, true, true
 			}
 		}
 		if errors.Is(err, jetstream.ErrStaleRevision) || errors.Is(err, jetstream.ErrTaskExists) {
@@ -193,11 +219,29 @@ func (r *Runner) claim(ctx context.Context, log logrus.FieldLogger, tm *jetstrea
 			log.WithError(err).Error("cannot record the task's state; it will be redelivered")
 			_ = msg.NakWithDelay(time.Second)
 		}
-		return jetstream.Record{}, false
+		return jetstream.Record{}, false, false
 	}
 	log.Warn("task state kept changing while claiming it; it will be redelivered")
 	_ = msg.NakWithDelay(time.Second)
-	return jetstream.Record{}, false
+	return jetstream.Record{}, false, false
+}
+
+// hasRecord reports whether task id has a state record, by a direct get:
+// on one server, or the leader of a replicated bucket, it is exact; a
+// lagging replica may miss a record written a moment ago, which then
+// stops the attempt at its first write (its claim or its outcome, both
+// compare-and-swaps from no record), and a cancellation's notice at once.
+func (r *Runner) hasRecord(ctx context.Context, id string) (bool, error) {
+	r.reads.Add(1)
+	_, err := r.client.State().Get(ctx, id)
+	var corrupt *jetstream.CorruptRecordError
+	switch {
+	case err == nil, errors.As(err, &corrupt):
+		return true, nil
+	case errors.Is(err, jetstream.ErrTaskNotFound):
+		return false, nil
+	}
+	return false, err
 }
 
 // recordReplay records the replay a delivered replay message starts, for
@@ -227,6 +271,19 @@ func (r *Runner) unreadable(log logrus.FieldLogger, msg natsjs.Msg, d delivery, 
 // claimRun moves the task to running for dec.Attempt, creating its record
 // when it has none, so that this runner, and only this one, runs it.
 func (r *Runner) claimRun(ctx context.Context, tm *jetstream.TaskMessage, d delivery, rec jetstream.Record, dec decision, res resolved) (jetstream.Record, error) {
+	t, err := r.claimedTask(tm, d, rec, dec, res)
+	if err != nil {
+		return jetstream.Record{}, err
+	}
+	if dec.Create {
+		return r.client.State().Create(ctx, t)
+	}
+	return r.client.State().Replace(ctx, rec, t)
+}
+
+// claimedTask is the record of the task running dec.Attempt here: rec's
+// task moved to running, or a new record when dec.Create.
+func (r *Runner) claimedTask(tm *jetstream.TaskMessage, d delivery, rec jetstream.Record, dec decision, res resolved) (*models.Task, error) {
 	now := time.Now()
 	settle := func(t *models.Task) {
 		t.Attempt = dec.Attempt
@@ -251,15 +308,20 @@ func (r *Runner) claimRun(ctx context.Context, tm *jetstream.TaskMessage, d deli
 			t.Timeout = models.Duration(res.timeout)
 		}
 	}
+	var t *models.Task
 	if dec.Create {
-		// A task nobody has seen: create its record already claimed, in
-		// one write.
-		t := models.NewTask(tm.ID, tm.Function, 0, 0, now)
+		// A task nobody has seen: its record is created already claimed,
+		// in one write.
+		t = models.NewTask(tm.ID, tm.Function, 0, 0, now)
 		t.Status, t.StartedAt = models.StatusRunning, now.UTC()
-		settle(t)
-		return r.client.State().Create(ctx, t)
+	} else {
+		t = rec.Task.Clone()
+		if err := t.Transition(models.StatusRunning, now); err != nil {
+			return nil, fmt.Errorf("task %s: %w", t.ID, err)
+		}
 	}
-	return r.client.State().Transition(ctx, rec, models.StatusRunning, now, settle)
+	settle(t)
+	return t, nil
 }
 
 // hold keeps a task that is not due until dec.Until: a first attempt asked
@@ -313,8 +375,10 @@ func (r *Runner) isRunning(id string) bool {
 }
 
 // run executes the claimed attempt in its plugin, keeping the message alive
-// meanwhile, and records the outcome.
-func (r *Runner) run(rec jetstream.Record, tm *jetstream.TaskMessage, res resolved, msg natsjs.Msg, log logrus.FieldLogger, ts *taskTrace) {
+// meanwhile, and records the outcome. written says the claim is in the
+// bucket; when it is not, the attempt writes it after Config.ClaimDelay,
+// unless its outcome comes first.
+func (r *Runner) run(rec jetstream.Record, written bool, tm *jetstream.TaskMessage, res resolved, msg natsjs.Msg, log logrus.FieldLogger, ts *taskTrace) {
 	t := rec.Task
 	runCtx, cancel := context.WithCancelCause(r.taskCtx)
 	if hook := r.beforeRun.Load(); hook != nil {
@@ -322,6 +386,15 @@ func (r *Runner) run(rec jetstream.Record, tm *jetstream.TaskMessage, res resolv
 	}
 	f := &inflight{cancel: cancel, msg: msg}
 	r.mu.Lock()
+	if _, dup := r.inflight[t.ID]; dup && !written {
+		// Another copy of the task runs here with its claim deferred too:
+		// no write told the two apart. This copy is left to its
+		// redelivery, which the other's record then decides.
+		r.mu.Unlock()
+		cancel(nil)
+		log.Warn("another copy of this task runs here; this one is left for redelivery")
+		return
+	}
 	r.inflight[t.ID] = f
 	early := len(r.earlyCancels) > 0 && r.takeEarlyCancelLocked(t.ID, time.Now())
 	r.mu.Unlock()
@@ -343,19 +416,22 @@ func (r *Runner) run(rec jetstream.Record, tm *jetstream.TaskMessage, res resolv
 	log.Debug("task started")
 	req := &pluginpb.ExecuteRequest{TaskId: t.ID, Payload: tm.Payload, Headers: tm.Headers,
 		Attempt: int32(t.Attempt), RetryCount: int32(t.RetryCount)}
-	progress := newProgressWriter(r.client.State(), rec, start, log)
+	progress := newProgressWriter(r.client.State(), rec, written, start, log)
+	if !written {
+		progress.deferClaim(r.cfg.ClaimDelay, func() { cancel(errClaimLost) })
+	}
 	execCtx := ts.startExecute(runCtx)
 	out := r.cfg.Plugins.Execute(execCtx, tm.Function, req, deadline, progress.report)
 	if out.Failure != nil && out.Failure.ErrorType == models.ErrorTypeTimeout {
 		nameTimeout(out.Failure, time.Duration(t.Timeout), deadline, time.Now())
 	}
 	ts.executed(out)
-	rec = progress.finish() // the progress writes moved the record on
+	rec, written = progress.finish() // the claim and progress writes moved the record on
 
 	ctx, cancelOps := context.WithTimeout(context.Background(), opTimeout)
 	defer cancelOps()
 	ctx = ts.startRecord(ctx)
-	outcome := r.settle(ctx, log, rec, tm, res, msg, out, context.Cause(runCtx))
+	outcome := r.settle(ctx, log, rec, written, tm, res, msg, out, context.Cause(runCtx))
 	ts.recorded(outcome)
 	r.cfg.Metrics.finished(tm.Function, outcome, time.Since(start))
 }
@@ -388,20 +464,52 @@ const progressInterval = time.Second
 // report that arrives before a write is due is kept and written when it is
 // (by a timer), so the last progress of a long task is not lost between two
 // reports.
+//
+// It also writes an attempt's deferred claim (see deferClaim): the record
+// of the running attempt, when its outcome has not come first. A progress
+// write before it is the claim too.
 type progressWriter struct {
 	state *jetstream.StateStore
 	log   logrus.FieldLogger
 
 	mu      sync.Mutex
 	cur     jetstream.Record
+	written bool             // cur is in the bucket (false: a deferred claim, at the revision it was started from)
+	lost    func()           // stops the attempt whose deferred claim found the state moved on
+	claimT  *time.Timer      // writes a deferred claim
 	due     time.Time        // when the next write may happen
 	pending *models.Progress // reported, not yet written
 	timer   *time.Timer      // writes pending at due
 	off     bool             // a write failed, or the attempt ended
 }
 
-func newProgressWriter(state *jetstream.StateStore, cur jetstream.Record, start time.Time, log logrus.FieldLogger) *progressWriter {
-	return &progressWriter{state: state, cur: cur, log: log, due: start.Add(progressInterval)}
+func newProgressWriter(state *jetstream.StateStore, cur jetstream.Record, written bool, start time.Time, log logrus.FieldLogger) *progressWriter {
+	return &progressWriter{state: state, cur: cur, written: written, log: log, due: start.Add(progressInterval)}
+}
+
+// deferClaim has the unwritten claim in cur written after delay, unless
+// the attempt ends first. If the state moved on meanwhile (the task was
+// cancelled, or another copy of it recorded first), the claim is not
+// written and lost is called to stop the attempt.
+func (p *progressWriter) deferClaim(delay time.Duration, lost func()) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.lost = lost
+	p.claimT = time.AfterFunc(delay, p.claim)
+}
+
+// claimRetry is how long a deferred claim whose write failed (not for a
+// moved state) waits before it is tried again.
+const claimRetry = time.Second
+
+// claim writes the deferred claim.
+func (p *progressWriter) claim() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.claimT = nil
+	if !p.off && !p.written {
+		p.storeLocked(p.cur.Task)
+	}
 }
 
 // report takes one progress event from the plugin.
@@ -442,26 +550,52 @@ func (p *progressWriter) writeLocked(now time.Time) {
 	next := p.cur.Task.Clone()
 	next.Progress = p.pending
 	p.pending = nil
+	p.storeLocked(next)
+}
+
+// storeLocked writes next over cur: a progress write, or the deferred
+// claim (which a progress write before it also is).
+func (p *progressWriter) storeLocked(next *models.Task) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	rec, err := p.state.Replace(ctx, p.cur, next)
-	if err != nil {
+	switch {
+	case err == nil:
+		p.cur, p.written = rec, true
+	case p.written:
 		p.off = true
 		p.log.WithError(err).Debug("progress not recorded; no more progress writes for this attempt")
-		return
+	case errors.Is(err, jetstream.ErrStaleRevision):
+		p.off = true
+		p.log.WithError(err).Info("the task's state moved on before this attempt's claim was written; stopping the attempt")
+		p.lost()
+	default:
+		// The outcome's write is a compare-and-swap from the same
+		// revision, and retried: the claim need not be written first.
+		if p.pending == nil {
+			p.pending = next.Progress
+		}
+		p.log.WithError(err).Warn("cannot record the task running yet; trying again shortly")
+		if p.claimT == nil {
+			p.claimT = time.AfterFunc(claimRetry, p.claim)
+		}
 	}
-	p.cur = rec
 }
 
-// finish ends the attempt's progress writes and returns the task's record
-// as they left it, carrying the last progress not yet written, for the
-// outcome's write to record with it.
-func (p *progressWriter) finish() jetstream.Record {
+// finish ends the attempt's progress and claim writes and returns the
+// task's record as they left it, carrying the last progress not yet
+// written, for the outcome's write to record with it, and whether that
+// record is in the bucket (its claim written).
+func (p *progressWriter) finish() (jetstream.Record, bool) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.timer != nil {
 		p.timer.Stop()
 		p.timer = nil
+	}
+	if p.claimT != nil {
+		p.claimT.Stop()
+		p.claimT = nil
 	}
 	rec := p.cur
 	if p.pending != nil && !p.off {
@@ -470,12 +604,12 @@ func (p *progressWriter) finish() jetstream.Record {
 		rec.Task = &t
 	}
 	p.off = true
-	return rec
+	return rec, p.written
 }
 
 // settle records the outcome of a finished attempt and settles its
 // message. It returns the outcome's name for metrics.
-func (r *Runner) settle(ctx context.Context, log logrus.FieldLogger, rec jetstream.Record, tm *jetstream.TaskMessage, res resolved, msg natsjs.Msg, out pluginhost.Outcome, cause error) string {
+func (r *Runner) settle(ctx context.Context, log logrus.FieldLogger, rec jetstream.Record, written bool, tm *jetstream.TaskMessage, res resolved, msg natsjs.Msg, out pluginhost.Outcome, cause error) string {
 	state := r.client.State()
 	t := rec.Task
 	if out.Failure == nil {
@@ -495,10 +629,13 @@ func (r *Runner) settle(ctx context.Context, log logrus.FieldLogger, rec jetstre
 	}
 	f := out.Failure
 	if errors.Is(cause, errShutdown) {
-		// Not the task's fault: release the claim and let another runner
-		// (or this one, restarted) take it without using up a retry.
-		if _, err := state.Transition(ctx, rec, models.StatusRunning, time.Now(), func(t *models.Task) { t.Runner = "" }); err != nil {
-			log.WithError(err).Warn("could not release the task's claim on shutdown")
+		// Not the task's fault: release the claim (if it was written)
+		// and let another runner (or this one, restarted) take it
+		// without using up a retry.
+		if written {
+			if _, err := state.Transition(ctx, rec, models.StatusRunning, time.Now(), func(t *models.Task) { t.Runner = "" }); err != nil {
+				log.WithError(err).Warn("could not release the task's claim on shutdown")
+			}
 		}
 		_ = msg.Nak()
 		_ = r.client.Conn().Flush() // the connection closes soon after
@@ -507,6 +644,9 @@ func (r *Runner) settle(ctx context.Context, log logrus.FieldLogger, rec jetstre
 	}
 	if errors.Is(cause, errCancelRequested) {
 		return r.lostRecord(ctx, log, t.ID, msg, nil)
+	}
+	if errors.Is(cause, errClaimLost) {
+		return r.lostRecord(ctx, log, t.ID, msg, jetstream.ErrStaleRevision)
 	}
 	if !f.QuarantinedUntil.IsZero() {
 		return r.waitOutQuarantine(ctx, log, rec, tm, msg, f)

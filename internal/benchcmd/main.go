@@ -44,6 +44,7 @@ type Options struct {
 	Tasks           int
 	Concurrency     int
 	RunnerLogLevel  string
+	ClaimDelay      time.Duration
 	RunnerPprof     string
 	LatencyRate     int
 	LatencyDuration time.Duration
@@ -86,6 +87,7 @@ func Parse(args []string, stdout io.Writer) (Options, error) {
 	fs.IntVar(&o.Tasks, "tasks", 20000, "no-op tasks in each drain (backlog and live)")
 	fs.IntVar(&o.Concurrency, "concurrency", 64, "the runner's --concurrency: tasks of a function in flight")
 	fs.StringVar(&o.RunnerLogLevel, "runner-log-level", "warn", "the runner's --log-level")
+	fs.DurationVar(&o.ClaimDelay, "claim-delay", 0, "the runner's --claim-delay (0, its default: every claim written before its task starts)")
 	fs.StringVar(&o.RunnerPprof, "runner-pprof", "", "serve the runner's profiler on this address (its --metrics-addr with --pprof), to profile it during a run: go tool pprof http://ADDR/debug/pprof/profile?seconds=10")
 	fs.IntVar(&o.LatencyRate, "latency-rate", 500, "tasks per second published in the latency section")
 	fs.DurationVar(&o.LatencyDuration, "latency-duration", 10*time.Second, "how long the latency section publishes")
@@ -166,6 +168,8 @@ func Parse(args []string, stdout io.Writer) (Options, error) {
 		return o, fmt.Errorf("%w: --backoff must be positive, got %s", errUsage, o.BackoffBase)
 	case o.LatencyDuration <= 0:
 		return o, fmt.Errorf("%w: --latency-duration must be positive, got %s", errUsage, o.LatencyDuration)
+	case o.ClaimDelay < 0:
+		return o, fmt.Errorf("%w: --claim-delay must be >= 0, got %s", errUsage, o.ClaimDelay)
 	case o.Timeout <= 0:
 		return o, fmt.Errorf("%w: --timeout must be positive, got %s", errUsage, o.Timeout)
 	}

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io"
 	"strings"
+	"time"
 )
 
 // Report is everything one omniq-bench run measured. Sections not run are
@@ -75,6 +76,7 @@ type Settings struct {
 	Tasks             int      `json:"tasks"`
 	RunnerConcurrency int      `json:"runner_concurrency"`
 	RunnerLogLevel    string   `json:"runner_log_level"`
+	RunnerClaimDelay  float64  `json:"runner_claim_delay_ms"`
 	LatencyRate       int      `json:"latency_rate"`
 	LatencySeconds    float64  `json:"latency_seconds"`
 	SerialTasks       int      `json:"serial_tasks"`
@@ -257,8 +259,8 @@ func WriteTable(w io.Writer, r *Report) {
 	fmt.Fprintf(w, "Machine: %s, %d cores, %.1f GiB, Linux %s; %s; nats-server %s (%s); load %.2f at start, %.2f at end; %.1f s in all.\n\n",
 		m.CPU, m.Cores, m.MemoryGiB, m.Kernel, m.GoVersion, m.NATSServerVersion, m.NATSServer, m.LoadStart, m.LoadEnd, r.Settings.TotalSeconds)
 	s := r.Settings
-	fmt.Fprintf(w, "omniq-runner as its own process (--nats-url, --concurrency %d, --log-level %s: it logged %d lines), its plugins as its children; completion read from a watch on the state bucket.\n\n",
-		s.RunnerConcurrency, s.RunnerLogLevel, s.RunnerLogLines)
+	fmt.Fprintf(w, "omniq-runner as its own process (--nats-url, --concurrency %d, --claim-delay %s, --log-level %s: it logged %d lines), its plugins as its children; completion read from a watch on the state bucket.\n\n",
+		s.RunnerConcurrency, time.Duration(s.RunnerClaimDelay*float64(time.Millisecond)), s.RunnerLogLevel, s.RunnerLogLines)
 	row := func(cells ...string) { fmt.Fprintf(w, "| %s |\n", strings.Join(cells, " | ")) }
 	if len(r.Comparison) > 0 || len(r.PeersSkipped) > 0 {
 		var cmp strings.Builder

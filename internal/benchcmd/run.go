@@ -69,7 +69,8 @@ func Run(ctx context.Context, o Options, progress io.Writer) (rep *Report, err e
 	}
 	defer os.RemoveAll(b.work)
 	b.report.Settings = Settings{Sections: o.Sections, Tasks: o.Tasks, RunnerConcurrency: o.Concurrency, RunnerLogLevel: o.RunnerLogLevel,
-		LatencyRate: o.LatencyRate, LatencySeconds: o.LatencyDuration.Seconds(), SerialTasks: o.SerialTasks, FailingTasks: o.FailingTasks, Retries: o.Retries,
+		RunnerClaimDelay: float64(o.ClaimDelay) / float64(time.Millisecond),
+		LatencyRate:      o.LatencyRate, LatencySeconds: o.LatencyDuration.Seconds(), SerialTasks: o.SerialTasks, FailingTasks: o.FailingTasks, Retries: o.Retries,
 		BackoffBaseMS: float64(o.BackoffBase) / float64(time.Millisecond), SubmitTasks: o.SubmitTasks, Producers: o.Producers,
 		RawMessages: o.RawMessages, KVWrites: o.KVWrites, PluginCalls: o.PluginCalls, InFlight: o.InFlight,
 		RunnerBinary: b.runnerExe, SubmitBinary: b.submitExe, PluginsDir: o.PluginsDir}
@@ -331,6 +332,9 @@ func (b *bench) startRunner() error {
 	args := []string{"--nats-url", b.url, "--plugins-dir", b.o.PluginsDir, "--config", path,
 		"--concurrency", fmt.Sprint(b.o.Concurrency), "--log-level", b.o.RunnerLogLevel, "--id", runnerID,
 		"--data-dir", filepath.Join(b.work, "runner")}
+	if b.o.ClaimDelay > 0 { // not given otherwise: older runners, measured with --bin, lack the flag
+		args = append(args, "--claim-delay", b.o.ClaimDelay.String())
+	}
 	if b.o.RunnerPprof != "" {
 		args = append(args, "--metrics-addr", b.o.RunnerPprof, "--pprof")
 	}

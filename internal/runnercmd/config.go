@@ -56,6 +56,7 @@ type Options struct {
 	ID           string
 	ShutdownWait time.Duration
 	AckWait      time.Duration
+	ClaimDelay   time.Duration
 	Version      bool
 	// Embedded server security: TLS and an auth config file.
 	TLSCert, TLSKey, TLSCA string
@@ -105,7 +106,7 @@ type File struct {
 // runnerSettings names the runner.Config fields an operator sets, as
 // runner.Config's validation names them, by the flag or config file path
 // that sets them.
-var runnerSettings = map[string]string{"AckWait": "--ack-wait", "ShutdownGrace": "--shutdown-grace",
+var runnerSettings = map[string]string{"AckWait": "--ack-wait", "ClaimDelay": "--claim-delay", "ShutdownGrace": "--shutdown-grace",
 	"Limits.MaxRetries": "--config limits.max_retries", "Limits.MaxTimeout": "--config limits.max_timeout"}
 
 // streamSettings are the jetstream.Config fields the config file may set:
@@ -472,6 +473,7 @@ func Parse(args []string, getenv func(string) string, help io.Writer) (Options, 
 	fs.StringVar(&o.TLSCA, "tls-ca", "", "embedded server: require client certificates signed by these CAs (PEM)")
 	fs.StringVar(&o.AuthConfig, "auth-config", "", "embedded server: nats-server config file whose authorization/accounts define the logins, instead of the generated credentials; the runner logs in with --nats-user/--nats-password, --nats-nkey or --nats-creds")
 	fs.DurationVar(&o.AckWait, "ack-wait", 4*time.Second, "how long a task of a runner that stopped answering waits before another runner takes it (at least 1s; 0 is the default)")
+	fs.DurationVar(&o.ClaimDelay, "claim-delay", 0, "let a task run this long (at most 1s) before recording it running: a task that ends sooner costs one state write fewer, at the price docs/operations.md (Throughput) gives; 0 records every claim first")
 	fs.BoolVar(&o.Version, "version", false, "print the version and exit")
 	var pos []string
 	ran := false
@@ -677,7 +679,7 @@ func (o *Options) listenAddr() (host string, port int, err error) {
 // runnerConfig is the runner configuration, without its client and plugins.
 func (o *Options) runnerConfig() runner.Config {
 	c := runner.Config{ID: o.ID, Defaults: o.File.Defaults, Functions: o.File.Functions, ShutdownGrace: o.ShutdownWait,
-		AckWait: o.AckWait, Limits: o.File.Limits}
+		AckWait: o.AckWait, ClaimDelay: o.ClaimDelay, Limits: o.File.Limits}
 	if o.Concurrency > 0 && c.Defaults.Concurrency == 0 {
 		c.Defaults.Concurrency = o.Concurrency
 	}
