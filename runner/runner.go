@@ -111,6 +111,10 @@ func New(cfg Config) (*Runner, error) {
 type inflight struct {
 	cancel context.CancelCauseFunc
 	msg    natsjs.Msg // kept alive by heartbeats while the attempt runs
+	// settling: the attempt has its outcome and is recording it. The
+	// task's next attempt may start here meanwhile (its message, or the
+	// same one, redelivered after a short retry's delay).
+	settling atomic.Bool
 }
 
 // ID is the runner's id.

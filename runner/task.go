@@ -386,16 +386,12 @@ func (r *Runner) run(rec jetstream.Record, written bool, tm *jetstream.TaskMessa
 	}
 	f := &inflight{cancel: cancel, msg: msg}
 	r.mu.Lock()
-	if _, dup := r.inflight[t.ID]; dup && !written {
-		// Another copy of the task runs here with its claim deferred too:
-		// no write told the two apart. This copy is left to its
-		// redelivery, which the other's record then decides.
+	if !registerAttempt(r.inflight, t.ID, f, written) {
 		r.mu.Unlock()
 		cancel(nil)
 		log.Warn("another copy of this task runs here; this one is left for redelivery")
 		return
 	}
-	r.inflight[t.ID] = f
 	early := len(r.earlyCancels) > 0 && r.takeEarlyCancelLocked(t.ID, time.Now())
 	r.mu.Unlock()
 	if early {
@@ -405,7 +401,7 @@ func (r *Runner) run(rec jetstream.Record, written bool, tm *jetstream.TaskMessa
 	}
 	defer func() {
 		r.mu.Lock()
-		delete(r.inflight, t.ID)
+		unregisterAttempt(r.inflight, t.ID, f)
 		r.mu.Unlock()
 		cancel(nil)
 	}()
@@ -426,6 +422,7 @@ func (r *Runner) run(rec jetstream.Record, written bool, tm *jetstream.TaskMessa
 		nameTimeout(out.Failure, time.Duration(t.Timeout), deadline, time.Now())
 	}
 	ts.executed(out)
+	f.settling.Store(true)
 	rec, written = progress.finish() // the claim and progress writes moved the record on
 
 	ctx, cancelOps := context.WithTimeout(context.Background(), opTimeout)
@@ -434,6 +431,31 @@ func (r *Runner) run(rec jetstream.Record, written bool, tm *jetstream.TaskMessa
 	outcome := r.settle(ctx, log, rec, written, tm, res, msg, out, context.Cause(runCtx))
 	ts.recorded(outcome)
 	r.cfg.Metrics.finished(tm.Function, outcome, time.Since(start))
+}
+
+// registerAttempt records f as the attempt of task id running here, in
+// running (the runner's inflight, under its lock), unless it must not
+// run: its claim is not written (written false) and another attempt of
+// the task runs here, not yet recording its outcome. Then no write told
+// the two copies apart, and this one is left to its redelivery, which the
+// other's record decides. An attempt recording its outcome is not another
+// copy: this may be the next attempt, decided from that outcome (a short
+// retry's message comes back within milliseconds), which takes its place.
+func registerAttempt(running map[string]*inflight, id string, f *inflight, written bool) bool {
+	if other, ok := running[id]; ok && !written && !other.settling.Load() {
+		return false
+	}
+	running[id] = f
+	return true
+}
+
+// unregisterAttempt removes f, the attempt of task id that ended, unless
+// the task's next attempt took its place: that one's heartbeats and
+// cancellation go on.
+func unregisterAttempt(running map[string]*inflight, id string, f *inflight) {
+	if running[id] == f {
+		delete(running, id)
+	}
 }
 
 // nameTimeout makes the message of an attempt that ran out of time name
