@@ -102,13 +102,14 @@ func (r *Runner) view(ctx context.Context, id string) (view, jetstream.Record, u
 }
 
 // claim decides what a delivered message means given the task's state
-// (decide) and carries the decision out. It returns the running record and
-// true when this runner now runs the task; false when the message was
-// settled, held or left alone. written says the running record is in the
-// bucket; when it is not (a claim deferred, see Config.ClaimDelay), its
-// Revision is that of the record the attempt was started from (0: none),
-// from which the attempt's first write is a compare-and-swap.
-func (r *Runner) claim(ctx context.Context, log logrus.FieldLogger, tm *jetstream.TaskMessage, d delivery, res resolved, msg natsjs.Msg) (rec jetstream.Record, written, ok bool) {
+// (decide) and carries the decision out. It returns the running record,
+// whether that record is in the bucket, and true when this runner now
+// runs the task; false when the message was settled, held or left alone.
+// A running record not in the bucket is a claim deferred (see
+// Config.ClaimDelay): its Revision is that of the record the attempt was
+// started from (0: none), from which the attempt's first write is a
+// compare-and-swap.
+func (r *Runner) claim(ctx context.Context, log logrus.FieldLogger, tm *jetstream.TaskMessage, d delivery, res resolved, msg natsjs.Msg) (jetstream.Record, bool, bool) {
 	for try := 0; try < 5; try++ {
 		var v view
 		var rec jetstream.Record
