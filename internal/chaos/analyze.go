@@ -50,6 +50,9 @@ type Result struct {
 	Runners int `json:"runners"`
 	// AckWait is the runners' --ack-wait ("" when left at its default).
 	AckWait string `json:"ack_wait,omitempty"`
+	// ClaimDelay is the runners' --claim-delay ("" when left at its
+	// default).
+	ClaimDelay string `json:"claim_delay,omitempty"`
 
 	// Submitted counts the tasks whose submit was acknowledged;
 	// SubmitRetries the submits that had to be tried again; SubmitFailed

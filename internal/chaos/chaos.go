@@ -79,6 +79,9 @@ type Config struct {
 	// AckWait is passed to the runners as --ack-wait when > 0; zero keeps
 	// the runner's default. Defaults to 0.
 	AckWait time.Duration
+	// ClaimDelay is passed to the runners as --claim-delay when > 0;
+	// zero keeps the runner's default (every claim written first).
+	ClaimDelay time.Duration
 	// Sync is the nats-servers' JetStream sync_interval: "always" or a
 	// duration. Defaults to "2m" (nats-server's own default).
 	Sync string
@@ -192,8 +195,8 @@ func (c Config) validate() error {
 		return fmt.Errorf("%w: StopFor must be 0 to 5m, got %s", ErrInvalidConfig, c.StopFor)
 	case c.Down < 0 || c.Down > 5*time.Minute:
 		return fmt.Errorf("%w: Down must be 0 to 5m, got %s", ErrInvalidConfig, c.Down)
-	case c.AckWait < 0 || c.Settle < time.Second || c.Quiet < 0:
-		return fmt.Errorf("%w: AckWait and Quiet must be >= 0 and Settle >= 1s, got %s, %s, %s", ErrInvalidConfig, c.AckWait, c.Quiet, c.Settle)
+	case c.AckWait < 0 || c.ClaimDelay < 0 || c.Settle < time.Second || c.Quiet < 0:
+		return fmt.Errorf("%w: AckWait, ClaimDelay and Quiet must be >= 0 and Settle >= 1s, got %s, %s, %s, %s", ErrInvalidConfig, c.AckWait, c.ClaimDelay, c.Quiet, c.Settle)
 	}
 	if c.Sync != "always" {
 		if d, err := time.ParseDuration(c.Sync); err != nil || d <= 0 {

@@ -247,6 +247,9 @@ func (e *env) startRunner(ctx context.Context, r *runnerNode) error {
 	if e.cfg.AckWait > 0 {
 		args = append(args, "--ack-wait", e.cfg.AckWait.String())
 	}
+	if e.cfg.ClaimDelay > 0 {
+		args = append(args, "--claim-delay", e.cfg.ClaimDelay.String())
+	}
 	if r.concurrency > 0 {
 		args = append(args, "--concurrency", fmt.Sprint(r.concurrency))
 	}

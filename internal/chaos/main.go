@@ -46,6 +46,7 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs.DurationVar(&cfg.StopFor, "stop-for", 20*time.Second, "how long leader-stop keeps the leader SIGSTOPped")
 	fs.DurationVar(&cfg.Down, "down", 3*time.Second, "how long a killed nats-server stays down")
 	fs.DurationVar(&cfg.AckWait, "ack-wait", 0, "runners' --ack-wait (0: the runner's default, 4s)")
+	fs.DurationVar(&cfg.ClaimDelay, "claim-delay", 0, "runners' --claim-delay (0: the runner's default, every claim written first)")
 	fs.StringVar(&cfg.Sync, "sync", "2m", `nats-servers' JetStream sync_interval: "always" or a duration`)
 	fs.DurationVar(&cfg.Settle, "settle", 3*time.Minute, "how long after the last submission every task must have ended")
 	fs.DurationVar(&cfg.Quiet, "quiet", 3*time.Second, "wait after every task ended, so a late second outcome shows")

@@ -39,6 +39,9 @@ func (r Report) WriteTable(w io.Writer) error {
 		if res.AckWait != "" {
 			fmt.Fprintf(w, ", --ack-wait %s", res.AckWait)
 		}
+		if res.ClaimDelay != "" {
+			fmt.Fprintf(w, ", --claim-delay %s", res.ClaimDelay)
+		}
 		fmt.Fprintf(w, "; last outcome %.1fs after the start\n", res.Elapsed)
 		if res.Submitted > 0 {
 			fmt.Fprintf(w, "  slowest task %s: %.2fs from submit to outcome; %d tasks took over %s\n", res.Slowest, res.MaxLatency, res.Slow, SlowAfter)

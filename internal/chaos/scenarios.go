@@ -640,6 +640,9 @@ func sorted(s []string) []string {
 func runScenario(parent context.Context, cfg Config, sc scenario) Result {
 	log := cfg.Logger.WithField("scenario", sc.name)
 	res := Result{Scenario: sc.name, About: sc.about, Fsync: cfg.Sync, Servers: sc.servers, Runners: sc.runners}
+	if cfg.ClaimDelay > 0 {
+		res.ClaimDelay = cfg.ClaimDelay.String()
+	}
 	if cfg.AckWait > 0 {
 		res.AckWait = cfg.AckWait.String()
 	}
@@ -777,7 +780,7 @@ func runScenario(parent context.Context, cfg Config, sc scenario) Result {
 		Deleted: seen.deleted, Dead: dead, Execs: execs, Faults: faults, Replays: replays}
 	r := analyze(obs)
 	seen.mu.Unlock()
-	r.Scenario, r.About, r.Fsync, r.Servers, r.Runners, r.AckWait = res.Scenario, res.About, res.Fsync, res.Servers, res.Runners, res.AckWait
+	r.Scenario, r.About, r.Fsync, r.Servers, r.Runners, r.AckWait, r.ClaimDelay = res.Scenario, res.About, res.Fsync, res.Servers, res.Runners, res.AckWait, res.ClaimDelay
 	r.SubmitRetries = st.retries
 	for i := range r.Problems {
 		if i == 20 {
