@@ -848,3 +848,47 @@ func TestStateTransitionFromNoRecordCreatesIt(t *testing.T) {
 		t.Fatalf("a refused write changed the record: %+v", got.Task)
 	}
 }
+
+// A record probe tells, in one request, which tasks have a record: not
+// those without one, nor one whose record expired (its key holds the
+// expiry's marker); and refuses more ids than one request may ask.
+func TestRecordProbeSaysWhichTasksHaveRecords(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, jetstream.Config{FinishedTTL: time.Second})
+	probe, err := e.client.State().NewRecordProbe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer probe.Close()
+	if got, err := probe.Existing(ctx(t), []string{"a", "b"}); err != nil || len(got) != 0 {
+		t.Fatalf("empty bucket: %v, %v", got, err)
+	}
+	createTask(t, e, "a", "f")
+	createTask(t, e, "c", "f")
+	gone := createTask(t, e, "gone", "f")
+	gone, err = e.client.State().Transition(ctx(t), gone, models.StatusRunning, time.Now(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.client.State().Transition(ctx(t), gone, models.StatusSucceeded, time.Now(), nil); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 10*time.Second, "the succeeded record to expire", func() bool {
+		_, err := e.client.State().Get(ctx(t), "gone")
+		return errors.Is(err, jetstream.ErrTaskNotFound)
+	})
+	got, err := probe.Existing(ctx(t), []string{"a", "b", "c", "gone"})
+	if err != nil || !reflect.DeepEqual(got, map[string]bool{"a": true, "c": true}) {
+		t.Fatalf("Existing = %v, %v; want a and c", got, err)
+	}
+	many := make([]string, jetstream.MaxProbeIDs+1)
+	for i := range many {
+		many[i] = fmt.Sprint("t", i)
+	}
+	if _, err := probe.Existing(ctx(t), many); err == nil {
+		t.Fatal("a probe of too many ids was sent")
+	}
+	if _, err := probe.Existing(ctx(t), []string{"a", "bad id"}); err == nil {
+		t.Fatal("a probe with an invalid id was sent")
+	}
+}

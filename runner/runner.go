@@ -47,7 +47,9 @@ type Runner struct {
 	// beforeRun, when set (by tests), is called with a claimed task's id
 	// just before its attempt registers as running here.
 	beforeRun atomic.Pointer[func(id string)]
-	recent    recentRecords   // retrying records written here, for the next claim
+	recent    recentRecords  // retrying records written here, for the next claim
+	records   *recordChecker // whether tasks have records, for deferred claims (nil without ClaimDelay)
+	probe     *jetstream.RecordProbe
 	reads     atomic.Int64    // state records read to decide a delivery (for tests)
 	loops     map[string]bool // functions being pulled
 	// failing holds, per pull loop ("<stream>/<function>"), why it cannot
@@ -99,6 +101,13 @@ func New(cfg Config) (*Runner, error) {
 		inflight: make(map[string]*inflight), earlyCancels: make(map[string]time.Time), loops: make(map[string]bool), failing: make(map[string]error),
 		stopped: make(chan struct{}), stopHB: make(chan struct{}), tracer: newTracer(cfg.TracerProvider),
 		workers: workpool.New(workerIdle), acks: newAcker(ackDelay),
+	}
+	if cfg.ClaimDelay > 0 {
+		probe, err := cfg.Client.State().NewRecordProbe()
+		if err != nil {
+			return nil, fmt.Errorf("runner: %w", err)
+		}
+		r.probe, r.records = probe, newRecordChecker(probe.Existing)
 	}
 	cfg.Metrics.watchPlugins(cfg.Plugins)
 	cfg.Metrics.watchStreams(cfg.Client)
@@ -505,6 +514,9 @@ func (r *Runner) Stop(ctx context.Context) error {
 		}
 		r.workers.Stop()
 		r.acks.stop() // every task has returned: no more acks come
+		if r.probe != nil {
+			r.probe.Close() // and no more checks
+		}
 		close(r.stopHB)
 		r.hbWG.Wait()
 		dctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)

@@ -227,22 +227,15 @@ func (r *Runner) claim(ctx context.Context, log logrus.FieldLogger, tm *jetstrea
 	return jetstream.Record{}, false, false
 }
 
-// hasRecord reports whether task id has a state record, by a direct get:
-// on one server, or the leader of a replicated bucket, it is exact; a
-// lagging replica may miss a record written a moment ago, which then
-// stops the attempt at its first write (its claim or its outcome, both
-// compare-and-swaps from no record), and a cancellation's notice at once.
+// hasRecord reports whether task id has a state record, by a batched
+// direct get (recordChecker): on one server, or the leader of a
+// replicated bucket, it is exact; a lagging replica may miss a record
+// written a moment ago, which then stops the attempt at its first write
+// (its claim or its outcome, both compare-and-swaps from no record), and
+// a cancellation's notice at once.
 func (r *Runner) hasRecord(ctx context.Context, id string) (bool, error) {
 	r.reads.Add(1)
-	_, err := r.client.State().Get(ctx, id)
-	var corrupt *jetstream.CorruptRecordError
-	switch {
-	case err == nil, errors.As(err, &corrupt):
-		return true, nil
-	case errors.Is(err, jetstream.ErrTaskNotFound):
-		return false, nil
-	}
-	return false, err
+	return r.records.has(ctx, id)
 }
 
 // recordReplay records the replay a delivered replay message starts, for

@@ -1,0 +1,84 @@
+package jetstream
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/omniq/omniq/models"
+)
+
+// MaxProbeIDs bounds the ids of one RecordProbe.Existing: nats-server
+// answers a multi-subject direct get with at most 1,024 messages.
+const MaxProbeIDs = 256
+
+// A RecordProbe tells which of many tasks have a state record, with one
+// batched direct get ("the last message of each of these keys") for all
+// of them: a runner that defers its claims (runner.Config.ClaimDelay)
+// checks each task it starts this way, the checks that gather while one
+// is answered going out together. It holds one subscription for its
+// answers until Close. Its methods are safe for concurrent use; calls to
+// Existing take turns.
+type RecordProbe struct {
+	mu sync.Mutex
+	sc *scanner
+}
+
+// NewRecordProbe subscribes the answers of the probes to come.
+func (s *StateStore) NewRecordProbe() (*RecordProbe, error) {
+	sc, err := s.newScanner()
+	if err != nil {
+		return nil, err
+	}
+	return &RecordProbe{sc: sc}, nil
+}
+
+// Close drops the probe's subscription.
+func (p *RecordProbe) Close() { p.sc.close() }
+
+// Existing returns the ids, of at most MaxProbeIDs, that have a record.
+// A key whose last message is the marker of a delete or an expiry has
+// none, as for Get. Like Get it reads any replica of a replicated
+// bucket, which may miss a record written a moment ago.
+func (p *RecordProbe) Existing(ctx context.Context, ids []string) (map[string]bool, error) {
+	if len(ids) > MaxProbeIDs {
+		return nil, fmt.Errorf("%w: %d ids in one probe, at most %d", ErrStateScan, len(ids), MaxProbeIDs)
+	}
+	s := p.sc.s
+	keys := make([]string, len(ids))
+	for i, id := range ids {
+		if err := models.ValidateTaskID(id); err != nil {
+			return nil, err
+		}
+		keys[i] = s.putPrefix + id
+	}
+	req, err := json.Marshal(struct {
+		MultiLast []string `json:"multi_last"`
+	}{keys})
+	if err != nil {
+		return nil, err
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	api := apiPrefix(s.js) + "DIRECT.GET.KV_" + s.cfg.StateBucket
+	msgs, _, err := directBatch(ctx, s.js.Conn(), p.sc.sub, p.sc.inbox, api, req)
+	if err != nil {
+		if errors.Is(err, nats.ErrNoResponders) {
+			return nil, fmt.Errorf("%w %s: %w (is the bucket provisioned?)", ErrStateScan, s.cfg.StateBucket, err)
+		}
+		return nil, fmt.Errorf("%w %s: %w", ErrStateScan, s.cfg.StateBucket, err)
+	}
+	found := make(map[string]bool, len(msgs))
+	for _, m := range msgs {
+		key, ok := strings.CutPrefix(serverHeader(m.Header, "Nats-Subject"), s.putPrefix)
+		if ok && key != "" && !removed(m.Header) {
+			found[key] = true
+		}
+	}
+	return found, nil
+}
