@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 	"sync"
 
@@ -17,11 +18,11 @@ import (
 // answers a multi-subject direct get with at most 1,024 messages.
 const MaxProbeIDs = 256
 
-// A RecordProbe tells which of many tasks have a state record, with one
-// batched direct get ("the last message of each of these keys") for all
-// of them: a runner that defers its claims (runner.Config.ClaimDelay)
-// checks each task it starts this way, the checks that gather while one
-// is answered going out together. It holds one subscription for its
+// A RecordProbe tells which of many tasks have a state record, and at
+// which revision, with one batched direct get ("the last message of each
+// of these keys") for all of them: a runner that defers its claims
+// (runner.Config.ClaimDelay) checks each task it starts this way, the
+// checks that gather while one is answered going out together. It holds one subscription for its
 // answers until Close. Its methods are safe for concurrent use; calls to
 // Existing take turns.
 type RecordProbe struct {
@@ -41,11 +42,12 @@ func (s *StateStore) NewRecordProbe() (*RecordProbe, error) {
 // Close drops the probe's subscription.
 func (p *RecordProbe) Close() { p.sc.close() }
 
-// Existing returns the ids, of at most MaxProbeIDs, that have a record.
-// A key whose last message is the marker of a delete or an expiry has
-// none, as for Get. Like Get it reads any replica of a replicated
-// bucket, which may miss a record written a moment ago.
-func (p *RecordProbe) Existing(ctx context.Context, ids []string) (map[string]bool, error) {
+// Revisions returns the revision of the record of each of ids (at most
+// MaxProbeIDs) that has one; the others are left out. A key whose last
+// message is the marker of a delete or an expiry has none, as for Get.
+// Like Get it reads any replica of a replicated bucket, which may miss a
+// record written a moment ago.
+func (p *RecordProbe) Revisions(ctx context.Context, ids []string) (map[string]uint64, error) {
 	if len(ids) > MaxProbeIDs {
 		return nil, fmt.Errorf("%w: %d ids in one probe, at most %d", ErrStateScan, len(ids), MaxProbeIDs)
 	}
@@ -73,12 +75,17 @@ func (p *RecordProbe) Existing(ctx context.Context, ids []string) (map[string]bo
 		}
 		return nil, fmt.Errorf("%w %s: %w", ErrStateScan, s.cfg.StateBucket, err)
 	}
-	found := make(map[string]bool, len(msgs))
+	revs := make(map[string]uint64, len(msgs))
 	for _, m := range msgs {
 		key, ok := strings.CutPrefix(serverHeader(m.Header, "Nats-Subject"), s.putPrefix)
-		if ok && key != "" && !removed(m.Header) {
-			found[key] = true
+		if !ok || key == "" || removed(m.Header) {
+			continue
 		}
+		rev, err := strconv.ParseUint(serverHeader(m.Header, "Nats-Sequence"), 10, 64)
+		if err != nil || rev == 0 {
+			return nil, fmt.Errorf("%w %s: direct get answered a message without a sequence", ErrStateScan, s.cfg.StateBucket)
+		}
+		revs[key] = rev
 	}
-	return found, nil
+	return revs, nil
 }

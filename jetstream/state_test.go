@@ -849,9 +849,10 @@ func TestStateTransitionFromNoRecordCreatesIt(t *testing.T) {
 	}
 }
 
-// A record probe tells, in one request, which tasks have a record: not
-// those without one, nor one whose record expired (its key holds the
-// expiry's marker); and refuses more ids than one request may ask.
+// A record probe tells, in one request, which tasks have a record and at
+// which revision: not those without one, nor one whose record expired
+// (its key holds the expiry's marker); and refuses more ids than one
+// request may ask.
 func TestRecordProbeSaysWhichTasksHaveRecords(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, jetstream.Config{FinishedTTL: time.Second})
@@ -860,11 +861,11 @@ func TestRecordProbeSaysWhichTasksHaveRecords(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer probe.Close()
-	if got, err := probe.Existing(ctx(t), []string{"a", "b"}); err != nil || len(got) != 0 {
+	if got, err := probe.Revisions(ctx(t), []string{"a", "b"}); err != nil || len(got) != 0 {
 		t.Fatalf("empty bucket: %v, %v", got, err)
 	}
-	createTask(t, e, "a", "f")
-	createTask(t, e, "c", "f")
+	a := createTask(t, e, "a", "f")
+	c := createTask(t, e, "c", "f")
 	gone := createTask(t, e, "gone", "f")
 	gone, err = e.client.State().Transition(ctx(t), gone, models.StatusRunning, time.Now(), nil)
 	if err != nil {
@@ -877,18 +878,18 @@ func TestRecordProbeSaysWhichTasksHaveRecords(t *testing.T) {
 		_, err := e.client.State().Get(ctx(t), "gone")
 		return errors.Is(err, jetstream.ErrTaskNotFound)
 	})
-	got, err := probe.Existing(ctx(t), []string{"a", "b", "c", "gone"})
-	if err != nil || !reflect.DeepEqual(got, map[string]bool{"a": true, "c": true}) {
-		t.Fatalf("Existing = %v, %v; want a and c", got, err)
+	got, err := probe.Revisions(ctx(t), []string{"a", "b", "c", "gone"})
+	if want := map[string]uint64{"a": a.Revision, "c": c.Revision}; err != nil || !reflect.DeepEqual(got, want) {
+		t.Fatalf("Revisions = %v, %v; want %v", got, err, want)
 	}
 	many := make([]string, jetstream.MaxProbeIDs+1)
 	for i := range many {
 		many[i] = fmt.Sprint("t", i)
 	}
-	if _, err := probe.Existing(ctx(t), many); err == nil {
+	if _, err := probe.Revisions(ctx(t), many); err == nil {
 		t.Fatal("a probe of too many ids was sent")
 	}
-	if _, err := probe.Existing(ctx(t), []string{"a", "bad id"}); err == nil {
+	if _, err := probe.Revisions(ctx(t), []string{"a", "bad id"}); err == nil {
 		t.Fatal("a probe with an invalid id was sent")
 	}
 }

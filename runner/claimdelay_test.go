@@ -238,3 +238,36 @@ func TestADeferringRunnerRunsOneOfTwoCopiesAtATime(t *testing.T) {
 		t.Fatalf("a second copy ran at the same time (%v outcomes lost)", n)
 	}
 }
+
+// A retry is decided from the record the runner wrote when the last
+// attempt failed, without reading it. With claims deferred no write
+// checks that record before the retry runs, so the runner checks its
+// revision first: a record another writer moved on meanwhile is read
+// again and decided on, and the attempt is not run from the stale one
+// (whose outcome could not be recorded: "lost", and a redelivery).
+func TestADeferredRetryChecksTheRecordItRemembers(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	cfg := deferredConfig(time.Second)
+	cfg.Defaults.BackoffBase, cfg.Defaults.BackoffMax = 2*time.Second, 2*time.Second // a scheduled retry: time to write meanwhile
+	tr := startRunner(t, e, cfg, pluginhost.HostConfig{})
+	res, err := e.client.Submit(ctx(t), jetstream.SubmitRequest{ID: "moved-on", Function: "flaky", Payload: []byte("1")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, e, res.ID, models.StatusRetrying, 30*time.Second)
+	rec, err := e.client.State().Get(ctx(t), res.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.client.State().Replace(ctx(t), rec, rec.Task.Clone()); err != nil {
+		t.Fatal(err)
+	}
+	task := waitFor(t, e, res.ID, models.StatusSucceeded, 30*time.Second)
+	if task.Attempt != 2 {
+		t.Fatalf("succeeded on attempt %d, want 2", task.Attempt)
+	}
+	if n := tr.Counter(t, "omniq_tasks_total", map[string]string{"function": "flaky", "outcome": "lost"}); n != 0 {
+		t.Fatalf("an attempt ran from the record as it was before it moved on (%v outcomes lost)", n)
+	}
+}

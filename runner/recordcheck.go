@@ -7,15 +7,15 @@ import (
 	"github.com/omniq/omniq/jetstream"
 )
 
-// recordChecker answers, for claims the runner defers, whether a task has
-// a state record. Checks asked while one probe is out go together in the
+// recordChecker answers, for claims the runner defers, at which revision
+// a task's state record is (0: it has none). Checks asked while one probe is out go together in the
 // next (jetstream.RecordProbe): under load one request and one answer
 // serve many tasks, and a lone check goes out at once, never waiting for
 // company.
 type recordChecker struct {
-	// probe answers which of ids have a record
-	// (jetstream.RecordProbe.Existing).
-	probe func(ctx context.Context, ids []string) (map[string]bool, error)
+	// probe answers the revisions of the records of those of ids that
+	// have one (jetstream.RecordProbe.Revisions).
+	probe func(ctx context.Context, ids []string) (map[string]uint64, error)
 
 	mu      sync.Mutex
 	queue   []recordCheck
@@ -29,17 +29,17 @@ type recordCheck struct {
 }
 
 type recordAnswer struct {
-	found bool
-	err   error
+	rev uint64
+	err error
 }
 
-func newRecordChecker(probe func(ctx context.Context, ids []string) (map[string]bool, error)) *recordChecker {
+func newRecordChecker(probe func(ctx context.Context, ids []string) (map[string]uint64, error)) *recordChecker {
 	return &recordChecker{probe: probe}
 }
 
-// has reports whether task id has a record. The caller that finds no probe
-// out sends the next one itself.
-func (c *recordChecker) has(ctx context.Context, id string) (bool, error) {
+// revision returns the revision of task id's record, 0 when it has none.
+// The caller that finds no probe out sends the next one itself.
+func (c *recordChecker) revision(ctx context.Context, id string) (uint64, error) {
 	done := make(chan recordAnswer, 1)
 	c.mu.Lock()
 	c.queue = append(c.queue, recordCheck{id: id, done: done})
@@ -51,9 +51,9 @@ func (c *recordChecker) has(ctx context.Context, id string) (bool, error) {
 	}
 	select {
 	case a := <-done:
-		return a.found, a.err
+		return a.rev, a.err
 	case <-ctx.Done():
-		return false, ctx.Err()
+		return 0, ctx.Err()
 	}
 }
 
@@ -75,9 +75,9 @@ func (c *recordChecker) probeQueued() {
 	}
 	// Bounded by the probe itself, not by one asker's context: it
 	// answers them all.
-	found, err := c.probe(context.Background(), ids)
+	revs, err := c.probe(context.Background(), ids)
 	for _, q := range batch {
-		q.done <- recordAnswer{found: found[q.id], err: err}
+		q.done <- recordAnswer{rev: revs[q.id], err: err}
 	}
 	c.mu.Lock()
 	more := len(c.queue) > 0

@@ -14,13 +14,14 @@ import (
 // TestRecordChecksAskedWhileAProbeIsOutGoTogether: checks that come while
 // a probe is answered wait for the next, which asks for all of them at
 // once, at most jetstream.MaxProbeIDs a probe; each asker gets its own
-// task's answer, and an error goes to every asker of its probe.
+// task's revision (0 for none), and an error goes to every asker of its
+// probe.
 func TestRecordChecksAskedWhileAProbeIsOutGoTogether(t *testing.T) {
 	release := make(chan struct{})
 	var mu sync.Mutex
 	var probes [][]string
 	failFor := "" // the id whose probe fails
-	c := newRecordChecker(func(_ context.Context, ids []string) (map[string]bool, error) {
+	c := newRecordChecker(func(_ context.Context, ids []string) (map[string]uint64, error) {
 		mu.Lock()
 		probes = append(probes, ids)
 		first := len(probes) == 1
@@ -28,26 +29,26 @@ func TestRecordChecksAskedWhileAProbeIsOutGoTogether(t *testing.T) {
 		if first {
 			<-release // the first probe is out while the others gather
 		}
-		found := map[string]bool{}
+		revs := map[string]uint64{}
 		for _, id := range ids {
 			if id == failFor {
 				return nil, errors.New("no answer")
 			}
 			if len(id)%2 == 0 {
-				found[id] = true
+				revs[id] = uint64(len(id))
 			}
 		}
-		return found, nil
+		return revs, nil
 	})
 	type answer struct {
-		id    string
-		found bool
-		err   error
+		id  string
+		rev uint64
+		err error
 	}
 	answers := make(chan answer, 1000)
 	ask := func(id string) {
-		found, err := c.has(context.Background(), id)
-		answers <- answer{id, found, err}
+		rev, err := c.revision(context.Background(), id)
+		answers <- answer{id, rev, err}
 	}
 	go ask("first")
 	waitUntil(t, func() bool { mu.Lock(); defer mu.Unlock(); return len(probes) == 1 })
@@ -62,8 +63,8 @@ func TestRecordChecksAskedWhileAProbeIsOutGoTogether(t *testing.T) {
 	for range n + 1 {
 		a := <-answers
 		if a.id == "first" {
-			if a.err != nil || a.found {
-				t.Fatalf("first: %v %v", a.found, a.err)
+			if a.err != nil || a.rev != 0 {
+				t.Fatalf("first: %v %v", a.rev, a.err)
 			}
 			continue
 		}
@@ -81,8 +82,8 @@ func TestRecordChecksAskedWhileAProbeIsOutGoTogether(t *testing.T) {
 			}
 		}
 		mu.Unlock()
-		if a.err == nil && a.found != (len(a.id)%2 == 0) {
-			t.Errorf("%s: found %v", a.id, a.found)
+		if want := uint64(len(a.id)) * uint64(1-len(a.id)%2); a.err == nil && a.rev != want {
+			t.Errorf("%s: revision %v, want %v", a.id, a.rev, want)
 		}
 	}
 	mu.Lock()

@@ -107,7 +107,7 @@ func New(cfg Config) (*Runner, error) {
 		if err != nil {
 			return nil, fmt.Errorf("runner: %w", err)
 		}
-		r.probe, r.records = probe, newRecordChecker(probe.Existing)
+		r.probe, r.records = probe, newRecordChecker(probe.Revisions)
 	}
 	cfg.Metrics.watchPlugins(cfg.Plugins)
 	cfg.Metrics.watchStreams(cfg.Client)

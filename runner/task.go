@@ -179,15 +179,18 @@ func (r *Runner) claim(ctx context.Context, log logrus.FieldLogger, tm *jetstrea
 		case actRun:
 			replayStart := !dec.Create && rec.Task.Replays > 0 && rec.Task.ClaimSequence == 0
 			if r.cfg.ClaimDelay > 0 && dec.Deferrable && !replayStart {
-				if !read {
-					// Not read yet: make sure the task has no record (one
-					// cancelled before it was seen, say) before it runs.
-					var found bool
-					if found, err = r.hasRecord(ctx, tm.ID); err != nil {
+				if !read || cached {
+					// Decided without reading the record (a first
+					// delivery: as if it had none; a retry: from the
+					// record this runner wrote): make sure it still is so
+					// (not cancelled meanwhile, say) before the task runs,
+					// since no write checks it first.
+					var now uint64
+					if now, err = r.recordRevision(ctx, tm.ID); err != nil {
 						r.unreadable(log, msg, d, err)
 						return jetstream.Record{}, false, false
 					}
-					if found {
+					if now != rec.Revision {
 						continue // the next try reads it from the leader
 					}
 				}
@@ -227,15 +230,15 @@ func (r *Runner) claim(ctx context.Context, log logrus.FieldLogger, tm *jetstrea
 	return jetstream.Record{}, false, false
 }
 
-// hasRecord reports whether task id has a state record, by a batched
-// direct get (recordChecker): on one server, or the leader of a
-// replicated bucket, it is exact; a lagging replica may miss a record
-// written a moment ago, which then stops the attempt at its first write
-// (its claim or its outcome, both compare-and-swaps from no record), and
-// a cancellation's notice at once.
-func (r *Runner) hasRecord(ctx context.Context, id string) (bool, error) {
+// recordRevision returns the revision of task id's state record (0: it
+// has none), by a batched direct get (recordChecker): on one server, or
+// the leader of a replicated bucket, it is exact; a lagging replica may
+// answer an older revision, which then stops the attempt at its first
+// write (its claim or its outcome, both compare-and-swaps from that
+// revision), and a cancellation's notice at once.
+func (r *Runner) recordRevision(ctx context.Context, id string) (uint64, error) {
 	r.reads.Add(1)
-	return r.records.has(ctx, id)
+	return r.records.revision(ctx, id)
 }
 
 // recordReplay records the replay a delivered replay message starts, for
