@@ -45,14 +45,7 @@ func TestATaskCancelledBeforeItWasSeenIsDroppedQuietly(t *testing.T) {
 		t.Fatal(err)
 	}
 	publishRaw(t, e, "omniq.tasks.echo", "early", "x", nil)
-	eventually(t, 30*time.Second, "the cancelled task's message to be dropped", func() bool {
-		st, err := e.client.JetStream().Stream(ctx(t), e.client.Config().TasksStream)
-		if err != nil {
-			return false
-		}
-		info, err := st.Info(ctx(t))
-		return err == nil && info.State.Msgs == 0
-	})
+	waitTasksSettled(t, e, "the cancelled task's message to be dropped")
 	if n := tr.Counter(t, "omniq_refused_messages_total", map[string]string{"reason": "foreign_task_id"}); n != 0 {
 		t.Fatalf("a task cancelled before it was seen was refused as another function's %v times", n)
 	}

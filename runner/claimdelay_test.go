@@ -133,14 +133,7 @@ func TestCancellingATaskWhoseClaimIsDeferredStopsIt(t *testing.T) {
 	if rec, err := e.client.State().Get(ctx(t), res.ID); err != nil || rec.Task.Status != models.StatusCancelled {
 		t.Fatalf("record %+v, %v; want cancelled", rec.Task, err)
 	}
-	eventually(t, 30*time.Second, "the task's message to be settled", func() bool {
-		st, err := e.client.JetStream().Stream(ctx(t), e.client.Config().TasksStream)
-		if err != nil {
-			return false
-		}
-		info, err := st.Info(ctx(t))
-		return err == nil && info.State.Msgs == 0
-	})
+	waitTasksSettled(t, e, "the task's message to be settled")
 }
 
 // A task cancelled before any runner saw it is not run by a runner that
@@ -223,14 +216,7 @@ func TestADeferringRunnerRunsOneOfTwoCopiesAtATime(t *testing.T) {
 	publishCopy(t, e, "omniq.tasks.sleep", "twice", "300ms")
 	tr := startRunner(t, e, deferredConfig(time.Second), pluginhost.HostConfig{})
 	waitFor(t, e, "twice", models.StatusSucceeded, 30*time.Second)
-	eventually(t, 30*time.Second, "both copies to be settled", func() bool {
-		st, err := e.client.JetStream().Stream(ctx(t), e.client.Config().TasksStream)
-		if err != nil {
-			return false
-		}
-		info, err := st.Info(ctx(t))
-		return err == nil && info.State.Msgs == 0
-	})
+	waitTasksSettled(t, e, "both copies to be settled")
 	if n := tr.Counter(t, "omniq_tasks_total", map[string]string{"function": "sleep", "outcome": "succeeded"}); n != 1 {
 		t.Fatalf("succeeded %v times", n)
 	}

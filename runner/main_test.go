@@ -60,6 +60,20 @@ func waitDead(t *testing.T, e *env, id string) jetstream.DeadTask {
 	return omniqtest.WaitDead(t, e.client, id, 30*time.Second)
 }
 
+// waitTasksSettled waits until the tasks stream holds no message: every
+// task message was acknowledged (run, dropped or dead-lettered).
+func waitTasksSettled(t *testing.T, e *env, what string) {
+	t.Helper()
+	eventually(t, 30*time.Second, what, func() bool {
+		st, err := e.client.JetStream().Stream(ctx(t), e.client.Config().TasksStream)
+		if err != nil {
+			return false
+		}
+		info, err := st.Info(ctx(t))
+		return err == nil && info.State.Msgs == 0
+	})
+}
+
 // eventually polls cond until it holds or d passes.
 var eventually = omniqtest.Eventually
 
