@@ -1,11 +1,8 @@
 package runner_test
 
 import (
-	"encoding/json"
 	"testing"
 	"time"
-
-	"github.com/nats-io/nats.go"
 
 	"github.com/omniq/omniq/internal/omniqtest"
 	"github.com/omniq/omniq/jetstream"
@@ -19,40 +16,6 @@ func deferredConfig(delay time.Duration) runner.Config {
 	c := fastConfig()
 	c.ClaimDelay = delay
 	return c
-}
-
-// stateWrites subscribes to the writes of task id's state record (each is
-// a publish on its key's subject, which a core subscription sees) and
-// returns the statuses written so far, in order.
-func stateWrites(t *testing.T, e *env, id string) func() []models.TaskStatus {
-	t.Helper()
-	nc, err := nats.Connect(e.srv.ClientURL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	ch := make(chan *nats.Msg, 64)
-	if _, err := nc.ChanSubscribe("$KV."+e.client.Config().StateBucket+"."+id, ch); err != nil {
-		t.Fatal(err)
-	}
-	if err := nc.Flush(); err != nil {
-		t.Fatal(err)
-	}
-	var seen []models.TaskStatus
-	return func() []models.TaskStatus {
-		for {
-			select {
-			case m := <-ch:
-				var task models.Task
-				if err := json.Unmarshal(m.Data, &task); err != nil {
-					t.Fatalf("a write of %s that is not a record: %q", id, m.Data)
-				}
-				seen = append(seen, task.Status)
-			default:
-				return seen
-			}
-		}
-	}
 }
 
 // With a claim delay, a task that ends within it is recorded with one
@@ -71,7 +34,7 @@ func TestADeferredClaimRecordsAFastTaskOnce(t *testing.T) {
 	task := waitFor(t, e, res.ID, models.StatusSucceeded, 30*time.Second)
 	var got []models.TaskStatus
 	eventually(t, 10*time.Second, "the outcome's write to be heard", func() bool {
-		got = writes()
+		got = statuses(writes())
 		return len(got) > 0 && got[len(got)-1] == models.StatusSucceeded
 	})
 	if len(got) != 1 {
@@ -192,7 +155,7 @@ func TestDeferredClaimsKeepTheRetryPath(t *testing.T) {
 	}
 	var got []models.TaskStatus
 	eventually(t, 10*time.Second, "the failure's write to be heard", func() bool {
-		got = writes()
+		got = statuses(writes())
 		return len(got) > 0 && got[len(got)-1] == models.StatusFailed
 	})
 	want := []models.TaskStatus{models.StatusRetrying, models.StatusRetrying, models.StatusFailed}

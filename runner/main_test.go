@@ -2,9 +2,12 @@ package runner_test
 
 import (
 	"context"
+	"encoding/json"
 	"os"
 	"testing"
 	"time"
+
+	"github.com/nats-io/nats.go"
 
 	"github.com/omniq/omniq/internal/omniqtest"
 	"github.com/omniq/omniq/internal/testbin"
@@ -58,6 +61,50 @@ func waitFor(t *testing.T, e *env, id string, want models.TaskStatus, within tim
 func waitDead(t *testing.T, e *env, id string) jetstream.DeadTask {
 	t.Helper()
 	return omniqtest.WaitDead(t, e.client, id, 30*time.Second)
+}
+
+// stateWrites subscribes to the writes of task id's state record (each is
+// a publish on its key's subject, which a core subscription sees: a watch
+// of the bucket may miss a revision the next replaced) and returns the
+// records written so far, in order.
+func stateWrites(t *testing.T, e *env, id string) func() []*models.Task {
+	t.Helper()
+	nc, err := nats.Connect(e.srv.ClientURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	ch := make(chan *nats.Msg, 64)
+	if _, err := nc.ChanSubscribe("$KV."+e.client.Config().StateBucket+"."+id, ch); err != nil {
+		t.Fatal(err)
+	}
+	if err := nc.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	var seen []*models.Task
+	return func() []*models.Task {
+		for {
+			select {
+			case m := <-ch:
+				task := new(models.Task)
+				if err := json.Unmarshal(m.Data, task); err != nil {
+					t.Fatalf("a write of %s that is not a record: %q", id, m.Data)
+				}
+				seen = append(seen, task)
+			default:
+				return seen
+			}
+		}
+	}
+}
+
+// statuses are the statuses of tasks, in order.
+func statuses(tasks []*models.Task) []models.TaskStatus {
+	out := make([]models.TaskStatus, len(tasks))
+	for i, t := range tasks {
+		out[i] = t.Status
+	}
+	return out
 }
 
 // waitTasksSettled waits until the tasks stream holds no message: every

@@ -65,31 +65,23 @@ func TestShortTaskCarriesItsProgressInItsOutcome(t *testing.T) {
 	e := newEnv(t)
 	startRunner(t, e, fastConfig(), pluginhost.HostConfig{})
 	const id = "short-progress"
-	events, err := e.client.State().Watch(ctx(t), id) // before the task exists: every write is seen
-	if err != nil {
-		t.Fatal(err)
-	}
+	writes := stateWrites(t, e, id) // before the task exists: every write is heard
 	if _, err := e.client.Submit(ctx(t), jetstream.SubmitRequest{ID: id, Function: "echo", Payload: []byte("hi")}); err != nil {
 		t.Fatal(err)
 	}
-	var seen []models.TaskStatus
-	var final *models.Task
-	for ev := range events {
-		task := ev.Record.Task
-		if task == nil {
-			continue
-		}
-		seen = append(seen, task.Status)
+	var seen []*models.Task
+	eventually(t, 30*time.Second, "the outcome's write to be heard", func() bool {
+		seen = writes()
+		return len(seen) > 0 && seen[len(seen)-1].Status.IsTerminal()
+	})
+	for _, task := range seen {
 		if task.Status == models.StatusRunning && task.Progress != nil {
 			t.Fatalf("a progress write for a task that ended within a second: %+v", task.Progress)
 		}
-		if task.Status.IsTerminal() {
-			final = task
-			break
-		}
 	}
-	if len(seen) != 2 || seen[0] != models.StatusRunning || final.Status != models.StatusSucceeded {
-		t.Fatalf("state writes %v, want [running succeeded]", seen)
+	final := seen[len(seen)-1]
+	if len(seen) != 2 || seen[0].Status != models.StatusRunning || final.Status != models.StatusSucceeded {
+		t.Fatalf("state writes %v, want [running succeeded]", statuses(seen))
 	}
 	// The echo plugin reports (1, "echoed") before it returns.
 	if final.Progress == nil || final.Progress.Message != "echoed" || final.Progress.Fraction != 1 {
