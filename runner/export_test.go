@@ -66,3 +66,7 @@ func (r *Runner) SetBeforeRun(hook func(id string)) {
 func (r *Runner) DeliverCancelNotice(id string) {
 	r.onCancelled(&nats.Msg{Subject: r.client.Config().CancelledSubject(id)})
 }
+
+// SetFetchWait makes r's fetches wait up to d (the retries stream's d/4)
+// instead of fetchWait. Call it before Start.
+func (r *Runner) SetFetchWait(d time.Duration) { r.fetchWait = d }

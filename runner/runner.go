@@ -58,6 +58,7 @@ type Runner struct {
 	tasks      sync.WaitGroup // task goroutines
 	workers    *workpool.Pool // runs the tasks: a goroutine keeps its grown stack for the next
 	acks       *acker         // acknowledges succeeded tasks' messages in bursts
+	fetchWait  time.Duration  // fetchWait, or what a test set
 	loopsWG    sync.WaitGroup // pull loops and background work
 	subs       []*nats.Subscription
 	// requestsCtx is that of the workers of the subscriptions' queues
@@ -95,7 +96,7 @@ func New(cfg Config) (*Runner, error) {
 		cfg: cfg, client: cfg.Client, log: cfg.Logger.WithField("runner", cfg.ID),
 		inflight: make(map[string]*inflight), earlyCancels: make(map[string]time.Time), loops: make(map[string]bool), failing: make(map[string]error),
 		stopped: make(chan struct{}), stopHB: make(chan struct{}), tracer: newTracer(cfg.TracerProvider),
-		workers: workpool.New(workerIdle), acks: newAcker(ackDelay),
+		workers: workpool.New(workerIdle), acks: newAcker(ackDelay), fetchWait: fetchWait,
 	}
 	cfg.Metrics.watchPlugins(cfg.Plugins)
 	cfg.Metrics.watchStreams(cfg.Client)
@@ -307,9 +308,10 @@ func (r *Runner) pull(stream, fn string, cons natsjs.Consumer, res resolved, slo
 	// The retries loop takes at most a quarter of the slots per fetch, for
 	// a quarter of the time: retries are the rarer messages, and slots it
 	// holds in a fetch that finds nothing are slots new tasks wait for.
-	batch, wait := res.concurrency, fetchWait
-	if stream == r.client.Config().RetriesStream {
-		batch, wait = max(1, res.concurrency/4), fetchWait/4
+	retries := stream == r.client.Config().RetriesStream
+	batch, wait := res.concurrency, r.fetchWait
+	if retries {
+		batch, wait = max(1, res.concurrency/4), r.fetchWait/4
 	}
 	for {
 		select {
@@ -328,7 +330,17 @@ func (r *Runner) pull(stream, fn string, cons natsjs.Consumer, res resolved, slo
 			break
 		}
 		fetchCtx, cancel := context.WithTimeout(r.pullCtx, wait)
-		msgs, err := cons.Fetch(n, natsjs.FetchContext(fetchCtx))
+		var msgs natsjs.MessageBatch
+		var err error
+		if retries && n == cap(slots) {
+			// Every slot is the retries loop's (concurrency 1): a fetch
+			// waiting at the server would leave none for new tasks,
+			// which would wait for it to expire (229 ms per task one at
+			// a time in omniq-bench). Take only what is there now.
+			msgs, err = cons.FetchNoWait(n)
+		} else {
+			msgs, err = cons.Fetch(n, natsjs.FetchContext(fetchCtx))
+		}
 		got := 0
 		if err == nil {
 			for msg := range msgs.Messages() {
