@@ -20,31 +20,9 @@ import (
 func TestConcurrencyOneDoesNotWaitOutRetriesFetch(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
-	host, err := pluginhost.StartHost(ctx(t), pluginhost.HostConfig{Dir: pluginsDir(t)})
-	if err != nil {
-		t.Fatal(err)
-	}
 	cfg := fastConfig()
-	cfg.Client, cfg.Plugins = e.client, host
 	cfg.Functions = map[string]runner.FunctionConfig{"echo": {Concurrency: 1}}
-	r, err := runner.New(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	r.SetFetchWait(time.Hour)
-	if err := r.Start(ctx(t)); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		c, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		if err := r.Stop(c); err != nil {
-			t.Errorf("stop runner: %v", err)
-		}
-		if err := host.Stop(c); err != nil {
-			t.Errorf("stop plugins: %v", err)
-		}
-	})
+	startConfigured(t, e, cfg, func(r *runner.Runner) { r.SetFetchWait(time.Hour) })
 	// One after another: whichever loop has the slot first, the retries
 	// loop has it after a task or two.
 	for i := 0; i < 4; i++ {
@@ -53,6 +31,29 @@ func TestConcurrencyOneDoesNotWaitOutRetriesFetch(t *testing.T) {
 			t.Fatal(err)
 		}
 		waitFor(t, e, res.ID, models.StatusSucceeded, 20*time.Second)
+	}
+}
+
+// TestConcurrencyOneDoesNotLookForRetriesAfterEachTask: at concurrency 1
+// the retries loop looked for due retries each time the slot came back to
+// it, every other task: a round trip during which the next new task had
+// no fetch to be delivered to. It now looks at most every retriesPoll
+// (an hour here).
+func TestConcurrencyOneDoesNotLookForRetriesAfterEachTask(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	cfg := fastConfig()
+	cfg.Functions = map[string]runner.FunctionConfig{"echo": {Concurrency: 1}}
+	r := startConfigured(t, e, cfg, func(r *runner.Runner) { r.SetRetriesPoll(time.Hour) })
+	for i := 0; i < 10; i++ {
+		res, err := e.client.Submit(ctx(t), jetstream.SubmitRequest{Function: "echo", Payload: []byte("x")})
+		if err != nil {
+			t.Fatal(err)
+		}
+		waitFor(t, e, res.ID, models.StatusSucceeded, 20*time.Second)
+	}
+	if n := r.RetriesPolls(); n > 1 {
+		t.Errorf("looked for due retries %d times during 10 tasks, want at most once", n)
 	}
 }
 
@@ -72,4 +73,35 @@ func TestConcurrencyOneRunsRetries(t *testing.T) {
 	if task.Attempt != 3 || len(task.Errors) != 3 {
 		t.Fatalf("task = %+v", task)
 	}
+}
+
+// startConfigured starts a runner of cfg with the plugins of pluginsDir,
+// letting set change it before it starts, and stops both when the test
+// ends.
+func startConfigured(t *testing.T, e *env, cfg runner.Config, set func(*runner.Runner)) *runner.Runner {
+	t.Helper()
+	host, err := pluginhost.StartHost(ctx(t), pluginhost.HostConfig{Dir: pluginsDir(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.Client, cfg.Plugins = e.client, host
+	r, err := runner.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	set(r)
+	if err := r.Start(ctx(t)); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		c, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		if err := r.Stop(c); err != nil {
+			t.Errorf("stop runner: %v", err)
+		}
+		if err := host.Stop(c); err != nil {
+			t.Errorf("stop plugins: %v", err)
+		}
+	})
+	return r
 }
