@@ -61,10 +61,24 @@ func Serve(h *Mux, opts ...ServeOption) {
 		HandshakeConfig: Handshake,
 		Plugins:         plugin.PluginSet{PluginName: &GRPCPlugin{Impl: &servingServer{Server: NewServer(h, cfg.name, cfg.version)}}},
 		GRPCServer: func(opts []grpc.ServerOption) *grpc.Server {
-			return grpc.NewServer(append(opts, grpc.MaxRecvMsgSize(max), grpc.MaxSendMsgSize(max))...)
+			return grpc.NewServer(append(opts, serverOptions(max)...)...)
 		},
 		Logger: hclog.New(&hclog.LoggerOptions{Output: os.Stderr, Level: hclog.Warn, JSONFormat: true}),
 	})
+}
+
+// serverOptions are the gRPC options of the plugin's server, whose
+// messages may be maxBytes long. Its flow-control windows are fixed, as
+// the runner's are: with gRPC's dynamic ones, each message the plugin
+// receives while no bandwidth probe is out has it send a window update
+// and a ping, which the runner answers (a third of the plugin's reads and
+// writes, one task at a time).
+func serverOptions(maxBytes int) []grpc.ServerOption {
+	// Room for one message, between gRPC's least window and the most its
+	// dynamic windows grow to.
+	w := int32(min(max(maxBytes, 64<<10), 16<<20))
+	return []grpc.ServerOption{grpc.MaxRecvMsgSize(maxBytes), grpc.MaxSendMsgSize(maxBytes),
+		grpc.StaticStreamWindowSize(w), grpc.StaticConnWindowSize(w)}
 }
 
 // plainStdLog drops the date and time the standard library's log package

@@ -69,3 +69,15 @@ func (r *Runner) SetBeforeRun(hook func(id string)) {
 func (r *Runner) DeliverCancelNotice(id string) {
 	r.onCancelled(&nats.Msg{Subject: r.client.Config().CancelledSubject(id)})
 }
+
+// SetFetchWait makes r's fetches wait up to d (the retries stream's d/4)
+// instead of fetchWait. Call it before Start.
+func (r *Runner) SetFetchWait(d time.Duration) { r.fetchWait = d }
+
+// SetRetriesPoll makes r look for due retries at concurrency 1 at most
+// every d instead of retriesPoll. Call it before Start.
+func (r *Runner) SetRetriesPoll(d time.Duration) { r.retriesPoll = d }
+
+// RetriesPolls is how many times r looked for due retries without
+// waiting at the server.
+func (r *Runner) RetriesPolls() int64 { return r.polls.Load() }

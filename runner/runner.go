@@ -51,20 +51,23 @@ type Runner struct {
 	records   *recordChecker // whether tasks have records, for deferred claims (nil without ClaimDelay)
 	probe     *jetstream.RecordProbe
 	reads     atomic.Int64    // state records read to decide a delivery (for tests)
+	polls     atomic.Int64    // looks for due retries without waiting (for tests)
 	loops     map[string]bool // functions being pulled
 	// failing holds, per pull loop ("<stream>/<function>"), why it cannot
 	// pull now; empty while every loop pulls. Ready reports it.
 	failing map[string]error
 
-	pullCtx    context.Context // cancelled to stop pulling
-	stopPull   context.CancelFunc
-	taskCtx    context.Context // cancelled to stop running tasks
-	cancelRuns context.CancelCauseFunc
-	tasks      sync.WaitGroup // task goroutines
-	workers    *workpool.Pool // runs the tasks: a goroutine keeps its grown stack for the next
-	acks       *acker         // acknowledges succeeded tasks' messages in bursts
-	loopsWG    sync.WaitGroup // pull loops and background work
-	subs       []*nats.Subscription
+	pullCtx     context.Context // cancelled to stop pulling
+	stopPull    context.CancelFunc
+	taskCtx     context.Context // cancelled to stop running tasks
+	cancelRuns  context.CancelCauseFunc
+	tasks       sync.WaitGroup // task goroutines
+	workers     *workpool.Pool // runs the tasks: a goroutine keeps its grown stack for the next
+	acks        *acker         // acknowledges succeeded tasks' messages in bursts
+	fetchWait   time.Duration  // fetchWait, or what a test set
+	retriesPoll time.Duration  // retriesPoll, or what a test set
+	loopsWG     sync.WaitGroup // pull loops and background work
+	subs        []*nats.Subscription
 	// requestsCtx is that of the workers of the subscriptions' queues
 	// (requestQueue) and of the requests they carry out; cancelling it
 	// (requestsStop) stops them, requestsWG waits for them.
@@ -100,7 +103,7 @@ func New(cfg Config) (*Runner, error) {
 		cfg: cfg, client: cfg.Client, log: cfg.Logger.WithField("runner", cfg.ID),
 		inflight: make(map[string]*inflight), earlyCancels: make(map[string]time.Time), loops: make(map[string]bool), failing: make(map[string]error),
 		stopped: make(chan struct{}), stopHB: make(chan struct{}), tracer: newTracer(cfg.TracerProvider),
-		workers: workpool.New(workerIdle), acks: newAcker(ackDelay),
+		workers: workpool.New(workerIdle), acks: newAcker(ackDelay), fetchWait: fetchWait, retriesPoll: retriesPoll,
 	}
 	if cfg.ClaimDelay > 0 {
 		probe, err := cfg.Client.State().NewRecordProbe()
@@ -312,6 +315,12 @@ const workerIdle = 10 * time.Second
 // back within a second.
 const fetchWait = time.Second
 
+// retriesPoll is the least time between two looks for due retries of a
+// function whose every slot the retries loop takes when it has one
+// (concurrency 1), while they find none: between them new tasks have the
+// slot to themselves. It delays a retry by at most as much.
+const retriesPoll = 10 * time.Millisecond
+
 // pull fetches tasks of fn from stream, never more than there are free
 // slots (shared with the loop of fn's other stream) to run them, so fetched
 // tasks do not wait in a local buffer while their ack wait runs. If the
@@ -323,9 +332,10 @@ func (r *Runner) pull(stream, fn string, cons natsjs.Consumer, res resolved, slo
 	// The retries loop takes at most a quarter of the slots per fetch, for
 	// a quarter of the time: retries are the rarer messages, and slots it
 	// holds in a fetch that finds nothing are slots new tasks wait for.
-	batch, wait := res.concurrency, fetchWait
-	if stream == r.client.Config().RetriesStream {
-		batch, wait = max(1, res.concurrency/4), fetchWait/4
+	retries := stream == r.client.Config().RetriesStream
+	batch, wait := res.concurrency, r.fetchWait
+	if retries {
+		batch, wait = max(1, res.concurrency/4), r.fetchWait/4
 	}
 	for {
 		select {
@@ -344,7 +354,20 @@ func (r *Runner) pull(stream, fn string, cons natsjs.Consumer, res resolved, slo
 			break
 		}
 		fetchCtx, cancel := context.WithTimeout(r.pullCtx, wait)
-		msgs, err := cons.Fetch(n, natsjs.FetchContext(fetchCtx))
+		var msgs natsjs.MessageBatch
+		var err error
+		polled := false
+		if retries && n == cap(slots) {
+			// Every slot is the retries loop's (concurrency 1): a fetch
+			// waiting at the server would leave none for new tasks,
+			// which would wait for it to expire (229 ms per task one at
+			// a time in omniq-bench). Take only what is there now.
+			msgs, err = cons.FetchNoWait(n)
+			polled = true
+			r.polls.Add(1)
+		} else {
+			msgs, err = cons.Fetch(n, natsjs.FetchContext(fetchCtx))
+		}
 		got := 0
 		if err == nil {
 			for msg := range msgs.Messages() {
@@ -382,6 +405,17 @@ func (r *Runner) pull(stream, fn string, cons natsjs.Consumer, res resolved, slo
 			continue
 		}
 		r.setFailing(loop, nil)
+		if polled && got == 0 {
+			// Nothing was due: look again after a while, not after each
+			// new task (a round trip during which none can be fetched).
+			t := time.NewTimer(r.retriesPoll)
+			select {
+			case <-t.C:
+			case <-r.pullCtx.Done():
+				t.Stop()
+				return
+			}
+		}
 	}
 }
 

@@ -120,6 +120,9 @@ func TestBenchEndToEnd(t *testing.T) {
 	} else if x.Tasks != 10 || x.Succeeded != 10 || x.Rate.MeanMicros <= 0 || x.CPUMillisPerTask <= 0 {
 		t.Errorf("serial: %+v, want 10 tasks succeeded one at a time", x)
 	} else {
+		if p := x.PerTask; p.P50 <= 0 || p.P50 > p.P90 || p.P90 > p.P99 || p.P99 > p.Max {
+			t.Errorf("serial per task: %+v, want 0 < p50 <= p90 <= p99 <= max", p)
+		}
 		wantProcess(t, "serial", x.Processes, "omniq-runner", "plugin echo (runner's)")
 	}
 

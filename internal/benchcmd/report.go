@@ -219,7 +219,11 @@ type Serial struct {
 	Tasks     int `json:"tasks"`
 	Succeeded int `json:"succeeded"`
 	// Rate's MeanMicros is the time per task, publish to succeeded seen.
-	Rate             Rate           `json:"rate"`
+	Rate Rate `json:"rate"`
+	// PerTask is the spread of that time over the tasks: its median
+	// moves less than the mean when other work on the machine stalls a
+	// few tasks.
+	PerTask          Percentiles    `json:"per_task"`
 	CPUMillisPerTask float64        `json:"cpu_ms_per_task"`
 	Processes        []ProcessUsage `json:"processes"`
 }
@@ -282,7 +286,8 @@ func WriteTable(w io.Writer, r *Report) {
 		row("publish to succeeded, p50 / p90 / p99", fmt.Sprintf("%.2f / %.2f / %.2f ms (max %.1f)", l.ToSucceeded.P50, l.ToSucceeded.P90, l.ToSucceeded.P99, l.ToSucceeded.Max))
 	}
 	if x := r.Serial; x != nil {
-		row(fmt.Sprintf("one task at a time (%d tasks), publish to succeeded seen", x.Tasks), fmt.Sprintf("%.2f ms per task (%.0f tasks/s); CPU %.3f ms/task", x.Rate.MeanMicros/1000, x.Rate.PerSec, x.CPUMillisPerTask))
+		row(fmt.Sprintf("one task at a time (%d tasks), publish to succeeded seen", x.Tasks), fmt.Sprintf("%.2f ms per task (%.0f tasks/s; p50 / p90 / p99 %.2f / %.2f / %.2f ms); CPU %.3f ms/task",
+			x.Rate.MeanMicros/1000, x.Rate.PerSec, x.PerTask.P50, x.PerTask.P90, x.PerTask.P99, x.CPUMillisPerTask))
 	}
 	if f := r.Failure; f != nil {
 		row(fmt.Sprintf("%d always-failing tasks, %d retries at %.0f ms, until all dead-lettered", f.Tasks, s.Retries, s.BackoffBaseMS), fmt.Sprintf("%.2f s (%d failed, %d dead-lettered, %.2f attempts each)", f.Seconds, f.Failed, f.DeadLettered, f.AttemptsPerTask))

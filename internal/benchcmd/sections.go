@@ -170,14 +170,17 @@ func (b *bench) serial(ctx context.Context) error {
 	t.finishedCh = make(chan string, n)
 	before := b.snapshot()
 	start := time.Now()
+	perTask := make([]time.Duration, 0, n)
 	for i := 0; i < n; i++ {
 		id := "serial-" + strconv.Itoa(i)
+		pub := time.Now()
 		tm := jetstream.TaskMessage{ID: id, Function: "noop", Attempt: 1, Payload: []byte("x")}
 		if _, err := b.js.PublishMsg(ctx, &nats.Msg{Subject: b.client.Config().TaskSubject("noop"), Header: tm.Header(), Data: tm.Payload}, natsjs.WithMsgID(id)); err != nil {
 			return fmt.Errorf("publish task %s: %w", id, err)
 		}
 		select {
 		case <-t.finishedCh:
+			perTask = append(perTask, time.Since(pub))
 		case <-b.runner.exited:
 			return fmt.Errorf("omniq-runner exited (%v) during the serial section; its log:\n%s", b.runner.waitErr, b.runner.stderr.String())
 		case <-ctx.Done():
@@ -188,10 +191,10 @@ func (b *bench) serial(ctx context.Context) error {
 	after := b.snapshot()
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	sr := &Serial{Tasks: n, Succeeded: t.succeeded, Rate: rate(n, secs, 1), Processes: usage(before, after, n)}
+	sr := &Serial{Tasks: n, Succeeded: t.succeeded, Rate: rate(n, secs, 1), PerTask: percentiles(perTask), Processes: usage(before, after, n)}
 	sr.CPUMillisPerTask = cpuPerTask(sr.Processes, n)
 	b.report.Serial = sr
-	b.logf("serial: %.2f ms per task", sr.Rate.MeanMicros/1000)
+	b.logf("serial: %.2f ms per task (p50 %.2f ms)", sr.Rate.MeanMicros/1000, sr.PerTask.P50)
 	return nil
 }
 
