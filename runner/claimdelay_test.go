@@ -257,3 +257,36 @@ func TestADeferredRetryChecksTheRecordItRemembers(t *testing.T) {
 		t.Fatalf("an attempt ran from the record as it was before it moved on (%v outcomes lost)", n)
 	}
 }
+
+// A task published without an id (its id derived from its stream and
+// sequence) and running with its claim deferred can be cancelled, as a
+// running task can: the cancellation is not refused as for a task no
+// runner has seen yet (jetstream.ErrTaskNotFound), which it would be
+// while no record of it is written.
+func TestADeferredTaskWithADerivedIDCanBeCancelled(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	tr := startRunner(t, e, deferredConfig(runner.MaxClaimDelay), pluginhost.HostConfig{})
+	started := make(chan string, 1)
+	tr.SetBeforeRun(func(id string) {
+		select {
+		case started <- id:
+		default:
+		}
+	})
+	publishRaw(t, e, "omniq.tasks.sleep", "", "1h", nil)
+	var id string
+	select {
+	case id = <-started:
+	case <-time.After(30 * time.Second):
+		t.Fatal("the task did not start")
+	}
+	if _, err := e.client.Cancel(ctx(t), id); err != nil {
+		t.Fatalf("cancel %s while it runs: %v", id, err)
+	}
+	tr.WaitCounter(t, "omniq_tasks_total", map[string]string{"function": "sleep", "outcome": "cancelled"}, 1, 30*time.Second)
+	if rec, err := e.client.State().Get(ctx(t), id); err != nil || rec.Task.Status != models.StatusCancelled {
+		t.Fatalf("record %+v, %v; want cancelled", rec.Task, err)
+	}
+	waitTasksSettled(t, e, "the task's message to be settled")
+}

@@ -178,7 +178,11 @@ func (r *Runner) claim(ctx context.Context, log logrus.FieldLogger, tm *jetstrea
 			err = r.recordReplay(ctx, log, rec)
 		case actRun:
 			replayStart := !dec.Create && rec.Task.Replays > 0 && rec.Task.ClaimSequence == 0
-			if r.cfg.ClaimDelay > 0 && dec.Deferrable && !replayStart {
+			// A task published without an id cannot be cancelled until its
+			// record is written (jetstream.Client.RecordCancel): its claim
+			// is written first, so that it can be while it runs.
+			bare := dec.Create && !tm.Retry && r.cfg.ClaimDelay > 0 && r.client.Config().IsDerivedID(tm.ID)
+			if r.cfg.ClaimDelay > 0 && dec.Deferrable && !replayStart && !bare {
 				if !read || cached {
 					// Decided without reading the record (a first
 					// delivery: as if it had none; a retry: from the
