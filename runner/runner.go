@@ -120,6 +120,9 @@ func New(cfg Config) (*Runner, error) {
 type inflight struct {
 	cancel context.CancelCauseFunc
 	msg    natsjs.Msg // kept alive by heartbeats while the attempt runs
+	// stream and seq identify the message the attempt runs from.
+	stream string
+	seq    uint64
 	// settling: the attempt has its outcome and is recording it. The
 	// task's next attempt may start here meanwhile (its message, or the
 	// same one, redelivered after a short retry's delay).

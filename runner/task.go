@@ -110,6 +110,14 @@ func (r *Runner) view(ctx context.Context, id string) (view, jetstream.Record, u
 // started from (0: none), from which the attempt's first write is a
 // compare-and-swap.
 func (r *Runner) claim(ctx context.Context, log logrus.FieldLogger, tm *jetstream.TaskMessage, d delivery, res resolved, msg natsjs.Msg) (jetstream.Record, bool, bool) {
+	if r.cfg.ClaimDelay > 0 && r.runsMessage(tm.ID, d) {
+		// Another delivery of the message an attempt runs here from (its
+		// heartbeats missed, say): that attempt settles it. Its claim may
+		// not be written yet, and the record, not saying so, would have
+		// this delivery claimed and run alongside it.
+		log.WithField("delivery", d.Delivered).Debug("the attempt of this message runs here")
+		return jetstream.Record{}, false, false
+	}
 	for try := 0; try < 5; try++ {
 		var v view
 		var rec jetstream.Record
@@ -368,6 +376,16 @@ func (r *Runner) noteStateErr(err error) {
 	r.mu.Unlock()
 }
 
+// runsMessage reports whether an attempt of task id runs here from the
+// message d is a delivery of, and is not recording its outcome yet (then
+// the task's next attempt may come from that message: a short retry).
+func (r *Runner) runsMessage(id string, d delivery) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	f, ok := r.inflight[id]
+	return ok && f.seq == d.Seq && f.stream == d.Stream && !f.settling.Load()
+}
+
 func (r *Runner) isRunning(id string) bool {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -385,7 +403,7 @@ func (r *Runner) run(rec jetstream.Record, written bool, tm *jetstream.TaskMessa
 	if hook := r.beforeRun.Load(); hook != nil {
 		(*hook)(t.ID)
 	}
-	f := &inflight{cancel: cancel, msg: msg}
+	f := &inflight{cancel: cancel, msg: msg, stream: t.ClaimStream, seq: t.ClaimSequence}
 	r.mu.Lock()
 	if !registerAttempt(r.inflight, t.ID, f, written) {
 		r.mu.Unlock()
