@@ -123,6 +123,9 @@ type inflight struct {
 	// stream and seq identify the message the attempt runs from.
 	stream string
 	seq    uint64
+	// unwritten: the attempt's claim is deferred and not written yet
+	// (Config.ClaimDelay), so the record does not say it runs here.
+	unwritten atomic.Bool
 	// settling: the attempt has its outcome and is recording it. The
 	// task's next attempt may start here meanwhile (its message, or the
 	// same one, redelivered after a short retry's delay).

@@ -376,14 +376,15 @@ func (r *Runner) noteStateErr(err error) {
 	r.mu.Unlock()
 }
 
-// runsMessage reports whether an attempt of task id runs here from the
-// message d is a delivery of, and is not recording its outcome yet (then
-// the task's next attempt may come from that message: a short retry).
+// runsMessage reports whether an attempt of task id whose claim is not
+// written yet runs here from the message d is a delivery of, and is not
+// recording its outcome yet (then the task's next attempt may come from
+// that message: a short retry).
 func (r *Runner) runsMessage(id string, d delivery) bool {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	f, ok := r.inflight[id]
-	return ok && f.seq == d.Seq && f.stream == d.Stream && !f.settling.Load()
+	return ok && f.seq == d.Seq && f.stream == d.Stream && f.unwritten.Load() && !f.settling.Load()
 }
 
 func (r *Runner) isRunning(id string) bool {
@@ -404,6 +405,7 @@ func (r *Runner) run(rec jetstream.Record, written bool, tm *jetstream.TaskMessa
 		(*hook)(t.ID)
 	}
 	f := &inflight{cancel: cancel, msg: msg, stream: t.ClaimStream, seq: t.ClaimSequence}
+	f.unwritten.Store(!written)
 	r.mu.Lock()
 	if !registerAttempt(r.inflight, t.ID, f, written) {
 		r.mu.Unlock()
@@ -433,7 +435,7 @@ func (r *Runner) run(rec jetstream.Record, written bool, tm *jetstream.TaskMessa
 		Attempt: int32(t.Attempt), RetryCount: int32(t.RetryCount)}
 	progress := newProgressWriter(r.client.State(), rec, written, start, log)
 	if !written {
-		progress.deferClaim(r.cfg.ClaimDelay, func() { cancel(errClaimLost) })
+		progress.deferClaim(r.cfg.ClaimDelay, func() { cancel(errClaimLost) }, func() { f.unwritten.Store(false) })
 	}
 	execCtx := ts.startExecute(runCtx)
 	out := r.cfg.Plugins.Execute(execCtx, tm.Function, req, deadline, progress.report)
@@ -517,6 +519,7 @@ type progressWriter struct {
 	cur     jetstream.Record
 	written bool             // cur is in the bucket (false: a deferred claim, at the revision it was started from)
 	lost    func()           // stops the attempt whose deferred claim found the state moved on
+	claimed func()           // called once the deferred claim is written
 	claimT  *time.Timer      // writes a deferred claim
 	due     time.Time        // when the next write may happen
 	pending *models.Progress // reported, not yet written
@@ -529,13 +532,14 @@ func newProgressWriter(state *jetstream.StateStore, cur jetstream.Record, writte
 }
 
 // deferClaim has the unwritten claim in cur written after delay, unless
-// the attempt ends first. If the state moved on meanwhile (the task was
-// cancelled, or another copy of it recorded first), the claim is not
-// written and lost is called to stop the attempt.
-func (p *progressWriter) deferClaim(delay time.Duration, lost func()) {
+// the attempt ends first, and then calls claimed. If the state moved on
+// meanwhile (the task was cancelled, or another copy of it recorded
+// first), the claim is not written and lost is called to stop the
+// attempt.
+func (p *progressWriter) deferClaim(delay time.Duration, lost, claimed func()) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	p.lost = lost
+	p.lost, p.claimed = lost, claimed
 	p.claimT = time.AfterFunc(delay, p.claim)
 }
 
@@ -602,6 +606,9 @@ func (p *progressWriter) storeLocked(next *models.Task) {
 	rec, err := p.state.Replace(ctx, p.cur, next)
 	switch {
 	case err == nil:
+		if !p.written && p.claimed != nil {
+			p.claimed()
+		}
 		p.cur, p.written = rec, true
 	case p.written:
 		p.off = true
