@@ -258,6 +258,16 @@ func (c Config) checkNotDerived(id string) error {
 	return nil
 }
 
+// IsDerivedID reports whether id has the form <stream>-<n> of the ids
+// derived for tasks published without one (see ParseTaskMessage). Until a
+// runner has written such a task's record, a cancellation of it is
+// refused (Client.RecordCancel): a record written first would squat the
+// id of a bare publish to come.
+func (c Config) IsDerivedID(id string) bool {
+	_, ok := c.derivedStream(id)
+	return ok
+}
+
 // derivedStream says whether id has the form <stream>-<n> of the ids
 // derived for tasks published without one, and names the stream.
 func (c Config) derivedStream(id string) (string, bool) {

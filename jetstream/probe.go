@@ -46,7 +46,8 @@ func (p *RecordProbe) Close() { p.sc.close() }
 // MaxProbeIDs) that has one; the others are left out. A key whose last
 // message is the marker of a delete or an expiry has none, as for Get.
 // Like Get it reads any replica of a replicated bucket, which may miss a
-// record written a moment ago.
+// record written a moment ago. Records more than the server sends in one
+// answer (its max_pending, 64 MB by default) take more than one request.
 func (p *RecordProbe) Revisions(ctx context.Context, ids []string) (map[string]uint64, error) {
 	if len(ids) > MaxProbeIDs {
 		return nil, fmt.Errorf("%w: %d ids in one probe, at most %d", ErrStateScan, len(ids), MaxProbeIDs)
@@ -59,33 +60,57 @@ func (p *RecordProbe) Revisions(ctx context.Context, ids []string) (map[string]u
 		}
 		keys[i] = s.putPrefix + id
 	}
-	req, err := json.Marshal(struct {
-		MultiLast []string `json:"multi_last"`
-	}{keys})
-	if err != nil {
-		return nil, err
-	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	api := apiPrefix(s.js) + "DIRECT.GET.KV_" + s.cfg.StateBucket
-	msgs, _, err := directBatch(ctx, s.js.Conn(), p.sc.sub, p.sc.inbox, api, req)
-	if err != nil {
-		if errors.Is(err, nats.ErrNoResponders) {
-			return nil, fmt.Errorf("%w %s: %w (is the bucket provisioned?)", ErrStateScan, s.cfg.StateBucket, err)
+	revs := make(map[string]uint64, len(ids))
+	for len(keys) > 0 {
+		req, err := json.Marshal(struct {
+			MultiLast []string `json:"multi_last"`
+		}{keys})
+		if err != nil {
+			return nil, err
 		}
-		return nil, fmt.Errorf("%w %s: %w", ErrStateScan, s.cfg.StateBucket, err)
-	}
-	revs := make(map[string]uint64, len(msgs))
-	for _, m := range msgs {
-		key, ok := strings.CutPrefix(serverHeader(m.Header, "Nats-Subject"), s.putPrefix)
-		if !ok || key == "" || removed(m.Header) {
-			continue
+		msgs, pending, err := directBatch(ctx, s.js.Conn(), p.sc.sub, p.sc.inbox, api, req)
+		if err != nil {
+			if errors.Is(err, nats.ErrNoResponders) {
+				return nil, fmt.Errorf("%w %s: %w (is the bucket provisioned?)", ErrStateScan, s.cfg.StateBucket, err)
+			}
+			return nil, fmt.Errorf("%w %s: %w", ErrStateScan, s.cfg.StateBucket, err)
 		}
-		rev, err := strconv.ParseUint(serverHeader(m.Header, "Nats-Sequence"), 10, 64)
-		if err != nil || rev == 0 {
-			return nil, fmt.Errorf("%w %s: direct get answered a message without a sequence", ErrStateScan, s.cfg.StateBucket)
+		for _, m := range msgs {
+			key, ok := strings.CutPrefix(serverHeader(m.Header, "Nats-Subject"), s.putPrefix)
+			if !ok || key == "" || removed(m.Header) {
+				continue
+			}
+			rev, err := strconv.ParseUint(serverHeader(m.Header, "Nats-Sequence"), 10, 64)
+			if err != nil || rev == 0 {
+				return nil, fmt.Errorf("%w %s: direct get answered a message without a sequence", ErrStateScan, s.cfg.StateBucket)
+			}
+			revs[key] = rev
 		}
-		revs[key] = rev
+		if pending == 0 || len(msgs) == 0 {
+			break
+		}
+		// The server stopped at the bytes it sends in one answer (its
+		// max_pending): ask again for the keys it did not get to, which
+		// may have records too.
+		keys = notAnswered(keys, msgs)
 	}
 	return revs, nil
+}
+
+// notAnswered returns the keys of which msgs holds no message.
+func notAnswered(keys []string, msgs []*nats.Msg) []string {
+	got := make(map[string]bool, len(msgs))
+	for _, m := range msgs {
+		got[serverHeader(m.Header, "Nats-Subject")] = true
+	}
+	var rest []string
+	for _, k := range keys {
+		if !got[k] {
+			rest = append(rest, k)
+		}
+	}
+	return rest
 }

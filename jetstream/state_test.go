@@ -1,6 +1,7 @@
 package jetstream_test
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -891,5 +892,49 @@ func TestRecordProbeSaysWhichTasksHaveRecords(t *testing.T) {
 	}
 	if _, err := probe.Revisions(ctx(t), []string{"a", "bad id"}); err == nil {
 		t.Fatal("a probe with an invalid id was sent")
+	}
+}
+
+// A record probe answers for every id that has a record, also when their
+// records together are more than the server sends in one answer (its
+// max_pending, 64 MB by default): the ids it did not get to are asked
+// again, not left out as if they had no record.
+func TestRecordProbeAnswersForManyLargeRecords(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, jetstream.Config{})
+	result := bytes.Repeat([]byte("r"), 700<<10) // about 930 kB as a record
+	const n = 80                                 // about 75 MB of records
+	ids := make([]string, n)
+	want := make(map[string]uint64, n)
+	for i := range ids {
+		ids[i] = fmt.Sprint("big-", i)
+		rec := createTask(t, e, ids[i], "f")
+		rec, err := e.client.State().Transition(ctx(t), rec, models.StatusRunning, time.Now(), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		rec, err = e.client.State().Transition(ctx(t), rec, models.StatusSucceeded, time.Now(), func(t *models.Task) { t.Result = result })
+		if err != nil {
+			t.Fatal(err)
+		}
+		want[ids[i]] = rec.Revision
+	}
+	probe, err := e.client.State().NewRecordProbe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer probe.Close()
+	got, err := probe.Revisions(ctx(t), ids)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(got, want) {
+		var missing []string
+		for _, id := range ids {
+			if _, ok := got[id]; !ok {
+				missing = append(missing, id)
+			}
+		}
+		t.Fatalf("Revisions answered %d of %d records; said these have none: %v", len(got), n, missing)
 	}
 }

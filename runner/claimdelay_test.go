@@ -220,3 +220,88 @@ func TestADeferredRetryChecksTheRecordItRemembers(t *testing.T) {
 		t.Fatalf("an attempt ran from the record as it was before it moved on (%v outcomes lost)", n)
 	}
 }
+
+// A task published without an id (its id derived from its stream and
+// sequence) and running with its claim deferred can be cancelled, as a
+// running task can: the cancellation is not refused as for a task no
+// runner has seen yet (jetstream.ErrTaskNotFound), which it would be
+// while no record of it is written.
+func TestADeferredTaskWithADerivedIDCanBeCancelled(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	tr := startRunner(t, e, deferredConfig(runner.MaxClaimDelay), pluginhost.HostConfig{})
+	started := make(chan string, 1)
+	tr.SetBeforeRun(func(id string) {
+		select {
+		case started <- id:
+		default:
+		}
+	})
+	publishRaw(t, e, "omniq.tasks.sleep", "", "1h", nil)
+	var id string
+	select {
+	case id = <-started:
+	case <-time.After(30 * time.Second):
+		t.Fatal("the task did not start")
+	}
+	if _, err := e.client.Cancel(ctx(t), id); err != nil {
+		t.Fatalf("cancel %s while it runs: %v", id, err)
+	}
+	tr.WaitCounter(t, "omniq_tasks_total", map[string]string{"function": "sleep", "outcome": "cancelled"}, 1, 30*time.Second)
+	if rec, err := e.client.State().Get(ctx(t), id); err != nil || rec.Task.Status != models.StatusCancelled {
+		t.Fatalf("record %+v, %v; want cancelled", rec.Task, err)
+	}
+	waitTasksSettled(t, e, "the task's message to be settled")
+}
+
+// A redelivery of the message a runner is running with its claim
+// deferred, handed to that same runner (its heartbeats missed, say), is
+// left to the attempt that runs it, as it is when the claim is written:
+// it does not start a second attempt of the task alongside the first,
+// whose deferred claim would then find the state moved on and whose
+// outcome would be lost.
+func TestARedeliveryOfADeferredAttemptIsLeftToIt(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	cfg := deferredConfig(runner.MaxClaimDelay)
+	cfg.Functions = map[string]runner.FunctionConfig{"sleep": {Concurrency: 1}}
+	holder := startRunner(t, e, cfg, pluginhost.HostConfig{})
+	// Occupy the holder's only sleep slot, so that the test takes the
+	// deliveries of the next task from the consumer itself.
+	blocker, err := e.client.Submit(ctx(t), jetstream.SubmitRequest{Function: "sleep", Payload: []byte("60s")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, e, blocker.ID, models.StatusRunning, 30*time.Second)
+	res, err := e.client.Submit(ctx(t), jetstream.SubmitRequest{Function: "sleep", Payload: []byte("3s"), MaxRetries: intp(0)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cons, err := e.client.JetStream().Consumer(ctx(t), "OMNIQ_TASKS", "omniq-sleep")
+	if err != nil {
+		t.Fatal(err)
+	}
+	deliveries := fetchDeliveries(t, cons, res.ID, 2)
+	first, second := deliveries[0], deliveries[1]
+	done := make(chan struct{}, 2)
+	go func() { holder.HandleDelivery("sleep", first); done <- struct{}{} }()
+	holder.WaitCounter(t, "omniq_tasks_in_flight", map[string]string{"function": "sleep"}, 2, 30*time.Second)
+	go func() { holder.HandleDelivery("sleep", second); done <- struct{}{} }()
+	for range 2 {
+		select {
+		case <-done:
+		case <-time.After(60 * time.Second):
+			t.Fatal("a delivery was not handled")
+		}
+	}
+	task := waitFor(t, e, res.ID, models.StatusSucceeded, 30*time.Second)
+	if task.Attempt != 1 || task.Interruptions != 0 {
+		t.Fatalf("task = %+v", task)
+	}
+	if n := holder.Counter(t, "omniq_tasks_total", map[string]string{"function": "sleep", "outcome": "lost"}); n != 0 {
+		t.Fatalf("the task ran twice at once on one runner (%v outcomes lost)", n)
+	}
+	if n := holder.Counter(t, "omniq_tasks_total", map[string]string{"function": "sleep", "outcome": "succeeded"}); n != 1 {
+		t.Fatalf("succeeded %v times", n)
+	}
+}

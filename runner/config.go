@@ -78,8 +78,9 @@ type Config struct {
 	// past the dedupe window) may run on another runner at the same time,
 	// only one outcome being recorded; a cancellation stops it as it does
 	// a running task, but reports it as cancelled while queued. A
-	// redelivery after a runner died is always claimed first. At most
-	// MaxClaimDelay.
+	// redelivery after a runner died, and the first attempt of a task
+	// published without an id (which cannot be cancelled before it has a
+	// record), are always claimed first. At most MaxClaimDelay.
 	ClaimDelay time.Duration
 	// Limits caps what a task may ask for in its headers.
 	Limits Limits

@@ -123,6 +123,12 @@ func New(cfg Config) (*Runner, error) {
 type inflight struct {
 	cancel context.CancelCauseFunc
 	msg    natsjs.Msg // kept alive by heartbeats while the attempt runs
+	// stream and seq identify the message the attempt runs from.
+	stream string
+	seq    uint64
+	// unwritten: the attempt's claim is deferred and not written yet
+	// (Config.ClaimDelay), so the record does not say it runs here.
+	unwritten atomic.Bool
 	// settling: the attempt has its outcome and is recording it. The
 	// task's next attempt may start here meanwhile (its message, or the
 	// same one, redelivered after a short retry's delay).

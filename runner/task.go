@@ -110,6 +110,14 @@ func (r *Runner) view(ctx context.Context, id string) (view, jetstream.Record, u
 // started from (0: none), from which the attempt's first write is a
 // compare-and-swap.
 func (r *Runner) claim(ctx context.Context, log logrus.FieldLogger, tm *jetstream.TaskMessage, d delivery, res resolved, msg natsjs.Msg) (jetstream.Record, bool, bool) {
+	if r.cfg.ClaimDelay > 0 && r.runsMessage(tm.ID, d) {
+		// Another delivery of the message an attempt runs here from (its
+		// heartbeats missed, say): that attempt settles it. Its claim may
+		// not be written yet, and the record, not saying so, would have
+		// this delivery claimed and run alongside it.
+		log.WithField("delivery", d.Delivered).Debug("the attempt of this message runs here")
+		return jetstream.Record{}, false, false
+	}
 	for try := 0; try < 5; try++ {
 		var v view
 		var rec jetstream.Record
@@ -178,7 +186,11 @@ func (r *Runner) claim(ctx context.Context, log logrus.FieldLogger, tm *jetstrea
 			err = r.recordReplay(ctx, log, rec)
 		case actRun:
 			replayStart := !dec.Create && rec.Task.Replays > 0 && rec.Task.ClaimSequence == 0
-			if r.cfg.ClaimDelay > 0 && dec.Deferrable && !replayStart {
+			// A task published without an id cannot be cancelled until its
+			// record is written (jetstream.Client.RecordCancel): its claim
+			// is written first, so that it can be while it runs.
+			bare := dec.Create && !tm.Retry && r.cfg.ClaimDelay > 0 && r.client.Config().IsDerivedID(tm.ID)
+			if r.cfg.ClaimDelay > 0 && dec.Deferrable && !replayStart && !bare {
 				if !read || cached {
 					// Decided without reading the record (a first
 					// delivery: as if it had none; a retry: from the
@@ -364,6 +376,17 @@ func (r *Runner) noteStateErr(err error) {
 	r.mu.Unlock()
 }
 
+// runsMessage reports whether an attempt of task id whose claim is not
+// written yet runs here from the message d is a delivery of, and is not
+// recording its outcome yet (then the task's next attempt may come from
+// that message: a short retry).
+func (r *Runner) runsMessage(id string, d delivery) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	f, ok := r.inflight[id]
+	return ok && f.seq == d.Seq && f.stream == d.Stream && f.unwritten.Load() && !f.settling.Load()
+}
+
 func (r *Runner) isRunning(id string) bool {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -381,7 +404,8 @@ func (r *Runner) run(rec jetstream.Record, written bool, tm *jetstream.TaskMessa
 	if hook := r.beforeRun.Load(); hook != nil {
 		(*hook)(t.ID)
 	}
-	f := &inflight{cancel: cancel, msg: msg}
+	f := &inflight{cancel: cancel, msg: msg, stream: t.ClaimStream, seq: t.ClaimSequence}
+	f.unwritten.Store(!written)
 	r.mu.Lock()
 	if !registerAttempt(r.inflight, t.ID, f, written) {
 		r.mu.Unlock()
@@ -411,7 +435,7 @@ func (r *Runner) run(rec jetstream.Record, written bool, tm *jetstream.TaskMessa
 		Attempt: int32(t.Attempt), RetryCount: int32(t.RetryCount)}
 	progress := newProgressWriter(r.client.State(), rec, written, start, log)
 	if !written {
-		progress.deferClaim(r.cfg.ClaimDelay, func() { cancel(errClaimLost) })
+		progress.deferClaim(r.cfg.ClaimDelay, func() { cancel(errClaimLost) }, func() { f.unwritten.Store(false) })
 	}
 	execCtx := ts.startExecute(runCtx)
 	out := r.cfg.Plugins.Execute(execCtx, tm.Function, req, deadline, progress.report)
@@ -495,6 +519,7 @@ type progressWriter struct {
 	cur     jetstream.Record
 	written bool             // cur is in the bucket (false: a deferred claim, at the revision it was started from)
 	lost    func()           // stops the attempt whose deferred claim found the state moved on
+	claimed func()           // called once the deferred claim is written
 	claimT  *time.Timer      // writes a deferred claim
 	due     time.Time        // when the next write may happen
 	pending *models.Progress // reported, not yet written
@@ -507,13 +532,14 @@ func newProgressWriter(state *jetstream.StateStore, cur jetstream.Record, writte
 }
 
 // deferClaim has the unwritten claim in cur written after delay, unless
-// the attempt ends first. If the state moved on meanwhile (the task was
-// cancelled, or another copy of it recorded first), the claim is not
-// written and lost is called to stop the attempt.
-func (p *progressWriter) deferClaim(delay time.Duration, lost func()) {
+// the attempt ends first, and then calls claimed. If the state moved on
+// meanwhile (the task was cancelled, or another copy of it recorded
+// first), the claim is not written and lost is called to stop the
+// attempt.
+func (p *progressWriter) deferClaim(delay time.Duration, lost, claimed func()) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	p.lost = lost
+	p.lost, p.claimed = lost, claimed
 	p.claimT = time.AfterFunc(delay, p.claim)
 }
 
@@ -580,6 +606,9 @@ func (p *progressWriter) storeLocked(next *models.Task) {
 	rec, err := p.state.Replace(ctx, p.cur, next)
 	switch {
 	case err == nil:
+		if !p.written && p.claimed != nil {
+			p.claimed()
+		}
 		p.cur, p.written = rec, true
 	case p.written:
 		p.off = true
