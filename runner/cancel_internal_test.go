@@ -63,3 +63,35 @@ func TestQueuedRequestsKeepNoBody(t *testing.T) {
 		}
 	}
 }
+
+// TestANoticeIsKeptForTheNextAttempt: a cancellation notice for a task
+// whose attempt here is recording its outcome is kept for the next
+// attempt, which may be about to start from the record before the
+// cancellation; one for a running attempt goes to that attempt alone.
+func TestANoticeIsKeptForTheNextAttempt(t *testing.T) {
+	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	for _, tc := range []struct {
+		name     string
+		running  bool
+		settling bool
+		kept     bool
+	}{
+		{"none runs here", false, false, true},
+		{"an attempt runs", true, false, false},
+		{"an attempt records its outcome", true, true, true},
+	} {
+		r := &Runner{inflight: map[string]*inflight{}, earlyCancels: map[string]time.Time{}}
+		f := &inflight{}
+		f.settling.Store(tc.settling)
+		if tc.running {
+			r.inflight["t1"] = f
+		}
+		got := r.takeNotice("t1", now)
+		if (got != nil) != tc.running {
+			t.Errorf("%s: attempt found %v", tc.name, got != nil)
+		}
+		if kept := r.takeEarlyCancelLocked("t1", now); kept != tc.kept {
+			t.Errorf("%s: notice kept %v, want %v", tc.name, kept, tc.kept)
+		}
+	}
+}

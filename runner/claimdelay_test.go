@@ -1,8 +1,12 @@
 package runner_test
 
 import (
+	"slices"
+	"strings"
 	"testing"
 	"time"
+
+	"github.com/nats-io/nats.go"
 
 	"github.com/omniq/omniq/internal/omniqtest"
 	"github.com/omniq/omniq/jetstream"
@@ -188,7 +192,7 @@ func TestADeferringRunnerRunsOneOfTwoCopiesAtATime(t *testing.T) {
 	}
 }
 
-// A retry is decided from the record the runner wrote when the last
+// A short retry is decided from the record the runner wrote when the last
 // attempt failed, without reading it. With claims deferred no write
 // checks that record before the retry runs, so the runner checks its
 // revision first: a record another writer moved on meanwhile is read
@@ -197,22 +201,25 @@ func TestADeferringRunnerRunsOneOfTwoCopiesAtATime(t *testing.T) {
 func TestADeferredRetryChecksTheRecordItRemembers(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
-	cfg := deferredConfig(time.Second)
-	cfg.Defaults.BackoffBase, cfg.Defaults.BackoffMax = 2*time.Second, 2*time.Second // a scheduled retry: time to write meanwhile
-	tr := startRunner(t, e, cfg, pluginhost.HostConfig{})
-	res, err := e.client.Submit(ctx(t), jetstream.SubmitRequest{ID: "moved-on", Function: "flaky", Payload: []byte("1")})
-	if err != nil {
+	tr := startRunner(t, e, deferredConfig(time.Second), pluginhost.HostConfig{})
+	const id = "moved-on"
+	tr.SetBeforeClaim(func(task string, delivered uint64) {
+		if task != id || delivered != 2 {
+			return
+		}
+		// The short retry's message is back: move the record on first.
+		rec, err := e.client.State().Get(ctx(t), id)
+		if err == nil {
+			_, err = e.client.State().Replace(ctx(t), rec, rec.Task.Clone())
+		}
+		if err != nil {
+			t.Errorf("move the record on: %v", err)
+		}
+	})
+	if _, err := e.client.Submit(ctx(t), jetstream.SubmitRequest{ID: id, Function: "flaky", Payload: []byte("1")}); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, e, res.ID, models.StatusRetrying, 30*time.Second)
-	rec, err := e.client.State().Get(ctx(t), res.ID)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := e.client.State().Replace(ctx(t), rec, rec.Task.Clone()); err != nil {
-		t.Fatal(err)
-	}
-	task := waitFor(t, e, res.ID, models.StatusSucceeded, 30*time.Second)
+	task := waitFor(t, e, id, models.StatusSucceeded, 30*time.Second)
 	if task.Attempt != 2 {
 		t.Fatalf("succeeded on attempt %d, want 2", task.Attempt)
 	}
@@ -221,87 +228,56 @@ func TestADeferredRetryChecksTheRecordItRemembers(t *testing.T) {
 	}
 }
 
-// A task published without an id (its id derived from its stream and
-// sequence) and running with its claim deferred can be cancelled, as a
-// running task can: the cancellation is not refused as for a task no
-// runner has seen yet (jetstream.ErrTaskNotFound), which it would be
-// while no record of it is written.
-func TestADeferredTaskWithADerivedIDCanBeCancelled(t *testing.T) {
+// A cancellation of a task not recorded running is told to every runner
+// only by a runner that defers claims (then the task may run unclaimed);
+// with claims written first such a task runs nowhere, and the notice
+// would cost every runner a message for nothing. Notices go out in the
+// order the cancellations were recorded: the running task's shows that
+// the queued one's would have come.
+func TestCancelNoticesForQueuedTasksOnlyWithClaimsDeferred(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t)
-	tr := startRunner(t, e, deferredConfig(runner.MaxClaimDelay), pluginhost.HostConfig{})
-	started := make(chan string, 1)
-	tr.SetBeforeRun(func(id string) {
-		select {
-		case started <- id:
-		default:
-		}
-	})
-	publishRaw(t, e, "omniq.tasks.sleep", "", "1h", nil)
-	var id string
-	select {
-	case id = <-started:
-	case <-time.After(30 * time.Second):
-		t.Fatal("the task did not start")
-	}
-	if _, err := e.client.Cancel(ctx(t), id); err != nil {
-		t.Fatalf("cancel %s while it runs: %v", id, err)
-	}
-	tr.WaitCounter(t, "omniq_tasks_total", map[string]string{"function": "sleep", "outcome": "cancelled"}, 1, 30*time.Second)
-	if rec, err := e.client.State().Get(ctx(t), id); err != nil || rec.Task.Status != models.StatusCancelled {
-		t.Fatalf("record %+v, %v; want cancelled", rec.Task, err)
-	}
-	waitTasksSettled(t, e, "the task's message to be settled")
-}
-
-// A redelivery of the message a runner is running with its claim
-// deferred, handed to that same runner (its heartbeats missed, say), is
-// left to the attempt that runs it, as it is when the claim is written:
-// it does not start a second attempt of the task alongside the first,
-// whose deferred claim would then find the state moved on and whose
-// outcome would be lost.
-func TestARedeliveryOfADeferredAttemptIsLeftToIt(t *testing.T) {
-	t.Parallel()
-	e := newEnv(t)
-	cfg := deferredConfig(runner.MaxClaimDelay)
-	cfg.Functions = map[string]runner.FunctionConfig{"sleep": {Concurrency: 1}}
-	holder := startRunner(t, e, cfg, pluginhost.HostConfig{})
-	// Occupy the holder's only sleep slot, so that the test takes the
-	// deliveries of the next task from the consumer itself.
-	blocker, err := e.client.Submit(ctx(t), jetstream.SubmitRequest{Function: "sleep", Payload: []byte("60s")})
-	if err != nil {
-		t.Fatal(err)
-	}
-	waitFor(t, e, blocker.ID, models.StatusRunning, 30*time.Second)
-	res, err := e.client.Submit(ctx(t), jetstream.SubmitRequest{Function: "sleep", Payload: []byte("3s"), MaxRetries: intp(0)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	cons, err := e.client.JetStream().Consumer(ctx(t), "OMNIQ_TASKS", "omniq-sleep")
-	if err != nil {
-		t.Fatal(err)
-	}
-	deliveries := fetchDeliveries(t, cons, res.ID, 2)
-	first, second := deliveries[0], deliveries[1]
-	done := make(chan struct{}, 2)
-	go func() { holder.HandleDelivery("sleep", first); done <- struct{}{} }()
-	holder.WaitCounter(t, "omniq_tasks_in_flight", map[string]string{"function": "sleep"}, 2, 30*time.Second)
-	go func() { holder.HandleDelivery("sleep", second); done <- struct{}{} }()
-	for range 2 {
-		select {
-		case <-done:
-		case <-time.After(60 * time.Second):
-			t.Fatal("a delivery was not handled")
-		}
-	}
-	task := waitFor(t, e, res.ID, models.StatusSucceeded, 30*time.Second)
-	if task.Attempt != 1 || task.Interruptions != 0 {
-		t.Fatalf("task = %+v", task)
-	}
-	if n := holder.Counter(t, "omniq_tasks_total", map[string]string{"function": "sleep", "outcome": "lost"}); n != 0 {
-		t.Fatalf("the task ran twice at once on one runner (%v outcomes lost)", n)
-	}
-	if n := holder.Counter(t, "omniq_tasks_total", map[string]string{"function": "sleep", "outcome": "succeeded"}); n != 1 {
-		t.Fatalf("succeeded %v times", n)
+	for _, delay := range []time.Duration{0, time.Second} {
+		t.Run(delay.String(), func(t *testing.T) {
+			t.Parallel()
+			e := newEnv(t)
+			startRunner(t, e, deferredConfig(delay), pluginhost.HostConfig{})
+			running := runningSleep(t, e, "1h")
+			nc, err := nats.Connect(e.srv.ClientURL())
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer nc.Close()
+			notices, err := nc.SubscribeSync(e.client.Config().CancelledSubject(">"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := nc.Flush(); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := e.client.Cancel(ctx(t), "queued-1"); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := e.client.Cancel(ctx(t), running); err != nil {
+				t.Fatal(err)
+			}
+			var got []string
+			for {
+				m, err := notices.NextMsg(30 * time.Second)
+				if err != nil {
+					t.Fatalf("notices %v, then: %v", got, err)
+				}
+				got = append(got, strings.TrimPrefix(m.Subject, e.client.Config().CancelledSubject("")))
+				if got[len(got)-1] == running {
+					break
+				}
+			}
+			want := []string{running}
+			if delay > 0 {
+				want = []string{"queued-1", running}
+			}
+			if !slices.Equal(got, want) {
+				t.Fatalf("notices for %v, want %v", got, want)
+			}
+		})
 	}
 }

@@ -146,14 +146,19 @@ func decide(v view, d delivery, runsHere bool, lim limits, now time.Time) decisi
 		return decision{Action: actLeave, Reason: "stale delivery of the message the latest attempt was claimed from"}
 	}
 	// next is the attempt that follows the latest one, held until RunAt.
-	// It is deferrable on the first delivery since the record was written:
-	// the first of a new message, or the first after the one the record
-	// was written from (a held task's, or a short retry's, message back).
+	// It is deferrable only on the message the record was written from,
+	// back for the first time after a short wait, which the runner held
+	// itself (heldHere): a longer wait went through a schedule, whose
+	// message is the next attempt's, and this message back then is a
+	// copy whose acknowledgement was lost. The two, or a schedule's
+	// message and a copy of it, could both run unclaimed: such attempts
+	// are claimed first.
 	next := func() decision {
 		if t.RunAt.After(now) {
 			return decision{Action: actHold, Until: t.RunAt, Reason: "not due yet"}
 		}
-		first := d.Delivered == 1 || claimed && d.Delivered == t.ClaimDelivery+1
+		short := t.RunAt.Before(t.UpdatedAt.Add(heldHere - heldHere/20)) // margin: RunAt is set a moment before UpdatedAt
+		first := claimed && d.Delivered == t.ClaimDelivery+1 && short
 		return decision{Action: actRun, Attempt: t.Attempt + 1, Deferrable: first}
 	}
 	switch t.Status {

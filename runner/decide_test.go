@@ -170,6 +170,12 @@ func TestDecideDeferrable(t *testing.T) {
 		task.ClaimStream, task.ClaimSequence, task.ClaimDelivery = claimStream, claimSeq, claimDelivery
 		return view{Found: true, Task: task}
 	}
+	// scheduled makes v's record one whose next attempt was asked for 5 s
+	// after it was written: through a schedule.
+	scheduled := func(v view) view {
+		v.Task.UpdatedAt = v.Task.RunAt.Add(-5 * time.Second)
+		return v
+	}
 	msg := func(stream string, seq, delivered uint64, retry bool, attempt int) delivery {
 		return delivery{Stream: stream, Seq: seq, Delivered: delivered, Function: "f", Retry: retry, Attempt: attempt}
 	}
@@ -181,12 +187,14 @@ func TestDecideDeferrable(t *testing.T) {
 	}{
 		{"a new task's first delivery", view{}, msg(tasks, 10, 1, false, 1), true},
 		{"a new task's redelivery: whoever had it died before writing", view{}, msg(tasks, 10, 2, false, 1), false},
-		{"a scheduled retry's first delivery", rec(models.StatusRetrying, 1, tasks, 10, 1, ""), msg(retries, 3, 1, true, 2), true},
+		{"a scheduled retry's first delivery: its message may have a copy", rec(models.StatusRetrying, 1, tasks, 10, 1, ""), msg(retries, 3, 1, true, 2), false},
 		{"a scheduled retry redelivered: its attempt's runner died", rec(models.StatusRetrying, 1, tasks, 10, 1, ""), msg(retries, 3, 2, true, 2), false},
 		{"a short retry's message back, first time since the record", rec(models.StatusRetrying, 1, tasks, 10, 1, ""), msg(tasks, 10, 2, false, 1), true},
 		{"a short retry's message back again: its attempt's runner died", rec(models.StatusRetrying, 1, tasks, 10, 1, ""), msg(tasks, 10, 3, false, 1), false},
+		{"a scheduled retry's last message back: its ack was lost", scheduled(rec(models.StatusRetrying, 1, tasks, 10, 1, "")), msg(tasks, 10, 2, false, 1), false},
+		{"a held task's message back after a long hold: its ack was lost", scheduled(rec(models.StatusPending, 0, tasks, 10, 1, "")), msg(tasks, 10, 2, false, 1), false},
 		{"a held task's message back when due", rec(models.StatusPending, 0, tasks, 10, 1, ""), msg(tasks, 10, 2, false, 1), true},
-		{"an old submitter's pending record, first delivery", rec(models.StatusPending, 0, "", 0, 0, ""), msg(tasks, 10, 1, false, 1), true},
+		{"an old submitter's pending record, first delivery", rec(models.StatusPending, 0, "", 0, 0, ""), msg(tasks, 10, 1, false, 1), false},
 		{"running elsewhere, redelivered: taken over, claimed first", rec(models.StatusRunning, 1, tasks, 10, 1, "r1"), msg(tasks, 10, 2, false, 1), false},
 		{"released on shutdown: resumed, claimed first", rec(models.StatusRunning, 1, tasks, 10, 1, ""), msg(tasks, 10, 2, false, 1), false},
 	}

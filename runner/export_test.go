@@ -64,6 +64,16 @@ func (r *Runner) SetBeforeRun(hook func(id string)) {
 	r.beforeRun.Store(&hook)
 }
 
+// SetBeforeClaim has r call hook with a delivered task's id and delivery
+// count before it decides what the delivery means (nil: no hook).
+func (r *Runner) SetBeforeClaim(hook func(id string, delivered uint64)) {
+	if hook == nil {
+		r.beforeClaim.Store(nil)
+		return
+	}
+	r.beforeClaim.Store(&hook)
+}
+
 // DeliverCancelNotice hands r a cancellation notice for task id, as if it
 // had come on the cancelled subject.
 func (r *Runner) DeliverCancelNotice(id string) {

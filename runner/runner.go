@@ -47,12 +47,15 @@ type Runner struct {
 	// beforeRun, when set (by tests), is called with a claimed task's id
 	// just before its attempt registers as running here.
 	beforeRun atomic.Pointer[func(id string)]
-	recent    recentRecords  // retrying records written here, for the next claim
-	records   *recordChecker // whether tasks have records, for deferred claims (nil without ClaimDelay)
-	probe     *jetstream.RecordProbe
-	reads     atomic.Int64    // state records read to decide a delivery (for tests)
-	polls     atomic.Int64    // looks for due retries without waiting (for tests)
-	loops     map[string]bool // functions being pulled
+	// beforeClaim, when set (by tests), is called with a delivered task's
+	// id and delivery count before the runner decides what it means.
+	beforeClaim atomic.Pointer[func(id string, delivered uint64)]
+	recent      recentRecords  // retrying records written here, for the next claim
+	records     *recordChecker // whether tasks have records, for deferred claims (nil without ClaimDelay)
+	probe       *jetstream.RecordProbe
+	reads       atomic.Int64    // state records read to decide a delivery (for tests)
+	polls       atomic.Int64    // looks for due retries without waiting (for tests)
+	loops       map[string]bool // functions being pulled
 	// failing holds, per pull loop ("<stream>/<function>"), why it cannot
 	// pull now; empty while every loop pulls. Ready reports it.
 	failing map[string]error

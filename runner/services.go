@@ -231,7 +231,10 @@ func (r *Runner) onCancelRequest(m *nats.Msg) {
 	// cancellation may have died before telling the others. Asking again
 	// tells them again (a runner not running the task ignores it).
 	again := errors.Is(err, jetstream.ErrAlreadyFinished) && rec.Task != nil && rec.Task.Status == models.StatusCancelled
-	if err == nil || again {
+	// A task not recorded running runs only with its claim deferred: told
+	// by a runner that defers claims itself (a fleet shares the setting),
+	// every cancellation costing a notice to every runner otherwise.
+	if err == nil && (was == models.StatusRunning || r.cfg.ClaimDelay > 0) || again {
 		if perr := r.client.Conn().Publish(r.client.Config().CancelledSubject(id), nil); perr != nil {
 			log.WithError(perr).Warn("cancel: could not notify runners; the task is stopped when its outcome cannot be recorded")
 		}
@@ -246,15 +249,24 @@ func (r *Runner) onCancelRequest(m *nats.Msg) {
 // here, once its state says it is cancelled.
 func (r *Runner) onCancelled(m *nats.Msg) {
 	id := strings.TrimPrefix(m.Subject, r.client.Config().CancelledSubject(""))
-	r.mu.Lock()
-	f := r.inflight[id]
-	if f == nil {
-		r.noteEarlyCancelLocked(id, time.Now())
-	}
-	r.mu.Unlock()
-	if f != nil {
+	if f := r.takeNotice(id, time.Now()); f != nil {
 		r.stopIfCancelled(r.requestsCtx, id, f)
 	}
+}
+
+// takeNotice returns the attempt of task id running here (nil: none) for
+// a cancellation notice, and keeps the notice for an attempt about to
+// start (see noteEarlyCancelLocked) when none runs, or when the one
+// running is recording its outcome: the next may be about to start from
+// the record before the cancellation (a short retry).
+func (r *Runner) takeNotice(id string, now time.Time) *inflight {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	f := r.inflight[id]
+	if f == nil || f.settling.Load() {
+		r.noteEarlyCancelLocked(id, now)
+	}
+	return f
 }
 
 // earlyCancelKeep is how long a cancellation notice for a task not running

@@ -50,6 +50,9 @@ func (r *Runner) handle(fn string, res resolved, msg natsjs.Msg) {
 		return
 	}
 	d := deliveryOf(&tm, meta)
+	if hook := r.beforeClaim.Load(); hook != nil {
+		(*hook)(tm.ID, d.Delivered)
+	}
 	rec, written, ok := r.claim(ctx, log, &tm, d, res, msg)
 	ts.claimed(rec)
 	if !ok {
@@ -352,7 +355,7 @@ func (r *Runner) hold(ctx context.Context, log logrus.FieldLogger, tm *jetstream
 		attempt = rec.Task.Attempt + 1
 	}
 	wait := time.Until(dec.Until)
-	if wait < time.Second {
+	if wait < heldHere {
 		_ = msg.NakWithDelay(max(wait, 0))
 		return nil
 	}
@@ -367,6 +370,12 @@ func (r *Runner) hold(ctx context.Context, log logrus.FieldLogger, tm *jetstream
 	_ = msg.Ack()
 	return nil
 }
+
+// heldHere is the longest wait for a task's next attempt that the runner
+// holds itself, by redelivering the task's message after it; a longer one
+// goes through a schedule, which publishes the attempt's message when
+// due (schedules fire on whole seconds).
+const heldHere = time.Second
 
 // noteStateErr remembers the last failure to write a task's state, for
 // Ready; nil clears it.
@@ -727,7 +736,7 @@ func (r *Runner) settle(ctx context.Context, log logrus.FieldLogger, rec jetstre
 	r.recent.put(retrying)
 	r.cfg.Metrics.retried(tm.Function, te.ErrorType)
 	flog.WithField("retry_in", delay.Round(time.Millisecond)).Info("task failed, will retry: " + logText(te.Message))
-	if delay < time.Second {
+	if delay < heldHere {
 		// Schedules fire on whole seconds: hold a short retry here.
 		_ = msg.NakWithDelay(delay)
 		return "retried"
