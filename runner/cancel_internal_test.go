@@ -43,6 +43,25 @@ func TestEarlyCancelNotices(t *testing.T) {
 	if len(r.earlyCancels) != 1 || !r.takeEarlyCancelLocked("new", t0) {
 		t.Errorf("after 1,025 notices, %d kept (want only the new one)", len(r.earlyCancels))
 	}
+
+	// A flood of fresh notices: pruned at most once a second, and never
+	// more than maxEarlyCancels kept.
+	r = &Runner{earlyCancels: map[string]time.Time{}}
+	scans := 0
+	for i := range maxEarlyCancels + 10 {
+		at := t0.Add(time.Duration(i) * time.Microsecond)
+		before := r.earlyPruned
+		r.noteEarlyCancelLocked(fmt.Sprint("fresh-", i), at)
+		if r.earlyPruned != before {
+			scans++
+		}
+	}
+	if scans > 1 {
+		t.Errorf("%d prunes in under a second of notices", scans)
+	}
+	if n := len(r.earlyCancels); n > maxEarlyCancels || n == 0 {
+		t.Errorf("%d notices kept, want 1 to %d", n, maxEarlyCancels)
+	}
 }
 
 // A request waiting in a runner's queue keeps its subject and reply, not

@@ -44,6 +44,7 @@ type Runner struct {
 	// when they came, with when: a notice can arrive between a claim's
 	// write and the attempt's start, and run looks here as it starts.
 	earlyCancels map[string]time.Time
+	earlyPruned  time.Time // when earlyCancels was last pruned
 	// beforeRun, when set (by tests), is called with a claimed task's id
 	// just before its attempt registers as running here.
 	beforeRun atomic.Pointer[func(id string)]

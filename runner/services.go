@@ -274,11 +274,21 @@ func (r *Runner) takeNotice(id string, now time.Time) *inflight {
 // the gap between a claim's write and the attempt's start is far shorter.
 const earlyCancelKeep = 10 * time.Second
 
+// maxEarlyCancels bounds the notices kept: past it the oldest are dropped
+// (an attempt that missed its notice stops when its claim is written, or
+// when its outcome cannot be).
+const maxEarlyCancels = 65536
+
 // noteEarlyCancelLocked keeps the notice for task id, dropping those older
-// than earlyCancelKeep once there are many (every runner hears every
-// notice). r.mu must be held.
+// than earlyCancelKeep once there are many (every runner may hear every
+// notice), at most once a second: a flood of fresh notices does not have
+// every notice go through all of them. Past maxEarlyCancels all are
+// dropped. r.mu must be held.
 func (r *Runner) noteEarlyCancelLocked(id string, now time.Time) {
-	if len(r.earlyCancels) >= 1024 {
+	if n := len(r.earlyCancels); n >= maxEarlyCancels {
+		clear(r.earlyCancels)
+	} else if n >= 1024 && now.Sub(r.earlyPruned) >= time.Second {
+		r.earlyPruned = now
 		for k, at := range r.earlyCancels {
 			if now.Sub(at) > earlyCancelKeep {
 				delete(r.earlyCancels, k)
