@@ -4,10 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -142,6 +144,29 @@ func tail(b []byte, n int) []byte {
 // clusterClient connects to url (one server or a comma-separated list)
 // and provisions OmniQ with 3 replicas, waiting for the cluster to elect
 // its JetStream leader.
+// clusterURL is the servers' client URLs as one comma-separated list.
+func clusterURL(urls map[string]string) string {
+	return strings.Join(slices.Sorted(maps.Values(urls)), ",")
+}
+
+// streamLeader returns the name of the server leading stream name, once
+// it has one.
+func streamLeader(t *testing.T, client *jetstream.Client, name string) string {
+	t.Helper()
+	var leader string
+	omniqtest.Eventually(t, 30*time.Second, "stream "+name+" has a leader", func() bool {
+		s, err := client.JetStream().Stream(ctx(t), name)
+		if err != nil || s.CachedInfo().Cluster == nil {
+			return false
+		}
+		leader = s.CachedInfo().Cluster.Leader
+		return leader != ""
+	})
+	return leader
+}
+
+// clusterClient connects to url and provisions OmniQ's streams with three
+// replicas, waiting for the cluster to answer.
 func clusterClient(t *testing.T, url string) *jetstream.Client {
 	t.Helper()
 	nc, err := jetstream.Connect(jetstream.ConnConfig{URL: url})
@@ -178,21 +203,13 @@ func TestGetFromLeaderThroughALaggingReplica(t *testing.T) {
 		t.Skip("builds nats-server and runs three of them")
 	}
 	urls, procs := natsProcs(t)
-	var all []string
-	for _, u := range urls {
-		all = append(all, u)
-	}
 	connect := func(url string) *jetstream.Client { return clusterClient(t, url) }
-	admin := connect(strings.Join(all, ","))
+	admin := connect(clusterURL(urls))
 	rec, err := admin.State().Create(ctx(t), models.NewTask("lagging", "f", 3, 0, time.Now()))
 	if err != nil {
 		t.Fatal(err)
 	}
-	s, err := admin.JetStream().Stream(ctx(t), "KV_OMNIQ_STATE")
-	if err != nil {
-		t.Fatal(err)
-	}
-	leader := s.CachedInfo().Cluster.Leader
+	leader := streamLeader(t, admin, "KV_OMNIQ_STATE")
 	follower := "n1"
 	if leader == follower {
 		follower = "n2"
@@ -271,23 +288,14 @@ func TestCancelAndReplayThroughALaggingReplica(t *testing.T) {
 		t.Skip("builds nats-server and runs three of them")
 	}
 	urls, procs := natsProcs(t)
-	var all []string
-	for _, u := range urls {
-		all = append(all, u)
-	}
-	admin := clusterClient(t, strings.Join(all, ","))
+	admin := clusterClient(t, clusterURL(urls))
 	// The stopped server leads neither the state bucket nor the
 	// dead-letter stream, so the writes the test makes meanwhile go on.
 	leaders := map[string]bool{}
 	for _, name := range []string{"KV_OMNIQ_STATE", "OMNIQ_DLQ"} {
-		s, err := admin.JetStream().Stream(ctx(t), name)
-		if err != nil {
-			t.Fatal(err)
-		}
-		leaders[s.CachedInfo().Cluster.Leader] = true
+		leaders[streamLeader(t, admin, name)] = true
 	}
-	lead, _ := admin.JetStream().Stream(ctx(t), "KV_OMNIQ_STATE")
-	leader, follower := lead.CachedInfo().Cluster.Leader, ""
+	leader, follower := streamLeader(t, admin, "KV_OMNIQ_STATE"), ""
 	for _, n := range []string{"n1", "n2", "n3"} {
 		if !leaders[n] {
 			follower = n
@@ -411,11 +419,7 @@ func TestConnectionLeavesAServerThatStopsAnswering(t *testing.T) {
 		t.Skip("builds nats-server and runs three of them")
 	}
 	urls, procs := natsProcs(t)
-	var all []string
-	for _, u := range urls {
-		all = append(all, u)
-	}
-	clusterClient(t, strings.Join(all, ",")) // the cluster is up
+	clusterClient(t, clusterURL(urls)) // the cluster is up
 	nc, err := jetstream.Connect(jetstream.ConnConfig{URL: urls["n1"]})
 	if err != nil {
 		t.Fatal(err)
@@ -447,24 +451,8 @@ func TestCancelDoesNotWaitOutAnUnansweringRetriesStream(t *testing.T) {
 		t.Skip("builds nats-server and runs three of them")
 	}
 	urls, procs := natsProcs(t)
-	var all []string
-	for _, u := range urls {
-		all = append(all, u)
-	}
-	client := clusterClient(t, strings.Join(all, ","))
-	leaderOf := func(name string) string {
-		t.Helper()
-		var leader string
-		omniqtest.Eventually(t, 30*time.Second, "stream "+name+" has a leader", func() bool {
-			s, err := client.JetStream().Stream(ctx(t), name)
-			if err != nil || s.CachedInfo().Cluster == nil {
-				return false
-			}
-			leader = s.CachedInfo().Cluster.Leader
-			return leader != ""
-		})
-		return leader
-	}
+	client := clusterClient(t, clusterURL(urls))
+	leaderOf := func(name string) string { return streamLeader(t, client, name) }
 	// The retries stream's leader must lead neither the state bucket nor
 	// the tasks stream; step it down until so.
 	omniqtest.Eventually(t, 60*time.Second, "the retries stream led apart from the state bucket", func() bool {

@@ -857,10 +857,7 @@ func TestTasksThatLookLikeServerStatusesAreDeadLettered(t *testing.T) {
 		}
 		waitDead(t, e, id)
 	}
-	eventually(t, 30*time.Second, "the tasks stream to be empty", func() bool {
-		s, err := e.client.JetStream().Stream(ctx(t), "OMNIQ_TASKS")
-		return err == nil && s.CachedInfo().State.Msgs == 0
-	})
+	waitTasksSettled(t, e, "the tasks stream to be empty")
 	res, err := e.client.Submit(ctx(t), jetstream.SubmitRequest{Function: "echo", Payload: []byte("after")})
 	if err != nil {
 		t.Fatal(err)

@@ -188,12 +188,7 @@ func (r *Runner) claim(ctx context.Context, log logrus.FieldLogger, tm *jetstrea
 		case actReplay:
 			err = r.recordReplay(ctx, log, rec)
 		case actRun:
-			replayStart := !dec.Create && rec.Task.Replays > 0 && rec.Task.ClaimSequence == 0
-			// A task published without an id cannot be cancelled until its
-			// record is written (jetstream.Client.RecordCancel): its claim
-			// is written first, so that it can be while it runs.
-			bare := dec.Create && !tm.Retry && r.cfg.ClaimDelay > 0 && r.client.Config().IsDerivedID(tm.ID)
-			if r.cfg.ClaimDelay > 0 && dec.Deferrable && !replayStart && !bare {
+			if r.defersClaim(tm, rec, dec) {
 				if !read || cached {
 					// Decided without reading the record (a first
 					// delivery: as if it had none; a retry: from the
@@ -211,9 +206,10 @@ func (r *Runner) claim(ctx context.Context, log logrus.FieldLogger, tm *jetstrea
 				}
 				var t *models.Task
 				if t, err = r.claimedTask(tm, d, rec, dec, res); err == nil {
-					if err = t.Validate(); err == nil {
-						return jetstream.Record{Task: t, Revision: rec.Revision}, false, true
-					}
+					err = t.Validate()
+				}
+				if err == nil {
+					return jetstream.Record{Task: t, Revision: rec.Revision}, false, true
 				}
 				break
 			}
@@ -224,7 +220,7 @@ func (r *Runner) claim(ctx context.Context, log logrus.FieldLogger, tm *jetstrea
 				if dec.Interrupted {
 					log.WithField("interruptions", claimed.Task.Interruptions).Warn("resuming a task whose runner died mid-task")
 				}
-				if replayStart {
+				if startsReplay(rec, dec) {
 					r.removeReplayedDead(ctx, log, tm)
 				}
 				return claimed, true, true
@@ -243,6 +239,24 @@ func (r *Runner) claim(ctx context.Context, log logrus.FieldLogger, tm *jetstrea
 	log.Warn("task state kept changing while claiming it; it will be redelivered")
 	_ = msg.NakWithDelay(time.Second)
 	return jetstream.Record{}, false, false
+}
+
+// defersClaim says whether the attempt dec runs starts with its claim not
+// written (Config.ClaimDelay): only an attempt decide finds deferrable
+// (the first delivery since the record was written), and neither a
+// replay's first attempt (whose claim removes its dead-letter entry) nor
+// the first of a task published without an id, which cannot be cancelled
+// until its record is written (jetstream.Client.RecordCancel).
+func (r *Runner) defersClaim(tm *jetstream.TaskMessage, rec jetstream.Record, dec decision) bool {
+	if r.cfg.ClaimDelay == 0 || !dec.Deferrable || startsReplay(rec, dec) {
+		return false
+	}
+	return !dec.Create || tm.Retry || !r.client.Config().IsDerivedID(tm.ID)
+}
+
+// startsReplay says whether the attempt dec runs is a replay's first.
+func startsReplay(rec jetstream.Record, dec decision) bool {
+	return !dec.Create && rec.Task.Replays > 0 && rec.Task.ClaimSequence == 0
 }
 
 // recordRevision returns the revision of task id's state record (0: it

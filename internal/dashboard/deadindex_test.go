@@ -384,6 +384,48 @@ func TestDeadPageViewAfterTheNewestWereRemovedAsksOnce(t *testing.T) {
 	}
 }
 
+// deadPage is a runner and a dashboard whose dead-letter page shows three
+// dead tasks (flaky ones, which succeed when replayed).
+type deadPage struct {
+	runner, operator *jetstream.Client
+	d                *Server
+	b                *browser
+	ids              []string // oldest first
+}
+
+// startDeadPageOfThree starts it, once the page shows the three.
+func startDeadPageOfThree(t *testing.T) *deadPage {
+	t.Helper()
+	p := &deadPage{}
+	p.runner, p.operator = roleClients(t)
+	omniqtest.StartRunner(t, p.runner, omniqtest.FastConfig(), pluginhost.HostConfig{})
+	for range 3 {
+		p.ids = append(p.ids, submitDead(t, p.runner, "flaky", "1"))
+	}
+	p.d = startDashboard(t, Config{Client: p.operator})
+	p.b = newBrowser(t, p.d.URL())
+	omniqtest.Eventually(t, 30*time.Second, "the page to show the three entries", func() bool {
+		_, body := p.b.get("/dead")
+		return len(parseDeadView(body).latest) == 3
+	})
+	return p
+}
+
+// viewAsksOnce checks that, the second task replayed (how says from
+// where), the next view lists the other two and asks the stream for its
+// state only, not for its removed sequences.
+func (p *deadPage) viewAsksOnce(t *testing.T, how string) {
+	t.Helper()
+	listed := p.d.deadListed.Load()
+	_, body := p.b.get("/dead")
+	if got, want := parseDeadView(body).latest, []string{p.ids[2], p.ids[0]}; !slices.Equal(got, want) {
+		t.Fatalf("after the replay of %s the page shows %v; want %v", p.ids[1], got, want)
+	}
+	if p.d.deadListed.Load() != listed {
+		t.Errorf("the view after a replay %s asked for the stream's removed sequences; want its state only", how)
+	}
+}
+
 // A replay from the page removes the task's entry: the index marks it
 // removed at once, so the next view finds the stream as the index holds
 // it and asks for its state only. It asked for every sequence removed
@@ -391,38 +433,14 @@ func TestDeadPageViewAfterTheNewestWereRemovedAsksOnce(t *testing.T) {
 // 40,000 removed).
 func TestDeadPageViewAfterAReplayFromThePageAsksOnce(t *testing.T) {
 	t.Parallel()
-	runnerClient, operator := roleClients(t)
-	ctx := omniqtest.Context(t)
-	omniqtest.StartRunner(t, runnerClient, omniqtest.FastConfig(), pluginhost.HostConfig{})
-	zero := 0
-	var ids []string
-	for range 3 {
-		res, err := runnerClient.Submit(ctx, jetstream.SubmitRequest{Function: "flaky", Payload: []byte("1"), MaxRetries: &zero})
-		if err != nil {
-			t.Fatal(err)
-		}
-		omniqtest.WaitDead(t, runnerClient, res.ID, 30*time.Second)
-		ids = append(ids, res.ID)
-	}
-	d := startDashboard(t, Config{Client: operator})
-	b := newBrowser(t, d.URL())
-	omniqtest.Eventually(t, 30*time.Second, "the page to show the three entries", func() bool {
-		_, body := b.get("/dead")
-		return len(parseDeadView(body).latest) == 3
-	})
+	p := startDeadPageOfThree(t)
+	runnerClient, b, ids := p.runner, p.b, p.ids
 	code, _, h := b.do(http.MethodPost, "/tasks/"+ids[1]+"/replay", url.Values{"csrf": {b.csrf("/dead")}, "confirm": {"yes"}}, nil)
 	if code != http.StatusSeeOther || strings.Contains(h.Get("Location"), "fbad") {
 		t.Fatalf("replay: %d, to %s", code, h.Get("Location"))
 	}
 	omniqtest.WaitFor(t, runnerClient, ids[1], models.StatusSucceeded, 30*time.Second)
-	listed := d.deadListed.Load()
-	_, body := b.get("/dead")
-	if got := parseDeadView(body).latest; !slices.Equal(got, []string{ids[2], ids[0]}) {
-		t.Fatalf("after the replay of %s the page shows %v; want %v", ids[1], got, []string{ids[2], ids[0]})
-	}
-	if d.deadListed.Load() != listed {
-		t.Errorf("the view after a replay from the page asked for the stream's removed sequences; want its state only")
-	}
+	p.viewAsksOnce(t, "from the page")
 }
 
 // A replay from elsewhere (omniq-submit dlq replay) removes the task's
@@ -430,25 +448,9 @@ func TestDeadPageViewAfterAReplayFromThePageAsksOnce(t *testing.T) {
 // marks the entry removed. The next view asked for every removed sequence.
 func TestDeadPageViewAfterAReplayFromElsewhereAsksOnce(t *testing.T) {
 	t.Parallel()
-	runnerClient, operator := roleClients(t)
+	p := startDeadPageOfThree(t)
+	runnerClient, operator, d, b, ids := p.runner, p.operator, p.d, p.b, p.ids
 	ctx := omniqtest.Context(t)
-	omniqtest.StartRunner(t, runnerClient, omniqtest.FastConfig(), pluginhost.HostConfig{})
-	zero := 0
-	var ids []string
-	for range 3 {
-		res, err := runnerClient.Submit(ctx, jetstream.SubmitRequest{Function: "flaky", Payload: []byte("1"), MaxRetries: &zero})
-		if err != nil {
-			t.Fatal(err)
-		}
-		omniqtest.WaitDead(t, runnerClient, res.ID, 30*time.Second)
-		ids = append(ids, res.ID)
-	}
-	d := startDashboard(t, Config{Client: operator})
-	b := newBrowser(t, d.URL())
-	omniqtest.Eventually(t, 30*time.Second, "the page to show the three entries", func() bool {
-		_, body := b.get("/dead")
-		return len(parseDeadView(body).latest) == 3
-	})
 	if _, err := operator.Replay(ctx, ids[1]); err != nil {
 		t.Fatal(err)
 	}
@@ -456,31 +458,19 @@ func TestDeadPageViewAfterAReplayFromElsewhereAsksOnce(t *testing.T) {
 	omniqtest.Eventually(t, 30*time.Second, "the dashboard to see the task succeed", func() bool {
 		return d.index.status(ids[1]) == models.StatusSucceeded
 	})
-	listed := d.deadListed.Load()
-	_, body := b.get("/dead")
-	if got := parseDeadView(body).latest; !slices.Equal(got, []string{ids[2], ids[0]}) {
-		t.Fatalf("after the replay of %s the page shows %v; want %v", ids[1], got, []string{ids[2], ids[0]})
-	}
-	if d.deadListed.Load() != listed {
-		t.Errorf("the view after a replay from elsewhere asked for the stream's removed sequences; want its state only")
-	}
+	p.viewAsksOnce(t, "from elsewhere")
 
 	// A replay whose attempt fails again: its new entry stays listed
 	// (the replay removed the entry before it).
-	two := "2"
-	res, err := runnerClient.Submit(ctx, jetstream.SubmitRequest{Function: "flaky", Payload: []byte(two), MaxRetries: &zero})
-	if err != nil {
-		t.Fatal(err)
-	}
-	omniqtest.WaitDead(t, runnerClient, res.ID, 30*time.Second)
-	if _, err := operator.Replay(ctx, res.ID); err != nil {
+	again := submitDead(t, runnerClient, "flaky", "2")
+	if _, err := operator.Replay(ctx, again); err != nil {
 		t.Fatal(err)
 	}
 	omniqtest.Eventually(t, 30*time.Second, "the replay's entry", func() bool {
-		d, err := runnerClient.GetDead(ctx, res.ID)
+		d, err := runnerClient.GetDead(ctx, again)
 		return err == nil && d.Replays == 1
 	})
-	want := []string{res.ID, ids[2], ids[0]}
+	want := []string{again, ids[2], ids[0]}
 	omniqtest.Eventually(t, 30*time.Second, "the page to list the replay's entry", func() bool {
 		_, body := b.get("/dead")
 		return slices.Equal(parseDeadView(body).latest, want)

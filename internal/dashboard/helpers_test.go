@@ -15,6 +15,19 @@ import (
 	"github.com/omniq/omniq/jetstream"
 )
 
+// submitDead submits a task for fn without retries, which must fail, and
+// returns its id once it is dead-lettered.
+func submitDead(t testing.TB, c *jetstream.Client, fn, payload string) string {
+	t.Helper()
+	zero := 0
+	res, err := c.Submit(omniqtest.Context(t), jetstream.SubmitRequest{Function: fn, Payload: []byte(payload), MaxRetries: &zero})
+	if err != nil {
+		t.Fatal(err)
+	}
+	omniqtest.WaitDead(t, c, res.ID, 30*time.Second)
+	return res.ID
+}
+
 // startDashboard starts a dashboard on a free loopback port for client and
 // stops it when the test ends. Each tune, if any, changes the server
 // before it starts (its internal bounds and timeouts).

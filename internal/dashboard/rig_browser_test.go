@@ -51,9 +51,7 @@ func (r *rig) submit(fn, payload string) string {
 // retries) and returns its id once it is dead-lettered.
 func (r *rig) dead() string {
 	r.t.Helper()
-	id := r.submit("flaky", "1")
-	omniqtest.WaitDead(r.t, r.srv.Client, id, 30*time.Second)
-	return id
+	return submitDead(r.t, r.srv.Client, "flaky", "1")
 }
 
 // running submits a task that runs for ten minutes and returns its id

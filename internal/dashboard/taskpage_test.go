@@ -234,12 +234,7 @@ func TestTaskHistorySaysItWasReplayed(t *testing.T) {
 	omniqtest.StartRunner(t, srv.Client, omniqtest.FastConfig(), pluginhost.HostConfig{})
 	d := startDashboard(t, Config{Client: srv.Client})
 	b := newBrowser(t, d.URL())
-	zero := 0
-	res, err := srv.Client.Submit(ctx, jetstream.SubmitRequest{Function: "flaky", Payload: []byte("2"), MaxRetries: &zero})
-	if err != nil {
-		t.Fatal(err)
-	}
-	id := res.ID
+	id := submitDead(t, srv.Client, "flaky", "2")
 	historyOf := func() []string {
 		t.Helper()
 		_, body := b.get("/tasks/" + id)
@@ -251,7 +246,6 @@ func TestTaskHistorySaysItWasReplayed(t *testing.T) {
 		return items
 	}
 	const replayed = "dead-lettered, then replayed by an operator"
-	omniqtest.WaitDead(t, srv.Client, id, 30*time.Second)
 	if _, err := srv.Client.Replay(ctx, id); err != nil {
 		t.Fatal(err)
 	}
@@ -278,20 +272,10 @@ func TestTaskHistorySaysItWasReplayed(t *testing.T) {
 func TestDeadGroupLeadsToItsTasks(t *testing.T) {
 	t.Parallel()
 	srv := startServer(t)
-	ctx := omniqtest.Context(t)
 	omniqtest.StartRunner(t, srv.Client, omniqtest.FastConfig(), pluginhost.HostConfig{})
 	d := startDashboard(t, Config{Client: srv.Client})
 	b := newBrowser(t, d.URL())
-	zero := 0
-	submit := func(fn, payload string) string {
-		t.Helper()
-		res, err := srv.Client.Submit(ctx, jetstream.SubmitRequest{Function: fn, Payload: []byte(payload), MaxRetries: &zero})
-		if err != nil {
-			t.Fatal(err)
-		}
-		omniqtest.WaitDead(t, srv.Client, res.ID, 30*time.Second)
-		return res.ID
-	}
+	submit := func(fn, payload string) string { return submitDead(t, srv.Client, fn, payload) }
 	db1 := submit("fail", `{"type":"DB Error","message":"db down"}`)
 	db2 := submit("fail", `{"type":"DB Error","message":"db down"}`)
 	other := submit("fail", `{"type":"Other","message":"no"}`)
