@@ -67,6 +67,8 @@ func TestSettingsOverTheirRangeAreRefused(t *testing.T) {
 		{"concurrency", Config{Defaults: FunctionConfig{Concurrency: math.MaxInt}}, "defaults: concurrency must be between 0 and 10000"},
 		{"max_retries", Config{Defaults: FunctionConfig{MaxRetries: &n}}, "defaults: max_retries must be >= 0, got -1"},
 		{"ack wait", Config{AckWait: math.MaxInt64}, "AckWait must be between 0 and 24h0m0s"},
+		{"claim delay", Config{ClaimDelay: 2 * time.Second}, "ClaimDelay must be between 0 and 1s, got 2s"},
+		{"negative claim delay", Config{ClaimDelay: -time.Millisecond}, "ClaimDelay must be between 0 and 1s, got -1ms"},
 		{"sweep interval", Config{SweepInterval: -time.Second}, "SweepInterval must be between 0 and 24h0m0s, got -1s"},
 		{"shutdown grace", Config{ShutdownGrace: -time.Second}, "ShutdownGrace must be between 0 and 24h0m0s, got -1s"},
 		{"registration ttl", Config{RegistrationTTL: 48 * time.Hour}, "RegistrationTTL must be between 0 and 24h0m0s, got 48h0m0s"},

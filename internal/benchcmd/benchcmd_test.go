@@ -244,6 +244,7 @@ func TestUsageErrors(t *testing.T) {
 		{[]string{"--sections", ","}, "no section given"},
 		{[]string{"--tasks", "0"}, "--tasks must be at least 1"},
 		{[]string{"--backoff", "0s"}, "--backoff must be positive"},
+		{[]string{"--claim-delay", "-1s"}, "--claim-delay must be >= 0"},
 		{[]string{"--runner-log-level", "loud"}, `--runner-log-level "loud"`},
 		{[]string{"extra"}, `unexpected argument "extra"`},
 		{[]string{"--peers", "river,celery"}, `--peers: unknown peer "celery"`},

@@ -70,6 +70,7 @@ func TestBadFlagsAndConfigExit2BeforeStarting(t *testing.T) {
 		{"ack wait overflow", []string{"--plugins-dir", plugins, "--ack-wait", "9999999999h"}, nil, "-ack-wait"},
 		{"ack wait too long", []string{"--plugins-dir", plugins, "--ack-wait", "1000h"}, nil, "--ack-wait must be between 0 and 24h0m0s, got 1000h0m0s"},
 		{"ack wait too short", []string{"--plugins-dir", plugins, "--ack-wait", "100ms"}, nil, "--ack-wait must be at least 1s, got 100ms"},
+		{"claim delay too long", []string{"--plugins-dir", plugins, "--claim-delay", "2s"}, nil, "--claim-delay must be between 0 and 1s, got 2s"},
 		{"env value", nil, map[string]string{"OMNIQ_PLUGINS_DIR": plugins, "OMNIQ_CONCURRENCY": "many"}, `OMNIQ_CONCURRENCY="many"`},
 		{"config missing", []string{"--plugins-dir", plugins, "--config", "/nonexistent.json"}, nil, "--config"},
 		{"config truncated", []string{"--plugins-dir", plugins, "--config", cfgFile("{\n  \"defaults\": {\"timeout\": \"30s\"}\n")}, nil, `line 3: unexpected end of file`},
