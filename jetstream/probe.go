@@ -18,6 +18,11 @@ import (
 // answers a multi-subject direct get with at most 1,024 messages.
 const MaxProbeIDs = 256
 
+// maxProbeCuts bounds the answers that one RecordProbe.Revisions
+// takes cut short (records replaced while the server sent them) before
+// it gives up with an error.
+const maxProbeCuts = 5
+
 // A RecordProbe tells which of many tasks have a state record, and at
 // which revision, with one batched direct get ("the last message of each
 // of these keys") for all of them: a runner that defers its claims
@@ -64,6 +69,7 @@ func (p *RecordProbe) Revisions(ctx context.Context, ids []string) (map[string]u
 	defer p.mu.Unlock()
 	api := apiPrefix(s.js) + "DIRECT.GET.KV_" + s.cfg.StateBucket
 	revs := make(map[string]uint64, len(ids))
+	cuts := 0
 	for len(keys) > 0 {
 		req, err := json.Marshal(struct {
 			MultiLast []string `json:"multi_last"`
@@ -72,6 +78,16 @@ func (p *RecordProbe) Revisions(ctx context.Context, ids []string) (map[string]u
 			return nil, err
 		}
 		msgs, pending, err := directBatch(ctx, s.js.Conn(), p.sc.sub, p.sc.inbox, api, req)
+		cut := errors.Is(err, errMessageNotFound)
+		if cut {
+			// A record the server had found was replaced before it was
+			// sent: the keys not answered are asked again (their newer
+			// revision), not taken for keys without a record.
+			if cuts++; cuts > maxProbeCuts {
+				return nil, fmt.Errorf("%w %s: direct get answers cut short %d times", ErrStateScan, s.cfg.StateBucket, cuts)
+			}
+			err = nil
+		}
 		if err != nil {
 			if errors.Is(err, nats.ErrNoResponders) {
 				return nil, fmt.Errorf("%w %s: %w (is the bucket provisioned?)", ErrStateScan, s.cfg.StateBucket, err)
@@ -89,7 +105,7 @@ func (p *RecordProbe) Revisions(ctx context.Context, ids []string) (map[string]u
 			}
 			revs[key] = rev
 		}
-		if pending == 0 || len(msgs) == 0 {
+		if !cut && (pending == 0 || len(msgs) == 0) {
 			break
 		}
 		// The server stopped at the bytes it sends in one answer (its

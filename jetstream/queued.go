@@ -168,6 +168,9 @@ func (c *Client) walkQueue(ctx context.Context, id string, first uint64, scan Qu
 			return fail(err)
 		}
 		msgs, pending, err := directBatch(ctx, c.nc, sub, inbox, api, req)
+		if errors.Is(err, errMessageNotFound) {
+			err = nil // nothing from seq on
+		}
 		if err != nil {
 			if ctx.Err() != nil {
 				return fail(ctx.Err())

@@ -938,3 +938,81 @@ func TestRecordProbeAnswersForManyLargeRecords(t *testing.T) {
 		t.Fatalf("Revisions answered %d of %d records; said these have none: %v", len(got), n, missing)
 	}
 }
+
+// A record probe whose answer the server cuts short with "404 Message Not
+// Found" (a record it had found was replaced before it was sent) asks
+// again for the ids it was not told about, rather than taking them for
+// ids without a record; and gives up with an error if answers keep being
+// cut. The stream is removed and a responder on its direct-get subject
+// gives those answers, which a real server gives only in a race.
+func TestRecordProbeAsksAgainWhenAnAnswerIsCutShort(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, jetstream.Config{})
+	probe, err := e.client.State().NewRecordProbe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer probe.Close()
+	bucket := "OMNIQ_STATE"
+	js, err := natsjs.New(e.nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := js.DeleteStream(ctx(t), "KV_"+bucket); err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	asked, cutEvery := 0, false
+	sub, err := e.nc.Subscribe("$JS.API.DIRECT.GET.KV_"+bucket, func(m *nats.Msg) {
+		var req struct {
+			MultiLast []string `json:"multi_last"`
+		}
+		if err := json.Unmarshal(m.Data, &req); err != nil {
+			t.Errorf("request %q: %v", m.Data, err)
+			return
+		}
+		mu.Lock()
+		asked++
+		cutAt := -1 // no cut
+		switch {
+		case cutEvery:
+			cutAt = 0
+		case asked == 1:
+			cutAt = 1
+		}
+		mu.Unlock()
+		for i, key := range req.MultiLast {
+			if i == cutAt {
+				notFound := nats.NewMsg(m.Reply)
+				notFound.Header.Set("Status", "404")
+				notFound.Header.Set("Description", "Message Not Found")
+				_ = e.nc.PublishMsg(notFound)
+				return
+			}
+			found := nats.NewMsg(m.Reply)
+			found.Header.Set("Nats-Subject", key)
+			found.Header.Set("Nats-Sequence", fmt.Sprint(10+len(strings.TrimPrefix(key, "$KV."+bucket+"."))))
+			found.Data = []byte("{}")
+			_ = e.nc.PublishMsg(found)
+		}
+		eob := nats.NewMsg(m.Reply)
+		eob.Header.Set("Status", "204")
+		eob.Header.Set("Nats-Num-Pending", "0")
+		_ = e.nc.PublishMsg(eob)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = sub.Unsubscribe() }()
+	got, err := probe.Revisions(ctx(t), []string{"a", "bb", "ccc"})
+	mu.Lock()
+	n := asked
+	cutEvery = true
+	mu.Unlock()
+	if want := map[string]uint64{"a": 11, "bb": 12, "ccc": 13}; err != nil || !reflect.DeepEqual(got, want) {
+		t.Fatalf("Revisions = %v, %v; want %v (asked %d times)", got, err, want, n)
+	}
+	if got, err := probe.Revisions(ctx(t), []string{"a", "bb", "ccc"}); err == nil {
+		t.Fatalf("answers always cut short: Revisions = %v, no error", got)
+	}
+}

@@ -107,6 +107,9 @@ func (sc *scanner) scan(ctx context.Context, filter string, seq uint64) ([]*rawE
 		return nil, 0, err
 	}
 	msgs, pending, err := directBatch(ctx, nc, sc.sub, sc.inbox, api, req)
+	if errors.Is(err, errMessageNotFound) {
+		err = nil // nothing from seq on
+	}
 	if err != nil {
 		if errors.Is(err, nats.ErrNoResponders) {
 			return nil, 0, fmt.Errorf("%w %s: %w (is the bucket provisioned?)", ErrStateScan, s.cfg.StateBucket, err)
@@ -161,6 +164,10 @@ func (sc *scanner) reread(ctx context.Context, key string, seq uint64) ([]*rawEn
 	return []*rawEntry{sc.s.leaderEntry(key, m)}, 0, nil
 }
 
+// errMessageNotFound is directBatch's answer to a "404 Message Not Found",
+// whose meaning depends on the request: see directBatch.
+var errMessageNotFound = errors.New("direct get answered 404 Message Not Found")
+
 // directBatch sends req, a batched direct get, to api (a stream's
 // $JS.API.DIRECT.GET subject) and returns the messages answered, oldest
 // first, and how many more the stream holds after them (0 when it has
@@ -172,7 +179,11 @@ func (sc *scanner) reread(ctx context.Context, key string, seq uint64) ([]*rawEn
 // "404" that ends the batch) at the next, and make a reader skip messages.
 // The messages carry the stored message's headers and then the server's:
 // read the server's with serverHeader. A stream that does not answer
-// gives an error wrapping nats.ErrNoResponders.
+// gives an error wrapping nats.ErrNoResponders. A "404 Message Not Found"
+// gives the messages answered before it and errMessageNotFound: to a get
+// from a sequence it means there is nothing more, to a get of the last
+// message of each of many subjects (multi_last) that the answer was cut
+// short.
 func directBatch(ctx context.Context, nc *nats.Conn, sub *nats.Subscription, inbox, api string, req []byte) ([]*nats.Msg, uint64, error) {
 	reply := inbox + "." + nuid.Next()
 	if err := nc.PublishRequest(api, reply, req); err != nil {
@@ -202,8 +213,15 @@ func directBatch(ctx context.Context, nc *nats.Conn, sub *nats.Subscription, inb
 		case "204": // end of the batch
 			pending, _ := strconv.ParseUint(m.Header.Get("Nats-Num-Pending"), 10, 64)
 			return out, pending, nil
-		case "404": // nothing from the sequence on
-			return out, 0, nil
+		case "404":
+			if m.Header.Get("Description") == "No Results" {
+				return out, 0, nil // a last-of-each get that found none
+			}
+			// "Message Not Found": to a get from a sequence, nothing from
+			// it on; to a last-of-each get, a message it had found failed
+			// to load (removed meanwhile by a newer revision), the rest of
+			// the answer left out.
+			return out, 0, errMessageNotFound
 		case "503":
 			return nil, 0, nats.ErrNoResponders
 		default:
