@@ -97,8 +97,14 @@ func TestCancellingATaskWhoseClaimIsDeferredStopsIt(t *testing.T) {
 		t.Fatal(err)
 	}
 	tr.WaitCounter(t, "omniq_tasks_total", map[string]string{"function": "sleep", "outcome": "cancelled"}, 1, 30*time.Second)
-	if rec, err := e.client.State().Get(ctx(t), res.ID); err != nil || rec.Task.Status != models.StatusCancelled {
+	rec, err := e.client.State().Get(ctx(t), res.ID)
+	if err != nil || rec.Task.Status != models.StatusCancelled {
 		t.Fatalf("record %+v, %v; want cancelled", rec.Task, err)
+	}
+	// Cancelled with no record yet, it was recorded as a task no runner
+	// had seen; the runner that stopped it says what it was.
+	if rec.Task.Function != "sleep" || rec.Task.Attempt != 1 || rec.Task.Error == nil || !strings.Contains(rec.Task.Error.Message, "while running") {
+		t.Fatalf("record of function %q, attempt %d, error %+v; want sleep, 1, cancelled while running", rec.Task.Function, rec.Task.Attempt, rec.Task.Error)
 	}
 	waitTasksSettled(t, e, "the task's message to be settled")
 }

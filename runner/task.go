@@ -714,6 +714,9 @@ func (r *Runner) settle(ctx context.Context, log logrus.FieldLogger, rec jetstre
 		return "released"
 	}
 	if errors.Is(cause, errCancelRequested) {
+		if !written {
+			r.amendUnseenCancel(ctx, log, t)
+		}
 		return r.lostRecord(ctx, log, t.ID, msg, nil)
 	}
 	if errors.Is(cause, errClaimLost) {
@@ -764,6 +767,30 @@ func (r *Runner) settle(ctx context.Context, log logrus.FieldLogger, rec jetstre
 	}
 	_ = msg.Ack()
 	return "retried"
+}
+
+// amendUnseenCancel corrects the record of task ran, cancelled while it
+// ran with its claim not yet written (Config.ClaimDelay): finding no
+// record, the cancellation recorded the task as one no runner had seen
+// (function jetstream.UnseenFunction). The record gets the task's
+// function and attempt and says it was cancelled while running. A
+// compare-and-swap: a record that moved on meanwhile is left as it is.
+func (r *Runner) amendUnseenCancel(ctx context.Context, log logrus.FieldLogger, ran *models.Task) {
+	state := r.client.State()
+	rec, err := state.Get(ctx, ran.ID)
+	if err != nil || rec.Task.Status != models.StatusCancelled || rec.Task.Function != jetstream.UnseenFunction {
+		return
+	}
+	t := ran.Clone()
+	now := time.Now()
+	if err := t.Transition(models.StatusCancelled, now); err != nil {
+		return
+	}
+	te := newTaskError(models.ErrorTypeCancelled, "cancelled by request while running (its claim not yet written)", "", t.RetryCount, false)
+	t.RecordError(te)
+	if _, err := state.Replace(ctx, rec, t); err != nil && !errors.Is(err, jetstream.ErrStaleRevision) {
+		log.WithError(err).Warn("could not record the cancelled task's function in its record")
+	}
 }
 
 // lostRecord settles a message whose outcome could not be recorded
