@@ -152,7 +152,7 @@ func (r *Runner) Stop(t testing.TB) {
 }
 
 // Counter sums the values of counter (or gauge) name whose labels match
-// labels.
+// labels; of a histogram, the observations counted.
 func (r *Runner) Counter(t testing.TB, name string, labels map[string]string) float64 {
 	t.Helper()
 	mfs, err := r.Registry.Gather()
@@ -171,7 +171,7 @@ func (r *Runner) Counter(t testing.TB, name string, labels map[string]string) fl
 					continue metrics
 				}
 			}
-			total += m.GetCounter().GetValue() + m.GetGauge().GetValue()
+			total += m.GetCounter().GetValue() + m.GetGauge().GetValue() + float64(m.GetHistogram().GetSampleCount())
 		}
 	}
 	return total
