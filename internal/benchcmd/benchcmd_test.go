@@ -9,6 +9,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -235,6 +236,39 @@ func TestBenchWithServerProcess(t *testing.T) {
 	}
 }
 
+// TestBenchEmbedded runs the runner with its embedded nats-server
+// (--embedded), as make run does: the bench logs in with the operator's
+// login the runner wrote, the sections that need the server before the
+// runner are left out unless asked for, and the server's CPU is the
+// runner's.
+func TestBenchEmbedded(t *testing.T) {
+	runnerExe := testbin.Build(t, "github.com/omniq/omniq/cmd/omniq-runner")
+	testbin.Build(t, "github.com/omniq/omniq/cmd/omniq-submit")
+	o, err := Parse([]string{"--embedded"}, io.Discard)
+	if err != nil || !slices.Equal(o.Sections, []string{"live", "latency", "serial", "failure"}) {
+		t.Fatalf("--embedded alone: sections %v, %v; want live, latency, serial, failure", o.Sections, err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	var stdout, stderr bytes.Buffer
+	code := Main(ctx, []string{"--json", "--bin", filepath.Dir(runnerExe), "--plugins-dir", omniqtest.PluginsDir(t),
+		"--embedded", "--sections", "live,serial", "--tasks", "20", "--serial-tasks", "5"}, &stdout, &stderr)
+	if code != 0 {
+		t.Fatalf("omniq-bench exited %d\nstderr:\n%s", code, stderr.String())
+	}
+	var r Report
+	if err := json.Unmarshal(stdout.Bytes(), &r); err != nil {
+		t.Fatalf("report: %v\n%s", err, stdout.String())
+	}
+	if !r.Settings.Embedded || !strings.HasPrefix(r.Machine.NATSServer, "inside omniq-runner") {
+		t.Errorf("settings embedded %v, server %q; want the runner's embedded server", r.Settings.Embedded, r.Machine.NATSServer)
+	}
+	if r.Live == nil || r.Live.Succeeded != 20 || r.Serial == nil || r.Serial.Succeeded != 5 || r.Backlog != nil {
+		t.Fatalf("want the live (20 tasks) and serial (5) sections: %+v", r)
+	}
+	wantProcess(t, "live", r.Live.Processes, roleBenchAlone, roleRunnerEmbedded, "plugin echo (runner's)")
+}
+
 func TestUsageErrors(t *testing.T) {
 	for _, tc := range []struct {
 		args []string
@@ -248,6 +282,8 @@ func TestUsageErrors(t *testing.T) {
 		{[]string{"--runner-log-level", "loud"}, `--runner-log-level "loud"`},
 		{[]string{"extra"}, `unexpected argument "extra"`},
 		{[]string{"--peers", "river,celery"}, `--peers: unknown peer "celery"`},
+		{[]string{"--embedded", "--sections", "live,backlog"}, "--embedded cannot run section backlog"},
+		{[]string{"--embedded", "--nats-server", "/bin/true"}, "--embedded and --nats-server"},
 	} {
 		var stdout, stderr bytes.Buffer
 		if code := Main(context.Background(), tc.args, &stdout, &stderr); code != 2 || !strings.Contains(stderr.String(), tc.want) {

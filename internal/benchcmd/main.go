@@ -33,12 +33,17 @@ import (
 // Sections, in the order they run.
 var allSections = []string{"ceilings", "submit", "backlog", "live", "latency", "serial", "failure"}
 
+// serverFirstSections need the server up before the runner starts: with
+// --embedded the server starts with the runner, so they cannot run.
+var serverFirstSections = []string{"ceilings", "submit", "backlog"}
+
 // Options is what omniq-bench is configured with; Parse documents each
 // flag and its default.
 type Options struct {
 	Bin             string
 	PluginsDir      string
 	NATSServer      string
+	Embedded        bool
 	Sections        []string
 	JSON            bool
 	Tasks           int
@@ -82,6 +87,7 @@ func Parse(args []string, stdout io.Writer) (Options, error) {
 	fs.StringVar(&o.Bin, "bin", "./bin", "directory holding omniq-runner and omniq-submit, as make builds them")
 	fs.StringVar(&o.PluginsDir, "plugins-dir", "./bin/plugins", "plugins directory for the runner; must hold echo (with noop) and faults")
 	fs.StringVar(&o.NATSServer, "nats-server", "", "nats-server binary to run as its own process (default: a nats-server inside omniq-bench)")
+	fs.BoolVar(&o.Embedded, "embedded", false, "run omniq-runner with its embedded nats-server, as `make run` does, instead of on a server of the bench's; the bench's clients log in as the operator the runner writes to its data dir. Runs live, latency, serial and failure (the other sections need the server before the runner)")
 	fs.StringVar(&sections, "sections", strings.Join(allSections, ","), "comma-separated sections to run: "+strings.Join(allSections, ", "))
 	fs.BoolVar(&o.JSON, "json", false, "write the report as JSON instead of tables")
 	fs.IntVar(&o.Tasks, "tasks", 20000, "no-op tasks in each drain (backlog and live)")
@@ -122,6 +128,11 @@ func Parse(args []string, stdout io.Writer) (Options, error) {
 	if fs.NArg() > 0 {
 		return o, fmt.Errorf("%w: unexpected argument %q (omniq-bench takes flags only)", errUsage, fs.Arg(0))
 	}
+	sectionsGiven := false
+	fs.Visit(func(f *flag.Flag) { sectionsGiven = sectionsGiven || f.Name == "sections" })
+	if o.Embedded && !sectionsGiven {
+		sections = strings.Join(slices.DeleteFunc(slices.Clone(allSections), func(s string) bool { return slices.Contains(serverFirstSections, s) }), ",")
+	}
 	for _, s := range strings.Split(sections, ",") {
 		s = strings.TrimSpace(s)
 		if s == "" {
@@ -136,6 +147,16 @@ func Parse(args []string, stdout io.Writer) (Options, error) {
 	}
 	if len(o.Sections) == 0 {
 		return o, fmt.Errorf("%w: --sections: no section given (want some of %s)", errUsage, strings.Join(allSections, ", "))
+	}
+	if o.Embedded {
+		if o.NATSServer != "" {
+			return o, fmt.Errorf("%w: --embedded and --nats-server: the runner's embedded server is the only one with --embedded", errUsage)
+		}
+		for _, s := range serverFirstSections {
+			if o.has(s) {
+				return o, fmt.Errorf("%w: --embedded cannot run section %s: it needs the server up before the runner, and the embedded server starts with it", errUsage, s)
+			}
+		}
 	}
 	for _, p := range strings.Split(peers, ",") {
 		p = strings.TrimSpace(p)

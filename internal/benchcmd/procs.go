@@ -106,21 +106,35 @@ type snapshot struct {
 
 // Roles of the measured processes.
 const (
-	roleBench      = "omniq-bench (nats-server + bench clients)"
-	roleBenchAlone = "omniq-bench (bench clients)"
-	roleNATSServer = "nats-server"
-	roleRunner     = "omniq-runner"
+	roleBench          = "omniq-bench (nats-server + bench clients)"
+	roleBenchAlone     = "omniq-bench (bench clients)"
+	roleNATSServer     = "nats-server"
+	roleRunner         = "omniq-runner"
+	roleRunnerEmbedded = "omniq-runner (with its nats-server)"
+)
+
+// serverPlace is where the nats-server runs.
+type serverPlace int
+
+const (
+	serverInBench    serverPlace = iota // inside omniq-bench
+	serverOwnProcess                    // its own process (--nats-server)
+	serverInRunner                      // inside omniq-runner (--embedded)
 )
 
 // processes lists the processes to measure: this process (with the
 // nats-server when it runs inside), the nats-server's process when it has
 // one (serverPid > 0), the plugin processes of the bench's own, the runner
-// (runnerPid > 0) and the runner's plugin processes.
-func processes(runnerPid, serverPid int) []proc {
+// (runnerPid > 0, with the nats-server when it runs inside) and the
+// runner's plugin processes.
+func processes(runnerPid, serverPid int, place serverPlace) []proc {
 	self := os.Getpid()
-	role := roleBench
-	if serverPid > 0 {
-		role = roleBenchAlone
+	role, runnerRole := roleBenchAlone, roleRunner
+	switch place {
+	case serverInBench:
+		role = roleBench
+	case serverInRunner:
+		runnerRole = roleRunnerEmbedded
 	}
 	ps := []proc{{role: role, pid: self}}
 	all := descendants(self)
@@ -128,7 +142,7 @@ func processes(runnerPid, serverPid int) []proc {
 	for _, d := range all {
 		switch {
 		case d.pid == runnerPid:
-			ps = append(ps, proc{role: roleRunner, pid: d.pid})
+			ps = append(ps, proc{role: runnerRole, pid: d.pid})
 		case d.pid == serverPid:
 			ps = append(ps, proc{role: roleNATSServer, pid: d.pid})
 		case d.ppid == self && progName(d) != "omniq-submit":
@@ -184,9 +198,9 @@ func progName(p procStat) string {
 }
 
 // takeSnapshot reads the CPU time of the processes measured now.
-func takeSnapshot(runnerPid, serverPid int) snapshot {
+func takeSnapshot(runnerPid, serverPid int, place serverPlace) snapshot {
 	s := snapshot{cpu: map[proc]time.Duration{}}
-	for _, p := range processes(runnerPid, serverPid) {
+	for _, p := range processes(runnerPid, serverPid, place) {
 		if st, err := readStat(p.pid); err == nil {
 			s.cpu[p] = max(st.cpu, threadsCPU(p.pid))
 			s.roll = append(s.roll, p)

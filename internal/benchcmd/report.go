@@ -101,6 +101,8 @@ type Settings struct {
 	ServerSyncInterval string  `json:"server_sync"`
 	// Peers are the peers measured (--peers, less those skipped).
 	Peers []string `json:"peers,omitempty"`
+	// Embedded: the runner ran its embedded nats-server (--embedded).
+	Embedded bool `json:"embedded,omitempty"`
 }
 
 // ProcessUsage is one process's CPU during a section and its peak RSS.
@@ -263,8 +265,12 @@ func WriteTable(w io.Writer, r *Report) {
 	fmt.Fprintf(w, "Machine: %s, %d cores, %.1f GiB, Linux %s; %s; nats-server %s (%s); load %.2f at start, %.2f at end; %.1f s in all.\n\n",
 		m.CPU, m.Cores, m.MemoryGiB, m.Kernel, m.GoVersion, m.NATSServerVersion, m.NATSServer, m.LoadStart, m.LoadEnd, r.Settings.TotalSeconds)
 	s := r.Settings
-	fmt.Fprintf(w, "omniq-runner as its own process (--nats-url, --concurrency %d, --claim-delay %s, --log-level %s: it logged %d lines), its plugins as its children; completion read from a watch on the state bucket.\n\n",
-		s.RunnerConcurrency, time.Duration(s.RunnerClaimDelay*float64(time.Millisecond)), s.RunnerLogLevel, s.RunnerLogLines)
+	how := "--nats-url"
+	if s.Embedded {
+		how = "its embedded nats-server, whose CPU and memory are the runner's"
+	}
+	fmt.Fprintf(w, "omniq-runner as its own process (%s, --concurrency %d, --claim-delay %s, --log-level %s: it logged %d lines), its plugins as its children; completion read from a watch on the state bucket.\n\n",
+		how, s.RunnerConcurrency, time.Duration(s.RunnerClaimDelay*float64(time.Millisecond)), s.RunnerLogLevel, s.RunnerLogLines)
 	row := func(cells ...string) { fmt.Fprintf(w, "| %s |\n", strings.Join(cells, " | ")) }
 	if len(r.Comparison) > 0 || len(r.PeersSkipped) > 0 {
 		var cmp strings.Builder

@@ -18,6 +18,8 @@ import (
 	"github.com/nats-io/nats.go"
 	natsjs "github.com/nats-io/nats.go/jetstream"
 
+	"github.com/omniq/omniq/internal/credentials"
+	"github.com/omniq/omniq/internal/freeport"
 	"github.com/omniq/omniq/jetstream"
 )
 
@@ -78,7 +80,13 @@ func Run(ctx context.Context, o Options, progress io.Writer) (rep *Report, err e
 	if err := b.checkPeers(ctx); err != nil {
 		return nil, err
 	}
-	if err := b.startServer(ctx); err != nil {
+	b.report.Settings.Embedded = o.Embedded
+	if o.Embedded {
+		err = b.startEmbedded(ctx)
+	} else {
+		err = b.startServer(ctx)
+	}
+	if err != nil {
 		return nil, err
 	}
 	defer b.stopServer()
@@ -170,6 +178,15 @@ func (b *bench) startServer(ctx context.Context) error {
 		b.stopServer()
 		return fmt.Errorf("connect to the bench's nats-server at %s: %w", b.url, err)
 	}
+	return b.openClient(ctx, jetstream.New)
+}
+
+// openClient sets up the bench's JetStream clients on b.nc with open
+// (jetstream.New, which provisions OmniQ's streams as a runner would, or
+// jetstream.Open, which expects them), trying again while JetStream is
+// not answering yet.
+func (b *bench) openClient(ctx context.Context, open func(context.Context, *nats.Conn, jetstream.Config) (*jetstream.Client, error)) error {
+	var err error
 	// Async publish errors are collected here rather than from each
 	// publish's future: 20,000 futures would grow the bench's heap, and its
 	// GC would take CPU from the processes measured.
@@ -188,14 +205,14 @@ func (b *bench) startServer(ctx context.Context) error {
 	deadline := time.Now().Add(30 * time.Second)
 	for {
 		c, cancel := context.WithTimeout(ctx, 2*time.Second)
-		b.client, err = jetstream.New(c, b.nc, jetstream.Config{})
+		b.client, err = open(c, b.nc, jetstream.Config{})
 		cancel()
 		if err == nil {
 			return nil
 		}
 		if time.Now().After(deadline) || ctx.Err() != nil {
 			b.stopServer()
-			return fmt.Errorf("provision OmniQ's streams on the bench's server: %w", err)
+			return fmt.Errorf("open OmniQ's streams on %s: %w", b.url, err)
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
@@ -280,6 +297,46 @@ func (b *bench) startServerProcess(ctx context.Context) error {
 	return nil
 }
 
+// startEmbedded starts omniq-runner with its embedded nats-server, as
+// `make run` does, listening on a free loopback port, and connects the
+// bench's clients to it with the operator's login, which the runner
+// writes to its data directory on its first start.
+func (b *bench) startEmbedded(ctx context.Context) error {
+	ports, err := freeport.Ports(1)
+	if err != nil {
+		return err
+	}
+	b.url = fmt.Sprintf("nats://127.0.0.1:%d", ports[0])
+	if err := b.startRunner(); err != nil {
+		return err
+	}
+	seed := credentials.SeedFile(b.runnerDataDir(), "operator")
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		b.nc, err = jetstream.Connect(jetstream.ConnConfig{URL: b.url, Name: "omniq-bench", NKeySeedFile: seed,
+			InboxPrefix: credentials.OperatorInboxPrefix, ConnectTimeout: time.Second})
+		if err == nil {
+			break
+		}
+		select {
+		case <-b.runner.exited:
+			return fmt.Errorf("omniq-runner exited at start (%v):\n%s", b.runner.waitErr, b.runner.stderr.String())
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(50 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("connect to omniq-runner's embedded server at %s as its operator (%s): %w", b.url, seed, err)
+		}
+	}
+	b.report.Machine.NATSServerVersion = server.VERSION
+	b.report.Machine.NATSServer = "inside omniq-runner (its embedded server, as make run: the runner's connection in-process, the bench's over loopback TCP with the operator's login), file store, default fsync (every 2m)"
+	return b.openClient(ctx, jetstream.Open)
+}
+
+// runnerDataDir is the runner's --data-dir.
+func (b *bench) runnerDataDir() string { return filepath.Join(b.work, "runner") }
+
 // serverPid is the nats-server's pid when it runs as its own process, else 0.
 func (b *bench) serverPid() int {
 	if b.serverCmd == nil {
@@ -289,7 +346,16 @@ func (b *bench) serverPid() int {
 }
 
 // snapshot reads the CPU time of every measured process now.
-func (b *bench) snapshot() snapshot { return takeSnapshot(b.runnerPid(), b.serverPid()) }
+func (b *bench) snapshot() snapshot {
+	place := serverInBench
+	switch {
+	case b.o.Embedded:
+		place = serverInRunner
+	case b.serverCmd != nil:
+		place = serverOwnProcess
+	}
+	return takeSnapshot(b.runnerPid(), b.serverPid(), place)
+}
 
 func (b *bench) stopServer() {
 	if b.nc != nil {
@@ -329,9 +395,14 @@ func (b *bench) startRunner() error {
 	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
 		return err
 	}
-	args := []string{"--nats-url", b.url, "--plugins-dir", b.o.PluginsDir, "--config", path,
+	args := []string{"--plugins-dir", b.o.PluginsDir, "--config", path,
 		"--concurrency", fmt.Sprint(b.o.Concurrency), "--log-level", b.o.RunnerLogLevel, "--id", runnerID,
-		"--data-dir", filepath.Join(b.work, "runner")}
+		"--data-dir", b.runnerDataDir()}
+	if b.o.Embedded {
+		args = append(args, "--listen", strings.TrimPrefix(b.url, "nats://"))
+	} else {
+		args = append(args, "--nats-url", b.url)
+	}
 	if b.o.ClaimDelay > 0 { // not given otherwise: older runners, measured with --bin, lack the flag
 		args = append(args, "--claim-delay", b.o.ClaimDelay.String())
 	}
