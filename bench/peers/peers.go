@@ -33,7 +33,7 @@ import (
 var Systems = []string{"river", "asynq"}
 
 // Workloads are the peer workloads, each matching a section of omniq-bench.
-var Workloads = []string{"backlog", "failure", "latency", "submit", "serial"}
+var Workloads = []string{"backlog", "live", "failure", "latency", "submit", "serial"}
 
 // Options configure one run; Parse documents each flag and its default.
 type Options struct {
@@ -279,6 +279,8 @@ func Run(ctx context.Context, o Options, progress io.Writer) (r *Result, err err
 	switch o.Workload {
 	case "backlog":
 		err = w.backlog(ctx)
+	case "live":
+		err = w.live(ctx)
 	case "failure":
 		err = w.failure(ctx)
 	case "latency":
@@ -386,6 +388,33 @@ func (w *workload) backlog(ctx context.Context) error {
 	w.done(n)
 	w.r.Done = int(w.p.completed())
 	w.rate(n, end.Sub(time.Unix(0, first.Load())))
+	return nil
+}
+
+// live starts the handlers, then inserts every task as fast as it can
+// while they run (as omniq-bench's live section publishes), and waits
+// until every one is done: the rate is from the first insert to the last
+// completion.
+func (w *workload) live(ctx context.Context) error {
+	n := w.o.Tasks
+	if err := w.p.start(ctx, func(int64) {}); err != nil {
+		return err
+	}
+	w.measure()
+	start := time.Now()
+	if err := w.p.insertMany(ctx, false, n); err != nil {
+		return err
+	}
+	if _, err := waitCount(ctx, "completed", n, w.p.completed); err != nil {
+		return err
+	}
+	if err := w.p.settle(ctx, false, n); err != nil {
+		return err
+	}
+	end := time.Now()
+	w.done(n)
+	w.r.Done = int(w.p.completed())
+	w.rate(n, end.Sub(start))
 	return nil
 }
 

@@ -58,7 +58,7 @@ func TestWorkloads(t *testing.T) {
 					if err != nil {
 						t.Fatalf("%v\n%s", err, progress.String())
 					}
-					want := map[string]int{"backlog": 200, "failure": 20, "latency": 30, "submit": 50, "serial": 3}[w]
+					want := map[string]int{"backlog": 200, "live": 200, "failure": 20, "latency": 30, "submit": 50, "serial": 3}[w]
 					if r.Tasks != want || r.Done != want || r.PerSec <= 0 || r.Seconds <= 0 {
 						t.Errorf("%+v: want %d tasks done at a positive rate", r, want)
 					}

@@ -17,7 +17,7 @@ import (
 var peerSystems = []string{"river", "asynq"}
 
 // peerWorkload is the omniq-bench-peers workload run after each section.
-var peerWorkload = map[string]string{"submit": "submit", "backlog": "backlog", "latency": "latency", "serial": "serial", "failure": "failure"}
+var peerWorkload = map[string]string{"submit": "submit", "backlog": "backlog", "live": "live", "latency": "latency", "serial": "serial", "failure": "failure"}
 
 // PeerResult is what omniq-bench-peers printed for one system and
 // workload (bench/peers.Result; fields this report does not use are kept
@@ -164,6 +164,14 @@ func compare(r *Report, peers []string) []Comparison {
 		add(Comparison{Work: fmt.Sprintf("drain a backlog of %d no-op tasks", d.Tasks), Unit: "tasks/s", OmniQ: d.Rate.PerSec, HigherIsBetter: true}, "backlog",
 			func(p *PeerResult) (float64, string) { return p.PerSec, fmt.Sprintf("%.0f tasks/s", p.PerSec) }, fmt.Sprintf("%.0f tasks/s", d.Rate.PerSec))
 		add(Comparison{Work: "CPU per task while draining (all processes)", Unit: "ms", OmniQ: d.CPUMillisPerTask}, "backlog",
+			func(p *PeerResult) (float64, string) {
+				return p.CPUMillisPerTask, fmt.Sprintf("%.2f ms", p.CPUMillisPerTask)
+			}, fmt.Sprintf("%.2f ms", d.CPUMillisPerTask))
+	}
+	if d := r.Live; d != nil {
+		add(Comparison{Work: fmt.Sprintf("%d no-op tasks inserted while the workers / runner run, to the last done", d.Tasks), Unit: "tasks/s", OmniQ: d.Rate.PerSec, HigherIsBetter: true}, "live",
+			func(p *PeerResult) (float64, string) { return p.PerSec, fmt.Sprintf("%.0f tasks/s", p.PerSec) }, fmt.Sprintf("%.0f tasks/s", d.Rate.PerSec))
+		add(Comparison{Work: "CPU per task, inserting while running (all processes)", Unit: "ms", OmniQ: d.CPUMillisPerTask}, "live",
 			func(p *PeerResult) (float64, string) {
 				return p.CPUMillisPerTask, fmt.Sprintf("%.2f ms", p.CPUMillisPerTask)
 			}, fmt.Sprintf("%.2f ms", d.CPUMillisPerTask))

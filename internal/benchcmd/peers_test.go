@@ -23,6 +23,7 @@ func TestCompare(t *testing.T) {
 	r := &Report{
 		Settings: Settings{Retries: 2, BackoffBaseMS: 10, LatencyRate: 500, Producers: 8},
 		Backlog:  &Drain{Tasks: 100, Rate: Rate{PerSec: 3000}, CPUMillisPerTask: 0.6},
+		Live:     &Drain{Tasks: 100, Rate: Rate{PerSec: 5000}, CPUMillisPerTask: 0.2},
 		Failure:  &Failure{Tasks: 20, Seconds: 3},
 		Latency:  &Latency{ToStart: Percentiles{P50: 1, P90: 2, P99: 4}},
 		Submit:   &Submit{GoClient: Rate{PerSec: 10000}},
@@ -30,6 +31,7 @@ func TestCompare(t *testing.T) {
 		Peers: []PeerResult{
 			{System: "river", Workload: "backlog", PerSec: 6000, CPUMillisPerTask: 0.2},
 			{System: "asynq", Workload: "backlog", PerSec: 4000, CPUMillisPerTask: 0.3},
+			{System: "asynq", Workload: "live", PerSec: 4000, CPUMillisPerTask: 0.25},
 			{System: "asynq", Workload: "failure", Seconds: 2},
 			{System: "river", Workload: "failure", Seconds: 2.5},
 			{System: "river", Workload: "latency", PerSec: 400, InsertToStart: &Percentiles{P50: 3, P90: 9, P99: 50}},
@@ -47,6 +49,8 @@ func TestCompare(t *testing.T) {
 	}{
 		{"drain a backlog of 100 no-op tasks", "river", 0.5, true, 3},
 		{"CPU per task while draining", "river", 3, false, 3},
+		{"100 no-op tasks inserted while the workers / runner run", "asynq", 1.25, true, 2},
+		{"CPU per task, inserting while running", "asynq", 0.8, false, 2},
 		{"20 always-failing tasks, 2 retries at 10 ms", "asynq", 1.5, false, 3},
 		{"start latency at 500 tasks/s", "asynq", 0.8, false, 3},
 		{"submit (enqueue) rate, 8 producers", "asynq", 0.5, true, 2},
@@ -61,7 +65,7 @@ func TestCompare(t *testing.T) {
 			t.Errorf("row %d: %+v; want %q best %s ratio %.2f higher-is-better %v, %d cells", i, c, w.work, w.best, w.ratio, w.higherBetter, w.cells)
 		}
 	}
-	if d := rows[3].Detail["river"]; !strings.Contains(d, "inserted only 400/s") {
+	if d := rows[5].Detail["river"]; !strings.Contains(d, "inserted only 400/s") {
 		t.Errorf("river latency cell %q: want it to say the rate was not reached", d)
 	}
 	if rows := compare(r, nil); rows != nil {
