@@ -393,52 +393,39 @@ func (w *workload) backlog(ctx context.Context) error {
 
 // live starts the handlers, then inserts every task as fast as it can
 // while they run (as omniq-bench's live section publishes), and waits
-// until every one is done: the rate is from the first insert to the last
-// completion.
+// until every one is done.
 func (w *workload) live(ctx context.Context) error {
-	n := w.o.Tasks
-	if err := w.p.start(ctx, func(int64) {}); err != nil {
-		return err
-	}
-	w.measure()
-	start := time.Now()
-	if err := w.p.insertMany(ctx, false, n); err != nil {
-		return err
-	}
-	if _, err := waitCount(ctx, "completed", n, w.p.completed); err != nil {
-		return err
-	}
-	if err := w.p.settle(ctx, false, n); err != nil {
-		return err
-	}
-	end := time.Now()
-	w.done(n)
-	w.r.Done = int(w.p.completed())
-	w.rate(n, end.Sub(start))
-	return nil
+	return w.insertWhileRunning(ctx, false, w.o.Tasks, "completed", w.p.completed)
 }
 
 // failure starts the handlers, then inserts always-failing tasks and waits
 // until every one is dead.
 func (w *workload) failure(ctx context.Context) error {
-	n := w.o.FailingTasks
+	return w.insertWhileRunning(ctx, true, w.o.FailingTasks, "dead", w.p.dead)
+}
+
+// insertWhileRunning starts the handlers, inserts n tasks (always-failing
+// ones with failing) as fast as it can, and waits until count, the tasks
+// done (what: completed or dead), reaches n: the rate is from the first
+// insert to then.
+func (w *workload) insertWhileRunning(ctx context.Context, failing bool, n int, what string, count func() int64) error {
 	if err := w.p.start(ctx, func(int64) {}); err != nil {
 		return err
 	}
 	w.measure()
 	start := time.Now()
-	if err := w.p.insertMany(ctx, true, n); err != nil {
+	if err := w.p.insertMany(ctx, failing, n); err != nil {
 		return err
 	}
-	if _, err := waitCount(ctx, "dead", n, w.p.dead); err != nil {
+	if _, err := waitCount(ctx, what, n, count); err != nil {
 		return err
 	}
-	if err := w.p.settle(ctx, true, n); err != nil {
+	if err := w.p.settle(ctx, failing, n); err != nil {
 		return err
 	}
 	end := time.Now()
 	w.done(n)
-	w.r.Done = int(w.p.dead())
+	w.r.Done = int(count())
 	w.rate(n, end.Sub(start))
 	return nil
 }

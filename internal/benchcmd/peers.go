@@ -160,21 +160,19 @@ func compare(r *Report, peers []string) []Comparison {
 		rows = append(rows, c)
 	}
 	s := r.Settings
-	if d := r.Backlog; d != nil {
-		add(Comparison{Work: fmt.Sprintf("drain a backlog of %d no-op tasks", d.Tasks), Unit: "tasks/s", OmniQ: d.Rate.PerSec, HigherIsBetter: true}, "backlog",
+	drain := func(d *Drain, workload, rateWork, cpuWork string) {
+		add(Comparison{Work: rateWork, Unit: "tasks/s", OmniQ: d.Rate.PerSec, HigherIsBetter: true}, workload,
 			func(p *PeerResult) (float64, string) { return p.PerSec, fmt.Sprintf("%.0f tasks/s", p.PerSec) }, fmt.Sprintf("%.0f tasks/s", d.Rate.PerSec))
-		add(Comparison{Work: "CPU per task while draining (all processes)", Unit: "ms", OmniQ: d.CPUMillisPerTask}, "backlog",
+		add(Comparison{Work: cpuWork, Unit: "ms", OmniQ: d.CPUMillisPerTask}, workload,
 			func(p *PeerResult) (float64, string) {
 				return p.CPUMillisPerTask, fmt.Sprintf("%.2f ms", p.CPUMillisPerTask)
 			}, fmt.Sprintf("%.2f ms", d.CPUMillisPerTask))
 	}
+	if d := r.Backlog; d != nil {
+		drain(d, "backlog", fmt.Sprintf("drain a backlog of %d no-op tasks", d.Tasks), "CPU per task while draining (all processes)")
+	}
 	if d := r.Live; d != nil {
-		add(Comparison{Work: fmt.Sprintf("%d no-op tasks inserted while the workers / runner run, to the last done", d.Tasks), Unit: "tasks/s", OmniQ: d.Rate.PerSec, HigherIsBetter: true}, "live",
-			func(p *PeerResult) (float64, string) { return p.PerSec, fmt.Sprintf("%.0f tasks/s", p.PerSec) }, fmt.Sprintf("%.0f tasks/s", d.Rate.PerSec))
-		add(Comparison{Work: "CPU per task, inserting while running (all processes)", Unit: "ms", OmniQ: d.CPUMillisPerTask}, "live",
-			func(p *PeerResult) (float64, string) {
-				return p.CPUMillisPerTask, fmt.Sprintf("%.2f ms", p.CPUMillisPerTask)
-			}, fmt.Sprintf("%.2f ms", d.CPUMillisPerTask))
+		drain(d, "live", fmt.Sprintf("%d no-op tasks inserted while the workers / runner run, to the last done", d.Tasks), "CPU per task, inserting while running (all processes)")
 	}
 	if f := r.Failure; f != nil {
 		add(Comparison{Work: fmt.Sprintf("%d always-failing tasks, %d retries at %.0f ms, until all dead", f.Tasks, s.Retries, s.BackoffBaseMS), Unit: "s", OmniQ: f.Seconds}, "failure",
