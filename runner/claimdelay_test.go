@@ -97,8 +97,18 @@ func TestCancellingATaskWhoseClaimIsDeferredStopsIt(t *testing.T) {
 		t.Fatal(err)
 	}
 	tr.WaitCounter(t, "omniq_tasks_total", map[string]string{"function": "sleep", "outcome": "cancelled"}, 1, 30*time.Second)
-	if rec, err := e.client.State().Get(ctx(t), res.ID); err != nil || rec.Task.Status != models.StatusCancelled {
+	rec, err := e.client.State().Get(ctx(t), res.ID)
+	if err != nil || rec.Task.Status != models.StatusCancelled {
 		t.Fatalf("record %+v, %v; want cancelled", rec.Task, err)
+	}
+	// The cancellation found no record, so it left one of no function
+	// ("_unseen", attempt 0, "before any runner saw the task"); the
+	// runner that ran the attempt fills in what happened, or status and
+	// list would show a task that ran as one of no function that never did.
+	if rec.Task.Function != "sleep" || rec.Task.Attempt != 1 || rec.Task.StartedAt.IsZero() ||
+		rec.Task.Error == nil || rec.Task.Error.ErrorType != models.ErrorTypeCancelled || strings.Contains(rec.Task.Error.Message, "before any runner saw") ||
+		len(rec.Task.Errors) != 1 {
+		t.Fatalf("record %+v (error %+v); want function sleep, attempt 1, started, with one cancelled error saying it ran", rec.Task, rec.Task.Error)
 	}
 	waitTasksSettled(t, e, "the task's message to be settled")
 }

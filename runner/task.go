@@ -713,6 +713,9 @@ func (r *Runner) settle(ctx context.Context, log logrus.FieldLogger, rec jetstre
 		log.Info("task released for redelivery: runner shutting down")
 		return "released"
 	}
+	if !written && (errors.Is(cause, errCancelRequested) || errors.Is(cause, errClaimLost)) {
+		r.fillUnseenCancel(ctx, log, rec)
+	}
 	if errors.Is(cause, errCancelRequested) {
 		return r.lostRecord(ctx, log, t.ID, msg, nil)
 	}
@@ -764,6 +767,40 @@ func (r *Runner) settle(ctx context.Context, log logrus.FieldLogger, rec jetstre
 	}
 	_ = msg.Ack()
 	return "retried"
+}
+
+// fillUnseenCancel completes the record of a task cancelled while its
+// attempt ran here with its claim deferred (Config.ClaimDelay): having no
+// record yet, the task was cancelled as one no runner had seen, a record
+// of function jetstream.UnseenFunction, attempt 0, "cancelled by request
+// before any runner saw the task". That record is replaced by the
+// attempt's (its function, attempt, runner and start), cancelled with the
+// cancellation's time, so that status, list and the dashboard say what
+// happened. Only a cancellation that raced a deferred claim gets here: no
+// per-task work. Best effort: the record says cancelled either way.
+func (r *Runner) fillUnseenCancel(ctx context.Context, log logrus.FieldLogger, ran jetstream.Record) {
+	state := r.client.State()
+	cur, err := state.GetFromLeader(ctx, ran.Task.ID)
+	if err != nil || cur.Task.Status != models.StatusCancelled || cur.Task.Function != jetstream.UnseenFunction {
+		return
+	}
+	next := ran.Task.Clone()
+	at := cur.Task.FinishedAt
+	if at.IsZero() {
+		at = time.Now()
+	}
+	if next.Transition(models.StatusCancelled, at) != nil {
+		return
+	}
+	te := models.TaskError{ErrorType: models.ErrorTypeCancelled, RetryCount: next.RetryCount,
+		Message: "cancelled by request while " + string(ran.Task.Status) + " (before its claim was recorded)"}
+	if cur.Task.Error != nil {
+		te.Timestamp = cur.Task.Error.Timestamp
+	}
+	next.RecordError(te)
+	if _, err := state.Replace(ctx, cur, next); err != nil {
+		log.WithError(err).Debug("could not fill in the record of a task cancelled before its claim was recorded")
+	}
 }
 
 // lostRecord settles a message whose outcome could not be recorded
