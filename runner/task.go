@@ -67,7 +67,21 @@ func (r *Runner) handle(fn string, res resolved, msg natsjs.Msg) {
 // deliveryOf is what decide needs of the delivered message of tm.
 func deliveryOf(tm *jetstream.TaskMessage, meta *natsjs.MsgMetadata) delivery {
 	return delivery{Stream: meta.Stream, Seq: meta.Sequence.Stream, Delivered: meta.NumDelivered,
-		Function: tm.Function, Retry: tm.Retry, Attempt: tm.Attempt, Replay: tm.Replay, RunAt: tm.RunAt}
+		Function: tm.Function, Retry: tm.Retry, Attempt: tm.Attempt, Replay: tm.Replay, RunAt: tm.RunAt,
+		Stored: meta.Timestamp}
+}
+
+// createdAt is the creation time of the record a runner writes for a task
+// it sees first: when its message was stored (the submit, for a message
+// on a task subject), not now, which is later by as long as the task was
+// queued; status showed the submit time while the task waited, then this
+// one. Now when the message's time is unknown or ahead of now (a server's
+// clock ahead of ours), so that a task is never created after it started.
+func createdAt(stored, now time.Time) time.Time {
+	if stored.IsZero() || stored.After(now) {
+		return now.UTC()
+	}
+	return stored.UTC()
 }
 
 // checkLimits refuses a task asking for more than the operator allows.
@@ -339,6 +353,7 @@ func (r *Runner) claimedTask(tm *jetstream.TaskMessage, d delivery, rec jetstrea
 		// A task nobody has seen: its record is created already claimed,
 		// in one write.
 		t = models.NewTask(tm.ID, tm.Function, 0, 0, now)
+		t.CreatedAt = createdAt(d.Stored, now)
 		t.Status, t.StartedAt = models.StatusRunning, now.UTC()
 	} else {
 		t = rec.Task.Clone()
@@ -356,7 +371,9 @@ func (r *Runner) claimedTask(tm *jetstream.TaskMessage, d delivery, rec jetstrea
 func (r *Runner) hold(ctx context.Context, log logrus.FieldLogger, tm *jetstream.TaskMessage, d delivery, rec jetstream.Record, dec decision, res resolved, msg natsjs.Msg) error {
 	attempt := 1
 	if dec.Create {
-		t := models.NewTask(tm.ID, tm.Function, res.maxRetries, tm.Timeout, time.Now())
+		now := time.Now()
+		t := models.NewTask(tm.ID, tm.Function, res.maxRetries, tm.Timeout, now)
+		t.CreatedAt = createdAt(d.Stored, now)
 		if tm.HasMaxRetries {
 			t.MaxRetries = tm.MaxRetries
 		}
@@ -911,6 +928,7 @@ func (r *Runner) failWithoutRunning(ctx context.Context, log logrus.FieldLogger,
 		case !v.Found:
 			now := time.Now()
 			t := models.NewTask(tm.ID, tm.Function, 0, 0, now)
+			t.CreatedAt = createdAt(meta.Timestamp, now)
 			t.ClaimSequence, t.ClaimDelivery, t.ClaimStream = meta.Sequence.Stream, meta.NumDelivered, meta.Stream
 			if err = t.Transition(models.StatusFailed, now); err != nil {
 				break
