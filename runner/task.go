@@ -791,7 +791,7 @@ func (r *Runner) settle(ctx context.Context, log logrus.FieldLogger, rec jetstre
 // record yet, the task was cancelled as one no runner had seen, a record
 // of function jetstream.UnseenFunction, attempt 0, "cancelled by request
 // before any runner saw the task". That record is replaced by the
-// attempt's (its function, attempt, runner and start), cancelled with the
+// attempt's (its function, attempt and start), cancelled with the
 // cancellation's time, so that status, list and the dashboard say what
 // happened. Only a cancellation that raced a deferred claim gets here: no
 // per-task work. Best effort: the record says cancelled either way.
