@@ -42,6 +42,16 @@ type Client struct {
 	// requestWait bounds a request to the runners whose context has no
 	// deadline (DefaultRequestWait).
 	requestWait time.Duration
+	// clock is the time now, time.Now when nil (tests set it).
+	clock func() time.Time
+}
+
+// now is the time now, by c's clock.
+func (c *Client) now() time.Time {
+	if c.clock != nil {
+		return c.clock()
+	}
+	return time.Now()
 }
 
 // New provisions OmniQ's streams and buckets on the connection (see

@@ -19,3 +19,6 @@ func (s *StateStore) SetWatchPoll(d time.Duration) { s.poll = d }
 func (c *Client) ReplayEntry(ctx context.Context, d DeadTask, o ReplayOverrides) (ReplayResult, error) {
 	return c.replay(ctx, d, o)
 }
+
+// SetClock sets the clock c reads the time from.
+func (c *Client) SetClock(now func() time.Time) { c.clock = now }

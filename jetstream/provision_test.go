@@ -128,6 +128,37 @@ func TestRegistryHeartbeatsExpire(t *testing.T) {
 	}
 }
 
+// A registration the server keeps past its TTL is not listed: nats-server
+// brings back values a purge with a marker TTL removed when it rebuilds a
+// filestore after an unclean shutdown, and never expires them again
+// (nats-io/nats-server#8505), so a runner deregistered before a runner
+// was killed stayed listed for good, its functions "served". The clock
+// moved on stands for the server that did not expire it.
+func TestARegistrationTheServerKeptPastItsTTLIsNotListed(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, jetstream.Config{})
+	if err := e.client.Register(ctx(t), "runner-a", []jetstream.Registration{{Function: "resize", Plugin: "img"}}, time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.client.Register(ctx(t), "runner-gone", []jetstream.Registration{{Function: "resize", Plugin: "img"}, {Function: "thumb", Plugin: "img"}}, time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	later := time.Now().Add(3 * time.Minute)
+	e.client.SetClock(func() time.Time { return later })
+	got, err := e.client.Functions(ctx(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 1 || len(got["resize"]) != 1 || got["resize"][0].Runner != "runner-a" {
+		t.Fatalf("Functions = %+v; want only runner-a's resize (runner-gone's are twice their TTL old)", got)
+	}
+	// Within twice the TTL (a server's clock a little off), it is listed.
+	e.client.SetClock(func() time.Time { return later.Add(-2 * time.Minute) })
+	if got, err := e.client.Functions(ctx(t)); err != nil || len(got["resize"]) != 2 || len(got["thumb"]) != 1 {
+		t.Fatalf("Functions = %+v, %v; want both runners' registrations", got, err)
+	}
+}
+
 func TestQueuedFunctions(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, jetstream.Config{})

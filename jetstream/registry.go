@@ -176,6 +176,7 @@ func (c *Client) Functions(ctx context.Context) (map[string][]Registration, erro
 		}()
 	}
 	wg.Wait()
+	now := c.now()
 	out := make(map[string][]Registration)
 	for i, m := range msgs {
 		if errors.Is(errs[i], natsjs.ErrMsgNotFound) {
@@ -186,6 +187,9 @@ func (c *Client) Functions(ctx context.Context) (map[string][]Registration, erro
 		}
 		if removed(m.Header) {
 			continue // deregistered, or expired
+		}
+		if staleRegistration(m, now) {
+			continue // expired, though the server still holds it
 		}
 		var r Registration
 		if err := json.Unmarshal(m.Data, &r); err != nil {
@@ -203,6 +207,26 @@ func (c *Client) Functions(ctx context.Context) (map[string][]Registration, erro
 		out[r.Function] = append(out[r.Function], r)
 	}
 	return out, nil
+}
+
+// staleRegistration says whether m, a registration written with a
+// per-message TTL (Register), is older than twice that TTL at now: a
+// registration the server should have removed long ago. nats-server can
+// keep one for good: a filestore rebuilt after an unclean shutdown (a
+// runner killed with its embedded server, a lost machine) brings back
+// values that a purge with a marker TTL had removed, once the marker has
+// expired, and does not expire them again (nats-io/nats-server#8505). A
+// runner that stopped gracefully before such a crash then stayed listed as
+// serving its functions: in omniq-submit functions and the dashboard, in
+// the caps submits are checked against, and to the sweep of unserved
+// functions. Twice the TTL leaves a live runner's registration, rewritten
+// every third of it, room for the server's clock to differ from ours.
+func staleRegistration(m *natsjs.RawStreamMsg, now time.Time) bool {
+	ttl, err := time.ParseDuration(m.Header.Get(natsjs.MsgTTLHeader))
+	if err != nil || ttl <= 0 {
+		return false
+	}
+	return now.Sub(m.Time) > 2*ttl
 }
 
 // functionsGets bounds the direct gets Functions has in flight at once.

@@ -101,10 +101,14 @@ func TestCancellingATaskWhoseClaimIsDeferredStopsIt(t *testing.T) {
 	if err != nil || rec.Task.Status != models.StatusCancelled {
 		t.Fatalf("record %+v, %v; want cancelled", rec.Task, err)
 	}
-	// Cancelled with no record yet, it was recorded as a task no runner
-	// had seen; the runner that stopped it says what it was.
-	if rec.Task.Function != "sleep" || rec.Task.Attempt != 1 || rec.Task.Error == nil || !strings.Contains(rec.Task.Error.Message, "while running") {
-		t.Fatalf("record of function %q, attempt %d, error %+v; want sleep, 1, cancelled while running", rec.Task.Function, rec.Task.Attempt, rec.Task.Error)
+	// The cancellation found no record, so it left one of no function
+	// ("_unseen", attempt 0, "before any runner saw the task"); the
+	// runner that ran the attempt fills in what happened, or status and
+	// list would show a task that ran as one of no function that never did.
+	if rec.Task.Function != "sleep" || rec.Task.Attempt != 1 || rec.Task.StartedAt.IsZero() ||
+		rec.Task.Error == nil || rec.Task.Error.ErrorType != models.ErrorTypeCancelled || strings.Contains(rec.Task.Error.Message, "before any runner saw") ||
+		len(rec.Task.Errors) != 1 {
+		t.Fatalf("record %+v (error %+v); want function sleep, attempt 1, started, with one cancelled error saying it ran", rec.Task, rec.Task.Error)
 	}
 	waitTasksSettled(t, e, "the task's message to be settled")
 }

@@ -77,7 +77,8 @@ type Config struct {
 	// running; a second copy of its message (a duplicate publish of its id
 	// past the dedupe window) may run on another runner at the same time,
 	// only one outcome being recorded; a cancellation stops it as it does
-	// a running task, but reports it as cancelled while queued. A
+	// a running task, but reports it as cancelled while queued (the
+	// record is filled in once the attempt has stopped). A
 	// redelivery after a runner died, and the first attempt of a task
 	// published without an id (which cannot be cancelled before it has a
 	// record), are always claimed first. At most MaxClaimDelay.

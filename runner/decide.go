@@ -27,6 +27,9 @@ type delivery struct {
 	// RunAt is when a submitter asked the first attempt to start; zero for
 	// now.
 	RunAt time.Time
+	// Stored is when the message was stored in its stream (the server's
+	// clock): for a first attempt, when the task was submitted.
+	Stored time.Time
 }
 
 // A view is what the runner read of the task's state record.

@@ -67,7 +67,21 @@ func (r *Runner) handle(fn string, res resolved, msg natsjs.Msg) {
 // deliveryOf is what decide needs of the delivered message of tm.
 func deliveryOf(tm *jetstream.TaskMessage, meta *natsjs.MsgMetadata) delivery {
 	return delivery{Stream: meta.Stream, Seq: meta.Sequence.Stream, Delivered: meta.NumDelivered,
-		Function: tm.Function, Retry: tm.Retry, Attempt: tm.Attempt, Replay: tm.Replay, RunAt: tm.RunAt}
+		Function: tm.Function, Retry: tm.Retry, Attempt: tm.Attempt, Replay: tm.Replay, RunAt: tm.RunAt,
+		Stored: meta.Timestamp}
+}
+
+// createdAt is the creation time of the record a runner writes for a task
+// it sees first: when its message was stored (the submit, for a message
+// on a task subject), not now, which is later by as long as the task was
+// queued; status showed the submit time while the task waited, then this
+// one. Now when the message's time is unknown or ahead of now (a server's
+// clock ahead of ours), so that a task is never created after it started.
+func createdAt(stored, now time.Time) time.Time {
+	if stored.IsZero() || stored.After(now) {
+		return now.UTC()
+	}
+	return stored.UTC()
 }
 
 // checkLimits refuses a task asking for more than the operator allows.
@@ -339,6 +353,7 @@ func (r *Runner) claimedTask(tm *jetstream.TaskMessage, d delivery, rec jetstrea
 		// A task nobody has seen: its record is created already claimed,
 		// in one write.
 		t = models.NewTask(tm.ID, tm.Function, 0, 0, now)
+		t.CreatedAt = createdAt(d.Stored, now)
 		t.Status, t.StartedAt = models.StatusRunning, now.UTC()
 	} else {
 		t = rec.Task.Clone()
@@ -356,7 +371,9 @@ func (r *Runner) claimedTask(tm *jetstream.TaskMessage, d delivery, rec jetstrea
 func (r *Runner) hold(ctx context.Context, log logrus.FieldLogger, tm *jetstream.TaskMessage, d delivery, rec jetstream.Record, dec decision, res resolved, msg natsjs.Msg) error {
 	attempt := 1
 	if dec.Create {
-		t := models.NewTask(tm.ID, tm.Function, res.maxRetries, tm.Timeout, time.Now())
+		now := time.Now()
+		t := models.NewTask(tm.ID, tm.Function, res.maxRetries, tm.Timeout, now)
+		t.CreatedAt = createdAt(d.Stored, now)
 		if tm.HasMaxRetries {
 			t.MaxRetries = tm.MaxRetries
 		}
@@ -713,10 +730,10 @@ func (r *Runner) settle(ctx context.Context, log logrus.FieldLogger, rec jetstre
 		log.Info("task released for redelivery: runner shutting down")
 		return "released"
 	}
+	if !written && (errors.Is(cause, errCancelRequested) || errors.Is(cause, errClaimLost)) {
+		r.fillUnseenCancel(ctx, log, rec)
+	}
 	if errors.Is(cause, errCancelRequested) {
-		if !written {
-			r.amendUnseenCancel(ctx, log, t)
-		}
 		return r.lostRecord(ctx, log, t.ID, msg, nil)
 	}
 	if errors.Is(cause, errClaimLost) {
@@ -769,27 +786,37 @@ func (r *Runner) settle(ctx context.Context, log logrus.FieldLogger, rec jetstre
 	return "retried"
 }
 
-// amendUnseenCancel corrects the record of task ran, cancelled while it
-// ran with its claim not yet written (Config.ClaimDelay): finding no
-// record, the cancellation recorded the task as one no runner had seen
-// (function jetstream.UnseenFunction). The record gets the task's
-// function and attempt and says it was cancelled while running. A
-// compare-and-swap: a record that moved on meanwhile is left as it is.
-func (r *Runner) amendUnseenCancel(ctx context.Context, log logrus.FieldLogger, ran *models.Task) {
+// fillUnseenCancel completes the record of a task cancelled while its
+// attempt ran here with its claim deferred (Config.ClaimDelay): having no
+// record yet, the task was cancelled as one no runner had seen, a record
+// of function jetstream.UnseenFunction, attempt 0, "cancelled by request
+// before any runner saw the task". That record is replaced by the
+// attempt's (its function, attempt and start), cancelled with the
+// cancellation's time, so that status, list and the dashboard say what
+// happened. Only a cancellation that raced a deferred claim gets here: no
+// per-task work. Best effort: the record says cancelled either way.
+func (r *Runner) fillUnseenCancel(ctx context.Context, log logrus.FieldLogger, ran jetstream.Record) {
 	state := r.client.State()
-	rec, err := state.Get(ctx, ran.ID)
-	if err != nil || rec.Task.Status != models.StatusCancelled || rec.Task.Function != jetstream.UnseenFunction {
+	cur, err := state.GetFromLeader(ctx, ran.Task.ID)
+	if err != nil || cur.Task.Status != models.StatusCancelled || cur.Task.Function != jetstream.UnseenFunction {
 		return
 	}
-	t := ran.Clone()
-	now := time.Now()
-	if err := t.Transition(models.StatusCancelled, now); err != nil {
+	next := ran.Task.Clone()
+	at := cur.Task.FinishedAt
+	if at.IsZero() {
+		at = time.Now()
+	}
+	if next.Transition(models.StatusCancelled, at) != nil {
 		return
 	}
-	te := newTaskError(models.ErrorTypeCancelled, "cancelled by request while running (its claim not yet written)", "", t.RetryCount, false)
-	t.RecordError(te)
-	if _, err := state.Replace(ctx, rec, t); err != nil && !errors.Is(err, jetstream.ErrStaleRevision) {
-		log.WithError(err).Warn("could not record the cancelled task's function in its record")
+	te := models.TaskError{ErrorType: models.ErrorTypeCancelled, RetryCount: next.RetryCount,
+		Message: "cancelled by request while " + string(ran.Task.Status) + " (before its claim was recorded)"}
+	if cur.Task.Error != nil {
+		te.Timestamp = cur.Task.Error.Timestamp
+	}
+	next.RecordError(te)
+	if _, err := state.Replace(ctx, cur, next); err != nil {
+		log.WithError(err).Debug("could not fill in the record of a task cancelled before its claim was recorded")
 	}
 }
 
@@ -901,6 +928,7 @@ func (r *Runner) failWithoutRunning(ctx context.Context, log logrus.FieldLogger,
 		case !v.Found:
 			now := time.Now()
 			t := models.NewTask(tm.ID, tm.Function, 0, 0, now)
+			t.CreatedAt = createdAt(meta.Timestamp, now)
 			t.ClaimSequence, t.ClaimDelivery, t.ClaimStream = meta.Sequence.Stream, meta.NumDelivered, meta.Stream
 			if err = t.Transition(models.StatusFailed, now); err != nil {
 				break

@@ -654,7 +654,32 @@ func (o *Options) checkAuth() error {
 	case o.TLSCA != "" && o.TLSCert == "":
 		return fmt.Errorf("%w: --tls-ca (client certificates) needs --tls-cert and --tls-key", errUsage)
 	}
+	// Refused here, as the other bad flags, rather than by the embedded
+	// server once the runner has started (exit 1, in a log line that
+	// named no flag).
+	if host, _, err := o.listenAddr(); err == nil && o.Listen != "none" && o.TLSCert == "" && !loopbackHost(host) {
+		return fmt.Errorf("%w: --listen %s is not a loopback address: anyone who can reach it could try logins in clear text, so it needs TLS (--tls-cert and --tls-key; see docs/security.md), or listen on 127.0.0.1", errUsage, o.Listen)
+	}
+	for _, f := range []struct{ flag, path string }{{"--tls-cert", o.TLSCert}, {"--tls-key", o.TLSKey}, {"--tls-ca", o.TLSCA}, {"--auth-config", o.AuthConfig}} {
+		if f.path == "" {
+			continue
+		}
+		if _, err := os.ReadFile(f.path); err != nil {
+			return fmt.Errorf("%w: %s: %v", errUsage, f.flag, err)
+		}
+	}
 	return nil
+}
+
+// loopbackHost says whether the embedded server listening on host serves
+// this machine only: a loopback address, localhost, or no host (which the
+// embedded server takes as 127.0.0.1).
+func loopbackHost(host string) bool {
+	if host == "" || host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }
 
 // listenAddr splits --listen; "none" means no listener.

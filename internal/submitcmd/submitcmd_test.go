@@ -258,6 +258,22 @@ func TestStatusListWatchCancel(t *testing.T) {
 	o.run("", "cancel", "t-echo").want(t, 1, "", "it has already ended, succeeded")
 }
 
+// A delayed task shows when it runs; cancelled, it shows no run to come:
+// "run at: ... (59m from now)" stayed on its status for good.
+func TestStatusOfACancelledDelayedTaskShowsNoRunToCome(t *testing.T) {
+	t.Parallel()
+	o := start(t)
+	o.run("", "echo", "later", "--id", "t-later", "--delay", "1h").want(t, 0, "t-later", "")
+	omniqtest.WaitFor(t, o.srv.Client, "t-later", models.StatusPending, 30*time.Second)
+	o.run("", "status", "t-later").want(t, 0, "run at:", "")
+	o.run("", "cancel", "t-later").want(t, 0, "cancelled t-later", "")
+	r := o.run("", "status", "t-later")
+	r.want(t, 0, "status:    cancelled", "")
+	if strings.Contains(r.stdout, "run at") || strings.Contains(r.stdout, "from now") {
+		t.Fatalf("status of a cancelled task shows a run to come:\n%s", r.stdout)
+	}
+}
+
 // An id no runner has seen may be a queued task or a typo: the CLI says
 // both, rather than a bare "cancelled" that reads as a task found.
 func TestCancelOfAnUnseenIDSaysSo(t *testing.T) {

@@ -153,7 +153,12 @@ func printTask(w interface{ Write([]byte) (int, error) }, t *models.Task, traceb
 	}
 	row("runner", t.Runner)
 	row("created", when(t.CreatedAt))
-	row("run at", when(t.RunAt))
+	if !t.Status.IsTerminal() {
+		// An ended task runs no more: the time its next attempt was due
+		// (a delayed start or a retry it was cancelled in) reads as a
+		// run still to come. The dashboard hides it too.
+		row("run at", when(t.RunAt))
+	}
 	row("started", when(t.StartedAt))
 	row("finished", when(t.FinishedAt))
 	row("updated", when(t.UpdatedAt))

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"strconv"
 	"sync"
 	"time"
@@ -101,6 +102,20 @@ func Parse(args []string, getenv func(string) string, help io.Writer) (Options, 
 	}
 	if fs.NArg() > 0 {
 		return o, fmt.Errorf("omniq-ui takes no arguments, got %q", fs.Args())
+	}
+	// Named by their flags, and before NATS is reached: the dashboard's
+	// own check names its Go field (MaxIndexed), and a TLS file was only
+	// read once NATS had been reached, failing with exit 1.
+	if o.Dashboard.MaxIndexed < 0 {
+		return o, fmt.Errorf("--max-indexed must be 0 or more (0: the default, 200000), got %d", o.Dashboard.MaxIndexed)
+	}
+	for _, f := range []struct{ flag, path string }{{"--tls-cert", o.Dashboard.TLSCertFile}, {"--tls-key", o.Dashboard.TLSKeyFile}} {
+		if f.path == "" {
+			continue
+		}
+		if _, err := os.ReadFile(f.path); err != nil {
+			return o, fmt.Errorf("%s: %v", f.flag, err)
+		}
 	}
 	return o, nil
 }

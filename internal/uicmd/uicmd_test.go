@@ -482,3 +482,24 @@ func TestARefusedGivenLoginIsNamed(t *testing.T) {
 		t.Fatalf("connect with a wrong user: %v; want the login named", err)
 	}
 }
+
+// A negative --max-indexed and a TLS file that cannot be read are usage
+// errors naming the flag, found before NATS is reached: the first was
+// named by the Go field (MaxIndexed), the second failed with exit 1 once
+// NATS had been reached.
+func TestBadIndexBoundAndTLSFilesAreUsageErrorsNamingTheFlag(t *testing.T) {
+	missing := filepath.Join(t.TempDir(), "missing.pem")
+	for _, tt := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--max-indexed", "-1"}, "omniq-ui: --max-indexed must be 0 or more (0: the default, 200000), got -1\n"},
+		{[]string{"--tls-cert", missing, "--tls-key", missing}, "omniq-ui: --tls-cert: open " + missing + ": no such file or directory\n"},
+	} {
+		var out strings.Builder
+		code := Main(context.Background(), append(tt.args, "--nats-url", "nats://127.0.0.1:1"), func(string) string { return "" }, &out, &out)
+		if code != 2 || out.String() != tt.want {
+			t.Errorf("%v: exit %d, output %q; want 2 and %q", tt.args, code, out.String(), tt.want)
+		}
+	}
+}

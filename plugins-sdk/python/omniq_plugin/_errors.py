@@ -186,6 +186,26 @@ def _real_paths(tb):
     return tb.replace('File "%s"' % fd_path, 'File "%s"' % real)
 
 
+def deadline_failure(thread):
+    """The timeout of an attempt whose handler runs on thread past its
+    deadline, with that thread's stack now as its traceback; None when the
+    thread has just returned."""
+    frame = sys._current_frames().get(thread.ident)
+    if frame is None:
+        return None
+    frames = _traceback.extract_stack(frame)
+    # From the handler on: past the thread's start and the SDK's frames
+    # that call the handler (not those the handler calls, task.wait()).
+    sdk = os.path.dirname(os.path.abspath(__file__)) + os.sep
+    first = next((i for i, f in enumerate(frames) if f.filename.startswith(sdk)), 0)
+    while first < len(frames) and frames[first].filename.startswith(sdk):
+        first += 1
+    stack = "Stack of the handler's thread at its deadline (most recent call last):\n" + \
+        "".join(_traceback.format_list(frames[first:] or frames))
+    return Failure(TIMEOUT, "task did not finish by its deadline",
+                   traceback=truncate_traceback(_real_paths(stack)))
+
+
 def truncate_traceback(text, limit=MAX_TRACEBACK_BYTES):
     """Bounds text to limit bytes of UTF-8, keeping its head and its tail
     (where a Python traceback names the exception)."""

@@ -124,20 +124,9 @@ def _failure_event(f):
 def _at_deadline(thread, stream):
     """Sends, for an attempt whose handler runs on thread past its
     deadline, a timeout whose traceback is that thread's stack now."""
-    frame = sys._current_frames().get(thread.ident)
-    if frame is None:
-        return  # it has just returned
-    frames = traceback.extract_stack(frame)
-    # From the handler on: past the thread's start and the SDK's frames
-    # that call the handler (not those the handler calls, task.wait()).
-    sdk = os.path.dirname(os.path.abspath(__file__)) + os.sep
-    first = next((i for i, f in enumerate(frames) if f.filename.startswith(sdk)), 0)
-    while first < len(frames) and frames[first].filename.startswith(sdk):
-        first += 1
-    stack = "Stack of the handler's thread at its deadline (most recent call last):\n" + \
-        "".join(traceback.format_list(frames[first:] or frames))
-    stream.finish(_failure_event(_errors.Failure(_errors.TIMEOUT, "task did not finish by its deadline",
-                                                 traceback=_errors.truncate_traceback(_errors._real_paths(stack)))))
+    f = _errors.deadline_failure(thread)
+    if f is not None:
+        stream.finish(_failure_event(f))
 
 
 class _Servicer(pb_grpc.PluginServicer):

@@ -178,6 +178,23 @@ class ErrorsTest(unittest.TestCase):
         f = self.fail_with(lambda: omniq.with_type("Mine", "late"), deadline=time.time() - 1)
         self.assertEqual(f.error_type, "Mine")
 
+    def test_a_handler_that_never_returns_fails_with_a_timeout(self):
+        # The plugin reports a timeout at the deadline and the runner kills
+        # it 2 s later; testing.run waited for the handler for good.
+        def hung(t):
+            while True:
+                time.sleep(0.05)
+
+        done = []
+        runner = threading.Thread(target=lambda: done.append(testing.run(hung, deadline=time.time() + 0.1)), daemon=True)
+        runner.start()
+        runner.join(60)  # a bound on the test, not a timing under test
+        self.assertTrue(done, "testing.run did not return for a handler that never returns")
+        f = done[0].failure
+        self.assertEqual((f.error_type, f.message), ("timeout", "task did not finish by its deadline"))
+        self.assertIn("in hung", f.traceback)
+        self.assertIn("time.sleep(0.05)", f.traceback)
+
     def test_progress_is_captured(self):
         def h(task):
             task.report_progress(0.5, "half")
