@@ -584,7 +584,7 @@ func (s *Server) handleCancel(w http.ResponseWriter, r *http.Request, ss *sessio
 	case rec.Task != nil && rec.Task.Function == jetstream.UnseenFunction:
 		// What omniq-submit cancel says of an id no runner has seen: a
 		// queued task or a typo.
-		msg = "Cancelled, but no runner had seen a task " + id + ": if one is queued it will not run; if the id is wrong, nothing was cancelled."
+		msg = "Cancelled, but no runner had recorded a task " + id + ": if one is queued it will not run, and one that has just started (--claim-delay) is stopped; if the id is wrong, nothing was cancelled."
 	}
 	s.cfg.Logger.WithField("remote", r.RemoteAddr).WithField("task_id", id).WithField("result", msg).Info("dashboard: cancel")
 	http.Redirect(w, r, "/tasks/"+url.PathEscape(id)+"?"+flashQuery(ss, msg, err != nil), http.StatusSeeOther)

@@ -215,7 +215,7 @@ func TestCancelATaskNoRunnerHasSeen(t *testing.T) {
 	if code != http.StatusSeeOther {
 		t.Fatalf("cancel: %d", code)
 	}
-	if _, body := b.get(h.Get("Location")); !strings.Contains(body, "no runner had seen") {
+	if _, body := b.get(h.Get("Location")); !strings.Contains(body, "no runner had recorded") {
 		t.Errorf("after cancelling an id no runner had seen, the page does not say so:\n%s", body)
 	}
 	rec, err := srv.Client.State().Get(context.Background(), "still-queued")

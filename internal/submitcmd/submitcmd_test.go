@@ -280,7 +280,7 @@ func TestCancelOfAnUnseenIDSaysSo(t *testing.T) {
 	t.Parallel()
 	o := start(t)
 	r := o.run("", "cancel", "no-such-task")
-	r.want(t, 0, "cancelled no-such-task", "no runner has seen a task no-such-task yet: if one is queued it will not run; if the id is wrong, nothing was cancelled")
+	r.want(t, 0, "cancelled no-such-task", "no runner had recorded a task no-such-task yet: if one is queued it will not run, and one that has just started (--claim-delay) is stopped; if the id is wrong, nothing was cancelled")
 	o.run("", "cancel", "no-such-task", "--json").want(t, 1, "", "it has already ended, cancelled")
 }
 

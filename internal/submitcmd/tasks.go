@@ -485,7 +485,7 @@ func (c *cli) cancel(id string) error {
 	if rec.Task.Function == jetstream.UnseenFunction {
 		// Cancelling ahead of every runner is how a queued task is
 		// stopped, but it is also what a mistyped id gets: say which.
-		fmt.Fprintf(c.io.Stderr, "omniq-submit: no runner has seen a task %s yet: if one is queued it will not run; if the id is wrong, nothing was cancelled\n", rec.Task.ID)
+		fmt.Fprintf(c.io.Stderr, "omniq-submit: no runner had recorded a task %s yet: if one is queued it will not run, and one that has just started (--claim-delay) is stopped; if the id is wrong, nothing was cancelled\n", rec.Task.ID)
 	}
 	return nil
 }
