@@ -454,6 +454,14 @@ func (c *cli) selection(ff *filterFlags, ids []string, verb string) (jetstream.D
 	return ff.filter()
 }
 
+// deadTasks is "1 dead task" or "n dead tasks".
+func deadTasks(n int) string {
+	if n == 1 {
+		return "1 dead task"
+	}
+	return fmt.Sprintf("%d dead tasks", n)
+}
+
 // dlqPurge deletes the dead tasks ids, or those ff selects.
 func (c *cli) dlqPurge(ff *filterFlags, yes bool, ids []string) error {
 	f, err := c.selection(ff, ids, "purge")
@@ -465,7 +473,21 @@ func (c *cli) dlqPurge(ff *filterFlags, yes bool, ids []string) error {
 		return err
 	}
 	count := len(ids)
-	if count == 0 {
+	if count > 0 {
+		// An id without an entry is refused before anything is asked or
+		// deleted: the question would count it.
+		var missing []string
+		for _, id := range ids {
+			if _, err := client.GetDead(c.ctx, id); errors.Is(err, jetstream.ErrNotDead) {
+				missing = append(missing, id)
+			} else if err != nil {
+				return err
+			}
+		}
+		if len(missing) > 0 {
+			return &statusError{code: exitFailed, msg: fmt.Sprintf("dlq purge: not in the dead-letter stream: %s; nothing was purged", strings.Join(missing, ", "))}
+		}
+	} else {
 		// Count the entries, and purge no later ones: an entry written
 		// while the operator reads the question was not in its count.
 		newest := f
@@ -487,9 +509,9 @@ func (c *cli) dlqPurge(ff *filterFlags, yes bool, ids []string) error {
 	}
 	if !yes {
 		if !c.io.Terminal {
-			return usagef("dlq purge deletes %d dead tasks for good: confirm with --yes", count)
+			return usagef("dlq purge deletes %s for good: confirm with --yes", deadTasks(count))
 		}
-		fmt.Fprintf(c.io.Stderr, "Delete %d dead tasks for good? [y/N] ", count)
+		fmt.Fprintf(c.io.Stderr, "Delete %s for good? [y/N] ", deadTasks(count))
 		answer, _ := bufio.NewReader(c.io.Stdin).ReadString('\n')
 		if a := strings.ToLower(strings.TrimSpace(answer)); a != "y" && a != "yes" {
 			return &statusError{code: exitFailed, msg: "purge aborted"}
@@ -514,7 +536,7 @@ func (c *cli) dlqPurge(ff *filterFlags, yes bool, ids []string) error {
 	if c.json {
 		_ = writeJSON(c.io.Stdout, map[string]int{"purged": purged})
 	} else {
-		fmt.Fprintf(c.io.Stdout, "purged %d dead tasks\n", purged)
+		fmt.Fprintf(c.io.Stdout, "purged %s\n", deadTasks(purged))
 	}
 	return errors.Join(errs...)
 }

@@ -459,7 +459,13 @@ func TestDeadLetterCommands(t *testing.T) {
 	r.want(t, 1, "", "purge aborted")
 	o.run("", "dlq", "purge", "--function", "fail", "--yes").want(t, 0, "purged 3 dead tasks", "")
 	r = o.runIO(submitcmd.IO{Stdin: strings.NewReader("y\n"), Terminal: true}, "dlq", "purge", "p0")
-	r.want(t, 0, "purged 1 dead tasks", "Delete 1 dead tasks for good?")
+	r.want(t, 0, "purged 1 dead task\n", "Delete 1 dead task for good?")
+	// An id without an entry is named, and nothing is asked or purged.
+	r = o.runIO(submitcmd.IO{Stdin: strings.NewReader("y\n"), Terminal: true}, "dlq", "purge", "zzz")
+	r.want(t, 1, "", "not in the dead-letter stream: zzz; nothing was purged")
+	if strings.Contains(r.stderr, "Delete") {
+		t.Fatalf("dlq purge of an id not there asked to delete it:\n%s", r.stderr)
+	}
 	o.run("", "dlq", "list").want(t, 0, "ID", "")
 	o.run("", "dlq", "bogus").want(t, 2, "", `unknown dlq subcommand "bogus"`)
 }
