@@ -131,6 +131,41 @@ func (f *Flags) Register(fs *pflag.FlagSet, o Options) {
 	}
 }
 
+// Repeat returns the connection flags fs's command line set (not those
+// taken from the environment, which the next command gets too), as
+// arguments of a command printed for the user to run next: a page's
+// "more:" line. The password and the token are not printed: their flag
+// is, with a placeholder to fill in.
+func Repeat(fs *pflag.FlagSet) []string {
+	var args []string
+	fs.VisitAll(func(fl *pflag.Flag) {
+		if !fl.Changed || !IsConnFlag(fl.Name) && fl.Name != "context" && fl.Name != "connect-timeout" {
+			return
+		}
+		v := fl.Value.String()
+		switch fl.Name {
+		case "nats-password":
+			v = "PASSWORD"
+		case "nats-token":
+			v = "TOKEN"
+		default:
+			v = shellQuote(v)
+		}
+		args = append(args, "--"+fl.Name+" "+v)
+	})
+	return args
+}
+
+// shellQuote returns s as one word for a POSIX shell.
+func shellQuote(s string) string {
+	if s != "" && strings.IndexFunc(s, func(r rune) bool {
+		return !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || strings.ContainsRune("_./:@,=+-", r))
+	}) < 0 {
+		return s
+	}
+	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
+}
+
 // IsConnFlag says whether name is one of the NATS connection flags
 // Register adds (for ApplyEnv).
 func IsConnFlag(name string) bool { return strings.HasPrefix(name, "nats-") }

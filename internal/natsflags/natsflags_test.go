@@ -211,3 +211,23 @@ func TestNATSCLINames(t *testing.T) {
 		t.Fatalf("config = %+v", c)
 	}
 }
+
+// Repeat gives back the connection flags the command line set, quoted
+// for a shell, with the password and token replaced by placeholders.
+func TestRepeat(t *testing.T) {
+	var f natsflags.Flags
+	fs := pflag.NewFlagSet("t", pflag.ContinueOnError)
+	f.Register(fs, natsflags.Options{Client: true})
+	fs.Bool("json", false, "")
+	if err := fs.Parse([]string{"-s", "nats://h:4222", "--nats-password", "s3cret", "--nats-creds", "/my dir/it's.creds", "--json"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := natsflags.ApplyEnv(fs, func(k string) string { return map[string]string{"OMNIQ_NATS_USER": "env-user"}[k] }, natsflags.IsConnFlag); err != nil {
+		t.Fatal(err)
+	}
+	got := strings.Join(natsflags.Repeat(fs), " ")
+	want := `--nats-creds '/my dir/it'\''s.creds' --nats-password PASSWORD --nats-url nats://h:4222`
+	if got != want {
+		t.Fatalf("Repeat = %s\nwant     %s", got, want)
+	}
+}

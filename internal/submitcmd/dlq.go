@@ -15,6 +15,7 @@ import (
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 
+	"github.com/omniq/omniq/internal/natsflags"
 	"github.com/omniq/omniq/jetstream"
 	"github.com/omniq/omniq/models"
 )
@@ -217,7 +218,7 @@ func (c *cli) dlqList(ff *filterFlags, limit int, after string) error {
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", d.ID, d.Function, typ, attempt, when(d.DeadAt), msg)
 	}
 	_ = tw.Flush()
-	var again []string
+	again := natsflags.Repeat(c.globalFlags) // the connection's, then the selection's
 	for _, fl := range []struct{ name, value string }{
 		{"--function", ff.function}, {"--error-type", ff.errorType}, {"--since", ff.since}, {"--until", ff.until},
 	} {

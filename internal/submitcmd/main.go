@@ -158,6 +158,7 @@ func (c *cli) commands() *cobra.Command {
 	root.SetGlobalNormalizationFunc(natsflags.NATSCLINames)
 	pf := root.PersistentFlags()
 	c.conn.Register(pf, natsflags.Options{DefaultURL: nats.DefaultURL, Client: true})
+	c.globalFlags = pf
 	pf.BoolVar(&c.json, "json", false, "print JSON (the models' wire format) instead of tables")
 	var output string
 	pf.StringVarP(&output, "output", "o", "", "output format, as for kubectl: json (same as --json) or text")
@@ -434,13 +435,15 @@ func explain(err error) error {
 
 // cli holds what the commands share: the connection, made on first use.
 type cli struct {
-	ctx    context.Context
-	io     IO
-	conn   natsflags.Flags
-	json   bool
-	nc     *nats.Conn
-	client *jetstream.Client
-	stop   context.CancelCauseFunc // ends c.ctx; set by failOnDenial
+	ctx  context.Context
+	io   IO
+	conn natsflags.Flags
+	// globalFlags are the flags every command takes (the connection's).
+	globalFlags *pflag.FlagSet
+	json        bool
+	nc          *nats.Conn
+	client      *jetstream.Client
+	stop        context.CancelCauseFunc // ends c.ctx; set by failOnDenial
 	// noDLQ says the login cannot be an operator's (a login with the
 	// default inbox prefix, which operators may not use): it may not read
 	// the dead-letter stream, so nothing waits for an entry there.

@@ -224,6 +224,13 @@ func TestStatusListWatchCancel(t *testing.T) {
 	if !strings.Contains(r.stdout, "t-echo") || strings.Contains(r.stdout, "t-sleep") || strings.Contains(r.stdout, "more:") {
 		t.Fatalf("second page = %q", r.stdout)
 	}
+	// The next page's command keeps the connection flags given (the
+	// environment's are given again by the environment); a password is
+	// not printed.
+	r = o.run("", "-s", o.srv.URL, "--connect-timeout", "9s", "list", "--limit", "1")
+	if want := "more: omniq-submit list --connect-timeout 9s --nats-url " + o.srv.URL + " --limit 1 --after "; !strings.Contains(r.stdout, want) {
+		t.Fatalf("list with -s: want %q in\n%s", want, r.stdout)
+	}
 
 	// watch with no id follows every task's changes from when it starts
 	// until interrupted: a task that ended before is not shown. Tasks are

@@ -13,6 +13,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/omniq/omniq/internal/natsflags"
 	"github.com/omniq/omniq/jetstream"
 	"github.com/omniq/omniq/models"
 )
@@ -305,7 +306,7 @@ func (c *cli) list(statuses, fn, after, sortBy string, limit int) error {
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%s\t%s\n", t.ID, t.Function, t.Status, attemptsRun(t), when(t.CreatedAt), ago(t.UpdatedAt), errText)
 	}
 	_ = tw.Flush()
-	var again []string
+	again := natsflags.Repeat(c.globalFlags) // the connection's, then the selection's
 	if sortBy != "created:desc" && sortBy != "created" {
 		again = append(again, "--sort "+sortBy)
 	}
