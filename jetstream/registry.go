@@ -226,28 +226,52 @@ func (c *Client) FunctionNames(ctx context.Context) ([]string, error) {
 // QueuedFunctions returns, for each function with tasks waiting in the tasks
 // stream, how many are waiting. Scheduled retries are not counted.
 func (c *Client) QueuedFunctions(ctx context.Context) (map[string]uint64, error) {
+	out, _, err := c.queued(ctx, c.cfg.TasksStream, c.cfg.taskSubjectPrefix())
+	return out, err
+}
+
+// QueuedTasks is QueuedFunctions with, from the same look at the tasks
+// stream, how many waiting tasks its counts leave out: those on a subject
+// nats-server does not index (see Unindexed). No consumer delivers them
+// and no get by subject finds them; a runner's sweep finds them by
+// sequence. The number compares the stream's count of messages with its
+// per-subject counts, which the server takes one after the other: tasks
+// taken meanwhile make it too high, tasks added too low.
+func (c *Client) QueuedTasks(ctx context.Context) (byFunction map[string]uint64, unindexed uint64, err error) {
 	return c.queued(ctx, c.cfg.TasksStream, c.cfg.taskSubjectPrefix())
 }
+
+// Unindexed reports whether nats-server leaves subject out of its
+// subject index: one holding the byte 0x7f, which its subject tree
+// refuses. A message on such a subject is stored, but no filtered
+// consumer delivers it, no get by subject (nor by a wildcard short of
+// ">") finds it, and a stream's per-subject counts leave it out.
+func Unindexed(subject string) bool { return strings.IndexByte(subject, 0x7f) >= 0 }
 
 // QueuedRetries returns, for each function with retries, delayed starts or
 // replays due and waiting in the retries stream, how many are waiting.
 // Those whose schedule has not fired yet are not counted.
 func (c *Client) QueuedRetries(ctx context.Context) (map[string]uint64, error) {
-	return c.queued(ctx, c.cfg.RetriesStream, c.cfg.retrySubjectPrefix())
+	out, _, err := c.queued(ctx, c.cfg.RetriesStream, c.cfg.retrySubjectPrefix())
+	return out, err
 }
 
-func (c *Client) queued(ctx context.Context, stream, prefix string) (map[string]uint64, error) {
+// queued counts the messages of stream under prefix by function, and
+// returns how many of the stream's messages those counts leave out.
+func (c *Client) queued(ctx context.Context, stream, prefix string) (map[string]uint64, uint64, error) {
 	s, err := c.js.Stream(ctx, stream)
 	if err != nil {
-		return nil, fmt.Errorf("queued functions: %w", err)
+		return nil, 0, fmt.Errorf("queued functions: %w", err)
 	}
 	info, err := s.Info(ctx, natsjs.WithSubjectFilter(prefix+">"))
 	if err != nil {
-		return nil, fmt.Errorf("queued functions: %w", err)
+		return nil, 0, fmt.Errorf("queued functions: %w", err)
 	}
 	out := make(map[string]uint64, len(info.State.Subjects))
+	listed := uint64(0)
 	for subj, n := range info.State.Subjects {
 		out[strings.TrimPrefix(subj, prefix)] += n
+		listed += n
 	}
-	return out, nil
+	return out, info.State.Msgs - min(listed, info.State.Msgs), nil
 }

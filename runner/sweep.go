@@ -63,7 +63,7 @@ func (r *Runner) finishReplays() {
 // first attempts in the tasks stream, and retries, delayed starts and
 // replays that came due in the retries stream.
 func (r *Runner) sweep(ctx context.Context) error {
-	queued, err := r.client.QueuedFunctions(ctx)
+	queued, unindexed, err := r.client.QueuedTasks(ctx)
 	if err != nil {
 		return err
 	}
@@ -99,7 +99,8 @@ func (r *Runner) sweep(ctx context.Context) error {
 				}
 				// A literal wildcard token ("omniq.tasks.*"): no consumer
 				// can filter on it without taking every function's tasks.
-				if err := r.sweepMalformed(ctx, cfg.TaskSubject(fn)); err != nil {
+				subject := cfg.TaskSubject(fn)
+				if _, _, err := r.sweepMalformed(ctx, subject, 0, func(s string) bool { return s == subject }); err != nil {
 					r.log.WithError(err).WithField("subject", cfg.TaskSubject(fn)).Warn("could not sweep tasks on a malformed subject")
 				}
 				continue
@@ -127,6 +128,7 @@ func (r *Runner) sweep(ctx context.Context) error {
 		}
 	}
 	r.sweepWaiting = waiting
+	r.sweepUnindexed(ctx, unindexed)
 	// Tasks of served functions that their consumers cannot see (see
 	// sweepHidden).
 	for _, fn := range r.functionNames() {
@@ -300,30 +302,61 @@ func (r *Runner) failDueRetry(ctx context.Context, log logrus.FieldLogger, tm *j
 	_ = msg.NakWithDelay(time.Second)
 }
 
+// sweepUnindexed dead-letters, as invalid_task, the tasks on subjects
+// nats-server does not index (jetstream.Unindexed): no consumer delivers
+// them, so without the sweep they would wait for ever. n is how many the
+// stream's counts leave out (jetstream.Client.QueuedTasks), a number that
+// tasks taken while it was counted make too high: the stream is read only
+// when two sweeps in a row found some, and then by sequence, at most
+// maxMalformedScan messages a sweep, each sweep going on where the last
+// stopped.
+func (r *Runner) sweepUnindexed(ctx context.Context, n uint64) {
+	seen := r.unindexedSeen
+	r.unindexedSeen = n > 0
+	if n == 0 || !seen || ctx.Err() != nil {
+		return
+	}
+	// ">" reads the stream in order without its subject index: a filter
+	// on the task subjects would not see these messages.
+	found, next, err := r.sweepMalformed(ctx, ">", r.unindexedNext, jetstream.Unindexed)
+	r.unindexedNext = next
+	if err != nil {
+		r.log.WithError(err).Warn("could not sweep tasks on subjects the server does not index")
+		return
+	}
+	if found == 0 && next == 0 {
+		r.log.WithField("tasks", n).Debug("the tasks stream counted tasks its subjects did not; none found on a subject the server does not index")
+	}
+}
+
 // sweepMalformed dead-letters, as invalid_task, the messages stored on
-// subject, a task subject whose function token is a literal wildcard ('*'
-// or '>'), which any client may publish on and no consumer can select.
-// They are read one by one (the subject, used as a filter, matches every
-// task subject, so each match is checked) and deleted once dead-lettered.
-func (r *Runner) sweepMalformed(ctx context.Context, subject string) error {
+// subjects malformed says are so, reading the tasks stream from sequence
+// from with filter (a task subject whose function token is a literal
+// wildcard ('*' or '>'), which any client may publish on and no consumer
+// can select; or ">" for those no filter finds, see sweepUnindexed).
+// They are read one by one (the filter matches every task subject, so
+// each match is checked) and deleted once dead-lettered. It returns how
+// many it dead-lettered and the sequence to go on from: 0 once it read
+// to the end of the stream.
+func (r *Runner) sweepMalformed(ctx context.Context, filter string, from uint64, malformed func(subject string) bool) (found int, next uint64, err error) {
 	cfg := r.client.Config()
 	stream, err := r.client.JetStream().Stream(ctx, cfg.TasksStream)
 	if err != nil {
-		return err
+		return 0, from, err
 	}
-	seq := uint64(0)
+	seq := from
 	for scanned := 0; scanned < maxMalformedScan; scanned++ {
 		// Not stream.GetMsg: it fails on a message that looks like a
 		// server status (jetstream.LooksLikeStatus).
-		m, err := r.rawMsg(ctx, cfg.TasksStream, seq, subject)
+		m, err := r.rawMsg(ctx, cfg.TasksStream, seq, filter)
 		if errors.Is(err, natsjs.ErrMsgNotFound) {
-			return nil
+			return found, 0, nil
 		}
 		if err != nil {
-			return err
+			return found, seq, err
 		}
 		seq = m.Sequence + 1
-		if m.Subject != subject {
+		if !malformed(m.Subject) {
 			continue
 		}
 		tm, perr := cfg.ParseTaskMessage(m.Subject, m.Header, m.Data, cfg.TasksStream, m.Sequence)
@@ -338,21 +371,22 @@ func (r *Runner) sweepMalformed(ctx context.Context, subject string) error {
 		_ = t.Transition(models.StatusFailed, now)
 		t.RecordError(te)
 		if _, err := r.client.State().Create(ctx, t); err != nil && !errors.Is(err, jetstream.ErrTaskExists) {
-			return err
+			return found, m.Sequence, err
 		}
 		wrote, err := r.client.DeadLetterOnce(ctx, &tm, te, 0)
 		if err != nil {
-			return err
+			return found, m.Sequence, err
 		}
 		if err := stream.DeleteMsg(ctx, m.Sequence); err != nil && !errors.Is(err, natsjs.ErrMsgNotFound) {
-			return err
+			return found, m.Sequence, err
 		}
+		found++
 		if wrote {
 			r.cfg.Metrics.deadLettered(tm.Function, te.ErrorType)
 		}
 		r.log.WithFields(logrus.Fields{"task_id": tm.ID, "subject": m.Subject}).Warn("task dead-lettered without running: " + te.Message)
 	}
-	return nil
+	return found, seq, nil
 }
 
 // maxMalformedScan bounds the messages one sweep reads looking for those on
