@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	natsjs "github.com/nats-io/nats.go/jetstream"
 	"github.com/sirupsen/logrus"
@@ -77,6 +78,7 @@ func (r *Runner) sweep(ctx context.Context) error {
 	}
 	cfg := r.client.Config()
 	visited := 0
+	misnamed := false            // tasks on a subject the server's JSON cannot name
 	waiting := map[string]bool{} // "<stream>/<function>" found waiting in this sweep
 	for _, q := range []struct {
 		stream string
@@ -96,6 +98,13 @@ func (r *Runner) sweep(ctx context.Context) error {
 			if models.ValidateFunctionName(fn) != nil {
 				if q.stream != cfg.TasksStream {
 					continue // only runners publish retries, on valid subjects
+				}
+				if strings.ContainsRune(fn, utf8.RuneError) {
+					// Bytes that are not UTF-8, which the server's JSON
+					// names U+FFFD: no filter finds the subject it
+					// names. Read in order (sweepUnreachable).
+					misnamed = true
+					continue
 				}
 				// A literal wildcard token ("omniq.tasks.*"): no consumer
 				// can filter on it without taking every function's tasks.
@@ -128,7 +137,7 @@ func (r *Runner) sweep(ctx context.Context) error {
 		}
 	}
 	r.sweepWaiting = waiting
-	r.sweepUnindexed(ctx, unindexed)
+	r.sweepUnreachable(ctx, unindexed, misnamed)
 	// Tasks of served functions that their consumers cannot see (see
 	// sweepHidden).
 	for _, fn := range r.functionNames() {
@@ -302,38 +311,48 @@ func (r *Runner) failDueRetry(ctx context.Context, log logrus.FieldLogger, tm *j
 	_ = msg.NakWithDelay(time.Second)
 }
 
-// sweepUnindexed dead-letters, as invalid_task, the tasks on subjects
-// nats-server does not index (jetstream.Unindexed): no consumer delivers
-// them, so without the sweep they would wait for ever. n is how many the
-// stream's counts leave out (jetstream.Client.QueuedTasks), a number that
-// tasks taken while it was counted make too high: the stream is read only
-// when two sweeps in a row found some, and then by sequence, at most
+// sweepUnreachable dead-letters, as invalid_task, the tasks on subjects
+// that no filter finds, so that no consumer delivers them and without the
+// sweep they would wait for ever: subjects nats-server does not index
+// (jetstream.Unindexed), of which there are unindexed by the stream's
+// counts (jetstream.Client.QueuedTasks), and, when misnamed, subjects
+// that are not UTF-8, which the server's JSON names with U+FFFD in place
+// of their bytes. The stream is read by sequence, at most
 // maxMalformedScan messages a sweep, each sweep going on where the last
-// stopped.
-func (r *Runner) sweepUnindexed(ctx context.Context, n uint64) {
+// stopped. Tasks taken while the stream was counted make unindexed too
+// high: for it alone the stream is read only when two sweeps in a row
+// counted some.
+func (r *Runner) sweepUnreachable(ctx context.Context, unindexed uint64, misnamed bool) {
 	seen := r.unindexedSeen
-	r.unindexedSeen = n > 0
-	if n == 0 || !seen || ctx.Err() != nil {
+	r.unindexedSeen = unindexed > 0
+	if !misnamed && (unindexed == 0 || !seen) || ctx.Err() != nil {
 		return
 	}
-	// ">" reads the stream in order without its subject index: a filter
-	// on the task subjects would not see these messages.
-	found, next, err := r.sweepMalformed(ctx, ">", r.unindexedNext, jetstream.Unindexed)
+	// ">" reads the stream in order without its subject index.
+	found, next, err := r.sweepMalformed(ctx, ">", r.unindexedNext, unreachable)
 	r.unindexedNext = next
 	if err != nil {
-		r.log.WithError(err).Warn("could not sweep tasks on subjects the server does not index")
+		r.log.WithError(err).Warn("could not sweep tasks on subjects no filter finds")
 		return
 	}
 	if found == 0 && next == 0 {
-		r.log.WithField("tasks", n).Debug("the tasks stream counted tasks its subjects did not; none found on a subject the server does not index")
+		r.log.WithField("unindexed", unindexed).Debug("no task found on a subject no filter finds")
 	}
+}
+
+// unreachable says whether no filter finds the messages on subject, a
+// subject the tasks stream stores: nats-server does not index it, or it
+// is not UTF-8 (as read back through the server's JSON, whose U+FFFD
+// stands for its bytes).
+func unreachable(subject string) bool {
+	return jetstream.Unindexed(subject) || strings.ContainsRune(subject, utf8.RuneError)
 }
 
 // sweepMalformed dead-letters, as invalid_task, the messages stored on
 // subjects malformed says are so, reading the tasks stream from sequence
 // from with filter (a task subject whose function token is a literal
 // wildcard ('*' or '>'), which any client may publish on and no consumer
-// can select; or ">" for those no filter finds, see sweepUnindexed).
+// can select; or ">" for those no filter finds, see sweepUnreachable).
 // They are read one by one (the filter matches every task subject, so
 // each match is checked) and deleted once dead-lettered. It returns how
 // many it dead-lettered and the sequence to go on from: 0 once it read
