@@ -1,6 +1,7 @@
 package jetstream
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -259,19 +260,101 @@ func (c *Client) QueuedRetries(ctx context.Context) (map[string]uint64, error) {
 // queued counts the messages of stream under prefix by function, and
 // returns how many of the stream's messages those counts leave out.
 func (c *Client) queued(ctx context.Context, stream, prefix string) (map[string]uint64, uint64, error) {
-	s, err := c.js.Stream(ctx, stream)
+	counts, msgs, err := c.subjectCounts(ctx, stream, prefix+">")
 	if err != nil {
 		return nil, 0, fmt.Errorf("queued functions: %w", err)
 	}
-	info, err := s.Info(ctx, natsjs.WithSubjectFilter(prefix+">"))
-	if err != nil {
-		return nil, 0, fmt.Errorf("queued functions: %w", err)
-	}
-	out := make(map[string]uint64, len(info.State.Subjects))
+	out := make(map[string]uint64, len(counts))
 	listed := uint64(0)
-	for subj, n := range info.State.Subjects {
+	for subj, n := range counts {
 		out[strings.TrimPrefix(subj, prefix)] += n
 		listed += n
 	}
-	return out, info.State.Msgs - min(listed, info.State.Msgs), nil
+	return out, msgs - min(listed, msgs), nil
+}
+
+// subjectCounts returns the number of messages on each subject of stream
+// that filter matches, and the number of messages in the stream, from its
+// info. nats.go's Stream.Info is not used: nats-server's JSON names a
+// subject that is not UTF-8 with U+FFFD in place of its bytes, so two
+// such subjects come under one name, which a map keeps once. nats.go
+// then asks for the page after as many subjects as its map holds, which
+// is the page it had, for ever (until ctx ends): two tasks published on
+// two such subjects made every runner's sweep spend all its time asking
+// and fail. Here the counts of a repeated name are added up, and the
+// next page starts after as many names as the answer held.
+func (c *Client) subjectCounts(ctx context.Context, stream, filter string) (map[string]uint64, uint64, error) {
+	api := apiPrefix(c.js) + "STREAM.INFO." + stream
+	counts := make(map[string]uint64)
+	var msgs uint64
+	for offset := 0; ; {
+		req, err := json.Marshal(struct {
+			Filter string `json:"subjects_filter"`
+			Offset int    `json:"offset,omitempty"`
+		}{filter, offset})
+		if err != nil {
+			return nil, 0, err
+		}
+		ans, err := c.nc.RequestWithContext(ctx, api, req)
+		if err != nil {
+			return nil, 0, fmt.Errorf("stream %s info: %w", stream, err)
+		}
+		var resp struct {
+			Error *natsjs.APIError `json:"error"`
+			Total int              `json:"total"`
+			State *struct {
+				Msgs     uint64          `json:"messages"`
+				Subjects json.RawMessage `json:"subjects"`
+			} `json:"state"`
+		}
+		if err := json.Unmarshal(ans.Data, &resp); err != nil {
+			return nil, 0, fmt.Errorf("stream %s info: %w", stream, err)
+		}
+		if resp.Error != nil {
+			if resp.Error.ErrorCode == natsjs.JSErrCodeStreamNotFound {
+				return nil, 0, fmt.Errorf("stream %s info: %w", stream, natsjs.ErrStreamNotFound)
+			}
+			return nil, 0, fmt.Errorf("stream %s info: %w", stream, resp.Error)
+		}
+		if resp.State == nil {
+			return nil, 0, fmt.Errorf("stream %s info: %w", stream, natsjs.ErrInvalidJetStreamResponse)
+		}
+		msgs = resp.State.Msgs
+		n, err := addCounts(counts, resp.State.Subjects)
+		if err != nil {
+			return nil, 0, fmt.Errorf("stream %s info: subjects: %w", stream, err)
+		}
+		offset += n
+		if n == 0 || offset >= resp.Total {
+			return counts, msgs, nil
+		}
+	}
+}
+
+// addCounts adds the counts of the JSON object raw ({"subject": n, ...},
+// or null) to counts, a name that comes more than once counting each
+// time, and returns how many names the object held.
+func addCounts(counts map[string]uint64, raw json.RawMessage) (int, error) {
+	if len(raw) == 0 || string(raw) == "null" {
+		return 0, nil
+	}
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	if t, err := dec.Token(); err != nil || t != json.Delim('{') {
+		return 0, fmt.Errorf("want an object, got %v (%v)", t, err)
+	}
+	n := 0
+	for dec.More() {
+		t, err := dec.Token()
+		if err != nil {
+			return n, err
+		}
+		name, _ := t.(string)
+		var count uint64
+		if err := dec.Decode(&count); err != nil {
+			return n, err
+		}
+		counts[name] += count
+		n++
+	}
+	return n, nil
 }

@@ -313,15 +313,16 @@ func TestMessagesOnWildcardTaskSubjectsAreDeadLettered(t *testing.T) {
 // delivers the task, no get by subject finds it, and the stream's
 // per-subject counts leave it out. One on a subject that is not UTF-8 is
 // counted, but nats-server's JSON names its subject with U+FFFD in place
-// of the bytes, and no filter with that name finds it. Neither a runner
-// nor the sweep took either: each stayed queued for ever, without a
-// record. The sweep finds them by sequence and dead-letters them as
-// invalid_task.
+// of the bytes, and no filter with that name finds it (and two such
+// subjects under one name kept the sweep from reading the stream's
+// counts at all). Neither a runner nor the sweep took either: each
+// stayed queued for ever, without a record. The sweep finds them by
+// sequence and dead-letters them as invalid_task.
 func TestTasksOnSubjectsNoFilterFindsAreDeadLettered(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
 	startRunner(t, e, fastConfig(), pluginhost.HostConfig{})
-	subjects := []string{"omniq.tasks.echo\x7f", "omniq.tasks.\xff", "omniq.tasks.echo\xc3"}
+	subjects := []string{"omniq.tasks.echo\x7f", "omniq.tasks.\xff", "omniq.tasks.\xfe", "omniq.tasks.echo\xc3"}
 	var ids []string
 	for _, subject := range subjects {
 		ack, err := e.client.JetStream().Publish(ctx(t), subject, []byte("stray"))
