@@ -157,13 +157,15 @@ func (c *Client) Functions(ctx context.Context) (map[string][]Registration, erro
 		return nil, fmt.Errorf("list functions: %w", err)
 	}
 	prefix := "$KV." + c.cfg.FunctionsBucket + "."
-	info, err := s.Info(ctx, natsjs.WithSubjectFilter(prefix+">"))
+	// Not s.Info: an operator's request whose answer the server stores on
+	// two keys that are not UTF-8 (see subjectCounts) kept it asking.
+	counts, _, err := c.subjectCounts(ctx, "KV_"+c.cfg.FunctionsBucket, prefix+">")
 	if err != nil {
 		return nil, fmt.Errorf("list functions: %w", err)
 	}
 	// The gets go out together, a round trip for all rather than one each
 	// (a sweep has its interval to do everything in).
-	subjects := slices.Sorted(maps.Keys(info.State.Subjects))
+	subjects := slices.Sorted(maps.Keys(counts))
 	msgs := make([]*natsjs.RawStreamMsg, len(subjects))
 	errs := make([]error, len(subjects))
 	var wg sync.WaitGroup
@@ -279,10 +281,13 @@ func (c *Client) queued(ctx context.Context, stream, prefix string) (map[string]
 // subject that is not UTF-8 with U+FFFD in place of its bytes, so two
 // such subjects come under one name, which a map keeps once. nats.go
 // then asks for the page after as many subjects as its map holds, which
-// is the page it had, for ever (until ctx ends): two tasks published on
-// two such subjects made every runner's sweep spend all its time asking
-// and fail. Here the counts of a repeated name are added up, and the
-// next page starts after as many names as the answer held.
+// is the page it had, for ever (until ctx ends): two tasks a submitter
+// published on two such subjects, or two server answers an operator had
+// stored on two such keys of the functions bucket, made every runner's
+// sweep (and every listing of functions, so every omniq-submit submit)
+// spend all its time asking and fail. Here the counts of a repeated name
+// are added up, and the next page starts after as many names as the
+// answer held.
 func (c *Client) subjectCounts(ctx context.Context, stream, filter string) (map[string]uint64, uint64, error) {
 	api := apiPrefix(c.js) + "STREAM.INFO." + stream
 	counts := make(map[string]uint64)
@@ -295,7 +300,7 @@ func (c *Client) subjectCounts(ctx context.Context, stream, filter string) (map[
 		if err != nil {
 			return nil, 0, err
 		}
-		ans, err := c.nc.RequestWithContext(ctx, api, req)
+		ans, err := c.js.Conn().RequestWithContext(ctx, api, req)
 		if err != nil {
 			return nil, 0, fmt.Errorf("stream %s info: %w", stream, err)
 		}
