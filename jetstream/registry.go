@@ -289,6 +289,16 @@ func (c *Client) queued(ctx context.Context, stream, prefix string) (map[string]
 // are added up, and the next page starts after as many names as the
 // answer held.
 func (c *Client) subjectCounts(ctx context.Context, stream, filter string) (map[string]uint64, uint64, error) {
+	if _, ok := ctx.Deadline(); !ok {
+		// As nats.go's JetStream calls do without a deadline.
+		wait := c.js.Options().DefaultTimeout
+		if wait <= 0 {
+			wait = 5 * time.Second
+		}
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, wait)
+		defer cancel()
+	}
 	api := apiPrefix(c.js) + "STREAM.INFO." + stream
 	counts := make(map[string]uint64)
 	var msgs uint64
