@@ -320,12 +320,16 @@ func (r *Runner) failDueRetry(ctx context.Context, log logrus.FieldLogger, tm *j
 // of their bytes. The stream is read by sequence, at most
 // maxMalformedScan messages a sweep, each sweep going on where the last
 // stopped. Tasks taken while the stream was counted make unindexed too
-// high: for it alone the stream is read only when two sweeps in a row
+// high: for it alone the stream is read only when two sweeps in a row,
+// and the counts the second takes again at once (stillUnindexed),
 // counted some.
 func (r *Runner) sweepUnreachable(ctx context.Context, unindexed uint64, misnamed bool) {
 	seen := r.unindexedSeen
 	r.unindexedSeen = unindexed > 0
 	if !misnamed && (unindexed == 0 || !seen) || ctx.Err() != nil {
+		return
+	}
+	if !misnamed && !r.stillUnindexed(ctx) {
 		return
 	}
 	// ">" reads the stream in order without its subject index.
@@ -339,6 +343,25 @@ func (r *Runner) sweepUnreachable(ctx context.Context, unindexed uint64, misname
 		r.log.WithField("unindexed", unindexed).Debug("no task found on a subject no filter finds")
 	}
 }
+
+// stillUnindexed counts the tasks stream again, up to unindexedConfirm
+// times, and says whether every count left tasks out: a task taken while
+// the server counted makes one count do so, a task on a subject it does
+// not index every count. Under load the first is frequent, and each
+// such count read up to maxMalformedScan messages for nothing.
+func (r *Runner) stillUnindexed(ctx context.Context) bool {
+	for range unindexedConfirm {
+		if _, n, err := r.client.QueuedTasks(ctx); err != nil || n == 0 {
+			return false
+		}
+	}
+	return true
+}
+
+// unindexedConfirm is how many more counts of the tasks stream a sweep
+// that counted tasks on subjects the server does not index (two sweeps
+// in a row) takes before it reads the stream for them.
+const unindexedConfirm = 2
 
 // unreachable says whether no filter finds the messages on subject, a
 // subject the tasks stream stores: nats-server does not index it, or it
