@@ -1,6 +1,7 @@
 package jetstream_test
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"strings"
@@ -176,6 +177,32 @@ func TestQueuedFunctions(t *testing.T) {
 	}
 	if len(q) != 2 || q["a"] != 2 || q["b"] != 1 {
 		t.Fatalf("QueuedFunctions = %v", q)
+	}
+}
+
+// nats-server's JSON names a subject that is not UTF-8 with U+FFFD in
+// place of its bytes, so two such subjects share a name in the stream's
+// per-subject counts. nats.go's Stream.Info kept the name once and asked
+// for the page after it again and again: QueuedFunctions did not return
+// before its context ended (a runner's sweep failed every time), and the
+// tasks stream's DEL subject is counted by QueuedTasks as unindexed.
+func TestQueuedFunctionsCountSubjectsTheServerMisnames(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, jetstream.Config{})
+	js := e.client.JetStream()
+	for _, subject := range []string{"omniq.tasks.\xff", "omniq.tasks.\xfe", "omniq.tasks.\xfe", "omniq.tasks.a", "omniq.tasks.a\x7f"} {
+		if _, err := js.Publish(ctx(t), subject, []byte("x")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c, cancel := context.WithTimeout(ctx(t), 10*time.Second)
+	defer cancel()
+	q, unindexed, err := e.client.QueuedTasks(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(q) != 2 || q["\ufffd"] != 3 || q["a"] != 1 || unindexed != 1 {
+		t.Fatalf("QueuedTasks = %v, %d unindexed", q, unindexed)
 	}
 }
 

@@ -1,6 +1,7 @@
 package jetstream
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -156,13 +157,15 @@ func (c *Client) Functions(ctx context.Context) (map[string][]Registration, erro
 		return nil, fmt.Errorf("list functions: %w", err)
 	}
 	prefix := "$KV." + c.cfg.FunctionsBucket + "."
-	info, err := s.Info(ctx, natsjs.WithSubjectFilter(prefix+">"))
+	// Not s.Info: an operator's request whose answer the server stores on
+	// two keys that are not UTF-8 (see subjectCounts) kept it asking.
+	counts, _, err := c.subjectCounts(ctx, "KV_"+c.cfg.FunctionsBucket, prefix+">")
 	if err != nil {
 		return nil, fmt.Errorf("list functions: %w", err)
 	}
 	// The gets go out together, a round trip for all rather than one each
 	// (a sweep has its interval to do everything in).
-	subjects := slices.Sorted(maps.Keys(info.State.Subjects))
+	subjects := slices.Sorted(maps.Keys(counts))
 	msgs := make([]*natsjs.RawStreamMsg, len(subjects))
 	errs := make([]error, len(subjects))
 	var wg sync.WaitGroup
@@ -250,28 +253,147 @@ func (c *Client) FunctionNames(ctx context.Context) ([]string, error) {
 // QueuedFunctions returns, for each function with tasks waiting in the tasks
 // stream, how many are waiting. Scheduled retries are not counted.
 func (c *Client) QueuedFunctions(ctx context.Context) (map[string]uint64, error) {
+	out, _, err := c.queued(ctx, c.cfg.TasksStream, c.cfg.taskSubjectPrefix())
+	return out, err
+}
+
+// QueuedTasks is QueuedFunctions with, from the same look at the tasks
+// stream, how many waiting tasks its counts leave out: those on a subject
+// nats-server does not index (see Unindexed). No consumer delivers them
+// and no get by subject finds them; a runner's sweep finds them by
+// sequence. The number compares the stream's count of messages with its
+// per-subject counts, which the server takes one after the other: tasks
+// taken meanwhile make it too high, tasks added too low.
+func (c *Client) QueuedTasks(ctx context.Context) (byFunction map[string]uint64, unindexed uint64, err error) {
 	return c.queued(ctx, c.cfg.TasksStream, c.cfg.taskSubjectPrefix())
 }
+
+// Unindexed reports whether nats-server leaves subject out of its
+// subject index: one holding the byte 0x7f, which its subject tree
+// refuses. A message on such a subject is stored, but no filtered
+// consumer delivers it, no get by subject (nor by a wildcard short of
+// ">") finds it, and a stream's per-subject counts leave it out.
+func Unindexed(subject string) bool { return strings.IndexByte(subject, 0x7f) >= 0 }
 
 // QueuedRetries returns, for each function with retries, delayed starts or
 // replays due and waiting in the retries stream, how many are waiting.
 // Those whose schedule has not fired yet are not counted.
 func (c *Client) QueuedRetries(ctx context.Context) (map[string]uint64, error) {
-	return c.queued(ctx, c.cfg.RetriesStream, c.cfg.retrySubjectPrefix())
+	out, _, err := c.queued(ctx, c.cfg.RetriesStream, c.cfg.retrySubjectPrefix())
+	return out, err
 }
 
-func (c *Client) queued(ctx context.Context, stream, prefix string) (map[string]uint64, error) {
-	s, err := c.js.Stream(ctx, stream)
+// queued counts the messages of stream under prefix by function, and
+// returns how many of the stream's messages those counts leave out.
+func (c *Client) queued(ctx context.Context, stream, prefix string) (map[string]uint64, uint64, error) {
+	counts, msgs, err := c.subjectCounts(ctx, stream, prefix+">")
 	if err != nil {
-		return nil, fmt.Errorf("queued functions: %w", err)
+		return nil, 0, fmt.Errorf("queued functions: %w", err)
 	}
-	info, err := s.Info(ctx, natsjs.WithSubjectFilter(prefix+">"))
-	if err != nil {
-		return nil, fmt.Errorf("queued functions: %w", err)
-	}
-	out := make(map[string]uint64, len(info.State.Subjects))
-	for subj, n := range info.State.Subjects {
+	out := make(map[string]uint64, len(counts))
+	listed := uint64(0)
+	for subj, n := range counts {
 		out[strings.TrimPrefix(subj, prefix)] += n
+		listed += n
 	}
-	return out, nil
+	return out, msgs - min(listed, msgs), nil
+}
+
+// subjectCounts returns the number of messages on each subject of stream
+// that filter matches, and the number of messages in the stream, from its
+// info. nats.go's Stream.Info is not used: nats-server's JSON names a
+// subject that is not UTF-8 with U+FFFD in place of its bytes, so two
+// such subjects come under one name, which a map keeps once. nats.go
+// then asks for the page after as many subjects as its map holds, which
+// is the page it had, for ever (until ctx ends): two tasks a submitter
+// published on two such subjects, or two server answers an operator had
+// stored on two such keys of the functions bucket, made every runner's
+// sweep (and every listing of functions, so every omniq-submit submit)
+// spend all its time asking and fail. Here the counts of a repeated name
+// are added up, and the next page starts after as many names as the
+// answer held.
+func (c *Client) subjectCounts(ctx context.Context, stream, filter string) (map[string]uint64, uint64, error) {
+	if _, ok := ctx.Deadline(); !ok {
+		// As nats.go's JetStream calls do without a deadline.
+		wait := c.js.Options().DefaultTimeout
+		if wait <= 0 {
+			wait = 5 * time.Second
+		}
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, wait)
+		defer cancel()
+	}
+	api := apiPrefix(c.js) + "STREAM.INFO." + stream
+	counts := make(map[string]uint64)
+	var msgs uint64
+	for offset := 0; ; {
+		req, err := json.Marshal(struct {
+			Filter string `json:"subjects_filter"`
+			Offset int    `json:"offset,omitempty"`
+		}{filter, offset})
+		if err != nil {
+			return nil, 0, err
+		}
+		ans, err := c.js.Conn().RequestWithContext(ctx, api, req)
+		if err != nil {
+			return nil, 0, fmt.Errorf("stream %s info: %w", stream, err)
+		}
+		var resp struct {
+			Error *natsjs.APIError `json:"error"`
+			Total int              `json:"total"`
+			State *struct {
+				Msgs     uint64          `json:"messages"`
+				Subjects json.RawMessage `json:"subjects"`
+			} `json:"state"`
+		}
+		if err := json.Unmarshal(ans.Data, &resp); err != nil {
+			return nil, 0, fmt.Errorf("stream %s info: %w", stream, err)
+		}
+		if resp.Error != nil {
+			if resp.Error.ErrorCode == natsjs.JSErrCodeStreamNotFound {
+				return nil, 0, fmt.Errorf("stream %s info: %w", stream, natsjs.ErrStreamNotFound)
+			}
+			return nil, 0, fmt.Errorf("stream %s info: %w", stream, resp.Error)
+		}
+		if resp.State == nil {
+			return nil, 0, fmt.Errorf("stream %s info: %w", stream, natsjs.ErrInvalidJetStreamResponse)
+		}
+		msgs = resp.State.Msgs
+		n, err := addCounts(counts, resp.State.Subjects)
+		if err != nil {
+			return nil, 0, fmt.Errorf("stream %s info: subjects: %w", stream, err)
+		}
+		offset += n
+		if n == 0 || offset >= resp.Total {
+			return counts, msgs, nil
+		}
+	}
+}
+
+// addCounts adds the counts of the JSON object raw ({"subject": n, ...},
+// or null) to counts, a name that comes more than once counting each
+// time, and returns how many names the object held.
+func addCounts(counts map[string]uint64, raw json.RawMessage) (int, error) {
+	if len(raw) == 0 || string(raw) == "null" {
+		return 0, nil
+	}
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	if t, err := dec.Token(); err != nil || t != json.Delim('{') {
+		return 0, fmt.Errorf("want an object, got %v (%v)", t, err)
+	}
+	n := 0
+	for dec.More() {
+		t, err := dec.Token()
+		if err != nil {
+			return n, err
+		}
+		name, _ := t.(string)
+		var count uint64
+		if err := dec.Decode(&count); err != nil {
+			return n, err
+		}
+		counts[name] += count
+		n++
+	}
+	return n, nil
 }

@@ -756,6 +756,45 @@ func TestFunctionsListsOnlyRegistrationsUnderTheirOwnKey(t *testing.T) {
 	}
 }
 
+// An operator may aim a server answer at any key of the functions bucket,
+// also at two keys that are not UTF-8 and differ only there, which
+// nats-server's JSON names alike. nats.go's Stream.Info then asked for the
+// same page of subjects until its context ended: found by hand against
+// omniq-runner, two such requests with the operator's login made every
+// omniq-submit submit fail "list functions: context deadline exceeded"
+// and every runner's sweep fail. Functions lists the runner's own
+// registration and leaves the stored answers out.
+func TestFunctionsListsDespiteKeysTheServerMisnames(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, jetstream.Config{})
+	if err := e.client.Register(ctx(t), "r1", []jetstream.Registration{{Function: "echo"}}, time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	nc := e.client.Conn()
+	for _, reply := range []string{"$KV.OMNIQ_FUNCTIONS.\xff.r", "$KV.OMNIQ_FUNCTIONS.\xfe.r"} {
+		if err := nc.PublishRequest("$JS.API.STREAM.INFO.KV_OMNIQ_FUNCTIONS", reply, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	omniqtest.Eventually(t, 10*time.Second, "the server's answers stored", func() bool {
+		st, err := e.client.JetStream().Stream(ctx(t), "KV_OMNIQ_FUNCTIONS")
+		if err != nil {
+			return false
+		}
+		info, err := st.Info(ctx(t))
+		return err == nil && info.State.Msgs == 3
+	})
+	c, cancel := context.WithTimeout(ctx(t), 10*time.Second)
+	defer cancel()
+	regs, err := e.client.Functions(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(regs) != 1 || len(regs["echo"]) != 1 || regs["echo"][0].Runner != "r1" {
+		t.Fatalf("Functions = %+v; want echo served by r1 alone", regs)
+	}
+}
+
 // A scan of the state bucket without a consumer (List, and watches that
 // use no consumer) gets each batch's answer on a reply subject nobody can
 // foretell. With a counter ("<inbox>.1", ".2", ...), a client that saw one

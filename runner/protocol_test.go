@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -304,5 +305,52 @@ func TestMessagesOnWildcardTaskSubjectsAreDeadLettered(t *testing.T) {
 	eventually(t, 30*time.Second, "the strays to leave the tasks stream", func() bool {
 		q, err := e.client.QueuedFunctions(ctx(t))
 		return err == nil && q["*"] == 0 && q[">"] == 0
+	})
+}
+
+// A task published on a subject holding the byte 0x7f (DEL) is stored, but
+// nats-server leaves such subjects out of its subject index: no consumer
+// delivers the task, no get by subject finds it, and the stream's
+// per-subject counts leave it out. One on a subject that is not UTF-8 is
+// counted, but nats-server's JSON names its subject with U+FFFD in place
+// of the bytes, and no filter with that name finds it (and two such
+// subjects under one name kept the sweep from reading the stream's
+// counts at all). Neither a runner nor the sweep took either: each
+// stayed queued for ever, without a record. The sweep finds them by
+// sequence and dead-letters them as invalid_task.
+func TestTasksOnSubjectsNoFilterFindsAreDeadLettered(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	startRunner(t, e, fastConfig(), pluginhost.HostConfig{})
+	subjects := []string{"omniq.tasks.echo\x7f", "omniq.tasks.\xff", "omniq.tasks.\xfe", "omniq.tasks.echo\xc3"}
+	var ids []string
+	for _, subject := range subjects {
+		ack, err := e.client.JetStream().Publish(ctx(t), subject, []byte("stray"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, fmt.Sprintf("%s-%d", e.client.Config().TasksStream, ack.Sequence))
+	}
+	good, err := e.client.Submit(ctx(t), jetstream.SubmitRequest{Function: "echo", Payload: []byte("fine")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, e, good.ID, models.StatusSucceeded, 30*time.Second)
+	for i, id := range ids {
+		task := waitFor(t, e, id, models.StatusFailed, 30*time.Second)
+		if task.Error == nil || task.Error.ErrorType != models.ErrorTypeInvalidTask || !strings.Contains(task.Error.Message, "invalid function name") {
+			t.Fatalf("%q: error = %+v", subjects[i], task.Error)
+		}
+		if d := waitDead(t, e, id); d.Error == nil || d.Error.ErrorType != models.ErrorTypeInvalidTask {
+			t.Fatalf("%q: dead-letter entry = %+v", subjects[i], d)
+		}
+	}
+	eventually(t, 30*time.Second, "the strays to leave the tasks stream", func() bool {
+		s, err := e.client.JetStream().Stream(ctx(t), e.client.Config().TasksStream)
+		if err != nil {
+			return false
+		}
+		info, err := s.Info(ctx(t))
+		return err == nil && info.State.Msgs == 0
 	})
 }

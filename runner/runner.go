@@ -90,6 +90,12 @@ type Runner struct {
 	// statuses (sweepHidden): the next looks again at once. Only the sweep
 	// loop uses it.
 	sweepHiddenFound map[string]bool
+	// unindexedSeen says the last sweep counted tasks on subjects
+	// nats-server does not index (jetstream.Unindexed), and unindexedNext
+	// is the sequence the next look for tasks on subjects no filter finds
+	// starts from (sweepUnreachable). Only the sweep loop uses them.
+	unindexedSeen bool
+	unindexedNext uint64
 
 	provisionMu sync.Mutex // serializes repair's provisioning
 	provisioned time.Time  // when repair last provisioned the streams

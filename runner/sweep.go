@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	natsjs "github.com/nats-io/nats.go/jetstream"
 	"github.com/sirupsen/logrus"
@@ -63,7 +64,7 @@ func (r *Runner) finishReplays() {
 // first attempts in the tasks stream, and retries, delayed starts and
 // replays that came due in the retries stream.
 func (r *Runner) sweep(ctx context.Context) error {
-	queued, err := r.client.QueuedFunctions(ctx)
+	queued, unindexed, err := r.client.QueuedTasks(ctx)
 	if err != nil {
 		return err
 	}
@@ -77,6 +78,7 @@ func (r *Runner) sweep(ctx context.Context) error {
 	}
 	cfg := r.client.Config()
 	visited := 0
+	misnamed := false            // tasks on a subject the server's JSON cannot name
 	waiting := map[string]bool{} // "<stream>/<function>" found waiting in this sweep
 	for _, q := range []struct {
 		stream string
@@ -97,9 +99,17 @@ func (r *Runner) sweep(ctx context.Context) error {
 				if q.stream != cfg.TasksStream {
 					continue // only runners publish retries, on valid subjects
 				}
+				if strings.ContainsRune(fn, utf8.RuneError) {
+					// Bytes that are not UTF-8, which the server's JSON
+					// names U+FFFD: no filter finds the subject it
+					// names. Read in order (sweepUnreachable).
+					misnamed = true
+					continue
+				}
 				// A literal wildcard token ("omniq.tasks.*"): no consumer
 				// can filter on it without taking every function's tasks.
-				if err := r.sweepMalformed(ctx, cfg.TaskSubject(fn)); err != nil {
+				subject := cfg.TaskSubject(fn)
+				if _, _, err := r.sweepMalformed(ctx, subject, 0, func(s string) bool { return s == subject }); err != nil {
 					r.log.WithError(err).WithField("subject", cfg.TaskSubject(fn)).Warn("could not sweep tasks on a malformed subject")
 				}
 				continue
@@ -127,6 +137,7 @@ func (r *Runner) sweep(ctx context.Context) error {
 		}
 	}
 	r.sweepWaiting = waiting
+	r.sweepUnreachable(ctx, unindexed, misnamed)
 	// Tasks of served functions that their consumers cannot see (see
 	// sweepHidden).
 	for _, fn := range r.functionNames() {
@@ -300,30 +311,94 @@ func (r *Runner) failDueRetry(ctx context.Context, log logrus.FieldLogger, tm *j
 	_ = msg.NakWithDelay(time.Second)
 }
 
+// sweepUnreachable dead-letters, as invalid_task, the tasks on subjects
+// that no filter finds, so that no consumer delivers them and without the
+// sweep they would wait for ever: subjects nats-server does not index
+// (jetstream.Unindexed), of which there are unindexed by the stream's
+// counts (jetstream.Client.QueuedTasks), and, when misnamed, subjects
+// that are not UTF-8, which the server's JSON names with U+FFFD in place
+// of their bytes. The stream is read by sequence, at most
+// maxMalformedScan messages a sweep, each sweep going on where the last
+// stopped. Tasks taken while the stream was counted make unindexed too
+// high: for it alone the stream is read only when two sweeps in a row,
+// and the counts the second takes again at once (stillUnindexed),
+// counted some.
+func (r *Runner) sweepUnreachable(ctx context.Context, unindexed uint64, misnamed bool) {
+	seen := r.unindexedSeen
+	r.unindexedSeen = unindexed > 0
+	if !misnamed && (unindexed == 0 || !seen) || ctx.Err() != nil {
+		return
+	}
+	if !misnamed && !r.stillUnindexed(ctx) {
+		return
+	}
+	// ">" reads the stream in order without its subject index.
+	found, next, err := r.sweepMalformed(ctx, ">", r.unindexedNext, unreachable)
+	r.unindexedNext = next
+	if err != nil {
+		r.log.WithError(err).Warn("could not sweep tasks on subjects no filter finds")
+		return
+	}
+	if found == 0 && next == 0 {
+		r.log.WithField("unindexed", unindexed).Debug("no task found on a subject no filter finds")
+	}
+}
+
+// stillUnindexed counts the tasks stream again, up to unindexedConfirm
+// times, and says whether every count left tasks out: a task taken while
+// the server counted makes one count do so, a task on a subject it does
+// not index every count. Under load the first is frequent, and each
+// such count read up to maxMalformedScan messages for nothing.
+func (r *Runner) stillUnindexed(ctx context.Context) bool {
+	for range unindexedConfirm {
+		if _, n, err := r.client.QueuedTasks(ctx); err != nil || n == 0 {
+			return false
+		}
+	}
+	return true
+}
+
+// unindexedConfirm is how many more counts of the tasks stream a sweep
+// that counted tasks on subjects the server does not index (two sweeps
+// in a row) takes before it reads the stream for them.
+const unindexedConfirm = 2
+
+// unreachable says whether no filter finds the messages on subject, a
+// subject the tasks stream stores: nats-server does not index it, or it
+// is not UTF-8 (as read back through the server's JSON, whose U+FFFD
+// stands for its bytes).
+func unreachable(subject string) bool {
+	return jetstream.Unindexed(subject) || strings.ContainsRune(subject, utf8.RuneError)
+}
+
 // sweepMalformed dead-letters, as invalid_task, the messages stored on
-// subject, a task subject whose function token is a literal wildcard ('*'
-// or '>'), which any client may publish on and no consumer can select.
-// They are read one by one (the subject, used as a filter, matches every
-// task subject, so each match is checked) and deleted once dead-lettered.
-func (r *Runner) sweepMalformed(ctx context.Context, subject string) error {
+// subjects malformed says are so, reading the tasks stream from sequence
+// from with filter (a task subject whose function token is a literal
+// wildcard ('*' or '>'), which any client may publish on and no consumer
+// can select; or ">" for those no filter finds, see sweepUnreachable).
+// They are read one by one (the filter matches every task subject, so
+// each match is checked) and deleted once dead-lettered. It returns how
+// many it dead-lettered and the sequence to go on from: 0 once it read
+// to the end of the stream.
+func (r *Runner) sweepMalformed(ctx context.Context, filter string, from uint64, malformed func(subject string) bool) (found int, next uint64, err error) {
 	cfg := r.client.Config()
 	stream, err := r.client.JetStream().Stream(ctx, cfg.TasksStream)
 	if err != nil {
-		return err
+		return 0, from, err
 	}
-	seq := uint64(0)
+	seq := from
 	for scanned := 0; scanned < maxMalformedScan; scanned++ {
 		// Not stream.GetMsg: it fails on a message that looks like a
 		// server status (jetstream.LooksLikeStatus).
-		m, err := r.rawMsg(ctx, cfg.TasksStream, seq, subject)
+		m, err := r.rawMsg(ctx, cfg.TasksStream, seq, filter)
 		if errors.Is(err, natsjs.ErrMsgNotFound) {
-			return nil
+			return found, 0, nil
 		}
 		if err != nil {
-			return err
+			return found, seq, err
 		}
 		seq = m.Sequence + 1
-		if m.Subject != subject {
+		if !malformed(m.Subject) {
 			continue
 		}
 		tm, perr := cfg.ParseTaskMessage(m.Subject, m.Header, m.Data, cfg.TasksStream, m.Sequence)
@@ -338,21 +413,22 @@ func (r *Runner) sweepMalformed(ctx context.Context, subject string) error {
 		_ = t.Transition(models.StatusFailed, now)
 		t.RecordError(te)
 		if _, err := r.client.State().Create(ctx, t); err != nil && !errors.Is(err, jetstream.ErrTaskExists) {
-			return err
+			return found, m.Sequence, err
 		}
 		wrote, err := r.client.DeadLetterOnce(ctx, &tm, te, 0)
 		if err != nil {
-			return err
+			return found, m.Sequence, err
 		}
 		if err := stream.DeleteMsg(ctx, m.Sequence); err != nil && !errors.Is(err, natsjs.ErrMsgNotFound) {
-			return err
+			return found, m.Sequence, err
 		}
+		found++
 		if wrote {
 			r.cfg.Metrics.deadLettered(tm.Function, te.ErrorType)
 		}
 		r.log.WithFields(logrus.Fields{"task_id": tm.ID, "subject": m.Subject}).Warn("task dead-lettered without running: " + te.Message)
 	}
-	return nil
+	return found, seq, nil
 }
 
 // maxMalformedScan bounds the messages one sweep reads looking for those on
