@@ -388,3 +388,24 @@ func TestHelpAndVersionGoToStdout(t *testing.T) {
 		t.Errorf("--bogus: exit %d, stdout %q, stderr %q; want 2 and one line on stderr", code, stdout.String(), stderr.String())
 	}
 }
+
+// TestBenchEmbeddedGivingUpStopsTheRunner: a bench that gives up while
+// the runner it started with --embedded still starts (here its deadline
+// passes) stops that runner before it returns; it was left running (it
+// exits by itself once its data directory is removed, seconds later).
+func TestBenchEmbeddedGivingUpStopsTheRunner(t *testing.T) {
+	runnerExe := testbin.Build(t, "github.com/omniq/omniq/cmd/omniq-runner")
+	testbin.Build(t, "github.com/omniq/omniq/cmd/omniq-submit")
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	var stdout, stderr bytes.Buffer
+	if code := Main(ctx, []string{"--bin", filepath.Dir(runnerExe), "--plugins-dir", omniqtest.PluginsDir(t), "--embedded"}, &stdout, &stderr); code != 1 {
+		t.Fatalf("omniq-bench out of time: exit %d, want 1\nstderr:\n%s", code, stderr.String())
+	}
+	// Stopped, not left to die with its data directory: Main returned.
+	for _, d := range descendants(os.Getpid()) {
+		if progName(d) == "omniq-runner" && alive(d.pid) {
+			t.Fatalf("omniq-runner (pid %d) still runs after omniq-bench gave up", d.pid)
+		}
+	}
+}

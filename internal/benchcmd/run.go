@@ -83,6 +83,9 @@ func Run(ctx context.Context, o Options, progress io.Writer) (rep *Report, err e
 	b.report.Settings.Embedded = o.Embedded
 	if o.Embedded {
 		err = b.startEmbedded(ctx)
+		if err != nil && b.runner != nil {
+			b.runner.stop() // it holds the server the bench could not use
+		}
 	} else {
 		err = b.startServer(ctx)
 	}
