@@ -12,7 +12,7 @@ CONFIGURABLE := exec http
 # plugin's memory limit), and they run on any Linux.
 export CGO_ENABLED := 0
 
-.PHONY: all build plugins run test check cross bench bench-peers bench-inprocess fuzz proto proto-go proto-python clean chaos chaos-bin chaos-ci
+.PHONY: all build plugins run test check cross bench bench-embedded bench-peers bench-inprocess fuzz proto proto-go proto-python clean chaos chaos-bin chaos-ci
 
 all: build plugins
 
@@ -89,6 +89,10 @@ fuzz:
 # BENCH_FLAGS='--sections backlog,latency --tasks 5000'.
 bench: all $(BIN)/nats-server
 	./$(BIN)/omniq-bench --nats-server $(BIN)/nats-server $(BENCH_FLAGS)
+
+# The same, with omniq-runner's embedded nats-server, as make run runs it.
+bench-embedded: all
+	./$(BIN)/omniq-bench --embedded $(BENCH_FLAGS)
 
 # omniq-bench-peers (bench/peers, its own Go module so OmniQ's does not
 # depend on asynq, River, go-redis or pgx): River and asynq measured by

@@ -150,7 +150,7 @@ func Parse(args []string, stdout io.Writer) (Options, error) {
 	}
 	if o.Embedded {
 		if o.NATSServer != "" {
-			return o, fmt.Errorf("%w: --embedded and --nats-server: the runner's embedded server is the only one with --embedded", errUsage)
+			return o, fmt.Errorf("%w: --embedded and --nats-server: the runner's embedded server is the only one with --embedded (make bench-embedded runs omniq-bench without --nats-server)", errUsage)
 		}
 		for _, s := range serverFirstSections {
 			if o.has(s) {
