@@ -83,20 +83,6 @@ func (o ReplayOverrides) applyRecord(t *models.Task) {
 	}
 }
 
-// notCarriedBy says which of o's values t, a replayed task's record, does
-// not carry ("" when it carries them all): another replay of the task
-// recorded first, with values of its own.
-func (o ReplayOverrides) notCarriedBy(t *models.Task) string {
-	var differ []string
-	if o.Timeout > 0 && time.Duration(t.Timeout) != o.Timeout {
-		differ = append(differ, fmt.Sprintf("timeout %s, not %s", time.Duration(t.Timeout), o.Timeout))
-	}
-	if o.MaxRetries != nil && t.MaxRetries != *o.MaxRetries {
-		differ = append(differ, fmt.Sprintf("max retries %d, not %d", t.MaxRetries, *o.MaxRetries))
-	}
-	return strings.Join(differ, " and ")
-}
-
 // ReplayOption is a per-call knob of Client.Replay, ReplayVerified and
 // ReplayDead.
 type ReplayOption func(*replayOptions)

@@ -137,33 +137,3 @@ func TestReplayWithOverrides(t *testing.T) {
 		t.Fatalf("replay with -1 retries: %v", err)
 	}
 }
-
-// Two replays of one task at the same time with different values: the
-// one whose message and record come first stands, and the other is told
-// so (ErrAlreadyReplayed, naming the values the task runs with) rather
-// than reporting a replay whose values were dropped. The second here
-// replays from the entry as it read it before the first finished.
-func TestAReplayWhoseValuesLostToAnotherSaysSo(t *testing.T) {
-	t.Parallel()
-	e := newEnv(t, jetstream.Config{})
-	failTask(t, e, "race", "f", "timeout")
-	d, err := e.client.GetDead(ctx(t), "race")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := e.client.ReplayVerified(ctx(t), "race", jetstream.ReplayTimeout(10*time.Second)); err != nil {
-		t.Fatal(err)
-	}
-	_, err = e.client.ReplayEntry(ctx(t), d, jetstream.ReplayOverrides{Timeout: 20 * time.Second})
-	if !errors.Is(err, jetstream.ErrAlreadyReplayed) || !strings.Contains(err.Error(), "timeout 10s, not 20s") {
-		t.Fatalf("the second replay: %v; want ErrAlreadyReplayed naming timeout 10s", err)
-	}
-	// Asking for nothing, or for what the first set, is no conflict.
-	if _, err := e.client.ReplayEntry(ctx(t), d, jetstream.ReplayOverrides{Timeout: 10 * time.Second}); err != nil {
-		t.Fatalf("a second replay with the same values: %v", err)
-	}
-	rec, err := e.client.State().Get(ctx(t), "race")
-	if err != nil || rec.Task.Replays != 1 || time.Duration(rec.Task.Timeout) != 10*time.Second {
-		t.Fatalf("record %+v, %v; want one replay with timeout 10s", rec.Task, err)
-	}
-}
