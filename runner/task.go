@@ -809,10 +809,9 @@ func (r *Runner) fillUnseenCancel(ctx context.Context, log logrus.FieldLogger, r
 	if next.Transition(models.StatusCancelled, at) != nil {
 		return
 	}
-	te := models.TaskError{ErrorType: models.ErrorTypeCancelled, RetryCount: next.RetryCount,
-		Message: "cancelled by request while " + string(ran.Task.Status) + " (before its claim was recorded)"}
+	te := newTaskError(models.ErrorTypeCancelled, "cancelled by request while "+string(ran.Task.Status)+" (before its claim was recorded)", "", next.RetryCount, false)
 	if cur.Task.Error != nil {
-		te.Timestamp = cur.Task.Error.Timestamp
+		te.Timestamp = cur.Task.Error.Timestamp // the cancellation's
 	}
 	next.RecordError(te)
 	if _, err := state.Replace(ctx, cur, next); err != nil {
