@@ -99,6 +99,13 @@ func TestBenchEndToEnd(t *testing.T) {
 	if r.Backlog.StartupMS <= 0 {
 		t.Errorf("backlog: runner start to first task %.1f ms, want > 0", r.Backlog.StartupMS)
 	}
+	// The runner's start-up (its process and its plugins') is reported
+	// apart from the drain's CPU per task, which counts from the first
+	// task's start as the drain's rate does.
+	if r.Backlog.StartupCPUSeconds <= 0 {
+		t.Errorf("backlog: runner start-up CPU %.3f s, want > 0", r.Backlog.StartupCPUSeconds)
+	}
+	wantProcess(t, "runner start-up", r.Backlog.StartupProcesses, "omniq-runner", "plugin echo (runner's)", "plugin faults (runner's)")
 
 	l := r.Latency
 	if l == nil {

@@ -227,7 +227,10 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if o.JSON {
 		enc := json.NewEncoder(stdout)
 		enc.SetIndent("", "  ")
-		_ = enc.Encode(r)
+		if err := enc.Encode(r); err != nil {
+			fmt.Fprintf(stderr, "omniq-bench: write the report: %v\n", err)
+			return 1
+		}
 	} else {
 		WriteTable(stdout, r)
 	}

@@ -471,6 +471,19 @@ func (b *bench) wait(ctx context.Context, t *tracker) error {
 	return err
 }
 
+// waitStarted waits until one of the tasks t follows has started, failing
+// early if the runner exits.
+func (b *bench) waitStarted(ctx context.Context, t *tracker) error {
+	select {
+	case <-t.started:
+		return nil
+	case <-b.runner.exited:
+		return fmt.Errorf("omniq-runner exited (%v) before any %s task started; its log:\n%s", b.runner.waitErr, t.name, b.runner.stderr.String())
+	case <-ctx.Done():
+		return fmt.Errorf("%s: no task started: %w", t.name, ctx.Err())
+	}
+}
+
 // asyncErr says how many async publishes failed since the count was last
 // read, with the first failure, and resets the count.
 func (b *bench) asyncErr() error {

@@ -46,7 +46,7 @@ func (w *watcher) total() int {
 
 // track returns a tracker for the n tasks whose ids start with prefix-.
 func (w *watcher) track(prefix string, n int, latency bool) *tracker {
-	t := &tracker{name: prefix, n: n, latency: latency, finished: map[string]bool{}, done: make(chan struct{})}
+	t := &tracker{name: prefix, n: n, latency: latency, finished: map[string]bool{}, started: make(chan struct{}), done: make(chan struct{})}
 	w.mu.Lock()
 	w.trackers[prefix] = t
 	w.mu.Unlock()
@@ -71,6 +71,7 @@ type tracker struct {
 	toStart    []time.Duration
 	toDone     []time.Duration
 	bad        []string
+	started    chan struct{} // closed when a task is first seen started
 	done       chan struct{}
 	// finishedCh, when not nil, receives the id of each task that finishes.
 	finishedCh chan string
@@ -85,6 +86,9 @@ func (t *tracker) observe(ev jetstream.StateEvent, now time.Time) {
 	}
 	task := ev.Record.Task
 	if !task.StartedAt.IsZero() && (t.firstStart.IsZero() || task.StartedAt.Before(t.firstStart)) {
+		if t.firstStart.IsZero() {
+			close(t.started)
+		}
 		t.firstStart = task.StartedAt
 	}
 	if !task.Status.IsTerminal() || t.finished[task.ID] {
@@ -116,6 +120,13 @@ func (t *tracker) observe(ev jetstream.StateEvent, now time.Time) {
 	if len(t.finished) == t.n {
 		close(t.done)
 	}
+}
+
+// finishedCount is how many of the tasks have finished so far.
+func (t *tracker) finishedCount() int {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return len(t.finished)
 }
 
 // wait waits until every task has finished, or ctx ends.
