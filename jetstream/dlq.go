@@ -597,8 +597,11 @@ func (c *Client) checkReplayWinner(ctx context.Context, id string, replay int, s
 	switch {
 	case err == nil:
 		tm, perr := c.cfg.ParseTaskMessage(raw.Subject, raw.Header, raw.Data, c.cfg.RetriesStream, raw.Sequence)
-		if perr != nil || tm.ID != id || tm.Replay != replay {
-			return fmt.Errorf("replay %s: the message another request published first for replay %d (retries stream sequence %d) is not that replay's (%v); "+
+		if perr == nil && (tm.ID != id || tm.Replay != replay) {
+			perr = fmt.Errorf("it is replay %d of task %q", tm.Replay, tm.ID)
+		}
+		if perr != nil {
+			return fmt.Errorf("replay %s: the message another request published first for replay %d (retries stream sequence %d) is not that replay's: %w; "+
 				"this request changed nothing: check the task with status", id, replay, seq, perr)
 		}
 		differ = o.notCarriedBy(tm.Timeout, tm.MaxRetries, tm.HasMaxRetries)
