@@ -209,6 +209,12 @@ func TestAReplayLosingToATakenReplaySaysSo(t *testing.T) {
 		t.Fatal(err)
 	}
 	seq := meta.Sequence.Stream
+	// A message that is not the replay compared with is named, never
+	// taken for it.
+	err = e.client.CheckReplayWinner(ctx(t), "taken", 2, seq, jetstream.ReplayOverrides{Timeout: 10 * time.Second})
+	if err == nil || !strings.Contains(err.Error(), `is not that replay's: it is replay 1 of task "taken"`) {
+		t.Fatalf("compared with another replay's message: %v; want an error naming it", err)
+	}
 	if err := m.DoubleAck(ctx(t)); err != nil {
 		t.Fatal(err)
 	}
