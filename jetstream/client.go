@@ -233,14 +233,22 @@ func takenBefore(ack pubAck, tries int) bool { return ack.Duplicate && tries <= 
 // a task back (a replay, a retry); it needs a runner's rights. Submit is the
 // way to submit a task.
 func (c *Client) PublishRetry(ctx context.Context, tm *TaskMessage, msgID string) error {
+	_, err := c.publishRetry(ctx, tm, msgID)
+	return err
+}
+
+// publishRetry is PublishRetry returning the stream's acknowledgement:
+// its Duplicate says another message with msgID was stored first.
+func (c *Client) publishRetry(ctx context.Context, tm *TaskMessage, msgID string) (pubAck, error) {
 	msg := &nats.Msg{Subject: c.cfg.RetrySubject(tm.Function), Header: tm.Header(), Data: tm.Payload}
 	if msgID != "" {
 		msg.Header.Set(natsjs.MsgIDHeader, msgID)
 	}
-	if _, err := c.publish(ctx, msg); err != nil {
-		return publishError(tm.ID, err)
+	ack, err := c.publish(ctx, msg)
+	if err != nil {
+		return pubAck{}, publishError(tm.ID, err)
 	}
-	return nil
+	return ack, nil
 }
 
 // errCodeInsufficientResources is nats-server's JSInsufficientResourcesErr:

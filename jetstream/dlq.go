@@ -23,6 +23,11 @@ var (
 	// ErrAlreadyReplayed: the task's state shows it was replayed after it
 	// was dead-lettered; the stale dead-letter entry was removed.
 	ErrAlreadyReplayed = errors.New("task was already replayed")
+	// ErrReplayConflict: another replay of the task, asked for at the
+	// same time with other overrides (ReplayOverrides), was published
+	// first; the task runs with that replay's values, and this replay
+	// changed nothing. The error names the values that stand.
+	ErrReplayConflict = errors.New("replay conflict")
 )
 
 // UnroutableFunction is the function token under which a task whose subject
@@ -429,9 +434,13 @@ type ReplayResult struct {
 // once while the replayed attempt has not ended: the second call finds the
 // entry gone (ErrNotDead) or the state already replayed
 // (ErrAlreadyReplayed). Once that attempt has failed again, the task has a
-// new entry and a second call replays it: the task runs again. An entry that does not agree with
-// the task's state record is refused (ErrReplayRefused) and kept. Without a
-// runner it returns ErrNoRunner.
+// new entry and a second call replays it: the task runs again. Two calls
+// at the same time publish the replay once: the one that published second
+// succeeds if it asked for the same overrides (or none), and otherwise
+// fails with ErrReplayConflict, naming the values the task runs with, and
+// changes nothing. An entry that does not agree with the task's state
+// record is refused (ErrReplayRefused) and kept. Without a runner it
+// returns ErrNoRunner.
 //
 // Options ReplayTimeout and ReplayMaxRetries change the task's own
 // timeout and retry budget (ReplayOverrides): the runner refuses values
@@ -466,7 +475,11 @@ func (c *Client) Replay(ctx context.Context, id string, opts ...ReplayOption) (R
 // pending record shows them. They are first checked against the caps of
 // every runner registered for the task's function (or, when none is,
 // those given with ReplayCapsWhenUnserved): over one, or out of range,
-// the task is not replayed and the error wraps ErrBadOverride.
+// the task is not replayed and the error wraps ErrBadOverride. When
+// another replay of the task published first (its message id,
+// <id>.replay.<n>, makes this publish a duplicate) with other values
+// than these overrides, the error wraps ErrReplayConflict and names the
+// values that stand; the record and the entry are left to that replay.
 func (c *Client) ReplayVerified(ctx context.Context, id string, opts ...ReplayOption) (ReplayResult, error) {
 	o := replayOptionsOf(opts)
 	if err := o.overrides.Validate(); err != nil {
@@ -541,8 +554,18 @@ func (c *Client) replay(ctx context.Context, d DeadTask, o ReplayOverrides) (Rep
 	}
 	tm.Attempt = rec.Task.Attempt + 1
 	tm.Headers[HeaderReplay] = strconv.Itoa(replay)
-	if err := c.PublishRetry(ctx, &tm, fmt.Sprintf("%s.replay.%d", d.ID, replay)); err != nil {
+	ack, err := c.publishRetry(ctx, &tm, fmt.Sprintf("%s.replay.%d", d.ID, replay))
+	if err != nil {
 		return ReplayResult{}, fmt.Errorf("replay %s: %w (its dead-letter entry is kept; replay again)", d.ID, err)
+	}
+	if ack.Duplicate && !o.IsZero() {
+		// Another request published this replay first (or this one's
+		// earlier try, whose answer was lost): the task runs with that
+		// message's values. The record and the entry are that request's
+		// to settle, or the claiming runner's.
+		if err := c.checkReplayWinner(ctx, d.ID, replay, ack.Seq, o); err != nil {
+			return ReplayResult{ID: d.ID, Record: rec}, err
+		}
 	}
 	if reset {
 		if rec, err = c.recordReplay(ctx, rec, replay, o); err != nil {
@@ -553,6 +576,54 @@ func (c *Client) replay(ctx context.Context, d DeadTask, o ReplayOverrides) (Rep
 		return ReplayResult{}, err
 	}
 	return ReplayResult{ID: d.ID, Record: rec}, nil
+}
+
+// checkReplayWinner returns nil when the message of replay number replay
+// of task id, stored first at sequence seq of the retries stream by
+// another request, carries the overrides o asked for; else an error
+// wrapping ErrReplayConflict naming the values that stand. The message
+// is read by its sequence; once a runner has taken it (acknowledged, so
+// gone from the work-queue stream), the record of the runner that claimed
+// it holds its values. When neither says, the error wraps
+// ErrAlreadyReplayed. Only a replay whose publish was a duplicate pays
+// for these reads.
+func (c *Client) checkReplayWinner(ctx context.Context, id string, replay int, seq uint64, o ReplayOverrides) error {
+	s, err := c.js.Stream(ctx, c.cfg.RetriesStream)
+	if err != nil {
+		return fmt.Errorf("replay %s: another request published it first; read its message to compare values: %w", id, err)
+	}
+	raw, err := s.GetMsg(ctx, seq)
+	var differ string
+	switch {
+	case err == nil:
+		tm, perr := c.cfg.ParseTaskMessage(raw.Subject, raw.Header, raw.Data, c.cfg.RetriesStream, raw.Sequence)
+		if perr == nil && (tm.ID != id || tm.Replay != replay) {
+			perr = fmt.Errorf("it is replay %d of task %q", tm.Replay, tm.ID)
+		}
+		if perr != nil {
+			return fmt.Errorf("replay %s: the message another request published first for replay %d (retries stream sequence %d) is not that replay's: %w; "+
+				"this request changed nothing: check the task with status", id, replay, seq, perr)
+		}
+		differ = o.notCarriedBy(tm.Timeout, tm.MaxRetries, tm.HasMaxRetries)
+	case errors.Is(err, natsjs.ErrMsgNotFound):
+		rec, rerr := c.state.GetFromLeader(ctx, id)
+		if rerr != nil {
+			return fmt.Errorf("replay %s: another request published it first; read its record to compare values: %w", id, rerr)
+		}
+		if rec.Task.Replays != replay || rec.Task.ClaimSequence == 0 {
+			return fmt.Errorf("%w: %s was replayed at the same time by another request, whose message is gone before its values could be compared "+
+				"(the task is %s after %d replays); this request changed nothing: check the task with status", ErrAlreadyReplayed, id, rec.Task.Status, rec.Task.Replays)
+		}
+		// Claimed since the replay: the claim wrote the message's values.
+		differ = o.notCarriedBy(time.Duration(rec.Task.Timeout), rec.Task.MaxRetries, true)
+	default:
+		return fmt.Errorf("replay %s: another request published it first; read its message to compare values: %w", id, err)
+	}
+	if differ != "" {
+		return fmt.Errorf("%w: %s was replayed at the same time by another request with other values, which stand: %s; this request changed nothing",
+			ErrReplayConflict, id, differ)
+	}
+	return nil
 }
 
 // recordReplay moves the failed record rec back to pending for replay

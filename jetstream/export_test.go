@@ -1,6 +1,9 @@
 package jetstream
 
-import "time"
+import (
+	"context"
+	"time"
+)
 
 // SetRequestWait sets how long c's requests to the runners wait for an
 // answer when their context has no deadline.
@@ -12,3 +15,18 @@ func (s *StateStore) SetWatchPoll(d time.Duration) { s.poll = d }
 
 // SetClock sets the clock c reads the time from.
 func (c *Client) SetClock(now func() time.Time) { c.clock = now }
+
+// ReplayEntry replays the task of dead-letter entry d as a replay request
+// does once it has read d: a test gives it an entry read before another
+// replay, to take the place of one running at the same time.
+func (c *Client) ReplayEntry(ctx context.Context, d DeadTask, o ReplayOverrides) (ReplayResult, error) {
+	return c.replay(ctx, d, o)
+}
+
+// CheckReplayWinner is what a replay whose publish of replay number
+// replay of task id was a duplicate of the message at seq checks: a test
+// calls it at moments a replay cannot be stopped at (the message taken
+// between the replay's read of the record and its publish).
+func (c *Client) CheckReplayWinner(ctx context.Context, id string, replay int, seq uint64, o ReplayOverrides) error {
+	return c.checkReplayWinner(ctx, id, replay, seq, o)
+}

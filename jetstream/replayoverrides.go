@@ -83,6 +83,29 @@ func (o ReplayOverrides) applyRecord(t *models.Task) {
 	}
 }
 
+// notCarriedBy says which of o's values a replayed message with timeout
+// and maxRetries (hasMaxRetries false, or a timeout of 0: the message
+// has none of its own, and the function's applies) does not carry, as
+// "timeout 10s, not 20s"; "" when it carries them all.
+func (o ReplayOverrides) notCarriedBy(timeout time.Duration, maxRetries int, hasMaxRetries bool) string {
+	var differ []string
+	if o.Timeout > 0 && timeout != o.Timeout {
+		have := "the function's timeout"
+		if timeout > 0 {
+			have = "timeout " + timeout.String()
+		}
+		differ = append(differ, fmt.Sprintf("%s, not %s", have, o.Timeout))
+	}
+	if o.MaxRetries != nil && (!hasMaxRetries || maxRetries != *o.MaxRetries) {
+		have := "the function's max retries"
+		if hasMaxRetries {
+			have = "max retries " + strconv.Itoa(maxRetries)
+		}
+		differ = append(differ, fmt.Sprintf("%s, not %d", have, *o.MaxRetries))
+	}
+	return strings.Join(differ, " and ")
+}
+
 // ReplayOption is a per-call knob of Client.Replay, ReplayVerified and
 // ReplayDead.
 type ReplayOption func(*replayOptions)

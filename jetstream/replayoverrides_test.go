@@ -2,9 +2,13 @@ package jetstream_test
 
 import (
 	"errors"
+	"fmt"
 	"strings"
+	"sync"
 	"testing"
 	"time"
+
+	natsjs "github.com/nats-io/nats.go/jetstream"
 
 	"github.com/omniq/omniq/jetstream"
 	"github.com/omniq/omniq/models"
@@ -135,5 +139,178 @@ func TestReplayWithOverrides(t *testing.T) {
 	// Out of range: refused before anything is read.
 	if _, err := e.client.ReplayVerified(ctx(t), "o1", jetstream.ReplayMaxRetries(-1)); !errors.Is(err, jetstream.ErrBadOverride) {
 		t.Fatalf("replay with -1 retries: %v", err)
+	}
+}
+
+// Two replays of one task at the same time with different values publish
+// one message (deduplicated by its replay id); the one whose publish was
+// the duplicate reported success though the task ran with the other's
+// values. It now fails with ErrReplayConflict naming the values that
+// stand, changing nothing; with the same values, or none, it is a
+// harmless repeat. The second replay here replays from the entry as it
+// read it before the first finished, as a request running alongside it
+// does.
+func TestAReplayWhoseValuesLostToAnotherSaysSo(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, jetstream.Config{})
+	failTask(t, e, "race", "f", "timeout")
+	d, err := e.client.GetDead(ctx(t), "race")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.client.ReplayVerified(ctx(t), "race", jetstream.ReplayTimeout(10*time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	_, err = e.client.ReplayEntry(ctx(t), d, jetstream.ReplayOverrides{Timeout: 20 * time.Second})
+	if !errors.Is(err, jetstream.ErrReplayConflict) || !strings.Contains(err.Error(), "race was replayed at the same time by another request") ||
+		!strings.Contains(err.Error(), "timeout 10s, not 20s") {
+		t.Fatalf("the second replay: %v; want ErrReplayConflict naming timeout 10s", err)
+	}
+	// The task's own max retries (0, from its submit) stand too.
+	_, err = e.client.ReplayEntry(ctx(t), d, jetstream.ReplayOverrides{Timeout: 10 * time.Second, MaxRetries: intp(4)})
+	if !errors.Is(err, jetstream.ErrReplayConflict) || !strings.Contains(err.Error(), "max retries 0, not 4") || strings.Contains(err.Error(), "timeout") {
+		t.Fatalf("a second replay asking for other max retries: %v; want ErrReplayConflict naming max retries 0 only", err)
+	}
+	// Asking for nothing, or for what the first set, is no conflict.
+	for _, o := range []jetstream.ReplayOverrides{{Timeout: 10 * time.Second}, {Timeout: 10 * time.Second, MaxRetries: intp(0)}, {}} {
+		if _, err := e.client.ReplayEntry(ctx(t), d, o); err != nil {
+			t.Fatalf("a second replay with %+v: %v", o, err)
+		}
+	}
+	rec, err := e.client.State().Get(ctx(t), "race")
+	if err != nil || rec.Task.Replays != 1 || time.Duration(rec.Task.Timeout) != 10*time.Second || rec.Task.MaxRetries != 0 {
+		t.Fatalf("record %+v, %v; want one replay with timeout 10s, max retries 0", rec.Task, err)
+	}
+	m := fetchRetry(t, e, "f", 5*time.Second)
+	tm, err := e.client.Config().ParseTaskMessage(m.Subject(), m.Headers(), m.Data(), "S", 1)
+	if err != nil || tm.Timeout != 10*time.Second || tm.Replay != 1 {
+		t.Fatalf("replayed message %+v, %v; want the first replay's, timeout 10s", tm, err)
+	}
+	if meta, err := m.Metadata(); err != nil || meta.NumPending != 0 {
+		t.Fatalf("replayed messages: one more than %v pending (%v); want one in all", meta, err)
+	}
+}
+
+// Once a runner has taken the winning replay's message (acknowledged, so
+// gone from the work-queue stream) between a losing replay's read of the
+// record and its publish, the loser is judged by the record, where the
+// claim wrote the message's values; when the message is gone and no claim
+// shows them, it says it cannot compare.
+func TestAReplayLosingToATakenReplaySaysSo(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, jetstream.Config{})
+	failTask(t, e, "taken", "f", "timeout")
+	if _, err := e.client.ReplayVerified(ctx(t), "taken", jetstream.ReplayTimeout(10*time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	m := fetchRetry(t, e, "f", 5*time.Second)
+	meta, err := m.Metadata()
+	if err != nil {
+		t.Fatal(err)
+	}
+	seq := meta.Sequence.Stream
+	// A message that is not the replay compared with is named, never
+	// taken for it.
+	err = e.client.CheckReplayWinner(ctx(t), "taken", 2, seq, jetstream.ReplayOverrides{Timeout: 10 * time.Second})
+	if err == nil || !strings.Contains(err.Error(), `is not that replay's: it is replay 1 of task "taken"`) {
+		t.Fatalf("compared with another replay's message: %v; want an error naming it", err)
+	}
+	if err := m.DoubleAck(ctx(t)); err != nil {
+		t.Fatal(err)
+	}
+	// Taken, but not claimed (as a runner drops a copy it does not run).
+	err = e.client.CheckReplayWinner(ctx(t), "taken", 1, seq, jetstream.ReplayOverrides{Timeout: 20 * time.Second})
+	if !errors.Is(err, jetstream.ErrAlreadyReplayed) || !strings.Contains(err.Error(), "gone before its values could be compared") {
+		t.Fatalf("a replay losing to a message taken unclaimed: %v; want ErrAlreadyReplayed saying it cannot compare", err)
+	}
+	// Claimed, as a runner claims a replay's message: the message's values
+	// go into the record.
+	rec, err := e.client.State().GetFromLeader(ctx(t), "taken")
+	if err != nil {
+		t.Fatal(err)
+	}
+	claimed := rec.Task.Clone()
+	if err := claimed.Transition(models.StatusRunning, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	claimed.Attempt, claimed.Runner = rec.Task.Attempt+1, "r1"
+	claimed.ClaimSequence, claimed.ClaimDelivery, claimed.ClaimStream = seq, 1, meta.Stream
+	claimed.Timeout, claimed.MaxRetries = models.Duration(10*time.Second), 0
+	if _, err := e.client.State().Replace(ctx(t), rec, claimed); err != nil {
+		t.Fatal(err)
+	}
+	err = e.client.CheckReplayWinner(ctx(t), "taken", 1, seq, jetstream.ReplayOverrides{Timeout: 20 * time.Second})
+	if !errors.Is(err, jetstream.ErrReplayConflict) || !strings.Contains(err.Error(), "timeout 10s, not 20s") {
+		t.Fatalf("a replay losing to a claimed one: %v; want ErrReplayConflict naming timeout 10s", err)
+	}
+	if err := e.client.CheckReplayWinner(ctx(t), "taken", 1, seq, jetstream.ReplayOverrides{Timeout: 10 * time.Second, MaxRetries: intp(0)}); err != nil {
+		t.Fatalf("a replay with the claimed values: %v", err)
+	}
+}
+
+// Two replays of each of many tasks at once, with different timeouts, as
+// two operators (their requests taken by two runners) make them: each
+// task is published once, and every replay that reports success asked
+// for the timeout its message carries. Before, a replay whose publish
+// was the duplicate also reported success.
+func TestConcurrentReplaysWithOtherValues(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, jetstream.Config{})
+	const tasks = 20
+	for i := range tasks {
+		failTask(t, e, fmt.Sprintf("c%d", i), "f", "timeout")
+	}
+	timeouts := []time.Duration{10 * time.Second, 20 * time.Second}
+	won := make([][]time.Duration, tasks) // the timeouts of the replays that succeeded
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	for i := range tasks {
+		start := make(chan struct{})
+		for _, timeout := range timeouts {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				<-start
+				_, err := e.client.ReplayVerified(ctx(t), fmt.Sprintf("c%d", i), jetstream.ReplayTimeout(timeout))
+				switch {
+				case err == nil:
+					mu.Lock()
+					won[i] = append(won[i], timeout)
+					mu.Unlock()
+				case errors.Is(err, jetstream.ErrReplayConflict), errors.Is(err, jetstream.ErrNotDead), errors.Is(err, jetstream.ErrAlreadyReplayed):
+				default:
+					t.Errorf("replay c%d with timeout %s: %v", i, timeout, err)
+				}
+			}()
+		}
+		close(start)
+	}
+	wg.Wait()
+	cons := consumerIn(t, e, e.client.Config().RetriesStream, e.client.Config().RetrySubject("f"), "f")
+	batch, err := cons.Fetch(tasks+1, natsjs.FetchMaxWait(2*time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	published := map[string]time.Duration{}
+	for m := range batch.Messages() {
+		tm, err := e.client.Config().ParseTaskMessage(m.Subject(), m.Headers(), m.Data(), "S", 1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, ok := published[tm.ID]; ok {
+			t.Errorf("task %s published twice", tm.ID)
+		}
+		published[tm.ID] = tm.Timeout
+	}
+	for i := range tasks {
+		id := fmt.Sprintf("c%d", i)
+		if len(won[i]) == 0 {
+			t.Errorf("%s: no replay succeeded", id)
+		}
+		for _, timeout := range won[i] {
+			if published[id] != timeout {
+				t.Errorf("%s: a replay asking for timeout %s reported success, but the task runs with %s", id, timeout, published[id])
+			}
+		}
 	}
 }

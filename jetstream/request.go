@@ -47,7 +47,8 @@ type Reply struct {
 	Revision uint64 `json:"revision,omitempty"`
 	// Code classifies Error: "not_found", "already_finished",
 	// "not_dead", "already_replayed", "refused", "invalid_id",
-	// "illegal", "busy", "bad_override", or "error" for anything else.
+	// "illegal", "busy", "bad_override", "replay_conflict", or "error"
+	// for anything else.
 	Code string `json:"code,omitempty"`
 	// Error says what went wrong; empty on success.
 	Error string `json:"error,omitempty"`
@@ -64,6 +65,7 @@ var replyCodes = map[string]error{
 	"illegal":          models.ErrIllegalTransition,
 	"busy":             ErrRunnerBusy,
 	"bad_override":     ErrBadOverride,
+	"replay_conflict":  ErrReplayConflict,
 }
 
 // NewReply builds the reply to a request that ended with rec and err.

@@ -310,7 +310,8 @@ func TestReplyCarriesSentinels(t *testing.T) {
 	t.Parallel()
 	task := models.NewTask("x", "f", 0, 0, time.Now())
 	for _, sentinel := range []error{jetstream.ErrTaskNotFound, jetstream.ErrAlreadyFinished, jetstream.ErrNotDead,
-		jetstream.ErrAlreadyReplayed, jetstream.ErrReplayRefused, models.ErrInvalidTaskID, models.ErrIllegalTransition} {
+		jetstream.ErrAlreadyReplayed, jetstream.ErrReplayRefused, models.ErrInvalidTaskID, models.ErrIllegalTransition,
+		jetstream.ErrBadOverride, jetstream.ErrReplayConflict} {
 		r := jetstream.NewReply(jetstream.Record{Task: task, Revision: 4}, fmt.Errorf("it failed: %w", sentinel))
 		err := r.Err()
 		if !errors.Is(err, sentinel) || !strings.Contains(err.Error(), "it failed") || r.Task != task || r.Revision != 4 {

@@ -354,6 +354,8 @@ func (r *Runner) onAdminRequest(m *nats.Msg) {
 			log.WithFields(fields).Info("dead task replayed by request, with new settings")
 		case errors.Is(err, jetstream.ErrReplayRefused), errors.Is(err, jetstream.ErrBadOverride):
 			log.WithError(err).Warn("refused to replay a dead-letter entry")
+		case errors.Is(err, jetstream.ErrReplayConflict):
+			log.WithError(err).Info("a replay by request lost to another with other values")
 		}
 		r.respond(m, res.Record, err)
 		return

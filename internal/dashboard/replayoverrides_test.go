@@ -1,6 +1,7 @@
 package dashboard
 
 import (
+	"fmt"
 	"net/http"
 	"net/url"
 	"strings"
@@ -91,4 +92,59 @@ func flashIn(t *testing.T, location string) string {
 		t.Fatal(err)
 	}
 	return u.Query().Get("flash")
+}
+
+// Two operators replaying one dead task at the same time with different
+// timeouts both saw "Replayed"; the task ran with the first one's. The
+// page of the one that lost now says the replay failed, naming the
+// values that stand, for one task and for a group; the same values are
+// a harmless repeat. The first replay is caught where its runner has
+// published the task's replay and not yet recorded it: its function is
+// served by no runner, and the runner's sweep leaves its message alone.
+func TestAReplayFromThePageThatLostToAnotherFails(t *testing.T) {
+	t.Parallel()
+	runnerClient, operator := roleClients(t)
+	ctx := omniqtest.Context(t)
+	cfg := omniqtest.FastConfig()
+	first := omniqtest.StartRunner(t, runnerClient, cfg, pluginhost.HostConfig{})
+	if _, err := runnerClient.Submit(ctx, jetstream.SubmitRequest{ID: "g1", Function: "ghost", Payload: []byte("x")}); err != nil {
+		t.Fatal(err)
+	}
+	dead := omniqtest.WaitDead(t, runnerClient, "g1", 30*time.Second)
+	first.Stop(t)
+	rec, err := runnerClient.State().Get(ctx, "g1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The first replay, with a timeout of 10s, has published.
+	tm := jetstream.TaskMessage{ID: "g1", Function: "ghost", Attempt: rec.Task.Attempt + 1, Timeout: 10 * time.Second,
+		Payload: []byte("x"), Headers: map[string]string{jetstream.HeaderReplay: "1"}}
+	if err := runnerClient.PublishRetry(ctx, &tm, "g1.replay.1"); err != nil {
+		t.Fatal(err)
+	}
+	cfg.UnknownFunctionGrace = time.Hour
+	omniqtest.StartRunner(t, runnerClient, cfg, pluginhost.HostConfig{})
+	d := startDashboard(t, Config{Client: operator})
+	b := newBrowser(t, d.URL())
+	csrf := b.csrf("/dead")
+
+	const lost = "replay conflict: g1 was replayed at the same time by another request with other values, which stand: timeout 10s, not 20s"
+	code, _, h := b.do(http.MethodPost, "/tasks/g1/replay", url.Values{"csrf": {csrf}, "confirm": {"yes"}, "timeout": {"20s"}}, nil)
+	if msg := flashIn(t, h.Get("Location")); code != http.StatusSeeOther || !strings.Contains(h.Get("Location"), "fbad=1") ||
+		!strings.HasPrefix(msg, "Replay failed: ") || !strings.Contains(msg, lost) {
+		t.Fatalf("a replay that lost: %d, flash %q; want a failure saying %q", code, msg, lost)
+	}
+	code, _, h = b.do(http.MethodPost, "/dead/replay", url.Values{"csrf": {csrf}, "function": {"ghost"}, "confirm": {"yes"}, "timeout": {"20s"},
+		"through": {fmt.Sprint(dead.Sequence)}}, nil)
+	if msg := flashIn(t, h.Get("Location")); code != http.StatusSeeOther || !strings.Contains(h.Get("Location"), "fbad=1") ||
+		!strings.HasPrefix(msg, "Replayed 0 task(s); 1 failed, the first with: ") || !strings.Contains(msg, lost) {
+		t.Fatalf("a group's replay that lost: %d, flash %q; want a failure saying %q", code, msg, lost)
+	}
+	if rec, err := runnerClient.State().Get(ctx, "g1"); err != nil || rec.Task.Status != models.StatusFailed || rec.Task.Replays != 0 {
+		t.Fatalf("g1 after replays that lost: %+v, %v; want failed, its replay left to the first", rec.Task, err)
+	}
+	code, _, h = b.do(http.MethodPost, "/tasks/g1/replay", url.Values{"csrf": {csrf}, "confirm": {"yes"}, "timeout": {"10s"}}, nil)
+	if msg := flashIn(t, h.Get("Location")); code != http.StatusSeeOther || strings.Contains(h.Get("Location"), "fbad") || !strings.HasPrefix(msg, "Replayed") {
+		t.Fatalf("a replay with the same values: %d, flash %q; want it replayed", code, msg)
+	}
 }

@@ -17,6 +17,7 @@ import (
 	"github.com/omniq/omniq/internal/submitcmd"
 	"github.com/omniq/omniq/jetstream"
 	"github.com/omniq/omniq/models"
+	"github.com/omniq/omniq/runner/pluginhost"
 )
 
 // runArgs runs omniq-submit with args alone: no OMNIQ_NATS_URL, so only a
@@ -785,5 +786,56 @@ func TestReplayWithANewTimeoutAndRetryBudget(t *testing.T) {
 	task = omniqtest.WaitFor(t, client, "slow2", models.StatusSucceeded, 30*time.Second)
 	if time.Duration(task.Timeout) != 10*time.Second || task.MaxRetries != 0 || task.Replays != 2 {
 		t.Fatalf("slow2 after its filtered replay: %+v", task)
+	}
+}
+
+// TestAReplayThatLostToAnotherFails: two operators replaying one dead
+// task at the same time with different --timeout both saw "replayed";
+// the task ran with the first one's, the other's silently dropped. The
+// second now exits 1 naming the values that stand, for one task and for
+// a filtered set, and changes nothing; asking for the same values is a
+// harmless repeat. The first replay is caught where its runner has
+// published the task's replay and not yet recorded it: its function is
+// served by no runner, and the runner's sweep leaves its message alone.
+func TestAReplayThatLostToAnotherFails(t *testing.T) {
+	t.Parallel()
+	s := omniqtest.StartServer(t, jetstream.Config{})
+	cfg := omniqtest.FastConfig()
+	first := omniqtest.StartRunner(t, s.Client, cfg, pluginhost.HostConfig{})
+	o := &omniq{t: t, srv: s}
+	o.run("", "submit", "ghost", "x", "--id", "g1", "--force").want(t, 0, "g1", "")
+	omniqtest.WaitDead(t, s.Client, "g1", 30*time.Second)
+	first.Stop(t)
+
+	// The first replay, with --timeout 10s, has published (as its runner
+	// does first, ReplayVerified).
+	ctx := omniqtest.Context(t)
+	d, err := s.Client.GetDead(ctx, "g1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec, err := s.Client.State().Get(ctx, "g1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	tm := jetstream.TaskMessage{ID: "g1", Function: "ghost", Attempt: rec.Task.Attempt + 1, Timeout: 10 * time.Second,
+		Payload: d.Payload, Headers: map[string]string{jetstream.HeaderReplay: "1"}}
+	if err := s.Client.PublishRetry(ctx, &tm, "g1.replay.1"); err != nil {
+		t.Fatal(err)
+	}
+	cfg.UnknownFunctionGrace = time.Hour
+	omniqtest.StartRunner(t, s.Client, cfg, pluginhost.HostConfig{})
+
+	const lost = "replay conflict: g1 was replayed at the same time by another request with other values, which stand: timeout 10s, not 20s; this request changed nothing"
+	o.run("", "dlq", "replay", "g1", "--timeout", "20s").want(t, 1, "", lost)
+	o.run("", "dlq", "replay", "--function", "ghost", "--timeout", "20s").want(t, 1, "", lost)
+	if rec, err := s.Client.State().Get(ctx, "g1"); err != nil || rec.Task.Status != models.StatusFailed || rec.Task.Replays != 0 {
+		t.Fatalf("g1 after replays that lost: %+v, %v; want failed, its replay left to the first", rec.Task, err)
+	}
+	// The same values: the replay goes on, recorded with them.
+	o.run("", "dlq", "replay", "g1", "--timeout", "10s").want(t, 0, "replayed g1", "")
+	if rec, err := s.Client.State().Get(ctx, "g1"); err != nil || rec.Task.Status != models.StatusPending || rec.Task.Replays != 1 ||
+		time.Duration(rec.Task.Timeout) != 10*time.Second {
+		t.Fatalf("g1 after a replay with the same values: %+v, %v; want pending, one replay, timeout 10s", rec.Task, err)
 	}
 }
