@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/sirupsen/logrus"
+	logtest "github.com/sirupsen/logrus/hooks/test"
 
 	"github.com/omniq/omniq/internal/omniqtest"
 	"github.com/omniq/omniq/models"
@@ -123,4 +124,26 @@ func TestCrashTracebackLeavesOutEarlierTasksStderr(t *testing.T) {
 	if strings.Contains(f.Traceback, "EARLIER") || !strings.Contains(f.Traceback, "THE CRASH'S LINE") {
 		t.Fatalf("the crash's traceback should hold only what the plugin wrote during the attempt:\n%s", f.Traceback)
 	}
+}
+
+// A plugin's "[WARN] name: message" stderr line reached the runner's log
+// as a warning whose text still began "[WARN]". The level says it now.
+func TestPluginsLevelTagBecomesTheLogLevel(t *testing.T) {
+	t.Parallel()
+	log, hook := logtest.NewNullLogger()
+	s := startSupervisor(t, rawoutPkg, pluginhost.Config{Process: pluginhost.ProcessConfig{Logger: log}})
+	if out := s.Execute(ctx(t), req("w", "rawerrline", "[WARN] billing: disk nearly full"), time.Now().Add(30*time.Second), nil); out.Failure != nil {
+		t.Fatalf("task: %+v", out.Failure)
+	}
+	eventually(t, 20*time.Second, "the plugin's line in the runner's log", func() bool {
+		for _, e := range hook.AllEntries() {
+			if strings.Contains(e.Message, "disk nearly full") {
+				if e.Level != logrus.WarnLevel || e.Message != "billing: disk nearly full" {
+					t.Fatalf("the plugin's line was logged at %s as %q, want a warning \"billing: disk nearly full\"", e.Level, e.Message)
+				}
+				return true
+			}
+		}
+		return false
+	})
 }
