@@ -107,6 +107,17 @@ type Task struct {
 	// ErrorsDropped counts the oldest entries dropped from Errors to keep it
 	// within MaxErrorHistory and MaxErrorHistoryBytes.
 	ErrorsDropped int `json:"errors_dropped,omitempty"`
+	// QuarantinedUntil is set while the task waits (status retrying) for
+	// its plugin's quarantine to end, to when the quarantine ends: its
+	// latest attempt was put back unrun, using no retry, and the next one
+	// is due at RunAt. Any other transition clears it.
+	QuarantinedUntil time.Time `json:"quarantined_until,omitzero"`
+}
+
+// WaitsForQuarantine reports whether t is waiting for its plugin's
+// quarantine to end rather than for a retry after a failure.
+func (t *Task) WaitsForQuarantine() bool {
+	return t.Status == StatusRetrying && !t.QuarantinedUntil.IsZero()
 }
 
 // MaxProgressMessageBytes bounds Progress.Message; a longer message is cut.
@@ -219,6 +230,7 @@ func (t *Task) Transition(to TaskStatus, now time.Time) error {
 	now = now.UTC()
 	t.Status = to
 	t.UpdatedAt = now
+	t.QuarantinedUntil = time.Time{} // a wait for a quarantine sets it again
 	if to == StatusRunning {
 		t.StartedAt = now
 	}

@@ -46,7 +46,7 @@ var (
 	taskKeys = [...]string{"schema_version", "id", "function", "status", "attempt", "retry_count", "max_retries",
 		"interruptions", "replays", "quarantine_waits", "plugin_crashes", "timeout", "runner", "claim_sequence",
 		"claim_delivery", "claim_stream", "created_at", "run_at", "started_at", "finished_at", "updated_at",
-		"progress", "result", "error", "errors", "errors_dropped"}
+		"progress", "result", "error", "errors", "errors_dropped", "quarantined_until"}
 	progressKeys  = [...]string{"fraction", "message", "updated_at"}
 	taskErrorKeys = [...]string{"error_type", "message", "timestamp", "traceback", "retry_count", "is_retryable"}
 )
@@ -107,8 +107,10 @@ func (d *taskDecoder) task(t *Task) bool {
 			return d.taskError(t.Error)
 		case 24:
 			return d.taskErrors(&t.Errors)
-		default:
+		case 25:
 			return d.int(&t.ErrorsDropped)
+		default:
+			return d.time(&t.QuarantinedUntil)
 		}
 	})
 }

@@ -80,7 +80,7 @@ func encodable(t *Task) *Task {
 			*tm = time.Unix(1_700_000_000, 1).UTC()
 		}
 	}
-	for _, tm := range []*time.Time{&t.CreatedAt, &t.RunAt, &t.StartedAt, &t.FinishedAt, &t.UpdatedAt} {
+	for _, tm := range []*time.Time{&t.CreatedAt, &t.RunAt, &t.StartedAt, &t.FinishedAt, &t.UpdatedAt, &t.QuarantinedUntil} {
 		fix(tm)
 	}
 	if p := t.Progress; p != nil {
@@ -136,7 +136,10 @@ func usualTasks() map[string]*Task {
 	failed.Status, failed.Attempt, failed.RetryCount, failed.FinishedAt = StatusFailed, 3, 2, now
 	failed.Error, failed.Errors, failed.ErrorsDropped = &te, []TaskError{te, te}, 4
 	failed.Interruptions, failed.Replays, failed.QuarantineWaits, failed.PluginCrashes = 1, 2, 3, 4
-	return map[string]*Task{"pending": pending, "succeeded": succeeded, "running": running, "failed": failed}
+	waiting := NewTask("01JD-task", "echo", 3, 0, now)
+	waiting.Status, waiting.Attempt, waiting.QuarantineWaits = StatusRetrying, 1, 1
+	waiting.RunAt, waiting.QuarantinedUntil = now.Add(time.Minute), now.Add(time.Minute)
+	return map[string]*Task{"pending": pending, "succeeded": succeeded, "running": running, "failed": failed, "waiting for a quarantine": waiting}
 }
 
 // Input that is not in AppendJSON's shape keeps encoding/json's meaning

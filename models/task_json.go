@@ -21,7 +21,7 @@ type taskJSON Task
 // its error.
 func (t *Task) AppendJSON(b []byte) ([]byte, error) {
 	if !fastTime(t.CreatedAt) || !fastTime(t.RunAt) || !fastTime(t.StartedAt) || !fastTime(t.FinishedAt) ||
-		!fastTime(t.UpdatedAt) || t.Progress != nil && !fastProgress(t.Progress) || !fastErrors(t) {
+		!fastTime(t.UpdatedAt) || !fastTime(t.QuarantinedUntil) || t.Progress != nil && !fastProgress(t.Progress) || !fastErrors(t) {
 		out, err := json.Marshal((*taskJSON)(t))
 		return append(b, out...), err
 	}
@@ -89,6 +89,7 @@ func (t *Task) AppendJSON(b []byte) ([]byte, error) {
 		b = append(b, ']')
 	}
 	b = appendIntField(b, `,"errors_dropped":`, t.ErrorsDropped, true)
+	b = appendTimeField(b, `,"quarantined_until":`, t.QuarantinedUntil, true)
 	return append(b, '}'), nil
 }
 

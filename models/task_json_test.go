@@ -32,7 +32,7 @@ func randomTask(r *rand.Rand) *Task {
 		MaxRetries: num(), Interruptions: num(), Replays: num(), QuarantineWaits: num(), PluginCrashes: num(),
 		Timeout: Duration([]time.Duration{0, 1500 * time.Microsecond, 30 * time.Second, -time.Hour}[r.IntN(4)]),
 		Runner:  str(), ClaimSequence: uint64(num() & math.MaxInt32), ClaimDelivery: uint64(r.IntN(3)), ClaimStream: str(),
-		CreatedAt: tm(), RunAt: tm(), StartedAt: tm(), FinishedAt: tm(), UpdatedAt: tm(), ErrorsDropped: num(),
+		CreatedAt: tm(), RunAt: tm(), StartedAt: tm(), FinishedAt: tm(), UpdatedAt: tm(), ErrorsDropped: num(), QuarantinedUntil: tm(),
 	}
 	if r.IntN(2) == 0 {
 		t.Progress = &Progress{Fraction: []float64{-1, 0, 0.5, 1, 1e-7, 1e21, 123456789.125, math.NaN()}[r.IntN(8)], Message: str(), UpdatedAt: tm()}

@@ -90,6 +90,25 @@ func TestTaskTransitionStamps(t *testing.T) {
 	}
 }
 
+// A task's wait for its plugin's quarantine ends with the wait: the next
+// transition (its claim, a cancellation) clears QuarantinedUntil.
+func TestTransitionEndsAQuarantineWait(t *testing.T) {
+	t.Parallel()
+	for _, to := range []models.TaskStatus{models.StatusRunning, models.StatusCancelled} {
+		task := validTask()
+		mustTransition(t, task, models.StatusRunning)
+		mustTransition(t, task, models.StatusRetrying)
+		task.QuarantinedUntil = t0.Add(time.Minute)
+		if !task.WaitsForQuarantine() {
+			t.Fatalf("a retrying task with QuarantinedUntil set does not wait for the quarantine")
+		}
+		mustTransition(t, task, to)
+		if !task.QuarantinedUntil.IsZero() || task.WaitsForQuarantine() {
+			t.Errorf("after %s: QuarantinedUntil = %v, want it cleared", to, task.QuarantinedUntil)
+		}
+	}
+}
+
 func TestRecordErrorBoundsHistory(t *testing.T) {
 	t.Parallel()
 	task := validTask()

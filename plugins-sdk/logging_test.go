@@ -40,13 +40,13 @@ func TestPluginOutputReachesTheRunnersLog(t *testing.T) {
 		t.Fatalf("outcome: %q %+v", res.Output, res.Failure)
 	}
 	want := map[string]logrus.Level{
-		"[WARN] stderr warning p1": logrus.WarnLevel,
-		"stdout line p1":           logrus.DebugLevel,
-		"log package line p1":      logrus.DebugLevel,
+		"stderr warning p1":   logrus.WarnLevel,
+		"stdout line p1":      logrus.DebugLevel,
+		"log package line p1": logrus.DebugLevel,
 		// The log package's default date would come first, and the line
 		// be logged at debug: Serve drops it.
-		"[WARN] log package warning p1": logrus.WarnLevel,
-		"hclog error":                   logrus.ErrorLevel,
+		"log package warning p1": logrus.WarnLevel,
+		"hclog error":            logrus.ErrorLevel,
 	}
 	omniqtest.Eventually(t, 10*time.Second, "the plugin's [WARN] stderr line at warning, its hclog JSON line at error with its fields, its stdout and log package lines at debug (at warning with [WARN]), in the runner's log", func() bool {
 		for _, e := range hook.AllEntries() {

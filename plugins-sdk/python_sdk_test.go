@@ -197,7 +197,7 @@ func TestPythonSDK(t *testing.T) {
 		if res.Failure != nil || string(res.Output) != "logged" {
 			t.Fatalf("py_log = %q %+v", res.Output, res.Failure)
 		}
-		want := map[string]logrus.Level{"py_log printed p1": logrus.DebugLevel, "[WARN] pyplugin: py_log warned p1": logrus.WarnLevel}
+		want := map[string]logrus.Level{"py_log printed p1": logrus.DebugLevel, "pyplugin: py_log warned p1": logrus.WarnLevel}
 		omniqtest.Eventually(t, 10*time.Second, "py_log's print at debug and its logging warning at warning in the runner's log", func() bool {
 			for _, e := range hook.AllEntries() {
 				if level, ok := want[e.Message]; ok && e.Level == level {

@@ -95,3 +95,37 @@ func TestTaskThatCrashesItsPluginRepeatedlyIsPoison(t *testing.T) {
 		t.Fatalf("registration: crashes %d, last %q at %v; want how the last crash ended and when", last.PluginCrashes, last.LastCrash, last.LastCrashAt)
 	}
 }
+
+// A task put back for its quarantined plugin showed as retrying attempt 0,
+// "started" when it was put back and held by the runner that put it back:
+// the record said an attempt had started and nothing of the quarantine.
+// It says now that the task waits for the quarantine, until when, with no
+// start and no runner.
+func TestTaskWaitingForAQuarantineSaysSo(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	tr := startRunner(t, e, fastConfig(), pluginhost.HostConfig{Defaults: pluginhost.Config{Cooldown: time.Hour}})
+	for i := 0; i < 5; i++ {
+		res, err := e.client.Submit(ctx(t), jetstream.SubmitRequest{Function: "crash", MaxRetries: intp(0)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		waitFor(t, e, res.ID, models.StatusFailed, 30*time.Second)
+	}
+	eventually(t, 10*time.Second, "the quarantine", func() bool {
+		return tr.Counter(t, "omniq_plugin_state", map[string]string{"plugin": "faults", "state": "quarantined"}) == 1
+	})
+	res, err := e.client.Submit(ctx(t), jetstream.SubmitRequest{Function: "flaky", Payload: []byte("0")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	task := waitFor(t, e, res.ID, models.StatusRetrying, 30*time.Second)
+	if task.QuarantineWaits != 1 || !task.WaitsForQuarantine() || task.RunAt.Before(task.QuarantinedUntil) {
+		t.Errorf("record of a task waiting for a quarantine: waits %d, quarantined until %v, run at %v; want 1 wait and the quarantine's end",
+			task.QuarantineWaits, task.QuarantinedUntil, task.RunAt)
+	}
+	if !task.StartedAt.IsZero() || task.Runner != "" || task.AttemptsRun() != 0 || task.RetryCount != 0 || task.Error != nil {
+		t.Errorf("record of a task waiting for a quarantine says an attempt started: started %v, runner %q, attempts run %d, retries %d, error %+v",
+			task.StartedAt, task.Runner, task.AttemptsRun(), task.RetryCount, task.Error)
+	}
+}

@@ -410,6 +410,11 @@ func (r *Runner) pull(stream, fn string, cons natsjs.Consumer, res resolved, slo
 			if c, rerr := r.repair(stream, fn, res); rerr == nil {
 				cons = c
 			} else {
+				if r.pullCtx.Err() != nil {
+					// The repair failed because the runner is
+					// stopping: a stop is not an error.
+					return
+				}
 				r.setFailing(loop, rerr)
 				log.WithError(rerr).Error("cannot pull tasks: the consumer or stream cannot be provisioned")
 			}

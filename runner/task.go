@@ -998,6 +998,11 @@ func (r *Runner) waitOutQuarantine(ctx context.Context, log logrus.FieldLogger, 
 	if _, err := r.client.State().Transition(ctx, rec, models.StatusRetrying, now, func(t *models.Task) {
 		t.QuarantineWaits++
 		t.RunAt = runAt
+		// What the record says is that the task waits for the
+		// quarantine: the attempt put back did not start, and no runner
+		// holds the task.
+		t.QuarantinedUntil = f.QuarantinedUntil.UTC()
+		t.StartedAt, t.Runner = time.Time{}, ""
 	}); err != nil {
 		return r.lostRecord(ctx, log, t.ID, msg, err)
 	}

@@ -26,3 +26,21 @@ func TestAttemptsLeaveOutQuarantineWaits(t *testing.T) {
 		t.Errorf("history = %q, want an \"attempt 1 started\"", what)
 	}
 }
+
+// A task put back for its quarantined plugin showed as attempt 1 with
+// nothing of the quarantine in its history: the history says it was put
+// back unrun, until when its plugin is quarantined, and when it is due.
+func TestHistoryShowsAWaitForAQuarantine(t *testing.T) {
+	now := time.Now().UTC()
+	until := now.Add(time.Minute)
+	task := &models.Task{ID: "q", Function: "f", Status: models.StatusRetrying, Attempt: 1, QuarantineWaits: 1,
+		CreatedAt: now, UpdatedAt: now, RunAt: until, QuarantinedUntil: until}
+	var what []string
+	for _, h := range history(task) {
+		what = append(what, h.What)
+	}
+	want := []string{"submitted", "put back unrun: its plugin is quarantined until " + ts(until), "next attempt due"}
+	if !slices.Equal(what, want) {
+		t.Errorf("history = %q, want %q", what, want)
+	}
+}

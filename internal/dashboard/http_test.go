@@ -297,3 +297,25 @@ func TestTaskPageShowsQuarantineWaits(t *testing.T) {
 		t.Fatalf("task page: %d, lacks the quarantine waits:\n%s", code, body)
 	}
 }
+
+// A task waiting for its plugin's quarantine to end showed as retrying,
+// attempt 1, with nothing of the quarantine: its page says what it waits
+// for, until when, and counts the attempts that ran, as omniq-submit does.
+func TestTaskPageShowsAWaitForAQuarantine(t *testing.T) {
+	t.Parallel()
+	srv := startServer(t)
+	until := time.Now().Add(time.Hour).UTC()
+	task := models.NewTask("qw-2", "echo", 3, 0, time.Now())
+	task.Status, task.Attempt, task.QuarantineWaits = models.StatusRetrying, 1, 1
+	task.RunAt, task.QuarantinedUntil = until, until
+	if _, err := srv.Client.State().Create(context.Background(), task); err != nil {
+		t.Fatal(err)
+	}
+	d := startDashboard(t, Config{Client: srv.Client})
+	b := newBrowser(t, d.URL())
+	code, body := b.get("/tasks/qw-2")
+	if code != http.StatusOK || !strings.Contains(body, `<td id="waiting">for its plugin's quarantine to end, `+ts(until)) ||
+		!strings.Contains(body, "<td>0 (retries 0 of 3, 1 quarantine waits)") {
+		t.Fatalf("task page: %d, lacks the wait for the quarantine:\n%s", code, body)
+	}
+}

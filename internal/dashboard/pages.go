@@ -500,6 +500,9 @@ func history(t *models.Task) []historyItem {
 	if !t.StartedAt.IsZero() {
 		h = append(h, historyItem{t.StartedAt, fmt.Sprintf("attempt %d started", t.AttemptsRun())})
 	}
+	if t.WaitsForQuarantine() {
+		h = append(h, historyItem{t.UpdatedAt, "put back unrun: its plugin is quarantined until " + ts(t.QuarantinedUntil)})
+	}
 	if !t.RunAt.IsZero() && !t.Status.IsTerminal() {
 		h = append(h, historyItem{t.RunAt, "next attempt due"})
 	}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log"
+	"strings"
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/sirupsen/logrus"
@@ -63,7 +64,28 @@ func (a *adapter) entry(args []any) logrus.FieldLogger {
 	return l
 }
 
+// levelTags are the prefixes by which go-plugin reads the level of a line
+// a plugin writes to its stderr ("[WARN] name: message", as the SDKs
+// write them), by hclog level.
+var levelTags = map[hclog.Level]string{
+	hclog.Trace: "[TRACE]", hclog.Debug: "[DEBUG]", hclog.Info: "[INFO]", hclog.Warn: "[WARN]", hclog.Error: "[ERROR]",
+}
+
+// stripLevelTag removes from msg the tag that names level, which the line
+// is logged at: go-plugin passes a plugin's "[WARN] x" on as a warning
+// "[WARN] x", and the level said twice, once in the text, is noise.
+func stripLevelTag(level hclog.Level, msg string) string {
+	if tag, ok := levelTags[level]; ok && strings.HasPrefix(msg, tag) {
+		return strings.TrimLeft(msg[len(tag):], " \t")
+	}
+	return msg
+}
+
+// Log writes msg at the logrus level of level (see New), with args as
+// fields; a leading tag naming level ("[WARN]" for hclog.Warn) is
+// dropped from msg, the level saying it.
 func (a *adapter) Log(level hclog.Level, msg string, args ...any) {
+	msg = stripLevelTag(level, msg)
 	switch level {
 	case hclog.Trace, hclog.Debug:
 		a.entry(args).Debug(msg)

@@ -108,3 +108,34 @@ func TestNamesAndImpliedArguments(t *testing.T) {
 		t.Fatalf("standard logger wrote %+v", e)
 	}
 }
+
+// A plugin's stderr line "[WARN] name: message" reached the runner's log
+// as a warning whose text still began "[WARN]": go-plugin reads the level
+// from the tag and passes the line on whole. The level says it; the tag
+// is dropped, and only a tag that names the line's own level.
+func TestLevelTagsAreStripped(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		level hclog.Level
+		msg   string
+		want  logrus.Level
+		text  string
+	}{
+		{hclog.Warn, "[WARN] billing: disk nearly full", logrus.WarnLevel, "billing: disk nearly full"},
+		{hclog.Error, "[ERROR]  resize: bad header", logrus.ErrorLevel, "resize: bad header"},
+		{hclog.Info, "[INFO] started", logrus.InfoLevel, "started"},
+		{hclog.Debug, "[DEBUG] details", logrus.DebugLevel, "details"},
+		{hclog.Trace, "[TRACE] more", logrus.DebugLevel, "more"},
+		// Not the line's own level's tag: kept, as any other text.
+		{hclog.Info, "[WARN] said at info", logrus.InfoLevel, "[WARN] said at info"},
+		{hclog.Error, "panic: boom", logrus.ErrorLevel, "panic: boom"},
+		{hclog.Warn, "no tag [WARN]", logrus.WarnLevel, "no tag [WARN]"},
+	}
+	for _, tt := range tests {
+		l, hook := newLogger(logrus.DebugLevel)
+		hclogrus.New(l).Log(tt.level, tt.msg)
+		if e := hook.LastEntry(); e == nil || e.Level != tt.want || e.Message != tt.text {
+			t.Errorf("hclog %s %q: logged %+v, want %q at %s", tt.level, tt.msg, e, tt.text, tt.want)
+		}
+	}
+}

@@ -456,7 +456,7 @@ func Parse(args []string, getenv func(string) string, help io.Writer) (Options, 
 	})
 	fs := cmd.Flags()
 	o.NATS.Register(fs, natsflags.Options{URLUsage: "NATS server or cluster to use instead of the embedded server (comma-separated URLs)"})
-	fs.StringVar(&o.Listen, "listen", defaultListen, `embedded server's client address ("none": in-process only; port 0: any free port)`)
+	fs.StringVar(&o.Listen, "listen", defaultListen, `embedded server's client address; a host left out (":4222") means 127.0.0.1, not every interface: give one (0.0.0.0:4222, with TLS) to listen beyond this machine ("none": in-process only; port 0: any free port)`)
 	fs.StringVar(&o.DataDir, "data-dir", "./omniq-data", "embedded server's JetStream store directory")
 	fs.StringVar(&o.Sync, "sync", defaultSync, `embedded server's fsync policy: "always", or an interval such as "2m" (see docs/operations.md)`)
 	fs.StringVar(&o.PluginsDir, "plugins-dir", "./bin/plugins", "directory of plugin executables")

@@ -149,6 +149,13 @@ func TestHelpGoesToStdout(t *testing.T) {
 			}
 		}
 	}
+	// --listen :4222 listens on loopback only, unlike net.Listen's every
+	// interface: the help says so, as someone who wants either must know.
+	var help bytes.Buffer
+	runnercmd.Main(context.Background(), nil, []string{"--help"}, env(nil), &help, io.Discard, nil)
+	if !strings.Contains(help.String(), `a host left out (":4222") means 127.0.0.1, not every interface`) {
+		t.Errorf("--help does not say what --listen without a host listens on:\n%s", help.String())
+	}
 	var stdout, stderr bytes.Buffer
 	code := runnercmd.Main(context.Background(), nil, []string{"--bogus"}, env(nil), &stdout, &stderr, func(runnercmd.Ready) { t.Error("the runner started") })
 	if code != 2 || stdout.Len() != 0 || !strings.Contains(stderr.String(), "unknown flag: --bogus") {

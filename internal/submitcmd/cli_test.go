@@ -392,6 +392,38 @@ func TestStatusShowsQuarantineWaits(t *testing.T) {
 	o.run("", "status", "qw", "--json").want(t, 0, `"attempt": 2,`, "")
 }
 
+// A task put back for its quarantined plugin showed as "retrying",
+// attempt 0, "started" when it was put back: nothing said it waited for
+// the quarantine, nor until when. status and watch say so now.
+func TestStatusAndWatchShowAWaitForAQuarantine(t *testing.T) {
+	t.Parallel()
+	o := start(t)
+	now := time.Now()
+	until := now.Add(time.Hour).UTC()
+	task := models.NewTask("qwait", "echo", 3, 0, now)
+	task.Status, task.Attempt, task.QuarantineWaits = models.StatusRetrying, 1, 1
+	task.RunAt, task.QuarantinedUntil = until.Add(time.Second), until
+	if _, err := o.srv.Client.State().Create(omniqtest.Context(t), task); err != nil {
+		t.Fatal(err)
+	}
+	want := "for its plugin's quarantine to end, " + until.Format("2006-01-02 15:04:05") + "Z"
+	r := o.run("", "status", "qwait")
+	r.want(t, 0, "waiting:           "+want, "")
+	r.want(t, 0, "; uses no retry", "")
+	o.run("", "status", "qwait", "--json").want(t, 0, `"quarantined_until": "`+until.Format(time.RFC3339Nano)+`"`, "")
+
+	watchCtx, stopWatch := context.WithCancel(context.Background())
+	defer stopWatch()
+	watched := &omniqtest.Buffer{}
+	done := make(chan result)
+	go func() { done <- o.runCtx(watchCtx, submitcmd.IO{Stdout: watched}, "watch", "qwait") }()
+	omniqtest.Eventually(t, 30*time.Second, "watch to show the wait", func() bool {
+		return strings.Contains(watched.String(), "qwait  echo  retrying  attempt 0  waiting "+want)
+	})
+	stopWatch()
+	<-done
+}
+
 // A task's record holds the budget and timeout in effect; status marks
 // those that are its function's defaults (before, only a task without a
 // record had the mark, and a task has none only until a runner takes it).

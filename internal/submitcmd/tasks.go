@@ -127,6 +127,9 @@ func printTask(w interface{ Write([]byte) (int, error) }, t *models.Task, traceb
 	row("id", t.ID)
 	row("function", t.Function)
 	row("status", string(t.Status))
+	if t.WaitsForQuarantine() {
+		row("waiting", quarantineWait(t))
+	}
 	budget := fmt.Sprintf("%d (retries %d of %d)", attemptsRun(t), t.RetryCount, t.MaxRetries)
 	if d.maxRetries {
 		budget = fmt.Sprintf("%d (retries %d of %d, the function's default)", attemptsRun(t), t.RetryCount, t.MaxRetries)
@@ -173,6 +176,12 @@ func printTask(w interface{ Write([]byte) (int, error) }, t *models.Task, traceb
 	if len(t.Errors) > 0 || t.Error != nil {
 		printErrors(w, t, tracebacks)
 	}
+}
+
+// quarantineWait says what task t, waiting for its plugin's quarantine
+// to end (status retrying, but not after a failure), waits for.
+func quarantineWait(t *models.Task) string {
+	return "for its plugin's quarantine to end, " + when(t.QuarantinedUntil) + "; uses no retry"
 }
 
 // printErrors writes a task's error history, oldest first.
@@ -428,7 +437,9 @@ func (c *cli) watch(id string) error {
 			}
 		} else {
 			line := fmt.Sprintf("%s  %s  %s  %s  attempt %d", when(t.UpdatedAt), t.ID, t.Function, t.Status, attemptsRun(t))
-			if t.Error != nil && t.Status != models.StatusSucceeded {
+			if t.WaitsForQuarantine() {
+				line += "  waiting " + quarantineWait(t)
+			} else if t.Error != nil && t.Status != models.StatusSucceeded {
 				line += "  " + oneLine(typedMessage(t.Error), 80)
 			}
 			if t.Progress != nil && t.Status == models.StatusRunning {

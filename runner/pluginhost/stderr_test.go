@@ -6,8 +6,10 @@ import (
 	"time"
 
 	"github.com/sirupsen/logrus"
+	logtest "github.com/sirupsen/logrus/hooks/test"
 
 	"github.com/omniq/omniq/internal/omniqtest"
+	"github.com/omniq/omniq/models"
 	"github.com/omniq/omniq/runner/pluginhost"
 )
 
@@ -94,5 +96,54 @@ func TestAPluginFloodingStdoutWaitsForTheRunner(t *testing.T) {
 	}
 	eventually(t, 20*time.Second, "the log to say the plugin's writes wait", func() bool {
 		return strings.Contains(logs.String(), "writes to its stdout faster than the runner reads it")
+	})
+}
+
+// A crash's traceback was the plugin's whole stderr tail: lines an
+// earlier task had written, long done, read as part of this crash. It
+// holds only what the plugin wrote after the crashed attempt started.
+func TestCrashTracebackLeavesOutEarlierTasksStderr(t *testing.T) {
+	t.Parallel()
+	var logs omniqtest.Buffer
+	log := logrus.New()
+	log.Out = &logs
+	log.SetLevel(logrus.DebugLevel)
+	s := startSupervisor(t, rawoutPkg, pluginhost.Config{Process: pluginhost.ProcessConfig{Logger: log}})
+	if out := s.Execute(ctx(t), req("earlier", "rawerrline", "EARLIER TASK'S LINE"), time.Now().Add(30*time.Second), nil); out.Failure != nil {
+		t.Fatalf("earlier task: %+v", out.Failure)
+	}
+	// go-plugin keeps a line in the tail before it logs it.
+	eventually(t, 20*time.Second, "the earlier task's line to reach the runner", func() bool {
+		return strings.Contains(logs.String(), "EARLIER TASK'S LINE")
+	})
+	out := s.Execute(ctx(t), req("crash", "rawcrash", "THE CRASH'S LINE"), time.Now().Add(30*time.Second), nil)
+	f := out.Failure
+	if f == nil || f.ErrorType != models.ErrorTypePluginCrash {
+		t.Fatalf("crash: %+v", f)
+	}
+	if strings.Contains(f.Traceback, "EARLIER") || !strings.Contains(f.Traceback, "THE CRASH'S LINE") {
+		t.Fatalf("the crash's traceback should hold only what the plugin wrote during the attempt:\n%s", f.Traceback)
+	}
+}
+
+// A plugin's "[WARN] name: message" stderr line reached the runner's log
+// as a warning whose text still began "[WARN]". The level says it now.
+func TestPluginsLevelTagBecomesTheLogLevel(t *testing.T) {
+	t.Parallel()
+	log, hook := logtest.NewNullLogger()
+	s := startSupervisor(t, rawoutPkg, pluginhost.Config{Process: pluginhost.ProcessConfig{Logger: log}})
+	if out := s.Execute(ctx(t), req("w", "rawerrline", "[WARN] billing: disk nearly full"), time.Now().Add(30*time.Second), nil); out.Failure != nil {
+		t.Fatalf("task: %+v", out.Failure)
+	}
+	eventually(t, 20*time.Second, "the plugin's line in the runner's log", func() bool {
+		for _, e := range hook.AllEntries() {
+			if strings.Contains(e.Message, "disk nearly full") {
+				if e.Level != logrus.WarnLevel || e.Message != "billing: disk nearly full" {
+					t.Fatalf("the plugin's line was logged at %s as %q, want a warning \"billing: disk nearly full\"", e.Level, e.Message)
+				}
+				return true
+			}
+		}
+		return false
 	})
 }

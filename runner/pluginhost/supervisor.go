@@ -572,6 +572,9 @@ func (s *Supervisor) Execute(ctx context.Context, req *pluginpb.ExecuteRequest, 
 	if f != nil {
 		return Outcome{Failure: f}
 	}
+	// Where the plugin's stderr stands as the attempt starts: a crash's
+	// traceback is what came after (one atomic load per attempt).
+	stderrMark := p.stderr.mark()
 	next, stop, err := p.call(callCtx, req)
 	defer stop()
 	for err == nil {
@@ -606,7 +609,7 @@ func (s *Supervisor) Execute(ctx context.Context, req *pluginpb.ExecuteRequest, 
 		}
 		return s.stoppedAttempt(ctx, p, req.TaskId, deadline, traceback)
 	}
-	return Outcome{Failure: s.crashFailure(p, err)}
+	return Outcome{Failure: s.crashFailure(p, err, stderrMark)}
 }
 
 // stoppedAttempt is the outcome of an attempt stopped at its deadline or by
@@ -698,8 +701,11 @@ func fromPlugin(f *pluginpb.Failure) *Failure {
 
 // crashFailure describes an attempt whose plugin connection failed: it
 // waits (up to CrashWait) for the process to exit to say how it ended; a
-// process that is still alive with a broken connection is killed.
-func (s *Supervisor) crashFailure(p *Process, callErr error) *Failure {
+// process that is still alive with a broken connection is killed. Its
+// traceback is taken from what the plugin wrote to its stderr after
+// stderrMark, where the stream stood when the attempt started: lines of
+// earlier tasks are not this crash's.
+func (s *Supervisor) crashFailure(p *Process, callErr error, stderrMark int64) *Failure {
 	select {
 	case <-p.Exited():
 	case <-time.After(s.cfg.CrashWait):
@@ -722,6 +728,7 @@ func (s *Supervisor) crashFailure(p *Process, callErr error) *Failure {
 		<-p.Exited()
 	}
 	exit := p.Exit()
+	exit.Stderr = p.stderr.since(stderrMark)
 	msg := fmt.Sprintf("plugin %s %s while running the task", s.name, exit)
 	if r := p.killReason(); r != "" {
 		msg = fmt.Sprintf("plugin %s was killed by OmniQ (%s) while running the task", s.name, r)

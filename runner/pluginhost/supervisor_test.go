@@ -482,9 +482,9 @@ func TestAPluginFloodingStderrDoesNotFloodTheRunnersLog(t *testing.T) {
 	}
 	// Lines are logged until the burst is spent, then a warning.
 	eventually(t, 10*time.Second, "the first line and the warning in the log", func() bool {
-		return strings.Contains(logs.String(), "[ERROR] line 0") && strings.Contains(logs.String(), "more than")
+		return strings.Contains(logs.String(), `msg="line 0"`) && strings.Contains(logs.String(), "more than")
 	})
-	if n := strings.Count(logs.String(), "[ERROR] line "); n > lines/10 {
+	if n := strings.Count(logs.String(), `msg="line `); n > lines/10 {
 		t.Fatalf("%d of the plugin's %d stderr lines logged", n, lines)
 	}
 }

@@ -25,3 +25,24 @@ func TestTailBufferKeepsTheLastBytes(t *testing.T) {
 		}
 	}
 }
+
+// since gives what was written after a mark, as far as the tail holds it:
+// nothing when nothing came, all of it when it fits, the last max bytes
+// when more came.
+func TestTailBufferSince(t *testing.T) {
+	t.Parallel()
+	tb := newTailBuffer(10)
+	_, _ = tb.Write([]byte("older"))
+	m := tb.mark()
+	if got := tb.since(m); got != "" {
+		t.Fatalf("since a mark with nothing written after = %q", got)
+	}
+	_, _ = tb.Write([]byte("new"))
+	if got := tb.since(m); got != "new" {
+		t.Fatalf("since = %q, want %q", got, "new")
+	}
+	_, _ = tb.Write([]byte("0123456789abc"))
+	if got := tb.since(m); got != "3456789abc" {
+		t.Fatalf("since, more written than the tail holds = %q, want its last 10 bytes", got)
+	}
+}

@@ -1,22 +1,57 @@
 """Helpers for testing handlers in-process, like the Go SDK's sdktest.Run."""
 
+import datetime
+import math
 import threading
 import time
 
 from . import _errors
-from ._mux import Outcome, Task, invoke
+from ._mux import Mux, Outcome, Task, invoke
 
 
 # How long past its deadline run waits for a handler to return: the
 # runner kills a plugin whose handler still runs 2 s after its deadline.
 KILL_GRACE = 2.0
 
+# The runner's own per-attempt timeout, for a function that declares none
+# (runner.DefaultTimeout: 5 minutes).
+DEFAULT_TIMEOUT = 300.0
 
-def run(handler, task=None, *, tracer_provider=None, **task_fields):
+
+def _seconds(timeout):
+    """timeout (seconds, or a timedelta) in seconds; ValueError naming it
+    when it is not a positive finite number."""
+    if isinstance(timeout, datetime.timedelta):
+        timeout = timeout.total_seconds()
+    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)):
+        raise ValueError("omniq_plugin.testing.run: timeout must be a number of seconds or a timedelta, got %r"
+                         % (timeout,))
+    if not math.isfinite(timeout) or timeout <= 0:
+        raise ValueError("omniq_plugin.testing.run: timeout must be more than 0 seconds, got %r" % (timeout,))
+    return float(timeout)
+
+
+def _declared_timeout(handler, function):
+    """The timeout handler (a Mux) declares for function, or None."""
+    if isinstance(handler, Mux):
+        for spec in handler.functions():
+            if spec.name == function and spec.timeout:
+                return float(spec.timeout)
+    return None
+
+
+def run(handler, task=None, *, timeout=None, tracer_provider=None, **task_fields):
     """Runs handler (a callable or a Mux) on task the way a plugin runs it:
-    with a deadline (default: 60 s from now), progress captured, exceptions
-    classified with their traceback. Without task, one is made from
-    task_fields (function, payload, headers, ...). Returns an Outcome.
+    with a deadline, progress captured, exceptions classified with their
+    traceback. Without task, one is made from task_fields (function,
+    payload, headers, deadline, ...). Returns an Outcome.
+
+    The attempt's deadline is task's (or the deadline task field), else
+    timeout seconds (a number or a timedelta) from now, else, as the
+    runner would give it, the timeout the Mux declares for the task's
+    function, else the runner's default, DEFAULT_TIMEOUT (5 minutes).
+    Giving both a deadline and timeout, or a timeout that is not a
+    positive number of seconds, raises ValueError.
 
     A handler still running KILL_GRACE (2 s) past the deadline, where the
     runner would kill its plugin, fails with a timeout whose traceback is
@@ -29,11 +64,21 @@ def run(handler, task=None, *, tracer_provider=None, **task_fields):
         with lock:
             progress.append((fraction, message))
 
+    if timeout is not None:
+        timeout = _seconds(timeout)
     if task is None:
         task = Task(**task_fields)
+    elif task_fields:
+        raise ValueError("omniq_plugin.testing.run: task fields %s given with a task; set them on the task"
+                         % ", ".join(sorted(task_fields)))
+    if task.deadline is not None and timeout is not None:
+        raise ValueError("omniq_plugin.testing.run: both a deadline (%r) and a timeout (%r) given; give one"
+                         % (task.deadline, timeout))
     task._progress = report
     if task.deadline is None:
-        task.deadline = time.time() + 60
+        if timeout is None:
+            timeout = _declared_timeout(handler, task.function) or DEFAULT_TIMEOUT
+        task.deadline = time.time() + timeout
     result, raised = [], []
 
     def attempt():

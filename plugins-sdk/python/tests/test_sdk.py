@@ -195,6 +195,59 @@ class ErrorsTest(unittest.TestCase):
         self.assertIn("in hung", f.traceback)
         self.assertIn("time.sleep(0.05)", f.traceback)
 
+    def test_the_deadline_is_the_callers_timeout_else_the_functions_else_the_runners_default(self):
+        # testing.run gave every attempt 60 s, whatever the caller or the
+        # function said. The deadline is each one's, as the runner's would
+        # be: compared with the clock read before and after the run, not
+        # with a duration.
+        seen = []
+
+        def h(t):
+            seen.append(t.deadline)
+        m = omniq.Mux()
+        m.handle("slow", h, timeout=datetime.timedelta(minutes=20))
+        m.handle("plain", h)
+        for handler, fields, want in [
+            (h, {"timeout": 7}, 7.0),
+            (h, {"timeout": datetime.timedelta(seconds=90)}, 90.0),
+            (m, {"function": "slow", "timeout": 3}, 3.0),
+            (m, {"function": "slow"}, 1200.0),
+            (m, {"function": "plain"}, testing.DEFAULT_TIMEOUT),
+            (h, {}, testing.DEFAULT_TIMEOUT),
+        ]:
+            seen.clear()
+            before = time.time()
+            out = testing.run(handler, **fields)
+            after = time.time()
+            self.assertIsNone(out.failure, fields)
+            self.assertTrue(before + want <= seen[0] <= after + want,
+                            "%r: deadline %s, want %s s from the run" % (fields, seen[0], want))
+        self.assertEqual(testing.DEFAULT_TIMEOUT, 300.0)  # runner.DefaultTimeout
+
+    def test_a_timeout_stops_a_hung_handler(self):
+        def hung(t):
+            while True:
+                time.sleep(0.05)
+        done = []
+        runner = threading.Thread(target=lambda: done.append(testing.run(hung, timeout=0.1)), daemon=True)
+        runner.start()
+        runner.join(60)  # a bound on the test, not a timing under test
+        self.assertTrue(done, "testing.run(timeout=0.1) did not return for a handler that never returns")
+        self.assertEqual(done[0].failure.error_type, "timeout")
+
+    def test_a_bad_timeout_is_refused_naming_it(self):
+        for bad in [0, -1, float("nan"), float("inf"), "10", True, datetime.timedelta(0)]:
+            with self.assertRaises(ValueError) as cm:
+                testing.run(lambda t: None, timeout=bad)
+            self.assertIn("timeout", str(cm.exception))
+            self.assertIn(repr(bad) if not isinstance(bad, datetime.timedelta) else "0", str(cm.exception))
+        with self.assertRaises(ValueError) as cm:
+            testing.run(lambda t: None, deadline=time.time() + 5, timeout=5)
+        self.assertIn("both a deadline", str(cm.exception))
+        with self.assertRaises(ValueError) as cm:
+            testing.run(lambda t: None, omniq.Task("f"), payload=b"ignored")
+        self.assertIn("payload", str(cm.exception))
+
     def test_progress_is_captured(self):
         def h(task):
             task.report_progress(0.5, "half")

@@ -5,7 +5,8 @@
 // payload says to stderr, each "[ERROR] line N", rawerrline its payload as
 // one line to stderr, and errflood, for a payload "BYTES SECONDS LINE",
 // LINE again and again to stderr at up to BYTES a second for SECONDS
-// (outflood: to stdout); the
+// (outflood: to stdout), rawcrash its payload as one line to stderr and
+// then exits with status 3; the
 // others return "written", the floods "wrote N bytes".
 package main
 
@@ -53,6 +54,13 @@ func main() {
 			return nil, err
 		}
 		return []byte("written"), nil
+	})
+	mux.HandleFunc("rawcrash", func(_ context.Context, t *sdk.Task) ([]byte, error) {
+		if err := writeAll(2, append(t.Payload, '\n')); err != nil {
+			return nil, err
+		}
+		syscall.Exit(3)
+		return nil, nil
 	})
 	mux.HandleFunc("errflood", func(ctx context.Context, t *sdk.Task) ([]byte, error) { return flood(ctx, 2, t) })
 	mux.HandleFunc("outflood", func(ctx context.Context, t *sdk.Task) ([]byte, error) { return flood(ctx, 1, t) })
