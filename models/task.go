@@ -68,7 +68,8 @@ type Task struct {
 	PluginCrashes int `json:"plugin_crashes,omitempty"`
 	// Timeout is the per-attempt deadline; zero means the function's default.
 	Timeout Duration `json:"timeout,omitzero"`
-	// Runner identifies the runner holding the claim while Status is running.
+	// Runner identifies the runner holding the claim while Status is
+	// running; it is empty in every other status.
 	Runner string `json:"runner,omitempty"`
 	// ClaimSequence and ClaimDelivery identify the delivery the latest
 	// attempt was claimed from: the task message's stream sequence and its
@@ -233,6 +234,9 @@ func (t *Task) Transition(to TaskStatus, now time.Time) error {
 	t.QuarantinedUntil = time.Time{} // a wait for a quarantine sets it again
 	if to == StatusRunning {
 		t.StartedAt = now
+	}
+	if to == StatusRetrying {
+		t.Runner = "" // no runner holds a task between its attempts
 	}
 	if to.IsTerminal() {
 		t.FinishedAt = now

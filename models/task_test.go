@@ -90,6 +90,22 @@ func TestTaskTransitionStamps(t *testing.T) {
 	}
 }
 
+// Runner names the runner holding the claim only while the task runs: a
+// retry waiting for its delay is held by no runner (the retrying record
+// kept the failed attempt's runner), nor is an ended task.
+func TestTransitionOutOfRunningReleasesTheRunner(t *testing.T) {
+	t.Parallel()
+	for _, to := range []models.TaskStatus{models.StatusRetrying, models.StatusSucceeded, models.StatusFailed, models.StatusCancelled} {
+		task := validTask()
+		mustTransition(t, task, models.StatusRunning)
+		task.Runner = "runner-a"
+		mustTransition(t, task, to)
+		if task.Runner != "" {
+			t.Errorf("after running -> %s: Runner = %q, want none", to, task.Runner)
+		}
+	}
+}
+
 // A task's wait for its plugin's quarantine ends with the wait: the next
 // transition (its claim, a cancellation) clears QuarantinedUntil.
 func TestTransitionEndsAQuarantineWait(t *testing.T) {
