@@ -411,6 +411,7 @@ func TestStatusAndWatchShowAWaitForAQuarantine(t *testing.T) {
 	r.want(t, 0, "waiting:           "+want, "")
 	r.want(t, 0, "; uses no retry", "")
 	o.run("", "status", "qwait", "--json").want(t, 0, `"quarantined_until": "`+until.Format(time.RFC3339Nano)+`"`, "")
+	o.run("", "list").want(t, 0, "waits for its plugin's quarantine to end, "+until.Format("2006-01-02 15:04:05")+"Z", "")
 
 	watchCtx, stopWatch := context.WithCancel(context.Background())
 	defer stopWatch()

@@ -309,7 +309,11 @@ func (c *cli) list(statuses, fn, after, sortBy string, limit int) error {
 	for _, r := range page.Records {
 		t := r.Task
 		errText := ""
-		if t.Error != nil {
+		switch {
+		case t.WaitsForQuarantine():
+			// Its error, if any, is an older attempt's: this wait is none.
+			errText = "waits for its plugin's quarantine to end, " + when(t.QuarantinedUntil)
+		case t.Error != nil:
 			errText = oneLine(typedMessage(t.Error), 60)
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%s\t%s\n", t.ID, t.Function, t.Status, attemptsRun(t), when(t.CreatedAt), ago(t.UpdatedAt), errText)
