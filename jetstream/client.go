@@ -181,7 +181,7 @@ func (c *Client) Submit(ctx context.Context, r SubmitRequest) (SubmitResult, err
 	}
 	if r.ID == "" {
 		r.ID = nuid.Next()
-	} else if rec, err := c.state.Get(ctx, r.ID); err == nil {
+	} else if rec, err := c.recordForSubmit(ctx, r.ID); err == nil {
 		return SubmitResult{ID: r.ID, Record: rec}, fmt.Errorf("%w: %s is already %s", ErrDuplicateTask, r.ID, rec.Task.Status)
 	} else if !errors.Is(err, ErrTaskNotFound) {
 		return SubmitResult{}, fmt.Errorf("submit %s: %w", r.ID, err)
@@ -221,6 +221,26 @@ func (c *Client) Submit(ctx context.Context, r SubmitRequest) (SubmitResult, err
 		return res, fmt.Errorf("%w: %s was submitted moments ago", ErrDuplicateTask, r.ID)
 	}
 	return res, nil
+}
+
+// recordForSubmit reads the record of task id for Submit's check that
+// the id is not taken, waiting up to LeaderWait while the state bucket
+// answers nothing: after its leader's server was lost, its other replicas
+// may stop answering reads ("no responders") until they elect a new
+// leader, which the publish that follows waits for too.
+func (c *Client) recordForSubmit(ctx context.Context, id string) (Record, error) {
+	end := time.Now().Add(LeaderWait)
+	for {
+		rec, err := c.state.Get(ctx, id)
+		if err == nil || errors.Is(err, ErrTaskNotFound) || !isTransient(err) || time.Now().After(end) {
+			return rec, err
+		}
+		select {
+		case <-ctx.Done():
+			return rec, errors.Join(err, ctx.Err())
+		case <-time.After(250 * time.Millisecond):
+		}
+	}
 }
 
 // takenBefore says whether the acknowledgement of a task's publish means
