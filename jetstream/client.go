@@ -7,6 +7,7 @@ import (
 	"math"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -44,6 +45,10 @@ type Client struct {
 	requestWait time.Duration
 	// clock is the time now, time.Now when nil (tests set it).
 	clock func() time.Time
+	// regSeqs holds the stream sequence of this client's last write of
+	// each registration subject (Register), guarded by regMu.
+	regMu   sync.Mutex
+	regSeqs map[string]uint64
 }
 
 // now is the time now, by c's clock.

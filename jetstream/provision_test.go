@@ -129,6 +129,60 @@ func TestRegistryHeartbeatsExpire(t *testing.T) {
 	}
 }
 
+// Two runners given the same id (one --id in every machine's unit file)
+// wrote each other's registrations over, and the one that stopped
+// removed the other's: its functions looked unserved, and omniq-submit
+// refused them ("no runner is serving any function right now"), until
+// the other's next heartbeat. A heartbeat now finds the registration
+// written by another and says so; a stop leaves another's registration.
+func TestRunnersSharingAnIDKeepEachOthersRegistrations(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, jetstream.Config{})
+	nc, err := e.srv.Connect()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	twin, err := jetstream.Open(ctx(t), nc, jetstream.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	regs := []jetstream.Registration{{Function: "resize"}, {Function: "thumb"}}
+	if err := e.client.Register(ctx(t), "worker", regs, time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	if err := twin.Register(ctx(t), "worker", regs, time.Hour); err != nil {
+		t.Fatalf("the twin's first registration: %v", err)
+	}
+	// The first runner's next heartbeat finds its registrations written
+	// by another, and still writes them.
+	err = e.client.Register(ctx(t), "worker", regs, time.Hour)
+	if !errors.Is(err, jetstream.ErrRunnerIDInUse) || !strings.Contains(err.Error(), "worker") || !strings.Contains(err.Error(), "resize, thumb") {
+		t.Fatalf("a heartbeat after another runner's write under the id: err = %v, want ErrRunnerIDInUse naming the id and the functions", err)
+	}
+	if err := e.client.Register(ctx(t), "worker", regs, time.Hour); err != nil {
+		t.Fatalf("a heartbeat after its own: %v", err)
+	}
+	// The twin's does too; then the first stops.
+	if err := twin.Register(ctx(t), "worker", regs, time.Hour); !errors.Is(err, jetstream.ErrRunnerIDInUse) {
+		t.Fatalf("the twin's heartbeat: err = %v, want ErrRunnerIDInUse", err)
+	}
+	if err := e.client.Deregister(ctx(t), "worker", []string{"resize", "thumb"}); err != nil {
+		t.Fatal(err)
+	}
+	names, err := e.client.FunctionNames(ctx(t))
+	if err != nil || strings.Join(names, ",") != "resize,thumb" {
+		t.Fatalf("functions served once one of two runners with one id stopped: %v, %v; want resize,thumb (the other still serves them)", names, err)
+	}
+	// The last writer's stop removes them.
+	if err := twin.Deregister(ctx(t), "worker", []string{"resize", "thumb"}); err != nil {
+		t.Fatal(err)
+	}
+	if names, err := e.client.FunctionNames(ctx(t)); err != nil || len(names) != 0 {
+		t.Fatalf("functions served once both stopped: %v, %v", names, err)
+	}
+}
+
 // A registration the server keeps past its TTL is not listed: nats-server
 // brings back values a purge with a marker TTL removed when it rebuilds a
 // filestore after an unclean shutdown, and never expires them again

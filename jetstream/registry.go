@@ -95,8 +95,20 @@ func OverCaps(maxRetries *int, timeout time.Duration, regs []Registration) *CapB
 	return nil
 }
 
+// ErrRunnerIDInUse is returned by Register when a registration this
+// client wrote earlier was written over by another writer since: another
+// runner registers under the same runner id. Register has still written
+// regs. Runners sharing an id list as one, and one that stops removes
+// the other's registrations, so that its functions look unserved (and
+// omniq-submit refuses them) until the other's next heartbeat: give
+// every runner its own id.
+var ErrRunnerIDInUse = errors.New("another runner registers under this runner's id")
+
 // Register writes regs (all for runner runnerID) to the functions bucket,
-// each expiring after ttl unless written again.
+// each expiring after ttl unless written again. A registration this
+// client wrote before is written again only if nobody else wrote it
+// since; when someone did, it is written anyway, and Register returns
+// ErrRunnerIDInUse naming the functions.
 func (c *Client) Register(ctx context.Context, runnerID string, regs []Registration, ttl time.Duration) error {
 	if err := models.ValidateFunctionName(runnerID); err != nil {
 		return fmt.Errorf("register: runner id %q: only A-Z a-z 0-9 _ - are allowed", runnerID)
@@ -105,6 +117,7 @@ func (c *Client) Register(ctx context.Context, runnerID string, regs []Registrat
 		return fmt.Errorf("%w: registration TTL must be at least 1s, got %s", ErrInvalidConfig, ttl)
 	}
 	now := time.Now().UTC()
+	var overwritten []string
 	for _, r := range regs {
 		if err := models.ValidateFunctionName(r.Function); err != nil {
 			return fmt.Errorf("register: %w", err)
@@ -114,17 +127,59 @@ func (c *Client) Register(ctx context.Context, runnerID string, regs []Registrat
 		if err != nil {
 			return err
 		}
-		msg := &nats.Msg{Subject: c.registrationSubject(r.Function, runnerID), Data: b,
+		subject := c.registrationSubject(r.Function, runnerID)
+		msg := &nats.Msg{Subject: subject, Data: b,
 			Header: nats.Header{natsjs.MsgTTLHeader: []string{ttl.String()}}}
-		if _, err := c.publish(ctx, msg); err != nil {
+		last, wrote := c.registered(subject)
+		if wrote {
+			msg.Header.Set(natsjs.ExpectedLastSubjSeqHeader, strconv.FormatUint(last, 10))
+		}
+		ack, err := c.publish(ctx, msg)
+		if wrote && isWrongLastSeq(err) {
+			overwritten = append(overwritten, r.Function)
+			msg.Header.Del(natsjs.ExpectedLastSubjSeqHeader)
+			ack, err = c.publish(ctx, msg)
+		}
+		if err != nil {
 			return fmt.Errorf("register %s: %w", r.Function, err)
 		}
+		c.setRegistered(subject, ack.Seq)
+	}
+	if len(overwritten) > 0 {
+		return fmt.Errorf("%w %s: since its last heartbeat its registrations of %s were written by another (give every runner its own --id)",
+			ErrRunnerIDInUse, runnerID, strings.Join(overwritten, ", "))
 	}
 	return nil
 }
 
+// registered returns the stream sequence of the last write of the
+// registration on subject by this client, and whether it wrote one.
+func (c *Client) registered(subject string) (uint64, bool) {
+	c.regMu.Lock()
+	defer c.regMu.Unlock()
+	seq, ok := c.regSeqs[subject]
+	return seq, ok
+}
+
+// setRegistered records that this client wrote the registration on
+// subject at stream sequence seq; 0 forgets it.
+func (c *Client) setRegistered(subject string, seq uint64) {
+	c.regMu.Lock()
+	defer c.regMu.Unlock()
+	if seq == 0 {
+		delete(c.regSeqs, subject)
+		return
+	}
+	if c.regSeqs == nil {
+		c.regSeqs = map[string]uint64{}
+	}
+	c.regSeqs[subject] = seq
+}
+
 // Deregister removes runnerID's registrations of functions. The removal
-// markers it leaves in the bucket expire a minute later.
+// markers it leaves in the bucket expire a minute later. A registration
+// this client wrote is removed only if nobody wrote it since: another
+// runner with the same id (see ErrRunnerIDInUse) keeps its own.
 func (c *Client) Deregister(ctx context.Context, runnerID string, functions []string) error {
 	kv, err := c.js.KeyValue(ctx, c.cfg.FunctionsBucket)
 	if err != nil {
@@ -133,9 +188,19 @@ func (c *Client) Deregister(ctx context.Context, runnerID string, functions []st
 	for _, fn := range functions {
 		// The marker expires like a registration's own: the runner's id
 		// is new at each start, so a marker kept for good would pile up.
-		if err := kv.Purge(ctx, fn+"."+runnerID, natsjs.PurgeTTL(limitMarkerTTL)); err != nil {
+		opts := []natsjs.KVDeleteOpt{natsjs.PurgeTTL(limitMarkerTTL)}
+		subject := c.registrationSubject(fn, runnerID)
+		if last, wrote := c.registered(subject); wrote {
+			opts = append(opts, natsjs.LastRevision(last))
+		}
+		err := kv.Purge(ctx, fn+"."+runnerID, opts...)
+		if errors.Is(err, natsjs.ErrKeyExists) || isWrongLastSeq(err) {
+			continue // another runner's registration now: leave it
+		}
+		if err != nil {
 			return fmt.Errorf("deregister %s: %w", fn, err)
 		}
+		c.setRegistered(subject, 0)
 	}
 	return nil
 }
