@@ -522,7 +522,7 @@ func (r *Runner) heartbeat() {
 		}
 		ctx, cancel := context.WithTimeout(r.pullCtx, r.cfg.RegistrationTTL/3)
 		if err := r.syncFunctions(ctx); errors.Is(err, jetstream.ErrRunnerIDInUse) {
-			r.log.WithError(err).Warn("another runner uses this runner's id: both list as one, and one that stops unlists the other's functions until its next heartbeat; give every runner its own --id")
+			r.log.WithError(err).Warn("another runner uses this runner's id: both list as one runner; give every runner its own --id")
 		} else if err != nil && r.pullCtx.Err() == nil {
 			r.log.WithError(err).Warn("function registration heartbeat failed")
 		}
