@@ -45,10 +45,10 @@ type Client struct {
 	requestWait time.Duration
 	// clock is the time now, time.Now when nil (tests set it).
 	clock func() time.Time
-	// regSeqs holds the stream sequence of this client's last write of
-	// each registration subject (Register), guarded by regMu.
-	regMu   sync.Mutex
-	regSeqs map[string]uint64
+	// regWrites holds this client's last write of each registration
+	// subject (Register), guarded by regMu.
+	regMu     sync.Mutex
+	regWrites map[string]ownWrite
 }
 
 // now is the time now, by c's clock.

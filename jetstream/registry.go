@@ -130,20 +130,21 @@ func (c *Client) Register(ctx context.Context, runnerID string, regs []Registrat
 		subject := c.registrationSubject(r.Function, runnerID)
 		msg := &nats.Msg{Subject: subject, Data: b,
 			Header: nats.Header{natsjs.MsgTTLHeader: []string{ttl.String()}}}
-		last, wrote := c.registered(subject)
+		last, wrote, _ := c.registered(subject)
 		if wrote {
 			msg.Header.Set(natsjs.ExpectedLastSubjSeqHeader, strconv.FormatUint(last, 10))
 		}
 		ack, err := c.publish(ctx, msg)
+		shared := false
 		if wrote && isWrongLastSeq(err) {
-			overwritten = append(overwritten, r.Function)
+			overwritten, shared = append(overwritten, r.Function), true
 			msg.Header.Del(natsjs.ExpectedLastSubjSeqHeader)
 			ack, err = c.publish(ctx, msg)
 		}
 		if err != nil {
 			return fmt.Errorf("register %s: %w", r.Function, err)
 		}
-		c.setRegistered(subject, ack.Seq)
+		c.setRegistered(subject, ack.Seq, shared)
 	}
 	if len(overwritten) > 0 {
 		return fmt.Errorf("%w %s: since its last heartbeat its registrations of %s were written by another (give every runner its own --id)",
@@ -152,34 +153,46 @@ func (c *Client) Register(ctx context.Context, runnerID string, regs []Registrat
 	return nil
 }
 
+// ownWrite is this client's last write of a registration subject.
+type ownWrite struct {
+	seq uint64 // its stream sequence
+	// shared is set once another writer was found to have written the
+	// subject: another runner has this runner's id.
+	shared bool
+}
+
 // registered returns the stream sequence of the last write of the
-// registration on subject by this client, and whether it wrote one.
-func (c *Client) registered(subject string) (uint64, bool) {
+// registration on subject by this client, whether it wrote one, and
+// whether another writer was ever found writing it.
+func (c *Client) registered(subject string) (seq uint64, wrote, shared bool) {
 	c.regMu.Lock()
 	defer c.regMu.Unlock()
-	seq, ok := c.regSeqs[subject]
-	return seq, ok
+	w, ok := c.regWrites[subject]
+	return w.seq, ok, w.shared
 }
 
 // setRegistered records that this client wrote the registration on
-// subject at stream sequence seq; 0 forgets it.
-func (c *Client) setRegistered(subject string, seq uint64) {
+// subject at stream sequence seq, and whether it found another writer
+// (which stays known); seq 0 forgets the subject.
+func (c *Client) setRegistered(subject string, seq uint64, shared bool) {
 	c.regMu.Lock()
 	defer c.regMu.Unlock()
 	if seq == 0 {
-		delete(c.regSeqs, subject)
+		delete(c.regWrites, subject)
 		return
 	}
-	if c.regSeqs == nil {
-		c.regSeqs = map[string]uint64{}
+	if c.regWrites == nil {
+		c.regWrites = map[string]ownWrite{}
 	}
-	c.regSeqs[subject] = seq
+	c.regWrites[subject] = ownWrite{seq: seq, shared: shared || c.regWrites[subject].shared}
 }
 
 // Deregister removes runnerID's registrations of functions. The removal
 // markers it leaves in the bucket expire a minute later. A registration
-// this client wrote is removed only if nobody wrote it since: another
-// runner with the same id (see ErrRunnerIDInUse) keeps its own.
+// this client wrote is removed only if nobody else ever wrote it: another
+// runner with the same id (see ErrRunnerIDInUse) may still serve the
+// function, so the registration is left to that runner's heartbeats, or
+// to its TTL.
 func (c *Client) Deregister(ctx context.Context, runnerID string, functions []string) error {
 	kv, err := c.js.KeyValue(ctx, c.cfg.FunctionsBucket)
 	if err != nil {
@@ -190,7 +203,11 @@ func (c *Client) Deregister(ctx context.Context, runnerID string, functions []st
 		// is new at each start, so a marker kept for good would pile up.
 		opts := []natsjs.KVDeleteOpt{natsjs.PurgeTTL(limitMarkerTTL)}
 		subject := c.registrationSubject(fn, runnerID)
-		if last, wrote := c.registered(subject); wrote {
+		last, wrote, shared := c.registered(subject)
+		if shared {
+			continue
+		}
+		if wrote {
 			opts = append(opts, natsjs.LastRevision(last))
 		}
 		err := kv.Purge(ctx, fn+"."+runnerID, opts...)
@@ -200,7 +217,7 @@ func (c *Client) Deregister(ctx context.Context, runnerID string, functions []st
 		if err != nil {
 			return fmt.Errorf("deregister %s: %w", fn, err)
 		}
-		c.setRegistered(subject, 0)
+		c.setRegistered(subject, 0, false)
 	}
 	return nil
 }
