@@ -205,6 +205,43 @@ func TestRunnersSharingAnIDKeepEachOthersRegistrations(t *testing.T) {
 	}
 }
 
+// A heartbeat whose first try was stored but not answered (a cluster
+// electing a leader) is sent again, and finds the key written since its
+// last: by itself. That is no other runner: no error, and the runner's
+// stop still removes its registration.
+func TestAHeartbeatSentTwiceIsNoOtherRunner(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, jetstream.Config{})
+	at := time.Now()
+	e.client.SetClock(func() time.Time { return at })
+	regs := []jetstream.Registration{{Function: "resize"}}
+	if err := e.client.Register(ctx(t), "solo", regs, time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	kv, err := e.client.JetStream().KeyValue(ctx(t), "OMNIQ_FUNCTIONS")
+	if err != nil {
+		t.Fatal(err)
+	}
+	first, err := kv.Get(ctx(t), "resize.solo")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The next heartbeat's first try, stored, its answer lost: the same
+	// bytes (the clock stands still), written without the check.
+	if _, err := kv.Put(ctx(t), "resize.solo", first.Value()); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.client.Register(ctx(t), "solo", regs, time.Hour); err != nil {
+		t.Fatalf("a heartbeat that finds its own earlier try: %v, want no error", err)
+	}
+	if err := e.client.Deregister(ctx(t), "solo", []string{"resize"}); err != nil {
+		t.Fatal(err)
+	}
+	if names, err := e.client.FunctionNames(ctx(t)); err != nil || len(names) != 0 {
+		t.Fatalf("functions after the runner's stop: %v, %v; want none", names, err)
+	}
+}
+
 // A registration the server keeps past its TTL is not listed: nats-server
 // brings back values a purge with a marker TTL removed when it rebuilds a
 // filestore after an unclean shutdown, and never expires them again

@@ -98,10 +98,8 @@ func OverCaps(maxRetries *int, timeout time.Duration, regs []Registration) *CapB
 // ErrRunnerIDInUse is returned by Register when a registration this
 // client wrote earlier was written over by another writer since: another
 // runner registers under the same runner id. Register has still written
-// regs. Runners sharing an id list as one, and one that stops removes
-// the other's registrations, so that its functions look unserved (and
-// omniq-submit refuses them) until the other's next heartbeat: give
-// every runner its own id.
+// regs. Runners sharing an id list as one runner: give every runner its
+// own id. Deregister leaves such registrations to the other runner.
 var ErrRunnerIDInUse = errors.New("another runner registers under this runner's id")
 
 // Register writes regs (all for runner runnerID) to the functions bucket,
@@ -116,7 +114,7 @@ func (c *Client) Register(ctx context.Context, runnerID string, regs []Registrat
 	if ttl < time.Second {
 		return fmt.Errorf("%w: registration TTL must be at least 1s, got %s", ErrInvalidConfig, ttl)
 	}
-	now := time.Now().UTC()
+	now := c.now().UTC()
 	var overwritten []string
 	for _, r := range regs {
 		if err := models.ValidateFunctionName(r.Function); err != nil {
@@ -137,6 +135,12 @@ func (c *Client) Register(ctx context.Context, runnerID string, regs []Registrat
 		ack, err := c.publish(ctx, msg)
 		shared := false
 		if wrote && isWrongLastSeq(err) {
+			// A try whose answer was lost and was sent again finds its
+			// own first write: that is no other runner.
+			if seq, ok := c.ownLastWrite(ctx, r.Function+"."+runnerID, b); ok {
+				c.setRegistered(subject, seq, false)
+				continue
+			}
 			overwritten, shared = append(overwritten, r.Function), true
 			msg.Header.Del(natsjs.ExpectedLastSubjSeqHeader)
 			ack, err = c.publish(ctx, msg)
@@ -151,6 +155,20 @@ func (c *Client) Register(ctx context.Context, runnerID string, regs []Registrat
 			ErrRunnerIDInUse, runnerID, strings.Join(overwritten, ", "))
 	}
 	return nil
+}
+
+// ownLastWrite returns the revision of key in the functions bucket when
+// its value is data, this client's registration just written.
+func (c *Client) ownLastWrite(ctx context.Context, key string, data []byte) (uint64, bool) {
+	kv, err := c.js.KeyValue(ctx, c.cfg.FunctionsBucket)
+	if err != nil {
+		return 0, false
+	}
+	e, err := kv.Get(ctx, key)
+	if err != nil || !bytes.Equal(e.Value(), data) {
+		return 0, false
+	}
+	return e.Revision(), true
 }
 
 // ownWrite is this client's last write of a registration subject.
