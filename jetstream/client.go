@@ -7,6 +7,7 @@ import (
 	"math"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -44,6 +45,10 @@ type Client struct {
 	requestWait time.Duration
 	// clock is the time now, time.Now when nil (tests set it).
 	clock func() time.Time
+	// regWrites holds this client's last write of each registration
+	// subject (Register), guarded by regMu.
+	regMu     sync.Mutex
+	regWrites map[string]ownWrite
 }
 
 // now is the time now, by c's clock.
@@ -63,6 +68,7 @@ func (c *Client) now() time.Time {
 // and DeadLetterRoom, which is logged. A MaxPayload set explicitly is kept:
 // a server without room for it returns ErrServerPayloadLimit.
 func New(ctx context.Context, nc *nats.Conn, cfg Config) (*Client, error) {
+	explicitPayload := cfg.MaxPayload != 0
 	cfg, err := fitPayload(cfg, nc.MaxPayload())
 	if err != nil {
 		return nil, err
@@ -71,7 +77,7 @@ func New(ctx context.Context, nc *nats.Conn, cfg Config) (*Client, error) {
 	if err != nil {
 		return nil, fmt.Errorf("jetstream: %w", err)
 	}
-	if err := checkFleetSettings(ctx, js, cfg); err != nil {
+	if cfg, err = checkFleetSettings(ctx, js, cfg, explicitPayload, nc.MaxPayload()); err != nil {
 		return nil, err
 	}
 	if err := Provision(ctx, js, cfg); err != nil {
@@ -317,26 +323,36 @@ var ErrSettingsDiffer = errors.New("stream settings differ from the running runn
 // registered it refuses a difference (ErrSettingsDiffer); with none, the
 // operator changed the settings: it logs both values at warning level and
 // Provision applies cfg's.
-func checkFleetSettings(ctx context.Context, js natsjs.JetStream, cfg Config) error {
+//
+// A payload limit nobody set (explicitPayload false) is no setting of the
+// operator's: it is the default, or what a server with a smaller
+// max_payload (serverMax) left room for when the stream was made. With
+// runners registered, the runner takes the stream's limit, which those
+// runners use, as long as the server carries it; so a rolling restart of
+// the runners after the servers' max_payload was raised goes through, and
+// the default applies once no runner is registered. It returns cfg with
+// the limit it settled on.
+func checkFleetSettings(ctx context.Context, js natsjs.JetStream, cfg Config, explicitPayload bool, serverMax int64) (Config, error) {
 	s, err := js.Stream(ctx, cfg.TasksStream)
 	if err != nil {
-		return nil // none yet (or unreadable: Provision says why)
+		return cfg, nil // none yet (or unreadable: Provision says why)
 	}
 	have, want := s.CachedInfo().Config, cfg.tasksStreamConfig()
 	var diffs []string
 	if have.Duplicates != want.Duplicates {
 		diffs = append(diffs, fmt.Sprintf("streams.dedupe_window is %s on stream %s, %s here", have.Duplicates, have.Name, want.Duplicates))
 	}
-	if have.MaxMsgSize != want.MaxMsgSize {
+	payloadDiffers := have.MaxMsgSize != want.MaxMsgSize
+	if payloadDiffers {
 		diffs = append(diffs, fmt.Sprintf("streams.max_payload is %d bytes on stream %s (messages up to %d), %d here",
 			int(have.MaxMsgSize)-HeaderRoom, have.Name, have.MaxMsgSize, cfg.MaxPayload))
 	}
 	if len(diffs) == 0 {
-		return nil
+		return cfg, nil
 	}
 	regs, err := (&Client{cfg: cfg, js: js}).Functions(ctx)
 	if err != nil {
-		return fmt.Errorf("%w: %s; and the registered runners cannot be read to check whether any is running: %w",
+		return cfg, fmt.Errorf("%w: %s; and the registered runners cannot be read to check whether any is running: %w",
 			ErrSettingsDiffer, strings.Join(diffs, "; "), err)
 	}
 	var runners []string
@@ -348,13 +364,26 @@ func checkFleetSettings(ctx context.Context, js natsjs.JetStream, cfg Config) er
 		}
 	}
 	slices.Sort(runners)
+	if len(runners) > 0 && payloadDiffers && !explicitPayload {
+		fleet := cfg
+		fleet.MaxPayload = int(have.MaxMsgSize) - HeaderRoom
+		if fleet.MaxPayload >= 1 && fleet.validate() == nil && serverMax >= int64(fleet.ServerPayloadNeeded()) {
+			cfg.Logger.WithFields(logrus.Fields{"max_payload": fleet.MaxPayload, "default_max_payload": cfg.MaxPayload, "runners": strings.Join(runners, ", ")}).
+				Infof("keeping the tasks stream's payload limit of %d bytes, which the running runners use (streams.max_payload is not set); the default applies once every runner is stopped and one starts",
+					fleet.MaxPayload)
+			cfg, diffs = fleet, diffs[:len(diffs)-1]
+			if len(diffs) == 0 {
+				return cfg, nil
+			}
+		}
+	}
 	if len(runners) > 0 {
-		return fmt.Errorf("%w: %s; runners %s are running with the stream's settings (registered in the functions bucket; a runner killed without stopping stays registered until its registrations expire): give every runner the same streams settings, or stop them all to change them",
+		return cfg, fmt.Errorf("%w: %s; runners %s are running with the stream's settings (registered in the functions bucket; a runner killed without stopping stays registered until its registrations expire): give every runner the same streams settings, or stop them all to change them",
 			ErrSettingsDiffer, strings.Join(diffs, "; "), strings.Join(runners, ", "))
 	}
 	cfg.Logger.WithField("changes", strings.Join(diffs, "; ")).
 		Warn("changing the tasks stream's settings to this runner's: no runner is registered; every runner must use the same streams settings")
-	return nil
+	return cfg, nil
 }
 
 // ErrNotProvisioned is returned by Open when OmniQ's streams or buckets do

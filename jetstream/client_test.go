@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/sirupsen/logrus/hooks/test"
 
 	"github.com/omniq/omniq/jetstream"
@@ -103,6 +104,88 @@ func TestPayloadLimitAdaptsToTheServer(t *testing.T) {
 	defer tnc.Close()
 	if _, err := jetstream.New(ctx(t), tnc, jetstream.Config{}); !errors.Is(err, jetstream.ErrServerPayloadLimit) {
 		t.Fatalf("64 KiB server: err = %v, want ErrServerPayloadLimit", err)
+	}
+}
+
+// Runners that set no payload limit adapt it to a stock nats-server's
+// max_payload (1 MiB) and size the tasks stream by it. The operator then
+// raises the servers' max_payload, as the runners' log line suggests, and
+// restarts the runners one at a time: a restarted runner, whose default
+// now fits, used to refuse to start because its limit differed from the
+// stream's while the others ran. It takes the stream's limit instead; a
+// limit set explicitly is still refused, and the default applies once no
+// runner is registered.
+func TestARollingRestartAfterTheServersMaxPayloadWasRaised(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	connect := func(maxPayload int32) (*nats.Conn, *embedded.Server) {
+		t.Helper()
+		srv, err := embedded.Start(embedded.Config{StoreDir: dir, Port: -1, MaxPayload: maxPayload, InsecureNoAuth: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = srv.Shutdown(ctx(t)) })
+		nc, err := srv.Connect()
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(nc.Close)
+		return nc, srv
+	}
+	stock, stockSrv := connect(1 << 20)
+	adapted := 1<<20 - jetstream.HeaderRoom - jetstream.DeadLetterRoom
+	r1, err := jetstream.New(ctx(t), stock, jetstream.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := r1.Config().MaxPayload; got != adapted {
+		t.Fatalf("MaxPayload on a 1 MiB server = %d, want %d", got, adapted)
+	}
+	if err := r1.Register(ctx(t), "r1", []jetstream.Registration{{Function: "echo"}}, time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	stock.Close()
+	if err := stockSrv.Shutdown(ctx(t)); err != nil {
+		t.Fatal(err)
+	}
+
+	raised, _ := connect(8 << 20) // the same store, max_payload raised
+	logger, hook := test.NewNullLogger()
+	r2, err := jetstream.New(ctx(t), raised, jetstream.Config{Logger: logger})
+	if err != nil {
+		t.Fatalf("a runner without streams.max_payload while r1 runs, after the server's max_payload was raised: %v", err)
+	}
+	if got := r2.Config().MaxPayload; got != adapted {
+		t.Fatalf("MaxPayload = %d, want the stream's %d, which r1 uses", got, adapted)
+	}
+	logged := false
+	for _, e := range hook.AllEntries() {
+		logged = logged || (e.Data["max_payload"] == adapted && strings.Contains(e.Message, "keeping the tasks stream's payload limit"))
+	}
+	if !logged {
+		t.Errorf("no log line says the stream's limit was kept; logged: %v", hook.AllEntries())
+	}
+	s, err := r2.JetStream().Stream(ctx(t), "OMNIQ_TASKS")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := int(s.CachedInfo().Config.MaxMsgSize); got != adapted+jetstream.HeaderRoom {
+		t.Fatalf("the tasks stream's message limit changed to %d under r1", got)
+	}
+	// An operator's own setting that differs is still refused.
+	if _, err := jetstream.New(ctx(t), raised, jetstream.Config{MaxPayload: 1 << 20}); !errors.Is(err, jetstream.ErrSettingsDiffer) {
+		t.Fatalf("an explicit streams.max_payload while r1 runs: err = %v, want ErrSettingsDiffer", err)
+	}
+	// With no runner registered, the default applies.
+	if err := r2.Deregister(ctx(t), "r1", []string{"echo"}); err != nil {
+		t.Fatal(err)
+	}
+	r3, err := jetstream.New(ctx(t), raised, jetstream.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := r3.Config().MaxPayload; got != 1<<20 {
+		t.Fatalf("MaxPayload with no runner registered = %d, want the default %d", got, 1<<20)
 	}
 }
 

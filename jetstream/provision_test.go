@@ -129,6 +129,119 @@ func TestRegistryHeartbeatsExpire(t *testing.T) {
 	}
 }
 
+// Two runners given the same id (one --id in every machine's unit file)
+// wrote each other's registrations over, and the one that stopped
+// removed the other's: its functions looked unserved, and omniq-submit
+// refused them ("no runner is serving any function right now"), until
+// the other's next heartbeat. A heartbeat now finds the registration
+// written by another and says so; a stop leaves another's registration.
+func TestRunnersSharingAnIDKeepEachOthersRegistrations(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, jetstream.Config{})
+	nc, err := e.srv.Connect()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	twin, err := jetstream.Open(ctx(t), nc, jetstream.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	regs := []jetstream.Registration{{Function: "resize"}, {Function: "thumb"}}
+	if err := e.client.Register(ctx(t), "worker", regs, time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	if err := twin.Register(ctx(t), "worker", regs, time.Hour); err != nil {
+		t.Fatalf("the twin's first registration: %v", err)
+	}
+	// The first runner's next heartbeat finds its registrations written
+	// by another, and still writes them.
+	err = e.client.Register(ctx(t), "worker", regs, time.Hour)
+	if !errors.Is(err, jetstream.ErrRunnerIDInUse) || !strings.Contains(err.Error(), "worker") || !strings.Contains(err.Error(), "resize, thumb") {
+		t.Fatalf("a heartbeat after another runner's write under the id: err = %v, want ErrRunnerIDInUse naming the id and the functions", err)
+	}
+	if err := e.client.Register(ctx(t), "worker", regs, time.Hour); err != nil {
+		t.Fatalf("a heartbeat after its own: %v", err)
+	}
+	// The twin's does too.
+	if err := twin.Register(ctx(t), "worker", regs, time.Hour); !errors.Is(err, jetstream.ErrRunnerIDInUse) {
+		t.Fatalf("the twin's heartbeat: err = %v, want ErrRunnerIDInUse", err)
+	}
+	// Either stopping leaves the registrations to the other: the one
+	// that wrote them last (the twin, here), and the other.
+	served := func(what string) {
+		t.Helper()
+		names, err := e.client.FunctionNames(ctx(t))
+		if err != nil || strings.Join(names, ",") != "resize,thumb" {
+			t.Fatalf("functions served once %s: %v, %v; want resize,thumb (the other runner still serves them)", what, names, err)
+		}
+	}
+	if err := twin.Deregister(ctx(t), "worker", []string{"resize", "thumb"}); err != nil {
+		t.Fatal(err)
+	}
+	served("the runner that wrote them last stopped")
+	if err := e.client.Deregister(ctx(t), "worker", []string{"resize", "thumb"}); err != nil {
+		t.Fatal(err)
+	}
+	served("the other stopped too (they expire on their TTL)")
+	// A runner whose id nobody else used removes its own.
+	if err := e.client.Register(ctx(t), "solo", regs[:1], time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.client.Register(ctx(t), "solo", regs[:1], time.Hour); err != nil {
+		t.Fatalf("a heartbeat of a runner whose id is its own: %v", err)
+	}
+	if err := e.client.Deregister(ctx(t), "solo", []string{"resize"}); err != nil {
+		t.Fatal(err)
+	}
+	regsNow, err := e.client.Functions(ctx(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range regsNow["resize"] {
+		if r.Runner == "solo" {
+			t.Fatalf("a runner whose id is its own left its registration at its stop: %+v", r)
+		}
+	}
+}
+
+// A heartbeat whose first try was stored but not answered (a cluster
+// electing a leader) is sent again, and finds the key written since its
+// last: by itself. That is no other runner: no error, and the runner's
+// stop still removes its registration.
+func TestAHeartbeatSentTwiceIsNoOtherRunner(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, jetstream.Config{})
+	at := time.Now()
+	e.client.SetClock(func() time.Time { return at })
+	regs := []jetstream.Registration{{Function: "resize"}}
+	if err := e.client.Register(ctx(t), "solo", regs, time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	kv, err := e.client.JetStream().KeyValue(ctx(t), "OMNIQ_FUNCTIONS")
+	if err != nil {
+		t.Fatal(err)
+	}
+	first, err := kv.Get(ctx(t), "resize.solo")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The next heartbeat's first try, stored, its answer lost: the same
+	// bytes (the clock stands still), written without the check.
+	if _, err := kv.Put(ctx(t), "resize.solo", first.Value()); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.client.Register(ctx(t), "solo", regs, time.Hour); err != nil {
+		t.Fatalf("a heartbeat that finds its own earlier try: %v, want no error", err)
+	}
+	if err := e.client.Deregister(ctx(t), "solo", []string{"resize"}); err != nil {
+		t.Fatal(err)
+	}
+	if names, err := e.client.FunctionNames(ctx(t)); err != nil || len(names) != 0 {
+		t.Fatalf("functions after the runner's stop: %v, %v; want none", names, err)
+	}
+}
+
 // A registration the server keeps past its TTL is not listed: nats-server
 // brings back values a purge with a marker TTL removed when it rebuilds a
 // filestore after an unclean shutdown, and never expires them again

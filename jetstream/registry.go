@@ -95,8 +95,18 @@ func OverCaps(maxRetries *int, timeout time.Duration, regs []Registration) *CapB
 	return nil
 }
 
+// ErrRunnerIDInUse is returned by Register when a registration this
+// client wrote earlier was written over by another writer since: another
+// runner registers under the same runner id. Register has still written
+// regs. Runners sharing an id list as one runner: give every runner its
+// own id. Deregister leaves such registrations to the other runner.
+var ErrRunnerIDInUse = errors.New("another runner registers under this runner's id")
+
 // Register writes regs (all for runner runnerID) to the functions bucket,
-// each expiring after ttl unless written again.
+// each expiring after ttl unless written again. A registration this
+// client wrote before is written again only if nobody else wrote it
+// since; when someone did, it is written anyway, and Register returns
+// ErrRunnerIDInUse naming the functions.
 func (c *Client) Register(ctx context.Context, runnerID string, regs []Registration, ttl time.Duration) error {
 	if err := models.ValidateFunctionName(runnerID); err != nil {
 		return fmt.Errorf("register: runner id %q: only A-Z a-z 0-9 _ - are allowed", runnerID)
@@ -104,7 +114,8 @@ func (c *Client) Register(ctx context.Context, runnerID string, regs []Registrat
 	if ttl < time.Second {
 		return fmt.Errorf("%w: registration TTL must be at least 1s, got %s", ErrInvalidConfig, ttl)
 	}
-	now := time.Now().UTC()
+	now := c.now().UTC()
+	var overwritten []string
 	for _, r := range regs {
 		if err := models.ValidateFunctionName(r.Function); err != nil {
 			return fmt.Errorf("register: %w", err)
@@ -114,17 +125,92 @@ func (c *Client) Register(ctx context.Context, runnerID string, regs []Registrat
 		if err != nil {
 			return err
 		}
-		msg := &nats.Msg{Subject: c.registrationSubject(r.Function, runnerID), Data: b,
+		subject := c.registrationSubject(r.Function, runnerID)
+		msg := &nats.Msg{Subject: subject, Data: b,
 			Header: nats.Header{natsjs.MsgTTLHeader: []string{ttl.String()}}}
-		if _, err := c.publish(ctx, msg); err != nil {
+		last, wrote, _ := c.registered(subject)
+		if wrote {
+			msg.Header.Set(natsjs.ExpectedLastSubjSeqHeader, strconv.FormatUint(last, 10))
+		}
+		ack, err := c.publish(ctx, msg)
+		shared := false
+		if wrote && isWrongLastSeq(err) {
+			// A try whose answer was lost and was sent again finds its
+			// own first write: that is no other runner.
+			if seq, ok := c.ownLastWrite(ctx, r.Function+"."+runnerID, b); ok {
+				c.setRegistered(subject, seq, false)
+				continue
+			}
+			overwritten, shared = append(overwritten, r.Function), true
+			msg.Header.Del(natsjs.ExpectedLastSubjSeqHeader)
+			ack, err = c.publish(ctx, msg)
+		}
+		if err != nil {
 			return fmt.Errorf("register %s: %w", r.Function, err)
 		}
+		c.setRegistered(subject, ack.Seq, shared)
+	}
+	if len(overwritten) > 0 {
+		return fmt.Errorf("%w %s: since its last heartbeat its registrations of %s were written by another (give every runner its own --id)",
+			ErrRunnerIDInUse, runnerID, strings.Join(overwritten, ", "))
 	}
 	return nil
 }
 
+// ownLastWrite returns the revision of key in the functions bucket when
+// its value is data, this client's registration just written.
+func (c *Client) ownLastWrite(ctx context.Context, key string, data []byte) (uint64, bool) {
+	kv, err := c.js.KeyValue(ctx, c.cfg.FunctionsBucket)
+	if err != nil {
+		return 0, false
+	}
+	e, err := kv.Get(ctx, key)
+	if err != nil || !bytes.Equal(e.Value(), data) {
+		return 0, false
+	}
+	return e.Revision(), true
+}
+
+// ownWrite is this client's last write of a registration subject.
+type ownWrite struct {
+	seq uint64 // its stream sequence
+	// shared is set once another writer was found to have written the
+	// subject: another runner has this runner's id.
+	shared bool
+}
+
+// registered returns the stream sequence of the last write of the
+// registration on subject by this client, whether it wrote one, and
+// whether another writer was ever found writing it.
+func (c *Client) registered(subject string) (seq uint64, wrote, shared bool) {
+	c.regMu.Lock()
+	defer c.regMu.Unlock()
+	w, ok := c.regWrites[subject]
+	return w.seq, ok, w.shared
+}
+
+// setRegistered records that this client wrote the registration on
+// subject at stream sequence seq, and whether it found another writer
+// (which stays known); seq 0 forgets the subject.
+func (c *Client) setRegistered(subject string, seq uint64, shared bool) {
+	c.regMu.Lock()
+	defer c.regMu.Unlock()
+	if seq == 0 {
+		delete(c.regWrites, subject)
+		return
+	}
+	if c.regWrites == nil {
+		c.regWrites = map[string]ownWrite{}
+	}
+	c.regWrites[subject] = ownWrite{seq: seq, shared: shared || c.regWrites[subject].shared}
+}
+
 // Deregister removes runnerID's registrations of functions. The removal
-// markers it leaves in the bucket expire a minute later.
+// markers it leaves in the bucket expire a minute later. A registration
+// this client wrote is removed only if nobody else ever wrote it: another
+// runner with the same id (see ErrRunnerIDInUse) may still serve the
+// function, so the registration is left to that runner's heartbeats, or
+// to its TTL.
 func (c *Client) Deregister(ctx context.Context, runnerID string, functions []string) error {
 	kv, err := c.js.KeyValue(ctx, c.cfg.FunctionsBucket)
 	if err != nil {
@@ -133,9 +219,23 @@ func (c *Client) Deregister(ctx context.Context, runnerID string, functions []st
 	for _, fn := range functions {
 		// The marker expires like a registration's own: the runner's id
 		// is new at each start, so a marker kept for good would pile up.
-		if err := kv.Purge(ctx, fn+"."+runnerID, natsjs.PurgeTTL(limitMarkerTTL)); err != nil {
+		opts := []natsjs.KVDeleteOpt{natsjs.PurgeTTL(limitMarkerTTL)}
+		subject := c.registrationSubject(fn, runnerID)
+		last, wrote, shared := c.registered(subject)
+		if shared {
+			continue
+		}
+		if wrote {
+			opts = append(opts, natsjs.LastRevision(last))
+		}
+		err := kv.Purge(ctx, fn+"."+runnerID, opts...)
+		if errors.Is(err, natsjs.ErrKeyExists) || isWrongLastSeq(err) {
+			continue // another runner's registration now: leave it
+		}
+		if err != nil {
 			return fmt.Errorf("deregister %s: %w", fn, err)
 		}
+		c.setRegistered(subject, 0, false)
 	}
 	return nil
 }

@@ -610,11 +610,23 @@ func TestStateCreateReplacesACopiedRemovalMarker(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, jetstream.Config{})
 	// A runner that stopped leaves a removal marker for each function it
-	// served; any reader of the functions bucket may direct-get it.
+	// served; any reader of the functions bucket may direct-get it. This
+	// one is removed by a client that did not write the registration, so
+	// the marker carries no expected last sequence (a runner's own does,
+	// which makes a stream refuse a copy stored on another key).
 	if err := e.client.Register(ctx(t), "gone", []jetstream.Registration{{Function: "f"}}, time.Minute); err != nil {
 		t.Fatal(err)
 	}
-	if err := e.client.Deregister(ctx(t), "gone", []string{"f"}); err != nil {
+	other, err := e.srv.Connect()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(other.Close)
+	remover, err := jetstream.Open(ctx(t), other, jetstream.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := remover.Deregister(ctx(t), "gone", []string{"f"}); err != nil {
 		t.Fatal(err)
 	}
 	nc := e.client.Conn()

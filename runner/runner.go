@@ -526,7 +526,9 @@ func (r *Runner) heartbeat() {
 			return
 		}
 		ctx, cancel := context.WithTimeout(r.pullCtx, r.cfg.RegistrationTTL/3)
-		if err := r.syncFunctions(ctx); err != nil && r.pullCtx.Err() == nil {
+		if err := r.syncFunctions(ctx); errors.Is(err, jetstream.ErrRunnerIDInUse) {
+			r.log.WithError(err).Warn("another runner uses this runner's id: both list as one runner; give every runner its own --id")
+		} else if err != nil && r.pullCtx.Err() == nil {
 			r.log.WithError(err).Warn("function registration heartbeat failed")
 		}
 		if r.cfg.Metrics != nil {

@@ -466,7 +466,7 @@ func Parse(args []string, getenv func(string) string, help io.Writer) (Options, 
 	fs.StringVar(&o.MetricsAddr, "metrics-addr", "", "address for /metrics, /healthz and /readyz (empty: off)")
 	fs.BoolVar(&o.Pprof, "pprof", false, "also serve Go's profiler under /debug/pprof/ on --metrics-addr (for profiling; keep that address private)")
 	fs.StringVar(&o.ConfigFile, "config", "", "JSON config file with per-function, plugin and stream settings")
-	fs.StringVar(&o.ID, "id", "", "runner id (default: hostname and a random suffix)")
+	fs.StringVar(&o.ID, "id", "", "runner id, one per runner: two runners with one id list as one, and a warning says so (default: hostname and a random suffix)")
 	fs.DurationVar(&o.ShutdownWait, "shutdown-grace", 30*time.Second, "how long a graceful shutdown lets running tasks finish")
 	fs.StringVar(&o.TLSCert, "tls-cert", "", "embedded server: TLS certificate (PEM); clients must then use TLS")
 	fs.StringVar(&o.TLSKey, "tls-key", "", "embedded server: TLS key (PEM) of --tls-cert")

@@ -474,6 +474,11 @@ func unreachable(err error) bool {
 		errors.As(err, &op) && (op.Op == "dial" || op.Op == "read" || op.Op == "write")
 }
 
+// errCodeNoPeers is nats-server's JSClusterNoPeersErrF: a stream's
+// replicas cannot be placed, as on a cluster of fewer servers with
+// JetStream than the replicas asked.
+const errCodeNoPeers natsjs.ErrorCode = 10005
+
 func openStreams(ctx context.Context, nc *nats.Conn, cfg jetstream.Config, log logrus.FieldLogger) (*jetstream.Client, error) {
 	wait := time.Second
 	for {
@@ -503,7 +508,15 @@ func openStreams(ctx context.Context, nc *nats.Conn, cfg jetstream.Config, log l
 				return nil, fmt.Errorf("%w: the NATS server at %s does not offer JetStream to this account (start nats-server with -js, or enable it for the account)", ierr, nc.ConnectedUrlRedacted())
 			}
 		}
-		log.WithError(err).WithField("retry_in", wait).Warn("JetStream is not ready; waiting")
+		if apiErr := (*natsjs.APIError)(nil); errors.As(err, &apiErr) && apiErr.ErrorCode == errCodeNoPeers {
+			// Not the cluster starting: too few servers for the replicas
+			// asked, as a typo in streams.replicas makes for good.
+			log.WithError(err).WithFields(logrus.Fields{"retry_in": wait, "replicas": cfg.Replicas, "known_servers": len(nc.Servers())}).
+				Warnf("JetStream cannot place each stream's %d replicas (streams.replicas in the config file) on as many servers with JetStream up; this connection knows of %d servers: waiting for enough of them to be up, or lower streams.replicas",
+					max(cfg.Replicas, 1), len(nc.Servers()))
+		} else {
+			log.WithError(err).WithField("retry_in", wait).Warn("JetStream is not ready; waiting")
+		}
 		select {
 		case <-time.After(wait):
 		case <-ctx.Done():
