@@ -242,6 +242,40 @@ func TestAHeartbeatSentTwiceIsNoOtherRunner(t *testing.T) {
 	}
 }
 
+// A runner whose registration was removed since its last heartbeat (it
+// expired on its TTL while the runner was cut off from the server or
+// stopped for longer, or an operator purged it) writes it again without
+// taking the removal for another runner using its id: no
+// ErrRunnerIDInUse, and its stop still removes its registration.
+func TestARegistrationRemovedSinceTheLastHeartbeatIsNoOtherRunner(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, jetstream.Config{})
+	regs := []jetstream.Registration{{Function: "resize"}}
+	if err := e.client.Register(ctx(t), "solo", regs, time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	kv, err := e.client.JetStream().KeyValue(ctx(t), "OMNIQ_FUNCTIONS")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A purge leaves a marker, as an expiry does.
+	if err := kv.Purge(ctx(t), "resize.solo"); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.client.Register(ctx(t), "solo", regs, time.Hour); err != nil {
+		t.Fatalf("a heartbeat after its registration was removed: %v, want no error", err)
+	}
+	if names, err := e.client.FunctionNames(ctx(t)); err != nil || strings.Join(names, ",") != "resize" {
+		t.Fatalf("functions after the heartbeat: %v, %v; want resize", names, err)
+	}
+	if err := e.client.Deregister(ctx(t), "solo", []string{"resize"}); err != nil {
+		t.Fatal(err)
+	}
+	if names, err := e.client.FunctionNames(ctx(t)); err != nil || len(names) != 0 {
+		t.Fatalf("functions after the runner's stop: %v, %v; want none", names, err)
+	}
+}
+
 // A registration the server keeps past its TTL is not listed: nats-server
 // brings back values a purge with a marker TTL removed when it rebuilds a
 // filestore after an unclean shutdown, and never expires them again

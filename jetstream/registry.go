@@ -136,12 +136,16 @@ func (c *Client) Register(ctx context.Context, runnerID string, regs []Registrat
 		shared := false
 		if wrote && isWrongLastSeq(err) {
 			// A try whose answer was lost and was sent again finds its
-			// own first write: that is no other runner.
-			if seq, ok := c.ownLastWrite(ctx, r.Function+"."+runnerID, b); ok {
+			// own first write, and a registration that expired (or was
+			// purged) since finds its removal: neither is another runner.
+			seq, own, foreign := c.lastWrite(ctx, r.Function+"."+runnerID, b)
+			if own {
 				c.setRegistered(subject, seq, false)
 				continue
 			}
-			overwritten, shared = append(overwritten, r.Function), true
+			if foreign {
+				overwritten, shared = append(overwritten, r.Function), true
+			}
 			msg.Header.Del(natsjs.ExpectedLastSubjSeqHeader)
 			ack, err = c.publish(ctx, msg)
 		}
@@ -157,18 +161,25 @@ func (c *Client) Register(ctx context.Context, runnerID string, regs []Registrat
 	return nil
 }
 
-// ownLastWrite returns the revision of key in the functions bucket when
-// its value is data, this client's registration just written.
-func (c *Client) ownLastWrite(ctx context.Context, key string, data []byte) (uint64, bool) {
+// lastWrite reads key in the functions bucket for a registration whose
+// write found the key changed since this client's last: own when its
+// value is data (this client's registration just written, at revision
+// seq), foreign when it holds another registration (another runner with
+// this id wrote it). Neither when it holds none (it expired on its TTL,
+// or was purged) or cannot be read: no sign of another runner.
+func (c *Client) lastWrite(ctx context.Context, key string, data []byte) (seq uint64, own, foreign bool) {
 	kv, err := c.js.KeyValue(ctx, c.cfg.FunctionsBucket)
 	if err != nil {
-		return 0, false
+		return 0, false, false
 	}
 	e, err := kv.Get(ctx, key)
-	if err != nil || !bytes.Equal(e.Value(), data) {
-		return 0, false
+	if err != nil {
+		return 0, false, false
 	}
-	return e.Revision(), true
+	if !bytes.Equal(e.Value(), data) {
+		return 0, false, true
+	}
+	return e.Revision(), true, false
 }
 
 // ownWrite is this client's last write of a registration subject.
