@@ -167,12 +167,16 @@ func redactURL(u string) string {
 
 // isTransient reports whether err is worth retrying: JetStream said it is
 // temporarily unavailable (leader election, catch-up), a request timed out
-// without an answer, or no stream answered a publish (a stream's leader is
-// changing: the fault suite saw outcomes lost to it).
+// without an answer, no stream answered a publish (a stream's leader is
+// changing: the fault suite saw outcomes lost to it), or a replicated
+// stream was still storing another publish with a publish's message id
+// (asked again, it answers the duplicate).
 func isTransient(err error) bool {
 	var apiErr *natsjs.APIError
 	if errors.As(err, &apiErr) {
-		return apiErr.Code == 503
+		// 503: JetStream is not available for a moment; a duplicate in
+		// process: ask again for the duplicate's answer.
+		return apiErr.Code == 503 || apiErr.ErrorCode == errCodeDuplicateInProcess
 	}
 	return errors.Is(err, nats.ErrTimeout) || errors.Is(err, natsjs.ErrNoHeartbeat) || errors.Is(err, nats.ErrNoResponders) ||
 		errors.Is(err, natsjs.ErrNoStreamResponse)

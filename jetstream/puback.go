@@ -50,9 +50,28 @@ func publishAcked(ctx context.Context, nc *nats.Conn, msg *nats.Msg, tries *int)
 			return err
 		}
 		ack, err = parsePubAck(resp.Data)
+		if tries != nil && isDuplicateInProcess(err) {
+			// This try stored nothing: another publish with its
+			// message id was being stored. The next try's answer is
+			// that publish's, a duplicate of another's message.
+			*tries--
+		}
 		return err
 	})
 	return ack, err
+}
+
+// errCodeDuplicateInProcess is nats-server's
+// JSStreamDuplicateMessageConflict: a replicated stream answers it to a
+// publish whose message id another publish is still storing (proposed to
+// the replicas, not yet applied). Asked again a moment later, the stream
+// answers it as a duplicate, naming the message stored.
+const errCodeDuplicateInProcess = 10158
+
+// isDuplicateInProcess reports whether err is errCodeDuplicateInProcess.
+func isDuplicateInProcess(err error) bool {
+	var apiErr *natsjs.APIError
+	return errors.As(err, &apiErr) && apiErr.ErrorCode == errCodeDuplicateInProcess
 }
 
 // parsePubAck reads a JetStream publish acknowledgement, or returns its

@@ -128,7 +128,7 @@ func (c *Client) Register(ctx context.Context, runnerID string, regs []Registrat
 		subject := c.registrationSubject(r.Function, runnerID)
 		msg := &nats.Msg{Subject: subject, Data: b,
 			Header: nats.Header{natsjs.MsgTTLHeader: []string{ttl.String()}}}
-		last, wrote, _ := c.registered(subject)
+		last, wrote, _, unanswered := c.registered(subject)
 		if wrote {
 			msg.Header.Set(natsjs.ExpectedLastSubjSeqHeader, strconv.FormatUint(last, 10))
 		}
@@ -136,9 +136,11 @@ func (c *Client) Register(ctx context.Context, runnerID string, regs []Registrat
 		shared := false
 		if wrote && isWrongLastSeq(err) {
 			// A try whose answer was lost and was sent again finds its
-			// own first write, and a registration that expired (or was
-			// purged) since finds its removal: neither is another runner.
-			seq, own, foreign := c.lastWrite(ctx, r.Function+"."+runnerID, b)
+			// own first write, a heartbeat after one that gave up without
+			// an answer may find that one's write, and a registration
+			// that expired (or was purged) since finds its removal: none
+			// is another runner.
+			seq, own, foreign := c.lastWrite(ctx, r.Function+"."+runnerID, b, unanswered)
 			if own {
 				c.setRegistered(subject, seq, false)
 				continue
@@ -150,6 +152,12 @@ func (c *Client) Register(ctx context.Context, runnerID string, regs []Registrat
 			ack, err = c.publish(ctx, msg)
 		}
 		if err != nil {
+			if wrote {
+				// It may have been stored all the same: the next
+				// heartbeat, or the stop, that finds it takes it for
+				// this runner's.
+				c.setUnanswered(subject, b)
+			}
 			return fmt.Errorf("register %s: %w", r.Function, err)
 		}
 		c.setRegistered(subject, ack.Seq, shared)
@@ -165,9 +173,11 @@ func (c *Client) Register(ctx context.Context, runnerID string, regs []Registrat
 // write found the key changed since this client's last: own when its
 // value is data (this client's registration just written, at revision
 // seq), foreign when it holds another registration (another runner with
-// this id wrote it). Neither when it holds none (it expired on its TTL,
-// or was purged) or cannot be read: no sign of another runner.
-func (c *Client) lastWrite(ctx context.Context, key string, data []byte) (seq uint64, own, foreign bool) {
+// this id wrote it). Neither when it holds unanswered (this client's
+// write that went unanswered, stored after all), holds none (it expired
+// on its TTL, or was purged) or cannot be read: no sign of another
+// runner.
+func (c *Client) lastWrite(ctx context.Context, key string, data, unanswered []byte) (seq uint64, own, foreign bool) {
 	kv, err := c.js.KeyValue(ctx, c.cfg.FunctionsBucket)
 	if err != nil {
 		return 0, false, false
@@ -176,10 +186,13 @@ func (c *Client) lastWrite(ctx context.Context, key string, data []byte) (seq ui
 	if err != nil {
 		return 0, false, false
 	}
-	if !bytes.Equal(e.Value(), data) {
-		return 0, false, true
+	switch {
+	case bytes.Equal(e.Value(), data):
+		return e.Revision(), true, false
+	case unanswered != nil && bytes.Equal(e.Value(), unanswered):
+		return 0, false, false
 	}
-	return e.Revision(), true, false
+	return 0, false, true
 }
 
 // ownWrite is this client's last write of a registration subject.
@@ -188,16 +201,32 @@ type ownWrite struct {
 	// shared is set once another writer was found to have written the
 	// subject: another runner has this runner's id.
 	shared bool
+	// unanswered is the value of a later write whose answer never came
+	// (Register failed), which may have been stored all the same: found
+	// in the key, it is this client's, not another runner's.
+	unanswered []byte
 }
 
 // registered returns the stream sequence of the last write of the
-// registration on subject by this client, whether it wrote one, and
-// whether another writer was ever found writing it.
-func (c *Client) registered(subject string) (seq uint64, wrote, shared bool) {
+// registration on subject by this client, whether it wrote one, whether
+// another writer was ever found writing it, and the value of a write
+// since whose answer never came (nil: none).
+func (c *Client) registered(subject string) (seq uint64, wrote, shared bool, unanswered []byte) {
 	c.regMu.Lock()
 	defer c.regMu.Unlock()
 	w, ok := c.regWrites[subject]
-	return w.seq, ok, w.shared
+	return w.seq, ok, w.shared, w.unanswered
+}
+
+// setUnanswered records that a write of value on subject, made after the
+// one registered holds, went unanswered.
+func (c *Client) setUnanswered(subject string, value []byte) {
+	c.regMu.Lock()
+	defer c.regMu.Unlock()
+	if w, ok := c.regWrites[subject]; ok {
+		w.unanswered = value
+		c.regWrites[subject] = w
+	}
 }
 
 // setRegistered records that this client wrote the registration on
@@ -232,7 +261,7 @@ func (c *Client) Deregister(ctx context.Context, runnerID string, functions []st
 		// is new at each start, so a marker kept for good would pile up.
 		opts := []natsjs.KVDeleteOpt{natsjs.PurgeTTL(limitMarkerTTL)}
 		subject := c.registrationSubject(fn, runnerID)
-		last, wrote, shared := c.registered(subject)
+		last, wrote, shared, unanswered := c.registered(subject)
 		if shared {
 			continue
 		}
@@ -240,6 +269,14 @@ func (c *Client) Deregister(ctx context.Context, runnerID string, functions []st
 			opts = append(opts, natsjs.LastRevision(last))
 		}
 		err := kv.Purge(ctx, fn+"."+runnerID, opts...)
+		if unanswered != nil && (errors.Is(err, natsjs.ErrKeyExists) || isWrongLastSeq(err)) {
+			// A heartbeat since the last answered one was stored
+			// though its answer never came: that write is this
+			// runner's to remove.
+			if e, gerr := kv.Get(ctx, fn+"."+runnerID); gerr == nil && bytes.Equal(e.Value(), unanswered) {
+				err = kv.Purge(ctx, fn+"."+runnerID, natsjs.PurgeTTL(limitMarkerTTL), natsjs.LastRevision(e.Revision()))
+			}
+		}
 		if errors.Is(err, natsjs.ErrKeyExists) || isWrongLastSeq(err) {
 			continue // another runner's registration now: leave it
 		}
