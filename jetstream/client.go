@@ -45,6 +45,9 @@ type Client struct {
 	requestWait time.Duration
 	// clock is the time now, time.Now when nil (tests set it).
 	clock func() time.Time
+	// instance marks the registrations this client writes (Registration.
+	// Instance): new for each client, so each runner process.
+	instance string
 	// regWrites holds this client's last write of each registration
 	// subject (Register), guarded by regMu.
 	regMu     sync.Mutex
@@ -87,7 +90,7 @@ func New(ctx context.Context, nc *nats.Conn, cfg Config) (*Client, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Client{cfg: cfg, nc: nc, js: js, state: state, log: cfg.Logger, requestWait: DefaultRequestWait}, nil
+	return &Client{cfg: cfg, nc: nc, js: js, state: state, log: cfg.Logger, requestWait: DefaultRequestWait, instance: nuid.Next()}, nil
 }
 
 // Config returns the client's configuration, defaults applied.
@@ -437,7 +440,7 @@ func Open(ctx context.Context, nc *nats.Conn, cfg Config) (*Client, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Client{cfg: cfg, nc: nc, js: js, state: state, log: cfg.Logger, requestWait: DefaultRequestWait}, nil
+	return &Client{cfg: cfg, nc: nc, js: js, state: state, log: cfg.Logger, requestWait: DefaultRequestWait, instance: nuid.Next()}, nil
 }
 
 // LeaderWait is how long Submit and Open wait for a stream that does not

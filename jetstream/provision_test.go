@@ -276,6 +276,43 @@ func TestARegistrationRemovedSinceTheLastHeartbeatIsNoOtherRunner(t *testing.T) 
 	}
 }
 
+// What a heartbeat finds in its key decides whether another runner uses
+// its id: another instance's registration does (an older runner without
+// the Instance field too); a server answer stored there (an operator's,
+// docs/security.md) is no registration, and no other runner.
+func TestWhatAHeartbeatFindsInItsKey(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name, found string
+		shared      bool
+	}{
+		{"another instance", `{"function":"resize","runner":"solo","instance":"other","updated_at":"2026-01-01T00:00:00Z"}`, true},
+		{"an older runner", `{"function":"resize","runner":"solo","updated_at":"2026-01-01T00:00:00Z"}`, true},
+		{"a server answer", `{"type":"io.nats.jetstream.api.v1.stream_info_response","error":{"code":404}}`, false},
+		{"another key's registration", `{"function":"thumb","runner":"solo","instance":"other"}`, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			e := newEnv(t, jetstream.Config{})
+			regs := []jetstream.Registration{{Function: "resize"}}
+			if err := e.client.Register(ctx(t), "solo", regs, time.Hour); err != nil {
+				t.Fatal(err)
+			}
+			kv, err := e.client.JetStream().KeyValue(ctx(t), "OMNIQ_FUNCTIONS")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := kv.Put(ctx(t), "resize.solo", []byte(tc.found)); err != nil {
+				t.Fatal(err)
+			}
+			err = e.client.Register(ctx(t), "solo", regs, time.Hour)
+			if got := errors.Is(err, jetstream.ErrRunnerIDInUse); got != tc.shared || err != nil && !got {
+				t.Fatalf("heartbeat after %s was stored in its key: err = %v, want ErrRunnerIDInUse %v", tc.name, err, tc.shared)
+			}
+		})
+	}
+}
+
 // A registration the server keeps past its TTL is not listed: nats-server
 // brings back values a purge with a marker TTL removed when it rebuilds a
 // filestore after an unclean shutdown, and never expires them again

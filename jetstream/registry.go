@@ -50,6 +50,12 @@ type Registration struct {
 	// Zero in the registrations of runners older than the fields.
 	MaxRetriesCap int             `json:"max_retries_cap,omitempty"`
 	MaxTimeoutCap models.Duration `json:"max_timeout_cap,omitzero"`
+	// Instance is a token of the runner process (its Client) that wrote
+	// the registration, new at each start: two runners given the same
+	// Runner id write different ones, which is how a runner tells another
+	// runner's write of its key from its own (see ErrRunnerIDInUse).
+	// Empty in the registrations of runners older than the field.
+	Instance string `json:"instance,omitempty"`
 	// PluginState is the plugin's state on the runner (up, restarting,
 	// quarantined...) when the registration was written.
 	PluginState string `json:"plugin_state,omitempty"`
@@ -105,8 +111,9 @@ var ErrRunnerIDInUse = errors.New("another runner registers under this runner's 
 // Register writes regs (all for runner runnerID) to the functions bucket,
 // each expiring after ttl unless written again. A registration this
 // client wrote before is written again only if nobody else wrote it
-// since; when someone did, it is written anyway, and Register returns
-// ErrRunnerIDInUse naming the functions.
+// since; when another runner did (another Instance under runnerID), it is
+// written anyway, and Register returns ErrRunnerIDInUse naming the
+// functions.
 func (c *Client) Register(ctx context.Context, runnerID string, regs []Registration, ttl time.Duration) error {
 	if err := models.ValidateFunctionName(runnerID); err != nil {
 		return fmt.Errorf("register: runner id %q: only A-Z a-z 0-9 _ - are allowed", runnerID)
@@ -120,7 +127,7 @@ func (c *Client) Register(ctx context.Context, runnerID string, regs []Registrat
 		if err := models.ValidateFunctionName(r.Function); err != nil {
 			return fmt.Errorf("register: %w", err)
 		}
-		r.Runner, r.UpdatedAt = runnerID, now
+		r.Runner, r.UpdatedAt, r.Instance = runnerID, now, c.instance
 		b, err := json.Marshal(r)
 		if err != nil {
 			return err
@@ -128,36 +135,25 @@ func (c *Client) Register(ctx context.Context, runnerID string, regs []Registrat
 		subject := c.registrationSubject(r.Function, runnerID)
 		msg := &nats.Msg{Subject: subject, Data: b,
 			Header: nats.Header{natsjs.MsgTTLHeader: []string{ttl.String()}}}
-		last, wrote, _, unanswered := c.registered(subject)
+		last, wrote, _ := c.registered(subject)
 		if wrote {
 			msg.Header.Set(natsjs.ExpectedLastSubjSeqHeader, strconv.FormatUint(last, 10))
 		}
 		ack, err := c.publish(ctx, msg)
 		shared := false
 		if wrote && isWrongLastSeq(err) {
-			// A try whose answer was lost and was sent again finds its
-			// own first write, a heartbeat after one that gave up without
-			// an answer may find that one's write, and a registration
-			// that expired (or was purged) since finds its removal: none
-			// is another runner.
-			seq, own, foreign := c.lastWrite(ctx, r.Function+"."+runnerID, b, unanswered)
-			if own {
-				c.setRegistered(subject, seq, false)
-				continue
-			}
-			if foreign {
+			// The key changed since this client's last answered write:
+			// by a write of its own whose answer was lost (a try sent
+			// again, a heartbeat that gave up), by the key's removal (it
+			// expired on its TTL, or was purged), or by another runner
+			// with this id. Only the last is another instance's.
+			if c.othersRegistration(ctx, r.Function, runnerID) {
 				overwritten, shared = append(overwritten, r.Function), true
 			}
 			msg.Header.Del(natsjs.ExpectedLastSubjSeqHeader)
 			ack, err = c.publish(ctx, msg)
 		}
 		if err != nil {
-			if wrote {
-				// It may have been stored all the same: the next
-				// heartbeat, or the stop, that finds it takes it for
-				// this runner's.
-				c.setUnanswered(subject, b)
-			}
 			return fmt.Errorf("register %s: %w", r.Function, err)
 		}
 		c.setRegistered(subject, ack.Seq, shared)
@@ -169,30 +165,33 @@ func (c *Client) Register(ctx context.Context, runnerID string, regs []Registrat
 	return nil
 }
 
-// lastWrite reads key in the functions bucket for a registration whose
-// write found the key changed since this client's last: own when its
-// value is data (this client's registration just written, at revision
-// seq), foreign when it holds another registration (another runner with
-// this id wrote it). Neither when it holds unanswered (this client's
-// write that went unanswered, stored after all), holds none (it expired
-// on its TTL, or was purged) or cannot be read: no sign of another
-// runner.
-func (c *Client) lastWrite(ctx context.Context, key string, data, unanswered []byte) (seq uint64, own, foreign bool) {
+// registrationEntry reads the registration of fn by runnerID: the entry
+// and its registration, and false when the key holds none (removed, not
+// read, or something that is not that key's registration, such as a
+// server answer stored there; see docs/security.md).
+func (c *Client) registrationEntry(ctx context.Context, kv natsjs.KeyValue, fn, runnerID string) (natsjs.KeyValueEntry, Registration, bool) {
+	e, err := kv.Get(ctx, fn+"."+runnerID)
+	if err != nil {
+		return nil, Registration{}, false
+	}
+	var r Registration
+	if json.Unmarshal(e.Value(), &r) != nil || r.Function != fn || r.Runner != runnerID {
+		return nil, Registration{}, false
+	}
+	return e, r, true
+}
+
+// othersRegistration reports whether the key of fn's registration by
+// runnerID holds one another instance wrote: another runner uses this
+// runner's id. A key that holds none, or cannot be read, is no sign of
+// one.
+func (c *Client) othersRegistration(ctx context.Context, fn, runnerID string) bool {
 	kv, err := c.js.KeyValue(ctx, c.cfg.FunctionsBucket)
 	if err != nil {
-		return 0, false, false
+		return false
 	}
-	e, err := kv.Get(ctx, key)
-	if err != nil {
-		return 0, false, false
-	}
-	switch {
-	case bytes.Equal(e.Value(), data):
-		return e.Revision(), true, false
-	case unanswered != nil && bytes.Equal(e.Value(), unanswered):
-		return 0, false, false
-	}
-	return 0, false, true
+	_, r, ok := c.registrationEntry(ctx, kv, fn, runnerID)
+	return ok && r.Instance != c.instance
 }
 
 // ownWrite is this client's last write of a registration subject.
@@ -201,32 +200,16 @@ type ownWrite struct {
 	// shared is set once another writer was found to have written the
 	// subject: another runner has this runner's id.
 	shared bool
-	// unanswered is the value of a later write whose answer never came
-	// (Register failed), which may have been stored all the same: found
-	// in the key, it is this client's, not another runner's.
-	unanswered []byte
 }
 
-// registered returns the stream sequence of the last write of the
-// registration on subject by this client, whether it wrote one, whether
-// another writer was ever found writing it, and the value of a write
-// since whose answer never came (nil: none).
-func (c *Client) registered(subject string) (seq uint64, wrote, shared bool, unanswered []byte) {
+// registered returns the stream sequence of the last answered write of
+// the registration on subject by this client, whether it wrote one, and
+// whether another writer was ever found writing it.
+func (c *Client) registered(subject string) (seq uint64, wrote, shared bool) {
 	c.regMu.Lock()
 	defer c.regMu.Unlock()
 	w, ok := c.regWrites[subject]
-	return w.seq, ok, w.shared, w.unanswered
-}
-
-// setUnanswered records that a write of value on subject, made after the
-// one registered holds, went unanswered.
-func (c *Client) setUnanswered(subject string, value []byte) {
-	c.regMu.Lock()
-	defer c.regMu.Unlock()
-	if w, ok := c.regWrites[subject]; ok {
-		w.unanswered = value
-		c.regWrites[subject] = w
-	}
+	return w.seq, ok, w.shared
 }
 
 // setRegistered records that this client wrote the registration on
@@ -247,10 +230,10 @@ func (c *Client) setRegistered(subject string, seq uint64, shared bool) {
 
 // Deregister removes runnerID's registrations of functions. The removal
 // markers it leaves in the bucket expire a minute later. A registration
-// this client wrote is removed only if nobody else ever wrote it: another
-// runner with the same id (see ErrRunnerIDInUse) may still serve the
-// function, so the registration is left to that runner's heartbeats, or
-// to its TTL.
+// this client wrote is removed only while it is this client's (this
+// Instance's): another runner with the same id (see ErrRunnerIDInUse) may
+// still serve the function, so its registration is left to that runner's
+// heartbeats, or to its TTL.
 func (c *Client) Deregister(ctx context.Context, runnerID string, functions []string) error {
 	kv, err := c.js.KeyValue(ctx, c.cfg.FunctionsBucket)
 	if err != nil {
@@ -261,7 +244,7 @@ func (c *Client) Deregister(ctx context.Context, runnerID string, functions []st
 		// is new at each start, so a marker kept for good would pile up.
 		opts := []natsjs.KVDeleteOpt{natsjs.PurgeTTL(limitMarkerTTL)}
 		subject := c.registrationSubject(fn, runnerID)
-		last, wrote, shared, unanswered := c.registered(subject)
+		last, wrote, shared := c.registered(subject)
 		if shared {
 			continue
 		}
@@ -269,11 +252,11 @@ func (c *Client) Deregister(ctx context.Context, runnerID string, functions []st
 			opts = append(opts, natsjs.LastRevision(last))
 		}
 		err := kv.Purge(ctx, fn+"."+runnerID, opts...)
-		if unanswered != nil && (errors.Is(err, natsjs.ErrKeyExists) || isWrongLastSeq(err)) {
-			// A heartbeat since the last answered one was stored
-			// though its answer never came: that write is this
-			// runner's to remove.
-			if e, gerr := kv.Get(ctx, fn+"."+runnerID); gerr == nil && bytes.Equal(e.Value(), unanswered) {
+		if wrote && (errors.Is(err, natsjs.ErrKeyExists) || isWrongLastSeq(err)) {
+			// Written since this client's last answered write: by a
+			// heartbeat of its own whose answer was lost (then it is
+			// this runner's to remove), or by another runner.
+			if e, r, ok := c.registrationEntry(ctx, kv, fn, runnerID); ok && r.Instance == c.instance {
 				err = kv.Purge(ctx, fn+"."+runnerID, natsjs.PurgeTTL(limitMarkerTTL), natsjs.LastRevision(e.Revision()))
 			}
 		}
