@@ -210,18 +210,15 @@ func (c *Client) Submit(ctx context.Context, r SubmitRequest) (SubmitResult, err
 	otel.GetTextMapPropagator().Inject(ctx, traceCarrier(msg.Header))
 	msg.Header.Set(natsjs.MsgIDHeader, tm.ID)
 	tries := 0
-	ack, err := publishAcked(ctx, c.nc, msg, &tries)
+	var ack pubAck
 	// No stream took the task, so it was not stored: the tasks stream has
 	// no leader, as until its other servers elect one after its server
 	// was lost. Wait for the election.
-	for end := time.Now().Add(LeaderWait); errors.Is(err, natsjs.ErrNoStreamResponse) && time.Now().Before(end); {
-		select {
-		case <-ctx.Done():
-			return SubmitResult{}, publishError(tm.ID, errors.Join(err, ctx.Err()))
-		case <-time.After(250 * time.Millisecond):
-		}
+	noStream := func(err error) bool { return errors.Is(err, natsjs.ErrNoStreamResponse) }
+	err := throughElection(ctx, noStream, func() (err error) {
 		ack, err = publishAcked(ctx, c.nc, msg, &tries)
-	}
+		return err
+	})
 	if err != nil {
 		return SubmitResult{}, publishError(tm.ID, err)
 	}
@@ -238,18 +235,34 @@ func (c *Client) Submit(ctx context.Context, r SubmitRequest) (SubmitResult, err
 // may stop answering reads ("no responders") until they elect a new
 // leader, which the publish that follows waits for too.
 func (c *Client) recordForSubmit(ctx context.Context, id string) (Record, error) {
-	end := time.Now().Add(LeaderWait)
-	for {
-		rec, err := c.state.Get(ctx, id)
-		if err == nil || errors.Is(err, ErrTaskNotFound) || !isTransient(err) || time.Now().After(end) {
-			return rec, err
-		}
+	var rec Record
+	unanswered := func(err error) bool { return !errors.Is(err, ErrTaskNotFound) && isTransient(err) }
+	err := throughElection(ctx, unanswered, func() (err error) {
+		rec, err = c.state.Get(ctx, id)
+		return err
+	})
+	return rec, err
+}
+
+// electionPoll is how often throughElection sends a request again.
+const electionPoll = 250 * time.Millisecond
+
+// throughElection runs op, and runs it again every electionPoll while its
+// error is one again accepts (what a stream without a leader answers), for
+// up to LeaderWait or until ctx ends: a cluster's servers elect a new
+// leader 4 to 9 s after losing theirs. It returns op's last error, joined
+// with ctx's when ctx ended.
+func throughElection(ctx context.Context, again func(error) bool, op func() error) error {
+	err := op()
+	for end := time.Now().Add(LeaderWait); err != nil && again(err) && time.Now().Before(end); {
 		select {
 		case <-ctx.Done():
-			return rec, errors.Join(err, ctx.Err())
-		case <-time.After(250 * time.Millisecond):
+			return errors.Join(err, ctx.Err())
+		case <-time.After(electionPoll):
 		}
+		err = op()
 	}
+	return err
 }
 
 // takenBefore says whether the acknowledgement of a task's publish means

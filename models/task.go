@@ -235,12 +235,11 @@ func (t *Task) Transition(to TaskStatus, now time.Time) error {
 	if to == StatusRunning {
 		t.StartedAt = now
 	}
-	if to == StatusRetrying {
-		t.Runner = "" // no runner holds a task between its attempts
+	if to != StatusRunning {
+		t.Runner = "" // only a running task is held by a runner
 	}
 	if to.IsTerminal() {
 		t.FinishedAt = now
-		t.Runner = ""
 		if to != StatusFailed {
 			// A failed task keeps its claim: a later delivery of the
 			// claimed message is how a runner knows that the task's

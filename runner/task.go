@@ -999,10 +999,10 @@ func (r *Runner) waitOutQuarantine(ctx context.Context, log logrus.FieldLogger, 
 		t.QuarantineWaits++
 		t.RunAt = runAt
 		// What the record says is that the task waits for the
-		// quarantine: the attempt put back did not start, and no runner
-		// holds the task.
+		// quarantine: the attempt put back did not start (and, retrying,
+		// no runner holds the task).
 		t.QuarantinedUntil = f.QuarantinedUntil.UTC()
-		t.StartedAt, t.Runner = time.Time{}, ""
+		t.StartedAt = time.Time{}
 	}); err != nil {
 		return r.lostRecord(ctx, log, t.ID, msg, err)
 	}

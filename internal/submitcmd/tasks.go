@@ -312,7 +312,7 @@ func (c *cli) list(statuses, fn, after, sortBy string, limit int) error {
 		switch {
 		case t.WaitsForQuarantine():
 			// Its error, if any, is an older attempt's: this wait is none.
-			errText = "waits for its plugin's quarantine to end, " + when(t.QuarantinedUntil)
+			errText = "waits " + quarantineWait(t)
 		case t.Error != nil:
 			errText = oneLine(typedMessage(t.Error), 60)
 		}
