@@ -15,30 +15,36 @@ import (
 	"github.com/omniq/omniq/models"
 )
 
-func TestReplicatedStreamsOnAThreeServerCluster(t *testing.T) {
-	t.Parallel()
-	servers := omniqtest.StartCluster(t)
+// provisionOnCluster connects to servers and provisions OmniQ's streams
+// with three replicas, once the cluster has elected its JetStream meta
+// leader (until then provisioning is refused), and returns the client.
+func provisionOnCluster(t *testing.T, servers []*server.Server) *jetstream.Client {
+	t.Helper()
 	nc, err := jetstream.Connect(jetstream.ConnConfig{URL: omniqtest.ClusterURL(servers)})
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer nc.Close()
+	t.Cleanup(nc.Close)
 	var client *jetstream.Client
-	// The cluster elects its JetStream meta leader first; until then
-	// provisioning is refused.
-	deadline := time.Now().Add(30 * time.Second)
-	for {
+	var last error
+	defer func() {
+		if t.Failed() {
+			t.Logf("last provisioning error: %v", last)
+		}
+	}()
+	omniqtest.Eventually(t, 30*time.Second, "provisioning on the cluster", func() bool {
 		try, cancel := context.WithTimeout(ctx(t), 5*time.Second)
-		client, err = jetstream.New(try, nc, jetstream.Config{Replicas: 3})
-		cancel()
-		if err == nil {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("provisioning on the cluster: %v", err)
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
+		defer cancel()
+		client, last = jetstream.New(try, nc, jetstream.Config{Replicas: 3})
+		return last == nil
+	})
+	return client
+}
+
+func TestReplicatedStreamsOnAThreeServerCluster(t *testing.T) {
+	t.Parallel()
+	servers := omniqtest.StartCluster(t)
+	client := provisionOnCluster(t, servers)
 	for _, name := range []string{"OMNIQ_TASKS", "OMNIQ_DLQ", "KV_OMNIQ_STATE", "KV_OMNIQ_FUNCTIONS"} {
 		s, err := client.JetStream().Stream(ctx(t), name)
 		if err != nil {

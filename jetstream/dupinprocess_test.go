@@ -1,12 +1,10 @@
 package jetstream_test
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"sync"
 	"testing"
-	"time"
 
 	"github.com/nats-io/nats.go"
 
@@ -24,25 +22,7 @@ import (
 func TestAPublishRacingOneWithItsIDOnAClusterIsADuplicate(t *testing.T) {
 	t.Parallel()
 	servers := omniqtest.StartCluster(t)
-	nc, err := jetstream.Connect(jetstream.ConnConfig{URL: omniqtest.ClusterURL(servers)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	var client *jetstream.Client
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		try, cancel := context.WithTimeout(ctx(t), 5*time.Second)
-		client, err = jetstream.New(try, nc, jetstream.Config{Replicas: 3})
-		cancel()
-		if err == nil {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("provisioning on the cluster: %v", err)
-		}
-		time.Sleep(200 * time.Millisecond) // the meta leader's election: nothing to wait on
-	}
+	client := provisionOnCluster(t, servers)
 	// A second connection, so that the two publishes race to the leader.
 	nc2, err := nats.Connect(omniqtest.ClusterURL(servers))
 	if err != nil {
@@ -55,17 +35,10 @@ func TestAPublishRacingOneWithItsIDOnAClusterIsADuplicate(t *testing.T) {
 	}
 	for i := range 50 {
 		id := fmt.Sprintf("task-%d", i)
-		var wg sync.WaitGroup
-		errs := make([]error, 2)
-		for j, c := range []*jetstream.Client{client, other} {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				tm := &jetstream.TaskMessage{ID: id, Function: "f", Attempt: 2, Headers: map[string]string{}, Payload: []byte("p")}
-				errs[j] = c.PublishRetry(ctx(t), tm, id+".replay.1")
-			}()
-		}
-		wg.Wait()
+		errs := atOnce([]*jetstream.Client{client, other}, func(c *jetstream.Client) error {
+			tm := &jetstream.TaskMessage{ID: id, Function: "f", Attempt: 2, Headers: map[string]string{}, Payload: []byte("p")}
+			return c.PublishRetry(ctx(t), tm, id+".replay.1")
+		})
 		for _, err := range errs {
 			if err != nil {
 				t.Fatalf("publish %d of two at once with one message id: %v", i, err)
@@ -76,16 +49,10 @@ func TestAPublishRacingOneWithItsIDOnAClusterIsADuplicate(t *testing.T) {
 	// it is a duplicate.
 	for i := range 50 {
 		id := fmt.Sprintf("submitted-%d", i)
-		var wg sync.WaitGroup
-		errs := make([]error, 2)
-		for j, c := range []*jetstream.Client{client, other} {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				_, errs[j] = c.Submit(ctx(t), jetstream.SubmitRequest{ID: id, Function: "f", Payload: []byte("p")})
-			}()
-		}
-		wg.Wait()
+		errs := atOnce([]*jetstream.Client{client, other}, func(c *jetstream.Client) error {
+			_, err := c.Submit(ctx(t), jetstream.SubmitRequest{ID: id, Function: "f", Payload: []byte("p")})
+			return err
+		})
 		ok, dup := 0, 0
 		for _, err := range errs {
 			switch {
@@ -101,4 +68,20 @@ func TestAPublishRacingOneWithItsIDOnAClusterIsADuplicate(t *testing.T) {
 			t.Fatalf("submit %d of two at once with one id: errors %v, want one nil and one ErrDuplicateTask", i, errs)
 		}
 	}
+}
+
+// atOnce runs op for each client at the same time and returns their
+// errors, in the clients' order.
+func atOnce(clients []*jetstream.Client, op func(*jetstream.Client) error) []error {
+	errs := make([]error, len(clients))
+	var wg sync.WaitGroup
+	for i, c := range clients {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs[i] = op(c)
+		}()
+	}
+	wg.Wait()
+	return errs
 }

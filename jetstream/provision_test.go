@@ -205,6 +205,21 @@ func TestRunnersSharingAnIDKeepEachOthersRegistrations(t *testing.T) {
 	}
 }
 
+// registerSolo registers function resize for runner solo with c, for an
+// hour, and returns what it registered and the functions bucket.
+func registerSolo(t *testing.T, c *jetstream.Client) ([]jetstream.Registration, natsjs.KeyValue) {
+	t.Helper()
+	regs := []jetstream.Registration{{Function: "resize"}}
+	if err := c.Register(ctx(t), "solo", regs, time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	kv, err := c.JetStream().KeyValue(ctx(t), "OMNIQ_FUNCTIONS")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return regs, kv
+}
+
 // A heartbeat whose first try was stored but not answered (a cluster
 // electing a leader) is sent again, and finds the key written since its
 // last: by itself. That is no other runner: no error, and the runner's
@@ -214,14 +229,7 @@ func TestAHeartbeatSentTwiceIsNoOtherRunner(t *testing.T) {
 	e := newEnv(t, jetstream.Config{})
 	at := time.Now()
 	e.client.SetClock(func() time.Time { return at })
-	regs := []jetstream.Registration{{Function: "resize"}}
-	if err := e.client.Register(ctx(t), "solo", regs, time.Hour); err != nil {
-		t.Fatal(err)
-	}
-	kv, err := e.client.JetStream().KeyValue(ctx(t), "OMNIQ_FUNCTIONS")
-	if err != nil {
-		t.Fatal(err)
-	}
+	regs, kv := registerSolo(t, e.client)
 	first, err := kv.Get(ctx(t), "resize.solo")
 	if err != nil {
 		t.Fatal(err)
@@ -250,14 +258,7 @@ func TestAHeartbeatSentTwiceIsNoOtherRunner(t *testing.T) {
 func TestARegistrationRemovedSinceTheLastHeartbeatIsNoOtherRunner(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, jetstream.Config{})
-	regs := []jetstream.Registration{{Function: "resize"}}
-	if err := e.client.Register(ctx(t), "solo", regs, time.Hour); err != nil {
-		t.Fatal(err)
-	}
-	kv, err := e.client.JetStream().KeyValue(ctx(t), "OMNIQ_FUNCTIONS")
-	if err != nil {
-		t.Fatal(err)
-	}
+	regs, kv := registerSolo(t, e.client)
 	// A purge leaves a marker, as an expiry does.
 	if err := kv.Purge(ctx(t), "resize.solo"); err != nil {
 		t.Fatal(err)
@@ -294,18 +295,11 @@ func TestWhatAHeartbeatFindsInItsKey(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			e := newEnv(t, jetstream.Config{})
-			regs := []jetstream.Registration{{Function: "resize"}}
-			if err := e.client.Register(ctx(t), "solo", regs, time.Hour); err != nil {
-				t.Fatal(err)
-			}
-			kv, err := e.client.JetStream().KeyValue(ctx(t), "OMNIQ_FUNCTIONS")
-			if err != nil {
-				t.Fatal(err)
-			}
+			regs, kv := registerSolo(t, e.client)
 			if _, err := kv.Put(ctx(t), "resize.solo", []byte(tc.found)); err != nil {
 				t.Fatal(err)
 			}
-			err = e.client.Register(ctx(t), "solo", regs, time.Hour)
+			err := e.client.Register(ctx(t), "solo", regs, time.Hour)
 			if got := errors.Is(err, jetstream.ErrRunnerIDInUse); got != tc.shared || err != nil && !got {
 				t.Fatalf("heartbeat after %s was stored in its key: err = %v, want ErrRunnerIDInUse %v", tc.name, err, tc.shared)
 			}
