@@ -284,6 +284,7 @@ func TestUsageErrors(t *testing.T) {
 		{[]string{"--sections", "backlog,nope"}, `unknown section "nope"`},
 		{[]string{"--sections", ","}, "no section given"},
 		{[]string{"--tasks", "0"}, "--tasks must be at least 1"},
+		{[]string{"--rounds", "0"}, "--rounds must be at least 1"},
 		{[]string{"--backoff", "0s"}, "--backoff must be positive"},
 		{[]string{"--claim-delay", "-1s"}, "--claim-delay must be >= 0"},
 		{[]string{"--runner-log-level", "loud"}, `--runner-log-level "loud"`},

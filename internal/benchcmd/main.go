@@ -66,6 +66,7 @@ type Options struct {
 	Timeout         time.Duration
 	Peers           []string
 	PeersBin        string
+	Rounds          int
 	Version         bool
 }
 
@@ -109,6 +110,7 @@ func Parse(args []string, stdout io.Writer) (Options, error) {
 	fs.IntVar(&o.InFlight, "in-flight", 64, "operations in flight for the parallel KV and plugin ceilings")
 	fs.StringVar(&peers, "peers", "", "comma-separated peers to measure after each matching section, in the same run: "+strings.Join(peerSystems, ", ")+" (needs --peers-bin; a peer whose server is not installed is skipped)")
 	fs.StringVar(&o.PeersBin, "peers-bin", "./bin/omniq-bench-peers", "the omniq-bench-peers binary, as make bench-peers builds it")
+	fs.IntVar(&o.Rounds, "rounds", 1, "full runs, one after the other; above 1 the report opens with each side-by-side ratio round by round and its median (one run's ratios swing with the machine's phase)")
 	fs.DurationVar(&o.Timeout, "timeout", 10*time.Minute, "give up on a section that has not finished in this time")
 	fs.BoolVar(&o.Version, "version", false, "print the version and exit")
 	fs.Usage = func() {
@@ -177,7 +179,7 @@ func Parse(args []string, stdout io.Writer) (Options, error) {
 		v    int
 	}{{"tasks", o.Tasks}, {"concurrency", o.Concurrency}, {"latency-rate", o.LatencyRate}, {"serial-tasks", o.SerialTasks}, {"failing-tasks", o.FailingTasks},
 		{"submit-tasks", o.SubmitTasks}, {"producers", o.Producers}, {"raw-messages", o.RawMessages}, {"kv-writes", o.KVWrites},
-		{"plugin-calls", o.PluginCalls}, {"in-flight", o.InFlight}} {
+		{"plugin-calls", o.PluginCalls}, {"in-flight", o.InFlight}, {"rounds", o.Rounds}} {
 		if c.v < 1 {
 			return o, fmt.Errorf("%w: --%s must be at least 1, got %d", errUsage, c.name, c.v)
 		}
@@ -219,20 +221,38 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stdout, version.Get().String("omniq-bench"))
 		return 0
 	}
-	r, err := Run(ctx, o, stderr)
-	if err != nil {
-		fmt.Fprintf(stderr, "omniq-bench: %v\n", err)
-		return 1
+	var rounds []*Report
+	for i := 1; i <= o.Rounds; i++ {
+		if o.Rounds > 1 {
+			fmt.Fprintf(stderr, "omniq-bench: round %d of %d\n", i, o.Rounds)
+		}
+		r, err := Run(ctx, o, stderr)
+		if err != nil {
+			if o.Rounds > 1 {
+				err = fmt.Errorf("round %d of %d: %w", i, o.Rounds, err)
+			}
+			fmt.Fprintf(stderr, "omniq-bench: %v\n", err)
+			return 1
+		}
+		rounds = append(rounds, r)
+	}
+	var report any = rounds[0]
+	if o.Rounds > 1 {
+		report = &RoundsReport{Summary: summarize(rounds), Rounds: rounds}
 	}
 	if o.JSON {
 		enc := json.NewEncoder(stdout)
 		enc.SetIndent("", "  ")
-		if err := enc.Encode(r); err != nil {
+		if err := enc.Encode(report); err != nil {
 			fmt.Fprintf(stderr, "omniq-bench: write the report: %v\n", err)
 			return 1
 		}
+		return 0
+	}
+	if rr, ok := report.(*RoundsReport); ok {
+		WriteRounds(stdout, rr)
 	} else {
-		WriteTable(stdout, r)
+		WriteTable(stdout, rounds[0])
 	}
 	return 0
 }
