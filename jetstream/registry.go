@@ -322,6 +322,9 @@ func (c *Client) Functions(ctx context.Context) (map[string][]Registration, erro
 		if removed(m.Header) {
 			continue // deregistered, or expired
 		}
+		if notWritten(m.Header, "KV_"+c.cfg.FunctionsBucket, subjects[i]) != "" {
+			continue // a copy of another message, which could say anything
+		}
 		if staleRegistration(m, now) {
 			continue // expired, though the server still holds it
 		}
