@@ -112,7 +112,16 @@ func (s *StateStore) Get(ctx context.Context, id string) (Record, error) {
 // not write (see notWritten) comes back marked forged. It returns nil
 // when the key has no message.
 func (s *StateStore) directLast(ctx context.Context, id string) (*rawEntry, error) {
-	m, err := s.js.Conn().RequestWithContext(ctx, apiPrefix(s.js)+"DIRECT.GET.KV_"+s.cfg.StateBucket+"."+s.putPrefix+id, nil)
+	return lastEntry(ctx, s.js, s.cfg.StateBucket, id)
+}
+
+// lastEntry reads the last message on key of bucket with a direct get,
+// as the KV client's Get does, keeping its headers: a message OmniQ did
+// not write there (see notWritten) comes back marked forged. It returns
+// nil when the key has no message.
+func lastEntry(ctx context.Context, js natsjs.JetStream, bucket, key string) (*rawEntry, error) {
+	subject := "$KV." + bucket + "." + key
+	m, err := js.Conn().RequestWithContext(ctx, apiPrefix(js)+"DIRECT.GET.KV_"+bucket+"."+subject, nil)
 	if err != nil {
 		return nil, err
 	}
@@ -129,8 +138,7 @@ func (s *StateStore) directLast(ctx context.Context, id string) (*rawEntry, erro
 			return nil, fmt.Errorf("direct get answered %s %s", st, m.Header.Get("Description"))
 		}
 	}
-	e := &rawEntry{bucket: s.cfg.StateBucket, key: id, value: m.Data, op: entryOp(m.Header),
-		forged: notWritten(m.Header, "KV_"+s.cfg.StateBucket, s.putPrefix+id)}
+	e := &rawEntry{bucket: bucket, key: key, value: m.Data, op: entryOp(m.Header), forged: notWritten(m.Header, "KV_"+bucket, subject)}
 	if e.rev, err = strconv.ParseUint(serverHeader(m.Header, "Nats-Sequence"), 10, 64); err != nil {
 		return nil, fmt.Errorf("direct get answered a message without a sequence")
 	}

@@ -1168,3 +1168,23 @@ func TestAnOperatorsStoredAnswerIsNoRecordOrRegistration(t *testing.T) {
 		t.Errorf("ReplayVerified of the copy: %v; want ErrReplayRefused", err)
 	}
 }
+
+// The same copy, of a registration under this runner's own key naming
+// another instance, made the runner's next heartbeat take its id for
+// shared with another runner (ErrRunnerIDInUse, a warning each
+// heartbeat, and its registrations left behind at its stop).
+func TestAStoredAnswerIsNoOtherRunnerWithThisID(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, jetstream.Config{})
+	if err := e.client.Register(ctx(t), "r1", []jetstream.Registration{{Function: "echo"}}, time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	reg, err := json.Marshal(jetstream.Registration{Function: "echo", Runner: "r1", Instance: "someone-else", UpdatedAt: time.Now().UTC()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	storeAnswerOf(t, e, nil, reg, "KV_OMNIQ_FUNCTIONS", "$KV.OMNIQ_FUNCTIONS.echo.r1")
+	if err := e.client.Register(ctx(t), "r1", []jetstream.Registration{{Function: "echo"}}, time.Minute); err != nil {
+		t.Fatalf("heartbeat after the copy: %v; want none (no other runner wrote the key)", err)
+	}
+}
