@@ -253,6 +253,13 @@ func (c *Client) deadTaskOf(m natsjs.Msg, withPayload bool) (DeadTask, *natsjs.M
 
 func (c *Client) deadTask(subject string, h nats.Header, seq uint64, at time.Time) DeadTask {
 	d := DeadTask{Sequence: seq, DeadAt: at.UTC(), Header: h, ID: h.Get(HeaderTaskID)}
+	if copiedFrom(h, c.cfg.DLQStream, subject) != "" {
+		// A copy of a message of another stream (a task message, whose
+		// payload and headers are anyone's to choose) that nats-server
+		// stored as its answer to an operator's request: no runner's
+		// entry, so it names no task (docs/security.md).
+		d.ID = ""
+	}
 	rest := strings.TrimPrefix(subject, c.cfg.SubjectPrefix+".dlq.")
 	d.Function, _, _ = strings.Cut(rest, ".")
 	d.Attempt, _ = strconv.Atoi(h.Get(HeaderAttempt))
@@ -494,9 +501,13 @@ func (c *Client) ReplayVerified(ctx context.Context, id string, opts ...ReplayOp
 		// stores its answer to any client's request wherever the client
 		// points the reply (docs/security.md, "Server answers go where the
 		// requester says").
-		return ReplayResult{}, fmt.Errorf("%w: %s: the latest dead-letter entry on its subject (stream sequence %d) is not one a runner wrote: it names task %q; "+
+		names := fmt.Sprintf("it names task %q", d.ID)
+		if d.ID == "" {
+			names = "it names no task, or is a copy of another stream's message"
+		}
+		return ReplayResult{}, fmt.Errorf("%w: %s: the latest dead-letter entry on its subject (stream sequence %d) is not one a runner wrote: %s; "+
 			"the entry is kept: inspect it with dlq show, delete it with dlq purge %s (a runner's earlier entry, if any, then comes next)",
-			ErrReplayRefused, id, d.Sequence, d.ID, id)
+			ErrReplayRefused, id, d.Sequence, names, id)
 	}
 	if !o.overrides.IsZero() {
 		if err := c.checkOverrideCaps(ctx, d.Function, o); err != nil {

@@ -165,20 +165,20 @@ func (c *Client) Register(ctx context.Context, runnerID string, regs []Registrat
 	return nil
 }
 
-// registrationEntry reads the registration of fn by runnerID: the entry
-// and its registration, and false when the key holds none (removed, not
-// read, or something that is not that key's registration, such as a
-// server answer stored there; see docs/security.md).
-func (c *Client) registrationEntry(ctx context.Context, kv natsjs.KeyValue, fn, runnerID string) (natsjs.KeyValueEntry, Registration, bool) {
-	e, err := kv.Get(ctx, fn+"."+runnerID)
-	if err != nil {
-		return nil, Registration{}, false
+// registrationEntry reads the registration of fn by runnerID: its
+// revision and the registration, and false when the key holds none
+// (removed, not read, or something that is not that key's registration,
+// such as a server answer stored there; see docs/security.md).
+func (c *Client) registrationEntry(ctx context.Context, fn, runnerID string) (uint64, Registration, bool) {
+	e, err := lastEntry(ctx, c.js, c.cfg.FunctionsBucket, fn+"."+runnerID)
+	if err != nil || e == nil || e.op != natsjs.KeyValuePut || e.forged != "" {
+		return 0, Registration{}, false
 	}
 	var r Registration
-	if json.Unmarshal(e.Value(), &r) != nil || r.Function != fn || r.Runner != runnerID {
-		return nil, Registration{}, false
+	if json.Unmarshal(e.value, &r) != nil || r.Function != fn || r.Runner != runnerID {
+		return 0, Registration{}, false
 	}
-	return e, r, true
+	return e.rev, r, true
 }
 
 // othersRegistration reports whether the key of fn's registration by
@@ -186,11 +186,7 @@ func (c *Client) registrationEntry(ctx context.Context, kv natsjs.KeyValue, fn, 
 // runner's id. A key that holds none, or cannot be read, is no sign of
 // one.
 func (c *Client) othersRegistration(ctx context.Context, fn, runnerID string) bool {
-	kv, err := c.js.KeyValue(ctx, c.cfg.FunctionsBucket)
-	if err != nil {
-		return false
-	}
-	_, r, ok := c.registrationEntry(ctx, kv, fn, runnerID)
+	_, r, ok := c.registrationEntry(ctx, fn, runnerID)
 	return ok && r.Instance != c.instance
 }
 
@@ -256,8 +252,8 @@ func (c *Client) Deregister(ctx context.Context, runnerID string, functions []st
 			// Written since this client's last answered write: by a
 			// heartbeat of its own whose answer was lost (then it is
 			// this runner's to remove), or by another runner.
-			if e, r, ok := c.registrationEntry(ctx, kv, fn, runnerID); ok && r.Instance == c.instance {
-				err = kv.Purge(ctx, fn+"."+runnerID, natsjs.PurgeTTL(limitMarkerTTL), natsjs.LastRevision(e.Revision()))
+			if rev, r, ok := c.registrationEntry(ctx, fn, runnerID); ok && r.Instance == c.instance {
+				err = kv.Purge(ctx, fn+"."+runnerID, natsjs.PurgeTTL(limitMarkerTTL), natsjs.LastRevision(rev))
 			}
 		}
 		if errors.Is(err, natsjs.ErrKeyExists) || isWrongLastSeq(err) {
@@ -321,6 +317,9 @@ func (c *Client) Functions(ctx context.Context) (map[string][]Registration, erro
 		}
 		if removed(m.Header) {
 			continue // deregistered, or expired
+		}
+		if notWritten(m.Header, "KV_"+c.cfg.FunctionsBucket, subjects[i]) != "" {
+			continue // a copy of another message, which could say anything
 		}
 		if staleRegistration(m, now) {
 			continue // expired, though the server still holds it

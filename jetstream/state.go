@@ -92,19 +92,58 @@ func (s *StateStore) Get(ctx context.Context, id string) (Record, error) {
 	if err := models.ValidateTaskID(id); err != nil {
 		return Record{}, err
 	}
-	var e natsjs.KeyValueEntry
+	var e *rawEntry
 	err := retryTransient(ctx, func(ctx context.Context) error {
 		var err error
-		e, err = s.kv.Get(ctx, id)
+		e, err = s.directLast(ctx, id)
 		return err
 	})
-	if errors.Is(err, natsjs.ErrKeyNotFound) {
-		return Record{}, fmt.Errorf("%w: %s", ErrTaskNotFound, id)
-	}
 	if err != nil {
 		return Record{}, fmt.Errorf("get task %s: %w", id, err)
 	}
+	if e == nil || e.op != natsjs.KeyValuePut {
+		return Record{}, fmt.Errorf("%w: %s", ErrTaskNotFound, id)
+	}
 	return decodeEntry(e)
+}
+
+// directLast reads the last message on task id's key with a direct get,
+// as the KV client's Get does, keeping its headers: a message OmniQ did
+// not write (see notWritten) comes back marked forged. It returns nil
+// when the key has no message.
+func (s *StateStore) directLast(ctx context.Context, id string) (*rawEntry, error) {
+	return lastEntry(ctx, s.js, s.cfg.StateBucket, id)
+}
+
+// lastEntry reads the last message on key of bucket with a direct get,
+// as the KV client's Get does, keeping its headers: a message OmniQ did
+// not write there (see notWritten) comes back marked forged. It returns
+// nil when the key has no message.
+func lastEntry(ctx context.Context, js natsjs.JetStream, bucket, key string) (*rawEntry, error) {
+	subject := "$KV." + bucket + "." + key
+	m, err := js.Conn().RequestWithContext(ctx, apiPrefix(js)+"DIRECT.GET.KV_"+bucket+"."+subject, nil)
+	if err != nil {
+		return nil, err
+	}
+	if len(m.Data) == 0 && len(m.Header.Values("Nats-Sequence")) == 0 {
+		switch st := m.Header.Get(statusHeader); st {
+		case "404":
+			return nil, nil
+		case "503":
+			return nil, nats.ErrNoResponders
+		case "408":
+			return nil, nats.ErrTimeout
+		case "":
+		default:
+			return nil, fmt.Errorf("direct get answered %s %s", st, m.Header.Get("Description"))
+		}
+	}
+	e := &rawEntry{bucket: bucket, key: key, value: m.Data, op: entryOp(m.Header), forged: notWritten(m.Header, "KV_"+bucket, subject)}
+	if e.rev, err = strconv.ParseUint(serverHeader(m.Header, "Nats-Sequence"), 10, 64); err != nil {
+		return nil, fmt.Errorf("direct get answered a message without a sequence")
+	}
+	e.created, _ = time.Parse(time.RFC3339Nano, serverHeader(m.Header, "Nats-Time-Stamp"))
+	return e, nil
 }
 
 // GetFromLeader is Get answered by the state bucket's stream leader. Get is
@@ -131,7 +170,8 @@ func (s *StateStore) GetFromLeader(ctx context.Context, id string) (Record, erro
 // leaderEntry is m, the last message on key as lastFromLeader read it, as
 // an entry of the bucket.
 func (s *StateStore) leaderEntry(key string, m *leaderMsg) *rawEntry {
-	return &rawEntry{bucket: s.cfg.StateBucket, key: key, value: m.Data, rev: m.Sequence, created: m.Time, op: entryOp(m.Header)}
+	return &rawEntry{bucket: s.cfg.StateBucket, key: key, value: m.Data, rev: m.Sequence, created: m.Time, op: entryOp(m.Header),
+		forged: notWritten(m.Header, "KV_"+s.cfg.StateBucket, s.putPrefix+key)}
 }
 
 // leaderMsg is the last message on a key of the state bucket, as its
@@ -205,6 +245,9 @@ func decodeEntry(e natsjs.KeyValueEntry) (Record, error) {
 	var t models.Task
 	corrupt := func(reason string) (Record, error) {
 		return Record{}, &CorruptRecordError{ID: e.Key(), Revision: e.Revision(), Reason: reason}
+	}
+	if re, ok := e.(*rawEntry); ok && re.forged != "" {
+		return corrupt(re.forged)
 	}
 	if err := models.DecodeTaskJSON(e.Value(), &t); err != nil {
 		return corrupt("it does not decode: " + err.Error())

@@ -1068,3 +1068,123 @@ func TestRecordProbeAsksAgainWhenAnAnswerIsCutShort(t *testing.T) {
 		t.Fatalf("answers always cut short: Revisions = %v, no error", got)
 	}
 }
+
+// storeAnswerOf has nats-server store its answer to a direct get of a
+// message it publishes on the tasks stream, with header and body, on subject (a key
+// of a bucket), as an operator may (docs/security.md, "Server answers go
+// where the requester says"), and waits until the stream holding subject
+// has it.
+func storeAnswerOf(t *testing.T, e *env, header nats.Header, body []byte, stream, subject string) {
+	t.Helper()
+	ack, err := e.client.JetStream().PublishMsg(ctx(t), &nats.Msg{Subject: "omniq.tasks.holder", Header: header, Data: body})
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := e.client.JetStream().Stream(ctx(t), stream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req := fmt.Sprintf(`{"seq":%d}`, ack.Sequence)
+	if err := e.client.Conn().PublishMsg(&nats.Msg{Subject: "$JS.API.DIRECT.GET.OMNIQ_TASKS", Reply: subject, Data: []byte(req)}); err != nil {
+		t.Fatal(err)
+	}
+	omniqtest.Eventually(t, 10*time.Second, "the answer stored on "+subject, func() bool {
+		m, err := st.GetLastMsgForSubject(ctx(t), subject)
+		return err == nil && bytes.Equal(m.Data, body)
+	})
+}
+
+// An operator aimed a direct get of a task message it had published at a
+// task's state key: nats-server stored the answer, the task message's
+// payload, as the task's record. Found by hand against omniq-runner with
+// operator.nk: a running task's record became "succeeded" with a result
+// of the operator's choosing, which its submitter read, and the real
+// outcome was lost; registrations could be made up so too, and a
+// dead-letter entry naming the task, with the failure its record holds,
+// which dlq replay then republished with the operator's payload. Readers now
+// refuse a message that carries the headers of a copy (the stream and
+// subject it came from, the copied message's own headers), which none of
+// OmniQ's writes has.
+func TestAnOperatorsStoredAnswerIsNoRecordOrRegistration(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, jetstream.Config{})
+	rec := createTask(t, e, "victim", "f")
+	forged := rec.Task.Clone()
+	now := time.Now().UTC()
+	forged.Status, forged.Result, forged.FinishedAt, forged.UpdatedAt = models.StatusSucceeded, []byte("forged"), now, now
+	body, err := json.Marshal(forged)
+	if err != nil {
+		t.Fatal(err)
+	}
+	storeAnswerOf(t, e, nil, body, "KV_OMNIQ_STATE", "$KV.OMNIQ_STATE.victim")
+	for name, get := range map[string]func(context.Context, string) (jetstream.Record, error){
+		"Get": e.client.State().Get, "GetFromLeader": e.client.State().GetFromLeader,
+	} {
+		got, err := get(ctx(t), "victim")
+		if !errors.Is(err, jetstream.ErrCorruptRecord) || !strings.Contains(err.Error(), "copy") {
+			t.Errorf("%s = %+v, %v; want ErrCorruptRecord saying the record is a copy", name, got.Task, err)
+		}
+	}
+	page, err := e.client.State().List(ctx(t), jetstream.ListFilter{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range page.Records {
+		if r.Task.ID == "victim" && r.Task.Status == models.StatusSucceeded {
+			t.Errorf("List shows the forged record: %+v", r.Task)
+		}
+	}
+
+	if err := e.client.Register(ctx(t), "r1", []jetstream.Registration{{Function: "echo"}}, time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	reg, err := json.Marshal(jetstream.Registration{Function: "ghost", Runner: "r9", UpdatedAt: now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	storeAnswerOf(t, e, nil, reg, "KV_OMNIQ_FUNCTIONS", "$KV.OMNIQ_FUNCTIONS.ghost.r9")
+	regs, err := e.client.Functions(ctx(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(regs) != 1 || len(regs["echo"]) != 1 {
+		t.Fatalf("Functions = %+v; want echo of r1 alone, not the made-up ghost of r9", regs)
+	}
+
+	tm, te, replays := failState(t, e, "dead", "f", "handler_error")
+	if err := e.client.DeadLetter(ctx(t), tm, te, replays); err != nil {
+		t.Fatal(err)
+	}
+	teJSON, err := json.Marshal(te)
+	if err != nil {
+		t.Fatal(err)
+	}
+	storeAnswerOf(t, e, nats.Header{jetstream.HeaderTaskID: {"dead"}, jetstream.HeaderError: {string(teJSON)}, jetstream.HeaderErrorType: {te.ErrorType},
+		jetstream.HeaderReplays: {"0"}, jetstream.HeaderAttempt: {"1"}}, []byte("forged payload"), "OMNIQ_DLQ", "omniq.dlq.f.dead")
+	if d, err := e.client.GetDead(ctx(t), "dead"); err != nil || d.ID != "" {
+		t.Errorf("GetDead = %q %q, %v; want the copy, naming no task", d.ID, d.Payload, err)
+	}
+	if _, err := e.client.ReplayVerified(ctx(t), "dead"); !errors.Is(err, jetstream.ErrReplayRefused) {
+		t.Errorf("ReplayVerified of the copy: %v; want ErrReplayRefused", err)
+	}
+}
+
+// The same copy, of a registration under this runner's own key naming
+// another instance, made the runner's next heartbeat take its id for
+// shared with another runner (ErrRunnerIDInUse, a warning each
+// heartbeat, and its registrations left behind at its stop).
+func TestAStoredAnswerIsNoOtherRunnerWithThisID(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, jetstream.Config{})
+	if err := e.client.Register(ctx(t), "r1", []jetstream.Registration{{Function: "echo"}}, time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	reg, err := json.Marshal(jetstream.Registration{Function: "echo", Runner: "r1", Instance: "someone-else", UpdatedAt: time.Now().UTC()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	storeAnswerOf(t, e, nil, reg, "KV_OMNIQ_FUNCTIONS", "$KV.OMNIQ_FUNCTIONS.echo.r1")
+	if err := e.client.Register(ctx(t), "r1", []jetstream.Registration{{Function: "echo"}}, time.Minute); err != nil {
+		t.Fatalf("heartbeat after the copy: %v; want none (no other runner wrote the key)", err)
+	}
+}

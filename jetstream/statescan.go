@@ -46,6 +46,9 @@ type rawEntry struct {
 	rev         uint64
 	created     time.Time
 	op          natsjs.KeyValueOp
+	// forged, when not "", says why the message is not a record OmniQ
+	// wrote (see notWritten): decodeEntry refuses it.
+	forged string
 }
 
 func (e *rawEntry) Bucket() string               { return e.bucket }
@@ -129,6 +132,7 @@ func (sc *scanner) scan(ctx context.Context, filter string, seq uint64) ([]*rawE
 		}
 		e.created, _ = time.Parse(time.RFC3339Nano, serverHeader(m.Header, "Nats-Time-Stamp"))
 		e.op = entryOp(m.Header)
+		e.forged = notWritten(m.Header, "KV_"+s.cfg.StateBucket, s.putPrefix+key)
 		out = append(out, e)
 	}
 	return out, pending, nil

@@ -51,7 +51,7 @@ func TestAfterFailure(t *testing.T) {
 			retry: true, lo: 50 * time.Millisecond, hi: 100 * time.Millisecond, message: "exit status 2"},
 		{name: "the crash that reaches the bound is final", task: task(0, 9, maxCrashes-1),
 			f:     &pluginhost.Failure{ErrorType: models.ErrorTypePluginCrash, Message: "exit status 2", Retryable: true},
-			final: true, message: "crashed its plugin 3 times"},
+			final: true, message: "plugin died 3 times while the task ran"},
 		{name: "the bound counts crashes, not other failures", task: task(0, 9, maxCrashes-1), f: handlerErr,
 			retry: true, lo: 50 * time.Millisecond, hi: 100 * time.Millisecond, message: "boom"},
 		{name: "a timeout retries", task: task(1, 3, 0),

@@ -1043,8 +1043,16 @@ func afterFailure(t *models.Task, f *pluginhost.Failure, res resolved, maxCrashe
 	te := newTaskError(f.ErrorType, f.Message, f.Traceback, t.RetryCount, retryable)
 	if te.ErrorType == models.ErrorTypePluginCrash && t.PluginCrashes+1 >= maxCrashes {
 		te.IsRetryable = false
-		te.Message = fmt.Sprintf("the task crashed its plugin %d times; not retrying it, so it cannot keep the plugin quarantined (last: %s)",
-			t.PluginCrashes+1, te.Message)
+		// "Died while the task ran", not "the task crashed it": every
+		// task in flight on a dying plugin counts the crash, the one that
+		// caused it and those that only ran beside it alike (the last
+		// crash's message says whether others were in flight).
+		times := fmt.Sprintf("%d times", t.PluginCrashes+1)
+		if t.PluginCrashes == 0 {
+			times = "once"
+		}
+		te.Message = fmt.Sprintf("its plugin died %s while the task ran; not retrying it, so it cannot keep the plugin quarantined (last: %s)",
+			times, te.Message)
 		te.Bound()
 	}
 	if !te.IsRetryable || t.RetryCount >= t.MaxRetries {

@@ -47,6 +47,9 @@ type session struct {
 	calls map[uint64]*sessionCall
 	err   error         // why the stream ended, once it has
 	done  chan struct{} // closed when the stream has ended
+	// endedWith is how many attempts were in flight when the stream
+	// ended, set once it has (before done is closed).
+	endedWith int
 }
 
 // sessionCall is one attempt in flight on a session: the events read for it
@@ -174,6 +177,7 @@ func (s *session) read() {
 		if err != nil {
 			s.mu.Lock()
 			s.err = err
+			s.endedWith = len(s.calls)
 			s.calls = nil
 			s.mu.Unlock()
 			close(s.done)
@@ -301,6 +305,15 @@ func (s *session) ended() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.err
+}
+
+// inFlightAtEnd returns how many attempts were in flight on the session
+// when its stream ended (each attempt counts until it has taken its
+// outcome), or 0 while it has not ended.
+func (s *session) inFlightAtEnd() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.endedWith
 }
 
 // next returns the call's next event, or nil and the stream's error once

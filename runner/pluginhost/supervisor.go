@@ -533,6 +533,12 @@ type Failure struct {
 	// deadline, Execute's (ErrorType timeout). The host knows the deadline,
 	// not the timeout it came from: a caller that does can name it.
 	Deadline time.Time
+	// OthersInFlight is, for a plugin_crash, how many other attempts were
+	// in flight on the plugin process when it died: any of them may have
+	// caused it as much as this one. Zero when none were, or when the
+	// plugin takes its attempts as separate calls rather than on one
+	// session and the host cannot tell.
+	OthersInFlight int
 }
 
 // Execute runs one attempt on the plugin. It waits for a concurrency slot,
@@ -733,7 +739,18 @@ func (s *Supervisor) crashFailure(p *Process, callErr error, stderrMark int64) *
 	if r := p.killReason(); r != "" {
 		msg = fmt.Sprintf("plugin %s was killed by OmniQ (%s) while running the task", s.name, r)
 	}
-	return &Failure{ErrorType: models.ErrorTypePluginCrash, Retryable: true, Message: msg, Traceback: CrashTraceback(exit.Stderr)}
+	// Every task in flight on the process fails with it, and which of
+	// them brought it down the host cannot tell: say that there were
+	// others, so that a task that only ran beside one that crashed the
+	// plugin is not taken for the cause.
+	others := 0
+	if p.sess != nil {
+		others = max(p.sess.inFlightAtEnd()-1, 0)
+	}
+	if others > 0 {
+		msg += fmt.Sprintf(" and %d other %s, any of which may have caused it", others, plural(others, "task", "tasks"))
+	}
+	return &Failure{ErrorType: models.ErrorTypePluginCrash, Retryable: true, Message: msg, Traceback: CrashTraceback(exit.Stderr), OthersInFlight: others}
 }
 
 // reapPoll is how often reapIfHung asks a plugin whether the handler of
@@ -828,4 +845,12 @@ func (s *Supervisor) reapIfHung(p *Process, taskID string, done chan struct{}) {
 	case <-p.Exited():
 	case <-s.stop:
 	}
+}
+
+// plural returns one when n is 1, else many.
+func plural(n int, one, many string) string {
+	if n == 1 {
+		return one
+	}
+	return many
 }

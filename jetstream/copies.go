@@ -1,0 +1,80 @@
+package jetstream
+
+import (
+	"fmt"
+
+	"github.com/nats-io/nats.go"
+)
+
+// writtenHeaders are the headers a message OmniQ writes to a bucket (a
+// state record, a registration, or the removal marker of either) can
+// carry as stored, and those nats-server adds to a message it serves
+// from a stream (a direct get's). No other header is ever on them.
+var writtenHeaders = map[string]bool{
+	// Stored: OmniQ's and nats.go's KV writes, and the server's markers.
+	"Nats-Expected-Last-Subject-Sequence": true,
+	"Nats-TTL":                            true,
+	"KV-Operation":                        true,
+	"Nats-Rollup":                         true,
+	"Nats-Marker-Reason":                  true,
+	// Added when served.
+	"Nats-Stream":         true,
+	"Nats-Subject":        true,
+	"Nats-Sequence":       true,
+	"Nats-Time-Stamp":     true,
+	"Nats-Last-Sequence":  true,
+	"Nats-Num-Pending":    true,
+	"Nats-UpTo-Sequence":  true,
+	"Nats-Pending-Msgs":   true,
+	"Nats-Pending-Bytes":  true,
+	"Nats-Last-Subject":   true,
+	"Nats-Counter-Source": true,
+}
+
+// notWritten says why a message of stream, stored on subject, with
+// headers h (as stored, or as the server served it) is not one an OmniQ
+// client wrote there, or returns "". nats-server stores its answer to a
+// request wherever the requester aimed its reply (docs/security.md,
+// "Server answers go where the requester says"), and an operator may aim
+// its direct gets at the buckets' keys: the answer to a get of a message
+// of another stream (a task message, whose payload is anyone's to
+// choose) is stored with that message's body, so it could hold any
+// record or registration at all. Such a copy carries the headers the
+// server served it with, naming the stream and subject it was copied
+// from, and the copied message's own (a task's Nats-Msg-Id, a dead-letter
+// entry's Omniq-* headers): OmniQ's own writes carry neither. A copy of
+// the same key's message is not told apart: it holds what OmniQ wrote.
+func notWritten(h nats.Header, stream, subject string) string {
+	for name := range h {
+		if !writtenHeaders[name] {
+			return fmt.Sprintf("it carries header %s, which no OmniQ write has: it is a copy of another message that nats-server stored there as its answer to a request (docs/security.md)", name)
+		}
+	}
+	return copiedFrom(h, stream, subject)
+}
+
+// copiedFrom says why a message of stream, stored on subject, with
+// headers h is a copy of a message of another stream or subject that
+// nats-server stored there as its answer to a request (see notWritten),
+// or returns "". It looks only at the headers the server serves a
+// message with, which OmniQ never writes itself: for messages whose
+// other headers are anyone's (a dead-letter entry keeps its task's).
+func copiedFrom(h nats.Header, stream, subject string) string {
+	for name, values := range h {
+		var want, what string
+		switch name {
+		case "Nats-Stream":
+			want, what = stream, "stream"
+		case "Nats-Subject":
+			want, what = subject, "subject"
+		default:
+			continue
+		}
+		for _, v := range values {
+			if v != want {
+				return fmt.Sprintf("it is a copy of a message of %s %q that nats-server stored there as its answer to a request (docs/security.md)", what, v)
+			}
+		}
+	}
+	return ""
+}
