@@ -455,7 +455,7 @@ func (c *cli) batch(o *submitOpts, jsonl bool, workers int, pos []string) error 
 			file = pos[1]
 		}
 	default:
-		return usagef("want FUNCTION [FILE|-], or --jsonl [FILE|-]")
+		return usagef("batch takes FUNCTION [FILE|-], or --jsonl [FILE|-]; got %d arguments (see omniq-submit batch -h)", len(pos))
 	}
 	in := c.io.Stdin
 	total := int64(-1)
