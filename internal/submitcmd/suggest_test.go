@@ -34,6 +34,14 @@ func TestArgumentCountErrorsNameTheCommandOnce(t *testing.T) {
 	runArgs(t, "batch", "--jsonl", "a", "b").want(t, 2, "", "omniq-submit: batch takes FUNCTION [FILE|-], or --jsonl [FILE|-]; got 2 arguments (see omniq-submit batch -h)\n")
 }
 
+// dlq replay's --max-retries, left out, keeps each task's own budget; its
+// refusal of -1 said "leave it out for the function's default".
+func TestANegativeMaxRetriesSaysWhatLeavingItOutMeans(t *testing.T) {
+	t.Parallel()
+	runArgs(t, "dlq", "replay", "--max-retries", "-1", "x").want(t, 2, "", "must be 0 or more, got -1 (leave it out for each task's own)")
+	runArgs(t, "echo", "--max-retries", "-1", "x").want(t, 2, "", "must be 0 or more, got -1 (leave it out for the function's default)")
+}
+
 // An empty function name (an unset shell variable: omniq-submit "$FN" x)
 // is said to be missing, not met with every command as a suggestion.
 func TestEmptyFunctionNameIsNamed(t *testing.T) {
