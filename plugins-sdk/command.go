@@ -30,6 +30,13 @@ const CommandWaitDelay = time.Second
 // command itself is killed, as by exec.CommandContext, and Wait is bounded
 // the same way.
 //
+// What the command leaves running in its group when it exits by itself
+// ("sh -c 'server &'") is not stopped: Wait returns once the command has
+// exited, with exec.ErrWaitDelay CommandWaitDelay later if such a process
+// holds the output open; kill the group yourself then
+// (syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) on Unix), or it runs
+// until the plugin ends.
+//
 // Change Cancel, SysProcAttr or WaitDelay of the returned command only if
 // you mean to undo this. Like exec.CommandContext, it panics if ctx is nil.
 func Command(ctx context.Context, name string, arg ...string) *exec.Cmd {
