@@ -127,7 +127,8 @@ class Task:
         as soon as the task is cancelled or its deadline passes while that
         process runs, the whole group gets SIGKILL: the process and what it
         started that stayed in its group. ``communicate()`` and ``wait()``
-        then return, and the handler can return. Takes Popen's arguments
+        then return, and the handler can return. What the command leaves
+        running when it exits by itself is not stopped. Takes Popen's arguments
         (``start_new_session`` is always on); Unix only."""
         if kwargs.get("start_new_session") is False:
             raise ValueError("omniq_plugin: Task.popen runs the command in a session of its own; "
