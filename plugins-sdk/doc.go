@@ -12,7 +12,9 @@
 // Handlers look like net/http handlers: a Handler interface, a HandlerFunc
 // adapter and a Mux that refuses duplicate names. A handler gets a
 // context.Context cancelled at the task's deadline or when the task is
-// cancelled, and returns its result bytes or an error.
+// cancelled, and returns its result bytes or an error. A handler that runs
+// a command starts it with Command, which stops the command and what it
+// started when that context ends.
 //
 // # Errors
 //

@@ -568,6 +568,11 @@ func (o *Options) check() error {
 		}
 		return fmt.Errorf("%w: --config streams: %v", errUsage, err)
 	}
+	if o.NATS.URL == "" && o.File.Streams.Replicas > 1 {
+		// The embedded server is never part of a cluster: nats-server
+		// refuses such streams, and the runner would wait for good.
+		return fmt.Errorf("%w: --config streams.replicas %d: the embedded server is one server, which holds one copy of each stream; more replicas need a NATS cluster given with --nats-url (docs/operations.md, \"Past one machine\"), or leave streams.replicas out", errUsage, o.File.Streams.Replicas)
+	}
 	for i, u := range o.File.Auth.Users {
 		if u.User == "" || u.Password == "" {
 			return fmt.Errorf("%w: --config auth.users[%d]: user and password are required", errUsage, i)

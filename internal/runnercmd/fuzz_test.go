@@ -21,7 +21,7 @@ func FuzzConfigFile(f *testing.F) {
 	f.Add([]byte(`{"defaults": {"max_retries": 5, "timeout": "30s", "backoff_base": "1s", "backoff_max": "10m", "concurrency": 8, "non_retryable": ["ValidationError"]}}`))
 	f.Add([]byte(`{"functions": {"resize": {"backoff_max": "1500000h"}}, "streams": {"max_payload": 4294967296}}`))
 	f.Add([]byte(`{"plugins": {"echo": {"sha256": "` + strings.Repeat("ab", 32) + `", "concurrency": 4, "env": ["A=b"], "limits": {"memory_bytes": 1073741824}}}}`))
-	f.Add([]byte(`{"streams": {"replicas": 3, "dedupe_window": "2m", "dlq_max_age": "720h", "finished_ttl": "168h", "task_max_age": "9999999999h"}}`))
+	f.Add([]byte(`{"streams": {"replicas": 1, "dedupe_window": "2m", "dlq_max_age": "720h", "finished_ttl": "168h", "task_max_age": "9999999999h"}}`))
 	plugins := f.TempDir()
 	f.Fuzz(func(t *testing.T, file []byte) {
 		path := filepath.Join(t.TempDir(), "omniq.json")

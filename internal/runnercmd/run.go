@@ -479,6 +479,11 @@ func unreachable(err error) bool {
 // JetStream than the replicas asked.
 const errCodeNoPeers natsjs.ErrorCode = 10005
 
+// errCodeReplicasNotSupported is nats-server's
+// JSStreamReplicasNotSupportedErr: a server outside any cluster refuses a
+// stream of more than one replica, however long it is asked.
+const errCodeReplicasNotSupported natsjs.ErrorCode = 10074
+
 func openStreams(ctx context.Context, nc *nats.Conn, cfg jetstream.Config, log logrus.FieldLogger) (*jetstream.Client, error) {
 	wait := time.Second
 	for {
@@ -495,6 +500,9 @@ func openStreams(ctx context.Context, nc *nats.Conn, cfg jetstream.Config, log l
 			if errors.Is(err, fatal) {
 				return nil, err
 			}
+		}
+		if apiErr := (*natsjs.APIError)(nil); errors.As(err, &apiErr) && apiErr.ErrorCode == errCodeReplicasNotSupported {
+			return nil, fmt.Errorf("%w\n  streams.replicas in the config file is %d, but the NATS server at %s is not part of a cluster, so it holds one copy of each stream: set streams.replicas to 1 (or leave it out), or point --nats-url at a cluster", err, cfg.Replicas, nc.ConnectedUrlRedacted())
 		}
 		if ctx.Err() != nil {
 			return nil, err

@@ -521,3 +521,21 @@ func TestARetryIsLoggedAtInfoLevel(t *testing.T) {
 	}
 	t.Fatalf("no log line for the retry of %s:\n%s", id, logs)
 }
+
+// The embedded server is one server, so it refuses a stream of more than
+// one replica for good: the docs' example config file ("replicas": 3)
+// left a runner on the embedded server waiting with "JetStream is not
+// ready; waiting". It is a configuration error, refused before anything
+// starts; with --nats-url the same file is fine.
+func TestReplicasAboveOneOnTheEmbeddedServerAreAUsageError(t *testing.T) {
+	t.Parallel()
+	plugins := t.TempDir()
+	cfg := writeConfig(t, `{"streams": {"replicas": 3}}`)
+	_, err := runnercmd.Parse([]string{"--plugins-dir", plugins, "--config", cfg}, env(nil), io.Discard)
+	if err == nil || !strings.Contains(err.Error(), "--config streams.replicas 3: the embedded server is one server") || !strings.Contains(err.Error(), "--nats-url") {
+		t.Fatalf("Parse: %v; want a usage error naming streams.replicas and --nats-url", err)
+	}
+	if _, err := runnercmd.Parse([]string{"--plugins-dir", plugins, "--config", cfg, "--nats-url", "nats://127.0.0.1:1"}, env(nil), io.Discard); err != nil {
+		t.Fatalf("Parse with --nats-url: %v", err)
+	}
+}

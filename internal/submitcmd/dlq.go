@@ -79,7 +79,7 @@ cap, and replays nothing then (exit 2).`,
 	rf := addFilterFlags(replay.Flags(), true)
 	ro := &replayOverrideFlags{maxRetries: -1}
 	replay.Flags().DurationVar(&ro.timeout, "timeout", 0, "the replayed tasks' per-attempt timeout (default: each task's own)")
-	replay.Flags().Var(retriesFlag{&ro.maxRetries}, "max-retries", "the replayed tasks' retries after their first attempt (default: each task's own)")
+	replay.Flags().Var(retriesFlag{&ro.maxRetries, "each task's own"}, "max-retries", "the replayed tasks' retries after their first attempt (default: each task's own)")
 	replay.RunE = func(cmd *cobra.Command, args []string) error {
 		opts, err := ro.options(cmd.Flags().Changed("timeout"))
 		if err != nil {

@@ -49,8 +49,12 @@ func (h headerFlags) Set(v string) error {
 }
 
 // retriesFlag is --max-retries: a retry budget of 0 or more, or -1 (left
-// out) for the function's default. Help shows no default for it.
-type retriesFlag struct{ n *int }
+// out) for what leftOut says ("the function's default" for a submit,
+// "each task's own" for a replay). Help shows no default for it.
+type retriesFlag struct {
+	n       *int
+	leftOut string
+}
 
 func (f retriesFlag) String() string {
 	if f.n == nil || *f.n < 0 {
@@ -68,7 +72,7 @@ func (f retriesFlag) Set(v string) error {
 		return fmt.Errorf("want a number of retries, got %q", v)
 	}
 	if n < 0 {
-		return fmt.Errorf("must be 0 or more, got %d (leave it out for the function's default)", n)
+		return fmt.Errorf("must be 0 or more, got %d (leave it out for %s)", n, f.leftOut)
 	}
 	if n > math.MaxInt32 {
 		return fmt.Errorf("must be at most %d, got %d", math.MaxInt32, n)
@@ -121,7 +125,7 @@ func addSubmitFlags(fs *pflag.FlagSet) *submitOpts {
 	o := &submitOpts{headers: headerFlags{}}
 	fs.StringVar(&o.id, "id", "", "task id, also the idempotency key (default: a new unique id)")
 	o.maxRetries = -1
-	fs.Var(retriesFlag{&o.maxRetries}, "max-retries", "retries after the first attempt (default: the function's)")
+	fs.Var(retriesFlag{&o.maxRetries, "the function's default"}, "max-retries", "retries after the first attempt (default: the function's)")
 	fs.DurationVar(&o.timeout, "timeout", 0, "per-attempt timeout (default: the function's)")
 	fs.DurationVar(&o.delay, "delay", 0, "run no sooner than this from now")
 	fs.StringVar(&o.at, "at", "", "run no sooner than this RFC 3339 time")
@@ -455,7 +459,7 @@ func (c *cli) batch(o *submitOpts, jsonl bool, workers int, pos []string) error 
 			file = pos[1]
 		}
 	default:
-		return usagef("want FUNCTION [FILE|-], or --jsonl [FILE|-]")
+		return usagef("batch takes FUNCTION [FILE|-], or --jsonl [FILE|-]; got %d arguments (see omniq-submit batch -h)", len(pos))
 	}
 	in := c.io.Stdin
 	total := int64(-1)

@@ -28,6 +28,18 @@ func TestArgumentCountErrorsNameTheCommandOnce(t *testing.T) {
 	runArgs(t, "status").want(t, 2, "", "omniq-submit: status takes one task id, got 0 arguments (see omniq-submit status -h)\n")
 	runArgs(t, "dlq", "show", "a", "b").want(t, 2, "", "omniq-submit: dlq show takes one task id, got 2 arguments (see omniq-submit dlq show -h)\n")
 	runArgs(t, "functions", "x").want(t, 2, "", "omniq-submit: functions takes no arguments, got \"x\" (see omniq-submit functions -h)\n")
+	// batch said only "want FUNCTION [FILE|-], or --jsonl [FILE|-]",
+	// naming neither itself nor its help.
+	runArgs(t, "batch").want(t, 2, "", "omniq-submit: batch takes FUNCTION [FILE|-], or --jsonl [FILE|-]; got 0 arguments (see omniq-submit batch -h)\n")
+	runArgs(t, "batch", "--jsonl", "a", "b").want(t, 2, "", "omniq-submit: batch takes FUNCTION [FILE|-], or --jsonl [FILE|-]; got 2 arguments (see omniq-submit batch -h)\n")
+}
+
+// dlq replay's --max-retries, left out, keeps each task's own budget; its
+// refusal of -1 said "leave it out for the function's default".
+func TestANegativeMaxRetriesSaysWhatLeavingItOutMeans(t *testing.T) {
+	t.Parallel()
+	runArgs(t, "dlq", "replay", "--max-retries", "-1", "x").want(t, 2, "", "must be 0 or more, got -1 (leave it out for each task's own)")
+	runArgs(t, "echo", "--max-retries", "-1", "x").want(t, 2, "", "must be 0 or more, got -1 (leave it out for the function's default)")
 }
 
 // An empty function name (an unset shell variable: omniq-submit "$FN" x)

@@ -10,12 +10,17 @@ package sdktest
 
 import (
 	"context"
+	"fmt"
+	"runtime/pprof"
+	"strconv"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/omniq/omniq/internal/testbin"
 	sdk "github.com/omniq/omniq/plugins-sdk"
+	"github.com/omniq/omniq/plugins-sdk/internal/stacks"
 )
 
 // Outcome is how one task ended.
@@ -28,9 +33,26 @@ type Outcome struct {
 	Progress []sdk.ProgressEvent
 }
 
+// KillGrace is how long past its deadline Run waits for a handler, as the
+// runner waits before it kills a plugin whose handler still runs.
+const KillGrace = 2 * time.Second
+
+// sdktestLabel is the pprof label key of the goroutines of a handler Run
+// runs, which find its stacks for a timeout's traceback.
+const sdktestLabel = "omniq_sdktest_run"
+
+// runs numbers Run's calls, for sdktestLabel.
+var runs atomic.Uint64
+
 // Run runs h on task in this process the way a plugin runs it: with the
 // task's deadline (default: 1 minute from now) on the context, progress
 // captured, panics recovered and errors classified.
+//
+// A handler still running KillGrace past the deadline, where the runner
+// would kill its plugin (failing every task on it), fails with a
+// "timeout" whose traceback is the stacks of its goroutines then, as the
+// plugin reports it; Run returns, leaving the handler's goroutine running
+// (Go cannot stop one; sdktest.Main then reports it as leaked).
 func Run(t testing.TB, h sdk.Handler, task sdk.Task) Outcome {
 	t.Helper()
 	if task.Attempt == 0 {
@@ -40,18 +62,41 @@ func Run(t testing.TB, h sdk.Handler, task sdk.Task) Outcome {
 		task.Deadline = time.Now().Add(time.Minute)
 	}
 	ctx, cancel := context.WithDeadline(context.Background(), task.Deadline)
-	defer cancel()
 	var mu sync.Mutex
 	var out Outcome
+	ended := false // Run returned: a handler left running reports to no one
 	ctx = sdk.WithProgress(ctx, func(p sdk.ProgressEvent) {
 		mu.Lock()
-		out.Progress = append(out.Progress, p)
+		if !ended {
+			out.Progress = append(out.Progress, p)
+		}
 		mu.Unlock()
 	})
-	output, failure := sdk.Invoke(ctx, h, &task)
+	type result struct {
+		output  []byte
+		failure *sdk.Failure
+	}
+	done := make(chan result, 1)
+	run := strconv.FormatUint(runs.Add(1), 10)
+	go pprof.Do(ctx, pprof.Labels(sdktestLabel, run), func(ctx context.Context) {
+		defer cancel()
+		output, failure := sdk.Invoke(ctx, h, &task)
+		done <- result{output, failure}
+	})
+	grace := time.NewTimer(time.Until(task.Deadline.Add(KillGrace)))
+	defer grace.Stop()
+	var r result
+	select {
+	case r = <-done:
+	case <-grace.C:
+		r.failure = &sdk.Failure{ErrorType: "timeout",
+			Message:   fmt.Sprintf("task did not finish by its deadline %s (still running %s past it, where the runner kills the plugin)", task.Deadline.UTC().Format(time.RFC3339Nano), KillGrace),
+			Traceback: stacks.Of(sdktestLabel, run)}
+	}
 	mu.Lock()
 	defer mu.Unlock()
-	out.Output, out.Failure = output, failure
+	ended = true
+	out.Output, out.Failure = r.output, r.failure
 	return out
 }
 

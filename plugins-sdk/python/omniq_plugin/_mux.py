@@ -7,7 +7,10 @@ is a callable taking a handler and returning one.
 
 import datetime
 import inspect
+import os
 import re
+import signal
+import subprocess
 import threading
 import time
 
@@ -112,6 +115,44 @@ class Task:
         """Marks the task cancelled; the SDK calls it when the runner cancels
         the attempt."""
         self._cancelled.set()
+
+    def popen(self, args, **kwargs):
+        """subprocess.Popen for a handler: a child process that stops when
+        the attempt does.
+
+        A handler that kills only the process it started (``p.kill()``)
+        leaves what that process started running: ``sh -c "..."``'s
+        children outlive a cancellation or the deadline. The process
+        started here runs in a session (and process group) of its own, and
+        as soon as the task is cancelled or its deadline passes while that
+        process runs, the whole group gets SIGKILL: the process and what it
+        started that stayed in its group. ``communicate()`` and ``wait()``
+        then return, and the handler can return. What the command leaves
+        running when it exits by itself is not stopped. Takes Popen's arguments
+        (``start_new_session`` is always on); Unix only."""
+        if kwargs.get("start_new_session") is False:
+            raise ValueError("omniq_plugin: Task.popen runs the command in a session of its own; "
+                             "start_new_session=False would undo that")
+        kwargs["start_new_session"] = True
+        proc = subprocess.Popen(args, **kwargs)
+        threading.Thread(target=self._stop_with_task, args=(proc,), daemon=True,
+                         name="omniq-popen-%d" % proc.pid).start()
+        return proc
+
+    def _stop_with_task(self, proc):
+        """Kills proc's process group once the task is done while proc still
+        runs; returns when either has ended."""
+        while proc.poll() is None:
+            if self.done():
+                try:
+                    # proc is not reaped yet (poll said so), so its pid
+                    # still names its group.
+                    os.killpg(proc.pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+                return
+            left = self.time_left()
+            self._cancelled.wait(0.05 if left is None else min(0.05, left))
 
     def header(self, name):
         """The value of header name, matched without regard to case (as

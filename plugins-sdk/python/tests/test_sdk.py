@@ -235,6 +235,60 @@ class ErrorsTest(unittest.TestCase):
         self.assertTrue(done, "testing.run(timeout=0.1) did not return for a handler that never returns")
         self.assertEqual(done[0].failure.error_type, "timeout")
 
+    def test_popen_stops_what_the_command_started_when_the_task_ends(self):
+        # A handler that killed its shell at a cancellation or the deadline
+        # left the shell's child running, with nothing to stop it but the
+        # plugin's end. task.popen kills the command's whole group.
+        import tempfile
+
+        def gone(pid):
+            try:
+                with open("/proc/%d/stat" % pid) as f:
+                    return f.read().rsplit(")", 1)[1].split()[0] == "Z"
+            except FileNotFoundError:
+                return True
+
+        for how in ["deadline", "cancellation"]:
+            with tempfile.TemporaryDirectory() as tmp:
+                pid_file = os.path.join(tmp, "pid")
+
+                def h(t):
+                    p = t.popen(["sh", "-c", "sleep 300 & echo $! > %s; wait" % pid_file], stdout=subprocess.PIPE)
+                    p.communicate()
+                    raise RuntimeError("the command ended")
+
+                task = omniq.Task("f", deadline=time.time() + (1 if how == "deadline" else 60))
+                done = []
+                runner = threading.Thread(target=lambda: done.append(testing.run(h, task)), daemon=True)
+                runner.start()
+                pid = None
+                bound = time.time() + 30  # a bound on the test, not a timing under test
+                while pid is None and time.time() < bound:
+                    try:
+                        with open(pid_file) as f:
+                            text = f.read()
+                        if text.endswith("\n"):
+                            pid = int(text)
+                    except FileNotFoundError:
+                        pass
+                    time.sleep(0.01)
+                self.assertIsNotNone(pid, "%s: the command did not start" % how)
+                if how == "cancellation":
+                    task.cancel()
+                runner.join(30)
+                self.assertTrue(done, "%s: testing.run did not return" % how)
+                f = done[0].failure
+                self.assertEqual((f.error_type, f.message), ({"deadline": "timeout", "cancellation": "cancelled"}[how],
+                                                             "RuntimeError: the command ended"), how)
+                while not gone(pid) and time.time() < bound:
+                    time.sleep(0.01)
+                alive = not gone(pid)
+                if alive:
+                    os.kill(pid, 9)
+                self.assertFalse(alive, "%s: the shell's child %d still runs after the handler returned" % (how, pid))
+        with self.assertRaises(ValueError):
+            omniq.Task("f").popen(["true"], start_new_session=False)
+
     def test_a_bad_timeout_is_refused_naming_it(self):
         for bad in [0, -1, float("nan"), float("inf"), "10", True, datetime.timedelta(0)]:
             with self.assertRaises(ValueError) as cm:

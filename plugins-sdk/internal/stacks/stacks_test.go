@@ -1,4 +1,4 @@
-package sdk
+package stacks
 
 import (
 	"strings"
@@ -45,7 +45,7 @@ func TestStacksLabelled(t *testing.T) {
 		{name: "no goroutine of the attempt", label: `"omniq_attempt":"8"`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			got := stacksLabelled(sampleProfile, tc.label)
+			got := Labelled(sampleProfile, tc.label)
 			if len(tc.want) == 0 && got != "" {
 				t.Fatalf("got %q, want nothing", got)
 			}
