@@ -509,11 +509,13 @@ func (c *Client) ReplayVerified(ctx context.Context, id string, opts ...ReplayOp
 // checkOverrideCaps refuses o's overrides when they are over the caps of a
 // runner registered for function fn, or of o.fallback when none is.
 func (c *Client) checkOverrideCaps(ctx context.Context, fn string, o replayOptions) error {
-	regs, err := c.Functions(ctx)
+	// Only fn's registrations: a filtered replay checks them for each of
+	// its tasks, and reading every function's cost a request per
+	// registration of every function each time.
+	caps, err := c.FunctionRegistrations(ctx, fn)
 	if err != nil {
 		return fmt.Errorf("replay: read the caps of the runners serving %s: %w", fn, err)
 	}
-	caps := regs[fn]
 	if len(caps) == 0 && o.fallback != nil {
 		caps = []Registration{*o.fallback}
 	}
