@@ -525,6 +525,48 @@ func TestReplayDeadNamesTheFirstFailuresAndCountsTheRest(t *testing.T) {
 	}
 }
 
+// A filtered replay of many entries reports each replay as it ends, and
+// one whose context ends (Ctrl-C, a deadline) asks for no more replays and
+// says how far it got: it went on asking, each request failing at once,
+// and reported the rest as that many failed replays.
+func TestReplayDeadReportsProgressAndStopsWhenItsContextEnds(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, jetstream.Config{})
+	const n = 40
+	for i := range n {
+		failTask(t, e, fmt.Sprintf("p%02d", i), "pf", "timeout")
+	}
+	// No runner answers replay requests here: every replay fails.
+	var dones []int
+	seen := map[string]bool{}
+	_, err := e.client.ReplayDead(ctx(t), jetstream.DeadFilter{Function: "pf"}, jetstream.ReplayProgress(func(id string, err error, done, total int) {
+		if err == nil || total != n || seen[id] {
+			t.Errorf("progress: %s, %v, %d of %d; want each id once, failed, of %d", id, err, done, total, n)
+		}
+		seen[id] = true
+		dones = append(dones, done)
+	}))
+	if err == nil || len(dones) != n || dones[0] != 1 || dones[n-1] != n {
+		t.Fatalf("ReplayDead told of %d replays (%v), %v; want %d, counted 1 to %d, and an error", len(dones), dones, err, n, n)
+	}
+
+	stop, cancel := context.WithCancel(ctx(t))
+	defer cancel()
+	told := 0
+	_, err = e.client.ReplayDead(stop, jetstream.DeadFilter{Function: "pf"}, jetstream.ReplayProgress(func(_ string, _ error, done, _ int) {
+		told++
+		if done == 5 {
+			cancel()
+		}
+	}))
+	if told > 5+jetstream.ReplayDeadParallel {
+		t.Errorf("ReplayDead went on asking after its context ended: told of %d replays", told)
+	}
+	if !errors.Is(err, context.Canceled) || !strings.Contains(err.Error(), fmt.Sprintf("of the %d matching replays", n)) || !strings.Contains(err.Error(), "replay again to go on") {
+		t.Fatalf("stopped ReplayDead: %v; want it to say how many of the %d it asked for, wrapping context.Canceled", err, n)
+	}
+}
+
 // nats-server stores its answer to an operator's request on whatever
 // subject the request named as its reply (docs/security.md, "Server
 // answers go where the requester says"): JSON with no task, or a copy of

@@ -518,6 +518,37 @@ func TestDeadLetterCommands(t *testing.T) {
 	o.run("", "dlq", "bogus").want(t, 2, "", `unknown dlq subcommand "bogus"`)
 }
 
+// A filtered replay prints each task as it is replayed and a count at
+// the end, with a progress bar on a terminal: it printed nothing until
+// the last of thousands was replayed.
+func TestFilteredReplayPrintsEachAndCounts(t *testing.T) {
+	t.Parallel()
+	o := start(t)
+	const n = 12
+	var batch strings.Builder
+	for i := range n {
+		fmt.Fprintf(&batch, `{"function":"fail","payload":{"type":"BadInput","message":"x","permanent":true},"id":"r%02d"}`+"\n", i)
+	}
+	o.run(batch.String(), "batch", "--jsonl").want(t, 0, fmt.Sprintf("submitted %d", n), "")
+	for i := range n {
+		omniqtest.WaitDead(t, o.srv.Client, fmt.Sprintf("r%02d", i), 30*time.Second)
+	}
+	r := o.run("", "dlq", "replay", "--error-type", "BadInput")
+	r.want(t, 0, fmt.Sprintf("replayed %d of %d dead tasks; 0 failed", n, n), "")
+	if got := strings.Count(r.stdout, "replayed r"); got != n {
+		t.Fatalf("%d tasks printed as replayed, want %d:\n%s", got, n, r.stdout)
+	}
+	for i := range n {
+		omniqtest.WaitDead(t, o.srv.Client, fmt.Sprintf("r%02d", i), 30*time.Second)
+	}
+	omniqtest.Eventually(t, 30*time.Second, "every replayed task dead-lettered again", func() bool {
+		page, err := o.srv.Client.ListDead(context.Background(), jetstream.DeadFilter{ErrorType: "BadInput", Newest: true, Limit: 1})
+		return err == nil && page.Total == n
+	})
+	r = o.runIO(submitcmd.IO{Stdin: strings.NewReader(""), Terminal: true}, "dlq", "replay", "--function", "fail", "--timeout", "10s")
+	r.want(t, 0, fmt.Sprintf("replayed %d of %d dead tasks; 0 failed", n, n), "replaying")
+}
+
 func TestReplayThatSucceeds(t *testing.T) {
 	t.Parallel()
 	o := start(t)
