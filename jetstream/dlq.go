@@ -840,14 +840,38 @@ func (c *Client) PurgeDead(ctx context.Context, f DeadFilter) (int, error) {
 // PurgeDeadSequences is PurgeDead returning the stream sequences of the
 // entries it deleted (all of them, also when it stopped with an error),
 // for a reader that keeps its own copy of the stream (the dashboard).
+//
+// A selection by function alone (or of every entry) is removed with one
+// purge of the entries on its subject up to the last one counted (so
+// also entries there that no runner wrote); a selection by error type or
+// time deletes each entry, on one stream handle.
 func (c *Client) PurgeDeadSequences(ctx context.Context, f DeadFilter) ([]uint64, error) {
 	f.Limit, f.After = 0, 0
 	var seqs []uint64
 	if err := c.scanDead(ctx, f, true, func(d DeadTask) bool { seqs = append(seqs, d.Sequence); return true }); err != nil {
 		return nil, err
 	}
+	if len(seqs) == 0 {
+		return seqs, nil
+	}
+	s, err := c.dlqStream(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if f.ErrorType == "" && f.Since.IsZero() && f.Until.IsZero() {
+		// One request where each entry took two: 10,000 entries of one
+		// function took 6 s to delete one by one.
+		subject := c.cfg.SubjectPrefix + ".dlq.>"
+		if f.Function != "" {
+			subject = c.cfg.dlqSubject(f.Function, ">")
+		}
+		if err := s.Purge(ctx, natsjs.WithPurgeSubject(subject), natsjs.WithPurgeSequence(seqs[len(seqs)-1]+1)); err != nil {
+			return nil, fmt.Errorf("purge the %d dead-letter entries on %s: %w (none or all of them were removed: count them with dlq list)", len(seqs), subject, err)
+		}
+		return seqs, nil
+	}
 	for i, seq := range seqs {
-		if err := c.deleteDead(ctx, seq); err != nil {
+		if err := deleteDeadOn(ctx, s, seq); err != nil {
 			return seqs[:i], err
 		}
 	}
@@ -885,6 +909,11 @@ func (c *Client) deleteDead(ctx context.Context, seq uint64) error {
 	if err != nil {
 		return err
 	}
+	return deleteDeadOn(ctx, s, seq)
+}
+
+// deleteDeadOn deletes the entry at seq of s, the dead-letter stream.
+func deleteDeadOn(ctx context.Context, s natsjs.Stream, seq uint64) error {
 	if err := s.DeleteMsg(ctx, seq); err != nil && !errors.Is(err, natsjs.ErrMsgNotFound) {
 		// nats-server answers a deletion of a message removed meanwhile (by
 		// another replay, or the replayed attempt's runner) with a generic
