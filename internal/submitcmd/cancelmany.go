@@ -68,7 +68,8 @@ func (c *cli) cancelIDs(args []string, from string) ([]string, error) {
 type cancelOutcome struct {
 	ID string `json:"id"`
 	// Outcome is cancelled, ended (the task had already ended, Status
-	// says how) or failed (Error says why).
+	// says how: cancelled is what was asked for, and no failure) or
+	// failed (Error says why).
 	Outcome string            `json:"outcome"`
 	Status  models.TaskStatus `json:"status,omitempty"`
 	// Unseen says no runner had recorded the task yet (see cancel -h).
@@ -91,10 +92,10 @@ func (c *cli) cancelMany(ids []string, workers int) error {
 			progressbar.OptionSetSpinnerChangeInterval(0))
 	}
 	var (
-		mu                               sync.Mutex
-		cancelled, ended, failed, unseen int
-		problems                         []string
-		out                              = json.NewEncoder(c.io.Stdout)
+		mu                                        sync.Mutex
+		cancelled, already, ended, failed, unseen int
+		problems                                  []string
+		out                                       = json.NewEncoder(c.io.Stdout)
 	)
 	report := func(o cancelOutcome) {
 		mu.Lock()
@@ -109,6 +110,12 @@ func (c *cli) cancelMany(ids []string, workers int) error {
 				fmt.Fprintf(c.io.Stdout, "cancelled %s\n", o.ID)
 			}
 		case "ended":
+			if o.Status == models.StatusCancelled {
+				// What was asked for, by an earlier run (one interrupted
+				// and run again) or someone else: not a failure.
+				already++
+				break
+			}
 			ended++
 			problems = append(problems, fmt.Sprintf("cannot cancel %s: it has already ended, %s", o.ID, o.Status))
 		default:
@@ -163,11 +170,15 @@ send:
 	for _, p := range problems {
 		c.printError(p)
 	}
-	settled := cancelled + ended + failed
+	settled := cancelled + already + ended + failed
 	if c.json {
-		_ = out.Encode(map[string]int{"asked": len(ids), "cancelled": cancelled, "ended": ended, "failed": failed, "unseen": unseen, "not_settled": len(ids) - settled})
+		_ = out.Encode(map[string]int{"asked": len(ids), "cancelled": cancelled, "already_cancelled": already, "ended": ended, "failed": failed, "unseen": unseen, "not_settled": len(ids) - settled})
 	} else {
-		fmt.Fprintf(c.io.Stdout, "cancelled %d of %d: %d had already ended, %d failed\n", cancelled, len(ids), ended, failed)
+		cancelledAlready := ""
+		if already > 0 {
+			cancelledAlready = fmt.Sprintf(" (and %d cancelled already)", already)
+		}
+		fmt.Fprintf(c.io.Stdout, "cancelled %d of %d%s: %d had already ended, %d failed\n", cancelled, len(ids), cancelledAlready, ended, failed)
 	}
 	if unseen > 0 {
 		fmt.Fprintf(c.io.Stderr, "omniq-submit: no runner had recorded %d of these tasks yet: those queued will not run, and one that has just started (--claim-delay) is stopped; an id that is wrong cancelled nothing\n", unseen)

@@ -324,9 +324,16 @@ func TestCancelManyReportsEachAndSums(t *testing.T) {
 		omniqtest.WaitFor(t, o.srv.Client, fmt.Sprintf("m%03d", i), models.StatusCancelled, 30*time.Second)
 	}
 
-	r = o.run("", "cancel", "m000", "m001", "never-seen", "--json")
+	// Run again (as after an interruption): the tasks cancelled already
+	// are what was asked for, not failures.
+	r = o.run(ids.String(), "cancel", "--from", "-")
+	r.want(t, 0, fmt.Sprintf("cancelled 0 of %d (and %d cancelled already): 0 had already ended, 0 failed", n, n), "")
+	if r.stderr != "" {
+		t.Fatalf("a second run reported tasks cancelled already on stderr:\n%s", r.stderr)
+	}
+	r = o.run("", "cancel", "m000", "m-done", "never-seen", "--json")
 	r.want(t, 1, `"outcome":"ended"`, "no runner had recorded 1 of these tasks yet")
-	if !strings.Contains(r.stdout, `{"asked":3,"cancelled":1,"ended":2,"failed":0,"not_settled":0,"unseen":1}`) {
+	if !strings.Contains(r.stdout, `{"already_cancelled":1,"asked":3,"cancelled":1,"ended":1,"failed":0,"not_settled":0,"unseen":1}`) {
 		t.Fatalf("--json summary: %s", r.stdout)
 	}
 	o.run("", "cancel", "a", "--from", "-").want(t, 2, "", "not both")

@@ -478,13 +478,14 @@ stdin) are cancelled --parallel at a time: each is printed as it is
 cancelled ("cancelled ID", in the order the runners answer), an id that
 could not be cancelled is reported on stderr, and a summary ends the
 output ("cancelled 9,990 of 10,000: 10 had already ended, 0 failed").
-On a terminal a progress bar shows on stderr. Interrupted (Ctrl-C), it
-says how many it cancelled and how many it did not get to.
+A task cancelled already counts as done, not as ended: a run interrupted
+(Ctrl-C, which says how many it did not get to) can be run again as it
+was. On a terminal a progress bar shows on stderr.
 
 Exit status 0 once the cancellation is recorded (a runner carries it
 out); 1 if the task had already ended (succeeded, failed or cancelled) or no
-runner answered; with many ids, 1 if any was not cancelled so, or the run
-was interrupted.`,
+runner answered; with many ids, 1 if a task had ended otherwise than
+cancelled, a cancellation failed, or the run was interrupted.`,
 		Args: cobra.ArbitraryArgs,
 	}
 	var from string
