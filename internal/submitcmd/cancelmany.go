@@ -176,15 +176,17 @@ send:
 	} else {
 		cancelledAlready := ""
 		if already > 0 {
-			cancelledAlready = fmt.Sprintf(" (and %d cancelled already)", already)
+			cancelledAlready = fmt.Sprintf(" (and %s cancelled already)", thousands(already))
 		}
-		fmt.Fprintf(c.io.Stdout, "cancelled %d of %d%s: %d had already ended, %d failed\n", cancelled, len(ids), cancelledAlready, ended, failed)
+		fmt.Fprintf(c.io.Stdout, "cancelled %s of %s%s: %s had already ended, %s failed\n",
+			thousands(cancelled), thousands(len(ids)), cancelledAlready, thousands(ended), thousands(failed))
 	}
 	if unseen > 0 {
 		fmt.Fprintf(c.io.Stderr, "omniq-submit: no runner had recorded %d of these tasks yet: those queued will not run, and one that has just started (--claim-delay) is stopped; an id that is wrong cancelled nothing\n", unseen)
 	}
 	if settled < len(ids) {
-		return &statusError{code: exitFailed, msg: fmt.Sprintf("interrupted: %d of %d cancellations were not settled (%d not asked for; those asked may have been carried out: look with status); run the command again for the rest, which is safe", len(ids)-settled, len(ids), len(ids)-asked)}
+		return &statusError{code: exitFailed, msg: fmt.Sprintf("interrupted: %s of %s cancellations were not settled (%s not asked for; those asked may have been carried out: look with status); run the command again for the rest, which is safe",
+			thousands(len(ids)-settled), thousands(len(ids)), thousands(len(ids)-asked))}
 	}
 	if ended+failed > 0 {
 		return &statusError{code: exitFailed}

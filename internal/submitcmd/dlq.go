@@ -458,7 +458,7 @@ func (c *cli) dlqReplay(ff *filterFlags, ids []string, opts []jetstream.ReplayOp
 			errs = append(errs, err)
 		}
 		if !c.json && matched > 0 {
-			fmt.Fprintf(c.io.Stdout, "replayed %d of %s; %d failed\n", len(replayed), deadTasks(matched), failed)
+			fmt.Fprintf(c.io.Stdout, "replayed %s of %s; %s failed\n", thousands(len(replayed)), deadTasks(matched), thousands(failed))
 		}
 	}
 	if c.json {
@@ -497,7 +497,7 @@ func deadTasks(n int) string {
 	if n == 1 {
 		return "1 dead task"
 	}
-	return fmt.Sprintf("%d dead tasks", n)
+	return fmt.Sprintf("%s dead tasks", thousands(n))
 }
 
 // dlqPurge deletes the dead tasks ids, or those ff selects.
