@@ -761,6 +761,7 @@ func (c *Client) ReplayDead(ctx context.Context, f DeadFilter, opts ...ReplayOpt
 		return nil, err
 	}
 	f.Limit, f.After = 0, 0
+	began := time.Now().UTC()
 	var ids []string
 	if err := c.scanDead(ctx, f, true, func(d DeadTask) bool { ids = append(ids, d.ID); return true }); err != nil {
 		return nil, err
@@ -816,7 +817,9 @@ send:
 	}
 	if asked < len(ids) {
 		errs = append(errs, fmt.Errorf("stopped after asking for %d of the %d matching replays (%d replayed, %d failed): %w; "+
-			"the rest are still dead-lettered: replay again to go on", asked, len(ids), len(replayed), failed, context.Cause(ctx)))
+			"the rest are still dead-lettered: replay again to go on, selecting entries dead-lettered before %s (dlq replay --until %s) "+
+			"to leave out the tasks replayed here that have failed again since",
+			asked, len(ids), len(replayed), failed, context.Cause(ctx), began.Format(time.RFC3339Nano), began.Format(time.RFC3339Nano)))
 	}
 	return replayed, errors.Join(errs...)
 }

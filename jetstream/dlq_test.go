@@ -608,7 +608,7 @@ func TestReplayDeadReportsProgressAndStopsWhenItsContextEnds(t *testing.T) {
 	if told > 5+jetstream.ReplayDeadParallel {
 		t.Errorf("ReplayDead went on asking after its context ended: told of %d replays", told)
 	}
-	if !errors.Is(err, context.Canceled) || !strings.Contains(err.Error(), fmt.Sprintf("of the %d matching replays", n)) || !strings.Contains(err.Error(), "replay again to go on") {
+	if !errors.Is(err, context.Canceled) || !strings.Contains(err.Error(), fmt.Sprintf("of the %d matching replays", n)) || !strings.Contains(err.Error(), "replay again to go on, selecting entries dead-lettered before") {
 		t.Fatalf("stopped ReplayDead: %v; want it to say how many of the %d it asked for, wrapping context.Canceled", err, n)
 	}
 }
