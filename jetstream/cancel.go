@@ -110,8 +110,8 @@ func (c *Client) RecordCancel(ctx context.Context, id string) (Record, models.Ta
 			// Best-effort, and so bounded: a schedule left fires into a
 			// cancelled record, which runners drop. A retries stream whose
 			// leader does not answer held the cancellation for all of ctx
-			// (30 s in a runner, which carries out cancellations one at a
-			// time).
+			// (30 s in a runner, which carries out only a few cancellations
+			// at a time: runner.RequestWorkers).
 			sctx, cancel := context.WithTimeout(ctx, ScheduleRemovalWait)
 			err := c.CancelSchedule(sctx, id)
 			cancel()

@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -520,11 +521,13 @@ func (c *Client) ReplayVerified(ctx context.Context, id string, opts ...ReplayOp
 // checkOverrideCaps refuses o's overrides when they are over the caps of a
 // runner registered for function fn, or of o.fallback when none is.
 func (c *Client) checkOverrideCaps(ctx context.Context, fn string, o replayOptions) error {
-	regs, err := c.Functions(ctx)
+	// Only fn's registrations: a filtered replay checks them for each of
+	// its tasks, and reading every function's cost a request per
+	// registration of every function each time.
+	caps, err := c.FunctionRegistrations(ctx, fn)
 	if err != nil {
 		return fmt.Errorf("replay: read the caps of the runners serving %s: %w", fn, err)
 	}
-	caps := regs[fn]
 	if len(caps) == 0 && o.fallback != nil {
 		caps = []Registration{*o.fallback}
 	}
@@ -750,42 +753,93 @@ func sameFailure(recorded, entry *models.TaskError) bool {
 }
 
 // ReplayDead asks the runners to replay every entry matching f (Limit and
-// After ignored), one by one as Replay does, and returns the ids of the
-// replayed tasks and an error for those that failed: the first
-// maxReplayErrors failures joined, and how many more there were. It holds
-// the matching ids, not their entries or records (a dead-letter stream can
-// hold many thousands, each with its traceback), and replays only entries
-// there were when it began: a replayed task that fails again is not
-// replayed again. It needs an operator's rights. opts apply to every
-// task, as for Replay: overrides out of range are refused before any
-// replay; a task whose runners' caps they are over is not replayed, and
-// counts among the failures.
+// After ignored), as Replay does, ReplayDeadParallel at a time, and
+// returns the ids of the replayed tasks (in the order the replays ended)
+// and an error for those that failed: the first maxReplayErrors failures
+// joined, and how many more there were. It holds the matching ids, not
+// their entries or records (a dead-letter stream can hold many
+// thousands, each with its traceback), and replays only entries there
+// were when it began: a replayed task that fails again is not replayed
+// again. When ctx ends it asks for no more replays, and the error says
+// how many of the matching entries it did not get to (wrapping ctx's
+// error). It needs an operator's rights. opts apply to every task, as
+// for Replay: overrides out of range are refused before any replay; a
+// task whose runners' caps they are over is not replayed, and counts
+// among the failures. ReplayProgress reports each replay as it ends.
 func (c *Client) ReplayDead(ctx context.Context, f DeadFilter, opts ...ReplayOption) ([]string, error) {
-	if err := replayOptionsOf(opts).overrides.Validate(); err != nil {
+	o := replayOptionsOf(opts)
+	if err := o.overrides.Validate(); err != nil {
 		return nil, err
 	}
 	f.Limit, f.After = 0, 0
+	began := time.Now().UTC()
 	var ids []string
 	if err := c.scanDead(ctx, f, true, func(d DeadTask) bool { ids = append(ids, d.ID); return true }); err != nil {
 		return nil, err
 	}
-	replayed := ids[:0] // the failures drop out in place
-	var errs []error
-	failed := 0
-	for _, id := range ids {
-		if _, err := c.Replay(ctx, id, opts...); err != nil {
-			if failed++; failed <= maxReplayErrors {
-				errs = append(errs, err)
+	var (
+		mu       sync.Mutex
+		replayed = make([]string, 0, len(ids))
+		errs     []error
+		failed   int
+		ended    int
+	)
+	jobs := make(chan string)
+	var wg sync.WaitGroup
+	for range min(ReplayDeadParallel, len(ids)) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for id := range jobs {
+				_, err := c.Replay(ctx, id, opts...)
+				mu.Lock()
+				if err == nil {
+					replayed = append(replayed, id)
+				} else if failed++; failed <= maxReplayErrors {
+					errs = append(errs, err)
+				}
+				ended++
+				if o.progress != nil {
+					o.progress(id, err, ended, len(ids))
+				}
+				mu.Unlock()
 			}
-			continue
-		}
-		replayed = append(replayed, id)
+		}()
 	}
+	asked := 0
+send:
+	for _, id := range ids {
+		// A context ended stops the asking, not only each request: the
+		// rest would each fail at once, as that many failures.
+		if ctx.Err() != nil {
+			break
+		}
+		select {
+		case jobs <- id:
+			asked++
+		case <-ctx.Done():
+			break send
+		}
+	}
+	close(jobs)
+	wg.Wait()
 	if failed > maxReplayErrors {
 		errs = append(errs, fmt.Errorf("and %d more replays failed", failed-maxReplayErrors))
 	}
+	if asked < len(ids) {
+		errs = append(errs, fmt.Errorf("stopped after asking for %d of the %d matching replays (%d replayed, %d failed): %w; "+
+			"the rest are still dead-lettered: replay again to go on, selecting entries dead-lettered before %s (dlq replay --until %s) "+
+			"to leave out the tasks replayed here that have failed again since",
+			asked, len(ids), len(replayed), failed, context.Cause(ctx), began.Format(time.RFC3339Nano), began.Format(time.RFC3339Nano)))
+	}
 	return replayed, errors.Join(errs...)
 }
+
+// ReplayDeadParallel is how many replays ReplayDead has in flight at once.
+// A runner carries out replay requests one at a time: the requests in
+// flight hide the round trips between them (a filtered replay of 10,000
+// dead tasks took 24.5 s one at a time); several runners share them.
+const ReplayDeadParallel = 8
 
 // maxReplayErrors is how many failed replays ReplayDead's error names.
 const maxReplayErrors = 10
@@ -800,14 +854,38 @@ func (c *Client) PurgeDead(ctx context.Context, f DeadFilter) (int, error) {
 // PurgeDeadSequences is PurgeDead returning the stream sequences of the
 // entries it deleted (all of them, also when it stopped with an error),
 // for a reader that keeps its own copy of the stream (the dashboard).
+//
+// A selection by function alone (or of every entry) is removed with one
+// purge of the entries on its subject up to the last one counted (so
+// also entries there that no runner wrote); a selection by error type or
+// time deletes each entry, on one stream handle.
 func (c *Client) PurgeDeadSequences(ctx context.Context, f DeadFilter) ([]uint64, error) {
 	f.Limit, f.After = 0, 0
 	var seqs []uint64
 	if err := c.scanDead(ctx, f, true, func(d DeadTask) bool { seqs = append(seqs, d.Sequence); return true }); err != nil {
 		return nil, err
 	}
+	if len(seqs) == 0 {
+		return seqs, nil
+	}
+	s, err := c.dlqStream(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if f.ErrorType == "" && f.Since.IsZero() && f.Until.IsZero() {
+		// One request where each entry took two: 10,000 entries of one
+		// function took 6 s to delete one by one.
+		subject := c.cfg.SubjectPrefix + ".dlq.>"
+		if f.Function != "" {
+			subject = c.cfg.dlqSubject(f.Function, ">")
+		}
+		if err := s.Purge(ctx, natsjs.WithPurgeSubject(subject), natsjs.WithPurgeSequence(seqs[len(seqs)-1]+1)); err != nil {
+			return nil, fmt.Errorf("purge the %d dead-letter entries on %s: %w (none or all of them were removed: count them with dlq list)", len(seqs), subject, err)
+		}
+		return seqs, nil
+	}
 	for i, seq := range seqs {
-		if err := c.deleteDead(ctx, seq); err != nil {
+		if err := deleteDeadOn(ctx, s, seq); err != nil {
 			return seqs[:i], err
 		}
 	}
@@ -845,6 +923,11 @@ func (c *Client) deleteDead(ctx context.Context, seq uint64) error {
 	if err != nil {
 		return err
 	}
+	return deleteDeadOn(ctx, s, seq)
+}
+
+// deleteDeadOn deletes the entry at seq of s, the dead-letter stream.
+func deleteDeadOn(ctx context.Context, s natsjs.Stream, seq uint64) error {
 	if err := s.DeleteMsg(ctx, seq); err != nil && !errors.Is(err, natsjs.ErrMsgNotFound) {
 		// nats-server answers a deletion of a message removed meanwhile (by
 		// another replay, or the replayed attempt's runner) with a generic

@@ -525,6 +525,94 @@ func TestReplayDeadNamesTheFirstFailuresAndCountsTheRest(t *testing.T) {
 	}
 }
 
+// A purge by function (or of everything) is one request, not two per
+// entry (a stream info and a deletion: 10,000 entries took 6 s); one by
+// error type deletes each entry, one request each. Entries dead-lettered
+// after the count are kept.
+func TestPurgeDeadRequestsFewPerEntry(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, jetstream.Config{})
+	for i := range 40 {
+		failTask(t, e, fmt.Sprintf("pa%02d", i), "pa", "timeout")
+	}
+	for i := range 20 {
+		failTask(t, e, fmt.Sprintf("pb%02d", i), "pb", "handler_error")
+	}
+	count := func(f jetstream.DeadFilter) int {
+		f.Newest, f.Limit = true, 1
+		page, err := e.client.ListDead(ctx(t), f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return page.Total
+	}
+	through, err := e.client.ListDead(ctx(t), jetstream.DeadFilter{Function: "pa", Newest: true, Limit: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	failTask(t, e, "pa-late", "pa", "timeout")
+	nc := e.client.Conn()
+	before := nc.Stats().OutMsgs
+	n, err := e.client.PurgeDead(ctx(t), jetstream.DeadFilter{Function: "pa", Through: through.Tasks[0].Sequence})
+	if sent := nc.Stats().OutMsgs - before; sent > 10 {
+		t.Errorf("a purge of 40 entries of a function sent %d messages; want a few", sent)
+	}
+	if err != nil || n != 40 || count(jetstream.DeadFilter{Function: "pa"}) != 1 || count(jetstream.DeadFilter{Function: "pb"}) != 20 {
+		t.Fatalf("purge of pa: %d, %v; left %d of pa (want pa-late), %d of pb (want 20)", n, err,
+			count(jetstream.DeadFilter{Function: "pa"}), count(jetstream.DeadFilter{Function: "pb"}))
+	}
+	before = nc.Stats().OutMsgs
+	n, err = e.client.PurgeDead(ctx(t), jetstream.DeadFilter{ErrorType: "handler_error"})
+	if sent := nc.Stats().OutMsgs - before; sent > 20+10 {
+		t.Errorf("a purge of 20 entries by error type sent %d messages; want one for each and a few", sent)
+	}
+	if err != nil || n != 20 || count(jetstream.DeadFilter{}) != 1 {
+		t.Fatalf("purge by error type: %d, %v; %d entries left, want pa-late alone", n, err, count(jetstream.DeadFilter{}))
+	}
+}
+
+// A filtered replay of many entries reports each replay as it ends, and
+// one whose context ends (Ctrl-C, a deadline) asks for no more replays and
+// says how far it got: it went on asking, each request failing at once,
+// and reported the rest as that many failed replays.
+func TestReplayDeadReportsProgressAndStopsWhenItsContextEnds(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, jetstream.Config{})
+	const n = 40
+	for i := range n {
+		failTask(t, e, fmt.Sprintf("p%02d", i), "pf", "timeout")
+	}
+	// No runner answers replay requests here: every replay fails.
+	var dones []int
+	seen := map[string]bool{}
+	_, err := e.client.ReplayDead(ctx(t), jetstream.DeadFilter{Function: "pf"}, jetstream.ReplayProgress(func(id string, err error, done, total int) {
+		if err == nil || total != n || seen[id] {
+			t.Errorf("progress: %s, %v, %d of %d; want each id once, failed, of %d", id, err, done, total, n)
+		}
+		seen[id] = true
+		dones = append(dones, done)
+	}))
+	if err == nil || len(dones) != n || dones[0] != 1 || dones[n-1] != n {
+		t.Fatalf("ReplayDead told of %d replays (%v), %v; want %d, counted 1 to %d, and an error", len(dones), dones, err, n, n)
+	}
+
+	stop, cancel := context.WithCancel(ctx(t))
+	defer cancel()
+	told := 0
+	_, err = e.client.ReplayDead(stop, jetstream.DeadFilter{Function: "pf"}, jetstream.ReplayProgress(func(_ string, _ error, done, _ int) {
+		told++
+		if done == 5 {
+			cancel()
+		}
+	}))
+	if told > 5+jetstream.ReplayDeadParallel {
+		t.Errorf("ReplayDead went on asking after its context ended: told of %d replays", told)
+	}
+	if !errors.Is(err, context.Canceled) || !strings.Contains(err.Error(), fmt.Sprintf("of the %d matching replays", n)) || !strings.Contains(err.Error(), "replay again to go on, selecting entries dead-lettered before") {
+		t.Fatalf("stopped ReplayDead: %v; want it to say how many of the %d it asked for, wrapping context.Canceled", err, n)
+	}
+}
+
 // nats-server stores its answer to an operator's request on whatever
 // subject the request named as its reply (docs/security.md, "Server
 // answers go where the requester says"): JSON with no task, or a copy of

@@ -30,3 +30,7 @@ func (c *Client) ReplayEntry(ctx context.Context, d DeadTask, o ReplayOverrides)
 func (c *Client) CheckReplayWinner(ctx context.Context, id string, replay int, seq uint64, o ReplayOverrides) error {
 	return c.checkReplayWinner(ctx, id, replay, seq, o)
 }
+
+// ScanBatch is how many messages one batched direct get of the state
+// bucket asks for.
+const ScanBatch = scanBatch

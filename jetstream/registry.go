@@ -279,6 +279,25 @@ func (c *Client) registrationSubject(function, runnerID string) string {
 // needed one of its own would fail, for every runner's sweep and every
 // submit, while a reader held them all.
 func (c *Client) Functions(ctx context.Context) (map[string][]Registration, error) {
+	return c.registrations(ctx, ">")
+}
+
+// FunctionRegistrations returns the live registrations of function fn
+// (none when no runner serves it). It reads only that function's keys:
+// a few requests, where Functions makes one per registration of every
+// function, so it suits a check made for each of many tasks (a filtered
+// replay with overrides checks each task's function's caps).
+func (c *Client) FunctionRegistrations(ctx context.Context, fn string) ([]Registration, error) {
+	if err := models.ValidateFunctionName(fn); err != nil {
+		return nil, err
+	}
+	regs, err := c.registrations(ctx, fn+".>")
+	return regs[fn], err
+}
+
+// registrations is Functions for the keys of the functions bucket on
+// filter, a subject filter of keys ("<function>.>", or ">" for all).
+func (c *Client) registrations(ctx context.Context, filter string) (map[string][]Registration, error) {
 	s, err := c.js.Stream(ctx, "KV_"+c.cfg.FunctionsBucket)
 	if err != nil {
 		return nil, fmt.Errorf("list functions: %w", err)
@@ -286,7 +305,7 @@ func (c *Client) Functions(ctx context.Context) (map[string][]Registration, erro
 	prefix := "$KV." + c.cfg.FunctionsBucket + "."
 	// Not s.Info: an operator's request whose answer the server stores on
 	// two keys that are not UTF-8 (see subjectCounts) kept it asking.
-	counts, _, err := c.subjectCounts(ctx, "KV_"+c.cfg.FunctionsBucket, prefix+">")
+	counts, _, err := c.subjectCounts(ctx, "KV_"+c.cfg.FunctionsBucket, prefix+filter)
 	if err != nil {
 		return nil, fmt.Errorf("list functions: %w", err)
 	}

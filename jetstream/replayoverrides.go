@@ -114,6 +114,17 @@ type replayOptions struct {
 	overrides ReplayOverrides
 	// fallback is checked when no runner serves the task's function.
 	fallback *Registration
+	// progress is told of each replay ReplayDead asked for.
+	progress func(id string, err error, done, total int)
+}
+
+// ReplayProgress has ReplayDead call fn after each replay it asked for,
+// with the task's id, the replay's error (nil: replayed), how many
+// replays have ended and how many entries matched: a long replay can
+// show its progress, and whoever stops it knows how far it got. Calls
+// are made one at a time. Replay and ReplayVerified ignore it.
+func ReplayProgress(fn func(id string, err error, done, total int)) ReplayOption {
+	return func(o *replayOptions) { o.progress = fn }
 }
 
 // ReplayTimeout replays with d as the task's per-attempt timeout.

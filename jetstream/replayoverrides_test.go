@@ -314,3 +314,42 @@ func TestConcurrentReplaysWithOtherValues(t *testing.T) {
 		}
 	}
 }
+
+// A replay with overrides checks the caps of its task's function's
+// runners only: it reads that function's registrations, not every
+// function's, which a filtered replay of thousands of tasks paid for
+// each task (a request per registration of every function: 12 per task
+// with the bundled plugins, 60 here).
+func TestReplayOverridesReadOneFunctionsCaps(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, jetstream.Config{})
+	failTask(t, e, "o1", "f", "timeout")
+	regs := []jetstream.Registration{{Function: "f", MaxRetriesCap: 10, MaxTimeoutCap: models.Duration(time.Hour)}}
+	for i := range 60 {
+		regs = append(regs, jetstream.Registration{Function: fmt.Sprintf("other%d", i), MaxRetriesCap: 10, MaxTimeoutCap: models.Duration(time.Hour)})
+	}
+	if err := e.client.Register(ctx(t), "r1", regs, time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := e.client.FunctionRegistrations(ctx(t), "f"); err != nil || len(got) != 1 || got[0].Runner != "r1" || got[0].MaxRetriesCap != 10 {
+		t.Fatalf("FunctionRegistrations(f) = %+v, %v; want r1's, cap 10", got, err)
+	}
+	if got, err := e.client.FunctionRegistrations(ctx(t), "other1"); err != nil || len(got) != 1 || got[0].Function != "other1" {
+		t.Fatalf("FunctionRegistrations(other1) = %+v, %v; want its one registration, not other10's to other19's", got, err)
+	}
+	if _, err := e.client.FunctionRegistrations(ctx(t), "a.b"); !errors.Is(err, models.ErrInvalidFunctionName) {
+		t.Fatalf("FunctionRegistrations of a bad name: %v", err)
+	}
+	// Over the cap: refused, so the count is of the check and the reads
+	// before it, not of the replay.
+	before := e.client.Conn().Stats().OutMsgs
+	if _, err := e.client.ReplayVerified(ctx(t), "o1", jetstream.ReplayTimeout(2*time.Hour)); !errors.Is(err, jetstream.ErrBadOverride) {
+		t.Fatalf("replay over the cap: %v", err)
+	}
+	if sent := e.client.Conn().Stats().OutMsgs - before; sent > 20 {
+		t.Errorf("a replay's caps check sent %d messages; want a few, not one per registration of every function", sent)
+	}
+	if _, err := e.client.ReplayVerified(ctx(t), "o1", jetstream.ReplayTimeout(30*time.Minute)); err != nil {
+		t.Fatalf("replay within the cap: %v", err)
+	}
+}

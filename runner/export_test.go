@@ -91,3 +91,13 @@ func (r *Runner) SetRetriesPoll(d time.Duration) { r.retriesPoll = d }
 // RetriesPolls is how many times r looked for due retries without
 // waiting at the server.
 func (r *Runner) RetriesPolls() int64 { return r.polls.Load() }
+
+// SetBeforeRequest has r call hook with the subject of each cancellation
+// or operator's request before carrying it out (nil: no hook).
+func (r *Runner) SetBeforeRequest(hook func(subject string)) {
+	if hook == nil {
+		r.beforeRequest.Store(nil)
+		return
+	}
+	r.beforeRequest.Store(&hook)
+}

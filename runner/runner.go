@@ -48,6 +48,9 @@ type Runner struct {
 	// beforeRun, when set (by tests), is called with a claimed task's id
 	// just before its attempt registers as running here.
 	beforeRun atomic.Pointer[func(id string)]
+	// beforeRequest, when set (by tests), is called with the subject of
+	// a cancellation or operator's request before it is carried out.
+	beforeRequest atomic.Pointer[func(subject string)]
 	// beforeClaim, when set (by tests), is called with a delivered task's
 	// id and delivery count before the runner decides what it means.
 	beforeClaim atomic.Pointer[func(id string, delivered uint64)]

@@ -12,6 +12,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/schollz/progressbar/v3"
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 
@@ -71,7 +72,13 @@ task's own timeout and retry budget for the replayed attempt and its
 retries (and for any later replay); its record shows them. A runner refuses
 values over the caps of the runners serving the task's function
 (limits.max_timeout, limits.max_retries in their config files), naming the
-cap, and replays nothing then (exit 2).`,
+cap, and replays nothing then (exit 2).
+
+A selection (--all, --function ...) is replayed 8 at a time: each task is
+printed as it is replayed, then "replayed 9,990 of 10,000 dead tasks; 10
+failed", the failures on stderr (exit 1). On a terminal a progress bar
+shows on stderr. Interrupted (Ctrl-C), it asks for no more replays and
+says how many it did not get to: run it again for the rest.`,
 		Example: `  omniq-submit dlq replay 0193b1c2 --timeout 10m
   omniq-submit dlq replay --function resize --error-type timeout --timeout 2m --max-retries 5`,
 		Args: cobra.ArbitraryArgs,
@@ -420,17 +427,47 @@ func (c *cli) dlqReplay(ff *filterFlags, ids []string, opts []jetstream.ReplayOp
 			done = append(done, id)
 		}
 	} else {
-		replayed, err := client.ReplayDead(c.ctx, f, opts...)
+		// Each replay is printed as it ends, with a progress bar on a
+		// terminal and a count at the end: a replay of thousands takes a
+		// while, and one stopped says how far it got.
+		var bar *progressbar.ProgressBar
+		matched, failed := 0, 0
+		progress := jetstream.ReplayProgress(func(id string, err error, ended, total int) {
+			matched = total
+			if err != nil {
+				failed++
+			} else if !c.json {
+				fmt.Fprintf(c.io.Stdout, "replayed %s\n", id)
+			}
+			if c.io.Terminal && !c.json {
+				if bar == nil {
+					bar = progressbar.NewOptions64(int64(total), progressbar.OptionSetWriter(c.io.Stderr), progressbar.OptionSetDescription("replaying"),
+						progressbar.OptionShowCount(), progressbar.OptionShowIts(), progressbar.OptionSetItsString("tasks"), progressbar.OptionThrottle(100*time.Millisecond),
+						progressbar.OptionSetSpinnerChangeInterval(0))
+				}
+				_ = bar.Set(ended)
+			}
+		})
+		replayed, err := client.ReplayDead(c.ctx, f, append(opts[:len(opts):len(opts)], progress)...)
+		if bar != nil {
+			_ = bar.Finish()
+			fmt.Fprintln(c.io.Stderr)
+		}
 		done = append(done, replayed...)
 		if err != nil {
 			errs = append(errs, err)
+		}
+		if !c.json && matched > 0 {
+			fmt.Fprintf(c.io.Stdout, "replayed %s of %s; %s failed\n", thousands(len(replayed)), deadTasks(matched), thousands(failed))
 		}
 	}
 	if c.json {
 		_ = writeJSON(c.io.Stdout, map[string]any{"replayed": done})
 	} else {
-		for _, id := range done {
-			fmt.Fprintf(c.io.Stdout, "replayed %s\n", id)
+		if len(ids) > 0 {
+			for _, id := range done {
+				fmt.Fprintf(c.io.Stdout, "replayed %s\n", id)
+			}
 		}
 		if len(done) == 0 && len(errs) == 0 {
 			fmt.Fprintln(c.io.Stdout, "no dead tasks matched")
@@ -460,7 +497,7 @@ func deadTasks(n int) string {
 	if n == 1 {
 		return "1 dead task"
 	}
-	return fmt.Sprintf("%d dead tasks", n)
+	return fmt.Sprintf("%s dead tasks", thousands(n))
 }
 
 // dlqPurge deletes the dead tasks ids, or those ff selects.

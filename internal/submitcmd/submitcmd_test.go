@@ -291,6 +291,54 @@ func TestCancelOfAnUnseenIDSaysSo(t *testing.T) {
 	o.run("", "cancel", "no-such-task", "--json").want(t, 1, "", "it has already ended, cancelled")
 }
 
+// Cancelling many tasks at once, as after a bad deploy: ids from stdin
+// (or as arguments), each outcome printed, and a summary that counts the
+// tasks that had already ended, with exit status 1 for them. A bad id is
+// refused, naming its line, before anything is cancelled.
+func TestCancelManyReportsEachAndSums(t *testing.T) {
+	t.Parallel()
+	o := start(t)
+	const n = 300
+	var batch, ids strings.Builder
+	for i := range n {
+		fmt.Fprintf(&batch, `{"function":"echo","payload":"x","id":"m%03d","delay":"1h"}`+"\n", i)
+		fmt.Fprintf(&ids, "m%03d\n", i)
+	}
+	o.run(batch.String(), "batch", "--jsonl").want(t, 0, fmt.Sprintf("submitted %d, duplicates 0, rejected 0", n), "")
+	o.run("", "--wait", "echo", "done", "--id", "m-done").want(t, 0, "done", "")
+	for i := range n {
+		omniqtest.WaitFor(t, o.srv.Client, fmt.Sprintf("m%03d", i), models.StatusPending, 30*time.Second)
+	}
+
+	o.run("m000\nbad..id\n", "cancel", "--from", "-").want(t, 2, "", "line 2")
+	if rec, err := o.srv.Client.State().Get(context.Background(), "m000"); err != nil || rec.Task.Status != models.StatusPending {
+		t.Fatalf("m000 after a refused bulk cancel: %+v, %v; want pending", rec.Task, err)
+	}
+
+	r := o.run(ids.String()+"m-done\n\n", "cancel", "--from", "-")
+	r.want(t, 1, fmt.Sprintf("cancelled %d of %d: 1 had already ended, 0 failed", n, n+1), "cannot cancel m-done: it has already ended, succeeded")
+	if got := strings.Count(r.stdout, "cancelled m"); got != n {
+		t.Fatalf("%d tasks printed as cancelled, want %d:\n%s", got, n, r.stdout)
+	}
+	for i := range n {
+		omniqtest.WaitFor(t, o.srv.Client, fmt.Sprintf("m%03d", i), models.StatusCancelled, 30*time.Second)
+	}
+
+	// Run again (as after an interruption): the tasks cancelled already
+	// are what was asked for, not failures.
+	r = o.run(ids.String(), "cancel", "--from", "-")
+	r.want(t, 0, fmt.Sprintf("cancelled 0 of %d (and %d cancelled already): 0 had already ended, 0 failed", n, n), "")
+	if r.stderr != "" {
+		t.Fatalf("a second run reported tasks cancelled already on stderr:\n%s", r.stderr)
+	}
+	r = o.run("", "cancel", "m000", "m-done", "never-seen", "--json")
+	r.want(t, 1, `"outcome":"ended"`, "no runner had recorded 1 of these tasks yet")
+	if !strings.Contains(r.stdout, `{"already_cancelled":1,"asked":3,"cancelled":1,"ended":1,"failed":0,"not_settled":0,"unseen":1}`) {
+		t.Fatalf("--json summary: %s", r.stdout)
+	}
+	o.run("", "cancel", "a", "--from", "-").want(t, 2, "", "not both")
+}
+
 func TestBatch(t *testing.T) {
 	t.Parallel()
 	o := start(t)
@@ -475,6 +523,37 @@ func TestDeadLetterCommands(t *testing.T) {
 	}
 	o.run("", "dlq", "list").want(t, 0, "ID", "")
 	o.run("", "dlq", "bogus").want(t, 2, "", `unknown dlq subcommand "bogus"`)
+}
+
+// A filtered replay prints each task as it is replayed and a count at
+// the end, with a progress bar on a terminal: it printed nothing until
+// the last of thousands was replayed.
+func TestFilteredReplayPrintsEachAndCounts(t *testing.T) {
+	t.Parallel()
+	o := start(t)
+	const n = 12
+	var batch strings.Builder
+	for i := range n {
+		fmt.Fprintf(&batch, `{"function":"fail","payload":{"type":"BadInput","message":"x","permanent":true},"id":"r%02d"}`+"\n", i)
+	}
+	o.run(batch.String(), "batch", "--jsonl").want(t, 0, fmt.Sprintf("submitted %d", n), "")
+	for i := range n {
+		omniqtest.WaitDead(t, o.srv.Client, fmt.Sprintf("r%02d", i), 30*time.Second)
+	}
+	r := o.run("", "dlq", "replay", "--error-type", "BadInput")
+	r.want(t, 0, fmt.Sprintf("replayed %d of %d dead tasks; 0 failed", n, n), "")
+	if got := strings.Count(r.stdout, "replayed r"); got != n {
+		t.Fatalf("%d tasks printed as replayed, want %d:\n%s", got, n, r.stdout)
+	}
+	for i := range n {
+		omniqtest.WaitDead(t, o.srv.Client, fmt.Sprintf("r%02d", i), 30*time.Second)
+	}
+	omniqtest.Eventually(t, 30*time.Second, "every replayed task dead-lettered again", func() bool {
+		page, err := o.srv.Client.ListDead(context.Background(), jetstream.DeadFilter{ErrorType: "BadInput", Newest: true, Limit: 1})
+		return err == nil && page.Total == n
+	})
+	r = o.runIO(submitcmd.IO{Stdin: strings.NewReader(""), Terminal: true}, "dlq", "replay", "--function", "fail", "--timeout", "10s")
+	r.want(t, 0, fmt.Sprintf("replayed %d of %d dead tasks; 0 failed", n, n), "replaying")
 }
 
 func TestReplayThatSucceeds(t *testing.T) {

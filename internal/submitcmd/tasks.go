@@ -459,12 +459,12 @@ func (c *cli) watch(id string) error {
 }
 
 func (c *cli) cancelCommand() *cobra.Command {
-	return &cobra.Command{
-		Use: "cancel ID",
+	cmd := &cobra.Command{
+		Use: "cancel ID [ID...] | --from FILE|-",
 		// The words kubectl, docker and nats users type for it: a
 		// suggestion, unless a runner serves a function of that name.
 		SuggestFor: []string{"stop", "rm", "delete"},
-		Short:      "Cancel a task that has not ended",
+		Short:      "Cancel tasks that have not ended",
 		Long: `Cancel a task that has not ended; it ends cancelled, and is not retried.
 A running attempt is stopped: its handler's context is cancelled (a handler
 still running 2 s later gets its plugin killed). A queued, delayed or
@@ -473,12 +473,39 @@ behind others, or a wrong id) is cancelled in advance: such a task is
 dropped when a runner picks it up, and stderr says that nothing was
 cancelled if the id was wrong.
 
-Exit status 0 once the cancellation is recorded (a runner carries it out);
-1 if the task had already ended (succeeded, failed or cancelled) or no
-runner answered.`,
-		Args: oneID,
-		RunE: func(_ *cobra.Command, args []string) error { return c.cancel(args[0]) },
+Many ids (as arguments, or one per line with --from FILE, --from - for
+stdin) are cancelled --parallel at a time: each is printed as it is
+cancelled ("cancelled ID", in the order the runners answer), an id that
+could not be cancelled is reported on stderr, and a summary ends the
+output ("cancelled 9,990 of 10,000: 10 had already ended, 0 failed").
+A task cancelled already counts as done, not as ended: a run interrupted
+(Ctrl-C, which says how many it did not get to) can be run again as it
+was. On a terminal a progress bar shows on stderr.
+
+Exit status 0 once the cancellation is recorded (a runner carries it
+out); 1 if the task had already ended (succeeded, failed or cancelled) or no
+runner answered; with many ids, 1 if a task had ended otherwise than
+cancelled, a cancellation failed, or the run was interrupted.`,
+		Args: cobra.ArbitraryArgs,
 	}
+	var from string
+	var workers int
+	cmd.Flags().StringVar(&from, "from", "", "read the ids to cancel from FILE, one per line (- for stdin)")
+	cmd.Flags().IntVar(&workers, "parallel", 16, "cancellations in flight at once (with many ids)")
+	cmd.RunE = func(_ *cobra.Command, args []string) error {
+		ids, err := c.cancelIDs(args, from)
+		if err != nil {
+			return err
+		}
+		if workers < 1 {
+			return usagef("--parallel must be at least 1")
+		}
+		if len(ids) == 1 && from == "" {
+			return c.cancel(ids[0])
+		}
+		return c.cancelMany(ids, workers)
+	}
+	return cmd
 }
 
 // cancel cancels task id.

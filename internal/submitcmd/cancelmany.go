@@ -1,0 +1,195 @@
+package submitcmd
+
+import (
+	"bufio"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/schollz/progressbar/v3"
+
+	"github.com/omniq/omniq/jetstream"
+	"github.com/omniq/omniq/models"
+)
+
+// cancelIDs are the ids cancel was given: the arguments, or the lines of
+// from (blank lines skipped). A bad id is a usage error naming it (and
+// its line), found before anything is cancelled.
+func (c *cli) cancelIDs(args []string, from string) ([]string, error) {
+	switch {
+	case from != "" && len(args) > 0:
+		return nil, usagef("cancel: give ids as arguments or with --from, not both")
+	case from == "" && len(args) == 0:
+		return nil, usagef("cancel: name the task ids to cancel, or --from FILE (- for stdin) with one id per line")
+	case from == "":
+		for _, id := range args {
+			if err := models.ValidateTaskID(id); err != nil {
+				return nil, usagef("%v", err)
+			}
+		}
+		return args, nil
+	}
+	in := c.io.Stdin
+	if from != "-" {
+		f, err := os.Open(from)
+		if err != nil {
+			return nil, usagef("--from: %v", err)
+		}
+		defer f.Close()
+		in = f
+	}
+	var ids []string
+	sc := bufio.NewScanner(in)
+	sc.Buffer(make([]byte, 0, 4096), 64<<10)
+	for line := 1; sc.Scan(); line++ {
+		id := strings.TrimSpace(sc.Text())
+		if id == "" {
+			continue
+		}
+		if err := models.ValidateTaskID(id); err != nil {
+			return nil, usagef("--from %s: line %d: %v; nothing was cancelled", from, line, err)
+		}
+		ids = append(ids, id)
+	}
+	if err := sc.Err(); err != nil {
+		return nil, fmt.Errorf("--from %s: read the ids after %d of them: %w; nothing was cancelled", from, len(ids), err)
+	}
+	if len(ids) == 0 {
+		return nil, usagef("--from %s: no ids in it", from)
+	}
+	return ids, nil
+}
+
+// cancelOutcome is one id's outcome in cancel --json output, with many ids.
+type cancelOutcome struct {
+	ID string `json:"id"`
+	// Outcome is cancelled, ended (the task had already ended, Status
+	// says how: cancelled is what was asked for, and no failure) or
+	// failed (Error says why).
+	Outcome string            `json:"outcome"`
+	Status  models.TaskStatus `json:"status,omitempty"`
+	// Unseen says no runner had recorded the task yet (see cancel -h).
+	Unseen bool   `json:"unseen,omitempty"`
+	Error  string `json:"error,omitempty"`
+}
+
+// cancelMany cancels ids, workers at a time, printing each outcome as it
+// comes and a summary; each id is asked for once (client.Cancel asks a
+// busy runner again).
+func (c *cli) cancelMany(ids []string, workers int) error {
+	client, err := c.connect()
+	if err != nil {
+		return err
+	}
+	var bar *progressbar.ProgressBar
+	if c.io.Terminal && !c.json {
+		bar = progressbar.NewOptions64(int64(len(ids)), progressbar.OptionSetWriter(c.io.Stderr), progressbar.OptionSetDescription("cancelling"),
+			progressbar.OptionShowCount(), progressbar.OptionShowIts(), progressbar.OptionSetItsString("tasks"), progressbar.OptionThrottle(100*time.Millisecond),
+			progressbar.OptionSetSpinnerChangeInterval(0))
+	}
+	var (
+		mu                                        sync.Mutex
+		cancelled, already, ended, failed, unseen int
+		problems                                  []string
+		out                                       = json.NewEncoder(c.io.Stdout)
+	)
+	report := func(o cancelOutcome) {
+		mu.Lock()
+		defer mu.Unlock()
+		switch o.Outcome {
+		case "cancelled":
+			cancelled++
+			if o.Unseen {
+				unseen++
+			}
+			if !c.json {
+				fmt.Fprintf(c.io.Stdout, "cancelled %s\n", o.ID)
+			}
+		case "ended":
+			if o.Status == models.StatusCancelled {
+				// What was asked for, by an earlier run (one interrupted
+				// and run again) or someone else: not a failure.
+				already++
+				break
+			}
+			ended++
+			problems = append(problems, fmt.Sprintf("cannot cancel %s: it has already ended, %s", o.ID, o.Status))
+		default:
+			failed++
+			problems = append(problems, o.Error)
+		}
+		if c.json {
+			_ = out.Encode(o)
+		}
+		if bar != nil {
+			_ = bar.Add(1)
+		}
+	}
+	jobs := make(chan string)
+	var wg sync.WaitGroup
+	for range min(workers, len(ids)) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for id := range jobs {
+				rec, err := client.Cancel(c.ctx, id)
+				switch {
+				case err == nil:
+					report(cancelOutcome{ID: id, Outcome: "cancelled", Status: rec.Task.Status, Unseen: rec.Task.Function == jetstream.UnseenFunction})
+				case errors.Is(err, jetstream.ErrAlreadyFinished):
+					report(cancelOutcome{ID: id, Outcome: "ended", Status: rec.Task.Status})
+				case c.ctx.Err() != nil:
+					// Interrupted while asking: not counted either way, the
+					// summary says how many were not settled.
+				default:
+					report(cancelOutcome{ID: id, Outcome: "failed", Error: err.Error()})
+				}
+			}
+		}()
+	}
+	asked := 0
+send:
+	for _, id := range ids {
+		select {
+		case jobs <- id:
+			asked++
+		case <-c.ctx.Done():
+			break send
+		}
+	}
+	close(jobs)
+	wg.Wait()
+	if bar != nil {
+		_ = bar.Finish()
+		fmt.Fprintln(c.io.Stderr)
+	}
+	for _, p := range problems {
+		c.printError(p)
+	}
+	settled := cancelled + already + ended + failed
+	if c.json {
+		_ = out.Encode(map[string]int{"asked": len(ids), "cancelled": cancelled, "already_cancelled": already, "ended": ended, "failed": failed, "unseen": unseen, "not_settled": len(ids) - settled})
+	} else {
+		cancelledAlready := ""
+		if already > 0 {
+			cancelledAlready = fmt.Sprintf(" (and %s cancelled already)", thousands(already))
+		}
+		fmt.Fprintf(c.io.Stdout, "cancelled %s of %s%s: %s had already ended, %s failed\n",
+			thousands(cancelled), thousands(len(ids)), cancelledAlready, thousands(ended), thousands(failed))
+	}
+	if unseen > 0 {
+		fmt.Fprintf(c.io.Stderr, "omniq-submit: no runner had recorded %d of these tasks yet: those queued will not run, and one that has just started (--claim-delay) is stopped; an id that is wrong cancelled nothing\n", unseen)
+	}
+	if settled < len(ids) {
+		return &statusError{code: exitFailed, msg: fmt.Sprintf("interrupted: %s of %s cancellations were not settled (%s not asked for; those asked may have been carried out: look with status); run the command again for the rest, which is safe",
+			thousands(len(ids)-settled), thousands(len(ids)), thousands(len(ids)-asked))}
+	}
+	if ended+failed > 0 {
+		return &statusError{code: exitFailed}
+	}
+	return nil
+}
