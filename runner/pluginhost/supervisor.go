@@ -159,6 +159,24 @@ type Supervisor struct {
 	started bool
 	stop    chan struct{}
 	stopped chan struct{}
+
+	// changed, when set (by the Host), is signalled without blocking
+	// whenever the plugin's state or crash count changes; it holds one
+	// signal, so changes in a burst coalesce.
+	changed chan<- struct{}
+}
+
+// changedLocked signals that the plugin's state or crash count changed;
+// s.mu is held. It never blocks: a signal not yet taken stands for this
+// change too.
+func (s *Supervisor) changedLocked() {
+	if s.changed == nil {
+		return
+	}
+	select {
+	case s.changed <- struct{}{}:
+	default:
+	}
 }
 
 // NewSupervisor returns a supervisor for cfg.Process.Path. Nothing runs
@@ -209,6 +227,7 @@ func (s *Supervisor) setUp(p *Process) {
 	s.proc, s.state, s.lastErr = p, StateUp, nil
 	s.functions = p.Describe().Functions
 	close(s.up)
+	s.changedLocked()
 	s.log.WithField("pid", p.Pid()).Info("plugin started")
 	s.emit(EventStarted, fmt.Sprintf("pid %d", p.Pid()))
 }
@@ -295,6 +314,7 @@ func (s *Supervisor) crashed(p *Process) {
 	s.crashes = append(s.crashes, time.Now())
 	s.noteCrashLocked(exit.String())
 	s.state = StateRestarting
+	s.changedLocked()
 	s.mu.Unlock()
 	s.log.WithField("exit", exit.String()).Error("plugin process died")
 	s.emit(EventCrashed, exit.String())
@@ -310,6 +330,7 @@ func (s *Supervisor) startFailed(err error) {
 	s.crashes = append(s.crashes, time.Now())
 	s.noteCrashLocked("failed to start: " + err.Error())
 	s.state = StateRestarting
+	s.changedLocked()
 }
 
 // noteCrashLocked counts a crash or failed start with its reason; s.mu
@@ -349,6 +370,7 @@ func (s *Supervisor) markDown(p *Process) {
 		s.proc = nil
 		s.up = make(chan struct{})
 		s.state = StateRestarting
+		s.changedLocked()
 	}
 }
 
@@ -369,6 +391,7 @@ func (s *Supervisor) nextDelay() time.Duration {
 		s.state = StateQuarantined
 		s.until = now.Add(s.cfg.Cooldown)
 		s.crashes = nil
+		s.changedLocked()
 		s.log.WithField("crashes", len(recent)).WithField("cooldown", s.cfg.Cooldown).
 			Error("plugin quarantined after repeated crashes; its tasks wait until the cool-down ends")
 		s.emit(EventQuarantined, fmt.Sprintf("%d crashes in %s", len(recent), s.cfg.CrashWindow))
@@ -410,6 +433,7 @@ func (s *Supervisor) markStopped() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.state, s.proc = StateStopped, nil
+	s.changedLocked()
 }
 
 // Stop kills the plugin (gracefully, then its process group by force once
