@@ -621,11 +621,17 @@ func (s *Supervisor) Execute(ctx context.Context, req *pluginpb.ExecuteRequest, 
 		case *pluginpb.ExecuteEvent_Result:
 			return Outcome{Output: e.Result.Output}
 		case *pluginpb.ExecuteEvent_Failure:
-			if e.Failure.ErrorType == models.ErrorTypeTimeout && !deadline.IsZero() && !time.Now().Before(deadline) {
+			if e.Failure.ErrorType == models.ErrorTypeTimeout && !deadline.IsZero() && time.Until(deadline) < pluginClockSlack {
 				// The plugin's own word that the deadline came (the Go
 				// SDK's, with where the handler was), a moment before
 				// ours: the attempt is stopped, its handler maybe not.
 				return s.stoppedAttempt(ctx, p, req.TaskId, deadline, e.Failure.Traceback)
+			}
+			if e.Failure.ErrorType == models.ErrorTypeCancelled && callCtx.Err() != nil {
+				// The plugin's word that the attempt was stopped, which it
+				// was: by its caller, or at its deadline. Its handler
+				// returned, as the failure says.
+				return Outcome{Failure: ctxFailure(ctx, deadline)}
 			}
 			return Outcome{Failure: fromPlugin(e.Failure)}
 		}
@@ -713,15 +719,34 @@ func ctxFailure(ctx context.Context, deadline time.Time) *Failure {
 		Message: fmt.Sprintf("task did not finish by its deadline %s", deadline.UTC().Format(time.RFC3339Nano))}
 }
 
-// fromPlugin classifies a Failure sent by the plugin.
+// pluginClockSlack is how far before an attempt's deadline, by the
+// runner's clock, a plugin's word that the deadline came is still taken
+// for it: the plugin reads the deadline off the wall clock, which may
+// step or slew apart from the runner's monotonic one. Earlier, its
+// "timeout" is a handler's claim (fromPlugin).
+const pluginClockSlack = 100 * time.Millisecond
+
+// fromPlugin classifies a Failure sent by the plugin. A type only the
+// runner assigns (models.AssignedByRunner) is the handler's claim, not
+// what happened: the runner saw no crash, no timeout, no cancellation
+// (those it classifies itself before a plugin's Failure is read), so it
+// is a handler_error whose message says what the handler named. Left as
+// it was, a handler's "plugin_crash" counted towards MaxPluginCrashes and
+// dead-lettered the task as having crashed its plugin, and its "timeout"
+// was reported as the task's timeout passing.
 func fromPlugin(f *pluginpb.Failure) *Failure {
 	out := &Failure{ErrorType: f.ErrorType, Message: f.Message, Traceback: f.Traceback,
 		Retryable: !f.Permanent, RetryAfter: max(models.Milliseconds(f.RetryAfterMs), 0)}
-	switch out.ErrorType {
-	case "":
+	switch {
+	case out.ErrorType == "":
 		out.ErrorType = models.ErrorTypeHandler
-	case models.ErrorTypeUnknownFunction, models.ErrorTypeInvalidTask, models.ErrorTypeCancelled:
-		out.Retryable = false
+	case models.AssignedByRunner(out.ErrorType):
+		msg := out.Message
+		if msg == "" {
+			msg = "(no message)"
+		}
+		out.Message = fmt.Sprintf("the handler reported error type %q, which only the runner assigns: %s", out.ErrorType, msg)
+		out.ErrorType = models.ErrorTypeHandler
 	}
 	if out.Message == "" {
 		out.Message = out.ErrorType
