@@ -155,10 +155,7 @@ func (m *Mux) ServeTask(ctx context.Context, task *Task) ([]byte, error) {
 	mw := m.middleware
 	m.mu.RUnlock()
 	if !ok {
-		// Not WithType, which refuses the runner's types: the runner
-		// routes only declared functions, so this answers a test, or a
-		// runner and plugin at odds (it records a handler_error).
-		return nil, &Error{Type: models.ErrorTypeUnknownFunction, Permanent: true, Err: fmt.Errorf("this plugin does not serve function %q", task.Function)}
+		return nil, Permanent(WithType(models.ErrorTypeUnknownFunction, fmt.Errorf("this plugin does not serve function %q", task.Function)))
 	}
 	h := e.handler
 	for i := len(mw) - 1; i >= 0; i-- {

@@ -29,9 +29,8 @@ func TestFailuresAPluginSendsAreClassified(t *testing.T) {
 		{"panic is retryable", &pluginpb.Failure{ErrorType: models.ErrorTypePanic, Message: "panic: boom"}, models.ErrorTypePanic, true, "panic: boom"},
 		// Types only the runner assigns are the handler's claim: a
 		// handler_error saying so, retried unless the handler said
-		// permanent (the Go SDK's mux marks its unknown_function so).
-		{"unknown_function is the runner's", &pluginpb.Failure{ErrorType: models.ErrorTypeUnknownFunction, Message: "no such function", Permanent: true},
-			models.ErrorTypeHandler, false, `the handler reported error type "unknown_function", which only the runner assigns: no such function`},
+		// permanent.
+		{"unknown_function is never retried", &pluginpb.Failure{ErrorType: models.ErrorTypeUnknownFunction, Message: "no such function"}, models.ErrorTypeUnknownFunction, false, "no such function"},
 		{"invalid_task is the runner's", &pluginpb.Failure{ErrorType: models.ErrorTypeInvalidTask, Message: "bad payload"},
 			models.ErrorTypeHandler, true, `the handler reported error type "invalid_task", which only the runner assigns: bad payload`},
 		{"cancelled is the runner's", &pluginpb.Failure{ErrorType: models.ErrorTypeCancelled, Message: "stopped"},

@@ -740,6 +740,8 @@ func fromPlugin(f *pluginpb.Failure) *Failure {
 	switch {
 	case out.ErrorType == "":
 		out.ErrorType = models.ErrorTypeHandler
+	case out.ErrorType == models.ErrorTypeUnknownFunction:
+		out.Retryable = false // the plugin's word that it does not serve it
 	case models.AssignedByRunner(out.ErrorType):
 		msg := out.Message
 		if msg == "" {
