@@ -39,6 +39,26 @@ const (
 	ErrorTypeInterrupted = "interrupted"
 )
 
+// AssignedByRunner reports whether typ is an error type only the runner
+// assigns, from what it saw happen: plugin_crash, timeout,
+// plugin_unavailable, invalid_task, cancelled and interrupted. The runner
+// acts on them (a plugin_crash counts towards the task's
+// MaxPluginCrashes, an interrupted failure in its interruptions) and
+// operators read them as its word, so a handler that names one of them
+// does not get it: the runner records handler_error, saying what the
+// handler named. handler_error and panic (a panic the plugin recovered)
+// are the plugin's to report, as is any type of the handler's own, and
+// unknown_function: a plugin is the authority on the functions it serves
+// (the SDKs' muxes answer it for a function they have no handler for).
+func AssignedByRunner(typ string) bool {
+	switch typ {
+	case ErrorTypePluginCrash, ErrorTypeTimeout, ErrorTypePluginUnavailable,
+		ErrorTypeInvalidTask, ErrorTypeCancelled, ErrorTypeInterrupted:
+		return true
+	}
+	return false
+}
+
 // Size bounds of a TaskError, so that any failure can be recorded in a task's
 // state and travel in a dead-letter entry's header (NATS allows 64 KiB of
 // headers in all). Each bounds a field's size as JSON, escapes counted

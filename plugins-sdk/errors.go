@@ -24,6 +24,27 @@ type Error struct {
 	Traceback string
 	// Err is the underlying error.
 	Err error
+
+	// misuse says how the helpers that built the error were misused (see
+	// Failure.Misuse); note is the part of it the runner cannot see,
+	// which the failure's message carries.
+	misuse, note string
+}
+
+// misused records a misuse of a helper; inMessage says the failure's
+// message must carry it (the runner cannot tell from what it receives).
+func (e *Error) misused(what string, inMessage bool) {
+	e.misuse = joinNote(e.misuse, what)
+	if inMessage {
+		e.note = joinNote(e.note, what)
+	}
+}
+
+func joinNote(a, b string) string {
+	if a == "" {
+		return b
+	}
+	return a + "; " + b
 }
 
 // Error returns the underlying error's text.
@@ -65,22 +86,45 @@ func Permanent(err error) error {
 
 // WithType reports err with error_type typ (e.g. "ValidationError") instead
 // of "handler_error". It returns nil for a nil err.
+//
+// typ must not be empty, nor a type only the runner assigns
+// (models.AssignedByRunner: "timeout", "plugin_crash", "cancelled", ...;
+// name your own, such as "UpstreamTimeout"). Like every helper here it
+// does not panic on a bad argument, which would fail the task as a
+// "panic": an empty typ is reported as "handler_error" with a message
+// that says WithType was given none, a runner's type is recorded by the
+// runner as "handler_error" saying which type the handler named, and
+// sdktest.Run fails the test either way (Failure.Misuse).
 func WithType(typ string, err error) error {
 	if err == nil {
 		return nil
 	}
 	e := classify(err)
 	e.Type = typ
+	switch {
+	case typ == "":
+		e.misused(`sdk.WithType was given an empty error type; reported as "handler_error"`, true)
+	case models.AssignedByRunner(typ):
+		e.misused(fmt.Sprintf(`sdk.WithType was given %q, a type only the runner assigns (docs/errors.md); the runner records "handler_error" instead`, typ), false)
+	}
 	return e
 }
 
 // RetryAfter asks OmniQ to wait at least d before the next attempt (it wins
 // over the runner's backoff). It returns nil for a nil err.
+//
+// A negative d is ignored (the runner's backoff applies, or the delay an
+// inner RetryAfter asked for); the failure's message says so, and
+// sdktest.Run fails the test (Failure.Misuse). Zero asks for no delay.
 func RetryAfter(d time.Duration, err error) error {
 	if err == nil {
 		return nil
 	}
 	e := classify(err)
+	if d < 0 {
+		e.misused(fmt.Sprintf("sdk.RetryAfter was given a negative delay (%s), ignored", d), true)
+		return e
+	}
 	e.RetryAfter = d
 	return e
 }
@@ -111,6 +155,12 @@ type Failure struct {
 	Permanent bool
 	// RetryAfter is the delay the handler asked for, if any.
 	RetryAfter time.Duration
+	// Misuse says how the handler misused the error helpers (WithType
+	// given an empty type or one only the runner assigns, RetryAfter a
+	// negative delay); empty when it did not. The plugin does not send
+	// it: Message says what of it the runner cannot see. sdktest.Run
+	// fails the test with it.
+	Misuse string
 }
 
 // Invoke runs h on task under ctx and returns its output, or the Failure
@@ -139,7 +189,13 @@ func Invoke(ctx context.Context, h Handler, task *Task) (out []byte, f *Failure)
 func FailureOf(ctx context.Context, err error) *Failure {
 	e := classify(err)
 	f := &Failure{ErrorType: e.Type, Message: err.Error(), Permanent: e.Permanent, RetryAfter: e.RetryAfter,
-		Traceback: models.TruncateTraceback(e.Traceback, models.MaxTracebackBytes)}
+		Traceback: models.TruncateTraceback(e.Traceback, models.MaxTracebackBytes), Misuse: e.misuse}
+	if e.note != "" {
+		f.Message += " (" + e.note + ")"
+		if err.Error() == "" {
+			f.Message = e.note
+		}
+	}
 	if f.ErrorType == "" {
 		switch {
 		case errors.Is(ctx.Err(), context.DeadlineExceeded):

@@ -99,6 +99,11 @@ type Runner struct {
 	// starts from (sweepUnreachable). Only the sweep loop uses them.
 	unindexedSeen bool
 	unindexedNext uint64
+	// registered holds, per function, the plugin's state as this runner
+	// last registered it, so that a plugin's change of state rewrites
+	// only the registrations it changes. Only syncFunctions uses it (from
+	// Start, then from the heartbeat loop).
+	registered map[string]pluginView
 
 	provisionMu sync.Mutex // serializes repair's provisioning
 	provisioned time.Time  // when repair last provisioned the streams
@@ -167,7 +172,7 @@ func (r *Runner) Start(ctx context.Context) error {
 		r.unsubscribe()
 		return err
 	}
-	if err := r.syncFunctions(ctx); err != nil {
+	if err := r.syncFunctions(ctx, false); err != nil {
 		// Stop the pull loops already started; nothing else runs yet.
 		r.stopPull()
 		r.loopsWG.Wait()
@@ -183,13 +188,28 @@ func (r *Runner) Start(ctx context.Context) error {
 	return nil
 }
 
+// pluginView is what a registration says of its function's plugin.
+type pluginView struct {
+	state   string
+	until   time.Time
+	crashes int
+}
+
 // syncFunctions starts a pull loop for each served function that has none,
-// and registers the served functions.
-func (r *Runner) syncFunctions(ctx context.Context) error {
+// and registers the served functions; with changedOnly, only those that
+// are new or whose plugin's state changed since this runner last
+// registered them (none, often: then it writes nothing).
+func (r *Runner) syncFunctions(ctx context.Context, changedOnly bool) error {
 	fns := r.cfg.Plugins.Functions()
 	var regs []jetstream.Registration
+	views := make(map[string]pluginView, len(fns))
 	for name, f := range fns {
 		res := r.cfg.resolve(name, f)
+		view := pluginView{state: string(f.State), until: f.QuarantinedUntil, crashes: f.Crashes.Crashes}
+		views[name] = view
+		if last, ok := r.registered[name]; changedOnly && ok && last == view {
+			continue
+		}
 		regs = append(regs, jetstream.Registration{Function: name, Plugin: f.Plugin, Concurrency: res.concurrency,
 			PluginState: string(f.State), QuarantinedUntil: f.QuarantinedUntil,
 			PluginCrashes: f.Crashes.Crashes, LastCrash: f.Crashes.Last, LastCrashAt: f.Crashes.At,
@@ -219,7 +239,22 @@ func (r *Runner) syncFunctions(ctx context.Context) error {
 			go r.pull(stream, name, cons[i], res, slots)
 		}
 	}
-	if err := r.client.Register(ctx, r.cfg.ID, regs, r.cfg.RegistrationTTL); err != nil {
+	if len(regs) == 0 {
+		return nil
+	}
+	err := r.client.Register(ctx, r.cfg.ID, regs, r.cfg.RegistrationTTL)
+	if err != nil && !errors.Is(err, jetstream.ErrRunnerIDInUse) {
+		// Some may not be written: the next call writes them all again.
+		clear(r.registered)
+		return fmt.Errorf("register functions: %w", err)
+	}
+	if r.registered == nil {
+		r.registered = make(map[string]pluginView, len(regs))
+	}
+	for _, reg := range regs {
+		r.registered[reg.Function] = views[reg.Function]
+	}
+	if err != nil {
 		return fmt.Errorf("register functions: %w", err)
 	}
 	return nil
@@ -516,25 +551,59 @@ func (r *Runner) keepAlive() {
 	}
 }
 
+// stateWriteGap is the least time between two rewrites of registrations
+// for changes of plugin state: a plugin that flaps (crashes, restarts,
+// crashes again) has its registrations written at most once per gap, with
+// its latest state, however often it changes.
+const stateWriteGap = time.Second
+
 // heartbeat re-registers the served functions, picks up functions of
-// plugins that started late, and samples consumer lag.
+// plugins that started late, and samples consumer lag. Between beats it
+// rewrites the registrations whose plugin changed state (quarantined,
+// back up, crashed, failed to start) as soon as the plugin host says so,
+// at most once per stateWriteGap: omniq-submit functions and the
+// dashboard show a quarantine when it begins, not at the next beat.
 func (r *Runner) heartbeat() {
 	defer r.loopsWG.Done()
 	t := time.NewTicker(r.cfg.RegistrationTTL / 3)
 	defer t.Stop()
+	// gap is running from the last write for a change of state until it
+	// fires; a change that comes meanwhile is written when it does.
+	gap := time.NewTimer(0)
+	defer gap.Stop()
+	<-gap.C
+	gapRunning, changePending := false, false
+	changes := r.cfg.Plugins.Changes()
 	for {
+		full := false
 		select {
 		case <-t.C:
+			full = true
+		case <-changes:
+			if gapRunning {
+				changePending = true
+				continue
+			}
+		case <-gap.C:
+			gapRunning = false
+			if !changePending {
+				continue
+			}
+			changePending = false
 		case <-r.pullCtx.Done():
 			return
 		}
+		if !full {
+			gapRunning = true
+			gap.Reset(stateWriteGap)
+		}
 		ctx, cancel := context.WithTimeout(r.pullCtx, r.cfg.RegistrationTTL/3)
-		if err := r.syncFunctions(ctx); errors.Is(err, jetstream.ErrRunnerIDInUse) {
+		if err := r.syncFunctions(ctx, !full); errors.Is(err, jetstream.ErrRunnerIDInUse) {
 			r.log.WithError(err).Warn("another runner uses this runner's id: both list as one runner; give every runner its own --id")
 		} else if err != nil && r.pullCtx.Err() == nil {
 			r.log.WithError(err).Warn("function registration heartbeat failed")
 		}
-		if r.cfg.Metrics != nil {
+		if full && r.cfg.Metrics != nil {
 			for _, fn := range r.functionNames() {
 				if c, err := r.client.JetStream().Consumer(ctx, r.client.Config().TasksStream, consumerName(fn)); err == nil {
 					r.cfg.Metrics.setPending(fn, c.CachedInfo().NumPending)

@@ -815,7 +815,8 @@ func TestBatchRepeatedIDKeepsItsFirstLine(t *testing.T) {
 // it is malformed) made no attempt: dlq list and dlq show say so ("-" in
 // text, 0 in --json), the error type saying why, where they said attempt
 // 1; a task that ran and failed keeps its attempt, also when its handler
-// named the failure invalid_task.
+// named the failure invalid_task (which the runner, whose type it is,
+// records as a handler_error saying so).
 func TestDeadLetterOfATaskThatNeverRanShowsNoAttempt(t *testing.T) {
 	t.Parallel()
 	o := start(t)
@@ -841,7 +842,7 @@ func TestDeadLetterOfATaskThatNeverRanShowsNoAttempt(t *testing.T) {
 			rows[f[0]] = f
 		}
 	}
-	for id, want := range map[string][2]string{"ran": {"handler_error", "1"}, "ran-invalid": {"invalid_task", "1"}, "unknown": {"unknown_function", "-"}, "malformed": {"invalid_task", "-"}} {
+	for id, want := range map[string][2]string{"ran": {"handler_error", "1"}, "ran-invalid": {"handler_error", "1"}, "unknown": {"unknown_function", "-"}, "malformed": {"invalid_task", "-"}} {
 		if f := rows[id]; len(f) < 4 || f[2] != want[0] || f[3] != want[1] {
 			t.Errorf("dlq list row of %s = %q, want error type %s, attempt %s:\n%s", id, f, want[0], want[1], r.stdout)
 		}

@@ -46,7 +46,10 @@ var runs atomic.Uint64
 
 // Run runs h on task in this process the way a plugin runs it: with the
 // task's deadline (default: 1 minute from now) on the context, progress
-// captured, panics recovered and errors classified.
+// captured, panics recovered and errors classified. A handler that
+// misused the SDK's error helpers (sdk.WithType given an empty type or one
+// only the runner assigns, sdk.RetryAfter a negative delay) fails the
+// test, saying how (sdk.Failure.Misuse); Run still returns the outcome.
 //
 // A handler still running KillGrace past the deadline, where the runner
 // would kill its plugin (failing every task on it), fails with a
@@ -92,6 +95,9 @@ func Run(t testing.TB, h sdk.Handler, task sdk.Task) Outcome {
 		r.failure = &sdk.Failure{ErrorType: "timeout",
 			Message:   fmt.Sprintf("task did not finish by its deadline %s (still running %s past it, where the runner kills the plugin)", task.Deadline.UTC().Format(time.RFC3339Nano), KillGrace),
 			Traceback: stacks.Of(sdktestLabel, run)}
+	}
+	if r.failure != nil && r.failure.Misuse != "" {
+		t.Errorf("sdktest.Run: the handler misused the SDK's error helpers: %s", r.failure.Misuse)
 	}
 	mu.Lock()
 	defer mu.Unlock()

@@ -27,9 +27,22 @@ func TestFailuresAPluginSendsAreClassified(t *testing.T) {
 		{"the handler's own type is kept", &pluginpb.Failure{ErrorType: "ValidationError", Message: "bad email"}, "ValidationError", true, "bad email"},
 		{"permanent is not retryable", &pluginpb.Failure{ErrorType: "ValidationError", Message: "bad email", Permanent: true}, "ValidationError", false, "bad email"},
 		{"panic is retryable", &pluginpb.Failure{ErrorType: models.ErrorTypePanic, Message: "panic: boom"}, models.ErrorTypePanic, true, "panic: boom"},
+		// Types only the runner assigns are the handler's claim: a
+		// handler_error saying so, retried unless the handler said
+		// permanent.
 		{"unknown_function is never retried", &pluginpb.Failure{ErrorType: models.ErrorTypeUnknownFunction, Message: "no such function"}, models.ErrorTypeUnknownFunction, false, "no such function"},
-		{"invalid_task is never retried", &pluginpb.Failure{ErrorType: models.ErrorTypeInvalidTask, Message: "bad payload"}, models.ErrorTypeInvalidTask, false, "bad payload"},
-		{"cancelled is never retried", &pluginpb.Failure{ErrorType: models.ErrorTypeCancelled, Message: "stopped"}, models.ErrorTypeCancelled, false, "stopped"},
+		{"invalid_task is the runner's", &pluginpb.Failure{ErrorType: models.ErrorTypeInvalidTask, Message: "bad payload"},
+			models.ErrorTypeHandler, true, `the handler reported error type "invalid_task", which only the runner assigns: bad payload`},
+		{"cancelled is the runner's", &pluginpb.Failure{ErrorType: models.ErrorTypeCancelled, Message: "stopped"},
+			models.ErrorTypeHandler, true, `the handler reported error type "cancelled", which only the runner assigns: stopped`},
+		{"plugin_crash is the runner's", &pluginpb.Failure{ErrorType: models.ErrorTypePluginCrash, Message: "db died"},
+			models.ErrorTypeHandler, true, `the handler reported error type "plugin_crash", which only the runner assigns: db died`},
+		{"timeout is the runner's", &pluginpb.Failure{ErrorType: models.ErrorTypeTimeout, Message: "upstream slow", Permanent: true},
+			models.ErrorTypeHandler, false, `the handler reported error type "timeout", which only the runner assigns: upstream slow`},
+		{"plugin_unavailable is the runner's", &pluginpb.Failure{ErrorType: models.ErrorTypePluginUnavailable},
+			models.ErrorTypeHandler, true, `the handler reported error type "plugin_unavailable", which only the runner assigns: (no message)`},
+		{"interrupted is the runner's", &pluginpb.Failure{ErrorType: models.ErrorTypeInterrupted, Message: "x"},
+			models.ErrorTypeHandler, true, `the handler reported error type "interrupted", which only the runner assigns: x`},
 		{"no message: the type stands in", &pluginpb.Failure{ErrorType: "QuotaError"}, "QuotaError", true, "QuotaError"},
 		{"nothing at all: a handler error", &pluginpb.Failure{}, models.ErrorTypeHandler, true, models.ErrorTypeHandler},
 	}

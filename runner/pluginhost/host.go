@@ -86,7 +86,19 @@ type Host struct {
 
 	mu     sync.RWMutex
 	routes map[string]*Supervisor
+	// changes is signalled when a plugin's state changes (see Changes).
+	changes chan struct{}
 }
+
+// Changes returns a channel that receives a value soon after any plugin's
+// state changes (started, crashed, failed to start, quarantined,
+// stopped) or its crash count grows, so that what is published about the
+// plugins (a runner's function registrations) can follow without
+// polling. It holds at most one value: changes that come while nobody
+// reads coalesce into one, so a reader is never behind by more than one
+// signal and never learns how many changes there were; it reads the
+// state itself (Functions, Statuses). The channel is never closed.
+func (h *Host) Changes() <-chan struct{} { return h.changes }
 
 // StartHost starts every plugin and learns their functions. A plugin that
 // fails to start is logged and retried in the background (its functions
@@ -114,7 +126,7 @@ func StartHost(ctx context.Context, cfg HostConfig) (*Host, error) {
 		}
 	}
 	warnReplaceable(log, paths)
-	h := &Host{log: log, routes: make(map[string]*Supervisor)}
+	h := &Host{log: log, routes: make(map[string]*Supervisor), changes: make(chan struct{}, 1)}
 	for _, path := range paths {
 		c := cfg.Defaults
 		if pc, ok := cfg.PerPlugin[filepath.Base(path)]; ok {
@@ -125,6 +137,7 @@ func StartHost(ctx context.Context, cfg HostConfig) (*Host, error) {
 			c.Process.Logger = log
 		}
 		s := NewSupervisor(c)
+		s.changed = h.changes
 		h.sups = append(h.sups, s)
 		if err := s.Start(ctx); err != nil {
 			log.WithError(err).WithField("plugin", s.Name()).Error("plugin failed to start; retrying in the background")

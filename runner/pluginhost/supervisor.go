@@ -159,6 +159,24 @@ type Supervisor struct {
 	started bool
 	stop    chan struct{}
 	stopped chan struct{}
+
+	// changed, when set (by the Host), is signalled without blocking
+	// whenever the plugin's state or crash count changes; it holds one
+	// signal, so changes in a burst coalesce.
+	changed chan<- struct{}
+}
+
+// changedLocked signals that the plugin's state or crash count changed;
+// s.mu is held. It never blocks: a signal not yet taken stands for this
+// change too.
+func (s *Supervisor) changedLocked() {
+	if s.changed == nil {
+		return
+	}
+	select {
+	case s.changed <- struct{}{}:
+	default:
+	}
 }
 
 // NewSupervisor returns a supervisor for cfg.Process.Path. Nothing runs
@@ -209,6 +227,7 @@ func (s *Supervisor) setUp(p *Process) {
 	s.proc, s.state, s.lastErr = p, StateUp, nil
 	s.functions = p.Describe().Functions
 	close(s.up)
+	s.changedLocked()
 	s.log.WithField("pid", p.Pid()).Info("plugin started")
 	s.emit(EventStarted, fmt.Sprintf("pid %d", p.Pid()))
 }
@@ -295,6 +314,7 @@ func (s *Supervisor) crashed(p *Process) {
 	s.crashes = append(s.crashes, time.Now())
 	s.noteCrashLocked(exit.String())
 	s.state = StateRestarting
+	s.changedLocked()
 	s.mu.Unlock()
 	s.log.WithField("exit", exit.String()).Error("plugin process died")
 	s.emit(EventCrashed, exit.String())
@@ -310,6 +330,7 @@ func (s *Supervisor) startFailed(err error) {
 	s.crashes = append(s.crashes, time.Now())
 	s.noteCrashLocked("failed to start: " + err.Error())
 	s.state = StateRestarting
+	s.changedLocked()
 }
 
 // noteCrashLocked counts a crash or failed start with its reason; s.mu
@@ -349,6 +370,7 @@ func (s *Supervisor) markDown(p *Process) {
 		s.proc = nil
 		s.up = make(chan struct{})
 		s.state = StateRestarting
+		s.changedLocked()
 	}
 }
 
@@ -369,6 +391,7 @@ func (s *Supervisor) nextDelay() time.Duration {
 		s.state = StateQuarantined
 		s.until = now.Add(s.cfg.Cooldown)
 		s.crashes = nil
+		s.changedLocked()
 		s.log.WithField("crashes", len(recent)).WithField("cooldown", s.cfg.Cooldown).
 			Error("plugin quarantined after repeated crashes; its tasks wait until the cool-down ends")
 		s.emit(EventQuarantined, fmt.Sprintf("%d crashes in %s", len(recent), s.cfg.CrashWindow))
@@ -410,6 +433,7 @@ func (s *Supervisor) markStopped() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.state, s.proc = StateStopped, nil
+	s.changedLocked()
 }
 
 // Stop kills the plugin (gracefully, then its process group by force once
@@ -597,11 +621,17 @@ func (s *Supervisor) Execute(ctx context.Context, req *pluginpb.ExecuteRequest, 
 		case *pluginpb.ExecuteEvent_Result:
 			return Outcome{Output: e.Result.Output}
 		case *pluginpb.ExecuteEvent_Failure:
-			if e.Failure.ErrorType == models.ErrorTypeTimeout && !deadline.IsZero() && !time.Now().Before(deadline) {
+			if e.Failure.ErrorType == models.ErrorTypeTimeout && !deadline.IsZero() && time.Until(deadline) < pluginClockSlack {
 				// The plugin's own word that the deadline came (the Go
 				// SDK's, with where the handler was), a moment before
 				// ours: the attempt is stopped, its handler maybe not.
 				return s.stoppedAttempt(ctx, p, req.TaskId, deadline, e.Failure.Traceback)
+			}
+			if e.Failure.ErrorType == models.ErrorTypeCancelled && callCtx.Err() != nil {
+				// The plugin's word that the attempt was stopped, which it
+				// was: by its caller, or at its deadline. Its handler
+				// returned, as the failure says.
+				return Outcome{Failure: ctxFailure(ctx, deadline)}
 			}
 			return Outcome{Failure: fromPlugin(e.Failure)}
 		}
@@ -689,15 +719,36 @@ func ctxFailure(ctx context.Context, deadline time.Time) *Failure {
 		Message: fmt.Sprintf("task did not finish by its deadline %s", deadline.UTC().Format(time.RFC3339Nano))}
 }
 
-// fromPlugin classifies a Failure sent by the plugin.
+// pluginClockSlack is how far before an attempt's deadline, by the
+// runner's clock, a plugin's word that the deadline came is still taken
+// for it: the plugin reads the deadline off the wall clock, which may
+// step or slew apart from the runner's monotonic one. Earlier, its
+// "timeout" is a handler's claim (fromPlugin).
+const pluginClockSlack = 100 * time.Millisecond
+
+// fromPlugin classifies a Failure sent by the plugin. A type only the
+// runner assigns (models.AssignedByRunner) is the handler's claim, not
+// what happened: the runner saw no crash, no timeout, no cancellation
+// (those it classifies itself before a plugin's Failure is read), so it
+// is a handler_error whose message says what the handler named. Left as
+// it was, a handler's "plugin_crash" counted towards MaxPluginCrashes and
+// dead-lettered the task as having crashed its plugin, and its "timeout"
+// was reported as the task's timeout passing.
 func fromPlugin(f *pluginpb.Failure) *Failure {
 	out := &Failure{ErrorType: f.ErrorType, Message: f.Message, Traceback: f.Traceback,
 		Retryable: !f.Permanent, RetryAfter: max(models.Milliseconds(f.RetryAfterMs), 0)}
-	switch out.ErrorType {
-	case "":
+	switch {
+	case out.ErrorType == "":
 		out.ErrorType = models.ErrorTypeHandler
-	case models.ErrorTypeUnknownFunction, models.ErrorTypeInvalidTask, models.ErrorTypeCancelled:
-		out.Retryable = false
+	case out.ErrorType == models.ErrorTypeUnknownFunction:
+		out.Retryable = false // the plugin's word that it does not serve it
+	case models.AssignedByRunner(out.ErrorType):
+		msg := out.Message
+		if msg == "" {
+			msg = "(no message)"
+		}
+		out.Message = fmt.Sprintf("the handler reported error type %q, which only the runner assigns: %s", out.ErrorType, msg)
+		out.ErrorType = models.ErrorTypeHandler
 	}
 	if out.Message == "" {
 		out.Message = out.ErrorType
