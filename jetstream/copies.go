@@ -44,13 +44,14 @@ var writtenHeaders = map[string]bool{
 // from, and the copied message's own (a task's Nats-Msg-Id, a dead-letter
 // entry's Omniq-* headers): OmniQ's own writes carry neither. A copy of
 // the same key's message is not told apart: it holds what OmniQ wrote.
-func notWritten(h nats.Header, stream, subject string) string {
+// served says h is a direct get's answer (see copiedFrom).
+func notWritten(h nats.Header, stream, subject string, served bool) string {
 	for name := range h {
 		if !writtenHeaders[name] {
 			return fmt.Sprintf("it carries header %s, which no OmniQ write has: it is a copy of another message that nats-server stored there as its answer to a request (docs/security.md)", name)
 		}
 	}
-	return copiedFrom(h, stream, subject)
+	return copiedFrom(h, stream, subject, served)
 }
 
 // copiedFrom says why a message of stream, stored on subject, with
@@ -59,12 +60,21 @@ func notWritten(h nats.Header, stream, subject string) string {
 // or returns "". It looks only at the headers the server serves a
 // message with, which OmniQ never writes itself: for messages whose
 // other headers are anyone's (a dead-letter entry keeps its task's).
-func copiedFrom(h nats.Header, stream, subject string) string {
+//
+// served says h is a direct get's answer, whose last Nats-Stream value
+// the server appended naming the stream that answered: stream itself,
+// or a mirror of it with mirror_direct (as every KV mirror has: nats kv
+// add --mirror), which answers stream's direct gets too. That value is
+// not the message's; a copy's own Nats-Stream comes before it.
+func copiedFrom(h nats.Header, stream, subject string, served bool) string {
 	for name, values := range h {
 		var want, what string
 		switch name {
 		case "Nats-Stream":
 			want, what = stream, "stream"
+			if served && len(values) > 0 {
+				values = values[:len(values)-1]
+			}
 		case "Nats-Subject":
 			want, what = subject, "subject"
 		default:
