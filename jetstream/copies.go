@@ -4,6 +4,7 @@ import (
 	"fmt"
 
 	"github.com/nats-io/nats.go"
+	natsjs "github.com/nats-io/nats.go/jetstream"
 )
 
 // writtenHeaders are the headers a message OmniQ writes to a bucket (a
@@ -45,11 +46,29 @@ var writtenHeaders = map[string]bool{
 // entry's Omniq-* headers): OmniQ's own writes carry neither. A copy of
 // the same key's message is not told apart: it holds what OmniQ wrote.
 // served says h is a direct get's answer (see copiedFrom).
+//
+// A direct get may ask for no headers ("no_hdr"): the copy is then the
+// other message's body alone. Every value OmniQ writes carries a header
+// of its own, which such a copy lacks: a state write the revision it
+// expects (Nats-Expected-Last-Subject-Sequence, 0 for a new key), a
+// registration its TTL (Nats-TTL). Removal markers carry theirs
+// (KV-Operation, Nats-Marker-Reason). A mirror of the bucket stores
+// what it mirrors without its Nats-Expected-* headers, so a record a
+// mirror serves may carry none: that one is not refused for it (a copy
+// without headers written to the bucket then passes where its mirror
+// answers; a runner reads from the bucket's leader).
 func notWritten(h nats.Header, stream, subject string, served bool) string {
 	for name := range h {
 		if !writtenHeaders[name] {
 			return fmt.Sprintf("it carries header %s, which no OmniQ write has: it is a copy of another message that nats-server stored there as its answer to a request (docs/security.md)", name)
 		}
+	}
+	byMirror := false
+	if vs := h["Nats-Stream"]; served && len(vs) > 0 {
+		byMirror = vs[len(vs)-1] != stream
+	}
+	if !byMirror && entryOp(h) == natsjs.KeyValuePut && len(h[natsjs.ExpectedLastSubjSeqHeader]) == 0 && len(h[natsjs.MsgTTLHeader]) == 0 {
+		return "it carries neither of the headers every OmniQ write of a value has (Nats-Expected-Last-Subject-Sequence, Nats-TTL): it is a copy of another message's body that nats-server stored there as its answer to a request (docs/security.md)"
 	}
 	return copiedFrom(h, stream, subject, served)
 }
