@@ -519,7 +519,7 @@ func TestStateGetFromLeaderReadsWhatGetReads(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	rev, err := kv.PutString(ctx(t), "junk", "{not json")
+	rev, err := kv.Create(ctx(t), "junk", []byte("{not json"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -639,7 +639,7 @@ func TestStateRecordsDecodeAsEncodingJSON(t *testing.T) {
 			`"error":{"error_type":"x","message":"\u00e9\ud83d\ude00\n","timestamp":"2026-01-01T00:00:00Z"},"error":{"retry_count":1}}`,
 	}
 	for id, value := range records {
-		if _, err := kv.PutString(ctx(t), id, value); err != nil {
+		if _, err := kv.Create(ctx(t), id, []byte(value)); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -669,7 +669,7 @@ func TestStateRecordsDecodeAsEncodingJSON(t *testing.T) {
 			t.Errorf("Watch saw %s as %+v, want %+v", id, watched[id], want)
 		}
 	}
-	if _, err := kv.PutString(ctx(t), "garbage", `{"id":"garbage","function":"f"`); err != nil {
+	if _, err := kv.Create(ctx(t), "garbage", []byte(`{"id":"garbage","function":"f"`)); err != nil {
 		t.Fatal(err)
 	}
 	var corrupt *jetstream.CorruptRecordError
@@ -792,7 +792,7 @@ func TestStateWatchTakesTheServersHeadersOfACopiedMessage(t *testing.T) {
 		t.Fatal(err)
 	}
 	now := time.Now().UTC().Format(time.RFC3339Nano)
-	if _, err := kv.PutString(ctx(t), "src", `{"id":"src","function":"f","status":"pending","created_at":"`+now+`"}`); err != nil {
+	if _, err := kv.Create(ctx(t), "src", []byte(`{"id":"src","function":"f","status":"pending","created_at":"`+now+`"}`)); err != nil {
 		t.Fatal(err)
 	}
 	copied := "$KV.OMNIQ_STATE.copy"
