@@ -4,6 +4,7 @@ import (
 	"fmt"
 
 	"github.com/nats-io/nats.go"
+	natsjs "github.com/nats-io/nats.go/jetstream"
 )
 
 // writtenHeaders are the headers a message OmniQ writes to a bucket (a
@@ -44,13 +45,32 @@ var writtenHeaders = map[string]bool{
 // from, and the copied message's own (a task's Nats-Msg-Id, a dead-letter
 // entry's Omniq-* headers): OmniQ's own writes carry neither. A copy of
 // the same key's message is not told apart: it holds what OmniQ wrote.
-func notWritten(h nats.Header, stream, subject string) string {
+// served says h is a direct get's answer (see copiedFrom).
+//
+// A direct get may ask for no headers ("no_hdr"): the copy is then the
+// other message's body alone. Every value OmniQ writes carries a header
+// of its own, which such a copy lacks: a state write the revision it
+// expects (Nats-Expected-Last-Subject-Sequence, 0 for a new key), a
+// registration its TTL (Nats-TTL). Removal markers carry theirs
+// (KV-Operation, Nats-Marker-Reason). A mirror of the bucket stores
+// what it mirrors without its Nats-Expected-* headers, so a record a
+// mirror serves may carry none: that one is not refused for it (a copy
+// without headers written to the bucket then passes where its mirror
+// answers; a runner reads from the bucket's leader).
+func notWritten(h nats.Header, stream, subject string, served bool) string {
 	for name := range h {
 		if !writtenHeaders[name] {
 			return fmt.Sprintf("it carries header %s, which no OmniQ write has: it is a copy of another message that nats-server stored there as its answer to a request (docs/security.md)", name)
 		}
 	}
-	return copiedFrom(h, stream, subject)
+	byMirror := false
+	if vs := h["Nats-Stream"]; served && len(vs) > 0 {
+		byMirror = vs[len(vs)-1] != stream
+	}
+	if !byMirror && entryOp(h) == natsjs.KeyValuePut && len(h[natsjs.ExpectedLastSubjSeqHeader]) == 0 && len(h[natsjs.MsgTTLHeader]) == 0 {
+		return "it carries neither of the headers every OmniQ write of a value has (Nats-Expected-Last-Subject-Sequence, Nats-TTL): it is a copy of another message's body that nats-server stored there as its answer to a request (docs/security.md)"
+	}
+	return copiedFrom(h, stream, subject, served)
 }
 
 // copiedFrom says why a message of stream, stored on subject, with
@@ -59,12 +79,21 @@ func notWritten(h nats.Header, stream, subject string) string {
 // or returns "". It looks only at the headers the server serves a
 // message with, which OmniQ never writes itself: for messages whose
 // other headers are anyone's (a dead-letter entry keeps its task's).
-func copiedFrom(h nats.Header, stream, subject string) string {
+//
+// served says h is a direct get's answer, whose last Nats-Stream value
+// the server appended naming the stream that answered: stream itself,
+// or a mirror of it with mirror_direct (as every KV mirror has: nats kv
+// add --mirror), which answers stream's direct gets too. That value is
+// not the message's; a copy's own Nats-Stream comes before it.
+func copiedFrom(h nats.Header, stream, subject string, served bool) string {
 	for name, values := range h {
 		var want, what string
 		switch name {
 		case "Nats-Stream":
 			want, what = stream, "stream"
+			if served && len(values) > 0 {
+				values = values[:len(values)-1]
+			}
 		case "Nats-Subject":
 			want, what = subject, "subject"
 		default:

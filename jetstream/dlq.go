@@ -150,7 +150,9 @@ func (c *Client) GetDead(ctx context.Context, id string) (DeadTask, error) {
 	if err != nil {
 		return DeadTask{}, fmt.Errorf("get dead task %s: %w", id, err)
 	}
-	d := c.deadTask(raw.Subject, raw.Header, raw.Sequence, raw.Time)
+	// nats.go's get is a direct get when the stream allows them.
+	served := s.CachedInfo() != nil && s.CachedInfo().Config.AllowDirect
+	d := c.deadTask(raw.Subject, raw.Header, raw.Sequence, raw.Time, served)
 	d.Payload = raw.Data
 	return d, nil
 }
@@ -245,16 +247,18 @@ func (c *Client) deadTaskOf(m natsjs.Msg, withPayload bool) (DeadTask, *natsjs.M
 	if err != nil {
 		return DeadTask{}, nil, err
 	}
-	d := c.deadTask(m.Subject(), m.Headers(), meta.Sequence.Stream, meta.Timestamp)
+	d := c.deadTask(m.Subject(), m.Headers(), meta.Sequence.Stream, meta.Timestamp, false)
 	if withPayload {
 		d.Payload = m.Data()
 	}
 	return d, meta, nil
 }
 
-func (c *Client) deadTask(subject string, h nats.Header, seq uint64, at time.Time) DeadTask {
+// deadTask is the entry on subject at seq, written at at, with headers h
+// (as a direct get served them when served; see copiedFrom).
+func (c *Client) deadTask(subject string, h nats.Header, seq uint64, at time.Time, served bool) DeadTask {
 	d := DeadTask{Sequence: seq, DeadAt: at.UTC(), Header: h, ID: h.Get(HeaderTaskID)}
-	if copiedFrom(h, c.cfg.DLQStream, subject) != "" {
+	if copiedFrom(h, c.cfg.DLQStream, subject, served) != "" {
 		// A copy of a message of another stream (a task message, whose
 		// payload and headers are anyone's to choose) that nats-server
 		// stored as its answer to an operator's request: no runner's

@@ -236,7 +236,7 @@ func TestAHeartbeatSentTwiceIsNoOtherRunner(t *testing.T) {
 	}
 	// The next heartbeat's first try, stored, its answer lost: the same
 	// bytes (the clock stands still), written without the check.
-	if _, err := kv.Put(ctx(t), "resize.solo", first.Value()); err != nil {
+	if _, err := kv.Update(ctx(t), "resize.solo", first.Value(), first.Revision()); err != nil {
 		t.Fatal(err)
 	}
 	if err := e.client.Register(ctx(t), "solo", regs, time.Hour); err != nil {
@@ -295,8 +295,10 @@ func TestWhatAHeartbeatFindsInItsKey(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			e := newEnv(t, jetstream.Config{})
-			regs, kv := registerSolo(t, e.client)
-			if _, err := kv.Put(ctx(t), "resize.solo", []byte(tc.found)); err != nil {
+			regs, _ := registerSolo(t, e.client)
+			// As a runner writes it: with its TTL.
+			if _, err := e.client.JetStream().PublishMsg(ctx(t), &nats.Msg{Subject: "$KV.OMNIQ_FUNCTIONS.resize.solo", Data: []byte(tc.found),
+				Header: nats.Header{natsjs.MsgTTLHeader: {"1h"}}}); err != nil {
 				t.Fatal(err)
 			}
 			err := e.client.Register(ctx(t), "solo", regs, time.Hour)

@@ -337,7 +337,9 @@ func (c *Client) registrations(ctx context.Context, filter string) (map[string][
 		if removed(m.Header) {
 			continue // deregistered, or expired
 		}
-		if notWritten(m.Header, "KV_"+c.cfg.FunctionsBucket, subjects[i]) != "" {
+		// nats.go's get is a direct get when the stream allows them.
+		served := s.CachedInfo() != nil && s.CachedInfo().Config.AllowDirect
+		if notWritten(m.Header, "KV_"+c.cfg.FunctionsBucket, subjects[i], served) != "" {
 			continue // a copy of another message, which could say anything
 		}
 		if staleRegistration(m, now) {

@@ -139,7 +139,7 @@ func lastEntry(ctx context.Context, js natsjs.JetStream, bucket, key string) (*r
 			return nil, fmt.Errorf("direct get answered %s %s", st, m.Header.Get("Description"))
 		}
 	}
-	e := &rawEntry{bucket: bucket, key: key, value: m.Data, op: entryOp(m.Header), forged: notWritten(m.Header, "KV_"+bucket, subject)}
+	e := &rawEntry{bucket: bucket, key: key, value: m.Data, op: entryOp(m.Header), forged: notWritten(m.Header, "KV_"+bucket, subject, true)}
 	if e.rev, err = strconv.ParseUint(serverHeader(m.Header, "Nats-Sequence"), 10, 64); err != nil {
 		return nil, fmt.Errorf("direct get answered a message without a sequence")
 	}
@@ -172,7 +172,7 @@ func (s *StateStore) GetFromLeader(ctx context.Context, id string) (Record, erro
 // an entry of the bucket.
 func (s *StateStore) leaderEntry(key string, m *leaderMsg) *rawEntry {
 	return &rawEntry{bucket: s.cfg.StateBucket, key: key, value: m.Data, rev: m.Sequence, created: m.Time, op: entryOp(m.Header),
-		forged: notWritten(m.Header, "KV_"+s.cfg.StateBucket, s.putPrefix+key)}
+		forged: notWritten(m.Header, "KV_"+s.cfg.StateBucket, s.putPrefix+key, false)}
 }
 
 // leaderMsg is the last message on a key of the state bucket, as its

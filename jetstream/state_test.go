@@ -519,7 +519,7 @@ func TestStateGetFromLeaderReadsWhatGetReads(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	rev, err := kv.PutString(ctx(t), "junk", "{not json")
+	rev, err := kv.Create(ctx(t), "junk", []byte("{not json"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -639,7 +639,7 @@ func TestStateRecordsDecodeAsEncodingJSON(t *testing.T) {
 			`"error":{"error_type":"x","message":"\u00e9\ud83d\ude00\n","timestamp":"2026-01-01T00:00:00Z"},"error":{"retry_count":1}}`,
 	}
 	for id, value := range records {
-		if _, err := kv.PutString(ctx(t), id, value); err != nil {
+		if _, err := kv.Create(ctx(t), id, []byte(value)); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -669,7 +669,7 @@ func TestStateRecordsDecodeAsEncodingJSON(t *testing.T) {
 			t.Errorf("Watch saw %s as %+v, want %+v", id, watched[id], want)
 		}
 	}
-	if _, err := kv.PutString(ctx(t), "garbage", `{"id":"garbage","function":"f"`); err != nil {
+	if _, err := kv.Create(ctx(t), "garbage", []byte(`{"id":"garbage","function":"f"`)); err != nil {
 		t.Fatal(err)
 	}
 	var corrupt *jetstream.CorruptRecordError
@@ -792,7 +792,7 @@ func TestStateWatchTakesTheServersHeadersOfACopiedMessage(t *testing.T) {
 		t.Fatal(err)
 	}
 	now := time.Now().UTC().Format(time.RFC3339Nano)
-	if _, err := kv.PutString(ctx(t), "src", `{"id":"src","function":"f","status":"pending","created_at":"`+now+`"}`); err != nil {
+	if _, err := kv.Create(ctx(t), "src", []byte(`{"id":"src","function":"f","status":"pending","created_at":"`+now+`"}`)); err != nil {
 		t.Fatal(err)
 	}
 	copied := "$KV.OMNIQ_STATE.copy"
@@ -1300,4 +1300,82 @@ func TestAStoredAnswerIsNoOtherRunnerWithThisID(t *testing.T) {
 	if err := e.client.Register(ctx(t), "r1", []jetstream.Registration{{Function: "echo"}}, time.Minute); err != nil {
 		t.Fatalf("heartbeat after the copy: %v; want none (no other runner wrote the key)", err)
 	}
+}
+
+// The copy of TestAnOperatorsStoredAnswerIsNoRecordOrRegistration made
+// with a direct get that asks for no headers ("no_hdr": true): the
+// answer, and so what nats-server stores on the aimed-at key, is the
+// copied message's body alone, with none of the headers readers told a
+// copy by. Get, GetFromLeader and List took it for the task's record
+// ("succeeded", with the operator's result), and Functions listed a
+// made-up registration. Every OmniQ write of a value carries a header
+// of its own (a state write the revision it expects, a registration its
+// TTL): a value with neither is refused.
+func TestAnOperatorsStoredAnswerWithoutHeadersIsNoRecordOrRegistration(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, jetstream.Config{})
+	rec := createTask(t, e, "victim", "f")
+	forged := rec.Task.Clone()
+	now := time.Now().UTC()
+	forged.Status, forged.Result, forged.FinishedAt, forged.UpdatedAt = models.StatusSucceeded, []byte("forged"), now, now
+	body, err := json.Marshal(forged)
+	if err != nil {
+		t.Fatal(err)
+	}
+	storeBareAnswerOf(t, e, body, "KV_OMNIQ_STATE", "$KV.OMNIQ_STATE.victim")
+	for name, get := range map[string]func(context.Context, string) (jetstream.Record, error){
+		"Get": e.client.State().Get, "GetFromLeader": e.client.State().GetFromLeader,
+	} {
+		got, err := get(ctx(t), "victim")
+		if !errors.Is(err, jetstream.ErrCorruptRecord) || !strings.Contains(err.Error(), "copy") {
+			t.Errorf("%s = %+v, %v; want ErrCorruptRecord saying the record is a copy", name, got.Task, err)
+		}
+	}
+	page, err := e.client.State().List(ctx(t), jetstream.ListFilter{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range page.Records {
+		if r.Task.ID == "victim" {
+			t.Errorf("List shows the forged record: %+v", r.Task)
+		}
+	}
+
+	if err := e.client.Register(ctx(t), "r1", []jetstream.Registration{{Function: "echo"}}, time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	reg, err := json.Marshal(jetstream.Registration{Function: "ghost", Runner: "r9", UpdatedAt: now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	storeBareAnswerOf(t, e, reg, "KV_OMNIQ_FUNCTIONS", "$KV.OMNIQ_FUNCTIONS.ghost.r9")
+	regs, err := e.client.Functions(ctx(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(regs) != 1 || len(regs["echo"]) != 1 {
+		t.Fatalf("Functions = %+v; want echo of r1 alone, not the made-up ghost of r9", regs)
+	}
+}
+
+// storeBareAnswerOf is storeAnswerOf for a direct get asking for no
+// headers: the answer stored on subject is body alone.
+func storeBareAnswerOf(t *testing.T, e *env, body []byte, stream, subject string) {
+	t.Helper()
+	ack, err := e.client.JetStream().PublishMsg(ctx(t), &nats.Msg{Subject: "omniq.tasks.holder", Data: body})
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := e.client.JetStream().Stream(ctx(t), stream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req := fmt.Sprintf(`{"seq":%d,"no_hdr":true}`, ack.Sequence)
+	if err := e.client.Conn().PublishMsg(&nats.Msg{Subject: "$JS.API.DIRECT.GET.OMNIQ_TASKS", Reply: subject, Data: []byte(req)}); err != nil {
+		t.Fatal(err)
+	}
+	omniqtest.Eventually(t, 10*time.Second, "the answer stored on "+subject, func() bool {
+		m, err := st.GetLastMsgForSubject(ctx(t), subject)
+		return err == nil && bytes.Equal(m.Data, body)
+	})
 }

@@ -144,7 +144,7 @@ func (sc *scanner) scan(ctx context.Context, filter string, seq uint64) ([]*rawE
 		}
 		e.created, _ = time.Parse(time.RFC3339Nano, serverHeader(m.Header, "Nats-Time-Stamp"))
 		e.op = entryOp(m.Header)
-		e.forged = notWritten(m.Header, "KV_"+s.cfg.StateBucket, s.putPrefix+key)
+		e.forged = notWritten(m.Header, "KV_"+s.cfg.StateBucket, s.putPrefix+key, true)
 		out = append(out, e)
 	}
 	return out, pending, nil

@@ -173,7 +173,7 @@ func TestUnusableStateRecordFailsTheTaskWithTheReason(t *testing.T) {
 		"stolen":  {mustJSON(t, other), `record of task "someone-else"`},
 	}
 	for id, r := range records {
-		if _, err := kv.Put(ctx(t), id, r.value); err != nil {
+		if _, err := kv.Create(ctx(t), id, r.value); err != nil {
 			t.Fatal(err)
 		}
 		publishRaw(t, e, "omniq.tasks.echo", id, "x", nil)
