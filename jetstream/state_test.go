@@ -1189,6 +1189,18 @@ func TestRecordProbeAsksAgainWhenAnAnswerIsCutShort(t *testing.T) {
 // has it.
 func storeAnswerOf(t *testing.T, e *env, header nats.Header, body []byte, stream, subject string) {
 	t.Helper()
+	storeAnswer(t, e, header, body, stream, subject, false)
+}
+
+// storeBareAnswerOf is storeAnswerOf for a direct get asking for no
+// headers: the answer stored on subject is body alone.
+func storeBareAnswerOf(t *testing.T, e *env, body []byte, stream, subject string) {
+	t.Helper()
+	storeAnswer(t, e, nil, body, stream, subject, true)
+}
+
+func storeAnswer(t *testing.T, e *env, header nats.Header, body []byte, stream, subject string, noHeaders bool) {
+	t.Helper()
 	ack, err := e.client.JetStream().PublishMsg(ctx(t), &nats.Msg{Subject: "omniq.tasks.holder", Header: header, Data: body})
 	if err != nil {
 		t.Fatal(err)
@@ -1197,7 +1209,7 @@ func storeAnswerOf(t *testing.T, e *env, header nats.Header, body []byte, stream
 	if err != nil {
 		t.Fatal(err)
 	}
-	req := fmt.Sprintf(`{"seq":%d}`, ack.Sequence)
+	req := fmt.Sprintf(`{"seq":%d,"no_hdr":%t}`, ack.Sequence, noHeaders)
 	if err := e.client.Conn().PublishMsg(&nats.Msg{Subject: "$JS.API.DIRECT.GET.OMNIQ_TASKS", Reply: subject, Data: []byte(req)}); err != nil {
 		t.Fatal(err)
 	}
@@ -1221,48 +1233,7 @@ func storeAnswerOf(t *testing.T, e *env, header nats.Header, body []byte, stream
 func TestAnOperatorsStoredAnswerIsNoRecordOrRegistration(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, jetstream.Config{})
-	rec := createTask(t, e, "victim", "f")
-	forged := rec.Task.Clone()
-	now := time.Now().UTC()
-	forged.Status, forged.Result, forged.FinishedAt, forged.UpdatedAt = models.StatusSucceeded, []byte("forged"), now, now
-	body, err := json.Marshal(forged)
-	if err != nil {
-		t.Fatal(err)
-	}
-	storeAnswerOf(t, e, nil, body, "KV_OMNIQ_STATE", "$KV.OMNIQ_STATE.victim")
-	for name, get := range map[string]func(context.Context, string) (jetstream.Record, error){
-		"Get": e.client.State().Get, "GetFromLeader": e.client.State().GetFromLeader,
-	} {
-		got, err := get(ctx(t), "victim")
-		if !errors.Is(err, jetstream.ErrCorruptRecord) || !strings.Contains(err.Error(), "copy") {
-			t.Errorf("%s = %+v, %v; want ErrCorruptRecord saying the record is a copy", name, got.Task, err)
-		}
-	}
-	page, err := e.client.State().List(ctx(t), jetstream.ListFilter{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, r := range page.Records {
-		if r.Task.ID == "victim" && r.Task.Status == models.StatusSucceeded {
-			t.Errorf("List shows the forged record: %+v", r.Task)
-		}
-	}
-
-	if err := e.client.Register(ctx(t), "r1", []jetstream.Registration{{Function: "echo"}}, time.Minute); err != nil {
-		t.Fatal(err)
-	}
-	reg, err := json.Marshal(jetstream.Registration{Function: "ghost", Runner: "r9", UpdatedAt: now})
-	if err != nil {
-		t.Fatal(err)
-	}
-	storeAnswerOf(t, e, nil, reg, "KV_OMNIQ_FUNCTIONS", "$KV.OMNIQ_FUNCTIONS.ghost.r9")
-	regs, err := e.client.Functions(ctx(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(regs) != 1 || len(regs["echo"]) != 1 {
-		t.Fatalf("Functions = %+v; want echo of r1 alone, not the made-up ghost of r9", regs)
-	}
+	checkForgeriesRefused(t, e, func(body []byte, stream, subject string) { storeAnswerOf(t, e, nil, body, stream, subject) })
 
 	tm, te, replays := failState(t, e, "dead", "f", "handler_error")
 	if err := e.client.DeadLetter(ctx(t), tm, te, replays); err != nil {
@@ -1314,6 +1285,16 @@ func TestAStoredAnswerIsNoOtherRunnerWithThisID(t *testing.T) {
 func TestAnOperatorsStoredAnswerWithoutHeadersIsNoRecordOrRegistration(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, jetstream.Config{})
+	checkForgeriesRefused(t, e, func(body []byte, stream, subject string) { storeBareAnswerOf(t, e, body, stream, subject) })
+}
+
+// checkForgeriesRefused has store put a "succeeded" copy of a task's
+// record on the task's key and a made-up registration (ghost on r9) on
+// the functions bucket, as an operator's stored answers, and checks that
+// Get and GetFromLeader refuse the record as a copy, List does not show
+// it, and Functions leaves the registration out.
+func checkForgeriesRefused(t *testing.T, e *env, store func(body []byte, stream, subject string)) {
+	t.Helper()
 	rec := createTask(t, e, "victim", "f")
 	forged := rec.Task.Clone()
 	now := time.Now().UTC()
@@ -1322,7 +1303,7 @@ func TestAnOperatorsStoredAnswerWithoutHeadersIsNoRecordOrRegistration(t *testin
 	if err != nil {
 		t.Fatal(err)
 	}
-	storeBareAnswerOf(t, e, body, "KV_OMNIQ_STATE", "$KV.OMNIQ_STATE.victim")
+	store(body, "KV_OMNIQ_STATE", "$KV.OMNIQ_STATE.victim")
 	for name, get := range map[string]func(context.Context, string) (jetstream.Record, error){
 		"Get": e.client.State().Get, "GetFromLeader": e.client.State().GetFromLeader,
 	} {
@@ -1348,7 +1329,7 @@ func TestAnOperatorsStoredAnswerWithoutHeadersIsNoRecordOrRegistration(t *testin
 	if err != nil {
 		t.Fatal(err)
 	}
-	storeBareAnswerOf(t, e, reg, "KV_OMNIQ_FUNCTIONS", "$KV.OMNIQ_FUNCTIONS.ghost.r9")
+	store(reg, "KV_OMNIQ_FUNCTIONS", "$KV.OMNIQ_FUNCTIONS.ghost.r9")
 	regs, err := e.client.Functions(ctx(t))
 	if err != nil {
 		t.Fatal(err)
@@ -1356,26 +1337,4 @@ func TestAnOperatorsStoredAnswerWithoutHeadersIsNoRecordOrRegistration(t *testin
 	if len(regs) != 1 || len(regs["echo"]) != 1 {
 		t.Fatalf("Functions = %+v; want echo of r1 alone, not the made-up ghost of r9", regs)
 	}
-}
-
-// storeBareAnswerOf is storeAnswerOf for a direct get asking for no
-// headers: the answer stored on subject is body alone.
-func storeBareAnswerOf(t *testing.T, e *env, body []byte, stream, subject string) {
-	t.Helper()
-	ack, err := e.client.JetStream().PublishMsg(ctx(t), &nats.Msg{Subject: "omniq.tasks.holder", Data: body})
-	if err != nil {
-		t.Fatal(err)
-	}
-	st, err := e.client.JetStream().Stream(ctx(t), stream)
-	if err != nil {
-		t.Fatal(err)
-	}
-	req := fmt.Sprintf(`{"seq":%d,"no_hdr":true}`, ack.Sequence)
-	if err := e.client.Conn().PublishMsg(&nats.Msg{Subject: "$JS.API.DIRECT.GET.OMNIQ_TASKS", Reply: subject, Data: []byte(req)}); err != nil {
-		t.Fatal(err)
-	}
-	omniqtest.Eventually(t, 10*time.Second, "the answer stored on "+subject, func() bool {
-		m, err := st.GetLastMsgForSubject(ctx(t), subject)
-		return err == nil && bytes.Equal(m.Data, body)
-	})
 }
