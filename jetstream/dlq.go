@@ -14,6 +14,7 @@ import (
 	"github.com/nats-io/nats.go"
 	natsjs "github.com/nats-io/nats.go/jetstream"
 
+	"github.com/omniq/omniq/internal/fanout"
 	"github.com/omniq/omniq/models"
 )
 
@@ -788,45 +789,20 @@ func (c *Client) ReplayDead(ctx context.Context, f DeadFilter, opts ...ReplayOpt
 		failed   int
 		ended    int
 	)
-	jobs := make(chan string)
-	var wg sync.WaitGroup
-	for range min(ReplayDeadParallel, len(ids)) {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for id := range jobs {
-				_, err := c.Replay(ctx, id, opts...)
-				mu.Lock()
-				if err == nil {
-					replayed = append(replayed, id)
-				} else if failed++; failed <= maxReplayErrors {
-					errs = append(errs, err)
-				}
-				ended++
-				if o.progress != nil {
-					o.progress(id, err, ended, len(ids))
-				}
-				mu.Unlock()
-			}
-		}()
-	}
-	asked := 0
-send:
-	for _, id := range ids {
-		// A context ended stops the asking, not only each request: the
-		// rest would each fail at once, as that many failures.
-		if ctx.Err() != nil {
-			break
+	asked := fanout.Each(ctx, ids, ReplayDeadParallel, func(id string) {
+		_, err := c.Replay(ctx, id, opts...)
+		mu.Lock()
+		defer mu.Unlock()
+		if err == nil {
+			replayed = append(replayed, id)
+		} else if failed++; failed <= maxReplayErrors {
+			errs = append(errs, err)
 		}
-		select {
-		case jobs <- id:
-			asked++
-		case <-ctx.Done():
-			break send
+		ended++
+		if o.progress != nil {
+			o.progress(id, err, ended, len(ids))
 		}
-	}
-	close(jobs)
-	wg.Wait()
+	})
 	if failed > maxReplayErrors {
 		errs = append(errs, fmt.Errorf("and %d more replays failed", failed-maxReplayErrors))
 	}

@@ -12,6 +12,7 @@ import (
 
 	"github.com/schollz/progressbar/v3"
 
+	"github.com/omniq/omniq/internal/fanout"
 	"github.com/omniq/omniq/jetstream"
 	"github.com/omniq/omniq/models"
 )
@@ -129,40 +130,20 @@ func (c *cli) cancelMany(ids []string, workers int) error {
 			_ = bar.Add(1)
 		}
 	}
-	jobs := make(chan string)
-	var wg sync.WaitGroup
-	for range min(workers, len(ids)) {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for id := range jobs {
-				rec, err := client.Cancel(c.ctx, id)
-				switch {
-				case err == nil:
-					report(cancelOutcome{ID: id, Outcome: "cancelled", Status: rec.Task.Status, Unseen: rec.Task.Function == jetstream.UnseenFunction})
-				case errors.Is(err, jetstream.ErrAlreadyFinished):
-					report(cancelOutcome{ID: id, Outcome: "ended", Status: rec.Task.Status})
-				case c.ctx.Err() != nil:
-					// Interrupted while asking: not counted either way, the
-					// summary says how many were not settled.
-				default:
-					report(cancelOutcome{ID: id, Outcome: "failed", Error: err.Error()})
-				}
-			}
-		}()
-	}
-	asked := 0
-send:
-	for _, id := range ids {
-		select {
-		case jobs <- id:
-			asked++
-		case <-c.ctx.Done():
-			break send
+	asked := fanout.Each(c.ctx, ids, workers, func(id string) {
+		rec, err := client.Cancel(c.ctx, id)
+		switch {
+		case err == nil:
+			report(cancelOutcome{ID: id, Outcome: "cancelled", Status: rec.Task.Status, Unseen: rec.Task.Function == jetstream.UnseenFunction})
+		case errors.Is(err, jetstream.ErrAlreadyFinished):
+			report(cancelOutcome{ID: id, Outcome: "ended", Status: rec.Task.Status})
+		case c.ctx.Err() != nil:
+			// Interrupted while asking: not counted either way, the
+			// summary says how many were not settled.
+		default:
+			report(cancelOutcome{ID: id, Outcome: "failed", Error: err.Error()})
 		}
-	}
-	close(jobs)
-	wg.Wait()
+	})
 	if bar != nil {
 		_ = bar.Finish()
 		fmt.Fprintln(c.io.Stderr)
