@@ -2,113 +2,14 @@ package jetstream_test
 
 import (
 	"context"
-	"io"
-	"net"
-	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/nats-io/nats.go"
 
+	"github.com/omniq/omniq/internal/omniqtest"
 	"github.com/omniq/omniq/jetstream"
 )
-
-// answerGate is a TCP proxy to a NATS server whose answers to the client
-// can be held back (pause) and let through again (resume): what the
-// client sends still arrives, so a publish is stored while its answer is
-// lost to a request that gives up first.
-type answerGate struct {
-	ln     net.Listener
-	mu     sync.Mutex
-	cond   *sync.Cond
-	paused bool
-	closed bool
-	conns  []net.Conn
-	wg     sync.WaitGroup
-}
-
-func newAnswerGate(t *testing.T, serverURL string) *answerGate {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	g := &answerGate{ln: ln}
-	g.cond = sync.NewCond(&g.mu)
-	addr := strings.TrimPrefix(serverURL, "nats://")
-	g.wg.Add(1)
-	go func() {
-		defer g.wg.Done()
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			s, err := net.Dial("tcp", addr)
-			if err != nil {
-				c.Close()
-				continue
-			}
-			g.mu.Lock()
-			g.conns = append(g.conns, c, s)
-			g.mu.Unlock()
-			g.wg.Add(2)
-			go func() { defer g.wg.Done(); _, _ = io.Copy(s, c); s.Close() }()
-			go func() { defer g.wg.Done(); g.copyGated(c, s); c.Close() }()
-		}
-	}()
-	t.Cleanup(g.close)
-	return g
-}
-
-// copyGated copies src to dst, holding each read back while paused.
-func (g *answerGate) copyGated(dst io.Writer, src io.Reader) {
-	buf := make([]byte, 32<<10)
-	for {
-		n, err := src.Read(buf)
-		g.mu.Lock()
-		for g.paused && !g.closed {
-			g.cond.Wait()
-		}
-		closed := g.closed
-		g.mu.Unlock()
-		if closed {
-			return
-		}
-		if n > 0 {
-			if _, werr := dst.Write(buf[:n]); werr != nil {
-				return
-			}
-		}
-		if err != nil {
-			return
-		}
-	}
-}
-
-func (g *answerGate) url() string { return "nats://" + g.ln.Addr().String() }
-
-func (g *answerGate) pause() { g.mu.Lock(); g.paused = true; g.mu.Unlock() }
-
-func (g *answerGate) resume() {
-	g.mu.Lock()
-	g.paused = false
-	g.cond.Broadcast()
-	g.mu.Unlock()
-}
-
-func (g *answerGate) close() {
-	g.ln.Close()
-	g.mu.Lock()
-	g.closed = true
-	g.cond.Broadcast()
-	for _, c := range g.conns {
-		c.Close()
-	}
-	g.mu.Unlock()
-	g.wg.Wait()
-}
 
 // lostHeartbeat registers resize for runner "solo" through a gate, then
 // makes a heartbeat whose write is stored but whose answer never comes:
@@ -116,8 +17,8 @@ func (g *answerGate) close() {
 // while a cluster elects a leader. It returns the client and its clock.
 func lostHeartbeat(t *testing.T, e *env) (*jetstream.Client, *time.Time) {
 	t.Helper()
-	g := newAnswerGate(t, e.srv.ClientURL())
-	nc, err := nats.Connect(g.url(), nats.NoReconnect())
+	g := omniqtest.StartProxy(t, e.srv.ClientURL())
+	nc, err := nats.Connect(g.URL(), nats.NoReconnect())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -141,7 +42,7 @@ func lostHeartbeat(t *testing.T, e *env) (*jetstream.Client, *time.Time) {
 		t.Fatal(err)
 	}
 	at = at.Add(10 * time.Second)
-	g.pause()
+	g.Hold(omniqtest.ToClient)
 	hctx, cancel := context.WithTimeout(ctx(t), 1500*time.Millisecond)
 	err = c.Register(hctx, "solo", regs, time.Hour)
 	cancel()
@@ -153,7 +54,7 @@ func lostHeartbeat(t *testing.T, e *env) (*jetstream.Client, *time.Time) {
 		now, err := kv.Get(ctx(t), "resize.solo")
 		return err == nil && now.Revision() != before.Revision()
 	})
-	g.resume()
+	g.Release(omniqtest.ToClient)
 	at = at.Add(10 * time.Second)
 	return c, &at
 }
