@@ -14,7 +14,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"syscall"
 	"time"
 	"unicode/utf8"
@@ -145,14 +144,20 @@ type Process struct {
 	// otherwise (each attempt is then an Execute call).
 	sess *session
 	proc *procRunner
-	// started is proc as soon as it exists, for a start cancelled while
-	// go-plugin is still starting it (proc itself is read only once the
-	// start has returned).
-	started atomic.Pointer[procRunner]
-	desc    *pluginpb.DescribeResponse
-	stderr  *tailBuffer
-	log     logrus.FieldLogger
-	exe     *os.File // the opened binary, executed by descriptor
+	// startMu guards started and abandoned, for a start cancelled while
+	// go-plugin is still starting the process (proc itself is read only
+	// once the start has returned).
+	startMu sync.Mutex
+	// started is proc as soon as it exists.
+	started *procRunner
+	// abandoned says the start was cancelled: a process not yet made is
+	// not made, one made is killed (its sandbox then does not start it,
+	// or kills it).
+	abandoned bool
+	desc      *pluginpb.DescribeResponse
+	stderr    *tailBuffer
+	log       logrus.FieldLogger
+	exe       *os.File // the opened binary, executed by descriptor
 	// releaseSockets gives back the runner's socket directory once
 	// go-plugin has removed this process's.
 	releaseSockets func()
@@ -231,19 +236,17 @@ func StartProcess(ctx context.Context, cfg ProcessConfig) (*Process, error) {
 	case err = <-connected:
 	case <-ctx.Done():
 		err = ctx.Err()
-		// Kill the process if it exists already, then wait for the start
-		// to give up, so that nothing it starts later outlives us and
-		// proc is not read while it is being written.
-		if r := p.started.Load(); r != nil {
-			r.killGroup()
-		}
+		// Kill the process, or keep it from being made, then wait for
+		// the start to give up, so that nothing it starts later outlives
+		// us and proc is not read while it is being written.
+		p.abandon()
 		<-connected
 	}
 	if err != nil {
 		// What the sandbox could not apply may be why it failed (a Go
 		// plugin under an address-space limit that stands in for a
 		// cgroup cannot start): say it here too.
-		if r := p.started.Load(); r != nil {
+		if r := p.startedRunner(); r != nil {
 			for _, what := range r.sb.Isolation().NotEnforced {
 				log.Warn("plugin isolation not enforced: " + what)
 			}
@@ -557,7 +560,31 @@ type procRunner struct {
 	reason   string // why OmniQ killed it, if it did
 }
 
+// errAbandoned: the start was cancelled before its process was made.
+var errAbandoned = errors.New("start cancelled")
+
+// abandon kills the process the start made, or keeps it from making one.
+func (p *Process) abandon() {
+	p.startMu.Lock()
+	p.abandoned = true
+	r := p.started
+	p.startMu.Unlock()
+	r.killGroup()
+}
+
+// startedRunner is the process the start made, if it made one.
+func (p *Process) startedRunner() *procRunner {
+	p.startMu.Lock()
+	defer p.startMu.Unlock()
+	return p.started
+}
+
 func (p *Process) newRunner(path string, spec *exec.Cmd) (runner.Runner, error) {
+	p.startMu.Lock()
+	defer p.startMu.Unlock()
+	if p.abandoned {
+		return nil, errAbandoned
+	}
 	env := append(scrubbedEnv(p.cfg.EnvAllow), p.cfg.Env...)
 	env = append(env, spec.Env...) // go-plugin's handshake variables
 	env = append(env, fmt.Sprintf("%s=%d", sdk.EnvMaxMessageBytes, p.cfg.MaxMessageBytes))
@@ -583,8 +610,7 @@ func (p *Process) newRunner(path string, spec *exec.Cmd) (runner.Runner, error) 
 		}
 	}
 	r.stderr = newStderrGuard(stderr, p.log, p.cfg.readRate)
-	p.proc = r
-	p.started.Store(r)
+	p.proc, p.started = r, r
 	return r, nil
 }
 

@@ -301,6 +301,36 @@ func TestMissingOrBrokenBinaryFailsToStart(t *testing.T) {
 	}
 }
 
+// A start cancelled at any point (the runner got a signal while it started
+// its plugins) kills the plugin and returns: a cancel that came while the
+// sandbox prepared the process (its cgroup, its temporary directory) found
+// no process to kill, and the plugin then started anyway, holding the
+// start until StartTimeout; under -race the cancel's read of the cgroup
+// raced the start's write of it.
+func TestACancelledStartEndsWhateverItsStage(t *testing.T) {
+	t.Parallel()
+	silent := writeScript(t, "#!/bin/sh\nexec sleep 600\n") // never answers the handshake
+	for delay := time.Duration(0); delay <= 40*time.Millisecond; delay += time.Millisecond {
+		c, cancel := context.WithCancel(context.Background())
+		stop := time.AfterFunc(delay, cancel)
+		returned := make(chan error, 1)
+		go func() {
+			_, err := pluginhost.StartProcess(c, pluginhost.ProcessConfig{Path: silent, StartTimeout: 10 * time.Minute})
+			returned <- err
+		}()
+		select {
+		case err := <-returned:
+			if !errors.Is(err, context.Canceled) {
+				t.Fatalf("cancelled %v into the start: err = %v, want context.Canceled", delay, err)
+			}
+		case <-time.After(60 * time.Second):
+			t.Fatalf("cancelled %v into the start: StartProcess still waits for the plugin a minute later", delay)
+		}
+		stop.Stop()
+		cancel()
+	}
+}
+
 func TestPluginGetsScrubbedEnvAndDevNullStdin(t *testing.T) {
 	// Not parallel: it sets an environment variable.
 	t.Setenv("OMNIQ_TEST_SECRET", "hunter2")

@@ -1,6 +1,12 @@
 package sandbox
 
-import "os"
+import (
+	"errors"
+	"os"
+)
+
+// ErrKilled: Kill came before Start started the process, so it did not.
+var ErrKilled = errors.New("sandbox: killed before it started")
 
 // DefaultUser is the user plugins run as when the runner is root and no
 // user is configured.

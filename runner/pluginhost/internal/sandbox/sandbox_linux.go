@@ -36,8 +36,11 @@ type Process struct {
 	pid     atomic.Int64  // 0 once the process is reaped
 	pid0    atomic.Int64  // the pid, kept
 
-	mu sync.Mutex // guards cg: Kill may run while Wait cleans up
-	cg *cgroup
+	// mu guards cg and killed: Kill may run while Start makes the
+	// process or Wait cleans up after it.
+	mu     sync.Mutex
+	cg     *cgroup
+	killed bool // Kill was called: Start no longer starts the process
 }
 
 // New prepares a plugin process; nothing runs until Start.
@@ -99,7 +102,9 @@ func (p *Process) Start() error {
 			p.iso.NotEnforced = append(p.iso.NotEnforced, "the CPU quota (no cgroup)")
 		}
 	} else {
+		p.mu.Lock()
 		p.cg = cg
+		p.mu.Unlock()
 		p.iso.Cgroup = cg.path
 	}
 	if l.CPUSeconds > 0 {
@@ -169,13 +174,18 @@ func (p *Process) Start() error {
 	p.statusR = statusR
 	p.Cmd.ExtraFiles = []*os.File{p.cfg.Exe, syncR, statusW}
 	p.Cmd.Args = []string{shimArg0, spec.encode()}
-	err = p.Cmd.Start()
-	syncR.Close()
-	statusW.Close()
-	if err == nil {
+	// Under mu, so that a Kill either comes first (and nothing starts) or
+	// finds the pid.
+	p.mu.Lock()
+	if p.killed {
+		err = ErrKilled
+	} else if err = p.Cmd.Start(); err == nil {
 		p.pid.Store(int64(p.Cmd.Process.Pid))
 		p.pid0.Store(int64(p.Cmd.Process.Pid))
 	}
+	p.mu.Unlock()
+	syncR.Close()
+	statusW.Close()
 	if err != nil {
 		p.cleanup()
 		return err
@@ -204,14 +214,16 @@ func (p *Process) Pid() int { return int(p.pid0.Load()) }
 // Isolation says what confines the process. Valid after Start.
 func (p *Process) Isolation() Isolation { return p.iso }
 
-// Kill kills the plugin and everything it started.
+// Kill kills the plugin and everything it started; called before or
+// during Start, it keeps the plugin from starting.
 func (p *Process) Kill() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.killed = true
 	if pid := int(p.pid.Load()); pid > 0 {
 		_ = syscall.Kill(-pid, syscall.SIGKILL)
 		_ = syscall.Kill(pid, syscall.SIGKILL)
 	}
-	p.mu.Lock()
-	defer p.mu.Unlock()
 	if p.cg != nil {
 		p.cg.kill()
 	}

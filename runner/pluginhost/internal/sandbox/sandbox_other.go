@@ -4,6 +4,7 @@ package sandbox
 
 import (
 	"os/exec"
+	"sync"
 	"sync/atomic"
 	"syscall"
 )
@@ -17,6 +18,9 @@ type Process struct {
 	cfg    Config
 	pid    atomic.Int64
 	status syscall.WaitStatus
+
+	mu     sync.Mutex // guards killed, and the start against a Kill
+	killed bool       // Kill was called: Start no longer starts the process
 }
 
 // New prepares a plugin process; nothing runs until Start.
@@ -41,6 +45,11 @@ func Limitations() []string {
 
 // Start starts the plugin from its path (not from Config.Exe).
 func (p *Process) Start() error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.killed {
+		return ErrKilled
+	}
 	if err := p.Cmd.Start(); err != nil {
 		return err
 	}
@@ -56,8 +65,12 @@ func (p *Process) Isolation() Isolation {
 	return Isolation{UID: -1, GID: -1, NotEnforced: Limitations()}
 }
 
-// Kill kills the plugin's process group.
+// Kill kills the plugin's process group; called before or during Start,
+// it keeps the plugin from starting.
 func (p *Process) Kill() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.killed = true
 	if pid := p.Pid(); pid > 0 {
 		_ = syscall.Kill(-pid, syscall.SIGKILL)
 	}
