@@ -7,6 +7,7 @@ import (
 
 	"github.com/omniq/omniq/jetstream"
 	"github.com/omniq/omniq/models"
+	"github.com/omniq/omniq/runner"
 	"github.com/omniq/omniq/runner/pluginhost"
 )
 
@@ -39,5 +40,34 @@ func TestAHandlerCannotPoseAsTheRunnersClassification(t *testing.T) {
 	}
 	if n := tr.Counter(t, "omniq_task_retries_total", map[string]string{"error_type": models.ErrorTypePluginCrash}); n != 0 {
 		t.Fatalf("omniq_task_retries_total{error_type=plugin_crash} = %v; no plugin crashed", n)
+	}
+}
+
+// non_retryable matches the type a failure ends with, so ["timeout"]
+// makes the function's real timeouts final while a handler's report of
+// type timeout, a handler_error, is retried like any other.
+func TestNonRetryableTimeoutMeansTheRunnersTimeouts(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	cfg := fastConfig()
+	nonRetryable := runner.FunctionConfig{NonRetryable: []string{models.ErrorTypeTimeout}}
+	cfg.Functions = map[string]runner.FunctionConfig{"fail": nonRetryable, "sleep": nonRetryable}
+	startRunner(t, e, cfg, pluginhost.HostConfig{})
+
+	claimed, err := e.client.Submit(ctx(t), jetstream.SubmitRequest{Function: "fail", Payload: []byte(`{"type":"timeout","message":"upstream slow"}`), MaxRetries: intp(2)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	timedOut, err := e.client.Submit(ctx(t), jetstream.SubmitRequest{Function: "sleep", Payload: []byte("1h"), Timeout: time.Second, MaxRetries: intp(2)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	task := waitFor(t, e, claimed.ID, models.StatusFailed, 60*time.Second)
+	if te := task.Error; te == nil || te.ErrorType != models.ErrorTypeHandler || task.RetryCount != 2 {
+		t.Fatalf("handler's timeout: %d retries, error %+v; want a handler_error retried twice", task.RetryCount, te)
+	}
+	task = waitFor(t, e, timedOut.ID, models.StatusFailed, 60*time.Second)
+	if te := task.Error; te == nil || te.ErrorType != models.ErrorTypeTimeout || te.IsRetryable || task.RetryCount != 0 {
+		t.Fatalf("real timeout: %d retries, error %+v; want a final timeout, not retried", task.RetryCount, te)
 	}
 }
