@@ -17,6 +17,7 @@ import (
 	logtest "github.com/sirupsen/logrus/hooks/test"
 
 	"github.com/omniq/omniq/internal/testbin"
+	"github.com/omniq/omniq/models"
 	"github.com/omniq/omniq/plugins-sdk/pluginpb"
 	"github.com/omniq/omniq/runner/pluginhost"
 )
@@ -43,6 +44,43 @@ func TestHostRoutesByFunction(t *testing.T) {
 	if out.Failure == nil || out.Failure.ErrorType != "unknown_function" || out.Failure.Retryable {
 		t.Fatalf("unknown function = %+v", out.Failure)
 	}
+}
+
+// Changes signals after every change of a plugin's state, so that a
+// reader that reads the state after each signal sees each state the
+// plugin ends up in without polling: here a crash that quarantines the
+// plugin and its return after the cool-down.
+func TestHostSignalsEachChangeOfAPluginsState(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	testbin.Copy(t, faultsPkg, dir)
+	h, err := pluginhost.StartHost(ctx(t), pluginhost.HostConfig{Dir: dir,
+		Defaults: pluginhost.Config{QuarantineAfter: 1, RestartBackoff: 10 * time.Millisecond, Cooldown: 2 * time.Second}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = h.Stop(ctx(t)) }()
+	// waitState reads the state after each signal until it is want; a
+	// change that was not signalled leaves it waiting.
+	waitState := func(want pluginhost.State) {
+		t.Helper()
+		for {
+			select {
+			case <-h.Changes():
+			case <-time.After(20 * time.Second):
+				t.Fatalf("no signal for 20 s, and the plugin is %v, not %v", h.Statuses()[0].State, want)
+			}
+			if h.Statuses()[0].State == want {
+				return
+			}
+		}
+	}
+	waitState(pluginhost.StateUp)
+	if out := h.Execute(ctx(t), "crash", req("boom", "crash", "exit"), time.Now().Add(30*time.Second), nil); out.Failure == nil || out.Failure.ErrorType != models.ErrorTypePluginCrash {
+		t.Fatalf("crash: %+v", out.Failure)
+	}
+	waitState(pluginhost.StateQuarantined)
+	waitState(pluginhost.StateUp)
 }
 
 func TestHostRefusesAFunctionServedTwice(t *testing.T) {
