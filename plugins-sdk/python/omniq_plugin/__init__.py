@@ -25,8 +25,8 @@ permanent(), with_type(), retry_after() and with_traceback() return to steer
 retries (they compose), as the Go SDK's helpers do. See README.md.
 """
 
-from ._errors import (CANCELLED, HANDLER_ERROR, MAX_TRACEBACK_BYTES, TIMEOUT, UNKNOWN_FUNCTION, Failure,
-                      HandlerError, failure_of, permanent, retry_after, with_traceback, with_type)
+from ._errors import (CANCELLED, HANDLER_ERROR, MAX_TRACEBACK_BYTES, RUNNER_ONLY_TYPES, TIMEOUT, UNKNOWN_FUNCTION,
+                      Failure, HandlerError, failure_of, permanent, retry_after, with_traceback, with_type)
 from ._mux import MAX_FUNCTION_NAME_BYTES, FunctionSpec, Mux, Outcome, Task, invoke, validate_function_name
 from ._serve import (DEFAULT_MAX_MESSAGE_BYTES, ENV_MAX_MESSAGE_BYTES, MAGIC_COOKIE_KEY, MAGIC_COOKIE_VALUE,
                      PROTOCOL_VERSION, LogFormatter, max_message_bytes, serve)
@@ -36,7 +36,7 @@ from .trace import TraceParent, parse_traceparent
 __version__ = "0.1.0"
 
 __all__ = [
-    "CANCELLED", "HANDLER_ERROR", "MAX_TRACEBACK_BYTES", "TIMEOUT", "UNKNOWN_FUNCTION", "Failure", "HandlerError",
+    "CANCELLED", "HANDLER_ERROR", "MAX_TRACEBACK_BYTES", "RUNNER_ONLY_TYPES", "TIMEOUT", "UNKNOWN_FUNCTION", "Failure", "HandlerError",
     "failure_of", "permanent", "retry_after", "with_traceback", "with_type",
     "MAX_FUNCTION_NAME_BYTES", "FunctionSpec", "Mux", "Outcome", "Task", "invoke", "validate_function_name",
     "DEFAULT_MAX_MESSAGE_BYTES", "ENV_MAX_MESSAGE_BYTES", "MAGIC_COOKIE_KEY", "MAGIC_COOKIE_VALUE",

@@ -97,11 +97,23 @@ def permanent(err):
     return e
 
 
+# Error types only the runner assigns, from what it saw happen (Go:
+# models.AssignedByRunner); a handler reporting one gets handler_error.
+RUNNER_ONLY_TYPES = frozenset(
+    ("plugin_crash", "timeout", "plugin_unavailable", "invalid_task", "cancelled", "interrupted"))
+
+
 def with_type(error_type, err):
     """Reports err with error_type (e.g. "ValidationError") instead of the
-    exception's class name or "handler_error". Returns a HandlerError."""
+    exception's class name or "handler_error". Returns a HandlerError.
+    Raises ValueError for an empty type or one only the runner assigns
+    (RUNNER_ONLY_TYPES: name your own, e.g. "UpstreamTimeout")."""
     if not error_type:
         raise ValueError("omniq_plugin: with_type needs a non-empty error type")
+    if error_type in RUNNER_ONLY_TYPES:
+        raise ValueError(
+            f"omniq_plugin: with_type was given {error_type!r}, a type only the runner assigns "
+            "(docs/errors.md); name your own, e.g. 'UpstreamTimeout'")
     e = _classify(err)
     e.error_type = error_type
     return e

@@ -161,6 +161,11 @@ class ErrorsTest(unittest.TestCase):
             omniq.retry_after(-1, "x")
         with self.assertRaises(ValueError):
             omniq.with_type("", "x")
+        self.assertEqual(omniq.RUNNER_ONLY_TYPES, {"plugin_crash", "timeout", "plugin_unavailable", "invalid_task", "cancelled", "interrupted"})
+        for typ in sorted(omniq.RUNNER_ONLY_TYPES):
+            with self.assertRaises(ValueError) as cm:
+                omniq.with_type(typ, "x")
+            self.assertIn(repr(typ) + ", a type only the runner assigns", str(cm.exception))
         with self.assertRaises(TypeError):
             omniq.permanent(42)
 
