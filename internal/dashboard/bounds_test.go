@@ -8,8 +8,11 @@ import (
 	"net/url"
 	"regexp"
 	"strings"
+	"sync"
 	"testing"
 	"time"
+
+	"github.com/nats-io/nats.go"
 
 	"github.com/omniq/omniq/internal/omniqtest"
 	"github.com/omniq/omniq/jetstream"
@@ -267,6 +270,74 @@ func TestBulkReplayReadsABatchAtATimeAndCountsFailures(t *testing.T) {
 	}
 	if held := s.deadHeld.Load(); held == 0 || held > batch {
 		t.Errorf("at most %d dead-letter entries were held at once, want 1..%d (a batch)", held, batch)
+	}
+}
+
+// A bulk replay asks for jetstream.ReplayDeadParallel replays at a time,
+// as omniq-submit's filtered replay does: one at a time, a click replayed
+// about 25,000 entries before the page's one-minute deadline. A stand-in
+// for the runners answers the requests only once that many wait (or after
+// two seconds without a new one), and counts the most that waited.
+func TestBulkReplayAsksForSeveralReplaysAtOnce(t *testing.T) {
+	t.Parallel()
+	srv := startServer(t)
+	ctx := context.Background()
+	te, err := models.NewTaskError(models.TaskError{ErrorType: "handler_error", Message: "boom"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	const total = 2 * jetstream.ReplayDeadParallel
+	for i := range total {
+		if err := srv.Client.DeadLetter(ctx, &jetstream.TaskMessage{ID: fmt.Sprintf("entry-%03d", i), Function: "alpha", Attempt: 1}, *te, 0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var mu sync.Mutex
+	var waiting []*nats.Msg
+	asked, most := map[string]int{}, 0
+	answerAll := func() {
+		for _, m := range waiting {
+			_ = m.Respond([]byte(`{}`))
+		}
+		waiting = nil
+	}
+	var quiet *time.Timer
+	sub, err := srv.Client.Conn().Subscribe(srv.Client.Config().ReplaySubject("*"), func(m *nats.Msg) {
+		mu.Lock()
+		defer mu.Unlock()
+		asked[m.Subject]++
+		waiting = append(waiting, m)
+		most = max(most, len(waiting))
+		if quiet != nil {
+			quiet.Stop()
+		}
+		if len(waiting) >= jetstream.ReplayDeadParallel {
+			answerAll()
+			return
+		}
+		quiet = time.AfterFunc(2*time.Second, func() { mu.Lock(); defer mu.Unlock(); answerAll() })
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = sub.Unsubscribe() })
+	if err := srv.Client.Conn().Flush(); err != nil {
+		t.Fatal(err)
+	}
+	s := startDashboard(t, Config{Client: srv.Client}, func(s *Server) { s.deadBatch = total })
+	b := newBrowser(t, s.URL())
+	code, _, h := b.do(http.MethodPost, "/dead/replay", url.Values{"csrf": {b.csrf("/dead")}, "function": {"alpha"}, "confirm": {"yes"}}, nil)
+	u, err := url.Parse(h.Get("Location"))
+	if code != http.StatusSeeOther || err != nil {
+		t.Fatalf("confirmed replay: %d (%v), want 303", code, err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if msg := u.Query().Get("flash"); msg != fmt.Sprintf("Replayed %d task(s).", total) || len(asked) != total {
+		t.Fatalf("the page says %q after %d distinct replay requests; want all %d replayed, each asked for", msg, len(asked), total)
+	}
+	if most != jetstream.ReplayDeadParallel {
+		t.Errorf("at most %d replay requests waited at once, want %d", most, jetstream.ReplayDeadParallel)
 	}
 }
 

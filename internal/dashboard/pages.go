@@ -17,12 +17,14 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 	"unicode/utf8"
 
 	"github.com/nats-io/nats.go"
 	natsjs "github.com/nats-io/nats.go/jetstream"
 
+	"github.com/omniq/omniq/internal/fanout"
 	"github.com/omniq/omniq/jetstream"
 	"github.com/omniq/omniq/models"
 )
@@ -48,6 +50,15 @@ const deadBatch = 200
 // no more than that many are held at once. It reports whether more
 // entries match past limit.
 func (s *Server) eachDead(ctx context.Context, f jetstream.DeadFilter, limit int, fn func(jetstream.DeadTask)) (bool, error) {
+	return s.eachDeadPage(ctx, f, limit, func(page []jetstream.DeadTask) {
+		for _, d := range page {
+			fn(d)
+		}
+	})
+}
+
+// eachDeadPage is eachDead a batch at a time.
+func (s *Server) eachDeadPage(ctx context.Context, f jetstream.DeadFilter, limit int, fn func([]jetstream.DeadTask)) (bool, error) {
 	read := 0
 	for {
 		f.Limit = s.deadBatch
@@ -56,8 +67,8 @@ func (s *Server) eachDead(ctx context.Context, f jetstream.DeadFilter, limit int
 		}
 		page, err := s.cfg.Client.ListDead(ctx, f)
 		s.noteDeadHeld(len(page.Tasks))
-		for _, d := range page.Tasks {
-			fn(d)
+		if len(page.Tasks) > 0 {
+			fn(page.Tasks)
 		}
 		read += len(page.Tasks)
 		switch {
@@ -820,12 +831,14 @@ func (s *Server) handleDeadBulk(w http.ResponseWriter, r *http.Request, ss *sess
 }
 
 // replayDead asks the runners to replay every entry matching f, reading
-// the entries a batch at a time (eachDead) where Client.ReplayDead holds
-// all their ids, and returns what the page says of it: how many were
+// the entries a batch at a time (eachDeadPage) where Client.ReplayDead
+// holds all their ids, with jetstream.ReplayDeadParallel replays in
+// flight as it does, and returns what the page says of it: how many were
 // replayed, and how many failed with the first failure's reason (one
 // line per failed entry would put thousands in the redirect's URL). The
 // error is the first failure. Entries written after the scan began (a
-// replayed task failing again) are not replayed again.
+// replayed task failing again) are not replayed again. When ctx ends, no
+// more replays are asked for, and the message says what stopped it.
 func (s *Server) replayDead(ctx context.Context, f jetstream.DeadFilter, opts ...jetstream.ReplayOption) (string, error) {
 	if f.Through == 0 {
 		// A form without the confirmation's bound (from a script).
@@ -837,17 +850,32 @@ func (s *Server) replayDead(ctx context.Context, f jetstream.DeadFilter, opts ..
 			return "Replayed 0 task(s).", nil
 		}
 	}
+	var mu sync.Mutex
 	replayed, failed := 0, 0
 	var first error
-	_, err := s.eachDead(ctx, f, 0, func(d jetstream.DeadTask) {
-		if _, err := s.cfg.Client.Replay(ctx, d.ID, opts...); err != nil {
-			failed++
-			first = cmp.Or(first, err)
+	cut := false // ctx ended with entries of a batch not asked for
+	_, err := s.eachDeadPage(ctx, f, 0, func(page []jetstream.DeadTask) {
+		if cut {
 			return
 		}
-		s.dead.removeSeqs([]uint64{d.Sequence})
-		replayed++
+		cut = len(page) > fanout.Each(ctx, page, jetstream.ReplayDeadParallel, func(d jetstream.DeadTask) {
+			_, err := s.cfg.Client.Replay(ctx, d.ID, opts...)
+			if err == nil {
+				s.dead.removeSeqs([]uint64{d.Sequence})
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			if err != nil {
+				failed++
+				first = cmp.Or(first, err)
+				return
+			}
+			replayed++
+		})
 	})
+	if err == nil && cut {
+		err = context.Cause(ctx)
+	}
 	msg := fmt.Sprintf("Replayed %d task(s).", replayed)
 	if failed > 0 {
 		msg = fmt.Sprintf("Replayed %d task(s); %d failed, the first with: %s.", replayed, failed, why(ctx, first))
