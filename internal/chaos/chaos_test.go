@@ -53,8 +53,9 @@ func TestAScenarioThatCannotStartSaysWhyAndLeavesNothing(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if rep.OK() || len(rep.Results) != 1 || !strings.Contains(rep.Results[0].Error, "nats-server n1 exited at start") {
-		t.Fatalf("report = %+v, want nats-kill failed because its server exited at start", rep)
+	if rep.OK() || len(rep.Results) != 1 || !strings.Contains(rep.Results[0].Error, "nats-server n1 exited at start") ||
+		!strings.Contains(rep.Results[0].Error, "(while starting the servers, ") {
+		t.Fatalf("report = %+v, want nats-kill failed because its server exited at start, saying it was starting the servers", rep)
 	}
 	if left := leftovers(dir, 5*time.Second); len(left) > 0 {
 		t.Fatalf("left running: %v", left)

@@ -651,9 +651,17 @@ func runScenario(parent context.Context, cfg Config, sc scenario) Result {
 	dir := filepath.Join(cfg.WorkDir, sc.name)
 	e := &env{cfg: cfg, dir: dir, log: log, procs: &procs{}, execLog: filepath.Join(dir, "executions.log"), diskBytes: sc.diskBytes,
 		kills: sc.kills}
+	// phase is what the scenario was doing, for a failure to say (a
+	// scenario that ran out of time said only "context deadline
+	// exceeded").
+	began, phase := time.Now(), "setting up"
+	enter := func(p string, fields logrus.Fields) {
+		phase = p
+		log.WithFields(fields).Info(p)
+	}
 	fail := func(err error) Result {
-		res.Error = err.Error()
-		log.WithError(err).Error("scenario failed to run")
+		res.Error = fmt.Sprintf("%v (while %s, %s into the scenario)", err, phase, time.Since(began).Round(time.Second))
+		log.WithError(err).WithField("phase", phase).Error("scenario failed to run")
 		return res
 	}
 	defer func() {
@@ -679,7 +687,7 @@ func runScenario(parent context.Context, cfg Config, sc scenario) Result {
 			return fail(err)
 		}
 	}
-	log.WithFields(logrus.Fields{"servers": sc.servers, "runners": sc.runners, "dir": dir}).Info("starting")
+	enter("starting the servers", logrus.Fields{"servers": sc.servers, "dir": dir})
 	if err := e.startServers(sc.servers); err != nil {
 		return fail(err)
 	}
@@ -687,9 +695,11 @@ func runScenario(parent context.Context, cfg Config, sc scenario) Result {
 	if sc.servers >= 3 {
 		e.replicas = 3
 	}
+	enter("starting the runners", logrus.Fields{"runners": sc.runners})
 	if err := e.startRunners(ctx, sc.runners); err != nil {
 		return fail(err)
 	}
+	enter("connecting", nil)
 	if err := e.connect(ctx); err != nil {
 		return fail(err)
 	}
@@ -705,7 +715,7 @@ func runScenario(parent context.Context, cfg Config, sc scenario) Result {
 	defer func() { stopWatch(); watching.Wait() }()
 
 	tasks := makeTasks(sc.name, cfg.Tasks, sc.mix, rand.New(rand.NewPCG(cfg.Seed, 0)))
-	log.WithField("tasks", len(tasks)).Info("submitting")
+	enter("submitting", logrus.Fields{"tasks": len(tasks)})
 	start := time.Now()
 	e.start = start
 	var faults []fault
@@ -732,6 +742,7 @@ func runScenario(parent context.Context, cfg Config, sc scenario) Result {
 	if acceptedCh != nil {
 		close(acceptedCh) // submit returned: every submitter is done
 	}
+	enter("waiting for the faults' injection to end", logrus.Fields{"accepted": len(st.accepted)})
 	injecting.Wait()
 	driving.Wait()
 	res.SubmitRetries = st.retries
@@ -740,7 +751,7 @@ func runScenario(parent context.Context, cfg Config, sc scenario) Result {
 	}
 
 	// Wait until every accepted task has ended, or Settle passes.
-	log.Info("waiting for every task to end")
+	enter("waiting for every task to end", logrus.Fields{"accepted": len(st.accepted)})
 	ids := make([]string, 0, len(st.accepted))
 	for _, t := range tasks {
 		if _, ok := st.accepted[t.ID]; ok {
@@ -758,10 +769,12 @@ func runScenario(parent context.Context, cfg Config, sc scenario) Result {
 			}
 		}
 		pending = still
+		phase = fmt.Sprintf("waiting for every task to end (%d of %d not ended)", len(pending), len(ids))
 		if len(pending) > 0 {
 			time.Sleep(time.Second)
 		}
 	}
+	enter("reading the outcomes", logrus.Fields{"not_ended": len(pending)})
 	// A late second outcome (a stalled runner waking up) shows in the quiet.
 	time.Sleep(cfg.Quiet)
 	final := readStates(ctx, kv, ids)
