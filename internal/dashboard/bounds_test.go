@@ -158,17 +158,8 @@ func TestBulkActionTouchesOnlyTheEntriesItConfirmed(t *testing.T) {
 func TestDeadPageShowsTheLatestEntriesOfALargeStream(t *testing.T) {
 	t.Parallel()
 	srv := startServer(t)
-	ctx := context.Background()
-	te, err := models.NewTaskError(models.TaskError{ErrorType: "handler_error", Message: "boom"})
-	if err != nil {
-		t.Fatal(err)
-	}
 	const held, total = 30, 150
-	for i := range total {
-		if err := srv.Client.DeadLetter(ctx, &jetstream.TaskMessage{ID: fmt.Sprintf("entry-%03d", i), Function: "alpha", Attempt: 1}, *te, 0); err != nil {
-			t.Fatal(err)
-		}
-	}
+	deadLetterEntries(t, srv, 0, total)
 	s := startDashboard(t, Config{Client: srv.Client}, func(s *Server) { s.maxDeadIndexed = held })
 	_, body := newBrowser(t, s.URL()).get("/dead")
 	entries, _, _ := strings.Cut(body[strings.Index(body, `id="entries"`):], "</table>")
@@ -183,11 +174,7 @@ func TestDeadPageShowsTheLatestEntriesOfALargeStream(t *testing.T) {
 		t.Errorf("the page does not count the newest %d entries and say that the stream holds %d:\n%s", held, total, body)
 	}
 	// Entries arriving push the oldest held out.
-	for i := total; i < total+10; i++ {
-		if err := srv.Client.DeadLetter(ctx, &jetstream.TaskMessage{ID: fmt.Sprintf("entry-%03d", i), Function: "alpha", Attempt: 1}, *te, 0); err != nil {
-			t.Fatal(err)
-		}
-	}
+	deadLetterEntries(t, srv, total, total+10)
 	omniqtest.Eventually(t, 30*time.Second, "the dashboard to be delivered the new entries", func() bool {
 		s.dead.mu.Lock()
 		defer s.dead.mu.Unlock()
@@ -243,17 +230,8 @@ func TestDeadLettersAreReadABatchAtATime(t *testing.T) {
 func TestBulkReplayReadsABatchAtATimeAndCountsFailures(t *testing.T) {
 	t.Parallel()
 	srv := startServer(t) // no runner: every replay fails
-	ctx := context.Background()
-	te, err := models.NewTaskError(models.TaskError{ErrorType: "handler_error", Message: "boom"})
-	if err != nil {
-		t.Fatal(err)
-	}
 	const batch, total = 7, 45
-	for i := range total {
-		if err := srv.Client.DeadLetter(ctx, &jetstream.TaskMessage{ID: fmt.Sprintf("entry-%03d", i), Function: "alpha", Attempt: 1}, *te, 0); err != nil {
-			t.Fatal(err)
-		}
-	}
+	deadLetterEntries(t, srv, 0, total)
 	s := startDashboard(t, Config{Client: srv.Client}, func(s *Server) { s.deadBatch = batch })
 	b := newBrowser(t, s.URL())
 	code, _, h := b.do(http.MethodPost, "/dead/replay", url.Values{"csrf": {b.csrf("/dead")}, "function": {"alpha"}, "confirm": {"yes"}}, nil)
@@ -281,17 +259,8 @@ func TestBulkReplayReadsABatchAtATimeAndCountsFailures(t *testing.T) {
 func TestBulkReplayAsksForSeveralReplaysAtOnce(t *testing.T) {
 	t.Parallel()
 	srv := startServer(t)
-	ctx := context.Background()
-	te, err := models.NewTaskError(models.TaskError{ErrorType: "handler_error", Message: "boom"})
-	if err != nil {
-		t.Fatal(err)
-	}
 	const total = 2 * jetstream.ReplayDeadParallel
-	for i := range total {
-		if err := srv.Client.DeadLetter(ctx, &jetstream.TaskMessage{ID: fmt.Sprintf("entry-%03d", i), Function: "alpha", Attempt: 1}, *te, 0); err != nil {
-			t.Fatal(err)
-		}
-	}
+	deadLetterEntries(t, srv, 0, total)
 	var mu sync.Mutex
 	var waiting []*nats.Msg
 	asked, most := map[string]int{}, 0
@@ -402,5 +371,21 @@ func TestDeadLetterPageCutShortSaysSo(t *testing.T) {
 	}
 	if !strings.Contains(body, "stopped after 0 entries") || !strings.Contains(body, "count only those") {
 		t.Errorf("a view cut short does not say how far it read and that its counts are partial:\n%s", body)
+	}
+}
+
+// deadLetterEntries dead-letters entries entry-<from> to entry-<to-1> (three
+// digits) of function alpha, each failed with a handler_error "boom", as a
+// runner writes them.
+func deadLetterEntries(t *testing.T, srv *omniqtest.Server, from, to int) {
+	t.Helper()
+	te, err := models.NewTaskError(models.TaskError{ErrorType: "handler_error", Message: "boom"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := from; i < to; i++ {
+		if err := srv.Client.DeadLetter(context.Background(), &jetstream.TaskMessage{ID: fmt.Sprintf("entry-%03d", i), Function: "alpha", Attempt: 1}, *te, 0); err != nil {
+			t.Fatal(err)
+		}
 	}
 }
