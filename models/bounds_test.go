@@ -116,18 +116,26 @@ func TestJSONSizeMatchesEncodingJSON(t *testing.T) {
 func TestPluginCrashesAreCountedAndReplayResetsTheCounters(t *testing.T) {
 	t.Parallel()
 	task := models.NewTask("t1", "crash", 3, 0, time.Now())
+	if task.RunsAlone() {
+		t.Fatal("a task that never saw its plugin crash runs alone")
+	}
+	task.RecordSharedCrash(models.TaskError{ErrorType: models.ErrorTypePluginCrash, Message: "exited beside others", Timestamp: time.Now()})
+	if task.SharedCrashes != 1 || task.PluginCrashes != 0 || !task.RunsAlone() || len(task.Errors) != 1 || task.Error.Message != "exited beside others" {
+		t.Fatalf("after a shared crash: shared %d, own %d, runs alone %v, errors %v; want 1, 0, true and the crash recorded",
+			task.SharedCrashes, task.PluginCrashes, task.RunsAlone(), task.Errors)
+	}
 	task.RecordError(models.TaskError{ErrorType: models.ErrorTypePluginCrash, Message: "exited", Timestamp: time.Now()})
 	task.RecordError(models.TaskError{ErrorType: models.ErrorTypeHandler, Message: "m", Timestamp: time.Now()})
 	task.RecordError(models.TaskError{ErrorType: models.ErrorTypePluginCrash, Message: "exited", Timestamp: time.Now()})
-	if task.PluginCrashes != 2 {
-		t.Fatalf("PluginCrashes = %d, want 2", task.PluginCrashes)
+	if task.PluginCrashes != 2 || task.SharedCrashes != 1 {
+		t.Fatalf("PluginCrashes = %d, SharedCrashes = %d, want 2 and 1", task.PluginCrashes, task.SharedCrashes)
 	}
 	task.QuarantineWaits = 4
 	task.Status = models.StatusFailed
 	if err := task.Replay(time.Now()); err != nil {
 		t.Fatal(err)
 	}
-	if task.PluginCrashes != 0 || task.QuarantineWaits != 0 {
-		t.Fatalf("after replay: crashes %d, quarantine waits %d", task.PluginCrashes, task.QuarantineWaits)
+	if task.PluginCrashes != 0 || task.SharedCrashes != 0 || task.QuarantineWaits != 0 || task.RunsAlone() {
+		t.Fatalf("after replay: crashes %d, shared %d, quarantine waits %d", task.PluginCrashes, task.SharedCrashes, task.QuarantineWaits)
 	}
 }

@@ -64,8 +64,18 @@ type Task struct {
 	// quarantined (after crashes of other tasks); those do not use up the
 	// retry budget.
 	QuarantineWaits int `json:"quarantine_waits,omitempty"`
-	// PluginCrashes counts attempts during which the plugin process died.
+	// PluginCrashes counts attempts during which the plugin process died
+	// with no other attempt known to be in flight on it: crashes the task
+	// itself likely caused. They count towards the runner's
+	// MaxPluginCrashes and the retry budget.
 	PluginCrashes int `json:"plugin_crashes,omitempty"`
+	// SharedCrashes counts attempts during which the plugin process died
+	// with other attempts in flight on it, any of which may have caused
+	// it. They count neither towards MaxPluginCrashes nor the retry
+	// budget; once the task has been in flight at a crash, its attempts
+	// run alone on their plugin process (RunsAlone), so that a crash
+	// during one of them is its own.
+	SharedCrashes int `json:"shared_crashes,omitempty"`
 	// Timeout is the per-attempt deadline; zero means the function's default.
 	Timeout Duration `json:"timeout,omitzero"`
 	// Runner identifies the runner holding the claim while Status is
@@ -202,6 +212,8 @@ func (t *Task) Validate() error {
 		return fieldError(ErrInvalidTask, "quarantine_waits", "must be >= 0, got %d", t.QuarantineWaits)
 	case t.PluginCrashes < 0:
 		return fieldError(ErrInvalidTask, "plugin_crashes", "must be >= 0, got %d", t.PluginCrashes)
+	case t.SharedCrashes < 0:
+		return fieldError(ErrInvalidTask, "shared_crashes", "must be >= 0, got %d", t.SharedCrashes)
 	case t.Replays < 0:
 		return fieldError(ErrInvalidTask, "replays", "must be >= 0, got %d", t.Replays)
 	case t.ErrorsDropped < 0:
@@ -255,10 +267,28 @@ func (t *Task) Transition(to TaskStatus, now time.Time) error {
 // entries while the history is over MaxErrorHistory entries or
 // MaxErrorHistoryBytes. A plugin_crash error counts in PluginCrashes.
 func (t *Task) RecordError(e TaskError) {
-	e.Bound()
 	if e.ErrorType == ErrorTypePluginCrash {
 		t.PluginCrashes++
 	}
+	t.recordError(e)
+}
+
+// RecordSharedCrash records e, a plugin_crash during which other attempts
+// were in flight on the plugin, as RecordError does, but counts it in
+// SharedCrashes instead of PluginCrashes.
+func (t *Task) RecordSharedCrash(e TaskError) {
+	t.SharedCrashes++
+	t.recordError(e)
+}
+
+// RunsAlone reports whether the task's attempts run alone on their plugin
+// process: once it has been in flight when its plugin died, so that a
+// crash during its next attempt tells whether it is the cause, and takes
+// no other task with it.
+func (t *Task) RunsAlone() bool { return t.PluginCrashes > 0 || t.SharedCrashes > 0 }
+
+func (t *Task) recordError(e TaskError) {
+	e.Bound()
 	t.Error = &e
 	t.Errors = append(t.Errors[:len(t.Errors):len(t.Errors)], e)
 	t.trimErrors()
@@ -324,7 +354,7 @@ func (t *Task) RetriesLeft() int {
 // budget: an operator's explicit act, outside the runner's state machine. It
 // requires Status failed (otherwise it returns an error wrapping
 // ErrIllegalTransition), resets Status to pending and the retry,
-// interruption, quarantine-wait and plugin-crash counters to zero, clears Error, Result and FinishedAt, counts
+// interruption, quarantine-wait and plugin-crash counters (shared ones too) to zero, clears Error, Result and FinishedAt, counts
 // the replay and keeps the error history.
 func (t *Task) Replay(now time.Time) error {
 	if t.Status != StatusFailed {
@@ -336,6 +366,7 @@ func (t *Task) Replay(now time.Time) error {
 	t.Interruptions = 0
 	t.QuarantineWaits = 0
 	t.PluginCrashes = 0
+	t.SharedCrashes = 0
 	t.Replays++
 	t.Error = nil
 	t.Result = nil

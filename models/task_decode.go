@@ -44,7 +44,7 @@ type taskDecoder struct {
 // order, each at most once, spelled exactly so.
 var (
 	taskKeys = [...]string{"schema_version", "id", "function", "status", "attempt", "retry_count", "max_retries",
-		"interruptions", "replays", "quarantine_waits", "plugin_crashes", "timeout", "runner", "claim_sequence",
+		"interruptions", "replays", "quarantine_waits", "plugin_crashes", "shared_crashes", "timeout", "runner", "claim_sequence",
 		"claim_delivery", "claim_stream", "created_at", "run_at", "started_at", "finished_at", "updated_at",
 		"progress", "result", "error", "errors", "errors_dropped", "quarantined_until"}
 	progressKeys  = [...]string{"fraction", "message", "updated_at"}
@@ -77,37 +77,39 @@ func (d *taskDecoder) task(t *Task) bool {
 		case 10:
 			return d.int(&t.PluginCrashes)
 		case 11:
+			return d.int(&t.SharedCrashes)
+		case 12:
 			tok, ok := d.plainToken()
 			return ok && t.Timeout.UnmarshalJSON(tok) == nil
-		case 12:
-			return d.str(&t.Runner)
 		case 13:
-			return d.uint(&t.ClaimSequence)
+			return d.str(&t.Runner)
 		case 14:
-			return d.uint(&t.ClaimDelivery)
+			return d.uint(&t.ClaimSequence)
 		case 15:
-			return d.str(&t.ClaimStream)
+			return d.uint(&t.ClaimDelivery)
 		case 16:
-			return d.time(&t.CreatedAt)
+			return d.str(&t.ClaimStream)
 		case 17:
-			return d.time(&t.RunAt)
+			return d.time(&t.CreatedAt)
 		case 18:
-			return d.time(&t.StartedAt)
+			return d.time(&t.RunAt)
 		case 19:
-			return d.time(&t.FinishedAt)
+			return d.time(&t.StartedAt)
 		case 20:
-			return d.time(&t.UpdatedAt)
+			return d.time(&t.FinishedAt)
 		case 21:
+			return d.time(&t.UpdatedAt)
+		case 22:
 			t.Progress = new(Progress)
 			return d.progress(t.Progress)
-		case 22:
-			return d.bytes(&t.Result)
 		case 23:
+			return d.bytes(&t.Result)
+		case 24:
 			t.Error = new(TaskError)
 			return d.taskError(t.Error)
-		case 24:
-			return d.taskErrors(&t.Errors)
 		case 25:
+			return d.taskErrors(&t.Errors)
+		case 26:
 			return d.int(&t.ErrorsDropped)
 		default:
 			return d.time(&t.QuarantinedUntil)

@@ -135,7 +135,7 @@ func usualTasks() map[string]*Task {
 		Traceback: "Traceback (most recent call last):\n\tFile \"x.py\", line 1\n\u2028😀", RetryCount: 2}
 	failed.Status, failed.Attempt, failed.RetryCount, failed.FinishedAt = StatusFailed, 3, 2, now
 	failed.Error, failed.Errors, failed.ErrorsDropped = &te, []TaskError{te, te}, 4
-	failed.Interruptions, failed.Replays, failed.QuarantineWaits, failed.PluginCrashes = 1, 2, 3, 4
+	failed.Interruptions, failed.Replays, failed.QuarantineWaits, failed.PluginCrashes, failed.SharedCrashes = 1, 2, 3, 4, 5
 	waiting := NewTask("01JD-task", "echo", 3, 0, now)
 	waiting.Status, waiting.Attempt, waiting.QuarantineWaits = StatusRetrying, 1, 1
 	waiting.RunAt, waiting.QuarantinedUntil = now.Add(time.Minute), now.Add(time.Minute)

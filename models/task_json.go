@@ -37,6 +37,7 @@ func (t *Task) AppendJSON(b []byte) ([]byte, error) {
 	b = appendIntField(b, `,"replays":`, t.Replays, true)
 	b = appendIntField(b, `,"quarantine_waits":`, t.QuarantineWaits, true)
 	b = appendIntField(b, `,"plugin_crashes":`, t.PluginCrashes, true)
+	b = appendIntField(b, `,"shared_crashes":`, t.SharedCrashes, true)
 	if t.Timeout != 0 {
 		b = append(b, `,"timeout":"`...)
 		b = append(b, time.Duration(t.Timeout).String()...) // digits, units and µ: nothing to escape

@@ -29,7 +29,7 @@ func randomTask(r *rand.Rand) *Task {
 	num := func() int { return []int{0, 1, 7, -3, 1 << 40}[r.IntN(5)] }
 	t := &Task{
 		SchemaVersion: num(), ID: str(), Function: str(), Status: TaskStatus(str()), Attempt: num(), RetryCount: num(),
-		MaxRetries: num(), Interruptions: num(), Replays: num(), QuarantineWaits: num(), PluginCrashes: num(),
+		MaxRetries: num(), Interruptions: num(), Replays: num(), QuarantineWaits: num(), PluginCrashes: num(), SharedCrashes: num(),
 		Timeout: Duration([]time.Duration{0, 1500 * time.Microsecond, 30 * time.Second, -time.Hour}[r.IntN(4)]),
 		Runner:  str(), ClaimSequence: uint64(num() & math.MaxInt32), ClaimDelivery: uint64(r.IntN(3)), ClaimStream: str(),
 		CreatedAt: tm(), RunAt: tm(), StartedAt: tm(), FinishedAt: tm(), UpdatedAt: tm(), ErrorsDropped: num(), QuarantinedUntil: tm(),

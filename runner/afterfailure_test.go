@@ -28,6 +28,7 @@ func TestAfterFailure(t *testing.T) {
 		final   bool          // is_retryable false: the failure itself says no (not the budget)
 		lo, hi  time.Duration // the delay's range when retried (backoff is jittered)
 		message string        // a part of the recorded message
+		shared  bool          // a crash beside others: counted in neither the budget nor the bound
 	}{
 		{name: "first failure, budget left: backoff base", task: task(0, 3, 0), f: handlerErr,
 			retry: true, lo: 50 * time.Millisecond, hi: 100 * time.Millisecond, message: "boom"},
@@ -52,6 +53,15 @@ func TestAfterFailure(t *testing.T) {
 		{name: "the crash that reaches the bound is final", task: task(0, 9, maxCrashes-1),
 			f:     &pluginhost.Failure{ErrorType: models.ErrorTypePluginCrash, Message: "exit status 2", Retryable: true},
 			final: true, message: "plugin died 3 times while the task ran"},
+		{name: "a crash beside others is retried, budget spent or not", task: task(3, 3, 0),
+			f:     &pluginhost.Failure{ErrorType: models.ErrorTypePluginCrash, Message: "exit status 2 and 3 other tasks", Retryable: true, OthersInFlight: 3},
+			retry: true, shared: true, lo: 400 * time.Millisecond, hi: 800 * time.Millisecond, message: "not counted against this task: it runs again alone"},
+		{name: "a task that crashed its plugin before runs alone: its crash counts, to the bound", task: task(0, 9, maxCrashes-1),
+			f:     &pluginhost.Failure{ErrorType: models.ErrorTypePluginCrash, Message: "killed by OmniQ and 1 other task", Retryable: true, OthersInFlight: 1},
+			final: true, message: "plugin died 3 times while the task ran"},
+		{name: "a task running alone counts its crash, others in flight or not", task: &models.Task{ID: "t1", Function: "f", MaxRetries: 9, SharedCrashes: 1},
+			f:     &pluginhost.Failure{ErrorType: models.ErrorTypePluginCrash, Message: "killed by OmniQ and 1 other task", Retryable: true, OthersInFlight: 1},
+			retry: true, lo: 50 * time.Millisecond, hi: 100 * time.Millisecond, message: "killed by OmniQ"},
 		{name: "the bound counts crashes, not other failures", task: task(0, 9, maxCrashes-1), f: handlerErr,
 			retry: true, lo: 50 * time.Millisecond, hi: 100 * time.Millisecond, message: "boom"},
 		{name: "a timeout retries", task: task(1, 3, 0),
@@ -60,8 +70,8 @@ func TestAfterFailure(t *testing.T) {
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			got := afterFailure(c.task, c.f, res, maxCrashes)
-			if got.Retry != c.retry {
-				t.Fatalf("retry = %v, want %v (%+v)", got.Retry, c.retry, got)
+			if got.Retry != c.retry || got.Shared != c.shared {
+				t.Fatalf("retry = %v, shared = %v, want %v, %v (%+v)", got.Retry, got.Shared, c.retry, c.shared, got)
 			}
 			if c.retry && (got.Delay < c.lo || got.Delay > c.hi) {
 				t.Errorf("delay %v, want within [%v, %v]", got.Delay, c.lo, c.hi)

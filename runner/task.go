@@ -478,6 +478,9 @@ func (r *Runner) run(rec jetstream.Record, written bool, tm *jetstream.TaskMessa
 		progress.deferClaim(r.cfg.ClaimDelay, func() { cancel(errClaimLost) }, func() { f.unwritten.Store(false) })
 	}
 	execCtx := ts.startExecute(runCtx)
+	if t.RunsAlone() {
+		execCtx = pluginhost.Alone(execCtx)
+	}
 	out := r.cfg.Plugins.Execute(execCtx, tm.Function, req, deadline, progress.report)
 	if out.Failure != nil && out.Failure.ErrorType == models.ErrorTypeTimeout {
 		nameTimeout(out.Failure, time.Duration(t.Timeout), deadline, time.Now())
@@ -758,8 +761,12 @@ func (r *Runner) settle(ctx context.Context, log logrus.FieldLogger, rec jetstre
 	delay := decided.Delay
 	runAt := time.Now().Add(delay)
 	retrying, err := state.Transition(ctx, rec, models.StatusRetrying, time.Now(), func(t *models.Task) {
-		t.RecordError(te)
-		t.RetryCount++
+		if decided.Shared {
+			t.RecordSharedCrash(te)
+		} else {
+			t.RecordError(te)
+			t.RetryCount++
+		}
 		t.RunAt = runAt
 	})
 	if errors.Is(err, jetstream.ErrRecordTooLarge) {
@@ -1026,6 +1033,10 @@ type failureOutcome struct {
 	// dead-lettered with Error.
 	Retry bool
 	Delay time.Duration
+	// Shared says Error is a crash of the plugin with other attempts in
+	// flight, which uses up neither the retry budget nor the crash bound
+	// (models.Task.RecordSharedCrash): the task runs again, alone.
+	Shared bool
 }
 
 // afterFailure decides what becomes of task t (its record before this
@@ -1035,18 +1046,29 @@ type failureOutcome struct {
 // final when the plugin said so, when the function's non_retryable lists
 // its type, when the retry budget is spent, or when it is the task's
 // maxCrashes-th crash of its plugin (it is then the likely cause of the
-// crashes, and retrying it would keep the plugin quarantined). The delay is
-// the handler's retry-after (bounded by models.MaxRetryDelay), else the
-// backoff for the retries made so far.
+// crashes, and retrying it would keep the plugin quarantined). A crash
+// with other attempts in flight (f.OthersInFlight) counts towards neither
+// for a task that was not yet running alone: it is retried, Shared, and
+// runs alone from then on. The delay is the handler's retry-after
+// (bounded by models.MaxRetryDelay), else the backoff for the retries
+// made so far.
 func afterFailure(t *models.Task, f *pluginhost.Failure, res resolved, maxCrashes int) failureOutcome {
 	retryable := f.Retryable && !res.nonRetryable[f.ErrorType]
 	te := newTaskError(f.ErrorType, f.Message, f.Traceback, t.RetryCount, retryable)
+	if te.ErrorType == models.ErrorTypePluginCrash && f.OthersInFlight > 0 && !t.RunsAlone() && retryable {
+		// Any task in flight may have crashed it: this one runs again
+		// alone, where a crash is its own, at no cost to its budget. (An
+		// attempt already alone that still reports others in flight
+		// counts the crash: it saw a hung handler's plugin die.)
+		te.Message += "; not counted against this task: it runs again alone on its plugin, where a crash would be its own"
+		te.Bound()
+		return failureOutcome{Error: te, Retry: true, Shared: true, Delay: retryDelay(0, res.backoffBase, res.backoffMax, t.RetryCount)}
+	}
 	if te.ErrorType == models.ErrorTypePluginCrash && t.PluginCrashes+1 >= maxCrashes {
 		te.IsRetryable = false
-		// "Died while the task ran", not "the task crashed it": every
-		// task in flight on a dying plugin counts the crash, the one that
-		// caused it and those that only ran beside it alike (the last
-		// crash's message says whether others were in flight).
+		// "Died while the task ran", not "the task crashed it": a plugin
+		// that cannot say which attempts it had in flight (one without
+		// sessions) leaves every crash counted.
 		times := fmt.Sprintf("%d times", t.PluginCrashes+1)
 		if t.PluginCrashes == 0 {
 			times = "once"

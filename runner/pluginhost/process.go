@@ -558,6 +558,8 @@ type procRunner struct {
 	pidsMax  bool
 	killed   bool
 	reason   string // why OmniQ killed it, if it did
+	// killedFor is the task whose hung, stopped attempt was that reason.
+	killedFor string
 }
 
 // errAbandoned: the start was cancelled before its process was made.
@@ -778,13 +780,26 @@ func (r *procRunner) HostToPlugin(network, addr string) (string, string, error) 
 	return network, addr, nil
 }
 
-func (p *Process) setKillReason(r string) {
+func (p *Process) setKillReason(r string) { p.setKillReasonFor("", r) }
+
+// setKillReasonFor notes that OmniQ kills the plugin for r, because of
+// task id's stopped attempt (hung): not the fault of the attempts in
+// flight when it dies.
+func (p *Process) setKillReasonFor(id, r string) {
 	p.proc.mu.Lock()
 	defer p.proc.mu.Unlock()
 	if p.proc.reason == "" {
-		p.proc.reason = r
+		p.proc.reason, p.proc.killedFor = r, id
 	}
 	p.proc.killed = true
+}
+
+// killedFor is the task whose stopped attempt got the plugin killed, ""
+// when none did.
+func (p *Process) killedFor() string {
+	p.proc.mu.Lock()
+	defer p.proc.mu.Unlock()
+	return p.proc.killedFor
 }
 
 func (p *Process) killReason() string {

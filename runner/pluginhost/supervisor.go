@@ -13,6 +13,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/sirupsen/logrus"
+	"golang.org/x/sync/semaphore"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
@@ -132,7 +133,9 @@ type Supervisor struct {
 	cfg  Config
 	name string
 	log  logrus.FieldLogger
-	sem  chan struct{}
+	// sem bounds the attempts in flight (Concurrency); an attempt that
+	// runs Alone takes all of it.
+	sem *semaphore.Weighted
 
 	mu        sync.Mutex
 	state     State
@@ -186,7 +189,7 @@ func NewSupervisor(cfg Config) *Supervisor {
 	name := filepath.Base(cfg.Process.Path)
 	return &Supervisor{
 		cfg: cfg, name: name, log: cfg.Process.Logger.WithField("plugin", name),
-		sem: make(chan struct{}, cfg.Concurrency), state: StateStarting, up: make(chan struct{}),
+		sem: semaphore.NewWeighted(int64(cfg.Concurrency)), state: StateStarting, up: make(chan struct{}),
 		reaping: map[string]chan struct{}{}, stop: make(chan struct{}), stopped: make(chan struct{}),
 	}
 }
@@ -565,6 +568,22 @@ type Failure struct {
 	OthersInFlight int
 }
 
+// aloneKey marks a context whose attempt runs alone (see Alone).
+type aloneKey struct{}
+
+// Alone returns a context for Execute whose attempt runs alone on its
+// plugin process: it waits for the attempts in flight there to end, and
+// no other starts until it has ended, so that a crash during it is its
+// own and takes no other task with it. Its deadline is moved on by the
+// time it waited. For a task that was in flight when its plugin died
+// beside others (models.Task.RunsAlone).
+func Alone(ctx context.Context) context.Context { return context.WithValue(ctx, aloneKey{}, true) }
+
+func runsAlone(ctx context.Context) bool {
+	alone, _ := ctx.Value(aloneKey{}).(bool)
+	return alone
+}
+
 // Execute runs one attempt on the plugin. It waits for a concurrency slot,
 // stops the attempt at deadline (zero for none) or when ctx is cancelled,
 // and turns every way it can end into an Outcome: a handler's failure, a
@@ -577,6 +596,20 @@ func (s *Supervisor) Execute(ctx context.Context, req *pluginpb.ExecuteRequest, 
 	req.Headers = withTraceContext(ctx, req.Headers)
 	if err := checkText(req); err != nil {
 		return Outcome{Failure: &Failure{ErrorType: models.ErrorTypeInvalidTask, Message: err.Error()}}
+	}
+	slots := int64(1)
+	if runsAlone(ctx) {
+		// All the slots, before the deadline starts: the attempts in
+		// flight may take their whole timeouts to end.
+		slots = int64(s.cfg.Concurrency)
+		waited := time.Now()
+		if err := s.sem.Acquire(ctx, slots); err != nil {
+			return Outcome{Failure: ctxFailure(ctx, time.Time{})}
+		}
+		defer s.sem.Release(slots)
+		if !deadline.IsZero() {
+			deadline = deadline.Add(time.Since(waited))
+		}
 	}
 	callCtx, cancel := ctx, context.CancelFunc(func() {})
 	if !deadline.IsZero() {
@@ -592,11 +625,15 @@ func (s *Supervisor) Execute(ctx context.Context, req *pluginpb.ExecuteRequest, 
 	if f := s.waitReaped(callCtx, req.TaskId, deadline); f != nil {
 		return Outcome{Failure: f}
 	}
-	select {
-	case s.sem <- struct{}{}:
-		defer func() { <-s.sem }()
-	case <-callCtx.Done():
-		return Outcome{Failure: ctxFailure(callCtx, deadline)}
+	if slots == 1 {
+		// Acquire may take a slot although callCtx has ended.
+		if err := s.sem.Acquire(callCtx, 1); err != nil || callCtx.Err() != nil {
+			if err == nil {
+				s.sem.Release(1)
+			}
+			return Outcome{Failure: ctxFailure(callCtx, deadline)}
+		}
+		defer s.sem.Release(1)
 	}
 	p, f := s.acquire(callCtx)
 	if f != nil {
@@ -645,7 +682,7 @@ func (s *Supervisor) Execute(ctx context.Context, req *pluginpb.ExecuteRequest, 
 		}
 		return s.stoppedAttempt(ctx, p, req.TaskId, deadline, traceback)
 	}
-	return Outcome{Failure: s.crashFailure(p, err, stderrMark)}
+	return Outcome{Failure: s.crashFailure(p, req.TaskId, err, stderrMark)}
 }
 
 // stoppedAttempt is the outcome of an attempt stopped at its deadline or by
@@ -761,8 +798,8 @@ func fromPlugin(f *pluginpb.Failure) *Failure {
 // process that is still alive with a broken connection is killed. Its
 // traceback is taken from what the plugin wrote to its stderr after
 // stderrMark, where the stream stood when the attempt started: lines of
-// earlier tasks are not this crash's.
-func (s *Supervisor) crashFailure(p *Process, callErr error, stderrMark int64) *Failure {
+// earlier tasks are not this crash's. taskID is the attempt's task.
+func (s *Supervisor) crashFailure(p *Process, taskID string, callErr error, stderrMark int64) *Failure {
 	select {
 	case <-p.Exited():
 	case <-time.After(s.cfg.CrashWait):
@@ -797,6 +834,11 @@ func (s *Supervisor) crashFailure(p *Process, callErr error, stderrMark int64) *
 	others := 0
 	if p.sess != nil {
 		others = max(p.sess.inFlightAtEnd()-1, 0)
+	}
+	if id := p.killedFor(); id != "" && id != taskID {
+		// Killed for another task's stopped attempt, whose handler still
+		// ran: it was in flight too, though it had taken its outcome.
+		others = max(others, 1)
 	}
 	if others > 0 {
 		msg += fmt.Sprintf(" and %d other %s, any of which may have caused it", others, plural(others, "task", "tasks"))
@@ -889,7 +931,7 @@ func (s *Supervisor) reapIfHung(p *Process, taskID string, done chan struct{}) {
 	}
 	s.log.WithField("task_id", taskID).Warn("killing hung plugin: " + reason)
 	s.emit(EventHungKilled, reason)
-	p.setKillReason(reason)
+	p.setKillReasonFor(taskID, reason)
 	p.forceKill()
 	// The task's next attempt waits for this: not on the dying process.
 	select {

@@ -607,3 +607,59 @@ func TestATimeoutSaysWhereTheHandlerWas(t *testing.T) {
 		t.Errorf("the timeout's traceback goes on past the handler into the SDK and gRPC:\n%s", f.Traceback)
 	}
 }
+
+// An attempt that runs Alone waits for the attempts in flight on its
+// plugin, and none starts beside it: a crash during it takes no other
+// task with it and is known to be its own (no others in flight). Before,
+// every attempt in flight on a crashing plugin failed with it.
+func TestAnAttemptAloneSharesItsPluginWithNoOther(t *testing.T) {
+	t.Parallel()
+	s := startSupervisor(t, faultsPkg, pluginhost.Config{Concurrency: 8, QuarantineAfter: 10, RestartBackoff: 10 * time.Millisecond})
+	deadline := func() time.Time { return time.Now().Add(30 * time.Second) }
+	// run starts an attempt and returns its outcome's channel, and one
+	// closed once the handler has reported progress (it runs).
+	run := func(c context.Context, id, fn, payload string) (<-chan pluginhost.Outcome, <-chan struct{}) {
+		out, running := make(chan pluginhost.Outcome, 1), make(chan struct{})
+		var once sync.Once
+		go func() {
+			out <- s.Execute(c, req(id, fn, payload), deadline(), func(*pluginpb.Progress) { once.Do(func() { close(running) }) })
+		}()
+		return out, running
+	}
+	waitRunning := func(running <-chan struct{}, what string) {
+		t.Helper()
+		select {
+		case <-running:
+		case <-time.After(30 * time.Second):
+			t.Fatalf("%s did not start", what)
+		}
+	}
+	wantCrashAlone := func(o pluginhost.Outcome, what string) {
+		t.Helper()
+		if f := o.Failure; f == nil || f.ErrorType != models.ErrorTypePluginCrash || f.OthersInFlight != 0 {
+			t.Fatalf("%s: %+v; want a plugin_crash with no other attempt in flight", what, f)
+		}
+	}
+
+	// Two attempts in flight, then a crash alone: it waits for them.
+	first, firstRunning := run(ctx(t), "s1", "sleep", "1500ms")
+	second, secondRunning := run(ctx(t), "s2", "sleep", "1500ms")
+	waitRunning(firstRunning, "s1")
+	waitRunning(secondRunning, "s2")
+	crash, _ := run(pluginhost.Alone(ctx(t)), "c1", "crash", "exit")
+	for i, o := range []<-chan pluginhost.Outcome{first, second} {
+		if out := <-o; out.Failure != nil || string(out.Output) != "slept 1.5s" {
+			t.Fatalf("sleep %d beside an attempt alone: %+v; want it to sleep undisturbed", i+1, out.Failure)
+		}
+	}
+	wantCrashAlone(<-crash, "the crash alone")
+
+	// An attempt alone in flight, then a crash: the crash waits for it.
+	alone, aloneRunning := run(pluginhost.Alone(ctx(t)), "s3", "sleep", "1500ms")
+	waitRunning(aloneRunning, "s3")
+	crash, _ = run(ctx(t), "c2", "crash", "exit")
+	if out := <-alone; out.Failure != nil || string(out.Output) != "slept 1.5s" {
+		t.Fatalf("the sleep alone: %+v; want it to sleep undisturbed", out.Failure)
+	}
+	wantCrashAlone(<-crash, "the crash after the attempt alone")
+}
