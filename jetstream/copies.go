@@ -107,3 +107,60 @@ func copiedFrom(h nats.Header, stream, subject string, served bool) string {
 	}
 	return ""
 }
+
+// hiddenHeaders says why a message whose header block is raw bytes long
+// and that nats.go read as h is not what an OmniQ client or nats-server
+// wrote, or returns "". raw < 0 means the length is not known.
+//
+// nats.go stops reading a header block at its first blank line;
+// nats-server does not. A client that writes the protocol itself can
+// publish a message with a blank line among its headers (a task message,
+// on a subject any submitter may use), and the server stores it whole,
+// then serves it to a direct get with its own headers (Nats-Stream,
+// Nats-Subject, ...) appended after that line, where nats.go does not see
+// them. Stored as an operator's aimed answer on a bucket's key, such a
+// copy showed readers only the headers before the blank line, all of
+// them OmniQ's (an empty Nats-TTL passes for a TTL, and made-up
+// Nats-Stream, Nats-Subject and Nats-Sequence for the server's): a forged
+// "succeeded" record with the operator's result was taken for the
+// task's (found by hand against omniq-runner). OmniQ's writes, and the
+// headers nats-server adds, are "Name: value" lines and nothing else, so
+// a block longer or shorter than those lines of h is not theirs.
+func hiddenHeaders(h nats.Header, raw int) string {
+	if raw < 0 {
+		return ""
+	}
+	n := 0
+	if len(h) > 0 || raw > 0 {
+		n = len("NATS/1.0\r\n") + len("\r\n")
+		for name, values := range h {
+			for _, v := range values {
+				n += len(name) + len(": ") + len(v) + len("\r\n")
+			}
+		}
+	}
+	if n != raw {
+		return fmt.Sprintf("its header block is %d bytes where the headers read from it take %d: it holds more than those headers (a blank line, after which readers see nothing), so it is a copy of another message that nats-server stored there as its answer to a request (docs/security.md)", raw, n)
+	}
+	return ""
+}
+
+// headerLen is the length of the header block of m, a message as nats.go
+// received it, or -1 when m was not received (its size is not the wire's).
+func headerLen(m *nats.Msg) int {
+	n := m.Size() - len(m.Subject) - len(m.Reply) - len(m.Data)
+	if n < 0 {
+		return -1
+	}
+	return n
+}
+
+// forgedReason is the reason a message of stream, stored on subject, with
+// a header block raw bytes long that nats.go read as h, is not one OmniQ
+// wrote (hiddenHeaders, then notWritten), or "".
+func forgedReason(h nats.Header, raw int, stream, subject string, served bool) string {
+	if why := hiddenHeaders(h, raw); why != "" {
+		return why
+	}
+	return notWritten(h, stream, subject, served)
+}

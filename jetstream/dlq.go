@@ -129,11 +129,16 @@ func (c *Client) GetDead(ctx context.Context, id string) (DeadTask, error) {
 	if err := models.ValidateTaskID(id); err != nil {
 		return DeadTask{}, err
 	}
-	s, err := c.dlqStream(ctx)
-	if err != nil {
+	if _, err := c.dlqStream(ctx); err != nil {
 		return DeadTask{}, err
 	}
-	raw, err := s.GetLastMsgForSubject(ctx, c.cfg.dlqSubject("*", id))
+	// Not the stream's GetLastMsgForSubject: lastFromStreamLeader keeps
+	// the length of the entry's header block, which tells a copy hiding
+	// headers (hiddenHeaders).
+	raw, err := lastFromStreamLeader(ctx, c.js, c.cfg.DLQStream, c.cfg.dlqSubject("*", id))
+	if err == nil && raw == nil {
+		err = natsjs.ErrMsgNotFound
+	}
 	if errors.Is(err, natsjs.ErrMsgNotFound) {
 		rec, serr := c.state.Get(ctx, id)
 		if serr == nil && rec.Task.Status == models.StatusFailed && time.Since(rec.Task.FinishedAt) < deadLetterWindow {
@@ -151,9 +156,10 @@ func (c *Client) GetDead(ctx context.Context, id string) (DeadTask, error) {
 	if err != nil {
 		return DeadTask{}, fmt.Errorf("get dead task %s: %w", id, err)
 	}
-	// nats.go's get is a direct get when the stream allows them.
-	served := s.CachedInfo() != nil && s.CachedInfo().Config.AllowDirect
-	d := c.deadTask(raw.Subject, raw.Header, raw.Sequence, raw.Time, served)
+	d := c.deadTask(raw.Subject, raw.Header, raw.Sequence, raw.Time, false)
+	if hiddenHeaders(raw.Header, raw.headerLen) != "" {
+		d.ID = "" // no runner's entry: see deadTask
+	}
 	d.Payload = raw.Data
 	return d, nil
 }

@@ -298,8 +298,7 @@ func (c *Client) FunctionRegistrations(ctx context.Context, fn string) ([]Regist
 // registrations is Functions for the keys of the functions bucket on
 // filter, a subject filter of keys ("<function>.>", or ">" for all).
 func (c *Client) registrations(ctx context.Context, filter string) (map[string][]Registration, error) {
-	s, err := c.js.Stream(ctx, "KV_"+c.cfg.FunctionsBucket)
-	if err != nil {
+	if _, err := c.js.Stream(ctx, "KV_"+c.cfg.FunctionsBucket); err != nil {
 		return nil, fmt.Errorf("list functions: %w", err)
 	}
 	prefix := "$KV." + c.cfg.FunctionsBucket + "."
@@ -312,7 +311,7 @@ func (c *Client) registrations(ctx context.Context, filter string) (map[string][
 	// The gets go out together, a round trip for all rather than one each
 	// (a sweep has its interval to do everything in).
 	subjects := slices.Sorted(maps.Keys(counts))
-	msgs := make([]*natsjs.RawStreamMsg, len(subjects))
+	entries := make([]*rawEntry, len(subjects))
 	errs := make([]error, len(subjects))
 	var wg sync.WaitGroup
 	inflight := make(chan struct{}, functionsGets)
@@ -321,32 +320,33 @@ func (c *Client) registrations(ctx context.Context, filter string) (map[string][
 		inflight <- struct{}{}
 		go func() {
 			defer func() { <-inflight; wg.Done() }()
-			msgs[i], errs[i] = s.GetLastMsgForSubject(ctx, subj)
+			// lastEntry, not s.GetLastMsgForSubject: it keeps the length
+			// of the header block, which tells a copy hiding the
+			// server's headers (hiddenHeaders).
+			entries[i], errs[i] = lastEntry(ctx, c.js, c.cfg.FunctionsBucket, strings.TrimPrefix(subj, prefix))
 		}()
 	}
 	wg.Wait()
 	now := c.now()
 	out := make(map[string][]Registration)
-	for i, m := range msgs {
-		if errors.Is(errs[i], natsjs.ErrMsgNotFound) {
-			continue // expired since the info was read
-		}
+	for i, e := range entries {
 		if errs[i] != nil {
 			return nil, fmt.Errorf("list functions: %s: %w", strings.TrimPrefix(subjects[i], prefix), errs[i])
 		}
-		if removed(m.Header) {
+		if e == nil {
+			continue // expired since the info was read
+		}
+		if e.op != natsjs.KeyValuePut {
 			continue // deregistered, or expired
 		}
-		// nats.go's get is a direct get when the stream allows them.
-		served := s.CachedInfo() != nil && s.CachedInfo().Config.AllowDirect
-		if notWritten(m.Header, "KV_"+c.cfg.FunctionsBucket, subjects[i], served) != "" {
+		if e.forged != "" {
 			continue // a copy of another message, which could say anything
 		}
-		if staleRegistration(m, now) {
+		if staleRegistration(e.header, e.created, now) {
 			continue // expired, though the server still holds it
 		}
 		var r Registration
-		if err := json.Unmarshal(m.Data, &r); err != nil {
+		if err := json.Unmarshal(e.value, &r); err != nil {
 			continue
 		}
 		// Only a runner's own entry: one whose function and runner are
@@ -363,8 +363,9 @@ func (c *Client) registrations(ctx context.Context, filter string) (map[string][
 	return out, nil
 }
 
-// staleRegistration says whether m, a registration written with a
-// per-message TTL (Register), is older than twice that TTL at now: a
+// staleRegistration says whether a registration with headers h, written
+// at written with a per-message TTL (Register), is older than twice that
+// TTL at now: a
 // registration the server should have removed long ago. nats-server can
 // keep one for good: a filestore rebuilt after an unclean shutdown (a
 // runner killed with its embedded server, a lost machine) brings back
@@ -375,12 +376,12 @@ func (c *Client) registrations(ctx context.Context, filter string) (map[string][
 // the caps submits are checked against, and to the sweep of unserved
 // functions. Twice the TTL leaves a live runner's registration, rewritten
 // every third of it, room for the server's clock to differ from ours.
-func staleRegistration(m *natsjs.RawStreamMsg, now time.Time) bool {
-	ttl, err := time.ParseDuration(m.Header.Get(natsjs.MsgTTLHeader))
+func staleRegistration(h nats.Header, written, now time.Time) bool {
+	ttl, err := time.ParseDuration(h.Get(natsjs.MsgTTLHeader))
 	if err != nil || ttl <= 0 {
 		return false
 	}
-	return now.Sub(m.Time) > 2*ttl
+	return now.Sub(written) > 2*ttl
 }
 
 // functionsGets bounds the direct gets Functions has in flight at once.

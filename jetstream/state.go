@@ -122,7 +122,26 @@ func (s *StateStore) directLast(ctx context.Context, id string) (*rawEntry, erro
 // nil when the key has no message.
 func lastEntry(ctx context.Context, js natsjs.JetStream, bucket, key string) (*rawEntry, error) {
 	subject := "$KV." + bucket + "." + key
-	m, err := js.Conn().RequestWithContext(ctx, apiPrefix(js)+"DIRECT.GET.KV_"+bucket+"."+subject, nil)
+	m, err := directLastFor(ctx, js, "KV_"+bucket, subject)
+	if m == nil || err != nil {
+		return nil, err
+	}
+	e := &rawEntry{bucket: bucket, key: key, value: m.Data, op: entryOp(m.Header), header: m.Header,
+		forged: forgedReason(m.Header, headerLen(m), "KV_"+bucket, subject, true)}
+	if e.rev, err = strconv.ParseUint(serverHeader(m.Header, "Nats-Sequence"), 10, 64); err != nil {
+		return nil, fmt.Errorf("direct get answered a message without a sequence")
+	}
+	e.created, _ = time.Parse(time.RFC3339Nano, serverHeader(m.Header, "Nats-Time-Stamp"))
+	return e, nil
+}
+
+// directLastFor reads the last message of stream on subject (which may
+// hold wildcards) with a direct get, as nats.go's GetLastMsgForSubject
+// does, keeping the message as received: its header block's length tells
+// a copy that hides headers (hiddenHeaders). It returns nil when no
+// message is there.
+func directLastFor(ctx context.Context, js natsjs.JetStream, stream, subject string) (*nats.Msg, error) {
+	m, err := js.Conn().RequestWithContext(ctx, apiPrefix(js)+"DIRECT.GET."+stream+"."+subject, nil)
 	if err != nil {
 		return nil, err
 	}
@@ -139,12 +158,7 @@ func lastEntry(ctx context.Context, js natsjs.JetStream, bucket, key string) (*r
 			return nil, fmt.Errorf("direct get answered %s %s", st, m.Header.Get("Description"))
 		}
 	}
-	e := &rawEntry{bucket: bucket, key: key, value: m.Data, op: entryOp(m.Header), forged: notWritten(m.Header, "KV_"+bucket, subject, true)}
-	if e.rev, err = strconv.ParseUint(serverHeader(m.Header, "Nats-Sequence"), 10, 64); err != nil {
-		return nil, fmt.Errorf("direct get answered a message without a sequence")
-	}
-	e.created, _ = time.Parse(time.RFC3339Nano, serverHeader(m.Header, "Nats-Time-Stamp"))
-	return e, nil
+	return m, nil
 }
 
 // GetFromLeader is Get answered by the state bucket's stream leader. Get is
@@ -172,16 +186,20 @@ func (s *StateStore) GetFromLeader(ctx context.Context, id string) (Record, erro
 // an entry of the bucket.
 func (s *StateStore) leaderEntry(key string, m *leaderMsg) *rawEntry {
 	return &rawEntry{bucket: s.cfg.StateBucket, key: key, value: m.Data, rev: m.Sequence, created: m.Time, op: entryOp(m.Header),
-		forged: notWritten(m.Header, "KV_"+s.cfg.StateBucket, s.putPrefix+key, false)}
+		forged: forgedReason(m.Header, m.headerLen, "KV_"+s.cfg.StateBucket, s.putPrefix+key, false)}
 }
 
-// leaderMsg is the last message on a key of the state bucket, as its
-// stream's leader answers a message get.
+// leaderMsg is the last message on a subject of a stream (a key of the
+// state bucket, a task's dead-letter entries), as the stream's leader
+// answers a message get.
 type leaderMsg struct {
+	Subject  string
 	Sequence uint64
 	Header   nats.Header
 	Data     []byte
 	Time     time.Time
+	// headerLen is the length of the message's header block as stored.
+	headerLen int
 }
 
 // lastFromLeader returns the last message on task id's key, read from the
@@ -192,14 +210,27 @@ type leaderMsg struct {
 // the Nats-Sequence and Nats-Subject headers of the message it copied,
 // which a direct get of it then returns ahead of the real ones.
 func (s *StateStore) lastFromLeader(ctx context.Context, id string) (*leaderMsg, error) {
+	m, err := lastFromStreamLeader(ctx, s.js, "KV_"+s.cfg.StateBucket, s.putPrefix+id)
+	if err != nil {
+		return nil, fmt.Errorf("get task %s from the state bucket's leader: %w", id, err)
+	}
+	return m, nil
+}
+
+// lastFromStreamLeader returns the last message of stream on subject
+// (which may hold wildcards), read from the stream's leader with a
+// message get, or nil when there is none. It keeps the length of the
+// message's header block as stored (see hiddenHeaders).
+func lastFromStreamLeader(ctx context.Context, js natsjs.JetStream, stream, subject string) (*leaderMsg, error) {
 	req, err := json.Marshal(struct {
 		LastFor string `json:"last_by_subj"`
-	}{s.putPrefix + id})
+	}{subject})
 	if err != nil {
 		return nil, err
 	}
 	var resp struct {
 		Message *struct {
+			Subject  string    `json:"subject"`
 			Sequence uint64    `json:"seq"`
 			Header   []byte    `json:"hdrs"`
 			Data     []byte    `json:"data"`
@@ -211,7 +242,7 @@ func (s *StateStore) lastFromLeader(ctx context.Context, id string) (*leaderMsg,
 		} `json:"error"`
 	}
 	err = retryTransient(ctx, func(ctx context.Context) error {
-		m, err := s.js.Conn().RequestWithContext(ctx, apiPrefix(s.js)+"STREAM.MSG.GET.KV_"+s.cfg.StateBucket, req)
+		m, err := js.Conn().RequestWithContext(ctx, apiPrefix(js)+"STREAM.MSG.GET."+stream, req)
 		if err != nil {
 			return err
 		}
@@ -219,21 +250,22 @@ func (s *StateStore) lastFromLeader(ctx context.Context, id string) (*leaderMsg,
 		return json.Unmarshal(m.Data, &resp)
 	})
 	if err != nil {
-		return nil, fmt.Errorf("get task %s from the state bucket's leader: %w", id, err)
+		return nil, err
 	}
 	if resp.Error != nil {
 		if resp.Error.ErrCode == int(natsjs.JSErrCodeMessageNotFound) {
 			return nil, nil
 		}
-		return nil, fmt.Errorf("get task %s from the state bucket's leader: %s (%d)", id, resp.Error.Description, resp.Error.ErrCode)
+		return nil, fmt.Errorf("%s (%d)", resp.Error.Description, resp.Error.ErrCode)
 	}
 	if resp.Message == nil {
-		return nil, fmt.Errorf("get task %s from the state bucket's leader: an answer without a message", id)
+		return nil, errors.New("an answer without a message")
 	}
-	m := &leaderMsg{Sequence: resp.Message.Sequence, Data: resp.Message.Data, Time: resp.Message.Time}
+	m := &leaderMsg{Subject: resp.Message.Subject, Sequence: resp.Message.Sequence, Data: resp.Message.Data, Time: resp.Message.Time,
+		headerLen: len(resp.Message.Header)}
 	if len(resp.Message.Header) > 0 {
 		if m.Header, err = nats.DecodeHeadersMsg(resp.Message.Header); err != nil {
-			return nil, fmt.Errorf("get task %s from the state bucket's leader: headers: %w", id, err)
+			return nil, fmt.Errorf("headers: %w", err)
 		}
 	}
 	return m, nil

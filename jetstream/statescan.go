@@ -58,8 +58,10 @@ type rawEntry struct {
 	created     time.Time
 	op          natsjs.KeyValueOp
 	// forged, when not "", says why the message is not a record OmniQ
-	// wrote (see notWritten): decodeEntry refuses it.
+	// wrote (see forgedReason): decodeEntry refuses it.
 	forged string
+	// header is the message's headers, when read by lastEntry.
+	header nats.Header
 }
 
 func (e *rawEntry) Bucket() string               { return e.bucket }
@@ -144,7 +146,7 @@ func (sc *scanner) scan(ctx context.Context, filter string, seq uint64) ([]*rawE
 		}
 		e.created, _ = time.Parse(time.RFC3339Nano, serverHeader(m.Header, "Nats-Time-Stamp"))
 		e.op = entryOp(m.Header)
-		e.forged = notWritten(m.Header, "KV_"+s.cfg.StateBucket, s.putPrefix+key, true)
+		e.forged = forgedReason(m.Header, headerLen(m), "KV_"+s.cfg.StateBucket, s.putPrefix+key, true)
 		out = append(out, e)
 	}
 	return out, pending, nil

@@ -621,6 +621,66 @@ func TestAFloodOfRequestsIsAnsweredBusyNotDropped(t *testing.T) {
 	}
 }
 
+// A handler names its own error types, and the faults plugin's fail takes
+// the type from the payload: each type was a series of its own in
+// omniq_task_retries_total and omniq_dead_lettered_total, so a submitter
+// that failed tasks with a new type each (found by hand against
+// omniq-runner: 3,000 types made a scrape 35 times larger) or a plugin
+// naming types as it liked grew the runner's memory and every scrape
+// without end. A function's types past MaxErrorTypeSeries are counted
+// under one label, "_other"; the types OmniQ assigns keep theirs.
+func TestHandlerErrorTypesAddBoundedMetricSeries(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	tr := startRunner(t, e, fastConfig(), pluginhost.HostConfig{})
+	const extra = 3
+	var ids []string
+	for i := 0; i < runner.MaxErrorTypeSeries+extra; i++ {
+		payload := fmt.Sprintf(`{"message":"boom","type":"Made-up-%d","retry_after_ms":1}`, i)
+		res, err := e.client.Submit(ctx(t), jetstream.SubmitRequest{Function: "fail", Payload: []byte(payload), MaxRetries: intp(1)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, res.ID)
+	}
+	plain, err := e.client.Submit(ctx(t), jetstream.SubmitRequest{Function: "fail", Payload: []byte(`{"message":"boom","permanent":true}`)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, id := range append(ids, plain.ID) {
+		waitFor(t, e, id, models.StatusFailed, time.Minute)
+	}
+	// The dead-letter count follows each task's failed record.
+	tr.WaitCounter(t, "omniq_dead_lettered_total", map[string]string{"function": "fail", "error_type": models.ErrorTypeHandler}, 1, 30*time.Second)
+	mfs, err := tr.Registry.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{"omniq_task_retries_total", "omniq_dead_lettered_total"} {
+		types, other := 0, 0.0
+		for _, mf := range mfs {
+			if mf.GetName() != name {
+				continue
+			}
+			for _, m := range mf.GetMetric() {
+				for _, lp := range m.GetLabel() {
+					switch {
+					case lp.GetName() != "error_type":
+					case strings.HasPrefix(lp.GetValue(), "Made-up-"):
+						types++
+					case lp.GetValue() == runner.OtherErrorTypeLabel:
+						other = m.GetCounter().GetValue()
+					}
+				}
+			}
+		}
+		if types != runner.MaxErrorTypeSeries || other != extra {
+			t.Errorf("%s: %d series of made-up types and %v failures under %q; want %d and %d",
+				name, types, other, runner.OtherErrorTypeLabel, runner.MaxErrorTypeSeries, extra)
+		}
+	}
+}
+
 // A submitter names the functions of the tasks it publishes. Tasks for
 // functions no runner serves were counted under their own names, so one
 // that published for 10,000 made-up names (found by hand with the

@@ -30,6 +30,61 @@ type Metrics struct {
 	// once: the functions whose tasks run here are the served ones, a
 	// bounded set.
 	perFunction sync.Map
+	// errorTypes holds, per function, the error types of its handlers'
+	// own that have series of their own (see errorTypeLabel).
+	errorTypesMu sync.Mutex
+	errorTypes   map[string]map[string]struct{}
+}
+
+// MaxErrorTypeSeries bounds the error types of a function's handlers' own
+// (any type but those OmniQ assigns) that get series of their own in
+// omniq_task_retries_total and omniq_dead_lettered_total; failures of
+// further types of the function are counted under OtherErrorTypeLabel.
+// A handler names its types, often from its input, and plugins are not
+// trusted: unbounded, one that named a new type for each failure (the
+// bundled faults plugin's fail does it from the payload, so a submitter
+// could) left a series per type in the runner's memory and in every
+// scrape, without end.
+const MaxErrorTypeSeries = 100
+
+// OtherErrorTypeLabel is the error_type label of the failures whose
+// type is past a function's MaxErrorTypeSeries.
+const OtherErrorTypeLabel = "_other"
+
+// builtinErrorTypes are the error types OmniQ assigns or defines: they
+// always have series of their own.
+var builtinErrorTypes = map[string]bool{
+	models.ErrorTypeHandler: true, models.ErrorTypePanic: true, models.ErrorTypePluginCrash: true,
+	models.ErrorTypeTimeout: true, models.ErrorTypePluginUnavailable: true, models.ErrorTypeUnknownFunction: true,
+	models.ErrorTypeInvalidTask: true, models.ErrorTypeCancelled: true, models.ErrorTypeInterrupted: true,
+}
+
+// errorTypeLabel is the error_type label of a failure of function fn
+// with type typ: typ itself when OmniQ defines it or while fn has fewer
+// than MaxErrorTypeSeries types of its own, else OtherErrorTypeLabel.
+// Only failures pay for it (a lock and a map lookup), never a success.
+func (m *Metrics) errorTypeLabel(fn, typ string) string {
+	if builtinErrorTypes[typ] {
+		return typ
+	}
+	m.errorTypesMu.Lock()
+	defer m.errorTypesMu.Unlock()
+	seen := m.errorTypes[fn]
+	if _, ok := seen[typ]; ok {
+		return typ
+	}
+	if len(seen) >= MaxErrorTypeSeries {
+		return OtherErrorTypeLabel
+	}
+	if seen == nil {
+		if m.errorTypes == nil {
+			m.errorTypes = make(map[string]map[string]struct{})
+		}
+		seen = make(map[string]struct{})
+		m.errorTypes[fn] = seen
+	}
+	seen[typ] = struct{}{}
+	return typ
 }
 
 // functionMetrics are one function's series of the per-attempt metrics.
@@ -199,7 +254,7 @@ func (m *Metrics) finished(fn, outcome string, d time.Duration) {
 
 func (m *Metrics) retried(fn, errType string) {
 	if m != nil {
-		m.retries.WithLabelValues(fn, errType).Inc()
+		m.retries.WithLabelValues(fn, m.errorTypeLabel(fn, errType)).Inc()
 	}
 }
 
@@ -219,7 +274,7 @@ func metricFunction(fn string, te models.TaskError) string {
 
 func (m *Metrics) deadLettered(fn, errType string) {
 	if m != nil {
-		m.deadLetters.WithLabelValues(fn, errType).Inc()
+		m.deadLetters.WithLabelValues(fn, m.errorTypeLabel(fn, errType)).Inc()
 	}
 }
 
