@@ -380,6 +380,9 @@ func TestStatusShowsQuarantineWaits(t *testing.T) {
 	}
 	r := o.run("", "status", "qw")
 	r.want(t, 0, "quarantine waits:  1 (put back unrun while its plugin was quarantined)", "")
+	if strings.Contains(r.stdout, "plugin crashes") {
+		t.Errorf("status of a task its plugin never died under shows plugin crashes:\n%s", r.stdout)
+	}
 	r.want(t, 0, "attempt:           1 (retries 0 of 0)", "")
 	o.run("", "list", "--function", "echo").want(t, 0, "qw  echo      pending  1 ", "")
 	waiting := models.NewTask("qw2", "echo", 3, 0, time.Now())
@@ -390,6 +393,20 @@ func TestStatusShowsQuarantineWaits(t *testing.T) {
 	o.run("", "status", "qw2").want(t, 0, "attempt:           0 (retries 0 of 3", "")
 	// --json is the record as stored.
 	o.run("", "status", "qw", "--json").want(t, 0, `"attempt": 2,`, "")
+}
+
+// A task in flight when its plugin died says how many of those crashes
+// counted against it and that it now runs alone (docs/errors.md).
+func TestStatusShowsPluginCrashes(t *testing.T) {
+	t.Parallel()
+	o := start(t)
+	task := models.NewTask("pc", "echo", 3, 0, time.Now())
+	task.RecordSharedCrash(models.TaskError{ErrorType: models.ErrorTypePluginCrash, Message: "died beside 2 others", Timestamp: time.Now()})
+	task.RecordError(models.TaskError{ErrorType: models.ErrorTypePluginCrash, Message: "died", Timestamp: time.Now()})
+	if _, err := o.srv.Client.State().Create(omniqtest.Context(t), task); err != nil {
+		t.Fatal(err)
+	}
+	o.run("", "status", "pc").want(t, 0, "plugin crashes:  1 counted against it, 1 beside other tasks (not counted); its attempts run alone on their plugin", "")
 }
 
 // A task put back for its quarantined plugin showed as "retrying",

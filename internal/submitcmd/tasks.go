@@ -147,6 +147,10 @@ func printTask(w interface{ Write([]byte) (int, error) }, t *models.Task, traceb
 		// in attempt (the record's attempt counts them).
 		row("quarantine waits", fmt.Sprintf("%d (put back unrun while its plugin was quarantined)", t.QuarantineWaits))
 	}
+	if t.RunsAlone() {
+		row("plugin crashes", fmt.Sprintf("%d counted against it, %d beside other tasks (not counted); its attempts run alone on their plugin",
+			t.PluginCrashes, t.SharedCrashes))
+	}
 	if t.Replays > 0 {
 		row("replays", fmt.Sprint(t.Replays))
 	}

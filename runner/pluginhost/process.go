@@ -14,6 +14,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 	"unicode/utf8"
@@ -161,6 +162,9 @@ type Process struct {
 	// releaseSockets gives back the runner's socket directory once
 	// go-plugin has removed this process's.
 	releaseSockets func()
+	// aloneRunning is set while an attempt runs Alone on the process, and
+	// stays set if the process dies under it: its death is that task's.
+	aloneRunning atomic.Bool
 }
 
 // StartProcess starts the plugin at cfg.Path, completes the go-plugin
@@ -449,6 +453,16 @@ func (p *Process) Pid() int { return p.proc.pid() }
 // Exited is closed when the plugin process has exited and its exit status
 // is known.
 func (p *Process) Exited() <-chan struct{} { return p.proc.exited }
+
+// exitedNow reports whether the process has exited.
+func (p *Process) exitedNow() bool {
+	select {
+	case <-p.proc.exited:
+		return true
+	default:
+		return false
+	}
+}
 
 // Exit describes how the process ended. Valid after Exited is closed.
 func (p *Process) Exit() ExitInfo {

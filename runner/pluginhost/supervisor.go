@@ -311,15 +311,22 @@ func (s *Supervisor) supervise(p *Process) {
 func (s *Supervisor) crashed(p *Process) {
 	exit := p.Exit()
 	err := fmt.Errorf("plugin %s: %s", s.name, exit)
+	// A death under an attempt alone is that task's, which its own crash
+	// count bounds (the runner's MaxPluginCrashes): it neither delays the
+	// restart nor quarantines the plugin for the other tasks. A plugin
+	// OmniQ killed for another task's hung handler is not.
+	attributed := p.aloneRunning.Load() && p.killedFor() == ""
 	s.markDown(p)
 	s.mu.Lock()
 	s.lastErr = err
-	s.crashes = append(s.crashes, time.Now())
+	if !attributed {
+		s.crashes = append(s.crashes, time.Now())
+	}
 	s.noteCrashLocked(exit.String())
 	s.state = StateRestarting
 	s.changedLocked()
 	s.mu.Unlock()
-	s.log.WithField("exit", exit.String()).Error("plugin process died")
+	s.log.WithField("exit", exit.String()).WithField("under_a_task_alone", attributed).Error("plugin process died")
 	s.emit(EventCrashed, exit.String())
 }
 
@@ -638,6 +645,16 @@ func (s *Supervisor) Execute(ctx context.Context, req *pluginpb.ExecuteRequest, 
 	p, f := s.acquire(callCtx)
 	if f != nil {
 		return Outcome{Failure: f}
+	}
+	if slots > 1 {
+		died := false
+		p.aloneRunning.Store(true)
+		defer func() {
+			if !died {
+				p.aloneRunning.Store(false)
+			}
+		}()
+		defer func() { died = p.exitedNow() }()
 	}
 	// Where the plugin's stderr stands as the attempt starts: a crash's
 	// traceback is what came after (one atomic load per attempt).

@@ -663,3 +663,25 @@ func TestAnAttemptAloneSharesItsPluginWithNoOther(t *testing.T) {
 	}
 	wantCrashAlone(<-crash, "the crash after the attempt alone")
 }
+
+// A plugin that dies under an attempt alone died of that task, whose own
+// crash count (the runner's MaxPluginCrashes) bounds it: such deaths do
+// not quarantine the plugin for every other task, as deaths that cannot
+// be laid at one task's door do (TestRepeatedCrashesQuarantineThenRecover).
+func TestCrashesUnderAnAttemptAloneDoNotQuarantineThePlugin(t *testing.T) {
+	t.Parallel()
+	s := startSupervisor(t, faultsPkg, pluginhost.Config{QuarantineAfter: 2, RestartBackoff: 10 * time.Millisecond, Cooldown: time.Minute})
+	for i := range 3 {
+		out := s.Execute(pluginhost.Alone(ctx(t)), req(fmt.Sprintf("c%d", i), "crash", "exit"), time.Now().Add(30*time.Second), nil)
+		if f := out.Failure; f == nil || f.ErrorType != models.ErrorTypePluginCrash {
+			t.Fatalf("crash %d alone: %+v, want plugin_crash", i+1, f)
+		}
+	}
+	out := s.Execute(ctx(t), req("after", "fail", `{"message":"still served"}`), time.Now().Add(30*time.Second), nil)
+	if f := out.Failure; f == nil || f.Message != "still served" {
+		t.Fatalf("after three crashes under attempts alone: %+v; want the plugin serving, not quarantined", f)
+	}
+	if c := s.Crashes(); c.Crashes != 3 {
+		t.Errorf("crashes shown to operators: %d, want all 3", c.Crashes)
+	}
+}
