@@ -59,7 +59,7 @@ chaos: chaos-bin
 	./$(BIN)/omniq-chaos $(CHAOSFLAGS)
 
 chaos-ci: chaos-bin
-	./$(BIN)/omniq-chaos --scenarios runner-kill,nats-kill,plugin-crash --tasks 300 --window 10s --runner-kills 2 --server-kills 1 --down 2s --work 100ms --settle 90s $(CHAOSFLAGS)
+	./$(BIN)/omniq-chaos --scenarios runner-kill,nats-kill,plugin-crash --tasks 300 --window 10s --runner-kills 2 --server-kills 1 --down 2s --work 100ms --settle 150s $(CHAOSFLAGS)
 
 chaos-bin: all $(BIN)/nats-server
 	@mkdir -p $(BIN)/chaos
