@@ -517,7 +517,9 @@ func (c *Client) ReplayVerified(ctx context.Context, id string, opts ...ReplayOp
 	}
 	if !o.overrides.IsZero() {
 		if err := c.checkOverrideCaps(ctx, d.Function, o); err != nil {
-			return ReplayResult{}, err
+			// Named: a filtered replay reports each refusal on a line
+			// of its own, and the cap's words name no task.
+			return ReplayResult{}, fmt.Errorf("replay %s: %w", id, err)
 		}
 	}
 	return c.replay(ctx, d, o.overrides)
@@ -531,7 +533,7 @@ func (c *Client) checkOverrideCaps(ctx context.Context, fn string, o replayOptio
 	// registration of every function each time.
 	caps, err := c.FunctionRegistrations(ctx, fn)
 	if err != nil {
-		return fmt.Errorf("replay: read the caps of the runners serving %s: %w", fn, err)
+		return fmt.Errorf("read the caps of the runners serving %s: %w", fn, err)
 	}
 	if len(caps) == 0 && o.fallback != nil {
 		caps = []Registration{*o.fallback}
