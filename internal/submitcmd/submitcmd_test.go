@@ -337,6 +337,11 @@ func TestCancelManyReportsEachAndSums(t *testing.T) {
 		t.Fatalf("--json summary: %s", r.stdout)
 	}
 	o.run("", "cancel", "a", "--from", "-").want(t, 2, "", "not both")
+	// A list that selected nothing (list ... | cancel --from - with no
+	// task pending) cancels nothing and says so: not a usage error.
+	o.run("\n", "cancel", "--from", "-").want(t, 0, "cancelled 0 of 0: 0 had already ended, 0 failed", "--from - holds no ids: nothing to cancel")
+	r = o.run("", "cancel", "--from", "-", "--json")
+	r.want(t, 0, `{"already_cancelled":0,"asked":0,"cancelled":0,"ended":0,"failed":0,"not_settled":0,"unseen":0}`, "")
 }
 
 func TestBatch(t *testing.T) {
