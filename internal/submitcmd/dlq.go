@@ -483,6 +483,10 @@ func (c *cli) selection(ff *filterFlags, ids []string, verb string) (jetstream.D
 		return jetstream.DeadFilter{}, usagef("dlq %s: give task ids or a filter, not both", verb)
 	case len(ids) == 0 && !ff.all && !ff.any():
 		return jetstream.DeadFilter{}, usagef("dlq %s: name task ids, or select with --all, --function, --error-type, --since or --until", verb)
+	case ff.all && ff.any():
+		// Which was meant, every entry or the filter's? Neither is
+		// guessed: one would purge (or replay) far more than asked.
+		return jetstream.DeadFilter{}, usagef("dlq %s: --all selects every dead task; give it alone, or select with --function, --error-type, --since or --until without it", verb)
 	}
 	for _, id := range ids {
 		if err := models.ValidateTaskID(id); err != nil {

@@ -514,6 +514,10 @@ func TestDeadLetterCommands(t *testing.T) {
 	omniqtest.WaitFor(t, o.srv.Client, "f0", models.StatusFailed, 30*time.Second)
 	omniqtest.WaitDead(t, o.srv.Client, "f0", 30*time.Second)
 
+	// --all with a filter is ambiguous (every entry, or the filter's?):
+	// refused, nothing purged (the purge below still finds all three).
+	o.run("", "dlq", "purge", "--all", "--function", "fail", "--yes").want(t, 2, "", "--all selects every dead task")
+	o.run("", "dlq", "replay", "--all", "--error-type", "x").want(t, 2, "", "--all selects every dead task")
 	o.run("", "dlq", "purge", "--function", "fail").want(t, 2, "", "confirm with --yes")
 	r = o.runIO(submitcmd.IO{Stdin: strings.NewReader("n\n"), Terminal: true}, "dlq", "purge", "--function", "fail")
 	r.want(t, 1, "", "purge aborted")
