@@ -821,7 +821,7 @@ func (c *Client) ReplayDead(ctx context.Context, f DeadFilter, opts ...ReplayOpt
 	if asked < len(ids) || cut > 0 {
 		waiting := ""
 		if cut > 0 {
-			waiting = fmt.Sprintf(", %d cut short while waiting for a runner's answer (it may have carried them out: their status says)", cut)
+			waiting = fmt.Sprintf(", %d cut short while waiting for a runner's answer, which may have replayed them: see their status", cut)
 		}
 		errs = append(errs, fmt.Errorf("stopped after asking for %d of the %d matching replays (%d replayed, %d failed%s): %w; "+
 			"the rest are still dead-lettered: replay again to go on, selecting entries dead-lettered before %s (dlq replay --until %s) "+
