@@ -32,6 +32,10 @@ import (
 // requestTimeout bounds the NATS requests of one page.
 const requestTimeout = 10 * time.Second
 
+// bulkTimeout bounds a confirmed Replay all or Purge all: past it, the
+// page says how far it got.
+const bulkTimeout = time.Minute
+
 // maxShownPayload is how much of a payload the task page shows.
 const maxShownPayload = 64 << 10
 
@@ -777,7 +781,7 @@ func (s *Server) handleDeadBulk(w http.ResponseWriter, r *http.Request, ss *sess
 		return
 	}
 	f := jetstream.DeadFilter{Function: r.PostFormValue("function"), ErrorType: r.PostFormValue("error_type")}
-	ctx, cancel := s.natsContext(r.Context(), time.Minute)
+	ctx, cancel := s.natsContext(r.Context(), s.bulkTimeout)
 	defer cancel()
 	if r.PostFormValue("confirm") != "yes" {
 		c := &confirmData{Action: action, Function: f.Function, ErrorType: f.ErrorType}
@@ -851,7 +855,7 @@ func (s *Server) replayDead(ctx context.Context, f jetstream.DeadFilter, opts ..
 		}
 	}
 	var mu sync.Mutex
-	replayed, failed := 0, 0
+	replayed, failed, waited := 0, 0, 0
 	var first error
 	cut := false // ctx ended with entries of a batch not asked for
 	_, err := s.eachDeadPage(ctx, f, 0, func(page []jetstream.DeadTask) {
@@ -865,20 +869,29 @@ func (s *Server) replayDead(ctx context.Context, f jetstream.DeadFilter, opts ..
 			}
 			mu.Lock()
 			defer mu.Unlock()
-			if err != nil {
+			switch {
+			case err != nil && ctx.Err() != nil:
+				// The time limit came while it waited for a runner's
+				// answer: not a failure (a runner may have carried it
+				// out), and not "no runner answered".
+				waited++
+			case err != nil:
 				failed++
 				first = cmp.Or(first, err)
-				return
+			default:
+				replayed++
 			}
-			replayed++
 		})
 	})
-	if err == nil && cut {
+	if err == nil && (cut || waited > 0) {
 		err = context.Cause(ctx)
 	}
 	msg := fmt.Sprintf("Replayed %d task(s).", replayed)
 	if failed > 0 {
 		msg = fmt.Sprintf("Replayed %d task(s); %d failed, the first with: %s.", replayed, failed, why(ctx, first))
+	}
+	if waited > 0 {
+		msg += fmt.Sprintf(" %d more were asked for but not answered in time: a runner may have replayed them (their status says).", waited)
 	}
 	if err != nil {
 		msg += " Stopped by: " + why(ctx, err)
