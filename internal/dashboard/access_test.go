@@ -236,3 +236,18 @@ func TestSignInPageSaysWhereTheTokenIs(t *testing.T) {
 		}
 	}
 }
+
+// A tasks page asked for a status that does not exist says so in the
+// filter's words: it said "invalid task: status ...", as if a task were
+// malformed.
+func TestTasksPageNamesABadStatusFilter(t *testing.T) {
+	t.Parallel()
+	srv := startServer(t)
+	d := startDashboard(t, Config{Client: srv.Client, Token: "s3cret"})
+	b := newBrowser(t, d.URL())
+	b.post("/login", url.Values{"token": {"s3cret"}})
+	_, body := b.get("/tasks?status=bogus")
+	if !strings.Contains(body, "status: &#34;bogus&#34; is not one of pending, running, retrying, succeeded, failed, cancelled") || strings.Contains(body, "invalid task") {
+		t.Fatalf("the tasks page with status=bogus does not name the filter:\n%s", body)
+	}
+}

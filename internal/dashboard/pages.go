@@ -271,7 +271,13 @@ func (s *Server) handleTasks(w http.ResponseWriter, r *http.Request, ss *session
 	if v := q.Get("status"); v != "" {
 		st, err := models.ParseTaskStatus(v)
 		if err != nil {
-			d.Problem = err.Error()
+			// Named as the filter is, as since and until are: the
+			// models' error spoke of an "invalid task".
+			names := make([]string, len(models.AllStatuses))
+			for i, s := range models.AllStatuses {
+				names[i] = string(s)
+			}
+			d.Problem = fmt.Sprintf("status: %q is not one of %s", v, strings.Join(names, ", "))
 		}
 		d.Q.Status = st
 	}
