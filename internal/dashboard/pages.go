@@ -410,6 +410,13 @@ func (s *Server) handleTask(w http.ResponseWriter, r *http.Request, ss *session)
 	if havePayload {
 		d.Payload, d.PayloadAs, d.Truncated = showPayload(payload)
 		for _, k := range slices.Sorted(maps.Keys(hdr)) {
+			if k == jetstream.HeaderError && d.Task != nil && d.Task.Error != nil {
+				// A dead-letter entry's final TaskError, as JSON: the
+				// page shows it under Errors, from the record; as a
+				// header it repeated up to 16 KiB of traceback on one
+				// line (omniq-submit dlq show leaves it out too).
+				continue
+			}
 			for _, v := range hdr[k] {
 				d.Headers = append(d.Headers, [2]string{k, v})
 			}
