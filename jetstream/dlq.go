@@ -824,7 +824,7 @@ func (c *Client) ReplayDead(ctx context.Context, f DeadFilter, opts ...ReplayOpt
 			waiting = fmt.Sprintf(", %d cut short while waiting for a runner's answer, which may have replayed them: see their status", cut)
 		}
 		errs = append(errs, fmt.Errorf("stopped after asking for %d of the %d matching replays (%d replayed, %d failed%s): %w; "+
-			"the rest are still dead-lettered: replay again to go on, selecting entries dead-lettered before %s (dlq replay --until %s) "+
+			"the rest are still dead-lettered: replay again to go on, selecting entries dead-lettered before %s (the same filter with --until %s) "+
 			"to leave out the tasks replayed here that have failed again since",
 			asked, len(ids), len(replayed), failed, waiting, context.Cause(ctx), began.Format(time.RFC3339Nano), began.Format(time.RFC3339Nano)))
 	}

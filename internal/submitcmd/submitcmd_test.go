@@ -886,3 +886,47 @@ func TestDeadLetterOfATaskThatNeverRanShowsNoAttempt(t *testing.T) {
 		t.Errorf("dlq show malformed --json: attempt %d (%v), want 0:\n%s", shown.Attempt, err, r.stdout)
 	}
 }
+
+// A filtered replay stopped part way (Ctrl-C) ends with the command that
+// goes on, its filter and overrides kept: the library's error names only
+// the --until bound, and "dlq replay --until T" copied from it replays
+// every function's entries. A stand-in for the runners takes the replay
+// requests and answers none; the run is interrupted once they wait.
+func TestDLQReplayStoppedSaysHowToGoOn(t *testing.T) {
+	t.Parallel()
+	o := &omniq{t: t, srv: omniqtest.StartServer(t, jetstream.Config{})}
+	te, err := models.NewTaskError(models.TaskError{ErrorType: "timeout", Message: "slow"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 2 * jetstream.ReplayDeadParallel {
+		tm := &jetstream.TaskMessage{ID: fmt.Sprintf("g%02d", i), Function: "slowfn", Attempt: 1}
+		if err := o.srv.Client.DeadLetter(omniqtest.Context(t), tm, *te, 0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ctx, cancel := context.WithCancel(omniqtest.Context(t))
+	defer cancel()
+	taken := 0
+	// Replays with overrides ask on omniq.admin.replay-with.*: take both.
+	sub, err := o.srv.Client.Conn().Subscribe(o.srv.Client.Config().SubjectPrefix+".admin.>", func(*nats.Msg) {
+		if taken++; taken == jetstream.ReplayDeadParallel {
+			cancel() // Ctrl-C, with every replay in flight waiting
+		}
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = sub.Unsubscribe() }()
+	if err := o.srv.Client.Conn().Flush(); err != nil {
+		t.Fatal(err)
+	}
+	r := o.runCtx(ctx, submitcmd.IO{}, "dlq", "replay", "--function", "slowfn", "--error-type", "timeout", "--max-retries", "2")
+	m := regexp.MustCompile(`to replay the rest: omniq-submit dlq replay (?:--nats-url \S+ )?--function slowfn --error-type timeout --until (\S+) --max-retries 2\n`).FindStringSubmatch(r.stderr)
+	if r.code != 1 || m == nil {
+		t.Fatalf("exit %d, stderr:\n%s\nwant exit 1 and the command that goes on, filter and overrides kept", r.code, r.stderr)
+	}
+	if _, err := time.Parse(time.RFC3339Nano, m[1]); err != nil {
+		t.Fatalf("--until %q: %v", m[1], err)
+	}
+}
