@@ -832,8 +832,14 @@ func (s *Server) handleDeadBulk(w http.ResponseWriter, r *http.Request, ss *sess
 			msg, err = "Replayed 0 task(s): "+oerr.Error(), oerr
 			break
 		}
-		msg, err = s.replayDead(ctx, f, opts...)
-		msg += with
+		var replayed int
+		msg, replayed, err = s.replayDead(ctx, f, opts...)
+		if replayed > 0 {
+			// Said of the tasks replayed only: after "Replayed 0
+			// task(s); 4 failed ... it was not replayed" it read as if
+			// the refused values had been applied.
+			msg += with
+		}
 	case "purge":
 		var seqs []uint64
 		seqs, err = s.cfg.Client.PurgeDeadSequences(ctx, f)
@@ -852,19 +858,20 @@ func (s *Server) handleDeadBulk(w http.ResponseWriter, r *http.Request, ss *sess
 // holds all their ids, with jetstream.ReplayDeadParallel replays in
 // flight as it does, and returns what the page says of it: how many were
 // replayed, and how many failed with the first failure's reason (one
-// line per failed entry would put thousands in the redirect's URL). The
-// error is the first failure. Entries written after the scan began (a
-// replayed task failing again) are not replayed again. When ctx ends, no
-// more replays are asked for, and the message says what stopped it.
-func (s *Server) replayDead(ctx context.Context, f jetstream.DeadFilter, opts ...jetstream.ReplayOption) (string, error) {
+// line per failed entry would put thousands in the redirect's URL), and
+// the count of those replayed. The error is the first failure. Entries
+// written after the scan began (a replayed task failing again) are not
+// replayed again. When ctx ends, no more replays are asked for, and the
+// message says what stopped it.
+func (s *Server) replayDead(ctx context.Context, f jetstream.DeadFilter, opts ...jetstream.ReplayOption) (string, int, error) {
 	if f.Through == 0 {
 		// A form without the confirmation's bound (from a script).
 		st, err := s.cfg.Client.JetStream().Stream(ctx, s.cfg.Client.Config().DLQStream)
 		if err != nil {
-			return "Replayed 0 task(s). Stopped by: " + why(ctx, err), err
+			return "Replayed 0 task(s). Stopped by: " + why(ctx, err), 0, err
 		}
 		if f.Through = st.CachedInfo().State.LastSeq; f.Through == 0 {
-			return "Replayed 0 task(s).", nil
+			return "Replayed 0 task(s).", 0, nil
 		}
 	}
 	var mu sync.Mutex
@@ -909,7 +916,7 @@ func (s *Server) replayDead(ctx context.Context, f jetstream.DeadFilter, opts ..
 	if err != nil {
 		msg += " Stopped by: " + why(ctx, err)
 	}
-	return msg, cmp.Or(first, err)
+	return msg, replayed, cmp.Or(first, err)
 }
 
 // --- runners
