@@ -457,11 +457,13 @@ func (c *cli) dlqReplay(ff *filterFlags, ids []string, opts []jetstream.ReplayOp
 				_ = bar.Set(ended)
 			}
 		})
-		// Bounded by now: a run stopped part way says how to go on with
-		// the entries it did not get to, without those it replayed that
-		// have failed again since.
-		if now := time.Now().UTC(); f.Until.IsZero() || f.Until.After(now) {
-			f.Until = now
+		// A run stopped part way says how to go on with the entries it
+		// did not get to, without those it replayed that have failed
+		// again since: those dead-lettered before it started. (Not a
+		// bound on this run: the entries' times are the runners' clocks.)
+		until := time.Now().UTC()
+		if !f.Until.IsZero() && f.Until.Before(until) {
+			until = f.Until
 		}
 		replayed, err := client.ReplayDead(c.ctx, f, append(opts[:len(opts):len(opts)], progress)...)
 		if bar != nil {
@@ -485,7 +487,7 @@ func (c *cli) dlqReplay(ff *filterFlags, ids []string, opts []jetstream.ReplayOp
 				name string
 				t    time.Time
 				s    string
-			}{{"--function", time.Time{}, f.Function}, {"--error-type", time.Time{}, f.ErrorType}, {"--since", f.Since, ""}, {"--until", f.Until, ""}} {
+			}{{"--function", time.Time{}, f.Function}, {"--error-type", time.Time{}, f.ErrorType}, {"--since", f.Since, ""}, {"--until", until, ""}} {
 				switch {
 				case !fl.t.IsZero():
 					again = append(again, fl.name+" "+fl.t.UTC().Format(time.RFC3339Nano))
