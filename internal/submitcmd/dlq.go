@@ -76,7 +76,8 @@ cap, and replays nothing then (exit 2).
 
 A selection (--all, --function ...) is replayed 8 at a time: each task is
 printed as it is replayed, then "replayed 9,990 of 10,000 dead tasks; 10
-failed", the failures on stderr (exit 1). On a terminal a progress bar
+failed", the failures on stderr (exit 1); with --json, {"replayed": [ids],
+"failed": [{"id", "error"}]}. On a terminal a progress bar
 shows on stderr. Interrupted (Ctrl-C), it asks for no more replays, says
 how many it did not get to, and prints the command that replays the rest
 (the same selection, --until the time it started, the same overrides).`,
@@ -414,6 +415,12 @@ func (f *replayOverrideFlags) options(timeoutSet bool) ([]jetstream.ReplayOption
 	return opts, nil
 }
 
+// replayFailure is a replay that failed, in dlq replay --json output.
+type replayFailure struct {
+	ID    string `json:"id"`
+	Error string `json:"error"`
+}
+
 // dlqReplay replays the dead tasks ids, or those ff selects, with opts
 // (given on the command line as overrides).
 func (c *cli) dlqReplay(ff *filterFlags, ids []string, opts []jetstream.ReplayOption, overrides []string) error {
@@ -426,11 +433,16 @@ func (c *cli) dlqReplay(ff *filterFlags, ids []string, opts []jetstream.ReplayOp
 		return err
 	}
 	done := []string{} // --json: "replayed": [], never null
+	// failures are the replays that failed, for --json ("failed": [],
+	// never null): the errors on stderr alone left a script to parse
+	// them for the ids.
+	failures := []replayFailure{}
 	var errs []error
 	if len(ids) > 0 {
 		for _, id := range ids {
 			if _, err := client.Replay(c.ctx, id, opts...); err != nil {
 				errs = append(errs, err)
+				failures = append(failures, replayFailure{ID: id, Error: err.Error()})
 				continue
 			}
 			done = append(done, id)
@@ -445,6 +457,7 @@ func (c *cli) dlqReplay(ff *filterFlags, ids []string, opts []jetstream.ReplayOp
 			matched = total
 			if err != nil {
 				failed++
+				failures = append(failures, replayFailure{ID: id, Error: err.Error()})
 			} else if !c.json {
 				fmt.Fprintf(c.io.Stdout, "replayed %s\n", id)
 			}
@@ -500,7 +513,7 @@ func (c *cli) dlqReplay(ff *filterFlags, ids []string, opts []jetstream.ReplayOp
 		}
 	}
 	if c.json {
-		_ = writeJSON(c.io.Stdout, map[string]any{"replayed": done})
+		_ = writeJSON(c.io.Stdout, map[string]any{"replayed": done, "failed": failures})
 	} else {
 		if len(ids) > 0 {
 			for _, id := range done {

@@ -507,6 +507,21 @@ func TestDeadLetterCommands(t *testing.T) {
 		}
 	}
 	o.run("", "dlq", "show", "zzz").want(t, 1, "", "not in the dead-letter stream")
+	// --json names each failed replay with its id, as it names those
+	// replayed: a script read the failures from stderr's text.
+	o.run("", "--json", "dlq", "replay", "zzz").want(t, 1, `"failed": [
+    {
+      "id": "zzz",
+      "error": "task is not in the dead-letter stream: zzz"`, "")
+	r = o.run("", "--json", "dlq", "replay", "--function", "fail", "--timeout", "25h")
+	var refused struct {
+		Replayed []string `json:"replayed"`
+		Failed   []struct{ ID, Error string }
+	}
+	if err := json.Unmarshal([]byte(r.stdout), &refused); err != nil || r.code != 2 || len(refused.Replayed) != 0 || len(refused.Failed) != 3 ||
+		!strings.Contains(refused.Failed[0].Error, "over the cap") {
+		t.Fatalf("a filtered replay over the cap, --json: exit %d, %+v (%v); want the 3 entries of fail failed, each with its error:\n%s", r.code, refused, err, r.stdout)
+	}
 
 	o.run("", "dlq", "replay").want(t, 2, "", "name task ids, or select")
 	o.run("", "dlq", "replay", "f0", "--all").want(t, 2, "", "not both")
@@ -649,7 +664,7 @@ func TestDLQJSONWhenNothingMatches(t *testing.T) {
 	}{
 		{[]string{"--json", "dlq", "purge", "--function", "nothing", "--yes"}, `{"purged":0}`},
 		{[]string{"--json", "dlq", "purge", "--function", "nothing"}, `{"purged":0}`},
-		{[]string{"--json", "dlq", "replay", "--function", "nothing"}, `{"replayed":[]}`},
+		{[]string{"--json", "dlq", "replay", "--function", "nothing"}, `{"replayed":[],"failed":[]}`},
 	} {
 		r := o.run("", tc.args...)
 		var got, want any
