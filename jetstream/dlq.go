@@ -523,7 +523,9 @@ func (c *Client) ReplayVerified(ctx context.Context, id string, opts ...ReplayOp
 	}
 	if !o.overrides.IsZero() {
 		if err := c.checkOverrideCaps(ctx, d.Function, o); err != nil {
-			return ReplayResult{}, err
+			// Named: a filtered replay reports each refusal on a line
+			// of its own, and the cap's words name no task.
+			return ReplayResult{}, fmt.Errorf("replay %s: %w", id, err)
 		}
 	}
 	return c.replay(ctx, d, o.overrides)
@@ -537,7 +539,7 @@ func (c *Client) checkOverrideCaps(ctx context.Context, fn string, o replayOptio
 	// registration of every function each time.
 	caps, err := c.FunctionRegistrations(ctx, fn)
 	if err != nil {
-		return fmt.Errorf("replay: read the caps of the runners serving %s: %w", fn, err)
+		return fmt.Errorf("read the caps of the runners serving %s: %w", fn, err)
 	}
 	if len(caps) == 0 && o.fallback != nil {
 		caps = []Registration{*o.fallback}
@@ -773,7 +775,9 @@ func sameFailure(recorded, entry *models.TaskError) bool {
 // were when it began: a replayed task that fails again is not replayed
 // again. When ctx ends it asks for no more replays, and the error says
 // how many of the matching entries it did not get to (wrapping ctx's
-// error). It needs an operator's rights. opts apply to every task, as
+// error); a replay whose answer ctx's end cut short is counted apart
+// (the runner may have carried it out), not as a failure, and is not
+// told to ReplayProgress. It needs an operator's rights. opts apply to every task, as
 // for Replay: overrides out of range are refused before any replay; a
 // task whose runners' caps they are over is not replayed, and counts
 // among the failures. ReplayProgress reports each replay as it ends.
@@ -794,11 +798,19 @@ func (c *Client) ReplayDead(ctx context.Context, f DeadFilter, opts ...ReplayOpt
 		errs     []error
 		failed   int
 		ended    int
+		cut      int // asked for, then ctx ended before the answer
 	)
 	asked := fanout.Each(ctx, ids, ReplayDeadParallel, func(id string) {
 		_, err := c.Replay(ctx, id, opts...)
 		mu.Lock()
 		defer mu.Unlock()
+		if cutShort(ctx, err) {
+			// Not a failure: the runner may have carried it out. The
+			// error below counts it; its entry, if still there, is
+			// replayed by the next run.
+			cut++
+			return
+		}
 		if err == nil {
 			replayed = append(replayed, id)
 		} else if failed++; failed <= maxReplayErrors {
@@ -812,13 +824,27 @@ func (c *Client) ReplayDead(ctx context.Context, f DeadFilter, opts ...ReplayOpt
 	if failed > maxReplayErrors {
 		errs = append(errs, fmt.Errorf("and %d more replays failed", failed-maxReplayErrors))
 	}
-	if asked < len(ids) {
-		errs = append(errs, fmt.Errorf("stopped after asking for %d of the %d matching replays (%d replayed, %d failed): %w; "+
-			"the rest are still dead-lettered: replay again to go on, selecting entries dead-lettered before %s (dlq replay --until %s) "+
+	if asked < len(ids) || cut > 0 {
+		waiting := ""
+		if cut > 0 {
+			waiting = fmt.Sprintf(", %d cut short while waiting for a runner's answer, which may have replayed them: see their status", cut)
+		}
+		errs = append(errs, fmt.Errorf("stopped after asking for %d of the %d matching replays (%d replayed, %d failed%s): %w; "+
+			"the rest are still dead-lettered: replay again to go on, selecting entries dead-lettered before %s (the same filter with --until %s) "+
 			"to leave out the tasks replayed here that have failed again since",
-			asked, len(ids), len(replayed), failed, context.Cause(ctx), began.Format(time.RFC3339Nano), began.Format(time.RFC3339Nano)))
+			asked, len(ids), len(replayed), failed, waiting, context.Cause(ctx), began.Format(time.RFC3339Nano), began.Format(time.RFC3339Nano)))
 	}
 	return replayed, errors.Join(errs...)
+}
+
+// cutShort says whether err, from a request made with ctx (Cancel,
+// Replay), is ctx ending while the request waited for a runner's answer:
+// not a failure of the request, which a runner may have carried out.
+func cutShort(ctx context.Context, err error) bool {
+	if err == nil || ctx.Err() == nil {
+		return false
+	}
+	return errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Cause(ctx))
 }
 
 // ReplayDeadParallel is how many replays ReplayDead has in flight at once.

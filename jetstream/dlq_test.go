@@ -613,6 +613,45 @@ func TestReplayDeadReportsProgressAndStopsWhenItsContextEnds(t *testing.T) {
 	}
 }
 
+// Replays asked for when a filtered replay's context ends (Ctrl-C) are
+// cut short, not failed: the runner that took one may carry it out. They
+// were told to ReplayProgress as failures ("context canceled", so
+// omniq-submit printed "N failed"), and counted among the failures.
+func TestReplayDeadCountsRepliesItStoppedWaitingForApart(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, jetstream.Config{})
+	const n = 12
+	for i := range n {
+		failTask(t, e, fmt.Sprintf("w%02d", i), "wf", "timeout")
+	}
+	// A runner that takes every replay request and has not answered yet.
+	taken := make(chan struct{}, n)
+	sub, err := e.client.Conn().Subscribe(e.client.Config().ReplaySubject(">"), func(*nats.Msg) { taken <- struct{}{} })
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = sub.Unsubscribe() }()
+	stop, cancel := context.WithCancel(ctx(t))
+	defer cancel()
+	go func() {
+		for range jetstream.ReplayDeadParallel {
+			<-taken
+		}
+		cancel() // every replay in flight has been asked for
+	}()
+	var told []error
+	_, err = e.client.ReplayDead(stop, jetstream.DeadFilter{Function: "wf"}, jetstream.ReplayProgress(func(_ string, err error, _, _ int) {
+		told = append(told, err)
+	}))
+	if len(told) != 0 {
+		t.Errorf("ReplayDead told of %d replays cut short as ended: %v; want none", len(told), told)
+	}
+	want := fmt.Sprintf("(0 replayed, 0 failed, %d cut short while waiting for a runner's answer", jetstream.ReplayDeadParallel)
+	if !errors.Is(err, context.Canceled) || !strings.Contains(err.Error(), want) {
+		t.Fatalf("ReplayDead stopped while waiting: %v; want it to say %q", err, want)
+	}
+}
+
 // nats-server stores its answer to an operator's request on whatever
 // subject the request named as its reply (docs/security.md, "Server
 // answers go where the requester says"): JSON with no task, or a copy of

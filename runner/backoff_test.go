@@ -66,6 +66,8 @@ func TestSettingsOverTheirRangeAreRefused(t *testing.T) {
 		{"timeout", Config{Defaults: FunctionConfig{Timeout: 200 * 365 * 24 * time.Hour}}, "defaults: timeout must be between 0 and 8760h0m0s"},
 		{"concurrency", Config{Defaults: FunctionConfig{Concurrency: math.MaxInt}}, "defaults: concurrency must be between 0 and 10000"},
 		{"max_retries", Config{Defaults: FunctionConfig{MaxRetries: &n}}, "defaults: max_retries must be >= 0, got -1"},
+		{"empty non_retryable", Config{Defaults: FunctionConfig{NonRetryable: []string{"timeout", ""}}}, `defaults: non_retryable[1] "" is no error type a failure can have`},
+		{"padded non_retryable", Config{Functions: map[string]FunctionConfig{"f": {NonRetryable: []string{"CardDeclined "}}}}, `function f: non_retryable[0] "CardDeclined " is no error type`},
 		{"ack wait", Config{AckWait: math.MaxInt64}, "AckWait must be between 0 and 24h0m0s"},
 		{"claim delay", Config{ClaimDelay: 2 * time.Second}, "ClaimDelay must be between 0 and 1s, got 2s"},
 		{"negative claim delay", Config{ClaimDelay: -time.Millisecond}, "ClaimDelay must be between 0 and 1s, got -1ms"},

@@ -8,6 +8,7 @@ import (
 	"io"
 	"math"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/sirupsen/logrus"
@@ -308,6 +309,15 @@ func (f FunctionConfig) validate(where string) error {
 		return fmt.Errorf("%w: %s: backoff_base %s exceeds backoff_max %s", ErrInvalidConfig, where, f.BackoffBase, f.BackoffMax)
 	case f.Concurrency < 0 || f.Concurrency > MaxConcurrency:
 		return fmt.Errorf("%w: %s: concurrency must be between 0 and %d, got %d", ErrInvalidConfig, where, MaxConcurrency, f.Concurrency)
+	}
+	// An entry no failure can carry matches nothing, silently: an error
+	// type is never empty, has no spaces around it, and is at most
+	// models.MaxErrorTypeBytes (a longer one is cut).
+	for i, t := range f.NonRetryable {
+		if t == "" || strings.TrimSpace(t) != t || models.JSONSize(t) > models.MaxErrorTypeBytes {
+			return fmt.Errorf("%w: %s: non_retryable[%d] %q is no error type a failure can have: want a name such as handler_error or CardDeclined, without spaces around it, at most %d bytes",
+				ErrInvalidConfig, where, i, t, models.MaxErrorTypeBytes)
+		}
 	}
 	return nil
 }

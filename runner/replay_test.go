@@ -197,6 +197,11 @@ func TestReplayOverridesOfAnUnservedFunctionMeetThisRunnersCaps(t *testing.T) {
 	if err != nil || !strings.Contains(string(resp.Data), "overrides nothing") {
 		t.Fatalf("a malformed replay request: %v, %v", resp, err)
 	}
+	// A filtered replay reports each refusal on its own line: each must
+	// name its task, or the operator reads the same words N times.
+	if _, err := e.client.ReplayDead(ctx(t), jetstream.DeadFilter{Function: "nobody-serves-this"}, jetstream.ReplayTimeout(2*time.Minute)); !errors.Is(err, jetstream.ErrBadOverride) || !strings.Contains(err.Error(), res.ID) {
+		t.Fatalf("a filtered replay over the cap: %v; want ErrBadOverride naming task %s", err, res.ID)
+	}
 	if rec, err := e.client.State().Get(ctx(t), res.ID); err != nil || rec.Task.Replays != 0 {
 		t.Fatalf("record after refused replays: %+v, %v; want never replayed", rec.Task, err)
 	}

@@ -220,3 +220,34 @@ func TestTokenEqual(t *testing.T) {
 		}
 	}
 }
+
+// The sign-in page tells where the token comes from in both cases: one
+// the operator chose, or, on loopback without one, the one omniq-ui
+// made and printed at start (the first thing a new user meets, having
+// set nothing).
+func TestSignInPageSaysWhereTheTokenIs(t *testing.T) {
+	t.Parallel()
+	srv := startServer(t)
+	d := startDashboard(t, Config{Client: srv.Client, Token: "s3cret"})
+	_, body := newBrowser(t, d.URL()).get("/login")
+	for _, want := range []string{"OMNIQ_UI_TOKEN", "printed when it started", "sign in with the token"} {
+		if !strings.Contains(body, want) {
+			t.Errorf("the sign-in page does not say %q:\n%s", want, body)
+		}
+	}
+}
+
+// A tasks page asked for a status that does not exist says so in the
+// filter's words: it said "invalid task: status ...", as if a task were
+// malformed.
+func TestTasksPageNamesABadStatusFilter(t *testing.T) {
+	t.Parallel()
+	srv := startServer(t)
+	d := startDashboard(t, Config{Client: srv.Client, Token: "s3cret"})
+	b := newBrowser(t, d.URL())
+	b.post("/login", url.Values{"token": {"s3cret"}})
+	_, body := b.get("/tasks?status=bogus")
+	if !strings.Contains(body, "status: &#34;bogus&#34; is not one of pending, running, retrying, succeeded, failed, cancelled") || strings.Contains(body, "invalid task") {
+		t.Fatalf("the tasks page with status=bogus does not name the filter:\n%s", body)
+	}
+}

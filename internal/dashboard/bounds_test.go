@@ -374,6 +374,38 @@ func TestDeadLetterPageCutShortSaysSo(t *testing.T) {
 	}
 }
 
+// A bulk replay whose time limit comes while replays wait for a runner's
+// answer says so, and does not count them as failed: "8 failed, the first
+// with: no runner answered in time" sent the operator looking for a
+// runner problem, though a runner may have carried them out. A stand-in
+// for the runners takes every request and answers none.
+func TestBulkReplayCutShortByItsTimeLimitSaysSo(t *testing.T) {
+	t.Parallel()
+	srv := startServer(t)
+	const total = 2 * jetstream.ReplayDeadParallel
+	deadLetterEntries(t, srv, 0, total)
+	sub, err := srv.Client.Conn().SubscribeSync(srv.Client.Config().ReplaySubject("*"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = sub.Unsubscribe() })
+	if err := srv.Client.Conn().Flush(); err != nil {
+		t.Fatal(err)
+	}
+	s := startDashboard(t, Config{Client: srv.Client}, func(s *Server) { s.bulkTimeout = time.Second })
+	b := newBrowser(t, s.URL())
+	code, _, h := b.do(http.MethodPost, "/dead/replay", url.Values{"csrf": {b.csrf("/dead")}, "function": {"alpha"}, "confirm": {"yes"}}, nil)
+	u, err := url.Parse(h.Get("Location"))
+	if code != http.StatusSeeOther || err != nil {
+		t.Fatalf("confirmed replay: %d (%v), want 303", code, err)
+	}
+	msg := u.Query().Get("flash")
+	want := fmt.Sprintf("Replayed 0 task(s). %d more were asked for but not answered in time", jetstream.ReplayDeadParallel)
+	if !strings.HasPrefix(msg, want) || strings.Contains(msg, "failed") || !strings.Contains(msg, "Stopped by:") {
+		t.Fatalf("the page says %q; want %q..., no failures, and what stopped it", msg, want)
+	}
+}
+
 // deadLetterEntries dead-letters entries entry-<from> to entry-<to-1> (three
 // digits) of function alpha, each failed with a handler_error "boom", as a
 // runner writes them.

@@ -32,6 +32,10 @@ import (
 // requestTimeout bounds the NATS requests of one page.
 const requestTimeout = 10 * time.Second
 
+// bulkTimeout bounds a confirmed Replay all or Purge all: past it, the
+// page says how far it got.
+const bulkTimeout = time.Minute
+
 // maxShownPayload is how much of a payload the task page shows.
 const maxShownPayload = 64 << 10
 
@@ -267,7 +271,13 @@ func (s *Server) handleTasks(w http.ResponseWriter, r *http.Request, ss *session
 	if v := q.Get("status"); v != "" {
 		st, err := models.ParseTaskStatus(v)
 		if err != nil {
-			d.Problem = err.Error()
+			// Named as the filter is, as since and until are: the
+			// models' error spoke of an "invalid task".
+			names := make([]string, len(models.AllStatuses))
+			for i, s := range models.AllStatuses {
+				names[i] = string(s)
+			}
+			d.Problem = fmt.Sprintf("status: %q is not one of %s", v, strings.Join(names, ", "))
 		}
 		d.Q.Status = st
 	}
@@ -400,6 +410,13 @@ func (s *Server) handleTask(w http.ResponseWriter, r *http.Request, ss *session)
 	if havePayload {
 		d.Payload, d.PayloadAs, d.Truncated = showPayload(payload)
 		for _, k := range slices.Sorted(maps.Keys(hdr)) {
+			if k == jetstream.HeaderError && d.Task != nil && d.Task.Error != nil {
+				// A dead-letter entry's final TaskError, as JSON: the
+				// page shows it under Errors, from the record; as a
+				// header it repeated up to 16 KiB of traceback on one
+				// line (omniq-submit dlq show leaves it out too).
+				continue
+			}
 			for _, v := range hdr[k] {
 				d.Headers = append(d.Headers, [2]string{k, v})
 			}
@@ -777,7 +794,7 @@ func (s *Server) handleDeadBulk(w http.ResponseWriter, r *http.Request, ss *sess
 		return
 	}
 	f := jetstream.DeadFilter{Function: r.PostFormValue("function"), ErrorType: r.PostFormValue("error_type")}
-	ctx, cancel := s.natsContext(r.Context(), time.Minute)
+	ctx, cancel := s.natsContext(r.Context(), s.bulkTimeout)
 	defer cancel()
 	if r.PostFormValue("confirm") != "yes" {
 		c := &confirmData{Action: action, Function: f.Function, ErrorType: f.ErrorType}
@@ -815,8 +832,14 @@ func (s *Server) handleDeadBulk(w http.ResponseWriter, r *http.Request, ss *sess
 			msg, err = "Replayed 0 task(s): "+oerr.Error(), oerr
 			break
 		}
-		msg, err = s.replayDead(ctx, f, opts...)
-		msg += with
+		var replayed int
+		msg, replayed, err = s.replayDead(ctx, f, opts...)
+		if replayed > 0 {
+			// Said of the tasks replayed only: after "Replayed 0
+			// task(s); 4 failed ... it was not replayed" it read as if
+			// the refused values had been applied.
+			msg += with
+		}
 	case "purge":
 		var seqs []uint64
 		seqs, err = s.cfg.Client.PurgeDeadSequences(ctx, f)
@@ -835,23 +858,24 @@ func (s *Server) handleDeadBulk(w http.ResponseWriter, r *http.Request, ss *sess
 // holds all their ids, with jetstream.ReplayDeadParallel replays in
 // flight as it does, and returns what the page says of it: how many were
 // replayed, and how many failed with the first failure's reason (one
-// line per failed entry would put thousands in the redirect's URL). The
-// error is the first failure. Entries written after the scan began (a
-// replayed task failing again) are not replayed again. When ctx ends, no
-// more replays are asked for, and the message says what stopped it.
-func (s *Server) replayDead(ctx context.Context, f jetstream.DeadFilter, opts ...jetstream.ReplayOption) (string, error) {
+// line per failed entry would put thousands in the redirect's URL), and
+// the count of those replayed. The error is the first failure. Entries
+// written after the scan began (a replayed task failing again) are not
+// replayed again. When ctx ends, no more replays are asked for, and the
+// message says what stopped it.
+func (s *Server) replayDead(ctx context.Context, f jetstream.DeadFilter, opts ...jetstream.ReplayOption) (string, int, error) {
 	if f.Through == 0 {
 		// A form without the confirmation's bound (from a script).
 		st, err := s.cfg.Client.JetStream().Stream(ctx, s.cfg.Client.Config().DLQStream)
 		if err != nil {
-			return "Replayed 0 task(s). Stopped by: " + why(ctx, err), err
+			return "Replayed 0 task(s). Stopped by: " + why(ctx, err), 0, err
 		}
 		if f.Through = st.CachedInfo().State.LastSeq; f.Through == 0 {
-			return "Replayed 0 task(s).", nil
+			return "Replayed 0 task(s).", 0, nil
 		}
 	}
 	var mu sync.Mutex
-	replayed, failed := 0, 0
+	replayed, failed, waited := 0, 0, 0
 	var first error
 	cut := false // ctx ended with entries of a batch not asked for
 	_, err := s.eachDeadPage(ctx, f, 0, func(page []jetstream.DeadTask) {
@@ -865,25 +889,34 @@ func (s *Server) replayDead(ctx context.Context, f jetstream.DeadFilter, opts ..
 			}
 			mu.Lock()
 			defer mu.Unlock()
-			if err != nil {
+			switch {
+			case err != nil && ctx.Err() != nil:
+				// The time limit came while it waited for a runner's
+				// answer: not a failure (a runner may have carried it
+				// out), and not "no runner answered".
+				waited++
+			case err != nil:
 				failed++
 				first = cmp.Or(first, err)
-				return
+			default:
+				replayed++
 			}
-			replayed++
 		})
 	})
-	if err == nil && cut {
+	if err == nil && (cut || waited > 0) {
 		err = context.Cause(ctx)
 	}
 	msg := fmt.Sprintf("Replayed %d task(s).", replayed)
 	if failed > 0 {
 		msg = fmt.Sprintf("Replayed %d task(s); %d failed, the first with: %s.", replayed, failed, why(ctx, first))
 	}
+	if waited > 0 {
+		msg += fmt.Sprintf(" %d more were asked for but not answered in time: a runner may have replayed them (their status says).", waited)
+	}
 	if err != nil {
 		msg += " Stopped by: " + why(ctx, err)
 	}
-	return msg, cmp.Or(first, err)
+	return msg, replayed, cmp.Or(first, err)
 }
 
 // --- runners

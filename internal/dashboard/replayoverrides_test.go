@@ -62,8 +62,16 @@ func TestReplayFromThePageWithANewTimeoutAndRetryBudget(t *testing.T) {
 		t.Fatalf("after refused overrides %s is %v (err %v); want still failed", ids[0], rec.Task, err)
 	}
 
+	// Over the runner's cap: refused, task by task, and the page does not
+	// go on to say the group was replayed "With a timeout of 25h0m0s".
+	code, _, h := b.do(http.MethodPost, "/dead/replay", url.Values{"csrf": {csrf}, "function": {"sleep"}, "confirm": {"yes"}, "timeout": {"25h"}}, nil)
+	if msg := flashIn(t, h.Get("Location")); code != http.StatusSeeOther || !strings.HasPrefix(msg, "Replayed 0 task(s); 2 failed, the first with: replay ") ||
+		!strings.Contains(msg, "over the cap") || strings.Contains(msg, "With a timeout") {
+		t.Fatalf("bulk replay over the cap: %d, flash %q; want both refused, naming the cap, and no word of the timeout as applied", code, msg)
+	}
+
 	// One task, from its question.
-	code, _, h := b.do(http.MethodPost, "/tasks/"+ids[0]+"/replay", url.Values{"csrf": {csrf}, "confirm": {"yes"}, "timeout": {"10s"}, "max_retries": {"2"}}, nil)
+	code, _, h = b.do(http.MethodPost, "/tasks/"+ids[0]+"/replay", url.Values{"csrf": {csrf}, "confirm": {"yes"}, "timeout": {"10s"}, "max_retries": {"2"}}, nil)
 	if msg := flashIn(t, h.Get("Location")); code != http.StatusSeeOther || strings.Contains(h.Get("Location"), "fbad") ||
 		!strings.Contains(msg, "timeout of 10s") || !strings.Contains(msg, "retry budget of 2") {
 		t.Fatalf("replay with a new timeout and retry budget: %d, flash %q", code, msg)

@@ -56,6 +56,9 @@ type Server struct {
 	// deadTimeout bounds one view of the dead-letter page (requestTimeout;
 	// a field for tests).
 	deadTimeout time.Duration
+	// bulkTimeout bounds a confirmed Replay all or Purge all (bulkTimeout;
+	// a field for tests).
+	bulkTimeout time.Duration
 	// deadHeld is the most dead-letter entries held at once so far (for
 	// tests; see eachDead).
 	deadHeld atomic.Int64
@@ -112,6 +115,7 @@ func New(cfg Config) (*Server, error) {
 		bodyTimeout:  10 * time.Second, idleTimeout: 2 * time.Minute, maxDeadIndexed: maxDeadIndexed,
 		deadBatch:    deadBatch,
 		deadTimeout:  requestTimeout,
+		bulkTimeout:  bulkTimeout,
 		tickInterval: tickInterval,
 		keepAlive:    keepAliveInterval,
 

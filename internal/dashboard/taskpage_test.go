@@ -293,3 +293,34 @@ func TestDeadGroupLeadsToItsTasks(t *testing.T) {
 		return code == http.StatusOK && strings.Contains(body, `href="/tasks/`+db1+`"`) && strings.Contains(body, `href="/tasks/`+db2+`"`) && !strings.Contains(body, `href="/tasks/`+other+`"`)
 	})
 }
+
+// A dead task's headers come from its dead-letter entry, whose
+// Omniq-Error header is its final TaskError as JSON: the page shows that
+// error under Errors, and listed it again among the headers, traceback
+// and all, on one line.
+func TestDeadTaskPageLeavesTheErrorHeaderToTheErrors(t *testing.T) {
+	t.Parallel()
+	srv := startServer(t)
+	ctx := context.Background()
+	at := time.Now().UTC()
+	te, err := models.NewTaskError(models.TaskError{ErrorType: "panic", Message: "boom", Traceback: "a-distinctive-traceback-line", Timestamp: at})
+	if err != nil {
+		t.Fatal(err)
+	}
+	task := models.NewTask("dead-one", "echo", 0, 0, at)
+	task.Status, task.Attempt, task.FinishedAt, task.UpdatedAt = models.StatusFailed, 1, at, at
+	task.Errors = []models.TaskError{*te}
+	task.Error = &task.Errors[0]
+	if _, err := srv.Client.State().Create(ctx, task); err != nil {
+		t.Fatal(err)
+	}
+	if err := srv.Client.DeadLetter(ctx, &jetstream.TaskMessage{ID: "dead-one", Function: "echo", Attempt: 1, Payload: []byte("x")}, *te, 0); err != nil {
+		t.Fatal(err)
+	}
+	d := startDashboard(t, Config{Client: srv.Client})
+	_, body := newBrowser(t, d.URL()).get("/tasks/dead-one")
+	if !strings.Contains(body, "<th>Omniq-Error-Type</th>") || strings.Contains(body, "<th>Omniq-Error</th>") ||
+		strings.Count(body, "a-distinctive-traceback-line") != 1 {
+		t.Fatalf("a dead task's page lists its Omniq-Error header, or shows its traceback other than once:\n%s", body)
+	}
+}

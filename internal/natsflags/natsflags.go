@@ -319,8 +319,13 @@ var natsCLIEnv = map[string]string{
 // unless named: it may point anywhere. A context that cannot be read, or
 // that uses a setting OmniQ does not support (nsc, user_jwt, a JetStream
 // domain or API prefix, tls_first, a Windows certificate store), is an
-// error naming it.
+// error naming it, as is a --connect-timeout that is not positive.
 func (f *Flags) ApplyNATS(fs *pflag.FlagSet, getenv func(string) string) error {
+	if fs.Lookup("connect-timeout") != nil && f.ConnectTimeout <= 0 {
+		// nats.go refuses it with "nats: timeout invalid", which the
+		// clients took for a server that cannot be reached.
+		return fmt.Errorf("--connect-timeout %s: want a positive duration, such as 5s", f.ConnectTimeout)
+	}
 	given := func(flag string) bool {
 		fl := fs.Lookup(flag)
 		return fl != nil && (fl.Changed || getenv(EnvName(flag)) != "")

@@ -67,6 +67,25 @@ func TestABadVariableIsNamed(t *testing.T) {
 	}
 }
 
+// A connect timeout that is not positive is a usage error naming the
+// flag: nats.go refused it as "nats: timeout invalid", which the clients
+// reported as a server they could not reach.
+func TestAConnectTimeoutThatIsNotPositiveIsNamed(t *testing.T) {
+	t.Parallel()
+	for _, v := range []string{"0s", "-1s"} {
+		var f natsflags.Flags
+		fs := pflag.NewFlagSet("test", pflag.ContinueOnError)
+		f.Register(fs, natsflags.Options{Client: true})
+		if err := fs.Parse([]string{"--connect-timeout", v}); err != nil {
+			t.Fatal(err)
+		}
+		err := f.ApplyNATS(fs, func(string) string { return "" })
+		if err == nil || !strings.Contains(err.Error(), "--connect-timeout "+v) || !strings.Contains(err.Error(), "want a positive duration") {
+			t.Errorf("--connect-timeout %s: %v", v, err)
+		}
+	}
+}
+
 func TestEnvName(t *testing.T) {
 	t.Parallel()
 	if got := natsflags.EnvName("nats-inbox-prefix"); got != "OMNIQ_NATS_INBOX_PREFIX" {

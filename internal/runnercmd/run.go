@@ -345,6 +345,7 @@ func run(ctx context.Context, force <-chan struct{}, o Options, log *logrus.Logg
 		log.WithField("plugins_dir", o.PluginsDir).Warn("no plugin executables found: this runner serves no function (build them with `make`, or set --plugins-dir)")
 	}
 	warnUnmatchedPlugins(log, &o, host)
+	warnUnservedFunctions(log, &o, fns)
 	fields := logrus.Fields{"nats": natsURL, "plugins_dir": o.PluginsDir, "metrics": metricsAddr, "functions": strings.Join(fns, ",")}
 	if credsDir != "" {
 		fields["credentials"] = credsDir
@@ -604,5 +605,25 @@ func warnUnmatchedPlugins(log logrus.FieldLogger, o *Options, host *pluginhost.H
 	for _, name := range names {
 		log.WithFields(logrus.Fields{"plugins_dir": o.PluginsDir, "plugins": strings.Join(present, ",")}).Warnf(
 			"the config file sets plugins.%s, but the plugins directory has no plugin %q: those settings (sha256, user, limits, env, concurrency) apply to nothing", name, name)
+	}
+}
+
+// warnUnservedFunctions warns about each functions.<name> of the config
+// file that names no function this runner's plugins serve (served lists
+// those they do): a typo there leaves its settings, non_retryable
+// included, applied to nothing, and the function meant runs with the
+// defaults. A plugin that has not started yet (or failed to) serves its
+// functions later, so it is a warning, not a refusal.
+func warnUnservedFunctions(log logrus.FieldLogger, o *Options, served []string) {
+	var names []string
+	for name := range o.File.Functions {
+		if !slices.Contains(served, name) {
+			names = append(names, name)
+		}
+	}
+	slices.Sort(names)
+	for _, name := range names {
+		log.WithFields(logrus.Fields{"plugins_dir": o.PluginsDir, "functions": strings.Join(served, ",")}).Warnf(
+			"the config file sets functions.%s, but no plugin of this runner serves a function %q (a typo, or a plugin that has not started): those settings apply to nothing until one does", name, name)
 	}
 }

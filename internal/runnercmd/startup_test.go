@@ -213,6 +213,22 @@ func TestConfigForAPluginThatIsNotThereIsWarnedAbout(t *testing.T) {
 	}
 }
 
+// Settings for a function no plugin serves (a typo: functions.ehco) apply
+// to nothing: the function meant runs with the defaults, its
+// non_retryable failures retried, so the runner says so.
+func TestConfigForAFunctionNoPluginServesIsWarnedAbout(t *testing.T) {
+	t.Parallel()
+	cfg := writeConfig(t, `{"functions": {"ehco": {"non_retryable": ["handler_error"]}, "echo": {"max_retries": 1}}}`)
+	_, logs, stop := startMain(t, []string{"--listen", "127.0.0.1:0", "--data-dir", t.TempDir(), "--config", cfg},
+		map[string]string{"OMNIQ_PLUGINS_DIR": pluginsDir(t)})
+	if code := stop(false); code != 0 {
+		t.Fatalf("exit %d:\n%s", code, logs)
+	}
+	if !strings.Contains(logs.String(), "functions.ehco") || strings.Contains(logs.String(), "functions.echo") {
+		t.Fatalf("want a warning naming functions.ehco only:\n%s", logs)
+	}
+}
+
 // freePort returns a loopback port nothing listens on, outside the
 // kernel's ephemeral range: the runner dials it over and over before a
 // server comes, and a dial whose local port were the same would connect

@@ -18,8 +18,9 @@ import (
 )
 
 // cancelIDs are the ids cancel was given: the arguments, or the lines of
-// from (blank lines skipped). A bad id is a usage error naming it (and
-// its line), found before anything is cancelled.
+// from (blank lines skipped; none at all is an empty list). A bad id is a
+// usage error naming it (and its line), found before anything is
+// cancelled.
 func (c *cli) cancelIDs(args []string, from string) ([]string, error) {
 	switch {
 	case from != "" && len(args) > 0:
@@ -59,9 +60,8 @@ func (c *cli) cancelIDs(args []string, from string) ([]string, error) {
 	if err := sc.Err(); err != nil {
 		return nil, fmt.Errorf("--from %s: read the ids after %d of them: %w; nothing was cancelled", from, len(ids), err)
 	}
-	if len(ids) == 0 {
-		return nil, usagef("--from %s: no ids in it", from)
-	}
+	// No ids (a list that selected nothing: the pipeline of cancel -h
+	// with nothing pending) is nothing to cancel, not a usage error.
 	return ids, nil
 }
 

@@ -76,9 +76,11 @@ cap, and replays nothing then (exit 2).
 
 A selection (--all, --function ...) is replayed 8 at a time: each task is
 printed as it is replayed, then "replayed 9,990 of 10,000 dead tasks; 10
-failed", the failures on stderr (exit 1). On a terminal a progress bar
-shows on stderr. Interrupted (Ctrl-C), it asks for no more replays and
-says how many it did not get to: run it again for the rest.`,
+failed", the failures on stderr (exit 1); with --json, {"replayed": [ids],
+"failed": [{"id", "error"}]}. On a terminal a progress bar
+shows on stderr. Interrupted (Ctrl-C), it asks for no more replays, says
+how many it did not get to, and prints the command that replays the rest
+(the same selection, --until the time it started, the same overrides).`,
 		Example: `  omniq-submit dlq replay 0193b1c2 --timeout 10m
   omniq-submit dlq replay --function resize --error-type timeout --timeout 2m --max-retries 5`,
 		Args: cobra.ArbitraryArgs,
@@ -92,7 +94,14 @@ says how many it did not get to: run it again for the rest.`,
 		if err != nil {
 			return err
 		}
-		return c.dlqReplay(rf, args, opts)
+		var again []string // the overrides, for the command that goes on after Ctrl-C
+		if cmd.Flags().Changed("timeout") {
+			again = append(again, "--timeout "+ro.timeout.String())
+		}
+		if ro.maxRetries >= 0 {
+			again = append(again, "--max-retries "+strconv.Itoa(ro.maxRetries))
+		}
+		return c.dlqReplay(rf, args, opts, again)
 	}
 	purge := &cobra.Command{
 		Use:   "purge ID... | --all | --function F | --error-type T | --since T | --until T [--yes]",
@@ -406,8 +415,15 @@ func (f *replayOverrideFlags) options(timeoutSet bool) ([]jetstream.ReplayOption
 	return opts, nil
 }
 
-// dlqReplay replays the dead tasks ids, or those ff selects, with opts.
-func (c *cli) dlqReplay(ff *filterFlags, ids []string, opts []jetstream.ReplayOption) error {
+// replayFailure is a replay that failed, in dlq replay --json output.
+type replayFailure struct {
+	ID    string `json:"id"`
+	Error string `json:"error"`
+}
+
+// dlqReplay replays the dead tasks ids, or those ff selects, with opts
+// (given on the command line as overrides).
+func (c *cli) dlqReplay(ff *filterFlags, ids []string, opts []jetstream.ReplayOption, overrides []string) error {
 	f, err := c.selection(ff, ids, "replay")
 	if err != nil {
 		return err
@@ -417,11 +433,16 @@ func (c *cli) dlqReplay(ff *filterFlags, ids []string, opts []jetstream.ReplayOp
 		return err
 	}
 	done := []string{} // --json: "replayed": [], never null
+	// failures are the replays that failed, for --json ("failed": [],
+	// never null): the errors on stderr alone left a script to parse
+	// them for the ids.
+	failures := []replayFailure{}
 	var errs []error
 	if len(ids) > 0 {
 		for _, id := range ids {
 			if _, err := client.Replay(c.ctx, id, opts...); err != nil {
 				errs = append(errs, err)
+				failures = append(failures, replayFailure{ID: id, Error: err.Error()})
 				continue
 			}
 			done = append(done, id)
@@ -436,6 +457,7 @@ func (c *cli) dlqReplay(ff *filterFlags, ids []string, opts []jetstream.ReplayOp
 			matched = total
 			if err != nil {
 				failed++
+				failures = append(failures, replayFailure{ID: id, Error: err.Error()})
 			} else if !c.json {
 				fmt.Fprintf(c.io.Stdout, "replayed %s\n", id)
 			}
@@ -448,6 +470,14 @@ func (c *cli) dlqReplay(ff *filterFlags, ids []string, opts []jetstream.ReplayOp
 				_ = bar.Set(ended)
 			}
 		})
+		// A run stopped part way says how to go on with the entries it
+		// did not get to, without those it replayed that have failed
+		// again since: those dead-lettered before it started. (Not a
+		// bound on this run: the entries' times are the runners' clocks.)
+		until := time.Now().UTC()
+		if !f.Until.IsZero() && f.Until.Before(until) {
+			until = f.Until
+		}
 		replayed, err := client.ReplayDead(c.ctx, f, append(opts[:len(opts):len(opts)], progress)...)
 		if bar != nil {
 			_ = bar.Finish()
@@ -460,9 +490,30 @@ func (c *cli) dlqReplay(ff *filterFlags, ids []string, opts []jetstream.ReplayOp
 		if !c.json && matched > 0 {
 			fmt.Fprintf(c.io.Stdout, "replayed %s of %s; %s failed\n", thousands(len(replayed)), deadTasks(matched), thousands(failed))
 		}
+		if err != nil && c.ctx.Err() != nil {
+			// Stopped (Ctrl-C): the whole command that goes on, filter
+			// kept. ReplayDead's error names the bound alone, and "dlq
+			// replay --until T" replays every function's entries (which
+			// is what goes on after --all).
+			again := natsflags.Repeat(c.globalFlags)
+			for _, fl := range []struct {
+				name string
+				t    time.Time
+				s    string
+			}{{"--function", time.Time{}, f.Function}, {"--error-type", time.Time{}, f.ErrorType}, {"--since", f.Since, ""}, {"--until", until, ""}} {
+				switch {
+				case !fl.t.IsZero():
+					again = append(again, fl.name+" "+fl.t.UTC().Format(time.RFC3339Nano))
+				case fl.s != "":
+					again = append(again, fl.name+" "+shellWord(fl.s))
+				}
+			}
+			again = append(again, overrides...)
+			errs = append(errs, fmt.Errorf("to replay the rest: omniq-submit dlq replay %s", strings.Join(again, " ")))
+		}
 	}
 	if c.json {
-		_ = writeJSON(c.io.Stdout, map[string]any{"replayed": done})
+		_ = writeJSON(c.io.Stdout, map[string]any{"replayed": done, "failed": failures})
 	} else {
 		if len(ids) > 0 {
 			for _, id := range done {
@@ -483,6 +534,10 @@ func (c *cli) selection(ff *filterFlags, ids []string, verb string) (jetstream.D
 		return jetstream.DeadFilter{}, usagef("dlq %s: give task ids or a filter, not both", verb)
 	case len(ids) == 0 && !ff.all && !ff.any():
 		return jetstream.DeadFilter{}, usagef("dlq %s: name task ids, or select with --all, --function, --error-type, --since or --until", verb)
+	case ff.all && ff.any():
+		// Which was meant, every entry or the filter's? Neither is
+		// guessed: one would purge (or replay) far more than asked.
+		return jetstream.DeadFilter{}, usagef("dlq %s: --all selects every dead task; give it alone, or select with --function, --error-type, --since or --until without it", verb)
 	}
 	for _, id := range ids {
 		if err := models.ValidateTaskID(id); err != nil {

@@ -337,6 +337,11 @@ func TestCancelManyReportsEachAndSums(t *testing.T) {
 		t.Fatalf("--json summary: %s", r.stdout)
 	}
 	o.run("", "cancel", "a", "--from", "-").want(t, 2, "", "not both")
+	// A list that selected nothing (list ... | cancel --from - with no
+	// task pending) cancels nothing and says so: not a usage error.
+	o.run("\n", "cancel", "--from", "-").want(t, 0, "cancelled 0 of 0: 0 had already ended, 0 failed", "--from - holds no ids: nothing to cancel")
+	r = o.run("", "cancel", "--from", "-", "--json")
+	r.want(t, 0, `{"already_cancelled":0,"asked":0,"cancelled":0,"ended":0,"failed":0,"not_settled":0,"unseen":0}`, "")
 }
 
 func TestBatch(t *testing.T) {
@@ -502,6 +507,21 @@ func TestDeadLetterCommands(t *testing.T) {
 		}
 	}
 	o.run("", "dlq", "show", "zzz").want(t, 1, "", "not in the dead-letter stream")
+	// --json names each failed replay with its id, as it names those
+	// replayed: a script read the failures from stderr's text.
+	o.run("", "--json", "dlq", "replay", "zzz").want(t, 1, `"failed": [
+    {
+      "id": "zzz",
+      "error": "task is not in the dead-letter stream: zzz"`, "")
+	r = o.run("", "--json", "dlq", "replay", "--function", "fail", "--timeout", "25h")
+	var refused struct {
+		Replayed []string `json:"replayed"`
+		Failed   []struct{ ID, Error string }
+	}
+	if err := json.Unmarshal([]byte(r.stdout), &refused); err != nil || r.code != 2 || len(refused.Replayed) != 0 || len(refused.Failed) != 3 ||
+		!strings.Contains(refused.Failed[0].Error, "over the cap") {
+		t.Fatalf("a filtered replay over the cap, --json: exit %d, %+v (%v); want the 3 entries of fail failed, each with its error:\n%s", r.code, refused, err, r.stdout)
+	}
 
 	o.run("", "dlq", "replay").want(t, 2, "", "name task ids, or select")
 	o.run("", "dlq", "replay", "f0", "--all").want(t, 2, "", "not both")
@@ -509,6 +529,10 @@ func TestDeadLetterCommands(t *testing.T) {
 	omniqtest.WaitFor(t, o.srv.Client, "f0", models.StatusFailed, 30*time.Second)
 	omniqtest.WaitDead(t, o.srv.Client, "f0", 30*time.Second)
 
+	// --all with a filter is ambiguous (every entry, or the filter's?):
+	// refused, nothing purged (the purge below still finds all three).
+	o.run("", "dlq", "purge", "--all", "--function", "fail", "--yes").want(t, 2, "", "--all selects every dead task")
+	o.run("", "dlq", "replay", "--all", "--error-type", "x").want(t, 2, "", "--all selects every dead task")
 	o.run("", "dlq", "purge", "--function", "fail").want(t, 2, "", "confirm with --yes")
 	r = o.runIO(submitcmd.IO{Stdin: strings.NewReader("n\n"), Terminal: true}, "dlq", "purge", "--function", "fail")
 	r.want(t, 1, "", "purge aborted")
@@ -640,7 +664,7 @@ func TestDLQJSONWhenNothingMatches(t *testing.T) {
 	}{
 		{[]string{"--json", "dlq", "purge", "--function", "nothing", "--yes"}, `{"purged":0}`},
 		{[]string{"--json", "dlq", "purge", "--function", "nothing"}, `{"purged":0}`},
-		{[]string{"--json", "dlq", "replay", "--function", "nothing"}, `{"replayed":[]}`},
+		{[]string{"--json", "dlq", "replay", "--function", "nothing"}, `{"replayed":[],"failed":[]}`},
 	} {
 		r := o.run("", tc.args...)
 		var got, want any
@@ -875,5 +899,49 @@ func TestDeadLetterOfATaskThatNeverRanShowsNoAttempt(t *testing.T) {
 	}
 	if err := json.Unmarshal([]byte(r.stdout), &shown); err != nil || shown.Attempt != 0 {
 		t.Errorf("dlq show malformed --json: attempt %d (%v), want 0:\n%s", shown.Attempt, err, r.stdout)
+	}
+}
+
+// A filtered replay stopped part way (Ctrl-C) ends with the command that
+// goes on, its filter and overrides kept: the library's error names only
+// the --until bound, and "dlq replay --until T" copied from it replays
+// every function's entries. A stand-in for the runners takes the replay
+// requests and answers none; the run is interrupted once they wait.
+func TestDLQReplayStoppedSaysHowToGoOn(t *testing.T) {
+	t.Parallel()
+	o := &omniq{t: t, srv: omniqtest.StartServer(t, jetstream.Config{})}
+	te, err := models.NewTaskError(models.TaskError{ErrorType: "timeout", Message: "slow"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 2 * jetstream.ReplayDeadParallel {
+		tm := &jetstream.TaskMessage{ID: fmt.Sprintf("g%02d", i), Function: "slowfn", Attempt: 1}
+		if err := o.srv.Client.DeadLetter(omniqtest.Context(t), tm, *te, 0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ctx, cancel := context.WithCancel(omniqtest.Context(t))
+	defer cancel()
+	taken := 0
+	// Replays with overrides ask on omniq.admin.replay-with.*: take both.
+	sub, err := o.srv.Client.Conn().Subscribe(o.srv.Client.Config().SubjectPrefix+".admin.>", func(*nats.Msg) {
+		if taken++; taken == jetstream.ReplayDeadParallel {
+			cancel() // Ctrl-C, with every replay in flight waiting
+		}
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = sub.Unsubscribe() }()
+	if err := o.srv.Client.Conn().Flush(); err != nil {
+		t.Fatal(err)
+	}
+	r := o.runCtx(ctx, submitcmd.IO{}, "dlq", "replay", "--function", "slowfn", "--error-type", "timeout", "--max-retries", "2")
+	m := regexp.MustCompile(`to replay the rest: omniq-submit dlq replay (?:--nats-url \S+ )?--function slowfn --error-type timeout --until (\S+) --max-retries 2\n`).FindStringSubmatch(r.stderr)
+	if r.code != 1 || m == nil {
+		t.Fatalf("exit %d, stderr:\n%s\nwant exit 1 and the command that goes on, filter and overrides kept", r.code, r.stderr)
+	}
+	if _, err := time.Parse(time.RFC3339Nano, m[1]); err != nil {
+		t.Fatalf("--until %q: %v", m[1], err)
 	}
 }

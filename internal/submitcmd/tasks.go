@@ -484,7 +484,9 @@ could not be cancelled is reported on stderr, and a summary ends the
 output ("cancelled 9,990 of 10,000: 10 had already ended, 0 failed").
 A task cancelled already counts as done, not as ended: a run interrupted
 (Ctrl-C, which says how many it did not get to) can be run again as it
-was. On a terminal a progress bar shows on stderr.
+was. --from with no ids in it (a list that selected nothing) cancels
+nothing, says so on stderr, and exits 0. On a terminal a progress bar
+shows on stderr.
 
 Exit status 0 once the cancellation is recorded (a runner carries it
 out); 1 if the task had already ended (succeeded, failed or cancelled) or no
@@ -506,6 +508,9 @@ cancelled, a cancellation failed, or the run was interrupted.`,
 		}
 		if len(ids) == 1 && from == "" {
 			return c.cancel(ids[0])
+		}
+		if len(ids) == 0 {
+			fmt.Fprintf(c.io.Stderr, "omniq-submit: --from %s holds no ids: nothing to cancel\n", from)
 		}
 		return c.cancelMany(ids, workers)
 	}

@@ -23,6 +23,9 @@ MAX_TRACEBACK_BYTES = 16 << 10
 class HandlerError(Exception):
     """An error raised by a handler, carrying OmniQ's classification.
 
+    Raises ValueError for an error_type only the runner assigns
+    (RUNNER_ONLY_TYPES), as with_type does.
+
     Attributes:
         error_type: the TaskError's error_type; None means the class name
             of a subclass (class CardDeclined(HandlerError)), else the
@@ -40,6 +43,11 @@ class HandlerError(Exception):
 
     def __init__(self, message="", *, error_type=None, permanent=False, retry_after=None, traceback=None):
         super().__init__(message)
+        if error_type in RUNNER_ONLY_TYPES:
+            # As with_type: the runner would record handler_error instead.
+            raise ValueError(
+                f"omniq_plugin: HandlerError was given error_type={error_type!r}, a type only the runner assigns "
+                "(docs/errors.md); name your own, e.g. 'UpstreamTimeout'")
         self.error_type = error_type
         self.permanent = permanent
         self.retry_after = _seconds("retry_after", retry_after)

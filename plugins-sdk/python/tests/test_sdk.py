@@ -166,6 +166,12 @@ class ErrorsTest(unittest.TestCase):
             with self.assertRaises(ValueError) as cm:
                 omniq.with_type(typ, "x")
             self.assertIn(repr(typ) + ", a type only the runner assigns", str(cm.exception))
+            # HandlerError(error_type=...) is with_type all at once: it
+            # refuses them too, rather than letting the runner record
+            # handler_error where the handler meant its own type.
+            with self.assertRaises(ValueError) as cm:
+                omniq.HandlerError("x", error_type=typ, permanent=True)
+            self.assertIn(repr(typ) + ", a type only the runner assigns", str(cm.exception))
         with self.assertRaises(TypeError):
             omniq.permanent(42)
 
