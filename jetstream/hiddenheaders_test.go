@@ -1,12 +1,9 @@
 package jetstream_test
 
 import (
-	"bufio"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net"
-	"net/url"
 	"strings"
 	"testing"
 	"time"
@@ -16,59 +13,6 @@ import (
 	"github.com/omniq/omniq/internal/omniqtest"
 	"github.com/omniq/omniq/jetstream"
 )
-
-// publishRaw publishes body on subject with the header block hdr exactly
-// as given, writing the protocol itself (nats.go writes no blank line
-// into a header block), and returns the JetStream acknowledgement's
-// stream sequence.
-func publishRaw(t *testing.T, e *env, subject, hdr string, body []byte) uint64 {
-	t.Helper()
-	u, err := url.Parse(e.srv.ClientURL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	c, err := net.Dial("tcp", u.Host)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	if err := c.SetDeadline(time.Now().Add(10 * time.Second)); err != nil {
-		t.Fatal(err)
-	}
-	r := bufio.NewReader(c)
-	if _, err := r.ReadString('\n'); err != nil { // INFO
-		t.Fatal(err)
-	}
-	const inbox = "_INBOX.raw"
-	if _, err := fmt.Fprintf(c, "CONNECT {\"verbose\":false,\"pedantic\":false,\"headers\":true,\"protocol\":1}\r\nSUB %s 1\r\nHPUB %s %s %d %d\r\n%s%s\r\n",
-		inbox, subject, inbox, len(hdr), len(hdr)+len(body), hdr, body); err != nil {
-		t.Fatal(err)
-	}
-	for {
-		line, err := r.ReadString('\n')
-		if err != nil {
-			t.Fatalf("no acknowledgement of the raw publish: %v", err)
-		}
-		if strings.HasPrefix(line, "-ERR") {
-			t.Fatalf("raw publish: %s", line)
-		}
-		if !strings.HasPrefix(line, "MSG ") {
-			continue
-		}
-		ack, err := r.ReadString('\n')
-		if err != nil {
-			t.Fatal(err)
-		}
-		var pa struct {
-			Seq   uint64          `json:"seq"`
-			Error json.RawMessage `json:"error"`
-		}
-		if err := json.Unmarshal([]byte(ack), &pa); err != nil || pa.Seq == 0 {
-			t.Fatalf("raw publish answered %q (%v)", ack, err)
-		}
-		return pa.Seq
-	}
-}
 
 // storeHidingAnswerOf is storeAnswerOf for a task message whose header
 // block has a blank line after the headers visible (as "Name: value"
@@ -82,7 +26,7 @@ func storeHidingAnswerOf(t *testing.T, e *env, extra []string, body []byte, stre
 	visible := append([]string{"Nats-TTL: ", "Nats-Stream: " + stream, "Nats-Subject: " + subject,
 		"Nats-Sequence: 1", "Nats-Time-Stamp: " + time.Now().UTC().Format(time.RFC3339Nano)}, extra...)
 	hdr := "NATS/1.0\r\n" + strings.Join(visible, "\r\n") + "\r\n\r\nX-Hidden: 1\r\n\r\n"
-	seq := publishRaw(t, e, "omniq.tasks.holder", hdr, body)
+	seq := omniqtest.PublishRaw(t, e.srv.ClientURL(), "omniq.tasks.holder", hdr, body, 1)
 	req := fmt.Sprintf(`{"seq":%d}`, seq)
 	if err := e.client.Conn().PublishMsg(&nats.Msg{Subject: "$JS.API.DIRECT.GET.OMNIQ_TASKS", Reply: subject, Data: []byte(req)}); err != nil {
 		t.Fatal(err)

@@ -1,13 +1,10 @@
 package runner_test
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net"
-	"net/url"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -182,57 +179,7 @@ func publishRawWire(t *testing.T, e *env, subject, headerBlock, payload string) 
 // returns the last one's sequence once each is stored.
 func publishRawWireN(t *testing.T, e *env, subject, headerBlock, payload string, n int) uint64 {
 	t.Helper()
-	u, err := url.Parse(e.srv.ClientURL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	c, err := net.Dial("tcp", u.Host)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	if err := c.SetDeadline(time.Now().Add(60 * time.Second)); err != nil {
-		t.Fatal(err)
-	}
-	r := bufio.NewReader(c)
-	if _, err := r.ReadString('\n'); err != nil { // INFO
-		t.Fatal(err)
-	}
-	hdr := "NATS/1.0\r\n" + headerBlock + "\r\n"
-	w := bufio.NewWriter(c)
-	_, _ = fmt.Fprint(w, "CONNECT {\"verbose\":false,\"headers\":true,\"protocol\":1}\r\nSUB _INBOX.raw 1\r\n")
-	for range n {
-		_, _ = fmt.Fprintf(w, "HPUB %s _INBOX.raw %d %d\r\n%s%s\r\n", subject, len(hdr), len(hdr)+len(payload), hdr, payload)
-	}
-	if err := w.Flush(); err != nil {
-		t.Fatal(err)
-	}
-	var last uint64
-	for acked := 0; acked < n; { // the stream's acknowledgements
-		line, err := r.ReadString('\n')
-		if err != nil {
-			t.Fatalf("%d of %d raw publishes acknowledged: %v", acked, n, err)
-		}
-		if strings.HasPrefix(line, "MSG _INBOX.raw") {
-			body, err := r.ReadString('\n')
-			if err != nil {
-				t.Fatalf("%d of %d raw publishes acknowledged: %v", acked, n, err)
-			}
-			var ack struct {
-				Seq   uint64          `json:"seq"`
-				Error json.RawMessage `json:"error"`
-			}
-			if err := json.Unmarshal([]byte(body), &ack); err != nil || ack.Error != nil || ack.Seq == 0 {
-				t.Fatalf("raw publish on %s refused: %s (%v)", subject, body, err)
-			}
-			acked++
-			last = max(last, ack.Seq)
-		}
-		if strings.HasPrefix(line, "PING") {
-			_, _ = fmt.Fprint(c, "PONG\r\n")
-		}
-	}
-	return last
+	return omniqtest.PublishRaw(t, e.srv.ClientURL(), subject, "NATS/1.0\r\n"+headerBlock+"\r\n", []byte(payload), n)
 }
 
 // A task published by a raw client with a header name nats.go refuses to

@@ -595,17 +595,22 @@ func warnUnmatchedPlugins(log logrus.FieldLogger, o *Options, host *pluginhost.H
 	for _, s := range host.Supervisors() {
 		present = append(present, s.Name())
 	}
-	var names []string
-	for name := range o.File.Plugins {
-		if !slices.Contains(present, name) {
-			names = append(names, name)
-		}
-	}
-	slices.Sort(names)
-	for _, name := range names {
+	for _, name := range keysNotIn(o.File.Plugins, present) {
 		log.WithFields(logrus.Fields{"plugins_dir": o.PluginsDir, "plugins": strings.Join(present, ",")}).Warnf(
 			"the config file sets plugins.%s, but the plugins directory has no plugin %q: those settings (sha256, user, limits, env, concurrency) apply to nothing", name, name)
 	}
+}
+
+// keysNotIn returns, sorted, the keys of m that present does not hold.
+func keysNotIn[V any](m map[string]V, present []string) []string {
+	var out []string
+	for k := range m {
+		if !slices.Contains(present, k) {
+			out = append(out, k)
+		}
+	}
+	slices.Sort(out)
+	return out
 }
 
 // warnUnservedFunctions warns about each functions.<name> of the config
@@ -615,14 +620,7 @@ func warnUnmatchedPlugins(log logrus.FieldLogger, o *Options, host *pluginhost.H
 // defaults. A plugin that has not started yet (or failed to) serves its
 // functions later, so it is a warning, not a refusal.
 func warnUnservedFunctions(log logrus.FieldLogger, o *Options, served []string) {
-	var names []string
-	for name := range o.File.Functions {
-		if !slices.Contains(served, name) {
-			names = append(names, name)
-		}
-	}
-	slices.Sort(names)
-	for _, name := range names {
+	for _, name := range keysNotIn(o.File.Functions, served) {
 		log.WithFields(logrus.Fields{"plugins_dir": o.PluginsDir, "functions": strings.Join(served, ",")}).Warnf(
 			"the config file sets functions.%s, but no plugin of this runner serves a function %q (a typo, or a plugin that has not started): those settings apply to nothing until one does", name, name)
 	}
