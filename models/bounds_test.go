@@ -119,27 +119,16 @@ func TestPluginCrashesAreCountedAndReplayResetsTheCounters(t *testing.T) {
 	if task.RunsAlone() {
 		t.Fatal("a task that never saw its plugin crash runs alone")
 	}
-	for i := range models.SharedCrashesBeforeAlone {
-		if task.RunsAlone() {
-			t.Fatalf("after %d crashes beside others the task runs alone, want it to after %d", i, models.SharedCrashesBeforeAlone)
-		}
-		task.RecordSharedCrash(models.TaskError{ErrorType: models.ErrorTypePluginCrash, Message: "exited beside others", Timestamp: time.Now()})
-	}
-	if task.SharedCrashes != models.SharedCrashesBeforeAlone || task.PluginCrashes != 0 || !task.RunsAlone() ||
-		len(task.Errors) != models.SharedCrashesBeforeAlone || task.Error.Message != "exited beside others" {
-		t.Fatalf("after shared crashes: shared %d, own %d, runs alone %v, errors %v; want %d, 0, true and the crashes recorded",
-			task.SharedCrashes, task.PluginCrashes, task.RunsAlone(), task.Errors, models.SharedCrashesBeforeAlone)
-	}
-	own := models.NewTask("t2", "crash", 3, 0, time.Now())
-	own.RecordError(models.TaskError{ErrorType: models.ErrorTypePluginCrash, Message: "exited", Timestamp: time.Now()})
-	if !own.RunsAlone() {
-		t.Fatal("a task with a crash counted against it does not run alone")
+	task.RecordSharedCrash(models.TaskError{ErrorType: models.ErrorTypePluginCrash, Message: "exited beside others", Timestamp: time.Now()})
+	if task.SharedCrashes != 1 || task.PluginCrashes != 0 || !task.RunsAlone() || len(task.Errors) != 1 || task.Error.Message != "exited beside others" {
+		t.Fatalf("after a shared crash: shared %d, own %d, runs alone %v, errors %v; want 1, 0, true and the crash recorded",
+			task.SharedCrashes, task.PluginCrashes, task.RunsAlone(), task.Errors)
 	}
 	task.RecordError(models.TaskError{ErrorType: models.ErrorTypePluginCrash, Message: "exited", Timestamp: time.Now()})
 	task.RecordError(models.TaskError{ErrorType: models.ErrorTypeHandler, Message: "m", Timestamp: time.Now()})
 	task.RecordError(models.TaskError{ErrorType: models.ErrorTypePluginCrash, Message: "exited", Timestamp: time.Now()})
-	if task.PluginCrashes != 2 || task.SharedCrashes != models.SharedCrashesBeforeAlone {
-		t.Fatalf("PluginCrashes = %d, SharedCrashes = %d, want 2 and %d", task.PluginCrashes, task.SharedCrashes, models.SharedCrashesBeforeAlone)
+	if task.PluginCrashes != 2 || task.SharedCrashes != 1 {
+		t.Fatalf("PluginCrashes = %d, SharedCrashes = %d, want 2 and 1", task.PluginCrashes, task.SharedCrashes)
 	}
 	task.QuarantineWaits = 4
 	task.Status = models.StatusFailed

@@ -72,7 +72,7 @@ type Task struct {
 	// SharedCrashes counts attempts during which the plugin process died
 	// with other attempts in flight on it, any of which may have caused
 	// it. They count neither towards MaxPluginCrashes nor the retry
-	// budget; after SharedCrashesBeforeAlone of them, the task's attempts
+	// budget; once the task has been in flight at a crash, its attempts
 	// run alone on their plugin process (RunsAlone), so that a crash
 	// during one of them is its own.
 	SharedCrashes int `json:"shared_crashes,omitempty"`
@@ -281,21 +281,11 @@ func (t *Task) RecordSharedCrash(e TaskError) {
 	t.recordError(e)
 }
 
-// SharedCrashesBeforeAlone is how many crashes of its plugin beside other
-// tasks make a task run alone (RunsAlone): a task near one crash is as
-// likely a bystander as not, and running every one of them alone would
-// serialize the plugin after each crash; a task near two is worth
-// setting apart.
-const SharedCrashesBeforeAlone = 2
-
 // RunsAlone reports whether the task's attempts run alone on their plugin
-// process: once a crash was counted against it, or it was in flight at
-// SharedCrashesBeforeAlone crashes beside other tasks, so that a crash
-// during its next attempt tells whether it is the cause, and takes no
-// other task with it.
-func (t *Task) RunsAlone() bool {
-	return t.PluginCrashes > 0 || t.SharedCrashes >= SharedCrashesBeforeAlone
-}
+// process: once it has been in flight when its plugin died, so that a
+// crash during its next attempt tells whether it is the cause, and takes
+// no other task with it.
+func (t *Task) RunsAlone() bool { return t.PluginCrashes > 0 || t.SharedCrashes > 0 }
 
 func (t *Task) recordError(e TaskError) {
 	e.Bound()

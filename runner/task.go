@@ -1047,26 +1047,21 @@ type failureOutcome struct {
 // its type, when the retry budget is spent, or when it is the task's
 // maxCrashes-th crash of its plugin (it is then the likely cause of the
 // crashes, and retrying it would keep the plugin quarantined). A crash
-// with other attempts in flight (f.OthersInFlight), up to maxCrashes more
-// than models.SharedCrashesBeforeAlone of them, counts towards neither: the task is retried, Shared (and runs
-// alone after models.SharedCrashesBeforeAlone of them). The delay is the handler's retry-after
+// with other attempts in flight (f.OthersInFlight), up to maxCrashes of
+// them, counts towards neither: the task is retried, Shared, and runs
+// alone from then on. The delay is the handler's retry-after
 // (bounded by models.MaxRetryDelay), else the backoff for the retries
 // made so far.
 func afterFailure(t *models.Task, f *pluginhost.Failure, res resolved, maxCrashes int) failureOutcome {
 	retryable := f.Retryable && !res.nonRetryable[f.ErrorType]
 	te := newTaskError(f.ErrorType, f.Message, f.Traceback, t.RetryCount, retryable)
-	if te.ErrorType == models.ErrorTypePluginCrash && f.OthersInFlight > 0 && t.SharedCrashes < models.SharedCrashesBeforeAlone+maxCrashes && retryable {
+	if te.ErrorType == models.ErrorTypePluginCrash && f.OthersInFlight > 0 && t.SharedCrashes < maxCrashes && retryable {
 		// Any task in flight may have crashed it: this one runs again
 		// alone, where a crash is its own, at no cost to its budget. (An
 		// attempt alone sees others only when its plugin was killed for
-		// another task's hung handler.) Past maxCrashes more than make
-		// it run alone they count, so that every task ends whatever
-		// befalls its plugin.
-		if t.PluginCrashes > 0 || t.SharedCrashes+1 >= models.SharedCrashesBeforeAlone {
-			te.Message += "; not counted against this task: it runs again alone on its plugin, where a crash would be its own"
-		} else {
-			te.Message += "; not counted against this task (at another such crash, it runs alone on its plugin)"
-		}
+		// another task's hung handler.) Past maxCrashes of them they
+		// count, so that every task ends whatever befalls its plugin.
+		te.Message += "; not counted against this task: it runs again alone on its plugin, where a crash would be its own"
 		te.Bound()
 		return failureOutcome{Error: te, Retry: true, Shared: true, Delay: retryDelay(0, res.backoffBase, res.backoffMax, t.RetryCount)}
 	}
