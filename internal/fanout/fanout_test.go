@@ -53,8 +53,15 @@ func TestEachStopsAskingWhenItsContextEnds(t *testing.T) {
 	items := make([]int, 100)
 	var calls atomic.Int64
 	asked := Each(ctx, items, 4, func(int) {
-		if calls.Add(1) == 10 {
+		// The calls after the 10th wait for its cancel: a worker
+		// descheduled between its count and its cancel (the race
+		// detector's scheduling does that) let the others run the whole
+		// list before the cancel came.
+		switch n := calls.Add(1); {
+		case n == 10:
 			cancel()
+		case n > 10:
+			<-ctx.Done()
 		}
 	})
 	if got := calls.Load(); int64(asked) != got || asked < 10 || asked > 10+4 {
