@@ -438,16 +438,24 @@ func (c *cli) dlqReplay(ff *filterFlags, ids []string, opts []jetstream.ReplayOp
 	// them for the ids.
 	failures := []replayFailure{}
 	var errs []error
+	var fns []string // the replayed tasks' functions, where known
 	if len(ids) > 0 {
 		for _, id := range ids {
-			if _, err := client.Replay(c.ctx, id, opts...); err != nil {
+			res, err := client.Replay(c.ctx, id, opts...)
+			if err != nil {
 				errs = append(errs, err)
 				failures = append(failures, replayFailure{ID: id, Error: err.Error()})
 				continue
 			}
 			done = append(done, id)
+			if res.Record.Task != nil && !slices.Contains(fns, res.Record.Task.Function) {
+				fns = append(fns, res.Record.Task.Function)
+			}
 		}
 	} else {
+		if f.Function != "" {
+			fns = append(fns, f.Function)
+		}
 		// Each replay is printed as it ends, with a progress bar on a
 		// terminal and a count at the end: a replay of thousands takes a
 		// while, and one stopped says how far it got.
@@ -511,6 +519,9 @@ func (c *cli) dlqReplay(ff *filterFlags, ids []string, opts []jetstream.ReplayOp
 			again = append(again, overrides...)
 			errs = append(errs, fmt.Errorf("to replay the rest: omniq-submit dlq replay %s", strings.Join(again, " ")))
 		}
+	}
+	if len(done) > 0 {
+		c.warnUnserved(client, fns)
 	}
 	if c.json {
 		_ = writeJSON(c.io.Stdout, map[string]any{"replayed": done, "failed": failures})
@@ -632,4 +643,15 @@ func (c *cli) dlqPurge(ff *filterFlags, yes bool, ids []string) error {
 		fmt.Fprintf(c.io.Stdout, "purged %s\n", deadTasks(purged))
 	}
 	return errors.Join(errs...)
+}
+
+// warnUnserved warns, on stderr, of each of fns that no runner serves now:
+// a task replayed there does not run (an unknown_function entry, replayed
+// before its function is served, came back a minute later).
+func (c *cli) warnUnserved(client *jetstream.Client, fns []string) {
+	for _, fn := range fns {
+		if regs, err := client.FunctionRegistrations(c.ctx, fn); err == nil && len(regs) == 0 {
+			fmt.Fprintf(c.io.Stderr, "warning: no runner serves %s now: if none ever has, a runner dead-letters its replayed tasks as unknown_function once they are a minute old; else they wait for one to serve it again (docs/operations.md)\n", fn)
+		}
+	}
 }

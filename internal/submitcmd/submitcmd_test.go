@@ -945,3 +945,21 @@ func TestDLQReplayStoppedSaysHowToGoOn(t *testing.T) {
 		t.Fatalf("--until %q: %v", m[1], err)
 	}
 }
+
+// A replay runs nothing while no runner serves the task's function: an
+// unknown_function entry replayed so was dead-lettered again a minute
+// later, the replay having said only "replayed". It now warns; a task of a
+// served function does not.
+func TestReplayOfATaskNoRunnerServesWarns(t *testing.T) {
+	t.Parallel()
+	o := start(t)
+	o.run("", "submit", "nosuch", "x", "--force", "--id", "unknown").want(t, 0, "unknown\n", "")
+	o.run("", "submit", "fail", `{"message":"no"}`, "--max-retries", "0", "--id", "served").want(t, 0, "served\n", "")
+	for _, id := range []string{"unknown", "served"} {
+		omniqtest.WaitDead(t, o.srv.Client, id, 30*time.Second)
+	}
+	o.run("", "dlq", "replay", "unknown").want(t, 0, "replayed unknown", "warning: no runner serves nosuch now")
+	if r := o.run("", "dlq", "replay", "served"); r.code != 0 || strings.Contains(r.stderr, "warning") {
+		t.Fatalf("replay of a served function's task: exit %d, stderr %q; want 0 and no warning", r.code, r.stderr)
+	}
+}
