@@ -804,7 +804,7 @@ func (c *Client) ReplayDead(ctx context.Context, f DeadFilter, opts ...ReplayOpt
 		_, err := c.Replay(ctx, id, opts...)
 		mu.Lock()
 		defer mu.Unlock()
-		if cutShort(ctx, err) {
+		if CutShort(ctx, err) {
 			// Not a failure: the runner may have carried it out. The
 			// error below counts it; its entry, if still there, is
 			// replayed by the next run.
@@ -837,10 +837,10 @@ func (c *Client) ReplayDead(ctx context.Context, f DeadFilter, opts ...ReplayOpt
 	return replayed, errors.Join(errs...)
 }
 
-// cutShort says whether err, from a request made with ctx (Cancel,
+// CutShort says whether err, from a request made with ctx (Cancel,
 // Replay), is ctx ending while the request waited for a runner's answer:
 // not a failure of the request, which a runner may have carried out.
-func cutShort(ctx context.Context, err error) bool {
+func CutShort(ctx context.Context, err error) bool {
 	if err == nil || ctx.Err() == nil {
 		return false
 	}

@@ -39,6 +39,17 @@ const (
 	ErrorTypeInterrupted = "interrupted"
 )
 
+// DefinedByOmniQ reports whether typ is one of the error types above,
+// which OmniQ defines (AssignedByRunner's, and handler_error, panic and
+// unknown_function), as opposed to a handler's own.
+func DefinedByOmniQ(typ string) bool {
+	switch typ {
+	case ErrorTypeHandler, ErrorTypePanic, ErrorTypeUnknownFunction:
+		return true
+	}
+	return AssignedByRunner(typ)
+}
+
 // AssignedByRunner reports whether typ is an error type only the runner
 // assigns, from what it saw happen: plugin_crash, timeout,
 // plugin_unavailable, invalid_task, cancelled and interrupted. The runner

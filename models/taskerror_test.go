@@ -195,3 +195,32 @@ func TestTaskErrorJSONHasExactlySixFields(t *testing.T) {
 		t.Fatalf("timestamp is not RFC 3339: %v", err)
 	}
 }
+
+// Which error types are OmniQ's, and which of those only the runner
+// assigns (a handler naming one gets handler_error).
+func TestErrorTypesOmniQDefines(t *testing.T) {
+	t.Parallel()
+	for _, c := range []struct {
+		typ              string
+		defined, runners bool
+	}{
+		{models.ErrorTypeHandler, true, false},
+		{models.ErrorTypePanic, true, false},
+		{models.ErrorTypeUnknownFunction, true, false},
+		{models.ErrorTypePluginCrash, true, true},
+		{models.ErrorTypeTimeout, true, true},
+		{models.ErrorTypePluginUnavailable, true, true},
+		{models.ErrorTypeInvalidTask, true, true},
+		{models.ErrorTypeCancelled, true, true},
+		{models.ErrorTypeInterrupted, true, true},
+		{"ValidationError", false, false},
+		{"", false, false},
+	} {
+		if got := models.DefinedByOmniQ(c.typ); got != c.defined {
+			t.Errorf("DefinedByOmniQ(%q) = %v, want %v", c.typ, got, c.defined)
+		}
+		if got := models.AssignedByRunner(c.typ); got != c.runners {
+			t.Errorf("AssignedByRunner(%q) = %v, want %v", c.typ, got, c.runners)
+		}
+	}
+}

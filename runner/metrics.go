@@ -51,20 +51,12 @@ const MaxErrorTypeSeries = 100
 // type is past a function's MaxErrorTypeSeries.
 const OtherErrorTypeLabel = "_other"
 
-// builtinErrorTypes are the error types OmniQ assigns or defines: they
-// always have series of their own.
-var builtinErrorTypes = map[string]bool{
-	models.ErrorTypeHandler: true, models.ErrorTypePanic: true, models.ErrorTypePluginCrash: true,
-	models.ErrorTypeTimeout: true, models.ErrorTypePluginUnavailable: true, models.ErrorTypeUnknownFunction: true,
-	models.ErrorTypeInvalidTask: true, models.ErrorTypeCancelled: true, models.ErrorTypeInterrupted: true,
-}
-
 // errorTypeLabel is the error_type label of a failure of function fn
 // with type typ: typ itself when OmniQ defines it or while fn has fewer
 // than MaxErrorTypeSeries types of its own, else OtherErrorTypeLabel.
 // Only failures pay for it (a lock and a map lookup), never a success.
 func (m *Metrics) errorTypeLabel(fn, typ string) string {
-	if builtinErrorTypes[typ] {
+	if models.DefinedByOmniQ(typ) {
 		return typ
 	}
 	m.errorTypesMu.Lock()

@@ -890,7 +890,7 @@ func (s *Server) replayDead(ctx context.Context, f jetstream.DeadFilter, opts ..
 			mu.Lock()
 			defer mu.Unlock()
 			switch {
-			case err != nil && ctx.Err() != nil:
+			case jetstream.CutShort(ctx, err):
 				// The time limit came while it waited for a runner's
 				// answer: not a failure (a runner may have carried it
 				// out), and not "no runner answered".

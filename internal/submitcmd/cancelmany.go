@@ -137,7 +137,7 @@ func (c *cli) cancelMany(ids []string, workers int) error {
 			report(cancelOutcome{ID: id, Outcome: "cancelled", Status: rec.Task.Status, Unseen: rec.Task.Function == jetstream.UnseenFunction})
 		case errors.Is(err, jetstream.ErrAlreadyFinished):
 			report(cancelOutcome{ID: id, Outcome: "ended", Status: rec.Task.Status})
-		case c.ctx.Err() != nil:
+		case jetstream.CutShort(c.ctx, err):
 			// Interrupted while asking: not counted either way, the
 			// summary says how many were not settled.
 		default:

@@ -647,14 +647,12 @@ func (s *Supervisor) Execute(ctx context.Context, req *pluginpb.ExecuteRequest, 
 		return Outcome{Failure: f}
 	}
 	if slots > 1 {
-		died := false
 		p.aloneRunning.Store(true)
 		defer func() {
-			if !died {
-				p.aloneRunning.Store(false)
+			if !p.exitedNow() {
+				p.aloneRunning.Store(false) // a death under it stays its
 			}
 		}()
-		defer func() { died = p.exitedNow() }()
 	}
 	// Where the plugin's stderr stands as the attempt starts: a crash's
 	// traceback is what came after (one atomic load per attempt).
