@@ -436,9 +436,12 @@ func (s *StateStore) write(ctx context.Context, task *models.Task, rev uint64) (
 	if isWrongLastSeq(err) {
 		if tries > 1 {
 			// An earlier try may have been applied without its answer
-			// arriving: then the key holds our value.
-			if e, gerr := s.kv.Get(ctx, task.ID); gerr == nil && bytes.Equal(e.Value(), value) {
-				return Record{Task: task, Revision: e.Revision()}, nil
+			// arriving: then the key holds our value. Asked of the
+			// stream's leader: a direct get a lagging replica answers
+			// (nats.go's kv.Get) could still hold the value before it,
+			// and the write, done, was reported stale.
+			if m, gerr := s.lastFromLeader(ctx, task.ID); gerr == nil && m != nil && bytes.Equal(m.Data, value) {
+				return Record{Task: task, Revision: m.Sequence}, nil
 			}
 		}
 		return Record{}, fmt.Errorf("%w: %s (expected revision %d)", ErrStaleRevision, task.ID, rev)
