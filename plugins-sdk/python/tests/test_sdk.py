@@ -176,7 +176,14 @@ class ErrorsTest(unittest.TestCase):
             omniq.permanent(42)
 
     def test_deadline_and_cancellation(self):
-        f = self.fail_with(lambda: RuntimeError("late"), deadline=time.time() - 1)
+        # How the plugin classifies an exception raised once the deadline
+        # has passed (which the runner takes in the moment before its own
+        # deadline comes; testing.run reports the runner's timeout).
+        def invoke_raising(exc_factory):
+            def h(t):
+                raise exc_factory()
+            return omniq.invoke(h, omniq.Task("f", deadline=time.time() - 1)).failure
+        f = invoke_raising(lambda: RuntimeError("late"))
         self.assertEqual((f.error_type, f.message), ("timeout", "RuntimeError: late"))
         task = omniq.Task("f")
         task.cancel()
@@ -186,8 +193,30 @@ class ErrorsTest(unittest.TestCase):
             raise RuntimeError("stopped")
         self.assertEqual(testing.run(h, task).failure.error_type, "cancelled")
         # A type the handler names wins.
-        f = self.fail_with(lambda: omniq.with_type("Mine", "late"), deadline=time.time() - 1)
+        f = invoke_raising(lambda: omniq.with_type("Mine", "late"))
         self.assertEqual(f.error_type, "Mine")
+
+    def test_a_handler_that_returns_after_its_deadline_fails_with_a_timeout(self):
+        # The plugin sends the timeout at the deadline and the runner
+        # records it without waiting for the handler, whatever the handler
+        # returns or raises a moment later; testing.run gave such a handler
+        # its own outcome: a test passed that production fails.
+        def late_result(t):
+            t.wait()  # until the deadline
+            return b"late"
+
+        def late_own_type(t):
+            t.wait()
+            raise omniq.with_type("Mine", "late")
+
+        for h in (late_result, late_own_type):
+            out = testing.run(h, timeout=0.05)
+            f = out.failure
+            self.assertIsNotNone(f, "%s: %r; want a timeout" % (h.__name__, out.output))
+            self.assertEqual((f.error_type, f.message, out.output), ("timeout", "task did not finish by its deadline", None),
+                             h.__name__)
+        # One that returns before its deadline keeps its own outcome.
+        self.assertEqual(self.fail_with(lambda: omniq.with_type("Mine", "early")).error_type, "Mine")
 
     def test_a_handler_that_never_returns_fails_with_a_timeout(self):
         # The plugin reports a timeout at the deadline and the runner kills
@@ -289,8 +318,9 @@ class ErrorsTest(unittest.TestCase):
                 runner.join(30)
                 self.assertTrue(done, "%s: testing.run did not return" % how)
                 f = done[0].failure
-                self.assertEqual((f.error_type, f.message), ({"deadline": "timeout", "cancellation": "cancelled"}[how],
-                                                             "RuntimeError: the command ended"), how)
+                self.assertEqual((f.error_type, f.message), {
+                    "deadline": ("timeout", "task did not finish by its deadline"),
+                    "cancellation": ("cancelled", "RuntimeError: the command ended")}[how], how)
                 while not gone(pid) and time.time() < bound:
                     time.sleep(0.01)
                 alive = not gone(pid)
