@@ -126,6 +126,15 @@ func TestPanicIsRecoveredWithItsStack(t *testing.T) {
 		!strings.Contains(f.Traceback, "sdk_test.TestPanicIsRecoveredWithItsStack") {
 		t.Fatalf("failure = %+v", f)
 	}
+	// The stack starts where the handler panicked: the frames of the
+	// SDK's recovery (runtime/debug.Stack, its deferred function, panic)
+	// came first, above the handler's.
+	lines := strings.Split(f.Traceback, "\n")
+	if len(lines) < 2 || !strings.HasPrefix(lines[0], "goroutine ") ||
+		!strings.Contains(lines[1], "sdk_test.TestPanicIsRecoveredWithItsStack.func1(") ||
+		strings.Contains(f.Traceback, "runtime/debug.Stack") || strings.Contains(f.Traceback, "\npanic(") {
+		t.Errorf("traceback does not start at the panicking handler:\n%s", f.Traceback)
+	}
 }
 
 func TestDeadlineAndCancellationBecomeTimeoutAndCancelled(t *testing.T) {

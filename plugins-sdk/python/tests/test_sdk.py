@@ -147,6 +147,22 @@ class ErrorsTest(unittest.TestCase):
         self.assertIn("direct cause", f.traceback)
         self.assertIn(", in h", f.traceback)
 
+    def test_traceback_starts_at_the_handler(self):
+        # The SDK's frames that call the handler (invoke, the middleware
+        # chain) came first in every traceback, above the handler's own.
+        m = omniq.Mux()
+        m.use(lambda h: lambda t: h(t))
+
+        def boom(t):
+            return 1 / 0
+        m.handle("f", boom)
+        for handler in (boom, m):
+            f = testing.run(handler, function="f").failure
+            first = f.traceback.splitlines()[1]
+            self.assertTrue(first.startswith('  File "%s"' % __file__), "%r: first frame %r" % (handler, first))
+            self.assertNotIn("omniq_plugin", f.traceback, handler)
+            self.assertIn(", in boom", f.traceback)
+
     def test_with_traceback_replaces_it(self):
         f = self.fail_with(lambda: omniq.with_traceback("line 1\nline 2", "script failed"))
         self.assertEqual((f.traceback, f.message), ("line 1\nline 2", "script failed"))
