@@ -21,6 +21,7 @@ import (
 
 	"github.com/omniq/omniq/internal/testbin"
 	sdk "github.com/omniq/omniq/plugins-sdk"
+	"github.com/omniq/omniq/plugins-sdk/internal/expiry"
 	"github.com/omniq/omniq/plugins-sdk/internal/stacks"
 )
 
@@ -70,7 +71,9 @@ func Run(t testing.TB, h sdk.Handler, task sdk.Task) Outcome {
 	if task.Deadline.IsZero() {
 		task.Deadline = time.Now().Add(declaredTimeout(h, task.Function))
 	}
-	ctx, cancel := context.WithDeadline(context.Background(), task.Deadline)
+	// The context ends at the deadline as a plugin's does: once the
+	// handler's stacks are read (see below).
+	ctx, expire, cancel := expiry.New(context.Background(), task.Deadline)
 	var mu sync.Mutex
 	var out Outcome
 	ended := false // Run returned: a handler left running reports to no one
@@ -84,21 +87,25 @@ func Run(t testing.TB, h sdk.Handler, task sdk.Task) Outcome {
 	type result struct {
 		output  []byte
 		failure *sdk.Failure
-		late    bool // returned after the deadline
+		late    bool // returned once its context reached the deadline
 	}
 	done := make(chan result, 1)
 	run := strconv.FormatUint(runs.Add(1), 10)
-	// At the deadline, as the plugin does, take the handler's stacks: if
-	// it returns after that, its outcome is this timeout.
+	// At the deadline, as the plugin does, read the handler's stacks,
+	// then end its context: if it returns after that, its outcome is this
+	// timeout.
 	atDeadline := make(chan *sdk.Failure, 1)
-	stop := context.AfterFunc(ctx, func() {
-		if errors.Is(ctx.Err(), context.DeadlineExceeded) {
-			atDeadline <- &sdk.Failure{ErrorType: "timeout",
-				Message:   fmt.Sprintf("task did not finish by its deadline %s", task.Deadline.UTC().Format(time.RFC3339Nano)),
-				Traceback: stacks.Of(sdktestLabel, run)}
+	timer := time.AfterFunc(time.Until(task.Deadline), func() {
+		if ctx.Err() != nil {
+			return // the handler returned
 		}
+		f := &sdk.Failure{ErrorType: "timeout",
+			Message:   fmt.Sprintf("task did not finish by its deadline %s", task.Deadline.UTC().Format(time.RFC3339Nano)),
+			Traceback: stacks.Of(sdktestLabel, run)}
+		expire()
+		atDeadline <- f
 	})
-	defer stop()
+	defer timer.Stop()
 	go pprof.Do(ctx, pprof.Labels(sdktestLabel, run), func(ctx context.Context) {
 		defer cancel()
 		output, failure := sdk.Invoke(ctx, h, &task)
@@ -110,13 +117,17 @@ func Run(t testing.TB, h sdk.Handler, task sdk.Task) Outcome {
 	var r result
 	select {
 	case r = <-done:
-		if r.late {
-			// The deadline passed first, so the AfterFunc runs (or ran).
-			r = result{failure: <-atDeadline}
-		}
 	case <-grace.C:
-		r.failure = <-atDeadline // the deadline passed, the handler runs on
-		r.failure.Message += fmt.Sprintf(" (still running %s past it, where the runner kills the plugin)", KillGrace)
+		select {
+		case r = <-done: // returned just now
+		case f := <-atDeadline: // the handler runs on
+			f.Message += fmt.Sprintf(" (still running %s past it, where the runner kills the plugin)", KillGrace)
+			r.failure = f
+		}
+	}
+	if r.late {
+		// Its context ended at the deadline, once the timeout was made.
+		r = result{failure: <-atDeadline}
 	}
 	if r.failure != nil && r.failure.Misuse != "" {
 		t.Errorf("sdktest.Run: the handler misused the SDK's error helpers: %s", r.failure.Misuse)

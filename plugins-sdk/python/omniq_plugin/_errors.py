@@ -209,7 +209,8 @@ def _real_paths(tb):
 def deadline_failure(thread):
     """The timeout of an attempt whose handler runs on thread past its
     deadline, with that thread's stack now as its traceback; None when the
-    thread has just returned."""
+    handler has just returned (its thread has ended, or runs only the
+    SDK's code)."""
     frame = sys._current_frames().get(thread.ident)
     if frame is None:
         return None
@@ -220,8 +221,10 @@ def deadline_failure(thread):
     first = next((i for i, f in enumerate(frames) if f.filename.startswith(sdk)), 0)
     while first < len(frames) and frames[first].filename.startswith(sdk):
         first += 1
+    if first >= len(frames):
+        return None
     stack = "Stack of the handler's thread at its deadline (most recent call last):\n" + \
-        "".join(_traceback.format_list(frames[first:] or frames))
+        "".join(_traceback.format_list(frames[first:]))
     return Failure(TIMEOUT, "task did not finish by its deadline",
                    traceback=truncate_traceback(_real_paths(stack)))
 

@@ -82,7 +82,9 @@ def run(handler, task=None, *, timeout=None, tracer_provider=None, **task_fields
         if timeout is None:
             timeout = _declared_timeout(handler, task.function) or DEFAULT_TIMEOUT
         task.deadline = time.time() + timeout
-    result, raised, returned = [], [], []
+    result, raised = [], []
+    lock, returned = threading.Lock(), []
+    task._manage_expiry()
 
     def attempt():
         try:
@@ -90,20 +92,23 @@ def run(handler, task=None, *, timeout=None, tracer_provider=None, **task_fields
         except BaseException as exc:  # noqa: B902 - re-raised in the caller, as before
             raised.append(exc)
         finally:
-            returned.append(time.time())
+            with lock:
+                returned.append(True)
 
     thread = threading.Thread(target=attempt, name="omniq-testing-" + (task.id or task.function or "task"), daemon=True)
     thread.start()
     thread.join(max(task.deadline - time.time(), 0.0))
-    # At the deadline, as the plugin does: where the handler is.
-    f = _errors.deadline_failure(thread) if thread.is_alive() else None
+    f = None
+    with lock:
+        if not returned:
+            # At the deadline, as the plugin does: where the handler is,
+            # read before it is told (task.wait() returns, done() is True).
+            f = _errors.deadline_failure(thread) or _errors.Failure(_errors.TIMEOUT, "task did not finish by its deadline")
+            task._expire()
     thread.join(max(task.deadline + KILL_GRACE - time.time(), 0.0))
     if raised:
         raise raised[0]
-    if returned and returned[0] < task.deadline:
-        out = result[0]
-    else:  # returned late, or still running where the runner kills the plugin
-        out = Outcome(failure=f or _errors.Failure(_errors.TIMEOUT, "task did not finish by its deadline"))
+    out = Outcome(failure=f) if f is not None else result[0]
     with lock:
         out.progress = list(progress)
     return out

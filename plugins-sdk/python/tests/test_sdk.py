@@ -485,6 +485,28 @@ class ServicerTest(unittest.TestCase):
         self.assertEqual(len(events), 1)
         self.assertEqual(events[0].result.output, b"hi")
 
+    def test_a_timeout_says_where_a_handler_that_honours_its_deadline_was(self):
+        # The plugin read the handler's stack at the deadline, when a
+        # handler that honours it (task.wait(), task.done()) returns: the
+        # two raced, the stack was mostly gone, and the handler's own late
+        # outcome went instead, with no traceback. The stack is now read a
+        # moment before the deadline and its timeout goes first.
+        def honours(task):
+            task.wait()  # until the deadline
+            return b"late"
+        self.mux.handle("honours", honours)
+        for i in range(5):
+            deadline_ns = int((time.time() + 0.2) * 1e9)
+            events = list(self.stub.Execute(pb.ExecuteRequest(task_id="h%d" % i, function="honours",
+                                                              deadline_unix_nano=deadline_ns), timeout=10))
+            last = events[-1]
+            self.assertEqual(last.WhichOneof("event"), "failure", "attempt %d: %s" % (i + 1, last))
+            self.assertEqual(last.failure.error_type, "timeout")
+            self.assertIn("in honours", last.failure.traceback, "attempt %d" % (i + 1))
+            f = testing.run(honours, timeout=0.1).failure
+            self.assertEqual(f.error_type, "timeout")
+            self.assertIn("in honours", f.traceback, "testing.run, attempt %d" % (i + 1))
+
     def test_progress_arrives_while_the_handler_runs_and_cancel_reaches_it(self):
         call = self.stub.Execute(pb.ExecuteRequest(task_id="slow-1", function="slow"), timeout=60)
         first = next(call)  # sent while the handler still runs
