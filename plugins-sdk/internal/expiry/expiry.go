@@ -19,10 +19,11 @@ import (
 // then. cancel releases it; call it when the attempt ends.
 func New(parent context.Context, deadline time.Time) (ctx context.Context, expire func(), cancel context.CancelFunc) {
 	ended, end := context.WithCancel(context.Background())
-	p := &expiring{Context: context.WithoutCancel(parent), deadline: deadline, ended: ended}
-	// p is not one of the context package's cancelCtx (WithoutCancel hides
+	p := &expiring{Context: parent, deadline: deadline, ended: ended}
+	// p is not one of the context package's cancelCtx (its Done is not
 	// parent's), but has AfterFunc: ctx, a cancelCtx, registers there and
-	// takes p's Err and Cause when p ends, without a goroutine.
+	// takes p's Err (and it as its Cause) when p ends, without a
+	// goroutine. parent's own end reaches ctx through the AfterFunc below.
 	ctx, cancelCtx := context.WithCancel(p)
 	stop := context.AfterFunc(parent, cancelCtx)
 	return ctx, end, func() {
@@ -35,7 +36,7 @@ func New(parent context.Context, deadline time.Time) (ctx context.Context, expir
 // expiring is the parent of an attempt's context: parent's values, the
 // attempt's deadline, and an end the caller triggers.
 type expiring struct {
-	context.Context // the values of the attempt's parent, not its cancellation
+	context.Context // the attempt's parent, for its values (Done, Err: below)
 	deadline        time.Time
 	ended           context.Context // cancelled when the attempt expires
 }
