@@ -10,7 +10,6 @@ package sdktest
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"runtime/pprof"
 	"strconv"
@@ -87,47 +86,50 @@ func Run(t testing.TB, h sdk.Handler, task sdk.Task) Outcome {
 	type result struct {
 		output  []byte
 		failure *sdk.Failure
-		late    bool // returned once its context reached the deadline
 	}
 	done := make(chan result, 1)
 	run := strconv.FormatUint(runs.Add(1), 10)
 	// At the deadline, as the plugin does, read the handler's stacks,
 	// then end its context: if it returns after that, its outcome is this
-	// timeout.
+	// timeout (nil when the handler had returned).
 	atDeadline := make(chan *sdk.Failure, 1)
 	timer := time.AfterFunc(time.Until(task.Deadline), func() {
-		if ctx.Err() != nil {
-			return // the handler returned
+		var f *sdk.Failure
+		if ctx.Err() == nil {
+			f = &sdk.Failure{ErrorType: "timeout",
+				Message:   fmt.Sprintf("task did not finish by its deadline %s", task.Deadline.UTC().Format(time.RFC3339Nano)),
+				Traceback: stacks.Of(sdktestLabel, run)}
+			expire()
 		}
-		f := &sdk.Failure{ErrorType: "timeout",
-			Message:   fmt.Sprintf("task did not finish by its deadline %s", task.Deadline.UTC().Format(time.RFC3339Nano)),
-			Traceback: stacks.Of(sdktestLabel, run)}
-		expire()
 		atDeadline <- f
 	})
-	defer timer.Stop()
 	go pprof.Do(ctx, pprof.Labels(sdktestLabel, run), func(ctx context.Context) {
 		defer cancel()
 		output, failure := sdk.Invoke(ctx, h, &task)
-		late := errors.Is(ctx.Err(), context.DeadlineExceeded)
-		done <- result{output, failure, late}
+		done <- result{output, failure}
 	})
 	grace := time.NewTimer(time.Until(task.Deadline.Add(KillGrace)))
 	defer grace.Stop()
 	var r result
 	select {
 	case r = <-done:
+		if !timer.Stop() {
+			// The deadline came as the handler returned, or before: the
+			// timeout, if the timer made one, is the outcome, as in a
+			// plugin, which sends it first.
+			if f := <-atDeadline; f != nil {
+				r = result{failure: f}
+			}
+		}
 	case <-grace.C:
-		select {
-		case r = <-done: // returned just now
-		case f := <-atDeadline: // the handler runs on
+		// The handler runs on, KillGrace past its deadline: the timer has
+		// made its timeout (or makes it now, late).
+		if f := <-atDeadline; f != nil {
 			f.Message += fmt.Sprintf(" (still running %s past it, where the runner kills the plugin)", KillGrace)
 			r.failure = f
+		} else {
+			r = <-done // it had returned before the deadline
 		}
-	}
-	if r.late {
-		// Its context ended at the deadline, once the timeout was made.
-		r = result{failure: <-atDeadline}
 	}
 	if r.failure != nil && r.failure.Misuse != "" {
 		t.Errorf("sdktest.Run: the handler misused the SDK's error helpers: %s", r.failure.Misuse)
