@@ -180,3 +180,19 @@ func TestMaxMessageBytesFromEnvironment(t *testing.T) {
 		t.Fatal("junk not ignored")
 	}
 }
+
+// Python handlers had task.header(name), matched without regard to case;
+// a Go handler had only the Headers map, where t.Headers["X-Request-Id"]
+// misses a submitter's "x-request-id".
+func TestTaskHeaderIgnoresCase(t *testing.T) {
+	t.Parallel()
+	task := &sdk.Task{Headers: map[string]string{"x-request-id": "42", "Trace": "a", "TRACE": "b", "trace": "c"}}
+	for name, want := range map[string]string{"X-Request-Id": "42", "x-request-id": "42", "trace": "c", "TrAcE": "b", "missing": ""} {
+		if got := task.Header(name); got != want {
+			t.Errorf("Header(%q) = %q; want %q", name, got, want)
+		}
+	}
+	if got := (&sdk.Task{}).Header("x"); got != "" {
+		t.Errorf("Header on a task without headers = %q", got)
+	}
+}
