@@ -83,7 +83,9 @@ def run(handler, task=None, *, timeout=None, tracer_provider=None, **task_fields
             timeout = _declared_timeout(handler, task.function) or DEFAULT_TIMEOUT
         task.deadline = time.time() + timeout
     result, raised = [], []
-    lock, returned = threading.Lock(), []
+    # Whether the handler has returned, decided under returned_lock against
+    # its deadline: one of the two comes first.
+    returned_lock, returned = threading.Lock(), []
     task._manage_expiry()
 
     def attempt():
@@ -92,14 +94,14 @@ def run(handler, task=None, *, timeout=None, tracer_provider=None, **task_fields
         except BaseException as exc:  # noqa: B902 - re-raised in the caller, as before
             raised.append(exc)
         finally:
-            with lock:
+            with returned_lock:
                 returned.append(True)
 
     thread = threading.Thread(target=attempt, name="omniq-testing-" + (task.id or task.function or "task"), daemon=True)
     thread.start()
     thread.join(max(task.deadline - time.time(), 0.0))
     f = None
-    with lock:
+    with returned_lock:
         if not returned:
             # At the deadline, as the plugin does: where the handler is,
             # read before it is told (task.wait() returns, done() is True).
