@@ -2,7 +2,6 @@ package sdk
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"runtime/pprof"
 	"strconv"
@@ -21,31 +20,41 @@ const callLabel = "omniq_attempt"
 var attempts atomic.Uint64
 
 // traceAtDeadline labels the calling goroutine, which runs the handler,
-// with a new attempt number, and arranges that when ctx reaches its
-// deadline while the handler runs, gate's outcome is a timeout whose
-// traceback is the stacks of the attempt's goroutines at that moment: a
-// hung handler's TaskError then says where it hung. A cancellation (not
-// the deadline) sends nothing. The returned function, called once the
-// handler has returned, drops the label and the arrangement.
+// with a new attempt number, and arranges that at the deadline, if the
+// handler still runs, the stacks of the attempt's goroutines are read,
+// then expire is called (which ends the handler's context: see
+// internal/expiry), and then gate's outcome is a timeout with those
+// stacks as its traceback: a hung handler's TaskError then says where it
+// hung, and so does that of a handler that returns as its context ends.
+// A cancellation (not the deadline) sends nothing. The returned function,
+// called once the handler has returned, waits for the timeout to be sent
+// if the deadline came first (the runner records it whatever the handler
+// returned), and drops the label and the arrangement.
 //
-// The label costs a few small allocations per attempt; the stacks are
-// only read at a deadline.
-func traceAtDeadline(ctx context.Context, gate *progressGate, deadline time.Time) func() {
+// The label and the timer cost a few small allocations per attempt; the
+// stacks are only read at a deadline.
+func traceAtDeadline(ctx context.Context, gate *progressGate, deadline time.Time, expire func()) func() {
 	attempt := strconv.FormatUint(attempts.Add(1), 10)
 	labelled := pprof.WithLabels(ctx, pprof.Labels(callLabel, attempt))
 	pprof.SetGoroutineLabels(labelled)
-	stop := context.AfterFunc(ctx, func() {
-		if !errors.Is(ctx.Err(), context.DeadlineExceeded) {
-			return
+	sent := make(chan struct{})
+	timer := time.AfterFunc(time.Until(deadline), func() {
+		defer close(sent)
+		if ctx.Err() != nil {
+			return // cancelled
 		}
+		traceback := stacks.Of(callLabel, attempt)
+		expire()
 		_ = gate.finish(&pluginpb.ExecuteEvent{Event: &pluginpb.ExecuteEvent_Failure{Failure: &pluginpb.Failure{
 			ErrorType: "timeout",
 			Message:   fmt.Sprintf("task did not finish by its deadline %s", deadline.UTC().Format(time.RFC3339Nano)),
-			Traceback: stacks.Of(callLabel, attempt),
+			Traceback: traceback,
 		}}})
 	})
 	return func() {
-		stop()
+		if !timer.Stop() {
+			<-sent // the deadline came first: its timeout is the outcome
+		}
 		pprof.SetGoroutineLabels(ctx) // ctx's labels: the session's, none
 	}
 }

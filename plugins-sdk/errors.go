@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"runtime/debug"
+	"strings"
 	"time"
 
 	"github.com/omniq/omniq/models"
@@ -174,7 +175,7 @@ func Invoke(ctx context.Context, h Handler, task *Task) (out []byte, f *Failure)
 			f = &Failure{
 				ErrorType: models.ErrorTypePanic,
 				Message:   fmt.Sprintf("panic: %v", r),
-				Traceback: models.TruncateTraceback(string(debug.Stack()), models.MaxTracebackBytes),
+				Traceback: models.TruncateTraceback(fromPanic(string(debug.Stack())), models.MaxTracebackBytes),
 			}
 		}
 	}()
@@ -183,6 +184,26 @@ func Invoke(ctx context.Context, h Handler, task *Task) (out []byte, f *Failure)
 		return out, nil
 	}
 	return nil, FailureOf(ctx, err)
+}
+
+// fromPanic returns stack, the stack of a goroutine read by the deferred
+// function that recovered its panic, from the frame that panicked on:
+// without runtime/debug.Stack, that function and panic itself, which come
+// first and are the SDK's, not the handler's. A stack of another shape is
+// returned as it is.
+func fromPanic(stack string) string {
+	header, frames, ok := strings.Cut(stack, "\n")
+	i := strings.Index(frames, "\npanic(")
+	if !ok || !strings.HasPrefix(header, "goroutine ") || i < 0 {
+		return stack
+	}
+	rest := frames[i+1:]
+	_, rest, _ = strings.Cut(rest, "\n") // panic(...)
+	_, rest, _ = strings.Cut(rest, "\n") // its file:line
+	if rest == "" {
+		return stack
+	}
+	return header + "\n" + rest
 }
 
 // FailureOf classifies err, returned by a handler running under ctx.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 
@@ -28,6 +29,24 @@ type Task struct {
 	// Deadline is when the attempt times out; zero for none. The handler's
 	// context carries the same deadline.
 	Deadline time.Time
+}
+
+// Header returns the value of the task's header name, matched without
+// regard to case, as HTTP's are: a submitter may have written
+// "X-Request-Id" or "x-request-id" (NATS keeps a header's case as
+// written). An exact match wins; among others the first in sorted order
+// does. It returns "" when the task has no such header.
+func (t *Task) Header(name string) string {
+	if v, ok := t.Headers[name]; ok {
+		return v
+	}
+	found, value := "", ""
+	for k, v := range t.Headers {
+		if strings.EqualFold(k, name) && (found == "" || k < found) {
+			found, value = k, v
+		}
+	}
+	return value
 }
 
 // Handler runs tasks of one function.

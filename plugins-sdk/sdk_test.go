@@ -126,6 +126,15 @@ func TestPanicIsRecoveredWithItsStack(t *testing.T) {
 		!strings.Contains(f.Traceback, "sdk_test.TestPanicIsRecoveredWithItsStack") {
 		t.Fatalf("failure = %+v", f)
 	}
+	// The stack starts where the handler panicked: the frames of the
+	// SDK's recovery (runtime/debug.Stack, its deferred function, panic)
+	// came first, above the handler's.
+	lines := strings.Split(f.Traceback, "\n")
+	if len(lines) < 2 || !strings.HasPrefix(lines[0], "goroutine ") ||
+		!strings.Contains(lines[1], "sdk_test.TestPanicIsRecoveredWithItsStack.func1(") ||
+		strings.Contains(f.Traceback, "runtime/debug.Stack") || strings.Contains(f.Traceback, "\npanic(") {
+		t.Errorf("traceback does not start at the panicking handler:\n%s", f.Traceback)
+	}
 }
 
 func TestDeadlineAndCancellationBecomeTimeoutAndCancelled(t *testing.T) {
@@ -169,5 +178,21 @@ func TestMaxMessageBytesFromEnvironment(t *testing.T) {
 	t.Setenv(sdk.EnvMaxMessageBytes, "junk")
 	if sdk.MaxMessageBytes() != sdk.DefaultMaxMessageBytes {
 		t.Fatal("junk not ignored")
+	}
+}
+
+// Python handlers had task.header(name), matched without regard to case;
+// a Go handler had only the Headers map, where t.Headers["X-Request-Id"]
+// misses a submitter's "x-request-id".
+func TestTaskHeaderIgnoresCase(t *testing.T) {
+	t.Parallel()
+	task := &sdk.Task{Headers: map[string]string{"x-request-id": "42", "Trace": "a", "TRACE": "b", "trace": "c"}}
+	for name, want := range map[string]string{"X-Request-Id": "42", "x-request-id": "42", "trace": "c", "TrAcE": "b", "missing": ""} {
+		if got := task.Header(name); got != want {
+			t.Errorf("Header(%q) = %q; want %q", name, got, want)
+		}
+	}
+	if got := (&sdk.Task{}).Header("x"); got != "" {
+		t.Errorf("Header on a task without headers = %q", got)
 	}
 }

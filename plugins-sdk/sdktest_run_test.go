@@ -2,6 +2,7 @@ package sdk_test
 
 import (
 	"context"
+	"errors"
 	"strings"
 	"sync"
 	"testing"
@@ -48,12 +49,56 @@ func TestRunFailsAHandlerThatOutlivesItsDeadlineWithATimeout(t *testing.T) {
 	if !strings.Contains(out.Failure.Traceback, "hangsUntil") {
 		t.Errorf("traceback %q; want the hung handler's stack", out.Failure.Traceback)
 	}
-	// A handler that honours its deadline keeps its own outcome.
-	honours := sdk.HandlerFunc(func(ctx context.Context, task *sdk.Task) ([]byte, error) {
-		<-ctx.Done()
-		return nil, sdk.WithType("Mine", ctx.Err())
+}
+
+// A plugin sends the timeout at the deadline and the runner records it
+// without waiting for the handler, so a handler that returns once its
+// deadline has passed, a moment or a second later, fails "timeout"
+// whatever it returns. sdktest.Run gave such a handler its own outcome: a
+// success, or its own error type, where production records a timeout.
+func TestRunTimesOutAHandlerThatReturnsAfterItsDeadline(t *testing.T) {
+	t.Parallel()
+	for name, h := range map[string]sdk.HandlerFunc{
+		"a result": func(ctx context.Context, task *sdk.Task) ([]byte, error) {
+			<-ctx.Done()
+			return []byte("late"), nil
+		},
+		"its own error type": func(ctx context.Context, task *sdk.Task) ([]byte, error) {
+			<-ctx.Done()
+			return nil, sdk.WithType("Mine", ctx.Err())
+		},
+	} {
+		out := sdktest.Run(t, h, sdk.Task{Deadline: time.Now().Add(50 * time.Millisecond)})
+		if out.Failure == nil || out.Failure.ErrorType != "timeout" || out.Output != nil ||
+			!strings.Contains(out.Failure.Message, "deadline") {
+			t.Errorf("a handler returning %s after its deadline: output %q, %+v; want a timeout, as the runner records it",
+				name, out.Output, out.Failure)
+		}
+	}
+	// One that returns before its deadline keeps its own outcome.
+	early := sdk.HandlerFunc(func(ctx context.Context, task *sdk.Task) ([]byte, error) {
+		return nil, sdk.WithType("Mine", errors.New("no"))
 	})
-	if out := sdktest.Run(t, honours, sdk.Task{Deadline: time.Now().Add(100 * time.Millisecond)}); out.Failure == nil || out.Failure.ErrorType != "Mine" {
-		t.Errorf("a handler returning at its deadline: %+v; want its own error type", out.Failure)
+	if out := sdktest.Run(t, early, sdk.Task{}); out.Failure == nil || out.Failure.ErrorType != "Mine" {
+		t.Errorf("a handler failing before its deadline: %+v; want its own error type", out.Failure)
+	}
+}
+
+// Run on a Mux gives a task without a deadline the timeout the Mux
+// declares for its function, as the runner would, rather than 1 minute
+// whatever the function declared: a handler that outlives its declared
+// timeout passed its test and timed out in production.
+func TestRunUsesTheTimeoutTheMuxDeclares(t *testing.T) {
+	t.Parallel()
+	timeLeft := func(ctx context.Context, task *sdk.Task) ([]byte, error) {
+		return []byte(time.Until(task.Deadline).Round(time.Hour).String()), nil
+	}
+	m := sdk.NewMux()
+	m.HandleFunc("declared", timeLeft, sdk.Timeout(3*time.Hour))
+	m.HandleFunc("undeclared", timeLeft)
+	for fn, want := range map[string]string{"declared": "3h0m0s", "undeclared": "0s"} {
+		if out := sdktest.Run(t, m, sdk.Task{Function: fn}); string(out.Output) != want {
+			t.Errorf("%s: the attempt's time left, to the hour, was %q (%+v); want %s", fn, out.Output, out.Failure, want)
+		}
 	}
 }

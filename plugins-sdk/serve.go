@@ -17,6 +17,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/omniq/omniq/plugins-sdk/internal/expiry"
 	"github.com/omniq/omniq/plugins-sdk/pluginpb"
 )
 
@@ -268,10 +269,11 @@ func (s *Server) execute(ctx context.Context, req *pluginpb.ExecuteRequest, send
 	ctx = withRemoteSpan(ctx, req.Headers)
 	task := &Task{ID: req.TaskId, Function: req.Function, Payload: req.Payload, Headers: req.Headers,
 		Attempt: int(req.Attempt), RetryCount: int(req.RetryCount)}
+	expire := func() {}
 	if req.DeadlineUnixNano > 0 {
 		task.Deadline = time.Unix(0, req.DeadlineUnixNano)
 		var cancel context.CancelFunc
-		ctx, cancel = context.WithDeadline(ctx, task.Deadline)
+		ctx, expire, cancel = expiry.New(ctx, task.Deadline)
 		defer cancel()
 	}
 	gate := newProgressGate(send, time.Now())
@@ -279,8 +281,9 @@ func (s *Server) execute(ctx context.Context, req *pluginpb.ExecuteRequest, send
 	untrace := func() {}
 	if !task.Deadline.IsZero() {
 		// At the deadline, the runner records a timeout without waiting
-		// for the handler: send it where the handler was then.
-		untrace = traceAtDeadline(ctx, gate, task.Deadline)
+		// for the handler: send it where the handler was then, read
+		// before its context ends.
+		untrace = traceAtDeadline(ctx, gate, task.Deadline, expire)
 	}
 
 	s.track(task.ID, 1)

@@ -20,6 +20,7 @@ import (
 
 	"github.com/omniq/omniq/internal/testbin"
 	sdk "github.com/omniq/omniq/plugins-sdk"
+	"github.com/omniq/omniq/plugins-sdk/internal/expiry"
 	"github.com/omniq/omniq/plugins-sdk/internal/stacks"
 )
 
@@ -45,16 +46,21 @@ const sdktestLabel = "omniq_sdktest_run"
 var runs atomic.Uint64
 
 // Run runs h on task in this process the way a plugin runs it: with the
-// task's deadline (default: 1 minute from now) on the context, progress
-// captured, panics recovered and errors classified. A handler that
-// misused the SDK's error helpers (sdk.WithType given an empty type or one
-// only the runner assigns, sdk.RetryAfter a negative delay) fails the
-// test, saying how (sdk.Failure.Misuse); Run still returns the outcome.
+// task's deadline on the context, progress captured, panics recovered and
+// errors classified. A task without a Deadline gets, as the runner would
+// give it, the Timeout h declares for task.Function when h is a *sdk.Mux,
+// else 1 minute, from now. A handler that misused the SDK's error helpers
+// (sdk.WithType given an empty type or one only the runner assigns,
+// sdk.RetryAfter a negative delay) fails the test, saying how
+// (sdk.Failure.Misuse); Run still returns the outcome.
 //
-// A handler still running KillGrace past the deadline, where the runner
-// would kill its plugin (failing every task on it), fails with a
-// "timeout" whose traceback is the stacks of its goroutines then, as the
-// plugin reports it; Run returns, leaving the handler's goroutine running
+// A handler that has not returned by the deadline fails with a "timeout"
+// whose traceback is the stacks of its goroutines at the deadline, as in
+// a plugin, whose runner records the timeout without waiting for the
+// handler: what the handler returns later, a result or its own error, is
+// not its outcome. Run waits for it to return, for at most KillGrace past
+// the deadline, where the runner would kill its plugin (failing every
+// task on it); then Run returns, leaving the handler's goroutine running
 // (Go cannot stop one; sdktest.Main then reports it as leaked).
 func Run(t testing.TB, h sdk.Handler, task sdk.Task) Outcome {
 	t.Helper()
@@ -62,9 +68,11 @@ func Run(t testing.TB, h sdk.Handler, task sdk.Task) Outcome {
 		task.Attempt = 1
 	}
 	if task.Deadline.IsZero() {
-		task.Deadline = time.Now().Add(time.Minute)
+		task.Deadline = time.Now().Add(declaredTimeout(h, task.Function))
 	}
-	ctx, cancel := context.WithDeadline(context.Background(), task.Deadline)
+	// The context ends at the deadline as a plugin's does: once the
+	// handler's stacks are read (see below).
+	ctx, expire, cancel := expiry.New(context.Background(), task.Deadline)
 	var mu sync.Mutex
 	var out Outcome
 	ended := false // Run returned: a handler left running reports to no one
@@ -81,6 +89,20 @@ func Run(t testing.TB, h sdk.Handler, task sdk.Task) Outcome {
 	}
 	done := make(chan result, 1)
 	run := strconv.FormatUint(runs.Add(1), 10)
+	// At the deadline, as the plugin does, read the handler's stacks,
+	// then end its context: if it returns after that, its outcome is this
+	// timeout (nil when the handler had returned).
+	atDeadline := make(chan *sdk.Failure, 1)
+	timer := time.AfterFunc(time.Until(task.Deadline), func() {
+		var f *sdk.Failure
+		if ctx.Err() == nil {
+			f = &sdk.Failure{ErrorType: "timeout",
+				Message:   fmt.Sprintf("task did not finish by its deadline %s", task.Deadline.UTC().Format(time.RFC3339Nano)),
+				Traceback: stacks.Of(sdktestLabel, run)}
+			expire()
+		}
+		atDeadline <- f
+	})
 	go pprof.Do(ctx, pprof.Labels(sdktestLabel, run), func(ctx context.Context) {
 		defer cancel()
 		output, failure := sdk.Invoke(ctx, h, &task)
@@ -91,10 +113,23 @@ func Run(t testing.TB, h sdk.Handler, task sdk.Task) Outcome {
 	var r result
 	select {
 	case r = <-done:
+		if !timer.Stop() {
+			// The deadline came as the handler returned, or before: the
+			// timeout, if the timer made one, is the outcome, as in a
+			// plugin, which sends it first.
+			if f := <-atDeadline; f != nil {
+				r = result{failure: f}
+			}
+		}
 	case <-grace.C:
-		r.failure = &sdk.Failure{ErrorType: "timeout",
-			Message:   fmt.Sprintf("task did not finish by its deadline %s (still running %s past it, where the runner kills the plugin)", task.Deadline.UTC().Format(time.RFC3339Nano), KillGrace),
-			Traceback: stacks.Of(sdktestLabel, run)}
+		// The handler runs on, KillGrace past its deadline: the timer has
+		// made its timeout (or makes it now, late).
+		if f := <-atDeadline; f != nil {
+			f.Message += fmt.Sprintf(" (still running %s past it, where the runner kills the plugin)", KillGrace)
+			r.failure = f
+		} else {
+			r = <-done // it had returned before the deadline
+		}
 	}
 	if r.failure != nil && r.failure.Misuse != "" {
 		t.Errorf("sdktest.Run: the handler misused the SDK's error helpers: %s", r.failure.Misuse)
@@ -104,6 +139,19 @@ func Run(t testing.TB, h sdk.Handler, task sdk.Task) Outcome {
 	ended = true
 	out.Output, out.Failure = r.output, r.failure
 	return out
+}
+
+// declaredTimeout is the attempt's timeout Run gives a task without a
+// deadline: what h declares for function when h is a Mux, else 1 minute.
+func declaredTimeout(h sdk.Handler, function string) time.Duration {
+	if m, ok := h.(*sdk.Mux); ok {
+		for _, f := range m.Functions() {
+			if f.Name == function && f.Timeout > 0 {
+				return f.Timeout
+			}
+		}
+	}
+	return time.Minute
 }
 
 // Build compiles the plugin main package pkg (an import path, e.g.

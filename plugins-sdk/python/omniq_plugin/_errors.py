@@ -209,7 +209,8 @@ def _real_paths(tb):
 def deadline_failure(thread):
     """The timeout of an attempt whose handler runs on thread past its
     deadline, with that thread's stack now as its traceback; None when the
-    thread has just returned."""
+    handler has just returned (its thread has ended, or runs only the
+    SDK's code)."""
     frame = sys._current_frames().get(thread.ident)
     if frame is None:
         return None
@@ -220,8 +221,10 @@ def deadline_failure(thread):
     first = next((i for i, f in enumerate(frames) if f.filename.startswith(sdk)), 0)
     while first < len(frames) and frames[first].filename.startswith(sdk):
         first += 1
+    if first >= len(frames):
+        return None
     stack = "Stack of the handler's thread at its deadline (most recent call last):\n" + \
-        "".join(_traceback.format_list(frames[first:] or frames))
+        "".join(_traceback.format_list(frames[first:]))
     return Failure(TIMEOUT, "task did not finish by its deadline",
                    traceback=truncate_traceback(_real_paths(stack)))
 
@@ -238,6 +241,20 @@ def truncate_traceback(text, limit=MAX_TRACEBACK_BYTES):
     return (data[:head] + marker + data[len(data) - tail:]).decode("utf-8", "ignore")
 
 
+# The directory of the SDK's own modules, whose frames (invoke, the
+# middleware chain) come before the handler's in a traceback.
+_SDK_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
+
+
+def _from_handler(tb):
+    """tb from its first frame outside the SDK on: where the handler's code
+    begins; tb itself when every frame is the SDK's."""
+    t = tb
+    while t is not None and t.tb_frame.f_code.co_filename.startswith(_SDK_DIR):
+        t = t.tb_next
+    return t or tb
+
+
 def failure_of(exc, *, timed_out=False, cancelled=False):
     """Classifies exc, raised by a handler.
 
@@ -246,7 +263,7 @@ def failure_of(exc, *, timed_out=False, cancelled=False):
     was cancelled, else the exception's class name ("handler_error" for a
     HandlerError built from a message).
     """
-    tb = _real_paths("".join(_traceback.format_exception(type(exc), exc, exc.__traceback__)))
+    tb = _real_paths("".join(_traceback.format_exception(type(exc), exc, _from_handler(exc.__traceback__))))
     if isinstance(exc, HandlerError):
         cause = exc.__cause__
         error_type = exc.error_type or _own_type(exc)

@@ -37,6 +37,12 @@ def validate_function_name(name):
                              % (name, ch, i))
 
 
+# How much longer than the time left Task.wait() waits, on an attempt
+# whose deadline the SDK passes (Task._manage_expiry), should the SDK be
+# late to wake it.
+_EXPIRY_SLACK = 1.0
+
+
 class Task:
     """One attempt of a task, as a handler sees it.
 
@@ -70,6 +76,11 @@ class Task:
         self.span = None
         self._progress = progress
         self._cancelled = threading.Event()
+        self._wake = threading.Event()  # set by cancel() and _expire()
+        # None: the clock says when the deadline has passed; an Event: the
+        # SDK running the attempt says, once it has read where the handler
+        # is for the timeout's traceback (see _manage_expiry).
+        self._expired = None
 
     def __repr__(self):
         return "Task(id=%r, function=%r, attempt=%r, %d payload bytes)" % (
@@ -96,6 +107,8 @@ class Task:
     @property
     def deadline_exceeded(self):
         """Whether the attempt's deadline has passed."""
+        if self._expired is not None:
+            return self._expired.is_set()
         return self.deadline is not None and time.time() >= self.deadline
 
     def done(self):
@@ -106,15 +119,32 @@ class Task:
         """Sleeps until the task is done or timeout seconds have passed,
         whichever is first; returns done()."""
         left = self.time_left()
+        if left is not None and self._expired is not None:
+            # The SDK wakes it at the deadline, once it has read where the
+            # handler is; this only bounds the wait should it be late.
+            left += _EXPIRY_SLACK
         if timeout is None or (left is not None and left < timeout):
             timeout = left
-        self._cancelled.wait(timeout)
+        self._wake.wait(timeout)
         return self.done()
 
     def cancel(self):
         """Marks the task cancelled; the SDK calls it when the runner cancels
         the attempt."""
         self._cancelled.set()
+        self._wake.set()
+
+    def _manage_expiry(self):
+        """Makes the deadline pass when the SDK calls _expire() rather than
+        by the clock: at the deadline the SDK reads where the handler is,
+        for the timeout's traceback, before a handler waiting in wait() or
+        checking done() is told (or it would return, its stack gone)."""
+        self._expired = threading.Event()
+
+    def _expire(self):
+        """The deadline has passed (see _manage_expiry)."""
+        self._expired.set()
+        self._wake.set()
 
     def popen(self, args, **kwargs):
         """subprocess.Popen for a handler: a child process that stops when
@@ -152,7 +182,9 @@ class Task:
                     pass
                 return
             left = self.time_left()
-            self._cancelled.wait(0.05 if left is None else min(0.05, left))
+            # Polled until the deadline by the clock, or, when the SDK
+            # passes it (_manage_expiry), woken then.
+            self._wake.wait(0.05 if left is None or self._expired is not None else min(0.05, left))
 
     def header(self, name):
         """The value of header name, matched without regard to case (as

@@ -121,12 +121,28 @@ def _failure_event(f):
                                               retry_after_ms=retry_ms))
 
 
-def _at_deadline(thread, stream):
-    """Sends, for an attempt whose handler runs on thread past its
-    deadline, a timeout whose traceback is that thread's stack now."""
-    f = _errors.deadline_failure(thread)
-    if f is not None:
-        stream.finish(_failure_event(f))
+def _at_deadline(thread, stream, task, attempt):
+    """At the deadline of an attempt whose handler runs on thread: unless
+    the handler has returned, reads that thread's stack, then passes the
+    task's deadline (which wakes a handler waiting in task.wait()), and
+    sends a timeout with that stack as its traceback."""
+    with attempt.lock:
+        if attempt.returned:
+            return
+        f = _errors.deadline_failure(thread)
+        task._expire()
+        stream.finish(_failure_event(f or _errors.Failure(_errors.TIMEOUT, "task did not finish by its deadline")))
+
+
+class _Attempt:
+    """Whether an attempt's handler has returned, under a lock its deadline
+    also takes: one of the two comes first."""
+
+    __slots__ = ("lock", "returned")
+
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.returned = False
 
 
 class _Servicer(pb_grpc.PluginServicer):
@@ -238,11 +254,14 @@ class _Servicer(pb_grpc.PluginServicer):
     def _run(self, task, stream):
         ev = None
         timer = None
+        attempt = _Attempt()
         if task.deadline is not None:
             # At the deadline the runner records a timeout without waiting
-            # for the handler: send it with where the handler was then.
+            # for the handler: send it with where the handler was then,
+            # read before the handler is told (see _at_deadline).
+            task._manage_expiry()
             timer = threading.Timer(max(task.deadline - time.time(), 0.0), _at_deadline,
-                                    args=(threading.current_thread(), stream))
+                                    args=(threading.current_thread(), stream, task, attempt))
             timer.daemon = True
             timer.start()
         try:
@@ -254,6 +273,8 @@ class _Servicer(pb_grpc.PluginServicer):
         except BaseException as exc:  # noqa: B902 - the stream must end with an outcome
             ev = _failure_event(_errors.failure_of(exc))
         finally:
+            with attempt.lock:  # after the deadline's timeout, if it came first
+                attempt.returned = True
             if timer is not None:
                 timer.cancel()
             self._track(task.id, -1)

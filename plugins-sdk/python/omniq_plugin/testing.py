@@ -53,10 +53,13 @@ def run(handler, task=None, *, timeout=None, tracer_provider=None, **task_fields
     Giving both a deadline and timeout, or a timeout that is not a
     positive number of seconds, raises ValueError.
 
-    A handler still running KILL_GRACE (2 s) past the deadline, where the
-    runner would kill its plugin, fails with a timeout whose traceback is
-    its thread's stack then, as the plugin reports it; its thread (a
-    daemon) is left running, since Python cannot stop a thread."""
+    A handler that has not returned by the deadline fails with a timeout
+    whose traceback is its thread's stack at the deadline, as in a plugin,
+    whose runner records the timeout without waiting for the handler: what
+    the handler returns or raises later is not its outcome. run waits for
+    it to return, for at most KILL_GRACE (2 s) past the deadline, where the
+    runner would kill its plugin; then its thread (a daemon) is left
+    running, since Python cannot stop a thread."""
     progress = []
     lock = threading.Lock()
 
@@ -80,23 +83,34 @@ def run(handler, task=None, *, timeout=None, tracer_provider=None, **task_fields
             timeout = _declared_timeout(handler, task.function) or DEFAULT_TIMEOUT
         task.deadline = time.time() + timeout
     result, raised = [], []
+    # Whether the handler has returned, decided under returned_lock against
+    # its deadline: one of the two comes first.
+    returned_lock, returned = threading.Lock(), []
+    task._manage_expiry()
 
     def attempt():
         try:
             result.append(invoke(handler, task, tracer_provider))
         except BaseException as exc:  # noqa: B902 - re-raised in the caller, as before
             raised.append(exc)
+        finally:
+            with returned_lock:
+                returned.append(True)
 
     thread = threading.Thread(target=attempt, name="omniq-testing-" + (task.id or task.function or "task"), daemon=True)
     thread.start()
-    thread.join(max(task.deadline + KILL_GRACE - time.time(), 0.0))
+    thread.join(max(task.deadline - time.time(), 0.0))
     f = None
-    if thread.is_alive():
-        f = _errors.deadline_failure(thread)
-        thread.join(0.1 if f is not None else None)  # a handler returning just now gives its own outcome
+    with returned_lock:
+        if not returned:
+            # At the deadline, as the plugin does: where the handler is,
+            # read before it is told (task.wait() returns, done() is True).
+            f = _errors.deadline_failure(thread) or _errors.Failure(_errors.TIMEOUT, "task did not finish by its deadline")
+            task._expire()
+    thread.join(max(task.deadline + KILL_GRACE - time.time(), 0.0))
     if raised:
         raise raised[0]
-    out = result[0] if result else Outcome(failure=f)
+    out = Outcome(failure=f) if f is not None else result[0]
     with lock:
         out.progress = list(progress)
     return out

@@ -147,6 +147,22 @@ class ErrorsTest(unittest.TestCase):
         self.assertIn("direct cause", f.traceback)
         self.assertIn(", in h", f.traceback)
 
+    def test_traceback_starts_at_the_handler(self):
+        # The SDK's frames that call the handler (invoke, the middleware
+        # chain) came first in every traceback, above the handler's own.
+        m = omniq.Mux()
+        m.use(lambda h: lambda t: h(t))
+
+        def boom(t):
+            return 1 / 0
+        m.handle("f", boom)
+        for handler in (boom, m):
+            f = testing.run(handler, function="f").failure
+            first = f.traceback.splitlines()[1]
+            self.assertTrue(first.startswith('  File "%s"' % __file__), "%r: first frame %r" % (handler, first))
+            self.assertNotIn("omniq_plugin", f.traceback, handler)
+            self.assertIn(", in boom", f.traceback)
+
     def test_with_traceback_replaces_it(self):
         f = self.fail_with(lambda: omniq.with_traceback("line 1\nline 2", "script failed"))
         self.assertEqual((f.traceback, f.message), ("line 1\nline 2", "script failed"))
@@ -176,7 +192,14 @@ class ErrorsTest(unittest.TestCase):
             omniq.permanent(42)
 
     def test_deadline_and_cancellation(self):
-        f = self.fail_with(lambda: RuntimeError("late"), deadline=time.time() - 1)
+        # How the plugin classifies an exception raised once the deadline
+        # has passed (which the runner takes in the moment before its own
+        # deadline comes; testing.run reports the runner's timeout).
+        def invoke_raising(exc_factory):
+            def h(t):
+                raise exc_factory()
+            return omniq.invoke(h, omniq.Task("f", deadline=time.time() - 1)).failure
+        f = invoke_raising(lambda: RuntimeError("late"))
         self.assertEqual((f.error_type, f.message), ("timeout", "RuntimeError: late"))
         task = omniq.Task("f")
         task.cancel()
@@ -186,8 +209,30 @@ class ErrorsTest(unittest.TestCase):
             raise RuntimeError("stopped")
         self.assertEqual(testing.run(h, task).failure.error_type, "cancelled")
         # A type the handler names wins.
-        f = self.fail_with(lambda: omniq.with_type("Mine", "late"), deadline=time.time() - 1)
+        f = invoke_raising(lambda: omniq.with_type("Mine", "late"))
         self.assertEqual(f.error_type, "Mine")
+
+    def test_a_handler_that_returns_after_its_deadline_fails_with_a_timeout(self):
+        # The plugin sends the timeout at the deadline and the runner
+        # records it without waiting for the handler, whatever the handler
+        # returns or raises a moment later; testing.run gave such a handler
+        # its own outcome: a test passed that production fails.
+        def late_result(t):
+            t.wait()  # until the deadline
+            return b"late"
+
+        def late_own_type(t):
+            t.wait()
+            raise omniq.with_type("Mine", "late")
+
+        for h in (late_result, late_own_type):
+            out = testing.run(h, timeout=0.05)
+            f = out.failure
+            self.assertIsNotNone(f, "%s: %r; want a timeout" % (h.__name__, out.output))
+            self.assertEqual((f.error_type, f.message, out.output), ("timeout", "task did not finish by its deadline", None),
+                             h.__name__)
+        # One that returns before its deadline keeps its own outcome.
+        self.assertEqual(self.fail_with(lambda: omniq.with_type("Mine", "early")).error_type, "Mine")
 
     def test_a_handler_that_never_returns_fails_with_a_timeout(self):
         # The plugin reports a timeout at the deadline and the runner kills
@@ -289,8 +334,9 @@ class ErrorsTest(unittest.TestCase):
                 runner.join(30)
                 self.assertTrue(done, "%s: testing.run did not return" % how)
                 f = done[0].failure
-                self.assertEqual((f.error_type, f.message), ({"deadline": "timeout", "cancellation": "cancelled"}[how],
-                                                             "RuntimeError: the command ended"), how)
+                self.assertEqual((f.error_type, f.message), {
+                    "deadline": ("timeout", "task did not finish by its deadline"),
+                    "cancellation": ("cancelled", "RuntimeError: the command ended")}[how], how)
                 while not gone(pid) and time.time() < bound:
                     time.sleep(0.01)
                 alive = not gone(pid)
@@ -438,6 +484,28 @@ class ServicerTest(unittest.TestCase):
         events = list(self.stub.Execute(pb.ExecuteRequest(task_id="t", function="echo", payload=b"hi"), timeout=10))
         self.assertEqual(len(events), 1)
         self.assertEqual(events[0].result.output, b"hi")
+
+    def test_a_timeout_says_where_a_handler_that_honours_its_deadline_was(self):
+        # The plugin read the handler's stack at the deadline, when a
+        # handler that honours it (task.wait(), task.done()) returns: the
+        # two raced, the stack was mostly gone, and the handler's own late
+        # outcome went instead, with no traceback. The stack is now read a
+        # moment before the deadline and its timeout goes first.
+        def honours(task):
+            task.wait()  # until the deadline
+            return b"late"
+        self.mux.handle("honours", honours)
+        for i in range(5):
+            deadline_ns = int((time.time() + 0.2) * 1e9)
+            events = list(self.stub.Execute(pb.ExecuteRequest(task_id="h%d" % i, function="honours",
+                                                              deadline_unix_nano=deadline_ns), timeout=10))
+            last = events[-1]
+            self.assertEqual(last.WhichOneof("event"), "failure", "attempt %d: %s" % (i + 1, last))
+            self.assertEqual(last.failure.error_type, "timeout")
+            self.assertIn("in honours", last.failure.traceback, "attempt %d" % (i + 1))
+            f = testing.run(honours, timeout=0.1).failure
+            self.assertEqual(f.error_type, "timeout")
+            self.assertIn("in honours", f.traceback, "testing.run, attempt %d" % (i + 1))
 
     def test_progress_arrives_while_the_handler_runs_and_cancel_reaches_it(self):
         call = self.stub.Execute(pb.ExecuteRequest(task_id="slow-1", function="slow"), timeout=60)
