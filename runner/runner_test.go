@@ -66,7 +66,7 @@ func TestFailureClassification(t *testing.T) {
 		{"panic", "panic", "boom", 0, "panic", true, "panic: boom", "main.panicky"},
 		{"plugin crash", "crash", "exit", 0, "plugin_crash", true, "exited with status 3", "crash requested"},
 		{"plugin killed", "kill", "", 0, "plugin_crash", true, "killed by signal SIGKILL", ""},
-		{"timeout, a handler that returns at its deadline", "sleep", "1m", 500 * time.Millisecond, "timeout", true, "task did not finish within its 500ms timeout", ""},
+		{"timeout, a handler that returns at its deadline", "sleep", "1m", 500 * time.Millisecond, "timeout", true, "task did not finish within its 500ms timeout", "main.sleep"},
 		// Last: the hung plugin is killed after the row ends.
 		{"timeout, a handler that ignores it", "hang", "", 500 * time.Millisecond, "timeout", true, "task did not finish within its 500ms timeout", ""},
 	}
