@@ -42,6 +42,12 @@ type entry struct {
 	finished int64
 	runAt    int64
 	attempt  int
+	// claimStream and claimSeq name the message a running task was
+	// claimed from (empty and zero in every other status): a first
+	// attempt's message stays in the tasks stream until the attempt
+	// ends, so the overview leaves it out of the queued count.
+	claimStream string
+	claimSeq    uint64
 }
 
 func entryOf(t *models.Task) *entry {
@@ -57,6 +63,9 @@ func entryOf(t *models.Task) *entry {
 	}
 	if t.Error != nil {
 		e.errType = t.Error.ErrorType
+	}
+	if t.Status == models.StatusRunning {
+		e.claimStream, e.claimSeq = t.ClaimStream, t.ClaimSequence
 	}
 	return e
 }
@@ -267,14 +276,20 @@ type functionStats struct {
 	Pending, Running, Retrying, Delayed int
 	Succeeded1h, Failed1h, Cancelled1h  int
 	SucceededPerMin, FailedPerMin       [buckets]int
-	Queued                              uint64 // from the tasks stream
-	Lag                                 time.Duration
-	HasLag                              bool
-	Registered                          bool
+	// Queued counts the tasks waiting in the tasks stream: its messages
+	// for the function less those of running first attempts (runningIn).
+	Queued uint64
+	// runningIn counts the running tasks claimed from a message still in
+	// the tasks stream (stats' tasksStream): the first attempts.
+	runningIn  uint64
+	Lag        time.Duration
+	HasLag     bool
+	Registered bool
 }
 
 // stats counts tasks per function as of now: one pass over the index.
-func (x *index) stats(now time.Time) map[string]*functionStats {
+// tasksStream names the tasks stream, for runningIn.
+func (x *index) stats(now time.Time, tasksStream string) map[string]*functionStats {
 	out := make(map[string]*functionStats)
 	nowN := now.UnixNano()
 	hour := now.Add(-time.Hour).UnixNano()
@@ -295,6 +310,9 @@ func (x *index) stats(now time.Time) map[string]*functionStats {
 			}
 		case models.StatusRunning:
 			s.Running++
+			if e.claimSeq != 0 && e.claimStream == tasksStream {
+				s.runningIn++
+			}
 		case models.StatusRetrying:
 			s.Retrying++
 		}
@@ -311,6 +329,20 @@ func (x *index) stats(now time.Time) map[string]*functionStats {
 			s.FailedPerMin[b]++
 		case models.StatusCancelled:
 			s.Cancelled1h++
+		}
+	}
+	return out
+}
+
+// runningClaims returns, for each running task claimed from a message
+// in stream, that message's sequence and the task's function: one pass.
+func (x *index) runningClaims(stream string) map[uint64]string {
+	out := make(map[uint64]string)
+	x.mu.RLock()
+	defer x.mu.RUnlock()
+	for _, e := range x.order {
+		if e.status == models.StatusRunning && e.claimSeq != 0 && e.claimStream == stream {
+			out[e.claimSeq] = e.function
 		}
 	}
 	return out

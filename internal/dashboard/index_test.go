@@ -106,7 +106,7 @@ func TestIndexStats(t *testing.T) {
 	late := task("f", "echo", models.StatusPending, now)
 	late.RunAt = now.Add(time.Hour)
 	x.put(late)
-	s := x.stats(now)["echo"]
+	s := x.stats(now, "OMNIQ_TASKS")["echo"]
 	if s.Succeeded1h != 1 || s.Failed1h != 1 || s.Running != 1 || s.Retrying != 1 || s.Delayed != 1 {
 		t.Fatalf("stats = %+v", s)
 	}

@@ -137,7 +137,8 @@ func (s *Server) handleOverview(w http.ResponseWriter, r *http.Request, ss *sess
 	ctx, cancel := s.natsContext(r.Context(), requestTimeout)
 	defer cancel()
 	now := time.Now()
-	stats := s.index.stats(now)
+	tasksStream := s.cfg.Client.Config().TasksStream
+	stats := s.index.stats(now, tasksStream)
 	d := &overviewData{}
 	d.Held, d.Dropped = s.index.size()
 	get := func(fn string) *functionStats {
@@ -158,7 +159,15 @@ func (s *Server) handleOverview(w http.ResponseWriter, r *http.Request, ss *sess
 		d.Errors = append(d.Errors, "queued tasks: "+why(ctx, err))
 	} else {
 		for fn, n := range queued {
-			get(fn).Queued = n
+			// A running first attempt's message stays in the tasks
+			// stream until the attempt ends: it is running, not queued.
+			// (The index and the stream are read one after the other:
+			// a task started in between can make the difference
+			// negative.)
+			st := get(fn)
+			if n > st.runningIn {
+				st.Queued = n - st.runningIn
+			}
 		}
 	}
 	// The functions runners serve first, then the most active.
@@ -178,7 +187,7 @@ func (s *Server) handleOverview(w http.ResponseWriter, r *http.Request, ss *sess
 		d.Functions = all
 	}
 	slices.SortFunc(d.Functions, func(a, b *functionStats) int { return cmp.Compare(a.Function, b.Function) })
-	oldest := &oldestQueued{s: s}
+	oldest := &oldestQueued{s: s, stream: tasksStream}
 	for _, st := range d.Functions {
 		if st.Queued == 0 {
 			continue
@@ -218,20 +227,26 @@ func (s *Server) handleOverview(w http.ResponseWriter, r *http.Request, ss *sess
 
 // oldestQueued reads the overview's lags: the stream is looked up at the
 // first read only, since one view asks for the lag of up to
-// maxShownGroups functions and each should cost one request.
+// maxShownGroups functions and each should cost one request, and so are
+// the running tasks' claims (index.runningClaims).
 type oldestQueued struct {
-	s   *Server
-	st  natsjs.Stream
-	err error
+	s       *Server
+	stream  string // the tasks stream
+	st      natsjs.Stream
+	err     error
+	running map[uint64]string // index.runningClaims, read once
 }
 
-// of returns when the oldest message still in the tasks stream for fn
-// (waiting, or running and not yet acknowledged) was published; fn "" is
-// every function.
+// of returns when the oldest task waiting in the tasks stream for fn was
+// published; fn "" is every function. A running first attempt's message
+// is still there: it is skipped (one more request each, for those older
+// than the oldest waiting task), so that a long run with nothing waiting
+// is not shown as a lag.
 func (o *oldestQueued) of(ctx context.Context, fn string) (time.Time, bool) {
 	cfg := o.s.cfg.Client.Config()
 	if o.st == nil && o.err == nil {
-		o.st, o.err = o.s.cfg.Client.JetStream().Stream(ctx, cfg.TasksStream)
+		o.st, o.err = o.s.cfg.Client.JetStream().Stream(ctx, o.stream)
+		o.running = o.s.index.runningClaims(o.stream)
 	}
 	if o.err != nil {
 		return time.Time{}, false
@@ -240,11 +255,18 @@ func (o *oldestQueued) of(ctx context.Context, fn string) (time.Time, bool) {
 	if fn == "" {
 		subject = cfg.TaskSubject("*")
 	}
-	m, err := o.st.GetMsg(ctx, 1, natsjs.WithGetMsgSubject(subject))
-	if err != nil {
-		return time.Time{}, false
+	// At most one skip per running task: the walk ends.
+	for seq, skips := uint64(1), 0; skips <= len(o.running); skips++ {
+		m, err := o.st.GetMsg(ctx, seq, natsjs.WithGetMsgSubject(subject))
+		if err != nil {
+			return time.Time{}, false
+		}
+		if _, running := o.running[m.Sequence]; !running {
+			return m.Time, true
+		}
+		seq = m.Sequence + 1
 	}
-	return m.Time, true
+	return time.Time{}, false
 }
 
 // --- tasks
