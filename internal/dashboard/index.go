@@ -288,6 +288,8 @@ type functionStats struct {
 }
 
 // stats counts tasks per function as of now: one pass over the index.
+// The records of tasks cancelled before any runner saw them (function
+// jetstream.UnseenFunction, a placeholder) are not counted.
 // tasksStream names the tasks stream, for runningIn.
 func (x *index) stats(now time.Time, tasksStream string) map[string]*functionStats {
 	out := make(map[string]*functionStats)
@@ -296,6 +298,11 @@ func (x *index) stats(now time.Time, tasksStream string) map[string]*functionSta
 	x.mu.RLock()
 	defer x.mu.RUnlock()
 	for _, e := range x.order {
+		if e.function == jetstream.UnseenFunction {
+			// The placeholder a cancel of a task no runner had seen
+			// leaves: not a function.
+			continue
+		}
 		s := out[e.function]
 		if s == nil {
 			s = &functionStats{Function: e.function}
@@ -349,13 +356,16 @@ func (x *index) runningClaims(stream string) map[uint64]string {
 }
 
 // names returns how many tasks the index holds per function and per
-// error type.
+// error type. The function jetstream.UnseenFunction, a placeholder, is
+// left out.
 func (x *index) names() (functions, errorTypes map[string]int) {
 	functions, errorTypes = map[string]int{}, map[string]int{}
 	x.mu.RLock()
 	defer x.mu.RUnlock()
 	for _, e := range x.order {
-		functions[e.function]++
+		if e.function != jetstream.UnseenFunction {
+			functions[e.function]++ // a placeholder is not a function
+		}
 		if e.errType != "" {
 			errorTypes[e.errType]++
 		}

@@ -3,6 +3,7 @@ package dashboard
 import (
 	"net/http"
 	"regexp"
+	"strings"
 	"testing"
 	"time"
 
@@ -66,5 +67,39 @@ func TestOverviewDoesNotCountRunningTasksAsQueued(t *testing.T) {
 	})
 	if queued, running, lag := overviewRow(t, b, "sleep"); queued != "1" || running != "1" || lag == "—" {
 		t.Errorf("one task running and one waiting: queued %s, running %s, lag %q; want 1, 1 and a lag", queued, running, lag)
+	}
+}
+
+// Cancelling an id no runner has seen leaves a cancelled record of
+// function jetstream.UnseenFunction, a placeholder: the overview showed
+// it as a function ("_unseen"), and the tasks page offered it as one to
+// filter on.
+func TestOverviewLeavesOutTheUnseenPlaceholder(t *testing.T) {
+	t.Parallel()
+	srv := startServer(t)
+	omniqtest.StartRunner(t, srv.Client, omniqtest.FastConfig(), pluginhost.HostConfig{})
+	ctx := omniqtest.Context(t)
+	res, err := srv.Client.Submit(ctx, jetstream.SubmitRequest{Function: "echo", Payload: []byte("x")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	omniqtest.WaitFor(t, srv.Client, res.ID, models.StatusSucceeded, 30*time.Second)
+	rec, err := srv.Client.Cancel(ctx, "never-submitted")
+	if err != nil || rec.Task.Function != jetstream.UnseenFunction {
+		t.Fatalf("cancel of an unseen id: %+v, %v; want a %s record", rec.Task, err, jetstream.UnseenFunction)
+	}
+	d := startDashboard(t, Config{Client: srv.Client})
+	b := newBrowser(t, d.URL())
+	omniqtest.Eventually(t, 10*time.Second, "the dashboard to index both records", func() bool {
+		_, body := b.get("/tasks")
+		return strings.Contains(body, res.ID) && strings.Contains(body, "never-submitted")
+	})
+	_, body := b.get("/")
+	if !strings.Contains(body, `<tr data-function="echo"`) || strings.Contains(body, jetstream.UnseenFunction) {
+		t.Errorf("the overview shows %s as a function (or not echo):\n%s", jetstream.UnseenFunction, body)
+	}
+	_, body = b.get("/tasks")
+	if strings.Contains(body, "<option >"+jetstream.UnseenFunction+"</option>") || !strings.Contains(body, "<option >echo</option>") {
+		t.Errorf("the tasks page's function filter offers %s (or not echo):\n%s", jetstream.UnseenFunction, body)
 	}
 }
