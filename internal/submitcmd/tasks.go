@@ -486,7 +486,9 @@ A task cancelled already counts as done, not as ended: a run interrupted
 (Ctrl-C, which says how many it did not get to) can be run again as it
 was. --from with no ids in it (a list that selected nothing) cancels
 nothing, says so on stderr, and exits 0. On a terminal a progress bar
-shows on stderr.
+shows on stderr. --json prints, for one id or many, a JSON object per id
+({"id","outcome","status"}, outcome cancelled, ended or failed) and then
+one with the counts (docs/operations.md).
 
 Exit status 0 once the cancellation is recorded (a runner carries it
 out); 1 if the task had already ended (succeeded, failed or cancelled) or no
@@ -506,13 +508,16 @@ cancelled, a cancellation failed, or the run was interrupted.`,
 		if workers < 1 {
 			return usagef("--parallel must be at least 1")
 		}
-		if len(ids) == 1 && from == "" {
+		one := len(ids) == 1 && from == ""
+		if one && !c.json {
 			return c.cancel(ids[0])
 		}
 		if len(ids) == 0 {
 			fmt.Fprintf(c.io.Stderr, "omniq-submit: --from %s holds no ids: nothing to cancel\n", from)
 		}
-		return c.cancelMany(ids, workers)
+		// --json has one shape for one id and many (cancelMany's); one
+		// id keeps its exit status: 1 for a task cancelled already.
+		return c.cancelMany(ids, workers, one)
 	}
 	return cmd
 }
