@@ -276,13 +276,28 @@ type tasksData struct {
 	SinceText, UntilText  string
 	Rows                  []taskRow
 	Next, NextURL         string
+	NewestURL             string // the first page, on a later one
 	Functions, ErrorTypes []string
 	Statuses              []models.TaskStatus
 	Held, Dropped         int
 	Problem               string
+	// Refused: a parameter could not be used (Problem says which), and
+	// nothing is listed.
+	Refused bool
 }
 
 const timeForm = "2006-01-02T15:04"
+
+// maxTasksPage bounds the tasks page's limit parameter; it defaults to 50.
+const maxTasksPage = 500
+
+// validCursor reports whether v is a tasks page cursor as index.query
+// makes them: <created, unix nanoseconds>/<task id>.
+func validCursor(v string) bool {
+	ts, id, ok := strings.Cut(v, "/")
+	n, err := strconv.ParseInt(ts, 10, 64)
+	return ok && err == nil && n >= 0 && models.ValidateTaskID(id) == nil
+}
 
 func (s *Server) handleTasks(w http.ResponseWriter, r *http.Request, ss *session) {
 	q := r.URL.Query()
@@ -290,6 +305,10 @@ func (s *Server) handleTasks(w http.ResponseWriter, r *http.Request, ss *session
 	d.Q = taskQuery{Function: q.Get("function"), ErrorType: q.Get("error_type"), Before: q.Get("before"), Limit: 50}
 	fns, ets := s.index.names()
 	d.Functions, d.ErrorTypes = mostCommon(fns, d.Q.Function), mostCommon(ets, d.Q.ErrorType)
+	// A parameter that cannot be read is refused (400), naming it and
+	// what it wants: a page that ignored it would look filtered, or
+	// paged, as asked.
+	var bad []string
 	if v := q.Get("status"); v != "" {
 		st, err := models.ParseTaskStatus(v)
 		if err != nil {
@@ -299,12 +318,20 @@ func (s *Server) handleTasks(w http.ResponseWriter, r *http.Request, ss *session
 			for i, s := range models.AllStatuses {
 				names[i] = string(s)
 			}
-			d.Problem = fmt.Sprintf("status: %q is not one of %s", v, strings.Join(names, ", "))
+			bad = append(bad, fmt.Sprintf("status: %q is not one of %s", v, strings.Join(names, ", ")))
 		}
 		d.Q.Status = st
 	}
-	if n, err := strconv.Atoi(q.Get("limit")); err == nil && n > 0 && n <= 500 {
-		d.Q.Limit = n
+	if v := q.Get("limit"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > maxTasksPage {
+			bad = append(bad, fmt.Sprintf("limit: %q is not a whole number from 1 to %d (tasks a page)", v, maxTasksPage))
+		} else {
+			d.Q.Limit = n
+		}
+	}
+	if v := d.Q.Before; v != "" && !validCursor(v) {
+		bad = append(bad, fmt.Sprintf("before: %q is not a page cursor (the one the older » link carries); leave it out for the newest tasks", v))
 	}
 	parseTime := func(name string) (time.Time, string) {
 		v := q.Get(name)
@@ -313,16 +340,28 @@ func (s *Server) handleTasks(w http.ResponseWriter, r *http.Request, ss *session
 		}
 		t, err := time.ParseInLocation(timeForm, v, time.UTC)
 		if err != nil {
-			d.Problem = fmt.Sprintf("%s: %q is not a time like 2026-01-02T15:04 (UTC)", name, v)
+			bad = append(bad, fmt.Sprintf("%s: %q is not a time like 2026-01-02T15:04 (UTC)", name, v))
 			return time.Time{}, ""
 		}
 		return t, v
 	}
 	d.Q.Since, d.SinceText = parseTime("since")
 	d.Q.Until, d.UntilText = parseTime("until")
+	if len(bad) > 0 {
+		d.Problem, d.Refused = strings.Join(bad, "; "), true
+		d.Held, d.Dropped = s.index.size()
+		s.renderStatus(w, r, "tasks", s.newPage(r, ss, "Tasks", "tasks", d), http.StatusBadRequest)
+		return
+	}
 	if !d.Q.Since.IsZero() && !d.Q.Until.IsZero() && !d.Q.Since.Before(d.Q.Until) {
 		// Tasks created in [Since, Until): none, and the filter says why.
 		d.Problem = fmt.Sprintf("since (%s) is not before until (%s): no task can match; since is the older end", d.SinceText, d.UntilText)
+	}
+	if d.Q.Before != "" {
+		nq := url.Values{}
+		maps.Copy(nq, q)
+		nq.Del("before")
+		d.NewestURL = "/tasks?" + nq.Encode()
 	}
 	d.Rows, d.Next = s.index.query(d.Q)
 	if d.Next != "" {
