@@ -208,6 +208,20 @@ func TestListSortsLimitsAndCounts(t *testing.T) {
 	}
 	o.run("", "list", "--sort", "size").want(t, 2, "", `--sort "size": want created or updated`)
 	o.run("", "list", "--sort", "created:up").want(t, 2, "", `--sort "created:up"`)
+
+	// The cursor of a page sorted created:desc names that order: a page
+	// asked for with another --sort took its time as an update time, or
+	// read it the other way, and listed the wrong tasks without a word.
+	// It is refused, naming both orders; with its own --sort it pages on.
+	next := page.Next
+	for _, sort := range []string{"updated", "created:asc", "updated:asc"} {
+		o.run("", "list", "--sort", sort, "--after", next).want(t, 2, "", fmt.Sprintf(`--after %q: the cursor of a list with --sort created:desc, not %s`, next, sort))
+	}
+	r = o.run("", "list", "--limit", "1", "--after", next, "--sort", "created:desc")
+	r.want(t, 0, "early", "")
+	if strings.Contains(r.stdout, "late") {
+		t.Fatalf("the second page of list --limit 1 = %q", r.stdout)
+	}
 }
 
 func TestBatchPrintsEveryIDAndAKnownTotal(t *testing.T) {

@@ -7,7 +7,6 @@ import (
 	"io"
 	"maps"
 	"slices"
-	"strconv"
 	"strings"
 	"text/tabwriter"
 
@@ -283,10 +282,17 @@ func (c *cli) list(statuses, fn, after, sortBy string, limit int) error {
 		return usagef("--limit must be at least 1")
 	}
 	if after != "" {
-		// A cursor is what a page printed: TIME/ID (jetstream.ListPage.Next).
-		ts, _, ok := strings.Cut(after, "/")
-		if _, err := strconv.ParseInt(ts, 10, 64); !ok || err != nil {
+		// A cursor is what a page printed (jetstream.ListPage.Next), for
+		// the order that page had: another --sort would be applied to it
+		// as if it were its own.
+		var ce *jetstream.CursorError
+		if err := jetstream.ValidateListCursor(after, by, newest); errors.As(err, &ce) {
+			if ce.MadeFor != "" {
+				return usagef("--after %q: the cursor of a list with --sort %s, not %s: give that --sort again, or leave --after out to start from the first page", after, ce.MadeFor, ce.Want)
+			}
 			return usagef("--after %q: not a cursor (give the one a previous page printed after --after)", after)
+		} else if err != nil {
+			return usagef("--after: %v", err)
 		}
 	}
 	client, err := c.connect()
