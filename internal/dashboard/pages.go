@@ -322,6 +322,13 @@ func (s *Server) handleTasks(w http.ResponseWriter, r *http.Request, ss *session
 		}
 		d.Q.Status = st
 	}
+	if v := d.Q.Function; v != "" {
+		// No task can have it: a filter that silently matched nothing
+		// would read as "no such tasks".
+		if err := models.ValidateFunctionName(v); err != nil {
+			bad = append(bad, fmt.Sprintf("function: %v", err))
+		}
+	}
 	if v := q.Get("limit"); v != "" {
 		n, err := strconv.Atoi(v)
 		if err != nil || n < 1 || n > maxTasksPage {
@@ -663,6 +670,11 @@ func (s *Server) confirmTask(w http.ResponseWriter, r *http.Request, ss *session
 
 func (s *Server) handleCancel(w http.ResponseWriter, r *http.Request, ss *session) {
 	id := r.PathValue("id")
+	if err := models.ValidateTaskID(id); err != nil {
+		// As the task page answers it: there is no such task to act on.
+		http.Error(w, "bad task id: "+err.Error(), http.StatusBadRequest)
+		return
+	}
 	if s.confirmTask(w, r, ss, "cancel", id) {
 		return
 	}
@@ -684,6 +696,11 @@ func (s *Server) handleCancel(w http.ResponseWriter, r *http.Request, ss *sessio
 
 func (s *Server) handleReplay(w http.ResponseWriter, r *http.Request, ss *session) {
 	id := r.PathValue("id")
+	if err := models.ValidateTaskID(id); err != nil {
+		// As the task page answers it: there is no such task to act on.
+		http.Error(w, "bad task id: "+err.Error(), http.StatusBadRequest)
+		return
+	}
 	if s.confirmTask(w, r, ss, "replay", id) {
 		return
 	}

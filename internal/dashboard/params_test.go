@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"html"
 	"net/http"
+	"net/url"
 	"regexp"
 	"strings"
 	"testing"
@@ -38,6 +39,7 @@ func TestTasksPageRefusesParametersItCannotUse(t *testing.T) {
 		"before=yesterday":    `before: "yesterday" is not a page cursor`,
 		"before=12/":          `before: "12/" is not a page cursor`,
 		"status=done":         `status: "done" is not one of`,
+		"function=bad..name":  `function: invalid function name: function "bad..name" has '.' at byte 3`,
 		"since=today":         `since: "today" is not a time like`,
 		"limit=x&before=y/z/": `limit: "x" is not a whole number from 1 to 500 (tasks a page); before: "y/z/" is not a page cursor`,
 	} {
@@ -61,5 +63,22 @@ func TestTasksPageRefusesParametersItCannotUse(t *testing.T) {
 	code, body = b.get(html.UnescapeString(next[1]))
 	if code != http.StatusOK || strings.Count(body, `href="/tasks/p-task-`) != 1 || !strings.Contains(body, `limit=2">« newest</a>`) {
 		t.Fatalf("the second page: %d, want the third task and a « newest link keeping limit=2:\n%s", code, body)
+	}
+}
+
+// Cancel and replay of an id that cannot be a task's answered with a
+// redirect to its task page, which refused the id, so the action's
+// message was lost; they refuse it themselves, as the task page does.
+func TestTaskActionsRefuseABadID(t *testing.T) {
+	t.Parallel()
+	srv := startServer(t)
+	d := startDashboard(t, Config{Client: srv.Client})
+	b := newBrowser(t, d.URL())
+	csrf := b.csrf("/")
+	for _, action := range []string{"cancel", "replay"} {
+		code, body := b.post("/tasks/bad..id/"+action, url.Values{"csrf": {csrf}, "confirm": {"yes"}})
+		if code != http.StatusBadRequest || !strings.Contains(body, `bad task id: invalid task id: id "bad..id" must not contain '..'`) {
+			t.Errorf("POST /tasks/bad..id/%s: %d %s, want 400 naming the id", action, code, body)
+		}
 	}
 }
