@@ -15,7 +15,7 @@ func TestAttemptsLeaveOutQuarantineWaits(t *testing.T) {
 	now := time.Now().UTC()
 	task := &models.Task{ID: "q", Function: "f", Status: models.StatusRunning, Attempt: 2, QuarantineWaits: 1,
 		CreatedAt: now, UpdatedAt: now, StartedAt: now.Add(time.Second)}
-	if e := entryOf(task); e.attempt != 1 {
+	if e := entryOf(task, "OMNIQ_TASKS"); e.attempt != 1 {
 		t.Errorf("task list attempt = %d, want 1", e.attempt)
 	}
 	var what []string

@@ -137,8 +137,7 @@ func (s *Server) handleOverview(w http.ResponseWriter, r *http.Request, ss *sess
 	ctx, cancel := s.natsContext(r.Context(), requestTimeout)
 	defer cancel()
 	now := time.Now()
-	tasksStream := s.cfg.Client.Config().TasksStream
-	stats := s.index.stats(now, tasksStream)
+	stats := s.index.stats(now)
 	d := &overviewData{}
 	d.Held, d.Dropped = s.index.size()
 	get := func(fn string) *functionStats {
@@ -187,7 +186,7 @@ func (s *Server) handleOverview(w http.ResponseWriter, r *http.Request, ss *sess
 		d.Functions = all
 	}
 	slices.SortFunc(d.Functions, func(a, b *functionStats) int { return cmp.Compare(a.Function, b.Function) })
-	oldest := &oldestQueued{s: s, stream: tasksStream}
+	oldest := &oldestQueued{s: s}
 	for _, st := range d.Functions {
 		if st.Queued == 0 {
 			continue
@@ -231,7 +230,6 @@ func (s *Server) handleOverview(w http.ResponseWriter, r *http.Request, ss *sess
 // the running tasks' claims (index.runningClaims).
 type oldestQueued struct {
 	s       *Server
-	stream  string // the tasks stream
 	st      natsjs.Stream
 	err     error
 	running map[uint64]string // index.runningClaims, read once
@@ -245,8 +243,8 @@ type oldestQueued struct {
 func (o *oldestQueued) of(ctx context.Context, fn string) (time.Time, bool) {
 	cfg := o.s.cfg.Client.Config()
 	if o.st == nil && o.err == nil {
-		o.st, o.err = o.s.cfg.Client.JetStream().Stream(ctx, o.stream)
-		o.running = o.s.index.runningClaims(o.stream)
+		o.st, o.err = o.s.cfg.Client.JetStream().Stream(ctx, cfg.TasksStream)
+		o.running = o.s.index.runningClaims()
 	}
 	if o.err != nil {
 		return time.Time{}, false

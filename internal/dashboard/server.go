@@ -121,7 +121,7 @@ func New(cfg Config) (*Server, error) {
 
 		deadMinInterval: deadMinInterval,
 	}
-	s.index = newIndex(cfg.MaxIndexed, s.hub.notify)
+	s.index = newIndex(cfg.MaxIndexed, cfg.Client.Config().TasksStream, s.hub.notify)
 	s.dead = newDeadIndex(maxDeadIndexed) // its bound set by Start
 	s.index.deadChanged = func(t *models.Task) {
 		s.dead.replayedTo(t.ID, t.Replays) // a replay, from anywhere
