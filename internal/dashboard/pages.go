@@ -870,6 +870,14 @@ func (s *Server) handleDeadBulk(w http.ResponseWriter, r *http.Request, ss *sess
 		return
 	}
 	f := jetstream.DeadFilter{Function: r.PostFormValue("function"), ErrorType: r.PostFormValue("error_type")}
+	if f.Function != "" {
+		// A name no task can have: the form's mistake, not NATS's (it
+		// was answered 502, and confirmed, "Purged 0 entries").
+		if err := models.ValidateFunctionName(f.Function); err != nil {
+			http.Error(w, "function: "+err.Error(), http.StatusBadRequest)
+			return
+		}
+	}
 	ctx, cancel := s.natsContext(r.Context(), s.bulkTimeout)
 	defer cancel()
 	if r.PostFormValue("confirm") != "yes" {

@@ -82,3 +82,23 @@ func TestTaskActionsRefuseABadID(t *testing.T) {
 		}
 	}
 }
+
+// A bulk action's function that no task can have was answered 502, "count
+// dead-letter entries: invalid function name" (as if NATS had failed),
+// and confirmed, "Purged 0 entries. Stopped by: ...". It is refused with
+// 400 naming the field, before and after the confirmation.
+func TestDeadBulkRefusesABadFunction(t *testing.T) {
+	t.Parallel()
+	srv := startServer(t)
+	d := startDashboard(t, Config{Client: srv.Client})
+	b := newBrowser(t, d.URL())
+	csrf := b.csrf("/")
+	for _, action := range []string{"replay", "purge"} {
+		for _, confirm := range []string{"", "yes"} {
+			code, body := b.post("/dead/"+action, url.Values{"csrf": {csrf}, "function": {"bad..name"}, "confirm": {confirm}})
+			if code != http.StatusBadRequest || !strings.Contains(body, `function: invalid function name: function "bad..name" has '.' at byte 3`) {
+				t.Errorf("POST /dead/%s function=bad..name confirm=%q: %d %s, want 400 naming the function", action, confirm, code, body)
+			}
+		}
+	}
+}
