@@ -544,17 +544,20 @@ type shownError struct {
 // ones on; a record with an error but no history (written before there
 // was one) has that error. The n-th error is the n-th attempt's only when
 // the record kept every error and no attempt ended without one (a runner
-// that died, a wait for a quarantined plugin).
+// that died, a wait for a quarantined plugin), and only for the attempts
+// that ran: an error past them (one more at most) ended the task without
+// an attempt (cancelled while it waited, unknown_function, invalid_task).
 func taskErrors(t *models.Task) []shownError {
 	errs := t.Errors
-	exact := len(errs) > 0 && t.ErrorsDropped == 0 && t.Interruptions == 0 && t.QuarantineWaits == 0
+	run := t.AttemptsRun()
+	exact := len(errs) > 0 && t.ErrorsDropped == 0 && t.Interruptions == 0 && t.QuarantineWaits == 0 && len(errs) <= run+1
 	if len(errs) == 0 && t.Error != nil {
 		errs = []models.TaskError{*t.Error}
 	}
 	out := make([]shownError, len(errs))
 	for i, e := range errs {
 		out[i] = shownError{N: t.ErrorsDropped + i + 1, TaskError: e}
-		if exact {
+		if exact && i < run {
 			out[i].Attempt = i + 1
 		}
 	}
@@ -567,7 +570,13 @@ func taskErrors(t *models.Task) []shownError {
 // the end.
 func history(t *models.Task) []historyItem {
 	var h []historyItem
-	h = append(h, historyItem{t.CreatedAt, "submitted"})
+	if t.Function == jetstream.UnseenFunction {
+		// The record was made by the cancel, not at the submission: no
+		// runner had seen the task.
+		h = append(h, historyItem{t.CreatedAt, "cancelled before any runner had seen the task (its submission is not known)"})
+	} else {
+		h = append(h, historyItem{t.CreatedAt, "submitted"})
+	}
 	if t.ErrorsDropped > 0 && len(t.Errors) > 0 {
 		h = append(h, historyItem{t.Errors[0].Timestamp, fmt.Sprintf("%d older errors dropped from the record", t.ErrorsDropped)})
 	}

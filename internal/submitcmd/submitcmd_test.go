@@ -289,6 +289,8 @@ func TestCancelOfAnUnseenIDSaysSo(t *testing.T) {
 	r := o.run("", "cancel", "no-such-task")
 	r.want(t, 0, "cancelled no-such-task", "no runner had recorded a task no-such-task yet: if one is queued it will not run, and one that has just started (--claim-delay) is stopped; if the id is wrong, nothing was cancelled")
 	o.run("", "cancel", "no-such-task", "--json").want(t, 1, `{"id":"no-such-task","outcome":"ended","status":"cancelled"}`, "it has already ended, cancelled")
+	// Its record's function is a placeholder: status says so.
+	o.run("", "status", "no-such-task").want(t, 0, "function:  _unseen (not known: cancelled before any runner had seen the task)", "")
 }
 
 // cancel --json printed the task's record for one id, and one object per

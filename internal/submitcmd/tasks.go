@@ -124,7 +124,13 @@ func printTask(w interface{ Write([]byte) (int, error) }, t *models.Task, traceb
 		}
 	}
 	row("id", t.ID)
-	row("function", t.Function)
+	if t.Function == jetstream.UnseenFunction {
+		// A placeholder, not a function: the cancel that made the
+		// record came before any runner had read the task.
+		row("function", t.Function+" (not known: cancelled before any runner had seen the task)")
+	} else {
+		row("function", t.Function)
+	}
 	row("status", string(t.Status))
 	if t.WaitsForQuarantine() {
 		row("waiting", quarantineWait(t))
