@@ -345,6 +345,11 @@ func (s *Server) handleTasks(w http.ResponseWriter, r *http.Request, ss *session
 		}
 		t, err := time.ParseInLocation(timeForm, v, time.UTC)
 		if err != nil {
+			// A browser's datetime-local sends seconds when the time
+			// it holds has them: usable, so applied.
+			t, err = time.ParseInLocation(timeForm+":05", v, time.UTC)
+		}
+		if err != nil {
 			bad = append(bad, fmt.Sprintf("%s: %q is not a time like 2026-01-02T15:04 (UTC)", name, v))
 			return time.Time{}, ""
 		}

@@ -52,6 +52,11 @@ func TestTasksPageRefusesParametersItCannotUse(t *testing.T) {
 		}
 	}
 
+	// A time with seconds, as a browser's datetime-local sends one
+	// that has them, is applied.
+	if code, body := b.get("/tasks?since=2000-01-02T15:04:05"); code != http.StatusOK || strings.Count(body, `href="/tasks/p-task-`) != 3 {
+		t.Errorf("GET /tasks?since=2000-01-02T15:04:05: %d, want the 3 tasks:\n%s", code, body)
+	}
 	code, body := b.get("/tasks?limit=2")
 	if code != http.StatusOK || strings.Count(body, `href="/tasks/p-task-`) != 2 {
 		t.Fatalf("GET /tasks?limit=2: %d, want 2 tasks:\n%s", code, body)
