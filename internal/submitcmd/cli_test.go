@@ -903,3 +903,13 @@ func TestAReplayThatLostToAnotherFails(t *testing.T) {
 		t.Fatalf("g1 after a replay with the same values: %+v, %v; want pending, one replay, timeout 10s", rec.Task, err)
 	}
 }
+
+// --id "" (a script's --id "$ID" with ID unset) submitted under a new id
+// nobody chose, without a word; a retry of the script would not be
+// deduplicated. It is a usage error, before any connection.
+func TestAnEmptyIDIsAUsageError(t *testing.T) {
+	t.Parallel()
+	runArgs(t, "echo", "x", "--id", "").want(t, 2, "", `invalid argument "" for "--id" flag: must not be empty (leave --id out for a new unique id)`)
+	runArgs(t, "submit", "echo", "x", "--id=").want(t, 2, "", `"--id" flag: must not be empty`)
+	runArgs(t, "batch", "echo", "-", "--id", "").want(t, 2, "", `"--id" flag: must not be empty`)
+}
