@@ -35,6 +35,10 @@ var (
 	// ErrRecordTooLarge: the record is over Config.MaxRecordBytes (a
 	// handler's result too large to keep); nothing was written.
 	ErrRecordTooLarge = errors.New("state record too large")
+	// ErrBadCursor: ListFilter.After is not a cursor List made, or one it
+	// made for another order (ValidateListCursor). The error is a
+	// *CursorError.
+	ErrBadCursor = errors.New("bad list cursor")
 )
 
 // CorruptRecordError describes a state record that cannot be used. A runner
@@ -543,7 +547,8 @@ type ListFilter struct {
 	// Function keeps records of this function.
 	Function string
 	// After is the Next cursor of the previous page; "" starts at the
-	// beginning.
+	// beginning. A cursor names the order it was made for: it must be
+	// this filter's (ValidateListCursor).
 	After string
 	// Limit is the page size. Defaults to 100.
 	Limit int
@@ -567,10 +572,77 @@ const (
 type ListPage struct {
 	// Records are the matching records, in the filter's order.
 	Records []Record
-	// Next is the cursor of the following page, "" on the last page.
+	// Next is the cursor of the following page, "" on the last page:
+	// ORDER:DIR:NANOS/ID, as in created:desc:1764201600000000000/t-1. A
+	// filter with another order refuses it.
 	Next string
 	// Total counts the records matching the filter on every page.
 	Total int
+}
+
+// listOrder names an order of List as cursors carry it: created:asc...
+func listOrder(by ListSort, newest bool) string {
+	if by == "" {
+		by = SortCreated
+	}
+	if newest {
+		return string(by) + ":desc"
+	}
+	return string(by) + ":asc"
+}
+
+// ValidateListCursor checks that after is a cursor List made (a page's
+// Next) for the order by (SortCreated when "") and newest. A cursor of
+// the older form NANOS/ID, which does not name its order, is taken as
+// this one's. The error is a *CursorError.
+func ValidateListCursor(after string, by ListSort, newest bool) error {
+	_, _, err := parseListCursor(after, by, newest)
+	return err
+}
+
+// CursorError is a ListFilter.After that List cannot use. It wraps
+// ErrBadCursor.
+type CursorError struct {
+	// Cursor is the cursor given.
+	Cursor string
+	// MadeFor is the order the cursor was made for (created:desc...), ""
+	// when it is not a cursor List made.
+	MadeFor string
+	// Want is the filter's order.
+	Want string
+}
+
+func (e *CursorError) Error() string {
+	if e.MadeFor == "" {
+		return fmt.Sprintf("%q is not a cursor a list printed", e.Cursor)
+	}
+	return fmt.Sprintf("%q is the cursor of a list sorted %s, not %s", e.Cursor, e.MadeFor, e.Want)
+}
+
+// Unwrap returns ErrBadCursor.
+func (e *CursorError) Unwrap() error { return ErrBadCursor }
+
+func parseListCursor(after string, by ListSort, newest bool) (int64, string, error) {
+	want := listOrder(by, newest)
+	bad := &CursorError{Cursor: after, Want: want}
+	head, id, ok := strings.Cut(after, "/")
+	ts := head
+	if i := strings.LastIndexByte(head, ':'); i >= 0 {
+		ts = head[i+1:]
+		if made := head[:i]; made != want {
+			for _, o := range []string{listOrder(SortCreated, true), listOrder(SortCreated, false), listOrder(SortUpdated, true), listOrder(SortUpdated, false)} {
+				if made == o {
+					bad.MadeFor = made
+				}
+			}
+			return 0, "", bad
+		}
+	}
+	n, err := strconv.ParseInt(ts, 10, 64)
+	if !ok || err != nil || id == "" {
+		return 0, "", bad
+	}
+	return n, id, nil
 }
 
 // List returns the records matching f, in f's order (oldest created first
@@ -612,10 +684,9 @@ func (s *StateStore) List(ctx context.Context, f ListFilter) (ListPage, error) {
 	var afterTime int64
 	var afterID string
 	if f.After != "" {
-		ts, id, ok := strings.Cut(f.After, "/")
-		n, err := strconv.ParseInt(ts, 10, 64)
-		if !ok || err != nil {
-			return ListPage{}, fmt.Errorf("list: bad cursor %q", f.After)
+		n, id, err := parseListCursor(f.After, f.SortBy, f.Newest)
+		if err != nil {
+			return ListPage{}, fmt.Errorf("list: %w", err)
 		}
 		afterTime, afterID = n, id
 	}
@@ -678,7 +749,7 @@ func (s *StateStore) List(ctx context.Context, f ListFilter) (ListPage, error) {
 	// its last record, so nothing is skipped.
 	if after > len(out.Records) && len(out.Records) > 0 {
 		last := out.Records[len(out.Records)-1].Task
-		out.Next = fmt.Sprintf("%d/%s", key(last), last.ID)
+		out.Next = fmt.Sprintf("%s:%d/%s", listOrder(f.SortBy, f.Newest), key(last), last.ID)
 	}
 	return out, nil
 }

@@ -179,8 +179,18 @@ func TestStateListFiltersAndPages(t *testing.T) {
 	if _, err := e.client.State().List(ctx(t), jetstream.ListFilter{Statuses: []models.TaskStatus{"done"}}); !errors.Is(err, models.ErrInvalidTask) {
 		t.Fatalf("bad status filter err = %v", err)
 	}
-	if _, err := e.client.State().List(ctx(t), jetstream.ListFilter{After: "garbage"}); err == nil {
-		t.Fatal("bad cursor accepted")
+	if _, err := e.client.State().List(ctx(t), jetstream.ListFilter{After: "garbage"}); !errors.Is(err, jetstream.ErrBadCursor) {
+		t.Fatalf("bad cursor: %v, want ErrBadCursor", err)
+	}
+	// A cursor is its order's: the first page's (created, oldest first)
+	// given to a list by update time would be read as an update time.
+	first, err := e.client.State().List(ctx(t), jetstream.ListFilter{Limit: 10})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ce *jetstream.CursorError
+	if _, err := e.client.State().List(ctx(t), jetstream.ListFilter{After: first.Next, SortBy: jetstream.SortUpdated}); !errors.As(err, &ce) || ce.MadeFor != "created:asc" || ce.Want != "updated:asc" {
+		t.Fatalf("a created:asc cursor in an updated list: %v, want a CursorError naming both orders", err)
 	}
 }
 

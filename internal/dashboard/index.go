@@ -18,7 +18,8 @@ import (
 // every page request reads it in memory instead of reading the bucket again.
 //
 // Memory is bounded. An entry holds only what the pages filter and count on
-// (id, function, status, error type and four timestamps: about 150 bytes),
+// (id, function, status, error type, four timestamps and, while it runs,
+// the sequence of its claimed message: about 150 bytes),
 // never the payload, result or tracebacks, which the task page reads from
 // NATS when it is opened. When the index holds more than Config.MaxIndexed
 // entries it drops the oldest finished tasks first (a tenth of the limit at
@@ -42,9 +43,16 @@ type entry struct {
 	finished int64
 	runAt    int64
 	attempt  int
+	// claimSeq is the sequence of the message in the tasks stream a
+	// running task was claimed from (zero in every other status, and
+	// for a claim from another stream): a first attempt's message stays
+	// in the tasks stream until the attempt ends, so the overview leaves
+	// it out of the queued count.
+	claimSeq uint64
 }
 
-func entryOf(t *models.Task) *entry {
+// entryOf makes the entry of t; tasksStream names the tasks stream.
+func entryOf(t *models.Task, tasksStream string) *entry {
 	e := &entry{
 		id: t.ID, function: t.Function, status: t.Status, attempt: t.AttemptsRun(),
 		created: t.CreatedAt.UnixNano(), updated: t.UpdatedAt.UnixNano(),
@@ -57,6 +65,9 @@ func entryOf(t *models.Task) *entry {
 	}
 	if t.Error != nil {
 		e.errType = t.Error.ErrorType
+	}
+	if t.Status == models.StatusRunning && t.ClaimStream == tasksStream {
+		e.claimSeq = t.ClaimSequence
 	}
 	return e
 }
@@ -78,17 +89,20 @@ type index struct {
 	// removed, which the dead-letter stream tells no one.
 	deadChanged func(t *models.Task)
 
+	// tasksStream names the tasks stream (entry.claimSeq).
+	tasksStream string
+
 	mu      sync.RWMutex
 	byID    map[string]*entry
 	order   []*entry // by (created, id), oldest first
 	dropped int      // entries evicted so far
 }
 
-func newIndex(max int, notify func(id string)) *index {
+func newIndex(max int, tasksStream string, notify func(id string)) *index {
 	if notify == nil {
 		notify = func(string) {}
 	}
-	return &index{max: max, notify: notify, byID: make(map[string]*entry)}
+	return &index{max: max, tasksStream: tasksStream, notify: notify, byID: make(map[string]*entry)}
 }
 
 // run feeds the index from a watch of the whole state bucket until ctx ends.
@@ -123,7 +137,7 @@ func (x *index) status(id string) models.TaskStatus {
 }
 
 func (x *index) put(t *models.Task) {
-	e := entryOf(t)
+	e := entryOf(t, x.tasksStream)
 	x.mu.Lock()
 	defer x.mu.Unlock()
 	if old, ok := x.byID[e.id]; ok {
@@ -267,13 +281,20 @@ type functionStats struct {
 	Pending, Running, Retrying, Delayed int
 	Succeeded1h, Failed1h, Cancelled1h  int
 	SucceededPerMin, FailedPerMin       [buckets]int
-	Queued                              uint64 // from the tasks stream
-	Lag                                 time.Duration
-	HasLag                              bool
-	Registered                          bool
+	// Queued counts the tasks waiting in the tasks stream: its messages
+	// for the function less those of running first attempts (runningIn).
+	Queued uint64
+	// runningIn counts the running tasks claimed from a message still in
+	// the tasks stream: the first attempts.
+	runningIn  uint64
+	Lag        time.Duration
+	HasLag     bool
+	Registered bool
 }
 
 // stats counts tasks per function as of now: one pass over the index.
+// The records of tasks cancelled before any runner saw them (function
+// jetstream.UnseenFunction, a placeholder) are not counted.
 func (x *index) stats(now time.Time) map[string]*functionStats {
 	out := make(map[string]*functionStats)
 	nowN := now.UnixNano()
@@ -281,6 +302,11 @@ func (x *index) stats(now time.Time) map[string]*functionStats {
 	x.mu.RLock()
 	defer x.mu.RUnlock()
 	for _, e := range x.order {
+		if e.function == jetstream.UnseenFunction {
+			// The placeholder a cancel of a task no runner had seen
+			// leaves: not a function.
+			continue
+		}
 		s := out[e.function]
 		if s == nil {
 			s = &functionStats{Function: e.function}
@@ -295,6 +321,9 @@ func (x *index) stats(now time.Time) map[string]*functionStats {
 			}
 		case models.StatusRunning:
 			s.Running++
+			if e.claimSeq != 0 {
+				s.runningIn++
+			}
 		case models.StatusRetrying:
 			s.Retrying++
 		}
@@ -316,14 +345,32 @@ func (x *index) stats(now time.Time) map[string]*functionStats {
 	return out
 }
 
+// runningClaims returns, for each running task claimed from a message
+// in the tasks stream, that message's sequence and the task's function:
+// one pass.
+func (x *index) runningClaims() map[uint64]string {
+	out := make(map[uint64]string)
+	x.mu.RLock()
+	defer x.mu.RUnlock()
+	for _, e := range x.order {
+		if e.status == models.StatusRunning && e.claimSeq != 0 {
+			out[e.claimSeq] = e.function
+		}
+	}
+	return out
+}
+
 // names returns how many tasks the index holds per function and per
-// error type.
+// error type. The function jetstream.UnseenFunction, a placeholder, is
+// left out.
 func (x *index) names() (functions, errorTypes map[string]int) {
 	functions, errorTypes = map[string]int{}, map[string]int{}
 	x.mu.RLock()
 	defer x.mu.RUnlock()
 	for _, e := range x.order {
-		functions[e.function]++
+		if e.function != jetstream.UnseenFunction {
+			functions[e.function]++ // a placeholder is not a function
+		}
 		if e.errType != "" {
 			errorTypes[e.errType]++
 		}

@@ -24,7 +24,7 @@ func task(id, fn string, st models.TaskStatus, created time.Time) *models.Task {
 // TestIndexPagesNewestFirst: with 100,000 records, pages come newest first,
 // follow each other without gaps or repeats, and filters apply.
 func TestIndexPagesNewestFirst(t *testing.T) {
-	x := newIndex(0, nil)
+	x := newIndex(0, "OMNIQ_TASKS", nil)
 	base := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 	const n = 100_000
 	for i := range n {
@@ -74,7 +74,7 @@ func TestIndexPagesNewestFirst(t *testing.T) {
 // TestIndexBounded: past its limit the index drops the oldest finished
 // tasks first and keeps unfinished ones.
 func TestIndexBounded(t *testing.T) {
-	x := newIndex(1000, nil)
+	x := newIndex(1000, "OMNIQ_TASKS", nil)
 	base := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 	x.put(task("old-running", "echo", models.StatusRunning, base))
 	for i := range 5000 {
@@ -96,7 +96,7 @@ func TestIndexBounded(t *testing.T) {
 
 // TestIndexStats: the overview's counts and per-minute buckets.
 func TestIndexStats(t *testing.T) {
-	x := newIndex(0, nil)
+	x := newIndex(0, "OMNIQ_TASKS", nil)
 	now := time.Now()
 	x.put(task("a", "echo", models.StatusSucceeded, now.Add(-30*time.Second)))
 	x.put(task("b", "echo", models.StatusFailed, now.Add(-90*time.Second)))

@@ -158,7 +158,15 @@ func (s *Server) handleOverview(w http.ResponseWriter, r *http.Request, ss *sess
 		d.Errors = append(d.Errors, "queued tasks: "+why(ctx, err))
 	} else {
 		for fn, n := range queued {
-			get(fn).Queued = n
+			// A running first attempt's message stays in the tasks
+			// stream until the attempt ends: it is running, not queued.
+			// (The index and the stream are read one after the other:
+			// a task started in between can make the difference
+			// negative.)
+			st := get(fn)
+			if n > st.runningIn {
+				st.Queued = n - st.runningIn
+			}
 		}
 	}
 	// The functions runners serve first, then the most active.
@@ -218,20 +226,25 @@ func (s *Server) handleOverview(w http.ResponseWriter, r *http.Request, ss *sess
 
 // oldestQueued reads the overview's lags: the stream is looked up at the
 // first read only, since one view asks for the lag of up to
-// maxShownGroups functions and each should cost one request.
+// maxShownGroups functions and each should cost one request, and so are
+// the running tasks' claims (index.runningClaims).
 type oldestQueued struct {
-	s   *Server
-	st  natsjs.Stream
-	err error
+	s       *Server
+	st      natsjs.Stream
+	err     error
+	running map[uint64]string // index.runningClaims, read once
 }
 
-// of returns when the oldest message still in the tasks stream for fn
-// (waiting, or running and not yet acknowledged) was published; fn "" is
-// every function.
+// of returns when the oldest task waiting in the tasks stream for fn was
+// published; fn "" is every function. A running first attempt's message
+// is still there: it is skipped (one more request each, for those older
+// than the oldest waiting task), so that a long run with nothing waiting
+// is not shown as a lag.
 func (o *oldestQueued) of(ctx context.Context, fn string) (time.Time, bool) {
 	cfg := o.s.cfg.Client.Config()
 	if o.st == nil && o.err == nil {
 		o.st, o.err = o.s.cfg.Client.JetStream().Stream(ctx, cfg.TasksStream)
+		o.running = o.s.index.runningClaims()
 	}
 	if o.err != nil {
 		return time.Time{}, false
@@ -240,11 +253,18 @@ func (o *oldestQueued) of(ctx context.Context, fn string) (time.Time, bool) {
 	if fn == "" {
 		subject = cfg.TaskSubject("*")
 	}
-	m, err := o.st.GetMsg(ctx, 1, natsjs.WithGetMsgSubject(subject))
-	if err != nil {
-		return time.Time{}, false
+	// At most one skip per running task: the walk ends.
+	for seq, skips := uint64(1), 0; skips <= len(o.running); skips++ {
+		m, err := o.st.GetMsg(ctx, seq, natsjs.WithGetMsgSubject(subject))
+		if err != nil {
+			return time.Time{}, false
+		}
+		if _, running := o.running[m.Sequence]; !running {
+			return m.Time, true
+		}
+		seq = m.Sequence + 1
 	}
-	return m.Time, true
+	return time.Time{}, false
 }
 
 // --- tasks
@@ -254,13 +274,28 @@ type tasksData struct {
 	SinceText, UntilText  string
 	Rows                  []taskRow
 	Next, NextURL         string
+	NewestURL             string // the first page, on a later one
 	Functions, ErrorTypes []string
 	Statuses              []models.TaskStatus
 	Held, Dropped         int
 	Problem               string
+	// Refused: a parameter could not be used (Problem says which), and
+	// nothing is listed.
+	Refused bool
 }
 
 const timeForm = "2006-01-02T15:04"
+
+// maxTasksPage bounds the tasks page's limit parameter; it defaults to 50.
+const maxTasksPage = 500
+
+// validCursor reports whether v is a tasks page cursor as index.query
+// makes them: <created, unix nanoseconds>/<task id>.
+func validCursor(v string) bool {
+	ts, id, ok := strings.Cut(v, "/")
+	n, err := strconv.ParseInt(ts, 10, 64)
+	return ok && err == nil && n >= 0 && models.ValidateTaskID(id) == nil
+}
 
 func (s *Server) handleTasks(w http.ResponseWriter, r *http.Request, ss *session) {
 	q := r.URL.Query()
@@ -268,6 +303,10 @@ func (s *Server) handleTasks(w http.ResponseWriter, r *http.Request, ss *session
 	d.Q = taskQuery{Function: q.Get("function"), ErrorType: q.Get("error_type"), Before: q.Get("before"), Limit: 50}
 	fns, ets := s.index.names()
 	d.Functions, d.ErrorTypes = mostCommon(fns, d.Q.Function), mostCommon(ets, d.Q.ErrorType)
+	// A parameter that cannot be read is refused (400), naming it and
+	// what it wants: a page that ignored it would look filtered, or
+	// paged, as asked.
+	var bad []string
 	if v := q.Get("status"); v != "" {
 		st, err := models.ParseTaskStatus(v)
 		if err != nil {
@@ -277,12 +316,27 @@ func (s *Server) handleTasks(w http.ResponseWriter, r *http.Request, ss *session
 			for i, s := range models.AllStatuses {
 				names[i] = string(s)
 			}
-			d.Problem = fmt.Sprintf("status: %q is not one of %s", v, strings.Join(names, ", "))
+			bad = append(bad, fmt.Sprintf("status: %q is not one of %s", v, strings.Join(names, ", ")))
 		}
 		d.Q.Status = st
 	}
-	if n, err := strconv.Atoi(q.Get("limit")); err == nil && n > 0 && n <= 500 {
-		d.Q.Limit = n
+	if v := d.Q.Function; v != "" {
+		// No task can have it: a filter that silently matched nothing
+		// would read as "no such tasks".
+		if err := models.ValidateFunctionName(v); err != nil {
+			bad = append(bad, fmt.Sprintf("function: %v", err))
+		}
+	}
+	if v := q.Get("limit"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > maxTasksPage {
+			bad = append(bad, fmt.Sprintf("limit: %q is not a whole number from 1 to %d (tasks a page)", v, maxTasksPage))
+		} else {
+			d.Q.Limit = n
+		}
+	}
+	if v := d.Q.Before; v != "" && !validCursor(v) {
+		bad = append(bad, fmt.Sprintf("before: %q is not a page cursor (the one the older » link carries); leave it out for the newest tasks", v))
 	}
 	parseTime := func(name string) (time.Time, string) {
 		v := q.Get(name)
@@ -291,16 +345,33 @@ func (s *Server) handleTasks(w http.ResponseWriter, r *http.Request, ss *session
 		}
 		t, err := time.ParseInLocation(timeForm, v, time.UTC)
 		if err != nil {
-			d.Problem = fmt.Sprintf("%s: %q is not a time like 2026-01-02T15:04 (UTC)", name, v)
+			// A browser's datetime-local sends seconds when the time
+			// it holds has them: usable, so applied.
+			t, err = time.ParseInLocation(timeForm+":05", v, time.UTC)
+		}
+		if err != nil {
+			bad = append(bad, fmt.Sprintf("%s: %q is not a time like 2026-01-02T15:04 (UTC)", name, v))
 			return time.Time{}, ""
 		}
 		return t, v
 	}
 	d.Q.Since, d.SinceText = parseTime("since")
 	d.Q.Until, d.UntilText = parseTime("until")
+	if len(bad) > 0 {
+		d.Problem, d.Refused = strings.Join(bad, "; "), true
+		d.Held, d.Dropped = s.index.size()
+		s.renderStatus(w, r, "tasks", s.newPage(r, ss, "Tasks", "tasks", d), http.StatusBadRequest)
+		return
+	}
 	if !d.Q.Since.IsZero() && !d.Q.Until.IsZero() && !d.Q.Since.Before(d.Q.Until) {
 		// Tasks created in [Since, Until): none, and the filter says why.
 		d.Problem = fmt.Sprintf("since (%s) is not before until (%s): no task can match; since is the older end", d.SinceText, d.UntilText)
+	}
+	if d.Q.Before != "" {
+		nq := url.Values{}
+		maps.Copy(nq, q)
+		nq.Del("before")
+		d.NewestURL = "/tasks?" + nq.Encode()
 	}
 	d.Rows, d.Next = s.index.query(d.Q)
 	if d.Next != "" {
@@ -478,17 +549,20 @@ type shownError struct {
 // ones on; a record with an error but no history (written before there
 // was one) has that error. The n-th error is the n-th attempt's only when
 // the record kept every error and no attempt ended without one (a runner
-// that died, a wait for a quarantined plugin).
+// that died, a wait for a quarantined plugin), and only for the attempts
+// that ran: an error past them (one more at most) ended the task without
+// an attempt (cancelled while it waited, unknown_function, invalid_task).
 func taskErrors(t *models.Task) []shownError {
 	errs := t.Errors
-	exact := len(errs) > 0 && t.ErrorsDropped == 0 && t.Interruptions == 0 && t.QuarantineWaits == 0
+	run := t.AttemptsRun()
+	exact := len(errs) > 0 && t.ErrorsDropped == 0 && t.Interruptions == 0 && t.QuarantineWaits == 0 && len(errs) <= run+1
 	if len(errs) == 0 && t.Error != nil {
 		errs = []models.TaskError{*t.Error}
 	}
 	out := make([]shownError, len(errs))
 	for i, e := range errs {
 		out[i] = shownError{N: t.ErrorsDropped + i + 1, TaskError: e}
-		if exact {
+		if exact && i < run {
 			out[i].Attempt = i + 1
 		}
 	}
@@ -501,7 +575,13 @@ func taskErrors(t *models.Task) []shownError {
 // the end.
 func history(t *models.Task) []historyItem {
 	var h []historyItem
-	h = append(h, historyItem{t.CreatedAt, "submitted"})
+	if t.Function == jetstream.UnseenFunction {
+		// The record was made by the cancel, not at the submission: no
+		// runner had seen the task.
+		h = append(h, historyItem{t.CreatedAt, "cancelled before any runner had seen the task (its submission is not known)"})
+	} else {
+		h = append(h, historyItem{t.CreatedAt, "submitted"})
+	}
 	if t.ErrorsDropped > 0 && len(t.Errors) > 0 {
 		h = append(h, historyItem{t.Errors[0].Timestamp, fmt.Sprintf("%d older errors dropped from the record", t.ErrorsDropped)})
 	}
@@ -602,6 +682,11 @@ func (s *Server) confirmTask(w http.ResponseWriter, r *http.Request, ss *session
 
 func (s *Server) handleCancel(w http.ResponseWriter, r *http.Request, ss *session) {
 	id := r.PathValue("id")
+	if err := models.ValidateTaskID(id); err != nil {
+		// As the task page answers it: there is no such task to act on.
+		http.Error(w, "bad task id: "+err.Error(), http.StatusBadRequest)
+		return
+	}
 	if s.confirmTask(w, r, ss, "cancel", id) {
 		return
 	}
@@ -623,6 +708,11 @@ func (s *Server) handleCancel(w http.ResponseWriter, r *http.Request, ss *sessio
 
 func (s *Server) handleReplay(w http.ResponseWriter, r *http.Request, ss *session) {
 	id := r.PathValue("id")
+	if err := models.ValidateTaskID(id); err != nil {
+		// As the task page answers it: there is no such task to act on.
+		http.Error(w, "bad task id: "+err.Error(), http.StatusBadRequest)
+		return
+	}
 	if s.confirmTask(w, r, ss, "replay", id) {
 		return
 	}
@@ -794,6 +884,14 @@ func (s *Server) handleDeadBulk(w http.ResponseWriter, r *http.Request, ss *sess
 		return
 	}
 	f := jetstream.DeadFilter{Function: r.PostFormValue("function"), ErrorType: r.PostFormValue("error_type")}
+	if f.Function != "" {
+		// A name no task can have: the form's mistake, not NATS's (it
+		// was answered 502, and confirmed, "Purged 0 entries").
+		if err := models.ValidateFunctionName(f.Function); err != nil {
+			http.Error(w, "function: "+err.Error(), http.StatusBadRequest)
+			return
+		}
+	}
 	ctx, cancel := s.natsContext(r.Context(), s.bulkTimeout)
 	defer cancel()
 	if r.PostFormValue("confirm") != "yes" {

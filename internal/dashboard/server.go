@@ -121,7 +121,7 @@ func New(cfg Config) (*Server, error) {
 
 		deadMinInterval: deadMinInterval,
 	}
-	s.index = newIndex(cfg.MaxIndexed, s.hub.notify)
+	s.index = newIndex(cfg.MaxIndexed, cfg.Client.Config().TasksStream, s.hub.notify)
 	s.dead = newDeadIndex(maxDeadIndexed) // its bound set by Start
 	s.index.deadChanged = func(t *models.Task) {
 		s.dead.replayedTo(t.ID, t.Replays) // a replay, from anywhere
@@ -371,6 +371,11 @@ func parsePages() (map[string]*template.Template, error) {
 // render writes page p with template name; a request with X-Partial gets
 // only the page's content, for live updates.
 func (s *Server) render(w http.ResponseWriter, r *http.Request, name string, p *page) {
+	s.renderStatus(w, r, name, p, http.StatusOK)
+}
+
+// renderStatus is render answering with HTTP status code.
+func (s *Server) renderStatus(w http.ResponseWriter, r *http.Request, name string, p *page, code int) {
 	p.ReadOnly, p.Login = s.cfg.ReadOnly, s.cfg.Token != ""
 	p.NATSDown = s.natsDown()
 	tmpl := "layout"
@@ -385,6 +390,7 @@ func (s *Server) render(w http.ResponseWriter, r *http.Request, name string, p *
 	}
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
 	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(code)
 	_, _ = w.Write(buf.Bytes())
 }
 

@@ -65,7 +65,8 @@ func (c *cli) cancelIDs(args []string, from string) ([]string, error) {
 	return ids, nil
 }
 
-// cancelOutcome is one id's outcome in cancel --json output, with many ids.
+// cancelOutcome is one id's outcome in cancel --json output: one line
+// per id, then a cancelSummary line, whether one id was given or many.
 type cancelOutcome struct {
 	ID string `json:"id"`
 	// Outcome is cancelled, ended (the task had already ended, Status
@@ -78,10 +79,26 @@ type cancelOutcome struct {
 	Error  string `json:"error,omitempty"`
 }
 
+// cancelSummary ends cancel --json output.
+type cancelSummary struct {
+	// AlreadyCancelled counts the tasks cancelled before this run: with
+	// one id given as an argument, such a task is counted as ended
+	// instead (exit status 1, as without --json).
+	AlreadyCancelled int `json:"already_cancelled"`
+	Asked            int `json:"asked"`
+	Cancelled        int `json:"cancelled"`
+	Ended            int `json:"ended"`
+	Failed           int `json:"failed"`
+	NotSettled       int `json:"not_settled"`
+	Unseen           int `json:"unseen"`
+}
+
 // cancelMany cancels ids, workers at a time, printing each outcome as it
 // comes and a summary; each id is asked for once (client.Cancel asks a
-// busy runner again).
-func (c *cli) cancelMany(ids []string, workers int) error {
+// busy runner again). one says a single id was given as an argument:
+// a task cancelled already then counts as ended, as cancel of one id
+// without --json says.
+func (c *cli) cancelMany(ids []string, workers int, one bool) error {
 	client, err := c.connect()
 	if err != nil {
 		return err
@@ -111,7 +128,7 @@ func (c *cli) cancelMany(ids []string, workers int) error {
 				fmt.Fprintf(c.io.Stdout, "cancelled %s\n", o.ID)
 			}
 		case "ended":
-			if o.Status == models.StatusCancelled {
+			if o.Status == models.StatusCancelled && !one {
 				// What was asked for, by an earlier run (one interrupted
 				// and run again) or someone else: not a failure.
 				already++
@@ -153,7 +170,7 @@ func (c *cli) cancelMany(ids []string, workers int) error {
 	}
 	settled := cancelled + already + ended + failed
 	if c.json {
-		_ = out.Encode(map[string]int{"asked": len(ids), "cancelled": cancelled, "already_cancelled": already, "ended": ended, "failed": failed, "unseen": unseen, "not_settled": len(ids) - settled})
+		_ = out.Encode(cancelSummary{Asked: len(ids), Cancelled: cancelled, AlreadyCancelled: already, Ended: ended, Failed: failed, Unseen: unseen, NotSettled: len(ids) - settled})
 	} else {
 		cancelledAlready := ""
 		if already > 0 {

@@ -208,6 +208,20 @@ func TestListSortsLimitsAndCounts(t *testing.T) {
 	}
 	o.run("", "list", "--sort", "size").want(t, 2, "", `--sort "size": want created or updated`)
 	o.run("", "list", "--sort", "created:up").want(t, 2, "", `--sort "created:up"`)
+
+	// The cursor of a page sorted created:desc names that order: a page
+	// asked for with another --sort took its time as an update time, or
+	// read it the other way, and listed the wrong tasks without a word.
+	// It is refused, naming both orders; with its own --sort it pages on.
+	next := page.Next
+	for _, sort := range []string{"updated", "created:asc", "updated:asc"} {
+		o.run("", "list", "--sort", sort, "--after", next).want(t, 2, "", fmt.Sprintf(`--after %q: the cursor of a list with --sort created:desc, not %s`, next, sort))
+	}
+	r = o.run("", "list", "--limit", "1", "--after", next, "--sort", "created:desc")
+	r.want(t, 0, "early", "")
+	if strings.Contains(r.stdout, "late") {
+		t.Fatalf("the second page of list --limit 1 = %q", r.stdout)
+	}
 }
 
 func TestBatchPrintsEveryIDAndAKnownTotal(t *testing.T) {
@@ -888,4 +902,14 @@ func TestAReplayThatLostToAnotherFails(t *testing.T) {
 		time.Duration(rec.Task.Timeout) != 10*time.Second {
 		t.Fatalf("g1 after a replay with the same values: %+v, %v; want pending, one replay, timeout 10s", rec.Task, err)
 	}
+}
+
+// --id "" (a script's --id "$ID" with ID unset) submitted under a new id
+// nobody chose, without a word; a retry of the script would not be
+// deduplicated. It is a usage error, before any connection.
+func TestAnEmptyIDIsAUsageError(t *testing.T) {
+	t.Parallel()
+	runArgs(t, "echo", "x", "--id", "").want(t, 2, "", `invalid argument "" for "--id" flag: must not be empty (leave --id out for a new unique id)`)
+	runArgs(t, "submit", "echo", "x", "--id=").want(t, 2, "", `"--id" flag: must not be empty`)
+	runArgs(t, "batch", "echo", "-", "--id", "").want(t, 2, "", `"--id" flag: must not be empty`)
 }

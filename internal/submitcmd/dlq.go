@@ -651,7 +651,7 @@ func (c *cli) dlqPurge(ff *filterFlags, yes bool, ids []string) error {
 func (c *cli) warnUnserved(client *jetstream.Client, fns []string) {
 	for _, fn := range fns {
 		if regs, err := client.FunctionRegistrations(c.ctx, fn); err == nil && len(regs) == 0 {
-			fmt.Fprintf(c.io.Stderr, "warning: no runner serves %s now: if none ever has, a runner dead-letters its replayed tasks as unknown_function once they are a minute old; else they wait for one to serve it again (docs/operations.md)\n", fn)
+			fmt.Fprintf(c.io.Stderr, "omniq-submit: warning: no runner serves %s now: if none ever has, a runner dead-letters its replayed tasks as unknown_function once they are a minute old; else they wait for one to serve it again (docs/operations.md)\n", fn)
 		}
 	}
 }

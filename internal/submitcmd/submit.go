@@ -51,6 +51,30 @@ func (h headerFlags) Set(v string) error {
 // retriesFlag is --max-retries: a retry budget of 0 or more, or -1 (left
 // out) for what leftOut says ("the function's default" for a submit,
 // "each task's own" for a replay). Help shows no default for it.
+// idFlag is --id. An empty value given is refused rather than taken as
+// "a new unique id": a script's --id "$ID" with ID unset would otherwise
+// submit under an id nobody chose, without a word, and a retry of it
+// would not be deduplicated.
+type idFlag struct{ id *string }
+
+func (f idFlag) String() string {
+	if f.id == nil {
+		return ""
+	}
+	return *f.id
+}
+
+// Type names the flag's value in help.
+func (f idFlag) Type() string { return "string" }
+
+func (f idFlag) Set(v string) error {
+	if v == "" {
+		return errors.New("must not be empty (leave --id out for a new unique id)")
+	}
+	*f.id = v
+	return nil
+}
+
 type retriesFlag struct {
 	n       *int
 	leftOut string
@@ -123,7 +147,7 @@ func (o *submitOpts) request(fn string, payload []byte) (jetstream.SubmitRequest
 // addSubmitFlags adds the per-task flags of submit and batch to fs.
 func addSubmitFlags(fs *pflag.FlagSet) *submitOpts {
 	o := &submitOpts{headers: headerFlags{}}
-	fs.StringVar(&o.id, "id", "", "task id, also the idempotency key (default: a new unique id)")
+	fs.Var(idFlag{&o.id}, "id", "task id, also the idempotency key (default: a new unique id)")
 	o.maxRetries = -1
 	fs.Var(retriesFlag{&o.maxRetries, "the function's default"}, "max-retries", "retries after the first attempt (default: the function's)")
 	fs.DurationVar(&o.timeout, "timeout", 0, "per-attempt timeout (default: the function's)")

@@ -288,7 +288,40 @@ func TestCancelOfAnUnseenIDSaysSo(t *testing.T) {
 	o := start(t)
 	r := o.run("", "cancel", "no-such-task")
 	r.want(t, 0, "cancelled no-such-task", "no runner had recorded a task no-such-task yet: if one is queued it will not run, and one that has just started (--claim-delay) is stopped; if the id is wrong, nothing was cancelled")
-	o.run("", "cancel", "no-such-task", "--json").want(t, 1, "", "it has already ended, cancelled")
+	o.run("", "cancel", "no-such-task", "--json").want(t, 1, `{"id":"no-such-task","outcome":"ended","status":"cancelled"}`, "it has already ended, cancelled")
+	// Its record's function is a placeholder: status says so.
+	o.run("", "status", "no-such-task").want(t, 0, "function:  _unseen (not known: cancelled before any runner had seen the task)", "")
+}
+
+// cancel --json printed the task's record for one id, and one object per
+// id then the counts for many: a script could not read both. One id and
+// many give the same lines now; one id keeps its exit status.
+func TestCancelJSONHasOneShape(t *testing.T) {
+	t.Parallel()
+	o := start(t)
+	o.run("", "echo", "later", "--id", "j-one", "--delay", "1h").want(t, 0, "j-one", "")
+	o.run("", "echo", "later", "--id", "j-two", "--delay", "1h").want(t, 0, "j-two", "")
+	omniqtest.WaitFor(t, o.srv.Client, "j-one", models.StatusPending, 30*time.Second)
+	omniqtest.WaitFor(t, o.srv.Client, "j-two", models.StatusPending, 30*time.Second)
+	one := o.run("", "cancel", "j-one", "--json")
+	one.want(t, 0, "", "")
+	if want := `{"id":"j-one","outcome":"cancelled","status":"cancelled"}` + "\n" +
+		`{"already_cancelled":0,"asked":1,"cancelled":1,"ended":0,"failed":0,"not_settled":0,"unseen":0}` + "\n"; one.stdout != want {
+		t.Errorf("cancel ID --json printed\n%s\nwant\n%s", one.stdout, want)
+	}
+	many := o.run("", "cancel", "j-two", "j-one", "--json")
+	many.want(t, 0, "", "")
+	if want := `{"id":"j-two","outcome":"cancelled","status":"cancelled"}`; !strings.Contains(many.stdout, want) ||
+		!strings.Contains(many.stdout, `{"id":"j-one","outcome":"ended","status":"cancelled"}`) ||
+		!strings.HasSuffix(many.stdout, `{"already_cancelled":1,"asked":2,"cancelled":1,"ended":0,"failed":0,"not_settled":0,"unseen":0}`+"\n") {
+		t.Errorf("cancel ID1 ID2 --json printed\n%s", many.stdout)
+	}
+	// One id cancelled already: exit 1, as without --json.
+	again := o.run("", "cancel", "j-one", "--json")
+	again.want(t, 1, `{"id":"j-one","outcome":"ended","status":"cancelled"}`, "cannot cancel j-one: it has already ended, cancelled")
+	if !strings.Contains(again.stdout, `"ended":1`) {
+		t.Errorf("one id cancelled already, --json: %s", again.stdout)
+	}
 }
 
 // Cancelling many tasks at once, as after a bad deploy: ids from stdin
@@ -958,7 +991,10 @@ func TestReplayOfATaskNoRunnerServesWarns(t *testing.T) {
 	for _, id := range []string{"unknown", "served"} {
 		omniqtest.WaitDead(t, o.srv.Client, id, 30*time.Second)
 	}
-	o.run("", "dlq", "replay", "unknown").want(t, 0, "replayed unknown", "warning: no runner serves nosuch now")
+	// Named as every other line omniq-submit writes on stderr.
+	if r := o.run("", "dlq", "replay", "unknown"); r.code != 0 || !strings.Contains(r.stdout, "replayed unknown") || !strings.HasPrefix(r.stderr, "omniq-submit: warning: no runner serves nosuch now") {
+		t.Fatalf("replay of a task no runner serves: exit %d, stdout %q, stderr %q; want 0 and a warning", r.code, r.stdout, r.stderr)
+	}
 	if r := o.run("", "dlq", "replay", "served"); r.code != 0 || strings.Contains(r.stderr, "warning") {
 		t.Fatalf("replay of a served function's task: exit %d, stderr %q; want 0 and no warning", r.code, r.stderr)
 	}

@@ -7,7 +7,6 @@ import (
 	"io"
 	"maps"
 	"slices"
-	"strconv"
 	"strings"
 	"text/tabwriter"
 
@@ -125,7 +124,13 @@ func printTask(w interface{ Write([]byte) (int, error) }, t *models.Task, traceb
 		}
 	}
 	row("id", t.ID)
-	row("function", t.Function)
+	if t.Function == jetstream.UnseenFunction {
+		// A placeholder, not a function: the cancel that made the
+		// record came before any runner had read the task.
+		row("function", t.Function+" (not known: cancelled before any runner had seen the task)")
+	} else {
+		row("function", t.Function)
+	}
 	row("status", string(t.Status))
 	if t.WaitsForQuarantine() {
 		row("waiting", quarantineWait(t))
@@ -283,10 +288,17 @@ func (c *cli) list(statuses, fn, after, sortBy string, limit int) error {
 		return usagef("--limit must be at least 1")
 	}
 	if after != "" {
-		// A cursor is what a page printed: TIME/ID (jetstream.ListPage.Next).
-		ts, _, ok := strings.Cut(after, "/")
-		if _, err := strconv.ParseInt(ts, 10, 64); !ok || err != nil {
+		// A cursor is what a page printed (jetstream.ListPage.Next), for
+		// the order that page had: another --sort would be applied to it
+		// as if it were its own.
+		var ce *jetstream.CursorError
+		if err := jetstream.ValidateListCursor(after, by, newest); errors.As(err, &ce) {
+			if ce.MadeFor != "" {
+				return usagef("--after %q: the cursor of a list with --sort %s, not %s: give that --sort again, or leave --after out to start from the first page", after, ce.MadeFor, ce.Want)
+			}
 			return usagef("--after %q: not a cursor (give the one a previous page printed after --after)", after)
+		} else if err != nil {
+			return usagef("--after: %v", err)
 		}
 	}
 	client, err := c.connect()
@@ -486,7 +498,9 @@ A task cancelled already counts as done, not as ended: a run interrupted
 (Ctrl-C, which says how many it did not get to) can be run again as it
 was. --from with no ids in it (a list that selected nothing) cancels
 nothing, says so on stderr, and exits 0. On a terminal a progress bar
-shows on stderr.
+shows on stderr. --json prints, for one id or many, a JSON object per id
+({"id","outcome","status"}, outcome cancelled, ended or failed) and then
+one with the counts (docs/operations.md).
 
 Exit status 0 once the cancellation is recorded (a runner carries it
 out); 1 if the task had already ended (succeeded, failed or cancelled) or no
@@ -506,13 +520,16 @@ cancelled, a cancellation failed, or the run was interrupted.`,
 		if workers < 1 {
 			return usagef("--parallel must be at least 1")
 		}
-		if len(ids) == 1 && from == "" {
+		one := len(ids) == 1 && from == ""
+		if one && !c.json {
 			return c.cancel(ids[0])
 		}
 		if len(ids) == 0 {
 			fmt.Fprintf(c.io.Stderr, "omniq-submit: --from %s holds no ids: nothing to cancel\n", from)
 		}
-		return c.cancelMany(ids, workers)
+		// --json has one shape for one id and many (cancelMany's); one
+		// id keeps its exit status: 1 for a task cancelled already.
+		return c.cancelMany(ids, workers, one)
 	}
 	return cmd
 }
