@@ -24,7 +24,7 @@ const (
 	// Retryable.
 	ErrorTypeTimeout = "timeout"
 	// ErrorTypePluginUnavailable: the plugin binary is missing, failed to
-	// start, or is quarantined after repeated crashes. Retryable.
+	// start, or is quarantined after repeated crashes or failed starts. Retryable.
 	ErrorTypePluginUnavailable = "plugin_unavailable"
 	// ErrorTypeUnknownFunction: no plugin serves the task's function. Not
 	// retryable.

@@ -13,7 +13,7 @@
 //
 // A Supervisor owns one plugin binary: it runs tasks on it concurrently up to
 // a limit, restarts it with exponential backoff after a crash, quarantines it
-// after repeated crashes (its tasks fail plugin_unavailable until a
+// after repeated crashes or failed starts (its tasks fail plugin_unavailable until a
 // cool-down ends), kills it when a handler ignores its deadline, and reports
 // a crash to every task in flight as plugin_crash with how the process ended
 // and the tail of its stderr.

@@ -32,7 +32,7 @@ type Config struct {
 	RestartBackoff time.Duration
 	// MaxRestartBackoff caps the restart delay. Defaults to 30 seconds.
 	MaxRestartBackoff time.Duration
-	// QuarantineAfter crashes within CrashWindow quarantine the plugin.
+	// QuarantineAfter crashes or failed starts within CrashWindow quarantine the plugin.
 	// Defaults to 5.
 	QuarantineAfter int
 	// CrashWindow is the window QuarantineAfter counts in. Defaults to 1
@@ -127,7 +127,7 @@ const (
 
 // Supervisor owns one plugin binary: it starts it, runs tasks on it up to a
 // concurrency limit, restarts it with backoff after a crash, quarantines it
-// after repeated crashes, and kills it when stopped. Start it with
+// after repeated crashes or failed starts, and kills it when stopped. Start it with
 // NewSupervisor and Run; stop it with Stop.
 type Supervisor struct {
 	cfg  Config
@@ -402,8 +402,8 @@ func (s *Supervisor) nextDelay() time.Duration {
 		s.until = now.Add(s.cfg.Cooldown)
 		s.crashes = nil
 		s.changedLocked()
-		s.log.WithField("crashes", len(recent)).WithField("cooldown", s.cfg.Cooldown).
-			Error("plugin quarantined after repeated crashes; its tasks wait until the cool-down ends")
+		s.log.WithField("crashes", len(recent)).WithField("cooldown", s.cfg.Cooldown).WithError(s.lastErr).
+			Error("plugin quarantined after repeated crashes or failed starts; its tasks wait until the cool-down ends")
 		s.emit(EventQuarantined, fmt.Sprintf("%d crashes in %s", len(recent), s.cfg.CrashWindow))
 		return s.cfg.Cooldown
 	}
@@ -533,7 +533,7 @@ func (s *Supervisor) acquire(ctx context.Context) (*Process, *Failure) {
 // until until: not the task's fault, so it says when to come back.
 func quarantined(name string, until time.Time, lastErr error) *Failure {
 	return &Failure{ErrorType: models.ErrorTypePluginUnavailable, Retryable: true, QuarantinedUntil: until,
-		Message: fmt.Sprintf("plugin %s is quarantined after repeated crashes until %s (last: %v)", name, until.UTC().Format(time.RFC3339), lastErr)}
+		Message: fmt.Sprintf("plugin %s is quarantined until %s after repeated crashes or failed starts (last: %v)", name, until.UTC().Format(time.RFC3339), lastErr)}
 }
 
 // Outcome is the result of one Execute: Output on success, or Failure.

@@ -685,3 +685,29 @@ func TestCrashesUnderAnAttemptAloneDoNotQuarantineThePlugin(t *testing.T) {
 		t.Errorf("crashes shown to operators: %d, want all 3", c.Crashes)
 	}
 }
+
+// A plugin that cannot start (here its binary no longer matches its
+// sha256) is quarantined like one that crashes, and its tasks are told
+// why, not that it crashed.
+func TestFailedStartsQuarantineSayingWhy(t *testing.T) {
+	t.Parallel()
+	cfg := pluginhost.Config{QuarantineAfter: 2, RestartBackoff: 10 * time.Millisecond, Cooldown: time.Minute, StartWait: 3 * time.Second}
+	cfg.Process.Path = buildPath(t, echoPkg)
+	cfg.Process.SHA256 = strings.Repeat("0", 64)
+	s := pluginhost.NewSupervisor(cfg)
+	if err := s.Start(ctx(t)); !errors.Is(err, pluginhost.ErrChecksumMismatch) {
+		t.Fatalf("Start = %v, want the checksum mismatch", err)
+	}
+	t.Cleanup(func() {
+		c, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		_ = s.Stop(c)
+	})
+	eventually(t, 10*time.Second, "quarantine", func() bool { st, _ := s.State(); return st == pluginhost.StateQuarantined })
+	out := s.Execute(ctx(t), req("q", "echo", "x"), time.Now().Add(30*time.Second), nil)
+	f := out.Failure
+	if f == nil || f.ErrorType != models.ErrorTypePluginUnavailable || !strings.Contains(f.Message, "failed starts") ||
+		!strings.Contains(f.Message, "sha256") {
+		t.Fatalf("failure = %+v, want plugin_unavailable naming failed starts and the checksum", f)
+	}
+}
