@@ -592,7 +592,9 @@ func runsAlone(ctx context.Context) bool {
 }
 
 // Execute runs one attempt on the plugin. It waits for a concurrency slot,
-// stops the attempt at deadline (zero for none) or when ctx is cancelled,
+// and moves deadline (zero for none) on by that wait: the deadline bounds
+// the handler's time, not the queue's. It stops the attempt at deadline
+// or when ctx is cancelled,
 // and turns every way it can end into an Outcome: a handler's failure, a
 // timeout, a cancellation, a crash of the plugin (with how the process
 // ended and the tail of its stderr), or the plugin being unavailable.
@@ -618,29 +620,44 @@ func (s *Supervisor) Execute(ctx context.Context, req *pluginpb.ExecuteRequest, 
 			deadline = deadline.Add(time.Since(waited))
 		}
 	}
+	// A handler of an earlier attempt of this task that was stopped may
+	// still run: the plugin says which tasks run by id, so until it has
+	// been seen to return (or its plugin killed), this attempt would pass
+	// for it, and die with it as a bystander.
+	if f := s.waitReaped(ctx, req.TaskId, deadline); f != nil {
+		return Outcome{Failure: f}
+	}
+	if slots == 1 && !s.sem.TryAcquire(1) {
+		// The plugin is full, or an attempt alone holds or waits for
+		// all of it: the wait is no part of the handler's time, which
+		// the deadline bounds. Counted, an attempt alone that ran for
+		// its whole timeout made every task of its plugin queued behind
+		// it fail timeout without having run.
+		waited := time.Now()
+		// Acquire may take a slot although ctx has ended.
+		if err := s.sem.Acquire(ctx, 1); err != nil || ctx.Err() != nil {
+			if err == nil {
+				s.sem.Release(1)
+			}
+			return Outcome{Failure: ctxFailure(ctx, time.Time{})}
+		}
+		if !deadline.IsZero() {
+			deadline = deadline.Add(time.Since(waited))
+		}
+	}
+	if slots == 1 {
+		defer s.sem.Release(1)
+	}
 	callCtx, cancel := ctx, context.CancelFunc(func() {})
 	if !deadline.IsZero() {
 		callCtx, cancel = context.WithDeadline(ctx, deadline)
 		req.DeadlineUnixNano = deadline.UnixNano()
 	}
 	defer cancel()
-
-	// A handler of an earlier attempt of this task that was stopped may
-	// still run: the plugin says which tasks run by id, so until it has
-	// been seen to return (or its plugin killed), this attempt would pass
-	// for it, and die with it as a bystander.
-	if f := s.waitReaped(callCtx, req.TaskId, deadline); f != nil {
-		return Outcome{Failure: f}
-	}
-	if slots == 1 {
-		// Acquire may take a slot although callCtx has ended.
-		if err := s.sem.Acquire(callCtx, 1); err != nil || callCtx.Err() != nil {
-			if err == nil {
-				s.sem.Release(1)
-			}
-			return Outcome{Failure: ctxFailure(callCtx, deadline)}
-		}
-		defer s.sem.Release(1)
+	if callCtx.Err() != nil {
+		// The deadline passed while the earlier attempt's handler was
+		// reaped.
+		return Outcome{Failure: ctxFailure(callCtx, deadline)}
 	}
 	p, f := s.acquire(callCtx)
 	if f != nil {
@@ -886,13 +903,19 @@ func (s *Supervisor) startReaper(p *Process, id string) {
 }
 
 // waitReaped waits until no stopped attempt of task id is being reaped,
-// or ctx ends (the attempt's Failure then).
+// or ctx ends or deadline (zero for none) passes (the attempt's Failure
+// then).
 func (s *Supervisor) waitReaped(ctx context.Context, id string, deadline time.Time) *Failure {
 	s.mu.Lock()
 	done := s.reaping[id]
 	s.mu.Unlock()
 	if done == nil {
 		return nil
+	}
+	if !deadline.IsZero() {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithDeadline(ctx, deadline)
+		defer cancel()
 	}
 	select {
 	case <-done:

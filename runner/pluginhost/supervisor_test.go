@@ -685,3 +685,35 @@ func TestCrashesUnderAnAttemptAloneDoNotQuarantineThePlugin(t *testing.T) {
 		t.Errorf("crashes shown to operators: %d, want all 3", c.Crashes)
 	}
 }
+
+// An attempt queued behind an attempt alone did not run: its wait for
+// the plugin is no part of its timeout. Counted, a task's attempt alone
+// that ran for its whole timeout (an hour, say) made every other task of
+// its plugin fail timeout without having run (found against omniq-runner:
+// a sleep task beside a crash task, then rerun alone, dead-lettered
+// another submitter's `sleep 100ms --timeout 10s` as timeout).
+func TestTheWaitBehindAnAttemptAloneIsNoPartOfTheTimeout(t *testing.T) {
+	t.Parallel()
+	s := startSupervisor(t, faultsPkg, pluginhost.Config{Concurrency: 4})
+	running := make(chan struct{})
+	var once sync.Once
+	alone := make(chan pluginhost.Outcome, 1)
+	go func() {
+		alone <- s.Execute(pluginhost.Alone(ctx(t)), req("long", "sleep", "3s"), time.Now().Add(30*time.Second),
+			func(*pluginpb.Progress) { once.Do(func() { close(running) }) })
+	}()
+	select {
+	case <-running:
+	case <-time.After(30 * time.Second):
+		t.Fatal("the attempt alone did not start")
+	}
+	// Its timeout (2 s) is shorter than what is left of the attempt
+	// alone: it can only succeed if the wait does not count.
+	out := s.Execute(ctx(t), req("short", "sleep", "10ms"), time.Now().Add(2*time.Second), nil)
+	if out.Failure != nil || string(out.Output) != "slept 10ms" {
+		t.Fatalf("a short task queued behind an attempt alone: %+v; want it to run once the plugin is free", out.Failure)
+	}
+	if o := <-alone; o.Failure != nil {
+		t.Fatalf("the attempt alone: %+v", o.Failure)
+	}
+}
