@@ -579,7 +579,8 @@ type Failure struct {
 type aloneKey struct{}
 
 // Alone returns a context for Execute whose attempt runs alone on its
-// plugin process: it waits for the attempts in flight there to end, and
+// plugin process: it waits for the attempts in flight there to end (and
+// the handlers of stopped attempts that still run, up to KillGrace), and
 // no other starts until it has ended, so that a crash during it is its
 // own and takes no other task with it. Its deadline is moved on by the
 // time it waited. For a task that was in flight when its plugin died
@@ -616,6 +617,12 @@ func (s *Supervisor) Execute(ctx context.Context, req *pluginpb.ExecuteRequest, 
 			return Outcome{Failure: ctxFailure(ctx, time.Time{})}
 		}
 		defer s.sem.Release(slots)
+		// A stopped attempt's handler that still runs is in flight too:
+		// were it to crash the plugin, the death would be laid at this
+		// task's door.
+		if err := s.waitNoneReaped(ctx); err != nil {
+			return Outcome{Failure: ctxFailure(ctx, time.Time{})}
+		}
 		if !deadline.IsZero() {
 			deadline = deadline.Add(time.Since(waited))
 		}
@@ -922,6 +929,30 @@ func (s *Supervisor) waitReaped(ctx context.Context, id string, deadline time.Ti
 		return nil
 	case <-ctx.Done():
 		return ctxFailure(ctx, deadline)
+	}
+}
+
+// waitNoneReaped waits until no stopped attempt's handler is being
+// reaped on the plugin (each has been seen to return, or the plugin was
+// killed), or ctx ends. The caller holds all the slots, so that no
+// attempt starts, and so no reaper, meanwhile.
+func (s *Supervisor) waitNoneReaped(ctx context.Context) error {
+	for {
+		var done chan struct{}
+		s.mu.Lock()
+		for _, d := range s.reaping {
+			done = d
+			break
+		}
+		s.mu.Unlock()
+		if done == nil {
+			return nil
+		}
+		select {
+		case <-done:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
 	}
 }
 

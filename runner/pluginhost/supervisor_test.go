@@ -717,3 +717,32 @@ func TestTheWaitBehindAnAttemptAloneIsNoPartOfTheTimeout(t *testing.T) {
 		t.Fatalf("the attempt alone: %+v", o.Failure)
 	}
 }
+
+// latecrashPkg is a plugin whose handler outlives its task, then ends
+// the plugin process.
+const latecrashPkg = "github.com/omniq/omniq/runner/pluginhost/testdata/latecrash"
+
+// A handler whose attempt was stopped but which still runs is in flight
+// as much as an attempt is: an attempt alone waits until it has been
+// seen to return or its plugin was killed. Started beside it, the
+// attempt alone was blamed for the plugin's death when that handler
+// crashed it (a crash under an attempt alone is that task's own, and
+// counts towards its dead-lettering), and the plugin was spared the
+// crash's count towards its quarantine.
+func TestAnAttemptAloneWaitsForAStoppedHandlerThatStillRuns(t *testing.T) {
+	t.Parallel()
+	s := startSupervisor(t, latecrashPkg, pluginhost.Config{Concurrency: 4, KillGrace: 30 * time.Second, RestartBackoff: 10 * time.Millisecond})
+	// Stopped at once (its deadline has passed), its handler goes on and
+	// crashes the plugin a second later, well within KillGrace.
+	out := s.Execute(ctx(t), req("late", "latecrash", "1s"), time.Now().Add(50*time.Millisecond), nil)
+	if f := out.Failure; f == nil || f.ErrorType != models.ErrorTypeTimeout {
+		t.Fatalf("the late crasher: %+v; want a timeout", f)
+	}
+	out = s.Execute(pluginhost.Alone(ctx(t)), req("alone", "sleep", "2s"), time.Now().Add(30*time.Second), nil)
+	if f := out.Failure; f != nil && f.ErrorType == models.ErrorTypePluginCrash && f.OthersInFlight == 0 {
+		t.Fatalf("the attempt alone was blamed for a crash of another task's handler: %+v", f)
+	}
+	if out.Failure != nil || string(out.Output) != "slept 2s" {
+		t.Fatalf("the attempt alone: %+v; want it to run once the stopped handler has ended", out.Failure)
+	}
+}
