@@ -686,20 +686,55 @@ func TestCrashesUnderAnAttemptAloneDoNotQuarantineThePlugin(t *testing.T) {
 	}
 }
 
-// An attempt queued behind an attempt alone did not run: its wait for
-// the plugin is no part of its timeout. Counted, a task's attempt alone
-// that ran for its whole timeout (an hour, say) made every other task of
-// its plugin fail timeout without having run (found against omniq-runner:
-// a sleep task beside a crash task, then rerun alone, dead-lettered
-// another submitter's `sleep 100ms --timeout 10s` as timeout).
-func TestTheWaitBehindAnAttemptAloneIsNoPartOfTheTimeout(t *testing.T) {
+// An attempt queued for room on a full plugin did not run: its wait is
+// no part of its timeout. Counted, a task that held its plugin for its
+// whole timeout (an hour, say) made the tasks queued behind it fail
+// timeout without having run (found against omniq-runner, where an
+// attempt alone then held all of its plugin: a sleep task beside a
+// crash task, then rerun alone, dead-lettered another submitter's `sleep
+// 100ms --timeout 10s` as timeout).
+func TestTheWaitForRoomOnThePluginIsNoPartOfTheTimeout(t *testing.T) {
+	t.Parallel()
+	s := startSupervisor(t, faultsPkg, pluginhost.Config{Concurrency: 1})
+	running := make(chan struct{})
+	var once sync.Once
+	long := make(chan pluginhost.Outcome, 1)
+	go func() {
+		long <- s.Execute(ctx(t), req("long", "sleep", "3s"), time.Now().Add(30*time.Second),
+			func(*pluginpb.Progress) { once.Do(func() { close(running) }) })
+	}()
+	select {
+	case <-running:
+	case <-time.After(30 * time.Second):
+		t.Fatal("the long attempt did not start")
+	}
+	// Its timeout (2 s) is shorter than what is left of the long
+	// attempt: it can only succeed if the wait does not count.
+	out := s.Execute(ctx(t), req("short", "sleep", "10ms"), time.Now().Add(2*time.Second), nil)
+	if out.Failure != nil || string(out.Output) != "slept 10ms" {
+		t.Fatalf("a short task queued behind a long one: %+v; want it to run once the plugin has room", out.Failure)
+	}
+	if o := <-long; o.Failure != nil {
+		t.Fatalf("the long attempt: %+v", o.Failure)
+	}
+}
+
+// An attempt alone runs on a process of its own: the plugin's other
+// tasks go on beside it on the shared process. When it held all of the
+// shared process instead, one task rerun alone after a crash held up
+// every other task of its plugin for as long as its timeout allowed
+// (found against omniq-runner: `sleep 40s` beside a `crash`, then alone,
+// kept another submitter's `sleep 100ms` waiting 39 s).
+func TestAnAttemptAloneHoldsUpNoOtherTask(t *testing.T) {
 	t.Parallel()
 	s := startSupervisor(t, faultsPkg, pluginhost.Config{Concurrency: 4})
+	aloneCtx, stopAlone := context.WithCancel(ctx(t))
+	defer stopAlone()
 	running := make(chan struct{})
 	var once sync.Once
 	alone := make(chan pluginhost.Outcome, 1)
 	go func() {
-		alone <- s.Execute(pluginhost.Alone(ctx(t)), req("long", "sleep", "3s"), time.Now().Add(30*time.Second),
+		alone <- s.Execute(pluginhost.Alone(aloneCtx), req("long", "sleep", "1h"), time.Now().Add(2*time.Hour),
 			func(*pluginpb.Progress) { once.Do(func() { close(running) }) })
 	}()
 	select {
@@ -707,14 +742,44 @@ func TestTheWaitBehindAnAttemptAloneIsNoPartOfTheTimeout(t *testing.T) {
 	case <-time.After(30 * time.Second):
 		t.Fatal("the attempt alone did not start")
 	}
-	// Its timeout (2 s) is shorter than what is left of the attempt
-	// alone: it can only succeed if the wait does not count.
-	out := s.Execute(ctx(t), req("short", "sleep", "10ms"), time.Now().Add(2*time.Second), nil)
-	if out.Failure != nil || string(out.Output) != "slept 10ms" {
-		t.Fatalf("a short task queued behind an attempt alone: %+v; want it to run once the plugin is free", out.Failure)
+	short := make(chan pluginhost.Outcome, 1)
+	go func() { short <- s.Execute(ctx(t), req("short", "inspect", ""), time.Now().Add(30*time.Second), nil) }()
+	select {
+	case out := <-short:
+		if out.Failure != nil {
+			t.Fatalf("a task beside an attempt alone: %+v", out.Failure)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("a task beside an attempt alone waited for it")
 	}
-	if o := <-alone; o.Failure != nil {
-		t.Fatalf("the attempt alone: %+v", o.Failure)
+	stopAlone()
+	if o := <-alone; o.Failure == nil || o.Failure.ErrorType != models.ErrorTypeCancelled {
+		t.Fatalf("the attempt alone, cancelled: %+v", o.Failure)
+	}
+}
+
+// Stop ends the processes of attempts alone with the shared one, and
+// returns only once their attempts have ended.
+func TestStopEndsTheProcessesOfAttemptsAlone(t *testing.T) {
+	t.Parallel()
+	s := startSupervisor(t, faultsPkg, pluginhost.Config{})
+	alone := make(chan pluginhost.Outcome, 1)
+	go func() {
+		alone <- s.Execute(pluginhost.Alone(context.Background()), req("hung", "hang", ""), time.Time{}, nil)
+	}()
+	omniqtest.Eventually(t, 30*time.Second, "the attempt alone's process to start", func() bool { return s.AloneProcesses() == 1 })
+	c, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := s.Stop(c); err != nil {
+		t.Fatalf("stop: %v", err)
+	}
+	select {
+	case o := <-alone:
+		if o.Failure == nil {
+			t.Fatal("the hung attempt alone succeeded")
+		}
+	default:
+		t.Fatal("Stop returned with an attempt alone still running")
 	}
 }
 
@@ -723,13 +788,12 @@ func TestTheWaitBehindAnAttemptAloneIsNoPartOfTheTimeout(t *testing.T) {
 const latecrashPkg = "github.com/omniq/omniq/runner/pluginhost/testdata/latecrash"
 
 // A handler whose attempt was stopped but which still runs is in flight
-// as much as an attempt is: an attempt alone waits until it has been
-// seen to return or its plugin was killed. Started beside it, the
-// attempt alone was blamed for the plugin's death when that handler
-// crashed it (a crash under an attempt alone is that task's own, and
-// counts towards its dead-lettering), and the plugin was spared the
-// crash's count towards its quarantine.
-func TestAnAttemptAloneWaitsForAStoppedHandlerThatStillRuns(t *testing.T) {
+// as much as an attempt is. An attempt alone once started beside it on
+// the shared process, and was blamed for the plugin's death when that
+// handler crashed it (a crash under an attempt alone is that task's own,
+// and counts towards its dead-lettering), the plugin's quarantine being
+// spared the crash. On a process of its own, it runs beside nothing.
+func TestAnAttemptAloneIsNotBlamedForAStoppedHandlerThatStillRuns(t *testing.T) {
 	t.Parallel()
 	s := startSupervisor(t, latecrashPkg, pluginhost.Config{Concurrency: 4, KillGrace: 30 * time.Second, RestartBackoff: 10 * time.Millisecond})
 	// Stopped at once (its deadline has passed), its handler goes on and
@@ -743,6 +807,6 @@ func TestAnAttemptAloneWaitsForAStoppedHandlerThatStillRuns(t *testing.T) {
 		t.Fatalf("the attempt alone was blamed for a crash of another task's handler: %+v", f)
 	}
 	if out.Failure != nil || string(out.Output) != "slept 2s" {
-		t.Fatalf("the attempt alone: %+v; want it to run once the stopped handler has ended", out.Failure)
+		t.Fatalf("the attempt alone: %+v; want it to run undisturbed", out.Failure)
 	}
 }
