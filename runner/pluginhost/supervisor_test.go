@@ -608,10 +608,11 @@ func TestATimeoutSaysWhereTheHandlerWas(t *testing.T) {
 	}
 }
 
-// An attempt that runs Alone waits for the attempts in flight on its
-// plugin, and none starts beside it: a crash during it takes no other
-// task with it and is known to be its own (no others in flight). Before,
-// every attempt in flight on a crashing plugin failed with it.
+// An attempt that runs Alone shares its process with no other attempt: a
+// crash during it takes no other task with it and is known to be its own
+// (no others in flight), and a crash of the shared process takes no
+// attempt alone with it. Before, every attempt in flight on a crashing
+// plugin failed with it.
 func TestAnAttemptAloneSharesItsPluginWithNoOther(t *testing.T) {
 	t.Parallel()
 	s := startSupervisor(t, faultsPkg, pluginhost.Config{Concurrency: 8, QuarantineAfter: 10, RestartBackoff: 10 * time.Millisecond})
@@ -641,7 +642,7 @@ func TestAnAttemptAloneSharesItsPluginWithNoOther(t *testing.T) {
 		}
 	}
 
-	// Two attempts in flight, then a crash alone: it waits for them.
+	// Two attempts in flight, then a crash alone: it takes neither.
 	first, firstRunning := run(ctx(t), "s1", "sleep", "1500ms")
 	second, secondRunning := run(ctx(t), "s2", "sleep", "1500ms")
 	waitRunning(firstRunning, "s1")
@@ -654,7 +655,8 @@ func TestAnAttemptAloneSharesItsPluginWithNoOther(t *testing.T) {
 	}
 	wantCrashAlone(<-crash, "the crash alone")
 
-	// An attempt alone in flight, then a crash: the crash waits for it.
+	// An attempt alone in flight, then a crash of the shared process: it
+	// does not take the attempt alone.
 	alone, aloneRunning := run(pluginhost.Alone(ctx(t)), "s3", "sleep", "1500ms")
 	waitRunning(aloneRunning, "s3")
 	crash, _ = run(ctx(t), "c2", "crash", "exit")
