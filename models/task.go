@@ -73,8 +73,8 @@ type Task struct {
 	// with other attempts in flight on it, any of which may have caused
 	// it. They count neither towards MaxPluginCrashes nor the retry
 	// budget; once the task has been in flight at a crash, its attempts
-	// run alone on their plugin process (RunsAlone), so that a crash
-	// during one of them is its own.
+	// run alone, on a plugin process of their own (RunsAlone), so that a
+	// crash during one of them is its own.
 	SharedCrashes int `json:"shared_crashes,omitempty"`
 	// Timeout is the per-attempt deadline; zero means the function's default.
 	Timeout Duration `json:"timeout,omitzero"`
@@ -281,8 +281,8 @@ func (t *Task) RecordSharedCrash(e TaskError) {
 	t.recordError(e)
 }
 
-// RunsAlone reports whether the task's attempts run alone on their plugin
-// process: once it has been in flight when its plugin died, so that a
+// RunsAlone reports whether the task's attempts run alone, on a plugin
+// process of their own: once it has been in flight when its plugin died, so that a
 // crash during its next attempt tells whether it is the cause, and takes
 // no other task with it.
 func (t *Task) RunsAlone() bool { return t.PluginCrashes > 0 || t.SharedCrashes > 0 }

@@ -1057,10 +1057,11 @@ func afterFailure(t *models.Task, f *pluginhost.Failure, res resolved, maxCrashe
 	te := newTaskError(f.ErrorType, f.Message, f.Traceback, t.RetryCount, retryable)
 	if te.ErrorType == models.ErrorTypePluginCrash && f.OthersInFlight > 0 && t.SharedCrashes < maxCrashes && retryable {
 		// Any task in flight may have crashed it: this one runs again
-		// alone, where a crash is its own, at no cost to its budget. (An
-		// attempt alone sees others only when its plugin was killed for
-		// another task's hung handler.) Past maxCrashes of them they
-		// count, so that every task ends whatever befalls its plugin.
+		// alone, where a crash is its own, at no cost to its budget.
+		// (An attempt alone runs on a process of its own, and sees no
+		// others, unless its plugin serves attempts as separate calls.)
+		// Past maxCrashes of them they count, so that every task ends
+		// whatever befalls its plugin.
 		te.Message += "; not counted against this task: it runs again alone on its plugin, where a crash would be its own"
 		te.Bound()
 		return failureOutcome{Error: te, Retry: true, Shared: true, Delay: retryDelay(0, res.backoffBase, res.backoffMax, t.RetryCount)}

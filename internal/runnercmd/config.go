@@ -165,6 +165,9 @@ type PluginSettings struct {
 	SHA256 string `json:"sha256"`
 	// Concurrency bounds the plugin's tasks in flight (pluginhost.Config).
 	Concurrency int `json:"concurrency"`
+	// AloneProcesses bounds the plugin's processes started each for a
+	// task running alone (pluginhost.Config.AloneProcesses); 0: 4.
+	AloneProcesses int `json:"alone_processes"`
 	// Env adds KEY=value variables to the plugin's environment.
 	Env []string `json:"env"`
 	// User is the user the plugin runs as; defaults to plugin_policy.user.
@@ -606,6 +609,9 @@ func (o *Options) check() error {
 		if p.Concurrency < 0 || p.Concurrency > maxPluginConcurrency {
 			return fmt.Errorf("%w: --config plugins.%s.concurrency must be between 0 and %d, got %d", errUsage, name, maxPluginConcurrency, p.Concurrency)
 		}
+		if p.AloneProcesses < 0 || p.AloneProcesses > maxPluginConcurrency {
+			return fmt.Errorf("%w: --config plugins.%s.alone_processes must be between 0 and %d, got %d", errUsage, name, maxPluginConcurrency, p.AloneProcesses)
+		}
 		if m := p.Limits.MemoryBytes; m > 0 && m < minPluginMemory {
 			return fmt.Errorf("%w: --config plugins.%s.limits.memory_bytes %d: want at least %d (32 MiB); the value is in bytes", errUsage, name, m, minPluginMemory)
 		}
@@ -730,7 +736,7 @@ func (o *Options) hostConfig() pluginhost.HostConfig {
 			if user == "" {
 				user = policy.User
 			}
-			c := pluginhost.Config{Concurrency: p.Concurrency, Process: pluginhost.ProcessConfig{SHA256: p.SHA256, Env: p.Env,
+			c := pluginhost.Config{Concurrency: p.Concurrency, AloneProcesses: p.AloneProcesses, Process: pluginhost.ProcessConfig{SHA256: p.SHA256, Env: p.Env,
 				RequireSHA256: policy.RequireSHA256, User: user,
 				Limits: p.Limits}}
 			h.PerPlugin[name] = c

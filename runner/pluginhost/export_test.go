@@ -42,3 +42,10 @@ func WithReadRate(c ProcessConfig, bytesPerSecond int) ProcessConfig {
 	c.readRate = bytesPerSecond
 	return c
 }
+
+// AloneProcesses is how many processes of attempts alone run.
+func (s *Supervisor) AloneProcesses() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.aloneProcs)
+}

@@ -14,7 +14,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"syscall"
 	"time"
 	"unicode/utf8"
@@ -162,9 +161,6 @@ type Process struct {
 	// releaseSockets gives back the runner's socket directory once
 	// go-plugin has removed this process's.
 	releaseSockets func()
-	// aloneRunning is set while an attempt runs Alone on the process, and
-	// stays set if the process dies under it: its death is that task's.
-	aloneRunning atomic.Bool
 }
 
 // StartProcess starts the plugin at cfg.Path, completes the go-plugin

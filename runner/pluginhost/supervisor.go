@@ -27,6 +27,9 @@ type Config struct {
 	Process ProcessConfig
 	// Concurrency bounds the tasks in flight on the plugin. Defaults to 64.
 	Concurrency int
+	// AloneProcesses bounds the plugin processes started each for one
+	// attempt alone (see Alone), beside the shared one. Defaults to 4.
+	AloneProcesses int
 	// RestartBackoff is the first delay before restarting a crashed plugin;
 	// it doubles with each crash in a row. Defaults to 200ms.
 	RestartBackoff time.Duration
@@ -81,6 +84,9 @@ func (c Config) withDefaults() Config {
 	if c.Concurrency == 0 {
 		c.Concurrency = 64
 	}
+	if c.AloneProcesses <= 0 {
+		c.AloneProcesses = 4
+	}
 	if c.RestartBackoff == 0 {
 		c.RestartBackoff = 200 * time.Millisecond
 	}
@@ -133,9 +139,15 @@ type Supervisor struct {
 	cfg  Config
 	name string
 	log  logrus.FieldLogger
-	// sem bounds the attempts in flight (Concurrency); an attempt that
-	// runs Alone takes all of it.
+	// sem bounds the attempts in flight (Concurrency), on the shared
+	// process and the processes of attempts alone together.
 	sem *semaphore.Weighted
+	// alone bounds the processes of attempts alone (AloneProcesses);
+	// aloneRuns counts those attempts, which Stop waits for, and
+	// aloneProcs holds their processes, which Stop kills.
+	alone      *semaphore.Weighted
+	aloneRuns  sync.WaitGroup
+	aloneProcs map[*Process]struct{}
 
 	mu        sync.Mutex
 	state     State
@@ -189,7 +201,8 @@ func NewSupervisor(cfg Config) *Supervisor {
 	name := filepath.Base(cfg.Process.Path)
 	return &Supervisor{
 		cfg: cfg, name: name, log: cfg.Process.Logger.WithField("plugin", name),
-		sem: semaphore.NewWeighted(int64(cfg.Concurrency)), state: StateStarting, up: make(chan struct{}),
+		sem: semaphore.NewWeighted(int64(cfg.Concurrency)), alone: semaphore.NewWeighted(int64(cfg.AloneProcesses)),
+		aloneProcs: map[*Process]struct{}{}, state: StateStarting, up: make(chan struct{}),
 		reaping: map[string]chan struct{}{}, stop: make(chan struct{}), stopped: make(chan struct{}),
 	}
 }
@@ -311,22 +324,15 @@ func (s *Supervisor) supervise(p *Process) {
 func (s *Supervisor) crashed(p *Process) {
 	exit := p.Exit()
 	err := fmt.Errorf("plugin %s: %s", s.name, exit)
-	// A death under an attempt alone is that task's, which its own crash
-	// count bounds (the runner's MaxPluginCrashes): it neither delays the
-	// restart nor quarantines the plugin for the other tasks. A plugin
-	// OmniQ killed for another task's hung handler is not.
-	attributed := p.aloneRunning.Load() && p.killedFor() == ""
 	s.markDown(p)
 	s.mu.Lock()
 	s.lastErr = err
-	if !attributed {
-		s.crashes = append(s.crashes, time.Now())
-	}
+	s.crashes = append(s.crashes, time.Now())
 	s.noteCrashLocked(exit.String())
 	s.state = StateRestarting
 	s.changedLocked()
 	s.mu.Unlock()
-	s.log.WithField("exit", exit.String()).WithField("under_a_task_alone", attributed).Error("plugin process died")
+	s.log.WithField("exit", exit.String()).Error("plugin process died")
 	s.emit(EventCrashed, exit.String())
 }
 
@@ -464,6 +470,10 @@ func (s *Supervisor) Stop(ctx context.Context) error {
 	// No reaper starts once stop is closed; those running end at once, or
 	// after the health check they are in (a second at most).
 	defer s.reapers.Wait()
+	// Nor does an attempt alone; the processes of those running go with
+	// the shared one, and their attempts end with them.
+	defer s.aloneRuns.Wait()
+	defer s.killAlone()
 	select {
 	case <-s.stopped:
 		return nil
@@ -473,6 +483,20 @@ func (s *Supervisor) Stop(ctx context.Context) error {
 		}
 		<-s.stopped
 		return ctx.Err()
+	}
+}
+
+// killAlone kills the processes of the attempts alone that run (Stop).
+func (s *Supervisor) killAlone() {
+	s.mu.Lock()
+	procs := make([]*Process, 0, len(s.aloneProcs))
+	for p := range s.aloneProcs {
+		procs = append(procs, p)
+	}
+	s.mu.Unlock()
+	for _, p := range procs {
+		p.setKillReason("the plugin was stopped")
+		p.forceKill()
 	}
 }
 
@@ -578,12 +602,14 @@ type Failure struct {
 // aloneKey marks a context whose attempt runs alone (see Alone).
 type aloneKey struct{}
 
-// Alone returns a context for Execute whose attempt runs alone on its
-// plugin process: it waits for the attempts in flight there to end, and
-// no other starts until it has ended, so that a crash during it is its
-// own and takes no other task with it. Its deadline is moved on by the
-// time it waited. For a task that was in flight when its plugin died
-// beside others (models.Task.RunsAlone).
+// Alone returns a context for Execute whose attempt runs alone: on a
+// plugin process started for it and killed after it, so that a crash
+// during it is its own and takes no other task with it, and the plugin's
+// other tasks go on meanwhile on its shared process. It still takes one
+// of the plugin's Concurrency slots; its deadline is moved on by its
+// wait for one, for a process (AloneProcesses) and for that process's
+// start. For a task that was in flight when its plugin died beside
+// others (models.Task.RunsAlone).
 func Alone(ctx context.Context) context.Context { return context.WithValue(ctx, aloneKey{}, true) }
 
 func runsAlone(ctx context.Context) bool {
@@ -592,7 +618,9 @@ func runsAlone(ctx context.Context) bool {
 }
 
 // Execute runs one attempt on the plugin. It waits for a concurrency slot,
-// stops the attempt at deadline (zero for none) or when ctx is cancelled,
+// and moves deadline (zero for none) on by that wait: the deadline bounds
+// the handler's time, not the queue's. It stops the attempt at deadline
+// or when ctx is cancelled,
 // and turns every way it can end into an Outcome: a handler's failure, a
 // timeout, a cancellation, a crash of the plugin (with how the process
 // ended and the tail of its stderr), or the plugin being unavailable.
@@ -604,56 +632,150 @@ func (s *Supervisor) Execute(ctx context.Context, req *pluginpb.ExecuteRequest, 
 	if err := checkText(req); err != nil {
 		return Outcome{Failure: &Failure{ErrorType: models.ErrorTypeInvalidTask, Message: err.Error()}}
 	}
-	slots := int64(1)
 	if runsAlone(ctx) {
-		// All the slots, before the deadline starts: the attempts in
-		// flight may take their whole timeouts to end.
-		slots = int64(s.cfg.Concurrency)
+		return s.executeAlone(ctx, req, deadline, onProgress)
+	}
+	// A handler of an earlier attempt of this task that was stopped may
+	// still run: the plugin says which tasks run by id, so until it has
+	// been seen to return (or its plugin killed), this attempt would pass
+	// for it, and die with it as a bystander.
+	if f := s.waitReaped(ctx, req.TaskId, deadline); f != nil {
+		return Outcome{Failure: f}
+	}
+	if !s.sem.TryAcquire(1) {
+		// The plugin is full: the wait is no part of the handler's
+		// time, which the deadline bounds.
 		waited := time.Now()
-		if err := s.sem.Acquire(ctx, slots); err != nil {
+		// Acquire may take a slot although ctx has ended.
+		if err := s.sem.Acquire(ctx, 1); err != nil || ctx.Err() != nil {
+			if err == nil {
+				s.sem.Release(1)
+			}
 			return Outcome{Failure: ctxFailure(ctx, time.Time{})}
 		}
-		defer s.sem.Release(slots)
 		if !deadline.IsZero() {
 			deadline = deadline.Add(time.Since(waited))
 		}
 	}
+	defer s.sem.Release(1)
 	callCtx, cancel := ctx, context.CancelFunc(func() {})
 	if !deadline.IsZero() {
 		callCtx, cancel = context.WithDeadline(ctx, deadline)
 		req.DeadlineUnixNano = deadline.UnixNano()
 	}
 	defer cancel()
-
-	// A handler of an earlier attempt of this task that was stopped may
-	// still run: the plugin says which tasks run by id, so until it has
-	// been seen to return (or its plugin killed), this attempt would pass
-	// for it, and die with it as a bystander.
-	if f := s.waitReaped(callCtx, req.TaskId, deadline); f != nil {
-		return Outcome{Failure: f}
-	}
-	if slots == 1 {
-		// Acquire may take a slot although callCtx has ended.
-		if err := s.sem.Acquire(callCtx, 1); err != nil || callCtx.Err() != nil {
-			if err == nil {
-				s.sem.Release(1)
-			}
-			return Outcome{Failure: ctxFailure(callCtx, deadline)}
-		}
-		defer s.sem.Release(1)
+	if callCtx.Err() != nil {
+		// The deadline passed while the earlier attempt's handler was
+		// reaped.
+		return Outcome{Failure: ctxFailure(callCtx, deadline)}
 	}
 	p, f := s.acquire(callCtx)
 	if f != nil {
 		return Outcome{Failure: f}
 	}
-	if slots > 1 {
-		p.aloneRunning.Store(true)
-		defer func() {
-			if !p.exitedNow() {
-				p.aloneRunning.Store(false) // a death under it stays its
-			}
-		}()
+	return s.attempt(ctx, callCtx, p, req, deadline, onProgress, true)
+}
+
+// executeAlone runs an attempt alone (see Alone) on a plugin process of
+// its own, started for it and killed after it: a death of that process
+// is the task's own, and no other task waits for it or dies with it.
+// Such processes count towards neither the restart backoff nor the
+// quarantine of the plugin's shared process; at most AloneProcesses run
+// at once, and the wait for one, and its start, are no part of the
+// attempt's time.
+func (s *Supervisor) executeAlone(ctx context.Context, req *pluginpb.ExecuteRequest, deadline time.Time, onProgress func(*pluginpb.Progress)) Outcome {
+	waited := time.Now()
+	if err := s.alone.Acquire(ctx, 1); err != nil {
+		return Outcome{Failure: ctxFailure(ctx, time.Time{})}
 	}
+	defer s.alone.Release(1)
+	// A slot of the plugin's concurrency, which bounds its attempts in
+	// flight on all its processes.
+	if err := s.sem.Acquire(ctx, 1); err != nil || ctx.Err() != nil {
+		if err == nil {
+			s.sem.Release(1)
+		}
+		return Outcome{Failure: ctxFailure(ctx, time.Time{})}
+	}
+	defer s.sem.Release(1)
+	var f *Failure
+	s.mu.Lock()
+	select {
+	case <-s.stop:
+		f = &Failure{ErrorType: models.ErrorTypePluginUnavailable, Retryable: true, Message: fmt.Sprintf("plugin %s is stopped", s.name)}
+	default:
+		if s.state == StateQuarantined {
+			// Its crashes are as likely this task's as any other's
+			// (its own crashes alone do not quarantine the plugin): it
+			// waits with the others.
+			f = quarantined(s.name, s.until, s.lastErr)
+		} else {
+			s.aloneRuns.Add(1)
+		}
+	}
+	s.mu.Unlock()
+	if f != nil {
+		return Outcome{Failure: f}
+	}
+	defer s.aloneRuns.Done()
+	p, err := StartProcess(ctx, s.cfg.Process)
+	if err != nil {
+		if ctx.Err() != nil {
+			return Outcome{Failure: ctxFailure(ctx, time.Time{})}
+		}
+		return Outcome{Failure: &Failure{ErrorType: models.ErrorTypePluginUnavailable, Retryable: true,
+			Message: fmt.Sprintf("plugin %s: cannot start a process of its own for the task: %v", s.name, err)}}
+	}
+	s.mu.Lock()
+	select {
+	case <-s.stop:
+		// Stop began while it started, and killed the others.
+		s.mu.Unlock()
+		p.forceKill()
+		s.release(p)
+		return Outcome{Failure: &Failure{ErrorType: models.ErrorTypePluginUnavailable, Retryable: true, Message: fmt.Sprintf("plugin %s is stopped", s.name)}}
+	default:
+		s.aloneProcs[p] = struct{}{}
+	}
+	s.mu.Unlock()
+	s.log.WithField("pid", p.Pid()).WithField("task_id", req.TaskId).Debug("plugin process started for a task alone")
+	if !deadline.IsZero() {
+		deadline = deadline.Add(time.Since(waited))
+	}
+	callCtx, cancel := ctx, context.CancelFunc(func() {})
+	if !deadline.IsZero() {
+		callCtx, cancel = context.WithDeadline(ctx, deadline)
+		req.DeadlineUnixNano = deadline.UnixNano()
+	}
+	out := s.attempt(ctx, callCtx, p, req, deadline, onProgress, false)
+	cancel()
+	died := p.exitedNow()
+	// A handler that was stopped may still run: no grace, the process
+	// was the attempt's alone.
+	killCtx, killCancel := context.WithTimeout(context.Background(), s.cfg.KillGrace)
+	if out.Failure != nil && (out.Failure.ErrorType == models.ErrorTypeTimeout || out.Failure.ErrorType == models.ErrorTypeCancelled) {
+		killCancel()
+	}
+	p.Kill(killCtx)
+	killCancel()
+	s.mu.Lock()
+	delete(s.aloneProcs, p)
+	if died {
+		s.noteCrashLocked(p.Exit().String())
+		s.changedLocked()
+	}
+	s.mu.Unlock()
+	if died {
+		s.log.WithField("exit", p.Exit().String()).WithField("task_id", req.TaskId).Error("plugin process of a task alone died")
+		s.emit(EventCrashed, p.Exit().String())
+	}
+	return out
+}
+
+// attempt runs req on p, the attempt's slot taken, until callCtx ends
+// (ctx is the caller's, without the deadline). A stopped attempt whose
+// handler may still run is reaped (reapIfHung) when reap is set.
+func (s *Supervisor) attempt(ctx, callCtx context.Context, p *Process, req *pluginpb.ExecuteRequest, deadline time.Time, onProgress func(*pluginpb.Progress), reap bool) Outcome {
 	// Where the plugin's stderr stands as the attempt starts: a crash's
 	// traceback is what came after (one atomic load per attempt).
 	stderrMark := p.stderr.mark()
@@ -677,7 +799,7 @@ func (s *Supervisor) Execute(ctx context.Context, req *pluginpb.ExecuteRequest, 
 				// The plugin's own word that the deadline came (the Go
 				// SDK's, with where the handler was), a moment before
 				// ours: the attempt is stopped, its handler maybe not.
-				return s.stoppedAttempt(ctx, p, req.TaskId, deadline, e.Failure.Traceback)
+				return s.stoppedAttempt(ctx, p, req.TaskId, deadline, e.Failure.Traceback, reap)
 			}
 			if e.Failure.ErrorType == models.ErrorTypeCancelled && callCtx.Err() != nil {
 				// The plugin's word that the attempt was stopped, which it
@@ -695,20 +817,23 @@ func (s *Supervisor) Execute(ctx context.Context, req *pluginpb.ExecuteRequest, 
 		if next != nil && ctx.Err() == nil && !deadline.IsZero() {
 			traceback = deadlineTraceback(next)
 		}
-		return s.stoppedAttempt(ctx, p, req.TaskId, deadline, traceback)
+		return s.stoppedAttempt(ctx, p, req.TaskId, deadline, traceback, reap)
 	}
 	return Outcome{Failure: s.crashFailure(p, req.TaskId, err, stderrMark)}
 }
 
 // stoppedAttempt is the outcome of an attempt stopped at its deadline or by
 // ctx (see ctxFailure), a timeout's traceback being where the handler
-// was, as the plugin said. It makes sure the handler really stops.
-func (s *Supervisor) stoppedAttempt(ctx context.Context, p *Process, taskID string, deadline time.Time, traceback string) Outcome {
+// was, as the plugin said. With reap, it makes sure the handler really
+// stops; without, the caller kills p.
+func (s *Supervisor) stoppedAttempt(ctx context.Context, p *Process, taskID string, deadline time.Time, traceback string, reap bool) Outcome {
 	f := ctxFailure(ctx, deadline)
 	if f.ErrorType == models.ErrorTypeTimeout {
 		f.Traceback = traceback
 	}
-	s.startReaper(p, taskID)
+	if reap {
+		s.startReaper(p, taskID)
+	}
 	return Outcome{Failure: f}
 }
 
@@ -886,13 +1011,19 @@ func (s *Supervisor) startReaper(p *Process, id string) {
 }
 
 // waitReaped waits until no stopped attempt of task id is being reaped,
-// or ctx ends (the attempt's Failure then).
+// or ctx ends or deadline (zero for none) passes (the attempt's Failure
+// then).
 func (s *Supervisor) waitReaped(ctx context.Context, id string, deadline time.Time) *Failure {
 	s.mu.Lock()
 	done := s.reaping[id]
 	s.mu.Unlock()
 	if done == nil {
 		return nil
+	}
+	if !deadline.IsZero() {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithDeadline(ctx, deadline)
+		defer cancel()
 	}
 	select {
 	case <-done:

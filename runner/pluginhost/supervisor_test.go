@@ -608,10 +608,11 @@ func TestATimeoutSaysWhereTheHandlerWas(t *testing.T) {
 	}
 }
 
-// An attempt that runs Alone waits for the attempts in flight on its
-// plugin, and none starts beside it: a crash during it takes no other
-// task with it and is known to be its own (no others in flight). Before,
-// every attempt in flight on a crashing plugin failed with it.
+// An attempt that runs Alone shares its process with no other attempt: a
+// crash during it takes no other task with it and is known to be its own
+// (no others in flight), and a crash of the shared process takes no
+// attempt alone with it. Before, every attempt in flight on a crashing
+// plugin failed with it.
 func TestAnAttemptAloneSharesItsPluginWithNoOther(t *testing.T) {
 	t.Parallel()
 	s := startSupervisor(t, faultsPkg, pluginhost.Config{Concurrency: 8, QuarantineAfter: 10, RestartBackoff: 10 * time.Millisecond})
@@ -641,7 +642,7 @@ func TestAnAttemptAloneSharesItsPluginWithNoOther(t *testing.T) {
 		}
 	}
 
-	// Two attempts in flight, then a crash alone: it waits for them.
+	// Two attempts in flight, then a crash alone: it takes neither.
 	first, firstRunning := run(ctx(t), "s1", "sleep", "1500ms")
 	second, secondRunning := run(ctx(t), "s2", "sleep", "1500ms")
 	waitRunning(firstRunning, "s1")
@@ -654,7 +655,8 @@ func TestAnAttemptAloneSharesItsPluginWithNoOther(t *testing.T) {
 	}
 	wantCrashAlone(<-crash, "the crash alone")
 
-	// An attempt alone in flight, then a crash: the crash waits for it.
+	// An attempt alone in flight, then a crash of the shared process: it
+	// does not take the attempt alone.
 	alone, aloneRunning := run(pluginhost.Alone(ctx(t)), "s3", "sleep", "1500ms")
 	waitRunning(aloneRunning, "s3")
 	crash, _ = run(ctx(t), "c2", "crash", "exit")
@@ -709,5 +711,130 @@ func TestFailedStartsQuarantineSayingWhy(t *testing.T) {
 	if f == nil || f.ErrorType != models.ErrorTypePluginUnavailable || !strings.Contains(f.Message, "failed starts") ||
 		!strings.Contains(f.Message, "sha256") {
 		t.Fatalf("failure = %+v, want plugin_unavailable naming failed starts and the checksum", f)
+	}
+}
+
+// An attempt queued for room on a full plugin did not run: its wait is
+// no part of its timeout. Counted, a task that held its plugin for its
+// whole timeout (an hour, say) made the tasks queued behind it fail
+// timeout without having run (found against omniq-runner, where an
+// attempt alone then held all of its plugin: a sleep task beside a
+// crash task, then rerun alone, dead-lettered another submitter's `sleep
+// 100ms --timeout 10s` as timeout).
+func TestTheWaitForRoomOnThePluginIsNoPartOfTheTimeout(t *testing.T) {
+	t.Parallel()
+	s := startSupervisor(t, faultsPkg, pluginhost.Config{Concurrency: 1})
+	running := make(chan struct{})
+	var once sync.Once
+	long := make(chan pluginhost.Outcome, 1)
+	go func() {
+		long <- s.Execute(ctx(t), req("long", "sleep", "3s"), time.Now().Add(30*time.Second),
+			func(*pluginpb.Progress) { once.Do(func() { close(running) }) })
+	}()
+	select {
+	case <-running:
+	case <-time.After(30 * time.Second):
+		t.Fatal("the long attempt did not start")
+	}
+	// Its timeout (2 s) is shorter than what is left of the long
+	// attempt: it can only succeed if the wait does not count.
+	out := s.Execute(ctx(t), req("short", "sleep", "10ms"), time.Now().Add(2*time.Second), nil)
+	if out.Failure != nil || string(out.Output) != "slept 10ms" {
+		t.Fatalf("a short task queued behind a long one: %+v; want it to run once the plugin has room", out.Failure)
+	}
+	if o := <-long; o.Failure != nil {
+		t.Fatalf("the long attempt: %+v", o.Failure)
+	}
+}
+
+// An attempt alone runs on a process of its own: the plugin's other
+// tasks go on beside it on the shared process. When it held all of the
+// shared process instead, one task rerun alone after a crash held up
+// every other task of its plugin for as long as its timeout allowed
+// (found against omniq-runner: `sleep 40s` beside a `crash`, then alone,
+// kept another submitter's `sleep 100ms` waiting 39 s).
+func TestAnAttemptAloneHoldsUpNoOtherTask(t *testing.T) {
+	t.Parallel()
+	s := startSupervisor(t, faultsPkg, pluginhost.Config{Concurrency: 4})
+	aloneCtx, stopAlone := context.WithCancel(ctx(t))
+	defer stopAlone()
+	running := make(chan struct{})
+	var once sync.Once
+	alone := make(chan pluginhost.Outcome, 1)
+	go func() {
+		alone <- s.Execute(pluginhost.Alone(aloneCtx), req("long", "sleep", "1h"), time.Now().Add(2*time.Hour),
+			func(*pluginpb.Progress) { once.Do(func() { close(running) }) })
+	}()
+	select {
+	case <-running:
+	case <-time.After(30 * time.Second):
+		t.Fatal("the attempt alone did not start")
+	}
+	short := make(chan pluginhost.Outcome, 1)
+	go func() { short <- s.Execute(ctx(t), req("short", "inspect", ""), time.Now().Add(30*time.Second), nil) }()
+	select {
+	case out := <-short:
+		if out.Failure != nil {
+			t.Fatalf("a task beside an attempt alone: %+v", out.Failure)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("a task beside an attempt alone waited for it")
+	}
+	stopAlone()
+	if o := <-alone; o.Failure == nil || o.Failure.ErrorType != models.ErrorTypeCancelled {
+		t.Fatalf("the attempt alone, cancelled: %+v", o.Failure)
+	}
+}
+
+// Stop ends the processes of attempts alone with the shared one, and
+// returns only once their attempts have ended.
+func TestStopEndsTheProcessesOfAttemptsAlone(t *testing.T) {
+	t.Parallel()
+	s := startSupervisor(t, faultsPkg, pluginhost.Config{})
+	alone := make(chan pluginhost.Outcome, 1)
+	go func() {
+		alone <- s.Execute(pluginhost.Alone(context.Background()), req("hung", "hang", ""), time.Time{}, nil)
+	}()
+	omniqtest.Eventually(t, 30*time.Second, "the attempt alone's process to start", func() bool { return s.AloneProcesses() == 1 })
+	c, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := s.Stop(c); err != nil {
+		t.Fatalf("stop: %v", err)
+	}
+	select {
+	case o := <-alone:
+		if o.Failure == nil {
+			t.Fatal("the hung attempt alone succeeded")
+		}
+	default:
+		t.Fatal("Stop returned with an attempt alone still running")
+	}
+}
+
+// latecrashPkg is a plugin whose handler outlives its task, then ends
+// the plugin process.
+const latecrashPkg = "github.com/omniq/omniq/runner/pluginhost/testdata/latecrash"
+
+// A handler whose attempt was stopped but which still runs is in flight
+// as much as an attempt is. An attempt alone once started beside it on
+// the shared process, and was blamed for the plugin's death when that
+// handler crashed it (a crash under an attempt alone is that task's own,
+// and counts towards its dead-lettering), the plugin's quarantine being
+// spared the crash. On a process of its own, it runs beside nothing.
+func TestAnAttemptAloneIsNotBlamedForAStoppedHandlerThatStillRuns(t *testing.T) {
+	t.Parallel()
+	s := startSupervisor(t, latecrashPkg, pluginhost.Config{Concurrency: 4, KillGrace: 30 * time.Second, RestartBackoff: 10 * time.Millisecond})
+	// Stopped at once (its deadline has passed), its handler goes on and
+	// crashes the plugin a second later, well within KillGrace.
+	out := s.Execute(ctx(t), req("late", "latecrash", "1s"), time.Now().Add(50*time.Millisecond), nil)
+	if f := out.Failure; f == nil || f.ErrorType != models.ErrorTypeTimeout {
+		t.Fatalf("the late crasher: %+v; want a timeout", f)
+	}
+	out = s.Execute(pluginhost.Alone(ctx(t)), req("alone", "sleep", "2s"), time.Now().Add(30*time.Second), nil)
+	if f := out.Failure; f != nil && f.ErrorType == models.ErrorTypePluginCrash && f.OthersInFlight == 0 {
+		t.Fatalf("the attempt alone was blamed for a crash of another task's handler: %+v", f)
+	}
+	if out.Failure != nil || string(out.Output) != "slept 2s" {
+		t.Fatalf("the attempt alone: %+v; want it to run undisturbed", out.Failure)
 	}
 }
