@@ -650,8 +650,40 @@ type serverLogger struct {
 	fatal chan<- string
 }
 
-func (s serverLogger) Noticef(format string, v ...any) { s.l.Infof("nats-server: "+format, v...) }
-func (s serverLogger) Warnf(format string, v ...any)   { s.l.Warnf("nats-server: "+format, v...) }
+func (s serverLogger) Noticef(format string, v ...any) {
+	if isBanner(format) {
+		s.l.Debugf("nats-server: "+format, v...)
+		return
+	}
+	s.l.Infof("nats-server: "+format, v...)
+}
+
+// bannerPrefixes start the lines of the banner nats-server logs at start
+// (its ids, JetStream's ASCII art and limits): a screenful of an
+// embedded server's internals before the runner's first line. Its
+// version, where it listens and that it is ready stay notices.
+var bannerPrefixes = []string{
+	"  Git:", "  Name:", "  Node:", "  ID:",
+	"    _ ___", " _ | |", "| || |", " \\__/", "         https://docs.nats.io/jetstream",
+	"---------------- JETSTREAM", "-------------------------------------------",
+	"  Strict:", "  Max Memory:", "  Max Storage:", "  Store Directory:", "  API Level:",
+}
+
+// isBanner reports whether a notice's format is a line of nats-server's
+// start-up banner (logged at debug level instead).
+func isBanner(format string) bool {
+	if format == "" {
+		return true
+	}
+	for _, p := range bannerPrefixes {
+		if strings.HasPrefix(format, p) {
+			return true
+		}
+	}
+	return false
+}
+
+func (s serverLogger) Warnf(format string, v ...any) { s.l.Warnf("nats-server: "+format, v...) }
 func (s serverLogger) Fatalf(format string, v ...any) {
 	s.l.Errorf("nats-server fatal: "+format, v...)
 	select {
