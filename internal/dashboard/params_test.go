@@ -107,3 +107,25 @@ func TestDeadBulkRefusesABadFunction(t *testing.T) {
 		}
 	}
 }
+
+// The page's event stream ignored a since, task or tick it could not
+// read (a stream of every task's changes then, say, for a bad task id);
+// each is refused with 400 naming the parameter.
+func TestEventStreamRefusesParametersItCannotUse(t *testing.T) {
+	t.Parallel()
+	srv := startServer(t)
+	d := startDashboard(t, Config{Client: srv.Client})
+	b := newBrowser(t, d.URL())
+	for query, want := range map[string]string{
+		"since=abc":      `since: want the change count the page was rendered at (a whole number), got "abc"`,
+		"since=-1":       `since: want the change count the page was rendered at (a whole number), got "-1"`,
+		"task=bad..id":   `task: invalid task id: id "bad..id" must not contain '..'`,
+		"tick=yes":       `tick: want 1 (a change event every`,
+		"since=3&tick=2": `tick: want 1`,
+	} {
+		code, body := b.get("/events?" + query)
+		if code != http.StatusBadRequest || !strings.Contains(body, want) {
+			t.Errorf("GET /events?%s: %d %q, want 400 with %q", query, code, body, want)
+		}
+	}
+}

@@ -603,17 +603,30 @@ func (s *Server) handleEvents(w http.ResponseWriter, r *http.Request, ss *sessio
 		http.Error(w, "streaming unsupported", http.StatusInternalServerError)
 		return
 	}
-	id := r.URL.Query().Get("task")
+	q := r.URL.Query()
+	id := q.Get("task")
 	if id == "" {
 		id = "*"
+	} else if err := models.ValidateTaskID(id); err != nil && id != "*" && id != deadWatch && id != runnersWatch {
+		http.Error(w, "task: "+err.Error(), http.StatusBadRequest)
+		return
+	}
+	since, sinceErr := strconv.ParseUint(q.Get("since"), 10, 64)
+	if sinceErr != nil && q.Get("since") != "" {
+		http.Error(w, fmt.Sprintf("since: want the change count the page was rendered at (a whole number), got %q", q.Get("since")), http.StatusBadRequest)
+		return
+	}
+	if t := q.Get("tick"); t != "" && t != "0" && t != "1" {
+		http.Error(w, fmt.Sprintf("tick: want 1 (a change event every %s too) or 0, got %q", s.tickInterval, t), http.StatusBadRequest)
+		return
 	}
 	ch, unsub := s.hub.subscribe(id)
 	defer unsub()
-	if since, err := strconv.ParseUint(r.URL.Query().Get("since"), 10, 64); err == nil && s.hub.current() > since {
+	if sinceErr == nil && s.hub.current() > since {
 		ch <- struct{}{} // changed between the page's render and now
 	}
 	var tick <-chan time.Time
-	if r.URL.Query().Get("tick") == "1" {
+	if q.Get("tick") == "1" {
 		t := time.NewTicker(s.tickInterval)
 		defer t.Stop()
 		tick = t.C
