@@ -486,6 +486,16 @@ func (s *Supervisor) Stop(ctx context.Context) error {
 	}
 }
 
+// stopping reports whether Stop has begun.
+func (s *Supervisor) stopping() bool {
+	select {
+	case <-s.stop:
+		return true
+	default:
+		return false
+	}
+}
+
 // killAlone kills the processes of the attempts alone that run (Stop).
 func (s *Supervisor) killAlone() {
 	s.mu.Lock()
@@ -718,10 +728,25 @@ func (s *Supervisor) executeAlone(ctx context.Context, req *pluginpb.ExecuteRequ
 		return Outcome{Failure: f}
 	}
 	defer s.aloneRuns.Done()
-	p, err := StartProcess(ctx, s.cfg.Process)
+	// Stop, which waits for this attempt, ends its process's start too:
+	// a plugin slow to answer its handshake held Stop for StartTimeout,
+	// whatever Stop's context said.
+	startCtx, cancelStart := context.WithCancel(ctx)
+	go func() {
+		select {
+		case <-s.stop:
+			cancelStart()
+		case <-startCtx.Done():
+		}
+	}()
+	p, err := StartProcess(startCtx, s.cfg.Process)
+	cancelStart()
 	if err != nil {
 		if ctx.Err() != nil {
 			return Outcome{Failure: ctxFailure(ctx, time.Time{})}
+		}
+		if s.stopping() {
+			return Outcome{Failure: &Failure{ErrorType: models.ErrorTypePluginUnavailable, Retryable: true, Message: fmt.Sprintf("plugin %s is stopped", s.name)}}
 		}
 		return Outcome{Failure: &Failure{ErrorType: models.ErrorTypePluginUnavailable, Retryable: true,
 			Message: fmt.Sprintf("plugin %s: cannot start a process of its own for the task: %v", s.name, err)}}

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -836,5 +837,78 @@ func TestAnAttemptAloneIsNotBlamedForAStoppedHandlerThatStillRuns(t *testing.T) 
 	}
 	if out.Failure != nil || string(out.Output) != "slept 2s" {
 		t.Fatalf("the attempt alone: %+v; want it to run undisturbed", out.Failure)
+	}
+}
+
+// Stop, bounded by its context, does not wait for the start of an
+// attempt alone's process: the start ends with it. It waited for the
+// start to give up (StartTimeout, 10 s by default), whatever Stop's
+// context said, before returning, and the attempt then failed as if its
+// plugin could not start.
+func TestStopDoesNotWaitForTheStartOfAnAttemptAlonesProcess(t *testing.T) {
+	t.Parallel()
+	dir, err := os.MkdirTemp("", "omniq-alone-start-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = os.RemoveAll(dir) })
+	if err := os.Chmod(dir, 0o777); err != nil { // the plugins' user writes its mark
+		t.Fatal(err)
+	}
+	path := copyFile(t, buildPath(t, faultsPkg), t.TempDir(), "faults")
+	cfg := pluginhost.Config{}
+	cfg.Process.Path = path
+	// Longer than the test waits for Stop, so that Stop, when it waits
+	// for the start, returns (at the start's end) after the test failed.
+	cfg.Process.StartTimeout = 90 * time.Second
+	s := pluginhost.NewSupervisor(cfg)
+	if err := s.Start(ctx(t)); err != nil {
+		t.Fatalf("start: %v", err)
+	}
+	stopped := make(chan struct{}) // closed when Stop has returned
+	stopping := false
+	t.Cleanup(func() {
+		if stopping {
+			<-stopped
+			return
+		}
+		c, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		_ = s.Stop(c)
+	})
+	// From now on the plugin's starts hang: it never answers the
+	// handshake. The shared process is already up.
+	mark := filepath.Join(dir, "starting")
+	silent := writeScriptIn(t, filepath.Dir(path), "faults.new", "#!/bin/sh\ntouch "+mark+"\nexec sleep 600\n", 0o755)
+	if err := os.Rename(silent, path); err != nil {
+		t.Fatal(err)
+	}
+	alone := make(chan pluginhost.Outcome, 1)
+	go func() {
+		alone <- s.Execute(pluginhost.Alone(context.Background()), req("alone", "sleep", "1s"), time.Now().Add(time.Hour), nil)
+	}()
+	omniqtest.Eventually(t, 30*time.Second, "the attempt alone's process to be starting", func() bool {
+		_, err := os.Stat(mark)
+		return err == nil
+	})
+	stopping = true
+	go func() {
+		defer close(stopped)
+		c, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = s.Stop(c)
+	}()
+	select {
+	case <-stopped:
+	case <-time.After(60 * time.Second):
+		t.Fatal("Stop still waits, a minute on, for the start of an attempt alone's process")
+	}
+	select {
+	case o := <-alone:
+		if f := o.Failure; f == nil || f.ErrorType != models.ErrorTypePluginUnavailable || !strings.Contains(f.Message, "stopped") {
+			t.Fatalf("the attempt alone whose process was starting: %+v; want plugin_unavailable saying the plugin was stopped", f)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("the attempt alone still runs after Stop returned")
 	}
 }
