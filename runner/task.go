@@ -1058,8 +1058,8 @@ func afterFailure(t *models.Task, f *pluginhost.Failure, res resolved, maxCrashe
 	if te.ErrorType == models.ErrorTypePluginCrash && f.OthersInFlight > 0 && t.SharedCrashes < maxCrashes && retryable {
 		// Any task in flight may have crashed it: this one runs again
 		// alone, where a crash is its own, at no cost to its budget.
-		// (An attempt alone runs on a process of its own, and sees no
-		// others, unless its plugin serves attempts as separate calls.)
+		// (An attempt alone runs on a process of its own: a crash there
+		// has no others in flight, and counts.)
 		// Past maxCrashes of them they count, so that every task ends
 		// whatever befalls its plugin.
 		te.Message += "; not counted against this task: it runs again alone on its plugin, where a crash would be its own"
