@@ -591,6 +591,9 @@ func listOrder(by ListSort, newest bool) string {
 	return string(by) + ":asc"
 }
 
+// listOrders are the orders List's cursors name.
+var listOrders = []string{listOrder(SortCreated, true), listOrder(SortCreated, false), listOrder(SortUpdated, true), listOrder(SortUpdated, false)}
+
 // ValidateListCursor checks that after is a cursor List made (a page's
 // Next) for the order by (SortCreated when "") and newest. A cursor of
 // the older form NANOS/ID, which does not name its order, is taken as
@@ -630,10 +633,8 @@ func parseListCursor(after string, by ListSort, newest bool) (int64, string, err
 	if i := strings.LastIndexByte(head, ':'); i >= 0 {
 		ts = head[i+1:]
 		if made := head[:i]; made != want {
-			for _, o := range []string{listOrder(SortCreated, true), listOrder(SortCreated, false), listOrder(SortUpdated, true), listOrder(SortUpdated, false)} {
-				if made == o {
-					bad.MadeFor = made
-				}
+			if slices.Contains(listOrders, made) {
+				bad.MadeFor = made
 			}
 			return 0, "", bad
 		}

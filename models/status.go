@@ -41,6 +41,15 @@ var AllStatuses = []TaskStatus{
 	StatusSucceeded, StatusFailed, StatusCancelled,
 }
 
+// StatusNames returns the names of AllStatuses, in that order.
+func StatusNames() []string {
+	names := make([]string, len(AllStatuses))
+	for i, st := range AllStatuses {
+		names[i] = string(st)
+	}
+	return names
+}
+
 // transitions is the one place the state machine is written down.
 var transitions = map[TaskStatus][]TaskStatus{
 	// A pending task is claimed, or dead-lettered without running

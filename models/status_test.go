@@ -83,3 +83,15 @@ func TestParseTaskStatus(t *testing.T) {
 		}
 	}
 }
+
+func TestStatusNamesAreAllStatusesInOrder(t *testing.T) {
+	names := models.StatusNames()
+	if len(names) != len(models.AllStatuses) {
+		t.Fatalf("StatusNames() = %v, want one per status of %v", names, models.AllStatuses)
+	}
+	for i, st := range models.AllStatuses {
+		if names[i] != string(st) {
+			t.Errorf("StatusNames()[%d] = %q, want %q", i, names[i], st)
+		}
+	}
+}

@@ -223,18 +223,21 @@ type taskRow struct {
 	Attempt                 int
 }
 
+// parseCursor reads a tasks page cursor as query makes them: <created,
+// unix nanoseconds>/<task id>.
+func parseCursor(v string) (created int64, id string, ok bool) {
+	ts, id, ok := strings.Cut(v, "/")
+	n, err := strconv.ParseInt(ts, 10, 64)
+	if !ok || err != nil || n < 0 || models.ValidateTaskID(id) != nil {
+		return 0, "", false
+	}
+	return n, id, true
+}
+
 // query returns a page of tasks matching q, newest first, and the cursor of
 // the next page ("" on the last one).
 func (x *index) query(q taskQuery) ([]taskRow, string) {
-	var bc int64
-	var bid string
-	hasCursor := false
-	if q.Before != "" {
-		ts, id, ok := strings.Cut(q.Before, "/")
-		if n, err := strconv.ParseInt(ts, 10, 64); ok && err == nil {
-			bc, bid, hasCursor = n, id, true
-		}
-	}
+	bc, bid, hasCursor := parseCursor(q.Before)
 	x.mu.RLock()
 	defer x.mu.RUnlock()
 	end := len(x.order)

@@ -289,14 +289,6 @@ const timeForm = "2006-01-02T15:04"
 // maxTasksPage bounds the tasks page's limit parameter; it defaults to 50.
 const maxTasksPage = 500
 
-// validCursor reports whether v is a tasks page cursor as index.query
-// makes them: <created, unix nanoseconds>/<task id>.
-func validCursor(v string) bool {
-	ts, id, ok := strings.Cut(v, "/")
-	n, err := strconv.ParseInt(ts, 10, 64)
-	return ok && err == nil && n >= 0 && models.ValidateTaskID(id) == nil
-}
-
 func (s *Server) handleTasks(w http.ResponseWriter, r *http.Request, ss *session) {
 	q := r.URL.Query()
 	d := &tasksData{Statuses: models.AllStatuses}
@@ -312,11 +304,7 @@ func (s *Server) handleTasks(w http.ResponseWriter, r *http.Request, ss *session
 		if err != nil {
 			// Named as the filter is, as since and until are: the
 			// models' error spoke of an "invalid task".
-			names := make([]string, len(models.AllStatuses))
-			for i, s := range models.AllStatuses {
-				names[i] = string(s)
-			}
-			bad = append(bad, fmt.Sprintf("status: %q is not one of %s", v, strings.Join(names, ", ")))
+			bad = append(bad, fmt.Sprintf("status: %q is not one of %s", v, strings.Join(models.StatusNames(), ", ")))
 		}
 		d.Q.Status = st
 	}
@@ -335,8 +323,8 @@ func (s *Server) handleTasks(w http.ResponseWriter, r *http.Request, ss *session
 			d.Q.Limit = n
 		}
 	}
-	if v := d.Q.Before; v != "" && !validCursor(v) {
-		bad = append(bad, fmt.Sprintf("before: %q is not a page cursor (the one the older » link carries); leave it out for the newest tasks", v))
+	if _, _, ok := parseCursor(d.Q.Before); d.Q.Before != "" && !ok {
+		bad = append(bad, fmt.Sprintf("before: %q is not a page cursor (the one the older » link carries); leave it out for the newest tasks", d.Q.Before))
 	}
 	parseTime := func(name string) (time.Time, string) {
 		v := q.Get(name)
@@ -429,12 +417,22 @@ type taskData struct {
 	CanReplay     bool
 }
 
-func (s *Server) handleTask(w http.ResponseWriter, r *http.Request, ss *session) {
-	ctx, cancel := s.natsContext(r.Context(), requestTimeout)
-	defer cancel()
+// pathTaskID returns the task id of r's path, or answers 400 naming what
+// is wrong with it: there is no such task to show or act on.
+func pathTaskID(w http.ResponseWriter, r *http.Request) (string, bool) {
 	id := r.PathValue("id")
 	if err := models.ValidateTaskID(id); err != nil {
 		http.Error(w, "bad task id: "+err.Error(), http.StatusBadRequest)
+		return "", false
+	}
+	return id, true
+}
+
+func (s *Server) handleTask(w http.ResponseWriter, r *http.Request, ss *session) {
+	ctx, cancel := s.natsContext(r.Context(), requestTimeout)
+	defer cancel()
+	id, ok := pathTaskID(w, r)
+	if !ok {
 		return
 	}
 	d := &taskData{ID: id}
@@ -681,10 +679,8 @@ func (s *Server) confirmTask(w http.ResponseWriter, r *http.Request, ss *session
 }
 
 func (s *Server) handleCancel(w http.ResponseWriter, r *http.Request, ss *session) {
-	id := r.PathValue("id")
-	if err := models.ValidateTaskID(id); err != nil {
-		// As the task page answers it: there is no such task to act on.
-		http.Error(w, "bad task id: "+err.Error(), http.StatusBadRequest)
+	id, ok := pathTaskID(w, r)
+	if !ok {
 		return
 	}
 	if s.confirmTask(w, r, ss, "cancel", id) {
@@ -707,10 +703,8 @@ func (s *Server) handleCancel(w http.ResponseWriter, r *http.Request, ss *sessio
 }
 
 func (s *Server) handleReplay(w http.ResponseWriter, r *http.Request, ss *session) {
-	id := r.PathValue("id")
-	if err := models.ValidateTaskID(id); err != nil {
-		// As the task page answers it: there is no such task to act on.
-		http.Error(w, "bad task id: "+err.Error(), http.StatusBadRequest)
+	id, ok := pathTaskID(w, r)
+	if !ok {
 		return
 	}
 	if s.confirmTask(w, r, ss, "replay", id) {

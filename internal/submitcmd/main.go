@@ -220,10 +220,7 @@ func (c *cli) completions(root *cobra.Command) {
 			return out, cobra.ShellCompDirectiveNoFileComp
 		}
 	}
-	var statuses []string
-	for _, st := range models.AllStatuses {
-		statuses = append(statuses, string(st))
-	}
+	statuses := models.StatusNames()
 	_ = root.RegisterFlagCompletionFunc("output", fixed("json", "text"))
 	var walk func(cmd *cobra.Command)
 	walk = func(cmd *cobra.Command) {

@@ -48,9 +48,6 @@ func (h headerFlags) Set(v string) error {
 	return nil
 }
 
-// retriesFlag is --max-retries: a retry budget of 0 or more, or -1 (left
-// out) for what leftOut says ("the function's default" for a submit,
-// "each task's own" for a replay). Help shows no default for it.
 // idFlag is --id. An empty value given is refused rather than taken as
 // "a new unique id": a script's --id "$ID" with ID unset would otherwise
 // submit under an id nobody chose, without a word, and a retry of it
@@ -75,6 +72,9 @@ func (f idFlag) Set(v string) error {
 	return nil
 }
 
+// retriesFlag is --max-retries: a retry budget of 0 or more, or -1 (left
+// out) for what leftOut says ("the function's default" for a submit,
+// "each task's own" for a replay). Help shows no default for it.
 type retriesFlag struct {
 	n       *int
 	leftOut string

@@ -376,13 +376,8 @@ func thousands(n int) string {
 	return s
 }
 
-func joinStatuses() string {
-	var s []string
-	for _, st := range models.AllStatuses {
-		s = append(s, string(st))
-	}
-	return strings.Join(s, ", ")
-}
+// joinStatuses lists the statuses, for help and errors.
+func joinStatuses() string { return strings.Join(models.StatusNames(), ", ") }
 
 func (c *cli) watchCommand() *cobra.Command {
 	return &cobra.Command{

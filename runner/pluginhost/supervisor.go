@@ -496,6 +496,22 @@ func (s *Supervisor) stopping() bool {
 	}
 }
 
+// stoppedFailure is the Failure of an attempt its plugin's Stop ended,
+// or that came after it.
+func (s *Supervisor) stoppedFailure() *Failure {
+	return &Failure{ErrorType: models.ErrorTypePluginUnavailable, Retryable: true, Message: fmt.Sprintf("plugin %s is stopped", s.name)}
+}
+
+// withDeadline returns the context of an attempt's call: ctx, ending at
+// deadline unless that is zero, which req then carries to the plugin.
+func withDeadline(ctx context.Context, deadline time.Time, req *pluginpb.ExecuteRequest) (context.Context, context.CancelFunc) {
+	if deadline.IsZero() {
+		return ctx, func() {}
+	}
+	req.DeadlineUnixNano = deadline.UnixNano()
+	return context.WithDeadline(ctx, deadline)
+}
+
 // killAlone kills the processes of the attempts alone that run (Stop).
 func (s *Supervisor) killAlone() {
 	s.mu.Lock()
@@ -533,7 +549,7 @@ func (s *Supervisor) acquire(ctx context.Context) (*Process, *Failure) {
 		case state == StateQuarantined && time.Until(until) > s.cfg.StartWait:
 			return nil, quarantined(s.name, until, lastErr)
 		case state == StateStopped:
-			return nil, &Failure{ErrorType: models.ErrorTypePluginUnavailable, Retryable: true, Message: fmt.Sprintf("plugin %s is stopped", s.name)}
+			return nil, s.stoppedFailure()
 		}
 		select {
 		case <-up:
@@ -668,11 +684,7 @@ func (s *Supervisor) Execute(ctx context.Context, req *pluginpb.ExecuteRequest, 
 		}
 	}
 	defer s.sem.Release(1)
-	callCtx, cancel := ctx, context.CancelFunc(func() {})
-	if !deadline.IsZero() {
-		callCtx, cancel = context.WithDeadline(ctx, deadline)
-		req.DeadlineUnixNano = deadline.UnixNano()
-	}
+	callCtx, cancel := withDeadline(ctx, deadline, req)
 	defer cancel()
 	if callCtx.Err() != nil {
 		// The deadline passed while the earlier attempt's handler was
@@ -712,7 +724,7 @@ func (s *Supervisor) executeAlone(ctx context.Context, req *pluginpb.ExecuteRequ
 	s.mu.Lock()
 	select {
 	case <-s.stop:
-		f = &Failure{ErrorType: models.ErrorTypePluginUnavailable, Retryable: true, Message: fmt.Sprintf("plugin %s is stopped", s.name)}
+		f = s.stoppedFailure()
 	default:
 		if s.state == StateQuarantined {
 			// Its crashes are as likely this task's as any other's
@@ -746,7 +758,7 @@ func (s *Supervisor) executeAlone(ctx context.Context, req *pluginpb.ExecuteRequ
 			return Outcome{Failure: ctxFailure(ctx, time.Time{})}
 		}
 		if s.stopping() {
-			return Outcome{Failure: &Failure{ErrorType: models.ErrorTypePluginUnavailable, Retryable: true, Message: fmt.Sprintf("plugin %s is stopped", s.name)}}
+			return Outcome{Failure: s.stoppedFailure()}
 		}
 		return Outcome{Failure: &Failure{ErrorType: models.ErrorTypePluginUnavailable, Retryable: true,
 			Message: fmt.Sprintf("plugin %s: cannot start a process of its own for the task: %v", s.name, err)}}
@@ -758,7 +770,7 @@ func (s *Supervisor) executeAlone(ctx context.Context, req *pluginpb.ExecuteRequ
 		s.mu.Unlock()
 		p.forceKill()
 		s.release(p)
-		return Outcome{Failure: &Failure{ErrorType: models.ErrorTypePluginUnavailable, Retryable: true, Message: fmt.Sprintf("plugin %s is stopped", s.name)}}
+		return Outcome{Failure: s.stoppedFailure()}
 	default:
 		s.aloneProcs[p] = struct{}{}
 	}
@@ -767,11 +779,7 @@ func (s *Supervisor) executeAlone(ctx context.Context, req *pluginpb.ExecuteRequ
 	if !deadline.IsZero() {
 		deadline = deadline.Add(time.Since(waited))
 	}
-	callCtx, cancel := ctx, context.CancelFunc(func() {})
-	if !deadline.IsZero() {
-		callCtx, cancel = context.WithDeadline(ctx, deadline)
-		req.DeadlineUnixNano = deadline.UnixNano()
-	}
+	callCtx, cancel := withDeadline(ctx, deadline, req)
 	out := s.attempt(ctx, callCtx, p, req, deadline, onProgress, false)
 	cancel()
 	died := p.exitedNow()
