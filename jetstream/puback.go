@@ -50,6 +50,17 @@ func publishAcked(ctx context.Context, nc *nats.Conn, msg *nats.Msg, tries *int)
 			return err
 		}
 		ack, err = parsePubAck(resp.Data)
+		if isSubjectInProcess(err) {
+			until := time.Now().Add(timeout)
+			err = askWhileSubjectInProcess(ctx, err, until, func() error {
+				resp, err := nc.RequestMsg(msg, time.Until(until))
+				if err != nil {
+					return err
+				}
+				ack, err = parsePubAck(resp.Data)
+				return err
+			})
+		}
 		if tries != nil && isDuplicateInProcess(err) {
 			// This try stored nothing: another publish with its
 			// message id was being stored. The next try's answer is
@@ -59,6 +70,49 @@ func publishAcked(ctx context.Context, nc *nats.Conn, msg *nats.Msg, tries *int)
 		return err
 	})
 	return ack, err
+}
+
+// errCodeSubjectInProcess is nats-server's
+// JSStreamWrongLastSequenceConstantErr, "wrong last sequence" without a
+// sequence: a replicated stream answers it to a write expecting a
+// subject's last sequence (Nats-Expected-Last-Subject-Sequence, a KV
+// compare-and-swap) while another write of that subject is proposed to the
+// replicas and not yet applied. That other write may be this writer's own
+// previous one: the stream leader sends a write's acknowledgement before it
+// forgets the write was in process (nats-server 2.15), so a writer that
+// writes a key again at once is sometimes refused, although nothing else
+// wrote it. Unlike JSStreamWrongLastSequenceErrF (10071), which names the
+// key's actual last sequence, it is no verdict on the expected revision.
+const errCodeSubjectInProcess = natsjs.JSErrCodeStreamWrongLastSequenceConstant
+
+// isSubjectInProcess reports whether err is errCodeSubjectInProcess.
+func isSubjectInProcess(err error) bool {
+	var apiErr *natsjs.APIError
+	return errors.As(err, &apiErr) && apiErr.ErrorCode == errCodeSubjectInProcess
+}
+
+// askWhileSubjectInProcess asks again, with ask, a compare-and-swap write
+// the stream refused because its key had a write in process: that answer
+// stored nothing and is no verdict on the expected revision, and the write
+// in process is soon stored or dropped. It waits longer between asks (1 ms
+// doubling to 50 ms) and returns the first other answer, or the last
+// refusal (refused, at first) when the next wait would pass until, or
+// ctx's error.
+func askWhileSubjectInProcess(ctx context.Context, refused error, until time.Time, ask func() error) error {
+	err := refused
+	for wait := time.Millisecond; ; wait = min(2*wait, 50*time.Millisecond) {
+		if !time.Now().Add(wait).Before(until) {
+			return err
+		}
+		select {
+		case <-time.After(wait):
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+		if err = ask(); !isSubjectInProcess(err) {
+			return err
+		}
+	}
 }
 
 // errCodeDuplicateInProcess is nats-server's

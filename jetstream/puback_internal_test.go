@@ -28,6 +28,7 @@ func TestParsePubAck(t *testing.T) {
 		{"not a duplicate", `{"stream":"S","seq":9,"duplicate":false}`, 9, false, 0, false},
 		{"spaces", `{"stream": "S", "seq": 12}`, 12, false, 0, false},
 		{"wrong last sequence", `{"error":{"code":400,"err_code":10071,"description":"wrong last sequence: 5"},"stream":"KV_OMNIQ_STATE","seq":0}`, 0, false, natsjs.JSErrCodeStreamWrongLastSequence, false},
+		{"a write of the subject in process", `{"error":{"code":400,"err_code":10164,"description":"wrong last sequence"},"stream":"KV_OMNIQ_STATE","seq":0}`, 0, false, natsjs.JSErrCodeStreamWrongLastSequenceConstant, false},
 		{"unavailable", `{"error":{"code":503,"err_code":10008,"description":"JetStream system temporarily unavailable"}}`, 0, false, 10008, false},
 		{"a stream named seq", `{"stream":"\"seq\":1","error":{"code":400,"err_code":10071,"description":"x"}}`, 0, false, natsjs.JSErrCodeStreamWrongLastSequence, false},
 		{"no sequence", `{"stream":"S"}`, 0, false, 0, true},
@@ -128,5 +129,47 @@ func TestStateWriteErrorOfASilentStreamSaysWhereToLook(t *testing.T) {
 	}
 	if err := stateWriteError("t1", errors.New("other")); err.Error() != "write state of task t1: other" {
 		t.Errorf("another error: %q", err)
+	}
+}
+
+// A refusal because a write of the key is in process is asked again until
+// another answer comes, within the time given; other answers end it.
+func TestAskWhileSubjectInProcess(t *testing.T) {
+	inProcess := &natsjs.APIError{Code: 400, ErrorCode: natsjs.JSErrCodeStreamWrongLastSequenceConstant, Description: "wrong last sequence"}
+	stale := &natsjs.APIError{Code: 400, ErrorCode: natsjs.JSErrCodeStreamWrongLastSequence, Description: "wrong last sequence: 7"}
+	for _, tc := range []struct {
+		name    string
+		answers []error // what each ask answers, in turn; the last one is repeated
+		within  time.Duration
+		want    error
+		asks    int
+	}{
+		{"stored once the other write is", []error{inProcess, inProcess, nil}, time.Second, nil, 3},
+		{"stale once the other write is", []error{inProcess, stale}, time.Second, stale, 2},
+		{"no answer", []error{nats.ErrTimeout}, time.Second, nats.ErrTimeout, 1},
+		{"in process past the time given", []error{inProcess}, 30 * time.Millisecond, inProcess, -1},
+		{"no time to ask again", []error{nil}, 0, inProcess, 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			asks := 0
+			err := askWhileSubjectInProcess(context.Background(), inProcess, time.Now().Add(tc.within), func() error {
+				asks++
+				return tc.answers[min(asks, len(tc.answers))-1]
+			})
+			if !errors.Is(err, tc.want) && err != tc.want {
+				t.Fatalf("err = %v, want %v", err, tc.want)
+			}
+			if tc.asks >= 0 && asks != tc.asks {
+				t.Fatalf("asked %d times, want %d", asks, tc.asks)
+			}
+			if tc.asks < 0 && asks < 2 {
+				t.Fatalf("asked %d times in %v, want it asked again while in process", asks, tc.within)
+			}
+		})
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if err := askWhileSubjectInProcess(ctx, inProcess, time.Now().Add(time.Minute), func() error { return nil }); !errors.Is(err, context.Canceled) {
+		t.Fatalf("with its context ended: %v", err)
 	}
 }

@@ -394,7 +394,15 @@ func (s *StateStore) Replace(ctx context.Context, cur Record, next *models.Task)
 // Delete removes the record in cur if it is still at cur.Revision.
 func (s *StateStore) Delete(ctx context.Context, cur Record) error {
 	err := retryTransient(ctx, func(ctx context.Context) error {
-		return s.kv.Purge(ctx, cur.Task.ID, natsjs.LastRevision(cur.Revision), natsjs.PurgeTTL(limitMarkerTTL))
+		purge := func() error {
+			return s.kv.Purge(ctx, cur.Task.ID, natsjs.LastRevision(cur.Revision), natsjs.PurgeTTL(limitMarkerTTL))
+		}
+		err := purge()
+		if isSubjectInProcess(err) {
+			dl, _ := ctx.Deadline() // retryTransient's tries have one
+			err = askWhileSubjectInProcess(ctx, err, dl, purge)
+		}
+		return err
 	})
 	if isWrongLastSeq(err) {
 		return fmt.Errorf("%w: %s", ErrStaleRevision, cur.Task.ID)
