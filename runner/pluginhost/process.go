@@ -224,7 +224,7 @@ func StartProcess(ctx context.Context, cfg ProcessConfig) (*Process, error) {
 		// The plugin's os.Stdout and os.Stderr, forwarded over gRPC.
 		SyncStdout:      syncThrottled{w: io.Discard, budget: stdio},
 		SyncStderr:      syncThrottled{w: p.stderr, budget: stdio},
-		Logger:          newStderrLimited(hclogrus.New(log)),
+		Logger:          newStderrLimited(hclogrus.New(log), cfg.Path),
 		GRPCDialOptions: dialOptions(cfg.MaxMessageBytes),
 		RunnerFunc: func(_ hclog.Logger, spec *exec.Cmd, _ string) (runner.Runner, error) {
 			return p.newRunner(path, spec)
@@ -255,7 +255,7 @@ func StartProcess(ctx context.Context, cfg ProcessConfig) (*Process, error) {
 		p.client.Kill()
 		releaseSockets()
 		exe.Close() // if the runner did not already
-		tail := p.stderr.Tail()
+		tail := namePath(p.stderr.Tail(), cfg.Path)
 		if tail != "" {
 			return nil, fmt.Errorf("%w: %s: %w\nplugin stderr:\n%s", ErrStart, cfg.Path, err, tail)
 		}
@@ -463,7 +463,7 @@ func (p *Process) exitedNow() bool {
 // Exit describes how the process ended. Valid after Exited is closed.
 func (p *Process) Exit() ExitInfo {
 	info := p.proc.exitInfo()
-	info.Stderr = p.stderr.Tail()
+	info.Stderr = namePath(p.stderr.Tail(), p.cfg.Path)
 	return info
 }
 

@@ -1,10 +1,13 @@
 package pluginhost
 
 import (
+	"strings"
 	"sync"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
+
+	"github.com/omniq/omniq/runner/pluginhost/internal/sandbox"
 )
 
 // How many lines of one plugin process's stderr the runner logs: a burst,
@@ -24,21 +27,33 @@ const (
 // pass untouched.
 type stderrLimited struct {
 	hclog.Logger
-	lim *lineLimiter
+	lim  *lineLimiter
+	path string // the plugin's, for namePath
 }
 
-func newStderrLimited(l hclog.Logger) hclog.Logger {
-	return stderrLimited{Logger: l, lim: &lineLimiter{tokens: stderrLogBurst}}
+// newStderrLimited returns the logger for the plugin at path.
+func newStderrLimited(l hclog.Logger, path string) hclog.Logger {
+	return stderrLimited{Logger: l, lim: &lineLimiter{tokens: stderrLogBurst}, path: path}
 }
 
 func (l stderrLimited) Named(name string) hclog.Logger {
-	return limitedLines{Logger: l.Logger.Named(name), lim: l.lim}
+	return limitedLines{Logger: l.Logger.Named(name), lim: l.lim, path: l.path}
 }
 
-// limitedLines logs a line only while its limiter allows.
+// limitedLines logs a line only while its limiter allows, naming the
+// plugin by its path (namePath).
 type limitedLines struct {
 	hclog.Logger
-	lim *lineLimiter
+	lim  *lineLimiter
+	path string
+}
+
+// namePath puts the plugin's path where what it wrote names it by the
+// descriptor it runs from (sandbox.ExePath): a script's interpreter knows
+// it by that, and a Python plugin that failed to import a module said
+// `File "/proc/self/fd/3", line 2`.
+func namePath(s, path string) string {
+	return strings.ReplaceAll(s, sandbox.ExePath, path)
 }
 
 func (l limitedLines) Log(level hclog.Level, msg string, args ...any) {
@@ -55,7 +70,7 @@ func (l limitedLines) Log(level hclog.Level, msg string, args ...any) {
 	if dropped > 0 {
 		l.Logger.Warn("the plugin's stderr flood is over", "lines_not_logged", dropped)
 	}
-	l.Logger.Log(level, msg, args...)
+	l.Logger.Log(level, namePath(msg, l.path), args...)
 }
 
 func (l limitedLines) enabled(level hclog.Level) bool {

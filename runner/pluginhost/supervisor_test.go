@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/sirupsen/logrus"
+	logtest "github.com/sirupsen/logrus/hooks/test"
 
 	"github.com/omniq/omniq/internal/omniqtest"
 	"github.com/omniq/omniq/models"
@@ -911,4 +912,32 @@ func TestStopDoesNotWaitForTheStartOfAnAttemptAlonesProcess(t *testing.T) {
 	case <-time.After(30 * time.Second):
 		t.Fatal("the attempt alone still runs after Stop returned")
 	}
+}
+
+// A plugin runs from the descriptor of the file the runner checked, so a
+// script's interpreter knows it as /proc/self/fd/3, and a Python plugin
+// that could not import a module said `File "/proc/self/fd/3", line 2` in
+// the start error: the runner names the plugin's path there instead, in
+// the start error and in what it logs of the plugin's stderr.
+func TestAScriptsErrorsNameItsPath(t *testing.T) {
+	t.Parallel()
+	script := writeScript(t, "#!/bin/sh\necho \"error in $0, line 2\" >&2\nexit 7\n")
+	log, hook := logtest.NewNullLogger()
+	log.SetLevel(logrus.DebugLevel) // go-plugin logs a line without a level at debug
+	_, err := pluginhost.StartProcess(ctx(t), pluginhost.ProcessConfig{Path: script, StartTimeout: 5 * time.Second, Logger: log})
+	want := "error in " + script + ", line 2"
+	if !errors.Is(err, pluginhost.ErrStart) || !strings.Contains(err.Error(), want) || strings.Contains(err.Error(), "/fd/") {
+		t.Fatalf("err = %v, want ErrStart naming the script %s where its stderr named itself", err, script)
+	}
+	eventually(t, 20*time.Second, "the plugin's line in the runner's log", func() bool {
+		for _, e := range hook.AllEntries() {
+			if strings.Contains(e.Message, "error in ") {
+				if !strings.Contains(e.Message, want) {
+					t.Fatalf("the plugin's line was logged as %q, want it to say %q", e.Message, want)
+				}
+				return true
+			}
+		}
+		return false
+	})
 }

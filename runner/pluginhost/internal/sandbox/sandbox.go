@@ -8,6 +8,12 @@ import (
 // ErrKilled: Kill came before Start started the process, so it did not.
 var ErrKilled = errors.New("sandbox: killed before it started")
 
+// ExePath is the path a plugin is executed through: the descriptor of the
+// file the runner checked, so that what was checked is what runs. A
+// script's interpreter knows the script by this path, and names it in
+// its errors.
+const ExePath = "/proc/self/fd/3"
+
 // DefaultUser is the user plugins run as when the runner is root and no
 // user is configured.
 const DefaultUser = "nobody"

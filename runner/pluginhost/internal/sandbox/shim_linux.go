@@ -25,7 +25,7 @@ const probeArg = "probe"
 // which the runner releases it, and the pipe on which it reports how the
 // plugin ended.
 const (
-	exeFD    = 3
+	exeFD    = 3 // ExePath
 	syncFD   = 4
 	statusFD = 5
 )
@@ -157,7 +157,7 @@ func runShim(arg string) {
 	// directory: a relative path is resolved from there without the
 	// permissions of the directories above it, which may be all that
 	// keeps the runner's files there from the plugin's user.
-	pid, err := startPlugin(fmt.Sprintf("/proc/self/fd/%d", exeFD), s.Argv,
+	pid, err := startPlugin(ExePath, s.Argv,
 		&syscall.ProcAttr{Dir: s.TmpDir, Env: os.Environ(), Files: []uintptr{0, 1, 2, exeFD}, Sys: attr}, atExec)
 	if err != nil {
 		shimFail("execute the plugin", err)
