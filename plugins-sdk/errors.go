@@ -187,10 +187,10 @@ func Invoke(ctx context.Context, h Handler, task *Task) (out []byte, f *Failure)
 }
 
 // fromPanic returns stack, the stack of a goroutine read by the deferred
-// function that recovered its panic, from the frame that panicked on:
-// without runtime/debug.Stack, that function and panic itself, which come
-// first and are the SDK's, not the handler's. A stack of another shape is
-// returned as it is.
+// function that recovered its panic, from the frame that panicked on to
+// the handler (toHandler): without runtime/debug.Stack, that function and
+// panic itself, which come first and are the SDK's, not the handler's. A
+// stack of another shape is returned as it is.
 func fromPanic(stack string) string {
 	header, frames, ok := strings.Cut(stack, "\n")
 	i := strings.Index(frames, "\npanic(")
@@ -203,7 +203,33 @@ func fromPanic(stack string) string {
 	if rest == "" {
 		return stack
 	}
-	return header + "\n" + rest
+	return header + "\n" + toHandler(rest)
+}
+
+// sdkFrame begins the line of an SDK function in a Go stack, and
+// invokeFrame Invoke's.
+const (
+	sdkFrame    = "github.com/omniq/omniq/plugins-sdk."
+	invokeFrame = sdkFrame + "Invoke("
+)
+
+// toHandler returns frames (a goroutine's stack without its header: a
+// function's line, then its file's, each) without Invoke's frame and
+// those below it, and without the SDK's frames right above it (a
+// HandlerFunc's or a Mux's ServeTask): what called the handler (the SDK's
+// dispatch, and the goroutine's "created by") is the SDK's, and a
+// traceback of the handler's panic ends where the handler was called.
+// Frames without Invoke's are returned as they are.
+func toHandler(frames string) string {
+	i := strings.Index(frames, "\n"+invokeFrame)
+	if i < 0 {
+		return frames
+	}
+	lines := strings.Split(frames[:i], "\n")
+	for len(lines) > 2 && strings.HasPrefix(lines[len(lines)-2], sdkFrame) {
+		lines = lines[:len(lines)-2]
+	}
+	return strings.Join(lines, "\n")
 }
 
 // FailureOf classifies err, returned by a handler running under ctx.

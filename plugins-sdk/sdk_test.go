@@ -135,6 +135,12 @@ func TestPanicIsRecoveredWithItsStack(t *testing.T) {
 		strings.Contains(f.Traceback, "runtime/debug.Stack") || strings.Contains(f.Traceback, "\npanic(") {
 		t.Errorf("traceback does not start at the panicking handler:\n%s", f.Traceback)
 	}
+	// It ends at the handler too: below it came the SDK's dispatch and
+	// the goroutine's "created by".
+	if last := lines[len(lines)-1]; !strings.Contains(lines[len(lines)-2], "sdk_test.TestPanicIsRecoveredWithItsStack.func1(") ||
+		!strings.Contains(last, "sdk_test.go:") || strings.Contains(f.Traceback, "plugins-sdk.Invoke(") || strings.Contains(f.Traceback, "created by") {
+		t.Errorf("traceback does not end at the handler:\n%s", f.Traceback)
+	}
 }
 
 func TestDeadlineAndCancellationBecomeTimeoutAndCancelled(t *testing.T) {
