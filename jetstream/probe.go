@@ -51,8 +51,10 @@ func (p *RecordProbe) Close() { p.sc.close() }
 // MaxProbeIDs) that has one; the others are left out. A key whose last
 // message is the marker of a delete or an expiry has none, as for Get.
 // Like Get it reads any replica of a replicated bucket, which may miss a
-// record written a moment ago. Records more than the server sends in one
-// answer (its max_pending, 64 MB by default) take more than one request.
+// record written a moment ago. Records of more than scanBytes take more
+// than one request: an answer of the server's own bound (its max_pending,
+// 64 MB by default) held that much in the probe, and under load took
+// longer than scanTimeout to arrive.
 func (p *RecordProbe) Revisions(ctx context.Context, ids []string) (map[string]uint64, error) {
 	if len(ids) > MaxProbeIDs {
 		return nil, fmt.Errorf("%w: %d ids in one probe, at most %d", ErrStateScan, len(ids), MaxProbeIDs)
@@ -73,7 +75,8 @@ func (p *RecordProbe) Revisions(ctx context.Context, ids []string) (map[string]u
 	for len(keys) > 0 {
 		req, err := json.Marshal(struct {
 			MultiLast []string `json:"multi_last"`
-		}{keys})
+			Bytes     int      `json:"max_bytes"`
+		}{keys, scanBytes})
 		if err != nil {
 			return nil, err
 		}

@@ -1071,9 +1071,9 @@ func TestRecordProbeSaysWhichTasksHaveRecords(t *testing.T) {
 }
 
 // A record probe answers for every id that has a record, also when their
-// records together are more than the server sends in one answer (its
-// max_pending, 64 MB by default): the ids it did not get to are asked
-// again, not left out as if they had no record.
+// records together are more than one answer holds (8 MB, the probe's
+// bound; the server's own, max_pending, is 64 MB): the ids it did not get
+// to are asked again, not left out as if they had no record.
 func TestRecordProbeAnswersForManyLargeRecords(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, jetstream.Config{})
