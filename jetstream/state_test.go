@@ -1094,6 +1094,20 @@ func TestRecordProbeAnswersForManyLargeRecords(t *testing.T) {
 		}
 		want[ids[i]] = rec.Revision
 	}
+	// What the probe asks for, seen by a subscriber of the direct-get
+	// subject: never more than 8 MB an answer.
+	spy, err := e.srv.Connect()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer spy.Close()
+	asks, err := spy.SubscribeSync("$JS.API.DIRECT.GET.KV_OMNIQ_STATE")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := spy.Flush(); err != nil {
+		t.Fatal(err)
+	}
 	probe, err := e.client.State().NewRecordProbe()
 	if err != nil {
 		t.Fatal(err)
@@ -1102,6 +1116,23 @@ func TestRecordProbeAnswersForManyLargeRecords(t *testing.T) {
 	got, err := probe.Revisions(ctx(t), ids)
 	if err != nil {
 		t.Fatal(err)
+	}
+	requests := 0
+	for {
+		m, err := asks.NextMsg(time.Second)
+		if err != nil {
+			break
+		}
+		var req struct {
+			MaxBytes int `json:"max_bytes"`
+		}
+		if err := json.Unmarshal(m.Data, &req); err != nil || req.MaxBytes < 1 || req.MaxBytes > 8<<20 {
+			t.Fatalf("the probe asked for answers of max_bytes %d (%v): want 1 to 8 MB", req.MaxBytes, err)
+		}
+		requests++
+	}
+	if requests < 9 {
+		t.Errorf("the probe read about 75 MB of records in %d requests; at 8 MB an answer that takes at least 9", requests)
 	}
 	if !reflect.DeepEqual(got, want) {
 		var missing []string
