@@ -354,3 +354,51 @@ func TestTasksOnSubjectsNoFilterFindsAreDeadLettered(t *testing.T) {
 		return err == nil && info.State.Msgs == 0
 	})
 }
+
+// A task published with an id of its own on a subject no consumer takes
+// (a function name over the limit, a wildcard token, the byte 0x7f) was
+// dead-lettered under the id derived from its sequence, never its own: its
+// submitter, asking for the id it published it with, was told there was
+// no such task, as if it were lost. It is failed under its own id, unless
+// that id already names another task (here a cancelled one), whose record
+// it leaves alone: that one goes under the derived id, as before.
+func TestAMisroutedTaskIsFailedUnderItsOwnID(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	startRunner(t, e, fastConfig(), pluginhost.HostConfig{})
+	taken := "misrouted-taken"
+	if _, err := e.client.Cancel(ctx(t), taken); err != nil {
+		t.Fatalf("cancel %s: %v", taken, err)
+	}
+	publish := func(subject, id string) uint64 {
+		t.Helper()
+		m := nats.NewMsg(subject)
+		m.Header.Set("Nats-Msg-Id", id)
+		m.Data = []byte("stray")
+		ack, err := e.client.JetStream().PublishMsg(ctx(t), m)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return ack.Sequence
+	}
+	for i, subject := range []string{"omniq.tasks." + strings.Repeat("f", models.MaxFunctionNameBytes+1), "omniq.tasks.*", "omniq.tasks.echo\x7f"} {
+		id := fmt.Sprintf("misrouted-%d", i)
+		publish(subject, id)
+		task := waitFor(t, e, id, models.StatusFailed, 30*time.Second)
+		if task.Error == nil || task.Error.ErrorType != models.ErrorTypeInvalidTask || task.Function != jetstream.UnroutableFunction {
+			t.Fatalf("%q: task = %+v", subject, task)
+		}
+		if d := waitDead(t, e, id); d.Error == nil || d.Error.ErrorType != models.ErrorTypeInvalidTask {
+			t.Fatalf("%q: dead-letter entry = %+v", subject, d)
+		}
+	}
+	seq := publish("omniq.tasks.*", taken)
+	derived := fmt.Sprintf("%s-%d", e.client.Config().TasksStream, seq)
+	if task := waitFor(t, e, derived, models.StatusFailed, 30*time.Second); task.Error == nil || task.Error.ErrorType != models.ErrorTypeInvalidTask {
+		t.Fatalf("the stray with a taken id: %+v", task)
+	}
+	rec, err := e.client.State().Get(ctx(t), taken)
+	if err != nil || rec.Task.Status != models.StatusCancelled || len(rec.Task.Errors) > 1 {
+		t.Fatalf("the task whose id the stray took: %+v, %v", rec.Task, err)
+	}
+}

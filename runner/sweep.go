@@ -405,14 +405,10 @@ func (r *Runner) sweepMalformed(ctx context.Context, filter string, from uint64,
 		if perr == nil {
 			perr = fmt.Errorf("subject %q is not a task subject: its function token is a wildcard", m.Subject)
 		}
-		tm.ID = fmt.Sprintf("%s-%d", cfg.TasksStream, m.Sequence) // never the id of a real task
 		tm.Function = jetstream.UnroutableFunction
 		te := newTaskError(models.ErrorTypeInvalidTask, perr.Error(), "", 0, false)
-		now := time.Now()
-		t := models.NewTask(tm.ID, tm.Function, 0, 0, now)
-		_ = t.Transition(models.StatusFailed, now)
-		t.RecordError(te)
-		if _, err := r.client.State().Create(ctx, t); err != nil && !errors.Is(err, jetstream.ErrTaskExists) {
+		tm.ID, err = r.recordMalformed(ctx, tm.ID, m.Sequence, te)
+		if err != nil {
 			return found, m.Sequence, err
 		}
 		wrote, err := r.client.DeadLetterOnce(ctx, &tm, te, 0)
@@ -429,6 +425,47 @@ func (r *Runner) sweepMalformed(ctx context.Context, filter string, from uint64,
 		r.log.WithFields(logrus.Fields{"task_id": tm.ID, "subject": m.Subject}).Warn("task dead-lettered without running: " + te.Message)
 	}
 	return found, seq, nil
+}
+
+// recordMalformed records the task of the message at seq of the tasks
+// stream, on a malformed subject, failed with te, and returns the id it
+// recorded it under: id, the message's own (its Nats-Msg-Id, as
+// ParseTaskMessage read it), when that id is the task's, that is when no
+// record has it yet or the record is this message's (a sweep that wrote
+// it stopped before it deleted the message); otherwise the id derived
+// from seq, never the id of another task. A task published with an id of
+// its own on such a subject was recorded under the derived id alone, and
+// its submitter, asking for its id, was told no such task existed.
+func (r *Runner) recordMalformed(ctx context.Context, id string, seq uint64, te models.TaskError) (string, error) {
+	cfg := r.client.Config()
+	derived := fmt.Sprintf("%s-%d", cfg.TasksStream, seq)
+	ids := []string{derived}
+	if id != derived {
+		ids = []string{id, derived}
+	}
+	for _, id := range ids {
+		now := time.Now()
+		t := models.NewTask(id, jetstream.UnroutableFunction, 0, 0, now)
+		t.ClaimStream, t.ClaimSequence = cfg.TasksStream, seq
+		_ = t.Transition(models.StatusFailed, now)
+		t.RecordError(te)
+		_, err := r.client.State().Create(ctx, t)
+		if err == nil || (errors.Is(err, jetstream.ErrTaskExists) && id == derived) {
+			return id, nil
+		}
+		if !errors.Is(err, jetstream.ErrTaskExists) {
+			return "", err
+		}
+		rec, err := r.client.State().Get(ctx, id)
+		if err != nil && !errors.Is(err, jetstream.ErrTaskNotFound) {
+			return "", err
+		}
+		if err == nil && rec.Task != nil && rec.Task.Function == jetstream.UnroutableFunction &&
+			rec.Task.ClaimStream == cfg.TasksStream && rec.Task.ClaimSequence == seq {
+			return id, nil
+		}
+	}
+	return derived, nil
 }
 
 // maxMalformedScan bounds the messages one sweep reads looking for those on

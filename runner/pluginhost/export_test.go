@@ -35,7 +35,8 @@ func (p *Process) SessionCalls() int {
 }
 
 // WithReadRate returns c reading its plugin's stderr, stdout and stdio
-// stream at bytesPerSecond each (and as many at once) instead of 4 MiB:
+// stream, and its events no attempt waits for, at bytesPerSecond each (and
+// as many at once) instead of 4 MiB:
 // a flood a loaded machine's runner reads more slowly than 4 MiB a second
 // is no flood at that rate.
 func WithReadRate(c ProcessConfig, bytesPerSecond int) ProcessConfig {

@@ -2,6 +2,7 @@ package pluginhost_test
 
 import (
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -9,6 +10,7 @@ import (
 
 	"github.com/omniq/omniq/internal/omniqtest"
 	"github.com/omniq/omniq/models"
+	"github.com/omniq/omniq/plugins-sdk/pluginpb"
 	"github.com/omniq/omniq/runner/pluginhost"
 )
 
@@ -68,5 +70,47 @@ func TestAnOversizedMessageFromAPluginIsNamedInTheFailure(t *testing.T) {
 	}
 	if out := s.Execute(ctx(t), req("e", "echo", "hi"), time.Now().Add(30*time.Second), nil); out.Failure != nil || string(out.Output) != "hi" {
 		t.Fatalf("echo after the restart: %+v %q", out.Failure, out.Output)
+	}
+}
+
+const progressFloodPkg = "github.com/omniq/omniq/runner/pluginhost/testdata/progressflood"
+
+// The SDK sends an attempt's progress at most every 250 ms; a plugin
+// served without it sent 300,000 progress reports a second, and the
+// runner read them all, at a third of a CPU (half of one with 4 KiB
+// messages), outside the plugin's cgroup and CPU limit. The events no
+// attempt waits for (progress, events for no attempt in flight) are read
+// at the rate of the plugin's stderr: the plugin waits, the log says so,
+// and the attempt still ends with its result. So on a session and on
+// attempts made as Execute calls.
+func TestAPluginFloodingProgressReportsWaitsForTheRunner(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name string
+		env  []string
+	}{{"session", nil}, {"execute calls", []string{"PROGRESSFLOOD_NO_SESSION=1"}}} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			var logs omniqtest.Buffer
+			log := logrus.New()
+			log.Out = &logs
+			// At testReadRate, 128 KiB a second, at least 256 bytes an
+			// event: 512 events a second, and as many at once.
+			s := startSupervisor(t, progressFloodPkg, pluginhost.Config{Process: pluginhost.WithReadRate(pluginhost.ProcessConfig{Logger: log, Env: tc.env}, testReadRate)})
+			var reports atomic.Int64
+			out := s.Execute(ctx(t), req("f", "flood", "1500"), time.Now().Add(60*time.Second), func(*pluginpb.Progress) { reports.Add(1) })
+			if out.Failure != nil || string(out.Output) != "sent" {
+				t.Fatalf("flood: %+v %q", out.Failure, out.Output)
+			}
+			if reports.Load() == 0 {
+				t.Error("no progress report reached the attempt")
+			}
+			eventually(t, 20*time.Second, "the log to say the plugin's sends wait", func() bool {
+				return strings.Contains(logs.String(), "progress reports, or events for no attempt in flight, faster than the runner reads them")
+			})
+			if out := s.Execute(ctx(t), req("e", "echo", "hi"), time.Now().Add(30*time.Second), nil); out.Failure != nil || string(out.Output) != "hi" {
+				t.Fatalf("echo after the flood: %+v %q", out.Failure, out.Output)
+			}
+		})
 	}
 }

@@ -129,7 +129,8 @@ type ProcessConfig struct {
 	Logger logrus.FieldLogger
 
 	// readRate is how many bytes a second the runner reads of the
-	// plugin's stderr, stdout and stdio stream each, and reads at once;
+	// plugin's stderr, stdout and stdio stream each, and of its events no
+	// attempt waits for (eventBudget), and reads at once;
 	// 0 means stderrReadRate (and stderrReadBurst at once). Tests lower
 	// it, so that a flood outruns it whatever the machine's load.
 	readRate int
@@ -143,7 +144,10 @@ type Process struct {
 	// sess carries the attempts when the plugin supports Session; nil
 	// otherwise (each attempt is then an Execute call).
 	sess *session
-	proc *procRunner
+	// events bounds the rate of the plugin's events no attempt waits for
+	// (see eventBudget), on its session or its Execute calls.
+	events *eventBudget
+	proc   *procRunner
 	// startMu guards started and abandoned, for a start cancelled while
 	// go-plugin is still starting the process (proc itself is read only
 	// once the start has returned).
@@ -210,7 +214,8 @@ func StartProcess(ctx context.Context, cfg ProcessConfig) (*Process, error) {
 		// go-plugin's socket directory must let the plugin's user in.
 		sockets.Group = strconv.Itoa(u.GID)
 	}
-	p := &Process{cfg: cfg, stderr: newTailBuffer(cfg.StderrTailBytes), log: log, exe: exe, releaseSockets: releaseSockets}
+	p := &Process{cfg: cfg, stderr: newTailBuffer(cfg.StderrTailBytes), log: log, exe: exe, releaseSockets: releaseSockets,
+		events: newEventBudget(log, cfg.readRate)}
 	stdio := newReadBudget(log, "stdio stream (os.Stdout and os.Stderr before the SDK redirects them)", cfg.readRate)
 	p.client = plugin.NewClient(&plugin.ClientConfig{
 		UnixSocketConfig: sockets,
@@ -323,7 +328,7 @@ func (p *Process) connect() error {
 	}
 	p.desc = desc
 	if desc.SupportsSession {
-		sess, err := openSession(p.rpc, p.cfg.MaxMessageBytes, desc.SupportsBatch)
+		sess, err := openSession(p.rpc, p.cfg.MaxMessageBytes, desc.SupportsBatch, p.events)
 		if err != nil {
 			return fmt.Errorf("open session: %w", err)
 		}

@@ -13,6 +13,8 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/sirupsen/logrus"
+
 	"github.com/omniq/omniq/plugins-sdk/pluginpb"
 )
 
@@ -23,6 +25,9 @@ import (
 type session struct {
 	stream grpc.BidiStreamingClient[pluginpb.SessionRequest, pluginpb.SessionEvent]
 	cancel context.CancelFunc
+	// budget bounds how fast the reader takes events no attempt waits
+	// for (see eventBudget).
+	budget *eventBudget
 	// maxBytes is the gRPC send limit: a larger request is refused before
 	// Send, since gRPC ends the whole stream on an oversized Send.
 	maxBytes int
@@ -62,9 +67,10 @@ type sessionCall struct {
 }
 
 // openSession opens a Session stream on rpc, saying the runner reads
-// batched events; batch says the plugin reads batched requests. It lives
-// until close is called or the connection breaks.
-func openSession(rpc pluginpb.PluginClient, maxBytes int, batch bool) (*session, error) {
+// batched events; batch says the plugin reads batched requests; budget
+// bounds the rate of events no attempt waits for. It lives until close is
+// called or the connection breaks.
+func openSession(rpc pluginpb.PluginClient, maxBytes int, batch bool, budget *eventBudget) (*session, error) {
 	ctx, cancel := context.WithCancel(context.Background())
 	ctx = metadata.AppendToOutgoingContext(ctx, pluginpb.SessionBatchMetadata, "1")
 	stream, err := rpc.Session(ctx)
@@ -72,7 +78,7 @@ func openSession(rpc pluginpb.PluginClient, maxBytes int, batch bool) (*session,
 		cancel()
 		return nil, err
 	}
-	s := &session{stream: stream, cancel: cancel, maxBytes: maxBytes, batch: batch, calls: make(map[uint64]*sessionCall), done: make(chan struct{}),
+	s := &session{stream: stream, cancel: cancel, budget: budget, maxBytes: maxBytes, batch: batch, calls: make(map[uint64]*sessionCall), done: make(chan struct{}),
 		queue: make(chan *pluginpb.SessionRequest, 64), senderDone: make(chan struct{})}
 	go s.read()
 	go s.sender()
@@ -184,52 +190,122 @@ func (s *session) read() {
 			return
 		}
 		if len(ev.Batch) == 0 {
-			s.deliver(ev)
+			if !s.deliver(ev) {
+				s.budget.spend(eventCost(ev))
+			}
 			continue
 		}
 		s.batchesRead.Add(1)
+		waste := 0
 		for _, e := range ev.Batch {
-			s.deliver(e)
+			if !s.deliver(e) {
+				waste += eventCost(e)
+			}
+		}
+		if waste > 0 {
+			s.budget.spend(waste)
 		}
 	}
 }
 
-// deliver hands ev to its call, if the runner still waits for it.
-func (s *session) deliver(ev *pluginpb.SessionEvent) {
+// deliver hands ev to its call, if the runner still waits for it, and
+// says whether ev was an outcome the call waited for (what is left costs
+// the budget: progress, and events of no attempt in flight).
+func (s *session) deliver(ev *pluginpb.SessionEvent) bool {
 	s.mu.Lock()
 	c := s.calls[ev.CallId]
 	s.mu.Unlock()
 	if c == nil || ev.Event == nil {
-		return // an attempt the runner stopped waiting for
+		return false // an attempt the runner stopped waiting for
 	}
-	c.push(ev.Event)
+	outcome := c.push(ev.Event)
 	select {
 	case c.ready <- struct{}{}:
 	default:
 	}
+	return outcome
 }
 
-// push queues ev for the caller. The queue is bounded by what the caller
-// can use rather than by gRPC flow control (the reader never waits): a
-// progress event replaces a progress event not yet taken, since only the
-// latest progress matters, and nothing is queued after the outcome. A
-// plugin reporting progress in a tight loop while the caller writes the
-// previous report to NATS would otherwise grow the queue without bound.
-func (c *sessionCall) push(ev *pluginpb.ExecuteEvent) {
+// push queues ev for the caller and says whether it is the attempt's
+// outcome. The queue is bounded by what the caller can use rather than by
+// gRPC flow control (the reader waits only for its budget): a progress
+// event replaces a progress event not yet taken, since only the latest
+// progress matters, and nothing is queued after the outcome. A plugin
+// reporting progress in a tight loop while the caller writes the previous
+// report to NATS would otherwise grow the queue without bound.
+func (c *sessionCall) push(ev *pluginpb.ExecuteEvent) bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if n := len(c.events); n > 0 {
 		switch c.events[n-1].Event.(type) {
 		case *pluginpb.ExecuteEvent_Result, *pluginpb.ExecuteEvent_Failure:
-			return
+			return false
 		case *pluginpb.ExecuteEvent_Progress:
 			if _, ok := ev.Event.(*pluginpb.ExecuteEvent_Progress); ok {
 				c.events[n-1] = ev
-				return
+				return false
 			}
 		}
 	}
 	c.events = append(c.events, ev)
+	return isOutcome(ev)
+}
+
+// isOutcome says whether ev ends its attempt: a result or a failure.
+func isOutcome(ev *pluginpb.ExecuteEvent) bool {
+	switch ev.GetEvent().(type) {
+	case *pluginpb.ExecuteEvent_Result, *pluginpb.ExecuteEvent_Failure:
+		return true
+	}
+	return false
+}
+
+// eventMinCost is the least an event counts against a plugin's
+// eventBudget, in bytes: reading one costs the runner a microsecond or
+// more (gRPC's framing and decoding, the hand-over to its attempt) however
+// small it is.
+const eventMinCost = 256
+
+// eventCost is what reading ev counts against the event budget.
+func eventCost(ev proto.Message) int {
+	return max(proto.Size(ev), eventMinCost)
+}
+
+// eventBudget bounds how fast the runner reads the events of a plugin that
+// no attempt waits for: progress reports, and events for attempts that
+// have ended or never were. A plugin sending them as fast as it could
+// (300,000 small progress reports a second, without the SDK's limit of
+// one an attempt every 250 ms) took a third of a CPU of the runner, and
+// half of one with 4 KiB messages, outside the plugin's own cgroup and
+// CPU limit. They are read at the rate of the plugin's stderr
+// (stderrReadRate, each counting at least eventMinCost: 16,384 small ones
+// a second, as many as 4,096 attempts in flight reporting as often as the
+// SDK lets them); past it the runner waits before it reads on, and gRPC's
+// flow control makes the plugin's sends wait. The outcomes the runner
+// waits for cost nothing. Safe for concurrent use: attempts made as
+// Execute calls read their own streams.
+type eventBudget struct {
+	mu     sync.Mutex
+	budget *readBudget
+}
+
+// newEventBudget returns a full budget reading rate bytes a second (0:
+// stderrReadRate), which warns on log when a flood starts and ends.
+func newEventBudget(log logrus.FieldLogger, rate int) *eventBudget {
+	b := newReadBudget(log, "progress reports", rate)
+	b.says = "the plugin sends progress reports, or events for no attempt in flight, faster than the runner reads them (%s): its sends wait until it slows down"
+	return &eventBudget{budget: b}
+}
+
+// spend counts cost bytes read, waiting when the budget owes too much (see
+// readBudget.throttle). A nil budget bounds nothing.
+func (e *eventBudget) spend(cost int) {
+	if e == nil {
+		return
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.budget.throttle(cost)
 }
 
 // start sends req as a new attempt and returns its call id and call.
@@ -365,7 +441,13 @@ func (p *Process) call(ctx context.Context, req *pluginpb.ExecuteRequest) (next 
 			return nil, func() {}, err
 		}
 		// The stream ends with ctx: a later context cannot read further.
-		return func(context.Context) (*pluginpb.ExecuteEvent, error) { return stream.Recv() }, func() {}, nil
+		return func(context.Context) (*pluginpb.ExecuteEvent, error) {
+			ev, err := stream.Recv()
+			if ev != nil && !isOutcome(ev) {
+				p.events.spend(eventCost(ev))
+			}
+			return ev, err
+		}, func() {}, nil
 	}
 	id, c, err := p.sess.start(ctx, req)
 	if err != nil {

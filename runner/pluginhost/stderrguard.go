@@ -73,6 +73,10 @@ type readBudget struct {
 	last   time.Time
 	flood  bool          // the plugin's writes were made to wait, and the bucket has not filled up since
 	waited time.Duration // how long, in this flood
+	// says is the warning a flood starts with, a format whose %s is the
+	// rate; "" for one saying the plugin writes to what faster than the
+	// runner reads it.
+	says string
 }
 
 // newReadBudget returns a full bucket for what, refilled at rate bytes a
@@ -127,7 +131,11 @@ func (g *readBudget) throttle(cost int) {
 	}
 	if !g.flood {
 		g.flood = true
-		g.log.Warn("the plugin writes to its " + g.what + " faster than the runner reads it (" + perSecond(g.rate) + "): its writes wait until it slows down")
+		if g.says != "" {
+			g.log.Warnf(g.says, perSecond(g.rate))
+		} else {
+			g.log.Warn("the plugin writes to its " + g.what + " faster than the runner reads it (" + perSecond(g.rate) + "): its writes wait until it slows down")
+		}
 	}
 	wait := time.Duration(-g.tokens / g.rate * float64(time.Second))
 	time.Sleep(wait) // a fraction of a second; the plugin's pipe fills meanwhile
