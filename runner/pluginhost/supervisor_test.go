@@ -803,13 +803,19 @@ func TestStopEndsTheProcessesOfAttemptsAlone(t *testing.T) {
 	if err := s.Stop(c); err != nil {
 		t.Fatalf("stop: %v", err)
 	}
+	// Stop returns once the attempt's process is gone; the attempt's
+	// Execute returns to its caller just after (the test's goroutine
+	// then sends its outcome: checked at once, it was not always there).
+	if n := s.AloneProcesses(); n != 0 {
+		t.Fatalf("Stop returned with %d processes of attempts alone", n)
+	}
 	select {
 	case o := <-alone:
 		if o.Failure == nil {
 			t.Fatal("the hung attempt alone succeeded")
 		}
-	default:
-		t.Fatal("Stop returned with an attempt alone still running")
+	case <-time.After(10 * time.Second):
+		t.Fatal("the attempt alone did not end with Stop")
 	}
 }
 
