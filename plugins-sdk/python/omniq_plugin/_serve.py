@@ -52,15 +52,21 @@ def max_message_bytes():
 
 class _Stream:
     """The events of one Execute call, from the handler's thread to the
-    gRPC thread. Progress is bounded: past 16 unsent events the latest
-    replaces the last, so a handler reporting in a loop never blocks nor
-    grows memory."""
+    gRPC thread. Progress goes out at most once every _EVERY seconds (the
+    latest report, held until then), and the first not before the attempt
+    has run that long; the report still held when the handler ends goes
+    with its outcome. A handler reporting in a loop costs the runner a
+    message per _EVERY, as with the Go SDK, and never blocks nor grows
+    memory (past 16 unsent events the latest replaces the last)."""
 
     _MAX_PENDING = 16
+    _EVERY = 0.25  # seconds; the Go SDK's progressEvery
 
     def __init__(self):
         self._cv = threading.Condition()
         self._pending = []
+        self._held = None  # the latest progress, until _due
+        self._due = time.monotonic() + self._EVERY
         self._final = None
         self._closed = False
 
@@ -69,10 +75,16 @@ class _Stream:
         with self._cv:
             if self._closed or self._final is not None:
                 return
-            if len(self._pending) >= self._MAX_PENDING:
-                self._pending[-1] = ev
+            now = time.monotonic()
+            if now < self._due:
+                self._held = ev
             else:
-                self._pending.append(ev)
+                self._held = None
+                self._due = now + self._EVERY
+                if len(self._pending) >= self._MAX_PENDING:
+                    self._pending[-1] = ev
+                else:
+                    self._pending.append(ev)
             self._cv.notify()
 
     def finish(self, ev):
@@ -89,14 +101,32 @@ class _Stream:
             self._closed = True
             self._cv.notify()
 
+    def _ready(self):
+        """Whether there is something to send; moves the held progress to
+        the pending events once it is due. Called with _cv held."""
+        if self._pending or self._final is not None or self._closed:
+            return True
+        if self._held is not None and time.monotonic() >= self._due:
+            self._pending.append(self._held)
+            self._held = None
+            self._due = time.monotonic() + self._EVERY
+            return True
+        return False
+
     def events(self):
         while True:
             with self._cv:
-                self._cv.wait_for(lambda: self._pending or self._final is not None or self._closed)
+                while not self._ready():
+                    self._cv.wait(None if self._held is None else max(self._due - time.monotonic(), 0))
                 pending, self._pending = self._pending, []
                 final, closed = self._final, self._closed
+                held = None
+                if final is not None:
+                    held, self._held = self._held, None
             yield from pending
             if final is not None:
+                if held is not None:
+                    yield held
                 yield final
                 return
             if closed:

@@ -480,6 +480,25 @@ class ServicerTest(unittest.TestCase):
         self.assertEqual(events[1].failure.error_type, "ValueError")
         self.assertIn("bad input caf\ufffd", events[1].failure.message)
 
+    def test_progress_in_a_loop_goes_out_at_most_every_quarter_second(self):
+        # Every report went to the runner: a handler reporting in a loop
+        # sent thousands a second, each a message the runner reads (the
+        # Go SDK sends the latest at most every 250 ms).
+        def busy(task):
+            end, n = time.monotonic() + 0.7, 0
+            while time.monotonic() < end:
+                n += 1
+                task.report_progress(0.5, "report %d" % n)
+            task.report_progress(1, "last")
+            return b"done"
+        self.mux.handle("busy", busy)
+        events = list(self.stub.Execute(pb.ExecuteRequest(task_id="b", function="busy"), timeout=10))
+        kinds = [e.WhichOneof("event") for e in events]
+        self.assertEqual(kinds[-1], "result")
+        progress = [e.progress.message for e in events if e.WhichOneof("event") == "progress"]
+        self.assertTrue(1 <= len(progress) <= 5, "%d progress events in 0.7 s: %s" % (len(progress), progress[:8]))
+        self.assertEqual(progress[-1], "last")  # the one held goes with the outcome
+
     def test_execute_streams_progress_then_the_result(self):
         events = list(self.stub.Execute(pb.ExecuteRequest(task_id="t", function="echo", payload=b"hi"), timeout=10))
         self.assertEqual(len(events), 1)
