@@ -253,13 +253,13 @@ func TestBatchPrintsEveryIDAndAKnownTotal(t *testing.T) {
 	if fmt.Sprint(outcomes) != fmt.Sprint(want) || r.code != 1 {
 		t.Fatalf("batch --json: exit %d, outcomes %v, want %v\n%s", r.code, outcomes, want, r.stdout)
 	}
-	// Without --json: one id per line, then the summary.
+	// Without --json: one id per line, then the summary on stderr.
 	r = o.run("a\nb\n", "batch", "echo")
 	ids := strings.Split(strings.TrimSpace(r.stdout), "\n")
-	if r.code != 0 || len(ids) != 3 || ids[2] != "submitted 2, duplicates 0, rejected 0" {
-		t.Fatalf("batch: exit %d, stdout %q", r.code, r.stdout)
+	if r.code != 0 || len(ids) != 2 || r.stderr != "submitted 2, duplicates 0, rejected 0\n" {
+		t.Fatalf("batch: exit %d, stdout %q, stderr %q", r.code, r.stdout, r.stderr)
 	}
-	for _, id := range ids[:2] {
+	for _, id := range ids {
 		omniqtest.WaitFor(t, o.srv.Client, id, models.StatusSucceeded, 30*time.Second)
 	}
 
@@ -273,7 +273,8 @@ func TestBatchPrintsEveryIDAndAKnownTotal(t *testing.T) {
 		t.Fatal(err)
 	}
 	r = o.runIO(submitcmd.IO{Terminal: true}, "batch", "echo", file)
-	r.want(t, 0, "submitted 150, duplicates 0, rejected 0", "(150/150")
+	r.want(t, 0, "", "(150/150")
+	r.want(t, 0, "", "submitted 150, duplicates 0, rejected 0")
 	if strings.Contains(r.stderr, "/-") {
 		t.Fatalf("progress without a total: %q", r.stderr)
 	}
@@ -364,12 +365,12 @@ func TestNegativeMaxRetriesIsRefused(t *testing.T) {
 	o.run("", "echo", "x", "--max-retries", "-1").want(t, 2, "", `invalid argument "-1" for "--max-retries" flag: must be 0 or more`)
 	o.run("", "batch", "echo", "--max-retries", "-5").want(t, 2, "", "must be 0 or more")
 	r := o.run(`{"function":"echo","payload":"x","max_retries":-2}`+"\n", "batch", "--jsonl")
-	r.want(t, 1, "submitted 0", "line 1: max_retries -2: must be 0 or more")
+	r.want(t, 1, "", "line 1: max_retries -2: must be 0 or more")
 	// A budget no runner can read is refused here, not accepted and then
 	// failed invalid_task by the runner.
 	o.run("", "echo", "x", "--max-retries", "99999999999").want(t, 2, "", `invalid argument "99999999999" for "--max-retries" flag: must be at most 2147483647`)
 	r = o.run(`{"function":"echo","payload":"x","max_retries":2147483648}`+"\n", "batch", "--jsonl")
-	r.want(t, 1, "submitted 0", "line 1: max_retries 2147483648: must be at most 2147483647")
+	r.want(t, 1, "", "line 1: max_retries 2147483648: must be at most 2147483647")
 	o.run("", "echo", "x", "--max-retries", "0", "--wait", "--id", "zero").want(t, 0, "x", "")
 	if task := omniqtest.WaitFor(t, o.srv.Client, "zero", models.StatusSucceeded, 30*time.Second); task.MaxRetries != 0 {
 		t.Fatalf("--max-retries 0 gave max_retries %d", task.MaxRetries)
@@ -483,7 +484,7 @@ func TestBatchNamesTheLineOrFlagOfABadDelay(t *testing.T) {
 	t.Parallel()
 	o := start(t)
 	r := o.run(`{"function":"echo","payload":"x","delay":"-5s"}`+"\n", "batch", "--jsonl")
-	r.want(t, 1, "submitted 0, duplicates 0, rejected 1", `line 1: delay "-5s": must not be negative`)
+	r.want(t, 1, "", `line 1: delay "-5s": must not be negative`)
 	if strings.Contains(r.stderr, "--delay") {
 		t.Fatalf("stderr names --delay, which was not given: %q", r.stderr)
 	}
@@ -504,7 +505,7 @@ func TestANegativeTimeoutNamesTheFlagOrTheLine(t *testing.T) {
 	o := start(t)
 	o.run("", "echo", "x", "--timeout", "-5s").want(t, 2, "", "--timeout must not be negative")
 	r := o.run(`{"function":"echo","payload":"x","timeout":"-5s"}`+"\n", "batch", "--jsonl")
-	r.want(t, 1, "submitted 0, duplicates 0, rejected 1", `line 1: timeout "-5s": must not be negative`)
+	r.want(t, 1, "", `line 1: timeout "-5s": must not be negative`)
 	if strings.Contains(r.stderr, "--timeout") {
 		t.Fatalf("stderr names --timeout, which was not given: %q", r.stderr)
 	}
@@ -764,7 +765,8 @@ func TestSubmitRefusesWhatTheRunnersCapsWouldFail(t *testing.T) {
 	o.run("", "echo", "x", "--max-retries", "101").want(t, 2, "", "max retries 101 is over the cap of 100 of runner")
 	o.run("", "echo", "x", "--timeout", "25h").want(t, 2, "", "timeout 25h0m0s is over the cap of 24h0m0s of runner")
 	r := o.run(`{"function":"echo","payload":"a","max_retries":500}`+"\n"+`{"function":"echo","payload":"b","timeout":"48h"}`+"\n"+`{"function":"echo","payload":"c"}`+"\n", "batch", "--jsonl")
-	r.want(t, 1, "submitted 1, duplicates 0, rejected 2", "line 1: max retries 500 is over the cap of 100")
+	r.want(t, 1, "", "line 1: max retries 500 is over the cap of 100")
+	r.want(t, 1, "", "submitted 1, duplicates 0, rejected 2")
 	if !strings.Contains(r.stderr, "line 2: timeout 48h0m0s is over the cap of 24h0m0s") {
 		t.Fatalf("batch stderr lacks line 2's cap: %q", r.stderr)
 	}

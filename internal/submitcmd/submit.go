@@ -432,8 +432,10 @@ FUNCTION, or with --jsonl a JSON object {"function", "payload", "id",
 
 Prints the id of every task submitted, one per line in input order ("ID
 duplicate" for an id submitted before, or given on an earlier line: the
-first line of an id is the one submitted), then a summary; a line that cannot be submitted is
-reported on stderr with its number, and makes the exit status 1. With
+first line of an id is the one submitted), and a summary on stderr, so
+that stdout can go to a file for "cancel --from"; a line that cannot be
+submitted is reported on stderr with its number, and makes the exit
+status 1. With
 --json, each line is a JSON object {"line", "id", "outcome", "error"}
 (outcome: submitted, duplicate or rejected), and the last one the summary.
 On a terminal a progress bar shows on stderr.`,
@@ -708,7 +710,10 @@ read:
 	if c.json {
 		_ = out.Encode(map[string]int64{"submitted": submitted.Load(), "duplicates": duplicates.Load(), "rejected": rejected.Load()})
 	} else {
-		fmt.Fprintf(c.io.Stdout, "submitted %d, duplicates %d, rejected %d\n", submitted.Load(), duplicates.Load(), rejected.Load())
+		// On stderr, as the progress bar and the rejected lines: stdout
+		// holds only the ids, so it can be kept and given to `cancel
+		// --from` or `xargs`.
+		fmt.Fprintf(c.io.Stderr, "submitted %d, duplicates %d, rejected %d\n", submitted.Load(), duplicates.Load(), rejected.Load())
 	}
 	if interrupted {
 		return &statusError{code: exitFailed, msg: fmt.Sprintf("interrupted after line %d: the input after it was not read", line)}
