@@ -499,12 +499,23 @@ func TestBatchNamesTheLineOrFlagOfABadDelay(t *testing.T) {
 
 // A negative timeout is named as what gave it: the flag, a usage error,
 // or a batch line's field. It said "invalid task message: timeout ...",
-// naming neither.
+// naming neither. A zero one is refused too: it was taken for the
+// function's default, which only leaving it out asks for.
 func TestANegativeTimeoutNamesTheFlagOrTheLine(t *testing.T) {
 	t.Parallel()
 	o := start(t)
-	o.run("", "echo", "x", "--timeout", "-5s").want(t, 2, "", "--timeout must not be negative")
-	r := o.run(`{"function":"echo","payload":"x","timeout":"-5s"}`+"\n", "batch", "--jsonl")
+	for _, args := range [][]string{{"echo", "x", "--timeout", "0s"}, {"submit", "echo", "x", "--timeout", "0"}, {"batch", "echo", "--timeout", "0s"}} {
+		r := o.run("a\n", args...)
+		r.want(t, 2, "", `invalid argument "0`)
+		r.want(t, 2, "", `for "--timeout" flag: want a positive duration such as 30s or 10m, at most 8760h0m0s (leave it out for the function's default)`)
+		if r.stdout != "" {
+			t.Fatalf("%q submitted a task: %q", args, r.stdout)
+		}
+	}
+	o.run("", "echo", "x", "--timeout", "-5s").want(t, 2, "", `invalid argument "-5s" for "--timeout" flag: want a positive duration`)
+	r := o.run(`{"function":"echo","payload":"x","timeout":"0s"}`+"\n", "batch", "--jsonl")
+	r.want(t, 1, "", `line 1: timeout "0s": must be positive (leave it out for the function's default)`)
+	r = o.run(`{"function":"echo","payload":"x","timeout":"-5s"}`+"\n", "batch", "--jsonl")
 	r.want(t, 1, "", `line 1: timeout "-5s": must not be negative`)
 	if strings.Contains(r.stderr, "--timeout") {
 		t.Fatalf("stderr names --timeout, which was not given: %q", r.stderr)

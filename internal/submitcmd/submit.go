@@ -105,6 +105,31 @@ func (f retriesFlag) Set(v string) error {
 	return nil
 }
 
+// timeoutFlag is a submit's --timeout: a positive duration up to
+// models.MaxTimeout. Left out, the function's default applies; 0 or less
+// is refused rather than taken for the default, which it is not asking
+// for. Help shows no default for it.
+type timeoutFlag struct{ d *time.Duration }
+
+func (f timeoutFlag) String() string {
+	if f.d == nil || *f.d == 0 {
+		return ""
+	}
+	return f.d.String()
+}
+
+// Type names the flag's value in help.
+func (f timeoutFlag) Type() string { return "duration" }
+
+func (f timeoutFlag) Set(v string) error {
+	d, err := time.ParseDuration(v)
+	if err != nil || d <= 0 || d > models.MaxTimeout {
+		return fmt.Errorf("want a positive duration such as 30s or 10m, at most %s (leave it out for the function's default)", models.MaxTimeout)
+	}
+	*f.d = d
+	return nil
+}
+
 // submitOpts are the per-task flags of submit and batch.
 type submitOpts struct {
 	id         string
@@ -124,9 +149,6 @@ func (o *submitOpts) request(fn string, payload []byte) (jetstream.SubmitRequest
 	}
 	if o.delay < 0 {
 		return r, usagef("--delay must not be negative")
-	}
-	if o.timeout < 0 {
-		return r, usagef("--timeout must not be negative (leave it out for the function's default)")
 	}
 	if o.delay > 0 && o.at != "" {
 		return r, usagef("use --delay or --at, not both")
@@ -150,7 +172,7 @@ func addSubmitFlags(fs *pflag.FlagSet) *submitOpts {
 	fs.Var(idFlag{&o.id}, "id", "task id, also the idempotency key (default: a new unique id)")
 	o.maxRetries = -1
 	fs.Var(retriesFlag{&o.maxRetries, "the function's default"}, "max-retries", "retries after the first attempt (default: the function's)")
-	fs.DurationVar(&o.timeout, "timeout", 0, "per-attempt timeout (default: the function's)")
+	fs.Var(timeoutFlag{&o.timeout}, "timeout", "per-attempt timeout (default: the function's)")
 	fs.DurationVar(&o.delay, "delay", 0, "run no sooner than this from now")
 	fs.StringVar(&o.at, "at", "", "run no sooner than this RFC 3339 time")
 	fs.Var(o.headers, "header", "header passed to the handler, KEY=value (repeatable)")
@@ -809,9 +831,14 @@ func (c *cli) batchRequest(o *submitOpts, fn string, jsonl bool, text []byte) (j
 		if err != nil {
 			return jetstream.SubmitRequest{}, fmt.Errorf("timeout %q: %w", bl.Timeout, err)
 		}
-		// Checked here, or the error would name --timeout.
+		// Checked here, or the error would name --timeout. A zero
+		// timeout is not the function's default, which leaving the
+		// field out gives: refused rather than ignored.
 		if d < 0 {
 			return jetstream.SubmitRequest{}, fmt.Errorf("timeout %q: must not be negative (leave it out for the function's default)", bl.Timeout)
+		}
+		if d == 0 {
+			return jetstream.SubmitRequest{}, fmt.Errorf("timeout %q: must be positive (leave it out for the function's default)", bl.Timeout)
 		}
 		lo.timeout = d
 	}
