@@ -467,7 +467,7 @@ func Parse(args []string, getenv func(string) string, help io.Writer) (Options, 
 	fs.StringVar(&o.LogFormat, "log-format", "text", "log format: text or json")
 	fs.StringVar(&o.LogLevel, "log-level", "info", "log level: debug, info, warn, error")
 	fs.StringVar(&o.MetricsAddr, "metrics-addr", "", "address for /metrics, /healthz and /readyz (empty: off)")
-	fs.BoolVar(&o.Pprof, "pprof", false, "also serve Go's profiler under /debug/pprof/ on --metrics-addr (for profiling; keep that address private)")
+	fs.BoolVar(&o.Pprof, "pprof", false, "also serve Go's profiler under /debug/pprof/ on --metrics-addr, which it needs (for profiling; keep that address private)")
 	fs.StringVar(&o.ConfigFile, "config", "", "JSON config file with per-function, plugin and stream settings")
 	fs.StringVar(&o.ID, "id", "", "runner id, one per runner: two runners with one id list as one, and a warning says so (default: hostname and a random suffix)")
 	fs.DurationVar(&o.ShutdownWait, "shutdown-grace", 30*time.Second, "how long a graceful shutdown lets running tasks finish")
@@ -538,6 +538,11 @@ func (o *Options) check() error {
 	if o.MetricsAddr != "" && !validListenAddr(o.MetricsAddr) {
 		// Refused here, not once the embedded server has started.
 		return fmt.Errorf("%w: --metrics-addr %q: want host:port, such as 127.0.0.1:9090 or :9090", errUsage, o.MetricsAddr)
+	}
+	if o.Pprof && o.MetricsAddr == "" {
+		// The profiler is served on the metrics address: without one,
+		// --pprof would do nothing, and say nothing.
+		return fmt.Errorf("%w: --pprof serves the profiler on --metrics-addr, which is not set: give one too (--metrics-addr 127.0.0.1:9090)", errUsage)
 	}
 	if err := o.checkAuth(); err != nil {
 		return err
