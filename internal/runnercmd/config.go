@@ -68,6 +68,9 @@ type Options struct {
 	// line (a variable set for omniq-submit, say), which errors and the
 	// wait for NATS say.
 	urlFromEnv bool
+	// tlsFlagsGiven names the --nats-ca, --nats-cert and --nats-key
+	// given on the command line; the others set came from OMNIQ_NATS_*.
+	tlsFlagsGiven map[string]bool
 }
 
 // urlFromEnvHint is what an error or log line about the server at
@@ -484,6 +487,10 @@ func Parse(args []string, getenv func(string) string, help io.Writer) (Options, 
 		ran, pos = true, args
 		// Variables fill in the flags not given, so that flags win.
 		urlGiven := fs.Changed("nats-url")
+		o.tlsFlagsGiven = map[string]bool{}
+		for _, f := range []string{"nats-ca", "nats-cert", "nats-key"} {
+			o.tlsFlagsGiven["--"+f] = fs.Changed(f)
+		}
 		if err := natsflags.ApplyEnv(fs, getenv, nil); err != nil {
 			return fmt.Errorf("%w: %v", errUsage, err)
 		}
@@ -669,6 +676,19 @@ func (o *Options) checkAuth() error {
 		return fmt.Errorf("%w: --tls-cert and --tls-key go together", errUsage)
 	case o.TLSCA != "" && o.TLSCert == "":
 		return fmt.Errorf("%w: --tls-ca (client certificates) needs --tls-cert and --tls-key", errUsage)
+	}
+	// The runner talks to its embedded server in-process: TLS to a
+	// server is for --nats-url, and was ignored here without a word.
+	for _, f := range []struct{ flag, v string }{{"--nats-ca", o.NATS.Conn.TLSCAFile}, {"--nats-cert", o.NATS.Conn.TLSCertFile}, {"--nats-key", o.NATS.Conn.TLSKeyFile}} {
+		if f.v == "" {
+			continue
+		}
+		from, hint := f.flag, ""
+		if !o.tlsFlagsGiven[f.flag] {
+			from = natsflags.EnvName(strings.TrimPrefix(f.flag, "--")) + " in the environment"
+			hint = "; unset it for the runner (omniq-submit and omniq-ui also read the nats CLI's NATS_CA, NATS_CERT and NATS_KEY, which the runner does not)"
+		}
+		return fmt.Errorf("%w: %s: the --nats-ca/--nats-cert/--nats-key flags are TLS to the server of --nats-url; the runner talks to its embedded server in-process, without TLS (the embedded server's own TLS is --tls-cert, --tls-key, --tls-ca)%s", errUsage, from, hint)
 	}
 	// Refused here, as the other bad flags, rather than by the embedded
 	// server once the runner has started (exit 1, in a log line that
