@@ -926,3 +926,20 @@ func TestAnEmptyIDIsAUsageError(t *testing.T) {
 	runArgs(t, "submit", "echo", "x", "--id=").want(t, 2, "", `"--id" flag: must not be empty`)
 	runArgs(t, "batch", "echo", "-", "--id", "").want(t, 2, "", `"--id" flag: must not be empty`)
 }
+
+// A header given twice kept its last value and dropped the first without
+// a word (a task's header holds one value): it is a usage error naming
+// the header and both values. Names that differ in case are two headers.
+func TestAHeaderGivenTwiceIsRefused(t *testing.T) {
+	t.Parallel()
+	for _, args := range [][]string{
+		{"echo", "x", "--header", "A=1", "--header", "A=2"},
+		{"batch", "echo", "--header", "A=1", "--header", "A=2"},
+	} {
+		r := runArgs(t, args...)
+		r.want(t, 2, "", `invalid argument "A=2" for "--header" flag: header A given twice (A=1 and A=2): a task's header holds one value`)
+	}
+	o := start(t)
+	r := o.run("", "echo", "x", "--header", "a=1", "--header", "A=2", "--id", "two-headers")
+	r.want(t, 0, "two-headers", "")
+}

@@ -44,6 +44,11 @@ func (h headerFlags) Set(v string) error {
 	if !ok || k == "" {
 		return fmt.Errorf("want KEY=value, got %q", v)
 	}
+	// A task's header holds one value: a second --header of a name
+	// would replace the first without a word.
+	if old, dup := h[k]; dup {
+		return fmt.Errorf("header %s given twice (%s=%s and %s): a task's header holds one value", k, k, old, v)
+	}
 	h[k] = val
 	return nil
 }
