@@ -943,3 +943,27 @@ func TestAHeaderGivenTwiceIsRefused(t *testing.T) {
 	r := o.run("", "echo", "x", "--header", "a=1", "--header", "A=2", "--id", "two-headers")
 	r.want(t, 0, "two-headers", "")
 }
+
+// A flag of one value given twice kept the last and ignored the first
+// without a word (list --function a --function b listed b's tasks): it is
+// a usage error naming the flag and both values. The same value twice,
+// a boolean twice and --header (repeatable) are accepted.
+func TestAFlagGivenTwiceIsRefused(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"list", "--function", "echo", "--function", "fail"}, `invalid argument "fail" for "--function" flag: given twice ("echo", then "fail"): give it once`},
+		{[]string{"list", "--status", "failed", "--status", "succeeded"}, `given twice ("failed", then "succeeded"): give it once, with the values comma-separated`},
+		{[]string{"dlq", "list", "--error-type", "a", "--error-type", "b"}, `"--error-type" flag: given twice ("a", then "b")`},
+		{[]string{"echo", "x", "--id", "a", "--id", "b"}, `"--id" flag: given twice ("a", then "b")`},
+		{[]string{"-s", "nats://127.0.0.1:1", "--nats-url", "nats://127.0.0.1:2", "functions"}, `given twice ("nats://127.0.0.1:1", then "nats://127.0.0.1:2")`},
+		{[]string{"functions", "-o", "json", "--output", "text"}, `given twice ("json", then "text")`},
+	} {
+		runArgs(t, tc.args...).want(t, 2, "", tc.want)
+	}
+	o := start(t)
+	o.run("", "list", "--function", "echo", "--function", "echo", "--json", "--json").want(t, 0, `"tasks"`, "")
+	o.run("", "echo", "x", "--header", "A=1", "--header", "B=2", "--id", "twice-ok").want(t, 0, "twice-ok", "")
+}
