@@ -25,6 +25,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/omniq/omniq/internal/credentials"
+	"github.com/omniq/omniq/internal/flagonce"
 	"github.com/omniq/omniq/internal/natsflags"
 	"github.com/omniq/omniq/internal/roles"
 	"github.com/omniq/omniq/jetstream"
@@ -497,6 +498,8 @@ func Parse(args []string, getenv func(string) string, help io.Writer) (Options, 
 		o.urlFromEnv = !urlGiven && o.NATS.URL != ""
 		return nil
 	}
+	// A flag given twice with two values is refused, not the last kept.
+	flagonce.Wrap(cmd.Flags())
 	if err := cmd.Execute(); err != nil {
 		if errors.Is(err, errUsage) {
 			return o, err

@@ -19,6 +19,7 @@ import (
 	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/trace"
 
+	"github.com/omniq/omniq/internal/flagonce"
 	"github.com/omniq/omniq/internal/natsflags"
 	"github.com/omniq/omniq/internal/version"
 	"github.com/omniq/omniq/jetstream"
@@ -209,47 +210,15 @@ queues the task anyway. Prints the task id, or with --wait the task's result
 // last without a word, so the first was ignored. Booleans and --header
 // (repeatable) are left as they are; the same value twice is accepted.
 func onceEach(root *cobra.Command) {
-	seen := map[*pflag.Flag]bool{}
-	wrap := func(fl *pflag.Flag) {
-		if seen[fl] || fl.Value.Type() == "bool" || fl.Name == "header" {
-			return
-		}
-		seen[fl] = true
-		fl.Value = &onceValue{Value: fl.Value, name: fl.Name}
-	}
 	var walk func(cmd *cobra.Command)
 	walk = func(cmd *cobra.Command) {
-		cmd.Flags().VisitAll(wrap)
-		cmd.PersistentFlags().VisitAll(wrap)
+		flagonce.Wrap(cmd.Flags(), "header")
+		flagonce.Wrap(cmd.PersistentFlags(), "header")
 		for _, sub := range cmd.Commands() {
 			walk(sub)
 		}
 	}
 	walk(root)
-}
-
-// onceValue is a flag's value that may be set once (or again to the same).
-type onceValue struct {
-	pflag.Value
-	name  string
-	first *string
-}
-
-func (v *onceValue) Set(s string) error {
-	if v.first != nil {
-		if *v.first == s {
-			return nil
-		}
-		if v.Value.Type() == "stringSlice" || v.name == "status" {
-			return fmt.Errorf("given twice (%q, then %q): give it once, with the values comma-separated", *v.first, s)
-		}
-		return fmt.Errorf("given twice (%q, then %q): give it once", *v.first, s)
-	}
-	if err := v.Value.Set(s); err != nil {
-		return err
-	}
-	v.first = &s
-	return nil
 }
 
 // completions makes shell completion offer the values of --status, --sort

@@ -38,3 +38,20 @@ func TestNATSTLSFlagsWithoutNATSURLAreAUsageError(t *testing.T) {
 		}
 	}
 }
+
+// A flag given twice with two values kept the last without a word
+// (--data-dir a --data-dir b ran on b): it is a usage error naming both.
+func TestAFlagGivenTwiceIsAUsageError(t *testing.T) {
+	t.Parallel()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	a, b := t.TempDir(), t.TempDir()
+	var stderr bytes.Buffer
+	code := runnercmd.Main(ctx, nil, []string{"--listen", "none", "--plugins-dir", t.TempDir(), "--data-dir", a, "--data-dir", b}, env(nil), io.Discard, &stderr, func(runnercmd.Ready) {
+		t.Error("the runner started")
+		cancel()
+	})
+	if want := `"--data-dir" flag: given twice ("` + a + `", then "` + b + `"): give it once`; code != 2 || !strings.Contains(stderr.String(), want) {
+		t.Errorf("exit %d, stderr %q; want 2 and %q", code, stderr.String(), want)
+	}
+}
