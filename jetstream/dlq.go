@@ -59,6 +59,39 @@ type DeadTask struct {
 	Payload []byte
 }
 
+// AttemptsRun is how many attempts of the dead task ran its handler, 0
+// when none did, given the task's state record rec (nil when unread or
+// gone). The entry's Attempt is the attempt being made when the task
+// failed: for a task dead-lettered instead of running (the sweep's
+// unknown_function, a malformed task's invalid_task) one that never ran,
+// and it counts attempts put back unrun while the plugin was quarantined.
+// The record, when it holds this failure, counts what ran; without it,
+// the attempt an unknown_function or invalid_task entry names is taken
+// as unrun, as a runner fails such a task.
+func (d DeadTask) AttemptsRun(rec *models.Task) int {
+	if rec != nil && rec.Status == models.StatusFailed && rec.Replays == d.Replays {
+		return rec.AttemptsRun()
+	}
+	if !d.AttemptMayMiscount() || d.Error.ErrorType == models.ErrorTypePluginUnavailable {
+		return d.Attempt
+	}
+	return max(d.Attempt-1, 0)
+}
+
+// AttemptMayMiscount says whether the dead task failed in a way that can
+// end a task without running the attempt its entry names, so that its
+// state record is worth reading for AttemptsRun.
+func (d DeadTask) AttemptMayMiscount() bool {
+	if d.Error == nil {
+		return false
+	}
+	switch d.Error.ErrorType {
+	case models.ErrorTypeUnknownFunction, models.ErrorTypeInvalidTask, models.ErrorTypePluginUnavailable:
+		return true
+	}
+	return false
+}
+
 // DeadLetter moves a task that will not run again to the dead-letter stream
 // with its payload, its headers and final, the TaskError that ended it.
 // Publishing is idempotent per task and attempt, so a runner that dies

@@ -92,9 +92,12 @@ func newDeadIndex(max int) *deadIndex {
 }
 
 // deadEntryOf is what the index keeps of d: copies of short strings, not the
-// headers they came from (which hold the traceback).
+// headers they came from (which hold the traceback). Its attempt counts
+// the attempts that ran, as omniq-submit dlq list does, read from the
+// entry alone: an unknown_function or invalid_task entry names an
+// attempt that never ran.
 func deadEntryOf(d jetstream.DeadTask) deadEntry {
-	e := deadEntry{seq: d.Sequence, at: d.DeadAt, id: strings.Clone(d.ID), function: strings.Clone(d.Function), attempt: d.Attempt, replays: d.Replays}
+	e := deadEntry{seq: d.Sequence, at: d.DeadAt, id: strings.Clone(d.ID), function: strings.Clone(d.Function), attempt: d.AttemptsRun(nil), replays: d.Replays}
 	if d.Error != nil {
 		e.errorType, e.message = strings.Clone(d.Error.ErrorType), strings.Clone(firstLine(d.Error.Message))
 	}

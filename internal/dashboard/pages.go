@@ -395,13 +395,16 @@ type historyItem struct {
 }
 
 type taskData struct {
-	ID        string
-	Task      *models.Task
-	Revision  uint64
-	Dead      *jetstream.DeadTask
-	Payload   string
-	PayloadAs string // "text" or "hex"
-	Truncated bool
+	ID       string
+	Task     *models.Task
+	Revision uint64
+	Dead     *jetstream.DeadTask
+	// DeadAttempts is how many attempts of the dead task ran its
+	// handler (Dead.AttemptsRun), 0 when it was dead-lettered unrun.
+	DeadAttempts int
+	Payload      string
+	PayloadAs    string // "text" or "hex"
+	Truncated    bool
 	// Result is the task's result as showPayload shows it.
 	Result    string
 	ResultAs  string // "text" or "hex"; "" without a result
@@ -451,7 +454,7 @@ func (s *Server) handleTask(w http.ResponseWriter, r *http.Request, ss *session)
 	if d.Task == nil || d.Task.Status == models.StatusFailed {
 		dctx, dcancel := context.WithTimeout(ctx, time.Second)
 		if dt, err := s.cfg.Client.GetDead(dctx, id); err == nil {
-			d.Dead = &dt
+			d.Dead, d.DeadAttempts = &dt, dt.AttemptsRun(d.Task)
 			hdr, payload, havePayload = dt.Header, dt.Payload, true
 		}
 		dcancel()

@@ -25,6 +25,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/omniq/omniq/internal/credentials"
+	"github.com/omniq/omniq/internal/flagonce"
 	"github.com/omniq/omniq/internal/natsflags"
 	"github.com/omniq/omniq/internal/roles"
 	"github.com/omniq/omniq/jetstream"
@@ -68,6 +69,9 @@ type Options struct {
 	// line (a variable set for omniq-submit, say), which errors and the
 	// wait for NATS say.
 	urlFromEnv bool
+	// tlsFlagsGiven names the --nats-ca, --nats-cert and --nats-key
+	// given on the command line; the others set came from OMNIQ_NATS_*.
+	tlsFlagsGiven map[string]bool
 }
 
 // urlFromEnvHint is what an error or log line about the server at
@@ -467,7 +471,7 @@ func Parse(args []string, getenv func(string) string, help io.Writer) (Options, 
 	fs.StringVar(&o.LogFormat, "log-format", "text", "log format: text or json")
 	fs.StringVar(&o.LogLevel, "log-level", "info", "log level: debug, info, warn, error")
 	fs.StringVar(&o.MetricsAddr, "metrics-addr", "", "address for /metrics, /healthz and /readyz (empty: off)")
-	fs.BoolVar(&o.Pprof, "pprof", false, "also serve Go's profiler under /debug/pprof/ on --metrics-addr (for profiling; keep that address private)")
+	fs.BoolVar(&o.Pprof, "pprof", false, "also serve Go's profiler under /debug/pprof/ on --metrics-addr, which it needs (for profiling; keep that address private)")
 	fs.StringVar(&o.ConfigFile, "config", "", "JSON config file with per-function, plugin and stream settings")
 	fs.StringVar(&o.ID, "id", "", "runner id, one per runner: two runners with one id list as one, and a warning says so (default: hostname and a random suffix)")
 	fs.DurationVar(&o.ShutdownWait, "shutdown-grace", 30*time.Second, "how long a graceful shutdown lets running tasks finish")
@@ -484,12 +488,18 @@ func Parse(args []string, getenv func(string) string, help io.Writer) (Options, 
 		ran, pos = true, args
 		// Variables fill in the flags not given, so that flags win.
 		urlGiven := fs.Changed("nats-url")
+		o.tlsFlagsGiven = map[string]bool{}
+		for _, f := range []string{"nats-ca", "nats-cert", "nats-key"} {
+			o.tlsFlagsGiven["--"+f] = fs.Changed(f)
+		}
 		if err := natsflags.ApplyEnv(fs, getenv, nil); err != nil {
 			return fmt.Errorf("%w: %v", errUsage, err)
 		}
 		o.urlFromEnv = !urlGiven && o.NATS.URL != ""
 		return nil
 	}
+	// A flag given twice with two values is refused, not the last kept.
+	flagonce.Wrap(cmd.Flags())
 	if err := cmd.Execute(); err != nil {
 		if errors.Is(err, errUsage) {
 			return o, err
@@ -538,6 +548,11 @@ func (o *Options) check() error {
 	if o.MetricsAddr != "" && !validListenAddr(o.MetricsAddr) {
 		// Refused here, not once the embedded server has started.
 		return fmt.Errorf("%w: --metrics-addr %q: want host:port, such as 127.0.0.1:9090 or :9090", errUsage, o.MetricsAddr)
+	}
+	if o.Pprof && o.MetricsAddr == "" {
+		// The profiler is served on the metrics address: without one,
+		// --pprof would do nothing, and say nothing.
+		return fmt.Errorf("%w: --pprof serves the profiler on --metrics-addr, which is not set: give one too (--metrics-addr 127.0.0.1:9090)", errUsage)
 	}
 	if err := o.checkAuth(); err != nil {
 		return err
@@ -664,6 +679,19 @@ func (o *Options) checkAuth() error {
 		return fmt.Errorf("%w: --tls-cert and --tls-key go together", errUsage)
 	case o.TLSCA != "" && o.TLSCert == "":
 		return fmt.Errorf("%w: --tls-ca (client certificates) needs --tls-cert and --tls-key", errUsage)
+	}
+	// The runner talks to its embedded server in-process: TLS to a
+	// server is for --nats-url, and was ignored here without a word.
+	for _, f := range []struct{ flag, v string }{{"--nats-ca", o.NATS.Conn.TLSCAFile}, {"--nats-cert", o.NATS.Conn.TLSCertFile}, {"--nats-key", o.NATS.Conn.TLSKeyFile}} {
+		if f.v == "" {
+			continue
+		}
+		from, hint := f.flag, ""
+		if !o.tlsFlagsGiven[f.flag] {
+			from = natsflags.EnvName(strings.TrimPrefix(f.flag, "--")) + " in the environment"
+			hint = "; unset it for the runner (omniq-submit and omniq-ui also read the nats CLI's NATS_CA, NATS_CERT and NATS_KEY, which the runner does not)"
+		}
+		return fmt.Errorf("%w: %s: the --nats-ca/--nats-cert/--nats-key flags are TLS to the server of --nats-url; the runner talks to its embedded server in-process, without TLS (the embedded server's own TLS is --tls-cert, --tls-key, --tls-ca)%s", errUsage, from, hint)
 	}
 	// Refused here, as the other bad flags, rather than by the embedded
 	// server once the runner has started (exit 1, in a log line that

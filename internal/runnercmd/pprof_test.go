@@ -1,10 +1,14 @@
 package runnercmd_test
 
 import (
+	"bytes"
+	"context"
 	"io"
 	"net/http"
 	"strings"
 	"testing"
+
+	"github.com/omniq/omniq/internal/runnercmd"
 )
 
 // --pprof serves Go's profiler on the metrics address; without it the
@@ -56,5 +60,31 @@ func TestPprofDoesNotServeTheCommandLine(t *testing.T) {
 	}
 	if code := stop(false); code != 0 {
 		t.Fatalf("exit %d\n%s", code, logs)
+	}
+}
+
+// --pprof without --metrics-addr did nothing and said nothing: the
+// profiler is served on the metrics address. It is a usage error, from
+// the flag or its variable.
+func TestPprofWithoutMetricsAddrIsAUsageError(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		args []string
+		vars map[string]string
+	}{
+		{[]string{"--pprof"}, nil},
+		{nil, map[string]string{"OMNIQ_PPROF": "true"}},
+	} {
+		ctx, cancel := context.WithCancel(context.Background())
+		var stderr bytes.Buffer
+		args := append([]string{"--listen", "none", "--data-dir", t.TempDir(), "--plugins-dir", t.TempDir()}, tc.args...)
+		code := runnercmd.Main(ctx, nil, args, env(tc.vars), io.Discard, &stderr, func(runnercmd.Ready) {
+			t.Errorf("%v %v: the runner started", tc.args, tc.vars)
+			cancel()
+		})
+		cancel()
+		if want := "--pprof serves the profiler on --metrics-addr, which is not set"; code != 2 || !strings.Contains(stderr.String(), want) {
+			t.Errorf("%v %v: exit %d, stderr %q; want 2 and %q", tc.args, tc.vars, code, stderr.String(), want)
+		}
 	}
 }

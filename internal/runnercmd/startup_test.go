@@ -41,7 +41,10 @@ func TestBusyPortFailsFastNamingIt(t *testing.T) {
 		t.Run(flag, func(t *testing.T) {
 			t.Parallel()
 			addr := busyPort(t)
-			args := []string{"--listen", "127.0.0.1:0", "--data-dir", t.TempDir(), flag, addr}
+			args := []string{"--data-dir", t.TempDir(), flag, addr}
+			if flag != "--listen" {
+				args = append(args, "--listen", "127.0.0.1:0")
+			}
 			logs := &omniqtest.Buffer{}
 			code := runnercmd.Main(context.Background(), nil, args, env(map[string]string{"OMNIQ_PLUGINS_DIR": t.TempDir()}), io.Discard, logs,
 				func(runnercmd.Ready) { t.Error("the runner started") })

@@ -253,13 +253,13 @@ func TestBatchPrintsEveryIDAndAKnownTotal(t *testing.T) {
 	if fmt.Sprint(outcomes) != fmt.Sprint(want) || r.code != 1 {
 		t.Fatalf("batch --json: exit %d, outcomes %v, want %v\n%s", r.code, outcomes, want, r.stdout)
 	}
-	// Without --json: one id per line, then the summary.
+	// Without --json: one id per line, then the summary on stderr.
 	r = o.run("a\nb\n", "batch", "echo")
 	ids := strings.Split(strings.TrimSpace(r.stdout), "\n")
-	if r.code != 0 || len(ids) != 3 || ids[2] != "submitted 2, duplicates 0, rejected 0" {
-		t.Fatalf("batch: exit %d, stdout %q", r.code, r.stdout)
+	if r.code != 0 || len(ids) != 2 || r.stderr != "submitted 2, duplicates 0, rejected 0\n" {
+		t.Fatalf("batch: exit %d, stdout %q, stderr %q", r.code, r.stdout, r.stderr)
 	}
-	for _, id := range ids[:2] {
+	for _, id := range ids {
 		omniqtest.WaitFor(t, o.srv.Client, id, models.StatusSucceeded, 30*time.Second)
 	}
 
@@ -273,7 +273,8 @@ func TestBatchPrintsEveryIDAndAKnownTotal(t *testing.T) {
 		t.Fatal(err)
 	}
 	r = o.runIO(submitcmd.IO{Terminal: true}, "batch", "echo", file)
-	r.want(t, 0, "submitted 150, duplicates 0, rejected 0", "(150/150")
+	r.want(t, 0, "", "(150/150")
+	r.want(t, 0, "", "submitted 150, duplicates 0, rejected 0")
 	if strings.Contains(r.stderr, "/-") {
 		t.Fatalf("progress without a total: %q", r.stderr)
 	}
@@ -364,12 +365,12 @@ func TestNegativeMaxRetriesIsRefused(t *testing.T) {
 	o.run("", "echo", "x", "--max-retries", "-1").want(t, 2, "", `invalid argument "-1" for "--max-retries" flag: must be 0 or more`)
 	o.run("", "batch", "echo", "--max-retries", "-5").want(t, 2, "", "must be 0 or more")
 	r := o.run(`{"function":"echo","payload":"x","max_retries":-2}`+"\n", "batch", "--jsonl")
-	r.want(t, 1, "submitted 0", "line 1: max_retries -2: must be 0 or more")
+	r.want(t, 1, "", "line 1: max_retries -2: must be 0 or more")
 	// A budget no runner can read is refused here, not accepted and then
 	// failed invalid_task by the runner.
 	o.run("", "echo", "x", "--max-retries", "99999999999").want(t, 2, "", `invalid argument "99999999999" for "--max-retries" flag: must be at most 2147483647`)
 	r = o.run(`{"function":"echo","payload":"x","max_retries":2147483648}`+"\n", "batch", "--jsonl")
-	r.want(t, 1, "submitted 0", "line 1: max_retries 2147483648: must be at most 2147483647")
+	r.want(t, 1, "", "line 1: max_retries 2147483648: must be at most 2147483647")
 	o.run("", "echo", "x", "--max-retries", "0", "--wait", "--id", "zero").want(t, 0, "x", "")
 	if task := omniqtest.WaitFor(t, o.srv.Client, "zero", models.StatusSucceeded, 30*time.Second); task.MaxRetries != 0 {
 		t.Fatalf("--max-retries 0 gave max_retries %d", task.MaxRetries)
@@ -483,7 +484,7 @@ func TestBatchNamesTheLineOrFlagOfABadDelay(t *testing.T) {
 	t.Parallel()
 	o := start(t)
 	r := o.run(`{"function":"echo","payload":"x","delay":"-5s"}`+"\n", "batch", "--jsonl")
-	r.want(t, 1, "submitted 0, duplicates 0, rejected 1", `line 1: delay "-5s": must not be negative`)
+	r.want(t, 1, "", `line 1: delay "-5s": must not be negative`)
 	if strings.Contains(r.stderr, "--delay") {
 		t.Fatalf("stderr names --delay, which was not given: %q", r.stderr)
 	}
@@ -498,13 +499,24 @@ func TestBatchNamesTheLineOrFlagOfABadDelay(t *testing.T) {
 
 // A negative timeout is named as what gave it: the flag, a usage error,
 // or a batch line's field. It said "invalid task message: timeout ...",
-// naming neither.
+// naming neither. A zero one is refused too: it was taken for the
+// function's default, which only leaving it out asks for.
 func TestANegativeTimeoutNamesTheFlagOrTheLine(t *testing.T) {
 	t.Parallel()
 	o := start(t)
-	o.run("", "echo", "x", "--timeout", "-5s").want(t, 2, "", "--timeout must not be negative")
-	r := o.run(`{"function":"echo","payload":"x","timeout":"-5s"}`+"\n", "batch", "--jsonl")
-	r.want(t, 1, "submitted 0, duplicates 0, rejected 1", `line 1: timeout "-5s": must not be negative`)
+	for _, args := range [][]string{{"echo", "x", "--timeout", "0s"}, {"submit", "echo", "x", "--timeout", "0"}, {"batch", "echo", "--timeout", "0s"}} {
+		r := o.run("a\n", args...)
+		r.want(t, 2, "", `invalid argument "0`)
+		r.want(t, 2, "", `for "--timeout" flag: want a positive duration such as 30s or 10m, at most 8760h0m0s (leave it out for the function's default)`)
+		if r.stdout != "" {
+			t.Fatalf("%q submitted a task: %q", args, r.stdout)
+		}
+	}
+	o.run("", "echo", "x", "--timeout", "-5s").want(t, 2, "", `invalid argument "-5s" for "--timeout" flag: want a positive duration`)
+	r := o.run(`{"function":"echo","payload":"x","timeout":"0s"}`+"\n", "batch", "--jsonl")
+	r.want(t, 1, "", `line 1: timeout "0s": must be positive (leave it out for the function's default)`)
+	r = o.run(`{"function":"echo","payload":"x","timeout":"-5s"}`+"\n", "batch", "--jsonl")
+	r.want(t, 1, "", `line 1: timeout "-5s": must not be negative`)
 	if strings.Contains(r.stderr, "--timeout") {
 		t.Fatalf("stderr names --timeout, which was not given: %q", r.stderr)
 	}
@@ -764,7 +776,8 @@ func TestSubmitRefusesWhatTheRunnersCapsWouldFail(t *testing.T) {
 	o.run("", "echo", "x", "--max-retries", "101").want(t, 2, "", "max retries 101 is over the cap of 100 of runner")
 	o.run("", "echo", "x", "--timeout", "25h").want(t, 2, "", "timeout 25h0m0s is over the cap of 24h0m0s of runner")
 	r := o.run(`{"function":"echo","payload":"a","max_retries":500}`+"\n"+`{"function":"echo","payload":"b","timeout":"48h"}`+"\n"+`{"function":"echo","payload":"c"}`+"\n", "batch", "--jsonl")
-	r.want(t, 1, "submitted 1, duplicates 0, rejected 2", "line 1: max retries 500 is over the cap of 100")
+	r.want(t, 1, "", "line 1: max retries 500 is over the cap of 100")
+	r.want(t, 1, "", "submitted 1, duplicates 0, rejected 2")
 	if !strings.Contains(r.stderr, "line 2: timeout 48h0m0s is over the cap of 24h0m0s") {
 		t.Fatalf("batch stderr lacks line 2's cap: %q", r.stderr)
 	}
@@ -912,4 +925,45 @@ func TestAnEmptyIDIsAUsageError(t *testing.T) {
 	runArgs(t, "echo", "x", "--id", "").want(t, 2, "", `invalid argument "" for "--id" flag: must not be empty (leave --id out for a new unique id)`)
 	runArgs(t, "submit", "echo", "x", "--id=").want(t, 2, "", `"--id" flag: must not be empty`)
 	runArgs(t, "batch", "echo", "-", "--id", "").want(t, 2, "", `"--id" flag: must not be empty`)
+}
+
+// A header given twice kept its last value and dropped the first without
+// a word (a task's header holds one value): it is a usage error naming
+// the header and both values. Names that differ in case are two headers.
+func TestAHeaderGivenTwiceIsRefused(t *testing.T) {
+	t.Parallel()
+	for _, args := range [][]string{
+		{"echo", "x", "--header", "A=1", "--header", "A=2"},
+		{"batch", "echo", "--header", "A=1", "--header", "A=2"},
+	} {
+		r := runArgs(t, args...)
+		r.want(t, 2, "", `invalid argument "A=2" for "--header" flag: header A given twice (A=1 and A=2): a task's header holds one value`)
+	}
+	o := start(t)
+	r := o.run("", "echo", "x", "--header", "a=1", "--header", "A=2", "--id", "two-headers")
+	r.want(t, 0, "two-headers", "")
+}
+
+// A flag of one value given twice kept the last and ignored the first
+// without a word (list --function a --function b listed b's tasks): it is
+// a usage error naming the flag and both values. The same value twice,
+// a boolean twice and --header (repeatable) are accepted.
+func TestAFlagGivenTwiceIsRefused(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"list", "--function", "echo", "--function", "fail"}, `invalid argument "fail" for "--function" flag: given twice ("echo", then "fail"): give it once`},
+		{[]string{"list", "--status", "failed", "--status", "succeeded"}, `given twice ("failed", then "succeeded"): give it once, with the values comma-separated`},
+		{[]string{"dlq", "list", "--error-type", "a", "--error-type", "b"}, `"--error-type" flag: given twice ("a", then "b")`},
+		{[]string{"echo", "x", "--id", "a", "--id", "b"}, `"--id" flag: given twice ("a", then "b")`},
+		{[]string{"-s", "nats://127.0.0.1:1", "--nats-url", "nats://127.0.0.1:2", "functions"}, `given twice ("nats://127.0.0.1:1", then "nats://127.0.0.1:2")`},
+		{[]string{"functions", "-o", "json", "--output", "text"}, `given twice ("json", then "text")`},
+	} {
+		runArgs(t, tc.args...).want(t, 2, "", tc.want)
+	}
+	o := start(t)
+	o.run("", "list", "--function", "echo", "--function", "echo", "--json", "--json").want(t, 0, `"tasks"`, "")
+	o.run("", "echo", "x", "--header", "A=1", "--header", "B=2", "--id", "twice-ok").want(t, 0, "twice-ok", "")
 }

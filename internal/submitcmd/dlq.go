@@ -212,7 +212,7 @@ func (c *cli) dlqList(ff *filterFlags, limit int, after string) error {
 	if c.json {
 		out := make([]deadJSON, 0, len(page.Tasks))
 		for _, d := range page.Tasks {
-			out = append(out, toDeadJSON(d, deadAttemptsRun(d, recs[d.ID])))
+			out = append(out, toDeadJSON(d, d.AttemptsRun(recs[d.ID])))
 		}
 		return writeJSON(c.io.Stdout, struct {
 			Tasks []deadJSON `json:"tasks"`
@@ -228,7 +228,7 @@ func (c *cli) dlqList(ff *filterFlags, limit int, after string) error {
 			typ, msg = d.Error.ErrorType, oneLine(d.Error.Message, 60)
 		}
 		attempt := "-" // the error type says why none ran
-		if n := deadAttemptsRun(d, recs[d.ID]); n > 0 {
+		if n := d.AttemptsRun(recs[d.ID]); n > 0 {
 			attempt = strconv.Itoa(n)
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", d.ID, d.Function, typ, attempt, when(d.DeadAt), msg)
@@ -255,44 +255,13 @@ func shellWord(s string) string {
 	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
 }
 
-// deadAttemptsRun is how many attempts of dead task d ran its handler, 0
-// when none did, given the task's state record rec (nil when unread or
-// gone). The entry's Omniq-Attempt header is the attempt being made when
-// the task failed: for a task dead-lettered instead of running (the sweep's
-// unknown_function, a malformed task's invalid_task) one that never ran,
-// and it counts attempts put back unrun while the plugin was quarantined.
-// The record, when it holds this failure, counts what ran.
-func deadAttemptsRun(d jetstream.DeadTask, rec *models.Task) int {
-	if rec != nil && rec.Status == models.StatusFailed && rec.Replays == d.Replays {
-		return rec.AttemptsRun()
-	}
-	if !headerMayMiscount(d) || d.Error.ErrorType == models.ErrorTypePluginUnavailable {
-		return d.Attempt
-	}
-	return max(d.Attempt-1, 0) // no record: as a runner fails such a task, unrun
-}
-
-// headerMayMiscount says whether dead task d failed in a way that can end
-// a task without running the attempt its entry names, so that its record
-// is read for the attempts that ran.
-func headerMayMiscount(d jetstream.DeadTask) bool {
-	if d.Error == nil {
-		return false
-	}
-	switch d.Error.ErrorType {
-	case models.ErrorTypeUnknownFunction, models.ErrorTypeInvalidTask, models.ErrorTypePluginUnavailable:
-		return true
-	}
-	return false
-}
-
 // deadRecords reads the state records of the entries of page whose
 // attempts that ran the header may miscount, by task id; a record that
 // cannot be read is left out.
 func (c *cli) deadRecords(client *jetstream.Client, page []jetstream.DeadTask) map[string]*models.Task {
 	recs := make(map[string]*models.Task)
 	for _, d := range page {
-		if headerMayMiscount(d) {
+		if d.AttemptMayMiscount() {
 			if rec, err := client.State().Get(c.ctx, d.ID); err == nil {
 				recs[d.ID] = rec.Task
 			}
@@ -308,7 +277,7 @@ type deadJSON struct {
 	Sequence uint64    `json:"sequence"`
 	DeadAt   time.Time `json:"dead_at"`
 	// Attempt is how many attempts ran the handler, 0 when none did
-	// (see deadAttemptsRun).
+	// (see jetstream.DeadTask.AttemptsRun).
 	Attempt int                 `json:"attempt"`
 	Replays int                 `json:"replays"`
 	Error   *models.TaskError   `json:"error"`
@@ -341,7 +310,7 @@ func (c *cli) dlqShow(id string) error {
 		task = rec.Task
 	}
 	if c.json {
-		out := toDeadJSON(d, deadAttemptsRun(d, task))
+		out := toDeadJSON(d, d.AttemptsRun(task))
 		out.Headers = d.Header
 		if task != nil {
 			tj := toTaskJSON(task)
@@ -350,7 +319,7 @@ func (c *cli) dlqShow(id string) error {
 		return writeJSON(c.io.Stdout, out)
 	}
 	w := c.io.Stdout
-	attempt := strconv.Itoa(deadAttemptsRun(d, task))
+	attempt := strconv.Itoa(d.AttemptsRun(task))
 	if attempt == "0" {
 		attempt = "- (it never ran)"
 		if d.Error != nil {

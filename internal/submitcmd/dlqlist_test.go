@@ -39,8 +39,8 @@ func TestDeadLetterListPages(t *testing.T) {
 		fmt.Fprintf(&lines, "{\"message\":\"broken %d\",\"permanent\":true}\n", i)
 	}
 	r := o.run(lines.String(), "batch", "fail", "-", "--max-retries", "0")
-	r.want(t, 0, "submitted 60", "")
-	ids := strings.Fields(strings.Split(r.stdout, "submitted")[0])
+	r.want(t, 0, "", "submitted 60")
+	ids := strings.Fields(r.stdout)
 	for _, id := range ids {
 		omniqtest.WaitDead(t, o.srv.Client, id, time.Minute)
 	}

@@ -19,6 +19,7 @@ import (
 	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/trace"
 
+	"github.com/omniq/omniq/internal/flagonce"
 	"github.com/omniq/omniq/internal/natsflags"
 	"github.com/omniq/omniq/internal/version"
 	"github.com/omniq/omniq/jetstream"
@@ -200,7 +201,24 @@ queues the task anyway. Prints the task id, or with --wait the task's result
 	completionNeedsAShell(root)
 	helpNeedsACommand(root)
 	c.completions(root)
+	onceEach(root)
 	return root
+}
+
+// onceEach makes every flag of the tree that takes one value refuse a
+// second, different one (--function a --function b): pflag keeps the
+// last without a word, so the first was ignored. Booleans and --header
+// (repeatable) are left as they are; the same value twice is accepted.
+func onceEach(root *cobra.Command) {
+	var walk func(cmd *cobra.Command)
+	walk = func(cmd *cobra.Command) {
+		flagonce.Wrap(cmd.Flags(), "header")
+		flagonce.Wrap(cmd.PersistentFlags(), "header")
+		for _, sub := range cmd.Commands() {
+			walk(sub)
+		}
+	}
+	walk(root)
 }
 
 // completions makes shell completion offer the values of --status, --sort

@@ -44,6 +44,11 @@ func (h headerFlags) Set(v string) error {
 	if !ok || k == "" {
 		return fmt.Errorf("want KEY=value, got %q", v)
 	}
+	// A task's header holds one value: a second --header of a name
+	// would replace the first without a word.
+	if old, dup := h[k]; dup {
+		return fmt.Errorf("header %s given twice (%s=%s and %s): a task's header holds one value", k, k, old, v)
+	}
 	h[k] = val
 	return nil
 }
@@ -105,6 +110,31 @@ func (f retriesFlag) Set(v string) error {
 	return nil
 }
 
+// timeoutFlag is a submit's --timeout: a positive duration up to
+// models.MaxTimeout. Left out, the function's default applies; 0 or less
+// is refused rather than taken for the default, which it is not asking
+// for. Help shows no default for it.
+type timeoutFlag struct{ d *time.Duration }
+
+func (f timeoutFlag) String() string {
+	if f.d == nil || *f.d == 0 {
+		return ""
+	}
+	return f.d.String()
+}
+
+// Type names the flag's value in help.
+func (f timeoutFlag) Type() string { return "duration" }
+
+func (f timeoutFlag) Set(v string) error {
+	d, err := time.ParseDuration(v)
+	if err != nil || d <= 0 || d > models.MaxTimeout {
+		return fmt.Errorf("want a positive duration such as 30s or 10m, at most %s (leave it out for the function's default)", models.MaxTimeout)
+	}
+	*f.d = d
+	return nil
+}
+
 // submitOpts are the per-task flags of submit and batch.
 type submitOpts struct {
 	id         string
@@ -124,9 +154,6 @@ func (o *submitOpts) request(fn string, payload []byte) (jetstream.SubmitRequest
 	}
 	if o.delay < 0 {
 		return r, usagef("--delay must not be negative")
-	}
-	if o.timeout < 0 {
-		return r, usagef("--timeout must not be negative (leave it out for the function's default)")
 	}
 	if o.delay > 0 && o.at != "" {
 		return r, usagef("use --delay or --at, not both")
@@ -150,7 +177,7 @@ func addSubmitFlags(fs *pflag.FlagSet) *submitOpts {
 	fs.Var(idFlag{&o.id}, "id", "task id, also the idempotency key (default: a new unique id)")
 	o.maxRetries = -1
 	fs.Var(retriesFlag{&o.maxRetries, "the function's default"}, "max-retries", "retries after the first attempt (default: the function's)")
-	fs.DurationVar(&o.timeout, "timeout", 0, "per-attempt timeout (default: the function's)")
+	fs.Var(timeoutFlag{&o.timeout}, "timeout", "per-attempt timeout (default: the function's)")
 	fs.DurationVar(&o.delay, "delay", 0, "run no sooner than this from now")
 	fs.StringVar(&o.at, "at", "", "run no sooner than this RFC 3339 time")
 	fs.Var(o.headers, "header", "header passed to the handler, KEY=value (repeatable)")
@@ -432,8 +459,10 @@ FUNCTION, or with --jsonl a JSON object {"function", "payload", "id",
 
 Prints the id of every task submitted, one per line in input order ("ID
 duplicate" for an id submitted before, or given on an earlier line: the
-first line of an id is the one submitted), then a summary; a line that cannot be submitted is
-reported on stderr with its number, and makes the exit status 1. With
+first line of an id is the one submitted), and a summary on stderr, so
+that stdout can go to a file for "cancel --from"; a line that cannot be
+submitted is reported on stderr with its number, and makes the exit
+status 1. With
 --json, each line is a JSON object {"line", "id", "outcome", "error"}
 (outcome: submitted, duplicate or rejected), and the last one the summary.
 On a terminal a progress bar shows on stderr.`,
@@ -708,7 +737,10 @@ read:
 	if c.json {
 		_ = out.Encode(map[string]int64{"submitted": submitted.Load(), "duplicates": duplicates.Load(), "rejected": rejected.Load()})
 	} else {
-		fmt.Fprintf(c.io.Stdout, "submitted %d, duplicates %d, rejected %d\n", submitted.Load(), duplicates.Load(), rejected.Load())
+		// On stderr, as the progress bar and the rejected lines: stdout
+		// holds only the ids, so it can be kept and given to `cancel
+		// --from` or `xargs`.
+		fmt.Fprintf(c.io.Stderr, "submitted %d, duplicates %d, rejected %d\n", submitted.Load(), duplicates.Load(), rejected.Load())
 	}
 	if interrupted {
 		return &statusError{code: exitFailed, msg: fmt.Sprintf("interrupted after line %d: the input after it was not read", line)}
@@ -804,9 +836,14 @@ func (c *cli) batchRequest(o *submitOpts, fn string, jsonl bool, text []byte) (j
 		if err != nil {
 			return jetstream.SubmitRequest{}, fmt.Errorf("timeout %q: %w", bl.Timeout, err)
 		}
-		// Checked here, or the error would name --timeout.
+		// Checked here, or the error would name --timeout. A zero
+		// timeout is not the function's default, which leaving the
+		// field out gives: refused rather than ignored.
 		if d < 0 {
 			return jetstream.SubmitRequest{}, fmt.Errorf("timeout %q: must not be negative (leave it out for the function's default)", bl.Timeout)
+		}
+		if d == 0 {
+			return jetstream.SubmitRequest{}, fmt.Errorf("timeout %q: must be positive (leave it out for the function's default)", bl.Timeout)
 		}
 		lo.timeout = d
 	}

@@ -19,6 +19,7 @@ import (
 
 	"github.com/omniq/omniq/internal/credentials"
 	"github.com/omniq/omniq/internal/dashboard"
+	"github.com/omniq/omniq/internal/flagonce"
 	"github.com/omniq/omniq/internal/natsflags"
 	"github.com/omniq/omniq/internal/version"
 	"github.com/omniq/omniq/jetstream"
@@ -86,6 +87,8 @@ func Parse(args []string, getenv func(string) string, help io.Writer) (Options, 
 	fs.StringVar(&o.LogFormat, "log-format", env("OMNIQ_LOG_FORMAT", "text"), "log format: text or json")
 	fs.StringVar(&o.LogLevel, "log-level", env("OMNIQ_LOG_LEVEL", "info"), "log level: debug, info, warn, error")
 	fs.BoolVarP(&o.Version, "version", "v", false, "print the version and exit")
+	// A flag given twice with two values is refused, not the last kept.
+	flagonce.Wrap(fs)
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, pflag.ErrHelp) {
 			return o, err

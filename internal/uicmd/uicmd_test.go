@@ -503,3 +503,13 @@ func TestBadIndexBoundAndTLSFilesAreUsageErrorsNamingTheFlag(t *testing.T) {
 		}
 	}
 }
+
+// A flag given twice with two values kept the last without a word
+// (--listen a --listen b served on b): it is a usage error naming both.
+func TestAFlagGivenTwiceIsAUsageError(t *testing.T) {
+	var out strings.Builder
+	code := Main(context.Background(), []string{"--listen", "127.0.0.1:0", "--listen", "127.0.0.1:1", "--nats-url", "nats://127.0.0.1:1"}, func(string) string { return "" }, &out, &out)
+	if want := `invalid argument "127.0.0.1:1" for "--listen" flag: given twice ("127.0.0.1:0", then "127.0.0.1:1"): give it once`; code != 2 || !strings.Contains(out.String(), want) {
+		t.Fatalf("exit %d, output %q: want 2 and %q", code, out.String(), want)
+	}
+}
