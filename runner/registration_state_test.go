@@ -68,6 +68,13 @@ func TestRegistrationFollowsPluginQuarantineAtOnce(t *testing.T) {
 		waitFor(t, e, res.ID, models.StatusFailed, 30*time.Second)
 	}
 	quarantined := -1
+	defer func() {
+		if t.Failed() {
+			for i, r := range writes() {
+				t.Logf("write %d: state %s, crashes %d, until %v", i, r.PluginState, r.PluginCrashes, r.QuarantinedUntil)
+			}
+		}
+	}()
 	eventually(t, 60*time.Second, "the registration to say quarantined, then up again", func() bool {
 		for i, r := range writes() {
 			switch {
