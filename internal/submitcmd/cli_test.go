@@ -967,3 +967,17 @@ func TestAFlagGivenTwiceIsRefused(t *testing.T) {
 	o.run("", "list", "--function", "echo", "--function", "echo", "--json", "--json").want(t, 0, `"tasks"`, "")
 	o.run("", "echo", "x", "--header", "A=1", "--header", "B=2", "--id", "twice-ok").want(t, 0, "twice-ok", "")
 }
+
+// --parallel had no upper bound: 100000 started as many goroutines, each
+// with a request in flight. Out of 1..1024 it is a usage error naming it.
+func TestParallelOutOfBoundsIsAUsageError(t *testing.T) {
+	t.Parallel()
+	for _, args := range [][]string{
+		{"batch", "echo", "-", "--parallel", "100000"},
+		{"batch", "echo", "-", "--parallel", "0"},
+		{"cancel", "a", "b", "--parallel", "100000"},
+		{"cancel", "a", "b", "--parallel", "-1"},
+	} {
+		runArgs(t, args...).want(t, 2, "", "--parallel must be from 1 to 1024, got "+args[len(args)-1])
+	}
+}

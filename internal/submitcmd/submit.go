@@ -474,7 +474,7 @@ On a terminal a progress bar shows on stderr.`,
 	var jsonl bool
 	var workers int
 	cmd.Flags().BoolVar(&jsonl, "jsonl", false, `input lines are JSON objects: {"function", "payload", "id", "max_retries", "timeout", "delay", "headers"}`)
-	cmd.Flags().IntVar(&workers, "parallel", 32, "submissions in flight at once")
+	cmd.Flags().IntVar(&workers, "parallel", 32, "submissions in flight at once (1 to 1024)")
 	cmd.RunE = func(_ *cobra.Command, args []string) error { return c.batch(o, jsonl, workers, args) }
 	return cmd
 }
@@ -488,12 +488,24 @@ type batchResult struct {
 }
 
 // batch submits one task per input line.
+// maxParallel bounds --parallel: each is a goroutine with a request in
+// flight, and far fewer keep a server busy.
+const maxParallel = 1024
+
+// checkParallel refuses a --parallel outside 1..maxParallel.
+func checkParallel(workers int) error {
+	if workers < 1 || workers > maxParallel {
+		return usagef("--parallel must be from 1 to %d, got %d", maxParallel, workers)
+	}
+	return nil
+}
+
 func (c *cli) batch(o *submitOpts, jsonl bool, workers int, pos []string) error {
 	if o.id != "" {
 		return usagef("--id does not apply to a batch (give ids per line with --jsonl)")
 	}
-	if workers < 1 {
-		return usagef("--parallel must be at least 1")
+	if err := checkParallel(workers); err != nil {
+		return err
 	}
 	// The flags' own mistakes are usage errors, found once, not the same
 	// rejection of every line.

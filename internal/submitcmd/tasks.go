@@ -506,14 +506,14 @@ cancelled, a cancellation failed, or the run was interrupted.`,
 	var from string
 	var workers int
 	cmd.Flags().StringVar(&from, "from", "", "read the ids to cancel from FILE, one per line (- for stdin)")
-	cmd.Flags().IntVar(&workers, "parallel", 16, "cancellations in flight at once (with many ids)")
+	cmd.Flags().IntVar(&workers, "parallel", 16, "cancellations in flight at once with many ids (1 to 1024)")
 	cmd.RunE = func(_ *cobra.Command, args []string) error {
 		ids, err := c.cancelIDs(args, from)
 		if err != nil {
 			return err
 		}
-		if workers < 1 {
-			return usagef("--parallel must be at least 1")
+		if err := checkParallel(workers); err != nil {
+			return err
 		}
 		one := len(ids) == 1 && from == ""
 		if one && !c.json {
