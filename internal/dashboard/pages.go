@@ -418,6 +418,10 @@ type taskData struct {
 	Problems      []string
 	CanCancel     bool
 	CanReplay     bool
+	// DefaultTimeout is the timeout the runners serving the function
+	// give a task still to run that has none of its own (0: none
+	// registered); omniq-submit status shows it too.
+	DefaultTimeout models.Duration
 }
 
 // pathTaskID returns the task id of r's path, or answers 400 naming what
@@ -447,6 +451,16 @@ func (s *Server) handleTask(w http.ResponseWriter, r *http.Request, ss *session)
 		d.Problems = append(d.Problems, "state record: "+why(ctx, err))
 	default:
 		d.Task, d.Revision = rec.Task, rec.Revision
+	}
+	if t := d.Task; t != nil && t.Timeout == 0 && !t.Status.IsTerminal() && t.Function != jetstream.UnseenFunction {
+		if regs, err := s.cfg.Client.FunctionRegistrations(ctx, t.Function); err == nil {
+			for _, r := range regs {
+				if r.Timeout > 0 {
+					d.DefaultTimeout = r.Timeout
+					break
+				}
+			}
+		}
 	}
 	var hdr nats.Header
 	var payload []byte

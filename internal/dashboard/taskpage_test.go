@@ -324,3 +324,45 @@ func TestDeadTaskPageLeavesTheErrorHeaderToTheErrors(t *testing.T) {
 		t.Fatalf("a dead task's page lists its Omniq-Error header, or shows its traceback other than once:\n%s", body)
 	}
 }
+
+// The task page of a task still to run says when it runs (a delayed
+// task, a retry waiting out its backoff) and, when it has no timeout of
+// its own, the function's default, as omniq-submit status does: it showed
+// neither.
+func TestTaskPageSaysWhenATaskRunsAndItsDefaultTimeout(t *testing.T) {
+	t.Parallel()
+	srv := startServer(t)
+	state := srv.Client.State()
+	at := time.Now().Add(time.Hour).UTC().Truncate(time.Second)
+	delayed := models.NewTask("delayed", "echo", 0, 0, time.Now())
+	delayed.RunAt = at
+	if _, err := state.Create(context.Background(), delayed); err != nil {
+		t.Fatal(err)
+	}
+	retrying := models.NewTask("retrying", "echo", 3, 20*time.Second, time.Now())
+	retrying.Status, retrying.Attempt, retrying.RetryCount, retrying.RunAt = models.StatusRetrying, 1, 1, at
+	if _, err := state.Create(context.Background(), retrying); err != nil {
+		t.Fatal(err)
+	}
+	retries := 2
+	if err := srv.Client.Register(context.Background(), "r1", []jetstream.Registration{{Function: "echo", Plugin: "echo", Concurrency: 1,
+		MaxRetries: &retries, Timeout: models.Duration(7 * time.Second)}}, time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	d := startDashboard(t, Config{Client: srv.Client})
+	b := newBrowser(t, d.URL())
+	for id, want := range map[string][]string{
+		"delayed":  {`id="run-at"`, "(delayed)", `id="timeout">7s per attempt <span class="muted">(the function's default)`},
+		"retrying": {`id="run-at"`, "(its next attempt)", `id="timeout">20s per attempt</td>`},
+	} {
+		code, body := b.get("/tasks/" + id)
+		if code != http.StatusOK {
+			t.Fatalf("%s: %d", id, code)
+		}
+		for _, w := range want {
+			if !strings.Contains(body, w) {
+				t.Errorf("%s's page lacks %q:\n%s", id, w, body)
+			}
+		}
+	}
+}
