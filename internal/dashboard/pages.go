@@ -338,7 +338,16 @@ func (s *Server) handleTasks(w http.ResponseWriter, r *http.Request, ss *session
 			t, err = time.ParseInLocation(timeForm+":05", v, time.UTC)
 		}
 		if err != nil {
-			bad = append(bad, fmt.Sprintf("%s: %q is not a time like 2026-01-02T15:04 (UTC)", name, v))
+			// RFC 3339, with its zone, as omniq-submit list --since
+			// takes it (a URL made from a script's time): shown in the
+			// field in UTC, which is what the field holds.
+			if t, err = time.Parse(time.RFC3339Nano, v); err == nil {
+				t = t.UTC()
+				return t, t.Format(timeForm + ":05")
+			}
+		}
+		if err != nil {
+			bad = append(bad, fmt.Sprintf("%s: %q is not a time like 2026-01-02T15:04 (UTC) or 2026-01-02T15:04:05+01:00", name, v))
 			return time.Time{}, ""
 		}
 		return t, v

@@ -57,6 +57,17 @@ func TestTasksPageRefusesParametersItCannotUse(t *testing.T) {
 	if code, body := b.get("/tasks?since=2000-01-02T15:04:05"); code != http.StatusOK || strings.Count(body, `href="/tasks/p-task-`) != 3 {
 		t.Errorf("GET /tasks?since=2000-01-02T15:04:05: %d, want the 3 tasks:\n%s", code, body)
 	}
+	// So is a time in RFC 3339 with its zone, as omniq-submit list
+	// --since takes one, shown in the field in UTC.
+	for query, count := range map[string]int{"since=2000-01-02T15:04:05%2B01:00": 3, "until=2000-01-02T15:04:05Z": 0} {
+		code, body := b.get("/tasks?" + query)
+		if code != http.StatusOK || strings.Count(body, `href="/tasks/p-task-`) != count {
+			t.Errorf("GET /tasks?%s: %d, want %d tasks:\n%s", query, code, count, body)
+		}
+	}
+	if _, body := b.get("/tasks?since=2000-01-02T15:04:05%2B01:00"); !strings.Contains(body, `value="2000-01-02T14:04:05"`) {
+		t.Errorf("the since field does not hold the time in UTC:\n%s", body)
+	}
 	code, body := b.get("/tasks?limit=2")
 	if code != http.StatusOK || strings.Count(body, `href="/tasks/p-task-`) != 2 {
 		t.Fatalf("GET /tasks?limit=2: %d, want 2 tasks:\n%s", code, body)
