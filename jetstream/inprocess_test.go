@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/omniq/omniq/internal/omniqtest"
+	"github.com/omniq/omniq/jetstream"
 	"github.com/omniq/omniq/models"
 )
 
@@ -42,6 +43,68 @@ func TestBackToBackWritesOfOneKeyOnAClusterAreNeverStale(t *testing.T) {
 				if rec, err = client.State().Replace(ctx(t), rec, next); err != nil {
 					t.Errorf("%s: write %d of one writer: %v", id, i, err)
 					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+}
+
+// A runner that stops right after a heartbeat removes its registration:
+// the refusal "a write of the key in process" (its heartbeat's, still
+// being stored) was taken for another runner's registration, which a
+// deregistration leaves, so the stopped runner stayed listed until its
+// TTL ran out. Found by reading the code after the state writes' case
+// (TestBackToBackWritesOfOneKeyOnAClusterAreNeverStale). The moment is
+// shorter here: this test did not fail for certain without the fix (its
+// one failure, on a loaded machine, may have been a replica's lag, which
+// it now waits out), and checks deregistration on a cluster end to end.
+func TestDeregisterRightAfterAHeartbeatOnAClusterRemovesTheRegistration(t *testing.T) {
+	t.Parallel()
+	servers := omniqtest.StartCluster(t)
+	client := provisionOnCluster(t, servers)
+	const runners, rounds = 8, 40
+	var wg sync.WaitGroup
+	for r := 0; r < runners; r++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			id := fmt.Sprintf("runner-%d", r)
+			for i := 0; i < rounds; i++ {
+				regs := []jetstream.Registration{{Function: "f", Plugin: "p", Concurrency: 1}}
+				// Two heartbeats, the second a compare-and-swap on the
+				// first, then the deregistration at once.
+				for range 2 {
+					if err := client.Register(ctx(t), id, regs, time.Hour); err != nil {
+						t.Errorf("%s: register: %v", id, err)
+						return
+					}
+				}
+				if err := client.Deregister(ctx(t), id, []string{"f"}); err != nil {
+					t.Errorf("%s: deregister: %v", id, err)
+					return
+				}
+				// Read from any replica, which may lag a moment; left
+				// behind, the registration would stay for its hour.
+				gone := func() bool {
+					got, err := client.FunctionRegistrations(ctx(t), "f")
+					if err != nil {
+						return false
+					}
+					for _, g := range got {
+						if g.Runner == id {
+							return false
+						}
+					}
+					return true
+				}
+				deadline := time.Now().Add(10 * time.Second)
+				for !gone() {
+					if time.Now().After(deadline) {
+						t.Errorf("%s: round %d: still registered 10 s after its deregistration", id, i)
+						return
+					}
+					time.Sleep(10 * time.Millisecond)
 				}
 			}
 		}()

@@ -247,13 +247,24 @@ func (c *Client) Deregister(ctx context.Context, runnerID string, functions []st
 		if wrote {
 			opts = append(opts, natsjs.LastRevision(last))
 		}
-		err := kv.Purge(ctx, fn+"."+runnerID, opts...)
+		purge := func(opts ...natsjs.KVDeleteOpt) error {
+			err := kv.Purge(ctx, fn+"."+runnerID, opts...)
+			if isSubjectInProcess(err) {
+				// A heartbeat of its own still being stored: no
+				// verdict yet (askWhileSubjectInProcess).
+				err = askWhileSubjectInProcess(ctx, err, time.Now().Add(tryTimeout), func() error {
+					return kv.Purge(ctx, fn+"."+runnerID, opts...)
+				})
+			}
+			return err
+		}
+		err := purge(opts...)
 		if wrote && (errors.Is(err, natsjs.ErrKeyExists) || isWrongLastSeq(err)) {
 			// Written since this client's last answered write: by a
 			// heartbeat of its own whose answer was lost (then it is
 			// this runner's to remove), or by another runner.
 			if rev, r, ok := c.registrationEntry(ctx, fn, runnerID); ok && r.Instance == c.instance {
-				err = kv.Purge(ctx, fn+"."+runnerID, natsjs.PurgeTTL(limitMarkerTTL), natsjs.LastRevision(rev))
+				err = purge(natsjs.PurgeTTL(limitMarkerTTL), natsjs.LastRevision(rev))
 			}
 		}
 		if errors.Is(err, natsjs.ErrKeyExists) || isWrongLastSeq(err) {
