@@ -129,6 +129,12 @@ func TestBulkActionTouchesOnlyTheEntriesItConfirmed(t *testing.T) {
 	d := startDashboard(t, Config{Client: srv.Client})
 	b := newBrowser(t, d.URL())
 	token := b.csrf("/dead")
+	// A group with no entries has nothing to confirm: it offered "Yes,
+	// purge 0".
+	if code, body := b.post("/dead/purge", url.Values{"csrf": {token}, "function": {"beta"}}); code != http.StatusOK ||
+		!strings.Contains(body, "nothing to purge") || strings.Contains(body, `id="confirm"`) {
+		t.Fatalf("confirmation of an empty group: %d, want it to say there is nothing to purge, with no button\n%s", code, body)
+	}
 	code, body := b.post("/dead/purge", url.Values{"csrf": {token}, "function": {"alpha"}, "error_type": {"handler_error"}})
 	if code != http.StatusOK || !strings.Contains(body, "<strong>2</strong>") {
 		t.Fatalf("confirmation: %d\n%s", code, body)

@@ -24,7 +24,7 @@ func TestDeadPagesCountTheAttemptsThatRan(t *testing.T) {
 	srv := startServer(t)
 	ctx := context.Background()
 	now := time.Now().UTC()
-	dead := func(id, fn string, attempt int, typ string) {
+	dead := func(id, fn string, attempt int, typ string, replays int) {
 		t.Helper()
 		te, err := models.NewTaskError(models.TaskError{ErrorType: typ, Message: typ + " message", Timestamp: now, RetryCount: max(attempt-1, 0)})
 		if err != nil {
@@ -40,12 +40,12 @@ func TestDeadPagesCountTheAttemptsThatRan(t *testing.T) {
 		if _, err := srv.Client.State().Create(ctx, task); err != nil {
 			t.Fatal(err)
 		}
-		if err := srv.Client.DeadLetter(ctx, &jetstream.TaskMessage{ID: id, Function: fn, Attempt: attempt}, *te, 0); err != nil {
+		if err := srv.Client.DeadLetter(ctx, &jetstream.TaskMessage{ID: id, Function: fn, Attempt: attempt}, *te, replays); err != nil {
 			t.Fatal(err)
 		}
 	}
-	dead("never-ran", "nobody", 1, models.ErrorTypeUnknownFunction)
-	dead("ran-twice", "echo", 2, "handler_error")
+	dead("never-ran", "nobody", 1, models.ErrorTypeUnknownFunction, 1)
+	dead("ran-twice", "echo", 2, "handler_error", 0)
 
 	d := startDashboard(t, Config{Client: srv.Client})
 	b := newBrowser(t, d.URL())
@@ -67,7 +67,11 @@ func TestDeadPagesCountTheAttemptsThatRan(t *testing.T) {
 		t.Errorf("dead-letter page: attempt of a task that ran twice = %q, want 2", got)
 	}
 
-	for id, want := range map[string]string{"never-ran": "without running (unknown_function)", "ran-twice": "after attempt 2"} {
+	for id, want := range map[string]string{
+		// One pair of parentheses: it said "(unknown_function) (1 earlier replays)".
+		"never-ran": "without running (unknown_function), replayed 1× before",
+		"ran-twice": "after attempt 2",
+	} {
 		code, body := b.get("/tasks/" + id)
 		if code != http.StatusOK || !strings.Contains(body, "Dead-lettered ") {
 			t.Fatalf("/tasks/%s: %d without its dead letter:\n%s", id, code, body)
