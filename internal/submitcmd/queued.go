@@ -76,7 +76,7 @@ func (c *cli) statusQueued(client *jetstream.Client, id string, notFound error) 
 	regs, _ := client.Functions(c.ctx)
 	served := len(regs[task.Function]) > 0
 	if c.json {
-		return writeJSON(c.io.Stdout, queuedJSON{taskJSON: toTaskJSON(task), Queued: true})
+		return writeJSON(c.io.Stdout, queuedJSON{taskJSON: toTaskJSON(task), Queued: true, MaxRetriesUnknown: defaults.retriesUnknown})
 	}
 	printTask(c.io.Stdout, task, false, defaults)
 	fmt.Fprintf(c.io.Stdout, "\nqueued: no runner has picked it up yet (%s); it has a state record once one does\n", position(q, scan))
@@ -122,4 +122,8 @@ func (c *cli) watchingUnrecorded(client *jetstream.Client, id string) string {
 type queuedJSON struct {
 	taskJSON
 	Queued bool `json:"queued"`
+	// MaxRetriesUnknown: the task has no retry budget of its own and no
+	// runner serves its function, so its max_retries (0) is not yet
+	// known, as the text output says.
+	MaxRetriesUnknown bool `json:"max_retries_unknown,omitempty"`
 }

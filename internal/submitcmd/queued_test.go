@@ -81,6 +81,12 @@ func TestStatusOfAQueuedTaskWithEachRole(t *testing.T) {
 	if code != 0 || !strings.Contains(out, "queued: no runner has picked it up yet") || !strings.Contains(out, "known once a runner serves it") {
 		t.Fatalf("status as the operator: exit %d\n%s%s", code, out, errs)
 	}
+	// --json said "max_retries": 0 and no more, where the text says the
+	// budget is not known yet.
+	code, out, errs = runCLI(t, operator, "status", "q-2", "--json")
+	if code != 0 || !strings.Contains(out, `"max_retries_unknown": true`) {
+		t.Fatalf("status --json as the operator: exit %d\n%s%s", code, out, errs)
+	}
 	submitter := map[string]string{"OMNIQ_NATS_URL": url, "OMNIQ_NATS_NKEY": credentials.SeedFile(data, "submitter")}
 	code, out, errs = runCLI(t, submitter, "status", "q-2")
 	if code != 1 || !strings.Contains(errs, "this login may not look in the queue; an operator's can") || strings.Contains(errs, "ermissions") {
