@@ -45,6 +45,7 @@ func (c *cli) cancelIDs(args []string, from string) ([]string, error) {
 		in = f
 	}
 	var ids []string
+	seen := map[string]bool{}
 	sc := bufio.NewScanner(in)
 	sc.Buffer(make([]byte, 0, 4096), 64<<10)
 	for line := 1; sc.Scan(); line++ {
@@ -52,10 +53,16 @@ func (c *cli) cancelIDs(args []string, from string) ([]string, error) {
 		if id == "" {
 			continue
 		}
+		// batch's output: "ID duplicate" names a task submitted before
+		// (no id holds a space). An id given twice is cancelled once.
+		id = strings.TrimSuffix(id, " duplicate")
 		if err := models.ValidateTaskID(id); err != nil {
 			return nil, usagef("--from %s: line %d: %v; nothing was cancelled", from, line, err)
 		}
-		ids = append(ids, id)
+		if !seen[id] {
+			seen[id] = true
+			ids = append(ids, id)
+		}
 	}
 	if err := sc.Err(); err != nil {
 		return nil, fmt.Errorf("--from %s: read the ids after %d of them: %w; nothing was cancelled", from, len(ids), err)

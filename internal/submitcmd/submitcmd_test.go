@@ -334,6 +334,12 @@ func TestBatchOutputFeedsCancelFrom(t *testing.T) {
 	r := o.run("a\nb\n", "batch", "echo", "--delay", "1h")
 	o.run(r.stdout, "cancel", "--from", "-").want(t, 0, "cancelled 2 of 2", "")
 	r.want(t, 0, "", "submitted 2, duplicates 0, rejected 0")
+	// A duplicate's line, "ID duplicate", names the task submitted
+	// before: cancel took the line for a bad id and cancelled nothing.
+	jsonl := `{"function":"echo","payload":"x","id":"d1","delay":"1h"}` + "\n" + `{"function":"echo","payload":"y","id":"d1","delay":"1h"}` + "\n"
+	r = o.run(jsonl, "batch", "--jsonl")
+	r.want(t, 0, "d1 duplicate", "submitted 1, duplicates 1, rejected 0")
+	o.run(r.stdout, "cancel", "--from", "-").want(t, 0, "cancelled 1 of 1", "")
 }
 
 // Cancelling many tasks at once, as after a bad deploy: ids from stdin
