@@ -172,6 +172,11 @@ type PluginSettings struct {
 	// AloneProcesses bounds the plugin's processes started each for a
 	// task running alone (pluginhost.Config.AloneProcesses); 0: 4.
 	AloneProcesses int `json:"alone_processes"`
+	// Functions, when set, are the only functions the plugin may serve
+	// (pluginhost.Config.AllowFunctions): one it declares outside them
+	// gets none of its tasks, so that its code cannot take another
+	// function's tasks by declaring it.
+	Functions []string `json:"functions"`
 	// Env adds KEY=value variables to the plugin's environment.
 	Env []string `json:"env"`
 	// User is the user the plugin runs as; defaults to plugin_policy.user.
@@ -616,6 +621,11 @@ func (o *Options) check() error {
 				return fmt.Errorf("%w: --config plugins.%s.sha256: want 64 hex digits, got %q", errUsage, name, p.SHA256)
 			}
 		}
+		for _, fn := range p.Functions {
+			if err := models.ValidateFunctionName(fn); err != nil {
+				return fmt.Errorf("%w: --config plugins.%s.functions: %w", errUsage, name, err)
+			}
+		}
 		for _, kv := range p.Env {
 			if !strings.Contains(kv, "=") {
 				return fmt.Errorf("%w: --config plugins.%s.env: %q is not KEY=value", errUsage, name, kv)
@@ -764,9 +774,10 @@ func (o *Options) hostConfig() pluginhost.HostConfig {
 			if user == "" {
 				user = policy.User
 			}
-			c := pluginhost.Config{Concurrency: p.Concurrency, AloneProcesses: p.AloneProcesses, Process: pluginhost.ProcessConfig{SHA256: p.SHA256, Env: p.Env,
-				RequireSHA256: policy.RequireSHA256, User: user,
-				Limits: p.Limits}}
+			c := pluginhost.Config{Concurrency: p.Concurrency, AloneProcesses: p.AloneProcesses, AllowFunctions: p.Functions,
+				Process: pluginhost.ProcessConfig{SHA256: p.SHA256, Env: p.Env,
+					RequireSHA256: policy.RequireSHA256, User: user,
+					Limits: p.Limits}}
 			h.PerPlugin[name] = c
 		}
 	}

@@ -4,6 +4,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -47,7 +48,7 @@ func TestEverySettingReachesItsLibraryConfig(t *testing.T) {
 	body := `{
 	  "defaults": {"max_retries": 5, "timeout": "1m", "backoff_base": "2s", "backoff_max": "3m", "concurrency": 8, "non_retryable": ["ValidationError"]},
 	  "functions": {"resize": {"max_retries": 0, "timeout": "90s", "concurrency": 2}},
-	  "plugins": {"echo": {"sha256": "` + strings.Repeat("ab", 32) + `", "concurrency": 4, "alone_processes": 2, "env": ["A=1"], "user": "u",
+	  "plugins": {"echo": {"sha256": "` + strings.Repeat("ab", 32) + `", "concurrency": 4, "alone_processes": 2, "functions": ["echo", "noop"], "env": ["A=1"], "user": "u",
 	              "limits": {"memory_bytes": 268435456, "cpus": 0.5, "cpu_seconds": 60, "open_files": 256, "processes": 8}}},
 	  "plugin_policy": {"require_sha256": true, "user": "nobody"},
 	  "streams": {"replicas": 1, "max_payload": 2097152, "dedupe_window": "5m", "dlq_max_age": "240h", "finished_ttl": "48h", "task_max_age": "720h"},
@@ -77,7 +78,7 @@ func TestEverySettingReachesItsLibraryConfig(t *testing.T) {
 		t.Errorf("streams = %+v, want %+v", got, want)
 	}
 	p := o.hostConfig().PerPlugin["echo"]
-	if p.Concurrency != 4 || p.AloneProcesses != 2 || p.Process.SHA256 != strings.Repeat("ab", 32) || p.Process.Env[0] != "A=1" || p.Process.User != "u" ||
+	if p.Concurrency != 4 || p.AloneProcesses != 2 || !slices.Equal(p.AllowFunctions, []string{"echo", "noop"}) || p.Process.SHA256 != strings.Repeat("ab", 32) || p.Process.Env[0] != "A=1" || p.Process.User != "u" ||
 		p.Process.Limits != (pluginhost.Limits{MemoryBytes: 256 << 20, CPUs: 0.5, CPUSeconds: 60, OpenFiles: 256, Processes: 8}) {
 		t.Errorf("plugins.echo = %+v", p)
 	}

@@ -93,6 +93,7 @@ func TestBadFlagsAndConfigExit2BeforeStarting(t *testing.T) {
 		{"config timeout", []string{"--plugins-dir", plugins, "--config", cfgFile(`{"functions": {"f": {"timeout": "9000h"}}}`)}, nil, "function f: timeout must be between 0 and 8760h0m0s"},
 		{"config concurrency", []string{"--plugins-dir", plugins, "--config", cfgFile(`{"defaults": {"concurrency": 20000}}`)}, nil, "defaults: concurrency must be between 0 and 10000, got 20000"},
 		{"config plugin concurrency", []string{"--plugins-dir", plugins, "--config", cfgFile(`{"plugins": {"echo": {"concurrency": 1000000}}}`)}, nil, "plugins.echo.concurrency must be between 0 and 100000"},
+		{"config plugin functions", []string{"--plugins-dir", plugins, "--config", cfgFile(`{"plugins": {"echo": {"functions": ["echo", "bad..name"]}}}`)}, nil, "plugins.echo.functions: invalid function name"},
 		{"config plugin alone processes", []string{"--plugins-dir", plugins, "--config", cfgFile(`{"plugins": {"echo": {"alone_processes": -1}}}`)}, nil, "plugins.echo.alone_processes must be between 0 and 100000, got -1"},
 		{"config max_payload", []string{"--plugins-dir", plugins, "--config", cfgFile(`{"streams": {"max_payload": 4294967296}}`)}, nil, "--config streams.max_payload must be between 1 and"},
 		{"config dlq_max_age", []string{"--plugins-dir", plugins, "--config", cfgFile(`{"streams": {"dlq_max_age": "2000000h"}}`)}, nil, "must be at most 87600h0m0s"},

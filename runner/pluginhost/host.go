@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"slices"
 	"sort"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -18,6 +19,10 @@ import (
 	"github.com/omniq/omniq/plugins-sdk/pluginpb"
 	"github.com/omniq/omniq/runner/pluginhost/internal/sandbox"
 )
+
+// ErrFunctionNotAllowed is returned (joined) by Host refreshes for a
+// function a plugin declares outside its Config.AllowFunctions.
+var ErrFunctionNotAllowed = errors.New("function not allowed for the plugin")
 
 // ErrDuplicateFunction is returned by StartHost when two plugins declare the
 // same function.
@@ -143,13 +148,31 @@ func StartHost(ctx context.Context, cfg HostConfig) (*Host, error) {
 			log.WithError(err).WithField("plugin", s.Name()).Error("plugin failed to start; retrying in the background")
 		}
 	}
-	if err := h.refresh(); err != nil {
+	if err := h.refresh(); err != nil && onlyNotAllowed(err) {
+		// The plugin serves the functions it may; the others are named.
+		log.WithError(err).Warn("a plugin declares functions it may not serve (plugins.<name>.functions); they get none of its tasks")
+	} else if err != nil {
 		stopCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
 		_ = h.Stop(stopCtx)
 		return nil, err
 	}
 	return h, nil
+}
+
+// onlyNotAllowed reports whether err, from refresh, joins only
+// ErrFunctionNotAllowed errors.
+func onlyNotAllowed(err error) bool {
+	joined, ok := err.(interface{ Unwrap() []error })
+	if !ok {
+		return errors.Is(err, ErrFunctionNotAllowed)
+	}
+	for _, e := range joined.Unwrap() {
+		if !errors.Is(e, ErrFunctionNotAllowed) {
+			return false
+		}
+	}
+	return true
 }
 
 // warnReplaceable warns, when the runner is root, about each plugin binary
@@ -227,6 +250,10 @@ func (h *Host) refresh() error {
 				errs = append(errs, fmt.Errorf("plugin %s: %w", s.Name(), err))
 				continue
 			}
+			if allow := s.cfg.AllowFunctions; len(allow) > 0 && !slices.Contains(allow, f.Name) {
+				errs = append(errs, fmt.Errorf("%w: plugin %s declares %q, which is not among its functions (%s)", ErrFunctionNotAllowed, s.Name(), f.Name, strings.Join(allow, ", ")))
+				continue
+			}
 			routes[f.Name] = s
 		}
 	}
@@ -239,7 +266,9 @@ func (h *Host) refresh() error {
 // Functions returns the functions served now, by name. Plugins that start
 // late add theirs; call it again to see them.
 func (h *Host) Functions() map[string]Function {
-	if err := h.refresh(); err != nil {
+	if err := h.refresh(); err != nil && onlyNotAllowed(err) {
+		h.log.WithError(err).Warn("a plugin declares functions it may not serve (plugins.<name>.functions); they get none of its tasks")
+	} else if err != nil {
 		h.log.WithError(err).Warn("plugin function declarations conflict; each function stays with the plugin that declared it first")
 	}
 	h.mu.RLock()

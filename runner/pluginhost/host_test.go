@@ -83,6 +83,39 @@ func TestHostSignalsEachChangeOfAPluginsState(t *testing.T) {
 	waitState(pluginhost.StateUp)
 }
 
+// A plugin's code may declare any function: with its functions set in the
+// config, one it declares outside them gets none of its tasks (it could
+// take a function other runners serve, and its payloads), and the
+// runner starts and serves the others.
+func TestAPluginServesOnlyTheFunctionsItIsAllowed(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	testbin.Copy(t, echoPkg, dir)
+	log, hook := logtest.NewNullLogger()
+	h, err := pluginhost.StartHost(ctx(t), pluginhost.HostConfig{Dir: dir, Logger: log,
+		PerPlugin: map[string]pluginhost.Config{"echo": {AllowFunctions: []string{"echo"}}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = h.Stop(ctx(t)) }()
+	fns := h.Functions()
+	if _, ok := fns["echo"]; !ok || len(fns) != 1 {
+		t.Fatalf("functions = %v, want echo alone", fns)
+	}
+	if out := h.Execute(ctx(t), "noop", req("n", "noop", ""), time.Now().Add(10*time.Second), nil); out.Failure == nil || out.Failure.ErrorType != "unknown_function" {
+		t.Fatalf("noop, declared but not allowed: %+v, want unknown_function", out.Failure)
+	}
+	named := false
+	for _, e := range hook.AllEntries() {
+		if err, _ := e.Data[logrus.ErrorKey].(error); errors.Is(err, pluginhost.ErrFunctionNotAllowed) && strings.Contains(err.Error(), `declares "noop"`) {
+			named = true
+		}
+	}
+	if !named {
+		t.Error("no warning names the function the plugin may not serve")
+	}
+}
+
 func TestHostRefusesAFunctionServedTwice(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()

@@ -56,6 +56,12 @@ type Config struct {
 	StartWait time.Duration
 	// OnEvent, when set, is called for each lifecycle event (for metrics).
 	OnEvent func(Event)
+	// AllowFunctions, when not empty, are the only functions the plugin
+	// may serve: a function it declares outside them gets none of its
+	// tasks (Host.Functions), so that a plugin's code cannot take the
+	// tasks of a function served elsewhere, and their payloads, by
+	// declaring it.
+	AllowFunctions []string
 }
 
 // EventKind names a plugin lifecycle event.
