@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -335,6 +336,52 @@ func TestStreamGaugesShowDeadLettersAndWaitingTasks(t *testing.T) {
 	waitFor(t, e, later.ID, models.StatusPending, 30*time.Second)
 	tr.WaitCounter(t, "omniq_dead_letters", nil, 1, 10*time.Second)
 	tr.WaitCounter(t, "omniq_tasks_waiting", nil, 1, 10*time.Second)
+}
+
+// Scrapes at once share one read of the streams, and reads come at most
+// once a second: each was two requests to the server, and the metrics
+// address is open to whatever runs on the runner's machine (atk20: 64
+// scrapers at once slowed every task of the runner from 0.02 to 1 s).
+func TestScrapesReadTheStreamsAtMostOnceASecond(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	tr := startRunner(t, e, fastConfig(), pluginhost.HostConfig{})
+	spy, err := nats.Connect(e.srv.ClientURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer spy.Close()
+	infos, err := spy.SubscribeSync("$JS.API.STREAM.INFO." + e.client.Config().DLQStream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := spy.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	var wg sync.WaitGroup
+	for range 32 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if _, err := tr.Registry.Gather(); err != nil {
+				t.Error(err)
+			}
+		}()
+	}
+	wg.Wait()
+	took := time.Since(start)
+	reads := 0
+	for {
+		if _, err := infos.NextMsg(500 * time.Millisecond); err != nil {
+			break
+		}
+		reads++
+	}
+	// One read a second began, at most, while the scrapes ran.
+	if most := int(took/time.Second) + 1; reads < 1 || reads > most {
+		t.Fatalf("32 scrapes at once in %v read the dead-letter stream %d times; want 1 to %d", took, reads, most)
+	}
 }
 
 // A stream the gauges cannot read (NATS down, a stream deleted) leaves out
