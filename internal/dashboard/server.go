@@ -21,6 +21,7 @@ import (
 	"github.com/nats-io/nats.go"
 	natsjs "github.com/nats-io/nats.go/jetstream"
 
+	"github.com/omniq/omniq/internal/listen"
 	"github.com/omniq/omniq/models"
 )
 
@@ -206,7 +207,7 @@ func securityHeaders(next http.Handler, tls bool) http.Handler {
 // Start listens on Config.Addr, starts the index watch and serves until
 // Stop or until ctx ends.
 func (s *Server) Start(ctx context.Context) error {
-	ln, err := net.Listen("tcp", s.cfg.Addr)
+	ln, err := listen.TCP(s.cfg.Addr)
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", s.cfg.Addr, err)
 	}

@@ -26,6 +26,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/omniq/omniq/internal/credentials"
+	"github.com/omniq/omniq/internal/listen"
 	"github.com/omniq/omniq/internal/roles"
 	"github.com/omniq/omniq/internal/tracing"
 	"github.com/omniq/omniq/internal/version"
@@ -190,7 +191,7 @@ func run(ctx context.Context, force <-chan struct{}, o Options, log *logrus.Logg
 	// before anything else was started.
 	var metricsLn net.Listener
 	if o.MetricsAddr != "" {
-		if metricsLn, err = net.Listen("tcp", o.MetricsAddr); err != nil {
+		if metricsLn, err = listen.TCP(o.MetricsAddr); err != nil {
 			return fmt.Errorf("--metrics-addr %s: cannot listen: %w", o.MetricsAddr, err)
 		}
 		defer metricsLn.Close()

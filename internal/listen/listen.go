@@ -1,0 +1,30 @@
+// Package listen opens the TCP listeners of OmniQ's commands (the
+// dashboard, the runner's metrics address) on the address family the
+// address names.
+package listen
+
+import (
+	"net"
+	"net/netip"
+)
+
+// TCP listens on addr (host:port). An IPv4 address, 0.0.0.0 included,
+// listens on IPv4 only: with Go's "tcp", 0.0.0.0 listened on every IPv6
+// address too ("[::]"), which an operator who named an IPv4 address did
+// not ask for. Other addresses (a name, an IPv6 address, no host) are
+// listened on as Go does.
+func TCP(addr string) (net.Listener, error) {
+	return net.Listen(network(addr), addr)
+}
+
+// network is "tcp4" for an addr whose host is an IPv4 address, else "tcp".
+func network(addr string) string {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return "tcp"
+	}
+	if ip, err := netip.ParseAddr(host); err == nil && ip.Is4() {
+		return "tcp4"
+	}
+	return "tcp"
+}
