@@ -25,15 +25,28 @@ func Wrap(fs *pflag.FlagSet, repeatable ...string) {
 				return
 			}
 		}
-		fl.Value = &onceValue{Value: fl.Value, name: fl.Name}
+		_, marked := fl.Annotations[listAnnotation]
+		fl.Value = &onceValue{Value: fl.Value, list: marked || fl.Value.Type() == "stringSlice"}
 	})
 }
 
 // onceValue is a flag's value that may be set once (or again to the same).
 type onceValue struct {
 	pflag.Value
-	name  string
+	list  bool // its one value may list several (MarkList, or a string slice)
 	first *string
+}
+
+// listAnnotation marks a flag whose one value is a comma-separated list
+// (MarkList): a second one is refused with the hint to list them in one.
+const listAnnotation = "omniq_flagonce_list"
+
+// MarkList says that the flag name of fs takes several values in one,
+// comma-separated (--status failed,succeeded), so that giving it twice is
+// refused with the hint to do that. String slices need no mark. Call it
+// before Wrap.
+func MarkList(fs *pflag.FlagSet, name string) {
+	_ = fs.SetAnnotation(name, listAnnotation, []string{"true"})
 }
 
 // Set sets the value the first time, accepts the same value again, and
@@ -43,7 +56,7 @@ func (v *onceValue) Set(s string) error {
 		if *v.first == s {
 			return nil
 		}
-		if v.Value.Type() == "stringSlice" || v.name == "status" {
+		if v.list {
 			return fmt.Errorf("given twice (%q, then %q): give it once, with the values comma-separated", *v.first, s)
 		}
 		return fmt.Errorf("given twice (%q, then %q): give it once", *v.first, s)

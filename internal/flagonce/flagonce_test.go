@@ -31,6 +31,7 @@ func TestWrapRefusesASecondValue(t *testing.T) {
 		fs.Int("limit", 0, "")
 		fs.Bool("json", false, "")
 		headers := fs.StringArray("header", nil, "")
+		flagonce.MarkList(fs, "status")
 		flagonce.Wrap(fs, "header")
 		flagonce.Wrap(fs, "header") // wrapping twice changes nothing
 		err := fs.Parse(tc.args)

@@ -487,7 +487,6 @@ type batchResult struct {
 	Error   string `json:"error,omitempty"`
 }
 
-// batch submits one task per input line.
 // maxParallel bounds --parallel: each is a goroutine with a request in
 // flight, and far fewer keep a server busy.
 const maxParallel = 1024
@@ -500,6 +499,7 @@ func checkParallel(workers int) error {
 	return nil
 }
 
+// batch submits one task per input line.
 func (c *cli) batch(o *submitOpts, jsonl bool, workers int, pos []string) error {
 	if o.id != "" {
 		return usagef("--id does not apply to a batch (give ids per line with --jsonl)")

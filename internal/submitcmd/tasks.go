@@ -12,6 +12,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/omniq/omniq/internal/flagonce"
 	"github.com/omniq/omniq/internal/natsflags"
 	"github.com/omniq/omniq/jetstream"
 	"github.com/omniq/omniq/models"
@@ -236,6 +237,7 @@ gives the command for the next page.`,
 	var limit int
 	fs := cmd.Flags()
 	fs.StringVar(&statuses, "status", "", "only these statuses, comma separated ("+joinStatuses()+")")
+	flagonce.MarkList(fs, "status")
 	fs.StringVar(&fn, "function", "", "only this function")
 	fs.IntVar(&limit, "limit", defaultPageLimit, "tasks per page")
 	fs.StringVar(&sortBy, "sort", "created:desc", "order: created or updated, then :desc (newest first) or :asc")

@@ -148,16 +148,25 @@ func StartHost(ctx context.Context, cfg HostConfig) (*Host, error) {
 			log.WithError(err).WithField("plugin", s.Name()).Error("plugin failed to start; retrying in the background")
 		}
 	}
-	if err := h.refresh(); err != nil && onlyNotAllowed(err) {
-		// The plugin serves the functions it may; the others are named.
-		log.WithError(err).Warn("a plugin declares functions it may not serve (plugins.<name>.functions); they get none of its tasks")
-	} else if err != nil {
+	if err := h.refresh(); err != nil && !onlyNotAllowed(err) {
 		stopCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
 		_ = h.Stop(stopCtx)
 		return nil, err
+	} else if err != nil {
+		// The plugin serves the functions it may; the others are named.
+		h.warnRefresh(err)
 	}
 	return h, nil
+}
+
+// warnRefresh logs what refresh found wrong with the plugins' declarations.
+func (h *Host) warnRefresh(err error) {
+	if onlyNotAllowed(err) {
+		h.log.WithError(err).Warn("a plugin declares functions it may not serve (plugins.<name>.functions); they get none of its tasks")
+		return
+	}
+	h.log.WithError(err).Warn("plugin function declarations conflict; each function stays with the plugin that declared it first")
 }
 
 // onlyNotAllowed reports whether err, from refresh, joins only
@@ -266,10 +275,8 @@ func (h *Host) refresh() error {
 // Functions returns the functions served now, by name. Plugins that start
 // late add theirs; call it again to see them.
 func (h *Host) Functions() map[string]Function {
-	if err := h.refresh(); err != nil && onlyNotAllowed(err) {
-		h.log.WithError(err).Warn("a plugin declares functions it may not serve (plugins.<name>.functions); they get none of its tasks")
-	} else if err != nil {
-		h.log.WithError(err).Warn("plugin function declarations conflict; each function stays with the plugin that declared it first")
+	if err := h.refresh(); err != nil {
+		h.warnRefresh(err)
 	}
 	h.mu.RLock()
 	defer h.mu.RUnlock()
