@@ -53,12 +53,18 @@ func registrationWrites(t *testing.T, e *env, fn, id string) func() []jetstream.
 // runner wrote its registrations only at its heartbeat. It writes them
 // when the plugin's state changes. The heartbeat here comes every 200 s,
 // so only a write for the change can show either state in time.
+//
+// The registration shows the plugin's state when it is written: a write
+// delayed past the quarantine's end (a slow server under load) shows it
+// up again, never quarantined. The cool-down is long enough for that
+// not to happen on a loaded machine: with 3 s the test timed out once
+// at load 18, without output to tell why; this is a cause that fits.
 func TestRegistrationFollowsPluginQuarantineAtOnce(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
 	cfg := fastConfig()
 	cfg.RegistrationTTL = 10 * time.Minute
-	tr := startRunner(t, e, cfg, pluginhost.HostConfig{Defaults: pluginhost.Config{Cooldown: 3 * time.Second}})
+	tr := startRunner(t, e, cfg, pluginhost.HostConfig{Defaults: pluginhost.Config{Cooldown: 8 * time.Second}})
 	writes := registrationWrites(t, e, "crash", tr.ID())
 	for i := 0; i < 5; i++ {
 		res, err := e.client.Submit(ctx(t), jetstream.SubmitRequest{Function: "crash", MaxRetries: intp(0)})
