@@ -961,6 +961,79 @@ func TestTheCgroupsASIGKILLedRunnersPluginsLeftAreSweptAtTheNextStart(t *testing
 	}
 }
 
+// freezeGroup freezes the cgroup whose directories (one per hierarchy)
+// are dirs, as a runner killing it once did, and waits until it is
+// frozen. It returns the hierarchy's version ("v1" or "v2"), or "" when
+// none of dirs has a freezer.
+func freezeGroup(t *testing.T, dirs []string) string {
+	t.Helper()
+	for _, d := range dirs {
+		if st := filepath.Join(d, "freezer.state"); fileExists(st) { // v1
+			if err := os.WriteFile(st, []byte("FROZEN"), 0); err != nil {
+				t.Fatal(err)
+			}
+			// A failed test leaves nothing frozen behind.
+			t.Cleanup(func() { _ = os.WriteFile(st, []byte("THAWED"), 0) })
+			eventually(t, 10*time.Second, d+" to be frozen", func() bool {
+				b, _ := os.ReadFile(st)
+				return strings.TrimSpace(string(b)) == "FROZEN"
+			})
+			return "v1"
+		}
+		if fz := filepath.Join(d, "cgroup.freeze"); fileExists(fz) { // v2
+			if err := os.WriteFile(fz, []byte("1"), 0); err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { _ = os.WriteFile(fz, []byte("0"), 0) })
+			eventually(t, 10*time.Second, d+" to be frozen", func() bool {
+				b, _ := os.ReadFile(filepath.Join(d, "cgroup.events"))
+				return strings.Contains(string(b), "frozen 1")
+			})
+			return "v2"
+		}
+	}
+	return ""
+}
+
+func fileExists(path string) bool {
+	_, err := os.Stat(path)
+	return err == nil
+}
+
+// A runner SIGKILLed while its plugin's cgroup was frozen (a runner
+// froze a v1 group to kill it, and omniq-chaos cancel-kill caught one
+// dying in between) left the plugin frozen for good: a frozen v1 process
+// does not act on the SIGKILL its parent's death sends it. The next
+// runner's sweep thaws such a group, kills what is in it and removes it.
+func TestAPluginFrozenWhenItsRunnerWasSIGKILLedIsKilledAtTheNextStart(t *testing.T) {
+	t.Parallel()
+	first, shim := startHelperRunner(t, helperEnv+"="+buildPath(t, faultsPkg))
+	dirs := pluginCgroupDirs(t, shim)
+	if len(dirs) == 0 {
+		requireIsolationOf(t, fmt.Sprintf("the helper's plugin %d has no cgroup", shim))
+	}
+	version := freezeGroup(t, dirs)
+	if version == "" {
+		requireIsolationOf(t, fmt.Sprintf("the cgroup of the helper's plugin %d has no freezer", shim))
+	}
+	if err := first.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	_ = first.Wait()
+	// On cgroup v2 a fatal signal kills a frozen process: nothing is
+	// left for the sweep, and the test checks only that.
+	if version == "v1" && !alive(shim) {
+		t.Fatalf("the frozen plugin %d died with its runner: nothing to sweep", shim)
+	}
+	startHelperRunner(t, helperEnv+"="+buildPath(t, faultsPkg))
+	eventually(t, 10*time.Second, fmt.Sprintf("the frozen plugin %d, left by a SIGKILLed runner, to be killed by the next", shim), func() bool { return !alive(shim) })
+	for _, d := range dirs {
+		if _, err := os.Stat(d); !errors.Is(err, os.ErrNotExist) {
+			t.Errorf("cgroup %s, left frozen by a SIGKILLed runner, is still there after the next runner started (%v)", d, err)
+		}
+	}
+}
+
 // processState returns the state letter of process pid ("T": stopped).
 func processState(pid int) string {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))

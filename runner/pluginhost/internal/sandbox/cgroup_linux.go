@@ -88,16 +88,31 @@ func newCgroup(name string, l Limits) (*cgroup, error) {
 
 var sweepOnce sync.Once
 
-// sweep removes the empty plugin cgroups that runners killed before they
-// could remove them left behind (their names end in the runner's pid and
-// a sequence number).
+// sweepWait bounds how long the sweep waits for the processes it killed
+// in a dead runner's cgroups to exit before it removes the groups.
+const sweepWait = 2 * time.Second
+
+// sweep removes the plugin cgroups that runners killed before they could
+// remove them left behind (their names end in the runner's pid and a
+// sequence number), and kills what is still in them. A SIGKILLed
+// runner's plugins die with it (the parent-death signal, and the PID
+// namespace whose init is the plugin's shim), except where that cannot
+// reach them: a cgroup v1 group frozen when the runner died (an older
+// runner froze a group to kill it) holds its processes frozen, the
+// fatal signal pending, until someone thaws it; without namespaces a
+// process that left the plugin's process group stays.
 func sweep() {
 	var parents []string
+	freezer := ""
 	switch cgroupMode() {
 	case "v1":
 		for c := range v1Controllers {
 			if p, err := cgroup1.NestedPath(cgroupParent)(c); err == nil {
-				parents = append(parents, filepath.Join("/sys/fs/cgroup", string(c), p))
+				dir := filepath.Join("/sys/fs/cgroup", string(c), p)
+				parents = append(parents, dir)
+				if c == cgroup1.Freezer {
+					freezer = dir
+				}
 			}
 		}
 	case "v2":
@@ -105,20 +120,70 @@ func sweep() {
 			parents = append(parents, filepath.Join("/sys/fs/cgroup", g, cgroupParent))
 		}
 	}
+	var left []string // leftover groups, by their directories
 	for _, parent := range parents {
 		entries, _ := os.ReadDir(parent)
 		for _, e := range entries {
-			f := strings.Split(e.Name(), "-")
-			if !e.IsDir() || len(f) < 3 {
-				continue
+			if e.IsDir() && leftBehind(e.Name()) {
+				left = append(left, filepath.Join(parent, e.Name()))
 			}
-			pid, err := strconv.Atoi(f[len(f)-2])
-			if err != nil || pid == os.Getpid() || runnerAlive(pid) {
-				continue
-			}
-			_ = os.Remove(filepath.Join(parent, e.Name())) // fails if in use
 		}
 	}
+	if len(left) == 0 {
+		return
+	}
+	killed := false
+	for _, dir := range left {
+		// Thawed first: a frozen v1 process does not act on SIGKILL.
+		if freezer != "" && filepath.Dir(dir) == freezer {
+			_ = os.WriteFile(filepath.Join(dir, "freezer.state"), []byte("THAWED"), 0)
+		} else if _, err := os.Stat(filepath.Join(dir, "cgroup.freeze")); err == nil {
+			_ = os.WriteFile(filepath.Join(dir, "cgroup.freeze"), []byte("0"), 0)
+		}
+		for _, pid := range groupProcs(dir) {
+			_ = syscall.Kill(pid, syscall.SIGKILL)
+			killed = true
+		}
+	}
+	deadline := time.Now().Add(sweepWait)
+	for {
+		busy := false
+		for _, dir := range left {
+			if os.Remove(dir) != nil && len(groupProcs(dir)) > 0 {
+				busy = true
+			}
+		}
+		if !busy || !killed || time.Now().After(deadline) {
+			return
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// leftBehind reports whether a plugin cgroup named name (plugin, runner
+// pid, sequence number) belongs to a runner that is no longer running.
+func leftBehind(name string) bool {
+	f := strings.Split(name, "-")
+	if len(f) < 3 {
+		return false
+	}
+	pid, err := strconv.Atoi(f[len(f)-2])
+	return err == nil && pid != os.Getpid() && !runnerAlive(pid)
+}
+
+// groupProcs lists the processes in the cgroup at dir.
+func groupProcs(dir string) []int {
+	b, err := os.ReadFile(filepath.Join(dir, "cgroup.procs"))
+	if err != nil {
+		return nil
+	}
+	var out []int
+	for _, f := range strings.Fields(string(b)) {
+		if pid, err := strconv.Atoi(f); err == nil {
+			out = append(out, pid)
+		}
+	}
+	return out
 }
 
 func sanitize(name string) string {
@@ -366,19 +431,22 @@ func (c *cgroup) procs() []int {
 	return out
 }
 
-// kill sends SIGKILL to every process in the cgroup (frozen first, so none
-// can fork meanwhile).
+// kill sends SIGKILL to every process in the cgroup.
+//
+// On cgroup v1 it does not freeze the group first: a v1 process frozen
+// does not act on SIGKILL, so a runner SIGKILLed between the freeze and
+// the thaw left its plugin frozen for good (found by omniq-chaos
+// cancel-kill). A process forked between the listing and the kills is
+// left for the next kill: destroy kills until the group is empty, and
+// where the runner is root the plugin's shim is the init of a PID
+// namespace, whose death kills every process in it at once.
 func (c *cgroup) kill() {
 	if c.v2 != nil {
 		_ = c.v2.Kill()
 		return
 	}
-	frozen := c.v1.Freeze() == nil
 	for _, pid := range c.procs() {
 		_ = syscall.Kill(pid, syscall.SIGKILL)
-	}
-	if frozen {
-		_ = c.v1.Thaw()
 	}
 }
 
