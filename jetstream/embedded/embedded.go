@@ -504,7 +504,7 @@ func StartContext(ctx context.Context, cfg Config) (*Server, error) {
 		log = l
 	}
 	fatal := make(chan string, 1)
-	srv.SetLoggerV2(serverLogger{l: log, fatal: fatal}, cfg.Debug, false, false)
+	srv.SetLoggerV2(serverLogger{l: log, fatal: fatal, clients: newLineLimiter(clientLogBurst, clientLogRate)}, cfg.Debug, false, false)
 	srv.Start()
 	e := &Server{srv: srv, lock: lock}
 	if err := e.waitReady(ctx, cfg, fatal); err != nil {
@@ -648,6 +648,28 @@ func lockDir(dir string) (*os.File, error) {
 type serverLogger struct {
 	l     logrus.FieldLogger
 	fatal chan<- string
+	// clients limits the warnings and errors about clients' connections
+	// (isClientLine), which clients can cause as fast as they like.
+	clients *lineLimiter
+}
+
+// client reports whether a warning or error line may be logged: lines
+// about clients' connections only while s.clients allows. The first line
+// it holds back says so, and the first it lets through after a flood says
+// how many it held back.
+func (s serverLogger) client(format string) bool {
+	if s.clients == nil || !isClientLine(format) {
+		return true
+	}
+	ok, first, dropped := s.clients.take(time.Now())
+	if first {
+		s.l.Warnf("nats-server: clients cause more than %d warnings and errors a second (denied publishes or subscriptions, failed logins, protocol errors): "+
+			"such lines are not logged until they slow down", clientLogRate)
+	}
+	if ok && dropped > 0 {
+		s.l.WithField("lines_not_logged", dropped).Warn("nats-server: the flood of clients' warnings and errors is over")
+	}
+	return ok
 }
 
 func (s serverLogger) Noticef(format string, v ...any) {
@@ -683,7 +705,11 @@ func isBanner(format string) bool {
 	return false
 }
 
-func (s serverLogger) Warnf(format string, v ...any) { s.l.Warnf("nats-server: "+format, v...) }
+func (s serverLogger) Warnf(format string, v ...any) {
+	if s.client(format) {
+		s.l.Warnf("nats-server: "+format, v...)
+	}
+}
 func (s serverLogger) Fatalf(format string, v ...any) {
 	s.l.Errorf("nats-server fatal: "+format, v...)
 	select {
@@ -691,6 +717,10 @@ func (s serverLogger) Fatalf(format string, v ...any) {
 	default:
 	}
 }
-func (s serverLogger) Errorf(format string, v ...any) { s.l.Errorf("nats-server: "+format, v...) }
+func (s serverLogger) Errorf(format string, v ...any) {
+	if s.client(format) {
+		s.l.Errorf("nats-server: "+format, v...)
+	}
+}
 func (s serverLogger) Debugf(format string, v ...any) { s.l.Debugf("nats-server: "+format, v...) }
 func (s serverLogger) Tracef(format string, v ...any) { s.l.Debugf("nats-server: "+format, v...) }
