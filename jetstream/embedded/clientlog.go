@@ -1,9 +1,11 @@
 package embedded
 
 import (
+	"fmt"
 	"strings"
 	"sync"
 	"time"
+	"unicode/utf8"
 )
 
 // How many lines about clients' connections (a denied publish or
@@ -19,17 +21,42 @@ const (
 	clientLogRate  = 50 // lines a second
 )
 
-// clientLineMark is in every line nats-server logs about a client's
-// connection: its prefix names the connection ("127.0.0.1:47292 - cid:72
-// - …"). Lines about the server itself, JetStream and its store have none
-// and are never held back.
-const clientLineMark = " - cid:"
+// maxClientLine is the most of a line about a client that is logged: the
+// rest is cut, saying how much. Such a line can quote what the client sent
+// (a subject, or a JetStream API request's unknown field, up to the
+// server's max_payload: one 30 KB field made each line 30 KB).
+const maxClientLine = 2048
 
-// isClientLine reports whether a nats-server log format is about a
-// client's connection (clientLineMark); nats-server writes the
-// connection's name into the format itself.
-func isClientLine(format string) bool {
-	return strings.Contains(format, clientLineMark)
+// clientLineMarks: one of them is in every line nats-server logs about a
+// client's connection or request. A connection's lines name it
+// ("127.0.0.1:47292 - cid:72 - …"); a JetStream API request that cannot be
+// read is logged, naming what could not be read, without the client's
+// name. Lines about the server itself, JetStream and its store have none
+// and are never held back.
+var clientLineMarks = []string{" - cid:", "Invalid JetStream request ", "Malformed JetStream API Request"}
+
+// isClientLine reports whether a line nats-server logs is about a client's
+// connection or request (clientLineMarks).
+func isClientLine(line string) bool {
+	for _, m := range clientLineMarks {
+		if strings.Contains(line, m) {
+			return true
+		}
+	}
+	return false
+}
+
+// cutClientLine cuts line to maxClientLine bytes (at a rune boundary),
+// saying how many it left out.
+func cutClientLine(line string) string {
+	if len(line) <= maxClientLine {
+		return line
+	}
+	n := maxClientLine
+	for n > 0 && !utf8.RuneStart(line[n]) {
+		n--
+	}
+	return fmt.Sprintf("%s… (%d bytes more)", line[:n], len(line)-n)
 }
 
 // lineLimiter is a token bucket: burst lines at once, refilled at rate a

@@ -2,6 +2,7 @@ package embedded_test
 
 import (
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -25,7 +26,7 @@ func TestClientsCannotFloodTheLog(t *testing.T) {
 	pub, login := newUserKey(t)
 	srv := startEmbedded(t, embedded.Config{Port: -1, Logger: log, NKeys: []*server.NkeyUser{{
 		Nkey:        pub,
-		Permissions: &server.Permissions{Publish: &server.SubjectPermission{Allow: []string{"allowed.>"}}},
+		Permissions: &server.Permissions{Publish: &server.SubjectPermission{Allow: []string{"allowed.>", "$JS.API.STREAM.INFO.*"}}},
 	}}})
 
 	const n = 2000
@@ -48,6 +49,14 @@ func TestClientsCannotFloodTheLog(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	// A JetStream API request that cannot be read is logged quoting what
+	// could not be read: an unknown field, as long as the client likes.
+	long := strings.Repeat("x", 30000)
+	for i := range n / 4 {
+		if err := nc.PublishRequest("$JS.API.STREAM.INFO.S", "allowed.reply", fmt.Appendf(nil, `{"%s%d":1}`, long, i)); err != nil {
+			t.Fatal(err)
+		}
+	}
 	// The server handles a connection's messages in order: once the
 	// allowed publish after them has reached the server, so have they.
 	if err := nc.Flush(); err != nil {
@@ -63,14 +72,17 @@ func TestClientsCannotFloodTheLog(t *testing.T) {
 	for _, e := range hook.AllEntries() {
 		switch {
 		case strings.Contains(e.Message, "Publish Violation"), strings.Contains(e.Message, "authentication error"),
-			strings.Contains(e.Message, "Authorization Violation"):
+			strings.Contains(e.Message, "Authorization Violation"), strings.Contains(e.Message, "Invalid JetStream request"):
 			client++
+			if len(e.Message) > 2200 {
+				t.Errorf("a line of %d bytes logged: %.200s…", len(e.Message), e.Message)
+			}
 		case strings.Contains(e.Message, "such lines are not logged until they slow down"):
 			announced++
 		}
 	}
 	if limit := 200 + int(elapsed.Seconds()*50) + 1; client > limit || client == 0 {
-		t.Errorf("%d lines about clients logged in %s for %d failed logins and %d denied publishes, want 1 to %d", client, elapsed, n/4, n, limit)
+		t.Errorf("%d lines about clients logged in %s for %d failed logins, %d malformed requests and %d denied publishes, want 1 to %d", client, elapsed, n/4, n/4, n, limit)
 	}
 	if announced != 1 {
 		t.Errorf("the flood announced %d times, want once:\n%s", announced, allMessages(hook))

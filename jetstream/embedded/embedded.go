@@ -649,27 +649,30 @@ type serverLogger struct {
 	l     logrus.FieldLogger
 	fatal chan<- string
 	// clients limits the warnings and errors about clients' connections
-	// (isClientLine), which clients can cause as fast as they like.
+	// and requests (isClientLine), which clients can cause as fast as
+	// they like.
 	clients *lineLimiter
 }
 
-// client reports whether a warning or error line may be logged: lines
-// about clients' connections only while s.clients allows. The first line
-// it holds back says so, and the first it lets through after a flood says
-// how many it held back.
-func (s serverLogger) client(format string) bool {
-	if s.clients == nil || !isClientLine(format) {
-		return true
+// client returns the warning or error line to log, and whether to log
+// it: lines about clients' connections and requests (isClientLine) only
+// while s.clients allows, cut to maxClientLine. The first line it holds
+// back says so, and the first it lets through after a flood says how many
+// it held back.
+func (s serverLogger) client(format string, v []any) (string, bool) {
+	line := fmt.Sprintf(format, v...)
+	if s.clients == nil || !isClientLine(line) {
+		return line, true
 	}
 	ok, first, dropped := s.clients.take(time.Now())
 	if first {
-		s.l.Warnf("nats-server: clients cause more than %d warnings and errors a second (denied publishes or subscriptions, failed logins, protocol errors): "+
+		s.l.Warnf("nats-server: clients cause more than %d warnings and errors a second (denied publishes or subscriptions, failed logins, malformed requests): "+
 			"such lines are not logged until they slow down", clientLogRate)
 	}
 	if ok && dropped > 0 {
 		s.l.WithField("lines_not_logged", dropped).Warn("nats-server: the flood of clients' warnings and errors is over")
 	}
-	return ok
+	return cutClientLine(line), ok
 }
 
 func (s serverLogger) Noticef(format string, v ...any) {
@@ -706,8 +709,8 @@ func isBanner(format string) bool {
 }
 
 func (s serverLogger) Warnf(format string, v ...any) {
-	if s.client(format) {
-		s.l.Warnf("nats-server: "+format, v...)
+	if line, ok := s.client(format, v); ok {
+		s.l.Warn("nats-server: " + line)
 	}
 }
 func (s serverLogger) Fatalf(format string, v ...any) {
@@ -718,8 +721,8 @@ func (s serverLogger) Fatalf(format string, v ...any) {
 	}
 }
 func (s serverLogger) Errorf(format string, v ...any) {
-	if s.client(format) {
-		s.l.Errorf("nats-server: "+format, v...)
+	if line, ok := s.client(format, v); ok {
+		s.l.Error("nats-server: " + line)
 	}
 }
 func (s serverLogger) Debugf(format string, v ...any) { s.l.Debugf("nats-server: "+format, v...) }
