@@ -55,6 +55,16 @@ type Config struct {
 	// MaxPayload is the server's max_payload in bytes. Defaults to 8 MiB,
 	// room for the default task payload limit plus OmniQ's headers.
 	MaxPayload int32
+	// MaxConnections is the most client connections the server takes at
+	// once (nats-server's max_connections); a client past it is refused,
+	// "maximum connections exceeded". Defaults to what the process's
+	// open-file limit leaves once an eighth of it, at least 1,024
+	// descriptors, is kept for JetStream's store and the rest of the
+	// process (never less than half of it, nor more than nats-server's
+	// 65,536): a client holding a connection for every descriptor left
+	// would make the store's next file open fail, and the stream would
+	// take no more writes until the server restarts.
+	MaxConnections int
 	// ServerName names the server in logs and cluster views. Defaults to
 	// "omniq-embedded".
 	ServerName string
@@ -453,6 +463,12 @@ func StartContext(ctx context.Context, cfg Config) (*Server, error) {
 	if cfg.ServerName == "" {
 		cfg.ServerName = "omniq-embedded"
 	}
+	if cfg.MaxConnections < 0 {
+		return nil, fmt.Errorf("%w: embedded server: MaxConnections must be >= 0, got %d", jetstream.ErrInvalidConfig, cfg.MaxConnections)
+	}
+	if cfg.MaxConnections == 0 {
+		cfg.MaxConnections = defaultMaxConnections(openFileLimit())
+	}
 	if cfg.ReadyTimeout == 0 {
 		cfg.ReadyTimeout = 30 * time.Second
 	}
@@ -477,6 +493,7 @@ func StartContext(ctx context.Context, cfg Config) (*Server, error) {
 		JetStream:    true,
 		StoreDir:     cfg.StoreDir,
 		MaxPayload:   cfg.MaxPayload,
+		MaxConn:      cfg.MaxConnections,
 		SyncAlways:   cfg.SyncAlways,
 		SyncInterval: cfg.SyncInterval,
 		NoSigs:       true,
