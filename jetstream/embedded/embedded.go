@@ -55,6 +55,16 @@ type Config struct {
 	// MaxPayload is the server's max_payload in bytes. Defaults to 8 MiB,
 	// room for the default task payload limit plus OmniQ's headers.
 	MaxPayload int32
+	// MaxConnections is the most client connections the server takes at
+	// once (nats-server's max_connections); a client past it is refused,
+	// "maximum connections exceeded". Defaults to what the process's
+	// open-file limit leaves once an eighth of it, at least 1,024
+	// descriptors, is kept for JetStream's store and the rest of the
+	// process (never less than half of it, nor more than nats-server's
+	// 65,536): a client holding a connection for every descriptor left
+	// would make the store's next file open fail, and the stream would
+	// take no more writes until the server restarts.
+	MaxConnections int
 	// ServerName names the server in logs and cluster views. Defaults to
 	// "omniq-embedded".
 	ServerName string
@@ -453,6 +463,12 @@ func StartContext(ctx context.Context, cfg Config) (*Server, error) {
 	if cfg.ServerName == "" {
 		cfg.ServerName = "omniq-embedded"
 	}
+	if cfg.MaxConnections < 0 {
+		return nil, fmt.Errorf("%w: embedded server: MaxConnections must be >= 0, got %d", jetstream.ErrInvalidConfig, cfg.MaxConnections)
+	}
+	if cfg.MaxConnections == 0 {
+		cfg.MaxConnections = defaultMaxConnections(openFileLimit())
+	}
 	if cfg.ReadyTimeout == 0 {
 		cfg.ReadyTimeout = 30 * time.Second
 	}
@@ -477,6 +493,7 @@ func StartContext(ctx context.Context, cfg Config) (*Server, error) {
 		JetStream:    true,
 		StoreDir:     cfg.StoreDir,
 		MaxPayload:   cfg.MaxPayload,
+		MaxConn:      cfg.MaxConnections,
 		SyncAlways:   cfg.SyncAlways,
 		SyncInterval: cfg.SyncInterval,
 		NoSigs:       true,
@@ -504,7 +521,7 @@ func StartContext(ctx context.Context, cfg Config) (*Server, error) {
 		log = l
 	}
 	fatal := make(chan string, 1)
-	srv.SetLoggerV2(serverLogger{l: log, fatal: fatal}, cfg.Debug, false, false)
+	srv.SetLoggerV2(serverLogger{l: log, fatal: fatal, clients: newLineLimiter(clientLogBurst, clientLogRate)}, cfg.Debug, false, false)
 	srv.Start()
 	e := &Server{srv: srv, lock: lock}
 	if err := e.waitReady(ctx, cfg, fatal); err != nil {
@@ -648,6 +665,31 @@ func lockDir(dir string) (*os.File, error) {
 type serverLogger struct {
 	l     logrus.FieldLogger
 	fatal chan<- string
+	// clients limits the warnings and errors about clients' connections
+	// and requests (isClientLine), which clients can cause as fast as
+	// they like.
+	clients *lineLimiter
+}
+
+// client returns the warning or error line to log, and whether to log
+// it: lines about clients' connections and requests (isClientLine) only
+// while s.clients allows, cut to maxClientLine. The first line it holds
+// back says so, and the first it lets through after a flood says how many
+// it held back.
+func (s serverLogger) client(format string, v []any) (string, bool) {
+	line := fmt.Sprintf(format, v...)
+	if s.clients == nil || !isClientLine(line) {
+		return line, true
+	}
+	ok, first, dropped := s.clients.take(time.Now())
+	if first {
+		s.l.Warnf("nats-server: clients cause more than %d warnings and errors a second (denied publishes or subscriptions, failed logins, malformed requests): "+
+			"such lines are not logged until they slow down", clientLogRate)
+	}
+	if ok && dropped > 0 {
+		s.l.WithField("lines_not_logged", dropped).Warn("nats-server: the flood of clients' warnings and errors is over")
+	}
+	return cutClientLine(line), ok
 }
 
 func (s serverLogger) Noticef(format string, v ...any) {
@@ -683,7 +725,11 @@ func isBanner(format string) bool {
 	return false
 }
 
-func (s serverLogger) Warnf(format string, v ...any) { s.l.Warnf("nats-server: "+format, v...) }
+func (s serverLogger) Warnf(format string, v ...any) {
+	if line, ok := s.client(format, v); ok {
+		s.l.Warn("nats-server: " + line)
+	}
+}
 func (s serverLogger) Fatalf(format string, v ...any) {
 	s.l.Errorf("nats-server fatal: "+format, v...)
 	select {
@@ -691,6 +737,10 @@ func (s serverLogger) Fatalf(format string, v ...any) {
 	default:
 	}
 }
-func (s serverLogger) Errorf(format string, v ...any) { s.l.Errorf("nats-server: "+format, v...) }
+func (s serverLogger) Errorf(format string, v ...any) {
+	if line, ok := s.client(format, v); ok {
+		s.l.Error("nats-server: " + line)
+	}
+}
 func (s serverLogger) Debugf(format string, v ...any) { s.l.Debugf("nats-server: "+format, v...) }
 func (s serverLogger) Tracef(format string, v ...any) { s.l.Debugf("nats-server: "+format, v...) }

@@ -1,0 +1,99 @@
+package embedded_test
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	logtest "github.com/sirupsen/logrus/hooks/test"
+
+	"github.com/omniq/omniq/jetstream/embedded"
+)
+
+// A client can make nats-server log an error line as fast as it sends:
+// every publish to a subject it may not use, every failed login. Those
+// lines are logged 200 at once and 50 a second after that, and the flood
+// is announced (atk21: a submitter's denied publishes wrote 185 MB of the
+// runner's log in 10 s; a local user without credentials, 350 KB a
+// second of failed logins).
+func TestClientsCannotFloodTheLog(t *testing.T) {
+	t.Parallel()
+	log, hook := logtest.NewNullLogger()
+	pub, login := newUserKey(t)
+	srv := startEmbedded(t, embedded.Config{Port: -1, Logger: log, NKeys: []*server.NkeyUser{{
+		Nkey:        pub,
+		Permissions: &server.Permissions{Publish: &server.SubjectPermission{Allow: []string{"allowed.>", "$JS.API.STREAM.INFO.*"}}},
+	}}})
+
+	const n = 2000
+	start := time.Now()
+	for range n / 4 {
+		if nc, err := nats.Connect(srv.ClientURL(), nats.MaxReconnects(0), nats.UserInfo("nobody", "wrong")); !errors.Is(err, nats.ErrAuthorization) {
+			if nc != nil {
+				nc.Close()
+			}
+			t.Fatalf("a wrong login: %v, want an authorization violation", err)
+		}
+	}
+	nc, err := nats.Connect(srv.ClientURL(), login, nats.ErrorHandler(func(*nats.Conn, *nats.Subscription, error) {}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	for range n {
+		if err := nc.Publish("denied.subject", nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// A JetStream API request that cannot be read is logged quoting what
+	// could not be read: an unknown field, as long as the client likes.
+	long := strings.Repeat("x", 30000)
+	for i := range n / 4 {
+		if err := nc.PublishRequest("$JS.API.STREAM.INFO.S", "allowed.reply", fmt.Appendf(nil, `{"%s%d":1}`, long, i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// The server handles a connection's messages in order: once the
+	// allowed publish after them has reached the server, so have they.
+	if err := nc.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for !strings.Contains(allMessages(hook), `Publish Violation - Subject "denied.subject"`) && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	elapsed := time.Since(start)
+
+	var client, announced int
+	for _, e := range hook.AllEntries() {
+		switch {
+		case strings.Contains(e.Message, "Publish Violation"), strings.Contains(e.Message, "authentication error"),
+			strings.Contains(e.Message, "Authorization Violation"), strings.Contains(e.Message, "Invalid JetStream request"):
+			client++
+			if len(e.Message) > 2200 {
+				t.Errorf("a line of %d bytes logged: %.200s…", len(e.Message), e.Message)
+			}
+		case strings.Contains(e.Message, "such lines are not logged until they slow down"):
+			announced++
+		}
+	}
+	if limit := 200 + int(elapsed.Seconds()*50) + 1; client > limit || client == 0 {
+		t.Errorf("%d lines about clients logged in %s for %d failed logins, %d malformed requests and %d denied publishes, want 1 to %d", client, elapsed, n/4, n/4, n, limit)
+	}
+	if announced != 1 {
+		t.Errorf("the flood announced %d times, want once:\n%s", announced, allMessages(hook))
+	}
+}
+
+func allMessages(hook *logtest.Hook) string {
+	var b strings.Builder
+	for _, e := range hook.AllEntries() {
+		b.WriteString(e.Message)
+		b.WriteByte('\n')
+	}
+	return b.String()
+}
