@@ -403,8 +403,13 @@ func serverHeader(h nats.Header, key string) string {
 }
 
 // rescans is how many times a watch reads again after a write it heard of
-// was not yet stored (1, 2, 4 … ms apart), before leaving it to the poll.
-const rescans = 7
+// was not yet stored (1, 2, 4 … ms apart), before leaving it to the poll:
+// ten reads span about a second, the poll's period, so a write a loaded
+// cluster takes that long to commit is still read when it is stored
+// (with seven, 127 ms, TestAWatchOnAnotherServerHearsTheWritesJustBeforeIt,
+// whose poll is an hour, timed out once at load 30: a slow commit fits).
+// The reads past the first few happen only when a write is that slow.
+const rescans = 10
 
 // apiPrefix is the JetStream API subject prefix js uses ("$JS.API." unless
 // a domain or an account import sets another).
