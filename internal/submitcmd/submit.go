@@ -756,7 +756,9 @@ read:
 		return fmt.Errorf("reading batch input after line %d: %w", line, readErr)
 	}
 	for _, p := range problems {
-		fmt.Fprintln(c.io.Stderr, p)
+		// As every other error of omniq-submit's: prefixed, and with what
+		// the line held escaped.
+		fmt.Fprintf(c.io.Stderr, "omniq-submit: %s\n", terminalText(p))
 	}
 	if c.json {
 		_ = out.Encode(map[string]int64{"submitted": submitted.Load(), "duplicates": duplicates.Load(), "rejected": rejected.Load()})
