@@ -106,6 +106,13 @@ func Parse(args []string, getenv func(string) string, help io.Writer) (Options, 
 	if fs.NArg() > 0 {
 		return o, fmt.Errorf("omniq-ui takes no arguments, got %q", fs.Args())
 	}
+	// --data-dir is only where the operator's login is looked for when
+	// none is given: with a login given it would be ignored without a word.
+	if fs.Changed("data-dir") {
+		if given := natsflags.GivenLogin(o.NATS.Config("omniq-ui")); given != "" {
+			return o, fmt.Errorf("--data-dir %q is where the operator's login is found when none is given, but a login is given (%s): leave out one or the other", o.DataDir, given)
+		}
+	}
 	// Named by their flags, and before NATS is reached: the dashboard's
 	// own check names its Go field (MaxIndexed), and a TLS file was only
 	// read once NATS had been reached, failing with exit 1.
