@@ -284,6 +284,12 @@ func Main(ctx context.Context, args []string, getenv func(string) string, stdout
 		fmt.Fprintln(stderr, "omniq-ui:", err)
 		return 2
 	}
+	if !dashboard.IsLoopback(o.Dashboard.Addr) && o.Dashboard.TLSCertFile == "" {
+		// Allowed, for a TLS proxy in front, but the token and the
+		// session cookies, which act with the operator's login, would
+		// otherwise cross the network in clear without a word.
+		log.WithField("listen", o.Dashboard.Addr).Warn("the dashboard serves plain HTTP off loopback: its sign-in token and session cookies cross the network in clear; give --tls-cert and --tls-key, or serve it only behind a TLS proxy")
+	}
 	client, closeConn, err := connect(o, log)
 	if err != nil {
 		fmt.Fprintln(stderr, "omniq-ui:", err)

@@ -534,3 +534,20 @@ func TestDataDirWithALoginIsAUsageError(t *testing.T) {
 		t.Fatalf("OMNIQ_DATA_DIR with --nats-user: %v", err)
 	}
 }
+
+// Off loopback without TLS the dashboard started without a word (walk21),
+// its token and session cookies then crossing the network in clear: it
+// warns, and does not on loopback or with TLS.
+func TestPlainHTTPOffLoopbackWarns(t *testing.T) {
+	const warning = "the dashboard serves plain HTTP off loopback"
+	for _, tt := range []struct {
+		listen string
+		warns  bool
+	}{{"0.0.0.0:0", true}, {"127.0.0.1:0", false}} {
+		var out strings.Builder
+		code := Main(context.Background(), []string{"--listen", tt.listen, "--token", "a-chosen-token", "--nats-url", "nats://127.0.0.1:1"}, func(string) string { return "" }, &out, &out)
+		if code != 1 || strings.Contains(out.String(), warning) != tt.warns {
+			t.Errorf("--listen %s: exit %d, output %q; want 1, and the warning: %v", tt.listen, code, out.String(), tt.warns)
+		}
+	}
+}
