@@ -686,6 +686,9 @@ func (o *Options) checkAuth() error {
 				if hint := o.urlFromEnvHint(); hint != "" {
 					return fmt.Errorf("%w: %s configures the embedded server, which --nats-url replaces (%s)", errUsage, f.flag, hint)
 				}
+				if f.flag == "--data-dir" {
+					return fmt.Errorf("%w: --data-dir configures the embedded server, which --nats-url replaces (the runner keeps nothing on disk then: leave --data-dir out)", errUsage)
+				}
 				return fmt.Errorf("%w: %s configures the embedded server, which --nats-url replaces (for TLS to that server, see --nats-ca, --nats-cert, --nats-key)", errUsage, f.flag)
 			}
 		}

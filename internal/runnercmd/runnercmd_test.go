@@ -550,7 +550,7 @@ func TestDataDirWithNATSURLIsAUsageError(t *testing.T) {
 	t.Parallel()
 	plugins := t.TempDir()
 	_, err := runnercmd.Parse([]string{"--plugins-dir", plugins, "--nats-url", "nats://127.0.0.1:1", "--data-dir", "/srv/omniq"}, env(nil), io.Discard)
-	if want := "--data-dir configures the embedded server, which --nats-url replaces"; err == nil || !strings.Contains(err.Error(), want) {
+	if want := "--data-dir configures the embedded server, which --nats-url replaces (the runner keeps nothing on disk then: leave --data-dir out)"; err == nil || !strings.Contains(err.Error(), want) {
 		t.Fatalf("--data-dir with --nats-url: err = %v, want %q", err, want)
 	}
 	if _, err := runnercmd.Parse([]string{"--plugins-dir", plugins, "--nats-url", "nats://127.0.0.1:1"}, env(map[string]string{"OMNIQ_DATA_DIR": "/srv/omniq"}), io.Discard); err != nil {
