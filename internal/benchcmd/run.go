@@ -399,10 +399,10 @@ func (b *bench) startRunner() error {
 		return err
 	}
 	args := []string{"--plugins-dir", b.o.PluginsDir, "--config", path,
-		"--concurrency", fmt.Sprint(b.o.Concurrency), "--log-level", b.o.RunnerLogLevel, "--id", runnerID,
-		"--data-dir", b.runnerDataDir()}
+		"--concurrency", fmt.Sprint(b.o.Concurrency), "--log-level", b.o.RunnerLogLevel, "--id", runnerID}
 	if b.o.Embedded {
-		args = append(args, "--listen", strings.TrimPrefix(b.url, "nats://"))
+		// --data-dir is the embedded server's; with --nats-url it is refused.
+		args = append(args, "--listen", strings.TrimPrefix(b.url, "nats://"), "--data-dir", b.runnerDataDir())
 	} else {
 		args = append(args, "--nats-url", b.url)
 	}

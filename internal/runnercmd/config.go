@@ -72,6 +72,9 @@ type Options struct {
 	// tlsFlagsGiven names the --nats-ca, --nats-cert and --nats-key
 	// given on the command line; the others set came from OMNIQ_NATS_*.
 	tlsFlagsGiven map[string]bool
+	// dataDirGiven: --data-dir was given on the command line (not from
+	// OMNIQ_DATA_DIR, which a shell may export for omniq-submit).
+	dataDirGiven bool
 }
 
 // urlFromEnvHint is what an error or log line about the server at
@@ -469,7 +472,7 @@ func Parse(args []string, getenv func(string) string, help io.Writer) (Options, 
 	fs := cmd.Flags()
 	o.NATS.Register(fs, natsflags.Options{URLUsage: "NATS server or cluster to use instead of the embedded server (comma-separated URLs)"})
 	fs.StringVar(&o.Listen, "listen", defaultListen, `embedded server's client address; a host left out (":4222") means 127.0.0.1, not every interface: give one (0.0.0.0:4222, with TLS) to listen beyond this machine ("none": in-process only; port 0: any free port)`)
-	fs.StringVar(&o.DataDir, "data-dir", "./omniq-data", "embedded server's JetStream store directory")
+	fs.StringVar(&o.DataDir, "data-dir", "./omniq-data", "embedded server's JetStream store and generated credentials directory (not with --nats-url)")
 	fs.StringVar(&o.Sync, "sync", defaultSync, `embedded server's fsync policy: "always", or an interval such as "2m" (see docs/operations.md)`)
 	fs.StringVar(&o.PluginsDir, "plugins-dir", "./bin/plugins", "directory of plugin executables")
 	fs.IntVar(&o.Concurrency, "concurrency", 0, "tasks of a function run at once, where neither the plugin nor the config file sets it (0: 16)")
@@ -493,6 +496,7 @@ func Parse(args []string, getenv func(string) string, help io.Writer) (Options, 
 		ran, pos = true, args
 		// Variables fill in the flags not given, so that flags win.
 		urlGiven := fs.Changed("nats-url")
+		o.dataDirGiven = fs.Changed("data-dir")
 		o.tlsFlagsGiven = map[string]bool{}
 		for _, f := range []string{"nats-ca", "nats-cert", "nats-key"} {
 			o.tlsFlagsGiven["--"+f] = fs.Changed(f)
@@ -669,11 +673,21 @@ func (o *Options) checkAuth() error {
 		if sync == defaultSync {
 			sync = ""
 		}
+		// --data-dir holds the embedded server's store and credentials
+		// only: given with --nats-url it was ignored without a word. Its
+		// variable is not refused: OMNIQ_DATA_DIR is omniq-submit's too.
+		dataDir := ""
+		if o.dataDirGiven {
+			dataDir = o.DataDir
+		}
 		for _, f := range []struct{ flag, v string }{{"--tls-cert", o.TLSCert}, {"--tls-key", o.TLSKey}, {"--tls-ca", o.TLSCA}, {"--auth-config", o.AuthConfig},
-			{"--listen", listen}, {"--sync", sync}} {
+			{"--listen", listen}, {"--sync", sync}, {"--data-dir", dataDir}} {
 			if f.v != "" {
 				if hint := o.urlFromEnvHint(); hint != "" {
 					return fmt.Errorf("%w: %s configures the embedded server, which --nats-url replaces (%s)", errUsage, f.flag, hint)
+				}
+				if f.flag == "--data-dir" {
+					return fmt.Errorf("%w: --data-dir configures the embedded server, which --nats-url replaces (the runner keeps nothing on disk then: leave --data-dir out)", errUsage)
 				}
 				return fmt.Errorf("%w: %s configures the embedded server, which --nats-url replaces (for TLS to that server, see --nats-ca, --nats-cert, --nats-key)", errUsage, f.flag)
 			}

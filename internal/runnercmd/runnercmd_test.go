@@ -541,3 +541,22 @@ func TestReplicasAboveOneOnTheEmbeddedServerAreAUsageError(t *testing.T) {
 		t.Fatalf("Parse with --nats-url: %v", err)
 	}
 }
+
+// --data-dir holds the embedded server's store and credentials: with
+// --nats-url it was ignored without a word (walk21), where --listen and
+// --sync are refused. OMNIQ_DATA_DIR, which a shell exports for
+// omniq-submit, is not refused.
+func TestDataDirWithNATSURLIsAUsageError(t *testing.T) {
+	t.Parallel()
+	plugins := t.TempDir()
+	_, err := runnercmd.Parse([]string{"--plugins-dir", plugins, "--nats-url", "nats://127.0.0.1:1", "--data-dir", "/srv/omniq"}, env(nil), io.Discard)
+	if want := "--data-dir configures the embedded server, which --nats-url replaces (the runner keeps nothing on disk then: leave --data-dir out)"; err == nil || !strings.Contains(err.Error(), want) {
+		t.Fatalf("--data-dir with --nats-url: err = %v, want %q", err, want)
+	}
+	if _, err := runnercmd.Parse([]string{"--plugins-dir", plugins, "--nats-url", "nats://127.0.0.1:1"}, env(map[string]string{"OMNIQ_DATA_DIR": "/srv/omniq"}), io.Discard); err != nil {
+		t.Fatalf("OMNIQ_DATA_DIR with --nats-url: %v", err)
+	}
+	if _, err := runnercmd.Parse([]string{"--plugins-dir", plugins, "--data-dir", "/srv/omniq"}, env(nil), io.Discard); err != nil {
+		t.Fatalf("--data-dir with the embedded server: %v", err)
+	}
+}

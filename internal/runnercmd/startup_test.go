@@ -176,16 +176,16 @@ func TestSecretFilesEveryUserCanReadAreWarnedAbout(t *testing.T) {
 			if err := os.Chmod(secret, mode); err != nil { // past the umask
 				t.Fatal(err)
 			}
-			args := []string{"--data-dir", t.TempDir(), "--plugins-dir", t.TempDir(), flag, secret}
+			args := []string{"--plugins-dir", t.TempDir(), flag, secret}
 			switch flag {
 			case "--nats-nkey", "--nats-creds":
 				args = append(args, "--nats-url", "nats://127.0.0.1:1")
 			case "--nats-key":
 				args = append(args, "--nats-url", "nats://127.0.0.1:1", "--nats-cert", secret)
-			case "--tls-key": // the embedded server's (--listen is refused with --nats-url)
-				args = append(args, "--listen", "127.0.0.1:0", "--tls-cert", secret)
+			case "--tls-key": // the embedded server's (--listen and --data-dir are refused with --nats-url)
+				args = append(args, "--data-dir", t.TempDir(), "--listen", "127.0.0.1:0", "--tls-cert", secret)
 			case "--auth-config":
-				args = append(args, "--listen", "127.0.0.1:0", "--nats-user", "runner", "--nats-password", "x")
+				args = append(args, "--data-dir", t.TempDir(), "--listen", "127.0.0.1:0", "--nats-user", "runner", "--nats-password", "x")
 			}
 			ctx, cancel := context.WithCancel(context.Background())
 			cancel() // the warning comes before anything starts

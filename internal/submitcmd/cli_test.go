@@ -575,6 +575,11 @@ func TestOutputFlagAsKubectlUsersTypeIt(t *testing.T) {
 	}
 	o.run("", "functions", "--output=text").want(t, 0, "FUNCTION", "")
 	o.run("", "functions", "-o", "yaml").want(t, 2, "", `-o "yaml": want json or text`)
+	// They must agree, as --json -o text must (walk21: --json=false -o
+	// json printed JSON).
+	o.run("", "functions", "--json=false", "-o", "json").want(t, 2, "", "--json=false and -o json disagree: give one")
+	o.run("", "functions", "--json", "-o", "text").want(t, 2, "", "--json and -o text disagree: give one")
+	o.run("", "functions", "--json=false", "-o", "text").want(t, 0, "FUNCTION", "")
 }
 
 // "-" reads the payload from stdin; on a terminal that would wait with no

@@ -167,6 +167,11 @@ func (c *cli) commands() *cobra.Command {
 		switch output {
 		case "":
 		case "json":
+			// --json=false -o json printed JSON, the -o winning without a
+			// word, as --json -o text would have: both disagree.
+			if !c.json && pf.Changed("json") {
+				return usagef("--json=false and -o json disagree: give one")
+			}
 			c.json = true
 		case "text":
 			if c.json {

@@ -87,6 +87,16 @@ func TestStatusOfAQueuedTaskWithEachRole(t *testing.T) {
 	if code != 0 || !strings.Contains(out, `"max_retries_unknown": true`) {
 		t.Fatalf("status --json as the operator: exit %d\n%s%s", code, out, errs)
 	}
+	// submit --json said "max_retries": 0 for such a task, as status
+	// --json did (walk20, walk21); with a budget of its own it is known.
+	code, out, errs = runCLI(t, operator, "submit", "nosuch", "x", "--force", "--json")
+	if code != 0 || !strings.Contains(out, `"max_retries_unknown": true`) {
+		t.Fatalf("submit --json --force: exit %d\n%s%s", code, out, errs)
+	}
+	code, out, errs = runCLI(t, operator, "submit", "nosuch", "x", "--force", "--json", "--max-retries", "0")
+	if code != 0 || strings.Contains(out, "max_retries_unknown") {
+		t.Fatalf("submit --json --force --max-retries 0: exit %d\n%s%s", code, out, errs)
+	}
 	submitter := map[string]string{"OMNIQ_NATS_URL": url, "OMNIQ_NATS_NKEY": credentials.SeedFile(data, "submitter")}
 	code, out, errs = runCLI(t, submitter, "status", "q-2")
 	if code != 1 || !strings.Contains(errs, "this login may not look in the queue; an operator's can") || strings.Contains(errs, "ermissions") {

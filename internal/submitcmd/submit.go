@@ -349,13 +349,25 @@ func (c *cli) submit(o *submitOpts, wait bool, args []string) error {
 	if !wait {
 		if c.json {
 			t := res.Record.Task
-			c.effective(client, t, req.MaxRetries == nil)
-			return writeJSON(c.io.Stdout, toTaskJSON(t))
+			d := c.effective(client, t, req.MaxRetries == nil)
+			// As status --json of a queued task: a task with no budget of
+			// its own, for a function no runner serves (--force), has no
+			// known max_retries, and its 0 must not read as "no retries".
+			return writeJSON(c.io.Stdout, submittedJSON{taskJSON: toTaskJSON(t), MaxRetriesUnknown: req.MaxRetries == nil && !d.maxRetries})
 		}
 		fmt.Fprintln(c.io.Stdout, res.ID)
 		return nil
 	}
 	return c.waitAndReport(client, res.ID)
+}
+
+// submittedJSON is submit --json's output: the record the task starts
+// from, its defaults filled in as status fills them.
+type submittedJSON struct {
+	taskJSON
+	// MaxRetriesUnknown: the task has no retry budget of its own and no
+	// runner serves its function, so its max_retries (0) is not yet known.
+	MaxRetriesUnknown bool `json:"max_retries_unknown,omitempty"`
 }
 
 // waitAndReport follows task id to its end and prints the outcome.
@@ -744,7 +756,9 @@ read:
 		return fmt.Errorf("reading batch input after line %d: %w", line, readErr)
 	}
 	for _, p := range problems {
-		fmt.Fprintln(c.io.Stderr, p)
+		// As every other error of omniq-submit's: prefixed, and with what
+		// the line held escaped.
+		fmt.Fprintf(c.io.Stderr, "omniq-submit: %s\n", terminalText(p))
 	}
 	if c.json {
 		_ = out.Encode(map[string]int64{"submitted": submitted.Load(), "duplicates": duplicates.Load(), "rejected": rejected.Load()})

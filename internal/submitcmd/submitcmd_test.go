@@ -400,7 +400,9 @@ func TestBatch(t *testing.T) {
 	o := start(t)
 	lines := "one\ntwo\n\nthree\n" + strings.Repeat("x", 64<<10+1) + "\n"
 	r := o.run(lines, "batch", "echo")
-	r.want(t, 1, "", "line 5: payload too large")
+	// Each rejected line is an error of omniq-submit's, said as the others
+	// are (walk20: without the "omniq-submit:" prefix).
+	r.want(t, 1, "", "omniq-submit: line 5: payload too large")
 	r.want(t, 1, "", "submitted 3, duplicates 0, rejected 1")
 
 	jsonl := `{"function":"echo","payload":"p1","id":"b1"}

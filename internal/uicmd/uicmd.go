@@ -106,6 +106,13 @@ func Parse(args []string, getenv func(string) string, help io.Writer) (Options, 
 	if fs.NArg() > 0 {
 		return o, fmt.Errorf("omniq-ui takes no arguments, got %q", fs.Args())
 	}
+	// --data-dir is only where the operator's login is looked for when
+	// none is given: with a login given it would be ignored without a word.
+	if fs.Changed("data-dir") {
+		if given := natsflags.GivenLogin(o.NATS.Config("omniq-ui")); given != "" {
+			return o, fmt.Errorf("--data-dir %q is where the operator's login is found when none is given, but a login is given (%s): leave out one or the other", o.DataDir, given)
+		}
+	}
 	// Named by their flags, and before NATS is reached: the dashboard's
 	// own check names its Go field (MaxIndexed), and a TLS file was only
 	// read once NATS had been reached, failing with exit 1.
@@ -276,6 +283,12 @@ func Main(ctx context.Context, args []string, getenv func(string) string, stdout
 	if _, err := dashboard.New(o.Dashboard); err != nil {
 		fmt.Fprintln(stderr, "omniq-ui:", err)
 		return 2
+	}
+	if !dashboard.IsLoopback(o.Dashboard.Addr) && o.Dashboard.TLSCertFile == "" {
+		// Allowed, for a TLS proxy in front, but the token and the
+		// session cookies, which act with the operator's login, would
+		// otherwise cross the network in clear without a word.
+		log.WithField("listen", o.Dashboard.Addr).Warn("the dashboard serves plain HTTP off loopback: its sign-in token and session cookies cross the network in clear; give --tls-cert and --tls-key, or serve it only behind a TLS proxy")
 	}
 	client, closeConn, err := connect(o, log)
 	if err != nil {

@@ -513,3 +513,41 @@ func TestAFlagGivenTwiceIsAUsageError(t *testing.T) {
 		t.Fatalf("exit %d, output %q: want 2 and %q", code, out.String(), want)
 	}
 }
+
+// --data-dir beside a login flag was ignored without a word (walk20,
+// walk21): the login was used and the data directory never read.
+func TestDataDirWithALoginIsAUsageError(t *testing.T) {
+	var out strings.Builder
+	code := Main(context.Background(), []string{"--data-dir", "/srv/omniq", "--nats-user", "ops", "--nats-password", "pw", "--nats-url", "nats://127.0.0.1:1"}, func(string) string { return "" }, &out, &out)
+	if want := `omniq-ui: --data-dir "/srv/omniq" is where the operator's login is found when none is given, but a login is given (user "ops" and its password): leave out one or the other` + "\n"; code != 2 || out.String() != want {
+		t.Fatalf("exit %d, output %q: want 2 and %q", code, out.String(), want)
+	}
+	// OMNIQ_DATA_DIR in the environment, beside a login flag, is not refused:
+	// it may be exported for other commands.
+	env := func(k string) string {
+		if k == "OMNIQ_DATA_DIR" {
+			return "/srv/omniq"
+		}
+		return ""
+	}
+	if _, err := Parse([]string{"--nats-user", "ops", "--nats-password", "pw"}, env, &strings.Builder{}); err != nil {
+		t.Fatalf("OMNIQ_DATA_DIR with --nats-user: %v", err)
+	}
+}
+
+// Off loopback without TLS the dashboard started without a word (walk21),
+// its token and session cookies then crossing the network in clear: it
+// warns, and does not on loopback or with TLS.
+func TestPlainHTTPOffLoopbackWarns(t *testing.T) {
+	const warning = "the dashboard serves plain HTTP off loopback"
+	for _, tt := range []struct {
+		listen string
+		warns  bool
+	}{{"0.0.0.0:0", true}, {"127.0.0.1:0", false}} {
+		var out strings.Builder
+		code := Main(context.Background(), []string{"--listen", tt.listen, "--token", "a-chosen-token", "--nats-url", "nats://127.0.0.1:1"}, func(string) string { return "" }, &out, &out)
+		if code != 1 || strings.Contains(out.String(), warning) != tt.warns {
+			t.Errorf("--listen %s: exit %d, output %q; want 1, and the warning: %v", tt.listen, code, out.String(), tt.warns)
+		}
+	}
+}

@@ -13,7 +13,8 @@ import (
 
 // Of returns the stacks of the goroutines whose pprof label key is
 // value, as a Go traceback would print them (function, then file:line),
-// each cut where the SDK's own frames begin: what the handler was doing.
+// each cut where the SDK's frames that called the handler begin: what the
+// handler was doing.
 func Of(key, value string) string {
 	var buf bytes.Buffer
 	if err := pprof.Lookup("goroutine").WriteTo(&buf, 1); err != nil {
@@ -28,7 +29,8 @@ const sdkFrame = "github.com/omniq/omniq/plugins-sdk."
 // Labelled picks, from a goroutine profile written with debug=1,
 // the stacks whose labels hold label (`"key":"value"`), and renders
 // them: "goroutine stack (N goroutines):" and each frame's function and
-// file:line, the frames from the first of the SDK's on left out.
+// file:line, the outermost run of the SDK's frames (those that called the
+// handler) and what called them left out.
 func Labelled(profile, label string) string {
 	var out strings.Builder
 	for _, group := range strings.Split(profile, "\n\n") {
@@ -51,6 +53,8 @@ func Labelled(profile, label string) string {
 		} else {
 			fmt.Fprintf(&out, "%s goroutines of the handler at its deadline:\n", count)
 		}
+		type frame struct{ fn, at string }
+		var frames []frame
 		for _, l := range lines {
 			// "#\t0x4b7e4c\tmain.handler+0x2c\t\t/path/main.go:20" (tabs
 			// repeated to align the columns)
@@ -66,10 +70,25 @@ func Labelled(profile, label string) string {
 			if i := strings.LastIndex(fn, "+0x"); i > 0 {
 				fn = fn[:i]
 			}
-			if strings.HasPrefix(fn, sdkFrame) {
+			frames = append(frames, frame{fn, at})
+		}
+		// Cut where the SDK's frames that called the handler begin: the
+		// outermost run of them. An SDK call the handler was in at its
+		// deadline (sdk.ReportProgress) is where it was, and the handler
+		// below it is kept: cut at the first SDK frame, its traceback
+		// held only what the call ran (protobuf's), not the handler.
+		end := len(frames)
+		for i := len(frames) - 1; i >= 0; i-- {
+			if strings.HasPrefix(frames[i].fn, sdkFrame) {
+				end = i
+				for end > 0 && strings.HasPrefix(frames[end-1].fn, sdkFrame) {
+					end--
+				}
 				break
 			}
-			fmt.Fprintf(&out, "%s(...)\n\t%s\n", fn, at)
+		}
+		for _, f := range frames[:end] {
+			fmt.Fprintf(&out, "%s(...)\n\t%s\n", f.fn, f.at)
 		}
 	}
 	return out.String()

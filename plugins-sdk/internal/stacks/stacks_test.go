@@ -26,7 +26,17 @@ const sampleProfile = "goroutine profile: total 4\n" +
 	"\n" +
 	"1 @ 0x47d92e\n" +
 	"# labels: {\"omniq_attempt\":\"77\"}\n" +
-	"#\t0x480b24\tmain.other+0x64\t/src/main.go:30\n"
+	"#\t0x480b24\tmain.other+0x64\t/src/main.go:30\n" +
+	"\n" +
+	"1 @ 0x47d92f\n" +
+	"# labels: {\"omniq_attempt\":\"9\"}\n" +
+	"#\t0x480b24\tgoogle.golang.org/protobuf/proto.Size+0x64\t/mod/proto/size.go:20\n" +
+	"#\t0x480b25\tgithub.com/omniq/omniq/plugins-sdk.ReportProgress+0x64\t/sdk/progress.go:40\n" +
+	"#\t0x480b26\tmain.sleep+0x64\t/src/main.go:123\n" +
+	"#\t0x480b27\tgithub.com/omniq/omniq/plugins-sdk.HandlerFunc.ServeTask+0x28\t/sdk/handler.go:45\n" +
+	"#\t0x480b28\tgithub.com/omniq/omniq/plugins-sdk.Invoke+0x93\t/sdk/errors.go:131\n" +
+	"#\t0x480b29\tgoogle.golang.org/grpc.(*Server).handleStream+0x10\t/mod/grpc/server.go:1\n" +
+	"#\t0x480b2a\truntime.goexit+0x1\t/go/src/runtime/asm_amd64.s:1700\n"
 
 func TestStacksLabelled(t *testing.T) {
 	for _, tc := range []struct {
@@ -42,6 +52,15 @@ func TestStacksLabelled(t *testing.T) {
 			absent: []string{"plugins-sdk", "main.main", "main.other", "pprof"},
 		},
 		{name: "another attempt's number is not a prefix match", label: `"omniq_attempt":"77"`, want: []string{"main.other(...)"}, absent: []string{"main.hang", "main.worker"}},
+		// A handler in an SDK call at its deadline (sdk.ReportProgress)
+		// was cut at that call: its traceback held protobuf's frames and
+		// not the handler's (walk21, seen as a flaky plugins-sdk test).
+		{
+			name:   "a handler in an SDK call is kept below it",
+			label:  `"omniq_attempt":"9"`,
+			want:   []string{"proto.Size(...)", "plugins-sdk.ReportProgress(...)", "main.sleep(...)\n\t/src/main.go:123\n"},
+			absent: []string{"ServeTask", "Invoke", "grpc", "goexit"},
+		},
 		{name: "no goroutine of the attempt", label: `"omniq_attempt":"8"`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
