@@ -3,8 +3,6 @@ package embedded
 import (
 	"fmt"
 	"strings"
-	"sync"
-	"time"
 	"unicode/utf8"
 )
 
@@ -57,44 +55,4 @@ func cutClientLine(line string) string {
 		n--
 	}
 	return fmt.Sprintf("%s… (%d bytes more)", line[:n], len(line)-n)
-}
-
-// lineLimiter is a token bucket: burst lines at once, refilled at rate a
-// second. A flood is announced once, and the lines it refused are counted
-// once the bucket has filled up again.
-type lineLimiter struct {
-	burst, rate float64
-
-	mu      sync.Mutex
-	tokens  float64
-	last    time.Time
-	dropped int  // lines refused since the flood began
-	flood   bool // lines are being refused, or were and the bucket is not full yet
-}
-
-func newLineLimiter(burst, rate float64) *lineLimiter {
-	return &lineLimiter{burst: burst, rate: rate, tokens: burst}
-}
-
-// take reports whether a line may be logged now; first says it is the
-// first line refused in this flood, and dropped, once the flood is over,
-// how many it refused.
-func (l *lineLimiter) take(now time.Time) (ok, first bool, dropped int) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if !l.last.IsZero() {
-		l.tokens = min(l.burst, l.tokens+now.Sub(l.last).Seconds()*l.rate)
-	}
-	l.last = now
-	if l.tokens < 1 {
-		l.dropped++
-		first = !l.flood
-		l.flood = true
-		return false, first, 0
-	}
-	if l.flood && l.tokens == l.burst {
-		dropped, l.dropped, l.flood = l.dropped, 0, false
-	}
-	l.tokens--
-	return true, false, dropped
 }

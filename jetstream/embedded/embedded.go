@@ -24,6 +24,7 @@ import (
 	natsjs "github.com/nats-io/nats.go/jetstream"
 	"github.com/sirupsen/logrus"
 
+	"github.com/omniq/omniq/internal/loglimit"
 	"github.com/omniq/omniq/jetstream"
 )
 
@@ -521,7 +522,7 @@ func StartContext(ctx context.Context, cfg Config) (*Server, error) {
 		log = l
 	}
 	fatal := make(chan string, 1)
-	srv.SetLoggerV2(serverLogger{l: log, fatal: fatal, clients: newLineLimiter(clientLogBurst, clientLogRate)}, cfg.Debug, false, false)
+	srv.SetLoggerV2(serverLogger{l: log, fatal: fatal, clients: loglimit.New(clientLogBurst, clientLogRate)}, cfg.Debug, false, false)
 	srv.Start()
 	e := &Server{srv: srv, lock: lock}
 	if err := e.waitReady(ctx, cfg, fatal); err != nil {
@@ -668,7 +669,7 @@ type serverLogger struct {
 	// clients limits the warnings and errors about clients' connections
 	// and requests (isClientLine), which clients can cause as fast as
 	// they like.
-	clients *lineLimiter
+	clients *loglimit.Limiter
 }
 
 // client returns the warning or error line to log, and whether to log
@@ -681,7 +682,7 @@ func (s serverLogger) client(format string, v []any) (string, bool) {
 	if s.clients == nil || !isClientLine(line) {
 		return line, true
 	}
-	ok, first, dropped := s.clients.take(time.Now())
+	ok, first, dropped := s.clients.Take(time.Now())
 	if first {
 		s.l.Warnf("nats-server: clients cause more than %d warnings and errors a second (denied publishes or subscriptions, failed logins, malformed requests): "+
 			"such lines are not logged until they slow down", clientLogRate)

@@ -2,11 +2,11 @@ package pluginhost
 
 import (
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
 
+	"github.com/omniq/omniq/internal/loglimit"
 	"github.com/omniq/omniq/runner/pluginhost/internal/sandbox"
 )
 
@@ -27,13 +27,13 @@ const (
 // pass untouched.
 type stderrLimited struct {
 	hclog.Logger
-	lim  *lineLimiter
+	lim  *loglimit.Limiter
 	path string // the plugin's, for namePath
 }
 
 // newStderrLimited returns the logger for the plugin at path.
 func newStderrLimited(l hclog.Logger, path string) hclog.Logger {
-	return stderrLimited{Logger: l, lim: &lineLimiter{tokens: stderrLogBurst}, path: path}
+	return stderrLimited{Logger: l, lim: loglimit.New(stderrLogBurst, stderrLogRate), path: path}
 }
 
 func (l stderrLimited) Named(name string) hclog.Logger {
@@ -44,7 +44,7 @@ func (l stderrLimited) Named(name string) hclog.Logger {
 // plugin by its path (namePath).
 type limitedLines struct {
 	hclog.Logger
-	lim  *lineLimiter
+	lim  *loglimit.Limiter
 	path string
 }
 
@@ -60,7 +60,7 @@ func (l limitedLines) Log(level hclog.Level, msg string, args ...any) {
 	if !l.enabled(level) {
 		return // costs nothing, counts nothing
 	}
-	ok, first, dropped := l.lim.take(time.Now())
+	ok, first, dropped := l.lim.Take(time.Now())
 	if first {
 		l.Logger.Warn("the plugin writes more than 50 lines a second to its stderr: lines are not logged until it slows down (the last 64 KiB are kept for crash reports)")
 	}
@@ -92,37 +92,3 @@ func (l limitedLines) Debug(msg string, args ...any) { l.Log(hclog.Debug, msg, a
 func (l limitedLines) Info(msg string, args ...any)  { l.Log(hclog.Info, msg, args...) }
 func (l limitedLines) Warn(msg string, args ...any)  { l.Log(hclog.Warn, msg, args...) }
 func (l limitedLines) Error(msg string, args ...any) { l.Log(hclog.Error, msg, args...) }
-
-// lineLimiter is a token bucket: stderrLogBurst lines at once, refilled at
-// stderrLogRate a second. A flood is announced once, and the lines it
-// refused are counted once the bucket has filled up again.
-type lineLimiter struct {
-	mu      sync.Mutex
-	tokens  float64
-	last    time.Time
-	dropped int  // lines refused since the flood began
-	flood   bool // lines are being refused, or were and the bucket is not full yet
-}
-
-// take reports whether a line may be logged now; first says it is the
-// first line refused in this flood, and dropped, once the flood is over,
-// how many it refused.
-func (l *lineLimiter) take(now time.Time) (ok, first bool, dropped int) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if !l.last.IsZero() {
-		l.tokens = min(stderrLogBurst, l.tokens+now.Sub(l.last).Seconds()*stderrLogRate)
-	}
-	l.last = now
-	if l.tokens < 1 {
-		l.dropped++
-		first = !l.flood
-		l.flood = true
-		return false, first, 0
-	}
-	if l.flood && l.tokens == stderrLogBurst {
-		dropped, l.dropped, l.flood = l.dropped, 0, false
-	}
-	l.tokens--
-	return true, false, dropped
-}
