@@ -14,6 +14,7 @@ import (
 	"github.com/nats-io/nats.go"
 	natsjs "github.com/nats-io/nats.go/jetstream"
 	"github.com/sirupsen/logrus"
+	logtest "github.com/sirupsen/logrus/hooks/test"
 
 	"github.com/omniq/omniq/internal/omniqtest"
 	"github.com/omniq/omniq/internal/testbin"
@@ -395,11 +396,29 @@ func TestStalledRunnerIsTakenOverAndOnlyOneOutcomeCounts(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer func() { _ = proc.Signal(syscall.SIGCONT) }()
-	startRunner(t, e, fastConfig(), pluginhost.HostConfig{})
+	cfg := fastConfig()
+	log, hook := logtest.NewNullLogger()
+	cfg.Logger = log
+	startRunner(t, e, cfg, pluginhost.HostConfig{})
 	eventually(t, 30*time.Second, "the takeover", func() bool {
 		rec, err := e.client.State().Get(ctx(t), res.ID)
 		return err == nil && rec.Task.Runner != "stalled" && rec.Task.Runner != ""
 	})
+	// Its log names the runner that stopped (the line's runner field is
+	// the one that resumes it).
+	var resumed logrus.Fields
+	eventually(t, 10*time.Second, "the takeover's log line", func() bool {
+		for _, en := range hook.AllEntries() {
+			if strings.Contains(en.Message, "resuming a task whose runner died") {
+				resumed = en.Data
+				return true
+			}
+		}
+		return false
+	})
+	if resumed["previous_runner"] != "stalled" {
+		t.Errorf("the takeover's log line: %v; want previous_runner stalled", resumed)
+	}
 	// The frozen runner wakes up and finishes its (now superseded) attempt.
 	if err := proc.Signal(syscall.SIGCONT); err != nil {
 		t.Fatal(err)

@@ -232,7 +232,10 @@ func (r *Runner) claim(ctx context.Context, log logrus.FieldLogger, tm *jetstrea
 			if err == nil {
 				r.noteStateErr(nil)
 				if dec.Interrupted {
-					log.WithField("interruptions", claimed.Task.Interruptions).Warn("resuming a task whose runner died mid-task")
+					// The runner field is this runner's, which resumes it:
+					// previous_runner names the one that died.
+					log.WithFields(logrus.Fields{"interruptions": claimed.Task.Interruptions, "previous_runner": rec.Task.Runner}).
+						Warn("resuming a task whose runner died mid-task")
 				}
 				if startsReplay(rec, dec) {
 					r.removeReplayedDead(ctx, log, tm)
