@@ -188,14 +188,18 @@ class Task:
 
     def header(self, name):
         """The value of header name, matched without regard to case (as
-        NATS and HTTP headers), or None."""
+        NATS and HTTP headers), or None. The name as given wins; among
+        names that differ from it only in case (a task may carry both
+        X-Key and x-key), the smallest, as the Go SDK's Task.Header
+        picks: a task reads the same in either SDK."""
         if name in self.headers:
             return self.headers[name]
         lower = name.lower()
-        for k, v in self.headers.items():
-            if k.lower() == lower:
-                return v
-        return None
+        found = None
+        for k in self.headers:
+            if k.lower() == lower and (found is None or k < found):
+                found = k
+        return None if found is None else self.headers[found]
 
     @property
     def traceparent(self):

@@ -382,6 +382,15 @@ class TraceTest(unittest.TestCase):
             with self.subTest(bad):
                 self.assertIsNone(omniq.parse_traceparent(bad))
 
+    def test_a_header_named_twice_in_two_cases_reads_as_in_the_go_sdk(self):
+        # Go's Task.Header takes the smallest of the names that match
+        # without regard to case; the order they came in must not matter.
+        for headers in ({"x-key": "lower", "X-Key": "upper"}, {"X-Key": "upper", "x-key": "lower"}):
+            task = omniq.Task("f", headers=headers)
+            self.assertEqual(task.header("X-KEY"), "upper", headers)
+            self.assertEqual(task.header("x-key"), "lower", headers)
+            self.assertEqual(task.header("X-key"), "upper", headers)
+
     def test_task_exposes_the_headers(self):
         task = omniq.Task("f", headers={"traceparent": TRACEPARENT, "tracestate": "congo=t61rcWkgMzE"})
         self.assertEqual(task.traceparent, TRACEPARENT)
