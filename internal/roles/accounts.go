@@ -100,11 +100,30 @@ type Login struct {
 	User, Password string
 }
 
+// natsMaxConnections is nats-server's default limit on client connections.
+const natsMaxConnections = 64 * 1024
+
+// submitterConnections is the most connections the submitters' logins
+// hold together on an embedded server that takes serverMax at once (0:
+// its default): three quarters, so that a submitter holding every
+// connection it can (atk21: 20,000, the runner's open-file limit) leaves
+// room for runners, operators and the dashboard.
+func submitterConnections(serverMax int) int {
+	if serverMax == 0 {
+		serverMax = embedded.DefaultMaxConnections()
+	}
+	if serverMax == 0 {
+		serverMax = natsMaxConnections
+	}
+	return max(1, serverMax*3/4)
+}
+
 // Embed adds logins to the embedded server's configuration ec, each with
 // its role's permissions for the names in cfg: runners and operators in
 // the global account, where OmniQ's streams are, and submitters in the
-// submitters' account (Submitters). Errors wrap ErrUnknownRole or
-// jetstream.ErrInvalidConfig.
+// submitters' account (Submitters), which it makes hold at most three
+// quarters of the server's connections (see submitterConnections). Errors
+// wrap ErrUnknownRole or jetstream.ErrInvalidConfig.
 func Embed(ec *embedded.Config, cfg jetstream.Config, logins ...Login) error {
 	sub := -1
 	for i, a := range ec.Accounts {
@@ -127,6 +146,7 @@ func Embed(ec *embedded.Config, cfg jetstream.Config, logins ...Login) error {
 				if err != nil {
 					return err
 				}
+				a.MaxConnections = submitterConnections(ec.MaxConnections)
 				ec.Accounts = append(ec.Accounts, a)
 				sub = len(ec.Accounts) - 1
 			}

@@ -1,6 +1,7 @@
 package roles_test
 
 import (
+	"cmp"
 	"errors"
 	"os"
 	"path/filepath"
@@ -82,6 +83,33 @@ func TestEmbedRefusesBadLogins(t *testing.T) {
 		var ec embedded.Config
 		if err := roles.Embed(&ec, jetstream.Config{}, tt.login); !errors.Is(err, tt.want) {
 			t.Errorf("Embed(%+v) = %v, want %v", tt.login, err, tt.want)
+		}
+	}
+}
+
+// The submitters' account holds at most three quarters of the embedded
+// server's connections: a submitter holding all it can leaves room for
+// runners, operators and the dashboard (atk21).
+func TestEmbedLeavesRunnersAndOperatorsConnections(t *testing.T) {
+	t.Parallel()
+	for _, tt := range []struct {
+		serverMax int
+		want      int
+	}{
+		{1000, 750},
+		{65536, 49152},
+		{1, 1},
+		{0, max(1, cmp.Or(embedded.DefaultMaxConnections(), 65536)*3/4)}, // the server's default
+	} {
+		ec := embedded.Config{MaxConnections: tt.serverMax}
+		if err := roles.Embed(&ec, jetstream.Config{}, roles.Login{Role: roles.Submitter, NKey: "UA"}); err != nil {
+			t.Fatal(err)
+		}
+		if len(ec.Accounts) != 1 || ec.Accounts[0].Name != roles.SubmittersAccount {
+			t.Fatalf("accounts = %+v, want the submitters'", ec.Accounts)
+		}
+		if got := ec.Accounts[0].MaxConnections; got != tt.want {
+			t.Errorf("server of %d connections: the submitters may hold %d, want %d", tt.serverMax, got, tt.want)
 		}
 	}
 }

@@ -206,3 +206,47 @@ func TestEmbeddedAccountsRefuseBadNames(t *testing.T) {
 		}
 	}
 }
+
+// An account's MaxConnections bounds its logins' connections together,
+// and only theirs: a guest holding every connection its account may
+// leaves the global account's logins theirs (atk21: a submitter holding
+// 20,000 connections shut out runners and operators).
+func TestAnAccountsConnectionLimitLeavesOthersRoom(t *testing.T) {
+	t.Parallel()
+	ownerPub, ownerLogin := newUserKey(t)
+	guestPub, guestLogin := newUserKey(t)
+	guests := guestAccount(guestPub)
+	guests.MaxConnections = 3
+	srv := startEmbedded(t, embedded.Config{Port: -1, StoreDir: t.TempDir(), NKeys: []*server.NkeyUser{{Nkey: ownerPub}}, Accounts: []embedded.Account{guests}})
+	for i := range guests.MaxConnections {
+		nc, err := nats.Connect(srv.ClientURL(), guestLogin)
+		if err != nil {
+			t.Fatalf("guest connection %d of %d: %v", i+1, guests.MaxConnections, err)
+		}
+		t.Cleanup(nc.Close)
+	}
+	if nc, err := nats.Connect(srv.ClientURL(), guestLogin, nats.MaxReconnects(0)); err == nil {
+		nc.Close()
+		t.Fatalf("a guest connection past the account's %d was taken", guests.MaxConnections)
+	} else if !strings.Contains(strings.ToLower(err.Error()), "maximum account active connections exceeded") {
+		t.Fatalf("a guest connection past the account's limit: %v; want maximum account active connections exceeded", err)
+	}
+	for i := range 2 * guests.MaxConnections {
+		nc, err := nats.Connect(srv.ClientURL(), ownerLogin)
+		if err != nil {
+			t.Fatalf("owner connection %d while the guests hold all theirs: %v", i+1, err)
+		}
+		t.Cleanup(nc.Close)
+	}
+}
+
+func TestANegativeAccountConnectionLimitIsRefused(t *testing.T) {
+	t.Parallel()
+	guestPub, _ := newUserKey(t)
+	guests := guestAccount(guestPub)
+	guests.MaxConnections = -1
+	_, err := embedded.Start(embedded.Config{Port: -1, StoreDir: t.TempDir(), Accounts: []embedded.Account{guests}})
+	if !errors.Is(err, jetstream.ErrInvalidConfig) || !strings.Contains(err.Error(), "MaxConnections -1") {
+		t.Fatalf("err = %v; want ErrInvalidConfig naming MaxConnections -1", err)
+	}
+}

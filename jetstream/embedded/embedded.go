@@ -133,6 +133,11 @@ type Account struct {
 	// (nil: everything the account has).
 	Users []*server.User
 	NKeys []*server.NkeyUser
+	// MaxConnections is the most connections the account's logins hold
+	// at once (nats-server's account max_connections); past it a login
+	// is refused, "maximum account active connections exceeded". 0: no
+	// limit of the account's own, only the server's (Config.MaxConnections).
+	MaxConnections int
 }
 
 // Service is a subject of the global account's that an Account imports.
@@ -196,7 +201,9 @@ func (cfg *Config) applyAccounts(opts *server.Options) error {
 		if err := a.checkJetStreamImports(); err != nil {
 			return err
 		}
-		accounts[i] = server.NewAccount(a.Name)
+		if accounts[i], err = newAccount(a.Name, a.MaxConnections); err != nil {
+			return err
+		}
 		for _, svc := range a.Services {
 			if svc.ResponseThreshold < 0 {
 				return fmt.Errorf("%w: embedded server: account %s: import %s: response threshold %v: want 0 (nats-server's default) or more", jetstream.ErrInvalidConfig, a.Name, svc.Subject, svc.ResponseThreshold)
@@ -294,6 +301,27 @@ const jsAPIInfo = "$JS.API.INFO"
 // name "$G". So the account is parsed under another name and renamed:
 // the server merges an Options account named "$G" into its global
 // account, JetStream limits included.
+// newAccount returns a new account named name whose logins hold at most
+// maxConns connections at once (0: no limit of its own). nats-server sets
+// an account's connection limit only from a configuration or a JWT: the
+// account is parsed from one.
+func newAccount(name string, maxConns int) (*server.Account, error) {
+	switch {
+	case maxConns < 0:
+		return nil, fmt.Errorf("%w: embedded server: account %s: MaxConnections %d: want 0 (no limit of its own) or more", jetstream.ErrInvalidConfig, name, maxConns)
+	case maxConns == 0:
+		return server.NewAccount(name), nil
+	}
+	var o server.Options
+	if err := o.ProcessConfigString(fmt.Sprintf("accounts { %q: { limits { max_connections: %d } } }", name, maxConns)); err != nil {
+		return nil, fmt.Errorf("embedded server: account %s: %w", name, err)
+	}
+	if len(o.Accounts) != 1 || o.Accounts[0].Name != name {
+		return nil, fmt.Errorf("embedded server: account %s: parsed %d accounts", name, len(o.Accounts))
+	}
+	return o.Accounts[0], nil
+}
+
 func globalAccountWithJetStream() (*server.Account, error) {
 	var o server.Options
 	if err := o.ProcessConfigString("accounts { OMNIQ_GLOBAL: { jetstream: enabled } }"); err != nil {
@@ -468,7 +496,7 @@ func StartContext(ctx context.Context, cfg Config) (*Server, error) {
 		return nil, fmt.Errorf("%w: embedded server: MaxConnections must be >= 0, got %d", jetstream.ErrInvalidConfig, cfg.MaxConnections)
 	}
 	if cfg.MaxConnections == 0 {
-		cfg.MaxConnections = defaultMaxConnections(openFileLimit())
+		cfg.MaxConnections = DefaultMaxConnections()
 	}
 	if cfg.ReadyTimeout == 0 {
 		cfg.ReadyTimeout = 30 * time.Second

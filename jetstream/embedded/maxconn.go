@@ -9,6 +9,12 @@ const natsMaxConnections = 64 * 1024
 // plugins (pipes, sockets, cgroup files) and its metrics listener.
 const fileReserve = 1024
 
+// DefaultMaxConnections is the embedded server's limit on client
+// connections when Config.MaxConnections is 0, in this process: what its
+// open-file limit leaves (defaultMaxConnections), or 0 when that is not
+// known and nats-server's own default, 65,536, stands.
+func DefaultMaxConnections() int { return defaultMaxConnections(openFileLimit()) }
+
 // defaultMaxConnections is how many client connections the embedded server
 // takes at once in a process that may open nofile files (0: unknown, and
 // nats-server's default stands). Every connection holds a descriptor of the
