@@ -13,6 +13,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -236,9 +237,10 @@ func (f *Flags) ConnHint(err error, cfg jetstream.ConnConfig) (hint string, ok b
 
 // ConnHint explains a failure to connect that is not the server's absence:
 // a server certificate the client does not trust, a TLS handshake the
-// server refused (usually for a client certificate), or a login or TLS
-// file that cannot be used (FileHint). It says which flag to give or
-// check. ok is false for every other error.
+// server refused (usually for a client certificate), a server at its
+// connection limit, or a login or TLS file that cannot be used
+// (FileHint). It says which flag to give or check. ok is false for every
+// other error.
 func ConnHint(err error, cfg jetstream.ConnConfig) (hint string, ok bool) {
 	var untrusted *tls.CertificateVerificationError
 	if errors.As(err, &untrusted) {
@@ -251,6 +253,16 @@ func ConnHint(err error, cfg jetstream.ConnConfig) (hint string, ok bool) {
 		// error": the server refused the handshake, usually for a client
 		// certificate it requires and did not get, or did not accept.
 		return "check --nats-ca, and --nats-cert and --nats-key if the server asks for a client certificate", true
+	}
+	if err != nil && strings.Contains(strings.ToLower(err.Error()), "maximum account active connections exceeded") {
+		return "the server takes no more connections of this login's account (its max_connections): wait for its other clients to let go, or ask the server's operator", true
+	}
+	if errors.Is(err, nats.ErrMaxConnectionsExceeded) || (errors.As(err, &op) && op.Op == "write" &&
+		(errors.Is(err, syscall.EPIPE) || errors.Is(err, syscall.ECONNRESET))) {
+		// A server at its max_connections answers a new connection's
+		// greeting with -ERR and closes it at once: the client's first
+		// write (its CONNECT) then fails with a broken pipe.
+		return "the server is there, but closed the connection as it was made: it is at its connection limit (maximum connections exceeded) or refused this client; its log says which", true
 	}
 	return FileHint(err, cfg)
 }
