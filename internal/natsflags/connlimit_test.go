@@ -1,3 +1,5 @@
+//go:build unix
+
 package natsflags_test
 
 import (
@@ -16,7 +18,8 @@ import (
 // A server at its connection limit, or the login's account at its, is
 // there: a client refused for it is told so, not asked whether a server
 // runs there (atk21: omniq-submit said "write: broken pipe … is
-// omniq-runner running there?").
+// omniq-runner running there?"). Unix only, as the embedded server (its
+// store's lock).
 func TestAClientRefusedAtAConnectionLimitIsToldSo(t *testing.T) {
 	t.Parallel()
 	start := func(cfg embedded.Config) *embedded.Server {
