@@ -4,7 +4,11 @@ package natsflags_test
 
 import (
 	"context"
+	"errors"
+	"net"
+	"os"
 	"strings"
+	"syscall"
 	"testing"
 
 	"github.com/nats-io/nats-server/v2/server"
@@ -54,5 +58,25 @@ func TestAClientRefusedAtAConnectionLimitIsToldSo(t *testing.T) {
 		Users: []*server.User{{Username: "guest", Password: "guest"}}}}}), nats.UserInfo("guest", "guest"))
 	if hint, ok := natsflags.ConnHint(err, jetstream.ConnConfig{}); !ok || !strings.Contains(hint, "this login's account") {
 		t.Errorf("a login past its account's limit: %v, hint %q (%v); want the account's limit named", err, hint, ok)
+	}
+}
+
+// A refusal at the limit reaches the client as a broken pipe or, when it
+// read the server's -ERR first, as its text (seen in CI); no error is no
+// hint.
+func TestConnHintOfAConnectionLimitsTwoForms(t *testing.T) {
+	t.Parallel()
+	for _, tt := range []struct {
+		err  error
+		want bool
+	}{
+		{nil, false},
+		{errors.New("nats: maximum connections exceeded"), true},
+		{&net.OpError{Op: "write", Net: "tcp", Err: os.NewSyscallError("write", syscall.EPIPE)}, true},
+		{&net.OpError{Op: "dial", Net: "tcp", Err: os.NewSyscallError("connect", syscall.ECONNREFUSED)}, false},
+	} {
+		if hint, ok := natsflags.ConnHint(tt.err, jetstream.ConnConfig{}); ok != tt.want || (ok && !strings.Contains(hint, "connection limit")) {
+			t.Errorf("ConnHint(%v) = %q, %v; want %v", tt.err, hint, ok, tt.want)
+		}
 	}
 }

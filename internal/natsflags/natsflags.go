@@ -257,11 +257,14 @@ func ConnHint(err error, cfg jetstream.ConnConfig) (hint string, ok bool) {
 	if err != nil && strings.Contains(strings.ToLower(err.Error()), "maximum account active connections exceeded") {
 		return "the server takes no more connections of this login's account (its max_connections): wait for its other clients to let go, or ask the server's operator", true
 	}
-	if errors.Is(err, nats.ErrMaxConnectionsExceeded) || (errors.As(err, &op) && op.Op == "write" &&
-		(errors.Is(err, syscall.EPIPE) || errors.Is(err, syscall.ECONNRESET))) {
+	if err != nil && (errors.Is(err, nats.ErrMaxConnectionsExceeded) || strings.Contains(strings.ToLower(err.Error()), "maximum connections exceeded") ||
+		(errors.As(err, &op) && op.Op == "write" && (errors.Is(err, syscall.EPIPE) || errors.Is(err, syscall.ECONNRESET)))) {
 		// A server at its max_connections answers a new connection's
 		// greeting with -ERR and closes it at once: the client's first
-		// write (its CONNECT) then fails with a broken pipe.
+		// write (its CONNECT) then fails with a broken pipe, or, when the
+		// client read the -ERR first, nats.go reports it as
+		// "nats: maximum connections exceeded" (not its
+		// ErrMaxConnectionsExceeded, whose text differs; seen in CI).
 		return "the server is there, but closed the connection as it was made: it is at its connection limit (maximum connections exceeded) or refused this client; its log says which", true
 	}
 	return FileHint(err, cfg)
