@@ -282,13 +282,8 @@ func (c *Client) registrationSubject(function, runnerID string) string {
 	return "$KV." + c.cfg.FunctionsBucket + "." + function + "." + runnerID
 }
 
-// Functions returns the live registrations, by function name.
-//
-// It reads the bucket's keys from the stream's info and each key's entry
-// by a direct get: no consumer. Anyone who may read the bucket may create
-// consumers on it, up to the server's limit per stream, and a list that
-// needed one of its own would fail, for every runner's sweep and every
-// submit, while a reader held them all.
+// Functions returns the live registrations, by function name. It needs
+// no consumer (see liveFunctionsEntries).
 func (c *Client) Functions(ctx context.Context) (map[string][]Registration, error) {
 	return c.registrations(ctx, ">")
 }
@@ -309,15 +304,52 @@ func (c *Client) FunctionRegistrations(ctx context.Context, fn string) ([]Regist
 // registrations is Functions for the keys of the functions bucket on
 // filter, a subject filter of keys ("<function>.>", or ">" for all).
 func (c *Client) registrations(ctx context.Context, filter string) (map[string][]Registration, error) {
-	if _, err := c.js.Stream(ctx, "KV_"+c.cfg.FunctionsBucket); err != nil {
+	entries, err := c.liveFunctionsEntries(ctx, filter)
+	if err != nil {
 		return nil, fmt.Errorf("list functions: %w", err)
+	}
+	out := make(map[string][]Registration)
+	for _, e := range entries {
+		var r Registration
+		if err := json.Unmarshal(e.value, &r); err != nil {
+			continue
+		}
+		// Only a runner's own entry: one whose function and runner are
+		// those of its key. nats-server stores its answer to any client's
+		// request wherever the client points the reply (docs/security.md,
+		// "Server answers go where the requester says"): an
+		// acknowledgement stored there decoded as function "" of runner
+		// "" and, without a TTL, stayed listed for good. A runner's
+		// status (RunnerStatus) is no registration either.
+		if e.key != r.Function+"."+r.Runner || r.Function == "" || r.Runner == "" {
+			continue
+		}
+		out[r.Function] = append(out[r.Function], r)
+	}
+	return out, nil
+}
+
+// liveFunctionsEntries reads the entries of the functions bucket's keys on
+// filter (a subject filter of keys) that a runner wrote and that are
+// live: not removed, not expired, not a copy of another message, not
+// older than twice their TTL (staleRegistration). Each entry's key is
+// set.
+//
+// It reads the keys from the stream's info and each key's entry by a
+// direct get: no consumer. Anyone who may read the bucket may create
+// consumers on it, up to the server's limit per stream, and a list that
+// needed one of its own would fail, for every runner's sweep and every
+// submit, while a reader held them all.
+func (c *Client) liveFunctionsEntries(ctx context.Context, filter string) ([]*rawEntry, error) {
+	if _, err := c.js.Stream(ctx, "KV_"+c.cfg.FunctionsBucket); err != nil {
+		return nil, err
 	}
 	prefix := "$KV." + c.cfg.FunctionsBucket + "."
 	// Not s.Info: an operator's request whose answer the server stores on
 	// two keys that are not UTF-8 (see subjectCounts) kept it asking.
 	counts, _, err := c.subjectCounts(ctx, "KV_"+c.cfg.FunctionsBucket, prefix+filter)
 	if err != nil {
-		return nil, fmt.Errorf("list functions: %w", err)
+		return nil, err
 	}
 	// The gets go out together, a round trip for all rather than one each
 	// (a sweep has its interval to do everything in).
@@ -339,10 +371,10 @@ func (c *Client) registrations(ctx context.Context, filter string) (map[string][
 	}
 	wg.Wait()
 	now := c.now()
-	out := make(map[string][]Registration)
+	live := entries[:0]
 	for i, e := range entries {
 		if errs[i] != nil {
-			return nil, fmt.Errorf("list functions: %s: %w", strings.TrimPrefix(subjects[i], prefix), errs[i])
+			return nil, fmt.Errorf("%s: %w", strings.TrimPrefix(subjects[i], prefix), errs[i])
 		}
 		if e == nil {
 			continue // expired since the info was read
@@ -356,22 +388,9 @@ func (c *Client) registrations(ctx context.Context, filter string) (map[string][
 		if staleRegistration(e.header, e.created, now) {
 			continue // expired, though the server still holds it
 		}
-		var r Registration
-		if err := json.Unmarshal(e.value, &r); err != nil {
-			continue
-		}
-		// Only a runner's own entry: one whose function and runner are
-		// those of its key. nats-server stores its answer to any client's
-		// request wherever the client points the reply (docs/security.md,
-		// "Server answers go where the requester says"): an
-		// acknowledgement stored there decoded as function "" of runner
-		// "" and, without a TTL, stayed listed for good.
-		if key := strings.TrimPrefix(subjects[i], prefix); key != r.Function+"."+r.Runner || r.Function == "" || r.Runner == "" {
-			continue
-		}
-		out[r.Function] = append(out[r.Function], r)
+		live = append(live, e)
 	}
-	return out, nil
+	return live, nil
 }
 
 // staleRegistration says whether a registration with headers h, written

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -17,6 +18,7 @@ import (
 	"github.com/omniq/omniq/internal/workpool"
 	"github.com/omniq/omniq/jetstream"
 	"github.com/omniq/omniq/models"
+	"github.com/omniq/omniq/runner/pluginhost"
 )
 
 // Why a running task's context was cancelled.
@@ -104,6 +106,10 @@ type Runner struct {
 	// only the registrations it changes. Only syncFunctions uses it (from
 	// Start, then from the heartbeat loop).
 	registered map[string]pluginView
+	// statusWritten is the plugins' statuses as this runner last wrote
+	// them (writeStatus); nil before the first write and after a failed
+	// one. Only syncFunctions uses it.
+	statusWritten []jetstream.PluginStatus
 
 	provisionMu sync.Mutex // serializes repair's provisioning
 	provisioned time.Time  // when repair last provisioned the streams
@@ -239,6 +245,9 @@ func (r *Runner) syncFunctions(ctx context.Context, changedOnly bool) error {
 			go r.pull(stream, name, cons[i], res, slots)
 		}
 	}
+	if err := r.writeStatus(ctx, fns, changedOnly); err != nil {
+		return err
+	}
 	if len(regs) == 0 {
 		return nil
 	}
@@ -257,6 +266,37 @@ func (r *Runner) syncFunctions(ctx context.Context, changedOnly bool) error {
 	if err != nil {
 		return fmt.Errorf("register functions: %w", err)
 	}
+	return nil
+}
+
+// writeStatus writes the runner's status (jetstream.RunnerStatus): each
+// plugin's state, crashes and served functions (fns, the functions
+// served now). With changedOnly it writes only when a plugin's status
+// changed since the last write. The status is what shows a plugin that
+// serves no function (one that never started, say), which no
+// registration can.
+func (r *Runner) writeStatus(ctx context.Context, fns map[string]pluginhost.Function, changedOnly bool) error {
+	served := map[string][]string{}
+	for name, f := range fns {
+		served[f.Plugin] = append(served[f.Plugin], name)
+	}
+	sups := r.cfg.Plugins.Supervisors()
+	plugins := make([]jetstream.PluginStatus, 0, len(sups))
+	for _, s := range sups {
+		st, _ := s.State()
+		crashes := s.Crashes()
+		slices.Sort(served[s.Name()])
+		plugins = append(plugins, jetstream.PluginStatus{Plugin: s.Name(), State: string(st), Functions: served[s.Name()],
+			QuarantinedUntil: s.QuarantinedUntil(), Crashes: crashes.Crashes, LastCrash: crashes.Last, LastCrashAt: crashes.At})
+	}
+	if changedOnly && r.statusWritten != nil && slices.EqualFunc(plugins, r.statusWritten, jetstream.PluginStatus.Equal) {
+		return nil
+	}
+	r.statusWritten = nil
+	if err := r.client.WriteRunnerStatus(ctx, jetstream.RunnerStatus{Runner: r.cfg.ID, Plugins: plugins}, r.cfg.RegistrationTTL); err != nil {
+		return fmt.Errorf("write runner status: %w", err)
+	}
+	r.statusWritten = plugins
 	return nil
 }
 
@@ -652,6 +692,9 @@ func (r *Runner) Stop(ctx context.Context) error {
 		defer cancel()
 		if derr := r.client.Deregister(dctx, r.cfg.ID, r.functionNames()); derr != nil {
 			r.log.WithError(derr).Warn("could not deregister functions; they expire on their own")
+		}
+		if derr := r.client.RemoveRunnerStatus(dctx, r.cfg.ID); derr != nil {
+			r.log.WithError(derr).Warn("could not remove the runner's status; it expires on its own")
 		}
 		r.log.Info("runner stopped")
 	})

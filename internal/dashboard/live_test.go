@@ -251,6 +251,47 @@ func TestRunnersPageShowsCrashes(t *testing.T) {
 	}
 }
 
+// A plugin that never started serves no function, so no registration
+// shows it, and a runner none of whose plugins started had no section on
+// the runners page at all. The runners' statuses show both, the plugin
+// marked as serving nothing, with why.
+func TestRunnersPageShowsPluginsThatServeNothing(t *testing.T) {
+	t.Parallel()
+	srv := startServer(t)
+	d := startDashboard(t, Config{Client: srv.Client})
+	b := newBrowser(t, d.URL())
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := srv.Client.Register(ctx, "runner-a", []jetstream.Registration{{Function: "echo", Plugin: "echo", Concurrency: 4, PluginState: "up"}}, 30*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	for _, st := range []jetstream.RunnerStatus{
+		{Runner: "runner-a", Plugins: []jetstream.PluginStatus{
+			{Plugin: "echo", State: "up", Functions: []string{"echo"}},
+			{Plugin: "images", State: "restarting", Crashes: 2, LastCrash: "failed to start: exec format error", LastCrashAt: time.Now().Add(-time.Minute)},
+		}},
+		{Runner: "runner-b", Plugins: []jetstream.PluginStatus{
+			{Plugin: "mailer", State: "quarantined", QuarantinedUntil: time.Date(2026, 11, 28, 6, 0, 0, 0, time.UTC), Crashes: 5, LastCrash: "failed to start: exit status 1"},
+		}},
+	} {
+		if err := srv.Client.WriteRunnerStatus(ctx, st, 30*time.Second); err != nil {
+			t.Fatal(err)
+		}
+	}
+	_, body := b.get("/runners")
+	for _, want := range []string{
+		`<tr class="bad"><td><span class="w">images</span></td><td>restarting</td><td><strong>none</strong></td><td class="n">2</td><td><span class="w">failed to start: exec format error</span> <span class="muted">1m`,
+		`<tr><td><span class="w">echo</span></td><td>up</td><td><span class="w">echo</span></td>`,
+		`Runner <code>runner-b</code>`,
+		`<td>quarantined until 2026-11-28 06:00:00Z</td><td><strong>none</strong></td><td class="n">5</td>`,
+		`Serves no function.`,
+	} {
+		if !strings.Contains(body, want) {
+			t.Errorf("the runners page lacks %q:\n%s", want, body)
+		}
+	}
+}
+
 // A quiet event stream sends a comment now and then, so that a reverse
 // proxy's idle timeout (nginx: 60 s) does not cut a page's live updates.
 func TestQuietEventStreamKeepsItsConnectionAlive(t *testing.T) {

@@ -1042,7 +1042,10 @@ func (s *Server) replayDead(ctx context.Context, f jetstream.DeadFilter, opts ..
 type runnerView struct {
 	ID        string
 	Functions []jetstream.Registration
-	Seen      time.Time
+	// Plugins are the runner's plugins from its status; nil for a runner
+	// older than the status.
+	Plugins []jetstream.PluginStatus
+	Seen    time.Time
 }
 
 func (s *Server) handleRunners(w http.ResponseWriter, r *http.Request, ss *session) {
@@ -1050,19 +1053,30 @@ func (s *Server) handleRunners(w http.ResponseWriter, r *http.Request, ss *sessi
 	defer cancel()
 	regs, err := s.cfg.Client.Functions(ctx)
 	byRunner := map[string]*runnerView{}
+	view := func(id string, seen time.Time) *runnerView {
+		v := byRunner[id]
+		if v == nil {
+			v = &runnerView{ID: id}
+			byRunner[id] = v
+		}
+		if seen.After(v.Seen) {
+			v.Seen = seen
+		}
+		return v
+	}
 	for _, rs := range regs {
 		for _, reg := range rs {
-			v := byRunner[reg.Runner]
-			if v == nil {
-				v = &runnerView{ID: reg.Runner}
-				byRunner[reg.Runner] = v
-			}
+			v := view(reg.Runner, reg.UpdatedAt)
 			v.Functions = append(v.Functions, reg)
-			if reg.UpdatedAt.After(v.Seen) {
-				v.Seen = reg.UpdatedAt
-			}
 		}
 	}
+	// The runners' statuses show the plugins that serve no function (one
+	// that never started, say), and a runner none of whose plugins did.
+	statuses, serr := s.cfg.Client.Runners(ctx)
+	for _, st := range statuses {
+		view(st.Runner, st.UpdatedAt).Plugins = st.Plugins
+	}
+	err = cmp.Or(err, serr)
 	var views []*runnerView
 	for _, k := range slices.Sorted(maps.Keys(byRunner)) {
 		v := byRunner[k]
@@ -1092,6 +1106,14 @@ func pluginState(reg jetstream.Registration) string {
 		}
 	}
 	return reg.PluginState
+}
+
+// pluginStatusState is pluginState for a plugin of a runner's status.
+func pluginStatusState(p jetstream.PluginStatus) string {
+	if p.State == "quarantined" && !p.QuarantinedUntil.IsZero() {
+		return "quarantined until " + ts(p.QuarantinedUntil)
+	}
+	return p.State
 }
 
 // --- template helpers

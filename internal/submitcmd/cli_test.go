@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -63,7 +64,7 @@ func TestGlobalFlagsGoBeforeOrAfterTheCommand(t *testing.T) {
 
 func TestHelpOnEveryCommand(t *testing.T) {
 	t.Parallel()
-	commands := [][]string{{}, {"submit"}, {"batch"}, {"status"}, {"list"}, {"watch"}, {"cancel"}, {"functions"},
+	commands := [][]string{{}, {"submit"}, {"batch"}, {"status"}, {"list"}, {"watch"}, {"cancel"}, {"functions"}, {"runners"},
 		{"dlq"}, {"dlq", "list"}, {"dlq", "show"}, {"dlq", "replay"}, {"dlq", "purge"}, {"version"}, {"completion"}}
 	for _, cmd := range commands {
 		name := strings.Join(append([]string{"omniq-submit"}, cmd...), " ")
@@ -561,6 +562,54 @@ func TestFunctionsShowsTheQuarantineEndInUTC(t *testing.T) {
 	o := &omniq{t: t, srv: s}
 	want := "quarantined on r-q until " + until.UTC().Format("2006-01-02 15:04:05") + "Z"
 	o.run("", "functions").want(t, 0, want, "")
+}
+
+// A plugin that never started serves no function, so functions had no
+// row for it and said nothing: an operator saw the runner's other
+// functions and no sign of trouble. functions now says on stderr which
+// plugins serve nothing and why, and runners lists every plugin of every
+// runner.
+func TestAPluginServingNothingIsNamedByFunctionsAndRunners(t *testing.T) {
+	t.Parallel()
+	s := omniqtest.StartServer(t, jetstream.Config{MaxPayload: 64 << 10})
+	o := &omniq{t: t, srv: s}
+	o.run("", "runners").want(t, 0, "", "no live runner on this server")
+	o.run("", "runners", "--json").want(t, 0, "[]", "")
+	if err := s.Client.Register(omniqtest.Context(t), "r1", []jetstream.Registration{{Function: "echo", Plugin: "echo", Concurrency: 4}}, time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	crashed := time.Now().Add(-3 * time.Second)
+	err := s.Client.WriteRunnerStatus(omniqtest.Context(t), jetstream.RunnerStatus{Runner: "r1", Plugins: []jetstream.PluginStatus{
+		{Plugin: "echo", State: "up", Functions: []string{"echo"}},
+		{Plugin: "broken", State: "restarting", Crashes: 3, LastCrash: "failed to start: exit status 3", LastCrashAt: crashed},
+	}}, time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := o.run("", "functions")
+	r.want(t, 0, "echo", "plugin broken on runner r1 serves no function: not started yet, retrying; 3 failed starts or crashes, the last ")
+	if !regexp.MustCompile(`the last \d+s ago: failed to start: exit status 3 \(omniq-submit runners`).MatchString(r.stderr) {
+		t.Errorf("functions' stderr %q does not say when and how the plugin last failed", r.stderr)
+	}
+	if strings.Contains(r.stderr, "plugin echo") {
+		t.Errorf("functions named a plugin that serves a function: %q", r.stderr)
+	}
+	r = o.run("", "runners")
+	r.want(t, 0, "RUNNER", "")
+	if !regexp.MustCompile(`(?m)^r1\s+broken\s+restarting\s+\(none\)\s+3\s+failed to start: exit status 3 \(\d+s ago\)`).MatchString(r.stdout) ||
+		!regexp.MustCompile(`(?m)^r1\s+echo\s+up\s+echo\s+0\s+-`).MatchString(r.stdout) {
+		t.Fatalf("runners = %q", r.stdout)
+	}
+	r = o.run("", "runners", "--json")
+	var runners []jetstream.RunnerStatus
+	if err := json.Unmarshal([]byte(r.stdout), &runners); err != nil || len(runners) != 1 || len(runners[0].Plugins) != 2 || runners[0].Plugins[1].Serving() {
+		t.Fatalf("runners --json = %q (%v)", r.stdout, err)
+	}
+	// functions --json keeps its shape: functions by name.
+	var regs map[string][]jetstream.Registration
+	if err := json.Unmarshal([]byte(o.run("", "functions", "--json").stdout), &regs); err != nil || len(regs) != 1 {
+		t.Fatalf("functions --json: %v, %v", regs, err)
+	}
 }
 
 // A kubectl user types -o json: it is --json; -o text is the tables; any

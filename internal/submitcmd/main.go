@@ -202,7 +202,7 @@ queues the task anyway. Prints the task id, or with --wait the task's result
 	}
 	c.setupSubmit(sub, true)
 	root.AddCommand(sub, c.batchCommand(), c.statusCommand(), c.listCommand(), c.watchCommand(),
-		c.cancelCommand(), c.functionsCommand(), c.dlqCommand(), c.versionCommand())
+		c.cancelCommand(), c.functionsCommand(), c.runnersCommand(), c.dlqCommand(), c.versionCommand())
 	completionNeedsAShell(root)
 	helpNeedsACommand(root)
 	c.completions(root)

@@ -579,6 +579,9 @@ func (c *cli) functions() error {
 	if c.json {
 		return writeJSON(c.io.Stdout, regs)
 	}
+	// Plugins that serve nothing have no registration to show: say so
+	// after the table, on stderr, pointing at where they are.
+	defer c.noteIdlePlugins(client)
 	if len(names) == 0 {
 		// As kubectl's "No resources found": nothing on stdout, the reason
 		// on stderr, and no error.
@@ -609,6 +612,109 @@ func (c *cli) functions() error {
 			state = strings.Join(states, ", ")
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%s\n", n, plugin, strings.Join(runners, ","), total, state, oneLine(desc, 80))
+	}
+	return tw.Flush()
+}
+
+// noteIdlePlugins writes to stderr a line for each plugin of a live runner
+// that serves no function (it never started, or every function it
+// declared was refused), with why, as the runner last said. A list of the
+// runners that cannot be read says nothing: the functions were listed.
+func (c *cli) noteIdlePlugins(client *jetstream.Client) {
+	runners, err := client.Runners(c.ctx)
+	if err != nil {
+		return
+	}
+	for _, r := range runners {
+		for _, p := range r.Plugins {
+			if !p.Serving() {
+				fmt.Fprintf(c.io.Stderr, "omniq-submit: plugin %s on runner %s serves no function: %s (omniq-submit runners; the runner's log says more)\n",
+					p.Plugin, r.Runner, idleReason(p))
+			}
+		}
+	}
+}
+
+// idleReason says why a plugin serves no function, from its status.
+func idleReason(p jetstream.PluginStatus) string {
+	var why string
+	switch p.State {
+	case "up":
+		why = "it is up, but every function it declares was refused (declared by another plugin, or not among its config's functions)"
+	case "quarantined":
+		why = "quarantined"
+		if !p.QuarantinedUntil.IsZero() {
+			why += " until " + p.QuarantinedUntil.UTC().Format("2006-01-02 15:04:05Z")
+		}
+	case "restarting":
+		why = "not started yet, retrying"
+	default:
+		why = p.State
+	}
+	if p.LastCrash != "" {
+		why += fmt.Sprintf("; %d failed starts or crashes, the last %s: %s", p.Crashes, ago(p.LastCrashAt), oneLine(p.LastCrash, 200))
+	}
+	return why
+}
+
+func (c *cli) runnersCommand() *cobra.Command {
+	return &cobra.Command{
+		Use:   "runners",
+		Short: "List the live runners and each of their plugins: state, functions served, crashes and the last one",
+		Long: `List the live runners and each of their plugins, as each runner last wrote
+its status (at most a third of its registration TTL ago, sooner when a
+plugin changes state): the plugin's state (starting, up, restarting,
+quarantined, stopped), the functions it serves, how many times it crashed
+or failed to start since the runner started, and how the last one ended.
+A plugin that never started, which serves no function and so is not in
+'omniq-submit functions', shows here with why. Runners older than this
+command write no status and are not listed.`,
+		Args: noArgs,
+		RunE: func(*cobra.Command, []string) error { return c.runners() },
+	}
+}
+
+// runners lists the live runners and their plugins.
+func (c *cli) runners() error {
+	client, err := c.connect()
+	if err != nil {
+		return err
+	}
+	runners, err := client.Runners(c.ctx)
+	if err != nil {
+		return err
+	}
+	if c.json {
+		if runners == nil {
+			runners = []jetstream.RunnerStatus{}
+		}
+		return writeJSON(c.io.Stdout, runners)
+	}
+	if len(runners) == 0 {
+		fmt.Fprintln(c.io.Stderr, "omniq-submit: no live runner on this server (start omniq-runner, or point --nats-url at the server it uses)")
+		return nil
+	}
+	tw := tabwriter.NewWriter(c.io.Stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "RUNNER\tPLUGIN\tSTATE\tFUNCTIONS\tCRASHES\tLAST CRASH\tUPDATED")
+	for _, r := range runners {
+		if len(r.Plugins) == 0 {
+			fmt.Fprintf(tw, "%s\t-\t-\t-\t-\t-\t%s\n", r.Runner, ago(r.UpdatedAt))
+		}
+		for _, p := range r.Plugins {
+			state := p.State
+			if p.State == "quarantined" && !p.QuarantinedUntil.IsZero() {
+				state += " until " + p.QuarantinedUntil.UTC().Format("2006-01-02 15:04:05Z")
+			}
+			fns := strings.Join(p.Functions, ",")
+			if fns == "" {
+				fns = "(none)"
+			}
+			last := "-"
+			if p.LastCrash != "" {
+				last = oneLine(p.LastCrash, 100) + " (" + ago(p.LastCrashAt) + ")"
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%s\t%s\n", r.Runner, p.Plugin, state, fns, p.Crashes, last, ago(r.UpdatedAt))
+		}
 	}
 	return tw.Flush()
 }
