@@ -245,17 +245,16 @@ func (r *Runner) syncFunctions(ctx context.Context, changedOnly bool) error {
 			go r.pull(stream, name, cons[i], res, slots)
 		}
 	}
-	if err := r.writeStatus(ctx, fns, changedOnly); err != nil {
-		return err
-	}
+	// A status that cannot be written keeps no registration from being.
+	statusErr := r.writeStatus(ctx, fns, changedOnly)
 	if len(regs) == 0 {
-		return nil
+		return statusErr
 	}
 	err := r.client.Register(ctx, r.cfg.ID, regs, r.cfg.RegistrationTTL)
 	if err != nil && !errors.Is(err, jetstream.ErrRunnerIDInUse) {
 		// Some may not be written: the next call writes them all again.
 		clear(r.registered)
-		return fmt.Errorf("register functions: %w", err)
+		return errors.Join(fmt.Errorf("register functions: %w", err), statusErr)
 	}
 	if r.registered == nil {
 		r.registered = make(map[string]pluginView, len(regs))
@@ -264,9 +263,9 @@ func (r *Runner) syncFunctions(ctx context.Context, changedOnly bool) error {
 		r.registered[reg.Function] = views[reg.Function]
 	}
 	if err != nil {
-		return fmt.Errorf("register functions: %w", err)
+		return errors.Join(fmt.Errorf("register functions: %w", err), statusErr)
 	}
-	return nil
+	return statusErr
 }
 
 // writeStatus writes the runner's status (jetstream.RunnerStatus): each
