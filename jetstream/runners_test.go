@@ -5,9 +5,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
-	natsjs "github.com/nats-io/nats.go/jetstream"
 
-	"github.com/omniq/omniq/internal/omniqtest"
 	"github.com/omniq/omniq/jetstream"
 )
 
@@ -49,17 +47,7 @@ func TestRunnerStatusesLiveBesideRegistrations(t *testing.T) {
 	// A server answer aimed at another runner's status key is no status.
 	forged := &nats.Msg{Subject: "$JS.API.DIRECT.GET.KV_OMNIQ_FUNCTIONS", Reply: "$KV.OMNIQ_FUNCTIONS.=runner.r2",
 		Data: []byte(`{"last_by_subj":"$KV.OMNIQ_FUNCTIONS.=runner.r1"}`)}
-	if err := e.client.Conn().PublishMsg(forged); err != nil {
-		t.Fatal(err)
-	}
-	omniqtest.Eventually(t, 10*time.Second, "the server's answer stored on "+forged.Reply, func() bool {
-		s, err := e.client.JetStream().Stream(ctx(t), "KV_OMNIQ_FUNCTIONS")
-		if err != nil {
-			return false
-		}
-		info, err := s.Info(ctx(t), natsjs.WithSubjectFilter(forged.Reply))
-		return err == nil && info.State.Subjects[forged.Reply] == 1
-	})
+	storeFunctionsAnswer(t, e, forged)
 	if runners, err := e.client.Runners(ctx(t)); err != nil || len(runners) != 1 {
 		t.Fatalf("Runners after a stored answer = %+v, %v; want r1's status alone", runners, err)
 	}

@@ -852,6 +852,24 @@ func TestStateWatchTakesTheServersHeadersOfACopiedMessage(t *testing.T) {
 	}
 }
 
+// storeFunctionsAnswer publishes request, whose reply subject is a key of the
+// functions bucket, and waits until the server's answer is stored there
+// (docs/security.md, "Server answers go where the requester says").
+func storeFunctionsAnswer(t *testing.T, e *env, request *nats.Msg) {
+	t.Helper()
+	if err := e.client.Conn().PublishMsg(request); err != nil {
+		t.Fatal(err)
+	}
+	omniqtest.Eventually(t, 10*time.Second, "the server's answer stored on "+request.Reply, func() bool {
+		st, err := e.client.JetStream().Stream(ctx(t), "KV_OMNIQ_FUNCTIONS")
+		if err != nil {
+			return false
+		}
+		info, err := st.Info(ctx(t), natsjs.WithSubjectFilter(request.Reply))
+		return err == nil && info.State.Subjects[request.Reply] == 1
+	})
+}
+
 // nats-server's answers to a client's requests land wherever the client
 // points the reply (docs/security.md, "Server answers go where the
 // requester says"). Found by hand with submitter.nk against omniq-runner:
@@ -868,22 +886,11 @@ func TestFunctionsListsOnlyRegistrationsUnderTheirOwnKey(t *testing.T) {
 	if err := e.client.Register(ctx(t), "r1", []jetstream.Registration{{Function: "echo"}}, time.Minute); err != nil {
 		t.Fatal(err)
 	}
-	nc := e.client.Conn()
 	for _, forged := range []*nats.Msg{
 		{Subject: "omniq.tasks.echo", Reply: "$KV.OMNIQ_FUNCTIONS.evil.r", Data: []byte("hi")},
 		{Subject: "$JS.API.DIRECT.GET.KV_OMNIQ_FUNCTIONS", Reply: "$KV.OMNIQ_FUNCTIONS.echo.r2", Data: []byte(`{"last_by_subj":"$KV.OMNIQ_FUNCTIONS.echo.r1"}`)},
 	} {
-		if err := nc.PublishMsg(forged); err != nil {
-			t.Fatal(err)
-		}
-		omniqtest.Eventually(t, 10*time.Second, "the server's answer stored on "+forged.Reply, func() bool {
-			st, err := e.client.JetStream().Stream(ctx(t), "KV_OMNIQ_FUNCTIONS")
-			if err != nil {
-				return false
-			}
-			info, err := st.Info(ctx(t), natsjs.WithSubjectFilter(forged.Reply))
-			return err == nil && info.State.Subjects[forged.Reply] == 1
-		})
+		storeFunctionsAnswer(t, e, forged)
 	}
 	regs, err := e.client.Functions(ctx(t))
 	if err != nil {
