@@ -103,3 +103,30 @@ func TestOverviewLeavesOutTheUnseenPlaceholder(t *testing.T) {
 		t.Errorf("the tasks page's function filter offers %s (or not echo):\n%s", jetstream.UnseenFunction, body)
 	}
 }
+
+// A plugin that never started serves no function, so no row of the
+// overview showed it: the page a user opens first said nothing was
+// wrong. The overview names it, with its last failure, and links the
+// Runners page.
+func TestOverviewNamesAPluginThatServesNothing(t *testing.T) {
+	t.Parallel()
+	srv := startServer(t)
+	ctx := omniqtest.Context(t)
+	err := srv.Client.WriteRunnerStatus(ctx, jetstream.RunnerStatus{Runner: "r1", Plugins: []jetstream.PluginStatus{
+		{Plugin: "echo", State: "up", Functions: []string{"echo"}},
+		{Plugin: "images", State: "restarting", Crashes: 4, LastCrash: "failed to start: exec format error", LastCrashAt: time.Now().Add(-2 * time.Minute)},
+	}}, time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := startDashboard(t, Config{Client: srv.Client})
+	b := newBrowser(t, d.URL())
+	_, body := b.get("/")
+	want := `<p class="flash bad idle-plugin">Plugin <code>images</code> on runner <code>r1</code> serves no function: restarting, 4 failed starts or crashes, the last 2m`
+	if !strings.Contains(body, want) || !strings.Contains(body, `failed to start: exec format error</span>. <a href="/runners">Runners</a>`) {
+		t.Errorf("the overview does not name the idle plugin (want %q):\n%s", want, body)
+	}
+	if strings.Contains(body, "<code>echo</code> on runner") {
+		t.Errorf("the overview names a plugin that serves a function:\n%s", body)
+	}
+}

@@ -118,6 +118,15 @@ type overviewData struct {
 	// RegsUnknown: the runners' registrations could not be read, so no
 	// function can be said to have no runner.
 	RegsUnknown bool
+	// IdlePlugins are the live runners' plugins that serve no function
+	// (one that never started, say): no function's row shows them.
+	IdlePlugins []idlePlugin
+}
+
+// idlePlugin is a plugin of a runner that serves no function.
+type idlePlugin struct {
+	Runner string
+	jetstream.PluginStatus
 }
 
 // maxShownGroups bounds the functions of the overview, the choices of the
@@ -152,6 +161,17 @@ func (s *Server) handleOverview(w http.ResponseWriter, r *http.Request, ss *sess
 	} else {
 		for fn := range regs {
 			get(fn).Registered = true
+		}
+	}
+	if runners, err := s.cfg.Client.Runners(ctx); err != nil {
+		d.Errors = append(d.Errors, "runner statuses: "+why(ctx, err))
+	} else {
+		for _, r := range runners {
+			for _, p := range r.Plugins {
+				if !p.Serving() {
+					d.IdlePlugins = append(d.IdlePlugins, idlePlugin{Runner: r.Runner, PluginStatus: p})
+				}
+			}
 		}
 	}
 	if queued, err := s.cfg.Client.QueuedFunctions(ctx); err != nil {
