@@ -831,14 +831,25 @@ const latecrashPkg = "github.com/omniq/omniq/runner/pluginhost/testdata/latecras
 // spared the crash. On a process of its own, it runs beside nothing.
 func TestAnAttemptAloneIsNotBlamedForAStoppedHandlerThatStillRuns(t *testing.T) {
 	t.Parallel()
+	// The plugins' user writes the mark.
+	dir, err := os.MkdirTemp("", "omniq-latecrash-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = os.RemoveAll(dir) })
+	if err := os.Chmod(dir, 0o777); err != nil {
+		t.Fatal(err)
+	}
+	mark := filepath.Join(dir, "alone-started")
 	s := startSupervisor(t, latecrashPkg, pluginhost.Config{Concurrency: 4, KillGrace: 30 * time.Second, RestartBackoff: 10 * time.Millisecond})
 	// Stopped at once (its deadline has passed), its handler goes on and
-	// crashes the plugin a second later, well within KillGrace.
-	out := s.Execute(ctx(t), req("late", "latecrash", "1s"), time.Now().Add(50*time.Millisecond), nil)
+	// crashes the plugin once the attempt alone has started (its mark),
+	// well within KillGrace.
+	out := s.Execute(ctx(t), req("late", "latecrash", mark), time.Now().Add(50*time.Millisecond), nil)
 	if f := out.Failure; f == nil || f.ErrorType != models.ErrorTypeTimeout {
 		t.Fatalf("the late crasher: %+v; want a timeout", f)
 	}
-	out = s.Execute(pluginhost.Alone(ctx(t)), req("alone", "sleep", "2s"), time.Now().Add(30*time.Second), nil)
+	out = s.Execute(pluginhost.Alone(ctx(t)), req("alone", "mark", mark+" 2s"), time.Now().Add(30*time.Second), nil)
 	if f := out.Failure; f != nil && f.ErrorType == models.ErrorTypePluginCrash && f.OthersInFlight == 0 {
 		t.Fatalf("the attempt alone was blamed for a crash of another task's handler: %+v", f)
 	}
