@@ -506,15 +506,17 @@ func TestAPluginFloodingStderrDoesNotFloodTheRunnersLog(t *testing.T) {
 	var logs omniqtest.Buffer
 	log := logrus.New()
 	log.Out = &logs
-	s := startSupervisor(t, rawoutPkg, pluginhost.Config{Process: pluginhost.ProcessConfig{Logger: log}})
+	s := startSupervisor(t, rawoutPkg, pluginhost.Config{Process: pluginhost.ProcessConfig{Logger: log, StderrTailBytes: 16 << 10}})
 	const lines = 20_000
 	out := s.Execute(ctx(t), req("flood", "rawerr", strconv.Itoa(lines)), time.Now().Add(30*time.Second), nil)
 	if out.Failure != nil {
 		t.Fatal(out.Failure)
 	}
-	// Lines are logged until the burst is spent, then a warning.
+	// Lines are logged until the burst is spent, then a warning naming
+	// the rate and the stderr tail the process keeps.
 	eventually(t, 10*time.Second, "the first line and the warning in the log", func() bool {
-		return strings.Contains(logs.String(), `msg="line 0"`) && strings.Contains(logs.String(), "more than")
+		return strings.Contains(logs.String(), `msg="line 0"`) &&
+			strings.Contains(logs.String(), "more than 50 lines a second") && strings.Contains(logs.String(), "the last 16 KiB are kept")
 	})
 	if n := strings.Count(logs.String(), `msg="line `); n > lines/10 {
 		t.Fatalf("%d of the plugin's %d stderr lines logged", n, lines)
