@@ -58,8 +58,21 @@ func TestAckerSendsAfterItsDelay(t *testing.T) {
 	}
 }
 
-// An acker never used starts nothing and stops at once.
+// An acker never used starts nothing and stops at once: its goroutine
+// starts with the first ack, so stop has nothing to wait for.
 func TestUnusedAckerStops(t *testing.T) {
 	t.Parallel()
-	newAcker(time.Millisecond).stop()
+	a := newAcker(time.Millisecond)
+	stopped := make(chan struct{})
+	go func() { a.stop(); close(stopped) }()
+	select {
+	case <-stopped:
+	case <-time.After(10 * time.Second):
+		t.Fatal("stop of an acker never used still waits after 10s")
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.started {
+		t.Error("an acker never used started its goroutine")
+	}
 }

@@ -24,6 +24,7 @@ import (
 
 	"github.com/sirupsen/logrus"
 
+	"github.com/omniq/omniq/internal/listen"
 	"github.com/omniq/omniq/jetstream"
 )
 
@@ -117,9 +118,5 @@ func IsLoopback(addr string) bool {
 	if err != nil {
 		return false
 	}
-	if host == "localhost" {
-		return true
-	}
-	ip := net.ParseIP(host)
-	return ip != nil && ip.IsLoopback()
+	return listen.LoopbackHost(host)
 }

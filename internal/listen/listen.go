@@ -1,6 +1,6 @@
 // Package listen opens the TCP listeners of OmniQ's commands (the
 // dashboard, the runner's metrics address) on the address family the
-// address names.
+// address names, and says which listen addresses serve this machine only.
 package listen
 
 import (
@@ -27,4 +27,15 @@ func network(addr string) string {
 		return "tcp4"
 	}
 	return "tcp"
+}
+
+// LoopbackHost reports whether a listener on host serves this machine
+// only: "localhost" or a loopback address. An empty host (every
+// interface) is not loopback.
+func LoopbackHost(host string) bool {
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }

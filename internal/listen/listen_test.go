@@ -34,3 +34,21 @@ func TestAnIPv4AddressListensOnIPv4Only(t *testing.T) {
 		t.Fatalf("listening on %v, want 0.0.0.0", ln.Addr())
 	}
 }
+
+func TestLoopbackHost(t *testing.T) {
+	for host, want := range map[string]bool{
+		"localhost": true,
+		"127.0.0.1": true,
+		"127.1.2.3": true,
+		"::1":       true,
+		"":          false, // every interface
+		"0.0.0.0":   false,
+		"::":        false,
+		"10.1.2.3":  false,
+		"example":   false,
+	} {
+		if got := LoopbackHost(host); got != want {
+			t.Errorf("LoopbackHost(%q) = %v, want %v", host, got, want)
+		}
+	}
+}

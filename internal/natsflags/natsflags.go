@@ -36,21 +36,19 @@ type Flags struct {
 	// Context is --context, for clients: a nats CLI context (see ApplyNATS).
 	Context string
 
-	// urlFrom says where URL came from, set by ApplyNATS (see URLFrom).
+	// urlFrom says where URL came from, set by ApplyNATS, for a client's
+	// errors (UnreachableHint): "--nats-url", "OMNIQ_NATS_URL",
+	// "NATS_URL", `nats context "NAME"` or "the default"; "" before
+	// ApplyNATS.
 	urlFrom string
 	// contextFiles maps the file flags ApplyNATS took from the nats
 	// context to the context's names of them ("--nats-nkey": "nkey").
 	contextFiles map[string]string
 }
 
-// URLFrom says where the server's address came from, for a client's
-// errors: "--nats-url", "OMNIQ_NATS_URL", "NATS_URL", `nats context "NAME"`
-// or "the default"; "" before ApplyNATS.
-func (f *Flags) URLFrom() string { return f.urlFrom }
-
 // UnreachableHint is what a client adds to an error connecting to a
 // server that did not answer: whether OmniQ runs there, where the address
-// came from (URLFrom), and how to give another.
+// came from (when ApplyNATS set it), and how to give another.
 func (f *Flags) UnreachableHint() string {
 	from := ""
 	switch f.urlFrom {

@@ -100,9 +100,6 @@ type Login struct {
 	User, Password string
 }
 
-// natsMaxConnections is nats-server's default limit on client connections.
-const natsMaxConnections = 64 * 1024
-
 // submitterConnections is the most connections the submitters' logins
 // hold together on an embedded server that takes serverMax at once (0:
 // its default): three quarters, so that a submitter holding every
@@ -111,9 +108,6 @@ const natsMaxConnections = 64 * 1024
 func submitterConnections(serverMax int) int {
 	if serverMax == 0 {
 		serverMax = embedded.DefaultMaxConnections()
-	}
-	if serverMax == 0 {
-		serverMax = natsMaxConnections
 	}
 	return max(1, serverMax*3/4)
 }

@@ -1,7 +1,6 @@
 package roles_test
 
 import (
-	"cmp"
 	"errors"
 	"os"
 	"path/filepath"
@@ -99,7 +98,7 @@ func TestEmbedLeavesRunnersAndOperatorsConnections(t *testing.T) {
 		{1000, 750},
 		{65536, 49152},
 		{1, 1},
-		{0, max(1, cmp.Or(embedded.DefaultMaxConnections(), 65536)*3/4)}, // the server's default
+		{0, embedded.DefaultMaxConnections() * 3 / 4}, // the server's default
 	} {
 		ec := embedded.Config{MaxConnections: tt.serverMax}
 		if err := roles.Embed(&ec, jetstream.Config{}, roles.Login{Role: roles.Submitter, NKey: "UA"}); err != nil {

@@ -26,6 +26,7 @@ import (
 
 	"github.com/omniq/omniq/internal/credentials"
 	"github.com/omniq/omniq/internal/flagonce"
+	"github.com/omniq/omniq/internal/listen"
 	"github.com/omniq/omniq/internal/natsflags"
 	"github.com/omniq/omniq/internal/roles"
 	"github.com/omniq/omniq/jetstream"
@@ -738,11 +739,7 @@ func (o *Options) checkAuth() error {
 // this machine only: a loopback address, localhost, or no host (which the
 // embedded server takes as 127.0.0.1).
 func loopbackHost(host string) bool {
-	if host == "" || host == "localhost" {
-		return true
-	}
-	ip := net.ParseIP(host)
-	return ip != nil && ip.IsLoopback()
+	return host == "" || listen.LoopbackHost(host)
 }
 
 // listenAddr splits --listen; "none" means no listener.

@@ -24,6 +24,7 @@ import (
 	natsjs "github.com/nats-io/nats.go/jetstream"
 	"github.com/sirupsen/logrus"
 
+	"github.com/omniq/omniq/internal/listen"
 	"github.com/omniq/omniq/internal/loglimit"
 	"github.com/omniq/omniq/jetstream"
 )
@@ -350,22 +351,13 @@ func (cfg *Config) checkSecurity() error {
 	if cfg.TLSCAFile != "" && !tls {
 		return fmt.Errorf("%w: embedded server: a TLS CA file (client verification) needs a TLS certificate and key", jetstream.ErrInvalidConfig)
 	}
-	if !isLoopback(cfg.Host) && (!tls || !cfg.hasAuth()) {
+	if !listen.LoopbackHost(cfg.Host) && (!tls || !cfg.hasAuth()) {
 		return fmt.Errorf("%w: embedded server: refusing to listen on %s without TLS and authentication: anyone who can reach that address could read, forge or delete tasks (set a TLS certificate and key and credentials, or listen on 127.0.0.1)", jetstream.ErrInvalidConfig, cfg.Host)
 	}
 	if !cfg.hasAuth() && !cfg.InsecureNoAuth {
 		return fmt.Errorf("%w: embedded server: listening on %s without authentication: any local user could read, forge or delete tasks (set users, nkeys or an auth config file; InsecureNoAuth is for tests)", jetstream.ErrInvalidConfig, cfg.Host)
 	}
 	return nil
-}
-
-// isLoopback says whether host names a loopback address only.
-func isLoopback(host string) bool {
-	if host == "localhost" {
-		return true
-	}
-	ip := net.ParseIP(host)
-	return ip != nil && ip.IsLoopback()
 }
 
 // applyAuth sets the authentication and TLS options of cfg on opts.

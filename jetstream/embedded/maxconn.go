@@ -1,8 +1,10 @@
 package embedded
 
+import "github.com/nats-io/nats-server/v2/server"
+
 // nats-server's own limit on client connections (max_connections), which
 // the embedded server keeps where the process may open more files.
-const natsMaxConnections = 64 * 1024
+const natsMaxConnections = server.DEFAULT_MAX_CONNECTIONS
 
 // fileReserve is the least number of file descriptors the embedded server
 // keeps from client connections: for JetStream's store, the runner's
@@ -11,8 +13,8 @@ const fileReserve = 1024
 
 // DefaultMaxConnections is the embedded server's limit on client
 // connections when Config.MaxConnections is 0, in this process: what its
-// open-file limit leaves (defaultMaxConnections), or 0 when that is not
-// known and nats-server's own default, 65,536, stands.
+// open-file limit leaves (defaultMaxConnections), or nats-server's own
+// default, 65,536, when that limit is not known.
 func DefaultMaxConnections() int { return defaultMaxConnections(openFileLimit()) }
 
 // defaultMaxConnections is how many client connections the embedded server
@@ -28,10 +30,7 @@ func DefaultMaxConnections() int { return defaultMaxConnections(openFileLimit())
 // nofile, but never more than half, and takes at most nats-server's
 // default.
 func defaultMaxConnections(nofile uint64) int {
-	if nofile == 0 {
-		return 0
-	}
-	if nofile > 2*natsMaxConnections {
+	if nofile == 0 || nofile > 2*natsMaxConnections {
 		return natsMaxConnections
 	}
 	reserve := max(fileReserve, nofile/8)

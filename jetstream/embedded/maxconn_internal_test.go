@@ -8,7 +8,7 @@ func TestDefaultMaxConnections(t *testing.T) {
 		nofile uint64
 		want   int
 	}{
-		{0, 0},                      // unknown: nats-server's default
+		{0, 65536},                  // unknown: nats-server's default
 		{256, 128},                  // half, never less
 		{1024, 512},                 // half: the reserve would leave nothing
 		{2048, 1024},                // the reserve is half

@@ -229,7 +229,7 @@ func StartProcess(ctx context.Context, cfg ProcessConfig) (*Process, error) {
 		// The plugin's os.Stdout and os.Stderr, forwarded over gRPC.
 		SyncStdout:      syncThrottled{w: io.Discard, budget: stdio},
 		SyncStderr:      syncThrottled{w: p.stderr, budget: stdio},
-		Logger:          newStderrLimited(hclogrus.New(log), cfg.Path),
+		Logger:          newStderrLimited(hclogrus.New(log), cfg.Path, cfg.StderrTailBytes),
 		GRPCDialOptions: dialOptions(cfg.MaxMessageBytes),
 		RunnerFunc: func(_ hclog.Logger, spec *exec.Cmd, _ string) (runner.Runner, error) {
 			return p.newRunner(path, spec)

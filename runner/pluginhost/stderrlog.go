@@ -1,6 +1,7 @@
 package pluginhost
 
 import (
+	"fmt"
 	"strings"
 	"time"
 
@@ -27,25 +28,28 @@ const (
 // pass untouched.
 type stderrLimited struct {
 	hclog.Logger
-	lim  *loglimit.Limiter
-	path string // the plugin's, for namePath
+	lim      *loglimit.Limiter
+	path     string // the plugin's, for namePath
+	tailSize int    // bytes of stderr kept for crash reports, for the warning
 }
 
-// newStderrLimited returns the logger for the plugin at path.
-func newStderrLimited(l hclog.Logger, path string) hclog.Logger {
-	return stderrLimited{Logger: l, lim: loglimit.New(stderrLogBurst, stderrLogRate), path: path}
+// newStderrLimited returns the logger for the plugin at path, whose last
+// tailSize bytes of stderr are kept for crash reports.
+func newStderrLimited(l hclog.Logger, path string, tailSize int) hclog.Logger {
+	return stderrLimited{Logger: l, lim: loglimit.New(stderrLogBurst, stderrLogRate), path: path, tailSize: tailSize}
 }
 
 func (l stderrLimited) Named(name string) hclog.Logger {
-	return limitedLines{Logger: l.Logger.Named(name), lim: l.lim, path: l.path}
+	return limitedLines{Logger: l.Logger.Named(name), lim: l.lim, path: l.path, tailSize: l.tailSize}
 }
 
 // limitedLines logs a line only while its limiter allows, naming the
 // plugin by its path (namePath).
 type limitedLines struct {
 	hclog.Logger
-	lim  *loglimit.Limiter
-	path string
+	lim      *loglimit.Limiter
+	path     string
+	tailSize int
 }
 
 // namePath puts the plugin's path where what it wrote names it by the
@@ -62,7 +66,7 @@ func (l limitedLines) Log(level hclog.Level, msg string, args ...any) {
 	}
 	ok, first, dropped := l.lim.Take(time.Now())
 	if first {
-		l.Logger.Warn("the plugin writes more than 50 lines a second to its stderr: lines are not logged until it slows down (the last 64 KiB are kept for crash reports)")
+		l.Logger.Warn(fmt.Sprintf("the plugin writes more than %d lines a second to its stderr: lines are not logged until it slows down (the last %d KiB are kept for crash reports)", stderrLogRate, l.tailSize>>10))
 	}
 	if !ok {
 		return

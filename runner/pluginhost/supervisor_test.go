@@ -506,15 +506,17 @@ func TestAPluginFloodingStderrDoesNotFloodTheRunnersLog(t *testing.T) {
 	var logs omniqtest.Buffer
 	log := logrus.New()
 	log.Out = &logs
-	s := startSupervisor(t, rawoutPkg, pluginhost.Config{Process: pluginhost.ProcessConfig{Logger: log}})
+	s := startSupervisor(t, rawoutPkg, pluginhost.Config{Process: pluginhost.ProcessConfig{Logger: log, StderrTailBytes: 16 << 10}})
 	const lines = 20_000
 	out := s.Execute(ctx(t), req("flood", "rawerr", strconv.Itoa(lines)), time.Now().Add(30*time.Second), nil)
 	if out.Failure != nil {
 		t.Fatal(out.Failure)
 	}
-	// Lines are logged until the burst is spent, then a warning.
+	// Lines are logged until the burst is spent, then a warning naming
+	// the rate and the stderr tail the process keeps.
 	eventually(t, 10*time.Second, "the first line and the warning in the log", func() bool {
-		return strings.Contains(logs.String(), `msg="line 0"`) && strings.Contains(logs.String(), "more than")
+		return strings.Contains(logs.String(), `msg="line 0"`) &&
+			strings.Contains(logs.String(), "more than 50 lines a second") && strings.Contains(logs.String(), "the last 16 KiB are kept")
 	})
 	if n := strings.Count(logs.String(), `msg="line `); n > lines/10 {
 		t.Fatalf("%d of the plugin's %d stderr lines logged", n, lines)
@@ -831,14 +833,25 @@ const latecrashPkg = "github.com/omniq/omniq/runner/pluginhost/testdata/latecras
 // spared the crash. On a process of its own, it runs beside nothing.
 func TestAnAttemptAloneIsNotBlamedForAStoppedHandlerThatStillRuns(t *testing.T) {
 	t.Parallel()
+	// The plugins' user writes the mark.
+	dir, err := os.MkdirTemp("", "omniq-latecrash-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = os.RemoveAll(dir) })
+	if err := os.Chmod(dir, 0o777); err != nil {
+		t.Fatal(err)
+	}
+	mark := filepath.Join(dir, "alone-started")
 	s := startSupervisor(t, latecrashPkg, pluginhost.Config{Concurrency: 4, KillGrace: 30 * time.Second, RestartBackoff: 10 * time.Millisecond})
 	// Stopped at once (its deadline has passed), its handler goes on and
-	// crashes the plugin a second later, well within KillGrace.
-	out := s.Execute(ctx(t), req("late", "latecrash", "1s"), time.Now().Add(50*time.Millisecond), nil)
+	// crashes the plugin once the attempt alone has started (its mark),
+	// well within KillGrace.
+	out := s.Execute(ctx(t), req("late", "latecrash", mark), time.Now().Add(50*time.Millisecond), nil)
 	if f := out.Failure; f == nil || f.ErrorType != models.ErrorTypeTimeout {
 		t.Fatalf("the late crasher: %+v; want a timeout", f)
 	}
-	out = s.Execute(pluginhost.Alone(ctx(t)), req("alone", "sleep", "2s"), time.Now().Add(30*time.Second), nil)
+	out = s.Execute(pluginhost.Alone(ctx(t)), req("alone", "mark", mark+" 2s"), time.Now().Add(30*time.Second), nil)
 	if f := out.Failure; f != nil && f.ErrorType == models.ErrorTypePluginCrash && f.OthersInFlight == 0 {
 		t.Fatalf("the attempt alone was blamed for a crash of another task's handler: %+v", f)
 	}

@@ -1,11 +1,14 @@
 // Command latecrash is a test plugin whose handler outlives its task:
-// latecrash ignores its task's end and ends the plugin process the
-// payload's duration after it started ("1s"); sleep sleeps for the
-// payload's duration, honouring cancellation.
+// latecrash ignores its task's end and ends the plugin process once the
+// file its payload names exists (or after 30 s); mark creates the file
+// the first word of its payload names, then sleeps for the duration the
+// second gives ("/tmp/x/started 2s"), honouring cancellation. So the
+// crash comes while the marking attempt runs, however slowly it started.
 package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"strings"
@@ -17,19 +20,27 @@ import (
 func main() {
 	mux := sdk.NewMux()
 	mux.HandleFunc("latecrash", func(_ context.Context, t *sdk.Task) ([]byte, error) {
-		d, err := time.ParseDuration(strings.TrimSpace(string(t.Payload)))
-		if err != nil {
-			return nil, sdk.Permanent(err)
+		path := strings.TrimSpace(string(t.Payload))
+		for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
+			if _, err := os.Stat(path); err == nil {
+				break
+			}
 		}
-		time.Sleep(d)
 		fmt.Fprintln(sdk.Stderr, "latecrash: exiting with status 3")
 		os.Exit(3)
 		return nil, nil
 	})
-	mux.HandleFunc("sleep", func(ctx context.Context, t *sdk.Task) ([]byte, error) {
-		d, err := time.ParseDuration(strings.TrimSpace(string(t.Payload)))
+	mux.HandleFunc("mark", func(ctx context.Context, t *sdk.Task) ([]byte, error) {
+		path, ds, ok := strings.Cut(strings.TrimSpace(string(t.Payload)), " ")
+		if !ok {
+			return nil, sdk.Permanent(errors.New(`want "PATH DURATION"`))
+		}
+		d, err := time.ParseDuration(ds)
 		if err != nil {
 			return nil, sdk.Permanent(err)
+		}
+		if err := os.WriteFile(path, nil, 0o644); err != nil {
+			return nil, err
 		}
 		select {
 		case <-time.After(d):
