@@ -56,6 +56,7 @@ func TestDecide(t *testing.T) {
 	foreign.Function = "sh"
 	delayed := fresh
 	delayed.RunAt = later
+	storedAt := func(d delivery, at time.Time) delivery { d.Stored = at; return d }
 
 	tests := []struct {
 		name     string
@@ -102,6 +103,16 @@ func TestDecide(t *testing.T) {
 		{"pending written by an old submitter runs attempt 1", rec(models.StatusPending, nil), fresh, false, actRun, 1, false, false},
 		{"a second publish of a delayed task's id is dropped", rec(models.StatusPending, both(claimedAt(tasks, 10, 1), runAt(later))), func() delivery { d := fresh; d.Seq = 12; return d }(), false, actDrop, 0, false, false},
 		{"pending: an old retry is dropped", rec(models.StatusPending, attempt(2)), retry(5, 2), false, actDrop, 0, false, false},
+		// A runner whose clock is behind the server's: a schedule's
+		// message, which the server stores when the task is due by its
+		// clock, runs. Held again, its schedule, for a time already past
+		// on the server, fired at once, again and again, until this
+		// runner's clock caught up (atk22).
+		{"pending delayed: a schedule's message stored when due runs, though this runner's clock is behind", rec(models.StatusPending, both(claimedAt(tasks, 10, 1), runAt(later))), storedAt(retry(3, 1), later), false, actRun, 1, false, false},
+		{"retrying: a schedule's retry stored when due runs, though this runner's clock is behind", rec(models.StatusRetrying, both(attempt(1), claimedAt(tasks, 10, 1), runAt(later))), storedAt(retry(3, 2), later.Add(time.Second)), false, actRun, 2, false, false},
+		{"retrying: a retry stored before its time is held", rec(models.StatusRetrying, both(attempt(1), claimedAt(tasks, 10, 1), runAt(later))), storedAt(retry(3, 2), later.Add(-time.Second)), false, actHold, 0, false, false},
+		{"new delayed task stored before its time is held", view{}, storedAt(delayed, now.Add(time.Minute)), false, actHold, 0, true, false},
+		{"new delayed task the server stored after its time runs", view{}, storedAt(delayed, later), false, actRun, 1, true, false},
 		// Retrying.
 		{"retrying: the scheduled retry runs the next attempt", rec(models.StatusRetrying, both(attempt(1), claimedAt(tasks, 10, 1), runAt(earlier))), retry(3, 2), false, actRun, 2, false, false},
 		{"retrying: the retry early is held", rec(models.StatusRetrying, both(attempt(1), claimedAt(tasks, 10, 1), runAt(later))), retry(3, 2), false, actHold, 0, false, false},
