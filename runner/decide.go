@@ -122,21 +122,10 @@ type limits struct {
 }
 
 // decide says what delivery d means given the task's state v. runsHere
-// says this runner is running the task now; now is the time by this
-// runner's clock, and a message stored later by the server's (d.Stored)
-// moves it on. It is a pure function: every
+// says this runner is running the task now. It is a pure function: every
 // combination ends in run, hold (bounded by the task's own time), drop,
 // leave (another holder settles it), or fail; nothing retries forever.
 func decide(v view, d delivery, runsHere bool, lim limits, now time.Time) decision {
-	// The server's clock has the last word on when a task is due: a
-	// message it stored at or after the task's time (a schedule's, which
-	// it publishes when due) is due, also to a runner whose clock is
-	// behind the server's. Held again, its schedule, for a time already
-	// past on the server, fired at once, and so on every quarter second
-	// until this runner's clock caught up (atk22).
-	if d.Stored.After(now) {
-		now = d.Stored
-	}
 	if v.Corrupt != "" {
 		return decision{Action: actFail, ErrorType: models.ErrorTypeInvalidTask,
 			Reason: "the task's state record is unusable (" + v.Corrupt + "); the task cannot be run safely"}

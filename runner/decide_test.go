@@ -56,7 +56,6 @@ func TestDecide(t *testing.T) {
 	foreign.Function = "sh"
 	delayed := fresh
 	delayed.RunAt = later
-	storedAt := func(d delivery, at time.Time) delivery { d.Stored = at; return d }
 
 	tests := []struct {
 		name     string
@@ -103,16 +102,6 @@ func TestDecide(t *testing.T) {
 		{"pending written by an old submitter runs attempt 1", rec(models.StatusPending, nil), fresh, false, actRun, 1, false, false},
 		{"a second publish of a delayed task's id is dropped", rec(models.StatusPending, both(claimedAt(tasks, 10, 1), runAt(later))), func() delivery { d := fresh; d.Seq = 12; return d }(), false, actDrop, 0, false, false},
 		{"pending: an old retry is dropped", rec(models.StatusPending, attempt(2)), retry(5, 2), false, actDrop, 0, false, false},
-		// A runner whose clock is behind the server's: a schedule's
-		// message, which the server stores when the task is due by its
-		// clock, runs. Held again, its schedule, for a time already past
-		// on the server, fired at once, again and again, until this
-		// runner's clock caught up (atk22).
-		{"pending delayed: a schedule's message stored when due runs, though this runner's clock is behind", rec(models.StatusPending, both(claimedAt(tasks, 10, 1), runAt(later))), storedAt(retry(3, 1), later), false, actRun, 1, false, false},
-		{"retrying: a schedule's retry stored when due runs, though this runner's clock is behind", rec(models.StatusRetrying, both(attempt(1), claimedAt(tasks, 10, 1), runAt(later))), storedAt(retry(3, 2), later.Add(time.Second)), false, actRun, 2, false, false},
-		{"retrying: a retry stored before its time is held", rec(models.StatusRetrying, both(attempt(1), claimedAt(tasks, 10, 1), runAt(later))), storedAt(retry(3, 2), later.Add(-time.Second)), false, actHold, 0, false, false},
-		{"new delayed task stored before its time is held", view{}, storedAt(delayed, now.Add(time.Minute)), false, actHold, 0, true, false},
-		{"new delayed task the server stored after its time runs", view{}, storedAt(delayed, later), false, actRun, 1, true, false},
 		// Retrying.
 		{"retrying: the scheduled retry runs the next attempt", rec(models.StatusRetrying, both(attempt(1), claimedAt(tasks, 10, 1), runAt(earlier))), retry(3, 2), false, actRun, 2, false, false},
 		{"retrying: the retry early is held", rec(models.StatusRetrying, both(attempt(1), claimedAt(tasks, 10, 1), runAt(later))), retry(3, 2), false, actHold, 0, false, false},
@@ -219,5 +208,33 @@ func TestDecideDeferrable(t *testing.T) {
 				t.Fatalf("Deferrable = %v, want %v (%+v)", got.Deferrable, tt.want, got)
 			}
 		})
+	}
+}
+
+// TestHoldsHere: which waits of a held task a delayed redelivery of its
+// message takes rather than a schedule. A message the server stored at
+// or after the task's time is due by the server's clock: a schedule for
+// that time would fire at once, so the runner, whose clock is behind,
+// waits the difference out itself (atk22: held again through schedules,
+// it looped every quarter second until its clock caught up).
+func TestHoldsHere(t *testing.T) {
+	until := time.Date(2026, 11, 28, 12, 0, 0, 0, time.UTC)
+	tests := []struct {
+		name   string
+		wait   time.Duration
+		stored time.Time
+		want   bool
+	}{
+		{"a short wait", 300 * time.Millisecond, until.Add(-time.Hour), true},
+		{"a long wait, stored before its time: a schedule", 30 * time.Second, until.Add(-time.Minute), false},
+		{"a long wait, stored before its time by a second: a schedule", 30 * time.Second, until.Add(-time.Second), false},
+		{"stored at its time, this runner's clock behind", 30 * time.Second, until, true},
+		{"stored after its time, this runner's clock behind", 5 * time.Minute, until.Add(2 * time.Second), true},
+		{"no stored time known: a schedule", 30 * time.Second, time.Time{}, false},
+	}
+	for _, tt := range tests {
+		if got := holdsHere(tt.wait, tt.stored, until); got != tt.want {
+			t.Errorf("%s: holdsHere(%v, %v) = %v, want %v", tt.name, tt.wait, tt.stored, got, tt.want)
+		}
 	}
 }
