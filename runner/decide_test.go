@@ -210,3 +210,31 @@ func TestDecideDeferrable(t *testing.T) {
 		})
 	}
 }
+
+// TestHoldsHere: which waits of a held task a delayed redelivery of its
+// message takes rather than a schedule. A message the server stored at
+// or after the task's time is due by the server's clock: a schedule for
+// that time would fire at once, so the runner, whose clock is behind,
+// waits the difference out itself (atk22: held again through schedules,
+// it looped every quarter second until its clock caught up).
+func TestHoldsHere(t *testing.T) {
+	until := time.Date(2026, 11, 28, 12, 0, 0, 0, time.UTC)
+	tests := []struct {
+		name   string
+		wait   time.Duration
+		stored time.Time
+		want   bool
+	}{
+		{"a short wait", 300 * time.Millisecond, until.Add(-time.Hour), true},
+		{"a long wait, stored before its time: a schedule", 30 * time.Second, until.Add(-time.Minute), false},
+		{"a long wait, stored before its time by a second: a schedule", 30 * time.Second, until.Add(-time.Second), false},
+		{"stored at its time, this runner's clock behind", 30 * time.Second, until, true},
+		{"stored after its time, this runner's clock behind", 5 * time.Minute, until.Add(2 * time.Second), true},
+		{"no stored time known: a schedule", 30 * time.Second, time.Time{}, false},
+	}
+	for _, tt := range tests {
+		if got := holdsHere(tt.wait, tt.stored, until); got != tt.want {
+			t.Errorf("%s: holdsHere(%v, %v) = %v, want %v", tt.name, tt.wait, tt.stored, got, tt.want)
+		}
+	}
+}

@@ -389,7 +389,7 @@ func (r *Runner) hold(ctx context.Context, log logrus.FieldLogger, tm *jetstream
 		attempt = rec.Task.Attempt + 1
 	}
 	wait := time.Until(dec.Until)
-	if wait < heldHere {
+	if holdsHere(wait, d.Stored, dec.Until) {
 		_ = msg.NakWithDelay(max(wait, 0))
 		return nil
 	}
@@ -410,6 +410,18 @@ func (r *Runner) hold(ctx context.Context, log logrus.FieldLogger, tm *jetstream
 // goes through a schedule, which publishes the attempt's message when
 // due (schedules fire on whole seconds).
 const heldHere = time.Second
+
+// holdsHere reports whether a task held until until, wait from now by this
+// runner's clock, waits in a delayed redelivery of its message rather
+// than in a schedule: a wait under heldHere, or a message the server
+// stored at or after until. By the server's clock that task is due, so a
+// schedule for until would fire at once: a runner whose clock is behind
+// the servers' held the schedule's message again, and its new schedule
+// fired again every quarter second, until the runner's clock caught up
+// (atk22). The redelivery waits out the difference of the clocks.
+func holdsHere(wait time.Duration, stored, until time.Time) bool {
+	return wait < heldHere || !stored.IsZero() && !stored.Before(until)
+}
 
 // noteStateErr remembers the last failure to write a task's state, for
 // Ready; nil clears it.

@@ -108,6 +108,29 @@ func TestStalledConnectionsAreClosed(t *testing.T) {
 	_, _ = io.Copy(io.Discard, resp.Body)
 	resp.Body.Close()
 	closed("an idle keep-alive connection", conn2)
+
+	// A GET (or HEAD) whose body never comes: net/http reads up to 256
+	// KiB of a body its handler left before it answers, with no deadline,
+	// so a sign-in page asked for so was never answered and its
+	// connection held for ever, by anyone (atk22). It is refused, and the
+	// connection closed.
+	for _, method := range []string{"GET", "HEAD"} {
+		conn, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close()
+		_, _ = io.WriteString(conn, method+" /login HTTP/1.1\r\nHost: "+addr+"\r\nContent-Length: 100000\r\n\r\n")
+		_ = conn.SetReadDeadline(time.Now().Add(30 * time.Second))
+		got, err := io.ReadAll(conn)
+		if ne, ok := err.(net.Error); ok && ne.Timeout() {
+			t.Errorf("a %s with a body that never comes: the server kept the connection open without an answer (read %q)", method, got)
+			continue
+		}
+		if !strings.HasPrefix(string(got), "HTTP/1.1 400 ") || method == "GET" && !strings.Contains(string(got), "refused: a GET request has no body") {
+			t.Errorf("a %s with a body: %q, want 400 saying why", method, got)
+		}
+	}
 }
 
 // Served over TLS, the session cookie is Secure (never sent over plain

@@ -154,8 +154,9 @@ func (s *Server) Handler() http.Handler {
 // short fields.
 const maxFormBytes = 64 << 10
 
-// limitBodies reads and parses the form of every request with a body
-// before its handler runs, within maxFormBytes and bodyTimeout: /login
+// limitBodies refuses a GET or HEAD with a body, and reads and parses the
+// form of every other request with a body before its handler runs,
+// within maxFormBytes and bodyTimeout: /login
 // takes a POST from anyone who can reach the dashboard, and an unbounded
 // body (multipart file parts are spooled to temporary files) or one that
 // never ends would hold memory, disk or a connection for as long as the
@@ -163,6 +164,17 @@ const maxFormBytes = 64 << 10
 func (s *Server) limitBodies(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.Method == http.MethodGet || r.Method == http.MethodHead {
+			if r.ContentLength != 0 {
+				// No page takes one; and net/http reads up to 256 KiB
+				// of a body its handler left before it answers, with
+				// no deadline: a body that never came held the
+				// connection for ever (atk22). A deadline already
+				// past ends that read at once, and the connection.
+				_ = http.NewResponseController(w).SetReadDeadline(time.Now())
+				w.Header().Set("Connection", "close")
+				http.Error(w, "refused: a "+r.Method+" request has no body", http.StatusBadRequest)
+				return
+			}
 			next.ServeHTTP(w, r)
 			return
 		}

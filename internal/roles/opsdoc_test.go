@@ -1,8 +1,10 @@
 package roles_test
 
 import (
+	"bufio"
 	"context"
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -81,6 +83,7 @@ func TestTheOperationsGuidesClusterConfig(t *testing.T) {
 		t.Fatal(err)
 	}
 	cert, key, ca := omniqtest.WriteCerts(t, dir)
+	routeSecret := fmt.Sprintf("s%x", keys[roles.Runner][:16])
 	routePorts := omniqtest.FreePorts(t, 3)
 	var servers []*server.Server
 	for i := range 3 {
@@ -93,8 +96,9 @@ func TestTheOperationsGuidesClusterConfig(t *testing.T) {
 			"/var/lib/nats/jetstream", filepath.Join(dir, fmt.Sprintf("store%d", i+1)),
 		}
 		for j, p := range routePorts {
-			pairs = append(pairs, fmt.Sprintf("nats-route://n%d:6222", j+1), fmt.Sprintf("nats-route://127.0.0.1:%d", p))
+			pairs = append(pairs, fmt.Sprintf("nats-route://omniq-route:ROUTE_SECRET@n%d:6222", j+1), fmt.Sprintf("nats-route://omniq-route:ROUTE_SECRET@127.0.0.1:%d", p))
 		}
+		pairs = append(pairs, "ROUTE_SECRET", routeSecret)
 		conf := block
 		for k := 0; k < len(pairs); k += 2 {
 			if !strings.Contains(conf, pairs[k]) {
@@ -128,6 +132,7 @@ func TestTheOperationsGuidesClusterConfig(t *testing.T) {
 		}
 	}
 	url := omniqtest.ClusterURL(servers)
+	routeRefusesAServerWithoutItsLogin(t, routePorts[0])
 
 	runnerConn, err := jetstream.Connect(jetstream.ConnConfig{URL: url, NKeySeedFile: seedFiles[roles.Runner], TLSCAFile: ca, InboxPrefix: roles.RunnerInboxPrefix})
 	if err != nil {
@@ -165,5 +170,50 @@ func TestTheOperationsGuidesClusterConfig(t *testing.T) {
 	}
 	if _, err := sub.Submit(omniqtest.Context(t), jetstream.SubmitRequest{ID: "from-the-guide", Function: "f", Payload: []byte("p")}); err != nil {
 		t.Fatalf("a submitter's submit: %v", err)
+	}
+}
+
+// routeRefusesAServerWithoutItsLogin connects to a cluster server's route
+// port as a server that knows only the cluster's address would: it must
+// be asked for a login, and a route without one refused. Without the
+// login, nats-server takes any route, and a route carries every
+// account's messages (atk22: a fourth server given only the route
+// address saw every task and could publish as the runners do).
+func routeRefusesAServerWithoutItsLogin(t *testing.T, port int) {
+	t.Helper()
+	conn, err := net.DialTimeout("tcp", fmt.Sprintf("127.0.0.1:%d", port), 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	if err := conn.SetDeadline(time.Now().Add(10 * time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	r := bufio.NewReader(conn)
+	info, err := r.ReadString('\n')
+	if err != nil {
+		t.Fatalf("read the route port's INFO: %v", err)
+	}
+	if !strings.Contains(info, `"auth_required":true`) {
+		t.Errorf("docs/operations.md's cluster config asks a route for no login: %s", strings.TrimSpace(info))
+	}
+	hello := `CONNECT {"verbose":false,"pedantic":false,"tls_required":false,"name":"rogue","cluster":"omniq","headers":true}` + "\r\nPING\r\n"
+	if _, err := conn.Write([]byte(hello)); err != nil {
+		t.Fatal(err)
+	}
+	for {
+		line, err := r.ReadString('\n')
+		if err != nil {
+			t.Fatalf("a route without a login was neither refused nor answered: %v", err)
+		}
+		switch {
+		case strings.HasPrefix(line, "-ERR"):
+			if !strings.Contains(line, "Authorization Violation") {
+				t.Fatalf("a route without a login was refused with %q, want an authorization violation", strings.TrimSpace(line))
+			}
+			return
+		case strings.HasPrefix(line, "PONG"):
+			t.Fatal("docs/operations.md's cluster config took a route without a login: anything that reaches the route port joins the cluster")
+		}
 	}
 }

@@ -250,6 +250,9 @@ func decodeFile(b []byte, f *File) error {
 		line := 1 + bytes.Count(b[:start], []byte("\n"))
 		return fmt.Errorf("line %d: more than one JSON value (the file must hold one object)", line)
 	}
+	if err := keySetTwice(b); err != nil {
+		return err
+	}
 	tree, err := settingsTree(tree, reflect.TypeOf(f).Elem(), "")
 	if err != nil {
 		return err
@@ -262,6 +265,91 @@ func decodeFile(b []byte, f *File) error {
 	dec.UseNumber()
 	dec.DisallowUnknownFields()
 	return dec.Decode(f)
+}
+
+// keySetTwice refuses a JSON object in b, which is valid JSON, that
+// holds a key twice, naming its line and path: encoding/json keeps the
+// last value, so the first would be dropped without a word (atk22: a
+// "limits" section added at the end of a file dropped the caps of the
+// one above it).
+func keySetTwice(b []byte) error {
+	type frame struct {
+		object bool
+		seen   map[string]bool
+		key    string // the object's key whose value comes next
+		index  int    // the array's next element
+		path   string
+	}
+	child := func(f *frame) string {
+		name := fmt.Sprintf("[%d]", f.index)
+		if f.object {
+			name = f.key
+			if f.path != "" {
+				name = "." + name
+			}
+		}
+		return f.path + name
+	}
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.UseNumber()
+	var stack []*frame
+	// value records that a value (scalar or container) was read in the
+	// innermost frame.
+	value := func() {
+		if len(stack) == 0 {
+			return
+		}
+		f := stack[len(stack)-1]
+		if f.object {
+			f.key = ""
+		} else {
+			f.index++
+		}
+	}
+	for {
+		before := dec.InputOffset()
+		tok, err := dec.Token()
+		if err != nil {
+			return nil // io.EOF, or a syntax error Decode has named
+		}
+		var top *frame
+		if len(stack) > 0 {
+			top = stack[len(stack)-1]
+		}
+		switch tok := tok.(type) {
+		case json.Delim:
+			switch tok {
+			case '{', '[':
+				path := ""
+				if top != nil {
+					path = child(top)
+				}
+				stack = append(stack, &frame{object: tok == '{', seen: map[string]bool{}, path: path})
+			default:
+				stack = stack[:len(stack)-1]
+				value()
+			}
+			continue
+		case string:
+			if top != nil && top.object && top.key == "" {
+				if top.seen[tok] {
+					// The key starts after the separator before it.
+					rest := b[before:]
+					start := int(before) + len(rest) - len(bytes.TrimLeft(rest, " \t\r\n,{"))
+					line := 1 + bytes.Count(b[:start], []byte("\n"))
+					where := ""
+					if top.path != "" {
+						where = top.path + ": "
+					}
+					return fmt.Errorf("line %d: %s%q is set twice (JSON would keep only the last one, dropping the other's settings without a word: merge them into one)", line, where, tok)
+				}
+				top.seen[tok] = true
+				top.key = tok
+				continue
+			}
+		}
+		value()
+	}
 }
 
 var durationType = reflect.TypeOf(time.Duration(0))

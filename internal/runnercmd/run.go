@@ -328,7 +328,7 @@ func run(ctx context.Context, force <-chan struct{}, o Options, log *logrus.Logg
 		if o.Pprof {
 			servePprof(mux)
 		}
-		srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+		srv := metricsServer(mux, metricsIdleTimeout)
 		go func() { _ = srv.Serve(ln) }()
 		defer func() {
 			c, cancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -540,6 +540,34 @@ func openStreams(ctx context.Context, nc *nats.Conn, cfg jetstream.Config, log l
 // (connected to NATS, running, able to pull and record tasks (see
 // runner.Runner.Ready), the embedded server's store writable (store, nil
 // without an embedded server), and no plugin quarantined).
+// metricsIdleTimeout is how long the metrics address keeps a keep-alive
+// connection with no request.
+const metricsIdleTimeout = 2 * time.Minute
+
+// metricsServer serves h on the metrics address without holding a
+// connection for ever: request headers must arrive within 5 s, a request
+// with a body (none of its endpoints takes one) is refused and its
+// connection closed, and a connection idle for idle is closed. Before
+// (atk22), a GET with a Content-Length and no body was never answered
+// (net/http reads a body the handler left before it answers, with no
+// deadline) and an idle keep-alive connection was kept, so anyone who
+// reached the address could hold the runner's descriptors, which the
+// embedded server's store needs too.
+func metricsServer(h http.Handler, idle time.Duration) *http.Server {
+	noBodies := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.ContentLength != 0 {
+			// A deadline already past ends net/http's read of the body
+			// after the answer, and the connection.
+			_ = http.NewResponseController(w).SetReadDeadline(time.Now())
+			w.Header().Set("Connection", "close")
+			http.Error(w, "refused: "+r.URL.Path+" takes no request body", http.StatusBadRequest)
+			return
+		}
+		h.ServeHTTP(w, r)
+	})
+	return &http.Server{Handler: noBodies, ReadHeaderTimeout: 5 * time.Second, IdleTimeout: idle}
+}
+
 func metricsMux(reg *prometheus.Registry, nc *nats.Conn, started *atomic.Bool, ready, store func() error, host *pluginhost.Host) *http.ServeMux {
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))

@@ -123,12 +123,23 @@ func TestBadFlagsAndConfigExit2BeforeStarting(t *testing.T) {
 		{"config wrong type bool", []string{"--plugins-dir", plugins, "--config", cfgFile(`{"plugin_policy": {"require_sha256": "yes"}}`)}, nil, `plugin_policy.require_sha256: want true or false, got the string "yes"`},
 		{"config not an object", []string{"--plugins-dir", plugins, "--config", cfgFile(`[1]`)}, nil, `want an object, got a list`},
 		{"config syntax", []string{"--plugins-dir", plugins, "--config", cfgFile("{\n  \"defaults\": {\"timeout\": \"30s\"},\n}")}, nil, `line 3: invalid character '}'`},
+		// A key set twice would keep only its last value, silently: a
+		// limits section added at the end dropped the caps above it
+		// (atk22).
+		{"config section twice", []string{"--plugins-dir", plugins, "--data-dir", t.TempDir(), "--listen", "none", "--config", cfgFile("{\"limits\": {\"max_retries\": 5},\n \"limits\": {\"max_timeout\": \"1h\"}}")}, nil, `line 2: "limits" is set twice`},
+		{"config function twice", []string{"--plugins-dir", plugins, "--data-dir", t.TempDir(), "--listen", "none", "--config", cfgFile(`{"functions": {"echo": {"timeout": "3s"}, "echo": {"concurrency": 2}}}`)}, nil, `line 1: functions: "echo" is set twice`},
+		{"config setting twice in a list", []string{"--plugins-dir", plugins, "--data-dir", t.TempDir(), "--listen", "none", "--config", cfgFile(`{"auth": {"users": [{"user": "a", "password": "p", "user": "b"}]}}`)}, nil, `auth.users[0]: "user" is set twice`},
 	}
 	for _, tt := range tests {
 		var stderr bytes.Buffer
-		code := runnercmd.Main(context.Background(), nil, tt.args, env(tt.env), io.Discard, &stderr, func(runnercmd.Ready) {
+		// A row the runner accepts stops it once ready, rather than
+		// leaving the test to hang.
+		ctx, cancel := context.WithCancel(context.Background())
+		code := runnercmd.Main(ctx, nil, tt.args, env(tt.env), io.Discard, &stderr, func(runnercmd.Ready) {
 			t.Errorf("%s: the runner started", tt.name)
+			cancel()
 		})
+		cancel()
 		if code != 2 || !strings.Contains(stderr.String(), tt.want) {
 			t.Errorf("%s: exit %d, stderr %q; want 2 and %q", tt.name, code, stderr.String(), tt.want)
 		}
