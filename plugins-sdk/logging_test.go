@@ -60,39 +60,3 @@ func TestPluginOutputReachesTheRunnersLog(t *testing.T) {
 		return len(want) == 0
 	})
 }
-
-// A plugin that prints to standard output before it calls Serve (a banner
-// in main, a library's init) still starts, and the lines reach the
-// runner's log like any other: the README says the process's standard
-// output carries only the handshake. Before, the runner read the first
-// such line as the handshake and every start failed, "Unrecognized remote
-// plugin message: main line before Serve", until the plugin was
-// quarantined (found walking a plugin author's mistakes, walk22).
-func TestPluginPrintingToStdoutBeforeServeStarts(t *testing.T) {
-	t.Parallel()
-	log, hook := logtest.NewNullLogger()
-	log.SetLevel(logrus.DebugLevel)
-	s := pluginhost.NewSupervisor(pluginhost.Config{Process: pluginhost.ProcessConfig{
-		Path:   sdktest.Build(t, "github.com/omniq/omniq/plugins-sdk/testdata/stdoutearly"),
-		Logger: log,
-	}})
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	if err := s.Start(ctx); err != nil {
-		t.Fatalf("start: %v", err)
-	}
-	defer func() { _ = s.Stop(ctx) }()
-	res := s.Execute(ctx, &pluginpb.ExecuteRequest{TaskId: "t1", Function: "early", Attempt: 1}, time.Now().Add(30*time.Second), nil)
-	if res.Failure != nil || string(res.Output) != "served" {
-		t.Fatalf("outcome: %q %+v", res.Output, res.Failure)
-	}
-	want := map[string]bool{"init line before Serve": true, "main line before Serve": true}
-	omniqtest.Eventually(t, 10*time.Second, "the lines printed before Serve in the runner's log, at debug", func() bool {
-		for _, e := range hook.AllEntries() {
-			if want[e.Message] && e.Level == logrus.DebugLevel && e.Data["plugin"] == "stdoutearly" {
-				delete(want, e.Message)
-			}
-		}
-		return len(want) == 0
-	})
-}

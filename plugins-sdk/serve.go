@@ -29,27 +29,6 @@ import (
 // the plugin.
 var Stderr = os.NewFile(2, "/dev/stderr")
 
-// handshakeOut is the process's standard output when omniq-runner started
-// it, kept for go-plugin's handshake line, and nil otherwise. The runner
-// reads the first line there as the handshake, so a line printed before
-// Serve (a banner in main, a library's init) would fail the plugin's start
-// ("Unrecognized remote plugin message"): until Serve, os.Stdout points at
-// Stderr instead, where the runner logs each line. Set when the package is
-// initialized, before the plugin's own package and its init functions.
-var handshakeOut = keepStdoutForHandshake(os.Getenv)
-
-// keepStdoutForHandshake points os.Stdout at Stderr and returns the
-// standard output it replaced, in a process omniq-runner started; in one
-// started otherwise (by hand, by go test) it changes nothing and returns nil.
-func keepStdoutForHandshake(getenv func(string) string) *os.File {
-	if !startedByRunner(getenv) {
-		return nil
-	}
-	out := os.Stdout
-	os.Stdout = Stderr
-	return out
-}
-
 // ServeOption configures Serve.
 type ServeOption func(*serveConfig)
 
@@ -79,11 +58,6 @@ func Serve(h *Mux, opts ...ServeOption) {
 	plainStdLog()
 	max := MaxMessageBytes()
 	go exitWithParent()
-	if handshakeOut != nil {
-		// go-plugin prints the handshake to os.Stdout, then points it at a
-		// pipe of its own; connected points it at Stderr again.
-		os.Stdout = handshakeOut
-	}
 	plugin.Serve(&plugin.ServeConfig{
 		HandshakeConfig: Handshake,
 		Plugins:         plugin.PluginSet{PluginName: &GRPCPlugin{Impl: &servingServer{Server: NewServer(h, cfg.name, cfg.version)}}},
