@@ -181,7 +181,10 @@ func TestPythonSDK(t *testing.T) {
 	// print() and the logging module reach the runner's log: print at
 	// debug, a logging warning at warning (plugins-sdk/python/README.md,
 	// Logging); before, print() went down the handshake pipe, which the
-	// runner discards, and logging's lines were all logged at debug.
+	// runner discards, and logging's lines were all logged at debug. The
+	// plugin's print() at import, before serve(), is logged too; before,
+	// the runner read it as the handshake and the plugin never started
+	// ("Unrecognized remote plugin message", walk22).
 	t.Run("logging", func(t *testing.T) {
 		log, hook := logtest.NewNullLogger()
 		log.SetLevel(logrus.DebugLevel)
@@ -197,8 +200,9 @@ func TestPythonSDK(t *testing.T) {
 		if res.Failure != nil || string(res.Output) != "logged" {
 			t.Fatalf("py_log = %q %+v", res.Output, res.Failure)
 		}
-		want := map[string]logrus.Level{"py_log printed p1": logrus.DebugLevel, "pyplugin: py_log warned p1": logrus.WarnLevel}
-		omniqtest.Eventually(t, 10*time.Second, "py_log's print at debug and its logging warning at warning in the runner's log", func() bool {
+		want := map[string]logrus.Level{"py_log printed p1": logrus.DebugLevel, "pyplugin: py_log warned p1": logrus.WarnLevel,
+			"plugin_under_test imported": logrus.DebugLevel}
+		omniqtest.Eventually(t, 10*time.Second, "the plugin's print at import and py_log's at debug, py_log's logging warning at warning, in the runner's log", func() bool {
 			for _, e := range hook.AllEntries() {
 				if level, ok := want[e.Message]; ok && e.Level == level {
 					delete(want, e.Message)

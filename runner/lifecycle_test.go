@@ -409,7 +409,7 @@ func TestStalledRunnerIsTakenOverAndOnlyOneOutcomeCounts(t *testing.T) {
 	var resumed logrus.Fields
 	eventually(t, 10*time.Second, "the takeover's log line", func() bool {
 		for _, en := range hook.AllEntries() {
-			if strings.Contains(en.Message, "resuming a task whose runner died") {
+			if strings.Contains(en.Message, "resuming a task that was running on another runner") {
 				resumed = en.Data
 				return true
 			}

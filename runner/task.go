@@ -233,9 +233,13 @@ func (r *Runner) claim(ctx context.Context, log logrus.FieldLogger, tm *jetstrea
 				r.noteStateErr(nil)
 				if dec.Interrupted {
 					// The runner field is this runner's, which resumes it:
-					// previous_runner names the one that died.
+					// previous_runner names the one it ran on. That runner
+					// may be alive: a consumer whose leader moves to another
+					// server (a server stopped, even gracefully) can deliver
+					// a task again while it runs (docs/operations.md, Known
+					// limits).
 					log.WithFields(logrus.Fields{"interruptions": claimed.Task.Interruptions, "previous_runner": rec.Task.Runner}).
-						Warn("resuming a task whose runner died mid-task")
+						Warn("resuming a task that was running on another runner (it died or stalled past the ack wait, or the function's consumer moved to another NATS server)")
 				}
 				if startsReplay(rec, dec) {
 					r.removeReplayedDead(ctx, log, tm)

@@ -36,6 +36,24 @@ DEFAULT_MAX_MESSAGE_BYTES = 16 << 20
 #: Tasks of a function run at once when it declares no concurrency (the runner's default).
 DEFAULT_CONCURRENCY = 16
 
+
+def _keep_stdout_for_handshake():
+    """In a process omniq-runner started, points sys.stdout at sys.stderr
+    and returns the standard output it replaced, kept for the handshake
+    line; otherwise (run by hand, under unittest) changes nothing and
+    returns None. The runner reads the first line of standard output as
+    the handshake: a print() between the import of omniq_plugin and
+    serve() (a start-up banner) would fail the plugin's start, so it goes
+    to stderr, which the runner logs."""
+    if os.environ.get(MAGIC_COOKIE_KEY) != MAGIC_COOKIE_VALUE:
+        return None
+    out = sys.stdout
+    sys.stdout = sys.stderr
+    return out
+
+
+_HANDSHAKE_OUT = _keep_stdout_for_handshake()
+
 # A grpc.health.v1.HealthCheckResponse with status SERVING, encoded by hand
 # so that no grpcio-health-checking package is needed.
 _HEALTH_SERVING = b"\x08\x01"
@@ -445,7 +463,7 @@ def serve(mux, *, name="", version="", tracer_provider=None):
         cert_field = ""
     server.start()
     # go-plugin's handshake line: core version | app version | network | address | protocol | certificate.
-    print("1|%d|unix|%s|grpc%s" % (PROTOCOL_VERSION, sock, cert_field), flush=True)
+    print("1|%d|unix|%s|grpc%s" % (PROTOCOL_VERSION, sock, cert_field), file=_HANDSHAKE_OUT or sys.stdout, flush=True)
     _output_to_runner()
 
     if threading.current_thread() is threading.main_thread():

@@ -10,6 +10,11 @@ import time
 
 import omniq_plugin as omniq
 
+# A start-up banner, as plugin authors write: printed before serve(), it
+# must reach the runner's log, not the handshake the runner reads from
+# standard output (python_sdk_test.go, "logging").
+print("plugin_under_test imported")
+
 mux = omniq.Mux()
 
 
