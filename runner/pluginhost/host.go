@@ -122,12 +122,17 @@ func StartHost(ctx context.Context, cfg HostConfig) (*Host, error) {
 	paths := cfg.Paths
 	if paths == nil {
 		var err error
-		var links []string
-		if paths, links, err = executables(cfg.Dir); err != nil {
+		var links, plain []string
+		if paths, links, plain, err = executables(cfg.Dir); err != nil {
 			return nil, err
 		}
 		for _, l := range links {
 			log.WithField("path", l).Warn("plugins directory: not starting " + l + ", a symbolic link: only the directory's regular files are plugins (copy the binary in)")
+		}
+		// Files beside the plugins (a module, a README) are allowed; a
+		// plugin whose executable bit was lost says so here, not at all.
+		for _, p := range plain {
+			log.WithField("path", p).Info("plugins directory: not starting " + p + ", not executable (chmod +x it if it is a plugin)")
 		}
 	}
 	warnReplaceable(log, paths)
@@ -213,26 +218,34 @@ func warnReplaceable(log logrus.FieldLogger, paths []string) {
 	}
 }
 
-// executables lists the regular, executable files of dir, sorted, and
-// the symbolic links in it, which are not started.
-func executables(dir string) (out, links []string, err error) {
+// executables lists the regular, executable files of dir, sorted, the
+// symbolic links in it and its regular files without an executable bit,
+// neither of which are started.
+func executables(dir string) (out, links, plain []string, err error) {
 	entries, err := os.ReadDir(dir)
 	if err != nil {
-		return nil, nil, fmt.Errorf("plugins directory: %w", err)
+		return nil, nil, nil, fmt.Errorf("plugins directory: %w", err)
 	}
 	for _, e := range entries {
 		info, err := e.Info()
-		if err == nil && info.Mode()&os.ModeSymlink != 0 {
-			links = append(links, filepath.Join(dir, e.Name()))
-		}
-		if err != nil || !info.Mode().IsRegular() || info.Mode().Perm()&0o111 == 0 {
+		if err != nil {
 			continue
 		}
-		out = append(out, filepath.Join(dir, e.Name()))
+		path := filepath.Join(dir, e.Name())
+		switch {
+		case info.Mode()&os.ModeSymlink != 0:
+			links = append(links, path)
+		case !info.Mode().IsRegular():
+		case info.Mode().Perm()&0o111 == 0:
+			plain = append(plain, path)
+		default:
+			out = append(out, path)
+		}
 	}
 	sort.Strings(out)
 	sort.Strings(links)
-	return out, links, nil
+	sort.Strings(plain)
+	return out, links, plain, nil
 }
 
 // refresh rebuilds the function routes from the supervisors' declarations.

@@ -309,3 +309,37 @@ func TestASymbolicLinkInThePluginsDirectoryIsNamedNotStarted(t *testing.T) {
 	}
 	t.Error("no warning names the symbolic link that was not started")
 }
+
+// A plugin binary that lost its executable bit (copied without it, a
+// package that does not keep modes) was skipped without a line at any
+// level: the operator saw its functions missing and nothing said why
+// (walk22). It is named at info: files beside the plugins (a module, a
+// README) are allowed, so it is no warning.
+func TestANonExecutableFileInThePluginsDirectoryIsNamedNotStarted(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	testbin.Copy(t, echoPkg, dir)
+	plain := testbin.Copy(t, faultsPkg, dir)
+	if err := os.Chmod(plain, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	log, hook := logtest.NewNullLogger()
+	log.SetLevel(logrus.InfoLevel)
+	h, err := pluginhost.StartHost(ctx(t), pluginhost.HostConfig{Dir: dir, Logger: log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = h.Stop(ctx(t)) }()
+	if _, ok := h.Functions()["flaky"]; ok {
+		t.Error("the non-executable plugin was started")
+	}
+	for _, e := range hook.AllEntries() {
+		if strings.Contains(e.Message, "not executable") {
+			if e.Data["path"] != plain || !strings.Contains(e.Message, "chmod +x") {
+				t.Errorf("line %q with path %v, want %s and how to make it a plugin", e.Message, e.Data["path"], plain)
+			}
+			return
+		}
+	}
+	t.Error("no line names the non-executable file that was not started")
+}
