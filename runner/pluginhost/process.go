@@ -256,10 +256,14 @@ func StartProcess(ctx context.Context, cfg ProcessConfig) (*Process, error) {
 				log.Warn("plugin isolation not enforced: " + what)
 			}
 		}
+		ended := endedOnItsOwn(p.startedRunner())
 		p.forceKill()
 		p.client.Kill()
 		releaseSockets()
 		exe.Close() // if the runner did not already
+		if ended != "" {
+			err = fmt.Errorf("%w (the plugin %s before its handshake: does it call Serve?)", err, ended)
+		}
 		tail := namePath(p.stderr.Tail(), cfg.Path)
 		if tail != "" {
 			return nil, fmt.Errorf("%w: %s: %w\nplugin stderr:\n%s", ErrStart, cfg.Path, err, tail)
@@ -272,6 +276,39 @@ func StartProcess(ctx context.Context, cfg ProcessConfig) (*Process, error) {
 	}
 	log.WithFields(logrus.Fields{"pid": p.Pid(), "user": iso.User, "cgroup": iso.Cgroup, "namespaces": iso.Namespaces}).Debug("plugin process isolated")
 	return p, nil
+}
+
+// startExitWait is how long a failed start waits for the plugin's
+// process to have ended on its own, to say how (endedOnItsOwn).
+const startExitWait = 500 * time.Millisecond
+
+// endedOnItsOwn says how the process r of a start that failed ended ("exited
+// with status 3"), when it ended by itself within startExitWait; "" when
+// it did not start, still runs, or OmniQ killed it. go-plugin's own error
+// for a plugin that exits before its handshake ("Failed to read any lines
+// from plugin's stdout") says neither, and looks the same for a plugin
+// that never calls Serve.
+func endedOnItsOwn(r *procRunner) string {
+	if r == nil {
+		return ""
+	}
+	t := time.NewTimer(startExitWait)
+	defer t.Stop()
+	select {
+	case <-r.exited:
+	case <-t.C:
+		return ""
+	}
+	// go-plugin kills the process of a start that failed before the
+	// runner reads how it ended, so Killed is set although it ended on
+	// its own: a status under 128 is its own (a killed process, or a
+	// sandbox whose plugin was killed, ends by a signal or with 128+n).
+	info := r.exitInfo()
+	switch {
+	case info.Signal != 0 && !info.Killed, info.Signal == 0 && info.Code >= 0 && (!info.Killed || info.Code < 128):
+		return info.String()
+	}
+	return ""
 }
 
 // Isolation says what confines a plugin process; see

@@ -301,6 +301,12 @@ func TestMissingOrBrokenBinaryFailsToStart(t *testing.T) {
 	if !errors.Is(err, pluginhost.ErrStart) || !strings.Contains(err.Error(), "not a plugin") {
 		t.Fatalf("err = %v, want ErrStart with the plugin's stderr", err)
 	}
+	// go-plugin says only that it read nothing from the plugin's stdout,
+	// as for a plugin that never calls Serve: the error says how the
+	// process ended (walk22).
+	if !strings.Contains(err.Error(), "the plugin exited with status 7 before its handshake: does it call Serve?") {
+		t.Fatalf("err = %v, want how the process ended", err)
+	}
 }
 
 // A start cancelled at any point (the runner got a signal while it started
