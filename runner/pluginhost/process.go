@@ -262,7 +262,11 @@ func StartProcess(ctx context.Context, cfg ProcessConfig) (*Process, error) {
 		releaseSockets()
 		exe.Close() // if the runner did not already
 		if ended != "" {
-			err = fmt.Errorf("%w (the plugin %s before its handshake: does it call Serve?)", err, ended)
+			if err.Error() == noHandshake {
+				err = fmt.Errorf("the plugin %s before its handshake, with nothing on stdout (does it call Serve?)", ended)
+			} else {
+				err = fmt.Errorf("the plugin %s before its handshake (does it call Serve?): %w", ended, err)
+			}
 		}
 		tail := namePath(p.stderr.Tail(), cfg.Path)
 		if tail != "" {
@@ -277,6 +281,10 @@ func StartProcess(ctx context.Context, cfg ProcessConfig) (*Process, error) {
 	log.WithFields(logrus.Fields{"pid": p.Pid(), "user": iso.User, "cgroup": iso.Cgroup, "namespaces": iso.Namespaces}).Debug("plugin process isolated")
 	return p, nil
 }
+
+// noHandshake is go-plugin's error for a plugin whose stdout closed
+// before it wrote a line: it exited, or closed its stdout, before Serve.
+const noHandshake = "Unrecognized remote plugin message: \nFailed to read any lines from plugin's stdout"
 
 // startExitWait is how long a failed start waits for the plugin's
 // process to have ended on its own, to say how (endedOnItsOwn).

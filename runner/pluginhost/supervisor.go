@@ -350,10 +350,35 @@ func (s *Supervisor) startFailed(err error) {
 	defer s.mu.Unlock()
 	s.lastErr = err
 	s.crashes = append(s.crashes, time.Now())
-	s.noteCrashLocked("failed to start: " + err.Error())
+	s.noteCrashLocked("failed to start: " + startReason(err, s.cfg.Process.Path))
 	s.state = StateRestarting
 	s.changedLocked()
 }
+
+// startReason is a failed start's error (StartProcess's) on one line for
+// operators, as the crash reason registrations and the runner's status
+// carry: without the "plugin failed to start: <path>: " that the plugin's
+// name says, and with the plugin's stderr, which the error holds on lines
+// of its own, after "stderr:". Readers show the reason's first line, or
+// its first hundred characters.
+func startReason(err error, path string) string {
+	msg := strings.TrimPrefix(err.Error(), ErrStart.Error()+": ")
+	msg = strings.TrimPrefix(msg, path+": ")
+	cause, stderr, _ := strings.Cut(msg, "\nplugin stderr:\n")
+	out := strings.Join(strings.Fields(cause), " ")
+	if stderr = strings.Join(strings.Fields(stderr), " "); stderr != "" {
+		// Its end: where a Python traceback names the exception, and
+		// what a reader cut at the reason's length would lose first.
+		if len(stderr) > startReasonStderr {
+			stderr = "…" + strings.ToValidUTF8(stderr[len(stderr)-startReasonStderr:], "")
+		}
+		out += "; stderr: " + stderr
+	}
+	return out
+}
+
+// startReasonStderr bounds the bytes of stderr a start's reason keeps.
+const startReasonStderr = 300
 
 // noteCrashLocked counts a crash or failed start with its reason; s.mu
 // is held.

@@ -304,7 +304,7 @@ func TestMissingOrBrokenBinaryFailsToStart(t *testing.T) {
 	// go-plugin says only that it read nothing from the plugin's stdout,
 	// as for a plugin that never calls Serve: the error says how the
 	// process ended (walk22).
-	if !strings.Contains(err.Error(), "the plugin exited with status 7 before its handshake: does it call Serve?") {
+	if !strings.Contains(err.Error(), "the plugin exited with status 7 before its handshake, with nothing on stdout (does it call Serve?)") {
 		t.Fatalf("err = %v, want how the process ended", err)
 	}
 }
