@@ -66,8 +66,9 @@ func TestTheRunnersStatusShowsAPluginThatNeverStarted(t *testing.T) {
 	if b.Serving() || (b.State != "restarting" && b.State != "quarantined") {
 		t.Errorf("broken plugin: state %q, functions %v; want restarting or quarantined, none", b.State, b.Functions)
 	}
-	if !strings.HasPrefix(b.LastCrash, "failed to start") || b.LastCrashAt.IsZero() {
-		t.Errorf("broken plugin's last crash %q at %v, want why it failed to start", b.LastCrash, b.LastCrashAt)
+	want := "failed to start: the plugin exited with status 3 before its handshake, with nothing on stdout (does it call Serve?); stderr: cannot open /etc/broken.conf"
+	if b.LastCrash != want || b.LastCrashAt.IsZero() {
+		t.Errorf("broken plugin's last crash %q at %v, want %q", b.LastCrash, b.LastCrashAt, want)
 	}
 	echo := byName["echo"]
 	if echo.State != "up" || !strings.Contains(strings.Join(echo.Functions, ","), "echo") || echo.Crashes != 0 {
