@@ -304,7 +304,9 @@ func (c *Client) FunctionRegistrations(ctx context.Context, fn string) ([]Regist
 // registrations is Functions for the keys of the functions bucket on
 // filter, a subject filter of keys ("<function>.>", or ">" for all).
 func (c *Client) registrations(ctx context.Context, filter string) (map[string][]Registration, error) {
-	entries, err := c.liveFunctionsEntries(ctx, filter)
+	// Runners' statuses share the bucket: not read here (Runners).
+	notStatus := func(key string) bool { return !strings.HasPrefix(key, runnerStatusKey+".") }
+	entries, err := c.liveFunctionsEntries(ctx, filter, notStatus)
 	if err != nil {
 		return nil, fmt.Errorf("list functions: %w", err)
 	}
@@ -330,8 +332,8 @@ func (c *Client) registrations(ctx context.Context, filter string) (map[string][
 }
 
 // liveFunctionsEntries reads the entries of the functions bucket's keys on
-// filter (a subject filter of keys) that a runner wrote and that are
-// live: not removed, not expired, not a copy of another message, not
+// filter (a subject filter of keys), and for which keep says true when it
+// is not nil, that a runner wrote and that are live: not removed, not expired, not a copy of another message, not
 // older than twice their TTL (staleRegistration). Each entry's key is
 // set.
 //
@@ -340,7 +342,7 @@ func (c *Client) registrations(ctx context.Context, filter string) (map[string][
 // consumers on it, up to the server's limit per stream, and a list that
 // needed one of its own would fail, for every runner's sweep and every
 // submit, while a reader held them all.
-func (c *Client) liveFunctionsEntries(ctx context.Context, filter string) ([]*rawEntry, error) {
+func (c *Client) liveFunctionsEntries(ctx context.Context, filter string, keep func(key string) bool) ([]*rawEntry, error) {
 	if _, err := c.js.Stream(ctx, "KV_"+c.cfg.FunctionsBucket); err != nil {
 		return nil, err
 	}
@@ -354,6 +356,9 @@ func (c *Client) liveFunctionsEntries(ctx context.Context, filter string) ([]*ra
 	// The gets go out together, a round trip for all rather than one each
 	// (a sweep has its interval to do everything in).
 	subjects := slices.Sorted(maps.Keys(counts))
+	if keep != nil {
+		subjects = slices.DeleteFunc(subjects, func(subj string) bool { return !keep(strings.TrimPrefix(subj, prefix)) })
+	}
 	entries := make([]*rawEntry, len(subjects))
 	errs := make([]error, len(subjects))
 	var wg sync.WaitGroup

@@ -139,7 +139,7 @@ func (c *Client) RemoveRunnerStatus(ctx context.Context, runnerID string) error 
 // older than the status write none: their functions show in Functions
 // alone. It needs no consumer (see liveFunctionsEntries).
 func (c *Client) Runners(ctx context.Context) ([]RunnerStatus, error) {
-	entries, err := c.liveFunctionsEntries(ctx, runnerStatusKey+".*")
+	entries, err := c.liveFunctionsEntries(ctx, runnerStatusKey+".*", nil)
 	if err != nil {
 		return nil, fmt.Errorf("list runners: %w", err)
 	}

@@ -1117,23 +1117,23 @@ func (s *Server) handleRunners(w http.ResponseWriter, r *http.Request, ss *sessi
 // quarantined until a time. Registrations from runners that predate the
 // field say nothing: shown as registered.
 func pluginState(reg jetstream.Registration) string {
-	switch reg.PluginState {
-	case "":
+	if reg.PluginState == "" {
 		return "up (registered)"
-	case "quarantined":
-		if !reg.QuarantinedUntil.IsZero() {
-			return "quarantined until " + ts(reg.QuarantinedUntil)
-		}
 	}
-	return reg.PluginState
+	return stateText(reg.PluginState, reg.QuarantinedUntil)
 }
 
 // pluginStatusState is pluginState for a plugin of a runner's status.
 func pluginStatusState(p jetstream.PluginStatus) string {
-	if p.State == "quarantined" && !p.QuarantinedUntil.IsZero() {
-		return "quarantined until " + ts(p.QuarantinedUntil)
+	return stateText(p.State, p.QuarantinedUntil)
+}
+
+// stateText is a plugin's state, with its quarantine's end when it has one.
+func stateText(state string, until time.Time) string {
+	if state == "quarantined" && !until.IsZero() {
+		return "quarantined until " + ts(until)
 	}
-	return p.State
+	return state
 }
 
 // --- template helpers

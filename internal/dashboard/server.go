@@ -165,14 +165,8 @@ func (s *Server) limitBodies(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.Method == http.MethodGet || r.Method == http.MethodHead {
 			if r.ContentLength != 0 {
-				// No page takes one; and net/http reads up to 256 KiB
-				// of a body its handler left before it answers, with
-				// no deadline: a body that never came held the
-				// connection for ever (atk22). A deadline already
-				// past ends that read at once, and the connection.
-				_ = http.NewResponseController(w).SetReadDeadline(time.Now())
-				w.Header().Set("Connection", "close")
-				http.Error(w, "refused: a "+r.Method+" request has no body", http.StatusBadRequest)
+				// No page takes one (see listen.RefuseBody).
+				listen.RefuseBody(w, "refused: a "+r.Method+" request has no body")
 				return
 			}
 			next.ServeHTTP(w, r)

@@ -1,11 +1,14 @@
 // Package listen opens the TCP listeners of OmniQ's commands (the
 // dashboard, the runner's metrics address) on the address family the
-// address names, and says which listen addresses serve this machine only.
+// address names, says which listen addresses serve this machine only, and
+// refuses on them a request body that would hold a connection.
 package listen
 
 import (
 	"net"
+	"net/http"
 	"net/netip"
+	"time"
 )
 
 // TCP listens on addr (host:port). An IPv4 address, 0.0.0.0 included,
@@ -38,4 +41,15 @@ func LoopbackHost(host string) bool {
 	}
 	ip := net.ParseIP(host)
 	return ip != nil && ip.IsLoopback()
+}
+
+// RefuseBody answers a request whose body its handler does not take with
+// 400 and message, and closes the connection: net/http reads up to 256 KiB
+// of a body its handler left before it answers, with no deadline, so a
+// body that never came held the connection for ever (atk22). A read
+// deadline already past ends that read at once.
+func RefuseBody(w http.ResponseWriter, message string) {
+	_ = http.NewResponseController(w).SetReadDeadline(time.Now())
+	w.Header().Set("Connection", "close")
+	http.Error(w, message, http.StatusBadRequest)
 }

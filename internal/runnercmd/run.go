@@ -536,10 +536,6 @@ func openStreams(ctx context.Context, nc *nats.Conn, cfg jetstream.Config, log l
 	}
 }
 
-// metricsMux serves /metrics, /healthz (the process is up) and /readyz
-// (connected to NATS, running, able to pull and record tasks (see
-// runner.Runner.Ready), the embedded server's store writable (store, nil
-// without an embedded server), and no plugin quarantined).
 // metricsIdleTimeout is how long the metrics address keeps a keep-alive
 // connection with no request.
 const metricsIdleTimeout = 2 * time.Minute
@@ -556,11 +552,7 @@ const metricsIdleTimeout = 2 * time.Minute
 func metricsServer(h http.Handler, idle time.Duration) *http.Server {
 	noBodies := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.ContentLength != 0 {
-			// A deadline already past ends net/http's read of the body
-			// after the answer, and the connection.
-			_ = http.NewResponseController(w).SetReadDeadline(time.Now())
-			w.Header().Set("Connection", "close")
-			http.Error(w, "refused: "+r.URL.Path+" takes no request body", http.StatusBadRequest)
+			listen.RefuseBody(w, "refused: "+r.URL.Path+" takes no request body")
 			return
 		}
 		h.ServeHTTP(w, r)
@@ -568,6 +560,10 @@ func metricsServer(h http.Handler, idle time.Duration) *http.Server {
 	return &http.Server{Handler: noBodies, ReadHeaderTimeout: 5 * time.Second, IdleTimeout: idle}
 }
 
+// metricsMux serves /metrics, /healthz (the process is up) and /readyz
+// (connected to NATS, running, able to pull and record tasks (see
+// runner.Runner.Ready), the embedded server's store writable (store, nil
+// without an embedded server), and no plugin quarantined).
 func metricsMux(reg *prometheus.Registry, nc *nats.Conn, started *atomic.Bool, ready, store func() error, host *pluginhost.Host) *http.ServeMux {
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))

@@ -17,8 +17,11 @@ func when(t time.Time) string {
 	if t.IsZero() {
 		return ""
 	}
-	return t.UTC().Format("2006-01-02 15:04:05Z") + " (" + ago(t) + ")"
+	return utcTime(t) + " (" + ago(t) + ")"
 }
+
+// utcTime formats t for people, in UTC and saying so: "2026-11-25 10:00:00Z".
+func utcTime(t time.Time) string { return t.UTC().Format("2006-01-02 15:04:05Z") }
 
 // ago says how long ago (or in how long) t is, roughly.
 func ago(t time.Time) string {

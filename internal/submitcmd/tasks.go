@@ -602,7 +602,7 @@ func (c *cli) functions() error {
 			total += r.Concurrency
 			plugin = r.Plugin
 			if r.PluginState == "quarantined" {
-				states = append(states, fmt.Sprintf("quarantined on %s until %s", r.Runner, r.QuarantinedUntil.UTC().Format("2006-01-02 15:04:05Z")))
+				states = append(states, fmt.Sprintf("quarantined on %s until %s", r.Runner, utcTime(r.QuarantinedUntil)))
 			} else if r.PluginState != "" && r.PluginState != "up" {
 				states = append(states, r.PluginState+" on "+r.Runner)
 			}
@@ -644,7 +644,7 @@ func idleReason(p jetstream.PluginStatus) string {
 	case "quarantined":
 		why = "quarantined"
 		if !p.QuarantinedUntil.IsZero() {
-			why += " until " + p.QuarantinedUntil.UTC().Format("2006-01-02 15:04:05Z")
+			why += " until " + utcTime(p.QuarantinedUntil)
 		}
 	case "restarting":
 		why = "not started yet, retrying"
@@ -703,7 +703,7 @@ func (c *cli) runners() error {
 		for _, p := range r.Plugins {
 			state := p.State
 			if p.State == "quarantined" && !p.QuarantinedUntil.IsZero() {
-				state += " until " + p.QuarantinedUntil.UTC().Format("2006-01-02 15:04:05Z")
+				state += " until " + utcTime(p.QuarantinedUntil)
 			}
 			fns := strings.Join(p.Functions, ",")
 			if fns == "" {
