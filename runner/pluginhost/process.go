@@ -14,6 +14,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 	"unicode/utf8"
@@ -216,6 +217,7 @@ func StartProcess(ctx context.Context, cfg ProcessConfig) (*Process, error) {
 	}
 	p := &Process{cfg: cfg, stderr: newTailBuffer(cfg.StderrTailBytes), log: log, exe: exe, releaseSockets: releaseSockets,
 		events: newEventBudget(log, cfg.readRate)}
+	var startFailed atomic.Bool
 	stdio := newReadBudget(log, "stdio stream (os.Stdout and os.Stderr before the SDK redirects them)", cfg.readRate)
 	p.client = plugin.NewClient(&plugin.ClientConfig{
 		UnixSocketConfig: sockets,
@@ -229,7 +231,7 @@ func StartProcess(ctx context.Context, cfg ProcessConfig) (*Process, error) {
 		// The plugin's os.Stdout and os.Stderr, forwarded over gRPC.
 		SyncStdout:      syncThrottled{w: io.Discard, budget: stdio},
 		SyncStderr:      syncThrottled{w: p.stderr, budget: stdio},
-		Logger:          newStderrLimited(hclogrus.New(log), cfg.Path, cfg.StderrTailBytes),
+		Logger:          newStderrLimited(hclogrus.New(log), cfg.Path, cfg.StderrTailBytes, &startFailed),
 		GRPCDialOptions: dialOptions(cfg.MaxMessageBytes),
 		RunnerFunc: func(_ hclog.Logger, spec *exec.Cmd, _ string) (runner.Runner, error) {
 			return p.newRunner(path, spec)
@@ -257,6 +259,7 @@ func StartProcess(ctx context.Context, cfg ProcessConfig) (*Process, error) {
 			}
 		}
 		ended := endedOnItsOwn(p.startedRunner())
+		startFailed.Store(true)
 		p.forceKill()
 		p.client.Kill()
 		releaseSockets()

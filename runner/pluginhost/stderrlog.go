@@ -3,6 +3,7 @@ package pluginhost
 import (
 	"fmt"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -25,18 +26,36 @@ const (
 // stderrLimited is the hclog.Logger go-plugin gets for one plugin process.
 // go-plugin logs the plugin's stderr through the logger it Names after
 // the plugin; that one's lines are rate limited. go-plugin's own messages
-// pass untouched.
+// pass untouched, but for its warning that the plugin "failed to exit
+// gracefully" once startFailed is set.
 type stderrLimited struct {
 	hclog.Logger
-	lim      *loglimit.Limiter
-	path     string // the plugin's, for namePath
-	tailSize int    // bytes of stderr kept for crash reports, for the warning
+	lim         *loglimit.Limiter
+	path        string       // the plugin's, for namePath
+	tailSize    int          // bytes of stderr kept for crash reports, for the warning
+	startFailed *atomic.Bool // set before the process of a failed start is killed
 }
 
 // newStderrLimited returns the logger for the plugin at path, whose last
-// tailSize bytes of stderr are kept for crash reports.
-func newStderrLimited(l hclog.Logger, path string, tailSize int) hclog.Logger {
-	return stderrLimited{Logger: l, lim: loglimit.New(stderrLogBurst, stderrLogRate), path: path, tailSize: tailSize}
+// tailSize bytes of stderr are kept for crash reports. Once startFailed
+// is set, go-plugin's kill warning is logged at debug (killWarning).
+func newStderrLimited(l hclog.Logger, path string, tailSize int, startFailed *atomic.Bool) hclog.Logger {
+	return stderrLimited{Logger: l, lim: loglimit.New(stderrLogBurst, stderrLogRate), path: path, tailSize: tailSize, startFailed: startFailed}
+}
+
+// killWarning is what go-plugin's Kill warns of whenever the plugin had
+// not answered its handshake. After a failed start the plugin has most
+// often exited on its own already, and the start's error says how; the
+// warning, logged before that error, told an operator of a plugin that
+// exited at once that it would not exit (walk22).
+const killWarning = "plugin failed to exit gracefully"
+
+func (l stderrLimited) Warn(msg string, args ...any) {
+	if msg == killWarning && l.startFailed != nil && l.startFailed.Load() {
+		l.Logger.Debug(msg, args...)
+		return
+	}
+	l.Logger.Warn(msg, args...)
 }
 
 func (l stderrLimited) Named(name string) hclog.Logger {

@@ -309,6 +309,34 @@ func TestMissingOrBrokenBinaryFailsToStart(t *testing.T) {
 	}
 }
 
+// A plugin that exited at once was reported, before the start's error,
+// by go-plugin's warning that it "failed to exit gracefully" (walk22):
+// go-plugin's Kill warns so of every plugin that never answered its
+// handshake. After a failed start that line goes to debug; the error
+// says how the plugin ended.
+func TestAFailedStartDoesNotWarnThePluginWouldNotExit(t *testing.T) {
+	t.Parallel()
+	log, hook := logtest.NewNullLogger()
+	log.SetLevel(logrus.DebugLevel)
+	script := writeScript(t, "#!/bin/sh\necho 'API_KEY is not set' >&2\nexit 3\n")
+	_, err := pluginhost.StartProcess(ctx(t), pluginhost.ProcessConfig{Path: script, StartTimeout: 5 * time.Second, Logger: log})
+	if !errors.Is(err, pluginhost.ErrStart) {
+		t.Fatalf("err = %v, want ErrStart", err)
+	}
+	killed := false
+	for _, e := range hook.AllEntries() {
+		if strings.Contains(e.Message, "failed to exit gracefully") {
+			if e.Level != logrus.DebugLevel {
+				t.Fatalf("a plugin that exited by itself was logged at %s as %q", e.Level, e.Message)
+			}
+			killed = true
+		}
+	}
+	if !killed {
+		t.Fatal("go-plugin's kill line is not in the log at debug: the test no longer sees what it checks")
+	}
+}
+
 // A start cancelled at any point (the runner got a signal while it started
 // its plugins) kills the plugin and returns: a cancel that came while the
 // sandbox prepared the process (its cgroup, its temporary directory) found
