@@ -14,6 +14,7 @@ import (
 
 	"github.com/omniq/omniq/jetstream"
 	"github.com/omniq/omniq/models"
+	"github.com/omniq/omniq/runner/pluginhost"
 )
 
 // sweepLoop dead-letters, every SweepInterval, the tasks of functions no
@@ -208,10 +209,7 @@ func (r *Runner) sweepFunction(ctx context.Context, stream, fn string, served []
 // sweepFetched dead-letters the tasks cons fetches, as unknown_function.
 func (r *Runner) sweepFetched(ctx context.Context, cons natsjs.Consumer, stream, fn string, served []string) error {
 	cfg := r.client.Config()
-	msg := fmt.Sprintf("no runner serves function %q", fn)
-	if len(served) > 0 {
-		msg += " (served: " + strings.Join(served, ", ") + ")"
-	}
+	msg := ""
 	for {
 		// Whatever is queued now, without waiting for more: one function
 		// takes milliseconds, and a sweep gets through hundreds of
@@ -241,6 +239,15 @@ func (r *Runner) sweepFetched(ctx context.Context, cons natsjs.Consumer, stream,
 				_ = m.Nak()
 				return nil
 			}
+			if msg == "" {
+				// The first task due: the runners' plugins that serve
+				// nothing may be the one meant to serve fn.
+				runners, err := r.client.Runners(ctx)
+				if err != nil {
+					r.log.WithError(err).WithField("function", fn).Debug("could not read the runners' statuses for an unknown_function message")
+				}
+				msg = unknownFunctionMessage(fn, served, runners)
+			}
 			tm, perr := cfg.ParseTaskMessage(m.Subject(), m.Headers(), m.Data(), meta.Stream, meta.Sequence.Stream)
 			log := r.log.WithFields(logrus.Fields{"task_id": tm.ID, "function": fn, "attempt": tm.Attempt})
 			te := newTaskError(models.ErrorTypeUnknownFunction, msg, "", 0, false)
@@ -263,6 +270,94 @@ func (r *Runner) sweepFetched(ctx context.Context, cons natsjs.Consumer, stream,
 			return err
 		}
 	}
+}
+
+// Bounds of an unknown_function message (unknownFunctionMessage), which
+// keep it within a few KiB however many functions and plugins there are:
+// the functions served are listed up to maxServedListBytes, at most
+// maxIdlePluginsListed plugins that serve nothing are named, and each
+// one's last failure is cut at maxIdleReasonRunes.
+const (
+	maxServedListBytes   = 400
+	maxIdlePluginsListed = 3
+	maxIdleReasonRunes   = 200
+)
+
+// unknownFunctionMessage is the message of the unknown_function error of a
+// task for fn, a function no live runner registered. served are the
+// functions runners serve; runners are the live runners' statuses, whose
+// plugins that serve nothing (one that never started, say, and so never
+// said which functions it serves) may be the one meant to serve fn: the
+// message names them with their state and last failure, so that whoever
+// reads the dead letter knows where to look.
+func unknownFunctionMessage(fn string, served []string, runners []jetstream.RunnerStatus) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "no running plugin serves function %q", fn)
+	if len(served) > 0 {
+		b.WriteString(" (runners serve: ")
+		start := b.Len()
+		for i, name := range served {
+			if i > 0 && b.Len()-start+len(name) > maxServedListBytes {
+				fmt.Fprintf(&b, " and %d more", len(served)-i)
+				break
+			}
+			if i > 0 {
+				b.WriteString(", ")
+			}
+			b.WriteString(name)
+		}
+		b.WriteString(")")
+	}
+	var idle []string
+	total := 0
+	for _, r := range runners {
+		for _, p := range r.Plugins {
+			if p.Serving() {
+				continue
+			}
+			total++
+			if len(idle) < maxIdlePluginsListed {
+				idle = append(idle, fmt.Sprintf("plugin %s on runner %s is %s", p.Plugin, r.Runner, idleReason(p)))
+			}
+		}
+	}
+	if total == 0 {
+		return b.String()
+	}
+	b.WriteString("; plugins that serve no function, which may be the one meant to: ")
+	b.WriteString(strings.Join(idle, "; "))
+	if more := total - len(idle); more > 0 {
+		fmt.Fprintf(&b, "; and %d more", more)
+	}
+	b.WriteString(" (omniq-submit runners; the runner's log says more)")
+	return b.String()
+}
+
+// idleReason says, on one bounded line, why plugin p serves no function,
+// from its runner's status.
+func idleReason(p jetstream.PluginStatus) string {
+	var why string
+	switch p.State {
+	case string(pluginhost.StateUp):
+		why = "up, but every function it declares was refused (declared by another plugin, or not among its config's functions)"
+	case string(pluginhost.StateQuarantined):
+		why = p.State
+		if !p.QuarantinedUntil.IsZero() {
+			why += " until " + p.QuarantinedUntil.UTC().Format(time.RFC3339)
+		}
+	case string(pluginhost.StateRestarting):
+		why = "not started, retrying"
+	default:
+		why = p.State
+	}
+	if p.LastCrash != "" {
+		last, _, _ := strings.Cut(p.LastCrash, "\n")
+		if utf8.RuneCountInString(last) > maxIdleReasonRunes {
+			last = string([]rune(last)[:maxIdleReasonRunes]) + "…"
+		}
+		why += fmt.Sprintf(", %d failed starts or crashes, the last at %s: %s", p.Crashes, p.LastCrashAt.UTC().Format(time.RFC3339), last)
+	}
+	return why
 }
 
 // failDueRetry dead-letters with te a retry, delayed start or replay that
