@@ -485,7 +485,7 @@ func (r *Runner) sweepMalformed(ctx context.Context, filter string, from uint64,
 	for scanned := 0; scanned < maxMalformedScan; scanned++ {
 		// Not stream.GetMsg: it fails on a message that looks like a
 		// server status (jetstream.LooksLikeStatus).
-		m, err := r.rawMsg(ctx, cfg.TasksStream, seq, filter)
+		m, err := jetstream.NextMsgFromLeader(ctx, r.client.JetStream(), cfg.TasksStream, seq, filter)
 		if errors.Is(err, natsjs.ErrMsgNotFound) {
 			return found, 0, nil
 		}
