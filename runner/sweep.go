@@ -77,6 +77,7 @@ func (r *Runner) sweep(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	known := &unservedContext{served: served, runners: func() ([]jetstream.RunnerStatus, error) { return r.client.Runners(ctx) }}
 	cfg := r.client.Config()
 	visited := 0
 	misnamed := false            // tasks on a subject the server's JSON cannot name
@@ -115,7 +116,7 @@ func (r *Runner) sweep(ctx context.Context) error {
 				}
 				continue
 			}
-			err := r.sweepFunction(ctx, q.stream, fn, served)
+			err := r.sweepFunction(ctx, q.stream, fn, known)
 			key := q.stream + "/" + fn
 			switch {
 			case err == nil:
@@ -190,13 +191,13 @@ func (r *Runner) sweepConsumer(ctx context.Context, stream, fn string) (cons nat
 	return cons, func() { _ = js.DeleteConsumer(context.WithoutCancel(ctx), stream, sweepConsumerName(fn)) }, nil
 }
 
-func (r *Runner) sweepFunction(ctx context.Context, stream, fn string, served []string) error {
+func (r *Runner) sweepFunction(ctx context.Context, stream, fn string, known *unservedContext) error {
 	cons, release, err := r.sweepConsumer(ctx, stream, fn)
 	if err != nil {
 		return err
 	}
 	defer release()
-	err = r.sweepFetched(ctx, cons, stream, fn, served)
+	err = r.sweepFetched(ctx, cons, stream, fn, known)
 	if stream == r.client.Config().TasksStream && ctx.Err() == nil {
 		// What the fetches could not see is still unacknowledged.
 		if herr := r.sweepHidden(ctx, stream, sweepConsumerName(fn), fn, true); herr != nil {
@@ -206,8 +207,32 @@ func (r *Runner) sweepFunction(ctx context.Context, stream, fn string, served []
 	return err
 }
 
+// unservedContext is what one sweep says of the functions served in the
+// messages of its unknown_function errors (unknownFunctionMessage): the
+// functions served, and the live runners' statuses, read once a sweep
+// and only when a task is failed (a sweep may go through hundreds of
+// unserved functions).
+type unservedContext struct {
+	served  []string
+	runners func() ([]jetstream.RunnerStatus, error)
+	read    bool
+	status  []jetstream.RunnerStatus
+}
+
+// message is the message of the unknown_function error of a task of fn.
+func (u *unservedContext) message(log logrus.FieldLogger, fn string) string {
+	if !u.read {
+		u.read = true
+		var err error
+		if u.status, err = u.runners(); err != nil {
+			log.WithError(err).Debug("could not read the runners' statuses for the unknown_function messages of this sweep")
+		}
+	}
+	return unknownFunctionMessage(fn, u.served, u.status)
+}
+
 // sweepFetched dead-letters the tasks cons fetches, as unknown_function.
-func (r *Runner) sweepFetched(ctx context.Context, cons natsjs.Consumer, stream, fn string, served []string) error {
+func (r *Runner) sweepFetched(ctx context.Context, cons natsjs.Consumer, stream, fn string, known *unservedContext) error {
 	cfg := r.client.Config()
 	msg := ""
 	for {
@@ -242,11 +267,7 @@ func (r *Runner) sweepFetched(ctx context.Context, cons natsjs.Consumer, stream,
 			if msg == "" {
 				// The first task due: the runners' plugins that serve
 				// nothing may be the one meant to serve fn.
-				runners, err := r.client.Runners(ctx)
-				if err != nil {
-					r.log.WithError(err).WithField("function", fn).Debug("could not read the runners' statuses for an unknown_function message")
-				}
-				msg = unknownFunctionMessage(fn, served, runners)
+				msg = known.message(r.log, fn)
 			}
 			tm, perr := cfg.ParseTaskMessage(m.Subject(), m.Headers(), m.Data(), meta.Stream, meta.Sequence.Stream)
 			log := r.log.WithFields(logrus.Fields{"task_id": tm.ID, "function": fn, "attempt": tm.Attempt})
