@@ -226,9 +226,52 @@ func (s *StateStore) lastFromLeader(ctx context.Context, id string) (*leaderMsg,
 // message get, or nil when there is none. It keeps the length of the
 // message's header block as stored (see hiddenHeaders).
 func lastFromStreamLeader(ctx context.Context, js natsjs.JetStream, stream, subject string) (*leaderMsg, error) {
-	req, err := json.Marshal(struct {
-		LastFor string `json:"last_by_subj"`
-	}{subject})
+	var m *leaderMsg
+	err := retryTransient(ctx, func(ctx context.Context) error {
+		var err error
+		m, err = msgFromStreamLeader(ctx, js, stream, msgGetRequest{LastFor: subject})
+		return err
+	})
+	return m, err
+}
+
+// NextMsgFromLeader returns the first message on subject (which may hold
+// wildcards) at sequence seq or after it in stream, read from the
+// stream's leader with a message get, or natsjs.ErrMsgNotFound when there
+// is none; another error says which message it could not read. A message
+// get is answered in JSON, where a direct get (which nats.go's
+// Stream.GetMsg uses when the stream allows them) answers with the
+// message itself, and nats.go takes a stored message that looks like a
+// status (LooksLikeStatus) for the server's answer: this reads any
+// message as stored. It asks once, without retrying.
+func NextMsgFromLeader(ctx context.Context, js natsjs.JetStream, stream string, seq uint64, subject string) (*natsjs.RawStreamMsg, error) {
+	m, err := msgFromStreamLeader(ctx, js, stream, msgGetRequest{Seq: seq, NextFor: subject})
+	if err != nil {
+		return nil, fmt.Errorf("read message %d of %s: %w", seq, stream, err)
+	}
+	if m == nil {
+		return nil, natsjs.ErrMsgNotFound
+	}
+	return &natsjs.RawStreamMsg{Subject: m.Subject, Sequence: m.Sequence, Header: m.Header, Data: m.Data, Time: m.Time}, nil
+}
+
+// msgGetRequest is a stream message get's request: the last message on
+// LastFor, or the first on NextFor at sequence Seq or after.
+type msgGetRequest struct {
+	Seq     uint64 `json:"seq,omitempty"`
+	LastFor string `json:"last_by_subj,omitempty"`
+	NextFor string `json:"next_by_subj,omitempty"`
+}
+
+// msgFromStreamLeader asks stream's leader once for the message req
+// names, and returns it, or nil when there is none, keeping the length of
+// its header block as stored.
+func msgFromStreamLeader(ctx context.Context, js natsjs.JetStream, stream string, req msgGetRequest) (*leaderMsg, error) {
+	body, err := json.Marshal(req)
+	if err != nil {
+		return nil, err
+	}
+	ans, err := js.Conn().RequestWithContext(ctx, apiPrefix(js)+"STREAM.MSG.GET."+stream, body)
 	if err != nil {
 		return nil, err
 	}
@@ -245,15 +288,7 @@ func lastFromStreamLeader(ctx context.Context, js natsjs.JetStream, stream, subj
 			Description string `json:"description"`
 		} `json:"error"`
 	}
-	err = retryTransient(ctx, func(ctx context.Context) error {
-		m, err := js.Conn().RequestWithContext(ctx, apiPrefix(js)+"STREAM.MSG.GET."+stream, req)
-		if err != nil {
-			return err
-		}
-		resp.Message, resp.Error = nil, nil
-		return json.Unmarshal(m.Data, &resp)
-	})
-	if err != nil {
+	if err := json.Unmarshal(ans.Data, &resp); err != nil {
 		return nil, err
 	}
 	if resp.Error != nil {

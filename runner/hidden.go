@@ -2,9 +2,7 @@ package runner
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
-	"fmt"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -64,7 +62,7 @@ func (r *Runner) sweepHidden(ctx context.Context, stream, consumer, fn string, a
 	// at a time.
 	seq, last, found := info.AckFloor.Stream+1, info.Delivered.Stream, again
 	for scanned := 0; (seq <= last || found) && scanned < maxHiddenScan; scanned++ {
-		m, err := r.rawMsg(ctx, stream, seq, subject)
+		m, err := jetstream.NextMsgFromLeader(ctx, r.client.JetStream(), stream, seq, subject)
 		if errors.Is(err, natsjs.ErrMsgNotFound) {
 			return nil
 		}
@@ -95,61 +93,6 @@ func (r *Runner) sweepHidden(ctx context.Context, stream, consumer, fn string, a
 		cancel()
 	}
 	return nil
-}
-
-// rawMsg reads the first message on subject from sequence seq on in stream
-// with the stream's message get API, which answers in JSON: a direct get
-// (what nats.go's Stream.GetMsg uses when the stream allows them) answers
-// with the message itself, and nats.go takes a stored message that looks
-// like a status for the server's answer.
-func (r *Runner) rawMsg(ctx context.Context, stream string, seq uint64, subject string) (*natsjs.RawStreamMsg, error) {
-	prefix := r.client.JetStream().Options().APIPrefix
-	if prefix == "" {
-		prefix = "$JS.API."
-	}
-	req, err := json.Marshal(struct {
-		Seq     uint64 `json:"seq"`
-		NextFor string `json:"next_by_subj"`
-	}{seq, subject})
-	if err != nil {
-		return nil, err
-	}
-	ans, err := r.client.Conn().RequestWithContext(ctx, prefix+"STREAM.MSG.GET."+stream, req)
-	if err != nil {
-		return nil, fmt.Errorf("read message %d of %s: %w", seq, stream, err)
-	}
-	var resp struct {
-		Error *struct {
-			ErrCode int    `json:"err_code"`
-			Desc    string `json:"description"`
-		} `json:"error"`
-		Message *struct {
-			Subject string    `json:"subject"`
-			Seq     uint64    `json:"seq"`
-			Header  []byte    `json:"hdrs"`
-			Data    []byte    `json:"data"`
-			Time    time.Time `json:"time"`
-		} `json:"message"`
-	}
-	if err := json.Unmarshal(ans.Data, &resp); err != nil {
-		return nil, fmt.Errorf("read message %d of %s: %w", seq, stream, err)
-	}
-	if resp.Error != nil {
-		if resp.Error.ErrCode == int(natsjs.JSErrCodeMessageNotFound) {
-			return nil, natsjs.ErrMsgNotFound
-		}
-		return nil, fmt.Errorf("read message %d of %s: %s", seq, stream, resp.Error.Desc)
-	}
-	if resp.Message == nil {
-		return nil, fmt.Errorf("read message %d of %s: an answer without a message", seq, stream)
-	}
-	m := &natsjs.RawStreamMsg{Subject: resp.Message.Subject, Sequence: resp.Message.Seq, Data: resp.Message.Data, Time: resp.Message.Time}
-	if len(resp.Message.Header) > 0 {
-		if m.Header, err = nats.DecodeHeadersMsg(resp.Message.Header); err != nil {
-			return nil, fmt.Errorf("read message %d of %s: %w", seq, stream, err)
-		}
-	}
-	return m, nil
 }
 
 // storedMsg is a message read from its stream, handled as a delivery:

@@ -9,6 +9,7 @@ import (
 
 	"github.com/omniq/omniq/internal/omniqtest"
 	"github.com/omniq/omniq/jetstream"
+	"github.com/omniq/omniq/models"
 	"github.com/omniq/omniq/runner/pluginhost"
 )
 
@@ -122,5 +123,53 @@ func TestARunnerWhosePluginsAllFailShowsInItsStatus(t *testing.T) {
 	}
 	if len(regs) != 0 {
 		t.Errorf("functions %v, want none", regs)
+	}
+}
+
+// A task for a function only a plugin that never started would serve was
+// dead-lettered "no runner serves function" and nothing more: the
+// operator reading the dead letter was not told that a plugin had failed
+// to start, nor which. The message names the plugins of the live runners
+// that serve nothing, with why (walk-through, fix23).
+func TestAnUnknownFunctionsDeadLetterNamesThePluginsThatAreNotRunning(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	dir := pluginsDir(t)
+	if err := os.WriteFile(filepath.Join(dir, "broken"), []byte("#!/bin/sh\necho 'cannot open /etc/broken.conf' >&2\nexit 3\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	tr := startRunner(t, e, fastConfig(), pluginhost.HostConfig{Dir: dir})
+	runnerStatus(t, e, tr.ID(), "the broken plugin's failed start in the runner's status", func(r jetstream.RunnerStatus) bool {
+		for _, p := range r.Plugins {
+			if p.Plugin == "broken" {
+				return p.Crashes > 0
+			}
+		}
+		return false
+	})
+	res, err := e.client.Submit(ctx(t), jetstream.SubmitRequest{Function: "broken_fn", Payload: []byte("x")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	task := waitFor(t, e, res.ID, models.StatusFailed, 30*time.Second)
+	te := task.Error
+	if te == nil || te.ErrorType != models.ErrorTypeUnknownFunction {
+		t.Fatalf("task's error %+v, want unknown_function", te)
+	}
+	for _, want := range []string{
+		`no running plugin serves function "broken_fn"`,
+		"plugin broken on runner " + tr.ID(),
+		"exited with status 3",
+		"cannot open /etc/broken.conf",
+	} {
+		if !strings.Contains(te.Message, want) {
+			t.Errorf("message %q does not say %q", te.Message, want)
+		}
+	}
+	if strings.Contains(te.Message, "\n") {
+		t.Errorf("message %q is more than one line", te.Message)
+	}
+	if d := waitDead(t, e, res.ID); d.Error.Message != te.Message {
+		t.Errorf("dead letter's message %q, want the record's %q", d.Error.Message, te.Message)
 	}
 }

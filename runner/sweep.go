@@ -14,6 +14,7 @@ import (
 
 	"github.com/omniq/omniq/jetstream"
 	"github.com/omniq/omniq/models"
+	"github.com/omniq/omniq/runner/pluginhost"
 )
 
 // sweepLoop dead-letters, every SweepInterval, the tasks of functions no
@@ -76,6 +77,7 @@ func (r *Runner) sweep(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	known := &unservedContext{served: served, runners: func() ([]jetstream.RunnerStatus, error) { return r.client.Runners(ctx) }}
 	cfg := r.client.Config()
 	visited := 0
 	misnamed := false            // tasks on a subject the server's JSON cannot name
@@ -114,7 +116,7 @@ func (r *Runner) sweep(ctx context.Context) error {
 				}
 				continue
 			}
-			err := r.sweepFunction(ctx, q.stream, fn, served)
+			err := r.sweepFunction(ctx, q.stream, fn, known)
 			key := q.stream + "/" + fn
 			switch {
 			case err == nil:
@@ -189,13 +191,13 @@ func (r *Runner) sweepConsumer(ctx context.Context, stream, fn string) (cons nat
 	return cons, func() { _ = js.DeleteConsumer(context.WithoutCancel(ctx), stream, sweepConsumerName(fn)) }, nil
 }
 
-func (r *Runner) sweepFunction(ctx context.Context, stream, fn string, served []string) error {
+func (r *Runner) sweepFunction(ctx context.Context, stream, fn string, known *unservedContext) error {
 	cons, release, err := r.sweepConsumer(ctx, stream, fn)
 	if err != nil {
 		return err
 	}
 	defer release()
-	err = r.sweepFetched(ctx, cons, stream, fn, served)
+	err = r.sweepFetched(ctx, cons, stream, fn, known)
 	if stream == r.client.Config().TasksStream && ctx.Err() == nil {
 		// What the fetches could not see is still unacknowledged.
 		if herr := r.sweepHidden(ctx, stream, sweepConsumerName(fn), fn, true); herr != nil {
@@ -205,13 +207,34 @@ func (r *Runner) sweepFunction(ctx context.Context, stream, fn string, served []
 	return err
 }
 
-// sweepFetched dead-letters the tasks cons fetches, as unknown_function.
-func (r *Runner) sweepFetched(ctx context.Context, cons natsjs.Consumer, stream, fn string, served []string) error {
-	cfg := r.client.Config()
-	msg := fmt.Sprintf("no runner serves function %q", fn)
-	if len(served) > 0 {
-		msg += " (served: " + strings.Join(served, ", ") + ")"
+// unservedContext is what one sweep says of the functions served in the
+// messages of its unknown_function errors (unknownFunctionMessage): the
+// functions served, and the live runners' statuses, read once a sweep
+// and only when a task is failed (a sweep may go through hundreds of
+// unserved functions).
+type unservedContext struct {
+	served  []string
+	runners func() ([]jetstream.RunnerStatus, error)
+	read    bool
+	status  []jetstream.RunnerStatus
+}
+
+// message is the message of the unknown_function error of a task of fn.
+func (u *unservedContext) message(log logrus.FieldLogger, fn string) string {
+	if !u.read {
+		u.read = true
+		var err error
+		if u.status, err = u.runners(); err != nil {
+			log.WithError(err).Debug("could not read the runners' statuses for the unknown_function messages of this sweep")
+		}
 	}
+	return unknownFunctionMessage(fn, u.served, u.status)
+}
+
+// sweepFetched dead-letters the tasks cons fetches, as unknown_function.
+func (r *Runner) sweepFetched(ctx context.Context, cons natsjs.Consumer, stream, fn string, known *unservedContext) error {
+	cfg := r.client.Config()
+	msg := ""
 	for {
 		// Whatever is queued now, without waiting for more: one function
 		// takes milliseconds, and a sweep gets through hundreds of
@@ -241,6 +264,11 @@ func (r *Runner) sweepFetched(ctx context.Context, cons natsjs.Consumer, stream,
 				_ = m.Nak()
 				return nil
 			}
+			if msg == "" {
+				// The first task due: the runners' plugins that serve
+				// nothing may be the one meant to serve fn.
+				msg = known.message(r.log, fn)
+			}
 			tm, perr := cfg.ParseTaskMessage(m.Subject(), m.Headers(), m.Data(), meta.Stream, meta.Sequence.Stream)
 			log := r.log.WithFields(logrus.Fields{"task_id": tm.ID, "function": fn, "attempt": tm.Attempt})
 			te := newTaskError(models.ErrorTypeUnknownFunction, msg, "", 0, false)
@@ -263,6 +291,94 @@ func (r *Runner) sweepFetched(ctx context.Context, cons natsjs.Consumer, stream,
 			return err
 		}
 	}
+}
+
+// Bounds of an unknown_function message (unknownFunctionMessage), which
+// keep it within a few KiB however many functions and plugins there are:
+// the functions served are listed up to maxServedListBytes, at most
+// maxIdlePluginsListed plugins that serve nothing are named, and each
+// one's last failure is cut at maxIdleReasonRunes.
+const (
+	maxServedListBytes   = 400
+	maxIdlePluginsListed = 3
+	maxIdleReasonRunes   = 200
+)
+
+// unknownFunctionMessage is the message of the unknown_function error of a
+// task for fn, a function no live runner registered. served are the
+// functions runners serve; runners are the live runners' statuses, whose
+// plugins that serve nothing (one that never started, say, and so never
+// said which functions it serves) may be the one meant to serve fn: the
+// message names them with their state and last failure, so that whoever
+// reads the dead letter knows where to look.
+func unknownFunctionMessage(fn string, served []string, runners []jetstream.RunnerStatus) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "no running plugin serves function %q", fn)
+	if len(served) > 0 {
+		b.WriteString(" (runners serve: ")
+		start := b.Len()
+		for i, name := range served {
+			if i > 0 && b.Len()-start+len(name) > maxServedListBytes {
+				fmt.Fprintf(&b, " and %d more", len(served)-i)
+				break
+			}
+			if i > 0 {
+				b.WriteString(", ")
+			}
+			b.WriteString(name)
+		}
+		b.WriteString(")")
+	}
+	var idle []string
+	total := 0
+	for _, r := range runners {
+		for _, p := range r.Plugins {
+			if p.Serving() {
+				continue
+			}
+			total++
+			if len(idle) < maxIdlePluginsListed {
+				idle = append(idle, fmt.Sprintf("plugin %s on runner %s is %s", p.Plugin, r.Runner, idleReason(p)))
+			}
+		}
+	}
+	if total == 0 {
+		return b.String()
+	}
+	b.WriteString("; plugins that serve no function, which may be the one meant to: ")
+	b.WriteString(strings.Join(idle, "; "))
+	if more := total - len(idle); more > 0 {
+		fmt.Fprintf(&b, "; and %d more", more)
+	}
+	b.WriteString(" (omniq-submit runners; the runner's log says more)")
+	return b.String()
+}
+
+// idleReason says, on one bounded line, why plugin p serves no function,
+// from its runner's status.
+func idleReason(p jetstream.PluginStatus) string {
+	var why string
+	switch p.State {
+	case string(pluginhost.StateUp):
+		why = "up, but every function it declares was refused (declared by another plugin, or not among its config's functions)"
+	case string(pluginhost.StateQuarantined):
+		why = p.State
+		if !p.QuarantinedUntil.IsZero() {
+			why += " until " + p.QuarantinedUntil.UTC().Format(time.RFC3339)
+		}
+	case string(pluginhost.StateRestarting):
+		why = "not started, retrying"
+	default:
+		why = p.State
+	}
+	if p.LastCrash != "" {
+		last, _, _ := strings.Cut(p.LastCrash, "\n")
+		if utf8.RuneCountInString(last) > maxIdleReasonRunes {
+			last = string([]rune(last)[:maxIdleReasonRunes]) + "…"
+		}
+		why += fmt.Sprintf(", %d failed starts or crashes, the last at %s: %s", p.Crashes, p.LastCrashAt.UTC().Format(time.RFC3339), last)
+	}
+	return why
 }
 
 // failDueRetry dead-letters with te a retry, delayed start or replay that
@@ -390,7 +506,7 @@ func (r *Runner) sweepMalformed(ctx context.Context, filter string, from uint64,
 	for scanned := 0; scanned < maxMalformedScan; scanned++ {
 		// Not stream.GetMsg: it fails on a message that looks like a
 		// server status (jetstream.LooksLikeStatus).
-		m, err := r.rawMsg(ctx, cfg.TasksStream, seq, filter)
+		m, err := jetstream.NextMsgFromLeader(ctx, r.client.JetStream(), cfg.TasksStream, seq, filter)
 		if errors.Is(err, natsjs.ErrMsgNotFound) {
 			return found, 0, nil
 		}

@@ -932,9 +932,15 @@ func (s *Server) handleDeadBulk(w http.ResponseWriter, r *http.Request, ss *sess
 			return
 		}
 	}
+	confirmed := r.PostFormValue("confirm") == "yes"
+	release := s.startBulk(w, r, &bulkAction{Action: action, Counting: !confirmed, Function: f.Function, ErrorType: f.ErrorType, Remote: r.RemoteAddr})
+	if release == nil {
+		return
+	}
+	defer release()
 	ctx, cancel := s.natsContext(r.Context(), s.bulkTimeout)
 	defer cancel()
-	if r.PostFormValue("confirm") != "yes" {
+	if !confirmed {
 		c := &confirmData{Action: action, Function: f.Function, ErrorType: f.ErrorType}
 		_, err := s.eachDead(ctx, f, 0, func(d jetstream.DeadTask) { c.Count, c.Through = c.Count+1, d.Sequence })
 		if err != nil {

@@ -60,6 +60,8 @@ type Server struct {
 	// bulkTimeout bounds a confirmed Replay all or Purge all (bulkTimeout;
 	// a field for tests).
 	bulkTimeout time.Duration
+	// bulk holds the one bulk action running (bulkSlot).
+	bulk bulkSlot
 	// deadHeld is the most dead-letter entries held at once so far (for
 	// tests; see eachDead).
 	deadHeld atomic.Int64
@@ -261,6 +263,9 @@ func (s *Server) Start(ctx context.Context) error {
 		if err := s.http.Shutdown(c); err != nil {
 			_ = s.http.Close()
 		}
+		// Close does not wait for handlers: a bulk action (its context
+		// ended with ctx) may still be finishing its last requests.
+		<-s.bulk.close()
 	}()
 	if s.cfg.Client.JetStream() != nil {
 		s.wg.Add(2)
