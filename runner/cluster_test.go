@@ -3,6 +3,7 @@ package runner_test
 import (
 	"context"
 	"fmt"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -175,4 +176,22 @@ func TestARunnerGoesOnFetchingWhenItsServerStops(t *testing.T) {
 		waitFor(t, watcher, id, models.StatusSucceeded, 60*time.Second)
 	}
 	eventually(t, 30*time.Second, "the runner to be ready", func() bool { return tr.Ready() == nil })
+	// What the operator reads: a warning when fetches fail (one, not one
+	// per pull loop, nor an error per loop 10 s later as before), and a
+	// line when they succeed again.
+	eventually(t, 30*time.Second, "the runner to say it fetches again", func() bool {
+		return strings.Contains(logs.String(), "fetching tasks again")
+	})
+	warned := 0
+	for _, l := range strings.Split(logs.String(), "\n") {
+		if strings.Contains(l, "level=error") {
+			t.Errorf("logged at error level for a server that stopped: %s", l)
+		}
+		if strings.Contains(l, "fetching tasks failed") {
+			warned++
+		}
+	}
+	if warned == 0 || warned > 2 {
+		t.Errorf("%d warnings of failed fetches, want one (two at most if a loop failed after the others fetched again)", warned)
+	}
 }

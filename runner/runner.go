@@ -639,7 +639,9 @@ func (r *Runner) fetchRecovered(log logrus.FieldLogger, loop string, failed int)
 	}
 	r.mu.Unlock()
 	if all {
-		log.WithField("after", time.Since(since).Round(time.Millisecond).String()).Info("fetching tasks again")
+		// The runner's line, not the loop's: it ends the failures of
+		// every loop.
+		r.log.WithField("after", time.Since(since).Round(time.Millisecond).String()).Info("fetching tasks again")
 		return
 	}
 	log.WithField("failed", failed).Debug("fetching tasks again")
