@@ -4,11 +4,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/nats-io/nats.go"
 	natsjs "github.com/nats-io/nats.go/jetstream"
+	"github.com/sirupsen/logrus"
+	logtest "github.com/sirupsen/logrus/hooks/test"
 )
 
 // TestDecideFetch: what a pull loop does after each way a fetch can end.
@@ -76,4 +79,41 @@ func TestPauseAfter(t *testing.T) {
 			}
 		}
 	}
+}
+
+// TestFetchFailureLogs: losing a server failed the fetches of every pull
+// loop whose consumer it led, and each logged a warning, then an error
+// 10 s later (clus23). The runner now warns once when its loops start
+// failing, at debug level for the others and the repeats, again at
+// warning level only after fetchWarnEvery, and says at info level when
+// every loop fetches again.
+func TestFetchFailureLogs(t *testing.T) {
+	log, hook := logtest.NewNullLogger()
+	log.SetLevel(logrus.DebugLevel)
+	r := &Runner{log: log, failing: map[string]error{}}
+	fail := errors.New("nats: server shutdown")
+	step := func(what string, do func(), level logrus.Level, msg string) {
+		t.Helper()
+		hook.Reset()
+		do()
+		e := hook.LastEntry()
+		if len(hook.AllEntries()) != 1 || e.Level != level || !strings.HasPrefix(e.Message, msg) {
+			t.Fatalf("%s: logged %v, want one line at %s: %q", what, hook.AllEntries(), level, msg)
+		}
+	}
+	step("the first failure", func() { r.fetchFailed(log, "T/a", fail, 1) }, logrus.WarnLevel, "fetching tasks failed")
+	step("another loop's", func() { r.fetchFailed(log, "T/b", fail, 1) }, logrus.DebugLevel, "fetching tasks failed")
+	step("a repeat", func() { r.fetchFailed(log, "T/a", fail, 2) }, logrus.DebugLevel, "fetching tasks failed")
+	if r.Ready() == nil {
+		t.Fatal("ready while two loops cannot fetch")
+	}
+	r.fetchWarned = r.fetchWarned.Add(-fetchWarnEvery)
+	step("a failure fetchWarnEvery on", func() { r.fetchFailed(log, "T/b", fail, 2) }, logrus.WarnLevel, "fetching tasks still fails")
+	step("the next", func() { r.fetchFailed(log, "T/b", fail, 3) }, logrus.DebugLevel, "fetching tasks failed")
+	step("a loop fetching again", func() { r.fetchRecovered(log, "T/a", 2) }, logrus.DebugLevel, "fetching tasks again")
+	step("the last loop fetching again", func() { r.fetchRecovered(log, "T/b", 3) }, logrus.InfoLevel, "fetching tasks again")
+	if err := r.Ready(); err != nil {
+		t.Fatalf("not ready once every loop fetches: %v", err)
+	}
+	step("a failure after that", func() { r.fetchFailed(log, "T/b", fail, 1) }, logrus.WarnLevel, "fetching tasks failed")
 }
