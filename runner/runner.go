@@ -65,6 +65,10 @@ type Runner struct {
 	// failing holds, per pull loop ("<stream>/<function>"), why it cannot
 	// pull now; empty while every loop pulls. Ready reports it.
 	failing map[string]error
+	// fetchFailingSince is when failing last went from empty to not, zero
+	// once it is empty again; fetchWarned is when a failed fetch was last
+	// logged at warning level (fetchFailed).
+	fetchFailingSince, fetchWarned time.Time
 
 	pullCtx     context.Context // cancelled to stop pulling
 	stopPull    context.CancelFunc
@@ -416,8 +420,10 @@ const retriesPoll = 10 * time.Millisecond
 
 // pull fetches tasks of fn from stream, never more than there are free
 // slots (shared with the loop of fn's other stream) to run them, so fetched
-// tasks do not wait in a local buffer while their ack wait runs. If the
-// consumer or the stream vanishes, it provisions them again.
+// tasks do not wait in a local buffer while their ack wait runs. A fetch
+// that fails is tried again after a short pause (decideFetch): one that
+// says the consumer or the stream is gone, or the third failure in a row,
+// first looks the consumer up and provisions what vanished (repair).
 func (r *Runner) pull(stream, fn string, cons natsjs.Consumer, res resolved, slots chan struct{}) {
 	defer r.loopsWG.Done()
 	log := r.log.WithField("function", fn).WithField("stream", stream)
@@ -430,6 +436,7 @@ func (r *Runner) pull(stream, fn string, cons natsjs.Consumer, res resolved, slo
 	if retries {
 		batch, wait = max(1, res.concurrency/4), r.fetchWait/4
 	}
+	failed := 0 // fetches failed in a row
 	for {
 		select {
 		case slots <- struct{}{}:
@@ -478,31 +485,40 @@ func (r *Runner) pull(stream, fn string, cons natsjs.Consumer, res resolved, slo
 		for i := got; i < n; i++ {
 			<-slots
 		}
-		if err != nil && !errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, context.Canceled) && !errors.Is(err, natsjs.ErrNoMessages) {
+		if act := decideFetch(err, failed+1); act != fetchOn {
 			if r.pullCtx.Err() != nil {
 				return
 			}
-			r.setFailing(loop, err)
-			log.WithError(err).Warn("fetch failed; repairing and retrying")
-			if c, rerr := r.repair(stream, fn, res); rerr == nil {
-				cons = c
-			} else {
-				if r.pullCtx.Err() != nil {
-					// The repair failed because the runner is
-					// stopping: a stop is not an error.
-					return
+			failed++
+			r.fetchFailed(log, loop, err, failed)
+			if act == fetchRepair {
+				if c, rerr := r.repair(stream, fn, res, log); rerr == nil {
+					cons = c
+				} else {
+					if r.pullCtx.Err() != nil {
+						// The repair failed because the runner is
+						// stopping: a stop is not an error.
+						return
+					}
+					r.setFailing(loop, rerr)
 				}
-				r.setFailing(loop, rerr)
-				log.WithError(rerr).Error("cannot pull tasks: the consumer or stream cannot be provisioned")
 			}
+			t := time.NewTimer(pauseAfter(failed))
 			select {
-			case <-time.After(time.Second):
+			case <-t.C:
 			case <-r.pullCtx.Done():
+				t.Stop()
 				return
 			}
 			continue
 		}
-		r.setFailing(loop, nil)
+		if failed > 0 && (err == nil || errors.Is(err, natsjs.ErrNoMessages)) {
+			// The server answered. (A fetch that ran out of time
+			// without an answer, its request lost on a connection that
+			// went, says nothing either way.)
+			r.fetchRecovered(log, loop, failed)
+			failed = 0
+		}
 		if polled && got == 0 {
 			// Nothing was due: look again after a while, not after each
 			// new task (a round trip during which none can be fetched).
@@ -517,16 +533,42 @@ func (r *Runner) pull(stream, fn string, cons natsjs.Consumer, res resolved, slo
 	}
 }
 
-// repair provisions OmniQ's streams and buckets again (idempotent) and the
-// consumer of fn in stream, after a fetch failed: whoever deleted them, the
-// runner puts them back rather than pulling from nothing.
+// repair looks up the consumer of fn in stream after fetches failed and,
+// if it or the stream is gone, provisions OmniQ's streams and buckets
+// again (idempotent) and the consumer: whoever deleted them, the runner
+// puts them back rather than pulling from nothing. The lookup has a short
+// deadline of its own (lookupWait): while a cluster elects new leaders
+// after losing a server, a request can go unanswered, and the loop had
+// better fetch again than wait it out.
 //
 // Every pull loop of every function fails together when a stream goes, so
 // the loops share one provisioning: a loop that finds one done in the last
 // second only re-creates its own consumer.
-func (r *Runner) repair(stream, fn string, res resolved) (natsjs.Consumer, error) {
-	ctx, cancel := context.WithTimeout(r.pullCtx, 10*time.Second)
+func (r *Runner) repair(stream, fn string, res resolved, log logrus.FieldLogger) (natsjs.Consumer, error) {
+	lctx, cancel := context.WithTimeout(r.pullCtx, lookupWait)
+	cons, err := r.client.JetStream().Consumer(lctx, stream, consumerName(fn))
+	cancel()
+	if err == nil {
+		return cons, nil
+	}
+	if !consumerGone(err) {
+		err = fmt.Errorf("look up consumer %s in %s: %w", consumerName(fn), stream, err)
+		log.WithError(err).Debug("cannot look the function's consumer up; fetching again shortly")
+		return nil, err
+	}
+	log.WithError(err).Warn("the function's consumer or its stream is gone; provisioning them again")
+	ctx, cancel := context.WithTimeout(r.pullCtx, provisionWait)
 	defer cancel()
+	cons, err = r.provision(ctx, stream, fn, res)
+	if err != nil && r.pullCtx.Err() == nil {
+		log.WithError(err).Error("cannot pull tasks: the consumer or stream cannot be provisioned")
+	}
+	return cons, err
+}
+
+// provision is repair's provisioning, once it found the consumer or its
+// stream gone.
+func (r *Runner) provision(ctx context.Context, stream, fn string, res resolved) (natsjs.Consumer, error) {
 	r.provisionMu.Lock()
 	if time.Since(r.provisioned) > time.Second {
 		if err := jetstream.Provision(ctx, r.client.JetStream(), r.client.Config()); err != nil {
@@ -537,6 +579,72 @@ func (r *Runner) repair(stream, fn string, res resolved) (natsjs.Consumer, error
 	}
 	r.provisionMu.Unlock()
 	return r.ensureConsumer(ctx, stream, fn, res)
+}
+
+// lookupWait bounds repair's lookup of a consumer; provisionWait bounds
+// the provisioning of what the lookup found gone (the server answered
+// then: it is up).
+const (
+	lookupWait    = 2 * time.Second
+	provisionWait = 10 * time.Second
+)
+
+// fetchWarnEvery is how often, while fetches keep failing, the runner says
+// so again at warning level; in between, at debug level.
+const fetchWarnEvery = 30 * time.Second
+
+// fetchFailed records that loop's fetch failed with err, the failed'th
+// in a row, and logs it. Losing a server fails the fetches of every
+// function whose consumer it led, together, and the cluster heals within
+// seconds: the first failure of the runner's loops is a warning, the
+// others are at debug level until fetchWarnEvery has passed, and
+// fetchRecovered says when every loop fetches again.
+func (r *Runner) fetchFailed(log logrus.FieldLogger, loop string, err error, failed int) {
+	now := time.Now()
+	r.mu.Lock()
+	first := len(r.failing) == 0
+	if first {
+		r.fetchFailingSince, r.fetchWarned = now, now
+	}
+	again := !first && now.Sub(r.fetchWarned) >= fetchWarnEvery
+	if again {
+		r.fetchWarned = now
+	}
+	since := r.fetchFailingSince
+	r.failing[loop] = err
+	loops := len(r.failing)
+	r.mu.Unlock()
+	l := log.WithError(err)
+	switch {
+	case first:
+		l.Warn("fetching tasks failed; fetching again shortly (a NATS server stopping, or a cluster electing new leaders, pauses fetches for a few seconds)")
+	case again:
+		l.WithFields(logrus.Fields{"since": since.UTC().Format(time.RFC3339), "failing": loops}).
+			Warn("fetching tasks still fails; fetching again shortly")
+	default:
+		l.WithField("failed", failed).Debug("fetching tasks failed; fetching again shortly")
+	}
+}
+
+// fetchRecovered records that loop fetches again after failed failures in
+// a row; once no loop fails any more, it says so at info level, with how
+// long fetches failed.
+func (r *Runner) fetchRecovered(log logrus.FieldLogger, loop string, failed int) {
+	r.mu.Lock()
+	delete(r.failing, loop)
+	since := r.fetchFailingSince
+	all := len(r.failing) == 0 && !since.IsZero()
+	if all {
+		r.fetchFailingSince = time.Time{}
+	}
+	r.mu.Unlock()
+	if all {
+		// The runner's line, not the loop's: it ends the failures of
+		// every loop.
+		r.log.WithField("after", time.Since(since).Round(time.Millisecond).String()).Info("fetching tasks again")
+		return
+	}
+	log.WithField("failed", failed).Debug("fetching tasks again")
 }
 
 func (r *Runner) setFailing(loop string, err error) {

@@ -27,9 +27,9 @@ func TestStopWhileNATSIsGoneLogsNoError(t *testing.T) {
 	r := startRunner(t, e, cfg, pluginhost.HostConfig{})
 	// The server goes, its store stays: the test's cleanup releases it.
 	e.srv.Server().Shutdown()
-	eventually(t, 30*time.Second, "a pull loop to start repairing", func() bool {
+	eventually(t, 30*time.Second, "a pull loop's fetch to fail", func() bool {
 		for _, en := range hook.AllEntries() {
-			if strings.Contains(en.Message, "repairing") {
+			if strings.Contains(en.Message, "fetching tasks failed") {
 				return true
 			}
 		}
