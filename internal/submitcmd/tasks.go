@@ -103,14 +103,15 @@ func (c *cli) effective(client *jetstream.Client, t *models.Task, retriesUnset b
 	return d
 }
 
-// typedMessage is a TaskError as one line says it, "type: message", but
+// typedMessage is a TaskError as one line says it, "type: message" (the
+// type inline: a handler can name any), but
 // without the type twice when the message starts with it already (a Go
 // panic's "panic: ...", a Python exception's "ZeroDivisionError: ...").
 func typedMessage(te *models.TaskError) string {
 	if strings.HasPrefix(te.Message, te.ErrorType+":") {
-		return te.Message
+		return inline(te.ErrorType) + te.Message[len(te.ErrorType):]
 	}
-	return te.ErrorType + ": " + te.Message
+	return inline(te.ErrorType) + ": " + te.Message
 }
 
 // attemptsRun is how many of t's attempts ran its handler.
@@ -121,7 +122,7 @@ func printTask(w interface{ Write([]byte) (int, error) }, t *models.Task, traceb
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	row := func(k, v string) {
 		if v != "" {
-			fmt.Fprintf(tw, "%s:\t%s\n", k, v)
+			fmt.Fprintf(tw, "%s:\t%s\n", k, inline(v))
 		}
 	}
 	row("id", t.ID)
@@ -210,7 +211,9 @@ func printErrors(w interface{ Write([]byte) (int, error) }, t *models.Task, trac
 		if !e.IsRetryable {
 			retry = "not retryable"
 		}
-		fmt.Fprintf(w, "  %d. %s  %s (retry_count %d, %s)\n     %s\n", i+1, when(e.Timestamp), e.ErrorType, e.RetryCount, retry, e.Message)
+		// A message's further lines are marked as its own, so that none
+		// reads as another error's first line.
+		fmt.Fprintf(w, "  %d. %s  %s (retry_count %d, %s)\n     %s\n", i+1, when(e.Timestamp), inline(e.ErrorType), e.RetryCount, retry, indentLines(e.Message, "     : "))
 		if tracebacks && e.Traceback != "" {
 			for _, line := range strings.Split(strings.TrimRight(e.Traceback, "\n"), "\n") {
 				fmt.Fprintf(w, "       | %s\n", line)

@@ -48,3 +48,78 @@ func TestOutputEscapesControlCharacters(t *testing.T) {
 	}
 	o.run("", "echo", hostile, "--wait").want(t, 0, hostile, "")
 }
+
+// forgedType and forgedMessage are an error a handler (here faults' fail,
+// which takes them from the payload) could return to make omniq-submit's
+// output lie: lines that read as another error of the task or another
+// dead letter, a tab that makes a column, a U+202E that shows "gnp.exe"
+// as "exe.png", a zero-width space and a tag character (U+E0041, past
+// U+FFFF) that print nothing.
+const (
+	forgedType    = "handler_error\n  9. 2026-01-01 00:00:00Z  forged\tcolumn"
+	forgedMessage = "real\n  2. 2026-01-01 00:00:00Z  all_good (retry_count 0, retryable)\n     FORGED: safe to replay\nsee `omniq-submit dlq show other`\u202egnp.exe\u200b\U000E0041"
+)
+
+// hiddenRunes says whether s holds a character that changes how text
+// around it reads without printing itself.
+func hiddenRunes(s string) bool {
+	return strings.ContainsAny(s, "\u202e\u200b\U000E0041")
+}
+
+// What a handler or a submitter wrote cannot add lines to omniq-submit's
+// output that read as its own (an error of the task, a dead letter, a
+// hint), columns to its tables, or invisible characters that change what
+// the text around them reads as; --json keeps the exact text.
+func TestOutputCannotBeForgedByTasks(t *testing.T) {
+	t.Parallel()
+	o := start(t)
+	payload, err := json.Marshal(map[string]any{"type": forgedType, "message": forgedMessage, "permanent": true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := o.run("", "fail", string(payload), "--id", "forged", "--header", "X-Note=a\tb\u202ec", "--wait")
+	r.want(t, 1, "", "failed after 1 attempt: handler_error\\u000a  9. 2026-01-01 00:00:00Z  forged\\u0009column: real\n")
+	omniqtest.WaitDead(t, o.srv.Client, "forged", time.Minute)
+	// forgedLine says whether a line of out, other than the first
+	// error's own header, reads as omniq-submit's: an error entry, or
+	// the line --wait ends with, or a table row past the header.
+	forgedLine := func(out string) string {
+		for _, l := range strings.Split(out, "\n") {
+			switch {
+			case strings.HasPrefix(l, "  2. "), strings.HasPrefix(l, "  9. "), strings.HasPrefix(l, "see "),
+				strings.HasPrefix(l, "     FORGED"), strings.Contains(l, "\t"):
+				return l
+			}
+		}
+		return ""
+	}
+	if l := forgedLine(r.stderr); l != "" || hiddenRunes(r.stderr) {
+		t.Errorf("--wait stderr has the forged line %q or hidden characters: %q", l, r.stderr)
+	}
+	for _, args := range [][]string{{"status", "forged"}, {"list"}, {"dlq", "list"}, {"dlq", "show", "forged"}, {"watch", "forged"}} {
+		r := o.run("", args...)
+		r.want(t, 0, "forged", "")
+		if l := forgedLine(r.stdout); l != "" || hiddenRunes(r.stdout) || rawControls(r.stdout) {
+			t.Errorf("%s: the forged line %q or hidden characters in %q", args, l, r.stdout)
+		}
+		whole := args[0] == "status" || args[0] == "dlq" && args[1] == "show" // not a message's first line alone
+		if strings.Contains(r.stdout, "\\u202e") != whole {
+			t.Errorf("%s: U+202E not shown escaped (or shown where a message's first line is): %q", args, r.stdout)
+		}
+	}
+	// A list's rows are one a task: the dead letter's has its whole
+	// error type, escaped, on its one line.
+	r = o.run("", "dlq", "list")
+	if rows := strings.Count(r.stdout, "\n"); rows != 3 || !strings.Contains(r.stdout, `handler_error\u000a  9. 2026-01-01 00:00:00Z  forged\u0009column`) {
+		t.Errorf("dlq list: want a header, one row and the count, the error type escaped; got %q", r.stdout)
+	}
+	for _, args := range [][]string{{"status", "forged", "--json"}, {"dlq", "show", "forged", "--json"}} {
+		r := o.run("", args...)
+		var got struct {
+			Error *models.TaskError `json:"error"`
+		}
+		if err := json.Unmarshal([]byte(r.stdout), &got); err != nil || got.Error == nil || got.Error.ErrorType != forgedType || got.Error.Message != forgedMessage {
+			t.Errorf("%s = %q (%v); want the error type %q and message %q exactly", args, r.stdout, err, forgedType, forgedMessage)
+		}
+	}
+}
