@@ -631,8 +631,10 @@ func (c *cli) noteIdlePlugins(client *jetstream.Client) {
 	for _, r := range runners {
 		for _, p := range r.Plugins {
 			if !p.Serving() {
+				// Stderr is not terminalSafe (a progress bar's \r goes
+				// there): the reason quotes the plugin's stderr.
 				fmt.Fprintf(c.io.Stderr, "omniq-submit: plugin %s on runner %s serves no function: %s (omniq-submit runners; the runner's log says more)\n",
-					p.Plugin, r.Runner, idleReason(p))
+					terminalText(p.Plugin), terminalText(r.Runner), terminalText(idleReason(p)))
 			}
 		}
 	}

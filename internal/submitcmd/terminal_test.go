@@ -4,12 +4,16 @@ package submitcmd_test
 
 import (
 	"encoding/json"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/omniq/omniq/internal/omniqtest"
+	"github.com/omniq/omniq/jetstream"
 	"github.com/omniq/omniq/models"
+	"github.com/omniq/omniq/runner/pluginhost"
 )
 
 // hostile is a payload a submitter could send to recolour an operator's
@@ -121,5 +125,30 @@ func TestOutputCannotBeForgedByTasks(t *testing.T) {
 		if err := json.Unmarshal([]byte(r.stdout), &got); err != nil || got.Error == nil || got.Error.ErrorType != forgedType || got.Error.Message != forgedMessage {
 			t.Errorf("%s = %q (%v); want the error type %q and message %q exactly", args, r.stdout, err, forgedType, forgedMessage)
 		}
+	}
+}
+
+// A plugin that fails to start is named on functions' stderr with the
+// end of what it wrote to its stderr, which is the plugin author's: its
+// escape sequences reached the operator's terminal raw (stdout is
+// escaped, stderr was not).
+func TestAFailedPluginsStderrIsEscapedOnStderr(t *testing.T) {
+	t.Parallel()
+	s := omniqtest.StartServer(t, jetstream.Config{MaxPayload: 64 << 10})
+	dir := omniqtest.PluginsDir(t, omniqtest.EchoPlugin)
+	script := "#!/bin/sh\nprintf '\\033]0;pwned\\007\\033[31mRED\\342\\200\\256gnp.exe\\n' >&2\nexit 3\n"
+	if err := os.WriteFile(filepath.Join(dir, "evil"), []byte(script), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	omniqtest.StartRunner(t, s.Client, omniqtest.FastConfig(), pluginhost.HostConfig{Dir: dir})
+	o := &omniq{t: t, srv: s}
+	var r result
+	deadline := time.Now().Add(time.Minute)
+	for !strings.Contains(r.stderr, "plugin evil") && time.Now().Before(deadline) {
+		r = o.run("", "functions") // until the runner's status names the failed start
+	}
+	r.want(t, 0, "echo", `stderr: \u001b]0;pwned\u0007\u001b[31mRED\u202egnp.exe`)
+	if rawControls(r.stderr) || hiddenRunes(r.stderr) {
+		t.Errorf("functions' stderr holds the plugin's controls raw: %q", r.stderr)
 	}
 }
