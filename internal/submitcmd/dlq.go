@@ -225,7 +225,7 @@ func (c *cli) dlqList(ff *filterFlags, limit int, after string) error {
 	for _, d := range page.Tasks {
 		typ, msg := "", ""
 		if d.Error != nil {
-			typ, msg = inline(d.Error.ErrorType), oneLine(d.Error.Message, 60)
+			typ, msg = inlineCut(d.Error.ErrorType, maxTypeCell), oneLine(d.Error.Message, 60)
 		}
 		attempt := "-" // the error type says why none ran
 		if n := d.AttemptsRun(recs[d.ID]); n > 0 {
@@ -245,6 +245,12 @@ func (c *cli) dlqList(ff *filterFlags, limit int, after string) error {
 	printPageEnd(c.io.Stdout, len(page.Tasks), page.Total, "dlq list", again, limit, next)
 	return nil
 }
+
+// maxTypeCell bounds an error type in dlq list's table (in runes, before
+// escapes), whose every row is padded to its widest: a handler can name
+// one of 128 bytes, 768 characters once its newlines are escaped. dlq
+// show has it whole.
+const maxTypeCell = 48
 
 // shellWord quotes s for a POSIX shell when it holds more than letters,
 // digits and -_.:+/ (a handler's error type can hold anything).

@@ -73,6 +73,15 @@ var tabInline = strings.NewReplacer("\t", `\u0009`)
 // reads as omniq-submit's own (a made-up error under a task's errors).
 func inline(s string) string { return lineBreaks.Replace(s) }
 
+// inlineCut is inline(s) of at most n runes of s, with "…" when it is
+// cut: a table's cell, which tabwriter pads every row of its column to.
+func inlineCut(s string, n int) string {
+	if utf8.RuneCountInString(s) > n {
+		return inline(string([]rune(s)[:n])) + "…"
+	}
+	return inline(s)
+}
+
 var lineBreaks = strings.NewReplacer("\n", `\u000a`, "\t", `\u0009`)
 
 // indentLines is s with each line after the first led by prefix: what a submitter or plugin wrote over many lines (an error's

@@ -111,11 +111,20 @@ func TestOutputCannotBeForgedByTasks(t *testing.T) {
 			t.Errorf("%s: U+202E not shown escaped (or shown where a message's first line is): %q", args, r.stdout)
 		}
 	}
-	// A list's rows are one a task: the dead letter's has its whole
-	// error type, escaped, on its one line.
+	// A list's rows are one a task: the dead letter's has its error
+	// type, escaped, on its one line, cut: tabwriter pads every row to
+	// the widest (a type of 127 newlines is 763 characters escaped).
+	wide, err := json.Marshal(map[string]any{"type": "E" + strings.Repeat("\n", 127), "message": "m", "permanent": true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	o.run("", "fail", string(wide), "--id", "wide", "--wait").want(t, 1, "", "")
+	omniqtest.WaitDead(t, o.srv.Client, "wide", time.Minute)
 	r = o.run("", "dlq", "list")
-	if rows := strings.Count(r.stdout, "\n"); rows != 3 || !strings.Contains(r.stdout, `handler_error\u000a  9. 2026-01-01 00:00:00Z  forged\u0009column`) {
-		t.Errorf("dlq list: want a header, one row and the count, the error type escaped; got %q", r.stdout)
+	lines := strings.Split(strings.TrimSuffix(r.stdout, "\n"), "\n")
+	if len(lines) != 4 || !strings.Contains(r.stdout, `handler_error\u000a  9. 2026-01-01 00:00:00Z  forged\u0009…`) ||
+		!strings.Contains(r.stdout, "E"+strings.Repeat(`\u000a`, 47)+"…") || len(lines[0]) > 600 {
+		t.Errorf("dlq list: want a header, a row a task and the count, the error types escaped and cut; got %q", r.stdout)
 	}
 	for _, args := range [][]string{{"status", "forged", "--json"}, {"dlq", "show", "forged", "--json"}} {
 		r := o.run("", args...)
