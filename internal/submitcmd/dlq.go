@@ -247,8 +247,8 @@ func (c *cli) dlqList(ff *filterFlags, limit int, after string) error {
 }
 
 // maxTypeCell bounds an error type in dlq list's table (in runes, before
-// escapes), whose every row is padded to its widest: a handler can name
-// one of 128 bytes, 768 characters once its newlines are escaped. dlq
+// escapes), whose every row is padded to its widest: a handler's type
+// of newlines runs to hundreds of characters once they are escaped. dlq
 // show has it whole.
 const maxTypeCell = 48
 

@@ -84,9 +84,10 @@ func inlineCut(s string, n int) string {
 
 var lineBreaks = strings.NewReplacer("\n", `\u000a`, "\t", `\u0009`)
 
-// indentLines is s with each line after the first led by prefix: what a submitter or plugin wrote over many lines (an error's
-// message, a payload) stays marked as theirs, and a line of it cannot
-// pass for one omniq-submit wrote.
+// indentLines is s with each line after the first led by prefix: what
+// a submitter or plugin wrote over many lines (an error's message, a
+// payload) stays marked as theirs, and a line of it cannot pass for one
+// omniq-submit wrote.
 func indentLines(s, prefix string) string {
 	return strings.ReplaceAll(s, "\n", "\n"+prefix)
 }
