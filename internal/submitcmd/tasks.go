@@ -614,7 +614,9 @@ func (c *cli) functions() error {
 		if len(states) > 0 {
 			state = strings.Join(states, ", ")
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%s\n", n, plugin, strings.Join(runners, ","), total, state, oneLine(desc, 80))
+		// What runners wrote (a login of theirs could be a plugin's,
+		// docs/security.md): one line each.
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%s\n", n, inline(plugin), inline(strings.Join(runners, ",")), total, inline(state), oneLine(desc, 80))
 	}
 	return tw.Flush()
 }
@@ -703,7 +705,7 @@ func (c *cli) runners() error {
 	fmt.Fprintln(tw, "RUNNER\tPLUGIN\tSTATE\tFUNCTIONS\tCRASHES\tLAST CRASH\tUPDATED")
 	for _, r := range runners {
 		if len(r.Plugins) == 0 {
-			fmt.Fprintf(tw, "%s\t-\t-\t-\t-\t-\t%s\n", r.Runner, ago(r.UpdatedAt))
+			fmt.Fprintf(tw, "%s\t-\t-\t-\t-\t-\t%s\n", inline(r.Runner), ago(r.UpdatedAt))
 		}
 		for _, p := range r.Plugins {
 			state := p.State
@@ -718,7 +720,9 @@ func (c *cli) runners() error {
 			if p.LastCrash != "" {
 				last = oneLine(p.LastCrash, 100) + " (" + ago(p.LastCrashAt) + ")"
 			}
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%s\t%s\n", r.Runner, p.Plugin, state, fns, p.Crashes, last, ago(r.UpdatedAt))
+			// What the runner wrote (its login could be a plugin's,
+			// docs/security.md): one line each.
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%s\t%s\n", inline(r.Runner), inline(p.Plugin), inline(state), inline(fns), p.Crashes, last, ago(r.UpdatedAt))
 		}
 	}
 	return tw.Flush()

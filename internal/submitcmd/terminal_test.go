@@ -161,3 +161,30 @@ func TestAFailedPluginsStderrIsEscapedOnStderr(t *testing.T) {
 		t.Errorf("functions' stderr holds the plugin's controls raw: %q", r.stderr)
 	}
 }
+
+// What a runner writes of itself (its registrations and status) is shown
+// one line a value: a runner's login is a plugin's too where the runner
+// is not root (docs/security.md), and a newline in a plugin's name added
+// rows to functions and runners that read as other runners' plugins.
+func TestRunnersWordsStayInTheirCells(t *testing.T) {
+	t.Parallel()
+	s := omniqtest.StartServer(t, jetstream.Config{MaxPayload: 64 << 10})
+	o := &omniq{t: t, srv: s}
+	forged := "p\nr9  echo  up  echo  0  -  1s ago\t\u202e"
+	if err := s.Client.Register(omniqtest.Context(t), "r1", []jetstream.Registration{{Function: "echo", Plugin: forged, Concurrency: 4}}, time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	err := s.Client.WriteRunnerStatus(omniqtest.Context(t), jetstream.RunnerStatus{Runner: "r1", Plugins: []jetstream.PluginStatus{
+		{Plugin: forged, State: "up\nr8", Functions: []string{"echo\nr7"}},
+	}}, time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, args := range [][]string{{"functions"}, {"runners"}} {
+		r := o.run("", args...)
+		r.want(t, 0, `p\u000ar9  echo  up  echo  0  -  1s ago\u0009\u202e`, "")
+		if lines := strings.Count(r.stdout, "\n"); lines != 2 || hiddenRunes(r.stdout) {
+			t.Errorf("%s: want a header and one row, nothing hidden; got %q", args, r.stdout)
+		}
+	}
+}
