@@ -139,8 +139,14 @@ func (ts *taskTrace) executed(out pluginhost.Outcome) {
 		return
 	}
 	if f := out.Failure; f != nil {
-		ts.execute.SetAttributes(attrErrorType.String(f.ErrorType), attrErrorMessage.String(f.Message), attrErrorRetryable.Bool(f.Retryable))
-		ts.execute.SetStatus(codes.Error, f.ErrorType+": "+f.Message)
+		// Within the TaskError's bounds, as the record span has them: the
+		// plugin's own can be as long as its connection's messages
+		// (16 MiB), and one such span could make an exporter's whole
+		// batch too large to send.
+		te := models.TaskError{ErrorType: f.ErrorType, Message: f.Message}
+		te.Bound()
+		ts.execute.SetAttributes(attrErrorType.String(te.ErrorType), attrErrorMessage.String(te.Message), attrErrorRetryable.Bool(f.Retryable))
+		ts.execute.SetStatus(codes.Error, te.ErrorType+": "+te.Message)
 	}
 	ts.execute.End()
 	ts.execute = nil

@@ -3,6 +3,7 @@ package runner_test
 import (
 	"context"
 	"encoding/json"
+	"strings"
 	"testing"
 	"time"
 
@@ -197,5 +198,41 @@ func TestSpansFollowATaskIntoItsPluginAndAcrossRetries(t *testing.T) {
 	}
 	if tp := dead.Header.Get("traceparent"); len(tp) != 55 || tp[3:35] != first.SpanContext.TraceID().String() {
 		t.Errorf("dead-letter entry's traceparent = %q, want one in trace %s (a replay stays in it)", tp, first.SpanContext.TraceID())
+	}
+}
+
+// A handler's error on the execute span is within the TaskError's bounds,
+// as on the record span: a plugin's message can be as long as its
+// connection's messages (16 MiB), and one such attribute could make an
+// exporter's whole batch, other tasks' spans with it, too large to send.
+func TestTheExecuteSpanBoundsAHandlersError(t *testing.T) {
+	t.Parallel()
+	exp := tracetest.NewInMemoryExporter()
+	tp := sdktrace.NewTracerProvider(sdktrace.WithSyncer(exp))
+	t.Cleanup(func() { _ = tp.Shutdown(context.Background()) })
+	e := newEnv(t)
+	cfg := fastConfig()
+	cfg.TracerProvider = tp
+	startRunner(t, e, cfg, pluginhost.HostConfig{})
+	long := strings.Repeat("x", 200<<10)
+	payload, err := json.Marshal(map[string]any{"type": "T" + strings.Repeat("t", 300), "message": long, "permanent": true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := e.client.Submit(ctx(t), jetstream.SubmitRequest{Function: "fail", Payload: payload})
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitDead(t, e, res.ID)
+	spans := waitSpans(t, exp, res.ID, 3)
+	if len(spans["omniq.execute"]) != 1 {
+		t.Fatalf("execute spans: %d, want 1", len(spans["omniq.execute"]))
+	}
+	s := spans["omniq.execute"][0]
+	msg, typ := attr(s, "omniq.error.message").AsString(), attr(s, "omniq.error.type").AsString()
+	if models.JSONSize(msg) > models.MaxMessageBytes || !strings.Contains(msg, "bytes elided") ||
+		len(typ) > models.MaxErrorTypeBytes || !strings.HasPrefix(typ, "Ttt") || len(s.Status.Description) > models.MaxMessageBytes+models.MaxErrorTypeBytes+2 {
+		t.Errorf("execute span: error type %d bytes, message %d bytes (%.60q...), status %d bytes; want them within the TaskError's bounds",
+			len(typ), len(msg), msg, len(s.Status.Description))
 	}
 }

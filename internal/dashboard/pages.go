@@ -19,6 +19,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unicode"
+	"unicode/utf16"
 	"unicode/utf8"
 
 	"github.com/nats-io/nats.go"
@@ -672,6 +674,57 @@ func history(t *models.Task) []historyItem {
 // replayed since: the record keeps no time for the replay itself.
 func replayedAfter(at time.Time) historyItem {
 	return historyItem{at, "dead-lettered, then replayed by an operator"}
+}
+
+// shown is s, which submitters and plugins wrote, as a page shows it:
+// HTML-escaped, with each character that prints nothing but changes what
+// the text around it reads as, or is not text, written as a \uXXXX escape
+// in a span of class "cc" (as omniq-submit writes them): control
+// characters but newline, tab and the CR of a CRLF (ESC and the like are
+// invisible in a browser), Unicode's format characters (U+202E shows
+// "gnp.exe" as "exe.png" and can turn the rest of a heading around;
+// zero-width spaces make two names that look the same differ) and line
+// and paragraph separators; a byte that is not UTF-8 is U+FFFD. Only
+// for text content: a form value or a link must keep the exact string.
+func shown(s string) template.HTML {
+	var b strings.Builder
+	start := 0 // of the text not yet written
+	for i := 0; i < len(s); {
+		r, size := utf8.DecodeRuneInString(s[i:])
+		bad := r == utf8.RuneError && size == 1
+		if !bad && !hiddenRune(r, s[i+size:]) {
+			i += size
+			continue
+		}
+		b.WriteString(template.HTMLEscapeString(s[start:i]))
+		if bad {
+			b.WriteRune(utf8.RuneError)
+		} else if r > 0xffff {
+			r1, r2 := utf16.EncodeRune(r)
+			fmt.Fprintf(&b, `<span class="cc">\u%04x\u%04x</span>`, r1, r2)
+		} else {
+			fmt.Fprintf(&b, `<span class="cc">\u%04x</span>`, r)
+		}
+		i += size
+		start = i
+	}
+	b.WriteString(template.HTMLEscapeString(s[start:]))
+	return template.HTML(b.String()) // escaped above
+}
+
+// hiddenRune says whether shown writes r, followed by rest, as an escape.
+func hiddenRune(r rune, rest string) bool {
+	switch {
+	case r == '\n' || r == '\t':
+		return false
+	case r == '\r':
+		return !strings.HasPrefix(rest, "\n")
+	case r < 0x20 || r >= 0x7f && r <= 0x9f:
+		return true
+	case r < 0x7f:
+		return false
+	}
+	return unicode.In(r, unicode.Cf, unicode.Zl, unicode.Zp)
 }
 
 func firstLine(s string) string {

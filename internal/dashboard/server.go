@@ -366,7 +366,7 @@ type page struct {
 
 func parsePages() (map[string]*template.Template, error) {
 	funcs := template.FuncMap{
-		"ago": ago, "ts": ts, "dur": dur, "spark": spark, "rate": rate, "add": func(a, b int) int { return a + b }, "plugin": pluginState, "pluginStatus": pluginStatusState, "line": firstLine,
+		"ago": ago, "ts": ts, "dur": dur, "spark": spark, "rate": rate, "add": func(a, b int) int { return a + b }, "plugin": pluginState, "pluginStatus": pluginStatusState, "line": firstLine, "shown": shown,
 	}
 	names := []string{"overview", "tasks", "task", "dead", "confirm", "confirmtask", "runners", "login"}
 	out := make(map[string]*template.Template, len(names))

@@ -154,7 +154,7 @@ func TestTaskFiltersShowTheChosenValue(t *testing.T) {
 		return held == 1
 	})
 	_, body := b.get("/tasks?function=no-such-fn&error_type=NoSuchError")
-	if !strings.Contains(body, "<option selected>no-such-fn</option>") || !strings.Contains(body, "<option selected>NoSuchError</option>") {
+	if !strings.Contains(body, "<option selected>no-such-fn</option>") || !strings.Contains(body, `<option value="NoSuchError" selected>NoSuchError</option>`) {
 		t.Errorf("the filters do not show the function and error type in use:\n%s", body)
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"io"
 	"log"
 	"strings"
+	"unicode"
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/sirupsen/logrus"
@@ -52,7 +53,7 @@ func (a *adapter) entry(args []any) logrus.FieldLogger {
 	}
 	all := append(append([]any(nil), a.args...), args...)
 	for i := 0; i+1 < len(all); i += 2 {
-		k := fmt.Sprint(all[i])
+		k := fieldKey(fmt.Sprint(all[i]))
 		if _, taken := own[k]; taken || (k == "plugin_logger" && a.name != "") {
 			k = argPrefix + k
 		}
@@ -62,6 +63,29 @@ func (a *adapter) entry(args []any) logrus.FieldLogger {
 		l = l.WithField("extra", all[len(all)-1])
 	}
 	return l
+}
+
+// fieldKey is k, the key of a key/value argument, with each character
+// but letters, digits and _ . - @ / : replaced by '_'. Logrus
+// writes a text line's keys as they are, unquoted (it quotes values),
+// and go-plugin passes on the keys a plugin writes in an hclog JSON line
+// on its stderr: a newline in one started a line of the runner's log
+// that read as the runner's own ('level=error msg="..."'), an escape
+// sequence reached the terminal showing the log.
+func fieldKey(k string) string {
+	if strings.IndexFunc(k, badKeyRune) < 0 {
+		return k
+	}
+	return strings.Map(func(r rune) rune {
+		if badKeyRune(r) {
+			return '_'
+		}
+		return r
+	}, k)
+}
+
+func badKeyRune(r rune) bool {
+	return !unicode.IsLetter(r) && !unicode.IsDigit(r) && !strings.ContainsRune("_.-@/:", r)
 }
 
 // levelTags are the prefixes by which go-plugin reads the level of a line

@@ -139,3 +139,26 @@ func TestLevelTagsAreStripped(t *testing.T) {
 		}
 	}
 }
+
+// TestArgumentKeysAreOneWord: logrus writes a text line's keys unquoted,
+// and go-plugin passes on the keys of a plugin's hclog JSON line, so a
+// key's newline, escape sequence, space, '=' or quote is replaced.
+func TestArgumentKeysAreOneWord(t *testing.T) {
+	t.Parallel()
+	for _, tt := range []struct{ key, want string }{
+		{"user_key", "user_key"},
+		{"@module", "@module"},
+		{"http.status-code/2:x", "http.status-code/2:x"},
+		{"ключ", "ключ"},
+		{"k\nlevel=error msg=\"forged\"", "k_level_error_msg__forged_"},
+		{"x\x1b]0;pwned\x07", "x__0_pwned_"},
+		{"a\u202eb\u200b", "a_b_"},
+	} {
+		l, hook := newLogger(logrus.InfoLevel)
+		hclogrus.New(l).Info("m", tt.key, "v")
+		e := hook.LastEntry()
+		if e == nil || e.Data[tt.want] != "v" || len(e.Data) != 1 {
+			t.Errorf("key %q: logged %+v, want the key %q", tt.key, e, tt.want)
+		}
+	}
+}

@@ -27,6 +27,7 @@ import (
 
 	"github.com/omniq/omniq/internal/credentials"
 	"github.com/omniq/omniq/internal/listen"
+	"github.com/omniq/omniq/internal/logtext"
 	"github.com/omniq/omniq/internal/roles"
 	"github.com/omniq/omniq/internal/tracing"
 	"github.com/omniq/omniq/internal/version"
@@ -173,7 +174,7 @@ func newLogger(o Options, out io.Writer) *logrus.Logger {
 	if o.LogFormat == "json" {
 		l.Formatter = &logrus.JSONFormatter{TimestampFormat: time.RFC3339Nano}
 	} else {
-		l.Formatter = &logrus.TextFormatter{FullTimestamp: true, TimestampFormat: time.RFC3339Nano}
+		l.Formatter = logtext.New(out, &logrus.TextFormatter{FullTimestamp: true, TimestampFormat: time.RFC3339Nano})
 	}
 	return l
 }

@@ -225,7 +225,7 @@ func (c *cli) dlqList(ff *filterFlags, limit int, after string) error {
 	for _, d := range page.Tasks {
 		typ, msg := "", ""
 		if d.Error != nil {
-			typ, msg = d.Error.ErrorType, oneLine(d.Error.Message, 60)
+			typ, msg = inlineCut(d.Error.ErrorType, maxTypeCell), oneLine(d.Error.Message, 60)
 		}
 		attempt := "-" // the error type says why none ran
 		if n := d.AttemptsRun(recs[d.ID]); n > 0 {
@@ -245,6 +245,12 @@ func (c *cli) dlqList(ff *filterFlags, limit int, after string) error {
 	printPageEnd(c.io.Stdout, len(page.Tasks), page.Total, "dlq list", again, limit, next)
 	return nil
 }
+
+// maxTypeCell bounds an error type in dlq list's table (in runes, before
+// escapes), whose every row is padded to its widest: a handler's type
+// of newlines runs to hundreds of characters once they are escaped. dlq
+// show has it whole.
+const maxTypeCell = 48
 
 // shellWord quotes s for a POSIX shell when it holds more than letters,
 // digits and -_.:+/ (a handler's error type can hold anything).
@@ -323,7 +329,7 @@ func (c *cli) dlqShow(id string) error {
 	if attempt == "0" {
 		attempt = "- (it never ran)"
 		if d.Error != nil {
-			attempt = "- (it never ran: " + d.Error.ErrorType + ")"
+			attempt = "- (it never ran: " + inline(d.Error.ErrorType) + ")"
 		}
 	}
 	fmt.Fprintf(w, "id:        %s\nfunction:  %s\ndead:      %s\nattempt:   %s\n", d.ID, d.Function, when(d.DeadAt), attempt)
@@ -336,11 +342,14 @@ func (c *cli) dlqShow(id string) error {
 	}
 	slices.Sort(keys)
 	for _, k := range keys {
-		fmt.Fprintf(w, "  %s: %s\n", k, strings.Join(d.Header[k], ", "))
+		fmt.Fprintf(w, "  %s: %s\n", inline(k), inline(strings.Join(d.Header[k], ", ")))
 	}
 	fmt.Fprintf(w, "\npayload (%d bytes):\n", len(d.Payload))
 	if utf8.Valid(d.Payload) {
-		fmt.Fprintf(w, "%s\n", d.Payload)
+		// Indented, as the headers are: a payload's line cannot pass
+		// for one of this page's own (an "errors" section, a replay
+		// hint).
+		fmt.Fprintf(w, "  %s\n", indentLines(string(d.Payload), "  "))
 	} else {
 		fmt.Fprintf(w, "  (binary, base64) %s\n", base64.StdEncoding.EncodeToString(d.Payload))
 	}

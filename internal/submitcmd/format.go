@@ -5,6 +5,8 @@ import (
 	"io"
 	"strings"
 	"time"
+	"unicode"
+	"unicode/utf16"
 	"unicode/utf8"
 
 	"github.com/omniq/omniq/models"
@@ -46,17 +48,48 @@ func ago(t time.Time) string {
 	return fmt.Sprintf("%dd%s", int(d.Hours()/24), suffix)
 }
 
-// oneLine shortens s to its first line of at most n runes.
+// oneLine shortens s to its first line of at most n runes, for a table
+// cell or a record's row: a tab in it is escaped (tabInline), since a
+// tabwriter would read it as the start of another column.
 func oneLine(s string, n int) string {
 	s, _, cut := strings.Cut(s, "\n")
 	if utf8.RuneCountInString(s) > n {
 		r := []rune(s)
-		return string(r[:n]) + "…"
+		return tabInline.Replace(string(r[:n])) + "…"
 	}
 	if cut {
 		s += " …"
 	}
-	return s
+	return tabInline.Replace(s)
+}
+
+// tabInline escapes tabs as terminalSafe escapes other control characters.
+var tabInline = strings.NewReplacer("\t", `\u0009`)
+
+// inline is s for a place in output that holds one line (a table cell, a
+// record's row, an error type): its newlines and tabs are escaped as
+// terminalSafe escapes other control characters, so that what a
+// submitter or plugin wrote cannot add a row or a column, or a line that
+// reads as omniq-submit's own (a made-up error under a task's errors).
+func inline(s string) string { return lineBreaks.Replace(s) }
+
+// inlineCut is inline(s) of at most n runes of s, with "…" when it is
+// cut: a table's cell, which tabwriter pads every row of its column to.
+func inlineCut(s string, n int) string {
+	if utf8.RuneCountInString(s) > n {
+		return inline(string([]rune(s)[:n])) + "…"
+	}
+	return inline(s)
+}
+
+var lineBreaks = strings.NewReplacer("\n", `\u000a`, "\t", `\u0009`)
+
+// indentLines is s with each line after the first led by prefix: what
+// a submitter or plugin wrote over many lines (an error's message, a
+// payload) stays marked as theirs, and a line of it cannot pass for one
+// omniq-submit wrote.
+func indentLines(s, prefix string) string {
+	return strings.ReplaceAll(s, "\n", "\n"+prefix)
 }
 
 // printable renders bytes as text when they are text, else as a summary.
@@ -96,8 +129,15 @@ func textOrBytes(b []byte) (*string, []byte) {
 }
 
 // terminalSafe writes to w what it is given with each control character
-// but newline and tab (C0, DEL, C1) shown as a \u00XX escape and each
-// byte that is not UTF-8 as U+FFFD. What omniq-submit prints holds what
+// but newline and tab (C0, DEL, C1) shown as a \u00XX escape, each
+// invisible formatting character (Unicode's Cf: bidirectional overrides
+// and isolates such as U+202E, zero-width spaces and joiners, the BOM,
+// tag characters) and line or paragraph separator (U+2028, U+2029) as a
+// \uXXXX escape (a pair of them, as JSON writes it, past U+FFFF), and each
+// byte that is not UTF-8 as U+FFFD. The formatting characters print
+// nothing themselves but change what the text around them reads as: a
+// U+202E shows "gnp.exe" as "exe.png", a zero-width space makes two ids
+// that look the same differ. What omniq-submit prints holds what
 // submitters and plugins wrote (payloads, error messages, tracebacks,
 // progress): an escape sequence among them would otherwise reach the
 // operator's terminal, which runs it (recolouring or hiding lines,
@@ -127,7 +167,17 @@ func (t terminalSafe) Write(p []byte) (int, error) {
 // unsafeRune says whether the rune r, decoded from size bytes, is one
 // terminalSafe rewrites.
 func unsafeRune(r rune, size int) bool {
-	return (r == utf8.RuneError && size == 1) || (r < 0x20 && r != '\n' && r != '\t') || (r >= 0x7f && r <= 0x9f)
+	switch {
+	case r == utf8.RuneError && size == 1:
+		return true
+	case r < 0x20:
+		return r != '\n' && r != '\t'
+	case r < 0x7f:
+		return false
+	case r <= 0x9f:
+		return true
+	}
+	return unicode.In(r, unicode.Cf, unicode.Zl, unicode.Zp)
 }
 
 // terminalText is s as terminalSafe writes it.
@@ -138,6 +188,11 @@ func terminalText(s string) string {
 		switch {
 		case r == utf8.RuneError && size == 1:
 			b.WriteRune(utf8.RuneError)
+		case r > 0xffff && unsafeRune(r, size):
+			// JSON's \u takes four digits: a pair, as encoding/json
+			// writes one.
+			r1, r2 := utf16.EncodeRune(r)
+			fmt.Fprintf(&b, "\\u%04x\\u%04x", r1, r2)
 		case unsafeRune(r, size):
 			fmt.Fprintf(&b, "\\u%04x", r)
 		default:

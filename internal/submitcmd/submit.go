@@ -396,11 +396,11 @@ func (c *cli) waitAndReport(client *jetstream.Client, id string) error {
 	if te := task.Error; te != nil {
 		switch attemptsRun(task) {
 		case 0: // unknown function, malformed task
-			msg = fmt.Sprintf("task %s failed without running: %s", id, typedMessage(te))
+			msg = fmt.Sprintf("task %s failed without running: %s", id, waitMessage(te))
 		case 1:
-			msg = fmt.Sprintf("task %s failed after 1 attempt: %s", id, typedMessage(te))
+			msg = fmt.Sprintf("task %s failed after 1 attempt: %s", id, waitMessage(te))
 		default:
-			msg = fmt.Sprintf("task %s failed after %d attempts: %s", id, attemptsRun(task), typedMessage(te))
+			msg = fmt.Sprintf("task %s failed after %d attempts: %s", id, attemptsRun(task), waitMessage(te))
 		}
 	}
 	if c.noDLQ {
@@ -415,6 +415,13 @@ func (c *cli) waitAndReport(client *jetstream.Client, id string) error {
 		return &statusError{code: exitFailed, msg: msg + fmt.Sprintf("\n  its dead-letter entry was not there after %s (%v); the runner writes it after the state", deadLetterWait, err)}
 	}
 	return &statusError{code: exitFailed, msg: msg + fmt.Sprintf("\n  see `omniq-submit dlq show %s`", id)}
+}
+
+// waitMessage is te as submit --wait ends with it on stderr: the
+// message's further lines are marked as its own, so that none reads as
+// a line omniq-submit wrote (a made-up "see `omniq-submit dlq show`").
+func waitMessage(te *models.TaskError) string {
+	return indentLines(typedMessage(te), "  : ")
 }
 
 // deadLetterWait bounds how long `submit --wait` waits for a failed task's

@@ -556,7 +556,7 @@ func TestDeadLetterCommands(t *testing.T) {
 	o.run("", "dlq", "list", "--since", "yesterday").want(t, 2, "", `--since "yesterday"`)
 
 	r = o.run("", "dlq", "show", "p0")
-	for _, want := range []string{"payload (6 bytes):\nkaboom", "panic: kaboom", "main.panicky", "Omniq-Task-Id: p0", "omniq-submit dlq replay p0"} {
+	for _, want := range []string{"payload (6 bytes):\n  kaboom", "panic: kaboom", "main.panicky", "Omniq-Task-Id: p0", "omniq-submit dlq replay p0"} {
 		if !strings.Contains(r.stdout, want) {
 			t.Fatalf("dlq show lacks %q:\n%s", want, r.stdout)
 		}

@@ -103,14 +103,15 @@ func (c *cli) effective(client *jetstream.Client, t *models.Task, retriesUnset b
 	return d
 }
 
-// typedMessage is a TaskError as one line says it, "type: message", but
+// typedMessage is a TaskError as one line says it, "type: message" (the
+// type inline: a handler can name any), but
 // without the type twice when the message starts with it already (a Go
 // panic's "panic: ...", a Python exception's "ZeroDivisionError: ...").
 func typedMessage(te *models.TaskError) string {
 	if strings.HasPrefix(te.Message, te.ErrorType+":") {
-		return te.Message
+		return inline(te.ErrorType) + te.Message[len(te.ErrorType):]
 	}
-	return te.ErrorType + ": " + te.Message
+	return inline(te.ErrorType) + ": " + te.Message
 }
 
 // attemptsRun is how many of t's attempts ran its handler.
@@ -121,7 +122,7 @@ func printTask(w interface{ Write([]byte) (int, error) }, t *models.Task, traceb
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	row := func(k, v string) {
 		if v != "" {
-			fmt.Fprintf(tw, "%s:\t%s\n", k, v)
+			fmt.Fprintf(tw, "%s:\t%s\n", k, inline(v))
 		}
 	}
 	row("id", t.ID)
@@ -210,7 +211,9 @@ func printErrors(w interface{ Write([]byte) (int, error) }, t *models.Task, trac
 		if !e.IsRetryable {
 			retry = "not retryable"
 		}
-		fmt.Fprintf(w, "  %d. %s  %s (retry_count %d, %s)\n     %s\n", i+1, when(e.Timestamp), e.ErrorType, e.RetryCount, retry, e.Message)
+		// A message's further lines are marked as its own, so that none
+		// reads as another error's first line.
+		fmt.Fprintf(w, "  %d. %s  %s (retry_count %d, %s)\n     %s\n", i+1, when(e.Timestamp), inline(e.ErrorType), e.RetryCount, retry, indentLines(e.Message, "     : "))
 		if tracebacks && e.Traceback != "" {
 			for _, line := range strings.Split(strings.TrimRight(e.Traceback, "\n"), "\n") {
 				fmt.Fprintf(w, "       | %s\n", line)
@@ -611,7 +614,9 @@ func (c *cli) functions() error {
 		if len(states) > 0 {
 			state = strings.Join(states, ", ")
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%s\n", n, plugin, strings.Join(runners, ","), total, state, oneLine(desc, 80))
+		// What runners wrote (a login of theirs could be a plugin's,
+		// docs/security.md): one line each.
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%s\n", n, inline(plugin), inline(strings.Join(runners, ",")), total, inline(state), oneLine(desc, 80))
 	}
 	return tw.Flush()
 }
@@ -628,8 +633,10 @@ func (c *cli) noteIdlePlugins(client *jetstream.Client) {
 	for _, r := range runners {
 		for _, p := range r.Plugins {
 			if !p.Serving() {
+				// Stderr is not terminalSafe (a progress bar's \r goes
+				// there): the reason quotes the plugin's stderr.
 				fmt.Fprintf(c.io.Stderr, "omniq-submit: plugin %s on runner %s serves no function: %s (omniq-submit runners; the runner's log says more)\n",
-					p.Plugin, r.Runner, idleReason(p))
+					terminalText(p.Plugin), terminalText(r.Runner), terminalText(idleReason(p)))
 			}
 		}
 	}
@@ -698,7 +705,7 @@ func (c *cli) runners() error {
 	fmt.Fprintln(tw, "RUNNER\tPLUGIN\tSTATE\tFUNCTIONS\tCRASHES\tLAST CRASH\tUPDATED")
 	for _, r := range runners {
 		if len(r.Plugins) == 0 {
-			fmt.Fprintf(tw, "%s\t-\t-\t-\t-\t-\t%s\n", r.Runner, ago(r.UpdatedAt))
+			fmt.Fprintf(tw, "%s\t-\t-\t-\t-\t-\t%s\n", inline(r.Runner), ago(r.UpdatedAt))
 		}
 		for _, p := range r.Plugins {
 			state := p.State
@@ -713,7 +720,9 @@ func (c *cli) runners() error {
 			if p.LastCrash != "" {
 				last = oneLine(p.LastCrash, 100) + " (" + ago(p.LastCrashAt) + ")"
 			}
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%s\t%s\n", r.Runner, p.Plugin, state, fns, p.Crashes, last, ago(r.UpdatedAt))
+			// What the runner wrote (its login could be a plugin's,
+			// docs/security.md): one line each.
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%s\t%s\n", inline(r.Runner), inline(p.Plugin), inline(state), inline(fns), p.Crashes, last, ago(r.UpdatedAt))
 		}
 	}
 	return tw.Flush()

@@ -571,6 +571,30 @@ func TestAPluginsLogLinesAreItsOwn(t *testing.T) {
 	t.Fatalf("the plugin's line is not in the log:\n%s", buf.String())
 }
 
+// The keys of a plugin's hclog JSON line are written as they are in a
+// text log (logrus quotes values, not keys): a newline in one started a
+// line that read as the runner's own, and an escape sequence in one
+// reached the terminal showing the log.
+func TestAPluginsLogKeysCannotForgeLines(t *testing.T) {
+	t.Parallel()
+	line := `{"@level":"info","@message":"hello","k\nlevel=error msg=\"forged line\" x\u001b]0;pwned\u0007":"v"}`
+	script := writeScript(t, "#!/bin/sh\nprintf '%s\\n' '"+line+"' >&2\nexit 7\n") // dash's echo reads backslashes
+	var buf bytes.Buffer
+	log := logrus.New()
+	log.SetFormatter(&logrus.TextFormatter{DisableColors: true})
+	log.SetOutput(&buf)
+	if _, err := pluginhost.StartProcess(ctx(t), pluginhost.ProcessConfig{Path: script, Logger: log}); err == nil {
+		t.Fatal("the script started as a plugin")
+	}
+	out := buf.String()
+	if !strings.Contains(out, `msg=hello k_level_error_msg__forged_line__x__0_pwned_=v`) {
+		t.Errorf("the plugin's line is not in the log with its key made one word:\n%s", out)
+	}
+	if strings.Contains(out, "\nlevel=error") || strings.Contains(out, "\x1b") {
+		t.Errorf("the plugin's key forged a line or wrote an escape sequence:\n%q", out)
+	}
+}
+
 func TestWhatASIGKILLedRunnersPluginsLeftIsSweptAtTheNextStart(t *testing.T) {
 	t.Parallel()
 	tmp := publicDir(t)

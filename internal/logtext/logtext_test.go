@@ -1,0 +1,113 @@
+//go:build unix
+
+package logtext
+
+import (
+	"bytes"
+	"encoding/json"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/sirupsen/logrus"
+
+	"github.com/omniq/omniq/internal/omniqtest"
+	"github.com/omniq/omniq/jetstream"
+	"github.com/omniq/omniq/runner/pluginhost"
+)
+
+func TestEscape(t *testing.T) {
+	for _, c := range []struct{ in, want string }{
+		{"plain: \"quoted\" \\ é 日本", "plain: \"quoted\" \\ é 日本"},
+		{"red\x1b[31mx\x1b[0m", `red\u001b[31mx\u001b[0m`},
+		{"title\x1b]0;pwned\x07", `title\u001b]0;pwned\u0007`},
+		{"two\nlines\r\tand a tab", `two\u000alines\u000d\u0009and a tab`},
+		{"c1 \u009b2J del \x7f", `c1 \u009b2J del \u007f`},
+		{"gnp.exe\u202e zw\u200b bom\ufeff ls\u2028", `gnp.exe\u202e zw\u200b bom\ufeff ls\u2028`},
+		{"tag \U000E0041", `tag \udb40\udc41`},
+		{"bad \xff byte", "bad \ufffd byte"},
+	} {
+		if got := Escape(c.in); got != c.want {
+			t.Errorf("Escape(%q) = %q, want %q", c.in, got, c.want)
+		}
+	}
+}
+
+// syncBuffer is a bytes.Buffer the runner's goroutines can log to.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// A runner logging in colours (to a terminal) writes a handler's error
+// message in its "dead-lettered" line escaped: logrus writes a coloured
+// line's message unquoted, and the message's escape sequences drove the
+// operator's terminal and its newline started a line that read as the
+// runner's own.
+func TestAColouredLogEscapesWhatTasksWrote(t *testing.T) {
+	t.Parallel()
+	var out syncBuffer
+	log := logrus.New()
+	log.Out = &out
+	log.Formatter = newFormatter(&logrus.TextFormatter{FullTimestamp: true}, true)
+	srv := omniqtest.StartServer(t, jetstream.Config{})
+	cfg := omniqtest.FastConfig()
+	cfg.Logger = log
+	omniqtest.StartRunner(t, srv.Client, cfg, pluginhost.HostConfig{Logger: log})
+	hostile := "db down\x1b]0;pwned\x07\x1b[8m\ntime=\"2026-01-01T00:00:00Z\" level=info msg=\"all tasks succeeded\"\u202e"
+	payload, err := json.Marshal(map[string]any{"message": hostile, "permanent": true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := srv.Client.Submit(omniqtest.Context(t), jetstream.SubmitRequest{ID: "hostile", Function: "fail", Payload: payload}); err != nil {
+		t.Fatal(err)
+	}
+	omniqtest.WaitDead(t, srv.Client, "hostile", time.Minute)
+	var line string
+	deadline := time.Now().Add(30 * time.Second)
+	for line == "" && time.Now().Before(deadline) {
+		for _, l := range strings.Split(out.String(), "\n") {
+			if strings.Contains(l, "dead-lettered") && strings.Contains(l, "task_id") {
+				line = l
+			}
+		}
+		if line == "" {
+			time.Sleep(20 * time.Millisecond) // polling the log, with a deadline
+		}
+	}
+	if line == "" {
+		t.Fatalf("no dead-lettered line in the log:\n%s", out.String())
+	}
+	if !strings.Contains(line, `db down\u001b]0;pwned\u0007\u001b[8m\u000atime="2026-01-01T00:00:00Z"`) || !strings.Contains(line, `\u202e`) {
+		t.Errorf("the dead-lettered line does not hold the message escaped: %q", line)
+	}
+	if strings.Contains(out.String(), "\x1b]") || strings.Contains(out.String(), "\x1b[8m") || strings.Contains(out.String(), "\n"+`time="2026-01-01`) || strings.Contains(out.String(), "\u202e") {
+		t.Errorf("the log holds the message's escapes or its forged line raw:\n%q", out.String())
+	}
+}
+
+// Off a terminal, logrus quotes a message that needs it, as every value:
+// the formatter leaves that to it, and does not escape twice.
+func TestAPlainLogIsLogrusOwn(t *testing.T) {
+	var out bytes.Buffer
+	log := logrus.New()
+	log.Out = &out
+	log.Formatter = New(&out, &logrus.TextFormatter{DisableTimestamp: true})
+	log.Info("a\x1b[31m\nb")
+	if got, want := out.String(), `level=info msg="a\x1b[31m\nb"`+"\n"; got != want {
+		t.Errorf("plain line %q, want %q", got, want)
+	}
+}
