@@ -19,14 +19,13 @@ import (
 	"strings"
 	"sync"
 	"time"
-	"unicode"
-	"unicode/utf16"
 	"unicode/utf8"
 
 	"github.com/nats-io/nats.go"
 	natsjs "github.com/nats-io/nats.go/jetstream"
 
 	"github.com/omniq/omniq/internal/fanout"
+	"github.com/omniq/omniq/internal/textsafe"
 	"github.com/omniq/omniq/jetstream"
 	"github.com/omniq/omniq/models"
 )
@@ -699,11 +698,8 @@ func shown(s string) template.HTML {
 		b.WriteString(template.HTMLEscapeString(s[start:i]))
 		if bad {
 			b.WriteRune(utf8.RuneError)
-		} else if r > 0xffff {
-			r1, r2 := utf16.EncodeRune(r)
-			fmt.Fprintf(&b, `<span class="cc">\u%04x\u%04x</span>`, r1, r2)
 		} else {
-			fmt.Fprintf(&b, `<span class="cc">\u%04x</span>`, r)
+			b.WriteString(`<span class="cc">` + textsafe.Escaped(r) + `</span>`)
 		}
 		i += size
 		start = i
@@ -712,19 +708,16 @@ func shown(s string) template.HTML {
 	return template.HTML(b.String()) // escaped above
 }
 
-// hiddenRune says whether shown writes r, followed by rest, as an escape.
+// hiddenRune says whether shown writes r, followed by rest, as an escape:
+// what textsafe hides, but for newline, tab and the CR of a CRLF.
 func hiddenRune(r rune, rest string) bool {
 	switch {
-	case r == '\n' || r == '\t':
+	case textsafe.KeepLayout(r):
 		return false
 	case r == '\r':
 		return !strings.HasPrefix(rest, "\n")
-	case r < 0x20 || r >= 0x7f && r <= 0x9f:
-		return true
-	case r < 0x7f:
-		return false
 	}
-	return unicode.In(r, unicode.Cf, unicode.Zl, unicode.Zp)
+	return textsafe.Hidden(r)
 }
 
 func firstLine(s string) string {

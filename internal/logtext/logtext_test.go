@@ -17,23 +17,6 @@ import (
 	"github.com/omniq/omniq/runner/pluginhost"
 )
 
-func TestEscape(t *testing.T) {
-	for _, c := range []struct{ in, want string }{
-		{"plain: \"quoted\" \\ é 日本", "plain: \"quoted\" \\ é 日本"},
-		{"red\x1b[31mx\x1b[0m", `red\u001b[31mx\u001b[0m`},
-		{"title\x1b]0;pwned\x07", `title\u001b]0;pwned\u0007`},
-		{"two\nlines\r\tand a tab", `two\u000alines\u000d\u0009and a tab`},
-		{"c1 \u009b2J del \x7f", `c1 \u009b2J del \u007f`},
-		{"gnp.exe\u202e zw\u200b bom\ufeff ls\u2028", `gnp.exe\u202e zw\u200b bom\ufeff ls\u2028`},
-		{"tag \U000E0041", `tag \udb40\udc41`},
-		{"bad \xff byte", "bad \ufffd byte"},
-	} {
-		if got := Escape(c.in); got != c.want {
-			t.Errorf("Escape(%q) = %q, want %q", c.in, got, c.want)
-		}
-	}
-}
-
 // syncBuffer is a bytes.Buffer the runner's goroutines can log to.
 type syncBuffer struct {
 	mu sync.Mutex

@@ -5,10 +5,9 @@ import (
 	"io"
 	"strings"
 	"time"
-	"unicode"
-	"unicode/utf16"
 	"unicode/utf8"
 
+	"github.com/omniq/omniq/internal/textsafe"
 	"github.com/omniq/omniq/models"
 )
 
@@ -149,10 +148,10 @@ type terminalSafe struct{ w io.Writer }
 // Write writes p to t's writer, escaped as terminalText does when it
 // holds anything to escape, and reports all of p written.
 func (t terminalSafe) Write(p []byte) (int, error) {
-	clean := true
+	clean := utf8.Valid(p)
 	for i := 0; i < len(p) && clean; {
 		r, size := utf8.DecodeRune(p[i:])
-		clean = !unsafeRune(r, size)
+		clean = !terminalEscapes(r)
 		i += size
 	}
 	if clean {
@@ -164,41 +163,8 @@ func (t terminalSafe) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
-// unsafeRune says whether the rune r, decoded from size bytes, is one
-// terminalSafe rewrites.
-func unsafeRune(r rune, size int) bool {
-	switch {
-	case r == utf8.RuneError && size == 1:
-		return true
-	case r < 0x20:
-		return r != '\n' && r != '\t'
-	case r < 0x7f:
-		return false
-	case r <= 0x9f:
-		return true
-	}
-	return unicode.In(r, unicode.Cf, unicode.Zl, unicode.Zp)
-}
+// terminalEscapes says whether terminalText escapes r.
+func terminalEscapes(r rune) bool { return textsafe.Hidden(r) && !textsafe.KeepLayout(r) }
 
 // terminalText is s as terminalSafe writes it.
-func terminalText(s string) string {
-	var b strings.Builder
-	for i := 0; i < len(s); {
-		r, size := utf8.DecodeRuneInString(s[i:])
-		switch {
-		case r == utf8.RuneError && size == 1:
-			b.WriteRune(utf8.RuneError)
-		case r > 0xffff && unsafeRune(r, size):
-			// JSON's \u takes four digits: a pair, as encoding/json
-			// writes one.
-			r1, r2 := utf16.EncodeRune(r)
-			fmt.Fprintf(&b, "\\u%04x\\u%04x", r1, r2)
-		case unsafeRune(r, size):
-			fmt.Fprintf(&b, "\\u%04x", r)
-		default:
-			b.WriteString(s[i : i+size])
-		}
-		i += size
-	}
-	return b.String()
-}
+func terminalText(s string) string { return textsafe.Escape(s, textsafe.KeepLayout) }
