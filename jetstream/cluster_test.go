@@ -172,26 +172,6 @@ func TestARunnerWithoutTheReplicasSettingKeepsTheClustersReplicas(t *testing.T) 
 	}
 }
 
-// provisionCluster connects to url (one server of a cluster) and
-// provisions OmniQ's streams with three replicas, waiting for the cluster
-// to elect its JetStream leader.
-func provisionCluster(t *testing.T, url string) *jetstream.Client {
-	t.Helper()
-	nc, err := jetstream.Connect(jetstream.ConnConfig{URL: url})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	var client *jetstream.Client
-	eventually(t, 30*time.Second, "provisioning on the cluster", func() bool {
-		try, cancel := context.WithTimeout(ctx(t), 5*time.Second)
-		defer cancel()
-		client, err = jetstream.New(try, nc, jetstream.Config{Replicas: 3})
-		return err == nil
-	})
-	return client
-}
-
 // TestAWatchOnAnotherServerHearsTheWritesJustBeforeIt: on a cluster, a
 // watch of a task without a consumer (submit --wait, watch ID) that
 // heard of a write read the bucket with a direct get, which the replica
@@ -205,7 +185,7 @@ func provisionCluster(t *testing.T, url string) *jetstream.Client {
 func TestAWatchOnAnotherServerHearsTheWritesJustBeforeIt(t *testing.T) {
 	t.Parallel()
 	servers := omniqtest.StartCluster(t)
-	writer := provisionCluster(t, servers[0].ClientURL())
+	writer := omniqtest.ClusterClient(t, servers[0].ClientURL())
 	var readers []*jetstream.Client
 	for _, s := range servers[1:] {
 		nc, err := jetstream.Connect(jetstream.ConnConfig{URL: s.ClientURL()})

@@ -23,7 +23,7 @@ func TestSubmitWaitsForTheTasksStreamsNewLeader(t *testing.T) {
 		t.Skip("builds nats-server and runs three of them")
 	}
 	urls, procs := natsProcs(t)
-	admin := clusterClient(t, strings.Join([]string{urls["n1"], urls["n2"], urls["n3"]}, ","))
+	admin := omniqtest.ClusterClient(t, strings.Join([]string{urls["n1"], urls["n2"], urls["n3"]}, ","))
 	s, err := admin.JetStream().Stream(ctx(t), "OMNIQ_TASKS")
 	if err != nil {
 		t.Fatal(err)

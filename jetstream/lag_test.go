@@ -141,9 +141,6 @@ func tail(b []byte, n int) []byte {
 	return b
 }
 
-// clusterClient connects to url (one server or a comma-separated list)
-// and provisions OmniQ with 3 replicas, waiting for the cluster to elect
-// its JetStream leader.
 // clusterURL is the servers' client URLs as one comma-separated list.
 func clusterURL(urls map[string]string) string {
 	return strings.Join(slices.Sorted(maps.Values(urls)), ",")
@@ -165,33 +162,6 @@ func streamLeader(t *testing.T, client *jetstream.Client, name string) string {
 	return leader
 }
 
-// clusterClient connects to url and provisions OmniQ's streams with three
-// replicas, waiting for the cluster to answer.
-func clusterClient(t *testing.T, url string) *jetstream.Client {
-	t.Helper()
-	nc, err := jetstream.Connect(jetstream.ConnConfig{URL: url})
-	for deadline := time.Now().Add(30 * time.Second); err != nil && time.Now().Before(deadline); {
-		time.Sleep(100 * time.Millisecond)
-		nc, err = jetstream.Connect(jetstream.ConnConfig{URL: url})
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	for deadline := time.Now().Add(60 * time.Second); ; {
-		try, cancel := context.WithTimeout(ctx(t), 5*time.Second)
-		client, err := jetstream.New(try, nc, jetstream.Config{Replicas: 3})
-		cancel()
-		if err == nil {
-			return client
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("no JetStream on the cluster after 60s: %v", err)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-}
-
 // GetFromLeader, on which the runner decides to acknowledge a message
 // unrun, sees every write acknowledged before it even through a server
 // whose replica of the state bucket was SIGSTOPped while the writes were
@@ -203,7 +173,7 @@ func TestGetFromLeaderThroughALaggingReplica(t *testing.T) {
 		t.Skip("builds nats-server and runs three of them")
 	}
 	urls, procs := natsProcs(t)
-	connect := func(url string) *jetstream.Client { return clusterClient(t, url) }
+	connect := func(url string) *jetstream.Client { return omniqtest.ClusterClient(t, url) }
 	admin := connect(clusterURL(urls))
 	rec, err := admin.State().Create(ctx(t), models.NewTask("lagging", "f", 3, 0, time.Now()))
 	if err != nil {
@@ -288,7 +258,7 @@ func TestCancelAndReplayThroughALaggingReplica(t *testing.T) {
 		t.Skip("builds nats-server and runs three of them")
 	}
 	urls, procs := natsProcs(t)
-	admin := clusterClient(t, clusterURL(urls))
+	admin := omniqtest.ClusterClient(t, clusterURL(urls))
 	// The stopped server leads neither the state bucket nor the
 	// dead-letter stream, so the writes the test makes meanwhile go on.
 	leaders := map[string]bool{}
@@ -301,7 +271,7 @@ func TestCancelAndReplayThroughALaggingReplica(t *testing.T) {
 			follower = n
 		}
 	}
-	writer, reader := clusterClient(t, urls[leader]), clusterClient(t, urls[follower])
+	writer, reader := omniqtest.ClusterClient(t, urls[leader]), omniqtest.ClusterClient(t, urls[follower])
 	filler, err := writer.State().Create(ctx(t), models.NewTask("filler", "f", 0, 0, time.Now()))
 	if err != nil {
 		t.Fatal(err)
@@ -419,7 +389,7 @@ func TestConnectionLeavesAServerThatStopsAnswering(t *testing.T) {
 		t.Skip("builds nats-server and runs three of them")
 	}
 	urls, procs := natsProcs(t)
-	clusterClient(t, clusterURL(urls)) // the cluster is up
+	omniqtest.ClusterClient(t, clusterURL(urls)) // the cluster is up
 	nc, err := jetstream.Connect(jetstream.ConnConfig{URL: urls["n1"]})
 	if err != nil {
 		t.Fatal(err)
@@ -451,7 +421,7 @@ func TestCancelDoesNotWaitOutAnUnansweringRetriesStream(t *testing.T) {
 		t.Skip("builds nats-server and runs three of them")
 	}
 	urls, procs := natsProcs(t)
-	client := clusterClient(t, clusterURL(urls))
+	client := omniqtest.ClusterClient(t, clusterURL(urls))
 	leaderOf := func(name string) string { return streamLeader(t, client, name) }
 	// The retries stream's leader must lead neither the state bucket nor
 	// the tasks stream; step it down until so.
@@ -471,7 +441,7 @@ func TestCancelDoesNotWaitOutAnUnansweringRetriesStream(t *testing.T) {
 			via = u
 		}
 	}
-	c := clusterClient(t, via)
+	c := omniqtest.ClusterClient(t, via)
 	task := models.NewTask("waits-for-retry", "f", 3, 0, time.Now())
 	task.Status, task.Attempt, task.RunAt = models.StatusRetrying, 1, time.Now().Add(time.Hour)
 	if _, err := c.State().Create(ctx(t), task); err != nil {

@@ -16,27 +16,6 @@ import (
 	"github.com/omniq/omniq/runner/pluginhost"
 )
 
-// clusterClient connects to url (servers of a cluster, comma separated)
-// and provisions OmniQ's streams with three replicas, waiting for the
-// cluster to elect its JetStream leader (until then provisioning is
-// refused).
-func clusterClient(t *testing.T, url string) *jetstream.Client {
-	t.Helper()
-	nc, err := jetstream.Connect(jetstream.ConnConfig{URL: url})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	var client *jetstream.Client
-	eventually(t, 60*time.Second, "provisioning on the cluster", func() bool {
-		try, cancel := context.WithTimeout(ctx(t), 5*time.Second)
-		defer cancel()
-		client, err = jetstream.New(try, nc, jetstream.Config{Replicas: 3})
-		return err == nil
-	})
-	return client
-}
-
 // leaderOf is the name of the server leading stream, or consumer of
 // stream when consumer is not empty ("" while there is none, or when the
 // lookup fails).
@@ -102,10 +81,10 @@ func TestARunnerGoesOnFetchingWhenItsServerStops(t *testing.T) {
 			t.Logf("the runner's log:\n%s", logs.String())
 		}
 	})
-	rc := clusterClient(t, servers[0].ClientURL())
+	rc := omniqtest.ClusterClient(t, servers[0].ClientURL())
 	tr := omniqtest.StartRunner(t, rc, cfg, pluginhost.HostConfig{Dir: omniqtest.PluginsDir(t, omniqtest.EchoPlugin)})
 	// The test's own requests go to the servers that stay up.
-	submitter := clusterClient(t, omniqtest.ClusterURL(servers[1:]))
+	submitter := omniqtest.ClusterClient(t, omniqtest.ClusterURL(servers[1:]))
 	watcher := &env{client: submitter}
 	// n1 leads echo's consumer and the retries stream (whose lookup the
 	// repair got no answer to); the streams a submit and a task's state

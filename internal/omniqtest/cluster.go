@@ -1,6 +1,7 @@
 package omniqtest
 
 import (
+	"context"
 	"fmt"
 	"net/url"
 	"strings"
@@ -10,6 +11,7 @@ import (
 	"github.com/nats-io/nats-server/v2/server"
 
 	"github.com/omniq/omniq/internal/freeport"
+	"github.com/omniq/omniq/jetstream"
 )
 
 // FreePorts returns n loopback ports nothing listens on, picked where
@@ -74,4 +76,34 @@ func ClusterURL(servers []*server.Server) string {
 		urls = append(urls, s.ClientURL())
 	}
 	return strings.Join(urls, ",")
+}
+
+// ClusterClient connects to url (servers of a cluster, comma separated)
+// and provisions OmniQ's streams with three replicas. It waits up to a
+// minute for the servers to take connections and for the cluster to
+// elect its JetStream leader (until then provisioning is refused), and
+// closes the connection when the test ends.
+func ClusterClient(t testing.TB, url string) *jetstream.Client {
+	t.Helper()
+	var last error
+	for deadline := time.Now().Add(time.Minute); ; time.Sleep(100 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("no connection to %s with OmniQ's streams provisioned after a minute: %v", url, last)
+		}
+		nc, err := jetstream.Connect(jetstream.ConnConfig{URL: url})
+		if err != nil {
+			last = err
+			continue
+		}
+		try, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		client, err := jetstream.New(try, nc, jetstream.Config{Replicas: 3})
+		cancel()
+		if err != nil {
+			last = err
+			nc.Close()
+			continue
+		}
+		t.Cleanup(nc.Close)
+		return client
+	}
 }
