@@ -6,7 +6,6 @@ import (
 	"bytes"
 	"encoding/json"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -17,24 +16,6 @@ import (
 	"github.com/omniq/omniq/runner/pluginhost"
 )
 
-// syncBuffer is a bytes.Buffer the runner's goroutines can log to.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // A runner logging in colours (to a terminal) writes a handler's error
 // message in its "dead-lettered" line escaped: logrus writes a coloured
 // line's message unquoted, and the message's escape sequences drove the
@@ -42,7 +23,7 @@ func (s *syncBuffer) String() string {
 // runner's own.
 func TestAColouredLogEscapesWhatTasksWrote(t *testing.T) {
 	t.Parallel()
-	var out syncBuffer
+	var out omniqtest.Buffer
 	log := logrus.New()
 	log.Out = &out
 	log.Formatter = newFormatter(&logrus.TextFormatter{FullTimestamp: true}, true)
