@@ -667,13 +667,11 @@ func (r *Runner) fetchRecovered(log logrus.FieldLogger, loop string, failed int)
 	log.WithField("failed", failed).Debug("fetching tasks again")
 }
 
+// setFailing records err as why loop cannot pull: its repair failed.
+// fetchRecovered clears it once the loop fetches again.
 func (r *Runner) setFailing(loop string, err error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if err == nil {
-		delete(r.failing, loop)
-		return
-	}
 	r.failing[loop] = err
 }
 
