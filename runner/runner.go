@@ -512,10 +512,7 @@ func (r *Runner) pull(stream, fn string, cons natsjs.Consumer, res resolved, slo
 			}
 			continue
 		}
-		if failed > 0 && (err == nil || errors.Is(err, natsjs.ErrNoMessages)) {
-			// The server answered. (A fetch that ran out of time
-			// without an answer, its request lost on a connection that
-			// went, says nothing either way.)
+		if failed > 0 && r.consumerAnswers(cons, err, wait) {
 			r.fetchRecovered(log, loop, failed)
 			failed = 0
 		}
@@ -579,6 +576,29 @@ func (r *Runner) provision(ctx context.Context, stream, fn string, res resolved)
 	}
 	r.provisionMu.Unlock()
 	return r.ensureConsumer(ctx, stream, fn, res)
+}
+
+// consumerAnswers reports whether cons's server answers, after a fetch
+// that ended with err without failing (fetchedNormally): a fetch the
+// server answered did (its expiry, or tasks), one that ran out of time
+// may have had its request lost on a connection that went, or its answer
+// may arrive after its context ends, which allows a tenth of the fetch's
+// wait for the way back (25 ms for a retries loop's fetch): a runner
+// farther than that from its server saw every fetch end so, and a loop
+// that had failed once was never seen to fetch again (not ready for
+// good). So after one that ran out of time it asks the consumer for its
+// info, within wait.
+func (r *Runner) consumerAnswers(cons natsjs.Consumer, err error, wait time.Duration) bool {
+	if err == nil || errors.Is(err, natsjs.ErrNoMessages) {
+		return true
+	}
+	if !errors.Is(err, context.DeadlineExceeded) {
+		return false // stopping
+	}
+	ctx, cancel := context.WithTimeout(r.pullCtx, wait)
+	defer cancel()
+	_, err = cons.Info(ctx)
+	return err == nil
 }
 
 // lookupWait bounds repair's lookup of a consumer; provisionWait bounds
@@ -647,13 +667,11 @@ func (r *Runner) fetchRecovered(log logrus.FieldLogger, loop string, failed int)
 	log.WithField("failed", failed).Debug("fetching tasks again")
 }
 
+// setFailing records err as why loop cannot pull: its repair failed.
+// fetchRecovered clears it once the loop fetches again.
 func (r *Runner) setFailing(loop string, err error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if err == nil {
-		delete(r.failing, loop)
-		return
-	}
 	r.failing[loop] = err
 }
 

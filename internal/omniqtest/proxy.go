@@ -6,6 +6,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 )
 
 // Direction is one way through a Proxy.
@@ -29,6 +30,7 @@ type Proxy struct {
 	mu     sync.Mutex
 	cond   *sync.Cond
 	held   [2]bool
+	delay  [2]time.Duration
 	closed bool
 	conns  []net.Conn
 	wg     sync.WaitGroup
@@ -78,10 +80,13 @@ func (p *Proxy) copy(d Direction, dst io.Writer, src io.Reader) {
 		for p.held[d] && !p.closed {
 			p.cond.Wait()
 		}
-		closed := p.closed
+		closed, delay := p.closed, p.delay[d]
 		p.mu.Unlock()
 		if closed {
 			return
+		}
+		if n > 0 && delay > 0 {
+			time.Sleep(delay) // latency, not ordering: what was read waits as on a slow link
 		}
 		if n > 0 {
 			if _, werr := dst.Write(buf[:n]); werr != nil {
@@ -99,6 +104,14 @@ func (p *Proxy) URL() string { return "nats://" + p.ln.Addr().String() }
 
 // Hold holds back what passes in direction d from now on.
 func (p *Proxy) Hold(d Direction) { p.mu.Lock(); p.held[d] = true; p.mu.Unlock() }
+
+// Delay makes what passes in direction d from now on arrive delay late,
+// as over a link with that latency (a runner far from its server).
+func (p *Proxy) Delay(d Direction, delay time.Duration) {
+	p.mu.Lock()
+	p.delay[d] = delay
+	p.mu.Unlock()
+}
 
 // Release lets what was held in direction d through, and what follows.
 func (p *Proxy) Release(d Direction) {
