@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/nats-io/nats.go"
 	natsjs "github.com/nats-io/nats.go/jetstream"
@@ -74,6 +75,44 @@ func (p PluginStatus) Equal(o PluginStatus) bool {
 
 // Serving reports whether the plugin serves any function.
 func (p PluginStatus) Serving() bool { return len(p.Functions) > 0 }
+
+// maxIdleCrashRunes bounds the last failure IdleReason quotes.
+const maxIdleCrashRunes = 200
+
+// IdleReason says, on one line, why p serves no function: its state (not
+// started yet, quarantined until when, or up with every function it
+// declared refused) and, when it failed to start or crashed, how many
+// times and how the last one ended (its first line, at most 200 runes,
+// with "…" where it was cut).
+// when writes a time as the reader wants it (a dead letter read later
+// wants it absolute; a terminal may add how long ago). omniq-submit and
+// the runner's unknown_function message say it alike.
+func (p PluginStatus) IdleReason(when func(time.Time) string) string {
+	var why string
+	switch p.State {
+	case "up":
+		why = "up, but every function it declares was refused (declared by another plugin, or not among its config's functions)"
+	case "quarantined":
+		why = "quarantined"
+		if !p.QuarantinedUntil.IsZero() {
+			why += " until " + when(p.QuarantinedUntil)
+		}
+	case "restarting":
+		why = "not started yet, retrying"
+	default:
+		why = p.State
+	}
+	if p.LastCrash == "" {
+		return why
+	}
+	last, _, more := strings.Cut(p.LastCrash, "\n")
+	if utf8.RuneCountInString(last) > maxIdleCrashRunes {
+		last = string([]rune(last)[:maxIdleCrashRunes]) + "…"
+	} else if more {
+		last += " …"
+	}
+	return fmt.Sprintf("%s; %d failed starts or crashes, the last at %s: %s", why, p.Crashes, when(p.LastCrashAt), last)
+}
 
 func runnerStatusKeyOf(runnerID string) string { return runnerStatusKey + "." + runnerID }
 

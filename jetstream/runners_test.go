@@ -1,6 +1,7 @@
 package jetstream_test
 
 import (
+	"strings"
 	"testing"
 	"time"
 
@@ -104,6 +105,34 @@ func TestPluginStatusEqual(t *testing.T) {
 		tc.change(&o)
 		if got := base.Equal(o); got != tc.equal {
 			t.Errorf("%s: Equal = %v, want %v", tc.name, got, tc.equal)
+		}
+	}
+}
+
+// IdleReason says why a plugin serves no function on one line, its last
+// failure's first line cut at 200 runes: omniq-submit and the runner's
+// unknown_function message both quote it.
+func TestPluginStatusIdleReason(t *testing.T) {
+	at := time.Date(2025, 3, 4, 5, 6, 7, 0, time.UTC)
+	when := func(t time.Time) string { return t.Format(time.RFC3339) }
+	long := strings.Repeat("é", 250)
+	for _, c := range []struct {
+		p    jetstream.PluginStatus
+		want string
+	}{
+		{jetstream.PluginStatus{State: "restarting"}, "not started yet, retrying"},
+		{jetstream.PluginStatus{State: "up"}, "up, but every function it declares was refused (declared by another plugin, or not among its config's functions)"},
+		{jetstream.PluginStatus{State: "quarantined"}, "quarantined"},
+		{jetstream.PluginStatus{State: "starting"}, "starting"},
+		{jetstream.PluginStatus{State: "quarantined", QuarantinedUntil: at.Add(time.Minute), Crashes: 5, LastCrashAt: at, LastCrash: "killed by signal 9"},
+			"quarantined until 2025-03-04T05:07:07Z; 5 failed starts or crashes, the last at 2025-03-04T05:06:07Z: killed by signal 9"},
+		{jetstream.PluginStatus{State: "restarting", Crashes: 1, LastCrashAt: at, LastCrash: "failed to start\nplugin stderr:\nno key"},
+			"not started yet, retrying; 1 failed starts or crashes, the last at 2025-03-04T05:06:07Z: failed to start …"},
+		{jetstream.PluginStatus{State: "restarting", Crashes: 2, LastCrashAt: at, LastCrash: long + "\nmore"},
+			"not started yet, retrying; 2 failed starts or crashes, the last at 2025-03-04T05:06:07Z: " + strings.Repeat("é", 200) + "…"},
+	} {
+		if got := c.p.IdleReason(when); got != c.want {
+			t.Errorf("%+v: IdleReason = %q, want %q", c.p, got, c.want)
 		}
 	}
 }

@@ -14,7 +14,6 @@ import (
 
 	"github.com/omniq/omniq/jetstream"
 	"github.com/omniq/omniq/models"
-	"github.com/omniq/omniq/runner/pluginhost"
 )
 
 // sweepLoop dead-letters, every SweepInterval, the tasks of functions no
@@ -297,11 +296,10 @@ func (r *Runner) sweepFetched(ctx context.Context, cons natsjs.Consumer, stream,
 // keep it within a few KiB however many functions and plugins there are:
 // the functions served are listed up to maxServedListBytes, at most
 // maxIdlePluginsListed plugins that serve nothing are named, and each
-// one's last failure is cut at maxIdleReasonRunes.
+// one's last failure is cut at 200 runes (jetstream.PluginStatus.IdleReason).
 const (
 	maxServedListBytes   = 400
 	maxIdlePluginsListed = 3
-	maxIdleReasonRunes   = 200
 )
 
 // unknownFunctionMessage is the message of the unknown_function error of a
@@ -338,7 +336,7 @@ func unknownFunctionMessage(fn string, served []string, runners []jetstream.Runn
 			}
 			total++
 			if len(idle) < maxIdlePluginsListed {
-				idle = append(idle, fmt.Sprintf("plugin %s on runner %s is %s", p.Plugin, r.Runner, idleReason(p)))
+				idle = append(idle, fmt.Sprintf("plugin %s on runner %s is %s", p.Plugin, r.Runner, p.IdleReason(rfc3339UTC)))
 			}
 		}
 	}
@@ -354,32 +352,6 @@ func unknownFunctionMessage(fn string, served []string, runners []jetstream.Runn
 	return b.String()
 }
 
-// idleReason says, on one bounded line, why plugin p serves no function,
-// from its runner's status.
-func idleReason(p jetstream.PluginStatus) string {
-	var why string
-	switch p.State {
-	case string(pluginhost.StateUp):
-		why = "up, but every function it declares was refused (declared by another plugin, or not among its config's functions)"
-	case string(pluginhost.StateQuarantined):
-		why = p.State
-		if !p.QuarantinedUntil.IsZero() {
-			why += " until " + p.QuarantinedUntil.UTC().Format(time.RFC3339)
-		}
-	case string(pluginhost.StateRestarting):
-		why = "not started, retrying"
-	default:
-		why = p.State
-	}
-	if p.LastCrash != "" {
-		last, _, _ := strings.Cut(p.LastCrash, "\n")
-		if utf8.RuneCountInString(last) > maxIdleReasonRunes {
-			last = string([]rune(last)[:maxIdleReasonRunes]) + "…"
-		}
-		why += fmt.Sprintf(", %d failed starts or crashes, the last at %s: %s", p.Crashes, p.LastCrashAt.UTC().Format(time.RFC3339), last)
-	}
-	return why
-}
 
 // failDueRetry dead-letters with te a retry, delayed start or replay that
 // came due for a function no runner serves, or that asks for more than
@@ -587,3 +559,7 @@ func (r *Runner) recordMalformed(ctx context.Context, id string, seq uint64, te 
 // maxMalformedScan bounds the messages one sweep reads looking for those on
 // a malformed subject; the next sweep goes on.
 const maxMalformedScan = 10000
+
+// rfc3339UTC writes a time of a plugin's status for a dead letter, read
+// later: "2025-03-04T05:06:07Z".
+func rfc3339UTC(t time.Time) string { return t.UTC().Format(time.RFC3339) }

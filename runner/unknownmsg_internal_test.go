@@ -47,15 +47,15 @@ func TestTheUnknownFunctionMessageNamesThePluginsThatServeNothing(t *testing.T) 
 			want: []string{`no running plugin serves function "fn" (runners serve: echo)`}, not: []string{"plugins that serve no function"}},
 		{name: "a plugin that failed to start", served: []string{"echo"}, runners: []jetstream.RunnerStatus{{Runner: "r1", Plugins: []jetstream.PluginStatus{echo, broken}}},
 			want: []string{`(runners serve: echo); plugins that serve no function, which may be the one meant to: ` +
-				`plugin broken on runner r1 is not started, retrying, 2 failed starts or crashes, the last at 2025-03-04T05:06:07Z: ` +
+				`plugin broken on runner r1 is not started yet, retrying; 2 failed starts or crashes, the last at 2025-03-04T05:06:07Z: ` +
 				`failed to start: the plugin exited with status 3 before its handshake; stderr: no key (omniq-submit runners`}},
 		{name: "refused and quarantined on two runners", runners: []jetstream.RunnerStatus{{Runner: "r1", Plugins: []jetstream.PluginStatus{refused}}, {Runner: "r2", Plugins: []jetstream.PluginStatus{quarantined}}},
 			want: []string{"plugin dup on runner r1 is up, but every function it declares was refused",
-				"plugin q on runner r2 is quarantined until 2025-03-04T05:07:07Z, 5 failed starts or crashes, the last at 2025-03-04T05:06:07Z: killed by signal 9 ("},
+				"plugin q on runner r2 is quarantined until 2025-03-04T05:07:07Z; 5 failed starts or crashes, the last at 2025-03-04T05:06:07Z: killed by signal 9 … ("},
 			not: []string{"second line", "\n"}},
 		{name: "many failing plugins", runners: []jetstream.RunnerStatus{{Runner: "r1", Plugins: many(40)}},
-			want: []string{"plugin p0 on runner r1", "plugin p2 on runner r1", "; and 37 more (omniq-submit runners", strings.Repeat("x", maxIdleReasonRunes) + "…"},
-			not:  []string{"plugin p3 ", strings.Repeat("x", maxIdleReasonRunes+1)}},
+			want: []string{"plugin p0 on runner r1", "plugin p2 on runner r1", "; and 37 more (omniq-submit runners", strings.Repeat("x", 200) + "…"},
+			not:  []string{"plugin p3 ", strings.Repeat("x", 201)}},
 		{name: "many functions served", served: lotsServed, runners: []jetstream.RunnerStatus{{Runner: "r1", Plugins: []jetstream.PluginStatus{broken}}},
 			want: []string{"function_000_", " more)", "plugin broken on runner r1"}, not: []string{"function_499_"}},
 	} {

@@ -588,7 +588,7 @@ func TestAPluginServingNothingIsNamedByFunctionsAndRunners(t *testing.T) {
 	}
 	r := o.run("", "functions")
 	r.want(t, 0, "echo", "plugin broken on runner r1 serves no function: not started yet, retrying; 3 failed starts or crashes, the last ")
-	if !regexp.MustCompile(`the last \d+s ago: failed to start: exit status 3 \(omniq-submit runners`).MatchString(r.stderr) {
+	if !regexp.MustCompile(`the last at \d{4}-\d\d-\d\d \d\d:\d\d:\d\dZ \(\d+s ago\): failed to start: exit status 3 \(omniq-submit runners`).MatchString(r.stderr) {
 		t.Errorf("functions' stderr %q does not say when and how the plugin last failed", r.stderr)
 	}
 	if strings.Contains(r.stderr, "plugin echo") {

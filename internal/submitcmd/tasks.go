@@ -636,33 +636,12 @@ func (c *cli) noteIdlePlugins(client *jetstream.Client) {
 				// Stderr is not terminalSafe (a progress bar's \r goes
 				// there): the reason quotes the plugin's stderr.
 				fmt.Fprintf(c.io.Stderr, "omniq-submit: plugin %s on runner %s serves no function: %s (omniq-submit runners; the runner's log says more)\n",
-					terminalText(p.Plugin), terminalText(r.Runner), terminalText(idleReason(p)))
+					terminalText(p.Plugin), terminalText(r.Runner), terminalText(p.IdleReason(when)))
 			}
 		}
 	}
 }
 
-// idleReason says why a plugin serves no function, from its status.
-func idleReason(p jetstream.PluginStatus) string {
-	var why string
-	switch p.State {
-	case "up":
-		why = "it is up, but every function it declares was refused (declared by another plugin, or not among its config's functions)"
-	case "quarantined":
-		why = "quarantined"
-		if !p.QuarantinedUntil.IsZero() {
-			why += " until " + utcTime(p.QuarantinedUntil)
-		}
-	case "restarting":
-		why = "not started yet, retrying"
-	default:
-		why = p.State
-	}
-	if p.LastCrash != "" {
-		why += fmt.Sprintf("; %d failed starts or crashes, the last %s: %s", p.Crashes, ago(p.LastCrashAt), oneLine(p.LastCrash, 200))
-	}
-	return why
-}
 
 func (c *cli) runnersCommand() *cobra.Command {
 	return &cobra.Command{

@@ -259,7 +259,9 @@ func StartProcess(ctx context.Context, cfg ProcessConfig) (*Process, error) {
 			}
 		}
 		ended := endedOnItsOwn(p.startedRunner())
-		startFailed.Store(true)
+		// go-plugin's Kill warns that the plugin "failed to exit
+		// gracefully": not so of one that exited on its own.
+		startFailed.Store(ended != "")
 		p.forceKill()
 		p.client.Kill()
 		releaseSockets()

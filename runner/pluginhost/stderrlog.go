@@ -27,7 +27,8 @@ const (
 // go-plugin logs the plugin's stderr through the logger it Names after
 // the plugin; that one's lines are rate limited. go-plugin's own messages
 // pass untouched, but for its warning that the plugin "failed to exit
-// gracefully" once startFailed is set.
+// gracefully" once startFailed is set (a start failed because the plugin
+// exited on its own).
 type stderrLimited struct {
 	hclog.Logger
 	lim         *loglimit.Limiter
@@ -44,10 +45,11 @@ func newStderrLimited(l hclog.Logger, path string, tailSize int, startFailed *at
 }
 
 // killWarning is what go-plugin's Kill warns of whenever the plugin had
-// not answered its handshake. After a failed start the plugin has most
-// often exited on its own already, and the start's error says how; the
-// warning, logged before that error, told an operator of a plugin that
-// exited at once that it would not exit (walk22).
+// not answered its handshake. When a start failed because the plugin
+// exited on its own, the start's error says how; the warning, logged
+// before that error, told an operator of a plugin that exited at once
+// that it would not exit (walk22). A plugin that hung in its start is
+// still warned of: it was killed.
 const killWarning = "plugin failed to exit gracefully"
 
 func (l stderrLimited) Warn(msg string, args ...any) {
