@@ -352,7 +352,6 @@ func unknownFunctionMessage(fn string, served []string, runners []jetstream.Runn
 	return b.String()
 }
 
-
 // failDueRetry dead-letters with te a retry, delayed start or replay that
 // came due for a function no runner serves, or that asks for more than
 // this runner's caps (lowered since the task was accepted). The task has

@@ -642,7 +642,6 @@ func (c *cli) noteIdlePlugins(client *jetstream.Client) {
 	}
 }
 
-
 func (c *cli) runnersCommand() *cobra.Command {
 	return &cobra.Command{
 		Use:   "runners",
