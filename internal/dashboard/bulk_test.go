@@ -113,3 +113,46 @@ func TestOneBulkActionRunsAtATime(t *testing.T) {
 		t.Fatal("the request of the bulk action running at Stop did not end")
 	}
 }
+
+// The slot: one holder at a time; once closed (the dashboard stopping)
+// nobody takes it, and close's channel is closed only when the action
+// running has ended.
+func TestBulkSlot(t *testing.T) {
+	var s bulkSlot
+	first := &bulkAction{Action: "replay"}
+	release, holder := s.take(first)
+	if release == nil || holder != nil {
+		t.Fatalf("an empty slot: take = %v, %v", release != nil, holder)
+	}
+	if r, h := s.take(&bulkAction{Action: "purge"}); r != nil || h != first {
+		t.Fatalf("a held slot: take = %v, %v, want the holder", r != nil, h)
+	}
+	if c := s.current(); c == nil || c.Action != "replay" || c == first {
+		t.Fatalf("current = %+v, want a copy of the holder", c)
+	}
+	done := s.close()
+	select {
+	case <-done:
+		t.Fatal("close's channel closed while the action runs")
+	default:
+	}
+	if r, h := s.take(&bulkAction{Action: "purge"}); r != nil || h != nil {
+		t.Fatalf("a closed slot: take = %v, %v, want neither", r != nil, h)
+	}
+	release()
+	release() // a second release changes nothing
+	select {
+	case <-done:
+	default:
+		t.Fatal("close's channel still open after the action ended")
+	}
+	if s.current() != nil {
+		t.Fatal("current after the release")
+	}
+	var idle bulkSlot
+	select {
+	case <-idle.close():
+	default:
+		t.Fatal("closing an idle slot does not end at once")
+	}
+}

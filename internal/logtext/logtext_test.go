@@ -41,20 +41,14 @@ func TestAColouredLogEscapesWhatTasksWrote(t *testing.T) {
 	}
 	omniqtest.WaitDead(t, srv.Client, "hostile", time.Minute)
 	var line string
-	deadline := time.Now().Add(30 * time.Second)
-	for line == "" && time.Now().Before(deadline) {
+	omniqtest.Eventually(t, 30*time.Second, "the dead-lettered line in the log", func() bool {
 		for _, l := range strings.Split(out.String(), "\n") {
 			if strings.Contains(l, "dead-lettered") && strings.Contains(l, "task_id") {
 				line = l
 			}
 		}
-		if line == "" {
-			time.Sleep(20 * time.Millisecond) // polling the log, with a deadline
-		}
-	}
-	if line == "" {
-		t.Fatalf("no dead-lettered line in the log:\n%s", out.String())
-	}
+		return line != ""
+	})
 	if !strings.Contains(line, `db down\u001b]0;pwned\u0007\u001b[8m\u000atime="2026-01-01T00:00:00Z"`) || !strings.Contains(line, `\u202e`) {
 		t.Errorf("the dead-lettered line does not hold the message escaped: %q", line)
 	}
