@@ -567,7 +567,7 @@ func (s *Server) handleTask(w http.ResponseWriter, r *http.Request, ss *session)
 func showPayload(b []byte) (string, string, bool) {
 	cut := len(b) > maxShownPayload
 	if cut {
-		b = b[:maxShownPayload]
+		b = b[:runeBoundary(string(b), maxShownPayload)]
 	}
 	printable := utf8.Valid(b)
 	for _, r := range string(b) {
@@ -720,12 +720,26 @@ func hiddenRune(r rune, rest string) bool {
 	return textsafe.Hidden(r)
 }
 
+// firstLine is s's first line, cut at 200 bytes (at a character's start).
 func firstLine(s string) string {
 	s, _, _ = strings.Cut(s, "\n")
 	if len(s) > 200 {
-		s = s[:200] + "…"
+		s = s[:runeBoundary(s, 200)] + "…"
 	}
 	return s
+}
+
+// runeBoundary is the largest length up to n (n < len(s)) at which s can
+// be cut without cutting a UTF-8 character in two: a cut inside one
+// showed a text as U+FFFD there, and made a long text payload's shown
+// part not UTF-8, so that it was shown as a hex dump.
+func runeBoundary(s string, n int) int {
+	for i := n; i > n-utf8.UTFMax && i > 0; i-- {
+		if utf8.RuneStart(s[i]) {
+			return i
+		}
+	}
+	return n
 }
 
 // confirmTaskData is the question a single task's Cancel or Replay asks
