@@ -5,10 +5,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go"
-
 	"github.com/omniq/omniq/internal/omniqtest"
-	"github.com/omniq/omniq/jetstream"
 	"github.com/omniq/omniq/runner/pluginhost"
 )
 
@@ -24,17 +21,8 @@ import (
 func TestARunnerFarFromItsServerIsReadyAgainAfterAFailedFetch(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
-	proxy := omniqtest.StartProxy(t, e.srv.ClientURL())
-	nc, err := nats.Connect(proxy.URL(), nats.MaxReconnects(-1))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	client, err := jetstream.New(ctx(t), nc, jetstream.Config{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	tr := startRunner(t, &env{srv: e.srv, client: client}, fastConfig(), pluginhost.HostConfig{Dir: omniqtest.PluginsDir(t, omniqtest.EchoPlugin)})
+	far, proxy := throughProxy(t, e)
+	tr := startRunner(t, far, fastConfig(), pluginhost.HostConfig{Dir: omniqtest.PluginsDir(t, omniqtest.EchoPlugin)})
 	eventually(t, 30*time.Second, "the runner to be ready", func() bool { return tr.Ready() == nil })
 	// 40 ms from the server to the runner: more than the retries loop's
 	// 25 ms, less than the tasks loop's 100 ms.

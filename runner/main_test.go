@@ -43,6 +43,23 @@ func newEnv(t *testing.T) *env {
 	return &env{srv: s.Embedded, client: s.Client}
 }
 
+// throughProxy returns an env on e's server whose client reaches it
+// through a proxy the test can hold or slow, and the proxy.
+func throughProxy(t *testing.T, e *env) (*env, *omniqtest.Proxy) {
+	t.Helper()
+	proxy := omniqtest.StartProxy(t, e.srv.ClientURL())
+	nc, err := nats.Connect(proxy.URL(), nats.MaxReconnects(-1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	client, err := jetstream.New(ctx(t), nc, jetstream.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &env{srv: e.srv, client: client}, proxy
+}
+
 func pluginsDir(t *testing.T) string { return omniqtest.PluginsDir(t) }
 
 func fastConfig() runner.Config { return omniqtest.FastConfig() }

@@ -5,10 +5,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go"
-
 	"github.com/omniq/omniq/internal/omniqtest"
-	"github.com/omniq/omniq/jetstream"
 	"github.com/omniq/omniq/runner/pluginhost"
 )
 
@@ -19,17 +16,8 @@ import (
 func TestStopDoesNotWaitOutARequestStuckOnTheServer(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
-	proxy := omniqtest.StartProxy(t, e.srv.ClientURL())
-	nc, err := nats.Connect(proxy.URL(), nats.MaxReconnects(-1))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	client, err := jetstream.New(ctx(t), nc, jetstream.Config{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	tr := startRunner(t, &env{srv: e.srv, client: client}, fastConfig(), pluginhost.HostConfig{})
+	slow, proxy := throughProxy(t, e)
+	tr := startRunner(t, slow, fastConfig(), pluginhost.HostConfig{})
 
 	// The runner hears the request; its reads of the task's state get
 	// no answer.

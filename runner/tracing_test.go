@@ -62,15 +62,23 @@ func waitSpans(t *testing.T, exp *tracetest.InMemoryExporter, id string, n int) 
 	return by
 }
 
-func TestSpansFollowATaskIntoItsPluginAndAcrossRetries(t *testing.T) {
-	t.Parallel()
+// tracedRunner starts a runner on a server of its own whose spans go to
+// the exporter it returns.
+func tracedRunner(t *testing.T, hostCfg pluginhost.HostConfig) (*env, *tracetest.InMemoryExporter) {
+	t.Helper()
 	exp := tracetest.NewInMemoryExporter()
 	tp := sdktrace.NewTracerProvider(sdktrace.WithSyncer(exp))
 	t.Cleanup(func() { _ = tp.Shutdown(context.Background()) })
 	e := newEnv(t)
 	cfg := fastConfig()
 	cfg.TracerProvider = tp
-	startRunner(t, e, cfg, pluginhost.HostConfig{Dir: omniqtest.PluginsDir(t, tracePlugin, omniqtest.FaultsPlugin)})
+	startRunner(t, e, cfg, hostCfg)
+	return e, exp
+}
+
+func TestSpansFollowATaskIntoItsPluginAndAcrossRetries(t *testing.T) {
+	t.Parallel()
+	e, exp := tracedRunner(t, pluginhost.HostConfig{Dir: omniqtest.PluginsDir(t, tracePlugin, omniqtest.FaultsPlugin)})
 
 	// The submitter: its own provider, its span's context in the task's
 	// headers as any NATS client would write it.
@@ -207,13 +215,7 @@ func TestSpansFollowATaskIntoItsPluginAndAcrossRetries(t *testing.T) {
 // exporter's whole batch, other tasks' spans with it, too large to send.
 func TestTheExecuteSpanBoundsAHandlersError(t *testing.T) {
 	t.Parallel()
-	exp := tracetest.NewInMemoryExporter()
-	tp := sdktrace.NewTracerProvider(sdktrace.WithSyncer(exp))
-	t.Cleanup(func() { _ = tp.Shutdown(context.Background()) })
-	e := newEnv(t)
-	cfg := fastConfig()
-	cfg.TracerProvider = tp
-	startRunner(t, e, cfg, pluginhost.HostConfig{})
+	e, exp := tracedRunner(t, pluginhost.HostConfig{})
 	long := strings.Repeat("x", 200<<10)
 	payload, err := json.Marshal(map[string]any{"type": "T" + strings.Repeat("t", 300), "message": long, "permanent": true})
 	if err != nil {

@@ -48,29 +48,25 @@ func ago(t time.Time) string {
 }
 
 // oneLine shortens s to its first line of at most n runes, for a table
-// cell or a record's row: a tab in it is escaped (tabInline), since a
-// tabwriter would read it as the start of another column.
+// cell or a record's row, escaped as inline escapes it.
 func oneLine(s string, n int) string {
 	s, _, cut := strings.Cut(s, "\n")
 	if utf8.RuneCountInString(s) > n {
-		r := []rune(s)
-		return tabInline.Replace(string(r[:n])) + "…"
+		return inline(string([]rune(s)[:n])) + "…"
 	}
 	if cut {
 		s += " …"
 	}
-	return tabInline.Replace(s)
+	return inline(s)
 }
 
-// tabInline escapes tabs as terminalSafe escapes other control characters.
-var tabInline = strings.NewReplacer("\t", `\u0009`)
-
 // inline is s for a place in output that holds one line (a table cell, a
-// record's row, an error type): its newlines and tabs are escaped as
-// terminalSafe escapes other control characters, so that what a
-// submitter or plugin wrote cannot add a row or a column, or a line that
-// reads as omniq-submit's own (a made-up error under a task's errors).
-func inline(s string) string { return lineBreaks.Replace(s) }
+// record's row, an error type): its newlines and tabs are escaped with
+// the other characters terminalSafe escapes, so that what a submitter or
+// plugin wrote cannot add a row or a column (a tabwriter reads a tab as
+// the start of one), or a line that reads as omniq-submit's own (a
+// made-up error under a task's errors).
+func inline(s string) string { return textsafe.Escape(s, nil) }
 
 // inlineCut is inline(s) of at most n runes of s, with "…" when it is
 // cut: a table's cell, which tabwriter pads every row of its column to.
@@ -80,8 +76,6 @@ func inlineCut(s string, n int) string {
 	}
 	return inline(s)
 }
-
-var lineBreaks = strings.NewReplacer("\n", `\u000a`, "\t", `\u0009`)
 
 // indentLines is s with each line after the first led by prefix: what
 // a submitter or plugin wrote over many lines (an error's message, a
