@@ -149,7 +149,11 @@ func sweep() {
 	for {
 		busy := false
 		for _, dir := range left {
-			if os.Remove(dir) != nil && len(groupProcs(dir)) > 0 {
+			// Not removable while a killed process is still leaving it:
+			// on cgroup v1 a group refuses its removal (EBUSY) for a
+			// moment after its tasks file is empty, and a sweep that
+			// tried once left a dead runner's memory group behind.
+			if err := os.Remove(dir); err != nil && !errors.Is(err, os.ErrNotExist) {
 				busy = true
 			}
 		}
