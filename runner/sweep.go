@@ -76,7 +76,7 @@ func (r *Runner) sweep(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	known := &unservedContext{served: served, runners: func() ([]jetstream.RunnerStatus, error) { return r.client.Runners(ctx) }}
+	known := newUnservedContext(ctx, served, r.client.Runners)
 	cfg := r.client.Config()
 	visited := 0
 	misnamed := false            // tasks on a subject the server's JSON cannot name
@@ -216,6 +216,21 @@ type unservedContext struct {
 	runners func() ([]jetstream.RunnerStatus, error)
 	read    bool
 	status  []jetstream.RunnerStatus
+}
+
+// newUnservedContext returns the unservedContext of a sweep running under
+// ctx, whose runners' statuses read reads. The read has a deadline of its
+// own (opTimeout), not ctx's: it comes when the sweep first fails a task,
+// which may be late in the sweep's time (a sweep's deadline is its
+// interval), and a read cut off by it left the task's message without the
+// plugins that fail to start (seen on a loaded machine, where a test's
+// 200 ms sweeps ran out before it).
+func newUnservedContext(ctx context.Context, served []string, read func(context.Context) ([]jetstream.RunnerStatus, error)) *unservedContext {
+	return &unservedContext{served: served, runners: func() ([]jetstream.RunnerStatus, error) {
+		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), opTimeout)
+		defer cancel()
+		return read(rctx)
+	}}
 }
 
 // message is the message of the unknown_function error of a task of fn.

@@ -1,10 +1,13 @@
 package runner
 
 import (
+	"context"
 	"fmt"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/sirupsen/logrus"
 
 	"github.com/omniq/omniq/jetstream"
 	"github.com/omniq/omniq/models"
@@ -75,5 +78,38 @@ func TestTheUnknownFunctionMessageNamesThePluginsThatServeNothing(t *testing.T) 
 				t.Errorf("message is %d bytes as JSON, want at most half of a TaskError's %d", models.JSONSize(msg), models.MaxMessageBytes)
 			}
 		})
+	}
+}
+
+// The runners' statuses of an unknown_function message are read when the
+// sweep first fails a task, which may be after the sweep's deadline has
+// nearly passed: the read has a deadline of its own, so the message names
+// the plugins that fail to start however late in the sweep it comes. Read
+// under the sweep's context, it failed on a loaded machine and the message
+// named none.
+func TestTheUnknownFunctionMessageReadsStatusesOnItsOwnDeadline(t *testing.T) {
+	t.Parallel()
+	sweepCtx, cancel := context.WithTimeout(context.Background(), time.Millisecond)
+	defer cancel()
+	<-sweepCtx.Done() // the sweep's time is up by the time a task is failed
+	broken := jetstream.PluginStatus{Plugin: "broken", State: "restarting", Crashes: 1, LastCrashAt: time.Now(), LastCrash: "failed to start: exit status 3"}
+	reads := 0
+	u := newUnservedContext(sweepCtx, []string{"echo"}, func(ctx context.Context) ([]jetstream.RunnerStatus, error) {
+		reads++
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		if dl, ok := ctx.Deadline(); !ok || time.Until(dl) <= 0 || time.Until(dl) > opTimeout {
+			t.Errorf("read's deadline %v (set: %v), want within %v from now", dl, ok, opTimeout)
+		}
+		return []jetstream.RunnerStatus{{Runner: "r1", Plugins: []jetstream.PluginStatus{broken}}}, nil
+	})
+	for range 2 {
+		if msg := u.message(logrus.New(), "broken_fn"); !strings.Contains(msg, "plugin broken on runner r1") {
+			t.Errorf("message %q does not name the plugin that fails to start", msg)
+		}
+	}
+	if reads != 1 {
+		t.Errorf("statuses read %d times in one sweep, want once", reads)
 	}
 }
