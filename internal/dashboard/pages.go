@@ -1061,12 +1061,12 @@ func (s *Server) handleDeadBulk(w http.ResponseWriter, r *http.Request, ss *sess
 			// Said of the tasks replayed only: after "Replayed 0
 			// task(s); 4 failed ... it was not replayed" it read as if
 			// the refused values had been applied.
-			msg += with
+			msg = sentences(msg, with)
 		}
 		if through != 0 {
 			rest = &deadRest{Function: f.Function, ErrorType: f.ErrorType, Through: through,
 				Timeout: strings.TrimSpace(r.PostFormValue("timeout")), MaxRetries: strings.TrimSpace(r.PostFormValue("max_retries"))}
-			msg += ". Replay the rest… below goes on with the entries it did not reach, without the tasks it replayed that were dead-lettered again since."
+			msg = sentences(msg, "Replay the rest… below goes on with the entries it did not reach, without the tasks it replayed that were dead-lettered again since.")
 		}
 	case "purge":
 		var seqs []uint64
@@ -1083,6 +1083,17 @@ func (s *Server) handleDeadBulk(w http.ResponseWriter, r *http.Request, ss *sess
 		q += "&" + rest.query(ss)
 	}
 	http.Redirect(w, r, "/dead?"+q, http.StatusSeeOther)
+}
+
+// sentences joins two sentences of a page's message: a message that
+// ends with a reason ("Stopped by: context deadline exceeded") gets its
+// full stop first ("... exceeded With a timeout of 30s." it read).
+func sentences(msg, more string) string {
+	msg, more = strings.TrimSpace(msg), strings.TrimSpace(more)
+	if !strings.HasSuffix(msg, ".") {
+		msg += "."
+	}
+	return msg + " " + more
 }
 
 // deadRest is the rest of a Replay all that stopped (its time limit, or

@@ -71,7 +71,7 @@ func TestAReplayAllThatStoppedOffersOnlyTheRest(t *testing.T) {
 	}
 	code, _, h := bc.do("POST", "/dead/replay", with(group, "csrf", csrfC, "confirm", "yes", "through", through[1], "timeout", "45s"), nil)
 	loc := h.Get("Location")
-	if msg := flashIn(t, loc); code != 303 || !strings.Contains(msg, "Stopped by") || !strings.Contains(msg, "Replay the rest") {
+	if msg := flashIn(t, loc); code != 303 || !strings.Contains(msg, "Stopped by") || !strings.Contains(msg, "exceeded. Replay the rest…") {
 		t.Fatalf("the Replay all that stopped: %d, flash %q", code, msg)
 	}
 	// Meanwhile (as it would have before its limit) some are replayed,
