@@ -1087,9 +1087,13 @@ func (s *Server) handleDeadBulk(w http.ResponseWriter, r *http.Request, ss *sess
 
 // sentences joins two sentences of a page's message: a message that
 // ends with a reason ("Stopped by: context deadline exceeded") gets its
-// full stop first ("... exceeded With a timeout of 30s." it read).
+// full stop first ("... exceeded With a timeout of 30s." it read). An
+// empty more adds nothing.
 func sentences(msg, more string) string {
 	msg, more = strings.TrimSpace(msg), strings.TrimSpace(more)
+	if more == "" {
+		return msg
+	}
 	if !strings.HasSuffix(msg, ".") {
 		msg += "."
 	}

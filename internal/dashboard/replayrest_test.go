@@ -140,3 +140,18 @@ var (
 	restFormRE = regexp.MustCompile(`(?s)<form method="post" action="/dead/replay" id="rest">.*?</form>`)
 	hiddenRE   = regexp.MustCompile(`<input type="hidden" name="([a-z_]+)" value="([^"]*)">`)
 )
+
+// A bulk action's message gets its sentences joined with one full stop
+// and one space, and nothing added for nothing.
+func TestSentences(t *testing.T) {
+	for _, tt := range []struct{ msg, more, want string }{
+		{"Replayed 2 task(s).", "", "Replayed 2 task(s)."},
+		{"Replayed 2 task(s).", " With a timeout of 30s.", "Replayed 2 task(s). With a timeout of 30s."},
+		{"Stopped by: context deadline exceeded", " With a timeout of 30s.", "Stopped by: context deadline exceeded. With a timeout of 30s."},
+		{"Stopped by: x", "Replay the rest… below.", "Stopped by: x. Replay the rest… below."},
+	} {
+		if got := sentences(tt.msg, tt.more); got != tt.want {
+			t.Errorf("sentences(%q, %q) = %q, want %q", tt.msg, tt.more, got, tt.want)
+		}
+	}
+}
