@@ -922,6 +922,9 @@ type deadData struct {
 	// CutShort: reading the entries failed part way (Problem says why):
 	// the groups are of those read before.
 	CutShort bool
+	// Rest is the rest of this session's Replay all that stopped, which
+	// the page offers to replay (nil: none).
+	Rest *deadRest
 }
 
 // handleDead shows the dead-letter page from s.dead: its view asks NATS
@@ -960,6 +963,7 @@ func (s *Server) handleDead(w http.ResponseWriter, r *http.Request, ss *session)
 	slices.SortFunc(d.Groups, func(a, b *deadGroup) int {
 		return cmp.Or(cmp.Compare(a.Function, b.Function), cmp.Compare(a.ErrorType, b.ErrorType))
 	})
+	d.Rest = restOf(r, ss)
 	p := s.newPage(r, ss, "Dead letters", "dead", d)
 	p.Watch = deadWatch
 	p.Flash, p.FlashBad = flashOf(r, ss)
@@ -972,6 +976,12 @@ type confirmData struct {
 	// Through is the stream sequence of the last entry counted: the
 	// confirmed action touches no entry after it.
 	Through uint64
+	// Rest: the question counts the rest of a Replay all that stopped
+	// (the entries up to the sequence its question had counted).
+	Rest bool
+	// Timeout and MaxRetries fill the replay's override fields (the
+	// rest of a Replay all keeps its overrides), as typed.
+	Timeout, MaxRetries string
 }
 
 // handleDeadBulk replays or purges the dead-letter entries of one function
@@ -998,23 +1008,11 @@ func (s *Server) handleDeadBulk(w http.ResponseWriter, r *http.Request, ss *sess
 		return
 	}
 	defer release()
-	ctx, cancel := s.natsContext(r.Context(), s.bulkTimeout)
-	defer cancel()
-	if !confirmed {
-		c := &confirmData{Action: action, Function: f.Function, ErrorType: f.ErrorType}
-		_, err := s.eachDead(ctx, f, 0, func(d jetstream.DeadTask) { c.Count, c.Through = c.Count+1, d.Sequence })
-		if err != nil {
-			http.Error(w, "count dead-letter entries: "+why(ctx, err), http.StatusBadGateway)
-			return
-		}
-		p := s.newPage(r, ss, "Confirm "+action, "dead", c)
-		p.Watch = "" // the answer to a POST: a refresh would GET the action's address
-		s.render(w, r, "confirm", p)
-		return
-	}
 	// The confirmation counted the entries up to a sequence: entries
 	// dead-lettered since were not in its question. (A form without it,
-	// from a script, acts on every matching entry.)
+	// from a script, acts on every matching entry.) A question asked
+	// with one (the rest of a Replay all that stopped) counts only the
+	// entries up to it.
 	if v := r.PostFormValue("through"); v != "" {
 		n, err := strconv.ParseUint(v, 10, 64)
 		if err != nil {
@@ -1027,8 +1025,28 @@ func (s *Server) handleDeadBulk(w http.ResponseWriter, r *http.Request, ss *sess
 		}
 		f.Through = n
 	}
+	ctx, cancel := s.natsContext(r.Context(), s.bulkTimeout)
+	defer cancel()
+	if !confirmed {
+		c := &confirmData{Action: action, Function: f.Function, ErrorType: f.ErrorType, Rest: f.Through != 0}
+		if action == "replay" {
+			// The overrides of the Replay all whose rest this is, shown
+			// again for the operator to keep or change.
+			c.Timeout, c.MaxRetries = strings.TrimSpace(r.PostFormValue("timeout")), strings.TrimSpace(r.PostFormValue("max_retries"))
+		}
+		_, err := s.eachDead(ctx, f, 0, func(d jetstream.DeadTask) { c.Count, c.Through = c.Count+1, d.Sequence })
+		if err != nil {
+			http.Error(w, "count dead-letter entries: "+why(ctx, err), http.StatusBadGateway)
+			return
+		}
+		p := s.newPage(r, ss, "Confirm "+action, "dead", c)
+		p.Watch = "" // the answer to a POST: a refresh would GET the action's address
+		s.render(w, r, "confirm", p)
+		return
+	}
 	var msg string
 	var err error
+	var rest *deadRest // what a Replay all that stopped did not reach
 	switch action {
 	case "replay":
 		opts, with, oerr := replayOverridesOf(r)
@@ -1037,12 +1055,18 @@ func (s *Server) handleDeadBulk(w http.ResponseWriter, r *http.Request, ss *sess
 			break
 		}
 		var replayed int
-		msg, replayed, err = s.replayDead(ctx, f, opts...)
+		var through uint64
+		msg, replayed, through, err = s.replayDead(ctx, f, opts...)
 		if replayed > 0 {
 			// Said of the tasks replayed only: after "Replayed 0
 			// task(s); 4 failed ... it was not replayed" it read as if
 			// the refused values had been applied.
-			msg += with
+			msg = sentences(msg, with)
+		}
+		if through != 0 {
+			rest = &deadRest{Function: f.Function, ErrorType: f.ErrorType, Through: through,
+				Timeout: strings.TrimSpace(r.PostFormValue("timeout")), MaxRetries: strings.TrimSpace(r.PostFormValue("max_retries"))}
+			msg = sentences(msg, "Replay the rest… below goes on with the entries it did not reach, without the tasks it replayed that were dead-lettered again since.")
 		}
 	case "purge":
 		var seqs []uint64
@@ -1054,7 +1078,74 @@ func (s *Server) handleDeadBulk(w http.ResponseWriter, r *http.Request, ss *sess
 		}
 	}
 	s.cfg.Logger.WithField("remote", r.RemoteAddr).WithField("function", f.Function).WithField("error_type", f.ErrorType).WithField("result", msg).Info("dashboard: dead letters " + action)
-	http.Redirect(w, r, "/dead?"+flashQuery(ss, msg, err != nil), http.StatusSeeOther)
+	q := flashQuery(ss, msg, err != nil)
+	if rest != nil {
+		q += "&" + rest.query(ss)
+	}
+	http.Redirect(w, r, "/dead?"+q, http.StatusSeeOther)
+}
+
+// sentences joins two sentences of a page's message: a message that
+// ends with a reason ("Stopped by: context deadline exceeded") gets its
+// full stop first ("... exceeded With a timeout of 30s." it read). An
+// empty more adds nothing.
+func sentences(msg, more string) string {
+	msg, more = strings.TrimSpace(msg), strings.TrimSpace(more)
+	if more == "" {
+		return msg
+	}
+	if !strings.HasSuffix(msg, ".") {
+		msg += "."
+	}
+	return msg + " " + more
+}
+
+// deadRest is the rest of a Replay all that stopped (its time limit, or
+// an error) before it reached every entry it had counted: the entries of
+// its group up to the sequence its question counted to. Replayed tasks
+// that failed again have newer entries, past that sequence, so a Replay
+// all of the group clicked again would count them too, and replay them
+// again once it had gone through the rest (found with 50,000 entries: the
+// question after a stopped replay asked for 50,000 again). The dead-letter
+// page offers the rest, with the overrides the replay had, as a form that
+// asks first.
+type deadRest struct {
+	Function, ErrorType string
+	Through             uint64
+	// Timeout and MaxRetries are the replay's overrides as typed
+	// (checked again when the rest is replayed).
+	Timeout, MaxRetries string
+}
+
+// query is the query that puts the rest on the dead-letter page, signed
+// with the session's CSRF token as a flash is: only this session's own
+// Replay all offers a rest there.
+func (d *deadRest) query(ss *session) string {
+	v := url.Values{"rest_function": {d.Function}, "rest_error_type": {d.ErrorType}, "rest_through": {strconv.FormatUint(d.Through, 10)},
+		"rest_timeout": {d.Timeout}, "rest_max_retries": {d.MaxRetries}}
+	v.Set("rsig", d.sig(ss))
+	return v.Encode()
+}
+
+func (d *deadRest) sig(ss *session) string {
+	mac := hmac.New(sha256.New, []byte(ss.csrf))
+	mac.Write([]byte(strings.Join([]string{"rest", d.Function, d.ErrorType, strconv.FormatUint(d.Through, 10), d.Timeout, d.MaxRetries}, "\x00")))
+	return base64.RawURLEncoding.EncodeToString(mac.Sum(nil))
+}
+
+// restOf returns the rest that r's query offers, when deadRest.query made
+// it for ss; else nil.
+func restOf(r *http.Request, ss *session) *deadRest {
+	q := r.URL.Query()
+	through, err := strconv.ParseUint(q.Get("rest_through"), 10, 64)
+	if err != nil || through == 0 {
+		return nil
+	}
+	d := &deadRest{Function: q.Get("rest_function"), ErrorType: q.Get("rest_error_type"), Through: through, Timeout: q.Get("rest_timeout"), MaxRetries: q.Get("rest_max_retries")}
+	if !hmac.Equal([]byte(q.Get("rsig")), []byte(d.sig(ss))) {
+		return nil
+	}
+	return d
 }
 
 // replayDead asks the runners to replay every entry matching f, reading
@@ -1063,19 +1154,21 @@ func (s *Server) handleDeadBulk(w http.ResponseWriter, r *http.Request, ss *sess
 // flight as it does, and returns what the page says of it: how many were
 // replayed, and how many failed with the first failure's reason (one
 // line per failed entry would put thousands in the redirect's URL), and
-// the count of those replayed. The error is the first failure. Entries
+// the count of those replayed, and when it stopped before it reached
+// every entry, the bound (DeadFilter.Through) that selects the rest, else
+// 0. The error is the first failure. Entries
 // written after the scan began (a replayed task failing again) are not
 // replayed again. When ctx ends, no more replays are asked for, and the
 // message says what stopped it.
-func (s *Server) replayDead(ctx context.Context, f jetstream.DeadFilter, opts ...jetstream.ReplayOption) (string, int, error) {
+func (s *Server) replayDead(ctx context.Context, f jetstream.DeadFilter, opts ...jetstream.ReplayOption) (string, int, uint64, error) {
 	if f.Through == 0 {
 		// A form without the confirmation's bound (from a script).
 		st, err := s.cfg.Client.JetStream().Stream(ctx, s.cfg.Client.Config().DLQStream)
 		if err != nil {
-			return "Replayed 0 task(s). Stopped by: " + why(ctx, err), 0, err
+			return "Replayed 0 task(s). Stopped by: " + why(ctx, err), 0, 0, err
 		}
 		if f.Through = st.CachedInfo().State.LastSeq; f.Through == 0 {
-			return "Replayed 0 task(s).", 0, nil
+			return "Replayed 0 task(s).", 0, 0, nil
 		}
 	}
 	var mu sync.Mutex
@@ -1117,10 +1210,12 @@ func (s *Server) replayDead(ctx context.Context, f jetstream.DeadFilter, opts ..
 	if waited > 0 {
 		msg += fmt.Sprintf(" %d more were asked for but not answered in time: a runner may have replayed them (their status says).", waited)
 	}
+	var rest uint64 // the bound of the rest, when it stopped
 	if err != nil {
 		msg += " Stopped by: " + why(ctx, err)
+		rest = f.Through
 	}
-	return msg, replayed, cmp.Or(first, err)
+	return msg, replayed, rest, cmp.Or(first, err)
 }
 
 // --- runners

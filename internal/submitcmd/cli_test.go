@@ -1035,3 +1035,47 @@ func TestParallelOutOfBoundsIsAUsageError(t *testing.T) {
 		runArgs(t, args...).want(t, 2, "", "--parallel must be from 1 to 1024, got "+args[len(args)-1])
 	}
 }
+
+// maxWrite is a writer that keeps what it is given and the longest single
+// write.
+type maxWrite struct {
+	bytes.Buffer
+	longest int
+}
+
+func (m *maxWrite) Write(p []byte) (int, error) {
+	m.longest = max(m.longest, len(p))
+	return m.Buffer.Write(p)
+}
+
+// list --json of a big page writes as it goes: it encoded the whole page
+// first, and list --limit 100000 --json (the cancel --from pipeline of
+// docs/operations.md) held 726 MB where the same page as a table held
+// 297 MB. No write to stdout is now bigger than the buffer of 64 KiB and
+// one task, whatever the page (here some 200 KiB of JSON); the output is
+// still one JSON document with every task.
+func TestListJSONWritesAPageAsItGoes(t *testing.T) {
+	t.Parallel()
+	o := start(t)
+	const n = 400
+	var lines strings.Builder
+	for i := range n {
+		fmt.Fprintf(&lines, "task %d\n", i)
+	}
+	o.run(lines.String(), "batch", "echo").want(t, 0, "", "submitted 400")
+	omniqtest.Eventually(t, 60*time.Second, "every task succeeded", func() bool {
+		return strings.Contains(o.run("", "list", "--limit", "1", "--status", "succeeded").stdout, fmt.Sprintf("of %d", n))
+	})
+	var out maxWrite
+	r := o.runIO(submitcmd.IO{Stdout: &out}, "list", "--limit", "1000", "--json")
+	var page struct {
+		Tasks []struct{ ID string }
+		Total int
+	}
+	if r.code != 0 || json.Unmarshal(out.Bytes(), &page) != nil || len(page.Tasks) != n || page.Total != n {
+		t.Fatalf("list --json: exit %d, %d tasks of %d, stderr %q", r.code, len(page.Tasks), page.Total, r.stderr)
+	}
+	if bound := 64<<10 + 4<<10; out.Len() <= 2*bound || out.longest > bound {
+		t.Fatalf("list --json wrote %d bytes with a longest write of %d; want none over %d", out.Len(), out.longest, bound)
+	}
+}

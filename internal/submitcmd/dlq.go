@@ -210,15 +210,13 @@ func (c *cli) dlqList(ff *filterFlags, limit int, after string) error {
 		next = strconv.FormatUint(page.Next, 10)
 	}
 	if c.json {
-		out := make([]deadJSON, 0, len(page.Tasks))
-		for _, d := range page.Tasks {
-			out = append(out, toDeadJSON(d, d.AttemptsRun(recs[d.ID])))
-		}
-		return writeJSON(c.io.Stdout, struct {
-			Tasks []deadJSON `json:"tasks"`
-			Total int        `json:"total"`
-			Next  string     `json:"next,omitempty"`
-		}{out, page.Total, next})
+		return writeJSONList(c.io.Stdout, "tasks", len(page.Tasks), func(i int) deadJSON {
+			d := page.Tasks[i]
+			return toDeadJSON(d, d.AttemptsRun(recs[d.ID]))
+		}, struct {
+			Total int    `json:"total"`
+			Next  string `json:"next,omitempty"`
+		}{page.Total, next})
 	}
 	tw := tabwriter.NewWriter(c.io.Stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "ID\tFUNCTION\tERROR_TYPE\tATTEMPT\tDEAD\tMESSAGE")

@@ -315,15 +315,10 @@ func (c *cli) list(statuses, fn, after, sortBy string, limit int) error {
 		return err
 	}
 	if c.json {
-		tasks := make([]taskJSON, 0, len(page.Records))
-		for _, r := range page.Records {
-			tasks = append(tasks, toTaskJSON(r.Task))
-		}
-		return writeJSON(c.io.Stdout, struct {
-			Tasks []taskJSON `json:"tasks"`
-			Total int        `json:"total"`
-			Next  string     `json:"next,omitempty"`
-		}{tasks, page.Total, page.Next})
+		return writeJSONList(c.io.Stdout, "tasks", len(page.Records), func(i int) taskJSON { return toTaskJSON(page.Records[i].Task) }, struct {
+			Total int    `json:"total"`
+			Next  string `json:"next,omitempty"`
+		}{page.Total, page.Next})
 	}
 	tw := tabwriter.NewWriter(c.io.Stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "ID\tFUNCTION\tSTATUS\tATTEMPT\tCREATED\tUPDATED\tERROR")
