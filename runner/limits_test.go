@@ -119,3 +119,38 @@ func TestAFunctionWithoutRoomForItsConsumersLeavesTheOthersServed(t *testing.T) 
 	}
 }
 
+// TestStorageGaugesShowWhatIsHeldAgainstTheLimits: nothing told an
+// operator how near a stream or the account was to its limit before
+// submits were refused or state writes failed.
+func TestStorageGaugesShowWhatIsHeldAgainstTheLimits(t *testing.T) {
+	t.Parallel()
+	client := accountClient(t, "max_file: 64MB")
+	js := client.JetStream()
+	s, err := js.Stream(ctx(t), "OMNIQ_TASKS")
+	if err != nil {
+		t.Fatal(err)
+	}
+	sc := s.CachedInfo().Config
+	sc.MaxBytes = 8 << 20 // an operator's bound on what submitters queue
+	if _, err := js.UpdateStream(ctx(t), sc); err != nil {
+		t.Fatal(err)
+	}
+	tr := startRunner(t, &env{client: client}, fastConfig(), pluginhost.HostConfig{})
+	res, err := client.Submit(ctx(t), jetstream.SubmitRequest{Function: "echo", Payload: []byte("hi")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	omniqtest.WaitFor(t, client, res.ID, models.StatusSucceeded, 30*time.Second)
+	omniqtest.Eventually(t, 10*time.Second, "the state bucket's and the account's bytes", func() bool {
+		return tr.Counter(t, "omniq_stream_bytes", map[string]string{"stream": "KV_OMNIQ_STATE"}) > 0 && tr.Counter(t, "omniq_jetstream_bytes", nil) > 0
+	})
+	if got := tr.Counter(t, "omniq_stream_max_bytes", map[string]string{"stream": "OMNIQ_TASKS"}); got != 8<<20 {
+		t.Errorf("omniq_stream_max_bytes{stream=OMNIQ_TASKS} = %v, want 8 MiB", got)
+	}
+	if got := tr.Counter(t, "omniq_stream_max_bytes", map[string]string{"stream": "OMNIQ_DLQ"}); got != 0 {
+		t.Errorf("omniq_stream_max_bytes{stream=OMNIQ_DLQ} = %v, want none: it has no limit", got)
+	}
+	if got := tr.Counter(t, "omniq_jetstream_max_bytes", nil); got != 64<<20 {
+		t.Errorf("omniq_jetstream_max_bytes = %v, want the account's 64 MiB", got)
+	}
+}
