@@ -374,7 +374,7 @@ func (r *Runner) ensureConsumers(ctx context.Context, fn string, res resolved) (
 	for i, stream := range r.streams() {
 		c, err := r.ensureConsumer(ctx, stream, fn, res)
 		if err != nil {
-			return cons, fmt.Errorf("cannot pull tasks of the function %s, left unregistered until it can: %w", fn, err)
+			return cons, fmt.Errorf("cannot pull tasks of the function %s: %w", fn, err)
 		}
 		cons[i] = c
 	}
