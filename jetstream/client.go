@@ -297,6 +297,17 @@ func (c *Client) publishRetry(ctx context.Context, tm *TaskMessage, msgID string
 // the server's JetStream storage (its disk, or max_file_store) is full.
 const errCodeInsufficientResources natsjs.ErrorCode = 10023
 
+// errCodeStoreFailed is nats-server's JSStreamStoreFailedF: the stream
+// could not store the message. A publish to a stream at a size limit (its
+// max messages, bytes or messages per subject, with DiscardNew) gets it:
+// "maximum messages exceeded" and the like.
+const errCodeStoreFailed natsjs.ErrorCode = 10077
+
+// errCodeAccountResourcesExceeded is nats-server's
+// JSAccountResourcesExceededErr: the account's JetStream limits (max_file,
+// max_mem in the server's config) are reached.
+const errCodeAccountResourcesExceeded natsjs.ErrorCode = 10002
+
 // publishError wraps the failure to publish task id, saying so when the
 // server's storage is full: nats-server's own words ("insufficient
 // resources") do not say what ran out. A publish that no stream answered
@@ -307,6 +318,14 @@ func publishError(id string, err error) error {
 	var apiErr *natsjs.APIError
 	if errors.As(err, &apiErr) && apiErr.ErrorCode == errCodeInsufficientResources {
 		return fmt.Errorf("publish task %s: the NATS server's JetStream storage is full (free space or raise its max_file_store, then try again): %w", id, err)
+	}
+	if errors.As(err, &apiErr) && apiErr.ErrorCode == errCodeAccountResourcesExceeded {
+		return fmt.Errorf("publish task %s: the JetStream storage of OmniQ's account is full (its max_file or max_mem in the server's config; "+
+			"purge dead letters or raise the limit, then try again): %w", id, err)
+	}
+	if errors.As(err, &apiErr) && apiErr.ErrorCode == errCodeStoreFailed {
+		return fmt.Errorf("publish task %s: the stream did not store it; a full stream says which of its limits is reached "+
+			"(max messages, bytes or messages per function, set by an operator: runners make room as they take queued tasks, so try again later): %w", id, err)
 	}
 	if errors.Is(err, natsjs.ErrNoStreamResponse) {
 		return fmt.Errorf("publish task %s: no stream took it (the tasks stream has no leader: are most of the cluster's servers up?); it was not stored: %w", id, err)

@@ -26,21 +26,26 @@ const limitMarkerTTL = time.Minute
 // it), no message schedules or per-message TTLs (a Nats-Schedule header
 // would make a task generator), and its subjects take exactly one token
 // after "tasks.", so a message on a malformed subject is refused at the
-// door instead of sitting where no consumer reads it.
+// door instead of sitting where no consumer reads it. It has no size limit
+// of its own; one an operator sets (nats stream edit --max-bytes,
+// --max-msgs, --max-msgs-per-subject) is kept by Provision and refuses new
+// tasks (DiscardNew): discarding old ones would drop queued tasks whose
+// submitters were told they were stored.
 func (c Config) tasksStreamConfig() natsjs.StreamConfig {
 	return natsjs.StreamConfig{
-		Name:        c.TasksStream,
-		Description: "OmniQ tasks submitted, waiting for a runner",
-		Subjects:    []string{c.taskSubjectPrefix() + "*"},
-		Retention:   natsjs.WorkQueuePolicy,
-		Storage:     c.Storage,
-		Replicas:    c.Replicas,
-		MaxAge:      c.TaskMaxAge,
-		Duplicates:  c.DedupeWindow,
-		MaxMsgSize:  int32(c.MaxPayload + HeaderRoom),
-		MaxMsgs:     -1,
-		MaxBytes:    -1,
-		Discard:     natsjs.DiscardOld,
+		Name:              c.TasksStream,
+		Description:       "OmniQ tasks submitted, waiting for a runner",
+		Subjects:          []string{c.taskSubjectPrefix() + "*"},
+		Retention:         natsjs.WorkQueuePolicy,
+		Storage:           c.Storage,
+		Replicas:          c.Replicas,
+		MaxAge:            c.TaskMaxAge,
+		Duplicates:        c.DedupeWindow,
+		MaxMsgSize:        int32(c.MaxPayload + HeaderRoom),
+		MaxMsgs:           -1,
+		MaxBytes:          -1,
+		MaxMsgsPerSubject: -1,
+		Discard:           natsjs.DiscardNew,
 		// Batched direct gets (operators may make them): status finds a
 		// queued task among many waiting (FindQueued).
 		AllowDirect: true,
@@ -48,19 +53,23 @@ func (c Config) tasksStreamConfig() natsjs.StreamConfig {
 }
 
 // retriesStreamConfig is the stream only runners write: attempts after the
-// first and the schedules that hold them until they are due.
+// first and the schedules that hold them until they are due. It has no
+// size limit, and Provision removes one an operator set: with the
+// DiscardOld that schedules need, a limit would drop waiting retries and
+// leave their tasks retrying for ever.
 func (c Config) retriesStreamConfig() natsjs.StreamConfig {
 	return natsjs.StreamConfig{
-		Name:        c.RetriesStream,
-		Description: "OmniQ retries, delayed starts and replays, written by runners only",
-		Subjects:    []string{c.retrySubjectPrefix() + "*", c.SubjectPrefix + ".schedule.>"},
-		Retention:   natsjs.WorkQueuePolicy,
-		Storage:     c.Storage,
-		Replicas:    c.Replicas,
-		Duplicates:  c.DedupeWindow,
-		MaxMsgSize:  int32(c.MaxPayload + HeaderRoom),
-		MaxMsgs:     -1,
-		MaxBytes:    -1,
+		Name:              c.RetriesStream,
+		Description:       "OmniQ retries, delayed starts and replays, written by runners only",
+		Subjects:          []string{c.retrySubjectPrefix() + "*", c.SubjectPrefix + ".schedule.>"},
+		Retention:         natsjs.WorkQueuePolicy,
+		Storage:           c.Storage,
+		Replicas:          c.Replicas,
+		Duplicates:        c.DedupeWindow,
+		MaxMsgSize:        int32(c.MaxPayload + HeaderRoom),
+		MaxMsgs:           -1,
+		MaxBytes:          -1,
+		MaxMsgsPerSubject: -1,
 		// Message schedules need DiscardOld and roll-ups: each task has at
 		// most one schedule message, rolled up on its subject.
 		Discard:           natsjs.DiscardOld,
@@ -69,20 +78,25 @@ func (c Config) retriesStreamConfig() natsjs.StreamConfig {
 	}
 }
 
+// dlqStreamConfig is the dead-letter stream. It has no size limit of its
+// own; one an operator sets is kept by Provision and, like its max age,
+// drops the oldest dead letters to make room (DiscardOld), so a task can
+// always be dead-lettered.
 func (c Config) dlqStreamConfig() natsjs.StreamConfig {
 	return natsjs.StreamConfig{
-		Name:        c.DLQStream,
-		Description: "OmniQ dead-lettered tasks with their final TaskError",
-		Subjects:    []string{c.SubjectPrefix + ".dlq.>"},
-		Retention:   natsjs.LimitsPolicy,
-		Storage:     c.Storage,
-		Replicas:    c.Replicas,
-		MaxAge:      c.DLQMaxAge,
-		Duplicates:  c.DedupeWindow,
-		MaxMsgSize:  int32(c.MaxDeadLetterBytes()),
-		MaxMsgs:     -1,
-		MaxBytes:    -1,
-		Discard:     natsjs.DiscardOld,
+		Name:              c.DLQStream,
+		Description:       "OmniQ dead-lettered tasks with their final TaskError",
+		Subjects:          []string{c.SubjectPrefix + ".dlq.>"},
+		Retention:         natsjs.LimitsPolicy,
+		Storage:           c.Storage,
+		Replicas:          c.Replicas,
+		MaxAge:            c.DLQMaxAge,
+		Duplicates:        c.DedupeWindow,
+		MaxMsgSize:        int32(c.MaxDeadLetterBytes()),
+		MaxMsgs:           -1,
+		MaxBytes:          -1,
+		MaxMsgsPerSubject: -1,
+		Discard:           natsjs.DiscardOld,
 	}
 }
 
@@ -174,6 +188,7 @@ func ensureStream(ctx context.Context, js natsjs.JetStream, want natsjs.StreamCo
 	have := s.CachedInfo().Config
 	want.Replicas = keptReplicas(have, want.Replicas, log)
 	want.MaxAge = keptMaxAge(have, want.MaxAge, log)
+	want = keptLimits(have, want, log)
 	if diffs := incompatibilities(have, want); len(diffs) > 0 {
 		return fmt.Errorf("%w: stream %s: %s (delete it or choose another name)", ErrIncompatibleStream, want.Name, strings.Join(diffs, "; "))
 	}
@@ -184,6 +199,32 @@ func ensureStream(ctx context.Context, js natsjs.JetStream, want natsjs.StreamCo
 		return fmt.Errorf("update stream %s: %w", want.Name, err)
 	}
 	return nil
+}
+
+// keptLimits is want with the size limits an operator set on the existing
+// stream have (max messages, bytes, messages per subject) kept: OmniQ sets
+// none, and Provision used to put back "no limit" whenever it updated a
+// stream for another reason, undoing an operator's bound at the next start
+// of a runner. A stream that refuses new messages when full (the tasks
+// stream) refuses them per subject too when it has a per-subject limit;
+// without DiscardNewPerSubject nats-server drops a subject's oldest
+// messages to make room, which in the tasks stream are queued tasks. On a
+// stream that drops its oldest messages when full and may not lose them
+// (the retries stream, marked by its message schedules), limits are
+// removed, with a warning.
+func keptLimits(have, want natsjs.StreamConfig, log logrus.FieldLogger) natsjs.StreamConfig {
+	limited := have.MaxMsgs > 0 || have.MaxBytes > 0 || have.MaxMsgsPerSubject > 0
+	if !limited {
+		return want
+	}
+	if want.AllowMsgSchedules {
+		log.WithFields(logrus.Fields{"stream": have.Name, "max_msgs": have.MaxMsgs, "max_bytes": have.MaxBytes, "max_msgs_per_subject": have.MaxMsgsPerSubject}).
+			Warn("removing the stream's size limits: it holds waiting retries and their schedules, which a limit would drop (bound the tasks stream, or the account's storage, instead)")
+		return want
+	}
+	want.MaxMsgs, want.MaxBytes, want.MaxMsgsPerSubject = have.MaxMsgs, have.MaxBytes, have.MaxMsgsPerSubject
+	want.DiscardNewPerSubject = want.Discard == natsjs.DiscardNew && want.MaxMsgsPerSubject > 0
+	return want
 }
 
 func incompatibilities(have, want natsjs.StreamConfig) []string {
@@ -210,7 +251,8 @@ func needsUpdate(have, want natsjs.StreamConfig) bool {
 	return have.Replicas != want.Replicas || have.MaxAge != want.MaxAge || have.Duplicates != want.Duplicates ||
 		have.MaxMsgSize != want.MaxMsgSize || have.Discard != want.Discard || have.AllowRollup != want.AllowRollup ||
 		have.AllowMsgSchedules != want.AllowMsgSchedules || have.Description != want.Description ||
-		have.AllowDirect != want.AllowDirect
+		have.AllowDirect != want.AllowDirect || have.MaxMsgs != want.MaxMsgs || have.MaxBytes != want.MaxBytes ||
+		have.MaxMsgsPerSubject != want.MaxMsgsPerSubject || have.DiscardNewPerSubject != want.DiscardNewPerSubject
 }
 
 func sameSet(a, b []string) bool {

@@ -6,6 +6,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	natsjs "github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/omniq/omniq/jetstream"
@@ -106,32 +107,35 @@ func (m *Metrics) outcome(fn string, f *functionMetrics, outcome string) prometh
 	return c.(prometheus.Counter)
 }
 
-// streamGauges are omniq_dead_letters and omniq_tasks_waiting, read from
-// the server at most once every streamGaugesEvery, at a scrape (each left
-// out of a scrape that cannot read its stream): the same for every runner
-// of a deployment, and right after a runner restarts (counters such as
-// omniq_dead_lettered_total start again from zero).
+// streamGauges are omniq_dead_letters and omniq_tasks_waiting, and what
+// OmniQ's streams and its account hold against their limits
+// (omniq_stream_bytes, omniq_stream_max_bytes, omniq_jetstream_bytes,
+// omniq_jetstream_max_bytes), read from the server at most once every
+// streamGaugesEvery, at a scrape (each left out of a scrape that cannot
+// read it): the same for every runner of a deployment, and right after a
+// runner restarts (counters such as omniq_dead_lettered_total start again
+// from zero).
 type streamGauges struct {
-	deadLetters, waiting *prometheus.Desc
-	client               atomic.Pointer[jetstream.Client]
+	deadLetters, waiting          *prometheus.Desc
+	streamBytes, streamMaxBytes   *prometheus.Desc
+	accountBytes, accountMaxBytes *prometheus.Desc
+	client                        atomic.Pointer[jetstream.Client]
 
 	mu   sync.Mutex // held while the streams are read: scrapes meanwhile wait for that read
 	read time.Time  // when the values were read
-	last [2]struct {
-		n  float64
-		ok bool
-	}
+	last []prometheus.Metric
 }
 
 // streamGaugesEvery bounds how often scrapes read the streams: each read
-// is two requests to the server, and the metrics address is reachable by
+// is six requests to the server, and the metrics address is reachable by
 // whatever runs on the runner's machine (plugins included): 64 scrapers
 // at once slowed the runner's tasks from 0.02 to 1 s.
 const streamGaugesEvery = time.Second
 
 func (g *streamGauges) Describe(ch chan<- *prometheus.Desc) {
-	ch <- g.deadLetters
-	ch <- g.waiting
+	for _, d := range []*prometheus.Desc{g.deadLetters, g.waiting, g.streamBytes, g.streamMaxBytes, g.accountBytes, g.accountMaxBytes} {
+		ch <- d
+	}
 }
 
 func (g *streamGauges) Collect(ch chan<- prometheus.Metric) {
@@ -142,27 +146,56 @@ func (g *streamGauges) Collect(ch chan<- prometheus.Metric) {
 	g.mu.Lock()
 	if time.Since(g.read) >= streamGaugesEvery {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-		for i, stream := range []string{c.Config().DLQStream, c.Config().RetriesStream} {
-			s, err := c.JetStream().Stream(ctx, stream)
-			// A stream not read is left out, not an invalid metric:
-			// that fails the whole scrape (promhttp's default), every
-			// other metric with it, just when NATS trouble makes them
-			// most wanted.
-			g.last[i].ok = err == nil
-			if err == nil {
-				g.last[i].n = float64(s.CachedInfo().State.Msgs)
-			}
-		}
+		g.last = g.readStreams(ctx, c)
 		cancel()
 		g.read = time.Now()
 	}
 	last := g.last
 	g.mu.Unlock()
-	for i, desc := range []*prometheus.Desc{g.deadLetters, g.waiting} {
-		if last[i].ok {
-			ch <- prometheus.MustNewConstMetric(desc, prometheus.GaugeValue, last[i].n)
+	for _, m := range last {
+		ch <- m
+	}
+}
+
+// readStreams reads the gauges from c's streams and account. A stream not
+// read is left out, not an invalid metric: that fails the whole scrape
+// (promhttp's default), every other metric with it, just when NATS
+// trouble makes them most wanted. A limit is reported only where one is
+// set.
+func (g *streamGauges) readStreams(ctx context.Context, c *jetstream.Client) []prometheus.Metric {
+	cfg := c.Config()
+	gauge := func(d *prometheus.Desc, v float64, labels ...string) prometheus.Metric {
+		return prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, labels...)
+	}
+	var out []prometheus.Metric
+	for _, stream := range []string{cfg.TasksStream, cfg.RetriesStream, cfg.DLQStream, "KV_" + cfg.StateBucket, "KV_" + cfg.FunctionsBucket} {
+		s, err := c.JetStream().Stream(ctx, stream)
+		if err != nil {
+			continue
+		}
+		info := s.CachedInfo()
+		switch stream {
+		case cfg.DLQStream:
+			out = append(out, gauge(g.deadLetters, float64(info.State.Msgs)))
+		case cfg.RetriesStream:
+			out = append(out, gauge(g.waiting, float64(info.State.Msgs)))
+		}
+		out = append(out, gauge(g.streamBytes, float64(info.State.Bytes), stream))
+		if info.Config.MaxBytes > 0 {
+			out = append(out, gauge(g.streamMaxBytes, float64(info.Config.MaxBytes), stream))
 		}
 	}
+	if a, err := c.JetStream().AccountInfo(ctx); err == nil {
+		used, limit := a.Store, a.Limits.MaxStore
+		if cfg.Storage == natsjs.MemoryStorage {
+			used, limit = a.Memory, a.Limits.MaxMemory
+		}
+		out = append(out, gauge(g.accountBytes, float64(used)))
+		if limit > 0 {
+			out = append(out, gauge(g.accountMaxBytes, float64(limit)))
+		}
+	}
+	return out
 }
 
 // pluginStates is the omniq_plugin_state gauge, read from the plugin host
@@ -230,6 +263,14 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			"Entries in the dead-letter stream now: failed tasks an operator can inspect, replay or purge.", nil, nil),
 		waiting: prometheus.NewDesc("omniq_tasks_waiting",
 			"Tasks waiting in the runners' retries stream now: retries and delayed starts not yet due, and those due but not yet taken (retries under a second wait as redeliveries and show in omniq_consumer_pending instead).", nil, nil),
+		streamBytes: prometheus.NewDesc("omniq_stream_bytes",
+			"Bytes each of OmniQ's streams holds now (the state and functions buckets as KV_<bucket>), by stream.", []string{"stream"}, nil),
+		streamMaxBytes: prometheus.NewDesc("omniq_stream_max_bytes",
+			"The size limit (max_bytes) an operator set on an OmniQ stream, by stream; absent where there is none.", []string{"stream"}, nil),
+		accountBytes: prometheus.NewDesc("omniq_jetstream_bytes",
+			"JetStream storage OmniQ's NATS account uses now (file storage, or memory with memory storage), every stream of the account included.", nil, nil),
+		accountMaxBytes: prometheus.NewDesc("omniq_jetstream_max_bytes",
+			"The JetStream storage limit of OmniQ's NATS account (max_file, or max_mem with memory storage); absent where the account has none (the embedded server: its store's limit is the server's, 75% of the disk space free when it started).", nil, nil),
 	}
 	reg.MustRegister(m.tasks, m.duration, m.inFlight, m.retries, m.deadLetters, m.plugin, m.pending, m.refusedMsgs, m.states, m.streams)
 	return m

@@ -212,6 +212,7 @@ type pluginView struct {
 func (r *Runner) syncFunctions(ctx context.Context, changedOnly bool) error {
 	fns := r.cfg.Plugins.Functions()
 	var regs []jetstream.Registration
+	var consumerErrs []error
 	views := make(map[string]pluginView, len(fns))
 	for name, f := range fns {
 		res := r.cfg.resolve(name, f)
@@ -220,26 +221,29 @@ func (r *Runner) syncFunctions(ctx context.Context, changedOnly bool) error {
 		if last, ok := r.registered[name]; changedOnly && ok && last == view {
 			continue
 		}
-		regs = append(regs, jetstream.Registration{Function: name, Plugin: f.Plugin, Concurrency: res.concurrency,
+		reg := jetstream.Registration{Function: name, Plugin: f.Plugin, Concurrency: res.concurrency,
 			PluginState: string(f.State), QuarantinedUntil: f.QuarantinedUntil,
 			PluginCrashes: f.Crashes.Crashes, LastCrash: f.Crashes.Last, LastCrashAt: f.Crashes.At,
 			Description: f.Spec.GetDescription(), MaxRetries: &res.maxRetries, Timeout: models.Duration(res.timeout),
 			AckWait:       models.Duration(r.cfg.AckWait),
-			MaxRetriesCap: r.cfg.Limits.MaxRetries, MaxTimeoutCap: models.Duration(r.cfg.Limits.MaxTimeout)})
+			MaxRetriesCap: r.cfg.Limits.MaxRetries, MaxTimeoutCap: models.Duration(r.cfg.Limits.MaxTimeout)}
 		r.mu.Lock()
 		running := r.loops[name]
 		r.mu.Unlock()
 		if running {
+			regs = append(regs, reg)
 			continue
 		}
-		var cons [2]natsjs.Consumer
-		for i, stream := range r.streams() {
-			c, err := r.ensureConsumer(ctx, stream, name, res)
-			if err != nil {
-				return err
-			}
-			cons[i] = c
+		cons, err := r.ensureConsumers(ctx, name, res)
+		if err != nil {
+			// Not registered, so not taken for served, and tried again
+			// at the next heartbeat; the other functions go on. Returning
+			// here left every function unregistered, lapsing from the
+			// registry while the runner pulled their tasks.
+			consumerErrs = append(consumerErrs, err)
+			continue
 		}
+		regs = append(regs, reg)
 		r.mu.Lock()
 		r.loops[name] = true
 		r.mu.Unlock()
@@ -250,7 +254,7 @@ func (r *Runner) syncFunctions(ctx context.Context, changedOnly bool) error {
 		}
 	}
 	// A status that cannot be written keeps no registration from being.
-	statusErr := r.writeStatus(ctx, fns, changedOnly)
+	statusErr := errors.Join(r.writeStatus(ctx, fns, changedOnly), errors.Join(consumerErrs...))
 	if len(regs) == 0 {
 		return statusErr
 	}
@@ -358,6 +362,21 @@ func (r *Runner) ensureConsumer(ctx context.Context, stream, fn string, res reso
 	}
 	if err != nil {
 		return nil, fmt.Errorf("consumer for %s in %s: %w", fn, stream, err)
+	}
+	return cons, nil
+}
+
+// ensureConsumers creates or updates fn's consumers in both streams. Its
+// error says that fn's tasks cannot be pulled, and why (an account at its
+// max_consumers: "maximum consumers limit reached").
+func (r *Runner) ensureConsumers(ctx context.Context, fn string, res resolved) ([2]natsjs.Consumer, error) {
+	var cons [2]natsjs.Consumer
+	for i, stream := range r.streams() {
+		c, err := r.ensureConsumer(ctx, stream, fn, res)
+		if err != nil {
+			return cons, fmt.Errorf("cannot pull tasks of the function %s: %w", fn, err)
+		}
+		cons[i] = c
 	}
 	return cons, nil
 }
