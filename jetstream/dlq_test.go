@@ -200,6 +200,15 @@ func TestReplayRunsOnceWithFreshBudget(t *testing.T) {
 	if tm.ID != "r1" || tm.Attempt != 2 || string(tm.Payload) != "payload-r1" || tm.Headers["X-Customer"] != "acme" || !tm.HasMaxRetries {
 		t.Fatalf("replayed message = %+v", tm)
 	}
+	// The entry's own headers (its error, up to tens of KiB, its type and
+	// replays) stay in the dead-letter stream: the replayed message is the
+	// task's. Found by mutation testing (mut24): copying the entry's
+	// Omniq-* headers into it broke no test.
+	for _, h := range []string{jetstream.HeaderError, jetstream.HeaderErrorType, jetstream.HeaderReplays} {
+		if v := m.Headers().Get(h); v != "" {
+			t.Errorf("the replayed message carries the entry's header %s: %.100q", h, v)
+		}
+	}
 }
 
 func TestReplayRefusesAnEntryItCannotVerify(t *testing.T) {

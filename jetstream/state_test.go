@@ -364,6 +364,52 @@ func TestStateFinishedRecordsExpire(t *testing.T) {
 	}
 }
 
+// A failed record is kept as long as the task's dead-letter entry
+// (dlq_max_age), not the finished_ttl of succeeded and cancelled ones
+// (docs/operations.md, retention): the entry's replay needs it. Found by
+// mutation testing (mut24): giving failed records no TTL at all broke no
+// test, nor would giving them finished_ttl.
+func TestStateFailedRecordsLastAsLongAsTheDeadLetterStream(t *testing.T) {
+	t.Parallel()
+	fail := func(e *env, id string) {
+		t.Helper()
+		rec, err := e.client.State().Transition(ctx(t), createTask(t, e, id, "f"), models.StatusRunning, time.Now(), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := e.client.State().Transition(ctx(t), rec, models.StatusFailed, time.Now(), func(t *models.Task) {
+			t.RecordError(models.TaskError{ErrorType: models.ErrorTypeHandler, Message: "boom", Timestamp: time.Now()})
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	gone := func(e *env, id string) bool {
+		_, err := e.client.State().Get(ctx(t), id)
+		return errors.Is(err, jetstream.ErrTaskNotFound)
+	}
+
+	// A short finished_ttl: the succeeded record expires, the failed one
+	// stays.
+	short := newEnv(t, jetstream.Config{FinishedTTL: time.Second})
+	fail(short, "failed")
+	done, err := short.client.State().Transition(ctx(t), createTask(t, short, "done", "f"), models.StatusRunning, time.Now(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := short.client.State().Transition(ctx(t), done, models.StatusSucceeded, time.Now(), nil); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 10*time.Second, "the succeeded record to expire", func() bool { return gone(short, "done") })
+	if gone(short, "failed") {
+		t.Fatal("the failed record expired with finished_ttl; it must last dlq_max_age")
+	}
+
+	// A short dlq_max_age: the failed record expires with it.
+	dlq := newEnv(t, jetstream.Config{DLQMaxAge: time.Second, DedupeWindow: time.Second})
+	fail(dlq, "failed")
+	eventually(t, 10*time.Second, "the failed record to expire after dlq_max_age", func() bool { return gone(dlq, "failed") })
+}
+
 func TestRecordCancelPendingRetryingAndFinished(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, jetstream.Config{})

@@ -170,3 +170,90 @@ func TestFailedTaskIsNotAckedBeforeItsDeadLetterEntryIsWritten(t *testing.T) {
 		t.Fatalf("dead-letter entry: %+v", d.Error)
 	}
 }
+
+// A task whose outcome the state bucket refuses (here: over the stream's
+// max message size, which an operator can lower; a full or unwritable
+// stream refuses alike) is not acknowledged: its message comes back, and
+// once the bucket takes the record again the task ends. Found by mutation
+// testing (mut24): acknowledging it instead broke no test, and left the
+// task running for ever with no message to finish it.
+func TestATaskWhoseOutcomeCannotBeRecordedIsRedelivered(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	logs := &omniqtest.Buffer{}
+	log := logrus.New()
+	log.Out = logs
+	cfg := fastConfig()
+	cfg.Logger = log
+	startRunner(t, e, cfg, pluginhost.HostConfig{})
+	js := e.client.JetStream()
+	s, err := js.Stream(ctx(t), "KV_OMNIQ_STATE")
+	if err != nil {
+		t.Fatal(err)
+	}
+	healthy := s.CachedInfo().Config
+	broken := healthy
+	broken.MaxMsgSize = 4 << 10 // a claim fits, not a record with the 8 KiB result
+	if _, err := js.UpdateStream(ctx(t), broken); err != nil {
+		t.Fatal(err)
+	}
+	payload := strings.Repeat("r", 8<<10)
+	res, err := e.client.Submit(ctx(t), jetstream.SubmitRequest{ID: "unrecorded", Function: "echo", Payload: []byte(payload)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 30*time.Second, "the outcome's write to fail", func() bool {
+		return strings.Contains(logs.String(), "cannot record the task's outcome; it will be redelivered")
+	})
+	if _, err := js.UpdateStream(ctx(t), healthy); err != nil {
+		t.Fatal(err)
+	}
+	task := waitFor(t, e, res.ID, models.StatusSucceeded, 30*time.Second)
+	if string(task.Result) != payload {
+		t.Fatalf("result: %d bytes, want the %d-byte payload", len(task.Result), len(payload))
+	}
+}
+
+// A retry whose schedule cannot be written (the retries stream refuses
+// it) is not acknowledged: the message comes back, the retry is
+// scheduled then, and the task runs its second attempt. Found by
+// mutation testing (mut24): acknowledging it instead broke no test, and
+// left the task retrying for ever with nothing to run it.
+func TestARetryWhoseScheduleCannotBeWrittenIsNotLost(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	logs := &omniqtest.Buffer{}
+	log := logrus.New()
+	log.Out = logs
+	cfg := fastConfig()
+	cfg.Logger = log
+	startRunner(t, e, cfg, pluginhost.HostConfig{})
+	js := e.client.JetStream()
+	s, err := js.Stream(ctx(t), "OMNIQ_RETRIES")
+	if err != nil {
+		t.Fatal(err)
+	}
+	healthy := s.CachedInfo().Config
+	broken := healthy
+	broken.MaxMsgSize = 64 // no schedule fits
+	if _, err := js.UpdateStream(ctx(t), broken); err != nil {
+		t.Fatal(err)
+	}
+	// 1.5s: longer than a retry held with NakWithDelay, so it goes
+	// through a schedule.
+	res, err := e.client.Submit(ctx(t), jetstream.SubmitRequest{ID: "unscheduled", Function: "fail",
+		Payload: []byte(`{"message":"later","retry_after_ms":1500}`), MaxRetries: intp(1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 30*time.Second, "the schedule's write to fail", func() bool {
+		return strings.Contains(logs.String(), "cannot schedule the retry")
+	})
+	if _, err := js.UpdateStream(ctx(t), healthy); err != nil {
+		t.Fatal(err)
+	}
+	task := waitFor(t, e, res.ID, models.StatusFailed, 30*time.Second)
+	if task.Attempt != 2 || len(task.Errors) != 2 {
+		t.Fatalf("attempt %d, %d errors; want the retry run: 2 and 2", task.Attempt, len(task.Errors))
+	}
+}

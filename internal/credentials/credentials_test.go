@@ -81,6 +81,52 @@ func TestEnsureRefusesCredentialsOthersCanRead(t *testing.T) {
 	}
 }
 
+// Any permission for the group or for others, on a seed or on its
+// directory, is refused, not only the world's: a seed a group can read is
+// a login every member of the group has. Found by mutation testing
+// (mut24): checking only the others' bits (0o007) broke no test, which
+// tried 0o644 and 0o755 alone.
+func TestEnsureRefusesAnyModeBeyondTheOwner(t *testing.T) {
+	t.Parallel()
+	for _, c := range []struct {
+		name        string
+		file, dir   os.FileMode
+		wantRefused bool
+	}{
+		{"owner only", 0o600, 0o700, false},
+		{"owner read only", 0o400, 0o500, false},
+		{"seed group-readable", 0o640, 0o700, true},
+		{"seed group-writable", 0o620, 0o700, true},
+		{"seed others-readable", 0o604, 0o700, true},
+		{"directory group-listable", 0o600, 0o750, true},
+		{"directory group-enterable", 0o600, 0o710, true},
+		{"directory others-enterable", 0o600, 0o701, true},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			t.Parallel()
+			data := t.TempDir()
+			keys, err := credentials.Ensure(data, "operator")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := os.Chmod(keys[0].File, c.file); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.Chmod(credentials.Dir(data), c.dir); err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { _ = os.Chmod(credentials.Dir(data), 0o700) }) // for TempDir's removal
+			_, err = credentials.Ensure(data, "operator")
+			if c.wantRefused && !errors.Is(err, credentials.ErrInsecure) {
+				t.Fatalf("seed %04o in a directory %04o: %v, want ErrInsecure", c.file, c.dir, err)
+			}
+			if !c.wantRefused && err != nil {
+				t.Fatalf("seed %04o in a directory %04o: %v, want it accepted", c.file, c.dir, err)
+			}
+		})
+	}
+}
+
 func TestEnsureRefusesCredentialsAnotherUserOwns(t *testing.T) {
 	t.Parallel()
 	if os.Geteuid() != 0 {

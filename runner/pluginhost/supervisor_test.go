@@ -274,6 +274,36 @@ func TestRepeatedCrashesQuarantineThenRecover(t *testing.T) {
 	}
 }
 
+// Crashes further apart than CrashWindow do not add up to a quarantine:
+// a plugin that crashes now and then keeps serving. Found by mutation
+// testing (mut24): counting every crash ever made, whatever its age,
+// broke no test.
+func TestCrashesOutsideTheWindowDoNotQuarantine(t *testing.T) {
+	t.Parallel()
+	const window = 3 * time.Second // room for a restart between the last two crashes, under load
+	s := startSupervisor(t, faultsPkg, pluginhost.Config{QuarantineAfter: 2, CrashWindow: window, RestartBackoff: 10 * time.Millisecond,
+		Cooldown: time.Minute, StartWait: 3 * time.Second})
+	crash := func(i int) time.Time {
+		t.Helper()
+		if out := s.Execute(ctx(t), req("boom", "crash", "exit"), time.Now().Add(30*time.Second), nil); out.Failure == nil || out.Failure.ErrorType != "plugin_crash" {
+			t.Fatalf("crash %d: %+v", i, out.Failure)
+		}
+		eventually(t, 10*time.Second, fmt.Sprintf("the plugin to be up again after crash %d, not quarantined", i), func() bool {
+			st, _ := s.State()
+			return s.Crashes().Crashes == i && st == pluginhost.StateUp
+		})
+		return time.Now() // after the supervisor counted the crash
+	}
+	first := crash(1)
+	time.Sleep(time.Until(first.Add(window))) // the first crash ages out of the window: time, not ordering
+	crash(2)
+	// Two within the window still quarantine it.
+	if out := s.Execute(ctx(t), req("boom", "crash", "exit"), time.Now().Add(30*time.Second), nil); out.Failure == nil || out.Failure.ErrorType != "plugin_crash" {
+		t.Fatalf("crash 3: %+v", out.Failure)
+	}
+	eventually(t, 5*time.Second, "quarantine after two crashes within the window", func() bool { st, _ := s.State(); return st == pluginhost.StateQuarantined })
+}
+
 func TestChecksumIsEnforced(t *testing.T) {
 	t.Parallel()
 	path := buildPath(t, echoPkg)
