@@ -287,6 +287,7 @@ func TestUsageErrors(t *testing.T) {
 		{[]string{"--rounds", "0"}, "--rounds must be at least 1"},
 		{[]string{"--backoff", "0s"}, "--backoff must be positive"},
 		{[]string{"--claim-delay", "-1s"}, "--claim-delay must be >= 0"},
+		{[]string{"--gomaxprocs", "-1"}, "--gomaxprocs must be >= 0"},
 		{[]string{"--runner-log-level", "loud"}, `--runner-log-level "loud"`},
 		{[]string{"extra"}, `unexpected argument "extra"`},
 		{[]string{"--peers", "river,celery"}, `--peers: unknown peer "celery"`},
@@ -415,5 +416,62 @@ func TestBenchEmbeddedGivingUpStopsTheRunner(t *testing.T) {
 		if progName(d) == "omniq-runner" && alive(d.pid) {
 			t.Fatalf("omniq-runner (pid %d) still runs after omniq-bench gave up", d.pid)
 		}
+	}
+}
+
+// TestGoMaxProcsReachesEveryProcess: --gomaxprocs N puts GOMAXPROCS=N in
+// the environment of every command the bench starts (nats-server, runner,
+// omniq-submit, the peers), in place of one the bench was given, and in
+// the runner's config for the plugins, whose environment the runner
+// scrubs; without it, the environment is left as it was and the config
+// names no plugin.
+func TestGoMaxProcsReachesEveryProcess(t *testing.T) {
+	t.Setenv("GOMAXPROCS", "7")
+	t.Setenv("OMNIQ_NATS_URL", "nats://elsewhere:4222")
+	count := func(env []string, prefix string) (n int, last string) {
+		for _, kv := range env {
+			if strings.HasPrefix(kv, prefix) {
+				n, last = n+1, kv
+			}
+		}
+		return n, last
+	}
+	if n, kv := count(childEnv(1), "GOMAXPROCS="); n != 1 || kv != "GOMAXPROCS=1" {
+		t.Errorf("childEnv(1): %d GOMAXPROCS, the last %q; want GOMAXPROCS=1 alone", n, kv)
+	}
+	if n, kv := count(childEnv(0), "GOMAXPROCS="); n != 1 || kv != "GOMAXPROCS=7" {
+		t.Errorf("childEnv(0): %d GOMAXPROCS, the last %q; want the one given, GOMAXPROCS=7", n, kv)
+	}
+	for _, g := range []int{0, 1} {
+		if n, _ := count(childEnv(g), "OMNIQ_"); n != 0 {
+			t.Errorf("childEnv(%d) passes OMNIQ_ variables on", g)
+		}
+	}
+
+	type pluginCfg struct {
+		Env []string `json:"env"`
+	}
+	var cfg struct {
+		Plugins   map[string]pluginCfg `json:"plugins"`
+		Defaults  map[string]string    `json:"defaults"`
+		Functions map[string]struct {
+			MaxRetries int `json:"max_retries"`
+		} `json:"functions"`
+	}
+	o := Options{GoMaxProcs: 1, BackoffBase: 10 * time.Millisecond, Retries: 2}
+	if err := json.Unmarshal(runnerConfig(o), &cfg); err != nil {
+		t.Fatalf("runner config %s: %v", runnerConfig(o), err)
+	}
+	for _, p := range []string{"echo", "faults"} {
+		if env := cfg.Plugins[p].Env; !slices.Equal(env, []string{"GOMAXPROCS=1"}) {
+			t.Errorf("plugin %s's env %q, want GOMAXPROCS=1", p, env)
+		}
+	}
+	if cfg.Defaults["backoff_base"] != "10ms" || cfg.Functions["fail"].MaxRetries != 2 {
+		t.Errorf("config %s lost the backoff or the retry budget", runnerConfig(o))
+	}
+	o.GoMaxProcs = 0
+	if strings.Contains(string(runnerConfig(o)), "plugins") {
+		t.Errorf("config without --gomaxprocs %s names plugins", runnerConfig(o))
 	}
 }

@@ -23,6 +23,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"runtime"
 	"slices"
 	"strings"
 	"time"
@@ -50,6 +51,7 @@ type Options struct {
 	Concurrency     int
 	RunnerLogLevel  string
 	ClaimDelay      time.Duration
+	GoMaxProcs      int
 	RunnerPprof     string
 	LatencyRate     int
 	LatencyDuration time.Duration
@@ -95,6 +97,7 @@ func Parse(args []string, stdout io.Writer) (Options, error) {
 	fs.IntVar(&o.Concurrency, "concurrency", 64, "the runner's --concurrency: tasks of a function in flight")
 	fs.StringVar(&o.RunnerLogLevel, "runner-log-level", "warn", "the runner's --log-level")
 	fs.DurationVar(&o.ClaimDelay, "claim-delay", 0, "the runner's --claim-delay (0, its default: every claim written before its task starts)")
+	fs.IntVar(&o.GoMaxProcs, "gomaxprocs", 0, "GOMAXPROCS for every Go process of the run: omniq-bench, the nats-server it starts, omniq-runner, its plugins (through the runner's config: their environment is scrubbed) and the peers' processes (0: Go's default, the cores). docs/operations.md (Throughput) has why 1 suits a 2-core machine that runs them all")
 	fs.StringVar(&o.RunnerPprof, "runner-pprof", "", "serve the runner's profiler on this address (its --metrics-addr with --pprof), to profile it during a run: go tool pprof http://ADDR/debug/pprof/profile?seconds=10")
 	fs.IntVar(&o.LatencyRate, "latency-rate", 500, "tasks per second published in the latency section")
 	fs.DurationVar(&o.LatencyDuration, "latency-duration", 10*time.Second, "how long the latency section publishes")
@@ -193,6 +196,8 @@ func Parse(args []string, stdout io.Writer) (Options, error) {
 		return o, fmt.Errorf("%w: --latency-duration must be positive, got %s", errUsage, o.LatencyDuration)
 	case o.ClaimDelay < 0:
 		return o, fmt.Errorf("%w: --claim-delay must be >= 0, got %s", errUsage, o.ClaimDelay)
+	case o.GoMaxProcs < 0:
+		return o, fmt.Errorf("%w: --gomaxprocs must be >= 0, got %d", errUsage, o.GoMaxProcs)
 	case o.Timeout <= 0:
 		return o, fmt.Errorf("%w: --timeout must be positive, got %s", errUsage, o.Timeout)
 	}
@@ -220,6 +225,12 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if o.Version {
 		fmt.Fprintln(stdout, version.Get().String("omniq-bench"))
 		return 0
+	}
+	if o.GoMaxProcs > 0 {
+		// The bench's own process too (its clients, its watch, and the
+		// nats-server inside it without --nats-server), as every other
+		// process of the run.
+		runtime.GOMAXPROCS(o.GoMaxProcs)
 	}
 	var rounds []*Report
 	for i := 1; i <= o.Rounds; i++ {

@@ -111,6 +111,7 @@ func (b *bench) runPeers(ctx context.Context, section string) error {
 		b.logf("%s: peer %s", section, p)
 		var stdout, stderr bytes.Buffer
 		cmd := exec.CommandContext(ctx, o.PeersBin, args...)
+		cmd.Env = childEnv(o.GoMaxProcs)
 		cmd.Stdout, cmd.Stderr = &stdout, &stderr
 		cmd.WaitDelay = 30 * time.Second
 		if err := cmd.Run(); err != nil {

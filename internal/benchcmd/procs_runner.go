@@ -26,11 +26,12 @@ type runnerProc struct {
 	waitErr error
 }
 
-// startRunner starts the runner binary with args. If this process dies, the
-// kernel sends the runner SIGTERM, and the runner stops its plugins.
-func startRunner(exe string, args ...string) (*runnerProc, error) {
+// startRunner starts the runner binary with env and args. If this process
+// dies, the kernel sends the runner SIGTERM, and the runner stops its
+// plugins.
+func startRunner(exe string, env []string, args ...string) (*runnerProc, error) {
 	cmd := exec.Command(exe, args...)
-	cmd.Env = cleanEnv()
+	cmd.Env = env
 	r := &runnerProc{cmd: cmd, stderr: &tailBuffer{max: 16 << 10}, exited: make(chan struct{})}
 	cmd.Stderr = r.stderr
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGTERM}

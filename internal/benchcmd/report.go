@@ -77,19 +77,22 @@ type Settings struct {
 	RunnerConcurrency int      `json:"runner_concurrency"`
 	RunnerLogLevel    string   `json:"runner_log_level"`
 	RunnerClaimDelay  float64  `json:"runner_claim_delay_ms"`
-	LatencyRate       int      `json:"latency_rate"`
-	LatencySeconds    float64  `json:"latency_seconds"`
-	SerialTasks       int      `json:"serial_tasks"`
-	FailingTasks      int      `json:"failing_tasks"`
-	Retries           int      `json:"retries"`
-	BackoffBaseMS     float64  `json:"backoff_base_ms"`
-	SubmitTasks       int      `json:"submit_tasks"`
-	Producers         int      `json:"producers"`
-	RawMessages       int      `json:"raw_messages"`
-	KVWrites          int      `json:"kv_writes"`
-	PluginCalls       int      `json:"plugin_calls"`
-	InFlight          int      `json:"in_flight"`
-	RunnerExitStatus  string   `json:"runner_exit_status,omitempty"`
+	// GoMaxProcs is the GOMAXPROCS of every Go process of the run, 0 for
+	// Go's default.
+	GoMaxProcs       int     `json:"gomaxprocs,omitempty"`
+	LatencyRate      int     `json:"latency_rate"`
+	LatencySeconds   float64 `json:"latency_seconds"`
+	SerialTasks      int     `json:"serial_tasks"`
+	FailingTasks     int     `json:"failing_tasks"`
+	Retries          int     `json:"retries"`
+	BackoffBaseMS    float64 `json:"backoff_base_ms"`
+	SubmitTasks      int     `json:"submit_tasks"`
+	Producers        int     `json:"producers"`
+	RawMessages      int     `json:"raw_messages"`
+	KVWrites         int     `json:"kv_writes"`
+	PluginCalls      int     `json:"plugin_calls"`
+	InFlight         int     `json:"in_flight"`
+	RunnerExitStatus string  `json:"runner_exit_status,omitempty"`
 	// RunnerLogLines is how many lines the runner logged at RunnerLogLevel.
 	RunnerLogLines     int     `json:"runner_log_lines"`
 	StateRecordsSeen   int     `json:"state_records_seen"`
@@ -276,8 +279,12 @@ func WriteTable(w io.Writer, r *Report) {
 	if s.Embedded {
 		how = "its embedded nats-server, whose CPU and memory are the runner's"
 	}
-	fmt.Fprintf(w, "omniq-runner as its own process (%s, --concurrency %d, --claim-delay %s, --log-level %s: it logged %d lines), its plugins as its children; completion read from a watch on the state bucket.\n\n",
+	fmt.Fprintf(w, "omniq-runner as its own process (%s, --concurrency %d, --claim-delay %s, --log-level %s: it logged %d lines), its plugins as its children; completion read from a watch on the state bucket.",
 		how, s.RunnerConcurrency, time.Duration(s.RunnerClaimDelay*float64(time.Millisecond)), s.RunnerLogLevel, s.RunnerLogLines)
+	if s.GoMaxProcs > 0 {
+		fmt.Fprintf(w, " GOMAXPROCS %d in every Go process: the bench, the nats-server, the runner, its plugins and the peers'.", s.GoMaxProcs)
+	}
+	fmt.Fprint(w, "\n\n")
 	row := func(cells ...string) { fmt.Fprintf(w, "| %s |\n", strings.Join(cells, " | ")) }
 	if len(r.Comparison) > 0 || len(r.PeersSkipped) > 0 {
 		var cmp strings.Builder

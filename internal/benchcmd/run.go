@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -72,6 +73,7 @@ func Run(ctx context.Context, o Options, progress io.Writer) (rep *Report, err e
 	defer os.RemoveAll(b.work)
 	b.report.Settings = Settings{Sections: o.Sections, Tasks: o.Tasks, RunnerConcurrency: o.Concurrency, RunnerLogLevel: o.RunnerLogLevel,
 		RunnerClaimDelay: float64(o.ClaimDelay) / float64(time.Millisecond),
+		GoMaxProcs:       o.GoMaxProcs,
 		LatencyRate:      o.LatencyRate, LatencySeconds: o.LatencyDuration.Seconds(), SerialTasks: o.SerialTasks, FailingTasks: o.FailingTasks, Retries: o.Retries,
 		BackoffBaseMS: float64(o.BackoffBase) / float64(time.Millisecond), SubmitTasks: o.SubmitTasks, Producers: o.Producers,
 		RawMessages: o.RawMessages, KVWrites: o.KVWrites, PluginCalls: o.PluginCalls, InFlight: o.InFlight,
@@ -262,7 +264,7 @@ func (b *bench) startServerProcess(ctx context.Context) error {
 	}
 	b.report.Machine.NATSServerVersion = strings.TrimPrefix(strings.TrimSpace(string(out)), "nats-server: v")
 	cmd := exec.Command(b.o.NATSServer, "-c", conf)
-	cmd.Env = cleanEnv()
+	cmd.Env = childEnv(b.o.GoMaxProcs)
 	b.serverLog = &tailBuffer{max: 16 << 10}
 	cmd.Stdout, cmd.Stderr = b.serverLog, b.serverLog
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGTERM}
@@ -393,9 +395,8 @@ func (b *bench) ensureRunner(ctx context.Context) error {
 // startRunner starts omniq-runner on the bench's server, with a config file
 // setting the retry budget of fail and the backoff.
 func (b *bench) startRunner() error {
-	cfg := fmt.Sprintf(`{"defaults": {"backoff_base": %q}, "functions": {"fail": {"max_retries": %d}}}`, b.o.BackoffBase, b.o.Retries)
 	path := filepath.Join(b.work, "runner.json")
-	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
+	if err := os.WriteFile(path, runnerConfig(b.o), 0o600); err != nil {
 		return err
 	}
 	args := []string{"--plugins-dir", b.o.PluginsDir, "--config", path,
@@ -412,7 +413,7 @@ func (b *bench) startRunner() error {
 	if b.o.RunnerPprof != "" {
 		args = append(args, "--metrics-addr", b.o.RunnerPprof, "--pprof")
 	}
-	r, err := startRunner(b.runnerExe, args...)
+	r, err := startRunner(b.runnerExe, childEnv(b.o.GoMaxProcs), args...)
 	if err != nil {
 		return err
 	}
@@ -428,16 +429,34 @@ func (b *bench) runnerPid() int {
 	return b.runner.cmd.Process.Pid
 }
 
-// cleanEnv is this process's environment without OMNIQ_* variables, so
-// the commands run only with the flags the bench gives them.
-func cleanEnv() []string {
+// childEnv is the environment of the commands the bench runs: this
+// process's without OMNIQ_* variables, so they run only with the flags the
+// bench gives them, and with GOMAXPROCS=gomaxprocs when it is above 0.
+func childEnv(gomaxprocs int) []string {
 	var env []string
 	for _, kv := range os.Environ() {
-		if !strings.HasPrefix(kv, "OMNIQ_") {
-			env = append(env, kv)
+		if strings.HasPrefix(kv, "OMNIQ_") || gomaxprocs > 0 && strings.HasPrefix(kv, "GOMAXPROCS=") {
+			continue
 		}
+		env = append(env, kv)
+	}
+	if gomaxprocs > 0 {
+		env = append(env, "GOMAXPROCS="+strconv.Itoa(gomaxprocs))
 	}
 	return env
+}
+
+// runnerConfig is the runner's config file: the retry budget of fail, the
+// backoff, and, with o.GoMaxProcs, the GOMAXPROCS of the plugins the bench
+// uses (a plugin's environment is the runner's scrubbed one plus its
+// config's env).
+func runnerConfig(o Options) []byte {
+	plugins := ""
+	if o.GoMaxProcs > 0 {
+		env := fmt.Sprintf(`{"env": ["GOMAXPROCS=%d"]}`, o.GoMaxProcs)
+		plugins = fmt.Sprintf(`"plugins": {"echo": %s, "faults": %s}, `, env, env)
+	}
+	return fmt.Appendf(nil, `{%s"defaults": {"backoff_base": %q}, "functions": {"fail": {"max_retries": %d}}}`, plugins, o.BackoffBase, o.Retries)
 }
 
 // lastLines returns the last n lines of s.

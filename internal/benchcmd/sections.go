@@ -310,7 +310,7 @@ func (b *bench) submit(ctx context.Context) error {
 		return err
 	}
 	cmd := exec.CommandContext(ctx, b.submitExe, "batch", "--nats-url", b.url, "--force", "--json", "--parallel", strconv.Itoa(producers), "echo", input)
-	cmd.Env = cleanEnv()
+	cmd.Env = childEnv(b.o.GoMaxProcs)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	start = time.Now()
