@@ -12,7 +12,6 @@ import (
 
 	"github.com/nats-io/nats.go"
 	natsjs "github.com/nats-io/nats.go/jetstream"
-	"github.com/sirupsen/logrus"
 
 	"github.com/omniq/omniq/internal/omniqtest"
 	"github.com/omniq/omniq/jetstream"
@@ -348,11 +347,7 @@ func TestReadersConsumersDoNotStopTheSweep(t *testing.T) {
 func TestASweepOutOfTimeStopsWithoutAWarningPerFunction(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
-	logs := &omniqtest.Buffer{}
-	log := logrus.New()
-	log.Out = logs
-	cfg := fastConfig()
-	cfg.Logger = log
+	cfg, logs := loggedConfig()
 	cfg.SweepInterval = 100 * time.Millisecond
 	cfg.UnknownFunctionGrace = time.Hour // every sweep visits every function
 	js := e.client.JetStream()
@@ -676,11 +671,7 @@ func TestMadeUpFunctionNamesAddNoMetricSeries(t *testing.T) {
 func TestASweepOutOfTimeMidBatchLosesNothingAndLogsNoReadErrors(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
-	logs := &omniqtest.Buffer{}
-	log := logrus.New()
-	log.Out = logs
-	cfg := fastConfig()
-	cfg.Logger = log
+	cfg, logs := loggedConfig()
 	cfg.SweepInterval = 50 * time.Millisecond // far less than 1,000 tasks take
 	const tasks = 1000
 	js := e.client.JetStream()

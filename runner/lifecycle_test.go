@@ -353,11 +353,7 @@ func TestServedFunctionKeepsItsTasksUntilItsConsumerIsDeleted(t *testing.T) {
 	echoOnly := startRunner(t, e, fastConfig(), pluginhost.HostConfig{Dir: omniqtest.PluginsDir(t, omniqtest.EchoPlugin)})
 	echoOnly.Stop(t)
 
-	logs := &omniqtest.Buffer{}
-	log := logrus.New()
-	log.Out = logs
-	cfg := fastConfig()
-	cfg.Logger = log
+	cfg, logs := loggedConfig()
 	startRunner(t, e, cfg, pluginhost.HostConfig{Dir: omniqtest.PluginsDir(t, omniqtest.FaultsPlugin)})
 	res, err := e.client.Submit(ctx(t), jetstream.SubmitRequest{Function: "echo", Payload: []byte("waiting")})
 	if err != nil {

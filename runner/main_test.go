@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/sirupsen/logrus"
 
 	"github.com/omniq/omniq/internal/omniqtest"
 	"github.com/omniq/omniq/internal/testbin"
@@ -63,6 +64,41 @@ func throughProxy(t *testing.T, e *env) (*env, *omniqtest.Proxy) {
 func pluginsDir(t *testing.T) string { return omniqtest.PluginsDir(t) }
 
 func fastConfig() runner.Config { return omniqtest.FastConfig() }
+
+// loggedConfig is fastConfig with the runner's log (info level) kept in
+// the buffer it returns.
+func loggedConfig() (runner.Config, *omniqtest.Buffer) {
+	logs := &omniqtest.Buffer{}
+	log := logrus.New()
+	log.Out = logs
+	cfg := fastConfig()
+	cfg.Logger = log
+	return cfg, logs
+}
+
+// limitMessageSize sets the max message size of stream to size, and
+// returns a func that puts its config back: a stream that refuses what a
+// runner writes to it.
+func limitMessageSize(t *testing.T, e *env, stream string, size int32) (restore func()) {
+	t.Helper()
+	js := e.client.JetStream()
+	s, err := js.Stream(ctx(t), stream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	healthy := s.CachedInfo().Config
+	broken := healthy
+	broken.MaxMsgSize = size
+	if _, err := js.UpdateStream(ctx(t), broken); err != nil {
+		t.Fatal(err)
+	}
+	return func() {
+		t.Helper()
+		if _, err := js.UpdateStream(ctx(t), healthy); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
 
 func startRunner(t *testing.T, e *env, cfg runner.Config, hostCfg pluginhost.HostConfig) *testRunner {
 	return omniqtest.StartRunner(t, e.client, cfg, hostCfg)

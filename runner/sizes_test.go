@@ -8,9 +8,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
-	"github.com/sirupsen/logrus"
 
-	"github.com/omniq/omniq/internal/omniqtest"
 	"github.com/omniq/omniq/jetstream"
 	"github.com/omniq/omniq/models"
 	"github.com/omniq/omniq/runner/pluginhost"
@@ -135,37 +133,21 @@ func TestOversizeHeadersAreDeadLettered(t *testing.T) {
 func TestFailedTaskIsNotAckedBeforeItsDeadLetterEntryIsWritten(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
-	logs := &omniqtest.Buffer{}
-	log := logrus.New()
-	log.Out = logs
-	cfg := fastConfig()
-	cfg.Logger = log
+	cfg, logs := loggedConfig()
 	startRunner(t, e, cfg, pluginhost.HostConfig{})
-	js := e.client.JetStream()
-	s, err := js.Stream(ctx(t), "OMNIQ_DLQ")
-	if err != nil {
-		t.Fatal(err)
-	}
-	healthy := s.CachedInfo().Config
-	broken := healthy
-	broken.MaxMsgSize = 64 // no entry fits
-	if _, err := js.UpdateStream(ctx(t), broken); err != nil {
-		t.Fatal(err)
-	}
+	restore := limitMessageSize(t, e, "OMNIQ_DLQ", 64) // no entry fits
 	m := &nats.Msg{Subject: "omniq.tasks.echo", Header: nats.Header{}, Data: []byte("x")}
 	m.Header.Set(jetstream.HeaderTaskID, "dlq-down")
 	m.Header.Set("Nats-Msg-Id", "dlq-down")
 	m.Header.Set(jetstream.HeaderMaxRetries, "zero") // invalid: fails without running
-	if _, err := js.PublishMsg(ctx(t), m); err != nil {
+	if _, err := e.client.JetStream().PublishMsg(ctx(t), m); err != nil {
 		t.Fatal(err)
 	}
 	waitFor(t, e, "dlq-down", models.StatusFailed, 30*time.Second)
 	eventually(t, 30*time.Second, "the dead-letter write to fail", func() bool {
 		return strings.Contains(logs.String(), "cannot dead-letter the task")
 	})
-	if _, err := js.UpdateStream(ctx(t), healthy); err != nil {
-		t.Fatal(err)
-	}
+	restore()
 	if d := waitDead(t, e, "dlq-down"); d.Error == nil || d.Error.ErrorType != models.ErrorTypeInvalidTask {
 		t.Fatalf("dead-letter entry: %+v", d.Error)
 	}
@@ -180,23 +162,9 @@ func TestFailedTaskIsNotAckedBeforeItsDeadLetterEntryIsWritten(t *testing.T) {
 func TestATaskWhoseOutcomeCannotBeRecordedIsRedelivered(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
-	logs := &omniqtest.Buffer{}
-	log := logrus.New()
-	log.Out = logs
-	cfg := fastConfig()
-	cfg.Logger = log
+	cfg, logs := loggedConfig()
 	startRunner(t, e, cfg, pluginhost.HostConfig{})
-	js := e.client.JetStream()
-	s, err := js.Stream(ctx(t), "KV_OMNIQ_STATE")
-	if err != nil {
-		t.Fatal(err)
-	}
-	healthy := s.CachedInfo().Config
-	broken := healthy
-	broken.MaxMsgSize = 4 << 10 // a claim fits, not a record with the 8 KiB result
-	if _, err := js.UpdateStream(ctx(t), broken); err != nil {
-		t.Fatal(err)
-	}
+	restore := limitMessageSize(t, e, "KV_OMNIQ_STATE", 4<<10) // a claim fits, not a record with the 8 KiB result
 	payload := strings.Repeat("r", 8<<10)
 	res, err := e.client.Submit(ctx(t), jetstream.SubmitRequest{ID: "unrecorded", Function: "echo", Payload: []byte(payload)})
 	if err != nil {
@@ -205,9 +173,7 @@ func TestATaskWhoseOutcomeCannotBeRecordedIsRedelivered(t *testing.T) {
 	eventually(t, 30*time.Second, "the outcome's write to fail", func() bool {
 		return strings.Contains(logs.String(), "cannot record the task's outcome; it will be redelivered")
 	})
-	if _, err := js.UpdateStream(ctx(t), healthy); err != nil {
-		t.Fatal(err)
-	}
+	restore()
 	task := waitFor(t, e, res.ID, models.StatusSucceeded, 30*time.Second)
 	if string(task.Result) != payload {
 		t.Fatalf("result: %d bytes, want the %d-byte payload", len(task.Result), len(payload))
@@ -222,23 +188,9 @@ func TestATaskWhoseOutcomeCannotBeRecordedIsRedelivered(t *testing.T) {
 func TestARetryWhoseScheduleCannotBeWrittenIsNotLost(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
-	logs := &omniqtest.Buffer{}
-	log := logrus.New()
-	log.Out = logs
-	cfg := fastConfig()
-	cfg.Logger = log
+	cfg, logs := loggedConfig()
 	startRunner(t, e, cfg, pluginhost.HostConfig{})
-	js := e.client.JetStream()
-	s, err := js.Stream(ctx(t), "OMNIQ_RETRIES")
-	if err != nil {
-		t.Fatal(err)
-	}
-	healthy := s.CachedInfo().Config
-	broken := healthy
-	broken.MaxMsgSize = 64 // no schedule fits
-	if _, err := js.UpdateStream(ctx(t), broken); err != nil {
-		t.Fatal(err)
-	}
+	restore := limitMessageSize(t, e, "OMNIQ_RETRIES", 64) // no schedule fits
 	// 1.5s: longer than a retry held with NakWithDelay, so it goes
 	// through a schedule.
 	res, err := e.client.Submit(ctx(t), jetstream.SubmitRequest{ID: "unscheduled", Function: "fail",
@@ -249,9 +201,7 @@ func TestARetryWhoseScheduleCannotBeWrittenIsNotLost(t *testing.T) {
 	eventually(t, 30*time.Second, "the schedule's write to fail", func() bool {
 		return strings.Contains(logs.String(), "cannot schedule the retry")
 	})
-	if _, err := js.UpdateStream(ctx(t), healthy); err != nil {
-		t.Fatal(err)
-	}
+	restore()
 	task := waitFor(t, e, res.ID, models.StatusFailed, 30*time.Second)
 	if task.Attempt != 2 || len(task.Errors) != 2 {
 		t.Fatalf("attempt %d, %d errors; want the retry run: 2 and 2", task.Attempt, len(task.Errors))
