@@ -315,17 +315,17 @@ const errCodeAccountResourcesExceeded natsjs.ErrorCode = 10002
 // read-only or deleted data directory) stays silent rather than refusing,
 // as does a stream without a leader.
 func publishError(id string, err error) error {
-	var apiErr *natsjs.APIError
-	if errors.As(err, &apiErr) && apiErr.ErrorCode == errCodeInsufficientResources {
-		return fmt.Errorf("publish task %s: the NATS server's JetStream storage is full (free space or raise its max_file_store, then try again): %w", id, err)
-	}
-	if errors.As(err, &apiErr) && apiErr.ErrorCode == errCodeAccountResourcesExceeded {
-		return fmt.Errorf("publish task %s: the JetStream storage of OmniQ's account is full (its max_file or max_mem in the server's config; "+
-			"purge dead letters or raise the limit, then try again): %w", id, err)
-	}
-	if errors.As(err, &apiErr) && apiErr.ErrorCode == errCodeStoreFailed {
-		return fmt.Errorf("publish task %s: the stream did not store it; a full stream says which of its limits is reached "+
-			"(max messages, bytes or messages per function, set by an operator: runners make room as they take queued tasks, so try again later): %w", id, err)
+	if apiErr := (*natsjs.APIError)(nil); errors.As(err, &apiErr) {
+		switch apiErr.ErrorCode {
+		case errCodeInsufficientResources:
+			return fmt.Errorf("publish task %s: the NATS server's JetStream storage is full (free space or raise its max_file_store, then try again): %w", id, err)
+		case errCodeAccountResourcesExceeded:
+			return fmt.Errorf("publish task %s: the JetStream storage of OmniQ's account is full (its max_file or max_mem in the server's config; "+
+				"purge dead letters or raise the limit, then try again): %w", id, err)
+		case errCodeStoreFailed:
+			return fmt.Errorf("publish task %s: the stream did not store it; a full stream says which of its limits is reached "+
+				"(max messages, bytes or messages per function, set by an operator: runners make room as they take queued tasks, so try again later): %w", id, err)
+		}
 	}
 	if errors.Is(err, natsjs.ErrNoStreamResponse) {
 		return fmt.Errorf("publish task %s: no stream took it (the tasks stream has no leader: are most of the cluster's servers up?); it was not stored: %w", id, err)

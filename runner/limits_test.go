@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
-	"github.com/sirupsen/logrus"
 
 	"github.com/omniq/omniq/internal/omniqtest"
 	"github.com/omniq/omniq/internal/testbin"
@@ -82,11 +81,7 @@ func TestAFunctionWithoutRoomForItsConsumersLeavesTheOthersServed(t *testing.T) 
 	}
 	cfgFile := filepath.Join(cfgDir, "exec.json")
 	hostCfg := pluginhost.HostConfig{Dir: plugins, Defaults: pluginhost.Config{Process: pluginhost.ProcessConfig{Env: []string{"OMNIQ_EXEC_CONFIG=" + cfgFile}}, RestartBackoff: 50 * time.Millisecond}}
-	log := &omniqtest.Buffer{}
-	cfg := fastConfig()
-	logger := logrus.New()
-	logger.Out = log
-	cfg.Logger = logger
+	cfg, log := loggedConfig()
 	t.Cleanup(func() {
 		if t.Failed() {
 			t.Log(log.String())
