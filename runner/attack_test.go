@@ -867,7 +867,14 @@ func TestTasksThatLookLikeServerStatusesAreDeadLettered(t *testing.T) {
 // fetch at a time (as many as the function has free slots), and a sweep
 // that looked only at what had been handed out dead-lettered them at that
 // pace, a few dozen a second, the task behind them waiting for minutes.
-// Once it finds one, the sweep reads on past what was handed out.
+// Once it finds one, the sweep reads on past what was handed out, so it
+// dead-letters some the consumer never delivered; at the old pace the
+// consumer delivered every one of them first. The count of deliveries
+// says which, whatever the machine's speed: a time alone tells them
+// apart only at one load (at load 20: 60 s with the sweep reading on,
+// 148 s without), and the 90 s this test waited ran out at load 13-18.
+// The sweep runs every 2 s here, not fastConfig's 200 ms: its interval
+// is also its time budget, of which its other reads take a part.
 func TestManyTasksThatLookLikeServerStatusesAreSweptAtOnce(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
@@ -877,14 +884,23 @@ func TestManyTasksThatLookLikeServerStatusesAreSweptAtOnce(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	startRunner(t, e, fastConfig(), pluginhost.HostConfig{})
-	// 90 s: a minute ran out once with -race on a machine loaded far past
-	// its two cores; at the old pace the task waited for minutes.
-	waitFor(t, e, res.ID, models.StatusSucceeded, 90*time.Second)
+	cfg := fastConfig()
+	cfg.SweepInterval = 2 * time.Second
+	startRunner(t, e, cfg, pluginhost.HostConfig{})
+	began := time.Now()
+	waitFor(t, e, res.ID, models.StatusSucceeded, 3*time.Minute)
+	t.Logf("the task behind them succeeded after %s", time.Since(began).Round(time.Millisecond))
 	eventually(t, 60*time.Second, "the tasks stream to be empty", func() bool {
 		s, err := e.client.JetStream().Stream(ctx(t), "OMNIQ_TASKS")
 		return err == nil && s.CachedInfo().State.Msgs == 0
 	})
+	c, err := e.client.JetStream().Consumer(ctx(t), "OMNIQ_TASKS", "omniq-noop")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := c.CachedInfo().Delivered.Consumer; d >= n {
+		t.Errorf("the consumer made %d deliveries for %d tasks that look like server statuses and one behind them: want the sweep to have taken some it never delivered", d, n)
+	}
 }
 
 // Trace context headers travel outside the user header budget, and NATS
