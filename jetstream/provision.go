@@ -150,7 +150,10 @@ func Provision(ctx context.Context, js natsjs.JetStream, cfg Config) error {
 		b := &bucketRules{minMsgSize: int32(cfg.MaxRecordBytes() + HeaderRoom)}
 		if err := ensureStream(ctx, js, bucketStreamConfig(kv), b, cfg.Logger); err != nil {
 			if errors.Is(err, natsjs.ErrStreamNotFound) {
-				_, err = js.CreateKeyValue(ctx, kv)
+				if _, err = js.CreateKeyValue(ctx, kv); errors.Is(err, natsjs.ErrBucketExists) {
+					// Another runner made it just now, with another setting.
+					err = ensureStream(ctx, js, bucketStreamConfig(kv), b, cfg.Logger)
+				}
 			}
 			if err != nil {
 				return fmt.Errorf("provision bucket %s: %w", kv.Bucket, err)
