@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"reflect"
 	"slices"
 	"strings"
 	"time"
@@ -123,8 +124,12 @@ func (c Config) functionsBucketConfig() natsjs.KeyValueConfig {
 }
 
 // Provision creates or updates, idempotently, every stream and bucket OmniQ
-// uses. Settings that can change in place (limits, replicas, dedupe window)
-// are updated; a stream whose retention, storage or subjects differ returns
+// uses. An existing one is updated from its own configuration: what OmniQ
+// does not set (compression, placement, metadata, republishing, consumer
+// limits, a bucket's or the dead-letter stream's size limits...) stays as
+// an operator left it, and what OmniQ needs is put back, each with a
+// warning naming the setting (reconcile says which). A stream or bucket
+// whose retention, storage or subjects differ returns
 // ErrIncompatibleStream naming the differences, and nothing is changed.
 // Replicas are raised, never lowered: a runner started without the
 // cluster's setting (the default, 1) would otherwise take every stream and
@@ -137,19 +142,58 @@ func Provision(ctx context.Context, js natsjs.JetStream, cfg Config) error {
 		return err
 	}
 	for _, want := range []natsjs.StreamConfig{cfg.tasksStreamConfig(), cfg.retriesStreamConfig(), cfg.dlqStreamConfig()} {
-		if err := ensureStream(ctx, js, want, cfg.Logger); err != nil {
+		if err := ensureStream(ctx, js, want, nil, cfg.Logger); err != nil {
 			return err
 		}
 	}
 	for _, kv := range []natsjs.KeyValueConfig{cfg.stateBucketConfig(), cfg.functionsBucketConfig()} {
-		if s, err := js.Stream(ctx, "KV_"+kv.Bucket); err == nil {
-			kv.Replicas = keptReplicas(s.CachedInfo().Config, kv.Replicas, cfg.Logger)
-		}
-		if _, err := js.CreateOrUpdateKeyValue(ctx, kv); err != nil {
-			return fmt.Errorf("provision bucket %s: %w", kv.Bucket, err)
+		b := &bucketRules{minMsgSize: int32(cfg.MaxRecordBytes() + HeaderRoom)}
+		if err := ensureStream(ctx, js, bucketStreamConfig(kv), b, cfg.Logger); err != nil {
+			if errors.Is(err, natsjs.ErrStreamNotFound) {
+				if _, err = js.CreateKeyValue(ctx, kv); errors.Is(err, natsjs.ErrBucketExists) {
+					// Another runner made it just now, with another setting.
+					err = ensureStream(ctx, js, bucketStreamConfig(kv), b, cfg.Logger)
+				}
+			}
+			if err != nil {
+				return fmt.Errorf("provision bucket %s: %w", kv.Bucket, err)
+			}
 		}
 	}
 	return nil
+}
+
+// bucketRules marks a stream as a KV bucket's, for reconcile.
+type bucketRules struct {
+	// minMsgSize is the smallest max value size the bucket may have:
+	// room for OmniQ's largest record.
+	minMsgSize int32
+}
+
+// bucketStreamConfig is the stream configuration nats.go makes a bucket of
+// kv with (jetstream's prepareKeyValueConfig, which is not exported), for
+// comparing an existing bucket's stream with.
+func bucketStreamConfig(kv natsjs.KeyValueConfig) natsjs.StreamConfig {
+	return natsjs.StreamConfig{
+		Name:                   "KV_" + kv.Bucket,
+		Description:            kv.Description,
+		Subjects:               []string{"$KV." + kv.Bucket + ".>"},
+		Retention:              natsjs.LimitsPolicy,
+		Storage:                kv.Storage,
+		Replicas:               max(kv.Replicas, 1),
+		MaxMsgsPerSubject:      int64(max(kv.History, 1)),
+		MaxMsgs:                -1,
+		MaxBytes:               -1,
+		MaxMsgSize:             -1,
+		MaxConsumers:           -1,
+		Duplicates:             2 * time.Minute,
+		AllowRollup:            true,
+		DenyDelete:             true,
+		AllowDirect:            true,
+		Discard:                natsjs.DiscardNew,
+		AllowMsgTTL:            kv.LimitMarkerTTL > 0,
+		SubjectDeleteMarkerTTL: kv.LimitMarkerTTL,
+	}
 }
 
 // keptReplicas is the replica count to provision an existing stream (or
@@ -174,9 +218,16 @@ func keptMaxAge(have natsjs.StreamConfig, asked time.Duration, log logrus.FieldL
 	return have.MaxAge
 }
 
-func ensureStream(ctx context.Context, js natsjs.JetStream, want natsjs.StreamConfig, log logrus.FieldLogger) error {
+// ensureStream creates want, or brings the existing stream of its name to
+// what reconcile makes of the two. A bucket's stream (b not nil) is not
+// created here: its absence is returned as natsjs.ErrStreamNotFound, for
+// Provision to create the bucket as nats.go does.
+func ensureStream(ctx context.Context, js natsjs.JetStream, want natsjs.StreamConfig, b *bucketRules, log logrus.FieldLogger) error {
 	s, err := js.Stream(ctx, want.Name)
 	if errors.Is(err, natsjs.ErrStreamNotFound) {
+		if b != nil {
+			return err
+		}
 		if _, err := js.CreateStream(ctx, want); err != nil {
 			return fmt.Errorf("create stream %s: %w", want.Name, err)
 		}
@@ -186,19 +237,125 @@ func ensureStream(ctx context.Context, js natsjs.JetStream, want natsjs.StreamCo
 		return fmt.Errorf("look up stream %s: %w", want.Name, err)
 	}
 	have := s.CachedInfo().Config
-	want.Replicas = keptReplicas(have, want.Replicas, log)
-	want.MaxAge = keptMaxAge(have, want.MaxAge, log)
-	want = keptLimits(have, want, log)
 	if diffs := incompatibilities(have, want); len(diffs) > 0 {
 		return fmt.Errorf("%w: stream %s: %s (delete it or choose another name)", ErrIncompatibleStream, want.Name, strings.Join(diffs, "; "))
 	}
-	if !needsUpdate(have, want) {
+	next := reconcile(have, want, b, log)
+	if reflect.DeepEqual(have, next) {
 		return nil
 	}
-	if _, err := js.UpdateStream(ctx, want); err != nil {
+	if _, err := js.UpdateStream(ctx, next); err != nil {
 		return fmt.Errorf("update stream %s: %w", want.Name, err)
 	}
 	return nil
+}
+
+// reconcile is the configuration to update the existing stream have to,
+// OmniQ's being want (a bucket's when b is not nil). It starts from have,
+// so what OmniQ does not set stays as an operator set it: compression,
+// placement, metadata, republishing, consumer limits, deny delete and
+// purge, sources. Runners before this release sent OmniQ's whole
+// configuration whenever they updated a stream, and a bucket's at every
+// start, which undid an operator's compression, placement or bucket size
+// limit (limits25). Of what OmniQ sets:
+//
+//   - description, subjects, duplicate window and max message size of the
+//     streams (from the runner's config file) are OmniQ's;
+//   - replicas are raised, never lowered, and the tasks and dead-letter
+//     streams' max age lengthened, never shortened (keptReplicas,
+//     keptMaxAge); the size limits of the tasks and dead-letter streams
+//     and of the buckets are kept (keptLimits);
+//   - what OmniQ needs to work is put back with a warning naming it: the
+//     discard policy (discarding old tasks loses queued ones, discarding
+//     new dead letters loses failed tasks' entries, discarding old records
+//     loses task state), a bucket's history of one (with more, an older
+//     revision of a task's record comes back when its finished record
+//     expires) and no max age (one would delete the records of tasks not
+//     finished, and registrations being heartbeaten), a bucket's value
+//     size large enough for OmniQ's largest record, acks of publishes,
+//     roll-ups (on where OmniQ uses them, off on the tasks stream, where a
+//     submitter's roll-up would purge it), direct gets and per-message
+//     TTLs where OmniQ reads or writes them, and delete markers in the
+//     buckets (watchers see an expired record go by them), and no max age
+//     on the retries stream (it would drop waiting retries).
+func reconcile(have, want natsjs.StreamConfig, b *bucketRules, log logrus.FieldLogger) natsjs.StreamConfig {
+	next := have
+	restore := func(setting string, was, now any, why string) {
+		log.WithFields(logrus.Fields{"stream": have.Name, "setting": setting, "was": fmt.Sprint(was), "now": fmt.Sprint(now)}).
+			Warn("putting back the stream's " + setting + ": " + why)
+	}
+	next.Description = want.Description
+	next.Replicas = keptReplicas(have, want.Replicas, log)
+	if b == nil {
+		next.Duplicates = want.Duplicates
+		next.MaxMsgSize = want.MaxMsgSize
+		if want.AllowMsgSchedules && have.MaxAge != 0 {
+			restore("max age", have.MaxAge, "none", "it holds waiting retries and their schedules, which a max age would drop")
+			next.MaxAge = 0
+		} else {
+			next.MaxAge = keptMaxAge(have, want.MaxAge, log)
+		}
+		limits := keptLimits(have, want, log)
+		next.MaxMsgs, next.MaxBytes, next.MaxMsgsPerSubject = limits.MaxMsgs, limits.MaxBytes, limits.MaxMsgsPerSubject
+		next.DiscardNewPerSubject = limits.DiscardNewPerSubject
+	} else {
+		if have.MaxMsgsPerSubject != want.MaxMsgsPerSubject {
+			restore("history", have.MaxMsgsPerSubject, want.MaxMsgsPerSubject, "with more than one value a key, an older revision of a record comes back when the latest one expires (the older revisions are deleted)")
+			next.MaxMsgsPerSubject = want.MaxMsgsPerSubject
+		}
+		if have.MaxAge != 0 {
+			restore("max age (the bucket's TTL)", have.MaxAge, "none", "it would delete the records of tasks not yet finished, and registrations between heartbeats; OmniQ's records expire by their own TTLs (streams.finished_ttl, streams.dlq_max_age)")
+			next.MaxAge = 0
+		}
+		if have.MaxMsgSize > 0 && have.MaxMsgSize < b.minMsgSize {
+			restore("max value size", have.MaxMsgSize, want.MaxMsgSize, fmt.Sprintf("OmniQ's records take up to %d bytes (streams.max_payload and the record's room)", b.minMsgSize))
+			next.MaxMsgSize = want.MaxMsgSize
+		}
+		next.DiscardNewPerSubject = false
+	}
+	if have.Discard != want.Discard {
+		restore("discard policy", have.Discard, want.Discard, discardWhy(want, b))
+		next.Discard = want.Discard
+		next.DiscardNewPerSubject = next.DiscardNewPerSubject && want.Discard == natsjs.DiscardNew
+	}
+	if have.NoAck {
+		restore("acknowledgements", "none", "on", "OmniQ's publishes wait for the stream's acknowledgement")
+		next.NoAck = false
+	}
+	if have.AllowRollup != want.AllowRollup {
+		why := "OmniQ rolls up a subject there"
+		if !want.AllowRollup {
+			why = "a roll-up header on a submitted task would purge the stream"
+		}
+		restore("roll-ups", have.AllowRollup, want.AllowRollup, why)
+		next.AllowRollup = want.AllowRollup
+	}
+	if want.AllowDirect && !have.AllowDirect {
+		restore("direct gets", false, true, "OmniQ reads the stream with them")
+		next.AllowDirect = true
+	}
+	next.AllowMsgSchedules = have.AllowMsgSchedules || want.AllowMsgSchedules
+	next.AllowMsgTTL = have.AllowMsgTTL || want.AllowMsgTTL
+	next.DenyDelete = have.DenyDelete || want.DenyDelete
+	if want.SubjectDeleteMarkerTTL > 0 && have.SubjectDeleteMarkerTTL <= 0 {
+		restore("delete markers", "none", want.SubjectDeleteMarkerTTL, "watchers of the bucket see an expired record go by its marker")
+		next.SubjectDeleteMarkerTTL = want.SubjectDeleteMarkerTTL
+	}
+	return next
+}
+
+// discardWhy says why a stream of want needs want's discard policy.
+func discardWhy(want natsjs.StreamConfig, b *bucketRules) string {
+	switch {
+	case b != nil:
+		return "a full bucket must refuse new records, not drop the oldest, which are tasks' state"
+	case want.AllowMsgSchedules:
+		return "message schedules need it"
+	case want.Discard == natsjs.DiscardNew:
+		return "a full tasks stream must refuse new tasks, not drop queued ones"
+	default:
+		return "a full dead-letter stream drops its oldest entries, so that a failed task can always be dead-lettered"
+	}
 }
 
 // keptLimits is want with the size limits an operator set on the existing
@@ -245,14 +402,6 @@ func incompatibilities(have, want natsjs.StreamConfig) []string {
 		d = append(d, "it allows message schedules and roll-ups (made by an OmniQ before 0.3), which OmniQ no longer allows on a stream submitters publish to; drain it and delete it")
 	}
 	return d
-}
-
-func needsUpdate(have, want natsjs.StreamConfig) bool {
-	return have.Replicas != want.Replicas || have.MaxAge != want.MaxAge || have.Duplicates != want.Duplicates ||
-		have.MaxMsgSize != want.MaxMsgSize || have.Discard != want.Discard || have.AllowRollup != want.AllowRollup ||
-		have.AllowMsgSchedules != want.AllowMsgSchedules || have.Description != want.Description ||
-		have.AllowDirect != want.AllowDirect || have.MaxMsgs != want.MaxMsgs || have.MaxBytes != want.MaxBytes ||
-		have.MaxMsgsPerSubject != want.MaxMsgsPerSubject || have.DiscardNewPerSubject != want.DiscardNewPerSubject
 }
 
 func sameSet(a, b []string) bool {

@@ -352,6 +352,14 @@ func (r *Runner) ensureConsumer(ctx context.Context, stream, fn string, res reso
 		MaxDeliver:    -1,
 		MaxAckPending: 10000,
 	}
+	if cur, err := js.Consumer(ctx, stream, consumerName(fn)); err == nil {
+		var restored []consumerSetting
+		cc, restored = reconcileConsumer(cur.CachedInfo().Config, cc)
+		for _, s := range restored {
+			r.log.WithFields(logrus.Fields{"function": fn, "stream": stream, "consumer": cc.Durable, "setting": s.name, "was": s.was, "now": s.now}).
+				Warn("putting back the consumer's " + s.name + ": " + s.why)
+		}
+	}
 	cons, err := js.CreateOrUpdateConsumer(ctx, stream, cc)
 	if err != nil {
 		// A sweep of the function, from before any runner served it, may
@@ -364,6 +372,45 @@ func (r *Runner) ensureConsumer(ctx context.Context, stream, fn string, res reso
 		return nil, fmt.Errorf("consumer for %s in %s: %w", fn, stream, err)
 	}
 	return cons, nil
+}
+
+// consumerSetting is a setting of a function's consumer that an operator
+// changed and reconcileConsumer put back.
+type consumerSetting struct{ name, was, now, why string }
+
+// reconcileConsumer is the configuration to update the existing consumer
+// of a function, have, to, OmniQ's being want. It starts from have, so
+// what OmniQ does not need stays as an operator set it: max ack pending
+// (a bound on the function's tasks in flight across the runners, which a
+// runner's start used to put back to 10,000), replicas, memory storage, metadata and the pull request limits. The
+// filter, ack policy, ack wait (consumerAckWait) and description are
+// OmniQ's, and it puts back, saying which: unlimited deliveries (past a
+// max deliver a task is never delivered again and stays queued for ever),
+// no backoff (redeliveries follow the ack wait, which runners' heartbeats
+// extend) and no inactive threshold (a durable deleted while no runner
+// serves the function would let a runner's sweep dead-letter its queued
+// tasks as unknown_function).
+func reconcileConsumer(have, want natsjs.ConsumerConfig) (natsjs.ConsumerConfig, []consumerSetting) {
+	next := have
+	next.Description, next.FilterSubject, next.FilterSubjects = want.Description, want.FilterSubject, want.FilterSubjects
+	next.AckPolicy, next.AckWait = want.AckPolicy, want.AckWait
+	var restored []consumerSetting
+	if have.MaxDeliver != want.MaxDeliver {
+		restored = append(restored, consumerSetting{"max deliver", fmt.Sprint(have.MaxDeliver), "unlimited",
+			"a task delivered that many times would stay queued, never delivered again; OmniQ counts attempts itself (max_retries)"})
+		next.MaxDeliver = want.MaxDeliver
+	}
+	if len(have.BackOff) > 0 {
+		restored = append(restored, consumerSetting{"backoff", fmt.Sprint(have.BackOff), "none",
+			"redeliveries follow the ack wait, which running tasks' heartbeats extend; OmniQ schedules retries itself (backoff_base, backoff_max)"})
+		next.BackOff = nil
+	}
+	if have.InactiveThreshold != 0 {
+		restored = append(restored, consumerSetting{"inactive threshold", have.InactiveThreshold.String(), "none",
+			"the consumer deleted while no runner serves the function would let the sweep dead-letter its queued tasks as unknown_function"})
+		next.InactiveThreshold = 0
+	}
+	return next, restored
 }
 
 // ensureConsumers creates or updates fn's consumers in both streams. Its

@@ -16,6 +16,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -78,6 +79,12 @@ type Config struct {
 	Logger logrus.FieldLogger
 	// Debug forwards the server's debug logs as well.
 	Debug bool
+	// StoreRecoveryInterval is how often the server looks whether a store
+	// that failed a write (a full disk, a directory made read-only) can be
+	// written again, and then restarts JetStream, which reloads every
+	// stream from disk (see Server.CheckStore). Defaults to 5 seconds;
+	// negative turns the recovery off.
+	StoreRecoveryInterval time.Duration
 
 	// Users are clients that log in with a user name and password (the
 	// password may be a bcrypt hash), each with its permissions (nil: all;
@@ -398,37 +405,167 @@ type Server struct {
 	srv  *server.Server
 	lock *os.File
 
+	log logrus.FieldLogger
+
 	storeMu  sync.Mutex
-	storeErr error // the first failed CheckStore: it stays
+	storeErr error // the first failed CheckStore, until JetStream is restarted
+	// writeErr is the first write error a stream's store met since
+	// JetStream (re)started, from nats-server's log (writeFailed): not
+	// under storeMu, since the server logs while recoverStore restarts it.
+	writeErr atomic.Pointer[error]
+
+	// Only recoverLoop's goroutine uses these.
+	restarted time.Time              // when recoverStore last restarted JetStream
+	wait      time.Duration          // the least time between two restarts
+	jsConfig  server.JetStreamConfig // the server's, to restart JetStream with
+
+	stopRecovery chan struct{} // closed by Shutdown
+	recoveryDone chan struct{} // closed when recoverLoop returns
 }
 
 // CheckStore returns nil while the server's store directory is still the
-// one it locked at start and can be written, and an error naming the
-// directory and the cause otherwise (deleted or replaced, read-only, full).
-// nats-server writes nothing more to a stream whose file store met a write
-// error, until it restarts, and leaves the publishes to it unanswered;
-// so once CheckStore has failed it keeps returning that failure, saying to
-// restart, even after the directory is writable again. It creates, writes
-// and removes a small file in the directory; the runner calls it for
-// /readyz.
+// one it locked at start and can be written, and no stream failed a write
+// to it; otherwise an error naming the directory and the cause (deleted or
+// replaced, read-only, full). nats-server writes nothing more to a stream
+// whose file store met a write error, and leaves the publishes to it
+// unanswered, until JetStream is restarted; so once CheckStore has failed
+// it keeps returning that failure until the server's store recovery (see
+// Config.StoreRecoveryInterval) found the directory writable again and
+// restarted JetStream. It creates, writes and removes a small file in the
+// directory; the runner calls it for /readyz.
 func (e *Server) CheckStore() error {
+	if err := e.writeErr.Load(); err != nil {
+		return *err
+	}
 	e.storeMu.Lock()
 	defer e.storeMu.Unlock()
 	if e.storeErr != nil {
 		return e.storeErr
 	}
-	dir := filepath.Dir(e.lock.Name())
-	if err := checkStoreDir(dir, e.lock); err != nil {
-		e.storeErr = fmt.Errorf("%w (since %s; a stream whose store failed a write takes no more until nats-server restarts: "+
-			"restart the runner once the directory is writable again)", err, time.Now().UTC().Format(time.RFC3339))
+	if err := checkStoreDir(e.storeDir(), e.lock, 0); err != nil {
+		e.storeErr = storeFailure(err)
 		return e.storeErr
 	}
 	return nil
 }
 
+func (e *Server) storeDir() string { return filepath.Dir(e.lock.Name()) }
+
+// storeFailure is err, a failure of the store, with when and what next.
+func storeFailure(err error) error {
+	return fmt.Errorf("%w (since %s; a stream whose store failed a write takes no more until JetStream restarts: "+
+		"the runner restarts it by itself once the directory can be written again, or restart the runner)", err, time.Now().UTC().Format(time.RFC3339))
+}
+
+// writeFailed is told of each error line of nats-server's: one saying a
+// stream's store met a write error ("Critical write error") marks the
+// store failed, for CheckStore and recoverStore.
+func (e *Server) writeFailed(line string) {
+	if !strings.Contains(line, "Critical write error") {
+		return
+	}
+	err := storeFailure(fmt.Errorf("store directory %s: %s", e.storeDir(), line))
+	e.writeErr.CompareAndSwap(nil, &err)
+}
+
+// recoveryRoom is what a store directory that failed must take in one file
+// before JetStream is restarted on it: a disk with less free space would
+// fail the restarted streams' next writes again.
+const recoveryRoom = 4 << 20
+
+// maxRecoveryWait bounds the wait between two restarts of JetStream: after
+// a restart, another follows no sooner than twice the last wait while the
+// store keeps failing within restartCalm.
+const (
+	maxRecoveryWait = 2 * time.Minute
+	restartCalm     = 10 * time.Minute
+)
+
+// recoverLoop calls recoverStore every interval until Shutdown.
+func (e *Server) recoverLoop(interval time.Duration) {
+	defer close(e.recoveryDone)
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	e.wait = interval
+	for {
+		select {
+		case <-e.stopRecovery:
+			return
+		case <-t.C:
+			e.recoverStore(interval)
+		}
+	}
+}
+
+// recoverStore restarts JetStream when a store failed and its directory
+// can be written again, with room (recoveryRoom): nats-server marks a
+// stream's store that failed a write and takes nothing more into it until
+// the store is loaded again, which a restart of JetStream does, as a
+// restart of the process would, from what is on disk. Nothing acknowledged
+// is lost: acknowledged messages are on disk (or, not yet synced, in the
+// server's page cache) as at any restart; the publishes that failed were
+// never acknowledged. Clients keep their connections; their requests to
+// JetStream during the restart (milliseconds) fail or time out and are
+// tried again. A directory deleted or replaced is never recovered: what it
+// held is gone.
+func (e *Server) recoverStore(interval time.Duration) {
+	e.storeMu.Lock()
+	probeErr := e.storeErr
+	e.storeMu.Unlock()
+	writeErr := e.writeErr.Load()
+	if probeErr == nil && writeErr == nil && e.srv.JetStreamEnabled() {
+		return
+	}
+	if !e.restarted.IsZero() && time.Since(e.restarted) < e.wait {
+		return
+	}
+	if err := checkStoreDir(e.storeDir(), e.lock, recoveryRoom); err != nil {
+		return
+	}
+	failure := probeErr
+	if writeErr != nil {
+		failure = *writeErr
+	}
+	if e.srv.JetStreamEnabled() {
+		if cur := e.srv.JetStreamConfig(); cur != nil {
+			e.jsConfig = *cur
+		}
+		if err := e.srv.ShutdownJetStream(); err != nil {
+			e.log.WithError(err).Error("cannot stop JetStream to reload its store; restart the runner")
+			return
+		}
+	}
+	if !e.restarted.IsZero() && time.Since(e.restarted) < restartCalm {
+		e.wait = min(2*e.wait, maxRecoveryWait)
+	} else {
+		e.wait = interval
+	}
+	e.restarted = time.Now()
+	// EnableJetStream appends "jetstream" to the store directory it is
+	// given, as at start: give it the one the server was started with.
+	cfg := e.jsConfig
+	cfg.StoreDir = filepath.Dir(cfg.StoreDir)
+	if err := e.srv.EnableJetStream(&cfg); err != nil {
+		e.log.WithError(err).WithField("store_dir", e.storeDir()).
+			Errorf("cannot restart JetStream on its store directory; trying again in %s, or restart the runner", e.wait)
+		e.storeMu.Lock()
+		e.storeErr = fmt.Errorf("JetStream could not be restarted on %s: %w (restart the runner)", e.storeDir(), err)
+		e.storeMu.Unlock()
+		return
+	}
+	e.storeMu.Lock()
+	e.storeErr = nil
+	e.storeMu.Unlock()
+	// A write error logged during the restart is a new one: it stays.
+	e.writeErr.CompareAndSwap(writeErr, nil)
+	e.log.WithFields(logrus.Fields{"store_dir": e.storeDir(), "failure": fmt.Sprint(failure)}).
+		Warn("the JetStream store directory can be written again: JetStream restarted and its streams reloaded from disk, so the streams whose writes failed take writes again")
+}
+
 // checkStoreDir checks that dir still holds the lock file lock was opened
-// as, and that a file can be written there.
-func checkStoreDir(dir string, lock *os.File) error {
+// as, and that a file can be written there, of room bytes more than a
+// line.
+func checkStoreDir(dir string, lock *os.File, room int) error {
 	held, err := lock.Stat()
 	if err != nil {
 		return fmt.Errorf("store directory %s: %w", dir, err)
@@ -442,6 +579,9 @@ func checkStoreDir(dir string, lock *os.File) error {
 		return fmt.Errorf("store directory %s cannot be written: %w", dir, err)
 	}
 	_, werr := f.Write([]byte("omniq store check\n"))
+	if werr == nil && room > 0 {
+		_, werr = f.Write(make([]byte, room))
+	}
 	cerr := f.Close()
 	_ = os.Remove(probe)
 	if err := errors.Join(werr, cerr); err != nil {
@@ -542,14 +682,37 @@ func StartContext(ctx context.Context, cfg Config) (*Server, error) {
 		log = l
 	}
 	fatal := make(chan string, 1)
-	srv.SetLoggerV2(serverLogger{l: log, fatal: fatal, clients: loglimit.New(clientLogBurst, clientLogRate)}, cfg.Debug, false, false)
+	e := &Server{srv: srv, lock: lock, log: log}
+	srv.SetLoggerV2(serverLogger{l: log, fatal: fatal, clients: loglimit.New(clientLogBurst, clientLogRate), errorLine: e.writeFailed}, cfg.Debug, false, false)
 	srv.Start()
-	e := &Server{srv: srv, lock: lock}
 	if err := e.waitReady(ctx, cfg, fatal); err != nil {
 		e.stop()
 		return nil, err
 	}
+	if js := srv.JetStreamConfig(); js != nil {
+		e.jsConfig = *js
+	}
+	if cfg.StoreRecoveryInterval == 0 {
+		cfg.StoreRecoveryInterval = 5 * time.Second
+	}
+	if cfg.StoreRecoveryInterval > 0 {
+		e.stopRecovery, e.recoveryDone = make(chan struct{}), make(chan struct{})
+		go e.recoverLoop(cfg.StoreRecoveryInterval)
+	}
 	return e, nil
+}
+
+// stopRecoveryLoop ends recoverLoop, if it runs, and waits for it.
+func (e *Server) stopRecoveryLoop() {
+	if e.stopRecovery == nil {
+		return
+	}
+	select {
+	case <-e.stopRecovery:
+	default:
+		close(e.stopRecovery)
+	}
+	<-e.recoveryDone
 }
 
 // waitReady polls until the server accepts connections and JetStream
@@ -642,6 +805,7 @@ func (e *Server) Server() *server.Server { return e.srv }
 func (e *Server) Shutdown(ctx context.Context) error {
 	done := make(chan struct{})
 	go func() {
+		e.stopRecoveryLoop()
 		e.srv.Shutdown()
 		e.srv.WaitForShutdown()
 		close(done)
@@ -655,6 +819,7 @@ func (e *Server) Shutdown(ctx context.Context) error {
 }
 
 func (e *Server) stop() {
+	e.stopRecoveryLoop()
 	e.srv.Shutdown()
 	e.srv.WaitForShutdown()
 	_ = e.lock.Close()
@@ -690,6 +855,8 @@ type serverLogger struct {
 	// and requests (isClientLine), which clients can cause as fast as
 	// they like.
 	clients *loglimit.Limiter
+	// errorLine, when set, is given each error line, formatted.
+	errorLine func(string)
 }
 
 // client returns the warning or error line to log, and whether to log
@@ -759,6 +926,9 @@ func (s serverLogger) Fatalf(format string, v ...any) {
 	}
 }
 func (s serverLogger) Errorf(format string, v ...any) {
+	if s.errorLine != nil {
+		s.errorLine(fmt.Sprintf(format, v...))
+	}
 	if line, ok := s.client(format, v); ok {
 		s.l.Error("nats-server: " + line)
 	}
