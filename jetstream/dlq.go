@@ -229,6 +229,7 @@ func (c *Client) WaitDead(ctx context.Context, id string) (DeadTask, error) {
 		}
 		return DeadTask{}, fmt.Errorf("wait for dead task %s: %w", id, err)
 	}
+	defer c.dropConsumer(c.cfg.DLQStream, cons)
 	for {
 		m, err := cons.Next(natsjs.FetchContext(ctx))
 		switch {
@@ -442,6 +443,7 @@ func (c *Client) scanDeadAll(ctx context.Context, f DeadFilter, headersOnly bool
 	if err != nil {
 		return fmt.Errorf("read dead-letter stream: %w", err)
 	}
+	defer c.dropConsumer(c.cfg.DLQStream, cons)
 	info, err := cons.Info(ctx)
 	if err != nil {
 		return fmt.Errorf("read dead-letter stream: %w", err)
@@ -475,6 +477,28 @@ func (c *Client) scanDeadAll(ctx context.Context, f DeadFilter, headersOnly bool
 		}
 	}
 	return nil
+}
+
+// dropConsumerTimeout bounds dropConsumer's request.
+const dropConsumerTimeout = 2 * time.Second
+
+// dropConsumer deletes cons, an ordered consumer of stream that a read is
+// done with. Left alone, each stayed on the stream for its inactivity
+// threshold (5 minutes): the dashboard's question of a Purge all of
+// 50,000 entries read them 200 at a time, each from a consumer of its
+// own, and four questions took all 1,000 that nats-server allows a stream,
+// after which every read of the dead letters (dlq list, the dashboard's
+// page, the runners' look for interrupted replays) failed with "maximum
+// consumers limit reached" for those minutes (list25). A deletion that
+// fails leaves the consumer to its threshold, as before.
+func (c *Client) dropConsumer(stream string, cons natsjs.Consumer) {
+	info := cons.CachedInfo()
+	if info == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), dropConsumerTimeout)
+	defer cancel()
+	_ = c.js.DeleteConsumer(ctx, stream, info.Name)
 }
 
 // ReplayResult describes one replayed task.

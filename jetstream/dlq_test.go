@@ -757,3 +757,38 @@ func TestPurgeDeadByErrorTypePurgesAWholeSubjectAtOnce(t *testing.T) {
 		t.Fatalf("purge of gm's timeouts: %d, %v; left %d of gm, want gm-other alone", n, err, count(jetstream.DeadFilter{Function: "gm"}))
 	}
 }
+
+// A read of the dead letters leaves no consumer behind: each stayed for
+// its inactivity threshold (5 minutes), and a few of the dashboard's bulk
+// questions over 50,000 entries (one consumer per 200) took all that
+// nats-server allows a stream, failing every dead-letter read after them
+// with "maximum consumers limit reached" (list25).
+func TestDeadLetterReadsLeaveNoConsumer(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, jetstream.Config{})
+	for i := range 5 {
+		failTask(t, e, fmt.Sprintf("lc%02d", i), "lc", "timeout")
+	}
+	for _, f := range []jetstream.DeadFilter{{}, {Limit: 2}, {Newest: true, Limit: 1}, {Function: "lc", ErrorType: "timeout"}} {
+		if _, err := e.client.ListDead(ctx(t), f); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := e.client.WaitDead(ctx(t), "lc00"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.client.PurgeDead(ctx(t), jetstream.DeadFilter{Function: "lc", ErrorType: "timeout"}); err != nil {
+		t.Fatal(err)
+	}
+	js, err := natsjs.New(e.nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := js.Stream(ctx(t), e.client.Config().DLQStream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := st.CachedInfo().State.Consumers; n != 0 {
+		t.Errorf("after six reads of the dead letters the stream has %d consumers; want none", n)
+	}
+}
