@@ -229,6 +229,7 @@ func (c *Client) WaitDead(ctx context.Context, id string) (DeadTask, error) {
 		}
 		return DeadTask{}, fmt.Errorf("wait for dead task %s: %w", id, err)
 	}
+	defer c.dropConsumer(c.cfg.DLQStream, cons)
 	for {
 		m, err := cons.Next(natsjs.FetchContext(ctx))
 		switch {
@@ -415,6 +416,14 @@ func (c *Client) listDeadNewest(ctx context.Context, f DeadFilter) (DeadPage, er
 // scanDead calls fn for each entry matching f, oldest first, until fn
 // returns false or the stream's end is reached.
 func (c *Client) scanDead(ctx context.Context, f DeadFilter, headersOnly bool, fn func(DeadTask) bool) error {
+	return c.scanDeadAll(ctx, f, headersOnly, func(d DeadTask, match bool) bool { return !match || fn(d) })
+}
+
+// scanDeadAll is scanDead calling fn with every message it reads on f's
+// subject (from f.Since or f.After on), saying whether it is an entry
+// matching f: a message no runner wrote, or an entry f leaves out, comes
+// with false.
+func (c *Client) scanDeadAll(ctx context.Context, f DeadFilter, headersOnly bool, fn func(d DeadTask, match bool) bool) error {
 	subject := c.cfg.SubjectPrefix + ".dlq.>"
 	if f.Function != "" {
 		if err := models.ValidateFunctionName(f.Function); err != nil {
@@ -434,6 +443,7 @@ func (c *Client) scanDead(ctx context.Context, f DeadFilter, headersOnly bool, f
 	if err != nil {
 		return fmt.Errorf("read dead-letter stream: %w", err)
 	}
+	defer c.dropConsumer(c.cfg.DLQStream, cons)
 	info, err := cons.Info(ctx)
 	if err != nil {
 		return fmt.Errorf("read dead-letter stream: %w", err)
@@ -452,10 +462,7 @@ func (c *Client) scanDead(ctx context.Context, f DeadFilter, headersOnly bool, f
 				return fmt.Errorf("read dead-letter stream: %w", err)
 			}
 			pending = meta.NumPending
-			if !c.runnersEntry(m.Subject(), d) {
-				continue
-			}
-			if f.match(d) && !fn(d) {
+			if !fn(d, c.runnersEntry(m.Subject(), d) && f.match(d)) {
 				return nil
 			}
 		}
@@ -470,6 +477,28 @@ func (c *Client) scanDead(ctx context.Context, f DeadFilter, headersOnly bool, f
 		}
 	}
 	return nil
+}
+
+// dropConsumerTimeout bounds dropConsumer's request.
+const dropConsumerTimeout = 2 * time.Second
+
+// dropConsumer deletes cons, an ordered consumer of stream that a read is
+// done with. Left alone, each stayed on the stream for its inactivity
+// threshold (5 minutes): the dashboard's question of a Purge all of
+// 50,000 entries read them 200 at a time, each from a consumer of its
+// own, and four questions took all 1,000 that nats-server allows a stream,
+// after which every read of the dead letters (dlq list, the dashboard's
+// page, the runners' look for interrupted replays) failed with "maximum
+// consumers limit reached" for those minutes (list25). A deletion that
+// fails leaves the consumer to its threshold, as before.
+func (c *Client) dropConsumer(stream string, cons natsjs.Consumer) {
+	info := cons.CachedInfo()
+	if info == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), dropConsumerTimeout)
+	defer cancel()
+	_ = c.js.DeleteConsumer(ctx, stream, info.Name)
 }
 
 // ReplayResult describes one replayed task.
@@ -902,12 +931,26 @@ func (c *Client) PurgeDead(ctx context.Context, f DeadFilter) (int, error) {
 //
 // A selection by function alone (or of every entry) is removed with one
 // purge of the entries on its subject up to the last one counted (so
-// also entries there that no runner wrote); a selection by error type or
-// time deletes each entry, on one stream handle.
+// also entries there that no runner wrote). So is a selection by error
+// type or Until whose entries are all the messages on its subject up to
+// its last one (a dashboard group that is all of its function's entries,
+// as after an outage): the purge removes the same entries. Otherwise
+// (another entry among them, or a Since, before which the scan does not
+// read) each entry is deleted, on one stream handle.
 func (c *Client) PurgeDeadSequences(ctx context.Context, f DeadFilter) ([]uint64, error) {
 	f.Limit, f.After = 0, 0
 	var seqs []uint64
-	if err := c.scanDead(ctx, f, true, func(d DeadTask) bool { seqs = append(seqs, d.Sequence); return true }); err != nil {
+	// mixed: a message the purge must keep came before an entry to purge.
+	other, mixed := false, false
+	if err := c.scanDeadAll(ctx, f, true, func(d DeadTask, match bool) bool {
+		if !match {
+			other = true
+			return true
+		}
+		mixed = mixed || other
+		seqs = append(seqs, d.Sequence)
+		return true
+	}); err != nil {
 		return nil, err
 	}
 	if len(seqs) == 0 {
@@ -917,9 +960,10 @@ func (c *Client) PurgeDeadSequences(ctx context.Context, f DeadFilter) ([]uint64
 	if err != nil {
 		return nil, err
 	}
-	if f.ErrorType == "" && f.Since.IsZero() && f.Until.IsZero() {
+	if f.Since.IsZero() && (!mixed || f.ErrorType == "" && f.Until.IsZero()) {
 		// One request where each entry took two: 10,000 entries of one
-		// function took 6 s to delete one by one.
+		// function took 6 s to delete one by one; the dashboard's Purge
+		// all of a group (an error type) of 50,000, 37 s (list25).
 		subject := c.cfg.SubjectPrefix + ".dlq.>"
 		if f.Function != "" {
 			subject = c.cfg.dlqSubject(f.Function, ">")

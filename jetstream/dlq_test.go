@@ -709,3 +709,86 @@ func TestDeadLetterListingsLeaveOutEntriesNoRunnerWrote(t *testing.T) {
 		}
 	}
 }
+
+// A purge by error type whose entries are every message on their
+// function's subject up to the last one (the dashboard's Purge all of a
+// group after an outage: 50,000 entries, one deletion each, took 37 s,
+// list25) is one purge of the subject, up to that entry: an entry
+// dead-lettered after the count is kept. Where another error type comes
+// between them, each entry is deleted, and the other kept.
+func TestPurgeDeadByErrorTypePurgesAWholeSubjectAtOnce(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, jetstream.Config{})
+	for i := range 40 {
+		failTask(t, e, fmt.Sprintf("ga%02d", i), "ga", "timeout")
+	}
+	count := func(f jetstream.DeadFilter) int {
+		f.Newest, f.Limit = true, 1
+		page, err := e.client.ListDead(ctx(t), f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return page.Total
+	}
+	through, err := e.client.ListDead(ctx(t), jetstream.DeadFilter{Function: "ga", Newest: true, Limit: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	failTask(t, e, "ga-late", "ga", "timeout")
+	nc := e.client.Conn()
+	before := nc.Stats().OutMsgs
+	n, err := e.client.PurgeDead(ctx(t), jetstream.DeadFilter{Function: "ga", ErrorType: "timeout", Through: through.Tasks[0].Sequence})
+	if sent := nc.Stats().OutMsgs - before; sent > 10 {
+		t.Errorf("a purge of the 40 entries of a function, all of one error type, sent %d messages; want a few", sent)
+	}
+	if left := count(jetstream.DeadFilter{Function: "ga"}); err != nil || n != 40 || left != 1 {
+		t.Fatalf("purge of ga's timeouts: %d, %v; %d left, want ga-late alone", n, err, left)
+	}
+
+	for i := range 10 {
+		failTask(t, e, fmt.Sprintf("gm%02d", i), "gm", "timeout")
+	}
+	failTask(t, e, "gm-other", "gm", "handler_error")
+	for i := range 10 {
+		failTask(t, e, fmt.Sprintf("gm%02d", 10+i), "gm", "timeout")
+	}
+	n, err = e.client.PurgeDead(ctx(t), jetstream.DeadFilter{Function: "gm", ErrorType: "timeout"})
+	if err != nil || n != 20 || count(jetstream.DeadFilter{Function: "gm", ErrorType: "handler_error"}) != 1 || count(jetstream.DeadFilter{Function: "gm"}) != 1 {
+		t.Fatalf("purge of gm's timeouts: %d, %v; left %d of gm, want gm-other alone", n, err, count(jetstream.DeadFilter{Function: "gm"}))
+	}
+}
+
+// A read of the dead letters leaves no consumer behind: each stayed for
+// its inactivity threshold (5 minutes), and a few of the dashboard's bulk
+// questions over 50,000 entries (one consumer per 200) took all that
+// nats-server allows a stream, failing every dead-letter read after them
+// with "maximum consumers limit reached" (list25).
+func TestDeadLetterReadsLeaveNoConsumer(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, jetstream.Config{})
+	for i := range 5 {
+		failTask(t, e, fmt.Sprintf("lc%02d", i), "lc", "timeout")
+	}
+	for _, f := range []jetstream.DeadFilter{{}, {Limit: 2}, {Newest: true, Limit: 1}, {Function: "lc", ErrorType: "timeout"}} {
+		if _, err := e.client.ListDead(ctx(t), f); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := e.client.WaitDead(ctx(t), "lc00"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.client.PurgeDead(ctx(t), jetstream.DeadFilter{Function: "lc", ErrorType: "timeout"}); err != nil {
+		t.Fatal(err)
+	}
+	js, err := natsjs.New(e.nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := js.Stream(ctx(t), e.client.Config().DLQStream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := st.CachedInfo().State.Consumers; n != 0 {
+		t.Errorf("after six reads of the dead letters the stream has %d consumers; want none", n)
+	}
+}

@@ -34,3 +34,17 @@ func (c *Client) CheckReplayWinner(ctx context.Context, id string, replay int, s
 // ScanBatch is how many messages one batched direct get of the state
 // bucket asks for.
 const ScanBatch = scanBatch
+
+// SetScanBatch sets how many messages one batched direct get of s's
+// bucket asks for (scanBatch), so that a test shows a list's windows
+// with a few thousand records.
+func (s *StateStore) SetScanBatch(n int) { s.scanBatch = n }
+
+// PastPage is pastPage: whether a list newest first can stop reading.
+func PastPage(worst int64, written time.Time, skew time.Duration) bool {
+	return pastPage(worst, written, skew)
+}
+
+// SetListSkew sets how far ahead of the server's clock s's lists newest
+// first allow a runner's clock to be (listSkew).
+func (s *StateStore) SetListSkew(d time.Duration) { s.skew = d }

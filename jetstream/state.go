@@ -82,6 +82,12 @@ type StateStore struct {
 	// poll is how often a watch without a consumer reads the stream
 	// without having heard of a write (watchPoll; tests lengthen it).
 	poll time.Duration
+	// scanBatch, when not 0, is how many messages a batched direct get
+	// asks for, in place of the constant scanBatch (tests shrink it).
+	scanBatch int
+	// skew is how far ahead of the server's clock a list newest first
+	// allows a runner's clock to be (listSkew; tests set 0).
+	skew time.Duration
 }
 
 func newStateStore(ctx context.Context, js natsjs.JetStream, cfg Config) (*StateStore, error) {
@@ -89,7 +95,7 @@ func newStateStore(ctx context.Context, js natsjs.JetStream, cfg Config) (*State
 	if err != nil {
 		return nil, fmt.Errorf("open state bucket %s: %w", cfg.StateBucket, err)
 	}
-	return &StateStore{cfg: cfg, js: js, kv: kv, putPrefix: "$KV." + cfg.StateBucket + ".", poll: watchPoll}, nil
+	return &StateStore{cfg: cfg, js: js, kv: kv, putPrefix: "$KV." + cfg.StateBucket + ".", poll: watchPoll, skew: listSkew}, nil
 }
 
 // Get returns the record of task id, or ErrTaskNotFound.
@@ -600,6 +606,10 @@ type ListFilter struct {
 	SortBy ListSort
 	// Newest lists the latest first.
 	Newest bool
+	// CountAll reads the whole bucket, so that Total counts every
+	// matching record: without it a list newest first stops reading once
+	// its page is known (ListPage.Partial).
+	CountAll bool
 }
 
 // ListSort is the time List orders records by.
@@ -619,8 +629,17 @@ type ListPage struct {
 	// ORDER:DIR:NANOS/ID, as in created:desc:1764201600000000000/t-1. A
 	// filter with another order refuses it.
 	Next string
-	// Total counts the records matching the filter on every page.
+	// Total counts the records matching the filter on every page, or,
+	// when Partial, those among the records read.
 	Total int
+	// Partial says the list stopped reading before the start of the
+	// bucket, its page and whether more follow known (a list newest
+	// first without CountAll): records it did not read may match too.
+	Partial bool
+	// Read is how many of the bucket's messages the list read, Stored
+	// how many the bucket held when it began.
+	Read   int
+	Stored uint64
 }
 
 // listOrder names an order of List as cursors carry it: created:asc...
@@ -690,8 +709,12 @@ func parseListCursor(after string, by ListSort, newest bool) (int64, string, err
 }
 
 // List returns the records matching f, in f's order (oldest created first
-// by default), one page at a time. It reads the whole bucket once per call
-// (batched direct gets, no consumer: see statescan.go), so it suits
+// by default), one page at a time. Oldest first, or with f.CountAll, it
+// reads the whole bucket (batched direct gets, no consumer: see
+// statescan.go). Newest first it reads from the end of the bucket's
+// stream back, where the latest records are, and stops once no record
+// older in the stream can be on the page: the page is then Partial, its
+// Total counting the matches among the records read. Either way it suits
 // operator tools rather than hot paths.
 func (s *StateStore) List(ctx context.Context, f ListFilter) (ListPage, error) {
 	if f.Limit <= 0 {
@@ -734,7 +757,7 @@ func (s *StateStore) List(ctx context.Context, f ListFilter) (ListPage, error) {
 		}
 		afterTime, afterID = n, id
 	}
-	// The page is kept as the scan goes, in a heap of at most f.Limit+1
+	// The page is kept as the scan goes, in a heap of at most f.Limit
 	// records (the worst on top), and of the other records only what a
 	// later revision of theirs must undo: a bucket of 100,000 records
 	// took 210 MB of a list's memory when it held them all to sort them.
@@ -745,8 +768,13 @@ func (s *StateStore) List(ctx context.Context, f ListFilter) (ListPage, error) {
 	keys := make(map[string]seen)
 	page := &pageHeap{less: func(a, b *models.Task) bool { return order(a, key(b), b.ID) < 0 }, at: map[string]int{}}
 	total, after := 0, 0
-	err := s.each(ctx, s.putPrefix+">", func(e *rawEntry) {
+	// apply takes in a message of the stream, read in any order: one older
+	// than a revision of its key already read is passed over.
+	apply := func(e *rawEntry) *models.Task {
 		if old, ok := keys[e.key]; ok {
+			if old.rev >= e.rev {
+				return nil
+			}
 			// A later revision (or a deletion) of a record already read:
 			// the earlier one no longer counts.
 			if old.counted {
@@ -756,38 +784,64 @@ func (s *StateStore) List(ctx context.Context, f ListFilter) (ListPage, error) {
 				after--
 			}
 			page.remove(e.key)
-			delete(keys, e.key)
 		}
-		if e.op != natsjs.KeyValuePut {
-			return
-		}
-		var st seen
-		st.rev = e.rev
+		st := seen{rev: e.rev}
 		defer func() { keys[e.key] = st }()
+		if e.op != natsjs.KeyValuePut {
+			return nil
+		}
 		rec, err := decodeEntry(e)
 		if err != nil {
-			return
+			return nil
 		}
 		t := rec.Task
 		if f.Function != "" && t.Function != f.Function {
-			return
+			return t
 		}
 		if len(f.Statuses) > 0 && !slices.Contains(f.Statuses, t.Status) {
-			return
+			return t
 		}
 		st.counted = true
 		total++
 		if f.After != "" && order(t, afterTime, afterID) <= 0 {
-			return
+			return t
 		}
 		st.after = true
 		after++
 		page.offer(rec, f.Limit)
-	})
+		return t
+	}
+	out := ListPage{}
+	var err error
+	if f.Newest && !f.CountAll {
+		// Newest first, the page is at the end of the stream: read it
+		// from there back, and stop once the page is full, a record past
+		// it was seen, and no record not read can be on it (pastPage).
+		skew := s.skew
+		back := func(e *rawEntry) bool {
+			t := apply(e)
+			if t == nil || e.created.IsZero() {
+				return true
+			}
+			// A runner whose clock is ahead of the server's writes keys
+			// ahead of the messages' times: allow for the most seen.
+			skew = max(skew, t.UpdatedAt.Sub(e.created))
+			return len(page.recs) < f.Limit || after <= f.Limit || !pastPage(key(page.recs[0].Task), e.created, skew)
+		}
+		var complete bool
+		complete, out.Read, out.Stored, err = s.newestFirst(ctx, back, func(e *rawEntry) { apply(e) })
+		out.Partial = !complete
+	} else {
+		err = s.each(ctx, s.putPrefix+">", func(e *rawEntry) {
+			out.Read++
+			apply(e)
+		})
+		out.Stored = uint64(out.Read)
+	}
 	if err != nil {
 		return ListPage{}, fmt.Errorf("list tasks: %w", err)
 	}
-	out := ListPage{Records: page.sorted(), Total: total}
+	out.Records, out.Total = page.sorted(), total
 	// A record kept for the page and written again during the scan left
 	// its place: the page is then short, and the next one starts after
 	// its last record, so nothing is skipped.
@@ -796,6 +850,22 @@ func (s *StateStore) List(ctx context.Context, f ListFilter) (ListPage, error) {
 		out.Next = fmt.Sprintf("%s:%d/%s", listOrder(f.SortBy, f.Newest), key(last), last.ID)
 	}
 	return out, nil
+}
+
+// listSkew is how far ahead of its server's clock a list newest first
+// allows a runner's clock to be (more if the records it reads show more):
+// a record's times are the clock of the runner that wrote it, the
+// stream's the server's.
+const listSkew = 10 * time.Second
+
+// pastPage says whether a list newest first, reading back from the end of
+// the stream, can stop: every record it has not read was last written
+// before written, the server's time of the oldest message it has read, so
+// its created and updated times are at or before written plus skew (the
+// runners' clocks ahead of the server's), and the page's worst record, of
+// time worst (Unix nanoseconds), is later.
+func pastPage(worst int64, written time.Time, skew time.Duration) bool {
+	return worst > written.Add(skew).UnixNano()
 }
 
 // pageHeap holds the best records seen by a list (by less), at most as

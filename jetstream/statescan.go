@@ -96,7 +96,16 @@ func (s *StateStore) newScanner() (*scanner, error) {
 // close drops the scanner's subscription.
 func (sc *scanner) close() { _ = sc.sub.Unsubscribe() }
 
-// scan returns up to scanBatch messages of the state bucket's stream on
+// batch is how many messages one batched direct get of s asks for:
+// scanBatch unless a test set another.
+func (s *StateStore) batch() int {
+	if s.scanBatch > 0 {
+		return s.scanBatch
+	}
+	return scanBatch
+}
+
+// scan returns up to a batch of messages of the state bucket's stream on
 // subject filter, from stream sequence seq on, oldest first, and how many
 // more there are after them (0 when the caller has caught up).
 func (sc *scanner) scan(ctx context.Context, filter string, seq uint64) ([]*rawEntry, uint64, error) {
@@ -119,7 +128,7 @@ func (sc *scanner) scan(ctx context.Context, filter string, seq uint64) ([]*rawE
 		NextFor string `json:"next_by_subj,omitempty"`
 		Batch   int    `json:"batch"`
 		Bytes   int    `json:"max_bytes"`
-	}{seq, nextFor, scanBatch, scanBytes})
+	}{seq, nextFor, s.batch(), scanBytes})
 	if err != nil {
 		return nil, 0, err
 	}
@@ -423,3 +432,115 @@ func apiPrefix(js natsjs.JetStream) string {
 // removed says whether a KV message's headers mark its key deleted, purged
 // or expired (a server's marker) rather than holding a value.
 func removed(h nats.Header) bool { return entryOp(h) != natsjs.KeyValuePut }
+
+// newestFirst reads the state bucket's stream from its end back to its
+// start, a window of about scanBatch messages at a time, and calls back
+// with each message newest first, until back returns false. Then it calls
+// ahead, oldest first, with the messages written since it began (the new
+// revisions of records it may have read, or passed before they moved to
+// the end of the stream). It returns whether it read back to the start of
+// the stream, how many messages it read, and how many the stream held
+// when it began.
+//
+// A window is read with batched direct gets from its first sequence on
+// (the server reads forward only, stepping over the sequences of removed
+// revisions): its width in sequences is the batch divided by the share of
+// the stream's sequences that still hold a message, so that a window
+// takes about one request. Messages past a window's end, already read in
+// the window after it, are dropped.
+func (s *StateStore) newestFirst(ctx context.Context, back func(*rawEntry) bool, ahead func(*rawEntry)) (complete bool, read int, stored uint64, err error) {
+	st, err := s.js.Stream(ctx, "KV_"+s.cfg.StateBucket)
+	if err != nil {
+		return false, 0, 0, fmt.Errorf("%w %s: %w", ErrStateScan, s.cfg.StateBucket, err)
+	}
+	state := st.CachedInfo().State
+	stored = state.Msgs
+	sc, err := s.newScanner()
+	if err != nil {
+		return false, 0, stored, err
+	}
+	defer sc.close()
+	batch := s.batch()
+	// tail is where the messages written since the read began start, and
+	// newer holds those read with the first window.
+	tail := state.LastSeq + 1
+	var newer []*rawEntry
+	requests, caughtUp := 0, false
+	complete = state.Msgs == 0 || state.LastSeq == 0
+	for hi := state.LastSeq; !complete; {
+		width := uint64(batch)
+		if span := state.LastSeq - state.FirstSeq + 1; state.Msgs > 0 && span > state.Msgs {
+			width = uint64(float64(batch) * float64(span) / float64(state.Msgs))
+		}
+		lo := state.FirstSeq
+		if hi >= state.FirstSeq+width {
+			lo = hi - width + 1
+		}
+		var window []*rawEntry
+		for seq := lo; ; {
+			got, pending, err := sc.scan(ctx, s.putPrefix+">", seq)
+			requests++
+			if err != nil {
+				return false, read, stored, err
+			}
+			past := false
+			for _, e := range got {
+				seq = e.rev + 1
+				switch {
+				case e.rev <= hi:
+					window = append(window, e)
+				case hi == state.LastSeq:
+					newer = append(newer, e)
+					past = true
+				default:
+					past = true
+				}
+			}
+			if len(got) == 0 || pending == 0 {
+				caughtUp = hi == state.LastSeq
+				break
+			}
+			if past {
+				break
+			}
+		}
+		read += len(window)
+		for i := len(window) - 1; i >= 0; i-- {
+			if !back(window[i]) {
+				return false, read, stored, s.readAhead(ctx, sc, requests == 1 && caughtUp, tail, newer, ahead)
+			}
+		}
+		if lo <= state.FirstSeq {
+			complete = true
+			break
+		}
+		hi = lo - 1
+	}
+	return complete, read, stored, s.readAhead(ctx, sc, requests == 1 && caughtUp, tail, newer, ahead)
+}
+
+// readAhead passes newestFirst's later messages to ahead: those in newer,
+// then, unless done (its one request read to the end of the stream), those
+// from the first one after newer on.
+func (s *StateStore) readAhead(ctx context.Context, sc *scanner, done bool, tail uint64, newer []*rawEntry, ahead func(*rawEntry)) error {
+	for _, e := range newer {
+		ahead(e)
+		tail = e.rev + 1
+	}
+	if done {
+		return nil
+	}
+	for seq := tail; ; {
+		got, pending, err := sc.scan(ctx, s.putPrefix+">", seq)
+		if err != nil {
+			return err
+		}
+		for _, e := range got {
+			ahead(e)
+			seq = e.rev + 1
+		}
+		if len(got) == 0 || pending == 0 {
+			return nil
+		}
+	}
+}

@@ -1034,7 +1034,16 @@ func (s *Server) handleDeadBulk(w http.ResponseWriter, r *http.Request, ss *sess
 			// again for the operator to keep or change.
 			c.Timeout, c.MaxRetries = strings.TrimSpace(r.PostFormValue("timeout")), strings.TrimSpace(r.PostFormValue("max_retries"))
 		}
-		_, err := s.eachDead(ctx, f, 0, func(d jetstream.DeadTask) { c.Count, c.Through = c.Count+1, d.Sequence })
+		// One read of the group, counting, holding only its newest entry
+		// (the last counted): a batch at a time, each from a consumer of
+		// its own, the question of a group of 50,000 took 19 s (list25).
+		cf := f
+		cf.Newest, cf.Limit = true, 1
+		page, err := s.cfg.Client.ListDead(ctx, cf)
+		s.noteDeadHeld(len(page.Tasks))
+		if err == nil && len(page.Tasks) > 0 {
+			c.Count, c.Through = page.Total, page.Tasks[0].Sequence
+		}
 		if err != nil {
 			http.Error(w, "count dead-letter entries: "+why(ctx, err), http.StatusBadGateway)
 			return

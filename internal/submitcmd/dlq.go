@@ -240,7 +240,7 @@ func (c *cli) dlqList(ff *filterFlags, limit int, after string) error {
 			again = append(again, fl.name+" "+shellWord(fl.value))
 		}
 	}
-	printPageEnd(c.io.Stdout, len(page.Tasks), page.Total, "dlq list", again, limit, next)
+	printPageEnd(c.io.Stdout, len(page.Tasks), thousands(page.Total), "dlq list", again, limit, next)
 	return nil
 }
 

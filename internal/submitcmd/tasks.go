@@ -224,7 +224,7 @@ func printErrors(w interface{ Write([]byte) (int, error) }, t *models.Task, trac
 
 func (c *cli) listCommand() *cobra.Command {
 	cmd := &cobra.Command{
-		Use: "list [--status S[,S...]] [--function F] [--limit N] [--sort FIELD[:asc|desc]] [--after CURSOR]",
+		Use: "list [--status S[,S...]] [--function F] [--limit N] [--sort FIELD[:asc|desc]] [--after CURSOR] [--total]",
 		// The words kubectl, docker and nats users type for it: a
 		// suggestion, unless a runner serves a function of that name.
 		SuggestFor: []string{"ps"},
@@ -233,11 +233,18 @@ func (c *cli) listCommand() *cobra.Command {
 50), with the total that match ("showing 50 of 3,012"). --sort orders by
 created or updated time, newest first (desc, the default) or oldest first
 (asc): --sort updated, --sort created:asc. When more match, the last line
-gives the command for the next page.`,
+gives the command for the next page.
+
+Newest first, list reads the state bucket from its newest records back and
+stops once it has the page: the total then counts the matches among the
+records it read ("showing 50 of at least 312 (read the newest 4,096 of
+150,000 records; --total reads them all)"). --total reads every record to
+count every match, as oldest first always does.`,
 		Args: noArgs,
 	}
 	var statuses, fn, after, sortBy string
 	var limit int
+	var countAll bool
 	fs := cmd.Flags()
 	fs.StringVar(&statuses, "status", "", "only these statuses, comma separated ("+joinStatuses()+")")
 	flagonce.MarkList(fs, "status")
@@ -245,7 +252,8 @@ gives the command for the next page.`,
 	fs.IntVar(&limit, "limit", defaultPageLimit, "tasks per page")
 	fs.StringVar(&sortBy, "sort", "created:desc", "order: created or updated, then :desc (newest first) or :asc")
 	fs.StringVar(&after, "after", "", "the cursor printed at the end of the previous page")
-	cmd.RunE = func(*cobra.Command, []string) error { return c.list(statuses, fn, after, sortBy, limit) }
+	fs.BoolVar(&countAll, "total", false, "read every record, to count every match (newest first, list stops reading once it has the page)")
+	cmd.RunE = func(*cobra.Command, []string) error { return c.list(statuses, fn, after, sortBy, limit, countAll) }
 	return cmd
 }
 
@@ -268,12 +276,12 @@ func parseSort(s string) (jetstream.ListSort, bool, error) {
 }
 
 // list lists tasks.
-func (c *cli) list(statuses, fn, after, sortBy string, limit int) error {
+func (c *cli) list(statuses, fn, after, sortBy string, limit int, countAll bool) error {
 	by, newest, err := parseSort(sortBy)
 	if err != nil {
 		return err
 	}
-	f := jetstream.ListFilter{Function: fn, After: after, Limit: limit, SortBy: by, Newest: newest}
+	f := jetstream.ListFilter{Function: fn, After: after, Limit: limit, SortBy: by, Newest: newest, CountAll: countAll}
 	if statuses != "" {
 		for _, s := range strings.Split(statuses, ",") {
 			st, err := models.ParseTaskStatus(strings.TrimSpace(s))
@@ -315,7 +323,17 @@ func (c *cli) list(statuses, fn, after, sortBy string, limit int) error {
 		return err
 	}
 	if c.json {
-		return writeJSONList(c.io.Stdout, "tasks", len(page.Records), func(i int) taskJSON { return toTaskJSON(page.Records[i].Task) }, struct {
+		item := func(i int) taskJSON { return toTaskJSON(page.Records[i].Task) }
+		if page.Partial {
+			// Not "total": that counts every match, as scripts read it.
+			return writeJSONList(c.io.Stdout, "tasks", len(page.Records), item, struct {
+				TotalAtLeast int    `json:"total_at_least"`
+				Read         int    `json:"read"`
+				Stored       uint64 `json:"stored"`
+				Next         string `json:"next,omitempty"`
+			}{page.Total, page.Read, page.Stored, page.Next})
+		}
+		return writeJSONList(c.io.Stdout, "tasks", len(page.Records), item, struct {
 			Total int    `json:"total"`
 			Next  string `json:"next,omitempty"`
 		}{page.Total, page.Next})
@@ -345,19 +363,33 @@ func (c *cli) list(statuses, fn, after, sortBy string, limit int) error {
 	if fn != "" {
 		again = append(again, "--function "+fn)
 	}
-	printPageEnd(c.io.Stdout, len(page.Records), page.Total, "list", again, limit, page.Next)
+	if countAll {
+		again = append(again, "--total")
+	}
+	printPageEnd(c.io.Stdout, len(page.Records), pageTotal(page), "list", again, limit, page.Next)
 	return nil
+}
+
+// pageTotal is what a page of list says it shows of: the total, or, when
+// the list stopped reading before the start of the bucket, the least it
+// can be and how far the list read.
+func pageTotal(page jetstream.ListPage) string {
+	if !page.Partial {
+		return thousands(page.Total)
+	}
+	return fmt.Sprintf("at least %s (read the newest %s of %s records; --total reads them all)", thousands(page.Total), thousands(page.Read), thousands(int(page.Stored)))
 }
 
 // defaultPageLimit is the --limit of list and dlq list.
 const defaultPageLimit = 50
 
-// printPageEnd ends a page of a listing: how many it showed of the total,
+// printPageEnd ends a page of a listing: how many it showed of the total
+// (as it is to be written),
 // and, when more match (next is the cursor of the following page, "" if
 // none), the command for the next page: omniq-submit cmd with the flags
 // again, --limit unless it is the default, and --after next.
-func printPageEnd(w io.Writer, shown, total int, cmd string, again []string, limit int, next string) {
-	fmt.Fprintf(w, "showing %s of %s\n", thousands(shown), thousands(total))
+func printPageEnd(w io.Writer, shown int, total string, cmd string, again []string, limit int, next string) {
+	fmt.Fprintf(w, "showing %s of %s\n", thousands(shown), total)
 	if next == "" {
 		return
 	}
