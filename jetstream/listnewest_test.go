@@ -36,13 +36,13 @@ func TestStateListNewestFirstReadsTheEndOfTheBucket(t *testing.T) {
 		}
 	}
 	for _, f := range []jetstream.ListFilter{
-		{Limit: 10, Newest: true},
-		{Limit: 10, Newest: true, Function: "g"},
-		{Limit: 10, Newest: true, SortBy: jetstream.SortUpdated},
-		{Limit: 10, Newest: true, Statuses: []models.TaskStatus{models.StatusRunning}},
+		{Limit: 10, Newest: true, PageOnly: true},
+		{Limit: 10, Newest: true, PageOnly: true, Function: "g"},
+		{Limit: 10, Newest: true, PageOnly: true, SortBy: jetstream.SortUpdated},
+		{Limit: 10, Newest: true, PageOnly: true, Statuses: []models.TaskStatus{models.StatusRunning}},
 	} {
 		all := f
-		all.CountAll, all.Limit = true, n
+		all.PageOnly, all.Limit = false, n
 		whole, err := state.List(ctx(t), all)
 		if err != nil || whole.Partial {
 			t.Fatalf("List(%+v) = %v, partial %v", all, err, whole.Partial)
@@ -79,7 +79,8 @@ func TestStateListNewestFirstReadsTheEndOfTheBucket(t *testing.T) {
 }
 
 // A list newest first whose matches are old reads back to the start and
-// counts them all; CountAll counts every match however the list ends.
+// counts them all; without PageOnly a list counts every match however
+// its page ends.
 func TestStateListNewestFirstCountsWhatItDidNotStopBefore(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, jetstream.Config{})
@@ -96,17 +97,17 @@ func TestStateListNewestFirstCountsWhatItDidNotStopBefore(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	p, err := state.List(ctx(t), jetstream.ListFilter{Limit: 10, Newest: true, Function: "old"})
+	p, err := state.List(ctx(t), jetstream.ListFilter{Limit: 10, Newest: true, PageOnly: true, Function: "old"})
 	if err != nil || p.Partial || p.Total != 3 || len(p.Records) != 3 || p.Next != "" || p.Records[0].Task.ID != "c0002" || p.Read != n {
 		t.Fatalf("List of the 3 oldest = %d records, total %d, partial %v, next %q, read %d, %v", len(p.Records), p.Total, p.Partial, p.Next, p.Read, err)
 	}
-	p, err = state.List(ctx(t), jetstream.ListFilter{Limit: 10, Newest: true})
+	p, err = state.List(ctx(t), jetstream.ListFilter{Limit: 10, Newest: true, PageOnly: true})
 	if err != nil || !p.Partial || p.Total >= n || p.Next == "" {
 		t.Fatalf("List newest = total %d, partial %v, next %q, %v; want a partial count", p.Total, p.Partial, p.Next, err)
 	}
-	p, err = state.List(ctx(t), jetstream.ListFilter{Limit: 10, Newest: true, CountAll: true})
+	p, err = state.List(ctx(t), jetstream.ListFilter{Limit: 10, Newest: true})
 	if err != nil || p.Partial || p.Total != n || p.Read != n || p.Records[0].Task.ID != fmt.Sprintf("c%04d", n-1) {
-		t.Fatalf("List with CountAll = total %d of %d, partial %v, read %d, %v", p.Total, n, p.Partial, p.Read, err)
+		t.Fatalf("List without PageOnly = total %d of %d, partial %v, read %d, %v", p.Total, n, p.Partial, p.Read, err)
 	}
 }
 

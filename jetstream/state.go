@@ -606,10 +606,11 @@ type ListFilter struct {
 	SortBy ListSort
 	// Newest lists the latest first.
 	Newest bool
-	// CountAll reads the whole bucket, so that Total counts every
-	// matching record: without it a list newest first stops reading once
-	// its page is known (ListPage.Partial).
-	CountAll bool
+	// PageOnly lets a list newest first stop reading once its page is
+	// known, rather than read the whole bucket: its Total then counts the
+	// matches among the records read (ListPage.Partial). Oldest first, a
+	// list reads the whole bucket either way.
+	PageOnly bool
 }
 
 // ListSort is the time List orders records by.
@@ -634,7 +635,7 @@ type ListPage struct {
 	Total int
 	// Partial says the list stopped reading before the start of the
 	// bucket, its page and whether more follow known (a list newest
-	// first without CountAll): records it did not read may match too.
+	// first with PageOnly): records it did not read may match too.
 	Partial bool
 	// Read is how many of the bucket's messages the list read, Stored
 	// how many the bucket held when it began.
@@ -709,12 +710,12 @@ func parseListCursor(after string, by ListSort, newest bool) (int64, string, err
 }
 
 // List returns the records matching f, in f's order (oldest created first
-// by default), one page at a time. Oldest first, or with f.CountAll, it
-// reads the whole bucket (batched direct gets, no consumer: see
-// statescan.go). Newest first it reads from the end of the bucket's
-// stream back, where the latest records are, and stops once no record
-// older in the stream can be on the page: the page is then Partial, its
-// Total counting the matches among the records read. Either way it suits
+// by default), one page at a time. It reads the whole bucket (batched
+// direct gets, no consumer: see statescan.go), except newest first with
+// f.PageOnly: then it reads from the end of the bucket's stream back,
+// where the latest records are, and stops once no record older in the
+// stream can be on the page, which is then Partial, its Total counting
+// the matches among the records read. Either way it suits
 // operator tools rather than hot paths.
 func (s *StateStore) List(ctx context.Context, f ListFilter) (ListPage, error) {
 	if f.Limit <= 0 {
@@ -813,7 +814,7 @@ func (s *StateStore) List(ctx context.Context, f ListFilter) (ListPage, error) {
 	}
 	out := ListPage{}
 	var err error
-	if f.Newest && !f.CountAll {
+	if f.Newest && f.PageOnly {
 		// Newest first, the page is at the end of the stream: read it
 		// from there back, and stop once the page is full, a record past
 		// it was seen, and no record not read can be on it (pastPage).

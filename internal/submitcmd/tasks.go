@@ -239,7 +239,7 @@ Newest first, list reads the state bucket from its newest records back and
 stops once it has the page: the total then counts the matches among the
 records it read ("showing 50 of at least 312 (read the newest 4,096 of
 150,000 records; --total reads them all)"). --total reads every record to
-count every match, as oldest first always does.`,
+count every match, as oldest first and --json always do.`,
 		Args: noArgs,
 	}
 	var statuses, fn, after, sortBy string
@@ -281,7 +281,9 @@ func (c *cli) list(statuses, fn, after, sortBy string, limit int, countAll bool)
 	if err != nil {
 		return err
 	}
-	f := jetstream.ListFilter{Function: fn, After: after, Limit: limit, SortBy: by, Newest: newest, CountAll: countAll}
+	// A page for the eye may stop reading at its page; --json keeps its
+	// "total" every match, as scripts read it, and so reads every record.
+	f := jetstream.ListFilter{Function: fn, After: after, Limit: limit, SortBy: by, Newest: newest, PageOnly: !countAll && !c.json}
 	if statuses != "" {
 		for _, s := range strings.Split(statuses, ",") {
 			st, err := models.ParseTaskStatus(strings.TrimSpace(s))
@@ -324,15 +326,6 @@ func (c *cli) list(statuses, fn, after, sortBy string, limit int, countAll bool)
 	}
 	if c.json {
 		item := func(i int) taskJSON { return toTaskJSON(page.Records[i].Task) }
-		if page.Partial {
-			// Not "total": that counts every match, as scripts read it.
-			return writeJSONList(c.io.Stdout, "tasks", len(page.Records), item, struct {
-				TotalAtLeast int    `json:"total_at_least"`
-				Read         int    `json:"read"`
-				Stored       uint64 `json:"stored"`
-				Next         string `json:"next,omitempty"`
-			}{page.Total, page.Read, page.Stored, page.Next})
-		}
 		return writeJSONList(c.io.Stdout, "tasks", len(page.Records), item, struct {
 			Total int    `json:"total"`
 			Next  string `json:"next,omitempty"`
