@@ -133,3 +133,24 @@ func TestPastPage(t *testing.T) {
 		}
 	}
 }
+
+// A list newest first that stops inside a window it read to the stream's
+// start counts the rest of that window: it has read every record, and its
+// total is every match (it was partial, total 6, read 50 of 50: "showing
+// 5 of at least 6 (read the newest 50 of 50 records ...)").
+func TestStateListNewestFirstThatReadItAllCountsItAll(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, jetstream.Config{})
+	state := e.client.State()
+	state.SetListSkew(0)
+	const n = 50
+	for i := range n {
+		if _, err := state.Create(ctx(t), models.NewTask(fmt.Sprintf("w%02d", i), "f", 3, 0, time.Now())); err != nil {
+			t.Fatal(err)
+		}
+	}
+	p, err := state.List(ctx(t), jetstream.ListFilter{Limit: 5, Newest: true, PageOnly: true})
+	if err != nil || p.Partial || p.Total != n || p.Read != n || len(p.Records) != 5 || p.Records[0].Task.ID != "w49" || p.Next == "" {
+		t.Fatalf("List of %d records, a page of 5 = %d records, total %d, partial %v, read %d, next %q, %v; want all counted", n, len(p.Records), p.Total, p.Partial, p.Read, p.Next, err)
+	}
+}

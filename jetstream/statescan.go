@@ -507,7 +507,14 @@ func (s *StateStore) newestFirst(ctx context.Context, back func(*rawEntry) bool,
 		read += len(window)
 		for i := len(window) - 1; i >= 0; i-- {
 			if !back(window[i]) {
-				return false, read, stored, s.readAhead(ctx, sc, requests == 1 && caughtUp, tail, newer, ahead)
+				// The rest of the window is read already: count it too,
+				// and a window that reached the stream's start leaves
+				// nothing unread ("showing 5 of at least 40 (read the
+				// newest 40 of 40 records)", where all 40 were read).
+				for _, e := range window[:i] {
+					ahead(e)
+				}
+				return lo <= state.FirstSeq, read, stored, s.readAhead(ctx, sc, requests == 1 && caughtUp, tail, newer, ahead)
 			}
 		}
 		if lo <= state.FirstSeq {
