@@ -8,9 +8,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -29,11 +27,7 @@ import (
 // tasks run.
 func TestTasksGoOnOnceAFullDiskHasRoomAgain(t *testing.T) {
 	t.Parallel()
-	disk := t.TempDir()
-	if err := syscall.Mount("tmpfs", disk, "tmpfs", 0, "size="+strconv.Itoa(64<<20)); err != nil {
-		t.Skipf("a full disk needs a small file system: cannot mount a tmpfs here (%v); CI runs this as root", err)
-	}
-	t.Cleanup(func() { _ = syscall.Unmount(disk, syscall.MNT_DETACH) })
+	disk := omniqtest.SmallDisk(t, 64<<20)
 	data := filepath.Join(disk, "omniq-data")
 	ready, logs, stop := startMain(t, []string{"--listen", "127.0.0.1:0", "--data-dir", data, "--metrics-addr", "127.0.0.1:0"},
 		map[string]string{"OMNIQ_PLUGINS_DIR": pluginsDir(t)})
@@ -61,17 +55,7 @@ func TestTasksGoOnOnceAFullDiskHasRoomAgain(t *testing.T) {
 	}
 	waitStatus(t, client, id, succeeded)
 
-	filler := filepath.Join(disk, "filler")
-	f, err := os.Create(filler)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for buf := make([]byte, 1<<20); ; {
-		if _, err := f.Write(buf); err != nil {
-			break
-		}
-	}
-	_ = f.Close()
+	filler := omniqtest.FillDisk(t, disk)
 	// Submits while the disk is full: each either acknowledged (then it
 	// must succeed once there is room) or refused; the first write that
 	// fails marks its stream's store.

@@ -7,9 +7,7 @@ import (
 	"context"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -19,36 +17,6 @@ import (
 	"github.com/omniq/omniq/internal/omniqtest"
 	"github.com/omniq/omniq/jetstream/embedded"
 )
-
-// smallDisk mounts a tmpfs of size bytes for the test, or skips it where
-// mounting is not permitted (not root).
-func smallDisk(t *testing.T, size int) string {
-	t.Helper()
-	dir := t.TempDir()
-	if err := syscall.Mount("tmpfs", dir, "tmpfs", 0, "size="+strconv.Itoa(size)); err != nil {
-		t.Skipf("a full disk needs a small file system: cannot mount a tmpfs here (%v); CI runs this as root", err)
-	}
-	t.Cleanup(func() { _ = syscall.Unmount(dir, syscall.MNT_DETACH) })
-	return dir
-}
-
-// fill writes a file in dir until the disk is full, and returns it.
-func fill(t *testing.T, dir string) string {
-	t.Helper()
-	path := filepath.Join(dir, "filler")
-	f, err := os.Create(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	buf := make([]byte, 1<<20)
-	for {
-		if _, err := f.Write(buf); err != nil {
-			break
-		}
-	}
-	_ = f.Close()
-	return path
-}
 
 // TestAStoreThatFailedAWriteTakesWritesAgainOnceTheDiskHasRoom: a full
 // disk under the embedded server left every stream that failed a write
@@ -61,7 +29,7 @@ func fill(t *testing.T, dir string) string {
 // ones are taken, with the runner's process and connections kept.
 func TestAStoreThatFailedAWriteTakesWritesAgainOnceTheDiskHasRoom(t *testing.T) {
 	t.Parallel()
-	disk := smallDisk(t, 24<<20)
+	disk := omniqtest.SmallDisk(t, 24<<20)
 	logs := &omniqtest.Buffer{}
 	log := logrus.New()
 	log.Out = logs
@@ -94,7 +62,7 @@ func TestAStoreThatFailedAWriteTakesWritesAgainOnceTheDiskHasRoom(t *testing.T) 
 		}
 	}
 
-	filler := fill(t, disk)
+	filler := omniqtest.FillDisk(t, disk)
 	var failed error
 	for i := 0; i < 100 && failed == nil; i++ {
 		failed = publish()
