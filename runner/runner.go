@@ -342,19 +342,22 @@ func (r *Runner) subjectIn(stream, fn string) string {
 // runners share, with the ack wait consumerAckWait chooses.
 func (r *Runner) ensureConsumer(ctx context.Context, stream, fn string, res resolved) (natsjs.Consumer, error) {
 	js := r.client.JetStream()
-	ackWait := r.consumerAckWait(ctx, stream, fn)
+	var have *natsjs.ConsumerConfig
+	if cur, err := js.Consumer(ctx, stream, consumerName(fn)); err == nil {
+		have = &cur.CachedInfo().Config
+	}
 	cc := natsjs.ConsumerConfig{
 		Durable:       consumerName(fn),
 		Description:   "OmniQ runners pulling tasks of " + fn,
 		FilterSubject: r.subjectIn(stream, fn),
 		AckPolicy:     natsjs.AckExplicitPolicy,
-		AckWait:       ackWait,
+		AckWait:       r.consumerAckWait(ctx, stream, fn, have),
 		MaxDeliver:    -1,
 		MaxAckPending: 10000,
 	}
-	if cur, err := js.Consumer(ctx, stream, consumerName(fn)); err == nil {
+	if have != nil {
 		var restored []consumerSetting
-		cc, restored = reconcileConsumer(cur.CachedInfo().Config, cc)
+		cc, restored = reconcileConsumer(*have, cc)
 		for _, s := range restored {
 			r.log.WithFields(logrus.Fields{"function": fn, "stream": stream, "consumer": cc.Durable, "setting": s.name, "was": s.was, "now": s.now}).
 				Warn("putting back the consumer's " + s.name + ": " + s.why)
@@ -428,22 +431,21 @@ func (r *Runner) ensureConsumers(ctx context.Context, fn string, res resolved) (
 	return cons, nil
 }
 
-// consumerAckWait is the ack wait to give fn's consumer in stream: this
-// runner's, unless the consumer has a longer one that a live runner of fn
-// may rely on. A runner sends its heartbeats at the pace of its own ack
+// consumerAckWait is the ack wait to give fn's consumer in stream, whose
+// configuration is cur (nil: none yet): this runner's, unless the
+// consumer has a longer one that a live runner of fn may rely on. A runner sends its heartbeats at the pace of its own ack
 // wait (AckWait/5), so an ack wait shortened under it would let another
 // runner take its live tasks over and run them again. The consumer's
 // longer ack wait is kept, with a warning, while a live runner registered
 // an ack wait that long, or registered none (a runner older than the
 // registration's field); otherwise nothing relies on it any more (an
 // upgrade from a longer default), and the longest registered is used.
-func (r *Runner) consumerAckWait(ctx context.Context, stream, fn string) time.Duration {
+func (r *Runner) consumerAckWait(ctx context.Context, stream, fn string, cur *natsjs.ConsumerConfig) time.Duration {
 	own := r.cfg.AckWait
-	cur, err := r.client.JetStream().Consumer(ctx, stream, consumerName(fn))
-	if err != nil {
+	if cur == nil {
 		return own
 	}
-	have := cur.CachedInfo().Config.AckWait
+	have := cur.AckWait
 	if have <= own {
 		return own
 	}

@@ -894,8 +894,15 @@ func flashSig(ss *session, msg string, bad bool) string {
 	if bad {
 		kind = "bad"
 	}
+	return ss.sign("flash", kind, msg)
+}
+
+// sign is the signature, with the session's CSRF token, of parts joined:
+// what the dashboard puts in a redirect's query for this session's next
+// page (a flash, the rest of a Replay all) and takes back only signed so.
+func (ss *session) sign(parts ...string) string {
 	mac := hmac.New(sha256.New, []byte(ss.csrf))
-	mac.Write([]byte("flash\x00" + kind + "\x00" + msg))
+	mac.Write([]byte(strings.Join(parts, "\x00")))
 	return base64.RawURLEncoding.EncodeToString(mac.Sum(nil))
 }
 
@@ -1137,9 +1144,7 @@ func (d *deadRest) query(ss *session) string {
 }
 
 func (d *deadRest) sig(ss *session) string {
-	mac := hmac.New(sha256.New, []byte(ss.csrf))
-	mac.Write([]byte(strings.Join([]string{"rest", d.Function, d.ErrorType, strconv.FormatUint(d.Through, 10), d.Timeout, d.MaxRetries}, "\x00")))
-	return base64.RawURLEncoding.EncodeToString(mac.Sum(nil))
+	return ss.sign("rest", d.Function, d.ErrorType, strconv.FormatUint(d.Through, 10), d.Timeout, d.MaxRetries)
 }
 
 // restOf returns the rest that r's query offers, when deadRest.query made
